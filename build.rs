@@ -1,0 +1,75 @@
+//! Builds the bare-metal parts of Tessera for `x86_64-unknown-none` and
+//! hands their paths to the runner.
+//!
+//! - The microkernel is an ELF64 linked in the higher half.
+//! - The loader is linked as ELF64 too, then rewritten as the ELF32 that
+//!   QEMU's Multiboot v1 loader insists on (GRUB loads the same file).
+//!
+//! A nested cargo with its own target directory does the compiling, so the
+//! outer build's lock is never contended.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BARE_TARGET: &str = "x86_64-unknown-none";
+/// Crates whose sources feed the bare-metal images.
+const WATCHED: &[&str] = &["loader", "microkernel", "userland", "services", "Cargo.lock", "Cargo.toml", "rust-toolchain.toml"];
+
+fn main() {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    for path in WATCHED {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=TESSERA_BARE_PROFILE");
+
+    // On a build for the bare-metal target itself there is nothing to nest.
+    if env::var("TARGET").as_deref() == Ok(BARE_TARGET) {
+        return;
+    }
+
+    let target_dir = root.join("target").join("bare");
+    let profile = env::var("TESSERA_BARE_PROFILE").unwrap_or_else(|_| "release".into());
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    // One invocation per image, so features of shared crates are not
+    // unified between them (the loader has no heap; the kernel has one).
+    for package in ["tessera-loader", "tessera-microkernel"] {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&root)
+            .args(["build", "--target", BARE_TARGET, "--profile", &profile, "-p", package])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        // Everything cargo exported for this build script describes the
+        // host build; the nested build must not inherit it.
+        for (key, _) in env::vars() {
+            let inherited = key.starts_with("CARGO_") && key != "CARGO_HOME";
+            if inherited || ["RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC", "RUSTDOC", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL", "DEBUG"].contains(&key.as_str()) {
+                cmd.env_remove(key);
+            }
+        }
+        let status = cmd.status().expect("failed to start the nested cargo build of the bare-metal images");
+        if !status.success() {
+            panic!("building {package} for {BARE_TARGET} failed (see the errors above)");
+        }
+    }
+
+    let profile_dir = if profile == "dev" { "debug" } else { profile.as_str() };
+    let out = target_dir.join(BARE_TARGET).join(profile_dir);
+    let kernel = out.join("tessera-microkernel");
+    let loader64 = out.join("tessera-loader");
+    let loader32 = out.join("tessera-loader.elf32");
+    elf64_to_elf32(&loader64, &loader32);
+
+    println!("cargo:rustc-env=TESSERA_KERNEL_ELF={}", kernel.display());
+    println!("cargo:rustc-env=TESSERA_LOADER_ELF32={}", loader32.display());
+}
+
+/// Rewrites an ELF64 whose loadable segments all sit below 4 GiB as an
+/// ELF32 with the same segments, so Multiboot v1 loaders accept it.
+fn elf64_to_elf32(input: &Path, output: &Path) {
+    let data = fs::read(input).unwrap_or_else(|e| panic!("reading {}: {e}", input.display()));
+    let image = elf32conv::convert(&data).unwrap_or_else(|e| panic!("converting {} to ELF32: {e}", input.display()));
+    fs::write(output, image).unwrap_or_else(|e| panic!("writing {}: {e}", output.display()));
+}

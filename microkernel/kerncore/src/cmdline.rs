@@ -1,0 +1,71 @@
+//! The kernel command line: `key=value` words, parsed once into typed options.
+
+use heapless::Vec;
+
+/// A deliberate fault, selected at boot, for testing the exception path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultTest {
+    /// Read from an unmapped address.
+    PageFault,
+    /// Write to the kernel's own (read-only) text.
+    WriteKernelText,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootOptions {
+    /// Power off once nothing is left to run, instead of idling.
+    pub exit_when_idle: bool,
+    pub fault_test: Option<FaultTest>,
+}
+
+/// A word of the command line the kernel did not understand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownOption<'a>(pub &'a str);
+
+impl BootOptions {
+    /// Parses `cmdline`; unknown words are returned (up to 8), not fatal.
+    pub fn parse(cmdline: &str) -> (BootOptions, Vec<UnknownOption<'_>, 8>) {
+        let mut options = BootOptions::default();
+        let mut unknown = Vec::new();
+        for word in cmdline.split_ascii_whitespace() {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            match (key, value) {
+                ("exit", "idle") => options.exit_when_idle = true,
+                ("exit", "never") => options.exit_when_idle = false,
+                ("test", "fault-pf") => options.fault_test = Some(FaultTest::PageFault),
+                ("test", "fault-wp") => options.fault_test = Some(FaultTest::WriteKernelText),
+                _ => {
+                    let _ = unknown.push(UnknownOption(word));
+                }
+            }
+        }
+        (options, unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_options_are_parsed() {
+        let (o, unknown) = BootOptions::parse("  exit=idle   test=fault-wp ");
+        assert!(o.exit_when_idle);
+        assert_eq!(o.fault_test, Some(FaultTest::WriteKernelText));
+        assert!(unknown.is_empty());
+        assert_eq!(BootOptions::parse("test=fault-pf").0.fault_test, Some(FaultTest::PageFault));
+    }
+
+    #[test]
+    fn the_last_word_wins_and_unknown_words_are_reported() {
+        let (o, unknown) = BootOptions::parse("exit=idle exit=never quiet test=fault-xx");
+        assert!(!o.exit_when_idle);
+        assert_eq!(o.fault_test, None);
+        assert_eq!(unknown.as_slice(), &[UnknownOption("quiet"), UnknownOption("test=fault-xx")]);
+    }
+
+    #[test]
+    fn an_empty_command_line_gives_defaults() {
+        assert_eq!(BootOptions::parse(""), (BootOptions::default(), Vec::new()));
+    }
+}

@@ -1,0 +1,19 @@
+//! Pure logic of the Tessera microkernel and loader.
+//!
+//! Nothing here touches hardware: page tables are built over a
+//! [`paging::PageTableMemory`] the caller provides (real frames through the
+//! direct map in ring 0, a hash map in host tests), and memory maps are plain
+//! data. That keeps the arch layer thin and this crate testable on the host.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod cmdline;
+#[cfg(feature = "alloc")]
+pub mod frames;
+pub mod memmap;
+pub mod paging;
+pub mod virt;

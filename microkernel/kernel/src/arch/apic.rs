@@ -1,0 +1,123 @@
+//! The local APIC (xAPIC, memory-mapped) and its periodic timer tick.
+//!
+//! The 8259 PICs are masked; the local APIC timer is calibrated against
+//! the PIT and then ticks at [`TICK_HZ`] on [`idt::TIMER_VECTOR`].
+
+use super::idt::{SPURIOUS_VECTOR, TIMER_VECTOR};
+use super::{memory, pit};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+use volatile::VolatilePtr;
+use x86::io::outb;
+use x86::msr::{IA32_APIC_BASE, rdmsr};
+
+pub const TICK_HZ: u64 = 100;
+const CALIBRATION_US: u64 = 10_000;
+
+/// Register offsets (SDM Vol. 3 Table 11-1).
+mod reg {
+    pub const ID: usize = 0x20;
+    pub const VERSION: usize = 0x30;
+    pub const EOI: usize = 0xb0;
+    pub const SPURIOUS: usize = 0xf0;
+    pub const LVT_TIMER: usize = 0x320;
+    pub const TIMER_INITIAL: usize = 0x380;
+    pub const TIMER_CURRENT: usize = 0x390;
+    pub const TIMER_DIVIDE: usize = 0x3e0;
+}
+
+const SPURIOUS_APIC_ENABLE: u32 = 1 << 8;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_TIMER_PERIODIC: u32 = 1 << 17;
+const DIVIDE_BY_16: u32 = 0b0011;
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static LAPIC: spin::Once<u64> = spin::Once::new();
+
+fn register(offset: usize) -> Option<VolatilePtr<'static, u32>> {
+    let base = *LAPIC.get()?;
+    let ptr = NonNull::new((base as usize + offset) as *mut u32)?;
+    // SAFETY: `base` is the uncached mapping of this CPU's local APIC page
+    // made in `init`, and `offset` is one of the 16-byte aligned registers
+    // listed in `reg`, inside that page.
+    Some(unsafe { VolatilePtr::new(ptr) })
+}
+
+fn read(offset: usize) -> u32 {
+    register(offset).map_or(0, VolatilePtr::read)
+}
+
+fn write(offset: usize, value: u32) {
+    if let Some(r) = register(offset) {
+        r.write(value);
+    }
+}
+
+/// Masks both 8259 PICs after moving them off the exception vectors.
+fn mask_legacy_pics() {
+    // SAFETY: standard 8259 initialisation on their fixed ports; the PICs
+    // are not used by Tessera, this only silences them.
+    unsafe {
+        for (command, data, offset, cascade) in [(0x20u16, 0x21u16, 0x20u8, 4u8), (0xa0, 0xa1, 0x28, 2)] {
+            outb(command, 0x11);
+            outb(data, offset);
+            outb(data, cascade);
+            outb(data, 0x01);
+            outb(data, 0xff);
+        }
+    }
+}
+
+/// What the timer set-up found.
+pub struct TimerInfo {
+    pub apic_id: u32,
+    pub version: u32,
+    pub counts_per_tick: u32,
+    pub bus_hz: u64,
+}
+
+/// Maps and enables the local APIC and starts the periodic tick.
+pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
+    mask_legacy_pics();
+    // SAFETY: reading IA32_APIC_BASE has no side effects.
+    let base_msr = unsafe { rdmsr(IA32_APIC_BASE) };
+    if base_msr & APIC_BASE_ENABLE == 0 {
+        return Err("the local APIC is disabled in IA32_APIC_BASE");
+    }
+    let virt = memory::map_mmio(lapic_phys, 0x1000).map_err(|_| "cannot map the local APIC")?;
+    LAPIC.call_once(|| virt);
+
+    write(reg::SPURIOUS, SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR));
+    write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+    write(reg::LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+
+    // Count down from the maximum for a known PIT interval.
+    pit::one_shot(CALIBRATION_US, || write(reg::TIMER_INITIAL, u32::MAX));
+    let elapsed = u32::MAX - read(reg::TIMER_CURRENT);
+    write(reg::TIMER_INITIAL, 0);
+    if elapsed == 0 {
+        return Err("the local APIC timer did not count");
+    }
+    let counts_per_second = u64::from(elapsed) * 1_000_000 / CALIBRATION_US;
+    let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ).unwrap_or(u32::MAX).max(1);
+
+    write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
+    write(reg::TIMER_INITIAL, counts_per_tick);
+    Ok(TimerInfo {
+        apic_id: read(reg::ID) >> 24,
+        version: read(reg::VERSION) & 0xff,
+        counts_per_tick,
+        bus_hz: counts_per_second * 16,
+    })
+}
+
+/// Timer interrupt: count the tick and acknowledge it.
+pub fn on_timer() {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    write(reg::EOI, 0);
+}
+
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}

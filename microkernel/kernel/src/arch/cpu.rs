@@ -1,0 +1,103 @@
+//! CPU identification and the control-register hardening of ring 0.
+
+use x86::controlregs::{Cr0, Cr4, cr0, cr0_write, cr4, cr4_write};
+use x86::cpuid::CpuId;
+use x86::msr::{IA32_EFER, rdmsr};
+
+const EFER_NXE: u64 = 1 << 11;
+
+/// Vendor and brand strings plus the protections ring 0 switched on.
+pub struct CpuInfo {
+    pub vendor: heapless::String<16>,
+    pub brand: heapless::String<64>,
+    pub family: u8,
+    pub model: u8,
+    pub nx: bool,
+    pub smep: bool,
+    pub smap: bool,
+    pub umip: bool,
+}
+
+pub fn identify() -> CpuInfo {
+    let cpuid = CpuId::new();
+    let mut info = CpuInfo {
+        vendor: heapless::String::new(),
+        brand: heapless::String::new(),
+        family: 0,
+        model: 0,
+        nx: false,
+        smep: false,
+        smap: false,
+        umip: false,
+    };
+    if let Some(v) = cpuid.get_vendor_info() {
+        let _ = info.vendor.push_str(v.as_str());
+    }
+    if let Some(b) = cpuid.get_processor_brand_string() {
+        let _ = info.brand.push_str(b.as_str().trim());
+    }
+    if let Some(f) = cpuid.get_feature_info() {
+        info.family = f.family_id();
+        info.model = f.model_id();
+    }
+    if let Some(e) = cpuid.get_extended_processor_and_feature_identifiers() {
+        info.nx = e.has_execute_disable();
+    }
+    if let Some(e) = cpuid.get_extended_feature_info() {
+        info.smep = e.has_smep();
+        info.smap = e.has_smap();
+        info.umip = e.has_umip();
+    }
+    info
+}
+
+/// Turns on every protection this CPU has: write protection in ring 0,
+/// global pages, SMEP, SMAP and UMIP. NX was enabled by the loader; its
+/// absence here is a boot error the caller reports.
+pub fn harden(info: &CpuInfo) -> bool {
+    // SAFETY: reading EFER has no side effects.
+    let nx_on = unsafe { rdmsr(IA32_EFER) } & EFER_NXE != 0;
+    // SAFETY: these bits only restrict what ring 0 may do; the kernel never
+    // touches user pages without first clearing SMAP's AC check, and uses
+    // no instruction UMIP forbids in ring 0.
+    unsafe {
+        cr0_write(cr0() | Cr0::CR0_WRITE_PROTECT);
+        let mut flags = cr4() | Cr4::CR4_ENABLE_GLOBAL_PAGES;
+        if info.smep {
+            flags |= Cr4::CR4_ENABLE_SMEP;
+        }
+        if info.smap {
+            flags |= Cr4::CR4_ENABLE_SMAP;
+        }
+        if info.umip {
+            flags |= Cr4::CR4_ENABLE_UMIP;
+        }
+        cr4_write(flags);
+    }
+    nx_on
+}
+
+/// Reads CR2 (the faulting address of the last page fault).
+pub fn cr2() -> u64 {
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { x86::controlregs::cr2() as u64 }
+}
+
+/// Reads CR3.
+pub fn cr3() -> u64 {
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { x86::controlregs::cr3() }
+}
+
+/// Waits for the next interrupt with interrupts enabled.
+pub fn wait_for_interrupt() {
+    // SAFETY: `sti; hlt` is the standard idle; the IDT is loaded before this
+    // is ever called, and `sti`'s one-instruction shadow closes the race
+    // between enabling interrupts and halting.
+    unsafe { core::arch::asm!("sti; hlt", options(nomem, nostack)) }
+}
+
+pub fn disable_interrupts() {
+    // SAFETY: masking interrupts has no memory effects.
+    unsafe { core::arch::asm!("cli", options(nomem, nostack)) }
+}

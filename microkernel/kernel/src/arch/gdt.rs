@@ -1,0 +1,109 @@
+//! The GDT and TSS of the boot CPU, with separate interrupt stacks (IST) for
+//! double faults, NMIs and machine checks, so those are reported even when
+//! the kernel stack is gone.
+
+use core::ptr::addr_of;
+use x86::Ring;
+use x86::bits64::segmentation::Descriptor64;
+use x86::bits64::task::TaskStateSegment;
+use x86::dtables::{DescriptorTablePointer, lgdt};
+use x86::segmentation::{
+    BuildDescriptor, CodeSegmentType, DataSegmentType, Descriptor, DescriptorBuilder, GateDescriptorBuilder,
+    SegmentDescriptorBuilder, SegmentSelector, load_ds, load_es, load_fs, load_gs, load_ss,
+};
+use x86::task::load_tr;
+
+pub const KERNEL_CODE: SegmentSelector = SegmentSelector::new(1, Ring::Ring0);
+pub const KERNEL_DATA: SegmentSelector = SegmentSelector::new(2, Ring::Ring0);
+const TSS_INDEX: u16 = 5;
+
+/// IST slots (1-based, as the IDT encodes them).
+pub const IST_DOUBLE_FAULT: u8 = 1;
+pub const IST_NMI: u8 = 2;
+pub const IST_MACHINE_CHECK: u8 = 3;
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct Stack([u8; IST_STACK_SIZE]);
+
+static mut IST_STACKS: [Stack; 3] = [const { Stack([0; IST_STACK_SIZE]) }; 3];
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
+/// null, kernel code, kernel data, user data, user code, TSS (two slots).
+static mut GDT: [u64; 7] = [0; 7];
+
+fn descriptor(d: Descriptor) -> u64 {
+    d.as_u64()
+}
+
+/// Builds and loads the GDT and TSS, and reloads every segment register.
+pub fn init() {
+    let kernel_code: Descriptor =
+        DescriptorBuilder::code_descriptor(0, 0xfffff, CodeSegmentType::ExecuteRead).present().dpl(Ring::Ring0).l().limit_granularity_4kb().finish();
+    let kernel_data: Descriptor =
+        DescriptorBuilder::data_descriptor(0, 0xfffff, DataSegmentType::ReadWrite).present().dpl(Ring::Ring0).db().limit_granularity_4kb().finish();
+    let user_data: Descriptor =
+        DescriptorBuilder::data_descriptor(0, 0xfffff, DataSegmentType::ReadWrite).present().dpl(Ring::Ring3).db().limit_granularity_4kb().finish();
+    let user_code: Descriptor =
+        DescriptorBuilder::code_descriptor(0, 0xfffff, CodeSegmentType::ExecuteRead).present().dpl(Ring::Ring3).l().limit_granularity_4kb().finish();
+
+    // SAFETY: boot CPU, single-threaded, before interrupts are enabled: no
+    // one else reads or writes these statics. The descriptors built here
+    // describe flat segments and a TSS that lives for the kernel's lifetime.
+    unsafe {
+        let tss = &mut *core::ptr::addr_of_mut!(TSS);
+        let stacks = &*addr_of!(IST_STACKS);
+        for (slot, ist) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
+            let top = stacks[slot].0.as_ptr() as u64 + IST_STACK_SIZE as u64;
+            tss.set_ist(usize::from(ist - 1), top);
+        }
+        let tss_desc: Descriptor64 = <DescriptorBuilder as GateDescriptorBuilder<u64>>::tss_descriptor(
+            addr_of!(TSS) as u64,
+            core::mem::size_of::<TaskStateSegment>() as u64 - 1,
+            true,
+        )
+        .present()
+        .dpl(Ring::Ring0)
+        .finish();
+        let tss_words: [u64; 2] = core::mem::transmute(tss_desc);
+
+        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        *gdt = [
+            0,
+            descriptor(kernel_code),
+            descriptor(kernel_data),
+            descriptor(user_data),
+            descriptor(user_code),
+            tss_words[0],
+            tss_words[1],
+        ];
+        lgdt(&DescriptorTablePointer::new(&*gdt));
+        reload_cs(KERNEL_CODE);
+        load_ss(KERNEL_DATA);
+        load_ds(KERNEL_DATA);
+        load_es(KERNEL_DATA);
+        load_fs(SegmentSelector::from_raw(0));
+        load_gs(SegmentSelector::from_raw(0));
+        load_tr(SegmentSelector::new(TSS_INDEX, Ring::Ring0));
+    }
+}
+
+/// Reloads CS with a far return.
+///
+/// # Safety
+/// `selector` must name a present 64-bit code segment in the loaded GDT.
+unsafe fn reload_cs(selector: SegmentSelector) {
+    // SAFETY: guaranteed by the caller; the far return lands on the next
+    // instruction with the same stack.
+    unsafe {
+        core::arch::asm!(
+            "push {sel}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            sel = in(reg) u64::from(selector.bits()),
+            tmp = lateout(reg) _,
+        );
+    }
+}

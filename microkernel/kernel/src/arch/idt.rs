@@ -1,0 +1,252 @@
+//! The IDT, the entry stubs and the trap dispatcher.
+//!
+//! Every vector the kernel installs enters one assembly path that saves the
+//! general registers into a [`TrapFrame`] and calls [`trap_dispatch`]. A CPU
+//! exception in ring 0 is a kernel bug: it is reported with the full register
+//! state and the system powers off with a failure status, never hangs.
+
+use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
+use core::arch::global_asm;
+use core::ptr::addr_of;
+use x86::Ring;
+use x86::bits64::segmentation::Descriptor64;
+use x86::dtables::{DescriptorTablePointer, lidt};
+use x86::segmentation::{BuildDescriptor, DescriptorBuilder, GateDescriptorBuilder};
+
+/// The local APIC timer's vector.
+pub const TIMER_VECTOR: u8 = 32;
+/// The local APIC's spurious-interrupt vector.
+pub const SPURIOUS_VECTOR: u8 = 255;
+
+/// Register state saved by the entry stubs, in push order reversed.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+// Stubs: vectors with a CPU-pushed error code push only the vector; the
+// others push a zero first so every frame has the same shape.
+global_asm!(
+    r#"
+    .section .text
+    .irp vec, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,255
+    .balign 16
+isr_\vec:
+    push 0
+    push \vec
+    jmp isr_common
+    .endr
+
+    .irp vec, 8,10,11,12,13,14,17,21,29,30
+    .balign 16
+isr_\vec:
+    push \vec
+    jmp isr_common
+    .endr
+
+isr_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    cld
+    mov rdi, rsp
+    call {dispatch}
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+    .section .rodata
+    .balign 8
+    .global isr_table
+isr_table:
+    .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32
+    .quad isr_\vec
+    .endr
+    .global isr_spurious
+isr_spurious:
+    .quad isr_255
+"#,
+    dispatch = sym trap_dispatch,
+);
+
+unsafe extern "C" {
+    static isr_table: [u64; 33];
+    static isr_spurious: u64;
+}
+
+static mut IDT: [Descriptor64; 256] = [Descriptor64::NULL; 256];
+
+fn gate(handler: u64, ist: u8) -> Descriptor64 {
+    let builder = <DescriptorBuilder as GateDescriptorBuilder<u64>>::interrupt_descriptor(KERNEL_CODE, handler)
+        .present()
+        .dpl(Ring::Ring0);
+    let builder = if ist != 0 { builder.ist(ist) } else { builder };
+    builder.finish()
+}
+
+/// Installs the exception, timer and spurious vectors and loads the IDT.
+pub fn init() {
+    // SAFETY: boot CPU, interrupts disabled: nothing else touches the IDT
+    // while it is written. The stub table comes from the assembly above and
+    // has exactly 33 entries; the IDT is a static, so it outlives its use.
+    unsafe {
+        let stubs = &*addr_of!(isr_table);
+        let idt = &mut *core::ptr::addr_of_mut!(IDT);
+        for (vector, &stub) in stubs.iter().enumerate() {
+            let ist = match vector {
+                2 => IST_NMI,
+                8 => IST_DOUBLE_FAULT,
+                18 => IST_MACHINE_CHECK,
+                _ => 0,
+            };
+            idt[vector] = gate(stub, ist);
+        }
+        idt[usize::from(SPURIOUS_VECTOR)] = gate(*addr_of!(isr_spurious), 0);
+        lidt(&DescriptorTablePointer::new(&*idt));
+    }
+}
+
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        v if v == u64::from(TIMER_VECTOR) => super::apic::on_timer(),
+        v if v == u64::from(SPURIOUS_VECTOR) => {}
+        _ => fatal_exception(frame),
+    }
+}
+
+const EXCEPTIONS: [(&str, &str); 32] = [
+    ("#DE", "divide error"),
+    ("#DB", "debug"),
+    ("NMI", "non-maskable interrupt"),
+    ("#BP", "breakpoint"),
+    ("#OF", "overflow"),
+    ("#BR", "bound range exceeded"),
+    ("#UD", "invalid opcode"),
+    ("#NM", "device not available"),
+    ("#DF", "double fault"),
+    ("#MF", "coprocessor segment overrun"),
+    ("#TS", "invalid TSS"),
+    ("#NP", "segment not present"),
+    ("#SS", "stack-segment fault"),
+    ("#GP", "general protection"),
+    ("#PF", "page fault"),
+    ("#15", "reserved"),
+    ("#MF", "x87 floating-point error"),
+    ("#AC", "alignment check"),
+    ("#MC", "machine check"),
+    ("#XM", "SIMD floating-point"),
+    ("#VE", "virtualization exception"),
+    ("#CP", "control protection"),
+    ("#22", "reserved"),
+    ("#23", "reserved"),
+    ("#24", "reserved"),
+    ("#25", "reserved"),
+    ("#26", "reserved"),
+    ("#27", "reserved"),
+    ("#HV", "hypervisor injection"),
+    ("#VC", "VMM communication"),
+    ("#SX", "security exception"),
+    ("#31", "reserved"),
+];
+
+/// Decodes a page-fault error code (SDM Vol. 3 §4.7).
+fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str) {
+    let presence = if code & 1 != 0 { "protection violation" } else { "not present" };
+    let access = if code & (1 << 4) != 0 {
+        "instruction fetch"
+    } else if code & 2 != 0 {
+        "write"
+    } else {
+        "read"
+    };
+    let mode = if code & 4 != 0 { "user" } else { "supervisor" };
+    (presence, access, mode)
+}
+
+fn fatal_exception(frame: &TrapFrame) -> ! {
+    use platform::console_write_emergency as out;
+    let (mnemonic, name) = EXCEPTIONS.get(frame.vector as usize).copied().unwrap_or(("#??", "unknown vector"));
+    out(format_args!("\nEXCEPTION: {mnemonic} {name} (vector {})\n", frame.vector));
+    out(format_args!("  error={:#x}", frame.error_code));
+    if frame.vector == 14 {
+        let (presence, access, mode) = page_fault_cause(frame.error_code);
+        out(format_args!(" ({presence}, {access}, {mode})"));
+    }
+    let cr2 = super::cpu::cr2();
+    out(format_args!("\n  rip={:#018x} cs={:#x} rflags={:#x}\n", frame.rip, frame.cs, frame.rflags));
+    out(format_args!("  rsp={:#018x} ss={:#x} cr2={:#018x} cr3={:#x}\n", frame.rsp, frame.ss, cr2, super::cpu::cr3()));
+    out(format_args!("  where: rip {}; cr2 {}\n", super::memory::describe(frame.rip), super::memory::describe(cr2)));
+    let regs = [
+        ("rax", frame.rax),
+        ("rbx", frame.rbx),
+        ("rcx", frame.rcx),
+        ("rdx", frame.rdx),
+        ("rsi", frame.rsi),
+        ("rdi", frame.rdi),
+        ("rbp", frame.rbp),
+        ("r8", frame.r8),
+        ("r9", frame.r9),
+        ("r10", frame.r10),
+        ("r11", frame.r11),
+        ("r12", frame.r12),
+        ("r13", frame.r13),
+        ("r14", frame.r14),
+        ("r15", frame.r15),
+    ];
+    for row in regs.chunks(4) {
+        out(format_args!(" "));
+        for (name, value) in row {
+            out(format_args!(" {name}={value:#018x}"));
+        }
+        out(format_args!("\n"));
+    }
+    platform::power_off(platform::ExitStatus::CpuException)
+}

@@ -1,0 +1,192 @@
+//! The kernel's own memory: the direct map, the frame pool, device
+//! mappings, and the W^X audit of the live page tables.
+
+use bootinfo::{BootInfo, DIRECT_MAP_BASE, KERNEL_STACK_SIZE, KERNEL_STACK_TOP, MMIO_WINDOW_BASE, MMIO_WINDOW_SIZE};
+use kerncore::frames::FramePool;
+use kerncore::memmap;
+use kerncore::paging::{self, Audit, MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
+use spin::Mutex;
+
+static FRAMES: Mutex<FramePool> = Mutex::new(FramePool::new());
+/// Physical spans the direct map covers (computed from the memory map by the
+/// same rule the loader used to build it).
+static DIRECT_MAP: spin::Once<heapless::Vec<(u64, u64), { bootinfo::MAX_MEMORY_REGIONS }>> = spin::Once::new();
+/// Next free address in the device-mapping window.
+static MMIO_NEXT: Mutex<u64> = Mutex::new(MMIO_WINDOW_BASE);
+
+unsafe extern "C" {
+    static __kernel_text_start: u8;
+    static __kernel_text_end: u8;
+    static __kernel_rodata_start: u8;
+    static __kernel_rodata_end: u8;
+    static __kernel_data_start: u8;
+    static __kernel_data_end: u8;
+}
+
+fn symbol(sym: &u8) -> u64 {
+    sym as *const u8 as u64
+}
+
+/// (start, end) of the kernel's text, read-only data and data sections.
+pub fn kernel_sections() -> [(u64, u64); 3] {
+    // SAFETY: linker-defined symbols; only their addresses are taken.
+    unsafe {
+        [
+            (symbol(&__kernel_text_start), symbol(&__kernel_text_end)),
+            (symbol(&__kernel_rodata_start), symbol(&__kernel_rodata_end)),
+            (symbol(&__kernel_data_start), symbol(&__kernel_data_end)),
+        ]
+    }
+}
+
+/// Physical memory seen through the direct map, with new tables taken from
+/// the frame pool.
+struct DirectMap;
+
+impl DirectMap {
+    fn entry_ptr(table: u64, index: usize) -> *mut u64 {
+        assert!(index < 512 && table.is_multiple_of(PAGE_SIZE), "bad page-table access");
+        assert!(phys_to_virt(table, PAGE_SIZE).is_some(), "page table outside the direct map");
+        (DIRECT_MAP_BASE + table + 8 * index as u64) as *mut u64
+    }
+}
+
+impl PageTableMemory for DirectMap {
+    fn alloc_table(&mut self) -> Option<u64> {
+        let frame = FRAMES.lock().alloc(1)?.leak();
+        // SAFETY: the frame was just taken from the pool, is covered by the
+        // direct map (the pool only holds mapped RAM) and is ours alone.
+        unsafe { core::ptr::write_bytes((DIRECT_MAP_BASE + frame) as *mut u8, 0, PAGE_SIZE as usize) };
+        Some(frame)
+    }
+
+    fn read_entry(&self, table: u64, index: usize) -> u64 {
+        // SAFETY: `entry_ptr` checked that the entry lies in direct-mapped
+        // memory; page tables are only walked from CR3, so `table` is one.
+        unsafe { core::ptr::read_volatile(Self::entry_ptr(table, index)) }
+    }
+
+    fn write_entry(&mut self, table: u64, index: usize, value: u64) {
+        // SAFETY: as for `read_entry`. Writers hold the kernel's single
+        // page-table lock (boot is single-threaded for now).
+        unsafe { core::ptr::write_volatile(Self::entry_ptr(table, index), value) }
+    }
+}
+
+fn direct_map_end() -> u64 {
+    DIRECT_MAP.get().and_then(|spans| spans.last()).map_or(0, |s| s.1)
+}
+
+/// What [`init`] found.
+pub struct MemorySummary {
+    pub usable_bytes: u64,
+    pub frames: u64,
+    pub kernel_bytes: u64,
+    pub regions: usize,
+}
+
+/// Drops the loader's identity map, then fills the frame pool with usable
+/// memory above 1 MiB.
+pub fn init(info: &BootInfo) -> MemorySummary {
+    DIRECT_MAP.call_once(|| memmap::direct_map_spans(info.memory_map()).unwrap_or_default());
+    let root = super::cpu::cr3() & !(PAGE_SIZE - 1);
+    let mut mem = DirectMap;
+    for slot in 0..256 {
+        mem.write_entry(root, slot, 0);
+    }
+    // SAFETY: reloading CR3 with its own value flushes non-global TLB
+    // entries, which removes the identity map just cleared. Nothing the
+    // kernel uses lives in the lower half.
+    unsafe { x86::controlregs::cr3_write(root) };
+
+    let frames = FRAMES.lock().add_usable(info.memory_map(), 0x10_0000);
+    MemorySummary {
+        usable_bytes: info.total(bootinfo::MemoryKind::Usable),
+        frames,
+        kernel_bytes: info.kernel_image.len(),
+        regions: info.memory_map().len(),
+    }
+}
+
+/// Checks the live page tables for writable+executable mappings.
+pub fn audit() -> Audit {
+    paging::audit(&DirectMap, super::cpu::cr3() & !(PAGE_SIZE - 1))
+}
+
+/// The direct-map address of `[phys, phys+len)`, if all of it is covered.
+pub fn phys_to_virt(phys: u64, len: u64) -> Option<u64> {
+    let spans = DIRECT_MAP.get()?;
+    memmap::covered(spans, phys, len).then_some(DIRECT_MAP_BASE + phys)
+}
+
+/// Maps device registers uncached into the MMIO window.
+pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
+    map_window(phys, len, MapFlags::KERNEL_MMIO)
+}
+
+/// Maps firmware tables (write-back, read-only) into the MMIO window.
+pub fn map_firmware(phys: u64, len: u64) -> Result<u64, MapError> {
+    map_window(phys, len, MapFlags::KERNEL_RODATA)
+}
+
+fn map_window(phys: u64, len: u64, flags: MapFlags) -> Result<u64, MapError> {
+    let base = phys & !(PAGE_SIZE - 1);
+    let span = (phys - base + len).next_multiple_of(PAGE_SIZE);
+    let mut next = MMIO_NEXT.lock();
+    if *next + span > MMIO_WINDOW_BASE + MMIO_WINDOW_SIZE {
+        return Err(MapError::OutOfMemory);
+    }
+    let virt = *next;
+    let root = super::cpu::cr3() & !(PAGE_SIZE - 1);
+    let mut mem = DirectMap;
+    let mut mapper = Mapper::new(&mut mem, root);
+    mapper.large_pages = false;
+    mapper.map(virt, base, span, flags)?;
+    *next += span;
+    Ok(virt + (phys - base))
+}
+
+/// A short description of where `addr` points, for fault reports.
+pub fn describe(addr: u64) -> &'static str {
+    let [text, rodata, data] = kernel_sections();
+    let within = |(start, end): (u64, u64)| addr >= start && addr < end;
+    if within(text) {
+        "is in kernel text"
+    } else if within(rodata) {
+        "is in kernel read-only data"
+    } else if within(data) {
+        "is in kernel data"
+    } else if addr >= KERNEL_STACK_TOP - KERNEL_STACK_SIZE - PAGE_SIZE && addr < KERNEL_STACK_TOP - KERNEL_STACK_SIZE {
+        "is in the boot stack's guard page (stack overflow)"
+    } else if within((KERNEL_STACK_TOP - KERNEL_STACK_SIZE, KERNEL_STACK_TOP)) {
+        "is on the boot stack"
+    } else if within((DIRECT_MAP_BASE, DIRECT_MAP_BASE + direct_map_end())) {
+        "is in the direct map"
+    } else if within((MMIO_WINDOW_BASE, MMIO_WINDOW_BASE + MMIO_WINDOW_SIZE)) {
+        "is in the device window"
+    } else if !paging::is_canonical(addr) {
+        "is not canonical"
+    } else if addr < 1 << 47 {
+        "is in the lower (user) half"
+    } else {
+        "is in unmapped kernel space"
+    }
+}
+
+/// An address in kernel space that nothing maps.
+pub const UNMAPPED_PROBE: u64 = 0xffff_c000_dead_0000;
+
+/// Reads from an unmapped kernel address (boot option `test=fault-pf`).
+pub fn provoke_page_fault() -> u64 {
+    // SAFETY: deliberately faults; the page-fault handler reports and powers
+    // off, so the read never returns a value.
+    unsafe { core::ptr::read_volatile(UNMAPPED_PROBE as *const u64) }
+}
+
+/// Writes to the kernel's own text (boot option `test=fault-wp`).
+pub fn provoke_text_write() {
+    let target = provoke_text_write as *const () as *mut u8;
+    // SAFETY: deliberately faults: kernel text is mapped read-only and
+    // CR0.WP makes ring 0 honour that, so the write never happens.
+    unsafe { core::ptr::write_volatile(target, 0xcc) };
+}

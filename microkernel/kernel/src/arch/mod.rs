@@ -1,0 +1,12 @@
+//! The arch layer: every `unsafe` block of the kernel lives below here, each
+//! with the reason it is sound. The rest of the kernel calls safe wrappers.
+
+pub mod acpi;
+pub mod apic;
+pub mod cpu;
+pub mod gdt;
+pub mod heap;
+pub mod idt;
+pub mod memory;
+pub mod pit;
+pub mod virt;

@@ -1,0 +1,170 @@
+//! The boot sequence of the boot CPU, from the loader's hand-off to idle.
+
+use crate::arch::{acpi, apic, cpu, gdt, heap, idt, memory, virt};
+use bootinfo::BootInfo;
+use core::fmt::Write;
+use kerncore::cmdline::{BootOptions, FaultTest};
+use platform::{ExitStatus, println};
+
+/// How long boot waits to see the timer tick.
+const TICKS_TO_WITNESS: u64 = 10;
+
+/// Entered from the loader on the boot stack with the boot information's
+/// direct-map address in RDI.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.entry")]
+extern "sysv64" fn kernel_entry(boot_info: *const BootInfo) -> ! {
+    platform::console_init();
+    println!("Tessera v{} microkernel", env!("CARGO_PKG_VERSION"));
+    // SAFETY: the loader passes the direct-map address of a BootInfo it
+    // wrote, page-aligned; its header is checked before anything else is used.
+    let info = unsafe { &*boot_info };
+    if !info.is_valid() {
+        println!("boot: the boot information has a bad magic or version; loader and kernel do not match");
+        platform::power_off(ExitStatus::Panic);
+    }
+    main(info)
+}
+
+fn main(info: &'static BootInfo) -> ! {
+    gdt::init();
+    idt::init();
+    let cpu_info = cpu::identify();
+    if !cpu::harden(&cpu_info) {
+        println!("boot: NX is not enabled; refusing to run without W^X");
+        platform::power_off(ExitStatus::SelfTestFailed);
+    }
+    heap::init();
+    let (options, unknown) = BootOptions::parse(info.cmdline.as_str());
+    println!(
+        "boot: Multiboot v{} via \"{}\", command line \"{}\"",
+        info.boot_protocol,
+        info.bootloader_name.as_str(),
+        info.cmdline.as_str()
+    );
+    for word in unknown {
+        println!("boot: ignoring unknown option \"{}\"", word.0);
+    }
+
+    println!(
+        "cpu: {} \"{}\" family {:#x} model {:#x}; protections: NX{}{}{}",
+        cpu_info.vendor,
+        cpu_info.brand,
+        cpu_info.family,
+        cpu_info.model,
+        if cpu_info.smep { ", SMEP" } else { "" },
+        if cpu_info.smap { ", SMAP" } else { "" },
+        if cpu_info.umip { ", UMIP" } else { "" },
+    );
+    let virt = virt::detect();
+    println!("virt: {virt}");
+
+    let mem = memory::init(info);
+    println!(
+        "memory: {} MiB usable in {} regions; {} frames in the pool; kernel image, tables and stack {} KiB",
+        mem.usable_bytes >> 20,
+        mem.regions,
+        mem.frames,
+        mem.kernel_bytes >> 10
+    );
+    for module in info.modules() {
+        println!("boot: module \"{}\" at {:#x}, {} KiB", module.name.as_str(), module.start, (module.end - module.start) >> 10);
+    }
+    let audit = memory::audit();
+    println!("paging: W^X audit: {} mappings, {} writable+executable", audit.mappings, audit.writable_executable);
+    if let Some(first) = audit.first_violation {
+        println!("paging: first writable+executable mapping at {first:#x}");
+        platform::power_off(ExitStatus::SelfTestFailed);
+    }
+
+    let lapic_phys = report_madt(info.rsdp);
+    match apic::init(lapic_phys) {
+        Ok(timer) => {
+            let start = apic::ticks();
+            while apic::ticks() - start < TICKS_TO_WITNESS {
+                cpu::wait_for_interrupt();
+            }
+            println!(
+                "timer: local APIC tick at {} Hz on APIC {} (version {:#x}, bus {} MHz, {} counts per tick); {} ticks seen",
+                apic::TICK_HZ,
+                timer.apic_id,
+                timer.version,
+                timer.bus_hz / 1_000_000,
+                timer.counts_per_tick,
+                apic::ticks() - start
+            );
+        }
+        Err(why) => {
+            println!("timer: {why}");
+            platform::power_off(ExitStatus::SelfTestFailed);
+        }
+    }
+
+    let (used, total) = heap::usage();
+    println!("heap: {} of {} KiB in use", used >> 10, total >> 10);
+
+    match options.fault_test {
+        Some(FaultTest::PageFault) => {
+            println!("test: reading unmapped kernel address {:#x}", memory::UNMAPPED_PROBE);
+            let value = memory::provoke_page_fault();
+            println!("test: the read returned {value:#x} instead of faulting");
+            platform::power_off(ExitStatus::SelfTestFailed);
+        }
+        Some(FaultTest::WriteKernelText) => {
+            println!("test: writing to kernel text");
+            memory::provoke_text_write();
+            println!("test: kernel text was writable");
+            platform::power_off(ExitStatus::SelfTestFailed);
+        }
+        None => {}
+    }
+
+    println!("boot: done");
+    if options.exit_when_idle {
+        println!("boot: nothing left to run (exit=idle)");
+        platform::power_off(ExitStatus::Success);
+    }
+    loop {
+        cpu::wait_for_interrupt();
+    }
+}
+
+/// Prints the MADT's CPUs and I/O APICs; returns the local APIC address.
+fn report_madt(rsdp: u64) -> u64 {
+    const DEFAULT_LAPIC: u64 = 0xfee0_0000;
+    if rsdp == 0 {
+        println!("acpi: no RSDP found; assuming one CPU with the local APIC at {DEFAULT_LAPIC:#x}");
+        return DEFAULT_LAPIC;
+    }
+    match acpi::discover(rsdp) {
+        Ok(madt) => {
+            let mut ids: heapless::String<256> = heapless::String::new();
+            for (i, c) in madt.cpus.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                let bsp = if c.is_bsp { " (boot)" } else { "" };
+                let off = if c.usable { "" } else { " (disabled)" };
+                let _ = write!(ids, "{sep}{}{bsp}{off}", c.apic_id);
+            }
+            println!("acpi: RSDP at {rsdp:#x} (revision {}), OEM \"{}\"", madt.revision, madt.oem_id);
+            println!("cpus: {} in MADT (APIC IDs {ids})", madt.cpus.len());
+            for io in &madt.io_apics {
+                println!("ioapic: id {} at {:#x}, GSI base {}", io.id, io.address, io.gsi_base);
+            }
+            if madt.legacy_pics {
+                println!("acpi: legacy 8259 PICs present (masked)");
+            }
+            madt.local_apic_address
+        }
+        Err(e) => {
+            println!("acpi: cannot read the MADT ({e:?}); assuming one CPU");
+            DEFAULT_LAPIC
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    cpu::disable_interrupts();
+    platform::console_write_emergency(format_args!("\nKERNEL PANIC: {info}\n"));
+    platform::power_off(ExitStatus::Panic)
+}

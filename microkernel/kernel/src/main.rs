@@ -1,0 +1,21 @@
+//! The Tessera microkernel: the ring-0 core.
+//!
+//! Ring 0 keeps mechanism only: CPU and interrupt set-up, its own memory,
+//! hardware discovery and (in later stages) VM exits, second-level paging,
+//! IPC and capabilities. Everything that touches hardware directly lives
+//! under `arch/`; pure logic lives in the host-tested `kerncore` crate.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("tessera-microkernel runs only on bare metal (x86_64-unknown-none); the runner boots it.");
+}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod boot;

@@ -1,0 +1,90 @@
+//! The first and last things a Tessera boot does: print on COM1 and power
+//! off with a status the runner can read.
+//!
+//! This is arch-layer code: it issues port I/O, so it may use `unsafe`, and
+//! every block says why it is sound.
+
+#![no_std]
+
+use core::fmt::{self, Write};
+use spin::Mutex;
+use uart_16550::SerialPort;
+use x86::io::{outb, outl};
+
+const COM1: u16 = 0x3f8;
+/// QEMU's `isa-debug-exit` device: the emulator exits with `(value << 1) | 1`.
+const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
+/// Bochs' shutdown port: writing "Shutdown" ends the emulation.
+const BOCHS_SHUTDOWN_PORT: u16 = 0x8900;
+
+/// Exit statuses shared with the runner (see `docs/ARCHITECTURE.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
+    Success = 0,
+    Panic = 1,
+    CpuException = 2,
+    SelfTestFailed = 3,
+}
+
+// SAFETY: COM1 is the legacy UART at its fixed port; nothing else in the
+// system drives these ports, and all access goes through this mutex.
+static CONSOLE: Mutex<SerialPort> = Mutex::new(unsafe { SerialPort::new(COM1) });
+
+/// Programs COM1 (115200 8N1, FIFOs on).
+pub fn console_init() {
+    CONSOLE.lock().init();
+}
+
+/// Writes to the console. Used by the `println!` macros of each binary.
+pub fn console_write(args: fmt::Arguments<'_>) {
+    // Formatting into a UART cannot fail.
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Writes to the console even if a panicking holder of the lock never
+/// released it: used only on the way down.
+pub fn console_write_emergency(args: fmt::Arguments<'_>) {
+    if let Some(mut port) = CONSOLE.try_lock() {
+        let _ = port.write_fmt(args);
+        return;
+    }
+    // SAFETY: the lock holder is stuck (we are on the fatal path of this CPU);
+    // a second driver instance at the same port only risks interleaved bytes.
+    let mut port = unsafe { SerialPort::new(COM1) };
+    let _ = port.write_fmt(args);
+}
+
+/// Prints the status marker the runner looks for and powers off.
+///
+/// Under QEMU the debug-exit device ends the run, under Bochs the shutdown
+/// port does; on a real machine neither exists and the CPU halts.
+pub fn power_off(status: ExitStatus) -> ! {
+    console_write_emergency(format_args!("tessera: halted status={}\n", status as u8));
+    // SAFETY: writes to ports no driver of ours owns. On machines without
+    // these devices the writes go nowhere.
+    unsafe {
+        outl(QEMU_DEBUG_EXIT_PORT, status as u32);
+        for byte in b"Shutdown" {
+            outb(BOCHS_SHUTDOWN_PORT, *byte);
+        }
+    }
+    halt_forever()
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: masking interrupts and halting has no memory effects.
+        unsafe {
+            core::arch::asm!("cli; hlt", options(nomem, nostack));
+        }
+    }
+}
+
+/// Prints to the console, with a newline.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console_write(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console_write(format_args!("{}\n", format_args!($($arg)*))) };
+}

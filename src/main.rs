@@ -1,0 +1,284 @@
+//! `tessera`: boot Tessera in an emulator, build a bootable ISO, or run the
+//! whole test suite. See `tessera --help`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use tessera::boot::{self, BootOptions, Emulator};
+use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, ui, workdir};
+
+const EXIT_CODES: &str = "\
+Exit status of a boot:
+  0..=255  the kernel's own status from its final serial line
+           `tessera: halted status=N`: 0 ok, 1 kernel panic,
+           2 unhandled CPU exception, 3 self-test failure
+  124      the --timeout deadline passed first; the emulator was killed
+  125      the emulator exited without the kernel printing that line
+           (e.g. a triple fault: QEMU runs with -no-reboot)
+  126      the runner could not prepare or start the emulator
+  2        required system tools are missing and could not be installed
+           (the exact apt-get command is printed); also used by clap for
+           invalid command-line arguments
+
+Files of each run go to target/tessera/runs/<emulator>-<ms>-<pid>/
+(serial.log; for Bochs also tessera.iso, grub.cfg, bochsrc, bochs.log,
+bochs.out). The emulator command line is echoed before it starts.
+
+Examples:
+  cargo run                                   boot in QEMU, interactive (Ctrl-A X quits)
+  cargo run -- --timeout 60                   boot unattended; exit with the kernel's status
+  cargo run -- --emulator bochs --timeout 120 boot on Intel VMX + EPT in Bochs
+  cargo run -- --timeout 60 --cmdline test=fault-pf
+  cargo run -- iso --out tessera.iso          bootable ISO for a real machine
+  cargo run -- test                           install emulators and run every test";
+
+/// Runner for Tessera, a capability microhypervisor offering guests the
+/// Hyper-V TLFS interface.
+///
+/// Without a subcommand it boots the loader and microkernel that cargo just
+/// built (build.rs) in an emulator, streams the serial console to stdout,
+/// records it in a log file and exits with the kernel's halt status.
+/// Missing emulator packages are installed with apt-get when running as
+/// root; otherwise the command to run is printed.
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, after_long_help = EXIT_CODES, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Install the system packages for both emulators, then run the whole
+    /// test suite (`$CARGO test --workspace`) and exit with its status.
+    ///
+    /// Packages that are missing are installed with `apt-get update` and
+    /// `apt-get install -y` (as root); nothing is installed when all are
+    /// present. Arguments after `--` are passed to `cargo test`, e.g.
+    /// `tessera test -- qemu_` to run only the QEMU boot tests.
+    Test(TestArgs),
+    /// Build a bootable GRUB ISO (BIOS, plus UEFI when grub-efi-amd64-bin
+    /// is installed) for booting a real machine from a CD or USB stick.
+    ///
+    /// Write it to a stick with `dd if=FILE of=/dev/sdX bs=4M conv=fsync`
+    /// or copy it onto a Ventoy stick. The kernel prints to COM1
+    /// (115200 baud); `exit=idle` is not added unless given in --cmdline.
+    Iso(IsoArgs),
+}
+
+#[derive(Args, Debug)]
+struct BootArgs {
+    /// Emulator to boot in: `qemu` (TCG, AMD SVM + NPT; direct Multiboot
+    /// load) or `bochs` (Intel VMX + EPT; boots a GRUB ISO built per run).
+    #[arg(long, value_enum, default_value_t = EmulatorArg::Qemu)]
+    emulator: EmulatorArg,
+
+    /// Give up after SECONDS: the emulator is killed (SIGKILL), a message is
+    /// printed and the exit status is 124. Also adds the kernel option
+    /// `exit=idle` (unless --cmdline has an `exit=` option), so the system
+    /// powers off with its own status once it has nothing left to run.
+    /// Without --timeout the run is interactive and unbounded (QEMU: quit
+    /// with Ctrl-A X).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+
+    /// Number of CPUs [default: 2 for qemu, 1 for bochs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    smp: Option<u32>,
+
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=65536))]
+    memory: u32,
+
+    /// Extra kernel options, space separated, e.g. "test=fault-pf"
+    /// (deliberate page fault on an unmapped address) or "test=fault-wp"
+    /// (write to kernel text). Passed with -append (QEMU) or on the
+    /// multiboot2 line of grub.cfg (Bochs).
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    cmdline: String,
+
+    /// Also write the serial console to FILE (parent directories are
+    /// created) [default: target/tessera/runs/<run>/serial.log].
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
+
+    /// Append ARG to the QEMU command line (repeatable), e.g.
+    /// `--qemu-arg=-d --qemu-arg=int,cpu_reset --qemu-arg=-D --qemu-arg=qemu.log`.
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    qemu_args: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EmulatorArg {
+    Qemu,
+    Bochs,
+}
+
+#[derive(Args, Debug)]
+struct TestArgs {
+    /// Arguments passed on to `cargo test --workspace` (after `--`).
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    cargo_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct IsoArgs {
+    /// Where to write the ISO image.
+    #[arg(long, short, value_name = "FILE")]
+    out: PathBuf,
+
+    /// Kernel options for the multiboot2 line of grub.cfg, space separated.
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    cmdline: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        None => run_boot(cli.boot),
+        Some(Cmd::Test(args)) => run_tests(args),
+        Some(Cmd::Iso(args)) => run_iso(args),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run_boot(args: BootArgs) -> i32 {
+    let emulator = match args.emulator {
+        EmulatorArg::Qemu => Emulator::Qemu,
+        EmulatorArg::Bochs => Emulator::Bochs,
+    };
+    if emulator == Emulator::Bochs && !args.qemu_args.is_empty() {
+        ui::warn("--qemu-arg is ignored with --emulator bochs");
+    }
+    let opts = BootOptions {
+        emulator,
+        timeout: args.timeout.map(Duration::from_secs),
+        smp: args.smp.unwrap_or(emulator.default_smp()),
+        memory_mib: args.memory,
+        cmdline: args.cmdline,
+        serial_log: args.serial_log,
+        qemu_args: args.qemu_args,
+    };
+    match boot::boot(&opts) {
+        Ok(code) => code,
+        Err(e) => {
+            ui::error(e.message);
+            e.code
+        }
+    }
+}
+
+fn run_tests(args: TestArgs) -> i32 {
+    ui::note("==> tessera test: checking system packages for QEMU and Bochs");
+    // ISO_EFI too, so `tessera iso` in the tests never installs anything.
+    let groups = [deps::QEMU, deps::BOCHS, deps::ISO, deps::ISO_EFI];
+    if let Err(e) = deps::ensure(&groups, "the test suite") {
+        ui::error(e.message);
+        return EXIT_MISSING_TOOLS;
+    }
+    ui::note("all emulator packages present");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--workspace"]).args(&args.cargo_args);
+    ui::note(format!(
+        "==> running the test suite: {}",
+        ui::shell_line(&cmd)
+    ));
+    match cmd.status() {
+        Ok(status) => {
+            if status.success() {
+                ui::note("==> test suite passed");
+            } else {
+                ui::error(format!("==> test suite failed ({status})"));
+            }
+            status.code().unwrap_or(1)
+        }
+        Err(e) => {
+            ui::error(format!("cannot run cargo: {e}"));
+            EXIT_RUNNER_ERROR
+        }
+    }
+}
+
+fn run_iso(args: IsoArgs) -> i32 {
+    if let Err(e) = deps::ensure(&[deps::ISO], "building an ISO") {
+        ui::error(e.message);
+        return EXIT_MISSING_TOOLS;
+    }
+    if !deps::ISO_EFI.iter().all(deps::Requirement::is_met) {
+        if deps::is_root() && deps::find_command("apt-get").is_some() {
+            if let Err(e) = deps::ensure(&[deps::ISO_EFI], "a UEFI-bootable ISO") {
+                ui::warn(format!("{}; building a BIOS-only ISO", e.message));
+            }
+        } else {
+            ui::warn(format!(
+                "GRUB's UEFI modules are missing, so the ISO boots on BIOS only; for UEFI run:\n    {}",
+                deps::install_hint(&["grub-efi-amd64-bin"])
+            ));
+        }
+    }
+    if let Err(e) = images::check() {
+        ui::error(e);
+        return EXIT_RUNNER_ERROR;
+    }
+    let staging = match workdir::new_run_dir("iso") {
+        Ok(dir) => dir,
+        Err(e) => {
+            ui::error(format!("cannot create a staging directory: {e}"));
+            return EXIT_RUNNER_ERROR;
+        }
+    };
+    let words = cmdline::kernel_options(&args.cmdline, false);
+    match iso::build(&words, &staging, &args.out) {
+        Ok(iso) => {
+            ui::note(format!(
+                "wrote {} ({}); kernel options {:?}",
+                iso.path.display(),
+                if iso.efi {
+                    "boots on BIOS and UEFI"
+                } else {
+                    "boots on BIOS only"
+                },
+                cmdline::join(&words)
+            ));
+            ui::note(format!(
+                "write it to a USB stick with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
+                ui::shell_word(iso.path.as_os_str())
+            ));
+            0
+        }
+        Err(e) => {
+            ui::error(e);
+            EXIT_RUNNER_ERROR
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,193 @@
+//! Tests of the runner itself that need no emulator: its command line, the
+//! supervision logic (driven by fake "emulators" written in sh) and the
+//! `iso` subcommand.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tessera::run::{Ending, SerialSource, Supervise, supervise};
+
+fn opts(test: &str, deadline_ms: Option<u64>, grace_ms: u64) -> Supervise {
+    Supervise {
+        deadline: deadline_ms.map(Duration::from_millis),
+        exit_grace: Duration::from_millis(grace_ms),
+        echo: false,
+        serial_log: common::test_dir(test).join("serial.log"),
+    }
+}
+
+/// Run `script` under sh with its stdout as the serial pipe.
+fn fake_pipe(script: &str, opts: &Supervise) -> tessera::run::Outcome {
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let out = child.stdout.take().unwrap();
+    supervise(child, SerialSource::Pipe(Box::new(out)), opts).expect("supervise")
+}
+
+#[test]
+fn host_help_explains_every_option() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("--help")
+        .output()
+        .expect("run tessera --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--emulator",
+        "--timeout",
+        "--smp",
+        "--memory",
+        "--cmdline",
+        "--serial-log",
+        "--qemu-arg",
+        "exit=idle",
+        "Ctrl-A X",
+        "124",
+        "125",
+        "test",
+        "iso",
+    ] {
+        assert!(
+            help.contains(needle),
+            "--help does not mention {needle:?}:\n{help}"
+        );
+    }
+    for sub in ["test", "iso"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tessera {sub} --help failed");
+    }
+}
+
+#[test]
+fn host_rejects_bad_arguments() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--emulator", "vmware"])
+        .output()
+        .expect("run tessera");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn host_marker_sets_the_status() {
+    let o = opts("host_marker_sets_the_status", Some(20_000), 5_000);
+    let outcome = fake_pipe(
+        r"printf 'Tessera v0.1.0\r\ntessera: halted status=3\r\n'; exit 7",
+        &o,
+    );
+    assert_eq!(outcome.ending, Ending::Halted(3));
+    assert_eq!(outcome.exit_code(), 3);
+    assert!(!outcome.killed);
+    let log = std::fs::read_to_string(&o.serial_log).unwrap();
+    assert!(
+        log.contains("Tessera v0.1.0\r\n"),
+        "serial log is raw: {log:?}"
+    );
+}
+
+#[test]
+fn host_deadline_kills_a_hung_emulator() {
+    let o = opts("host_deadline_kills_a_hung_emulator", Some(500), 5_000);
+    let outcome = fake_pipe("echo booting; exec sleep 60", &o);
+    assert_eq!(outcome.ending, Ending::TimedOut);
+    assert_eq!(outcome.exit_code(), tessera::EXIT_TIMEOUT);
+    assert!(outcome.killed);
+    assert!(
+        outcome.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        outcome.elapsed
+    );
+}
+
+#[test]
+fn host_emulator_stuck_after_marker_is_killed() {
+    let o = opts(
+        "host_emulator_stuck_after_marker_is_killed",
+        Some(60_000),
+        300,
+    );
+    let outcome = fake_pipe("echo 'tessera: halted status=0'; exec sleep 60", &o);
+    assert_eq!(outcome.ending, Ending::Halted(0));
+    assert!(outcome.killed);
+    assert!(
+        outcome.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        outcome.elapsed
+    );
+}
+
+#[test]
+fn host_exit_without_marker() {
+    let o = opts("host_exit_without_marker", Some(20_000), 5_000);
+    let outcome = fake_pipe("echo 'tessera: halted'; exit 0", &o);
+    assert_eq!(outcome.ending, Ending::NoMarker);
+    assert_eq!(outcome.exit_code(), tessera::EXIT_NO_MARKER);
+}
+
+#[test]
+fn host_serial_file_is_followed() {
+    let o = opts("host_serial_file_is_followed", Some(20_000), 5_000);
+    let file = o.serial_log.with_file_name("serial.out");
+    std::fs::write(&file, "").unwrap();
+    let script = format!(
+        "echo 'Tessera v0.1.0' >> '{f}'; sleep 0.3; printf 'tessera: halted status=1' >> '{f}'; exit 1",
+        f = file.display()
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outcome = supervise(child, SerialSource::File(file), &o).expect("supervise");
+    // The last line has no newline: it must still count.
+    assert_eq!(outcome.ending, Ending::Halted(1));
+    let log = std::fs::read_to_string(&o.serial_log).unwrap();
+    assert_eq!(log, "Tessera v0.1.0\ntessera: halted status=1");
+}
+
+#[test]
+fn host_iso_subcommand_writes_image() {
+    let dir = common::test_dir("host_iso_subcommand_writes_image");
+    let iso = dir.join("tessera.iso");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["iso", "--cmdline", "test=fault-pf", "--out"])
+        .arg(&iso)
+        .env("TESSERA_WORK_DIR", dir.join("work"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tessera iso");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tessera iso failed:\n{stderr}");
+    let size = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 1 << 20,
+        "ISO is missing or tiny ({size} bytes):\n{stderr}"
+    );
+    let cfg = std::fs::read_to_string(
+        dir.join("work/runs")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("grub.cfg"),
+    )
+    .expect("grub.cfg next to the staging tree");
+    assert!(
+        cfg.contains("multiboot2 /boot/tessera-loader.elf test=fault-pf\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("module2 /boot/microkernel.elf microkernel\n"),
+        "{cfg}"
+    );
+}
