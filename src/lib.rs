@@ -16,6 +16,7 @@ pub mod images;
 pub mod iso;
 pub mod qemu;
 pub mod run;
+pub mod suite;
 pub mod ui;
 pub mod workdir;
 

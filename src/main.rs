@@ -4,13 +4,15 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use tessera::boot::{self, BootOptions, Emulator};
-use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, ui, workdir};
+use tessera::{
+    EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, suite, ui, workdir,
+};
 
 const EXIT_CODES: &str = "\
 Exit status of a boot:
@@ -63,14 +65,16 @@ enum Cmd {
     /// Packages that are missing are installed with `apt-get update` and
     /// `apt-get install -y` (as root); nothing is installed when all are
     /// present. Arguments after `--` are passed to `cargo test`, e.g.
-    /// `tessera test -- qemu_` to run only the QEMU boot tests.
+    /// `tessera test -- qemu_` to run only the QEMU boot tests. The last
+    /// line printed is the total over all test binaries:
+    /// `tessera: N passed, N failed, N skipped`.
     Test(TestArgs),
     /// Build a bootable GRUB ISO (BIOS, plus UEFI when grub-efi-amd64-bin
     /// is installed) for booting a real machine from a CD or USB stick.
     ///
     /// Write it to a stick with `dd if=FILE of=/dev/sdX bs=4M conv=fsync`
-    /// or copy it onto a Ventoy stick. The kernel prints to COM1
-    /// (115200 baud); `exit=idle` is not added unless given in --cmdline.
+    /// or copy it onto a Ventoy stick. The kernel's console is COM1;
+    /// `exit=idle` is not added unless given in --cmdline.
     Iso(IsoArgs),
 }
 
@@ -196,23 +200,22 @@ fn run_tests(args: TestArgs) -> i32 {
     }
     ui::note("all emulator packages present");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--workspace"]).args(&args.cargo_args);
-    ui::note(format!(
-        "==> running the test suite: {}",
-        ui::shell_line(&cmd)
-    ));
-    match cmd.status() {
-        Ok(status) => {
+    match suite::cargo_test(cargo, &args.cargo_args) {
+        Ok((status, tally)) => {
             if status.success() {
                 ui::note("==> test suite passed");
             } else {
                 ui::error(format!("==> test suite failed ({status})"));
             }
+            if tally.binaries > 0 {
+                // The grand total, last on stdout: per-binary summaries end
+                // with doc-test runs that usually say `0 passed`.
+                println!("{}", tally.closing_line());
+            }
             status.code().unwrap_or(1)
         }
         Err(e) => {
-            ui::error(format!("cannot run cargo: {e}"));
+            ui::error(format!("cannot run cargo test: {e}"));
             EXIT_RUNNER_ERROR
         }
     }

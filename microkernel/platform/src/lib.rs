@@ -31,9 +31,26 @@ pub enum ExitStatus {
 // system drives these ports, and all access goes through this mutex.
 static CONSOLE: Mutex<SerialPort> = Mutex::new(unsafe { SerialPort::new(COM1) });
 
-/// Programs COM1 (115200 8N1, FIFOs on).
+/// Line status register and its "transmitter empty" bit (16550 datasheet).
+const COM1_LINE_STATUS: u16 = COM1 + 5;
+const LSR_TRANSMITTER_EMPTY: u8 = 1 << 6;
+
+/// Programs COM1 (115200 8N1, FIFOs on), first letting whatever an earlier
+/// stage left in the FIFO go out: re-initialising clears the FIFO.
 pub fn console_init() {
+    drain();
     CONSOLE.lock().init();
+}
+
+/// Waits (boundedly) until every byte written has left the UART.
+pub fn drain() {
+    for _ in 0..1_000_000 {
+        // SAFETY: reading the line status register has no side effects.
+        if unsafe { x86::io::inb(COM1_LINE_STATUS) } & LSR_TRANSMITTER_EMPTY != 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Writes to the console. Used by the `println!` macros of each binary.
@@ -61,6 +78,7 @@ pub fn console_write_emergency(args: fmt::Arguments<'_>) {
 /// port does; on a real machine neither exists and the CPU halts.
 pub fn power_off(status: ExitStatus) -> ! {
     console_write_emergency(format_args!("tessera: halted status={}\n", status as u8));
+    drain();
     // SAFETY: writes to ports no driver of ours owns. On machines without
     // these devices the writes go nowhere.
     unsafe {

@@ -88,6 +88,17 @@ pub fn init() {
     }
 }
 
+/// Sets the stack the CPU switches to on a trap from ring 3.
+pub fn set_rsp0(top: u64) {
+    // SAFETY: the TSS is read by the CPU only on privilege changes, which
+    // cannot happen while ring 0 runs with interrupts off (as callers do).
+    unsafe { (*core::ptr::addr_of_mut!(TSS)).set_rsp(Ring::Ring0, top) };
+}
+
+/// User selectors (RPL 3) for building ring-3 frames.
+pub const USER_DATA: SegmentSelector = SegmentSelector::new(3, Ring::Ring3);
+pub const USER_CODE: SegmentSelector = SegmentSelector::new(4, Ring::Ring3);
+
 /// Reloads CS with a far return.
 ///
 /// # Safety

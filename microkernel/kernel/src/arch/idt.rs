@@ -20,7 +20,7 @@ pub const SPURIOUS_VECTOR: u8 = 255;
 
 /// Register state saved by the entry stubs, in push order reversed.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
@@ -67,6 +67,10 @@ isr_\vec:
     .endr
 
 isr_common:
+    /* A trap from ring 3 lands in the current thread's context (TSS.RSP0
+       points at its end); one from ring 0 on the current kernel stack. */
+    test qword ptr [rsp + 24], 3
+    jnz isr_from_user
     push rax
     push rbx
     push rcx
@@ -102,6 +106,25 @@ isr_common:
     pop rax
     add rsp, 16
     iretq
+
+isr_from_user:
+    swapgs
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    jmp user_trap_common
 
     .section .rodata
     .balign 8

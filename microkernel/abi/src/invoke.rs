@@ -1,0 +1,73 @@
+//! Operations for [`Sysnum::INVOKE`](crate::Sysnum::INVOKE): the label of
+//! the message names the operation, message registers carry its arguments.
+//!
+//! Each operation lists its arguments as `MRn` (message register n) and the
+//! right it needs on the invoked capability. Results come back in the
+//! message registers of the reply.
+
+use crate::open_enum;
+
+open_enum! {
+    pub struct Operation(u32) {
+        // ---- Any capability (acting on the caller's own capability space) ----
+        /// Copy with fewer rights. MR0 destination slot, MR1 rights. Needs nothing
+        /// beyond holding the capability; rights can only shrink.
+        CAP_DERIVE = 0x01,
+        /// Derive and attach a badge (endpoints, notifications). MR0 destination,
+        /// MR1 rights, MR2 badge (non-zero). The source must be unbadged.
+        CAP_MINT = 0x02,
+        /// Empty the slot. Its derived capabilities stay until revoked.
+        CAP_DELETE = 0x03,
+        /// Delete every capability derived from this one, in every task.
+        CAP_REVOKE = 0x04,
+        /// Reply: MR0 object type, MR1 rights, MR2 badge, MR3 object size in bytes.
+        CAP_IDENTIFY = 0x05,
+
+        // ---- Untyped memory (CONTROL) ----
+        /// Create an object from the pool. MR0 object type, MR1 destination
+        /// slot, MR2 size in pages (MEMORY only). The new capability has all
+        /// rights and derives from the untyped one.
+        UNTYPED_RETYPE = 0x10,
+
+        // ---- Task (CONTROL) ----
+        /// Map a memory object. MR0 memory slot, MR1 virtual address, MR2
+        /// rights (subset of the memory capability's), MR3 page offset << 32 | pages.
+        TASK_MAP = 0x20,
+        /// Unmap. MR0 virtual address, MR1 pages.
+        TASK_UNMAP = 0x21,
+        /// Copy a capability of the caller into the task's space. MR0 source
+        /// slot (needs GRANT unless the caller holds CONTROL on the task),
+        /// MR1 destination slot in the task, MR2 rights, MR3 badge (0 = none).
+        TASK_INSTALL_CAP = 0x22,
+
+        // ---- Thread (CONTROL) ----
+        /// MR0 task slot, MR1 entry point, MR2 stack pointer, MR3 IPC buffer
+        /// address; IPC buffer word 4: fault endpoint slot, word 5: scheduling
+        /// context slot, word 6: initial RDI.
+        THREAD_CONFIGURE = 0x30,
+        THREAD_START = 0x31,
+        THREAD_SUSPEND = 0x32,
+
+        // ---- Scheduling context (CONTROL) ----
+        /// MR0 priority (0 lowest .. 31 highest), MR1 budget in ticks per
+        /// MR2 period in ticks (0 = unlimited).
+        SCHED_CONFIGURE = 0x40,
+
+        // ---- Interrupt line (CONTROL) ----
+        /// MR0 notification slot, MR1 bit number to signal.
+        IRQ_BIND = 0x50,
+        IRQ_ACK = 0x51,
+
+        // ---- I/O ports (READ for in, WRITE for out) ----
+        /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.
+        IO_IN = 0x60,
+        /// MR0 port, MR1 width, MR2 value.
+        IO_OUT = 0x61,
+        /// MR0 port, MR1 byte count (≤ 8 × the message words after MR1),
+        /// bytes packed little-endian from MR2 on: `rep outsb` for consoles.
+        IO_OUT_BYTES = 0x62,
+    }
+}
+
+/// Highest priority a scheduling context can have.
+pub const MAX_PRIORITY: u64 = 31;

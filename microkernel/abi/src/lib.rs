@@ -1,0 +1,324 @@
+//! The Tessera kernel ABI, shared by ring 0 and every task.
+//!
+//! Numbers and layouts are written here once. Values that cross the
+//! privilege boundary are *open enums*: a newtype around the integer with
+//! named constants, so an unknown value from a task is representable and is
+//! rejected by a `match`, never transmuted.
+//!
+//! # Syscall convention (x86-64 `syscall`)
+//!
+//! | register | in | out |
+//! |---|---|---|
+//! | `rax` | [`Sysnum`] | [`ErrorCode`] |
+//! | `rdi` | capability slot ([`CapSlot`]) | badge of the sender (receive side) |
+//! | `rsi` | [`MessageInfo`] | [`MessageInfo`] of the message received or the reply |
+//! | `rdx`, `r8`, `r9`, `r10` | message registers 0–3 | message registers 0–3 |
+//! | `r12` | timeout in ticks for receive/wait (0 = forever) | — |
+//!
+//! `rcx` and `r11` are clobbered by the instruction. Message registers past
+//! the fourth live in the thread's IPC buffer ([`IpcBuffer`]), a page the
+//! kernel knows by frame, so it never dereferences a task pointer for IPC.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod invoke;
+
+use bitfield_struct::bitfield;
+
+/// Declares an open enum: a transparent newtype with named constants.
+#[macro_export]
+macro_rules! open_enum {
+    ($(#[$meta:meta])* pub struct $name:ident($repr:ty) { $($(#[$vmeta:meta])* $variant:ident = $value:expr,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(transparent)]
+        pub struct $name(pub $repr);
+
+        #[allow(non_upper_case_globals)]
+        impl $name {
+            $($(#[$vmeta])* pub const $variant: $name = $name($value);)*
+
+            /// The constant's name, or `None` for a value this ABI does not define.
+            pub const fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $(v if v == $value => Some(stringify!($variant)),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                match self.name() {
+                    Some(name) => f.write_str(name),
+                    None => write!(f, "{}({:#x})", stringify!($name), self.0),
+                }
+            }
+        }
+    };
+}
+
+open_enum! {
+    /// System call numbers. Management of objects is not a syscall: it is
+    /// [`Sysnum::INVOKE`] on a capability with an operation label.
+    pub struct Sysnum(u64) {
+        /// Send on an endpoint and wait for the reply (one-shot reply capability).
+        CALL = 0,
+        /// Reply to the last caller, then receive on an endpoint.
+        REPLY_RECV = 1,
+        /// Receive on an endpoint.
+        RECV = 2,
+        /// Send on an endpoint without waiting for a reply.
+        SEND = 3,
+        /// Reply to the last caller without receiving.
+        REPLY = 4,
+        /// Set bits on a notification.
+        SIGNAL = 5,
+        /// Wait for bits on a notification.
+        WAIT = 6,
+        /// Perform an operation on the object a capability names.
+        INVOKE = 7,
+        /// Give up the rest of the time slice.
+        YIELD = 8,
+        /// End the calling thread.
+        EXIT = 9,
+    }
+}
+
+/// Number of syscalls; the ABI promises to stay at or below 16.
+pub const SYSCALL_COUNT: u64 = 10;
+const _: () = assert!(SYSCALL_COUNT <= 16);
+
+open_enum! {
+    /// Result of every syscall, in `rax`.
+    pub struct ErrorCode(u64) {
+        OK = 0,
+        /// The syscall number is not defined.
+        INVALID_SYSCALL = 1,
+        /// The slot is out of range or empty.
+        INVALID_CAPABILITY = 2,
+        /// The capability names an object of another type.
+        WRONG_TYPE = 3,
+        /// The capability lacks a right the operation needs.
+        NO_RIGHTS = 4,
+        /// An argument is out of range or malformed.
+        INVALID_ARGUMENT = 5,
+        /// The operation label is not defined for this object type.
+        INVALID_OPERATION = 6,
+        /// A non-blocking operation would have blocked.
+        WOULD_BLOCK = 7,
+        /// A receive or wait timed out.
+        TIMEOUT = 8,
+        /// A bounded kernel pool or the untyped memory is exhausted.
+        OUT_OF_MEMORY = 9,
+        /// The destination slot is occupied.
+        SLOT_OCCUPIED = 10,
+        /// The message is longer than the IPC buffer allows.
+        MESSAGE_TOO_LONG = 11,
+        /// The peer (endpoint, reply target or task) went away.
+        PEER_GONE = 12,
+        /// A virtual address is misaligned, out of the user half, or overlaps.
+        BAD_ADDRESS = 13,
+        /// The object is in the wrong state for the operation.
+        INVALID_STATE = 14,
+    }
+}
+
+impl ErrorCode {
+    pub const fn is_ok(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `Ok(())` for [`ErrorCode::OK`], else `Err(self)`.
+    pub const fn result(self) -> Result<(), ErrorCode> {
+        if self.0 == 0 { Ok(()) } else { Err(self) }
+    }
+}
+
+/// An index into the calling task's capability space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct CapSlot(pub u32);
+
+impl CapSlot {
+    /// Slot 0 is always empty: a zero in a register never names a capability.
+    pub const NULL: CapSlot = CapSlot(0);
+}
+
+/// The badge a minted endpoint capability carries; the receiver learns it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct Badge(pub u64);
+
+open_enum! {
+    /// Kinds of kernel object a capability can name.
+    pub struct ObjectType(u8) {
+        UNTYPED = 1,
+        TASK = 2,
+        THREAD = 3,
+        ENDPOINT = 4,
+        NOTIFICATION = 5,
+        MEMORY = 6,
+        INTERRUPT = 7,
+        IO_PORTS = 8,
+        SCHED_CONTEXT = 9,
+        REPLY = 10,
+    }
+}
+
+/// Rights a capability carries. Which bits matter depends on the object.
+#[bitfield(u32)]
+#[derive(PartialEq, Eq, Hash)]
+pub struct Rights {
+    /// Memory: map readable. I/O ports: `in`.
+    pub read: bool,
+    /// Memory: map writable. I/O ports: `out`.
+    pub write: bool,
+    /// Memory: map executable.
+    pub execute: bool,
+    /// Endpoint: send/call. Notification: signal.
+    pub send: bool,
+    /// Endpoint: receive. Notification: wait.
+    pub receive: bool,
+    /// Endpoint: capabilities may travel with messages sent through it.
+    pub grant: bool,
+    /// Manage the object: configure, start, retype, install capabilities.
+    pub control: bool,
+    #[bits(25)]
+    pub _reserved: u32,
+}
+
+impl Rights {
+    pub const NONE: Rights = Rights::new();
+    pub const ALL: Rights = Rights::from_bits(0x7f);
+
+    /// True if every right in `other` is also in `self`.
+    pub const fn contains(self, other: Rights) -> bool {
+        self.into_bits() & other.into_bits() == other.into_bits()
+    }
+
+    /// The rights in both.
+    pub const fn intersect(self, other: Rights) -> Rights {
+        Rights::from_bits(self.into_bits() & other.into_bits())
+    }
+
+    /// True if no bit outside the defined rights is set.
+    pub const fn is_valid(bits: u32) -> bool {
+        bits & !Rights::ALL.into_bits() == 0
+    }
+}
+
+/// Words of message that fit in the IPC buffer (registers included).
+pub const MAX_MESSAGE_WORDS: usize = 64;
+/// Message words passed in registers.
+pub const REGISTER_WORDS: usize = 4;
+/// Capabilities one message can carry.
+pub const MAX_TRANSFER_CAPS: usize = 3;
+
+/// Describes a message: its label, length and attached capabilities.
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Protocol-defined: an operation number, or a fault/notification kind.
+    pub label: u32,
+    /// Message words, registers first, then the IPC buffer.
+    #[bits(7)]
+    pub length: u8,
+    /// Capabilities attached (sender) or received (receiver).
+    #[bits(2)]
+    pub caps: u8,
+    /// Do not block: fail with WOULD_BLOCK instead.
+    pub non_blocking: bool,
+    #[bits(22)]
+    pub _reserved: u32,
+}
+
+/// Reserved labels the kernel uses for messages it originates.
+pub mod labels {
+    /// A thread faulted; see [`crate::FaultMessage`].
+    pub const FAULT: u32 = 0xffff_0001;
+}
+
+/// The per-thread IPC buffer, one page at an address the task chooses.
+#[repr(C)]
+#[derive(Clone, Debug)]
+pub struct IpcBuffer {
+    /// Message words (the first [`REGISTER_WORDS`] are unused: they travel in registers).
+    pub words: [u64; MAX_MESSAGE_WORDS],
+    /// Sender: the slots whose capabilities travel with the message.
+    pub send_caps: [CapSlot; MAX_TRANSFER_CAPS],
+    /// Receiver: empty slots where received capabilities are placed.
+    pub receive_slots: [CapSlot; MAX_TRANSFER_CAPS],
+    /// Reserved for the kernel; zero.
+    pub _reserved: [u32; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<IpcBuffer>() <= 4096);
+const _: () = assert!(core::mem::size_of::<IpcBuffer>() == 64 * 8 + 4 * 8);
+
+/// What the kernel tells a fault handler, as message words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultMessage {
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub address: u64,
+    pub rsp: u64,
+}
+
+impl FaultMessage {
+    pub const WORDS: usize = 5;
+
+    pub fn to_words(self) -> [u64; Self::WORDS] {
+        [self.vector, self.error_code, self.rip, self.address, self.rsp]
+    }
+
+    pub fn from_words(w: &[u64]) -> Option<FaultMessage> {
+        match *w {
+            [vector, error_code, rip, address, rsp, ..] => Some(FaultMessage { vector, error_code, rip, address, rsp }),
+            _ => None,
+        }
+    }
+}
+
+/// Lowest user virtual address a task may map (the zero page stays empty).
+pub const USER_MIN: u64 = 0x1000;
+/// One past the highest user virtual address (the canonical lower half).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_enums_name_known_values_and_keep_unknown_ones() {
+        assert_eq!(Sysnum(7), Sysnum::INVOKE);
+        assert_eq!(Sysnum(99).name(), None);
+        assert_eq!(format!("{:?}", Sysnum(99)), "Sysnum(0x63)");
+        assert_eq!(format!("{:?}", ErrorCode::NO_RIGHTS), "NO_RIGHTS");
+    }
+
+    #[test]
+    fn rights_only_shrink_by_intersection() {
+        let rw = Rights::new().with_read(true).with_write(true);
+        let r = Rights::new().with_read(true);
+        assert!(rw.contains(r) && !r.contains(rw));
+        assert_eq!(rw.intersect(r), r);
+        assert!(Rights::ALL.contains(rw));
+        assert!(Rights::is_valid(0x7f) && !Rights::is_valid(0x80));
+    }
+
+    #[test]
+    fn message_info_layout_is_fixed() {
+        let info = MessageInfo::new().with_label(0x1234).with_length(5).with_caps(1).with_non_blocking(true);
+        assert_eq!(info.into_bits(), 0x1234 | 5 << 32 | 1 << 39 | 1 << 41);
+    }
+
+    #[test]
+    fn fault_messages_round_trip() {
+        let f = FaultMessage { vector: 14, error_code: 6, rip: 0x40_1000, address: 0xdead_0000, rsp: 0x7fff_0000 };
+        assert_eq!(FaultMessage::from_words(&f.to_words()), Some(f));
+        assert_eq!(FaultMessage::from_words(&[1, 2]), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! Ring-3 entry and exit: `syscall`, traps from user mode, and the one path
+//! back to user mode.
+//!
+//! The current thread's context is a `TrapFrame` in its thread control
+//! block. Entry stubs push the user state straight into it (syscall by
+//! switching RSP to its end, interrupts because TSS.RSP0 points there), then
+//! run the kernel on the per-CPU kernel stack. The kernel returns the
+//! context to resume, possibly another thread's; the exit path pops it and
+//! `iretq`s. A `sysret` fast path can come later, tested against this one.
+
+use super::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
+use super::idt::TrapFrame;
+use super::percpu::{OFFSET_CONTEXT_END, OFFSET_KERNEL_STACK, OFFSET_USER_RSP};
+use core::arch::global_asm;
+use x86::msr::{IA32_EFER, IA32_FMASK, IA32_LSTAR, IA32_STAR, rdmsr, wrmsr};
+
+/// Vector number recorded in the frame of a `syscall` entry.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+const EFER_SCE: u64 = 1 << 0;
+/// RFLAGS bits cleared on `syscall`: TF, IF, DF, AC (so SMAP stays armed).
+const SYSCALL_RFLAGS_MASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 18);
+
+global_asm!(
+    r#"
+    .section .text
+    .global syscall_entry
+    .balign 16
+syscall_entry:
+    swapgs
+    mov gs:[{user_rsp}], rsp
+    mov rsp, gs:[{context_end}]
+    push {user_ss}
+    push qword ptr gs:[{user_rsp}]
+    push r11
+    push {user_cs}
+    push rcx
+    push 0
+    push {syscall_vector}
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+
+    .global user_trap_common
+user_trap_common:
+    cld
+    mov rdi, rsp
+    mov rsp, gs:[{kernel_stack}]
+    call {user_trap}
+    /* rax: the context to resume. */
+
+    .global resume_user
+resume_user:
+    mov rsp, rax
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    swapgs
+    iretq
+"#,
+    user_rsp = const OFFSET_USER_RSP,
+    context_end = const OFFSET_CONTEXT_END,
+    kernel_stack = const OFFSET_KERNEL_STACK,
+    user_ss = const USER_DATA.bits() as u64,
+    user_cs = const USER_CODE.bits() as u64,
+    syscall_vector = const SYSCALL_VECTOR,
+    user_trap = sym user_trap,
+);
+
+unsafe extern "C" {
+    fn syscall_entry();
+    fn resume_user();
+}
+
+/// Enables `syscall` and points it at the entry stub.
+pub fn init() {
+    // SAFETY: standard SYSCALL set-up. STAR's kernel half selects the
+    // kernel code/data pair; its user half (unused until a sysret path
+    // exists) is set so that sysret would load USER_CODE/USER_DATA.
+    unsafe {
+        wrmsr(IA32_EFER, rdmsr(IA32_EFER) | EFER_SCE);
+        let sysret_base = u64::from(USER_DATA.bits() & !3) - 8;
+        wrmsr(IA32_STAR, (sysret_base << 48) | (u64::from(KERNEL_CODE.bits()) << 32));
+        wrmsr(IA32_LSTAR, syscall_entry as *const () as u64);
+        wrmsr(IA32_FMASK, SYSCALL_RFLAGS_MASK);
+    }
+}
+
+/// A fresh user context: `rip`, `rsp`, first argument in `rdi`, IF set.
+pub fn user_frame(rip: u64, rsp: u64, rdi: u64) -> TrapFrame {
+    const RFLAGS_IF: u64 = 1 << 9;
+    const RFLAGS_RESERVED: u64 = 1 << 1;
+    TrapFrame {
+        rip,
+        rsp,
+        rdi,
+        cs: u64::from(USER_CODE.bits()),
+        ss: u64::from(USER_DATA.bits()),
+        rflags: RFLAGS_IF | RFLAGS_RESERVED,
+        ..TrapFrame::default()
+    }
+}
+
+/// Called by the stubs with the saved context of the thread that trapped.
+extern "C" fn user_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
+    crate::trap::from_user(frame)
+}
+
+/// Leaves the boot path for the first user thread and never comes back.
+///
+/// # Safety
+/// `context` must be the context registered with `percpu::set_context`, a
+/// valid user frame, in an address space that CR3 already holds.
+pub unsafe fn enter_user(context: *mut TrapFrame) -> ! {
+    // SAFETY: guaranteed by the caller; `resume_user` expects GS to hold the
+    // kernel's per-CPU base (it swaps to the user's) and RAX the context.
+    unsafe {
+        core::arch::asm!(
+            "jmp {resume}",
+            resume = sym resume_user,
+            in("rax") context,
+            options(noreturn)
+        )
+    }
+}
