@@ -19,3 +19,5 @@ extern crate alloc;
 mod arch;
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod trap;

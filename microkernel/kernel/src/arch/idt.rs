@@ -234,6 +234,11 @@ fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str) {
     (presence, access, mode)
 }
 
+/// A user thread faulted and nothing handles it yet: report and stop.
+pub fn fatal_user_exception(frame: &TrapFrame) -> ! {
+    fatal_exception(frame)
+}
+
 fn fatal_exception(frame: &TrapFrame) -> ! {
     use platform::console_write_emergency as out;
     let (mnemonic, name) = EXCEPTIONS.get(frame.vector as usize).copied().unwrap_or(("#??", "unknown vector"));

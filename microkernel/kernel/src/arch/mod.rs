@@ -4,9 +4,11 @@
 pub mod acpi;
 pub mod apic;
 pub mod cpu;
+pub mod entry;
 pub mod gdt;
 pub mod heap;
 pub mod idt;
 pub mod memory;
+pub mod percpu;
 pub mod pit;
 pub mod virt;
