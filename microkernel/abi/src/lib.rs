@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod invoke;
+pub mod startup;
 
 use bitfield_struct::bitfield;
 

@@ -95,6 +95,8 @@ pub enum MapError {
     PhysicalTooLarge,
     /// Part of the range is mapped already.
     AlreadyMapped { virt: u64 },
+    /// Part of the range is not mapped (by a 4 KiB page) and cannot be unmapped.
+    NotMapped { virt: u64 },
     /// Writable and executable at once.
     WritableAndExecutable,
     OutOfMemory,
@@ -216,6 +218,47 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
             .with_address(phys);
         self.mem.write_entry(table, i, leaf.into());
         Ok(())
+    }
+
+    /// Removes the 4 KiB leaves of `[virt, virt+len)`. Every page must be
+    /// mapped by a 4 KiB leaf, else nothing is removed. Returns the physical
+    /// address each removed page had, through `removed`, so the caller can
+    /// flush the TLB for it.
+    pub fn unmap(&mut self, virt: u64, len: u64, mut removed: impl FnMut(u64, u64)) -> Result<(), MapError> {
+        if len == 0 || (virt | len) % PAGE_SIZE != 0 {
+            return Err(MapError::Misaligned);
+        }
+        let last = virt.checked_add(len - 1).ok_or(MapError::NonCanonical)?;
+        if !is_canonical(virt) || !is_canonical(last) {
+            return Err(MapError::NonCanonical);
+        }
+        let mut v = virt;
+        while v <= last {
+            match self.translate(v) {
+                Some(t) if t.page_size == PAGE_SIZE => {}
+                _ => return Err(MapError::NotMapped { virt: v }),
+            }
+            v += PAGE_SIZE;
+        }
+        let mut v = virt;
+        while v <= last {
+            let table = self.leaf_table(v);
+            let i = index(v, 0);
+            let entry = PageTableEntry::from(self.mem.read_entry(table, i));
+            self.mem.write_entry(table, i, 0);
+            removed(v, entry.address());
+            v += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// The level-0 table that maps `virt` (which must be mapped by a 4 KiB leaf).
+    fn leaf_table(&self, virt: u64) -> u64 {
+        let mut table = self.root;
+        for level in (1..=3).rev() {
+            table = PageTableEntry::from(self.mem.read_entry(table, index(virt, level))).address();
+        }
+        table
     }
 
     /// If `virt` is unmapped, the size of the aligned unmapped span around it.

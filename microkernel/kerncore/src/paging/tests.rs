@@ -201,3 +201,23 @@ fn walk_to_leaf_table(mem: &FakeMemory, root: u64, virt: u64) -> u64 {
     }
     table
 }
+
+#[test]
+fn unmap_removes_small_pages_and_reports_them() {
+    let (mut mem, root) = setup();
+    let mut m = Mapper::new(&mut mem, root);
+    let user = MapFlags { user: true, global: false, ..MapFlags::KERNEL_DATA };
+    m.map(0x40_0000, 0x80_0000, 3 * PAGE_SIZE, user).unwrap();
+    let mut seen = std::vec::Vec::new();
+    m.unmap(0x40_1000, 2 * PAGE_SIZE, |v, p| seen.push((v, p))).unwrap();
+    assert_eq!(seen, [(0x40_1000, 0x80_1000), (0x40_2000, 0x80_2000)]);
+    assert!(m.translate(0x40_0000).is_some());
+    assert!(m.translate(0x40_1000).is_none());
+    // Unmapping something not mapped fails and changes nothing.
+    assert_eq!(m.unmap(0x40_0000, 2 * PAGE_SIZE, |_, _| {}), Err(MapError::NotMapped { virt: 0x40_1000 }));
+    assert!(m.translate(0x40_0000).is_some());
+    // Large leaves cannot be partly unmapped.
+    m.map(0x4000_0000, 0, LARGE_PAGE_SIZE, MapFlags::KERNEL_DATA).unwrap();
+    assert_eq!(m.unmap(0x4000_0000, PAGE_SIZE, |_, _| {}), Err(MapError::NotMapped { virt: 0x4000_0000 }));
+    assert_eq!(m.unmap(0x4000_0001, PAGE_SIZE, |_, _| {}), Err(MapError::Misaligned));
+}

@@ -11,6 +11,7 @@ static FRAMES: Mutex<FramePool> = Mutex::new(FramePool::new());
 /// Physical spans the direct map covers (computed from the memory map by the
 /// same rule the loader used to build it).
 static DIRECT_MAP: spin::Once<heapless::Vec<(u64, u64), { bootinfo::MAX_MEMORY_REGIONS }>> = spin::Once::new();
+static KERNEL_ROOT: spin::Once<u64> = spin::Once::new();
 /// Next free address in the device-mapping window.
 static MMIO_NEXT: Mutex<u64> = Mutex::new(MMIO_WINDOW_BASE);
 
@@ -41,7 +42,7 @@ pub fn kernel_sections() -> [(u64, u64); 3] {
 
 /// Physical memory seen through the direct map, with new tables taken from
 /// the frame pool.
-struct DirectMap;
+pub struct DirectMap;
 
 impl DirectMap {
     fn entry_ptr(table: u64, index: usize) -> *mut u64 {
@@ -90,6 +91,7 @@ pub struct MemorySummary {
 pub fn init(info: &BootInfo) -> MemorySummary {
     DIRECT_MAP.call_once(|| memmap::direct_map_spans(info.memory_map()).unwrap_or_default());
     let root = super::cpu::cr3() & !(PAGE_SIZE - 1);
+    KERNEL_ROOT.call_once(|| root);
     let mut mem = DirectMap;
     for slot in 0..256 {
         mem.write_entry(root, slot, 0);
@@ -106,6 +108,11 @@ pub fn init(info: &BootInfo) -> MemorySummary {
         kernel_bytes: info.kernel_image.len(),
         regions: info.memory_map().len(),
     }
+}
+
+/// The kernel's own top-level table (the boot page tables).
+pub fn kernel_root() -> u64 {
+    *KERNEL_ROOT.get().expect("memory::init runs first")
 }
 
 /// Checks the live page tables for writable+executable mappings.
@@ -137,7 +144,7 @@ fn map_window(phys: u64, len: u64, flags: MapFlags) -> Result<u64, MapError> {
         return Err(MapError::OutOfMemory);
     }
     let virt = *next;
-    let root = super::cpu::cr3() & !(PAGE_SIZE - 1);
+    let root = kernel_root();
     let mut mem = DirectMap;
     let mut mapper = Mapper::new(&mut mem, root);
     mapper.large_pages = false;
@@ -190,3 +197,4 @@ pub fn provoke_text_write() {
     // CR0.WP makes ring 0 honour that, so the write never happens.
     unsafe { core::ptr::write_volatile(target, 0xcc) };
 }
+

@@ -2,6 +2,7 @@
 //! with the reason it is sound. The rest of the kernel calls safe wrappers.
 
 pub mod acpi;
+pub mod addrspace;
 pub mod apic;
 pub mod cpu;
 pub mod entry;

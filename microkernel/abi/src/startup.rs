@@ -1,0 +1,127 @@
+//! What a task finds at start: its name and the capabilities it was given,
+//! by name. The creator (the kernel for the root task, the supervisor for
+//! the others) writes one page with this layout, maps it read-only into the
+//! task, and starts the first thread with its address in `rdi`.
+
+use crate::{CapSlot, ObjectType};
+
+pub const STARTUP_MAGIC: u64 = u64::from_le_bytes(*b"TESSTART");
+pub const MAX_STARTUP_CAPS: usize = 56;
+pub const NAME_LEN: usize = 24;
+
+/// A name stored inline, NUL-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Name(pub [u8; NAME_LEN]);
+
+impl Name {
+    pub const EMPTY: Name = Name([0; NAME_LEN]);
+
+    /// `None` if `s` does not fit.
+    pub fn new(s: &str) -> Option<Name> {
+        let bytes = s.as_bytes();
+        if bytes.len() > NAME_LEN || bytes.contains(&0) {
+            return None;
+        }
+        let mut name = [0; NAME_LEN];
+        name[..bytes.len()].copy_from_slice(bytes);
+        Some(Name(name))
+    }
+
+    /// The text up to the first NUL; invalid UTF-8 reads as "".
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.0[..len]).unwrap_or("")
+    }
+}
+
+/// One named capability of the task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartupCap {
+    pub name: Name,
+    pub slot: CapSlot,
+    pub kind: ObjectType,
+    pub _reserved: [u8; 3],
+}
+
+impl StartupCap {
+    pub const EMPTY: StartupCap = StartupCap { name: Name::EMPTY, slot: CapSlot::NULL, kind: ObjectType(0), _reserved: [0; 3] };
+}
+
+#[repr(C)]
+#[derive(Clone, Debug)]
+pub struct StartupInfo {
+    pub magic: u64,
+    pub task_name: Name,
+    /// Address of the first thread's IPC buffer.
+    pub ipc_buffer: u64,
+    /// Bytes of the task's memory (heapless tasks use it as they wish).
+    pub memory_size: u64,
+    pub cap_count: u32,
+    pub _reserved: u32,
+    pub caps: [StartupCap; MAX_STARTUP_CAPS],
+}
+
+const _: () = assert!(core::mem::size_of::<StartupCap>() == 32);
+const _: () = assert!(core::mem::size_of::<StartupInfo>() <= 4096);
+
+impl StartupInfo {
+    pub const fn empty() -> StartupInfo {
+        StartupInfo {
+            magic: STARTUP_MAGIC,
+            task_name: Name::EMPTY,
+            ipc_buffer: 0,
+            memory_size: 0,
+            cap_count: 0,
+            _reserved: 0,
+            caps: [StartupCap::EMPTY; MAX_STARTUP_CAPS],
+        }
+    }
+
+    pub fn caps(&self) -> &[StartupCap] {
+        &self.caps[..(self.cap_count as usize).min(MAX_STARTUP_CAPS)]
+    }
+
+    /// The slot of the capability called `name`, if it has the expected type.
+    pub fn find(&self, name: &str, kind: ObjectType) -> Option<CapSlot> {
+        self.caps().iter().find(|c| c.name.as_str() == name && c.kind == kind).map(|c| c.slot)
+    }
+
+    /// Appends a named capability; false if full or the name is too long.
+    pub fn push(&mut self, name: &str, slot: CapSlot, kind: ObjectType) -> bool {
+        let (Some(name), Some(entry)) = (Name::new(name), self.caps.get_mut(self.cap_count as usize)) else {
+            return false;
+        };
+        *entry = StartupCap { name, slot, kind, _reserved: [0; 3] };
+        self.cap_count += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_are_found_by_name_and_type() {
+        let mut info = StartupInfo::empty();
+        assert!(info.push("console", CapSlot(3), ObjectType::ENDPOINT));
+        assert!(info.push("uart", CapSlot(4), ObjectType::IO_PORTS));
+        assert_eq!(info.find("console", ObjectType::ENDPOINT), Some(CapSlot(3)));
+        assert_eq!(info.find("console", ObjectType::IO_PORTS), None);
+        assert_eq!(info.find("nope", ObjectType::ENDPOINT), None);
+        assert!(!info.push("a-name-that-is-far-too-long-to-fit", CapSlot(5), ObjectType::ENDPOINT));
+    }
+
+    #[test]
+    fn full_tables_and_bad_counts_are_safe() {
+        let mut info = StartupInfo::empty();
+        for i in 0..MAX_STARTUP_CAPS {
+            assert!(info.push("x", CapSlot(i as u32 + 1), ObjectType::MEMORY));
+        }
+        assert!(!info.push("y", CapSlot(99), ObjectType::MEMORY));
+        info.cap_count = u32::MAX;
+        assert_eq!(info.caps().len(), MAX_STARTUP_CAPS);
+    }
+}

@@ -1,0 +1,88 @@
+//! User address spaces: one top-level table per task whose upper half is
+//! the kernel's (shared, never changed at that level) and whose lower half
+//! holds the task's own 4 KiB mappings.
+
+use super::memory::{DirectMap, kernel_root};
+use kerncore::paging::{Caching, MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
+
+const KERNEL_HALF: core::ops::Range<usize> = 256..512;
+
+/// Rights of a user mapping. W^X is enforced by the mapper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserRights {
+    pub writable: bool,
+    pub executable: bool,
+}
+
+#[derive(Debug)]
+pub struct AddressSpace {
+    root: u64,
+}
+
+impl AddressSpace {
+    /// A new space sharing the kernel half of the boot page tables.
+    pub fn new() -> Result<AddressSpace, MapError> {
+        let mut mem = DirectMap;
+        let root = Mapper::new_root(&mut mem)?;
+        let kernel = kernel_root();
+        for slot in KERNEL_HALF {
+            let entry = mem.read_entry(kernel, slot);
+            mem.write_entry(root, slot, entry);
+        }
+        Ok(AddressSpace { root })
+    }
+
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Maps `[virt, virt+len)` to `[phys, ...)` for ring 3.
+    pub fn map(&mut self, virt: u64, phys: u64, len: u64, rights: UserRights) -> Result<(), MapError> {
+        if virt < abi::USER_MIN || virt.checked_add(len).is_none_or(|end| end > abi::USER_END) {
+            return Err(MapError::NonCanonical);
+        }
+        let flags = MapFlags {
+            writable: rights.writable,
+            executable: rights.executable,
+            user: true,
+            global: false,
+            caching: Caching::WriteBack,
+        };
+        let mut mem = DirectMap;
+        let mut mapper = Mapper::new(&mut mem, self.root);
+        mapper.large_pages = false;
+        mapper.map(virt, phys, len, flags)
+    }
+
+    /// Unmaps `[virt, virt+len)` and flushes what this CPU may have cached.
+    pub fn unmap(&mut self, virt: u64, len: u64) -> Result<(), MapError> {
+        if virt < abi::USER_MIN || virt.checked_add(len).is_none_or(|end| end > abi::USER_END) {
+            return Err(MapError::NonCanonical);
+        }
+        let active = self.is_active();
+        let mut mem = DirectMap;
+        let mut mapper = Mapper::new(&mut mem, self.root);
+        mapper.unmap(virt, len, |page, _| {
+            if active {
+                // SAFETY: invalidating a TLB entry has no other effect.
+                unsafe { x86::tlb::flush(page as usize) };
+            }
+        })
+        // An inactive space has no TLB entries on this CPU: without PCIDs a
+        // CR3 load flushes all non-global entries, and user pages are never
+        // global. (SMP will need a shootdown here.)
+    }
+
+    fn is_active(&self) -> bool {
+        super::cpu::cr3() & !(PAGE_SIZE - 1) == self.root
+    }
+
+    /// Makes this the current address space (no-op if it already is).
+    pub fn activate(&self) {
+        if !self.is_active() {
+            // SAFETY: `root` is a complete top-level table whose kernel half
+            // is the kernel's own, so the kernel keeps running unchanged.
+            unsafe { x86::controlregs::cr3_write(self.root) };
+        }
+    }
+}
