@@ -39,10 +39,22 @@ impl Emulator {
     }
 }
 
+/// The firmware the machine starts with (QEMU only; Bochs always uses its BIOS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's SeaBIOS; the loader is loaded directly as a Multiboot kernel.
+    Bios,
+    /// OVMF (UEFI), booting the GRUB ISO from a CD-ROM with GRUB's
+    /// x86_64-efi image, as a UEFI machine boots it from a stick.
+    Uefi,
+}
+
 /// Everything a boot needs.
 #[derive(Clone, Debug)]
 pub struct BootOptions {
     pub emulator: Emulator,
+    /// `Uefi` only with [`Emulator::Qemu`].
+    pub firmware: Firmware,
     /// Kill the emulator and fail after this long; also adds `exit=idle`.
     pub timeout: Option<Duration>,
     pub smp: u32,
@@ -53,6 +65,24 @@ pub struct BootOptions {
     pub serial_log: Option<PathBuf>,
     /// Extra arguments appended to the QEMU command line.
     pub qemu_args: Vec<String>,
+}
+
+impl BootOptions {
+    /// The system packages this boot needs.
+    pub fn requirements(&self) -> &'static [&'static [deps::Requirement]] {
+        match (self.emulator, self.firmware) {
+            (Emulator::Qemu, Firmware::Uefi) => &[deps::QEMU, deps::OVMF, deps::ISO, deps::ISO_EFI],
+            (emulator, _) => emulator.requirements(),
+        }
+    }
+
+    /// What the run is called in messages and run directory names.
+    pub fn name(&self) -> &'static str {
+        match (self.emulator, self.firmware) {
+            (Emulator::Qemu, Firmware::Uefi) => "QEMU-UEFI",
+            (emulator, _) => emulator.name(),
+        }
+    }
 }
 
 /// A runner failure before or around the emulator run, with its exit code.
@@ -79,13 +109,13 @@ pub struct RunFiles {
 
 /// Check tools and images, then boot and supervise; returns the exit code.
 pub fn boot(opts: &BootOptions) -> Result<i32, BootError> {
-    deps::ensure(opts.emulator.requirements(), opts.emulator.name()).map_err(|e| BootError {
+    deps::ensure(opts.requirements(), opts.name()).map_err(|e| BootError {
         code: crate::EXIT_MISSING_TOOLS,
         message: e.message,
     })?;
     images::check().map_err(BootError::runner)?;
 
-    let dir = workdir::new_run_dir(&opts.emulator.name().to_lowercase())
+    let dir = workdir::new_run_dir(&opts.name().to_lowercase())
         .map_err(|e| BootError::runner(format!("cannot create a run directory: {e}")))?;
     let serial_log = match &opts.serial_log {
         Some(path) => {
@@ -152,10 +182,17 @@ fn report(opts: &BootOptions, files: &RunFiles, outcome: &Outcome) {
         }
     }
     ui::note(format!("serial log: {}", files.serial_log.display()));
-    if opts.emulator == Emulator::Bochs && outcome.ending != Ending::Halted(0) {
-        ui::note(format!(
-            "Bochs files: {} (bochs.log, bochs.out, bochsrc, grub.cfg)",
-            files.dir.display()
-        ));
+    if outcome.ending != Ending::Halted(0) {
+        if opts.emulator == Emulator::Bochs {
+            ui::note(format!(
+                "Bochs files: {} (bochs.log, bochs.out, bochsrc, grub.cfg)",
+                files.dir.display()
+            ));
+        } else if opts.firmware == Firmware::Uefi {
+            ui::note(format!(
+                "run files: {} (tessera.iso, grub.cfg)",
+                files.dir.display()
+            ));
+        }
     }
 }

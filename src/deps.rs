@@ -56,6 +56,14 @@ pub const ISO: &[Requirement] = &[
 /// GRUB's x86-64 UEFI modules: optional, makes the ISO boot on UEFI machines.
 pub const ISO_EFI: &[Requirement] = &[path(&["/usr/lib/grub/x86_64-efi"], "grub-efi-amd64-bin")];
 
+/// OVMF, the UEFI firmware for QEMU (`--firmware uefi`; the ISO needs
+/// [`ISO`] and [`ISO_EFI`] too).
+pub const OVMF: &[Requirement] = &[path(OVMF_PATHS, "ovmf")];
+
+/// Where Debian's `ovmf` package puts a combined code+variables image that
+/// QEMU's `-bios` accepts (the second path is a symlink in Debian 12).
+pub const OVMF_PATHS: &[&str] = &["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
+
 /// Bochs itself, its BIOS and VGA BIOS (the ISO needs [`ISO`] too).
 pub const BOCHS: &[Requirement] = &[
     cmd("bochs", "bochs"),

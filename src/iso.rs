@@ -1,7 +1,7 @@
 //! A GRUB rescue ISO holding the loader and the microkernel.
 //!
 //! Bochs cannot load a kernel directly, so it boots this ISO from its
-//! CD-ROM; the same ISO boots real machines (BIOS, and UEFI when GRUB's
+//! CD-ROM (as does QEMU with OVMF, `--firmware uefi`); the same ISO boots real machines (BIOS, and UEFI when GRUB's
 //! x86_64-efi modules are installed) from a CD or a USB stick.
 
 use std::fs;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use tessera::boot::{self, BootOptions, Emulator};
+use tessera::boot::{self, BootOptions, Emulator, Firmware};
 use tessera::{
     EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, suite, ui, workdir,
 };
@@ -29,12 +29,14 @@ Exit status of a boot:
 
 Files of each run go to target/tessera/runs/<emulator>-<ms>-<pid>/
 (serial.log; for Bochs also tessera.iso, grub.cfg, bochsrc, bochs.log,
-bochs.out). The emulator command line is echoed before it starts.
+bochs.out; for --firmware uefi also tessera.iso, grub.cfg). The emulator
+command line is echoed before it starts.
 
 Examples:
   cargo run                                   boot in QEMU, interactive (Ctrl-A X quits)
   cargo run -- --timeout 60                   boot unattended; exit with the kernel's status
   cargo run -- --emulator bochs --timeout 120 boot on Intel VMX + EPT in Bochs
+  cargo run -- --firmware uefi --timeout 60   boot the GRUB ISO in QEMU with UEFI (OVMF)
   cargo run -- --timeout 60 --cmdline test=fault-pf
   cargo run -- iso --out tessera.iso          bootable ISO for a real machine
   cargo run -- test                           install emulators and run every test";
@@ -85,6 +87,13 @@ struct BootArgs {
     #[arg(long, value_enum, default_value_t = EmulatorArg::Qemu)]
     emulator: EmulatorArg,
 
+    /// Firmware (qemu only): `bios` (SeaBIOS; the loader is loaded directly
+    /// as a Multiboot kernel) or `uefi` (OVMF, package ovmf, booting a GRUB
+    /// ISO built per run from the CD-ROM, as a UEFI machine boots it; kernel
+    /// options go on the multiboot2 line of its grub.cfg).
+    #[arg(long, value_enum, default_value_t = FirmwareArg::Bios)]
+    firmware: FirmwareArg,
+
     /// Give up after SECONDS: the emulator is killed (SIGKILL), a message is
     /// printed and the exit status is 124. Also adds the kernel option
     /// `exit=idle` (unless --cmdline has an `exit=` option), so the system
@@ -105,7 +114,7 @@ struct BootArgs {
     /// Extra kernel options, space separated, e.g. "test=fault-pf"
     /// (deliberate page fault on an unmapped address) or "test=fault-wp"
     /// (write to kernel text). Passed with -append (QEMU) or on the
-    /// multiboot2 line of grub.cfg (Bochs).
+    /// multiboot2 line of grub.cfg (Bochs, --firmware uefi).
     #[arg(
         long,
         value_name = "ARGS",
@@ -129,6 +138,12 @@ struct BootArgs {
 enum EmulatorArg {
     Qemu,
     Bochs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FirmwareArg {
+    Bios,
+    Uefi,
 }
 
 #[derive(Args, Debug)]
@@ -164,16 +179,28 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// Exit code for an invalid combination of options (as clap uses).
+const EXIT_USAGE: i32 = 2;
+
 fn run_boot(args: BootArgs) -> i32 {
     let emulator = match args.emulator {
         EmulatorArg::Qemu => Emulator::Qemu,
         EmulatorArg::Bochs => Emulator::Bochs,
     };
+    let firmware = match args.firmware {
+        FirmwareArg::Bios => Firmware::Bios,
+        FirmwareArg::Uefi => Firmware::Uefi,
+    };
+    if emulator == Emulator::Bochs && firmware == Firmware::Uefi {
+        ui::error("--firmware uefi needs --emulator qemu (Bochs boots with its own BIOS)");
+        return EXIT_USAGE;
+    }
     if emulator == Emulator::Bochs && !args.qemu_args.is_empty() {
         ui::warn("--qemu-arg is ignored with --emulator bochs");
     }
     let opts = BootOptions {
         emulator,
+        firmware,
         timeout: args.timeout.map(Duration::from_secs),
         smp: args.smp.unwrap_or(emulator.default_smp()),
         memory_mib: args.memory,
@@ -191,9 +218,16 @@ fn run_boot(args: BootArgs) -> i32 {
 }
 
 fn run_tests(args: TestArgs) -> i32 {
-    ui::note("==> tessera test: checking system packages for QEMU and Bochs");
+    ui::note("==> tessera test: checking system packages for QEMU, OVMF and Bochs");
     // ISO_EFI too, so `tessera iso` in the tests never installs anything.
-    let groups = [deps::QEMU, deps::BOCHS, deps::ISO, deps::ISO_EFI];
+    // OVMF for the UEFI boot test (`--firmware uefi`).
+    let groups = [
+        deps::QEMU,
+        deps::BOCHS,
+        deps::ISO,
+        deps::ISO_EFI,
+        deps::OVMF,
+    ];
     if let Err(e) = deps::ensure(&groups, "the test suite") {
         ui::error(e.message);
         return EXIT_MISSING_TOOLS;

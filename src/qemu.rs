@@ -5,14 +5,20 @@
 //! gives the module the whole string as its command line). The serial
 //! console is QEMU's stdio, which we pipe, echo and log. Without a deadline
 //! the run is interactive: stdin stays connected and Ctrl-A X quits.
+//!
+//! With `--firmware uefi` QEMU starts OVMF instead (`-bios`), which boots
+//! the GRUB ISO (built per run, as for Bochs) from its CD-ROM: the path a
+//! UEFI machine takes with a USB stick. OVMF and GRUB also print to the
+//! serial console before the loader does.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::boot::{BootError, BootOptions, RunFiles};
+use crate::boot::{BootError, BootOptions, Firmware, RunFiles};
 use crate::run::{self, Outcome, SerialSource, Supervise};
-use crate::{images, ui};
+use crate::{deps, images, iso, ui};
 
 /// I/O port of the `isa-debug-exit` device the kernel writes its status to.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
@@ -22,11 +28,32 @@ fn initrd_escape(s: &str) -> String {
     s.replace(',', ",,")
 }
 
+/// How QEMU gets to the loader.
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// SeaBIOS, with the loader as a Multiboot kernel and the microkernel
+    /// as its module; kernel options go to `-append`.
+    Direct,
+    /// UEFI firmware (`-bios`) booting a GRUB ISO from the CD-ROM; kernel
+    /// options are in the ISO's grub.cfg.
+    Uefi { firmware: PathBuf, iso: PathBuf },
+}
+
+/// File name of the ISO in the run directory with `--firmware uefi`.
+pub const ISO_FILE: &str = "tessera.iso";
+
+/// The OVMF image to pass with `-bios`.
+pub fn ovmf() -> Option<&'static Path> {
+    deps::OVMF_PATHS.iter().map(Path::new).find(|p| p.is_file())
+}
+
 /// The QEMU command line for a boot.
-pub fn command(opts: &BootOptions, kernel_options: &[String], interactive: bool) -> Command {
-    let kernel = images::kernel_elf().to_string_lossy().into_owned();
-    let mut initrd = OsString::from(initrd_escape(&kernel));
-    initrd.push(" microkernel");
+pub fn command(
+    opts: &BootOptions,
+    kernel_options: &[String],
+    interactive: bool,
+    start: &Start,
+) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"])
         .arg("-m")
@@ -41,14 +68,24 @@ pub fn command(opts: &BootOptions, kernel_options: &[String], interactive: bool)
         .args([
             "-device",
             &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
-        ])
-        .arg("-kernel")
-        .arg(images::loader_elf32())
-        .arg("-initrd")
-        .arg(initrd)
-        .arg("-append")
-        .arg(crate::cmdline::join(kernel_options))
-        .args(&opts.qemu_args);
+        ]);
+    match start {
+        Start::Direct => {
+            let kernel = images::kernel_elf().to_string_lossy().into_owned();
+            let mut initrd = OsString::from(initrd_escape(&kernel));
+            initrd.push(" microkernel");
+            cmd.arg("-kernel")
+                .arg(images::loader_elf32())
+                .arg("-initrd")
+                .arg(initrd)
+                .arg("-append")
+                .arg(crate::cmdline::join(kernel_options));
+        }
+        Start::Uefi { firmware, iso } => {
+            cmd.arg("-bios").arg(firmware).arg("-cdrom").arg(iso);
+        }
+    }
+    cmd.args(&opts.qemu_args);
     cmd
 }
 
@@ -59,9 +96,37 @@ pub fn boot(
     files: &RunFiles,
 ) -> Result<Outcome, BootError> {
     let interactive = opts.timeout.is_none();
-    let mut cmd = command(opts, kernel_options, interactive);
+    let start = match opts.firmware {
+        Firmware::Bios => Start::Direct,
+        Firmware::Uefi => {
+            let firmware =
+                ovmf().ok_or_else(|| BootError::runner("no OVMF image found (package ovmf)"))?;
+            let t0 = Instant::now();
+            let iso = iso::build(kernel_options, &files.dir, &files.dir.join(ISO_FILE))
+                .map_err(BootError::runner)?;
+            if !iso.efi {
+                return Err(BootError::runner(
+                    "the ISO has no UEFI boot image (package grub-efi-amd64-bin)",
+                ));
+            }
+            ui::note(format!(
+                "built {} (BIOS + UEFI) in {:.1} s",
+                iso.path.display(),
+                t0.elapsed().as_secs_f64()
+            ));
+            Start::Uefi {
+                firmware: firmware.to_path_buf(),
+                iso: iso.path,
+            }
+        }
+    };
+    let mut cmd = command(opts, kernel_options, interactive, &start);
     ui::note(format!(
-        "booting in QEMU (TCG, AMD SVM + NPT): {} CPU(s), {} MiB, kernel options {:?}",
+        "booting in QEMU (TCG, AMD SVM + NPT{}): {} CPU(s), {} MiB, kernel options {:?}",
+        match start {
+            Start::Direct => "",
+            Start::Uefi { .. } => "; UEFI firmware booting the GRUB ISO",
+        },
         opts.smp,
         opts.memory_mib,
         crate::cmdline::join(kernel_options)
@@ -157,6 +222,63 @@ mod tests {
         assert_eq!(debug_exit_status(5), Some(2));
         assert_eq!(debug_exit_status(0), None);
         assert_eq!(debug_exit_status(511), Some(255));
+    }
+
+    fn options(firmware: Firmware) -> BootOptions {
+        BootOptions {
+            emulator: crate::boot::Emulator::Qemu,
+            firmware,
+            timeout: None,
+            smp: 2,
+            memory_mib: 256,
+            cmdline: String::new(),
+            serial_log: None,
+            qemu_args: vec!["-nic".into(), "none".into()],
+        }
+    }
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn direct_start_loads_the_loader_as_kernel() {
+        let words = ["exit=idle".to_owned()];
+        let cmd = command(&options(Firmware::Bios), &words, false, &Start::Direct);
+        let args = args(&cmd);
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "-append" && w[1] == "exit=idle")
+        );
+        assert!(args.iter().any(|a| a == "-kernel"));
+        assert!(!args.iter().any(|a| a == "-bios" || a == "-cdrom"));
+        assert_eq!(args[args.len() - 2..], ["-nic", "none"]);
+    }
+
+    #[test]
+    fn uefi_start_boots_the_iso_with_ovmf() {
+        let start = Start::Uefi {
+            firmware: "/fw/OVMF.fd".into(),
+            iso: "/run/tessera.iso".into(),
+        };
+        let cmd = command(&options(Firmware::Uefi), &[], true, &start);
+        let args = args(&cmd);
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "-bios" && w[1] == "/fw/OVMF.fd")
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "-cdrom" && w[1] == "/run/tessera.iso")
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "-serial" && w[1] == "mon:stdio")
+        );
+        assert!(!args.iter().any(|a| a == "-kernel" || a == "-append"));
+        assert_eq!(args[args.len() - 2..], ["-nic", "none"]);
     }
 
     #[test]

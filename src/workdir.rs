@@ -2,7 +2,8 @@
 //!
 //! Each boot gets its own directory `<target>/tessera/runs/<emulator>-<ms>-<pid>/`
 //! holding `serial.log` and, for Bochs, the ISO, `grub.cfg`, `bochsrc`,
-//! `bochs.log` and Bochs's own output. Old run directories are pruned.
+//! `bochs.log` and Bochs's own output (for QEMU with UEFI, the ISO and
+//! `grub.cfg`). Old run directories are pruned.
 
 use std::fs;
 use std::io;

@@ -46,6 +46,7 @@ fn host_help_explains_every_option() {
         "--cmdline",
         "--serial-log",
         "--qemu-arg",
+        "--firmware",
         "exit=idle",
         "Ctrl-A X",
         "124",
@@ -74,6 +75,28 @@ fn host_rejects_bad_arguments() {
         .output()
         .expect("run tessera");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn host_rejects_uefi_with_bochs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "--emulator",
+            "bochs",
+            "--firmware",
+            "uefi",
+            "--timeout",
+            "5",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tessera");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--firmware uefi needs --emulator qemu"),
+        "{stderr}"
+    );
 }
 
 #[test]
