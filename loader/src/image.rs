@@ -7,9 +7,7 @@ use crate::PhysMemory;
 use bootinfo::{DIRECT_MAP_BASE, KERNEL_STACK_SIZE, KERNEL_STACK_TOP, MemoryRegion};
 use kerncore::memmap;
 use kerncore::paging::{MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
-use elf::ElfBytes;
-use elf::abi;
-use elf::endian::LittleEndian;
+use elfload::ElfError;
 
 /// Write access to physical memory.
 pub trait PhysMemoryMut {
@@ -80,11 +78,8 @@ impl<M: PhysMemory + PhysMemoryMut> PageTableMemory for Arena<M> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
-    Elf(&'static str),
-    /// A kernel segment asks to be writable and executable at once.
-    WritableExecutableSegment { vaddr: u64 },
-    /// A kernel segment lies outside the top 2 GiB.
-    SegmentOutsideKernelSpace { vaddr: u64 },
+    /// The kernel ELF is malformed, or a segment is W+X or outside the top 2 GiB.
+    Elf(ElfError),
     OutOfMemory,
     Map(MapError),
 }
@@ -101,13 +96,7 @@ impl From<MapError> for LoadError {
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            LoadError::Elf(what) => write!(f, "bad kernel ELF: {what}"),
-            LoadError::WritableExecutableSegment { vaddr } => {
-                write!(f, "kernel segment at {vaddr:#x} is both writable and executable")
-            }
-            LoadError::SegmentOutsideKernelSpace { vaddr } => {
-                write!(f, "kernel segment at {vaddr:#x} is outside the top 2 GiB")
-            }
+            LoadError::Elf(e) => write!(f, "bad kernel ELF: {e}"),
             LoadError::OutOfMemory => write!(f, "out of memory while loading the kernel"),
             LoadError::Map(e) => write!(f, "mapping failed: {e:?}"),
         }
@@ -129,47 +118,20 @@ pub struct LoadedKernel {
 /// Loads `elf` into frames from `arena` and maps it, with a boot stack,
 /// into a new hierarchy. The direct map is added by [`map_direct`].
 pub fn load_kernel<M: PhysMemory + PhysMemoryMut>(arena: &mut Arena<M>, elf: &[u8]) -> Result<LoadedKernel, LoadError> {
-    let file = ElfBytes::<LittleEndian>::minimal_parse(elf).map_err(|_| LoadError::Elf("not a little-endian ELF"))?;
-    let header = file.ehdr;
-    if header.class != elf::file::Class::ELF64 || header.e_machine != abi::EM_X86_64 || header.e_type != abi::ET_EXEC {
-        return Err(LoadError::Elf("not an x86-64 executable"));
-    }
+    let image = elfload::plan(elf, KERNEL_SPACE..u64::MAX).map_err(LoadError::Elf)?;
     let root = Mapper::new_root(arena)?;
-    let mut segments = 0;
-    let phdrs = file.segments().ok_or(LoadError::Elf("no program headers"))?;
-    for ph in phdrs.iter() {
-        if ph.p_type != abi::PT_LOAD || ph.p_memsz == 0 {
-            continue;
-        }
-        let (vaddr, memsz, flags) = (ph.p_vaddr, ph.p_memsz, ph.p_flags);
-        let (writable, executable) = (flags & abi::PF_W != 0, flags & abi::PF_X != 0);
-        if writable && executable {
-            return Err(LoadError::WritableExecutableSegment { vaddr });
-        }
-        if vaddr < KERNEL_SPACE || vaddr.checked_add(memsz).is_none() {
-            return Err(LoadError::SegmentOutsideKernelSpace { vaddr });
-        }
-        let data = file.segment_data(&ph).map_err(|_| LoadError::Elf("segment data outside the file"))?;
-        if data.len() as u64 > memsz {
-            return Err(LoadError::Elf("segment file size exceeds its memory size"));
-        }
-        let page_offset = vaddr % PAGE_SIZE;
-        let span = (page_offset + memsz).next_multiple_of(PAGE_SIZE);
-        let phys = arena.alloc(span).ok_or(LoadError::OutOfMemory)?;
-        arena.write(phys + page_offset, data).ok_or(LoadError::OutOfMemory)?;
-        let rights = MapFlags::kernel(writable, executable);
+    for segment in &image.segments {
+        let len = segment.pages * PAGE_SIZE;
+        let phys = arena.alloc(len).ok_or(LoadError::OutOfMemory)?;
+        arena.write(phys + segment.offset_in_page, segment.data).ok_or(LoadError::OutOfMemory)?;
         let mut mapper = Mapper::new(arena, root);
         mapper.large_pages = false;
-        mapper.map(vaddr - page_offset, phys, span, rights)?;
-        segments += 1;
-    }
-    if segments == 0 {
-        return Err(LoadError::Elf("no loadable segments"));
+        mapper.map(segment.start, phys, len, MapFlags::kernel(segment.writable, segment.executable))?;
     }
     let stack = arena.alloc(KERNEL_STACK_SIZE).ok_or(LoadError::OutOfMemory)?;
     let mut mapper = Mapper::new(arena, root);
     mapper.map(KERNEL_STACK_TOP - KERNEL_STACK_SIZE, stack, KERNEL_STACK_SIZE, MapFlags::KERNEL_DATA)?;
-    Ok(LoadedKernel { entry: header.e_entry, root, stack_top: KERNEL_STACK_TOP, segments })
+    Ok(LoadedKernel { entry: image.entry, root, stack_top: KERNEL_STACK_TOP, segments: image.segments.len() })
 }
 
 /// Maps the physical spans [`memmap::direct_map_spans`] selects into the

@@ -1,4 +1,5 @@
 use super::*;
+use elf::abi;
 use elf32conv::fixtures::elf64;
 use kerncore::paging::{audit, translate};
 
@@ -65,14 +66,14 @@ fn kernel_segments_get_their_own_rights() {
 fn writable_executable_segments_are_refused() {
     let mut arena = Arena::new(Ram::new(0x10_0000), RAM_BASE, RAM_BASE + 0x10_0000);
     let err = load_kernel(&mut arena, &kernel_elf(abi::PF_R | abi::PF_W | abi::PF_X)).unwrap_err();
-    assert_eq!(err, LoadError::WritableExecutableSegment { vaddr: DATA + 0x40 });
+    assert_eq!(err, LoadError::Elf(ElfError::WritableAndExecutable { vaddr: DATA + 0x40 }));
 }
 
 #[test]
 fn low_segments_and_bad_files_are_refused() {
     let mut arena = Arena::new(Ram::new(0x10_0000), RAM_BASE, RAM_BASE + 0x10_0000);
     let low = elf64(abi::EM_X86_64, 0x1000, &[(0x1000, 0x10, &[0; 16], abi::PF_R | abi::PF_X)]);
-    assert_eq!(load_kernel(&mut arena, &low).unwrap_err(), LoadError::SegmentOutsideKernelSpace { vaddr: 0x1000 });
+    assert_eq!(load_kernel(&mut arena, &low).unwrap_err(), LoadError::Elf(ElfError::OutsideRange { vaddr: 0x1000 }));
     assert!(matches!(load_kernel(&mut arena, b"garbage"), Err(LoadError::Elf(_))));
     let arm = elf64(abi::EM_AARCH64, TEXT, &[(TEXT, 0x10, &[0; 16], abi::PF_R)]);
     assert!(matches!(load_kernel(&mut arena, &arm), Err(LoadError::Elf(_))));
