@@ -1,0 +1,218 @@
+//! The static composition of a Tessera system.
+//!
+//! A manifest (`system.toml`, format in `docs/MANIFEST.md`) declares the
+//! ring-3 tasks: priorities, memory, stacks and capabilities. This crate
+//! checks it, reporting every mistake at once ([`Errors`]), and builds the
+//! bootfs image the kernel hands to the supervisor: the compiled manifest
+//! (`sysimage::Manifest`, postcard) plus each task's ELF executable.
+//!
+//! ```text
+//! load(path) ──> Manifest ──compile──> manifest bytes
+//!                    └──build_image(bin_dir)──> bootfs (manifest + binaries)
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod parse;
+
+pub use error::{Error, Errors};
+pub use parse::parse;
+pub use sysimage::{IoPortRange, Priority, Restart};
+
+use std::fmt::Write as _;
+use std::path::Path;
+use sysimage::{MANIFEST_FILE, bootfs, manifest as compiled};
+
+/// A checked manifest. Tasks are in start order: the supervisor first, then
+/// by descending priority, ties in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The system's name (`[system] name`).
+    pub name: String,
+    pub tasks: Vec<Task>,
+    /// Numbered in start order of their servers, then in `serves` order.
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub name: String,
+    /// File name of its ELF executable (in `--bin-dir` and in the bootfs).
+    pub binary: String,
+    pub priority: Priority,
+    pub memory: u64,
+    pub stack: u64,
+    pub restart: Restart,
+    pub supervisor: bool,
+    /// Indices into [`Manifest::endpoints`].
+    pub serves: Vec<usize>,
+    /// Indices into [`Manifest::endpoints`].
+    pub uses: Vec<usize>,
+    pub io_ports: Vec<IoPortRange>,
+    /// Global system interrupt numbers.
+    pub interrupts: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    /// Index into [`Manifest::tasks`].
+    pub server: usize,
+}
+
+impl Manifest {
+    /// The root task, started by the kernel (always task 0).
+    pub fn supervisor(&self) -> &Task {
+        &self.tasks[0]
+    }
+}
+
+/// Reads and checks the manifest at `path`.
+pub fn load(path: &Path) -> Result<Manifest, Errors> {
+    let origin = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Errors::one(Error::new(&origin, "", format!("cannot read: {e}"))))?;
+    parse(&text, &origin)
+}
+
+fn internal(message: String) -> Errors {
+    Errors::one(Error::new("internal error", "", message))
+}
+
+/// Encodes `manifest` as the compiled manifest (the bootfs file `manifest`).
+pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
+    let over = |what: &str| internal(format!("{what} exceed the compiled manifest's bounds"));
+    let index = |i: usize| u8::try_from(i).map_err(|_| over("indices"));
+    let mut tasks = heapless::Vec::new();
+    for t in &manifest.tasks {
+        let mut task = compiled::Task {
+            name: &t.name,
+            binary: &t.binary,
+            priority: t.priority,
+            memory: t.memory,
+            stack: t.stack,
+            restart: t.restart,
+            serves: heapless::Vec::new(),
+            uses: heapless::Vec::new(),
+            io_ports: heapless::Vec::from_slice(&t.io_ports).map_err(|_| over("I/O ranges"))?,
+            interrupts: heapless::Vec::new(),
+        };
+        for &e in &t.serves {
+            task.serves.push(compiled::EndpointIndex(index(e)?)).map_err(|_| over("serves"))?;
+        }
+        for &e in &t.uses {
+            let name = &manifest.endpoints.get(e).ok_or_else(|| over("endpoint indices"))?.name;
+            task.uses
+                .push(compiled::Use { endpoint: compiled::EndpointIndex(index(e)?), name })
+                .map_err(|_| over("uses"))?;
+        }
+        for &gsi in &t.interrupts {
+            task.interrupts.push(compiled::Gsi(gsi)).map_err(|_| over("interrupts"))?;
+        }
+        tasks.push(task).map_err(|_| over("tasks"))?;
+    }
+    let mut endpoints = heapless::Vec::new();
+    for e in &manifest.endpoints {
+        let endpoint = compiled::Endpoint { name: &e.name, server: compiled::TaskIndex(index(e.server)?) };
+        endpoints.push(endpoint).map_err(|_| over("endpoints"))?;
+    }
+    let m = compiled::Manifest { version: compiled::VERSION, system: &manifest.name, tasks, endpoints };
+    let bytes = m.to_vec();
+    // What the supervisor will check, checked here first.
+    compiled::Manifest::parse(&bytes).map_err(|e| internal(format!("the compiled manifest is refused: {e}")))?;
+    Ok(bytes)
+}
+
+/// True for a little-endian x86-64 ELF64 executable or shared object.
+fn is_x86_64_elf(bytes: &[u8]) -> bool {
+    let half = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    bytes.len() >= 64
+        && bytes.starts_with(b"\x7fELF\x02\x01")
+        && matches!(half(16), Some(2 | 3))
+        && half(18) == Some(62)
+}
+
+/// Builds the bootfs: the compiled manifest, then each task's binary
+/// (`bin_dir/<binary>`, once per distinct binary) in start order.
+pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Errors> {
+    let compiled = compile(manifest)?;
+    let mut errors = Vec::new();
+    let mut binaries: Vec<(&str, Vec<u8>)> = Vec::new();
+    for t in &manifest.tasks {
+        if binaries.iter().any(|(name, _)| *name == t.binary) {
+            continue;
+        }
+        let path = bin_dir.join(&t.binary);
+        match std::fs::read(&path) {
+            Err(e) => errors.push(Error::task(&t.name, "binary", format!("cannot read \"{}\": {e}", path.display()))),
+            Ok(bytes) if !is_x86_64_elf(&bytes) => errors.push(Error::task(
+                &t.name,
+                "binary",
+                format!("\"{}\" is not an x86-64 ELF executable", path.display()),
+            )),
+            Ok(bytes) => binaries.push((&t.binary, bytes)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Errors::sorted(errors));
+    }
+    let mut files: Vec<(&str, &[u8])> = vec![(MANIFEST_FILE, &compiled)];
+    files.extend(binaries.iter().map(|(name, bytes)| (*name, &bytes[..])));
+    let image = bootfs::write(&files).map_err(|e| internal(format!("packing the bootfs: {e}")))?;
+    sysimage::SystemImage::parse(&image).map_err(|e| internal(format!("the bootfs is refused: {e}")))?;
+    Ok(image)
+}
+
+/// A table of the tasks in start order: priority, memory, stack, restart
+/// policy and capabilities.
+pub fn summary(manifest: &Manifest) -> String {
+    let mut out = format!(
+        "system \"{}\": {} tasks, {} endpoints\n",
+        manifest.name,
+        manifest.tasks.len(),
+        manifest.endpoints.len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<20} {:>4}  {:>9}  {:>9}  {:<10} capabilities",
+        "task", "prio", "memory", "stack", "restart"
+    );
+    for t in &manifest.tasks {
+        let endpoint = |&i: &usize| manifest.endpoints.get(i).map_or("?".into(), |e| e.name.clone());
+        let mut caps = Vec::new();
+        if !t.serves.is_empty() {
+            caps.push(format!("serves {}", t.serves.iter().map(endpoint).collect::<Vec<_>>().join(", ")));
+        }
+        if !t.uses.is_empty() {
+            caps.push(format!("uses {}", t.uses.iter().map(endpoint).collect::<Vec<_>>().join(", ")));
+        }
+        if !t.io_ports.is_empty() {
+            caps.push(format!(
+                "ports {}",
+                t.io_ports.iter().map(|&r| parse::show_ports(r)).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !t.interrupts.is_empty() {
+            caps.push(format!("GSI {}", t.interrupts.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")));
+        }
+        let restart = if t.supervisor {
+            "supervisor"
+        } else if t.restart == Restart::Always {
+            "always"
+        } else {
+            "never"
+        };
+        let caps = if caps.is_empty() { "-".to_string() } else { caps.join("; ") };
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>4}  {:>9}  {:>9}  {:<10} {caps}",
+            t.name,
+            t.priority.0,
+            parse::show_size(t.memory),
+            parse::show_size(t.stack),
+            restart
+        );
+    }
+    out
+}

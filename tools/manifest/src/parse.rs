@@ -1,0 +1,469 @@
+//! `system.toml` → [`Manifest`]: deserialization, then every check, each
+//! mistake reported once with the task and field it is in.
+
+use crate::{Endpoint, Error, Errors, Manifest, Task};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::fmt;
+use sysimage::manifest::{
+    IO_PORT_SPACE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
+    MAX_USES,
+};
+use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
+
+// ---- The TOML as written. Integers stay i64 and sizes stay raw so that a
+// ---- bad value is one collected error, not a parse failure.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    system: SystemToml,
+    #[serde(default)]
+    tasks: IndexMap<String, TaskToml>,
+    /// Reserved for guest partitions (a later issue): refused for now.
+    #[serde(default)]
+    partitions: IndexMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemToml {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskToml {
+    binary: Option<String>,
+    priority: i64,
+    memory: RawSize,
+    stack: RawSize,
+    #[serde(default)]
+    supervisor: bool,
+    restart: Option<String>,
+    #[serde(default)]
+    serves: Vec<String>,
+    #[serde(default)]
+    uses: Vec<String>,
+    #[serde(default)]
+    io_ports: Vec<IoPortsToml>,
+    #[serde(default)]
+    interrupts: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IoPortsToml {
+    base: i64,
+    count: i64,
+}
+
+/// A size as written: an integer of bytes or a string with a unit.
+enum RawSize {
+    Bytes(i128),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawSize, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: an integer number of bytes or a string like \"64KiB\"")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.into()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+const NAME_RULE: &str = "use 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter";
+const BINARY_RULE: &str = "use 1 to 32 letters, digits, '.', '-' or '_', not starting with '.'";
+
+/// Task, endpoint and system names.
+fn valid_ident(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Bootfs file names of task binaries.
+fn valid_binary(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && !name.starts_with('.')
+        && name != MANIFEST_FILE
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// `64KiB`, `1 MiB`, `2GiB`; bytes are integers, not strings.
+fn parse_size(text: &str) -> Option<u64> {
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim_start() {
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// `256 KiB`, `1 MiB`, or bytes.
+pub(crate) fn show_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+pub(crate) fn show_ports(r: IoPortRange) -> String {
+    format!("{:#x}..={:#x}", r.base, r.end() - 1)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// ` (did you mean "x"?)` for the closest candidate within two edits.
+fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .map(|c| (levenshtein(word, c), c))
+        .filter(|&(d, _)| d <= 2 && d < word.len())
+        .min()
+        .map(|(_, c)| format!(" (did you mean \"{c}\"?)"))
+        .unwrap_or_default()
+}
+
+/// A TOML syntax or type error (including a duplicate task, which TOML
+/// itself forbids), as `origin:line:column: message (in `source line`)`.
+fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> Error {
+    let message = e.message().trim_end();
+    // An empty span at 0 (a missing top-level table) locates nothing.
+    let Some(span) = e.span().filter(|s| s.start <= s.end && s.end <= text.len() && *s != (0..0)) else {
+        return Error::new(origin, "", message);
+    };
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[span.start..].find('\n').map_or(text.len(), |i| span.start + i);
+    let line = text[..span.start].matches('\n').count() + 1;
+    let column = text[line_start..span.start].chars().count() + 1;
+    let key = &text[span.clone()];
+    let message = match message {
+        "duplicate key" if !key.is_empty() => format!("duplicate key `{key}` (each task and key may be declared once)"),
+        _ => message.to_string(),
+    };
+    let source = text[line_start..line_end].trim();
+    Error::new(format!("{origin}:{line}:{column}"), "", format!("{message} (in `{source}`)"))
+}
+
+/// One task's values after the per-task checks (`None`: already reported).
+struct Draft<'t> {
+    name: &'t str,
+    toml: &'t TaskToml,
+    binary: String,
+    priority: Option<u8>,
+    memory: u64,
+    stack: u64,
+    restart: Restart,
+    io_ports: Vec<IoPortRange>,
+    interrupts: Vec<u32>,
+}
+
+fn check_size(task: &str, field: &str, raw: &RawSize, errors: &mut Vec<Error>) -> Option<u64> {
+    let bytes = match raw {
+        RawSize::Bytes(n) => u64::try_from(*n).ok(),
+        RawSize::Text(text) => parse_size(text),
+    };
+    let problem = match bytes {
+        None => match raw {
+            RawSize::Bytes(n) => format!("{n} is not a size in bytes"),
+            RawSize::Text(t) => {
+                format!(
+                    "\"{t}\" is not a size (write an integer number of bytes, or a number with KiB, MiB or GiB such as \"64KiB\")"
+                )
+            }
+        },
+        Some(0) => "must not be zero".into(),
+        Some(n) if !n.is_multiple_of(PAGE_SIZE) => format!("{n} bytes is not a multiple of the page size ({PAGE_SIZE} bytes)"),
+        Some(n) if n > MAX_TASK_MEMORY => {
+            format!("{} is too large (at most {})", show_size(n), show_size(MAX_TASK_MEMORY))
+        }
+        Some(n) => return Some(n),
+    };
+    errors.push(Error::task(task, field, problem));
+    None
+}
+
+/// Checks of one task that need no other task.
+fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'t> {
+    let err = |e: &mut Vec<Error>, field: &str, msg: String| e.push(Error::task(name, field, msg));
+    if !valid_ident(name) {
+        err(e, "name", format!("invalid task name ({NAME_RULE})"));
+    }
+    if let Some(binary) = &t.binary
+        && !valid_binary(binary)
+    {
+        err(e, "binary", format!("invalid binary name \"{binary}\" ({BINARY_RULE}; \"{MANIFEST_FILE}\" is reserved)"));
+    }
+    let priority = u8::try_from(t.priority).ok().filter(|&p| Priority(p).is_valid());
+    if priority.is_none() {
+        err(e, "priority", format!("{} is out of range (0..={}, higher runs first)", t.priority, Priority::MAX.0));
+    }
+    let memory = check_size(name, "memory", &t.memory, e);
+    let stack = check_size(name, "stack", &t.stack, e);
+    if let (Some(memory), Some(stack)) = (memory, stack)
+        && stack > memory
+    {
+        err(e, "stack", format!("{} is larger than memory ({})", show_size(stack), show_size(memory)));
+    }
+    let restart = match (t.supervisor, t.restart.as_deref()) {
+        (true, None) => Restart::Never,
+        (true, Some(_)) => {
+            err(
+                e,
+                "restart",
+                "the supervisor has no restart policy (the kernel starts it once; remove restart)".into(),
+            );
+            Restart::Never
+        }
+        (false, None | Some("always")) => Restart::Always,
+        (false, Some("never")) => Restart::Never,
+        (false, Some(other)) => {
+            err(e, "restart", format!("unknown policy \"{other}\" (expected \"always\" or \"never\")"));
+            Restart::Always
+        }
+    };
+    for (field, list, max) in [("serves", &t.serves, MAX_SERVES), ("uses", &t.uses, MAX_USES)] {
+        for (i, endpoint) in list.iter().enumerate() {
+            if !valid_ident(endpoint) {
+                err(e, field, format!("invalid endpoint name \"{endpoint}\" ({NAME_RULE})"));
+            } else if list[..i].contains(endpoint) {
+                err(e, field, format!("endpoint \"{endpoint}\" is listed twice"));
+            }
+        }
+        if list.len() > max {
+            err(e, field, format!("{} endpoints, at most {max}", list.len()));
+        }
+    }
+    let mut io_ports = Vec::new();
+    for r in &t.io_ports {
+        if !(0..i64::from(IO_PORT_SPACE)).contains(&r.base) {
+            err(e, "io_ports", format!("base {:#x} is not an I/O port (0x0..=0xffff)", r.base));
+        } else if r.count <= 0 {
+            err(e, "io_ports", format!("range at {:#x} has count {} (at least 1)", r.base, r.count));
+        } else if r.count > i64::from(IO_PORT_SPACE) - r.base {
+            err(e, "io_ports", format!("{:#x} + {} runs past port 0xffff", r.base, r.count));
+        } else {
+            // In range: base <= 0xffff and count <= 0x10000 - base.
+            io_ports.push(IoPortRange { base: r.base as u16, count: r.count as u16 });
+        }
+    }
+    if t.io_ports.len() > MAX_IO_RANGES {
+        err(e, "io_ports", format!("{} ranges, at most {MAX_IO_RANGES}", t.io_ports.len()));
+    }
+    let mut interrupts = Vec::new();
+    for &gsi in &t.interrupts {
+        match u32::try_from(gsi).ok().filter(|&g| g <= MAX_GSI) {
+            None => err(e, "interrupts", format!("{gsi} is not an interrupt line (GSI 0..={MAX_GSI})")),
+            Some(g) if interrupts.contains(&g) => err(e, "interrupts", format!("GSI {g} is listed twice")),
+            Some(g) => interrupts.push(g),
+        }
+    }
+    if t.interrupts.len() > MAX_INTERRUPTS {
+        err(e, "interrupts", format!("{} lines, at most {MAX_INTERRUPTS}", t.interrupts.len()));
+    }
+    Draft {
+        name,
+        toml: t,
+        binary: t.binary.clone().unwrap_or_else(|| name.to_string()),
+        priority,
+        memory: memory.unwrap_or(0),
+        stack: stack.unwrap_or(0),
+        restart,
+        io_ports,
+        interrupts,
+    }
+}
+
+/// Parses and checks a manifest; `origin` names it in TOML error locations.
+pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
+    let file: FileToml = toml::from_str(text).map_err(|e| Errors::one(toml_error(&e, text, origin)))?;
+    let mut e = Vec::new();
+
+    if !valid_ident(&file.system.name) {
+        e.push(Error::system("name", format!("invalid system name \"{}\" ({NAME_RULE})", file.system.name)));
+    }
+    for name in file.partitions.keys() {
+        e.push(Error::new(
+            format!("partition \"{name}\""),
+            "",
+            format!("partitions are not supported yet (reserved for a later issue); remove [partitions.{name}]"),
+        ));
+    }
+    if file.tasks.is_empty() {
+        e.push(Error::system(
+            "tasks",
+            "the system has no tasks (declare at least the supervisor: [tasks.NAME] with supervisor = true)",
+        ));
+        return Err(Errors::sorted(e));
+    }
+    if file.tasks.len() > MAX_TASKS {
+        e.push(Error::system("tasks", format!("{} tasks, at most {MAX_TASKS}", file.tasks.len())));
+    }
+
+    // Per task, in file order.
+    let drafts: Vec<Draft<'_>> = file.tasks.iter().map(|(name, t)| check_task(name, t, &mut e)).collect();
+
+    // Exactly one supervisor.
+    let supervisors: Vec<&str> = drafts.iter().filter(|d| d.toml.supervisor).map(|d| d.name).collect();
+    match supervisors[..] {
+        [_] => {}
+        [] => {
+            e.push(Error::system("supervisor", "no task has supervisor = true (exactly one task, the root task, must)"))
+        }
+        _ => {
+            let names = supervisors.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+            e.push(Error::system("supervisor", format!("tasks {names} all have supervisor = true (exactly one may)")));
+        }
+    }
+
+    // Endpoints: one server each. Values are indices into `drafts`.
+    let mut servers: IndexMap<&str, usize> = IndexMap::new();
+    for (i, d) in drafts.iter().enumerate() {
+        for endpoint in d.toml.serves.iter().filter(|n| valid_ident(n)) {
+            match servers.get(endpoint.as_str()) {
+                None => _ = servers.insert(endpoint, i),
+                Some(&j) if j == i => {} // listed twice: reported above
+                Some(&j) => e.push(Error::task(
+                    d.name,
+                    "serves",
+                    format!("endpoint \"{endpoint}\" is already served by task \"{}\"", drafts[j].name),
+                )),
+            }
+        }
+    }
+    if servers.len() > MAX_ENDPOINTS {
+        e.push(Error::system("endpoints", format!("{} endpoints, at most {MAX_ENDPOINTS}", servers.len())));
+    }
+
+    // Uses: the endpoint exists, is another task's, and is served uphill.
+    for (i, d) in drafts.iter().enumerate() {
+        for endpoint in d.toml.uses.iter().filter(|n| valid_ident(n)) {
+            let Some(&j) = servers.get(endpoint.as_str()) else {
+                let hint = did_you_mean(endpoint, servers.keys().copied());
+                e.push(Error::task(d.name, "uses", format!("no task serves endpoint \"{endpoint}\"{hint}")));
+                continue;
+            };
+            let server = &drafts[j];
+            if j == i {
+                e.push(Error::task(
+                    d.name,
+                    "uses",
+                    format!("endpoint \"{endpoint}\" is served by this task itself (a task cannot call itself)"),
+                ));
+            } else if let (Some(mine), Some(theirs)) = (d.priority, server.priority)
+                && !Priority(theirs).is_higher_than(Priority(mine))
+            {
+                e.push(Error::task(
+                    d.name,
+                    "uses",
+                    format!(
+                        "endpoint \"{endpoint}\" is served by task \"{}\" at priority {theirs}, not higher than this task's {mine} \
+                         (calls must go to a higher priority)",
+                        server.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Device resources: each port and interrupt line has one owner.
+    for (i, d) in drafts.iter().enumerate() {
+        for (a, &range) in d.io_ports.iter().enumerate() {
+            for &other in &d.io_ports[..a] {
+                if range.overlaps(other) {
+                    let msg = format!("{} overlaps {} listed before it", show_ports(range), show_ports(other));
+                    e.push(Error::task(d.name, "io_ports", msg));
+                }
+            }
+            for earlier in &drafts[..i] {
+                for &other in earlier.io_ports.iter().filter(|o| o.overlaps(range)) {
+                    let msg =
+                        format!("{} overlaps {} of task \"{}\"", show_ports(range), show_ports(other), earlier.name);
+                    e.push(Error::task(d.name, "io_ports", msg));
+                }
+            }
+        }
+        for gsi in &d.interrupts {
+            if let Some(earlier) = drafts[..i].iter().find(|o| o.interrupts.contains(gsi)) {
+                e.push(Error::task(
+                    d.name,
+                    "interrupts",
+                    format!("GSI {gsi} is also claimed by task \"{}\"", earlier.name),
+                ));
+            }
+        }
+    }
+
+    if !e.is_empty() {
+        return Err(Errors::sorted(e));
+    }
+    Ok(assemble(&file.system.name, &drafts))
+}
+
+/// Builds the checked manifest: supervisor first, then by descending
+/// priority (ties in file order); endpoints numbered in that start order.
+fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
+    let mut order: Vec<usize> = (0..drafts.len()).collect();
+    order.sort_by_key(|&i| (!drafts[i].toml.supervisor, std::cmp::Reverse(drafts[i].priority)));
+    let start_index = |draft: usize| order.iter().position(|&i| i == draft).expect("every draft is in the order");
+
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    for &i in &order {
+        for name in &drafts[i].toml.serves {
+            endpoints.push(Endpoint { name: name.clone(), server: start_index(i) });
+        }
+    }
+    let endpoint_index = |name: &str| endpoints.iter().position(|e| e.name == name).expect("uses were resolved");
+
+    let tasks = order
+        .iter()
+        .map(|&i| {
+            let d = &drafts[i];
+            Task {
+                name: d.name.to_string(),
+                binary: d.binary.clone(),
+                priority: Priority(d.priority.expect("checked")),
+                memory: d.memory,
+                stack: d.stack,
+                restart: d.restart,
+                supervisor: d.toml.supervisor,
+                serves: d.toml.serves.iter().map(|n| endpoint_index(n)).collect(),
+                uses: d.toml.uses.iter().map(|n| endpoint_index(n)).collect(),
+                io_ports: d.io_ports.clone(),
+                interrupts: d.interrupts.clone(),
+            }
+        })
+        .collect();
+    Manifest { name: system.to_string(), tasks, endpoints }
+}

@@ -1,0 +1,471 @@
+//! One negative test per manifest error (after the seL4 microkit tool),
+//! each asserting the complete list of messages: one mistake, one error.
+
+use tessera_manifest::parse;
+
+const SUPERVISOR: &str = "[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\n";
+
+/// A system with the supervisor and `tasks`.
+fn system(tasks: &str) -> String {
+    format!("[system]\nname = \"test\"\n\n{SUPERVISOR}\n{tasks}")
+}
+
+/// A task table with valid sizes and `extra` lines.
+fn task(name: &str, priority: u8, extra: &str) -> String {
+    format!("[tasks.{name}]\npriority = {priority}\nmemory = \"64KiB\"\nstack = \"16KiB\"\n{extra}\n")
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(text, "test.toml") {
+        Ok(m) => panic!("accepted:\n{text}\n{m:#?}"),
+        Err(e) => e.messages(),
+    }
+}
+
+#[track_caller]
+fn assert_errors(text: &str, expected: &[&str]) {
+    assert_eq!(errors(text), expected, "for:\n{text}");
+}
+
+// ---- TOML-level mistakes: one error with a line and column.
+
+#[test]
+fn toml_syntax_error() {
+    assert_errors(
+        "[system]\nname = \"test\"\n[tasks.a\n",
+        &["test.toml:3:9: unclosed table, expected `]` (in `[tasks.a`)"],
+    );
+}
+
+#[test]
+fn unknown_task_field() {
+    let text = system(&task("a", 1, "prio = 3"));
+    assert_errors(
+        &text,
+        &["test.toml:14:1: unknown field `prio`, expected one of `binary`, `priority`, `memory`, `stack`, \
+           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts` (in `prio = 3`)"],
+    );
+}
+
+#[test]
+fn unknown_top_level_table() {
+    assert_errors(
+        "[system]\nname = \"test\"\n[task.a]\npriority = 1\n",
+        &["test.toml:3:2: unknown field `task`, expected one of `system`, `tasks`, `partitions` (in `[task.a]`)"],
+    );
+}
+
+#[test]
+fn unknown_io_ports_field() {
+    let text = system(&task("a", 1, "io_ports = [{ base = 0x60, size = 1 }]"));
+    assert_errors(
+        &text,
+        &[
+            "test.toml:14:28: unknown field `size`, expected `base` or `count` (in `io_ports = [{ base = 0x60, size = 1 }]`)",
+        ],
+    );
+}
+
+#[test]
+fn missing_required_field() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = 4096\n");
+    assert_errors(&text, &["test.toml:10:1: missing field `stack` (in `[tasks.a]`)"]);
+}
+
+#[test]
+fn missing_system_table() {
+    assert_errors(SUPERVISOR, &["test.toml: missing field `system`"]);
+}
+
+#[test]
+fn wrong_type() {
+    let text = system(&task("a", 1, "uses = \"console\""));
+    assert_errors(
+        &text,
+        &["test.toml:14:8: invalid type: string \"console\", expected a sequence (in `uses = \"console\"`)"],
+    );
+}
+
+#[test]
+fn duplicate_task_name() {
+    let text = system(&format!("{}{}", task("a", 1, ""), task("a", 2, "")));
+    assert_errors(
+        &text,
+        &["test.toml:15:8: duplicate key `a` (each task and key may be declared once) (in `[tasks.a]`)"],
+    );
+}
+
+// ---- Names.
+
+#[test]
+fn invalid_task_name() {
+    let text = system(&task("\"Vid!\"", 1, ""));
+    assert_errors(
+        &text,
+        &[
+            "task \"Vid!\": name: invalid task name (use 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter)",
+        ],
+    );
+}
+
+#[test]
+fn task_name_too_long() {
+    let text = system(&task(&"a".repeat(33), 1, ""));
+    assert_eq!(
+        errors(&text),
+        [format!(
+            "task \"{}\": name: invalid task name (use 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter)",
+            "a".repeat(33)
+        )]
+    );
+}
+
+#[test]
+fn invalid_system_name() {
+    let text = system("").replace("name = \"test\"", "name = \"\"");
+    assert_errors(
+        &text,
+        &[
+            "system: name: invalid system name \"\" (use 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter)",
+        ],
+    );
+}
+
+#[test]
+fn invalid_binary_name() {
+    let text = system(&task("a", 1, "binary = \"../a\""));
+    assert_errors(
+        &text,
+        &["task \"a\": binary: invalid binary name \"../a\" (use 1 to 32 letters, digits, '.', '-' or '_', \
+           not starting with '.'; \"manifest\" is reserved)"],
+    );
+}
+
+#[test]
+fn reserved_binary_name() {
+    let text = system(&task("a", 1, "binary = \"manifest\""));
+    assert_errors(
+        &text,
+        &["task \"a\": binary: invalid binary name \"manifest\" (use 1 to 32 letters, digits, '.', '-' or '_', \
+           not starting with '.'; \"manifest\" is reserved)"],
+    );
+}
+
+#[test]
+fn invalid_endpoint_name() {
+    let text = system(&task("a", 1, "serves = [\"Console\"]"));
+    assert_errors(
+        &text,
+        &[
+            "task \"a\": serves: invalid endpoint name \"Console\" (use 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter)",
+        ],
+    );
+}
+
+// ---- Endpoints and capabilities.
+
+#[test]
+fn capability_to_nowhere_suggests_the_closest_endpoint() {
+    let text =
+        system(&format!("{}{}", task("console", 30, "serves = [\"console\"]"), task("vid", 20, "uses = [\"consol\"]")));
+    assert_errors(&text, &["task \"vid\": uses: no task serves endpoint \"consol\" (did you mean \"console\"?)"]);
+}
+
+#[test]
+fn capability_to_nowhere_without_a_close_name() {
+    let text = system(&format!(
+        "{}{}",
+        task("console", 30, "serves = [\"console\"]"),
+        task("vid", 20, "uses = [\"network\"]")
+    ));
+    assert_errors(&text, &["task \"vid\": uses: no task serves endpoint \"network\""]);
+}
+
+#[test]
+fn endpoint_served_by_two_tasks() {
+    let text = system(&format!("{}{}", task("a", 3, "serves = [\"log\"]"), task("b", 2, "serves = [\"log\"]")));
+    assert_errors(&text, &["task \"b\": serves: endpoint \"log\" is already served by task \"a\""]);
+}
+
+#[test]
+fn endpoint_listed_twice() {
+    let text = system(&format!(
+        "{}{}",
+        task("a", 3, "serves = [\"log\", \"log\"]"),
+        task("b", 2, "uses = [\"log\", \"log\"]")
+    ));
+    assert_errors(
+        &text,
+        &["task \"a\": serves: endpoint \"log\" is listed twice", "task \"b\": uses: endpoint \"log\" is listed twice"],
+    );
+}
+
+#[test]
+fn task_using_its_own_endpoint() {
+    let text = system(&task("a", 3, "serves = [\"log\"]\nuses = [\"log\"]"));
+    assert_errors(
+        &text,
+        &["task \"a\": uses: endpoint \"log\" is served by this task itself (a task cannot call itself)"],
+    );
+}
+
+#[test]
+fn calls_must_go_to_a_higher_priority() {
+    let text = system(&format!("{}{}", task("a", 5, "serves = [\"log\"]"), task("b", 5, "uses = [\"log\"]")));
+    assert_errors(
+        &text,
+        &["task \"b\": uses: endpoint \"log\" is served by task \"a\" at priority 5, not higher than this task's 5 \
+           (calls must go to a higher priority)"],
+    );
+}
+
+// ---- Devices.
+
+#[test]
+fn io_port_overlap_between_tasks_names_both() {
+    let text = system(&format!(
+        "{}{}",
+        task("console", 2, "io_ports = [{ base = 0x3f8, count = 8 }]"),
+        task("uart", 1, "io_ports = [{ base = 0x3fc, count = 8 }]")
+    ));
+    assert_errors(&text, &["task \"uart\": io_ports: 0x3fc..=0x403 overlaps 0x3f8..=0x3ff of task \"console\""]);
+}
+
+#[test]
+fn io_port_overlap_within_a_task() {
+    let text = system(&task("a", 1, "io_ports = [{ base = 0x60, count = 5 }, { base = 0x64, count = 1 }]"));
+    assert_errors(&text, &["task \"a\": io_ports: 0x64..=0x64 overlaps 0x60..=0x64 listed before it"]);
+}
+
+#[test]
+fn io_port_range_wrapping_past_0xffff() {
+    let text = system(&task("a", 1, "io_ports = [{ base = 0xfff8, count = 16 }, { base = 1, count = 0x7fffffffffffffff }]"));
+    assert_errors(
+        &text,
+        &[
+            "task \"a\": io_ports: 0x1 + 9223372036854775807 runs past port 0xffff",
+            "task \"a\": io_ports: 0xfff8 + 16 runs past port 0xffff",
+        ],
+    );
+}
+
+#[test]
+fn io_port_range_of_count_zero() {
+    let text = system(&task("a", 1, "io_ports = [{ base = 0x3f8, count = 0 }]"));
+    assert_errors(&text, &["task \"a\": io_ports: range at 0x3f8 has count 0 (at least 1)"]);
+}
+
+#[test]
+fn io_port_base_out_of_range() {
+    let text = system(&task("a", 1, "io_ports = [{ base = 0x10000, count = 1 }]"));
+    assert_errors(&text, &["task \"a\": io_ports: base 0x10000 is not an I/O port (0x0..=0xffff)"]);
+}
+
+#[test]
+fn interrupt_claimed_by_two_tasks() {
+    let text = system(&format!("{}{}", task("a", 2, "interrupts = [4]"), task("b", 1, "interrupts = [3, 4]")));
+    assert_errors(&text, &["task \"b\": interrupts: GSI 4 is also claimed by task \"a\""]);
+}
+
+#[test]
+fn interrupt_listed_twice() {
+    let text = system(&task("a", 1, "interrupts = [4, 4]"));
+    assert_errors(&text, &["task \"a\": interrupts: GSI 4 is listed twice"]);
+}
+
+#[test]
+fn interrupt_out_of_range() {
+    let text = system(&task("a", 1, "interrupts = [-1, 1024]"));
+    assert_errors(
+        &text,
+        &[
+            "task \"a\": interrupts: -1 is not an interrupt line (GSI 0..=1023)",
+            "task \"a\": interrupts: 1024 is not an interrupt line (GSI 0..=1023)",
+        ],
+    );
+}
+
+// ---- Priorities and sizes.
+
+#[test]
+fn priority_out_of_range() {
+    let text = system(&format!("{}{}", task("a", 32, ""), "[tasks.b]\npriority = -1\nmemory = 4096\nstack = 4096\n"));
+    assert_errors(
+        &text,
+        &[
+            "task \"a\": priority: 32 is out of range (0..=31, higher runs first)",
+            "task \"b\": priority: -1 is out of range (0..=31, higher runs first)",
+        ],
+    );
+}
+
+#[test]
+fn memory_and_stack_zero() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = 0\nstack = \"0KiB\"\n");
+    assert_errors(&text, &["task \"a\": memory: must not be zero", "task \"a\": stack: must not be zero"]);
+}
+
+#[test]
+fn sizes_not_page_multiples() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"65KiB\"\nstack = 100\n");
+    assert_errors(
+        &text,
+        &[
+            "task \"a\": memory: 66560 bytes is not a multiple of the page size (4096 bytes)",
+            "task \"a\": stack: 100 bytes is not a multiple of the page size (4096 bytes)",
+        ],
+    );
+}
+
+#[test]
+fn memory_too_large() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"2GiB\"\nstack = \"16KiB\"\n");
+    assert_errors(&text, &["task \"a\": memory: 2048 MiB is too large (at most 1024 MiB)"]);
+}
+
+#[test]
+fn size_overflowing_u64() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"99999999999999GiB\"\nstack = -4096\n");
+    assert_errors(
+        &text,
+        &[
+            "task \"a\": memory: \"99999999999999GiB\" is not a size (write an integer number of bytes, \
+             or a number with KiB, MiB or GiB such as \"64KiB\")",
+            "task \"a\": stack: -4096 is not a size in bytes",
+        ],
+    );
+}
+
+#[test]
+fn size_with_an_unknown_unit() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"64KB\"\nstack = \"16KiB\"\n");
+    assert_errors(
+        &text,
+        &["task \"a\": memory: \"64KB\" is not a size (write an integer number of bytes, \
+           or a number with KiB, MiB or GiB such as \"64KiB\")"],
+    );
+}
+
+#[test]
+fn stack_larger_than_memory() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"16KiB\"\nstack = \"64KiB\"\n");
+    assert_errors(&text, &["task \"a\": stack: 64 KiB is larger than memory (16 KiB)"]);
+}
+
+// ---- Supervisor and restart.
+
+#[test]
+fn no_supervisor() {
+    let text = format!("[system]\nname = \"test\"\n{}", task("a", 1, ""));
+    assert_errors(
+        &text,
+        &["system: supervisor: no task has supervisor = true (exactly one task, the root task, must)"],
+    );
+}
+
+#[test]
+fn two_supervisors() {
+    let text = system(&task("b", 1, "supervisor = true"));
+    assert_errors(&text, &["system: supervisor: tasks \"root\", \"b\" all have supervisor = true (exactly one may)"]);
+}
+
+#[test]
+fn supervisor_with_restart() {
+    let text = system("").replace("supervisor = true", "supervisor = true\nrestart = \"never\"");
+    assert_errors(
+        &text,
+        &["task \"root\": restart: the supervisor has no restart policy (the kernel starts it once; remove restart)"],
+    );
+}
+
+#[test]
+fn unknown_restart_policy() {
+    let text = system(&task("a", 1, "restart = \"sometimes\""));
+    assert_errors(&text, &["task \"a\": restart: unknown policy \"sometimes\" (expected \"always\" or \"never\")"]);
+}
+
+// ---- The system as a whole.
+
+#[test]
+fn empty_system() {
+    assert_errors(
+        "[system]\nname = \"test\"\n",
+        &[
+            "system: tasks: the system has no tasks (declare at least the supervisor: [tasks.NAME] with supervisor = true)",
+        ],
+    );
+}
+
+#[test]
+fn partitions_are_not_supported_yet() {
+    let text = system("[partitions.linux]\nmemory = \"1GiB\"\n");
+    assert_errors(
+        &text,
+        &[
+            "partition \"linux\": partitions are not supported yet (reserved for a later issue); remove [partitions.linux]",
+        ],
+    );
+}
+
+#[test]
+fn too_many_tasks() {
+    let tasks: String = (0..16).map(|i| task(&format!("t{i}"), 1, "")).collect();
+    assert_errors(&system(&tasks), &["system: tasks: 17 tasks, at most 16"]);
+}
+
+#[test]
+fn too_many_capabilities_in_one_task() {
+    let servers: String = (0..9).map(|i| task(&format!("s{i}"), 30, &format!("serves = [\"e{i}\"]"))).collect();
+    let uses: Vec<String> = (0..9).map(|i| format!("\"e{i}\"")).collect();
+    let text = system(&format!(
+        "{servers}{}",
+        task(
+            "client",
+            1,
+            &format!(
+                "uses = [{}]\nserves = [\"a\", \"b\", \"c\", \"d\", \"e\"]\ninterrupts = [0, 1, 2, 3, 4, 5, 6, 7, 8]\nio_ports = [{}]",
+                uses.join(", "),
+                (0..5).map(|i| format!("{{ base = {i}, count = 1 }}")).collect::<Vec<_>>().join(", ")
+            )
+        )
+    ));
+    assert_errors(
+        &text,
+        &[
+            "task \"client\": interrupts: 9 lines, at most 8",
+            "task \"client\": io_ports: 5 ranges, at most 4",
+            "task \"client\": serves: 5 endpoints, at most 4",
+            "task \"client\": uses: 9 endpoints, at most 8",
+        ],
+    );
+}
+
+#[test]
+fn too_many_endpoints() {
+    let serves: Vec<String> = (0..4).map(|e| format!("\"e{e}\"")).collect();
+    let tasks: String = (0..9)
+        .map(|i| {
+            task(&format!("t{i}"), 1, &format!("serves = [{}]", serves.join(", ").replace('e', &format!("t{i}e"))))
+        })
+        .collect();
+    assert_errors(&system(&tasks), &["system: endpoints: 36 endpoints, at most 32"]);
+}
+
+// ---- Collection and reporting.
+
+#[test]
+fn every_mistake_is_reported_sorted_and_numbered() {
+    let text = system(&format!(
+        "{}{}",
+        task("vid", 1, "uses = [\"consol\"]\nrestart = \"maybe\""),
+        "[tasks.console]\npriority = 40\nmemory = 4096\nstack = 8192\nserves = [\"console\"]\n"
+    ));
+    let errors = parse(&text, "test.toml").unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "error 1/4: task \"console\": priority: 40 is out of range (0..=31, higher runs first)\n\
+         error 2/4: task \"console\": stack: 8 KiB is larger than memory (4 KiB)\n\
+         error 3/4: task \"vid\": restart: unknown policy \"maybe\" (expected \"always\" or \"never\")\n\
+         error 4/4: task \"vid\": uses: no task serves endpoint \"consol\" (did you mean \"console\"?)\n"
+    );
+}

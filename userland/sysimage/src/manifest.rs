@@ -1,0 +1,264 @@
+//! The compiled manifest: the bootfs file [`crate::MANIFEST_FILE`].
+//!
+//! It is a [postcard](https://docs.rs/postcard) encoding of [`Manifest`]
+//! (varint integers, length-prefixed strings and lists, enums as varint
+//! variant indices), decoded in place: names borrow from the image and
+//! lists are bounded `heapless::Vec`s, so no heap is needed. The first
+//! field is the version, so a reader can refuse an unknown layout before
+//! decoding the rest.
+//!
+//! Conventions the tool guarantees and [`Manifest::parse`] checks:
+//! - `tasks` is in start order and task 0 is the supervisor (the root task,
+//!   started by the kernel, never restarted);
+//! - every endpoint is served by exactly one task, which lists it in
+//!   `serves`; no task uses an endpoint it serves itself;
+//! - names are unique, sizes are whole pages, I/O ranges stay in the 64 KiB
+//!   port space and are not claimed twice, and neither are interrupt lines.
+
+use crate::{Error, PAGE_SIZE, valid_name};
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+/// Version of the compiled-manifest layout.
+pub const VERSION: u32 = 1;
+/// Most tasks in a system, supervisor included.
+pub const MAX_TASKS: usize = 16;
+/// Most endpoints in a system.
+pub const MAX_ENDPOINTS: usize = 32;
+/// Most endpoints one task serves.
+pub const MAX_SERVES: usize = 4;
+/// Most endpoints one task uses.
+pub const MAX_USES: usize = 8;
+/// Most I/O-port ranges one task holds.
+pub const MAX_IO_RANGES: usize = 4;
+/// Most interrupt lines one task holds.
+pub const MAX_INTERRUPTS: usize = 8;
+/// Largest memory grant of one task.
+pub const MAX_TASK_MEMORY: u64 = 1 << 30;
+/// Number of I/O ports on x86.
+pub const IO_PORT_SPACE: u32 = 0x1_0000;
+/// Highest interrupt line (GSI) a manifest may name.
+pub const MAX_GSI: u32 = 1023;
+
+/// A task's scheduling priority, `0..=31`; higher runs first. Deliberately
+/// not `Ord` (after Hubris): compare with [`Priority::is_higher_than`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Priority(pub u8);
+
+impl Priority {
+    pub const MAX: Priority = Priority(31);
+
+    pub const fn is_valid(self) -> bool {
+        self.0 <= Priority::MAX.0
+    }
+
+    pub const fn is_higher_than(self, other: Priority) -> bool {
+        self.0 > other.0
+    }
+}
+
+/// What the supervisor does when a task dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Restart {
+    /// Restart it (with back-off).
+    Always,
+    /// Leave it stopped and report it.
+    Never,
+}
+
+/// Index of a task in [`Manifest::tasks`] (start order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskIndex(pub u8);
+
+/// Index of an endpoint in [`Manifest::endpoints`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointIndex(pub u8);
+
+/// An interrupt line, as a global system interrupt number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gsi(pub u32);
+
+/// `count` I/O ports from `base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoPortRange {
+    pub base: u16,
+    pub count: u16,
+}
+
+impl IoPortRange {
+    /// One past the last port (may be `0x10000`).
+    pub const fn end(self) -> u32 {
+        self.base as u32 + self.count as u32
+    }
+
+    /// Non-empty and inside the port space.
+    pub const fn is_valid(self) -> bool {
+        self.count > 0 && self.end() <= IO_PORT_SPACE
+    }
+
+    pub const fn overlaps(self, other: IoPortRange) -> bool {
+        (self.base as u32) < other.end() && (other.base as u32) < self.end()
+    }
+}
+
+/// An IPC endpoint the supervisor creates at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint<'a> {
+    pub name: &'a str,
+    /// The one task that receives on it.
+    pub server: TaskIndex,
+}
+
+/// A send capability to an endpoint, and the name the task knows it by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Use<'a> {
+    pub endpoint: EndpointIndex,
+    pub name: &'a str,
+}
+
+/// One ring-3 task (root service).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task<'a> {
+    pub name: &'a str,
+    /// Name of its ELF executable in the bootfs.
+    pub binary: &'a str,
+    pub priority: Priority,
+    /// Bytes of memory granted (image, heap and stack), a page multiple.
+    pub memory: u64,
+    /// Bytes of stack for its first thread, a page multiple, at most `memory`.
+    pub stack: u64,
+    pub restart: Restart,
+    /// Endpoints it receives on.
+    pub serves: Vec<EndpointIndex, MAX_SERVES>,
+    /// Endpoints it may call.
+    #[serde(borrow)]
+    pub uses: Vec<Use<'a>, MAX_USES>,
+    pub io_ports: Vec<IoPortRange, MAX_IO_RANGES>,
+    pub interrupts: Vec<Gsi, MAX_INTERRUPTS>,
+}
+
+/// The whole static system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest<'a> {
+    /// Always [`VERSION`]; encoded first.
+    pub version: u32,
+    /// The system's name.
+    pub system: &'a str,
+    /// In start order; task 0 is the supervisor.
+    #[serde(borrow)]
+    pub tasks: Vec<Task<'a>, MAX_TASKS>,
+    #[serde(borrow)]
+    pub endpoints: Vec<Endpoint<'a>, MAX_ENDPOINTS>,
+}
+
+impl<'a> Manifest<'a> {
+    /// Decodes and checks a compiled manifest.
+    pub fn parse(bytes: &'a [u8]) -> Result<Manifest<'a>, Error> {
+        let (version, _) = postcard::take_from_bytes::<u32>(bytes).map_err(|_| Error::Decode)?;
+        if version != VERSION {
+            return Err(Error::ManifestVersion(version));
+        }
+        let (manifest, rest) = postcard::take_from_bytes::<Manifest<'a>>(bytes).map_err(|_| Error::Decode)?;
+        if !rest.is_empty() {
+            return Err(Error::TrailingBytes);
+        }
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// The supervisor (task 0), if there is a task at all.
+    pub fn supervisor(&self) -> Option<&Task<'a>> {
+        self.tasks.first()
+    }
+
+    pub fn task(&self, index: TaskIndex) -> Option<&Task<'a>> {
+        self.tasks.get(usize::from(index.0))
+    }
+
+    pub fn endpoint(&self, index: EndpointIndex) -> Option<&Endpoint<'a>> {
+        self.endpoints.get(usize::from(index.0))
+    }
+
+    /// Encodes the manifest (host side).
+    #[cfg(any(test, feature = "std"))]
+    pub fn to_vec(&self) -> std::vec::Vec<u8> {
+        postcard::to_allocvec(self).expect("encoding into a Vec cannot fail")
+    }
+
+    /// Checks the conventions listed in the module documentation.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.version != VERSION {
+            return Err(Error::ManifestVersion(self.version));
+        }
+        if !valid_name(self.system) {
+            return Err(Error::BadManifest("bad system name"));
+        }
+        let supervisor = self.supervisor().ok_or(Error::BadManifest("no tasks"))?;
+        if supervisor.restart != Restart::Never {
+            return Err(Error::BadTask { task: 0, reason: "the supervisor cannot be restarted" });
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let bad = |reason| Err(Error::BadManifest(reason));
+            if !valid_name(e.name) {
+                return bad("bad endpoint name");
+            }
+            if self.endpoints[..i].iter().any(|o| o.name == e.name) {
+                return bad("duplicate endpoint name");
+            }
+            let Some(server) = self.task(e.server) else { return bad("endpoint server out of range") };
+            if !server.serves.iter().any(|s| usize::from(s.0) == i) {
+                return bad("endpoint not in its server's serves");
+            }
+        }
+        for (i, task) in self.tasks.iter().enumerate() {
+            let bad = |reason| Err(Error::BadTask { task: i, reason });
+            if !valid_name(task.name) || !valid_name(task.binary) {
+                return bad("bad name");
+            }
+            if self.tasks[..i].iter().any(|o| o.name == task.name) {
+                return bad("duplicate task name");
+            }
+            if !task.priority.is_valid() {
+                return bad("priority out of range");
+            }
+            let size_ok = |n: u64| n > 0 && n.is_multiple_of(PAGE_SIZE) && n <= MAX_TASK_MEMORY;
+            if !size_ok(task.memory) || !size_ok(task.stack) || task.stack > task.memory {
+                return bad("bad memory or stack size");
+            }
+            for (j, s) in task.serves.iter().enumerate() {
+                if self.endpoint(*s).is_none_or(|e| usize::from(e.server.0) != i) || task.serves[..j].contains(s) {
+                    return bad("serves an endpoint twice or one it is not the server of");
+                }
+            }
+            for (j, u) in task.uses.iter().enumerate() {
+                let own_or_missing = self.endpoint(u.endpoint).is_none_or(|e| usize::from(e.server.0) == i);
+                if own_or_missing || !valid_name(u.name) || task.uses[..j].iter().any(|o| o.endpoint == u.endpoint) {
+                    return bad("uses a missing endpoint, its own, or one twice");
+                }
+            }
+            for (j, range) in task.io_ports.iter().enumerate() {
+                if !range.is_valid() {
+                    return bad("bad I/O-port range");
+                }
+                let mut earlier = self.tasks[..i].iter().flat_map(|t| t.io_ports.iter()).chain(&task.io_ports[..j]);
+                if earlier.any(|o| o.overlaps(*range)) {
+                    return bad("I/O ports claimed twice");
+                }
+            }
+            for (j, gsi) in task.interrupts.iter().enumerate() {
+                if gsi.0 > MAX_GSI {
+                    return bad("interrupt line out of range");
+                }
+                let mut earlier = self.tasks[..i].iter().flat_map(|t| t.interrupts.iter()).chain(&task.interrupts[..j]);
+                if earlier.any(|o| o == gsi) {
+                    return bad("interrupt line claimed twice");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// Task and endpoint indices are u8.
+const _: () = assert!(MAX_TASKS <= 256);
+const _: () = assert!(MAX_ENDPOINTS <= 256);
