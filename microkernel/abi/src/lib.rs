@@ -123,6 +123,8 @@ open_enum! {
         BAD_ADDRESS = 13,
         /// The object is in the wrong state for the operation.
         INVALID_STATE = 14,
+        /// A blocking operation was cut short: the thread was suspended.
+        CANCELLED = 15,
     }
 }
 

@@ -4,6 +4,11 @@
 //! [`paging::PageTableMemory`] the caller provides (real frames through the
 //! direct map in ring 0, a hash map in host tests), and memory maps are plain
 //! data. That keeps the arch layer thin and this crate testable on the host.
+//!
+//! The object model lives here too, in fixed-capacity tables the kernel
+//! places in static memory: [`cap`] (capability table and derivation tree),
+//! [`sched`] (priorities and budgets) and [`ipc`] (the endpoint and
+//! notification state machine, which owns the scheduler).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -11,9 +16,12 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod cap;
 pub mod cmdline;
 #[cfg(feature = "alloc")]
 pub mod frames;
+pub mod ipc;
 pub mod memmap;
 pub mod paging;
+pub mod sched;
 pub mod virt;

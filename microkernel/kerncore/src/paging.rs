@@ -143,7 +143,7 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         if flags.writable && flags.executable {
             return Err(MapError::WritableAndExecutable);
         }
-        if len == 0 || (virt | phys | len) % PAGE_SIZE != 0 {
+        if len == 0 || !(virt | phys | len).is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let last = virt.checked_add(len - 1).ok_or(MapError::NonCanonical)?;
@@ -177,7 +177,7 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         if self.large_pages {
             for level in [2, 1] {
                 let size = level_size(level);
-                if (virt | phys) % size == 0 && left >= size {
+                if (virt | phys).is_multiple_of(size) && left >= size {
                     return level;
                 }
             }
@@ -225,7 +225,7 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
     /// address each removed page had, through `removed`, so the caller can
     /// flush the TLB for it.
     pub fn unmap(&mut self, virt: u64, len: u64, mut removed: impl FnMut(u64, u64)) -> Result<(), MapError> {
-        if len == 0 || (virt | len) % PAGE_SIZE != 0 {
+        if len == 0 || !(virt | len).is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let last = virt.checked_add(len - 1).ok_or(MapError::NonCanonical)?;

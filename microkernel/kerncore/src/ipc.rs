@@ -1,0 +1,969 @@
+//! The IPC and notification state machine (after seL4 and NOVA).
+//!
+//! [`Ipc`] owns fixed pools of threads, endpoints and notifications, and the
+//! [`Scheduler`]. It decides who blocks, who wakes and with what result; it
+//! never touches registers or memory. Copying a message is the arch layer's
+//! [`Transfer`], called exactly at a rendezvous.
+//!
+//! # How the arch layer drives it
+//!
+//! 1. Decode the syscall and look the capability up in the
+//!    [`CapTable`](crate::cap::CapTable); on an error, [`Ipc::complete`] the
+//!    caller with it.
+//! 2. Call the operation (`send`, `call`, `recv`, ...) for the calling
+//!    thread. Every operation leaves each thread whose syscall finished
+//!    (the caller, a woken peer) with a [`SyscallResult`] in its control
+//!    block, and blocked threads off the scheduler. An `Err` from an
+//!    operation means the kernel itself broke a precondition (the caller is
+//!    not runnable, an id is out of range or dead); nothing changed.
+//! 3. [`Ipc::schedule`] picks the thread to run. Before returning to user
+//!    mode in thread `t`, write [`Ipc::take_result`]`(t)`, if any, into
+//!    `rax` (error), `rsi` (info) and `rdi` (badge). No result means `t` was
+//!    not in a syscall (preempted, resumed after a fault or a start).
+//! 4. On the timer interrupt call [`Ipc::tick`], then [`Ipc::schedule`].
+//!
+//! # Endpoints
+//!
+//! A synchronous rendezvous. Blocked senders and receivers wait in queues
+//! ordered by priority, FIFO within a priority; an endpoint never has both
+//! waiting. A `call` that reaches a receiver hands it a one-shot reply right
+//! (kept in the receiver's control block) and blocks the caller until the
+//! reply. A server must reply before it receives again: `recv` drops a reply
+//! right still held, and its caller gets PEER_GONE.
+
+use crate::sched::{SchedParams, Scheduler, ThreadId};
+use abi::{Badge, ErrorCode, FaultMessage, MessageInfo, labels};
+
+/// An endpoint, by its index in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointId(pub u32);
+
+/// A notification, by its index in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NotificationId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadState {
+    /// Never started, exited, or a free pool entry.
+    Inactive,
+    /// Running, ready or out of budget: the scheduler's business.
+    Runnable,
+    /// Queued on an endpoint with a message (a call, or a fault, if `is_call`).
+    BlockedSend { ep: EndpointId, is_call: bool },
+    /// Queued on an endpoint waiting for a message.
+    BlockedRecv { ep: EndpointId },
+    /// Called `server`, which holds the reply right.
+    BlockedReply { server: ThreadId },
+    /// Queued on a notification waiting for bits.
+    BlockedWait { ntf: NotificationId },
+    /// Stopped by [`Ipc::suspend`].
+    Suspended,
+    /// Faulted with no handler, or the handler went away before replying.
+    Faulted,
+}
+
+/// How long a receive or wait may block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Not at all: WOULD_BLOCK.
+    Poll,
+    Forever,
+    /// At most this many ticks, then TIMEOUT.
+    Ticks(u64),
+}
+
+impl Block {
+    /// From the syscall: the non-blocking flag and the timeout register (0 = forever).
+    pub const fn from_abi(non_blocking: bool, timeout: u64) -> Block {
+        match (non_blocking, timeout) {
+            (true, _) => Block::Poll,
+            (false, 0) => Block::Forever,
+            (false, ticks) => Block::Ticks(ticks),
+        }
+    }
+}
+
+/// Why a message travels; tells [`Transfer`] where to take it from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Send,
+    Call,
+    /// Made by the kernel for a faulting thread: the words of its
+    /// [`FaultMessage`], not its registers.
+    Fault,
+    Reply,
+    /// The reply to a fault: applies to the faulted thread's state, which
+    /// then resumes.
+    FaultReply,
+}
+
+/// A message as the sender offers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// From the sender's capability (0 for replies); the receiver learns it.
+    pub badge: Badge,
+    pub info: MessageInfo,
+    /// Capabilities may travel: the sender's capability had GRANT (for a
+    /// reply: the caller's had).
+    pub grant: bool,
+}
+
+/// Copies a message between two threads: registers, IPC buffer, and with
+/// `msg.grant` the capabilities. Implemented by the arch layer.
+///
+/// Called exactly when a sender meets a receiver, with both still in their
+/// pre-rendezvous states:
+/// - `send`/`call`/`fault` of `from` finding `to` queued as receiver;
+/// - `recv`/`reply_recv` of `to` finding `from` queued as sender (again for
+///   the next sender if it fails);
+/// - `reply`/`reply_recv` of `from` to the caller `to`.
+///
+/// It returns the info the receiver sees (length and capabilities actually
+/// transferred). An error goes to the sender (`from`) only: its send or
+/// reply fails with it, and the receiver keeps waiting. Never called for
+/// notifications.
+pub trait Transfer {
+    fn transfer(&mut self, from: ThreadId, to: ThreadId, kind: Kind, msg: Message) -> Result<MessageInfo, ErrorCode>;
+}
+
+/// How a thread's syscall ended: `rax`, `rsi`, `rdi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallResult {
+    pub error: ErrorCode,
+    pub info: MessageInfo,
+    /// The sender's badge for a receive; the bits for a wait.
+    pub badge: Badge,
+}
+
+impl SyscallResult {
+    pub const OK: SyscallResult = SyscallResult::ok(MessageInfo::new(), Badge(0));
+
+    pub const fn ok(info: MessageInfo, badge: Badge) -> Self {
+        SyscallResult { error: ErrorCode::OK, info, badge }
+    }
+
+    pub const fn error(error: ErrorCode) -> Self {
+        SyscallResult { error, info: MessageInfo::new(), badge: Badge(0) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyRight {
+    None,
+    Caller {
+        thread: ThreadId,
+        grant: bool,
+        fault: bool,
+    },
+    /// The caller died: replying fails with PEER_GONE.
+    Gone,
+}
+
+enum ReplyOutcome {
+    Replied,
+    NoCaller,
+    CallerGone,
+    Failed(ErrorCode),
+}
+
+const NONE: u16 = u16::MAX;
+
+#[derive(Clone, Copy)]
+struct Link {
+    next: u16,
+    prev: u16,
+}
+
+const UNLINKED: Link = Link { next: NONE, prev: NONE };
+
+#[derive(Clone, Copy)]
+struct Tcb {
+    in_use: bool,
+    state: ThreadState,
+    /// The message of a blocked sender.
+    msg: Message,
+    /// Blocked on behalf of a fault, not a syscall: no result to deliver.
+    in_fault: bool,
+    /// The reply right this thread holds as a server.
+    reply: ReplyRight,
+    result: Option<SyscallResult>,
+    /// Links of the endpoint or notification queue.
+    queue: Link,
+    /// In the timeout list, expiring at `deadline`.
+    timed: bool,
+    deadline: u64,
+    timer: Link,
+}
+
+impl Tcb {
+    const FREE: Tcb = Tcb {
+        in_use: false,
+        state: ThreadState::Inactive,
+        msg: Message { badge: Badge(0), info: MessageInfo::new(), grant: false },
+        in_fault: false,
+        reply: ReplyRight::None,
+        result: None,
+        queue: UNLINKED,
+        timed: false,
+        deadline: 0,
+        timer: UNLINKED,
+    };
+
+    /// What a queued sender is sending.
+    fn kind(&self) -> Kind {
+        match self.state {
+            ThreadState::BlockedSend { is_call: true, .. } if self.in_fault => Kind::Fault,
+            ThreadState::BlockedSend { is_call: true, .. } => Kind::Call,
+            _ => Kind::Send,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Queue {
+    head: u16,
+    tail: u16,
+}
+
+impl Queue {
+    const EMPTY: Queue = Queue { head: NONE, tail: NONE };
+}
+
+#[derive(Clone, Copy)]
+struct Endpoint {
+    alive: bool,
+    senders: Queue,
+    receivers: Queue,
+}
+
+#[derive(Clone, Copy)]
+struct Notification {
+    alive: bool,
+    bits: u64,
+    waiters: Queue,
+}
+
+/// Which queue a blocked thread is in.
+#[derive(Clone, Copy)]
+enum Where {
+    Senders(usize),
+    Receivers(usize),
+    Waiters(usize),
+}
+
+/// Threads, endpoints and notifications in fixed pools, and the scheduler.
+pub struct Ipc<const THREADS: usize, const ENDPOINTS: usize, const NOTIFICATIONS: usize> {
+    sched: Scheduler<THREADS>,
+    threads: [Tcb; THREADS],
+    endpoints: [Endpoint; ENDPOINTS],
+    notifications: [Notification; NOTIFICATIONS],
+    /// Threads with a deadline, soonest first.
+    timeouts: Queue,
+}
+
+impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
+    /// `timeslice`: see [`Scheduler::new`].
+    pub const fn new(timeslice: u32) -> Self {
+        Ipc {
+            sched: Scheduler::new(timeslice),
+            threads: [Tcb::FREE; T],
+            endpoints: [Endpoint { alive: false, senders: Queue::EMPTY, receivers: Queue::EMPTY }; E],
+            notifications: [Notification { alive: false, bits: 0, waiters: Queue::EMPTY }; N],
+            timeouts: Queue::EMPTY,
+        }
+    }
+
+    pub fn scheduler(&self) -> &Scheduler<T> {
+        &self.sched
+    }
+
+    // ---- Scheduling ----
+
+    /// The thread to run next (see [`Scheduler::schedule`]); `None`: idle.
+    pub fn schedule(&mut self) -> Option<ThreadId> {
+        self.sched.schedule()
+    }
+
+    /// The thread chosen by the last [`schedule`](Self::schedule).
+    pub fn current(&self) -> Option<ThreadId> {
+        self.sched.current()
+    }
+
+    /// The running thread gives up its slice (the YIELD syscall, which
+    /// completes with OK).
+    pub fn yield_current(&mut self) {
+        if let Some(t) = self.sched.current() {
+            self.complete(t, SyscallResult::OK);
+            self.sched.yield_current();
+        }
+    }
+
+    /// A timer tick: budgets and time slices, then expired receive/wait
+    /// timeouts (TIMEOUT). Call [`schedule`](Self::schedule) afterwards.
+    pub fn tick(&mut self) {
+        self.sched.tick();
+        let now = self.sched.now();
+        while self.timeouts.head != NONE && self.threads[self.timeouts.head as usize].deadline <= now {
+            let t = ThreadId(self.timeouts.head);
+            self.wake(t, Some(SyscallResult::error(ErrorCode::TIMEOUT)));
+        }
+    }
+
+    // ---- Results ----
+
+    /// Records how the syscall of a runnable thread ended (for syscalls
+    /// this module does not handle, or errors found before reaching it).
+    pub fn complete(&mut self, t: ThreadId, result: SyscallResult) {
+        self.threads[t.0 as usize].result = Some(result);
+    }
+
+    /// The result to write into `t`'s registers before it returns to user
+    /// mode, once.
+    pub fn take_result(&mut self, t: ThreadId) -> Option<SyscallResult> {
+        self.threads[t.0 as usize].result.take()
+    }
+
+    pub fn state(&self, t: ThreadId) -> ThreadState {
+        self.threads[t.0 as usize].state
+    }
+
+    /// The caller `t` owes a reply to, if it is still waiting.
+    pub fn reply_target(&self, t: ThreadId) -> Option<ThreadId> {
+        match self.threads[t.0 as usize].reply {
+            ReplyRight::Caller { thread, .. } => Some(thread),
+            _ => None,
+        }
+    }
+
+    // ---- Thread lifecycle ----
+
+    /// A free thread, Inactive, at [`SchedParams::DEFAULT`]; OUT_OF_MEMORY if none.
+    pub fn alloc_thread(&mut self) -> Result<ThreadId, ErrorCode> {
+        let index = self.threads.iter().position(|t| !t.in_use).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        let t = ThreadId(index as u16);
+        self.threads[index] = Tcb { in_use: true, ..Tcb::FREE };
+        self.sched.configure(t, SchedParams::DEFAULT);
+        Ok(t)
+    }
+
+    /// Stops a thread as [`exit`](Self::exit) does and returns it to the pool.
+    pub fn free_thread(&mut self, t: ThreadId) -> Result<(), ErrorCode> {
+        self.stop(t, ThreadState::Inactive)?;
+        self.threads[t.0 as usize] = Tcb::FREE;
+        Ok(())
+    }
+
+    /// Applies a scheduling context's parameters; a queued thread moves to
+    /// its new place in the queue.
+    pub fn configure(&mut self, t: ThreadId, params: SchedParams) -> Result<(), ErrorCode> {
+        self.thread(t)?;
+        self.sched.configure(t, params);
+        if let Some(w) = self.where_queued(t) {
+            self.queue_remove(w, t);
+            self.queue_insert(w, t);
+        }
+        Ok(())
+    }
+
+    /// Makes an Inactive, Suspended or Faulted thread runnable. It resumes
+    /// with no result (a restarted syscall gets the CANCELLED it was left with).
+    pub fn resume(&mut self, t: ThreadId) -> Result<(), ErrorCode> {
+        self.thread(t)?;
+        match self.threads[t.0 as usize].state {
+            ThreadState::Inactive | ThreadState::Suspended | ThreadState::Faulted => {
+                self.threads[t.0 as usize].state = ThreadState::Runnable;
+                self.sched.make_ready(t);
+                Ok(())
+            }
+            _ => Err(ErrorCode::INVALID_STATE),
+        }
+    }
+
+    /// Stops a thread wherever it is: off every queue; a syscall it was
+    /// blocked in ends with CANCELLED; a caller waiting for its reply gets
+    /// PEER_GONE; a server owing it a reply will get PEER_GONE.
+    pub fn suspend(&mut self, t: ThreadId) -> Result<(), ErrorCode> {
+        self.stop(t, ThreadState::Suspended)
+    }
+
+    /// The EXIT syscall, or a thread being torn down: as
+    /// [`suspend`](Self::suspend), ending Inactive with no result.
+    pub fn exit(&mut self, t: ThreadId) -> Result<(), ErrorCode> {
+        self.stop(t, ThreadState::Inactive)?;
+        self.threads[t.0 as usize].result = None;
+        Ok(())
+    }
+
+    /// A thread faulted. With a handler endpoint (and the badge of that
+    /// capability) it calls the handler with a [`labels::FAULT`] message and
+    /// waits for the reply; without one, or if the handler goes away, it is
+    /// Faulted until resumed.
+    pub fn fault(
+        &mut self,
+        t: ThreadId,
+        handler: Option<(EndpointId, Badge)>,
+        x: &mut impl Transfer,
+    ) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        match handler {
+            None => {
+                self.sched.block(t);
+                self.threads[t.0 as usize].state = ThreadState::Faulted;
+            }
+            Some((ep, badge)) => {
+                let ep = self.endpoint(ep)?;
+                self.threads[t.0 as usize].in_fault = true;
+                let info = MessageInfo::new().with_label(labels::FAULT).with_length(FaultMessage::WORDS as u8);
+                self.deliver(t, ep, Message { badge, info, grant: false }, Kind::Fault, x);
+            }
+        }
+        Ok(())
+    }
+
+    // ---- Endpoints ----
+
+    /// A free endpoint; OUT_OF_MEMORY if none.
+    pub fn alloc_endpoint(&mut self) -> Result<EndpointId, ErrorCode> {
+        let index = self.endpoints.iter().position(|e| !e.alive).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        self.endpoints[index].alive = true;
+        Ok(EndpointId(index as u32))
+    }
+
+    /// Destroys an endpoint: every thread queued on it fails with PEER_GONE
+    /// (callers already waiting for a reply keep waiting for their server).
+    pub fn destroy_endpoint(&mut self, ep: EndpointId) -> Result<(), ErrorCode> {
+        let e = self.endpoint(ep)?;
+        for q in [Where::Senders(e), Where::Receivers(e)] {
+            while let Some(t) = self.queue_head(q) {
+                self.fail(t, ErrorCode::PEER_GONE);
+            }
+        }
+        self.endpoints[e].alive = false;
+        Ok(())
+    }
+
+    /// SEND: delivers to the first waiting receiver, else blocks (or
+    /// WOULD_BLOCK if `msg.info` is non-blocking). OK once delivered.
+    pub fn send(&mut self, t: ThreadId, ep: EndpointId, msg: Message, x: &mut impl Transfer) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        let ep = self.endpoint(ep)?;
+        self.deliver(t, ep, msg, Kind::Send, x);
+        Ok(())
+    }
+
+    /// CALL: as [`send`](Self::send), then waits for the reply, whose
+    /// message and info become the call's result.
+    pub fn call(&mut self, t: ThreadId, ep: EndpointId, msg: Message, x: &mut impl Transfer) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        let ep = self.endpoint(ep)?;
+        self.deliver(t, ep, msg, Kind::Call, x);
+        Ok(())
+    }
+
+    /// RECV: takes the first queued sender's message (result: its info and
+    /// badge), else blocks as `block` says. A reply right still held is
+    /// dropped first (its caller gets PEER_GONE).
+    pub fn recv(&mut self, t: ThreadId, ep: EndpointId, block: Block, x: &mut impl Transfer) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        let ep = self.endpoint(ep)?;
+        self.drop_reply(t);
+        self.receive(t, ep, block, x);
+        Ok(())
+    }
+
+    /// REPLY: wakes the caller with the message. Fails with INVALID_STATE
+    /// if there is no caller (never called, or already replied), PEER_GONE
+    /// if the caller died, or the [`Transfer`] error (the right is kept).
+    pub fn reply(&mut self, t: ThreadId, info: MessageInfo, x: &mut impl Transfer) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        let result = match self.reply_to_caller(t, info, x) {
+            ReplyOutcome::Replied => SyscallResult::OK,
+            ReplyOutcome::NoCaller => SyscallResult::error(ErrorCode::INVALID_STATE),
+            ReplyOutcome::CallerGone => SyscallResult::error(ErrorCode::PEER_GONE),
+            ReplyOutcome::Failed(e) => SyscallResult::error(e),
+        };
+        self.complete(t, result);
+        Ok(())
+    }
+
+    /// REPLY_RECV: replies if a caller is owed one (a dead or absent
+    /// caller is skipped), then receives. If the reply's [`Transfer`]
+    /// fails, the syscall ends with that error and does not receive.
+    pub fn reply_recv(
+        &mut self,
+        t: ThreadId,
+        ep: EndpointId,
+        info: MessageInfo,
+        block: Block,
+        x: &mut impl Transfer,
+    ) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        let ep = self.endpoint(ep)?;
+        match self.reply_to_caller(t, info, x) {
+            ReplyOutcome::Failed(e) => self.complete(t, SyscallResult::error(e)),
+            ReplyOutcome::Replied | ReplyOutcome::NoCaller | ReplyOutcome::CallerGone => self.receive(t, ep, block, x),
+        }
+        Ok(())
+    }
+
+    // ---- Notifications ----
+
+    /// A free notification with no bits; OUT_OF_MEMORY if none.
+    pub fn alloc_notification(&mut self) -> Result<NotificationId, ErrorCode> {
+        let index = self.notifications.iter().position(|n| !n.alive).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        self.notifications[index] = Notification { alive: true, bits: 0, waiters: Queue::EMPTY };
+        Ok(NotificationId(index as u32))
+    }
+
+    /// Destroys a notification: its waiters fail with PEER_GONE.
+    pub fn destroy_notification(&mut self, ntf: NotificationId) -> Result<(), ErrorCode> {
+        let n = self.notification(ntf)?;
+        while let Some(t) = self.queue_head(Where::Waiters(n)) {
+            self.fail(t, ErrorCode::PEER_GONE);
+        }
+        self.notifications[n] = Notification { alive: false, bits: 0, waiters: Queue::EMPTY };
+        Ok(())
+    }
+
+    /// SIGNAL (or an interrupt): ORs `bits` in; if a thread waits, the
+    /// first one gets all bits (in its badge) and they are cleared. Never
+    /// blocks; a signalling thread's result is the caller's to
+    /// [`complete`](Self::complete).
+    pub fn signal(&mut self, ntf: NotificationId, bits: u64) -> Result<(), ErrorCode> {
+        let n = self.notification(ntf)?;
+        self.notifications[n].bits |= bits;
+        if self.notifications[n].bits != 0
+            && let Some(w) = self.queue_head(Where::Waiters(n))
+        {
+            let bits = core::mem::take(&mut self.notifications[n].bits);
+            self.wake(w, Some(SyscallResult::ok(MessageInfo::new(), Badge(bits))));
+        }
+        Ok(())
+    }
+
+    /// WAIT: takes and clears the bits if any are set (result badge: the
+    /// bits), else blocks as `block` says.
+    pub fn wait(&mut self, t: ThreadId, ntf: NotificationId, block: Block) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        let n = self.notification(ntf)?;
+        let bits = core::mem::take(&mut self.notifications[n].bits);
+        match (bits, block) {
+            (0, Block::Poll) => self.complete(t, SyscallResult::error(ErrorCode::WOULD_BLOCK)),
+            (0, _) => self.block(t, ThreadState::BlockedWait { ntf }, block),
+            (bits, _) => self.complete(t, SyscallResult::ok(MessageInfo::new(), Badge(bits))),
+        }
+        Ok(())
+    }
+
+    /// Bits set and not yet taken.
+    pub fn pending_bits(&self, ntf: NotificationId) -> Option<u64> {
+        let n = self.notifications.get(ntf.0 as usize)?;
+        n.alive.then_some(n.bits)
+    }
+
+    // ---- The state machine ----
+
+    /// `t` (runnable) sends on endpoint `ep`: rendezvous or queue.
+    fn deliver(&mut self, t: ThreadId, ep: usize, msg: Message, kind: Kind, x: &mut impl Transfer) {
+        let Some(r) = self.queue_head(Where::Receivers(ep)) else {
+            if msg.info.non_blocking() && kind != Kind::Fault {
+                self.complete(t, SyscallResult::error(ErrorCode::WOULD_BLOCK));
+            } else {
+                self.threads[t.0 as usize].msg = msg;
+                let state = ThreadState::BlockedSend { ep: EndpointId(ep as u32), is_call: kind != Kind::Send };
+                self.block(t, state, Block::Forever);
+            }
+            return;
+        };
+        match x.transfer(t, r, kind, msg) {
+            Ok(info) => {
+                self.wake(r, Some(SyscallResult::ok(info, msg.badge)));
+                if kind == Kind::Send {
+                    self.complete(t, SyscallResult::OK);
+                } else {
+                    self.await_reply(t, r, msg.grant, kind == Kind::Fault);
+                    self.sched.block(t);
+                }
+            }
+            Err(e) if kind == Kind::Fault => self.fail(t, e),
+            Err(e) => self.complete(t, SyscallResult::error(e)),
+        }
+    }
+
+    /// `t` (runnable, holding no reply right) receives on `ep`.
+    fn receive(&mut self, t: ThreadId, ep: usize, block: Block, x: &mut impl Transfer) {
+        while let Some(s) = self.queue_head(Where::Senders(ep)) {
+            let sender = &self.threads[s.0 as usize];
+            let (msg, kind) = (sender.msg, sender.kind());
+            match x.transfer(s, t, kind, msg) {
+                Ok(info) => {
+                    self.complete(t, SyscallResult::ok(info, msg.badge));
+                    if kind == Kind::Send {
+                        self.wake(s, Some(SyscallResult::OK));
+                    } else {
+                        self.unblock(s);
+                        self.await_reply(s, t, msg.grant, kind == Kind::Fault);
+                    }
+                    return;
+                }
+                // The sender's message failed; the receiver tries the next.
+                Err(e) => self.fail(s, e),
+            }
+        }
+        match block {
+            Block::Poll => self.complete(t, SyscallResult::error(ErrorCode::WOULD_BLOCK)),
+            _ => self.block(t, ThreadState::BlockedRecv { ep: EndpointId(ep as u32) }, block),
+        }
+    }
+
+    /// `caller`'s message reached `server`: the caller waits for the reply.
+    fn await_reply(&mut self, caller: ThreadId, server: ThreadId, grant: bool, fault: bool) {
+        self.threads[server.0 as usize].reply = ReplyRight::Caller { thread: caller, grant, fault };
+        self.threads[caller.0 as usize].state = ThreadState::BlockedReply { server };
+    }
+
+    fn reply_to_caller(&mut self, t: ThreadId, info: MessageInfo, x: &mut impl Transfer) -> ReplyOutcome {
+        match self.threads[t.0 as usize].reply {
+            ReplyRight::None => ReplyOutcome::NoCaller,
+            ReplyRight::Gone => {
+                self.threads[t.0 as usize].reply = ReplyRight::None;
+                ReplyOutcome::CallerGone
+            }
+            ReplyRight::Caller { thread: c, grant, fault } => {
+                let kind = if fault { Kind::FaultReply } else { Kind::Reply };
+                match x.transfer(t, c, kind, Message { badge: Badge(0), info, grant }) {
+                    Ok(info) => {
+                        self.threads[t.0 as usize].reply = ReplyRight::None;
+                        self.threads[c.0 as usize].in_fault = false;
+                        self.wake(c, (!fault).then_some(SyscallResult::ok(info, Badge(0))));
+                        ReplyOutcome::Replied
+                    }
+                    Err(e) => ReplyOutcome::Failed(e),
+                }
+            }
+        }
+    }
+
+    /// A server gives up the reply right it holds; its caller gets PEER_GONE.
+    fn drop_reply(&mut self, t: ThreadId) {
+        if let ReplyRight::Caller { thread, .. } =
+            core::mem::replace(&mut self.threads[t.0 as usize].reply, ReplyRight::None)
+        {
+            self.fail(thread, ErrorCode::PEER_GONE);
+        }
+    }
+
+    /// Ends a blocked (or runnable) thread's operation with an error. A
+    /// thread blocked on a fault has no syscall to fail: it is Faulted.
+    fn fail(&mut self, t: ThreadId, error: ErrorCode) {
+        if self.threads[t.0 as usize].in_fault {
+            self.unblock(t);
+            self.sched.block(t);
+            let tcb = &mut self.threads[t.0 as usize];
+            (tcb.in_fault, tcb.state) = (false, ThreadState::Faulted);
+        } else {
+            self.wake(t, Some(SyscallResult::error(error)));
+        }
+    }
+
+    /// Makes a thread runnable, off any queue and timeout.
+    fn wake(&mut self, t: ThreadId, result: Option<SyscallResult>) {
+        self.unblock(t);
+        let tcb = &mut self.threads[t.0 as usize];
+        tcb.state = ThreadState::Runnable;
+        if result.is_some() {
+            tcb.result = result;
+        }
+        self.sched.make_ready(t);
+    }
+
+    /// Blocks a runnable thread in `state`, queued where that state says.
+    fn block(&mut self, t: ThreadId, state: ThreadState, block: Block) {
+        self.sched.block(t);
+        self.threads[t.0 as usize].state = state;
+        if let Some(w) = self.where_queued(t) {
+            self.queue_insert(w, t);
+        }
+        if let Block::Ticks(ticks) = block {
+            self.timer_insert(t, self.sched.now().saturating_add(ticks));
+        }
+    }
+
+    /// Takes a thread off its endpoint/notification queue and the timeouts.
+    fn unblock(&mut self, t: ThreadId) {
+        if let Some(w) = self.where_queued(t) {
+            self.queue_remove(w, t);
+        }
+        if self.threads[t.0 as usize].timed {
+            self.timer_remove(t);
+        }
+    }
+
+    fn stop(&mut self, t: ThreadId, end: ThreadState) -> Result<(), ErrorCode> {
+        self.thread(t)?;
+        let tcb = self.threads[t.0 as usize];
+        match tcb.state {
+            ThreadState::Runnable => self.sched.block(t),
+            ThreadState::BlockedSend { .. } | ThreadState::BlockedRecv { .. } | ThreadState::BlockedWait { .. } => {
+                self.unblock(t);
+            }
+            ThreadState::BlockedReply { server } => self.threads[server.0 as usize].reply = ReplyRight::Gone,
+            ThreadState::Inactive | ThreadState::Suspended | ThreadState::Faulted => {}
+        }
+        let in_syscall = !matches!(
+            tcb.state,
+            ThreadState::Runnable | ThreadState::Inactive | ThreadState::Suspended | ThreadState::Faulted
+        );
+        if in_syscall && !tcb.in_fault {
+            self.threads[t.0 as usize].result = Some(SyscallResult::error(ErrorCode::CANCELLED));
+        }
+        let tcb = &mut self.threads[t.0 as usize];
+        (tcb.state, tcb.in_fault) = (end, false);
+        self.drop_reply(t);
+        Ok(())
+    }
+
+    // ---- Validation ----
+
+    fn thread(&self, t: ThreadId) -> Result<(), ErrorCode> {
+        match self.threads.get(t.0 as usize) {
+            Some(tcb) if tcb.in_use => Ok(()),
+            _ => Err(ErrorCode::INVALID_ARGUMENT),
+        }
+    }
+
+    fn runnable(&self, t: ThreadId) -> Result<(), ErrorCode> {
+        self.thread(t)?;
+        match self.threads[t.0 as usize].state {
+            ThreadState::Runnable => Ok(()),
+            _ => Err(ErrorCode::INVALID_STATE),
+        }
+    }
+
+    fn endpoint(&self, ep: EndpointId) -> Result<usize, ErrorCode> {
+        match self.endpoints.get(ep.0 as usize) {
+            Some(e) if e.alive => Ok(ep.0 as usize),
+            _ => Err(ErrorCode::INVALID_ARGUMENT),
+        }
+    }
+
+    fn notification(&self, ntf: NotificationId) -> Result<usize, ErrorCode> {
+        match self.notifications.get(ntf.0 as usize) {
+            Some(n) if n.alive => Ok(ntf.0 as usize),
+            _ => Err(ErrorCode::INVALID_ARGUMENT),
+        }
+    }
+
+    // ---- Queues ----
+
+    fn where_queued(&self, t: ThreadId) -> Option<Where> {
+        match self.threads[t.0 as usize].state {
+            ThreadState::BlockedSend { ep, .. } => Some(Where::Senders(ep.0 as usize)),
+            ThreadState::BlockedRecv { ep } => Some(Where::Receivers(ep.0 as usize)),
+            ThreadState::BlockedWait { ntf } => Some(Where::Waiters(ntf.0 as usize)),
+            _ => None,
+        }
+    }
+
+    fn queue(&mut self, w: Where) -> &mut Queue {
+        match w {
+            Where::Senders(e) => &mut self.endpoints[e].senders,
+            Where::Receivers(e) => &mut self.endpoints[e].receivers,
+            Where::Waiters(n) => &mut self.notifications[n].waiters,
+        }
+    }
+
+    fn queue_head(&mut self, w: Where) -> Option<ThreadId> {
+        let head = self.queue(w).head;
+        (head != NONE).then_some(ThreadId(head))
+    }
+
+    /// Inserts behind every thread of its priority or higher.
+    fn queue_insert(&mut self, w: Where, t: ThreadId) {
+        let prio = self.sched.priority(t);
+        let mut after = self.queue(w).tail;
+        while after != NONE && prio.is_higher_than(self.sched.priority(ThreadId(after))) {
+            after = self.threads[after as usize].queue.prev;
+        }
+        let mut q = *self.queue(w);
+        link_after(&mut q, &mut self.threads, |tcb| &mut tcb.queue, after, t.0);
+        *self.queue(w) = q;
+    }
+
+    fn queue_remove(&mut self, w: Where, t: ThreadId) {
+        let mut q = *self.queue(w);
+        unlink(&mut q, &mut self.threads, |tcb| &mut tcb.queue, t.0);
+        *self.queue(w) = q;
+    }
+
+    /// Inserts behind every deadline at or before this one.
+    fn timer_insert(&mut self, t: ThreadId, deadline: u64) {
+        let mut after = self.timeouts.tail;
+        while after != NONE && self.threads[after as usize].deadline > deadline {
+            after = self.threads[after as usize].timer.prev;
+        }
+        let tcb = &mut self.threads[t.0 as usize];
+        (tcb.timed, tcb.deadline) = (true, deadline);
+        link_after(&mut self.timeouts, &mut self.threads, |tcb| &mut tcb.timer, after, t.0);
+    }
+
+    fn timer_remove(&mut self, t: ThreadId) {
+        unlink(&mut self.timeouts, &mut self.threads, |tcb| &mut tcb.timer, t.0);
+        self.threads[t.0 as usize].timed = false;
+    }
+
+    /// Checks that every thread is in exactly one place and every queue is
+    /// well formed (for tests and kernel self-checks; O(threads)).
+    pub fn check(&self) -> Result<(), &'static str> {
+        self.sched.check()?;
+        // How often each thread appears in an IPC queue, and in the timeout list.
+        let (mut queued, mut timed) = ([0usize; T], [0usize; T]);
+        let mut walk = |q: &Queue, link: fn(&Tcb) -> Link, ordered: bool| -> Result<(), &'static str> {
+            let (mut t, mut prev, mut len) = (q.head, NONE, 0);
+            while t != NONE {
+                let l = link(&self.threads[t as usize]);
+                len += 1;
+                if l.prev != prev || !self.threads[t as usize].in_use || len > T {
+                    return Err("queue links");
+                }
+                if ordered {
+                    queued[t as usize] += 1;
+                    if prev != NONE
+                        && self.sched.priority(ThreadId(t)).is_higher_than(self.sched.priority(ThreadId(prev)))
+                    {
+                        return Err("queue out of priority order");
+                    }
+                } else if core::mem::replace(&mut timed[t as usize], 1) != 0
+                    || prev != NONE && self.threads[prev as usize].deadline > self.threads[t as usize].deadline
+                {
+                    return Err("timeout list");
+                }
+                (prev, t) = (t, l.next);
+            }
+            if q.tail != prev { Err("queue tail") } else { Ok(()) }
+        };
+        for e in &self.endpoints {
+            walk(&e.senders, |t| t.queue, true)?;
+            walk(&e.receivers, |t| t.queue, true)?;
+            if e.senders.head != NONE && e.receivers.head != NONE {
+                return Err("senders and receivers both waiting");
+            }
+            if !e.alive && (e.senders != Queue::EMPTY || e.receivers != Queue::EMPTY) {
+                return Err("threads queued on a dead endpoint");
+            }
+        }
+        for n in &self.notifications {
+            walk(&n.waiters, |t| t.queue, true)?;
+            if n.waiters.head != NONE && n.bits != 0 {
+                return Err("waiters while bits are pending");
+            }
+            if !n.alive && n.waiters != Queue::EMPTY {
+                return Err("threads queued on a dead notification");
+            }
+        }
+        walk(&self.timeouts, |t| t.timer, false)?;
+        for (i, tcb) in self.threads.iter().enumerate() {
+            let t = ThreadId(i as u16);
+            let in_queue = match tcb.state {
+                ThreadState::BlockedSend { ep, .. } => self.endpoints[ep.0 as usize].contains(&self.threads, t, true),
+                ThreadState::BlockedRecv { ep } => self.endpoints[ep.0 as usize].contains(&self.threads, t, false),
+                ThreadState::BlockedWait { ntf } => {
+                    self.notifications[ntf.0 as usize].waiters.contains(&self.threads, t)
+                }
+                _ => false,
+            };
+            if queued[i] != usize::from(in_queue) || in_queue != self.where_queued(t).is_some() {
+                return Err("thread not in exactly the queue its state names");
+            }
+            if self.sched.is_runnable(t) != (tcb.state == ThreadState::Runnable) {
+                return Err("runnable state out of step with the scheduler");
+            }
+            if timed[i] != usize::from(tcb.timed) {
+                return Err("timeout flag out of step with the timeout list");
+            }
+            if tcb.timed && !matches!(tcb.state, ThreadState::BlockedRecv { .. } | ThreadState::BlockedWait { .. }) {
+                return Err("timeout on a thread that is not receiving or waiting");
+            }
+            if let ThreadState::BlockedReply { server } = tcb.state
+                && !matches!(self.threads[server.0 as usize].reply, ReplyRight::Caller { thread, .. } if thread == t)
+            {
+                return Err("caller waiting for a server that owes it nothing");
+            }
+            if let ReplyRight::Caller { thread, .. } = tcb.reply
+                && self.threads[thread.0 as usize].state != (ThreadState::BlockedReply { server: t })
+            {
+                return Err("reply right to a thread not waiting for it");
+            }
+            if matches!(tcb.state, ThreadState::BlockedRecv { .. }) && tcb.reply != ReplyRight::None {
+                return Err("receiving while holding a reply right");
+            }
+            if tcb.in_fault
+                && !matches!(
+                    tcb.state,
+                    ThreadState::BlockedSend { is_call: true, .. } | ThreadState::BlockedReply { .. }
+                )
+            {
+                return Err("fault flag outside a fault call");
+            }
+            if !tcb.in_use && (tcb.state != ThreadState::Inactive || tcb.reply != ReplyRight::None || tcb.timed) {
+                return Err("free thread in use");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Endpoint {
+    fn contains<const T: usize>(&self, threads: &[Tcb; T], t: ThreadId, senders: bool) -> bool {
+        if senders { self.senders.contains(threads, t) } else { self.receivers.contains(threads, t) }
+    }
+}
+
+impl Queue {
+    fn contains<const T: usize>(&self, threads: &[Tcb; T], t: ThreadId) -> bool {
+        let mut n = self.head;
+        while n != NONE {
+            if n == t.0 {
+                return true;
+            }
+            n = threads[n as usize].queue.next;
+        }
+        false
+    }
+}
+
+/// Links `t` into `q` after `after` (`NONE`: at the head).
+fn link_after<const T: usize>(
+    q: &mut Queue,
+    threads: &mut [Tcb; T],
+    link: fn(&mut Tcb) -> &mut Link,
+    after: u16,
+    t: u16,
+) {
+    let next = if after == NONE { q.head } else { link(&mut threads[after as usize]).next };
+    *link(&mut threads[t as usize]) = Link { next, prev: after };
+    match after {
+        NONE => q.head = t,
+        a => link(&mut threads[a as usize]).next = t,
+    }
+    match next {
+        NONE => q.tail = t,
+        n => link(&mut threads[n as usize]).prev = t,
+    }
+}
+
+fn unlink<const T: usize>(q: &mut Queue, threads: &mut [Tcb; T], link: fn(&mut Tcb) -> &mut Link, t: u16) {
+    let Link { next, prev } = *link(&mut threads[t as usize]);
+    match prev {
+        NONE => q.head = next,
+        p => link(&mut threads[p as usize]).next = next,
+    }
+    match next {
+        NONE => q.tail = prev,
+        n => link(&mut threads[n as usize]).prev = prev,
+    }
+    *link(&mut threads[t as usize]) = UNLINKED;
+}
+
+#[cfg(test)]
+mod tests;
