@@ -5,6 +5,10 @@
 //! - The loader is linked as ELF64 too, then rewritten as the ELF32 that
 //!   QEMU's Multiboot v1 loader insists on (GRUB loads the same file).
 //!
+//! - Every task under `services/` (a package with `src/main.rs`) is built
+//!   for ring 3, and `system.toml` is validated and packed with them into
+//!   the default boot image (`bootfs`), the module the root task starts from.
+//!
 //! A nested cargo with its own target directory does the compiling, so the
 //! outer build's lock is never contended.
 
@@ -15,7 +19,8 @@ use std::process::Command;
 
 const BARE_TARGET: &str = "x86_64-unknown-none";
 /// Crates whose sources feed the bare-metal images.
-const WATCHED: &[&str] = &["loader", "microkernel", "userland", "services", "Cargo.lock", "Cargo.toml", "rust-toolchain.toml"];
+const WATCHED: &[&str] =
+    &["loader", "microkernel", "userland", "services", "system.toml", "Cargo.lock", "Cargo.toml", "rust-toolchain.toml"];
 
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -35,24 +40,12 @@ fn main() {
 
     // One invocation per image, so features of shared crates are not
     // unified between them (the loader has no heap; the kernel has one).
-    for package in ["tessera-loader", "tessera-microkernel"] {
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(&root)
-            .args(["build", "--target", BARE_TARGET, "--profile", &profile, "-p", package])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        // Everything cargo exported for this build script describes the
-        // host build; the nested build must not inherit it.
-        for (key, _) in env::vars() {
-            let inherited = key.starts_with("CARGO_") && key != "CARGO_HOME";
-            if inherited || ["RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC", "RUSTDOC", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL", "DEBUG"].contains(&key.as_str()) {
-                cmd.env_remove(key);
-            }
-        }
-        let status = cmd.status().expect("failed to start the nested cargo build of the bare-metal images");
-        if !status.success() {
-            panic!("building {package} for {BARE_TARGET} failed (see the errors above)");
-        }
+    // The tasks share one invocation: they are built alike.
+    let tasks = task_packages(&root.join("services"));
+    let mut builds: Vec<Vec<String>> = vec![vec!["tessera-loader".into()], vec!["tessera-microkernel".into()]];
+    builds.push(tasks.clone());
+    for packages in &builds {
+        nested_build(&cargo, &root, &target_dir, &profile, packages);
     }
 
     let profile_dir = if profile == "dev" { "debug" } else { profile.as_str() };
@@ -64,6 +57,52 @@ fn main() {
 
     println!("cargo:rustc-env=TESSERA_KERNEL_ELF={}", kernel.display());
     println!("cargo:rustc-env=TESSERA_LOADER_ELF32={}", loader32.display());
+
+    // The default appliance: system.toml with the tasks just built.
+    let manifest = tessera_manifest::load(&root.join("system.toml")).unwrap_or_else(|errors| panic!("system.toml:\n{errors}"));
+    let image = tessera_manifest::build_image(&manifest, &out).unwrap_or_else(|errors| panic!("building the boot image:\n{errors}"));
+    let bootfs = out.join("bootfs.img");
+    fs::write(&bootfs, image).unwrap_or_else(|e| panic!("writing {}: {e}", bootfs.display()));
+    println!("cargo:rustc-env=TESSERA_BOOTFS={}", bootfs.display());
+    println!("cargo:rustc-env=TESSERA_TASK_DIR={}", out.display());
+}
+
+/// Packages under `services/` that are tasks (they have a `src/main.rs`).
+fn task_packages(services: &Path) -> Vec<String> {
+    let mut packages: Vec<String> = fs::read_dir(services)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|entry| entry.path().join("src/main.rs").is_file())
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    packages.sort();
+    packages
+}
+
+fn nested_build(cargo: &str, root: &Path, target_dir: &Path, profile: &str, packages: &[String]) {
+    if packages.is_empty() {
+        return;
+    }
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root).args(["build", "--target", BARE_TARGET, "--profile", profile]).arg("--target-dir").arg(target_dir);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    // Everything cargo exported for this build script describes the host
+    // build; the nested build must not inherit it.
+    const HOST_ONLY: &[&str] =
+        &["RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC", "RUSTDOC", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL", "DEBUG"];
+    for (key, _) in env::vars() {
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || HOST_ONLY.contains(&key.as_str()) {
+            cmd.env_remove(key);
+        }
+    }
+    let status = cmd.status().expect("failed to start the nested cargo build of the bare-metal images");
+    if !status.success() {
+        panic!("building {} for {BARE_TARGET} failed (see the errors above)", packages.join(", "));
+    }
 }
 
 /// Rewrites an ELF64 whose loadable segments all sit below 4 GiB as an

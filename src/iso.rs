@@ -13,6 +13,7 @@ use crate::{cmdline, deps, images, ui};
 /// Where the files go inside the ISO.
 pub const LOADER_ISO_PATH: &str = "/boot/tessera-loader.elf";
 pub const KERNEL_ISO_PATH: &str = "/boot/microkernel.elf";
+pub const BOOTFS_ISO_PATH: &str = "/boot/bootfs.img";
 
 /// The `grub.cfg` text: boot Tessera at once with the given kernel options.
 pub fn grub_cfg(kernel_options: &[String]) -> Result<String, String> {
@@ -29,6 +30,7 @@ pub fn grub_cfg(kernel_options: &[String]) -> Result<String, String> {
          menuentry \"Tessera\" {{\n\
          {line}\n    \
          module2 {KERNEL_ISO_PATH} microkernel\n    \
+         module2 {BOOTFS_ISO_PATH} bootfs\n    \
          boot\n\
          }}\n"
     ))
@@ -56,6 +58,7 @@ pub fn build(kernel_options: &[String], staging: &Path, out: &Path) -> Result<Is
     for (src, dst) in [
         (images::loader_elf32(), LOADER_ISO_PATH),
         (images::kernel_elf(), KERNEL_ISO_PATH),
+        (images::bootfs(), BOOTFS_ISO_PATH),
     ] {
         let dst = root.join(dst.trim_start_matches('/'));
         fs::copy(src, &dst)

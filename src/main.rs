@@ -128,6 +128,12 @@ struct BootArgs {
     #[arg(long, value_name = "FILE")]
     serial_log: Option<PathBuf>,
 
+    /// Boot the system described by this manifest instead of the default
+    /// appliance (`system.toml`); see docs/MANIFEST.md. It is validated and
+    /// packed with the task binaries cargo built.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+
     /// Append ARG to the QEMU command line (repeatable), e.g.
     /// `--qemu-arg=-d --qemu-arg=int,cpu_reset --qemu-arg=-D --qemu-arg=qemu.log`.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -167,6 +173,27 @@ struct IsoArgs {
         allow_hyphen_values = true
     )]
     cmdline: String,
+
+    /// Put the system described by this manifest on the ISO instead of the
+    /// default appliance (`system.toml`).
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+}
+
+/// Makes `manifest` (if given) the boot image of this run; false on error.
+fn choose_manifest(manifest: Option<&std::path::Path>) -> bool {
+    let Some(manifest) = manifest else { return true };
+    let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("manifest"));
+    match images::use_manifest(manifest, &dir) {
+        Ok(path) => {
+            ui::note(format!("boot image from {}: {}", manifest.display(), path.display()));
+            true
+        }
+        Err(e) => {
+            ui::error(e);
+            false
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -193,6 +220,9 @@ fn run_boot(args: BootArgs) -> i32 {
     };
     if emulator == Emulator::Bochs && firmware == Firmware::Uefi {
         ui::error("--firmware uefi needs --emulator qemu (Bochs boots with its own BIOS)");
+        return EXIT_USAGE;
+    }
+    if !choose_manifest(args.manifest.as_deref()) {
         return EXIT_USAGE;
     }
     if emulator == Emulator::Bochs && !args.qemu_args.is_empty() {
@@ -256,6 +286,9 @@ fn run_tests(args: TestArgs) -> i32 {
 }
 
 fn run_iso(args: IsoArgs) -> i32 {
+    if !choose_manifest(args.manifest.as_deref()) {
+        return EXIT_USAGE;
+    }
     if let Err(e) = deps::ensure(&[deps::ISO], "building an ISO") {
         ui::error(e.message);
         return EXIT_MISSING_TOOLS;

@@ -72,8 +72,11 @@ pub fn command(
     match start {
         Start::Direct => {
             let kernel = images::kernel_elf().to_string_lossy().into_owned();
+            let bootfs = images::bootfs().to_string_lossy().into_owned();
             let mut initrd = OsString::from(initrd_escape(&kernel));
-            initrd.push(" microkernel");
+            initrd.push(" microkernel,");
+            initrd.push(initrd_escape(&bootfs));
+            initrd.push(" bootfs");
             cmd.arg("-kernel")
                 .arg(images::loader_elf32())
                 .arg("-initrd")

@@ -66,6 +66,10 @@ open_enum! {
         /// MR0 port, MR1 byte count (≤ 8 × the message words after MR1),
         /// bytes packed little-endian from MR2 on: `rep outsb` for consoles.
         IO_OUT_BYTES = 0x62,
+        /// Issue a capability for a sub-range (CONTROL). MR0 first port,
+        /// MR1 count, MR2 destination slot; the new capability is a child
+        /// of this one and keeps its rights.
+        IO_PORTS_RANGE = 0x63,
     }
 }
 

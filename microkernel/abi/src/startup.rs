@@ -5,6 +5,22 @@
 
 use crate::{CapSlot, ObjectType};
 
+/// Where things go in a task's address space (the creator's convention;
+/// the kernel enforces only the user-half bounds).
+pub mod layout {
+    /// Program images are linked between these (rust-lld's default base).
+    pub const IMAGE_START: u64 = 0x0020_0000;
+    pub const IMAGE_END: u64 = 0x4000_0000;
+    /// The read-only startup page (`rdi` at entry).
+    pub const STARTUP: u64 = 0x0010_0000;
+    /// The first thread's IPC buffer.
+    pub const IPC_BUFFER: u64 = 0x0010_1000;
+    /// The task's memory as the manifest sizes it.
+    pub const MEMORY: u64 = 0x4000_0000;
+    /// One past the top of the first thread's stack.
+    pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
+}
+
 pub const STARTUP_MAGIC: u64 = u64::from_le_bytes(*b"TESSTART");
 pub const MAX_STARTUP_CAPS: usize = 56;
 pub const NAME_LEN: usize = 24;
@@ -88,6 +104,33 @@ impl StartupInfo {
         self.caps().iter().find(|c| c.name.as_str() == name && c.kind == kind).map(|c| c.slot)
     }
 
+    /// The page image of this structure (little-endian, the `repr(C)`
+    /// layout, which has no padding), for creators that write it into a
+    /// task's memory without unsafe code.
+    pub fn write_to(&self, out: &mut [u8]) -> Option<()> {
+        let size = core::mem::size_of::<StartupInfo>();
+        let out = out.get_mut(..size)?;
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&self.magic.to_le_bytes());
+        put(&self.task_name.0);
+        put(&self.ipc_buffer.to_le_bytes());
+        put(&self.memory_size.to_le_bytes());
+        put(&self.cap_count.to_le_bytes());
+        put(&self._reserved.to_le_bytes());
+        for cap in &self.caps {
+            put(&cap.name.0);
+            put(&cap.slot.0.to_le_bytes());
+            put(&[cap.kind.0]);
+            put(&cap._reserved);
+        }
+        debug_assert_eq!(at, size);
+        Some(())
+    }
+
     /// Appends a named capability; false if full or the name is too long.
     pub fn push(&mut self, name: &str, slot: CapSlot, kind: ObjectType) -> bool {
         let (Some(name), Some(entry)) = (Name::new(name), self.caps.get_mut(self.cap_count as usize)) else {
@@ -112,6 +155,26 @@ mod tests {
         assert_eq!(info.find("console", ObjectType::IO_PORTS), None);
         assert_eq!(info.find("nope", ObjectType::ENDPOINT), None);
         assert!(!info.push("a-name-that-is-far-too-long-to-fit", CapSlot(5), ObjectType::ENDPOINT));
+    }
+
+    #[test]
+    fn page_image_matches_the_field_offsets() {
+        let mut info = StartupInfo::empty();
+        info.task_name = Name::new("console").unwrap();
+        info.ipc_buffer = layout::IPC_BUFFER;
+        assert!(info.push("io0", CapSlot(7), ObjectType::IO_PORTS));
+        let mut page = [0xffu8; 4096];
+        info.write_to(&mut page).unwrap();
+        let word = |at: usize| u64::from_le_bytes(page[at..at + 8].try_into().unwrap());
+        assert_eq!(word(core::mem::offset_of!(StartupInfo, magic)), STARTUP_MAGIC);
+        assert_eq!(word(core::mem::offset_of!(StartupInfo, ipc_buffer)), layout::IPC_BUFFER);
+        let name_at = core::mem::offset_of!(StartupInfo, task_name);
+        assert_eq!(&page[name_at..name_at + 7], b"console");
+        let cap = core::mem::offset_of!(StartupInfo, caps);
+        assert_eq!(&page[cap..cap + 3], b"io0");
+        assert_eq!(page[cap + 24..cap + 28], 7u32.to_le_bytes());
+        assert_eq!(page[cap + 28], ObjectType::IO_PORTS.0);
+        assert!(info.write_to(&mut [0u8; 100]).is_none());
     }
 
     #[test]

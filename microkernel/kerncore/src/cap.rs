@@ -173,6 +173,21 @@ impl<const N: usize> CapTable<N> {
         Ok(())
     }
 
+    /// Puts the first capability to a new object into the empty `dest` as a
+    /// child of `parent` (the untyped pool or range it was made from), so
+    /// revoking `parent` removes it. No other capability may name the object.
+    pub fn insert_child(&mut self, parent: SlotId, dest: SlotId, cap: Capability) -> Result<(), ErrorCode> {
+        self.occupied(parent)?;
+        self.empty(dest)?;
+        if self.slots.iter().any(|s| s.cap.is_some_and(|c| c.object == cap.object)) {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        let d = dest.0;
+        self.tree_link(parent.0, d, Capability { rights: cap.rights.intersect(Rights::ALL), ..cap });
+        (self.slots[d as usize].obj_prev, self.slots[d as usize].obj_next) = (d, d);
+        Ok(())
+    }
+
     /// Copies `src` into the empty `dest` as its child, with the rights of
     /// both: rights only ever shrink. The badge is kept.
     pub fn derive(&mut self, src: SlotId, dest: SlotId, rights: Rights) -> Result<Capability, ErrorCode> {
@@ -308,8 +323,16 @@ impl<const N: usize> CapTable<N> {
         }
     }
 
-    /// Fills the empty slot `c` with `cap` as the last child of `p`.
+    /// Fills the empty slot `c` with `cap` as the last child of `p`, naming
+    /// the same object as `p`.
     fn add_child(&mut self, p: u32, c: u32, cap: Capability) {
+        self.tree_link(p, c, cap);
+        self.obj_link(p, c);
+    }
+
+    /// Fills the empty slot `c` with `cap` as the last child of `p` in the
+    /// derivation tree only.
+    fn tree_link(&mut self, p: u32, c: u32, cap: Capability) {
         self.slots[c as usize] = Slot { cap: Some(cap), ..Slot::EMPTY };
         let first = self.slots[p as usize].first_child;
         if first == NIL {
@@ -322,7 +345,6 @@ impl<const N: usize> CapTable<N> {
             self.slots[last as usize].next = c;
             self.slots[first as usize].prev = c;
         }
-        self.obj_link(p, c);
     }
 
     /// Puts `new` into the object ring of `peer`.

@@ -30,9 +30,17 @@ impl Frames {
         self.count as u64 * PAGE_SIZE
     }
 
-    /// Gives up ownership for memory that is never freed (e.g. kernel tables).
+    /// Gives up ownership, e.g. for a page table whose frame is tracked by
+    /// the table hierarchy itself.
     pub fn leak(self) -> u64 {
         self.start
+    }
+
+    /// Takes back ownership of frames given up with [`Frames::leak`]. The
+    /// caller vouches that `start`/`count` came from exactly such a leak and
+    /// that nothing uses the frames any more.
+    pub fn reclaim(start: u64, count: usize) -> Frames {
+        Frames { start, count }
     }
 }
 

@@ -273,6 +273,13 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         }
     }
 
+    /// True if a future tick can make a thread runnable on its own: a
+    /// receive or wait with a timeout, or a budget to refill. When nothing
+    /// is runnable and this is false, only an interrupt can wake the system.
+    pub fn has_pending_events(&self) -> bool {
+        self.timeouts.head != NONE || self.sched.has_depleted()
+    }
+
     pub fn scheduler(&self) -> &Scheduler<T> {
         &self.sched
     }

@@ -185,6 +185,11 @@ impl<const T: usize> Scheduler<T> {
     }
 
     /// Waiting for its next period.
+    /// True if any thread waits for its next budget period.
+    pub fn has_depleted(&self) -> bool {
+        self.depleted.head != NONE
+    }
+
     pub fn is_depleted(&self, t: ThreadId) -> bool {
         self.entries[t.at()].place == Place::Depleted
     }

@@ -1,6 +1,6 @@
 //! The boot sequence of the boot CPU, from the loader's hand-off to idle.
 
-use crate::arch::{acpi, apic, cpu, gdt, heap, idt, memory, virt};
+use crate::arch::{acpi, apic, cpu, entry, gdt, heap, idt, memory, percpu, virt};
 use bootinfo::BootInfo;
 use core::fmt::Write;
 use kerncore::cmdline::{BootOptions, FaultTest};
@@ -120,13 +120,19 @@ fn main(info: &'static BootInfo) -> ! {
     }
 
     println!("boot: done");
-    if options.exit_when_idle {
-        println!("boot: nothing left to run (exit=idle)");
-        platform::power_off(ExitStatus::Success);
+    crate::trap::set_exit_when_idle(options.exit_when_idle);
+    percpu::init_bsp();
+    entry::init();
+    let mut kernel = crate::trap::KERNEL.lock();
+    if let Err(e) = crate::roottask::start(&mut kernel, info) {
+        println!("boot: cannot start the root task: {e}");
+        platform::power_off(ExitStatus::Panic);
     }
-    loop {
-        cpu::wait_for_interrupt();
-    }
+    let context = crate::trap::next_context(&mut kernel);
+    drop(kernel);
+    // SAFETY: `next_context` registered `context` with the per-CPU state and
+    // loaded its address space; interrupts are still off.
+    unsafe { entry::enter_user(context) }
 }
 
 /// Prints the MADT's CPUs and I/O APICs; returns the local APIC address.

@@ -20,4 +20,8 @@ mod arch;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+mod object;
+#[cfg(target_os = "none")]
+mod roottask;
+#[cfg(target_os = "none")]
 mod trap;

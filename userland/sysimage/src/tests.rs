@@ -232,3 +232,5 @@ fn a_system_image_needs_a_manifest_and_every_binary() {
     let missing = bootfs::write(&files).unwrap();
     assert_eq!(SystemImage::parse(&missing).unwrap_err(), Error::MissingBinary { task: 2 });
 }
+
+

@@ -464,3 +464,24 @@ fn random_operations_match_a_naive_model() {
         }
     }
 }
+
+#[test]
+fn objects_made_from_a_pool_are_its_children_and_go_with_it() {
+    const UNTYPED: ObjRef = ObjRef { kind: ObjectType::UNTYPED, index: 0 };
+    let mut t: CapTable<16> = CapTable::new();
+    t.insert_root(id(1), Capability::new(UNTYPED, Rights::ALL)).unwrap();
+    t.insert_child(id(1), id(2), Capability::new(MEM, Rights::ALL)).unwrap();
+    t.insert_child(id(1), id(3), Capability::new(EP, Rights::ALL)).unwrap();
+    t.derive(id(3), id(4), rights(0b1000)).unwrap();
+    t.check();
+    assert_eq!(t.parent(id(2)), Some(id(1)));
+    // A second "first capability" to an existing object is refused.
+    assert_eq!(t.insert_child(id(1), id(5), Capability::new(MEM, Rights::ALL)), Err(ErrorCode::INVALID_STATE));
+    assert_eq!(t.insert_child(id(9), id(5), Capability::new(NTF, Rights::ALL)), Err(ErrorCode::INVALID_CAPABILITY));
+    let mut last = Vec::new();
+    let removed = t.revoke(id(1), |r| last.push((r.cap.object, r.last))).unwrap();
+    assert_eq!(removed, 3);
+    last.sort_by_key(|(o, _)| (o.kind, o.index));
+    assert_eq!(last, [(EP, false), (EP, true), (MEM, true)]);
+    t.check();
+}

@@ -32,10 +32,6 @@ impl AddressSpace {
         Ok(AddressSpace { root })
     }
 
-    pub fn root(&self) -> u64 {
-        self.root
-    }
-
     /// Maps `[virt, virt+len)` to `[phys, ...)` for ring 3.
     pub fn map(&mut self, virt: u64, phys: u64, len: u64, rights: UserRights) -> Result<(), MapError> {
         if virt < abi::USER_MIN || virt.checked_add(len).is_none_or(|end| end > abi::USER_END) {
@@ -52,6 +48,12 @@ impl AddressSpace {
         let mut mapper = Mapper::new(&mut mem, self.root);
         mapper.large_pages = false;
         mapper.map(virt, phys, len, flags)
+    }
+
+    /// The physical address behind a user page mapped writable, if any.
+    pub fn translate_writable(&self, virt: u64) -> Option<u64> {
+        let t = kerncore::paging::translate(&DirectMap, self.root, virt)?;
+        (t.user && t.writable && virt < abi::USER_END).then_some(t.phys)
     }
 
     /// Unmaps `[virt, virt+len)` and flushes what this CPU may have cached.
@@ -75,6 +77,16 @@ impl AddressSpace {
 
     fn is_active(&self) -> bool {
         super::cpu::cr3() & !(PAGE_SIZE - 1) == self.root
+    }
+
+    /// Frees the space's page tables. The caller has switched away from it.
+    pub fn destroy(self) {
+        if self.is_active() {
+            // SAFETY: the kernel half is identical in every space; leaving
+            // for the boot tables changes nothing the kernel uses.
+            unsafe { x86::controlregs::cr3_write(kernel_root()) };
+        }
+        super::memory::free_user_tables(self.root);
     }
 
     /// Makes this the current address space (no-op if it already is).

@@ -127,7 +127,7 @@ pub fn user_frame(rip: u64, rsp: u64, rdi: u64) -> TrapFrame {
 }
 
 /// Called by the stubs with the saved context of the thread that trapped.
-extern "C" fn user_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
+extern "C" fn user_trap(frame: *mut TrapFrame) -> *mut TrapFrame {
     crate::trap::from_user(frame)
 }
 

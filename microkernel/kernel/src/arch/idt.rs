@@ -19,7 +19,11 @@ pub const TIMER_VECTOR: u8 = 32;
 pub const SPURIOUS_VECTOR: u8 = 255;
 
 /// Register state saved by the entry stubs, in push order reversed.
-#[repr(C)]
+///
+/// As a thread's context it is also where the CPU pushes the interrupt
+/// frame (TSS.RSP0 points at its end), and the CPU aligns that push to 16
+/// bytes: hence the alignment, with a size that is a multiple of 16.
+#[repr(C, align(16))]
 #[derive(Clone, Debug, Default)]
 pub struct TrapFrame {
     pub r15: u64,
@@ -44,6 +48,35 @@ pub struct TrapFrame {
     pub rflags: u64,
     pub rsp: u64,
     pub ss: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+
+impl TrapFrame {
+    pub const ZERO: TrapFrame = TrapFrame {
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        r11: 0,
+        r10: 0,
+        r9: 0,
+        r8: 0,
+        rbp: 0,
+        rdi: 0,
+        rsi: 0,
+        rdx: 0,
+        rcx: 0,
+        rbx: 0,
+        rax: 0,
+        vector: 0,
+        error_code: 0,
+        rip: 0,
+        cs: 0,
+        rflags: 0,
+        rsp: 0,
+        ss: 0,
+    };
 }
 
 // Stubs: vectors with a CPU-pushed error code push only the vector; the
@@ -232,11 +265,6 @@ fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str) {
     };
     let mode = if code & 4 != 0 { "user" } else { "supervisor" };
     (presence, access, mode)
-}
-
-/// A user thread faulted and nothing handles it yet: report and stop.
-pub fn fatal_user_exception(frame: &TrapFrame) -> ! {
-    fatal_exception(frame)
 }
 
 fn fatal_exception(frame: &TrapFrame) -> ! {

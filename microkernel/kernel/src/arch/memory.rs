@@ -2,7 +2,7 @@
 //! mappings, and the W^X audit of the live page tables.
 
 use bootinfo::{BootInfo, DIRECT_MAP_BASE, KERNEL_STACK_SIZE, KERNEL_STACK_TOP, MMIO_WINDOW_BASE, MMIO_WINDOW_SIZE};
-use kerncore::frames::FramePool;
+use kerncore::frames::{FramePool, Frames};
 use kerncore::memmap;
 use kerncore::paging::{self, Audit, MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
 use spin::Mutex;
@@ -198,3 +198,93 @@ pub fn provoke_text_write() {
     unsafe { core::ptr::write_volatile(target, 0xcc) };
 }
 
+
+/// Allocates `count` zeroed frames from the pool.
+pub fn alloc_frames(count: usize) -> Option<Frames> {
+    let frames = FRAMES.lock().alloc(count)?;
+    zero_phys(frames.start(), frames.len_bytes());
+    Some(frames)
+}
+
+/// Returns frames to the pool. Callers must have unmapped them everywhere.
+pub fn free_frames(frames: Frames) {
+    FRAMES.lock().free(frames);
+}
+
+/// Free frames in the pool.
+pub fn free_frame_count() -> u64 {
+    FRAMES.lock().free_frames()
+}
+
+/// The direct-map pointer for `[phys, phys+len)`, which must be covered.
+fn direct(phys: u64, len: u64) -> *mut u8 {
+    let virt = phys_to_virt(phys, len).unwrap_or_else(|| panic!("physical range {phys:#x}+{len:#x} is not direct-mapped"));
+    virt as *mut u8
+}
+
+/// Copies `data` into physical memory the kernel owns (a frame of a kernel
+/// object: an IPC buffer, a startup page, a task image).
+pub fn write_phys(phys: u64, data: &[u8]) {
+    let dst = direct(phys, data.len() as u64);
+    // SAFETY: the range is direct-mapped RAM owned by a kernel object; the
+    // kernel is single-threaded here, and `data` (kernel memory) cannot
+    // overlap a frame handed to tasks.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) }
+}
+
+/// Copies physical memory into `buf`.
+pub fn read_phys(phys: u64, buf: &mut [u8]) {
+    let src = direct(phys, buf.len() as u64);
+    // SAFETY: as for `write_phys`; tasks may write the frame concurrently
+    // only from another CPU, which does not exist yet (bytes are plain data
+    // either way).
+    unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// Zeroes physical memory the kernel owns.
+pub fn zero_phys(phys: u64, len: u64) {
+    let dst = direct(phys, len);
+    // SAFETY: as for `write_phys`.
+    unsafe { core::ptr::write_bytes(dst, 0, len as usize) }
+}
+
+/// Reads the 64-bit word at `phys` (8-byte aligned).
+pub fn read_phys_u64(phys: u64) -> u64 {
+    let mut word = [0; 8];
+    read_phys(phys, &mut word);
+    u64::from_le_bytes(word)
+}
+
+/// Frees the page-table frames of the lower half of the hierarchy at
+/// `root`, and `root` itself. Leaf frames are not touched: they belong to
+/// memory objects.
+pub fn free_user_tables(root: u64) {
+    fn free_level(table: u64, level: u32) {
+        if level > 0 {
+            for i in 0..512 {
+                let entry = kerncore::paging::PageTableEntry::from(DirectMap.read_entry(table, i));
+                if entry.present() && !entry.page_size() {
+                    free_level(entry.address(), level - 1);
+                }
+            }
+        }
+        FRAMES.lock().free(Frames::reclaim(table, 1));
+    }
+    for i in 0..256 {
+        let entry = kerncore::paging::PageTableEntry::from(DirectMap.read_entry(root, i));
+        if entry.present() {
+            free_level(entry.address(), 2);
+        }
+    }
+    FRAMES.lock().free(Frames::reclaim(root, 1));
+}
+
+/// A boot module's bytes. Modules are reserved in the memory map, never
+/// handed to the frame pool and never written by the kernel.
+pub fn boot_module(phys: u64, len: u64) -> &'static [u8] {
+    let ptr = direct(phys, len);
+    // SAFETY: the range is direct-mapped RAM the loader marked as a module;
+    // nothing writes it for the rest of the kernel's life (tasks get only
+    // read-only mappings of it).
+    unsafe { core::slice::from_raw_parts(ptr, len as usize) }
+}

@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod entry;
 pub mod gdt;
 pub mod heap;
+pub mod io;
 pub mod idt;
 pub mod memory;
 pub mod percpu;

@@ -1,0 +1,282 @@
+//! Kernel objects and the tables that hold them.
+//!
+//! Every object lives in a bounded pool sized at build time; a capability
+//! names it by type and pool index (`kerncore::cap::ObjRef`). Capabilities,
+//! IPC and scheduling state are `kerncore`'s; this module adds what ring 0
+//! needs besides: address spaces, saved register state, frames and device
+//! ranges. When the last capability to an object goes, the object is
+//! destroyed here.
+
+pub mod invoke;
+pub mod syscall;
+pub mod transfer;
+
+use crate::arch::addrspace::AddressSpace;
+use crate::arch::idt::TrapFrame;
+use crate::arch::memory;
+use abi::{Badge, ObjectType};
+use kerncore::cap::{CSpace, CapTable, Capability, ObjRef, Removed};
+use kerncore::frames::Frames;
+use kerncore::paging::PAGE_SIZE;
+use kerncore::ipc::{EndpointId, Ipc, NotificationId};
+use kerncore::sched::{SchedParams, ThreadId};
+
+pub const MAX_TASKS: usize = 32;
+pub const MAX_THREADS: usize = 64;
+pub const MAX_ENDPOINTS: usize = 64;
+pub const MAX_NOTIFICATIONS: usize = 32;
+pub const MAX_MEMORY_OBJECTS: usize = 512;
+pub const MAX_IO_RANGES: usize = 64;
+pub const MAX_SCHED_CONTEXTS: usize = 64;
+pub const MAX_UNTYPED: usize = 4;
+/// Capability slots per task.
+pub const CSPACE_SLOTS: u32 = 128;
+pub const CAP_SLOTS: usize = MAX_TASKS * CSPACE_SLOTS as usize;
+/// Mappings one memory object can have at once.
+pub const MAX_MAPPINGS: usize = 4;
+/// Ticks of a round-robin time slice.
+pub const TIMESLICE_TICKS: u32 = 2;
+
+pub struct Task {
+    pub space: AddressSpace,
+    pub cspace: CSpace,
+}
+
+/// The arch half of a thread control block; kerncore holds the IPC half.
+pub struct Thread {
+    /// User registers while the thread is not running. Entry stubs save
+    /// straight into it, so it must never move: threads live in a static.
+    pub context: TrapFrame,
+    pub alive: bool,
+    pub task: Option<u32>,
+    /// (user address, physical frame) of the IPC buffer.
+    pub ipc_buffer: Option<(u64, u64)>,
+    /// Where faults go, from the capability given at configuration.
+    pub fault_handler: Option<(EndpointId, Badge)>,
+    /// The fault being reported, as message words.
+    pub fault: abi::FaultMessage,
+    pub started: bool,
+}
+
+impl Thread {
+    pub const DEAD: Thread = Thread {
+        context: TrapFrame::ZERO,
+        alive: false,
+        task: None,
+        ipc_buffer: None,
+        fault_handler: None,
+        fault: abi::FaultMessage { vector: 0, error_code: 0, rip: 0, address: 0, rsp: 0 },
+        started: false,
+    };
+}
+
+pub struct MemoryObject {
+    pub phys: u64,
+    pub pages: u64,
+    /// Frames from the pool (freed on destruction); `None` for boot modules.
+    pub frames: Option<Frames>,
+    /// The untyped pool whose quota paid for it.
+    pub untyped: Option<u32>,
+    /// (task, user address, pages) of each mapping.
+    pub mappings: heapless::Vec<(u32, u64, u64), MAX_MAPPINGS>,
+}
+
+pub struct Untyped {
+    /// Pages that may still be retyped into memory objects.
+    pub pages_left: u64,
+}
+
+#[derive(Clone, Copy)]
+pub struct IoRange {
+    pub base: u16,
+    /// Up to 65536 (the whole port space).
+    pub count: u32,
+}
+
+impl IoRange {
+    pub fn contains(&self, port: u64, width: u64) -> bool {
+        let end = u64::from(self.base) + u64::from(self.count);
+        port >= u64::from(self.base) && port.checked_add(width).is_some_and(|e| e <= end)
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct SchedContext {
+    pub params: SchedParams,
+    pub bound: Option<ThreadId>,
+}
+
+/// All kernel state. There is one, in a static, behind a lock taken with
+/// interrupts off (see `crate::trap`).
+pub struct Kernel {
+    pub caps: CapTable<CAP_SLOTS>,
+    pub ipc: Ipc<MAX_THREADS, MAX_ENDPOINTS, MAX_NOTIFICATIONS>,
+    pub tasks: [Option<Task>; MAX_TASKS],
+    pub threads: [Thread; MAX_THREADS],
+    pub memory: [Option<MemoryObject>; MAX_MEMORY_OBJECTS],
+    pub untyped: [Option<Untyped>; MAX_UNTYPED],
+    pub io: [Option<IoRange>; MAX_IO_RANGES],
+    pub sched: [Option<SchedContext>; MAX_SCHED_CONTEXTS],
+    /// Timer ticks already fed to the scheduler.
+    pub ticks_seen: u64,
+}
+
+/// Objects whose last capability went away, to destroy once the capability
+/// table is no longer borrowed.
+pub type Doomed = heapless::Deque<ObjRef, 64>;
+
+impl Kernel {
+    pub const fn new() -> Kernel {
+        Kernel {
+            caps: CapTable::new(),
+            ipc: Ipc::new(TIMESLICE_TICKS),
+            tasks: [const { None }; MAX_TASKS],
+            threads: [Thread::DEAD; MAX_THREADS],
+            memory: [const { None }; MAX_MEMORY_OBJECTS],
+            untyped: [const { None }; MAX_UNTYPED],
+            io: [const { None }; MAX_IO_RANGES],
+            sched: [const { None }; MAX_SCHED_CONTEXTS],
+            ticks_seen: 0,
+        }
+    }
+
+    pub fn task(&self, index: u32) -> Option<&Task> {
+        self.tasks.get(index as usize)?.as_ref()
+    }
+
+    pub fn cspace_of(&self, thread: ThreadId) -> Option<CSpace> {
+        let task = self.threads.get(usize::from(thread.0))?.task?;
+        Some(self.task(task)?.cspace)
+    }
+
+    /// The slot range a task at `index` owns.
+    pub fn cspace_for(index: usize) -> CSpace {
+        CSpace { base: index as u32 * CSPACE_SLOTS, len: CSPACE_SLOTS }
+    }
+
+    /// Creates a task with an empty address space and capability space.
+    pub fn create_task(&mut self) -> Result<u32, abi::ErrorCode> {
+        let index = self.tasks.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+        let space = AddressSpace::new().map_err(|_| abi::ErrorCode::OUT_OF_MEMORY)?;
+        self.tasks[index] = Some(Task { space, cspace: Self::cspace_for(index) });
+        Ok(index as u32)
+    }
+
+    /// Creates a memory object of `pages` zeroed frames.
+    pub fn create_memory(&mut self, pages: u64, untyped: Option<u32>) -> Result<u32, abi::ErrorCode> {
+        let index = self.memory.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+        let count = usize::try_from(pages).map_err(|_| abi::ErrorCode::INVALID_ARGUMENT)?;
+        let frames = memory::alloc_frames(count).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+        self.memory[index] =
+            Some(MemoryObject { phys: frames.start(), pages, frames: Some(frames), untyped, mappings: heapless::Vec::new() });
+        Ok(index as u32)
+    }
+
+    /// Reports the removals of a capability operation: objects whose last
+    /// capability went are queued in `doomed`.
+    pub fn note_removed(doomed: &mut Doomed, removed: Removed) {
+        if removed.last {
+            // A full queue only delays destruction of the overflow to never;
+            // 64 exceeds any single operation on these pool sizes.
+            let _ = doomed.push_back(removed.cap.object);
+        }
+    }
+
+    /// Destroys queued objects, which may queue more (a task's capabilities).
+    pub fn reap(&mut self, doomed: &mut Doomed) {
+        while let Some(object) = doomed.pop_front() {
+            self.destroy(object, doomed);
+        }
+    }
+
+    fn destroy(&mut self, object: ObjRef, doomed: &mut Doomed) {
+        let index = object.index as usize;
+        match object.kind {
+            ObjectType::ENDPOINT => {
+                let _ = self.ipc.destroy_endpoint(EndpointId(object.index));
+            }
+            ObjectType::NOTIFICATION => {
+                let _ = self.ipc.destroy_notification(NotificationId(object.index));
+            }
+            ObjectType::THREAD => self.destroy_thread(ThreadId(object.index as u16)),
+            ObjectType::TASK => self.destroy_task(object.index, doomed),
+            ObjectType::MEMORY => {
+                if let Some(mem) = self.memory.get_mut(index).and_then(Option::take) {
+                    for &(task, vaddr, pages) in &mem.mappings {
+                        if let Some(t) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) {
+                            let _ = t.space.unmap(vaddr, pages * PAGE_SIZE);
+                        }
+                    }
+                    if let Some(untyped) = mem.untyped.and_then(|u| self.untyped.get_mut(u as usize)?.as_mut()) {
+                        untyped.pages_left += mem.pages;
+                    }
+                    if let Some(frames) = mem.frames {
+                        memory::free_frames(frames);
+                    }
+                }
+            }
+            ObjectType::SCHED_CONTEXT => {
+                if let Some(slot) = self.sched.get_mut(index) {
+                    *slot = None;
+                }
+            }
+            ObjectType::IO_PORTS => {
+                if let Some(slot) = self.io.get_mut(index) {
+                    *slot = None;
+                }
+            }
+            ObjectType::UNTYPED => {
+                if let Some(slot) = self.untyped.get_mut(index) {
+                    *slot = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn destroy_thread(&mut self, t: ThreadId) {
+        let Some(thread) = self.threads.get_mut(usize::from(t.0)) else { return };
+        if !thread.alive {
+            return;
+        }
+        *thread = Thread::DEAD;
+        let _ = self.ipc.exit(t);
+        let _ = self.ipc.free_thread(t);
+        for sc in self.sched.iter_mut().flatten() {
+            if sc.bound == Some(t) {
+                sc.bound = None;
+            }
+        }
+    }
+
+    /// A task goes with its threads, its mappings and its capabilities.
+    fn destroy_task(&mut self, index: u32, doomed: &mut Doomed) {
+        let Some(task) = self.tasks.get_mut(index as usize).and_then(Option::take) else { return };
+        for t in 0..MAX_THREADS {
+            if self.threads[t].alive && self.threads[t].task == Some(index) {
+                self.destroy_thread(ThreadId(t as u16));
+            }
+        }
+        for mem in self.memory.iter_mut().flatten() {
+            mem.mappings.retain(|m| m.0 != index);
+        }
+        self.caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
+        task.space.destroy();
+    }
+
+    /// Feeds timer ticks that arrived since the last call to the scheduler.
+    pub fn catch_up_ticks(&mut self) {
+        let now = crate::arch::apic::ticks();
+        while self.ticks_seen < now {
+            self.ipc.tick();
+            self.ticks_seen += 1;
+        }
+    }
+
+    /// Installs a new object's first capability in `task`'s `slot`.
+    pub fn grant(&mut self, task: u32, slot: abi::CapSlot, cap: Capability) -> Result<(), abi::ErrorCode> {
+        let cspace = self.task(task).ok_or(abi::ErrorCode::INVALID_STATE)?.cspace;
+        let dest = self.caps.resolve(cspace, slot)?;
+        self.caps.insert_root(dest, cap)
+    }
+}

@@ -1,0 +1,134 @@
+//! Moving a message between two threads at a rendezvous: the four register
+//! words, the rest of the words through the IPC buffers, and capabilities
+//! when the sender's capability allows granting.
+
+use super::{Task, Thread};
+use crate::arch::idt::TrapFrame;
+use crate::arch::memory;
+use abi::{CapSlot, ErrorCode, IpcBuffer, MAX_MESSAGE_WORDS, MAX_TRANSFER_CAPS, MessageInfo, REGISTER_WORDS};
+use core::mem::offset_of;
+use kerncore::cap::CapTable;
+use kerncore::ipc::{Kind, Message, Transfer};
+use kerncore::sched::ThreadId;
+
+pub struct Xfer<'k, const N: usize> {
+    pub threads: &'k mut [Thread],
+    pub tasks: &'k [Option<Task>],
+    pub caps: &'k mut CapTable<N>,
+}
+
+/// The message registers of a saved context.
+pub fn registers(frame: &TrapFrame) -> [u64; REGISTER_WORDS] {
+    [frame.rdx, frame.r8, frame.r9, frame.r10]
+}
+
+pub fn set_registers(frame: &mut TrapFrame, words: [u64; REGISTER_WORDS]) {
+    [frame.rdx, frame.r8, frame.r9, frame.r10] = words;
+}
+
+fn buffer_word(phys: u64, index: usize) -> u64 {
+    memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64)
+}
+
+fn slot_at(phys: u64, field: usize, index: usize) -> CapSlot {
+    let mut raw = [0; 4];
+    memory::read_phys(phys + (field + 4 * index) as u64, &mut raw);
+    CapSlot(u32::from_le_bytes(raw))
+}
+
+impl<const N: usize> Xfer<'_, N> {
+    fn thread(&self, t: ThreadId) -> Result<&Thread, ErrorCode> {
+        self.threads.get(usize::from(t.0)).filter(|t| t.alive).ok_or(ErrorCode::PEER_GONE)
+    }
+
+    /// The sender's message words: the fault report, or registers + buffer.
+    fn words(&self, from: ThreadId, kind: Kind, len: usize) -> Result<[u64; MAX_MESSAGE_WORDS], ErrorCode> {
+        let sender = self.thread(from)?;
+        let mut words = [0u64; MAX_MESSAGE_WORDS];
+        if kind == Kind::Fault {
+            words[..abi::FaultMessage::WORDS].copy_from_slice(&sender.fault.to_words());
+            return Ok(words);
+        }
+        words[..REGISTER_WORDS].copy_from_slice(&registers(&sender.context));
+        if len > REGISTER_WORDS {
+            let (_, phys) = sender.ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            for (i, word) in words.iter_mut().enumerate().take(len).skip(REGISTER_WORDS) {
+                *word = buffer_word(phys, i);
+            }
+        }
+        Ok(words)
+    }
+
+    /// Copies up to three capabilities from the sender's `send_caps` slots
+    /// into the receiver's `receive_slots`. Returns how many moved.
+    fn transfer_caps(&mut self, from: ThreadId, to: ThreadId, count: usize, grant: bool) -> Result<u8, ErrorCode> {
+        if count == 0 {
+            return Ok(0);
+        }
+        if count > MAX_TRANSFER_CAPS {
+            return Err(ErrorCode::INVALID_ARGUMENT);
+        }
+        let sender = self.thread(from)?;
+        let (_, send_buf) = sender.ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
+        let sender_space = self.cspace(from)?;
+        // Validate every source before anything moves.
+        let mut sources = [None; MAX_TRANSFER_CAPS];
+        for (i, source) in sources.iter_mut().enumerate().take(count) {
+            let slot = slot_at(send_buf, offset_of!(IpcBuffer, send_caps), i);
+            *source = Some(self.caps.lookup_any(sender_space, slot)?);
+        }
+        if !grant {
+            return Err(ErrorCode::NO_RIGHTS);
+        }
+        let receiver = self.thread(to)?;
+        let (_, recv_buf) = receiver.ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
+        let receiver_space = self.cspace(to)?;
+        let mut moved = 0;
+        for (i, source) in sources.iter().enumerate().take(count) {
+            let Some((src, cap)) = *source else { break };
+            let slot = slot_at(recv_buf, offset_of!(IpcBuffer, receive_slots), i);
+            let Ok(dest) = self.caps.resolve(receiver_space, slot) else { break };
+            // A receiver that named no free slot simply gets fewer capabilities.
+            if self.caps.derive(src, dest, cap.rights).is_err() {
+                break;
+            }
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    fn cspace(&self, t: ThreadId) -> Result<kerncore::cap::CSpace, ErrorCode> {
+        let task = self.thread(t)?.task.ok_or(ErrorCode::PEER_GONE)?;
+        Ok(self.tasks.get(task as usize).and_then(Option::as_ref).ok_or(ErrorCode::PEER_GONE)?.cspace)
+    }
+}
+
+impl<const N: usize> Transfer for Xfer<'_, N> {
+    fn transfer(&mut self, from: ThreadId, to: ThreadId, kind: Kind, msg: Message) -> Result<MessageInfo, ErrorCode> {
+        if kind == Kind::FaultReply {
+            // The handler's reply only resumes the faulted thread.
+            return Ok(MessageInfo::new());
+        }
+        let len = usize::from(msg.info.length());
+        if len > MAX_MESSAGE_WORDS {
+            return Err(ErrorCode::MESSAGE_TOO_LONG);
+        }
+        let words = self.words(from, kind, len)?;
+        let receiver = self.thread(to)?;
+        let receiver_buffer = receiver.ipc_buffer.map(|(_, phys)| phys);
+        if len > REGISTER_WORDS && receiver_buffer.is_none() {
+            return Err(ErrorCode::MESSAGE_TOO_LONG);
+        }
+        let caps = self.transfer_caps(from, to, usize::from(msg.info.caps()), msg.grant)?;
+        let receiver = &mut self.threads[usize::from(to.0)];
+        let mut head = [0; REGISTER_WORDS];
+        head.copy_from_slice(&words[..REGISTER_WORDS]);
+        set_registers(&mut receiver.context, head);
+        if let Some(phys) = receiver_buffer.filter(|_| len > REGISTER_WORDS) {
+            for (i, word) in words.iter().enumerate().take(len).skip(REGISTER_WORDS) {
+                memory::write_phys(phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64, &word.to_le_bytes());
+            }
+        }
+        Ok(MessageInfo::new().with_label(msg.info.label()).with_length(len as u8).with_caps(caps))
+    }
+}

@@ -1,0 +1,173 @@
+//! Starting the root task (the supervisor) from the boot image.
+//!
+//! The kernel creates exactly one task itself. It loads the manifest's
+//! supervisor from the "bootfs" module and grants it everything the rest of
+//! the system will be built from: its own task, an untyped pool of the free
+//! memory, the boot image (read-only), all I/O ports, its thread and
+//! scheduling context. The supervisor starts every other task.
+
+use crate::arch::memory;
+use crate::object::{IoRange, Kernel, MemoryObject, SchedContext, Thread};
+use abi::startup::{StartupInfo, layout};
+use abi::{CapSlot, ObjectType, Rights};
+use bootinfo::BootInfo;
+use core::fmt;
+use kerncore::cap::{Capability, ObjRef};
+use kerncore::paging::PAGE_SIZE;
+use kerncore::sched::{Priority, SchedParams};
+use platform::println;
+
+/// Frames kept back from the untyped pool for the kernel's own page tables.
+const KERNEL_RESERVE_PAGES: u64 = 1024;
+
+pub enum Error {
+    NoBootfs,
+    Image(sysimage::Error),
+    Elf(elfload::ElfError),
+    Object(abi::ErrorCode),
+    Map,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoBootfs => write!(f, "no boot module named \"bootfs\""),
+            Error::Image(e) => write!(f, "bad boot image: {e}"),
+            Error::Elf(e) => write!(f, "bad supervisor binary: {e}"),
+            Error::Object(e) => write!(f, "creating kernel objects failed: {e:?}"),
+            Error::Map => write!(f, "mapping the supervisor failed"),
+        }
+    }
+}
+
+impl From<abi::ErrorCode> for Error {
+    fn from(e: abi::ErrorCode) -> Self {
+        Error::Object(e)
+    }
+}
+
+/// Builds the root task and makes its thread runnable.
+pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
+    let module = info.modules().iter().find(|m| m.name.as_str() == "bootfs").ok_or(Error::NoBootfs)?;
+    let image_bytes = memory::boot_module(module.start, module.end - module.start);
+    let image = sysimage::SystemImage::parse(image_bytes).map_err(Error::Image)?;
+    let manifest = &image.manifest;
+    let supervisor = manifest.supervisor().ok_or(Error::Image(sysimage::Error::BadManifest("no supervisor")))?;
+    let binary = image.binary(supervisor).ok_or(Error::Image(sysimage::Error::MissingBinary { task: 0 }))?;
+    let elf = elfload::plan(binary, layout::IMAGE_START..layout::IMAGE_END).map_err(Error::Elf)?;
+
+    let task = k.create_task()?;
+    let mut startup = StartupInfo::empty();
+    startup.task_name = abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);
+    let mut next_slot = 1u32;
+    let mut grant = |k: &mut Kernel, startup: &mut StartupInfo, name: &str, object: ObjRef, rights: Rights| {
+        let slot = CapSlot(next_slot);
+        next_slot += 1;
+        k.grant(task, slot, Capability::new(object, rights))?;
+        startup.push(name, slot, object.kind);
+        Ok::<CapSlot, Error>(slot)
+    };
+
+    grant(k, &mut startup, "self", ObjRef { kind: ObjectType::TASK, index: task }, Rights::ALL)?;
+
+    // The program image, segment by segment, with its own rights.
+    for segment in &elf.segments {
+        let mem = k.create_memory(segment.pages, None)?;
+        let phys = k.memory[mem as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
+        memory::write_phys(phys + segment.offset_in_page, segment.data);
+        let rights = Rights::new().with_read(true).with_write(segment.writable).with_execute(segment.executable);
+        map(k, task, mem, segment.start, rights)?;
+        grant(k, &mut startup, "image", ObjRef { kind: ObjectType::MEMORY, index: mem }, rights)?;
+    }
+
+    let rw = Rights::new().with_read(true).with_write(true);
+    let stack_pages = supervisor.stack.div_ceil(PAGE_SIZE).max(1);
+    let stack = k.create_memory(stack_pages, None)?;
+    map(k, task, stack, layout::STACK_TOP - stack_pages * PAGE_SIZE, rw)?;
+    grant(k, &mut startup, "stack", ObjRef { kind: ObjectType::MEMORY, index: stack }, rw)?;
+
+    let memory_pages = supervisor.memory.div_ceil(PAGE_SIZE);
+    if memory_pages > 0 {
+        let heap = k.create_memory(memory_pages, None)?;
+        map(k, task, heap, layout::MEMORY, rw)?;
+        grant(k, &mut startup, "memory", ObjRef { kind: ObjectType::MEMORY, index: heap }, rw)?;
+        startup.memory_size = memory_pages * PAGE_SIZE;
+    }
+
+    let ipc = k.create_memory(1, None)?;
+    map(k, task, ipc, layout::IPC_BUFFER, rw)?;
+    grant(k, &mut startup, "ipc-buffer", ObjRef { kind: ObjectType::MEMORY, index: ipc }, rw)?;
+    startup.ipc_buffer = layout::IPC_BUFFER;
+
+    // The boot image itself, read-only, so the supervisor can read the
+    // manifest and the other binaries.
+    let bootfs_pages = (module.end - module.start).div_ceil(PAGE_SIZE);
+    let bootfs = free_memory_slot(k)?;
+    k.memory[bootfs] = Some(MemoryObject {
+        phys: module.start,
+        pages: bootfs_pages,
+        frames: None,
+        untyped: None,
+        mappings: heapless::Vec::new(),
+    });
+    let read = Rights::new().with_read(true);
+    grant(k, &mut startup, "bootfs", ObjRef { kind: ObjectType::MEMORY, index: bootfs as u32 }, read)?;
+
+    let pool_pages = memory::free_frame_count().saturating_sub(KERNEL_RESERVE_PAGES);
+    let untyped = crate::object::invoke::create_untyped(k, pool_pages)?;
+    grant(k, &mut startup, "untyped", ObjRef { kind: ObjectType::UNTYPED, index: untyped }, Rights::ALL)?;
+
+    let io = k.io.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    k.io[io] = Some(IoRange { base: 0, count: 0x1_0000 });
+    grant(k, &mut startup, "ioports", ObjRef { kind: ObjectType::IO_PORTS, index: io as u32 }, Rights::ALL)?;
+
+    // Its thread, at the manifest's priority, with no fault handler: if the
+    // root task faults, the kernel reports it and stops the system.
+    let thread = k.ipc.alloc_thread()?;
+    let priority = Priority::new(u64::from(supervisor.priority.0)).unwrap_or(Priority::HIGHEST);
+    let params = SchedParams { priority, ..SchedParams::DEFAULT };
+    let sc = k.sched.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    k.sched[sc] = Some(SchedContext { params, bound: Some(thread) });
+    grant(k, &mut startup, "thread", ObjRef { kind: ObjectType::THREAD, index: u32::from(thread.0) }, Rights::ALL)?;
+    grant(k, &mut startup, "sched", ObjRef { kind: ObjectType::SCHED_CONTEXT, index: sc as u32 }, Rights::ALL)?;
+
+    // The startup page goes last, once it lists every capability.
+    let page = k.create_memory(1, None)?;
+    let page_phys = k.memory[page as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
+    map(k, task, page, layout::STARTUP, read)?;
+    grant(k, &mut startup, "startup", ObjRef { kind: ObjectType::MEMORY, index: page }, read)?;
+    let mut image = [0u8; PAGE_SIZE as usize];
+    startup.write_to(&mut image).ok_or(Error::Map)?;
+    memory::write_phys(page_phys, &image);
+
+    let ipc_phys = k.memory[ipc as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
+    k.threads[usize::from(thread.0)] = Thread {
+        context: crate::arch::entry::user_frame(elf.entry, layout::STACK_TOP, layout::STARTUP),
+        alive: true,
+        task: Some(task),
+        ipc_buffer: Some((layout::IPC_BUFFER, ipc_phys)),
+        started: true,
+        ..Thread::DEAD
+    };
+    k.ipc.configure(thread, params)?;
+    k.ipc.resume(thread)?;
+
+    println!("task {} (root): ring 3, priority {}, entry {:#x}", supervisor.name, priority.level(), elf.entry);
+    for cap in startup.caps() {
+        println!("  cap {:>3} {:<12} {:?}", cap.slot.0, cap.name.as_str(), cap.kind);
+    }
+    Ok(())
+}
+
+fn free_memory_slot(k: &Kernel) -> Result<usize, Error> {
+    k.memory.iter().position(Option::is_none).ok_or(Error::Object(abi::ErrorCode::OUT_OF_MEMORY))
+}
+
+fn map(k: &mut Kernel, task: u32, mem: u32, vaddr: u64, rights: Rights) -> Result<(), Error> {
+    let object = k.memory[mem as usize].as_mut().ok_or(Error::Map)?;
+    let (phys, pages) = (object.phys, object.pages);
+    let _ = object.mappings.push((task, vaddr, pages));
+    let space = &mut k.tasks[task as usize].as_mut().ok_or(Error::Map)?.space;
+    let rights = crate::arch::addrspace::UserRights { writable: rights.write(), executable: rights.execute() };
+    space.map(vaddr, phys, pages * PAGE_SIZE, rights).map_err(|_| Error::Map)
+}

@@ -1,0 +1,127 @@
+//! The partition manager's interface: the TLFS partition lifecycle, virtual
+//! processors, guest-physical mappings and VP registers.
+//!
+//! Operation numbers are the TLFS hypercall codes (`HvCallCreatePartition`
+//! = 0x40, ...), and every failure is an [`HvError`] carrying the TLFS
+//! status (`HV_STATUS_INVALID_PARTITION_STATE`, ...), so a hypercall path
+//! can forward a result without translating it ([`hv_status`]).
+//!
+//! Lifecycle (TLFS "active" is [`PartitionState::Active`]):
+//!
+//! ```text
+//! create_partition -> Created --initialize--> Active --finalize--> Finalized
+//!                        \------------------ delete ------------------/
+//! ```
+//! VPs, mappings and registers need an Active partition; deleting needs a
+//! Created or Finalized one. Only the task that created a partition (its
+//! badge) may act on it: others get `HV_STATUS_ACCESS_DENIED`.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use hvdef::HvCallCode;
+pub use hvdef::{HvError, HvStatus};
+use tessera_idl::CallError;
+
+/// Name of the endpoint the partition manager serves.
+pub const ENDPOINT: &str = "partition-manager";
+
+tessera_idl::code_enum! {
+    /// Where a partition is in its lifecycle (the value of `partition_state`).
+    pub enum PartitionState {
+        /// Created, not yet initialized: properties may still change.
+        Created = 1,
+        /// Initialized: VPs, memory and registers can be set up and run.
+        Active = 2,
+        /// Finalized: stopped, waiting to be deleted.
+        Finalized = 3,
+    }
+}
+
+tessera_idl::interface! {
+    /// TLFS partition management.
+    pub interface PartitionManager {
+        /// HvCreatePartition: a new partition owned by the caller, in the
+        /// Created state; returns its ID (never 0). `flags` is reserved and
+        /// must be 0 (`INVALID_PARAMETER`); `INSUFFICIENT_MEMORY` when the
+        /// partition table is full.
+        fn create_partition(flags: u64) -> Result<u64, HvError> = HvCallCode::CREATE_PARTITION.0 as u32;
+
+        /// HvInitializePartition: Created -> Active.
+        fn initialize_partition(partition: u64) -> Result<(), HvError> = HvCallCode::INITIALIZE_PARTITION.0 as u32;
+
+        /// HvFinalizePartition: Active -> Finalized.
+        fn finalize_partition(partition: u64) -> Result<(), HvError> = HvCallCode::FINALIZE_PARTITION.0 as u32;
+
+        /// HvDeletePartition: from Created or Finalized; the ID becomes invalid.
+        fn delete_partition(partition: u64) -> Result<(), HvError> = HvCallCode::DELETE_PARTITION.0 as u32;
+
+        /// HvCreateVp: `INVALID_VP_INDEX` if out of range or already created.
+        fn create_vp(partition: u64, vp_index: u32) -> Result<(), HvError> = HvCallCode::CREATE_VP.0 as u32;
+
+        /// HvMapGpaPages: maps `page_count` pages from guest page number
+        /// `gpa_page` with `HV_MAP_GPA_*` `flags` (readable required when
+        /// writable; reserved bits refused). Overlapping an existing mapping
+        /// is `INVALID_PARAMETER`.
+        fn map_gpa_pages(partition: u64, gpa_page: u64, page_count: u64, flags: u32) -> Result<(), HvError> = HvCallCode::MAP_GPA_PAGES.0 as u32;
+
+        /// HvUnmapGpaPages: unmaps whatever is mapped in the range (splitting
+        /// mappings as needed; `INSUFFICIENT_MEMORY` if that overflows the table).
+        fn unmap_gpa_pages(partition: u64, gpa_page: u64, page_count: u64) -> Result<(), HvError> = HvCallCode::UNMAP_GPA_PAGES.0 as u32;
+
+        /// HvGetVpRegisters for one `HV_REGISTER_NAME` (64-bit registers only;
+        /// others are `INVALID_PARAMETER`).
+        fn get_vp_register(partition: u64, vp_index: u32, name: u32) -> Result<u64, HvError> = HvCallCode::GET_VP_REGISTERS.0 as u32;
+
+        /// HvSetVpRegisters for one register.
+        fn set_vp_register(partition: u64, vp_index: u32, name: u32, value: u64) -> Result<(), HvError> = HvCallCode::SET_VP_REGISTERS.0 as u32;
+
+        /// The partition's lifecycle state (a Tessera query, not a hypercall).
+        fn partition_state(partition: u64) -> Result<PartitionState, HvError> = 0x1_0000;
+    }
+}
+
+/// The TLFS status a hypercall path reports for a call to a TLFS-speaking
+/// service: the service's own status, or for a failed call
+/// `INVALID_HYPERCALL_CODE` (operation unknown to the server),
+/// `INVALID_HYPERCALL_INPUT` (request malformed or too long) or
+/// `OPERATION_FAILED` (the service could not be reached or answered badly).
+pub fn hv_status<T>(result: &Result<Result<T, HvError>, CallError>) -> HvStatus {
+    match result {
+        Ok(Ok(_)) => HvStatus::SUCCESS,
+        Ok(Err(e)) => e.status(),
+        Err(CallError::UnknownOperation) => HvStatus::INVALID_HYPERCALL_CODE,
+        Err(CallError::Malformed(_) | CallError::RequestTooLong) => HvStatus::INVALID_HYPERCALL_INPUT,
+        Err(CallError::Kernel(_) | CallError::Rejected(_) | CallError::BadReply(_)) => HvStatus::OPERATION_FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_numbers_are_the_tlfs_call_codes() {
+        assert_eq!(ops::create_partition, 0x40);
+        assert_eq!(ops::initialize_partition, 0x41);
+        assert_eq!(ops::finalize_partition, 0x42);
+        assert_eq!(ops::delete_partition, 0x43);
+        assert_eq!(ops::map_gpa_pages, 0x4b);
+        assert_eq!(ops::unmap_gpa_pages, 0x4c);
+        assert_eq!(ops::create_vp, 0x4e);
+        assert_eq!(ops::get_vp_register, 0x50);
+        assert_eq!(ops::set_vp_register, 0x51);
+    }
+
+    #[test]
+    fn failed_calls_map_to_tlfs_statuses() {
+        assert_eq!(hv_status::<()>(&Ok(Ok(()))), HvStatus::SUCCESS);
+        assert_eq!(hv_status::<()>(&Ok(Err(HvError::ACCESS_DENIED))), HvStatus::ACCESS_DENIED);
+        assert_eq!(hv_status::<()>(&Err(CallError::UnknownOperation)), HvStatus::INVALID_HYPERCALL_CODE);
+        assert_eq!(hv_status::<()>(&Err(CallError::RequestTooLong)), HvStatus::INVALID_HYPERCALL_INPUT);
+        assert_eq!(
+            hv_status::<()>(&Err(CallError::Kernel(tessera_idl::ErrorCode::PEER_GONE))),
+            HvStatus::OPERATION_FAILED
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The supervisor's decisions, free of syscalls so they are tested on the
+//! host: which capabilities each task gets under which names, how slots of
+//! the supervisor's own capability space are handed out, and when a crashed
+//! task is started again.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use sysimage::manifest::{EndpointIndex, IoPortRange, Manifest, Restart, TaskIndex};
+
+/// Most capabilities one task is given.
+pub const MAX_GRANTS: usize = 32;
+/// The task that receives every other task's scheduling context.
+pub const SCHEDULER_TASK: &str = "scheduler";
+
+/// The badge a task's endpoint capabilities carry: its start-order index
+/// plus one, so the supervisor (task 0) is badge 1, as the console expects.
+pub fn badge_of(task: TaskIndex) -> u64 {
+    u64::from(task.0) + 1
+}
+
+/// The task a badge names, if any.
+pub fn task_of(badge: u64, manifest: &Manifest<'_>) -> Option<TaskIndex> {
+    let index = badge.checked_sub(1)?;
+    let index = u8::try_from(index).ok()?;
+    (usize::from(index) < manifest.tasks.len()).then_some(TaskIndex(index))
+}
+
+/// What a named capability of a task is made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Receive on an endpoint the task serves.
+    Serve(EndpointIndex),
+    /// Send to an endpoint, badged with the task's badge.
+    Use(EndpointIndex),
+    /// A range of I/O ports.
+    Io(IoPortRange),
+    /// Another task's scheduling context (for the scheduler).
+    Sched(TaskIndex),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub name: heapless::String<{ abi::startup::NAME_LEN }>,
+    pub source: Source,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    NoSuchTask,
+    TooManyGrants,
+    NameTooLong,
+}
+
+fn named(name: &str, source: Source) -> Result<Grant, PlanError> {
+    let mut s = heapless::String::new();
+    s.push_str(name).map_err(|_| PlanError::NameTooLong)?;
+    Ok(Grant { name: s, source })
+}
+
+/// The capabilities `task` gets, in slot order, named as the task will look
+/// them up: an endpoint under its name (both for serving and using), I/O
+/// ranges as `io0`, `io1`, …, and for the scheduler `sched:<task>` for every
+/// task but the supervisor.
+pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<Grant, MAX_GRANTS>, PlanError> {
+    let t = manifest.task(task).ok_or(PlanError::NoSuchTask)?;
+    let mut out = heapless::Vec::new();
+    let mut push = |g: Grant| out.push(g).map_err(|_| PlanError::TooManyGrants);
+    for &ep in &t.serves {
+        push(named(manifest.endpoint(ep).ok_or(PlanError::NoSuchTask)?.name, Source::Serve(ep))?)?;
+    }
+    for u in &t.uses {
+        push(named(u.name, Source::Use(u.endpoint))?)?;
+    }
+    for (i, &range) in t.io_ports.iter().enumerate() {
+        let mut name: heapless::String<8> = heapless::String::new();
+        let _ = core::fmt::write(&mut name, format_args!("io{i}"));
+        push(named(&name, Source::Io(range))?)?;
+    }
+    if t.name == SCHEDULER_TASK {
+        for (i, other) in manifest.tasks.iter().enumerate().skip(1) {
+            let mut name: heapless::String<{ abi::startup::NAME_LEN }> = heapless::String::new();
+            core::fmt::write(&mut name, format_args!("sched:{}", other.name)).map_err(|_| PlanError::NameTooLong)?;
+            push(named(&name, Source::Sched(TaskIndex(i as u8)))?)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Free slots of the supervisor's capability space: a bitmap over
+/// `[first, first + N)`.
+pub struct Slots<const N: usize> {
+    first: u32,
+    used: [bool; N],
+}
+
+impl<const N: usize> Slots<N> {
+    pub const fn new(first: u32) -> Self {
+        Slots { first, used: [false; N] }
+    }
+
+    pub fn take(&mut self) -> Option<abi::CapSlot> {
+        let i = self.used.iter().position(|u| !u)?;
+        self.used[i] = true;
+        Some(abi::CapSlot(self.first + i as u32))
+    }
+
+    /// Returns a slot; slots outside the range or already free are ignored.
+    pub fn give_back(&mut self, slot: abi::CapSlot) {
+        if let Some(i) = slot.0.checked_sub(self.first).map(|i| i as usize) {
+            if let Some(u) = self.used.get_mut(i) {
+                *u = false;
+            }
+        }
+    }
+
+    pub fn free(&self) -> usize {
+        self.used.iter().filter(|u| !**u).count()
+    }
+}
+
+/// Restart policy for a crashing task: wait 10 ticks, then twice as long
+/// after every further crash (capped at 640), and give up after
+/// [`Backoff::MAX_RESTARTS`] restarts, so a crash loop cannot starve the
+/// system.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backoff {
+    restarts: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    RestartAfter(u64),
+    GiveUp { restarts: u32 },
+    Never,
+}
+
+impl Backoff {
+    pub const MAX_RESTARTS: u32 = 5;
+    pub const FIRST_DELAY: u64 = 10;
+    pub const MAX_DELAY: u64 = 640;
+
+    /// Called when the task crashed; says what to do.
+    pub fn on_crash(&mut self, policy: Restart) -> Decision {
+        if policy == Restart::Never {
+            return Decision::Never;
+        }
+        if self.restarts >= Self::MAX_RESTARTS {
+            return Decision::GiveUp { restarts: self.restarts };
+        }
+        let delay = (Self::FIRST_DELAY << self.restarts.min(16)).min(Self::MAX_DELAY);
+        self.restarts += 1;
+        Decision::RestartAfter(delay)
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+}
+
+/// Human-readable CPU exception names for fault reports.
+pub fn exception_name(vector: u64) -> &'static str {
+    match vector {
+        0 => "#DE divide error",
+        3 => "#BP breakpoint",
+        6 => "#UD invalid opcode",
+        13 => "#GP general protection",
+        14 => "#PF page fault",
+        17 => "#AC alignment check",
+        _ => "exception",
+    }
+}
+
+#[cfg(test)]
+mod tests;

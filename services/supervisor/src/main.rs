@@ -1,0 +1,386 @@
+//! The root task. The kernel starts it with the boot image and the
+//! capabilities to build everything else; it starts the manifest's tasks,
+//! hands each the capabilities the manifest grants, and restarts those that
+//! crash, with back-off. Its own output goes straight to COM1 so it can
+//! report even when the console service is the task that died.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("supervisor is a Tessera task; it runs only on the bare target (x86_64-unknown-none).");
+}
+
+#[cfg(target_os = "none")]
+tessera_rt::entry!(task::main);
+
+#[cfg(target_os = "none")]
+mod task {
+    use abi::startup::{StartupInfo, layout};
+    use abi::{CapSlot, ErrorCode, FaultMessage, ObjectType, Rights};
+    use core::fmt::Write;
+    use supervisor::{Backoff, Decision, Slots, Source, badge_of, exception_name, grants, task_of};
+    use sysimage::SystemImage;
+    use sysimage::manifest::TaskIndex;
+    use tessera_rt::log::Sink;
+    use tessera_rt::memory::Window;
+    use tessera_rt::{Operation, caps, invoke, println as log, recv_timeout};
+
+    const PAGE: u64 = 4096;
+    const COM1: u16 = 0x3f8;
+    /// Where the boot image is mapped in the supervisor.
+    const BOOTFS_AT: u64 = 0x1000_0000;
+    /// Where memory for other tasks is mapped while it is filled.
+    const SCRATCH_AT: u64 = 0x2000_0000;
+    const MAX_TASKS: usize = sysimage::manifest::MAX_TASKS;
+    /// Objects held per running task: image segments, stack, memory, IPC
+    /// buffer, startup page, task, thread, fault capability, I/O ranges.
+    const MAX_HELD: usize = 20;
+    /// How long to wait for faults when no restart is pending (0 = forever).
+    const FOREVER: u64 = 0;
+
+    #[derive(Default)]
+    struct Running {
+        held: heapless::Vec<CapSlot, MAX_HELD>,
+        backoff: Backoff,
+        /// Clock value at which a restart is due.
+        restart_at: Option<u64>,
+    }
+
+    struct Supervisor<'a> {
+        task: CapSlot,
+        untyped: CapSlot,
+        ioports: CapSlot,
+        fault: CapSlot,
+        /// The supervisor's badged console capability, once made.
+        console: CapSlot,
+        image: SystemImage<'a>,
+        slots: Slots<100>,
+        endpoints: heapless::Vec<CapSlot, { sysimage::manifest::MAX_ENDPOINTS }>,
+        sched: [CapSlot; MAX_TASKS],
+        tasks: [Running; MAX_TASKS],
+        /// Ticks waited so far, advanced by receive timeouts.
+        clock: u64,
+    }
+
+    fn fatal(what: &str, e: ErrorCode) -> ! {
+        log!("cannot {what}: {e:?}; the system cannot start");
+        tessera_rt::arch::trap()
+    }
+
+    fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot, pages: u64) -> Result<(), ErrorCode> {
+        invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(dest.0), pages]).map(drop)
+    }
+
+    fn bits(r: Rights) -> u64 {
+        u64::from(r.into_bits())
+    }
+
+    fn kind_name(kind: ObjectType) -> &'static str {
+        match kind {
+            ObjectType::ENDPOINT => "endpoint",
+            ObjectType::IO_PORTS => "io-ports",
+            ObjectType::SCHED_CONTEXT => "sched-context",
+            ObjectType::MEMORY => "memory",
+            _ => "object",
+        }
+    }
+
+    pub fn main() {
+        let need = |name, kind| caps::find(name, kind).unwrap_or_else(|| fatal(name, ErrorCode::INVALID_CAPABILITY));
+        let ioports = need("ioports", ObjectType::IO_PORTS);
+        tessera_rt::log::set_sink(Sink::Uart { ports: ioports, port: COM1 });
+        let task = need("self", ObjectType::TASK);
+        let untyped = need("untyped", ObjectType::UNTYPED);
+        let bootfs = need("bootfs", ObjectType::MEMORY);
+        log!("ring 3, root task; starting the system");
+
+        let size = invoke(bootfs, Operation::CAP_IDENTIFY, &[]).unwrap_or_else(|e| fatal("size the boot image", e)).words()[3];
+        let window = Window::map(task, bootfs, BOOTFS_AT, 0, size / PAGE, false).unwrap_or_else(|e| fatal("map the boot image", e));
+        let image = SystemImage::parse(window.bytes()).unwrap_or_else(|_| fatal("parse the boot image", ErrorCode::INVALID_ARGUMENT));
+        log!(
+            "system \"{}\": {} tasks, {} endpoints",
+            image.manifest.system,
+            image.manifest.tasks.len(),
+            image.manifest.endpoints.len()
+        );
+
+        let mut slots = Slots::new(caps::first_unnamed_slot().0);
+        let fault = slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
+        retype(untyped, ObjectType::ENDPOINT, fault, 0).unwrap_or_else(|e| fatal("create the fault endpoint", e));
+        let mut s = Supervisor {
+            task,
+            untyped,
+            ioports,
+            fault,
+            console: CapSlot::NULL,
+            image,
+            slots,
+            endpoints: heapless::Vec::new(),
+            sched: [CapSlot::NULL; MAX_TASKS],
+            tasks: Default::default(),
+            clock: 0,
+        };
+        s.create_shared_objects();
+        for i in 1..s.image.manifest.tasks.len() {
+            s.start_or_report(TaskIndex(i as u8));
+        }
+        s.serve_faults()
+    }
+
+    impl Supervisor<'_> {
+        fn slot(&mut self) -> Result<CapSlot, ErrorCode> {
+            self.slots.take().ok_or(ErrorCode::OUT_OF_MEMORY)
+        }
+
+        /// Endpoints and scheduling contexts outlive task restarts: clients
+        /// keep their capabilities when a server is restarted.
+        fn create_shared_objects(&mut self) {
+            for _ in 0..self.image.manifest.endpoints.len() {
+                let slot = self.slot().unwrap_or_else(|e| fatal("find a slot", e));
+                retype(self.untyped, ObjectType::ENDPOINT, slot, 0).unwrap_or_else(|e| fatal("create an endpoint", e));
+                let _ = self.endpoints.push(slot);
+            }
+            for (i, task) in self.image.manifest.tasks.iter().enumerate().skip(1) {
+                let slot = self.slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
+                retype(self.untyped, ObjectType::SCHED_CONTEXT, slot, 0).unwrap_or_else(|e| fatal("create a scheduling context", e));
+                invoke(slot, Operation::SCHED_CONFIGURE, &[u64::from(task.priority.0), 0, 0])
+                    .unwrap_or_else(|e| fatal("configure a scheduling context", e));
+                self.sched[i] = slot;
+            }
+        }
+
+        fn start_or_report(&mut self, index: TaskIndex) {
+            if let Err(e) = self.start(index) {
+                let name = self.image.manifest.tasks[usize::from(index.0)].name;
+                log!("cannot start {name}: {e:?}");
+                self.release(index);
+                self.crashed(index);
+            }
+        }
+
+        /// Builds a task from its binary: image, stack, memory, IPC buffer,
+        /// capabilities, startup page, thread; then starts it.
+        fn start(&mut self, index: TaskIndex) -> Result<(), ErrorCode> {
+            let t = &self.image.manifest.tasks[usize::from(index.0)];
+            let (name, priority, stack_size, memory_size) = (t.name, t.priority.0, t.stack, t.memory);
+            let binary = self.image.binary(t).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            let elf = elfload::plan(binary, layout::IMAGE_START..layout::IMAGE_END).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+
+            let task = self.hold(index, ObjectType::TASK, 0)?;
+            for segment in &elf.segments {
+                let mem = self.hold(index, ObjectType::MEMORY, segment.pages)?;
+                self.fill(mem, segment.offset_in_page, segment.data)?;
+                let rights = Rights::new().with_read(true).with_write(segment.writable).with_execute(segment.executable);
+                map(task, mem, segment.start, rights, segment.pages)?;
+            }
+            let rw = Rights::new().with_read(true).with_write(true);
+            let stack_pages = stack_size.div_ceil(PAGE).max(1);
+            let stack = self.hold(index, ObjectType::MEMORY, stack_pages)?;
+            map(task, stack, layout::STACK_TOP - stack_pages * PAGE, rw, stack_pages)?;
+            let memory_pages = memory_size.div_ceil(PAGE);
+            if memory_pages > 0 {
+                let memory = self.hold(index, ObjectType::MEMORY, memory_pages)?;
+                map(task, memory, layout::MEMORY, rw, memory_pages)?;
+            }
+            let ipc = self.hold(index, ObjectType::MEMORY, 1)?;
+            map(task, ipc, layout::IPC_BUFFER, rw, 1)?;
+
+            let mut startup = StartupInfo::empty();
+            startup.task_name = abi::startup::Name::new(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            startup.ipc_buffer = layout::IPC_BUFFER;
+            startup.memory_size = memory_pages * PAGE;
+            let mut listing: heapless::String<256> = heapless::String::new();
+            self.install_caps(index, task, &mut startup, &mut listing)?;
+            let page = self.hold(index, ObjectType::MEMORY, 1)?;
+            let mut window = Window::map(self.task, page, SCRATCH_AT, 0, 1, true)?;
+            let written = window.bytes_mut().and_then(|bytes| startup.write_to(bytes));
+            window.unmap(self.task)?;
+            written.ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            map(task, page, layout::STARTUP, Rights::new().with_read(true), 1)?;
+
+            // Faults go to the supervisor, badged with the task's badge.
+            let fault = self.slot()?;
+            invoke(self.fault, Operation::CAP_MINT, &[u64::from(fault.0), bits(Rights::new().with_send(true)), badge_of(index)])?;
+            self.tasks[usize::from(index.0)].held.push(fault).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+
+            let thread = self.hold(index, ObjectType::THREAD, 0)?;
+            let sched = self.sched[usize::from(index.0)];
+            let args = [
+                u64::from(task.0),
+                elf.entry,
+                layout::STACK_TOP,
+                layout::IPC_BUFFER,
+                u64::from(fault.0),
+                u64::from(sched.0),
+                layout::STARTUP,
+            ];
+            invoke(thread, Operation::THREAD_CONFIGURE, &args)?;
+            invoke(thread, Operation::THREAD_START, &[])?;
+            self.name_on_console(index, name);
+            log!("started {name}: ring 3, priority {priority}, caps: {listing}");
+            Ok(())
+        }
+
+        /// Tells the console which name lines from this task's badge carry.
+        /// The supervisor's own console capability (badge 1, the only one
+        /// the console accepts this from) is made when first needed.
+        fn name_on_console(&mut self, index: TaskIndex, name: &str) {
+            let Some(endpoint) = self.image.manifest.endpoints.iter().position(|e| e.name == console_api::ENDPOINT) else {
+                return;
+            };
+            if self.console == CapSlot::NULL {
+                let Ok(slot) = self.slot() else { return };
+                let send = bits(Rights::new().with_send(true));
+                if invoke(self.endpoints[endpoint], Operation::CAP_MINT, &[u64::from(slot.0), send, badge_of(TaskIndex(0))]).is_err() {
+                    self.slots.give_back(slot);
+                    return;
+                }
+                self.console = slot;
+            }
+            let client = console_api::Client::new(tessera_rt::Kernel, self.console);
+            if let Err(e) = client.name_client(badge_of(index), name.as_bytes()) {
+                log!("cannot name {name} on the console: {e:?}");
+            }
+        }
+
+        /// Creates an object for task `index` and remembers it for teardown.
+        fn hold(&mut self, index: TaskIndex, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
+            let slot = self.slot()?;
+            if let Err(e) = retype(self.untyped, kind, slot, pages) {
+                self.slots.give_back(slot);
+                return Err(e);
+            }
+            if self.tasks[usize::from(index.0)].held.push(slot).is_err() {
+                let _ = invoke(slot, Operation::CAP_DELETE, &[]);
+                self.slots.give_back(slot);
+                return Err(ErrorCode::OUT_OF_MEMORY);
+            }
+            Ok(slot)
+        }
+
+        /// Copies `data` into a memory object at `offset` through a scratch window.
+        fn fill(&mut self, memory: CapSlot, offset: u64, data: &[u8]) -> Result<(), ErrorCode> {
+            let pages = (offset + data.len() as u64).div_ceil(PAGE).max(1);
+            let mut window = Window::map(self.task, memory, SCRATCH_AT, 0, pages, true)?;
+            if let Some(bytes) = window.bytes_mut() {
+                bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+            }
+            window.unmap(self.task)
+        }
+
+        /// Puts the manifest's capabilities into the task's slots 1, 2, …
+        fn install_caps(
+            &mut self,
+            index: TaskIndex,
+            task: CapSlot,
+            startup: &mut StartupInfo,
+            listing: &mut heapless::String<256>,
+        ) -> Result<(), ErrorCode> {
+            let plan = grants(&self.image.manifest, index).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            for (i, grant) in plan.iter().enumerate() {
+                let dest = CapSlot(i as u32 + 1);
+                let (source, rights, badge, kind) = match grant.source {
+                    Source::Serve(ep) => {
+                        (self.endpoints[usize::from(ep.0)], Rights::new().with_receive(true), 0, ObjectType::ENDPOINT)
+                    }
+                    Source::Use(ep) => {
+                        (self.endpoints[usize::from(ep.0)], Rights::new().with_send(true), badge_of(index), ObjectType::ENDPOINT)
+                    }
+                    Source::Io(range) => {
+                        let slot = self.slot()?;
+                        invoke(
+                            self.ioports,
+                            Operation::IO_PORTS_RANGE,
+                            &[u64::from(range.base), u64::from(range.count), u64::from(slot.0)],
+                        )?;
+                        self.tasks[usize::from(index.0)].held.push(slot).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+                        (slot, Rights::new().with_read(true).with_write(true), 0, ObjectType::IO_PORTS)
+                    }
+                    Source::Sched(other) => {
+                        (self.sched[usize::from(other.0)], Rights::new().with_control(true), 0, ObjectType::SCHED_CONTEXT)
+                    }
+                };
+                invoke(task, Operation::TASK_INSTALL_CAP, &[u64::from(source.0), u64::from(dest.0), bits(rights), badge])?;
+                if !startup.push(&grant.name, dest, kind) {
+                    return Err(ErrorCode::OUT_OF_MEMORY);
+                }
+                let _ = write!(listing, "{}{}({})", if i == 0 { "" } else { ", " }, grant.name, kind_name(kind));
+            }
+            if plan.is_empty() {
+                let _ = listing.push_str("none");
+            }
+            Ok(())
+        }
+
+        /// Deletes everything held for a task; the task, its threads and its
+        /// capabilities go with the last capability to the task.
+        fn release(&mut self, index: TaskIndex) {
+            let held = core::mem::take(&mut self.tasks[usize::from(index.0)].held);
+            for slot in held.iter().rev() {
+                let _ = invoke(*slot, Operation::CAP_DELETE, &[]);
+                self.slots.give_back(*slot);
+            }
+        }
+
+        fn crashed(&mut self, index: TaskIndex) {
+            let task = &self.image.manifest.tasks[usize::from(index.0)];
+            let running = &mut self.tasks[usize::from(index.0)];
+            match running.backoff.on_crash(task.restart) {
+                Decision::RestartAfter(delay) => {
+                    log!("restarting {} in {delay} ticks (restart {})", task.name, running.backoff.restarts());
+                    running.restart_at = Some(self.clock + delay);
+                }
+                Decision::GiveUp { restarts } => {
+                    log!("{} keeps crashing: giving up after {restarts} restarts", task.name);
+                }
+                Decision::Never => log!("{} is not restarted (restart = \"never\")", task.name),
+            }
+        }
+
+        /// Receives fault reports and runs due restarts, forever.
+        fn serve_faults(mut self) -> ! {
+            loop {
+                let next = self.tasks.iter().filter_map(|t| t.restart_at).min();
+                let wait = next.map_or(FOREVER, |at| at.saturating_sub(self.clock).max(1));
+                match recv_timeout(self.fault, wait) {
+                    Ok(received) => self.on_fault(received.badge.0, received.message.words()),
+                    Err(ErrorCode::TIMEOUT) => self.clock += wait,
+                    Err(e) => log!("fault endpoint: {e:?}"),
+                }
+                for i in 0..self.image.manifest.tasks.len() {
+                    if self.tasks[i].restart_at.is_some_and(|at| at <= self.clock) {
+                        self.tasks[i].restart_at = None;
+                        self.start_or_report(TaskIndex(i as u8));
+                    }
+                }
+            }
+        }
+
+        fn on_fault(&mut self, badge: u64, words: &[u64]) {
+            let Some(index) = task_of(badge, &self.image.manifest) else {
+                log!("fault report with unknown badge {badge}");
+                return;
+            };
+            let name = self.image.manifest.tasks[usize::from(index.0)].name;
+            match FaultMessage::from_words(words) {
+                Some(f) => log!(
+                    "{name} faulted: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}",
+                    exception_name(f.vector),
+                    f.vector,
+                    f.error_code,
+                    f.rip,
+                    f.address
+                ),
+                None => log!("{name} faulted (malformed report)"),
+            }
+            self.release(index);
+            self.crashed(index);
+        }
+    }
+
+    fn map(task: CapSlot, memory: CapSlot, at: u64, rights: Rights, pages: u64) -> Result<(), ErrorCode> {
+        invoke(task, Operation::TASK_MAP, &[u64::from(memory.0), at, bits(rights), pages]).map(drop)
+    }
+}

@@ -1,0 +1,107 @@
+use super::*;
+
+fn compiled(toml: &str) -> Vec<u8> {
+    let manifest = tessera_manifest::parse(toml, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    tessera_manifest::compile(&manifest).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const SYSTEM: &str = r#"
+[system]
+name = "test"
+
+[tasks.supervisor]
+supervisor = true
+priority = 31
+memory = "64KiB"
+stack = "16KiB"
+
+[tasks.console]
+priority = 30
+memory = "64KiB"
+stack = "16KiB"
+serves = ["console"]
+io_ports = [{ base = 0x3f8, count = 8 }, { base = 0x2f8, count = 8 }]
+
+[tasks.scheduler]
+priority = 29
+memory = "64KiB"
+stack = "16KiB"
+serves = ["scheduler"]
+uses = ["console"]
+
+[tasks.vid]
+priority = 20
+memory = "64KiB"
+stack = "16KiB"
+uses = ["console", "scheduler"]
+"#;
+
+fn names(grants: &[Grant]) -> Vec<&str> {
+    grants.iter().map(|g| g.name.as_str()).collect()
+}
+
+#[test]
+fn tasks_get_their_endpoints_ports_and_nothing_else() {
+    let bytes = compiled(SYSTEM);
+    let m = Manifest::parse(&bytes).unwrap();
+    let console = m.tasks.iter().position(|t| t.name == "console").unwrap() as u8;
+    let g = grants(&m, TaskIndex(console)).unwrap();
+    assert_eq!(names(&g), ["console", "io0", "io1"]);
+    assert!(matches!(g[0].source, Source::Serve(_)));
+    assert_eq!(g[1].source, Source::Io(IoPortRange { base: 0x3f8, count: 8 }));
+    let vid = m.tasks.iter().position(|t| t.name == "vid").unwrap() as u8;
+    let g = grants(&m, TaskIndex(vid)).unwrap();
+    assert_eq!(names(&g), ["console", "scheduler"]);
+    assert!(g.iter().all(|g| matches!(g.source, Source::Use(_))));
+    assert_eq!(grants(&m, TaskIndex(0)).unwrap().len(), 0, "the supervisor keeps the originals itself");
+    assert_eq!(grants(&m, TaskIndex(9)), Err(PlanError::NoSuchTask));
+}
+
+#[test]
+fn the_scheduler_gets_every_other_tasks_scheduling_context() {
+    let bytes = compiled(SYSTEM);
+    let m = Manifest::parse(&bytes).unwrap();
+    let index = m.tasks.iter().position(|t| t.name == "scheduler").unwrap() as u8;
+    let g = grants(&m, TaskIndex(index)).unwrap();
+    assert_eq!(names(&g), ["scheduler", "console", "sched:console", "sched:scheduler", "sched:vid"]);
+}
+
+#[test]
+fn badges_name_tasks_and_nothing_else() {
+    let bytes = compiled(SYSTEM);
+    let m = Manifest::parse(&bytes).unwrap();
+    assert_eq!(badge_of(TaskIndex(0)), 1);
+    for i in 0..m.tasks.len() as u8 {
+        assert_eq!(task_of(badge_of(TaskIndex(i)), &m), Some(TaskIndex(i)));
+    }
+    assert_eq!(task_of(0, &m), None);
+    assert_eq!(task_of(m.tasks.len() as u64 + 1, &m), None);
+    assert_eq!(task_of(u64::MAX, &m), None);
+}
+
+#[test]
+fn slots_are_reused_and_bounded() {
+    let mut slots: Slots<3> = Slots::new(40);
+    let a = slots.take().unwrap();
+    let b = slots.take().unwrap();
+    assert_eq!((a.0, b.0), (40, 41));
+    slots.give_back(a);
+    assert_eq!(slots.take().unwrap().0, 40);
+    assert_eq!(slots.take().unwrap().0, 42);
+    assert_eq!(slots.take(), None);
+    slots.give_back(abi::CapSlot(7));
+    slots.give_back(abi::CapSlot(999));
+    assert_eq!(slots.free(), 0);
+}
+
+#[test]
+fn backoff_doubles_then_gives_up() {
+    let mut b = Backoff::default();
+    let delays: Vec<_> = (0..Backoff::MAX_RESTARTS).map(|_| b.on_crash(Restart::Always)).collect();
+    assert_eq!(
+        delays,
+        [10, 20, 40, 80, 160].map(Decision::RestartAfter).to_vec()
+    );
+    assert_eq!(b.on_crash(Restart::Always), Decision::GiveUp { restarts: 5 });
+    assert_eq!(Backoff::default().on_crash(Restart::Never), Decision::Never);
+}

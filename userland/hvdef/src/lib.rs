@@ -1,0 +1,372 @@
+//! Microsoft Hypervisor Top-Level Functional Specification (TLFS 6.0b)
+//! definitions, with TLFS names, for Tessera's services.
+//!
+//! Guest- and caller-supplied codes are open enums ([`abi::open_enum!`]), so
+//! an unknown value is representable and is refused by a `match`, never
+//! transmuted. Errors are [`HvError`], a non-zero status, as in OpenVMM's
+//! `hvdef`. Only what the services use so far is here; the section of the
+//! specification is given for each group.
+//!
+//! This crate lives in `userland/` for now; when ring 0 needs the same
+//! definitions (hypercall dispatch) it should move next to the ABI crate so
+//! the numbers stay written once.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use abi::open_enum;
+use bitfield_struct::bitfield;
+use core::num::NonZeroU16;
+
+open_enum! {
+    /// Hypercall status codes (TLFS Appendix B).
+    pub struct HvStatus(u16) {
+        SUCCESS = 0x0000,
+        INVALID_HYPERCALL_CODE = 0x0002,
+        INVALID_HYPERCALL_INPUT = 0x0003,
+        INVALID_ALIGNMENT = 0x0004,
+        INVALID_PARAMETER = 0x0005,
+        ACCESS_DENIED = 0x0006,
+        INVALID_PARTITION_STATE = 0x0007,
+        OPERATION_DENIED = 0x0008,
+        UNKNOWN_PROPERTY = 0x0009,
+        PROPERTY_VALUE_OUT_OF_RANGE = 0x000A,
+        INSUFFICIENT_MEMORY = 0x000B,
+        PARTITION_TOO_DEEP = 0x000C,
+        INVALID_PARTITION_ID = 0x000D,
+        INVALID_VP_INDEX = 0x000E,
+        INVALID_PORT_ID = 0x0011,
+        INVALID_CONNECTION_ID = 0x0012,
+        INSUFFICIENT_BUFFERS = 0x0013,
+        NOT_ACKNOWLEDGED = 0x0014,
+        INVALID_VP_STATE = 0x0015,
+        ACKNOWLEDGED = 0x0016,
+        INVALID_SAVE_RESTORE_STATE = 0x0017,
+        INVALID_SYNIC_STATE = 0x0018,
+        OBJECT_IN_USE = 0x0019,
+        INVALID_PROXIMITY_DOMAIN_INFO = 0x001A,
+        NO_DATA = 0x001B,
+        INACTIVE = 0x001C,
+        NO_RESOURCES = 0x001D,
+        FEATURE_UNAVAILABLE = 0x001E,
+        INVALID_REGISTER_VALUE = 0x0050,
+        OPERATION_FAILED = 0x0071,
+    }
+}
+
+/// A failed hypercall status: never [`HvStatus::SUCCESS`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct HvError(NonZeroU16);
+
+macro_rules! hv_errors {
+    ($($name:ident),* $(,)?) => {
+        impl HvError {
+            $(pub const $name: HvError = HvError::from_status(HvStatus::$name).unwrap();)*
+        }
+    };
+}
+
+hv_errors!(
+    INVALID_HYPERCALL_CODE,
+    INVALID_HYPERCALL_INPUT,
+    INVALID_ALIGNMENT,
+    INVALID_PARAMETER,
+    ACCESS_DENIED,
+    INVALID_PARTITION_STATE,
+    OPERATION_DENIED,
+    INSUFFICIENT_MEMORY,
+    INVALID_PARTITION_ID,
+    INVALID_VP_INDEX,
+    INVALID_PORT_ID,
+    INVALID_CONNECTION_ID,
+    INVALID_VP_STATE,
+    OBJECT_IN_USE,
+    NO_RESOURCES,
+    FEATURE_UNAVAILABLE,
+    INVALID_REGISTER_VALUE,
+    OPERATION_FAILED,
+);
+
+impl HvError {
+    /// `None` for [`HvStatus::SUCCESS`].
+    pub const fn from_status(status: HvStatus) -> Option<HvError> {
+        match NonZeroU16::new(status.0) {
+            Some(code) => Some(HvError(code)),
+            None => None,
+        }
+    }
+
+    pub const fn status(self) -> HvStatus {
+        HvStatus(self.0.get())
+    }
+}
+
+impl core::fmt::Debug for HvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "HvError({:?})", self.status())
+    }
+}
+
+/// The wire form used by service interfaces: the TLFS status as a `u64`.
+impl From<HvError> for u64 {
+    fn from(error: HvError) -> u64 {
+        u64::from(error.0.get())
+    }
+}
+
+/// Zero (success) and values wider than a status are refused.
+impl TryFrom<u64> for HvError {
+    type Error = u64;
+    fn try_from(code: u64) -> Result<HvError, u64> {
+        u16::try_from(code).ok().and_then(|c| HvError::from_status(HvStatus(c))).ok_or(code)
+    }
+}
+
+pub type HvResult<T> = Result<T, HvError>;
+
+/// The status a hypercall returning `result` reports.
+pub fn status_of<T>(result: &HvResult<T>) -> HvStatus {
+    match result {
+        Ok(_) => HvStatus::SUCCESS,
+        Err(e) => e.status(),
+    }
+}
+
+open_enum! {
+    /// Hypercall call codes (TLFS Appendix A) of the operations the services
+    /// implement; they double as the services' operation numbers.
+    pub struct HvCallCode(u16) {
+        CREATE_PARTITION = 0x0040,
+        INITIALIZE_PARTITION = 0x0041,
+        FINALIZE_PARTITION = 0x0042,
+        DELETE_PARTITION = 0x0043,
+        MAP_GPA_PAGES = 0x004B,
+        UNMAP_GPA_PAGES = 0x004C,
+        CREATE_VP = 0x004E,
+        GET_VP_REGISTERS = 0x0050,
+        SET_VP_REGISTERS = 0x0051,
+        DELETE_PORT = 0x0058,
+        DISCONNECT_PORT = 0x005B,
+        CREATE_PORT = 0x0095,
+        CONNECT_PORT = 0x0096,
+    }
+}
+
+/// A partition identifier (`HV_PARTITION_ID`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct HvPartitionId(pub u64);
+
+impl HvPartitionId {
+    /// Never names a partition.
+    pub const INVALID: HvPartitionId = HvPartitionId(0);
+    /// "The calling partition".
+    pub const SELF: HvPartitionId = HvPartitionId(u64::MAX);
+}
+
+/// Virtual processor index (`HV_VP_INDEX`).
+pub type HvVpIndex = u32;
+
+/// Number of synthetic interrupt sources per virtual processor (`HV_SYNIC_SINT_COUNT`).
+pub const HV_SYNIC_SINT_COUNT: u32 = 16;
+
+/// Port IDs and connection IDs are 24 bits; the high 8 are reserved (TLFS 11.10.6/7).
+pub const HV_ID_MASK: u32 = 0x00ff_ffff;
+
+/// A port ID (`HV_PORT_ID`): 24 bits, high 8 reserved and zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HvPortId(u32);
+
+impl HvPortId {
+    /// `None` if a reserved bit is set.
+    pub const fn new(raw: u32) -> Option<HvPortId> {
+        if raw & !HV_ID_MASK == 0 { Some(HvPortId(raw)) } else { None }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// A connection ID (`HV_CONNECTION_ID`): 24 bits, high 8 reserved and zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HvConnectionId(u32);
+
+impl HvConnectionId {
+    /// `None` if a reserved bit is set.
+    pub const fn new(raw: u32) -> Option<HvConnectionId> {
+        if raw & !HV_ID_MASK == 0 { Some(HvConnectionId(raw)) } else { None }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+open_enum! {
+    /// `HV_PORT_TYPE` (TLFS 11.10.6).
+    pub struct HvPortType(u32) {
+        MESSAGE = 1,
+        EVENT = 2,
+        MONITOR = 3,
+    }
+}
+
+/// Access granted by `HvMapGpaPages` (`HV_MAP_GPA_FLAGS`; values from the
+/// Hyper-V headers, as in OpenVMM: TLFS 6.0b lists the call but not the flags).
+#[bitfield(u32)]
+#[derive(PartialEq, Eq)]
+pub struct HvMapGpaFlags {
+    pub readable: bool,
+    pub writable: bool,
+    pub kernel_executable: bool,
+    pub user_executable: bool,
+    #[bits(28)]
+    pub _reserved: u32,
+}
+
+impl HvMapGpaFlags {
+    /// The bits TLFS defines; the rest are reserved and must be zero.
+    pub const DEFINED_BITS: u32 = 0xf;
+
+    /// True if no reserved bit is set in `bits`.
+    pub const fn is_valid(bits: u32) -> bool {
+        bits & !Self::DEFINED_BITS == 0
+    }
+}
+
+open_enum! {
+    /// `HV_MESSAGE_TYPE` (TLFS 11.10.2): the type of a SynIC message, and of
+    /// an intercept message.
+    pub struct HvMessageType(u32) {
+        NONE = 0x0000_0000,
+        UNMAPPED_GPA = 0x8000_0000,
+        GPA_INTERCEPT = 0x8000_0001,
+        TIMER_EXPIRED = 0x8000_0010,
+        INVALID_VP_REGISTER_VALUE = 0x8000_0020,
+        UNRECOVERABLE_EXCEPTION = 0x8000_0021,
+        UNSUPPORTED_FEATURE = 0x8000_0022,
+        TLB_PAGE_SIZE_MISMATCH = 0x8000_0023,
+        EVENT_LOG_BUFFERS_COMPLETE = 0x8000_0040,
+        HYPERCALL_INTERCEPT = 0x8000_0050,
+        X64_IO_PORT_INTERCEPT = 0x8001_0000,
+        MSR_INTERCEPT = 0x8001_0001,
+        X64_CPUID_INTERCEPT = 0x8001_0002,
+        EXCEPTION_INTERCEPT = 0x8001_0003,
+        X64_APIC_EOI = 0x8001_0004,
+        X64_LEGACY_FP_ERROR = 0x8001_0005,
+        REGISTER_INTERCEPT = 0x8001_0006,
+    }
+}
+
+impl HvMessageType {
+    /// Types with this bit set are the hypervisor's; guests cannot send them.
+    pub const HYPERVISOR_MASK: u32 = 0x8000_0000;
+
+    /// True for the messages a VP's intercept handler receives.
+    pub const fn is_intercept(self) -> bool {
+        matches!(
+            self,
+            HvMessageType::UNMAPPED_GPA
+                | HvMessageType::GPA_INTERCEPT
+                | HvMessageType::HYPERCALL_INTERCEPT
+                | HvMessageType::X64_IO_PORT_INTERCEPT
+                | HvMessageType::MSR_INTERCEPT
+                | HvMessageType::X64_CPUID_INTERCEPT
+                | HvMessageType::EXCEPTION_INTERCEPT
+                | HvMessageType::X64_APIC_EOI
+                | HvMessageType::X64_LEGACY_FP_ERROR
+                | HvMessageType::REGISTER_INTERCEPT
+        )
+    }
+}
+
+open_enum! {
+    /// `HV_REGISTER_NAME` values (TLFS 7.8.2) of the x64 registers that fit
+    /// in 64 bits: user-mode registers, control registers, EFER.
+    pub struct HvRegisterName(u32) {
+        RAX = 0x0002_0000,
+        RCX = 0x0002_0001,
+        RDX = 0x0002_0002,
+        RBX = 0x0002_0003,
+        RSP = 0x0002_0004,
+        RBP = 0x0002_0005,
+        RSI = 0x0002_0006,
+        RDI = 0x0002_0007,
+        R8 = 0x0002_0008,
+        R9 = 0x0002_0009,
+        R10 = 0x0002_000A,
+        R11 = 0x0002_000B,
+        R12 = 0x0002_000C,
+        R13 = 0x0002_000D,
+        R14 = 0x0002_000E,
+        R15 = 0x0002_000F,
+        RIP = 0x0002_0010,
+        RFLAGS = 0x0002_0011,
+        CR0 = 0x0004_0000,
+        CR2 = 0x0004_0001,
+        CR3 = 0x0004_0002,
+        CR4 = 0x0004_0003,
+        CR8 = 0x0004_0004,
+        EFER = 0x0008_0001,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_never_success_and_round_trip_as_u64() {
+        assert_eq!(HvError::from_status(HvStatus::SUCCESS), None);
+        assert_eq!(HvError::INVALID_PARTITION_STATE.status(), HvStatus(7));
+        for e in [HvError::INVALID_HYPERCALL_CODE, HvError::INSUFFICIENT_MEMORY, HvError::INVALID_CONNECTION_ID] {
+            assert_eq!(HvError::try_from(u64::from(e)), Ok(e));
+        }
+        assert_eq!(HvError::try_from(0), Err(0));
+        assert_eq!(HvError::try_from(0x1_0000), Err(0x1_0000));
+        // Unknown but well-formed statuses stay representable.
+        assert_eq!(HvError::try_from(0x1234).map(HvError::status), Ok(HvStatus(0x1234)));
+        assert_eq!(status_of::<()>(&Ok(())), HvStatus::SUCCESS);
+        assert_eq!(status_of::<()>(&Err(HvError::ACCESS_DENIED)), HvStatus::ACCESS_DENIED);
+        assert_eq!(format!("{:?}", HvError::INVALID_PARAMETER), "HvError(INVALID_PARAMETER)");
+    }
+
+    #[test]
+    fn the_statuses_the_services_promise_have_their_tlfs_values() {
+        assert_eq!(HvStatus::SUCCESS.0, 0);
+        assert_eq!(HvStatus::INVALID_HYPERCALL_CODE.0, 2);
+        assert_eq!(HvStatus::INVALID_PARAMETER.0, 5);
+        assert_eq!(HvStatus::ACCESS_DENIED.0, 6);
+        assert_eq!(HvStatus::INVALID_PARTITION_STATE.0, 7);
+        assert_eq!(HvStatus::INSUFFICIENT_MEMORY.0, 0xB);
+        assert_eq!(HvStatus::INVALID_PORT_ID.0, 0x11);
+        assert_eq!(HvStatus::INVALID_CONNECTION_ID.0, 0x12);
+    }
+
+    #[test]
+    fn ids_refuse_reserved_bits() {
+        assert_eq!(HvPortId::new(0x00ff_ffff).map(HvPortId::get), Some(0x00ff_ffff));
+        assert_eq!(HvPortId::new(0x0100_0000), None);
+        assert_eq!(HvConnectionId::new(5).map(HvConnectionId::get), Some(5));
+        assert_eq!(HvConnectionId::new(0x8000_0000), None);
+    }
+
+    #[test]
+    fn intercept_message_types_are_recognised() {
+        assert!(HvMessageType::X64_IO_PORT_INTERCEPT.is_intercept());
+        assert!(HvMessageType(0x8001_0002).is_intercept());
+        assert!(!HvMessageType::NONE.is_intercept());
+        assert!(!HvMessageType::TIMER_EXPIRED.is_intercept());
+        assert!(!HvMessageType(0x8001_0007).is_intercept());
+    }
+
+    #[test]
+    fn map_flags_layout() {
+        let rw = HvMapGpaFlags::new().with_readable(true).with_writable(true);
+        assert_eq!(rw.into_bits(), 3);
+        assert_eq!(HvMapGpaFlags::new().with_user_executable(true).into_bits(), 8);
+        assert!(HvMapGpaFlags::is_valid(0xf) && !HvMapGpaFlags::is_valid(0x10));
+    }
+}

@@ -1,0 +1,29 @@
+//! The two instructions a task may need outside a syscall.
+
+use core::arch::asm;
+
+/// Reads the 8 bytes at `address` and returns them as a plain number.
+///
+/// For fault tests: an address the task cannot read (unmapped, or the
+/// kernel's half) raises a page fault, and the kernel stops the thread and
+/// reports it to the supervisor; the call then never returns.
+pub fn probe_read(address: u64) -> u64 {
+    let value;
+    // SAFETY: a single load whose result is only data (never used as a
+    // pointer or to build a reference). Nothing is written, so no Rust
+    // value can be invalidated; an unreadable address faults into the
+    // kernel, which does not resume the thread here.
+    unsafe {
+        asm!("mov {value}, qword ptr [{address}]", address = in(reg) address, value = lateout(reg) value,
+             options(nostack, readonly, preserves_flags));
+    }
+    value
+}
+
+/// Executes `ud2`: an invalid-opcode fault the kernel reports to the
+/// thread's fault endpoint (the supervisor). The thread does not come back.
+pub fn trap() -> ! {
+    // SAFETY: `ud2` touches no memory or register; the fault hands the
+    // thread to the kernel, which does not resume it after the instruction.
+    unsafe { asm!("ud2", options(noreturn, nomem, nostack)) }
+}
