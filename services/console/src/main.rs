@@ -20,7 +20,7 @@ mod task {
     impl Output for Uart {
         fn write(&mut self, bytes: &[u8]) {
             // Nothing useful can be done if the port refuses: drop the line.
-            let _ = tessera_rt::io::out_bytes(self.0, COM1, bytes);
+            let _ = tessera_rt::io::uart_write(self.0, COM1, bytes);
         }
     }
 

@@ -48,6 +48,26 @@ mod current {
         Ok(())
     }
 
+    /// Writes `bytes` to a 16550 UART at `base`, 16 bytes (one FIFO) at a
+    /// time, each time after the line status register says the transmitter
+    /// is empty, so no byte is dropped. A UART that never reports empty is
+    /// written anyway after a bounded wait, so output never hangs the task.
+    pub fn uart_write(ports: CapSlot, base: u16, bytes: &[u8]) -> Result<(), ErrorCode> {
+        const LINE_STATUS: u16 = 5;
+        const TRANSMITTER_EMPTY: u32 = 1 << 5;
+        const FIFO: usize = 16;
+        const MAX_POLLS: u32 = 100_000;
+        for chunk in bytes.chunks(FIFO) {
+            for _ in 0..MAX_POLLS {
+                if input(ports, base + LINE_STATUS, 1)? & TRANSMITTER_EMPTY != 0 {
+                    break;
+                }
+            }
+            out_bytes(ports, base, chunk)?;
+        }
+        Ok(())
+    }
+
     /// Reads a port of `width` bytes (1, 2 or 4).
     pub fn input(ports: CapSlot, port: u16, width: u8) -> Result<u32, ErrorCode> {
         let reply = crate::invoke(ports, Operation::IO_IN, &[u64::from(port), u64::from(width)])?;

@@ -155,7 +155,7 @@ mod current {
                 }
             }
             Sink::Uart { ports, port } => {
-                let _ = crate::io::out_bytes(ports, port, chunk);
+                let _ = crate::io::uart_write(ports, port, chunk);
             }
             Sink::Off => {}
         }
