@@ -19,11 +19,20 @@ use std::process::Command;
 
 const BARE_TARGET: &str = "x86_64-unknown-none";
 /// Crates whose sources feed the bare-metal images.
-const WATCHED: &[&str] =
-    &["loader", "microkernel", "userland", "services", "system.toml", "Cargo.lock", "Cargo.toml", "rust-toolchain.toml"];
+const WATCHED: &[&str] = &[
+    "loader",
+    "microkernel",
+    "userland",
+    "services",
+    "system.toml",
+    "Cargo.lock",
+    "Cargo.toml",
+    "rust-toolchain.toml",
+];
 
 fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     for path in WATCHED {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
@@ -42,13 +51,20 @@ fn main() {
     // unified between them (the loader has no heap; the kernel has one).
     // The tasks share one invocation: they are built alike.
     let tasks = task_packages(&root.join("services"));
-    let mut builds: Vec<Vec<String>> = vec![vec!["tessera-loader".into()], vec!["tessera-microkernel".into()]];
+    let mut builds: Vec<Vec<String>> = vec![
+        vec!["tessera-loader".into()],
+        vec!["tessera-microkernel".into()],
+    ];
     builds.push(tasks.clone());
     for packages in &builds {
         nested_build(&cargo, &root, &target_dir, &profile, packages);
     }
 
-    let profile_dir = if profile == "dev" { "debug" } else { profile.as_str() };
+    let profile_dir = if profile == "dev" {
+        "debug"
+    } else {
+        profile.as_str()
+    };
     let out = target_dir.join(BARE_TARGET).join(profile_dir);
     let kernel = out.join("tessera-microkernel");
     let loader64 = out.join("tessera-loader");
@@ -56,11 +72,16 @@ fn main() {
     elf64_to_elf32(&loader64, &loader32);
 
     println!("cargo:rustc-env=TESSERA_KERNEL_ELF={}", kernel.display());
-    println!("cargo:rustc-env=TESSERA_LOADER_ELF32={}", loader32.display());
+    println!(
+        "cargo:rustc-env=TESSERA_LOADER_ELF32={}",
+        loader32.display()
+    );
 
     // The default appliance: system.toml with the tasks just built.
-    let manifest = tessera_manifest::load(&root.join("system.toml")).unwrap_or_else(|errors| panic!("system.toml:\n{errors}"));
-    let image = tessera_manifest::build_image(&manifest, &out).unwrap_or_else(|errors| panic!("building the boot image:\n{errors}"));
+    let manifest = tessera_manifest::load(&root.join("system.toml"))
+        .unwrap_or_else(|errors| panic!("system.toml:\n{errors}"));
+    let image = tessera_manifest::build_image(&manifest, &out)
+        .unwrap_or_else(|errors| panic!("building the boot image:\n{errors}"));
     let bootfs = out.join("bootfs.img");
     fs::write(&bootfs, image).unwrap_or_else(|e| panic!("writing {}: {e}", bootfs.display()));
     println!("cargo:rustc-env=TESSERA_BOOTFS={}", bootfs.display());
@@ -86,22 +107,40 @@ fn nested_build(cargo: &str, root: &Path, target_dir: &Path, profile: &str, pack
         return;
     }
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).args(["build", "--target", BARE_TARGET, "--profile", profile]).arg("--target-dir").arg(target_dir);
+    cmd.current_dir(root)
+        .args(["build", "--target", BARE_TARGET, "--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir);
     for package in packages {
         cmd.args(["-p", package]);
     }
     // Everything cargo exported for this build script describes the host
     // build; the nested build must not inherit it.
-    const HOST_ONLY: &[&str] =
-        &["RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC", "RUSTDOC", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL", "DEBUG"];
+    const HOST_ONLY: &[&str] = &[
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC",
+        "RUSTDOC",
+        "TARGET",
+        "HOST",
+        "OUT_DIR",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+    ];
     for (key, _) in env::vars() {
         if (key.starts_with("CARGO_") && key != "CARGO_HOME") || HOST_ONLY.contains(&key.as_str()) {
             cmd.env_remove(key);
         }
     }
-    let status = cmd.status().expect("failed to start the nested cargo build of the bare-metal images");
+    let status = cmd
+        .status()
+        .expect("failed to start the nested cargo build of the bare-metal images");
     if !status.success() {
-        panic!("building {} for {BARE_TARGET} failed (see the errors above)", packages.join(", "));
+        panic!(
+            "building {} for {BARE_TARGET} failed (see the errors above)",
+            packages.join(", ")
+        );
     }
 }
 
@@ -109,6 +148,7 @@ fn nested_build(cargo: &str, root: &Path, target_dir: &Path, profile: &str, pack
 /// ELF32 with the same segments, so Multiboot v1 loaders accept it.
 fn elf64_to_elf32(input: &Path, output: &Path) {
     let data = fs::read(input).unwrap_or_else(|e| panic!("reading {}: {e}", input.display()));
-    let image = elf32conv::convert(&data).unwrap_or_else(|e| panic!("converting {} to ELF32: {e}", input.display()));
+    let image = elf32conv::convert(&data)
+        .unwrap_or_else(|e| panic!("converting {} to ELF32: {e}", input.display()));
     fs::write(output, image).unwrap_or_else(|e| panic!("writing {}: {e}", output.display()));
 }

@@ -182,11 +182,19 @@ struct IsoArgs {
 
 /// Makes `manifest` (if given) the boot image of this run; false on error.
 fn choose_manifest(manifest: Option<&std::path::Path>) -> bool {
-    let Some(manifest) = manifest else { return true };
-    let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("manifest"));
+    let Some(manifest) = manifest else {
+        return true;
+    };
+    let dir = workdir::tessera_dir()
+        .join("images")
+        .join(workdir::unique_name("manifest"));
     match images::use_manifest(manifest, &dir) {
         Ok(path) => {
-            ui::note(format!("boot image from {}: {}", manifest.display(), path.display()));
+            ui::note(format!(
+                "boot image from {}: {}",
+                manifest.display(),
+                path.display()
+            ));
             true
         }
         Err(e) => {

@@ -12,8 +12,8 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
 mod memory;
-#[cfg(target_os = "none")]
-mod boot;

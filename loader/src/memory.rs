@@ -12,7 +12,10 @@ const IDENTITY_LIMIT: u64 = 4 << 30;
 pub struct IdentityMemory;
 
 fn in_identity_map(addr: u64, len: u64) -> bool {
-    addr != 0 && addr.checked_add(len).is_some_and(|end| end <= IDENTITY_LIMIT)
+    addr != 0
+        && addr
+            .checked_add(len)
+            .is_some_and(|end| end <= IDENTITY_LIMIT)
 }
 
 impl PhysMemory for IdentityMemory {

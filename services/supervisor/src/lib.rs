@@ -62,12 +62,18 @@ fn named(name: &str, source: Source) -> Result<Grant, PlanError> {
 /// them up: an endpoint under its name (both for serving and using), I/O
 /// ranges as `io0`, `io1`, …, and for the scheduler `sched:<task>` for every
 /// task but the supervisor.
-pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<Grant, MAX_GRANTS>, PlanError> {
+pub fn grants(
+    manifest: &Manifest<'_>,
+    task: TaskIndex,
+) -> Result<heapless::Vec<Grant, MAX_GRANTS>, PlanError> {
     let t = manifest.task(task).ok_or(PlanError::NoSuchTask)?;
     let mut out = heapless::Vec::new();
     let mut push = |g: Grant| out.push(g).map_err(|_| PlanError::TooManyGrants);
     for &ep in &t.serves {
-        push(named(manifest.endpoint(ep).ok_or(PlanError::NoSuchTask)?.name, Source::Serve(ep))?)?;
+        push(named(
+            manifest.endpoint(ep).ok_or(PlanError::NoSuchTask)?.name,
+            Source::Serve(ep),
+        )?)?;
     }
     for u in &t.uses {
         push(named(u.name, Source::Use(u.endpoint))?)?;
@@ -80,7 +86,8 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
     if t.name == SCHEDULER_TASK {
         for (i, other) in manifest.tasks.iter().enumerate().skip(1) {
             let mut name: heapless::String<{ abi::startup::NAME_LEN }> = heapless::String::new();
-            core::fmt::write(&mut name, format_args!("sched:{}", other.name)).map_err(|_| PlanError::NameTooLong)?;
+            core::fmt::write(&mut name, format_args!("sched:{}", other.name))
+                .map_err(|_| PlanError::NameTooLong)?;
             push(named(&name, Source::Sched(TaskIndex(i as u8)))?)?;
         }
     }
@@ -96,7 +103,10 @@ pub struct Slots<const N: usize> {
 
 impl<const N: usize> Slots<N> {
     pub const fn new(first: u32) -> Self {
-        Slots { first, used: [false; N] }
+        Slots {
+            first,
+            used: [false; N],
+        }
     }
 
     pub fn take(&mut self) -> Option<abi::CapSlot> {
@@ -146,7 +156,9 @@ impl Backoff {
             return Decision::Never;
         }
         if self.restarts >= Self::MAX_RESTARTS {
-            return Decision::GiveUp { restarts: self.restarts };
+            return Decision::GiveUp {
+                restarts: self.restarts,
+            };
         }
         let delay = (Self::FIRST_DELAY << self.restarts.min(16)).min(Self::MAX_DELAY);
         self.restarts += 1;

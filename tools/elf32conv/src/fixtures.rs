@@ -37,4 +37,3 @@ pub fn elf64(machine: u16, entry: u64, segments: &[(u64, u64, &[u8], u32)]) -> V
     }
     out
 }
-

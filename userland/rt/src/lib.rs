@@ -50,18 +50,18 @@ mod entry;
 mod ipc;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
-pub mod memory;
+pub mod ipc_buffer;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
-pub mod ipc_buffer;
+pub mod memory;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 pub mod sys;
 
 #[cfg(target_os = "none")]
 pub use ipc::{
-    Kernel, Received, call, call_with_caps, exit, invoke, poll, recv, recv_timeout, reply, reply_recv, send,
-    send_with_caps, serve, signal, try_send, wait, wait_timeout, yield_now,
+    Kernel, Received, call, call_with_caps, exit, invoke, poll, recv, recv_timeout, reply,
+    reply_recv, send, send_with_caps, serve, signal, try_send, wait, wait_timeout, yield_now,
 };
 
 pub use abi;

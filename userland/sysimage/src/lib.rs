@@ -21,7 +21,9 @@ pub mod bootfs;
 pub mod manifest;
 
 pub use bootfs::{Bootfs, File};
-pub use manifest::{Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Priority, Restart, Task, TaskIndex, Use};
+pub use manifest::{
+    Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Priority, Restart, Task, TaskIndex, Use,
+};
 
 use core::fmt;
 
@@ -75,19 +77,27 @@ impl fmt::Display for Error {
             Error::Truncated => f.write_str("bootfs: truncated"),
             Error::BadMagic => f.write_str("bootfs: bad magic"),
             Error::BootfsVersion(v) => write!(f, "bootfs: unsupported version {v}"),
-            Error::TooManyFiles(n) => write!(f, "bootfs: {n} files (at most {})", bootfs::MAX_FILES),
+            Error::TooManyFiles(n) => {
+                write!(f, "bootfs: {n} files (at most {})", bootfs::MAX_FILES)
+            }
             Error::BadImageSize => f.write_str("bootfs: image size smaller than its entry table"),
             Error::BadName { index } => write!(f, "bootfs: entry {index}: bad name"),
             Error::DuplicateName { index } => write!(f, "bootfs: entry {index}: duplicate name"),
-            Error::MisalignedFile { index } => write!(f, "bootfs: entry {index}: offset not 8-byte aligned"),
-            Error::FileOutOfBounds { index } => write!(f, "bootfs: entry {index}: data out of bounds"),
+            Error::MisalignedFile { index } => {
+                write!(f, "bootfs: entry {index}: offset not 8-byte aligned")
+            }
+            Error::FileOutOfBounds { index } => {
+                write!(f, "bootfs: entry {index}: data out of bounds")
+            }
             Error::NoManifest => write!(f, "bootfs: no \"{MANIFEST_FILE}\" file"),
             Error::ManifestVersion(v) => write!(f, "manifest: unsupported version {v}"),
             Error::Decode => f.write_str("manifest: malformed encoding"),
             Error::TrailingBytes => f.write_str("manifest: trailing bytes"),
             Error::BadManifest(reason) => write!(f, "manifest: {reason}"),
             Error::BadTask { task, reason } => write!(f, "manifest: task {task}: {reason}"),
-            Error::MissingBinary { task } => write!(f, "manifest: task {task}: binary not in the bootfs"),
+            Error::MissingBinary { task } => {
+                write!(f, "manifest: task {task}: binary not in the bootfs")
+            }
         }
     }
 }
@@ -105,7 +115,11 @@ impl<'a> SystemImage<'a> {
     pub fn parse(image: &'a [u8]) -> Result<SystemImage<'a>, Error> {
         let bootfs = Bootfs::parse(image)?;
         let manifest = Manifest::parse(bootfs.file(MANIFEST_FILE).ok_or(Error::NoManifest)?)?;
-        if let Some(task) = manifest.tasks.iter().position(|t| bootfs.file(t.binary).is_none()) {
+        if let Some(task) = manifest
+            .tasks
+            .iter()
+            .position(|t| bootfs.file(t.binary).is_none())
+        {
             return Err(Error::MissingBinary { task });
         }
         Ok(SystemImage { bootfs, manifest })

@@ -15,7 +15,9 @@ pub struct KernelAcpiHandler;
 
 fn virt_of(phys: usize, size: usize) -> Option<usize> {
     let (phys, size) = (phys as u64, size as u64);
-    memory::phys_to_virt(phys, size).or_else(|| memory::map_firmware(phys, size).ok()).map(|v| v as usize)
+    memory::phys_to_virt(phys, size)
+        .or_else(|| memory::map_firmware(phys, size).ok())
+        .map(|v| v as usize)
 }
 
 /// PCI configuration mechanism #1 address for `address` and `offset`.
@@ -31,13 +33,18 @@ const PCI_ADDRESS_PORT: u16 = 0xcf8;
 const PCI_DATA_PORT: u16 = 0xcfc;
 
 impl Handler for KernelAcpiHandler {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virt = virt_of(physical_address, size).unwrap_or(0);
         PhysicalMapping {
             physical_start: physical_address,
             // The crate dereferences this; a table we cannot map is a firmware
             // error we cannot recover from at boot.
-            virtual_start: NonNull::new(virt as *mut T).expect("ACPI table outside any mappable memory"),
+            virtual_start: NonNull::new(virt as *mut T)
+                .expect("ACPI table outside any mappable memory"),
             region_length: size,
             mapped_length: size,
             handler: *self,
@@ -147,10 +154,15 @@ impl Handler for KernelAcpiHandler {
     }
 
     fn acquire(&self, mutex: acpi::Handle, timeout: u16) -> Result<(), acpi::aml::AmlError> {
-        let slot = AML_MUTEXES.get(mutex.0 as usize).ok_or(acpi::aml::AmlError::MutexAcquireTimeout)?;
+        let slot = AML_MUTEXES
+            .get(mutex.0 as usize)
+            .ok_or(acpi::aml::AmlError::MutexAcquireTimeout)?;
         // ACPI timeouts are in milliseconds; 0xffff means wait forever.
         let mut waited_ms = 0u32;
-        while slot.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while slot
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             if timeout != 0xffff && waited_ms >= u32::from(timeout) {
                 return Err(acpi::aml::AmlError::MutexAcquireTimeout);
             }
@@ -235,13 +247,21 @@ pub fn discover(rsdp: u64) -> Result<Madt, acpi::AcpiError> {
         revision,
     };
     for io in apic.io_apics.iter() {
-        let _ = madt.io_apics.push(IoApic { id: io.id, address: io.address, gsi_base: io.global_system_interrupt_base });
+        let _ = madt.io_apics.push(IoApic {
+            id: io.id,
+            address: io.address,
+            gsi_base: io.global_system_interrupt_base,
+        });
     }
     if let Some(info) = processors {
         let all = core::iter::once(&info.boot_processor).chain(info.application_processors.iter());
         for p in all {
             let usable = !matches!(p.state, ProcessorState::Disabled);
-            let _ = madt.cpus.push(Cpu { apic_id: p.local_apic_id, is_bsp: !p.is_ap, usable });
+            let _ = madt.cpus.push(Cpu {
+                apic_id: p.local_apic_id,
+                is_bsp: !p.is_ap,
+                usable,
+            });
         }
     }
     if let Some((_, header)) = tables.table_headers().next() {

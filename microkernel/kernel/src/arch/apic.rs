@@ -59,7 +59,9 @@ fn mask_legacy_pics() {
     // SAFETY: standard 8259 initialisation on their fixed ports; the PICs
     // are not used by Tessera, this only silences them.
     unsafe {
-        for (command, data, offset, cascade) in [(0x20u16, 0x21u16, 0x20u8, 4u8), (0xa0, 0xa1, 0x28, 2)] {
+        for (command, data, offset, cascade) in
+            [(0x20u16, 0x21u16, 0x20u8, 4u8), (0xa0, 0xa1, 0x28, 2)]
+        {
             outb(command, 0x11);
             outb(data, offset);
             outb(data, cascade);
@@ -88,7 +90,10 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
     let virt = memory::map_mmio(lapic_phys, 0x1000).map_err(|_| "cannot map the local APIC")?;
     LAPIC.call_once(|| virt);
 
-    write(reg::SPURIOUS, SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR));
+    write(
+        reg::SPURIOUS,
+        SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR),
+    );
     write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
     write(reg::LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
 
@@ -100,7 +105,9 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
         return Err("the local APIC timer did not count");
     }
     let counts_per_second = u64::from(elapsed) * 1_000_000 / CALIBRATION_US;
-    let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ).unwrap_or(u32::MAX).max(1);
+    let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ)
+        .unwrap_or(u32::MAX)
+        .max(1);
 
     write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
     write(reg::TIMER_INITIAL, counts_per_tick);

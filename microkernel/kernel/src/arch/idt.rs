@@ -181,9 +181,12 @@ unsafe extern "C" {
 static mut IDT: [Descriptor64; 256] = [Descriptor64::NULL; 256];
 
 fn gate(handler: u64, ist: u8) -> Descriptor64 {
-    let builder = <DescriptorBuilder as GateDescriptorBuilder<u64>>::interrupt_descriptor(KERNEL_CODE, handler)
-        .present()
-        .dpl(Ring::Ring0);
+    let builder = <DescriptorBuilder as GateDescriptorBuilder<u64>>::interrupt_descriptor(
+        KERNEL_CODE,
+        handler,
+    )
+    .present()
+    .dpl(Ring::Ring0);
     let builder = if ist != 0 { builder.ist(ist) } else { builder };
     builder.finish()
 }
@@ -255,7 +258,11 @@ const EXCEPTIONS: [(&str, &str); 32] = [
 
 /// Decodes a page-fault error code (SDM Vol. 3 §4.7).
 fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str) {
-    let presence = if code & 1 != 0 { "protection violation" } else { "not present" };
+    let presence = if code & 1 != 0 {
+        "protection violation"
+    } else {
+        "not present"
+    };
     let access = if code & (1 << 4) != 0 {
         "instruction fetch"
     } else if code & 2 != 0 {
@@ -269,17 +276,36 @@ fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str) {
 
 fn fatal_exception(frame: &TrapFrame) -> ! {
     use platform::console_write_emergency as out;
-    let (mnemonic, name) = EXCEPTIONS.get(frame.vector as usize).copied().unwrap_or(("#??", "unknown vector"));
-    out(format_args!("\nEXCEPTION: {mnemonic} {name} (vector {})\n", frame.vector));
+    let (mnemonic, name) = EXCEPTIONS
+        .get(frame.vector as usize)
+        .copied()
+        .unwrap_or(("#??", "unknown vector"));
+    out(format_args!(
+        "\nEXCEPTION: {mnemonic} {name} (vector {})\n",
+        frame.vector
+    ));
     out(format_args!("  error={:#x}", frame.error_code));
     if frame.vector == 14 {
         let (presence, access, mode) = page_fault_cause(frame.error_code);
         out(format_args!(" ({presence}, {access}, {mode})"));
     }
     let cr2 = super::cpu::cr2();
-    out(format_args!("\n  rip={:#018x} cs={:#x} rflags={:#x}\n", frame.rip, frame.cs, frame.rflags));
-    out(format_args!("  rsp={:#018x} ss={:#x} cr2={:#018x} cr3={:#x}\n", frame.rsp, frame.ss, cr2, super::cpu::cr3()));
-    out(format_args!("  where: rip {}; cr2 {}\n", super::memory::describe(frame.rip), super::memory::describe(cr2)));
+    out(format_args!(
+        "\n  rip={:#018x} cs={:#x} rflags={:#x}\n",
+        frame.rip, frame.cs, frame.rflags
+    ));
+    out(format_args!(
+        "  rsp={:#018x} ss={:#x} cr2={:#018x} cr3={:#x}\n",
+        frame.rsp,
+        frame.ss,
+        cr2,
+        super::cpu::cr3()
+    ));
+    out(format_args!(
+        "  where: rip {}; cr2 {}\n",
+        super::memory::describe(frame.rip),
+        super::memory::describe(cr2)
+    ));
     let regs = [
         ("rax", frame.rax),
         ("rbx", frame.rbx),

@@ -17,8 +17,8 @@ use crate::arch::memory;
 use abi::{Badge, ObjectType};
 use kerncore::cap::{CSpace, CapTable, Capability, ObjRef, Removed};
 use kerncore::frames::Frames;
-use kerncore::paging::PAGE_SIZE;
 use kerncore::ipc::{EndpointId, Ipc, NotificationId};
+use kerncore::paging::PAGE_SIZE;
 use kerncore::sched::{SchedParams, ThreadId};
 
 pub const MAX_TASKS: usize = 32;
@@ -65,7 +65,13 @@ impl Thread {
         task: None,
         ipc_buffer: None,
         fault_handler: None,
-        fault: abi::FaultMessage { vector: 0, error_code: 0, rip: 0, address: 0, rsp: 0 },
+        fault: abi::FaultMessage {
+            vector: 0,
+            error_code: 0,
+            rip: 0,
+            address: 0,
+            rsp: 0,
+        },
         started: false,
     };
 }
@@ -151,24 +157,47 @@ impl Kernel {
 
     /// The slot range a task at `index` owns.
     pub fn cspace_for(index: usize) -> CSpace {
-        CSpace { base: index as u32 * CSPACE_SLOTS, len: CSPACE_SLOTS }
+        CSpace {
+            base: index as u32 * CSPACE_SLOTS,
+            len: CSPACE_SLOTS,
+        }
     }
 
     /// Creates a task with an empty address space and capability space.
     pub fn create_task(&mut self) -> Result<u32, abi::ErrorCode> {
-        let index = self.tasks.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+        let index = self
+            .tasks
+            .iter()
+            .position(Option::is_none)
+            .ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
         let space = AddressSpace::new().map_err(|_| abi::ErrorCode::OUT_OF_MEMORY)?;
-        self.tasks[index] = Some(Task { space, cspace: Self::cspace_for(index) });
+        self.tasks[index] = Some(Task {
+            space,
+            cspace: Self::cspace_for(index),
+        });
         Ok(index as u32)
     }
 
     /// Creates a memory object of `pages` zeroed frames.
-    pub fn create_memory(&mut self, pages: u64, untyped: Option<u32>) -> Result<u32, abi::ErrorCode> {
-        let index = self.memory.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    pub fn create_memory(
+        &mut self,
+        pages: u64,
+        untyped: Option<u32>,
+    ) -> Result<u32, abi::ErrorCode> {
+        let index = self
+            .memory
+            .iter()
+            .position(Option::is_none)
+            .ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
         let count = usize::try_from(pages).map_err(|_| abi::ErrorCode::INVALID_ARGUMENT)?;
         let frames = memory::alloc_frames(count).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-        self.memory[index] =
-            Some(MemoryObject { phys: frames.start(), pages, frames: Some(frames), untyped, mappings: heapless::Vec::new() });
+        self.memory[index] = Some(MemoryObject {
+            phys: frames.start(),
+            pages,
+            frames: Some(frames),
+            untyped,
+            mappings: heapless::Vec::new(),
+        });
         Ok(index as u32)
     }
 
@@ -203,11 +232,15 @@ impl Kernel {
             ObjectType::MEMORY => {
                 if let Some(mem) = self.memory.get_mut(index).and_then(Option::take) {
                     for &(task, vaddr, pages) in &mem.mappings {
-                        if let Some(t) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) {
+                        if let Some(t) = self.tasks.get_mut(task as usize).and_then(Option::as_mut)
+                        {
                             let _ = t.space.unmap(vaddr, pages * PAGE_SIZE);
                         }
                     }
-                    if let Some(untyped) = mem.untyped.and_then(|u| self.untyped.get_mut(u as usize)?.as_mut()) {
+                    if let Some(untyped) = mem
+                        .untyped
+                        .and_then(|u| self.untyped.get_mut(u as usize)?.as_mut())
+                    {
                         untyped.pages_left += mem.pages;
                     }
                     if let Some(frames) = mem.frames {
@@ -235,7 +268,9 @@ impl Kernel {
     }
 
     fn destroy_thread(&mut self, t: ThreadId) {
-        let Some(thread) = self.threads.get_mut(usize::from(t.0)) else { return };
+        let Some(thread) = self.threads.get_mut(usize::from(t.0)) else {
+            return;
+        };
         if !thread.alive {
             return;
         }
@@ -251,7 +286,9 @@ impl Kernel {
 
     /// A task goes with its threads, its mappings and its capabilities.
     fn destroy_task(&mut self, index: u32, doomed: &mut Doomed) {
-        let Some(task) = self.tasks.get_mut(index as usize).and_then(Option::take) else { return };
+        let Some(task) = self.tasks.get_mut(index as usize).and_then(Option::take) else {
+            return;
+        };
         for t in 0..MAX_THREADS {
             if self.threads[t].alive && self.threads[t].task == Some(index) {
                 self.destroy_thread(ThreadId(t as u16));
@@ -260,7 +297,8 @@ impl Kernel {
         for mem in self.memory.iter_mut().flatten() {
             mem.mappings.retain(|m| m.0 != index);
         }
-        self.caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
+        self.caps
+            .clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
         task.space.destroy();
     }
 
@@ -274,7 +312,12 @@ impl Kernel {
     }
 
     /// Installs a new object's first capability in `task`'s `slot`.
-    pub fn grant(&mut self, task: u32, slot: abi::CapSlot, cap: Capability) -> Result<(), abi::ErrorCode> {
+    pub fn grant(
+        &mut self,
+        task: u32,
+        slot: abi::CapSlot,
+        cap: Capability,
+    ) -> Result<(), abi::ErrorCode> {
         let cspace = self.task(task).ok_or(abi::ErrorCode::INVALID_STATE)?.cspace;
         let dest = self.caps.resolve(cspace, slot)?;
         self.caps.insert_root(dest, cap)

@@ -1,0 +1,181 @@
+//! Ring-3 services under the capability kernel, in both emulators: the
+//! default appliance's tasks start with their capabilities; a hostile task
+//! is refused at every turn and its fault is contained; a crash-looping
+//! task is restarted with back-off while the rest keeps running.
+
+mod common;
+
+use common::{Boot, Emulator, boot};
+
+const QEMU_TIMEOUT: u64 = 60;
+const BOCHS_TIMEOUT: u64 = 150;
+
+fn manifest(name: &str) -> String {
+    format!("{}/tests/manifests/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Asserts that lines containing each needle appear in this order.
+#[track_caller]
+fn assert_in_order(run: &Boot, needles: &[&str]) {
+    let mut lines = run.serial.lines().enumerate();
+    for needle in needles {
+        if !lines.by_ref().any(|(_, line)| line.contains(needle)) {
+            run.fail(&format!(
+                "no line containing {needle:?} after the previous ones ({needles:?})"
+            ));
+        }
+    }
+}
+
+fn default_appliance(run: &Boot) {
+    run.assert_serial_contains("task supervisor (root): ring 3, priority 31");
+    for cap in ["self", "untyped", "bootfs", "ioports", "thread", "sched"] {
+        run.assert_serial_contains(&format!(" {cap:<12} "));
+    }
+    for (task, caps) in [
+        ("console", "console(endpoint), io0(io-ports)"),
+        ("scheduler", "sched:vid(sched-context)"),
+        (
+            "partition-manager",
+            "partition-manager(endpoint), console(endpoint)",
+        ),
+        (
+            "vid",
+            "vid(endpoint), console(endpoint), partition-manager(endpoint)",
+        ),
+        (
+            "broker",
+            "broker(endpoint), console(endpoint), partition-manager(endpoint)",
+        ),
+    ] {
+        let line = run.assert_serial_contains(&format!("[supervisor] started {task}: ring 3"));
+        if !line.contains(caps) {
+            run.fail(&format!("{task} was started without {caps}: {line}"));
+        }
+        run.assert_serial_contains(&format!("[{task}] ready, serving {task}"));
+    }
+    run.assert_serial_lacks("faulted");
+    run.assert_halted(0);
+}
+
+fn hostile_is_contained(run: &Boot) {
+    for check in [
+        "invoke CAP_IDENTIFY on empty slot 0 -> INVALID_CAPABILITY",
+        "invoke CAP_IDENTIFY on slot 0xffffffff -> INVALID_CAPABILITY",
+        "invoke TASK_MAP on the console endpoint -> WRONG_TYPE",
+        "CAP_MINT badge 1 from the badged console capability -> INVALID_OPERATION",
+        "send a message of length 127 -> MESSAGE_TOO_LONG",
+        "send with caps=1 naming empty slot 0 -> INVALID_CAPABILITY",
+        "refused 16/16",
+        "TASK_MAP through each of slots 1..=64 -> 0 succeeded",
+    ] {
+        let line = run.assert_serial_contains(check);
+        if !line.ends_with(": ok") {
+            run.fail(&format!("hostile check did not pass: {line}"));
+        }
+    }
+    run.assert_serial_lacks("FAIL");
+    run.assert_serial_lacks("read of kernel memory returned");
+    assert_in_order(
+        run,
+        &[
+            "[hostile] reading kernel memory at 0xffffffff80000000",
+            "[supervisor] hostile faulted: #PF page fault (vector 14, error 0x5)",
+            "[heartbeat] beat 5",
+        ],
+    );
+    let fault = run.assert_serial_contains("[supervisor] hostile faulted");
+    if !fault.ends_with("address 0xffffffff80000000") {
+        run.fail(&format!(
+            "the fault report does not name the kernel address: {fault}"
+        ));
+    }
+    run.assert_serial_contains("[supervisor] hostile is not restarted");
+    // The hostile task never got to speak as someone else.
+    run.assert_serial_lacks("[supervisor] starting");
+    run.assert_halted(0);
+}
+
+fn crash_loop_backs_off(run: &Boot) {
+    assert_in_order(
+        run,
+        &[
+            "[crasher] panicked at",
+            "[supervisor] crasher faulted: #UD invalid opcode (vector 6",
+            "[supervisor] restarting crasher in 10 ticks (restart 1)",
+            "[supervisor] restarting crasher in 20 ticks (restart 2)",
+            "[supervisor] restarting crasher in 40 ticks (restart 3)",
+            "[supervisor] restarting crasher in 80 ticks (restart 4)",
+            "[supervisor] restarting crasher in 160 ticks (restart 5)",
+            "[supervisor] crasher keeps crashing: giving up after 5 restarts",
+        ],
+    );
+    let starts = run
+        .serial
+        .lines()
+        .filter(|l| l.contains("[supervisor] started crasher"))
+        .count();
+    if starts != 6 {
+        run.fail(&format!(
+            "crasher started {starts} times, expected 6 (first start and 5 restarts)"
+        ));
+    }
+    // The crash loop does not starve the rest: every beat happens.
+    run.assert_serial_contains("[heartbeat] beat 5");
+    run.assert_serial_contains("[heartbeat] done");
+    run.assert_halted(0);
+}
+
+#[test]
+fn qemu_services_default_appliance() {
+    default_appliance(&boot(
+        "qemu_services_default_appliance",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &[],
+    ));
+}
+
+#[test]
+fn qemu_hostile_task_is_contained() {
+    let m = manifest("hostile.toml");
+    hostile_is_contained(&boot(
+        "qemu_hostile_task_is_contained",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--manifest", &m],
+    ));
+}
+
+#[test]
+fn qemu_crash_loop_backs_off() {
+    let m = manifest("crash.toml");
+    crash_loop_backs_off(&boot(
+        "qemu_crash_loop_backs_off",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--manifest", &m],
+    ));
+}
+
+#[test]
+fn bochs_hostile_task_is_contained() {
+    let m = manifest("hostile.toml");
+    hostile_is_contained(&boot(
+        "bochs_hostile_task_is_contained",
+        Emulator::Bochs,
+        BOCHS_TIMEOUT,
+        &["--manifest", &m],
+    ));
+}
+
+#[test]
+fn bochs_crash_loop_backs_off() {
+    let m = manifest("crash.toml");
+    crash_loop_backs_off(&boot(
+        "bochs_crash_loop_backs_off",
+        Emulator::Bochs,
+        BOCHS_TIMEOUT,
+        &["--manifest", &m],
+    ));
+}
