@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod bochs;
 pub mod boot;
 pub mod cmdline;

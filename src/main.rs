@@ -78,6 +78,22 @@ enum Cmd {
     /// or copy it onto a Ventoy stick. The kernel's console is COM1;
     /// `exit=idle` is not added unless given in --cmdline.
     Iso(IsoArgs),
+    /// Measure costs in instructions: boots the IPC benchmark system
+    /// (tests/manifests/bench.toml) twice in QEMU with `-icount shift=0`,
+    /// where rdtsc counts guest instructions, and prints each figure with
+    /// whether the two runs agree (exit 1 if they do not).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// The benchmark system to boot.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "tests/manifests/bench.toml"
+    )]
+    manifest: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -210,6 +226,7 @@ fn main() -> ExitCode {
         None => run_boot(cli.boot),
         Some(Cmd::Test(args)) => run_tests(args),
         Some(Cmd::Iso(args)) => run_iso(args),
+        Some(Cmd::Bench(args)) => tessera::bench::run(&args.manifest),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
