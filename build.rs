@@ -31,8 +31,7 @@ const WATCHED: &[&str] = &[
 ];
 
 fn main() {
-    let root =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     for path in WATCHED {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
@@ -51,20 +50,13 @@ fn main() {
     // unified between them (the loader has no heap; the kernel has one).
     // The tasks share one invocation: they are built alike.
     let tasks = task_packages(&root.join("services"));
-    let mut builds: Vec<Vec<String>> = vec![
-        vec!["tessera-loader".into()],
-        vec!["tessera-microkernel".into()],
-    ];
+    let mut builds: Vec<Vec<String>> = vec![vec!["tessera-loader".into()], vec!["tessera-microkernel".into()]];
     builds.push(tasks.clone());
     for packages in &builds {
         nested_build(&cargo, &root, &target_dir, &profile, packages);
     }
 
-    let profile_dir = if profile == "dev" {
-        "debug"
-    } else {
-        profile.as_str()
-    };
+    let profile_dir = if profile == "dev" { "debug" } else { profile.as_str() };
     let out = target_dir.join(BARE_TARGET).join(profile_dir);
     let kernel = out.join("tessera-microkernel");
     let loader64 = out.join("tessera-loader");
@@ -72,14 +64,11 @@ fn main() {
     elf64_to_elf32(&loader64, &loader32);
 
     println!("cargo:rustc-env=TESSERA_KERNEL_ELF={}", kernel.display());
-    println!(
-        "cargo:rustc-env=TESSERA_LOADER_ELF32={}",
-        loader32.display()
-    );
+    println!("cargo:rustc-env=TESSERA_LOADER_ELF32={}", loader32.display());
 
     // The default appliance: system.toml with the tasks just built.
-    let manifest = tessera_manifest::load(&root.join("system.toml"))
-        .unwrap_or_else(|errors| panic!("system.toml:\n{errors}"));
+    let manifest =
+        tessera_manifest::load(&root.join("system.toml")).unwrap_or_else(|errors| panic!("system.toml:\n{errors}"));
     let image = tessera_manifest::build_image(&manifest, &out)
         .unwrap_or_else(|errors| panic!("building the boot image:\n{errors}"));
     let bootfs = out.join("bootfs.img");
@@ -133,14 +122,9 @@ fn nested_build(cargo: &str, root: &Path, target_dir: &Path, profile: &str, pack
             cmd.env_remove(key);
         }
     }
-    let status = cmd
-        .status()
-        .expect("failed to start the nested cargo build of the bare-metal images");
+    let status = cmd.status().expect("failed to start the nested cargo build of the bare-metal images");
     if !status.success() {
-        panic!(
-            "building {} for {BARE_TARGET} failed (see the errors above)",
-            packages.join(", ")
-        );
+        panic!("building {} for {BARE_TARGET} failed (see the errors above)", packages.join(", "));
     }
 }
 
@@ -148,7 +132,6 @@ fn nested_build(cargo: &str, root: &Path, target_dir: &Path, profile: &str, pack
 /// ELF32 with the same segments, so Multiboot v1 loaders accept it.
 fn elf64_to_elf32(input: &Path, output: &Path) {
     let data = fs::read(input).unwrap_or_else(|e| panic!("reading {}: {e}", input.display()));
-    let image = elf32conv::convert(&data)
-        .unwrap_or_else(|e| panic!("converting {} to ELF32: {e}", input.display()));
+    let image = elf32conv::convert(&data).unwrap_or_else(|e| panic!("converting {} to ELF32: {e}", input.display()));
     fs::write(output, image).unwrap_or_else(|e| panic!("writing {}: {e}", output.display()));
 }

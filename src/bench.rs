@@ -28,18 +28,8 @@ pub fn parse(serial: &str) -> Vec<Figure> {
             let rest = &line[line.find("bench: ")? + "bench: ".len()..];
             let (what, numbers) = rest.rsplit_once(": ")?;
             let mean = numbers.split(' ').next()?.parse().ok()?;
-            let min = numbers
-                .split("(min ")
-                .nth(1)?
-                .split(')')
-                .next()?
-                .parse()
-                .ok()?;
-            Some(Figure {
-                what: what.to_string(),
-                mean,
-                min,
-            })
+            let min = numbers.split("(min ").nth(1)?.split(')').next()?.parse().ok()?;
+            Some(Figure { what: what.to_string(), mean, min })
         })
         .collect()
 }
@@ -60,32 +50,25 @@ fn run_once(serial_log: PathBuf) -> Result<Vec<Figure>, String> {
         Ok(code) => return Err(format!("the benchmark system ended with status {code}")),
         Err(e) => return Err(e.message),
     }
-    let serial = std::fs::read_to_string(&serial_log)
-        .map_err(|e| format!("cannot read {}: {e}", serial_log.display()))?;
+    let serial =
+        std::fs::read_to_string(&serial_log).map_err(|e| format!("cannot read {}: {e}", serial_log.display()))?;
     let figures = parse(&serial);
     if figures.is_empty() {
-        return Err(format!(
-            "the benchmark printed no figures (see {})",
-            serial_log.display()
-        ));
+        return Err(format!("the benchmark printed no figures (see {})", serial_log.display()));
     }
     Ok(figures)
 }
 
 /// Boots the benchmark twice and prints the figures; returns an exit code.
 pub fn run(manifest: &Path) -> i32 {
-    let dir = workdir::tessera_dir()
-        .join("bench")
-        .join(workdir::unique_name("bench"));
+    let dir = workdir::tessera_dir().join("bench").join(workdir::unique_name("bench"));
     if let Err(e) = images::use_manifest(manifest, &dir) {
         ui::error(e);
         return crate::EXIT_RUNNER_ERROR;
     }
     let mut runs = Vec::new();
     for i in 1..=2 {
-        ui::note(format!(
-            "benchmark run {i} of 2 (QEMU TCG, -icount shift=0: rdtsc counts instructions)"
-        ));
+        ui::note(format!("benchmark run {i} of 2 (QEMU TCG, -icount shift=0: rdtsc counts instructions)"));
         match run_once(dir.join(format!("serial-{i}.log"))) {
             Ok(figures) => runs.push(figures),
             Err(e) => {
@@ -95,10 +78,7 @@ pub fn run(manifest: &Path) -> i32 {
         }
     }
     println!();
-    println!(
-        "Tessera IPC benchmark (instructions per operation, QEMU -icount shift=0, {} rounds)",
-        1000
-    );
+    println!("Tessera IPC benchmark (instructions per operation, QEMU -icount shift=0, {} rounds)", 1000);
     for figure in &runs[0] {
         let again = runs[1].iter().find(|f| f.what == figure.what);
         let repeat = match again {
@@ -106,19 +86,12 @@ pub fn run(manifest: &Path) -> i32 {
             Some(f) => format!("second run: {} (min {})", f.mean, f.min),
             None => "missing from the second run".to_string(),
         };
-        println!(
-            "  {:<40} {:>6} (min {:>6})  {repeat}",
-            figure.what, figure.mean, figure.min
-        );
+        println!("  {:<40} {:>6} (min {:>6})  {repeat}", figure.what, figure.mean, figure.min);
     }
     println!();
     println!("  For comparison: seL4's published x86-64 IPC fastpath is about 300 cycles one way,");
-    println!(
-        "  so about 600 for a call plus its reply. Tessera has no fast path yet: every call and"
-    );
-    println!(
-        "  reply takes the general syscall path, switches address space, and returns with iretq."
-    );
+    println!("  so about 600 for a call plus its reply. Tessera has no fast path yet: every call and");
+    println!("  reply takes the general syscall path, switches address space, and returns with iretq.");
     println!("  Instructions are not cycles; under TCG they are the only repeatable measure.");
     if runs[0] == runs[1] { 0 } else { 1 }
 }
@@ -134,16 +107,8 @@ mod tests {
         assert_eq!(
             parse(serial),
             vec![
-                Figure {
-                    what: "ipc call+reply round trip".into(),
-                    mean: 2768,
-                    min: 2756
-                },
-                Figure {
-                    what: "null invocation (CAP_IDENTIFY)".into(),
-                    mean: 939,
-                    min: 927
-                },
+                Figure { what: "ipc call+reply round trip".into(), mean: 2768, min: 2756 },
+                Figure { what: "null invocation (CAP_IDENTIFY)".into(), mean: 939, min: 927 },
             ]
         );
         assert!(parse("bench: broken line").is_empty());

@@ -50,11 +50,7 @@ pub fn bochsrc(smp: u32, memory_mib: u32, vgabios: &str) -> String {
 pub const DBG_RC: &str = "continue\nquit\n";
 
 /// Boot in Bochs and supervise the run.
-pub fn boot(
-    opts: &BootOptions,
-    kernel_options: &[String],
-    files: &RunFiles,
-) -> Result<Outcome, BootError> {
+pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> Result<Outcome, BootError> {
     let dir = &files.dir;
     let t0 = Instant::now();
     let iso = iso::build(kernel_options, dir, &dir.join(ISO_FILE)).map_err(BootError::runner)?;
@@ -70,9 +66,8 @@ pub fn boot(
         .find(|p| Path::new(p).exists())
         .ok_or_else(|| BootError::runner("no VGA BIOS found (package vgabios)"))?;
     let write = |name: &str, text: &str| {
-        fs::write(dir.join(name), text).map_err(|e| {
-            BootError::runner(format!("cannot write {}: {e}", dir.join(name).display()))
-        })
+        fs::write(dir.join(name), text)
+            .map_err(|e| BootError::runner(format!("cannot write {}: {e}", dir.join(name).display())))
     };
     write("bochsrc", &bochsrc(opts.smp, opts.memory_mib, vgabios))?;
     write("dbg.rc", DBG_RC)?;
@@ -82,15 +77,9 @@ pub fn boot(
 
     let out = File::create(dir.join(OUTPUT_FILE))
         .map_err(|e| BootError::runner(format!("cannot create {OUTPUT_FILE}: {e}")))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| BootError::runner(e.to_string()))?;
+    let err = out.try_clone().map_err(|e| BootError::runner(e.to_string()))?;
     let mut cmd = Command::new("bochs");
-    cmd.args(["-q", "-f", "bochsrc", "-rc", "dbg.rc"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
+    cmd.args(["-q", "-f", "bochsrc", "-rc", "dbg.rc"]).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err);
 
     ui::note(format!(
         "booting in Bochs (Intel VMX + EPT): {} CPU(s), {} MiB, kernel options {:?}",
@@ -98,11 +87,7 @@ pub fn boot(
         opts.memory_mib,
         crate::cmdline::join(kernel_options)
     ));
-    ui::note(format!(
-        "$ cd {} && {} </dev/null",
-        ui::shell_word(dir.as_os_str()),
-        ui::shell_line(&cmd)
-    ));
+    ui::note(format!("$ cd {} && {} </dev/null", ui::shell_word(dir.as_os_str()), ui::shell_line(&cmd)));
     ui::note(format!("serial log: {}", files.serial_log.display()));
     match opts.timeout {
         None => ui::note("no deadline: stop Bochs with Ctrl-C"),
@@ -112,9 +97,7 @@ pub fn boot(
         )),
     }
 
-    let child = cmd
-        .spawn()
-        .map_err(|e| BootError::runner(format!("cannot start bochs: {e}")))?;
+    let child = cmd.spawn().map_err(|e| BootError::runner(format!("cannot start bochs: {e}")))?;
     run::supervise(
         child,
         SerialSource::File(dir.join(SERIAL_FILE)),
@@ -136,9 +119,7 @@ mod tests {
     fn bochsrc_has_the_working_shape() {
         let rc = bochsrc(2, 256, "/usr/share/vgabios/vgabios.bin");
         assert!(rc.contains("megs: 256\n"));
-        assert!(rc.contains(
-            "cpu: model=corei7_haswell_4770, count=2, ips=50000000, reset_on_triple_fault=0\n"
-        ));
+        assert!(rc.contains("cpu: model=corei7_haswell_4770, count=2, ips=50000000, reset_on_triple_fault=0\n"));
         assert!(rc.contains("display_library: rfb, options=\"timeout=0\"\n"));
         assert!(rc.contains("com1: enabled=1, mode=file, dev=serial.out\n"));
         assert!(rc.contains("path=tessera.iso"));

@@ -94,10 +94,7 @@ pub struct BootError {
 
 impl BootError {
     pub fn runner(message: impl Into<String>) -> Self {
-        BootError {
-            code: crate::EXIT_RUNNER_ERROR,
-            message: message.into(),
-        }
+        BootError { code: crate::EXIT_RUNNER_ERROR, message: message.into() }
     }
 }
 
@@ -109,10 +106,8 @@ pub struct RunFiles {
 
 /// Check tools and images, then boot and supervise; returns the exit code.
 pub fn boot(opts: &BootOptions) -> Result<i32, BootError> {
-    deps::ensure(opts.requirements(), opts.name()).map_err(|e| BootError {
-        code: crate::EXIT_MISSING_TOOLS,
-        message: e.message,
-    })?;
+    deps::ensure(opts.requirements(), opts.name())
+        .map_err(|e| BootError { code: crate::EXIT_MISSING_TOOLS, message: e.message })?;
     images::check().map_err(BootError::runner)?;
 
     let dir = workdir::new_run_dir(&opts.name().to_lowercase())
@@ -120,9 +115,8 @@ pub fn boot(opts: &BootOptions) -> Result<i32, BootError> {
     let serial_log = match &opts.serial_log {
         Some(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    BootError::runner(format!("cannot create {}: {e}", parent.display()))
-                })?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| BootError::runner(format!("cannot create {}: {e}", parent.display())))?;
             }
             path.clone()
         }
@@ -159,17 +153,11 @@ fn report(opts: &BootOptions, files: &RunFiles, outcome: &Outcome) {
             ));
         }
         Ending::NoMarker => {
-            let status = outcome
-                .emulator_status
-                .map_or_else(|| "was killed".to_owned(), |s| format!("exited ({s})"));
+            let status = outcome.emulator_status.map_or_else(|| "was killed".to_owned(), |s| format!("exited ({s})"));
             let msg = format!(
                 "{emu} {status} after {secs:.1} s before the kernel printed `tessera: halted status=N` \
                  ({}a triple fault or reset ends the run)",
-                if opts.timeout.is_none() {
-                    "quit by the user, or "
-                } else {
-                    ""
-                }
+                if opts.timeout.is_none() { "quit by the user, or " } else { "" }
             );
             if opts.timeout.is_none() {
                 ui::note(msg)
@@ -184,15 +172,9 @@ fn report(opts: &BootOptions, files: &RunFiles, outcome: &Outcome) {
     ui::note(format!("serial log: {}", files.serial_log.display()));
     if outcome.ending != Ending::Halted(0) {
         if opts.emulator == Emulator::Bochs {
-            ui::note(format!(
-                "Bochs files: {} (bochs.log, bochs.out, bochsrc, grub.cfg)",
-                files.dir.display()
-            ));
+            ui::note(format!("Bochs files: {} (bochs.log, bochs.out, bochsrc, grub.cfg)", files.dir.display()));
         } else if opts.firmware == Firmware::Uefi {
-            ui::note(format!(
-                "run files: {} (tessera.iso, grub.cfg)",
-                files.dir.display()
-            ));
+            ui::note(format!("run files: {} (tessera.iso, grub.cfg)", files.dir.display()));
         }
     }
 }

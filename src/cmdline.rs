@@ -28,23 +28,13 @@ pub fn join(words: &[String]) -> String {
 /// be represented and is rejected.
 pub fn grub_word(word: &str) -> Result<String, String> {
     if word.contains('\'') {
-        return Err(format!(
-            "kernel option {word:?} contains a single quote, which grub.cfg cannot carry"
-        ));
+        return Err(format!("kernel option {word:?} contains a single quote, which grub.cfg cannot carry"));
     }
     if word.chars().any(|c| c.is_control()) {
-        return Err(format!(
-            "kernel option {word:?} contains a control character"
-        ));
+        return Err(format!("kernel option {word:?} contains a control character"));
     }
-    let plain = word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+%@".contains(c));
-    Ok(if plain && !word.is_empty() {
-        word.to_owned()
-    } else {
-        format!("'{word}'")
-    })
+    let plain = word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+%@".contains(c));
+    Ok(if plain && !word.is_empty() { word.to_owned() } else { format!("'{word}'") })
 }
 
 #[cfg(test)]
@@ -54,10 +44,7 @@ mod tests {
     #[test]
     fn adds_exit_idle_only_with_deadline_and_only_once() {
         assert_eq!(kernel_options("", true), ["exit=idle"]);
-        assert_eq!(
-            kernel_options("  test=fault-pf  ", true),
-            ["test=fault-pf", "exit=idle"]
-        );
+        assert_eq!(kernel_options("  test=fault-pf  ", true), ["test=fault-pf", "exit=idle"]);
         assert_eq!(kernel_options("exit=never", true), ["exit=never"]);
         assert!(kernel_options("", false).is_empty());
     }

@@ -29,17 +29,11 @@ pub struct Requirement {
 }
 
 const fn cmd(name: &'static str, package: &'static str) -> Requirement {
-    Requirement {
-        check: Check::Command(name),
-        package,
-    }
+    Requirement { check: Check::Command(name), package }
 }
 
 const fn path(paths: &'static [&'static str], package: &'static str) -> Requirement {
-    Requirement {
-        check: Check::AnyPath(paths),
-        package,
-    }
+    Requirement { check: Check::AnyPath(paths), package }
 }
 
 /// QEMU with TCG (AMD SVM + NPT is emulated).
@@ -72,10 +66,7 @@ pub const BOCHS: &[Requirement] = &[
 ];
 
 /// Where Debian's `vgabios` package puts the LGPL VGA BIOS Bochs uses.
-pub const VGABIOS_PATHS: &[&str] = &[
-    "/usr/share/bochs/VGABIOS-lgpl-latest",
-    "/usr/share/vgabios/vgabios.bin",
-];
+pub const VGABIOS_PATHS: &[&str] = &["/usr/share/bochs/VGABIOS-lgpl-latest", "/usr/share/vgabios/vgabios.bin"];
 
 /// Find an executable on `PATH`.
 pub fn find_command(name: &str) -> Option<PathBuf> {
@@ -122,10 +113,7 @@ pub struct DepsError {
 /// The shell command a user should run to install `pkgs`.
 pub fn install_hint(pkgs: &[&str]) -> String {
     let sudo = if is_root() { "" } else { "sudo " };
-    format!(
-        "{sudo}apt-get update && {sudo}apt-get install -y --no-install-recommends {}",
-        pkgs.join(" ")
-    )
+    format!("{sudo}apt-get update && {sudo}apt-get install -y --no-install-recommends {}", pkgs.join(" "))
 }
 
 /// Make sure every requirement in `groups` is met, installing missing
@@ -147,18 +135,11 @@ pub fn ensure(groups: &[&[Requirement]], purpose: &str) -> Result<(), DepsError>
         .filter(|r| !r.is_met())
         .map(|r| format!("{} (package {})", r.describe(), r.package))
         .collect();
-    ui::note(format!(
-        "{purpose} needs tools that are missing: {}",
-        details.join(", ")
-    ));
+    ui::note(format!("{purpose} needs tools that are missing: {}", details.join(", ")));
 
     let apt = find_command("apt-get");
     if !is_root() || apt.is_none() {
-        let why = if apt.is_none() {
-            "apt-get is not available"
-        } else {
-            "not running as root"
-        };
+        let why = if apt.is_none() { "apt-get is not available" } else { "not running as root" };
         return Err(DepsError {
             message: format!(
                 "cannot install them automatically ({why}); install them with:\n    {}",
@@ -196,15 +177,11 @@ fn run_apt(args: &[&str]) -> Result<(), DepsError> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())
         .status()
-        .map_err(|e| DepsError {
-            message: format!("cannot run apt-get: {e}"),
-        })?;
+        .map_err(|e| DepsError { message: format!("cannot run apt-get: {e}") })?;
     if status.success() {
         Ok(())
     } else {
-        Err(DepsError {
-            message: format!("`apt-get {}` failed ({status})", args.join(" ")),
-        })
+        Err(DepsError { message: format!("`apt-get {}` failed ({status})", args.join(" ")) })
     }
 }
 
@@ -216,10 +193,7 @@ pub fn is_root() -> bool {
         // Uid: real effective saved fs
         return line.split_whitespace().nth(2) == Some("0");
     }
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// An exclusive machine-wide lock (`$TMPDIR/tessera-deps.lock`), held while
@@ -242,11 +216,8 @@ mod tests {
 
     #[test]
     fn missing_packages_are_deduplicated() {
-        const FAKE: &[Requirement] = &[
-            cmd("surely-not-a-command-tessera", "pkg-a"),
-            path(&["/surely/not/a/path"], "pkg-a"),
-            cmd("sh", "pkg-b"),
-        ];
+        const FAKE: &[Requirement] =
+            &[cmd("surely-not-a-command-tessera", "pkg-a"), path(&["/surely/not/a/path"], "pkg-a"), cmd("sh", "pkg-b")];
         assert_eq!(missing_packages(&[FAKE]), ["pkg-a"]);
     }
 }

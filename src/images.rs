@@ -21,9 +21,7 @@ pub fn kernel_elf() -> &'static Path {
 /// The boot image the root task starts from: the default appliance's
 /// (`system.toml`, packed by `build.rs`), or one made from `--manifest`.
 pub fn bootfs() -> &'static Path {
-    CUSTOM_BOOTFS
-        .get()
-        .map_or(Path::new(env!("TESSERA_BOOTFS")), PathBuf::as_path)
+    CUSTOM_BOOTFS.get().map_or(Path::new(env!("TESSERA_BOOTFS")), PathBuf::as_path)
 }
 
 static CUSTOM_BOOTFS: OnceLock<PathBuf> = OnceLock::new();
@@ -36,32 +34,20 @@ pub fn task_dir() -> &'static Path {
 /// Validates `manifest`, packs it with the built tasks into `out_dir`, and
 /// makes that the boot image of this run.
 pub fn use_manifest(manifest: &Path, out_dir: &Path) -> Result<PathBuf, String> {
-    let parsed = tessera_manifest::load(manifest)
-        .map_err(|errors| format!("{}:\n{errors}", manifest.display()))?;
-    let image = tessera_manifest::build_image(&parsed, task_dir()).map_err(|errors| {
-        format!(
-            "{}: cannot build the boot image:\n{errors}",
-            manifest.display()
-        )
-    })?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let parsed = tessera_manifest::load(manifest).map_err(|errors| format!("{}:\n{errors}", manifest.display()))?;
+    let image = tessera_manifest::build_image(&parsed, task_dir())
+        .map_err(|errors| format!("{}: cannot build the boot image:\n{errors}", manifest.display()))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let path = out_dir.join("bootfs.img");
     std::fs::write(&path, image).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    CUSTOM_BOOTFS
-        .set(path.clone())
-        .map_err(|_| "the boot image was chosen twice".to_string())?;
+    CUSTOM_BOOTFS.set(path.clone()).map_err(|_| "the boot image was chosen twice".to_string())?;
     Ok(path)
 }
 
 /// Check that both images exist (a `cargo clean` of the image directory
 /// after this binary was built would remove them).
 pub fn check() -> Result<(), String> {
-    for (what, path) in [
-        ("loader", loader_elf32()),
-        ("microkernel", kernel_elf()),
-        ("boot image", bootfs()),
-    ] {
+    for (what, path) in [("loader", loader_elf32()), ("microkernel", kernel_elf()), ("boot image", bootfs())] {
         if !path.is_file() {
             return Err(format!(
                 "the {what} image {} does not exist; rebuild with `cargo build` (build.rs produces it)",

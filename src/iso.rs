@@ -49,10 +49,8 @@ pub fn build(kernel_options: &[String], staging: &Path, out: &Path) -> Result<Is
     let cfg = grub_cfg(kernel_options)?;
     let root = staging.join("iso-root");
     let grub_dir = root.join("boot/grub");
-    fs::create_dir_all(&grub_dir)
-        .map_err(|e| format!("cannot create {}: {e}", grub_dir.display()))?;
-    fs::write(grub_dir.join("grub.cfg"), &cfg)
-        .map_err(|e| format!("cannot write grub.cfg: {e}"))?;
+    fs::create_dir_all(&grub_dir).map_err(|e| format!("cannot create {}: {e}", grub_dir.display()))?;
+    fs::write(grub_dir.join("grub.cfg"), &cfg).map_err(|e| format!("cannot write grub.cfg: {e}"))?;
     // A copy next to the staging tree, for people reading a failed run.
     let _ = fs::write(staging.join("grub.cfg"), &cfg);
     for (src, dst) in [
@@ -61,16 +59,13 @@ pub fn build(kernel_options: &[String], staging: &Path, out: &Path) -> Result<Is
         (images::bootfs(), BOOTFS_ISO_PATH),
     ] {
         let dst = root.join(dst.trim_start_matches('/'));
-        fs::copy(src, &dst)
-            .map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dst.display()))?;
+        fs::copy(src, &dst).map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dst.display()))?;
     }
 
     let efi = deps::ISO_EFI.iter().all(deps::Requirement::is_met);
     let mut cmd = Command::new("grub-mkrescue");
     cmd.arg("-o").arg(out).arg(&root);
-    let output = cmd
-        .output()
-        .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
+    let output = cmd.output().map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
     // The staging tree only holds copies of the images.
     let _ = fs::remove_dir_all(&root);
     if !output.status.success() || !out.is_file() {
@@ -82,10 +77,7 @@ pub fn build(kernel_options: &[String], staging: &Path, out: &Path) -> Result<Is
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    Ok(Iso {
-        path: out.to_path_buf(),
-        efi,
-    })
+    Ok(Iso { path: out.to_path_buf(), efi })
 }
 
 #[cfg(test)]

@@ -10,9 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use tessera::boot::{self, BootOptions, Emulator, Firmware};
-use tessera::{
-    EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, suite, ui, workdir,
-};
+use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, suite, ui, workdir};
 
 const EXIT_CODES: &str = "\
 Exit status of a boot:
@@ -88,11 +86,7 @@ enum Cmd {
 #[derive(Args, Debug)]
 struct BenchArgs {
     /// The benchmark system to boot.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "tests/manifests/bench.toml"
-    )]
+    #[arg(long, value_name = "FILE", default_value = "tests/manifests/bench.toml")]
     manifest: PathBuf,
 }
 
@@ -131,12 +125,7 @@ struct BootArgs {
     /// (deliberate page fault on an unmapped address) or "test=fault-wp"
     /// (write to kernel text). Passed with -append (QEMU) or on the
     /// multiboot2 line of grub.cfg (Bochs, --firmware uefi).
-    #[arg(
-        long,
-        value_name = "ARGS",
-        default_value = "",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
     cmdline: String,
 
     /// Also write the serial console to FILE (parent directories are
@@ -182,12 +171,7 @@ struct IsoArgs {
     out: PathBuf,
 
     /// Kernel options for the multiboot2 line of grub.cfg, space separated.
-    #[arg(
-        long,
-        value_name = "ARGS",
-        default_value = "",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
     cmdline: String,
 
     /// Put the system described by this manifest on the ISO instead of the
@@ -201,16 +185,10 @@ fn choose_manifest(manifest: Option<&std::path::Path>) -> bool {
     let Some(manifest) = manifest else {
         return true;
     };
-    let dir = workdir::tessera_dir()
-        .join("images")
-        .join(workdir::unique_name("manifest"));
+    let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("manifest"));
     match images::use_manifest(manifest, &dir) {
         Ok(path) => {
-            ui::note(format!(
-                "boot image from {}: {}",
-                manifest.display(),
-                path.display()
-            ));
+            ui::note(format!("boot image from {}: {}", manifest.display(), path.display()));
             true
         }
         Err(e) => {
@@ -276,13 +254,7 @@ fn run_tests(args: TestArgs) -> i32 {
     ui::note("==> tessera test: checking system packages for QEMU, OVMF and Bochs");
     // ISO_EFI too, so `tessera iso` in the tests never installs anything.
     // OVMF for the UEFI boot test (`--firmware uefi`).
-    let groups = [
-        deps::QEMU,
-        deps::BOCHS,
-        deps::ISO,
-        deps::ISO_EFI,
-        deps::OVMF,
-    ];
+    let groups = [deps::QEMU, deps::BOCHS, deps::ISO, deps::ISO_EFI, deps::OVMF];
     if let Err(e) = deps::ensure(&groups, "the test suite") {
         ui::error(e.message);
         return EXIT_MISSING_TOOLS;
@@ -347,11 +319,7 @@ fn run_iso(args: IsoArgs) -> i32 {
             ui::note(format!(
                 "wrote {} ({}); kernel options {:?}",
                 iso.path.display(),
-                if iso.efi {
-                    "boots on BIOS and UEFI"
-                } else {
-                    "boots on BIOS only"
-                },
+                if iso.efi { "boots on BIOS and UEFI" } else { "boots on BIOS only" },
                 cmdline::join(&words)
             ));
             ui::note(format!(

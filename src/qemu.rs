@@ -48,12 +48,7 @@ pub fn ovmf() -> Option<&'static Path> {
 }
 
 /// The QEMU command line for a boot.
-pub fn command(
-    opts: &BootOptions,
-    kernel_options: &[String],
-    interactive: bool,
-    start: &Start,
-) -> Command {
+pub fn command(opts: &BootOptions, kernel_options: &[String], interactive: bool, start: &Start) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"])
         .arg("-m")
@@ -65,10 +60,7 @@ pub fn command(
         // the guest instead of killing QEMU) when used interactively.
         .args(["-serial", if interactive { "mon:stdio" } else { "stdio" }])
         .args(["-monitor", "none", "-display", "none"])
-        .args([
-            "-device",
-            &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
-        ]);
+        .args(["-device", &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04")]);
     match start {
         Start::Direct => {
             let kernel = images::kernel_elf().to_string_lossy().into_owned();
@@ -93,34 +85,19 @@ pub fn command(
 }
 
 /// Boot in QEMU and supervise the run.
-pub fn boot(
-    opts: &BootOptions,
-    kernel_options: &[String],
-    files: &RunFiles,
-) -> Result<Outcome, BootError> {
+pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> Result<Outcome, BootError> {
     let interactive = opts.timeout.is_none();
     let start = match opts.firmware {
         Firmware::Bios => Start::Direct,
         Firmware::Uefi => {
-            let firmware =
-                ovmf().ok_or_else(|| BootError::runner("no OVMF image found (package ovmf)"))?;
+            let firmware = ovmf().ok_or_else(|| BootError::runner("no OVMF image found (package ovmf)"))?;
             let t0 = Instant::now();
-            let iso = iso::build(kernel_options, &files.dir, &files.dir.join(ISO_FILE))
-                .map_err(BootError::runner)?;
+            let iso = iso::build(kernel_options, &files.dir, &files.dir.join(ISO_FILE)).map_err(BootError::runner)?;
             if !iso.efi {
-                return Err(BootError::runner(
-                    "the ISO has no UEFI boot image (package grub-efi-amd64-bin)",
-                ));
+                return Err(BootError::runner("the ISO has no UEFI boot image (package grub-efi-amd64-bin)"));
             }
-            ui::note(format!(
-                "built {} (BIOS + UEFI) in {:.1} s",
-                iso.path.display(),
-                t0.elapsed().as_secs_f64()
-            ));
-            Start::Uefi {
-                firmware: firmware.to_path_buf(),
-                iso: iso.path,
-            }
+            ui::note(format!("built {} (BIOS + UEFI) in {:.1} s", iso.path.display(), t0.elapsed().as_secs_f64()));
+            Start::Uefi { firmware: firmware.to_path_buf(), iso: iso.path }
         }
     };
     let mut cmd = command(opts, kernel_options, interactive, &start);
@@ -138,24 +115,15 @@ pub fn boot(
     ui::note(format!("serial log: {}", files.serial_log.display()));
     match opts.timeout {
         None => ui::note("interactive run: quit QEMU with Ctrl-A X (Ctrl-A H for help)"),
-        Some(t) => ui::note(format!(
-            "deadline {} s; QEMU is killed if the kernel has not halted by then",
-            t.as_secs()
-        )),
+        Some(t) => ui::note(format!("deadline {} s; QEMU is killed if the kernel has not halted by then", t.as_secs())),
     }
 
     // With a deadline the run is unattended: keep QEMU away from the
     // terminal so a kill can never leave it in raw mode.
-    cmd.stdin(if interactive {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| BootError::runner(format!("cannot start qemu-system-x86_64: {e}")))?;
+    cmd.stdin(if interactive { Stdio::inherit() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().map_err(|e| BootError::runner(format!("cannot start qemu-system-x86_64: {e}")))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     run::supervise(
         child,
@@ -173,18 +141,14 @@ pub fn boot(
 /// The status the kernel wrote to isa-debug-exit, from QEMU's exit code
 /// `(N << 1) | 1`. A plain exit (e.g. Ctrl-A X, reset) gives 0.
 pub fn debug_exit_status(code: i32) -> Option<u8> {
-    (code & 1 == 1)
-        .then(|| u8::try_from(code >> 1).ok())
-        .flatten()
+    (code & 1 == 1).then(|| u8::try_from(code >> 1).ok()).flatten()
 }
 
 /// Compare the marker with QEMU's exit code and warn on a mismatch.
 pub fn cross_check(marker_status: u8, outcome: &Outcome) {
     let Some(code) = outcome.emulator_status.and_then(|s| s.code()) else {
         if outcome.killed {
-            ui::warn(
-                "QEMU did not exit by itself after the halt marker; it was killed (isa-debug-exit not reached?)",
-            );
+            ui::warn("QEMU did not exit by itself after the halt marker; it was killed (isa-debug-exit not reached?)");
         }
         return;
     };
@@ -202,11 +166,7 @@ pub fn cross_check(marker_status: u8, outcome: &Outcome) {
 
 /// Add what QEMU's exit code tells when the marker is missing.
 pub fn explain_exit_without_marker(outcome: &Outcome) {
-    if let Some(status) = outcome
-        .emulator_status
-        .and_then(|s| s.code())
-        .and_then(debug_exit_status)
-    {
+    if let Some(status) = outcome.emulator_status.and_then(|s| s.code()).and_then(debug_exit_status) {
         ui::note(format!(
             "QEMU's exit code says the kernel wrote status {status} ({}) to port {DEBUG_EXIT_PORT:#x}, \
              but its serial line was lost",
@@ -241,9 +201,7 @@ mod tests {
     }
 
     fn args(cmd: &Command) -> Vec<String> {
-        cmd.get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+        cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
     }
 
     #[test]
@@ -251,10 +209,7 @@ mod tests {
         let words = ["exit=idle".to_owned()];
         let cmd = command(&options(Firmware::Bios), &words, false, &Start::Direct);
         let args = args(&cmd);
-        assert!(
-            args.windows(2)
-                .any(|w| w[0] == "-append" && w[1] == "exit=idle")
-        );
+        assert!(args.windows(2).any(|w| w[0] == "-append" && w[1] == "exit=idle"));
         assert!(args.iter().any(|a| a == "-kernel"));
         assert!(!args.iter().any(|a| a == "-bios" || a == "-cdrom"));
         assert_eq!(args[args.len() - 2..], ["-nic", "none"]);
@@ -262,24 +217,12 @@ mod tests {
 
     #[test]
     fn uefi_start_boots_the_iso_with_ovmf() {
-        let start = Start::Uefi {
-            firmware: "/fw/OVMF.fd".into(),
-            iso: "/run/tessera.iso".into(),
-        };
+        let start = Start::Uefi { firmware: "/fw/OVMF.fd".into(), iso: "/run/tessera.iso".into() };
         let cmd = command(&options(Firmware::Uefi), &[], true, &start);
         let args = args(&cmd);
-        assert!(
-            args.windows(2)
-                .any(|w| w[0] == "-bios" && w[1] == "/fw/OVMF.fd")
-        );
-        assert!(
-            args.windows(2)
-                .any(|w| w[0] == "-cdrom" && w[1] == "/run/tessera.iso")
-        );
-        assert!(
-            args.windows(2)
-                .any(|w| w[0] == "-serial" && w[1] == "mon:stdio")
-        );
+        assert!(args.windows(2).any(|w| w[0] == "-bios" && w[1] == "/fw/OVMF.fd"));
+        assert!(args.windows(2).any(|w| w[0] == "-cdrom" && w[1] == "/run/tessera.iso"));
+        assert!(args.windows(2).any(|w| w[0] == "-serial" && w[1] == "mon:stdio"));
         assert!(!args.iter().any(|a| a == "-kernel" || a == "-append"));
         assert_eq!(args[args.len() - 2..], ["-nic", "none"]);
     }

@@ -22,9 +22,7 @@ pub const HALT_MARKER: &str = "tessera: halted status=";
 /// Leading text on the line (and a trailing `\r`) is tolerated.
 pub fn parse_marker(line: &str) -> Option<u8> {
     let rest = &line[line.find(HALT_MARKER)? + HALT_MARKER.len()..];
-    let digits: &str = &rest[..rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len())];
+    let digits: &str = &rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())];
     digits.parse().ok()
 }
 
@@ -76,9 +74,7 @@ impl Sink {
             let mut out = io::stdout().lock();
             let _ = out.write_all(bytes);
             let _ = out.flush();
-            self.shared
-                .at_line_start
-                .store(bytes.ends_with(b"\n"), Ordering::Relaxed);
+            self.shared.at_line_start.store(bytes.ends_with(b"\n"), Ordering::Relaxed);
         }
         for &b in bytes {
             if b == b'\n' {
@@ -92,12 +88,7 @@ impl Sink {
     fn end_line(&mut self) {
         if let Some(status) = parse_marker(&String::from_utf8_lossy(&self.line)) {
             // The first marker wins; anything after it is noise.
-            let _ = self.shared.marker.compare_exchange(
-                -1,
-                i32::from(status),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            );
+            let _ = self.shared.marker.compare_exchange(-1, i32::from(status), Ordering::SeqCst, Ordering::SeqCst);
         }
         self.line.clear();
     }
@@ -171,17 +162,9 @@ impl Drop for KillOnDrop {
 pub fn supervise(child: Child, source: SerialSource, opts: &Supervise) -> io::Result<Outcome> {
     let start = Instant::now();
     let mut child = KillOnDrop(Some(child));
-    let shared = Arc::new(Shared {
-        marker: AtomicI32::new(-1),
-        ..Default::default()
-    });
+    let shared = Arc::new(Shared { marker: AtomicI32::new(-1), ..Default::default() });
     shared.at_line_start.store(true, Ordering::Relaxed);
-    let sink = Sink {
-        log: File::create(&opts.serial_log)?,
-        echo: opts.echo,
-        line: Vec::new(),
-        shared: shared.clone(),
-    };
+    let sink = Sink { log: File::create(&opts.serial_log)?, echo: opts.echo, line: Vec::new(), shared: shared.clone() };
     let reader = spawn_reader(source, sink)?;
 
     let mut marker_at: Option<Instant> = None;
@@ -233,12 +216,7 @@ pub fn supervise(child: Child, source: SerialSource, opts: &Supervise) -> io::Re
     } else {
         Ending::NoMarker
     };
-    Ok(Outcome {
-        ending,
-        emulator_status,
-        killed,
-        elapsed,
-    })
+    Ok(Outcome { ending, emulator_status, killed, elapsed })
 }
 
 fn spawn_reader(source: SerialSource, mut sink: Sink) -> io::Result<JoinHandle<()>> {

@@ -45,10 +45,7 @@ impl Tally {
 
     /// The closing line: `tessera: N passed, N failed, N skipped`.
     pub fn closing_line(&self) -> String {
-        format!(
-            "tessera: {} passed, {} failed, {} skipped",
-            self.passed, self.failed, self.ignored
-        )
+        format!("tessera: {} passed, {} failed, {} skipped", self.passed, self.failed, self.ignored)
     }
 }
 
@@ -56,13 +53,8 @@ impl Tally {
 /// while counting results; stderr (compiler output) is inherited.
 pub fn cargo_test(cargo: OsString, args: &[String]) -> io::Result<(ExitStatus, Tally)> {
     let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--workspace"])
-        .args(args)
-        .stdout(Stdio::piped());
-    crate::ui::note(format!(
-        "==> running the test suite: {}",
-        crate::ui::shell_line(&cmd)
-    ));
+    cmd.args(["test", "--workspace"]).args(args).stdout(Stdio::piped());
+    crate::ui::note(format!("==> running the test suite: {}", crate::ui::shell_line(&cmd)));
     let mut child = cmd.spawn()?;
     let mut pipe = child.stdout.take().expect("stdout is piped");
     let mut tally = Tally::default();
@@ -102,15 +94,7 @@ mod tests {
         t.add_line("test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 4.46s");
         t.add_line("test foo ... ok");
         t.add_line("running 3 tests");
-        assert_eq!(
-            t,
-            Tally {
-                binaries: 2,
-                passed: 11,
-                failed: 3,
-                ignored: 2
-            }
-        );
+        assert_eq!(t, Tally { binaries: 2, passed: 11, failed: 3, ignored: 2 });
         assert_eq!(t.closing_line(), "tessera: 11 passed, 3 failed, 2 skipped");
     }
 }

@@ -25,14 +25,8 @@ pub fn error(msg: impl Display) {
 /// Quote one word for a POSIX shell, only when needed.
 pub fn shell_word(word: &OsStr) -> String {
     let s = word.to_string_lossy();
-    let safe = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+%@".contains(c));
-    if safe {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+%@".contains(c));
+    if safe { s.into_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }
 
 /// Render a command (program and arguments) so it can be pasted into a shell.

@@ -21,18 +21,10 @@ const PRUNE_MIN_AGE: Duration = Duration::from_secs(30 * 60);
 pub fn target_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         let dir = PathBuf::from(dir);
-        return Some(if dir.is_absolute() {
-            dir
-        } else {
-            std::env::current_dir().ok()?.join(dir)
-        });
+        return Some(if dir.is_absolute() { dir } else { std::env::current_dir().ok()?.join(dir) });
     }
     let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-        .map(Path::to_path_buf)
+    exe.ancestors().skip(1).take(3).find(|dir| dir.join("CACHEDIR.TAG").is_file()).map(Path::to_path_buf)
 }
 
 /// `$TESSERA_WORK_DIR`, else `<target>/tessera`, else `$TMPDIR/tessera`.
@@ -48,10 +40,7 @@ pub fn tessera_dir() -> PathBuf {
 
 /// A unique name: `<prefix>-<unix milliseconds>-<pid>`.
 pub fn unique_name(prefix: &str) -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("{prefix}-{ms}-{}", std::process::id())
 }
 
@@ -79,10 +68,7 @@ fn prune(runs: &Path) {
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     let now = SystemTime::now();
     for (modified, dir) in dirs.into_iter().skip(KEEP_RUNS) {
-        if now
-            .duration_since(modified)
-            .is_ok_and(|age| age >= PRUNE_MIN_AGE)
-        {
+        if now.duration_since(modified).is_ok_and(|age| age >= PRUNE_MIN_AGE) {
             let _ = fs::remove_dir_all(dir);
         }
     }

@@ -14,12 +14,7 @@ const TIMEOUT_SECS: u64 = 90;
 
 #[test]
 fn qemu_uefi_boot_iso() {
-    let run = boot(
-        "qemu_uefi_boot_iso",
-        Emulator::Qemu,
-        TIMEOUT_SECS,
-        &["--firmware", "uefi", "--smp", "2"],
-    );
+    let run = boot("qemu_uefi_boot_iso", Emulator::Qemu, TIMEOUT_SECS, &["--firmware", "uefi", "--smp", "2"]);
     // The runner really started OVMF with the ISO, not -kernel.
     let qemu_line = run
         .runner_messages
@@ -27,9 +22,7 @@ fn qemu_uefi_boot_iso() {
         .find(|l| l.contains("$ qemu-system-x86_64"))
         .unwrap_or_else(|| run.fail("the runner did not echo the QEMU command"));
     if !qemu_line.contains(" -bios ") || !qemu_line.contains(" -cdrom ") {
-        run.fail(&format!(
-            "QEMU was not started with -bios and -cdrom: {qemu_line}"
-        ));
+        run.fail(&format!("QEMU was not started with -bios and -cdrom: {qemu_line}"));
     }
     run.assert_serial_contains("Tessera v0.1.0");
     run.assert_serial_contains("tessera-loader: Multiboot v2 from \"GRUB");

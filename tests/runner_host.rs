@@ -20,22 +20,15 @@ fn opts(test: &str, deadline_ms: Option<u64>, grace_ms: u64) -> Supervise {
 
 /// Run `script` under sh with its stdout as the serial pipe.
 fn fake_pipe(script: &str, opts: &Supervise) -> tessera::run::Outcome {
-    let mut child = Command::new("sh")
-        .args(["-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sh");
+    let mut child =
+        Command::new("sh").args(["-c", script]).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("spawn sh");
     let out = child.stdout.take().unwrap();
     supervise(child, SerialSource::Pipe(Box::new(out)), opts).expect("supervise")
 }
 
 #[test]
 fn host_help_explains_every_option() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("--help")
-        .output()
-        .expect("run tessera --help");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera")).arg("--help").output().expect("run tessera --help");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -54,66 +47,41 @@ fn host_help_explains_every_option() {
         "test",
         "iso",
     ] {
-        assert!(
-            help.contains(needle),
-            "--help does not mention {needle:?}:\n{help}"
-        );
+        assert!(help.contains(needle), "--help does not mention {needle:?}:\n{help}");
     }
     for sub in ["test", "iso"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args([sub, "--help"])
-            .output()
-            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "tessera {sub} --help failed");
     }
 }
 
 #[test]
 fn host_rejects_bad_arguments() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["--emulator", "vmware"])
-        .output()
-        .expect("run tessera");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args(["--emulator", "vmware"]).output().expect("run tessera");
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn host_rejects_uefi_with_bochs() {
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "--emulator",
-            "bochs",
-            "--firmware",
-            "uefi",
-            "--timeout",
-            "5",
-        ])
+        .args(["--emulator", "bochs", "--firmware", "uefi", "--timeout", "5"])
         .stdin(Stdio::null())
         .output()
         .expect("run tessera");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--firmware uefi needs --emulator qemu"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--firmware uefi needs --emulator qemu"), "{stderr}");
 }
 
 #[test]
 fn host_marker_sets_the_status() {
     let o = opts("host_marker_sets_the_status", Some(20_000), 5_000);
-    let outcome = fake_pipe(
-        r"printf 'Tessera v0.1.0\r\ntessera: halted status=3\r\n'; exit 7",
-        &o,
-    );
+    let outcome = fake_pipe(r"printf 'Tessera v0.1.0\r\ntessera: halted status=3\r\n'; exit 7", &o);
     assert_eq!(outcome.ending, Ending::Halted(3));
     assert_eq!(outcome.exit_code(), 3);
     assert!(!outcome.killed);
     let log = std::fs::read_to_string(&o.serial_log).unwrap();
-    assert!(
-        log.contains("Tessera v0.1.0\r\n"),
-        "serial log is raw: {log:?}"
-    );
+    assert!(log.contains("Tessera v0.1.0\r\n"), "serial log is raw: {log:?}");
 }
 
 #[test]
@@ -123,28 +91,16 @@ fn host_deadline_kills_a_hung_emulator() {
     assert_eq!(outcome.ending, Ending::TimedOut);
     assert_eq!(outcome.exit_code(), tessera::EXIT_TIMEOUT);
     assert!(outcome.killed);
-    assert!(
-        outcome.elapsed < Duration::from_secs(10),
-        "took {:?}",
-        outcome.elapsed
-    );
+    assert!(outcome.elapsed < Duration::from_secs(10), "took {:?}", outcome.elapsed);
 }
 
 #[test]
 fn host_emulator_stuck_after_marker_is_killed() {
-    let o = opts(
-        "host_emulator_stuck_after_marker_is_killed",
-        Some(60_000),
-        300,
-    );
+    let o = opts("host_emulator_stuck_after_marker_is_killed", Some(60_000), 300);
     let outcome = fake_pipe("echo 'tessera: halted status=0'; exec sleep 60", &o);
     assert_eq!(outcome.ending, Ending::Halted(0));
     assert!(outcome.killed);
-    assert!(
-        outcome.elapsed < Duration::from_secs(10),
-        "took {:?}",
-        outcome.elapsed
-    );
+    assert!(outcome.elapsed < Duration::from_secs(10), "took {:?}", outcome.elapsed);
 }
 
 #[test]
@@ -164,11 +120,7 @@ fn host_serial_file_is_followed() {
         "echo 'Tessera v0.1.0' >> '{f}'; sleep 0.3; printf 'tessera: halted status=1' >> '{f}'; exit 1",
         f = file.display()
     );
-    let child = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Command::new("sh").args(["-c", &script]).stdin(Stdio::null()).spawn().unwrap();
     let outcome = supervise(child, SerialSource::File(file), &o).expect("supervise");
     // The last line has no newline: it must still count.
     assert_eq!(outcome.ending, Ending::Halted(1));
@@ -190,27 +142,11 @@ fn host_iso_subcommand_writes_image() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "tessera iso failed:\n{stderr}");
     let size = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        size > 1 << 20,
-        "ISO is missing or tiny ({size} bytes):\n{stderr}"
-    );
+    assert!(size > 1 << 20, "ISO is missing or tiny ({size} bytes):\n{stderr}");
     let cfg = std::fs::read_to_string(
-        dir.join("work/runs")
-            .read_dir()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path()
-            .join("grub.cfg"),
+        dir.join("work/runs").read_dir().unwrap().next().unwrap().unwrap().path().join("grub.cfg"),
     )
     .expect("grub.cfg next to the staging tree");
-    assert!(
-        cfg.contains("multiboot2 /boot/tessera-loader.elf test=fault-pf\n"),
-        "{cfg}"
-    );
-    assert!(
-        cfg.contains("module2 /boot/microkernel.elf microkernel\n"),
-        "{cfg}"
-    );
+    assert!(cfg.contains("multiboot2 /boot/tessera-loader.elf test=fault-pf\n"), "{cfg}");
+    assert!(cfg.contains("module2 /boot/microkernel.elf microkernel\n"), "{cfg}");
 }

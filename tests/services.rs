@@ -20,9 +20,7 @@ fn assert_in_order(run: &Boot, needles: &[&str]) {
     let mut lines = run.serial.lines().enumerate();
     for needle in needles {
         if !lines.by_ref().any(|(_, line)| line.contains(needle)) {
-            run.fail(&format!(
-                "no line containing {needle:?} after the previous ones ({needles:?})"
-            ));
+            run.fail(&format!("no line containing {needle:?} after the previous ones ({needles:?})"));
         }
     }
 }
@@ -35,18 +33,9 @@ fn default_appliance(run: &Boot) {
     for (task, caps) in [
         ("console", "console(endpoint), io0(io-ports)"),
         ("scheduler", "sched:vid(sched-context)"),
-        (
-            "partition-manager",
-            "partition-manager(endpoint), console(endpoint)",
-        ),
-        (
-            "vid",
-            "vid(endpoint), console(endpoint), partition-manager(endpoint)",
-        ),
-        (
-            "broker",
-            "broker(endpoint), console(endpoint), partition-manager(endpoint)",
-        ),
+        ("partition-manager", "partition-manager(endpoint), console(endpoint)"),
+        ("vid", "vid(endpoint), console(endpoint), partition-manager(endpoint)"),
+        ("broker", "broker(endpoint), console(endpoint), partition-manager(endpoint)"),
     ] {
         let line = run.assert_serial_contains(&format!("[supervisor] started {task}: ring 3"));
         if !line.contains(caps) {
@@ -86,9 +75,7 @@ fn hostile_is_contained(run: &Boot) {
     );
     let fault = run.assert_serial_contains("[supervisor] hostile faulted");
     if !fault.ends_with("address 0xffffffff80000000") {
-        run.fail(&format!(
-            "the fault report does not name the kernel address: {fault}"
-        ));
+        run.fail(&format!("the fault report does not name the kernel address: {fault}"));
     }
     run.assert_serial_contains("[supervisor] hostile is not restarted");
     // The hostile task never got to speak as someone else.
@@ -110,15 +97,9 @@ fn crash_loop_backs_off(run: &Boot) {
             "[supervisor] crasher keeps crashing: giving up after 5 restarts",
         ],
     );
-    let starts = run
-        .serial
-        .lines()
-        .filter(|l| l.contains("[supervisor] started crasher"))
-        .count();
+    let starts = run.serial.lines().filter(|l| l.contains("[supervisor] started crasher")).count();
     if starts != 6 {
-        run.fail(&format!(
-            "crasher started {starts} times, expected 6 (first start and 5 restarts)"
-        ));
+        run.fail(&format!("crasher started {starts} times, expected 6 (first start and 5 restarts)"));
     }
     // The crash loop does not starve the rest: every beat happens.
     run.assert_serial_contains("[heartbeat] beat 5");
@@ -128,30 +109,52 @@ fn crash_loop_backs_off(run: &Boot) {
 
 #[test]
 fn qemu_services_default_appliance() {
-    default_appliance(&boot(
-        "qemu_services_default_appliance",
-        Emulator::Qemu,
-        QEMU_TIMEOUT,
-        &[],
-    ));
+    default_appliance(&boot("qemu_services_default_appliance", Emulator::Qemu, QEMU_TIMEOUT, &[]));
 }
 
 #[test]
 fn qemu_hostile_task_is_contained() {
     let m = manifest("hostile.toml");
-    hostile_is_contained(&boot(
-        "qemu_hostile_task_is_contained",
-        Emulator::Qemu,
-        QEMU_TIMEOUT,
-        &["--manifest", &m],
-    ));
+    hostile_is_contained(&boot("qemu_hostile_task_is_contained", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
 }
 
 #[test]
 fn qemu_crash_loop_backs_off() {
     let m = manifest("crash.toml");
-    crash_loop_backs_off(&boot(
-        "qemu_crash_loop_backs_off",
+    crash_loop_backs_off(&boot("qemu_crash_loop_backs_off", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_hostile_task_is_contained() {
+    let m = manifest("hostile.toml");
+    hostile_is_contained(&boot("bochs_hostile_task_is_contained", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_crash_loop_backs_off() {
+    let m = manifest("crash.toml");
+    crash_loop_backs_off(&boot("bochs_crash_loop_backs_off", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
+}
+
+fn interrupts_reach_a_user_driver(run: &Boot) {
+    run.assert_serial_contains("ISA IRQ 0 arrives on GSI 2");
+    run.assert_serial_contains("[supervisor] started irq-test: ring 3, priority 10, caps: console(endpoint), io0(io-ports), irq(notification), irq2(interrupt)");
+    assert_in_order(
+        run,
+        &[
+            "[irq-test] interrupt 1 on GSI 2 (bits 0x1)",
+            "[irq-test] interrupt 5 on GSI 2 (bits 0x1)",
+            "[irq-test] took 5 of 5 interrupts on GSI 2",
+        ],
+    );
+    run.assert_halted(0);
+}
+
+#[test]
+fn qemu_interrupts_reach_a_user_driver() {
+    let m = manifest("irq.toml");
+    interrupts_reach_a_user_driver(&boot(
+        "qemu_interrupts_reach_a_user_driver",
         Emulator::Qemu,
         QEMU_TIMEOUT,
         &["--manifest", &m],
@@ -159,21 +162,10 @@ fn qemu_crash_loop_backs_off() {
 }
 
 #[test]
-fn bochs_hostile_task_is_contained() {
-    let m = manifest("hostile.toml");
-    hostile_is_contained(&boot(
-        "bochs_hostile_task_is_contained",
-        Emulator::Bochs,
-        BOCHS_TIMEOUT,
-        &["--manifest", &m],
-    ));
-}
-
-#[test]
-fn bochs_crash_loop_backs_off() {
-    let m = manifest("crash.toml");
-    crash_loop_backs_off(&boot(
-        "bochs_crash_loop_backs_off",
+fn bochs_interrupts_reach_a_user_driver() {
+    let m = manifest("irq.toml");
+    interrupts_reach_a_user_driver(&boot(
+        "bochs_interrupts_reach_a_user_driver",
         Emulator::Bochs,
         BOCHS_TIMEOUT,
         &["--manifest", &m],

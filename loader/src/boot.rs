@@ -30,20 +30,10 @@ impl fmt::Display for Failure {
         match self {
             Failure::Boot(e) => write!(f, "{e}"),
             Failure::Load(e) => write!(f, "{e}"),
-            Failure::NoNx => write!(
-                f,
-                "the CPU has no NX bit; Tessera maps memory W^X and needs it"
-            ),
-            Failure::NoKernelModule => write!(
-                f,
-                "no boot module holds the microkernel (pass it as the first module)"
-            ),
+            Failure::NoNx => write!(f, "the CPU has no NX bit; Tessera maps memory W^X and needs it"),
+            Failure::NoKernelModule => write!(f, "no boot module holds the microkernel (pass it as the first module)"),
             Failure::MemoryMap => write!(f, "the memory map has too many regions"),
-            Failure::NoArena => write!(
-                f,
-                "no usable region of {} MiB below 4 GiB for the kernel",
-                MIN_ARENA >> 20
-            ),
+            Failure::NoArena => write!(f, "no usable region of {} MiB below 4 GiB for the kernel", MIN_ARENA >> 20),
         }
     }
 }
@@ -64,9 +54,7 @@ extern "C" fn loader_main(magic: u32, info: u32) -> ! {
 /// The module that holds the kernel: one named "microkernel", else the first.
 fn kernel_module<'m, 'a>(modules: &'m [RawModule<'a>]) -> Option<&'m RawModule<'a>> {
     let named = |m: &&RawModule<'_>| {
-        m.name
-            .split_ascii_whitespace()
-            .any(|w| w == "microkernel" || w.ends_with("microkernel.elf"))
+        m.name.split_ascii_whitespace().any(|w| w == "microkernel" || w.ends_with("microkernel.elf"))
     };
     modules.iter().find(named).or(modules.first())
 }
@@ -97,29 +85,19 @@ fn boot(magic: u32, info: u64) -> Result<core::convert::Infallible, Failure> {
     boot_info.boot_protocol = sources.protocol.number();
     boot_info.cmdline = FixedStr::new(multiboot::kernel_arguments(sources.cmdline));
     boot_info.bootloader_name = FixedStr::new(sources.bootloader_name);
-    boot_info.rsdp = sources
-        .rsdp
-        .or_else(|| rsdp::find_in_bios_areas(&mem))
-        .unwrap_or(0);
+    boot_info.rsdp = sources.rsdp.or_else(|| rsdp::find_in_bios_areas(&mem)).unwrap_or(0);
     for m in sources.modules.iter().filter(|m| m.start != kernel.start) {
-        boot_info.push_module(Module {
-            start: m.start,
-            end: m.end,
-            name: FixedStr::new(module_name(m)),
-        });
+        boot_info.push_module(Module { start: m.start, end: m.end, name: FixedStr::new(module_name(m)) });
     }
 
     let carved = carve(&sources, &kernel)?;
     let arena_region = choose_arena(&carved).ok_or(Failure::NoArena)?;
     let mut arena = Arena::new(IdentityMemory, arena_region.0, arena_region.1);
 
-    let kernel_elf = mem
-        .bytes(kernel.start, kernel.end - kernel.start)
-        .ok_or(Failure::NoKernelModule)?;
+    let kernel_elf = mem.bytes(kernel.start, kernel.end - kernel.start).ok_or(Failure::NoKernelModule)?;
     let loaded = image::load_kernel(&mut arena, kernel_elf).map_err(Failure::Load)?;
-    let info_phys = arena
-        .alloc(core::mem::size_of::<BootInfo>() as u64)
-        .ok_or(Failure::Load(LoadError::OutOfMemory))?;
+    let info_phys =
+        arena.alloc(core::mem::size_of::<BootInfo>() as u64).ok_or(Failure::Load(LoadError::OutOfMemory))?;
     let direct_end = image::map_direct(&mut arena, loaded.root, &carved).map_err(Failure::Load)?;
     identity_map_loader(&mut arena, loaded.root)?;
 
@@ -127,8 +105,8 @@ fn boot(magic: u32, info: u64) -> Result<core::convert::Infallible, Failure> {
     let (used_start, used_end) = arena.used();
     let mut final_inputs = carved.clone();
     let _ = final_inputs.push(MemoryRegion::new(used_start, used_end, MemoryKind::Kernel));
-    let final_map = memmap::normalize::<{ bootinfo::MAX_MEMORY_REGIONS }>(&final_inputs)
-        .map_err(|_| Failure::MemoryMap)?;
+    let final_map =
+        memmap::normalize::<{ bootinfo::MAX_MEMORY_REGIONS }>(&final_inputs).map_err(|_| Failure::MemoryMap)?;
     for region in &final_map {
         boot_info.push_region(*region);
     }
@@ -150,49 +128,23 @@ fn boot(magic: u32, info: u64) -> Result<core::convert::Infallible, Failure> {
     // SAFETY: `loaded.root` maps the loader's text identically (above), the
     // kernel's stack and entry (load_kernel), and the boot information
     // through the direct map, which covers the arena.
-    unsafe {
-        enter_kernel(
-            loaded.root,
-            loaded.stack_top,
-            loaded.entry,
-            DIRECT_MAP_BASE + info_phys,
-        )
-    }
+    unsafe { enter_kernel(loaded.root, loaded.stack_top, loaded.entry, DIRECT_MAP_BASE + info_phys) }
 }
 
 /// Firmware map plus the ranges that must survive: the loader, the boot
 /// information, the kernel ELF and the other modules.
-fn carve(
-    sources: &BootSources<'_>,
-    kernel: &RawModule<'_>,
-) -> Result<heapless::Vec<MemoryRegion, 128>, Failure> {
+fn carve(sources: &BootSources<'_>, kernel: &RawModule<'_>) -> Result<heapless::Vec<MemoryRegion, 128>, Failure> {
     let ((text_start, _), (_, data_end)) = loader_image();
     let mut inputs: heapless::Vec<MemoryRegion, 192> = heapless::Vec::new();
     let too_many = |_| Failure::MemoryMap;
     for region in &sources.memory {
         inputs.push(*region).map_err(too_many)?;
     }
-    inputs
-        .push(MemoryRegion::new(text_start, data_end, MemoryKind::Loader))
-        .map_err(too_many)?;
-    inputs
-        .push(MemoryRegion::new(
-            sources.info.0,
-            sources.info.1,
-            MemoryKind::Loader,
-        ))
-        .map_err(too_many)?;
-    inputs
-        .push(MemoryRegion::new(
-            kernel.start,
-            kernel.end,
-            MemoryKind::Loader,
-        ))
-        .map_err(too_many)?;
+    inputs.push(MemoryRegion::new(text_start, data_end, MemoryKind::Loader)).map_err(too_many)?;
+    inputs.push(MemoryRegion::new(sources.info.0, sources.info.1, MemoryKind::Loader)).map_err(too_many)?;
+    inputs.push(MemoryRegion::new(kernel.start, kernel.end, MemoryKind::Loader)).map_err(too_many)?;
     for m in sources.modules.iter().filter(|m| m.start != kernel.start) {
-        inputs
-            .push(MemoryRegion::new(m.start, m.end, MemoryKind::Module))
-            .map_err(too_many)?;
+        inputs.push(MemoryRegion::new(m.start, m.end, MemoryKind::Module)).map_err(too_many)?;
     }
     memmap::normalize(&inputs).map_err(|_| Failure::MemoryMap)
 }
@@ -212,16 +164,7 @@ fn identity_map_loader(arena: &mut Arena<IdentityMemory>, root: u64) -> Result<(
     let ((text_start, text_end), (data_start, data_end)) = loader_image();
     let mut mapper = Mapper::new(arena, root);
     let map = |m: &mut Mapper<'_, _>, start: u64, end: u64, flags| {
-        m.map(
-            start,
-            start,
-            end - start,
-            MapFlags {
-                global: false,
-                ..flags
-            },
-        )
-        .map_err(|e| Failure::Load(e.into()))
+        m.map(start, start, end - start, MapFlags { global: false, ..flags }).map_err(|e| Failure::Load(e.into()))
     };
     map(&mut mapper, text_start, text_end, MapFlags::KERNEL_TEXT)?;
     map(&mut mapper, data_start, data_end, MapFlags::KERNEL_DATA)

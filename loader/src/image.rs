@@ -25,12 +25,7 @@ pub struct Arena<M: PhysMemory + PhysMemoryMut> {
 impl<M: PhysMemory + PhysMemoryMut> Arena<M> {
     pub fn new(mem: M, start: u64, end: u64) -> Self {
         let start = start.next_multiple_of(PAGE_SIZE);
-        Arena {
-            mem,
-            start,
-            next: start,
-            end,
-        }
+        Arena { mem, start, next: start, end }
     }
 
     /// `len` bytes (rounded up to pages), zeroed.
@@ -57,9 +52,7 @@ impl<M: PhysMemory + PhysMemoryMut> Arena<M> {
     }
 
     pub fn write(&mut self, addr: u64, bytes: &[u8]) -> Option<()> {
-        self.mem
-            .bytes_mut(addr, bytes.len() as u64)?
-            .copy_from_slice(bytes);
+        self.mem.bytes_mut(addr, bytes.len() as u64)?.copy_from_slice(bytes);
         Some(())
     }
 }
@@ -124,43 +117,21 @@ pub struct LoadedKernel {
 
 /// Loads `elf` into frames from `arena` and maps it, with a boot stack,
 /// into a new hierarchy. The direct map is added by [`map_direct`].
-pub fn load_kernel<M: PhysMemory + PhysMemoryMut>(
-    arena: &mut Arena<M>,
-    elf: &[u8],
-) -> Result<LoadedKernel, LoadError> {
+pub fn load_kernel<M: PhysMemory + PhysMemoryMut>(arena: &mut Arena<M>, elf: &[u8]) -> Result<LoadedKernel, LoadError> {
     let image = elfload::plan(elf, KERNEL_SPACE..u64::MAX).map_err(LoadError::Elf)?;
     let root = Mapper::new_root(arena)?;
     for segment in &image.segments {
         let len = segment.pages * PAGE_SIZE;
         let phys = arena.alloc(len).ok_or(LoadError::OutOfMemory)?;
-        arena
-            .write(phys + segment.offset_in_page, segment.data)
-            .ok_or(LoadError::OutOfMemory)?;
+        arena.write(phys + segment.offset_in_page, segment.data).ok_or(LoadError::OutOfMemory)?;
         let mut mapper = Mapper::new(arena, root);
         mapper.large_pages = false;
-        mapper.map(
-            segment.start,
-            phys,
-            len,
-            MapFlags::kernel(segment.writable, segment.executable),
-        )?;
+        mapper.map(segment.start, phys, len, MapFlags::kernel(segment.writable, segment.executable))?;
     }
-    let stack = arena
-        .alloc(KERNEL_STACK_SIZE)
-        .ok_or(LoadError::OutOfMemory)?;
+    let stack = arena.alloc(KERNEL_STACK_SIZE).ok_or(LoadError::OutOfMemory)?;
     let mut mapper = Mapper::new(arena, root);
-    mapper.map(
-        KERNEL_STACK_TOP - KERNEL_STACK_SIZE,
-        stack,
-        KERNEL_STACK_SIZE,
-        MapFlags::KERNEL_DATA,
-    )?;
-    Ok(LoadedKernel {
-        entry: image.entry,
-        root,
-        stack_top: KERNEL_STACK_TOP,
-        segments: image.segments.len(),
-    })
+    mapper.map(KERNEL_STACK_TOP - KERNEL_STACK_SIZE, stack, KERNEL_STACK_SIZE, MapFlags::KERNEL_DATA)?;
+    Ok(LoadedKernel { entry: image.entry, root, stack_top: KERNEL_STACK_TOP, segments: image.segments.len() })
 }
 
 /// Maps the physical spans [`memmap::direct_map_spans`] selects into the
@@ -171,16 +142,11 @@ pub fn map_direct<M: PhysMemory + PhysMemoryMut>(
     root: u64,
     map: &[MemoryRegion],
 ) -> Result<u64, LoadError> {
-    let spans = memmap::direct_map_spans::<{ bootinfo::MAX_MEMORY_REGIONS }>(map)
-        .map_err(|_| LoadError::OutOfMemory)?;
+    let spans =
+        memmap::direct_map_spans::<{ bootinfo::MAX_MEMORY_REGIONS }>(map).map_err(|_| LoadError::OutOfMemory)?;
     let mut mapper = Mapper::new(arena, root);
     for &(start, end) in &spans {
-        mapper.map(
-            DIRECT_MAP_BASE + start,
-            start,
-            end - start,
-            MapFlags::KERNEL_DATA,
-        )?;
+        mapper.map(DIRECT_MAP_BASE + start, start, end - start, MapFlags::KERNEL_DATA)?;
     }
     Ok(spans.last().map_or(0, |s| s.1))
 }

@@ -12,10 +12,7 @@ const IDENTITY_LIMIT: u64 = 4 << 30;
 pub struct IdentityMemory;
 
 fn in_identity_map(addr: u64, len: u64) -> bool {
-    addr != 0
-        && addr
-            .checked_add(len)
-            .is_some_and(|end| end <= IDENTITY_LIMIT)
+    addr != 0 && addr.checked_add(len).is_some_and(|end| end <= IDENTITY_LIMIT)
 }
 
 impl PhysMemory for IdentityMemory {
@@ -60,10 +57,7 @@ pub fn loader_image() -> ((u64, u64), (u64, u64)) {
     let addr = |sym: &u8| sym as *const u8 as u64;
     // SAFETY: linker-defined symbols; only their addresses are taken.
     unsafe {
-        (
-            (addr(&__loader_text_start), addr(&__loader_text_end)),
-            (addr(&__loader_data_start), addr(&__loader_data_end)),
-        )
+        ((addr(&__loader_text_start), addr(&__loader_text_end)), (addr(&__loader_data_start), addr(&__loader_data_end)))
     }
 }
 

@@ -98,11 +98,7 @@ pub fn kernel_arguments(cmdline: &str) -> &str {
 }
 
 /// Parses whichever protocol `magic` names.
-pub fn parse<'a, M: PhysMemory>(
-    mem: &'a M,
-    magic: u32,
-    info: u64,
-) -> Result<BootSources<'a>, BootError> {
+pub fn parse<'a, M: PhysMemory>(mem: &'a M, magic: u32, info: u64) -> Result<BootSources<'a>, BootError> {
     match magic {
         MB1_BOOTLOADER_MAGIC => parse_v1(mem, info),
         MB2_BOOTLOADER_MAGIC => parse_v2(mem, info),
@@ -130,20 +126,12 @@ fn push_region<const N: usize>(
     if len == 0 {
         return Ok(());
     }
-    let end = base
-        .checked_add(len)
-        .ok_or(BootError::Malformed("memory region wraps"))?;
-    out.push(MemoryRegion::new(base, end, memory_kind(kind)))
-        .map_err(|_| BootError::TooManyRegions)
+    let end = base.checked_add(len).ok_or(BootError::Malformed("memory region wraps"))?;
+    out.push(MemoryRegion::new(base, end, memory_kind(kind))).map_err(|_| BootError::TooManyRegions)
 }
 
-fn string<'a, M: PhysMemory>(
-    mem: &'a M,
-    addr: u64,
-    what: &'static str,
-) -> Result<&'a str, BootError> {
-    mem.c_str(addr, MAX_STRING)
-        .ok_or(BootError::Unreadable { what, addr })
+fn string<'a, M: PhysMemory>(mem: &'a M, addr: u64, what: &'static str) -> Result<&'a str, BootError> {
+    mem.c_str(addr, MAX_STRING).ok_or(BootError::Unreadable { what, addr })
 }
 
 mod v1 {
@@ -163,17 +151,11 @@ mod v1 {
 
 fn parse_v1<M: PhysMemory>(mem: &M, info: u64) -> Result<BootSources<'_>, BootError> {
     let unreadable = |what, addr| BootError::Unreadable { what, addr };
-    let field = |off: u64| {
-        mem.u32_at(info + off)
-            .ok_or(unreadable("Multiboot v1 information", info + off))
-    };
+    let field = |off: u64| mem.u32_at(info + off).ok_or(unreadable("Multiboot v1 information", info + off));
     let flags = field(0)?;
 
-    let cmdline = if flags & v1::FLAG_CMDLINE != 0 {
-        string(mem, field(v1::OFF_CMDLINE)?.into(), "command line")?
-    } else {
-        ""
-    };
+    let cmdline =
+        if flags & v1::FLAG_CMDLINE != 0 { string(mem, field(v1::OFF_CMDLINE)?.into(), "command line")? } else { "" };
     let bootloader_name = if flags & v1::FLAG_LOADER_NAME != 0 {
         string(mem, field(v1::OFF_LOADER_NAME)?.into(), "boot loader name")?
     } else {
@@ -184,60 +166,37 @@ fn parse_v1<M: PhysMemory>(mem: &M, info: u64) -> Result<BootSources<'_>, BootEr
     if flags & v1::FLAG_MMAP == 0 {
         return Err(BootError::NoMemoryMap);
     }
-    let (mmap, mmap_len) = (
-        u64::from(field(v1::OFF_MMAP_ADDR)?),
-        u64::from(field(v1::OFF_MMAP_LENGTH)?),
-    );
+    let (mmap, mmap_len) = (u64::from(field(v1::OFF_MMAP_ADDR)?), u64::from(field(v1::OFF_MMAP_LENGTH)?));
     let mut at = mmap;
     while at < mmap + mmap_len {
         // Each entry is preceded by its size, which excludes the size field.
         let size = u64::from(mem.u32_at(at).ok_or(unreadable("memory map entry", at))?);
         if size < 20 {
-            return Err(BootError::Malformed(
-                "memory map entry shorter than 20 bytes",
-            ));
+            return Err(BootError::Malformed("memory map entry shorter than 20 bytes"));
         }
-        let base = mem
-            .u64_at(at + 4)
-            .ok_or(unreadable("memory map entry", at))?;
-        let len = mem
-            .u64_at(at + 12)
-            .ok_or(unreadable("memory map entry", at))?;
-        let kind = mem
-            .u32_at(at + 20)
-            .ok_or(unreadable("memory map entry", at))?;
+        let base = mem.u64_at(at + 4).ok_or(unreadable("memory map entry", at))?;
+        let len = mem.u64_at(at + 12).ok_or(unreadable("memory map entry", at))?;
+        let kind = mem.u32_at(at + 20).ok_or(unreadable("memory map entry", at))?;
         push_region(&mut memory, base, len, kind)?;
         at += size + 4;
     }
 
     let mut modules = Vec::new();
     if flags & v1::FLAG_MODS != 0 {
-        let (count, table) = (
-            u64::from(field(v1::OFF_MODS_COUNT)?),
-            u64::from(field(v1::OFF_MODS_ADDR)?),
-        );
+        let (count, table) = (u64::from(field(v1::OFF_MODS_COUNT)?), u64::from(field(v1::OFF_MODS_ADDR)?));
         if count > MAX_RAW_MODULES as u64 {
             return Err(BootError::TooManyModules);
         }
         for i in 0..count {
             let entry = table + i * v1::MODULE_SIZE;
-            let word = |off| {
-                mem.u32_at(entry + off)
-                    .ok_or(unreadable("module entry", entry))
-            };
+            let word = |off| mem.u32_at(entry + off).ok_or(unreadable("module entry", entry));
             let (start, end) = (u64::from(word(0)?), u64::from(word(4)?));
             if end < start {
                 return Err(BootError::Malformed("module ends before it starts"));
             }
             let name_ptr = word(8)?;
-            let name = if name_ptr == 0 {
-                ""
-            } else {
-                string(mem, name_ptr.into(), "module name")?
-            };
-            modules
-                .push(RawModule { start, end, name })
-                .map_err(|_| BootError::TooManyModules)?;
+            let name = if name_ptr == 0 { "" } else { string(mem, name_ptr.into(), "module name")? };
+            modules.push(RawModule { start, end, name }).map_err(|_| BootError::TooManyModules)?;
         }
     }
 
@@ -264,15 +223,12 @@ mod v2 {
 
 fn parse_v2<M: PhysMemory>(mem: &M, info: u64) -> Result<BootSources<'_>, BootError> {
     let unreadable = |what, addr| BootError::Unreadable { what, addr };
-    let total = mem
-        .u32_at(info)
-        .ok_or(unreadable("Multiboot v2 information", info))?;
+    let total = mem.u32_at(info).ok_or(unreadable("Multiboot v2 information", info))?;
     if !(16..=MAX_MB2_INFO).contains(&total) {
         return Err(BootError::Malformed("Multiboot v2 information size"));
     }
     let end = info + u64::from(total);
-    mem.bytes(info, total.into())
-        .ok_or(unreadable("Multiboot v2 information", info))?;
+    mem.bytes(info, total.into()).ok_or(unreadable("Multiboot v2 information", info))?;
 
     let mut sources = BootSources {
         protocol: Protocol::Multiboot2,
@@ -288,9 +244,7 @@ fn parse_v2<M: PhysMemory>(mem: &M, info: u64) -> Result<BootSources<'_>, BootEr
     let mut tag = info + 8;
     loop {
         if tag + 8 > end {
-            return Err(BootError::Malformed(
-                "tags run past the end without an end tag",
-            ));
+            return Err(BootError::Malformed("tags run past the end without an end tag"));
         }
         let kind = mem.u32_at(tag).ok_or(unreadable("tag", tag))?;
         let size = u64::from(mem.u32_at(tag + 4).ok_or(unreadable("tag", tag))?);
@@ -299,10 +253,7 @@ fn parse_v2<M: PhysMemory>(mem: &M, info: u64) -> Result<BootSources<'_>, BootEr
         }
         let body = tag + 8;
         // Strings are bounded by their tag, not just by a NUL.
-        let tag_string = |at: u64, what| {
-            mem.c_str(at, tag + size - at)
-                .ok_or(BootError::Unreadable { what, addr: at })
-        };
+        let tag_string = |at: u64, what| mem.c_str(at, tag + size - at).ok_or(BootError::Unreadable { what, addr: at });
         match kind {
             v2::TAG_END => break,
             v2::TAG_CMDLINE => sources.cmdline = tag_string(body, "command line")?,
@@ -317,30 +268,18 @@ fn parse_v2<M: PhysMemory>(mem: &M, info: u64) -> Result<BootSources<'_>, BootEr
                     return Err(BootError::Malformed("module ends before it starts"));
                 }
                 let name = tag_string(body + 8, "module name")?;
-                sources
-                    .modules
-                    .push(RawModule {
-                        start,
-                        end: mod_end,
-                        name,
-                    })
-                    .map_err(|_| BootError::TooManyModules)?;
+                sources.modules.push(RawModule { start, end: mod_end, name }).map_err(|_| BootError::TooManyModules)?;
             }
             v2::TAG_MMAP => {
-                let entry_size =
-                    u64::from(mem.u32_at(body).ok_or(unreadable("memory map tag", tag))?);
+                let entry_size = u64::from(mem.u32_at(body).ok_or(unreadable("memory map tag", tag))?);
                 if entry_size < 24 || entry_size % 8 != 0 {
                     return Err(BootError::Malformed("memory map entry size"));
                 }
                 let mut at = body + 8;
                 while at + entry_size <= tag + size {
                     let base = mem.u64_at(at).ok_or(unreadable("memory map entry", at))?;
-                    let len = mem
-                        .u64_at(at + 8)
-                        .ok_or(unreadable("memory map entry", at))?;
-                    let kind = mem
-                        .u32_at(at + 16)
-                        .ok_or(unreadable("memory map entry", at))?;
+                    let len = mem.u64_at(at + 8).ok_or(unreadable("memory map entry", at))?;
+                    let kind = mem.u32_at(at + 16).ok_or(unreadable("memory map entry", at))?;
                     push_region(&mut sources.memory, base, len, kind)?;
                     at += entry_size;
                 }

@@ -38,9 +38,7 @@ fn scan<M: PhysMemory>(mem: &M, start: u64, end: u64) -> Option<u64> {
 
 /// The RSDP's physical address, or `None` on a machine without one.
 pub fn find_in_bios_areas<M: PhysMemory>(mem: &M) -> Option<u64> {
-    let ebda = mem
-        .u16_at(EBDA_POINTER)
-        .map(|segment| u64::from(segment) << 4);
+    let ebda = mem.u16_at(EBDA_POINTER).map(|segment| u64::from(segment) << 4);
     if let Some(ebda) = ebda.filter(|&e| e >= 0x8_0000 && e < 0xa_0000) {
         if let Some(found) = scan(mem, ebda, ebda + 1024) {
             return Some(found);
@@ -78,13 +76,7 @@ mod tests {
     fn finds_rsdp_in_bios_area() {
         let mut mem = low_memory();
         mem[0xf_5a40..0xf_5a40 + 36].copy_from_slice(&rsdp(2));
-        assert_eq!(
-            find_in_bios_areas(&BufferMemory {
-                base: 0,
-                data: &mem
-            }),
-            Some(0xf_5a40)
-        );
+        assert_eq!(find_in_bios_areas(&BufferMemory { base: 0, data: &mem }), Some(0xf_5a40));
     }
 
     #[test]
@@ -93,13 +85,7 @@ mod tests {
         mem[0x40e..0x410].copy_from_slice(&0x9fc0u16.to_le_bytes());
         mem[0x9_fc10..0x9_fc10 + 20].copy_from_slice(&rsdp(0));
         mem[0xe_0000..0xe_0000 + 20].copy_from_slice(&rsdp(0));
-        assert_eq!(
-            find_in_bios_areas(&BufferMemory {
-                base: 0,
-                data: &mem
-            }),
-            Some(0x9_fc10)
-        );
+        assert_eq!(find_in_bios_areas(&BufferMemory { base: 0, data: &mem }), Some(0x9_fc10));
     }
 
     #[test]
@@ -109,29 +95,14 @@ mod tests {
         bad[30] ^= 1; // breaks the extended checksum only
         mem[0xe_1000..0xe_1000 + 36].copy_from_slice(&bad);
         mem[0xe_2008..0xe_2008 + 20].copy_from_slice(&rsdp(0)); // not 16-byte aligned
-        assert_eq!(
-            find_in_bios_areas(&BufferMemory {
-                base: 0,
-                data: &mem
-            }),
-            None
-        );
-        let mem = BufferMemory {
-            base: 0,
-            data: &mem,
-        };
+        assert_eq!(find_in_bios_areas(&BufferMemory { base: 0, data: &mem }), None);
+        let mem = BufferMemory { base: 0, data: &mem };
         assert!(!is_rsdp(&mem, 0xe_1000));
     }
 
     #[test]
     fn unreadable_memory_finds_nothing() {
         let mem = vec![0u8; 0x1000];
-        assert_eq!(
-            find_in_bios_areas(&BufferMemory {
-                base: 0,
-                data: &mem
-            }),
-            None
-        );
+        assert_eq!(find_in_bios_areas(&BufferMemory { base: 0, data: &mem }), None);
     }
 }

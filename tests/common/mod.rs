@@ -38,9 +38,7 @@ impl Emulator {
 /// `target/tessera/test-runs/<test_name>/`, emptied.
 pub fn test_dir(test_name: &str) -> PathBuf {
     // CARGO_TARGET_TMPDIR is `<target>/tmp` for integration tests.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR has a parent");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("CARGO_TARGET_TMPDIR has a parent");
     let dir = target.join("tessera").join("test-runs").join(test_name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
@@ -110,9 +108,7 @@ pub fn boot(test_name: &str, emulator: Emulator, timeout_secs: u64, args: &[&str
 }
 
 fn read_boot(test_name: &str, code: i32, serial_log: &Path, dir: &Path) -> Boot {
-    let serial = fs::read(serial_log)
-        .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
-        .unwrap_or_default();
+    let serial = fs::read(serial_log).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default();
     let runner_messages = fs::read_to_string(dir.join("runner.err")).unwrap_or_default();
     Boot {
         test_name: test_name.to_owned(),
@@ -164,9 +160,7 @@ impl Boot {
     #[track_caller]
     pub fn assert_serial_lacks(&self, needle: &str) {
         if let Some(line) = self.line_with(needle) {
-            self.fail(&format!(
-                "serial output unexpectedly contains {needle:?}: {line:?}"
-            ));
+            self.fail(&format!("serial output unexpectedly contains {needle:?}: {line:?}"));
         }
     }
 
@@ -174,10 +168,7 @@ impl Boot {
     #[track_caller]
     pub fn assert_exit_code(&self, expected: i32) {
         if self.code != expected {
-            self.fail(&format!(
-                "expected runner exit code {expected}, got {}",
-                self.code
-            ));
+            self.fail(&format!("expected runner exit code {expected}, got {}", self.code));
         }
     }
 
@@ -187,9 +178,7 @@ impl Boot {
         let line = self.assert_serial_contains("paging: W^X audit:");
         match count_before(line, " writable+executable") {
             Some(0) => {}
-            Some(n) => self.fail(&format!(
-                "W^X audit found {n} writable+executable mappings: {line:?}"
-            )),
+            Some(n) => self.fail(&format!("W^X audit found {n} writable+executable mappings: {line:?}")),
             None => self.fail(&format!("cannot read the W^X audit line: {line:?}")),
         }
     }
@@ -198,11 +187,7 @@ impl Boot {
     #[track_caller]
     pub fn assert_halted(&self, status: u8) {
         let expected = format!("tessera: halted status={status}");
-        let last = self
-            .serial
-            .lines()
-            .rev()
-            .find(|l| l.contains("tessera: halted status="));
+        let last = self.serial.lines().rev().find(|l| l.contains("tessera: halted status="));
         match last {
             Some(line) if line.trim_end().ends_with(&expected) => {}
             Some(line) => self.fail(&format!("expected {expected:?}, found {line:?}")),
@@ -218,19 +203,14 @@ impl Boot {
         let start = line.find(key).unwrap() + key.len();
         let rest = line[start..].trim_start_matches("0x");
         let digits: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-        u64::from_str_radix(&digits, 16).unwrap_or_else(|_| {
-            self.fail(&format!("{key} is not followed by a hex number: {line:?}"))
-        })
+        u64::from_str_radix(&digits, 16)
+            .unwrap_or_else(|_| self.fail(&format!("{key} is not followed by a hex number: {line:?}")))
     }
 }
 
 /// The decimal number just before `suffix` in `line`.
 pub fn count_before(line: &str, suffix: &str) -> Option<u64> {
     let head = &line[..line.find(suffix)?];
-    let digits: String = head
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let digits: String = head.chars().rev().take_while(char::is_ascii_digit).collect();
     digits.chars().rev().collect::<String>().parse().ok()
 }

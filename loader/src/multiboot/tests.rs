@@ -21,20 +21,14 @@ impl Image {
         self.put(addr, &v.to_le_bytes());
     }
     fn mem(&self) -> BufferMemory<'_> {
-        BufferMemory {
-            base: BASE,
-            data: &self.0,
-        }
+        BufferMemory { base: BASE, data: &self.0 }
     }
 }
 
 fn mb1_image() -> Image {
     let mut img = Image::new(0x1000);
     let info = BASE;
-    img.put32(
-        info,
-        v1::FLAG_CMDLINE | v1::FLAG_MODS | v1::FLAG_MMAP | v1::FLAG_LOADER_NAME,
-    );
+    img.put32(info, v1::FLAG_CMDLINE | v1::FLAG_MODS | v1::FLAG_MMAP | v1::FLAG_LOADER_NAME);
     img.put32(info + 16, (BASE + 0x200) as u32);
     img.put(BASE + 0x200, b"exit=idle test=fault-pf\0");
     img.put32(info + 64, (BASE + 0x240) as u32);
@@ -42,12 +36,8 @@ fn mb1_image() -> Image {
     // Two modules.
     img.put32(info + 20, 2);
     img.put32(info + 24, (BASE + 0x300) as u32);
-    for (i, (start, end, name)) in [
-        (0x20_0000u32, 0x21_0000u32, 0x380u64),
-        (0x21_0000, 0x21_0100, 0x3c0),
-    ]
-    .iter()
-    .enumerate()
+    for (i, (start, end, name)) in
+        [(0x20_0000u32, 0x21_0000u32, 0x380u64), (0x21_0000, 0x21_0100, 0x3c0)].iter().enumerate()
     {
         let e = BASE + 0x300 + 16 * i as u64;
         img.put32(e, *start);
@@ -58,11 +48,7 @@ fn mb1_image() -> Image {
     img.put(BASE + 0x3c0, b"bootfs\0");
     // Memory map: three entries of size 20.
     let map = BASE + 0x400;
-    let entries = [
-        (0u64, 0x9_fc00u64, 1u32),
-        (0xf_0000, 0x1_0000, 2),
-        (0x10_0000, 0xff0_0000, 1),
-    ];
+    let entries = [(0u64, 0x9_fc00u64, 1u32), (0xf_0000, 0x1_0000, 2), (0x10_0000, 0xff0_0000, 1)];
     for (i, (base, len, kind)) in entries.iter().enumerate() {
         let e = map + 24 * i as u64;
         img.put32(e, 20);
@@ -86,16 +72,8 @@ fn multiboot1_information_is_read() {
     assert_eq!(
         s.modules.as_slice(),
         &[
-            RawModule {
-                start: 0x20_0000,
-                end: 0x21_0000,
-                name: "/path/microkernel.elf microkernel"
-            },
-            RawModule {
-                start: 0x21_0000,
-                end: 0x21_0100,
-                name: "bootfs"
-            },
+            RawModule { start: 0x20_0000, end: 0x21_0000, name: "/path/microkernel.elf microkernel" },
+            RawModule { start: 0x21_0000, end: 0x21_0100, name: "bootfs" },
         ]
     );
     assert_eq!(
@@ -113,10 +91,7 @@ fn multiboot1_information_is_read() {
 fn multiboot1_without_memory_map_is_refused() {
     let mut img = mb1_image();
     img.put32(BASE, v1::FLAG_CMDLINE);
-    assert_eq!(
-        parse(&img.mem(), MB1_BOOTLOADER_MAGIC, BASE).unwrap_err(),
-        BootError::NoMemoryMap
-    );
+    assert_eq!(parse(&img.mem(), MB1_BOOTLOADER_MAGIC, BASE).unwrap_err(), BootError::NoMemoryMap);
 }
 
 #[test]
@@ -125,32 +100,20 @@ fn multiboot1_bad_pointers_are_errors() {
     img.put32(BASE + 16, 0xdead_0000);
     assert_eq!(
         parse(&img.mem(), MB1_BOOTLOADER_MAGIC, BASE).unwrap_err(),
-        BootError::Unreadable {
-            what: "command line",
-            addr: 0xdead_0000
-        }
+        BootError::Unreadable { what: "command line", addr: 0xdead_0000 }
     );
     let mut img = mb1_image();
     img.put32(BASE + 20, 1000);
-    assert_eq!(
-        parse(&img.mem(), MB1_BOOTLOADER_MAGIC, BASE).unwrap_err(),
-        BootError::TooManyModules
-    );
+    assert_eq!(parse(&img.mem(), MB1_BOOTLOADER_MAGIC, BASE).unwrap_err(), BootError::TooManyModules);
     let mut img = mb1_image();
     img.put32(BASE + 0x400, 4); // entry size below the minimum
-    assert!(matches!(
-        parse(&img.mem(), MB1_BOOTLOADER_MAGIC, BASE),
-        Err(BootError::Malformed(_))
-    ));
+    assert!(matches!(parse(&img.mem(), MB1_BOOTLOADER_MAGIC, BASE), Err(BootError::Malformed(_))));
 }
 
 #[test]
 fn unknown_magic_is_refused() {
     let img = mb1_image();
-    assert_eq!(
-        parse(&img.mem(), 0x1234, BASE).unwrap_err(),
-        BootError::UnknownMagic(0x1234)
-    );
+    assert_eq!(parse(&img.mem(), 0x1234, BASE).unwrap_err(), BootError::UnknownMagic(0x1234));
 }
 
 /// Builds a Multiboot v2 block from (type, payload) tags.
@@ -202,18 +165,8 @@ fn multiboot2_information_is_read() {
     let img = mb2_image(&[
         (v2::TAG_CMDLINE, b"exit=idle\0".to_vec()),
         (v2::TAG_LOADER_NAME, b"GRUB 2.06\0".to_vec()),
-        (
-            v2::TAG_MODULE,
-            module_payload(0x30_0000, 0x30_8000, "microkernel"),
-        ),
-        (
-            v2::TAG_MMAP,
-            mmap_payload(&[
-                (0, 0x9_fc00, 1),
-                (0x10_0000, 0x700_0000, 1),
-                (0x7fe_0000, 0x2_0000, 3),
-            ]),
-        ),
+        (v2::TAG_MODULE, module_payload(0x30_0000, 0x30_8000, "microkernel")),
+        (v2::TAG_MMAP, mmap_payload(&[(0, 0x9_fc00, 1), (0x10_0000, 0x700_0000, 1), (0x7fe_0000, 0x2_0000, 3)])),
         (99, vec![1, 2, 3]), // unknown tags are skipped
         (v2::TAG_ACPI_NEW, rsdp),
     ]);
@@ -221,19 +174,9 @@ fn multiboot2_information_is_read() {
     let s = parse(&mem, MB2_BOOTLOADER_MAGIC, BASE).unwrap();
     assert_eq!(s.protocol, Protocol::Multiboot2);
     assert_eq!((s.cmdline, s.bootloader_name), ("exit=idle", "GRUB 2.06"));
-    assert_eq!(
-        s.modules.as_slice(),
-        &[RawModule {
-            start: 0x30_0000,
-            end: 0x30_8000,
-            name: "microkernel"
-        }]
-    );
+    assert_eq!(s.modules.as_slice(), &[RawModule { start: 0x30_0000, end: 0x30_8000, name: "microkernel" }]);
     assert_eq!(s.memory.len(), 3);
-    assert_eq!(
-        s.memory[2],
-        MemoryRegion::new(0x7fe_0000, 0x800_0000, MemoryKind::AcpiReclaimable)
-    );
+    assert_eq!(s.memory[2], MemoryRegion::new(0x7fe_0000, 0x800_0000, MemoryKind::AcpiReclaimable));
     let rsdp = s.rsdp.unwrap();
     assert_eq!(img.mem().bytes(rsdp, 8).unwrap(), b"RSD PTR ");
     assert_eq!(s.info.0, BASE);
@@ -243,63 +186,40 @@ fn multiboot2_information_is_read() {
 fn multiboot2_tag_overrunning_the_block_is_refused() {
     let mut img = mb2_image(&[(v2::TAG_MMAP, mmap_payload(&[(0, 0x1000, 1)]))]);
     img.put32(BASE + 12, 0x4000); // first tag's size
-    assert_eq!(
-        parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE).unwrap_err(),
-        BootError::Malformed("tag size")
-    );
+    assert_eq!(parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE).unwrap_err(), BootError::Malformed("tag size"));
 }
 
 #[test]
 fn multiboot2_string_must_end_inside_its_tag() {
-    let img = mb2_image(&[
-        (v2::TAG_CMDLINE, b"no terminator".to_vec()),
-        (v2::TAG_MMAP, mmap_payload(&[(0, 0x1000, 1)])),
-    ]);
+    let img =
+        mb2_image(&[(v2::TAG_CMDLINE, b"no terminator".to_vec()), (v2::TAG_MMAP, mmap_payload(&[(0, 0x1000, 1)]))]);
     assert!(matches!(
         parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE),
-        Err(BootError::Unreadable {
-            what: "command line",
-            ..
-        })
+        Err(BootError::Unreadable { what: "command line", .. })
     ));
 }
 
 #[test]
 fn multiboot2_needs_a_memory_map_and_sane_size() {
     let img = mb2_image(&[(v2::TAG_CMDLINE, b"x\0".to_vec())]);
-    assert_eq!(
-        parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE).unwrap_err(),
-        BootError::NoMemoryMap
-    );
+    assert_eq!(parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE).unwrap_err(), BootError::NoMemoryMap);
     let mut img = mb2_image(&[]);
     img.put32(BASE, 4);
-    assert!(matches!(
-        parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE),
-        Err(BootError::Malformed(_))
-    ));
+    assert!(matches!(parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE), Err(BootError::Malformed(_))));
     let mut img = mb2_image(&[]);
     img.put32(BASE, 0x10_0000); // larger than the readable memory
-    assert!(matches!(
-        parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE),
-        Err(BootError::Unreadable { .. })
-    ));
+    assert!(matches!(parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE), Err(BootError::Unreadable { .. })));
 }
 
 #[test]
 fn wrapping_regions_are_refused() {
     let img = mb2_image(&[(v2::TAG_MMAP, mmap_payload(&[(u64::MAX - 10, 100, 1)]))]);
-    assert_eq!(
-        parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE).unwrap_err(),
-        BootError::Malformed("memory region wraps")
-    );
+    assert_eq!(parse(&img.mem(), MB2_BOOTLOADER_MAGIC, BASE).unwrap_err(), BootError::Malformed("memory region wraps"));
 }
 
 #[test]
 fn image_path_is_dropped_from_the_command_line() {
-    assert_eq!(
-        kernel_arguments("/boot/tessera-loader.elf exit=idle test=fault-pf"),
-        "exit=idle test=fault-pf"
-    );
+    assert_eq!(kernel_arguments("/boot/tessera-loader.elf exit=idle test=fault-pf"), "exit=idle test=fault-pf");
     assert_eq!(kernel_arguments("target/x/tessera-loader.elf32"), "");
     assert_eq!(kernel_arguments("loader.elf exit=idle"), "exit=idle");
     assert_eq!(kernel_arguments("exit=idle"), "exit=idle");

@@ -53,10 +53,16 @@ open_enum! {
         /// MR2 period in ticks (0 = unlimited).
         SCHED_CONFIGURE = 0x40,
 
-        // ---- Interrupt line (CONTROL) ----
-        /// MR0 notification slot, MR1 bit number to signal.
+        // ---- Interrupt lines ----
+        /// Bind a single line (CONTROL): MR0 notification slot (SEND), MR1
+        /// bit number (0..=63) to set when the line fires. Unmasks the line.
         IRQ_BIND = 0x50,
+        /// The task handled the interrupt: unmask the line (kept masked
+        /// from the moment it fired until now).
         IRQ_ACK = 0x51,
+        /// Issue a capability for one line of a range (CONTROL): MR0 GSI,
+        /// MR1 destination slot. Each line is issued at most once.
+        IRQ_ISSUE = 0x52,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.

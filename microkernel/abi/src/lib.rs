@@ -274,24 +274,12 @@ impl FaultMessage {
     pub const WORDS: usize = 5;
 
     pub fn to_words(self) -> [u64; Self::WORDS] {
-        [
-            self.vector,
-            self.error_code,
-            self.rip,
-            self.address,
-            self.rsp,
-        ]
+        [self.vector, self.error_code, self.rip, self.address, self.rsp]
     }
 
     pub fn from_words(w: &[u64]) -> Option<FaultMessage> {
         match *w {
-            [vector, error_code, rip, address, rsp, ..] => Some(FaultMessage {
-                vector,
-                error_code,
-                rip,
-                address,
-                rsp,
-            }),
+            [vector, error_code, rip, address, rsp, ..] => Some(FaultMessage { vector, error_code, rip, address, rsp }),
             _ => None,
         }
     }
@@ -326,23 +314,13 @@ mod tests {
 
     #[test]
     fn message_info_layout_is_fixed() {
-        let info = MessageInfo::new()
-            .with_label(0x1234)
-            .with_length(5)
-            .with_caps(1)
-            .with_non_blocking(true);
+        let info = MessageInfo::new().with_label(0x1234).with_length(5).with_caps(1).with_non_blocking(true);
         assert_eq!(info.into_bits(), 0x1234 | 5 << 32 | 1 << 39 | 1 << 41);
     }
 
     #[test]
     fn fault_messages_round_trip() {
-        let f = FaultMessage {
-            vector: 14,
-            error_code: 6,
-            rip: 0x40_1000,
-            address: 0xdead_0000,
-            rsp: 0x7fff_0000,
-        };
+        let f = FaultMessage { vector: 14, error_code: 6, rip: 0x40_1000, address: 0xdead_0000, rsp: 0x7fff_0000 };
         assert_eq!(FaultMessage::from_words(&f.to_words()), Some(f));
         assert_eq!(FaultMessage::from_words(&[1, 2]), None);
     }

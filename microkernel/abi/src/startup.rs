@@ -62,12 +62,8 @@ pub struct StartupCap {
 }
 
 impl StartupCap {
-    pub const EMPTY: StartupCap = StartupCap {
-        name: Name::EMPTY,
-        slot: CapSlot::NULL,
-        kind: ObjectType(0),
-        _reserved: [0; 3],
-    };
+    pub const EMPTY: StartupCap =
+        StartupCap { name: Name::EMPTY, slot: CapSlot::NULL, kind: ObjectType(0), _reserved: [0; 3] };
 }
 
 #[repr(C)]
@@ -106,10 +102,7 @@ impl StartupInfo {
 
     /// The slot of the capability called `name`, if it has the expected type.
     pub fn find(&self, name: &str, kind: ObjectType) -> Option<CapSlot> {
-        self.caps()
-            .iter()
-            .find(|c| c.name.as_str() == name && c.kind == kind)
-            .map(|c| c.slot)
+        self.caps().iter().find(|c| c.name.as_str() == name && c.kind == kind).map(|c| c.slot)
     }
 
     /// The page image of this structure (little-endian, the `repr(C)`
@@ -141,17 +134,10 @@ impl StartupInfo {
 
     /// Appends a named capability; false if full or the name is too long.
     pub fn push(&mut self, name: &str, slot: CapSlot, kind: ObjectType) -> bool {
-        let (Some(name), Some(entry)) =
-            (Name::new(name), self.caps.get_mut(self.cap_count as usize))
-        else {
+        let (Some(name), Some(entry)) = (Name::new(name), self.caps.get_mut(self.cap_count as usize)) else {
             return false;
         };
-        *entry = StartupCap {
-            name,
-            slot,
-            kind,
-            _reserved: [0; 3],
-        };
+        *entry = StartupCap { name, slot, kind, _reserved: [0; 3] };
         self.cap_count += 1;
         true
     }
@@ -169,11 +155,7 @@ mod tests {
         assert_eq!(info.find("console", ObjectType::ENDPOINT), Some(CapSlot(3)));
         assert_eq!(info.find("console", ObjectType::IO_PORTS), None);
         assert_eq!(info.find("nope", ObjectType::ENDPOINT), None);
-        assert!(!info.push(
-            "a-name-that-is-far-too-long-to-fit",
-            CapSlot(5),
-            ObjectType::ENDPOINT
-        ));
+        assert!(!info.push("a-name-that-is-far-too-long-to-fit", CapSlot(5), ObjectType::ENDPOINT));
     }
 
     #[test]
@@ -185,14 +167,8 @@ mod tests {
         let mut page = [0xffu8; 4096];
         info.write_to(&mut page).unwrap();
         let word = |at: usize| u64::from_le_bytes(page[at..at + 8].try_into().unwrap());
-        assert_eq!(
-            word(core::mem::offset_of!(StartupInfo, magic)),
-            STARTUP_MAGIC
-        );
-        assert_eq!(
-            word(core::mem::offset_of!(StartupInfo, ipc_buffer)),
-            layout::IPC_BUFFER
-        );
+        assert_eq!(word(core::mem::offset_of!(StartupInfo, magic)), STARTUP_MAGIC);
+        assert_eq!(word(core::mem::offset_of!(StartupInfo, ipc_buffer)), layout::IPC_BUFFER);
         let name_at = core::mem::offset_of!(StartupInfo, task_name);
         assert_eq!(&page[name_at..name_at + 7], b"console");
         let cap = core::mem::offset_of!(StartupInfo, caps);

@@ -77,20 +77,10 @@ pub struct MemoryRegion {
 }
 
 impl MemoryRegion {
-    pub const EMPTY: MemoryRegion = MemoryRegion {
-        start: 0,
-        end: 0,
-        kind: MemoryKind::Reserved,
-        _reserved: 0,
-    };
+    pub const EMPTY: MemoryRegion = MemoryRegion { start: 0, end: 0, kind: MemoryKind::Reserved, _reserved: 0 };
 
     pub const fn new(start: u64, end: u64, kind: MemoryKind) -> Self {
-        MemoryRegion {
-            start,
-            end,
-            kind,
-            _reserved: 0,
-        }
+        MemoryRegion { start, end, kind, _reserved: 0 }
     }
 
     pub const fn len(&self) -> u64 {
@@ -112,11 +102,7 @@ pub struct Module {
 }
 
 impl Module {
-    pub const EMPTY: Module = Module {
-        start: 0,
-        end: 0,
-        name: FixedStr::EMPTY,
-    };
+    pub const EMPTY: Module = Module { start: 0, end: 0, name: FixedStr::EMPTY };
 }
 
 /// A bounded, NUL-free UTF-8 string stored inline.
@@ -128,10 +114,7 @@ pub struct FixedStr<const N: usize> {
 }
 
 impl<const N: usize> FixedStr<N> {
-    pub const EMPTY: Self = FixedStr {
-        len: 0,
-        bytes: [0; N],
-    };
+    pub const EMPTY: Self = FixedStr { len: 0, bytes: [0; N] };
 
     /// Copies `s`, cutting it at a character boundary if it does not fit.
     pub fn new(s: &str) -> Self {
@@ -141,10 +124,7 @@ impl<const N: usize> FixedStr<N> {
         }
         let mut bytes = [0; N];
         bytes[..cut].copy_from_slice(&s.as_bytes()[..cut]);
-        FixedStr {
-            len: cut as u32,
-            bytes,
-        }
+        FixedStr { len: cut as u32, bytes }
     }
 
     /// The stored text. A corrupted length or invalid UTF-8 yields "".
@@ -237,11 +217,7 @@ impl BootInfo {
 
     /// Bytes of RAM of the given kind.
     pub fn total(&self, kind: MemoryKind) -> u64 {
-        self.memory_map()
-            .iter()
-            .filter(|r| r.kind == kind)
-            .map(MemoryRegion::len)
-            .sum()
+        self.memory_map().iter().filter(|r| r.kind == kind).map(MemoryRegion::len).sum()
     }
 }
 
@@ -266,11 +242,7 @@ mod tests {
     fn tables_refuse_overflow() {
         let mut info = BootInfo::empty();
         for i in 0..MAX_MODULES {
-            assert!(info.push_module(Module {
-                start: i as u64,
-                end: i as u64 + 1,
-                name: FixedStr::new("m")
-            }));
+            assert!(info.push_module(Module { start: i as u64, end: i as u64 + 1, name: FixedStr::new("m") }));
         }
         assert!(!info.push_module(Module::EMPTY));
         assert_eq!(info.modules().len(), MAX_MODULES);

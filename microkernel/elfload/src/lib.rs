@@ -101,24 +101,17 @@ pub fn plan(bytes: &[u8], range: Range<u64>) -> Result<Image<'_>, ElfError> {
     }
     let phdrs = file.segments().ok_or(ElfError::NoProgramHeaders)?;
     let mut segments: heapless::Vec<Segment<'_>, MAX_SEGMENTS> = heapless::Vec::new();
-    for ph in phdrs
-        .iter()
-        .filter(|ph| ph.p_type == abi::PT_LOAD && ph.p_memsz > 0)
-    {
+    for ph in phdrs.iter().filter(|ph| ph.p_type == abi::PT_LOAD && ph.p_memsz > 0) {
         let vaddr = ph.p_vaddr;
         let (writable, executable) = (ph.p_flags & abi::PF_W != 0, ph.p_flags & abi::PF_X != 0);
         if writable && executable {
             return Err(ElfError::WritableAndExecutable { vaddr });
         }
-        let data = file
-            .segment_data(&ph)
-            .map_err(|_| ElfError::BadSegment { vaddr })?;
+        let data = file.segment_data(&ph).map_err(|_| ElfError::BadSegment { vaddr })?;
         if data.len() as u64 > ph.p_memsz {
             return Err(ElfError::BadSegment { vaddr });
         }
-        let end = vaddr
-            .checked_add(ph.p_memsz)
-            .ok_or(ElfError::OutsideRange { vaddr })?;
+        let end = vaddr.checked_add(ph.p_memsz).ok_or(ElfError::OutsideRange { vaddr })?;
         if vaddr < range.start || end > range.end {
             return Err(ElfError::OutsideRange { vaddr });
         }
@@ -131,24 +124,16 @@ pub fn plan(bytes: &[u8], range: Range<u64>) -> Result<Image<'_>, ElfError> {
             writable,
             executable,
         };
-        if segments
-            .iter()
-            .any(|s| segment.start < s.end() && s.start < segment.end())
-        {
+        if segments.iter().any(|s| segment.start < s.end() && s.start < segment.end()) {
             return Err(ElfError::Overlap { vaddr });
         }
-        segments
-            .push(segment)
-            .map_err(|_| ElfError::TooManySegments)?;
+        segments.push(segment).map_err(|_| ElfError::TooManySegments)?;
     }
     if segments.is_empty() {
         return Err(ElfError::NoLoadableSegments);
     }
     let entry = header.e_entry;
-    if !segments
-        .iter()
-        .any(|s| s.executable && s.start <= entry && entry < s.end())
-    {
+    if !segments.iter().any(|s| s.executable && s.start <= entry && entry < s.end()) {
         return Err(ElfError::EntryNotExecutable { entry });
     }
     Ok(Image { entry, segments })
@@ -168,90 +153,35 @@ mod tests {
         let file = elf64(
             abi::EM_X86_64,
             0x20_1010,
-            &[
-                (0x20_1000, 0x1800, &[0x90; 0x100], RX),
-                (0x20_3010, 0x20, &[1, 2], RW),
-            ],
+            &[(0x20_1000, 0x1800, &[0x90; 0x100], RX), (0x20_3010, 0x20, &[1, 2], RW)],
         );
         let image = plan(&file, USER).unwrap();
         assert_eq!(image.entry, 0x20_1010);
         assert_eq!(image.segments.len(), 2);
         let text = image.segments[0];
-        assert_eq!(
-            (text.start, text.pages, text.offset_in_page, text.data.len()),
-            (0x20_1000, 2, 0, 0x100)
-        );
+        assert_eq!((text.start, text.pages, text.offset_in_page, text.data.len()), (0x20_1000, 2, 0, 0x100));
         assert!(text.executable && !text.writable);
         let data = image.segments[1];
-        assert_eq!(
-            (data.start, data.pages, data.offset_in_page, data.data),
-            (0x20_3000, 1, 0x10, &[1u8, 2][..])
-        );
+        assert_eq!((data.start, data.pages, data.offset_in_page, data.data), (0x20_3000, 1, 0x10, &[1u8, 2][..]));
     }
 
     #[test]
     fn every_bad_file_is_refused() {
-        let wx = elf64(
-            abi::EM_X86_64,
-            0x20_1000,
-            &[(0x20_1000, 0x10, &[0; 16], RX | abi::PF_W)],
-        );
-        assert_eq!(
-            plan(&wx, USER),
-            Err(ElfError::WritableAndExecutable { vaddr: 0x20_1000 })
-        );
-        let kernel = elf64(
-            abi::EM_X86_64,
-            0xffff_ffff_8000_0000,
-            &[(0xffff_ffff_8000_0000, 0x10, &[0; 16], RX)],
-        );
-        assert_eq!(
-            plan(&kernel, USER),
-            Err(ElfError::OutsideRange {
-                vaddr: 0xffff_ffff_8000_0000
-            })
-        );
+        let wx = elf64(abi::EM_X86_64, 0x20_1000, &[(0x20_1000, 0x10, &[0; 16], RX | abi::PF_W)]);
+        assert_eq!(plan(&wx, USER), Err(ElfError::WritableAndExecutable { vaddr: 0x20_1000 }));
+        let kernel = elf64(abi::EM_X86_64, 0xffff_ffff_8000_0000, &[(0xffff_ffff_8000_0000, 0x10, &[0; 16], RX)]);
+        assert_eq!(plan(&kernel, USER), Err(ElfError::OutsideRange { vaddr: 0xffff_ffff_8000_0000 }));
         let zero_page = elf64(abi::EM_X86_64, 0x10, &[(0x0, 0x10, &[0; 16], RX)]);
-        assert_eq!(
-            plan(&zero_page, USER),
-            Err(ElfError::OutsideRange { vaddr: 0 })
-        );
-        let overlap = elf64(
-            abi::EM_X86_64,
-            0x20_1000,
-            &[
-                (0x20_1000, 0x10, &[0; 16], RX),
-                (0x20_1800, 0x10, &[0; 16], RW),
-            ],
-        );
-        assert_eq!(
-            plan(&overlap, USER),
-            Err(ElfError::Overlap { vaddr: 0x20_1800 })
-        );
-        let bad_entry = elf64(
-            abi::EM_X86_64,
-            0x20_3000,
-            &[
-                (0x20_1000, 0x10, &[0; 16], RX),
-                (0x20_3000, 0x10, &[0; 16], RW),
-            ],
-        );
-        assert_eq!(
-            plan(&bad_entry, USER),
-            Err(ElfError::EntryNotExecutable { entry: 0x20_3000 })
-        );
+        assert_eq!(plan(&zero_page, USER), Err(ElfError::OutsideRange { vaddr: 0 }));
+        let overlap =
+            elf64(abi::EM_X86_64, 0x20_1000, &[(0x20_1000, 0x10, &[0; 16], RX), (0x20_1800, 0x10, &[0; 16], RW)]);
+        assert_eq!(plan(&overlap, USER), Err(ElfError::Overlap { vaddr: 0x20_1800 }));
+        let bad_entry =
+            elf64(abi::EM_X86_64, 0x20_3000, &[(0x20_1000, 0x10, &[0; 16], RX), (0x20_3000, 0x10, &[0; 16], RW)]);
+        assert_eq!(plan(&bad_entry, USER), Err(ElfError::EntryNotExecutable { entry: 0x20_3000 }));
         let wrapping = elf64(abi::EM_X86_64, 0x20_1000, &[(u64::MAX - 8, 0x100, &[], RX)]);
-        assert_eq!(
-            plan(&wrapping, USER),
-            Err(ElfError::OutsideRange {
-                vaddr: u64::MAX - 8
-            })
-        );
-        let arm = elf64(
-            abi::EM_AARCH64,
-            0x20_1000,
-            &[(0x20_1000, 0x10, &[0; 16], RX)],
-        );
+        assert_eq!(plan(&wrapping, USER), Err(ElfError::OutsideRange { vaddr: u64::MAX - 8 }));
+        let arm = elf64(abi::EM_AARCH64, 0x20_1000, &[(0x20_1000, 0x10, &[0; 16], RX)]);
         assert_eq!(plan(&arm, USER), Err(ElfError::NotX86_64Executable));
         assert_eq!(plan(b"\x7fELF garbage", USER), Err(ElfError::NotElf));
         let empty = elf64(abi::EM_X86_64, 0x20_1000, &[]);
@@ -260,11 +190,7 @@ mod tests {
 
     #[test]
     fn truncated_files_are_refused_not_read_past() {
-        let file = elf64(
-            abi::EM_X86_64,
-            0x20_1000,
-            &[(0x20_1000, 0x2000, &[0x90; 0x1000], RX)],
-        );
+        let file = elf64(abi::EM_X86_64, 0x20_1000, &[(0x20_1000, 0x2000, &[0x90; 0x1000], RX)]);
         for cut in [16, 64, 100, file.len() - 1] {
             assert!(plan(&file[..cut], USER).is_err(), "cut at {cut}");
         }

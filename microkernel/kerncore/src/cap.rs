@@ -36,11 +36,7 @@ pub struct Capability {
 impl Capability {
     /// An unbadged capability.
     pub const fn new(object: ObjRef, rights: Rights) -> Self {
-        Capability {
-            object,
-            rights,
-            badge: Badge(0),
-        }
+        Capability { object, rights, badge: Badge(0) }
     }
 }
 
@@ -114,9 +110,7 @@ impl<const N: usize> Default for CapTable<N> {
 impl<const N: usize> CapTable<N> {
     pub const fn new() -> Self {
         const { assert!(N < NIL as usize, "slot indices are u32 with a sentinel") };
-        CapTable {
-            slots: [Slot::EMPTY; N],
-        }
+        CapTable { slots: [Slot::EMPTY; N] }
     }
 
     /// The table slot for `slot` of `cspace`, which may be empty. The null
@@ -156,11 +150,7 @@ impl<const N: usize> CapTable<N> {
     }
 
     /// [`lookup`](Self::lookup) without the type and rights checks.
-    pub fn lookup_any(
-        &self,
-        cspace: CSpace,
-        slot: CapSlot,
-    ) -> Result<(SlotId, Capability), ErrorCode> {
+    pub fn lookup_any(&self, cspace: CSpace, slot: CapSlot) -> Result<(SlotId, Capability), ErrorCode> {
         let id = self.resolve(cspace, slot)?;
         let cap = self.get(id).ok_or(ErrorCode::INVALID_CAPABILITY)?;
         Ok((id, cap))
@@ -172,31 +162,13 @@ impl<const N: usize> CapTable<N> {
     pub fn insert_root(&mut self, dest: SlotId, cap: Capability) -> Result<(), ErrorCode> {
         self.empty(dest)?;
         let d = dest.0;
-        let cap = Capability {
-            rights: cap.rights.intersect(Rights::ALL),
-            ..cap
-        };
-        let peer = self
-            .slots
-            .iter()
-            .position(|s| s.cap.is_some_and(|c| c.object == cap.object));
-        self.slots[d as usize] = Slot {
-            cap: Some(cap),
-            parent: NIL,
-            first_child: NIL,
-            prev: d,
-            next: d,
-            is_first: true,
-            ..Slot::EMPTY
-        };
+        let cap = Capability { rights: cap.rights.intersect(Rights::ALL), ..cap };
+        let peer = self.slots.iter().position(|s| s.cap.is_some_and(|c| c.object == cap.object));
+        self.slots[d as usize] =
+            Slot { cap: Some(cap), parent: NIL, first_child: NIL, prev: d, next: d, is_first: true, ..Slot::EMPTY };
         match peer {
             Some(p) => self.obj_link(p as u32, d),
-            None => {
-                (
-                    self.slots[d as usize].obj_prev,
-                    self.slots[d as usize].obj_next,
-                ) = (d, d)
-            }
+            None => (self.slots[d as usize].obj_prev, self.slots[d as usize].obj_next) = (d, d),
         }
         Ok(())
     }
@@ -204,51 +176,24 @@ impl<const N: usize> CapTable<N> {
     /// Puts the first capability to a new object into the empty `dest` as a
     /// child of `parent` (the untyped pool or range it was made from), so
     /// revoking `parent` removes it. No other capability may name the object.
-    pub fn insert_child(
-        &mut self,
-        parent: SlotId,
-        dest: SlotId,
-        cap: Capability,
-    ) -> Result<(), ErrorCode> {
+    pub fn insert_child(&mut self, parent: SlotId, dest: SlotId, cap: Capability) -> Result<(), ErrorCode> {
         self.occupied(parent)?;
         self.empty(dest)?;
-        if self
-            .slots
-            .iter()
-            .any(|s| s.cap.is_some_and(|c| c.object == cap.object))
-        {
+        if self.slots.iter().any(|s| s.cap.is_some_and(|c| c.object == cap.object)) {
             return Err(ErrorCode::INVALID_STATE);
         }
         let d = dest.0;
-        self.tree_link(
-            parent.0,
-            d,
-            Capability {
-                rights: cap.rights.intersect(Rights::ALL),
-                ..cap
-            },
-        );
-        (
-            self.slots[d as usize].obj_prev,
-            self.slots[d as usize].obj_next,
-        ) = (d, d);
+        self.tree_link(parent.0, d, Capability { rights: cap.rights.intersect(Rights::ALL), ..cap });
+        (self.slots[d as usize].obj_prev, self.slots[d as usize].obj_next) = (d, d);
         Ok(())
     }
 
     /// Copies `src` into the empty `dest` as its child, with the rights of
     /// both: rights only ever shrink. The badge is kept.
-    pub fn derive(
-        &mut self,
-        src: SlotId,
-        dest: SlotId,
-        rights: Rights,
-    ) -> Result<Capability, ErrorCode> {
+    pub fn derive(&mut self, src: SlotId, dest: SlotId, rights: Rights) -> Result<Capability, ErrorCode> {
         let parent = self.occupied(src)?;
         self.empty(dest)?;
-        let cap = Capability {
-            rights: parent.rights.intersect(rights),
-            ..parent
-        };
+        let cap = Capability { rights: parent.rights.intersect(rights), ..parent };
         self.add_child(src.0, dest.0, cap);
         Ok(cap)
     }
@@ -257,30 +202,16 @@ impl<const N: usize> CapTable<N> {
     /// notification capabilities that carry no badge yet can be minted
     /// (else INVALID_OPERATION), and the badge must be non-zero (else
     /// INVALID_ARGUMENT).
-    pub fn mint(
-        &mut self,
-        src: SlotId,
-        dest: SlotId,
-        rights: Rights,
-        badge: Badge,
-    ) -> Result<Capability, ErrorCode> {
+    pub fn mint(&mut self, src: SlotId, dest: SlotId, rights: Rights, badge: Badge) -> Result<Capability, ErrorCode> {
         let parent = self.occupied(src)?;
-        if !matches!(
-            parent.object.kind,
-            ObjectType::ENDPOINT | ObjectType::NOTIFICATION
-        ) || parent.badge != Badge(0)
-        {
+        if !matches!(parent.object.kind, ObjectType::ENDPOINT | ObjectType::NOTIFICATION) || parent.badge != Badge(0) {
             return Err(ErrorCode::INVALID_OPERATION);
         }
         if badge == Badge(0) {
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
         self.empty(dest)?;
-        let cap = Capability {
-            rights: parent.rights.intersect(rights),
-            badge,
-            ..parent
-        };
+        let cap = Capability { rights: parent.rights.intersect(rights), badge, ..parent };
         self.add_child(src.0, dest.0, cap);
         Ok(cap)
     }
@@ -295,11 +226,7 @@ impl<const N: usize> CapTable<N> {
     /// keeps `slot` itself. Each removal is reported to `on_removed`, which
     /// must not touch this table: work that does (destroying a task clears
     /// its space) is queued by the caller. Returns how many were removed.
-    pub fn revoke(
-        &mut self,
-        slot: SlotId,
-        mut on_removed: impl FnMut(Removed),
-    ) -> Result<usize, ErrorCode> {
+    pub fn revoke(&mut self, slot: SlotId, mut on_removed: impl FnMut(Removed)) -> Result<usize, ErrorCode> {
         self.occupied(slot)?;
         let root = slot.0;
         let mut count = 0;
@@ -344,10 +271,7 @@ impl<const N: usize> CapTable<N> {
             self.slots[node.first_child as usize].parent = d;
         }
         if node.obj_next == s {
-            (
-                self.slots[d as usize].obj_prev,
-                self.slots[d as usize].obj_next,
-            ) = (d, d);
+            (self.slots[d as usize].obj_prev, self.slots[d as usize].obj_next) = (d, d);
         } else {
             self.slots[node.obj_prev as usize].obj_next = d;
             self.slots[node.obj_next as usize].obj_prev = d;
@@ -360,9 +284,7 @@ impl<const N: usize> CapTable<N> {
     /// Returns how many were removed.
     pub fn clear_cspace(&mut self, cspace: CSpace, mut on_removed: impl FnMut(Removed)) -> usize {
         let start = (cspace.base as usize).min(N);
-        let end = (cspace.base as usize)
-            .saturating_add(cspace.len as usize)
-            .min(N);
+        let end = (cspace.base as usize).saturating_add(cspace.len as usize).min(N);
         let mut count = 0;
         for index in start..end {
             if self.slots[index].cap.is_some() {
@@ -411,10 +333,7 @@ impl<const N: usize> CapTable<N> {
     /// Fills the empty slot `c` with `cap` as the last child of `p` in the
     /// derivation tree only.
     fn tree_link(&mut self, p: u32, c: u32, cap: Capability) {
-        self.slots[c as usize] = Slot {
-            cap: Some(cap),
-            ..Slot::EMPTY
-        };
+        self.slots[c as usize] = Slot { cap: Some(cap), ..Slot::EMPTY };
         let first = self.slots[p as usize].first_child;
         if first == NIL {
             self.slots[p as usize].first_child = c;
@@ -431,10 +350,7 @@ impl<const N: usize> CapTable<N> {
     /// Puts `new` into the object ring of `peer`.
     fn obj_link(&mut self, peer: u32, new: u32) {
         let after = self.slots[peer as usize].obj_next;
-        (
-            self.slots[new as usize].obj_prev,
-            self.slots[new as usize].obj_next,
-        ) = (peer, after);
+        (self.slots[new as usize].obj_prev, self.slots[new as usize].obj_next) = (peer, after);
         self.slots[peer as usize].obj_next = new;
         self.slots[after as usize].obj_prev = new;
     }
@@ -479,11 +395,7 @@ impl<const N: usize> CapTable<N> {
             self.slots[node.obj_next as usize].obj_prev = node.obj_prev;
         }
         self.slots[x as usize] = Slot::EMPTY;
-        Removed {
-            slot: SlotId(x),
-            cap,
-            last,
-        }
+        Removed { slot: SlotId(x), cap, last }
     }
 
     fn set_first_child(&mut self, parent: u32, child: u32) {

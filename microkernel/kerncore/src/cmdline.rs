@@ -53,10 +53,7 @@ mod tests {
         assert!(o.exit_when_idle);
         assert_eq!(o.fault_test, Some(FaultTest::WriteKernelText));
         assert!(unknown.is_empty());
-        assert_eq!(
-            BootOptions::parse("test=fault-pf").0.fault_test,
-            Some(FaultTest::PageFault)
-        );
+        assert_eq!(BootOptions::parse("test=fault-pf").0.fault_test, Some(FaultTest::PageFault));
     }
 
     #[test]
@@ -64,10 +61,7 @@ mod tests {
         let (o, unknown) = BootOptions::parse("exit=idle exit=never quiet test=fault-xx");
         assert!(!o.exit_when_idle);
         assert_eq!(o.fault_test, None);
-        assert_eq!(
-            unknown.as_slice(),
-            &[UnknownOption("quiet"), UnknownOption("test=fault-xx")]
-        );
+        assert_eq!(unknown.as_slice(), &[UnknownOption("quiet"), UnknownOption("test=fault-xx")]);
     }
 
     #[test]

@@ -58,11 +58,7 @@ impl Default for FramePool {
 
 impl FramePool {
     pub const fn new() -> Self {
-        FramePool {
-            buddy: FrameAllocator::new(),
-            total: 0,
-            free: 0,
-        }
+        FramePool { buddy: FrameAllocator::new(), total: 0, free: 0 }
     }
 
     /// Adds every whole usable frame at or above `floor`; returns how many.
@@ -91,15 +87,11 @@ impl FramePool {
         let first = self.buddy.alloc(count)?;
         let reserved = count.next_power_of_two() as u64;
         self.free -= reserved;
-        Some(Frames {
-            start: first as u64 * PAGE_SIZE,
-            count,
-        })
+        Some(Frames { start: first as u64 * PAGE_SIZE, count })
     }
 
     pub fn free(&mut self, frames: Frames) {
-        self.buddy
-            .dealloc((frames.start / PAGE_SIZE) as usize, frames.count);
+        self.buddy.dealloc((frames.start / PAGE_SIZE) as usize, frames.count);
         self.free += frames.count.next_power_of_two() as u64;
     }
 
@@ -148,9 +140,7 @@ mod tests {
         pool.add_usable(&map, 0x10_0000);
         let mut held = std::vec::Vec::new();
         while let Some(f) = pool.alloc(1) {
-            let inside = map.iter().any(|r| {
-                r.kind == Usable && r.start <= f.start() && f.start() + PAGE_SIZE <= r.end
-            });
+            let inside = map.iter().any(|r| r.kind == Usable && r.start <= f.start() && f.start() + PAGE_SIZE <= r.end);
             assert!(inside, "frame {:#x} outside usable memory", f.start());
             assert!(f.start() >= 0x10_0000);
             held.push(f);

@@ -123,13 +123,7 @@ pub struct Message {
 /// reply fails with it, and the receiver keeps waiting. Never called for
 /// notifications.
 pub trait Transfer {
-    fn transfer(
-        &mut self,
-        from: ThreadId,
-        to: ThreadId,
-        kind: Kind,
-        msg: Message,
-    ) -> Result<MessageInfo, ErrorCode>;
+    fn transfer(&mut self, from: ThreadId, to: ThreadId, kind: Kind, msg: Message) -> Result<MessageInfo, ErrorCode>;
 }
 
 /// How a thread's syscall ended: `rax`, `rsi`, `rdi`.
@@ -145,19 +139,11 @@ impl SyscallResult {
     pub const OK: SyscallResult = SyscallResult::ok(MessageInfo::new(), Badge(0));
 
     pub const fn ok(info: MessageInfo, badge: Badge) -> Self {
-        SyscallResult {
-            error: ErrorCode::OK,
-            info,
-            badge,
-        }
+        SyscallResult { error: ErrorCode::OK, info, badge }
     }
 
     pub const fn error(error: ErrorCode) -> Self {
-        SyscallResult {
-            error,
-            info: MessageInfo::new(),
-            badge: Badge(0),
-        }
+        SyscallResult { error, info: MessageInfo::new(), badge: Badge(0) }
     }
 }
 
@@ -188,10 +174,7 @@ struct Link {
     prev: u16,
 }
 
-const UNLINKED: Link = Link {
-    next: NONE,
-    prev: NONE,
-};
+const UNLINKED: Link = Link { next: NONE, prev: NONE };
 
 #[derive(Clone, Copy)]
 struct Tcb {
@@ -216,11 +199,7 @@ impl Tcb {
     const FREE: Tcb = Tcb {
         in_use: false,
         state: ThreadState::Inactive,
-        msg: Message {
-            badge: Badge(0),
-            info: MessageInfo::new(),
-            grant: false,
-        },
+        msg: Message { badge: Badge(0), info: MessageInfo::new(), grant: false },
         in_fault: false,
         reply: ReplyRight::None,
         result: None,
@@ -247,10 +226,7 @@ struct Queue {
 }
 
 impl Queue {
-    const EMPTY: Queue = Queue {
-        head: NONE,
-        tail: NONE,
-    };
+    const EMPTY: Queue = Queue { head: NONE, tail: NONE };
 }
 
 #[derive(Clone, Copy)]
@@ -291,16 +267,8 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         Ipc {
             sched: Scheduler::new(timeslice),
             threads: [Tcb::FREE; T],
-            endpoints: [Endpoint {
-                alive: false,
-                senders: Queue::EMPTY,
-                receivers: Queue::EMPTY,
-            }; E],
-            notifications: [Notification {
-                alive: false,
-                bits: 0,
-                waiters: Queue::EMPTY,
-            }; N],
+            endpoints: [Endpoint { alive: false, senders: Queue::EMPTY, receivers: Queue::EMPTY }; E],
+            notifications: [Notification { alive: false, bits: 0, waiters: Queue::EMPTY }; N],
             timeouts: Queue::EMPTY,
         }
     }
@@ -342,9 +310,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     pub fn tick(&mut self) {
         self.sched.tick();
         let now = self.sched.now();
-        while self.timeouts.head != NONE
-            && self.threads[self.timeouts.head as usize].deadline <= now
-        {
+        while self.timeouts.head != NONE && self.threads[self.timeouts.head as usize].deadline <= now {
             let t = ThreadId(self.timeouts.head);
             self.wake(t, Some(SyscallResult::error(ErrorCode::TIMEOUT)));
         }
@@ -380,16 +346,9 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// A free thread, Inactive, at [`SchedParams::DEFAULT`]; OUT_OF_MEMORY if none.
     pub fn alloc_thread(&mut self) -> Result<ThreadId, ErrorCode> {
-        let index = self
-            .threads
-            .iter()
-            .position(|t| !t.in_use)
-            .ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        let index = self.threads.iter().position(|t| !t.in_use).ok_or(ErrorCode::OUT_OF_MEMORY)?;
         let t = ThreadId(index as u16);
-        self.threads[index] = Tcb {
-            in_use: true,
-            ..Tcb::FREE
-        };
+        self.threads[index] = Tcb { in_use: true, ..Tcb::FREE };
         self.sched.configure(t, SchedParams::DEFAULT);
         Ok(t)
     }
@@ -461,20 +420,8 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             Some((ep, badge)) => {
                 let ep = self.endpoint(ep)?;
                 self.threads[t.0 as usize].in_fault = true;
-                let info = MessageInfo::new()
-                    .with_label(labels::FAULT)
-                    .with_length(FaultMessage::WORDS as u8);
-                self.deliver(
-                    t,
-                    ep,
-                    Message {
-                        badge,
-                        info,
-                        grant: false,
-                    },
-                    Kind::Fault,
-                    x,
-                );
+                let info = MessageInfo::new().with_label(labels::FAULT).with_length(FaultMessage::WORDS as u8);
+                self.deliver(t, ep, Message { badge, info, grant: false }, Kind::Fault, x);
             }
         }
         Ok(())
@@ -484,11 +431,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// A free endpoint; OUT_OF_MEMORY if none.
     pub fn alloc_endpoint(&mut self) -> Result<EndpointId, ErrorCode> {
-        let index = self
-            .endpoints
-            .iter()
-            .position(|e| !e.alive)
-            .ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        let index = self.endpoints.iter().position(|e| !e.alive).ok_or(ErrorCode::OUT_OF_MEMORY)?;
         self.endpoints[index].alive = true;
         Ok(EndpointId(index as u32))
     }
@@ -508,13 +451,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// SEND: delivers to the first waiting receiver, else blocks (or
     /// WOULD_BLOCK if `msg.info` is non-blocking). OK once delivered.
-    pub fn send(
-        &mut self,
-        t: ThreadId,
-        ep: EndpointId,
-        msg: Message,
-        x: &mut impl Transfer,
-    ) -> Result<(), ErrorCode> {
+    pub fn send(&mut self, t: ThreadId, ep: EndpointId, msg: Message, x: &mut impl Transfer) -> Result<(), ErrorCode> {
         self.runnable(t)?;
         let ep = self.endpoint(ep)?;
         self.deliver(t, ep, msg, Kind::Send, x);
@@ -523,13 +460,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// CALL: as [`send`](Self::send), then waits for the reply, whose
     /// message and info become the call's result.
-    pub fn call(
-        &mut self,
-        t: ThreadId,
-        ep: EndpointId,
-        msg: Message,
-        x: &mut impl Transfer,
-    ) -> Result<(), ErrorCode> {
+    pub fn call(&mut self, t: ThreadId, ep: EndpointId, msg: Message, x: &mut impl Transfer) -> Result<(), ErrorCode> {
         self.runnable(t)?;
         let ep = self.endpoint(ep)?;
         self.deliver(t, ep, msg, Kind::Call, x);
@@ -539,13 +470,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// RECV: takes the first queued sender's message (result: its info and
     /// badge), else blocks as `block` says. A reply right still held is
     /// dropped first (its caller gets PEER_GONE).
-    pub fn recv(
-        &mut self,
-        t: ThreadId,
-        ep: EndpointId,
-        block: Block,
-        x: &mut impl Transfer,
-    ) -> Result<(), ErrorCode> {
+    pub fn recv(&mut self, t: ThreadId, ep: EndpointId, block: Block, x: &mut impl Transfer) -> Result<(), ErrorCode> {
         self.runnable(t)?;
         let ep = self.endpoint(ep)?;
         self.drop_reply(t);
@@ -556,12 +481,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// REPLY: wakes the caller with the message. Fails with INVALID_STATE
     /// if there is no caller (never called, or already replied), PEER_GONE
     /// if the caller died, or the [`Transfer`] error (the right is kept).
-    pub fn reply(
-        &mut self,
-        t: ThreadId,
-        info: MessageInfo,
-        x: &mut impl Transfer,
-    ) -> Result<(), ErrorCode> {
+    pub fn reply(&mut self, t: ThreadId, info: MessageInfo, x: &mut impl Transfer) -> Result<(), ErrorCode> {
         self.runnable(t)?;
         let result = match self.reply_to_caller(t, info, x) {
             ReplyOutcome::Replied => SyscallResult::OK,
@@ -588,9 +508,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         let ep = self.endpoint(ep)?;
         match self.reply_to_caller(t, info, x) {
             ReplyOutcome::Failed(e) => self.complete(t, SyscallResult::error(e)),
-            ReplyOutcome::Replied | ReplyOutcome::NoCaller | ReplyOutcome::CallerGone => {
-                self.receive(t, ep, block, x)
-            }
+            ReplyOutcome::Replied | ReplyOutcome::NoCaller | ReplyOutcome::CallerGone => self.receive(t, ep, block, x),
         }
         Ok(())
     }
@@ -599,16 +517,8 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// A free notification with no bits; OUT_OF_MEMORY if none.
     pub fn alloc_notification(&mut self) -> Result<NotificationId, ErrorCode> {
-        let index = self
-            .notifications
-            .iter()
-            .position(|n| !n.alive)
-            .ok_or(ErrorCode::OUT_OF_MEMORY)?;
-        self.notifications[index] = Notification {
-            alive: true,
-            bits: 0,
-            waiters: Queue::EMPTY,
-        };
+        let index = self.notifications.iter().position(|n| !n.alive).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        self.notifications[index] = Notification { alive: true, bits: 0, waiters: Queue::EMPTY };
         Ok(NotificationId(index as u32))
     }
 
@@ -618,11 +528,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         while let Some(t) = self.queue_head(Where::Waiters(n)) {
             self.fail(t, ErrorCode::PEER_GONE);
         }
-        self.notifications[n] = Notification {
-            alive: false,
-            bits: 0,
-            waiters: Queue::EMPTY,
-        };
+        self.notifications[n] = Notification { alive: false, bits: 0, waiters: Queue::EMPTY };
         Ok(())
     }
 
@@ -644,12 +550,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// WAIT: takes and clears the bits if any are set (result badge: the
     /// bits), else blocks as `block` says.
-    pub fn wait(
-        &mut self,
-        t: ThreadId,
-        ntf: NotificationId,
-        block: Block,
-    ) -> Result<(), ErrorCode> {
+    pub fn wait(&mut self, t: ThreadId, ntf: NotificationId, block: Block) -> Result<(), ErrorCode> {
         self.runnable(t)?;
         let n = self.notification(ntf)?;
         let bits = core::mem::take(&mut self.notifications[n].bits);
@@ -676,10 +577,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
                 self.complete(t, SyscallResult::error(ErrorCode::WOULD_BLOCK));
             } else {
                 self.threads[t.0 as usize].msg = msg;
-                let state = ThreadState::BlockedSend {
-                    ep: EndpointId(ep as u32),
-                    is_call: kind != Kind::Send,
-                };
+                let state = ThreadState::BlockedSend { ep: EndpointId(ep as u32), is_call: kind != Kind::Send };
                 self.block(t, state, Block::Forever);
             }
             return;
@@ -721,54 +619,26 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         }
         match block {
             Block::Poll => self.complete(t, SyscallResult::error(ErrorCode::WOULD_BLOCK)),
-            _ => self.block(
-                t,
-                ThreadState::BlockedRecv {
-                    ep: EndpointId(ep as u32),
-                },
-                block,
-            ),
+            _ => self.block(t, ThreadState::BlockedRecv { ep: EndpointId(ep as u32) }, block),
         }
     }
 
     /// `caller`'s message reached `server`: the caller waits for the reply.
     fn await_reply(&mut self, caller: ThreadId, server: ThreadId, grant: bool, fault: bool) {
-        self.threads[server.0 as usize].reply = ReplyRight::Caller {
-            thread: caller,
-            grant,
-            fault,
-        };
+        self.threads[server.0 as usize].reply = ReplyRight::Caller { thread: caller, grant, fault };
         self.threads[caller.0 as usize].state = ThreadState::BlockedReply { server };
     }
 
-    fn reply_to_caller(
-        &mut self,
-        t: ThreadId,
-        info: MessageInfo,
-        x: &mut impl Transfer,
-    ) -> ReplyOutcome {
+    fn reply_to_caller(&mut self, t: ThreadId, info: MessageInfo, x: &mut impl Transfer) -> ReplyOutcome {
         match self.threads[t.0 as usize].reply {
             ReplyRight::None => ReplyOutcome::NoCaller,
             ReplyRight::Gone => {
                 self.threads[t.0 as usize].reply = ReplyRight::None;
                 ReplyOutcome::CallerGone
             }
-            ReplyRight::Caller {
-                thread: c,
-                grant,
-                fault,
-            } => {
+            ReplyRight::Caller { thread: c, grant, fault } => {
                 let kind = if fault { Kind::FaultReply } else { Kind::Reply };
-                match x.transfer(
-                    t,
-                    c,
-                    kind,
-                    Message {
-                        badge: Badge(0),
-                        info,
-                        grant,
-                    },
-                ) {
+                match x.transfer(t, c, kind, Message { badge: Badge(0), info, grant }) {
                     Ok(info) => {
                         self.threads[t.0 as usize].reply = ReplyRight::None;
                         self.threads[c.0 as usize].in_fault = false;
@@ -841,22 +711,15 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         let tcb = self.threads[t.0 as usize];
         match tcb.state {
             ThreadState::Runnable => self.sched.block(t),
-            ThreadState::BlockedSend { .. }
-            | ThreadState::BlockedRecv { .. }
-            | ThreadState::BlockedWait { .. } => {
+            ThreadState::BlockedSend { .. } | ThreadState::BlockedRecv { .. } | ThreadState::BlockedWait { .. } => {
                 self.unblock(t);
             }
-            ThreadState::BlockedReply { server } => {
-                self.threads[server.0 as usize].reply = ReplyRight::Gone
-            }
+            ThreadState::BlockedReply { server } => self.threads[server.0 as usize].reply = ReplyRight::Gone,
             ThreadState::Inactive | ThreadState::Suspended | ThreadState::Faulted => {}
         }
         let in_syscall = !matches!(
             tcb.state,
-            ThreadState::Runnable
-                | ThreadState::Inactive
-                | ThreadState::Suspended
-                | ThreadState::Faulted
+            ThreadState::Runnable | ThreadState::Inactive | ThreadState::Suspended | ThreadState::Faulted
         );
         if in_syscall && !tcb.in_fault {
             self.threads[t.0 as usize].result = Some(SyscallResult::error(ErrorCode::CANCELLED));
@@ -948,22 +811,11 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         }
         let tcb = &mut self.threads[t.0 as usize];
         (tcb.timed, tcb.deadline) = (true, deadline);
-        link_after(
-            &mut self.timeouts,
-            &mut self.threads,
-            |tcb| &mut tcb.timer,
-            after,
-            t.0,
-        );
+        link_after(&mut self.timeouts, &mut self.threads, |tcb| &mut tcb.timer, after, t.0);
     }
 
     fn timer_remove(&mut self, t: ThreadId) {
-        unlink(
-            &mut self.timeouts,
-            &mut self.threads,
-            |tcb| &mut tcb.timer,
-            t.0,
-        );
+        unlink(&mut self.timeouts, &mut self.threads, |tcb| &mut tcb.timer, t.0);
         self.threads[t.0 as usize].timed = false;
     }
 
@@ -973,40 +825,30 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         self.sched.check()?;
         // How often each thread appears in an IPC queue, and in the timeout list.
         let (mut queued, mut timed) = ([0usize; T], [0usize; T]);
-        let mut walk =
-            |q: &Queue, link: fn(&Tcb) -> Link, ordered: bool| -> Result<(), &'static str> {
-                let (mut t, mut prev, mut len) = (q.head, NONE, 0);
-                while t != NONE {
-                    let l = link(&self.threads[t as usize]);
-                    len += 1;
-                    if l.prev != prev || !self.threads[t as usize].in_use || len > T {
-                        return Err("queue links");
-                    }
-                    if ordered {
-                        queued[t as usize] += 1;
-                        if prev != NONE
-                            && self
-                                .sched
-                                .priority(ThreadId(t))
-                                .is_higher_than(self.sched.priority(ThreadId(prev)))
-                        {
-                            return Err("queue out of priority order");
-                        }
-                    } else if core::mem::replace(&mut timed[t as usize], 1) != 0
-                        || prev != NONE
-                            && self.threads[prev as usize].deadline
-                                > self.threads[t as usize].deadline
+        let mut walk = |q: &Queue, link: fn(&Tcb) -> Link, ordered: bool| -> Result<(), &'static str> {
+            let (mut t, mut prev, mut len) = (q.head, NONE, 0);
+            while t != NONE {
+                let l = link(&self.threads[t as usize]);
+                len += 1;
+                if l.prev != prev || !self.threads[t as usize].in_use || len > T {
+                    return Err("queue links");
+                }
+                if ordered {
+                    queued[t as usize] += 1;
+                    if prev != NONE
+                        && self.sched.priority(ThreadId(t)).is_higher_than(self.sched.priority(ThreadId(prev)))
                     {
-                        return Err("timeout list");
+                        return Err("queue out of priority order");
                     }
-                    (prev, t) = (t, l.next);
+                } else if core::mem::replace(&mut timed[t as usize], 1) != 0
+                    || prev != NONE && self.threads[prev as usize].deadline > self.threads[t as usize].deadline
+                {
+                    return Err("timeout list");
                 }
-                if q.tail != prev {
-                    Err("queue tail")
-                } else {
-                    Ok(())
-                }
-            };
+                (prev, t) = (t, l.next);
+            }
+            if q.tail != prev { Err("queue tail") } else { Ok(()) }
+        };
         for e in &self.endpoints {
             walk(&e.senders, |t| t.queue, true)?;
             walk(&e.receivers, |t| t.queue, true)?;
@@ -1030,15 +872,11 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         for (i, tcb) in self.threads.iter().enumerate() {
             let t = ThreadId(i as u16);
             let in_queue = match tcb.state {
-                ThreadState::BlockedSend { ep, .. } => {
-                    self.endpoints[ep.0 as usize].contains(&self.threads, t, true)
+                ThreadState::BlockedSend { ep, .. } => self.endpoints[ep.0 as usize].contains(&self.threads, t, true),
+                ThreadState::BlockedRecv { ep } => self.endpoints[ep.0 as usize].contains(&self.threads, t, false),
+                ThreadState::BlockedWait { ntf } => {
+                    self.notifications[ntf.0 as usize].waiters.contains(&self.threads, t)
                 }
-                ThreadState::BlockedRecv { ep } => {
-                    self.endpoints[ep.0 as usize].contains(&self.threads, t, false)
-                }
-                ThreadState::BlockedWait { ntf } => self.notifications[ntf.0 as usize]
-                    .waiters
-                    .contains(&self.threads, t),
                 _ => false,
             };
             if queued[i] != usize::from(in_queue) || in_queue != self.where_queued(t).is_some() {
@@ -1050,12 +888,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             if timed[i] != usize::from(tcb.timed) {
                 return Err("timeout flag out of step with the timeout list");
             }
-            if tcb.timed
-                && !matches!(
-                    tcb.state,
-                    ThreadState::BlockedRecv { .. } | ThreadState::BlockedWait { .. }
-                )
-            {
+            if tcb.timed && !matches!(tcb.state, ThreadState::BlockedRecv { .. } | ThreadState::BlockedWait { .. }) {
                 return Err("timeout on a thread that is not receiving or waiting");
             }
             if let ThreadState::BlockedReply { server } = tcb.state
@@ -1064,29 +897,22 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
                 return Err("caller waiting for a server that owes it nothing");
             }
             if let ReplyRight::Caller { thread, .. } = tcb.reply
-                && self.threads[thread.0 as usize].state
-                    != (ThreadState::BlockedReply { server: t })
+                && self.threads[thread.0 as usize].state != (ThreadState::BlockedReply { server: t })
             {
                 return Err("reply right to a thread not waiting for it");
             }
-            if matches!(tcb.state, ThreadState::BlockedRecv { .. }) && tcb.reply != ReplyRight::None
-            {
+            if matches!(tcb.state, ThreadState::BlockedRecv { .. }) && tcb.reply != ReplyRight::None {
                 return Err("receiving while holding a reply right");
             }
             if tcb.in_fault
                 && !matches!(
                     tcb.state,
-                    ThreadState::BlockedSend { is_call: true, .. }
-                        | ThreadState::BlockedReply { .. }
+                    ThreadState::BlockedSend { is_call: true, .. } | ThreadState::BlockedReply { .. }
                 )
             {
                 return Err("fault flag outside a fault call");
             }
-            if !tcb.in_use
-                && (tcb.state != ThreadState::Inactive
-                    || tcb.reply != ReplyRight::None
-                    || tcb.timed)
-            {
+            if !tcb.in_use && (tcb.state != ThreadState::Inactive || tcb.reply != ReplyRight::None || tcb.timed) {
                 return Err("free thread in use");
             }
         }
@@ -1096,11 +922,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
 impl Endpoint {
     fn contains<const T: usize>(&self, threads: &[Tcb; T], t: ThreadId, senders: bool) -> bool {
-        if senders {
-            self.senders.contains(threads, t)
-        } else {
-            self.receivers.contains(threads, t)
-        }
+        if senders { self.senders.contains(threads, t) } else { self.receivers.contains(threads, t) }
     }
 }
 
@@ -1125,11 +947,7 @@ fn link_after<const T: usize>(
     after: u16,
     t: u16,
 ) {
-    let next = if after == NONE {
-        q.head
-    } else {
-        link(&mut threads[after as usize]).next
-    };
+    let next = if after == NONE { q.head } else { link(&mut threads[after as usize]).next };
     *link(&mut threads[t as usize]) = Link { next, prev: after };
     match after {
         NONE => q.head = t,
@@ -1141,12 +959,7 @@ fn link_after<const T: usize>(
     }
 }
 
-fn unlink<const T: usize>(
-    q: &mut Queue,
-    threads: &mut [Tcb; T],
-    link: fn(&mut Tcb) -> &mut Link,
-    t: u16,
-) {
+fn unlink<const T: usize>(q: &mut Queue, threads: &mut [Tcb; T], link: fn(&mut Tcb) -> &mut Link, t: u16) {
     let Link { next, prev } = *link(&mut threads[t as usize]);
     match prev {
         NONE => q.head = next,

@@ -30,9 +30,7 @@ fn rank(kind: MemoryKind) -> u8 {
 }
 
 /// Sorted, disjoint, merged regions; empty inputs are ignored.
-pub fn normalize<const N: usize>(
-    inputs: &[MemoryRegion],
-) -> Result<Vec<MemoryRegion, N>, MemMapError> {
+pub fn normalize<const N: usize>(inputs: &[MemoryRegion]) -> Result<Vec<MemoryRegion, N>, MemMapError> {
     // Every region boundary, sorted and deduplicated, splits the address
     // space into elementary intervals with a single winning kind each.
     let mut cuts: Vec<u64, 512> = Vec::new();
@@ -56,9 +54,7 @@ pub fn normalize<const N: usize>(
         let Some(kind) = winner else { continue };
         match out.last_mut() {
             Some(last) if last.end == start && last.kind == kind => last.end = end,
-            _ => out
-                .push(MemoryRegion::new(start, end, kind))
-                .map_err(|_| MemMapError::TooManyRegions)?,
+            _ => out.push(MemoryRegion::new(start, end, kind)).map_err(|_| MemMapError::TooManyRegions)?,
         }
     }
     Ok(out)
@@ -78,9 +74,7 @@ pub fn is_direct_mapped(kind: MemoryKind) -> bool {
 /// The page-aligned, sorted, disjoint physical spans the direct map covers:
 /// the low 1 MiB plus every region [`is_direct_mapped`] accepts. `map` must
 /// be sorted (as [`normalize`] returns it).
-pub fn direct_map_spans<const N: usize>(
-    map: &[MemoryRegion],
-) -> Result<Vec<(u64, u64), N>, MemMapError> {
+pub fn direct_map_spans<const N: usize>(map: &[MemoryRegion]) -> Result<Vec<(u64, u64), N>, MemMapError> {
     let mut spans: Vec<(u64, u64), N> = Vec::new();
     let low = core::iter::once((0, LOW_MEMORY_END));
     let ram = map
@@ -90,9 +84,7 @@ pub fn direct_map_spans<const N: usize>(
     for (start, end) in low.chain(ram) {
         match spans.last_mut() {
             Some(last) if start <= last.1 => last.1 = last.1.max(end),
-            _ => spans
-                .push((start, end))
-                .map_err(|_| MemMapError::TooManyRegions)?,
+            _ => spans.push((start, end)).map_err(|_| MemMapError::TooManyRegions)?,
         }
     }
     Ok(spans)
@@ -125,32 +117,17 @@ mod tests {
         ];
         let spans = direct_map_spans::<8>(&map).unwrap();
         assert_eq!(spans.as_slice(), &[(0, 0x800_0000)]);
-        assert!(
-            covered(&spans, 0xf_5000, 36),
-            "the legacy RSDP area is mapped"
-        );
-        assert!(
-            !covered(&spans, 0xfffc_0000, 8),
-            "reserved firmware ranges are not"
-        );
-        assert!(
-            !covered(&spans, 0x7ff_fff0, 0x20),
-            "a range running off the end is not covered"
-        );
+        assert!(covered(&spans, 0xf_5000, 36), "the legacy RSDP area is mapped");
+        assert!(!covered(&spans, 0xfffc_0000, 8), "reserved firmware ranges are not");
+        assert!(!covered(&spans, 0x7ff_fff0, 0x20), "a range running off the end is not covered");
         assert!(!covered(&spans, u64::MAX - 4, 8));
     }
 
     #[test]
     fn direct_map_spans_keep_holes() {
-        let map = [
-            r(0x10_0000, 0x20_0000, Usable),
-            r(0x1_0000_0000, 0x1_4000_0000, Usable),
-        ];
+        let map = [r(0x10_0000, 0x20_0000, Usable), r(0x1_0000_0000, 0x1_4000_0000, Usable)];
         let spans = direct_map_spans::<8>(&map).unwrap();
-        assert_eq!(
-            spans.as_slice(),
-            &[(0, 0x20_0000), (0x1_0000_0000, 0x1_4000_0000)]
-        );
+        assert_eq!(spans.as_slice(), &[(0, 0x20_0000), (0x1_0000_0000, 0x1_4000_0000)]);
         assert!(!covered(&spans, 0xc000_0000, 8));
     }
 
@@ -160,40 +137,21 @@ mod tests {
 
     #[test]
     fn sorts_and_merges_adjacent_regions() {
-        let out = normalize::<8>(&[
-            r(0x2000, 0x3000, Usable),
-            r(0, 0x1000, Usable),
-            r(0x1000, 0x2000, Usable),
-        ])
-        .unwrap();
+        let out =
+            normalize::<8>(&[r(0x2000, 0x3000, Usable), r(0, 0x1000, Usable), r(0x1000, 0x2000, Usable)]).unwrap();
         assert_eq!(out.as_slice(), &[r(0, 0x3000, Usable)]);
     }
 
     #[test]
     fn restrictive_kind_wins_an_overlap() {
         let out = normalize::<8>(&[r(0, 0x10_0000, Usable), r(0x8000, 0x9000, Reserved)]).unwrap();
-        assert_eq!(
-            out.as_slice(),
-            &[
-                r(0, 0x8000, Usable),
-                r(0x8000, 0x9000, Reserved),
-                r(0x9000, 0x10_0000, Usable)
-            ]
-        );
+        assert_eq!(out.as_slice(), &[r(0, 0x8000, Usable), r(0x8000, 0x9000, Reserved), r(0x9000, 0x10_0000, Usable)]);
     }
 
     #[test]
     fn loader_ranges_carve_usable_memory() {
-        let firmware = [
-            r(0, 0x9_f000, Usable),
-            r(0x10_0000, 0x800_0000, Usable),
-            r(0xf_0000, 0x10_0000, Reserved),
-        ];
-        let carve = [
-            r(0x10_0000, 0x12_0000, Loader),
-            r(0x20_0000, 0x28_0000, Kernel),
-            r(0x28_0000, 0x29_0000, Module),
-        ];
+        let firmware = [r(0, 0x9_f000, Usable), r(0x10_0000, 0x800_0000, Usable), r(0xf_0000, 0x10_0000, Reserved)];
+        let carve = [r(0x10_0000, 0x12_0000, Loader), r(0x20_0000, 0x28_0000, Kernel), r(0x28_0000, 0x29_0000, Module)];
         let all: std::vec::Vec<_> = firmware.iter().chain(&carve).copied().collect();
         let out = normalize::<16>(&all).unwrap();
         assert_eq!(
@@ -210,38 +168,26 @@ mod tests {
         );
         // Nothing a reserved input covered is reported usable.
         for c in &carve {
-            assert!(
-                out.iter()
-                    .all(|o| o.kind != Usable || o.end <= c.start || o.start >= c.end)
-            );
+            assert!(out.iter().all(|o| o.kind != Usable || o.end <= c.start || o.start >= c.end));
         }
     }
 
     #[test]
     fn a_carve_in_a_hole_is_kept_as_is() {
         let out = normalize::<8>(&[r(0, 0x1000, Usable), r(0x5000, 0x6000, Module)]).unwrap();
-        assert_eq!(
-            out.as_slice(),
-            &[r(0, 0x1000, Usable), r(0x5000, 0x6000, Module)]
-        );
+        assert_eq!(out.as_slice(), &[r(0, 0x1000, Usable), r(0x5000, 0x6000, Module)]);
     }
 
     #[test]
     fn empty_and_inverted_inputs_are_ignored() {
-        let out = normalize::<8>(&[
-            r(0x5000, 0x5000, Reserved),
-            r(0x9000, 0x1000, Reserved),
-            r(0, 0x1000, Usable),
-        ])
-        .unwrap();
+        let out =
+            normalize::<8>(&[r(0x5000, 0x5000, Reserved), r(0x9000, 0x1000, Reserved), r(0, 0x1000, Usable)]).unwrap();
         assert_eq!(out.as_slice(), &[r(0, 0x1000, Usable)]);
     }
 
     #[test]
     fn overflow_is_an_error_not_a_truncation() {
-        let inputs: std::vec::Vec<_> = (0..10)
-            .map(|i| r(i * 0x2000, i * 0x2000 + 0x1000, Usable))
-            .collect();
+        let inputs: std::vec::Vec<_> = (0..10).map(|i| r(i * 0x2000, i * 0x2000 + 0x1000, Usable)).collect();
         assert_eq!(normalize::<4>(&inputs), Err(MemMapError::TooManyRegions));
         assert_eq!(normalize::<10>(&inputs).unwrap().len(), 10);
     }

@@ -77,22 +77,11 @@ impl MapFlags {
     pub const KERNEL_TEXT: MapFlags = MapFlags::kernel(false, true);
     pub const KERNEL_RODATA: MapFlags = MapFlags::kernel(false, false);
     pub const KERNEL_DATA: MapFlags = MapFlags::kernel(true, false);
-    pub const KERNEL_MMIO: MapFlags = MapFlags {
-        writable: true,
-        executable: false,
-        user: false,
-        global: true,
-        caching: Caching::Uncached,
-    };
+    pub const KERNEL_MMIO: MapFlags =
+        MapFlags { writable: true, executable: false, user: false, global: true, caching: Caching::Uncached };
 
     pub const fn kernel(writable: bool, executable: bool) -> MapFlags {
-        MapFlags {
-            writable,
-            executable,
-            user: false,
-            global: true,
-            caching: Caching::WriteBack,
-        }
+        MapFlags { writable, executable, user: false, global: true, caching: Caching::WriteBack }
     }
 }
 
@@ -141,11 +130,7 @@ pub struct Mapper<'m, M: PageTableMemory> {
 
 impl<'m, M: PageTableMemory> Mapper<'m, M> {
     pub fn new(mem: &'m mut M, root: u64) -> Self {
-        Mapper {
-            mem,
-            root,
-            large_pages: true,
-        }
+        Mapper { mem, root, large_pages: true }
     }
 
     /// Allocates an empty root table.
@@ -169,9 +154,7 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         if !is_canonical(virt) || !is_canonical(last) || (virt >> 63) != (last >> 63) {
             return Err(MapError::NonCanonical);
         }
-        let phys_last = phys
-            .checked_add(len - 1)
-            .ok_or(MapError::PhysicalTooLarge)?;
+        let phys_last = phys.checked_add(len - 1).ok_or(MapError::PhysicalTooLarge)?;
         if phys_last > PHYS_MASK {
             return Err(MapError::PhysicalTooLarge);
         }
@@ -206,23 +189,14 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         0
     }
 
-    fn map_one(
-        &mut self,
-        virt: u64,
-        phys: u64,
-        leaf_level: u32,
-        flags: MapFlags,
-    ) -> Result<(), MapError> {
+    fn map_one(&mut self, virt: u64, phys: u64, leaf_level: u32, flags: MapFlags) -> Result<(), MapError> {
         let mut table = self.root;
         for level in (leaf_level + 1..=3).rev() {
             let i = index(virt, level);
             let mut entry = PageTableEntry::from(self.mem.read_entry(table, i));
             if !entry.present() {
                 let next = self.mem.alloc_table().ok_or(MapError::OutOfMemory)?;
-                entry = PageTableEntry::new()
-                    .with_present(true)
-                    .with_writable(true)
-                    .with_address(next);
+                entry = PageTableEntry::new().with_present(true).with_writable(true).with_address(next);
             } else if entry.page_size() {
                 return Err(MapError::AlreadyMapped { virt });
             }
@@ -254,12 +228,7 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
     /// mapped by a 4 KiB leaf, else nothing is removed. Returns the physical
     /// address each removed page had, through `removed`, so the caller can
     /// flush the TLB for it.
-    pub fn unmap(
-        &mut self,
-        virt: u64,
-        len: u64,
-        mut removed: impl FnMut(u64, u64),
-    ) -> Result<(), MapError> {
+    pub fn unmap(&mut self, virt: u64, len: u64, mut removed: impl FnMut(u64, u64)) -> Result<(), MapError> {
         if len == 0 || !(virt | len).is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
@@ -328,11 +297,7 @@ pub struct Translation {
     pub page_size: u64,
 }
 
-pub fn translate<M: PageTableMemory + ?Sized>(
-    mem: &M,
-    root: u64,
-    virt: u64,
-) -> Option<Translation> {
+pub fn translate<M: PageTableMemory + ?Sized>(mem: &M, root: u64, virt: u64) -> Option<Translation> {
     if !is_canonical(virt) {
         return None;
     }
@@ -349,13 +314,7 @@ pub fn translate<M: PageTableMemory + ?Sized>(
         if level == 0 || (entry.page_size() && level <= 2) {
             let size = level_size(level);
             let base = entry.address() & !(size - 1);
-            return Some(Translation {
-                phys: base + (virt & (size - 1)),
-                writable,
-                executable,
-                user,
-                page_size: size,
-            });
+            return Some(Translation { phys: base + (virt & (size - 1)), writable, executable, user, page_size: size });
         }
         table = entry.address();
     }
@@ -399,11 +358,7 @@ fn audit_table<M: PageTableMemory + ?Sized>(
         if level == 3 && i >= 256 {
             virt |= 0xffff_0000_0000_0000;
         }
-        let rights = (
-            inherited.0 && entry.writable(),
-            inherited.1 && !entry.no_execute(),
-            inherited.2 && entry.user(),
-        );
+        let rights = (inherited.0 && entry.writable(), inherited.1 && !entry.no_execute(), inherited.2 && entry.user());
         if level == 0 || (entry.page_size() && level <= 2) {
             report.mappings += 1;
             if rights.0 && rights.1 {

@@ -44,11 +44,7 @@ impl Priority {
 
     /// `None` above [`Priority::HIGHEST`].
     pub const fn new(level: u64) -> Option<Priority> {
-        if level <= MAX_PRIORITY {
-            Some(Priority(level as u8))
-        } else {
-            None
-        }
+        if level <= MAX_PRIORITY { Some(Priority(level as u8)) } else { None }
     }
 
     pub const fn level(self) -> u8 {
@@ -73,30 +69,18 @@ pub struct SchedParams {
 
 impl SchedParams {
     /// Lowest priority, no budget limit.
-    pub const DEFAULT: SchedParams = SchedParams {
-        priority: Priority::LOWEST,
-        budget: 0,
-        period: 0,
-    };
+    pub const DEFAULT: SchedParams = SchedParams { priority: Priority::LOWEST, budget: 0, period: 0 };
 
     /// Validates `SCHED_CONFIGURE` arguments: a priority up to
     /// [`MAX_PRIORITY`], and for a limited budget `0 < budget <= period`.
     pub fn from_abi(priority: u64, budget: u64, period: u64) -> Result<SchedParams, ErrorCode> {
         let priority = Priority::new(priority).ok_or(ErrorCode::INVALID_ARGUMENT)?;
         let period = u32::try_from(period).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
-        let budget = if period == 0 {
-            0
-        } else {
-            u32::try_from(budget).map_err(|_| ErrorCode::INVALID_ARGUMENT)?
-        };
+        let budget = if period == 0 { 0 } else { u32::try_from(budget).map_err(|_| ErrorCode::INVALID_ARGUMENT)? };
         if period != 0 && (budget == 0 || budget > period) {
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
-        Ok(SchedParams {
-            priority,
-            budget,
-            period,
-        })
+        Ok(SchedParams { priority, budget, period })
     }
 
     const fn limited(&self) -> bool {
@@ -146,10 +130,7 @@ struct List {
 }
 
 impl List {
-    const EMPTY: List = List {
-        head: NONE,
-        tail: NONE,
-    };
+    const EMPTY: List = List { head: NONE, tail: NONE };
 }
 
 /// The scheduler of `T` threads.
@@ -401,31 +382,23 @@ impl<const T: usize> Scheduler<T> {
     /// Checks the scheduler's invariants (for tests and kernel self-checks).
     pub fn check(&self) -> Result<(), &'static str> {
         let mut seen = [false; T];
-        let mut walk =
-            |list: &List, place: Place, prio: Option<u8>| -> Result<usize, &'static str> {
-                let (mut t, mut prev, mut len) = (list.head, NONE, 0);
-                while t != NONE {
-                    let e = &self.entries[t as usize];
-                    if core::mem::replace(&mut seen[t as usize], true) {
-                        return Err("thread in two lists");
-                    }
-                    if e.place != place
-                        || e.prev != prev
-                        || prio.is_some_and(|p| p != e.params.priority.0)
-                    {
-                        return Err("list entry with wrong place, link or priority");
-                    }
-                    if place == Place::Depleted && !(e.params.limited() && e.remaining == 0) {
-                        return Err("depleted thread with budget");
-                    }
-                    (prev, t, len) = (t, e.next, len + 1);
+        let mut walk = |list: &List, place: Place, prio: Option<u8>| -> Result<usize, &'static str> {
+            let (mut t, mut prev, mut len) = (list.head, NONE, 0);
+            while t != NONE {
+                let e = &self.entries[t as usize];
+                if core::mem::replace(&mut seen[t as usize], true) {
+                    return Err("thread in two lists");
                 }
-                if list.tail != prev {
-                    Err("list tail")
-                } else {
-                    Ok(len)
+                if e.place != place || e.prev != prev || prio.is_some_and(|p| p != e.params.priority.0) {
+                    return Err("list entry with wrong place, link or priority");
                 }
-            };
+                if place == Place::Depleted && !(e.params.limited() && e.remaining == 0) {
+                    return Err("depleted thread with budget");
+                }
+                (prev, t, len) = (t, e.next, len + 1);
+            }
+            if list.tail != prev { Err("list tail") } else { Ok(len) }
+        };
         for (p, list) in self.ready.iter().enumerate() {
             let len = walk(list, Place::Ready, Some(p as u8))?;
             if (len != 0) != (self.bitmap & 1 << p != 0) {

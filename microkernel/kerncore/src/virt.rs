@@ -135,8 +135,8 @@ impl VmxCaps {
         let has_secondary = allowed1(procbased) & PROCBASED_ACTIVATE_SECONDARY != 0;
         let (secondary, ept_vpid) = if has_secondary {
             let secondary = SecondaryControls::from(allowed1(read_ctls2()));
-            let ept_vpid = (secondary.enable_ept() || secondary.enable_vpid())
-                .then(|| EptVpidCap::from(read_ept_vpid()));
+            let ept_vpid =
+                (secondary.enable_ept() || secondary.enable_vpid()).then(|| EptVpidCap::from(read_ept_vpid()));
             (secondary, ept_vpid)
         } else {
             (SecondaryControls::new(), None)
@@ -152,9 +152,7 @@ impl VmxCaps {
     /// EPT that Tessera can use: 4-level walks with write-back tables.
     pub fn has_usable_ept(&self) -> bool {
         self.secondary.enable_ept()
-            && self
-                .ept_vpid
-                .is_some_and(|c| c.page_walk_4() && c.memory_type_wb() && c.invept())
+            && self.ept_vpid.is_some_and(|c| c.page_walk_4() && c.memory_type_wb() && c.invept())
     }
 }
 
@@ -169,11 +167,7 @@ pub struct SvmCaps {
 impl SvmCaps {
     /// From CPUID Fn8000_000A EAX, EBX and EDX.
     pub fn decode(eax: u32, ebx: u32, edx: u32) -> Self {
-        SvmCaps {
-            revision: eax as u8,
-            asids: ebx,
-            features: SvmFeatures::from(edx),
-        }
+        SvmCaps { revision: eax as u8, asids: ebx, features: SvmFeatures::from(edx) }
     }
 }
 
@@ -220,11 +214,7 @@ impl fmt::Display for VirtSupport {
                 if v.has_usable_ept() {
                     write!(f, "Intel VMX with EPT (VMCS rev {:#x}; ", v.vmcs_revision)?;
                 } else {
-                    write!(
-                        f,
-                        "Intel VMX without usable EPT (VMCS rev {:#x}; ",
-                        v.vmcs_revision
-                    )?;
+                    write!(f, "Intel VMX without usable EPT (VMCS rev {:#x}; ", v.vmcs_revision)?;
                 }
                 flags(
                     f,
@@ -246,16 +236,8 @@ impl fmt::Display for VirtSupport {
             }
             VirtSupport::Svm(s) => {
                 let n = s.features;
-                let paging = if n.nested_paging() {
-                    "with NPT"
-                } else {
-                    "without NPT"
-                };
-                write!(
-                    f,
-                    "AMD SVM {paging} (rev {}, {} ASIDs; ",
-                    s.revision, s.asids
-                )?;
+                let paging = if n.nested_paging() { "with NPT" } else { "without NPT" };
+                write!(f, "AMD SVM {paging} (rev {}, {} ASIDs; ", s.revision, s.asids)?;
                 flags(
                     f,
                     &[
@@ -304,13 +286,7 @@ mod tests {
             .with_invept(true)
             .with_accessed_dirty(true)
             .with_invvpid(true);
-        VmxCaps::decode(
-            basic,
-            pinbased,
-            procbased,
-            || u64::from(u32::from(ctls2)) << 32,
-            || cap.into(),
-        )
+        VmxCaps::decode(basic, pinbased, procbased, || u64::from(u32::from(ctls2)) << 32, || cap.into())
     }
 
     #[test]
@@ -320,16 +296,8 @@ mod tests {
         assert!(caps.preemption_timer);
         assert!(caps.has_usable_ept());
         let text = VirtSupport::Vmx(caps).to_string();
-        assert!(
-            text.starts_with(
-                "Intel VMX with EPT (VMCS rev 0x1; VPID, unrestricted guest, 2M pages"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("no PML") && text.contains("no MBEC"),
-            "{text}"
-        );
+        assert!(text.starts_with("Intel VMX with EPT (VMCS rev 0x1; VPID, unrestricted guest, 2M pages"), "{text}");
+        assert!(text.contains("no PML") && text.contains("no MBEC"), "{text}");
     }
 
     #[test]
@@ -345,29 +313,16 @@ mod tests {
             },
             || u64::MAX,
         );
-        assert!(
-            !read,
-            "secondary MSRs must not be read when they do not exist (#GP)"
-        );
+        assert!(!read, "secondary MSRs must not be read when they do not exist (#GP)");
         assert!(!caps.has_usable_ept());
         assert!(!VirtSupport::Vmx(caps).can_run_guests());
-        assert!(
-            VirtSupport::Vmx(caps)
-                .to_string()
-                .starts_with("Intel VMX without usable EPT")
-        );
+        assert!(VirtSupport::Vmx(caps).to_string().starts_with("Intel VMX without usable EPT"));
     }
 
     #[test]
     fn ept_vpid_cap_is_not_read_without_ept_or_vpid() {
         let ctls2 = SecondaryControls::new().with_unrestricted_guest(true);
-        let caps = VmxCaps::decode(
-            1,
-            0,
-            1 << 63,
-            || u64::from(u32::from(ctls2)) << 32,
-            || panic!("#GP"),
-        );
+        let caps = VmxCaps::decode(1, 0, 1 << 63, || u64::from(u32::from(ctls2)) << 32, || panic!("#GP"));
         assert_eq!(caps.ept_vpid, None);
         assert!(caps.secondary.unrestricted_guest());
     }
@@ -376,13 +331,7 @@ mod tests {
     fn ept_without_write_back_is_unusable() {
         let ctls2 = SecondaryControls::new().with_enable_ept(true);
         let cap = EptVpidCap::new().with_page_walk_4(true).with_invept(true);
-        let caps = VmxCaps::decode(
-            1,
-            0,
-            1 << 63,
-            || u64::from(u32::from(ctls2)) << 32,
-            || cap.into(),
-        );
+        let caps = VmxCaps::decode(1, 0, 1 << 63, || u64::from(u32::from(ctls2)) << 32, || cap.into());
         assert!(!caps.has_usable_ept());
     }
 
@@ -407,9 +356,6 @@ mod tests {
         assert!(!support.can_run_guests());
         assert!(support.to_string().starts_with("AMD SVM without NPT"));
         assert!(!VirtSupport::None.can_run_guests());
-        assert_eq!(
-            VirtSupport::DisabledByFirmware("AMD SVM").to_string(),
-            "AMD SVM present but disabled by firmware"
-        );
+        assert_eq!(VirtSupport::DisabledByFirmware("AMD SVM").to_string(), "AMD SVM present but disabled by firmware");
     }
 }

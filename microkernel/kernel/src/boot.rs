@@ -20,9 +20,7 @@ extern "sysv64" fn kernel_entry(boot_info: *const BootInfo) -> ! {
     // wrote, page-aligned; its header is checked before anything else is used.
     let info = unsafe { &*boot_info };
     if !info.is_valid() {
-        println!(
-            "boot: the boot information has a bad magic or version; loader and kernel do not match"
-        );
+        println!("boot: the boot information has a bad magic or version; loader and kernel do not match");
         platform::power_off(ExitStatus::Panic);
     }
     main(info)
@@ -78,10 +76,7 @@ fn main(info: &'static BootInfo) -> ! {
         );
     }
     let audit = memory::audit();
-    println!(
-        "paging: W^X audit: {} mappings, {} writable+executable",
-        audit.mappings, audit.writable_executable
-    );
+    println!("paging: W^X audit: {} mappings, {} writable+executable", audit.mappings, audit.writable_executable);
     if let Some(first) = audit.first_violation {
         println!("paging: first writable+executable mapping at {first:#x}");
         platform::power_off(ExitStatus::SelfTestFailed);
@@ -115,10 +110,7 @@ fn main(info: &'static BootInfo) -> ! {
 
     match options.fault_test {
         Some(FaultTest::PageFault) => {
-            println!(
-                "test: reading unmapped kernel address {:#x}",
-                memory::UNMAPPED_PROBE
-            );
+            println!("test: reading unmapped kernel address {:#x}", memory::UNMAPPED_PROBE);
             let value = memory::provoke_page_fault();
             println!("test: the read returned {value:#x} instead of faulting");
             platform::power_off(ExitStatus::SelfTestFailed);
@@ -148,7 +140,8 @@ fn main(info: &'static BootInfo) -> ! {
     unsafe { entry::enter_user(context) }
 }
 
-/// Prints the MADT's CPUs and I/O APICs; returns the local APIC address.
+/// Prints the MADT's CPUs and I/O APICs and sets up the I/O APICs;
+/// returns the local APIC address.
 fn report_madt(rsdp: u64) -> u64 {
     const DEFAULT_LAPIC: u64 = 0xfee0_0000;
     if rsdp == 0 {
@@ -164,20 +157,16 @@ fn report_madt(rsdp: u64) -> u64 {
                 let off = if c.usable { "" } else { " (disabled)" };
                 let _ = write!(ids, "{sep}{}{bsp}{off}", c.apic_id);
             }
-            println!(
-                "acpi: RSDP at {rsdp:#x} (revision {}), OEM \"{}\"",
-                madt.revision, madt.oem_id
-            );
+            println!("acpi: RSDP at {rsdp:#x} (revision {}), OEM \"{}\"", madt.revision, madt.oem_id);
             println!("cpus: {} in MADT (APIC IDs {ids})", madt.cpus.len());
             for io in &madt.io_apics {
-                println!(
-                    "ioapic: id {} at {:#x}, GSI base {}",
-                    io.id, io.address, io.gsi_base
-                );
+                println!("ioapic: id {} at {:#x}, GSI base {}", io.id, io.address, io.gsi_base);
             }
             if madt.legacy_pics {
                 println!("acpi: legacy 8259 PICs present (masked)");
             }
+            let lines = crate::arch::ioapic::init(&madt.io_apics, &madt.overrides);
+            println!("ioapic: {lines} lines masked; ISA IRQ 0 arrives on GSI {}", crate::arch::ioapic::isa_to_gsi(0));
             madt.local_apic_address
         }
         Err(e) => {

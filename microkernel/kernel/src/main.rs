@@ -9,9 +9,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "tessera-microkernel runs only on bare metal (x86_64-unknown-none); the runner boots it."
-    );
+    eprintln!("tessera-microkernel runs only on bare metal (x86_64-unknown-none); the runner boots it.");
 }
 
 #[cfg(target_os = "none")]

@@ -48,122 +48,55 @@ impl From<abi::ErrorCode> for Error {
 
 /// Builds the root task and makes its thread runnable.
 pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
-    let module = info
-        .modules()
-        .iter()
-        .find(|m| m.name.as_str() == "bootfs")
-        .ok_or(Error::NoBootfs)?;
+    let module = info.modules().iter().find(|m| m.name.as_str() == "bootfs").ok_or(Error::NoBootfs)?;
     let image_bytes = memory::boot_module(module.start, module.end - module.start);
     let image = sysimage::SystemImage::parse(image_bytes).map_err(Error::Image)?;
     let manifest = &image.manifest;
-    let supervisor = manifest
-        .supervisor()
-        .ok_or(Error::Image(sysimage::Error::BadManifest("no supervisor")))?;
-    let binary = image
-        .binary(supervisor)
-        .ok_or(Error::Image(sysimage::Error::MissingBinary { task: 0 }))?;
+    let supervisor = manifest.supervisor().ok_or(Error::Image(sysimage::Error::BadManifest("no supervisor")))?;
+    let binary = image.binary(supervisor).ok_or(Error::Image(sysimage::Error::MissingBinary { task: 0 }))?;
     let elf = elfload::plan(binary, layout::IMAGE_START..layout::IMAGE_END).map_err(Error::Elf)?;
 
     let task = k.create_task()?;
     let mut startup = StartupInfo::empty();
-    startup.task_name =
-        abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);
+    startup.task_name = abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);
     let mut next_slot = 1u32;
-    let mut grant =
-        |k: &mut Kernel, startup: &mut StartupInfo, name: &str, object: ObjRef, rights: Rights| {
-            let slot = CapSlot(next_slot);
-            next_slot += 1;
-            k.grant(task, slot, Capability::new(object, rights))?;
-            startup.push(name, slot, object.kind);
-            Ok::<CapSlot, Error>(slot)
-        };
+    let mut grant = |k: &mut Kernel, startup: &mut StartupInfo, name: &str, object: ObjRef, rights: Rights| {
+        let slot = CapSlot(next_slot);
+        next_slot += 1;
+        k.grant(task, slot, Capability::new(object, rights))?;
+        startup.push(name, slot, object.kind);
+        Ok::<CapSlot, Error>(slot)
+    };
 
-    grant(
-        k,
-        &mut startup,
-        "self",
-        ObjRef {
-            kind: ObjectType::TASK,
-            index: task,
-        },
-        Rights::ALL,
-    )?;
+    grant(k, &mut startup, "self", ObjRef { kind: ObjectType::TASK, index: task }, Rights::ALL)?;
 
     // The program image, segment by segment, with its own rights.
     for segment in &elf.segments {
         let mem = k.create_memory(segment.pages, None)?;
-        let phys = k.memory[mem as usize]
-            .as_ref()
-            .map(|m| m.phys)
-            .ok_or(Error::Map)?;
+        let phys = k.memory[mem as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
         memory::write_phys(phys + segment.offset_in_page, segment.data);
-        let rights = Rights::new()
-            .with_read(true)
-            .with_write(segment.writable)
-            .with_execute(segment.executable);
+        let rights = Rights::new().with_read(true).with_write(segment.writable).with_execute(segment.executable);
         map(k, task, mem, segment.start, rights)?;
-        grant(
-            k,
-            &mut startup,
-            "image",
-            ObjRef {
-                kind: ObjectType::MEMORY,
-                index: mem,
-            },
-            rights,
-        )?;
+        grant(k, &mut startup, "image", ObjRef { kind: ObjectType::MEMORY, index: mem }, rights)?;
     }
 
     let rw = Rights::new().with_read(true).with_write(true);
     let stack_pages = supervisor.stack.div_ceil(PAGE_SIZE).max(1);
     let stack = k.create_memory(stack_pages, None)?;
-    map(
-        k,
-        task,
-        stack,
-        layout::STACK_TOP - stack_pages * PAGE_SIZE,
-        rw,
-    )?;
-    grant(
-        k,
-        &mut startup,
-        "stack",
-        ObjRef {
-            kind: ObjectType::MEMORY,
-            index: stack,
-        },
-        rw,
-    )?;
+    map(k, task, stack, layout::STACK_TOP - stack_pages * PAGE_SIZE, rw)?;
+    grant(k, &mut startup, "stack", ObjRef { kind: ObjectType::MEMORY, index: stack }, rw)?;
 
     let memory_pages = supervisor.memory.div_ceil(PAGE_SIZE);
     if memory_pages > 0 {
         let heap = k.create_memory(memory_pages, None)?;
         map(k, task, heap, layout::MEMORY, rw)?;
-        grant(
-            k,
-            &mut startup,
-            "memory",
-            ObjRef {
-                kind: ObjectType::MEMORY,
-                index: heap,
-            },
-            rw,
-        )?;
+        grant(k, &mut startup, "memory", ObjRef { kind: ObjectType::MEMORY, index: heap }, rw)?;
         startup.memory_size = memory_pages * PAGE_SIZE;
     }
 
     let ipc = k.create_memory(1, None)?;
     map(k, task, ipc, layout::IPC_BUFFER, rw)?;
-    grant(
-        k,
-        &mut startup,
-        "ipc-buffer",
-        ObjRef {
-            kind: ObjectType::MEMORY,
-            index: ipc,
-        },
-        rw,
-    )?;
+    grant(k, &mut startup, "ipc-buffer", ObjRef { kind: ObjectType::MEMORY, index: ipc }, rw)?;
     startup.ipc_buffer = layout::IPC_BUFFER;
 
     // The boot image itself, read-only, so the supervisor can read the
@@ -178,112 +111,41 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
         mappings: heapless::Vec::new(),
     });
     let read = Rights::new().with_read(true);
-    grant(
-        k,
-        &mut startup,
-        "bootfs",
-        ObjRef {
-            kind: ObjectType::MEMORY,
-            index: bootfs as u32,
-        },
-        read,
-    )?;
+    grant(k, &mut startup, "bootfs", ObjRef { kind: ObjectType::MEMORY, index: bootfs as u32 }, read)?;
 
     let pool_pages = memory::free_frame_count().saturating_sub(KERNEL_RESERVE_PAGES);
     let untyped = crate::object::invoke::create_untyped(k, pool_pages)?;
-    grant(
-        k,
-        &mut startup,
-        "untyped",
-        ObjRef {
-            kind: ObjectType::UNTYPED,
-            index: untyped,
-        },
-        Rights::ALL,
-    )?;
+    grant(k, &mut startup, "untyped", ObjRef { kind: ObjectType::UNTYPED, index: untyped }, Rights::ALL)?;
 
-    let io =
-        k.io.iter()
-            .position(Option::is_none)
-            .ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-    k.io[io] = Some(IoRange {
-        base: 0,
-        count: 0x1_0000,
-    });
-    grant(
-        k,
-        &mut startup,
-        "ioports",
-        ObjRef {
-            kind: ObjectType::IO_PORTS,
-            index: io as u32,
-        },
-        Rights::ALL,
-    )?;
+    let io = k.io.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    k.io[io] = Some(IoRange { base: 0, count: 0x1_0000 });
+    grant(k, &mut startup, "ioports", ObjRef { kind: ObjectType::IO_PORTS, index: io as u32 }, Rights::ALL)?;
+
+    let irq = k.interrupts.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    k.interrupts[irq] =
+        Some(crate::object::Interrupt { first: 0, count: crate::arch::ioapic::MAX_GSIS, binding: None, armed: false });
+    grant(k, &mut startup, "interrupts", ObjRef { kind: ObjectType::INTERRUPT, index: irq as u32 }, Rights::ALL)?;
 
     // Its thread, at the manifest's priority, with no fault handler: if the
     // root task faults, the kernel reports it and stops the system.
     let thread = k.ipc.alloc_thread()?;
     let priority = Priority::new(u64::from(supervisor.priority.0)).unwrap_or(Priority::HIGHEST);
-    let params = SchedParams {
-        priority,
-        ..SchedParams::DEFAULT
-    };
-    let sc = k
-        .sched
-        .iter()
-        .position(Option::is_none)
-        .ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-    k.sched[sc] = Some(SchedContext {
-        params,
-        bound: Some(thread),
-    });
-    grant(
-        k,
-        &mut startup,
-        "thread",
-        ObjRef {
-            kind: ObjectType::THREAD,
-            index: u32::from(thread.0),
-        },
-        Rights::ALL,
-    )?;
-    grant(
-        k,
-        &mut startup,
-        "sched",
-        ObjRef {
-            kind: ObjectType::SCHED_CONTEXT,
-            index: sc as u32,
-        },
-        Rights::ALL,
-    )?;
+    let params = SchedParams { priority, ..SchedParams::DEFAULT };
+    let sc = k.sched.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    k.sched[sc] = Some(SchedContext { params, bound: Some(thread) });
+    grant(k, &mut startup, "thread", ObjRef { kind: ObjectType::THREAD, index: u32::from(thread.0) }, Rights::ALL)?;
+    grant(k, &mut startup, "sched", ObjRef { kind: ObjectType::SCHED_CONTEXT, index: sc as u32 }, Rights::ALL)?;
 
     // The startup page goes last, once it lists every capability.
     let page = k.create_memory(1, None)?;
-    let page_phys = k.memory[page as usize]
-        .as_ref()
-        .map(|m| m.phys)
-        .ok_or(Error::Map)?;
+    let page_phys = k.memory[page as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
     map(k, task, page, layout::STARTUP, read)?;
-    grant(
-        k,
-        &mut startup,
-        "startup",
-        ObjRef {
-            kind: ObjectType::MEMORY,
-            index: page,
-        },
-        read,
-    )?;
+    grant(k, &mut startup, "startup", ObjRef { kind: ObjectType::MEMORY, index: page }, read)?;
     let mut image = [0u8; PAGE_SIZE as usize];
     startup.write_to(&mut image).ok_or(Error::Map)?;
     memory::write_phys(page_phys, &image);
 
-    let ipc_phys = k.memory[ipc as usize]
-        .as_ref()
-        .map(|m| m.phys)
-        .ok_or(Error::Map)?;
+    let ipc_phys = k.memory[ipc as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
     k.threads[usize::from(thread.0)] = Thread {
         context: crate::arch::entry::user_frame(elf.entry, layout::STACK_TOP, layout::STARTUP),
         alive: true,
@@ -295,28 +157,15 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     k.ipc.configure(thread, params)?;
     k.ipc.resume(thread)?;
 
-    println!(
-        "task {} (root): ring 3, priority {}, entry {:#x}",
-        supervisor.name,
-        priority.level(),
-        elf.entry
-    );
+    println!("task {} (root): ring 3, priority {}, entry {:#x}", supervisor.name, priority.level(), elf.entry);
     for cap in startup.caps() {
-        println!(
-            "  cap {:>3} {:<12} {:?}",
-            cap.slot.0,
-            cap.name.as_str(),
-            cap.kind
-        );
+        println!("  cap {:>3} {:<12} {:?}", cap.slot.0, cap.name.as_str(), cap.kind);
     }
     Ok(())
 }
 
 fn free_memory_slot(k: &Kernel) -> Result<usize, Error> {
-    k.memory
-        .iter()
-        .position(Option::is_none)
-        .ok_or(Error::Object(abi::ErrorCode::OUT_OF_MEMORY))
+    k.memory.iter().position(Option::is_none).ok_or(Error::Object(abi::ErrorCode::OUT_OF_MEMORY))
 }
 
 fn map(k: &mut Kernel, task: u32, mem: u32, vaddr: u64, rights: Rights) -> Result<(), Error> {
@@ -324,11 +173,6 @@ fn map(k: &mut Kernel, task: u32, mem: u32, vaddr: u64, rights: Rights) -> Resul
     let (phys, pages) = (object.phys, object.pages);
     let _ = object.mappings.push((task, vaddr, pages));
     let space = &mut k.tasks[task as usize].as_mut().ok_or(Error::Map)?.space;
-    let rights = crate::arch::addrspace::UserRights {
-        writable: rights.write(),
-        executable: rights.execute(),
-    };
-    space
-        .map(vaddr, phys, pages * PAGE_SIZE, rights)
-        .map_err(|_| Error::Map)
+    let rights = crate::arch::addrspace::UserRights { writable: rights.write(), executable: rights.execute() };
+    space.map(vaddr, phys, pages * PAGE_SIZE, rights).map_err(|_| Error::Map)
 }

@@ -34,10 +34,15 @@ pub fn from_user(_saved: *mut TrapFrame) -> *mut TrapFrame {
             v if v == u64::from(TIMER_VECTOR) => apic::on_timer(),
             v if v == u64::from(SPURIOUS_VECTOR) => {}
             v if v < 32 => user_fault(&mut k, t),
-            _ => {}
+            v => {
+                if let Some(gsi) = crate::arch::idt::device_gsi(v) {
+                    apic::on_device_interrupt(gsi);
+                }
+            }
         }
     }
     k.catch_up_ticks();
+    k.deliver_interrupts();
     next_context(&mut k)
 }
 
@@ -46,13 +51,8 @@ pub fn from_user(_saved: *mut TrapFrame) -> *mut TrapFrame {
 fn user_fault(k: &mut Kernel, t: ThreadId) {
     let frame = &k.threads[usize::from(t.0)].context;
     let address = if frame.vector == 14 { cpu::cr2() } else { 0 };
-    let fault = FaultMessage {
-        vector: frame.vector,
-        error_code: frame.error_code,
-        rip: frame.rip,
-        address,
-        rsp: frame.rsp,
-    };
+    let fault =
+        FaultMessage { vector: frame.vector, error_code: frame.error_code, rip: frame.rip, address, rsp: frame.rsp };
     let handler = k.threads[usize::from(t.0)].fault_handler;
     k.threads[usize::from(t.0)].fault = fault;
     if handler.is_none() {
@@ -70,22 +70,8 @@ fn user_fault(k: &mut Kernel, t: ThreadId) {
             platform::power_off(ExitStatus::Panic);
         }
     }
-    let Kernel {
-        ipc,
-        threads,
-        tasks,
-        caps,
-        ..
-    } = k;
-    let _ = ipc.fault(
-        t,
-        handler,
-        &mut Xfer {
-            threads,
-            tasks,
-            caps,
-        },
-    );
+    let Kernel { ipc, threads, tasks, caps, .. } = k;
+    let _ = ipc.fault(t, handler, &mut Xfer { threads, tasks, caps });
 }
 
 /// Picks the next thread (idling until there is one) and prepares its
@@ -100,27 +86,23 @@ pub fn next_context(k: &mut Kernel) -> *mut TrapFrame {
                 frame.rsi = result.info.into_bits();
                 frame.rdi = result.badge.0;
             }
-            if let Some(task) = k.threads[index]
-                .task
-                .and_then(|t| k.tasks[t as usize].as_ref())
-            {
+            if let Some(task) = k.threads[index].task.and_then(|t| k.tasks[t as usize].as_ref()) {
                 task.space.activate();
             }
             let context = &mut k.threads[index].context as *mut TrapFrame;
             // SAFETY: the context lives in the static kernel state and stays
             // put; interrupts are off until the return path has used it.
-            unsafe {
-                percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64)
-            };
+            unsafe { percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64) };
             return context;
         }
-        if !k.ipc.has_pending_events() && EXIT_WHEN_IDLE.load(core::sync::atomic::Ordering::Relaxed)
-        {
-            println!("kernel: every thread is blocked with nothing to wake it (exit=idle)");
+        let quiet = !k.ipc.has_pending_events() && !k.interrupts_armed();
+        if quiet && EXIT_WHEN_IDLE.load(core::sync::atomic::Ordering::Relaxed) {
+            println!("kernel: every thread is blocked and nothing can wake one (exit=idle)");
             platform::power_off(ExitStatus::Success);
         }
         cpu::wait_for_interrupt();
         cpu::disable_interrupts();
         k.catch_up_ticks();
+        k.deliver_interrupts();
     }
 }

@@ -9,10 +9,7 @@
 #![forbid(unsafe_code)]
 
 use broker_api::Server;
-use hvdef::{
-    HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPartitionId, HvPortId, HvPortType, HvResult,
-    HvVpIndex,
-};
+use hvdef::{HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPartitionId, HvPortId, HvPortType, HvResult, HvVpIndex};
 use tessera_idl::Badge;
 
 /// Ports the registry holds.
@@ -73,24 +70,15 @@ fn connection_id(raw: u32) -> HvResult<HvConnectionId> {
 
 impl Broker {
     pub const fn new() -> Broker {
-        Broker {
-            ports: [None; MAX_PORTS],
-            connections: [None; MAX_CONNECTIONS],
-        }
+        Broker { ports: [None; MAX_PORTS], connections: [None; MAX_CONNECTIONS] }
     }
 
     pub fn port(&self, partition: u64, id: u32) -> Option<&Port> {
-        self.ports
-            .iter()
-            .flatten()
-            .find(|p| p.partition == partition && p.id.get() == id)
+        self.ports.iter().flatten().find(|p| p.partition == partition && p.id.get() == id)
     }
 
     pub fn connection(&self, partition: u64, id: u32) -> Option<&Connection> {
-        self.connections
-            .iter()
-            .flatten()
-            .find(|c| c.partition == partition && c.id.get() == id)
+        self.connections.iter().flatten().find(|c| c.partition == partition && c.id.get() == id)
     }
 
     pub fn port_count(&self) -> usize {
@@ -125,11 +113,7 @@ impl Broker {
         if self.port(port_partition, id.get()).is_some() {
             return Err(HvError::INVALID_PORT_ID);
         }
-        let slot = self
-            .ports
-            .iter_mut()
-            .find(|p| p.is_none())
-            .ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        let slot = self.ports.iter_mut().find(|p| p.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
         *slot = Some(Port {
             partition: port_partition,
             id,
@@ -174,36 +158,19 @@ impl Broker {
         let port_partition = partition(port_partition)?;
         let id = connection_id(id)?;
         let port_id = port_id(port)?;
-        let target = self
-            .port(port_partition, port_id.get())
-            .ok_or(HvError::INVALID_PORT_ID)?;
+        let target = self.port(port_partition, port_id.get()).ok_or(HvError::INVALID_PORT_ID)?;
         if target.connection_partition != connection_partition {
             return Err(HvError::ACCESS_DENIED);
         }
         if self.connection(connection_partition, id.get()).is_some() {
             return Err(HvError::INVALID_CONNECTION_ID);
         }
-        let slot = self
-            .connections
-            .iter_mut()
-            .find(|c| c.is_none())
-            .ok_or(HvError::INSUFFICIENT_MEMORY)?;
-        *slot = Some(Connection {
-            partition: connection_partition,
-            id,
-            port_partition,
-            port_id,
-            owner: caller,
-        });
+        let slot = self.connections.iter_mut().find(|c| c.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        *slot = Some(Connection { partition: connection_partition, id, port_partition, port_id, owner: caller });
         Ok(())
     }
 
-    pub fn disconnect_port(
-        &mut self,
-        caller: Badge,
-        connection_partition: u64,
-        id: u32,
-    ) -> HvResult<()> {
+    pub fn disconnect_port(&mut self, caller: Badge, connection_partition: u64, id: u32) -> HvResult<()> {
         let connection_partition = partition(connection_partition)?;
         let id = connection_id(id)?;
         let slot = self
@@ -224,8 +191,7 @@ impl Broker {
             .connection(partition(connection_partition)?, connection_id(id)?.get())
             .ok_or(HvError::INVALID_CONNECTION_ID)?;
         // Deleting a port removes its connections, so the port exists.
-        self.port(connection.port_partition, connection.port_id.get())
-            .ok_or(HvError::INVALID_PORT_ID)
+        self.port(connection.port_partition, connection.port_id.get()).ok_or(HvError::INVALID_PORT_ID)
     }
 }
 
@@ -264,22 +230,10 @@ impl Server for Broker {
         port_partition: u64,
         port_id: u32,
     ) -> HvResult<()> {
-        Broker::connect_port(
-            self,
-            caller,
-            connection_partition,
-            connection_id,
-            port_partition,
-            port_id,
-        )
+        Broker::connect_port(self, caller, connection_partition, connection_id, port_partition, port_id)
     }
 
-    fn disconnect_port(
-        &mut self,
-        caller: Badge,
-        connection_partition: u64,
-        connection_id: u32,
-    ) -> HvResult<()> {
+    fn disconnect_port(&mut self, caller: Badge, connection_partition: u64, connection_id: u32) -> HvResult<()> {
         Broker::disconnect_port(self, caller, connection_partition, connection_id)
     }
 
@@ -290,13 +244,7 @@ impl Server for Broker {
         connection_id: u32,
     ) -> HvResult<(u64, u32, u32, u32, u32)> {
         let port = Broker::resolve(self, connection_partition, connection_id)?;
-        Ok((
-            port.partition,
-            port.id.get(),
-            port.port_type.0,
-            port.target_vp,
-            port.target_sint,
-        ))
+        Ok((port.partition, port.id.get(), port.port_type.0, port.target_vp, port.target_sint))
     }
 }
 

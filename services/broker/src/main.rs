@@ -18,9 +18,7 @@ mod task {
         let endpoint = caps::endpoint(ENDPOINT).expect("no \"broker\" endpoint to serve");
         let mut broker = Broker::new();
         log!("ready, serving {ENDPOINT}");
-        tessera_rt::serve(endpoint, |caller, message| {
-            dispatch_in_place(&mut broker, caller, message)
-        });
+        tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut broker, caller, message));
     }
 }
 

@@ -112,12 +112,7 @@ fn emit_line<O: Output>(out: &mut O, name: &[u8], text: &[u8]) {
 }
 
 /// Writes a client's line, prefixed with its name or `badge N`.
-fn emit_client_line<O: Output>(
-    out: &mut O,
-    names: &[Option<Name>; MAX_NAMES],
-    badge: Badge,
-    text: &[u8],
-) {
+fn emit_client_line<O: Output>(out: &mut O, names: &[Option<Name>; MAX_NAMES], badge: Badge, text: &[u8]) {
     match names.iter().flatten().find(|n| n.badge == badge) {
         Some(name) => emit_line(out, name.as_bytes(), text),
         None => {
@@ -130,12 +125,7 @@ fn emit_client_line<O: Output>(
 
 impl<O: Output> Console<O> {
     pub fn new(out: O) -> Console<O> {
-        Console {
-            out,
-            names: [None; MAX_NAMES],
-            partial: [None; MAX_PARTIAL],
-            clock: 0,
-        }
+        Console { out, names: [None; MAX_NAMES], partial: [None; MAX_PARTIAL], clock: 0 }
     }
 
     pub fn output(&self) -> &O {
@@ -148,11 +138,7 @@ impl<O: Output> Console<O> {
 
     /// The name `badge`'s lines are printed with, if one was set.
     pub fn name_of(&self, badge: Badge) -> Option<&[u8]> {
-        self.names
-            .iter()
-            .flatten()
-            .find(|n| n.badge == badge)
-            .map(Name::as_bytes)
+        self.names.iter().flatten().find(|n| n.badge == badge).map(Name::as_bytes)
     }
 
     /// Prints one of the console's own lines, as `[console] text`.
@@ -172,22 +158,10 @@ impl<O: Output> Console<O> {
         }
         let mut bytes = [0; MAX_NAME_LEN];
         bytes[..name.len()].copy_from_slice(name);
-        let entry = Name {
-            badge,
-            len: name.len(),
-            bytes,
-        };
-        let slot = match self
-            .names
-            .iter()
-            .position(|n| n.is_some_and(|n| n.badge == badge))
-        {
+        let entry = Name { badge, len: name.len(), bytes };
+        let slot = match self.names.iter().position(|n| n.is_some_and(|n| n.badge == badge)) {
             Some(i) => i,
-            None => self
-                .names
-                .iter()
-                .position(Option::is_none)
-                .ok_or(ServiceError::NoResources)?,
+            None => self.names.iter().position(Option::is_none).ok_or(ServiceError::NoResources)?,
         };
         self.names[slot] = Some(entry);
         Ok(())
@@ -196,11 +170,7 @@ impl<O: Output> Console<O> {
     /// The partial-line slot of `badge`, created (possibly by evicting the
     /// least recently used one, whose text is printed first) if needed.
     fn partial_slot(&mut self, badge: Badge) -> usize {
-        if let Some(i) = self
-            .partial
-            .iter()
-            .position(|p| p.is_some_and(|p| p.badge == badge))
-        {
+        if let Some(i) = self.partial.iter().position(|p| p.is_some_and(|p| p.badge == badge)) {
             return i;
         }
         let slot = match self.partial.iter().position(Option::is_none) {
@@ -218,12 +188,7 @@ impl<O: Output> Console<O> {
                 i
             }
         };
-        self.partial[slot] = Some(Partial {
-            badge,
-            len: 0,
-            bytes: [0; MAX_LINE],
-            last_use: 0,
-        });
+        self.partial[slot] = Some(Partial { badge, len: 0, bytes: [0; MAX_LINE], last_use: 0 });
         slot
     }
 
@@ -240,12 +205,7 @@ impl<O: Output> Console<O> {
         partial.last_use = self.clock;
         for &b in bytes {
             if b == b'\n' {
-                emit_client_line(
-                    &mut self.out,
-                    &self.names,
-                    badge,
-                    &partial.bytes[..partial.len],
-                );
+                emit_client_line(&mut self.out, &self.names, badge, &partial.bytes[..partial.len]);
                 partial.len = 0;
                 continue;
             }
@@ -264,11 +224,7 @@ impl<O: Output> Console<O> {
 
     /// Bytes `badge` has written since its last complete line.
     pub fn pending(&self, badge: Badge) -> &[u8] {
-        self.partial
-            .iter()
-            .flatten()
-            .find(|p| p.badge == badge)
-            .map_or(&[], |p| &p.bytes[..p.len])
+        self.partial.iter().flatten().find(|p| p.badge == badge).map_or(&[], |p| &p.bytes[..p.len])
     }
 }
 

@@ -28,17 +28,11 @@ mod task {
         let uart = caps::io_ports("io0").expect("no \"io0\" I/O-port capability");
         // The console must not call its own endpoint: its own output (and a
         // panic message) goes straight to the port.
-        tessera_rt::log::set_sink(Sink::Uart {
-            ports: uart,
-            port: COM1,
-        });
-        let endpoint =
-            caps::endpoint(console_api::ENDPOINT).expect("no \"console\" endpoint to serve");
+        tessera_rt::log::set_sink(Sink::Uart { ports: uart, port: COM1 });
+        let endpoint = caps::endpoint(console_api::ENDPOINT).expect("no \"console\" endpoint to serve");
         let mut console = Console::new(Uart(uart));
         log!("ready, serving {}", console_api::ENDPOINT);
-        tessera_rt::serve(endpoint, |caller, message| {
-            console_api::dispatch_in_place(&mut console, caller, message)
-        });
+        tessera_rt::serve(endpoint, |caller, message| console_api::dispatch_in_place(&mut console, caller, message));
     }
 }
 

@@ -8,9 +8,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "heartbeat is a Tessera task; it runs only on the bare target (x86_64-unknown-none)."
-    );
+    eprintln!("heartbeat is a Tessera task; it runs only on the bare target (x86_64-unknown-none).");
 }
 
 #[cfg(target_os = "none")]

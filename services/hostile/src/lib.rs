@@ -24,30 +24,20 @@ pub struct Check {
     pub expected: &'static [ErrorCode],
 }
 
-pub const INVOKE_NULL_SLOT: Check = Check {
-    what: "invoke CAP_IDENTIFY on empty slot 0",
-    expected: &[ErrorCode::INVALID_CAPABILITY],
-};
-pub const INVOKE_UNHELD_SLOT: Check = Check {
-    what: "invoke CAP_IDENTIFY on slot 0xffffffff",
-    expected: &[ErrorCode::INVALID_CAPABILITY],
-};
+pub const INVOKE_NULL_SLOT: Check =
+    Check { what: "invoke CAP_IDENTIFY on empty slot 0", expected: &[ErrorCode::INVALID_CAPABILITY] };
+pub const INVOKE_UNHELD_SLOT: Check =
+    Check { what: "invoke CAP_IDENTIFY on slot 0xffffffff", expected: &[ErrorCode::INVALID_CAPABILITY] };
 pub const TASK_MAP_ON_ENDPOINT: Check = Check {
     what: "invoke TASK_MAP on the console endpoint",
     expected: &[ErrorCode::WRONG_TYPE, ErrorCode::INVALID_OPERATION],
 };
-pub const MINT_FROM_BADGED: Check = Check {
-    what: "CAP_MINT badge 1 from the badged console capability",
-    expected: &[],
-};
-pub const OVERLONG_MESSAGE: Check = Check {
-    what: "send a message of length 127",
-    expected: &[ErrorCode::MESSAGE_TOO_LONG],
-};
-pub const EMPTY_CAP_TRANSFER: Check = Check {
-    what: "send with caps=1 naming empty slot 0",
-    expected: &[ErrorCode::INVALID_CAPABILITY],
-};
+pub const MINT_FROM_BADGED: Check =
+    Check { what: "CAP_MINT badge 1 from the badged console capability", expected: &[] };
+pub const OVERLONG_MESSAGE: Check =
+    Check { what: "send a message of length 127", expected: &[ErrorCode::MESSAGE_TOO_LONG] };
+pub const EMPTY_CAP_TRANSFER: Check =
+    Check { what: "send with caps=1 naming empty slot 0", expected: &[ErrorCode::INVALID_CAPABILITY] };
 
 /// Badges the rename attempt tries (its own is among them in any small system).
 pub const RENAME_BADGES: core::ops::RangeInclusive<u64> = 1..=16;
@@ -120,9 +110,7 @@ mod tests {
     #[test]
     fn reports_name_the_outcome_and_the_expectation() {
         assert_eq!(
-            INVOKE_NULL_SLOT
-                .report(Err(ErrorCode::INVALID_CAPABILITY))
-                .to_string(),
+            INVOKE_NULL_SLOT.report(Err(ErrorCode::INVALID_CAPABILITY)).to_string(),
             "invoke CAP_IDENTIFY on empty slot 0 -> INVALID_CAPABILITY (expected INVALID_CAPABILITY): ok"
         );
         assert_eq!(
@@ -140,8 +128,6 @@ mod tests {
         assert!(rename_refused(&Ok(Err(ServiceError::PermissionDenied))));
         assert!(!rename_refused(&Ok(Ok(()))));
         assert!(!rename_refused(&Ok(Err(ServiceError::InvalidArgument))));
-        assert!(!rename_refused(&Err(CallError::Kernel(
-            ErrorCode::PEER_GONE
-        ))));
+        assert!(!rename_refused(&Err(CallError::Kernel(ErrorCode::PEER_GONE))));
     }
 }

@@ -12,10 +12,7 @@ fn main() {
 mod task {
     use hostile::*;
     use tessera_rt::abi::{MessageInfo, Rights, Sysnum};
-    use tessera_rt::{
-        CapSlot, ErrorCode, Kernel, Message, Operation, arch, caps, invoke, log, send_with_caps,
-        sys,
-    };
+    use tessera_rt::{CapSlot, ErrorCode, Kernel, Message, Operation, arch, caps, invoke, log, send_with_caps, sys};
 
     fn check(check: &Check, got: Result<(), ErrorCode>) {
         log!("{}", check.report(got));
@@ -26,26 +23,15 @@ mod task {
         let console = caps::endpoint(console_api::ENDPOINT).unwrap_or(CapSlot::NULL);
 
         // 1. Capabilities it does not hold.
-        check(
-            &INVOKE_NULL_SLOT,
-            invoke(CapSlot::NULL, Operation::CAP_IDENTIFY, &[]).map(drop),
-        );
-        check(
-            &INVOKE_UNHELD_SLOT,
-            invoke(CapSlot(u32::MAX), Operation::CAP_IDENTIFY, &[]).map(drop),
-        );
+        check(&INVOKE_NULL_SLOT, invoke(CapSlot::NULL, Operation::CAP_IDENTIFY, &[]).map(drop));
+        check(&INVOKE_UNHELD_SLOT, invoke(CapSlot(u32::MAX), Operation::CAP_IDENTIFY, &[]).map(drop));
 
         // 2. A task operation on an endpoint: MR0 memory slot, MR1 address,
         //    MR2 rights, MR3 offset << 32 | pages.
         let rw = Rights::new().with_read(true).with_write(true).into_bits();
         check(
             &TASK_MAP_ON_ENDPOINT,
-            invoke(
-                console,
-                Operation::TASK_MAP,
-                &[u64::from(console.0), 0x1000_0000, u64::from(rw), 1],
-            )
-            .map(drop),
+            invoke(console, Operation::TASK_MAP, &[u64::from(console.0), 0x1000_0000, u64::from(rw), 1]).map(drop),
         );
 
         // 3. Forge the supervisor's badge from its own badged capability.
@@ -53,42 +39,23 @@ mod task {
         let send = Rights::new().with_send(true).into_bits();
         check(
             &MINT_FROM_BADGED,
-            invoke(
-                console,
-                Operation::CAP_MINT,
-                &[u64::from(destination.0), u64::from(send), 1],
-            )
-            .map(drop),
+            invoke(console, Operation::CAP_MINT, &[u64::from(destination.0), u64::from(send), 1]).map(drop),
         );
 
         // 4. A length the message format can express but the IPC buffer cannot hold.
-        let overlong = MessageInfo::new()
-            .with_label(console_api::ops::write)
-            .with_length(127);
-        check(
-            &OVERLONG_MESSAGE,
-            sys::syscall(Sysnum::SEND, u64::from(console.0), overlong, [0; 4], 0)
-                .error
-                .result(),
-        );
+        let overlong = MessageInfo::new().with_label(console_api::ops::write).with_length(127);
+        check(&OVERLONG_MESSAGE, sys::syscall(Sysnum::SEND, u64::from(console.0), overlong, [0; 4], 0).error.result());
 
         // 5. Transfer a capability from an empty slot.
         check(
             &EMPTY_CAP_TRANSFER,
-            send_with_caps(
-                console,
-                &Message::new(console_api::ops::write),
-                &[CapSlot::NULL],
-                false,
-            ),
+            send_with_caps(console, &Message::new(console_api::ops::write), &[CapSlot::NULL], false),
         );
 
         // 6. Pass itself off as the supervisor, whatever its badge.
         let client = console_api::Client::new(Kernel, console);
         let tried = RENAME_BADGES.clone().count();
-        let refused = RENAME_BADGES
-            .filter(|&badge| rename_refused(&client.name_client(badge, b"supervisor")))
-            .count();
+        let refused = RENAME_BADGES.filter(|&badge| rename_refused(&client.name_client(badge, b"supervisor"))).count();
         log!(
             "console name_client(badge 1..={}, \"supervisor\") -> refused {refused}/{tried} (expected all PermissionDenied): {}",
             RENAME_BADGES.end(),
@@ -103,10 +70,7 @@ mod task {
                 invoke(CapSlot(slot), Operation::TASK_MAP, &args).is_ok()
             })
             .count();
-        log!(
-            "TASK_MAP through each of slots 1..=64 -> {mapped} succeeded (expected 0): {}",
-            verdict(mapped == 0)
-        );
+        log!("TASK_MAP through each of slots 1..=64 -> {mapped} succeeded (expected 0): {}", verdict(mapped == 0));
 
         // 8. Read the kernel's image. This faults; nothing after it runs.
         const KERNEL_ADDRESS: u64 = 0xffff_ffff_8000_0000;

@@ -9,17 +9,13 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "ipc-bench is a Tessera task; it runs only on the bare target (x86_64-unknown-none)."
-    );
+    eprintln!("ipc-bench is a Tessera task; it runs only on the bare target (x86_64-unknown-none).");
 }
 
 #[cfg(target_os = "none")]
 mod task {
     use tessera_rt::arch::rdtsc;
-    use tessera_rt::{
-        CapSlot, Message, Operation, caps, invoke_in_place, log, recv_in_place, reply_recv_in_place,
-    };
+    use tessera_rt::{CapSlot, Message, Operation, caps, invoke_in_place, log, recv_in_place, reply_recv_in_place};
 
     const WARM_UP: u32 = 100;
     const ROUNDS: u32 = 1000;
@@ -71,12 +67,8 @@ mod task {
             identify.clear(Operation::CAP_IDENTIFY.0);
             let _ = invoke_in_place(endpoint, &mut identify);
         });
-        log!(
-            "bench: ipc call+reply round trip: {round_trip} cycles (min {round_trip_min}) over {ROUNDS} rounds"
-        );
-        log!(
-            "bench: null invocation (CAP_IDENTIFY): {null} cycles (min {null_min}) over {ROUNDS} rounds"
-        );
+        log!("bench: ipc call+reply round trip: {round_trip} cycles (min {round_trip_min}) over {ROUNDS} rounds");
+        log!("bench: null invocation (CAP_IDENTIFY): {null} cycles (min {null_min}) over {ROUNDS} rounds");
     }
 }
 

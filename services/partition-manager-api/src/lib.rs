@@ -91,12 +91,8 @@ pub fn hv_status<T>(result: &Result<Result<T, HvError>, CallError>) -> HvStatus 
         Ok(Ok(_)) => HvStatus::SUCCESS,
         Ok(Err(e)) => e.status(),
         Err(CallError::UnknownOperation) => HvStatus::INVALID_HYPERCALL_CODE,
-        Err(CallError::Malformed(_) | CallError::RequestTooLong) => {
-            HvStatus::INVALID_HYPERCALL_INPUT
-        }
-        Err(CallError::Kernel(_) | CallError::Rejected(_) | CallError::BadReply(_)) => {
-            HvStatus::OPERATION_FAILED
-        }
+        Err(CallError::Malformed(_) | CallError::RequestTooLong) => HvStatus::INVALID_HYPERCALL_INPUT,
+        Err(CallError::Kernel(_) | CallError::Rejected(_) | CallError::BadReply(_)) => HvStatus::OPERATION_FAILED,
     }
 }
 
@@ -120,18 +116,9 @@ mod tests {
     #[test]
     fn failed_calls_map_to_tlfs_statuses() {
         assert_eq!(hv_status::<()>(&Ok(Ok(()))), HvStatus::SUCCESS);
-        assert_eq!(
-            hv_status::<()>(&Ok(Err(HvError::ACCESS_DENIED))),
-            HvStatus::ACCESS_DENIED
-        );
-        assert_eq!(
-            hv_status::<()>(&Err(CallError::UnknownOperation)),
-            HvStatus::INVALID_HYPERCALL_CODE
-        );
-        assert_eq!(
-            hv_status::<()>(&Err(CallError::RequestTooLong)),
-            HvStatus::INVALID_HYPERCALL_INPUT
-        );
+        assert_eq!(hv_status::<()>(&Ok(Err(HvError::ACCESS_DENIED))), HvStatus::ACCESS_DENIED);
+        assert_eq!(hv_status::<()>(&Err(CallError::UnknownOperation)), HvStatus::INVALID_HYPERCALL_CODE);
+        assert_eq!(hv_status::<()>(&Err(CallError::RequestTooLong)), HvStatus::INVALID_HYPERCALL_INPUT);
         assert_eq!(
             hv_status::<()>(&Err(CallError::Kernel(tessera_idl::ErrorCode::PEER_GONE))),
             HvStatus::OPERATION_FAILED

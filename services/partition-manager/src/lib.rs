@@ -68,9 +68,7 @@ fn register_index(name: u32) -> Option<usize> {
 /// Whether `value` is acceptable for register `name`.
 fn register_value_ok(name: HvRegisterName, value: u64) -> bool {
     match name {
-        HvRegisterName::RFLAGS => {
-            value & RFLAGS_FIXED_ONE != 0 && value & RFLAGS_RESERVED_ZERO == 0
-        }
+        HvRegisterName::RFLAGS => value & RFLAGS_FIXED_ONE != 0 && value & RFLAGS_RESERVED_ZERO == 0,
         HvRegisterName::CR8 => value <= 0xf,
         _ => true,
     }
@@ -147,20 +145,13 @@ fn page_range(first: u64, count: u64) -> HvResult<u64> {
 
 impl PartitionManager {
     pub const fn new() -> PartitionManager {
-        PartitionManager {
-            partitions: [const { None }; MAX_PARTITIONS],
-            next_id: 1,
-        }
+        PartitionManager { partitions: [const { None }; MAX_PARTITIONS], next_id: 1 }
     }
 
     /// The partition `id`, if `caller` owns it.
     fn owned(&mut self, caller: Badge, id: u64) -> HvResult<&mut Partition> {
-        let partition = self
-            .partitions
-            .iter_mut()
-            .flatten()
-            .find(|p| p.id == id)
-            .ok_or(HvError::INVALID_PARTITION_ID)?;
+        let partition =
+            self.partitions.iter_mut().flatten().find(|p| p.id == id).ok_or(HvError::INVALID_PARTITION_ID)?;
         if partition.owner != caller {
             return Err(HvError::ACCESS_DENIED);
         }
@@ -168,12 +159,7 @@ impl PartitionManager {
     }
 
     /// The partition `id`, if `caller` owns it and it is in `state`.
-    fn owned_in(
-        &mut self,
-        caller: Badge,
-        id: u64,
-        state: PartitionState,
-    ) -> HvResult<&mut Partition> {
+    fn owned_in(&mut self, caller: Badge, id: u64, state: PartitionState) -> HvResult<&mut Partition> {
         let partition = self.owned(caller, id)?;
         if partition.state != state {
             return Err(HvError::INVALID_PARTITION_STATE);
@@ -183,22 +169,14 @@ impl PartitionManager {
 
     fn vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<&mut Vp> {
         let partition = self.owned_in(caller, id, PartitionState::Active)?;
-        partition
-            .vps
-            .get_mut(vp_index as usize)
-            .and_then(Option::as_mut)
-            .ok_or(HvError::INVALID_VP_INDEX)
+        partition.vps.get_mut(vp_index as usize).and_then(Option::as_mut).ok_or(HvError::INVALID_VP_INDEX)
     }
 
     pub fn create_partition(&mut self, caller: Badge, flags: u64) -> HvResult<u64> {
         if flags != 0 {
             return Err(HvError::INVALID_PARAMETER);
         }
-        let slot = self
-            .partitions
-            .iter_mut()
-            .find(|p| p.is_none())
-            .ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        let slot = self.partitions.iter_mut().find(|p| p.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
         let id = self.next_id;
         self.next_id = id.checked_add(1).ok_or(HvError::INSUFFICIENT_MEMORY)?;
         *slot = Some(Partition {
@@ -249,14 +227,7 @@ impl PartitionManager {
         }
     }
 
-    pub fn map_gpa_pages(
-        &mut self,
-        caller: Badge,
-        id: u64,
-        first: u64,
-        count: u64,
-        flags: u32,
-    ) -> HvResult<()> {
+    pub fn map_gpa_pages(&mut self, caller: Badge, id: u64, first: u64, count: u64, flags: u32) -> HvResult<()> {
         let partition = self.owned_in(caller, id, PartitionState::Active)?;
         let end = page_range(first, count)?;
         if !HvMapGpaFlags::is_valid(flags) {
@@ -266,34 +237,15 @@ impl PartitionManager {
         if flags.writable() && !flags.readable() {
             return Err(HvError::INVALID_PARAMETER);
         }
-        if partition
-            .gpa
-            .iter()
-            .flatten()
-            .any(|r| r.overlaps(first, end))
-        {
+        if partition.gpa.iter().flatten().any(|r| r.overlaps(first, end)) {
             return Err(HvError::INVALID_PARAMETER);
         }
-        let slot = partition
-            .gpa
-            .iter_mut()
-            .find(|r| r.is_none())
-            .ok_or(HvError::INSUFFICIENT_MEMORY)?;
-        *slot = Some(GpaRange {
-            first,
-            count,
-            flags,
-        });
+        let slot = partition.gpa.iter_mut().find(|r| r.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        *slot = Some(GpaRange { first, count, flags });
         Ok(())
     }
 
-    pub fn unmap_gpa_pages(
-        &mut self,
-        caller: Badge,
-        id: u64,
-        first: u64,
-        count: u64,
-    ) -> HvResult<()> {
+    pub fn unmap_gpa_pages(&mut self, caller: Badge, id: u64, first: u64, count: u64) -> HvResult<()> {
         let partition = self.owned_in(caller, id, PartitionState::Active)?;
         let end = page_range(first, count)?;
         // Build the new table aside and commit it only if everything fits.
@@ -311,44 +263,23 @@ impl PartitionManager {
                 continue;
             }
             if range.first < first {
-                keep(GpaRange {
-                    first: range.first,
-                    count: first - range.first,
-                    flags: range.flags,
-                })?;
+                keep(GpaRange { first: range.first, count: first - range.first, flags: range.flags })?;
             }
             if range.end() > end {
-                keep(GpaRange {
-                    first: end,
-                    count: range.end() - end,
-                    flags: range.flags,
-                })?;
+                keep(GpaRange { first: end, count: range.end() - end, flags: range.flags })?;
             }
         }
         partition.gpa = kept;
         Ok(())
     }
 
-    pub fn get_vp_register(
-        &mut self,
-        caller: Badge,
-        id: u64,
-        vp_index: u32,
-        name: u32,
-    ) -> HvResult<u64> {
+    pub fn get_vp_register(&mut self, caller: Badge, id: u64, vp_index: u32, name: u32) -> HvResult<u64> {
         let vp = self.vp(caller, id, vp_index)?;
         let index = register_index(name).ok_or(HvError::INVALID_PARAMETER)?;
         Ok(vp.registers[index])
     }
 
-    pub fn set_vp_register(
-        &mut self,
-        caller: Badge,
-        id: u64,
-        vp_index: u32,
-        name: u32,
-        value: u64,
-    ) -> HvResult<()> {
+    pub fn set_vp_register(&mut self, caller: Badge, id: u64, vp_index: u32, name: u32, value: u64) -> HvResult<()> {
         let vp = self.vp(caller, id, vp_index)?;
         let index = register_index(name).ok_or(HvError::INVALID_PARAMETER)?;
         if !register_value_ok(HvRegisterName(name), value) {
@@ -404,34 +335,15 @@ impl Server for PartitionManager {
         PartitionManager::map_gpa_pages(self, caller, partition, gpa_page, page_count, flags)
     }
 
-    fn unmap_gpa_pages(
-        &mut self,
-        caller: Badge,
-        partition: u64,
-        gpa_page: u64,
-        page_count: u64,
-    ) -> HvResult<()> {
+    fn unmap_gpa_pages(&mut self, caller: Badge, partition: u64, gpa_page: u64, page_count: u64) -> HvResult<()> {
         PartitionManager::unmap_gpa_pages(self, caller, partition, gpa_page, page_count)
     }
 
-    fn get_vp_register(
-        &mut self,
-        caller: Badge,
-        partition: u64,
-        vp_index: u32,
-        name: u32,
-    ) -> HvResult<u64> {
+    fn get_vp_register(&mut self, caller: Badge, partition: u64, vp_index: u32, name: u32) -> HvResult<u64> {
         PartitionManager::get_vp_register(self, caller, partition, vp_index, name)
     }
 
-    fn set_vp_register(
-        &mut self,
-        caller: Badge,
-        partition: u64,
-        vp_index: u32,
-        name: u32,
-        value: u64,
-    ) -> HvResult<()> {
+    fn set_vp_register(&mut self, caller: Badge, partition: u64, vp_index: u32, name: u32, value: u64) -> HvResult<()> {
         PartitionManager::set_vp_register(self, caller, partition, vp_index, name, value)
     }
 

@@ -6,9 +6,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "partition-manager is a Tessera task; it runs only on the bare target (x86_64-unknown-none)."
-    );
+    eprintln!("partition-manager is a Tessera task; it runs only on the bare target (x86_64-unknown-none).");
 }
 
 #[cfg(target_os = "none")]
@@ -18,13 +16,10 @@ mod task {
     use tessera_rt::{caps, log};
 
     pub fn main() {
-        let endpoint =
-            caps::endpoint(ENDPOINT).expect("no \"partition-manager\" endpoint to serve");
+        let endpoint = caps::endpoint(ENDPOINT).expect("no \"partition-manager\" endpoint to serve");
         let mut manager = PartitionManager::new();
         log!("ready, serving {ENDPOINT}");
-        tessera_rt::serve(endpoint, |caller, message| {
-            dispatch_in_place(&mut manager, caller, message)
-        });
+        tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut manager, caller, message));
     }
 }
 

@@ -35,44 +35,22 @@ pub struct Policy {
 
 /// The policy applied at start (see the module documentation).
 pub const POLICY: &[Policy] = &[
-    Policy {
-        task: "hostile",
-        priority: 1,
-        budget: 2,
-        period: 10,
-    },
-    Policy {
-        task: "crasher",
-        priority: 1,
-        budget: 2,
-        period: 10,
-    },
+    Policy { task: "hostile", priority: 1, budget: 2, period: 10 },
+    Policy { task: "crasher", priority: 1, budget: 2, period: 10 },
 ];
 
 const _: () = {
     let mut i = 0;
     while i < POLICY.len() {
-        assert!(
-            POLICY[i].priority <= MAX_PRIORITY,
-            "POLICY: priority out of range"
-        );
-        assert!(
-            POLICY[i].budget <= POLICY[i].period,
-            "POLICY: budget longer than its period"
-        );
+        assert!(POLICY[i].priority <= MAX_PRIORITY, "POLICY: priority out of range");
+        assert!(POLICY[i].budget <= POLICY[i].period, "POLICY: budget longer than its period");
         i += 1;
     }
 };
 
 /// `SCHED_CONFIGURE` on a scheduling-context capability.
 pub trait SchedControl {
-    fn configure(
-        &mut self,
-        context: CapSlot,
-        priority: u8,
-        budget: u64,
-        period: u64,
-    ) -> Result<(), ErrorCode>;
+    fn configure(&mut self, context: CapSlot, priority: u8, budget: u64, period: u64) -> Result<(), ErrorCode>;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -109,10 +87,7 @@ pub struct Scheduler<C: SchedControl> {
 
 impl<C: SchedControl> Scheduler<C> {
     pub fn new(control: C) -> Self {
-        Scheduler {
-            control,
-            contexts: [None; MAX_CONTEXTS],
-        }
+        Scheduler { control, contexts: [None; MAX_CONTEXTS] }
     }
 
     pub fn control(&self) -> &C {
@@ -128,20 +103,10 @@ impl<C: SchedControl> Scheduler<C> {
         if self.find_name(bytes).is_some() {
             return Err(ServiceError::InvalidArgument);
         }
-        let entry = self
-            .contexts
-            .iter_mut()
-            .find(|c| c.is_none())
-            .ok_or(ServiceError::NoResources)?;
+        let entry = self.contexts.iter_mut().find(|c| c.is_none()).ok_or(ServiceError::NoResources)?;
         let mut name = [0; NAME_LEN];
         name[..bytes.len()].copy_from_slice(bytes);
-        *entry = Some(Context {
-            name,
-            name_len: bytes.len(),
-            slot,
-            badge: None,
-            applied: None,
-        });
+        *entry = Some(Context { name, name_len: bytes.len(), slot, badge: None, applied: None });
         Ok(())
     }
 
@@ -151,36 +116,22 @@ impl<C: SchedControl> Scheduler<C> {
     }
 
     fn find_name(&mut self, name: &[u8]) -> Option<&mut Context> {
-        self.contexts
-            .iter_mut()
-            .flatten()
-            .find(|c| c.name() == name)
+        self.contexts.iter_mut().flatten().find(|c| c.name() == name)
     }
 
     fn find_badge(&mut self, badge: Badge) -> Option<&mut Context> {
-        self.contexts
-            .iter_mut()
-            .flatten()
-            .find(|c| c.badge == Some(badge))
+        self.contexts.iter_mut().flatten().find(|c| c.badge == Some(badge))
     }
 
     /// Configures every held context `policy` names.
     pub fn apply_policy(&mut self, policy: &[Policy]) -> PolicyReport {
         let mut report = PolicyReport::default();
         for p in policy {
-            let Some(context) = self
-                .contexts
-                .iter_mut()
-                .flatten()
-                .find(|c| c.name() == p.task.as_bytes())
-            else {
+            let Some(context) = self.contexts.iter_mut().flatten().find(|c| c.name() == p.task.as_bytes()) else {
                 report.absent += 1;
                 continue;
             };
-            match self
-                .control
-                .configure(context.slot, p.priority, p.budget, p.period)
-            {
+            match self.control.configure(context.slot, p.priority, p.budget, p.period) {
                 Ok(()) => {
                     context.applied = Some((p.priority, p.budget, p.period));
                     report.applied += 1;
@@ -193,22 +144,12 @@ impl<C: SchedControl> Scheduler<C> {
 
     /// The priority last applied to task `name`.
     pub fn priority_of(&self, name: &str) -> Option<u8> {
-        self.contexts
-            .iter()
-            .flatten()
-            .find(|c| c.name() == name.as_bytes())
-            .and_then(|c| c.applied)
-            .map(|(p, _, _)| p)
+        self.contexts.iter().flatten().find(|c| c.name() == name.as_bytes()).and_then(|c| c.applied).map(|(p, _, _)| p)
     }
 }
 
 impl<C: SchedControl> Server for Scheduler<C> {
-    fn register_task(
-        &mut self,
-        caller: Badge,
-        badge: u64,
-        name: &[u8],
-    ) -> Result<(), ServiceError> {
+    fn register_task(&mut self, caller: Badge, badge: u64, name: &[u8]) -> Result<(), ServiceError> {
         if caller != SUPERVISOR_BADGE {
             return Err(ServiceError::PermissionDenied);
         }
@@ -221,42 +162,25 @@ impl<C: SchedControl> Server for Scheduler<C> {
         Ok(())
     }
 
-    fn set_priority(
-        &mut self,
-        caller: Badge,
-        task_badge: u64,
-        priority: u8,
-    ) -> Result<(), ServiceError> {
+    fn set_priority(&mut self, caller: Badge, task_badge: u64, priority: u8) -> Result<(), ServiceError> {
         if caller != SUPERVISOR_BADGE {
             return Err(ServiceError::PermissionDenied);
         }
         if priority > MAX_PRIORITY {
             return Err(ServiceError::InvalidArgument);
         }
-        let Some(context) = self
-            .contexts
-            .iter_mut()
-            .flatten()
-            .find(|c| c.badge == Some(Badge(task_badge)))
-        else {
+        let Some(context) = self.contexts.iter_mut().flatten().find(|c| c.badge == Some(Badge(task_badge))) else {
             return Err(ServiceError::NotFound);
         };
         let (_, budget, period) = context.applied.unwrap_or((0, 0, 0));
-        self.control
-            .configure(context.slot, priority, budget, period)
-            .map_err(|_| ServiceError::Failed)?;
+        self.control.configure(context.slot, priority, budget, period).map_err(|_| ServiceError::Failed)?;
         context.applied = Some((priority, budget, period));
         Ok(())
     }
 
     fn priority(&mut self, _caller: Badge, task_badge: u64) -> Result<u8, ServiceError> {
-        let context = self
-            .find_badge(Badge(task_badge))
-            .ok_or(ServiceError::NotFound)?;
-        context
-            .applied
-            .map(|(p, _, _)| p)
-            .ok_or(ServiceError::NotFound)
+        let context = self.find_badge(Badge(task_badge)).ok_or(ServiceError::NotFound)?;
+        context.applied.map(|(p, _, _)| p).ok_or(ServiceError::NotFound)
     }
 }
 

@@ -6,9 +6,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "scheduler is a Tessera task; it runs only on the bare target (x86_64-unknown-none)."
-    );
+    eprintln!("scheduler is a Tessera task; it runs only on the bare target (x86_64-unknown-none).");
 }
 
 #[cfg(target_os = "none")]
@@ -21,19 +19,8 @@ mod task {
     struct Kernel;
 
     impl SchedControl for Kernel {
-        fn configure(
-            &mut self,
-            context: CapSlot,
-            priority: u8,
-            budget: u64,
-            period: u64,
-        ) -> Result<(), ErrorCode> {
-            tessera_rt::invoke(
-                context,
-                Operation::SCHED_CONFIGURE,
-                &[u64::from(priority), budget, period],
-            )
-            .map(drop)
+        fn configure(&mut self, context: CapSlot, priority: u8, budget: u64, period: u64) -> Result<(), ErrorCode> {
+            tessera_rt::invoke(context, Operation::SCHED_CONFIGURE, &[u64::from(priority), budget, period]).map(drop)
         }
     }
 
@@ -53,9 +40,7 @@ mod task {
             report.failed
         );
         log!("ready, serving {ENDPOINT}");
-        tessera_rt::serve(endpoint, |caller, message| {
-            dispatch_in_place(&mut scheduler, caller, message)
-        });
+        tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut scheduler, caller, message));
     }
 }
 

@@ -37,6 +37,10 @@ pub enum Source {
     Io(IoPortRange),
     /// Another task's scheduling context (for the scheduler).
     Sched(TaskIndex),
+    /// The notification the task's interrupt lines signal (named "irq").
+    IrqNotification,
+    /// An interrupt line, bound to the "irq" notification's bit `bit`.
+    Irq { gsi: u32, bit: u8 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,20 +64,15 @@ fn named(name: &str, source: Source) -> Result<Grant, PlanError> {
 
 /// The capabilities `task` gets, in slot order, named as the task will look
 /// them up: an endpoint under its name (both for serving and using), I/O
-/// ranges as `io0`, `io1`, …, and for the scheduler `sched:<task>` for every
-/// task but the supervisor.
-pub fn grants(
-    manifest: &Manifest<'_>,
-    task: TaskIndex,
-) -> Result<heapless::Vec<Grant, MAX_GRANTS>, PlanError> {
+/// ranges as `io0`, `io1`, …, interrupt lines as `irq<GSI>` with the
+/// notification they signal as `irq` (bit i for the i-th line), and for the
+/// scheduler `sched:<task>` for every task but the supervisor.
+pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<Grant, MAX_GRANTS>, PlanError> {
     let t = manifest.task(task).ok_or(PlanError::NoSuchTask)?;
     let mut out = heapless::Vec::new();
     let mut push = |g: Grant| out.push(g).map_err(|_| PlanError::TooManyGrants);
     for &ep in &t.serves {
-        push(named(
-            manifest.endpoint(ep).ok_or(PlanError::NoSuchTask)?.name,
-            Source::Serve(ep),
-        )?)?;
+        push(named(manifest.endpoint(ep).ok_or(PlanError::NoSuchTask)?.name, Source::Serve(ep))?)?;
     }
     for u in &t.uses {
         push(named(u.name, Source::Use(u.endpoint))?)?;
@@ -83,11 +82,18 @@ pub fn grants(
         let _ = core::fmt::write(&mut name, format_args!("io{i}"));
         push(named(&name, Source::Io(range))?)?;
     }
+    if !t.interrupts.is_empty() {
+        push(named("irq", Source::IrqNotification)?)?;
+        for (bit, gsi) in t.interrupts.iter().enumerate() {
+            let mut name: heapless::String<16> = heapless::String::new();
+            let _ = core::fmt::write(&mut name, format_args!("irq{}", gsi.0));
+            push(named(&name, Source::Irq { gsi: gsi.0, bit: bit as u8 })?)?;
+        }
+    }
     if t.name == SCHEDULER_TASK {
         for (i, other) in manifest.tasks.iter().enumerate().skip(1) {
             let mut name: heapless::String<{ abi::startup::NAME_LEN }> = heapless::String::new();
-            core::fmt::write(&mut name, format_args!("sched:{}", other.name))
-                .map_err(|_| PlanError::NameTooLong)?;
+            core::fmt::write(&mut name, format_args!("sched:{}", other.name)).map_err(|_| PlanError::NameTooLong)?;
             push(named(&name, Source::Sched(TaskIndex(i as u8)))?)?;
         }
     }
@@ -103,10 +109,7 @@ pub struct Slots<const N: usize> {
 
 impl<const N: usize> Slots<N> {
     pub const fn new(first: u32) -> Self {
-        Slots {
-            first,
-            used: [false; N],
-        }
+        Slots { first, used: [false; N] }
     }
 
     pub fn take(&mut self) -> Option<abi::CapSlot> {
@@ -156,9 +159,7 @@ impl Backoff {
             return Decision::Never;
         }
         if self.restarts >= Self::MAX_RESTARTS {
-            return Decision::GiveUp {
-                restarts: self.restarts,
-            };
+            return Decision::GiveUp { restarts: self.restarts };
         }
         let delay = (Self::FIRST_DELAY << self.restarts.min(16)).min(Self::MAX_DELAY);
         self.restarts += 1;

@@ -9,9 +9,7 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "supervisor is a Tessera task; it runs only on the bare target (x86_64-unknown-none)."
-    );
+    eprintln!("supervisor is a Tessera task; it runs only on the bare target (x86_64-unknown-none).");
 }
 
 #[cfg(target_os = "none")]
@@ -54,6 +52,7 @@ mod task {
         task: CapSlot,
         untyped: CapSlot,
         ioports: CapSlot,
+        interrupts: CapSlot,
         fault: CapSlot,
         /// The supervisor's badged console capability, once made.
         console: CapSlot,
@@ -71,18 +70,8 @@ mod task {
         tessera_rt::arch::trap()
     }
 
-    fn retype(
-        untyped: CapSlot,
-        kind: ObjectType,
-        dest: CapSlot,
-        pages: u64,
-    ) -> Result<(), ErrorCode> {
-        invoke(
-            untyped,
-            Operation::UNTYPED_RETYPE,
-            &[u64::from(kind.0), u64::from(dest.0), pages],
-        )
-        .map(drop)
+    fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot, pages: u64) -> Result<(), ErrorCode> {
+        invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(dest.0), pages]).map(drop)
     }
 
     fn bits(r: Rights) -> u64 {
@@ -95,27 +84,23 @@ mod task {
             ObjectType::IO_PORTS => "io-ports",
             ObjectType::SCHED_CONTEXT => "sched-context",
             ObjectType::MEMORY => "memory",
+            ObjectType::NOTIFICATION => "notification",
+            ObjectType::INTERRUPT => "interrupt",
             _ => "object",
         }
     }
 
     pub fn main() {
-        let need = |name, kind| {
-            caps::find(name, kind).unwrap_or_else(|| fatal(name, ErrorCode::INVALID_CAPABILITY))
-        };
+        let need = |name, kind| caps::find(name, kind).unwrap_or_else(|| fatal(name, ErrorCode::INVALID_CAPABILITY));
         let ioports = need("ioports", ObjectType::IO_PORTS);
-        tessera_rt::log::set_sink(Sink::Uart {
-            ports: ioports,
-            port: COM1,
-        });
+        tessera_rt::log::set_sink(Sink::Uart { ports: ioports, port: COM1 });
         let task = need("self", ObjectType::TASK);
         let untyped = need("untyped", ObjectType::UNTYPED);
         let bootfs = need("bootfs", ObjectType::MEMORY);
         log!("ring 3, root task; starting the system");
 
-        let size = invoke(bootfs, Operation::CAP_IDENTIFY, &[])
-            .unwrap_or_else(|e| fatal("size the boot image", e))
-            .words()[3];
+        let size =
+            invoke(bootfs, Operation::CAP_IDENTIFY, &[]).unwrap_or_else(|e| fatal("size the boot image", e)).words()[3];
         let window = Window::map(task, bootfs, BOOTFS_AT, 0, size / PAGE, false)
             .unwrap_or_else(|e| fatal("map the boot image", e));
         let image = SystemImage::parse(window.bytes())
@@ -128,15 +113,13 @@ mod task {
         );
 
         let mut slots = Slots::new(caps::first_unnamed_slot().0);
-        let fault = slots
-            .take()
-            .unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
-        retype(untyped, ObjectType::ENDPOINT, fault, 0)
-            .unwrap_or_else(|e| fatal("create the fault endpoint", e));
+        let fault = slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
+        retype(untyped, ObjectType::ENDPOINT, fault, 0).unwrap_or_else(|e| fatal("create the fault endpoint", e));
         let mut s = Supervisor {
             task,
             untyped,
             ioports,
+            interrupts: need("interrupts", ObjectType::INTERRUPT),
             fault,
             console: CapSlot::NULL,
             image,
@@ -163,23 +146,15 @@ mod task {
         fn create_shared_objects(&mut self) {
             for _ in 0..self.image.manifest.endpoints.len() {
                 let slot = self.slot().unwrap_or_else(|e| fatal("find a slot", e));
-                retype(self.untyped, ObjectType::ENDPOINT, slot, 0)
-                    .unwrap_or_else(|e| fatal("create an endpoint", e));
+                retype(self.untyped, ObjectType::ENDPOINT, slot, 0).unwrap_or_else(|e| fatal("create an endpoint", e));
                 let _ = self.endpoints.push(slot);
             }
             for (i, task) in self.image.manifest.tasks.iter().enumerate().skip(1) {
-                let slot = self
-                    .slots
-                    .take()
-                    .unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
+                let slot = self.slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
                 retype(self.untyped, ObjectType::SCHED_CONTEXT, slot, 0)
                     .unwrap_or_else(|e| fatal("create a scheduling context", e));
-                invoke(
-                    slot,
-                    Operation::SCHED_CONFIGURE,
-                    &[u64::from(task.priority.0), 0, 0],
-                )
-                .unwrap_or_else(|e| fatal("configure a scheduling context", e));
+                invoke(slot, Operation::SCHED_CONFIGURE, &[u64::from(task.priority.0), 0, 0])
+                    .unwrap_or_else(|e| fatal("configure a scheduling context", e));
                 self.sched[i] = slot;
             }
         }
@@ -197,8 +172,7 @@ mod task {
         /// capabilities, startup page, thread; then starts it.
         fn start(&mut self, index: TaskIndex) -> Result<(), ErrorCode> {
             let t = &self.image.manifest.tasks[usize::from(index.0)];
-            let (name, priority, stack_size, memory_size) =
-                (t.name, t.priority.0, t.stack, t.memory);
+            let (name, priority, stack_size, memory_size) = (t.name, t.priority.0, t.stack, t.memory);
             let binary = self.image.binary(t).ok_or(ErrorCode::INVALID_ARGUMENT)?;
             let elf = elfload::plan(binary, layout::IMAGE_START..layout::IMAGE_END)
                 .map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
@@ -207,22 +181,14 @@ mod task {
             for segment in &elf.segments {
                 let mem = self.hold(index, ObjectType::MEMORY, segment.pages)?;
                 self.fill(mem, segment.offset_in_page, segment.data)?;
-                let rights = Rights::new()
-                    .with_read(true)
-                    .with_write(segment.writable)
-                    .with_execute(segment.executable);
+                let rights =
+                    Rights::new().with_read(true).with_write(segment.writable).with_execute(segment.executable);
                 map(task, mem, segment.start, rights, segment.pages)?;
             }
             let rw = Rights::new().with_read(true).with_write(true);
             let stack_pages = stack_size.div_ceil(PAGE).max(1);
             let stack = self.hold(index, ObjectType::MEMORY, stack_pages)?;
-            map(
-                task,
-                stack,
-                layout::STACK_TOP - stack_pages * PAGE,
-                rw,
-                stack_pages,
-            )?;
+            map(task, stack, layout::STACK_TOP - stack_pages * PAGE, rw, stack_pages)?;
             let memory_pages = memory_size.div_ceil(PAGE);
             if memory_pages > 0 {
                 let memory = self.hold(index, ObjectType::MEMORY, memory_pages)?;
@@ -242,29 +208,16 @@ mod task {
             let written = window.bytes_mut().and_then(|bytes| startup.write_to(bytes));
             window.unmap(self.task)?;
             written.ok_or(ErrorCode::INVALID_ARGUMENT)?;
-            map(
-                task,
-                page,
-                layout::STARTUP,
-                Rights::new().with_read(true),
-                1,
-            )?;
+            map(task, page, layout::STARTUP, Rights::new().with_read(true), 1)?;
 
             // Faults go to the supervisor, badged with the task's badge.
             let fault = self.slot()?;
             invoke(
                 self.fault,
                 Operation::CAP_MINT,
-                &[
-                    u64::from(fault.0),
-                    bits(Rights::new().with_send(true)),
-                    badge_of(index),
-                ],
+                &[u64::from(fault.0), bits(Rights::new().with_send(true)), badge_of(index)],
             )?;
-            self.tasks[usize::from(index.0)]
-                .held
-                .push(fault)
-                .map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+            self.tasks[usize::from(index.0)].held.push(fault).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
 
             let thread = self.hold(index, ObjectType::THREAD, 0)?;
             let sched = self.sched[usize::from(index.0)];
@@ -288,12 +241,7 @@ mod task {
         /// The supervisor's own console capability (badge 1, the only one
         /// the console accepts this from) is made when first needed.
         fn name_on_console(&mut self, index: TaskIndex, name: &str) {
-            let Some(endpoint) = self
-                .image
-                .manifest
-                .endpoints
-                .iter()
-                .position(|e| e.name == console_api::ENDPOINT)
+            let Some(endpoint) = self.image.manifest.endpoints.iter().position(|e| e.name == console_api::ENDPOINT)
             else {
                 return;
             };
@@ -319,12 +267,7 @@ mod task {
         }
 
         /// Creates an object for task `index` and remembers it for teardown.
-        fn hold(
-            &mut self,
-            index: TaskIndex,
-            kind: ObjectType,
-            pages: u64,
-        ) -> Result<CapSlot, ErrorCode> {
+        fn hold(&mut self, index: TaskIndex, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
             let slot = self.slot()?;
             if let Err(e) = retype(self.untyped, kind, slot, pages) {
                 self.slots.give_back(slot);
@@ -356,17 +299,14 @@ mod task {
             startup: &mut StartupInfo,
             listing: &mut heapless::String<256>,
         ) -> Result<(), ErrorCode> {
-            let plan =
-                grants(&self.image.manifest, index).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let plan = grants(&self.image.manifest, index).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let mut irq_notification = CapSlot::NULL;
             for (i, grant) in plan.iter().enumerate() {
                 let dest = CapSlot(i as u32 + 1);
                 let (source, rights, badge, kind) = match grant.source {
-                    Source::Serve(ep) => (
-                        self.endpoints[usize::from(ep.0)],
-                        Rights::new().with_receive(true),
-                        0,
-                        ObjectType::ENDPOINT,
-                    ),
+                    Source::Serve(ep) => {
+                        (self.endpoints[usize::from(ep.0)], Rights::new().with_receive(true), 0, ObjectType::ENDPOINT)
+                    }
                     Source::Use(ep) => (
                         self.endpoints[usize::from(ep.0)],
                         Rights::new().with_send(true),
@@ -378,22 +318,10 @@ mod task {
                         invoke(
                             self.ioports,
                             Operation::IO_PORTS_RANGE,
-                            &[
-                                u64::from(range.base),
-                                u64::from(range.count),
-                                u64::from(slot.0),
-                            ],
+                            &[u64::from(range.base), u64::from(range.count), u64::from(slot.0)],
                         )?;
-                        self.tasks[usize::from(index.0)]
-                            .held
-                            .push(slot)
-                            .map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
-                        (
-                            slot,
-                            Rights::new().with_read(true).with_write(true),
-                            0,
-                            ObjectType::IO_PORTS,
-                        )
+                        self.tasks[usize::from(index.0)].held.push(slot).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+                        (slot, Rights::new().with_read(true).with_write(true), 0, ObjectType::IO_PORTS)
                     }
                     Source::Sched(other) => (
                         self.sched[usize::from(other.0)],
@@ -401,6 +329,19 @@ mod task {
                         0,
                         ObjectType::SCHED_CONTEXT,
                     ),
+                    Source::IrqNotification => {
+                        let ntf = self.hold(index, ObjectType::NOTIFICATION, 0)?;
+                        irq_notification = ntf;
+                        (ntf, Rights::new().with_receive(true), 0, ObjectType::NOTIFICATION)
+                    }
+                    Source::Irq { gsi, bit } => {
+                        let line = self.slot()?;
+                        invoke(self.interrupts, Operation::IRQ_ISSUE, &[u64::from(gsi), u64::from(line.0)])?;
+                        self.tasks[usize::from(index.0)].held.push(line).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+                        invoke(line, Operation::IRQ_BIND, &[u64::from(irq_notification.0), u64::from(bit)])?;
+                        // The task may only acknowledge the line, not rebind it.
+                        (line, Rights::new(), 0, ObjectType::INTERRUPT)
+                    }
                 };
                 invoke(
                     task,
@@ -410,13 +351,7 @@ mod task {
                 if !startup.push(&grant.name, dest, kind) {
                     return Err(ErrorCode::OUT_OF_MEMORY);
                 }
-                let _ = write!(
-                    listing,
-                    "{}{}({})",
-                    if i == 0 { "" } else { ", " },
-                    grant.name,
-                    kind_name(kind)
-                );
+                let _ = write!(listing, "{}{}({})", if i == 0 { "" } else { ", " }, grant.name, kind_name(kind));
             }
             if plan.is_empty() {
                 let _ = listing.push_str("none");
@@ -439,18 +374,11 @@ mod task {
             let running = &mut self.tasks[usize::from(index.0)];
             match running.backoff.on_crash(task.restart) {
                 Decision::RestartAfter(delay) => {
-                    log!(
-                        "restarting {} in {delay} ticks (restart {})",
-                        task.name,
-                        running.backoff.restarts()
-                    );
+                    log!("restarting {} in {delay} ticks (restart {})", task.name, running.backoff.restarts());
                     running.restart_at = Some(self.clock + delay);
                 }
                 Decision::GiveUp { restarts } => {
-                    log!(
-                        "{} keeps crashing: giving up after {restarts} restarts",
-                        task.name
-                    );
+                    log!("{} keeps crashing: giving up after {restarts} restarts", task.name);
                 }
                 Decision::Never => log!("{} is not restarted (restart = \"never\")", task.name),
             }
@@ -497,18 +425,7 @@ mod task {
         }
     }
 
-    fn map(
-        task: CapSlot,
-        memory: CapSlot,
-        at: u64,
-        rights: Rights,
-        pages: u64,
-    ) -> Result<(), ErrorCode> {
-        invoke(
-            task,
-            Operation::TASK_MAP,
-            &[u64::from(memory.0), at, bits(rights), pages],
-        )
-        .map(drop)
+    fn map(task: CapSlot, memory: CapSlot, at: u64, rights: Rights, pages: u64) -> Result<(), ErrorCode> {
+        invoke(task, Operation::TASK_MAP, &[u64::from(memory.0), at, bits(rights), pages]).map(drop)
     }
 }

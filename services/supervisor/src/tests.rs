@@ -34,6 +34,13 @@ priority = 20
 memory = "64KiB"
 stack = "16KiB"
 uses = ["console", "scheduler"]
+
+[tasks.timer]
+priority = 10
+memory = "64KiB"
+stack = "16KiB"
+io_ports = [{ base = 0x40, count = 4 }]
+interrupts = [2, 8]
 "#;
 
 fn names(grants: &[Grant]) -> Vec<&str> {
@@ -48,23 +55,25 @@ fn tasks_get_their_endpoints_ports_and_nothing_else() {
     let g = grants(&m, TaskIndex(console)).unwrap();
     assert_eq!(names(&g), ["console", "io0", "io1"]);
     assert!(matches!(g[0].source, Source::Serve(_)));
-    assert_eq!(
-        g[1].source,
-        Source::Io(IoPortRange {
-            base: 0x3f8,
-            count: 8
-        })
-    );
+    assert_eq!(g[1].source, Source::Io(IoPortRange { base: 0x3f8, count: 8 }));
     let vid = m.tasks.iter().position(|t| t.name == "vid").unwrap() as u8;
     let g = grants(&m, TaskIndex(vid)).unwrap();
     assert_eq!(names(&g), ["console", "scheduler"]);
     assert!(g.iter().all(|g| matches!(g.source, Source::Use(_))));
-    assert_eq!(
-        grants(&m, TaskIndex(0)).unwrap().len(),
-        0,
-        "the supervisor keeps the originals itself"
-    );
+    assert_eq!(grants(&m, TaskIndex(0)).unwrap().len(), 0, "the supervisor keeps the originals itself");
     assert_eq!(grants(&m, TaskIndex(9)), Err(PlanError::NoSuchTask));
+}
+
+#[test]
+fn interrupt_lines_come_with_their_notification() {
+    let bytes = compiled(SYSTEM);
+    let m = Manifest::parse(&bytes).unwrap();
+    let index = m.tasks.iter().position(|t| t.name == "timer").unwrap() as u8;
+    let g = grants(&m, TaskIndex(index)).unwrap();
+    assert_eq!(names(&g), ["io0", "irq", "irq2", "irq8"]);
+    assert_eq!(g[1].source, Source::IrqNotification);
+    assert_eq!(g[2].source, Source::Irq { gsi: 2, bit: 0 });
+    assert_eq!(g[3].source, Source::Irq { gsi: 8, bit: 1 });
 }
 
 #[test]
@@ -73,16 +82,7 @@ fn the_scheduler_gets_every_other_tasks_scheduling_context() {
     let m = Manifest::parse(&bytes).unwrap();
     let index = m.tasks.iter().position(|t| t.name == "scheduler").unwrap() as u8;
     let g = grants(&m, TaskIndex(index)).unwrap();
-    assert_eq!(
-        names(&g),
-        [
-            "scheduler",
-            "console",
-            "sched:console",
-            "sched:scheduler",
-            "sched:vid"
-        ]
-    );
+    assert_eq!(names(&g), ["scheduler", "console", "sched:console", "sched:scheduler", "sched:vid", "sched:timer"]);
 }
 
 #[test]
@@ -116,16 +116,8 @@ fn slots_are_reused_and_bounded() {
 #[test]
 fn backoff_doubles_then_gives_up() {
     let mut b = Backoff::default();
-    let delays: Vec<_> = (0..Backoff::MAX_RESTARTS)
-        .map(|_| b.on_crash(Restart::Always))
-        .collect();
-    assert_eq!(
-        delays,
-        [10, 20, 40, 80, 160].map(Decision::RestartAfter).to_vec()
-    );
-    assert_eq!(
-        b.on_crash(Restart::Always),
-        Decision::GiveUp { restarts: 5 }
-    );
+    let delays: Vec<_> = (0..Backoff::MAX_RESTARTS).map(|_| b.on_crash(Restart::Always)).collect();
+    assert_eq!(delays, [10, 20, 40, 80, 160].map(Decision::RestartAfter).to_vec());
+    assert_eq!(b.on_crash(Restart::Always), Decision::GiveUp { restarts: 5 });
     assert_eq!(Backoff::default().on_crash(Restart::Never), Decision::Never);
 }

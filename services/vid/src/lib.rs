@@ -51,9 +51,8 @@ mod tests {
     #[test]
     fn intercepts_are_counted_and_explicitly_not_supported() {
         let server = RefCell::new(Vid::new());
-        let transport = Loopback::new(Badge(3), |badge, request: &Message| {
-            dispatch(&mut *server.borrow_mut(), badge, request)
-        });
+        let transport =
+            Loopback::new(Badge(3), |badge, request: &Message| dispatch(&mut *server.borrow_mut(), badge, request));
         let vid = Client::new(&transport, CapSlot(2));
         assert_eq!(vid.status(), Ok((VidState::Idle, 0)));
         assert_eq!(
@@ -78,20 +77,11 @@ mod tests {
             vid.handle_intercept(Badge(3), 1, 0, HvMessageType::TIMER_EXPIRED.0),
             Err(ServiceError::InvalidArgument)
         );
-        assert_eq!(
-            vid.handle_intercept(Badge(3), 1, 0, 0x1234),
-            Err(ServiceError::InvalidArgument)
-        );
+        assert_eq!(vid.handle_intercept(Badge(3), 1, 0, 0x1234), Err(ServiceError::InvalidArgument));
         assert_eq!(vid.status(Badge(3)), (VidState::Idle, 0));
         // Short requests never reach the server.
-        let reply = dispatch(
-            &mut vid,
-            Badge(3),
-            &Message::from_words(vid_api::ops::handle_intercept, &[1, 0]).unwrap(),
-        );
-        assert_eq!(
-            reply.label(),
-            tessera_idl::ProtocolError::MALFORMED_REQUEST.0
-        );
+        let reply =
+            dispatch(&mut vid, Badge(3), &Message::from_words(vid_api::ops::handle_intercept, &[1, 0]).unwrap());
+        assert_eq!(reply.label(), tessera_idl::ProtocolError::MALFORMED_REQUEST.0);
     }
 }

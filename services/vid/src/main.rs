@@ -18,9 +18,7 @@ mod task {
         let endpoint = caps::endpoint(ENDPOINT).expect("no \"vid\" endpoint to serve");
         let mut vid = Vid::new();
         log!("ready, serving {ENDPOINT}");
-        tessera_rt::serve(endpoint, |caller, message| {
-            dispatch_in_place(&mut vid, caller, message)
-        });
+        tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut vid, caller, message));
     }
 }
 

@@ -32,10 +32,7 @@ impl fmt::Display for ConvertError {
             ConvertError::Parse(e) => write!(f, "not a valid ELF64 file: {e}"),
             ConvertError::NotX86_64 => write!(f, "not an x86-64 ELF file"),
             ConvertError::SegmentAbove4G { vaddr, memsz } => {
-                write!(
-                    f,
-                    "segment at {vaddr:#x} (+{memsz:#x}) does not fit below 4 GiB"
-                )
+                write!(f, "segment at {vaddr:#x} (+{memsz:#x}) does not fit below 4 GiB")
             }
             ConvertError::EntryAbove4G(e) => write!(f, "entry point {e:#x} is above 4 GiB"),
             ConvertError::NoLoadableSegments => write!(f, "no PT_LOAD segments"),
@@ -60,8 +57,7 @@ struct Segment<'a> {
 /// Converts `input` (ELF64, x86-64) into an ELF32 (EM_386) image holding the
 /// same loadable segments at the same addresses.
 pub fn convert(input: &[u8]) -> Result<Vec<u8>, ConvertError> {
-    let file =
-        ElfFile64::<Endianness>::parse(input).map_err(|e| ConvertError::Parse(e.to_string()))?;
+    let file = ElfFile64::<Endianness>::parse(input).map_err(|e| ConvertError::Parse(e.to_string()))?;
     let header = file.elf_header();
     let endian = file.endian();
     if header.e_machine(endian) != elf::EM_X86_64 {
@@ -82,9 +78,7 @@ pub fn convert(input: &[u8]) -> Result<Vec<u8>, ConvertError> {
         if end > 1 << 32 {
             return Err(too_high());
         }
-        let data = ph
-            .data(endian, input)
-            .map_err(|_| ConvertError::Parse("segment data out of bounds".into()))?;
+        let data = ph.data(endian, input).map_err(|_| ConvertError::Parse("segment data out of bounds".into()))?;
         segments.push(Segment {
             flags: ph.p_flags(endian),
             vaddr: vaddr as u32,
@@ -107,12 +101,7 @@ fn write_elf32(entry: u32, segments: &[Segment<'_>]) -> Vec<u8> {
 
     // ELF identification and header.
     out.extend_from_slice(&elf::ELFMAG);
-    out.extend_from_slice(&[
-        elf::ELFCLASS32,
-        elf::ELFDATA2LSB,
-        elf::EV_CURRENT,
-        elf::ELFOSABI_NONE,
-    ]);
+    out.extend_from_slice(&[elf::ELFCLASS32, elf::ELFDATA2LSB, elf::EV_CURRENT, elf::ELFOSABI_NONE]);
     out.resize(16, 0);
     push16(&mut out, elf::ET_EXEC);
     push16(&mut out, elf::EM_386);
@@ -168,11 +157,8 @@ fn push32(out: &mut Vec<u8>, v: u32) {
 
 /// Reads back what [`convert`] wrote: (entry, [(vaddr, memsz, file bytes)]).
 pub fn inspect_elf32(image: &[u8]) -> Result<(u32, Vec<(u32, u32, Vec<u8>)>), ConvertError> {
-    let header =
-        elf::FileHeader32::<LE>::parse(image).map_err(|e| ConvertError::Parse(e.to_string()))?;
-    let phdrs = header
-        .program_headers(LE, image)
-        .map_err(|e| ConvertError::Parse(e.to_string()))?;
+    let header = elf::FileHeader32::<LE>::parse(image).map_err(|e| ConvertError::Parse(e.to_string()))?;
+    let phdrs = header.program_headers(LE, image).map_err(|e| ConvertError::Parse(e.to_string()))?;
     let segments = phdrs
         .iter()
         .filter(|ph| ph.p_type(LE) == elf::PT_LOAD)

@@ -14,16 +14,8 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(
-        subject: impl Into<String>,
-        field: &str,
-        message: impl Into<String>,
-    ) -> Error {
-        Error {
-            subject: subject.into(),
-            field: field.into(),
-            message: message.into(),
-        }
+    pub(crate) fn new(subject: impl Into<String>, field: &str, message: impl Into<String>) -> Error {
+        Error { subject: subject.into(), field: field.into(), message: message.into() }
     }
 
     pub(crate) fn task(task: &str, field: &str, message: impl Into<String>) -> Error {

@@ -71,8 +71,8 @@ impl Manifest {
 /// Reads and checks the manifest at `path`.
 pub fn load(path: &Path) -> Result<Manifest, Errors> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Errors::one(Error::new(&origin, "", format!("cannot read: {e}"))))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Errors::one(Error::new(&origin, "", format!("cannot read: {e}"))))?;
     parse(&text, &origin)
 }
 
@@ -99,58 +99,34 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             interrupts: heapless::Vec::new(),
         };
         for &e in &t.serves {
-            task.serves
-                .push(compiled::EndpointIndex(index(e)?))
-                .map_err(|_| over("serves"))?;
+            task.serves.push(compiled::EndpointIndex(index(e)?)).map_err(|_| over("serves"))?;
         }
         for &e in &t.uses {
-            let name = &manifest
-                .endpoints
-                .get(e)
-                .ok_or_else(|| over("endpoint indices"))?
-                .name;
+            let name = &manifest.endpoints.get(e).ok_or_else(|| over("endpoint indices"))?.name;
             task.uses
-                .push(compiled::Use {
-                    endpoint: compiled::EndpointIndex(index(e)?),
-                    name,
-                })
+                .push(compiled::Use { endpoint: compiled::EndpointIndex(index(e)?), name })
                 .map_err(|_| over("uses"))?;
         }
         for &gsi in &t.interrupts {
-            task.interrupts
-                .push(compiled::Gsi(gsi))
-                .map_err(|_| over("interrupts"))?;
+            task.interrupts.push(compiled::Gsi(gsi)).map_err(|_| over("interrupts"))?;
         }
         tasks.push(task).map_err(|_| over("tasks"))?;
     }
     let mut endpoints = heapless::Vec::new();
     for e in &manifest.endpoints {
-        let endpoint = compiled::Endpoint {
-            name: &e.name,
-            server: compiled::TaskIndex(index(e.server)?),
-        };
+        let endpoint = compiled::Endpoint { name: &e.name, server: compiled::TaskIndex(index(e.server)?) };
         endpoints.push(endpoint).map_err(|_| over("endpoints"))?;
     }
-    let m = compiled::Manifest {
-        version: compiled::VERSION,
-        system: &manifest.name,
-        tasks,
-        endpoints,
-    };
+    let m = compiled::Manifest { version: compiled::VERSION, system: &manifest.name, tasks, endpoints };
     let bytes = m.to_vec();
     // What the supervisor will check, checked here first.
-    compiled::Manifest::parse(&bytes)
-        .map_err(|e| internal(format!("the compiled manifest is refused: {e}")))?;
+    compiled::Manifest::parse(&bytes).map_err(|e| internal(format!("the compiled manifest is refused: {e}")))?;
     Ok(bytes)
 }
 
 /// True for a little-endian x86-64 ELF64 executable or shared object.
 fn is_x86_64_elf(bytes: &[u8]) -> bool {
-    let half = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
+    let half = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     bytes.len() >= 64
         && bytes.starts_with(b"\x7fELF\x02\x01")
         && matches!(half(16), Some(2 | 3))
@@ -169,11 +145,7 @@ pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Error
         }
         let path = bin_dir.join(&t.binary);
         match std::fs::read(&path) {
-            Err(e) => errors.push(Error::task(
-                &t.name,
-                "binary",
-                format!("cannot read \"{}\": {e}", path.display()),
-            )),
+            Err(e) => errors.push(Error::task(&t.name, "binary", format!("cannot read \"{}\": {e}", path.display()))),
             Ok(bytes) if !is_x86_64_elf(&bytes) => errors.push(Error::task(
                 &t.name,
                 "binary",
@@ -188,8 +160,7 @@ pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Error
     let mut files: Vec<(&str, &[u8])> = vec![(MANIFEST_FILE, &compiled)];
     files.extend(binaries.iter().map(|(name, bytes)| (*name, &bytes[..])));
     let image = bootfs::write(&files).map_err(|e| internal(format!("packing the bootfs: {e}")))?;
-    sysimage::SystemImage::parse(&image)
-        .map_err(|e| internal(format!("the bootfs is refused: {e}")))?;
+    sysimage::SystemImage::parse(&image).map_err(|e| internal(format!("the bootfs is refused: {e}")))?;
     Ok(image)
 }
 
@@ -208,44 +179,22 @@ pub fn summary(manifest: &Manifest) -> String {
         "task", "prio", "memory", "stack", "restart"
     );
     for t in &manifest.tasks {
-        let endpoint = |&i: &usize| {
-            manifest
-                .endpoints
-                .get(i)
-                .map_or("?".into(), |e| e.name.clone())
-        };
+        let endpoint = |&i: &usize| manifest.endpoints.get(i).map_or("?".into(), |e| e.name.clone());
         let mut caps = Vec::new();
         if !t.serves.is_empty() {
-            caps.push(format!(
-                "serves {}",
-                t.serves.iter().map(endpoint).collect::<Vec<_>>().join(", ")
-            ));
+            caps.push(format!("serves {}", t.serves.iter().map(endpoint).collect::<Vec<_>>().join(", ")));
         }
         if !t.uses.is_empty() {
-            caps.push(format!(
-                "uses {}",
-                t.uses.iter().map(endpoint).collect::<Vec<_>>().join(", ")
-            ));
+            caps.push(format!("uses {}", t.uses.iter().map(endpoint).collect::<Vec<_>>().join(", ")));
         }
         if !t.io_ports.is_empty() {
             caps.push(format!(
                 "ports {}",
-                t.io_ports
-                    .iter()
-                    .map(|&r| parse::show_ports(r))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                t.io_ports.iter().map(|&r| parse::show_ports(r)).collect::<Vec<_>>().join(", ")
             ));
         }
         if !t.interrupts.is_empty() {
-            caps.push(format!(
-                "GSI {}",
-                t.interrupts
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            caps.push(format!("GSI {}", t.interrupts.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")));
         }
         let restart = if t.supervisor {
             "supervisor"
@@ -254,11 +203,7 @@ pub fn summary(manifest: &Manifest) -> String {
         } else {
             "never"
         };
-        let caps = if caps.is_empty() {
-            "-".to_string()
-        } else {
-            caps.join("; ")
-        };
+        let caps = if caps.is_empty() { "-".to_string() } else { caps.join("; ") };
         let _ = writeln!(
             out,
             "  {:<20} {:>4}  {:>9}  {:>9}  {:<10} {caps}",

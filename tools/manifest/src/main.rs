@@ -36,11 +36,7 @@ fn run(cli: Cli) -> Result<(), tessera_manifest::Errors> {
             print!("{}", tessera_manifest::summary(&m));
             println!("{}: ok", manifest.display());
         }
-        Command::Build {
-            manifest,
-            bin_dir,
-            out,
-        } => {
+        Command::Build { manifest, bin_dir, out } => {
             let m = tessera_manifest::load(&manifest)?;
             let image = tessera_manifest::build_image(&m, &bin_dir)?;
             std::fs::write(&out, &image).map_err(|e| {

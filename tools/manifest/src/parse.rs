@@ -6,8 +6,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use std::fmt;
 use sysimage::manifest::{
-    IO_PORT_SPACE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_SERVES,
-    MAX_TASK_MEMORY, MAX_TASKS, MAX_USES,
+    IO_PORT_SPACE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
+    MAX_USES,
 };
 use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
 
@@ -93,9 +93,7 @@ const BINARY_RULE: &str = "use 1 to 32 letters, digits, '.', '-' or '_', not sta
 fn valid_ident(name: &str) -> bool {
     name.len() <= MAX_NAME_LEN
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Bootfs file names of task binaries.
@@ -103,16 +101,12 @@ fn valid_binary(name: &str) -> bool {
     (1..=MAX_NAME_LEN).contains(&name.len())
         && !name.starts_with('.')
         && name != MANIFEST_FILE
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// `64KiB`, `1 MiB`, `2GiB`; bytes are integers, not strings.
 fn parse_size(text: &str) -> Option<u64> {
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     let shift = match unit.trim_start() {
         "KiB" => 10,
@@ -143,9 +137,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
         let mut diagonal = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (diagonal + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
+            let next = (diagonal + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
             diagonal = row[j + 1];
             row[j + 1] = next;
         }
@@ -168,16 +160,11 @@ fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> St
 fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> Error {
     let message = e.message().trim_end();
     // An empty span at 0 (a missing top-level table) locates nothing.
-    let Some(span) = e
-        .span()
-        .filter(|s| s.start <= s.end && s.end <= text.len() && *s != (0..0))
-    else {
+    let Some(span) = e.span().filter(|s| s.start <= s.end && s.end <= text.len() && *s != (0..0)) else {
         return Error::new(origin, "", message);
     };
     let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[span.start..]
-        .find('\n')
-        .map_or(text.len(), |i| span.start + i);
+    let line_end = text[span.start..].find('\n').map_or(text.len(), |i| span.start + i);
     let line = text[..span.start].matches('\n').count() + 1;
     let column = text[line_start..span.start].chars().count() + 1;
     let key = &text[span.clone()];
@@ -188,11 +175,7 @@ fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> Error {
         _ => message.to_string(),
     };
     let source = text[line_start..line_end].trim();
-    Error::new(
-        format!("{origin}:{line}:{column}"),
-        "",
-        format!("{message} (in `{source}`)"),
-    )
+    Error::new(format!("{origin}:{line}:{column}"), "", format!("{message} (in `{source}`)"))
 }
 
 /// One task's values after the per-task checks (`None`: already reported).
@@ -227,11 +210,7 @@ fn check_size(task: &str, field: &str, raw: &RawSize, errors: &mut Vec<Error>) -
             format!("{n} bytes is not a multiple of the page size ({PAGE_SIZE} bytes)")
         }
         Some(n) if n > MAX_TASK_MEMORY => {
-            format!(
-                "{} is too large (at most {})",
-                show_size(n),
-                show_size(MAX_TASK_MEMORY)
-            )
+            format!("{} is too large (at most {})", show_size(n), show_size(MAX_TASK_MEMORY))
         }
         Some(n) => return Some(n),
     };
@@ -248,42 +227,18 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
     if let Some(binary) = &t.binary
         && !valid_binary(binary)
     {
-        err(
-            e,
-            "binary",
-            format!(
-                "invalid binary name \"{binary}\" ({BINARY_RULE}; \"{MANIFEST_FILE}\" is reserved)"
-            ),
-        );
+        err(e, "binary", format!("invalid binary name \"{binary}\" ({BINARY_RULE}; \"{MANIFEST_FILE}\" is reserved)"));
     }
-    let priority = u8::try_from(t.priority)
-        .ok()
-        .filter(|&p| Priority(p).is_valid());
+    let priority = u8::try_from(t.priority).ok().filter(|&p| Priority(p).is_valid());
     if priority.is_none() {
-        err(
-            e,
-            "priority",
-            format!(
-                "{} is out of range (0..={}, higher runs first)",
-                t.priority,
-                Priority::MAX.0
-            ),
-        );
+        err(e, "priority", format!("{} is out of range (0..={}, higher runs first)", t.priority, Priority::MAX.0));
     }
     let memory = check_size(name, "memory", &t.memory, e);
     let stack = check_size(name, "stack", &t.stack, e);
     if let (Some(memory), Some(stack)) = (memory, stack)
         && stack > memory
     {
-        err(
-            e,
-            "stack",
-            format!(
-                "{} is larger than memory ({})",
-                show_size(stack),
-                show_size(memory)
-            ),
-        );
+        err(e, "stack", format!("{} is larger than memory ({})", show_size(stack), show_size(memory)));
     }
     let restart = match (t.supervisor, t.restart.as_deref()) {
         (true, None) => Restart::Never,
@@ -291,33 +246,21 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
             err(
                 e,
                 "restart",
-                "the supervisor has no restart policy (the kernel starts it once; remove restart)"
-                    .into(),
+                "the supervisor has no restart policy (the kernel starts it once; remove restart)".into(),
             );
             Restart::Never
         }
         (false, None | Some("always")) => Restart::Always,
         (false, Some("never")) => Restart::Never,
         (false, Some(other)) => {
-            err(
-                e,
-                "restart",
-                format!("unknown policy \"{other}\" (expected \"always\" or \"never\")"),
-            );
+            err(e, "restart", format!("unknown policy \"{other}\" (expected \"always\" or \"never\")"));
             Restart::Always
         }
     };
-    for (field, list, max) in [
-        ("serves", &t.serves, MAX_SERVES),
-        ("uses", &t.uses, MAX_USES),
-    ] {
+    for (field, list, max) in [("serves", &t.serves, MAX_SERVES), ("uses", &t.uses, MAX_USES)] {
         for (i, endpoint) in list.iter().enumerate() {
             if !valid_ident(endpoint) {
-                err(
-                    e,
-                    field,
-                    format!("invalid endpoint name \"{endpoint}\" ({NAME_RULE})"),
-                );
+                err(e, field, format!("invalid endpoint name \"{endpoint}\" ({NAME_RULE})"));
             } else if list[..i].contains(endpoint) {
                 err(e, field, format!("endpoint \"{endpoint}\" is listed twice"));
             }
@@ -329,58 +272,29 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
     let mut io_ports = Vec::new();
     for r in &t.io_ports {
         if !(0..i64::from(IO_PORT_SPACE)).contains(&r.base) {
-            err(
-                e,
-                "io_ports",
-                format!("base {:#x} is not an I/O port (0x0..=0xffff)", r.base),
-            );
+            err(e, "io_ports", format!("base {:#x} is not an I/O port (0x0..=0xffff)", r.base));
         } else if r.count <= 0 {
-            err(
-                e,
-                "io_ports",
-                format!("range at {:#x} has count {} (at least 1)", r.base, r.count),
-            );
+            err(e, "io_ports", format!("range at {:#x} has count {} (at least 1)", r.base, r.count));
         } else if r.count > i64::from(IO_PORT_SPACE) - r.base {
-            err(
-                e,
-                "io_ports",
-                format!("{:#x} + {} runs past port 0xffff", r.base, r.count),
-            );
+            err(e, "io_ports", format!("{:#x} + {} runs past port 0xffff", r.base, r.count));
         } else {
             // In range: base <= 0xffff and count <= 0x10000 - base.
-            io_ports.push(IoPortRange {
-                base: r.base as u16,
-                count: r.count as u16,
-            });
+            io_ports.push(IoPortRange { base: r.base as u16, count: r.count as u16 });
         }
     }
     if t.io_ports.len() > MAX_IO_RANGES {
-        err(
-            e,
-            "io_ports",
-            format!("{} ranges, at most {MAX_IO_RANGES}", t.io_ports.len()),
-        );
+        err(e, "io_ports", format!("{} ranges, at most {MAX_IO_RANGES}", t.io_ports.len()));
     }
     let mut interrupts = Vec::new();
     for &gsi in &t.interrupts {
         match u32::try_from(gsi).ok().filter(|&g| g <= MAX_GSI) {
-            None => err(
-                e,
-                "interrupts",
-                format!("{gsi} is not an interrupt line (GSI 0..={MAX_GSI})"),
-            ),
-            Some(g) if interrupts.contains(&g) => {
-                err(e, "interrupts", format!("GSI {g} is listed twice"))
-            }
+            None => err(e, "interrupts", format!("{gsi} is not an interrupt line (GSI 0..={MAX_GSI})")),
+            Some(g) if interrupts.contains(&g) => err(e, "interrupts", format!("GSI {g} is listed twice")),
             Some(g) => interrupts.push(g),
         }
     }
     if t.interrupts.len() > MAX_INTERRUPTS {
-        err(
-            e,
-            "interrupts",
-            format!("{} lines, at most {MAX_INTERRUPTS}", t.interrupts.len()),
-        );
+        err(e, "interrupts", format!("{} lines, at most {MAX_INTERRUPTS}", t.interrupts.len()));
     }
     Draft {
         name,
@@ -397,15 +311,11 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
 
 /// Parses and checks a manifest; `origin` names it in TOML error locations.
 pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
-    let file: FileToml =
-        toml::from_str(text).map_err(|e| Errors::one(toml_error(&e, text, origin)))?;
+    let file: FileToml = toml::from_str(text).map_err(|e| Errors::one(toml_error(&e, text, origin)))?;
     let mut e = Vec::new();
 
     if !valid_ident(&file.system.name) {
-        e.push(Error::system(
-            "name",
-            format!("invalid system name \"{}\" ({NAME_RULE})", file.system.name),
-        ));
+        e.push(Error::system("name", format!("invalid system name \"{}\" ({NAME_RULE})", file.system.name)));
     }
     for name in file.partitions.keys() {
         e.push(Error::new(
@@ -422,41 +332,22 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
         return Err(Errors::sorted(e));
     }
     if file.tasks.len() > MAX_TASKS {
-        e.push(Error::system(
-            "tasks",
-            format!("{} tasks, at most {MAX_TASKS}", file.tasks.len()),
-        ));
+        e.push(Error::system("tasks", format!("{} tasks, at most {MAX_TASKS}", file.tasks.len())));
     }
 
     // Per task, in file order.
-    let drafts: Vec<Draft<'_>> = file
-        .tasks
-        .iter()
-        .map(|(name, t)| check_task(name, t, &mut e))
-        .collect();
+    let drafts: Vec<Draft<'_>> = file.tasks.iter().map(|(name, t)| check_task(name, t, &mut e)).collect();
 
     // Exactly one supervisor.
-    let supervisors: Vec<&str> = drafts
-        .iter()
-        .filter(|d| d.toml.supervisor)
-        .map(|d| d.name)
-        .collect();
+    let supervisors: Vec<&str> = drafts.iter().filter(|d| d.toml.supervisor).map(|d| d.name).collect();
     match supervisors[..] {
         [_] => {}
-        [] => e.push(Error::system(
-            "supervisor",
-            "no task has supervisor = true (exactly one task, the root task, must)",
-        )),
+        [] => {
+            e.push(Error::system("supervisor", "no task has supervisor = true (exactly one task, the root task, must)"))
+        }
         _ => {
-            let names = supervisors
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            e.push(Error::system(
-                "supervisor",
-                format!("tasks {names} all have supervisor = true (exactly one may)"),
-            ));
+            let names = supervisors.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+            e.push(Error::system("supervisor", format!("tasks {names} all have supervisor = true (exactly one may)")));
         }
     }
 
@@ -470,19 +361,13 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
                 Some(&j) => e.push(Error::task(
                     d.name,
                     "serves",
-                    format!(
-                        "endpoint \"{endpoint}\" is already served by task \"{}\"",
-                        drafts[j].name
-                    ),
+                    format!("endpoint \"{endpoint}\" is already served by task \"{}\"", drafts[j].name),
                 )),
             }
         }
     }
     if servers.len() > MAX_ENDPOINTS {
-        e.push(Error::system(
-            "endpoints",
-            format!("{} endpoints, at most {MAX_ENDPOINTS}", servers.len()),
-        ));
+        e.push(Error::system("endpoints", format!("{} endpoints, at most {MAX_ENDPOINTS}", servers.len())));
     }
 
     // Uses: the endpoint exists, is another task's, and is served uphill.
@@ -490,11 +375,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
         for endpoint in d.toml.uses.iter().filter(|n| valid_ident(n)) {
             let Some(&j) = servers.get(endpoint.as_str()) else {
                 let hint = did_you_mean(endpoint, servers.keys().copied());
-                e.push(Error::task(
-                    d.name,
-                    "uses",
-                    format!("no task serves endpoint \"{endpoint}\"{hint}"),
-                ));
+                e.push(Error::task(d.name, "uses", format!("no task serves endpoint \"{endpoint}\"{hint}")));
                 continue;
             };
             let server = &drafts[j];
@@ -525,22 +406,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
         for (a, &range) in d.io_ports.iter().enumerate() {
             for &other in &d.io_ports[..a] {
                 if range.overlaps(other) {
-                    let msg = format!(
-                        "{} overlaps {} listed before it",
-                        show_ports(range),
-                        show_ports(other)
-                    );
+                    let msg = format!("{} overlaps {} listed before it", show_ports(range), show_ports(other));
                     e.push(Error::task(d.name, "io_ports", msg));
                 }
             }
             for earlier in &drafts[..i] {
                 for &other in earlier.io_ports.iter().filter(|o| o.overlaps(range)) {
-                    let msg = format!(
-                        "{} overlaps {} of task \"{}\"",
-                        show_ports(range),
-                        show_ports(other),
-                        earlier.name
-                    );
+                    let msg =
+                        format!("{} overlaps {} of task \"{}\"", show_ports(range), show_ports(other), earlier.name);
                     e.push(Error::task(d.name, "io_ports", msg));
                 }
             }
@@ -566,34 +439,16 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
 /// priority (ties in file order); endpoints numbered in that start order.
 fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
     let mut order: Vec<usize> = (0..drafts.len()).collect();
-    order.sort_by_key(|&i| {
-        (
-            !drafts[i].toml.supervisor,
-            std::cmp::Reverse(drafts[i].priority),
-        )
-    });
-    let start_index = |draft: usize| {
-        order
-            .iter()
-            .position(|&i| i == draft)
-            .expect("every draft is in the order")
-    };
+    order.sort_by_key(|&i| (!drafts[i].toml.supervisor, std::cmp::Reverse(drafts[i].priority)));
+    let start_index = |draft: usize| order.iter().position(|&i| i == draft).expect("every draft is in the order");
 
     let mut endpoints: Vec<Endpoint> = Vec::new();
     for &i in &order {
         for name in &drafts[i].toml.serves {
-            endpoints.push(Endpoint {
-                name: name.clone(),
-                server: start_index(i),
-            });
+            endpoints.push(Endpoint { name: name.clone(), server: start_index(i) });
         }
     }
-    let endpoint_index = |name: &str| {
-        endpoints
-            .iter()
-            .position(|e| e.name == name)
-            .expect("uses were resolved")
-    };
+    let endpoint_index = |name: &str| endpoints.iter().position(|e| e.name == name).expect("uses were resolved");
 
     let tasks = order
         .iter()
@@ -614,9 +469,5 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
             }
         })
         .collect();
-    Manifest {
-        name: system.to_string(),
-        tasks,
-        endpoints,
-    }
+    Manifest { name: system.to_string(), tasks, endpoints }
 }

@@ -42,35 +42,15 @@ fn the_default_system_is_valid_and_starts_servers_first() {
     let m = load(&repo_manifest()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(m.name, "tessera");
     let names: Vec<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "supervisor",
-            "console",
-            "scheduler",
-            "partition-manager",
-            "vid",
-            "broker"
-        ]
-    );
+    assert_eq!(names, ["supervisor", "console", "scheduler", "partition-manager", "vid", "broker"]);
     assert!(m.supervisor().supervisor && m.supervisor().restart == Restart::Never);
     let console = &m.tasks[1];
     assert_eq!(m.endpoints[console.serves[0]].name, "console");
-    assert_eq!(
-        console.io_ports,
-        [sysimage::IoPortRange {
-            base: 0x3f8,
-            count: 8
-        }]
-    );
+    assert_eq!(console.io_ports, [sysimage::IoPortRange { base: 0x3f8, count: 8 }]);
     // Every server starts before each of its clients.
     for (i, t) in m.tasks.iter().enumerate() {
         for &e in &t.uses {
-            assert!(
-                m.endpoints[e].server < i,
-                "{} starts before its server",
-                t.name
-            );
+            assert!(m.endpoints[e].server < i, "{} starts before its server", t.name);
         }
     }
 }
@@ -89,14 +69,8 @@ fn defaults_and_integer_sizes() {
     let names: Vec<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["boot", "low", "mid"]);
     assert_eq!((m.tasks[0].memory, m.tasks[0].stack), (1 << 20, 1 << 20));
-    assert_eq!(
-        (m.tasks[1].binary.as_str(), m.tasks[1].restart),
-        ("low", Restart::Always)
-    );
-    assert_eq!(
-        (m.tasks[2].binary.as_str(), m.tasks[2].restart),
-        ("mid.elf", Restart::Never)
-    );
+    assert_eq!((m.tasks[1].binary.as_str(), m.tasks[1].restart), ("low", Restart::Always));
+    assert_eq!((m.tasks[2].binary.as_str(), m.tasks[2].restart), ("mid.elf", Restart::Never));
     assert!(m.endpoints.is_empty());
 }
 
@@ -110,33 +84,14 @@ fn the_compiled_manifest_carries_everything() {
     for (c, t) in c.tasks.iter().zip(&m.tasks) {
         assert_eq!(
             (c.name, c.binary, c.priority, c.memory, c.stack, c.restart),
-            (
-                t.name.as_str(),
-                t.binary.as_str(),
-                t.priority,
-                t.memory,
-                t.stack,
-                t.restart
-            )
+            (t.name.as_str(), t.binary.as_str(), t.priority, t.memory, t.stack, t.restart)
         );
         assert_eq!(c.io_ports, t.io_ports[..]);
     }
     let vid = c.tasks.iter().find(|t| t.name == "vid").unwrap();
-    let uses: Vec<(&str, &str)> = vid
-        .uses
-        .iter()
-        .map(|u| (c.endpoint(u.endpoint).unwrap().name, u.name))
-        .collect();
-    assert_eq!(
-        uses,
-        [
-            ("console", "console"),
-            ("partition-manager", "partition-manager")
-        ]
-    );
-    let server = c
-        .task(c.endpoints[usize::from(vid.serves[0].0)].server)
-        .unwrap();
+    let uses: Vec<(&str, &str)> = vid.uses.iter().map(|u| (c.endpoint(u.endpoint).unwrap().name, u.name)).collect();
+    assert_eq!(uses, [("console", "console"), ("partition-manager", "partition-manager")]);
+    let server = c.task(c.endpoints[usize::from(vid.serves[0].0)].server).unwrap();
     assert_eq!(server.name, "vid");
 }
 
@@ -151,10 +106,7 @@ fn the_image_holds_the_manifest_and_each_binary_once() {
     assert_eq!(sys.bootfs.get(0).unwrap().name, "manifest");
     assert_eq!(sys.manifest.tasks.len(), 6);
     for t in &sys.manifest.tasks {
-        assert_eq!(
-            sys.binary(t).unwrap(),
-            std::fs::read(dir.join(t.binary)).unwrap()
-        );
+        assert_eq!(sys.binary(t).unwrap(), std::fs::read(dir.join(t.binary)).unwrap());
     }
 }
 
@@ -185,14 +137,8 @@ fn binary_that_is_not_an_x86_64_elf() {
     assert_eq!(
         errors,
         [
-            format!(
-                "task \"broker\": binary: \"{}\" is not an x86-64 ELF executable",
-                dir.join("broker").display()
-            ),
-            format!(
-                "task \"console\": binary: \"{}\" is not an x86-64 ELF executable",
-                dir.join("console").display()
-            ),
+            format!("task \"broker\": binary: \"{}\" is not an x86-64 ELF executable", dir.join("broker").display()),
+            format!("task \"console\": binary: \"{}\" is not an x86-64 ELF executable", dir.join("console").display()),
         ]
     );
 }
@@ -201,14 +147,8 @@ fn binary_that_is_not_an_x86_64_elf() {
 fn the_summary_lists_tasks_and_capabilities() {
     let m = load(&repo_manifest()).unwrap();
     let text = summary(&m);
-    assert!(
-        text.starts_with("system \"tessera\": 6 tasks, 5 endpoints\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("serves console; ports 0x3f8..=0x3ff"),
-        "{text}"
-    );
+    assert!(text.starts_with("system \"tessera\": 6 tasks, 5 endpoints\n"), "{text}");
+    assert!(text.contains("serves console; ports 0x3f8..=0x3ff"), "{text}");
     assert!(text.contains("uses console, partition-manager"), "{text}");
 }
 
@@ -219,30 +159,15 @@ fn cli() -> Command {
 #[test]
 fn cli_check_and_build() {
     let out = cli().arg("check").arg(repo_manifest()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("partition-manager"));
 
     let m = load(&repo_manifest()).unwrap();
     let dir = bin_dir("cli", &m);
     let image = dir.join("bootfs.img");
-    let out = cli()
-        .arg("build")
-        .arg(repo_manifest())
-        .arg("--bin-dir")
-        .arg(&dir)
-        .arg("--out")
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        cli().arg("build").arg(repo_manifest()).arg("--bin-dir").arg(&dir).arg("--out").arg(&image).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     SystemImage::parse(&std::fs::read(&image).unwrap()).unwrap();
 }
 
@@ -257,13 +182,7 @@ fn cli_reports_errors_numbered_and_fails() {
         String::from_utf8_lossy(&out.stderr),
         "error 1/1: system: tasks: the system has no tasks (declare at least the supervisor: [tasks.NAME] with supervisor = true)\n"
     );
-    let out = cli()
-        .arg("check")
-        .arg(dir.join("absent.toml"))
-        .output()
-        .unwrap();
+    let out = cli().arg("check").arg(dir.join("absent.toml")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("absent.toml: cannot read: No such file")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("absent.toml: cannot read: No such file"));
 }

@@ -3,8 +3,7 @@
 
 use tessera_manifest::parse;
 
-const SUPERVISOR: &str =
-    "[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\n";
+const SUPERVISOR: &str = "[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\n";
 
 /// A system with the supervisor and `tasks`.
 fn system(tasks: &str) -> String {
@@ -13,9 +12,7 @@ fn system(tasks: &str) -> String {
 
 /// A task table with valid sizes and `extra` lines.
 fn task(name: &str, priority: u8, extra: &str) -> String {
-    format!(
-        "[tasks.{name}]\npriority = {priority}\nmemory = \"64KiB\"\nstack = \"16KiB\"\n{extra}\n"
-    )
+    format!("[tasks.{name}]\npriority = {priority}\nmemory = \"64KiB\"\nstack = \"16KiB\"\n{extra}\n")
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -45,10 +42,8 @@ fn unknown_task_field() {
     let text = system(&task("a", 1, "prio = 3"));
     assert_errors(
         &text,
-        &[
-            "test.toml:14:1: unknown field `prio`, expected one of `binary`, `priority`, `memory`, `stack`, \
-           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts` (in `prio = 3`)",
-        ],
+        &["test.toml:14:1: unknown field `prio`, expected one of `binary`, `priority`, `memory`, `stack`, \
+           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts` (in `prio = 3`)"],
     );
 }
 
@@ -56,9 +51,7 @@ fn unknown_task_field() {
 fn unknown_top_level_table() {
     assert_errors(
         "[system]\nname = \"test\"\n[task.a]\npriority = 1\n",
-        &[
-            "test.toml:3:2: unknown field `task`, expected one of `system`, `tasks`, `partitions` (in `[task.a]`)",
-        ],
+        &["test.toml:3:2: unknown field `task`, expected one of `system`, `tasks`, `partitions` (in `[task.a]`)"],
     );
 }
 
@@ -76,10 +69,7 @@ fn unknown_io_ports_field() {
 #[test]
 fn missing_required_field() {
     let text = system("[tasks.a]\npriority = 1\nmemory = 4096\n");
-    assert_errors(
-        &text,
-        &["test.toml:10:1: missing field `stack` (in `[tasks.a]`)"],
-    );
+    assert_errors(&text, &["test.toml:10:1: missing field `stack` (in `[tasks.a]`)"]);
 }
 
 #[test]
@@ -92,9 +82,7 @@ fn wrong_type() {
     let text = system(&task("a", 1, "uses = \"console\""));
     assert_errors(
         &text,
-        &[
-            "test.toml:14:8: invalid type: string \"console\", expected a sequence (in `uses = \"console\"`)",
-        ],
+        &["test.toml:14:8: invalid type: string \"console\", expected a sequence (in `uses = \"console\"`)"],
     );
 }
 
@@ -103,9 +91,7 @@ fn duplicate_task_name() {
     let text = system(&format!("{}{}", task("a", 1, ""), task("a", 2, "")));
     assert_errors(
         &text,
-        &[
-            "test.toml:15:8: duplicate key `a` (each task and key may be declared once) (in `[tasks.a]`)",
-        ],
+        &["test.toml:15:8: duplicate key `a` (each task and key may be declared once) (in `[tasks.a]`)"],
     );
 }
 
@@ -150,10 +136,8 @@ fn invalid_binary_name() {
     let text = system(&task("a", 1, "binary = \"../a\""));
     assert_errors(
         &text,
-        &[
-            "task \"a\": binary: invalid binary name \"../a\" (use 1 to 32 letters, digits, '.', '-' or '_', \
-           not starting with '.'; \"manifest\" is reserved)",
-        ],
+        &["task \"a\": binary: invalid binary name \"../a\" (use 1 to 32 letters, digits, '.', '-' or '_', \
+           not starting with '.'; \"manifest\" is reserved)"],
     );
 }
 
@@ -162,10 +146,8 @@ fn reserved_binary_name() {
     let text = system(&task("a", 1, "binary = \"manifest\""));
     assert_errors(
         &text,
-        &[
-            "task \"a\": binary: invalid binary name \"manifest\" (use 1 to 32 letters, digits, '.', '-' or '_', \
-           not starting with '.'; \"manifest\" is reserved)",
-        ],
+        &["task \"a\": binary: invalid binary name \"manifest\" (use 1 to 32 letters, digits, '.', '-' or '_', \
+           not starting with '.'; \"manifest\" is reserved)"],
     );
 }
 
@@ -184,15 +166,9 @@ fn invalid_endpoint_name() {
 
 #[test]
 fn capability_to_nowhere_suggests_the_closest_endpoint() {
-    let text = system(&format!(
-        "{}{}",
-        task("console", 30, "serves = [\"console\"]"),
-        task("vid", 20, "uses = [\"consol\"]")
-    ));
-    assert_errors(
-        &text,
-        &["task \"vid\": uses: no task serves endpoint \"consol\" (did you mean \"console\"?)"],
-    );
+    let text =
+        system(&format!("{}{}", task("console", 30, "serves = [\"console\"]"), task("vid", 20, "uses = [\"consol\"]")));
+    assert_errors(&text, &["task \"vid\": uses: no task serves endpoint \"consol\" (did you mean \"console\"?)"]);
 }
 
 #[test]
@@ -202,23 +178,13 @@ fn capability_to_nowhere_without_a_close_name() {
         task("console", 30, "serves = [\"console\"]"),
         task("vid", 20, "uses = [\"network\"]")
     ));
-    assert_errors(
-        &text,
-        &["task \"vid\": uses: no task serves endpoint \"network\""],
-    );
+    assert_errors(&text, &["task \"vid\": uses: no task serves endpoint \"network\""]);
 }
 
 #[test]
 fn endpoint_served_by_two_tasks() {
-    let text = system(&format!(
-        "{}{}",
-        task("a", 3, "serves = [\"log\"]"),
-        task("b", 2, "serves = [\"log\"]")
-    ));
-    assert_errors(
-        &text,
-        &["task \"b\": serves: endpoint \"log\" is already served by task \"a\""],
-    );
+    let text = system(&format!("{}{}", task("a", 3, "serves = [\"log\"]"), task("b", 2, "serves = [\"log\"]")));
+    assert_errors(&text, &["task \"b\": serves: endpoint \"log\" is already served by task \"a\""]);
 }
 
 #[test]
@@ -230,10 +196,7 @@ fn endpoint_listed_twice() {
     ));
     assert_errors(
         &text,
-        &[
-            "task \"a\": serves: endpoint \"log\" is listed twice",
-            "task \"b\": uses: endpoint \"log\" is listed twice",
-        ],
+        &["task \"a\": serves: endpoint \"log\" is listed twice", "task \"b\": uses: endpoint \"log\" is listed twice"],
     );
 }
 
@@ -242,25 +205,17 @@ fn task_using_its_own_endpoint() {
     let text = system(&task("a", 3, "serves = [\"log\"]\nuses = [\"log\"]"));
     assert_errors(
         &text,
-        &[
-            "task \"a\": uses: endpoint \"log\" is served by this task itself (a task cannot call itself)",
-        ],
+        &["task \"a\": uses: endpoint \"log\" is served by this task itself (a task cannot call itself)"],
     );
 }
 
 #[test]
 fn calls_must_go_to_a_higher_priority() {
-    let text = system(&format!(
-        "{}{}",
-        task("a", 5, "serves = [\"log\"]"),
-        task("b", 5, "uses = [\"log\"]")
-    ));
+    let text = system(&format!("{}{}", task("a", 5, "serves = [\"log\"]"), task("b", 5, "uses = [\"log\"]")));
     assert_errors(
         &text,
-        &[
-            "task \"b\": uses: endpoint \"log\" is served by task \"a\" at priority 5, not higher than this task's 5 \
-           (calls must go to a higher priority)",
-        ],
+        &["task \"b\": uses: endpoint \"log\" is served by task \"a\" at priority 5, not higher than this task's 5 \
+           (calls must go to a higher priority)"],
     );
 }
 
@@ -273,32 +228,19 @@ fn io_port_overlap_between_tasks_names_both() {
         task("console", 2, "io_ports = [{ base = 0x3f8, count = 8 }]"),
         task("uart", 1, "io_ports = [{ base = 0x3fc, count = 8 }]")
     ));
-    assert_errors(
-        &text,
-        &["task \"uart\": io_ports: 0x3fc..=0x403 overlaps 0x3f8..=0x3ff of task \"console\""],
-    );
+    assert_errors(&text, &["task \"uart\": io_ports: 0x3fc..=0x403 overlaps 0x3f8..=0x3ff of task \"console\""]);
 }
 
 #[test]
 fn io_port_overlap_within_a_task() {
-    let text = system(&task(
-        "a",
-        1,
-        "io_ports = [{ base = 0x60, count = 5 }, { base = 0x64, count = 1 }]",
-    ));
-    assert_errors(
-        &text,
-        &["task \"a\": io_ports: 0x64..=0x64 overlaps 0x60..=0x64 listed before it"],
-    );
+    let text = system(&task("a", 1, "io_ports = [{ base = 0x60, count = 5 }, { base = 0x64, count = 1 }]"));
+    assert_errors(&text, &["task \"a\": io_ports: 0x64..=0x64 overlaps 0x60..=0x64 listed before it"]);
 }
 
 #[test]
 fn io_port_range_wrapping_past_0xffff() {
-    let text = system(&task(
-        "a",
-        1,
-        "io_ports = [{ base = 0xfff8, count = 16 }, { base = 1, count = 0x7fffffffffffffff }]",
-    ));
+    let text =
+        system(&task("a", 1, "io_ports = [{ base = 0xfff8, count = 16 }, { base = 1, count = 0x7fffffffffffffff }]"));
     assert_errors(
         &text,
         &[
@@ -311,32 +253,19 @@ fn io_port_range_wrapping_past_0xffff() {
 #[test]
 fn io_port_range_of_count_zero() {
     let text = system(&task("a", 1, "io_ports = [{ base = 0x3f8, count = 0 }]"));
-    assert_errors(
-        &text,
-        &["task \"a\": io_ports: range at 0x3f8 has count 0 (at least 1)"],
-    );
+    assert_errors(&text, &["task \"a\": io_ports: range at 0x3f8 has count 0 (at least 1)"]);
 }
 
 #[test]
 fn io_port_base_out_of_range() {
     let text = system(&task("a", 1, "io_ports = [{ base = 0x10000, count = 1 }]"));
-    assert_errors(
-        &text,
-        &["task \"a\": io_ports: base 0x10000 is not an I/O port (0x0..=0xffff)"],
-    );
+    assert_errors(&text, &["task \"a\": io_ports: base 0x10000 is not an I/O port (0x0..=0xffff)"]);
 }
 
 #[test]
 fn interrupt_claimed_by_two_tasks() {
-    let text = system(&format!(
-        "{}{}",
-        task("a", 2, "interrupts = [4]"),
-        task("b", 1, "interrupts = [3, 4]")
-    ));
-    assert_errors(
-        &text,
-        &["task \"b\": interrupts: GSI 4 is also claimed by task \"a\""],
-    );
+    let text = system(&format!("{}{}", task("a", 2, "interrupts = [4]"), task("b", 1, "interrupts = [3, 4]")));
+    assert_errors(&text, &["task \"b\": interrupts: GSI 4 is also claimed by task \"a\""]);
 }
 
 #[test]
@@ -361,11 +290,7 @@ fn interrupt_out_of_range() {
 
 #[test]
 fn priority_out_of_range() {
-    let text = system(&format!(
-        "{}{}",
-        task("a", 32, ""),
-        "[tasks.b]\npriority = -1\nmemory = 4096\nstack = 4096\n"
-    ));
+    let text = system(&format!("{}{}", task("a", 32, ""), "[tasks.b]\npriority = -1\nmemory = 4096\nstack = 4096\n"));
     assert_errors(
         &text,
         &[
@@ -378,13 +303,7 @@ fn priority_out_of_range() {
 #[test]
 fn memory_and_stack_zero() {
     let text = system("[tasks.a]\npriority = 1\nmemory = 0\nstack = \"0KiB\"\n");
-    assert_errors(
-        &text,
-        &[
-            "task \"a\": memory: must not be zero",
-            "task \"a\": stack: must not be zero",
-        ],
-    );
+    assert_errors(&text, &["task \"a\": memory: must not be zero", "task \"a\": stack: must not be zero"]);
 }
 
 #[test]
@@ -402,10 +321,7 @@ fn sizes_not_page_multiples() {
 #[test]
 fn memory_too_large() {
     let text = system("[tasks.a]\npriority = 1\nmemory = \"2GiB\"\nstack = \"16KiB\"\n");
-    assert_errors(
-        &text,
-        &["task \"a\": memory: 2048 MiB is too large (at most 1024 MiB)"],
-    );
+    assert_errors(&text, &["task \"a\": memory: 2048 MiB is too large (at most 1024 MiB)"]);
 }
 
 #[test]
@@ -426,20 +342,15 @@ fn size_with_an_unknown_unit() {
     let text = system("[tasks.a]\npriority = 1\nmemory = \"64KB\"\nstack = \"16KiB\"\n");
     assert_errors(
         &text,
-        &[
-            "task \"a\": memory: \"64KB\" is not a size (write an integer number of bytes, \
-           or a number with KiB, MiB or GiB such as \"64KiB\")",
-        ],
+        &["task \"a\": memory: \"64KB\" is not a size (write an integer number of bytes, \
+           or a number with KiB, MiB or GiB such as \"64KiB\")"],
     );
 }
 
 #[test]
 fn stack_larger_than_memory() {
     let text = system("[tasks.a]\npriority = 1\nmemory = \"16KiB\"\nstack = \"64KiB\"\n");
-    assert_errors(
-        &text,
-        &["task \"a\": stack: 64 KiB is larger than memory (16 KiB)"],
-    );
+    assert_errors(&text, &["task \"a\": stack: 64 KiB is larger than memory (16 KiB)"]);
 }
 
 // ---- Supervisor and restart.
@@ -449,42 +360,29 @@ fn no_supervisor() {
     let text = format!("[system]\nname = \"test\"\n{}", task("a", 1, ""));
     assert_errors(
         &text,
-        &[
-            "system: supervisor: no task has supervisor = true (exactly one task, the root task, must)",
-        ],
+        &["system: supervisor: no task has supervisor = true (exactly one task, the root task, must)"],
     );
 }
 
 #[test]
 fn two_supervisors() {
     let text = system(&task("b", 1, "supervisor = true"));
-    assert_errors(
-        &text,
-        &["system: supervisor: tasks \"root\", \"b\" all have supervisor = true (exactly one may)"],
-    );
+    assert_errors(&text, &["system: supervisor: tasks \"root\", \"b\" all have supervisor = true (exactly one may)"]);
 }
 
 #[test]
 fn supervisor_with_restart() {
-    let text = system("").replace(
-        "supervisor = true",
-        "supervisor = true\nrestart = \"never\"",
-    );
+    let text = system("").replace("supervisor = true", "supervisor = true\nrestart = \"never\"");
     assert_errors(
         &text,
-        &[
-            "task \"root\": restart: the supervisor has no restart policy (the kernel starts it once; remove restart)",
-        ],
+        &["task \"root\": restart: the supervisor has no restart policy (the kernel starts it once; remove restart)"],
     );
 }
 
 #[test]
 fn unknown_restart_policy() {
     let text = system(&task("a", 1, "restart = \"sometimes\""));
-    assert_errors(
-        &text,
-        &["task \"a\": restart: unknown policy \"sometimes\" (expected \"always\" or \"never\")"],
-    );
+    assert_errors(&text, &["task \"a\": restart: unknown policy \"sometimes\" (expected \"always\" or \"never\")"]);
 }
 
 // ---- The system as a whole.
@@ -518,9 +416,7 @@ fn too_many_tasks() {
 
 #[test]
 fn too_many_capabilities_in_one_task() {
-    let servers: String = (0..9)
-        .map(|i| task(&format!("s{i}"), 30, &format!("serves = [\"e{i}\"]")))
-        .collect();
+    let servers: String = (0..9).map(|i| task(&format!("s{i}"), 30, &format!("serves = [\"e{i}\"]"))).collect();
     let uses: Vec<String> = (0..9).map(|i| format!("\"e{i}\"")).collect();
     let text = system(&format!(
         "{servers}{}",
@@ -530,10 +426,7 @@ fn too_many_capabilities_in_one_task() {
             &format!(
                 "uses = [{}]\nserves = [\"a\", \"b\", \"c\", \"d\", \"e\"]\ninterrupts = [0, 1, 2, 3, 4, 5, 6, 7, 8]\nio_ports = [{}]",
                 uses.join(", "),
-                (0..5)
-                    .map(|i| format!("{{ base = {i}, count = 1 }}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                (0..5).map(|i| format!("{{ base = {i}, count = 1 }}")).collect::<Vec<_>>().join(", ")
             )
         )
     ));
@@ -553,20 +446,10 @@ fn too_many_endpoints() {
     let serves: Vec<String> = (0..4).map(|e| format!("\"e{e}\"")).collect();
     let tasks: String = (0..9)
         .map(|i| {
-            task(
-                &format!("t{i}"),
-                1,
-                &format!(
-                    "serves = [{}]",
-                    serves.join(", ").replace('e', &format!("t{i}e"))
-                ),
-            )
+            task(&format!("t{i}"), 1, &format!("serves = [{}]", serves.join(", ").replace('e', &format!("t{i}e"))))
         })
         .collect();
-    assert_errors(
-        &system(&tasks),
-        &["system: endpoints: 36 endpoints, at most 32"],
-    );
+    assert_errors(&system(&tasks), &["system: endpoints: 36 endpoints, at most 32"]);
 }
 
 // ---- Collection and reporting.

@@ -119,10 +119,7 @@ impl From<HvError> for u64 {
 impl TryFrom<u64> for HvError {
     type Error = u64;
     fn try_from(code: u64) -> Result<HvError, u64> {
-        u16::try_from(code)
-            .ok()
-            .and_then(|c| HvError::from_status(HvStatus(c)))
-            .ok_or(code)
+        u16::try_from(code).ok().and_then(|c| HvError::from_status(HvStatus(c))).ok_or(code)
     }
 }
 
@@ -184,11 +181,7 @@ pub struct HvPortId(u32);
 impl HvPortId {
     /// `None` if a reserved bit is set.
     pub const fn new(raw: u32) -> Option<HvPortId> {
-        if raw & !HV_ID_MASK == 0 {
-            Some(HvPortId(raw))
-        } else {
-            None
-        }
+        if raw & !HV_ID_MASK == 0 { Some(HvPortId(raw)) } else { None }
     }
 
     pub const fn get(self) -> u32 {
@@ -203,11 +196,7 @@ pub struct HvConnectionId(u32);
 impl HvConnectionId {
     /// `None` if a reserved bit is set.
     pub const fn new(raw: u32) -> Option<HvConnectionId> {
-        if raw & !HV_ID_MASK == 0 {
-            Some(HvConnectionId(raw))
-        } else {
-            None
-        }
+        if raw & !HV_ID_MASK == 0 { Some(HvConnectionId(raw)) } else { None }
     }
 
     pub const fn get(self) -> u32 {
@@ -332,29 +321,16 @@ mod tests {
     fn errors_are_never_success_and_round_trip_as_u64() {
         assert_eq!(HvError::from_status(HvStatus::SUCCESS), None);
         assert_eq!(HvError::INVALID_PARTITION_STATE.status(), HvStatus(7));
-        for e in [
-            HvError::INVALID_HYPERCALL_CODE,
-            HvError::INSUFFICIENT_MEMORY,
-            HvError::INVALID_CONNECTION_ID,
-        ] {
+        for e in [HvError::INVALID_HYPERCALL_CODE, HvError::INSUFFICIENT_MEMORY, HvError::INVALID_CONNECTION_ID] {
             assert_eq!(HvError::try_from(u64::from(e)), Ok(e));
         }
         assert_eq!(HvError::try_from(0), Err(0));
         assert_eq!(HvError::try_from(0x1_0000), Err(0x1_0000));
         // Unknown but well-formed statuses stay representable.
-        assert_eq!(
-            HvError::try_from(0x1234).map(HvError::status),
-            Ok(HvStatus(0x1234))
-        );
+        assert_eq!(HvError::try_from(0x1234).map(HvError::status), Ok(HvStatus(0x1234)));
         assert_eq!(status_of::<()>(&Ok(())), HvStatus::SUCCESS);
-        assert_eq!(
-            status_of::<()>(&Err(HvError::ACCESS_DENIED)),
-            HvStatus::ACCESS_DENIED
-        );
-        assert_eq!(
-            format!("{:?}", HvError::INVALID_PARAMETER),
-            "HvError(INVALID_PARAMETER)"
-        );
+        assert_eq!(status_of::<()>(&Err(HvError::ACCESS_DENIED)), HvStatus::ACCESS_DENIED);
+        assert_eq!(format!("{:?}", HvError::INVALID_PARAMETER), "HvError(INVALID_PARAMETER)");
     }
 
     #[test]
@@ -371,10 +347,7 @@ mod tests {
 
     #[test]
     fn ids_refuse_reserved_bits() {
-        assert_eq!(
-            HvPortId::new(0x00ff_ffff).map(HvPortId::get),
-            Some(0x00ff_ffff)
-        );
+        assert_eq!(HvPortId::new(0x00ff_ffff).map(HvPortId::get), Some(0x00ff_ffff));
         assert_eq!(HvPortId::new(0x0100_0000), None);
         assert_eq!(HvConnectionId::new(5).map(HvConnectionId::get), Some(5));
         assert_eq!(HvConnectionId::new(0x8000_0000), None);
@@ -393,10 +366,7 @@ mod tests {
     fn map_flags_layout() {
         let rw = HvMapGpaFlags::new().with_readable(true).with_writable(true);
         assert_eq!(rw.into_bits(), 3);
-        assert_eq!(
-            HvMapGpaFlags::new().with_user_executable(true).into_bits(),
-            8
-        );
+        assert_eq!(HvMapGpaFlags::new().with_user_executable(true).into_bits(), 8);
         assert!(HvMapGpaFlags::is_valid(0xf) && !HvMapGpaFlags::is_valid(0x10));
     }
 }

@@ -174,14 +174,8 @@ pub fn decode_reply<T: Decode>(reply: &Message) -> Result<T, CallError> {
         }
         ProtocolError::UNKNOWN_OPERATION => Err(CallError::UnknownOperation),
         ProtocolError::MALFORMED_REQUEST => {
-            let detail = reply
-                .words()
-                .first()
-                .copied()
-                .and_then(DecodeError::from_code);
-            Err(CallError::Malformed(
-                detail.unwrap_or(DecodeError::BadValue),
-            ))
+            let detail = reply.words().first().copied().and_then(DecodeError::from_code);
+            Err(CallError::Malformed(detail.unwrap_or(DecodeError::BadValue)))
         }
         ProtocolError(other) => Err(CallError::Rejected(other)),
     }

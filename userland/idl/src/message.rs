@@ -23,11 +23,7 @@ const _: () = assert!(MAX_MESSAGE_WORDS <= u8::MAX as usize);
 impl Message {
     /// An empty message with `label`.
     pub const fn new(label: u32) -> Message {
-        Message {
-            label,
-            len: 0,
-            words: [0; MAX_MESSAGE_WORDS],
-        }
+        Message { label, len: 0, words: [0; MAX_MESSAGE_WORDS] }
     }
 
     /// A message with `label` and `words`; `None` if there are too many.
@@ -92,9 +88,7 @@ impl Message {
 
     /// The [`MessageInfo`] describing this message (no capabilities attached).
     pub fn info(&self) -> MessageInfo {
-        MessageInfo::new()
-            .with_label(self.label)
-            .with_length(self.len)
+        MessageInfo::new().with_label(self.label).with_length(self.len)
     }
 }
 

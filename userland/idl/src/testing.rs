@@ -12,10 +12,7 @@ pub struct Loopback<F> {
 
 impl<F: FnMut(Badge, &Message) -> Message> Loopback<F> {
     pub fn new(badge: Badge, handler: F) -> Loopback<F> {
-        Loopback {
-            badge: Cell::new(badge),
-            handler: RefCell::new(handler),
-        }
+        Loopback { badge: Cell::new(badge), handler: RefCell::new(handler) }
     }
 
     /// Later calls arrive with `badge`.

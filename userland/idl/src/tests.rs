@@ -75,11 +75,7 @@ impl Server for DemoServer {
 
     fn checked(&mut self, _: Badge, x: u64) -> Result<(u64, bool), ServiceError> {
         self.calls += 1;
-        if x == 0 {
-            Err(ServiceError::InvalidArgument)
-        } else {
-            Ok((x, x.is_multiple_of(2)))
-        }
+        if x == 0 { Err(ServiceError::InvalidArgument) } else { Ok((x, x.is_multiple_of(2))) }
     }
 
     fn paint(&mut self, _: Badge, color: Color) -> Result<Color, ServiceError> {
@@ -91,25 +87,17 @@ impl Server for DemoServer {
     }
 }
 
-fn with_client<R>(
-    badge: Badge,
-    f: impl FnOnce(&Client<&dyn Transport>, &RefCell<DemoServer>) -> R,
-) -> R {
+fn with_client<R>(badge: Badge, f: impl FnOnce(&Client<&dyn Transport>, &RefCell<DemoServer>) -> R) -> R {
     let server = RefCell::new(DemoServer::default());
-    let transport = Loopback::new(badge, |caller, request: &Message| {
-        dispatch(&mut *server.borrow_mut(), caller, request)
-    });
+    let transport =
+        Loopback::new(badge, |caller, request: &Message| dispatch(&mut *server.borrow_mut(), caller, request));
     let client = Client::new(&transport as &dyn Transport, CapSlot(7));
     f(&client, &server)
 }
 
 fn raw(label: u32, words: &[u64]) -> (Message, usize) {
     let mut server = DemoServer::default();
-    let reply = dispatch(
-        &mut server,
-        Badge(1),
-        &Message::from_words(label, words).unwrap(),
-    );
+    let reply = dispatch(&mut server, Badge(1), &Message::from_words(label, words).unwrap());
     (reply, server.calls)
 }
 
@@ -123,10 +111,7 @@ fn scalars_round_trip_and_the_caller_badge_reaches_the_server() {
         assert_eq!(client.add(2, 40), Ok(42));
         assert_eq!(client.add(u64::MAX, 1), Ok(0));
         assert_eq!(server.borrow().last_caller, Some(Badge(42)));
-        assert_eq!(
-            client.narrow(0xff, 0xffff, u32::MAX, true),
-            Ok((0xff, 0xffff, u32::MAX, false))
-        );
+        assert_eq!(client.narrow(0xff, 0xffff, u32::MAX, true), Ok((0xff, 0xffff, u32::MAX, false)));
         assert_eq!(client.narrow(0, 0, 0, false), Ok((0, 0, 0, true)));
         assert_eq!(client.nothing(), Ok(()));
         assert_eq!(client.maybe(None), Ok(None));
@@ -134,10 +119,7 @@ fn scalars_round_trip_and_the_caller_badge_reaches_the_server() {
         assert_eq!(client.checked(4), Ok(Ok((4, true))));
         assert_eq!(client.checked(0), Ok(Err(ServiceError::InvalidArgument)));
         assert_eq!(client.paint(Color::Red), Ok(Ok(Color::Green)));
-        assert_eq!(
-            client.paint(Color::Green),
-            Ok(Err(ServiceError::NotSupported))
-        );
+        assert_eq!(client.paint(Color::Green), Ok(Err(ServiceError::NotSupported)));
         assert_eq!(client.endpoint(), CapSlot(7));
         assert_eq!(server.borrow().calls, 11);
     });
@@ -153,45 +135,24 @@ fn byte_payloads_round_trip_at_every_length() {
             assert_eq!(server.borrow().last_bytes, data);
         }
         let too_long = vec![0xaa; MAX_BYTES + 1];
-        assert_eq!(
-            client.echo(&too_long).unwrap_err(),
-            CallError::RequestTooLong
-        );
+        assert_eq!(client.echo(&too_long).unwrap_err(), CallError::RequestTooLong);
         // A byte payload after another argument has one word less.
-        assert_eq!(
-            client.tagged(1, &too_long[..MAX_BYTES - 8]),
-            Ok(Ok(1 + MAX_BYTES as u64 - 8))
-        );
-        assert_eq!(
-            client.tagged(1, &too_long[..MAX_BYTES - 7]),
-            Err(CallError::RequestTooLong)
-        );
+        assert_eq!(client.tagged(1, &too_long[..MAX_BYTES - 8]), Ok(Ok(1 + MAX_BYTES as u64 - 8)));
+        assert_eq!(client.tagged(1, &too_long[..MAX_BYTES - 7]), Err(CallError::RequestTooLong));
     });
 }
 
 #[test]
 fn payload_encoding_is_length_then_little_endian_words() {
     let mut message = Message::new(3);
-    b"hello, world"
-        .encode(&mut Encoder::new(&mut message))
-        .unwrap();
-    assert_eq!(
-        message.words(),
-        &[
-            12,
-            u64::from_le_bytes(*b"hello, w"),
-            u64::from_le_bytes(*b"orld\0\0\0\0")
-        ]
-    );
+    b"hello, world".encode(&mut Encoder::new(&mut message)).unwrap();
+    assert_eq!(message.words(), &[12, u64::from_le_bytes(*b"hello, w"), u64::from_le_bytes(*b"orld\0\0\0\0")]);
 }
 
 #[test]
 fn server_errors_come_back_as_typed_errors() {
     with_client(Badge(2), |client, _| {
-        assert_eq!(
-            client.tagged(5, b"abc"),
-            Ok(Err(ServiceError::PermissionDenied))
-        );
+        assert_eq!(client.tagged(5, b"abc"), Ok(Err(ServiceError::PermissionDenied)));
     });
     with_client(Badge(1), |client, _| {
         assert_eq!(client.tagged(5, b"abc"), Ok(Ok(8)));
@@ -201,21 +162,14 @@ fn server_errors_come_back_as_typed_errors() {
 #[test]
 fn kernel_failures_are_reported_as_such() {
     let client = Client::new(Failing(ErrorCode::PEER_GONE), CapSlot(3));
-    assert_eq!(
-        client.add(1, 2),
-        Err(CallError::Kernel(ErrorCode::PEER_GONE))
-    );
+    assert_eq!(client.add(1, 2), Err(CallError::Kernel(ErrorCode::PEER_GONE)));
 }
 
 #[test]
 fn unknown_operations_are_rejected_without_calling_the_server() {
     for label in [0, 7, 0x41, 0xffff_0001, u32::MAX] {
         let (reply, calls) = raw(label, &[1, 2]);
-        assert_eq!(
-            reply,
-            Message::new(ProtocolError::UNKNOWN_OPERATION.0),
-            "label {label:#x}"
-        );
+        assert_eq!(reply, Message::new(ProtocolError::UNKNOWN_OPERATION.0), "label {label:#x}");
         assert_eq!(calls, 0);
     }
 }
@@ -238,11 +192,7 @@ fn malformed_requests_get_an_error_reply_and_never_reach_the_server() {
         // Values out of range.
         (ops::narrow, &[0x100, 0, 0, 0], DecodeError::BadValue),
         (ops::narrow, &[0, 0x1_0000, 0, 0], DecodeError::BadValue),
-        (
-            ops::narrow,
-            &[0, 0, 0x1_0000_0000, 0],
-            DecodeError::BadValue,
-        ),
+        (ops::narrow, &[0, 0, 0x1_0000_0000, 0], DecodeError::BadValue),
         (ops::narrow, &[0, 0, 0, 2], DecodeError::BadValue),
         (ops::maybe, &[2, 0], DecodeError::BadValue),
         (ops::maybe, &[1, 1 << 32], DecodeError::BadValue),
@@ -255,11 +205,7 @@ fn malformed_requests_get_an_error_reply_and_never_reach_the_server() {
         (ops::echo, &[u64::MAX, 0, 0], DecodeError::BadLength),
         // Non-zero padding after the last byte.
         (ops::echo, &[1, 0x0100], DecodeError::BadValue),
-        (
-            ops::echo,
-            &[7, 0xff00_0000_0000_0000],
-            DecodeError::BadValue,
-        ),
+        (ops::echo, &[7, 0xff00_0000_0000_0000], DecodeError::BadValue),
     ];
     for &(label, words, error) in cases {
         let (reply, calls) = raw(label, words);
@@ -286,52 +232,25 @@ fn clients_reject_replies_that_do_not_decode() {
         let transport = reply_with(reply);
         assert_eq!(Client::new(&transport, CapSlot(1)).add(1, 2), Err(expected));
     };
-    check(
-        Message::new(REPLY_OK),
-        CallError::BadReply(DecodeError::Truncated),
-    );
-    check(
-        Message::from_words(REPLY_OK, &[1, 2]).unwrap(),
-        CallError::BadReply(DecodeError::TrailingWords),
-    );
-    check(
-        Message::new(ProtocolError::UNKNOWN_OPERATION.0),
-        CallError::UnknownOperation,
-    );
-    check(
-        malformed(DecodeError::BadLength),
-        CallError::Malformed(DecodeError::BadLength),
-    );
-    check(
-        Message::new(ProtocolError::MALFORMED_REQUEST.0),
-        CallError::Malformed(DecodeError::BadValue),
-    );
-    check(
-        Message::new(ProtocolError::REPLY_TOO_LONG.0),
-        CallError::Rejected(3),
-    );
+    check(Message::new(REPLY_OK), CallError::BadReply(DecodeError::Truncated));
+    check(Message::from_words(REPLY_OK, &[1, 2]).unwrap(), CallError::BadReply(DecodeError::TrailingWords));
+    check(Message::new(ProtocolError::UNKNOWN_OPERATION.0), CallError::UnknownOperation);
+    check(malformed(DecodeError::BadLength), CallError::Malformed(DecodeError::BadLength));
+    check(Message::new(ProtocolError::MALFORMED_REQUEST.0), CallError::Malformed(DecodeError::BadValue));
+    check(Message::new(ProtocolError::REPLY_TOO_LONG.0), CallError::Rejected(3));
     check(Message::new(77), CallError::Rejected(77));
 
     // A Result reply with an unknown error code or a bad discriminant.
     let transport = reply_with(Message::from_words(REPLY_OK, &[1, 99]).unwrap());
-    assert_eq!(
-        Client::new(&transport, CapSlot(1)).tagged(1, b""),
-        Err(CallError::BadReply(DecodeError::BadValue))
-    );
+    assert_eq!(Client::new(&transport, CapSlot(1)).tagged(1, b""), Err(CallError::BadReply(DecodeError::BadValue)));
     let transport = reply_with(Message::from_words(REPLY_OK, &[2, 0]).unwrap());
-    assert_eq!(
-        Client::new(&transport, CapSlot(1)).tagged(1, b""),
-        Err(CallError::BadReply(DecodeError::BadValue))
-    );
+    assert_eq!(Client::new(&transport, CapSlot(1)).tagged(1, b""), Err(CallError::BadReply(DecodeError::BadValue)));
 }
 
 #[test]
 fn replies_that_do_not_fit_are_reported_not_truncated() {
     let big = (Bytes::from_slice(&[1; MAX_BYTES]).unwrap(), 5u64);
-    assert_eq!(
-        reply_with(&big),
-        Message::new(ProtocolError::REPLY_TOO_LONG.0)
-    );
+    assert_eq!(reply_with(&big), Message::new(ProtocolError::REPLY_TOO_LONG.0));
     let fits = (Bytes::from_slice(&[1; MAX_BYTES - 8]).unwrap(), 5u64);
     assert_eq!(reply_with(&fits).len(), MAX_MESSAGE_WORDS);
 }
@@ -358,11 +277,7 @@ fn random_requests_never_panic_the_dispatcher() {
                 _ => next(),
             })
             .collect();
-        let reply = dispatch(
-            &mut server,
-            Badge(next()),
-            &Message::from_words(label, &words).unwrap(),
-        );
+        let reply = dispatch(&mut server, Badge(next()), &Message::from_words(label, &words).unwrap());
         assert!(reply.label() <= ProtocolError::REPLY_TOO_LONG.0);
     }
 }
@@ -395,10 +310,7 @@ fn code_enums_round_trip_and_refuse_unknown_codes() {
     assert_eq!(ServiceError::try_from(7), Err(7));
     assert_eq!(ServiceError::PermissionDenied.name(), "PermissionDenied");
     for code in 1..=4 {
-        assert_eq!(
-            DecodeError::from_code(code).map(DecodeError::code),
-            Some(code)
-        );
+        assert_eq!(DecodeError::from_code(code).map(DecodeError::code), Some(code));
     }
     assert_eq!(DecodeError::from_code(0), None);
 }
@@ -413,11 +325,7 @@ struct Script {
 
 impl Script {
     fn next(&self, message: &mut Message) -> Result<Badge, ErrorCode> {
-        let (badge, request) = self
-            .incoming
-            .borrow_mut()
-            .pop_front()
-            .unwrap_or(Err(ErrorCode::INVALID_CAPABILITY))?;
+        let (badge, request) = self.incoming.borrow_mut().pop_front().unwrap_or(Err(ErrorCode::INVALID_CAPABILITY))?;
         *message = request;
         Ok(badge)
     }
@@ -454,9 +362,7 @@ fn the_server_loop_answers_each_request_and_survives_dead_callers() {
         recvs: RefCell::new(0),
     };
     let mut server = DemoServer::default();
-    let error = serve(&script, CapSlot(1), |badge, message| {
-        demo::dispatch_in_place(&mut server, badge, message)
-    });
+    let error = serve(&script, CapSlot(1), |badge, message| demo::dispatch_in_place(&mut server, badge, message));
     assert_eq!(error, ErrorCode::INVALID_CAPABILITY);
     assert_eq!(server.calls, 2);
     let replies = script.replies.borrow();

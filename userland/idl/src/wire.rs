@@ -63,9 +63,7 @@ impl<'a> Encoder<'a> {
 
     /// A length word, then the bytes packed little-endian, zero-padded.
     pub fn bytes(&mut self, bytes: &[u8]) -> Result<(), MessageFull> {
-        if bytes.len() > MAX_BYTES
-            || self.message.len() + 1 + bytes.len().div_ceil(8) > MAX_MESSAGE_WORDS
-        {
+        if bytes.len() > MAX_BYTES || self.message.len() + 1 + bytes.len().div_ceil(8) > MAX_MESSAGE_WORDS {
             return Err(MessageFull);
         }
         self.word(bytes.len() as u64)?;
@@ -125,11 +123,7 @@ impl<'a> Decoder<'a> {
 
     /// Succeeds if every word was read.
     pub fn finish(&self) -> Result<(), DecodeError> {
-        if self.words.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingWords)
-        }
+        if self.words.is_empty() { Ok(()) } else { Err(DecodeError::TrailingWords) }
     }
 }
 
@@ -232,10 +226,7 @@ pub struct Bytes {
 
 impl Bytes {
     pub const fn new() -> Bytes {
-        Bytes {
-            len: 0,
-            buf: [0; MAX_BYTES],
-        }
+        Bytes { len: 0, buf: [0; MAX_BYTES] }
     }
 
     /// `None` if `bytes` is longer than [`MAX_BYTES`].
@@ -305,9 +296,7 @@ impl<T: Decode, E: TryFrom<u64>> Decode for Result<T, E> {
     fn decode(decoder: &mut Decoder<'_>) -> Result<Result<T, E>, DecodeError> {
         match decoder.word()? {
             0 => Ok(Ok(T::decode(decoder)?)),
-            1 => E::try_from(decoder.word()?)
-                .map(Err)
-                .map_err(|_| DecodeError::BadValue),
+            1 => E::try_from(decoder.word()?).map(Err).map_err(|_| DecodeError::BadValue),
             _ => Err(DecodeError::BadValue),
         }
     }

@@ -35,8 +35,6 @@ pub fn rdtsc() -> u64 {
     let (low, high): (u32, u32);
     // SAFETY: RDTSC reads a counter into two registers; ring 3 may execute
     // it (CR4.TSD is clear). It touches no memory.
-    unsafe {
-        asm!("lfence", "rdtsc", out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { asm!("lfence", "rdtsc", out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags)) };
     u64::from(high) << 32 | u64::from(low)
 }

@@ -30,14 +30,7 @@ pub fn with_prefix_in<'a>(
 /// One more than the highest slot the startup page names (the first slot
 /// past them; the task may hold unnamed capabilities elsewhere).
 pub fn first_unnamed_slot_in(info: &StartupInfo) -> CapSlot {
-    CapSlot(
-        info.caps()
-            .iter()
-            .map(|c| c.slot.0)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1),
-    )
+    CapSlot(info.caps().iter().map(|c| c.slot.0).max().unwrap_or(0).saturating_add(1))
 }
 
 #[cfg(target_os = "none")]
@@ -75,10 +68,7 @@ mod current {
     }
 
     /// See [`with_prefix_in`].
-    pub fn with_prefix(
-        prefix: &'static str,
-        kind: ObjectType,
-    ) -> impl Iterator<Item = (&'static str, CapSlot)> {
+    pub fn with_prefix(prefix: &'static str, kind: ObjectType) -> impl Iterator<Item = (&'static str, CapSlot)> {
         with_prefix_in(info(), prefix, kind)
     }
 
@@ -104,10 +94,7 @@ mod tests {
         info.push("sched:console", CapSlot(9), ObjectType::SCHED_CONTEXT);
         info.push("sched:vid", CapSlot(10), ObjectType::SCHED_CONTEXT);
         info.push("sched:bogus", CapSlot(11), ObjectType::ENDPOINT);
-        assert_eq!(
-            find_in(&info, "console", ObjectType::ENDPOINT),
-            Some(CapSlot(3))
-        );
+        assert_eq!(find_in(&info, "console", ObjectType::ENDPOINT), Some(CapSlot(3)));
         assert_eq!(find_in(&info, "uart", ObjectType::ENDPOINT), None);
         let sched: Vec<_> = with_prefix_in(&info, "sched:", ObjectType::SCHED_CONTEXT).collect();
         assert_eq!(sched, [("console", CapSlot(9)), ("vid", CapSlot(10))]);

@@ -55,13 +55,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // A panic while reporting a panic goes straight to the fault.
     if !PANICKING.swap(true, Ordering::Relaxed) {
         match info.location() {
-            Some(at) => crate::log!(
-                "panicked at {}:{}:{}: {}",
-                at.file(),
-                at.line(),
-                at.column(),
-                info.message()
-            ),
+            Some(at) => crate::log!("panicked at {}:{}:{}: {}", at.file(), at.line(), at.column(), info.message()),
             None => crate::log!("panicked: {}", info.message()),
         }
     }

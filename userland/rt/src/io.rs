@@ -70,22 +70,13 @@ mod current {
 
     /// Reads a port of `width` bytes (1, 2 or 4).
     pub fn input(ports: CapSlot, port: u16, width: u8) -> Result<u32, ErrorCode> {
-        let reply = crate::invoke(
-            ports,
-            Operation::IO_IN,
-            &[u64::from(port), u64::from(width)],
-        )?;
+        let reply = crate::invoke(ports, Operation::IO_IN, &[u64::from(port), u64::from(width)])?;
         Ok(reply.words().first().copied().unwrap_or(0) as u32)
     }
 
     /// Writes `value` to a port of `width` bytes (1, 2 or 4).
     pub fn output(ports: CapSlot, port: u16, width: u8, value: u32) -> Result<(), ErrorCode> {
-        crate::invoke(
-            ports,
-            Operation::IO_OUT,
-            &[u64::from(port), u64::from(width), u64::from(value)],
-        )
-        .map(drop)
+        crate::invoke(ports, Operation::IO_OUT, &[u64::from(port), u64::from(width), u64::from(value)]).map(drop)
     }
 }
 
@@ -100,15 +91,7 @@ mod tests {
     fn bytes_are_packed_after_port_and_count() {
         let request = out_bytes_request(0x3f8, b"hello, tessera\n").unwrap();
         assert_eq!(request.label(), Operation::IO_OUT_BYTES.0);
-        assert_eq!(
-            request.words(),
-            &[
-                0x3f8,
-                15,
-                u64::from_le_bytes(*b"hello, t"),
-                u64::from_le_bytes(*b"essera\n\0")
-            ]
-        );
+        assert_eq!(request.words(), &[0x3f8, 15, u64::from_le_bytes(*b"hello, t"), u64::from_le_bytes(*b"essera\n\0")]);
         assert_eq!(out_bytes_request(0x3f8, b"").unwrap().words(), &[0x3f8, 0]);
     }
 

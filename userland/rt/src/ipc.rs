@@ -7,10 +7,7 @@
 
 use crate::{arch, ipc_buffer, sys};
 use abi::invoke::Operation;
-use abi::{
-    Badge, CapSlot, ErrorCode, MAX_MESSAGE_WORDS, MAX_TRANSFER_CAPS, MessageInfo, REGISTER_WORDS,
-    Sysnum,
-};
+use abi::{Badge, CapSlot, ErrorCode, MAX_MESSAGE_WORDS, MAX_TRANSFER_CAPS, MessageInfo, REGISTER_WORDS, Sysnum};
 use tessera_idl::{Message, Receiver, Transport};
 
 /// A message received, with the sender's badge and the number of
@@ -24,11 +21,7 @@ pub struct Received {
 }
 
 /// Puts `message` and `caps` where the kernel expects them.
-fn stage(
-    message: &Message,
-    caps: &[CapSlot],
-    non_blocking: bool,
-) -> Result<(MessageInfo, [u64; 4]), ErrorCode> {
+fn stage(message: &Message, caps: &[CapSlot], non_blocking: bool) -> Result<(MessageInfo, [u64; 4]), ErrorCode> {
     if caps.len() > MAX_TRANSFER_CAPS {
         return Err(ErrorCode::INVALID_ARGUMENT);
     }
@@ -42,10 +35,7 @@ fn stage(
     let mut mrs = [0; REGISTER_WORDS];
     let in_registers = words.len().min(REGISTER_WORDS);
     mrs[..in_registers].copy_from_slice(&words[..in_registers]);
-    let info = message
-        .info()
-        .with_caps(caps.len() as u8)
-        .with_non_blocking(non_blocking);
+    let info = message.info().with_caps(caps.len() as u8).with_non_blocking(non_blocking);
     Ok((info, mrs))
 }
 
@@ -76,10 +66,7 @@ fn transfer(
     timeout: u64,
 ) -> Result<(Badge, u8), ErrorCode> {
     let (info, mrs) = stage(message, caps, non_blocking)?;
-    collect(
-        sys::syscall(sysnum, u64::from(slot.0), info, mrs, timeout),
-        message,
-    )
+    collect(sys::syscall(sysnum, u64::from(slot.0), info, mrs, timeout), message)
 }
 
 /// Sends `request` on `endpoint` (needs SEND) and waits for the reply.
@@ -96,18 +83,10 @@ pub fn call_in_place(endpoint: CapSlot, message: &mut Message) -> Result<(), Err
 
 /// [`call`], transferring `caps` with the request (needs GRANT on the
 /// endpoint); the reply may carry capabilities too.
-pub fn call_with_caps(
-    endpoint: CapSlot,
-    request: &Message,
-    caps: &[CapSlot],
-) -> Result<Received, ErrorCode> {
+pub fn call_with_caps(endpoint: CapSlot, request: &Message, caps: &[CapSlot]) -> Result<Received, ErrorCode> {
     let mut message = request.clone();
     let (badge, caps) = transfer(Sysnum::CALL, endpoint, &mut message, caps, false, 0)?;
-    Ok(Received {
-        badge,
-        message,
-        caps,
-    })
+    Ok(Received { badge, message, caps })
 }
 
 /// Sends `message` on `endpoint` without waiting for a reply; blocks until
@@ -129,9 +108,7 @@ pub fn send_with_caps(
     non_blocking: bool,
 ) -> Result<(), ErrorCode> {
     let (info, mrs) = stage(message, caps, non_blocking)?;
-    sys::syscall(Sysnum::SEND, u64::from(endpoint.0), info, mrs, 0)
-        .error
-        .result()
+    sys::syscall(Sysnum::SEND, u64::from(endpoint.0), info, mrs, 0).error.result()
 }
 
 /// Waits for a message on `endpoint` (needs RECEIVE).
@@ -143,11 +120,7 @@ pub fn recv(endpoint: CapSlot) -> Result<Received, ErrorCode> {
 pub fn recv_timeout(endpoint: CapSlot, ticks: u64) -> Result<Received, ErrorCode> {
     let mut message = Message::new(0);
     let (badge, caps) = transfer(Sysnum::RECV, endpoint, &mut message, &[], false, ticks)?;
-    Ok(Received {
-        badge,
-        message,
-        caps,
-    })
+    Ok(Received { badge, message, caps })
 }
 
 /// [`recv`] into `message`; returns the badge and the capabilities received.
@@ -166,33 +139,18 @@ pub fn reply(message: &Message) -> Result<(), ErrorCode> {
 pub fn reply_recv(endpoint: CapSlot, reply: &Message) -> Result<Received, ErrorCode> {
     let mut message = reply.clone();
     let (badge, caps) = reply_recv_in_place(endpoint, &mut message)?;
-    Ok(Received {
-        badge,
-        message,
-        caps,
-    })
+    Ok(Received { badge, message, caps })
 }
 
 /// [`reply_recv`] with one buffer: `message` is the reply, then the next request.
-pub fn reply_recv_in_place(
-    endpoint: CapSlot,
-    message: &mut Message,
-) -> Result<(Badge, u8), ErrorCode> {
+pub fn reply_recv_in_place(endpoint: CapSlot, message: &mut Message) -> Result<(Badge, u8), ErrorCode> {
     transfer(Sysnum::REPLY_RECV, endpoint, message, &[], false, 0)
 }
 
 /// Sets `bits` on a notification (needs SEND).
 pub fn signal(notification: CapSlot, bits: u64) -> Result<(), ErrorCode> {
     let info = MessageInfo::new().with_length(1);
-    sys::syscall(
-        Sysnum::SIGNAL,
-        u64::from(notification.0),
-        info,
-        [bits, 0, 0, 0],
-        0,
-    )
-    .error
-    .result()
+    sys::syscall(Sysnum::SIGNAL, u64::from(notification.0), info, [bits, 0, 0, 0], 0).error.result()
 }
 
 fn wait_with(notification: CapSlot, non_blocking: bool, ticks: u64) -> Result<u64, ErrorCode> {
@@ -269,10 +227,6 @@ impl Receiver for Kernel {
 /// [`tessera_idl::serve`]. If receiving fails for good, logs why and exits.
 pub fn serve(endpoint: CapSlot, handler: impl FnMut(Badge, &mut Message)) -> ! {
     let error = tessera_idl::serve(&Kernel, endpoint, handler);
-    crate::log!(
-        "cannot receive on slot {}: {:?}; exiting",
-        endpoint.0,
-        error
-    );
+    crate::log!("cannot receive on slot {}: {:?}; exiting", endpoint.0, error);
     exit()
 }

@@ -13,19 +13,12 @@ static BUFFER: AtomicPtr<IpcBuffer> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Records the buffer's address; `_start` calls it once the address is checked.
 pub(crate) fn set(address: u64) {
-    BUFFER.store(
-        core::ptr::with_exposed_provenance_mut(address as usize),
-        Ordering::Relaxed,
-    );
+    BUFFER.store(core::ptr::with_exposed_provenance_mut(address as usize), Ordering::Relaxed);
 }
 
 fn buffer() -> Result<*mut IpcBuffer, ErrorCode> {
     let buffer = BUFFER.load(Ordering::Relaxed);
-    if buffer.is_null() {
-        Err(ErrorCode::BAD_ADDRESS)
-    } else {
-        Ok(buffer)
-    }
+    if buffer.is_null() { Err(ErrorCode::BAD_ADDRESS) } else { Ok(buffer) }
 }
 
 /// True if the startup page gave the thread a usable IPC buffer (without

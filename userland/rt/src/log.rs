@@ -41,13 +41,7 @@ pub struct LineWriter<'p, F: FnMut(&[u8])> {
 impl<'p, F: FnMut(&[u8])> LineWriter<'p, F> {
     /// `at_line_start`: whether the previous output ended a line.
     pub fn new(prefix: Option<&'p str>, at_line_start: bool, sink: F) -> Self {
-        LineWriter {
-            buf: [0; CHUNK],
-            len: 0,
-            prefix,
-            at_line_start,
-            sink,
-        }
+        LineWriter { buf: [0; CHUNK], len: 0, prefix, at_line_start, sink }
     }
 
     fn push(&mut self, byte: u8) {
@@ -132,10 +126,7 @@ mod current {
     pub fn sink() -> Sink {
         match MODE.load(Ordering::Relaxed) {
             CONSOLE => Sink::Console,
-            UART => Sink::Uart {
-                ports: CapSlot(PORTS.load(Ordering::Relaxed)),
-                port: PORT.load(Ordering::Relaxed),
-            },
+            UART => Sink::Uart { ports: CapSlot(PORTS.load(Ordering::Relaxed)), port: PORT.load(Ordering::Relaxed) },
             _ => Sink::Off,
         }
     }
@@ -149,9 +140,7 @@ mod current {
             Sink::Console => None,
             Sink::Uart { .. } => Some(startup::task_name()),
         };
-        let mut writer = LineWriter::new(prefix, AT_LINE_START.load(Ordering::Relaxed), |chunk| {
-            deliver(sink, chunk)
-        });
+        let mut writer = LineWriter::new(prefix, AT_LINE_START.load(Ordering::Relaxed), |chunk| deliver(sink, chunk));
         let _ = writer.write_fmt(args);
         AT_LINE_START.store(writer.finish(), Ordering::Relaxed);
     }
@@ -207,9 +196,7 @@ mod tests {
 
     #[test]
     fn long_output_is_cut_into_bounded_chunks_without_losing_bytes() {
-        let text: String = (0..2000)
-            .map(|i| char::from(b'a' + (i % 26) as u8))
-            .collect();
+        let text: String = (0..2000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let (chunks, _) = run(None, true, &text);
         assert!(chunks.iter().all(|c| c.len() <= CHUNK));
         assert_eq!(chunks.len(), 2000usize.div_ceil(CHUNK));
@@ -219,10 +206,7 @@ mod tests {
     #[test]
     fn a_prefix_starts_every_line_and_only_lines() {
         let (chunks, end) = run(Some("console"), true, "one\ntwo\n\nthree");
-        assert_eq!(
-            chunks.concat(),
-            b"[console] one\n[console] two\n[console] \n[console] three"
-        );
+        assert_eq!(chunks.concat(), b"[console] one\n[console] two\n[console] \n[console] three");
         assert!(!end);
         // Continuing a line does not repeat the prefix.
         let (chunks, _) = run(Some("console"), false, " more\n");

@@ -25,32 +25,17 @@ impl Window {
         pages: u64,
         writable: bool,
     ) -> Result<Window, ErrorCode> {
-        if base % PAGE_SIZE != 0
-            || pages == 0
-            || pages > u64::from(u32::MAX)
-            || offset > u64::from(u32::MAX)
-        {
+        if base % PAGE_SIZE != 0 || pages == 0 || pages > u64::from(u32::MAX) || offset > u64::from(u32::MAX) {
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
-        base.checked_add(pages * PAGE_SIZE)
-            .filter(|&end| end <= abi::USER_END)
-            .ok_or(ErrorCode::BAD_ADDRESS)?;
+        base.checked_add(pages * PAGE_SIZE).filter(|&end| end <= abi::USER_END).ok_or(ErrorCode::BAD_ADDRESS)?;
         let rights = Rights::new().with_read(true).with_write(writable);
         invoke(
             task,
             Operation::TASK_MAP,
-            &[
-                u64::from(memory.0),
-                base,
-                u64::from(rights.into_bits()),
-                offset << 32 | pages,
-            ],
+            &[u64::from(memory.0), base, u64::from(rights.into_bits()), offset << 32 | pages],
         )?;
-        Ok(Window {
-            base,
-            pages,
-            writable,
-        })
+        Ok(Window { base, pages, writable })
     }
 
     pub fn len(&self) -> usize {

@@ -37,21 +37,12 @@ pub fn check_address(address: u64) -> Result<(), StartupError> {
 
 /// Checks the page's contents once mapped.
 pub fn check_contents(info: &StartupInfo) -> Result<(), StartupError> {
-    if info.magic == STARTUP_MAGIC {
-        Ok(())
-    } else {
-        Err(StartupError::BadMagic)
-    }
+    if info.magic == STARTUP_MAGIC { Ok(()) } else { Err(StartupError::BadMagic) }
 }
 
 /// The IPC buffer address of the startup page, if it is usable.
 pub fn ipc_buffer_address(info: &StartupInfo) -> Option<u64> {
-    user_range_ok(
-        info.ipc_buffer,
-        size_of::<IpcBuffer>(),
-        align_of::<IpcBuffer>(),
-    )
-    .then_some(info.ipc_buffer)
+    user_range_ok(info.ipc_buffer, size_of::<IpcBuffer>(), align_of::<IpcBuffer>()).then_some(info.ipc_buffer)
 }
 
 #[cfg(target_os = "none")]
@@ -103,10 +94,7 @@ mod tests {
         assert_eq!(check_address(0x40_0000), Ok(()));
         assert_eq!(check_address(0), Err(StartupError::BadAddress));
         assert_eq!(check_address(0x40_0004), Err(StartupError::BadAddress));
-        assert_eq!(
-            check_address(0xffff_ffff_8000_0000),
-            Err(StartupError::BadAddress)
-        );
+        assert_eq!(check_address(0xffff_ffff_8000_0000), Err(StartupError::BadAddress));
         assert_eq!(check_address(USER_END - 8), Err(StartupError::BadAddress));
         assert_eq!(check_address(u64::MAX - 7), Err(StartupError::BadAddress));
     }

@@ -21,13 +21,7 @@ pub struct SysReturn {
 /// Traps into the kernel: `rax` = `sysnum`, `rdi` = `slot`, `rsi` = `info`,
 /// `rdx`/`r8`/`r9`/`r10` = `mrs`, `r12` = `timeout` (ticks, 0 = forever).
 #[inline]
-pub fn syscall(
-    sysnum: Sysnum,
-    slot: u64,
-    info: MessageInfo,
-    mrs: [u64; 4],
-    timeout: u64,
-) -> SysReturn {
+pub fn syscall(sysnum: Sysnum, slot: u64, info: MessageInfo, mrs: [u64; 4], timeout: u64) -> SysReturn {
     let (rax, rdi, rsi, rdx, r8, r9, r10): (u64, u64, u64, u64, u64, u64, u64);
     // SAFETY: `syscall` enters the kernel and returns to the next
     // instruction. By the ABI it changes only the output registers listed
@@ -52,10 +46,5 @@ pub fn syscall(
             options(nostack),
         );
     }
-    SysReturn {
-        error: ErrorCode(rax),
-        badge: rdi,
-        info: MessageInfo::from_bits(rsi),
-        mrs: [rdx, r8, r9, r10],
-    }
+    SysReturn { error: ErrorCode(rax), badge: rdi, info: MessageInfo::from_bits(rsi), mrs: [rdx, r8, r9, r10] }
 }

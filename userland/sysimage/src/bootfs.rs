@@ -53,11 +53,7 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 fn raw_entry(image: &[u8], index: usize) -> Option<(&[u8], u64, u64)> {
     let at = HEADER_SIZE + index * ENTRY_SIZE;
     let name = image.get(at..at + MAX_NAME_LEN)?;
-    Some((
-        name,
-        u64_at(image, at + MAX_NAME_LEN)?,
-        u64_at(image, at + MAX_NAME_LEN + 8)?,
-    ))
+    Some((name, u64_at(image, at + MAX_NAME_LEN)?, u64_at(image, at + MAX_NAME_LEN + 8)?))
 }
 
 /// The name in a zero-padded name field, if it is valid.
@@ -66,9 +62,7 @@ fn decode_name(field: &[u8]) -> Option<&str> {
     if field[len..].iter().any(|&b| b != 0) {
         return None;
     }
-    core::str::from_utf8(&field[..len])
-        .ok()
-        .filter(|name| valid_name(name))
+    core::str::from_utf8(&field[..len]).ok().filter(|name| valid_name(name))
 }
 
 impl<'a> Bootfs<'a> {
@@ -95,10 +89,7 @@ impl<'a> Bootfs<'a> {
         let size = usize::try_from(size).map_err(|_| Error::Truncated)?;
         let image = bytes.get(..size).ok_or(Error::Truncated)?;
 
-        let fs = Bootfs {
-            image,
-            count: count as usize,
-        };
+        let fs = Bootfs { image, count: count as usize };
         for i in 0..fs.count {
             let index = i as u32;
             let (name, offset, len) = raw_entry(image, i).ok_or(Error::Truncated)?;
@@ -132,13 +123,8 @@ impl<'a> Bootfs<'a> {
         }
         let (name, offset, len) = raw_entry(self.image, index)?;
         let start = usize::try_from(offset).ok()?;
-        let data = self
-            .image
-            .get(start..start.checked_add(usize::try_from(len).ok()?)?)?;
-        Some(File {
-            name: decode_name(name)?,
-            data,
-        })
+        let data = self.image.get(start..start.checked_add(usize::try_from(len).ok()?)?)?;
+        Some(File { name: decode_name(name)?, data })
     }
 
     /// The contents of the file called `name`.

@@ -21,9 +21,7 @@ pub mod bootfs;
 pub mod manifest;
 
 pub use bootfs::{Bootfs, File};
-pub use manifest::{
-    Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Priority, Restart, Task, TaskIndex, Use,
-};
+pub use manifest::{Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Priority, Restart, Task, TaskIndex, Use};
 
 use core::fmt;
 
@@ -115,11 +113,7 @@ impl<'a> SystemImage<'a> {
     pub fn parse(image: &'a [u8]) -> Result<SystemImage<'a>, Error> {
         let bootfs = Bootfs::parse(image)?;
         let manifest = Manifest::parse(bootfs.file(MANIFEST_FILE).ok_or(Error::NoManifest)?)?;
-        if let Some(task) = manifest
-            .tasks
-            .iter()
-            .position(|t| bootfs.file(t.binary).is_none())
-        {
+        if let Some(task) = manifest.tasks.iter().position(|t| bootfs.file(t.binary).is_none()) {
             return Err(Error::MissingBinary { task });
         }
         Ok(SystemImage { bootfs, manifest })

@@ -158,8 +158,7 @@ impl<'a> Manifest<'a> {
         if version != VERSION {
             return Err(Error::ManifestVersion(version));
         }
-        let (manifest, rest) =
-            postcard::take_from_bytes::<Manifest<'a>>(bytes).map_err(|_| Error::Decode)?;
+        let (manifest, rest) = postcard::take_from_bytes::<Manifest<'a>>(bytes).map_err(|_| Error::Decode)?;
         if !rest.is_empty() {
             return Err(Error::TrailingBytes);
         }
@@ -196,10 +195,7 @@ impl<'a> Manifest<'a> {
         }
         let supervisor = self.supervisor().ok_or(Error::BadManifest("no tasks"))?;
         if supervisor.restart != Restart::Never {
-            return Err(Error::BadTask {
-                task: 0,
-                reason: "the supervisor cannot be restarted",
-            });
+            return Err(Error::BadTask { task: 0, reason: "the supervisor cannot be restarted" });
         }
         for (i, e) in self.endpoints.iter().enumerate() {
             let bad = |reason| Err(Error::BadManifest(reason));
@@ -232,22 +228,13 @@ impl<'a> Manifest<'a> {
                 return bad("bad memory or stack size");
             }
             for (j, s) in task.serves.iter().enumerate() {
-                if self
-                    .endpoint(*s)
-                    .is_none_or(|e| usize::from(e.server.0) != i)
-                    || task.serves[..j].contains(s)
-                {
+                if self.endpoint(*s).is_none_or(|e| usize::from(e.server.0) != i) || task.serves[..j].contains(s) {
                     return bad("serves an endpoint twice or one it is not the server of");
                 }
             }
             for (j, u) in task.uses.iter().enumerate() {
-                let own_or_missing = self
-                    .endpoint(u.endpoint)
-                    .is_none_or(|e| usize::from(e.server.0) == i);
-                if own_or_missing
-                    || !valid_name(u.name)
-                    || task.uses[..j].iter().any(|o| o.endpoint == u.endpoint)
-                {
+                let own_or_missing = self.endpoint(u.endpoint).is_none_or(|e| usize::from(e.server.0) == i);
+                if own_or_missing || !valid_name(u.name) || task.uses[..j].iter().any(|o| o.endpoint == u.endpoint) {
                     return bad("uses a missing endpoint, its own, or one twice");
                 }
             }
@@ -255,10 +242,7 @@ impl<'a> Manifest<'a> {
                 if !range.is_valid() {
                     return bad("bad I/O-port range");
                 }
-                let mut earlier = self.tasks[..i]
-                    .iter()
-                    .flat_map(|t| t.io_ports.iter())
-                    .chain(&task.io_ports[..j]);
+                let mut earlier = self.tasks[..i].iter().flat_map(|t| t.io_ports.iter()).chain(&task.io_ports[..j]);
                 if earlier.any(|o| o.overlaps(*range)) {
                     return bad("I/O ports claimed twice");
                 }
@@ -267,10 +251,7 @@ impl<'a> Manifest<'a> {
                 if gsi.0 > MAX_GSI {
                     return bad("interrupt line out of range");
                 }
-                let mut earlier = self.tasks[..i]
-                    .iter()
-                    .flat_map(|t| t.interrupts.iter())
-                    .chain(&task.interrupts[..j]);
+                let mut earlier = self.tasks[..i].iter().flat_map(|t| t.interrupts.iter()).chain(&task.interrupts[..j]);
                 if earlier.any(|o| o == gsi) {
                     return bad("interrupt line claimed twice");
                 }

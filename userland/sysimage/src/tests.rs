@@ -32,25 +32,16 @@ fn sample() -> Manifest<'static> {
     supervisor.restart = Restart::Never;
     let mut console = task("console", 30);
     console.serves = hv(&[EndpointIndex(0)]);
-    console.io_ports = hv(&[IoPortRange {
-        base: 0x3f8,
-        count: 8,
-    }]);
+    console.io_ports = hv(&[IoPortRange { base: 0x3f8, count: 8 }]);
     console.interrupts = hv(&[Gsi(4)]);
     let mut client = task("client", 10);
     client.binary = "client.elf";
-    client.uses = hv(&[Use {
-        endpoint: EndpointIndex(0),
-        name: "log",
-    }]);
+    client.uses = hv(&[Use { endpoint: EndpointIndex(0), name: "log" }]);
     Manifest {
         version: VERSION,
         system: "test",
         tasks: hv(&[supervisor, console, client]),
-        endpoints: hv(&[Endpoint {
-            name: "console",
-            server: TaskIndex(1),
-        }]),
+        endpoints: hv(&[Endpoint { name: "console", server: TaskIndex(1) }]),
     }
 }
 
@@ -73,11 +64,7 @@ fn manifest_round_trips() {
 #[test]
 fn manifest_fits_a_small_stack() {
     // The supervisor decodes it in place; keep it well under a 16 KiB stack.
-    assert!(
-        core::mem::size_of::<Manifest<'_>>() <= 8192,
-        "{}",
-        core::mem::size_of::<Manifest<'_>>()
-    );
+    assert!(core::mem::size_of::<Manifest<'_>>() <= 8192, "{}", core::mem::size_of::<Manifest<'_>>());
 }
 
 #[test]
@@ -98,10 +85,7 @@ fn unknown_versions_and_garbage_are_refused() {
 fn every_truncation_is_refused_without_panicking() {
     let bytes = sample().to_vec();
     for len in 0..bytes.len() {
-        assert!(
-            Manifest::parse(&bytes[..len]).is_err(),
-            "prefix of {len} bytes accepted"
-        );
+        assert!(Manifest::parse(&bytes[..len]).is_err(), "prefix of {len} bytes accepted");
     }
 }
 
@@ -122,47 +106,21 @@ fn inconsistent_manifests_are_refused() {
     bad_task(2, |m| m.tasks[2].stack = 0x4001);
     bad_task(2, |m| m.tasks[2].stack = 0x8_0000);
     bad_task(2, |m| m.tasks[2].memory = MAX_TASK_MEMORY + PAGE_SIZE);
-    bad_task(1, |m| {
-        m.tasks[1].uses = hv(&[Use {
-            endpoint: EndpointIndex(0),
-            name: "self",
-        }])
-    });
+    bad_task(1, |m| m.tasks[1].uses = hv(&[Use { endpoint: EndpointIndex(0), name: "self" }]));
     bad_task(2, |m| m.tasks[2].uses[0].endpoint = EndpointIndex(7));
     bad_task(2, |m| m.tasks[2].serves = hv(&[EndpointIndex(0)]));
-    bad_task(1, |m| {
-        m.tasks[1].io_ports = hv(&[IoPortRange {
-            base: 0xfffc,
-            count: 8,
-        }])
-    });
-    bad_task(1, |m| {
-        m.tasks[1].io_ports = hv(&[IoPortRange {
-            base: 0x3f8,
-            count: 0,
-        }])
-    });
-    bad_task(2, |m| {
-        m.tasks[2].io_ports = hv(&[IoPortRange {
-            base: 0x3ff,
-            count: 1,
-        }])
-    });
+    bad_task(1, |m| m.tasks[1].io_ports = hv(&[IoPortRange { base: 0xfffc, count: 8 }]));
+    bad_task(1, |m| m.tasks[1].io_ports = hv(&[IoPortRange { base: 0x3f8, count: 0 }]));
+    bad_task(2, |m| m.tasks[2].io_ports = hv(&[IoPortRange { base: 0x3ff, count: 1 }]));
     bad_task(2, |m| m.tasks[2].interrupts = hv(&[Gsi(4)]));
     bad_task(2, |m| m.tasks[2].interrupts = hv(&[Gsi(MAX_GSI + 1)]));
 
     let mut m = sample();
     m.endpoints[0].server = TaskIndex(2);
-    assert!(matches!(
-        Manifest::parse(&m.to_vec()),
-        Err(Error::BadManifest(_))
-    ));
+    assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadManifest(_))));
     let mut m = sample();
     m.tasks.clear();
-    assert_eq!(
-        Manifest::parse(&m.to_vec()),
-        Err(Error::BadManifest("no tasks"))
-    );
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::BadManifest("no tasks")));
 }
 
 #[test]
@@ -174,39 +132,21 @@ fn bootfs_round_trips_with_aligned_data() {
     assert_eq!(fs.len(), 3);
     let got: StdVec<_> = fs.files().map(|f| (f.name, f.data)).collect();
     assert_eq!(got, files);
-    assert!(
-        fs.files()
-            .all(|f| (f.data.as_ptr() as usize - img.as_ptr() as usize).is_multiple_of(8))
-    );
+    assert!(fs.files().all(|f| (f.data.as_ptr() as usize - img.as_ptr() as usize).is_multiple_of(8)));
     assert_eq!(fs.file("ccc"), Some(&b"xyz"[..]));
     assert_eq!(fs.file("d"), None);
     // Padding after the declared size (a page-rounded module) is ignored.
     let mut padded = img.clone();
     padded.resize(4096, 0xff);
-    assert_eq!(
-        Bootfs::parse(&padded).unwrap().file("a"),
-        Some(&b"12345"[..])
-    );
+    assert_eq!(Bootfs::parse(&padded).unwrap().file("a"), Some(&b"12345"[..]));
 }
 
 #[test]
 fn the_writer_refuses_bad_and_duplicate_names() {
-    assert_eq!(
-        bootfs::write(&[("", b"")]),
-        Err(Error::BadName { index: 0 })
-    );
-    assert_eq!(
-        bootfs::write(&[("a b", b"")]),
-        Err(Error::BadName { index: 0 })
-    );
-    assert_eq!(
-        bootfs::write(&[(&"x".repeat(33), b"")]),
-        Err(Error::BadName { index: 0 })
-    );
-    assert_eq!(
-        bootfs::write(&[("a", b""), ("a", b"")]),
-        Err(Error::DuplicateName { index: 1 })
-    );
+    assert_eq!(bootfs::write(&[("", b"")]), Err(Error::BadName { index: 0 }));
+    assert_eq!(bootfs::write(&[("a b", b"")]), Err(Error::BadName { index: 0 }));
+    assert_eq!(bootfs::write(&[(&"x".repeat(33), b"")]), Err(Error::BadName { index: 0 }));
+    assert_eq!(bootfs::write(&[("a", b""), ("a", b"")]), Err(Error::DuplicateName { index: 1 }));
 }
 
 /// Offsets of the fields of entry `i`.
@@ -225,52 +165,19 @@ fn malformed_bootfs_images_are_refused() {
     let img = bootfs::write(&[("a", b"12345678"), ("b", b"xy")]).unwrap();
     let size = img.len() as u64;
     assert_eq!(Bootfs::parse(&img[..10]).unwrap_err(), Error::Truncated);
-    assert_eq!(
-        Bootfs::parse(&img[..img.len() - 1]).unwrap_err(),
-        Error::Truncated
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, 0, b"X")).unwrap_err(),
-        Error::BadMagic
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, 8, &[2])).unwrap_err(),
-        Error::BootfsVersion(2)
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, 12, &1000u32.to_le_bytes())).unwrap_err(),
-        Error::TooManyFiles(1000)
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, 16, &30u64.to_le_bytes())).unwrap_err(),
-        Error::BadImageSize
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, 16, &(size + 8).to_le_bytes())).unwrap_err(),
-        Error::Truncated
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, entry(1), b"a")).unwrap_err(),
-        Error::DuplicateName { index: 1 }
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, entry(1), &[0])).unwrap_err(),
-        Error::BadName { index: 1 }
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, entry(0) + 5, b"z")).unwrap_err(),
-        Error::BadName { index: 0 }
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, entry(0) + 1, b"\n")).unwrap_err(),
-        Error::BadName { index: 0 }
-    );
+    assert_eq!(Bootfs::parse(&img[..img.len() - 1]).unwrap_err(), Error::Truncated);
+    assert_eq!(Bootfs::parse(&patch(&img, 0, b"X")).unwrap_err(), Error::BadMagic);
+    assert_eq!(Bootfs::parse(&patch(&img, 8, &[2])).unwrap_err(), Error::BootfsVersion(2));
+    assert_eq!(Bootfs::parse(&patch(&img, 12, &1000u32.to_le_bytes())).unwrap_err(), Error::TooManyFiles(1000));
+    assert_eq!(Bootfs::parse(&patch(&img, 16, &30u64.to_le_bytes())).unwrap_err(), Error::BadImageSize);
+    assert_eq!(Bootfs::parse(&patch(&img, 16, &(size + 8).to_le_bytes())).unwrap_err(), Error::Truncated);
+    assert_eq!(Bootfs::parse(&patch(&img, entry(1), b"a")).unwrap_err(), Error::DuplicateName { index: 1 });
+    assert_eq!(Bootfs::parse(&patch(&img, entry(1), &[0])).unwrap_err(), Error::BadName { index: 1 });
+    assert_eq!(Bootfs::parse(&patch(&img, entry(0) + 5, b"z")).unwrap_err(), Error::BadName { index: 0 });
+    assert_eq!(Bootfs::parse(&patch(&img, entry(0) + 1, b"\n")).unwrap_err(), Error::BadName { index: 0 });
     let offset = |i| entry(i) + 32;
     let len = |i| entry(i) + 40;
-    assert_eq!(
-        Bootfs::parse(&patch(&img, offset(1), &[0x71])).unwrap_err(),
-        Error::MisalignedFile { index: 1 }
-    );
+    assert_eq!(Bootfs::parse(&patch(&img, offset(1), &[0x71])).unwrap_err(), Error::MisalignedFile { index: 1 });
     assert_eq!(
         Bootfs::parse(&patch(&img, offset(0), &8u64.to_le_bytes())).unwrap_err(),
         Error::FileOutOfBounds { index: 0 }
@@ -313,28 +220,15 @@ fn a_system_image_gives_the_manifest_and_binaries() {
     assert_eq!(sys.manifest.supervisor().unwrap().name, "supervisor");
     let client = &sys.manifest.tasks[2];
     assert_eq!(sys.binary(client), Some(&b"\x7fELF"[..]));
-    assert_eq!(
-        sys.manifest.endpoint(client.uses[0].endpoint).unwrap().name,
-        "console"
-    );
+    assert_eq!(sys.manifest.endpoint(client.uses[0].endpoint).unwrap().name, "console");
 }
 
 #[test]
 fn a_system_image_needs_a_manifest_and_every_binary() {
     let encoded = sample().to_vec();
     let no_manifest = bootfs::write(&[("supervisor", b"")]).unwrap();
-    assert_eq!(
-        SystemImage::parse(&no_manifest).unwrap_err(),
-        Error::NoManifest
-    );
-    let files: [(&str, &[u8]); 3] = [
-        (MANIFEST_FILE, &encoded),
-        ("supervisor", b""),
-        ("console", b""),
-    ];
+    assert_eq!(SystemImage::parse(&no_manifest).unwrap_err(), Error::NoManifest);
+    let files: [(&str, &[u8]); 3] = [(MANIFEST_FILE, &encoded), ("supervisor", b""), ("console", b"")];
     let missing = bootfs::write(&files).unwrap();
-    assert_eq!(
-        SystemImage::parse(&missing).unwrap_err(),
-        Error::MissingBinary { task: 2 }
-    );
+    assert_eq!(SystemImage::parse(&missing).unwrap_err(), Error::MissingBinary { task: 2 });
 }

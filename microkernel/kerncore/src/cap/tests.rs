@@ -2,18 +2,9 @@ use super::*;
 use std::collections::{HashMap, HashSet};
 use std::vec::Vec;
 
-const EP: ObjRef = ObjRef {
-    kind: ObjectType::ENDPOINT,
-    index: 7,
-};
-const NTF: ObjRef = ObjRef {
-    kind: ObjectType::NOTIFICATION,
-    index: 1,
-};
-const MEM: ObjRef = ObjRef {
-    kind: ObjectType::MEMORY,
-    index: 3,
-};
+const EP: ObjRef = ObjRef { kind: ObjectType::ENDPOINT, index: 7 };
+const NTF: ObjRef = ObjRef { kind: ObjectType::NOTIFICATION, index: 1 };
+const MEM: ObjRef = ObjRef { kind: ObjectType::MEMORY, index: 3 };
 
 fn rights(bits: u32) -> Rights {
     Rights::from_bits(bits)
@@ -25,12 +16,7 @@ fn id(index: u32) -> SlotId {
 
 /// Runs `f` on a thread with a stack big enough for tables of 100k+ slots.
 fn big_stack(f: impl FnOnce() + Send + 'static) {
-    std::thread::Builder::new()
-        .stack_size(512 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap();
+    std::thread::Builder::new().stack_size(512 << 20).spawn(f).unwrap().join().unwrap();
 }
 
 impl<const N: usize> CapTable<N> {
@@ -42,26 +28,14 @@ impl<const N: usize> CapTable<N> {
         for (i, s) in self.slots.iter().enumerate() {
             let i = i as u32;
             let Some(cap) = s.cap else {
-                assert_eq!(
-                    (s.prev, s.next, s.first_child, s.obj_prev, s.obj_next),
-                    (NIL, NIL, NIL, NIL, NIL)
-                );
+                assert_eq!((s.prev, s.next, s.first_child, s.obj_prev, s.obj_next), (NIL, NIL, NIL, NIL, NIL));
                 continue;
             };
             assert!(Rights::is_valid(cap.rights.into_bits()));
             *objects.entry(cap.object).or_default() += 1;
-            assert_eq!(
-                self.slots[s.next as usize].prev, i,
-                "sibling ring broken at {i}"
-            );
-            assert_eq!(
-                self.slots[s.obj_next as usize].obj_prev, i,
-                "object ring broken at {i}"
-            );
-            assert_eq!(
-                self.slots[s.obj_next as usize].cap.unwrap().object,
-                cap.object
-            );
+            assert_eq!(self.slots[s.next as usize].prev, i, "sibling ring broken at {i}");
+            assert_eq!(self.slots[s.obj_next as usize].obj_prev, i, "object ring broken at {i}");
+            assert_eq!(self.slots[s.obj_next as usize].cap.unwrap().object, cap.object);
             if s.is_first {
                 ring_firsts += 1;
                 // Exactly one first per ring.
@@ -81,11 +55,7 @@ impl<const N: usize> CapTable<N> {
         }
         // Every object ring holds every capability to its object.
         for (object, count) in objects {
-            let start = self
-                .slots
-                .iter()
-                .position(|s| s.cap.is_some_and(|c| c.object == object))
-                .unwrap() as u32;
+            let start = self.slots.iter().position(|s| s.cap.is_some_and(|c| c.object == object)).unwrap() as u32;
             let (mut n, mut len) = (self.slots[start as usize].obj_next, 1);
             while n != start {
                 len += 1;
@@ -107,105 +77,39 @@ fn lookup_checks_range_null_emptiness_type_and_rights() {
     t.insert_root(slot, Capability::new(MEM, rw)).unwrap();
 
     assert_eq!(
-        t.lookup(
-            cs,
-            CapSlot(3),
-            ObjectType::MEMORY,
-            Rights::new().with_read(true)
-        ),
+        t.lookup(cs, CapSlot(3), ObjectType::MEMORY, Rights::new().with_read(true)),
         Ok((slot, Capability::new(MEM, rw)))
     );
+    assert_eq!(t.lookup(cs, CapSlot(3), ObjectType::MEMORY, rw).map(|(s, _)| s), Ok(slot));
+    assert_eq!(t.lookup(cs, CapSlot::NULL, ObjectType::MEMORY, Rights::NONE), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.lookup(cs, CapSlot(8), ObjectType::MEMORY, Rights::NONE), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.lookup(cs, CapSlot(u32::MAX), ObjectType::MEMORY, Rights::NONE), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.lookup(cs, CapSlot(4), ObjectType::MEMORY, Rights::NONE), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.lookup(cs, CapSlot(3), ObjectType::ENDPOINT, Rights::NONE), Err(ErrorCode::WRONG_TYPE));
     assert_eq!(
-        t.lookup(cs, CapSlot(3), ObjectType::MEMORY, rw)
-            .map(|(s, _)| s),
-        Ok(slot)
-    );
-    assert_eq!(
-        t.lookup(cs, CapSlot::NULL, ObjectType::MEMORY, Rights::NONE),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.lookup(cs, CapSlot(8), ObjectType::MEMORY, Rights::NONE),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.lookup(cs, CapSlot(u32::MAX), ObjectType::MEMORY, Rights::NONE),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.lookup(cs, CapSlot(4), ObjectType::MEMORY, Rights::NONE),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.lookup(cs, CapSlot(3), ObjectType::ENDPOINT, Rights::NONE),
-        Err(ErrorCode::WRONG_TYPE)
-    );
-    assert_eq!(
-        t.lookup(
-            cs,
-            CapSlot(3),
-            ObjectType::MEMORY,
-            Rights::new().with_execute(true)
-        ),
+        t.lookup(cs, CapSlot(3), ObjectType::MEMORY, Rights::new().with_execute(true)),
         Err(ErrorCode::NO_RIGHTS)
     );
     assert_eq!(t.lookup_any(cs, CapSlot(3)).map(|(_, c)| c.object), Ok(MEM));
-    assert_eq!(
-        t.lookup_any(cs, CapSlot(2)),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
+    assert_eq!(t.lookup_any(cs, CapSlot(2)), Err(ErrorCode::INVALID_CAPABILITY));
     // Another space does not see the slot; a space past the table's end is refused.
-    assert_eq!(
-        t.lookup_any(CSpace { base: 0, len: 16 }, CapSlot(3)),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.resolve(CSpace { base: 60, len: 8 }, CapSlot(5)),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.resolve(
-            CSpace {
-                base: u32::MAX,
-                len: 8
-            },
-            CapSlot(5)
-        ),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
+    assert_eq!(t.lookup_any(CSpace { base: 0, len: 16 }, CapSlot(3)), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.resolve(CSpace { base: 60, len: 8 }, CapSlot(5)), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.resolve(CSpace { base: u32::MAX, len: 8 }, CapSlot(5)), Err(ErrorCode::INVALID_CAPABILITY));
     t.check();
 }
 
 #[test]
 fn every_error_path_of_the_mutators() {
     let mut t = CapTable::<16>::new();
-    t.insert_root(id(1), Capability::new(EP, Rights::ALL))
-        .unwrap();
-    assert_eq!(
-        t.insert_root(id(1), Capability::new(EP, Rights::ALL)),
-        Err(ErrorCode::SLOT_OCCUPIED)
-    );
-    assert_eq!(
-        t.derive(id(2), id(3), Rights::ALL),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.derive(id(1), id(1), Rights::ALL),
-        Err(ErrorCode::SLOT_OCCUPIED)
-    );
-    assert_eq!(
-        t.mint(id(2), id(3), Rights::ALL, Badge(1)),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
-    assert_eq!(
-        t.mint(id(1), id(1), Rights::ALL, Badge(1)),
-        Err(ErrorCode::SLOT_OCCUPIED)
-    );
+    t.insert_root(id(1), Capability::new(EP, Rights::ALL)).unwrap();
+    assert_eq!(t.insert_root(id(1), Capability::new(EP, Rights::ALL)), Err(ErrorCode::SLOT_OCCUPIED));
+    assert_eq!(t.derive(id(2), id(3), Rights::ALL), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.derive(id(1), id(1), Rights::ALL), Err(ErrorCode::SLOT_OCCUPIED));
+    assert_eq!(t.mint(id(2), id(3), Rights::ALL, Badge(1)), Err(ErrorCode::INVALID_CAPABILITY));
+    assert_eq!(t.mint(id(1), id(1), Rights::ALL, Badge(1)), Err(ErrorCode::SLOT_OCCUPIED));
     assert_eq!(t.delete(id(2)), Err(ErrorCode::INVALID_CAPABILITY));
-    assert_eq!(
-        t.revoke(id(2), |_| panic!()),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
+    assert_eq!(t.revoke(id(2), |_| panic!()), Err(ErrorCode::INVALID_CAPABILITY));
     assert_eq!(t.move_cap(id(2), id(3)), Err(ErrorCode::INVALID_CAPABILITY));
     assert_eq!(t.move_cap(id(1), id(1)), Err(ErrorCode::SLOT_OCCUPIED));
     t.derive(id(1), id(2), Rights::ALL).unwrap();
@@ -219,26 +123,15 @@ fn every_error_path_of_the_mutators() {
 fn rights_only_shrink_exhaustively() {
     let mut t = CapTable::<8>::new();
     for have in 0..128 {
-        t.insert_root(id(1), Capability::new(MEM, rights(have)))
-            .unwrap();
+        t.insert_root(id(1), Capability::new(MEM, rights(have))).unwrap();
         for asked in 0..128 {
             let child = t.derive(id(1), id(2), rights(asked)).unwrap();
             assert_eq!(child.rights, rights(have & asked));
             assert!(rights(have).contains(child.rights) && rights(asked).contains(child.rights));
             // A grandchild asking for everything still gets no more than its parent.
-            assert_eq!(
-                t.derive(id(2), id(3), Rights::ALL).unwrap().rights,
-                rights(have & asked)
-            );
+            assert_eq!(t.derive(id(2), id(3), Rights::ALL).unwrap().rights, rights(have & asked));
             for needed in 0..128 {
-                let ok = t
-                    .lookup(
-                        CSpace { base: 0, len: 8 },
-                        CapSlot(3),
-                        ObjectType::MEMORY,
-                        rights(needed),
-                    )
-                    .is_ok();
+                let ok = t.lookup(CSpace { base: 0, len: 8 }, CapSlot(3), ObjectType::MEMORY, rights(needed)).is_ok();
                 assert_eq!(ok, have & asked & needed == needed);
             }
             assert_eq!(t.revoke(id(2), |r| assert!(!r.last)), Ok(1));
@@ -247,60 +140,28 @@ fn rights_only_shrink_exhaustively() {
         assert!(t.delete(id(1)).unwrap().last);
     }
     // Reserved bits never enter the table.
-    t.insert_root(id(1), Capability::new(MEM, Rights::from_bits(u32::MAX)))
-        .unwrap();
+    t.insert_root(id(1), Capability::new(MEM, Rights::from_bits(u32::MAX))).unwrap();
     assert_eq!(t.get(id(1)).unwrap().rights, Rights::ALL);
-    assert_eq!(
-        t.derive(id(1), id(2), Rights::from_bits(u32::MAX))
-            .unwrap()
-            .rights,
-        Rights::ALL
-    );
+    assert_eq!(t.derive(id(1), id(2), Rights::from_bits(u32::MAX)).unwrap().rights, Rights::ALL);
     t.check();
 }
 
 #[test]
 fn mint_badges_unbadged_endpoints_and_notifications_only() {
     let mut t = CapTable::<16>::new();
-    t.insert_root(id(1), Capability::new(EP, Rights::ALL))
-        .unwrap();
-    t.insert_root(id(2), Capability::new(NTF, Rights::ALL))
-        .unwrap();
-    t.insert_root(id(3), Capability::new(MEM, Rights::ALL))
-        .unwrap();
+    t.insert_root(id(1), Capability::new(EP, Rights::ALL)).unwrap();
+    t.insert_root(id(2), Capability::new(NTF, Rights::ALL)).unwrap();
+    t.insert_root(id(3), Capability::new(MEM, Rights::ALL)).unwrap();
 
     let send = Rights::new().with_send(true);
     let minted = t.mint(id(1), id(4), send, Badge(0xbeef)).unwrap();
-    assert_eq!(
-        minted,
-        Capability {
-            object: EP,
-            rights: send,
-            badge: Badge(0xbeef)
-        }
-    );
-    assert_eq!(
-        t.mint(id(2), id(5), Rights::ALL, Badge(1)).unwrap().badge,
-        Badge(1)
-    );
+    assert_eq!(minted, Capability { object: EP, rights: send, badge: Badge(0xbeef) });
+    assert_eq!(t.mint(id(2), id(5), Rights::ALL, Badge(1)).unwrap().badge, Badge(1));
 
-    assert_eq!(
-        t.mint(id(3), id(6), Rights::ALL, Badge(1)),
-        Err(ErrorCode::INVALID_OPERATION)
-    );
-    assert_eq!(
-        t.mint(id(1), id(6), Rights::ALL, Badge(0)),
-        Err(ErrorCode::INVALID_ARGUMENT)
-    );
-    assert_eq!(
-        t.mint(id(4), id(6), Rights::ALL, Badge(2)),
-        Err(ErrorCode::INVALID_OPERATION),
-        "re-badging"
-    );
-    assert_eq!(
-        t.mint(id(1), id(4), Rights::ALL, Badge(2)),
-        Err(ErrorCode::SLOT_OCCUPIED)
-    );
+    assert_eq!(t.mint(id(3), id(6), Rights::ALL, Badge(1)), Err(ErrorCode::INVALID_OPERATION));
+    assert_eq!(t.mint(id(1), id(6), Rights::ALL, Badge(0)), Err(ErrorCode::INVALID_ARGUMENT));
+    assert_eq!(t.mint(id(4), id(6), Rights::ALL, Badge(2)), Err(ErrorCode::INVALID_OPERATION), "re-badging");
+    assert_eq!(t.mint(id(1), id(4), Rights::ALL, Badge(2)), Err(ErrorCode::SLOT_OCCUPIED));
     assert!(t.get(id(6)).is_none());
 
     // Deriving a badged capability keeps the badge and can only shrink rights.
@@ -317,8 +178,7 @@ fn mint_badges_unbadged_endpoints_and_notifications_only() {
 #[test]
 fn delete_relinks_children_to_the_grandparent() {
     let mut t = CapTable::<16>::new();
-    t.insert_root(id(1), Capability::new(MEM, Rights::ALL))
-        .unwrap();
+    t.insert_root(id(1), Capability::new(MEM, Rights::ALL)).unwrap();
     t.derive(id(1), id(2), Rights::ALL).unwrap();
     t.derive(id(2), id(3), Rights::ALL).unwrap();
     t.derive(id(2), id(4), Rights::ALL).unwrap();
@@ -348,13 +208,10 @@ fn delete_relinks_children_to_the_grandparent() {
 #[test]
 fn last_reference_is_reported_once_per_object() {
     let mut t = CapTable::<16>::new();
-    t.insert_root(id(1), Capability::new(EP, Rights::ALL))
-        .unwrap();
+    t.insert_root(id(1), Capability::new(EP, Rights::ALL)).unwrap();
     // A second root to the same object shares its count.
-    t.insert_root(id(2), Capability::new(EP, Rights::ALL))
-        .unwrap();
-    t.insert_root(id(3), Capability::new(MEM, Rights::ALL))
-        .unwrap();
+    t.insert_root(id(2), Capability::new(EP, Rights::ALL)).unwrap();
+    t.insert_root(id(3), Capability::new(MEM, Rights::ALL)).unwrap();
     t.derive(id(1), id(4), Rights::ALL).unwrap();
     t.mint(id(2), id(5), Rights::ALL, Badge(9)).unwrap();
     t.move_cap(id(5), id(9)).unwrap();
@@ -372,8 +229,7 @@ fn last_reference_is_reported_once_per_object() {
 #[test]
 fn move_keeps_the_place_in_the_tree() {
     let mut t = CapTable::<16>::new();
-    t.insert_root(id(1), Capability::new(MEM, Rights::ALL))
-        .unwrap();
+    t.insert_root(id(1), Capability::new(MEM, Rights::ALL)).unwrap();
     t.derive(id(1), id(2), Rights::ALL).unwrap();
     t.derive(id(1), id(3), Rights::ALL).unwrap();
     t.derive(id(2), id(4), Rights::ALL).unwrap();
@@ -395,18 +251,13 @@ fn clear_cspace_empties_one_space_only() {
     let a = CSpace { base: 0, len: 16 };
     let b = CSpace { base: 16, len: 16 };
     let slot = |cs: CSpace, s: u32| SlotId(cs.base + s);
-    t.insert_root(slot(a, 1), Capability::new(EP, Rights::ALL))
-        .unwrap();
+    t.insert_root(slot(a, 1), Capability::new(EP, Rights::ALL)).unwrap();
     t.derive(slot(a, 1), slot(a, 2), Rights::ALL).unwrap();
     t.derive(slot(a, 2), slot(b, 1), Rights::ALL).unwrap();
-    t.insert_root(slot(a, 3), Capability::new(MEM, Rights::ALL))
-        .unwrap();
+    t.insert_root(slot(a, 3), Capability::new(MEM, Rights::ALL)).unwrap();
     let mut removed = Vec::new();
     assert_eq!(t.clear_cspace(a, |r| removed.push((r.slot, r.last))), 3);
-    assert_eq!(
-        removed,
-        [(slot(a, 1), false), (slot(a, 2), false), (slot(a, 3), true)]
-    );
+    assert_eq!(removed, [(slot(a, 1), false), (slot(a, 2), false), (slot(a, 3), true)]);
     assert_eq!(t.parent(slot(b, 1)), None);
     assert!(t.get(slot(b, 1)).is_some());
     assert_eq!(t.clear_cspace(CSpace { base: 30, len: 100 }, |_| {}), 0);
@@ -418,10 +269,8 @@ fn revoke_a_chain_100k_deep_without_recursion() {
     big_stack(|| {
         const DEPTH: u32 = 100_000;
         let mut t = Box::new(CapTable::<{ DEPTH as usize + 8 }>::new());
-        t.insert_root(id(1), Capability::new(EP, Rights::ALL))
-            .unwrap();
-        t.insert_root(id(DEPTH + 5), Capability::new(MEM, Rights::ALL))
-            .unwrap();
+        t.insert_root(id(1), Capability::new(EP, Rights::ALL)).unwrap();
+        t.insert_root(id(DEPTH + 5), Capability::new(MEM, Rights::ALL)).unwrap();
         for i in 1..DEPTH {
             t.derive(id(i), id(i + 1), Rights::ALL).unwrap();
         }
@@ -429,9 +278,7 @@ fn revoke_a_chain_100k_deep_without_recursion() {
         // Revoking the middle removes exactly the lower half.
         let mid = DEPTH / 2;
         let mut seen = HashSet::new();
-        let n = t
-            .revoke(id(mid), |r| assert!(seen.insert(r.slot.index()) && !r.last))
-            .unwrap();
+        let n = t.revoke(id(mid), |r| assert!(seen.insert(r.slot.index()) && !r.last)).unwrap();
         assert_eq!(n as u32, DEPTH - mid);
         assert_eq!(seen, (mid + 1..=DEPTH).collect());
         assert!((1..=mid).all(|i| t.get(id(i)).is_some()));
@@ -441,10 +288,7 @@ fn revoke_a_chain_100k_deep_without_recursion() {
         assert_eq!(t.parent(id(mid / 2 + 1)), Some(id(mid / 2 - 1)));
         t.check();
         let mut lasts = 0;
-        assert_eq!(
-            t.revoke(id(1), |r| lasts += r.last as u32),
-            Ok(mid as usize - 2)
-        );
+        assert_eq!(t.revoke(id(1), |r| lasts += r.last as u32), Ok(mid as usize - 2));
         assert_eq!(lasts, 0);
         assert!(t.delete(id(1)).unwrap().last);
         assert!(t.get(id(DEPTH + 5)).is_some());
@@ -457,13 +301,11 @@ fn revoke_a_tree_100k_wide() {
     big_stack(|| {
         const WIDTH: u32 = 100_000;
         let mut t = Box::new(CapTable::<{ WIDTH as usize + 16 }>::new());
-        t.insert_root(id(1), Capability::new(EP, Rights::ALL))
-            .unwrap();
+        t.insert_root(id(1), Capability::new(EP, Rights::ALL)).unwrap();
         t.derive(id(1), id(2), Rights::ALL).unwrap();
         t.derive(id(1), id(3), Rights::ALL).unwrap();
         for i in 0..WIDTH {
-            t.mint(id(2), id(10 + i), Rights::ALL, Badge(i as u64 + 1))
-                .unwrap();
+            t.mint(id(2), id(10 + i), Rights::ALL, Badge(i as u64 + 1)).unwrap();
         }
         // Deleting and moving the parent of 100k children is O(1).
         t.move_cap(id(2), id(4)).unwrap();
@@ -473,10 +315,7 @@ fn revoke_a_tree_100k_wide() {
         // Revoking a sibling leaves them alone; revoking the root removes all.
         assert_eq!(t.revoke(id(3), |_| panic!()), Ok(0));
         let mut removed = 0usize;
-        assert_eq!(
-            t.revoke(id(1), |r| removed += !r.last as usize),
-            Ok(WIDTH as usize + 1)
-        );
+        assert_eq!(t.revoke(id(1), |r| removed += !r.last as usize), Ok(WIDTH as usize + 1));
         assert_eq!(removed, WIDTH as usize + 1);
         assert!(t.delete(id(1)).unwrap().last);
         t.check();
@@ -491,11 +330,7 @@ struct Model {
 
 impl Model {
     fn children(&self, p: u32) -> Vec<u32> {
-        self.slots
-            .iter()
-            .filter(|(_, (_, parent))| *parent == Some(p))
-            .map(|(&s, _)| s)
-            .collect()
+        self.slots.iter().filter(|(_, (_, parent))| *parent == Some(p)).map(|(&s, _)| s).collect()
     }
 
     fn remove(&mut self, s: u32) -> (Capability, bool) {
@@ -530,44 +365,26 @@ fn random_operations_match_a_naive_model() {
     };
     let mut t = CapTable::<N>::new();
     let mut m = Model::default();
-    let objects = [
-        EP,
-        NTF,
-        MEM,
-        ObjRef {
-            kind: ObjectType::ENDPOINT,
-            index: 2,
-        },
-    ];
+    let objects = [EP, NTF, MEM, ObjRef { kind: ObjectType::ENDPOINT, index: 2 }];
     for step in 0..20_000 {
         let (a, b) = ((rng() % N as u64) as u32, (rng() % N as u64) as u32);
         let r = rights((rng() % 128) as u32);
         match rng() % 8 {
             0 => {
                 let cap = Capability::new(objects[(rng() % 4) as usize], Rights::ALL);
-                let want = if m.slots.contains_key(&a) {
-                    Err(ErrorCode::SLOT_OCCUPIED)
-                } else {
-                    Ok(())
-                };
+                let want = if m.slots.contains_key(&a) { Err(ErrorCode::SLOT_OCCUPIED) } else { Ok(()) };
                 assert_eq!(t.insert_root(id(a), cap), want);
                 if want.is_ok() {
                     m.slots.insert(a, (cap, None));
                 }
             }
             1 | 2 => match (m.slots.get(&a).copied(), m.slots.contains_key(&b)) {
-                (None, _) => assert_eq!(
-                    t.derive(id(a), id(b), r),
-                    Err(ErrorCode::INVALID_CAPABILITY)
-                ),
+                (None, _) => assert_eq!(t.derive(id(a), id(b), r), Err(ErrorCode::INVALID_CAPABILITY)),
                 (Some(_), true) => {
                     assert_eq!(t.derive(id(a), id(b), r), Err(ErrorCode::SLOT_OCCUPIED))
                 }
                 (Some((cap, _)), false) => {
-                    let new = Capability {
-                        rights: cap.rights.intersect(r),
-                        ..cap
-                    };
+                    let new = Capability { rights: cap.rights.intersect(r), ..cap };
                     assert_eq!(t.derive(id(a), id(b), r), Ok(new));
                     m.slots.insert(b, (new, Some(a)));
                 }
@@ -577,18 +394,12 @@ fn random_operations_match_a_naive_model() {
                 let got = t.mint(id(a), id(b), r, badge);
                 let want = match m.slots.get(&a).copied() {
                     None => Err(ErrorCode::INVALID_CAPABILITY),
-                    Some((cap, _))
-                        if cap.object.kind == ObjectType::MEMORY || cap.badge != Badge(0) =>
-                    {
+                    Some((cap, _)) if cap.object.kind == ObjectType::MEMORY || cap.badge != Badge(0) => {
                         Err(ErrorCode::INVALID_OPERATION)
                     }
                     Some(_) if badge == Badge(0) => Err(ErrorCode::INVALID_ARGUMENT),
                     Some(_) if m.slots.contains_key(&b) => Err(ErrorCode::SLOT_OCCUPIED),
-                    Some((cap, _)) => Ok(Capability {
-                        rights: cap.rights.intersect(r),
-                        badge,
-                        ..cap
-                    }),
+                    Some((cap, _)) => Ok(Capability { rights: cap.rights.intersect(r), badge, ..cap }),
                 };
                 assert_eq!(got, want);
                 if let Ok(new) = want {
@@ -635,10 +446,7 @@ fn random_operations_match_a_naive_model() {
                 }
             }
             _ => {
-                let cs = CSpace {
-                    base: a,
-                    len: (rng() % 8) as u32,
-                };
+                let cs = CSpace { base: a, len: (rng() % 8) as u32 };
                 let mut got = Vec::new();
                 t.clear_cspace(cs, |r| got.push(r));
                 for r in got {
@@ -661,33 +469,19 @@ fn random_operations_match_a_naive_model() {
 
 #[test]
 fn objects_made_from_a_pool_are_its_children_and_go_with_it() {
-    const UNTYPED: ObjRef = ObjRef {
-        kind: ObjectType::UNTYPED,
-        index: 0,
-    };
+    const UNTYPED: ObjRef = ObjRef { kind: ObjectType::UNTYPED, index: 0 };
     let mut t: CapTable<16> = CapTable::new();
-    t.insert_root(id(1), Capability::new(UNTYPED, Rights::ALL))
-        .unwrap();
-    t.insert_child(id(1), id(2), Capability::new(MEM, Rights::ALL))
-        .unwrap();
-    t.insert_child(id(1), id(3), Capability::new(EP, Rights::ALL))
-        .unwrap();
+    t.insert_root(id(1), Capability::new(UNTYPED, Rights::ALL)).unwrap();
+    t.insert_child(id(1), id(2), Capability::new(MEM, Rights::ALL)).unwrap();
+    t.insert_child(id(1), id(3), Capability::new(EP, Rights::ALL)).unwrap();
     t.derive(id(3), id(4), rights(0b1000)).unwrap();
     t.check();
     assert_eq!(t.parent(id(2)), Some(id(1)));
     // A second "first capability" to an existing object is refused.
-    assert_eq!(
-        t.insert_child(id(1), id(5), Capability::new(MEM, Rights::ALL)),
-        Err(ErrorCode::INVALID_STATE)
-    );
-    assert_eq!(
-        t.insert_child(id(9), id(5), Capability::new(NTF, Rights::ALL)),
-        Err(ErrorCode::INVALID_CAPABILITY)
-    );
+    assert_eq!(t.insert_child(id(1), id(5), Capability::new(MEM, Rights::ALL)), Err(ErrorCode::INVALID_STATE));
+    assert_eq!(t.insert_child(id(9), id(5), Capability::new(NTF, Rights::ALL)), Err(ErrorCode::INVALID_CAPABILITY));
     let mut last = Vec::new();
-    let removed = t
-        .revoke(id(1), |r| last.push((r.cap.object, r.last)))
-        .unwrap();
+    let removed = t.revoke(id(1), |r| last.push((r.cap.object, r.last))).unwrap();
     assert_eq!(removed, 3);
     last.sort_by_key(|(o, _)| (o.kind, o.index));
     assert_eq!(last, [(EP, false), (EP, true), (MEM, true)]);

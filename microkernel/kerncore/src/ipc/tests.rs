@@ -13,30 +13,17 @@ struct Wire {
 
 impl Default for Wire {
     fn default() -> Self {
-        Wire {
-            max_len: 64,
-            log: Vec::new(),
-        }
+        Wire { max_len: 64, log: Vec::new() }
     }
 }
 
 impl Transfer for Wire {
-    fn transfer(
-        &mut self,
-        from: ThreadId,
-        to: ThreadId,
-        kind: Kind,
-        msg: Message,
-    ) -> Result<MessageInfo, ErrorCode> {
+    fn transfer(&mut self, from: ThreadId, to: ThreadId, kind: Kind, msg: Message) -> Result<MessageInfo, ErrorCode> {
         if msg.info.length() > self.max_len {
             return Err(ErrorCode::MESSAGE_TOO_LONG);
         }
-        self.log
-            .push((from.0, to.0, kind, msg.info.label(), msg.badge));
-        Ok(msg
-            .info
-            .with_non_blocking(false)
-            .with_caps(if msg.grant { msg.info.caps() } else { 0 }))
+        self.log.push((from.0, to.0, kind, msg.info.label(), msg.badge));
+        Ok(msg.info.with_non_blocking(false).with_caps(if msg.grant { msg.info.caps() } else { 0 }))
     }
 }
 
@@ -45,19 +32,11 @@ fn info(label: u32) -> MessageInfo {
 }
 
 fn msg(label: u32, badge: u64) -> Message {
-    Message {
-        badge: Badge(badge),
-        info: info(label),
-        grant: false,
-    }
+    Message { badge: Badge(badge), info: info(label), grant: false }
 }
 
 fn nb(label: u32) -> Message {
-    Message {
-        badge: Badge(0),
-        info: info(label).with_non_blocking(true),
-        grant: false,
-    }
+    Message { badge: Badge(0), info: info(label).with_non_blocking(true), grant: false }
 }
 
 /// Started threads at the given priorities, one endpoint, one notification.
@@ -67,10 +46,7 @@ fn setup(prios: &[u64]) -> (Sys, Vec<ThreadId>, EndpointId, NotificationId) {
         .iter()
         .map(|&p| {
             let t = ipc.alloc_thread().unwrap();
-            let params = SchedParams {
-                priority: Priority::new(p).unwrap(),
-                ..SchedParams::DEFAULT
-            };
+            let params = SchedParams { priority: Priority::new(p).unwrap(), ..SchedParams::DEFAULT };
             ipc.configure(t, params).unwrap();
             ipc.resume(t).unwrap();
             t
@@ -99,10 +75,7 @@ fn call_and_reply_round_trip_both_ways_round() {
     // Server first: it waits, the call rendezvouses.
     ipc.recv(server, ep, Block::Forever, &mut x).unwrap();
     assert_eq!(ipc.state(server), ThreadState::BlockedRecv { ep });
-    assert!(
-        !ipc.scheduler().is_runnable(server),
-        "a blocked thread is never ready"
-    );
+    assert!(!ipc.scheduler().is_runnable(server), "a blocked thread is never ready");
     ipc.call(client, ep, msg(1, 7), &mut x).unwrap();
     assert_eq!(ipc.state(client), ThreadState::BlockedReply { server });
     assert_eq!(ipc.take_result(server), ok(1, 7));
@@ -115,10 +88,7 @@ fn call_and_reply_round_trip_both_ways_round() {
 
     // Client first: it queues, the receive rendezvouses.
     ipc.call(client, ep, msg(3, 7), &mut x).unwrap();
-    assert_eq!(
-        ipc.state(client),
-        ThreadState::BlockedSend { ep, is_call: true }
-    );
+    assert_eq!(ipc.state(client), ThreadState::BlockedSend { ep, is_call: true });
     ipc.recv(server, ep, Block::Forever, &mut x).unwrap();
     assert_eq!(ipc.take_result(server), ok(3, 7));
     assert_eq!(ipc.state(client), ThreadState::BlockedReply { server });
@@ -141,21 +111,13 @@ fn a_reply_is_given_once() {
     let (mut ipc, t, ep, _) = setup(&[5, 5]);
     let mut x = Wire::default();
     ipc.reply(t[1], info(0), &mut x).unwrap();
-    assert_eq!(
-        ipc.take_result(t[1]),
-        err(ErrorCode::INVALID_STATE),
-        "reply with no caller"
-    );
+    assert_eq!(ipc.take_result(t[1]), err(ErrorCode::INVALID_STATE), "reply with no caller");
     ipc.recv(t[1], ep, Block::Forever, &mut x).unwrap();
     ipc.call(t[0], ep, msg(1, 0), &mut x).unwrap();
     ipc.reply(t[1], info(2), &mut x).unwrap();
     assert_eq!(ipc.take_result(t[1]), Some(SyscallResult::OK));
     ipc.reply(t[1], info(3), &mut x).unwrap();
-    assert_eq!(
-        ipc.take_result(t[1]),
-        err(ErrorCode::INVALID_STATE),
-        "second reply"
-    );
+    assert_eq!(ipc.take_result(t[1]), err(ErrorCode::INVALID_STATE), "second reply");
     assert_eq!(ipc.take_result(t[0]), ok(2, 0));
     assert_eq!(x.log.len(), 2);
 }
@@ -165,10 +127,7 @@ fn a_plain_send_does_not_wait_for_a_reply() {
     let (mut ipc, t, ep, _) = setup(&[5, 5]);
     let mut x = Wire::default();
     ipc.send(t[0], ep, msg(1, 3), &mut x).unwrap();
-    assert_eq!(
-        ipc.state(t[0]),
-        ThreadState::BlockedSend { ep, is_call: false }
-    );
+    assert_eq!(ipc.state(t[0]), ThreadState::BlockedSend { ep, is_call: false });
     ipc.recv(t[1], ep, Block::Forever, &mut x).unwrap();
     assert_eq!(ipc.take_result(t[1]), ok(1, 3));
     assert_eq!(ipc.take_result(t[0]), Some(SyscallResult::OK));
@@ -188,16 +147,13 @@ fn reply_recv_serves_clients_in_a_loop() {
     let (server, clients) = (t[0], &t[1..]);
     let mut x = Wire::default();
     for (i, &c) in clients.iter().enumerate() {
-        ipc.call(c, ep, msg(10 + i as u32, 100 + i as u64), &mut x)
-            .unwrap();
+        ipc.call(c, ep, msg(10 + i as u32, 100 + i as u64), &mut x).unwrap();
     }
     // The first reply_recv has nobody to reply to and just receives.
-    ipc.reply_recv(server, ep, info(0), Block::Forever, &mut x)
-        .unwrap();
+    ipc.reply_recv(server, ep, info(0), Block::Forever, &mut x).unwrap();
     for (i, &c) in clients.iter().enumerate() {
         assert_eq!(ipc.take_result(server), ok(10 + i as u32, 100 + i as u64));
-        ipc.reply_recv(server, ep, info(20 + i as u32), Block::Forever, &mut x)
-            .unwrap();
+        ipc.reply_recv(server, ep, info(20 + i as u32), Block::Forever, &mut x).unwrap();
         assert_eq!(ipc.take_result(c), ok(20 + i as u32, 0));
         ipc.check().unwrap();
     }
@@ -231,9 +187,7 @@ fn queued_receivers_and_waiters_are_served_by_priority_then_fifo() {
     let mut order = Vec::new();
     for i in 0..4 {
         ipc.send(t[4], ep, msg(i, 0), &mut x).unwrap();
-        let woken = t[..4]
-            .iter()
-            .position(|&r| ipc.state(r) == ThreadState::Runnable && ipc.take_result(r).is_some());
+        let woken = t[..4].iter().position(|&r| ipc.state(r) == ThreadState::Runnable && ipc.take_result(r).is_some());
         order.push(woken.unwrap());
     }
     assert_eq!(order, [1, 3, 2, 0]);
@@ -244,9 +198,7 @@ fn queued_receivers_and_waiters_are_served_by_priority_then_fifo() {
     let mut order = Vec::new();
     for i in 0..4 {
         ipc.signal(ntf, 1 << i).unwrap();
-        let woken = t[..4]
-            .iter()
-            .position(|&w| ipc.state(w) == ThreadState::Runnable && ipc.take_result(w).is_some());
+        let woken = t[..4].iter().position(|&w| ipc.state(w) == ThreadState::Runnable && ipc.take_result(w).is_some());
         order.push(woken.unwrap());
     }
     assert_eq!(order, [1, 3, 2, 0]);
@@ -260,14 +212,7 @@ fn raising_a_queued_threads_priority_moves_it_forward() {
     for (i, &s) in t[..3].iter().enumerate() {
         ipc.send(s, ep, msg(i as u32, 0), &mut x).unwrap();
     }
-    ipc.configure(
-        t[2],
-        SchedParams {
-            priority: Priority::new(4).unwrap(),
-            ..SchedParams::DEFAULT
-        },
-    )
-    .unwrap();
+    ipc.configure(t[2], SchedParams { priority: Priority::new(4).unwrap(), ..SchedParams::DEFAULT }).unwrap();
     ipc.check().unwrap();
     ipc.recv(t[3], ep, Block::Forever, &mut x).unwrap();
     assert_eq!(ipc.take_result(t[3]), ok(2, 0));
@@ -306,8 +251,7 @@ fn non_blocking_variants_fail_with_would_block() {
 fn receive_and_wait_time_out_on_ticks() {
     let (mut ipc, t, ep, ntf) = setup(&[5, 5, 5]);
     let mut x = Wire::default();
-    ipc.recv(t[0], ep, Block::from_abi(false, 3), &mut x)
-        .unwrap();
+    ipc.recv(t[0], ep, Block::from_abi(false, 3), &mut x).unwrap();
     ipc.wait(t[1], ntf, Block::Ticks(1)).unwrap();
     ipc.recv(t[2], ep, Block::Ticks(5), &mut x).unwrap();
     ipc.check().unwrap();
@@ -346,11 +290,7 @@ fn the_receiver_learns_each_senders_badge() {
 fn capabilities_travel_only_with_grant() {
     let (mut ipc, t, ep, _) = setup(&[5, 5]);
     let mut x = Wire::default();
-    let with_caps = |grant| Message {
-        badge: Badge(0),
-        info: info(1).with_caps(2),
-        grant,
-    };
+    let with_caps = |grant| Message { badge: Badge(0), info: info(1).with_caps(2), grant };
     ipc.recv(t[1], ep, Block::Forever, &mut x).unwrap();
     ipc.call(t[0], ep, with_caps(false), &mut x).unwrap();
     assert_eq!(ipc.take_result(t[1]).unwrap().info.caps(), 0);
@@ -367,15 +307,8 @@ fn capabilities_travel_only_with_grant() {
 #[test]
 fn a_message_too_long_fails_the_sender_and_the_receiver_keeps_waiting() {
     let (mut ipc, t, ep, _) = setup(&[5, 5, 5, 5]);
-    let mut x = Wire {
-        max_len: 4,
-        ..Wire::default()
-    };
-    let long = |label| Message {
-        badge: Badge(0),
-        info: info(label).with_length(5),
-        grant: false,
-    };
+    let mut x = Wire { max_len: 4, ..Wire::default() };
+    let long = |label| Message { badge: Badge(0), info: info(label).with_length(5), grant: false };
 
     ipc.recv(t[0], ep, Block::Forever, &mut x).unwrap();
     ipc.send(t[1], ep, long(1), &mut x).unwrap();
@@ -401,14 +334,9 @@ fn a_message_too_long_fails_the_sender_and_the_receiver_keeps_waiting() {
     ipc.reply(t[0], info(6).with_length(9), &mut x).unwrap();
     assert_eq!(ipc.take_result(t[0]), err(ErrorCode::MESSAGE_TOO_LONG));
     assert_eq!(ipc.state(t[3]), ThreadState::BlockedReply { server: t[0] });
-    ipc.reply_recv(t[0], ep, info(6).with_length(9), Block::Forever, &mut x)
-        .unwrap();
+    ipc.reply_recv(t[0], ep, info(6).with_length(9), Block::Forever, &mut x).unwrap();
     assert_eq!(ipc.take_result(t[0]), err(ErrorCode::MESSAGE_TOO_LONG));
-    assert_eq!(
-        ipc.state(t[0]),
-        ThreadState::Runnable,
-        "a failed reply does not receive"
-    );
+    assert_eq!(ipc.state(t[0]), ThreadState::Runnable, "a failed reply does not receive");
     ipc.reply(t[0], info(6), &mut x).unwrap();
     assert_eq!(ipc.take_result(t[3]), ok(6, 0));
     ipc.check().unwrap();
@@ -431,20 +359,13 @@ fn deleting_an_endpoint_wakes_its_queues_with_peer_gone() {
     assert_eq!(ipc.take_result(t[1]), err(ErrorCode::PEER_GONE));
     ipc.destroy_endpoint(ep2).unwrap();
     assert_eq!(ipc.take_result(t[2]), err(ErrorCode::PEER_GONE));
-    assert_eq!(
-        ipc.state(t[3]),
-        ThreadState::BlockedReply { server: t[4] },
-        "the server can still reply"
-    );
+    assert_eq!(ipc.state(t[3]), ThreadState::BlockedReply { server: t[4] }, "the server can still reply");
     ipc.check().unwrap();
     ipc.take_result(t[4]);
     ipc.reply(t[4], info(4), &mut x).unwrap();
     assert_eq!(ipc.take_result(t[3]), ok(4, 0));
     // Using a dead endpoint is the kernel's error, and changes nothing.
-    assert_eq!(
-        ipc.send(t[0], ep, msg(1, 0), &mut x),
-        Err(ErrorCode::INVALID_ARGUMENT)
-    );
+    assert_eq!(ipc.send(t[0], ep, msg(1, 0), &mut x), Err(ErrorCode::INVALID_ARGUMENT));
     assert_eq!(ipc.destroy_endpoint(ep), Err(ErrorCode::INVALID_ARGUMENT));
     assert_eq!(ipc.take_result(t[0]), None);
     for _ in 0..20 {
@@ -455,11 +376,7 @@ fn deleting_an_endpoint_wakes_its_queues_with_peer_gone() {
 
 #[test]
 fn a_caller_gets_peer_gone_when_its_server_dies() {
-    for kill in [
-        Sys::suspend as fn(&mut Sys, ThreadId) -> Result<(), ErrorCode>,
-        Sys::exit,
-        Sys::free_thread,
-    ] {
+    for kill in [Sys::suspend as fn(&mut Sys, ThreadId) -> Result<(), ErrorCode>, Sys::exit, Sys::free_thread] {
         let (mut ipc, t, ep, _) = setup(&[5, 5]);
         let mut x = Wire::default();
         ipc.recv(t[1], ep, Block::Forever, &mut x).unwrap();
@@ -491,16 +408,12 @@ fn a_server_gets_peer_gone_replying_to_a_dead_caller() {
     ipc.call(c, ep, msg(3, 0), &mut x).unwrap();
     ipc.suspend(c).unwrap();
     ipc.send(t[2], ep, msg(4, 0), &mut x).unwrap();
-    ipc.reply_recv(t[1], ep, info(5), Block::Forever, &mut x)
-        .unwrap();
+    ipc.reply_recv(t[1], ep, info(5), Block::Forever, &mut x).unwrap();
     assert_eq!(ipc.take_result(t[1]), ok(4, 0));
     // The suspended caller's call was cancelled, reported when it resumes.
     ipc.resume(c).unwrap();
     assert_eq!(ipc.take_result(c), err(ErrorCode::CANCELLED));
-    assert!(
-        !x.log.iter().any(|&(_, to, ..)| to == c.0),
-        "no reply reached the suspended caller"
-    );
+    assert!(!x.log.iter().any(|&(_, to, ..)| to == c.0), "no reply reached the suspended caller");
     ipc.check().unwrap();
 }
 
@@ -547,11 +460,7 @@ fn notifications_accumulate_bits_until_taken() {
     assert_eq!(ipc.pending_bits(ntf), Some(0));
     ipc.wait(t[0], ntf, Block::Forever).unwrap();
     ipc.signal(ntf, 0).unwrap();
-    assert_eq!(
-        ipc.state(t[0]),
-        ThreadState::BlockedWait { ntf },
-        "no bits, no wakeup"
-    );
+    assert_eq!(ipc.state(t[0]), ThreadState::BlockedWait { ntf }, "no bits, no wakeup");
     ipc.signal(ntf, 0b1000).unwrap();
     assert_eq!(ipc.take_result(t[0]), ok(0, 0b1000));
     // Only one waiter wakes per signal; the bits go to it.
@@ -575,14 +484,8 @@ fn faults_become_calls_to_the_handler() {
     ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
     ipc.fault(faulter, Some((ep, Badge(42))), &mut x).unwrap();
     let r = ipc.take_result(handler).unwrap();
-    assert_eq!(
-        (r.info.label(), r.info.length() as usize, r.badge),
-        (labels::FAULT, FaultMessage::WORDS, Badge(42))
-    );
-    assert_eq!(
-        ipc.state(faulter),
-        ThreadState::BlockedReply { server: handler }
-    );
+    assert_eq!((r.info.label(), r.info.length() as usize, r.badge), (labels::FAULT, FaultMessage::WORDS, Badge(42)));
+    assert_eq!(ipc.state(faulter), ThreadState::BlockedReply { server: handler });
     ipc.reply(handler, info(0), &mut x).unwrap();
     assert_eq!(ipc.state(faulter), ThreadState::Runnable);
     assert_eq!(ipc.take_result(faulter), None, "a fault is not a syscall");
@@ -590,10 +493,7 @@ fn faults_become_calls_to_the_handler() {
 
     // Queued fault, then the handler's endpoint goes away: Faulted, no result.
     ipc.fault(faulter, Some((ep, Badge(42))), &mut x).unwrap();
-    assert_eq!(
-        ipc.state(faulter),
-        ThreadState::BlockedSend { ep, is_call: true }
-    );
+    assert_eq!(ipc.state(faulter), ThreadState::BlockedSend { ep, is_call: true });
     ipc.check().unwrap();
     ipc.destroy_endpoint(ep).unwrap();
     assert_eq!(ipc.state(faulter), ThreadState::Faulted);
@@ -645,30 +545,12 @@ fn kernel_misuse_is_refused_without_effect() {
     let (mut ipc, t, ep, ntf) = setup(&[5, 5]);
     let mut x = Wire::default();
     ipc.recv(t[0], ep, Block::Forever, &mut x).unwrap();
-    assert_eq!(
-        ipc.send(t[0], ep, msg(1, 0), &mut x),
-        Err(ErrorCode::INVALID_STATE)
-    );
-    assert_eq!(
-        ipc.wait(t[0], ntf, Block::Forever),
-        Err(ErrorCode::INVALID_STATE)
-    );
-    assert_eq!(
-        ipc.send(ThreadId(15), ep, msg(1, 0), &mut x),
-        Err(ErrorCode::INVALID_ARGUMENT)
-    );
-    assert_eq!(
-        ipc.send(ThreadId(999), ep, msg(1, 0), &mut x),
-        Err(ErrorCode::INVALID_ARGUMENT)
-    );
-    assert_eq!(
-        ipc.recv(t[1], EndpointId(99), Block::Forever, &mut x),
-        Err(ErrorCode::INVALID_ARGUMENT)
-    );
-    assert_eq!(
-        ipc.wait(t[1], NotificationId(3), Block::Forever),
-        Err(ErrorCode::INVALID_ARGUMENT)
-    );
+    assert_eq!(ipc.send(t[0], ep, msg(1, 0), &mut x), Err(ErrorCode::INVALID_STATE));
+    assert_eq!(ipc.wait(t[0], ntf, Block::Forever), Err(ErrorCode::INVALID_STATE));
+    assert_eq!(ipc.send(ThreadId(15), ep, msg(1, 0), &mut x), Err(ErrorCode::INVALID_ARGUMENT));
+    assert_eq!(ipc.send(ThreadId(999), ep, msg(1, 0), &mut x), Err(ErrorCode::INVALID_ARGUMENT));
+    assert_eq!(ipc.recv(t[1], EndpointId(99), Block::Forever, &mut x), Err(ErrorCode::INVALID_ARGUMENT));
+    assert_eq!(ipc.wait(t[1], NotificationId(3), Block::Forever), Err(ErrorCode::INVALID_ARGUMENT));
     assert_eq!(ipc.state(t[0]), ThreadState::BlockedRecv { ep });
     assert_eq!(ipc.take_result(t[1]), None);
     assert!(x.log.is_empty());
@@ -691,18 +573,10 @@ fn the_scheduler_runs_the_woken_higher_priority_receiver_first() {
     ipc.recv(server, ep, Block::Forever, &mut x).unwrap();
     assert_eq!(ipc.schedule(), Some(client));
     ipc.send(client, ep, msg(1, 0), &mut x).unwrap();
-    assert_eq!(
-        ipc.schedule(),
-        Some(server),
-        "the woken server preempts its client"
-    );
+    assert_eq!(ipc.schedule(), Some(server), "the woken server preempts its client");
     ipc.yield_current();
     assert_eq!(ipc.schedule(), Some(server));
-    assert_eq!(
-        ipc.take_result(server),
-        Some(SyscallResult::OK),
-        "yield completes"
-    );
+    assert_eq!(ipc.take_result(server), Some(SyscallResult::OK), "yield completes");
 }
 
 /// Thousands of random operations, checking after each that every thread is
@@ -718,14 +592,8 @@ fn random_operations_keep_every_thread_in_one_place() {
         seed % n
     };
     let mut ipc = Ipc::<T, 3, 2>::new(2);
-    let mut x = Wire {
-        max_len: 40,
-        ..Wire::default()
-    };
-    let prio = |p| SchedParams {
-        priority: Priority::new(p).unwrap(),
-        ..SchedParams::DEFAULT
-    };
+    let mut x = Wire { max_len: 40, ..Wire::default() };
+    let prio = |p| SchedParams { priority: Priority::new(p).unwrap(), ..SchedParams::DEFAULT };
     for _ in 0..T {
         let t = ipc.alloc_thread().unwrap();
         ipc.configure(t, prio(rng(3))).unwrap();
@@ -743,18 +611,11 @@ fn random_operations_keep_every_thread_in_one_place() {
         let current = ipc.schedule();
         if let Some(c) = current {
             let top = ipc.scheduler().highest_ready();
-            assert!(
-                top.is_none_or(|p| !p.is_higher_than(ipc.scheduler().priority(c))),
-                "step {step}"
-            );
+            assert!(top.is_none_or(|p| !p.is_higher_than(ipc.scheduler().priority(c))), "step {step}");
             if let Some(r) = ipc.take_result(c) {
                 *outcomes.entry(r.error).or_default() += 1;
                 if r.error.is_ok() && r.info.label() != 0 {
-                    assert_eq!(
-                        expected.remove(&c.0),
-                        Some((r.info.label(), r.badge)),
-                        "step {step}"
-                    );
+                    assert_eq!(expected.remove(&c.0), Some((r.info.label(), r.badge)), "step {step}");
                     verified += 1;
                 }
             }
@@ -766,9 +627,7 @@ fn random_operations_keep_every_thread_in_one_place() {
         let ntf = ntfs[rng(2) as usize];
         let m = Message {
             badge: Badge(rng(3)),
-            info: info(label)
-                .with_length(rng(48) as u8)
-                .with_non_blocking(rng(4) == 0),
+            info: info(label).with_length(rng(48) as u8).with_non_blocking(rng(4) == 0),
             grant: false,
         };
         let block = [Block::Poll, Block::Forever, Block::Ticks(1 + rng(4))][rng(3) as usize];
@@ -781,19 +640,15 @@ fn random_operations_keep_every_thread_in_one_place() {
             (Some(c), 11..=12) => ipc.reply_recv(c, ep, m.info, block, &mut x).unwrap(),
             (Some(c), 13) => ipc.wait(c, ntf, block).unwrap(),
             (Some(c), 14) => ipc.yield_current_checked(c),
-            (Some(c), 15) if rng(4) == 0 => ipc
-                .fault(c, [None, Some((ep, Badge(9)))][rng(2) as usize], &mut x)
-                .unwrap(),
+            (Some(c), 15) if rng(4) == 0 => {
+                ipc.fault(c, [None, Some((ep, Badge(9)))][rng(2) as usize], &mut x).unwrap()
+            }
             (Some(c), 16) if rng(8) == 0 => ipc.exit(c).unwrap(),
             (_, 17..=19) => ipc.tick(),
             (_, 20) => ipc.signal(ntf, 1 << rng(4)).unwrap(),
             (_, 21) => {
                 let t = ThreadId(rng(T as u64) as u16);
-                if rng(3) == 0 {
-                    ipc.suspend(t).unwrap()
-                } else {
-                    ipc.resume(t).unwrap_or(())
-                }
+                if rng(3) == 0 { ipc.suspend(t).unwrap() } else { ipc.resume(t).unwrap_or(()) }
             }
             (_, 22) => {
                 let t = ThreadId(rng(T as u64) as u16);
@@ -823,11 +678,7 @@ fn random_operations_keep_every_thread_in_one_place() {
         }
         // Each delivery to a thread is what it must read back next.
         for &(_, to, kind, label, badge) in &x.log[before..] {
-            let badge = if matches!(kind, Kind::Reply | Kind::FaultReply) {
-                Badge(0)
-            } else {
-                badge
-            };
+            let badge = if matches!(kind, Kind::Reply | Kind::FaultReply) { Badge(0) } else { badge };
             if kind != Kind::FaultReply {
                 expected.insert(to, (label, badge));
             }
@@ -836,27 +687,13 @@ fn random_operations_keep_every_thread_in_one_place() {
             panic!("step {step}: {e}");
         }
     }
-    for e in [
-        ErrorCode::OK,
-        ErrorCode::WOULD_BLOCK,
-        ErrorCode::TIMEOUT,
-        ErrorCode::MESSAGE_TOO_LONG,
-        ErrorCode::PEER_GONE,
-    ] {
-        assert!(
-            outcomes.get(&e).copied().unwrap_or(0) > 5,
-            "{e:?} too rare: {outcomes:?}"
-        );
+    for e in
+        [ErrorCode::OK, ErrorCode::WOULD_BLOCK, ErrorCode::TIMEOUT, ErrorCode::MESSAGE_TOO_LONG, ErrorCode::PEER_GONE]
+    {
+        assert!(outcomes.get(&e).copied().unwrap_or(0) > 5, "{e:?} too rare: {outcomes:?}");
     }
-    std::println!(
-        "{} deliveries, {verified} read back, outcomes {outcomes:?}",
-        x.log.len()
-    );
-    assert!(
-        x.log.len() > 1000 && verified > 500,
-        "only {} deliveries, {verified} read back",
-        x.log.len()
-    );
+    std::println!("{} deliveries, {verified} read back, outcomes {outcomes:?}", x.log.len());
+    assert!(x.log.len() > 1000 && verified > 500, "only {} deliveries, {verified} read back", x.log.len());
 }
 
 impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {

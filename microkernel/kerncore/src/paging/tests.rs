@@ -11,11 +11,7 @@ pub(crate) struct FakeMemory {
 
 impl FakeMemory {
     pub(crate) fn new() -> Self {
-        FakeMemory {
-            tables: HashMap::new(),
-            next: 0x100_0000,
-            limit: None,
-        }
+        FakeMemory { tables: HashMap::new(), next: 0x100_0000, limit: None }
     }
 }
 
@@ -31,15 +27,11 @@ impl PageTableMemory for FakeMemory {
     }
 
     fn read_entry(&self, table: u64, index: usize) -> u64 {
-        self.tables
-            .get(&table)
-            .expect("walk reached a frame that is not a table")[index]
+        self.tables.get(&table).expect("walk reached a frame that is not a table")[index]
     }
 
     fn write_entry(&mut self, table: u64, index: usize, value: u64) {
-        self.tables
-            .get_mut(&table)
-            .expect("write to a frame that is not a table")[index] = value;
+        self.tables.get_mut(&table).expect("write to a frame that is not a table")[index] = value;
     }
 }
 
@@ -53,25 +45,18 @@ const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
 
 #[test]
 fn entry_layout_matches_the_manual() {
-    let e = PageTableEntry::new()
-        .with_present(true)
-        .with_writable(true)
-        .with_no_execute(true)
-        .with_address(0x1234_5000);
+    let e =
+        PageTableEntry::new().with_present(true).with_writable(true).with_no_execute(true).with_address(0x1234_5000);
     assert_eq!(u64::from(e), 0x8000_0000_1234_5003);
     assert_eq!(e.address(), 0x1234_5000);
-    assert_eq!(
-        u64::from(PageTableEntry::new().with_page_size(true).with_global(true)),
-        0x180
-    );
+    assert_eq!(u64::from(PageTableEntry::new().with_page_size(true).with_global(true)), 0x180);
 }
 
 #[test]
 fn small_mapping_translates_with_rights() {
     let (mut mem, root) = setup();
     let mut m = Mapper::new(&mut mem, root);
-    m.map(KERNEL_BASE, 0x20_0000, 3 * PAGE_SIZE, MapFlags::KERNEL_TEXT)
-        .unwrap();
+    m.map(KERNEL_BASE, 0x20_0000, 3 * PAGE_SIZE, MapFlags::KERNEL_TEXT).unwrap();
     let t = m.translate(KERNEL_BASE + PAGE_SIZE + 0x10).unwrap();
     assert_eq!(t.phys, 0x20_1010);
     assert!(t.executable && !t.writable && !t.user);
@@ -88,17 +73,9 @@ fn large_pages_are_used_when_aligned() {
     let len = HUGE_PAGE_SIZE + LARGE_PAGE_SIZE + PAGE_SIZE;
     m.map(base, 0, len, MapFlags::KERNEL_DATA).unwrap();
     assert_eq!(m.translate(base + 5).unwrap().page_size, HUGE_PAGE_SIZE);
-    assert_eq!(
-        m.translate(base + HUGE_PAGE_SIZE + 7).unwrap().page_size,
-        LARGE_PAGE_SIZE
-    );
-    let last = m
-        .translate(base + HUGE_PAGE_SIZE + LARGE_PAGE_SIZE)
-        .unwrap();
-    assert_eq!(
-        (last.page_size, last.phys),
-        (PAGE_SIZE, HUGE_PAGE_SIZE + LARGE_PAGE_SIZE)
-    );
+    assert_eq!(m.translate(base + HUGE_PAGE_SIZE + 7).unwrap().page_size, LARGE_PAGE_SIZE);
+    let last = m.translate(base + HUGE_PAGE_SIZE + LARGE_PAGE_SIZE).unwrap();
+    assert_eq!((last.page_size, last.phys), (PAGE_SIZE, HUGE_PAGE_SIZE + LARGE_PAGE_SIZE));
     let report = audit(&mem, root);
     assert_eq!(report.mappings, 3);
     assert_eq!(report.writable_executable, 0);
@@ -109,24 +86,14 @@ fn large_pages_can_be_disabled() {
     let (mut mem, root) = setup();
     let mut m = Mapper::new(&mut mem, root);
     m.large_pages = false;
-    m.map(
-        0x40_0000,
-        0x40_0000,
-        LARGE_PAGE_SIZE,
-        MapFlags::KERNEL_RODATA,
-    )
-    .unwrap();
+    m.map(0x40_0000, 0x40_0000, LARGE_PAGE_SIZE, MapFlags::KERNEL_RODATA).unwrap();
     assert_eq!(audit(&mem, root).mappings, 512);
 }
 
 #[test]
 fn writable_and_executable_is_refused() {
     let (mut mem, root) = setup();
-    let flags = MapFlags {
-        writable: true,
-        executable: true,
-        ..MapFlags::KERNEL_DATA
-    };
+    let flags = MapFlags { writable: true, executable: true, ..MapFlags::KERNEL_DATA };
     let err = Mapper::new(&mut mem, root).map(KERNEL_BASE, 0, PAGE_SIZE, flags);
     assert_eq!(err, Err(MapError::WritableAndExecutable));
     assert_eq!(audit(&mem, root).mappings, 0);
@@ -140,45 +107,23 @@ fn bad_ranges_are_refused() {
     assert_eq!(m.map(0x1001, 0, PAGE_SIZE, f), Err(MapError::Misaligned));
     assert_eq!(m.map(0x1000, 0x10, PAGE_SIZE, f), Err(MapError::Misaligned));
     assert_eq!(m.map(0x1000, 0, 0, f), Err(MapError::Misaligned));
-    assert_eq!(
-        m.map(0x0000_8000_0000_0000, 0, PAGE_SIZE, f),
-        Err(MapError::NonCanonical)
-    );
+    assert_eq!(m.map(0x0000_8000_0000_0000, 0, PAGE_SIZE, f), Err(MapError::NonCanonical));
     // Crossing from the lower half into the hole.
-    assert_eq!(
-        m.map(0x0000_7fff_ffff_f000, 0, 2 * PAGE_SIZE, f),
-        Err(MapError::NonCanonical)
-    );
-    assert_eq!(
-        m.map(0xffff_ffff_ffff_f000, 0, 2 * PAGE_SIZE, f),
-        Err(MapError::NonCanonical)
-    );
-    assert_eq!(
-        m.map(0x1000, 1 << 52, PAGE_SIZE, f),
-        Err(MapError::PhysicalTooLarge)
-    );
+    assert_eq!(m.map(0x0000_7fff_ffff_f000, 0, 2 * PAGE_SIZE, f), Err(MapError::NonCanonical));
+    assert_eq!(m.map(0xffff_ffff_ffff_f000, 0, 2 * PAGE_SIZE, f), Err(MapError::NonCanonical));
+    assert_eq!(m.map(0x1000, 1 << 52, PAGE_SIZE, f), Err(MapError::PhysicalTooLarge));
 }
 
 #[test]
 fn overlaps_are_refused_and_leave_nothing_behind() {
     let (mut mem, root) = setup();
     let mut m = Mapper::new(&mut mem, root);
-    m.map(
-        0x20_0000 + PAGE_SIZE,
-        0x9000,
-        PAGE_SIZE,
-        MapFlags::KERNEL_DATA,
-    )
-    .unwrap();
+    m.map(0x20_0000 + PAGE_SIZE, 0x9000, PAGE_SIZE, MapFlags::KERNEL_DATA).unwrap();
     let err = m.map(0x20_0000, 0x50_0000, 4 * PAGE_SIZE, MapFlags::KERNEL_RODATA);
     assert_eq!(err, Err(MapError::AlreadyMapped { virt: 0x20_1000 }));
-    assert!(
-        m.translate(0x20_0000).is_none(),
-        "a refused map must not be half-done"
-    );
+    assert!(m.translate(0x20_0000).is_none(), "a refused map must not be half-done");
     // A large leaf blocks a small mapping inside it too.
-    m.map(0x4000_0000, 0, LARGE_PAGE_SIZE, MapFlags::KERNEL_DATA)
-        .unwrap();
+    m.map(0x4000_0000, 0, LARGE_PAGE_SIZE, MapFlags::KERNEL_DATA).unwrap();
     assert_eq!(
         m.map(0x4000_0000 + PAGE_SIZE, 0, PAGE_SIZE, MapFlags::KERNEL_DATA),
         Err(MapError::AlreadyMapped { virt: 0x4000_1000 })
@@ -197,15 +142,8 @@ fn out_of_memory_is_an_error() {
 fn audit_finds_writable_executable_leaves() {
     let (mut mem, root) = setup();
     let mut m = Mapper::new(&mut mem, root);
-    m.map(KERNEL_BASE, 0x10_0000, PAGE_SIZE, MapFlags::KERNEL_TEXT)
-        .unwrap();
-    m.map(
-        KERNEL_BASE + PAGE_SIZE,
-        0x10_1000,
-        PAGE_SIZE,
-        MapFlags::KERNEL_DATA,
-    )
-    .unwrap();
+    m.map(KERNEL_BASE, 0x10_0000, PAGE_SIZE, MapFlags::KERNEL_TEXT).unwrap();
+    m.map(KERNEL_BASE + PAGE_SIZE, 0x10_1000, PAGE_SIZE, MapFlags::KERNEL_DATA).unwrap();
     assert_eq!(audit(&mem, root).writable_executable, 0);
     // Corrupt the data leaf by hand: clear NX.
     let t = translate(&mem, root, KERNEL_BASE + PAGE_SIZE).unwrap();
@@ -224,8 +162,7 @@ fn audit_finds_writable_executable_leaves() {
 fn nx_or_read_only_at_a_higher_level_wins() {
     let (mut mem, root) = setup();
     let mut m = Mapper::new(&mut mem, root);
-    m.map(0x1000, 0x1000, PAGE_SIZE, MapFlags::KERNEL_TEXT)
-        .unwrap();
+    m.map(0x1000, 0x1000, PAGE_SIZE, MapFlags::KERNEL_TEXT).unwrap();
     // Make the leaf W+X, then take W away at the PML4 level: no violation.
     let leaf_table = walk_to_leaf_table(&mem, root, 0x1000);
     let e = PageTableEntry::from(mem.read_entry(leaf_table, 1)).with_writable(true);
@@ -241,33 +178,18 @@ fn nx_or_read_only_at_a_higher_level_wins() {
 fn user_mappings_mark_the_path_user() {
     let (mut mem, root) = setup();
     let mut m = Mapper::new(&mut mem, root);
-    m.map(0x40_0000, 0x80_0000, PAGE_SIZE, MapFlags::KERNEL_DATA)
-        .unwrap();
-    let user = MapFlags {
-        user: true,
-        global: false,
-        ..MapFlags::KERNEL_TEXT
-    };
+    m.map(0x40_0000, 0x80_0000, PAGE_SIZE, MapFlags::KERNEL_DATA).unwrap();
+    let user = MapFlags { user: true, global: false, ..MapFlags::KERNEL_TEXT };
     m.map(0x40_1000, 0x80_1000, PAGE_SIZE, user).unwrap();
     assert!(m.translate(0x40_1000).unwrap().user);
-    assert!(
-        !m.translate(0x40_0000).unwrap().user,
-        "the kernel leaf stays supervisor-only"
-    );
+    assert!(!m.translate(0x40_0000).unwrap().user, "the kernel leaf stays supervisor-only");
     assert_eq!(audit(&mem, root).user_executable, 1);
 }
 
 #[test]
 fn uncached_mappings_set_pcd_and_pwt() {
     let (mut mem, root) = setup();
-    Mapper::new(&mut mem, root)
-        .map(
-            0xffff_ff00_0000_0000,
-            0xfee0_0000,
-            PAGE_SIZE,
-            MapFlags::KERNEL_MMIO,
-        )
-        .unwrap();
+    Mapper::new(&mut mem, root).map(0xffff_ff00_0000_0000, 0xfee0_0000, PAGE_SIZE, MapFlags::KERNEL_MMIO).unwrap();
     let table = walk_to_leaf_table(&mem, root, 0xffff_ff00_0000_0000);
     let leaf = PageTableEntry::from(mem.read_entry(table, 0));
     assert!(leaf.cache_disable() && leaf.write_through() && leaf.no_execute());
@@ -285,33 +207,18 @@ fn walk_to_leaf_table(mem: &FakeMemory, root: u64, virt: u64) -> u64 {
 fn unmap_removes_small_pages_and_reports_them() {
     let (mut mem, root) = setup();
     let mut m = Mapper::new(&mut mem, root);
-    let user = MapFlags {
-        user: true,
-        global: false,
-        ..MapFlags::KERNEL_DATA
-    };
+    let user = MapFlags { user: true, global: false, ..MapFlags::KERNEL_DATA };
     m.map(0x40_0000, 0x80_0000, 3 * PAGE_SIZE, user).unwrap();
     let mut seen = std::vec::Vec::new();
-    m.unmap(0x40_1000, 2 * PAGE_SIZE, |v, p| seen.push((v, p)))
-        .unwrap();
+    m.unmap(0x40_1000, 2 * PAGE_SIZE, |v, p| seen.push((v, p))).unwrap();
     assert_eq!(seen, [(0x40_1000, 0x80_1000), (0x40_2000, 0x80_2000)]);
     assert!(m.translate(0x40_0000).is_some());
     assert!(m.translate(0x40_1000).is_none());
     // Unmapping something not mapped fails and changes nothing.
-    assert_eq!(
-        m.unmap(0x40_0000, 2 * PAGE_SIZE, |_, _| {}),
-        Err(MapError::NotMapped { virt: 0x40_1000 })
-    );
+    assert_eq!(m.unmap(0x40_0000, 2 * PAGE_SIZE, |_, _| {}), Err(MapError::NotMapped { virt: 0x40_1000 }));
     assert!(m.translate(0x40_0000).is_some());
     // Large leaves cannot be partly unmapped.
-    m.map(0x4000_0000, 0, LARGE_PAGE_SIZE, MapFlags::KERNEL_DATA)
-        .unwrap();
-    assert_eq!(
-        m.unmap(0x4000_0000, PAGE_SIZE, |_, _| {}),
-        Err(MapError::NotMapped { virt: 0x4000_0000 })
-    );
-    assert_eq!(
-        m.unmap(0x4000_0001, PAGE_SIZE, |_, _| {}),
-        Err(MapError::Misaligned)
-    );
+    m.map(0x4000_0000, 0, LARGE_PAGE_SIZE, MapFlags::KERNEL_DATA).unwrap();
+    assert_eq!(m.unmap(0x4000_0000, PAGE_SIZE, |_, _| {}), Err(MapError::NotMapped { virt: 0x4000_0000 }));
+    assert_eq!(m.unmap(0x4000_0001, PAGE_SIZE, |_, _| {}), Err(MapError::Misaligned));
 }

@@ -6,18 +6,11 @@ fn prio(level: u64) -> Priority {
 }
 
 fn params(level: u64) -> SchedParams {
-    SchedParams {
-        priority: prio(level),
-        ..SchedParams::DEFAULT
-    }
+    SchedParams { priority: prio(level), ..SchedParams::DEFAULT }
 }
 
 fn budgeted(level: u64, budget: u32, period: u32) -> SchedParams {
-    SchedParams {
-        priority: prio(level),
-        budget,
-        period,
-    }
+    SchedParams { priority: prio(level), budget, period }
 }
 
 /// A scheduler with threads 0.. at the given parameters, all ready.
@@ -57,26 +50,11 @@ fn priorities_are_explicit() {
 #[test]
 fn sched_params_are_validated() {
     assert_eq!(SchedParams::from_abi(31, 0, 0), Ok(params(31)));
-    assert_eq!(
-        SchedParams::from_abi(3, 99, 0),
-        Ok(params(3)),
-        "budget ignored when unlimited"
-    );
+    assert_eq!(SchedParams::from_abi(3, 99, 0), Ok(params(3)), "budget ignored when unlimited");
     assert_eq!(SchedParams::from_abi(3, 2, 10), Ok(budgeted(3, 2, 10)));
     assert_eq!(SchedParams::from_abi(3, 10, 10), Ok(budgeted(3, 10, 10)));
-    for (p, b, per) in [
-        (32, 0, 0),
-        (u64::MAX, 0, 0),
-        (3, 0, 10),
-        (3, 11, 10),
-        (3, 1, 1 << 32),
-        (3, 1 << 32, 10),
-    ] {
-        assert_eq!(
-            SchedParams::from_abi(p, b, per),
-            Err(ErrorCode::INVALID_ARGUMENT),
-            "{p} {b} {per}"
-        );
+    for (p, b, per) in [(32, 0, 0), (u64::MAX, 0, 0), (3, 0, 10), (3, 11, 10), (3, 1, 1 << 32), (3, 1 << 32, 10)] {
+        assert_eq!(SchedParams::from_abi(p, b, per), Err(ErrorCode::INVALID_ARGUMENT), "{p} {b} {per}");
     }
 }
 
@@ -107,10 +85,7 @@ fn a_woken_higher_priority_preempts_and_the_preempted_keeps_its_turn() {
     assert_eq!(s.schedule(), Some(ThreadId(2)));
     s.block(ThreadId(2));
     // Thread 0 went back to the head, ahead of 1, with 3 ticks of slice left.
-    assert_eq!(
-        run(&mut s, 5),
-        [Some(0), Some(0), Some(0), Some(1), Some(1)]
-    );
+    assert_eq!(run(&mut s, 5), [Some(0), Some(0), Some(0), Some(1), Some(1)]);
     // An equal priority never preempts.
     s.configure(ThreadId(3), params(5));
     s.make_ready(ThreadId(3));
@@ -215,21 +190,14 @@ fn random_operations_keep_the_invariants() {
             3 | 4 => s.tick(),
             5 => {
                 let period = (rng() % 6) as u32;
-                let budget = if period == 0 {
-                    0
-                } else {
-                    1 + (rng() % period as u64) as u32
-                };
+                let budget = if period == 0 { 0 } else { 1 + (rng() % period as u64) as u32 };
                 s.configure(t, budgeted(rng() % 4, budget, period));
             }
             _ => {}
         }
         s.check().unwrap();
         if let Some(c) = s.schedule() {
-            assert!(
-                s.highest_ready()
-                    .is_none_or(|p| !p.is_higher_than(s.priority(c)))
-            );
+            assert!(s.highest_ready().is_none_or(|p| !p.is_higher_than(s.priority(c))));
         } else {
             assert_eq!(s.highest_ready(), None);
         }

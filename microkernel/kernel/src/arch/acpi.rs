@@ -15,9 +15,7 @@ pub struct KernelAcpiHandler;
 
 fn virt_of(phys: usize, size: usize) -> Option<usize> {
     let (phys, size) = (phys as u64, size as u64);
-    memory::phys_to_virt(phys, size)
-        .or_else(|| memory::map_firmware(phys, size).ok())
-        .map(|v| v as usize)
+    memory::phys_to_virt(phys, size).or_else(|| memory::map_firmware(phys, size).ok()).map(|v| v as usize)
 }
 
 /// PCI configuration mechanism #1 address for `address` and `offset`.
@@ -33,18 +31,13 @@ const PCI_ADDRESS_PORT: u16 = 0xcf8;
 const PCI_DATA_PORT: u16 = 0xcfc;
 
 impl Handler for KernelAcpiHandler {
-    unsafe fn map_physical_region<T>(
-        &self,
-        physical_address: usize,
-        size: usize,
-    ) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
         let virt = virt_of(physical_address, size).unwrap_or(0);
         PhysicalMapping {
             physical_start: physical_address,
             // The crate dereferences this; a table we cannot map is a firmware
             // error we cannot recover from at boot.
-            virtual_start: NonNull::new(virt as *mut T)
-                .expect("ACPI table outside any mappable memory"),
+            virtual_start: NonNull::new(virt as *mut T).expect("ACPI table outside any mappable memory"),
             region_length: size,
             mapped_length: size,
             handler: *self,
@@ -154,15 +147,10 @@ impl Handler for KernelAcpiHandler {
     }
 
     fn acquire(&self, mutex: acpi::Handle, timeout: u16) -> Result<(), acpi::aml::AmlError> {
-        let slot = AML_MUTEXES
-            .get(mutex.0 as usize)
-            .ok_or(acpi::aml::AmlError::MutexAcquireTimeout)?;
+        let slot = AML_MUTEXES.get(mutex.0 as usize).ok_or(acpi::aml::AmlError::MutexAcquireTimeout)?;
         // ACPI timeouts are in milliseconds; 0xffff means wait forever.
         let mut waited_ms = 0u32;
-        while slot
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        while slot.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             if timeout != 0xffff && waited_ms >= u32::from(timeout) {
                 return Err(acpi::aml::AmlError::MutexAcquireTimeout);
             }
@@ -219,8 +207,21 @@ pub struct IoApic {
 }
 
 /// What the MADT says about this machine.
+/// How an ISA IRQ reaches the I/O APIC, when firmware says it differs
+/// from the identity mapping (edge-triggered, active high).
+#[derive(Clone, Copy, Debug)]
+pub struct IsaOverride {
+    pub isa_irq: u8,
+    pub gsi: u32,
+    pub active_low: bool,
+    pub level: bool,
+}
+
+pub const MAX_OVERRIDES: usize = 16;
+
 pub struct Madt {
     pub local_apic_address: u64,
+    pub overrides: heapless::Vec<IsaOverride, MAX_OVERRIDES>,
     pub cpus: heapless::Vec<Cpu, MAX_CPUS>,
     pub io_apics: heapless::Vec<IoApic, MAX_IOAPICS>,
     pub legacy_pics: bool,
@@ -243,25 +244,27 @@ pub fn discover(rsdp: u64) -> Result<Madt, acpi::AcpiError> {
         cpus: heapless::Vec::new(),
         io_apics: heapless::Vec::new(),
         legacy_pics: apic.also_has_legacy_pics,
+        overrides: heapless::Vec::new(),
         oem_id: heapless::String::new(),
         revision,
     };
-    for io in apic.io_apics.iter() {
-        let _ = madt.io_apics.push(IoApic {
-            id: io.id,
-            address: io.address,
-            gsi_base: io.global_system_interrupt_base,
+    for o in apic.interrupt_source_overrides.iter() {
+        let _ = madt.overrides.push(IsaOverride {
+            isa_irq: o.isa_source,
+            gsi: o.global_system_interrupt,
+            active_low: matches!(o.polarity, acpi::platform::interrupt::Polarity::ActiveLow),
+            level: matches!(o.trigger_mode, acpi::platform::interrupt::TriggerMode::Level),
         });
+    }
+    for io in apic.io_apics.iter() {
+        let _ =
+            madt.io_apics.push(IoApic { id: io.id, address: io.address, gsi_base: io.global_system_interrupt_base });
     }
     if let Some(info) = processors {
         let all = core::iter::once(&info.boot_processor).chain(info.application_processors.iter());
         for p in all {
             let usable = !matches!(p.state, ProcessorState::Disabled);
-            let _ = madt.cpus.push(Cpu {
-                apic_id: p.local_apic_id,
-                is_bsp: !p.is_ap,
-                usable,
-            });
+            let _ = madt.cpus.push(Cpu { apic_id: p.local_apic_id, is_bsp: !p.is_ap, usable });
         }
     }
     if let Some((_, header)) = tables.table_headers().next() {

@@ -33,13 +33,7 @@ impl AddressSpace {
     }
 
     /// Maps `[virt, virt+len)` to `[phys, ...)` for ring 3.
-    pub fn map(
-        &mut self,
-        virt: u64,
-        phys: u64,
-        len: u64,
-        rights: UserRights,
-    ) -> Result<(), MapError> {
+    pub fn map(&mut self, virt: u64, phys: u64, len: u64, rights: UserRights) -> Result<(), MapError> {
         if virt < abi::USER_MIN || virt.checked_add(len).is_none_or(|end| end > abi::USER_END) {
             return Err(MapError::NonCanonical);
         }

@@ -59,9 +59,7 @@ fn mask_legacy_pics() {
     // SAFETY: standard 8259 initialisation on their fixed ports; the PICs
     // are not used by Tessera, this only silences them.
     unsafe {
-        for (command, data, offset, cascade) in
-            [(0x20u16, 0x21u16, 0x20u8, 4u8), (0xa0, 0xa1, 0x28, 2)]
-        {
+        for (command, data, offset, cascade) in [(0x20u16, 0x21u16, 0x20u8, 4u8), (0xa0, 0xa1, 0x28, 2)] {
             outb(command, 0x11);
             outb(data, offset);
             outb(data, cascade);
@@ -90,10 +88,7 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
     let virt = memory::map_mmio(lapic_phys, 0x1000).map_err(|_| "cannot map the local APIC")?;
     LAPIC.call_once(|| virt);
 
-    write(
-        reg::SPURIOUS,
-        SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR),
-    );
+    write(reg::SPURIOUS, SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR));
     write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
     write(reg::LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
 
@@ -105,9 +100,7 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
         return Err("the local APIC timer did not count");
     }
     let counts_per_second = u64::from(elapsed) * 1_000_000 / CALIBRATION_US;
-    let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ)
-        .unwrap_or(u32::MAX)
-        .max(1);
+    let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ).unwrap_or(u32::MAX).max(1);
 
     write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
     write(reg::TIMER_INITIAL, counts_per_tick);
@@ -123,6 +116,22 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
 pub fn on_timer() {
     TICKS.fetch_add(1, Ordering::Relaxed);
     write(reg::EOI, 0);
+}
+
+/// GSIs that fired and were not yet delivered to their tasks.
+static PENDING_GSIS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// A device interrupt: mask the line until its task acknowledges it, note
+/// it for delivery (the kernel lock may be held here), acknowledge the APIC.
+pub fn on_device_interrupt(gsi: u32) {
+    super::ioapic::set(gsi, true);
+    PENDING_GSIS.fetch_or(1 << gsi, Ordering::AcqRel);
+    write(reg::EOI, 0);
+}
+
+/// Takes the set of GSIs that fired since the last call.
+pub fn take_pending_interrupts() -> u32 {
+    PENDING_GSIS.swap(0, Ordering::AcqRel)
 }
 
 pub fn ticks() -> u64 {

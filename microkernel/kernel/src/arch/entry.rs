@@ -105,10 +105,7 @@ pub fn init() {
     unsafe {
         wrmsr(IA32_EFER, rdmsr(IA32_EFER) | EFER_SCE);
         let sysret_base = u64::from(USER_DATA.bits() & !3) - 8;
-        wrmsr(
-            IA32_STAR,
-            (sysret_base << 48) | (u64::from(KERNEL_CODE.bits()) << 32),
-        );
+        wrmsr(IA32_STAR, (sysret_base << 48) | (u64::from(KERNEL_CODE.bits()) << 32));
         wrmsr(IA32_LSTAR, syscall_entry as *const () as u64);
         wrmsr(IA32_FMASK, SYSCALL_RFLAGS_MASK);
     }

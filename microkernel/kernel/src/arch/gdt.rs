@@ -8,9 +8,8 @@ use x86::bits64::segmentation::Descriptor64;
 use x86::bits64::task::TaskStateSegment;
 use x86::dtables::{DescriptorTablePointer, lgdt};
 use x86::segmentation::{
-    BuildDescriptor, CodeSegmentType, DataSegmentType, Descriptor, DescriptorBuilder,
-    GateDescriptorBuilder, SegmentDescriptorBuilder, SegmentSelector, load_ds, load_es, load_fs,
-    load_gs, load_ss,
+    BuildDescriptor, CodeSegmentType, DataSegmentType, Descriptor, DescriptorBuilder, GateDescriptorBuilder,
+    SegmentDescriptorBuilder, SegmentSelector, load_ds, load_es, load_fs, load_gs, load_ss,
 };
 use x86::task::load_tr;
 
@@ -39,34 +38,30 @@ fn descriptor(d: Descriptor) -> u64 {
 
 /// Builds and loads the GDT and TSS, and reloads every segment register.
 pub fn init() {
-    let kernel_code: Descriptor =
-        DescriptorBuilder::code_descriptor(0, 0xfffff, CodeSegmentType::ExecuteRead)
-            .present()
-            .dpl(Ring::Ring0)
-            .l()
-            .limit_granularity_4kb()
-            .finish();
-    let kernel_data: Descriptor =
-        DescriptorBuilder::data_descriptor(0, 0xfffff, DataSegmentType::ReadWrite)
-            .present()
-            .dpl(Ring::Ring0)
-            .db()
-            .limit_granularity_4kb()
-            .finish();
-    let user_data: Descriptor =
-        DescriptorBuilder::data_descriptor(0, 0xfffff, DataSegmentType::ReadWrite)
-            .present()
-            .dpl(Ring::Ring3)
-            .db()
-            .limit_granularity_4kb()
-            .finish();
-    let user_code: Descriptor =
-        DescriptorBuilder::code_descriptor(0, 0xfffff, CodeSegmentType::ExecuteRead)
-            .present()
-            .dpl(Ring::Ring3)
-            .l()
-            .limit_granularity_4kb()
-            .finish();
+    let kernel_code: Descriptor = DescriptorBuilder::code_descriptor(0, 0xfffff, CodeSegmentType::ExecuteRead)
+        .present()
+        .dpl(Ring::Ring0)
+        .l()
+        .limit_granularity_4kb()
+        .finish();
+    let kernel_data: Descriptor = DescriptorBuilder::data_descriptor(0, 0xfffff, DataSegmentType::ReadWrite)
+        .present()
+        .dpl(Ring::Ring0)
+        .db()
+        .limit_granularity_4kb()
+        .finish();
+    let user_data: Descriptor = DescriptorBuilder::data_descriptor(0, 0xfffff, DataSegmentType::ReadWrite)
+        .present()
+        .dpl(Ring::Ring3)
+        .db()
+        .limit_granularity_4kb()
+        .finish();
+    let user_code: Descriptor = DescriptorBuilder::code_descriptor(0, 0xfffff, CodeSegmentType::ExecuteRead)
+        .present()
+        .dpl(Ring::Ring3)
+        .l()
+        .limit_granularity_4kb()
+        .finish();
 
     // SAFETY: boot CPU, single-threaded, before interrupts are enabled: no
     // one else reads or writes these statics. The descriptors built here
@@ -74,22 +69,18 @@ pub fn init() {
     unsafe {
         let tss = &mut *core::ptr::addr_of_mut!(TSS);
         let stacks = &*addr_of!(IST_STACKS);
-        for (slot, ist) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
-            .into_iter()
-            .enumerate()
-        {
+        for (slot, ist) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
             let top = stacks[slot].0.as_ptr() as u64 + IST_STACK_SIZE as u64;
             tss.set_ist(usize::from(ist - 1), top);
         }
-        let tss_desc: Descriptor64 =
-            <DescriptorBuilder as GateDescriptorBuilder<u64>>::tss_descriptor(
-                addr_of!(TSS) as u64,
-                core::mem::size_of::<TaskStateSegment>() as u64 - 1,
-                true,
-            )
-            .present()
-            .dpl(Ring::Ring0)
-            .finish();
+        let tss_desc: Descriptor64 = <DescriptorBuilder as GateDescriptorBuilder<u64>>::tss_descriptor(
+            addr_of!(TSS) as u64,
+            core::mem::size_of::<TaskStateSegment>() as u64 - 1,
+            true,
+        )
+        .present()
+        .dpl(Ring::Ring0)
+        .finish();
         let tss_words: [u64; 2] = core::mem::transmute(tss_desc);
 
         let gdt = &mut *core::ptr::addr_of_mut!(GDT);

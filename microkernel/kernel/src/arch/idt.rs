@@ -92,6 +92,15 @@ isr_\vec:
     jmp isr_common
     .endr
 
+    /* Device interrupts (GSI 0..31 on vectors 48..79). */
+    .irp vec, 48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79
+    .balign 16
+isr_\vec:
+    push 0
+    push \vec
+    jmp isr_common
+    .endr
+
     .irp vec, 8,10,11,12,13,14,17,21,29,30
     .balign 16
 isr_\vec:
@@ -166,6 +175,11 @@ isr_table:
     .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32
     .quad isr_\vec
     .endr
+    .global isr_device_table
+isr_device_table:
+    .irp vec, 48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79
+    .quad isr_\vec
+    .endr
     .global isr_spurious
 isr_spurious:
     .quad isr_255
@@ -175,18 +189,16 @@ isr_spurious:
 
 unsafe extern "C" {
     static isr_table: [u64; 33];
+    static isr_device_table: [u64; 32];
     static isr_spurious: u64;
 }
 
 static mut IDT: [Descriptor64; 256] = [Descriptor64::NULL; 256];
 
 fn gate(handler: u64, ist: u8) -> Descriptor64 {
-    let builder = <DescriptorBuilder as GateDescriptorBuilder<u64>>::interrupt_descriptor(
-        KERNEL_CODE,
-        handler,
-    )
-    .present()
-    .dpl(Ring::Ring0);
+    let builder = <DescriptorBuilder as GateDescriptorBuilder<u64>>::interrupt_descriptor(KERNEL_CODE, handler)
+        .present()
+        .dpl(Ring::Ring0);
     let builder = if ist != 0 { builder.ist(ist) } else { builder };
     builder.finish()
 }
@@ -208,15 +220,25 @@ pub fn init() {
             };
             idt[vector] = gate(stub, ist);
         }
+        for (i, &stub) in (*addr_of!(isr_device_table)).iter().enumerate() {
+            idt[usize::from(super::ioapic::GSI_VECTOR_BASE) + i] = gate(stub, 0);
+        }
         idt[usize::from(SPURIOUS_VECTOR)] = gate(*addr_of!(isr_spurious), 0);
         lidt(&DescriptorTablePointer::new(&*idt));
     }
+}
+
+/// The GSI a device-interrupt vector stands for.
+pub fn device_gsi(vector: u64) -> Option<u32> {
+    let base = u64::from(super::ioapic::GSI_VECTOR_BASE);
+    (base..base + u64::from(super::ioapic::MAX_GSIS)).contains(&vector).then(|| (vector - base) as u32)
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         v if v == u64::from(TIMER_VECTOR) => super::apic::on_timer(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if device_gsi(v).is_some() => super::apic::on_device_interrupt(device_gsi(v).unwrap_or(0)),
         _ => fatal_exception(frame),
     }
 }
@@ -258,11 +280,7 @@ const EXCEPTIONS: [(&str, &str); 32] = [
 
 /// Decodes a page-fault error code (SDM Vol. 3 §4.7).
 fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str) {
-    let presence = if code & 1 != 0 {
-        "protection violation"
-    } else {
-        "not present"
-    };
+    let presence = if code & 1 != 0 { "protection violation" } else { "not present" };
     let access = if code & (1 << 4) != 0 {
         "instruction fetch"
     } else if code & 2 != 0 {
@@ -276,36 +294,17 @@ fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str) {
 
 fn fatal_exception(frame: &TrapFrame) -> ! {
     use platform::console_write_emergency as out;
-    let (mnemonic, name) = EXCEPTIONS
-        .get(frame.vector as usize)
-        .copied()
-        .unwrap_or(("#??", "unknown vector"));
-    out(format_args!(
-        "\nEXCEPTION: {mnemonic} {name} (vector {})\n",
-        frame.vector
-    ));
+    let (mnemonic, name) = EXCEPTIONS.get(frame.vector as usize).copied().unwrap_or(("#??", "unknown vector"));
+    out(format_args!("\nEXCEPTION: {mnemonic} {name} (vector {})\n", frame.vector));
     out(format_args!("  error={:#x}", frame.error_code));
     if frame.vector == 14 {
         let (presence, access, mode) = page_fault_cause(frame.error_code);
         out(format_args!(" ({presence}, {access}, {mode})"));
     }
     let cr2 = super::cpu::cr2();
-    out(format_args!(
-        "\n  rip={:#018x} cs={:#x} rflags={:#x}\n",
-        frame.rip, frame.cs, frame.rflags
-    ));
-    out(format_args!(
-        "  rsp={:#018x} ss={:#x} cr2={:#018x} cr3={:#x}\n",
-        frame.rsp,
-        frame.ss,
-        cr2,
-        super::cpu::cr3()
-    ));
-    out(format_args!(
-        "  where: rip {}; cr2 {}\n",
-        super::memory::describe(frame.rip),
-        super::memory::describe(cr2)
-    ));
+    out(format_args!("\n  rip={:#018x} cs={:#x} rflags={:#x}\n", frame.rip, frame.cs, frame.rflags));
+    out(format_args!("  rsp={:#018x} ss={:#x} cr2={:#018x} cr3={:#x}\n", frame.rsp, frame.ss, cr2, super::cpu::cr3()));
+    out(format_args!("  where: rip {}; cr2 {}\n", super::memory::describe(frame.rip), super::memory::describe(cr2)));
     let regs = [
         ("rax", frame.rax),
         ("rbx", frame.rbx),

@@ -1,10 +1,7 @@
 //! The kernel's own memory: the direct map, the frame pool, device
 //! mappings, and the W^X audit of the live page tables.
 
-use bootinfo::{
-    BootInfo, DIRECT_MAP_BASE, KERNEL_STACK_SIZE, KERNEL_STACK_TOP, MMIO_WINDOW_BASE,
-    MMIO_WINDOW_SIZE,
-};
+use bootinfo::{BootInfo, DIRECT_MAP_BASE, KERNEL_STACK_SIZE, KERNEL_STACK_TOP, MMIO_WINDOW_BASE, MMIO_WINDOW_SIZE};
 use kerncore::frames::{FramePool, Frames};
 use kerncore::memmap;
 use kerncore::paging::{self, Audit, MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
@@ -13,8 +10,7 @@ use spin::Mutex;
 static FRAMES: Mutex<FramePool> = Mutex::new(FramePool::new());
 /// Physical spans the direct map covers (computed from the memory map by the
 /// same rule the loader used to build it).
-static DIRECT_MAP: spin::Once<heapless::Vec<(u64, u64), { bootinfo::MAX_MEMORY_REGIONS }>> =
-    spin::Once::new();
+static DIRECT_MAP: spin::Once<heapless::Vec<(u64, u64), { bootinfo::MAX_MEMORY_REGIONS }>> = spin::Once::new();
 static KERNEL_ROOT: spin::Once<u64> = spin::Once::new();
 /// Next free address in the device-mapping window.
 static MMIO_NEXT: Mutex<u64> = Mutex::new(MMIO_WINDOW_BASE);
@@ -50,14 +46,8 @@ pub struct DirectMap;
 
 impl DirectMap {
     fn entry_ptr(table: u64, index: usize) -> *mut u64 {
-        assert!(
-            index < 512 && table.is_multiple_of(PAGE_SIZE),
-            "bad page-table access"
-        );
-        assert!(
-            phys_to_virt(table, PAGE_SIZE).is_some(),
-            "page table outside the direct map"
-        );
+        assert!(index < 512 && table.is_multiple_of(PAGE_SIZE), "bad page-table access");
+        assert!(phys_to_virt(table, PAGE_SIZE).is_some(), "page table outside the direct map");
         (DIRECT_MAP_BASE + table + 8 * index as u64) as *mut u64
     }
 }
@@ -67,9 +57,7 @@ impl PageTableMemory for DirectMap {
         let frame = FRAMES.lock().alloc(1)?.leak();
         // SAFETY: the frame was just taken from the pool, is covered by the
         // direct map (the pool only holds mapped RAM) and is ours alone.
-        unsafe {
-            core::ptr::write_bytes((DIRECT_MAP_BASE + frame) as *mut u8, 0, PAGE_SIZE as usize)
-        };
+        unsafe { core::ptr::write_bytes((DIRECT_MAP_BASE + frame) as *mut u8, 0, PAGE_SIZE as usize) };
         Some(frame)
     }
 
@@ -87,10 +75,7 @@ impl PageTableMemory for DirectMap {
 }
 
 fn direct_map_end() -> u64 {
-    DIRECT_MAP
-        .get()
-        .and_then(|spans| spans.last())
-        .map_or(0, |s| s.1)
+    DIRECT_MAP.get().and_then(|spans| spans.last()).map_or(0, |s| s.1)
 }
 
 /// What [`init`] found.
@@ -178,9 +163,7 @@ pub fn describe(addr: u64) -> &'static str {
         "is in kernel read-only data"
     } else if within(data) {
         "is in kernel data"
-    } else if addr >= KERNEL_STACK_TOP - KERNEL_STACK_SIZE - PAGE_SIZE
-        && addr < KERNEL_STACK_TOP - KERNEL_STACK_SIZE
-    {
+    } else if addr >= KERNEL_STACK_TOP - KERNEL_STACK_SIZE - PAGE_SIZE && addr < KERNEL_STACK_TOP - KERNEL_STACK_SIZE {
         "is in the boot stack's guard page (stack overflow)"
     } else if within((KERNEL_STACK_TOP - KERNEL_STACK_SIZE, KERNEL_STACK_TOP)) {
         "is on the boot stack"
@@ -234,8 +217,8 @@ pub fn free_frame_count() -> u64 {
 
 /// The direct-map pointer for `[phys, phys+len)`, which must be covered.
 fn direct(phys: u64, len: u64) -> *mut u8 {
-    let virt = phys_to_virt(phys, len)
-        .unwrap_or_else(|| panic!("physical range {phys:#x}+{len:#x} is not direct-mapped"));
+    let virt =
+        phys_to_virt(phys, len).unwrap_or_else(|| panic!("physical range {phys:#x}+{len:#x} is not direct-mapped"));
     virt as *mut u8
 }
 

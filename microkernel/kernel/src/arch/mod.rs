@@ -10,6 +10,7 @@ pub mod gdt;
 pub mod heap;
 pub mod idt;
 pub mod io;
+pub mod ioapic;
 pub mod memory;
 pub mod percpu;
 pub mod pit;

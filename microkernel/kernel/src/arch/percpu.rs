@@ -36,13 +36,7 @@ const _: () = assert!(core::mem::offset_of!(PerCpu, context_end) == OFFSET_CONTE
 struct KernelStack([u8; KERNEL_STACK_SIZE]);
 
 static mut BSP_STACK: KernelStack = KernelStack([0; KERNEL_STACK_SIZE]);
-static mut BSP: PerCpu = PerCpu {
-    self_ptr: 0,
-    user_rsp_scratch: 0,
-    kernel_stack_top: 0,
-    context: 0,
-    context_end: 0,
-};
+static mut BSP: PerCpu = PerCpu { self_ptr: 0, user_rsp_scratch: 0, kernel_stack_top: 0, context: 0, context_end: 0 };
 
 /// Points GS at the boot CPU's structure.
 pub fn init_bsp() {

@@ -40,10 +40,7 @@ pub fn detect() -> VirtSupport {
         }
         let basic = read_msr(msr::IA32_VMX_BASIC);
         let (pin, proc) = if basic & VMX_BASIC_TRUE_CONTROLS != 0 {
-            (
-                msr::IA32_VMX_TRUE_PINBASED_CTLS,
-                msr::IA32_VMX_TRUE_PROCBASED_CTLS,
-            )
+            (msr::IA32_VMX_TRUE_PINBASED_CTLS, msr::IA32_VMX_TRUE_PROCBASED_CTLS)
         } else {
             (msr::IA32_VMX_PINBASED_CTLS, msr::IA32_VMX_PROCBASED_CTLS)
         };

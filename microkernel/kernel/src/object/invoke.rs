@@ -3,9 +3,9 @@
 //! operation checks the capability's type and rights first.
 
 use super::transfer::{registers, set_registers};
-use super::{Doomed, IoRange, Kernel, SchedContext, Untyped};
+use super::{Doomed, Interrupt, IoRange, Kernel, SchedContext, Untyped};
 use crate::arch::addrspace::UserRights;
-use crate::arch::{io, memory};
+use crate::arch::{io, ioapic, memory};
 use abi::invoke::Operation;
 use abi::{Badge, CapSlot, ErrorCode, IpcBuffer, MessageInfo, ObjectType, Rights};
 use core::mem::offset_of;
@@ -41,21 +41,11 @@ fn control() -> Rights {
 
 /// A word of the caller's IPC buffer.
 fn buffer_word(k: &Kernel, t: ThreadId, index: usize) -> Result<u64, ErrorCode> {
-    let (_, phys) = k.threads[usize::from(t.0)]
-        .ipc_buffer
-        .ok_or(ErrorCode::INVALID_ARGUMENT)?;
-    Ok(memory::read_phys_u64(
-        phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64,
-    ))
+    let (_, phys) = k.threads[usize::from(t.0)].ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
+    Ok(memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64))
 }
 
-pub fn invoke(
-    k: &mut Kernel,
-    t: ThreadId,
-    cap_slot: CapSlot,
-    info: MessageInfo,
-    doomed: &mut Doomed,
-) -> Outcome {
+pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo, doomed: &mut Doomed) -> Outcome {
     let cspace = k.cspace_of(t).ok_or(ErrorCode::INVALID_STATE)?;
     let (slot_id, cap) = k.caps.lookup_any(cspace, cap_slot)?;
     let mr = registers(&k.threads[usize::from(t.0)].context);
@@ -63,15 +53,13 @@ pub fn invoke(
     match op {
         Operation::CAP_DERIVE => {
             let dest = k.caps.resolve(cspace, slot(mr[0]))?;
-            let rights =
-                Rights::from_bits(u32::try_from(mr[1]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
+            let rights = Rights::from_bits(u32::try_from(mr[1]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
             k.caps.derive(slot_id, dest, rights)?;
             done()
         }
         Operation::CAP_MINT => {
             let dest = k.caps.resolve(cspace, slot(mr[0]))?;
-            let rights =
-                Rights::from_bits(u32::try_from(mr[1]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
+            let rights = Rights::from_bits(u32::try_from(mr[1]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
             k.caps.mint(slot_id, dest, rights, Badge(mr[2]))?;
             done()
         }
@@ -81,47 +69,26 @@ pub fn invoke(
             done()
         }
         Operation::CAP_REVOKE => {
-            k.caps
-                .revoke(slot_id, |removed| Kernel::note_removed(doomed, removed))?;
+            k.caps.revoke(slot_id, |removed| Kernel::note_removed(doomed, removed))?;
             done()
         }
         Operation::CAP_IDENTIFY => {
             let size = match cap.object.kind {
-                ObjectType::MEMORY => k.memory[cap.object.index as usize]
-                    .as_ref()
-                    .map_or(0, |m| m.pages * PAGE_SIZE),
+                ObjectType::MEMORY => k.memory[cap.object.index as usize].as_ref().map_or(0, |m| m.pages * PAGE_SIZE),
                 _ => 0,
             };
-            reply(
-                k,
-                t,
-                &[
-                    u64::from(cap.object.kind.0),
-                    u64::from(cap.rights.into_bits()),
-                    cap.badge.0,
-                    size,
-                ],
-            )
+            reply(k, t, &[u64::from(cap.object.kind.0), u64::from(cap.rights.into_bits()), cap.badge.0, size])
         }
         Operation::UNTYPED_RETYPE => retype(k, cspace, slot_id, cap, mr),
         Operation::TASK_MAP => task_map(k, cspace, cap, mr),
         Operation::TASK_UNMAP => {
             let task = expect(cap, ObjectType::TASK, control())?;
             let pages = mr[1];
-            let len = pages
-                .checked_mul(PAGE_SIZE)
-                .ok_or(ErrorCode::INVALID_ARGUMENT)?;
-            let space = &mut k.tasks[task as usize]
-                .as_mut()
-                .ok_or(ErrorCode::INVALID_STATE)?
-                .space;
-            space
-                .unmap(mr[0], len)
-                .map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
+            space.unmap(mr[0], len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
             for mem in k.memory.iter_mut().flatten() {
-                mem.mappings.retain(|&(owner, vaddr, _)| {
-                    !(owner == task && vaddr >= mr[0] && vaddr < mr[0] + len)
-                });
+                mem.mappings.retain(|&(owner, vaddr, _)| !(owner == task && vaddr >= mr[0] && vaddr < mr[0] + len));
             }
             done()
         }
@@ -130,8 +97,7 @@ pub fn invoke(
             let target = k.task(task).ok_or(ErrorCode::INVALID_STATE)?.cspace;
             let (src, source) = k.caps.lookup_any(cspace, slot(mr[0]))?;
             let dest = k.caps.resolve(target, slot(mr[1]))?;
-            let rights =
-                Rights::from_bits(u32::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
+            let rights = Rights::from_bits(u32::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
             let badge = Badge(mr[3]);
             if badge.0 != 0 && source.badge.0 == 0 {
                 k.caps.mint(src, dest, rights, badge)?;
@@ -153,9 +119,7 @@ pub fn invoke(
         }
         Operation::THREAD_SUSPEND => {
             let thread = ThreadId(expect(cap, ObjectType::THREAD, control())? as u16);
-            k.ipc
-                .suspend(thread)
-                .map_err(|_| ErrorCode::INVALID_STATE)?;
+            k.ipc.suspend(thread).map_err(|_| ErrorCode::INVALID_STATE)?;
             k.threads[usize::from(thread.0)].started = false;
             done()
         }
@@ -165,9 +129,7 @@ pub fn invoke(
             let sc = k.sched[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             sc.params = params;
             if let Some(thread) = sc.bound {
-                k.ipc
-                    .configure(thread, params)
-                    .map_err(|_| ErrorCode::INVALID_STATE)?;
+                k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
             }
             done()
         }
@@ -196,20 +158,13 @@ pub fn invoke(
             let (port, count) = (mr[0], mr[1]);
             let words = usize::from(info.length());
             // The bytes start at MR2 and run through the message words given.
-            if !range.contains(port, 1)
-                || words < 2
-                || count > 8 * (words as u64 - 2)
-                || words > abi::MAX_MESSAGE_WORDS
+            if !range.contains(port, 1) || words < 2 || count > 8 * (words as u64 - 2) || words > abi::MAX_MESSAGE_WORDS
             {
                 return Err(ErrorCode::INVALID_ARGUMENT);
             }
             let mut bytes = [0u8; 8 * abi::MAX_MESSAGE_WORDS];
             for i in 2..words {
-                let word = if i < abi::REGISTER_WORDS {
-                    mr[i]
-                } else {
-                    buffer_word(k, t, i)?
-                };
+                let word = if i < abi::REGISTER_WORDS { mr[i] } else { buffer_word(k, t, i)? };
                 bytes[8 * (i - 2)..8 * (i - 1)].copy_from_slice(&word.to_le_bytes());
             }
             io::port_out_bytes(port as u16, &bytes[..count as usize]);
@@ -222,25 +177,56 @@ pub fn invoke(
                 return Err(ErrorCode::INVALID_ARGUMENT);
             }
             let dest = k.caps.resolve(cspace, slot(mr[2]))?;
-            let index =
-                k.io.iter()
-                    .position(Option::is_none)
-                    .ok_or(ErrorCode::OUT_OF_MEMORY)?;
-            k.io[index] = Some(IoRange {
-                base: base as u16,
-                count: count as u32,
-            });
-            let child = Capability::new(
-                ObjRef {
-                    kind: ObjectType::IO_PORTS,
-                    index: index as u32,
-                },
-                cap.rights,
-            );
+            let index = k.io.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            k.io[index] = Some(IoRange { base: base as u16, count: count as u32 });
+            let child = Capability::new(ObjRef { kind: ObjectType::IO_PORTS, index: index as u32 }, cap.rights);
             if let Err(e) = derive_new(k, slot_id, dest, child) {
                 k.io[index] = None;
                 return Err(e);
             }
+            done()
+        }
+        Operation::IRQ_ISSUE => {
+            let parent = expect(cap, ObjectType::INTERRUPT, control())? as usize;
+            let range = k.interrupts[parent].ok_or(ErrorCode::INVALID_STATE)?;
+            let gsi = u32::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            if gsi < range.first || gsi - range.first >= range.count || !ioapic::exists(gsi) {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            if k.interrupts.iter().flatten().any(|l| l.count == 1 && l.first == gsi) {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            let dest = k.caps.resolve(cspace, slot(mr[1]))?;
+            let index = k.interrupts.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            k.interrupts[index] = Some(Interrupt { first: gsi, count: 1, binding: None, armed: false });
+            let child = Capability::new(ObjRef { kind: ObjectType::INTERRUPT, index: index as u32 }, cap.rights);
+            if let Err(e) = derive_new(k, slot_id, dest, child) {
+                k.interrupts[index] = None;
+                return Err(e);
+            }
+            done()
+        }
+        Operation::IRQ_BIND => {
+            let index = expect(cap, ObjectType::INTERRUPT, control())? as usize;
+            let (_, ntf) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::NOTIFICATION, need(|r| r.with_send(true)))?;
+            let bit = mr[1];
+            let line = k.interrupts[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            if line.count != 1 || bit > 63 {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            line.binding = Some((kerncore::ipc::NotificationId(ntf.object.index), 1 << bit));
+            line.armed = true;
+            ioapic::set(line.first, false);
+            done()
+        }
+        Operation::IRQ_ACK => {
+            let index = expect(cap, ObjectType::INTERRUPT, Rights::new())? as usize;
+            let line = k.interrupts[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            if line.count != 1 || line.binding.is_none() {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            line.armed = true;
+            ioapic::set(line.first, false);
             done()
         }
         _ => Err(ErrorCode::INVALID_OPERATION),
@@ -260,31 +246,17 @@ fn expect(cap: Capability, kind: ObjectType, needed: Rights) -> Result<u32, Erro
 
 fn io_range(k: &Kernel, cap: Capability, needed: Rights) -> Result<IoRange, ErrorCode> {
     let index = expect(cap, ObjectType::IO_PORTS, needed)?;
-    k.io.get(index as usize)
-        .copied()
-        .flatten()
-        .ok_or(ErrorCode::INVALID_STATE)
+    k.io.get(index as usize).copied().flatten().ok_or(ErrorCode::INVALID_STATE)
 }
 
 /// Puts the first capability of a new object in `dest`, as a child of
 /// `parent` (the untyped or range it came from), so revoking the parent
 /// removes it.
-fn derive_new(
-    k: &mut Kernel,
-    parent: SlotId,
-    dest: SlotId,
-    cap: Capability,
-) -> Result<(), ErrorCode> {
+fn derive_new(k: &mut Kernel, parent: SlotId, dest: SlotId, cap: Capability) -> Result<(), ErrorCode> {
     k.caps.insert_child(parent, dest, cap)
 }
 
-fn retype(
-    k: &mut Kernel,
-    cspace: CSpace,
-    untyped_slot: SlotId,
-    cap: Capability,
-    mr: [u64; 4],
-) -> Outcome {
+fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability, mr: [u64; 4]) -> Outcome {
     let untyped = expect(cap, ObjectType::UNTYPED, control())?;
     let kind = ObjectType(u8::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
     let dest = k.caps.resolve(cspace, slot(mr[1]))?;
@@ -295,15 +267,9 @@ fn retype(
     let (object, undo): (ObjRef, fn(&mut Kernel, u32)) = match kind {
         ObjectType::MEMORY => {
             let pages = mr[2];
-            let pool = k.untyped[untyped as usize]
-                .as_mut()
-                .ok_or(ErrorCode::INVALID_STATE)?;
+            let pool = k.untyped[untyped as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             if pages == 0 || pages > pool.pages_left {
-                return Err(if pages == 0 {
-                    ErrorCode::INVALID_ARGUMENT
-                } else {
-                    ErrorCode::OUT_OF_MEMORY
-                });
+                return Err(if pages == 0 { ErrorCode::INVALID_ARGUMENT } else { ErrorCode::OUT_OF_MEMORY });
             }
             pool.pages_left -= pages;
             match k.create_memory(pages, Some(untyped)) {
@@ -316,70 +282,30 @@ fn retype(
                 }
             }
         }
-        ObjectType::TASK => (
-            ObjRef {
-                kind,
-                index: k.create_task()?,
-            },
-            |k, i| {
-                if let Some(task) = k.tasks[i as usize].take() {
-                    task.space.destroy();
-                }
-            },
-        ),
+        ObjectType::TASK => (ObjRef { kind, index: k.create_task()? }, |k, i| {
+            if let Some(task) = k.tasks[i as usize].take() {
+                task.space.destroy();
+            }
+        }),
         ObjectType::THREAD => {
             let id = k.ipc.alloc_thread()?;
             let tcb = &mut k.threads[usize::from(id.0)];
-            *tcb = super::Thread {
-                alive: true,
-                ..super::Thread::DEAD
-            };
-            (
-                ObjRef {
-                    kind,
-                    index: u32::from(id.0),
-                },
-                |k, i| {
-                    k.threads[i as usize].alive = false;
-                    let _ = k.ipc.free_thread(ThreadId(i as u16));
-                },
-            )
+            *tcb = super::Thread { alive: true, ..super::Thread::DEAD };
+            (ObjRef { kind, index: u32::from(id.0) }, |k, i| {
+                k.threads[i as usize].alive = false;
+                let _ = k.ipc.free_thread(ThreadId(i as u16));
+            })
         }
-        ObjectType::ENDPOINT => (
-            ObjRef {
-                kind,
-                index: k.ipc.alloc_endpoint()?.0,
-            },
-            |k, i| {
-                let _ = k.ipc.destroy_endpoint(kerncore::ipc::EndpointId(i));
-            },
-        ),
-        ObjectType::NOTIFICATION => (
-            ObjRef {
-                kind,
-                index: k.ipc.alloc_notification()?.0,
-            },
-            |k, i| {
-                let _ = k.ipc.destroy_notification(kerncore::ipc::NotificationId(i));
-            },
-        ),
+        ObjectType::ENDPOINT => (ObjRef { kind, index: k.ipc.alloc_endpoint()?.0 }, |k, i| {
+            let _ = k.ipc.destroy_endpoint(kerncore::ipc::EndpointId(i));
+        }),
+        ObjectType::NOTIFICATION => (ObjRef { kind, index: k.ipc.alloc_notification()?.0 }, |k, i| {
+            let _ = k.ipc.destroy_notification(kerncore::ipc::NotificationId(i));
+        }),
         ObjectType::SCHED_CONTEXT => {
-            let index = k
-                .sched
-                .iter()
-                .position(Option::is_none)
-                .ok_or(ErrorCode::OUT_OF_MEMORY)?;
-            k.sched[index] = Some(SchedContext {
-                params: SchedParams::DEFAULT,
-                bound: None,
-            });
-            (
-                ObjRef {
-                    kind,
-                    index: index as u32,
-                },
-                |k, i| k.sched[i as usize] = None,
-            )
+            let index = k.sched.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            k.sched[index] = Some(SchedContext { params: SchedParams::DEFAULT, bound: None });
+            (ObjRef { kind, index: index as u32 }, |k, i| k.sched[i as usize] = None)
         }
         _ => return Err(ErrorCode::INVALID_ARGUMENT),
     };
@@ -392,12 +318,7 @@ fn retype(
 
 fn task_map(k: &mut Kernel, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Outcome {
     let task = expect(cap, ObjectType::TASK, control())?;
-    let (_, mem_cap) = k.caps.lookup(
-        cspace,
-        slot(mr[0]),
-        ObjectType::MEMORY,
-        Rights::new().with_read(true),
-    )?;
+    let (_, mem_cap) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::MEMORY, Rights::new().with_read(true))?;
     let wanted = Rights::from_bits(u32::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
     if !mem_cap.rights.contains(wanted) || !wanted.read() {
         return Err(ErrorCode::NO_RIGHTS);
@@ -407,48 +328,25 @@ fn task_map(k: &mut Kernel, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Ou
     }
     let (offset, pages) = (mr[3] >> 32, mr[3] & 0xffff_ffff);
     let vaddr = mr[1];
-    let mem = k.memory[mem_cap.object.index as usize]
-        .as_ref()
-        .ok_or(ErrorCode::INVALID_STATE)?;
-    if pages == 0
-        || offset.checked_add(pages).is_none_or(|end| end > mem.pages)
-        || vaddr % PAGE_SIZE != 0
-    {
+    let mem = k.memory[mem_cap.object.index as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+    if pages == 0 || offset.checked_add(pages).is_none_or(|end| end > mem.pages) || vaddr % PAGE_SIZE != 0 {
         return Err(ErrorCode::INVALID_ARGUMENT);
     }
     if mem.mappings.is_full() {
         return Err(ErrorCode::OUT_OF_MEMORY);
     }
     let phys = mem.phys + offset * PAGE_SIZE;
-    let space = &mut k.tasks[task as usize]
-        .as_mut()
-        .ok_or(ErrorCode::INVALID_STATE)?
-        .space;
-    let rights = UserRights {
-        writable: wanted.write(),
-        executable: wanted.execute(),
-    };
-    space
-        .map(vaddr, phys, pages * PAGE_SIZE, rights)
-        .map_err(|_| ErrorCode::BAD_ADDRESS)?;
-    let mem = k.memory[mem_cap.object.index as usize]
-        .as_mut()
-        .ok_or(ErrorCode::INVALID_STATE)?;
+    let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
+    let rights = UserRights { writable: wanted.write(), executable: wanted.execute() };
+    space.map(vaddr, phys, pages * PAGE_SIZE, rights).map_err(|_| ErrorCode::BAD_ADDRESS)?;
+    let mem = k.memory[mem_cap.object.index as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
     let _ = mem.mappings.push((task, vaddr, pages));
     done()
 }
 
-fn thread_configure(
-    k: &mut Kernel,
-    t: ThreadId,
-    cspace: CSpace,
-    cap: Capability,
-    mr: [u64; 4],
-) -> Outcome {
+fn thread_configure(k: &mut Kernel, t: ThreadId, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Outcome {
     let thread = ThreadId(expect(cap, ObjectType::THREAD, control())? as u16);
-    let (_, task_cap) = k
-        .caps
-        .lookup(cspace, slot(mr[0]), ObjectType::TASK, control())?;
+    let (_, task_cap) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::TASK, control())?;
     let (entry, stack, ipc_vaddr) = (mr[1], mr[2], mr[3]);
     let fault_slot = buffer_word(k, t, 4)?;
     let sched_slot = buffer_word(k, t, 5)?;
@@ -461,13 +359,8 @@ fn thread_configure(
     let ipc_buffer = if ipc_vaddr == 0 {
         None
     } else {
-        let space = &k.tasks[task as usize]
-            .as_ref()
-            .ok_or(ErrorCode::INVALID_STATE)?
-            .space;
-        let phys = space
-            .translate_writable(ipc_vaddr)
-            .ok_or(ErrorCode::BAD_ADDRESS)?;
+        let space = &k.tasks[task as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?.space;
+        let phys = space.translate_writable(ipc_vaddr).ok_or(ErrorCode::BAD_ADDRESS)?;
         if ipc_vaddr % PAGE_SIZE != 0 {
             return Err(ErrorCode::BAD_ADDRESS);
         }
@@ -476,35 +369,21 @@ fn thread_configure(
     let fault_handler = if fault_slot == 0 {
         None
     } else {
-        let (_, ep) = k.caps.lookup(
-            cspace,
-            slot(fault_slot),
-            ObjectType::ENDPOINT,
-            need(|r| r.with_send(true)),
-        )?;
+        let (_, ep) = k.caps.lookup(cspace, slot(fault_slot), ObjectType::ENDPOINT, need(|r| r.with_send(true)))?;
         Some((kerncore::ipc::EndpointId(ep.object.index), ep.badge))
     };
     let params = if sched_slot == 0 {
         SchedParams::DEFAULT
     } else {
-        let (_, sc) = k.caps.lookup(
-            cspace,
-            slot(sched_slot),
-            ObjectType::SCHED_CONTEXT,
-            control(),
-        )?;
-        let context = k.sched[sc.object.index as usize]
-            .as_mut()
-            .ok_or(ErrorCode::INVALID_STATE)?;
+        let (_, sc) = k.caps.lookup(cspace, slot(sched_slot), ObjectType::SCHED_CONTEXT, control())?;
+        let context = k.sched[sc.object.index as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
         if context.bound.is_some_and(|b| b != thread) {
             return Err(ErrorCode::INVALID_STATE);
         }
         context.bound = Some(thread);
         context.params
     };
-    k.ipc
-        .configure(thread, params)
-        .map_err(|_| ErrorCode::INVALID_STATE)?;
+    k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
     let tcb = &mut k.threads[usize::from(thread.0)];
     tcb.task = Some(task);
     tcb.ipc_buffer = ipc_buffer;
@@ -515,11 +394,7 @@ fn thread_configure(
 
 /// Creates the root task's first untyped pool.
 pub fn create_untyped(k: &mut Kernel, pages: u64) -> Result<u32, ErrorCode> {
-    let index = k
-        .untyped
-        .iter()
-        .position(Option::is_none)
-        .ok_or(ErrorCode::OUT_OF_MEMORY)?;
+    let index = k.untyped.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
     k.untyped[index] = Some(Untyped { pages_left: pages });
     Ok(index as u32)
 }

@@ -29,6 +29,7 @@ pub const MAX_MEMORY_OBJECTS: usize = 512;
 pub const MAX_IO_RANGES: usize = 64;
 pub const MAX_SCHED_CONTEXTS: usize = 64;
 pub const MAX_UNTYPED: usize = 4;
+pub const MAX_INTERRUPTS: usize = 40;
 /// Capability slots per task.
 pub const CSPACE_SLOTS: u32 = 128;
 pub const CAP_SLOTS: usize = MAX_TASKS * CSPACE_SLOTS as usize;
@@ -65,13 +66,7 @@ impl Thread {
         task: None,
         ipc_buffer: None,
         fault_handler: None,
-        fault: abi::FaultMessage {
-            vector: 0,
-            error_code: 0,
-            rip: 0,
-            address: 0,
-            rsp: 0,
-        },
+        fault: abi::FaultMessage { vector: 0, error_code: 0, rip: 0, address: 0, rsp: 0 },
         started: false,
     };
 }
@@ -106,6 +101,17 @@ impl IoRange {
     }
 }
 
+/// A range of interrupt lines (GSIs); a single line once issued.
+#[derive(Clone, Copy)]
+pub struct Interrupt {
+    pub first: u32,
+    pub count: u32,
+    /// Notification and bits signalled when the (single) line fires.
+    pub binding: Option<(NotificationId, u64)>,
+    /// Unmasked and waiting to fire.
+    pub armed: bool,
+}
+
 #[derive(Clone, Copy)]
 pub struct SchedContext {
     pub params: SchedParams,
@@ -123,6 +129,7 @@ pub struct Kernel {
     pub untyped: [Option<Untyped>; MAX_UNTYPED],
     pub io: [Option<IoRange>; MAX_IO_RANGES],
     pub sched: [Option<SchedContext>; MAX_SCHED_CONTEXTS],
+    pub interrupts: [Option<Interrupt>; MAX_INTERRUPTS],
     /// Timer ticks already fed to the scheduler.
     pub ticks_seen: u64,
 }
@@ -142,6 +149,7 @@ impl Kernel {
             untyped: [const { None }; MAX_UNTYPED],
             io: [const { None }; MAX_IO_RANGES],
             sched: [const { None }; MAX_SCHED_CONTEXTS],
+            interrupts: [const { None }; MAX_INTERRUPTS],
             ticks_seen: 0,
         }
     }
@@ -157,38 +165,20 @@ impl Kernel {
 
     /// The slot range a task at `index` owns.
     pub fn cspace_for(index: usize) -> CSpace {
-        CSpace {
-            base: index as u32 * CSPACE_SLOTS,
-            len: CSPACE_SLOTS,
-        }
+        CSpace { base: index as u32 * CSPACE_SLOTS, len: CSPACE_SLOTS }
     }
 
     /// Creates a task with an empty address space and capability space.
     pub fn create_task(&mut self) -> Result<u32, abi::ErrorCode> {
-        let index = self
-            .tasks
-            .iter()
-            .position(Option::is_none)
-            .ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+        let index = self.tasks.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
         let space = AddressSpace::new().map_err(|_| abi::ErrorCode::OUT_OF_MEMORY)?;
-        self.tasks[index] = Some(Task {
-            space,
-            cspace: Self::cspace_for(index),
-        });
+        self.tasks[index] = Some(Task { space, cspace: Self::cspace_for(index) });
         Ok(index as u32)
     }
 
     /// Creates a memory object of `pages` zeroed frames.
-    pub fn create_memory(
-        &mut self,
-        pages: u64,
-        untyped: Option<u32>,
-    ) -> Result<u32, abi::ErrorCode> {
-        let index = self
-            .memory
-            .iter()
-            .position(Option::is_none)
-            .ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    pub fn create_memory(&mut self, pages: u64, untyped: Option<u32>) -> Result<u32, abi::ErrorCode> {
+        let index = self.memory.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
         let count = usize::try_from(pages).map_err(|_| abi::ErrorCode::INVALID_ARGUMENT)?;
         let frames = memory::alloc_frames(count).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
         self.memory[index] = Some(MemoryObject {
@@ -232,15 +222,11 @@ impl Kernel {
             ObjectType::MEMORY => {
                 if let Some(mem) = self.memory.get_mut(index).and_then(Option::take) {
                     for &(task, vaddr, pages) in &mem.mappings {
-                        if let Some(t) = self.tasks.get_mut(task as usize).and_then(Option::as_mut)
-                        {
+                        if let Some(t) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) {
                             let _ = t.space.unmap(vaddr, pages * PAGE_SIZE);
                         }
                     }
-                    if let Some(untyped) = mem
-                        .untyped
-                        .and_then(|u| self.untyped.get_mut(u as usize)?.as_mut())
-                    {
+                    if let Some(untyped) = mem.untyped.and_then(|u| self.untyped.get_mut(u as usize)?.as_mut()) {
                         untyped.pages_left += mem.pages;
                     }
                     if let Some(frames) = mem.frames {
@@ -256,6 +242,13 @@ impl Kernel {
             ObjectType::IO_PORTS => {
                 if let Some(slot) = self.io.get_mut(index) {
                     *slot = None;
+                }
+            }
+            ObjectType::INTERRUPT => {
+                if let Some(line) = self.interrupts.get_mut(index).and_then(Option::take) {
+                    if line.count == 1 {
+                        crate::arch::ioapic::set(line.first, true);
+                    }
                 }
             }
             ObjectType::UNTYPED => {
@@ -297,9 +290,30 @@ impl Kernel {
         for mem in self.memory.iter_mut().flatten() {
             mem.mappings.retain(|m| m.0 != index);
         }
-        self.caps
-            .clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
+        self.caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
         task.space.destroy();
+    }
+
+    /// Signals the notifications bound to lines that fired. A line stays
+    /// masked until its task acknowledges it.
+    pub fn deliver_interrupts(&mut self) {
+        let fired = crate::arch::apic::take_pending_interrupts();
+        if fired == 0 {
+            return;
+        }
+        for line in self.interrupts.iter_mut().flatten() {
+            if line.count == 1 && fired & (1 << line.first) != 0 {
+                line.armed = false;
+                if let Some((ntf, bits)) = line.binding {
+                    let _ = self.ipc.signal(ntf, bits);
+                }
+            }
+        }
+    }
+
+    /// True if an interrupt line is unmasked with a task waiting on it.
+    pub fn interrupts_armed(&self) -> bool {
+        self.interrupts.iter().flatten().any(|l| l.armed)
     }
 
     /// Feeds timer ticks that arrived since the last call to the scheduler.
@@ -312,12 +326,7 @@ impl Kernel {
     }
 
     /// Installs a new object's first capability in `task`'s `slot`.
-    pub fn grant(
-        &mut self,
-        task: u32,
-        slot: abi::CapSlot,
-        cap: Capability,
-    ) -> Result<(), abi::ErrorCode> {
+    pub fn grant(&mut self, task: u32, slot: abi::CapSlot, cap: Capability) -> Result<(), abi::ErrorCode> {
         let cspace = self.task(task).ok_or(abi::ErrorCode::INVALID_STATE)?.cspace;
         let dest = self.caps.resolve(cspace, slot)?;
         self.caps.insert_root(dest, cap)

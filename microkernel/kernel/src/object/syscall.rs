@@ -63,9 +63,7 @@ fn notification(
     needed: Rights,
 ) -> Result<(NotificationId, kerncore::cap::Capability), ErrorCode> {
     let cspace = k.cspace_of(t).ok_or(ErrorCode::INVALID_STATE)?;
-    let (_, cap) = k
-        .caps
-        .lookup(cspace, slot, ObjectType::NOTIFICATION, needed)?;
+    let (_, cap) = k.caps.lookup(cspace, slot, ObjectType::NOTIFICATION, needed)?;
     Ok((NotificationId(cap.object.index), cap))
 }
 
@@ -79,112 +77,41 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
     match req.number {
         Sysnum::CALL | Sysnum::SEND => {
             let (ep, cap) = endpoint(k, t, req.cap, rights(|r| r.with_send(true)))?;
-            let msg = Message {
-                badge: cap.badge,
-                info: req.info,
-                grant: cap.rights.grant(),
-            };
-            let Kernel {
-                ipc,
-                threads,
-                tasks,
-                caps,
-                ..
-            } = k;
-            let mut xfer = Xfer {
-                threads,
-                tasks,
-                caps,
-            };
+            let msg = Message { badge: cap.badge, info: req.info, grant: cap.rights.grant() };
+            let Kernel { ipc, threads, tasks, caps, .. } = k;
+            let mut xfer = Xfer { threads, tasks, caps };
             if req.number == Sysnum::CALL {
-                ipc.call(t, ep, msg, &mut xfer)
-                    .map_err(|_| ErrorCode::INVALID_STATE)
+                ipc.call(t, ep, msg, &mut xfer).map_err(|_| ErrorCode::INVALID_STATE)
             } else {
-                ipc.send(t, ep, msg, &mut xfer)
-                    .map_err(|_| ErrorCode::INVALID_STATE)
+                ipc.send(t, ep, msg, &mut xfer).map_err(|_| ErrorCode::INVALID_STATE)
             }
         }
         Sysnum::RECV => {
             let (ep, _) = endpoint(k, t, req.cap, rights(|r| r.with_receive(true)))?;
-            let Kernel {
-                ipc,
-                threads,
-                tasks,
-                caps,
-                ..
-            } = k;
-            ipc.recv(
-                t,
-                ep,
-                block,
-                &mut Xfer {
-                    threads,
-                    tasks,
-                    caps,
-                },
-            )
-            .map_err(|_| ErrorCode::INVALID_STATE)
+            let Kernel { ipc, threads, tasks, caps, .. } = k;
+            ipc.recv(t, ep, block, &mut Xfer { threads, tasks, caps }).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::REPLY_RECV => {
             let (ep, _) = endpoint(k, t, req.cap, rights(|r| r.with_receive(true)))?;
-            let Kernel {
-                ipc,
-                threads,
-                tasks,
-                caps,
-                ..
-            } = k;
-            ipc.reply_recv(
-                t,
-                ep,
-                req.info,
-                block,
-                &mut Xfer {
-                    threads,
-                    tasks,
-                    caps,
-                },
-            )
-            .map_err(|_| ErrorCode::INVALID_STATE)
+            let Kernel { ipc, threads, tasks, caps, .. } = k;
+            ipc.reply_recv(t, ep, req.info, block, &mut Xfer { threads, tasks, caps })
+                .map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::REPLY => {
-            let Kernel {
-                ipc,
-                threads,
-                tasks,
-                caps,
-                ..
-            } = k;
-            ipc.reply(
-                t,
-                req.info,
-                &mut Xfer {
-                    threads,
-                    tasks,
-                    caps,
-                },
-            )
-            .map_err(|_| ErrorCode::INVALID_STATE)
+            let Kernel { ipc, threads, tasks, caps, .. } = k;
+            ipc.reply(t, req.info, &mut Xfer { threads, tasks, caps }).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::SIGNAL => {
             let (n, cap) = notification(k, t, req.cap, rights(|r| r.with_send(true)))?;
             // A badged notification capability signals its badge's bits.
-            let bits = if cap.badge.0 != 0 {
-                cap.badge.0
-            } else {
-                req.arg0
-            };
-            k.ipc
-                .signal(n, bits)
-                .map_err(|_| ErrorCode::INVALID_STATE)?;
+            let bits = if cap.badge.0 != 0 { cap.badge.0 } else { req.arg0 };
+            k.ipc.signal(n, bits).map_err(|_| ErrorCode::INVALID_STATE)?;
             k.ipc.complete(t, SyscallResult::OK);
             Ok(())
         }
         Sysnum::WAIT => {
             let (n, _) = notification(k, t, req.cap, rights(|r| r.with_receive(true)))?;
-            k.ipc
-                .wait(t, n, block)
-                .map_err(|_| ErrorCode::INVALID_STATE)
+            k.ipc.wait(t, n, block).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::INVOKE => {
             let mut doomed = Doomed::new();

@@ -5,10 +5,7 @@
 use super::{Task, Thread};
 use crate::arch::idt::TrapFrame;
 use crate::arch::memory;
-use abi::{
-    CapSlot, ErrorCode, IpcBuffer, MAX_MESSAGE_WORDS, MAX_TRANSFER_CAPS, MessageInfo,
-    REGISTER_WORDS,
-};
+use abi::{CapSlot, ErrorCode, IpcBuffer, MAX_MESSAGE_WORDS, MAX_TRANSFER_CAPS, MessageInfo, REGISTER_WORDS};
 use core::mem::offset_of;
 use kerncore::cap::CapTable;
 use kerncore::ipc::{Kind, Message, Transfer};
@@ -41,19 +38,11 @@ fn slot_at(phys: u64, field: usize, index: usize) -> CapSlot {
 
 impl<const N: usize> Xfer<'_, N> {
     fn thread(&self, t: ThreadId) -> Result<&Thread, ErrorCode> {
-        self.threads
-            .get(usize::from(t.0))
-            .filter(|t| t.alive)
-            .ok_or(ErrorCode::PEER_GONE)
+        self.threads.get(usize::from(t.0)).filter(|t| t.alive).ok_or(ErrorCode::PEER_GONE)
     }
 
     /// The sender's message words: the fault report, or registers + buffer.
-    fn words(
-        &self,
-        from: ThreadId,
-        kind: Kind,
-        len: usize,
-    ) -> Result<[u64; MAX_MESSAGE_WORDS], ErrorCode> {
+    fn words(&self, from: ThreadId, kind: Kind, len: usize) -> Result<[u64; MAX_MESSAGE_WORDS], ErrorCode> {
         let sender = self.thread(from)?;
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         if kind == Kind::Fault {
@@ -72,13 +61,7 @@ impl<const N: usize> Xfer<'_, N> {
 
     /// Copies up to three capabilities from the sender's `send_caps` slots
     /// into the receiver's `receive_slots`. Returns how many moved.
-    fn transfer_caps(
-        &mut self,
-        from: ThreadId,
-        to: ThreadId,
-        count: usize,
-        grant: bool,
-    ) -> Result<u8, ErrorCode> {
+    fn transfer_caps(&mut self, from: ThreadId, to: ThreadId, count: usize, grant: bool) -> Result<u8, ErrorCode> {
         if count == 0 {
             return Ok(0);
         }
@@ -118,23 +101,12 @@ impl<const N: usize> Xfer<'_, N> {
 
     fn cspace(&self, t: ThreadId) -> Result<kerncore::cap::CSpace, ErrorCode> {
         let task = self.thread(t)?.task.ok_or(ErrorCode::PEER_GONE)?;
-        Ok(self
-            .tasks
-            .get(task as usize)
-            .and_then(Option::as_ref)
-            .ok_or(ErrorCode::PEER_GONE)?
-            .cspace)
+        Ok(self.tasks.get(task as usize).and_then(Option::as_ref).ok_or(ErrorCode::PEER_GONE)?.cspace)
     }
 }
 
 impl<const N: usize> Transfer for Xfer<'_, N> {
-    fn transfer(
-        &mut self,
-        from: ThreadId,
-        to: ThreadId,
-        kind: Kind,
-        msg: Message,
-    ) -> Result<MessageInfo, ErrorCode> {
+    fn transfer(&mut self, from: ThreadId, to: ThreadId, kind: Kind, msg: Message) -> Result<MessageInfo, ErrorCode> {
         if kind == Kind::FaultReply {
             // The handler's reply only resumes the faulted thread.
             return Ok(MessageInfo::new());
@@ -156,15 +128,9 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
         set_registers(&mut receiver.context, head);
         if let Some(phys) = receiver_buffer.filter(|_| len > REGISTER_WORDS) {
             for (i, word) in words.iter().enumerate().take(len).skip(REGISTER_WORDS) {
-                memory::write_phys(
-                    phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64,
-                    &word.to_le_bytes(),
-                );
+                memory::write_phys(phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64, &word.to_le_bytes());
             }
         }
-        Ok(MessageInfo::new()
-            .with_label(msg.info.label())
-            .with_length(len as u8)
-            .with_caps(caps))
+        Ok(MessageInfo::new().with_label(msg.info.label()).with_length(len as u8).with_caps(caps))
     }
 }
