@@ -39,10 +39,8 @@ fn scan<M: PhysMemory>(mem: &M, start: u64, end: u64) -> Option<u64> {
 /// The RSDP's physical address, or `None` on a machine without one.
 pub fn find_in_bios_areas<M: PhysMemory>(mem: &M) -> Option<u64> {
     let ebda = mem.u16_at(EBDA_POINTER).map(|segment| u64::from(segment) << 4);
-    if let Some(ebda) = ebda.filter(|&e| e >= 0x8_0000 && e < 0xa_0000) {
-        if let Some(found) = scan(mem, ebda, ebda + 1024) {
-            return Some(found);
-        }
+    if let Some(found) = ebda.filter(|e| (0x8_0000..0xa_0000).contains(e)).and_then(|e| scan(mem, e, e + 1024)) {
+        return Some(found);
     }
     scan(mem, BIOS_AREA.0, BIOS_AREA.1)
 }

@@ -124,7 +124,7 @@ fn mb2_image(tags: &[(u32, std::vec::Vec<u8>)]) -> Image {
         body.extend_from_slice(&kind.to_le_bytes());
         body.extend_from_slice(&size.to_le_bytes());
         body.extend_from_slice(payload);
-        while body.len() % 8 != 0 {
+        while !body.len().is_multiple_of(8) {
             body.push(0);
         }
     }

@@ -120,10 +120,8 @@ impl<const N: usize> Slots<N> {
 
     /// Returns a slot; slots outside the range or already free are ignored.
     pub fn give_back(&mut self, slot: abi::CapSlot) {
-        if let Some(i) = slot.0.checked_sub(self.first).map(|i| i as usize) {
-            if let Some(u) = self.used.get_mut(i) {
-                *u = false;
-            }
+        if let Some(u) = slot.0.checked_sub(self.first).and_then(|i| self.used.get_mut(i as usize)) {
+            *u = false;
         }
     }
 

@@ -155,8 +155,11 @@ fn push32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-/// Reads back what [`convert`] wrote: (entry, [(vaddr, memsz, file bytes)]).
-pub fn inspect_elf32(image: &[u8]) -> Result<(u32, Vec<(u32, u32, Vec<u8>)>), ConvertError> {
+/// A loadable segment read back: (vaddr, memsz, file bytes).
+pub type Segment32 = (u32, u32, Vec<u8>);
+
+/// Reads back what [`convert`] wrote: the entry point and the segments.
+pub fn inspect_elf32(image: &[u8]) -> Result<(u32, Vec<Segment32>), ConvertError> {
     let header = elf::FileHeader32::<LE>::parse(image).map_err(|e| ConvertError::Parse(e.to_string()))?;
     let phdrs = header.program_headers(LE, image).map_err(|e| ConvertError::Parse(e.to_string()))?;
     let segments = phdrs

@@ -50,7 +50,7 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
 impl TrapFrame {
     pub const ZERO: TrapFrame = TrapFrame {

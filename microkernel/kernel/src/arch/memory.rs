@@ -163,7 +163,7 @@ pub fn describe(addr: u64) -> &'static str {
         "is in kernel read-only data"
     } else if within(data) {
         "is in kernel data"
-    } else if addr >= KERNEL_STACK_TOP - KERNEL_STACK_SIZE - PAGE_SIZE && addr < KERNEL_STACK_TOP - KERNEL_STACK_SIZE {
+    } else if within((KERNEL_STACK_TOP - KERNEL_STACK_SIZE - PAGE_SIZE, KERNEL_STACK_TOP - KERNEL_STACK_SIZE)) {
         "is in the boot stack's guard page (stack overflow)"
     } else if within((KERNEL_STACK_TOP - KERNEL_STACK_SIZE, KERNEL_STACK_TOP)) {
         "is on the boot stack"

@@ -361,7 +361,7 @@ fn thread_configure(k: &mut Kernel, t: ThreadId, cspace: CSpace, cap: Capability
     } else {
         let space = &k.tasks[task as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?.space;
         let phys = space.translate_writable(ipc_vaddr).ok_or(ErrorCode::BAD_ADDRESS)?;
-        if ipc_vaddr % PAGE_SIZE != 0 {
+        if !ipc_vaddr.is_multiple_of(PAGE_SIZE) {
             return Err(ErrorCode::BAD_ADDRESS);
         }
         Some((ipc_vaddr, phys))

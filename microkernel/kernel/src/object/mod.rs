@@ -245,10 +245,8 @@ impl Kernel {
                 }
             }
             ObjectType::INTERRUPT => {
-                if let Some(line) = self.interrupts.get_mut(index).and_then(Option::take) {
-                    if line.count == 1 {
-                        crate::arch::ioapic::set(line.first, true);
-                    }
+                if let Some(line) = self.interrupts.get_mut(index).and_then(Option::take).filter(|l| l.count == 1) {
+                    crate::arch::ioapic::set(line.first, true);
                 }
             }
             ObjectType::UNTYPED => {
