@@ -8,6 +8,8 @@
 
 use sysimage::manifest::{EndpointIndex, IoPortRange, Manifest, Restart, TaskIndex};
 
+const PAGE_SIZE: u64 = sysimage::PAGE_SIZE;
+
 /// Most capabilities one task is given.
 pub const MAX_GRANTS: usize = 32;
 /// The task that receives every other task's scheduling context.
@@ -41,6 +43,8 @@ pub enum Source {
     IrqNotification,
     /// An interrupt line, bound to the "irq" notification's bit `bit`.
     Irq { gsi: u32, bit: u8 },
+    /// A pool of this many pages of untyped memory (named "untyped").
+    Untyped { pages: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +85,9 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
         let mut name: heapless::String<8> = heapless::String::new();
         let _ = core::fmt::write(&mut name, format_args!("io{i}"));
         push(named(&name, Source::Io(range))?)?;
+    }
+    if t.untyped > 0 {
+        push(named("untyped", Source::Untyped { pages: t.untyped / PAGE_SIZE })?)?;
     }
     if !t.interrupts.is_empty() {
         push(named("irq", Source::IrqNotification)?)?;

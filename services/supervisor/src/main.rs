@@ -86,6 +86,7 @@ mod task {
             ObjectType::MEMORY => "memory",
             ObjectType::NOTIFICATION => "notification",
             ObjectType::INTERRUPT => "interrupt",
+            ObjectType::UNTYPED => "untyped",
             _ => "object",
         }
     }
@@ -329,6 +330,10 @@ mod task {
                         0,
                         ObjectType::SCHED_CONTEXT,
                     ),
+                    Source::Untyped { pages } => {
+                        let pool = self.hold(index, ObjectType::UNTYPED, pages)?;
+                        (pool, Rights::ALL, 0, ObjectType::UNTYPED)
+                    }
                     Source::IrqNotification => {
                         let ntf = self.hold(index, ObjectType::NOTIFICATION, 0)?;
                         irq_notification = ntf;

@@ -52,6 +52,8 @@ pub struct Task {
     pub io_ports: Vec<IoPortRange>,
     /// Global system interrupt numbers.
     pub interrupts: Vec<u32>,
+    /// Bytes of untyped memory the task is given (0: none).
+    pub untyped: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +99,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             uses: heapless::Vec::new(),
             io_ports: heapless::Vec::from_slice(&t.io_ports).map_err(|_| over("I/O ranges"))?,
             interrupts: heapless::Vec::new(),
+            untyped: t.untyped,
         };
         for &e in &t.serves {
             task.serves.push(compiled::EndpointIndex(index(e)?)).map_err(|_| over("serves"))?;

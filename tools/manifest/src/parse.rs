@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::fmt;
 use sysimage::manifest::{
     IO_PORT_SPACE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
-    MAX_USES,
+    MAX_UNTYPED, MAX_USES,
 };
 use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
 
@@ -49,6 +49,8 @@ struct TaskToml {
     io_ports: Vec<IoPortsToml>,
     #[serde(default)]
     interrupts: Vec<i64>,
+    /// Memory the task may turn into objects (partitions, guest memory).
+    untyped: Option<RawSize>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +191,7 @@ struct Draft<'t> {
     restart: Restart,
     io_ports: Vec<IoPortRange>,
     interrupts: Vec<u32>,
+    untyped: u64,
 }
 
 fn check_size(task: &str, field: &str, raw: &RawSize, errors: &mut Vec<Error>) -> Option<u64> {
@@ -235,6 +238,10 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
     }
     let memory = check_size(name, "memory", &t.memory, e);
     let stack = check_size(name, "stack", &t.stack, e);
+    let untyped = t.untyped.as_ref().and_then(|raw| check_untyped(name, raw, e)).unwrap_or(0);
+    if t.supervisor && t.untyped.is_some() {
+        err(e, "untyped", "the supervisor already holds all untyped memory".into());
+    }
     if let (Some(memory), Some(stack)) = (memory, stack)
         && stack > memory
     {
@@ -306,7 +313,27 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
         restart,
         io_ports,
         interrupts,
+        untyped,
     }
+}
+
+/// An untyped quota: a size like `memory`, but up to [`MAX_UNTYPED`].
+fn check_untyped(task: &str, raw: &RawSize, errors: &mut Vec<Error>) -> Option<u64> {
+    let bytes = match raw {
+        RawSize::Bytes(n) => u64::try_from(*n).ok(),
+        RawSize::Text(text) => parse_size(text),
+    };
+    let problem = match bytes {
+        None => "is not a size (an integer number of bytes, or a number with KiB, MiB or GiB)".to_string(),
+        Some(0) => "must not be zero (leave it out instead)".into(),
+        Some(n) if !n.is_multiple_of(PAGE_SIZE) => {
+            format!("{n} bytes is not a multiple of the page size ({PAGE_SIZE} bytes)")
+        }
+        Some(n) if n > MAX_UNTYPED => format!("{} is too large (at most {})", show_size(n), show_size(MAX_UNTYPED)),
+        Some(n) => return Some(n),
+    };
+    errors.push(Error::task(task, "untyped", problem));
+    None
 }
 
 /// Parses and checks a manifest; `origin` names it in TOML error locations.
@@ -466,6 +493,7 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
                 uses: d.toml.uses.iter().map(|n| endpoint_index(n)).collect(),
                 io_ports: d.io_ports.clone(),
                 interrupts: d.interrupts.clone(),
+                untyped: d.untyped,
             }
         })
         .collect();

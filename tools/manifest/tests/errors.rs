@@ -43,7 +43,7 @@ fn unknown_task_field() {
     assert_errors(
         &text,
         &["test.toml:14:1: unknown field `prio`, expected one of `binary`, `priority`, `memory`, `stack`, \
-           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts` (in `prio = 3`)"],
+           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts`, `untyped` (in `prio = 3`)"],
     );
 }
 
@@ -469,4 +469,26 @@ fn every_mistake_is_reported_sorted_and_numbered() {
          error 3/4: task \"vid\": restart: unknown policy \"maybe\" (expected \"always\" or \"never\")\n\
          error 4/4: task \"vid\": uses: no task serves endpoint \"consol\" (did you mean \"console\"?)\n"
     );
+}
+
+// ---- Untyped quotas.
+
+#[test]
+fn untyped_not_page_multiple() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"64KiB\"\nstack = \"16KiB\"\nuntyped = 5000\n");
+    assert_errors(&text, &["task \"a\": untyped: 5000 bytes is not a multiple of the page size (4096 bytes)"]);
+}
+
+#[test]
+fn untyped_zero_or_too_large() {
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"64KiB\"\nstack = \"16KiB\"\nuntyped = 0\n");
+    assert_errors(&text, &["task \"a\": untyped: must not be zero (leave it out instead)"]);
+    let text = system("[tasks.a]\npriority = 1\nmemory = \"64KiB\"\nstack = \"16KiB\"\nuntyped = \"32GiB\"\n");
+    assert_errors(&text, &["task \"a\": untyped: 32768 MiB is too large (at most 16384 MiB)"]);
+}
+
+#[test]
+fn supervisor_with_untyped() {
+    let text = "[system]\nname = \"test\"\n\n[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\nuntyped = \"1MiB\"\n";
+    assert_errors(text, &["task \"root\": untyped: the supervisor already holds all untyped memory"]);
 }

@@ -7,6 +7,10 @@
 //! `hvdef`. Only what the services use so far is here; the section of the
 //! specification is given for each group.
 //!
+//! SynIC messages and the intercept messages the kernel sends the VID for VM
+//! exits (TLFS 11.10, 13) are zerocopy layouts: see [`HvMessage`] and
+//! [`HvMessageBody`].
+//!
 //! This crate lives in `userland/` for now; when ring 0 needs the same
 //! definitions (hypercall dispatch) it should move next to the ABI crate so
 //! the numbers stay written once.
@@ -17,6 +21,13 @@
 use abi::open_enum;
 use bitfield_struct::bitfield;
 use core::num::NonZeroU16;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+mod message;
+
+pub use message::*;
+/// The zerocopy this crate's layouts implement, for `as_bytes` and friends.
+pub use zerocopy;
 
 open_enum! {
     /// Hypercall status codes (TLFS Appendix B).
@@ -238,7 +249,10 @@ impl HvMapGpaFlags {
 
 open_enum! {
     /// `HV_MESSAGE_TYPE` (TLFS 11.10.2): the type of a SynIC message, and of
-    /// an intercept message.
+    /// an intercept message. TLFS names are kept (`MSR_INTERCEPT` and
+    /// `EXCEPTION_INTERCEPT` have no `X64_`); payload layouts are in
+    /// [`HvMessageBody`].
+    #[derive(IntoBytes, FromBytes, Immutable, KnownLayout)]
     pub struct HvMessageType(u32) {
         NONE = 0x0000_0000,
         UNMAPPED_GPA = 0x8000_0000,
@@ -257,6 +271,9 @@ open_enum! {
         X64_APIC_EOI = 0x8001_0004,
         X64_LEGACY_FP_ERROR = 0x8001_0005,
         REGISTER_INTERCEPT = 0x8001_0006,
+        /// `HvMessageTypeX64Halt`: not in TLFS 6.0b; the value is the
+        /// Hyper-V headers' (as in OpenVMM and Linux).
+        X64_HALT = 0x8001_0007,
     }
 }
 
@@ -278,6 +295,7 @@ impl HvMessageType {
                 | HvMessageType::X64_APIC_EOI
                 | HvMessageType::X64_LEGACY_FP_ERROR
                 | HvMessageType::REGISTER_INTERCEPT
+                | HvMessageType::X64_HALT
         )
     }
 }
@@ -359,7 +377,9 @@ mod tests {
         assert!(HvMessageType(0x8001_0002).is_intercept());
         assert!(!HvMessageType::NONE.is_intercept());
         assert!(!HvMessageType::TIMER_EXPIRED.is_intercept());
-        assert!(!HvMessageType(0x8001_0007).is_intercept());
+        assert!(HvMessageType(0x8001_0007).is_intercept());
+        assert!(!HvMessageType(0x8001_0008).is_intercept());
+        assert!(!HvMessageType::UNRECOVERABLE_EXCEPTION.is_intercept());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const MAX_IO_RANGES: usize = 4;
 pub const MAX_INTERRUPTS: usize = 8;
 /// Largest memory grant of one task.
 pub const MAX_TASK_MEMORY: u64 = 1 << 30;
+/// Largest untyped quota one task may be given.
+pub const MAX_UNTYPED: u64 = 16 << 30;
 /// Number of I/O ports on x86.
 pub const IO_PORT_SPACE: u32 = 0x1_0000;
 /// Highest interrupt line (GSI) a manifest may name.
@@ -135,6 +137,8 @@ pub struct Task<'a> {
     pub uses: Vec<Use<'a>, MAX_USES>,
     pub io_ports: Vec<IoPortRange, MAX_IO_RANGES>,
     pub interrupts: Vec<Gsi, MAX_INTERRUPTS>,
+    /// Bytes of untyped memory the supervisor hands the task (0: none).
+    pub untyped: u64,
 }
 
 /// The whole static system.
@@ -224,6 +228,9 @@ impl<'a> Manifest<'a> {
                 return bad("priority out of range");
             }
             let size_ok = |n: u64| n > 0 && n.is_multiple_of(PAGE_SIZE) && n <= MAX_TASK_MEMORY;
+            if !task.untyped.is_multiple_of(PAGE_SIZE) || task.untyped > MAX_UNTYPED || (i == 0 && task.untyped != 0) {
+                return bad("bad untyped quota");
+            }
             if !size_ok(task.memory) || !size_ok(task.stack) || task.stack > task.memory {
                 return bad("bad memory or stack size");
             }

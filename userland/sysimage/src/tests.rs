@@ -23,6 +23,7 @@ fn task<'a>(name: &'a str, priority: u8) -> Task<'a> {
         uses: heapless::Vec::new(),
         io_ports: heapless::Vec::new(),
         interrupts: heapless::Vec::new(),
+        untyped: 0,
     }
 }
 

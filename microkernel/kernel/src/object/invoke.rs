@@ -282,6 +282,26 @@ fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability,
                 }
             }
         }
+        ObjectType::UNTYPED => {
+            // A sub-pool: MR2 pages of this pool's quota.
+            let pages = mr[2];
+            let pool = k.untyped[untyped as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            if pages == 0 || pages > pool.pages_left {
+                return Err(if pages == 0 { ErrorCode::INVALID_ARGUMENT } else { ErrorCode::OUT_OF_MEMORY });
+            }
+            let index = k.untyped.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            if let Some(pool) = k.untyped[untyped as usize].as_mut() {
+                pool.pages_left -= pages;
+            }
+            k.untyped[index] = Some(Untyped { pages_left: pages, pages, parent: Some(untyped) });
+            (ObjRef { kind, index: index as u32 }, |k, i| {
+                if let Some(pool) = k.untyped[i as usize].take() {
+                    if let Some(parent) = pool.parent.and_then(|p| k.untyped[p as usize].as_mut()) {
+                        parent.pages_left += pool.pages;
+                    }
+                }
+            })
+        }
         ObjectType::TASK => (ObjRef { kind, index: k.create_task()? }, |k, i| {
             if let Some(task) = k.tasks[i as usize].take() {
                 task.space.destroy();
@@ -395,6 +415,6 @@ fn thread_configure(k: &mut Kernel, t: ThreadId, cspace: CSpace, cap: Capability
 /// Creates the root task's first untyped pool.
 pub fn create_untyped(k: &mut Kernel, pages: u64) -> Result<u32, ErrorCode> {
     let index = k.untyped.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-    k.untyped[index] = Some(Untyped { pages_left: pages });
+    k.untyped[index] = Some(Untyped { pages_left: pages, pages, parent: None });
     Ok(index as u32)
 }

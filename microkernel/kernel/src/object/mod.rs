@@ -28,7 +28,7 @@ pub const MAX_NOTIFICATIONS: usize = 32;
 pub const MAX_MEMORY_OBJECTS: usize = 512;
 pub const MAX_IO_RANGES: usize = 64;
 pub const MAX_SCHED_CONTEXTS: usize = 64;
-pub const MAX_UNTYPED: usize = 4;
+pub const MAX_UNTYPED: usize = 16;
 pub const MAX_INTERRUPTS: usize = 40;
 /// Capability slots per task.
 pub const CSPACE_SLOTS: u32 = 128;
@@ -83,8 +83,11 @@ pub struct MemoryObject {
 }
 
 pub struct Untyped {
-    /// Pages that may still be retyped into memory objects.
+    /// Pages that may still be retyped into memory objects or sub-pools.
     pub pages_left: u64,
+    /// Pages it was made with, returned to `parent` when it goes.
+    pub pages: u64,
+    pub parent: Option<u32>,
 }
 
 #[derive(Clone, Copy)]
@@ -250,8 +253,12 @@ impl Kernel {
                 }
             }
             ObjectType::UNTYPED => {
-                if let Some(slot) = self.untyped.get_mut(index) {
-                    *slot = None;
+                // Objects made from it keep their frames until they go; the
+                // quota it was carved from comes back now.
+                if let Some(pool) = self.untyped.get_mut(index).and_then(Option::take) {
+                    if let Some(parent) = pool.parent.and_then(|p| self.untyped.get_mut(p as usize)?.as_mut()) {
+                        parent.pages_left += pool.pages;
+                    }
                 }
             }
             _ => {}
