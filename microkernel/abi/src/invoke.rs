@@ -64,6 +64,26 @@ open_enum! {
         /// MR1 destination slot. Each line is issued at most once.
         IRQ_ISSUE = 0x52,
 
+        // ---- Partitions and virtual processors ----
+        /// Map guest memory (CONTROL on the partition). MR0 memory slot, MR1
+        /// guest-physical address, MR2 rights (READ, WRITE, EXECUTE; subset
+        /// of the memory capability's), MR3 page offset << 32 | pages.
+        PARTITION_MAP = 0x70,
+        /// Unmap guest memory (CONTROL). MR0 guest-physical address, MR1 pages.
+        PARTITION_UNMAP = 0x71,
+        /// Bind a VP (CONTROL): MR0 partition slot, MR1 exit endpoint slot
+        /// (SEND; its badge tells the handler which VP exited), MR2
+        /// scheduling context slot (0: default), MR3 VP index.
+        VP_CONFIGURE = 0x78,
+        /// Set registers of a VP that is not running (CONTROL). MR0 count n,
+        /// then n triples (TLFS register name, low 64 bits, high 64 bits).
+        VP_SET_REGISTERS = 0x79,
+        /// Read registers (CONTROL). MR0 count n, then n names; the reply
+        /// holds n pairs (low, high).
+        VP_GET_REGISTERS = 0x7a,
+        /// Start a configured VP (CONTROL).
+        VP_START = 0x7b,
+
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.
         IO_IN = 0x60,

@@ -167,6 +167,10 @@ open_enum! {
         IO_PORTS = 8,
         SCHED_CONTEXT = 9,
         REPLY = 10,
+        /// A guest-physical address space (EPT on Intel, NPT on AMD).
+        PARTITION = 11,
+        /// A virtual processor of a partition: guest state run by the kernel.
+        VP = 12,
     }
 }
 
@@ -241,6 +245,14 @@ pub struct MessageInfo {
 pub mod labels {
     /// A thread faulted; see [`crate::FaultMessage`].
     pub const FAULT: u32 = 0xffff_0001;
+    /// A virtual processor exited to its handler: the words are a TLFS
+    /// `HV_MESSAGE` (32 words). The handler replies with [`VP_RESUME`] or
+    /// [`VP_STOP`] and register updates.
+    pub const VM_EXIT: u32 = 0xffff_0002;
+    /// Reply label: apply the register updates and run the VP again.
+    pub const VP_RESUME: u32 = 0;
+    /// Reply label: apply the register updates and leave the VP stopped.
+    pub const VP_STOP: u32 = 1;
 }
 
 /// The per-thread IPC buffer, one page at an address the task chooses.

@@ -411,6 +411,20 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         handler: Option<(EndpointId, Badge)>,
         x: &mut impl Transfer,
     ) -> Result<(), ErrorCode> {
+        let info = MessageInfo::new().with_label(labels::FAULT).with_length(FaultMessage::WORDS as u8);
+        self.fault_with(t, handler, info, x)
+    }
+
+    /// [`fault`](Self::fault) with a message of the kernel's choosing (a VM
+    /// exit: label `VM_EXIT`, an `HV_MESSAGE`). The handler's reply is a
+    /// [`Kind::FaultReply`] transfer to `t`, which then runs again.
+    pub fn fault_with(
+        &mut self,
+        t: ThreadId,
+        handler: Option<(EndpointId, Badge)>,
+        info: MessageInfo,
+        x: &mut impl Transfer,
+    ) -> Result<(), ErrorCode> {
         self.runnable(t)?;
         match handler {
             None => {
@@ -420,7 +434,6 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             Some((ep, badge)) => {
                 let ep = self.endpoint(ep)?;
                 self.threads[t.0 as usize].in_fault = true;
-                let info = MessageInfo::new().with_label(labels::FAULT).with_length(FaultMessage::WORDS as u8);
                 self.deliver(t, ep, Message { badge, info, grant: false }, Kind::Fault, x);
             }
         }

@@ -9,6 +9,11 @@
 //! places in static memory: [`cap`] (capability table and derivation tree),
 //! [`sched`] (priorities and budgets) and [`ipc`] (the endpoint and
 //! notification state machine, which owns the scheduler).
+//!
+//! For guests: [`slat`] builds second-level tables in either format,
+//! [`ept`] (Intel) or [`npt`] (AMD), with the same rules; [`vmx`] and [`svm`]
+//! hold the VMCS encodings and the VMCB layout, the controls, and the exit
+//! decoders, which describe port accesses alike ([`intercept`]).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -18,10 +23,16 @@ extern crate alloc;
 
 pub mod cap;
 pub mod cmdline;
+pub mod ept;
 #[cfg(feature = "alloc")]
 pub mod frames;
+pub mod intercept;
 pub mod ipc;
 pub mod memmap;
+pub mod npt;
 pub mod paging;
 pub mod sched;
+pub mod slat;
+pub mod svm;
 pub mod virt;
+pub mod vmx;

@@ -375,4 +375,4 @@ fn audit_table<M: PageTableMemory + ?Sized>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,6 +2,7 @@
 //! values the arch layer reads. Intel: SDM Vol. 3 Appendix A. AMD: APM
 //! Vol. 2 §15 and CPUID Fn8000_000A.
 
+use crate::vmx::{ControlCapability, PinBasedControls, PrimaryControls, VmxBasic};
 use bitfield_struct::bitfield;
 use core::fmt;
 
@@ -116,9 +117,6 @@ pub struct VmxCaps {
     pub preemption_timer: bool,
 }
 
-const PINBASED_PREEMPTION_TIMER: u32 = 1 << 6;
-const PROCBASED_ACTIVATE_SECONDARY: u32 = 1 << 31;
-
 impl VmxCaps {
     /// From IA32_VMX_BASIC, the (TRUE_)PINBASED and (TRUE_)PROCBASED control
     /// MSRs. PROCBASED_CTLS2 is read (through `read_ctls2`) only when
@@ -131,8 +129,8 @@ impl VmxCaps {
         read_ctls2: impl FnOnce() -> u64,
         read_ept_vpid: impl FnOnce() -> u64,
     ) -> Self {
-        let allowed1 = |msr: u64| (msr >> 32) as u32;
-        let has_secondary = allowed1(procbased) & PROCBASED_ACTIVATE_SECONDARY != 0;
+        let allowed1 = |msr: u64| ControlCapability(msr).may_be_one();
+        let has_secondary = PrimaryControls::from(allowed1(procbased)).activate_secondary_controls();
         let (secondary, ept_vpid) = if has_secondary {
             let secondary = SecondaryControls::from(allowed1(read_ctls2()));
             let ept_vpid =
@@ -142,10 +140,10 @@ impl VmxCaps {
             (SecondaryControls::new(), None)
         };
         VmxCaps {
-            vmcs_revision: (basic as u32) & 0x7fff_ffff,
+            vmcs_revision: VmxBasic::from(basic).vmcs_revision(),
             secondary,
             ept_vpid,
-            preemption_timer: allowed1(pinbased) & PINBASED_PREEMPTION_TIMER != 0,
+            preemption_timer: PinBasedControls::from(allowed1(pinbased)).activate_preemption_timer(),
         }
     }
 

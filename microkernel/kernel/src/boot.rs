@@ -6,6 +6,13 @@ use core::fmt::Write;
 use kerncore::cmdline::{BootOptions, FaultTest};
 use platform::{ExitStatus, println};
 
+/// What the CPU offers for running guests, found at boot.
+static VIRT: spin::Once<kerncore::virt::VirtSupport> = spin::Once::new();
+
+pub fn virt_support() -> Option<kerncore::virt::VirtSupport> {
+    VIRT.get().copied()
+}
+
 /// How long boot waits to see the timer tick.
 const TICKS_TO_WITNESS: u64 = 10;
 
@@ -58,6 +65,7 @@ fn main(info: &'static BootInfo) -> ! {
     );
     let virt = virt::detect();
     println!("virt: {virt}");
+    VIRT.call_once(|| virt);
 
     let mem = memory::init(info);
     println!(

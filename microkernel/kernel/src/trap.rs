@@ -70,8 +70,8 @@ fn user_fault(k: &mut Kernel, t: ThreadId) {
             platform::power_off(ExitStatus::Panic);
         }
     }
-    let Kernel { ipc, threads, tasks, caps, .. } = k;
-    let _ = ipc.fault(t, handler, &mut Xfer { threads, tasks, caps });
+    let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
+    let _ = ipc.fault(t, handler, &mut Xfer { threads, tasks, caps, vcpus });
 }
 
 /// Picks the next thread (idling until there is one) and prepares its
@@ -79,6 +79,12 @@ fn user_fault(k: &mut Kernel, t: ThreadId) {
 pub fn next_context(k: &mut Kernel) -> *mut TrapFrame {
     loop {
         if let Some(next) = k.ipc.schedule() {
+            if k.vcpu_of(next).is_some() {
+                // Guest mode: run until the VP exits to its handler or the
+                // scheduler wants another thread, then choose again.
+                crate::object::vm::run(k, next);
+                continue;
+            }
             let index = usize::from(next.0);
             if let Some(result) = k.ipc.take_result(next) {
                 let frame = &mut k.threads[index].context;

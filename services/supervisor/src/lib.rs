@@ -45,6 +45,9 @@ pub enum Source {
     Irq { gsi: u32, bit: u8 },
     /// A pool of this many pages of untyped memory (named "untyped").
     Untyped { pages: u64 },
+    /// The task's own task capability (named "self"), so it can map the
+    /// memory it makes from its untyped pool.
+    OwnTask,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +91,7 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
     }
     if t.untyped > 0 {
         push(named("untyped", Source::Untyped { pages: t.untyped / PAGE_SIZE })?)?;
+        push(named("self", Source::OwnTask)?)?;
     }
     if !t.interrupts.is_empty() {
         push(named("irq", Source::IrqNotification)?)?;

@@ -87,6 +87,7 @@ mod task {
             ObjectType::NOTIFICATION => "notification",
             ObjectType::INTERRUPT => "interrupt",
             ObjectType::UNTYPED => "untyped",
+            ObjectType::TASK => "task",
             _ => "object",
         }
     }
@@ -330,6 +331,7 @@ mod task {
                         0,
                         ObjectType::SCHED_CONTEXT,
                     ),
+                    Source::OwnTask => (task, Rights::new().with_control(true), 0, ObjectType::TASK),
                     Source::Untyped { pages } => {
                         let pool = self.hold(index, ObjectType::UNTYPED, pages)?;
                         (pool, Rights::ALL, 0, ObjectType::UNTYPED)

@@ -5,6 +5,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod exits;
+
 use hvdef::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};
 use vid_api::{Server, VidState};

@@ -1,4 +1,6 @@
-//! The VID task: serves the "vid" endpoint (see the library for the logic).
+//! The VID task: the VMM for its partitions. At start it runs the demo
+//! partition (a small real-mode guest) when it holds untyped memory, then
+//! serves the "vid" endpoint (see the library for the logic).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
@@ -10,15 +12,151 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod task {
-    use tessera_rt::{caps, log};
+    use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
+    use hvdef::{HvMessage, HvRegisterName};
+    use tessera_rt::memory::Window;
+    use tessera_rt::{Message, Operation, caps, invoke, log};
     use vid::Vid;
+    use vid::exits::{Action, DEMO_GUEST, DEMO_LOAD, GuestConsole, Stop, handle};
     use vid_api::{ENDPOINT, dispatch_in_place};
+
+    /// Guest RAM of the demo partition.
+    const DEMO_PAGES: u64 = 16;
+    /// Where the VID maps guest memory to load it.
+    const WINDOW_AT: u64 = 0x5000_0000;
+    /// The badge of the demo VP's exit capability.
+    const DEMO_VP_BADGE: u64 = 1;
 
     pub fn main() {
         let endpoint = caps::endpoint(ENDPOINT).expect("no \"vid\" endpoint to serve");
+        if let Some(untyped) = caps::find("untyped", ObjectType::UNTYPED) {
+            match run_demo(untyped) {
+                Ok(()) => {}
+                Err(ErrorCode::INVALID_OPERATION) => {
+                    log!(
+                        "demo partition: the kernel cannot run guests on this CPU yet (only AMD SVM with NPT is implemented)"
+                    )
+                }
+                Err(e) => log!("demo partition: {e:?}"),
+            }
+        }
         let mut vid = Vid::new();
         log!("ready, serving {ENDPOINT}");
         tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut vid, caller, message));
+    }
+
+    /// Slots for the objects the VID makes, after its named capabilities.
+    struct Slots(u32);
+
+    impl Slots {
+        fn next(&mut self) -> CapSlot {
+            self.0 += 1;
+            CapSlot(self.0 - 1)
+        }
+    }
+
+    fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot, pages: u64) -> Result<(), ErrorCode> {
+        invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(dest.0), pages]).map(drop)
+    }
+
+    fn bits(r: Rights) -> u64 {
+        u64::from(r.into_bits())
+    }
+
+    /// Builds the demo partition, runs its VP to the end, and reports.
+    fn run_demo(untyped: CapSlot) -> Result<(), ErrorCode> {
+        let own_task = caps::find("self", ObjectType::TASK);
+        let mut slots = Slots(caps::first_unnamed_slot().0);
+        let (memory, partition, vp, exits, exit_cap) =
+            (slots.next(), slots.next(), slots.next(), slots.next(), slots.next());
+        retype(untyped, ObjectType::MEMORY, memory, DEMO_PAGES)?;
+        retype(untyped, ObjectType::PARTITION, partition, 0)?;
+        retype(untyped, ObjectType::VP, vp, 0)?;
+        retype(untyped, ObjectType::ENDPOINT, exits, 0)?;
+        invoke(
+            exits,
+            Operation::CAP_MINT,
+            &[u64::from(exit_cap.0), bits(Rights::new().with_send(true)), DEMO_VP_BADGE],
+        )?;
+
+        // Load the guest through a window in the VID's own address space.
+        let task = own_task.ok_or(ErrorCode::INVALID_CAPABILITY);
+        let mut window = match task {
+            Ok(task) => Window::map(task, memory, WINDOW_AT, 0, DEMO_PAGES, true)?,
+            Err(_) => return load_without_self(),
+        };
+        if let Some(bytes) = window.bytes_mut() {
+            bytes[DEMO_LOAD as usize..DEMO_LOAD as usize + DEMO_GUEST.len()].copy_from_slice(DEMO_GUEST);
+        }
+        window.unmap(task?)?;
+
+        let rwx = Rights::new().with_read(true).with_write(true).with_execute(true);
+        invoke(partition, Operation::PARTITION_MAP, &[u64::from(memory.0), 0, bits(rwx), DEMO_PAGES])?;
+        invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
+        let name = |n: HvRegisterName| u64::from(n.0);
+        invoke(
+            vp,
+            Operation::VP_SET_REGISTERS,
+            &[2, name(HvRegisterName::RIP), DEMO_LOAD, 0, name(HvRegisterName::RSP), 0x8000, 0],
+        )?;
+        log!("demo: real-mode guest at {DEMO_LOAD:#x}, {} KiB of RAM; starting its VP", DEMO_PAGES * 4);
+        invoke(vp, Operation::VP_START, &[])?;
+        serve_exits(exits)
+    }
+
+    /// The VID cannot map memory without its own task capability.
+    fn load_without_self() -> Result<(), ErrorCode> {
+        log!("demo: no \"self\" task capability to load the guest with");
+        Err(ErrorCode::INVALID_CAPABILITY)
+    }
+
+    /// Handles the demo VP's exits until it stops.
+    fn serve_exits(exits: CapSlot) -> Result<(), ErrorCode> {
+        let mut console = GuestConsole::default();
+        let mut exits_seen = 0u64;
+        let mut received = tessera_rt::recv(exits)?;
+        loop {
+            exits_seen += 1;
+            let words = received.message.words();
+            let action = match HvMessage::from_words(words) {
+                Ok(message) if received.message.label() == labels::VM_EXIT => handle(&message, |b| {
+                    if let Some(line) = console.byte(b) {
+                        log!("demo: {}", core::str::from_utf8(&line).unwrap_or("?"));
+                    }
+                }),
+                _ => Action::Stop(Stop::Failed { message_type: 0, rip: 0 }),
+            };
+            let mut reply = Message::new(labels::VP_RESUME);
+            match action {
+                Action::Resume(updates) => {
+                    let _ = reply.push(updates.len() as u64);
+                    for (register, value) in updates {
+                        let _ = reply.push(u64::from(register.0));
+                        let _ = reply.push(value);
+                        let _ = reply.push(0);
+                    }
+                }
+                Action::Stop(stop) => {
+                    report(stop, exits_seen);
+                    reply.clear(labels::VP_STOP);
+                    let _ = reply.push(0);
+                    return tessera_rt::reply(&reply);
+                }
+            }
+            received = tessera_rt::reply_recv(exits, &reply)?;
+        }
+    }
+
+    fn report(stop: Stop, exits: u64) {
+        match stop {
+            Stop::TestExit { value } => {
+                log!("demo: guest reported status {} through port 0xf4 after {exits} exits", (value << 1) | 1)
+            }
+            Stop::Halted { rip } => log!("demo: guest halted at {rip:#x} after {exits} exits"),
+            Stop::Failed { message_type, rip } => {
+                log!("demo: guest stopped: intercept {message_type:#x} at {rip:#x} is not handled")
+            }
+        }
     }
 }
 

@@ -301,8 +301,9 @@ impl HvMessageType {
 }
 
 open_enum! {
-    /// `HV_REGISTER_NAME` values (TLFS 7.8.2) of the x64 registers that fit
-    /// in 64 bits: user-mode registers, control registers, EFER.
+    /// `HV_REGISTER_NAME` values (TLFS 7.8.2) of the x64 registers.
+    /// Segment and table registers are 128-bit values: see
+    /// [`HvX64SegmentRegister`] and [`table_register_value`].
     pub struct HvRegisterName(u32) {
         RAX = 0x0002_0000,
         RCX = 0x0002_0001,
@@ -327,13 +328,71 @@ open_enum! {
         CR3 = 0x0004_0002,
         CR4 = 0x0004_0003,
         CR8 = 0x0004_0004,
+        DR6 = 0x0005_0004,
+        DR7 = 0x0005_0005,
+        ES = 0x0006_0000,
+        CS = 0x0006_0001,
+        SS = 0x0006_0002,
+        DS = 0x0006_0003,
+        FS = 0x0006_0004,
+        GS = 0x0006_0005,
+        LDTR = 0x0006_0006,
+        TR = 0x0006_0007,
+        IDTR = 0x0007_0000,
+        GDTR = 0x0007_0001,
+        TSC = 0x0008_0000,
         EFER = 0x0008_0001,
+        KERNEL_GS_BASE = 0x0008_0002,
+        APIC_BASE = 0x0008_0003,
+        PAT = 0x0008_0004,
     }
+}
+
+/// A segment register as a 128-bit register value: (low, high) words.
+pub fn segment_register_value(segment: &HvX64SegmentRegister) -> (u64, u64) {
+    let high =
+        u64::from(segment.limit) | u64::from(segment.selector) << 32 | u64::from(segment.attributes.into_bits()) << 48;
+    (segment.base, high)
+}
+
+/// The segment register a 128-bit register value holds.
+pub fn segment_register_from_value(low: u64, high: u64) -> HvX64SegmentRegister {
+    HvX64SegmentRegister {
+        base: low,
+        limit: high as u32,
+        selector: (high >> 32) as u16,
+        attributes: HvX64SegmentAttributes::from_bits((high >> 48) as u16),
+    }
+}
+
+/// An `HV_X64_TABLE_REGISTER` (GDTR, IDTR) as (low, high): the limit in
+/// bits 48..63 of the low word (after three reserved u16s), the base high.
+pub fn table_register_value(base: u64, limit: u16) -> (u64, u64) {
+    (u64::from(limit) << 48, base)
+}
+
+/// (base, limit) of a table register value.
+pub fn table_register_from_value(low: u64, high: u64) -> (u64, u16) {
+    (high, (low >> 48) as u16)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_and_table_registers_round_trip_through_two_words() {
+        let cs = HvX64SegmentRegister {
+            base: 0x1000,
+            limit: 0xffff_ffff,
+            selector: 0x08,
+            attributes: HvX64SegmentAttributes::from_bits(0xc09b),
+        };
+        let (low, high) = segment_register_value(&cs);
+        assert_eq!((low, high), (0x1000, 0xc09b_0008_ffff_ffff));
+        assert_eq!(segment_register_from_value(low, high), cs);
+        assert_eq!(table_register_from_value(table_register_value(0x2000, 0x27).0, 0x2000), (0x2000, 0x27));
+    }
 
     #[test]
     fn errors_are_never_success_and_round_trip_as_u64() {

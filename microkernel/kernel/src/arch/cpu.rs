@@ -101,3 +101,11 @@ pub fn disable_interrupts() {
     // SAFETY: masking interrupts has no memory effects.
     unsafe { core::arch::asm!("cli", options(nomem, nostack)) }
 }
+
+/// Lets interrupts that are pending (after a VM exit) reach their handlers,
+/// then masks them again.
+pub fn take_pending_interrupts() {
+    // SAFETY: the IDT is loaded; `sti; nop` opens a one-instruction window
+    // for pending interrupts, which run on the current kernel stack.
+    unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) }
+}

@@ -241,6 +241,13 @@ pub fn read_phys(phys: u64, buf: &mut [u8]) {
     unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) }
 }
 
+/// Fills physical memory the kernel owns with `byte`.
+pub fn fill_phys(phys: u64, len: u64, byte: u8) {
+    let dst = direct(phys, len);
+    // SAFETY: as for `write_phys`.
+    unsafe { core::ptr::write_bytes(dst, byte, len as usize) }
+}
+
 /// Zeroes physical memory the kernel owns.
 pub fn zero_phys(phys: u64, len: u64) {
     let dst = direct(phys, len);

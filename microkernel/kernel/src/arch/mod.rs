@@ -14,4 +14,5 @@ pub mod ioapic;
 pub mod memory;
 pub mod percpu;
 pub mod pit;
+pub mod svm;
 pub mod virt;

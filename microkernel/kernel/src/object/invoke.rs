@@ -16,18 +16,18 @@ use kerncore::sched::{SchedParams, ThreadId};
 type Outcome = Result<MessageInfo, ErrorCode>;
 
 /// Reply with `words` in the message registers.
-fn reply(k: &mut Kernel, t: ThreadId, words: &[u64]) -> Outcome {
+pub(super) fn reply(k: &mut Kernel, t: ThreadId, words: &[u64]) -> Outcome {
     let mut mrs = [0; abi::REGISTER_WORDS];
     mrs[..words.len()].copy_from_slice(words);
     set_registers(&mut k.threads[usize::from(t.0)].context, mrs);
     Ok(MessageInfo::new().with_length(words.len() as u8))
 }
 
-fn done() -> Outcome {
+pub(super) fn done() -> Outcome {
     Ok(MessageInfo::new())
 }
 
-fn slot(value: u64) -> CapSlot {
+pub(super) fn slot(value: u64) -> CapSlot {
     CapSlot(u32::try_from(value).unwrap_or(u32::MAX))
 }
 
@@ -35,12 +35,12 @@ fn need(f: impl FnOnce(Rights) -> Rights) -> Rights {
     f(Rights::new())
 }
 
-fn control() -> Rights {
+pub(super) fn control() -> Rights {
     need(|r| r.with_control(true))
 }
 
 /// A word of the caller's IPC buffer.
-fn buffer_word(k: &Kernel, t: ThreadId, index: usize) -> Result<u64, ErrorCode> {
+pub(super) fn buffer_word(k: &Kernel, t: ThreadId, index: usize) -> Result<u64, ErrorCode> {
     let (_, phys) = k.threads[usize::from(t.0)].ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
     Ok(memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64))
 }
@@ -229,12 +229,18 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
             ioapic::set(line.first, false);
             done()
         }
+        Operation::PARTITION_MAP
+        | Operation::PARTITION_UNMAP
+        | Operation::VP_CONFIGURE
+        | Operation::VP_SET_REGISTERS
+        | Operation::VP_GET_REGISTERS
+        | Operation::VP_START => super::vm::invoke(k, t, cspace, cap, op, mr, info),
         _ => Err(ErrorCode::INVALID_OPERATION),
     }
 }
 
 /// The object index, if `cap` is of `kind` and carries `needed`.
-fn expect(cap: Capability, kind: ObjectType, needed: Rights) -> Result<u32, ErrorCode> {
+pub(super) fn expect(cap: Capability, kind: ObjectType, needed: Rights) -> Result<u32, ErrorCode> {
     if cap.object.kind != kind {
         return Err(ErrorCode::WRONG_TYPE);
     }
@@ -302,6 +308,19 @@ fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability,
                 }
             })
         }
+        ObjectType::PARTITION => (ObjRef { kind, index: super::vm::create_partition(k)? }, |k, i| {
+            if let Some(p) = k.partitions[i as usize].take() {
+                super::vm::free_npt(p.root);
+            }
+        }),
+        ObjectType::VP => (ObjRef { kind, index: super::vm::create_vp(k)? }, |k, i| {
+            let t = i as usize;
+            if let Some(vcpu) = k.threads[t].vcpu.and_then(|v| k.vcpus[v as usize].take()) {
+                memory::free_frames(vcpu.vmcb);
+            }
+            k.threads[t] = super::Thread::DEAD;
+            let _ = k.ipc.free_thread(ThreadId(i as u16));
+        }),
         ObjectType::TASK => (ObjRef { kind, index: k.create_task()? }, |k, i| {
             if let Some(task) = k.tasks[i as usize].take() {
                 task.space.destroy();

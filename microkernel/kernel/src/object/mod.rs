@@ -10,6 +10,7 @@
 pub mod invoke;
 pub mod syscall;
 pub mod transfer;
+pub mod vm;
 
 use crate::arch::addrspace::AddressSpace;
 use crate::arch::idt::TrapFrame;
@@ -57,6 +58,8 @@ pub struct Thread {
     /// The fault being reported, as message words.
     pub fault: abi::FaultMessage,
     pub started: bool,
+    /// The virtual processor this thread runs, if it is one.
+    pub vcpu: Option<u32>,
 }
 
 impl Thread {
@@ -68,6 +71,7 @@ impl Thread {
         fault_handler: None,
         fault: abi::FaultMessage { vector: 0, error_code: 0, rip: 0, address: 0, rsp: 0 },
         started: false,
+        vcpu: None,
     };
 }
 
@@ -133,9 +137,14 @@ pub struct Kernel {
     pub io: [Option<IoRange>; MAX_IO_RANGES],
     pub sched: [Option<SchedContext>; MAX_SCHED_CONTEXTS],
     pub interrupts: [Option<Interrupt>; MAX_INTERRUPTS],
+    pub partitions: [Option<vm::Partition>; vm::MAX_PARTITIONS],
+    pub vcpus: [Option<vm::Vcpu>; vm::MAX_VPS],
     /// Timer ticks already fed to the scheduler.
     pub ticks_seen: u64,
 }
+
+/// Memory-object mapping owners at and above this are partitions.
+pub const PARTITION_OWNER: u32 = 0x8000_0000;
 
 /// Objects whose last capability went away, to destroy once the capability
 /// table is no longer borrowed.
@@ -153,6 +162,8 @@ impl Kernel {
             io: [const { None }; MAX_IO_RANGES],
             sched: [const { None }; MAX_SCHED_CONTEXTS],
             interrupts: [const { None }; MAX_INTERRUPTS],
+            partitions: [const { None }; vm::MAX_PARTITIONS],
+            vcpus: [const { None }; vm::MAX_VPS],
             ticks_seen: 0,
         }
     }
@@ -222,10 +233,26 @@ impl Kernel {
             }
             ObjectType::THREAD => self.destroy_thread(ThreadId(object.index as u16)),
             ObjectType::TASK => self.destroy_task(object.index, doomed),
+            ObjectType::VP => self.destroy_thread(ThreadId(object.index as u16)),
+            ObjectType::PARTITION => {
+                if let Some(partition) = self.partitions.get_mut(index).and_then(Option::take) {
+                    for mem in self.memory.iter_mut().flatten() {
+                        mem.mappings.retain(|m| m.0 != PARTITION_OWNER + object.index);
+                    }
+                    for vcpu in self.vcpus.iter_mut().flatten() {
+                        if vcpu.partition == Some(object.index) {
+                            vcpu.partition = None;
+                        }
+                    }
+                    vm::free_npt(partition.root);
+                }
+            }
             ObjectType::MEMORY => {
                 if let Some(mem) = self.memory.get_mut(index).and_then(Option::take) {
-                    for &(task, vaddr, pages) in &mem.mappings {
-                        if let Some(t) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) {
+                    for &(owner, vaddr, pages) in &mem.mappings {
+                        if let Some(p) = owner.checked_sub(PARTITION_OWNER) {
+                            self.unmap_guest(p, vaddr, pages);
+                        } else if let Some(t) = self.tasks.get_mut(owner as usize).and_then(Option::as_mut) {
                             let _ = t.space.unmap(vaddr, pages * PAGE_SIZE);
                         }
                     }
@@ -272,6 +299,10 @@ impl Kernel {
         if !thread.alive {
             return;
         }
+        if let Some(vcpu) = thread.vcpu.and_then(|v| self.vcpus.get_mut(v as usize)?.take()) {
+            memory::free_frames(vcpu.vmcb);
+        }
+        let thread = &mut self.threads[usize::from(t.0)];
         *thread = Thread::DEAD;
         let _ = self.ipc.exit(t);
         let _ = self.ipc.free_thread(t);
@@ -297,6 +328,14 @@ impl Kernel {
         }
         self.caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
         task.space.destroy();
+    }
+
+    /// Removes guest mappings; the partition's VPs flush before running again.
+    pub fn unmap_guest(&mut self, partition: u32, gpa: u64, pages: u64) {
+        let Some(p) = self.partitions.get_mut(partition as usize).and_then(Option::as_mut) else { return };
+        let mut mem = memory::DirectMap;
+        let _ = vm::npt(&mut mem, p.root).unmap(gpa, pages * PAGE_SIZE, |_| {});
+        p.flush = true;
     }
 
     /// Signals the notifications bound to lines that fired. A line stays

@@ -78,8 +78,8 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
         Sysnum::CALL | Sysnum::SEND => {
             let (ep, cap) = endpoint(k, t, req.cap, rights(|r| r.with_send(true)))?;
             let msg = Message { badge: cap.badge, info: req.info, grant: cap.rights.grant() };
-            let Kernel { ipc, threads, tasks, caps, .. } = k;
-            let mut xfer = Xfer { threads, tasks, caps };
+            let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
+            let mut xfer = Xfer { threads, tasks, caps, vcpus };
             if req.number == Sysnum::CALL {
                 ipc.call(t, ep, msg, &mut xfer).map_err(|_| ErrorCode::INVALID_STATE)
             } else {
@@ -88,18 +88,18 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
         }
         Sysnum::RECV => {
             let (ep, _) = endpoint(k, t, req.cap, rights(|r| r.with_receive(true)))?;
-            let Kernel { ipc, threads, tasks, caps, .. } = k;
-            ipc.recv(t, ep, block, &mut Xfer { threads, tasks, caps }).map_err(|_| ErrorCode::INVALID_STATE)
+            let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
+            ipc.recv(t, ep, block, &mut Xfer { threads, tasks, caps, vcpus }).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::REPLY_RECV => {
             let (ep, _) = endpoint(k, t, req.cap, rights(|r| r.with_receive(true)))?;
-            let Kernel { ipc, threads, tasks, caps, .. } = k;
-            ipc.reply_recv(t, ep, req.info, block, &mut Xfer { threads, tasks, caps })
+            let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
+            ipc.reply_recv(t, ep, req.info, block, &mut Xfer { threads, tasks, caps, vcpus })
                 .map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::REPLY => {
-            let Kernel { ipc, threads, tasks, caps, .. } = k;
-            ipc.reply(t, req.info, &mut Xfer { threads, tasks, caps }).map_err(|_| ErrorCode::INVALID_STATE)
+            let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
+            ipc.reply(t, req.info, &mut Xfer { threads, tasks, caps, vcpus }).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::SIGNAL => {
             let (n, cap) = notification(k, t, req.cap, rights(|r| r.with_send(true)))?;

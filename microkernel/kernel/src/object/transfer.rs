@@ -15,6 +15,27 @@ pub struct Xfer<'k, const N: usize> {
     pub threads: &'k mut [Thread],
     pub tasks: &'k [Option<Task>],
     pub caps: &'k mut CapTable<N>,
+    pub vcpus: &'k mut [Option<super::vm::Vcpu>],
+}
+
+/// Sets the caller's reply to `words`: the first four in registers, the
+/// rest in its IPC buffer.
+pub fn reply_words(k: &mut super::Kernel, t: ThreadId, words: &[u64]) -> Result<MessageInfo, ErrorCode> {
+    if words.len() > MAX_MESSAGE_WORDS {
+        return Err(ErrorCode::MESSAGE_TOO_LONG);
+    }
+    let thread = &mut k.threads[usize::from(t.0)];
+    if words.len() > REGISTER_WORDS {
+        let (_, phys) = thread.ipc_buffer.ok_or(ErrorCode::MESSAGE_TOO_LONG)?;
+        for (i, word) in words.iter().enumerate().skip(REGISTER_WORDS) {
+            memory::write_phys(phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64, &word.to_le_bytes());
+        }
+    }
+    let mut head = [0; REGISTER_WORDS];
+    let n = words.len().min(REGISTER_WORDS);
+    head[..n].copy_from_slice(&words[..n]);
+    set_registers(&mut thread.context, head);
+    Ok(MessageInfo::new().with_length(words.len() as u8))
 }
 
 /// The message registers of a saved context.
@@ -46,7 +67,11 @@ impl<const N: usize> Xfer<'_, N> {
         let sender = self.thread(from)?;
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         if kind == Kind::Fault {
-            words[..abi::FaultMessage::WORDS].copy_from_slice(&sender.fault.to_words());
+            if let Some(vcpu) = sender.vcpu.and_then(|v| self.vcpus.get(v as usize)?.as_ref()) {
+                words[..hvdef::HV_MESSAGE_WORDS].copy_from_slice(&vcpu.exit);
+            } else {
+                words[..abi::FaultMessage::WORDS].copy_from_slice(&sender.fault.to_words());
+            }
             return Ok(words);
         }
         words[..REGISTER_WORDS].copy_from_slice(&registers(&sender.context));
@@ -108,7 +133,14 @@ impl<const N: usize> Xfer<'_, N> {
 impl<const N: usize> Transfer for Xfer<'_, N> {
     fn transfer(&mut self, from: ThreadId, to: ThreadId, kind: Kind, msg: Message) -> Result<MessageInfo, ErrorCode> {
         if kind == Kind::FaultReply {
-            // The handler's reply only resumes the faulted thread.
+            // A VP's handler replies with register updates; for a faulted
+            // thread the reply only resumes it.
+            let Some(v) = self.thread(to)?.vcpu else { return Ok(MessageInfo::new()) };
+            let len = usize::from(msg.info.length()).min(MAX_MESSAGE_WORDS);
+            let words = self.words(from, Kind::Reply, len)?;
+            let stop = super::vm::reply_stops(msg.info.label())?;
+            let vcpu = self.vcpus.get_mut(v as usize).and_then(Option::as_mut).ok_or(ErrorCode::PEER_GONE)?;
+            super::vm::apply_reply(vcpu, &words[..len], stop)?;
             return Ok(MessageInfo::new());
         }
         let len = usize::from(msg.info.length());

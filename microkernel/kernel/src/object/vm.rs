@@ -1,0 +1,464 @@
+//! Partitions and virtual processors.
+//!
+//! A partition is a guest-physical address space; a VP is a thread whose
+//! "user mode" is guest mode. When the scheduler picks a VP the kernel runs
+//! the guest until it exits. Exits that only the kernel can handle (host
+//! interrupts) stay in ring 0; every other exit becomes a TLFS intercept
+//! message (`HV_MESSAGE`) sent, like a fault, to the VP's exit endpoint —
+//! the VID — and the VP waits. The VID's reply carries register updates and
+//! says whether the VP runs on.
+//!
+//! Only AMD SVM with nested paging is implemented; on Intel VMX creating a
+//! VP fails with INVALID_OPERATION until the VMX backend exists.
+
+use super::Kernel;
+use crate::arch::svm::{self, GuestGprs};
+use abi::{ErrorCode, labels};
+use hvdef::{
+    HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
+    HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage, HvX64MemoryAccessInfo,
+    HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage,
+};
+use kerncore::frames::Frames;
+use kerncore::sched::ThreadId;
+
+pub const MAX_PARTITIONS: usize = 8;
+pub const MAX_VPS: usize = 16;
+
+pub struct Partition {
+    /// Root of the nested page tables (NPT: ordinary long-mode format).
+    pub root: u64,
+    pub asid: u32,
+    /// Mappings changed since the VPs last ran: flush their TLBs.
+    pub flush: bool,
+}
+
+pub struct Vcpu {
+    pub partition: Option<u32>,
+    pub index: u32,
+    pub vmcb: Frames,
+    pub gprs: GuestGprs,
+    /// The exit message being delivered, as IPC words.
+    pub exit: [u64; hvdef::HV_MESSAGE_WORDS],
+    /// The handler asked to leave the VP stopped.
+    pub stop: bool,
+}
+
+impl Vcpu {
+    pub fn vmcb(&self) -> u64 {
+        self.vmcb.start()
+    }
+
+    pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        let vmcb = self.vmcb();
+        svm::get_register(vmcb, &mut self.gprs, name)
+    }
+
+    pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
+        let vmcb = self.vmcb();
+        svm::set_register(vmcb, &mut self.gprs, name, low, high)
+    }
+}
+
+/// What to do with an exit.
+pub enum Outcome {
+    /// Handled in ring 0 (a host interrupt): reschedule and maybe run on.
+    Host,
+    /// Send this message to the VP's handler.
+    Forward(HvMessage),
+}
+
+fn header(vcpu: &mut Vcpu, rip: u64, length: u8, access: HvInterceptAccessType) -> HvX64InterceptMessageHeader {
+    let vmcb = vcpu.vmcb();
+    let (cs_low, cs_high) = vcpu.get(HvRegisterName::CS).unwrap_or((0, 0));
+    let cr0 = svm::get(vmcb, svm::vmcb::CR0);
+    let efer = svm::get(vmcb, svm::vmcb::EFER);
+    HvX64InterceptMessageHeader {
+        vp_index: vcpu.index,
+        instruction_length_and_cr8: hvdef::HvX64InstructionLength::new().with_instruction_length(length.min(15)),
+        intercept_access_type: access,
+        execution_state: hvdef::HvX64VpExecutionState::new()
+            .with_cpl(svm::cpl(vmcb) & 3)
+            .with_cr0_pe(cr0 & 1 != 0)
+            .with_cr0_am(cr0 & (1 << 18) != 0)
+            .with_efer_lma(efer & (1 << 10) != 0),
+        cs_segment: hvdef::segment_register_from_value(cs_low, cs_high),
+        rip,
+        rflags: svm::get(vmcb, svm::vmcb::RFLAGS),
+    }
+}
+
+/// Turns an SVM exit into a ring-0 outcome or a TLFS message.
+pub fn classify(vcpu: &mut Vcpu, exit: svm::Exit) -> Outcome {
+    use svm::exit as code;
+    let rax = svm::get(vcpu.vmcb(), svm::vmcb::RAX);
+    let body = match exit.code {
+        code::INTR | code::NMI | code::VINTR => return Outcome::Host,
+        code::IOIO => {
+            // EXITINFO1 (APM 15.10.2): bit 0 IN, 2 string, 3 REP, 4..6 size
+            // (one-hot 8/16/32), 16..31 port. EXITINFO2: the next RIP.
+            let info = exit.info1;
+            let size = match (info >> 4) & 7 {
+                1 => 1,
+                2 => 2,
+                _ => 4,
+            };
+            let input = info & 1 != 0;
+            let access = if input { HvInterceptAccessType::READ } else { HvInterceptAccessType::WRITE };
+            let length = exit.info2.wrapping_sub(exit.rip) as u8;
+            let (ds_low, ds_high) = vcpu.get(HvRegisterName::DS).unwrap_or((0, 0));
+            let (es_low, es_high) = vcpu.get(HvRegisterName::ES).unwrap_or((0, 0));
+            HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
+                header: header(vcpu, exit.rip, length, access),
+                port_number: (info >> 16) as u16,
+                access_info: HvX64IoPortAccessInfo::new()
+                    .with_access_size(size)
+                    .with_string_op(info & (1 << 2) != 0)
+                    .with_rep_prefix(info & (1 << 3) != 0),
+                instruction_byte_count: 0,
+                reserved: 0,
+                rax,
+                instruction_bytes: [0; 16],
+                ds_segment: hvdef::segment_register_from_value(ds_low, ds_high),
+                es_segment: hvdef::segment_register_from_value(es_low, es_high),
+                rcx: vcpu.gprs.rcx,
+                rsi: vcpu.gprs.rsi,
+                rdi: vcpu.gprs.rdi,
+            })
+        }
+        code::CPUID => HvMessageBody::X64CpuidIntercept(HvX64CpuidInterceptMessage {
+            header: header(vcpu, exit.rip, 2, HvInterceptAccessType::EXECUTE),
+            rax,
+            rcx: vcpu.gprs.rcx,
+            rdx: vcpu.gprs.rdx,
+            rbx: vcpu.gprs.rbx,
+            default_result_rax: 0,
+            default_result_rcx: 0,
+            default_result_rdx: 0,
+            default_result_rbx: 0,
+        }),
+        code::MSR => HvMessageBody::MsrIntercept(HvX64MsrInterceptMessage {
+            header: header(
+                vcpu,
+                exit.rip,
+                2,
+                if exit.info1 & 1 != 0 { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ },
+            ),
+            msr_number: vcpu.gprs.rcx as u32,
+            reserved: 0,
+            rdx: vcpu.gprs.rdx,
+            rax,
+        }),
+        code::HLT => HvMessageBody::X64Halt(HvX64HaltMessage {
+            header: header(vcpu, exit.rip, 1, HvInterceptAccessType::EXECUTE),
+        }),
+        code::NPF => {
+            // EXITINFO1: bit 1 write, bit 4 instruction fetch; EXITINFO2: GPA.
+            let access = if exit.info1 & (1 << 4) != 0 {
+                HvInterceptAccessType::EXECUTE
+            } else if exit.info1 & (1 << 1) != 0 {
+                HvInterceptAccessType::WRITE
+            } else {
+                HvInterceptAccessType::READ
+            };
+            let message = HvX64MemoryInterceptMessage {
+                header: header(vcpu, exit.rip, 0, access),
+                cache_type: hvdef::HvCacheType(6),
+                instruction_byte_count: 0,
+                memory_access_info: HvX64MemoryAccessInfo::new(),
+                tpr_priority: 0,
+                reserved: 0,
+                guest_virtual_address: 0,
+                guest_physical_address: exit.info2,
+                instruction_bytes: [0; 16],
+            };
+            if exit.info1 & 1 != 0 { HvMessageBody::GpaIntercept(message) } else { HvMessageBody::UnmappedGpa(message) }
+        }
+        // Shutdown (a triple fault), and anything the VMM must see.
+        _ => HvMessageBody::UnrecoverableException(HvX64UnrecoverableExceptionMessage {
+            header: header(vcpu, exit.rip, 0, HvInterceptAccessType::EXECUTE),
+        }),
+    };
+    Outcome::Forward(HvMessage::from_body(&body, 0))
+}
+
+/// Applies the handler's reply to a VM exit: a count, then (name, low,
+/// high) triples; `stop` leaves the VP stopped.
+pub fn apply_reply(vcpu: &mut Vcpu, words: &[u64], stop: bool) -> Result<(), ErrorCode> {
+    let count = *words.first().unwrap_or(&0) as usize;
+    let triples = words.get(1..1 + 3 * count).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+    for t in triples.chunks_exact(3) {
+        let name = HvRegisterName(u32::try_from(t[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
+        if !vcpu.set(name, t[1], t[2]) {
+            return Err(ErrorCode::INVALID_ARGUMENT);
+        }
+    }
+    vcpu.stop = stop;
+    Ok(())
+}
+
+/// The label of a reply to a VM exit.
+pub fn reply_stops(label: u32) -> Result<bool, ErrorCode> {
+    match label {
+        labels::VP_RESUME => Ok(false),
+        labels::VP_STOP => Ok(true),
+        _ => Err(ErrorCode::INVALID_ARGUMENT),
+    }
+}
+
+impl Kernel {
+    /// The VP a thread runs, if it is one.
+    pub fn vcpu_of(&self, t: ThreadId) -> Option<u32> {
+        self.threads.get(usize::from(t.0))?.vcpu
+    }
+}
+
+/// The CPU runs guests with AMD SVM (the only backend so far).
+fn svm_ready() -> Result<(), ErrorCode> {
+    if !crate::boot::virt_support()
+        .is_some_and(|v| matches!(v, kerncore::virt::VirtSupport::Svm(s) if s.features.nested_paging()))
+    {
+        return Err(ErrorCode::INVALID_OPERATION);
+    }
+    svm::enable().map_err(|_| ErrorCode::OUT_OF_MEMORY)
+}
+
+/// A new partition with empty nested page tables.
+pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
+    svm_ready()?;
+    let index = k.partitions.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+    let mut mem = crate::arch::memory::DirectMap;
+    let root = NptMapper::new_root(&mut mem).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+    // ASID 0 is the host's.
+    k.partitions[index] = Some(Partition { root, asid: index as u32 + 1, flush: true });
+    Ok(index as u32)
+}
+
+/// A new VP: a thread that runs guest code, with a VMCB. Returns the thread id.
+pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
+    svm_ready()?;
+    let slot = k.vcpus.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+    let vmcb = crate::arch::memory::alloc_frames(1).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+    let thread = match k.ipc.alloc_thread() {
+        Ok(t) => t,
+        Err(e) => {
+            crate::arch::memory::free_frames(vmcb);
+            return Err(e);
+        }
+    };
+    k.vcpus[slot] = Some(Vcpu {
+        partition: None,
+        index: 0,
+        vmcb,
+        gprs: GuestGprs::default(),
+        exit: [0; hvdef::HV_MESSAGE_WORDS],
+        stop: false,
+    });
+    k.threads[usize::from(thread.0)] = super::Thread { alive: true, vcpu: Some(slot as u32), ..super::Thread::DEAD };
+    Ok(u32::from(thread.0))
+}
+
+use super::invoke::{buffer_word, control, done, expect, slot};
+use abi::invoke::Operation;
+use abi::{CapSlot, MessageInfo, ObjectType, Rights};
+use kerncore::cap::{CSpace, Capability};
+use kerncore::npt::{NptFormat, NptMapper};
+use kerncore::paging::PAGE_SIZE;
+use kerncore::slat::{GuestRights, SlatConfig};
+
+/// The nested page tables of a partition (4 KiB leaves, so any page can be
+/// unmapped on its own).
+pub fn npt(mem: &mut crate::arch::memory::DirectMap, root: u64) -> NptMapper<'_, crate::arch::memory::DirectMap> {
+    NptMapper::new(mem, root, NptFormat, SlatConfig { large_pages: false, ..SlatConfig::default() })
+}
+
+/// Frees a partition's nested page tables.
+pub fn free_npt(root: u64) {
+    let mut mem = crate::arch::memory::DirectMap;
+    let mut tables: heapless::Vec<u64, 256> = heapless::Vec::new();
+    npt(&mut mem, root).for_each_table(|t| {
+        let _ = tables.push(t);
+    });
+    for t in tables {
+        crate::arch::memory::free_frames(Frames::reclaim(t, 1));
+    }
+}
+
+/// Most registers one VP_SET_REGISTERS / VP_GET_REGISTERS handles.
+const MAX_REGISTERS: usize = 20;
+
+fn word(k: &Kernel, t: ThreadId, mr: &[u64; 4], i: usize) -> Result<u64, ErrorCode> {
+    if i < 4 { Ok(mr[i]) } else { buffer_word(k, t, i) }
+}
+
+/// Partition and VP operations.
+pub fn invoke(
+    k: &mut Kernel,
+    t: ThreadId,
+    cspace: CSpace,
+    cap: Capability,
+    op: Operation,
+    mr: [u64; 4],
+    info: MessageInfo,
+) -> Result<MessageInfo, ErrorCode> {
+    match op {
+        Operation::PARTITION_MAP => {
+            let partition = expect(cap, ObjectType::PARTITION, control())?;
+            let (_, mem_cap) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::MEMORY, Rights::new().with_read(true))?;
+            let wanted = Rights::from_bits(u32::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
+            if !mem_cap.rights.contains(wanted) || !wanted.read() {
+                return Err(ErrorCode::NO_RIGHTS);
+            }
+            let (offset, pages, gpa) = (mr[3] >> 32, mr[3] & 0xffff_ffff, mr[1]);
+            let mem = k.memory[mem_cap.object.index as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+            if pages == 0
+                || offset.checked_add(pages).is_none_or(|end| end > mem.pages)
+                || !gpa.is_multiple_of(PAGE_SIZE)
+            {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            if mem.mappings.is_full() || gpa.checked_add(pages * PAGE_SIZE).is_none_or(|end| end > 1 << 46) {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            let phys = mem.phys + offset * PAGE_SIZE;
+            let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
+            let mut dm = crate::arch::memory::DirectMap;
+            npt(&mut dm, p.root).map(gpa, phys, pages * PAGE_SIZE, rights).map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            p.flush = true;
+            if let Some(mem) = k.memory[mem_cap.object.index as usize].as_mut() {
+                let _ = mem.mappings.push((super::PARTITION_OWNER + partition, gpa, pages));
+            }
+            done()
+        }
+        Operation::PARTITION_UNMAP => {
+            let partition = expect(cap, ObjectType::PARTITION, control())?;
+            let (gpa, pages) = (mr[0], mr[1]);
+            let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            let mut dm = crate::arch::memory::DirectMap;
+            npt(&mut dm, p.root).unmap(gpa, len, |_| {}).map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            p.flush = true;
+            let owner = super::PARTITION_OWNER + partition;
+            for mem in k.memory.iter_mut().flatten() {
+                mem.mappings.retain(|&(o, at, _)| !(o == owner && at >= gpa && at < gpa + len));
+            }
+            done()
+        }
+        Operation::VP_CONFIGURE => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let (_, part) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::PARTITION, control())?;
+            let (_, ep) = k.caps.lookup(cspace, slot(mr[1]), ObjectType::ENDPOINT, Rights::new().with_send(true))?;
+            let params = if mr[2] == 0 {
+                kerncore::sched::SchedParams::DEFAULT
+            } else {
+                let (_, sc) = k.caps.lookup(cspace, slot(mr[2]), ObjectType::SCHED_CONTEXT, control())?;
+                let context = k.sched[sc.object.index as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+                context.bound = Some(thread);
+                context.params
+            };
+            if k.threads[usize::from(thread.0)].started {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            let p = k.partitions[part.object.index as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+            let (root, asid) = (p.root, p.asid);
+            let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
+            let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            vcpu.partition = Some(part.object.index);
+            vcpu.index = u32::try_from(mr[3]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            svm::init_vmcb(vcpu.vmcb(), root, asid);
+            k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
+            k.threads[usize::from(thread.0)].fault_handler =
+                Some((kerncore::ipc::EndpointId(ep.object.index), ep.badge));
+            done()
+        }
+        Operation::VP_SET_REGISTERS | Operation::VP_GET_REGISTERS => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let running = matches!(k.ipc.state(thread), kerncore::ipc::ThreadState::Runnable);
+            if running && k.threads[usize::from(thread.0)].started {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            let count = usize::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let per = if op == Operation::VP_SET_REGISTERS { 3 } else { 1 };
+            if count > MAX_REGISTERS || usize::from(info.length()) < 1 + per * count {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            let mut args = [0u64; 1 + 3 * MAX_REGISTERS];
+            for (i, a) in args.iter_mut().enumerate().take(1 + per * count) {
+                *a = word(k, t, &mr, i)?;
+            }
+            let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
+            let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            if vcpu.partition.is_none() {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            if op == Operation::VP_SET_REGISTERS {
+                return apply_reply(vcpu, &args[..1 + 3 * count], false).and_then(|()| done());
+            }
+            let mut values = [0u64; 2 * MAX_REGISTERS];
+            for i in 0..count {
+                let name = HvRegisterName(u32::try_from(args[1 + i]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
+                let (low, high) = vcpu.get(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+                values[2 * i] = low;
+                values[2 * i + 1] = high;
+            }
+            super::transfer::reply_words(k, t, &values[..2 * count])
+        }
+        Operation::VP_START => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let tcb = &mut k.threads[usize::from(thread.0)];
+            let configured = tcb.vcpu.and_then(|v| k.vcpus[v as usize].as_ref()).is_some_and(|v| v.partition.is_some());
+            if !tcb.alive || tcb.started || !configured {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            tcb.started = true;
+            k.ipc.resume(thread).map_err(|_| ErrorCode::INVALID_STATE)?;
+            done()
+        }
+        _ => Err(ErrorCode::INVALID_OPERATION),
+    }
+}
+
+/// Runs VP thread `t` until it exits to its handler or the scheduler picks
+/// another thread.
+pub fn run(k: &mut Kernel, t: ThreadId) {
+    let Some(v) = k.vcpu_of(t) else { return };
+    loop {
+        let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
+        if vcpu.stop {
+            vcpu.stop = false;
+            let _ = k.ipc.suspend(t);
+            k.threads[usize::from(t.0)].started = false;
+            return;
+        }
+        let Some(partition) = vcpu.partition.and_then(|p| k.partitions[p as usize].as_mut()) else {
+            let _ = k.ipc.suspend(t);
+            return;
+        };
+        let flush = core::mem::take(&mut partition.flush);
+        let vmcb = vcpu.vmcb();
+        let exit = svm::run(vmcb, &mut vcpu.gprs, flush);
+        crate::arch::cpu::take_pending_interrupts();
+        k.catch_up_ticks();
+        k.deliver_interrupts();
+        let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
+        match classify(vcpu, exit) {
+            Outcome::Host => {
+                if k.ipc.schedule() != Some(t) {
+                    return;
+                }
+            }
+            Outcome::Forward(message) => {
+                vcpu.exit = message.to_words();
+                let handler = k.threads[usize::from(t.0)].fault_handler;
+                let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(hvdef::HV_MESSAGE_WORDS as u8);
+                let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
+                let _ = ipc.fault_with(t, handler, info, &mut super::transfer::Xfer { threads, tasks, caps, vcpus });
+                return;
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _slot_type_check(_: CapSlot) {}
