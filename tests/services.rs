@@ -47,6 +47,20 @@ fn default_appliance(run: &Boot) {
     run.assert_halted(0);
 }
 
+/// The VID's demo partition: a real-mode guest under AMD SVM with nested
+/// paging, whose port I/O reaches the VID as TLFS intercept messages.
+fn demo_partition_runs(run: &Boot) {
+    assert_in_order(
+        run,
+        &[
+            "[vid] demo: real-mode guest at 0x1000, 64 KiB of RAM; starting its VP",
+            "[vid] demo: Hello from a Tessera partition",
+            "[vid] demo: guest reported status 1 through port 0xf4 after 32 exits",
+            "[vid] ready, serving vid",
+        ],
+    );
+}
+
 fn hostile_is_contained(run: &Boot) {
     for check in [
         "invoke CAP_IDENTIFY on empty slot 0 -> INVALID_CAPABILITY",
@@ -109,7 +123,9 @@ fn crash_loop_backs_off(run: &Boot) {
 
 #[test]
 fn qemu_services_default_appliance() {
-    default_appliance(&boot("qemu_services_default_appliance", Emulator::Qemu, QEMU_TIMEOUT, &[]));
+    let run = boot("qemu_services_default_appliance", Emulator::Qemu, QEMU_TIMEOUT, &[]);
+    default_appliance(&run);
+    demo_partition_runs(&run);
 }
 
 #[test]

@@ -177,11 +177,15 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         Ok(())
     }
 
+    /// The largest leaf that fits the alignment, the length left, and the
+    /// tables already there: a large leaf cannot go where a (possibly
+    /// empty) table of smaller pages exists.
     fn leaf_level(&self, virt: u64, phys: u64, left: u64) -> u32 {
         if self.large_pages {
+            let hole = self.hole_at(virt).unwrap_or(0);
             for level in [2, 1] {
                 let size = level_size(level);
-                if (virt | phys).is_multiple_of(size) && left >= size {
+                if (virt | phys).is_multiple_of(size) && left >= size && hole >= size {
                     return level;
                 }
             }

@@ -222,3 +222,17 @@ fn unmap_removes_small_pages_and_reports_them() {
     assert_eq!(m.unmap(0x4000_0000, PAGE_SIZE, |_, _| {}), Err(MapError::NotMapped { virt: 0x4000_0000 }));
     assert_eq!(m.unmap(0x4000_0001, PAGE_SIZE, |_, _| {}), Err(MapError::Misaligned));
 }
+
+#[test]
+fn a_large_range_over_an_emptied_table_maps_small_pages_and_completely() {
+    let (mut mem, root) = setup();
+    let mut m = Mapper::new(&mut mem, root);
+    let user = MapFlags { user: true, global: false, ..MapFlags::KERNEL_DATA };
+    // Leave an empty page table behind at 0x40_0000..0x60_0000.
+    m.map(0x40_0000, 0x80_0000, PAGE_SIZE, user).unwrap();
+    m.unmap(0x40_0000, PAGE_SIZE, |_, _| {}).unwrap();
+    m.map(0x40_0000, 0x100_0000, LARGE_PAGE_SIZE, user).unwrap();
+    let first = m.translate(0x40_0000).unwrap();
+    assert_eq!((first.phys, first.page_size), (0x100_0000, PAGE_SIZE));
+    assert_eq!(m.translate(0x5f_f000).unwrap().phys, 0x11f_f000);
+}

@@ -111,8 +111,17 @@ isr_\vec:
 isr_common:
     /* A trap from ring 3 lands in the current thread's context (TSS.RSP0
        points at its end); one from ring 0 on the current kernel stack. */
+    /* NMI, #DF and #MC arrive on their IST stacks, not in a thread's
+       context, and are fatal: handle them on the kernel path. */
+    cmp qword ptr [rsp], 2
+    je 1f
+    cmp qword ptr [rsp], 8
+    je 1f
+    cmp qword ptr [rsp], 18
+    je 1f
     test qword ptr [rsp + 24], 3
     jnz isr_from_user
+1:
     push rax
     push rbx
     push rcx

@@ -83,13 +83,22 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
         Operation::TASK_MAP => task_map(k, cspace, cap, mr),
         Operation::TASK_UNMAP => {
             let task = expect(cap, ObjectType::TASK, control())?;
-            let pages = mr[1];
-            let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
-            let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
-            space.unmap(mr[0], len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
-            for mem in k.memory.iter_mut().flatten() {
-                mem.mappings.retain(|&(owner, vaddr, _)| !(owner == task && vaddr >= mr[0] && vaddr < mr[0] + len));
+            let (vaddr, pages) = (mr[0], mr[1]);
+            // Only whole mappings, as TASK_MAP made them, can be unmapped: the
+            // kernel must always know every place a memory object is mapped.
+            let record = k.memory.iter().flatten().find_map(|m| {
+                m.mappings.iter().position(|&(o, at, n)| o == task && at == vaddr && n == pages).map(|_| ())
+            });
+            if record.is_none() {
+                return Err(ErrorCode::INVALID_ARGUMENT);
             }
+            let len = pages * PAGE_SIZE;
+            let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
+            space.unmap(vaddr, len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            for mem in k.memory.iter_mut().flatten() {
+                mem.mappings.retain(|&(owner, at, n)| !(owner == task && at == vaddr && n == pages));
+            }
+            k.forget_ipc_buffers(|t| t.task == Some(task), vaddr, len, true);
             done()
         }
         Operation::TASK_INSTALL_CAP => {

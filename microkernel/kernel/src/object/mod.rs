@@ -227,6 +227,13 @@ impl Kernel {
         match object.kind {
             ObjectType::ENDPOINT => {
                 let _ = self.ipc.destroy_endpoint(EndpointId(object.index));
+                // Faults of threads that reported to it now have no handler,
+                // and a reused endpoint must not receive them.
+                for thread in self.threads.iter_mut() {
+                    if thread.fault_handler.is_some_and(|(ep, _)| ep.0 == object.index) {
+                        thread.fault_handler = None;
+                    }
+                }
             }
             ObjectType::NOTIFICATION => {
                 let _ = self.ipc.destroy_notification(NotificationId(object.index));
@@ -249,6 +256,7 @@ impl Kernel {
             }
             ObjectType::MEMORY => {
                 if let Some(mem) = self.memory.get_mut(index).and_then(Option::take) {
+                    self.forget_ipc_buffers(|_| true, mem.phys, mem.pages * PAGE_SIZE, false);
                     for &(owner, vaddr, pages) in &mem.mappings {
                         if let Some(p) = owner.checked_sub(PARTITION_OWNER) {
                             self.unmap_guest(p, vaddr, pages);
@@ -328,6 +336,21 @@ impl Kernel {
         }
         self.caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
         task.space.destroy();
+    }
+
+    /// Drops the IPC buffer of threads (matching `which`) whose buffer lies in
+    /// `[start, start+len)` — a user address range if `virtual_range`, else a
+    /// physical one — so the kernel never writes a frame that was unmapped
+    /// or freed. Such a thread then sends and receives register words only.
+    pub fn forget_ipc_buffers(&mut self, which: impl Fn(&Thread) -> bool, start: u64, len: u64, virtual_range: bool) {
+        for thread in self.threads.iter_mut().filter(|t| t.alive && which(t)) {
+            if let Some((vaddr, phys)) = thread.ipc_buffer {
+                let at = if virtual_range { vaddr } else { phys };
+                if at >= start && at - start < len {
+                    thread.ipc_buffer = None;
+                }
+            }
+        }
     }
 
     /// Removes guest mappings; the partition's VPs flush before running again.
