@@ -16,3 +16,5 @@ pub mod percpu;
 pub mod pit;
 pub mod svm;
 pub mod virt;
+pub mod vm;
+pub mod vmx;

@@ -335,18 +335,9 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     write64(vmcb, vmcb::G_PAT, 0x0007_0406_0007_0406);
 }
 
-/// What a #VMEXIT reported.
-#[derive(Clone, Copy, Debug)]
-pub struct Exit {
-    pub code: u64,
-    pub info1: u64,
-    pub info2: u64,
-    pub rip: u64,
-}
-
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
 /// left pending for the caller to let in.
-pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> Exit {
+pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit {
     let host = HOST.get().expect("svm::enable runs first");
     if flush_tlb {
         write32(vmcb, vmcb::TLB_CONTROL, 1);
@@ -356,11 +347,65 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> Exit {
     // CPU's VMSAVE area. The switch returns with host state restored.
     unsafe { svm_world_switch(vmcb, gprs, host.host_vmcb) };
     write32(vmcb, vmcb::TLB_CONTROL, 0);
-    Exit {
-        code: read64(vmcb, vmcb::EXIT_CODE),
-        info1: read64(vmcb, vmcb::EXIT_INFO1),
-        info2: read64(vmcb, vmcb::EXIT_INFO2),
-        rip: read64(vmcb, vmcb::RIP),
+    decode_exit(
+        read64(vmcb, vmcb::EXIT_CODE),
+        read64(vmcb, vmcb::EXIT_INFO1),
+        read64(vmcb, vmcb::EXIT_INFO2),
+        read64(vmcb, vmcb::RIP),
+    )
+}
+
+/// An SVM exit in backend-neutral terms. QEMU has no nRIP save, so lengths
+/// come from the instruction (IOIO gives the next RIP in EXITINFO2).
+fn decode_exit(code: u64, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
+    use super::vm::{Access, Exit, ExitReason};
+    use kerncore::intercept::{IoDirection, IoPortAccess, IoSize};
+    let (reason, length) = match code {
+        exit::INTR | exit::NMI | exit::VINTR => (ExitReason::HostInterrupt, 0),
+        exit::IOIO => {
+            // EXITINFO1 (APM 15.10.2): bit 0 IN, 2 string, 3 REP, 4..6 size
+            // (one-hot 8/16/32), 16..31 port.
+            let size = match (info1 >> 4) & 7 {
+                1 => IoSize::Byte,
+                2 => IoSize::Word,
+                _ => IoSize::Dword,
+            };
+            let access = IoPortAccess {
+                port: (info1 >> 16) as u16,
+                size,
+                direction: if info1 & 1 != 0 { IoDirection::In } else { IoDirection::Out },
+                string: info1 & (1 << 2) != 0,
+                rep: info1 & (1 << 3) != 0,
+            };
+            (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8)
+        }
+        exit::CPUID => (ExitReason::Cpuid, 2),
+        exit::HLT => (ExitReason::Hlt, 1),
+        exit::MSR => (ExitReason::Msr { write: info1 & 1 != 0 }, 2),
+        exit::NPF => {
+            // EXITINFO1: bit 0 present, 1 write, 4 instruction fetch.
+            let access = if info1 & (1 << 4) != 0 {
+                Access::Execute
+            } else if info1 & (1 << 1) != 0 {
+                Access::Write
+            } else {
+                Access::Read
+            };
+            (ExitReason::GuestMemory { gpa: info2, access, mapped: info1 & 1 != 0 }, 0)
+        }
+        exit::SHUTDOWN => (ExitReason::Shutdown, 0),
+        other => (ExitReason::Other(other), 0),
+    };
+    Exit { reason, rip, instruction_length: length }
+}
+
+/// CPL and mode bits for intercept messages.
+pub fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
+    super::vm::ExecutionState {
+        cpl: cpl(vmcb),
+        cr0: read64(vmcb, vmcb::CR0),
+        efer: read64(vmcb, vmcb::EFER) & !EFER_SVME,
+        rflags: read64(vmcb, vmcb::RFLAGS),
     }
 }
 

@@ -319,13 +319,13 @@ fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability,
         }
         ObjectType::PARTITION => (ObjRef { kind, index: super::vm::create_partition(k)? }, |k, i| {
             if let Some(p) = k.partitions[i as usize].take() {
-                super::vm::free_npt(p.root);
+                crate::arch::vm::slat::free(p.backend, p.root);
             }
         }),
         ObjectType::VP => (ObjRef { kind, index: super::vm::create_vp(k)? }, |k, i| {
             let t = i as usize;
             if let Some(vcpu) = k.threads[t].vcpu.and_then(|v| k.vcpus[v as usize].take()) {
-                memory::free_frames(vcpu.vmcb);
+                vcpu.hw.release();
             }
             k.threads[t] = super::Thread::DEAD;
             let _ = k.ipc.free_thread(ThreadId(i as u16));

@@ -251,7 +251,7 @@ impl Kernel {
                             vcpu.partition = None;
                         }
                     }
-                    vm::free_npt(partition.root);
+                    crate::arch::vm::slat::free(partition.backend, partition.root);
                 }
             }
             ObjectType::MEMORY => {
@@ -308,7 +308,7 @@ impl Kernel {
             return;
         }
         if let Some(vcpu) = thread.vcpu.and_then(|v| self.vcpus.get_mut(v as usize)?.take()) {
-            memory::free_frames(vcpu.vmcb);
+            vcpu.hw.release();
         }
         let thread = &mut self.threads[usize::from(t.0)];
         *thread = Thread::DEAD;
@@ -356,8 +356,7 @@ impl Kernel {
     /// Removes guest mappings; the partition's VPs flush before running again.
     pub fn unmap_guest(&mut self, partition: u32, gpa: u64, pages: u64) {
         let Some(p) = self.partitions.get_mut(partition as usize).and_then(Option::as_mut) else { return };
-        let mut mem = memory::DirectMap;
-        let _ = vm::npt(&mut mem, p.root).unmap(gpa, pages * PAGE_SIZE, |_| {});
+        let _ = crate::arch::vm::slat::unmap(p.backend, p.root, gpa, pages * PAGE_SIZE);
         p.flush = true;
     }
 

@@ -8,27 +8,30 @@
 //! the VID — and the VP waits. The VID's reply carries register updates and
 //! says whether the VP runs on.
 //!
-//! Only AMD SVM with nested paging is implemented; on Intel VMX creating a
-//! VP fails with INVALID_OPERATION until the VMX backend exists.
+//! The hardware is behind `arch::vm`; only AMD SVM with nested paging is
+//! implemented so far, and on Intel creating a partition fails with
+//! INVALID_OPERATION until the VMX backend exists.
 
 use super::Kernel;
-use crate::arch::svm::{self, GuestGprs};
+use crate::arch::vm::{self as hw, Access, Backend, ExitReason, VpHardware};
 use abi::{ErrorCode, labels};
 use hvdef::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
     HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage, HvX64MemoryAccessInfo,
     HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage,
 };
-use kerncore::frames::Frames;
+use kerncore::intercept::IoDirection;
 use kerncore::sched::ThreadId;
 
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_VPS: usize = 16;
 
 pub struct Partition {
-    /// Root of the nested page tables (NPT: ordinary long-mode format).
+    pub backend: Backend,
+    /// Root of the second-level page tables (NPT or EPT).
     pub root: u64,
-    pub asid: u32,
+    /// ASID or VPID.
+    pub tag: u32,
     /// Mappings changed since the VPs last ran: flush their TLBs.
     pub flush: bool,
 }
@@ -36,8 +39,7 @@ pub struct Partition {
 pub struct Vcpu {
     pub partition: Option<u32>,
     pub index: u32,
-    pub vmcb: Frames,
-    pub gprs: GuestGprs,
+    pub hw: VpHardware,
     /// The exit message being delivered, as IPC words.
     pub exit: [u64; hvdef::HV_MESSAGE_WORDS],
     /// The handler asked to leave the VP stopped.
@@ -45,18 +47,16 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    pub fn vmcb(&self) -> u64 {
-        self.vmcb.start()
-    }
-
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
-        let vmcb = self.vmcb();
-        svm::get_register(vmcb, &mut self.gprs, name)
+        self.hw.get(name)
     }
 
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
-        let vmcb = self.vmcb();
-        svm::set_register(vmcb, &mut self.gprs, name, low, high)
+        self.hw.set(name, low, high)
+    }
+
+    fn gpr(&mut self, name: HvRegisterName) -> u64 {
+        self.get(name).map_or(0, |(low, _)| low)
     }
 }
 
@@ -69,115 +69,106 @@ pub enum Outcome {
 }
 
 fn header(vcpu: &mut Vcpu, rip: u64, length: u8, access: HvInterceptAccessType) -> HvX64InterceptMessageHeader {
-    let vmcb = vcpu.vmcb();
     let (cs_low, cs_high) = vcpu.get(HvRegisterName::CS).unwrap_or((0, 0));
-    let cr0 = svm::get(vmcb, svm::vmcb::CR0);
-    let efer = svm::get(vmcb, svm::vmcb::EFER);
+    let state = vcpu.hw.execution_state();
     HvX64InterceptMessageHeader {
         vp_index: vcpu.index,
         instruction_length_and_cr8: hvdef::HvX64InstructionLength::new().with_instruction_length(length.min(15)),
         intercept_access_type: access,
         execution_state: hvdef::HvX64VpExecutionState::new()
-            .with_cpl(svm::cpl(vmcb) & 3)
-            .with_cr0_pe(cr0 & 1 != 0)
-            .with_cr0_am(cr0 & (1 << 18) != 0)
-            .with_efer_lma(efer & (1 << 10) != 0),
+            .with_cpl(state.cpl & 3)
+            .with_cr0_pe(state.cr0 & 1 != 0)
+            .with_cr0_am(state.cr0 & (1 << 18) != 0)
+            .with_efer_lma(state.efer & (1 << 10) != 0),
         cs_segment: hvdef::segment_register_from_value(cs_low, cs_high),
         rip,
-        rflags: svm::get(vmcb, svm::vmcb::RFLAGS),
+        rflags: state.rflags,
     }
 }
 
-/// Turns an SVM exit into a ring-0 outcome or a TLFS message.
-pub fn classify(vcpu: &mut Vcpu, exit: svm::Exit) -> Outcome {
-    use svm::exit as code;
-    let rax = svm::get(vcpu.vmcb(), svm::vmcb::RAX);
-    let body = match exit.code {
-        code::INTR | code::NMI | code::VINTR => return Outcome::Host,
-        code::IOIO => {
-            // EXITINFO1 (APM 15.10.2): bit 0 IN, 2 string, 3 REP, 4..6 size
-            // (one-hot 8/16/32), 16..31 port. EXITINFO2: the next RIP.
-            let info = exit.info1;
-            let size = match (info >> 4) & 7 {
-                1 => 1,
-                2 => 2,
-                _ => 4,
+fn access_type(access: Access) -> HvInterceptAccessType {
+    match access {
+        Access::Read => HvInterceptAccessType::READ,
+        Access::Write => HvInterceptAccessType::WRITE,
+        Access::Execute => HvInterceptAccessType::EXECUTE,
+    }
+}
+
+/// Turns an exit into a ring-0 outcome or a TLFS intercept message.
+pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
+    let (rip, length) = (exit.rip, exit.instruction_length);
+    let rax = vcpu.gpr(HvRegisterName::RAX);
+    let body = match exit.reason {
+        ExitReason::HostInterrupt => return Outcome::Host,
+        ExitReason::Io(io) => {
+            let access = match io.direction {
+                IoDirection::In => HvInterceptAccessType::READ,
+                IoDirection::Out => HvInterceptAccessType::WRITE,
             };
-            let input = info & 1 != 0;
-            let access = if input { HvInterceptAccessType::READ } else { HvInterceptAccessType::WRITE };
-            let length = exit.info2.wrapping_sub(exit.rip) as u8;
             let (ds_low, ds_high) = vcpu.get(HvRegisterName::DS).unwrap_or((0, 0));
             let (es_low, es_high) = vcpu.get(HvRegisterName::ES).unwrap_or((0, 0));
             HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
-                header: header(vcpu, exit.rip, length, access),
-                port_number: (info >> 16) as u16,
+                header: header(vcpu, rip, length, access),
+                port_number: io.port,
                 access_info: HvX64IoPortAccessInfo::new()
-                    .with_access_size(size)
-                    .with_string_op(info & (1 << 2) != 0)
-                    .with_rep_prefix(info & (1 << 3) != 0),
+                    .with_access_size(io.size.bytes())
+                    .with_string_op(io.string)
+                    .with_rep_prefix(io.rep),
                 instruction_byte_count: 0,
                 reserved: 0,
                 rax,
                 instruction_bytes: [0; 16],
                 ds_segment: hvdef::segment_register_from_value(ds_low, ds_high),
                 es_segment: hvdef::segment_register_from_value(es_low, es_high),
-                rcx: vcpu.gprs.rcx,
-                rsi: vcpu.gprs.rsi,
-                rdi: vcpu.gprs.rdi,
+                rcx: vcpu.gpr(HvRegisterName::RCX),
+                rsi: vcpu.gpr(HvRegisterName::RSI),
+                rdi: vcpu.gpr(HvRegisterName::RDI),
             })
         }
-        code::CPUID => HvMessageBody::X64CpuidIntercept(HvX64CpuidInterceptMessage {
-            header: header(vcpu, exit.rip, 2, HvInterceptAccessType::EXECUTE),
+        ExitReason::Cpuid => HvMessageBody::X64CpuidIntercept(HvX64CpuidInterceptMessage {
+            header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
             rax,
-            rcx: vcpu.gprs.rcx,
-            rdx: vcpu.gprs.rdx,
-            rbx: vcpu.gprs.rbx,
+            rcx: vcpu.gpr(HvRegisterName::RCX),
+            rdx: vcpu.gpr(HvRegisterName::RDX),
+            rbx: vcpu.gpr(HvRegisterName::RBX),
             default_result_rax: 0,
             default_result_rcx: 0,
             default_result_rdx: 0,
             default_result_rbx: 0,
         }),
-        code::MSR => HvMessageBody::MsrIntercept(HvX64MsrInterceptMessage {
-            header: header(
-                vcpu,
-                exit.rip,
-                2,
-                if exit.info1 & 1 != 0 { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ },
-            ),
-            msr_number: vcpu.gprs.rcx as u32,
-            reserved: 0,
-            rdx: vcpu.gprs.rdx,
-            rax,
+        ExitReason::Msr { write } => {
+            let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
+            HvMessageBody::MsrIntercept(HvX64MsrInterceptMessage {
+                header: header(vcpu, rip, length, access),
+                msr_number: vcpu.gpr(HvRegisterName::RCX) as u32,
+                reserved: 0,
+                rdx: vcpu.gpr(HvRegisterName::RDX),
+                rax,
+            })
+        }
+        ExitReason::Hlt => HvMessageBody::X64Halt(HvX64HaltMessage {
+            header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
         }),
-        code::HLT => HvMessageBody::X64Halt(HvX64HaltMessage {
-            header: header(vcpu, exit.rip, 1, HvInterceptAccessType::EXECUTE),
-        }),
-        code::NPF => {
-            // EXITINFO1: bit 1 write, bit 4 instruction fetch; EXITINFO2: GPA.
-            let access = if exit.info1 & (1 << 4) != 0 {
-                HvInterceptAccessType::EXECUTE
-            } else if exit.info1 & (1 << 1) != 0 {
-                HvInterceptAccessType::WRITE
-            } else {
-                HvInterceptAccessType::READ
-            };
+        ExitReason::GuestMemory { gpa, access, mapped } => {
             let message = HvX64MemoryInterceptMessage {
-                header: header(vcpu, exit.rip, 0, access),
+                header: header(vcpu, rip, length, access_type(access)),
                 cache_type: hvdef::HvCacheType(6),
                 instruction_byte_count: 0,
                 memory_access_info: HvX64MemoryAccessInfo::new(),
                 tpr_priority: 0,
                 reserved: 0,
                 guest_virtual_address: 0,
-                guest_physical_address: exit.info2,
+                guest_physical_address: gpa,
                 instruction_bytes: [0; 16],
             };
-            if exit.info1 & 1 != 0 { HvMessageBody::GpaIntercept(message) } else { HvMessageBody::UnmappedGpa(message) }
+            if mapped { HvMessageBody::GpaIntercept(message) } else { HvMessageBody::UnmappedGpa(message) }
         }
         // Shutdown (a triple fault), and anything the VMM must see.
-        _ => HvMessageBody::UnrecoverableException(HvX64UnrecoverableExceptionMessage {
-            header: header(vcpu, exit.rip, 0, HvInterceptAccessType::EXECUTE),
-        }),
+        ExitReason::Shutdown | ExitReason::Other(_) => {
+            HvMessageBody::UnrecoverableException(HvX64UnrecoverableExceptionMessage {
+                header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
+            })
+        }
     };
     Outcome::Forward(HvMessage::from_body(&body, 0))
 }
@@ -213,47 +204,34 @@ impl Kernel {
     }
 }
 
-/// The CPU runs guests with AMD SVM (the only backend so far).
-fn svm_ready() -> Result<(), ErrorCode> {
-    if !crate::boot::virt_support()
-        .is_some_and(|v| matches!(v, kerncore::virt::VirtSupport::Svm(s) if s.features.nested_paging()))
-    {
-        return Err(ErrorCode::INVALID_OPERATION);
-    }
-    svm::enable().map_err(|_| ErrorCode::OUT_OF_MEMORY)
+/// The backend, switched on, or INVALID_OPERATION if this CPU cannot run guests.
+fn ready() -> Result<Backend, ErrorCode> {
+    hw::enable().map_err(|_| ErrorCode::INVALID_OPERATION)
 }
 
-/// A new partition with empty nested page tables.
+/// A new partition with empty second-level page tables.
 pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
-    svm_ready()?;
+    let backend = ready()?;
     let index = k.partitions.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-    let mut mem = crate::arch::memory::DirectMap;
-    let root = NptMapper::new_root(&mut mem).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
-    // ASID 0 is the host's.
-    k.partitions[index] = Some(Partition { root, asid: index as u32 + 1, flush: true });
+    let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+    // Tag 0 (ASID or VPID) is the host's.
+    k.partitions[index] = Some(Partition { backend, root, tag: index as u32 + 1, flush: true });
     Ok(index as u32)
 }
 
-/// A new VP: a thread that runs guest code, with a VMCB. Returns the thread id.
+/// A new VP: a thread that runs guest code. Returns the thread id.
 pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
-    svm_ready()?;
+    let backend = ready()?;
     let slot = k.vcpus.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-    let vmcb = crate::arch::memory::alloc_frames(1).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+    let hw = VpHardware::new(backend).ok_or(ErrorCode::OUT_OF_MEMORY)?;
     let thread = match k.ipc.alloc_thread() {
         Ok(t) => t,
         Err(e) => {
-            crate::arch::memory::free_frames(vmcb);
+            hw.release();
             return Err(e);
         }
     };
-    k.vcpus[slot] = Some(Vcpu {
-        partition: None,
-        index: 0,
-        vmcb,
-        gprs: GuestGprs::default(),
-        exit: [0; hvdef::HV_MESSAGE_WORDS],
-        stop: false,
-    });
+    k.vcpus[slot] = Some(Vcpu { partition: None, index: 0, hw, exit: [0; hvdef::HV_MESSAGE_WORDS], stop: false });
     k.threads[usize::from(thread.0)] = super::Thread { alive: true, vcpu: Some(slot as u32), ..super::Thread::DEAD };
     Ok(u32::from(thread.0))
 }
@@ -262,27 +240,8 @@ use super::invoke::{buffer_word, control, done, expect, slot};
 use abi::invoke::Operation;
 use abi::{CapSlot, MessageInfo, ObjectType, Rights};
 use kerncore::cap::{CSpace, Capability};
-use kerncore::npt::{NptFormat, NptMapper};
 use kerncore::paging::PAGE_SIZE;
-use kerncore::slat::{GuestRights, SlatConfig};
-
-/// The nested page tables of a partition (4 KiB leaves, so any page can be
-/// unmapped on its own).
-pub fn npt(mem: &mut crate::arch::memory::DirectMap, root: u64) -> NptMapper<'_, crate::arch::memory::DirectMap> {
-    NptMapper::new(mem, root, NptFormat, SlatConfig { large_pages: false, ..SlatConfig::default() })
-}
-
-/// Frees a partition's nested page tables.
-pub fn free_npt(root: u64) {
-    let mut mem = crate::arch::memory::DirectMap;
-    let mut tables: heapless::Vec<u64, 256> = heapless::Vec::new();
-    npt(&mut mem, root).for_each_table(|t| {
-        let _ = tables.push(t);
-    });
-    for t in tables {
-        crate::arch::memory::free_frames(Frames::reclaim(t, 1));
-    }
-}
+use kerncore::slat::GuestRights;
 
 /// Most registers one VP_SET_REGISTERS / VP_GET_REGISTERS handles.
 const MAX_REGISTERS: usize = 20;
@@ -323,8 +282,8 @@ pub fn invoke(
             let phys = mem.phys + offset * PAGE_SIZE;
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
-            let mut dm = crate::arch::memory::DirectMap;
-            npt(&mut dm, p.root).map(gpa, phys, pages * PAGE_SIZE, rights).map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            hw::slat::map(p.backend, p.root, gpa, phys, pages * PAGE_SIZE, rights)
+                .map_err(|_| ErrorCode::BAD_ADDRESS)?;
             p.flush = true;
             if let Some(mem) = k.memory[mem_cap.object.index as usize].as_mut() {
                 let _ = mem.mappings.push((super::PARTITION_OWNER + partition, gpa, pages));
@@ -336,8 +295,7 @@ pub fn invoke(
             let (gpa, pages) = (mr[0], mr[1]);
             let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-            let mut dm = crate::arch::memory::DirectMap;
-            npt(&mut dm, p.root).unmap(gpa, len, |_| {}).map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            hw::slat::unmap(p.backend, p.root, gpa, len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
             p.flush = true;
             let owner = super::PARTITION_OWNER + partition;
             for mem in k.memory.iter_mut().flatten() {
@@ -361,12 +319,12 @@ pub fn invoke(
                 return Err(ErrorCode::INVALID_STATE);
             }
             let p = k.partitions[part.object.index as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
-            let (root, asid) = (p.root, p.asid);
+            let (root, tag) = (p.root, p.tag);
             let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
             let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             vcpu.partition = Some(part.object.index);
             vcpu.index = u32::try_from(mr[3]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
-            svm::init_vmcb(vcpu.vmcb(), root, asid);
+            vcpu.hw.init(root, tag);
             k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
             k.threads[usize::from(thread.0)].fault_handler =
                 Some((kerncore::ipc::EndpointId(ep.object.index), ep.badge));
@@ -436,8 +394,7 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             return;
         };
         let flush = core::mem::take(&mut partition.flush);
-        let vmcb = vcpu.vmcb();
-        let exit = svm::run(vmcb, &mut vcpu.gprs, flush);
+        let exit = vcpu.hw.run(flush);
         crate::arch::cpu::take_pending_interrupts();
         k.catch_up_ticks();
         k.deliver_interrupts();

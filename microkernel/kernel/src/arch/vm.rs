@@ -1,0 +1,207 @@
+//! The one seam between the kernel's partitions and virtual processors and
+//! the two hardware backends: AMD SVM with nested paging (`svm.rs`) and
+//! Intel VMX with EPT (`vmx.rs`). Above this module nothing knows which CPU
+//! it runs on; exits arrive as backend-neutral [`Exit`]s and registers are
+//! named by TLFS register names.
+
+use super::{memory, svm};
+use hvdef::HvRegisterName;
+use kerncore::frames::Frames;
+use kerncore::intercept::IoPortAccess;
+use kerncore::npt::{NptFormat, NptMapper};
+use kerncore::slat::{GuestMapError, GuestRights, RemovedMapping, SlatConfig};
+use kerncore::virt::VirtSupport;
+
+pub use svm::GuestGprs;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Svm,
+    Vmx,
+}
+
+/// The backend this CPU offers, if the kernel can run guests on it.
+pub fn backend() -> Option<Backend> {
+    match crate::boot::virt_support()? {
+        VirtSupport::Svm(s) if s.features.nested_paging() => Some(Backend::Svm),
+        VirtSupport::Vmx(v) if v.has_usable_ept() && super::vmx::IMPLEMENTED => Some(Backend::Vmx),
+        _ => None,
+    }
+}
+
+/// Turns the backend on for this CPU (idempotent).
+pub fn enable() -> Result<Backend, &'static str> {
+    match backend() {
+        Some(Backend::Svm) => svm::enable().map(|()| Backend::Svm),
+        Some(Backend::Vmx) => super::vmx::enable().map(|()| Backend::Vmx),
+        None => Err("this CPU cannot run guests with the implemented backends"),
+    }
+}
+
+/// How the guest touched memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Execute,
+}
+
+/// Why a VP stopped running, whatever the hardware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// A host interrupt, NMI or the preemption timer: ring 0's business.
+    HostInterrupt,
+    Io(IoPortAccess),
+    Cpuid,
+    Hlt,
+    Msr {
+        write: bool,
+    },
+    /// Second-level translation failed: `mapped` if a mapping exists but
+    /// lacks the right (e.g. a write to read-only memory).
+    GuestMemory {
+        gpa: u64,
+        access: Access,
+        mapped: bool,
+    },
+    /// Triple fault or shutdown.
+    Shutdown,
+    /// Anything else, with the backend's own exit code.
+    Other(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    pub reason: ExitReason,
+    pub rip: u64,
+    /// Length of the exiting instruction; 0 if the hardware did not say.
+    pub instruction_length: u8,
+}
+
+/// The guest's execution state for intercept message headers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecutionState {
+    pub cpl: u8,
+    pub cr0: u64,
+    pub efer: u64,
+    pub rflags: u64,
+}
+
+/// A VP's hardware state: the VMCB or VMCS frame and the general registers
+/// the hardware does not save.
+pub struct VpHardware {
+    pub backend: Backend,
+    pub frame: Frames,
+    pub gprs: GuestGprs,
+}
+
+impl VpHardware {
+    pub fn new(backend: Backend) -> Option<VpHardware> {
+        let frame = memory::alloc_frames(1)?;
+        Some(VpHardware { backend, frame, gprs: GuestGprs::default() })
+    }
+
+    /// Prepares the state for a partition whose second-level tables are at
+    /// `slat_root`, tagged `tag` (ASID or VPID).
+    pub fn init(&mut self, slat_root: u64, tag: u32) {
+        match self.backend {
+            Backend::Svm => svm::init_vmcb(self.frame.start(), slat_root, tag),
+            Backend::Vmx => super::vmx::init_vmcs(self.frame.start(), slat_root, tag),
+        }
+    }
+
+    /// Runs the guest until it exits. Host interrupts that arrived are left
+    /// pending for the caller.
+    pub fn run(&mut self, flush: bool) -> Exit {
+        match self.backend {
+            Backend::Svm => svm::run(self.frame.start(), &mut self.gprs, flush),
+            Backend::Vmx => super::vmx::run(self.frame.start(), &mut self.gprs, flush),
+        }
+    }
+
+    pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        match self.backend {
+            Backend::Svm => svm::get_register(self.frame.start(), &mut self.gprs, name),
+            Backend::Vmx => super::vmx::get_register(self.frame.start(), &mut self.gprs, name),
+        }
+    }
+
+    pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
+        match self.backend {
+            Backend::Svm => svm::set_register(self.frame.start(), &mut self.gprs, name, low, high),
+            Backend::Vmx => super::vmx::set_register(self.frame.start(), &mut self.gprs, name, low, high),
+        }
+    }
+
+    pub fn execution_state(&mut self) -> ExecutionState {
+        match self.backend {
+            Backend::Svm => svm::execution_state(self.frame.start()),
+            Backend::Vmx => super::vmx::execution_state(self.frame.start()),
+        }
+    }
+
+    pub fn release(self) {
+        if self.backend == Backend::Vmx {
+            super::vmx::release(self.frame.start());
+        }
+        memory::free_frames(self.frame);
+    }
+}
+
+/// Second-level page tables of a partition (NPT or EPT), 4 KiB leaves so
+/// any page can be unmapped on its own.
+pub mod slat {
+    use super::*;
+
+    fn npt(mem: &mut memory::DirectMap, root: u64) -> NptMapper<'_, memory::DirectMap> {
+        NptMapper::new(mem, root, NptFormat, SlatConfig { large_pages: false, ..SlatConfig::default() })
+    }
+
+    pub fn new_root(backend: Backend) -> Result<u64, GuestMapError> {
+        let mut mem = memory::DirectMap;
+        match backend {
+            Backend::Svm => NptMapper::new_root(&mut mem),
+            Backend::Vmx => super::super::vmx::ept_new_root(&mut mem),
+        }
+    }
+
+    pub fn map(
+        backend: Backend,
+        root: u64,
+        gpa: u64,
+        hpa: u64,
+        len: u64,
+        rights: GuestRights,
+    ) -> Result<(), GuestMapError> {
+        let mut mem = memory::DirectMap;
+        match backend {
+            Backend::Svm => npt(&mut mem, root).map(gpa, hpa, len, rights),
+            Backend::Vmx => super::super::vmx::ept_map(&mut mem, root, gpa, hpa, len, rights),
+        }
+    }
+
+    pub fn unmap(backend: Backend, root: u64, gpa: u64, len: u64) -> Result<(), GuestMapError> {
+        let mut mem = memory::DirectMap;
+        let removed = |_: RemovedMapping| {};
+        match backend {
+            Backend::Svm => npt(&mut mem, root).unmap(gpa, len, removed),
+            Backend::Vmx => super::super::vmx::ept_unmap(&mut mem, root, gpa, len),
+        }
+    }
+
+    /// Frees every table of the hierarchy.
+    pub fn free(backend: Backend, root: u64) {
+        let mut mem = memory::DirectMap;
+        let mut tables: heapless::Vec<u64, 512> = heapless::Vec::new();
+        let mut collect = |t| {
+            let _ = tables.push(t);
+        };
+        match backend {
+            Backend::Svm => npt(&mut mem, root).for_each_table(&mut collect),
+            Backend::Vmx => super::super::vmx::ept_tables(&mut mem, root, &mut collect),
+        }
+        for t in tables {
+            memory::free_frames(Frames::reclaim(t, 1));
+        }
+    }
+}
