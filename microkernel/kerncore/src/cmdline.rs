@@ -16,6 +16,8 @@ pub struct BootOptions {
     /// Power off once nothing is left to run, instead of idling.
     pub exit_when_idle: bool,
     pub fault_test: Option<FaultTest>,
+    /// Measure and report costs (e.g. VM exits handled in ring 0).
+    pub bench: bool,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -34,6 +36,7 @@ impl BootOptions {
                 ("exit", "never") => options.exit_when_idle = false,
                 ("test", "fault-pf") => options.fault_test = Some(FaultTest::PageFault),
                 ("test", "fault-wp") => options.fault_test = Some(FaultTest::WriteKernelText),
+                ("bench", "") => options.bench = true,
                 _ => {
                     let _ = unknown.push(UnknownOption(word));
                 }
@@ -49,6 +52,7 @@ mod tests {
 
     #[test]
     fn known_options_are_parsed() {
+        assert!(BootOptions::parse("bench").0.bench);
         let (o, unknown) = BootOptions::parse("  exit=idle   test=fault-wp ");
         assert!(o.exit_when_idle);
         assert_eq!(o.fault_test, Some(FaultTest::WriteKernelText));

@@ -134,6 +134,7 @@ fn main(info: &'static BootInfo) -> ! {
 
     println!("boot: done");
     crate::trap::set_exit_when_idle(options.exit_when_idle);
+    crate::object::vm::set_bench(options.bench);
     percpu::init_bsp();
     entry::init();
     let mut kernel = crate::trap::KERNEL.lock();

@@ -17,7 +17,7 @@ mod task {
     use tessera_rt::memory::Window;
     use tessera_rt::{Message, Operation, caps, invoke, log};
     use vid::Vid;
-    use vid::exits::{Action, DEMO_GUEST, DEMO_LOAD, GuestConsole, Stop, handle};
+    use vid::exits::{Action, BENCH_EXITS, BENCH_GUEST, BENCH_PORT, DEMO_GUEST, DEMO_LOAD, GuestConsole, Stop, handle};
     use vid_api::{ENDPOINT, dispatch_in_place};
 
     /// Guest RAM of the demo partition.
@@ -28,9 +28,12 @@ mod task {
     const DEMO_VP_BADGE: u64 = 1;
 
     pub fn main() {
-        let endpoint = caps::endpoint(ENDPOINT).expect("no \"vid\" endpoint to serve");
+        let name = tessera_rt::startup::task_name();
+        let endpoint = caps::endpoint(ENDPOINT).or_else(|| caps::endpoint(name)).expect("no endpoint to serve");
         if let Some(untyped) = caps::find("untyped", ObjectType::UNTYPED) {
-            match run_demo(untyped) {
+            // A VID task named "vid-bench" runs the exit benchmark instead.
+            let guest = if tessera_rt::startup::task_name() == "vid-bench" { Guest::Bench } else { Guest::Demo };
+            match run_demo(untyped, guest) {
                 Ok(()) => {}
                 Err(ErrorCode::INVALID_OPERATION) => {
                     log!(
@@ -41,7 +44,7 @@ mod task {
             }
         }
         let mut vid = Vid::new();
-        log!("ready, serving {ENDPOINT}");
+        log!("ready, serving {}", if caps::endpoint(ENDPOINT).is_some() { ENDPOINT } else { name });
         tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut vid, caller, message));
     }
 
@@ -63,8 +66,15 @@ mod task {
         u64::from(r.into_bits())
     }
 
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Guest {
+        Demo,
+        Bench,
+    }
+
     /// Builds the demo partition, runs its VP to the end, and reports.
-    fn run_demo(untyped: CapSlot) -> Result<(), ErrorCode> {
+    fn run_demo(untyped: CapSlot, guest: Guest) -> Result<(), ErrorCode> {
+        let code = if guest == Guest::Bench { BENCH_GUEST } else { DEMO_GUEST };
         let own_task = caps::find("self", ObjectType::TASK);
         let mut slots = Slots(caps::first_unnamed_slot().0);
         let (memory, partition, vp, exits, exit_cap) =
@@ -86,7 +96,7 @@ mod task {
             Err(_) => return load_without_self(),
         };
         if let Some(bytes) = window.bytes_mut() {
-            bytes[DEMO_LOAD as usize..DEMO_LOAD as usize + DEMO_GUEST.len()].copy_from_slice(DEMO_GUEST);
+            bytes[DEMO_LOAD as usize..DEMO_LOAD as usize + code.len()].copy_from_slice(code);
         }
         window.unmap(task?)?;
 
@@ -101,7 +111,7 @@ mod task {
         )?;
         log!("demo: real-mode guest at {DEMO_LOAD:#x}, {} KiB of RAM; starting its VP", DEMO_PAGES * 4);
         invoke(vp, Operation::VP_START, &[])?;
-        serve_exits(exits)
+        serve_exits(exits, guest)
     }
 
     /// The VID cannot map memory without its own task capability.
@@ -111,13 +121,17 @@ mod task {
     }
 
     /// Handles the demo VP's exits until it stops.
-    fn serve_exits(exits: CapSlot) -> Result<(), ErrorCode> {
+    fn serve_exits(exits: CapSlot, guest: Guest) -> Result<(), ErrorCode> {
         let mut console = GuestConsole::default();
         let mut exits_seen = 0u64;
+        let mut bench = Bench::default();
         let mut received = tessera_rt::recv(exits)?;
         loop {
             exits_seen += 1;
             let words = received.message.words();
+            if guest == Guest::Bench {
+                bench.on_exit(words);
+            }
             let action = match HvMessage::from_words(words) {
                 Ok(message) if received.message.label() == labels::VM_EXIT => handle(&message, |b| {
                     if let Some(line) = console.byte(b) {
@@ -138,12 +152,60 @@ mod task {
                 }
                 Action::Stop(stop) => {
                     report(stop, exits_seen);
+                    bench.report();
                     reply.clear(labels::VP_STOP);
                     let _ = reply.push(0);
                     return tessera_rt::reply(&reply);
                 }
             }
             received = tessera_rt::reply_recv(exits, &reply)?;
+        }
+    }
+
+    /// Times forwarded exits: the guest writes port 0x80 in a tight loop,
+    /// so the time between two such exits is one exit forwarded to the VID
+    /// and back (plus the guest's two-instruction loop).
+    #[derive(Default)]
+    struct Bench {
+        first: Option<u64>,
+        last: u64,
+        count: u64,
+        min: u64,
+        previous: u64,
+    }
+
+    impl Bench {
+        fn on_exit(&mut self, words: &[u64]) {
+            let now = tessera_rt::arch::rdtsc();
+            let is_bench_port = HvMessage::from_words(words).ok().and_then(|m| match m.parse() {
+                Ok(hvdef::HvMessageBody::X64IoPortIntercept(io)) => Some(io.port_number == BENCH_PORT),
+                _ => None,
+            });
+            if is_bench_port != Some(true) {
+                return;
+            }
+            if self.first.is_none() {
+                self.first = Some(now);
+                self.min = u64::MAX;
+            } else {
+                self.min = self.min.min(now - self.previous);
+            }
+            self.previous = now;
+            self.last = now;
+            self.count += 1;
+        }
+
+        fn report(&self) {
+            let Some(first) = self.first.filter(|_| self.count > 1) else { return };
+            let mean = (self.last - first) / (self.count - 1);
+            log!(
+                "bench: vm exit forwarded to the VID and back (port write): {mean} cycles (min {}) over {} exits",
+                self.min,
+                self.count - 1
+            );
+            if self.count != u64::from(BENCH_EXITS) {
+                log!("bench: expected {BENCH_EXITS} port writes, saw {}", self.count);
+            }
         }
     }
 

@@ -109,3 +109,9 @@ pub fn take_pending_interrupts() {
     // for pending interrupts, which run on the current kernel stack.
     unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) }
 }
+
+/// The time-stamp counter (instruction count under QEMU `-icount`).
+pub fn timestamp() -> u64 {
+    // SAFETY: RDTSC only reads a counter; CR4.TSD does not apply in ring 0.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

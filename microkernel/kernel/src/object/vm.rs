@@ -36,7 +36,23 @@ pub struct Partition {
     pub flush: bool,
 }
 
+/// Report the cost of exits handled in ring 0 (boot option `bench`).
+static BENCH: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn set_bench(on: bool) {
+    BENCH.store(on, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Exits handled in ring 0: timed from the exit to the next entry.
+#[derive(Clone, Copy, Default)]
+pub struct HostExitStats {
+    pub count: u64,
+    pub total: u64,
+    pub min: u64,
+}
+
 pub struct Vcpu {
+    pub host_exits: HostExitStats,
     pub partition: Option<u32>,
     pub index: u32,
     pub hw: VpHardware,
@@ -173,6 +189,18 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     Outcome::Forward(HvMessage::from_body(&body, 0))
 }
 
+fn report_host_exits(vcpu: &Vcpu) {
+    let s = vcpu.host_exits;
+    if BENCH.load(core::sync::atomic::Ordering::Relaxed) && s.count > 0 {
+        platform::println!(
+            "bench: vm exit handled in ring 0 (host timer interrupt): {} cycles (min {}) over {} exits",
+            s.total / s.count,
+            s.min,
+            s.count
+        );
+    }
+}
+
 /// Applies the handler's reply to a VM exit: a count, then (name, low,
 /// high) triples; `stop` leaves the VP stopped.
 pub fn apply_reply(vcpu: &mut Vcpu, words: &[u64], stop: bool) -> Result<(), ErrorCode> {
@@ -231,7 +259,14 @@ pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
             return Err(e);
         }
     };
-    k.vcpus[slot] = Some(Vcpu { partition: None, index: 0, hw, exit: [0; hvdef::HV_MESSAGE_WORDS], stop: false });
+    k.vcpus[slot] = Some(Vcpu {
+        host_exits: HostExitStats::default(),
+        partition: None,
+        index: 0,
+        hw,
+        exit: [0; hvdef::HV_MESSAGE_WORDS],
+        stop: false,
+    });
     k.threads[usize::from(thread.0)] = super::Thread { alive: true, vcpu: Some(slot as u32), ..super::Thread::DEAD };
     Ok(u32::from(thread.0))
 }
@@ -385,6 +420,7 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         if vcpu.stop {
             vcpu.stop = false;
+            report_host_exits(vcpu);
             let _ = k.ipc.suspend(t);
             k.threads[usize::from(t.0)].started = false;
             return;
@@ -395,6 +431,7 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
         };
         let flush = core::mem::take(&mut partition.flush);
         let exit = vcpu.hw.run(flush);
+        let exited_at = crate::arch::cpu::timestamp();
         crate::arch::cpu::take_pending_interrupts();
         k.catch_up_ticks();
         k.deliver_interrupts();
@@ -403,6 +440,14 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             Outcome::Host => {
                 if k.ipc.schedule() != Some(t) {
                     return;
+                }
+                // Back into the same guest: time ring 0's part of the exit.
+                if let Some(vcpu) = k.vcpus[v as usize].as_mut() {
+                    let spent = crate::arch::cpu::timestamp().wrapping_sub(exited_at);
+                    let s = &mut vcpu.host_exits;
+                    s.min = if s.count == 0 { spent } else { s.min.min(spent) };
+                    s.count += 1;
+                    s.total += spent;
                 }
             }
             Outcome::Forward(message) => {

@@ -94,3 +94,11 @@ fn the_demo_guest_ends_with_its_message() {
     assert_eq!(&DEMO_GUEST[0x13..0x13 + 5], b"Hello");
     assert_eq!(*DEMO_GUEST.last().unwrap(), 0);
 }
+
+#[test]
+fn the_bench_guest_loops_back_to_its_out() {
+    // `loop` is E2 rel8, relative to the next instruction at offset 9: -3 is the OUT at 6.
+    assert_eq!(BENCH_GUEST[6], 0xee);
+    assert_eq!((BENCH_GUEST[7], BENCH_GUEST[8] as i8), (0xe2, -3));
+    assert_eq!(u16::from_le_bytes([BENCH_GUEST[4], BENCH_GUEST[5]]), BENCH_EXITS);
+}
