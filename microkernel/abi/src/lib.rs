@@ -84,11 +84,16 @@ open_enum! {
         YIELD = 8,
         /// End the calling thread.
         EXIT = 9,
+        /// The kernel's monotonic timer tick count (in `rdi`); see [`TICK_HZ`].
+        GET_TICKS = 10,
     }
 }
 
+/// Frequency of the kernel tick that timeouts and GET_TICKS count.
+pub const TICK_HZ: u64 = 100;
+
 /// Number of syscalls; the ABI promises to stay at or below 16.
-pub const SYSCALL_COUNT: u64 = 10;
+pub const SYSCALL_COUNT: u64 = 11;
 const _: () = assert!(SYSCALL_COUNT <= 16);
 
 open_enum! {

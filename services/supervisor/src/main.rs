@@ -61,8 +61,6 @@ mod task {
         endpoints: heapless::Vec<CapSlot, { sysimage::manifest::MAX_ENDPOINTS }>,
         sched: [CapSlot; MAX_TASKS],
         tasks: [Running; MAX_TASKS],
-        /// Ticks waited so far, advanced by receive timeouts.
-        clock: u64,
     }
 
     fn fatal(what: &str, e: ErrorCode) -> ! {
@@ -129,7 +127,6 @@ mod task {
             endpoints: heapless::Vec::new(),
             sched: [CapSlot::NULL; MAX_TASKS],
             tasks: Default::default(),
-            clock: 0,
         };
         s.create_shared_objects();
         for i in 1..s.image.manifest.tasks.len() {
@@ -382,7 +379,7 @@ mod task {
             match running.backoff.on_crash(task.restart) {
                 Decision::RestartAfter(delay) => {
                     log!("restarting {} in {delay} ticks (restart {})", task.name, running.backoff.restarts());
-                    running.restart_at = Some(self.clock + delay);
+                    running.restart_at = Some(tessera_rt::ticks() + delay);
                 }
                 Decision::GiveUp { restarts } => {
                     log!("{} keeps crashing: giving up after {restarts} restarts", task.name);
@@ -395,14 +392,15 @@ mod task {
         fn serve_faults(mut self) -> ! {
             loop {
                 let next = self.tasks.iter().filter_map(|t| t.restart_at).min();
-                let wait = next.map_or(FOREVER, |at| at.saturating_sub(self.clock).max(1));
+                let wait = next.map_or(FOREVER, |at| at.saturating_sub(tessera_rt::ticks()).max(1));
                 match recv_timeout(self.fault, wait) {
                     Ok(received) => self.on_fault(received.badge.0, received.message.words()),
-                    Err(ErrorCode::TIMEOUT) => self.clock += wait,
+                    Err(ErrorCode::TIMEOUT) => {}
                     Err(e) => log!("fault endpoint: {e:?}"),
                 }
+                let now = tessera_rt::ticks();
                 for i in 0..self.image.manifest.tasks.len() {
-                    if self.tasks[i].restart_at.is_some_and(|at| at <= self.clock) {
+                    if self.tasks[i].restart_at.is_some_and(|at| at <= now) {
                         self.tasks[i].restart_at = None;
                         self.start_or_report(TaskIndex(i as u8));
                     }

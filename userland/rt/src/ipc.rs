@@ -189,6 +189,11 @@ pub fn invoke_in_place(cap: CapSlot, message: &mut Message) -> Result<(), ErrorC
     transfer(Sysnum::INVOKE, cap, message, &[], false, 0).map(drop)
 }
 
+/// The kernel's tick count (abi::TICK_HZ per second), monotonic.
+pub fn ticks() -> u64 {
+    sys::syscall(Sysnum::GET_TICKS, 0, MessageInfo::new(), [0; 4], 0).badge
+}
+
 /// Gives up the rest of the time slice.
 pub fn yield_now() {
     let _ = sys::syscall(Sysnum::YIELD, 0, MessageInfo::new(), [0; 4], 0);

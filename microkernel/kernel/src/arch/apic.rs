@@ -11,7 +11,7 @@ use volatile::VolatilePtr;
 use x86::io::outb;
 use x86::msr::{IA32_APIC_BASE, rdmsr};
 
-pub const TICK_HZ: u64 = 100;
+pub const TICK_HZ: u64 = abi::TICK_HZ;
 const CALIBRATION_US: u64 = 10_000;
 
 /// Register offsets (SDM Vol. 3 Table 11-1).
