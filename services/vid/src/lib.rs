@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod exits;
+pub mod loader;
 
 use hvdef::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};

@@ -1,0 +1,353 @@
+//! The machine as the tests touch it: port I/O, the UART, CPUID, MMIO with
+//! fixed instruction forms, the IDT and the 8259/8254 for the hlt test.
+//!
+//! Memory accesses that the VID must emulate use fixed encodings (address
+//! in RDI, data in EAX/RAX/ESI/RSI), so what the VID decodes is known:
+//!
+//! | access | instruction | bytes |
+//! | --- | --- | --- |
+//! | read 4 | `mov eax, [rdi]` | `8B 07` |
+//! | read 1 | `movzx eax, byte [rdi]` | `0F B6 07` |
+//! | read 8 | `mov rax, [rdi]` | `48 8B 07` |
+//! | write 4 | `mov [rdi], esi` | `89 37` |
+//! | write 8 | `mov [rdi], rsi` | `48 89 37` |
+
+use core::arch::asm;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+use guest_testkernel::protocol::{self, UART_DATA, UART_LINE_STATUS};
+
+// ---- Port I/O ------------------------------------------------------------
+
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: port I/O has no memory effects; the tests own the machine.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+}
+
+pub fn outl(port: u16, value: u32) {
+    // SAFETY: as `outb`.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
+}
+
+pub fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: as `outb`.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) }
+    value
+}
+
+pub fn inw(port: u16) -> u16 {
+    let value: u16;
+    // SAFETY: as `outb`.
+    unsafe { asm!("in ax, dx", in("dx") port, out("ax") value, options(nomem, nostack, preserves_flags)) }
+    value
+}
+
+pub fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as `outb`.
+    unsafe { asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack, preserves_flags)) }
+    value
+}
+
+/// `rep outsb` of `bytes` to `port`; returns RCX and RSI afterwards.
+pub fn rep_outsb(port: u16, bytes: &[u8]) -> (u64, u64) {
+    let (rcx, rsi): (u64, u64);
+    // SAFETY: reads `bytes` only; DF is clear (the stub and every trap run `cld`).
+    unsafe {
+        asm!("rep outsb", in("dx") port, inout("rcx") bytes.len() as u64 => rcx,
+             inout("rsi") bytes.as_ptr() as u64 => rsi, options(nostack, preserves_flags, readonly))
+    }
+    (rcx, rsi)
+}
+
+/// `insb` (once, no `rep`) from `port` into `buf[0]`; returns RDI afterwards.
+pub fn insb(port: u16, buf: &mut [u8; 1]) -> u64 {
+    let rdi: u64;
+    // SAFETY: writes one byte of `buf`.
+    unsafe {
+        asm!("insb", in("dx") port, inout("rdi") buf.as_mut_ptr() as u64 => rdi, options(nostack, preserves_flags))
+    }
+    rdi
+}
+
+/// `rep insb` from `port` into `buf`; returns RCX and RDI afterwards.
+pub fn rep_insb(port: u16, buf: &mut [u8]) -> (u64, u64) {
+    let (rcx, rdi): (u64, u64);
+    // SAFETY: writes `buf.len()` bytes of `buf`.
+    unsafe {
+        asm!("rep insb", in("dx") port, inout("rcx") buf.len() as u64 => rcx,
+             inout("rdi") buf.as_mut_ptr() as u64 => rdi, options(nostack, preserves_flags))
+    }
+    (rcx, rdi)
+}
+
+// ---- Console and exit ----------------------------------------------------
+
+/// COM1, polled: one `in` of the line status register before each byte.
+pub struct Uart;
+
+impl Uart {
+    pub fn line_status() -> u8 {
+        inb(UART_LINE_STATUS)
+    }
+
+    pub fn byte(b: u8) {
+        for _ in 0..100_000 {
+            if Self::line_status() & 0x20 != 0 {
+                break;
+            }
+        }
+        outb(UART_DATA, b);
+    }
+}
+
+impl fmt::Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        s.bytes().for_each(Uart::byte);
+        Ok(())
+    }
+}
+
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        let _ = core::fmt::Write::write_fmt(&mut $crate::hw::Uart, format_args!("{}\n", format_args!($($arg)*)));
+    }};
+}
+
+/// Reports `status` through the test-exit port and stops.
+pub fn exit(status: u32) -> ! {
+    outl(protocol::TEST_EXIT, status);
+    loop {
+        // SAFETY: stops the CPU with interrupts off.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("testkernel: panic: {}", info.message());
+    exit(protocol::exit::EXCEPTION)
+}
+
+// ---- CPU -----------------------------------------------------------------
+
+pub struct Cpuid {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
+    let (eax, ebx, ecx, edx): (u32, u32, u32, u32);
+    // SAFETY: CPUID has no memory effects. RBX is reserved by LLVM: swap it out.
+    unsafe {
+        asm!("mov {tmp:r}, rbx", "cpuid", "xchg {tmp:r}, rbx", tmp = out(reg) ebx,
+             inout("eax") leaf => eax, inout("ecx") subleaf => ecx, out("edx") edx,
+             options(nomem, nostack, preserves_flags))
+    }
+    Cpuid { eax, ebx, ecx, edx }
+}
+
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reads the time-stamp counter.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+// ---- Memory the VID emulates (identity-mapped: address = GPA) ------------
+
+pub fn read32(addr: u64) -> u32 {
+    let value: u32;
+    // SAFETY: the tests read device or unmapped guest-physical addresses,
+    // all inside the identity map of the low 4 GiB.
+    unsafe { asm!("mov eax, dword ptr [rdi]", in("rdi") addr, out("eax") value, options(nostack, preserves_flags)) }
+    value
+}
+
+pub fn read8(addr: u64) -> u8 {
+    let value: u32;
+    // SAFETY: as `read32`.
+    unsafe { asm!("movzx eax, byte ptr [rdi]", in("rdi") addr, out("eax") value, options(nostack, preserves_flags)) }
+    value as u8
+}
+
+pub fn read64(addr: u64) -> u64 {
+    let value: u64;
+    // SAFETY: as `read32`.
+    unsafe { asm!("mov rax, qword ptr [rdi]", in("rdi") addr, out("rax") value, options(nostack, preserves_flags)) }
+    value
+}
+
+pub fn write32(addr: u64, value: u32) {
+    // SAFETY: the tests write only device, read-only or unmapped addresses,
+    // never memory the kernel uses.
+    unsafe { asm!("mov dword ptr [rdi], esi", in("rdi") addr, in("esi") value, options(nostack, preserves_flags)) }
+}
+
+pub fn write64(addr: u64, value: u64) {
+    // SAFETY: as `write32`.
+    unsafe { asm!("mov qword ptr [rdi], rsi", in("rdi") addr, in("rsi") value, options(nostack, preserves_flags)) }
+}
+
+/// Reads boot information through the identity map.
+pub struct Identity;
+
+impl guest_testkernel::multiboot::Memory for Identity {
+    fn read(&self, addr: u64, out: &mut [u8]) -> bool {
+        if addr.checked_add(out.len() as u64).is_none_or(|end| end > 1 << 32) {
+            return false;
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: below 4 GiB, hence identity-mapped; boot information is plain RAM.
+            *b = unsafe { core::ptr::read_volatile((addr + i as u64) as *const u8) };
+        }
+        true
+    }
+}
+
+/// The kernel image's extent, from the linker script.
+pub fn kernel_extent() -> core::ops::Range<u64> {
+    unsafe extern "C" {
+        static __kernel_start: u8;
+        static __kernel_end: u8;
+    }
+    (&raw const __kernel_start) as u64..(&raw const __kernel_end) as u64
+}
+
+// ---- Interrupts ----------------------------------------------------------
+
+#[repr(C)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+#[repr(C, align(16))]
+struct Idt(core::cell::UnsafeCell<[u64; 512]>);
+
+// SAFETY: one CPU; written once by `init_idt` before interrupts are enabled.
+unsafe impl Sync for Idt {}
+
+static IDT: Idt = Idt(core::cell::UnsafeCell::new([0; 512]));
+
+static TIMER_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Points every vector at its stub: exceptions are reported, IRQs counted.
+pub fn init_idt() {
+    unsafe extern "C" {
+        static tk_isr_stubs: u8;
+    }
+    let stubs = (&raw const tk_isr_stubs) as u64;
+    let idt = IDT.0.get();
+    for vector in 0..256 {
+        let handler = stubs + 16 * vector as u64;
+        let low = (handler & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((handler >> 16) & 0xffff) << 48;
+        // SAFETY: `idt` is the static table, not yet loaded; one CPU.
+        unsafe {
+            (*idt)[2 * vector] = low;
+            (*idt)[2 * vector + 1] = handler >> 32;
+        }
+    }
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let pointer = Pointer { limit: (256 * 16 - 1) as u16, base: idt as u64 };
+    // SAFETY: the IDT is static and complete.
+    unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) }
+}
+
+pub fn timer_ticks() -> u64 {
+    TIMER_TICKS.load(Ordering::Relaxed)
+}
+
+const EXCEPTIONS: [&str; 21] = [
+    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "?", "#TS", "#NP", "#SS", "#GP", "#PF", "?", "#MF",
+    "#AC", "#MC", "#XM", "#VE",
+];
+
+#[unsafe(no_mangle)]
+extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
+    let vector = frame.vector;
+    let irq_base = u64::from(protocol::IRQ_BASE);
+    if (irq_base..irq_base + 16).contains(&vector) {
+        if vector == irq_base {
+            TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
+        }
+        if vector >= irq_base + 8 {
+            outb(0xa0, 0x20);
+        }
+        outb(0x20, 0x20);
+        return;
+    }
+    let name = EXCEPTIONS.get(vector as usize).copied().unwrap_or("interrupt");
+    let cr2: u64;
+    // SAFETY: reads CR2.
+    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) }
+    println!(
+        "testkernel: FAIL unexpected {name} (vector {vector}, error {:#x}) at rip {:#x}, cr2 {cr2:#x}",
+        frame.error, frame.rip
+    );
+    exit(protocol::exit::EXCEPTION)
+}
+
+/// Remaps the 8259s to vectors 0x20..0x2f with only IRQ 0 unmasked, and
+/// starts the PIT at [`protocol::PIT_HZ`].
+pub fn start_timer() {
+    let base = protocol::IRQ_BASE;
+    for (port, value) in [
+        (0x20, 0x11),
+        (0xa0, 0x11),
+        (0x21, base),
+        (0xa1, base + 8),
+        (0x21, 4),
+        (0xa1, 2),
+        (0x21, 1),
+        (0xa1, 1),
+        (0x21, 0xfe),
+        (0xa1, 0xff),
+    ] {
+        outb(port, value);
+    }
+    let divisor = 1_193_182 / protocol::PIT_HZ;
+    outb(0x43, 0x34); // channel 0, lobyte/hibyte, rate generator
+    outb(0x40, divisor as u8);
+    outb(0x40, (divisor >> 8) as u8);
+}
+
+/// Masks every 8259 line again.
+pub fn stop_timer() {
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+}
+
+/// `sti; hlt; cli`: STI's shadow keeps an interrupt from slipping in before HLT.
+pub fn halt_once() {
+    // SAFETY: the IDT handles every vector.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
+}

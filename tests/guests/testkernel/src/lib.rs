@@ -1,0 +1,495 @@
+//! The guest test kernel's pure logic, tested on the host: the protocol it
+//! speaks with the VID ([`protocol`]), which tests the command line selects
+//! ([`selection`]), and the checks of what the boot loader handed over
+//! ([`multiboot`]). The kernel itself (`main.rs`: a Multiboot v1 header, a
+//! `.code32` stub that enters long mode, the tests) runs only on the bare
+//! target.
+//!
+//! # What it prints
+//!
+//! Every line starts with `testkernel: `. The 32-bit stub prints
+//! `testkernel: entered in 32-bit protected mode` and, after reloading every
+//! segment register through the boot loader's GDT, `testkernel: segment
+//! reload ok`. Then one line per test, `testkernel: <name>: ok` or
+//! `testkernel: <name>: FAIL <detail>` (informational lines of a test look
+//! like `testkernel: <name>: <text>`), and last
+//! `testkernel: done: <p> passed, <f> failed`, after which it writes the
+//! [`protocol::exit`] status to the test-exit port.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+/// What the test kernel expects of the machine it runs on (the VID).
+pub mod protocol {
+    /// COM1: each byte written to the data register is console output; the
+    /// kernel polls the line status register for bit 5 (transmitter holding
+    /// register empty) before each byte it writes with `out dx, al`.
+    pub const UART_DATA: u16 = 0x3f8;
+    pub const UART_LINE_STATUS: u16 = 0x3fd;
+    /// The kernel's status is written here with `out dx, eax` (QEMU's
+    /// `isa-debug-exit`: the run ends with status `(value << 1) | 1`).
+    pub const TEST_EXIT: u16 = 0xf4;
+    /// A port nothing emulates: reads return all ones, writes are ignored.
+    pub const UNEMULATED_PORT: u16 = 0x0270;
+
+    /// A test device the VID emulates on its MMIO path (the page is not
+    /// mapped in the partition: each access is an unmapped-GPA intercept).
+    /// Registers are 32 bits; reads of 1 or 2 bytes at an offset inside a
+    /// register return those bytes of it; offsets that are no register read
+    /// all ones and ignore writes.
+    pub const TEST_DEVICE: u64 = 0xfed0_0000;
+    /// Read-only: [`TEST_DEVICE_ID_VALUE`]; writes are ignored.
+    pub const TEST_DEVICE_ID: u64 = 0x00;
+    /// The bytes "TESS" in memory order.
+    pub const TEST_DEVICE_ID_VALUE: u32 = u32::from_le_bytes(*b"TESS");
+    /// Read/write: returns the last value written (0 at reset).
+    pub const TEST_DEVICE_SCRATCH: u64 = 0x08;
+    /// The value the mmio test writes to the scratch register.
+    pub const TEST_DEVICE_SCRATCH_PATTERN: u32 = 0xc0ff_ee42;
+
+    /// A page the VID maps read-only (and executable), like a ROM, in the
+    /// legacy hole that the memory map leaves out. Its first bytes are
+    /// [`TEST_ROM_SIGNATURE`]. A write to it is a GPA intercept (write to a
+    /// present read-only page): the VID discards the write, skips the
+    /// instruction, and resumes the guest, as ROM behaves. It does not
+    /// inject a fault.
+    pub const TEST_ROM: u64 = 0x000f_f000;
+    pub const TEST_ROM_SIGNATURE: [u8; 8] = *b"TESSROM\0";
+
+    /// A guest-physical address the VID must leave unmapped and not
+    /// emulate, above any RAM it may give (at most 3 GiB) and below the
+    /// device window. The unmapped test also uses the first page past RAM
+    /// (from the memory map).
+    pub const UNMAPPED_HIGH: u64 = 0xe000_0000;
+
+    /// Test-exit values.
+    pub mod exit {
+        /// Every selected test passed.
+        pub const PASS: u32 = 0;
+        /// At least one test failed (or an unknown test was named).
+        pub const FAILED: u32 = 1;
+        /// Not started by a Multiboot v1 loader, or no boot information.
+        pub const BAD_BOOT: u32 = 2;
+        /// An unexpected CPU exception (the report precedes it), or a panic.
+        pub const EXCEPTION: u32 = 3;
+    }
+
+    /// Timer interrupts the hlt test waits for, when any arrive: the PIT
+    /// (IRQ 0) at 100 Hz through the 8259 remapped to vectors 0x20..0x2f.
+    pub const PIT_HZ: u32 = 100;
+    pub const IRQ_BASE: u8 = 0x20;
+}
+
+/// The tests, in the order `tests=all` runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// Prints a line through the UART; the line status register says ready.
+    Uart,
+    /// The boot information: magic, flags, memory map, modules, strings.
+    Multiboot,
+    /// CPUID leaf 0 (a printable vendor, max leaf ≥ 1) and leaf 1 (a non-zero signature).
+    Cpuid,
+    /// `in`/`out` of 1, 2 and 4 bytes, `rep outsb` to the UART, `insb` and
+    /// `rep insb` from an unemulated port (all ones; RCX, RSI, RDI updated).
+    PortIo,
+    /// `hlt` with a timer armed: the test passes if execution continues.
+    Hlt,
+    /// Reads beyond RAM return all ones; writes there vanish.
+    Unmapped,
+    /// The VID's test device at [`protocol::TEST_DEVICE`].
+    Mmio,
+    /// A write to the read-only page at [`protocol::TEST_ROM`] is discarded.
+    ReadOnly,
+}
+
+impl Test {
+    pub const ALL: [Test; 8] =
+        [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Test::Uart => "uart",
+            Test::Multiboot => "multiboot",
+            Test::Cpuid => "cpuid",
+            Test::PortIo => "portio",
+            Test::Hlt => "hlt",
+            Test::Unmapped => "unmapped",
+            Test::Mmio => "mmio",
+            Test::ReadOnly => "readonly",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Test> {
+        Test::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// One entry of the selection: a test, or a name that is none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selected<'a> {
+    Test(Test),
+    Unknown(&'a str),
+}
+
+/// The value of the last `tests=` word of the command line.
+pub fn tests_option(cmdline: &str) -> Option<&str> {
+    cmdline.split_ascii_whitespace().filter_map(|word| word.strip_prefix("tests=")).next_back()
+}
+
+/// The tests the command line selects: `tests=all` (or no `tests=`) runs
+/// [`Test::ALL`]; `tests=a,b` runs those in that order. Empty names are
+/// skipped; unknown ones are reported.
+pub fn selection(cmdline: &str) -> Selection<'_> {
+    match tests_option(cmdline) {
+        None | Some("all") => Selection::All(0),
+        Some(list) => Selection::List(list.split(',')),
+    }
+}
+
+pub enum Selection<'a> {
+    All(usize),
+    List(core::str::Split<'a, char>),
+}
+
+impl<'a> Iterator for Selection<'a> {
+    type Item = Selected<'a>;
+
+    fn next(&mut self) -> Option<Selected<'a>> {
+        match self {
+            Selection::All(i) => {
+                let test = *Test::ALL.get(*i)?;
+                *i += 1;
+                Some(Selected::Test(test))
+            }
+            Selection::List(names) => loop {
+                let name = names.next()?;
+                if name.is_empty() {
+                    continue;
+                }
+                break Some(Test::from_name(name).map_or(Selected::Unknown(name), Selected::Test));
+            },
+        }
+    }
+}
+
+/// A line of text in a fixed buffer; what does not fit is cut off.
+#[derive(Clone)]
+pub struct Text<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Text<N> {
+    pub const fn new() -> Self {
+        Text { buf: [0; N], len: 0 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only whole `str`s and whole characters are ever appended.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl<const N: usize> Default for Text<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> fmt::Write for Text<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let mut utf8 = [0; 4];
+            let bytes = c.encode_utf8(&mut utf8).as_bytes();
+            if self.len + bytes.len() > N {
+                return Ok(());
+            }
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize> fmt::Display for Text<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A test's failure detail.
+pub type Detail = Text<96>;
+
+/// Formats a failure detail.
+#[macro_export]
+macro_rules! detail {
+    ($($arg:tt)*) => {{
+        let mut text = $crate::Detail::new();
+        let _ = core::fmt::Write::write_fmt(&mut text, format_args!($($arg)*));
+        text
+    }};
+}
+
+/// The CPUID leaf 0 vendor string (EBX, EDX, ECX), if it is 12 printable
+/// ASCII characters that are not all blank.
+pub fn cpuid_vendor(ebx: u32, edx: u32, ecx: u32) -> Result<[u8; 12], Detail> {
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&edx.to_le_bytes());
+    vendor[8..].copy_from_slice(&ecx.to_le_bytes());
+    if vendor.iter().any(|b| !(0x20..0x7f).contains(b)) || vendor.iter().all(|&b| b == b' ') {
+        return Err(detail!("vendor {ebx:#010x} {edx:#010x} {ecx:#010x} is not printable"));
+    }
+    Ok(vendor)
+}
+
+/// Reading the boot information: the Multiboot v1 structures (spec §3.3).
+pub mod multiboot {
+    use super::Detail;
+    use core::ops::Range;
+
+    pub const BOOTLOADER_MAGIC: u32 = 0x2bad_b002;
+    pub const FLAG_MEMORY: u32 = 1 << 0;
+    pub const FLAG_CMDLINE: u32 = 1 << 2;
+    pub const FLAG_MODS: u32 = 1 << 3;
+    pub const FLAG_MMAP: u32 = 1 << 6;
+    pub const FLAG_LOADER_NAME: u32 = 1 << 9;
+    /// Memory-map type of usable RAM.
+    pub const AVAILABLE: u32 = 1;
+    /// More entries than any sane memory map has.
+    pub const MAX_MMAP_ENTRIES: usize = 128;
+    pub const MAX_MODULES: u32 = 64;
+
+    /// Guest-physical memory as the kernel sees it (identity-mapped).
+    pub trait Memory {
+        /// Fills `out` from `addr`; false if any byte is not readable.
+        fn read(&self, addr: u64, out: &mut [u8]) -> bool;
+
+        fn u32_at(&self, addr: u64) -> Option<u32> {
+            let mut b = [0; 4];
+            self.read(addr, &mut b).then_some(u32::from_le_bytes(b))
+        }
+
+        fn u64_at(&self, addr: u64) -> Option<u64> {
+            let mut b = [0; 8];
+            self.read(addr, &mut b).then_some(u64::from_le_bytes(b))
+        }
+    }
+
+    /// A byte buffer standing for memory from `base`.
+    pub struct Buffer<'a> {
+        pub base: u64,
+        pub bytes: &'a [u8],
+    }
+
+    impl Memory for Buffer<'_> {
+        fn read(&self, addr: u64, out: &mut [u8]) -> bool {
+            let Some(start) = addr.checked_sub(self.base).and_then(|s| usize::try_from(s).ok()) else {
+                return false;
+            };
+            match start.checked_add(out.len()).and_then(|end| self.bytes.get(start..end)) {
+                Some(bytes) => {
+                    out.copy_from_slice(bytes);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    /// The fields of the information the tests use.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Info {
+        pub flags: u32,
+        pub mem_lower: u32,
+        pub mem_upper: u32,
+        pub cmdline: u32,
+        pub mods_count: u32,
+        pub mods_addr: u32,
+        pub mmap_length: u32,
+        pub mmap_addr: u32,
+        pub boot_loader_name: u32,
+    }
+
+    pub fn read_info<M: Memory>(mem: &M, addr: u64) -> Option<Info> {
+        let f = |offset| mem.u32_at(addr + offset);
+        Some(Info {
+            flags: f(0)?,
+            mem_lower: f(4)?,
+            mem_upper: f(8)?,
+            cmdline: f(16)?,
+            mods_count: f(20)?,
+            mods_addr: f(24)?,
+            mmap_length: f(44)?,
+            mmap_addr: f(48)?,
+            boot_loader_name: f(64)?,
+        })
+    }
+
+    /// A NUL-terminated string at `addr`, read into `buf`: `None` if it is
+    /// unreadable, longer than `buf`, or not UTF-8.
+    pub fn c_string<'b, M: Memory>(mem: &M, addr: u64, buf: &'b mut [u8]) -> Option<&'b str> {
+        for i in 0..buf.len() {
+            let mut b = [0];
+            if !mem.read(addr + i as u64, &mut b) {
+                return None;
+            }
+            if b[0] == 0 {
+                return core::str::from_utf8(&buf[..i]).ok();
+            }
+            buf[i] = b[0];
+        }
+        None
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct MmapEntry {
+        pub base: u64,
+        pub len: u64,
+        pub kind: u32,
+    }
+
+    impl MmapEntry {
+        pub fn end(&self) -> u64 {
+            self.base.saturating_add(self.len)
+        }
+
+        pub fn contains(&self, range: &Range<u64>) -> bool {
+            self.base <= range.start && range.end <= self.end()
+        }
+    }
+
+    /// Calls `each` for every memory-map entry (each is `size` + 4 bytes).
+    pub fn for_each_mmap<M: Memory>(mem: &M, info: &Info, mut each: impl FnMut(MmapEntry)) -> Result<(), Detail> {
+        let (start, end) = (u64::from(info.mmap_addr), u64::from(info.mmap_addr) + u64::from(info.mmap_length));
+        let mut at = start;
+        let mut count = 0;
+        while at < end {
+            let size = mem.u32_at(at).ok_or(detail!("mmap entry at {at:#x} unreadable"))?;
+            if size < 20 {
+                return Err(detail!("mmap entry at {at:#x} has size {size}"));
+            }
+            count += 1;
+            if count > MAX_MMAP_ENTRIES {
+                return Err(detail!("more than {MAX_MMAP_ENTRIES} mmap entries"));
+            }
+            let entry = (mem.u64_at(at + 4), mem.u64_at(at + 12), mem.u32_at(at + 20));
+            let (Some(base), Some(len), Some(kind)) = entry else {
+                return Err(detail!("mmap entry at {at:#x} unreadable"));
+            };
+            each(MmapEntry { base, len, kind });
+            at += u64::from(size) + 4;
+        }
+        Ok(())
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Module {
+        pub start: u32,
+        pub end: u32,
+        pub string: u32,
+    }
+
+    pub fn module<M: Memory>(mem: &M, info: &Info, index: u32) -> Option<Module> {
+        let at = u64::from(info.mods_addr) + 16 * u64::from(index);
+        Some(Module { start: mem.u32_at(at)?, end: mem.u32_at(at + 4)?, string: mem.u32_at(at + 8)? })
+    }
+
+    /// What [`check`] found.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Summary {
+        pub info: Info,
+        /// Bytes of available RAM in the memory map.
+        pub available: u64,
+        /// End of the highest available region.
+        pub ram_end: u64,
+        pub mmap_entries: usize,
+    }
+
+    /// Checks the boot information against the Multiboot v1 specification
+    /// and this kernel's header (which asks for page-aligned modules and
+    /// memory information): the magic, `mem_*` and the memory map present,
+    /// the kernel image in available RAM, the information outside it, and
+    /// every module page-aligned, well-formed and apart from the kernel.
+    pub fn check<M: Memory>(mem: &M, magic: u32, info_addr: u64, kernel: Range<u64>) -> Result<Summary, Detail> {
+        if magic != BOOTLOADER_MAGIC {
+            return Err(detail!("magic {magic:#x}, expected {BOOTLOADER_MAGIC:#x}"));
+        }
+        let info = read_info(mem, info_addr).ok_or(detail!("information at {info_addr:#x} unreadable"))?;
+        if info_addr < kernel.end && kernel.start < info_addr + 88 {
+            return Err(detail!("information at {info_addr:#x} overlaps the kernel"));
+        }
+        let wanted = FLAG_MEMORY | FLAG_MMAP;
+        if info.flags & wanted != wanted {
+            return Err(detail!("flags {:#x} lack mem_* or mmap", info.flags));
+        }
+        if info.mem_lower > 640 || info.mem_upper == 0 {
+            return Err(detail!("mem_lower {} KiB, mem_upper {} KiB", info.mem_lower, info.mem_upper));
+        }
+        let (mut available, mut ram_end, mut entries, mut holds_kernel) = (0u64, 0u64, 0usize, false);
+        for_each_mmap(mem, &info, |e| {
+            entries += 1;
+            if e.kind == AVAILABLE {
+                available = available.saturating_add(e.len);
+                ram_end = ram_end.max(e.end());
+                holds_kernel |= e.contains(&kernel);
+            }
+        })?;
+        if available == 0 {
+            return Err(detail!("no available RAM in the memory map ({entries} entries)"));
+        }
+        if !holds_kernel {
+            return Err(detail!("kernel {:#x}..{:#x} not in available RAM", kernel.start, kernel.end));
+        }
+        if info.flags & FLAG_MODS != 0 {
+            if info.mods_count > MAX_MODULES {
+                return Err(detail!("{} modules", info.mods_count));
+            }
+            for i in 0..info.mods_count {
+                let m = module(mem, &info, i).ok_or(detail!("module {i} unreadable"))?;
+                let range = u64::from(m.start)..u64::from(m.end);
+                if m.start % 4096 != 0 {
+                    return Err(detail!("module {i} at {:#x} not page-aligned", m.start));
+                }
+                if m.end < m.start {
+                    return Err(detail!("module {i} ends at {:#x} before its start {:#x}", m.end, m.start));
+                }
+                if range.start < kernel.end && kernel.start < range.end {
+                    return Err(detail!("module {i} {:#x}..{:#x} overlaps the kernel", m.start, m.end));
+                }
+            }
+        }
+        Ok(Summary { info, available, ram_end, mmap_entries: entries })
+    }
+
+    /// The first page at or past the end of available RAM that no memory-map
+    /// entry covers: where nothing should be.
+    pub fn past_ram<M: Memory>(mem: &M, summary: &Summary) -> u64 {
+        let round = |a: u64| a.saturating_add(4095) & !4095;
+        let mut at = round(summary.ram_end);
+        for _ in 0..MAX_MMAP_ENTRIES {
+            let mut moved = false;
+            let _ = for_each_mmap(mem, &summary.info, |e| {
+                if e.base <= at && at < e.end() {
+                    at = round(e.end());
+                    moved = true;
+                }
+            });
+            if !moved {
+                break;
+            }
+        }
+        at
+    }
+}
+
+#[cfg(test)]
+mod tests;

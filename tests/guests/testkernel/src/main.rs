@@ -1,0 +1,22 @@
+//! The guest test kernel: a Multiboot v1 kernel that runs inside a
+//! partition (or directly under QEMU) and reports through the UART and the
+//! test-exit port. See the library for the protocol and the tests.
+//!
+//! A Multiboot loader enters it in 32-bit protected mode; the `.code32`
+//! stub (`entry.rs`) builds an identity map of the low 4 GiB, enters long
+//! mode and calls [`suite::testkernel_main`], which runs the tests the
+//! command line selects.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("guest-testkernel is a Multiboot guest kernel: build it for x86_64-unknown-none.");
+}
+
+#[cfg(target_os = "none")]
+mod entry;
+#[cfg(target_os = "none")]
+mod hw;
+#[cfg(target_os = "none")]
+mod suite;

@@ -1,0 +1,214 @@
+//! The tests, run in the order the command line gives.
+
+use crate::hw;
+use crate::println;
+use guest_testkernel::multiboot;
+use guest_testkernel::protocol::{self, exit};
+use guest_testkernel::{Detail, Selected, Test, cpuid_vendor, detail, selection};
+use hw::Identity as Mem;
+
+type Outcome = Result<(), Detail>;
+
+/// Where the 64-bit world starts: `magic` and `info` as the loader left
+/// EAX and EBX.
+#[unsafe(no_mangle)]
+extern "C" fn testkernel_main(magic: u32, info: u32) -> ! {
+    hw::init_idt();
+    println!("testkernel: long mode; magic {magic:#x}, boot information at {info:#x}");
+    if magic != multiboot::BOOTLOADER_MAGIC {
+        println!("testkernel: FAIL not started by a Multiboot v1 loader");
+        hw::exit(exit::BAD_BOOT);
+    }
+    let Some(boot) = multiboot::read_info(&Mem, u64::from(info)) else {
+        println!("testkernel: FAIL boot information unreadable");
+        hw::exit(exit::BAD_BOOT);
+    };
+    let mut buf = [0u8; 256];
+    let cmdline = if boot.flags & multiboot::FLAG_CMDLINE != 0 {
+        multiboot::c_string(&Mem, u64::from(boot.cmdline), &mut buf).unwrap_or("")
+    } else {
+        ""
+    };
+    println!("testkernel: command line \"{cmdline}\"");
+
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for selected in selection(cmdline) {
+        let (name, outcome) = match selected {
+            Selected::Test(test) => (test.name(), run(test, magic, u64::from(info))),
+            Selected::Unknown(name) => (name, Err(detail!("unknown test"))),
+        };
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("testkernel: {name}: ok");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("testkernel: {name}: FAIL {why}");
+            }
+        }
+    }
+    println!("testkernel: done: {passed} passed, {failed} failed");
+    hw::exit(if failed == 0 { exit::PASS } else { exit::FAILED })
+}
+
+fn run(test: Test, magic: u32, info: u64) -> Outcome {
+    match test {
+        Test::Uart => uart(),
+        Test::Multiboot => boot_information(magic, info),
+        Test::Cpuid => cpuid(),
+        Test::PortIo => port_io(),
+        Test::Hlt => hlt(),
+        Test::Unmapped => unmapped(magic, info),
+        Test::Mmio => mmio(),
+        Test::ReadOnly => read_only(),
+    }
+}
+
+fn expect<T: PartialEq + core::fmt::LowerHex>(what: &str, got: T, want: T) -> Outcome {
+    if got == want { Ok(()) } else { Err(detail!("{what}: got {got:#x}, expected {want:#x}")) }
+}
+
+fn uart() -> Outcome {
+    println!("testkernel: uart: hello from the guest");
+    let status = hw::Uart::line_status();
+    if status & 0x20 == 0 {
+        return Err(detail!("line status {status:#x}: transmitter never ready"));
+    }
+    Ok(())
+}
+
+fn boot_information(magic: u32, info: u64) -> Outcome {
+    let summary = multiboot::check(&Mem, magic, info, hw::kernel_extent())?;
+    let i = summary.info;
+    println!(
+        "testkernel: multiboot: flags {:#x}, mem_lower {} KiB, mem_upper {} KiB, {} mmap entries, {} KiB available",
+        i.flags,
+        i.mem_lower,
+        i.mem_upper,
+        summary.mmap_entries,
+        summary.available / 1024
+    );
+    let mut buf = [0u8; 64];
+    if i.flags & multiboot::FLAG_LOADER_NAME != 0 {
+        let name = multiboot::c_string(&Mem, u64::from(i.boot_loader_name), &mut buf).unwrap_or("?");
+        println!("testkernel: multiboot: boot loader \"{name}\"");
+    }
+    if i.flags & multiboot::FLAG_MODS != 0 {
+        for n in 0..i.mods_count {
+            let m = multiboot::module(&Mem, &i, n).ok_or(detail!("module {n} unreadable"))?;
+            let string = multiboot::c_string(&Mem, u64::from(m.string), &mut buf).unwrap_or("?");
+            println!("testkernel: multiboot: module {n} {:#x}..{:#x} \"{string}\"", m.start, m.end);
+        }
+    }
+    Ok(())
+}
+
+fn cpuid() -> Outcome {
+    let leaf0 = hw::cpuid(0, 0);
+    let vendor = cpuid_vendor(leaf0.ebx, leaf0.edx, leaf0.ecx)?;
+    let vendor = core::str::from_utf8(&vendor).unwrap_or("?");
+    let leaf1 = hw::cpuid(1, 0);
+    let hypervisor = leaf1.ecx & (1 << 31) != 0;
+    println!(
+        "testkernel: cpuid: vendor \"{vendor}\", max leaf {:#x}, signature {:#x}, hypervisor bit {}",
+        leaf0.eax,
+        leaf1.eax,
+        u8::from(hypervisor)
+    );
+    if hypervisor {
+        let hv = hw::cpuid(0x4000_0000, 0);
+        let mut name = [0u8; 12];
+        name[..4].copy_from_slice(&hv.ebx.to_le_bytes());
+        name[4..8].copy_from_slice(&hv.ecx.to_le_bytes());
+        name[8..].copy_from_slice(&hv.edx.to_le_bytes());
+        let shown = name.map(|b| if (0x20..0x7f).contains(&b) { b } else { b'.' });
+        let shown = core::str::from_utf8(&shown).unwrap_or("?");
+        println!("testkernel: cpuid: leaf 0x40000000: max {:#x}, \"{shown}\"", hv.eax);
+    }
+    if leaf0.eax < 1 {
+        return Err(detail!("max basic leaf {:#x}", leaf0.eax));
+    }
+    if leaf1.eax == 0 {
+        return Err(detail!("leaf 1 signature is 0"));
+    }
+    Ok(())
+}
+
+fn port_io() -> Outcome {
+    const LINE: &[u8] = b"testkernel: portio: this line came through rep outsb\n";
+    let (rcx, rsi) = hw::rep_outsb(protocol::UART_DATA, LINE);
+    expect("rep outsb: rcx", rcx, 0)?;
+    expect("rep outsb: rsi advance", rsi.wrapping_sub(LINE.as_ptr() as u64), LINE.len() as u64)?;
+
+    let port = protocol::UNEMULATED_PORT;
+    hw::outb(port, 0x5a);
+    expect("in al", hw::inb(port), 0xff)?;
+    expect("in ax", hw::inw(port), 0xffff)?;
+    expect("in eax", hw::inl(port), 0xffff_ffff)?;
+
+    let mut one = [0u8; 1];
+    let rdi = hw::insb(port, &mut one);
+    expect("insb", one[0], 0xff)?;
+    expect("insb: rdi advance", rdi.wrapping_sub(one.as_ptr() as u64), 1)?;
+
+    let mut buf = [0u8; 5];
+    let (rcx, rdi) = hw::rep_insb(port, &mut buf[..4]);
+    expect("rep insb: rcx", rcx, 0)?;
+    expect("rep insb: rdi advance", rdi.wrapping_sub(buf.as_ptr() as u64), 4)?;
+    if buf != [0xff, 0xff, 0xff, 0xff, 0] {
+        return Err(detail!("rep insb wrote {buf:02x?}"));
+    }
+    Ok(())
+}
+
+fn hlt() -> Outcome {
+    let (ticks, start) = (hw::timer_ticks(), hw::rdtsc());
+    hw::start_timer();
+    hw::halt_once();
+    hw::stop_timer();
+    let (elapsed, timer) = (hw::rdtsc().wrapping_sub(start), hw::timer_ticks() - ticks);
+    println!("testkernel: hlt: resumed after {elapsed} TSC ticks, {timer} timer interrupts");
+    Ok(())
+}
+
+fn unmapped(magic: u32, info: u64) -> Outcome {
+    let summary = multiboot::check(&Mem, magic, info, hw::kernel_extent())?;
+    let past_ram = multiboot::past_ram(&Mem, &summary);
+    for addr in [past_ram, protocol::UNMAPPED_HIGH] {
+        println!("testkernel: unmapped: probing {addr:#x}");
+        expect("read 4 bytes", hw::read32(addr), 0xffff_ffff)?;
+        expect("read 1 byte", hw::read8(addr + 1), 0xff)?;
+        hw::write32(addr, 0x1234_5678);
+        expect("read after write", hw::read32(addr), 0xffff_ffff)?;
+    }
+    Ok(())
+}
+
+fn mmio() -> Outcome {
+    let base = protocol::TEST_DEVICE;
+    expect("id", hw::read32(base + protocol::TEST_DEVICE_ID), protocol::TEST_DEVICE_ID_VALUE)?;
+    expect(
+        "id byte 1",
+        hw::read8(base + protocol::TEST_DEVICE_ID + 1),
+        protocol::TEST_DEVICE_ID_VALUE.to_le_bytes()[1],
+    )?;
+    hw::write32(base + protocol::TEST_DEVICE_ID, 0);
+    expect("id after a write", hw::read32(base + protocol::TEST_DEVICE_ID), protocol::TEST_DEVICE_ID_VALUE)?;
+    let pattern = protocol::TEST_DEVICE_SCRATCH_PATTERN;
+    hw::write32(base + protocol::TEST_DEVICE_SCRATCH, pattern);
+    expect("scratch", hw::read32(base + protocol::TEST_DEVICE_SCRATCH), pattern)?;
+    Ok(())
+}
+
+fn read_only() -> Outcome {
+    let rom = protocol::TEST_ROM;
+    let before = hw::read64(rom);
+    hw::write64(rom, !before);
+    let after = hw::read64(rom);
+    if after != before {
+        return Err(detail!("write went through: {before:#x} became {after:#x}"));
+    }
+    let signature = u64::from_le_bytes(protocol::TEST_ROM_SIGNATURE);
+    expect("signature", before, signature)
+}

@@ -1,0 +1,251 @@
+use super::multiboot::{self, Buffer, Memory};
+use super::*;
+use core::fmt::Write;
+
+fn names(cmdline: &str) -> Vec<String> {
+    selection(cmdline)
+        .map(|s| match s {
+            Selected::Test(t) => t.name().to_string(),
+            Selected::Unknown(n) => format!("?{n}"),
+        })
+        .collect()
+}
+
+#[test]
+fn every_test_has_a_unique_name_that_parses_back() {
+    for t in Test::ALL {
+        assert_eq!(Test::from_name(t.name()), Some(t));
+    }
+    let mut all: Vec<_> = Test::ALL.iter().map(|t| t.name()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), Test::ALL.len());
+    assert_eq!(Test::from_name("UART"), None);
+}
+
+#[test]
+fn the_command_line_selects_tests() {
+    let all: Vec<String> = Test::ALL.iter().map(|t| t.name().to_string()).collect();
+    assert_eq!(names(""), all);
+    assert_eq!(names("tests=all"), all);
+    assert_eq!(names("/boot/testkernel tests=all quiet"), all);
+    assert_eq!(names("tests=cpuid,uart"), ["cpuid", "uart"]);
+    assert_eq!(names("tests=uart,,hlt,"), ["uart", "hlt"]);
+    assert_eq!(names("tests=uart,bogus"), ["uart", "?bogus"]);
+    assert_eq!(names("tests=uart tests=mmio"), ["mmio"]);
+    assert_eq!(names("tests="), Vec::<String>::new());
+    assert_eq!(tests_option("a=b  tests=x,y c"), Some("x,y"));
+    assert_eq!(tests_option("nottests=x"), None);
+}
+
+#[test]
+fn text_cuts_off_what_does_not_fit() {
+    let mut t = Text::<8>::new();
+    write!(t, "abcdef").unwrap();
+    write!(t, "ghij").unwrap();
+    assert_eq!(t.as_str(), "abcdefgh");
+    let mut t = Text::<4>::new();
+    write!(t, "aé€").unwrap(); // 1 + 2 bytes fit, the 3-byte char does not
+    assert_eq!(t.as_str(), "aé");
+    assert_eq!(detail!("x={}", 5).as_str(), "x=5");
+    assert_eq!(format!("{}", detail!("y")), "y");
+}
+
+#[test]
+fn the_vendor_must_be_printable() {
+    // "GenuineIntel": EBX "Genu", EDX "ineI", ECX "ntel".
+    let w = |s: &[u8; 4]| u32::from_le_bytes(*s);
+    assert_eq!(&cpuid_vendor(w(b"Genu"), w(b"ineI"), w(b"ntel")).unwrap(), b"GenuineIntel");
+    assert!(cpuid_vendor(0, 0, 0).is_err());
+    assert!(cpuid_vendor(w(b"    "), w(b"    "), w(b"    ")).is_err());
+    assert!(cpuid_vendor(w(b"Genu"), w(b"ine\x80"), w(b"ntel")).is_err());
+}
+
+/// A hand-made boot information in a buffer at 0x10000.
+struct Boot {
+    bytes: Vec<u8>,
+}
+
+const BASE: u64 = 0x10000;
+const INFO: u64 = BASE;
+const MMAP: u64 = BASE + 0x100;
+const MODS: u64 = BASE + 0x200;
+const STRINGS: u64 = BASE + 0x300;
+const KERNEL: core::ops::Range<u64> = 0x10_0000..0x10_8000;
+
+impl Boot {
+    fn new(flags: u32) -> Boot {
+        let mut b = Boot { bytes: vec![0; 0x1000] };
+        b.put32(INFO, flags);
+        b.put32(INFO + 4, 639);
+        b.put32(INFO + 8, 31 * 1024);
+        b.put32(INFO + 16, STRINGS as u32);
+        b.bytes[(STRINGS - BASE) as usize..][..10].copy_from_slice(b"tests=all\0");
+        b.mmap(&[(0, 0x9fc00, 1), (0xf0000, 0x10000, 2), (0x10_0000, 31 << 20, 1)]);
+        b
+    }
+
+    fn put32(&mut self, at: u64, v: u32) {
+        self.bytes[(at - BASE) as usize..][..4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn put64(&mut self, at: u64, v: u64) {
+        self.bytes[(at - BASE) as usize..][..8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn mmap(&mut self, entries: &[(u64, u64, u32)]) {
+        for (i, &(base, len, kind)) in entries.iter().enumerate() {
+            let at = MMAP + 24 * i as u64;
+            self.put32(at, 20);
+            self.put64(at + 4, base);
+            self.put64(at + 12, len);
+            self.put32(at + 20, kind);
+        }
+        self.put32(INFO + 44, 24 * entries.len() as u32);
+        self.put32(INFO + 48, MMAP as u32);
+    }
+
+    fn modules(&mut self, mods: &[(u32, u32)]) {
+        let flags = self.mem().u32_at(INFO).unwrap();
+        self.put32(INFO, flags | multiboot::FLAG_MODS);
+        self.put32(INFO + 20, mods.len() as u32);
+        self.put32(INFO + 24, MODS as u32);
+        for (i, &(start, end)) in mods.iter().enumerate() {
+            let at = MODS + 16 * i as u64;
+            self.put32(at, start);
+            self.put32(at + 4, end);
+            self.put32(at + 8, STRINGS as u32);
+        }
+    }
+
+    fn mem(&self) -> Buffer<'_> {
+        Buffer { base: BASE, bytes: &self.bytes }
+    }
+
+    fn check(&self) -> Result<multiboot::Summary, String> {
+        multiboot::check(&self.mem(), multiboot::BOOTLOADER_MAGIC, INFO, KERNEL).map_err(|d| d.as_str().to_string())
+    }
+}
+
+const FLAGS: u32 = multiboot::FLAG_MEMORY | multiboot::FLAG_CMDLINE | multiboot::FLAG_MMAP;
+
+#[test]
+fn a_good_boot_information_passes() {
+    let mut b = Boot::new(FLAGS);
+    b.modules(&[(0x20_0000, 0x20_0123), (0x20_1000, 0x20_1000)]);
+    let summary = b.check().unwrap();
+    assert_eq!(summary.mmap_entries, 3);
+    assert_eq!(summary.available, 0x9fc00 + (31 << 20));
+    assert_eq!(summary.ram_end, 32 << 20);
+    assert_eq!(summary.info.mods_count, 2);
+    let mut buf = [0; 64];
+    assert_eq!(multiboot::c_string(&b.mem(), u64::from(summary.info.cmdline), &mut buf), Some("tests=all"));
+    assert_eq!(multiboot::past_ram(&b.mem(), &summary), 32 << 20);
+}
+
+#[test]
+fn bad_boot_information_is_reported() {
+    let b = Boot::new(FLAGS);
+    let bad_magic = multiboot::check(&b.mem(), 0x36d7_6289, INFO, KERNEL).unwrap_err();
+    assert!(bad_magic.as_str().starts_with("magic 0x36d76289"), "{bad_magic}");
+    assert!(multiboot::check(&b.mem(), multiboot::BOOTLOADER_MAGIC, 0x5000, KERNEL).is_err());
+    assert!(Boot::new(multiboot::FLAG_MEMORY).check().unwrap_err().contains("lack"));
+
+    let mut b = Boot::new(FLAGS);
+    b.put32(INFO + 4, 641);
+    assert!(b.check().unwrap_err().contains("mem_lower"));
+
+    let mut b = Boot::new(FLAGS);
+    b.mmap(&[(0, 0x9fc00, 2)]);
+    assert!(b.check().unwrap_err().contains("no available RAM"));
+
+    let mut b = Boot::new(FLAGS);
+    b.mmap(&[(0, 0x9fc00, 1), (0x10_0000, 0x4000, 1)]);
+    assert!(b.check().unwrap_err().contains("not in available RAM"));
+
+    let mut b = Boot::new(FLAGS);
+    b.put32(MMAP + 24, 12);
+    assert!(b.check().unwrap_err().contains("has size 12"));
+
+    let mut b = Boot::new(FLAGS);
+    b.put32(INFO + 44, 0x10_0000);
+    assert!(b.check().is_err(), "a memory map running off the end is caught");
+
+    let mut b = Boot::new(FLAGS);
+    b.modules(&[(0x20_0800, 0x20_1000)]);
+    assert!(b.check().unwrap_err().contains("not page-aligned"));
+
+    let mut b = Boot::new(FLAGS);
+    b.modules(&[(0x20_1000, 0x20_0000)]);
+    assert!(b.check().unwrap_err().contains("before its start"));
+
+    let mut b = Boot::new(FLAGS);
+    b.modules(&[(0x10_7000, 0x10_9000)]);
+    assert!(b.check().unwrap_err().contains("overlaps the kernel"));
+
+    let mut b = Boot::new(FLAGS);
+    b.modules(&[]);
+    b.put32(INFO + 20, 1000);
+    assert!(b.check().unwrap_err().contains("1000 modules"));
+
+    let b = Boot::new(FLAGS);
+    let err = multiboot::check(&b.mem(), multiboot::BOOTLOADER_MAGIC, INFO, BASE..BASE + 0x2000).unwrap_err();
+    assert!(err.as_str().contains("overlaps the kernel"), "{err}");
+}
+
+#[test]
+fn too_many_mmap_entries_stop_the_walk() {
+    let mut b = Boot::new(FLAGS);
+    b.bytes.resize(0x10000, 0);
+    let many: Vec<_> = (0..200).map(|i| (i << 20, 1 << 20, 1)).collect();
+    b.mmap(&many);
+    assert!(b.check().unwrap_err().contains("more than"));
+}
+
+#[test]
+fn past_ram_skips_reserved_regions_after_ram() {
+    let mut b = Boot::new(FLAGS);
+    // As QEMU reports 256 MiB: RAM ends at 0x0ffe0000, reserved to 256 MiB, BIOS at the top.
+    b.mmap(&[
+        (0, 0x9fc00, 1),
+        (0x9fc00, 0x400, 2),
+        (0x10_0000, 0x0ffe_0000 - 0x10_0000, 1),
+        (0x0ffe_0000, 0x2_0000, 2),
+        (0xfffc_0000, 0x4_0000, 2),
+    ]);
+    let summary = multiboot::check(&b.mem(), multiboot::BOOTLOADER_MAGIC, INFO, KERNEL).unwrap();
+    assert_eq!(summary.ram_end, 0x0ffe_0000);
+    assert_eq!(multiboot::past_ram(&b.mem(), &summary), 0x1000_0000);
+    // An unaligned end is rounded up to a page.
+    b.mmap(&[(0x10_0000, 0x10_0800, 1)]);
+    let summary = multiboot::check(&b.mem(), multiboot::BOOTLOADER_MAGIC, INFO, KERNEL).unwrap();
+    assert_eq!(multiboot::past_ram(&b.mem(), &summary), 0x20_1000);
+}
+
+#[test]
+fn strings_and_memory_reads_are_bounded() {
+    let b = Boot::new(FLAGS);
+    let mem = b.mem();
+    let mut small = [0; 4];
+    assert_eq!(multiboot::c_string(&mem, STRINGS, &mut small), None, "longer than the buffer");
+    let mut buf = [0; 16];
+    assert_eq!(multiboot::c_string(&mem, BASE + 0xfff, &mut buf), Some(""));
+    assert_eq!(multiboot::c_string(&mem, 0x5000, &mut buf), None);
+    assert_eq!(mem.u32_at(BASE + 0xffd), None);
+    assert_eq!(mem.u32_at(u64::MAX - 1), None);
+    let mut bad = Boot::new(FLAGS);
+    bad.bytes[(STRINGS - BASE) as usize] = 0xff;
+    assert_eq!(multiboot::c_string(&bad.mem(), STRINGS, &mut buf), None, "not UTF-8");
+}
+
+#[test]
+fn protocol_addresses_stay_clear_of_each_other() {
+    use protocol::*;
+    assert_eq!(&TEST_DEVICE_ID_VALUE.to_le_bytes(), b"TESS");
+    const { assert!(TEST_ROM >= 0xa_0000 && TEST_ROM + 0x1000 <= 0x10_0000, "the ROM is in the legacy hole") };
+    const { assert!(UNMAPPED_HIGH >= 0xc000_0000 && UNMAPPED_HIGH < TEST_DEVICE) };
+    const { assert!(TEST_DEVICE.is_multiple_of(0x1000) && TEST_ROM.is_multiple_of(0x1000)) };
+    for port in [UART_DATA, UART_LINE_STATUS, TEST_EXIT] {
+        assert_ne!(port, UNEMULATED_PORT);
+    }
+}
