@@ -187,3 +187,14 @@ fn bochs_interrupts_reach_a_user_driver() {
         &["--manifest", &m],
     ));
 }
+
+/// The README's "compose your own system" example builds and boots.
+#[test]
+fn qemu_readme_example_manifest_boots() {
+    let m = format!("{}/examples/minimal.toml", env!("CARGO_MANIFEST_DIR"));
+    let run = boot("qemu_readme_example_manifest_boots", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    run.assert_serial_contains("[supervisor] started console: ring 3");
+    run.assert_serial_contains("[supervisor] started heartbeat: ring 3");
+    assert_in_order(&run, &["[heartbeat] beat 1", "[heartbeat] beat 5", "[heartbeat] done"]);
+    run.assert_halted(0);
+}
