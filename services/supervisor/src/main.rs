@@ -54,8 +54,8 @@ mod task {
         ioports: CapSlot,
         interrupts: CapSlot,
         fault: CapSlot,
-        /// The supervisor's badged console capability, once made.
-        console: CapSlot,
+        /// The supervisor's badged capabilities to services, once made.
+        service_caps: heapless::Vec<(usize, CapSlot), 4>,
         image: SystemImage<'a>,
         slots: Slots<100>,
         endpoints: heapless::Vec<CapSlot, { sysimage::manifest::MAX_ENDPOINTS }>,
@@ -121,7 +121,7 @@ mod task {
             ioports,
             interrupts: need("interrupts", ObjectType::INTERRUPT),
             fault,
-            console: CapSlot::NULL,
+            service_caps: heapless::Vec::new(),
             image,
             slots,
             endpoints: heapless::Vec::new(),
@@ -232,6 +232,7 @@ mod task {
             invoke(thread, Operation::THREAD_CONFIGURE, &args)?;
             invoke(thread, Operation::THREAD_START, &[])?;
             self.name_on_console(index, name);
+            self.register_with_scheduler(index);
             log!("started {name}: ring 3, priority {priority}, caps: {listing}");
             Ok(())
         }
@@ -240,29 +241,53 @@ mod task {
         /// The supervisor's own console capability (badge 1, the only one
         /// the console accepts this from) is made when first needed.
         fn name_on_console(&mut self, index: TaskIndex, name: &str) {
-            let Some(endpoint) = self.image.manifest.endpoints.iter().position(|e| e.name == console_api::ENDPOINT)
-            else {
-                return;
-            };
-            if self.console == CapSlot::NULL {
-                let Ok(slot) = self.slot() else { return };
-                let send = bits(Rights::new().with_send(true));
-                if invoke(
-                    self.endpoints[endpoint],
-                    Operation::CAP_MINT,
-                    &[u64::from(slot.0), send, badge_of(TaskIndex(0))],
-                )
-                .is_err()
-                {
-                    self.slots.give_back(slot);
-                    return;
-                }
-                self.console = slot;
-            }
-            let client = console_api::Client::new(tessera_rt::Kernel, self.console);
+            let Some(console) = self.supervisor_cap(console_api::ENDPOINT) else { return };
+            let client = console_api::Client::new(tessera_rt::Kernel, console);
             if let Err(e) = client.name_client(badge_of(index), name.as_bytes()) {
                 log!("cannot name {name} on the console: {e:?}");
             }
+        }
+
+        /// Tells the scheduler which task a badge is, so its `set_priority`
+        /// can reach the task's scheduling context. Tasks that started before
+        /// the scheduler are registered when it starts.
+        fn register_with_scheduler(&mut self, index: TaskIndex) {
+            let tasks = &self.image.manifest.tasks;
+            let Some(scheduler) = tasks.iter().position(|t| t.name == supervisor::SCHEDULER_TASK) else { return };
+            let started = |i: usize| i != 0 && !self.tasks[i].held.is_empty();
+            let which: heapless::Vec<usize, { sysimage::manifest::MAX_TASKS }> = if usize::from(index.0) == scheduler {
+                (1..tasks.len()).filter(|&i| started(i)).collect()
+            } else if started(scheduler) {
+                core::iter::once(usize::from(index.0)).collect()
+            } else {
+                return;
+            };
+            let Some(endpoint) = self.supervisor_cap(scheduler_api::ENDPOINT) else { return };
+            let client = scheduler_api::Client::new(tessera_rt::Kernel, endpoint);
+            for i in which {
+                let name = self.image.manifest.tasks[i].name;
+                if let Err(e) = client.register_task(badge_of(TaskIndex(i as u8)), name.as_bytes()) {
+                    log!("cannot register {name} with the scheduler: {e:?}");
+                }
+            }
+        }
+
+        /// The supervisor's own capability (badge 1) to a service endpoint,
+        /// minted when first needed.
+        fn supervisor_cap(&mut self, endpoint_name: &str) -> Option<CapSlot> {
+            let endpoint = self.image.manifest.endpoints.iter().position(|e| e.name == endpoint_name)?;
+            if let Some(&(_, slot)) = self.service_caps.iter().find(|(e, _)| *e == endpoint) {
+                return Some(slot);
+            }
+            let slot = self.slot().ok()?;
+            let send = bits(Rights::new().with_send(true));
+            let mint = [u64::from(slot.0), send, badge_of(TaskIndex(0))];
+            if invoke(self.endpoints[endpoint], Operation::CAP_MINT, &mint).is_err() {
+                self.slots.give_back(slot);
+                return None;
+            }
+            let _ = self.service_caps.push((endpoint, slot));
+            Some(slot)
         }
 
         /// Creates an object for task `index` and remembers it for teardown.
