@@ -198,3 +198,12 @@ fn qemu_readme_example_manifest_boots() {
     assert_in_order(&run, &["[heartbeat] beat 1", "[heartbeat] beat 5", "[heartbeat] done"]);
     run.assert_halted(0);
 }
+
+/// The same demo partition on Intel VMX with EPT (Bochs).
+#[test]
+fn bochs_demo_partition_runs() {
+    let run = boot("bochs_demo_partition_runs", Emulator::Bochs, BOCHS_TIMEOUT, &[]);
+    run.assert_serial_contains("virt: Intel VMX with EPT");
+    demo_partition_runs(&run);
+    run.assert_halted(0);
+}

@@ -57,11 +57,14 @@ pub fn identify() -> CpuInfo {
 pub fn harden(info: &CpuInfo) -> bool {
     // SAFETY: reading EFER has no side effects.
     let nx_on = unsafe { rdmsr(IA32_EFER) } & EFER_NXE != 0;
-    // SAFETY: these bits only restrict what ring 0 may do; the kernel never
+    // SAFETY: these bits only restrict what ring 0 may do (and turn caching
+    // on, with no memory aliased at conflicting types); the kernel never
     // touches user pages without first clearing SMAP's AC check, and uses
     // no instruction UMIP forbids in ring 0.
     unsafe {
-        cr0_write(cr0() | Cr0::CR0_WRITE_PROTECT);
+        // Caching on (the firmware or loader may leave CD/NW set, which
+        // disables caches on real hardware), ring-0 write protection on.
+        cr0_write((cr0() | Cr0::CR0_WRITE_PROTECT) & !(Cr0::CR0_CACHE_DISABLE | Cr0::CR0_NOT_WRITE_THROUGH));
         let mut flags = cr4() | Cr4::CR4_ENABLE_GLOBAL_PAGES;
         if info.smep {
             flags |= Cr4::CR4_ENABLE_SMEP;
@@ -114,4 +117,11 @@ pub fn take_pending_interrupts() {
 pub fn timestamp() -> u64 {
     // SAFETY: RDTSC only reads a counter; CR4.TSD does not apply in ring 0.
     unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// MAXPHYADDR: the physical-address bits (CPUID 0x8000_0008 EAX bits
+/// 7:0), or 36 where that leaf is absent (SDM Vol. 3A §4.1.4).
+pub fn physical_address_bits() -> u8 {
+    let max_extended = x86::cpuid::cpuid!(0x8000_0000).eax;
+    if max_extended >= 0x8000_0008 { x86::cpuid::cpuid!(0x8000_0008).eax as u8 } else { 36 }
 }

@@ -255,6 +255,20 @@ pub fn zero_phys(phys: u64, len: u64) {
     unsafe { core::ptr::write_bytes(dst, 0, len as usize) }
 }
 
+/// Runs `f` on the 4 KiB frame at `phys` (a frame the kernel owns, such as
+/// a VMCB), seen through the direct map, so that a layout crate can give
+/// it a type (zerocopy's `mut_from_bytes`) without a pointer cast.
+pub fn with_frame_mut<R>(phys: u64, f: impl FnOnce(&mut [u8; PAGE_SIZE as usize]) -> R) -> R {
+    assert!(phys.is_multiple_of(PAGE_SIZE), "frame {phys:#x} is not page-aligned");
+    let ptr = direct(phys, PAGE_SIZE) as *mut [u8; PAGE_SIZE as usize];
+    // SAFETY: the frame is direct-mapped RAM owned by a kernel object (as
+    // for `write_phys`); the kernel is single-threaded, and the reference
+    // lives only for the call: no other reference to the frame exists
+    // meanwhile, and the hardware that also writes such frames (VMRUN)
+    // cannot run during `f`.
+    f(unsafe { &mut *ptr })
+}
+
 /// Reads the 64-bit word at `phys` (8-byte aligned).
 pub fn read_phys_u64(phys: u64) -> u64 {
     let mut word = [0; 8];

@@ -1,109 +1,30 @@
 //! AMD SVM: enabling it, the VMCB of a virtual processor, the world switch
 //! and the decoding of exits (AMD APM Vol. 2, chapter 15 and appendix B).
 //!
-//! The VMCB is one 4 KiB frame the kernel owns; it is read and written
-//! through the direct map at the offsets of APM appendix B. Guest state that
-//! is not in the VMCB (all general registers but RAX and RSP) lives in
-//! [`GuestGprs`] and is swapped by the assembly around VMRUN. Host state that
-//! VMRUN does not switch (FS, GS, TR, LDTR bases, the syscall MSRs) is saved
-//! and restored with VMSAVE/VMLOAD around it.
+//! The VMCB is one 4 KiB frame the kernel owns. Its layout, intercept bits,
+//! exit codes and EXITINFO formats are `kerncore::svm`'s; this module views
+//! the frame as a [`Vmcb`] through the direct map (zerocopy, no pointer
+//! cast) whenever the guest is not running. Guest state that is not in the
+//! VMCB (all general registers but RAX and RSP) lives in [`GuestGprs`] and
+//! is swapped by the assembly around VMRUN. Host state that VMRUN does not
+//! switch (FS, GS, TR, LDTR bases, the syscall MSRs) is saved and restored
+//! with VMSAVE/VMLOAD around it.
 
 use super::memory;
 use core::arch::global_asm;
-use hvdef::HvRegisterName;
+use hvdef::zerocopy::FromBytes;
+use hvdef::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
 use kerncore::frames::Frames;
-use x86::msr::{IA32_EFER, rdmsr, wrmsr};
-
-const EFER_SVME: u64 = 1 << 12;
-const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
-
-/// VMCB offsets (APM Vol. 2, Table B-1 and B-2).
-pub mod vmcb {
-    pub const INTERCEPT_CR: u64 = 0x000;
-    pub const INTERCEPT_EXCEPTIONS: u64 = 0x008;
-    pub const INTERCEPT_MISC1: u64 = 0x00c;
-    pub const INTERCEPT_MISC2: u64 = 0x010;
-    pub const IOPM_BASE: u64 = 0x040;
-    pub const MSRPM_BASE: u64 = 0x048;
-    pub const GUEST_ASID: u64 = 0x058;
-    pub const TLB_CONTROL: u64 = 0x05c;
-    pub const V_INTR: u64 = 0x060;
-    pub const EXIT_CODE: u64 = 0x070;
-    pub const EXIT_INFO1: u64 = 0x078;
-    pub const EXIT_INFO2: u64 = 0x080;
-    pub const EXIT_INT_INFO: u64 = 0x088;
-    pub const NP_ENABLE: u64 = 0x090;
-    pub const EVENT_INJ: u64 = 0x0a8;
-    pub const N_CR3: u64 = 0x0b0;
-    pub const CLEAN_BITS: u64 = 0x0c0;
-    pub const ES: u64 = 0x400;
-    pub const CS: u64 = 0x410;
-    pub const SS: u64 = 0x420;
-    pub const DS: u64 = 0x430;
-    pub const FS: u64 = 0x440;
-    pub const GS: u64 = 0x450;
-    pub const GDTR: u64 = 0x460;
-    pub const LDTR: u64 = 0x470;
-    pub const IDTR: u64 = 0x480;
-    pub const TR: u64 = 0x490;
-    pub const CPL: u64 = 0x4cb;
-    pub const EFER: u64 = 0x4d0;
-    pub const CR4: u64 = 0x548;
-    pub const CR3: u64 = 0x550;
-    pub const CR0: u64 = 0x558;
-    pub const DR7: u64 = 0x560;
-    pub const DR6: u64 = 0x568;
-    pub const RFLAGS: u64 = 0x570;
-    pub const RIP: u64 = 0x578;
-    pub const RSP: u64 = 0x5d8;
-    pub const RAX: u64 = 0x5f8;
-    pub const KERNEL_GS_BASE: u64 = 0x620;
-    pub const CR2: u64 = 0x640;
-    pub const G_PAT: u64 = 0x668;
-    /// Within a segment: selector u16, attributes u16, limit u32, base u64.
-    pub const SEG_SELECTOR: u64 = 0;
-    pub const SEG_ATTRIB: u64 = 2;
-    pub const SEG_LIMIT: u64 = 4;
-    pub const SEG_BASE: u64 = 8;
-}
-
-/// Intercept bits (APM Table B-1, vector 3 and 4).
-mod intercept {
-    pub const INTR: u32 = 1 << 0;
-    pub const NMI: u32 = 1 << 1;
-    pub const CPUID: u32 = 1 << 18;
-    pub const HLT: u32 = 1 << 24;
-    pub const INVLPGA: u32 = 1 << 26;
-    pub const IOIO_PROT: u32 = 1 << 27;
-    pub const MSR_PROT: u32 = 1 << 28;
-    pub const SHUTDOWN: u32 = 1 << 31;
-    pub const VMRUN: u32 = 1 << 0;
-    pub const VMMCALL: u32 = 1 << 1;
-    pub const VMLOAD: u32 = 1 << 2;
-    pub const VMSAVE: u32 = 1 << 3;
-    pub const STGI: u32 = 1 << 4;
-    pub const CLGI: u32 = 1 << 5;
-    pub const SKINIT: u32 = 1 << 6;
-}
-
-/// Exit codes (APM Table C-1).
-pub mod exit {
-    pub const EXCEPTION_BASE: u64 = 0x40;
-    pub const INTR: u64 = 0x60;
-    pub const NMI: u64 = 0x61;
-    pub const VINTR: u64 = 0x64;
-    pub const CPUID: u64 = 0x72;
-    pub const HLT: u64 = 0x78;
-    pub const IOIO: u64 = 0x7b;
-    pub const MSR: u64 = 0x7c;
-    pub const SHUTDOWN: u64 = 0x7f;
-    pub const VMMCALL: u64 = 0x81;
-    pub const NPF: u64 = 0x400;
-    pub const INVALID: u64 = u64::MAX;
-}
+use kerncore::svm::{
+    EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, SegmentAttributes,
+    SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, msr,
+};
+use x86::msr::{rdmsr, wrmsr};
 
 /// The guest's general registers that the VMCB does not hold, in the order
-/// the world switch loads and stores them.
+/// the world switch loads and stores them. Shared with the VMX backend,
+/// which keeps RAX here too: SVM ignores [`GuestGprs::rax`] (the VMCB holds
+/// the guest's RAX).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GuestGprs {
@@ -121,7 +42,36 @@ pub struct GuestGprs {
     pub r13: u64,
     pub r14: u64,
     pub r15: u64,
+    /// VMX only; after every field the SVM world switch uses.
+    pub rax: u64,
 }
+
+impl GuestGprs {
+    /// The register `name` among RBX..R15 (not RAX, whose home differs
+    /// between the backends, nor RSP, which both keep in hardware state).
+    pub fn named(&mut self, name: HvRegisterName) -> Option<&mut u64> {
+        Some(match name {
+            HvRegisterName::RBX => &mut self.rbx,
+            HvRegisterName::RCX => &mut self.rcx,
+            HvRegisterName::RDX => &mut self.rdx,
+            HvRegisterName::RSI => &mut self.rsi,
+            HvRegisterName::RDI => &mut self.rdi,
+            HvRegisterName::RBP => &mut self.rbp,
+            HvRegisterName::R8 => &mut self.r8,
+            HvRegisterName::R9 => &mut self.r9,
+            HvRegisterName::R10 => &mut self.r10,
+            HvRegisterName::R11 => &mut self.r11,
+            HvRegisterName::R12 => &mut self.r12,
+            HvRegisterName::R13 => &mut self.r13,
+            HvRegisterName::R14 => &mut self.r14,
+            HvRegisterName::R15 => &mut self.r15,
+            _ => return None,
+        })
+    }
+}
+
+// The SVM world switch below addresses RBX..R15 at 0..=104.
+const _: () = assert!(core::mem::offset_of!(GuestGprs, rbx) == 0 && core::mem::offset_of!(GuestGprs, r15) == 104);
 
 global_asm!(
     r#"
@@ -222,59 +172,27 @@ pub fn enable() -> Result<(), &'static str> {
     // VM_CR.SVMDIS is clear) and pointing the host save area at a page the
     // kernel owns for good.
     unsafe {
-        wrmsr(IA32_EFER, rdmsr(IA32_EFER) | EFER_SVME);
-        wrmsr(MSR_VM_HSAVE_PA, save_area);
+        wrmsr(msr::EFER, rdmsr(msr::EFER) | EFER_SVME);
+        wrmsr(msr::VM_HSAVE_PA, save_area);
     }
     HOST.call_once(|| Host { host_vmcb, iopm, msrpm });
     Ok(())
 }
 
-fn read64(vmcb: u64, offset: u64) -> u64 {
-    memory::read_phys_u64(vmcb + offset)
+/// Runs `f` on the VMCB at `vmcb`. Only while the guest is not running:
+/// the CPU owns the frame during VMRUN.
+fn with_vmcb<R>(vmcb: u64, f: impl FnOnce(&mut Vmcb) -> R) -> R {
+    memory::with_frame_mut(vmcb, |page| match Vmcb::mut_from_bytes(page) {
+        Ok(v) => f(v),
+        // A page-aligned 4 KiB frame always holds a Vmcb (size and
+        // alignment are pinned in kerncore).
+        Err(_) => unreachable!("a VMCB frame is one aligned page"),
+    })
 }
 
-fn write64(vmcb: u64, offset: u64, value: u64) {
-    memory::write_phys(vmcb + offset, &value.to_le_bytes());
-}
-
-fn write32(vmcb: u64, offset: u64, value: u32) {
-    memory::write_phys(vmcb + offset, &value.to_le_bytes());
-}
-
-fn write16(vmcb: u64, offset: u64, value: u16) {
-    memory::write_phys(vmcb + offset, &value.to_le_bytes());
-}
-
-fn read_bytes<const N: usize>(vmcb: u64, offset: u64) -> [u8; N] {
-    let mut buf = [0; N];
-    memory::read_phys(vmcb + offset, &mut buf);
-    buf
-}
-
-/// A segment as the VMCB stores it; attributes in VMCB packing (12 bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
-    pub selector: u16,
-    pub attrib: u16,
-    pub limit: u32,
-    pub base: u64,
-}
-
-pub fn read_segment(vmcb: u64, at: u64) -> Segment {
-    let raw: [u8; 16] = read_bytes(vmcb, at);
-    Segment {
-        selector: u16::from_le_bytes([raw[0], raw[1]]),
-        attrib: u16::from_le_bytes([raw[2], raw[3]]),
-        limit: u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]),
-        base: u64::from_le_bytes(raw[8..16].try_into().unwrap_or([0; 8])),
-    }
-}
-
-pub fn write_segment(vmcb: u64, at: u64, s: Segment) {
-    write16(vmcb, at + vmcb::SEG_SELECTOR, s.selector);
-    write16(vmcb, at + vmcb::SEG_ATTRIB, s.attrib);
-    write32(vmcb, at + vmcb::SEG_LIMIT, s.limit);
-    write64(vmcb, at + vmcb::SEG_BASE, s.base);
+/// Attributes of a present segment: `segment_type`, code/data or system.
+fn present(segment_type: u8, code_or_data: bool) -> SegmentAttributes {
+    SegmentAttributes::new().with_segment_type(segment_type).with_code_or_data(code_or_data).with_present(true)
 }
 
 /// Fills a fresh (zeroed) VMCB: intercepts, nested paging with `ncr3`,
@@ -282,57 +200,57 @@ pub fn write_segment(vmcb: u64, at: u64, s: Segment) {
 /// 0000:0000 (the VMM sets the real starting state).
 pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     let host = HOST.get().expect("svm::enable runs first");
-    write32(vmcb, vmcb::INTERCEPT_EXCEPTIONS, 0);
-    write32(
-        vmcb,
-        vmcb::INTERCEPT_MISC1,
-        intercept::INTR
-            | intercept::NMI
-            | intercept::CPUID
-            | intercept::HLT
-            | intercept::INVLPGA
-            | intercept::IOIO_PROT
-            | intercept::MSR_PROT
-            | intercept::SHUTDOWN,
-    );
-    write32(
-        vmcb,
-        vmcb::INTERCEPT_MISC2,
-        intercept::VMRUN
-            | intercept::VMMCALL
-            | intercept::VMLOAD
-            | intercept::VMSAVE
-            | intercept::STGI
-            | intercept::CLGI
-            | intercept::SKINIT,
-    );
-    write64(vmcb, vmcb::IOPM_BASE, host.iopm);
-    write64(vmcb, vmcb::MSRPM_BASE, host.msrpm);
-    write32(vmcb, vmcb::GUEST_ASID, asid);
-    // Flush this ASID's TLB entries on the first run (QEMU has no
-    // flush-by-ASID, so flush everything: encoding 1).
-    write32(vmcb, vmcb::TLB_CONTROL, 1);
-    // V_INTR_MASKING: the guest's IF controls only virtual interrupts.
-    write64(vmcb, vmcb::V_INTR, 1 << 24);
-    write64(vmcb, vmcb::NP_ENABLE, 1);
-    write64(vmcb, vmcb::N_CR3, ncr3);
+    with_vmcb(vmcb, |v| {
+        let c = &mut v.control;
+        c.exception_intercepts = 0;
+        c.intercepts1 = GeneralIntercepts1::new()
+            .with_intr(true)
+            .with_nmi(true)
+            .with_cpuid(true)
+            .with_hlt(true)
+            .with_invlpga(true)
+            .with_ioio_prot(true)
+            .with_msr_prot(true)
+            .with_shutdown(true);
+        c.intercepts2 = GeneralIntercepts2::new()
+            .with_vmrun(true)
+            .with_vmmcall(true)
+            .with_vmload(true)
+            .with_vmsave(true)
+            .with_stgi(true)
+            .with_clgi(true)
+            .with_skinit(true);
+        c.iopm_base_pa = host.iopm;
+        c.msrpm_base_pa = host.msrpm;
+        c.guest_asid = asid;
+        // Flush this ASID's TLB entries on the first run (QEMU has no
+        // flush-by-ASID, so flush everything).
+        c.tlb_control = TlbControl::FLUSH_ALL;
+        // The guest's IF controls only virtual interrupts.
+        c.virtual_interrupt = VirtualInterruptControl::new().with_v_intr_masking(true);
+        c.nested_control = NestedControl::new().with_np_enable(true);
+        c.n_cr3 = ncr3;
 
-    let data = Segment { selector: 0, attrib: 0x093, limit: 0xffff, base: 0 };
-    for at in [vmcb::ES, vmcb::SS, vmcb::DS, vmcb::FS, vmcb::GS] {
-        write_segment(vmcb, at, data);
-    }
-    write_segment(vmcb, vmcb::CS, Segment { attrib: 0x09b, ..data });
-    write_segment(vmcb, vmcb::LDTR, Segment { attrib: 0x082, ..data });
-    write_segment(vmcb, vmcb::TR, Segment { attrib: 0x083, ..data });
-    write_segment(vmcb, vmcb::GDTR, Segment { attrib: 0, ..data });
-    write_segment(vmcb, vmcb::IDTR, Segment { attrib: 0, ..data });
-    // The guest's EFER must keep SVME set (APM 15.5.1).
-    write64(vmcb, vmcb::EFER, EFER_SVME);
-    write64(vmcb, vmcb::CR0, 0x10);
-    write64(vmcb, vmcb::RFLAGS, 0x2);
-    write64(vmcb, vmcb::DR6, 0xffff_0ff0);
-    write64(vmcb, vmcb::DR7, 0x400);
-    write64(vmcb, vmcb::G_PAT, 0x0007_0406_0007_0406);
+        let s = &mut v.save;
+        // Read/write data (type 3), execute/read code (type 11), LDT (2),
+        // busy 16-bit TSS (3): flat 64 KiB segments at 0.
+        let data = VmcbSegment { selector: 0, attributes: present(3, true), limit: 0xffff, base: 0 };
+        for segment in [&mut s.es, &mut s.ss, &mut s.ds, &mut s.fs, &mut s.gs] {
+            *segment = data;
+        }
+        s.cs = VmcbSegment { attributes: present(11, true), ..data };
+        s.ldtr = VmcbSegment { attributes: present(2, false), ..data };
+        s.tr = VmcbSegment { attributes: present(3, false), ..data };
+        s.gdtr = VmcbSegment { attributes: SegmentAttributes::new(), ..data };
+        s.idtr = VmcbSegment { attributes: SegmentAttributes::new(), ..data };
+        // The guest's EFER must keep SVME set (APM 15.5.1).
+        s.efer = EFER_SVME;
+        s.cr0 = 0x10;
+        s.rflags = 0x2;
+        s.dr6 = 0xffff_0ff0;
+        s.dr7 = 0x400;
+        s.g_pat = 0x0007_0406_0007_0406;
+    });
 }
 
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
@@ -340,204 +258,181 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
 pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit {
     let host = HOST.get().expect("svm::enable runs first");
     if flush_tlb {
-        write32(vmcb, vmcb::TLB_CONTROL, 1);
+        with_vmcb(vmcb, |v| v.control.tlb_control = TlbControl::FLUSH_ALL);
     }
     // SAFETY: `vmcb` is a VMCB initialised by `init_vmcb` whose nested page
     // tables map only memory given to the partition; `host_vmcb` is this
     // CPU's VMSAVE area. The switch returns with host state restored.
     unsafe { svm_world_switch(vmcb, gprs, host.host_vmcb) };
-    write32(vmcb, vmcb::TLB_CONTROL, 0);
-    decode_exit(
-        read64(vmcb, vmcb::EXIT_CODE),
-        read64(vmcb, vmcb::EXIT_INFO1),
-        read64(vmcb, vmcb::EXIT_INFO2),
-        read64(vmcb, vmcb::RIP),
-    )
+    with_vmcb(vmcb, |v| {
+        v.control.tlb_control = TlbControl::DO_NOTHING;
+        decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip)
+    })
 }
 
 /// An SVM exit in backend-neutral terms. QEMU has no nRIP save, so lengths
 /// come from the instruction (IOIO gives the next RIP in EXITINFO2).
-fn decode_exit(code: u64, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
+fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
     use super::vm::{Access, Exit, ExitReason};
-    use kerncore::intercept::{IoDirection, IoPortAccess, IoSize};
     let (reason, length) = match code {
-        exit::INTR | exit::NMI | exit::VINTR => (ExitReason::HostInterrupt, 0),
-        exit::IOIO => {
-            // EXITINFO1 (APM 15.10.2): bit 0 IN, 2 string, 3 REP, 4..6 size
-            // (one-hot 8/16/32), 16..31 port.
-            let size = match (info1 >> 4) & 7 {
-                1 => IoSize::Byte,
-                2 => IoSize::Word,
-                _ => IoSize::Dword,
-            };
-            let access = IoPortAccess {
-                port: (info1 >> 16) as u16,
-                size,
-                direction: if info1 & 1 != 0 { IoDirection::In } else { IoDirection::Out },
-                string: info1 & (1 << 2) != 0,
-                rep: info1 & (1 << 3) != 0,
-            };
-            (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8)
-        }
-        exit::CPUID => (ExitReason::Cpuid, 2),
-        exit::HLT => (ExitReason::Hlt, 1),
-        exit::MSR => (ExitReason::Msr { write: info1 & 1 != 0 }, 2),
-        exit::NPF => {
-            // EXITINFO1: bit 0 present, 1 write, 4 instruction fetch.
-            let access = if info1 & (1 << 4) != 0 {
+        SvmExitCode::INTR | SvmExitCode::NMI | SvmExitCode::VINTR => (ExitReason::HostInterrupt, 0),
+        SvmExitCode::IOIO => match IoioExitInfo::from(info1).access() {
+            Some(access) => (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8),
+            None => (ExitReason::Other(code.0), 0),
+        },
+        SvmExitCode::CPUID => (ExitReason::Cpuid, 2),
+        SvmExitCode::HLT => (ExitReason::Hlt, 1),
+        // EXITINFO1 is 1 for WRMSR, 0 for RDMSR.
+        SvmExitCode::MSR => (ExitReason::Msr { write: info1 & 1 != 0 }, 2),
+        SvmExitCode::NPF => {
+            let info = NpfExitInfo::from(info1);
+            let access = if info.fetch() {
                 Access::Execute
-            } else if info1 & (1 << 1) != 0 {
+            } else if info.write() {
                 Access::Write
             } else {
                 Access::Read
             };
-            (ExitReason::GuestMemory { gpa: info2, access, mapped: info1 & 1 != 0 }, 0)
+            (ExitReason::GuestMemory { gpa: info2, access, mapped: info.present() }, 0)
         }
-        exit::SHUTDOWN => (ExitReason::Shutdown, 0),
-        other => (ExitReason::Other(other), 0),
+        SvmExitCode::SHUTDOWN => (ExitReason::Shutdown, 0),
+        other => (ExitReason::Other(other.0), 0),
     };
     Exit { reason, rip, instruction_length: length }
 }
 
 /// CPL and mode bits for intercept messages.
 pub fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
-    super::vm::ExecutionState {
-        cpl: cpl(vmcb),
-        cr0: read64(vmcb, vmcb::CR0),
-        efer: read64(vmcb, vmcb::EFER) & !EFER_SVME,
-        rflags: read64(vmcb, vmcb::RFLAGS),
-    }
-}
-
-pub fn get(vmcb: u64, offset: u64) -> u64 {
-    read64(vmcb, offset)
-}
-
-pub fn set(vmcb: u64, offset: u64, value: u64) {
-    write64(vmcb, offset, value);
+    with_vmcb(vmcb, |v| super::vm::ExecutionState {
+        cpl: v.save.cpl,
+        cr0: v.save.cr0,
+        efer: v.save.efer & !EFER_SVME,
+        rflags: v.save.rflags,
+    })
 }
 
 /// TLFS segment attributes (VMX-style access rights: bits 12..15 hold
 /// AVL, L, D/B, G) from the VMCB's packing (those in bits 8..11), and back.
-fn attrib_to_tlfs(attrib: u16) -> u16 {
-    (attrib & 0xff) | ((attrib & 0xf00) << 4)
+fn attributes_to_tlfs(a: SegmentAttributes) -> HvX64SegmentAttributes {
+    HvX64SegmentAttributes::new()
+        .with_segment_type(a.segment_type())
+        .with_non_system_segment(a.code_or_data())
+        .with_descriptor_privilege_level(a.dpl())
+        .with_present(a.present())
+        .with_available(a.available())
+        .with_long(a.long_mode())
+        .with_default(a.default_big())
+        .with_granularity(a.granularity())
 }
 
-fn attrib_from_tlfs(attrib: u16) -> u16 {
-    (attrib & 0xff) | ((attrib >> 4) & 0xf00)
+fn attributes_from_tlfs(a: HvX64SegmentAttributes) -> SegmentAttributes {
+    SegmentAttributes::new()
+        .with_segment_type(a.segment_type())
+        .with_code_or_data(a.non_system_segment())
+        .with_dpl(a.descriptor_privilege_level())
+        .with_present(a.present())
+        .with_available(a.available())
+        .with_long_mode(a.long())
+        .with_default_big(a.default())
+        .with_granularity(a.granularity())
 }
 
-fn segment_offset(name: HvRegisterName) -> Option<u64> {
+/// The VMCB's segment register `name`, if it is one.
+fn segment(v: &mut Vmcb, name: HvRegisterName) -> Option<&mut VmcbSegment> {
+    let s = &mut v.save;
     Some(match name {
-        HvRegisterName::ES => vmcb::ES,
-        HvRegisterName::CS => vmcb::CS,
-        HvRegisterName::SS => vmcb::SS,
-        HvRegisterName::DS => vmcb::DS,
-        HvRegisterName::FS => vmcb::FS,
-        HvRegisterName::GS => vmcb::GS,
-        HvRegisterName::LDTR => vmcb::LDTR,
-        HvRegisterName::TR => vmcb::TR,
+        HvRegisterName::ES => &mut s.es,
+        HvRegisterName::CS => &mut s.cs,
+        HvRegisterName::SS => &mut s.ss,
+        HvRegisterName::DS => &mut s.ds,
+        HvRegisterName::FS => &mut s.fs,
+        HvRegisterName::GS => &mut s.gs,
+        HvRegisterName::LDTR => &mut s.ldtr,
+        HvRegisterName::TR => &mut s.tr,
         _ => return None,
     })
 }
 
-fn vmcb_offset(name: HvRegisterName) -> Option<u64> {
+/// The VMCB's descriptor-table register `name` (only limit and base count).
+fn table(v: &mut Vmcb, name: HvRegisterName) -> Option<&mut VmcbSegment> {
     Some(match name {
-        HvRegisterName::RAX => vmcb::RAX,
-        HvRegisterName::RSP => vmcb::RSP,
-        HvRegisterName::RIP => vmcb::RIP,
-        HvRegisterName::RFLAGS => vmcb::RFLAGS,
-        HvRegisterName::CR0 => vmcb::CR0,
-        HvRegisterName::CR2 => vmcb::CR2,
-        HvRegisterName::CR3 => vmcb::CR3,
-        HvRegisterName::CR4 => vmcb::CR4,
-        HvRegisterName::DR6 => vmcb::DR6,
-        HvRegisterName::DR7 => vmcb::DR7,
-        HvRegisterName::EFER => vmcb::EFER,
-        HvRegisterName::KERNEL_GS_BASE => vmcb::KERNEL_GS_BASE,
-        HvRegisterName::PAT => vmcb::G_PAT,
+        HvRegisterName::GDTR => &mut v.save.gdtr,
+        HvRegisterName::IDTR => &mut v.save.idtr,
         _ => return None,
     })
 }
 
-fn gpr(gprs: &mut GuestGprs, name: HvRegisterName) -> Option<&mut u64> {
+/// The VMCB's 64-bit register `name`, if it is one.
+fn register(v: &mut Vmcb, name: HvRegisterName) -> Option<&mut u64> {
+    let s = &mut v.save;
     Some(match name {
-        HvRegisterName::RBX => &mut gprs.rbx,
-        HvRegisterName::RCX => &mut gprs.rcx,
-        HvRegisterName::RDX => &mut gprs.rdx,
-        HvRegisterName::RSI => &mut gprs.rsi,
-        HvRegisterName::RDI => &mut gprs.rdi,
-        HvRegisterName::RBP => &mut gprs.rbp,
-        HvRegisterName::R8 => &mut gprs.r8,
-        HvRegisterName::R9 => &mut gprs.r9,
-        HvRegisterName::R10 => &mut gprs.r10,
-        HvRegisterName::R11 => &mut gprs.r11,
-        HvRegisterName::R12 => &mut gprs.r12,
-        HvRegisterName::R13 => &mut gprs.r13,
-        HvRegisterName::R14 => &mut gprs.r14,
-        HvRegisterName::R15 => &mut gprs.r15,
+        HvRegisterName::RAX => &mut s.rax,
+        HvRegisterName::RSP => &mut s.rsp,
+        HvRegisterName::RIP => &mut s.rip,
+        HvRegisterName::RFLAGS => &mut s.rflags,
+        HvRegisterName::CR0 => &mut s.cr0,
+        HvRegisterName::CR2 => &mut s.cr2,
+        HvRegisterName::CR3 => &mut s.cr3,
+        HvRegisterName::CR4 => &mut s.cr4,
+        HvRegisterName::DR6 => &mut s.dr6,
+        HvRegisterName::DR7 => &mut s.dr7,
+        HvRegisterName::EFER => &mut s.efer,
+        HvRegisterName::KERNEL_GS_BASE => &mut s.kernel_gs_base,
+        HvRegisterName::PAT => &mut s.g_pat,
         _ => return None,
     })
 }
 
 /// A register as a TLFS 128-bit value (low, high); `None` if unsupported.
 pub fn get_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
-    if let Some(r) = gpr(gprs, name) {
+    if let Some(r) = gprs.named(name) {
         return Some((*r, 0));
     }
-    if let Some(at) = vmcb_offset(name) {
-        let mut value = read64(vmcb, at);
-        if name == HvRegisterName::EFER {
-            value &= !EFER_SVME;
+    with_vmcb(vmcb, |v| {
+        if let Some(r) = register(v, name) {
+            // The guest's EFER.SVME is the host's business.
+            let value = if name == HvRegisterName::EFER { *r & !EFER_SVME } else { *r };
+            return Some((value, 0));
         }
-        return Some((value, 0));
-    }
-    if let Some(at) = segment_offset(name) {
-        let s = read_segment(vmcb, at);
-        let high = u64::from(s.limit) | u64::from(s.selector) << 32 | u64::from(attrib_to_tlfs(s.attrib)) << 48;
-        return Some((s.base, high));
-    }
-    let table = match name {
-        HvRegisterName::GDTR => vmcb::GDTR,
-        HvRegisterName::IDTR => vmcb::IDTR,
-        _ => return None,
-    };
-    let s = read_segment(vmcb, table);
-    Some((u64::from(s.limit as u16) << 48, s.base))
+        if let Some(s) = segment(v, name) {
+            let tlfs = HvX64SegmentRegister {
+                base: s.base,
+                limit: s.limit,
+                selector: s.selector,
+                attributes: attributes_to_tlfs(s.attributes),
+            };
+            return Some(hvdef::segment_register_value(&tlfs));
+        }
+        let t = table(v, name)?;
+        Some(hvdef::table_register_value(t.base, t.limit as u16))
+    })
 }
 
 /// Sets a register from a TLFS 128-bit value; false if unsupported.
 pub fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
-    if let Some(r) = gpr(gprs, name) {
+    if let Some(r) = gprs.named(name) {
         *r = low;
         return true;
     }
-    if let Some(at) = vmcb_offset(name) {
-        // The guest's EFER.SVME stays set whatever the VMM asks for.
-        let value = if name == HvRegisterName::EFER { low | EFER_SVME } else { low };
-        write64(vmcb, at, value);
-        return true;
-    }
-    if let Some(at) = segment_offset(name) {
-        let segment = Segment {
-            base: low,
-            limit: high as u32,
-            selector: (high >> 32) as u16,
-            attrib: attrib_from_tlfs((high >> 48) as u16),
-        };
-        write_segment(vmcb, at, segment);
-        return true;
-    }
-    let table = match name {
-        HvRegisterName::GDTR => vmcb::GDTR,
-        HvRegisterName::IDTR => vmcb::IDTR,
-        _ => return false,
-    };
-    write_segment(vmcb, table, Segment { selector: 0, attrib: 0, limit: u32::from((low >> 48) as u16), base: high });
-    true
-}
-
-/// The current CPL and mode bits for an exit message.
-pub fn cpl(vmcb: u64) -> u8 {
-    read_bytes::<1>(vmcb, vmcb::CPL)[0]
+    with_vmcb(vmcb, |v| {
+        if let Some(r) = register(v, name) {
+            // The guest's EFER.SVME stays set whatever the VMM asks for.
+            *r = if name == HvRegisterName::EFER { low | EFER_SVME } else { low };
+            return true;
+        }
+        if let Some(s) = segment(v, name) {
+            let tlfs = hvdef::segment_register_from_value(low, high);
+            *s = VmcbSegment {
+                selector: tlfs.selector,
+                attributes: attributes_from_tlfs(tlfs.attributes),
+                limit: tlfs.limit,
+                base: tlfs.base,
+            };
+            return true;
+        }
+        let Some(t) = table(v, name) else { return false };
+        let (base, limit) = hvdef::table_register_from_value(low, high);
+        *t = VmcbSegment { selector: 0, attributes: SegmentAttributes::new(), limit: u32::from(limit), base };
+        true
+    })
 }
