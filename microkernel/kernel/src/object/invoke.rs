@@ -309,13 +309,7 @@ fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability,
                 pool.pages_left -= pages;
             }
             k.untyped[index] = Some(Untyped { pages_left: pages, pages, parent: Some(untyped) });
-            (ObjRef { kind, index: index as u32 }, |k, i| {
-                if let Some(pool) = k.untyped[i as usize].take() {
-                    if let Some(parent) = pool.parent.and_then(|p| k.untyped[p as usize].as_mut()) {
-                        parent.pages_left += pool.pages;
-                    }
-                }
-            })
+            (ObjRef { kind, index: index as u32 }, |k, i| k.release_untyped(i as usize))
         }
         ObjectType::PARTITION => (ObjRef { kind, index: super::vm::create_partition(k)? }, |k, i| {
             if let Some(p) = k.partitions[i as usize].take() {
@@ -377,7 +371,7 @@ fn task_map(k: &mut Kernel, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Ou
     let (offset, pages) = (mr[3] >> 32, mr[3] & 0xffff_ffff);
     let vaddr = mr[1];
     let mem = k.memory[mem_cap.object.index as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
-    if pages == 0 || offset.checked_add(pages).is_none_or(|end| end > mem.pages) || vaddr % PAGE_SIZE != 0 {
+    if pages == 0 || offset.checked_add(pages).is_none_or(|end| end > mem.pages) || !vaddr.is_multiple_of(PAGE_SIZE) {
         return Err(ErrorCode::INVALID_ARGUMENT);
     }
     if mem.mappings.is_full() {

@@ -287,15 +287,7 @@ impl Kernel {
                     crate::arch::ioapic::set(line.first, true);
                 }
             }
-            ObjectType::UNTYPED => {
-                // Objects made from it keep their frames until they go; the
-                // quota it was carved from comes back now.
-                if let Some(pool) = self.untyped.get_mut(index).and_then(Option::take) {
-                    if let Some(parent) = pool.parent.and_then(|p| self.untyped.get_mut(p as usize)?.as_mut()) {
-                        parent.pages_left += pool.pages;
-                    }
-                }
-            }
+            ObjectType::UNTYPED => self.release_untyped(index),
             _ => {}
         }
     }
@@ -350,6 +342,15 @@ impl Kernel {
                     thread.ipc_buffer = None;
                 }
             }
+        }
+    }
+
+    /// Ends an untyped pool. Objects made from it keep their frames until
+    /// they go; the quota it was carved from returns to its parent now.
+    pub fn release_untyped(&mut self, index: usize) {
+        let Some(pool) = self.untyped.get_mut(index).and_then(Option::take) else { return };
+        if let Some(parent) = pool.parent.and_then(|p| self.untyped.get_mut(p as usize)?.as_mut()) {
+            parent.pages_left += pool.pages;
         }
     }
 

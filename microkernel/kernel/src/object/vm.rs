@@ -77,10 +77,12 @@ impl Vcpu {
 }
 
 /// What to do with an exit.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// Handled in ring 0 (a host interrupt): reschedule and maybe run on.
     Host,
-    /// Send this message to the VP's handler.
+    /// Send this message to the VP's handler (boxed would need a heap; the
+    /// outcome lives on the stack for one exit only).
     Forward(HvMessage),
 }
 
