@@ -110,9 +110,10 @@ isr_\vec:
 
 isr_common:
     /* A trap from ring 3 lands in the current thread's context (TSS.RSP0
-       points at its end); one from ring 0 on the current kernel stack. */
-    /* NMI, #DF and #MC arrive on their IST stacks, not in a thread's
-       context, and are fatal: handle them on the kernel path. */
+       points at its end) and needs the kernel's GS; one from ring 0 is on
+       the current kernel stack. NMI, #DF and #MC arrive on their IST
+       stacks, not in a thread's context, and are fatal: they always take
+       the kernel path. */
     cmp qword ptr [rsp], 2
     je 1f
     cmp qword ptr [rsp], 8
@@ -120,8 +121,12 @@ isr_common:
     cmp qword ptr [rsp], 18
     je 1f
     test qword ptr [rsp + 24], 3
-    jnz isr_from_user
+    jz 1f
+    swapgs
 1:
+    /* The syscall entry joins here with a frame it built itself. */
+    .global isr_save_gprs
+isr_save_gprs:
     push rax
     push rbx
     push rcx
@@ -137,6 +142,16 @@ isr_common:
     push r13
     push r14
     push r15
+    mov rax, [rsp + 15 * 8]
+    cmp rax, 2
+    je 2f
+    cmp rax, 8
+    je 2f
+    cmp rax, 18
+    je 2f
+    test qword ptr [rsp + 15 * 8 + 24], 3
+    jnz user_trap_common
+2:
     cld
     mov rdi, rsp
     call {dispatch}
@@ -157,25 +172,6 @@ isr_common:
     pop rax
     add rsp, 16
     iretq
-
-isr_from_user:
-    swapgs
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
-    jmp user_trap_common
 
     .section .rodata
     .balign 8
