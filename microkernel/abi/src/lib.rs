@@ -15,7 +15,11 @@
 //! | `rdx`, `r8`, `r9`, `r10` | message registers 0–3 | message registers 0–3 |
 //! | `r12` | timeout in ticks for receive/wait (0 = forever) | — |
 //!
-//! `rcx` and `r11` are clobbered by the instruction. Message registers past
+//! `rcx` and `r11` are clobbered by the instruction as far as the ABI
+//! promises (the kernel returns with `iretq` today and happens to restore
+//! them); `rbx`, `rbp` and `r12`–`r15` are preserved, and `r12` is input
+//! only. Results overwrite `rax`, `rdi`, `rsi` and the message registers.
+//! Message registers past
 //! the fourth live in the thread's IPC buffer ([`IpcBuffer`]), a page the
 //! kernel knows by frame, so it never dereferences a task pointer for IPC.
 
