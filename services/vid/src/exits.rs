@@ -1,23 +1,47 @@
-//! Handling a virtual processor's intercepts: what the guest's port I/O
-//! means (the 16550 UART's data register, the test-exit port), and what the
-//! kernel is told to do next. Pure, so it is tested on the host.
+//! Handling a virtual processor's intercepts: port I/O (the UART, the
+//! test-exit port, string I/O), CPUID, MSRs, HLT, MMIO and read-only pages
+//! (fetching, decoding and emulating the instruction), and what the kernel
+//! is told to do next. Pure, so it is tested on the host over a fake
+//! [`Guest`].
+//!
+//! The VID task calls [`Vmm::handle`] for each `VM_EXIT` with a [`Guest`]
+//! over the partition's RAM and `VP_GET_REGISTERS`, logs the [`Event`]s
+//! (console lines through [`GuestConsole`]), and replies: `VP_RESUME` with
+//! the register updates of [`Action::Resume`] (count, then (name, low, 0)
+//! triples), or `VP_STOP` on [`Action::Stop`] (logging the [`Stop`], whose
+//! `Display` is the text after `<partition>: `).
 
-use hvdef::{HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName};
+use core::fmt;
 
-/// COM1's data register: bytes written here are guest console output.
-pub const UART_DATA: u16 = 0x3f8;
-/// The UART's line status register: the guest polls it before writing.
-pub const UART_LINE_STATUS: u16 = 0x3fd;
-/// QEMU's `isa-debug-exit` convention: the run's status is `(value << 1) | 1`.
-pub const TEST_EXIT: u16 = 0xf4;
+use crate::cpuid::cpuid;
+use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
+use crate::mmio::TestDevice;
+use crate::msr::{MsrResult, Msrs};
+use crate::portio::{PortWrite, port_read, port_write, string_io};
+use hvdef::{
+    HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
+    HvX64MemoryInterceptMessage,
+};
+use x86decode::{Access, DecodeError, Gpr, Operand, Reg, decode};
+
+pub use crate::portio::{TEST_EXIT, UART_DATA, UART_LINE_STATUS};
+
 /// Longest guest console line kept before it is printed anyway.
 pub const LINE_MAX: usize = 120;
+/// Most register updates one reply carries.
+pub const MAX_UPDATES: usize = 8;
+
+/// Register updates for the kernel to apply before the VP resumes.
+pub type Updates = heapless::Vec<(HvRegisterName, u64), MAX_UPDATES>;
 
 /// What the VID does after an intercept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Resume the VP with these register updates.
-    Resume(heapless::Vec<(HvRegisterName, u64), 2>),
+    /// Resume the VP with these register updates. After an `X64Halt`
+    /// intercept the VP executed HLT with interrupts enabled: the caller may
+    /// wait a little (a timer tick) before resuming, since no interrupts are
+    /// injected yet and HLT simply continues.
+    Resume(Updates),
     /// Leave the VP stopped; the guest ended.
     Stop(Stop),
 }
@@ -26,10 +50,78 @@ pub enum Action {
 pub enum Stop {
     /// The guest wrote `value` to the test-exit port: status `(value << 1) | 1`.
     TestExit { value: u32 },
-    /// The guest halted with nothing to wake it (no interrupts are emulated yet).
+    /// The guest halted with interrupts disabled: nothing can wake it.
     Halted { rip: u64 },
-    /// Triple fault, shutdown, or an intercept the VID cannot handle.
+    /// Triple fault or shutdown (`message_type` is
+    /// `UNRECOVERABLE_EXCEPTION`), or an intercept the VID cannot handle.
     Failed { message_type: u32, rip: u64 },
+}
+
+impl Stop {
+    /// The run's status for a test exit: `(value << 1) | 1`.
+    pub const fn status(value: u32) -> u64 {
+        ((value as u64) << 1) | 1
+    }
+}
+
+/// The log line for a stopped guest, after `<partition>: `.
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Stop::TestExit { value } => write!(f, "guest reported status {}", Stop::status(value)),
+            Stop::Halted { rip } => write!(f, "guest halted with interrupts disabled at rip {rip:#x}"),
+            Stop::Failed { message_type, rip } if message_type == HvMessageType::UNRECOVERABLE_EXCEPTION.0 => {
+                write!(f, "guest stopped (triple fault or shutdown) at rip {rip:#x}")
+            }
+            Stop::Failed { message_type, rip } => {
+                write!(f, "guest stopped: intercept {message_type:#x} at rip {rip:#x} is not handled")
+            }
+        }
+    }
+}
+
+/// Why an MMIO or read-only-page access could not be emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unemulated {
+    /// The instruction bytes at RIP could not be read.
+    Fetch(Fault),
+    Decode(DecodeError),
+    /// A decoded form the VID does not emulate (ALU, XCHG, string ops).
+    Form,
+    /// A register the emulation needs could not be read.
+    Register(HvRegisterName),
+}
+
+/// Something worth a log line. `Display` gives the text after `<partition>: `
+/// (empty for console bytes, which the caller assembles into lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A byte the guest wrote to its console.
+    Console(u8),
+    /// The first access to an MSR the VID does not know (read 0 / ignored).
+    UnknownMsr { msr: u32, write: bool, rip: u64 },
+    /// A write to a read-only page, dropped.
+    ReadOnlyWrite { gpa: u64, rip: u64 },
+    /// An MMIO access the VID could not emulate (the VP is stopped).
+    Unemulated { gpa: u64, rip: u64, why: Unemulated },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Event::Console(_) => Ok(()),
+            Event::UnknownMsr { msr, write: true, rip } => {
+                write!(f, "wrmsr to unknown MSR {msr:#x} at rip {rip:#x} ignored")
+            }
+            Event::UnknownMsr { msr, write: false, rip } => {
+                write!(f, "rdmsr of unknown MSR {msr:#x} at rip {rip:#x} reads 0")
+            }
+            Event::ReadOnlyWrite { gpa, rip } => write!(f, "write to read-only GPA {gpa:#x} at rip {rip:#x} dropped"),
+            Event::Unemulated { gpa, rip, why } => {
+                write!(f, "access to GPA {gpa:#x} at rip {rip:#x} cannot be emulated: {why:?}")
+            }
+        }
+    }
 }
 
 /// The guest's console: assembles bytes into lines.
@@ -57,51 +149,230 @@ impl GuestConsole {
     }
 }
 
-fn resume_at(rip: u64, extra: Option<(HvRegisterName, u64)>) -> Action {
-    let mut updates = heapless::Vec::new();
-    let _ = updates.push((HvRegisterName::RIP, rip));
-    if let Some(u) = extra {
-        let _ = updates.push(u);
+/// Builds an [`Updates`]; more than [`MAX_UPDATES`] is a bug (debug-asserted).
+fn updates(list: &[(HvRegisterName, u64)]) -> Updates {
+    let mut u = Updates::new();
+    for &x in list {
+        let pushed = u.push(x);
+        debug_assert!(pushed.is_ok(), "too many register updates");
     }
-    Action::Resume(updates)
+    u
 }
 
-/// Decides what an intercept means. `output` receives guest console bytes.
-pub fn handle(message: &HvMessage, mut output: impl FnMut(u8)) -> Action {
-    let Ok(body) = message.parse() else {
-        return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
-    };
-    let fail = |rip| Action::Stop(Stop::Failed { message_type: body.message_type().0, rip });
-    match body {
-        HvMessageBody::X64IoPortIntercept(io) => {
-            let next = io.header.rip + u64::from(io.header.instruction_length());
-            let write = io.header.intercept_access_type == HvInterceptAccessType::WRITE;
-            if io.access_info.string_op() || io.header.instruction_length() == 0 {
-                return fail(io.header.rip);
-            }
-            match (io.port_number, write) {
-                (UART_DATA, true) => {
-                    output(io.rax as u8);
-                    resume_at(next, None)
-                }
-                (TEST_EXIT, true) => Action::Stop(Stop::TestExit { value: io.rax as u32 }),
-                // Line status: transmitter empty and holding register empty.
-                (UART_LINE_STATUS, false) => resume_at(next, Some((HvRegisterName::RAX, (io.rax & !0xff) | 0x60))),
-                // Other ports: writes are ignored, reads see all ones.
-                (_, true) => resume_at(next, None),
-                (_, false) => {
-                    let ones = match io.access_info.access_size() {
-                        1 => 0xff,
-                        2 => 0xffff,
-                        _ => 0xffff_ffff,
-                    };
-                    resume_at(next, Some((HvRegisterName::RAX, (io.rax & !ones) | ones)))
-                }
-            }
-        }
-        HvMessageBody::X64Halt(halt) => Action::Stop(Stop::Halted { rip: halt.header.rip }),
-        other => fail(other.intercept_header().map_or(0, |h| h.rip)),
+fn resume(list: &[(HvRegisterName, u64)]) -> Action {
+    Action::Resume(updates(list))
+}
+
+/// A guest with no memory and no registers: what [`handle`] uses.
+pub struct NoGuest;
+
+impl Guest for NoGuest {
+    fn read(&mut self, _gpa: u64, _buf: &mut [u8]) -> bool {
+        false
     }
+    fn write(&mut self, _gpa: u64, _data: &[u8]) -> bool {
+        false
+    }
+    fn register(&mut self, _name: HvRegisterName) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// The VMM state of one partition: the per-VP MSRs and the emulated devices.
+#[derive(Debug, Default)]
+pub struct Vmm {
+    pub msrs: Msrs,
+    pub device: TestDevice,
+}
+
+impl Vmm {
+    pub const fn new() -> Vmm {
+        Vmm { msrs: Msrs::new(), device: TestDevice { scratch: 0 } }
+    }
+
+    /// Decides what an intercept means, reading and writing `guest` as the
+    /// emulation needs; `events` receives console bytes and log events.
+    pub fn handle(&mut self, message: &HvMessage, guest: &mut impl Guest, mut events: impl FnMut(Event)) -> Action {
+        let Ok(body) = message.parse() else {
+            return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
+        };
+        let fail = |rip| Action::Stop(Stop::Failed { message_type: body.message_type().0, rip });
+        match body {
+            HvMessageBody::X64IoPortIntercept(io) => self.port(&io, guest, &mut events),
+            HvMessageBody::X64CpuidIntercept(c) => {
+                let h = &c.header;
+                if h.instruction_length() == 0 {
+                    return fail(h.rip);
+                }
+                let [a, b, cx, d] = cpuid(c.rax as u32, c.rcx as u32);
+                resume(&[
+                    (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into())),
+                    (HvRegisterName::RAX, a.into()),
+                    (HvRegisterName::RBX, b.into()),
+                    (HvRegisterName::RCX, cx.into()),
+                    (HvRegisterName::RDX, d.into()),
+                ])
+            }
+            HvMessageBody::MsrIntercept(m) => {
+                let h = &m.header;
+                if h.instruction_length() == 0 {
+                    return fail(h.rip);
+                }
+                let write = h.intercept_access_type == HvInterceptAccessType::WRITE;
+                let value = (m.rdx << 32) | (m.rax & 0xffff_ffff);
+                let lma = h.execution_state.efer_lma();
+                let (result, first) = self.msrs.access(h.vp_index, m.msr_number, write.then_some(value), lma);
+                if first {
+                    events(Event::UnknownMsr { msr: m.msr_number, write, rip: h.rip });
+                }
+                let rip = (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into()));
+                match result {
+                    MsrResult::Read(v) => {
+                        resume(&[rip, (HvRegisterName::RAX, v & 0xffff_ffff), (HvRegisterName::RDX, v >> 32)])
+                    }
+                    MsrResult::EferWritten(v) => resume(&[rip, (HvRegisterName::EFER, v)]),
+                    MsrResult::Ignored => resume(&[rip]),
+                }
+            }
+            HvMessageBody::X64Halt(halt) => {
+                let h = &halt.header;
+                if h.rflags & rflags::IF == 0 {
+                    return Action::Stop(Stop::Halted { rip: h.rip });
+                }
+                let len = u64::from(h.instruction_length().max(1));
+                resume(&[(HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, len))])
+            }
+            HvMessageBody::UnmappedGpa(m) => self.memory(&m, false, guest, &mut events),
+            HvMessageBody::GpaIntercept(m) => self.memory(&m, true, guest, &mut events),
+            other => fail(other.intercept_header().map_or(0, |h| h.rip)),
+        }
+    }
+
+    fn port(
+        &mut self,
+        io: &HvX64IoPortInterceptMessage,
+        guest: &mut impl Guest,
+        events: &mut impl FnMut(Event),
+    ) -> Action {
+        let h = &io.header;
+        let fail = Action::Stop(Stop::Failed { message_type: HvMessageType::X64_IO_PORT_INTERCEPT.0, rip: h.rip });
+        if h.instruction_length() == 0 || !io.access_info.is_valid() {
+            return fail;
+        }
+        let mode = cpu_mode(h);
+        let next = (HvRegisterName::RIP, next_rip(mode, h.rip, h.instruction_length().into()));
+        let size = io.access_info.access_size();
+        let write = h.intercept_access_type == HvInterceptAccessType::WRITE;
+        let mut console = |b| events(Event::Console(b));
+        if io.access_info.string_op() {
+            let s = string_io(guest, io, mode, &mut console);
+            if let Some(value) = s.test_exit {
+                return Action::Stop(Stop::TestExit { value });
+            }
+            let mut u = Updates::new();
+            if s.complete {
+                let _ = u.push(next);
+            }
+            for (name, v) in [(HvRegisterName::RCX, s.rcx), (HvRegisterName::RSI, s.rsi), (HvRegisterName::RDI, s.rdi)]
+            {
+                if let Some(v) = v {
+                    let _ = u.push((name, v));
+                }
+            }
+            return Action::Resume(u);
+        }
+        if write {
+            match port_write(io.port_number, size, io.rax, &mut console) {
+                PortWrite::TestExit(value) => Action::Stop(Stop::TestExit { value }),
+                PortWrite::Done => resume(&[next]),
+            }
+        } else {
+            let value = port_read(io.port_number, size);
+            resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))])
+        }
+    }
+
+    /// An access to an unmapped GPA (MMIO) or a write to a read-only page:
+    /// fetch and decode the instruction, emulate its access, skip it.
+    fn memory(
+        &mut self,
+        m: &HvX64MemoryInterceptMessage,
+        read_only: bool,
+        guest: &mut impl Guest,
+        events: &mut impl FnMut(Event),
+    ) -> Action {
+        let h = &m.header;
+        let gpa = m.guest_physical_address;
+        let message_type = if read_only { HvMessageType::GPA_INTERCEPT.0 } else { HvMessageType::UNMAPPED_GPA.0 };
+        let mut unemulated = |why| {
+            events(Event::Unemulated { gpa, rip: h.rip, why });
+            Action::Stop(Stop::Failed { message_type, rip: h.rip })
+        };
+        let mode = cpu_mode(h);
+        let (bytes, n) = if m.instruction_byte_count > 0 {
+            let n = usize::from(m.instruction_byte_count).min(x86decode::MAX_INSTRUCTION_LEN);
+            let mut b = [0u8; x86decode::MAX_INSTRUCTION_LEN];
+            b[..n].copy_from_slice(&m.instruction_bytes[..n]);
+            (b, n)
+        } else {
+            fetch(guest, h)
+        };
+        if n == 0 {
+            return unemulated(Unemulated::Fetch(Fault::NotPresent { linear: h.rip }));
+        }
+        let insn = match decode(&bytes[..n], mode) {
+            Ok(insn) => insn,
+            Err(e) => return unemulated(Unemulated::Decode(e)),
+        };
+        let next = (HvRegisterName::RIP, next_rip(mode, h.rip, insn.len.into()));
+        let size = insn.size;
+        match insn.kind {
+            Access::Write { source } => {
+                let value = match source {
+                    Operand::Immediate(v) => v,
+                    Operand::Register(r) => match guest.reg(gpr_name(r.gpr)) {
+                        Some(full) => r.get(full, size),
+                        None => return unemulated(Unemulated::Register(gpr_name(r.gpr))),
+                    },
+                };
+                if read_only {
+                    events(Event::ReadOnlyWrite { gpa, rip: h.rip });
+                } else if TestDevice::claims(gpa) {
+                    self.device.write(gpa & 0xfff, size, value);
+                }
+                resume(&[next])
+            }
+            Access::Read { dest, extend, dest_size } => {
+                let value = if TestDevice::claims(gpa) && !read_only {
+                    self.device.read(gpa & 0xfff, size)
+                } else if read_only {
+                    // A read that faulted on a present page: read it through.
+                    let mut b = [0xffu8; 8];
+                    if !guest.read(gpa, &mut b[..usize::from(size)]) {
+                        b = [0xff; 8];
+                    }
+                    u64::from_le_bytes(b) & x86decode::size_mask(size)
+                } else {
+                    x86decode::size_mask(size)
+                };
+                let name = gpr_name(dest.gpr);
+                let Some(full) = guest.reg(name) else { return unemulated(Unemulated::Register(name)) };
+                resume(&[next, (name, dest.set(full, extend.apply(value, size, dest_size), dest_size))])
+            }
+            _ => unemulated(Unemulated::Form),
+        }
+    }
+}
+
+/// Port I/O, CPUID, MSR and HLT intercepts of a guest the VID has no memory
+/// or register access to (the demo): [`Vmm::handle`] over [`NoGuest`].
+/// `output` receives guest console bytes.
+pub fn handle(message: &HvMessage, mut output: impl FnMut(u8)) -> Action {
+    Vmm::new().handle(message, &mut NoGuest, |e| {
+        if let Event::Console(b) = e {
+            output(b)
+        }
+    })
 }
 
 /// A small real-mode guest for the demo partition, loaded at [`DEMO_LOAD`]:

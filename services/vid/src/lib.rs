@@ -5,8 +5,13 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod cpuid;
 pub mod exits;
+pub mod guest;
 pub mod loader;
+pub mod mmio;
+pub mod msr;
+pub mod portio;
 
 use hvdef::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};

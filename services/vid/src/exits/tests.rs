@@ -102,3 +102,377 @@ fn the_bench_guest_loops_back_to_its_out() {
     assert_eq!((BENCH_GUEST[7], BENCH_GUEST[8] as i8), (0xe2, -3));
     assert_eq!(u16::from_le_bytes([BENCH_GUEST[4], BENCH_GUEST[5]]), BENCH_EXITS);
 }
+
+// ---- The full handler over a fake guest ----
+
+use crate::guest::Guest;
+use hvdef::{HvX64CpuidInterceptMessage, HvX64HaltMessage, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage};
+use std::collections::HashMap;
+
+/// RAM at GPA 0..ram.len(), a read-only page, and a register file.
+struct Fake {
+    ram: Vec<u8>,
+    rom: u64,
+    regs: HashMap<u32, u64>,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        // Protected mode without paging until a test builds page tables.
+        let regs = HashMap::from([(HvRegisterName::CR0.0, 0x11)]);
+        Fake { ram: vec![0; 0x40_0000], rom: 0xf_f000, regs }
+    }
+    fn set(&mut self, name: HvRegisterName, v: u64) {
+        self.regs.insert(name.0, v);
+    }
+    fn put(&mut self, gpa: u64, bytes: &[u8]) {
+        self.ram[gpa as usize..gpa as usize + bytes.len()].copy_from_slice(bytes);
+    }
+}
+
+impl Guest for Fake {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        let end = gpa as usize + buf.len();
+        if end > self.ram.len() {
+            return false;
+        }
+        buf.copy_from_slice(&self.ram[gpa as usize..end]);
+        true
+    }
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        let end = gpa as usize + data.len();
+        if end > self.ram.len() || (gpa & !0xfff) == self.rom {
+            return false;
+        }
+        self.ram[gpa as usize..end].copy_from_slice(data);
+        true
+    }
+    fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        self.regs.get(&name.0).map(|&v| (v, 0))
+    }
+}
+
+fn long_header(rip: u64, len: u8, access: HvInterceptAccessType) -> HvX64InterceptMessageHeader {
+    let mut h = header(rip, len, access);
+    h.execution_state = HvX64VpExecutionState::new().with_cr0_pe(true).with_efer_lma(true);
+    h.cs_segment.attributes = h.cs_segment.attributes.with_long(true);
+    h.rflags = 2 | crate::guest::rflags::IF;
+    h
+}
+
+fn run(vmm: &mut Vmm, guest: &mut Fake, body: HvMessageBody) -> (Action, Vec<Event>) {
+    let mut events = Vec::new();
+    let action = vmm.handle(&HvMessage::from_body(&body, 0), guest, |e| events.push(e));
+    (action, events)
+}
+
+fn get(action: &Action, name: HvRegisterName) -> Option<u64> {
+    updates(action).iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+}
+
+fn string_io(port: u16, write: bool, rep: bool, rcx: u64, rsi: u64, rdi: u64, rflags: u64) -> HvMessageBody {
+    let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
+    let mut h = long_header(0x2000, 2, access);
+    h.rflags |= rflags;
+    HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
+        header: h,
+        port_number: port,
+        access_info: HvX64IoPortAccessInfo::new().with_access_size(1).with_string_op(true).with_rep_prefix(rep),
+        instruction_byte_count: 0,
+        reserved: 0,
+        rax: 0,
+        instruction_bytes: [0; 16],
+        ds_segment: segment(),
+        es_segment: segment(),
+        rcx,
+        rsi,
+        rdi,
+    })
+}
+
+#[test]
+fn rep_outsb_prints_guest_memory_and_updates_rcx_rsi() {
+    let mut g = Fake::new();
+    g.put(0x3000, b"hey\n");
+    let mut vmm = Vmm::new();
+    let (action, events) = run(&mut vmm, &mut g, string_io(UART_DATA, true, true, 4, 0x3000, 0, 0));
+    let out: Vec<u8> = events.iter().filter_map(|e| if let Event::Console(b) = e { Some(*b) } else { None }).collect();
+    assert_eq!(out, b"hey\n");
+    assert_eq!(get(&action, HvRegisterName::RIP), Some(0x2002));
+    assert_eq!(get(&action, HvRegisterName::RCX), Some(0));
+    assert_eq!(get(&action, HvRegisterName::RSI), Some(0x3004));
+    assert_eq!(get(&action, HvRegisterName::RDI), None);
+}
+
+#[test]
+fn insb_and_rep_insb_write_all_ones_and_respect_df() {
+    let mut g = Fake::new();
+    let mut vmm = Vmm::new();
+    let (action, _) = run(&mut vmm, &mut g, string_io(0x270, false, false, 99, 0, 0x4000, 0));
+    assert_eq!(g.ram[0x4000], 0xff);
+    assert_eq!(get(&action, HvRegisterName::RDI), Some(0x4001));
+    assert_eq!(get(&action, HvRegisterName::RCX), None);
+    assert_eq!(get(&action, HvRegisterName::RIP), Some(0x2002));
+    let (action, _) = run(&mut vmm, &mut g, string_io(0x270, false, true, 4, 0, 0x5003, crate::guest::rflags::DF));
+    assert_eq!(&g.ram[0x5000..0x5004], &[0xff; 4]);
+    assert_eq!(g.ram[0x4fff], 0);
+    assert_eq!(get(&action, HvRegisterName::RDI), Some(0x4fff));
+    assert_eq!(get(&action, HvRegisterName::RCX), Some(0));
+}
+
+#[test]
+fn huge_rep_counts_are_done_in_slices_without_moving_rip() {
+    let mut g = Fake::new();
+    let mut vmm = Vmm::new();
+    let n = crate::portio::REP_BUDGET + 10;
+    let (action, _) = run(&mut vmm, &mut g, string_io(0x80, true, true, n, 0x1000, 0, 0));
+    assert_eq!(get(&action, HvRegisterName::RIP), None);
+    assert_eq!(get(&action, HvRegisterName::RCX), Some(10));
+    let (action, _) = run(&mut vmm, &mut g, string_io(0x80, true, true, 0, 0x1000, 0, 0));
+    assert_eq!(get(&action, HvRegisterName::RIP), Some(0x2002));
+}
+
+#[test]
+fn in_eax_zero_extends_and_sizes_are_masked() {
+    let mut vmm = Vmm::new();
+    let mut m = io(0x270, false, 0xdead_beef_0000_0000, 1);
+    let HvMessageBody::X64IoPortIntercept(mut body) = m.parse().unwrap() else { panic!() };
+    body.header = long_header(0x1000, 1, HvInterceptAccessType::READ);
+    body.access_info = HvX64IoPortAccessInfo::new().with_access_size(4);
+    m = HvMessage::from_body(&HvMessageBody::X64IoPortIntercept(body), 0);
+    let action = vmm.handle(&m, &mut NoGuest, |_| {});
+    assert_eq!(get(&action, HvRegisterName::RAX), Some(0xffff_ffff));
+    body.access_info = HvX64IoPortAccessInfo::new().with_access_size(2);
+    let action = vmm.handle(&HvMessage::from_body(&HvMessageBody::X64IoPortIntercept(body), 0), &mut NoGuest, |_| {});
+    assert_eq!(get(&action, HvRegisterName::RAX), Some(0xdead_beef_0000_ffff));
+    // The test-exit value is masked to the access size.
+    assert_eq!(handle(&io(TEST_EXIT, true, 0x1_0000_0103, 1), |_| {}), Action::Stop(Stop::TestExit { value: 3 }));
+    assert_eq!(Stop::TestExit { value: 3 }.to_string(), "guest reported status 7");
+}
+
+#[test]
+fn cpuid_answers_from_the_table() {
+    let cpuid = |leaf: u64| {
+        HvMessageBody::X64CpuidIntercept(HvX64CpuidInterceptMessage {
+            header: long_header(0x1000, 2, HvInterceptAccessType::EXECUTE),
+            rax: leaf,
+            rcx: 0,
+            rdx: 0,
+            rbx: 0xffff_ffff_ffff_ffff,
+            default_result_rax: 0,
+            default_result_rcx: 0,
+            default_result_rdx: 0,
+            default_result_rbx: 0,
+        })
+    };
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    let (a, _) = run(&mut vmm, &mut g, cpuid(0));
+    assert_eq!(get(&a, HvRegisterName::RIP), Some(0x1002));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(1));
+    let mut vendor = Vec::new();
+    for r in [HvRegisterName::RBX, HvRegisterName::RDX, HvRegisterName::RCX] {
+        vendor.extend_from_slice(&(get(&a, r).unwrap() as u32).to_le_bytes());
+    }
+    assert_eq!(vendor, b"TesseraVMM  ");
+    let (a, _) = run(&mut vmm, &mut g, cpuid(1));
+    assert_ne!(get(&a, HvRegisterName::RAX), Some(0));
+    assert_eq!(get(&a, HvRegisterName::RCX).unwrap() >> 31, 0, "no hypervisor bit before the TLFS leaves");
+    let (a, _) = run(&mut vmm, &mut g, cpuid(0x4000_0000));
+    assert_eq!(get(&a, HvRegisterName::RBX), Some(0));
+}
+
+fn msr(number: u32, write: bool, value: u64, lma: bool) -> HvMessageBody {
+    let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
+    let mut h = long_header(0x1000, 2, access);
+    h.execution_state = h.execution_state.with_efer_lma(lma);
+    HvMessageBody::MsrIntercept(HvX64MsrInterceptMessage {
+        header: h,
+        msr_number: number,
+        reserved: 0,
+        rdx: value >> 32,
+        rax: value & 0xffff_ffff,
+    })
+}
+
+#[test]
+fn efer_is_kept_and_unknown_msrs_read_zero_once_logged() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    let (a, ev) = run(&mut vmm, &mut g, msr(crate::msr::EFER, true, 0x100, false));
+    assert!(ev.is_empty());
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002), (HvRegisterName::EFER, 0x100)]);
+    let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, false, 0, true));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0x500));
+    assert_eq!(get(&a, HvRegisterName::RDX), Some(0));
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x1b, false, 0, false));
+    assert_eq!((get(&a, HvRegisterName::RAX), get(&a, HvRegisterName::RDX)), (Some(0), Some(0)));
+    assert_eq!(ev.len(), 1);
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x1b, true, 5, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002)]);
+    assert!(ev.is_empty(), "logged once");
+}
+
+#[test]
+fn hlt_resumes_after_it_unless_interrupts_are_off_and_shutdown_stops() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    let halt = |rflags| {
+        let mut h = long_header(0x1000, 1, HvInterceptAccessType::EXECUTE);
+        h.rflags = rflags;
+        HvMessageBody::X64Halt(HvX64HaltMessage { header: h })
+    };
+    let (a, _) = run(&mut vmm, &mut g, halt(0x202));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1001)]);
+    let (a, _) = run(&mut vmm, &mut g, halt(0x2));
+    assert_eq!(a, Action::Stop(Stop::Halted { rip: 0x1000 }));
+    let shutdown = HvMessageBody::UnrecoverableException(hvdef::HvX64UnrecoverableExceptionMessage {
+        header: long_header(0x1234, 0, HvInterceptAccessType::EXECUTE),
+    });
+    let (a, _) = run(&mut vmm, &mut g, shutdown);
+    let Action::Stop(stop) = a else { panic!() };
+    assert_eq!(stop.to_string(), "guest stopped (triple fault or shutdown) at rip 0x1234");
+}
+
+fn memory(gpa: u64, rip: u64, write: bool, read_only: bool) -> HvMessageBody {
+    let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
+    let m = HvX64MemoryInterceptMessage {
+        header: long_header(rip, 0, access),
+        cache_type: hvdef::HvCacheType(6),
+        instruction_byte_count: 0,
+        memory_access_info: hvdef::HvX64MemoryAccessInfo::new(),
+        tpr_priority: 0,
+        reserved: 0,
+        guest_virtual_address: 0,
+        guest_physical_address: gpa,
+        instruction_bytes: [0; 16],
+    };
+    if read_only { HvMessageBody::GpaIntercept(m) } else { HvMessageBody::UnmappedGpa(m) }
+}
+
+/// Identity-maps the low 1 GiB with 2 MiB pages, except the 4 KiB page at
+/// linear 0x20_0000, which maps to `code_page`.
+fn page_tables(g: &mut Fake, code_page: u64) {
+    let (pml4, pdpt, pd, pt) = (0x10_0000u64, 0x10_1000u64, 0x10_2000u64, 0x10_3000u64);
+    g.put(pml4, &(pdpt | 3).to_le_bytes());
+    g.put(pdpt, &(pd | 3).to_le_bytes());
+    for i in 0..512u64 {
+        g.put(pd + i * 8, &((i << 21) | 0x83).to_le_bytes());
+    }
+    g.put(pd + 8, &(pt | 3).to_le_bytes());
+    g.put(pt, &(code_page | 3).to_le_bytes());
+    g.set(HvRegisterName::CR0, 0x8000_0011);
+    g.set(HvRegisterName::CR3, pml4);
+    g.set(HvRegisterName::CR4, 0x20);
+}
+
+#[test]
+fn mmio_test_device_registers() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    page_tables(&mut g, 0x30_0000);
+    // mov eax, dword [rdi]; movzx eax, byte [rdi]; mov dword [rdi], esi; mov rax, qword [rdi]
+    g.put(0x1000, &[0x8b, 0x07, 0x0f, 0xb6, 0x07, 0x89, 0x37, 0x48, 0x8b, 0x07]);
+    g.set(HvRegisterName::RAX, 0xffff_ffff_1111_1111);
+    g.set(HvRegisterName::RSI, 0xc0ff_ee42);
+    let base = crate::mmio::TEST_DEVICE;
+    let (a, _) = run(&mut vmm, &mut g, memory(base, 0x1000, false, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002), (HvRegisterName::RAX, 0x5353_4554)]);
+    let (a, _) = run(&mut vmm, &mut g, memory(base + 1, 0x1002, false, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1005), (HvRegisterName::RAX, u64::from(b'E'))]);
+    // Writes to the ID register are ignored; the scratch register keeps them.
+    run(&mut vmm, &mut g, memory(base, 0x1005, true, false));
+    let (a, _) = run(&mut vmm, &mut g, memory(base, 0x1000, false, false));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0x5353_4554));
+    let (a, _) = run(&mut vmm, &mut g, memory(base + 8, 0x1005, true, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1007)]);
+    let (a, _) = run(&mut vmm, &mut g, memory(base + 8, 0x1000, false, false));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0xc0ff_ee42));
+    // Offsets that are no register read all ones.
+    let (a, _) = run(&mut vmm, &mut g, memory(base + 0x10, 0x1000, false, false));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0xffff_ffff));
+    let (a, _) = run(&mut vmm, &mut g, memory(base + 4, 0x1007, false, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x100a), (HvRegisterName::RAX, 0xc0ff_ee42_ffff_ffff)]);
+    let (a, _) = run(&mut vmm, &mut g, memory(base + 8, 0x1007, false, false));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0xffff_ffff_c0ff_ee42));
+    assert_eq!(vmm.device.read(9, 2), 0xffee);
+}
+
+#[test]
+fn unmapped_reads_are_all_ones_and_writes_vanish() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    page_tables(&mut g, 0x30_0000);
+    // mov ax, word [rdi] (16-bit dest keeps the rest); mov dword [rdi], 0x12345678
+    g.put(0x1000, &[0x66, 0x8b, 0x07, 0xc7, 0x07, 0x78, 0x56, 0x34, 0x12]);
+    g.set(HvRegisterName::RAX, 0x1111_2222_3333_4444);
+    let (a, ev) = run(&mut vmm, &mut g, memory(0xe000_0000, 0x1000, false, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1003), (HvRegisterName::RAX, 0x1111_2222_3333_ffff)]);
+    assert!(ev.is_empty());
+    let (a, ev) = run(&mut vmm, &mut g, memory(0xe000_0000, 0x1003, true, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1009)]);
+    assert!(ev.is_empty());
+}
+
+#[test]
+fn writes_to_read_only_pages_are_dropped_and_logged() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    page_tables(&mut g, 0x30_0000);
+    g.put(0xf_f000, b"TESSROM\0");
+    // mov qword [rdi], rsi
+    g.put(0x1000, &[0x48, 0x89, 0x37]);
+    g.set(HvRegisterName::RSI, 0);
+    let (a, ev) = run(&mut vmm, &mut g, memory(0xf_f000, 0x1000, true, true));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1003)]);
+    assert_eq!(ev, [Event::ReadOnlyWrite { gpa: 0xf_f000, rip: 0x1000 }]);
+    assert_eq!(ev[0].to_string(), "write to read-only GPA 0xff000 at rip 0x1000 dropped");
+    assert_eq!(&g.ram[0xf_f000..0xf_f008], b"TESSROM\0");
+}
+
+#[test]
+fn the_instruction_is_fetched_through_the_guest_page_tables() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    page_tables(&mut g, 0x30_0000);
+    // Linear 0x20_0ffe is physical 0x30_0ffe (4 KiB page); the instruction
+    // crosses into linear 0x20_1000, which the 4 KiB table leaves unmapped...
+    g.put(0x30_0ff0, &[0x8b, 0x07]);
+    g.set(HvRegisterName::RAX, 0);
+    let (a, _) = run(&mut vmm, &mut g, memory(crate::mmio::TEST_DEVICE, 0x20_0ff0, false, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x20_0ff2), (HvRegisterName::RAX, 0x5353_4554)]);
+    // ...so an instruction cut there cannot be decoded and the VP stops.
+    g.put(0x30_0fff, &[0x8b]);
+    let (a, ev) = run(&mut vmm, &mut g, memory(crate::mmio::TEST_DEVICE, 0x20_0fff, false, false));
+    assert!(matches!(a, Action::Stop(Stop::Failed { .. })));
+    assert!(matches!(ev[..], [Event::Unemulated { why: Unemulated::Decode(_), .. }]));
+    // Without paging (real mode) the fetch is at CS.base + IP.
+    let mut h = header(0x10, 0, HvInterceptAccessType::READ);
+    h.cs_segment.base = 0x7000;
+    g.put(0x7010, &[0x8a, 0x05]); // mov al, [di]
+    let HvMessageBody::UnmappedGpa(mut m) = memory(0xe000_0000, 0, false, false) else { panic!() };
+    m.header = h;
+    let (a, _) = run(&mut vmm, &mut g, HvMessageBody::UnmappedGpa(m));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x12), (HvRegisterName::RAX, 0xff)]);
+}
+
+#[test]
+fn translate_handles_32_bit_and_pae_paging() {
+    let mut g = Fake::new();
+    // 32-bit paging: a 4 MiB page at linear 0x40_0000 -> 0 and a 4 KiB one.
+    g.put(0x20_0000 + 4, &0x83u32.to_le_bytes());
+    g.put(0x20_0000, &0x20_1003u32.to_le_bytes());
+    g.put(0x20_1000 + 5 * 4, &0x30_0003u32.to_le_bytes());
+    g.set(HvRegisterName::CR0, 0x8000_0001);
+    g.set(HvRegisterName::CR3, 0x20_0000);
+    g.set(HvRegisterName::CR4, 0x10);
+    assert_eq!(crate::guest::translate(&mut g, false, true, 0x41_2345), Ok(0x1_2345));
+    assert_eq!(crate::guest::translate(&mut g, false, true, 0x5123), Ok(0x30_0123));
+    assert!(crate::guest::translate(&mut g, false, true, 0x6000).is_err());
+    // PAE: PDPTE 0 -> PD at 0x21_0000 with a 2 MiB page.
+    g.put(0x22_0000, &0x21_0001u64.to_le_bytes());
+    g.put(0x21_0000 + 8, &0x60_0083u64.to_le_bytes());
+    g.set(HvRegisterName::CR3, 0x22_0000);
+    g.set(HvRegisterName::CR4, 0x20);
+    assert_eq!(crate::guest::translate(&mut g, false, true, 0x20_1234), Ok(0x60_1234));
+}

@@ -1,0 +1,69 @@
+//! Model-specific registers: EFER is kept per VP (and handed to the kernel,
+//! which loads it into the VP); other MSRs read 0 and ignore writes, each
+//! reported once. The TLFS synthetic MSRs come later.
+
+/// IA32_EFER.
+pub const EFER: u32 = 0xc000_0080;
+/// EFER.LMA: set by the CPU, not by WRMSR.
+pub const EFER_LMA: u64 = 1 << 10;
+/// VP indices the EFER table covers (the kernel's VP pool is 16).
+pub const MAX_VPS: usize = 16;
+/// Distinct unknown MSRs reported; later ones are handled silently.
+pub const REPORTED_MAX: usize = 32;
+
+/// What an MSR access does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsrResult {
+    /// A read's value (for EDX:EAX).
+    Read(u64),
+    /// A write to EFER: the new value, to be set in the VP.
+    EferWritten(u64),
+    /// A write that is ignored.
+    Ignored,
+}
+
+#[derive(Debug)]
+pub struct Msrs {
+    efer: [u64; MAX_VPS],
+    reported: heapless::Vec<u32, REPORTED_MAX>,
+}
+
+impl Default for Msrs {
+    fn default() -> Msrs {
+        Msrs::new()
+    }
+}
+
+impl Msrs {
+    pub const fn new() -> Msrs {
+        Msrs { efer: [0; MAX_VPS], reported: heapless::Vec::new() }
+    }
+
+    /// The EFER last written by VP `vp` (0 at reset).
+    pub fn efer(&self, vp: u32) -> u64 {
+        self.efer.get(vp as usize).copied().unwrap_or(0)
+    }
+
+    /// RDMSR/WRMSR of `msr` by VP `vp`; `lma` is EFER.LMA now (from the
+    /// intercept), which a read reports and a write cannot change. The
+    /// second value is true the first time an unknown MSR is seen.
+    pub fn access(&mut self, vp: u32, msr: u32, write: Option<u64>, lma: bool) -> (MsrResult, bool) {
+        let lma = if lma { EFER_LMA } else { 0 };
+        if msr == EFER {
+            let slot = self.efer.get_mut(vp as usize);
+            return match (write, slot) {
+                (Some(value), slot) => {
+                    let value = (value & !EFER_LMA) | lma;
+                    if let Some(s) = slot {
+                        *s = value;
+                    }
+                    (MsrResult::EferWritten(value), false)
+                }
+                (None, Some(s)) => (MsrResult::Read((*s & !EFER_LMA) | lma), false),
+                (None, None) => (MsrResult::Read(lma), false),
+            };
+        }
+        let first = !self.reported.contains(&msr) && self.reported.push(msr).is_ok();
+        (if write.is_some() { MsrResult::Ignored } else { MsrResult::Read(0) }, first)
+    }
+}
