@@ -25,6 +25,13 @@ Exit status of a boot:
            (the exact apt-get command is printed); also used by clap for
            invalid command-line arguments
 
+With --guest, the boot image is the default appliance (or --manifest) plus
+a partition named `guest` run by the `vid` task; the generated manifest is
+written to target/tessera/images/guest-<ms>-<pid>/guest.toml (with the
+bootfs.img made from it). The exit status is still the kernel's own halt
+status; the VID prints the guest's test-exit status on the serial console
+as `[vid] <partition>: guest reported status N`.
+
 Files of each run go to target/tessera/runs/<emulator>-<ms>-<pid>/
 (serial.log; for Bochs also tessera.iso, grub.cfg, bochsrc, bochs.log,
 bochs.out; for --firmware uefi also tessera.iso, grub.cfg). The emulator
@@ -36,6 +43,8 @@ Examples:
   cargo run -- --emulator bochs --timeout 120 boot on Intel VMX + EPT in Bochs
   cargo run -- --firmware uefi --timeout 60   boot the GRUB ISO in QEMU with UEFI (OVMF)
   cargo run -- --timeout 60 --cmdline test=fault-pf
+  cargo run -- --timeout 60 --guest bzImage --guest-module initrd --guest-cmdline console=ttyS0
+                                              boot a guest kernel as partition `guest`
   cargo run -- iso --out tessera.iso          bootable ISO for a real machine
   cargo run -- test                           install emulators and run every test";
 
@@ -139,6 +148,33 @@ struct BootArgs {
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
 
+    /// Boot FILE (a guest kernel) as partition `guest`, run by the `vid`
+    /// task, beside the default appliance (or --manifest): a manifest with
+    /// `[partitions.guest]` is generated (the VID's untyped quota raised to
+    /// guest memory + 1 MiB if lower), written next to its boot image, and
+    /// booted like --manifest.
+    #[arg(long, value_name = "FILE")]
+    guest: Option<PathBuf>,
+
+    /// A boot module for the guest, e.g. an initrd (repeatable, at most 4, in order).
+    #[arg(long = "guest-module", value_name = "FILE", requires = "guest")]
+    guest_modules: Vec<PathBuf>,
+
+    /// The guest kernel's command line.
+    #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true, requires = "guest")]
+    guest_cmdline: String,
+
+    /// Guest RAM of the partition in MiB (2..=3072); the emulator's --memory
+    /// must leave room for it.
+    #[arg(long, value_name = "MIB", default_value_t = 64, requires = "guest",
+          value_parser = clap::value_parser!(u32).range(2..=3072))]
+    guest_memory: u32,
+
+    /// Virtual processors of the guest partition (1..=16).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "guest",
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    vcpus: u8,
+
     /// Append ARG to the QEMU command line (repeatable), e.g.
     /// `--qemu-arg=-d --qemu-arg=int,cpu_reset --qemu-arg=-D --qemu-arg=qemu.log`.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -178,6 +214,31 @@ struct IsoArgs {
     /// default appliance (`system.toml`).
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
+}
+
+/// Makes `base` (or the default appliance) plus `guest` the boot image of
+/// this run; false on error.
+fn choose_guest(base: Option<&std::path::Path>, guest: &images::Guest) -> bool {
+    let base = base.unwrap_or(images::default_manifest());
+    let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("guest"));
+    match images::use_guest(base, guest, &dir) {
+        Ok((manifest, image)) => {
+            ui::note(format!(
+                "guest {} as partition \"{}\" ({} MiB, {} vCPU): manifest {}, boot image {}",
+                guest.image.display(),
+                images::GUEST_PARTITION,
+                guest.memory_mib,
+                guest.vcpus,
+                manifest.display(),
+                image.display()
+            ));
+            true
+        }
+        Err(e) => {
+            ui::error(e);
+            false
+        }
+    }
 }
 
 /// Makes `manifest` (if given) the boot image of this run; false on error.
@@ -225,7 +286,20 @@ fn run_boot(args: BootArgs) -> i32 {
         ui::error("--firmware uefi needs --emulator qemu (Bochs boots with its own BIOS)");
         return EXIT_USAGE;
     }
-    if !choose_manifest(args.manifest.as_deref()) {
+    let chosen = match &args.guest {
+        Some(image) => {
+            let guest = images::Guest {
+                image: image.clone(),
+                modules: args.guest_modules.clone(),
+                cmdline: args.guest_cmdline.clone(),
+                memory_mib: args.guest_memory,
+                vcpus: args.vcpus,
+            };
+            choose_guest(args.manifest.as_deref(), &guest)
+        }
+        None => choose_manifest(args.manifest.as_deref()),
+    };
+    if !chosen {
         return EXIT_USAGE;
     }
     if emulator == Emulator::Bochs && !args.qemu_args.is_empty() {

@@ -40,6 +40,12 @@ fn host_help_explains_every_option() {
         "--serial-log",
         "--qemu-arg",
         "--firmware",
+        "--guest",
+        "--guest-module",
+        "--guest-cmdline",
+        "--guest-memory",
+        "--vcpus",
+        "guest reported status",
         "exit=idle",
         "Ctrl-A X",
         "124",
@@ -59,6 +65,43 @@ fn host_help_explains_every_option() {
 fn host_rejects_bad_arguments() {
     let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args(["--emulator", "vmware"]).output().expect("run tessera");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn host_guest_options_need_a_guest() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--vcpus", "2", "--timeout", "5"])
+        .output()
+        .expect("run tessera");
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--guest", "k", "--vcpus", "17"])
+        .output()
+        .expect("run tessera");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn host_guest_that_does_not_exist_is_reported_before_booting() {
+    let dir = common::test_dir("host_guest_that_does_not_exist_is_reported_before_booting");
+    let missing = dir.join("no-such-kernel");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("--guest")
+        .arg(&missing)
+        .args(["--timeout", "5"])
+        .env("TESSERA_WORK_DIR", dir.join("work"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tessera");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("partition \"guest\": image: cannot read"), "{stderr}");
+    assert!(stderr.contains("no-such-kernel"), "{stderr}");
+    // The generated manifest is kept for inspection.
+    let images = dir.join("work/images");
+    let generated = images.read_dir().unwrap().next().unwrap().unwrap().path().join("guest.toml");
+    let text = std::fs::read_to_string(&generated).unwrap();
+    assert!(text.contains("[partitions.guest]"), "{text}");
 }
 
 #[test]

@@ -48,6 +48,9 @@ pub enum Source {
     /// The task's own task capability (named "self"), so it can map the
     /// memory it makes from its untyped pool.
     OwnTask,
+    /// The boot image, read-only (named "bootfs"), for a VID that loads
+    /// the guest kernels of its partitions from it.
+    BootImage,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +95,9 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
     if t.untyped > 0 {
         push(named("untyped", Source::Untyped { pages: t.untyped / PAGE_SIZE })?)?;
         push(named("self", Source::OwnTask)?)?;
+    }
+    if manifest.partitions_of(task).next().is_some() {
+        push(named("bootfs", Source::BootImage)?)?;
     }
     if !t.interrupts.is_empty() {
         push(named("irq", Source::IrqNotification)?)?;

@@ -53,6 +53,7 @@ mod task {
         untyped: CapSlot,
         ioports: CapSlot,
         interrupts: CapSlot,
+        bootfs: CapSlot,
         fault: CapSlot,
         /// The supervisor's badged capabilities to services, once made.
         service_caps: heapless::Vec<(usize, CapSlot), 4>,
@@ -120,6 +121,7 @@ mod task {
             untyped,
             ioports,
             interrupts: need("interrupts", ObjectType::INTERRUPT),
+            bootfs,
             fault,
             service_caps: heapless::Vec::new(),
             image,
@@ -354,6 +356,7 @@ mod task {
                         ObjectType::SCHED_CONTEXT,
                     ),
                     Source::OwnTask => (task, Rights::new().with_control(true), 0, ObjectType::TASK),
+                    Source::BootImage => (self.bootfs, Rights::new().with_read(true), 0, ObjectType::MEMORY),
                     Source::Untyped { pages } => {
                         let pool = self.hold(index, ObjectType::UNTYPED, pages)?;
                         (pool, Rights::ALL, 0, ObjectType::UNTYPED)

@@ -11,6 +11,9 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod partitions;
+
+#[cfg(target_os = "none")]
 mod task {
     use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
     use hvdef::{HvMessage, HvRegisterName};
@@ -33,7 +36,18 @@ mod task {
         if let Some(untyped) = caps::find("untyped", ObjectType::UNTYPED) {
             // A VID task named "vid-bench" runs the exit benchmark instead.
             let guest = if tessera_rt::startup::task_name() == "vid-bench" { Guest::Bench } else { Guest::Demo };
-            match run_demo(untyped, guest) {
+            let mut slots = crate::partitions::Slots(caps::first_unnamed_slot().0);
+            let own_task = caps::find("self", ObjectType::TASK);
+            let ran = match own_task.map(|task| crate::partitions::run(untyped, task, &mut slots)) {
+                Some(Ok(ran)) => ran,
+                Some(Err(e)) => {
+                    log!("partitions: {e:?}");
+                    true
+                }
+                None => false,
+            };
+            let outcome = if ran { Ok(()) } else { run_demo(untyped, guest, &mut slots) };
+            match outcome {
                 Ok(()) => {}
                 Err(ErrorCode::INVALID_OPERATION) => {
                     log!(
@@ -46,16 +60,6 @@ mod task {
         let mut vid = Vid::new();
         log!("ready, serving {}", if caps::endpoint(ENDPOINT).is_some() { ENDPOINT } else { name });
         tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut vid, caller, message));
-    }
-
-    /// Slots for the objects the VID makes, after its named capabilities.
-    struct Slots(u32);
-
-    impl Slots {
-        fn next(&mut self) -> CapSlot {
-            self.0 += 1;
-            CapSlot(self.0 - 1)
-        }
     }
 
     fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot, pages: u64) -> Result<(), ErrorCode> {
@@ -73,10 +77,9 @@ mod task {
     }
 
     /// Builds the demo partition, runs its VP to the end, and reports.
-    fn run_demo(untyped: CapSlot, guest: Guest) -> Result<(), ErrorCode> {
+    fn run_demo(untyped: CapSlot, guest: Guest, slots: &mut crate::partitions::Slots) -> Result<(), ErrorCode> {
         let code = if guest == Guest::Bench { BENCH_GUEST } else { DEMO_GUEST };
         let own_task = caps::find("self", ObjectType::TASK);
-        let mut slots = Slots(caps::first_unnamed_slot().0);
         let (memory, partition, vp, exits, exit_cap) =
             (slots.next(), slots.next(), slots.next(), slots.next(), slots.next());
         retype(untyped, ObjectType::MEMORY, memory, DEMO_PAGES)?;

@@ -22,6 +22,10 @@ impl Error {
         Error::new(format!("task \"{task}\""), field, message)
     }
 
+    pub(crate) fn partition(partition: &str, field: &str, message: impl Into<String>) -> Error {
+        Error::new(format!("partition \"{partition}\""), field, message)
+    }
+
     pub(crate) fn system(field: &str, message: impl Into<String>) -> Error {
         Error::new("system", field, message)
     }

@@ -4,7 +4,9 @@
 //! ring-3 tasks: priorities, memory, stacks and capabilities. This crate
 //! checks it, reporting every mistake at once ([`Errors`]), and builds the
 //! bootfs image the kernel hands to the supervisor: the compiled manifest
-//! (`sysimage::Manifest`, postcard) plus each task's ELF executable.
+//! (`sysimage::Manifest`, postcard) plus each task's ELF executable and each
+//! guest partition's kernel and modules (files named relative to the
+//! manifest's directory).
 //!
 //! ```text
 //! load(path) ──> Manifest ──compile──> manifest bytes
@@ -14,14 +16,16 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod generate;
 mod parse;
 
 pub use error::{Error, Errors};
-pub use parse::parse;
+pub use generate::{PartitionSpec, with_partition};
+pub use parse::{parse, parse_in};
 pub use sysimage::{IoPortRange, Priority, Restart};
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use sysimage::{MANIFEST_FILE, bootfs, manifest as compiled};
 
 /// A checked manifest. Tasks are in start order: the supervisor first, then
@@ -33,6 +37,26 @@ pub struct Manifest {
     pub tasks: Vec<Task>,
     /// Numbered in start order of their servers, then in `serves` order.
     pub endpoints: Vec<Endpoint>,
+    /// Guest partitions, in file order.
+    pub partitions: Vec<Partition>,
+}
+
+/// A guest partition (`[partitions.NAME]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    /// The guest kernel, resolved against the manifest's directory (read by
+    /// [`build_image`]).
+    pub image: PathBuf,
+    /// Boot modules (e.g. an initrd), resolved like `image`, in order.
+    pub modules: Vec<PathBuf>,
+    /// The guest kernel's command line (may be empty).
+    pub cmdline: String,
+    /// Bytes of guest RAM.
+    pub memory: u64,
+    pub vcpus: u8,
+    /// Index into [`Manifest::tasks`] of the task that runs it (its VID).
+    pub vid: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,12 +94,13 @@ impl Manifest {
     }
 }
 
-/// Reads and checks the manifest at `path`.
+/// Reads and checks the manifest at `path`; partition files are resolved
+/// against its directory.
 pub fn load(path: &Path) -> Result<Manifest, Errors> {
     let origin = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| Errors::one(Error::new(&origin, "", format!("cannot read: {e}"))))?;
-    parse(&text, &origin)
+    parse_in(&text, &origin, path.parent().unwrap_or(Path::new("")))
 }
 
 fn internal(message: String) -> Errors {
@@ -120,7 +145,27 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
         let endpoint = compiled::Endpoint { name: &e.name, server: compiled::TaskIndex(index(e.server)?) };
         endpoints.push(endpoint).map_err(|_| over("endpoints"))?;
     }
-    let m = compiled::Manifest { version: compiled::VERSION, system: &manifest.name, tasks, endpoints };
+    let files: Vec<(String, Vec<String>)> = (0..manifest.partitions.len())
+        .map(|k| {
+            let modules = (0..manifest.partitions[k].modules.len()).map(|i| sysimage::guest_module_name(k, i));
+            (sysimage::guest_image_name(k), modules.collect())
+        })
+        .collect();
+    let mut partitions = heapless::Vec::new();
+    for (p, (image, modules)) in manifest.partitions.iter().zip(&files) {
+        let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
+        let partition = compiled::Partition {
+            name: &p.name,
+            image,
+            modules: heapless::Vec::from_slice(&modules).map_err(|_| over("modules"))?,
+            cmdline: &p.cmdline,
+            memory: p.memory,
+            vcpus: p.vcpus,
+            vid: compiled::TaskIndex(index(p.vid)?),
+        };
+        partitions.push(partition).map_err(|_| over("partitions"))?;
+    }
+    let m = compiled::Manifest { version: compiled::VERSION, system: &manifest.name, tasks, endpoints, partitions };
     let bytes = m.to_vec();
     // What the supervisor will check, checked here first.
     compiled::Manifest::parse(&bytes).map_err(|e| internal(format!("the compiled manifest is refused: {e}")))?;
@@ -137,7 +182,9 @@ fn is_x86_64_elf(bytes: &[u8]) -> bool {
 }
 
 /// Builds the bootfs: the compiled manifest, then each task's binary
-/// (`bin_dir/<binary>`, once per distinct binary) in start order.
+/// (`bin_dir/<binary>`, once per distinct binary) in start order, then each
+/// partition's guest kernel (`guest<k>:image`) and modules
+/// (`guest<k>:module<i>`), `k` its index in file order.
 pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Errors> {
     let compiled = compile(manifest)?;
     let mut errors = Vec::new();
@@ -157,11 +204,25 @@ pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Error
             Ok(bytes) => binaries.push((&t.binary, bytes)),
         }
     }
+    let mut guests: Vec<(String, Vec<u8>)> = Vec::new();
+    for (k, p) in manifest.partitions.iter().enumerate() {
+        let named = std::iter::once(("image", sysimage::guest_image_name(k), &p.image));
+        let modules = p.modules.iter().enumerate().map(|(i, m)| ("modules", sysimage::guest_module_name(k, i), m));
+        for (field, name, path) in named.chain(modules) {
+            match std::fs::read(path) {
+                Ok(bytes) => guests.push((name, bytes)),
+                Err(e) => {
+                    errors.push(Error::partition(&p.name, field, format!("cannot read \"{}\": {e}", path.display())))
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(Errors::sorted(errors));
     }
     let mut files: Vec<(&str, &[u8])> = vec![(MANIFEST_FILE, &compiled)];
     files.extend(binaries.iter().map(|(name, bytes)| (*name, &bytes[..])));
+    files.extend(guests.iter().map(|(name, bytes)| (name.as_str(), &bytes[..])));
     let image = bootfs::write(&files).map_err(|e| internal(format!("packing the bootfs: {e}")))?;
     sysimage::SystemImage::parse(&image).map_err(|e| internal(format!("the bootfs is refused: {e}")))?;
     Ok(image)
@@ -176,6 +237,9 @@ pub fn summary(manifest: &Manifest) -> String {
         manifest.tasks.len(),
         manifest.endpoints.len()
     );
+    if !manifest.partitions.is_empty() {
+        out.insert_str(out.len() - 1, &format!(", {} partitions", manifest.partitions.len()));
+    }
     let _ = writeln!(
         out,
         "  {:<20} {:>4}  {:>9}  {:>9}  {:<10} capabilities",
@@ -216,6 +280,21 @@ pub fn summary(manifest: &Manifest) -> String {
             parse::show_size(t.stack),
             restart
         );
+    }
+    if !manifest.partitions.is_empty() {
+        let _ = writeln!(out, "  {:<20} {:>5}  {:>9}  {:<20} guest", "partition", "vcpus", "memory", "vid");
+    }
+    for p in &manifest.partitions {
+        let vid = manifest.tasks.get(p.vid).map_or("?", |t| t.name.as_str());
+        let mut guest = p.image.display().to_string();
+        for m in &p.modules {
+            let _ = write!(guest, " + {}", m.display());
+        }
+        if !p.cmdline.is_empty() {
+            let _ = write!(guest, " \"{}\"", p.cmdline);
+        }
+        let _ =
+            writeln!(out, "  {:<20} {:>5}  {:>9}  {:<20} {guest}", p.name, p.vcpus, parse::show_size(p.memory), vid);
     }
     out
 }

@@ -1,13 +1,15 @@
 //! `system.toml` → [`Manifest`]: deserialization, then every check, each
 //! mistake reported once with the task and field it is in.
 
-use crate::{Endpoint, Error, Errors, Manifest, Task};
+use crate::{Endpoint, Error, Errors, Manifest, Partition, Task};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::fmt;
+use std::path::Path;
 use sysimage::manifest::{
-    IO_PORT_SPACE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
-    MAX_UNTYPED, MAX_USES,
+    IO_PORT_SPACE, MAX_CMDLINE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES,
+    MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS,
+    MIN_PARTITION_MEMORY, PARTITION_OVERHEAD, valid_cmdline,
 };
 use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
 
@@ -20,9 +22,23 @@ struct FileToml {
     system: SystemToml,
     #[serde(default)]
     tasks: IndexMap<String, TaskToml>,
-    /// Reserved for guest partitions (a later issue): refused for now.
     #[serde(default)]
-    partitions: IndexMap<String, toml::Value>,
+    partitions: IndexMap<String, PartitionToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitionToml {
+    /// The guest kernel file, relative to the manifest's directory.
+    image: String,
+    #[serde(default)]
+    modules: Vec<String>,
+    #[serde(default)]
+    cmdline: String,
+    memory: RawSize,
+    vcpus: Option<i64>,
+    /// The task that runs the partition.
+    vid: String,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +123,7 @@ fn valid_binary(name: &str) -> bool {
 }
 
 /// `64KiB`, `1 MiB`, `2GiB`; bytes are integers, not strings.
-fn parse_size(text: &str) -> Option<u64> {
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     let shift = match unit.trim_start() {
@@ -159,7 +175,7 @@ fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> St
 
 /// A TOML syntax or type error (including a duplicate task, which TOML
 /// itself forbids), as `origin:line:column: message (in `source line`)`.
-fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> Error {
+pub(crate) fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> Error {
     let message = e.message().trim_end();
     // An empty span at 0 (a missing top-level table) locates nothing.
     let Some(span) = e.span().filter(|s| s.start <= s.end && s.end <= text.len() && *s != (0..0)) else {
@@ -337,19 +353,154 @@ fn check_untyped(task: &str, raw: &RawSize, errors: &mut Vec<Error>) -> Option<u
 }
 
 /// Parses and checks a manifest; `origin` names it in TOML error locations.
+/// Partition files stay as written (relative to the current directory).
 pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
+    parse_in(text, origin, Path::new(""))
+}
+
+/// The bytes a size stands for, if it is one.
+fn raw_bytes(raw: &RawSize) -> Option<u64> {
+    match raw {
+        RawSize::Bytes(n) => u64::try_from(*n).ok(),
+        RawSize::Text(text) => parse_size(text),
+    }
+}
+
+/// Checks one partition's own fields; `None` if any is wrong (reported).
+fn check_partition(
+    name: &str,
+    p: &PartitionToml,
+    dir: &Path,
+    tasks: &IndexMap<String, TaskToml>,
+    e: &mut Vec<Error>,
+) -> Option<Partition> {
+    let before = e.len();
+    let err = |e: &mut Vec<Error>, field: &str, msg: String| e.push(Error::partition(name, field, msg));
+    if !valid_ident(name) {
+        err(e, "name", format!("invalid partition name ({NAME_RULE})"));
+    }
+    if p.image.is_empty() {
+        err(e, "image", "must name the guest kernel file".into());
+    }
+    if p.modules.iter().any(String::is_empty) {
+        err(e, "modules", "a module file name is empty".into());
+    }
+    if p.modules.len() > MAX_MODULES {
+        err(e, "modules", format!("{} modules, at most {MAX_MODULES}", p.modules.len()));
+    }
+    if p.cmdline.len() > MAX_CMDLINE {
+        err(e, "cmdline", format!("{} bytes, at most {MAX_CMDLINE}", p.cmdline.len()));
+    } else if !valid_cmdline(&p.cmdline) {
+        err(e, "cmdline", "use printable ASCII characters and spaces only".into());
+    }
+    let memory = raw_bytes(&p.memory);
+    let (min, max) = (show_size(MIN_PARTITION_MEMORY), show_size(MAX_PARTITION_MEMORY));
+    let memory = match memory {
+        None => {
+            err(e, "memory", "is not a size (an integer number of bytes, or a number with KiB, MiB or GiB)".into());
+            None
+        }
+        Some(n) if !n.is_multiple_of(PAGE_SIZE) => {
+            err(e, "memory", format!("{n} bytes is not a multiple of the page size ({PAGE_SIZE} bytes)"));
+            None
+        }
+        Some(n) if !(MIN_PARTITION_MEMORY..=MAX_PARTITION_MEMORY).contains(&n) => {
+            err(e, "memory", format!("{} is out of range ({min} to {max})", show_size(n)));
+            None
+        }
+        Some(n) => Some(n),
+    };
+    let vcpus = p.vcpus.unwrap_or(1);
+    if !(1..=i64::from(MAX_VCPUS)).contains(&vcpus) {
+        err(e, "vcpus", format!("{vcpus} is out of range (1..={MAX_VCPUS})"));
+    }
+    match (tasks.get(p.vid.as_str()), memory) {
+        (None, _) => {
+            let hint = did_you_mean(&p.vid, tasks.keys().map(String::as_str));
+            err(e, "vid", format!("no task \"{}\"{hint}", p.vid));
+        }
+        (Some(t), Some(memory)) => {
+            let quota = t.untyped.as_ref().and_then(raw_bytes);
+            let needed = memory + PARTITION_OVERHEAD;
+            match quota {
+                None if t.untyped.is_some() => {} // the quota itself is wrong: reported with the task
+                _ if t.supervisor => {
+                    err(e, "vid", format!("task \"{}\" is the supervisor, which runs no partitions", p.vid))
+                }
+                None => err(
+                    e,
+                    "vid",
+                    format!(
+                        "task \"{}\" has no untyped quota (give it untyped = \"{}\" or more: memory + 1 MiB)",
+                        p.vid,
+                        show_size(needed).replace(' ', "")
+                    ),
+                ),
+                Some(q) if q < needed => err(
+                    e,
+                    "vid",
+                    format!(
+                        "task \"{}\" has an untyped quota of {}, less than the {} this partition needs (memory + 1 MiB)",
+                        p.vid,
+                        show_size(q),
+                        show_size(needed)
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        (Some(_), None) => {}
+    }
+    if e.len() > before {
+        return None;
+    }
+    Some(Partition {
+        name: name.to_string(),
+        image: dir.join(&p.image),
+        modules: p.modules.iter().map(|m| dir.join(m)).collect(),
+        cmdline: p.cmdline.clone(),
+        memory: memory?,
+        vcpus: vcpus as u8,
+        vid: usize::MAX, // set once tasks are in start order
+    })
+}
+
+/// Parses and checks a manifest; `origin` names it in TOML error locations
+/// and partition files are resolved against `dir` (the manifest's directory).
+pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors> {
     let file: FileToml = toml::from_str(text).map_err(|e| Errors::one(toml_error(&e, text, origin)))?;
     let mut e = Vec::new();
 
     if !valid_ident(&file.system.name) {
         e.push(Error::system("name", format!("invalid system name \"{}\" ({NAME_RULE})", file.system.name)));
     }
-    for name in file.partitions.keys() {
-        e.push(Error::new(
-            format!("partition \"{name}\""),
-            "",
-            format!("partitions are not supported yet (reserved for a later issue); remove [partitions.{name}]"),
-        ));
+    let partitions: Vec<Option<Partition>> =
+        file.partitions.iter().map(|(name, p)| check_partition(name, p, dir, &file.tasks, &mut e)).collect();
+    if file.partitions.len() > MAX_PARTITIONS {
+        e.push(Error::system("partitions", format!("{} partitions, at most {MAX_PARTITIONS}", file.partitions.len())));
+    }
+    // A VID running several partitions needs all their quotas.
+    let mut by_vid: IndexMap<&str, Vec<(&str, u64)>> = IndexMap::new();
+    for ((name, p), checked) in file.partitions.iter().zip(&partitions) {
+        if let Some(checked) = checked {
+            by_vid.entry(p.vid.as_str()).or_default().push((name, checked.memory));
+        }
+    }
+    for (vid, list) in by_vid.iter().filter(|(_, list)| list.len() > 1) {
+        let quota = file.tasks[*vid].untyped.as_ref().and_then(raw_bytes).unwrap_or(0);
+        let needed: u64 = list.iter().map(|(_, memory)| memory + PARTITION_OVERHEAD).sum();
+        if quota < needed {
+            let names = list.iter().map(|(n, _)| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+            e.push(Error::task(
+                vid,
+                "untyped",
+                format!(
+                    "{} is less than the {} its partitions {names} need (memory + 1 MiB each)",
+                    show_size(quota),
+                    show_size(needed)
+                ),
+            ));
+        }
     }
     if file.tasks.is_empty() {
         e.push(Error::system(
@@ -459,7 +610,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Errors> {
     if !e.is_empty() {
         return Err(Errors::sorted(e));
     }
-    Ok(assemble(&file.system.name, &drafts))
+    let mut manifest = assemble(&file.system.name, &drafts);
+    for (p, toml) in partitions.into_iter().flatten().zip(file.partitions.values()) {
+        let vid = manifest.tasks.iter().position(|t| t.name == toml.vid).expect("vid tasks were checked");
+        manifest.partitions.push(Partition { vid, ..p });
+    }
+    Ok(manifest)
 }
 
 /// Builds the checked manifest: supervisor first, then by descending
@@ -497,5 +653,5 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
             }
         })
         .collect();
-    Manifest { name: system.to_string(), tasks, endpoints }
+    Manifest { name: system.to_string(), tasks, endpoints, partitions: Vec::new() }
 }

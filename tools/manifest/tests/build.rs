@@ -186,3 +186,91 @@ fn cli_reports_errors_numbered_and_fails() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent.toml: cannot read: No such file"));
 }
+
+/// The default system plus a partition run by the VID, written in `dir`
+/// with its guest files next to it.
+fn system_with_guest(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo_manifest()).unwrap().replace("untyped = \"64MiB\"", "untyped = \"80MiB\"")
+        + "\n[partitions.linux]\nimage = \"guests/bzImage\"\nmodules = [\"guests/initrd\", \"cmd.txt\"]\n\
+           cmdline = \"console=ttyS0\"\nmemory = \"64MiB\"\nvcpus = 2\nvid = \"vid\"\n";
+    std::fs::create_dir_all(dir.join("guests")).unwrap();
+    std::fs::write(dir.join("guests/bzImage"), b"kernel").unwrap();
+    std::fs::write(dir.join("guests/initrd"), b"initrd").unwrap();
+    std::fs::write(dir.join("cmd.txt"), b"text").unwrap();
+    let path = dir.join("system.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn guest_files_are_found_next_to_the_manifest_and_packed() {
+    let dir = scratch("guest");
+    let m = load(&system_with_guest(&dir.join("conf"))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.partitions[0].image, dir.join("conf/guests/bzImage"));
+    let bins = bin_dir("guest-bins", &m);
+    let image = build_image(&m, &bins).unwrap();
+    let sys = SystemImage::parse(&image).unwrap();
+    let p = &sys.manifest.partitions[0];
+    assert_eq!(
+        (p.name, p.image, p.cmdline, p.memory, p.vcpus),
+        ("linux", "guest0:image", "console=ttyS0", 64 << 20, 2)
+    );
+    assert_eq!(p.modules, ["guest0:module0", "guest0:module1"]);
+    assert_eq!(sys.manifest.task(p.vid).unwrap().name, "vid");
+    assert_eq!(sys.guest_image(p), Some(&b"kernel"[..]));
+    assert_eq!(sys.bootfs.file("guest0:module0"), Some(&b"initrd"[..]));
+    assert_eq!(sys.bootfs.file("guest0:module1"), Some(&b"text"[..]));
+    assert!(summary(&m).contains("6 tasks, 5 endpoints, 1 partitions"), "{}", summary(&m));
+}
+
+#[test]
+fn missing_guest_image_and_module() {
+    let dir = scratch("guest-missing");
+    let m = load(&system_with_guest(&dir)).unwrap();
+    std::fs::remove_file(dir.join("guests/bzImage")).unwrap();
+    std::fs::remove_file(dir.join("guests/initrd")).unwrap();
+    let bins = bin_dir("guest-missing-bins", &m);
+    let errors = build_image(&m, &bins).unwrap_err().messages();
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "partition \"linux\": image: cannot read \"{}\": No such file or directory (os error 2)",
+                dir.join("guests/bzImage").display()
+            ),
+            format!(
+                "partition \"linux\": modules: cannot read \"{}\": No such file or directory (os error 2)",
+                dir.join("guests/initrd").display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_partition_can_be_added_to_a_manifest_text() {
+    let dir = scratch("with-partition");
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    let spec = tessera_manifest::PartitionSpec {
+        name: "guest".into(),
+        image: dir.join("kernel"),
+        modules: vec![dir.join("kernel")],
+        cmdline: "a \"quoted\" \\ word".into(),
+        memory: 64 << 20,
+        vcpus: 3,
+        vid: "vid".into(),
+    };
+    let text = std::fs::read_to_string(repo_manifest()).unwrap();
+    let generated = tessera_manifest::with_partition(&text, "system.toml", &spec).unwrap();
+    let m = parse(&generated, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{generated}"));
+    let p = &m.partitions[0];
+    assert_eq!(
+        (p.image.as_path(), p.cmdline.as_str(), p.memory, p.vcpus),
+        (dir.join("kernel").as_path(), "a \"quoted\" \\ word", 64 << 20, 3)
+    );
+    // The VID's quota (64 MiB) was raised to memory + 1 MiB.
+    assert_eq!(m.tasks[p.vid].untyped, 65 << 20);
+    assert_eq!(m.tasks.len(), load(&repo_manifest()).unwrap().tasks.len());
+    // A second partition of that name is refused.
+    let again = tessera_manifest::with_partition(&generated, "g.toml", &spec).unwrap_err();
+    assert_eq!(again.messages(), ["partition \"guest\": is already declared in the manifest"]);
+}

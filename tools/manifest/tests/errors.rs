@@ -398,17 +398,6 @@ fn empty_system() {
 }
 
 #[test]
-fn partitions_are_not_supported_yet() {
-    let text = system("[partitions.linux]\nmemory = \"1GiB\"\n");
-    assert_errors(
-        &text,
-        &[
-            "partition \"linux\": partitions are not supported yet (reserved for a later issue); remove [partitions.linux]",
-        ],
-    );
-}
-
-#[test]
 fn too_many_tasks() {
     let tasks: String = (0..16).map(|i| task(&format!("t{i}"), 1, "")).collect();
     assert_errors(&system(&tasks), &["system: tasks: 17 tasks, at most 16"]);
@@ -491,4 +480,182 @@ fn untyped_zero_or_too_large() {
 fn supervisor_with_untyped() {
     let text = "[system]\nname = \"test\"\n\n[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\nuntyped = \"1MiB\"\n";
     assert_errors(text, &["task \"root\": untyped: the supervisor already holds all untyped memory"]);
+}
+
+// ---- Partitions.
+
+/// A system with a VID task (untyped 66 MiB) and `partitions`.
+fn with_vid(partitions: &str) -> String {
+    system(&format!("{}\n{partitions}", task("vid", 10, "untyped = \"66MiB\"")))
+}
+
+fn partition(name: &str, extra: &str) -> String {
+    format!("[partitions.{name}]\nimage = \"bzImage\"\nmemory = \"64MiB\"\nvid = \"vid\"\n{extra}\n")
+}
+
+#[test]
+fn a_valid_partition_is_accepted() {
+    let m = parse(&with_vid(&partition("linux", "vcpus = 2\nmodules = [\"initrd\"]\ncmdline = \"quiet\"")), "t.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.partitions.len(), 1);
+    let p = &m.partitions[0];
+    assert_eq!((p.name.as_str(), p.memory, p.vcpus, m.tasks[p.vid].name.as_str()), ("linux", 64 << 20, 2, "vid"));
+    assert_eq!((p.image.to_str(), p.cmdline.as_str()), (Some("bzImage"), "quiet"));
+    // Partition names are their own namespace: one may share a task's name.
+    assert!(parse(&with_vid(&partition("vid", "")), "t.toml").is_ok());
+}
+
+#[test]
+fn unknown_partition_field() {
+    let text = with_vid(&partition("linux", "ram = 4"));
+    let messages = errors(&text);
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].contains("unknown field `ram`"), "{messages:?}");
+}
+
+#[test]
+fn partition_without_an_image() {
+    let text = with_vid("[partitions.linux]\nmemory = \"64MiB\"\nvid = \"vid\"\n");
+    assert_errors(&text, &["test.toml:16:1: missing field `image` (in `[partitions.linux]`)"]);
+}
+
+#[test]
+fn partition_with_an_empty_image() {
+    let text = with_vid(&partition("linux", "").replace("\"bzImage\"", "\"\""));
+    assert_errors(&text, &["partition \"linux\": image: must name the guest kernel file"]);
+}
+
+#[test]
+fn invalid_partition_name() {
+    let text = with_vid(&partition("\"Linux\"", ""));
+    assert_errors(
+        &text,
+        &["partition \"Linux\": name: invalid partition name (use 1 to 32 lowercase letters, digits, '-' or '_', \
+           starting with a letter)"],
+    );
+}
+
+#[test]
+fn partition_run_by_an_unknown_task() {
+    let text = with_vid(&partition("linux", "").replace("vid = \"vid\"", "vid = \"vdi\""));
+    assert_errors(&text, &["partition \"linux\": vid: no task \"vdi\" (did you mean \"vid\"?)"]);
+}
+
+#[test]
+fn partition_run_by_a_task_without_untyped() {
+    let text = system(&format!("{}\n{}", task("vid", 10, ""), partition("linux", "")));
+    assert_errors(
+        &text,
+        &[
+            "partition \"linux\": vid: task \"vid\" has no untyped quota (give it untyped = \"65MiB\" or more: memory + 1 MiB)",
+        ],
+    );
+}
+
+#[test]
+fn partition_run_by_the_supervisor() {
+    let text = system(&partition("linux", "").replace("vid = \"vid\"", "vid = \"root\""));
+    assert_errors(&text, &["partition \"linux\": vid: task \"root\" is the supervisor, which runs no partitions"]);
+}
+
+#[test]
+fn partition_larger_than_its_vids_quota() {
+    let text = with_vid(&partition("linux", "").replace("64MiB", "66MiB"));
+    assert_errors(
+        &text,
+        &["partition \"linux\": vid: task \"vid\" has an untyped quota of 66 MiB, less than the 67 MiB this \
+           partition needs (memory + 1 MiB)"],
+    );
+}
+
+#[test]
+fn partitions_together_larger_than_their_vids_quota() {
+    let text = with_vid(&format!("{}{}", partition("a", ""), partition("b", "").replace("64MiB", "2MiB")));
+    assert_errors(
+        &text,
+        &[
+            "task \"vid\": untyped: 66 MiB is less than the 68 MiB its partitions \"a\", \"b\" need (memory + 1 MiB each)",
+        ],
+    );
+}
+
+#[test]
+fn partition_memory_out_of_range() {
+    let text = with_vid(&format!(
+        "{}{}{}",
+        partition("a", "").replace("64MiB", "1MiB"),
+        partition("b", "").replace("\"64MiB\"", "\"4GiB\""),
+        partition("c", "").replace("\"64MiB\"", "0"),
+    ));
+    assert_errors(
+        &text,
+        &[
+            "partition \"a\": memory: 1 MiB is out of range (2 MiB to 3072 MiB)",
+            "partition \"b\": memory: 4096 MiB is out of range (2 MiB to 3072 MiB)",
+            "partition \"c\": memory: 0 bytes is out of range (2 MiB to 3072 MiB)",
+        ],
+    );
+}
+
+#[test]
+fn partition_memory_not_a_page_multiple_or_not_a_size() {
+    let text = with_vid(&format!(
+        "{}{}",
+        partition("a", "").replace("\"64MiB\"", "4194305"),
+        partition("b", "").replace("\"64MiB\"", "\"64MB\"")
+    ));
+    assert_errors(
+        &text,
+        &[
+            "partition \"a\": memory: 4194305 bytes is not a multiple of the page size (4096 bytes)",
+            "partition \"b\": memory: is not a size (an integer number of bytes, or a number with KiB, MiB or GiB)",
+        ],
+    );
+}
+
+#[test]
+fn partition_vcpus_out_of_range() {
+    let text = with_vid(&format!("{}{}", partition("a", "vcpus = 0"), partition("b", "vcpus = 17")));
+    assert_errors(
+        &text,
+        &["partition \"a\": vcpus: 0 is out of range (1..=16)", "partition \"b\": vcpus: 17 is out of range (1..=16)"],
+    );
+}
+
+#[test]
+fn partition_with_too_many_or_empty_modules() {
+    let text = with_vid(&format!(
+        "{}{}",
+        partition("a", "modules = [\"1\", \"2\", \"3\", \"4\", \"5\"]"),
+        partition("b", "modules = [\"\"]").replace("64MiB", "2MiB")
+    ))
+    .replace("66MiB", "70MiB");
+    assert_errors(
+        &text,
+        &["partition \"a\": modules: 5 modules, at most 4", "partition \"b\": modules: a module file name is empty"],
+    );
+}
+
+#[test]
+fn partition_with_a_bad_cmdline() {
+    let text = with_vid(&format!(
+        "{}{}",
+        partition("a", "cmdline = \"console=ttyS0\\nquiet\""),
+        partition("b", &format!("cmdline = \"{}\"", "x".repeat(2049))).replace("64MiB", "2MiB")
+    ))
+    .replace("66MiB", "70MiB");
+    assert_errors(
+        &text,
+        &[
+            "partition \"a\": cmdline: use printable ASCII characters and spaces only",
+            "partition \"b\": cmdline: 2049 bytes, at most 2048",
+        ],
+    );
+}
+
+#[test]
+fn too_many_partitions() {
+    let partitions: String = (0..9).map(|i| partition(&format!("p{i}"), "").replace("64MiB", "2MiB")).collect();
+    let text = with_vid(&partitions).replace("66MiB", "1GiB");
+    assert_errors(&text, &["system: partitions: 9 partitions, at most 8"]);
 }

@@ -65,6 +65,24 @@ impl Window {
         Some(unsafe { core::slice::from_raw_parts_mut(self.base as *mut u8, self.len()) })
     }
 
+    /// Keeps the mapping for the rest of the task's life and returns its
+    /// bytes.
+    pub fn leak(self) -> &'static [u8] {
+        // SAFETY: as for `bytes`; the window is consumed without being
+        // unmapped, so the mapping outlives every use of the slice.
+        unsafe { core::slice::from_raw_parts(self.base as *const u8, self.len()) }
+    }
+
+    /// [`leak`](Self::leak) for a writable window; `None` if read-only.
+    pub fn leak_mut(self) -> Option<&'static mut [u8]> {
+        if !self.writable {
+            return None;
+        }
+        // SAFETY: as for `bytes_mut`; consumed without unmapping, so this is
+        // the only slice over the mapping and it stays mapped.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.base as *mut u8, self.len()) })
+    }
+
     /// Unmaps the window through `task`.
     pub fn unmap(self, task: CapSlot) -> Result<(), ErrorCode> {
         invoke(task, Operation::TASK_UNMAP, &[self.base, self.pages]).map(drop)

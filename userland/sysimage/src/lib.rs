@@ -3,7 +3,9 @@
 //! The kernel passes one boot module, a **bootfs** ([`bootfs`]), to the root
 //! task (the supervisor). It holds a file named [`MANIFEST_FILE`], the
 //! compiled manifest ([`manifest`]): the tasks to start, their priorities,
-//! memory and capabilities. It also holds one ELF executable per task binary.
+//! memory and capabilities, and the guest partitions. It also holds one ELF
+//! executable per task binary and each partition's guest kernel and modules
+//! (named `guest<k>:image`, `guest<k>:module<i>`, see [`guest_image_name`]).
 //! `tools/manifest` (`tessera-manifest build`) writes both from `system.toml`.
 //!
 //! Everything here is read in `no_std` without a heap, and every byte is
@@ -21,7 +23,9 @@ pub mod bootfs;
 pub mod manifest;
 
 pub use bootfs::{Bootfs, File};
-pub use manifest::{Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Priority, Restart, Task, TaskIndex, Use};
+pub use manifest::{
+    Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, Priority, Restart, Task, TaskIndex, Use,
+};
 
 use core::fmt;
 
@@ -67,6 +71,10 @@ pub enum Error {
     BadTask { task: usize, reason: &'static str },
     /// Task `task`'s binary is not in the bootfs.
     MissingBinary { task: usize },
+    /// Partition `partition` (manifest order) is inconsistent.
+    BadPartition { partition: usize, reason: &'static str },
+    /// A guest file (kernel image or module) of partition `partition` is not in the bootfs.
+    MissingGuestFile { partition: usize },
 }
 
 impl fmt::Display for Error {
@@ -96,6 +104,10 @@ impl fmt::Display for Error {
             Error::MissingBinary { task } => {
                 write!(f, "manifest: task {task}: binary not in the bootfs")
             }
+            Error::BadPartition { partition, reason } => write!(f, "manifest: partition {partition}: {reason}"),
+            Error::MissingGuestFile { partition } => {
+                write!(f, "manifest: partition {partition}: guest file not in the bootfs")
+            }
         }
     }
 }
@@ -116,6 +128,11 @@ impl<'a> SystemImage<'a> {
         if let Some(task) = manifest.tasks.iter().position(|t| bootfs.file(t.binary).is_none()) {
             return Err(Error::MissingBinary { task });
         }
+        let missing =
+            |p: &Partition<'_>| core::iter::once(&p.image).chain(&p.modules).any(|f| bootfs.file(f).is_none());
+        if let Some(partition) = manifest.partitions.iter().position(missing) {
+            return Err(Error::MissingGuestFile { partition });
+        }
         Ok(SystemImage { bootfs, manifest })
     }
 
@@ -123,6 +140,24 @@ impl<'a> SystemImage<'a> {
     pub fn binary(&self, task: &Task<'_>) -> Option<&'a [u8]> {
         self.bootfs.file(task.binary)
     }
+
+    /// The guest kernel of `partition` (always present after [`SystemImage::parse`]).
+    pub fn guest_image(&self, partition: &Partition<'_>) -> Option<&'a [u8]> {
+        self.bootfs.file(partition.image)
+    }
+}
+
+/// Bootfs name of the guest kernel of partition `k` (manifest order):
+/// `guest<k>:image`. It cannot clash with a task binary (no `:` there).
+#[cfg(any(test, feature = "std"))]
+pub fn guest_image_name(k: usize) -> std::string::String {
+    std::format!("guest{k}:image")
+}
+
+/// Bootfs name of module `i` of partition `k`: `guest<k>:module<i>`.
+#[cfg(any(test, feature = "std"))]
+pub fn guest_module_name(k: usize, i: usize) -> std::string::String {
+    std::format!("guest{k}:module{i}")
 }
 
 /// True if `name` can name a bootfs file: 1..=[`MAX_NAME_LEN`] printable

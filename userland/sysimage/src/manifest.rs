@@ -13,14 +13,17 @@
 //! - every endpoint is served by exactly one task, which lists it in
 //!   `serves`; no task uses an endpoint it serves itself;
 //! - names are unique, sizes are whole pages, I/O ranges stay in the 64 KiB
-//!   port space and are not claimed twice, and neither are interrupt lines.
+//!   port space and are not claimed twice, and neither are interrupt lines;
+//! - each partition names a valid task as its VID, whose untyped quota
+//!   covers the guest RAM of all its partitions plus
+//!   [`PARTITION_OVERHEAD`] each; guest files are bootfs names.
 
 use crate::{Error, PAGE_SIZE, valid_name};
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-/// Version of the compiled-manifest layout.
-pub const VERSION: u32 = 1;
+/// Version of the compiled-manifest layout (2: `partitions` added).
+pub const VERSION: u32 = 2;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -41,6 +44,21 @@ pub const MAX_UNTYPED: u64 = 16 << 30;
 pub const IO_PORT_SPACE: u32 = 0x1_0000;
 /// Highest interrupt line (GSI) a manifest may name.
 pub const MAX_GSI: u32 = 1023;
+/// Most guest partitions in a system.
+pub const MAX_PARTITIONS: usize = 8;
+/// Most boot modules (besides the kernel image) one partition has.
+pub const MAX_MODULES: usize = 4;
+/// Smallest guest RAM of a partition.
+pub const MIN_PARTITION_MEMORY: u64 = 2 << 20;
+/// Largest guest RAM of a partition (it sits below the 4 GiB PCI hole).
+pub const MAX_PARTITION_MEMORY: u64 = 3 << 30;
+/// Most virtual processors of a partition.
+pub const MAX_VCPUS: u8 = 16;
+/// Untyped memory a VID needs per partition besides its guest RAM (the
+/// partition, virtual processors and page tables).
+pub const PARTITION_OVERHEAD: u64 = 1 << 20;
+/// Longest guest kernel command line, in bytes (Linux's x86 limit).
+pub const MAX_CMDLINE: usize = 2048;
 
 /// A task's scheduling priority, `0..=31`; higher runs first. Deliberately
 /// not `Ord` (after Hubris): compare with [`Priority::is_higher_than`].
@@ -141,6 +159,33 @@ pub struct Task<'a> {
     pub untyped: u64,
 }
 
+/// A guest partition, run by a VID task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition<'a> {
+    /// Its name (partition names are a namespace of their own).
+    pub name: &'a str,
+    /// Bootfs file name of the guest kernel.
+    pub image: &'a str,
+    /// Bootfs file names of its boot modules (e.g. an initrd), in order.
+    #[serde(borrow)]
+    pub modules: Vec<&'a str, MAX_MODULES>,
+    /// The guest kernel's command line (printable ASCII, may be empty).
+    pub cmdline: &'a str,
+    /// Bytes of guest RAM, a page multiple in
+    /// [`MIN_PARTITION_MEMORY`]`..=`[`MAX_PARTITION_MEMORY`].
+    pub memory: u64,
+    /// Virtual processors, `1..=`[`MAX_VCPUS`].
+    pub vcpus: u8,
+    /// The task that runs it (its VID).
+    pub vid: TaskIndex,
+}
+
+/// True if `cmdline` can be a guest command line: at most [`MAX_CMDLINE`]
+/// bytes of printable ASCII or spaces.
+pub fn valid_cmdline(cmdline: &str) -> bool {
+    cmdline.len() <= MAX_CMDLINE && cmdline.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
 /// The whole static system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest<'a> {
@@ -153,6 +198,9 @@ pub struct Manifest<'a> {
     pub tasks: Vec<Task<'a>, MAX_TASKS>,
     #[serde(borrow)]
     pub endpoints: Vec<Endpoint<'a>, MAX_ENDPOINTS>,
+    /// Guest partitions, in manifest order.
+    #[serde(borrow)]
+    pub partitions: Vec<Partition<'a>, MAX_PARTITIONS>,
 }
 
 impl<'a> Manifest<'a> {
@@ -181,6 +229,11 @@ impl<'a> Manifest<'a> {
 
     pub fn endpoint(&self, index: EndpointIndex) -> Option<&Endpoint<'a>> {
         self.endpoints.get(usize::from(index.0))
+    }
+
+    /// The partitions task `vid` runs.
+    pub fn partitions_of(&self, vid: TaskIndex) -> impl Iterator<Item = &Partition<'a>> {
+        self.partitions.iter().filter(move |p| p.vid == vid)
     }
 
     /// Encodes the manifest (host side).
@@ -262,6 +315,35 @@ impl<'a> Manifest<'a> {
                 if earlier.any(|o| o == gsi) {
                     return bad("interrupt line claimed twice");
                 }
+            }
+        }
+        for (i, p) in self.partitions.iter().enumerate() {
+            let bad = |reason| Err(Error::BadPartition { partition: i, reason });
+            if !valid_name(p.name) || !valid_name(p.image) || !p.modules.iter().all(|m| valid_name(m)) {
+                return bad("bad name");
+            }
+            if self.partitions[..i].iter().any(|o| o.name == p.name) {
+                return bad("duplicate partition name");
+            }
+            if !valid_cmdline(p.cmdline) {
+                return bad("bad command line");
+            }
+            if !p.memory.is_multiple_of(PAGE_SIZE) || !(MIN_PARTITION_MEMORY..=MAX_PARTITION_MEMORY).contains(&p.memory)
+            {
+                return bad("bad memory size");
+            }
+            if !(1..=MAX_VCPUS).contains(&p.vcpus) {
+                return bad("bad number of virtual processors");
+            }
+            let Some(vid) = self.task(p.vid) else {
+                return bad("VID task out of range");
+            };
+            // Later partitions are not checked yet: saturate.
+            let needed = self
+                .partitions_of(p.vid)
+                .fold(0u64, |sum, o| sum.saturating_add(o.memory.saturating_add(PARTITION_OVERHEAD)));
+            if vid.untyped < needed {
+                return bad("its VID's untyped quota is too small");
             }
         }
         Ok(())

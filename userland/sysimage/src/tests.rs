@@ -38,11 +38,21 @@ fn sample() -> Manifest<'static> {
     let mut client = task("client", 10);
     client.binary = "client.elf";
     client.uses = hv(&[Use { endpoint: EndpointIndex(0), name: "log" }]);
+    client.untyped = 66 << 20;
     Manifest {
         version: VERSION,
         system: "test",
         tasks: hv(&[supervisor, console, client]),
         endpoints: hv(&[Endpoint { name: "console", server: TaskIndex(1) }]),
+        partitions: hv(&[Partition {
+            name: "linux",
+            image: "guest0:image",
+            modules: hv(&["guest0:module0"]),
+            cmdline: "console=ttyS0 quiet",
+            memory: 64 << 20,
+            vcpus: 2,
+            vid: TaskIndex(2),
+        }]),
     }
 }
 
@@ -51,6 +61,10 @@ fn image(manifest: &Manifest<'_>) -> StdVec<u8> {
     let mut files: StdVec<(&str, &[u8])> = vec![(MANIFEST_FILE, &encoded)];
     for t in &manifest.tasks {
         files.push((t.binary, b"\x7fELF"));
+    }
+    for p in &manifest.partitions {
+        files.push((p.image, b"kernel"));
+        files.extend(p.modules.iter().map(|m| (*m, &b"module"[..])));
     }
     bootfs::write(&files).unwrap()
 }
@@ -71,8 +85,10 @@ fn manifest_fits_a_small_stack() {
 #[test]
 fn unknown_versions_and_garbage_are_refused() {
     let mut m = sample();
-    m.version = 2;
-    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(2)));
+    m.version = 1;
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(1)));
+    m.version = 3;
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(3)));
     assert_eq!(Manifest::parse(&[]), Err(Error::Decode));
     let mut bytes = sample().to_vec();
     bytes.truncate(bytes.len() - 1);
@@ -122,6 +138,60 @@ fn inconsistent_manifests_are_refused() {
     let mut m = sample();
     m.tasks.clear();
     assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::BadManifest("no tasks")));
+}
+
+#[test]
+fn inconsistent_partitions_are_refused() {
+    let bad = |edit: fn(&mut Manifest<'static>)| {
+        let mut m = sample();
+        edit(&mut m);
+        match Manifest::parse(&m.to_vec()) {
+            Err(Error::BadPartition { partition: 0, .. }) => {}
+            other => panic!("expected BadPartition(0), got {other:?}"),
+        }
+    };
+    bad(|m| m.partitions[0].name = "");
+    bad(|m| m.partitions[0].image = "a b");
+    bad(|m| m.partitions[0].modules[0] = "");
+    bad(|m| m.partitions[0].cmdline = "a\nb");
+    bad(|m| m.partitions[0].memory = MIN_PARTITION_MEMORY - PAGE_SIZE);
+    bad(|m| m.partitions[0].memory = MAX_PARTITION_MEMORY + PAGE_SIZE);
+    bad(|m| m.partitions[0].memory = (8 << 20) + 1);
+    bad(|m| m.partitions[0].vcpus = 0);
+    bad(|m| m.partitions[0].vcpus = MAX_VCPUS + 1);
+    bad(|m| m.partitions[0].vid = TaskIndex(3));
+    bad(|m| m.partitions[0].vid = TaskIndex(1)); // the console has no untyped quota
+    bad(|m| m.tasks[2].untyped = (65 << 20) - 4096);
+
+    // Two partitions on one VID need both quotas; names are unique.
+    let mut m = sample();
+    let mut second = m.partitions[0].clone();
+    second.name = "other";
+    second.memory = 2 << 20;
+    m.partitions.push(second.clone()).unwrap();
+    assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
+    m.tasks[2].untyped = (64 + 2 + 2) << 20;
+    assert_eq!(Manifest::parse(&m.to_vec()).unwrap().partitions_of(TaskIndex(2)).count(), 2);
+    m.partitions[1].name = "linux";
+    assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 1, .. })));
+}
+
+#[test]
+fn a_system_image_gives_each_guest_file() {
+    let m = sample();
+    let img = image(&m);
+    let sys = SystemImage::parse(&img).unwrap();
+    let p = &sys.manifest.partitions[0];
+    assert_eq!(sys.guest_image(p), Some(&b"kernel"[..]));
+    assert_eq!(sys.bootfs.file(p.modules[0]), Some(&b"module"[..]));
+    assert_eq!((guest_image_name(0), guest_module_name(3, 1)), ("guest0:image".into(), "guest3:module1".into()));
+
+    let encoded = m.to_vec();
+    let mut files: StdVec<(&str, &[u8])> = vec![(MANIFEST_FILE, &encoded)];
+    files.extend(m.tasks.iter().map(|t| (t.binary, &b""[..])));
+    files.push(("guest0:image", b""));
+    let missing = bootfs::write(&files).unwrap();
+    assert_eq!(SystemImage::parse(&missing).unwrap_err(), Error::MissingGuestFile { partition: 0 });
 }
 
 #[test]
