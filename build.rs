@@ -18,12 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BARE_TARGET: &str = "x86_64-unknown-none";
+const GUEST_TEST_KERNEL: &str = "guest-testkernel";
 /// Crates whose sources feed the bare-metal images.
 const WATCHED: &[&str] = &[
     "loader",
     "microkernel",
     "userland",
     "services",
+    "tests/guests",
     "system.toml",
     "Cargo.lock",
     "Cargo.toml",
@@ -52,6 +54,8 @@ fn main() {
     let tasks = task_packages(&root.join("services"));
     let mut builds: Vec<Vec<String>> = vec![vec!["tessera-loader".into()], vec!["tessera-microkernel".into()]];
     builds.push(tasks.clone());
+    // The guest test kernel runs inside partitions (its own linker script).
+    builds.push(vec![GUEST_TEST_KERNEL.into()]);
     for packages in &builds {
         nested_build(&cargo, &root, &target_dir, &profile, packages);
     }
@@ -75,6 +79,7 @@ fn main() {
     fs::write(&bootfs, image).unwrap_or_else(|e| panic!("writing {}: {e}", bootfs.display()));
     println!("cargo:rustc-env=TESSERA_BOOTFS={}", bootfs.display());
     println!("cargo:rustc-env=TESSERA_TASK_DIR={}", out.display());
+    println!("cargo:rustc-env=TESSERA_GUEST_TEST_KERNEL={}", out.join(GUEST_TEST_KERNEL).display());
 }
 
 /// Packages under `services/` that are tasks (they have a `src/main.rs`).

@@ -207,3 +207,34 @@ fn bochs_demo_partition_runs() {
     demo_partition_runs(&run);
     run.assert_halted(0);
 }
+
+/// The guest test kernel (a Multiboot v1 kernel built here) in a partition
+/// next to the default appliance: every test case passes and the guest
+/// reports success through the test-exit port.
+fn guest_test_suite_passes(run: &Boot) {
+    run.assert_serial_contains("[supervisor] started vid: ring 3");
+    run.assert_serial_contains("[vid] guest: Multiboot kernel at 0x100010, 64 MiB of RAM, command line \"tests=all\"");
+    for case in ["uart", "multiboot", "cpuid", "portio", "hlt", "unmapped", "mmio", "readonly"] {
+        run.assert_serial_contains(&format!("[vid] guest: testkernel: {case}: ok"));
+    }
+    run.assert_serial_contains("[vid] guest: write to read-only GPA 0xff000");
+    assert_in_order(
+        run,
+        &["[vid] guest: testkernel: done: 8 passed, 0 failed", "[vid] guest: guest reported status 1"],
+    );
+    run.assert_serial_lacks("FAIL");
+}
+
+fn guest_args() -> [&'static str; 4] {
+    ["--guest", env!("TESSERA_GUEST_TEST_KERNEL"), "--guest-cmdline", "tests=all"]
+}
+
+#[test]
+fn qemu_guest_test_suite() {
+    guest_test_suite_passes(&boot("qemu_guest_test_suite", Emulator::Qemu, QEMU_TIMEOUT, &guest_args()));
+}
+
+#[test]
+fn bochs_guest_test_suite() {
+    guest_test_suite_passes(&boot("bochs_guest_test_suite", Emulator::Bochs, BOCHS_TIMEOUT, &guest_args()));
+}
