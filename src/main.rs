@@ -28,9 +28,11 @@ Exit status of a boot:
 With --guest, the boot image is the default appliance (or --manifest) plus
 a partition named `guest` run by the `vid` task; the generated manifest is
 written to target/tessera/images/guest-<ms>-<pid>/guest.toml (with the
-bootfs.img made from it). The exit status is still the kernel's own halt
-status; the VID prints the guest's test-exit status on the serial console
-as `[vid] <partition>: guest reported status N`.
+bootfs.img made from it). The VID prints the guest's test-exit status on
+the serial console as `[vid] guest: guest reported status N` (QEMU's
+isa-debug-exit convention: N = (value << 1) | 1), and with --timeout the
+run exits with that N once the system halts cleanly; a guest that never
+reports one ends the run with 125.
 
 Files of each run go to target/tessera/runs/<emulator>-<ms>-<pid>/
 (serial.log; for Bochs also tessera.iso, grub.cfg, bochsrc, bochs.log,
@@ -305,6 +307,13 @@ fn run_boot(args: BootArgs) -> i32 {
     if emulator == Emulator::Bochs && !args.qemu_args.is_empty() {
         ui::warn("--qemu-arg is ignored with --emulator bochs");
     }
+    // A guest run reports the guest's status: read it from the serial log.
+    let guest_run = args.guest.is_some() && args.timeout.is_some();
+    let serial_log = match (&args.serial_log, guest_run) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => workdir::new_run_dir("guest-serial").ok().map(|d| d.join("serial.log")),
+        (None, false) => None,
+    };
     let opts = BootOptions {
         emulator,
         firmware,
@@ -312,16 +321,39 @@ fn run_boot(args: BootArgs) -> i32 {
         smp: args.smp.unwrap_or(emulator.default_smp()),
         memory_mib: args.memory,
         cmdline: args.cmdline,
-        serial_log: args.serial_log,
+        serial_log: serial_log.clone(),
         qemu_args: args.qemu_args,
     };
-    match boot::boot(&opts) {
+    let code = match boot::boot(&opts) {
         Ok(code) => code,
         Err(e) => {
             ui::error(e.message);
-            e.code
+            return e.code;
+        }
+    };
+    if !guest_run || code != 0 {
+        return code;
+    }
+    let serial = serial_log.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    match guest_status(&serial) {
+        Some(status) => {
+            ui::note(format!("the guest reported status {status}"));
+            status
+        }
+        None => {
+            ui::error("the guest reported no status through the test-exit port");
+            tessera::EXIT_NO_MARKER
         }
     }
+}
+
+/// The status the VID saw the `guest` partition report, if it did.
+fn guest_status(serial: &str) -> Option<i32> {
+    const MARKER: &str = "[vid] guest: guest reported status ";
+    let line = serial.lines().rev().find(|l| l.contains(MARKER))?;
+    let rest = &line[line.find(MARKER)? + MARKER.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<u64>().ok().map(|n| i32::try_from(n.min(255)).unwrap_or(255))
 }
 
 fn run_tests(args: TestArgs) -> i32 {
@@ -417,5 +449,19 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod guest_status_tests {
+    use super::guest_status;
+
+    #[test]
+    fn the_last_reported_status_counts() {
+        let serial = "[vid] guest: guest reported status 3 after 9 exits\nnoise\n[vid] guest: guest reported status 1 after 12 exits\n";
+        assert_eq!(guest_status(serial), Some(1));
+        assert_eq!(guest_status("[vid] demo: guest reported status 1"), None);
+        assert_eq!(guest_status("[vid] guest: guest reported status 999999"), Some(255));
+        assert_eq!(guest_status(""), None);
     }
 }
