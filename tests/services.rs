@@ -238,3 +238,64 @@ fn qemu_guest_test_suite() {
 fn bochs_guest_test_suite() {
     guest_test_suite_passes(&boot("bochs_guest_test_suite", Emulator::Bochs, BOCHS_TIMEOUT, &guest_args()));
 }
+
+/// Two partitions at once: each reads back its own mark at the same
+/// guest-physical address after the other has written its own.
+fn two_partitions_are_isolated(run: &Boot) {
+    for p in ["alpha", "beta"] {
+        run.assert_serial_contains(&format!("[vid] {p}: testkernel: isolation: mark {p} at 0x300000"));
+        run.assert_serial_contains(&format!("[vid] {p}: testkernel: isolation: ok"));
+        run.assert_serial_contains(&format!("[vid] {p}: testkernel: done: 4 passed, 0 failed"));
+        run.assert_serial_contains(&format!("[vid] {p}: guest reported status 1"));
+    }
+    // They really ran at the same time: both marked before either checked.
+    let position = |needle: &str| run.serial.find(needle).unwrap_or_else(|| run.fail(&format!("no {needle:?}")));
+    let marks =
+        position("[vid] alpha: testkernel: isolation: mark").max(position("[vid] beta: testkernel: isolation: mark"));
+    let checks =
+        position("[vid] alpha: testkernel: isolation: ok").min(position("[vid] beta: testkernel: isolation: ok"));
+    if marks > checks {
+        run.fail("the partitions did not overlap: one finished its isolation check before the other wrote its mark");
+    }
+    run.assert_serial_lacks("FAIL");
+    run.assert_halted(0);
+}
+
+#[test]
+fn qemu_two_partitions_are_isolated() {
+    let m = manifest("two-guests.toml");
+    two_partitions_are_isolated(&boot(
+        "qemu_two_partitions_are_isolated",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--manifest", &m],
+    ));
+}
+
+#[test]
+fn bochs_two_partitions_are_isolated() {
+    let m = manifest("two-guests.toml");
+    two_partitions_are_isolated(&boot(
+        "bochs_two_partitions_are_isolated",
+        Emulator::Bochs,
+        BOCHS_TIMEOUT,
+        &["--manifest", &m],
+    ));
+}
+
+/// A guest that triple-faults stops only its own partition.
+#[test]
+fn qemu_guest_crash_leaves_others_running() {
+    let m = manifest("guest-crash.toml");
+    let run = boot("qemu_guest_crash_leaves_others_running", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    assert_in_order(
+        &run,
+        &[
+            "[vid] crasher: testkernel: crash: triple-faulting on purpose",
+            "[vid] crasher: guest stopped (triple fault or shutdown)",
+        ],
+    );
+    run.assert_serial_contains("[vid] survivor: testkernel: done: 8 passed, 0 failed");
+    run.assert_serial_contains("[vid] survivor: guest reported status 1");
+    run.assert_halted(0);
+}

@@ -351,3 +351,53 @@ pub fn halt_once() {
     // SAFETY: the IDT handles every vector.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
 }
+
+// ---- The isolation record and the crash ----------------------------------
+
+/// Writes `bytes` to RAM at `addr` (volatile: the other partition must not
+/// be able to hide behind a cached value).
+pub fn write_ram(addr: u64, bytes: &[u8]) {
+    for (i, &b) in bytes.iter().enumerate() {
+        // SAFETY: the caller passes plain RAM below 4 GiB (identity-mapped)
+        // that is neither the kernel image nor the boot information.
+        unsafe { core::ptr::write_volatile((addr + i as u64) as *mut u8, b) }
+    }
+}
+
+/// Reads RAM at `addr` into `out` (volatile).
+pub fn read_ram(addr: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        // SAFETY: as `write_ram`.
+        *b = unsafe { core::ptr::read_volatile((addr + i as u64) as *const u8) };
+    }
+}
+
+/// Spins until the TSC advanced by `ticks` or `max_iterations` passed;
+/// returns (TSC ticks elapsed, iterations).
+pub fn spin(ticks: u64, max_iterations: u64) -> (u64, u64) {
+    let start = rdtsc();
+    let mut n = 0;
+    while n < max_iterations {
+        n += 1;
+        let elapsed = rdtsc().wrapping_sub(start);
+        if elapsed >= ticks {
+            return (elapsed, n);
+        }
+        core::hint::spin_loop();
+    }
+    (rdtsc().wrapping_sub(start), n)
+}
+
+/// Loads an IDT with limit 0 and executes `int3`: vector 3 is past the
+/// limit (#GP), so is 13 (#DF), so is 8: the CPU shuts down (triple fault).
+pub fn triple_fault() -> ! {
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let empty = Pointer { limit: 0, base: 0 };
+    // SAFETY: on purpose: no interrupt can be delivered afterwards, and the
+    // `int3` that follows ends the machine.
+    unsafe { asm!("cli", "lidt [{}]", "int3", "ud2", in(reg) &empty, options(readonly, nostack, noreturn)) }
+}

@@ -4,7 +4,7 @@ use crate::hw;
 use crate::println;
 use guest_testkernel::multiboot;
 use guest_testkernel::protocol::{self, exit};
-use guest_testkernel::{Detail, Selected, Test, cpuid_vendor, detail, selection};
+use guest_testkernel::{Detail, Selected, Test, cpuid_vendor, detail, isolation, mark_option, selection};
 use hw::Identity as Mem;
 
 type Outcome = Result<(), Detail>;
@@ -34,7 +34,7 @@ extern "C" fn testkernel_main(magic: u32, info: u32) -> ! {
     let (mut passed, mut failed) = (0u32, 0u32);
     for selected in selection(cmdline) {
         let (name, outcome) = match selected {
-            Selected::Test(test) => (test.name(), run(test, magic, u64::from(info))),
+            Selected::Test(test) => (test.name(), run(test, magic, u64::from(info), cmdline)),
             Selected::Unknown(name) => (name, Err(detail!("unknown test"))),
         };
         match outcome {
@@ -52,7 +52,7 @@ extern "C" fn testkernel_main(magic: u32, info: u32) -> ! {
     hw::exit(if failed == 0 { exit::PASS } else { exit::FAILED })
 }
 
-fn run(test: Test, magic: u32, info: u64) -> Outcome {
+fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
     match test {
         Test::Uart => uart(),
         Test::Multiboot => boot_information(magic, info),
@@ -62,6 +62,8 @@ fn run(test: Test, magic: u32, info: u64) -> Outcome {
         Test::Unmapped => unmapped(magic, info),
         Test::Mmio => mmio(),
         Test::ReadOnly => read_only(),
+        Test::Isolation => isolation(magic, info, cmdline),
+        Test::Crash => crash(),
     }
 }
 
@@ -211,4 +213,51 @@ fn read_only() -> Outcome {
     }
     let signature = u64::from_le_bytes(protocol::TEST_ROM_SIGNATURE);
     expect("signature", before, signature)
+}
+
+fn isolation(magic: u32, info: u64, cmdline: &str) -> Outcome {
+    let mark = mark_option(cmdline).ok_or(detail!("no mark=<word> on the command line"))?;
+    let record = isolation::record(mark)?;
+    let at = isolation::ADDRESS;
+    let range = at..at + isolation::RECORD_LEN as u64;
+    // The record must land in RAM that neither the kernel nor the boot
+    // information (or a module) uses.
+    let summary = multiboot::check(&Mem, magic, info, hw::kernel_extent())?;
+    let mut in_ram = false;
+    multiboot::for_each_mmap(&Mem, &summary.info, |e| {
+        in_ram |= e.kind == multiboot::AVAILABLE && e.contains(&range);
+    })?;
+    if !in_ram {
+        return Err(detail!("{at:#x} is not in available RAM"));
+    }
+    let kernel = hw::kernel_extent();
+    let overlaps = |start: u64, end: u64| start < range.end && range.start < end;
+    if overlaps(kernel.start, kernel.end) || overlaps(info, info + 88) {
+        return Err(detail!("{at:#x} overlaps the kernel or the boot information"));
+    }
+    let i = summary.info;
+    if i.flags & multiboot::FLAG_MODS != 0 {
+        for n in 0..i.mods_count {
+            let m = multiboot::module(&Mem, &i, n).ok_or(detail!("module {n} unreadable"))?;
+            if overlaps(u64::from(m.start), u64::from(m.end)) {
+                return Err(detail!("{at:#x} overlaps module {n}"));
+            }
+        }
+    }
+
+    println!("testkernel: isolation: mark {mark} at {at:#x}");
+    hw::write_ram(at, &record);
+    let (ticks, iterations) = hw::spin(isolation::WAIT_TSC, isolation::WAIT_ITERATIONS);
+    let mut back = [0u8; isolation::RECORD_LEN];
+    hw::read_ram(at, &mut back);
+    println!("testkernel: isolation: waited {ticks} TSC ticks, {iterations} iterations");
+    if back != record {
+        return Err(detail!("saw \"{}\"", isolation::describe(&back)));
+    }
+    Ok(())
+}
+
+fn crash() -> Outcome {
+    println!("testkernel: crash: triple-faulting on purpose");
+    hw::triple_fault()
 }

@@ -21,6 +21,65 @@ fn every_test_has_a_unique_name_that_parses_back() {
     all.dedup();
     assert_eq!(all.len(), Test::ALL.len());
     assert_eq!(Test::from_name("UART"), None);
+    for t in Test::EXPLICIT {
+        assert_eq!(Test::from_name(t.name()), Some(t));
+        assert!(!Test::ALL.contains(&t), "{t:?} runs only when named");
+        assert!(!all.contains(&t.name()));
+    }
+}
+
+#[test]
+fn tests_all_is_the_eight_cases() {
+    assert_eq!(names("tests=all"), ["uart", "multiboot", "cpuid", "portio", "hlt", "unmapped", "mmio", "readonly"]);
+}
+
+#[test]
+fn explicit_tests_are_selected_by_name() {
+    assert_eq!(names("tests=isolation mark=alpha"), ["isolation"]);
+    assert_eq!(names("tests=crash"), ["crash"]);
+    assert_eq!(names("tests=uart,isolation,crash"), ["uart", "isolation", "crash"]);
+}
+
+#[test]
+fn options_are_parsed_like_tests() {
+    assert_eq!(mark_option("tests=isolation mark=alpha"), Some("alpha"));
+    assert_eq!(mark_option("mark=alpha tests=isolation mark=beta"), Some("beta"));
+    assert_eq!(mark_option("/boot/tk  mark=x  quiet"), Some("x"));
+    assert_eq!(mark_option("tests=isolation"), None);
+    assert_eq!(mark_option("remark=x markx=y mark"), None);
+    assert_eq!(mark_option("mark="), Some(""));
+    assert_eq!(option("a=1 b=2 a=3", "a"), Some("3"));
+    assert_eq!(option("ab=1", "a"), None);
+    assert_eq!(tests_option("tests=isolation mark=alpha"), Some("isolation"));
+}
+
+#[test]
+fn the_isolation_record_is_prefix_mark_and_zeros() {
+    let r = isolation::record("alpha").unwrap();
+    assert_eq!(r.len(), 64);
+    assert_eq!(&r[..23], b"TESSERA-ISOLATION:alpha");
+    assert!(r[23..].iter().all(|&b| b == 0));
+    assert_eq!(isolation::describe(&r).as_str(), "alpha");
+    assert_eq!(isolation::describe(&isolation::record("beta").unwrap()).as_str(), "beta");
+
+    let longest = "m".repeat(isolation::MAX_MARK);
+    let r = isolation::record(&longest).unwrap();
+    assert_eq!(r[63], 0);
+    assert_eq!(isolation::describe(&r).as_str(), longest);
+    assert!(isolation::record(&"m".repeat(isolation::MAX_MARK + 1)).is_err());
+    assert!(isolation::record("").is_err());
+    assert!(isolation::record("a\u{e9}").is_err());
+    assert!(isolation::record("a b").is_err());
+
+    // Not a record: shown escaped, trailing zeros dropped.
+    let mut junk = [0u8; 64];
+    assert_eq!(isolation::describe(&junk).as_str(), "");
+    junk[..3].copy_from_slice(b"ab\xff");
+    assert_eq!(isolation::describe(&junk).as_str(), "ab\\xff");
+    // A record with bytes after its terminating zero is not well-formed.
+    let mut r = isolation::record("alpha").unwrap();
+    r[40] = b'z';
+    assert!(isolation::describe(&r).as_str().starts_with("TESSERA-ISOLATION:alpha\\x00"));
 }
 
 #[test]
