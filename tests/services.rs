@@ -222,6 +222,14 @@ fn guest_test_suite_passes(run: &Boot) {
         run,
         &["[vid] guest: testkernel: done: 8 passed, 0 failed", "[vid] guest: guest reported status 1"],
     );
+    assert_in_order(
+        run,
+        &[
+            "[vid] guest: the partition manager holds it as partition 1",
+            "[vid] guest: guest reported status 1",
+            "[vid] guest: partition 1 is Finalized at the partition manager",
+        ],
+    );
     run.assert_serial_lacks("FAIL");
 }
 
@@ -293,6 +301,29 @@ fn qemu_guest_crash_leaves_others_running() {
         &[
             "[vid] crasher: testkernel: crash: triple-faulting on purpose",
             "[vid] crasher: guest stopped (triple fault or shutdown)",
+        ],
+    );
+    // The partition manager follows: the crashed partition is finalized
+    // there, the survivor only once its own guest ends.
+    let id = |name: &str| {
+        let needle = format!("[vid] {name}: the partition manager holds it as partition ");
+        let at = run.serial.find(&needle).unwrap_or_else(|| run.fail(&format!("no {needle:?}"))) + needle.len();
+        run.serial[at..].split_whitespace().next().unwrap_or_default().to_string()
+    };
+    let (crasher, survivor) = (id("crasher"), id("survivor"));
+    assert_ne!(crasher, survivor, "two partitions share one partition-manager ID");
+    assert_in_order(
+        &run,
+        &[
+            "[vid] crasher: guest stopped (triple fault or shutdown)",
+            &format!("[vid] crasher: partition {crasher} is Finalized at the partition manager"),
+        ],
+    );
+    assert_in_order(
+        &run,
+        &[
+            "[vid] survivor: guest reported status 1",
+            &format!("[vid] survivor: partition {survivor} is Finalized at the partition manager"),
         ],
     );
     run.assert_serial_contains("[vid] survivor: testkernel: done: 8 passed, 0 failed");

@@ -51,7 +51,7 @@ mod task {
                 Ok(()) => {}
                 Err(ErrorCode::INVALID_OPERATION) => {
                     log!(
-                        "demo partition: the kernel cannot run guests on this CPU yet (only AMD SVM with NPT is implemented)"
+                        "demo partition: the kernel cannot run guests on this CPU (it needs AMD SVM with NPT or Intel VMX with EPT)"
                     )
                 }
                 Err(e) => log!("demo partition: {e:?}"),

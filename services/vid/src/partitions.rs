@@ -46,9 +46,89 @@ fn bits(r: Rights) -> u64 {
     u64::from(r.into_bits())
 }
 
+/// The partition manager's record of this VID's partitions, when the
+/// manifest lets the VID call it: each partition is created, initialized
+/// and given VP 0 there as it starts, and finalized when its guest stops,
+/// so the manager's view of partition state follows the guests.
+struct Registry(Option<CapSlot>);
+
+impl Registry {
+    fn find() -> Registry {
+        Registry(caps::endpoint(partition_manager_api::ENDPOINT))
+    }
+
+    fn client(&self) -> Option<partition_manager_api::Client<tessera_rt::Kernel>> {
+        Some(partition_manager_api::Client::new(tessera_rt::Kernel, self.0?))
+    }
+
+    /// Records a starting partition; its ID at the manager, if it has one.
+    fn register(&self, name: &str) -> Option<u64> {
+        let pm = self.client()?;
+        let registered = (|| {
+            let id = pm.create_partition(0)??;
+            pm.initialize_partition(id)??;
+            pm.create_vp(id, 0)??;
+            Ok::<u64, Failure>(id)
+        })();
+        match registered {
+            Ok(id) => {
+                log!("{name}: the partition manager holds it as partition {id}");
+                Some(id)
+            }
+            Err(e) => {
+                log!("{name}: the partition manager did not record it: {e}");
+                None
+            }
+        }
+    }
+
+    /// Records that a partition's guest stopped: finalized, and the state
+    /// the manager now reports for it.
+    fn stopped(&self, name: &str, id: Option<u64>) {
+        let (Some(pm), Some(id)) = (self.client(), id) else { return };
+        let state = (|| {
+            pm.finalize_partition(id)??;
+            Ok::<_, Failure>(pm.partition_state(id)??)
+        })();
+        match state {
+            Ok(state) => log!("{name}: partition {id} is {state:?} at the partition manager"),
+            Err(e) => log!("{name}: the partition manager did not finalize partition {id}: {e}"),
+        }
+    }
+}
+
+/// Why a call to the partition manager failed.
+enum Failure {
+    Call(tessera_idl::CallError),
+    Hv(hvdef::HvError),
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Failure::Call(e) => write!(f, "call failed: {e:?}"),
+            Failure::Hv(e) => write!(f, "status {:#x}", e.status().0),
+        }
+    }
+}
+
+impl From<tessera_idl::CallError> for Failure {
+    fn from(e: tessera_idl::CallError) -> Failure {
+        Failure::Call(e)
+    }
+}
+
+impl From<hvdef::HvError> for Failure {
+    fn from(e: hvdef::HvError) -> Failure {
+        Failure::Hv(e)
+    }
+}
+
 /// One running partition, as its exit handler sees it.
 struct Running {
     name: &'static str,
+    /// Its ID at the partition manager, when registered there.
+    managed: Option<u64>,
     vp: CapSlot,
     ram: &'static mut [u8],
     vmm: Vmm,
@@ -116,10 +196,12 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     let Some(index) = image.manifest.tasks.iter().position(|t| t.name == me) else { return Ok(false) };
     let exits = slots.next();
     retype(untyped, ObjectType::ENDPOINT, exits, 0)?;
+    let registry = Registry::find();
     let mut running: heapless::Vec<Running, MAX_RUNNING> = heapless::Vec::new();
     for (k, p) in image.manifest.partitions_of(TaskIndex(index as u8)).enumerate().take(MAX_RUNNING) {
         match start(&image, p, k, untyped, task, exits, slots) {
-            Ok(r) => {
+            Ok(mut r) => {
+                r.managed = registry.register(r.name);
                 let _ = running.push(r);
             }
             Err(e) => log!("{}: cannot start the partition: {e:?}", p.name),
@@ -128,7 +210,7 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     if running.is_empty() {
         return Ok(false);
     }
-    serve(exits, &mut running)?;
+    serve(exits, &mut running, &registry)?;
     Ok(true)
 }
 
@@ -194,11 +276,19 @@ fn start(
         p.cmdline
     );
     invoke(vp, Operation::VP_START, &[])?;
-    Ok(Running { name: p.name, vp, ram: ram_bytes, vmm: Vmm::new(), console: GuestConsole::default(), exits: 0 })
+    Ok(Running {
+        name: p.name,
+        managed: None,
+        vp,
+        ram: ram_bytes,
+        vmm: Vmm::new(),
+        console: GuestConsole::default(),
+        exits: 0,
+    })
 }
 
 /// Handles exits of every running partition until all have stopped.
-fn serve(exits: CapSlot, running: &mut [Running]) -> Result<(), ErrorCode> {
+fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result<(), ErrorCode> {
     let mut live = running.len();
     let mut received = tessera_rt::recv(exits)?;
     loop {
@@ -229,6 +319,7 @@ fn serve(exits: CapSlot, running: &mut [Running]) -> Result<(), ErrorCode> {
                 }
                 Action::Stop(stop) => {
                     log!("{name}: {stop} after {} exits", r.exits);
+                    registry.stopped(name, r.managed);
                     let _ = reply.push(0);
                     live -= 1;
                     if live == 0 {
