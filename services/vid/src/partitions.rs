@@ -147,7 +147,7 @@ impl View<'_> {
     fn in_ram(&self, gpa: u64, len: usize) -> Option<core::ops::Range<usize>> {
         let end = gpa.checked_add(len as u64)?;
         let ram = (gpa < LOW_RAM_END && end <= LOW_RAM_END) || (gpa >= HIGH_RAM_START && end <= self.ram.len() as u64);
-        ram.then(|| gpa as usize..end as usize)
+        ram.then_some(gpa as usize..end as usize)
     }
 }
 

@@ -25,7 +25,8 @@ impl Window {
         pages: u64,
         writable: bool,
     ) -> Result<Window, ErrorCode> {
-        if base % PAGE_SIZE != 0 || pages == 0 || pages > u64::from(u32::MAX) || offset > u64::from(u32::MAX) {
+        if !base.is_multiple_of(PAGE_SIZE) || pages == 0 || pages > u64::from(u32::MAX) || offset > u64::from(u32::MAX)
+        {
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
         base.checked_add(pages * PAGE_SIZE).filter(|&end| end <= abi::USER_END).ok_or(ErrorCode::BAD_ADDRESS)?;
