@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -90,15 +90,17 @@ enum Cmd {
     /// Measure costs in instructions: boots the IPC benchmark system
     /// (tests/manifests/bench.toml) twice in QEMU with `-icount shift=0`,
     /// where rdtsc counts guest instructions, and prints each figure with
-    /// whether the two runs agree (exit 1 if they do not).
+    /// whether the two runs agree (exit 1 if a figure is missing or moves by
+    /// more than 1%).
     Bench(BenchArgs),
 }
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// The benchmark system to boot.
-    #[arg(long, value_name = "FILE", default_value = "tests/manifests/bench.toml")]
-    manifest: PathBuf,
+    /// The benchmark system to boot [default: tests/manifests/bench.toml in
+    /// this repository, wherever it is run from].
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -267,7 +269,10 @@ fn main() -> ExitCode {
         None => run_boot(cli.boot),
         Some(Cmd::Test(args)) => run_tests(args),
         Some(Cmd::Iso(args)) => run_iso(args),
-        Some(Cmd::Bench(args)) => tessera::bench::run(&args.manifest),
+        Some(Cmd::Bench(args)) => {
+            let default = || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bench.toml");
+            tessera::bench::run(&args.manifest.unwrap_or_else(default))
+        }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
