@@ -6,6 +6,10 @@
 use crate::intercept::{IoDirection, IoPortAccess, IoSize};
 use bitfield_struct::bitfield;
 
+/// The register of a MOV CR exit: the same architectural numbering the
+/// VID's instruction decoder uses.
+pub use x86decode::Gpr;
+
 abi::open_enum! {
     /// Basic exit reason (bits 15:0 of the exit-reason field).
     pub struct ExitReason(u16) {
@@ -222,56 +226,6 @@ impl CrAccessType {
     }
 }
 
-/// A general-purpose register by its 4-bit encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gpr {
-    Rax,
-    Rcx,
-    Rdx,
-    Rbx,
-    Rsp,
-    Rbp,
-    Rsi,
-    Rdi,
-    R8,
-    R9,
-    R10,
-    R11,
-    R12,
-    R13,
-    R14,
-    R15,
-}
-
-impl Gpr {
-    const ALL: [Gpr; 16] = [
-        Gpr::Rax,
-        Gpr::Rcx,
-        Gpr::Rdx,
-        Gpr::Rbx,
-        Gpr::Rsp,
-        Gpr::Rbp,
-        Gpr::Rsi,
-        Gpr::Rdi,
-        Gpr::R8,
-        Gpr::R9,
-        Gpr::R10,
-        Gpr::R11,
-        Gpr::R12,
-        Gpr::R13,
-        Gpr::R14,
-        Gpr::R15,
-    ];
-
-    pub const fn from_bits(bits: u8) -> Self {
-        Self::ALL[(bits & 0xf) as usize]
-    }
-
-    pub const fn into_bits(self) -> u8 {
-        self as u8
-    }
-}
-
 /// Exit qualification for control-register accesses (SDM §28.2.1, "Exit
 /// Qualification for Control-Register Accesses").
 #[bitfield(u64)]
@@ -286,7 +240,7 @@ pub struct CrAccessQualification {
     pub lmsw_memory_operand: bool,
     pub _reserved0: bool,
     /// MOV CR only: the general-purpose register.
-    #[bits(4)]
+    #[bits(4, from = Gpr::from_number, into = Gpr::number)]
     pub gpr: Gpr,
     #[bits(4)]
     pub _reserved1: u8,
