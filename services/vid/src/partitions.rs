@@ -275,6 +275,9 @@ fn start(
         p.memory >> 20,
         p.cmdline
     );
+    if p.vcpus > 1 {
+        log!("{}: {} VPs requested; this VID runs only VP 0 for now", p.name, p.vcpus);
+    }
     invoke(vp, Operation::VP_START, &[])?;
     Ok(Running {
         name: p.name,
