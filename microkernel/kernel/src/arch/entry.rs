@@ -9,7 +9,7 @@
 //! `iretq`s. A `sysret` fast path can come later, tested against this one.
 
 use super::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
-use super::idt::TrapFrame;
+use super::idt::{TrapFrame, restore_trap_gprs};
 use super::percpu::{OFFSET_CONTEXT_END, OFFSET_KERNEL_STACK, OFFSET_USER_RSP};
 use core::arch::global_asm;
 use x86::msr::{IA32_EFER, IA32_FMASK, IA32_LSTAR, IA32_STAR, rdmsr, wrmsr};
@@ -50,21 +50,9 @@ user_trap_common:
     .global resume_user
 resume_user:
     mov rsp, rax
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+"#,
+    restore_trap_gprs!(),
+    r#"
     add rsp, 16
     swapgs
     iretq

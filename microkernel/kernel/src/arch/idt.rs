@@ -79,6 +79,31 @@ impl TrapFrame {
     };
 }
 
+/// Pops the general registers `isr_save_gprs` pushed, leaving RSP at the
+/// frame's vector field: the one restore sequence of every [`TrapFrame`]
+/// exit path (`resume_user` in `entry` too).
+macro_rules! restore_trap_gprs {
+    () => {
+        "
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax"
+    };
+}
+pub(crate) use restore_trap_gprs;
+
 // Stubs: vectors with a CPU-pushed error code push only the vector; the
 // others push a zero first so every frame has the same shape.
 global_asm!(
@@ -155,21 +180,9 @@ isr_save_gprs:
     cld
     mov rdi, rsp
     call {dispatch}
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+"#,
+    restore_trap_gprs!(),
+    r#"
     add rsp, 16
     iretq
 
