@@ -205,45 +205,37 @@ vmx_pointer_instruction!(vmptrld, "vmptrld", "Makes VMCS `region` the current VM
 #[repr(C, align(16))]
 struct InvalidationDescriptor([u64; 2]);
 
-fn invept(kind: u64, eptp: u64) -> Result<(), VmFail> {
-    let descriptor = InvalidationDescriptor([eptp, 0]);
-    let (cf, zf): (u8, u8);
-    // SAFETY: VMX operation is on; INVEPT only invalidates cached EPT
-    // translations, of a type `enable` found supported.
-    unsafe {
-        asm!(
-            "invept {kind}, xmmword ptr [{descriptor}]",
-            "setc {cf}",
-            "setz {zf}",
-            kind = in(reg) kind,
-            descriptor = in(reg) &descriptor,
-            cf = out(reg_byte) cf,
-            zf = out(reg_byte) zf,
-            options(nostack),
-        );
-    }
-    outcome(cf, zf)
+/// Defines an INVEPT-style instruction wrapper: `kind` is the invalidation
+/// type, `tag` the first descriptor word (an EPTP or a VPID).
+macro_rules! vmx_invalidation_instruction {
+    ($name:ident, $mnemonic:literal, $doc:literal) => {
+        #[doc = $doc]
+        fn $name(kind: u64, tag: u64) -> Result<(), VmFail> {
+            let descriptor = InvalidationDescriptor([tag, 0]);
+            let (cf, zf): (u8, u8);
+            // SAFETY: VMX operation is on; the instruction only invalidates
+            // cached translations (EPT-derived, or linear tagged with a
+            // VPID) of a type `enable` found supported, reading its 128-bit
+            // descriptor from our stack.
+            unsafe {
+                asm!(
+                    concat!($mnemonic, " {kind}, xmmword ptr [{descriptor}]"),
+                    "setc {cf}",
+                    "setz {zf}",
+                    kind = in(reg) kind,
+                    descriptor = in(reg) &descriptor,
+                    cf = out(reg_byte) cf,
+                    zf = out(reg_byte) zf,
+                    options(nostack),
+                );
+            }
+            outcome(cf, zf)
+        }
+    };
 }
 
-fn invvpid(kind: u64, vpid: u16) -> Result<(), VmFail> {
-    let descriptor = InvalidationDescriptor([u64::from(vpid), 0]);
-    let (cf, zf): (u8, u8);
-    // SAFETY: as for `invept`: INVVPID only invalidates cached linear
-    // translations tagged with `vpid`, of a type `enable` found supported.
-    unsafe {
-        asm!(
-            "invvpid {kind}, xmmword ptr [{descriptor}]",
-            "setc {cf}",
-            "setz {zf}",
-            kind = in(reg) kind,
-            descriptor = in(reg) &descriptor,
-            cf = out(reg_byte) cf,
-            zf = out(reg_byte) zf,
-            options(nostack),
-        );
-    }
-    outcome(cf, zf)
-}
+vmx_invalidation_instruction!(invept, "invept", "Invalidates translations derived from EPT `tag` (an EPTP).");
+vmx_invalidation_instruction!(invvpid, "invvpid", "Invalidates linear translations tagged with VPID `tag`.");
 
 fn read_msr(index: u32) -> u64 {
     // SAFETY: only MSRs every VMX-capable x86-64 CPU has: the
@@ -950,7 +942,7 @@ fn flush_before_run(vmx: &Vmx, state: &VpState, flush: bool) -> Result<(), VmFai
     if LAST_RUN.swap(state.vmcs, Ordering::Relaxed) != state.vmcs
         && let Some(kind) = vmx.invvpid
     {
-        invvpid(kind, state.vpid)?;
+        invvpid(kind, u64::from(state.vpid))?;
     }
     Ok(())
 }
