@@ -194,6 +194,17 @@ fn render(plan: &Plan<'_>, ram_size: u64) -> Vec<u8> {
     ram
 }
 
+/// Plans the ELF32 test kernel with [`modules`] and [`CMDLINE`] in [`RAM`],
+/// and hands `check` the plan and the rendered guest RAM.
+fn with_standard_load(check: impl FnOnce(&Plan<'_>, &[u8])) {
+    let file = kernel(false).build();
+    let mods = modules();
+    let refs = module_refs(&mods);
+    let mut area = vec![0; BOOT_AREA_MAX];
+    let plan = plan_of(&file, &refs, CMDLINE, RAM, &mut area).unwrap();
+    check(&plan, &render(&plan, RAM));
+}
+
 fn load_err(kernel: &[u8]) -> LoadError {
     let mut area = vec![0; BOOT_AREA_MAX];
     plan_of(kernel, &[], "", RAM, &mut area).unwrap_err()
@@ -329,84 +340,77 @@ fn elf32conv_output_loads_like_its_elf64_input() {
 
 #[test]
 fn the_information_reads_back_through_the_specification_offsets() {
-    let file = kernel(false).build();
-    let mods = modules();
-    let refs = module_refs(&mods);
-    let mut area = vec![0; BOOT_AREA_MAX];
-    let plan = plan_of(&file, &refs, CMDLINE, RAM, &mut area).unwrap();
-    let ram = render(&plan, RAM);
-    let info = plan.info;
-    use info_offset as off;
-    let field = |o: usize| get32(&ram, info + o as u64);
-    assert_eq!(field(off::FLAGS), info_flags::PROVIDED);
-    assert_eq!(info_flags::PROVIDED, 0x24d);
-    assert_eq!((field(off::MEM_LOWER), field(off::MEM_UPPER)), (640, 15360));
-    assert_eq!(c_str(&ram, field(off::CMDLINE).into()), CMDLINE);
-    assert_eq!(c_str(&ram, field(off::BOOT_LOADER_NAME).into()), "Tessera VID");
-    assert_eq!(field(off::MODS_COUNT), 3);
-    for (i, (string, bytes)) in mods.iter().enumerate() {
-        let m = u64::from(field(off::MODS_ADDR)) + 16 * i as u64;
-        let (start, end) = (get32(&ram, m), get32(&ram, m + 4));
-        assert_eq!(start % 4096, 0, "modules are page-aligned");
-        assert_eq!(&ram[start as usize..end as usize], bytes.as_slice());
-        assert_eq!(c_str(&ram, get32(&ram, m + 8).into()), string);
-        assert_eq!(get32(&ram, m + 12), 0);
-        assert!(u64::from(start) >= plan.kernel.end);
-    }
-    // Memory map: walk it as a kernel does (size excludes itself).
-    let (mut at, end) = (u64::from(field(off::MMAP_ADDR)), u64::from(field(off::MMAP_ADDR) + field(off::MMAP_LENGTH)));
-    let mut regions = Vec::new();
-    while at < end {
-        regions.push((get64(&ram, at + 4), get64(&ram, at + 12), get32(&ram, at + 20)));
-        at += u64::from(get32(&ram, at)) + 4;
-    }
-    assert_eq!(regions, [(0, 0xa_0000, 1), (MIB, RAM - MIB, 1)]);
-    // Fields this loader does not provide stay zero.
-    for o in [off::BOOT_DEVICE, off::SYMS, off::DRIVES_LENGTH, off::DRIVES_ADDR, off::CONFIG_TABLE, off::APM_TABLE] {
-        assert_eq!(field(o), 0, "offset {o}");
-    }
-    assert!(ram[(info as usize + off::VBE_CONTROL_INFO)..(info as usize + off::SIZE)].iter().all(|&b| b == 0));
-    // The boot area lies above the kernel and every module.
-    assert!(plan.boot_area.start >= plan.modules.iter().map(|m| m.end).max().unwrap());
-    assert_eq!(plan.boot_area.start % 4096, 0);
+    with_standard_load(|plan, ram| {
+        let info = plan.info;
+        use info_offset as off;
+        let field = |o: usize| get32(ram, info + o as u64);
+        assert_eq!(field(off::FLAGS), info_flags::PROVIDED);
+        assert_eq!(info_flags::PROVIDED, 0x24d);
+        assert_eq!((field(off::MEM_LOWER), field(off::MEM_UPPER)), (640, 15360));
+        assert_eq!(c_str(ram, field(off::CMDLINE).into()), CMDLINE);
+        assert_eq!(c_str(ram, field(off::BOOT_LOADER_NAME).into()), "Tessera VID");
+        assert_eq!(field(off::MODS_COUNT), 3);
+        for (i, (string, bytes)) in modules().iter().enumerate() {
+            let m = u64::from(field(off::MODS_ADDR)) + 16 * i as u64;
+            let (start, end) = (get32(ram, m), get32(ram, m + 4));
+            assert_eq!(start % 4096, 0, "modules are page-aligned");
+            assert_eq!(&ram[start as usize..end as usize], bytes.as_slice());
+            assert_eq!(c_str(ram, get32(ram, m + 8).into()), string);
+            assert_eq!(get32(ram, m + 12), 0);
+            assert!(u64::from(start) >= plan.kernel.end);
+        }
+        // Memory map: walk it as a kernel does (size excludes itself).
+        let (mut at, end) =
+            (u64::from(field(off::MMAP_ADDR)), u64::from(field(off::MMAP_ADDR) + field(off::MMAP_LENGTH)));
+        let mut regions = Vec::new();
+        while at < end {
+            regions.push((get64(ram, at + 4), get64(ram, at + 12), get32(ram, at + 20)));
+            at += u64::from(get32(ram, at)) + 4;
+        }
+        assert_eq!(regions, [(0, 0xa_0000, 1), (MIB, RAM - MIB, 1)]);
+        // Fields this loader does not provide stay zero.
+        for o in [off::BOOT_DEVICE, off::SYMS, off::DRIVES_LENGTH, off::DRIVES_ADDR, off::CONFIG_TABLE, off::APM_TABLE]
+        {
+            assert_eq!(field(o), 0, "offset {o}");
+        }
+        assert!(ram[(info as usize + off::VBE_CONTROL_INFO)..(info as usize + off::SIZE)].iter().all(|&b| b == 0));
+        // The boot area lies above the kernel and every module.
+        assert!(plan.boot_area.start >= plan.modules.iter().map(|m| m.end).max().unwrap());
+        assert_eq!(plan.boot_area.start % 4096, 0);
+    });
 }
 
 #[test]
 fn tesseras_own_multiboot_parser_reads_the_information() {
-    let file = kernel(false).build();
-    let mods = modules();
-    let refs = module_refs(&mods);
-    let mut area = vec![0; BOOT_AREA_MAX];
-    let plan = plan_of(&file, &refs, CMDLINE, RAM, &mut area).unwrap();
-    let ram = render(&plan, RAM);
-    let mem = tessera_loader::BufferMemory { base: 0, data: &ram };
-    let sources = tessera_loader::multiboot::parse(&mem, BOOTLOADER_MAGIC, plan.info).unwrap();
-    assert_eq!(sources.protocol, tessera_loader::multiboot::Protocol::Multiboot1);
-    assert_eq!((sources.cmdline, sources.bootloader_name), (CMDLINE, "Tessera VID"));
-    let usable = bootinfo::MemoryKind::Usable;
-    assert_eq!(
-        sources.memory.as_slice(),
-        [bootinfo::MemoryRegion::new(0, 0xa_0000, usable), bootinfo::MemoryRegion::new(MIB, RAM, usable)]
-    );
-    let got: Vec<_> = sources.modules.iter().map(|m| (m.start, m.end, m.name)).collect();
-    assert_eq!(got, [(0x10_5000, 0x10_6234, "mod-a arg"), (0x10_7000, 0x10_7000, "b"), (0x10_7000, 0x10_8000, "c")]);
+    with_standard_load(|plan, ram| {
+        let mem = tessera_loader::BufferMemory { base: 0, data: ram };
+        let sources = tessera_loader::multiboot::parse(&mem, BOOTLOADER_MAGIC, plan.info).unwrap();
+        assert_eq!(sources.protocol, tessera_loader::multiboot::Protocol::Multiboot1);
+        assert_eq!((sources.cmdline, sources.bootloader_name), (CMDLINE, "Tessera VID"));
+        let usable = bootinfo::MemoryKind::Usable;
+        assert_eq!(
+            sources.memory.as_slice(),
+            [bootinfo::MemoryRegion::new(0, 0xa_0000, usable), bootinfo::MemoryRegion::new(MIB, RAM, usable)]
+        );
+        let got: Vec<_> = sources.modules.iter().map(|m| (m.start, m.end, m.name)).collect();
+        assert_eq!(
+            got,
+            [(0x10_5000, 0x10_6234, "mod-a arg"), (0x10_7000, 0x10_7000, "b"), (0x10_7000, 0x10_8000, "c")]
+        );
+    });
 }
 
 #[test]
 fn the_guest_test_kernels_own_checks_pass() {
     use guest_testkernel::multiboot;
-    let file = kernel(false).build();
-    let mods = modules();
-    let refs = module_refs(&mods);
-    let mut area = vec![0; BOOT_AREA_MAX];
-    let plan = plan_of(&file, &refs, CMDLINE, RAM, &mut area).unwrap();
-    let ram = render(&plan, RAM);
-    let mem = multiboot::Buffer { base: 0, bytes: &ram };
-    let summary = multiboot::check(&mem, BOOTLOADER_MAGIC, plan.info, plan.kernel.clone()).unwrap();
-    assert_eq!(summary.ram_end, RAM);
-    assert_eq!(summary.available, 0xa_0000 + RAM - MIB);
-    assert_eq!(multiboot::past_ram(&mem, &summary), RAM);
-    assert_eq!(guest_testkernel::tests_option(CMDLINE), Some("all"));
+    with_standard_load(|plan, ram| {
+        let mem = multiboot::Buffer { base: 0, bytes: ram };
+        let summary = multiboot::check(&mem, BOOTLOADER_MAGIC, plan.info, plan.kernel.clone()).unwrap();
+        assert_eq!(summary.ram_end, RAM);
+        assert_eq!(summary.available, 0xa_0000 + RAM - MIB);
+        assert_eq!(multiboot::past_ram(&mem, &summary), RAM);
+        assert_eq!(guest_testkernel::tests_option(CMDLINE), Some("all"));
+    });
 }
 
 #[test]
