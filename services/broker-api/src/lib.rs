@@ -10,8 +10,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use hvdef::HvCallCode;
-pub use hvdef::{HvError, HvStatus};
+use tlfs::HvCallCode;
+pub use tlfs::{HvError, HvStatus};
 
 /// Name of the endpoint the broker serves.
 pub const ENDPOINT: &str = "broker";

@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use broker_api::Server;
-use hvdef::{HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPartitionId, HvPortId, HvPortType, HvResult, HvVpIndex};
+use tlfs::{HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPartitionId, HvPortId, HvPortType, HvResult, HvVpIndex};
 use tessera_idl::Badge;
 
 /// Ports the registry holds.

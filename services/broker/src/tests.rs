@@ -1,6 +1,6 @@
 use super::*;
 use broker_api::{Client, dispatch};
-use hvdef::HvStatus;
+use tlfs::HvStatus;
 use partition_manager_api::hv_status;
 use std::cell::RefCell;
 use tessera_idl::testing::Loopback;

@@ -19,8 +19,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use hvdef::HvCallCode;
-pub use hvdef::{HvError, HvStatus};
+use tlfs::HvCallCode;
+pub use tlfs::{HvError, HvStatus};
 use tessera_idl::CallError;
 
 /// Name of the endpoint the partition manager serves.

@@ -15,7 +15,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use hvdef::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
+use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
 use partition_manager_api::{PartitionState, Server};
 use tessera_idl::Badge;
 

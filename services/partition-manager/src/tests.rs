@@ -1,5 +1,5 @@
 use super::*;
-use hvdef::HvStatus;
+use tlfs::HvStatus;
 use partition_manager_api::{Client, dispatch, hv_status};
 use std::cell::RefCell;
 use tessera_idl::testing::Loopback;

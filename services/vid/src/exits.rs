@@ -18,7 +18,7 @@ use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
 use crate::mmio::TestDevice;
 use crate::msr::{MsrResult, Msrs};
 use crate::portio::{PortWrite, port_read, port_write, string_io};
-use hvdef::{
+use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
     HvX64MemoryInterceptMessage,
 };

@@ -4,7 +4,7 @@
 //! intercept, segment bases, the guest page-table walk, and fetching the
 //! instruction at the guest RIP.
 
-use hvdef::{HvRegisterName, HvX64InterceptMessageHeader};
+use tlfs::{HvRegisterName, HvX64InterceptMessageHeader};
 use x86decode::{CpuMode, Gpr, MAX_INSTRUCTION_LEN, ModeState, Segment};
 
 /// Guest memory and registers. In the VID task this is a window onto the

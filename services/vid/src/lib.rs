@@ -13,7 +13,7 @@ pub mod mmio;
 pub mod msr;
 pub mod portio;
 
-use hvdef::{HvMessageType, HvPartitionId};
+use tlfs::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};
 use vid_api::{Server, VidState};
 

@@ -78,7 +78,7 @@
 use core::fmt;
 use core::ops::Range;
 use heapless::Vec;
-use hvdef::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
+use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
 
 /// The Multiboot v1 header's magic (§3.1.1).
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
@@ -731,7 +731,7 @@ fn check_strings(request: &LoadRequest<'_>) -> Result<(), LoadError> {
 
 /// A flat segment register value: base 0, limit 4 GiB.
 fn flat_segment(selector: u16, attributes: HvX64SegmentAttributes) -> (u64, u64) {
-    hvdef::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff_ffff, selector, attributes })
+    tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff_ffff, selector, attributes })
 }
 
 /// The TLFS attributes of a present, DPL 0, 32-bit (DB), page-granular (G)
@@ -752,12 +752,12 @@ fn registers(entry: u32, info: u64, gdt: u64) -> Vec<RegisterValue, MAX_REGISTER
     let (data_low, data_high) = flat_segment(DATA_SELECTOR, flat_attributes(0x3));
     let system = |segment_type: u8| {
         let attributes = HvX64SegmentAttributes::new().with_segment_type(segment_type).with_present(true);
-        hvdef::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff, selector: 0, attributes })
+        tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff, selector: 0, attributes })
     };
     let (tr_low, tr_high) = system(0xB); // busy 32-bit TSS
     let (ldtr_low, ldtr_high) = system(0x2); // LDT
-    let (gdtr_low, gdtr_high) = hvdef::table_register_value(gdt, (GDT.len() * 8 - 1) as u16);
-    let (idtr_low, idtr_high) = hvdef::table_register_value(0, 0);
+    let (gdtr_low, gdtr_high) = tlfs::table_register_value(gdt, (GDT.len() * 8 - 1) as u16);
+    let (idtr_low, idtr_high) = tlfs::table_register_value(0, 0);
     let values = [
         (HvRegisterName::RAX, u64::from(BOOTLOADER_MAGIC), 0),
         (HvRegisterName::RBX, info, 0),

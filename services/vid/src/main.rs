@@ -16,7 +16,7 @@ mod partitions;
 #[cfg(target_os = "none")]
 mod task {
     use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
-    use hvdef::{HvMessage, HvRegisterName};
+    use tlfs::{HvMessage, HvRegisterName};
     use tessera_rt::memory::Window;
     use tessera_rt::{Message, Operation, caps, invoke, log};
     use vid::Vid;
@@ -181,7 +181,7 @@ mod task {
         fn on_exit(&mut self, words: &[u64]) {
             let now = tessera_rt::arch::rdtsc();
             let is_bench_port = HvMessage::from_words(words).ok().and_then(|m| match m.parse() {
-                Ok(hvdef::HvMessageBody::X64IoPortIntercept(io)) => Some(io.port_number == BENCH_PORT),
+                Ok(tlfs::HvMessageBody::X64IoPortIntercept(io)) => Some(io.port_number == BENCH_PORT),
                 _ => None,
             });
             if is_bench_port != Some(true) {

@@ -5,7 +5,7 @@
 //! partition's index + 1) says whose.
 
 use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
-use hvdef::{HvMessage, HvRegisterName};
+use tlfs::{HvMessage, HvRegisterName};
 use sysimage::SystemImage;
 use sysimage::manifest::TaskIndex;
 use tessera_rt::memory::Window;
@@ -100,7 +100,7 @@ impl Registry {
 /// Why a call to the partition manager failed.
 enum Failure {
     Call(tessera_idl::CallError),
-    Hv(hvdef::HvError),
+    Hv(tlfs::HvError),
 }
 
 impl core::fmt::Display for Failure {
@@ -118,8 +118,8 @@ impl From<tessera_idl::CallError> for Failure {
     }
 }
 
-impl From<hvdef::HvError> for Failure {
-    fn from(e: hvdef::HvError) -> Failure {
+impl From<tlfs::HvError> for Failure {
+    fn from(e: tlfs::HvError) -> Failure {
         Failure::Hv(e)
     }
 }

@@ -3,7 +3,7 @@
 //! over guest memory.
 
 use crate::guest::{Guest, Paging, linear};
-use hvdef::{HvInterceptAccessType, HvX64IoPortInterceptMessage};
+use tlfs::{HvInterceptAccessType, HvX64IoPortInterceptMessage};
 use x86decode::{AddressSize, CpuMode, Reg, size_mask};
 
 /// COM1's data register: bytes written here are guest console output.
@@ -99,7 +99,7 @@ pub fn string_io(
     };
     let count = if rep { io.rcx & mask } else { 1 };
     let todo = count.min(REP_BUDGET);
-    let base = |seg: &hvdef::HvX64SegmentRegister| if mode == CpuMode::Long64 { 0 } else { seg.base };
+    let base = |seg: &tlfs::HvX64SegmentRegister| if mode == CpuMode::Long64 { 0 } else { seg.base };
     let (ds, es) = (base(&io.ds_segment), base(&io.es_segment));
     let (mut rsi, mut rdi) = (io.rsi & mask, io.rdi & mask);
     let mut test_exit = None;

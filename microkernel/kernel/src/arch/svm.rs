@@ -12,8 +12,8 @@
 
 use super::memory;
 use core::arch::global_asm;
-use hvdef::zerocopy::FromBytes;
-use hvdef::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
+use tlfs::zerocopy::FromBytes;
+use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
 use kerncore::frames::Frames;
 use kerncore::svm::{
     EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, SegmentAttributes,
@@ -401,10 +401,10 @@ pub fn get_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Op
                 selector: s.selector,
                 attributes: attributes_to_tlfs(s.attributes),
             };
-            return Some(hvdef::segment_register_value(&tlfs));
+            return Some(tlfs::segment_register_value(&tlfs));
         }
         let t = table(v, name)?;
-        Some(hvdef::table_register_value(t.base, t.limit as u16))
+        Some(tlfs::table_register_value(t.base, t.limit as u16))
     })
 }
 
@@ -421,7 +421,7 @@ pub fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: 
             return true;
         }
         if let Some(s) = segment(v, name) {
-            let tlfs = hvdef::segment_register_from_value(low, high);
+            let tlfs = tlfs::segment_register_from_value(low, high);
             *s = VmcbSegment {
                 selector: tlfs.selector,
                 attributes: attributes_from_tlfs(tlfs.attributes),
@@ -431,7 +431,7 @@ pub fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: 
             return true;
         }
         let Some(t) = table(v, name) else { return false };
-        let (base, limit) = hvdef::table_register_from_value(low, high);
+        let (base, limit) = tlfs::table_register_from_value(low, high);
         *t = VmcbSegment { selector: 0, attributes: SegmentAttributes::new(), limit: u32::from(limit), base };
         true
     })

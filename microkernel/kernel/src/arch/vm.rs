@@ -5,7 +5,7 @@
 //! named by TLFS register names.
 
 use super::{memory, svm};
-use hvdef::HvRegisterName;
+use tlfs::HvRegisterName;
 use kerncore::frames::Frames;
 use kerncore::intercept::IoPortAccess;
 use kerncore::npt::{NptFormat, NptMapper};

@@ -33,7 +33,7 @@ use super::vm::{Access, ExecutionState, Exit, ExitReason, GuestGprs};
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
-use hvdef::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
+use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
 use kerncore::ept::{EptMapper, Eptp};
 use kerncore::slat::{GuestMapError, GuestRights, PhysAddrWidth};
 use kerncore::virt::{EptVpidCap, VirtSupport};
@@ -1117,13 +1117,13 @@ fn read_register(vmcs: u64, name: HvRegisterName) -> Result<Option<(u64, u64)>, 
         HvRegisterName::DR6 => return Ok(state.map(|s| (s.dr6, 0))),
         HvRegisterName::KERNEL_GS_BASE => return Ok(state.map(|s| (s.kernel_gs_base, 0))),
         HvRegisterName::GDTR => {
-            return Ok(Some(hvdef::table_register_value(
+            return Ok(Some(tlfs::table_register_value(
                 vmread(F::GUEST_GDTR_BASE)?,
                 vmread(F::GUEST_GDTR_LIMIT)? as u16,
             )));
         }
         HvRegisterName::IDTR => {
-            return Ok(Some(hvdef::table_register_value(
+            return Ok(Some(tlfs::table_register_value(
                 vmread(F::GUEST_IDTR_BASE)?,
                 vmread(F::GUEST_IDTR_LIMIT)? as u16,
             )));
@@ -1137,7 +1137,7 @@ fn read_register(vmcs: u64, name: HvRegisterName) -> Result<Option<(u64, u64)>, 
         selector: vmread(f.selector)? as u16,
         attributes: access_rights_to_tlfs(vmread(f.access_rights)?),
     };
-    Ok(Some(hvdef::segment_register_value(&segment)))
+    Ok(Some(tlfs::segment_register_value(&segment)))
 }
 
 /// A register as a TLFS 128-bit value (low, high); `None` if unsupported
@@ -1202,7 +1202,7 @@ fn write_register(vmcs: u64, name: HvRegisterName, low: u64, high: u64) -> Resul
         HvRegisterName::DR6 => return Ok(update_state(vmcs, |s| s.dr6 = low)),
         HvRegisterName::KERNEL_GS_BASE => return Ok(update_state(vmcs, |s| s.kernel_gs_base = low)),
         HvRegisterName::GDTR | HvRegisterName::IDTR => {
-            let (base, limit) = hvdef::table_register_from_value(low, high);
+            let (base, limit) = tlfs::table_register_from_value(low, high);
             let (base_field, limit_field) = if name == HvRegisterName::GDTR {
                 (F::GUEST_GDTR_BASE, F::GUEST_GDTR_LIMIT)
             } else {
@@ -1213,7 +1213,7 @@ fn write_register(vmcs: u64, name: HvRegisterName, low: u64, high: u64) -> Resul
         }
         _ => {
             let Some(f) = segment_fields(name) else { return Ok(false) };
-            let segment = hvdef::segment_register_from_value(low, high);
+            let segment = tlfs::segment_register_from_value(low, high);
             vmwrite(f.selector, u64::from(segment.selector))?;
             vmwrite(f.base, segment.base)?;
             vmwrite(f.limit, u64::from(segment.limit))?;

@@ -68,7 +68,7 @@ impl<const N: usize> Xfer<'_, N> {
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         if kind == Kind::Fault {
             if let Some(vcpu) = sender.vcpu.and_then(|v| self.vcpus.get(v as usize)?.as_ref()) {
-                words[..hvdef::HV_MESSAGE_WORDS].copy_from_slice(&vcpu.exit);
+                words[..tlfs::HV_MESSAGE_WORDS].copy_from_slice(&vcpu.exit);
             } else {
                 words[..abi::FaultMessage::WORDS].copy_from_slice(&sender.fault.to_words());
             }

@@ -15,7 +15,7 @@
 use super::Kernel;
 use crate::arch::vm::{self as hw, Access, Backend, ExitReason, VpHardware};
 use abi::{ErrorCode, labels};
-use hvdef::{
+use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
     HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage, HvX64MemoryAccessInfo,
     HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage,
@@ -57,7 +57,7 @@ pub struct Vcpu {
     pub index: u32,
     pub hw: VpHardware,
     /// The exit message being delivered, as IPC words.
-    pub exit: [u64; hvdef::HV_MESSAGE_WORDS],
+    pub exit: [u64; tlfs::HV_MESSAGE_WORDS],
     /// The handler asked to leave the VP stopped.
     pub stop: bool,
 }
@@ -91,14 +91,14 @@ fn header(vcpu: &mut Vcpu, rip: u64, length: u8, access: HvInterceptAccessType) 
     let state = vcpu.hw.execution_state();
     HvX64InterceptMessageHeader {
         vp_index: vcpu.index,
-        instruction_length_and_cr8: hvdef::HvX64InstructionLength::new().with_instruction_length(length.min(15)),
+        instruction_length_and_cr8: tlfs::HvX64InstructionLength::new().with_instruction_length(length.min(15)),
         intercept_access_type: access,
-        execution_state: hvdef::HvX64VpExecutionState::new()
+        execution_state: tlfs::HvX64VpExecutionState::new()
             .with_cpl(state.cpl & 3)
             .with_cr0_pe(state.cr0 & 1 != 0)
             .with_cr0_am(state.cr0 & (1 << 18) != 0)
             .with_efer_lma(state.efer & (1 << 10) != 0),
-        cs_segment: hvdef::segment_register_from_value(cs_low, cs_high),
+        cs_segment: tlfs::segment_register_from_value(cs_low, cs_high),
         rip,
         rflags: state.rflags,
     }
@@ -136,8 +136,8 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
                 reserved: 0,
                 rax,
                 instruction_bytes: [0; 16],
-                ds_segment: hvdef::segment_register_from_value(ds_low, ds_high),
-                es_segment: hvdef::segment_register_from_value(es_low, es_high),
+                ds_segment: tlfs::segment_register_from_value(ds_low, ds_high),
+                es_segment: tlfs::segment_register_from_value(es_low, es_high),
                 rcx: vcpu.gpr(HvRegisterName::RCX),
                 rsi: vcpu.gpr(HvRegisterName::RSI),
                 rdi: vcpu.gpr(HvRegisterName::RDI),
@@ -170,7 +170,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
         ExitReason::GuestMemory { gpa, access, mapped } => {
             let message = HvX64MemoryInterceptMessage {
                 header: header(vcpu, rip, length, access_type(access)),
-                cache_type: hvdef::HvCacheType(6),
+                cache_type: tlfs::HvCacheType(6),
                 instruction_byte_count: 0,
                 memory_access_info: HvX64MemoryAccessInfo::new(),
                 tpr_priority: 0,
@@ -266,7 +266,7 @@ pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
         partition: None,
         index: 0,
         hw,
-        exit: [0; hvdef::HV_MESSAGE_WORDS],
+        exit: [0; tlfs::HV_MESSAGE_WORDS],
         stop: false,
     });
     k.threads[usize::from(thread.0)] = super::Thread { alive: true, vcpu: Some(slot as u32), ..super::Thread::DEAD };
@@ -455,7 +455,7 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             Outcome::Forward(message) => {
                 vcpu.exit = message.to_words();
                 let handler = k.threads[usize::from(t.0)].fault_handler;
-                let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(hvdef::HV_MESSAGE_WORDS as u8);
+                let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(tlfs::HV_MESSAGE_WORDS as u8);
                 let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
                 let _ = ipc.fault_with(t, handler, info, &mut super::transfer::Xfer { threads, tasks, caps, vcpus });
                 return;

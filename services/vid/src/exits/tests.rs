@@ -1,11 +1,11 @@
 use super::*;
-use hvdef::{
+use tlfs::{
     HvX64InstructionLength, HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
     HvX64SegmentRegister, HvX64VpExecutionState,
 };
 
 fn segment() -> HvX64SegmentRegister {
-    hvdef::segment_register_from_value(0, 0)
+    tlfs::segment_register_from_value(0, 0)
 }
 
 fn header(rip: u64, len: u8, access: HvInterceptAccessType) -> HvX64InterceptMessageHeader {
@@ -106,7 +106,7 @@ fn the_bench_guest_loops_back_to_its_out() {
 // ---- The full handler over a fake guest ----
 
 use crate::guest::Guest;
-use hvdef::{HvX64CpuidInterceptMessage, HvX64HaltMessage, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage};
+use tlfs::{HvX64CpuidInterceptMessage, HvX64HaltMessage, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage};
 use std::collections::HashMap;
 
 /// RAM at GPA 0..ram.len(), a read-only page, and a register file.
@@ -326,7 +326,7 @@ fn hlt_resumes_after_it_unless_interrupts_are_off_and_shutdown_stops() {
     assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1001)]);
     let (a, _) = run(&mut vmm, &mut g, halt(0x2));
     assert_eq!(a, Action::Stop(Stop::Halted { rip: 0x1000 }));
-    let shutdown = HvMessageBody::UnrecoverableException(hvdef::HvX64UnrecoverableExceptionMessage {
+    let shutdown = HvMessageBody::UnrecoverableException(tlfs::HvX64UnrecoverableExceptionMessage {
         header: long_header(0x1234, 0, HvInterceptAccessType::EXECUTE),
     });
     let (a, _) = run(&mut vmm, &mut g, shutdown);
@@ -338,9 +338,9 @@ fn memory(gpa: u64, rip: u64, write: bool, read_only: bool) -> HvMessageBody {
     let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
     let m = HvX64MemoryInterceptMessage {
         header: long_header(rip, 0, access),
-        cache_type: hvdef::HvCacheType(6),
+        cache_type: tlfs::HvCacheType(6),
         instruction_byte_count: 0,
-        memory_access_info: hvdef::HvX64MemoryAccessInfo::new(),
+        memory_access_info: tlfs::HvX64MemoryAccessInfo::new(),
         tpr_priority: 0,
         reserved: 0,
         guest_virtual_address: 0,

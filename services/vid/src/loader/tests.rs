@@ -1,5 +1,5 @@
 use super::*;
-use hvdef::segment_register_from_value;
+use tlfs::segment_register_from_value;
 use std::vec::Vec;
 
 const MIB: u64 = 1 << 20;
@@ -462,7 +462,7 @@ fn the_vp_starts_as_section_3_2_says() {
     }
     // GDTR points at the GDT in the boot area, whose descriptors match the
     // hidden parts of CS and the data segments.
-    let (gdt, limit) = hvdef::table_register_from_value(get(HvRegisterName::GDTR).0, get(HvRegisterName::GDTR).1);
+    let (gdt, limit) = tlfs::table_register_from_value(get(HvRegisterName::GDTR).0, get(HvRegisterName::GDTR).1);
     assert_eq!((gdt, limit), (plan.gdt, 23));
     let ram = render(&plan, RAM);
     let descriptor = |selector: u64| get64(&ram, gdt + selector);
@@ -477,7 +477,7 @@ fn the_vp_starts_as_section_3_2_says() {
         assert_eq!(access, u64::from(attributes & 0xff));
         assert_eq!(flags, u64::from(attributes >> 12));
     }
-    assert_eq!(hvdef::table_register_from_value(get(HvRegisterName::IDTR).0, get(HvRegisterName::IDTR).1), (0, 0));
+    assert_eq!(tlfs::table_register_from_value(get(HvRegisterName::IDTR).0, get(HvRegisterName::IDTR).1), (0, 0));
     let tr = segment_register_from_value(get(HvRegisterName::TR).0, get(HvRegisterName::TR).1);
     assert_eq!((tr.attributes.segment_type(), tr.attributes.present()), (0xb, true));
     let ldtr = segment_register_from_value(get(HvRegisterName::LDTR).0, get(HvRegisterName::LDTR).1);

@@ -1,5 +1,6 @@
 //! Microsoft Hypervisor Top-Level Functional Specification (TLFS 6.0b)
-//! definitions, with TLFS names, for Tessera's services.
+//! definitions, with TLFS names: the one source of TLFS numbers and layouts
+//! for the Tessera kernel and its services.
 //!
 //! Guest- and caller-supplied codes are open enums ([`abi::open_enum!`]), so
 //! an unknown value is representable and is refused by a `match`, never
@@ -10,10 +11,6 @@
 //! SynIC messages and the intercept messages the kernel sends the VID for VM
 //! exits (TLFS 11.10, 13) are zerocopy layouts: see [`HvMessage`] and
 //! [`HvMessageBody`].
-//!
-//! This crate lives in `userland/` for now; when ring 0 needs the same
-//! definitions (hypercall dispatch) it should move next to the ABI crate so
-//! the numbers stay written once.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -9,7 +9,7 @@
 //! TLFS 6.0b prints the message header and the bitfields of chapter 13 but
 //! not the payload structures themselves; those layouts, and the fields the
 //! document leaves unnamed, follow the published Hyper-V headers (the same
-//! layouts as OpenVMM's `hvdef` and Linux's `hvhdk.h`). Each such place says
+//! layouts as OpenVMM's `tlfs` and Linux's `hvhdk.h`). Each such place says
 //! so where it is declared.
 //!
 //! # Building and parsing
