@@ -83,6 +83,12 @@ open_enum! {
         VP_GET_REGISTERS = 0x7a,
         /// Start a configured VP (CONTROL).
         VP_START = 0x7b,
+        /// Name the VP's monitor (CONTROL): MR0 endpoint slot (SEND; its
+        /// badge names the VP), MR1 ticks the exit handler may take to
+        /// answer one exit (0: no limit). When the handler is gone, or does
+        /// not answer in time, the VP stops and the kernel reports it to the
+        /// monitor with a [`crate::labels::VP_STOPPED`] message.
+        VP_SET_MONITOR = 0x7c,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.

@@ -262,6 +262,53 @@ pub mod labels {
     pub const VP_RESUME: u32 = 0;
     /// Reply label: apply the register updates and leave the VP stopped.
     pub const VP_STOP: u32 = 1;
+    /// Reply label: apply the register updates, then let the VP wait (as
+    /// after HLT) until an interruption is pending for it.
+    pub const VP_HALT: u32 = 2;
+    /// A VP stopped because its exit handler is gone or did not answer: sent
+    /// to the VP's monitor (see `VP_SET_MONITOR`), words
+    /// [`crate::VpStopReport`]. The monitor's reply is not applied: the VP
+    /// stays stopped.
+    pub const VP_STOPPED: u32 = 0xffff_0003;
+}
+
+crate::open_enum! {
+    /// Why the kernel stopped a VP and reported it to its monitor.
+    pub struct VpStopReason(u64) {
+        /// The exit handler's endpoint or thread went away.
+        HANDLER_GONE = 1,
+        /// The exit handler did not answer within the monitor's limit.
+        HANDLER_TIMED_OUT = 2,
+    }
+}
+
+/// The words of a [`labels::VP_STOPPED`] report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VpStopReport {
+    pub reason: VpStopReason,
+    /// The VP index given at `VP_CONFIGURE`.
+    pub vp_index: u64,
+    /// The TLFS message type of the exit left unanswered.
+    pub message_type: u64,
+    /// The guest RIP of that exit.
+    pub rip: u64,
+}
+
+impl VpStopReport {
+    pub const WORDS: usize = 4;
+
+    pub fn to_words(self) -> [u64; Self::WORDS] {
+        [self.reason.0, self.vp_index, self.message_type, self.rip]
+    }
+
+    pub fn from_words(words: &[u64]) -> Option<VpStopReport> {
+        match *words {
+            [reason, vp_index, message_type, rip, ..] => {
+                Some(VpStopReport { reason: VpStopReason(reason), vp_index, message_type, rip })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The per-thread IPC buffer, one page at an address the task chooses.
