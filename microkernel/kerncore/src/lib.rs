@@ -24,6 +24,7 @@ extern crate alloc;
 pub mod cap;
 pub mod cmdline;
 pub mod ept;
+pub mod event;
 #[cfg(feature = "alloc")]
 pub mod frames;
 pub mod intercept;

@@ -302,6 +302,10 @@ open_enum! {
     /// Segment and table registers are 128-bit values: see
     /// [`HvX64SegmentRegister`] and [`table_register_value`].
     pub struct HvRegisterName(u32) {
+        /// [`HvX64PendingInterruptionRegister`]: an event to deliver on resume.
+        PENDING_INTERRUPTION = 0x0001_0002,
+        /// [`HvX64InterruptStateRegister`]: interrupt shadow, NMI masking.
+        INTERRUPT_STATE = 0x0001_0003,
         RAX = 0x0002_0000,
         RCX = 0x0002_0001,
         RDX = 0x0002_0002,
@@ -343,6 +347,56 @@ open_enum! {
         APIC_BASE = 0x0008_0003,
         PAT = 0x0008_0004,
     }
+}
+
+open_enum! {
+    /// `HV_X64_PENDING_INTERRUPTION_TYPE` (TLFS 7.9.3); the values are
+    /// the VMX interruption types.
+    pub struct HvX64PendingInterruptionType(u8) {
+        INTERRUPT = 0,
+        NMI = 2,
+        EXCEPTION = 3,
+        SOFTWARE_INTERRUPT = 4,
+        PRIVILEGED_SOFTWARE_EXCEPTION = 5,
+        SOFTWARE_EXCEPTION = 6,
+    }
+}
+
+/// `HV_X64_PENDING_INTERRUPTION_REGISTER` (TLFS 7.9.3): an interruption
+/// the hypervisor delivers through the guest's IDT when the VP resumes.
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct HvX64PendingInterruptionRegister {
+    pub interruption_pending: bool,
+    /// An [`HvX64PendingInterruptionType`].
+    #[bits(3)]
+    pub interruption_type: u8,
+    pub deliver_error_code: bool,
+    /// For software interrupts and exceptions: the instruction's length.
+    #[bits(4)]
+    pub instruction_length: u8,
+    #[bits(7)]
+    pub reserved: u8,
+    pub interruption_vector: u16,
+    pub error_code: u32,
+}
+
+impl HvX64PendingInterruptionRegister {
+    /// The type as an open enum.
+    pub fn kind(&self) -> HvX64PendingInterruptionType {
+        HvX64PendingInterruptionType(self.interruption_type())
+    }
+}
+
+/// `HV_X64_INTERRUPT_STATE_REGISTER` (TLFS 7.9.2).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct HvX64InterruptStateRegister {
+    /// STI or MOV SS blocks interrupts for one instruction.
+    pub interrupt_shadow: bool,
+    pub nmi_masked: bool,
+    #[bits(62)]
+    pub reserved: u64,
 }
 
 /// A segment register as a 128-bit register value: (low, high) words.

@@ -9,8 +9,8 @@
 #![forbid(unsafe_code)]
 
 use broker_api::Server;
-use tlfs::{HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPartitionId, HvPortId, HvPortType, HvResult, HvVpIndex};
 use tessera_idl::Badge;
+use tlfs::{HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPartitionId, HvPortId, HvPortType, HvResult, HvVpIndex};
 
 /// Ports the registry holds.
 pub const MAX_PORTS: usize = 32;

@@ -1,10 +1,10 @@
 use super::*;
 use broker_api::{Client, dispatch};
-use tlfs::HvStatus;
 use partition_manager_api::hv_status;
 use std::cell::RefCell;
 use tessera_idl::testing::Loopback;
 use tessera_idl::{CapSlot, Message};
+use tlfs::HvStatus;
 
 const PM: Badge = Badge(4);
 const OTHER: Badge = Badge(9);

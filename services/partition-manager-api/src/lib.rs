@@ -19,9 +19,9 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+use tessera_idl::CallError;
 use tlfs::HvCallCode;
 pub use tlfs::{HvError, HvStatus};
-use tessera_idl::CallError;
 
 /// Name of the endpoint the partition manager serves.
 pub const ENDPOINT: &str = "partition-manager";

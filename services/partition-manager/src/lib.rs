@@ -15,9 +15,9 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
 use partition_manager_api::{PartitionState, Server};
 use tessera_idl::Badge;
+use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
 
 /// Partitions that can exist at once.
 pub const MAX_PARTITIONS: usize = 4;

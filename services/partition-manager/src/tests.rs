@@ -1,9 +1,9 @@
 use super::*;
-use tlfs::HvStatus;
 use partition_manager_api::{Client, dispatch, hv_status};
 use std::cell::RefCell;
 use tessera_idl::testing::Loopback;
 use tessera_idl::{CapSlot, Message};
+use tlfs::HvStatus;
 
 const VID: Badge = Badge(5);
 const OTHER: Badge = Badge(6);

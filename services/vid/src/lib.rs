@@ -13,8 +13,8 @@ pub mod mmio;
 pub mod msr;
 pub mod portio;
 
-use tlfs::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};
+use tlfs::{HvMessageType, HvPartitionId};
 use vid_api::{Server, VidState};
 
 #[derive(Debug, Default)]

@@ -142,6 +142,14 @@ pub fn reply_recv(endpoint: CapSlot, reply: &Message) -> Result<Received, ErrorC
     Ok(Received { badge, message, caps })
 }
 
+/// [`reply_recv`], giving up the wait with `TIMEOUT` after `ticks` (0 =
+/// never); the reply is sent either way.
+pub fn reply_recv_timeout(endpoint: CapSlot, reply: &Message, ticks: u64) -> Result<Received, ErrorCode> {
+    let mut message = reply.clone();
+    let (badge, caps) = transfer(Sysnum::REPLY_RECV, endpoint, &mut message, &[], false, ticks)?;
+    Ok(Received { badge, message, caps })
+}
+
 /// [`reply_recv`] with one buffer: `message` is the reply, then the next request.
 pub fn reply_recv_in_place(endpoint: CapSlot, message: &mut Message) -> Result<(Badge, u8), ErrorCode> {
     transfer(Sysnum::REPLY_RECV, endpoint, message, &[], false, 0)

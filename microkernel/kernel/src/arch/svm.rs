@@ -12,14 +12,18 @@
 
 use super::memory;
 use core::arch::global_asm;
-use tlfs::zerocopy::FromBytes;
-use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
+use kerncore::event::Interruption;
 use kerncore::frames::Frames;
 use kerncore::svm::{
     EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, SegmentAttributes,
     SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, msr,
 };
+use tlfs::zerocopy::FromBytes;
+use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, HvX64SegmentRegister};
 use x86::msr::{rdmsr, wrmsr};
+
+const RFLAGS_IF: u64 = 1 << 9;
+const CR0_PE: u64 = 1;
 
 /// The guest's general registers that the VMCB does not hold, in the order
 /// the world switch loads and stores them. Shared with the VMX backend,
@@ -275,7 +279,8 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit 
 fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
     use super::vm::{Access, Exit, ExitReason};
     let (reason, length) = match code {
-        SvmExitCode::INTR | SvmExitCode::NMI | SvmExitCode::VINTR => (ExitReason::HostInterrupt, 0),
+        SvmExitCode::INTR | SvmExitCode::NMI => (ExitReason::HostInterrupt, 0),
+        SvmExitCode::VINTR => (ExitReason::InterruptWindow, 0),
         SvmExitCode::IOIO => match IoioExitInfo::from(info1).access() {
             Some(access) => (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8),
             None => (ExitReason::Other(code.0), 0),
@@ -299,6 +304,43 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         other => (ExitReason::Other(other.0), 0),
     };
     Exit { reason, rip, instruction_length: length }
+}
+
+/// Injects `event` at the next VMRUN if the guest can take it now (true);
+/// otherwise opens the interrupt window (false).
+pub fn inject(vmcb: u64, event: &Interruption) -> bool {
+    with_vmcb(vmcb, |v| {
+        let interrupts_enabled = v.save.rflags & RFLAGS_IF != 0;
+        let shadow = v.control.interrupt_state.interrupt_shadow();
+        let deliverable = event.deliverable(interrupts_enabled, shadow);
+        set_window(v, !deliverable);
+        if deliverable {
+            if event.is_software() {
+                // No next-RIP in QEMU: the CPU pushes RIP as it is.
+                v.save.rip = v.save.rip.wrapping_add(u64::from(event.instruction_length));
+            }
+            v.control.event_injection = event.to_svm(v.save.cr0 & CR0_PE != 0);
+        }
+        deliverable
+    })
+}
+
+/// Opens or closes the interrupt window: a virtual interrupt request with
+/// the TPR ignored and VINTR intercepted exits as soon as the guest could
+/// take an interrupt; no virtual interrupt is ever delivered by it.
+fn set_window(v: &mut Vmcb, open: bool) {
+    v.control.virtual_interrupt = v.control.virtual_interrupt.with_v_irq(open).with_v_ignore_tpr(open);
+    v.control.intercepts1 = v.control.intercepts1.with_vintr(open);
+}
+
+/// Asks for (or stops asking for) an exit when the guest can take an interrupt.
+pub fn request_window(vmcb: u64, open: bool) {
+    with_vmcb(vmcb, |v| set_window(v, open));
+}
+
+/// The event whose delivery the last exit interrupted, if any (EXITINTINFO).
+pub fn interrupted(vmcb: u64) -> Option<Interruption> {
+    with_vmcb(vmcb, |v| Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info)))
 }
 
 /// CPL and mode bits for intercept messages.
@@ -389,6 +431,12 @@ pub fn get_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Op
         return Some((*r, 0));
     }
     with_vmcb(vmcb, |v| {
+        if name == HvRegisterName::INTERRUPT_STATE {
+            // NMI blocking is visible only with vNMI, which is not used.
+            let state =
+                HvX64InterruptStateRegister::new().with_interrupt_shadow(v.control.interrupt_state.interrupt_shadow());
+            return Some((state.into_bits(), 0));
+        }
         if let Some(r) = register(v, name) {
             // The guest's EFER.SVME is the host's business.
             let value = if name == HvRegisterName::EFER { *r & !EFER_SVME } else { *r };

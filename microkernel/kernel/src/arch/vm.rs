@@ -5,12 +5,13 @@
 //! named by TLFS register names.
 
 use super::{memory, svm};
-use tlfs::HvRegisterName;
+use kerncore::event::Interruption;
 use kerncore::frames::Frames;
 use kerncore::intercept::IoPortAccess;
 use kerncore::npt::{NptFormat, NptMapper};
 use kerncore::slat::{GuestMapError, GuestRights, RemovedMapping, SlatConfig};
 use kerncore::virt::VirtSupport;
+use tlfs::HvRegisterName;
 
 pub use svm::GuestGprs;
 
@@ -51,6 +52,8 @@ pub enum Access {
 pub enum ExitReason {
     /// A host interrupt, NMI or the preemption timer: ring 0's business.
     HostInterrupt,
+    /// The guest can now take the interrupt that waited (ring 0 injects it).
+    InterruptWindow,
     Io(IoPortAccess),
     Cpuid,
     Hlt,
@@ -130,6 +133,31 @@ impl VpHardware {
         match self.backend {
             Backend::Svm => svm::set_register(self.frame.start(), &mut self.gprs, name, low, high),
             Backend::Vmx => super::vmx::set_register(self.frame.start(), &mut self.gprs, name, low, high),
+        }
+    }
+
+    /// Injects `event` at the next entry if the guest can take it now
+    /// (true); otherwise arranges an interrupt-window exit (false).
+    pub fn inject(&mut self, event: &Interruption) -> bool {
+        match self.backend {
+            Backend::Svm => svm::inject(self.frame.start(), event),
+            Backend::Vmx => super::vmx::inject(self.frame.start(), event),
+        }
+    }
+
+    /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
+    pub fn request_window(&mut self, open: bool) {
+        match self.backend {
+            Backend::Svm => svm::request_window(self.frame.start(), open),
+            Backend::Vmx => super::vmx::request_window(self.frame.start(), open),
+        }
+    }
+
+    /// The event whose delivery the last exit interrupted, to deliver again.
+    pub fn interrupted(&mut self) -> Option<Interruption> {
+        match self.backend {
+            Backend::Svm => svm::interrupted(self.frame.start()),
+            Backend::Vmx => super::vmx::interrupted(self.frame.start()),
         }
     }
 

@@ -33,8 +33,8 @@ use super::vm::{Access, ExecutionState, Exit, ExitReason, GuestGprs};
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
-use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
 use kerncore::ept::{EptMapper, Eptp};
+use kerncore::event::Interruption;
 use kerncore::slat::{GuestMapError, GuestRights, PhysAddrWidth};
 use kerncore::virt::{EptVpidCap, VirtSupport};
 use kerncore::vmx::{
@@ -43,6 +43,7 @@ use kerncore::vmx::{
     VmcsField, VmxBasic, msr as cap_msr,
 };
 use platform::println;
+use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, HvX64SegmentRegister};
 use x86::controlregs::{Cr0, Cr4};
 use x86::msr::{
     IA32_EFER, IA32_FEATURE_CONTROL, IA32_FS_BASE, IA32_GS_BASE, IA32_KERNEL_GSBASE, IA32_PAT, IA32_SYSENTER_CS,
@@ -1043,6 +1044,7 @@ fn decode_exit() -> Exit {
     }
     let (reason, instruction_length) = match field.basic() {
         Basic::EXTERNAL_INTERRUPT | Basic::PREEMPTION_TIMER_EXPIRED => (ExitReason::HostInterrupt, 0),
+        Basic::INTERRUPT_WINDOW => (ExitReason::InterruptWindow, 0),
         Basic::EXCEPTION_OR_NMI => {
             // No exception is intercepted (the bitmap is 0): only NMIs come here.
             let info = InterruptionInfo::from(exit_field(VmcsField::VM_EXIT_INTERRUPTION_INFORMATION) as u32);
@@ -1077,6 +1079,67 @@ fn decode_exit() -> Exit {
         _ => other,
     };
     Exit { reason, rip, instruction_length }
+}
+
+// ---------------------------------------------------------------------------
+// Events.
+
+const BLOCKING_BY_NMI: u64 = 1 << 3;
+const CR0_PE: u64 = 1;
+
+fn set_interrupt_window_exiting(on: bool) -> Result<(), VmFail> {
+    let primary = PrimaryControls::from(vmread(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS)? as u32);
+    if primary.interrupt_window_exiting() != on {
+        let primary = primary.with_interrupt_window_exiting(on);
+        vmwrite(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS, u64::from(u32::from(primary)))?;
+    }
+    Ok(())
+}
+
+fn try_inject(vmcs: u64, event: &Interruption) -> Result<bool, VmFail> {
+    use VmcsField as F;
+    make_current(vmcs)?;
+    let interrupts_enabled = vmread(F::GUEST_RFLAGS)? & RFLAGS_IF != 0;
+    let shadow = vmread(F::GUEST_INTERRUPTIBILITY_STATE)? & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS) != 0;
+    let deliverable = event.deliverable(interrupts_enabled, shadow);
+    set_interrupt_window_exiting(!deliverable)?;
+    if deliverable {
+        let protected = vmread(F::GUEST_CR0)? & CR0_PE != 0;
+        let info = event.to_vmx(protected);
+        if info.deliver_error_code() {
+            vmwrite(F::VM_ENTRY_EXCEPTION_ERROR_CODE, u64::from(event.error_code.unwrap_or(0)))?;
+        }
+        if event.is_software() {
+            vmwrite(F::VM_ENTRY_INSTRUCTION_LENGTH, u64::from(event.instruction_length))?;
+        }
+        vmwrite(F::VM_ENTRY_INTERRUPTION_INFORMATION, u64::from(u32::from(info)))?;
+    }
+    Ok(deliverable)
+}
+
+/// Injects `event` at the next VM entry if the guest can take it now
+/// (true); otherwise asks for an interrupt-window exit (false).
+pub fn inject(vmcs: u64, event: &Interruption) -> bool {
+    try_inject(vmcs, event).unwrap_or_else(|e| {
+        println!("vmx: injecting into VMCS {vmcs:#x} failed: {e:?}");
+        false
+    })
+}
+
+/// Asks for (or stops asking for) an exit when the guest can take an interrupt.
+pub fn request_window(vmcs: u64, open: bool) {
+    if let Err(e) = make_current(vmcs).and_then(|()| set_interrupt_window_exiting(open)) {
+        println!("vmx: interrupt-window exiting of VMCS {vmcs:#x}: {e:?}");
+    }
+}
+
+/// The event whose delivery the last exit interrupted, if any (the VMCS
+/// is current: it just exited).
+pub fn interrupted(vmcs: u64) -> Option<Interruption> {
+    make_current(vmcs).ok()?;
+    let info = InterruptionInfo::from(vmread(VmcsField::IDT_VECTORING_INFORMATION).ok()? as u32);
+    let code = vmread(VmcsField::IDT_VECTORING_ERROR_CODE).unwrap_or(0) as u32;
+    Interruption::interrupted_vmx(info, code)
 }
 
 // ---------------------------------------------------------------------------
@@ -1127,6 +1190,13 @@ fn read_register(vmcs: u64, name: HvRegisterName) -> Result<Option<(u64, u64)>, 
                 vmread(F::GUEST_IDTR_BASE)?,
                 vmread(F::GUEST_IDTR_LIMIT)? as u16,
             )));
+        }
+        HvRegisterName::INTERRUPT_STATE => {
+            let blocking = vmread(F::GUEST_INTERRUPTIBILITY_STATE)?;
+            let state = HvX64InterruptStateRegister::new()
+                .with_interrupt_shadow(blocking & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS) != 0)
+                .with_nmi_masked(blocking & BLOCKING_BY_NMI != 0);
+            return Ok(Some((state.into_bits(), 0)));
         }
         _ => {}
     }

@@ -217,8 +217,12 @@ impl Kernel {
 
     /// Destroys queued objects, which may queue more (a task's capabilities).
     pub fn reap(&mut self, doomed: &mut Doomed) {
+        let any = !doomed.is_empty();
         while let Some(object) = doomed.pop_front() {
             self.destroy(object, doomed);
+        }
+        if any {
+            self.watch_vps();
         }
     }
 
@@ -386,10 +390,14 @@ impl Kernel {
     /// Feeds timer ticks that arrived since the last call to the scheduler.
     pub fn catch_up_ticks(&mut self) {
         let now = crate::arch::apic::ticks();
+        if self.ticks_seen >= now {
+            return;
+        }
         while self.ticks_seen < now {
             self.ipc.tick();
             self.ticks_seen += 1;
         }
+        self.watch_vps();
     }
 
     /// Installs a new object's first capability in `task`'s `slot`.

@@ -68,7 +68,10 @@ impl<const N: usize> Xfer<'_, N> {
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         if kind == Kind::Fault {
             if let Some(vcpu) = sender.vcpu.and_then(|v| self.vcpus.get(v as usize)?.as_ref()) {
-                words[..tlfs::HV_MESSAGE_WORDS].copy_from_slice(&vcpu.exit);
+                match vcpu.report {
+                    Some(report) => words[..report.len()].copy_from_slice(&report),
+                    None => words[..tlfs::HV_MESSAGE_WORDS].copy_from_slice(&vcpu.exit),
+                }
             } else {
                 words[..abi::FaultMessage::WORDS].copy_from_slice(&sender.fault.to_words());
             }
@@ -138,9 +141,8 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
             let Some(v) = self.thread(to)?.vcpu else { return Ok(MessageInfo::new()) };
             let len = usize::from(msg.info.length()).min(MAX_MESSAGE_WORDS);
             let words = self.words(from, Kind::Reply, len)?;
-            let stop = super::vm::reply_stops(msg.info.label())?;
             let vcpu = self.vcpus.get_mut(v as usize).and_then(Option::as_mut).ok_or(ErrorCode::PEER_GONE)?;
-            super::vm::apply_reply(vcpu, &words[..len], stop)?;
+            super::vm::apply_reply(vcpu, &words[..len], msg.info.label())?;
             return Ok(MessageInfo::new());
         }
         let len = usize::from(msg.info.length());

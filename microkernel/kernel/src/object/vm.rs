@@ -5,23 +5,31 @@
 //! the guest until it exits. Exits that only the kernel can handle (host
 //! interrupts) stay in ring 0; every other exit becomes a TLFS intercept
 //! message (`HV_MESSAGE`) sent, like a fault, to the VP's exit endpoint —
-//! the VID — and the VP waits. The VID's reply carries register updates and
-//! says whether the VP runs on.
+//! the VID — and the VP waits. The VID's reply carries register updates
+//! (among them the TLFS pending-interruption register: an event to inject)
+//! and says whether the VP runs on, stops, or waits as after HLT until an
+//! interruption is pending.
 //!
-//! The hardware is behind `arch::vm`; only AMD SVM with nested paging is
-//! implemented so far, and on Intel creating a partition fails with
-//! INVALID_OPERATION until the VMX backend exists.
+//! Ring 0 delivers interruptions when the guest can take them, opening an
+//! interrupt window when it cannot, and delivers again an event an exit cut
+//! short. A VP whose handler is gone, or does not answer in the time its
+//! monitor allows, stops and is reported to the monitor (`VP_STOPPED`).
+//!
+//! The hardware is behind `arch::vm`: AMD SVM with nested paging or Intel
+//! VMX with EPT.
 
 use super::Kernel;
 use crate::arch::vm::{self as hw, Access, Backend, ExitReason, VpHardware};
-use abi::{ErrorCode, labels};
+use abi::{ErrorCode, VpStopReason, VpStopReport, labels};
+use kerncore::event::Interruption;
+use kerncore::intercept::IoDirection;
+use kerncore::ipc::{EndpointId, ThreadState};
+use kerncore::sched::ThreadId;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
     HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage, HvX64MemoryAccessInfo,
     HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage,
 };
-use kerncore::intercept::IoDirection;
-use kerncore::sched::ThreadId;
 
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_VPS: usize = 16;
@@ -60,15 +68,88 @@ pub struct Vcpu {
     pub exit: [u64; tlfs::HV_MESSAGE_WORDS],
     /// The handler asked to leave the VP stopped.
     pub stop: bool,
+    /// The interruption the handler asked for, until the guest takes it.
+    pub pending: Option<Interruption>,
+    /// An interruption an exit cut short: delivered again before `pending`.
+    pub reinject: Option<Interruption>,
+    /// Waiting, as after HLT, until an interruption is pending.
+    pub halted: bool,
+    /// Told when the VP stops for want of an answer from its handler.
+    pub monitor: Option<(EndpointId, abi::Badge)>,
+    /// Ticks the handler may take to answer an exit (0: no limit).
+    pub exit_timeout: u64,
+    /// The exit now with the handler.
+    pub awaiting: Option<Awaiting>,
+    /// A stop report now with the monitor (its reply leaves the VP stopped).
+    pub report: Option<[u64; VpStopReport::WORDS]>,
+}
+
+/// An exit sent to the handler and not yet answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Awaiting {
+    /// The tick it was sent.
+    pub since: u64,
+    pub message_type: u32,
+    pub rip: u64,
 }
 
 impl Vcpu {
+    fn new(hw: VpHardware) -> Vcpu {
+        Vcpu {
+            host_exits: HostExitStats::default(),
+            partition: None,
+            index: 0,
+            hw,
+            exit: [0; tlfs::HV_MESSAGE_WORDS],
+            stop: false,
+            pending: None,
+            reinject: None,
+            halted: false,
+            monitor: None,
+            exit_timeout: 0,
+            awaiting: None,
+            report: None,
+        }
+    }
+
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        if name == HvRegisterName::PENDING_INTERRUPTION {
+            return Some((self.reinject.or(self.pending).map_or(0, |e| e.to_register()), 0));
+        }
         self.hw.get(name)
     }
 
+    /// Sets a register; false if it does not exist or the value is refused
+    /// (a malformed pending interruption).
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
+        if name == HvRegisterName::PENDING_INTERRUPTION {
+            return match Interruption::from_register(low) {
+                Ok(event) => {
+                    self.pending = event;
+                    true
+                }
+                Err(_) => false,
+            };
+        }
         self.hw.set(name, low, high)
+    }
+
+    /// Loads the events due at this entry: one cut short first, then the
+    /// pending one when the guest can take it; an interrupt window is open
+    /// exactly while one still waits.
+    fn load_events(&mut self) {
+        if let Some(event) = self.reinject.take() {
+            if !self.hw.inject(&event) {
+                self.reinject = Some(event);
+            }
+            self.hw.request_window(self.reinject.is_some() || self.pending.is_some());
+        } else if let Some(event) = self.pending {
+            if self.hw.inject(&event) {
+                self.pending = None;
+            }
+        } else {
+            self.hw.request_window(false);
+        }
     }
 
     fn gpr(&mut self, name: HvRegisterName) -> u64 {
@@ -89,6 +170,10 @@ pub enum Outcome {
 fn header(vcpu: &mut Vcpu, rip: u64, length: u8, access: HvInterceptAccessType) -> HvX64InterceptMessageHeader {
     let (cs_low, cs_high) = vcpu.get(HvRegisterName::CS).unwrap_or((0, 0));
     let state = vcpu.hw.execution_state();
+    let shadow = vcpu
+        .get(HvRegisterName::INTERRUPT_STATE)
+        .is_some_and(|(s, _)| tlfs::HvX64InterruptStateRegister::from_bits(s).interrupt_shadow());
+    let pending = vcpu.reinject.is_some() || vcpu.pending.is_some();
     HvX64InterceptMessageHeader {
         vp_index: vcpu.index,
         instruction_length_and_cr8: tlfs::HvX64InstructionLength::new().with_instruction_length(length.min(15)),
@@ -97,7 +182,9 @@ fn header(vcpu: &mut Vcpu, rip: u64, length: u8, access: HvInterceptAccessType) 
             .with_cpl(state.cpl & 3)
             .with_cr0_pe(state.cr0 & 1 != 0)
             .with_cr0_am(state.cr0 & (1 << 18) != 0)
-            .with_efer_lma(state.efer & (1 << 10) != 0),
+            .with_efer_lma(state.efer & (1 << 10) != 0)
+            .with_interruption_pending(pending)
+            .with_interrupt_shadow(shadow),
         cs_segment: tlfs::segment_register_from_value(cs_low, cs_high),
         rip,
         rflags: state.rflags,
@@ -117,7 +204,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     let (rip, length) = (exit.rip, exit.instruction_length);
     let rax = vcpu.gpr(HvRegisterName::RAX);
     let body = match exit.reason {
-        ExitReason::HostInterrupt => return Outcome::Host,
+        ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
         ExitReason::Io(io) => {
             let access = match io.direction {
                 IoDirection::In => HvInterceptAccessType::READ,
@@ -203,9 +290,29 @@ fn report_host_exits(vcpu: &Vcpu) {
     }
 }
 
-/// Applies the handler's reply to a VM exit: a count, then (name, low,
-/// high) triples; `stop` leaves the VP stopped.
-pub fn apply_reply(vcpu: &mut Vcpu, words: &[u64], stop: bool) -> Result<(), ErrorCode> {
+/// What the handler's reply to an exit asks of the VP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Resume,
+    Stop,
+    /// Wait until an interruption is pending (the guest executed HLT).
+    Halt,
+}
+
+impl Next {
+    /// From the label of a reply to a VM exit.
+    pub fn from_label(label: u32) -> Result<Next, ErrorCode> {
+        match label {
+            labels::VP_RESUME => Ok(Next::Resume),
+            labels::VP_STOP => Ok(Next::Stop),
+            labels::VP_HALT => Ok(Next::Halt),
+            _ => Err(ErrorCode::INVALID_ARGUMENT),
+        }
+    }
+}
+
+/// Sets registers from (name, low, high) triples after a count.
+fn set_registers(vcpu: &mut Vcpu, words: &[u64]) -> Result<(), ErrorCode> {
     let count = *words.first().unwrap_or(&0) as usize;
     let triples = words.get(1..1 + 3 * count).ok_or(ErrorCode::INVALID_ARGUMENT)?;
     for t in triples.chunks_exact(3) {
@@ -214,17 +321,22 @@ pub fn apply_reply(vcpu: &mut Vcpu, words: &[u64], stop: bool) -> Result<(), Err
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
     }
-    vcpu.stop = stop;
     Ok(())
 }
 
-/// The label of a reply to a VM exit.
-pub fn reply_stops(label: u32) -> Result<bool, ErrorCode> {
-    match label {
-        labels::VP_RESUME => Ok(false),
-        labels::VP_STOP => Ok(true),
-        _ => Err(ErrorCode::INVALID_ARGUMENT),
+/// Applies a reply to the VP's exit (register triples as for
+/// VP_SET_REGISTERS) or, when a stop report was out, only keeps it stopped.
+pub fn apply_reply(vcpu: &mut Vcpu, words: &[u64], label: u32) -> Result<(), ErrorCode> {
+    if vcpu.report.take().is_some() {
+        vcpu.stop = true;
+        return Ok(());
     }
+    let next = Next::from_label(label)?;
+    set_registers(vcpu, words)?;
+    vcpu.awaiting = None;
+    vcpu.stop = next == Next::Stop;
+    vcpu.halted = next == Next::Halt;
+    Ok(())
 }
 
 impl Kernel {
@@ -261,14 +373,7 @@ pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
             return Err(e);
         }
     };
-    k.vcpus[slot] = Some(Vcpu {
-        host_exits: HostExitStats::default(),
-        partition: None,
-        index: 0,
-        hw,
-        exit: [0; tlfs::HV_MESSAGE_WORDS],
-        stop: false,
-    });
+    k.vcpus[slot] = Some(Vcpu::new(hw));
     k.threads[usize::from(thread.0)] = super::Thread { alive: true, vcpu: Some(slot as u32), ..super::Thread::DEAD };
     Ok(u32::from(thread.0))
 }
@@ -369,10 +474,8 @@ pub fn invoke(
         }
         Operation::VP_SET_REGISTERS | Operation::VP_GET_REGISTERS => {
             let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
-            let running = matches!(k.ipc.state(thread), kerncore::ipc::ThreadState::Runnable);
-            if running && k.threads[usize::from(thread.0)].started {
-                return Err(ErrorCode::INVALID_STATE);
-            }
+            let running =
+                matches!(k.ipc.state(thread), ThreadState::Runnable) && k.threads[usize::from(thread.0)].started;
             let count = usize::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
             let per = if op == Operation::VP_SET_REGISTERS { 3 } else { 1 };
             if count > MAX_REGISTERS || usize::from(info.length()) < 1 + per * count {
@@ -382,13 +485,24 @@ pub fn invoke(
             for (i, a) in args.iter_mut().enumerate().take(1 + per * count) {
                 *a = word(k, t, &mr, i)?;
             }
+            // A running VP's state is the CPU's; only an interruption can be
+            // posted to it (on one CPU it is never in guest mode meanwhile).
+            let only_events = op == Operation::VP_SET_REGISTERS
+                && args[1..1 + 3 * count]
+                    .chunks_exact(3)
+                    .all(|t| t[0] == u64::from(HvRegisterName::PENDING_INTERRUPTION.0));
+            if running && !only_events {
+                return Err(ErrorCode::INVALID_STATE);
+            }
             let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
             let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             if vcpu.partition.is_none() {
                 return Err(ErrorCode::INVALID_STATE);
             }
             if op == Operation::VP_SET_REGISTERS {
-                return apply_reply(vcpu, &args[..1 + 3 * count], false).and_then(|()| done());
+                set_registers(vcpu, &args[..1 + 3 * count])?;
+                wake_if_halted(k, thread);
+                return done();
             }
             let mut values = [0u64; 2 * MAX_REGISTERS];
             for i in 0..count {
@@ -398,6 +512,15 @@ pub fn invoke(
                 values[2 * i + 1] = high;
             }
             super::transfer::reply_words(k, t, &values[..2 * count])
+        }
+        Operation::VP_SET_MONITOR => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let (_, ep) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::ENDPOINT, Rights::new().with_send(true))?;
+            let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
+            let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            vcpu.monitor = Some((EndpointId(ep.object.index), ep.badge));
+            vcpu.exit_timeout = mr[1];
+            done()
         }
         Operation::VP_START => {
             let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
@@ -414,6 +537,74 @@ pub fn invoke(
     }
 }
 
+/// A halted VP with an interruption now pending runs again.
+fn wake_if_halted(k: &mut Kernel, t: ThreadId) {
+    let Some(vcpu) = k.vcpu_of(t).and_then(|v| k.vcpus[v as usize].as_mut()) else { return };
+    let started = k.threads[usize::from(t.0)].started;
+    if vcpu.halted && vcpu.pending.is_some() && started && k.ipc.state(t) == ThreadState::Suspended {
+        vcpu.halted = false;
+        let _ = k.ipc.resume(t);
+    }
+}
+
+/// Stops VP thread `t`, whose handler is gone or too slow, and reports it
+/// to its monitor (or, without one, only to the kernel log).
+fn stop_unanswered(k: &mut Kernel, t: ThreadId, reason: VpStopReason) {
+    let Some(v) = k.vcpu_of(t) else { return };
+    let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
+    let Some(exit) = vcpu.awaiting.take() else { return };
+    let (index, partition) = (vcpu.index, vcpu.partition.unwrap_or(u32::MAX));
+    let why = if reason == VpStopReason::HANDLER_GONE {
+        "its exit handler is gone"
+    } else {
+        "its exit handler did not answer"
+    };
+    platform::println!(
+        "vm: VP {index} of partition {partition} stopped at rip {:#x} (intercept {:#x}): {why}",
+        exit.rip,
+        exit.message_type
+    );
+    let report =
+        VpStopReport { reason, vp_index: u64::from(index), message_type: u64::from(exit.message_type), rip: exit.rip };
+    let monitor = vcpu.monitor;
+    vcpu.report = monitor.map(|_| report.to_words());
+    let _ = k.ipc.suspend(t);
+    k.threads[usize::from(t.0)].started = false;
+    let Some(monitor) = monitor else { return };
+    let info = MessageInfo::new().with_label(labels::VP_STOPPED).with_length(VpStopReport::WORDS as u8);
+    let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
+    let _ = ipc.resume(t);
+    let sent = ipc.fault_with(t, Some(monitor), info, &mut super::transfer::Xfer { threads, tasks, caps, vcpus });
+    if sent.is_err() {
+        let _ = ipc.suspend(t);
+    }
+}
+
+impl Kernel {
+    /// Stops and reports VPs left without an answer: their handler went
+    /// away, or has had an exit longer than the monitor allows.
+    pub fn watch_vps(&mut self) {
+        let now = self.ticks_seen;
+        for v in 0..MAX_VPS {
+            let Some(vcpu) = self.vcpus[v].as_ref() else { continue };
+            let Some(exit) = vcpu.awaiting.filter(|_| vcpu.report.is_none()) else { continue };
+            let timeout = vcpu.exit_timeout;
+            let Some(t) = self.threads.iter().position(|th| th.alive && th.vcpu == Some(v as u32)) else { continue };
+            let t = ThreadId(t as u16);
+            let reason = match self.ipc.state(t) {
+                ThreadState::Faulted => VpStopReason::HANDLER_GONE,
+                ThreadState::BlockedSend { .. } | ThreadState::BlockedReply { .. }
+                    if timeout > 0 && now.saturating_sub(exit.since) >= timeout =>
+                {
+                    VpStopReason::HANDLER_TIMED_OUT
+                }
+                _ => continue,
+            };
+            stop_unanswered(self, t, reason);
+        }
+    }
+}
+
 /// Runs VP thread `t` until it exits to its handler or the scheduler picks
 /// another thread.
 pub fn run(k: &mut Kernel, t: ThreadId) {
@@ -427,13 +618,24 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             k.threads[usize::from(t.0)].started = false;
             return;
         }
+        if vcpu.halted {
+            if vcpu.pending.is_none() {
+                let _ = k.ipc.suspend(t);
+                return;
+            }
+            vcpu.halted = false;
+        }
         let Some(partition) = vcpu.partition.and_then(|p| k.partitions[p as usize].as_mut()) else {
             let _ = k.ipc.suspend(t);
             return;
         };
         let flush = core::mem::take(&mut partition.flush);
+        vcpu.load_events();
         let exit = vcpu.hw.run(flush);
         let exited_at = crate::arch::cpu::timestamp();
+        if let Some(event) = vcpu.hw.interrupted() {
+            vcpu.reinject = Some(event);
+        }
         crate::arch::cpu::take_pending_interrupts();
         k.catch_up_ticks();
         k.deliver_interrupts();
@@ -454,10 +656,15 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             }
             Outcome::Forward(message) => {
                 vcpu.exit = message.to_words();
+                let message_type = message.header.message_type.0;
+                vcpu.awaiting = Some(Awaiting { since: k.ticks_seen, message_type, rip: exit.rip });
                 let handler = k.threads[usize::from(t.0)].fault_handler;
                 let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(tlfs::HV_MESSAGE_WORDS as u8);
                 let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
-                let _ = ipc.fault_with(t, handler, info, &mut super::transfer::Xfer { threads, tasks, caps, vcpus });
+                let sent = ipc.fault_with(t, handler, info, &mut super::transfer::Xfer { threads, tasks, caps, vcpus });
+                if handler.is_none() || sent.is_err() {
+                    stop_unanswered(k, t, VpStopReason::HANDLER_GONE);
+                }
                 return;
             }
         }
