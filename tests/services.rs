@@ -330,3 +330,19 @@ fn qemu_guest_crash_leaves_others_running() {
     run.assert_serial_contains("[vid] survivor: guest reported status 1");
     run.assert_halted(0);
 }
+
+/// A VID that dies or never answers leaves its VPs stopped and reported;
+/// a healthy VID's partition runs its whole suite meanwhile.
+#[test]
+fn qemu_vid_failures_stop_only_their_vps() {
+    let m = manifest("vid-failures.toml");
+    let run = boot("qemu_vid_failures_stop_only_their_vps", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    assert_in_order(
+        &run,
+        &["[vid-dies] exiting on purpose with the exit at rip", "(intercept 0x80010000): its exit handler is gone"],
+    );
+    run.assert_serial_contains("[vid-stalls] never answering the exit at rip");
+    run.assert_serial_contains("[vid] bystander: testkernel: done: 8 passed, 0 failed");
+    run.assert_serial_contains("[vid] bystander: guest reported status 1");
+    run.assert_halted(0);
+}

@@ -77,6 +77,8 @@ pub struct StartupInfo {
     pub memory_size: u64,
     pub cap_count: u32,
     pub _reserved: u32,
+    /// The TSC's frequency as the kernel measured it (0 if unknown).
+    pub tsc_hz: u64,
     pub caps: [StartupCap; MAX_STARTUP_CAPS],
 }
 
@@ -92,6 +94,7 @@ impl StartupInfo {
             memory_size: 0,
             cap_count: 0,
             _reserved: 0,
+            tsc_hz: 0,
             caps: [StartupCap::EMPTY; MAX_STARTUP_CAPS],
         }
     }
@@ -122,14 +125,14 @@ impl StartupInfo {
         put(&self.memory_size.to_le_bytes());
         put(&self.cap_count.to_le_bytes());
         put(&self._reserved.to_le_bytes());
+        put(&self.tsc_hz.to_le_bytes());
         for cap in &self.caps {
             put(&cap.name.0);
             put(&cap.slot.0.to_le_bytes());
             put(&[cap.kind.0]);
             put(&cap._reserved);
         }
-        debug_assert_eq!(at, size);
-        Some(())
+        (at == size).then_some(())
     }
 
     /// Appends a named capability; false if full or the name is too long.

@@ -98,12 +98,13 @@ fn main(info: &'static BootInfo) -> ! {
                 cpu::wait_for_interrupt();
             }
             println!(
-                "timer: local APIC tick at {} Hz on APIC {} (version {:#x}, bus {} MHz, {} counts per tick); {} ticks seen",
+                "timer: local APIC tick at {} Hz on APIC {} (version {:#x}, bus {} MHz, {} counts per tick, TSC {} MHz); {} ticks seen",
                 apic::TICK_HZ,
                 timer.apic_id,
                 timer.version,
                 timer.bus_hz / 1_000_000,
                 timer.counts_per_tick,
+                timer.tsc_hz / 1_000_000,
                 apic::ticks() - start
             );
         }

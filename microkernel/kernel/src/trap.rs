@@ -101,7 +101,7 @@ pub fn next_context(k: &mut Kernel) -> *mut TrapFrame {
             unsafe { percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64) };
             return context;
         }
-        let quiet = !k.ipc.has_pending_events() && !k.interrupts_armed();
+        let quiet = !k.ipc.has_pending_events() && !k.interrupts_armed() && !k.vp_exit_timing();
         if quiet && EXIT_WHEN_IDLE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("kernel: every thread is blocked and nothing can wake one (exit=idle)");
             platform::power_off(ExitStatus::Success);

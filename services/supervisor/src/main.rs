@@ -199,6 +199,7 @@ mod task {
             map(task, ipc, layout::IPC_BUFFER, rw, 1)?;
 
             let mut startup = StartupInfo::empty();
+            startup.tsc_hz = tessera_rt::startup::tsc_hz();
             startup.task_name = abi::startup::Name::new(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
             startup.ipc_buffer = layout::IPC_BUFFER;
             startup.memory_size = memory_pages * PAGE;

@@ -28,6 +28,28 @@ const ROM_GPA: u64 = 0xf_f000;
 const ROM_SIGNATURE: &[u8] = b"TESSROM\0";
 pub const MAX_RUNNING: usize = 4;
 
+/// How this VID treats exits, chosen by its task name: the product, or a
+/// fault-injection personality for the tests of VID failure
+/// (`tests/manifests/vid-failures.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Personality {
+    Normal,
+    /// "vid-dies": exits (dropping its reply right) at the first exit.
+    Dies,
+    /// "vid-stalls": takes the first exit and never answers it.
+    Stalls,
+}
+
+impl Personality {
+    fn of(task: &str) -> Personality {
+        match task {
+            "vid-dies" => Personality::Dies,
+            "vid-stalls" => Personality::Stalls,
+            _ => Personality::Normal,
+        }
+    }
+}
+
 /// Hands out the VID's free capability slots.
 pub struct Slots(pub u32);
 
@@ -210,6 +232,10 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     if running.is_empty() {
         return Ok(false);
     }
+    let personality = Personality::of(me);
+    if personality != Personality::Normal {
+        fail_on_purpose(personality, exits, untyped, slots);
+    }
     serve(exits, &mut running, &registry)?;
     Ok(true)
 }
@@ -288,6 +314,30 @@ fn start(
         console: GuestConsole::default(),
         exits: 0,
     })
+}
+
+/// Takes the first exit and then fails as `personality` says: the task
+/// exits, or it waits forever on a notification nobody signals.
+fn fail_on_purpose(personality: Personality, exits: CapSlot, untyped: CapSlot, slots: &mut Slots) -> ! {
+    let first = tessera_rt::recv(exits);
+    let rip = first
+        .ok()
+        .and_then(|r| HvMessage::from_words(r.message.words()).ok())
+        .map_or(0, |m| m.parse().ok().and_then(|b| b.intercept_header().map(|h| h.rip)).unwrap_or(0));
+    if personality == Personality::Dies {
+        log!("exiting on purpose with the exit at rip {rip:#x} unanswered");
+        tessera_rt::exit();
+    }
+    log!("never answering the exit at rip {rip:#x}, on purpose");
+    let never = slots.next();
+    if retype(untyped, ObjectType::NOTIFICATION, never, 0).is_ok() {
+        loop {
+            let _ = tessera_rt::wait(never);
+        }
+    }
+    loop {
+        tessera_rt::yield_now();
+    }
 }
 
 /// Handles exits of every running partition until all have stopped.

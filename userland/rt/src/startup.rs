@@ -73,6 +73,19 @@ pub use current::info;
 #[cfg(target_os = "none")]
 pub(crate) use current::set;
 
+/// The TSC's frequency in Hz as the kernel measured it (0 if unknown or on
+/// the host).
+pub fn tsc_hz() -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        info().tsc_hz
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        0
+    }
+}
+
 /// The task's name (from the startup page; "" on the host).
 pub fn task_name() -> &'static str {
     #[cfg(target_os = "none")]

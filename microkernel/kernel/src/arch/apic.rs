@@ -33,6 +33,7 @@ const DIVIDE_BY_16: u32 = 0b0011;
 const APIC_BASE_ENABLE: u64 = 1 << 11;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static LAPIC: spin::Once<u64> = spin::Once::new();
 
 fn register(offset: usize) -> Option<VolatilePtr<'static, u32>> {
@@ -75,6 +76,7 @@ pub struct TimerInfo {
     pub version: u32,
     pub counts_per_tick: u32,
     pub bus_hz: u64,
+    pub tsc_hz: u64,
 }
 
 /// Maps and enables the local APIC and starts the periodic tick.
@@ -92,14 +94,21 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
     write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
     write(reg::LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
 
-    // Count down from the maximum for a known PIT interval.
-    pit::one_shot(CALIBRATION_US, || write(reg::TIMER_INITIAL, u32::MAX));
+    // Count down from the maximum for a known PIT interval; time the TSC
+    // over the same interval.
+    let mut tsc_start = 0;
+    pit::one_shot(CALIBRATION_US, || {
+        write(reg::TIMER_INITIAL, u32::MAX);
+        tsc_start = super::cpu::timestamp();
+    });
+    let tsc_elapsed = super::cpu::timestamp().wrapping_sub(tsc_start);
     let elapsed = u32::MAX - read(reg::TIMER_CURRENT);
     write(reg::TIMER_INITIAL, 0);
     if elapsed == 0 {
         return Err("the local APIC timer did not count");
     }
     let counts_per_second = u64::from(elapsed) * 1_000_000 / CALIBRATION_US;
+    TSC_HZ.store(tsc_elapsed * (1_000_000 / CALIBRATION_US), Ordering::Relaxed);
     let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ).unwrap_or(u32::MAX).max(1);
 
     write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
@@ -109,7 +118,13 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
         version: read(reg::VERSION) & 0xff,
         counts_per_tick,
         bus_hz: counts_per_second * 16,
+        tsc_hz: tsc_hz(),
     })
+}
+
+/// The TSC's frequency as measured against the PIT (0 before `init`).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
 }
 
 /// Timer interrupt: count the tick and acknowledge it.

@@ -581,6 +581,12 @@ fn stop_unanswered(k: &mut Kernel, t: ThreadId, reason: VpStopReason) {
 }
 
 impl Kernel {
+    /// Some VP's exit is with a handler whose time is limited: a tick may
+    /// yet stop it.
+    pub fn vp_exit_timing(&self) -> bool {
+        self.vcpus.iter().flatten().any(|v| v.exit_timeout > 0 && v.awaiting.is_some() && v.report.is_none())
+    }
+
     /// Stops and reports VPs left without an answer: their handler went
     /// away, or has had an exit longer than the monitor allows.
     pub fn watch_vps(&mut self) {
