@@ -89,6 +89,10 @@ open_enum! {
         /// not answer in time, the VP stops and the kernel reports it to the
         /// monitor with a [`crate::labels::VP_STOPPED`] message.
         VP_SET_MONITOR = 0x7c,
+        /// Choose the VP state sent with every exit (CONTROL): MR0 the
+        /// `tlfs::exit_state::ExitState` mask; its words follow the
+        /// `HV_MESSAGE`. Reserved bits are INVALID_ARGUMENT.
+        VP_SET_EXIT_STATE = 0x7d,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.

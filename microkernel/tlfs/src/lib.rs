@@ -22,6 +22,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 mod message;
 
+pub mod exit_state;
 pub use message::*;
 /// The zerocopy this crate's layouts implement, for `as_bytes` and friends.
 pub use zerocopy;

@@ -9,7 +9,8 @@ use sysimage::SystemImage;
 use sysimage::manifest::TaskIndex;
 use tessera_rt::memory::Window;
 use tessera_rt::{Message, Operation, caps, invoke, log};
-use tlfs::{HvMessage, HvRegisterName};
+use tlfs::exit_state::{ExitState, TransferredState};
+use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
 use vid::exits::{Action, Event, GuestConsole, Vmm};
 use vid::guest::Guest;
 use vid::loader::{self, LoadRequest, Module};
@@ -158,11 +159,16 @@ struct Running {
     exits: u64,
 }
 
+/// The state the kernel sends with each exit of these partitions.
+const EXIT_STATE: ExitState = ExitState::ALL;
+
 /// The guest as the intercept handler sees it: RAM through the window,
-/// the ROM page, registers through VP_GET_REGISTERS.
+/// the ROM page, registers from the state sent with the exit or, failing
+/// that, through VP_GET_REGISTERS.
 struct View<'r> {
     vp: CapSlot,
     ram: &'r mut [u8],
+    state: TransferredState<'r>,
 }
 
 impl View<'_> {
@@ -201,6 +207,9 @@ impl Guest for View<'_> {
     }
 
     fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        if let Some(value) = self.state.get(name) {
+            return Some(value);
+        }
         let reply = invoke(self.vp, Operation::VP_GET_REGISTERS, &[1, u64::from(name.0)]).ok()?;
         let w = reply.words();
         Some((*w.first()?, *w.get(1)?))
@@ -293,6 +302,7 @@ fn start(
     )?;
     invoke(partition, Operation::PARTITION_MAP, &[u64::from(rom.0), ROM_GPA, bits(rx), 1])?;
     invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
+    invoke(vp, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     invoke(vp, Operation::VP_SET_REGISTERS, &registers)?;
     log!(
         "{}: Multiboot kernel at {:#x}, {} MiB of RAM, command line \"{}\"; starting its VP",
@@ -322,7 +332,7 @@ fn fail_on_purpose(personality: Personality, exits: CapSlot, untyped: CapSlot, s
     let first = tessera_rt::recv(exits);
     let rip = first
         .ok()
-        .and_then(|r| HvMessage::from_words(r.message.words()).ok())
+        .and_then(|r| HvMessage::from_words(r.message.words().get(..HV_MESSAGE_WORDS)?).ok())
         .map_or(0, |m| m.parse().ok().and_then(|b| b.intercept_header().map(|h| h.rip)).unwrap_or(0));
     if personality == Personality::Dies {
         log!("exiting on purpose with the exit at rip {rip:#x} unanswered");
@@ -347,11 +357,13 @@ fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result
     loop {
         let k = received.badge.0.wrapping_sub(1) as usize;
         let mut reply = Message::new(labels::VP_STOP);
-        if let (Some(r), Ok(message)) = (running.get_mut(k), HvMessage::from_words(received.message.words())) {
+        let words = received.message.words();
+        let (head, state) = words.split_at(words.len().min(HV_MESSAGE_WORDS));
+        if let (Some(r), Ok(message)) = (running.get_mut(k), HvMessage::from_words(head)) {
             r.exits += 1;
             let name = r.name;
             let console = &mut r.console;
-            let mut view = View { vp: r.vp, ram: r.ram };
+            let mut view = View { vp: r.vp, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
             let action = r.vmm.handle(&message, &mut view, |event| match event {
                 Event::Console(b) => {
                     if let Some(line) = console.byte(b) {

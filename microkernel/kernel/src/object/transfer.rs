@@ -70,7 +70,7 @@ impl<const N: usize> Xfer<'_, N> {
             if let Some(vcpu) = sender.vcpu.and_then(|v| self.vcpus.get(v as usize)?.as_ref()) {
                 match vcpu.report {
                     Some(report) => words[..report.len()].copy_from_slice(&report),
-                    None => words[..tlfs::HV_MESSAGE_WORDS].copy_from_slice(&vcpu.exit),
+                    None => words.copy_from_slice(&vcpu.exit),
                 }
             } else {
                 words[..abi::FaultMessage::WORDS].copy_from_slice(&sender.fault.to_words());

@@ -25,6 +25,7 @@ use kerncore::event::Interruption;
 use kerncore::intercept::IoDirection;
 use kerncore::ipc::{EndpointId, ThreadState};
 use kerncore::sched::ThreadId;
+use tlfs::exit_state::ExitState;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
     HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage, HvX64MemoryAccessInfo,
@@ -64,8 +65,12 @@ pub struct Vcpu {
     pub partition: Option<u32>,
     pub index: u32,
     pub hw: VpHardware,
-    /// The exit message being delivered, as IPC words.
-    pub exit: [u64; tlfs::HV_MESSAGE_WORDS],
+    /// The exit message being delivered, as IPC words, and the state the
+    /// handler asked for after it.
+    pub exit: [u64; abi::MAX_MESSAGE_WORDS],
+    pub exit_len: usize,
+    /// The state sent with every exit.
+    pub exit_state: ExitState,
     /// The handler asked to leave the VP stopped.
     pub stop: bool,
     /// The interruption the handler asked for, until the guest takes it.
@@ -100,7 +105,9 @@ impl Vcpu {
             partition: None,
             index: 0,
             hw,
-            exit: [0; tlfs::HV_MESSAGE_WORDS],
+            exit: [0; abi::MAX_MESSAGE_WORDS],
+            exit_len: 0,
+            exit_state: ExitState::new(),
             stop: false,
             pending: None,
             reinject: None,
@@ -132,6 +139,23 @@ impl Vcpu {
             };
         }
         self.hw.set(name, low, high)
+    }
+
+    /// Puts `message` and the state the handler asked for into `exit`;
+    /// returns the words used.
+    fn message_with_state(&mut self, message: &HvMessage) -> usize {
+        let head = tlfs::HV_MESSAGE_WORDS;
+        self.exit[..head].copy_from_slice(&message.to_words());
+        let mut at = head;
+        for (name, words) in self.exit_state.registers() {
+            let (low, high) = self.get(name).unwrap_or((0, 0));
+            self.exit[at] = low;
+            if words == 2 {
+                self.exit[at + 1] = high;
+            }
+            at += words;
+        }
+        at
     }
 
     /// Loads the events due at this entry: one cut short first, then the
@@ -522,6 +546,13 @@ pub fn invoke(
             vcpu.exit_timeout = mr[1];
             done()
         }
+        Operation::VP_SET_EXIT_STATE => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let mask = ExitState::from_wire(mr[0]).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
+            k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.exit_state = mask;
+            done()
+        }
         Operation::VP_START => {
             let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
             let tcb = &mut k.threads[usize::from(thread.0)];
@@ -661,11 +692,11 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
                 }
             }
             Outcome::Forward(message) => {
-                vcpu.exit = message.to_words();
+                vcpu.exit_len = vcpu.message_with_state(&message);
                 let message_type = message.header.message_type.0;
                 vcpu.awaiting = Some(Awaiting { since: k.ticks_seen, message_type, rip: exit.rip });
                 let handler = k.threads[usize::from(t.0)].fault_handler;
-                let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(tlfs::HV_MESSAGE_WORDS as u8);
+                let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(vcpu.exit_len as u8);
                 let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
                 let sent = ipc.fault_with(t, handler, info, &mut super::transfer::Xfer { threads, tasks, caps, vcpus });
                 if handler.is_none() || sent.is_err() {

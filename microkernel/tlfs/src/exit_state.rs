@@ -1,0 +1,131 @@
+//! Tessera's extension to intercept messages (not TLFS): the VP state a
+//! handler asks to receive with every exit, as NOVA's message transfer
+//! descriptor does, so that it need not read registers back one call at a
+//! time. The words follow the 32 of the `HV_MESSAGE`, in the order of
+//! [`ExitState::registers`]; segment registers take two words (their
+//! 128-bit value), the others one.
+
+use crate::HvRegisterName as R;
+use bitfield_struct::bitfield;
+
+/// Which register groups travel with each exit.
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct ExitState {
+    /// [`GPRS`]: RAX..R15.
+    pub gprs: bool,
+    /// [`CONTROL`]: CR0, CR2, CR3, CR4, EFER.
+    pub control: bool,
+    /// [`SEGMENTS`]: DS, ES, FS, GS, SS (CS is in the intercept header).
+    pub segments: bool,
+    #[bits(61)]
+    pub reserved: u64,
+}
+
+pub const GPRS: [R; 16] = [
+    R::RAX,
+    R::RCX,
+    R::RDX,
+    R::RBX,
+    R::RSP,
+    R::RBP,
+    R::RSI,
+    R::RDI,
+    R::R8,
+    R::R9,
+    R::R10,
+    R::R11,
+    R::R12,
+    R::R13,
+    R::R14,
+    R::R15,
+];
+pub const CONTROL: [R; 5] = [R::CR0, R::CR2, R::CR3, R::CR4, R::EFER];
+pub const SEGMENTS: [R; 5] = [R::DS, R::ES, R::FS, R::GS, R::SS];
+
+/// Words of every group together: they fit after the message.
+pub const MAX_WORDS: usize = GPRS.len() + CONTROL.len() + 2 * SEGMENTS.len();
+const _: () = assert!(crate::HV_MESSAGE_WORDS + MAX_WORDS <= abi::MAX_MESSAGE_WORDS);
+
+impl ExitState {
+    /// Every group.
+    pub const ALL: ExitState = ExitState::new().with_gprs(true).with_control(true).with_segments(true);
+
+    /// A mask from its wire form; `None` if reserved bits are set.
+    pub fn from_wire(bits: u64) -> Option<ExitState> {
+        let state = ExitState::from_bits(bits);
+        (state.reserved() == 0).then_some(state)
+    }
+
+    /// The registers carried, in order, each with its word count.
+    pub fn registers(self) -> impl Iterator<Item = (R, usize)> {
+        let gprs = GPRS.iter().filter(move |_| self.gprs()).map(|&r| (r, 1));
+        let control = CONTROL.iter().filter(move |_| self.control()).map(|&r| (r, 1));
+        let segments = SEGMENTS.iter().filter(move |_| self.segments()).map(|&r| (r, 2));
+        gprs.chain(control).chain(segments)
+    }
+
+    /// Words the groups take.
+    pub fn words(self) -> usize {
+        self.registers().map(|(_, n)| n).sum()
+    }
+}
+
+/// The state that came with one exit: the words after the message.
+#[derive(Clone, Copy, Debug)]
+pub struct TransferredState<'w> {
+    mask: ExitState,
+    words: &'w [u64],
+}
+
+impl<'w> TransferredState<'w> {
+    /// Over `words` (those after the message); short words carry less.
+    pub fn new(mask: ExitState, words: &'w [u64]) -> TransferredState<'w> {
+        TransferredState { mask, words }
+    }
+
+    /// A register's (low, high) value, if it travelled.
+    pub fn get(&self, name: R) -> Option<(u64, u64)> {
+        let mut at = 0;
+        for (r, n) in self.mask.registers() {
+            if r == name {
+                let low = *self.words.get(at)?;
+                let high = if n == 2 { *self.words.get(at + 1)? } else { 0 };
+                return Some((low, high));
+            }
+            at += n;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_laid_out_in_order_and_fit() {
+        assert_eq!(ExitState::ALL.words(), 31);
+        assert_eq!(ExitState::new().words(), 0);
+        let control = ExitState::new().with_control(true);
+        assert_eq!(control.registers().map(|(r, _)| r).collect::<Vec<_>>(), CONTROL.to_vec());
+        assert_eq!(ExitState::from_wire(1 << 3), None);
+        assert_eq!(ExitState::from_wire(7), Some(ExitState::ALL));
+    }
+
+    #[test]
+    fn registers_are_found_where_the_mask_puts_them() {
+        let mask = ExitState::new().with_control(true).with_segments(true);
+        let mut words = [0u64; 15];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = 100 + i as u64;
+        }
+        let state = TransferredState::new(mask, &words);
+        assert_eq!(state.get(R::CR0), Some((100, 0)));
+        assert_eq!(state.get(R::EFER), Some((104, 0)));
+        assert_eq!(state.get(R::DS), Some((105, 106)));
+        assert_eq!(state.get(R::SS), Some((113, 114)));
+        assert_eq!(state.get(R::RAX), None);
+        assert_eq!(TransferredState::new(mask, &words[..6]).get(R::DS), None);
+    }
+}
