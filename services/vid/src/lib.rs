@@ -8,13 +8,14 @@
 pub mod cpuid;
 pub mod exits;
 pub mod guest;
+pub mod hypercall;
 pub mod loader;
 pub mod mmio;
 pub mod msr;
 pub mod portio;
 
-use tlfs::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};
+use tlfs::{HvMessageType, HvPartitionId};
 use vid_api::{Server, VidState};
 
 #[derive(Debug, Default)]
