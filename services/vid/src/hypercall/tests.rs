@@ -462,3 +462,26 @@ fn xmm_fast_output_follows_the_input_in_16_byte_chunks() {
     who.regs.rdx = get.into_bits() >> 32;
     assert_eq!(status(&handle(&who, &mut [0; 6], &mut mem, &mut p)), HvStatus::INVALID_HYPERCALL_INPUT);
 }
+
+#[test]
+fn the_caller_comes_from_the_intercept_header() {
+    use tlfs::{HvInterceptAccessType, HvX64InstructionLength, HvX64InterceptMessageHeader, HvX64VpExecutionState};
+    let mut header = HvX64InterceptMessageHeader {
+        vp_index: 3,
+        instruction_length_and_cr8: HvX64InstructionLength::new().with_instruction_length(3),
+        intercept_access_type: HvInterceptAccessType::EXECUTE,
+        execution_state: HvX64VpExecutionState::new().with_cr0_pe(true).with_efer_lma(true),
+        cs_segment: tlfs::segment_register_from_value(0, 0),
+        rip: 0x1000,
+        rflags: 2,
+    };
+    let regs = CallerRegisters { rcx: 0x1234, ..CallerRegisters::default() };
+    // Compatibility mode (EFER.LMA without CS.L) is a 32-bit caller.
+    let who = Caller::at(&header, regs, all_privileges(), XmmSupport::default());
+    assert_eq!((who.vp_index, who.mode, who.cpl, who.regs), (3, CpuMode::Protected16, 0, regs));
+    header.cs_segment.attributes = header.cs_segment.attributes.with_long(true);
+    header.execution_state = header.execution_state.with_cpl(3);
+    let who = Caller::at(&header, regs, all_privileges(), XmmSupport::default());
+    assert_eq!((who.mode, who.cpl), (CpuMode::Long64, 3));
+    assert_eq!(run(&who, &mut Mem::new(), &mut Partition::new(1)), Outcome::InjectUd);
+}
