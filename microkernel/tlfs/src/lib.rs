@@ -20,9 +20,11 @@ use bitfield_struct::bitfield;
 use core::num::NonZeroU16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+pub mod hypercall;
 mod message;
 
 pub mod exit_state;
+pub use hypercall::HvCallCode;
 pub use message::*;
 /// The zerocopy this crate's layouts implement, for `as_bytes` and friends.
 pub use zerocopy;
@@ -139,26 +141,6 @@ pub fn status_of<T>(result: &HvResult<T>) -> HvStatus {
     match result {
         Ok(_) => HvStatus::SUCCESS,
         Err(e) => e.status(),
-    }
-}
-
-open_enum! {
-    /// Hypercall call codes (TLFS Appendix A) of the operations the services
-    /// implement; they double as the services' operation numbers.
-    pub struct HvCallCode(u16) {
-        CREATE_PARTITION = 0x0040,
-        INITIALIZE_PARTITION = 0x0041,
-        FINALIZE_PARTITION = 0x0042,
-        DELETE_PARTITION = 0x0043,
-        MAP_GPA_PAGES = 0x004B,
-        UNMAP_GPA_PAGES = 0x004C,
-        CREATE_VP = 0x004E,
-        GET_VP_REGISTERS = 0x0050,
-        SET_VP_REGISTERS = 0x0051,
-        DELETE_PORT = 0x0058,
-        DISCONNECT_PORT = 0x005B,
-        CREATE_PORT = 0x0095,
-        CONNECT_PORT = 0x0096,
     }
 }
 
@@ -302,6 +284,7 @@ open_enum! {
     /// `HV_REGISTER_NAME` values (TLFS 7.8.2) of the x64 registers.
     /// Segment and table registers are 128-bit values: see
     /// [`HvX64SegmentRegister`] and [`table_register_value`].
+    #[derive(IntoBytes, FromBytes, Immutable, KnownLayout)]
     pub struct HvRegisterName(u32) {
         /// [`HvX64PendingInterruptionRegister`]: an event to deliver on resume.
         PENDING_INTERRUPTION = 0x0001_0002,

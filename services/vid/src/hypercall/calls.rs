@@ -1,0 +1,254 @@
+//! One handler per hypercall, run on a [`Request`] the parser validated.
+//! Each returns the call's status and, for rep calls, the reps completed
+//! (counted from the start of the list, TLFS 3.8).
+
+use super::{Caller, Flush, HypercallTarget, REPS_PER_EXIT, Request, VpSet};
+use crate::guest::Guest;
+use tlfs::hypercall::{
+    HV_IPI_VECTOR_MAX, HV_IPI_VECTOR_MIN, HvCallCode, HvFlushFlags, HvGenericSetFormat, HvGvaRange,
+    HvInputFlushVirtualAddress, HvInputFlushVirtualAddressEx, HvInputGetSetVpRegisters, HvInputGetVpIndexFromApicId,
+    HvInputNotifyLongSpinWait, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx, HvInputVtl,
+    HvRegisterAssoc, HvVpSetHeader,
+};
+use tlfs::{HvError, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
+
+/// A call's status and the reps completed.
+pub(super) type Done = (HvResult<()>, u16);
+
+pub(super) fn dispatch(
+    request: &mut Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> Done {
+    let simple = |status: HvResult<()>| (status, 0);
+    match request.code {
+        // The Ex forms differ only in how the VPs are named: see `flush_target`.
+        HvCallCode::FLUSH_VIRTUAL_ADDRESS_SPACE | HvCallCode::FLUSH_VIRTUAL_ADDRESS_SPACE_EX => {
+            simple(flush_space(request, target))
+        }
+        HvCallCode::FLUSH_VIRTUAL_ADDRESS_LIST | HvCallCode::FLUSH_VIRTUAL_ADDRESS_LIST_EX => {
+            flush_list(request, guest, target)
+        }
+        HvCallCode::SEND_SYNTHETIC_CLUSTER_IPI => simple(send_ipi(request, target)),
+        HvCallCode::SEND_SYNTHETIC_CLUSTER_IPI_EX => simple(send_ipi_ex(request, target)),
+        HvCallCode::NOTIFY_LONG_SPIN_WAIT => simple(long_spin_wait(request, caller, target)),
+        HvCallCode::GET_VP_REGISTERS => get_vp_registers(request, guest, target),
+        HvCallCode::SET_VP_REGISTERS => set_vp_registers(request, guest, target),
+        HvCallCode::GET_VP_INDEX_FROM_APIC_ID => vp_index_from_apic_id(request, guest, target),
+        HvCallCode::EXT_QUERY_CAPABILITIES => simple(query_capabilities(request, guest, target)),
+        // The parser only passes codes it has a spec for.
+        _ => simple(Err(HvError::INVALID_HYPERCALL_CODE)),
+    }
+}
+
+/// A CR3 value with a bit above the architectural 52-bit physical width.
+const fn cr3_reserved(address_space: u64) -> bool {
+    address_space >> 52 != 0
+}
+
+/// The flags and address space of a flush (TLFS 9.4.2, 9.4.4).
+fn flush_scope(address_space: u64, flags: HvFlushFlags, list: bool) -> HvResult<Flush> {
+    if flags.has_reserved_bits() || (list && flags.non_global_mappings_only()) {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    let address_space = if flags.all_virtual_address_spaces() {
+        None
+    } else if cr3_reserved(address_space) {
+        return Err(HvError::INVALID_PARAMETER);
+    } else {
+        Some(address_space)
+    };
+    Ok(Flush { address_space, non_global_only: flags.non_global_mappings_only() })
+}
+
+/// The VPs of an `HV_VP_SET` whose banks are the variable header.
+fn vp_set(request: &Request, header: HvVpSetHeader, vp_count: u32) -> HvResult<VpSet> {
+    match header.format {
+        HvGenericSetFormat::ALL => Ok(VpSet::all(vp_count)),
+        HvGenericSetFormat::SPARSE_4K => VpSet::sparse(header.valid_banks_mask, request.variable_header(), vp_count)
+            .ok_or(HvError::INVALID_PARAMETER),
+        _ => Err(HvError::INVALID_PARAMETER),
+    }
+}
+
+/// True for a sparse set whose banks are all zero: like an all-zero
+/// processor mask, it names no VP at all.
+fn names_no_vp(request: &Request, header: HvVpSetHeader) -> bool {
+    let banks = header.valid_banks_mask.count_ones() as usize;
+    header.format == HvGenericSetFormat::SPARSE_4K && request.variable_header().take(banks).all(|b| b == 0)
+}
+
+/// The processor mask of a non-Ex flush: empty is invalid without
+/// `HV_FLUSH_ALL_PROCESSORS`.
+fn flush_mask(mask: u64, flags: HvFlushFlags, vp_count: u32) -> HvResult<VpSet> {
+    match (flags.all_processors(), mask) {
+        (true, _) => Ok(VpSet::all(vp_count)),
+        (false, 0) => Err(HvError::INVALID_PARAMETER),
+        (false, mask) => Ok(VpSet::from_mask(mask, vp_count)),
+    }
+}
+
+/// The scope and VPs of any of the four flushes.
+fn flush_target(request: &Request, vp_count: u32) -> HvResult<(Flush, VpSet)> {
+    let list = request.spec.rep;
+    if request.spec.variable_header {
+        let input: HvInputFlushVirtualAddressEx = request.header();
+        let flush = flush_scope(input.address_space, input.flags, list)?;
+        let vps = if input.flags.all_processors() {
+            VpSet::all(vp_count)
+        } else if names_no_vp(request, input.processor_set) {
+            return Err(HvError::INVALID_PARAMETER);
+        } else {
+            vp_set(request, input.processor_set, vp_count)?
+        };
+        Ok((flush, vps))
+    } else {
+        let input: HvInputFlushVirtualAddress = request.header();
+        let flush = flush_scope(input.address_space, input.flags, list)?;
+        Ok((flush, flush_mask(input.processor_mask, input.flags, vp_count)?))
+    }
+}
+
+fn flush_space(request: &Request, target: &mut impl HypercallTarget) -> HvResult<()> {
+    let (flush, vps) = flush_target(request, target.vp_count())?;
+    target.flush_tlb(&vps, flush, None);
+    Ok(())
+}
+
+/// HvFlushVirtualAddressList[Ex]: the GVA ranges of this intercept's reps
+/// are flushed together.
+fn flush_list(request: &Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {
+    let start = request.control.rep_start_index();
+    let (flush, vps) = match flush_target(request, target.vp_count()) {
+        Ok(t) => t,
+        Err(e) => return (Err(e), start),
+    };
+    let mut ranges = [HvGvaRange::new(); REPS_PER_EXIT as usize];
+    let mut n = 0;
+    let mut status = Ok(());
+    for i in request.reps() {
+        match request.element::<HvGvaRange>(guest, i) {
+            Ok(range) => {
+                ranges[n] = range;
+                n += 1;
+            }
+            Err(e) => {
+                status = Err(e);
+                break;
+            }
+        }
+    }
+    if n != 0 {
+        target.flush_tlb(&vps, flush, Some(&ranges[..n]));
+    }
+    (status, start + n as u16)
+}
+
+/// The checks both IPI calls share (TLFS 10.5.2).
+fn ipi_vector(vector: u32, vtl: HvInputVtl, reserved: [u8; 3]) -> HvResult<u8> {
+    if !(HV_IPI_VECTOR_MIN..=HV_IPI_VECTOR_MAX).contains(&vector) || !vtl.is_vtl0_or_self() || reserved != [0; 3] {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    Ok(vector as u8)
+}
+
+fn send_ipi(request: &Request, target: &mut impl HypercallTarget) -> HvResult<()> {
+    let input: HvInputSendSyntheticClusterIpi = request.header();
+    let vector = ipi_vector(input.vector, input.target_vtl, input.reserved)?;
+    let vps = VpSet::from_mask(input.processor_mask, target.vp_count());
+    target.send_ipi(vector, &vps);
+    Ok(())
+}
+
+fn send_ipi_ex(request: &Request, target: &mut impl HypercallTarget) -> HvResult<()> {
+    let input: HvInputSendSyntheticClusterIpiEx = request.header();
+    let vector = ipi_vector(input.vector, input.target_vtl, input.reserved)?;
+    // An empty set sends nothing; unlike a flush it is not an error.
+    let vps = vp_set(request, input.processor_set, target.vp_count())?;
+    target.send_ipi(vector, &vps);
+    Ok(())
+}
+
+fn long_spin_wait(request: &Request, caller: &Caller, target: &mut impl HypercallTarget) -> HvResult<()> {
+    let input: HvInputNotifyLongSpinWait = request.header();
+    target.long_spin_wait(caller.vp_index, input.long_spin_wait_count);
+    Ok(())
+}
+
+/// A guest may name only itself (`HV_PARTITION_ID_SELF`) and VTL 0.
+fn own_partition(partition: HvPartitionId, vtl: HvInputVtl, reserved_zero: bool) -> HvResult<()> {
+    if partition != HvPartitionId::SELF {
+        return Err(HvError::ACCESS_DENIED);
+    }
+    if !vtl.is_vtl0_or_self() || !reserved_zero {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    Ok(())
+}
+
+/// The VP a Get/SetVpRegisters header names.
+fn registers_vp(request: &Request, target: &impl HypercallTarget) -> HvResult<HvVpIndex> {
+    let input: HvInputGetSetVpRegisters = request.header();
+    own_partition(input.partition(), input.input_vtl, input.reserved == [0; 3])?;
+    if input.vp_index >= target.vp_count() {
+        return Err(HvError::INVALID_VP_INDEX);
+    }
+    Ok(input.vp_index)
+}
+
+/// Runs `rep` for each rep of this intercept, stopping at the first error.
+fn each_rep(request: &mut Request, mut rep: impl FnMut(&mut Request, u16) -> HvResult<()>) -> Done {
+    let mut done = request.control.rep_start_index();
+    for i in request.reps() {
+        if let Err(e) = rep(request, i) {
+            return (Err(e), done);
+        }
+        done = i + 1;
+    }
+    (Ok(()), done)
+}
+
+fn get_vp_registers(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {
+    let vp = match registers_vp(request, target) {
+        Ok(vp) => vp,
+        Err(e) => return (Err(e), request.control.rep_start_index()),
+    };
+    each_rep(request, |request, i| {
+        let name: HvRegisterName = request.element(guest, i)?;
+        let value = target.get_vp_register(vp, name)?;
+        request.output(guest, i, &value)
+    })
+}
+
+fn set_vp_registers(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {
+    let vp = match registers_vp(request, target) {
+        Ok(vp) => vp,
+        Err(e) => return (Err(e), request.control.rep_start_index()),
+    };
+    each_rep(request, |request, i| {
+        let assoc: HvRegisterAssoc = request.element(guest, i)?;
+        target.set_vp_register(vp, assoc.name, assoc.value)
+    })
+}
+
+fn vp_index_from_apic_id(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {
+    let input: HvInputGetVpIndexFromApicId = request.header();
+    if let Err(e) = own_partition(input.partition(), input.target_vtl, input.reserved == [0; 7]) {
+        return (Err(e), request.control.rep_start_index());
+    }
+    each_rep(request, |request, i| {
+        let apic_id: u32 = request.element(guest, i)?;
+        let vp = target.apic_id_to_vp_index(apic_id).ok_or(HvError::INVALID_PARAMETER)?;
+        request.output(guest, i, &vp)
+    })
+}
+
+fn query_capabilities(
+    request: &mut Request,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> HvResult<()> {
+    let capabilities = target.extended_capabilities();
+    request.output(guest, 0, &capabilities)
+}
