@@ -20,7 +20,9 @@ use bitfield_struct::bitfield;
 use core::num::NonZeroU16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+pub mod cpuid;
 mod message;
+pub mod msr;
 
 pub use message::*;
 /// The zerocopy this crate's layouts implement, for `as_bytes` and friends.
