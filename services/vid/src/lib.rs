@@ -12,9 +12,10 @@ pub mod loader;
 pub mod mmio;
 pub mod msr;
 pub mod portio;
+pub mod profile;
 
-use tlfs::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};
+use tlfs::{HvMessageType, HvPartitionId};
 use vid_api::{Server, VidState};
 
 #[derive(Debug, Default)]
