@@ -84,10 +84,14 @@ fn hypervisor_leaf(profile: &EnlightenmentProfile, guest_os_id: u64, leaf: u32) 
             max_interrupt_vectors: 0,
         }
         .registers(),
-        // Tessera runs every guest on EPT or NPT; nothing else in the leaf
-        // (APIC overlay assist, DMA or interrupt remapping) is in use.
+        // Tessera runs every guest on EPT or NPT, with MSR bitmaps (VMX) or
+        // the MSR permission map (SVM); nothing else in the leaf (APIC
+        // overlay assist, DMA or interrupt remapping) is in use.
         HvCpuidFunction::HARDWARE_FEATURES => {
-            [HvHardwareFeatures::new().with_second_level_address_translation_in_use(true).into_bits(), 0, 0, 0]
+            let in_use = HvHardwareFeatures::new()
+                .with_msr_bitmaps_in_use(true)
+                .with_second_level_address_translation_in_use(true);
+            [in_use.into_bits(), 0, 0, 0]
         }
         // 0x4000_0007 (root only), 0x4000_0008 (no SVM), 0x4000_0009 and
         // 0x4000_000A (not nested, no enlightened VMCS): zeros, as is any

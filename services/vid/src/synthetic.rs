@@ -19,7 +19,9 @@
 //! the reference TSC page inaccessible (TLFS 12.7.1 says so, without #GP).
 //! Guest writes to the pages are not prevented: a guest that overwrites its
 //! hypercall or TSC page breaks only itself, and re-enabling (any write of
-//! the MSR with Enable set) writes the page again.
+//! the MSR with Enable set) writes the page again. Disabling a page, or
+//! moving it, leaves its bytes in the RAM it was written to (an overlay
+//! would uncover the RAM beneath).
 
 use crate::guest::Guest;
 use crate::profile::EnlightenmentProfile;
@@ -345,6 +347,8 @@ impl SyntheticPartition {
                 let reset = HvX64MsrResetContents::from_bits(value).reset();
                 Ok(if reset { SynMsrOutcome::Reset } else { SynMsrOutcome::Written })
             }
+            // TLFS 10.2.3.1 draws bits 63:32 "Ignored" and describes them
+            // "RsvdZ": ignored, as drawn.
             HvX64Msr::EOI => Ok(SynMsrOutcome::Apic(ApicAccess::Eoi)),
             HvX64Msr::ICR => Ok(SynMsrOutcome::Apic(ApicAccess::WriteIcr(value))),
             HvX64Msr::TPR => {

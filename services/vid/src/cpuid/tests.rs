@@ -36,7 +36,7 @@ fn the_hyperv_profile_presents_hv1() {
     // 5, cluster IPI 10, Ex masks 11; spin retries 0xfff.
     assert_eq!(cpuid(&p, 0, 0x4000_0004, 0), [0b1100_0011_1100, 0xfff, 0, 0]);
     assert_eq!(cpuid(&p, 0, 0x4000_0005, 0), [16, 2, 0, 0]);
-    assert_eq!(cpuid(&p, 0, 0x4000_0006, 0), [1 << 3, 0, 0, 0]);
+    assert_eq!(cpuid(&p, 0, 0x4000_0006, 0), [1 << 1 | 1 << 3, 0, 0, 0]);
     for leaf in 0x4000_0007..=0x4000_00ff {
         assert_eq!(cpuid(&p, 1, leaf, 0), [0; 4], "leaf {leaf:#x}");
     }
