@@ -132,58 +132,7 @@ impl HvHypercallOutput {
 const _: () = assert!(size_of::<HvHypercallInput>() == 8);
 const _: () = assert!(size_of::<HvHypercallOutput>() == 8);
 
-/// `HV_PARTITION_PRIVILEGE_MASK` (TLFS 4.2.2): what a partition may use.
-/// Reported to the guest in CPUID 0x40000003 EAX (low half) and EBX (high).
-#[bitfield(u64)]
-#[derive(PartialEq, Eq)]
-pub struct HvPartitionPrivilegeMask {
-    // Access to virtual MSRs.
-    pub access_vp_run_time_reg: bool,
-    pub access_partition_reference_counter: bool,
-    pub access_synic_regs: bool,
-    pub access_synthetic_timer_regs: bool,
-    pub access_intr_ctrl_regs: bool,
-    pub access_hypercall_msrs: bool,
-    pub access_vp_index: bool,
-    pub access_reset_reg: bool,
-    pub access_stats_reg: bool,
-    pub access_partition_reference_tsc: bool,
-    pub access_guest_idle_reg: bool,
-    pub access_frequency_regs: bool,
-    pub access_debug_regs: bool,
-    pub access_reenlightenment_controls: bool,
-    #[bits(18)]
-    pub reserved1: u32,
-    // Access to hypercalls.
-    pub create_partitions: bool,
-    pub access_partition_id: bool,
-    pub access_memory_pool: bool,
-    pub reserved2: bool,
-    pub post_messages: bool,
-    pub signal_events: bool,
-    pub create_port: bool,
-    pub connect_port: bool,
-    pub access_stats: bool,
-    #[bits(2)]
-    pub reserved3: u8,
-    pub debugging: bool,
-    pub cpu_management: bool,
-    #[bits(3)]
-    pub reserved4: u8,
-    pub access_vsm: bool,
-    pub access_vp_registers: bool,
-    #[bits(2)]
-    pub reserved5: u8,
-    pub enable_extended_hypercalls: bool,
-    pub start_virtual_processor: bool,
-    #[bits(10)]
-    pub reserved6: u16,
-}
-
-impl HvPartitionPrivilegeMask {
-    /// The bits TLFS defines.
-    pub const DEFINED_BITS: u64 = 0x0033_19f7_0000_3fff;
-}
+pub use crate::cpuid::HvPartitionPrivilegeMask;
 
 /// `HV_INPUT_VTL` (TLFS 15.15.1): the VTL a call targets.
 #[bitfield(u8)]

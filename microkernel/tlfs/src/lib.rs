@@ -20,10 +20,12 @@ use bitfield_struct::bitfield;
 use core::num::NonZeroU16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+pub mod cpuid;
+pub mod exit_state;
 pub mod hypercall;
 mod message;
+pub mod msr;
 
-pub mod exit_state;
 pub use hypercall::HvCallCode;
 pub use message::*;
 /// The zerocopy this crate's layouts implement, for `as_bytes` and friends.

@@ -18,6 +18,7 @@ use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
 use crate::mmio::TestDevice;
 use crate::msr::{MsrResult, Msrs};
 use crate::portio::{PortWrite, port_read, port_write, string_io};
+use crate::profile::EnlightenmentProfile;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
     HvX64MemoryInterceptMessage,
@@ -204,7 +205,9 @@ impl Vmm {
                 if h.instruction_length() == 0 {
                     return fail(h.rip);
                 }
-                let [a, b, cx, d] = cpuid(c.rax as u32, c.rcx as u32);
+                // The enlightenment profile is wired in by the integration; until
+                // then the guest sees no hypervisor, as before.
+                let [a, b, cx, d] = cpuid(&EnlightenmentProfile::NONE, 0, c.rax as u32, c.rcx as u32);
                 resume(&[
                     (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into())),
                     (HvRegisterName::RAX, a.into()),

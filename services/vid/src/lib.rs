@@ -13,6 +13,8 @@ pub mod loader;
 pub mod mmio;
 pub mod msr;
 pub mod portio;
+pub mod profile;
+pub mod synthetic;
 
 use tessera_idl::{Badge, ServiceError};
 use tlfs::{HvMessageType, HvPartitionId};

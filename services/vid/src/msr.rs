@@ -1,6 +1,8 @@
 //! Model-specific registers: EFER is kept per VP (and handed to the kernel,
 //! which loads it into the VP); other MSRs read 0 and ignore writes, each
-//! reported once. The TLFS synthetic MSRs come later.
+//! reported once. The TLFS synthetic MSRs (the hypervisor range
+//! 0x4000_0000..=0x4000_00FF and the crash MSRs) are
+//! [`crate::synthetic`]'s: see [`crate::synthetic::is_synthetic`].
 
 /// IA32_EFER.
 pub const EFER: u32 = 0xc000_0080;

@@ -15,14 +15,16 @@
 
 #![forbid(unsafe_code)]
 
+mod enlightenments;
 mod error;
 mod generate;
 mod parse;
 
+pub use enlightenments::DEFAULT_PROFILE;
 pub use error::{Error, Errors};
 pub use generate::{PartitionSpec, with_partition};
 pub use parse::{parse, parse_in};
-pub use sysimage::{IoPortRange, Priority, Restart};
+pub use sysimage::{Enlightenment, Enlightenments, IoPortRange, Priority, Restart};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,8 @@ pub struct Partition {
     pub vcpus: u8,
     /// Index into [`Manifest::tasks`] of the task that runs it (its VID).
     pub vid: usize,
+    /// What of the Hyper-V interface the VID presents (checked coherent).
+    pub enlightenments: Enlightenments,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +166,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             memory: p.memory,
             vcpus: p.vcpus,
             vid: compiled::TaskIndex(index(p.vid)?),
+            enlightenments: p.enlightenments,
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;
     }
@@ -292,6 +297,9 @@ pub fn summary(manifest: &Manifest) -> String {
         }
         if !p.cmdline.is_empty() {
             let _ = write!(guest, " \"{}\"", p.cmdline);
+        }
+        if !p.enlightenments.is_empty() {
+            let _ = write!(guest, " [{}]", enlightenments::describe(p.enlightenments));
         }
         let _ =
             writeln!(out, "  {:<20} {:>5}  {:>9}  {:<20} {guest}", p.name, p.vcpus, parse::show_size(p.memory), vid);

@@ -39,6 +39,8 @@ struct PartitionToml {
     vcpus: Option<i64>,
     /// The task that runs the partition.
     vid: String,
+    /// A profile name or a table (see `enlightenments.rs`).
+    enlightenments: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -164,7 +166,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// ` (did you mean "x"?)` for the closest candidate within two edits.
-fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     candidates
         .map(|c| (levenshtein(word, c), c))
         .filter(|&(d, _)| d <= 2 && d < word.len())
@@ -451,6 +453,7 @@ fn check_partition(
         }
         (Some(_), None) => {}
     }
+    let enlightenments = crate::enlightenments::check(name, p.enlightenments.as_ref(), e);
     if e.len() > before {
         return None;
     }
@@ -462,6 +465,7 @@ fn check_partition(
         memory: memory?,
         vcpus: vcpus as u8,
         vid: usize::MAX, // set once tasks are in start order
+        enlightenments: enlightenments?,
     })
 }
 

@@ -192,7 +192,8 @@ fn cli_reports_errors_numbered_and_fails() {
 fn system_with_guest(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo_manifest()).unwrap().replace("untyped = \"64MiB\"", "untyped = \"80MiB\"")
         + "\n[partitions.linux]\nimage = \"guests/bzImage\"\nmodules = [\"guests/initrd\", \"cmd.txt\"]\n\
-           cmdline = \"console=ttyS0\"\nmemory = \"64MiB\"\nvcpus = 2\nvid = \"vid\"\n";
+           cmdline = \"console=ttyS0\"\nmemory = \"64MiB\"\nvcpus = 2\nvid = \"vid\"\n\
+           enlightenments = { profile = \"hyperv\", guest_idle = false }\n";
     std::fs::create_dir_all(dir.join("guests")).unwrap();
     std::fs::write(dir.join("guests/bzImage"), b"kernel").unwrap();
     std::fs::write(dir.join("guests/initrd"), b"initrd").unwrap();
@@ -221,6 +222,10 @@ fn guest_files_are_found_next_to_the_manifest_and_packed() {
     assert_eq!(sys.bootfs.file("guest0:module0"), Some(&b"initrd"[..]));
     assert_eq!(sys.bootfs.file("guest0:module1"), Some(&b"text"[..]));
     assert!(summary(&m).contains("6 tasks, 5 endpoints, 1 partitions"), "{}", summary(&m));
+    // The enlightenments reach the compiled manifest as their bits.
+    let expected = tessera_manifest::Enlightenments::HYPERV.with(tessera_manifest::Enlightenment::GuestIdle, false);
+    assert_eq!(p.enlightenments, expected);
+    assert!(summary(&m).contains("\"console=ttyS0\" [hypercall+vp_index+vp_runtime+"), "{}", summary(&m));
 }
 
 #[test]

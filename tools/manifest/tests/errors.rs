@@ -659,3 +659,107 @@ fn too_many_partitions() {
     let text = with_vid(&partitions).replace("66MiB", "1GiB");
     assert_errors(&text, &["system: partitions: 9 partitions, at most 8"]);
 }
+
+// ---- Enlightenments.
+
+#[test]
+fn enlightenment_profiles_and_overrides_are_accepted() {
+    use tessera_manifest::{Enlightenment, Enlightenments};
+    let of = |extra: &str| parse(&with_vid(&partition("linux", extra)), "t.toml").unwrap().partitions[0].enlightenments;
+    assert_eq!(of(""), Enlightenments::NONE);
+    assert_eq!(of("enlightenments = \"none\""), Enlightenments::NONE);
+    assert_eq!(of("enlightenments = \"hyperv\""), Enlightenments::HYPERV);
+    assert_eq!(
+        of("enlightenments = { profile = \"hyperv\", reference_tsc = false, relaxed_timing = false }"),
+        Enlightenments::HYPERV.with(Enlightenment::ReferenceTsc, false).with(Enlightenment::RelaxedTiming, false)
+    );
+    assert_eq!(
+        of("[partitions.linux.enlightenments]\nhypercall = true\nvp_index = true\ncrash_msrs = true"),
+        Enlightenments::INTERFACE.with(Enlightenment::CrashMsrs, true)
+    );
+}
+
+#[test]
+fn enlightenments_of_the_wrong_type() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = 3")),
+        &["partition \"linux\": enlightenments: must be a profile name (\"none\" or \"hyperv\") or a table of a \
+           profile and overrides"],
+    );
+}
+
+#[test]
+fn unknown_enlightenment_profile() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = \"hyper-v\"")),
+        &["partition \"linux\": enlightenments: unknown profile \"hyper-v\" (did you mean \"hyperv\"?) (use \"none\" \
+           or \"hyperv\")"],
+    );
+}
+
+#[test]
+fn unknown_base_profile_in_a_table() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"kvm\" }")),
+        &["partition \"linux\": enlightenments.profile: unknown profile \"kvm\" (use \"none\" or \"hyperv\")"],
+    );
+}
+
+#[test]
+fn base_profile_that_is_not_a_name() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = true }")),
+        &["partition \"linux\": enlightenments.profile: must be a profile name (\"none\" or \"hyperv\")"],
+    );
+}
+
+#[test]
+fn unknown_enlightenment() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", refrence_tsc = false }")),
+        &["partition \"linux\": enlightenments: unknown enlightenment \"refrence_tsc\" (did you mean \
+           \"reference_tsc\"?)"],
+    );
+}
+
+#[test]
+fn enlightenment_override_that_is_not_a_boolean() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", guest_idle = \"yes\" }")),
+        &["partition \"linux\": enlightenments.guest_idle: must be true or false"],
+    );
+}
+
+#[test]
+fn enlightenment_without_the_hv1_interface() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", vp_index = false }")),
+        &["partition \"linux\": enlightenments: the \"Hv#1\" interface promises hypercall and vp_index (TLFS \
+           3.13), so any enlightenment needs them: missing vp_index"],
+    );
+}
+
+#[test]
+fn enlightenment_without_its_dependency() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", time_ref_count = false }")),
+        &["partition \"linux\": enlightenments: reference_tsc requires time_ref_count"],
+    );
+}
+
+#[test]
+fn ex_processor_masks_without_a_hypercall_that_uses_them() {
+    let text = "enlightenments = { profile = \"hyperv\", remote_tlb_flush = false, cluster_ipi = false }";
+    assert_errors(
+        &with_vid(&partition("linux", text)),
+        &["partition \"linux\": enlightenments: ex_processor_masks requires remote_tlb_flush or cluster_ipi"],
+    );
+}
+
+#[test]
+fn unimplemented_enlightenment() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = true }")),
+        &["partition \"linux\": enlightenments: synic is not implemented by the VID yet, so it cannot be enabled"],
+    );
+}

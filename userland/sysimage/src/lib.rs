@@ -20,9 +20,11 @@
 extern crate std;
 
 pub mod bootfs;
+pub mod enlightenments;
 pub mod manifest;
 
 pub use bootfs::{Bootfs, File};
+pub use enlightenments::{Enlightenment, EnlightenmentError, Enlightenments};
 pub use manifest::{
     Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, Priority, Restart, Task, TaskIndex, Use,
 };

@@ -16,14 +16,17 @@
 //!   port space and are not claimed twice, and neither are interrupt lines;
 //! - each partition names a valid task as its VID, whose untyped quota
 //!   covers the guest RAM of all its partitions plus
-//!   [`PARTITION_OVERHEAD`] each; guest files are bootfs names.
+//!   [`PARTITION_OVERHEAD`] each; guest files are bootfs names; each
+//!   partition's enlightenments pass [`Enlightenments::check`].
 
+pub use crate::enlightenments::Enlightenments;
 use crate::{Error, PAGE_SIZE, valid_name};
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-/// Version of the compiled-manifest layout (2: `partitions` added).
-pub const VERSION: u32 = 2;
+/// Version of the compiled-manifest layout (2: `partitions` added; 3:
+/// `Partition::enlightenments` added).
+pub const VERSION: u32 = 3;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -178,6 +181,8 @@ pub struct Partition<'a> {
     pub vcpus: u8,
     /// The task that runs it (its VID).
     pub vid: TaskIndex,
+    /// What of the Hyper-V interface its VID presents to the guest.
+    pub enlightenments: Enlightenments,
 }
 
 /// True if `cmdline` can be a guest command line: at most [`MAX_CMDLINE`]
@@ -334,6 +339,9 @@ impl<'a> Manifest<'a> {
             }
             if !(1..=MAX_VCPUS).contains(&p.vcpus) {
                 return bad("bad number of virtual processors");
+            }
+            if p.enlightenments.check().is_err() {
+                return bad("incoherent or unimplemented enlightenments");
             }
             let Some(vid) = self.task(p.vid) else {
                 return bad("VID task out of range");

@@ -52,6 +52,7 @@ fn sample() -> Manifest<'static> {
             memory: 64 << 20,
             vcpus: 2,
             vid: TaskIndex(2),
+            enlightenments: Enlightenments::HYPERV,
         }]),
     }
 }
@@ -87,8 +88,10 @@ fn unknown_versions_and_garbage_are_refused() {
     let mut m = sample();
     m.version = 1;
     assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(1)));
-    m.version = 3;
-    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(3)));
+    m.version = 2; // before enlightenments
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(2)));
+    m.version = VERSION + 1;
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(VERSION + 1)));
     assert_eq!(Manifest::parse(&[]), Err(Error::Decode));
     let mut bytes = sample().to_vec();
     bytes.truncate(bytes.len() - 1);
@@ -162,6 +165,9 @@ fn inconsistent_partitions_are_refused() {
     bad(|m| m.partitions[0].vid = TaskIndex(3));
     bad(|m| m.partitions[0].vid = TaskIndex(1)); // the console has no untyped quota
     bad(|m| m.tasks[2].untyped = (65 << 20) - 4096);
+    bad(|m| m.partitions[0].enlightenments = Enlightenments::from_bits(1 << 31));
+    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, true));
+    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::TimeRefCount, false));
 
     // Two partitions on one VID need both quotas; names are unique.
     let mut m = sample();
@@ -302,4 +308,67 @@ fn a_system_image_needs_a_manifest_and_every_binary() {
     let files: [(&str, &[u8]); 3] = [(MANIFEST_FILE, &encoded), ("supervisor", b""), ("console", b"")];
     let missing = bootfs::write(&files).unwrap();
     assert_eq!(SystemImage::parse(&missing).unwrap_err(), Error::MissingBinary { task: 2 });
+}
+
+#[test]
+fn enlightenment_profiles_are_coherent_and_round_trip() {
+    assert_eq!(Enlightenments::HYPERV.bits(), 0x7fff);
+    assert_eq!(Enlightenments::NONE.check(), Ok(()));
+    assert_eq!(Enlightenments::HYPERV.check(), Ok(()));
+    assert_eq!(Enlightenments::profile("hyperv"), Some(Enlightenments::HYPERV));
+    assert_eq!(Enlightenments::profile("none"), Some(Enlightenments::NONE));
+    assert_eq!(Enlightenments::profile("kvm"), None);
+    for (i, e) in Enlightenment::ALL.into_iter().enumerate() {
+        assert_eq!(e as usize, i);
+        assert_eq!(Enlightenment::from_name(e.name()), Some(e));
+    }
+    let mut m = sample();
+    m.partitions[0].enlightenments =
+        Enlightenments::NONE.with(Enlightenment::Hypercall, true).with(Enlightenment::VpIndex, true);
+    let bytes = m.to_vec();
+    assert_eq!(Manifest::parse(&bytes).unwrap().partitions[0].enlightenments.bits(), 0b11);
+}
+
+#[test]
+fn each_enlightenment_error() {
+    let base = Enlightenments::NONE.with(Enlightenment::Hypercall, true).with(Enlightenment::VpIndex, true);
+    let check = |set: Enlightenments| set.check().map_err(|e| std::format!("{e}"));
+    assert_eq!(check(Enlightenments::from_bits(1 << 20)), Err("unknown enlightenment bits 0x100000".into()));
+    assert_eq!(
+        check(base.with(Enlightenment::Synic, true)),
+        Err("synic is not implemented by the VID yet, so it cannot be enabled".into())
+    );
+    assert_eq!(
+        check(base.with(Enlightenment::ReferenceTsc, true)),
+        Err("reference_tsc requires time_ref_count".into())
+    );
+    assert_eq!(
+        check(Enlightenment::GuestIdle.set()),
+        Err("the \"Hv#1\" interface promises hypercall and vp_index (TLFS 3.13), so any enlightenment needs \
+             them: missing hypercall and vp_index"
+            .into())
+    );
+    assert_eq!(
+        check(Enlightenments::HYPERV.with(Enlightenment::VpIndex, false)).map_err(|m| m.ends_with("missing vp_index")),
+        Err(true)
+    );
+    assert_eq!(
+        check(base.with(Enlightenment::ExProcessorMasks, true)),
+        Err("ex_processor_masks requires remote_tlb_flush or cluster_ipi".into())
+    );
+    assert_eq!(check(base.with(Enlightenment::ExProcessorMasks, true).with(Enlightenment::ClusterIpi, true)), Ok(()));
+    // Synthetic timers are refused as unimplemented, and for what they need.
+    let mut errors = StdVec::new();
+    base.with(Enlightenment::SyntheticTimers, true).for_each_error(|e| errors.push(e));
+    assert_eq!(
+        errors,
+        [
+            EnlightenmentError::Unimplemented(Enlightenment::SyntheticTimers),
+            EnlightenmentError::Requires {
+                feature: Enlightenment::SyntheticTimers,
+                missing: Enlightenment::TimeRefCount.set().with(Enlightenment::Synic, true),
+            },
+        ]
+    );
+    assert_eq!(std::format!("{}", errors[1]), "synthetic_timers requires time_ref_count and synic");
 }

@@ -66,11 +66,14 @@ fn privilege_bits_are_where_cpuid_reports_them() {
     assert_eq!(p.with_start_virtual_processor(true).into_bits(), 1 << 53);
     let named = HvPartitionPrivilegeMask::from_bits(u64::MAX)
         .with_reserved1(0)
-        .with_reserved2(false)
-        .with_reserved3(0)
-        .with_reserved4(0)
-        .with_reserved5(0)
-        .with_reserved6(0);
+        .with_reserved_35(false)
+        .with_reserved2(0)
+        .with_reserved_45(false)
+        .with_reserved_46(false)
+        .with_reserved_47(false)
+        .with_reserved_50(false)
+        .with_reserved_51(false)
+        .with_reserved3(0);
     assert_eq!(named.into_bits(), HvPartitionPrivilegeMask::DEFINED_BITS);
 }
 

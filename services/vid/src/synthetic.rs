@@ -1,0 +1,433 @@
+//! The TLFS synthetic MSRs (Appendix C) a partition's
+//! [`EnlightenmentProfile`] gives it: their per-partition and per-VP state
+//! and one handler for RDMSR and WRMSR.
+//!
+//! Pure logic: the caller passes the guest's memory ([`Guest`]), the TSC
+//! now and the VP's run time ([`Now`]), and the host's frequencies
+//! ([`HostClock`]); the handler returns what the access does
+//! ([`SynMsrOutcome`]) or that it raises #GP ([`Gp`]). What the VID must do
+//! besides (forward to its APIC model, idle the VP, reset the partition,
+//! report a crash) is in the outcome.
+//!
+//! # Overlay pages
+//!
+//! TLFS overlays the hypercall, reference TSC and VP assist pages on the GPA
+//! space. Tessera writes them into the guest's RAM at the GPA instead (the
+//! guest must give a RAM page, which Linux and Windows do): a GPA that is
+//! not RAM raises #GP for the hypercall and VP assist pages (TLFS 3.13: a
+//! hypercall page "beyond the bounds of the GPA space" is #GP), and leaves
+//! the reference TSC page inaccessible (TLFS 12.7.1 says so, without #GP).
+//! Guest writes to the pages are not prevented: a guest that overwrites its
+//! hypercall or TSC page breaks only itself, and re-enabling (any write of
+//! the MSR with Enable set) writes the page again. Disabling a page, or
+//! moving it, leaves its bytes in the RAM it was written to (an overlay
+//! would uncover the RAM beneath).
+
+use crate::guest::Guest;
+use crate::profile::EnlightenmentProfile;
+use sysimage::Enlightenment;
+use tlfs::msr::{
+    HV_CRASH_MAX_MESSAGE, HV_CRASH_PARAMETERS, HV_PAGE_SIZE, HV_REFERENCE_TSC_SEQUENCE_INVALID,
+    HV_X64_MSR_HYPERVISOR_RANGE, HvCrashCtlRegContents, HvReferenceTscPage, HvX64Msr, HvX64MsrHypercallContents,
+    HvX64MsrReferenceTscContents, HvX64MsrResetContents, HvX64MsrTprContents, HvX64MsrVpAssistPageContents,
+};
+use tlfs::zerocopy::{FromZeros, IntoBytes};
+
+/// VPs whose state is kept (as for EFER in [`crate::msr`]).
+pub const MAX_VPS: usize = crate::msr::MAX_VPS;
+/// 100 ns units per second: the reference time's rate.
+pub const REFERENCE_HZ: u64 = 10_000_000;
+
+/// The processor vendor: which instruction the hypercall page calls with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    /// VMCALL.
+    Intel,
+    /// VMMCALL.
+    Amd,
+}
+
+/// The hypercall page code (TLFS 3.13): the hypercall instruction, then a
+/// near return, which is all a guest may assume of the page.
+pub const fn hypercall_code(vendor: Vendor) -> [u8; 4] {
+    match vendor {
+        Vendor::Intel => [0x0f, 0x01, 0xc1, 0xc3], // vmcall; ret
+        Vendor::Amd => [0x0f, 0x01, 0xd9, 0xc3],   // vmmcall; ret
+    }
+}
+
+/// The whole hypercall page: the code, then INT3s, so a call anywhere but
+/// the start traps instead of sliding.
+pub fn hypercall_page(vendor: Vendor) -> [u8; HV_PAGE_SIZE] {
+    let mut page = [0xcc; HV_PAGE_SIZE];
+    let code = hypercall_code(vendor);
+    page[..code.len()].copy_from_slice(&code);
+    page
+}
+
+/// `TscScale` of the reference TSC page (TLFS 12.7.3): 2^64 · 10^7 / tsc_hz,
+/// rounded down, so that `(tsc · scale) >> 64` counts 100 ns units. `None`
+/// if it does not fit in 64 bits (a TSC at 10 MHz or slower, or 0 Hz).
+pub const fn tsc_scale(tsc_hz: u64) -> Option<u64> {
+    if tsc_hz <= REFERENCE_HZ {
+        return None;
+    }
+    Some((((REFERENCE_HZ as u128) << 64) / tsc_hz as u128) as u64)
+}
+
+/// `(a · b) >> 64`.
+const fn mul_high(a: u64, b: u64) -> u64 {
+    ((a as u128 * b as u128) >> 64) as u64
+}
+
+/// True for an MSR this module owns: the hypervisor range
+/// 0x4000_0000..=0x4000_00FF and the TLFS MSRs beyond it (the crash MSRs at
+/// 0x4000_0100..). The rest stay with [`crate::msr`].
+pub fn is_synthetic(msr: u32) -> bool {
+    HV_X64_MSR_HYPERVISOR_RANGE.contains(&msr) || HvX64Msr(msr).is_defined()
+}
+
+/// The host clocks the VID reports to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostClock {
+    /// The guest-visible TSC's frequency.
+    pub tsc_hz: u64,
+    /// The local APIC timer's frequency.
+    pub apic_hz: u64,
+}
+
+/// What changes between accesses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// The guest-visible TSC at the access.
+    pub tsc: u64,
+    /// The VP's run time so far, in 100 ns units.
+    pub vp_runtime: u64,
+}
+
+/// Why an access raises #GP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gp {
+    /// Not an MSR the profile gives the partition (or no such MSR).
+    NotAvailable,
+    /// A write to a read-only MSR.
+    ReadOnly,
+    /// A read of a write-only MSR (`HV_X64_MSR_EOI`).
+    WriteOnly,
+    /// A reserved bit the TLFS makes RsvdZ is set.
+    ReservedBits,
+    /// The page the MSR names is not guest RAM.
+    NotRam,
+    /// The VP index is beyond [`MAX_VPS`].
+    VpIndex,
+}
+
+/// An APIC register access for the VID's APIC model (TLFS 10.2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApicAccess {
+    /// A write to EOI.
+    Eoi,
+    /// A read of ICR: high in 63:32, low in 31:0.
+    ReadIcr,
+    /// A write of ICR (a write of ICR low sends the IPI).
+    WriteIcr(u64),
+    /// A read of TPR (bits 7:0).
+    ReadTpr,
+    /// A write of TPR.
+    WriteTpr(u8),
+}
+
+/// A crash message the guest gave (CrashMessage with CrashNotify).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrashMessage {
+    /// Guest-physical address (`CRASH_P3`).
+    pub gpa: u64,
+    /// Bytes, at most [`HV_CRASH_MAX_MESSAGE`] (`CRASH_P4`, clamped).
+    pub len: usize,
+}
+
+impl CrashMessage {
+    /// Reads the message from guest RAM into `buf` (at most `buf.len()`
+    /// bytes); `None` if it is not RAM.
+    pub fn read<'b>(&self, guest: &mut impl Guest, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+        let n = self.len.min(buf.len());
+        guest.read(self.gpa, &mut buf[..n]).then_some(&buf[..n])
+    }
+}
+
+/// What an access to a synthetic MSR does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynMsrOutcome {
+    /// A read's value (for EDX:EAX).
+    Read(u64),
+    /// A write, done (or ignored, as the TLFS says).
+    Written,
+    /// Forward to the APIC model; a read completes with its value.
+    Apic(ApicAccess),
+    /// `HV_X64_MSR_GUEST_IDLE` was read (value 0): the VP sleeps until an
+    /// interrupt arrives, even a masked one (TLFS 7.5).
+    Idle,
+    /// `HV_X64_MSR_RESET` was written with bit 0: reset the partition
+    /// (and [`SyntheticPartition::reset`] it).
+    Reset,
+    /// `HV_X64_MSR_CRASH_CTL` was written with CrashNotify: report and log
+    /// `CRASH_P0..P4` (and the message, if any).
+    GuestCrash { p: [u64; HV_CRASH_PARAMETERS], message: Option<CrashMessage> },
+}
+
+/// Per-VP synthetic state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SyntheticVp {
+    vp_assist_page: HvX64MsrVpAssistPageContents,
+}
+
+/// A partition's synthetic MSR state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyntheticPartition {
+    profile: EnlightenmentProfile,
+    vendor: Vendor,
+    clock: HostClock,
+    /// The TSC when the partition was created: reference time 0.
+    created_tsc: u64,
+    guest_os_id: u64,
+    hypercall: HvX64MsrHypercallContents,
+    reference_tsc: HvX64MsrReferenceTscContents,
+    /// The last `TscSequence` written; 0 before the first.
+    tsc_sequence: u32,
+    crash: [u64; HV_CRASH_PARAMETERS],
+    vps: [SyntheticVp; MAX_VPS],
+}
+
+impl SyntheticPartition {
+    /// The state at partition creation, at TSC `created_tsc`.
+    pub fn new(profile: EnlightenmentProfile, vendor: Vendor, clock: HostClock, created_tsc: u64) -> Self {
+        SyntheticPartition {
+            profile,
+            vendor,
+            clock,
+            created_tsc,
+            guest_os_id: 0,
+            hypercall: HvX64MsrHypercallContents::new(),
+            reference_tsc: HvX64MsrReferenceTscContents::new(),
+            tsc_sequence: 0,
+            crash: [0; HV_CRASH_PARAMETERS],
+            vps: [SyntheticVp::default(); MAX_VPS],
+        }
+    }
+
+    pub fn profile(&self) -> &EnlightenmentProfile {
+        &self.profile
+    }
+
+    /// `HV_X64_MSR_GUEST_OS_ID` (for CPUID leaf 0x4000_0002).
+    pub fn guest_os_id(&self) -> u64 {
+        self.guest_os_id
+    }
+
+    /// A system reset: every MSR back to its initial value, the hypercall
+    /// MSR's Locked bit included (only a reset clears it, TLFS 3.13). The
+    /// reference time keeps counting from partition creation.
+    pub fn reset(&mut self) {
+        *self = SyntheticPartition::new(self.profile, self.vendor, self.clock, self.created_tsc);
+    }
+
+    /// The reference time at TSC `tsc`: 100 ns units since creation. With a
+    /// usable scale it is the reference TSC page's formula, so the MSR and
+    /// the page agree exactly; else (a TSC at 10 MHz or less) it is
+    /// computed directly.
+    pub fn time_ref_count(&self, tsc: u64) -> u64 {
+        match tsc_scale(self.clock.tsc_hz) {
+            Some(scale) => mul_high(tsc, scale).wrapping_sub(mul_high(self.created_tsc, scale)),
+            None if self.clock.tsc_hz == 0 => 0,
+            None => {
+                let ticks = tsc.saturating_sub(self.created_tsc) as u128;
+                (ticks * REFERENCE_HZ as u128 / self.clock.tsc_hz as u128) as u64
+            }
+        }
+    }
+
+    /// The reference TSC page's contents with sequence `sequence`:
+    /// `tsc_sequence` 0 (use the MSR) if the TSC frequency gives no scale.
+    pub fn reference_tsc_page(&self, sequence: u32) -> HvReferenceTscPage {
+        let mut page = HvReferenceTscPage::new_zeroed();
+        if let Some(scale) = tsc_scale(self.clock.tsc_hz) {
+            page.tsc_sequence = sequence;
+            page.tsc_scale = scale;
+            page.tsc_offset = 0u64.wrapping_sub(mul_high(self.created_tsc, scale)) as i64;
+        } else {
+            page.tsc_sequence = HV_REFERENCE_TSC_SEQUENCE_INVALID;
+        }
+        page
+    }
+
+    /// The enlightenment an MSR needs, `None` if Tessera has no such MSR.
+    fn needs(msr: HvX64Msr) -> Option<Enlightenment> {
+        Some(match msr {
+            HvX64Msr::GUEST_OS_ID | HvX64Msr::HYPERCALL => Enlightenment::Hypercall,
+            HvX64Msr::VP_INDEX => Enlightenment::VpIndex,
+            HvX64Msr::RESET => Enlightenment::Reset,
+            HvX64Msr::VP_RUNTIME => Enlightenment::VpRuntime,
+            HvX64Msr::TIME_REF_COUNT => Enlightenment::TimeRefCount,
+            HvX64Msr::REFERENCE_TSC => Enlightenment::ReferenceTsc,
+            HvX64Msr::TSC_FREQUENCY | HvX64Msr::APIC_FREQUENCY => Enlightenment::FrequencyMsrs,
+            HvX64Msr::EOI | HvX64Msr::ICR | HvX64Msr::TPR | HvX64Msr::VP_ASSIST_PAGE => Enlightenment::ApicMsrs,
+            HvX64Msr::GUEST_IDLE => Enlightenment::GuestIdle,
+            m if m.0 >= HvX64Msr::CRASH_P0.0 && m.0 <= HvX64Msr::CRASH_CTL.0 => Enlightenment::CrashMsrs,
+            _ => return None,
+        })
+    }
+
+    /// The MSR if the profile gives it.
+    fn available(&self, msr: u32) -> Result<HvX64Msr, Gp> {
+        let msr = HvX64Msr(msr);
+        match Self::needs(msr) {
+            Some(e) if self.profile.has(e) => Ok(msr),
+            _ => Err(Gp::NotAvailable),
+        }
+    }
+
+    /// RDMSR of `msr` by VP `vp`.
+    pub fn rdmsr(&self, vp: u32, msr: u32, now: Now) -> Result<SynMsrOutcome, Gp> {
+        let read = |v| Ok(SynMsrOutcome::Read(v));
+        match self.available(msr)? {
+            HvX64Msr::GUEST_OS_ID => read(self.guest_os_id),
+            HvX64Msr::HYPERCALL => read(self.hypercall.into_bits()),
+            HvX64Msr::VP_INDEX => read(vp.into()),
+            HvX64Msr::RESET => read(0),
+            HvX64Msr::VP_RUNTIME => read(now.vp_runtime),
+            HvX64Msr::TIME_REF_COUNT => read(self.time_ref_count(now.tsc)),
+            HvX64Msr::REFERENCE_TSC => read(self.reference_tsc.into_bits()),
+            HvX64Msr::TSC_FREQUENCY => read(self.clock.tsc_hz),
+            HvX64Msr::APIC_FREQUENCY => read(self.clock.apic_hz),
+            HvX64Msr::EOI => Err(Gp::WriteOnly),
+            HvX64Msr::ICR => Ok(SynMsrOutcome::Apic(ApicAccess::ReadIcr)),
+            HvX64Msr::TPR => Ok(SynMsrOutcome::Apic(ApicAccess::ReadTpr)),
+            HvX64Msr::VP_ASSIST_PAGE => read(self.vp(vp)?.vp_assist_page.into_bits()),
+            HvX64Msr::GUEST_IDLE => Ok(SynMsrOutcome::Idle),
+            HvX64Msr::CRASH_CTL => {
+                read(HvCrashCtlRegContents::new().with_crash_notify(true).with_crash_message(true).into_bits())
+            }
+            m => read(self.crash[(m.0 - HvX64Msr::CRASH_P0.0) as usize]),
+        }
+    }
+
+    /// WRMSR of `value` to `msr` by VP `vp`; overlay pages are written into
+    /// `guest`.
+    pub fn wrmsr(&mut self, vp: u32, msr: u32, value: u64, guest: &mut impl Guest) -> Result<SynMsrOutcome, Gp> {
+        const WRITTEN: Result<SynMsrOutcome, Gp> = Ok(SynMsrOutcome::Written);
+        match self.available(msr)? {
+            HvX64Msr::GUEST_OS_ID => {
+                self.guest_os_id = value;
+                if value == 0 {
+                    // "If the guest OS identity is cleared to zero after the
+                    // hypercall page has been enabled, it will become
+                    // disabled" (TLFS 3.13), locked or not: the lock keeps
+                    // the page from moving, which this does not do.
+                    self.hypercall.set_enable(false);
+                }
+                WRITTEN
+            }
+            HvX64Msr::HYPERCALL => self.write_hypercall(value, guest),
+            HvX64Msr::REFERENCE_TSC => {
+                let new = HvX64MsrReferenceTscContents::from_bits(value).with_reserved_p(0);
+                self.reference_tsc = new;
+                if new.enable() {
+                    self.tsc_sequence = match self.tsc_sequence.wrapping_add(1) {
+                        0 | u32::MAX => 1,
+                        s => s,
+                    };
+                    let page = self.reference_tsc_page(self.tsc_sequence);
+                    // Not RAM: "the reference TSC page will not be
+                    // accessible to the guest" (TLFS 12.7.1), no #GP.
+                    let _ = guest.write(new.gpn() << 12, page.as_bytes());
+                }
+                WRITTEN
+            }
+            HvX64Msr::RESET => {
+                let reset = HvX64MsrResetContents::from_bits(value).reset();
+                Ok(if reset { SynMsrOutcome::Reset } else { SynMsrOutcome::Written })
+            }
+            // TLFS 10.2.3.1 draws bits 63:32 "Ignored" and describes them
+            // "RsvdZ": ignored, as drawn.
+            HvX64Msr::EOI => Ok(SynMsrOutcome::Apic(ApicAccess::Eoi)),
+            HvX64Msr::ICR => Ok(SynMsrOutcome::Apic(ApicAccess::WriteIcr(value))),
+            HvX64Msr::TPR => {
+                let tpr = HvX64MsrTprContents::from_bits(value);
+                if tpr.reserved() != 0 {
+                    return Err(Gp::ReservedBits);
+                }
+                Ok(SynMsrOutcome::Apic(ApicAccess::WriteTpr(tpr.tpr())))
+            }
+            HvX64Msr::VP_ASSIST_PAGE => {
+                self.vp(vp)?;
+                let new = HvX64MsrVpAssistPageContents::from_bits(value).with_reserved_p(0);
+                // The page starts zeroed (no lazy EOI pending, no nested
+                // state), as a fresh overlay would.
+                if new.enable() && !guest.write(new.gpn() << 12, &[0; HV_PAGE_SIZE]) {
+                    return Err(Gp::NotRam);
+                }
+                self.vps[vp as usize].vp_assist_page = new;
+                WRITTEN
+            }
+            HvX64Msr::CRASH_CTL => {
+                let ctl = HvCrashCtlRegContents::from_bits(value);
+                if !ctl.crash_notify() {
+                    return WRITTEN;
+                }
+                let message = ctl.crash_message().then(|| CrashMessage {
+                    gpa: self.crash[3],
+                    len: usize::try_from(self.crash[4]).unwrap_or(usize::MAX).min(HV_CRASH_MAX_MESSAGE),
+                });
+                Ok(SynMsrOutcome::GuestCrash { p: self.crash, message })
+            }
+            m if m.0 >= HvX64Msr::CRASH_P0.0 && m.0 < HvX64Msr::CRASH_CTL.0 => {
+                self.crash[(m.0 - HvX64Msr::CRASH_P0.0) as usize] = value;
+                WRITTEN
+            }
+            // VP_INDEX, VP_RUNTIME, TIME_REF_COUNT, the frequencies, GUEST_IDLE.
+            _ => Err(Gp::ReadOnly),
+        }
+    }
+
+    /// `HV_X64_MSR_HYPERCALL` (TLFS 3.13). Once Locked is set, writes are
+    /// ignored until [`SyntheticPartition::reset`]; Enable stays 0 while
+    /// the guest OS ID is 0; enabling writes the page (and a page that is
+    /// not RAM is #GP, nothing changed).
+    fn write_hypercall(&mut self, value: u64, guest: &mut impl Guest) -> Result<SynMsrOutcome, Gp> {
+        if self.hypercall.locked() {
+            return Ok(SynMsrOutcome::Written);
+        }
+        let mut new = HvX64MsrHypercallContents::from_bits(value).with_reserved_p(0);
+        if self.guest_os_id == 0 {
+            new.set_enable(false);
+        }
+        if new.enable() && !guest.write(new.gpn() << 12, &hypercall_page(self.vendor)) {
+            return Err(Gp::NotRam);
+        }
+        self.hypercall = new;
+        Ok(SynMsrOutcome::Written)
+    }
+
+    fn vp(&self, vp: u32) -> Result<&SyntheticVp, Gp> {
+        self.vps.get(vp as usize).ok_or(Gp::VpIndex)
+    }
+
+    /// RDMSR (`write` is `None`) or WRMSR, as [`SyntheticPartition::rdmsr`]
+    /// and [`SyntheticPartition::wrmsr`].
+    pub fn access(
+        &mut self,
+        vp: u32,
+        msr: u32,
+        write: Option<u64>,
+        guest: &mut impl Guest,
+        now: Now,
+    ) -> Result<SynMsrOutcome, Gp> {
+        match write {
+            Some(value) => self.wrmsr(vp, msr, value, guest),
+            None => self.rdmsr(vp, msr, now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+use super::*;
+use sysimage::{Enlightenment, Enlightenments};
+use tlfs::HvRegisterName;
+use tlfs::zerocopy::FromBytes;
+
+/// 64 KiB of RAM at GPA 0.
+struct Ram(Vec<u8>);
+
+impl Ram {
+    fn new() -> Ram {
+        Ram(vec![0xaa; 0x1_0000])
+    }
+
+    fn page(&self, gpn: u64) -> &[u8] {
+        &self.0[(gpn as usize) << 12..((gpn as usize) + 1) << 12]
+    }
+}
+
+impl Guest for Ram {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        let Some(src) = self.0.get(gpa as usize..gpa as usize + buf.len()) else { return false };
+        buf.copy_from_slice(src);
+        true
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        let Some(dst) = self.0.get_mut(gpa as usize..gpa as usize + data.len()) else { return false };
+        dst.copy_from_slice(data);
+        true
+    }
+
+    fn register(&mut self, _: HvRegisterName) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+const GHZ: HostClock = HostClock { tsc_hz: 1_000_000_000, apic_hz: 200_000_000 };
+const CREATED: u64 = 1000;
+const OS_ID: u64 = 0x8100_0000_0000_0000;
+
+fn partition(set: Enlightenments, vendor: Vendor) -> SyntheticPartition {
+    SyntheticPartition::new(EnlightenmentProfile::new(set, 16, 2).unwrap(), vendor, GHZ, CREATED)
+}
+
+fn hyperv() -> SyntheticPartition {
+    partition(Enlightenments::HYPERV, Vendor::Intel)
+}
+
+fn rd(p: &SyntheticPartition, msr: HvX64Msr) -> Result<SynMsrOutcome, Gp> {
+    p.rdmsr(3, msr.0, Now { tsc: CREATED, vp_runtime: 77 })
+}
+
+fn wr(p: &mut SyntheticPartition, msr: HvX64Msr, value: u64, ram: &mut Ram) -> Result<SynMsrOutcome, Gp> {
+    p.wrmsr(3, msr.0, value, ram)
+}
+
+use SynMsrOutcome::{Read, Written};
+
+#[test]
+fn tsc_scale_is_exact() {
+    assert_eq!(tsc_scale(1_000_000_000), Some(184_467_440_737_095_516));
+    assert_eq!(tsc_scale(3_000_000_000), Some(61_489_146_912_365_172));
+    assert_eq!(tsc_scale(2_500_000_000), Some(73_786_976_294_838_206));
+    assert_eq!(tsc_scale(10_000_001), Some(18_446_742_229_035_328_712));
+    assert_eq!(tsc_scale(10_000_000), None);
+    assert_eq!(tsc_scale(0), None);
+}
+
+#[test]
+fn hypercall_page_bytes_for_both_vendors() {
+    for (vendor, code) in [(Vendor::Intel, [0x0f, 0x01, 0xc1, 0xc3]), (Vendor::Amd, [0x0f, 0x01, 0xd9, 0xc3])] {
+        let mut p = partition(Enlightenments::HYPERV, vendor);
+        let mut ram = Ram::new();
+        assert_eq!(wr(&mut p, HvX64Msr::GUEST_OS_ID, OS_ID, &mut ram), Ok(Written));
+        assert_eq!(wr(&mut p, HvX64Msr::HYPERCALL, 0x5001, &mut ram), Ok(Written));
+        assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0x5001)));
+        let page = ram.page(5);
+        assert_eq!(page[..4], code);
+        assert!(page[4..].iter().all(|&b| b == 0xcc));
+        assert!(ram.page(4).iter().chain(ram.page(6)).all(|&b| b == 0xaa));
+    }
+}
+
+#[test]
+fn the_hypercall_page_needs_a_guest_os_id() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    // Enable stays 0 while the OS ID is 0; nothing is written.
+    assert_eq!(wr(&mut p, HvX64Msr::HYPERCALL, 0x5001, &mut ram), Ok(Written));
+    assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0x5000)));
+    assert!(ram.page(5).iter().all(|&b| b == 0xaa));
+    wr(&mut p, HvX64Msr::GUEST_OS_ID, OS_ID, &mut ram).unwrap();
+    assert_eq!(rd(&p, HvX64Msr::GUEST_OS_ID), Ok(Read(OS_ID)));
+    wr(&mut p, HvX64Msr::HYPERCALL, 0x5001, &mut ram).unwrap();
+    assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0x5001)));
+    // Clearing the OS ID disables it.
+    wr(&mut p, HvX64Msr::GUEST_OS_ID, 0, &mut ram).unwrap();
+    assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0x5000)));
+}
+
+#[test]
+fn hypercall_msr_reserved_bits_locking_and_bad_pages() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    wr(&mut p, HvX64Msr::GUEST_OS_ID, OS_ID, &mut ram).unwrap();
+    // RsvdP bits 11:2 are not kept.
+    wr(&mut p, HvX64Msr::HYPERCALL, 0x3ffd, &mut ram).unwrap();
+    assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0x3001)));
+    // A page beyond RAM is #GP and changes nothing.
+    assert_eq!(wr(&mut p, HvX64Msr::HYPERCALL, 0x10_0001, &mut ram), Err(Gp::NotRam));
+    assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0x3001)));
+    // Locked: later writes are ignored, until a reset.
+    wr(&mut p, HvX64Msr::HYPERCALL, 0x3003, &mut ram).unwrap();
+    assert_eq!(wr(&mut p, HvX64Msr::HYPERCALL, 0x7001, &mut ram), Ok(Written));
+    assert_eq!(wr(&mut p, HvX64Msr::HYPERCALL, 0, &mut ram), Ok(Written));
+    assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0x3003)));
+    assert!(ram.page(7).iter().all(|&b| b == 0xaa));
+    p.reset();
+    assert_eq!(rd(&p, HvX64Msr::HYPERCALL), Ok(Read(0)));
+    assert_eq!(rd(&p, HvX64Msr::GUEST_OS_ID), Ok(Read(0)));
+}
+
+#[test]
+fn reference_time_counts_100ns_since_creation() {
+    let p = hyperv();
+    let at = |tsc| p.rdmsr(0, HvX64Msr::TIME_REF_COUNT.0, Now { tsc, vp_runtime: 0 });
+    assert_eq!(at(CREATED), Ok(Read(0)));
+    assert_eq!(at(CREATED + 1_000_000_000), Ok(Read(10_000_000)));
+    assert_eq!(at(CREATED + 123_456_789), Ok(Read(1_234_568)));
+    assert_eq!(at(1 << 40), Ok(Read(10_995_116_268)));
+    // A TSC too slow for a 64-bit scale: computed directly.
+    let slow = HostClock { tsc_hz: 5_000_000, apic_hz: 0 };
+    let p = SyntheticPartition::new(*hyperv().profile(), Vendor::Intel, slow, 10);
+    assert_eq!(p.time_ref_count(10 + 5_000_000), 10_000_000);
+    assert_eq!(p.reference_tsc_page(7).tsc_sequence, 0);
+}
+
+#[test]
+fn the_reference_tsc_page_agrees_with_the_msr() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    assert_eq!(wr(&mut p, HvX64Msr::REFERENCE_TSC, 0x9ffe, &mut ram), Ok(Written)); // not enabled
+    assert_eq!(rd(&p, HvX64Msr::REFERENCE_TSC), Ok(Read(0x9000)));
+    assert!(ram.page(9).iter().all(|&b| b == 0xaa));
+    wr(&mut p, HvX64Msr::REFERENCE_TSC, 0x9001, &mut ram).unwrap();
+    let page = HvReferenceTscPage::read_from_bytes(ram.page(9)).unwrap();
+    assert_eq!(page.tsc_sequence, 1);
+    assert_eq!(page.tsc_scale, 184_467_440_737_095_516);
+    assert_eq!(page.tsc_offset, -9);
+    assert!(page.reserved2.iter().all(|&q| q == 0) && page.reserved1 == 0);
+    for tsc in [CREATED, CREATED + 1, CREATED + 999_999_999, 1 << 40, u64::MAX / 3] {
+        assert_eq!(page.reference_time(tsc), p.time_ref_count(tsc), "tsc {tsc}");
+    }
+    // Moving (or re-enabling) writes it again with the next sequence.
+    wr(&mut p, HvX64Msr::REFERENCE_TSC, 0xa001, &mut ram).unwrap();
+    let page = HvReferenceTscPage::read_from_bytes(ram.page(0xa)).unwrap();
+    assert_eq!((page.tsc_sequence, page.tsc_scale), (2, 184_467_440_737_095_516));
+    // Beyond RAM: stored, but the page is simply not there (no #GP).
+    assert_eq!(wr(&mut p, HvX64Msr::REFERENCE_TSC, 0x10_0001, &mut ram), Ok(Written));
+    assert_eq!(rd(&p, HvX64Msr::REFERENCE_TSC), Ok(Read(0x10_0001)));
+}
+
+#[test]
+fn the_vp_assist_page_is_per_vp_and_starts_zeroed() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    assert_eq!(p.wrmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, 0xbfff, &mut ram), Ok(Written));
+    assert!(ram.page(0xb).iter().all(|&b| b == 0));
+    let now = Now::default();
+    assert_eq!(p.rdmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, now), Ok(Read(0xb001)));
+    assert_eq!(p.rdmsr(2, HvX64Msr::VP_ASSIST_PAGE.0, now), Ok(Read(0)));
+    assert_eq!(p.wrmsr(2, HvX64Msr::VP_ASSIST_PAGE.0, 0x20_0001, &mut ram), Err(Gp::NotRam));
+    assert_eq!(p.wrmsr(16, HvX64Msr::VP_ASSIST_PAGE.0, 0xc001, &mut ram), Err(Gp::VpIndex));
+    // Disabling keeps the address and writes nothing.
+    ram.0[0xb000] = 1;
+    assert_eq!(p.wrmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, 0xb000, &mut ram), Ok(Written));
+    assert_eq!((p.rdmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, now), ram.0[0xb000]), (Ok(Read(0xb000)), 1));
+}
+
+#[test]
+fn read_only_values() {
+    let p = hyperv();
+    assert_eq!(rd(&p, HvX64Msr::VP_INDEX), Ok(Read(3)));
+    assert_eq!(rd(&p, HvX64Msr::VP_RUNTIME), Ok(Read(77)));
+    assert_eq!(rd(&p, HvX64Msr::TSC_FREQUENCY), Ok(Read(1_000_000_000)));
+    assert_eq!(rd(&p, HvX64Msr::APIC_FREQUENCY), Ok(Read(200_000_000)));
+    assert_eq!(rd(&p, HvX64Msr::RESET), Ok(Read(0)));
+    assert_eq!(rd(&p, HvX64Msr::GUEST_IDLE), Ok(SynMsrOutcome::Idle));
+}
+
+#[test]
+fn writes_to_read_only_msrs_and_reads_of_eoi_are_gp() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    for msr in [
+        HvX64Msr::VP_INDEX,
+        HvX64Msr::VP_RUNTIME,
+        HvX64Msr::TIME_REF_COUNT,
+        HvX64Msr::TSC_FREQUENCY,
+        HvX64Msr::APIC_FREQUENCY,
+        HvX64Msr::GUEST_IDLE,
+    ] {
+        assert_eq!(wr(&mut p, msr, 0, &mut ram), Err(Gp::ReadOnly), "{msr:?}");
+    }
+    assert_eq!(rd(&p, HvX64Msr::EOI), Err(Gp::WriteOnly));
+    assert_eq!(wr(&mut p, HvX64Msr::TPR, 0x100, &mut ram), Err(Gp::ReservedBits));
+}
+
+#[test]
+fn msrs_outside_the_profile_are_gp() {
+    let mut ram = Ram::new();
+    let mut none = SyntheticPartition::new(EnlightenmentProfile::NONE, Vendor::Intel, GHZ, 0);
+    for msr in [0x4000_0000, 0x4000_0001, 0x4000_0002, 0x4000_0021, 0x4000_0073, 0x4000_00f0, 0x4000_0105] {
+        assert_eq!(none.rdmsr(0, msr, Now::default()), Err(Gp::NotAvailable), "{msr:#x}");
+        assert_eq!(none.wrmsr(0, msr, 1, &mut ram), Err(Gp::NotAvailable), "{msr:#x}");
+    }
+    // Under "hyperv": MSRs Tessera does not implement (SynIC, timers,
+    // undefined numbers) are #GP too.
+    let mut p = hyperv();
+    for msr in [0x4000_0004, 0x4000_0080, 0x4000_0090, 0x4000_00b0, 0x4000_0040, 0x4000_00ff, 0x4000_0106] {
+        assert_eq!(p.rdmsr(0, msr, Now::default()), Err(Gp::NotAvailable), "{msr:#x}");
+        assert_eq!(p.wrmsr(0, msr, 0, &mut ram), Err(Gp::NotAvailable), "{msr:#x}");
+    }
+    // Without crash_msrs, the crash MSRs.
+    let mut q = partition(Enlightenments::HYPERV.with(Enlightenment::CrashMsrs, false), Vendor::Amd);
+    assert_eq!(wr(&mut q, HvX64Msr::CRASH_P0, 1, &mut ram), Err(Gp::NotAvailable));
+    assert_eq!(rd(&q, HvX64Msr::CRASH_CTL), Err(Gp::NotAvailable));
+    // Which MSRs are this module's.
+    assert!(is_synthetic(0x4000_0000) && is_synthetic(0x4000_00ff) && is_synthetic(0x4000_0105));
+    assert!(!is_synthetic(0xc000_0080) && !is_synthetic(0x3fff_ffff) && !is_synthetic(0x4000_0200));
+}
+
+#[test]
+fn apic_msrs_go_to_the_apic_model() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    use ApicAccess::*;
+    assert_eq!(wr(&mut p, HvX64Msr::EOI, 0, &mut ram), Ok(SynMsrOutcome::Apic(Eoi)));
+    assert_eq!(wr(&mut p, HvX64Msr::ICR, 0x3_0000_40fe, &mut ram), Ok(SynMsrOutcome::Apic(WriteIcr(0x3_0000_40fe))));
+    assert_eq!(rd(&p, HvX64Msr::ICR), Ok(SynMsrOutcome::Apic(ReadIcr)));
+    assert_eq!(wr(&mut p, HvX64Msr::TPR, 0x20, &mut ram), Ok(SynMsrOutcome::Apic(WriteTpr(0x20))));
+    assert_eq!(rd(&p, HvX64Msr::TPR), Ok(SynMsrOutcome::Apic(ReadTpr)));
+}
+
+#[test]
+fn crash_msrs_report_a_guest_crash() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    assert_eq!(rd(&p, HvX64Msr::CRASH_CTL), Ok(Read(0xc000_0000_0000_0000)));
+    for n in 0..5 {
+        wr(&mut p, HvX64Msr::crash_p(n).unwrap(), 0x10 + n as u64, &mut ram).unwrap();
+    }
+    assert_eq!(rd(&p, HvX64Msr::CRASH_P2), Ok(Read(0x12)));
+    // Without CrashNotify nothing happens.
+    assert_eq!(wr(&mut p, HvX64Msr::CRASH_CTL, 1 << 62, &mut ram), Ok(Written));
+    let p5 = [0x10, 0x11, 0x12, 0x13, 0x14];
+    assert_eq!(
+        wr(&mut p, HvX64Msr::CRASH_CTL, 1 << 63, &mut ram),
+        Ok(SynMsrOutcome::GuestCrash { p: p5, message: None })
+    );
+    // With a message: P3 is its GPA and P4 its length, at most 4096.
+    ram.0[0x3000..0x3005].copy_from_slice(b"oops!");
+    wr(&mut p, HvX64Msr::CRASH_P3, 0x3000, &mut ram).unwrap();
+    wr(&mut p, HvX64Msr::CRASH_P4, 5, &mut ram).unwrap();
+    let Ok(SynMsrOutcome::GuestCrash { p: params, message: Some(m) }) =
+        wr(&mut p, HvX64Msr::CRASH_CTL, 0xc000_0000_0000_0000, &mut ram)
+    else {
+        panic!("no crash message");
+    };
+    assert_eq!(params, [0x10, 0x11, 0x12, 0x3000, 5]);
+    let mut buf = [0; 64];
+    assert_eq!(m.read(&mut ram, &mut buf), Some(&b"oops!"[..]));
+    wr(&mut p, HvX64Msr::CRASH_P4, 1 << 40, &mut ram).unwrap();
+    let outcome = wr(&mut p, HvX64Msr::CRASH_CTL, 0xc000_0000_0000_0000, &mut ram);
+    assert!(matches!(outcome, Ok(SynMsrOutcome::GuestCrash { message: Some(CrashMessage { len: 4096, .. }), .. })));
+}
+
+#[test]
+fn reset_and_idle() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    assert_eq!(wr(&mut p, HvX64Msr::RESET, 0, &mut ram), Ok(Written));
+    assert_eq!(wr(&mut p, HvX64Msr::RESET, 1, &mut ram), Ok(SynMsrOutcome::Reset));
+    let now = Now::default();
+    assert_eq!(p.access(0, HvX64Msr::GUEST_IDLE.0, None, &mut ram, now), Ok(SynMsrOutcome::Idle));
+    assert_eq!(p.access(0, HvX64Msr::GUEST_IDLE.0, Some(0), &mut ram, now), Err(Gp::ReadOnly));
+}
