@@ -310,6 +310,22 @@ open_enum! {
         R15 = 0x0002_000F,
         RIP = 0x0002_0010,
         RFLAGS = 0x0002_0011,
+        XMM0 = 0x0003_0000,
+        XMM1 = 0x0003_0001,
+        XMM2 = 0x0003_0002,
+        XMM3 = 0x0003_0003,
+        XMM4 = 0x0003_0004,
+        XMM5 = 0x0003_0005,
+        XMM6 = 0x0003_0006,
+        XMM7 = 0x0003_0007,
+        XMM8 = 0x0003_0008,
+        XMM9 = 0x0003_0009,
+        XMM10 = 0x0003_000A,
+        XMM11 = 0x0003_000B,
+        XMM12 = 0x0003_000C,
+        XMM13 = 0x0003_000D,
+        XMM14 = 0x0003_000E,
+        XMM15 = 0x0003_000F,
         CR0 = 0x0004_0000,
         CR2 = 0x0004_0001,
         CR3 = 0x0004_0002,
@@ -383,6 +399,17 @@ pub struct HvX64InterruptStateRegister {
     pub nmi_masked: bool,
     #[bits(62)]
     pub reserved: u64,
+}
+
+impl HvRegisterName {
+    /// The XMM register number of `XMM0`..`XMM15`.
+    pub const fn xmm_index(self) -> Option<usize> {
+        if self.0 >= HvRegisterName::XMM0.0 && self.0 <= HvRegisterName::XMM15.0 {
+            Some((self.0 - HvRegisterName::XMM0.0) as usize)
+        } else {
+            None
+        }
+    }
 }
 
 /// A segment register as a 128-bit register value: (low, high) words.

@@ -170,6 +170,7 @@ impl HvMessage {
             HvMessageBody::ExceptionIntercept(p) => HvMessage::with_payload(message_type, origination_id, p),
             HvMessageBody::X64ApicEoi(p) => HvMessage::with_payload(message_type, origination_id, p),
             HvMessageBody::X64Halt(p) => HvMessage::with_payload(message_type, origination_id, p),
+            HvMessageBody::HypercallIntercept(p) => HvMessage::with_payload(message_type, origination_id, p),
         }
     }
 
@@ -232,6 +233,7 @@ impl HvMessage {
             HvMessageType::EXCEPTION_INTERCEPT => HvMessageBody::ExceptionIntercept(self.read_payload()?),
             HvMessageType::X64_APIC_EOI => HvMessageBody::X64ApicEoi(self.read_payload()?),
             HvMessageType::X64_HALT => HvMessageBody::X64Halt(self.read_payload()?),
+            HvMessageType::HYPERCALL_INTERCEPT => HvMessageBody::HypercallIntercept(self.read_payload()?),
             other => return Err(HvMessageError::UnsupportedType(other)),
         };
         Ok(body)
@@ -283,6 +285,7 @@ pub enum HvMessageBody {
     ExceptionIntercept(HvX64ExceptionInterceptMessage),
     X64ApicEoi(HvX64ApicEoiMessage),
     X64Halt(HvX64HaltMessage),
+    HypercallIntercept(HvX64HypercallInterceptMessage),
 }
 
 impl HvMessageBody {
@@ -300,6 +303,7 @@ impl HvMessageBody {
             HvMessageBody::ExceptionIntercept(_) => HvMessageType::EXCEPTION_INTERCEPT,
             HvMessageBody::X64ApicEoi(_) => HvMessageType::X64_APIC_EOI,
             HvMessageBody::X64Halt(_) => HvMessageType::X64_HALT,
+            HvMessageBody::HypercallIntercept(_) => HvMessageType::HYPERCALL_INTERCEPT,
         }
     }
 
@@ -313,6 +317,7 @@ impl HvMessageBody {
             HvMessageBody::X64CpuidIntercept(p) => Some(&p.header),
             HvMessageBody::ExceptionIntercept(p) => Some(&p.header),
             HvMessageBody::X64Halt(p) => Some(&p.header),
+            HvMessageBody::HypercallIntercept(p) => Some(&p.header),
             HvMessageBody::TimerExpired(_)
             | HvMessageBody::InvalidVpRegisterValue(_)
             | HvMessageBody::UnsupportedFeature(_)
@@ -597,6 +602,29 @@ pub struct HvX64CpuidInterceptMessage {
 }
 
 const _: () = assert!(size_of::<HvX64CpuidInterceptMessage>() == 0x68);
+
+/// `HV_X64_HYPERCALL_INTERCEPT_MESSAGE`: a VMCALL/VMMCALL with the
+/// registers of both calling conventions (TLFS 3.7/3.8) and XMM0..XMM5 for
+/// XMM fast calls, each XMM register as (low, high). TLFS 6.0b names the
+/// message type only; the layout is the Hyper-V headers'.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
+pub struct HvX64HypercallInterceptMessage {
+    pub header: HvX64InterceptMessageHeader,
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub r8: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub xmm: [[u64; 2]; 6],
+    /// Bit 0: the call came from an isolated VTL (Hyper-V headers); 0 here.
+    pub flags: u32,
+    pub reserved: u32,
+}
+
+const _: () = assert!(size_of::<HvX64HypercallInterceptMessage>() == 0xc8);
 
 /// `HV_X64_MSR_INTERCEPT_MESSAGE`: `RDMSR`/`WRMSR` (the header's access
 /// type says which); `rdx:rax` is the value written (layout from the

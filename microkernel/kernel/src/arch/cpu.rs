@@ -65,7 +65,9 @@ pub fn harden(info: &CpuInfo) -> bool {
         // Caching on (the firmware or loader may leave CD/NW set, which
         // disables caches on real hardware), ring-0 write protection on.
         cr0_write((cr0() | Cr0::CR0_WRITE_PROTECT) & !(Cr0::CR0_CACHE_DISABLE | Cr0::CR0_NOT_WRITE_THROUGH));
-        let mut flags = cr4() | Cr4::CR4_ENABLE_GLOBAL_PAGES;
+        // FXSAVE/FXRSTOR of guests' SSE state need OSFXSR (see `fpu`);
+        // ring 0 and the tasks are built without SSE and never use it.
+        let mut flags = cr4() | Cr4::CR4_ENABLE_GLOBAL_PAGES | Cr4::CR4_ENABLE_SSE | Cr4::CR4_UNMASKED_SSE;
         if info.smep {
             flags |= Cr4::CR4_ENABLE_SMEP;
         }

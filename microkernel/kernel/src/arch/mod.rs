@@ -6,6 +6,7 @@ pub mod addrspace;
 pub mod apic;
 pub mod cpu;
 pub mod entry;
+pub mod fpu;
 pub mod gdt;
 pub mod heap;
 pub mod idt;

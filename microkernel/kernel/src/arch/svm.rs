@@ -287,6 +287,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         },
         SvmExitCode::CPUID => (ExitReason::Cpuid, 2),
         SvmExitCode::HLT => (ExitReason::Hlt, 1),
+        SvmExitCode::VMMCALL => (ExitReason::Hypercall, 3),
         // EXITINFO1 is 1 for WRMSR, 0 for RDMSR.
         SvmExitCode::MSR => (ExitReason::Msr { write: info1 & 1 != 0 }, 2),
         SvmExitCode::NPF => {

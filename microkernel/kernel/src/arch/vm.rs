@@ -57,6 +57,8 @@ pub enum ExitReason {
     Io(IoPortAccess),
     Cpuid,
     Hlt,
+    /// VMCALL (Intel) or VMMCALL (AMD).
+    Hypercall,
     Msr {
         write: bool,
     },
@@ -95,13 +97,20 @@ pub struct ExecutionState {
 pub struct VpHardware {
     pub backend: Backend,
     pub frame: Frames,
+    /// The x87/SSE save area (see `fpu`).
+    pub fpu: Frames,
     pub gprs: GuestGprs,
 }
 
 impl VpHardware {
     pub fn new(backend: Backend) -> Option<VpHardware> {
         let frame = memory::alloc_frames(1)?;
-        Some(VpHardware { backend, frame, gprs: GuestGprs::default() })
+        let Some(fpu) = memory::alloc_frames(1) else {
+            memory::free_frames(frame);
+            return None;
+        };
+        super::fpu::init(fpu.start());
+        Some(VpHardware { backend, frame, fpu, gprs: GuestGprs::default() })
     }
 
     /// Prepares the state for a partition whose second-level tables are at
@@ -116,6 +125,7 @@ impl VpHardware {
     /// Runs the guest until it exits. Host interrupts that arrived are left
     /// pending for the caller.
     pub fn run(&mut self, flush: bool) -> Exit {
+        super::fpu::load(self.fpu.start());
         match self.backend {
             Backend::Svm => svm::run(self.frame.start(), &mut self.gprs, flush),
             Backend::Vmx => super::vmx::run(self.frame.start(), &mut self.gprs, flush),
@@ -123,6 +133,9 @@ impl VpHardware {
     }
 
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        if let Some(n) = name.xmm_index() {
+            return Some(super::fpu::xmm(self.fpu.start(), n));
+        }
         match self.backend {
             Backend::Svm => svm::get_register(self.frame.start(), &mut self.gprs, name),
             Backend::Vmx => super::vmx::get_register(self.frame.start(), &mut self.gprs, name),
@@ -130,6 +143,10 @@ impl VpHardware {
     }
 
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
+        if let Some(n) = name.xmm_index() {
+            super::fpu::set_xmm(self.fpu.start(), n, low, high);
+            return true;
+        }
         match self.backend {
             Backend::Svm => svm::set_register(self.frame.start(), &mut self.gprs, name, low, high),
             Backend::Vmx => super::vmx::set_register(self.frame.start(), &mut self.gprs, name, low, high),
@@ -172,6 +189,8 @@ impl VpHardware {
         if self.backend == Backend::Vmx {
             super::vmx::release(self.frame.start());
         }
+        super::fpu::forget(self.fpu.start());
+        memory::free_frames(self.fpu);
         memory::free_frames(self.frame);
     }
 }

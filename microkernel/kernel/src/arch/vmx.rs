@@ -1060,6 +1060,7 @@ fn decode_exit() -> Exit {
         },
         Basic::CPUID => (ExitReason::Cpuid, length()),
         Basic::HLT => (ExitReason::Hlt, length()),
+        Basic::VMCALL => (ExitReason::Hypercall, length()),
         Basic::RDMSR => (ExitReason::Msr { write: false }, length()),
         Basic::WRMSR => (ExitReason::Msr { write: true }, length()),
         Basic::EPT_VIOLATION => {

@@ -28,8 +28,8 @@ use kerncore::sched::ThreadId;
 use tlfs::exit_state::ExitState;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
-    HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage, HvX64MemoryAccessInfo,
-    HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage,
+    HvX64HypercallInterceptMessage, HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
+    HvX64MemoryAccessInfo, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage,
 };
 
 pub const MAX_PARTITIONS: usize = 8;
@@ -278,6 +278,26 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
         ExitReason::Hlt => HvMessageBody::X64Halt(HvX64HaltMessage {
             header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
         }),
+        ExitReason::Hypercall => {
+            let mut xmm = [[0u64; 2]; 6];
+            for (i, x) in xmm.iter_mut().enumerate() {
+                let (low, high) = vcpu.hw.get(HvRegisterName(HvRegisterName::XMM0.0 + i as u32)).unwrap_or((0, 0));
+                *x = [low, high];
+            }
+            HvMessageBody::HypercallIntercept(HvX64HypercallInterceptMessage {
+                header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
+                rax,
+                rbx: vcpu.gpr(HvRegisterName::RBX),
+                rcx: vcpu.gpr(HvRegisterName::RCX),
+                rdx: vcpu.gpr(HvRegisterName::RDX),
+                r8: vcpu.gpr(HvRegisterName::R8),
+                rsi: vcpu.gpr(HvRegisterName::RSI),
+                rdi: vcpu.gpr(HvRegisterName::RDI),
+                xmm,
+                flags: 0,
+                reserved: 0,
+            })
+        }
         ExitReason::GuestMemory { gpa, access, mapped } => {
             let message = HvX64MemoryInterceptMessage {
                 header: header(vcpu, rip, length, access_type(access)),

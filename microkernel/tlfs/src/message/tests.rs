@@ -453,7 +453,6 @@ fn unknown_and_undecoded_types_are_refused() {
         HvMessageType::NONE,
         HvMessageType::TLB_PAGE_SIZE_MISMATCH,
         HvMessageType::EVENT_LOG_BUFFERS_COMPLETE,
-        HvMessageType::HYPERCALL_INTERCEPT,
         HvMessageType::X64_LEGACY_FP_ERROR,
         HvMessageType::REGISTER_INTERCEPT,
         HvMessageType(0x8001_0008),
@@ -463,6 +462,9 @@ fn unknown_and_undecoded_types_are_refused() {
         message.header.message_type = t;
         assert_eq!(message.parse(), Err(HvMessageError::UnsupportedType(t)));
     }
+    // A hypercall intercept is decoded, so a short one is refused as short.
+    message.header.message_type = HvMessageType::HYPERCALL_INTERCEPT;
+    assert!(matches!(message.parse(), Err(HvMessageError::PayloadTooShort { expected: 0xc8, .. })));
     assert!(HvMessage::empty().is_empty());
     assert_eq!(HvMessage::empty().parse(), Err(HvMessageError::UnsupportedType(HvMessageType::NONE)));
 }
