@@ -8,6 +8,7 @@
 pub mod cpuid;
 pub mod exits;
 pub mod guest;
+pub mod irq;
 pub mod loader;
 pub mod mmio;
 pub mod msr;
