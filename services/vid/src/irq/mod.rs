@@ -22,6 +22,7 @@
 //! ECX.TSC-deadline, and leaf 1 EBX[31:24] = the VP index.
 
 pub mod apic_timer;
+pub mod ioapic;
 pub mod lapic;
 
 use abi::open_enum;
