@@ -24,6 +24,7 @@
 pub mod apic_timer;
 pub mod ioapic;
 pub mod lapic;
+pub mod pic;
 
 use abi::open_enum;
 
