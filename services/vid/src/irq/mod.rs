@@ -25,6 +25,7 @@ pub mod apic_timer;
 pub mod ioapic;
 pub mod lapic;
 pub mod pic;
+pub mod pit;
 
 use abi::open_enum;
 
