@@ -26,8 +26,11 @@ pub mod ioapic;
 pub mod lapic;
 pub mod pic;
 pub mod pit;
+pub mod platform;
 
 use abi::open_enum;
+
+pub use platform::{Config, Interrupts};
 
 /// VPs with a local APIC (the kernel's VP pool).
 pub const MAX_VPS: usize = crate::msr::MAX_VPS;
