@@ -299,6 +299,11 @@ impl Lapic {
         self.tpr
     }
 
+    /// Sets TPR (bits 7:0), as a guest MOV to CR8 does (`cr8 << 4`).
+    pub fn set_tpr(&mut self, tpr: u8) {
+        self.tpr = u32::from(tpr);
+    }
+
     /// Processor priority: TPR, or the class of the highest in-service vector.
     pub fn ppr(&self) -> u32 {
         let isrv = self.isr.highest().map_or(0, u32::from);

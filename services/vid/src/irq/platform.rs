@@ -13,8 +13,10 @@
 //! - Before resuming a VP: [`Interrupts::highest_pending`] with its
 //!   interruptibility; if `Some`, inject the vector
 //!   [`Interrupts::acknowledge`] returns. If none is injectable but
-//!   [`Interrupts::has_pending`], ask for an interrupt-window exit. A VP in
-//!   HLT wakes when `has_pending`.
+//!   [`Interrupts::has_pending`], ask for an interrupt-window exit. A VP
+//!   halted with RFLAGS.IF set wakes when `has_pending` (with IF clear,
+//!   only for an NMI). If CR8 is not intercepted, sync it first
+//!   ([`Interrupts::set_cr8`]).
 //! - Time: wake by [`Interrupts::next_deadline`] (TSC ticks) and call
 //!   [`Interrupts::poll`]; the deadline may change after any access.
 //! - [`Effects`] of every call: kick those VPs (they re-check pending),
@@ -328,6 +330,13 @@ impl Interrupts {
             return Some(Interrupt::ExtInt(vector));
         }
         lapic.pending_vector(true, false).map(Interrupt::Fixed)
+    }
+
+    /// The guest's CR8 (from an intercept, or a MOV to CR8): TPR = CR8 << 4.
+    pub fn set_cr8(&mut self, vp: u32, cr8: u64) {
+        if let Some(lapic) = self.lapic_mut(vp) {
+            lapic.set_tpr(((cr8 & 0xf) << 4) as u8);
+        }
     }
 
     /// Whether `vp` has an interrupt waiting, whatever its RFLAGS.IF: it

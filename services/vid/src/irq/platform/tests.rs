@@ -106,6 +106,12 @@ fn fixed_ipis_and_shorthands() {
     assert_eq!(p.acknowledge(2, Interrupt::Fixed(0x44)), 0x44);
     // 0x43 waits for the EOI of its class.
     assert_eq!(p.highest_pending(2, OPEN), None);
+    // CR8 is TPR[7:4]: class 4 blocks VP 1's 0x40..0x44.
+    p.set_cr8(1, 4);
+    assert_eq!(p.lapic(1).unwrap().tpr(), 0x40);
+    assert_eq!(p.highest_pending(1, OPEN), None);
+    p.set_cr8(1, 3);
+    assert_eq!(p.highest_pending(1, OPEN), Some(Interrupt::Fixed(0x44)));
     // Logical (flat) to VPs 1 and 2; lowest priority picks one.
     apic_write(&mut p, 1, reg::LDR, 0x0200_0000);
     apic_write(&mut p, 2, reg::LDR, 0x0400_0000);
