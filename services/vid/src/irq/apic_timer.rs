@@ -179,7 +179,7 @@ impl ApicTimer {
         match self.mode {
             TimerMode::TscDeadline => (self.deadline != 0).then_some(self.deadline),
             TimerMode::OneShot => self.armed.then(|| self.tsc_after(self.period())),
-            TimerMode::Periodic => self.armed.then(|| self.tsc_after(self.period() * (self.periods + 1))),
+            TimerMode::Periodic => self.armed.then(|| self.tsc_after(self.period().saturating_mul(self.periods + 1))),
         }
     }
 

@@ -213,7 +213,7 @@ impl Channel {
         if !self.periodic() && k > 1 {
             return None;
         }
-        let ticks = (k * u64::from(self.reload)).saturating_sub(self.base_ticks);
+        let ticks = k.saturating_mul(u64::from(self.reload)).saturating_sub(self.base_ticks);
         Some(start.saturating_add(scale_up(ticks, tsc_hz, PIT_HZ)))
     }
 }
