@@ -9,6 +9,7 @@ pub mod cpuid;
 pub mod exits;
 pub mod guest;
 pub mod hypercall;
+pub mod irq;
 pub mod loader;
 pub mod mmio;
 pub mod msr;
