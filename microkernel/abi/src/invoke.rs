@@ -71,6 +71,9 @@ open_enum! {
         PARTITION_MAP = 0x70,
         /// Unmap guest memory (CONTROL). MR0 guest-physical address, MR1 pages.
         PARTITION_UNMAP = 0x71,
+        /// Flush the guest TLB entries of every VP of the partition
+        /// (CONTROL): done before any of them runs again.
+        PARTITION_FLUSH_TLB = 0x72,
         /// Bind a VP (CONTROL): MR0 partition slot, MR1 exit endpoint slot
         /// (SEND; its badge tells the handler which VP exited), MR2
         /// scheduling context slot (0: default), MR3 VP index.

@@ -13,10 +13,10 @@ pub const VENDOR: [u8; 12] = *b"TesseraVMM  ";
 /// Leaf 1 EAX: family 6, model 1, stepping 1.
 pub const SIGNATURE: u32 = 0x0000_0611;
 /// Leaf 1 EDX: what a guest really has on any x86-64 host with the VID's
-/// (lack of) emulation: FPU, PSE, TSC, MSR, PAE, CX8, CMOV, MMX, FXSR,
-/// SSE, SSE2. No APIC, MTRR, MCE or SEP (not emulated).
+/// emulation: FPU, PSE, TSC, MSR, PAE, CX8, APIC (the VID's local APIC),
+/// PGE, CMOV, MMX, FXSR, SSE, SSE2. No MTRR, MCE, PAT or SEP (not emulated).
 pub const LEAF1_EDX: u32 =
-    1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 15 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26;
+    1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 9 | 1 << 13 | 1 << 15 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26;
 /// Leaf 1 ECX: SSE3; the hypervisor-present bit ([`LEAF1_ECX_HYPERVISOR`])
 /// is added when the profile has enlightenments.
 pub const LEAF1_ECX: u32 = 1;
@@ -24,8 +24,9 @@ pub const LEAF1_ECX: u32 = 1;
 pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// Leaf 1 EBX: CLFLUSH line size 8 quadwords, one logical processor, APIC ID 0.
 pub const LEAF1_EBX: u32 = 8 << 8 | 1 << 16;
-/// Leaf 0x8000_0001 EDX: long mode (needed by 64-bit guests that check).
-pub const EXT1_EDX: u32 = 1 << 29;
+/// Leaf 0x8000_0001 EDX: SYSCALL, NX and long mode (the hardware runs them
+/// for the guest; EFER goes through the VID).
+pub const EXT1_EDX: u32 = 1 << 11 | 1 << 20 | 1 << 29;
 
 /// The highest hypervisor leaf: every leaf TLFS 6.0b defines, the nested
 /// ones (0x4000_0009, 0x4000_000A) as zeros.
@@ -35,6 +36,16 @@ pub const HV_MAX_FUNCTION: u32 = HvCpuidFunction::NESTED_OPTIMIZATIONS.0;
 /// release: guests are told to test features, not versions (TLFS 2.5).
 pub const HV_VERSION: HvVersionInfo =
     HvVersionInfo { build_number: 1, major: 0, minor: 1, service_pack: 0, service_branch: 0, service_number: 0 };
+
+/// [`cpuid`] as VP `vp` sees it: leaf 1 EBX[31:24] is its initial APIC ID
+/// (the VP index, as the MADT says).
+pub fn cpuid_for_vp(profile: &EnlightenmentProfile, guest_os_id: u64, vp: u32, leaf: u32, subleaf: u32) -> [u32; 4] {
+    let mut r = cpuid(profile, guest_os_id, leaf, subleaf);
+    if leaf == 1 {
+        r[1] = (r[1] & 0x00ff_ffff) | (vp & 0xff) << 24;
+    }
+    r
+}
 
 /// EAX, EBX, ECX, EDX for a leaf (EAX) and subleaf (ECX); unknown leaves
 /// are zeros. `guest_os_id` is the partition's `HV_X64_MSR_GUEST_OS_ID`:

@@ -13,12 +13,14 @@
 
 use core::fmt;
 
-use crate::cpuid::cpuid;
+use crate::cpuid::cpuid_for_vp;
 use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
+use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Interrupts};
 use crate::mmio::TestDevice;
-use crate::msr::{MsrResult, Msrs};
+use crate::msr::Msrs;
 use crate::portio::{PortWrite, port_read, port_write, string_io};
 use crate::profile::EnlightenmentProfile;
+use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
     HvX64MemoryInterceptMessage,
@@ -38,11 +40,13 @@ pub type Updates = heapless::Vec<(HvRegisterName, u64), MAX_UPDATES>;
 /// What the VID does after an intercept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Resume the VP with these register updates. After an `X64Halt`
-    /// intercept the VP executed HLT with interrupts enabled: the caller may
-    /// wait a little (a timer tick) before resuming, since no interrupts are
-    /// injected yet and HLT simply continues.
+    /// Resume the VP with these register updates (among them, perhaps, a
+    /// pending interruption to deliver).
     Resume(Updates),
+    /// Apply the updates, then let the VP wait until an interruption is
+    /// pending for it (HLT with interrupts enabled, or GUEST_IDLE): the
+    /// reply is `VP_HALT`, and the VID posts the interruption later.
+    Halt(Updates),
     /// Leave the VP stopped; the guest ended.
     Stop(Stop),
 }
@@ -56,6 +60,9 @@ pub enum Stop {
     /// Triple fault or shutdown (`message_type` is
     /// `UNRECOVERABLE_EXCEPTION`), or an intercept the VID cannot handle.
     Failed { message_type: u32, rip: u64 },
+    /// The guest asked for a reset (HV_X64_MSR_RESET); the VID does not
+    /// reboot partitions, so it ends.
+    Reset { rip: u64 },
 }
 
 impl Stop {
@@ -77,6 +84,7 @@ impl fmt::Display for Stop {
             Stop::Failed { message_type, rip } => {
                 write!(f, "guest stopped: intercept {message_type:#x} at rip {rip:#x} is not handled")
             }
+            Stop::Reset { rip } => write!(f, "guest asked for a reset at rip {rip:#x}; the partition ends"),
         }
     }
 }
@@ -105,6 +113,9 @@ pub enum Event {
     ReadOnlyWrite { gpa: u64, rip: u64 },
     /// An MMIO access the VID could not emulate (the VP is stopped).
     Unemulated { gpa: u64, rip: u64, why: Unemulated },
+    /// The guest reported a crash through CRASH_CTL: CRASH_P0..P4 and the
+    /// start of its message, if it gave one (bytes, length).
+    GuestCrash { p: [u64; 5], message: Option<([u8; 96], usize)> },
 }
 
 impl fmt::Display for Event {
@@ -120,6 +131,18 @@ impl fmt::Display for Event {
             Event::ReadOnlyWrite { gpa, rip } => write!(f, "write to read-only GPA {gpa:#x} at rip {rip:#x} dropped"),
             Event::Unemulated { gpa, rip, why } => {
                 write!(f, "access to GPA {gpa:#x} at rip {rip:#x} cannot be emulated: {why:?}")
+            }
+            Event::GuestCrash { p, message } => {
+                write!(
+                    f,
+                    "guest crash reported: P0 {:#x} P1 {:#x} P2 {:#x} P3 {:#x} P4 {:#x}",
+                    p[0], p[1], p[2], p[3], p[4]
+                )?;
+                if let Some((text, n)) = message {
+                    let text = core::str::from_utf8(&text[..n.min(text.len())]).unwrap_or("(not UTF-8)");
+                    write!(f, ": {}", text.trim_end_matches('\0'))?;
+                }
+                Ok(())
             }
         }
     }
@@ -151,7 +174,7 @@ impl GuestConsole {
 }
 
 /// Builds an [`Updates`]; more than [`MAX_UPDATES`] is a bug (debug-asserted).
-fn updates(list: &[(HvRegisterName, u64)]) -> Updates {
+pub(crate) fn updates(list: &[(HvRegisterName, u64)]) -> Updates {
     let mut u = Updates::new();
     for &x in list {
         let pushed = u.push(x);
@@ -162,6 +185,27 @@ fn updates(list: &[(HvRegisterName, u64)]) -> Updates {
 
 fn resume(list: &[(HvRegisterName, u64)]) -> Action {
     Action::Resume(updates(list))
+}
+
+/// An exception for the VP, as the value of its pending-interruption register.
+fn exception(vector: u8, error_code: Option<u32>) -> u64 {
+    tlfs::HvX64PendingInterruptionRegister::new()
+        .with_interruption_pending(true)
+        .with_interruption_type(tlfs::HvX64PendingInterruptionType::EXCEPTION.0)
+        .with_deliver_error_code(error_code.is_some())
+        .with_interruption_vector(u16::from(vector))
+        .with_error_code(error_code.unwrap_or(0))
+        .into_bits()
+}
+
+/// #GP(0) at the faulting instruction (RIP does not move).
+fn gp() -> Action {
+    resume(&[(HvRegisterName::PENDING_INTERRUPTION, exception(13, Some(0)))])
+}
+
+/// #UD at the instruction.
+fn ud() -> Action {
+    resume(&[(HvRegisterName::PENDING_INTERRUPTION, exception(6, None))])
 }
 
 /// A guest with no memory and no registers: what [`handle`] uses.
@@ -179,35 +223,160 @@ impl Guest for NoGuest {
     }
 }
 
-/// The VMM state of one partition: the per-VP MSRs and the emulated devices.
-#[derive(Debug, Default)]
+/// What a partition's VMM is built from.
+#[derive(Clone, Copy, Debug)]
+pub struct VmmConfig {
+    pub profile: EnlightenmentProfile,
+    pub vendor: Vendor,
+    pub clock: HostClock,
+    /// VPs (1..=16).
+    pub vps: u32,
+    /// The TSC when the partition was created (reference time 0).
+    pub created_tsc: u64,
+}
+
+impl Default for VmmConfig {
+    fn default() -> VmmConfig {
+        VmmConfig {
+            profile: EnlightenmentProfile::NONE,
+            vendor: Vendor::Amd,
+            clock: HostClock { tsc_hz: 1_000_000_000, apic_hz: APIC_HZ },
+            vps: 1,
+            created_tsc: 0,
+        }
+    }
+}
+
+/// The local APIC timer's input clock the VID gives every partition
+/// (reported by HV_X64_MSR_APIC_FREQUENCY).
+pub const APIC_HZ: u64 = 100_000_000;
+
+/// The VMM state of one partition: the per-VP MSRs, the interrupt
+/// controllers and timers, the TLFS synthetic MSRs, and the devices.
+#[derive(Debug)]
 pub struct Vmm {
     pub msrs: Msrs,
     pub device: TestDevice,
+    pub irq: Interrupts,
+    pub synthetic: SyntheticPartition,
+    /// What handling did to VPs other than the one that exited (IPIs,
+    /// timer expiries, INIT/SIPI): for the caller to act on.
+    pub effects: Effects,
+    /// A guest asked for a TLB flush (HvCallFlushVirtualAddress*).
+    pub flush_tlb: bool,
+    /// 128-bit register updates (XMM fast-call output) for the reply, after
+    /// the [`Updates`] of the action: (name, low, high).
+    pub wide: heapless::Vec<(HvRegisterName, u64, u64), 6>,
+}
+
+impl Default for Vmm {
+    fn default() -> Vmm {
+        Vmm::new()
+    }
 }
 
 impl Vmm {
-    pub const fn new() -> Vmm {
-        Vmm { msrs: Msrs::new(), device: TestDevice { scratch: 0 } }
+    /// A partition with no enlightenments and one VP.
+    pub fn new() -> Vmm {
+        Vmm::with_config(VmmConfig::default())
+    }
+
+    pub fn with_config(c: VmmConfig) -> Vmm {
+        let irq = Interrupts::new(IrqConfig { vps: c.vps, tsc_hz: c.clock.tsc_hz, apic_hz: c.clock.apic_hz });
+        Vmm {
+            msrs: Msrs::new(),
+            device: TestDevice { scratch: 0 },
+            irq,
+            synthetic: SyntheticPartition::new(c.profile, c.vendor, c.clock, c.created_tsc),
+            effects: Effects::default(),
+            flush_tlb: false,
+            wide: heapless::Vec::new(),
+        }
+    }
+
+    /// Fires the timers due at `now` (TSC ticks); their effects join
+    /// [`Vmm::effects`].
+    pub fn poll(&mut self, now: u64) {
+        let effects = self.irq.poll(now);
+        self.effects.merge(effects);
+    }
+
+    /// The TSC at which [`Vmm::poll`] next has work.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.irq.next_deadline()
+    }
+
+    /// The interruption to post to `vp` now, acknowledged at its
+    /// controller, as a pending-interruption register value. The kernel
+    /// holds it until the guest can take it (interrupt window), so RFLAGS.IF
+    /// is not asked here.
+    pub fn interruption_for(&mut self, vp: u32) -> Option<u64> {
+        let any = Interruptibility { rflags_if: true, shadow: false, nmi_blocked: false };
+        let interrupt = self.irq.highest_pending(vp, any)?;
+        let vector = self.irq.acknowledge(vp, interrupt);
+        let kind = match interrupt {
+            Interrupt::Nmi => tlfs::HvX64PendingInterruptionType::NMI,
+            _ => tlfs::HvX64PendingInterruptionType::INTERRUPT,
+        };
+        Some(
+            tlfs::HvX64PendingInterruptionRegister::new()
+                .with_interruption_pending(true)
+                .with_interruption_type(kind.0)
+                .with_interruption_vector(u16::from(vector))
+                .into_bits(),
+        )
     }
 
     /// Decides what an intercept means, reading and writing `guest` as the
-    /// emulation needs; `events` receives console bytes and log events.
-    pub fn handle(&mut self, message: &HvMessage, guest: &mut impl Guest, mut events: impl FnMut(Event)) -> Action {
+    /// emulation needs; `now` is the TSC; `events` receives console bytes
+    /// and log events. An interruption waiting for the VP rides along with
+    /// the updates when its slot is free.
+    pub fn handle(
+        &mut self,
+        message: &HvMessage,
+        guest: &mut impl Guest,
+        now: u64,
+        mut events: impl FnMut(Event),
+    ) -> Action {
+        self.poll(now);
         let Ok(body) = message.parse() else {
             return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
         };
+        let header = body.intercept_header().copied();
+        let action = self.decide(body, guest, now, &mut events);
+        let Some(h) = header else { return action };
+        let posted = |this: &mut Vmm, mut u: Updates| {
+            let busy = h.execution_state.interruption_pending()
+                || u.iter().any(|(name, _)| *name == HvRegisterName::PENDING_INTERRUPTION);
+            if !busy && let Some(value) = this.interruption_for(h.vp_index) {
+                let _ = u.push((HvRegisterName::PENDING_INTERRUPTION, value));
+            }
+            u
+        };
+        match action {
+            Action::Resume(u) => Action::Resume(posted(self, u)),
+            Action::Halt(u) => Action::Halt(posted(self, u)),
+            stop => stop,
+        }
+    }
+
+    fn decide(
+        &mut self,
+        body: HvMessageBody,
+        guest: &mut impl Guest,
+        now: u64,
+        events: &mut impl FnMut(Event),
+    ) -> Action {
         let fail = |rip| Action::Stop(Stop::Failed { message_type: body.message_type().0, rip });
         match body {
-            HvMessageBody::X64IoPortIntercept(io) => self.port(&io, guest, &mut events),
+            HvMessageBody::X64IoPortIntercept(io) => self.port(&io, guest, now, events),
             HvMessageBody::X64CpuidIntercept(c) => {
                 let h = &c.header;
                 if h.instruction_length() == 0 {
                     return fail(h.rip);
                 }
-                // The enlightenment profile is wired in by the integration; until
-                // then the guest sees no hypervisor, as before.
-                let [a, b, cx, d] = cpuid(&EnlightenmentProfile::NONE, 0, c.rax as u32, c.rcx as u32);
+                let (profile, os) = (self.synthetic.profile(), self.synthetic.guest_os_id());
+                let [a, b, cx, d] = cpuid_for_vp(profile, os, h.vp_index, c.rax as u32, c.rcx as u32);
                 resume(&[
                     (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into())),
                     (HvRegisterName::RAX, a.into()),
@@ -217,36 +386,24 @@ impl Vmm {
                 ])
             }
             HvMessageBody::MsrIntercept(m) => {
-                let h = &m.header;
-                if h.instruction_length() == 0 {
-                    return fail(h.rip);
+                if m.header.instruction_length() == 0 {
+                    return fail(m.header.rip);
                 }
-                let write = h.intercept_access_type == HvInterceptAccessType::WRITE;
-                let value = (m.rdx << 32) | (m.rax & 0xffff_ffff);
-                let lma = h.execution_state.efer_lma();
-                let (result, first) = self.msrs.access(h.vp_index, m.msr_number, write.then_some(value), lma);
-                if first {
-                    events(Event::UnknownMsr { msr: m.msr_number, write, rip: h.rip });
-                }
-                let rip = (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into()));
-                match result {
-                    MsrResult::Read(v) => {
-                        resume(&[rip, (HvRegisterName::RAX, v & 0xffff_ffff), (HvRegisterName::RDX, v >> 32)])
-                    }
-                    MsrResult::EferWritten(v) => resume(&[rip, (HvRegisterName::EFER, v)]),
-                    MsrResult::Ignored => resume(&[rip]),
-                }
+                self.msr(&m, guest, now, events)
             }
+            HvMessageBody::HypercallIntercept(m) => self.hypercall(&m, guest),
             HvMessageBody::X64Halt(halt) => {
                 let h = &halt.header;
                 if h.rflags & rflags::IF == 0 {
                     return Action::Stop(Stop::Halted { rip: h.rip });
                 }
                 let len = u64::from(h.instruction_length().max(1));
-                resume(&[(HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, len))])
+                let next = [(HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, len))];
+                // Something already waits: HLT ends at once.
+                if self.irq.has_pending(h.vp_index) { resume(&next) } else { Action::Halt(updates(&next)) }
             }
-            HvMessageBody::UnmappedGpa(m) => self.memory(&m, false, guest, &mut events),
-            HvMessageBody::GpaIntercept(m) => self.memory(&m, true, guest, &mut events),
+            HvMessageBody::UnmappedGpa(m) => self.memory(&m, false, guest, now, events),
+            HvMessageBody::GpaIntercept(m) => self.memory(&m, true, guest, now, events),
             other => fail(other.intercept_header().map_or(0, |h| h.rip)),
         }
     }
@@ -255,6 +412,7 @@ impl Vmm {
         &mut self,
         io: &HvX64IoPortInterceptMessage,
         guest: &mut impl Guest,
+        now: u64,
         events: &mut impl FnMut(Event),
     ) -> Action {
         let h = &io.header;
@@ -284,6 +442,16 @@ impl Vmm {
             }
             return Action::Resume(u);
         }
+        if Interrupts::claims_port(io.port_number) {
+            if write {
+                if let Some(effects) = self.irq.port_write(io.port_number, size, io.rax, now) {
+                    self.effects.merge(effects);
+                }
+                return resume(&[next]);
+            }
+            let value = self.irq.port_read(io.port_number, size, now).unwrap_or(x86decode::size_mask(size));
+            return resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))]);
+        }
         if write {
             match port_write(io.port_number, size, io.rax, &mut console) {
                 PortWrite::TestExit(value) => Action::Stop(Stop::TestExit { value }),
@@ -302,6 +470,7 @@ impl Vmm {
         m: &HvX64MemoryInterceptMessage,
         read_only: bool,
         guest: &mut impl Guest,
+        now: u64,
         events: &mut impl FnMut(Event),
     ) -> Action {
         let h = &m.header;
@@ -340,13 +509,22 @@ impl Vmm {
                 };
                 if read_only {
                     events(Event::ReadOnlyWrite { gpa, rip: h.rip });
+                } else if self.irq.claims_mmio(h.vp_index, gpa) {
+                    if let Some(effects) = self.irq.mmio_write(h.vp_index, gpa, size, value, now) {
+                        self.effects.merge(effects);
+                    }
                 } else if TestDevice::claims(gpa) {
                     self.device.write(gpa & 0xfff, size, value);
                 }
                 resume(&[next])
             }
             Access::Read { dest, extend, dest_size } => {
-                let value = if TestDevice::claims(gpa) && !read_only {
+                let apic = (!read_only && self.irq.claims_mmio(h.vp_index, gpa))
+                    .then(|| self.irq.mmio_read(h.vp_index, gpa, size, now))
+                    .flatten();
+                let value = if let Some(v) = apic {
+                    v
+                } else if TestDevice::claims(gpa) && !read_only {
                     self.device.read(gpa & 0xfff, size)
                 } else if read_only {
                     // A read that faulted on a present page: read it through.
@@ -368,10 +546,10 @@ impl Vmm {
 }
 
 /// Port I/O, CPUID, MSR and HLT intercepts of a guest the VID has no memory
-/// or register access to (the demo): [`Vmm::handle`] over [`NoGuest`].
-/// `output` receives guest console bytes.
+/// or register access to (the demo): [`Vmm::handle`] of a fresh VMM over
+/// [`NoGuest`]. `output` receives guest console bytes.
 pub fn handle(message: &HvMessage, mut output: impl FnMut(u8)) -> Action {
-    Vmm::new().handle(message, &mut NoGuest, |e| {
+    Vmm::new().handle(message, &mut NoGuest, 0, |e| {
         if let Event::Console(b) = e {
             output(b)
         }
@@ -430,5 +608,7 @@ pub const BENCH_GUEST: &[u8] = &[
     0xf4, // hlt
 ];
 
+mod hypercall;
+mod msr;
 #[cfg(test)]
 mod tests;

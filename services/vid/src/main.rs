@@ -20,7 +20,9 @@ mod task {
     use tessera_rt::{Message, Operation, caps, invoke, log};
     use tlfs::{HvMessage, HvRegisterName};
     use vid::Vid;
-    use vid::exits::{Action, BENCH_EXITS, BENCH_GUEST, BENCH_PORT, DEMO_GUEST, DEMO_LOAD, GuestConsole, Stop, handle};
+    use vid::exits::{
+        Action, BENCH_EXITS, BENCH_GUEST, BENCH_PORT, DEMO_GUEST, DEMO_LOAD, GuestConsole, NoGuest, Stop, Vmm,
+    };
     use vid_api::{ENDPOINT, dispatch_in_place};
 
     /// Guest RAM of the demo partition.
@@ -126,6 +128,7 @@ mod task {
     /// Handles the demo VP's exits until it stops.
     fn serve_exits(exits: CapSlot, guest: Guest) -> Result<(), ErrorCode> {
         let mut console = GuestConsole::default();
+        let mut vmm = Vmm::new();
         let mut exits_seen = 0u64;
         let mut bench = Bench::default();
         let mut received = tessera_rt::recv(exits)?;
@@ -136,16 +139,20 @@ mod task {
                 bench.on_exit(words);
             }
             let action = match HvMessage::from_words(words) {
-                Ok(message) if received.message.label() == labels::VM_EXIT => handle(&message, |b| {
-                    if let Some(line) = console.byte(b) {
-                        log!("demo: {}", core::str::from_utf8(&line).unwrap_or("?"));
-                    }
-                }),
+                Ok(message) if received.message.label() == labels::VM_EXIT => {
+                    vmm.handle(&message, &mut NoGuest, 0, |e| {
+                        let vid::exits::Event::Console(b) = e else { return };
+                        if let Some(line) = console.byte(b) {
+                            log!("demo: {}", core::str::from_utf8(&line).unwrap_or("?"));
+                        }
+                    })
+                }
                 _ => Action::Stop(Stop::Failed { message_type: 0, rip: 0 }),
             };
-            let mut reply = Message::new(labels::VP_RESUME);
+            let label = if matches!(action, Action::Halt(_)) { labels::VP_HALT } else { labels::VP_RESUME };
+            let mut reply = Message::new(label);
             match action {
-                Action::Resume(updates) => {
+                Action::Resume(updates) | Action::Halt(updates) => {
                     let _ = reply.push(updates.len() as u64);
                     for (register, value) in updates {
                         let _ = reply.push(u64::from(register.0));
@@ -221,6 +228,7 @@ mod task {
             Stop::Failed { message_type, rip } => {
                 log!("demo: guest stopped: intercept {message_type:#x} at {rip:#x} is not handled")
             }
+            Stop::Reset { rip } => log!("demo: guest asked for a reset at {rip:#x}"),
         }
     }
 }

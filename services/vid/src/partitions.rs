@@ -11,9 +11,11 @@ use tessera_rt::memory::Window;
 use tessera_rt::{Message, Operation, caps, invoke, log};
 use tlfs::exit_state::{ExitState, TransferredState};
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
-use vid::exits::{Action, Event, GuestConsole, Vmm};
+use vid::exits::{APIC_HZ, Action, Event, GuestConsole, Vmm, VmmConfig};
 use vid::guest::Guest;
 use vid::loader::{self, LoadRequest, Module};
+use vid::profile::EnlightenmentProfile;
+use vid::synthetic::{HostClock, Vendor};
 
 const PAGE: u64 = 4096;
 /// Where the boot image is mapped in the VID.
@@ -153,10 +155,16 @@ struct Running {
     /// Its ID at the partition manager, when registered there.
     managed: Option<u64>,
     vp: CapSlot,
+    partition: CapSlot,
     ram: &'static mut [u8],
     vmm: Vmm,
     console: GuestConsole,
     exits: u64,
+    /// The VP waits (HLT) for an interruption.
+    halted: bool,
+    /// An interruption the VID posted may still be waiting in the kernel.
+    posted: bool,
+    stopped: bool,
 }
 
 /// The state the kernel sends with each exit of these partitions.
@@ -315,14 +323,29 @@ fn start(
         log!("{}: {} VPs requested; this VID runs only VP 0 for now", p.name, p.vcpus);
     }
     invoke(vp, Operation::VP_START, &[])?;
+    let profile = EnlightenmentProfile::new(p.enlightenments, u32::from(p.vcpus), 1).map_err(|e| {
+        log!("{}: the enlightenments are not coherent: {e:?}", p.name);
+        ErrorCode::INVALID_ARGUMENT
+    })?;
+    let config = VmmConfig {
+        profile,
+        vendor: host_vendor(),
+        clock: HostClock { tsc_hz: tessera_rt::startup::tsc_hz(), apic_hz: APIC_HZ },
+        vps: 1,
+        created_tsc: tessera_rt::arch::rdtsc(),
+    };
     Ok(Running {
         name: p.name,
         managed: None,
         vp,
+        partition,
         ram: ram_bytes,
-        vmm: Vmm::new(),
+        vmm: Vmm::with_config(config),
         console: GuestConsole::default(),
         exits: 0,
+        halted: false,
+        posted: false,
+        stopped: false,
     })
 }
 
@@ -350,51 +373,146 @@ fn fail_on_purpose(personality: Personality, exits: CapSlot, untyped: CapSlot, s
     }
 }
 
-/// Handles exits of every running partition until all have stopped.
+/// Whose virtualization instructions the guest's hypercall page uses: the
+/// host CPU's vendor.
+fn host_vendor() -> Vendor {
+    let [_, b, c, d] = tessera_rt::arch::cpuid(0, 0);
+    let mut name = [0u8; 12];
+    name[..4].copy_from_slice(&b.to_le_bytes());
+    name[4..8].copy_from_slice(&d.to_le_bytes());
+    name[8..].copy_from_slice(&c.to_le_bytes());
+    if &name == b"GenuineIntel" { Vendor::Intel } else { Vendor::Amd }
+}
+
+/// The reply to an exit: the action's label and its register updates
+/// (count, then (name, low, high) triples), 128-bit ones included.
+fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
+    let (label, updates) = match action {
+        Action::Resume(u) => (labels::VP_RESUME, Some(u)),
+        Action::Halt(u) => (labels::VP_HALT, Some(u)),
+        Action::Stop(_) => (labels::VP_STOP, None),
+    };
+    reply.clear(label);
+    let wide = core::mem::take(&mut vmm.wide);
+    let Some(updates) = updates else {
+        let _ = reply.push(0);
+        return;
+    };
+    let _ = reply.push((updates.len() + wide.len()) as u64);
+    let narrow = updates.iter().map(|&(register, value)| (register, value, 0));
+    for (register, low, high) in narrow.chain(wide) {
+        for word in [u64::from(register.0), low, high] {
+            let _ = reply.push(word);
+        }
+    }
+}
+
+/// Handles exits of every running partition until all have stopped, and
+/// between exits keeps their timers: it waits for the next exit no longer
+/// than the earliest timer, posts the interruptions that fire, and wakes
+/// VPs halted for them.
 fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result<(), ErrorCode> {
     let mut live = running.len();
-    let mut received = tessera_rt::recv(exits)?;
+    let tick_tsc = (tessera_rt::startup::tsc_hz() / abi::TICK_HZ).max(1);
+    let mut received = tessera_rt::recv(exits).map(Some);
     loop {
-        let k = received.badge.0.wrapping_sub(1) as usize;
-        let mut reply = Message::new(labels::VP_STOP);
-        let words = received.message.words();
-        let (head, state) = words.split_at(words.len().min(HV_MESSAGE_WORDS));
-        if let (Some(r), Ok(message)) = (running.get_mut(k), HvMessage::from_words(head)) {
-            r.exits += 1;
-            let name = r.name;
-            let console = &mut r.console;
-            let mut view = View { vp: r.vp, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
-            let action = r.vmm.handle(&message, &mut view, |event| match event {
-                Event::Console(b) => {
-                    if let Some(line) = console.byte(b) {
-                        log!("{name}: {}", core::str::from_utf8(&line).unwrap_or("?"));
+        let now = tessera_rt::arch::rdtsc();
+        let mut reply = None;
+        let mut exited = None;
+        if let Some(received) = received? {
+            let k = received.badge.0.wrapping_sub(1) as usize;
+            let mut message = Message::new(labels::VP_STOP);
+            let _ = message.push(0);
+            let words = received.message.words();
+            let (head, state) = words.split_at(words.len().min(HV_MESSAGE_WORDS));
+            if let (Some(r), Ok(hv)) = (running.get_mut(k), HvMessage::from_words(head)) {
+                exited = Some(k);
+                r.exits += 1;
+                r.posted = hv
+                    .parse()
+                    .ok()
+                    .and_then(|b| b.intercept_header().copied())
+                    .is_some_and(|h| h.execution_state.interruption_pending());
+                let name = r.name;
+                let console = &mut r.console;
+                let mut view = View { vp: r.vp, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
+                let action = r.vmm.handle(&hv, &mut view, now, |event| match event {
+                    Event::Console(b) => {
+                        if let Some(line) = console.byte(b) {
+                            log!("{name}: {}", core::str::from_utf8(&line).unwrap_or("?"));
+                        }
                     }
+                    other => log!("{name}: {other}"),
+                });
+                reply_for(&action, &mut r.vmm, &mut message);
+                r.halted = matches!(action, Action::Halt(_));
+                r.posted |= matches!(&action, Action::Resume(u) | Action::Halt(u) if u.iter().any(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION));
+                if core::mem::take(&mut r.vmm.flush_tlb) {
+                    let _ = invoke(r.partition, Operation::PARTITION_FLUSH_TLB, &[]);
                 }
-                other => log!("{name}: {other}"),
-            });
-            match action {
-                Action::Resume(updates) => {
-                    reply.clear(labels::VP_RESUME);
-                    let _ = reply.push(updates.len() as u64);
-                    for (register, value) in updates {
-                        let _ = reply.push(u64::from(register.0));
-                        let _ = reply.push(value);
-                        let _ = reply.push(0);
-                    }
-                }
-                Action::Stop(stop) => {
+                if let Action::Stop(stop) = action {
                     log!("{name}: {stop} after {} exits", r.exits);
                     registry.stopped(name, r.managed);
-                    let _ = reply.push(0);
+                    r.stopped = true;
                     live -= 1;
                     if live == 0 {
-                        return tessera_rt::reply(&reply);
+                        return tessera_rt::reply(&message);
                     }
                 }
             }
-        } else {
-            let _ = reply.push(0);
+            reply = Some(message);
         }
-        received = tessera_rt::reply_recv(exits, &reply)?;
+        let ticks = keep_time(running, exited, now, tick_tsc);
+        received = match &reply {
+            Some(message) => tessera_rt::reply_recv_timeout(exits, message, ticks),
+            None => tessera_rt::recv_timeout(exits, ticks),
+        }
+        .map(Some)
+        .or_else(|e| if e == ErrorCode::TIMEOUT { Ok(None) } else { Err(e) });
     }
+}
+
+/// Fires the partitions' timers, posts interruptions to VPs other than
+/// `exited` (whose reply carries its own) whose slot is free, and returns
+/// how many ticks to wait for the next exit (0: no timer, wait for ever).
+fn keep_time(running: &mut [Running], exited: Option<usize>, now: u64, tick_tsc: u64) -> u64 {
+    let mut next: Option<u64> = None;
+    let mut recheck = false;
+    for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
+        r.vmm.poll(now);
+        r.vmm.effects = Default::default();
+        if Some(k) != exited {
+            if r.posted && !r.halted {
+                // A running VP's slot empties when the guest takes the
+                // interruption: ask the kernel.
+                r.posted = pending_interruption(r.vp).unwrap_or(true);
+            }
+            if !r.posted
+                && let Some(value) = r.vmm.interruption_for(0)
+            {
+                let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
+                if invoke(r.vp, Operation::VP_SET_REGISTERS, &[1, name, value, 0]).is_ok() {
+                    (r.posted, r.halted) = (true, false);
+                }
+            }
+        }
+        recheck |= r.posted && !r.halted && r.vmm.irq.has_pending(0);
+        next = match (next, r.vmm.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    match next {
+        _ if recheck => 1,
+        None => 0,
+        Some(deadline) => deadline.saturating_sub(now).div_ceil(tick_tsc).max(1),
+    }
+}
+
+/// Whether the kernel still holds an interruption for the VP.
+fn pending_interruption(vp: CapSlot) -> Option<bool> {
+    let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
+    let reply = invoke(vp, Operation::VP_GET_REGISTERS, &[1, name]).ok()?;
+    let value = *reply.words().first()?;
+    Some(tlfs::HvX64PendingInterruptionRegister::from_bits(value).interruption_pending())
 }

@@ -28,6 +28,15 @@ pub fn trap() -> ! {
     unsafe { asm!("ud2", options(noreturn, nomem, nostack)) }
 }
 
+/// CPUID of `leaf` (and `subleaf`): EAX, EBX, ECX, EDX as this CPU (or
+/// the hypervisor below it) reports them.
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    // CPUID only writes four registers and ring 3 may execute it (the
+    // intrinsic saves RBX, which LLVM reserves).
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
 /// Reads the time-stamp counter. Under QEMU with `-icount shift=0` it
 /// advances once per guest instruction, which benchmarks use to count
 /// instructions.

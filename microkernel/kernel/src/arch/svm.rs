@@ -464,6 +464,11 @@ pub fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: 
         return true;
     }
     with_vmcb(vmcb, |v| {
+        if name == HvRegisterName::RIP && v.save.rip != low {
+            // Moving RIP completes the instruction an STI or MOV SS shadow
+            // covered (HLT right after STI): the shadow ends with it.
+            v.control.interrupt_state = v.control.interrupt_state.with_interrupt_shadow(false);
+        }
         if let Some(r) = register(v, name) {
             // The guest's EFER.SVME stays set whatever the VMM asks for.
             *r = if name == HvRegisterName::EFER { low | EFER_SVME } else { low };

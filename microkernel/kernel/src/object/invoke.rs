@@ -244,6 +244,7 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
         | Operation::VP_SET_REGISTERS
         | Operation::VP_GET_REGISTERS
         | Operation::VP_START
+        | Operation::PARTITION_FLUSH_TLB
         | Operation::VP_SET_MONITOR
         | Operation::VP_SET_EXIT_STATE => super::vm::invoke(k, t, cspace, cap, op, mr, info),
         _ => Err(ErrorCode::INVALID_OPERATION),

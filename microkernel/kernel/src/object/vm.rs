@@ -489,6 +489,11 @@ pub fn invoke(
             }
             done()
         }
+        Operation::PARTITION_FLUSH_TLB => {
+            let partition = expect(cap, ObjectType::PARTITION, control())?;
+            k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.flush = true;
+            done()
+        }
         Operation::VP_CONFIGURE => {
             let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
             let (_, part) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::PARTITION, control())?;

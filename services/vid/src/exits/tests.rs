@@ -42,6 +42,7 @@ fn io(port: u16, write: bool, rax: u64, len: u8) -> HvMessage {
 fn updates(action: &Action) -> Vec<(HvRegisterName, u64)> {
     match action {
         Action::Resume(u) => u.to_vec(),
+        Action::Halt(u) => panic!("unexpected halt {u:?}"),
         Action::Stop(s) => panic!("unexpected stop {s:?}"),
     }
 }
@@ -162,7 +163,7 @@ fn long_header(rip: u64, len: u8, access: HvInterceptAccessType) -> HvX64Interce
 
 fn run(vmm: &mut Vmm, guest: &mut Fake, body: HvMessageBody) -> (Action, Vec<Event>) {
     let mut events = Vec::new();
-    let action = vmm.handle(&HvMessage::from_body(&body, 0), guest, |e| events.push(e));
+    let action = vmm.handle(&HvMessage::from_body(&body, 0), guest, 0, |e| events.push(e));
     (action, events)
 }
 
@@ -240,10 +241,11 @@ fn in_eax_zero_extends_and_sizes_are_masked() {
     body.header = long_header(0x1000, 1, HvInterceptAccessType::READ);
     body.access_info = HvX64IoPortAccessInfo::new().with_access_size(4);
     m = HvMessage::from_body(&HvMessageBody::X64IoPortIntercept(body), 0);
-    let action = vmm.handle(&m, &mut NoGuest, |_| {});
+    let action = vmm.handle(&m, &mut NoGuest, 0, |_| {});
     assert_eq!(get(&action, HvRegisterName::RAX), Some(0xffff_ffff));
     body.access_info = HvX64IoPortAccessInfo::new().with_access_size(2);
-    let action = vmm.handle(&HvMessage::from_body(&HvMessageBody::X64IoPortIntercept(body), 0), &mut NoGuest, |_| {});
+    let action =
+        vmm.handle(&HvMessage::from_body(&HvMessageBody::X64IoPortIntercept(body), 0), &mut NoGuest, 0, |_| {});
     assert_eq!(get(&action, HvRegisterName::RAX), Some(0xdead_beef_0000_ffff));
     // The test-exit value is masked to the access size.
     assert_eq!(handle(&io(TEST_EXIT, true, 0x1_0000_0103, 1), |_| {}), Action::Stop(Stop::TestExit { value: 3 }));
@@ -305,12 +307,67 @@ fn efer_is_kept_and_unknown_msrs_read_zero_once_logged() {
     let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, false, 0, true));
     assert_eq!(get(&a, HvRegisterName::RAX), Some(0x500));
     assert_eq!(get(&a, HvRegisterName::RDX), Some(0));
-    let (a, ev) = run(&mut vmm, &mut g, msr(0x1b, false, 0, false));
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x8b, false, 0, false));
     assert_eq!((get(&a, HvRegisterName::RAX), get(&a, HvRegisterName::RDX)), (Some(0), Some(0)));
     assert_eq!(ev.len(), 1);
-    let (a, ev) = run(&mut vmm, &mut g, msr(0x1b, true, 5, false));
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x8b, true, 5, false));
     assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002)]);
     assert!(ev.is_empty(), "logged once");
+}
+
+#[test]
+fn the_apic_base_msr_is_the_local_apics_and_a_synthetic_msr_without_a_profile_is_gp() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    // IA32_APIC_BASE: 0xFEE00000, enabled, BSP.
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x1b, false, 0, false));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0xfee0_0900));
+    assert!(ev.is_empty());
+    // HV_X64_MSR_GUEST_OS_ID without enlightenments: #GP(0), RIP unchanged.
+    let (a, _) = run(&mut vmm, &mut g, msr(0x4000_0000, false, 0, false));
+    let gp = get(&a, HvRegisterName::PENDING_INTERRUPTION).expect("an exception");
+    let gp = tlfs::HvX64PendingInterruptionRegister::from_bits(gp);
+    assert_eq!((gp.interruption_vector(), gp.deliver_error_code(), gp.error_code()), (13, true, 0));
+    assert_eq!(get(&a, HvRegisterName::RIP), None);
+}
+
+#[test]
+fn a_pit_interrupt_wakes_hlt_and_rides_on_the_reply() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    // The test kernel's sequence: 8259s at 0x20/0x28, only IRQ 0 unmasked,
+    // PIT channel 0 rate generator at 100 Hz (TSC at 1 GHz here).
+    for (port, value) in [
+        (0x20, 0x11),
+        (0xa0, 0x11),
+        (0x21, 0x20),
+        (0xa1, 0x28),
+        (0x21, 4),
+        (0xa1, 2),
+        (0x21, 1),
+        (0xa1, 1),
+        (0x21, 0xfe),
+        (0xa1, 0xff),
+        (0x43, 0x34),
+        (0x40, 0x9b),
+        (0x40, 0x2e),
+    ] {
+        let m = io(port, true, value, 2);
+        let a = vmm.handle(&m, &mut g, 0, |_| {});
+        assert!(matches!(a, Action::Resume(_)), "port {port:#x}: {a:?}");
+    }
+    let deadline = vmm.next_deadline().expect("the PIT runs");
+    assert!((9_000_000..=10_100_000).contains(&deadline), "first IRQ 0 at {deadline}");
+    let mut h = long_header(0x1000, 1, HvInterceptAccessType::EXECUTE);
+    h.rflags = 0x202;
+    let halt = HvMessage::from_body(&HvMessageBody::X64Halt(HvX64HaltMessage { header: h }), 0);
+    // Before the deadline HLT waits; at it, HLT ends with vector 0x20 posted.
+    assert!(matches!(vmm.handle(&halt, &mut g, deadline - 1, |_| {}), Action::Halt(_)));
+    let a = vmm.handle(&halt, &mut g, deadline, |_| {});
+    let Action::Resume(u) = a else { panic!("{a:?}") };
+    let posted = u.iter().find(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION).expect("posted").1;
+    let posted = tlfs::HvX64PendingInterruptionRegister::from_bits(posted);
+    assert_eq!((posted.interruption_pending(), posted.interruption_vector()), (true, 0x20));
 }
 
 #[test]
@@ -323,7 +380,7 @@ fn hlt_resumes_after_it_unless_interrupts_are_off_and_shutdown_stops() {
         HvMessageBody::X64Halt(HvX64HaltMessage { header: h })
     };
     let (a, _) = run(&mut vmm, &mut g, halt(0x202));
-    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1001)]);
+    assert_eq!(a, Action::Halt(super::updates(&[(HvRegisterName::RIP, 0x1001)])));
     let (a, _) = run(&mut vmm, &mut g, halt(0x2));
     assert_eq!(a, Action::Stop(Stop::Halted { rip: 0x1000 }));
     let shutdown = HvMessageBody::UnrecoverableException(tlfs::HvX64UnrecoverableExceptionMessage {

@@ -171,6 +171,10 @@ fn hlt() -> Outcome {
     hw::stop_timer();
     let (elapsed, timer) = (hw::rdtsc().wrapping_sub(start), hw::timer_ticks() - ticks);
     println!("testkernel: hlt: resumed after {elapsed} TSC ticks, {timer} timer interrupts");
+    // HLT with interrupts enabled ends with an interrupt: the PIT's.
+    if timer == 0 {
+        return Err(detail!("HLT ended without a timer interrupt"));
+    }
     Ok(())
 }
 

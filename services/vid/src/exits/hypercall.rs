@@ -1,0 +1,90 @@
+//! Hypercall intercepts: the TLFS hypercall engine ([`crate::hypercall`])
+//! acting on this partition. Synthetic cluster IPIs go to the APIC model;
+//! TLB flushes become a request the VID passes to the kernel
+//! (`PARTITION_FLUSH_TLB`) before the caller resumes.
+
+use super::{Action, Vmm, ud};
+use crate::guest::{Guest, cpu_mode, next_rip};
+use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport};
+use crate::irq::{DeliveryMode, Destination, Effects, Interrupts, Message};
+use tlfs::hypercall::{HV_XMM_FAST_REGISTERS, HvGvaRange, HvRegisterValue};
+use tlfs::{HvError, HvRegisterName, HvResult, HvStatus, HvVpIndex, HvX64HypercallInterceptMessage};
+
+/// The partition as the hypercall handlers see it.
+struct Target<'v> {
+    irq: &'v mut Interrupts,
+    effects: &'v mut Effects,
+    flush: &'v mut bool,
+    caller: u32,
+}
+
+fn invalid_parameter() -> HvError {
+    HvError::from_status(HvStatus::INVALID_PARAMETER).expect("a failure status")
+}
+
+impl HypercallTarget for Target<'_> {
+    fn vp_count(&self) -> u32 {
+        self.irq.vps()
+    }
+
+    fn flush_tlb(&mut self, _vps: &VpSet, _flush: Flush, _ranges: Option<&[HvGvaRange]>) {
+        // The kernel flushes the partition's tagged translations (ASID or
+        // VPID) before any of its VPs runs again: on one CPU, every VP.
+        *self.flush = true;
+    }
+
+    fn send_ipi(&mut self, vector: u8, vps: &VpSet) {
+        for vp in vps.iter() {
+            let message = Message { mode: DeliveryMode::FIXED, vector, level: false, dest: Destination::Physical(vp) };
+            self.effects.merge(self.irq.deliver(Some(self.caller), message));
+        }
+    }
+
+    fn long_spin_wait(&mut self, _vp: HvVpIndex, _spin_count: u64) {}
+
+    // Register access needs the AccessVpRegisters privilege, which no
+    // profile grants yet: the engine refuses the calls before they get here.
+    fn get_vp_register(&mut self, _vp: HvVpIndex, _name: HvRegisterName) -> HvResult<HvRegisterValue> {
+        Err(invalid_parameter())
+    }
+
+    fn set_vp_register(&mut self, _vp: HvVpIndex, _name: HvRegisterName, _value: HvRegisterValue) -> HvResult<()> {
+        Err(invalid_parameter())
+    }
+
+    fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
+        // APIC IDs are VP indices (the MADT says so).
+        (apic_id < self.irq.vps()).then_some(apic_id)
+    }
+}
+
+impl Vmm {
+    pub(super) fn hypercall(&mut self, m: &HvX64HypercallInterceptMessage, guest: &mut impl Guest) -> Action {
+        let h = &m.header;
+        let regs = CallerRegisters { rax: m.rax, rbx: m.rbx, rcx: m.rcx, rdx: m.rdx, rsi: m.rsi, rdi: m.rdi, r8: m.r8 };
+        let profile = self.synthetic.profile();
+        let features = profile.features();
+        let xmm_support = XmmSupport {
+            input: features.xmm_registers_for_fast_hypercall_available(),
+            output: features.fast_hypercall_output_available(),
+        };
+        let caller = Caller::at(h, regs, profile.privileges(), xmm_support);
+        let mut xmm: [u128; HV_XMM_FAST_REGISTERS] =
+            core::array::from_fn(|i| u128::from(m.xmm[i][0]) | u128::from(m.xmm[i][1]) << 64);
+        let mut target =
+            Target { irq: &mut self.irq, effects: &mut self.effects, flush: &mut self.flush_tlb, caller: h.vp_index };
+        match hypercall::handle(&caller, &mut xmm, guest, &mut target) {
+            Outcome::InjectUd => ud(),
+            Outcome::Continue { updates, .. } => Action::Resume(updates),
+            Outcome::Complete { mut updates, xmm, .. } => {
+                let rip = next_rip(cpu_mode(h), h.rip, h.instruction_length().max(3).into());
+                let _ = updates.push((HvRegisterName::RIP, rip));
+                for (i, value) in xmm {
+                    let name = HvRegisterName(HvRegisterName::XMM0.0 + i as u32);
+                    let _ = self.wide.push((name, value as u64, (value >> 64) as u64));
+                }
+                Action::Resume(updates)
+            }
+        }
+    }
+}
