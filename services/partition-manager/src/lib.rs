@@ -37,9 +37,15 @@ pub const GPA_PAGE_LIMIT: u64 = 1 << 40;
 pub const PAGE: u64 = 4096;
 /// Longest partition name kept.
 pub const MAX_NAME: usize = 32;
-/// Ticks a VID may take to answer one exit before the kernel stops the VP
-/// and reports to the manager (5 s at 100 Hz).
-pub const EXIT_TIMEOUT_TICKS: u64 = 500;
+/// How long a VID may take to answer one exit of a VP made over IPC before
+/// the kernel stops the VP and reports to the manager (a manifest
+/// partition says its own, `exit_timeout_ms`).
+pub const DEFAULT_EXIT_TIMEOUT_MS: u32 = sysimage::manifest::DEFAULT_EXIT_TIMEOUT_MS;
+
+/// Kernel ticks for `ms` milliseconds, rounded up (0 stays 0: no limit).
+pub const fn ticks(ms: u32) -> u64 {
+    (ms as u64 * abi::TICK_HZ).div_ceil(1000)
+}
 /// Badges of the manager's VP monitor capabilities have this bit set;
 /// client badges (a task's start index + 1) never do.
 pub const MONITOR_BADGE: u64 = 1 << 63;
@@ -149,6 +155,8 @@ pub struct Spec<'a> {
     /// Guest RAM in bytes (a page multiple).
     pub memory: u64,
     pub vcpus: u8,
+    /// Milliseconds the VID may take to answer one exit (0: no limit).
+    pub exit_timeout_ms: u32,
 }
 
 /// What to log when a VP stopped because its VID was gone or too slow.
@@ -160,6 +168,8 @@ pub struct StopNotice {
     pub reason: abi::VpStopReason,
     pub message_type: u64,
     pub rip: u64,
+    /// The partition's exit time limit.
+    pub timeout_ms: u32,
 }
 
 impl core::fmt::Display for StopNotice {
@@ -167,9 +177,7 @@ impl core::fmt::Display for StopNotice {
         write!(f, "partition {}: VP {} stopped: ", self.partition, self.vp)?;
         match self.reason {
             abi::VpStopReason::HANDLER_GONE => write!(f, "its VID is gone")?,
-            abi::VpStopReason::HANDLER_TIMED_OUT => {
-                write!(f, "its VID did not answer in {} ms", EXIT_TIMEOUT_TICKS * 1000 / abi::TICK_HZ)?
-            }
+            abi::VpStopReason::HANDLER_TIMED_OUT => write!(f, "its VID did not answer in {} ms", self.timeout_ms)?,
             other => write!(f, "reason {}", other.0)?,
         }
         write!(
@@ -189,6 +197,7 @@ struct Partition {
     name: heapless::String<MAX_NAME>,
     /// Its manifest index, for a manifest partition.
     index: Option<u32>,
+    exit_timeout_ms: u32,
     objects: Objects,
     vps: [Option<Vp>; MAX_VPS],
     gpa: [Option<GpaRange>; MAX_GPA_RANGES],
@@ -285,6 +294,7 @@ impl<K: Kernel> PartitionManager<K> {
             state: PartitionState::Created,
             name: short,
             index,
+            exit_timeout_ms: DEFAULT_EXIT_TIMEOUT_MS,
             objects: Objects { partition, ram: None, rom: None },
             vps: [None; MAX_VPS],
             gpa: [None; MAX_GPA_RANGES],
@@ -310,6 +320,9 @@ impl<K: Kernel> PartitionManager<K> {
             return Err(HvError::INVALID_PARAMETER);
         }
         let slot = self.new_partition(spec.vid, spec.name, Some(spec.index))?;
+        if let Some(p) = self.partitions[slot].as_mut() {
+            p.exit_timeout_ms = spec.exit_timeout_ms;
+        }
         let built = self.build(slot, pages, spec.vcpus);
         let Some(partition) = self.partitions[slot].as_mut() else { return Err(HvError::OPERATION_FAILED) };
         match built {
@@ -344,7 +357,7 @@ impl<K: Kernel> PartitionManager<K> {
             p.gpa[k] = Some(GpaRange { first, count, flags });
         }
         for vp in 0..vcpus {
-            let made = Self::new_vp(&mut self.kernel, slot, usize::from(vp))?;
+            let made = Self::new_vp(&mut self.kernel, slot, usize::from(vp), p.exit_timeout_ms)?;
             p.vps[usize::from(vp)] = Some(made);
         }
         Ok(())
@@ -352,9 +365,9 @@ impl<K: Kernel> PartitionManager<K> {
 
     /// A VP object with the manager as its monitor. A kernel without
     /// monitors leaves it without one.
-    fn new_vp(kernel: &mut K, slot: usize, vp: usize) -> HvResult<Vp> {
+    fn new_vp(kernel: &mut K, slot: usize, vp: usize, timeout_ms: u32) -> HvResult<Vp> {
         let cap = kernel.create_vp().map_err(hv_error)?;
-        let monitor = kernel.set_monitor(cap, monitor_badge(slot, vp), EXIT_TIMEOUT_TICKS).ok();
+        let monitor = kernel.set_monitor(cap, monitor_badge(slot, vp), ticks(timeout_ms)).ok();
         Ok(Vp { cap, monitor })
     }
 
@@ -429,7 +442,7 @@ impl<K: Kernel> PartitionManager<K> {
             _ => return Err(HvError::INVALID_VP_INDEX),
         }
         let slot = self.slot_of(id).ok_or(HvError::INVALID_PARTITION_ID)?;
-        let vp = Self::new_vp(&mut self.kernel, slot, vp_index as usize)?;
+        let vp = Self::new_vp(&mut self.kernel, slot, vp_index as usize, DEFAULT_EXIT_TIMEOUT_MS)?;
         if let Some(p) = self.partitions[slot].as_mut() {
             p.vps[vp_index as usize] = Some(vp);
         }
@@ -587,6 +600,7 @@ impl<K: Kernel> PartitionManager<K> {
             reason: report.reason,
             message_type: report.message_type,
             rip: report.rip,
+            timeout_ms: p.exit_timeout_ms,
         };
         if was_active {
             self.revoke(slot);

@@ -202,6 +202,7 @@ mod task {
                 vid: abi::Badge(TaskIndex::badge(p.vid)),
                 memory: p.memory,
                 vcpus: p.vcpus,
+                exit_timeout_ms: p.exit_timeout_ms,
             };
             match manager.create_from_manifest(&spec) {
                 Ok(id) => log!(

@@ -174,7 +174,7 @@ type Pm = PartitionManager<Fake>;
 
 /// A manifest partition of `memory` bytes and `vcpus` VPs run by [`VID`].
 fn spec(memory: u64, vcpus: u8) -> Spec<'static> {
-    Spec { name: "linux", index: 0, vid: VID, memory, vcpus }
+    Spec { name: "linux", index: 0, vid: VID, memory, vcpus, exit_timeout_ms: 5000 }
 }
 
 /// An Active partition with 8 MiB of RAM, no VPs and nothing mapped.
@@ -458,7 +458,7 @@ fn a_manifest_partition_gets_ram_rom_and_vps_mapped_as_the_layout_says() {
             _ => None,
         })
         .collect();
-    assert_eq!(monitors, [(monitor_badge(0, 0), EXIT_TIMEOUT_TICKS), (monitor_badge(0, 1), EXIT_TIMEOUT_TICKS)]);
+    assert_eq!(monitors, [(monitor_badge(0, 0), 500), (monitor_badge(0, 1), 500)]);
     let ranges: Vec<(u64, u64)> = pm.mappings(id).map(|r| (r.first, r.count)).collect();
     assert_eq!(ranges, [(0, 0xa0), (0xff, 1), (0x100, 4096 - 256)]);
     // Another task cannot see it.
@@ -586,6 +586,23 @@ fn a_vp_stop_report_finalizes_the_partition() {
     assert!(notice.to_string().starts_with("partition linux: VP 0 stopped: its VID is gone"), "{notice}");
     // The VID may still delete it.
     pm.delete_partition(VID, id).unwrap();
+}
+
+#[test]
+fn exit_time_limits_are_kernel_ticks() {
+    assert_eq!((ticks(0), ticks(5000), ticks(1), ticks(60_000)), (0, 500, 1, 6000));
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.create_from_manifest(&Spec { exit_timeout_ms: 0, ..spec(8 << 20, 1) }).unwrap();
+    let limits: Vec<u64> = pm
+        .kernel()
+        .live
+        .values()
+        .filter_map(|o| match o {
+            Object::Monitor { ticks, .. } => Some(*ticks),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits, [0]);
 }
 
 #[test]

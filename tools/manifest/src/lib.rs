@@ -55,6 +55,8 @@ pub struct Partition {
     /// Bytes of guest RAM.
     pub memory: u64,
     pub vcpus: u8,
+    /// Milliseconds its VID may take to answer one exit (0: no limit).
+    pub exit_timeout_ms: u32,
     /// Index into [`Manifest::tasks`] of the task that runs it (its VID).
     pub vid: usize,
 }
@@ -161,6 +163,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             cmdline: &p.cmdline,
             memory: p.memory,
             vcpus: p.vcpus,
+            exit_timeout_ms: p.exit_timeout_ms,
             vid: compiled::TaskIndex(index(p.vid)?),
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 use sysimage::manifest::{
-    IO_PORT_SPACE, MAX_CMDLINE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES,
-    MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS,
-    MIN_PARTITION_MEMORY, PARTITION_MANAGER, PARTITION_OVERHEAD, valid_cmdline,
+    DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_SPACE, MAX_CMDLINE, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI, MAX_INTERRUPTS,
+    MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
+    MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, PARTITION_OVERHEAD, valid_cmdline,
 };
 use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
 
@@ -37,6 +37,8 @@ struct PartitionToml {
     cmdline: String,
     memory: RawSize,
     vcpus: Option<i64>,
+    /// Milliseconds its VID may take to answer one exit (0: no limit).
+    exit_timeout_ms: Option<i64>,
     /// The task that runs the partition.
     vid: String,
 }
@@ -414,6 +416,14 @@ fn check_partition(
     if !(1..=i64::from(MAX_VCPUS)).contains(&vcpus) {
         err(e, "vcpus", format!("{vcpus} is out of range (1..={MAX_VCPUS})"));
     }
+    let exit_timeout_ms = p.exit_timeout_ms.unwrap_or(i64::from(DEFAULT_EXIT_TIMEOUT_MS));
+    if !(0..=i64::from(MAX_EXIT_TIMEOUT_MS)).contains(&exit_timeout_ms) {
+        err(
+            e,
+            "exit_timeout_ms",
+            format!("{exit_timeout_ms} is out of range (0..={MAX_EXIT_TIMEOUT_MS}; 0 is no limit)"),
+        );
+    }
     match tasks.get(p.vid.as_str()) {
         None => {
             let hint = did_you_mean(&p.vid, tasks.keys().map(String::as_str));
@@ -422,6 +432,14 @@ fn check_partition(
         Some(t) if t.supervisor => {
             err(e, "vid", format!("task \"{}\" is the supervisor, which runs no partitions", p.vid))
         }
+        Some(t) if t.untyped.is_none() => err(
+            e,
+            "vid",
+            format!(
+                "task \"{}\" has no untyped quota (give it untyped = \"64KiB\": it makes its exit endpoint from it)",
+                p.vid
+            ),
+        ),
         Some(t) if !t.uses.iter().any(|u| u == PARTITION_MANAGER) => err(
             e,
             "vid",
@@ -442,6 +460,7 @@ fn check_partition(
         cmdline: p.cmdline.clone(),
         memory: memory?,
         vcpus: vcpus as u8,
+        exit_timeout_ms: exit_timeout_ms as u32,
         vid: usize::MAX, // set once tasks are in start order
     })
 }

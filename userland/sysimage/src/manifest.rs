@@ -15,7 +15,8 @@
 //! - names are unique, sizes are whole pages, I/O ranges stay in the 64 KiB
 //!   port space and are not claimed twice, and neither are interrupt lines;
 //! - each partition names a valid task other than the supervisor as its
-//!   VID, which uses the [`PARTITION_MANAGER`] endpoint; the task serving
+//!   VID, which has an untyped quota (for its exit endpoint) and uses the
+//!   [`PARTITION_MANAGER`] endpoint; the task serving
 //!   that endpoint (the partition manager, which creates every partition)
 //!   has an untyped quota covering the guest RAM of all partitions plus
 //!   [`PARTITION_OVERHEAD`] each; guest files are bootfs names.
@@ -24,8 +25,9 @@ use crate::{Error, PAGE_SIZE, valid_name};
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-/// Version of the compiled-manifest layout (2: `partitions` added).
-pub const VERSION: u32 = 2;
+/// Version of the compiled-manifest layout (2: `partitions` added; 3: a
+/// partition's `exit_timeout_ms`).
+pub const VERSION: u32 = 3;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -62,6 +64,12 @@ pub const PARTITION_OVERHEAD: u64 = 1 << 20;
 /// The endpoint the partition manager serves: its server creates every
 /// partition, and each VID uses it to attach the partitions it runs.
 pub const PARTITION_MANAGER: &str = "partition-manager";
+/// How long a VID may take to answer one exit of a partition's VP before
+/// the kernel stops the VP and reports it to the partition manager, unless
+/// the manifest says otherwise.
+pub const DEFAULT_EXIT_TIMEOUT_MS: u32 = 5000;
+/// Longest such limit a manifest may set (0 is no limit).
+pub const MAX_EXIT_TIMEOUT_MS: u32 = 60_000;
 /// Longest guest kernel command line, in bytes (Linux's x86 limit).
 pub const MAX_CMDLINE: usize = 2048;
 
@@ -189,6 +197,9 @@ pub struct Partition<'a> {
     pub memory: u64,
     /// Virtual processors, `1..=`[`MAX_VCPUS`].
     pub vcpus: u8,
+    /// Milliseconds the VID may take to answer one exit (0: no limit), at
+    /// most [`MAX_EXIT_TIMEOUT_MS`].
+    pub exit_timeout_ms: u32,
     /// The task that runs it (its VID).
     pub vid: TaskIndex,
 }
@@ -365,6 +376,9 @@ impl<'a> Manifest<'a> {
             if !(1..=MAX_VCPUS).contains(&p.vcpus) {
                 return bad("bad number of virtual processors");
             }
+            if p.exit_timeout_ms > MAX_EXIT_TIMEOUT_MS {
+                return bad("exit timeout out of range");
+            }
             if self.task(p.vid).is_none() {
                 return bad("VID task out of range");
             }
@@ -374,6 +388,9 @@ impl<'a> Manifest<'a> {
             let Some(manager) = self.partition_manager().and_then(|m| self.task(m)) else {
                 return bad("no task serves the partition manager's endpoint");
             };
+            if self.task(p.vid).is_some_and(|t| t.untyped == 0) {
+                return bad("its VID has no untyped quota for its exit endpoint");
+            }
             if !self.uses_partition_manager(p.vid) {
                 return bad("its VID does not use the partition manager");
             }

@@ -39,6 +39,7 @@ fn sample() -> Manifest<'static> {
     console.interrupts = hv(&[Gsi(4)]);
     let mut client = task("client", 10);
     client.binary = "client.elf";
+    client.untyped = 64 << 10;
     client.uses = hv(&[
         Use { endpoint: EndpointIndex(0), name: "log" },
         Use { endpoint: EndpointIndex(1), name: PARTITION_MANAGER },
@@ -61,6 +62,7 @@ fn sample() -> Manifest<'static> {
             cmdline: "console=ttyS0 quiet",
             memory: 64 << 20,
             vcpus: 2,
+            exit_timeout_ms: DEFAULT_EXIT_TIMEOUT_MS,
             vid: TaskIndex(2),
         }]),
     }
@@ -97,8 +99,10 @@ fn unknown_versions_and_garbage_are_refused() {
     let mut m = sample();
     m.version = 1;
     assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(1)));
-    m.version = 3;
-    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(3)));
+    m.version = 2;
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(2)));
+    m.version = 4;
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(4)));
     assert_eq!(Manifest::parse(&[]), Err(Error::Decode));
     let mut bytes = sample().to_vec();
     bytes.truncate(bytes.len() - 1);
@@ -169,10 +173,12 @@ fn inconsistent_partitions_are_refused() {
     bad(|m| m.partitions[0].memory = (8 << 20) + 1);
     bad(|m| m.partitions[0].vcpus = 0);
     bad(|m| m.partitions[0].vcpus = MAX_VCPUS + 1);
+    bad(|m| m.partitions[0].exit_timeout_ms = MAX_EXIT_TIMEOUT_MS + 1);
     bad(|m| m.partitions[0].vid = TaskIndex(4));
     bad(|m| m.partitions[0].vid = TaskIndex(0)); // the supervisor
     bad(|m| m.partitions[0].vid = TaskIndex(1)); // the console does not use the partition manager
     bad(|m| m.tasks[3].untyped = (65 << 20) - 4096);
+    bad(|m| m.tasks[2].untyped = 0); // the VID needs some for its exit endpoint
     bad(|m| {
         m.tasks[3].serves.clear();
         m.tasks[2].uses.truncate(1);
