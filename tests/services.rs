@@ -225,6 +225,7 @@ fn guest_test_suite_passes(run: &Boot) {
     assert_in_order(
         run,
         &[
+            "[partition-manager] guest: created as partition 1 (64 MiB of RAM, 1 VP) for vid",
             "[vid] guest: the partition manager holds it as partition 1",
             "[vid] guest: guest reported status 1",
             "[vid] guest: partition 1 is Finalized at the partition manager",

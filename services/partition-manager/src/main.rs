@@ -206,10 +206,11 @@ mod task {
             };
             match manager.create_from_manifest(&spec) {
                 Ok(id) => log!(
-                    "{}: created as partition {id}: {} MiB of RAM, {} VPs, for {vid}",
+                    "{}: created as partition {id} ({} MiB of RAM, {} VP{}) for {vid}",
                     p.name,
                     p.memory >> 20,
-                    p.vcpus
+                    p.vcpus,
+                    if p.vcpus == 1 { "" } else { "s" }
                 ),
                 Err(e) => log!("{}: cannot create the partition: status {:#x}", p.name, e.status().0),
             }
