@@ -65,8 +65,8 @@ pub const GUEST_PARTITION: &str = "guest";
 pub const GUEST_VID: &str = "vid";
 
 /// Writes `out_dir/guest.toml`: the manifest `base` plus partition
-/// [`GUEST_PARTITION`] run by [`GUEST_VID`] (its untyped quota raised to
-/// fit), with absolute file paths; then uses it like `--manifest`. Returns
+/// [`GUEST_PARTITION`] run by [`GUEST_VID`] (created by the partition
+/// manager), with absolute file paths; then uses it like `--manifest`. Returns
 /// the generated manifest and the boot image.
 pub fn use_guest(base: &Path, guest: &Guest, out_dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let absolute = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));

@@ -154,9 +154,9 @@ struct BootArgs {
 
     /// Boot FILE (a guest kernel) as partition `guest`, run by the `vid`
     /// task, beside the default appliance (or --manifest): a manifest with
-    /// `[partitions.guest]` is generated (the VID's untyped quota raised to
-    /// guest memory + 1 MiB if lower), written next to its boot image, and
-    /// booted like --manifest.
+    /// `[partitions.guest]` is generated (the partition manager gets guest
+    /// memory + 1 MiB of untyped memory for it), written next to its boot
+    /// image, and booted like --manifest.
     #[arg(long, value_name = "FILE")]
     guest: Option<PathBuf>,
 

@@ -225,6 +225,7 @@ fn guest_test_suite_passes(run: &Boot) {
     assert_in_order(
         run,
         &[
+            "[partition-manager] guest: created as partition 1 (64 MiB of RAM, 1 VP) for vid",
             "[vid] guest: the partition manager holds it as partition 1",
             "[vid] guest: guest reported status 1",
             "[vid] guest: partition 1 is Finalized at the partition manager",
@@ -341,7 +342,15 @@ fn qemu_vid_failures_stop_only_their_vps() {
         &run,
         &["[vid-dies] exiting on purpose with the exit at rip", "(intercept 0x80010000): its exit handler is gone"],
     );
-    run.assert_serial_contains("[vid-stalls] never answering the exit at rip");
+    run.assert_serial_contains("[partition-manager] partition orphan: VP 0 stopped: its VID is gone");
+    assert_in_order(
+        &run,
+        &[
+            "[vid-stalls] never answering the exit at rip",
+            "(intercept 0x80010000): its exit handler did not answer",
+            "[partition-manager] partition stalled: VP 0 stopped: its VID did not answer in 1000 ms",
+        ],
+    );
     run.assert_serial_contains("[vid] bystander: testkernel: done: 8 passed, 0 failed");
     run.assert_serial_contains("[vid] bystander: guest reported status 1");
     run.assert_halted(0);

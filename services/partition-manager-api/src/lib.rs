@@ -13,8 +13,16 @@
 //!                        \------------------ delete ------------------/
 //! ```
 //! VPs, mappings and registers need an Active partition; deleting needs a
-//! Created or Finalized one. Only the task that created a partition (its
-//! badge) may act on it: others get `HV_STATUS_ACCESS_DENIED`.
+//! Created or Finalized one. Only the task that owns a partition (its
+//! badge: the creator, or for a manifest partition the VID the manifest
+//! names) may act on it: others get `HV_STATUS_ACCESS_DENIED`.
+//!
+//! The manager creates the manifest's partitions itself at start (Active,
+//! with guest RAM mapped as [`layout`] says and every VP created). Their
+//! VID takes them with [`Client::attach`] and [`Client::attach_vp`], whose
+//! successful replies carry capabilities: the caller's capability to the
+//! endpoint needs GRANT, and it must name empty receive slots first
+//! (`tessera_rt::ipc_buffer::set_receive_slots`).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -77,8 +85,41 @@ tessera_idl::interface! {
         fn set_vp_register(partition: u64, vp_index: u32, name: u32, value: u64) -> Result<(), HvError> = HvCallCode::SET_VP_REGISTERS.0 as u32;
 
         /// The partition's lifecycle state (a Tessera query, not a hypercall).
+        /// A partition whose VP stopped because its VID was gone or did not
+        /// answer an exit in time is Finalized.
         fn partition_state(partition: u64) -> Result<PartitionState, HvError> = 0x1_0000;
+
+        /// A VID takes manifest partition `index` (its position among the
+        /// manifest's `[partitions]`): returns its ID, guest RAM in bytes and
+        /// VP count, and the reply carries three capabilities, in this
+        /// order ([`ATTACH_CAPS`]): the guest RAM (read, write: to load the
+        /// guest and emulate devices), the partition (control: to bind VPs to
+        /// the VID's exit endpoint) and VP 0 (control: registers, start).
+        /// `INVALID_PARTITION_ID` for no such partition, `ACCESS_DENIED` for
+        /// a caller other than the partition's VID, `INVALID_PARTITION_STATE`
+        /// unless Active.
+        fn attach(index: u32) -> Result<(u64, u64, u32), HvError> = 0x1_0001;
+
+        /// As [`attach`](Client::attach), for VP `vp_index` of the partition
+        /// with ID `partition`: the reply carries its capability (control).
+        fn attach_vp(partition: u64, vp_index: u32) -> Result<(), HvError> = 0x1_0002;
     }
+}
+
+/// Capabilities a successful `attach` reply carries: RAM, partition, VP 0.
+pub const ATTACH_CAPS: usize = 3;
+
+/// The guest-physical layout of a manifest partition, as the partition
+/// manager maps it and the VID emulates around it.
+pub mod layout {
+    /// Guest RAM is mapped from GPA 0 up to here (the legacy 640 KiB)...
+    pub const LOW_RAM_END: u64 = 0xa_0000;
+    /// ...and from here to the end of RAM (GPA n is RAM byte n).
+    pub const HIGH_RAM_START: u64 = 0x10_0000;
+    /// A one-page ROM (read + execute), its own memory object.
+    pub const ROM_GPA: u64 = 0xf_f000;
+    /// What the ROM page starts with (the rest is zero).
+    pub const ROM_SIGNATURE: &[u8] = b"TESSROM\0";
 }
 
 /// The TLFS status a hypercall path reports for a call to a TLFS-speaking

@@ -2,10 +2,11 @@
 //! processors, guest-physical mappings and VP registers, with TLFS status
 //! codes for every refusal.
 //!
-//! This is the bookkeeping only. The hardware side (kernel partition and VP
-//! capabilities, EPT/NPT mappings, the VMCS/VMCB register state) comes in a
-//! later issue and will sit behind these same checks, so a request that is
-//! refused here never reaches the kernel.
+//! It creates the kernel objects behind each partition (guest RAM, the
+//! PARTITION, its VPs) through the [`Kernel`] trait, and this module is the
+//! one place requests are checked before they reach them, so a request
+//! refused here never reaches the kernel, and one the kernel refuses comes
+//! back as a TLFS status ([`kernel::hv_error`]).
 //!
 //! Checks run in the order TLFS recommends (privilege first, so a caller
 //! that does not own a partition learns nothing about it): unknown
@@ -15,21 +16,55 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod kernel;
+
+pub use kernel::{GuestAccess, Handout, Kernel, hv_error};
+use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use partition_manager_api::{PartitionState, Server};
-use tessera_idl::Badge;
+use tessera_idl::{Badge, CapSlot};
 use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
 
-/// Partitions that can exist at once.
-pub const MAX_PARTITIONS: usize = 4;
+/// Partitions that can exist at once (as many as a manifest may declare).
+pub const MAX_PARTITIONS: usize = 8;
 /// Virtual processors per partition (VP indices `0..MAX_VPS`).
-pub const MAX_VPS: usize = 4;
+pub const MAX_VPS: usize = 16;
 /// Distinct guest-physical mappings per partition.
 pub const MAX_GPA_RANGES: usize = 16;
 /// Guest-physical addresses are below 2^52 (the architectural maximum), so
 /// guest page numbers are below 2^40.
 pub const GPA_PAGE_LIMIT: u64 = 1 << 40;
+/// Bytes in a page.
+pub const PAGE: u64 = 4096;
+/// Longest partition name kept.
+pub const MAX_NAME: usize = 32;
+/// How long a VID may take to answer one exit of a VP made over IPC before
+/// the kernel stops the VP and reports to the manager (a manifest
+/// partition says its own, `exit_timeout_ms`).
+pub const DEFAULT_EXIT_TIMEOUT_MS: u32 = sysimage::manifest::DEFAULT_EXIT_TIMEOUT_MS;
 
-/// The registers a VP keeps, in storage order.
+/// Kernel ticks for `ms` milliseconds, rounded up (0 stays 0: no limit).
+pub const fn ticks(ms: u32) -> u64 {
+    (ms as u64 * abi::TICK_HZ).div_ceil(1000)
+}
+/// Badges of the manager's VP monitor capabilities have this bit set;
+/// client badges (a task's start index + 1) never do.
+pub const MONITOR_BADGE: u64 = 1 << 63;
+
+/// The badge of the monitor capability of VP `vp` of the partition in
+/// table slot `slot`.
+pub const fn monitor_badge(slot: usize, vp: usize) -> u64 {
+    MONITOR_BADGE | ((slot as u64) << 16) | vp as u64
+}
+
+/// The (table slot, VP) a monitor badge names, if it is one.
+pub const fn monitor_of(badge: u64) -> Option<(usize, usize)> {
+    if badge & MONITOR_BADGE == 0 {
+        return None;
+    }
+    Some((((badge >> 16) & 0xffff) as usize, (badge & 0xffff) as usize))
+}
+
+/// The registers `get_vp_register` and `set_vp_register` accept.
 const REGISTERS: [HvRegisterName; 24] = [
     HvRegisterName::RAX,
     HvRegisterName::RCX,
@@ -61,8 +96,8 @@ const REGISTERS: [HvRegisterName; 24] = [
 const RFLAGS_FIXED_ONE: u64 = 1 << 1;
 const RFLAGS_RESERVED_ZERO: u64 = (1 << 3) | (1 << 5) | (1 << 15) | !((1 << 22) - 1);
 
-fn register_index(name: u32) -> Option<usize> {
-    REGISTERS.iter().position(|r| r.0 == name)
+fn known_register(name: u32) -> bool {
+    REGISTERS.iter().any(|r| r.0 == name)
 }
 
 /// Whether `value` is acceptable for register `name`.
@@ -74,25 +109,21 @@ fn register_value_ok(name: HvRegisterName, value: u64) -> bool {
     }
 }
 
+/// A VP's capabilities: the VP and the monitor capability it reports on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Vp {
-    registers: [u64; REGISTERS.len()],
+    cap: CapSlot,
+    monitor: Option<CapSlot>,
 }
 
-impl Vp {
-    /// Architectural reset values where the register has one (RFLAGS 0x2,
-    /// CR0 0x6000_0010), else zero.
-    fn new() -> Vp {
-        let mut registers = [0; REGISTERS.len()];
-        for (value, name) in registers.iter_mut().zip(REGISTERS) {
-            *value = match name {
-                HvRegisterName::RFLAGS => RFLAGS_FIXED_ONE,
-                HvRegisterName::CR0 => 0x6000_0010,
-                _ => 0,
-            };
-        }
-        Vp { registers }
-    }
+/// The kernel objects behind a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Objects {
+    partition: CapSlot,
+    /// Guest RAM and its size in pages (manifest partitions only): GPA page
+    /// n maps RAM page n.
+    ram: Option<(CapSlot, u64)>,
+    rom: Option<CapSlot>,
 }
 
 /// `count` guest pages from page number `first`.
@@ -113,26 +144,72 @@ impl GpaRange {
     }
 }
 
+/// A partition the manifest declares, as the manager creates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spec<'a> {
+    pub name: &'a str,
+    /// Its position among the manifest's partitions (what `attach` names).
+    pub index: u32,
+    /// The badge of its VID, the only task that may act on it.
+    pub vid: Badge,
+    /// Guest RAM in bytes (a page multiple).
+    pub memory: u64,
+    pub vcpus: u8,
+    /// Milliseconds the VID may take to answer one exit (0: no limit).
+    pub exit_timeout_ms: u32,
+}
+
+/// What to log when a VP stopped because its VID was gone or too slow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopNotice {
+    pub partition: heapless::String<MAX_NAME>,
+    pub id: u64,
+    pub vp: u64,
+    pub reason: abi::VpStopReason,
+    pub message_type: u64,
+    pub rip: u64,
+    /// The partition's exit time limit.
+    pub timeout_ms: u32,
+}
+
+impl core::fmt::Display for StopNotice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "partition {}: VP {} stopped: ", self.partition, self.vp)?;
+        match self.reason {
+            abi::VpStopReason::HANDLER_GONE => write!(f, "its VID is gone")?,
+            abi::VpStopReason::HANDLER_TIMED_OUT => write!(f, "its VID did not answer in {} ms", self.timeout_ms)?,
+            other => write!(f, "reason {}", other.0)?,
+        }
+        write!(
+            f,
+            " (exit message type {:#x} at rip {:#x}); partition {} is Finalized",
+            self.message_type, self.rip, self.id
+        )
+    }
+}
+
 /// Not `Copy`: a partition is large, and copies of it are never wanted.
 #[derive(Debug)]
 struct Partition {
     id: u64,
     owner: Badge,
     state: PartitionState,
+    name: heapless::String<MAX_NAME>,
+    /// Its manifest index, for a manifest partition.
+    index: Option<u32>,
+    exit_timeout_ms: u32,
+    objects: Objects,
     vps: [Option<Vp>; MAX_VPS],
     gpa: [Option<GpaRange>; MAX_GPA_RANGES],
 }
 
-/// Every partition the manager knows.
-pub struct PartitionManager {
+/// Every partition the manager knows, and the kernel that backs them.
+pub struct PartitionManager<K> {
+    kernel: K,
     partitions: [Option<Partition>; MAX_PARTITIONS],
     next_id: u64,
-}
-
-impl Default for PartitionManager {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Capabilities the current reply carries (derived for it).
+    outgoing: heapless::Vec<CapSlot, { abi::MAX_TRANSFER_CAPS }>,
 }
 
 /// Checks a page range: non-empty and below [`GPA_PAGE_LIMIT`]; returns its end.
@@ -143,92 +220,242 @@ fn page_range(first: u64, count: u64) -> HvResult<u64> {
     }
 }
 
-impl PartitionManager {
-    pub const fn new() -> PartitionManager {
-        PartitionManager { partitions: [const { None }; MAX_PARTITIONS], next_id: 1 }
+fn access(flags: HvMapGpaFlags) -> GuestAccess {
+    GuestAccess {
+        read: flags.readable(),
+        write: flags.writable(),
+        execute: flags.kernel_executable() || flags.user_executable(),
     }
+}
 
-    /// The partition `id`, if `caller` owns it.
-    fn owned(&mut self, caller: Badge, id: u64) -> HvResult<&mut Partition> {
-        let partition =
-            self.partitions.iter_mut().flatten().find(|p| p.id == id).ok_or(HvError::INVALID_PARTITION_ID)?;
-        if partition.owner != caller {
-            return Err(HvError::ACCESS_DENIED);
+/// The partition `id`, if `caller` owns it.
+fn owned(partitions: &mut [Option<Partition>], caller: Badge, id: u64) -> HvResult<&mut Partition> {
+    let partition = partitions.iter_mut().flatten().find(|p| p.id == id).ok_or(HvError::INVALID_PARTITION_ID)?;
+    if partition.owner != caller {
+        return Err(HvError::ACCESS_DENIED);
+    }
+    Ok(partition)
+}
+
+/// The partition `id`, if `caller` owns it and it is in `state`.
+fn owned_in(
+    partitions: &mut [Option<Partition>],
+    caller: Badge,
+    id: u64,
+    state: PartitionState,
+) -> HvResult<&mut Partition> {
+    let partition = owned(partitions, caller, id)?;
+    if partition.state != state {
+        return Err(HvError::INVALID_PARTITION_STATE);
+    }
+    Ok(partition)
+}
+
+const RWX: u32 = 0b0111;
+const RX: u32 = 0b0101;
+
+impl<K: Kernel> PartitionManager<K> {
+    pub const fn new(kernel: K) -> PartitionManager<K> {
+        PartitionManager {
+            kernel,
+            partitions: [const { None }; MAX_PARTITIONS],
+            next_id: 1,
+            outgoing: heapless::Vec::new(),
         }
-        Ok(partition)
     }
 
-    /// The partition `id`, if `caller` owns it and it is in `state`.
-    fn owned_in(&mut self, caller: Badge, id: u64, state: PartitionState) -> HvResult<&mut Partition> {
-        let partition = self.owned(caller, id)?;
-        if partition.state != state {
-            return Err(HvError::INVALID_PARTITION_STATE);
+    pub fn kernel(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    fn vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<CapSlot> {
+        let partition = owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
+        let vp = partition.vps.get(vp_index as usize).copied().flatten().ok_or(HvError::INVALID_VP_INDEX)?;
+        Ok(vp.cap)
+    }
+
+    /// A new table entry for a partition owned by `owner`, Created, with a
+    /// kernel PARTITION object.
+    fn new_partition(&mut self, owner: Badge, name: &str, index: Option<u32>) -> HvResult<usize> {
+        let slot = self.partitions.iter().position(Option::is_none).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        let id = self.next_id;
+        let next = id.checked_add(1).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        let partition = self.kernel.create_partition().map_err(hv_error)?;
+        self.next_id = next;
+        let mut short = heapless::String::new();
+        for c in name.chars() {
+            if short.push(c).is_err() {
+                break;
+            }
         }
-        Ok(partition)
-    }
-
-    fn vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<&mut Vp> {
-        let partition = self.owned_in(caller, id, PartitionState::Active)?;
-        partition.vps.get_mut(vp_index as usize).and_then(Option::as_mut).ok_or(HvError::INVALID_VP_INDEX)
+        self.partitions[slot] = Some(Partition {
+            id,
+            owner,
+            state: PartitionState::Created,
+            name: short,
+            index,
+            exit_timeout_ms: DEFAULT_EXIT_TIMEOUT_MS,
+            objects: Objects { partition, ram: None, rom: None },
+            vps: [None; MAX_VPS],
+            gpa: [None; MAX_GPA_RANGES],
+        });
+        Ok(slot)
     }
 
     pub fn create_partition(&mut self, caller: Badge, flags: u64) -> HvResult<u64> {
         if flags != 0 {
             return Err(HvError::INVALID_PARAMETER);
         }
-        let slot = self.partitions.iter_mut().find(|p| p.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
-        let id = self.next_id;
-        self.next_id = id.checked_add(1).ok_or(HvError::INSUFFICIENT_MEMORY)?;
-        *slot = Some(Partition {
-            id,
-            owner: caller,
-            state: PartitionState::Created,
-            vps: [None; MAX_VPS],
-            gpa: [None; MAX_GPA_RANGES],
-        });
-        Ok(id)
+        let slot = self.new_partition(caller, "", None)?;
+        Ok(self.partitions[slot].as_ref().map_or(0, |p| p.id))
+    }
+
+    /// Creates a manifest partition for its VID: guest RAM and the ROM page
+    /// mapped as [`partition_manager_api::layout`] says, and every VP, each
+    /// with the manager as its monitor. It is Active; its ID is returned.
+    /// Whatever was made is deleted again if a step fails.
+    pub fn create_from_manifest(&mut self, spec: &Spec<'_>) -> HvResult<u64> {
+        let pages = spec.memory / PAGE;
+        if !spec.memory.is_multiple_of(PAGE) || pages <= HIGH_RAM_START / PAGE || usize::from(spec.vcpus) > MAX_VPS {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        let slot = self.new_partition(spec.vid, spec.name, Some(spec.index))?;
+        if let Some(p) = self.partitions[slot].as_mut() {
+            p.exit_timeout_ms = spec.exit_timeout_ms;
+        }
+        let built = self.build(slot, pages, spec.vcpus);
+        let Some(partition) = self.partitions[slot].as_mut() else { return Err(HvError::OPERATION_FAILED) };
+        match built {
+            Ok(()) => {
+                partition.state = PartitionState::Active;
+                Ok(partition.id)
+            }
+            Err(e) => {
+                self.destroy(slot);
+                Err(e)
+            }
+        }
+    }
+
+    fn build(&mut self, slot: usize, pages: u64, vcpus: u8) -> HvResult<()> {
+        let Some(p) = self.partitions[slot].as_mut() else { return Err(HvError::OPERATION_FAILED) };
+        let ram = self.kernel.create_memory(pages).map_err(hv_error)?;
+        p.objects.ram = Some((ram, pages));
+        let rom = self.kernel.create_memory(1).map_err(hv_error)?;
+        p.objects.rom = Some(rom);
+        self.kernel.fill(rom, ROM_SIGNATURE).map_err(hv_error)?;
+        let partition = p.objects.partition;
+        let ranges = [
+            (ram, 0, LOW_RAM_END / PAGE, RWX),
+            (ram, HIGH_RAM_START / PAGE, pages - HIGH_RAM_START / PAGE, RWX),
+            (rom, ROM_GPA / PAGE, 1, RX),
+        ];
+        for (k, (memory, first, count, flags)) in ranges.into_iter().enumerate() {
+            let offset = if memory == rom { 0 } else { first };
+            let flags = HvMapGpaFlags::from_bits(flags);
+            self.kernel.map(partition, memory, first * PAGE, access(flags), offset, count).map_err(hv_error)?;
+            p.gpa[k] = Some(GpaRange { first, count, flags });
+        }
+        for vp in 0..vcpus {
+            let made = Self::new_vp(&mut self.kernel, slot, usize::from(vp), p.exit_timeout_ms)?;
+            p.vps[usize::from(vp)] = Some(made);
+        }
+        Ok(())
+    }
+
+    /// A VP object with the manager as its monitor. A kernel without
+    /// monitors leaves it without one.
+    fn new_vp(kernel: &mut K, slot: usize, vp: usize, timeout_ms: u32) -> HvResult<Vp> {
+        let cap = kernel.create_vp().map_err(hv_error)?;
+        let monitor = kernel.set_monitor(cap, monitor_badge(slot, vp), ticks(timeout_ms)).ok();
+        Ok(Vp { cap, monitor })
+    }
+
+    /// Revokes every capability handed out for the partition in `slot`:
+    /// its VID loses RAM, partition and VPs.
+    fn revoke(&mut self, slot: usize) {
+        let Some(p) = self.partitions[slot].as_ref() else { return };
+        let o = p.objects;
+        let caps = [Some(o.partition), o.ram.map(|r| r.0), o.rom].into_iter().flatten();
+        for cap in caps.chain(p.vps.iter().flatten().map(|v| v.cap)) {
+            let _ = self.kernel.revoke(cap);
+        }
+    }
+
+    /// Revokes and deletes every kernel object of the partition in `slot`
+    /// and forgets it.
+    fn destroy(&mut self, slot: usize) {
+        self.revoke(slot);
+        let Some(p) = self.partitions[slot].take() else { return };
+        for vp in p.vps.iter().flatten() {
+            if let Some(monitor) = vp.monitor {
+                self.kernel.delete(monitor);
+            }
+            self.kernel.delete(vp.cap);
+        }
+        let o = p.objects;
+        for cap in [o.ram.map(|r| r.0), o.rom, Some(o.partition)].into_iter().flatten() {
+            self.kernel.delete(cap);
+        }
     }
 
     pub fn initialize_partition(&mut self, caller: Badge, id: u64) -> HvResult<()> {
-        self.owned_in(caller, id, PartitionState::Created)?.state = PartitionState::Active;
+        owned_in(&mut self.partitions, caller, id, PartitionState::Created)?.state = PartitionState::Active;
         Ok(())
     }
 
+    /// Active -> Finalized: the VID's capabilities to the partition's RAM,
+    /// partition and VPs are revoked, so nobody but the manager can touch
+    /// it until it is deleted.
     pub fn finalize_partition(&mut self, caller: Badge, id: u64) -> HvResult<()> {
-        self.owned_in(caller, id, PartitionState::Active)?.state = PartitionState::Finalized;
+        owned_in(&mut self.partitions, caller, id, PartitionState::Active)?.state = PartitionState::Finalized;
+        if let Some(slot) = self.slot_of(id) {
+            self.revoke(slot);
+        }
         Ok(())
     }
 
+    /// Created or Finalized: every kernel object of the partition goes.
     pub fn delete_partition(&mut self, caller: Badge, id: u64) -> HvResult<()> {
-        if self.owned(caller, id)?.state == PartitionState::Active {
+        if owned(&mut self.partitions, caller, id)?.state == PartitionState::Active {
             return Err(HvError::INVALID_PARTITION_STATE);
         }
-        for slot in &mut self.partitions {
-            if slot.as_ref().is_some_and(|p| p.id == id) {
-                *slot = None;
-            }
+        if let Some(slot) = self.slot_of(id) {
+            self.destroy(slot);
         }
         Ok(())
+    }
+
+    fn slot_of(&self, id: u64) -> Option<usize> {
+        self.partitions.iter().position(|p| p.as_ref().is_some_and(|p| p.id == id))
     }
 
     pub fn partition_state(&mut self, caller: Badge, id: u64) -> HvResult<PartitionState> {
-        Ok(self.owned(caller, id)?.state)
+        Ok(owned(&mut self.partitions, caller, id)?.state)
     }
 
     pub fn create_vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<()> {
-        let partition = self.owned_in(caller, id, PartitionState::Active)?;
-        match partition.vps.get_mut(vp_index as usize) {
-            Some(slot @ None) => {
-                *slot = Some(Vp::new());
-                Ok(())
-            }
+        let partition = owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
+        match partition.vps.get(vp_index as usize) {
+            Some(None) => {}
             // Out of range, or that VP exists already.
-            _ => Err(HvError::INVALID_VP_INDEX),
+            _ => return Err(HvError::INVALID_VP_INDEX),
         }
+        let slot = self.slot_of(id).ok_or(HvError::INVALID_PARTITION_ID)?;
+        let vp = Self::new_vp(&mut self.kernel, slot, vp_index as usize, DEFAULT_EXIT_TIMEOUT_MS)?;
+        if let Some(p) = self.partitions[slot].as_mut() {
+            p.vps[vp_index as usize] = Some(vp);
+        }
+        Ok(())
     }
 
+    /// Maps guest RAM pages `first..first + count` (GPA page n is RAM page
+    /// n) with `flags`. A mapping without read access is recorded but maps
+    /// nothing (the guest faults on it either way). The kernel checks the
+    /// range against the RAM object; a partition without RAM (one created
+    /// over IPC) has nothing to map: `INSUFFICIENT_MEMORY`.
     pub fn map_gpa_pages(&mut self, caller: Badge, id: u64, first: u64, count: u64, flags: u32) -> HvResult<()> {
-        let partition = self.owned_in(caller, id, PartitionState::Active)?;
+        let partition = owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
         let end = page_range(first, count)?;
         if !HvMapGpaFlags::is_valid(flags) {
             return Err(HvError::INVALID_PARAMETER);
@@ -240,15 +467,22 @@ impl PartitionManager {
         if partition.gpa.iter().flatten().any(|r| r.overlaps(first, end)) {
             return Err(HvError::INVALID_PARAMETER);
         }
-        let slot = partition.gpa.iter_mut().find(|r| r.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
-        *slot = Some(GpaRange { first, count, flags });
+        let slot = partition.gpa.iter().position(Option::is_none).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        let (ram, _) = partition.objects.ram.ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        if flags.readable() {
+            self.kernel
+                .map(partition.objects.partition, ram, first * PAGE, access(flags), first, count)
+                .map_err(hv_error)?;
+        }
+        partition.gpa[slot] = Some(GpaRange { first, count, flags });
         Ok(())
     }
 
     pub fn unmap_gpa_pages(&mut self, caller: Badge, id: u64, first: u64, count: u64) -> HvResult<()> {
-        let partition = self.owned_in(caller, id, PartitionState::Active)?;
+        let partition = owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
         let end = page_range(first, count)?;
-        // Build the new table aside and commit it only if everything fits.
+        // Build the new table aside and commit it only if everything fits
+        // and the kernel unmapped every part.
         let mut kept = [None; MAX_GPA_RANGES];
         let mut len = 0;
         let mut keep = |range: GpaRange| -> HvResult<()> {
@@ -269,24 +503,109 @@ impl PartitionManager {
                 keep(GpaRange { first: end, count: range.end() - end, flags: range.flags })?;
             }
         }
+        for range in partition.gpa.iter().flatten().filter(|r| r.overlaps(first, end) && r.flags.readable()) {
+            let (from, to) = (range.first.max(first), range.end().min(end));
+            self.kernel.unmap(partition.objects.partition, from * PAGE, to - from).map_err(hv_error)?;
+        }
         partition.gpa = kept;
         Ok(())
     }
 
     pub fn get_vp_register(&mut self, caller: Badge, id: u64, vp_index: u32, name: u32) -> HvResult<u64> {
         let vp = self.vp(caller, id, vp_index)?;
-        let index = register_index(name).ok_or(HvError::INVALID_PARAMETER)?;
-        Ok(vp.registers[index])
+        if !known_register(name) {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        self.kernel.get_register(vp, name).map(|(low, _)| low).map_err(hv_error)
     }
 
     pub fn set_vp_register(&mut self, caller: Badge, id: u64, vp_index: u32, name: u32, value: u64) -> HvResult<()> {
         let vp = self.vp(caller, id, vp_index)?;
-        let index = register_index(name).ok_or(HvError::INVALID_PARAMETER)?;
+        if !known_register(name) {
+            return Err(HvError::INVALID_PARAMETER);
+        }
         if !register_value_ok(HvRegisterName(name), value) {
             return Err(HvError::INVALID_REGISTER_VALUE);
         }
-        vp.registers[index] = value;
+        self.kernel.set_register(vp, name, value, 0).map_err(hv_error)
+    }
+
+    /// Hands manifest partition `index` to its VID: (ID, RAM bytes, VPs),
+    /// with RAM, partition and VP 0 capabilities queued for the reply.
+    pub fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32)> {
+        let slot = self
+            .partitions
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.index == Some(index)))
+            .ok_or(HvError::INVALID_PARTITION_ID)?;
+        let id = self.partitions[slot].as_ref().map_or(0, |p| p.id);
+        let p = owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
+        let (o, vp0) = (p.objects, p.vps[0]);
+        let vcpus = p.vps.iter().flatten().count() as u32;
+        let (Some((ram, pages)), Some(vp0)) = (o.ram, vp0) else { return Err(HvError::INVALID_PARTITION_STATE) };
+        self.hand_out(&[(ram, Handout::RamReadWrite), (o.partition, Handout::Control), (vp0.cap, Handout::Control)])?;
+        Ok((id, pages * PAGE, vcpus))
+    }
+
+    /// Hands VP `vp_index` of partition `id` to its owner, queued for the reply.
+    pub fn attach_vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<()> {
+        let vp = self.vp(caller, id, vp_index)?;
+        self.hand_out(&[(vp, Handout::Control)])
+    }
+
+    /// Derives the capabilities a reply carries; all or none.
+    fn hand_out(&mut self, caps: &[(CapSlot, Handout)]) -> HvResult<()> {
+        self.release_outgoing();
+        for &(cap, rights) in caps {
+            match self.kernel.derive(cap, rights) {
+                Ok(copy) => {
+                    let _ = self.outgoing.push(copy);
+                }
+                Err(e) => {
+                    self.release_outgoing();
+                    return Err(hv_error(e));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The capabilities the reply to the request just handled carries.
+    pub fn outgoing(&self) -> &[CapSlot] {
+        &self.outgoing
+    }
+
+    /// Deletes the copies made for a reply once it is sent (what the
+    /// receiver got stays: it derives from the manager's own capability).
+    pub fn release_outgoing(&mut self) {
+        for cap in core::mem::take(&mut self.outgoing) {
+            self.kernel.delete(cap);
+        }
+    }
+
+    /// A VP_STOPPED report on monitor badge `badge`: the partition is
+    /// Finalized (its VID loses its capabilities). `None` if the badge or
+    /// report names nothing the manager knows.
+    pub fn vp_stopped(&mut self, badge: u64, words: &[u64]) -> Option<StopNotice> {
+        let (slot, vp) = monitor_of(badge)?;
+        let report = abi::VpStopReport::from_words(words)?;
+        let p = self.partitions.get_mut(slot)?.as_mut()?;
+        p.vps.get(vp).copied().flatten()?;
+        let was_active = p.state == PartitionState::Active;
+        p.state = PartitionState::Finalized;
+        let notice = StopNotice {
+            partition: p.name.clone(),
+            id: p.id,
+            vp: vp as u64,
+            reason: report.reason,
+            message_type: report.message_type,
+            rip: report.rip,
+            timeout_ms: p.exit_timeout_ms,
+        };
+        if was_active {
+            self.revoke(slot);
+        }
+        Some(notice)
     }
 
     /// The guest-physical mappings of partition `id`, sorted by page.
@@ -303,7 +622,7 @@ impl PartitionManager {
     }
 }
 
-impl Server for PartitionManager {
+impl<K: Kernel> Server for PartitionManager<K> {
     fn create_partition(&mut self, caller: Badge, flags: u64) -> HvResult<u64> {
         PartitionManager::create_partition(self, caller, flags)
     }
@@ -349,6 +668,14 @@ impl Server for PartitionManager {
 
     fn partition_state(&mut self, caller: Badge, partition: u64) -> HvResult<PartitionState> {
         PartitionManager::partition_state(self, caller, partition)
+    }
+
+    fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32)> {
+        PartitionManager::attach(self, caller, index)
+    }
+
+    fn attach_vp(&mut self, caller: Badge, partition: u64, vp_index: u32) -> HvResult<()> {
+        PartitionManager::attach_vp(self, caller, partition, vp_index)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The partition-manager task: serves the "partition-manager" endpoint (see
-//! the library for the logic).
+//! The partition-manager task: creates the manifest's partitions from its
+//! untyped memory, then serves the "partition-manager" endpoint (see the
+//! library for the logic) and the VP monitor reports that arrive on it.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
@@ -11,15 +12,250 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod task {
-    use partition_manager::PartitionManager;
+    use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
+    use partition_manager::{GuestAccess, Handout, Kernel, PAGE, PartitionManager, Spec, monitor_of};
     use partition_manager_api::{ENDPOINT, dispatch_in_place};
-    use tessera_rt::{caps, log};
+    use sysimage::SystemImage;
+    use sysimage::manifest::TaskIndex;
+    use tessera_rt::memory::Window;
+    use tessera_rt::{Message, Operation, caps, invoke, log};
+
+    /// Where the boot image is mapped.
+    const BOOTFS_AT: u64 = 0x1_0000_0000;
+    /// Where memory is mapped while the manager fills it (the ROM page).
+    const SCRATCH_AT: u64 = 0x2_0000_0000;
+    /// Free capability slots the manager hands out (of 128).
+    const SLOTS: usize = 100;
+
+    fn bits(r: Rights) -> u64 {
+        u64::from(r.into_bits())
+    }
+
+    /// The kernel, through the manager's own capabilities.
+    struct Objects {
+        untyped: Option<CapSlot>,
+        task: Option<CapSlot>,
+        endpoint: CapSlot,
+        first: u32,
+        used: [bool; SLOTS],
+        monitors_reported: bool,
+    }
+
+    impl Objects {
+        fn slot(&mut self) -> Result<CapSlot, ErrorCode> {
+            let i = self.used.iter().position(|u| !u).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            self.used[i] = true;
+            Ok(CapSlot(self.first + i as u32))
+        }
+
+        fn give_back(&mut self, slot: CapSlot) {
+            if let Some(u) = slot.0.checked_sub(self.first).and_then(|i| self.used.get_mut(i as usize)) {
+                *u = false;
+            }
+        }
+
+        fn retype(&mut self, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
+            let untyped = self.untyped.ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            let slot = self.slot()?;
+            let made = invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(slot.0), pages]);
+            made.map(|_| slot).inspect_err(|_| self.give_back(slot))
+        }
+
+        /// Runs `op` with a fresh slot, giving it back if `op` fails.
+        fn made_in_slot(&mut self, op: impl FnOnce(CapSlot) -> Result<(), ErrorCode>) -> Result<CapSlot, ErrorCode> {
+            let slot = self.slot()?;
+            match op(slot) {
+                Ok(()) => Ok(slot),
+                Err(e) => {
+                    let _ = invoke(slot, Operation::CAP_DELETE, &[]);
+                    self.give_back(slot);
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    impl Kernel for Objects {
+        fn create_memory(&mut self, pages: u64) -> Result<CapSlot, ErrorCode> {
+            self.retype(ObjectType::MEMORY, pages)
+        }
+
+        fn create_partition(&mut self) -> Result<CapSlot, ErrorCode> {
+            self.retype(ObjectType::PARTITION, 0)
+        }
+
+        fn create_vp(&mut self) -> Result<CapSlot, ErrorCode> {
+            self.retype(ObjectType::VP, 0)
+        }
+
+        fn fill(&mut self, memory: CapSlot, bytes: &[u8]) -> Result<(), ErrorCode> {
+            let task = self.task.ok_or(ErrorCode::INVALID_CAPABILITY)?;
+            let pages = (bytes.len() as u64).div_ceil(PAGE).max(1);
+            let mut window = Window::map(task, memory, SCRATCH_AT, 0, pages, true)?;
+            if let Some(b) = window.bytes_mut() {
+                b[..bytes.len()].copy_from_slice(bytes);
+            }
+            window.unmap(task)
+        }
+
+        fn map(
+            &mut self,
+            partition: CapSlot,
+            memory: CapSlot,
+            gpa: u64,
+            access: GuestAccess,
+            offset: u64,
+            pages: u64,
+        ) -> Result<(), ErrorCode> {
+            let rights = Rights::new().with_read(access.read).with_write(access.write).with_execute(access.execute);
+            let args = [u64::from(memory.0), gpa, bits(rights), offset << 32 | pages];
+            invoke(partition, Operation::PARTITION_MAP, &args).map(drop)
+        }
+
+        fn unmap(&mut self, partition: CapSlot, gpa: u64, pages: u64) -> Result<(), ErrorCode> {
+            invoke(partition, Operation::PARTITION_UNMAP, &[gpa, pages]).map(drop)
+        }
+
+        fn get_register(&mut self, vp: CapSlot, name: u32) -> Result<(u64, u64), ErrorCode> {
+            let reply = invoke(vp, Operation::VP_GET_REGISTERS, &[1, u64::from(name)])?;
+            match *reply.words() {
+                [low, high, ..] => Ok((low, high)),
+                _ => Err(ErrorCode::INVALID_STATE),
+            }
+        }
+
+        fn set_register(&mut self, vp: CapSlot, name: u32, low: u64, high: u64) -> Result<(), ErrorCode> {
+            invoke(vp, Operation::VP_SET_REGISTERS, &[1, u64::from(name), low, high]).map(drop)
+        }
+
+        fn set_monitor(&mut self, vp: CapSlot, badge: u64, ticks: u64) -> Result<CapSlot, ErrorCode> {
+            let endpoint = self.endpoint;
+            let send = bits(Rights::new().with_send(true));
+            let monitor = self.made_in_slot(|slot| {
+                invoke(endpoint, Operation::CAP_MINT, &[u64::from(slot.0), send, badge])?;
+                invoke(vp, Operation::VP_SET_MONITOR, &[u64::from(slot.0), ticks]).map(drop)
+            });
+            if let Err(e) = monitor
+                && !self.monitors_reported
+            {
+                self.monitors_reported = true;
+                log!("VPs run without a monitor: VP_SET_MONITOR failed with {e:?}");
+            }
+            monitor
+        }
+
+        fn derive(&mut self, cap: CapSlot, rights: Handout) -> Result<CapSlot, ErrorCode> {
+            let rights = match rights {
+                Handout::RamReadWrite => Rights::new().with_read(true).with_write(true),
+                Handout::Control => Rights::new().with_control(true),
+            };
+            self.made_in_slot(|slot| invoke(cap, Operation::CAP_DERIVE, &[u64::from(slot.0), bits(rights)]).map(drop))
+        }
+
+        fn revoke(&mut self, cap: CapSlot) -> Result<(), ErrorCode> {
+            invoke(cap, Operation::CAP_REVOKE, &[]).map(drop)
+        }
+
+        fn delete(&mut self, cap: CapSlot) {
+            let _ = invoke(cap, Operation::CAP_DELETE, &[]);
+            self.give_back(cap);
+        }
+    }
 
     pub fn main() {
         let endpoint = caps::endpoint(ENDPOINT).expect("no \"partition-manager\" endpoint to serve");
-        let mut manager = PartitionManager::new();
+        let objects = Objects {
+            untyped: caps::find("untyped", ObjectType::UNTYPED),
+            task: caps::find("self", ObjectType::TASK),
+            endpoint,
+            first: caps::first_unnamed_slot().0,
+            used: [false; SLOTS],
+            monitors_reported: false,
+        };
+        let mut manager = PartitionManager::new(objects);
+        if let Err(e) = create_partitions(&mut manager) {
+            log!("cannot read the manifest's partitions: {e:?}");
+        }
         log!("ready, serving {ENDPOINT}");
-        tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut manager, caller, message));
+        serve(endpoint, &mut manager)
+    }
+
+    /// Creates every partition the manifest in the boot image declares.
+    fn create_partitions(manager: &mut PartitionManager<Objects>) -> Result<(), ErrorCode> {
+        let Some(bootfs) = caps::find("bootfs", ObjectType::MEMORY) else { return Ok(()) };
+        let task = manager.kernel().task.ok_or(ErrorCode::INVALID_CAPABILITY)?;
+        let size = invoke(bootfs, Operation::CAP_IDENTIFY, &[])?.words()[3];
+        let window = Window::map(task, bootfs, BOOTFS_AT, 0, size / PAGE, false)?;
+        let created = create_all(manager, window.bytes());
+        window.unmap(task)?;
+        created
+    }
+
+    fn create_all(manager: &mut PartitionManager<Objects>, bootfs: &[u8]) -> Result<(), ErrorCode> {
+        let image = SystemImage::parse(bootfs).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+        let m = &image.manifest;
+        for (i, p) in m.partitions.iter().enumerate() {
+            let vid = m.task(p.vid).map_or("?", |t| t.name);
+            let spec = Spec {
+                name: p.name,
+                index: i as u32,
+                vid: abi::Badge(TaskIndex::badge(p.vid)),
+                memory: p.memory,
+                vcpus: p.vcpus,
+                exit_timeout_ms: p.exit_timeout_ms,
+            };
+            match manager.create_from_manifest(&spec) {
+                Ok(id) => log!(
+                    "{}: created as partition {id} ({} MiB of RAM, {} VP{}) for {vid}",
+                    p.name,
+                    p.memory >> 20,
+                    p.vcpus,
+                    if p.vcpus == 1 { "" } else { "s" }
+                ),
+                Err(e) => log!("{}: cannot create the partition: status {:#x}", p.name, e.status().0),
+            }
+        }
+        Ok(())
+    }
+
+    /// The server loop: interface requests from clients, VP_STOPPED
+    /// reports from the kernel on monitor badges. A successful `attach`
+    /// reply carries the capabilities the manager derived for it.
+    fn serve(endpoint: CapSlot, manager: &mut PartitionManager<Objects>) -> ! {
+        let mut message = Message::new(0);
+        let mut next = tessera_rt::recv_in_place(endpoint, &mut message);
+        loop {
+            let badge = match next {
+                Ok((badge, _)) => badge,
+                Err(e) => {
+                    log!("cannot receive: {e:?}; exiting");
+                    tessera_rt::exit()
+                }
+            };
+            if monitor_of(badge.0).is_some() {
+                if message.label() == labels::VP_STOPPED {
+                    match manager.vp_stopped(badge.0, message.words()) {
+                        Some(notice) => log!("{notice}"),
+                        None => log!("a VP stop report names no VP of mine (badge {:#x})", badge.0),
+                    }
+                }
+                // The kernel ignores the reply.
+                message.clear(0);
+            } else {
+                dispatch_in_place(manager, badge, &mut message);
+            }
+            let mut outgoing = [CapSlot::NULL; abi::MAX_TRANSFER_CAPS];
+            let count = manager.outgoing().len();
+            outgoing[..count].copy_from_slice(manager.outgoing());
+            next = tessera_rt::reply_recv_with_caps(endpoint, &mut message, &outgoing[..count]);
+            manager.release_outgoing();
+            if let Err(e) = next {
+                if count > 0 {
+                    log!("a reply carrying capabilities failed: {e:?}");
+                }
+                next = tessera_rt::recv_in_place(endpoint, &mut message);
+            }
+        }
     }
 }
 

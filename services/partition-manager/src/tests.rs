@@ -1,8 +1,9 @@
 use super::*;
-use partition_manager_api::{Client, dispatch, hv_status};
+use partition_manager_api::{ATTACH_CAPS, Client, dispatch, hv_status};
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use tessera_idl::testing::Loopback;
-use tessera_idl::{CapSlot, Message};
+use tessera_idl::{ErrorCode, Message};
 use tlfs::HvStatus;
 
 const VID: Badge = Badge(5);
@@ -10,34 +11,211 @@ const OTHER: Badge = Badge(6);
 const RW: u32 = 0b0011;
 const RX: u32 = 0b0101;
 
-fn active() -> (PartitionManager, u64) {
-    let mut pm = PartitionManager::new();
-    let id = pm.create_partition(VID, 0).unwrap();
-    pm.initialize_partition(VID, id).unwrap();
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Object {
+    Memory { pages: u64 },
+    Partition,
+    Vp,
+    Monitor { vp: CapSlot, badge: u64, ticks: u64 },
+    Copy { of: CapSlot, rights: Handout },
+}
+
+/// A kernel that checks what the real one checks for the operations the
+/// manager uses, and records what it was asked.
+#[derive(Default)]
+struct Fake {
+    next: u32,
+    live: BTreeMap<CapSlot, Object>,
+    /// (partition, gpa, pages, access, memory, offset) of each map.
+    maps: Vec<(CapSlot, u64, u64, GuestAccess, CapSlot, u64)>,
+    unmaps: Vec<(CapSlot, u64, u64)>,
+    registers: BTreeMap<(CapSlot, u32), u64>,
+    filled: BTreeMap<CapSlot, Vec<u8>>,
+    revoked: BTreeSet<CapSlot>,
+    /// VPs not yet bound by their VID (registers refused: INVALID_STATE).
+    unbound: BTreeSet<CapSlot>,
+    /// The kernel has no VP_SET_MONITOR.
+    no_monitors: bool,
+    /// Untyped pages left.
+    quota: u64,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        Fake { quota: 1 << 20, ..Fake::default() }
+    }
+
+    fn make(&mut self, object: Object) -> CapSlot {
+        self.next += 1;
+        let slot = CapSlot(self.next + 10);
+        self.live.insert(slot, object);
+        slot
+    }
+
+    fn pages(&self, memory: CapSlot) -> Result<u64, ErrorCode> {
+        match self.live.get(&memory) {
+            Some(Object::Memory { pages }) => Ok(*pages),
+            Some(_) => Err(ErrorCode::WRONG_TYPE),
+            None => Err(ErrorCode::INVALID_CAPABILITY),
+        }
+    }
+
+    fn expect(&self, cap: CapSlot, kind: Object) -> Result<(), ErrorCode> {
+        match self.live.get(&cap) {
+            Some(o) if core::mem::discriminant(o) == core::mem::discriminant(&kind) => Ok(()),
+            Some(_) => Err(ErrorCode::WRONG_TYPE),
+            None => Err(ErrorCode::INVALID_CAPABILITY),
+        }
+    }
+
+    fn count(&self, kind: Object) -> usize {
+        self.live.values().filter(|o| core::mem::discriminant(*o) == core::mem::discriminant(&kind)).count()
+    }
+}
+
+impl Kernel for Fake {
+    fn create_memory(&mut self, pages: u64) -> Result<CapSlot, ErrorCode> {
+        self.quota = self.quota.checked_sub(pages).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        Ok(self.make(Object::Memory { pages }))
+    }
+
+    fn create_partition(&mut self) -> Result<CapSlot, ErrorCode> {
+        Ok(self.make(Object::Partition))
+    }
+
+    fn create_vp(&mut self) -> Result<CapSlot, ErrorCode> {
+        let vp = self.make(Object::Vp);
+        self.unbound.insert(vp);
+        for (name, value) in [(HvRegisterName::RFLAGS, 2), (HvRegisterName::CR0, 0x6000_0010)] {
+            self.registers.insert((vp, name.0), value);
+        }
+        Ok(vp)
+    }
+
+    fn fill(&mut self, memory: CapSlot, bytes: &[u8]) -> Result<(), ErrorCode> {
+        self.pages(memory)?;
+        self.filled.insert(memory, bytes.to_vec());
+        Ok(())
+    }
+
+    fn map(
+        &mut self,
+        partition: CapSlot,
+        memory: CapSlot,
+        gpa: u64,
+        access: GuestAccess,
+        offset: u64,
+        pages: u64,
+    ) -> Result<(), ErrorCode> {
+        self.expect(partition, Object::Partition)?;
+        let size = self.pages(memory)?;
+        if !access.read {
+            return Err(ErrorCode::NO_RIGHTS);
+        }
+        if pages == 0 || offset + pages > size || !gpa.is_multiple_of(PAGE) {
+            return Err(ErrorCode::INVALID_ARGUMENT);
+        }
+        self.maps.push((partition, gpa, pages, access, memory, offset));
+        Ok(())
+    }
+
+    fn unmap(&mut self, partition: CapSlot, gpa: u64, pages: u64) -> Result<(), ErrorCode> {
+        self.expect(partition, Object::Partition)?;
+        self.unmaps.push((partition, gpa, pages));
+        Ok(())
+    }
+
+    fn get_register(&mut self, vp: CapSlot, name: u32) -> Result<(u64, u64), ErrorCode> {
+        self.expect(vp, Object::Vp)?;
+        if self.unbound.contains(&vp) {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        Ok((self.registers.get(&(vp, name)).copied().unwrap_or(0), 0))
+    }
+
+    fn set_register(&mut self, vp: CapSlot, name: u32, low: u64, _high: u64) -> Result<(), ErrorCode> {
+        self.expect(vp, Object::Vp)?;
+        if self.unbound.contains(&vp) {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        self.registers.insert((vp, name), low);
+        Ok(())
+    }
+
+    fn set_monitor(&mut self, vp: CapSlot, badge: u64, ticks: u64) -> Result<CapSlot, ErrorCode> {
+        self.expect(vp, Object::Vp)?;
+        if self.no_monitors {
+            return Err(ErrorCode::INVALID_OPERATION);
+        }
+        Ok(self.make(Object::Monitor { vp, badge, ticks }))
+    }
+
+    fn derive(&mut self, cap: CapSlot, rights: Handout) -> Result<CapSlot, ErrorCode> {
+        if !self.live.contains_key(&cap) {
+            return Err(ErrorCode::INVALID_CAPABILITY);
+        }
+        Ok(self.make(Object::Copy { of: cap, rights }))
+    }
+
+    fn revoke(&mut self, cap: CapSlot) -> Result<(), ErrorCode> {
+        self.live.get(&cap).ok_or(ErrorCode::INVALID_CAPABILITY)?;
+        self.revoked.insert(cap);
+        Ok(())
+    }
+
+    fn delete(&mut self, cap: CapSlot) {
+        if let Some(Object::Memory { pages }) = self.live.remove(&cap) {
+            self.quota += pages;
+        }
+    }
+}
+
+type Pm = PartitionManager<Fake>;
+
+/// A manifest partition of `memory` bytes and `vcpus` VPs run by [`VID`].
+fn spec(memory: u64, vcpus: u8) -> Spec<'static> {
+    Spec { name: "linux", index: 0, vid: VID, memory, vcpus, exit_timeout_ms: 5000 }
+}
+
+/// An Active partition with 8 MiB of RAM, no VPs and nothing mapped.
+fn active() -> (Pm, u64) {
+    let mut pm = PartitionManager::new(Fake::new());
+    let id = pm.create_from_manifest(&spec(8 << 20, 0)).unwrap();
+    pm.unmap_gpa_pages(VID, id, 0, 2048).unwrap();
+    assert_eq!(pm.mappings(id).count(), 0);
     (pm, id)
+}
+
+/// Binds every VP, as the VID does with VP_CONFIGURE.
+fn bind_all(pm: &mut Pm) {
+    pm.kernel().unbound.clear();
 }
 
 #[test]
 fn the_full_lifecycle_runs_in_order() {
-    let mut pm = PartitionManager::new();
+    let mut pm = PartitionManager::new(Fake::new());
     let id = pm.create_partition(VID, 0).unwrap();
     assert_ne!(id, 0);
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Created));
     pm.initialize_partition(VID, id).unwrap();
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Active));
     pm.create_vp(VID, id, 0).unwrap();
-    pm.map_gpa_pages(VID, id, 0, 16, RW).unwrap();
+    // A partition made over IPC has no guest RAM to map.
+    assert_eq!(pm.map_gpa_pages(VID, id, 0, 16, RW), Err(HvError::INSUFFICIENT_MEMORY));
+    bind_all(&mut pm);
     pm.set_vp_register(VID, id, 0, HvRegisterName::RIP.0, 0x1000).unwrap();
     pm.finalize_partition(VID, id).unwrap();
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
     pm.delete_partition(VID, id).unwrap();
     assert_eq!(pm.partition_state(VID, id), Err(HvError::INVALID_PARTITION_ID));
     assert_eq!(pm.count(), 0);
+    // The partition, the VP and its monitor capability are gone.
+    assert!(pm.kernel().live.is_empty(), "{:?}", pm.kernel().live);
 }
 
 #[test]
 fn a_never_initialized_partition_can_be_deleted() {
-    let mut pm = PartitionManager::new();
+    let mut pm = PartitionManager::new(Fake::new());
     let id = pm.create_partition(VID, 0).unwrap();
     assert_eq!(pm.delete_partition(VID, id), Ok(()));
 }
@@ -45,7 +223,7 @@ fn a_never_initialized_partition_can_be_deleted() {
 #[test]
 fn operations_in_the_wrong_state_are_refused() {
     let state_error = Err(HvError::INVALID_PARTITION_STATE);
-    let mut pm = PartitionManager::new();
+    let mut pm = PartitionManager::new(Fake::new());
     let id = pm.create_partition(VID, 0).unwrap();
 
     // Created: only initialize, delete and the state query.
@@ -91,7 +269,7 @@ fn unknown_ids_and_other_owners_are_refused_before_the_state_is_revealed() {
 
 #[test]
 fn the_partition_table_is_bounded_and_ids_are_never_reused() {
-    let mut pm = PartitionManager::new();
+    let mut pm = PartitionManager::new(Fake::new());
     assert_eq!(pm.create_partition(VID, 1), Err(HvError::INVALID_PARAMETER));
     let ids: Vec<u64> = (0..MAX_PARTITIONS).map(|_| pm.create_partition(VID, 0).unwrap()).collect();
     assert_eq!(pm.create_partition(VID, 0), Err(HvError::INSUFFICIENT_MEMORY));
@@ -117,6 +295,9 @@ fn registers_start_at_reset_values_and_are_checked() {
     let (mut pm, id) = active();
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::RIP.0), Err(HvError::INVALID_VP_INDEX));
     pm.create_vp(VID, id, 0).unwrap();
+    // Until its VID binds it to an exit endpoint the kernel refuses.
+    assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::RIP.0), Err(HvError::INVALID_VP_STATE));
+    bind_all(&mut pm);
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::RFLAGS.0), Ok(2));
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::CR0.0), Ok(0x6000_0010));
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::R15.0), Ok(0));
@@ -158,9 +339,24 @@ fn mappings_are_checked_and_never_overlap() {
     assert_eq!(pm.map_gpa_pages(VID, id, u64::MAX, 2, RW), Err(HvError::INVALID_PARAMETER));
     assert_eq!(pm.map_gpa_pages(VID, id, 0x200, 1, 0x10), Err(HvError::INVALID_PARAMETER));
     assert_eq!(pm.map_gpa_pages(VID, id, 0x200, 1, 0b0010), Err(HvError::INVALID_PARAMETER));
-    pm.map_gpa_pages(VID, id, GPA_PAGE_LIMIT - 1, 1, RW).unwrap();
+    // Beyond guest RAM: the kernel refuses, and nothing is recorded.
+    assert_eq!(pm.map_gpa_pages(VID, id, GPA_PAGE_LIMIT - 1, 1, RW), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(pm.map_gpa_pages(VID, id, 2047, 2, RW), Err(HvError::INVALID_PARAMETER));
+    pm.map_gpa_pages(VID, id, 2047, 1, RW).unwrap();
     let firsts: Vec<u64> = pm.mappings(id).map(|r| r.first).collect();
-    assert_eq!(firsts, [0xff, 0x100, 0x110, GPA_PAGE_LIMIT - 1]);
+    assert_eq!(firsts, [0xff, 0x100, 0x110, 2047]);
+    // The page without access was recorded, not mapped; the others reached
+    // the kernel with their GPA, RAM offset and rights.
+    let maps: Vec<(u64, u64, GuestAccess, u64)> = pm
+        .kernel()
+        .maps
+        .iter()
+        .skip(3)
+        .map(|&(_, gpa, pages, access, _, offset)| (gpa, pages, access, offset))
+        .collect();
+    let rw = GuestAccess { read: true, write: true, execute: false };
+    let rx = GuestAccess { read: true, write: false, execute: true };
+    assert_eq!(maps, [(0x100 * PAGE, 0x10, rw, 0x100), (0x110 * PAGE, 1, rx, 0x110), (2047 * PAGE, 1, rw, 2047)]);
 }
 
 #[test]
@@ -209,7 +405,7 @@ fn an_unmap_that_would_overflow_the_table_changes_nothing() {
 
 #[test]
 fn the_interface_carries_tlfs_statuses_end_to_end() {
-    let server = RefCell::new(PartitionManager::new());
+    let server = RefCell::new(PartitionManager::new(Fake::new()));
     let transport = Loopback::new(VID, |badge, request: &Message| dispatch(&mut *server.borrow_mut(), badge, request));
     let pm = Client::new(&transport, CapSlot(4));
 
@@ -218,6 +414,7 @@ fn the_interface_carries_tlfs_statuses_end_to_end() {
     assert_eq!(hv_status(&pm.initialize_partition(id)), HvStatus::SUCCESS);
     assert_eq!(pm.partition_state(id), Ok(Ok(PartitionState::Active)));
     assert_eq!(hv_status(&pm.create_vp(id, 0)), HvStatus::SUCCESS);
+    server.borrow_mut().kernel().unbound.clear();
     assert_eq!(hv_status(&pm.set_vp_register(id, 0, HvRegisterName::RIP.0, 0xfff0)), HvStatus::SUCCESS);
     assert_eq!(pm.get_vp_register(id, 0, HvRegisterName::RIP.0), Ok(Ok(0xfff0)));
     assert_eq!(hv_status(&pm.map_gpa_pages(id, 0, 1, 0x10)), HvStatus::INVALID_PARAMETER);
@@ -228,9 +425,212 @@ fn the_interface_carries_tlfs_statuses_end_to_end() {
 
     // A request the server cannot decode is an input error, an unknown
     // operation an unknown hypercall code.
-    let mut manager = PartitionManager::new();
+    let mut manager = PartitionManager::new(Fake::new());
     let reply = dispatch(&mut manager, VID, &Message::from_words(0x4e, &[1, 1 << 32]).unwrap());
     assert_eq!(reply.label(), tessera_idl::ProtocolError::MALFORMED_REQUEST.0);
     let reply = dispatch(&mut manager, VID, &Message::new(0x44));
     assert_eq!(reply.label(), tessera_idl::ProtocolError::UNKNOWN_OPERATION.0);
+}
+
+#[test]
+fn a_manifest_partition_gets_ram_rom_and_vps_mapped_as_the_layout_says() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let id = pm.create_from_manifest(&spec(16 << 20, 2)).unwrap();
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Active));
+    let k = pm.kernel();
+    assert_eq!((k.count(Object::Memory { pages: 0 }), k.count(Object::Partition), k.count(Object::Vp)), (2, 1, 2));
+    let rom = *k.filled.keys().next().unwrap();
+    assert_eq!(k.filled[&rom], ROM_SIGNATURE);
+    let maps: Vec<(u64, u64, GuestAccess, u64, bool)> = k
+        .maps
+        .iter()
+        .map(|&(_, gpa, pages, access, memory, offset)| (gpa, pages, access, offset, memory == rom))
+        .collect();
+    let rwx = GuestAccess { read: true, write: true, execute: true };
+    let rx = GuestAccess { read: true, write: false, execute: true };
+    assert_eq!(maps, [(0, 0xa0, rwx, 0, false), (0x10_0000, 4096 - 256, rwx, 256, false), (0xf_f000, 1, rx, 0, true)]);
+    // Each VP reports to the manager on its own monitor badge.
+    let monitors: Vec<(u64, u64)> = k
+        .live
+        .values()
+        .filter_map(|o| match o {
+            Object::Monitor { badge, ticks, .. } => Some((*badge, *ticks)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(monitors, [(monitor_badge(0, 0), 500), (monitor_badge(0, 1), 500)]);
+    let ranges: Vec<(u64, u64)> = pm.mappings(id).map(|r| (r.first, r.count)).collect();
+    assert_eq!(ranges, [(0, 0xa0), (0xff, 1), (0x100, 4096 - 256)]);
+    // Another task cannot see it.
+    assert_eq!(pm.partition_state(OTHER, id), Err(HvError::ACCESS_DENIED));
+}
+
+#[test]
+fn a_manifest_partition_that_does_not_fit_leaves_nothing_behind() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.kernel().quota = 100;
+    assert_eq!(pm.create_from_manifest(&spec(8 << 20, 1)), Err(HvError::INSUFFICIENT_MEMORY));
+    assert!(pm.kernel().live.is_empty(), "{:?}", pm.kernel().live);
+    assert_eq!(pm.count(), 0);
+    assert_eq!(pm.kernel().quota, 100);
+    // Bad sizes never reach the kernel.
+    for bad in [spec((8 << 20) + 1, 1), spec(1 << 20, 1), spec(8 << 20, MAX_VPS as u8 + 1)] {
+        assert_eq!(pm.create_from_manifest(&bad), Err(HvError::INVALID_PARAMETER));
+    }
+    assert!(pm.kernel().live.is_empty());
+}
+
+#[test]
+fn without_vp_monitors_in_the_kernel_vps_are_still_made() {
+    let mut fake = Fake::new();
+    fake.no_monitors = true;
+    let mut pm = PartitionManager::new(fake);
+    let id = pm.create_from_manifest(&spec(8 << 20, 1)).unwrap();
+    assert_eq!(pm.kernel().count(Object::Vp), 1);
+    assert_eq!(pm.attach(VID, 0).map(|(got, _, vps)| (got, vps)), Ok((id, 1)));
+}
+
+#[test]
+fn only_the_named_vid_attaches_a_partition_and_gets_its_capabilities() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let id = pm.create_from_manifest(&spec(8 << 20, 2)).unwrap();
+    assert_eq!(pm.attach(OTHER, 0), Err(HvError::ACCESS_DENIED));
+    assert!(pm.outgoing().is_empty());
+    assert_eq!(pm.attach(VID, 1), Err(HvError::INVALID_PARTITION_ID));
+    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2)));
+    let kinds: Vec<Object> = pm.outgoing().iter().map(|c| pm.kernel.live[c]).collect();
+    let [
+        Object::Copy { of: ram, rights: r0 },
+        Object::Copy { of: part, rights: r1 },
+        Object::Copy { of: vp, rights: r2 },
+    ] = kinds[..]
+    else {
+        panic!("{kinds:?}")
+    };
+    assert_eq!((r0, r1, r2), (Handout::RamReadWrite, Handout::Control, Handout::Control));
+    assert_eq!(pm.kernel.live[&ram], Object::Memory { pages: 2048 });
+    assert_eq!((pm.kernel.live[&part], pm.kernel.live[&vp]), (Object::Partition, Object::Vp));
+    // The copies go once the reply is sent.
+    let copies = pm.outgoing().to_vec();
+    pm.release_outgoing();
+    assert!(copies.iter().all(|c| !pm.kernel.live.contains_key(c)));
+    // VP 1 on its own; not another's, not one that does not exist.
+    assert_eq!(pm.attach_vp(OTHER, id, 1), Err(HvError::ACCESS_DENIED));
+    assert_eq!(pm.attach_vp(VID, id, 2), Err(HvError::INVALID_VP_INDEX));
+    assert_eq!(pm.attach_vp(VID, id, 1), Ok(()));
+    assert_eq!(pm.outgoing().len(), 1);
+    // A finalized partition is not handed out.
+    pm.finalize_partition(VID, id).unwrap();
+    assert_eq!(pm.attach(VID, 0), Err(HvError::INVALID_PARTITION_STATE));
+    assert_eq!(pm.attach_vp(VID, id, 1), Err(HvError::INVALID_PARTITION_STATE));
+}
+
+#[test]
+fn the_interface_hands_out_partitions_with_tlfs_statuses() {
+    let mut manager = PartitionManager::new(Fake::new());
+    let id = manager.create_from_manifest(&spec(8 << 20, 1)).unwrap();
+    let server = RefCell::new(manager);
+    let transport =
+        Loopback::new(OTHER, |badge, request: &Message| dispatch(&mut *server.borrow_mut(), badge, request));
+    let pm = Client::new(&transport, CapSlot(4));
+    assert_eq!(hv_status(&pm.attach(0)), HvStatus::ACCESS_DENIED);
+    transport.set_badge(VID);
+    assert_eq!(pm.attach(0), Ok(Ok((id, 8 << 20, 1))));
+    assert_eq!(server.borrow().outgoing().len(), ATTACH_CAPS);
+    assert_eq!(hv_status(&pm.attach(3)), HvStatus::INVALID_PARTITION_ID);
+}
+
+#[test]
+fn finalizing_revokes_the_vids_capabilities_and_deleting_frees_everything() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let quota = pm.kernel().quota;
+    let id = pm.create_from_manifest(&spec(8 << 20, 2)).unwrap();
+    let objects: BTreeSet<CapSlot> = pm.kernel().live.keys().copied().collect();
+    pm.finalize_partition(VID, id).unwrap();
+    let monitors: BTreeSet<CapSlot> =
+        pm.kernel().live.iter().filter(|(_, o)| matches!(o, Object::Monitor { .. })).map(|(c, _)| *c).collect();
+    let expected: BTreeSet<CapSlot> = objects.difference(&monitors).copied().collect();
+    assert_eq!(pm.kernel().revoked, expected);
+    pm.delete_partition(VID, id).unwrap();
+    assert!(pm.kernel().live.is_empty(), "{:?}", pm.kernel().live);
+    assert_eq!(pm.kernel().quota, quota);
+}
+
+#[test]
+fn a_vp_stop_report_finalizes_the_partition() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let id = pm.create_from_manifest(&spec(8 << 20, 2)).unwrap();
+    let report = abi::VpStopReport {
+        reason: abi::VpStopReason::HANDLER_TIMED_OUT,
+        vp_index: 1,
+        message_type: 0x8001_0000,
+        rip: 0x10_0020,
+    };
+    // Client badges and unknown VPs or partitions are not monitor reports.
+    assert_eq!(pm.vp_stopped(VID.0, &report.to_words()), None);
+    assert_eq!(pm.vp_stopped(monitor_badge(0, 2), &report.to_words()), None);
+    assert_eq!(pm.vp_stopped(monitor_badge(1, 0), &report.to_words()), None);
+    assert_eq!(pm.vp_stopped(monitor_badge(0, 1), &[1, 2]), None);
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Active));
+
+    let notice = pm.vp_stopped(monitor_badge(0, 1), &report.to_words()).unwrap();
+    assert_eq!(
+        notice.to_string(),
+        "partition linux: VP 1 stopped: its VID did not answer in 5000 ms (exit message type 0x80010000 at rip \
+         0x100020); partition 1 is Finalized"
+    );
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
+    assert!(!pm.kernel().revoked.is_empty());
+    let gone = abi::VpStopReport { reason: abi::VpStopReason::HANDLER_GONE, ..report };
+    let notice = pm.vp_stopped(monitor_badge(0, 0), &gone.to_words()).unwrap();
+    assert!(notice.to_string().starts_with("partition linux: VP 0 stopped: its VID is gone"), "{notice}");
+    // The VID may still delete it.
+    pm.delete_partition(VID, id).unwrap();
+}
+
+#[test]
+fn exit_time_limits_are_kernel_ticks() {
+    assert_eq!((ticks(0), ticks(5000), ticks(1), ticks(60_000)), (0, 500, 1, 6000));
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.create_from_manifest(&Spec { exit_timeout_ms: 0, ..spec(8 << 20, 1) }).unwrap();
+    let limits: Vec<u64> = pm
+        .kernel()
+        .live
+        .values()
+        .filter_map(|o| match o {
+            Object::Monitor { ticks, .. } => Some(*ticks),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits, [0]);
+}
+
+#[test]
+fn monitor_badges_never_look_like_client_badges() {
+    for client in 1..=16 {
+        assert_eq!(monitor_of(client), None);
+    }
+    assert_eq!(monitor_of(monitor_badge(7, 15)), Some((7, 15)));
+    assert_ne!(monitor_badge(0, 0), 0);
+}
+
+#[test]
+fn kernel_refusals_become_tlfs_statuses() {
+    for (error, status) in [
+        (ErrorCode::INVALID_ARGUMENT, HvError::INVALID_PARAMETER),
+        (ErrorCode::BAD_ADDRESS, HvError::INVALID_PARAMETER),
+        (ErrorCode::INVALID_STATE, HvError::INVALID_VP_STATE),
+        (ErrorCode::NO_RIGHTS, HvError::ACCESS_DENIED),
+        (ErrorCode::WRONG_TYPE, HvError::ACCESS_DENIED),
+        (ErrorCode::INVALID_CAPABILITY, HvError::ACCESS_DENIED),
+        (ErrorCode::OUT_OF_MEMORY, HvError::INSUFFICIENT_MEMORY),
+        (ErrorCode::INVALID_OPERATION, HvError::OPERATION_FAILED),
+    ] {
+        assert_eq!(hv_error(error), status, "{error:?}");
+    }
+}
+
+#[test]
+fn the_endpoint_name_is_the_manifests() {
+    assert_eq!(partition_manager_api::ENDPOINT, sysimage::manifest::PARTITION_MANAGER);
 }

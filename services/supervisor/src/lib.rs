@@ -6,7 +6,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use sysimage::manifest::{EndpointIndex, IoPortRange, Manifest, Restart, TaskIndex};
+use abi::Rights;
+use sysimage::manifest::{EndpointIndex, IoPortRange, Manifest, PARTITION_MANAGER, Restart, TaskIndex};
 
 const PAGE_SIZE: u64 = sysimage::PAGE_SIZE;
 
@@ -18,7 +19,7 @@ pub const SCHEDULER_TASK: &str = "scheduler";
 /// The badge a task's endpoint capabilities carry: its start-order index
 /// plus one, so the supervisor (task 0) is badge 1, as the console expects.
 pub fn badge_of(task: TaskIndex) -> u64 {
-    u64::from(task.0) + 1
+    task.badge()
 }
 
 /// The task a badge names, if any.
@@ -96,7 +97,8 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
         push(named("untyped", Source::Untyped { pages: t.untyped / PAGE_SIZE })?)?;
         push(named("self", Source::OwnTask)?)?;
     }
-    if manifest.partitions_of(task).next().is_some() {
+    let manages_partitions = !manifest.partitions.is_empty() && manifest.partition_manager() == Some(task);
+    if manifest.partitions_of(task).next().is_some() || manages_partitions {
         push(named("bootfs", Source::BootImage)?)?;
     }
     if !t.interrupts.is_empty() {
@@ -115,6 +117,21 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
         }
     }
     Ok(out)
+}
+
+/// The rights of the endpoint capability a `Serve` or `Use` grant gives
+/// `task`: a server receives, a client sends. Partitions add two: the
+/// partition manager may also send on its own endpoint (it mints the badged
+/// capabilities its VPs' monitor reports arrive on), and a VID's capability
+/// to it carries grant, so the manager's replies can carry the capabilities
+/// of the partitions it hands over.
+pub fn endpoint_rights(manifest: &Manifest<'_>, task: TaskIndex, endpoint: EndpointIndex, serves: bool) -> Rights {
+    let is_manager_endpoint = manifest.endpoint(endpoint).is_some_and(|e| e.name == PARTITION_MANAGER);
+    if serves {
+        Rights::new().with_receive(true).with_send(is_manager_endpoint && !manifest.partitions.is_empty())
+    } else {
+        Rights::new().with_send(true).with_grant(is_manager_endpoint && manifest.partitions_of(task).next().is_some())
+    }
 }
 
 /// Free slots of the supervisor's capability space: a bitmap over

@@ -20,7 +20,7 @@ mod task {
     use abi::startup::{StartupInfo, layout};
     use abi::{CapSlot, ErrorCode, FaultMessage, ObjectType, Rights};
     use core::fmt::Write;
-    use supervisor::{Backoff, Decision, Slots, Source, badge_of, exception_name, grants, task_of};
+    use supervisor::{Backoff, Decision, Slots, Source, badge_of, endpoint_rights, exception_name, grants, task_of};
     use sysimage::SystemImage;
     use sysimage::manifest::TaskIndex;
     use tessera_rt::log::Sink;
@@ -331,12 +331,15 @@ mod task {
             for (i, grant) in plan.iter().enumerate() {
                 let dest = CapSlot(i as u32 + 1);
                 let (source, rights, badge, kind) = match grant.source {
-                    Source::Serve(ep) => {
-                        (self.endpoints[usize::from(ep.0)], Rights::new().with_receive(true), 0, ObjectType::ENDPOINT)
-                    }
+                    Source::Serve(ep) => (
+                        self.endpoints[usize::from(ep.0)],
+                        endpoint_rights(&self.image.manifest, index, ep, true),
+                        0,
+                        ObjectType::ENDPOINT,
+                    ),
                     Source::Use(ep) => (
                         self.endpoints[usize::from(ep.0)],
-                        Rights::new().with_send(true),
+                        endpoint_rights(&self.image.manifest, index, ep, false),
                         badge_of(index),
                         ObjectType::ENDPOINT,
                     ),

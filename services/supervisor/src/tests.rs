@@ -121,3 +121,50 @@ fn backoff_doubles_then_gives_up() {
     assert_eq!(b.on_crash(Restart::Always), Decision::GiveUp { restarts: 5 });
     assert_eq!(Backoff::default().on_crash(Restart::Never), Decision::Never);
 }
+
+#[test]
+fn the_partition_manager_gets_the_partitions_memory_and_its_vid_may_receive_capabilities() {
+    let dir = std::env::temp_dir().join(format!("supervisor-pm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    let text = format!(
+        "{SYSTEM}
+[tasks.partition-manager]
+priority = 25
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"partition-manager\"]
+
+[tasks.guests]
+binary = \"vid\"
+priority = 15
+memory = \"64KiB\"
+stack = \"16KiB\"
+uses = [\"console\", \"partition-manager\"]
+untyped = \"1MiB\"
+
+[partitions.linux]
+image = \"kernel\"
+memory = \"8MiB\"
+vid = \"guests\"
+"
+    );
+    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let m = Manifest::parse(&bytes).unwrap();
+    let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
+    let (pm, guests, vid) = (index("partition-manager"), index("guests"), index("vid"));
+    assert_eq!(names(&grants(&m, pm).unwrap()), ["partition-manager", "untyped", "self", "bootfs"]);
+    assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages: (9 << 20) / 4096 });
+    assert_eq!(names(&grants(&m, guests).unwrap()), ["console", "partition-manager", "untyped", "self", "bootfs"]);
+    let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);
+    let (manager, console) = (endpoint("partition-manager"), endpoint("console"));
+    // The manager may mint send capabilities to itself (VP monitors) ...
+    assert_eq!(endpoint_rights(&m, pm, manager, true), Rights::new().with_receive(true).with_send(true));
+    assert_eq!(endpoint_rights(&m, index("console"), console, true), Rights::new().with_receive(true));
+    // ... and only a VID's capability to it carries grant.
+    assert_eq!(endpoint_rights(&m, guests, manager, false), Rights::new().with_send(true).with_grant(true));
+    assert_eq!(endpoint_rights(&m, guests, console, false), Rights::new().with_send(true));
+    assert_eq!(endpoint_rights(&m, vid, console, false), Rights::new().with_send(true));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,10 +1,14 @@
-//! Running the partitions the manifest gives this VID: each guest kernel is
-//! loaded from the boot image with the Multiboot loader, gets one VP, and
-//! its intercepts are handled by [`vid::exits::Vmm`] over a window onto its
-//! RAM. Every partition's exits arrive on one endpoint; the badge (the
-//! partition's index + 1) says whose.
+//! Running the partitions the manifest gives this VID. The partition
+//! manager has created them (RAM mapped, ROM, VPs); the VID attaches each
+//! there, receiving capabilities to its RAM, the partition and VP 0, loads
+//! the guest kernel from the boot image with the Multiboot loader, binds
+//! VP 0 to its exit endpoint, sets its registers and starts it. Intercepts
+//! are handled by [`vid::exits::Vmm`] over a window onto the RAM. Every
+//! partition's exits arrive on one endpoint; the badge (the partition's
+//! index among this VID's + 1) says whose.
 
 use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
+use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use sysimage::SystemImage;
 use sysimage::manifest::TaskIndex;
 use tessera_rt::memory::Window;
@@ -23,12 +27,6 @@ const BOOTFS_AT: u64 = 0x1_0000_0000;
 /// Where each partition's RAM is mapped in the VID (64 GiB apart).
 const RAM_AT: u64 = 0x10_0000_0000;
 const RAM_STRIDE: u64 = 0x10_0000_0000;
-/// Legacy memory hole: not RAM in the guest.
-const LOW_RAM_END: u64 = 0xa_0000;
-const HIGH_RAM_START: u64 = 0x10_0000;
-/// The test kernel's read-only page and its signature.
-const ROM_GPA: u64 = 0xf_f000;
-const ROM_SIGNATURE: &[u8] = b"TESSROM\0";
 pub const MAX_RUNNING: usize = 4;
 
 /// How this VID treats exits, chosen by its task name: the product, or a
@@ -71,10 +69,9 @@ fn bits(r: Rights) -> u64 {
     u64::from(r.into_bits())
 }
 
-/// The partition manager's record of this VID's partitions, when the
-/// manifest lets the VID call it: each partition is created, initialized
-/// and given VP 0 there as it starts, and finalized when its guest stops,
-/// so the manager's view of partition state follows the guests.
+/// The partition manager, where this VID attaches its partitions and
+/// reports them stopped (finalized), so the manager's view of partition
+/// state follows the guests.
 struct Registry(Option<CapSlot>);
 
 impl Registry {
@@ -86,25 +83,23 @@ impl Registry {
         Some(partition_manager_api::Client::new(tessera_rt::Kernel, self.0?))
     }
 
-    /// Records a starting partition; its ID at the manager, if it has one.
-    fn register(&self, name: &str) -> Option<u64> {
-        let pm = self.client()?;
-        let registered = (|| {
-            let id = pm.create_partition(0)??;
-            pm.initialize_partition(id)??;
-            pm.create_vp(id, 0)??;
-            Ok::<u64, Failure>(id)
-        })();
-        match registered {
-            Ok(id) => {
-                log!("{name}: the partition manager holds it as partition {id}");
-                Some(id)
-            }
-            Err(e) => {
-                log!("{name}: the partition manager did not record it: {e}");
-                None
+    /// Takes manifest partition `index`: its ID, RAM size, VP count, and
+    /// the capabilities to its RAM, partition and VP 0, received into `into`.
+    fn attach(&self, index: u32, into: [CapSlot; 3]) -> Result<(u64, u64, u32), Failure> {
+        let pm = self.client().ok_or(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)))?;
+        tessera_rt::ipc_buffer::set_receive_slots(into)
+            .map_err(|e| Failure::Call(tessera_idl::CallError::Kernel(e)))?;
+        let attached = pm.attach(index);
+        let _ = tessera_rt::ipc_buffer::set_receive_slots([CapSlot::NULL; 3]);
+        let attached = attached??;
+        // The capabilities arrived only if the reply carried them.
+        for (slot, kind) in into.into_iter().zip([ObjectType::MEMORY, ObjectType::PARTITION, ObjectType::VP]) {
+            let identified = invoke(slot, Operation::CAP_IDENTIFY, &[]).map(|r| r.words().first().copied());
+            if identified != Ok(Some(u64::from(kind.0))) {
+                return Err(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)));
             }
         }
+        Ok(attached)
     }
 
     /// Records that a partition's guest stopped: finalized, and the state
@@ -237,10 +232,10 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     retype(untyped, ObjectType::ENDPOINT, exits, 0)?;
     let registry = Registry::find();
     let mut running: heapless::Vec<Running, MAX_RUNNING> = heapless::Vec::new();
-    for (k, p) in image.manifest.partitions_of(TaskIndex(index as u8)).enumerate().take(MAX_RUNNING) {
-        match start(&image, p, k, untyped, task, exits, slots) {
-            Ok(mut r) => {
-                r.managed = registry.register(r.name);
+    let mine = image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
+    for (k, (i, p)) in mine.enumerate().take(MAX_RUNNING) {
+        match start(&image, p, i as u32, k, task, exits, &registry, slots) {
+            Ok(r) => {
                 let _ = running.push(r);
             }
             Err(e) => log!("{}: cannot start the partition: {e:?}", p.name),
@@ -248,6 +243,13 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     }
     if running.is_empty() {
         return Ok(false);
+    }
+    // Every guest is loaded before any VP runs, so no exit waits while a
+    // later guest loads.
+    for r in running.iter() {
+        if let Err(e) = invoke(r.vp, Operation::VP_START, &[]) {
+            log!("{}: cannot start its VP: {e:?}", r.name);
+        }
     }
     let personality = Personality::of(me);
     if personality != Personality::Normal {
@@ -257,13 +259,17 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     Ok(true)
 }
 
+/// Attaches manifest partition `index` (the VID's `k`-th), loads its guest
+/// and binds VP 0 to the exit endpoint (badge `k + 1`); the VP is not started.
+#[allow(clippy::too_many_arguments)]
 fn start(
     image: &SystemImage<'static>,
     p: &sysimage::manifest::Partition<'static>,
+    index: u32,
     k: usize,
-    untyped: CapSlot,
     task: CapSlot,
     exits: CapSlot,
+    registry: &Registry,
     slots: &mut Slots,
 ) -> Result<Running, ErrorCode> {
     let kernel = image.guest_image(p).ok_or(ErrorCode::INVALID_ARGUMENT)?;
@@ -272,12 +278,13 @@ fn start(
         let bytes = image.bootfs.file(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
         let _ = modules.push(Module { string: name, bytes });
     }
-    let pages = p.memory / PAGE;
-    let (ram, rom, partition, vp, exit_cap) = (slots.next(), slots.next(), slots.next(), slots.next(), slots.next());
-    retype(untyped, ObjectType::MEMORY, ram, pages)?;
-    retype(untyped, ObjectType::MEMORY, rom, 1)?;
-    retype(untyped, ObjectType::PARTITION, partition, 0)?;
-    retype(untyped, ObjectType::VP, vp, 0)?;
+    let (ram, partition, vp, exit_cap) = (slots.next(), slots.next(), slots.next(), slots.next());
+    let (id, memory, vcpus) = registry.attach(index, [ram, partition, vp]).map_err(|e| {
+        log!("{}: the partition manager did not hand it over: {e}", p.name);
+        ErrorCode::INVALID_STATE
+    })?;
+    log!("{}: the partition manager holds it as partition {id}", p.name);
+    let pages = memory / PAGE;
     invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), bits(Rights::new().with_send(true)), k as u64 + 1])?;
 
     // Load the kernel into RAM through a window that stays mapped: the exit
@@ -285,7 +292,7 @@ fn start(
     let window = Window::map(task, ram, RAM_AT + k as u64 * RAM_STRIDE, 0, pages, true)?;
     let ram_bytes = window.leak_mut().ok_or(ErrorCode::INVALID_STATE)?;
     let mut area = [0u8; 1024];
-    let request = LoadRequest { kernel, modules: &modules, cmdline: p.cmdline, ram_size: p.memory };
+    let request = LoadRequest { kernel, modules: &modules, cmdline: p.cmdline, ram_size: memory };
     let plan = loader::plan(&request, &mut area).map_err(|e| {
         log!("{}: the guest kernel cannot be loaded: {e:?}", p.name);
         ErrorCode::INVALID_ARGUMENT
@@ -293,22 +300,6 @@ fn start(
     plan.apply(ram_bytes).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
     let registers = plan.set_registers_words();
 
-    let mut rom_window = Window::map(task, rom, RAM_AT - PAGE, 0, 1, true)?;
-    if let Some(b) = rom_window.bytes_mut() {
-        b[..ROM_SIGNATURE.len()].copy_from_slice(ROM_SIGNATURE);
-    }
-    rom_window.unmap(task)?;
-
-    let rw = Rights::new().with_read(true).with_write(true).with_execute(true);
-    let rx = Rights::new().with_read(true).with_execute(true);
-    invoke(partition, Operation::PARTITION_MAP, &[u64::from(ram.0), 0, bits(rw), LOW_RAM_END / PAGE])?;
-    let high = pages - HIGH_RAM_START / PAGE;
-    invoke(
-        partition,
-        Operation::PARTITION_MAP,
-        &[u64::from(ram.0), HIGH_RAM_START, bits(rw), (HIGH_RAM_START / PAGE) << 32 | high],
-    )?;
-    invoke(partition, Operation::PARTITION_MAP, &[u64::from(rom.0), ROM_GPA, bits(rx), 1])?;
     invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
     invoke(vp, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     invoke(vp, Operation::VP_SET_REGISTERS, &registers)?;
@@ -316,13 +307,12 @@ fn start(
         "{}: Multiboot kernel at {:#x}, {} MiB of RAM, command line \"{}\"; starting its VP",
         p.name,
         plan.entry,
-        p.memory >> 20,
+        memory >> 20,
         p.cmdline
     );
-    if p.vcpus > 1 {
-        log!("{}: {} VPs requested; this VID runs only VP 0 for now", p.name, p.vcpus);
+    if vcpus > 1 {
+        log!("{}: {vcpus} VPs; this VID runs only VP 0 for now", p.name);
     }
-    invoke(vp, Operation::VP_START, &[])?;
     let profile = EnlightenmentProfile::new(p.enlightenments, u32::from(p.vcpus), 1).map_err(|e| {
         log!("{}: the enlightenments are not coherent: {e:?}", p.name);
         ErrorCode::INVALID_ARGUMENT
@@ -336,7 +326,7 @@ fn start(
     };
     Ok(Running {
         name: p.name,
-        managed: None,
+        managed: Some(id),
         vp,
         partition,
         ram: ram_bytes,

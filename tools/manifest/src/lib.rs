@@ -57,6 +57,8 @@ pub struct Partition {
     /// Bytes of guest RAM.
     pub memory: u64,
     pub vcpus: u8,
+    /// Milliseconds its VID may take to answer one exit (0: no limit).
+    pub exit_timeout_ms: u32,
     /// Index into [`Manifest::tasks`] of the task that runs it (its VID).
     pub vid: usize,
     /// What of the Hyper-V interface the VID presents (checked coherent).
@@ -165,6 +167,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             cmdline: &p.cmdline,
             memory: p.memory,
             vcpus: p.vcpus,
+            exit_timeout_ms: p.exit_timeout_ms,
             vid: compiled::TaskIndex(index(p.vid)?),
             enlightenments: p.enlightenments,
         };

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 use sysimage::manifest::{
-    IO_PORT_SPACE, MAX_CMDLINE, MAX_ENDPOINTS, MAX_GSI, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES,
-    MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS,
-    MIN_PARTITION_MEMORY, PARTITION_OVERHEAD, valid_cmdline,
+    DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_SPACE, MAX_CMDLINE, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI, MAX_INTERRUPTS,
+    MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
+    MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, PARTITION_OVERHEAD, valid_cmdline,
 };
 use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
 
@@ -37,6 +37,8 @@ struct PartitionToml {
     cmdline: String,
     memory: RawSize,
     vcpus: Option<i64>,
+    /// Milliseconds its VID may take to answer one exit (0: no limit).
+    exit_timeout_ms: Option<i64>,
     /// The task that runs the partition.
     vid: String,
     /// A profile name or a table (see `enlightenments.rs`).
@@ -416,42 +418,39 @@ fn check_partition(
     if !(1..=i64::from(MAX_VCPUS)).contains(&vcpus) {
         err(e, "vcpus", format!("{vcpus} is out of range (1..={MAX_VCPUS})"));
     }
-    match (tasks.get(p.vid.as_str()), memory) {
-        (None, _) => {
+    let exit_timeout_ms = p.exit_timeout_ms.unwrap_or(i64::from(DEFAULT_EXIT_TIMEOUT_MS));
+    if !(0..=i64::from(MAX_EXIT_TIMEOUT_MS)).contains(&exit_timeout_ms) {
+        err(
+            e,
+            "exit_timeout_ms",
+            format!("{exit_timeout_ms} is out of range (0..={MAX_EXIT_TIMEOUT_MS}; 0 is no limit)"),
+        );
+    }
+    match tasks.get(p.vid.as_str()) {
+        None => {
             let hint = did_you_mean(&p.vid, tasks.keys().map(String::as_str));
             err(e, "vid", format!("no task \"{}\"{hint}", p.vid));
         }
-        (Some(t), Some(memory)) => {
-            let quota = t.untyped.as_ref().and_then(raw_bytes);
-            let needed = memory + PARTITION_OVERHEAD;
-            match quota {
-                None if t.untyped.is_some() => {} // the quota itself is wrong: reported with the task
-                _ if t.supervisor => {
-                    err(e, "vid", format!("task \"{}\" is the supervisor, which runs no partitions", p.vid))
-                }
-                None => err(
-                    e,
-                    "vid",
-                    format!(
-                        "task \"{}\" has no untyped quota (give it untyped = \"{}\" or more: memory + 1 MiB)",
-                        p.vid,
-                        show_size(needed).replace(' ', "")
-                    ),
-                ),
-                Some(q) if q < needed => err(
-                    e,
-                    "vid",
-                    format!(
-                        "task \"{}\" has an untyped quota of {}, less than the {} this partition needs (memory + 1 MiB)",
-                        p.vid,
-                        show_size(q),
-                        show_size(needed)
-                    ),
-                ),
-                Some(_) => {}
-            }
+        Some(t) if t.supervisor => {
+            err(e, "vid", format!("task \"{}\" is the supervisor, which runs no partitions", p.vid))
         }
-        (Some(_), None) => {}
+        Some(t) if t.untyped.is_none() => err(
+            e,
+            "vid",
+            format!(
+                "task \"{}\" has no untyped quota (give it untyped = \"64KiB\": it makes its exit endpoint from it)",
+                p.vid
+            ),
+        ),
+        Some(t) if !t.uses.iter().any(|u| u == PARTITION_MANAGER) => err(
+            e,
+            "vid",
+            format!(
+                "task \"{}\" does not use the \"{PARTITION_MANAGER}\" endpoint (a VID attaches its partitions there: add it to its uses)",
+                p.vid
+            ),
+        ),
+        Some(_) => {}
     }
     let enlightenments = crate::enlightenments::check(name, p.enlightenments.as_ref(), e);
     if e.len() > before {
@@ -464,6 +463,7 @@ fn check_partition(
         cmdline: p.cmdline.clone(),
         memory: memory?,
         vcpus: vcpus as u8,
+        exit_timeout_ms: exit_timeout_ms as u32,
         vid: usize::MAX, // set once tasks are in start order
         enlightenments: enlightenments?,
     })
@@ -482,29 +482,6 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         file.partitions.iter().map(|(name, p)| check_partition(name, p, dir, &file.tasks, &mut e)).collect();
     if file.partitions.len() > MAX_PARTITIONS {
         e.push(Error::system("partitions", format!("{} partitions, at most {MAX_PARTITIONS}", file.partitions.len())));
-    }
-    // A VID running several partitions needs all their quotas.
-    let mut by_vid: IndexMap<&str, Vec<(&str, u64)>> = IndexMap::new();
-    for ((name, p), checked) in file.partitions.iter().zip(&partitions) {
-        if let Some(checked) = checked {
-            by_vid.entry(p.vid.as_str()).or_default().push((name, checked.memory));
-        }
-    }
-    for (vid, list) in by_vid.iter().filter(|(_, list)| list.len() > 1) {
-        let quota = file.tasks[*vid].untyped.as_ref().and_then(raw_bytes).unwrap_or(0);
-        let needed: u64 = list.iter().map(|(_, memory)| memory + PARTITION_OVERHEAD).sum();
-        if quota < needed {
-            let names = list.iter().map(|(n, _)| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
-            e.push(Error::task(
-                vid,
-                "untyped",
-                format!(
-                    "{} is less than the {} its partitions {names} need (memory + 1 MiB each)",
-                    show_size(quota),
-                    show_size(needed)
-                ),
-            ));
-        }
     }
     if file.tasks.is_empty() {
         e.push(Error::system(
@@ -619,7 +596,36 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         let vid = manifest.tasks.iter().position(|t| t.name == toml.vid).expect("vid tasks were checked");
         manifest.partitions.push(Partition { vid, ..p });
     }
+    grant_partition_memory(&mut manifest)?;
     Ok(manifest)
+}
+
+/// The partition manager creates every partition: its untyped quota is
+/// raised by what they need (guest RAM + 1 MiB each, for the ROM page,
+/// partition, VPs and page tables) on top of any it declares.
+fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
+    let needed: u64 = manifest.partitions.iter().map(|p| p.memory + PARTITION_OVERHEAD).sum();
+    if needed == 0 {
+        return Ok(());
+    }
+    let server = manifest.endpoints.iter().find(|e| e.name == PARTITION_MANAGER).map(|e| e.server);
+    // Every VID uses the endpoint (checked), so it has a server.
+    let manager = &mut manifest.tasks[server.expect("VIDs use the partition manager")];
+    let total = manager.untyped.saturating_add(needed);
+    if total > MAX_UNTYPED {
+        return Err(Errors::one(Error::task(
+            &manager.name,
+            "untyped",
+            format!(
+                "{} with the {} the partitions need (memory + 1 MiB each) is too large (at most {})",
+                show_size(manager.untyped),
+                show_size(needed),
+                show_size(MAX_UNTYPED)
+            ),
+        )));
+    }
+    manager.untyped = total;
+    Ok(())
 }
 
 /// Builds the checked manifest: supervisor first, then by descending

@@ -190,7 +190,7 @@ fn cli_reports_errors_numbered_and_fails() {
 /// The default system plus a partition run by the VID, written in `dir`
 /// with its guest files next to it.
 fn system_with_guest(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(repo_manifest()).unwrap().replace("untyped = \"64MiB\"", "untyped = \"80MiB\"")
+    let text = std::fs::read_to_string(repo_manifest()).unwrap()
         + "\n[partitions.linux]\nimage = \"guests/bzImage\"\nmodules = [\"guests/initrd\", \"cmd.txt\"]\n\
            cmdline = \"console=ttyS0\"\nmemory = \"64MiB\"\nvcpus = 2\nvid = \"vid\"\n\
            enlightenments = { profile = \"hyperv\", guest_idle = false }\n";
@@ -272,8 +272,9 @@ fn a_partition_can_be_added_to_a_manifest_text() {
         (p.image.as_path(), p.cmdline.as_str(), p.memory, p.vcpus),
         (dir.join("kernel").as_path(), "a \"quoted\" \\ word", 64 << 20, 3)
     );
-    // The VID's quota (64 MiB) was raised to memory + 1 MiB.
-    assert_eq!(m.tasks[p.vid].untyped, 65 << 20);
+    // The partition manager's quota is what the partition needs: memory + 1 MiB.
+    let manager = m.endpoints.iter().find(|e| e.name == "partition-manager").unwrap().server;
+    assert_eq!(m.tasks[manager].untyped, 65 << 20);
     assert_eq!(m.tasks.len(), load(&repo_manifest()).unwrap().tasks.len());
     // A second partition of that name is refused.
     let again = tessera_manifest::with_partition(&generated, "g.toml", &spec).unwrap_err();

@@ -484,9 +484,17 @@ fn supervisor_with_untyped() {
 
 // ---- Partitions.
 
-/// A system with a VID task (untyped 66 MiB) and `partitions`.
+/// A system with a partition manager, a VID task using it, and `partitions`.
 fn with_vid(partitions: &str) -> String {
-    system(&format!("{}\n{partitions}", task("vid", 10, "untyped = \"66MiB\"")))
+    system(&format!("{}{}\n{partitions}", manager(""), task("vid", 10, USES_MANAGER)))
+}
+
+/// A VID's lines: its untyped quota and its use of the partition manager.
+const USES_MANAGER: &str = "untyped = \"64KiB\"\nuses = [\"partition-manager\"]";
+
+/// The partition manager's task, with `extra` lines.
+fn manager(extra: &str) -> String {
+    task("pm", 20, &format!("serves = [\"partition-manager\"]\n{extra}"))
 }
 
 fn partition(name: &str, extra: &str) -> String {
@@ -516,7 +524,7 @@ fn unknown_partition_field() {
 #[test]
 fn partition_without_an_image() {
     let text = with_vid("[partitions.linux]\nmemory = \"64MiB\"\nvid = \"vid\"\n");
-    assert_errors(&text, &["test.toml:16:1: missing field `image` (in `[partitions.linux]`)"]);
+    assert_errors(&text, &["test.toml:23:1: missing field `image` (in `[partitions.linux]`)"]);
 }
 
 #[test]
@@ -542,41 +550,88 @@ fn partition_run_by_an_unknown_task() {
 }
 
 #[test]
-fn partition_run_by_a_task_without_untyped() {
-    let text = system(&format!("{}\n{}", task("vid", 10, ""), partition("linux", "")));
+fn partition_run_by_a_task_not_using_the_partition_manager() {
+    let text =
+        system(&format!("{}{}\n{}", manager(""), task("vid", 10, "untyped = \"64KiB\""), partition("linux", "")));
     assert_errors(
         &text,
-        &[
-            "partition \"linux\": vid: task \"vid\" has no untyped quota (give it untyped = \"65MiB\" or more: memory + 1 MiB)",
-        ],
+        &["partition \"linux\": vid: task \"vid\" does not use the \"partition-manager\" endpoint (a VID \
+           attaches its partitions there: add it to its uses)"],
+    );
+}
+
+#[test]
+fn partition_run_by_a_task_without_untyped() {
+    let text = system(&format!(
+        "{}{}\n{}",
+        manager(""),
+        task("vid", 10, "uses = [\"partition-manager\"]"),
+        partition("linux", "")
+    ));
+    assert_errors(
+        &text,
+        &["partition \"linux\": vid: task \"vid\" has no untyped quota (give it untyped = \"64KiB\": it makes its \
+           exit endpoint from it)"],
     );
 }
 
 #[test]
 fn partition_run_by_the_supervisor() {
-    let text = system(&partition("linux", "").replace("vid = \"vid\"", "vid = \"root\""));
+    let text =
+        system(&format!("{}\n{}", manager(""), partition("linux", "").replace("vid = \"vid\"", "vid = \"root\"")));
     assert_errors(&text, &["partition \"linux\": vid: task \"root\" is the supervisor, which runs no partitions"]);
 }
 
 #[test]
-fn partition_larger_than_its_vids_quota() {
-    let text = with_vid(&partition("linux", "").replace("64MiB", "66MiB"));
+fn partitions_without_a_partition_manager() {
+    let text = system(&format!("{}\n{}", task("vid", 10, USES_MANAGER), partition("linux", "")));
+    assert_errors(&text, &["task \"vid\": uses: no task serves endpoint \"partition-manager\""]);
+}
+
+#[test]
+fn the_partition_manager_gets_untyped_memory_for_every_partition() {
+    let text = system(&format!(
+        "{}{}\n{}{}",
+        manager("untyped = \"1MiB\""),
+        task("vid", 10, USES_MANAGER),
+        partition("a", ""),
+        partition("b", "").replace("64MiB", "2MiB")
+    ));
+    let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let pm = m.tasks.iter().find(|t| t.name == "pm").unwrap();
+    assert_eq!(pm.untyped, (1 + 65 + 3) << 20);
+    assert_eq!(m.tasks.iter().find(|t| t.name == "vid").unwrap().untyped, 64 << 10);
+}
+
+#[test]
+fn partitions_too_large_for_an_untyped_quota() {
+    let three = (0..6).map(|i| partition(&format!("p{i}"), "").replace("\"64MiB\"", "\"3GiB\"")).collect::<String>();
+    let text = with_vid(&three);
     assert_errors(
         &text,
-        &["partition \"linux\": vid: task \"vid\" has an untyped quota of 66 MiB, less than the 67 MiB this \
-           partition needs (memory + 1 MiB)"],
+        &["task \"pm\": untyped: 0 bytes with the 18438 MiB the partitions need (memory + 1 MiB each) is too large \
+           (at most 16384 MiB)"],
     );
 }
 
 #[test]
-fn partitions_together_larger_than_their_vids_quota() {
-    let text = with_vid(&format!("{}{}", partition("a", ""), partition("b", "").replace("64MiB", "2MiB")));
+fn exit_timeout_out_of_range() {
+    let text = with_vid(&format!(
+        "{}{}",
+        partition("a", "exit_timeout_ms = -1"),
+        partition("b", "exit_timeout_ms = 60001").replace("64MiB", "2MiB")
+    ));
     assert_errors(
         &text,
         &[
-            "task \"vid\": untyped: 66 MiB is less than the 68 MiB its partitions \"a\", \"b\" need (memory + 1 MiB each)",
+            "partition \"a\": exit_timeout_ms: -1 is out of range (0..=60000; 0 is no limit)",
+            "partition \"b\": exit_timeout_ms: 60001 is out of range (0..=60000; 0 is no limit)",
         ],
     );
+    let m = parse(&with_vid(&partition("a", "exit_timeout_ms = 0")), "t.toml").unwrap();
+    assert_eq!(m.partitions[0].exit_timeout_ms, 0);
+    let m = parse(&with_vid(&partition("a", "")), "t.toml").unwrap();
+    assert_eq!(m.partitions[0].exit_timeout_ms, 5000);
 }
 
 #[test]

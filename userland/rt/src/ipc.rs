@@ -155,6 +155,17 @@ pub fn reply_recv_in_place(endpoint: CapSlot, message: &mut Message) -> Result<(
     transfer(Sysnum::REPLY_RECV, endpoint, message, &[], false, 0)
 }
 
+/// [`reply_recv_in_place`], transferring `caps` with the reply (the
+/// caller's endpoint capability needs GRANT, else the reply fails with
+/// `NO_RIGHTS` and the syscall ends there).
+pub fn reply_recv_with_caps(
+    endpoint: CapSlot,
+    message: &mut Message,
+    caps: &[CapSlot],
+) -> Result<(Badge, u8), ErrorCode> {
+    transfer(Sysnum::REPLY_RECV, endpoint, message, caps, false, 0)
+}
+
 /// Sets `bits` on a notification (needs SEND).
 pub fn signal(notification: CapSlot, bits: u64) -> Result<(), ErrorCode> {
     let info = MessageInfo::new().with_length(1);

@@ -14,8 +14,11 @@
 //!   `serves`; no task uses an endpoint it serves itself;
 //! - names are unique, sizes are whole pages, I/O ranges stay in the 64 KiB
 //!   port space and are not claimed twice, and neither are interrupt lines;
-//! - each partition names a valid task as its VID, whose untyped quota
-//!   covers the guest RAM of all its partitions plus
+//! - each partition names a valid task other than the supervisor as its
+//!   VID, which has an untyped quota (for its exit endpoint) and uses the
+//!   [`PARTITION_MANAGER`] endpoint; the task serving
+//!   that endpoint (the partition manager, which creates every partition)
+//!   has an untyped quota covering the guest RAM of all partitions plus
 //!   [`PARTITION_OVERHEAD`] each; guest files are bootfs names; each
 //!   partition's enlightenments pass [`Enlightenments::check`].
 
@@ -24,9 +27,9 @@ use crate::{Error, PAGE_SIZE, valid_name};
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-/// Version of the compiled-manifest layout (2: `partitions` added; 3:
-/// `Partition::enlightenments` added).
-pub const VERSION: u32 = 3;
+/// Version of the compiled-manifest layout (2: `partitions` added; 4: a
+/// partition's `enlightenments` and `exit_timeout_ms`).
+pub const VERSION: u32 = 4;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -57,9 +60,18 @@ pub const MIN_PARTITION_MEMORY: u64 = 2 << 20;
 pub const MAX_PARTITION_MEMORY: u64 = 3 << 30;
 /// Most virtual processors of a partition.
 pub const MAX_VCPUS: u8 = 16;
-/// Untyped memory a VID needs per partition besides its guest RAM (the
-/// partition, virtual processors and page tables).
+/// Untyped memory the partition manager needs per partition besides its
+/// guest RAM (the ROM page, the partition, virtual processors and page tables).
 pub const PARTITION_OVERHEAD: u64 = 1 << 20;
+/// The endpoint the partition manager serves: its server creates every
+/// partition, and each VID uses it to attach the partitions it runs.
+pub const PARTITION_MANAGER: &str = "partition-manager";
+/// How long a VID may take to answer one exit of a partition's VP before
+/// the kernel stops the VP and reports it to the partition manager, unless
+/// the manifest says otherwise.
+pub const DEFAULT_EXIT_TIMEOUT_MS: u32 = 5000;
+/// Longest such limit a manifest may set (0 is no limit).
+pub const MAX_EXIT_TIMEOUT_MS: u32 = 60_000;
 /// Longest guest kernel command line, in bytes (Linux's x86 limit).
 pub const MAX_CMDLINE: usize = 2048;
 
@@ -92,6 +104,14 @@ pub enum Restart {
 /// Index of a task in [`Manifest::tasks`] (start order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskIndex(pub u8);
+
+impl TaskIndex {
+    /// The badge on every endpoint capability the supervisor gives this
+    /// task: its index + 1, so the supervisor (task 0) is badge 1.
+    pub const fn badge(self) -> u64 {
+        self.0 as u64 + 1
+    }
+}
 
 /// Index of an endpoint in [`Manifest::endpoints`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +199,9 @@ pub struct Partition<'a> {
     pub memory: u64,
     /// Virtual processors, `1..=`[`MAX_VCPUS`].
     pub vcpus: u8,
+    /// Milliseconds the VID may take to answer one exit (0: no limit), at
+    /// most [`MAX_EXIT_TIMEOUT_MS`].
+    pub exit_timeout_ms: u32,
     /// The task that runs it (its VID).
     pub vid: TaskIndex,
     /// What of the Hyper-V interface its VID presents to the guest.
@@ -234,6 +257,23 @@ impl<'a> Manifest<'a> {
 
     pub fn endpoint(&self, index: EndpointIndex) -> Option<&Endpoint<'a>> {
         self.endpoints.get(usize::from(index.0))
+    }
+
+    /// The partition manager: the task serving [`PARTITION_MANAGER`], if any.
+    pub fn partition_manager(&self) -> Option<TaskIndex> {
+        self.endpoints.iter().find(|e| e.name == PARTITION_MANAGER).map(|e| e.server)
+    }
+
+    /// Whether task `task` may call the partition manager.
+    pub fn uses_partition_manager(&self, task: TaskIndex) -> bool {
+        self.task(task).is_some_and(|t| {
+            t.uses.iter().any(|u| self.endpoint(u.endpoint).is_some_and(|e| e.name == PARTITION_MANAGER))
+        })
+    }
+
+    /// Untyped memory the partition manager needs for all partitions.
+    pub fn partitions_need(&self) -> u64 {
+        self.partitions.iter().fold(0u64, |sum, p| sum.saturating_add(p.memory.saturating_add(PARTITION_OVERHEAD)))
     }
 
     /// The partitions task `vid` runs.
@@ -343,15 +383,26 @@ impl<'a> Manifest<'a> {
             if p.enlightenments.check().is_err() {
                 return bad("incoherent or unimplemented enlightenments");
             }
-            let Some(vid) = self.task(p.vid) else {
+            if p.exit_timeout_ms > MAX_EXIT_TIMEOUT_MS {
+                return bad("exit timeout out of range");
+            }
+            if self.task(p.vid).is_none() {
                 return bad("VID task out of range");
+            }
+            if p.vid.0 == 0 {
+                return bad("the supervisor runs no partitions");
+            }
+            let Some(manager) = self.partition_manager().and_then(|m| self.task(m)) else {
+                return bad("no task serves the partition manager's endpoint");
             };
-            // Later partitions are not checked yet: saturate.
-            let needed = self
-                .partitions_of(p.vid)
-                .fold(0u64, |sum, o| sum.saturating_add(o.memory.saturating_add(PARTITION_OVERHEAD)));
-            if vid.untyped < needed {
-                return bad("its VID's untyped quota is too small");
+            if self.task(p.vid).is_some_and(|t| t.untyped == 0) {
+                return bad("its VID has no untyped quota for its exit endpoint");
+            }
+            if !self.uses_partition_manager(p.vid) {
+                return bad("its VID does not use the partition manager");
+            }
+            if manager.untyped < self.partitions_need() {
+                return bad("the partition manager's untyped quota is too small");
             }
         }
         Ok(())

@@ -27,7 +27,9 @@ fn task<'a>(name: &'a str, priority: u8) -> Task<'a> {
     }
 }
 
-/// supervisor, console (serves 0, COM1, IRQ 4), client (uses 0 as "log").
+/// supervisor, console (serves 0, COM1, IRQ 4), client (uses 0 as "log"
+/// and 1), the partition manager (serves 1, an untyped quota for the
+/// client's partition).
 fn sample() -> Manifest<'static> {
     let mut supervisor = task("supervisor", 31);
     supervisor.restart = Restart::Never;
@@ -37,13 +39,22 @@ fn sample() -> Manifest<'static> {
     console.interrupts = hv(&[Gsi(4)]);
     let mut client = task("client", 10);
     client.binary = "client.elf";
-    client.uses = hv(&[Use { endpoint: EndpointIndex(0), name: "log" }]);
-    client.untyped = 66 << 20;
+    client.untyped = 64 << 10;
+    client.uses = hv(&[
+        Use { endpoint: EndpointIndex(0), name: "log" },
+        Use { endpoint: EndpointIndex(1), name: PARTITION_MANAGER },
+    ]);
+    let mut manager = task("manager", 20);
+    manager.serves = hv(&[EndpointIndex(1)]);
+    manager.untyped = 66 << 20;
     Manifest {
         version: VERSION,
         system: "test",
-        tasks: hv(&[supervisor, console, client]),
-        endpoints: hv(&[Endpoint { name: "console", server: TaskIndex(1) }]),
+        tasks: hv(&[supervisor, console, client, manager]),
+        endpoints: hv(&[
+            Endpoint { name: "console", server: TaskIndex(1) },
+            Endpoint { name: PARTITION_MANAGER, server: TaskIndex(3) },
+        ]),
         partitions: hv(&[Partition {
             name: "linux",
             image: "guest0:image",
@@ -51,6 +62,7 @@ fn sample() -> Manifest<'static> {
             cmdline: "console=ttyS0 quiet",
             memory: 64 << 20,
             vcpus: 2,
+            exit_timeout_ms: DEFAULT_EXIT_TIMEOUT_MS,
             vid: TaskIndex(2),
             enlightenments: Enlightenments::HYPERV,
         }]),
@@ -88,8 +100,8 @@ fn unknown_versions_and_garbage_are_refused() {
     let mut m = sample();
     m.version = 1;
     assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(1)));
-    m.version = 2; // before enlightenments
-    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(2)));
+    m.version = 3; // before enlightenments and exit timeouts together
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(3)));
     m.version = VERSION + 1;
     assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::ManifestVersion(VERSION + 1)));
     assert_eq!(Manifest::parse(&[]), Err(Error::Decode));
@@ -162,22 +174,34 @@ fn inconsistent_partitions_are_refused() {
     bad(|m| m.partitions[0].memory = (8 << 20) + 1);
     bad(|m| m.partitions[0].vcpus = 0);
     bad(|m| m.partitions[0].vcpus = MAX_VCPUS + 1);
-    bad(|m| m.partitions[0].vid = TaskIndex(3));
-    bad(|m| m.partitions[0].vid = TaskIndex(1)); // the console has no untyped quota
-    bad(|m| m.tasks[2].untyped = (65 << 20) - 4096);
+    bad(|m| m.partitions[0].exit_timeout_ms = MAX_EXIT_TIMEOUT_MS + 1);
+    bad(|m| m.partitions[0].vid = TaskIndex(4));
+    bad(|m| m.partitions[0].vid = TaskIndex(0)); // the supervisor
+    bad(|m| m.partitions[0].vid = TaskIndex(1)); // the console does not use the partition manager
+    bad(|m| m.tasks[3].untyped = (65 << 20) - 4096);
+    bad(|m| m.tasks[2].untyped = 0); // the VID needs some for its exit endpoint
+    bad(|m| {
+        m.tasks[3].serves.clear();
+        m.tasks[2].uses.truncate(1);
+        m.endpoints.truncate(1);
+    });
     bad(|m| m.partitions[0].enlightenments = Enlightenments::from_bits(1 << 31));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, true));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::TimeRefCount, false));
 
-    // Two partitions on one VID need both quotas; names are unique.
+    // Two partitions need both quotas at the partition manager; names are unique.
     let mut m = sample();
     let mut second = m.partitions[0].clone();
     second.name = "other";
     second.memory = 2 << 20;
     m.partitions.push(second.clone()).unwrap();
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
-    m.tasks[2].untyped = (64 + 2 + 2) << 20;
-    assert_eq!(Manifest::parse(&m.to_vec()).unwrap().partitions_of(TaskIndex(2)).count(), 2);
+    m.tasks[3].untyped = (64 + 2 + 2) << 20;
+    let bytes = m.to_vec();
+    let parsed = Manifest::parse(&bytes).unwrap();
+    assert_eq!(parsed.partitions_of(TaskIndex(2)).count(), 2);
+    assert_eq!(parsed.partition_manager(), Some(TaskIndex(3)));
+    assert_eq!(parsed.partitions_need(), (64 + 2 + 2) << 20);
     m.partitions[1].name = "linux";
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 1, .. })));
 }
