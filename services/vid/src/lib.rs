@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cpuid;
+pub mod entry;
 pub mod exits;
 pub mod guest;
 pub mod loader;
@@ -13,8 +14,8 @@ pub mod mmio;
 pub mod msr;
 pub mod portio;
 
-use tlfs::{HvMessageType, HvPartitionId};
 use tessera_idl::{Badge, ServiceError};
+use tlfs::{HvMessageType, HvPartitionId};
 use vid_api::{Server, VidState};
 
 #[derive(Debug, Default)]

@@ -106,8 +106,8 @@ fn the_bench_guest_loops_back_to_its_out() {
 // ---- The full handler over a fake guest ----
 
 use crate::guest::Guest;
-use tlfs::{HvX64CpuidInterceptMessage, HvX64HaltMessage, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage};
 use std::collections::HashMap;
+use tlfs::{HvX64CpuidInterceptMessage, HvX64HaltMessage, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage};
 
 /// RAM at GPA 0..ram.len(), a read-only page, and a register file.
 struct Fake {

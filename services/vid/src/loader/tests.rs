@@ -1,6 +1,6 @@
 use super::*;
-use tlfs::segment_register_from_value;
 use std::vec::Vec;
+use tlfs::segment_register_from_value;
 
 const MIB: u64 = 1 << 20;
 const EM_386: u16 = 3;
