@@ -9,6 +9,7 @@ pub mod cpuid;
 pub mod entry;
 pub mod exits;
 pub mod guest;
+pub mod linux;
 pub mod loader;
 pub mod mmio;
 pub mod msr;
