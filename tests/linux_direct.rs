@@ -2,7 +2,7 @@
 //! TCG (no Tessera): `tessera linux direct`, the baseline the Tessera boot
 //! of the same guest is compared with. The first run fetches the packages
 //! with apt (see `tessera linux fetch`); later runs use the cache in
-//! `target/linux/`. About 30 s on an idle machine.
+//! `target/linux/`. The boot takes 20–30 s of wall time on a busy 2-core machine.
 
 mod common;
 
