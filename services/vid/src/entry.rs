@@ -39,6 +39,24 @@ pub const RFLAGS_AT_ENTRY: u64 = 0x2;
 /// A flat 4 GiB, present, DPL 0, 32-bit, page-granular execute/read code
 /// descriptor, accessed bit preset (so the CPU never writes the GDT).
 pub const FLAT_CODE_DESCRIPTOR: u64 = 0x00CF_9B00_0000_FFFF;
+/// The 64-bit (L set, D clear) execute/read code descriptor.
+pub const LONG_CODE_DESCRIPTOR: u64 = 0x00AF_9B00_0000_FFFF;
+
+/// Long-mode control bits the 64-bit entry sets.
+pub const CR0_PG: u64 = 1 << 31;
+pub const CR4_PAE: u64 = 1 << 5;
+pub const EFER_LME: u64 = 1 << 8;
+pub const EFER_LMA: u64 = 1 << 10;
+
+/// The mode a VP starts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuMode {
+    /// 32-bit protected mode, paging off.
+    Protected32,
+    /// 64-bit long mode with 4-level paging rooted at `cr3` (PAE, LME and
+    /// LMA set; CS a 64-bit code segment).
+    Long64 { cr3: u64 },
+}
 /// The matching read/write data descriptor.
 pub const FLAT_DATA_DESCRIPTOR: u64 = 0x00CF_9300_0000_FFFF;
 
@@ -154,23 +172,47 @@ pub fn flat_protected_mode(
     gdt: &FlatGdt,
     gprs: &[(HvRegisterName, u64)],
 ) -> Vec<RegisterValue, MAX_REGISTERS> {
-    let (code_low, code_high) = flat_segment(gdt.code, flat_attributes(0xB));
+    flat_entry(CpuMode::Protected32, u64::from(eip), gdt_base, gdt, gprs)
+}
+
+/// The flat state of [`flat_protected_mode`] in `mode`: in
+/// [`CpuMode::Long64`] CS is a 64-bit code segment (L set, D clear), paging
+/// is on with `cr3`, and CR4.PAE, EFER.LME and EFER.LMA are set; data
+/// segments, GDTR, IDTR, TR and LDTR are as in protected mode.
+pub fn flat_entry(
+    mode: CpuMode,
+    rip: u64,
+    gdt_base: u64,
+    gdt: &FlatGdt,
+    gprs: &[(HvRegisterName, u64)],
+) -> Vec<RegisterValue, MAX_REGISTERS> {
+    let (code, cr0, cr3, cr4, efer) = match mode {
+        CpuMode::Protected32 => (flat_attributes(0xB), CR0_AT_ENTRY, 0, 0, 0),
+        CpuMode::Long64 { cr3 } => (
+            flat_attributes(0xB).with_default(false).with_long(true),
+            CR0_AT_ENTRY | CR0_PG,
+            cr3,
+            CR4_PAE,
+            EFER_LME | EFER_LMA,
+        ),
+    };
+    let (code_low, code_high) = flat_segment(gdt.code, code);
     let (data_low, data_high) = flat_segment(gdt.data, flat_attributes(0x3));
     let system = |segment_type: u8| {
         let attributes = HvX64SegmentAttributes::new().with_segment_type(segment_type).with_present(true);
         tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff, selector: 0, attributes })
     };
-    let (tr_low, tr_high) = system(0xB); // busy 32-bit TSS
+    let (tr_low, tr_high) = system(0xB); // busy TSS (32-bit, or 64-bit in long mode)
     let (ldtr_low, ldtr_high) = system(0x2); // LDT
     let (gdtr_low, gdtr_high) = tlfs::table_register_value(gdt_base, (gdt.len() - 1) as u16);
     let (idtr_low, idtr_high) = tlfs::table_register_value(0, 0);
     let values: [RegisterValue; FLAT_REGISTERS] = [
-        (HvRegisterName::RIP, u64::from(eip), 0),
+        (HvRegisterName::RIP, rip, 0),
         (HvRegisterName::RFLAGS, RFLAGS_AT_ENTRY, 0),
-        (HvRegisterName::CR0, CR0_AT_ENTRY, 0),
-        (HvRegisterName::CR3, 0, 0),
-        (HvRegisterName::CR4, 0, 0),
-        (HvRegisterName::EFER, 0, 0),
+        (HvRegisterName::CR0, cr0, 0),
+        (HvRegisterName::CR3, cr3, 0),
+        (HvRegisterName::CR4, cr4, 0),
+        (HvRegisterName::EFER, efer, 0),
         (HvRegisterName::GDTR, gdtr_low, gdtr_high),
         (HvRegisterName::IDTR, idtr_low, idtr_high),
         (HvRegisterName::CS, code_low, code_high),

@@ -28,7 +28,8 @@
 //! footprint, must lie in RAM entries of it and below `ram_size`:
 //!
 //! - the low area at [`LOW_AREA`]: `boot_params` (the "zero page", 4 KiB),
-//!   the GDT, then the NUL-terminated command line ([`low_area`] offsets);
+//!   the GDT, the NUL-terminated command line and, for the 64-bit entry,
+//!   page tables ([`low_area`] offsets);
 //! - the protected-mode kernel at `pref_address` when the kernel is
 //!   relocatable, `pref_address` is `kernel_alignment`-aligned and
 //!   `init_size` bytes fit there; otherwise at 1 MiB ([`HIGH_RAM_START`]),
@@ -50,20 +51,32 @@
 //! heap is for the real-mode setup, which does not run), and the e820
 //! table (`e820_entries` at 0x1e8, 20-byte entries at 0x2d0).
 //!
-//! # Machine state (32-bit boot protocol)
+//! # Machine state
 //!
+//! [`BootEntry::Protected32`], the 32-bit boot protocol:
 //! [`entry::flat_protected_mode`] at `code32_start` with [`LINUX_GDT`]:
 //! `CS` = `__BOOT_CS` (0x10, flat execute/read), `DS`/`ES`/`FS`/`GS`/`SS` =
 //! `__BOOT_DS` (0x18, flat read/write), GDTR at the GDT in the low area,
 //! paging off, interrupts off, `ESI` = the zero page, `EBP` = `EDI` = `EBX`
 //! = 0. No stack is needed: `startup_32` makes one in `boot_params`.
+//!
+//! [`BootEntry::Long64`], the 64-bit boot protocol (kernels with
+//! `XLF_KERNEL_64`): the same, but in long mode at `startup_64` (load
+//! address + 0x200) with [`LINUX_GDT64`] (`__BOOT_CS` a 64-bit code
+//! segment), CR0.PG, CR4.PAE, EFER.LME and LMA set, and CR3 at page tables
+//! in the low area that identity-map the first 4 GiB with 2 MiB pages
+//! (covering the kernel's footprint, the zero page, the command line and
+//! the initrd, as the protocol asks).
 
 use core::fmt;
 use core::ops::Range;
 use heapless::Vec;
 use tlfs::HvRegisterName;
 
-use crate::entry::{self, FLAT_CODE_DESCRIPTOR, FLAT_DATA_DESCRIPTOR, FlatGdt, MAX_REGISTERS, SET_REGISTERS_WORDS};
+use crate::entry::{
+    self, CpuMode, FLAT_CODE_DESCRIPTOR, FLAT_DATA_DESCRIPTOR, FlatGdt, LONG_CODE_DESCRIPTOR, MAX_REGISTERS,
+    SET_REGISTERS_WORDS,
+};
 pub use crate::entry::{RegisterValue, Write};
 use crate::loader::{HIGH_RAM_START, MAX_RAM, PAGE_SIZE};
 
@@ -75,6 +88,13 @@ pub use header::{
 /// The GDT of the 32-bit boot protocol: `__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18.
 pub const GDT: [u64; 4] = [0, 0, FLAT_CODE_DESCRIPTOR, FLAT_DATA_DESCRIPTOR];
 pub const LINUX_GDT: FlatGdt = FlatGdt { descriptors: &GDT, code: 0x10, data: 0x18 };
+/// The GDT of the 64-bit boot protocol: `__BOOT_CS` a 64-bit code segment.
+pub const GDT64: [u64; 4] = [0, 0, LONG_CODE_DESCRIPTOR, FLAT_DATA_DESCRIPTOR];
+pub const LINUX_GDT64: FlatGdt = FlatGdt { descriptors: &GDT64, code: 0x10, data: 0x18 };
+/// `startup_64` is this far into the protected-mode kernel.
+pub const STARTUP_64_OFFSET: u64 = 0x200;
+/// The 64-bit entry identity-maps this much, with 2 MiB pages.
+pub const IDENTITY_MAPPED: u64 = 4 << 30;
 
 /// Oldest boot protocol accepted: 2.12 (64-bit kernels, `xloadflags`).
 pub const MIN_PROTOCOL: u16 = 0x020c;
@@ -88,7 +108,8 @@ pub const MAX_E820: usize = 128;
 /// Guest-physical start of the low area (zero page, GDT, command line).
 pub const LOW_AREA: u64 = 0x1_0000;
 /// Bytes of the low area: a buffer this large is what [`plan`] takes.
-pub const LOW_AREA_LEN: usize = low_area::CMDLINE + MAX_CMDLINE + 1;
+pub const LOW_AREA_LEN: usize = low_area::PAGE_TABLES + low_area::PAGE_TABLES_LEN;
+const _: () = assert!(low_area::CMDLINE + MAX_CMDLINE < low_area::PAGE_TABLES);
 
 /// Offsets inside the low area.
 pub mod low_area {
@@ -99,6 +120,20 @@ pub mod low_area {
     pub const GDT: usize = 0x1000;
     /// The command line, NUL-terminated.
     pub const CMDLINE: usize = 0x1100;
+    /// 64-bit entry only: the identity map of the first 4 GiB (CR3): the
+    /// PML4, one PDPT, then four page directories of 2 MiB pages.
+    pub const PAGE_TABLES: usize = 0x3000;
+    pub const PAGE_TABLES_LEN: usize = 6 * 0x1000;
+}
+
+/// How the kernel is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootEntry {
+    /// The 32-bit boot protocol: `code32_start` in flat protected mode.
+    Protected32,
+    /// The 64-bit boot protocol: `startup_64` (load address + 0x200) in
+    /// long mode with the first 4 GiB identity-mapped; needs `XLF_KERNEL_64`.
+    Long64,
 }
 
 /// An e820 memory type (open: any value is representable).
@@ -157,6 +192,7 @@ pub struct LinuxRequest<'a> {
     /// The e820 table the kernel is given (at most [`MAX_E820`] entries,
     /// non-overlapping, RAM entries below `ram_size`).
     pub memory_map: &'a [E820Entry],
+    pub entry: BootEntry,
 }
 
 /// What to do to start the kernel.
@@ -173,6 +209,10 @@ pub struct LinuxPlan<'a> {
     pub boot_params: u64,
     pub gdt: u64,
     pub cmdline: u64,
+    /// RIP at entry: `code32_start`, or `startup_64`.
+    pub entry_point: u64,
+    /// 64-bit entry: CR3, the identity map in the low area.
+    pub page_tables: Option<u64>,
     /// The kernel, the initrd (if any), the low area. They never overlap.
     pub writes: Vec<Write<'a>, 3>,
     /// The boot processor's initial state (32-bit boot protocol).
@@ -253,6 +293,8 @@ pub enum LinuxError {
     InitrdDoesNotFit {
         size: u64,
     },
+    /// [`BootEntry::Long64`] for a kernel without `XLF_KERNEL_64`.
+    No64BitEntry,
     /// [`LinuxPlan::apply`]: the write does not fit the buffer.
     OutsideBuffer {
         gpa: u64,
@@ -301,6 +343,7 @@ impl fmt::Display for LinuxError {
             LinuxError::InitrdDoesNotFit { size } => {
                 write!(f, "no RAM for the {size:#x}-byte initrd above the kernel and below initrd_addr_max")
             }
+            LinuxError::No64BitEntry => write!(f, "the kernel has no 64-bit entry (XLF_KERNEL_64 clear)"),
             LinuxError::OutsideBuffer { gpa, len } => {
                 write!(f, "write of {len:#x} bytes at {gpa:#x} lies outside guest RAM")
             }
@@ -436,6 +479,31 @@ fn fill_boot_params(bp: &mut [u8], file: &[u8], plan: &LinuxPlan<'_>, map: &[E82
     }
 }
 
+/// Page-table entry bits.
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const HUGE: u64 = 1 << 7;
+
+/// The identity map of [`IDENTITY_MAPPED`] bytes at guest address `base`:
+/// PML4, PDPT, then one page directory per GiB.
+fn fill_identity_map(tables: &mut [u8], base: u64) {
+    const PAGE: usize = 0x1000;
+    const HUGE_PAGE: u64 = 2 << 20;
+    let entry = |tables: &mut [u8], table: usize, index: usize, value: u64| {
+        put(tables, table * PAGE + index * 8, &value.to_le_bytes());
+    };
+    entry(tables, 0, 0, (base + PAGE as u64) | PRESENT | WRITABLE);
+    let directories = (IDENTITY_MAPPED >> 30) as usize;
+    for gib in 0..directories {
+        let directory = 2 + gib;
+        entry(tables, 1, gib, (base + (directory * PAGE) as u64) | PRESENT | WRITABLE);
+        for index in 0..512 {
+            let address = ((gib as u64) << 30) | (index as u64 * HUGE_PAGE);
+            entry(tables, directory, index, address | PRESENT | WRITABLE | HUGE);
+        }
+    }
+}
+
 /// Plans loading `request`; the zero page, GDT and command line are built
 /// in `area`, which the plan's last write refers to.
 pub fn plan<'a>(request: &LinuxRequest<'a>, area: &'a mut [u8; LOW_AREA_LEN]) -> Result<LinuxPlan<'a>, LinuxError> {
@@ -455,7 +523,13 @@ pub fn plan<'a>(request: &LinuxRequest<'a>, area: &'a mut [u8; LOW_AREA_LEN]) ->
     let map = request.memory_map;
     check_memory_map(map, ram_size)?;
 
-    let needed = low_area::CMDLINE + cmdline.len() + 1;
+    if request.entry == BootEntry::Long64 && !header.has_64bit_entry() {
+        return Err(LinuxError::No64BitEntry);
+    }
+    let needed = match request.entry {
+        BootEntry::Protected32 => low_area::CMDLINE + cmdline.len() + 1,
+        BootEntry::Long64 => LOW_AREA_LEN,
+    };
     require_ram(map, "boot parameters, GDT and command line", LOW_AREA..LOW_AREA + needed as u64)?;
     let image = &request.kernel[header.kernel_offset()..];
     let (kernel, footprint) = place_kernel(&header, image.len() as u64, map)?;
@@ -469,13 +543,22 @@ pub fn plan<'a>(request: &LinuxRequest<'a>, area: &'a mut [u8; LOW_AREA_LEN]) ->
         boot_params: LOW_AREA + low_area::BOOT_PARAMS as u64,
         gdt: LOW_AREA + low_area::GDT as u64,
         cmdline: LOW_AREA + low_area::CMDLINE as u64,
+        entry_point: match request.entry {
+            BootEntry::Protected32 => kernel.start,
+            BootEntry::Long64 => kernel.start + STARTUP_64_OFFSET,
+        },
+        page_tables: (request.entry == BootEntry::Long64).then_some(LOW_AREA + low_area::PAGE_TABLES as u64),
         writes: Vec::new(),
         registers: Vec::new(),
     };
     area.fill(0);
     fill_boot_params(&mut area[..low_area::BOOT_PARAMS_LEN], request.kernel, &plan, map);
-    LINUX_GDT.write(&mut area[low_area::GDT..]);
+    let gdt = if request.entry == BootEntry::Long64 { &LINUX_GDT64 } else { &LINUX_GDT };
+    gdt.write(&mut area[low_area::GDT..]);
     put(area, low_area::CMDLINE, cmdline);
+    if let Some(cr3) = plan.page_tables {
+        fill_identity_map(&mut area[low_area::PAGE_TABLES..], cr3);
+    }
     let area: &'a [u8] = &area[..needed];
 
     let _ = plan.writes.push(Write { gpa: kernel.start, data: image, zero: 0 });
@@ -490,7 +573,11 @@ pub fn plan<'a>(request: &LinuxRequest<'a>, area: &'a mut [u8; LOW_AREA_LEN]) ->
         (HvRegisterName::RDI, 0),
         (HvRegisterName::RBX, 0),
     ];
-    plan.registers = entry::flat_protected_mode(kernel.start as u32, plan.gdt, &LINUX_GDT, &gprs);
+    let mode = match plan.page_tables {
+        Some(cr3) => CpuMode::Long64 { cr3 },
+        None => CpuMode::Protected32,
+    };
+    plan.registers = entry::flat_entry(mode, plan.entry_point, plan.gdt, gdt, &gprs);
     Ok(plan)
 }
 

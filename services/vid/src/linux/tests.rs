@@ -1,4 +1,8 @@
 use super::*;
+
+mod long;
+use crate::entry::{FLAT_CODE_DESCRIPTOR, FLAT_DATA_DESCRIPTOR, LONG_CODE_DESCRIPTOR};
+use long::plan_long;
 use tlfs::{segment_register_from_value, table_register_from_value};
 
 const MIB: u64 = 1 << 20;
@@ -67,7 +71,7 @@ impl BzImage {
 }
 
 fn request<'a>(kernel: &'a [u8], initrd: &'a [u8], cmdline: &'a str, map: &'a [E820Entry]) -> LinuxRequest<'a> {
-    LinuxRequest { kernel, initrd, cmdline, ram_size: RAM, memory_map: map }
+    LinuxRequest { kernel, initrd, cmdline, ram_size: RAM, memory_map: map, entry: BootEntry::Protected32 }
 }
 
 fn plan_standard<'a>(
@@ -201,8 +205,14 @@ fn random_corruption_and_garbage_never_panic() {
         let _ = parse_header(f);
         let mut area = new_area();
         let ram_size = if rng.next().is_multiple_of(8) { rng.next() } else { RAM };
-        let request =
-            LinuxRequest { kernel: f, initrd: &[1, 2, 3], cmdline: "console=ttyS0", ram_size, memory_map: &map };
+        let request = LinuxRequest {
+            kernel: f,
+            initrd: &[1, 2, 3],
+            cmdline: "console=ttyS0",
+            ram_size,
+            memory_map: &map,
+            entry: BootEntry::Protected32,
+        };
         if let Ok(planned) = plan(&request, &mut area) {
             accepted += 1;
             assert!(planned.footprint.end <= planned.initrd.start);
@@ -349,7 +359,7 @@ fn the_command_line_is_checked() {
     let mut area = new_area();
     let longest = "y".repeat(MAX_CMDLINE);
     let plan = plan_standard(&file, &[], &longest, &mut area).unwrap();
-    assert_eq!(plan.writes.last().unwrap().data.len(), LOW_AREA_LEN);
+    assert_eq!(plan.writes.last().unwrap().data.len(), low_area::CMDLINE + MAX_CMDLINE + 1);
 }
 
 #[test]
@@ -358,13 +368,27 @@ fn everything_must_fit_in_ram() {
     for ram_size in [0, MIB, MIB + 1, 4 << 30] {
         let map = standard_memory_map(RAM);
         let mut area = new_area();
-        let request = LinuxRequest { kernel: &file, initrd: &[], cmdline: "", ram_size, memory_map: &map };
+        let request = LinuxRequest {
+            kernel: &file,
+            initrd: &[],
+            cmdline: "",
+            ram_size,
+            memory_map: &map,
+            entry: BootEntry::Protected32,
+        };
         assert_eq!(plan(&request, &mut area).err(), Some(LinuxError::RamSize { ram_size }));
     }
     // 16 MiB of RAM: pref_address + init_size does not fit, nor from 1 MiB.
     let map = standard_memory_map(16 * MIB);
     let mut area = new_area();
-    let request = LinuxRequest { kernel: &file, initrd: &[], cmdline: "", ram_size: 16 * MIB, memory_map: &map };
+    let request = LinuxRequest {
+        kernel: &file,
+        initrd: &[],
+        cmdline: "",
+        ram_size: 16 * MIB,
+        memory_map: &map,
+        entry: BootEntry::Protected32,
+    };
     assert_eq!(
         plan(&request, &mut area).err(),
         Some(LinuxError::NotInRam { what: "kernel and its decompression footprint", start: MIB, end: 0x140_0000 })
@@ -373,17 +397,38 @@ fn everything_must_fit_in_ram() {
     let map = standard_memory_map(23 * MIB);
     let initrd = vec![0; 4 * MIB as usize];
     let mut area = new_area();
-    let request = LinuxRequest { kernel: &file, initrd: &initrd, cmdline: "", ram_size: 23 * MIB, memory_map: &map };
+    let request = LinuxRequest {
+        kernel: &file,
+        initrd: &initrd,
+        cmdline: "",
+        ram_size: 23 * MIB,
+        memory_map: &map,
+        entry: BootEntry::Protected32,
+    };
     assert_eq!(plan(&request, &mut area).err(), Some(LinuxError::InitrdDoesNotFit { size: 4 * MIB }));
     // initrd_addr_max bounds it.
     let file = BzImage { initrd_addr_max: 0x7ff_ffff, ..BzImage::new() }.build();
     let map = standard_memory_map(RAM);
     let mut area = new_area();
-    let request = LinuxRequest { kernel: &file, initrd: &initrd, cmdline: "", ram_size: RAM, memory_map: &map };
+    let request = LinuxRequest {
+        kernel: &file,
+        initrd: &initrd,
+        cmdline: "",
+        ram_size: RAM,
+        memory_map: &map,
+        entry: BootEntry::Protected32,
+    };
     assert_eq!(plan(&request, &mut area).unwrap().initrd, 0x800_0000 - 4 * MIB..0x800_0000);
     let file = BzImage { initrd_addr_max: 0x141_0000, ..BzImage::new() }.build();
     let mut area = new_area();
-    let request = LinuxRequest { kernel: &file, initrd: &initrd, cmdline: "", ram_size: RAM, memory_map: &map };
+    let request = LinuxRequest {
+        kernel: &file,
+        initrd: &initrd,
+        cmdline: "",
+        ram_size: RAM,
+        memory_map: &map,
+        entry: BootEntry::Protected32,
+    };
     assert_eq!(plan(&request, &mut area).err(), Some(LinuxError::InitrdDoesNotFit { size: 4 * MIB }));
 }
 
@@ -467,6 +512,7 @@ fn errors_display_without_panicking() {
         LinuxError::NotInRam { what: "initrd", start: 1, end: 2 },
         LinuxError::KernelBelow1MiB { start: 1 },
         LinuxError::InitrdDoesNotFit { size: 1 },
+        LinuxError::No64BitEntry,
         LinuxError::OutsideBuffer { gpa: 1, len: 2 },
     ];
     for e in all {
@@ -497,4 +543,7 @@ fn debians_kernel_plans() {
     let plan = plan_standard(&file, &initrd, "console=ttyS0", &mut area).unwrap();
     assert_eq!(plan.kernel.start, header.pref_address);
     assert!(plan.footprint.end <= plan.initrd.start && plan.initrd.end <= RAM);
+    let mut area = new_area();
+    let plan = plan_long(&file, &initrd, &mut area).unwrap();
+    assert_eq!(plan.entry_point, header.pref_address + 0x200);
 }
