@@ -8,7 +8,8 @@
 //! if apt knows nothing or a download fails), extracts `/boot/vmlinuz-*` and
 //! `/bin/busybox` with `dpkg-deb -x`, and builds a gzip'd newc initramfs
 //! ([`initramfs_cpio`]). Every file is keyed by its package's version, so a
-//! second run downloads and builds nothing.
+//! second run downloads and builds nothing; concurrent runs take turns on
+//! a lock file in the cache.
 //!
 //! [`direct`] boots them with `qemu-system-x86_64 -kernel -initrd` and
 //! drives the serial console through [`interact`]: the init script's
@@ -273,6 +274,9 @@ pub fn fetch() -> Result<Guest, FetchError> {
     let dir = cache_dir();
     let debs = dir.join("debs");
     fs::create_dir_all(&debs).map_err(|e| fail(format!("cannot create {}: {e}", debs.display())))?;
+    // Parallel fetches (tests) take turns; the later ones find the cache filled.
+    let lock = fs::File::create(dir.join(".lock")).and_then(|f| f.lock().map(|()| f));
+    let _lock = lock.map_err(|e| fail(format!("cannot lock {}: {e}", dir.join(".lock").display())))?;
 
     ui::note(format!("resolving {KERNEL_METAPACKAGE} and {BUSYBOX_PACKAGE} with apt-cache"));
     let r = match resolve() {
