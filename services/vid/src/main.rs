@@ -16,9 +16,9 @@ mod partitions;
 #[cfg(target_os = "none")]
 mod task {
     use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
+    use tlfs::{HvMessage, HvRegisterName};
     use tessera_rt::memory::Window;
     use tessera_rt::{Message, Operation, caps, invoke, log};
-    use tlfs::{HvMessage, HvRegisterName};
     use vid::Vid;
     use vid::exits::{Action, BENCH_EXITS, BENCH_GUEST, BENCH_PORT, DEMO_GUEST, DEMO_LOAD, GuestConsole, Stop, handle};
     use vid_api::{ENDPOINT, dispatch_in_place};

@@ -5,11 +5,11 @@
 //! partition's index + 1) says whose.
 
 use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
+use tlfs::{HvMessage, HvRegisterName};
 use sysimage::SystemImage;
 use sysimage::manifest::TaskIndex;
 use tessera_rt::memory::Window;
 use tessera_rt::{Message, Operation, caps, invoke, log};
-use tlfs::{HvMessage, HvRegisterName};
 use vid::exits::{Action, Event, GuestConsole, Vmm};
 use vid::guest::Guest;
 use vid::loader::{self, LoadRequest, Module};
