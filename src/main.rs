@@ -93,6 +93,56 @@ enum Cmd {
     /// whether the two runs agree (exit 1 if a figure is missing or moves by
     /// more than 1%).
     Bench(BenchArgs),
+    /// The Linux guest: Debian's kernel and a busybox initramfs.
+    ///
+    /// `fetch` downloads them with apt (cached under target/linux/, keyed
+    /// by package version); `direct` boots them directly under QEMU TCG,
+    /// without Tessera, as the baseline for comparison.
+    Linux(LinuxArgs),
+}
+
+#[derive(Args, Debug)]
+struct LinuxArgs {
+    #[command(subcommand)]
+    command: LinuxCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum LinuxCmd {
+    /// Download Debian's kernel (the package linux-image-amd64 depends on)
+    /// and busybox-static with `apt-get download`, extract the bzImage and
+    /// busybox with `dpkg-deb -x` and build a gzip'd newc initramfs whose
+    /// /init mounts proc, sys and devtmpfs, prints a marker and starts a
+    /// shell on the console. Idempotent: cached files are reused. Needs
+    /// apt (runs `apt-get update` when its lists are missing, as root).
+    Fetch,
+    /// Fetch if needed, then boot the kernel and initramfs directly in QEMU
+    /// (TCG, -cpu qemu64), wait for the shell, run `echo tessera-$((6*7))`,
+    /// check for `tessera-42`, power off, and print the wall times.
+    ///
+    /// Exit status: 0 ok, 124 an expected line did not come in time, 125
+    /// QEMU ended first, 126 QEMU or the fetch failed, 2 missing tools.
+    Direct(DirectArgs),
+}
+
+#[derive(Args, Debug)]
+struct DirectArgs {
+    /// Give up (and kill QEMU) after SECONDS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(128..=65536))]
+    memory: u32,
+
+    /// Extra kernel options after `console=ttyS0 panic=-1`, e.g. "quiet".
+    #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
+    append: String,
+
+    /// Also write the serial console to FILE [default:
+    /// target/tessera/runs/linux-direct-<ms>-<pid>/serial.log].
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -273,6 +323,7 @@ fn main() -> ExitCode {
             let default = || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bench.toml");
             tessera::bench::run(&args.manifest.unwrap_or_else(default))
         }
+        Some(Cmd::Linux(args)) => run_linux(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -389,6 +440,71 @@ fn run_tests(args: TestArgs) -> i32 {
         Err(e) => {
             ui::error(format!("cannot run cargo test: {e}"));
             EXIT_RUNNER_ERROR
+        }
+    }
+}
+
+/// `tessera linux fetch` and `tessera linux direct`.
+fn run_linux(args: LinuxArgs) -> i32 {
+    let guest = match tessera::linux::fetch() {
+        Ok(guest) => guest,
+        Err(e) => {
+            ui::error(e.message);
+            return if e.missing_tool { EXIT_MISSING_TOOLS } else { EXIT_RUNNER_ERROR };
+        }
+    };
+    ui::note(format!("kernel:    {} ({} {})", guest.kernel.display(), guest.kernel_package, guest.kernel_version));
+    ui::note(format!("initramfs: {} (busybox-static {})", guest.initramfs.display(), guest.busybox_version));
+    let LinuxCmd::Direct(args) = args.command else {
+        return 0;
+    };
+    if let Err(e) = deps::ensure(&[deps::QEMU], "booting Linux in QEMU") {
+        ui::error(e.message);
+        return EXIT_MISSING_TOOLS;
+    }
+    let serial_log = match args.serial_log {
+        Some(path) => path,
+        None => match workdir::new_run_dir("linux-direct") {
+            Ok(dir) => dir.join("serial.log"),
+            Err(e) => {
+                ui::error(format!("cannot create a run directory: {e}"));
+                return EXIT_RUNNER_ERROR;
+            }
+        },
+    };
+    if let Some(parent) = serial_log.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let opts = tessera::linux::DirectOptions {
+        timeout: Duration::from_secs(args.timeout),
+        memory_mib: args.memory,
+        append: args.append,
+        echo: true,
+        serial_log,
+    };
+    match tessera::linux::direct(&guest, &opts) {
+        Ok((t, total)) => {
+            println!();
+            ui::note(format!(
+                "direct boot (QEMU TCG, -cpu qemu64, {} MiB): init marker after {:.2} s, shell prompt {:.2} s, \
+                 `{}` answered {:.2} s; QEMU exited after {:.2} s wall",
+                args.memory,
+                t.marker.as_secs_f64(),
+                t.prompt.as_secs_f64(),
+                tessera::linux::COMMAND,
+                t.command.as_secs_f64(),
+                total.as_secs_f64()
+            ));
+            0
+        }
+        Err(tessera::linux::DirectError::Start(e)) => {
+            ui::error(e);
+            EXIT_RUNNER_ERROR
+        }
+        Err(tessera::linux::DirectError::Expect(e)) => {
+            println!();
+            ui::error(format!("the Linux guest did not answer: {e}"));
+            if e.closed { tessera::EXIT_NO_MARKER } else { tessera::EXIT_TIMEOUT }
         }
     }
 }

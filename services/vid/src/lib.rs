@@ -1,15 +1,21 @@
-//! The VID's logic. Intercept handling is a placeholder: every well-formed
-//! intercept is counted and refused with an explicit `NotSupported`, so a
-//! caller can tell "not implemented" from "bad request".
+//! The VID's logic, host-tested: the guest loaders (Multiboot, Linux), the
+//! exit handlers ([`exits`]: port I/O, MMIO with instruction decoding,
+//! CPUID, MSRs, HLT, hypercalls), the interrupt controllers and timers
+//! ([`irq`]), the TLFS enlightenments ([`profile`], [`synthetic`],
+//! [`hypercall`]). The task (`main.rs`, `partitions.rs`) serves exits with
+//! them. The `vid` endpoint's interface ([`Vid`]) only counts intercepts
+//! reported to it and refuses them with `NotSupported`.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod cpuid;
+pub mod entry;
 pub mod exits;
 pub mod guest;
 pub mod hypercall;
 pub mod irq;
+pub mod linux;
 pub mod loader;
 pub mod mmio;
 pub mod msr;

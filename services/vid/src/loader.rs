@@ -78,7 +78,12 @@
 use core::fmt;
 use core::ops::Range;
 use heapless::Vec;
-use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
+use tlfs::HvRegisterName;
+
+use crate::entry::{self, FLAT_CODE_DESCRIPTOR, FLAT_DATA_DESCRIPTOR};
+pub use crate::entry::{
+    CR0_AT_ENTRY, FlatGdt, MAX_REGISTERS, RFLAGS_AT_ENTRY, RegisterValue, SET_REGISTERS_WORDS, Write, flat_attributes,
+};
 
 /// The Multiboot v1 header's magic (§3.1.1).
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
@@ -192,19 +197,13 @@ pub const BOOT_AREA_MAX: usize = boot_area::strings(MAX_MODULES)
     + MAX_MODULES * (MAX_MODULE_STRING + 1);
 /// Kernel segments, modules and the boot area.
 pub const MAX_WRITES: usize = MAX_SEGMENTS + MAX_MODULES + 1;
-/// Registers one `VP_SET_REGISTERS` takes (the kernel's limit).
-pub const MAX_REGISTERS: usize = 20;
-/// Words of a `VP_SET_REGISTERS` message: the count, then the triples.
-pub const SET_REGISTERS_WORDS: usize = 1 + 3 * MAX_REGISTERS;
-
 /// The GDT in the boot area: null, flat 32-bit code (0x08), flat data (0x10),
 /// accessed bits set.
-pub const GDT: [u64; 3] = [0, 0x00CF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
+pub const GDT: [u64; 3] = [0, FLAT_CODE_DESCRIPTOR, FLAT_DATA_DESCRIPTOR];
 pub const CODE_SELECTOR: u16 = 0x08;
 pub const DATA_SELECTOR: u16 = 0x10;
-/// CR0 at entry: PE, and ET (hard-wired on every CPU with long mode).
-pub const CR0_AT_ENTRY: u64 = 0x11;
-pub const RFLAGS_AT_ENTRY: u64 = 0x2;
+/// [`GDT`] with its selectors, for [`entry::flat_protected_mode`].
+pub const FLAT_GDT: FlatGdt = FlatGdt { descriptors: &GDT, code: CODE_SELECTOR, data: DATA_SELECTOR };
 
 /// A boot module: the string the kernel sees for it, and its bytes.
 #[derive(Clone, Copy, Debug)]
@@ -231,24 +230,6 @@ pub enum KernelFormat {
     Elf64,
     AoutKludge,
 }
-
-/// One write into guest RAM: `data` at `gpa`, then `zero` zero bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Write<'a> {
-    pub gpa: u64,
-    pub data: &'a [u8],
-    pub zero: u64,
-}
-
-impl Write<'_> {
-    /// The guest-physical range the write covers.
-    pub fn range(&self) -> Range<u64> {
-        self.gpa..self.gpa + self.data.len() as u64 + self.zero
-    }
-}
-
-/// A TLFS register value for `VP_SET_REGISTERS`: (name, low 64 bits, high 64 bits).
-pub type RegisterValue = (HvRegisterName, u64, u64);
 
 /// What to do to start the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,35 +261,13 @@ impl Plan<'_> {
     /// Carries out the writes on `ram`, whose byte 0 is guest-physical 0.
     /// Nothing is written unless every write fits.
     pub fn apply(&self, ram: &mut [u8]) -> Result<(), LoadError> {
-        let len = ram.len();
-        let span = |w: &Write<'_>| {
-            let range = w.range();
-            let outside = LoadError::OutsideBuffer { gpa: w.gpa, len: range.end - range.start };
-            match (usize::try_from(range.start), usize::try_from(range.end)) {
-                (Ok(start), Ok(end)) if end <= len => Ok(start..end),
-                _ => Err(outside),
-            }
-        };
-        for w in &self.writes {
-            span(w)?;
-        }
-        for w in &self.writes {
-            let (data, zero) = ram[span(w)?].split_at_mut(w.data.len());
-            data.copy_from_slice(w.data);
-            zero.fill(0);
-        }
-        Ok(())
+        entry::apply(&self.writes, ram).map_err(|e| LoadError::OutsideBuffer { gpa: e.gpa, len: e.len })
     }
 
     /// The words of a `VP_SET_REGISTERS` invocation: the count, then
     /// (name, low, high) for each register.
     pub fn set_registers_words(&self) -> Vec<u64, SET_REGISTERS_WORDS> {
-        let mut words = Vec::new();
-        let _ = words.push(self.registers.len() as u64);
-        for &(name, low, high) in &self.registers {
-            let _ = words.extend_from_slice(&[u64::from(name.0), low, high]);
-        }
-        words
+        entry::set_registers_words(&self.registers)
     }
 }
 
@@ -729,58 +688,10 @@ fn check_strings(request: &LoadRequest<'_>) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// A flat segment register value: base 0, limit 4 GiB.
-fn flat_segment(selector: u16, attributes: HvX64SegmentAttributes) -> (u64, u64) {
-    tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff_ffff, selector, attributes })
-}
-
-/// The TLFS attributes of a present, DPL 0, 32-bit (DB), page-granular (G)
-/// code or data segment of `segment_type` (0xB execute/read accessed, 0x3
-/// read/write accessed).
-pub fn flat_attributes(segment_type: u8) -> HvX64SegmentAttributes {
-    HvX64SegmentAttributes::new()
-        .with_segment_type(segment_type)
-        .with_non_system_segment(true)
-        .with_present(true)
-        .with_default(true)
-        .with_granularity(true)
-}
-
 /// The boot processor's state at the entry (§3.2).
 fn registers(entry: u32, info: u64, gdt: u64) -> Vec<RegisterValue, MAX_REGISTERS> {
-    let (code_low, code_high) = flat_segment(CODE_SELECTOR, flat_attributes(0xB));
-    let (data_low, data_high) = flat_segment(DATA_SELECTOR, flat_attributes(0x3));
-    let system = |segment_type: u8| {
-        let attributes = HvX64SegmentAttributes::new().with_segment_type(segment_type).with_present(true);
-        tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff, selector: 0, attributes })
-    };
-    let (tr_low, tr_high) = system(0xB); // busy 32-bit TSS
-    let (ldtr_low, ldtr_high) = system(0x2); // LDT
-    let (gdtr_low, gdtr_high) = tlfs::table_register_value(gdt, (GDT.len() * 8 - 1) as u16);
-    let (idtr_low, idtr_high) = tlfs::table_register_value(0, 0);
-    let values = [
-        (HvRegisterName::RAX, u64::from(BOOTLOADER_MAGIC), 0),
-        (HvRegisterName::RBX, info, 0),
-        (HvRegisterName::RIP, u64::from(entry), 0),
-        (HvRegisterName::RFLAGS, RFLAGS_AT_ENTRY, 0),
-        (HvRegisterName::CR0, CR0_AT_ENTRY, 0),
-        (HvRegisterName::CR3, 0, 0),
-        (HvRegisterName::CR4, 0, 0),
-        (HvRegisterName::EFER, 0, 0),
-        (HvRegisterName::GDTR, gdtr_low, gdtr_high),
-        (HvRegisterName::IDTR, idtr_low, idtr_high),
-        (HvRegisterName::CS, code_low, code_high),
-        (HvRegisterName::DS, data_low, data_high),
-        (HvRegisterName::ES, data_low, data_high),
-        (HvRegisterName::FS, data_low, data_high),
-        (HvRegisterName::GS, data_low, data_high),
-        (HvRegisterName::SS, data_low, data_high),
-        (HvRegisterName::TR, tr_low, tr_high),
-        (HvRegisterName::LDTR, ldtr_low, ldtr_high),
-    ];
-    let mut registers = Vec::new();
-    let _ = registers.extend_from_slice(&values);
-    registers
+    let gprs = [(HvRegisterName::RAX, u64::from(BOOTLOADER_MAGIC)), (HvRegisterName::RBX, info)];
+    entry::flat_protected_mode(entry, gdt, &FLAT_GDT, &gprs)
 }
 
 /// Writes `bytes` at `at`, returning the end.
@@ -807,10 +718,7 @@ fn fill_boot_area(area: &mut [u8], base: u64, request: &LoadRequest<'_>, modules
     area.fill(0);
     let ram_size = request.ram_size;
 
-    // GDT.
-    for (i, descriptor) in GDT.iter().enumerate() {
-        put(area, boot_area::GDT + 8 * i, &descriptor.to_le_bytes());
-    }
+    FLAT_GDT.write(&mut area[boot_area::GDT..]);
 
     // Memory map.
     let regions = [(0, LOW_RAM_END), (HIGH_RAM_START, ram_size - HIGH_RAM_START)];

@@ -1,0 +1,233 @@
+//! What every guest loader produces, and the one flat protected-mode entry
+//! state the Multiboot ([`crate::loader`]) and Linux ([`crate::linux`])
+//! loaders share.
+//!
+//! A loader plans [`Write`]s into guest RAM and a list of TLFS register
+//! values for `VP_SET_REGISTERS`; [`apply`] carries out the writes on the
+//! VID's window onto guest RAM and [`set_registers_words`] encodes the
+//! registers as the words of one invocation.
+//!
+//! [`flat_protected_mode`] is the state both boot protocols ask for: 32-bit
+//! protected mode with paging off, a flat 4 GiB execute/read code segment
+//! and flat read/write data segments whose descriptors are in a GDT the
+//! loader places in guest memory (GDTR points at it), interrupts off,
+//! IDTR base 0 limit 0, CR3 = CR4 = EFER = 0, and `TR`/`LDTR` holding a busy
+//! 32-bit TSS and an empty LDT so the state passes the entry checks of both
+//! SVM and VMX. Only the selectors, the GDT and the general-purpose
+//! registers differ between the protocols ([`FlatGdt`]).
+
+use core::ops::Range;
+use heapless::Vec;
+use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
+
+/// A TLFS register value for `VP_SET_REGISTERS`: (name, low 64 bits, high 64 bits).
+pub type RegisterValue = (HvRegisterName, u64, u64);
+
+/// Registers one `VP_SET_REGISTERS` takes (the kernel's limit).
+pub const MAX_REGISTERS: usize = 20;
+/// Words of a `VP_SET_REGISTERS` message: the count, then the triples.
+pub const SET_REGISTERS_WORDS: usize = 1 + 3 * MAX_REGISTERS;
+/// Registers [`flat_protected_mode`] always sets (general-purpose registers
+/// come on top, at most `MAX_REGISTERS - FLAT_REGISTERS`).
+pub const FLAT_REGISTERS: usize = 16;
+
+/// CR0 at entry: PE, and ET (hard-wired on every CPU with long mode).
+pub const CR0_AT_ENTRY: u64 = 0x11;
+/// RFLAGS at entry: only the reserved bit 1 (IF and VM clear).
+pub const RFLAGS_AT_ENTRY: u64 = 0x2;
+
+/// A flat 4 GiB, present, DPL 0, 32-bit, page-granular execute/read code
+/// descriptor, accessed bit preset (so the CPU never writes the GDT).
+pub const FLAT_CODE_DESCRIPTOR: u64 = 0x00CF_9B00_0000_FFFF;
+/// The 64-bit (L set, D clear) execute/read code descriptor.
+pub const LONG_CODE_DESCRIPTOR: u64 = 0x00AF_9B00_0000_FFFF;
+
+/// Long-mode control bits the 64-bit entry sets.
+pub const CR0_PG: u64 = 1 << 31;
+pub const CR4_PAE: u64 = 1 << 5;
+pub const EFER_LME: u64 = 1 << 8;
+pub const EFER_LMA: u64 = 1 << 10;
+
+/// The mode a VP starts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuMode {
+    /// 32-bit protected mode, paging off.
+    Protected32,
+    /// 64-bit long mode with 4-level paging rooted at `cr3` (PAE, LME and
+    /// LMA set; CS a 64-bit code segment).
+    Long64 { cr3: u64 },
+}
+/// The matching read/write data descriptor.
+pub const FLAT_DATA_DESCRIPTOR: u64 = 0x00CF_9300_0000_FFFF;
+
+/// One write into guest RAM: `data` at `gpa`, then `zero` zero bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Write<'a> {
+    pub gpa: u64,
+    pub data: &'a [u8],
+    pub zero: u64,
+}
+
+impl Write<'_> {
+    /// The guest-physical range the write covers.
+    pub fn range(&self) -> Range<u64> {
+        self.gpa..self.gpa + self.data.len() as u64 + self.zero
+    }
+}
+
+/// [`apply`]: this write does not fit the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutsideBuffer {
+    pub gpa: u64,
+    pub len: u64,
+}
+
+/// Carries out `writes` on `ram`, whose byte 0 is guest-physical 0.
+/// Nothing is written unless every write fits.
+pub fn apply(writes: &[Write<'_>], ram: &mut [u8]) -> Result<(), OutsideBuffer> {
+    let len = ram.len();
+    let span = |w: &Write<'_>| {
+        let range = w.range();
+        let outside = OutsideBuffer { gpa: w.gpa, len: range.end - range.start };
+        match (usize::try_from(range.start), usize::try_from(range.end)) {
+            (Ok(start), Ok(end)) if end <= len => Ok(start..end),
+            _ => Err(outside),
+        }
+    };
+    for w in writes {
+        span(w)?;
+    }
+    for w in writes {
+        let (data, zero) = ram[span(w)?].split_at_mut(w.data.len());
+        data.copy_from_slice(w.data);
+        zero.fill(0);
+    }
+    Ok(())
+}
+
+/// The words of a `VP_SET_REGISTERS` invocation: the count, then
+/// (name, low, high) for each register.
+pub fn set_registers_words(registers: &[RegisterValue]) -> Vec<u64, SET_REGISTERS_WORDS> {
+    let mut words = Vec::new();
+    let _ = words.push(registers.len() as u64);
+    for &(name, low, high) in registers {
+        let _ = words.extend_from_slice(&[u64::from(name.0), low, high]);
+    }
+    words
+}
+
+/// A GDT with one flat code and one flat data descriptor, and the
+/// selectors the boot protocol wants in CS and in the data segment registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlatGdt {
+    /// The descriptors, from selector 0; `code` and `data` index into them.
+    pub descriptors: &'static [u64],
+    pub code: u16,
+    pub data: u16,
+}
+
+impl FlatGdt {
+    /// Bytes the GDT takes in guest memory.
+    pub const fn len(&self) -> usize {
+        self.descriptors.len() * 8
+    }
+
+    /// Never true for a usable GDT; here for clippy's `len` convention.
+    pub const fn is_empty(&self) -> bool {
+        self.descriptors.is_empty()
+    }
+
+    /// Writes the descriptors at the start of `out` (at least [`FlatGdt::len`] bytes).
+    pub fn write(&self, out: &mut [u8]) {
+        for (chunk, descriptor) in out.chunks_exact_mut(8).zip(self.descriptors) {
+            chunk.copy_from_slice(&descriptor.to_le_bytes());
+        }
+    }
+}
+
+/// The TLFS attributes of a present, DPL 0, 32-bit (DB), page-granular (G)
+/// code or data segment of `segment_type` (0xB execute/read accessed, 0x3
+/// read/write accessed).
+pub fn flat_attributes(segment_type: u8) -> HvX64SegmentAttributes {
+    HvX64SegmentAttributes::new()
+        .with_segment_type(segment_type)
+        .with_non_system_segment(true)
+        .with_present(true)
+        .with_default(true)
+        .with_granularity(true)
+}
+
+/// A flat segment register value: base 0, limit 4 GiB.
+fn flat_segment(selector: u16, attributes: HvX64SegmentAttributes) -> (u64, u64) {
+    tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff_ffff, selector, attributes })
+}
+
+/// The boot processor's state for a 32-bit protected-mode entry at `eip`
+/// with `gdt` loaded from `gdt_base`, plus `gprs` (general-purpose
+/// registers after the flat state, at most `MAX_REGISTERS - FLAT_REGISTERS`;
+/// extra ones are dropped, which the loaders' tests rule out).
+pub fn flat_protected_mode(
+    eip: u32,
+    gdt_base: u64,
+    gdt: &FlatGdt,
+    gprs: &[(HvRegisterName, u64)],
+) -> Vec<RegisterValue, MAX_REGISTERS> {
+    flat_entry(CpuMode::Protected32, u64::from(eip), gdt_base, gdt, gprs)
+}
+
+/// The flat state of [`flat_protected_mode`] in `mode`: in
+/// [`CpuMode::Long64`] CS is a 64-bit code segment (L set, D clear), paging
+/// is on with `cr3`, and CR4.PAE, EFER.LME and EFER.LMA are set; data
+/// segments, GDTR, IDTR, TR and LDTR are as in protected mode.
+pub fn flat_entry(
+    mode: CpuMode,
+    rip: u64,
+    gdt_base: u64,
+    gdt: &FlatGdt,
+    gprs: &[(HvRegisterName, u64)],
+) -> Vec<RegisterValue, MAX_REGISTERS> {
+    let (code, cr0, cr3, cr4, efer) = match mode {
+        CpuMode::Protected32 => (flat_attributes(0xB), CR0_AT_ENTRY, 0, 0, 0),
+        CpuMode::Long64 { cr3 } => (
+            flat_attributes(0xB).with_default(false).with_long(true),
+            CR0_AT_ENTRY | CR0_PG,
+            cr3,
+            CR4_PAE,
+            EFER_LME | EFER_LMA,
+        ),
+    };
+    let (code_low, code_high) = flat_segment(gdt.code, code);
+    let (data_low, data_high) = flat_segment(gdt.data, flat_attributes(0x3));
+    let system = |segment_type: u8| {
+        let attributes = HvX64SegmentAttributes::new().with_segment_type(segment_type).with_present(true);
+        tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff, selector: 0, attributes })
+    };
+    let (tr_low, tr_high) = system(0xB); // busy TSS (32-bit, or 64-bit in long mode)
+    let (ldtr_low, ldtr_high) = system(0x2); // LDT
+    let (gdtr_low, gdtr_high) = tlfs::table_register_value(gdt_base, (gdt.len() - 1) as u16);
+    let (idtr_low, idtr_high) = tlfs::table_register_value(0, 0);
+    let values: [RegisterValue; FLAT_REGISTERS] = [
+        (HvRegisterName::RIP, rip, 0),
+        (HvRegisterName::RFLAGS, RFLAGS_AT_ENTRY, 0),
+        (HvRegisterName::CR0, cr0, 0),
+        (HvRegisterName::CR3, cr3, 0),
+        (HvRegisterName::CR4, cr4, 0),
+        (HvRegisterName::EFER, efer, 0),
+        (HvRegisterName::GDTR, gdtr_low, gdtr_high),
+        (HvRegisterName::IDTR, idtr_low, idtr_high),
+        (HvRegisterName::CS, code_low, code_high),
+        (HvRegisterName::DS, data_low, data_high),
+        (HvRegisterName::ES, data_low, data_high),
+        (HvRegisterName::FS, data_low, data_high),
+        (HvRegisterName::GS, data_low, data_high),
+        (HvRegisterName::SS, data_low, data_high),
+        (HvRegisterName::TR, tr_low, tr_high),
+        (HvRegisterName::LDTR, ldtr_low, ldtr_high),
+    ];
+    let mut registers = Vec::new();
+    let _ = registers.extend_from_slice(&values);
+    for &(name, value) in gprs {
+        let _ = registers.push((name, value, 0));
+    }
+    registers
+}

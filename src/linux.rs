@@ -1,0 +1,480 @@
+//! The Linux guest: Debian's kernel and a busybox initramfs, fetched with
+//! apt and cached under `<target>/linux/`, and a direct boot of them under
+//! QEMU TCG, the baseline a Tessera boot of the same guest is compared with.
+//!
+//! [`fetch`] resolves the kernel package the `linux-image-amd64`
+//! metapackage depends on (`apt-cache depends`), downloads both and
+//! `busybox-static` with `apt-get download` (running `apt-get update` once
+//! if apt knows nothing or a download fails), extracts `/boot/vmlinuz-*` and
+//! `/bin/busybox` with `dpkg-deb -x`, and builds a gzip'd newc initramfs
+//! ([`initramfs_cpio`]). Every file is keyed by its package's version, so a
+//! second run downloads and builds nothing; concurrent runs take turns on
+//! a lock file in the cache.
+//!
+//! [`direct`] boots them with `qemu-system-x86_64 -kernel -initrd` and
+//! drives the serial console through [`interact`]: the init script's
+//! [`MARKER`], the shell's [`PROMPT`], [`COMMAND`] whose output must be
+//! [`EXPECTED`], then `poweroff -f`.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::console::{Console, ConsoleOptions, ExpectError};
+use crate::cpio::Archive;
+use crate::{deps, ui, workdir};
+
+/// The metapackage that names Debian's current kernel.
+pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
+pub const BUSYBOX_PACKAGE: &str = "busybox-static";
+/// Bump when [`init_script`] or the archive's layout changes.
+pub const INITRAMFS_REVISION: u32 = 1;
+
+/// The line the init script prints once proc, sys and devtmpfs are mounted.
+pub const MARKER: &str = "tessera-guest: busybox init up";
+/// The shell's prompt (set by the init script).
+pub const PROMPT: &str = "tessera-sh# ";
+/// A command typed at the prompt, and what its output must contain (the
+/// arithmetic happens in the guest, so the echoed input cannot match).
+pub const COMMAND: &str = "echo tessera-$((6*7))";
+pub const EXPECTED: &str = "tessera-42";
+/// Powers the guest off without init's help (QEMU then exits).
+pub const POWEROFF: &str = "poweroff -f";
+
+/// The kernel command line of a boot (plus what the user adds).
+pub const CMDLINE: &str = "console=ttyS0 panic=-1";
+
+/// Files of the fetched guest.
+#[derive(Clone, Debug)]
+pub struct Guest {
+    /// The bzImage.
+    pub kernel: PathBuf,
+    /// The gzip'd newc cpio.
+    pub initramfs: PathBuf,
+    /// e.g. `linux-image-6.1.0-56-amd64` at `6.1.192-2`.
+    pub kernel_package: String,
+    pub kernel_version: String,
+    pub busybox_version: String,
+}
+
+/// `<target>/linux`, where everything is cached.
+pub fn cache_dir() -> PathBuf {
+    workdir::target_dir().unwrap_or_else(|| PathBuf::from("target")).join("linux")
+}
+
+/// The init script: mounts, the marker, then a shell on the console.
+pub fn init_script() -> String {
+    format!(
+        "#!/bin/sh\n\
+         /bin/busybox --install -s\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         mount -t devtmpfs devtmpfs /dev\n\
+         echo \"{MARKER} (Linux $(uname -r))\"\n\
+         export PS1='{PROMPT}' HOME=/root\n\
+         cd /root\n\
+         exec setsid cttyhack sh\n"
+    )
+}
+
+/// The initramfs: `/bin/busybox`, `/bin/sh` linking to it, `/init`, the
+/// mount points and `/dev/console`, as a newc cpio.
+pub fn initramfs_cpio(busybox: &[u8]) -> Vec<u8> {
+    let mut a = Archive::new();
+    for dir in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "etc"] {
+        a.dir(dir, 0o755);
+    }
+    a.char_device("dev/console", 0o600, 5, 1);
+    a.file("bin/busybox", 0o755, busybox);
+    a.symlink("bin/sh", "busybox");
+    a.file("init", 0o755, init_script().as_bytes());
+    a.finish()
+}
+
+/// A failure with what the user should do about it.
+#[derive(Debug)]
+pub struct FetchError {
+    pub message: String,
+    /// A required tool is missing (exit status 2) rather than a failure.
+    pub missing_tool: bool,
+}
+
+fn fail(message: impl Into<String>) -> FetchError {
+    FetchError { message: message.into(), missing_tool: false }
+}
+
+/// Runs a command, returning its stdout, or its stderr as the error.
+fn output(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", ui::shell_line(cmd)))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{}` failed ({}): {}",
+            ui::shell_line(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn apt_cache(args: &[&str]) -> Result<String, String> {
+    output(Command::new("apt-cache").args(args))
+}
+
+/// The package `linux-image-amd64` depends on.
+fn kernel_package() -> Result<String, String> {
+    let text = apt_cache(&["depends", KERNEL_METAPACKAGE])?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends:"))
+        .map(str::trim)
+        .find(|p| p.starts_with("linux-image-"))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("`apt-cache depends {KERNEL_METAPACKAGE}` names no linux-image-* package"))
+}
+
+/// The versions `apt-get download` would fetch (`apt-cache policy`'s
+/// candidates), in the order of `packages`.
+fn candidate_versions(packages: &[&str]) -> Result<Vec<String>, String> {
+    let mut args = vec!["policy"];
+    args.extend_from_slice(packages);
+    let text = apt_cache(&args)?;
+    let candidates = parse_policy(&text);
+    packages
+        .iter()
+        .map(|p| {
+            candidates
+                .iter()
+                .find(|(name, _)| name == p)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| format!("apt has no candidate version of {p}"))
+        })
+        .collect()
+}
+
+/// (package, candidate) pairs from `apt-cache policy` output.
+fn parse_policy(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut package = None;
+    for line in text.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            package = Some(line.trim_end_matches(':').to_owned());
+        } else if let (Some(p), Some(v)) = (&package, line.trim().strip_prefix("Candidate:")) {
+            let v = v.trim();
+            if v != "(none)" {
+                out.push((p.clone(), v.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// A version as apt spells it in file names (`:` as `%3a`).
+fn file_version(version: &str) -> String {
+    version.replace(':', "%3a")
+}
+
+fn apt_update() -> Result<(), FetchError> {
+    if !deps::is_root() {
+        return Err(fail(
+            "apt's package lists are missing or stale and only root can refresh them; run:\n    \
+             sudo apt-get update\nthen run this again",
+        ));
+    }
+    ui::note("running: apt-get update");
+    output(Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=600", "update"])).map_err(fail)?;
+    Ok(())
+}
+
+/// The kernel package and the versions of it, the metapackage and busybox.
+struct Resolved {
+    kernel: String,
+    kernel_version: String,
+    meta_version: String,
+    busybox_version: String,
+}
+
+fn resolve() -> Result<Resolved, String> {
+    let kernel = kernel_package()?;
+    let mut versions = candidate_versions(&[&kernel, KERNEL_METAPACKAGE, BUSYBOX_PACKAGE])?.into_iter();
+    let mut next = || versions.next().unwrap_or_default();
+    Ok(Resolved { kernel_version: next(), meta_version: next(), busybox_version: next(), kernel })
+}
+
+/// The cached .deb of `package` at `version`, if present.
+fn cached_deb(debs: &Path, package: &str, version: &str) -> Option<PathBuf> {
+    let prefix = format!("{package}_{}_", file_version(version));
+    fs::read_dir(debs).ok()?.flatten().map(|e| e.path()).find(|p| {
+        p.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(".deb")
+        })
+    })
+}
+
+/// Downloads the packages not yet in `debs`: (package, version) pairs.
+fn download(debs: &Path, wanted: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<String> =
+        wanted.iter().filter(|(p, v)| cached_deb(debs, p, v).is_none()).map(|(p, v)| format!("{p}={v}")).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    ui::note(format!("downloading {} into {}", missing.join(" "), debs.display()));
+    let mut cmd = Command::new("apt-get");
+    cmd.arg("download").args(&missing).current_dir(debs);
+    output(&mut cmd).map(drop)
+}
+
+/// Extracts `pick(root)` from `deb` into `to`, through a scratch directory.
+fn extract(deb: &Path, to: &Path, pick: impl Fn(&Path) -> Option<PathBuf>) -> Result<(), String> {
+    let scratch = with_suffix(to, &format!(".extract-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    let result = (|| {
+        output(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&scratch))?;
+        let found = pick(&scratch).ok_or_else(|| format!("{} does not hold the expected file", deb.display()))?;
+        let partial = with_suffix(to, ".partial");
+        fs::copy(&found, &partial).map_err(|e| format!("cannot copy {}: {e}", found.display()))?;
+        fs::rename(&partial, to).map_err(|e| format!("cannot write {}: {e}", to.display()))
+    })();
+    let _ = fs::remove_dir_all(&scratch);
+    result
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+fn vmlinuz_in(root: &Path) -> Option<PathBuf> {
+    let boot = root.join("boot");
+    fs::read_dir(boot)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+}
+
+/// Fetches (or finds cached) the kernel and builds (or finds) the initramfs.
+pub fn fetch() -> Result<Guest, FetchError> {
+    for (tool, package) in [("apt-get", "apt"), ("apt-cache", "apt"), ("dpkg-deb", "dpkg")] {
+        if deps::find_command(tool).is_none() {
+            return Err(FetchError {
+                message: format!(
+                    "`{tool}` (package {package}) is missing: fetching the Linux guest needs a Debian or Ubuntu \
+                     system with apt, as it downloads Debian's {KERNEL_METAPACKAGE} and {BUSYBOX_PACKAGE} packages"
+                ),
+                missing_tool: true,
+            });
+        }
+    }
+    let dir = cache_dir();
+    let debs = dir.join("debs");
+    fs::create_dir_all(&debs).map_err(|e| fail(format!("cannot create {}: {e}", debs.display())))?;
+    // Parallel fetches (tests) take turns; the later ones find the cache filled.
+    let lock = fs::File::create(dir.join(".lock")).and_then(|f| f.lock().map(|()| f));
+    let _lock = lock.map_err(|e| fail(format!("cannot lock {}: {e}", dir.join(".lock").display())))?;
+
+    ui::note(format!("resolving {KERNEL_METAPACKAGE} and {BUSYBOX_PACKAGE} with apt-cache"));
+    let r = match resolve() {
+        Ok(r) => r,
+        Err(e) => {
+            ui::note(format!("apt does not know the packages yet ({e})"));
+            apt_update()?;
+            resolve().map_err(fail)?
+        }
+    };
+    ui::note(format!(
+        "{KERNEL_METAPACKAGE} {} depends on {} {}; {BUSYBOX_PACKAGE} {}",
+        r.meta_version, r.kernel, r.kernel_version, r.busybox_version
+    ));
+    let wanted = [
+        (KERNEL_METAPACKAGE, r.meta_version.as_str()),
+        (r.kernel.as_str(), r.kernel_version.as_str()),
+        (BUSYBOX_PACKAGE, r.busybox_version.as_str()),
+    ];
+    if let Err(e) = download(&debs, &wanted) {
+        ui::note(format!("download failed ({e}); refreshing apt's lists and trying again"));
+        apt_update()?;
+        download(&debs, &wanted).map_err(fail)?;
+    }
+    let deb = |p: &str, v: &str| {
+        cached_deb(&debs, p, v).ok_or_else(|| fail(format!("apt-get download left no .deb for {p} {v}")))
+    };
+
+    let abi = r.kernel.strip_prefix("linux-image-").unwrap_or(&r.kernel);
+    let kernel = dir.join(format!("vmlinuz-{abi}_{}", file_version(&r.kernel_version)));
+    if kernel.is_file() {
+        ui::note(format!("kernel cached: {}", kernel.display()));
+    } else {
+        ui::note(format!("extracting /boot/vmlinuz-{abi} with dpkg-deb -x"));
+        extract(&deb(&r.kernel, &r.kernel_version)?, &kernel, vmlinuz_in).map_err(fail)?;
+    }
+
+    let busybox_key = file_version(&r.busybox_version);
+    let initramfs = dir.join(format!("initramfs-busybox_{busybox_key}-r{INITRAMFS_REVISION}.cpio.gz"));
+    if initramfs.is_file() {
+        ui::note(format!("initramfs cached: {}", initramfs.display()));
+    } else {
+        let busybox = dir.join(format!("busybox_{busybox_key}"));
+        if !busybox.is_file() {
+            ui::note("extracting /bin/busybox with dpkg-deb -x");
+            let pick = |root: &Path| Some(root.join("bin/busybox")).filter(|p| p.is_file());
+            extract(&deb(BUSYBOX_PACKAGE, &r.busybox_version)?, &busybox, pick).map_err(fail)?;
+        }
+        ui::note("building the initramfs (newc cpio, gzip)");
+        let bytes = fs::read(&busybox).map_err(|e| fail(format!("cannot read {}: {e}", busybox.display())))?;
+        write_gzip(&initramfs, &initramfs_cpio(&bytes)).map_err(fail)?;
+    }
+    Ok(Guest {
+        kernel,
+        initramfs,
+        kernel_package: r.kernel,
+        kernel_version: r.kernel_version,
+        busybox_version: r.busybox_version,
+    })
+}
+
+fn write_gzip(path: &Path, data: &[u8]) -> Result<(), String> {
+    let partial = with_suffix(path, ".partial");
+    let write = || -> std::io::Result<()> {
+        let file = fs::File::create(&partial)?;
+        let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+        gz.write_all(data)?;
+        gz.finish()?.sync_all()?;
+        fs::rename(&partial, path)
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Options of [`direct`].
+#[derive(Clone, Debug)]
+pub struct DirectOptions {
+    /// For the whole run, from starting QEMU to its exit.
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    /// Appended to [`CMDLINE`].
+    pub append: String,
+    pub echo: bool,
+    pub serial_log: PathBuf,
+}
+
+/// When each step of [`interact`] completed, from the start of the run.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    pub marker: Duration,
+    pub prompt: Duration,
+    pub command: Duration,
+}
+
+/// How [`direct`] ended.
+#[derive(Debug)]
+pub enum DirectError {
+    /// The guest did not get there: the expectation that failed.
+    Expect(ExpectError),
+    /// QEMU could not be started.
+    Start(String),
+}
+
+/// Drives a booting guest's console: waits for [`MARKER`] and [`PROMPT`],
+/// runs [`COMMAND`] and checks for [`EXPECTED`], then types [`POWEROFF`].
+/// Everything must happen before `deadline`. Does not wait for the exit.
+pub fn interact(console: &mut Console, deadline: Instant) -> Result<Timings, ExpectError> {
+    let left = || deadline.saturating_duration_since(Instant::now());
+    console.expect(MARKER, left())?;
+    let marker = console.elapsed();
+    console.expect(PROMPT, left())?;
+    let prompt = console.elapsed();
+    let _ = console.send_line(COMMAND);
+    console.expect(EXPECTED, left())?;
+    let command = console.elapsed();
+    console.expect(PROMPT, left())?;
+    let _ = console.send_line(POWEROFF);
+    Ok(Timings { marker, prompt, command })
+}
+
+/// The QEMU command line of a direct boot.
+pub fn qemu_command(guest: &Guest, opts: &DirectOptions) -> Command {
+    let mut append = CMDLINE.to_owned();
+    if !opts.append.trim().is_empty() {
+        append.push(' ');
+        append.push_str(opts.append.trim());
+    }
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-cpu", "qemu64"])
+        .arg("-m")
+        .arg(format!("{}M", opts.memory_mib))
+        .args(["-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none", "-display", "none"])
+        .args(["-nic", "none"])
+        .arg("-kernel")
+        .arg(&guest.kernel)
+        .arg("-initrd")
+        .arg(&guest.initramfs)
+        .arg("-append")
+        .arg(append);
+    cmd
+}
+
+/// Boots `guest` directly in QEMU and runs [`interact`]; returns the step
+/// timings and the wall time until QEMU exited.
+pub fn direct(guest: &Guest, opts: &DirectOptions) -> Result<(Timings, Duration), DirectError> {
+    let cmd = qemu_command(guest, opts);
+    ui::note(format!("$ {}", ui::shell_line(&cmd)));
+    ui::note(format!("serial log: {}", opts.serial_log.display()));
+    let deadline = Instant::now() + opts.timeout;
+    let console_opts = ConsoleOptions { echo: opts.echo, log: Some(&opts.serial_log) };
+    let mut console = Console::spawn(cmd, &console_opts)
+        .map_err(|e| DirectError::Start(format!("cannot start qemu-system-x86_64: {e}")))?;
+    let timings = interact(&mut console, deadline).map_err(DirectError::Expect)?;
+    let grace = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let status = console.wait_exit(grace).map_err(|e| DirectError::Start(format!("waiting for QEMU: {e}")))?;
+    if status.is_none() {
+        ui::warn("QEMU did not exit after `poweroff -f`; it was killed");
+    }
+    Ok((timings, console.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initramfs_has_init_busybox_and_a_console() {
+        let bytes = initramfs_cpio(b"\x7fELF fake busybox");
+        let text = String::from_utf8_lossy(&bytes);
+        for name in ["init\0", "bin/busybox\0", "bin/sh\0", "dev/console\0", "proc\0", "TRAILER!!!\0"] {
+            assert!(text.contains(name), "{name:?} in the archive");
+        }
+        assert!(text.contains(MARKER) && text.contains(PROMPT));
+        assert!(text.contains("mount -t devtmpfs devtmpfs /dev"));
+    }
+
+    #[test]
+    fn apt_cache_policy_is_read() {
+        let text = "linux-image-amd64:\n  Installed: (none)\n  Candidate: 6.1.192-2\n  Version table:\n     \
+                    6.1.192-2 500\n        500 http://deb.debian.org/debian-security bookworm-security/main amd64 \
+                    Packages\nbusybox-static:\n  Installed: (none)\n  Candidate: 1:1.35.0-4+deb12u1+b1\n\
+                    gone:\n  Installed: (none)\n  Candidate: (none)\n";
+        assert_eq!(
+            parse_policy(text),
+            [
+                ("linux-image-amd64".to_owned(), "6.1.192-2".to_owned()),
+                ("busybox-static".to_owned(), "1:1.35.0-4+deb12u1+b1".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn versions_are_spelled_as_apt_names_files() {
+        assert_eq!(file_version("1:1.35.0-4+deb12u1+b1"), "1%3a1.35.0-4+deb12u1+b1");
+        assert_eq!(file_version("6.1.192-2"), "6.1.192-2");
+    }
+
+    #[test]
+    fn the_command_cannot_match_its_own_echo() {
+        assert!(!COMMAND.contains(EXPECTED));
+    }
+}
