@@ -39,3 +39,67 @@ pub struct IoPortAccess {
     /// REP-prefixed (string instructions only).
     pub rep: bool,
 }
+
+/// MSRs a guest reads and writes without an exit: the syscall and
+/// segment-base MSRs, whose guest values the world switch keeps apart from
+/// the host's (SVM: VMLOAD/VMSAVE; VMX: the VMCS, or the switch itself).
+pub const PASS_THROUGH_MSRS: [u32; 10] = [
+    0x174,       // IA32_SYSENTER_CS
+    0x175,       // IA32_SYSENTER_ESP
+    0x176,       // IA32_SYSENTER_EIP
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+];
+
+/// Where an MSR's read and write intercept bits are in SVM's MSR
+/// permission map (APM 15.11): (byte, bit) of the read bit; the write bit
+/// is the next one. `None` for MSRs outside the three mapped ranges
+/// (always intercepted).
+pub const fn svm_msrpm_bit(msr: u32) -> Option<(usize, u8)> {
+    let (base, start) = match msr {
+        0..=0x1fff => (0, 0),
+        0xc000_0000..=0xc000_1fff => (0xc000_0000, 0x800),
+        0xc001_0000..=0xc001_1fff => (0xc001_0000, 0x1000),
+        _ => return None,
+    };
+    let bit = 2 * (msr - base) as usize;
+    Some((start + bit / 8, (bit % 8) as u8))
+}
+
+/// Where an MSR's bits are in VMX's MSR bitmap (SDM 25.6.9): (read byte,
+/// write byte, bit). `None` outside the two mapped ranges.
+pub const fn vmx_msr_bitmap_bit(msr: u32) -> Option<(usize, usize, u8)> {
+    let (base, read) = match msr {
+        0..=0x1fff => (0, 0),
+        0xc000_0000..=0xc000_1fff => (0xc000_0000, 1024),
+        _ => return None,
+    };
+    let n = (msr - base) as usize;
+    Some((read + n / 8, read + 2048 + n / 8, (n % 8) as u8))
+}
+
+#[cfg(test)]
+mod msr_tests {
+    use super::*;
+
+    #[test]
+    fn svm_msrpm_positions_follow_the_apm() {
+        assert_eq!(svm_msrpm_bit(0), Some((0, 0)));
+        assert_eq!(svm_msrpm_bit(0x174), Some((0x5d, 0)));
+        assert_eq!(svm_msrpm_bit(0xc000_0082), Some((0x800 + 0x20, 4)));
+        assert_eq!(svm_msrpm_bit(0xc001_0000), Some((0x1000, 0)));
+        assert_eq!(svm_msrpm_bit(0x4000_0000), None);
+    }
+
+    #[test]
+    fn vmx_bitmap_positions_follow_the_sdm() {
+        assert_eq!(vmx_msr_bitmap_bit(0x174), Some((0x2e, 0x82e, 4)));
+        assert_eq!(vmx_msr_bitmap_bit(0xc000_0100), Some((1024 + 0x20, 3072 + 0x20, 0)));
+        assert_eq!(vmx_msr_bitmap_bit(0x4000_0000), None);
+    }
+}

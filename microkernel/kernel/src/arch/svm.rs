@@ -172,6 +172,15 @@ pub fn enable() -> Result<(), &'static str> {
     let (save_area, host_vmcb, iopm, msrpm) = (page(1)?, page(1)?, page(4)?, page(2)?);
     memory::fill_phys(iopm, 3 * 4096, 0xff);
     memory::fill_phys(msrpm, 2 * 4096, 0xff);
+    // The syscall and segment-base MSRs are the guest's own: VMLOAD and
+    // VMSAVE switch them around VMRUN.
+    for msr in kerncore::intercept::PASS_THROUGH_MSRS {
+        if let Some((byte, bit)) = kerncore::intercept::svm_msrpm_bit(msr) {
+            let mut b = [0u8];
+            memory::read_phys(msrpm + byte as u64, &mut b);
+            memory::write_phys(msrpm + byte as u64, &[b[0] & !(0b11 << bit)]);
+        }
+    }
     // SAFETY: enabling SVM (the CPU has it: `virt::detect` said so and
     // VM_CR.SVMDIS is clear) and pointing the host save area at a page the
     // kernel owns for good.

@@ -447,7 +447,12 @@ struct VpState {
     cr2: u64,
     dr6: u64,
     kernel_gs_base: u64,
+    /// The guest's STAR, LSTAR, CSTAR and SFMASK.
+    syscall: [u64; 4],
 }
+
+/// STAR, LSTAR, CSTAR, SFMASK: the MSRs of SYSCALL, in `VpState::syscall` order.
+const SYSCALL_MSRS: [u32; 4] = [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084];
 
 static VPS: spin::Mutex<heapless::Vec<VpState, { crate::object::vm::MAX_VPS }>> =
     spin::Mutex::new(heapless::Vec::new());
@@ -589,6 +594,17 @@ pub fn enable() -> Result<(), &'static str> {
     let page = || memory::alloc_frames(1).ok_or("out of memory for VMX host state");
     let (vmxon_region, msr_bitmap) = (page()?, page()?);
     memory::fill_phys(msr_bitmap.start(), msr_bitmap.len_bytes(), 0xff);
+    // The syscall and segment-base MSRs are the guest's own: the VMCS
+    // switches the SYSENTER and FS/GS bases, `world_switch` the rest.
+    for msr in kerncore::intercept::PASS_THROUGH_MSRS {
+        if let Some((read, write, bit)) = kerncore::intercept::vmx_msr_bitmap_bit(msr) {
+            for byte in [read, write] {
+                let mut b = [0u8];
+                memory::read_phys(msr_bitmap.start() + byte as u64, &mut b);
+                memory::write_phys(msr_bitmap.start() + byte as u64, &[b[0] & !(1 << bit)]);
+            }
+        }
+    }
     let revision = basic.vmcs_revision();
     memory::write_phys(vmxon_region.start(), &revision.to_le_bytes());
     // SAFETY: CR0 and CR4 get the bits VMX operation requires (SDM A.7,
@@ -867,8 +883,17 @@ fn write_guest_state(w: &mut Writer, vmx: &Vmx) {
 /// by the first `run`.
 pub fn init_vmcs(vmcs: u64, ept_root: u64, vpid: u32) {
     let eptp = u64::from(Eptp::write_back_4_level(ept_root, false));
-    let mut state =
-        VpState { vmcs, launched: false, broken: None, eptp, vpid: 0, cr2: 0, dr6: DR6_INIT, kernel_gs_base: 0 };
+    let mut state = VpState {
+        vmcs,
+        launched: false,
+        broken: None,
+        eptp,
+        vpid: 0,
+        cr2: 0,
+        dr6: DR6_INIT,
+        kernel_gs_base: 0,
+        syscall: [0; 4],
+    };
     state.broken = match setup(vmcs, eptp, vpid) {
         Ok(tag) => {
             state.vpid = tag;
@@ -998,17 +1023,22 @@ pub fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
 /// around it. Returns the world switch's status.
 fn world_switch(gprs: &mut GuestGprs, state: &mut VpState) -> u64 {
     let host_kernel_gs_base = read_msr(IA32_KERNEL_GSBASE);
+    let host_syscall = SYSCALL_MSRS.map(read_msr);
     // SAFETY: the guest's CR2, DR6 and IA32_KERNEL_GS_BASE go into the
     // hardware registers only for the guest's run: the host has no use for
     // CR2 and DR6 across it (no page fault or debug trap can happen in
     // between: interrupts are off and this code touches only mapped kernel
-    // memory), and the host's KERNEL_GS_BASE (the user GS base) is put
-    // back before anything returns to ring 3. The world switch enters the
+    // memory), and the host's KERNEL_GS_BASE (the user GS base) and
+    // syscall MSRs (STAR, LSTAR, CSTAR, SFMASK) are put back before
+    // anything can enter ring 3 or take a SYSCALL. The world switch enters the
     // guest of the current VMCS, which `init_vmcs` set up with host state
     // that resumes at `vmx_vm_exit` on this stack; its EPT maps only
     // memory given to the partition, and every exit lands back here.
     unsafe {
         wrmsr(IA32_KERNEL_GSBASE, state.kernel_gs_base);
+        for (msr, value) in SYSCALL_MSRS.iter().zip(state.syscall) {
+            wrmsr(*msr, value);
+        }
         asm!("mov cr2, {}", in(reg) state.cr2, options(nostack, preserves_flags));
         asm!("mov dr6, {}", in(reg) state.dr6, options(nostack, preserves_flags));
         let status = vmx_world_switch(gprs, u64::from(state.launched));
@@ -1016,6 +1046,10 @@ fn world_switch(gprs: &mut GuestGprs, state: &mut VpState) -> u64 {
         asm!("mov {}, dr6", out(reg) state.dr6, options(nostack, preserves_flags));
         state.kernel_gs_base = rdmsr(IA32_KERNEL_GSBASE);
         wrmsr(IA32_KERNEL_GSBASE, host_kernel_gs_base);
+        for ((msr, guest), host) in SYSCALL_MSRS.iter().zip(state.syscall.iter_mut()).zip(host_syscall) {
+            *guest = rdmsr(*msr);
+            wrmsr(*msr, host);
+        }
         status
     }
 }
