@@ -57,6 +57,8 @@ pub struct Guest {
     pub cmdline: String,
     pub memory_mib: u32,
     pub vcpus: u8,
+    /// The partition's enlightenment profile (empty: the manifest default).
+    pub enlightenments: String,
 }
 
 /// Name of the partition `--guest` adds.
@@ -78,6 +80,7 @@ pub fn use_guest(base: &Path, guest: &Guest, out_dir: &Path) -> Result<(PathBuf,
         memory: u64::from(guest.memory_mib) << 20,
         vcpus: guest.vcpus,
         vid: GUEST_VID.into(),
+        enlightenments: guest.enlightenments.clone(),
     };
     let text = std::fs::read_to_string(base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
     let origin = base.display().to_string();

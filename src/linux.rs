@@ -259,6 +259,26 @@ fn vmlinuz_in(root: &Path) -> Option<PathBuf> {
 }
 
 /// Fetches (or finds cached) the kernel and builds (or finds) the initramfs.
+/// RAM a Linux partition gets from `--guest linux`.
+pub const PARTITION_MIB: u32 = 256;
+
+/// `--guest linux`: the fetched kernel and initramfs, the serial console
+/// command line, the Hyper-V enlightenments, and [`PARTITION_MIB`] of RAM,
+/// unless the command line chose otherwise.
+pub fn as_partition(fetched: &Guest, guest: &mut crate::images::Guest) {
+    guest.image = fetched.kernel.clone();
+    if guest.modules.is_empty() {
+        guest.modules = vec![fetched.initramfs.clone()];
+    }
+    if guest.cmdline.is_empty() {
+        guest.cmdline = CMDLINE.to_string();
+    }
+    if guest.enlightenments.is_empty() {
+        guest.enlightenments = "hyperv".to_string();
+    }
+    guest.memory_mib = guest.memory_mib.max(PARTITION_MIB);
+}
+
 pub fn fetch() -> Result<Guest, FetchError> {
     for (tool, package) in [("apt-get", "apt"), ("apt-cache", "apt"), ("dpkg-deb", "dpkg")] {
         if deps::find_command(tool).is_none() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use tessera::boot::{self, BootOptions, Emulator, Firmware};
-use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, suite, ui, workdir};
+use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, linux, suite, ui, workdir};
 
 const EXIT_CODES: &str = "\
 Exit status of a boot:
@@ -49,6 +49,10 @@ Examples:
                                               boot a guest kernel as partition `guest`
   cargo run -- iso --out tessera.iso          bootable ISO for a real machine
   cargo run -- test                           install emulators and run every test";
+
+/// Memory the system needs beside a `--guest` partition's RAM (kernel,
+/// boot image, tasks, page tables).
+const SYSTEM_MIB: u32 = 192;
 
 /// Runner for Tessera, a capability microhypervisor offering guests the
 /// Hyper-V TLFS interface.
@@ -202,13 +206,20 @@ struct BootArgs {
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
 
-    /// Boot FILE (a guest kernel) as partition `guest`, run by the `vid`
-    /// task, beside the default appliance (or --manifest): a manifest with
-    /// `[partitions.guest]` is generated (the partition manager gets guest
-    /// memory + 1 MiB of untyped memory for it), written next to its boot
-    /// image, and booted like --manifest.
+    /// Boot FILE (a guest kernel: Multiboot or a Linux bzImage) as
+    /// partition `guest`, run by the `vid` task, beside the default
+    /// appliance (or --manifest): a manifest with `[partitions.guest]` is
+    /// generated (the partition manager gets guest memory + 1 MiB of untyped
+    /// memory for it), written next to its boot image, and booted like
+    /// --manifest. `--guest linux` is Debian's kernel with the busybox
+    /// initramfs (`linux fetch`), the Hyper-V enlightenments and 256 MiB.
     #[arg(long, value_name = "FILE")]
     guest: Option<PathBuf>,
+
+    /// The guest's enlightenment profile ("none" or "hyperv"; see
+    /// docs/MANIFEST.md) [none; "hyperv" for `--guest linux`].
+    #[arg(long, value_name = "PROFILE", requires = "guest")]
+    guest_enlightenments: Option<String>,
 
     /// A boot module for the guest, e.g. an initrd (repeatable, at most 4, in order).
     #[arg(long = "guest-module", value_name = "FILE", requires = "guest")]
@@ -344,15 +355,37 @@ fn run_boot(args: BootArgs) -> i32 {
         ui::error("--firmware uefi needs --emulator qemu (Bochs boots with its own BIOS)");
         return EXIT_USAGE;
     }
+    // The machine holds the guest's RAM and the system beside it.
+    let mut machine_mib = args.memory;
     let chosen = match &args.guest {
         Some(image) => {
-            let guest = images::Guest {
+            let mut guest = images::Guest {
                 image: image.clone(),
                 modules: args.guest_modules.clone(),
                 cmdline: args.guest_cmdline.clone(),
                 memory_mib: args.guest_memory,
                 vcpus: args.vcpus,
+                enlightenments: args.guest_enlightenments.clone().unwrap_or_default(),
             };
+            if image.as_os_str() == "linux" {
+                match linux::fetch() {
+                    Ok(fetched) => linux::as_partition(&fetched, &mut guest),
+                    Err(e) => {
+                        ui::error(&e.message);
+                        return if e.missing_tool { EXIT_MISSING_TOOLS } else { EXIT_RUNNER_ERROR };
+                    }
+                }
+            }
+            // Guest RAM is one block of the kernel's buddy allocator: a
+            // power of two, aligned to its size, which the machine must hold.
+            let needed = guest.memory_mib.next_power_of_two().saturating_mul(2).saturating_add(SYSTEM_MIB);
+            if machine_mib < needed {
+                ui::note(format!(
+                    "the machine gets {needed} MiB of memory: the guest's {} MiB and the system's",
+                    guest.memory_mib
+                ));
+                machine_mib = needed;
+            }
             choose_guest(args.manifest.as_deref(), &guest)
         }
         None => choose_manifest(args.manifest.as_deref()),
@@ -375,7 +408,7 @@ fn run_boot(args: BootArgs) -> i32 {
         firmware,
         timeout: args.timeout.map(Duration::from_secs),
         smp: args.smp.unwrap_or(emulator.default_smp()),
-        memory_mib: args.memory,
+        memory_mib: machine_mib,
         cmdline: args.cmdline,
         serial_log: serial_log.clone(),
         qemu_args: args.qemu_args,

@@ -124,6 +124,10 @@ struct Objects {
     /// n maps RAM page n.
     ram: Option<(CapSlot, u64)>,
     rom: Option<CapSlot>,
+    /// Zeroed read-only memory filling the rest of the legacy hole
+    /// (VGA memory and option-ROM space), so firmware scans and ROM probes
+    /// read zeros instead of exiting.
+    legacy: Option<CapSlot>,
 }
 
 /// `count` guest pages from page number `first`.
@@ -295,7 +299,7 @@ impl<K: Kernel> PartitionManager<K> {
             name: short,
             index,
             exit_timeout_ms: DEFAULT_EXIT_TIMEOUT_MS,
-            objects: Objects { partition, ram: None, rom: None },
+            objects: Objects { partition, ram: None, rom: None, legacy: None },
             vps: [None; MAX_VPS],
             gpa: [None; MAX_GPA_RANGES],
         });
@@ -344,14 +348,18 @@ impl<K: Kernel> PartitionManager<K> {
         let rom = self.kernel.create_memory(1).map_err(hv_error)?;
         p.objects.rom = Some(rom);
         self.kernel.fill(rom, ROM_SIGNATURE).map_err(hv_error)?;
+        let legacy_pages = (ROM_GPA - LOW_RAM_END) / PAGE;
+        let legacy = self.kernel.create_memory(legacy_pages).map_err(hv_error)?;
+        p.objects.legacy = Some(legacy);
         let partition = p.objects.partition;
         let ranges = [
             (ram, 0, LOW_RAM_END / PAGE, RWX),
             (ram, HIGH_RAM_START / PAGE, pages - HIGH_RAM_START / PAGE, RWX),
+            (legacy, LOW_RAM_END / PAGE, legacy_pages, RX),
             (rom, ROM_GPA / PAGE, 1, RX),
         ];
         for (k, (memory, first, count, flags)) in ranges.into_iter().enumerate() {
-            let offset = if memory == rom { 0 } else { first };
+            let offset = if memory == ram { first } else { 0 };
             let flags = HvMapGpaFlags::from_bits(flags);
             self.kernel.map(partition, memory, first * PAGE, access(flags), offset, count).map_err(hv_error)?;
             p.gpa[k] = Some(GpaRange { first, count, flags });
@@ -376,7 +384,7 @@ impl<K: Kernel> PartitionManager<K> {
     fn revoke(&mut self, slot: usize) {
         let Some(p) = self.partitions[slot].as_ref() else { return };
         let o = p.objects;
-        let caps = [Some(o.partition), o.ram.map(|r| r.0), o.rom].into_iter().flatten();
+        let caps = [Some(o.partition), o.ram.map(|r| r.0), o.rom, o.legacy].into_iter().flatten();
         for cap in caps.chain(p.vps.iter().flatten().map(|v| v.cap)) {
             let _ = self.kernel.revoke(cap);
         }
@@ -394,7 +402,7 @@ impl<K: Kernel> PartitionManager<K> {
             self.kernel.delete(vp.cap);
         }
         let o = p.objects;
-        for cap in [o.ram.map(|r| r.0), o.rom, Some(o.partition)].into_iter().flatten() {
+        for cap in [o.ram.map(|r| r.0), o.rom, o.legacy, Some(o.partition)].into_iter().flatten() {
             self.kernel.delete(cap);
         }
     }

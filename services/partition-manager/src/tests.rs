@@ -351,7 +351,7 @@ fn mappings_are_checked_and_never_overlap() {
         .kernel()
         .maps
         .iter()
-        .skip(3)
+        .skip(4)
         .map(|&(_, gpa, pages, access, _, offset)| (gpa, pages, access, offset))
         .collect();
     let rw = GuestAccess { read: true, write: true, execute: false };
@@ -438,7 +438,7 @@ fn a_manifest_partition_gets_ram_rom_and_vps_mapped_as_the_layout_says() {
     let id = pm.create_from_manifest(&spec(16 << 20, 2)).unwrap();
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Active));
     let k = pm.kernel();
-    assert_eq!((k.count(Object::Memory { pages: 0 }), k.count(Object::Partition), k.count(Object::Vp)), (2, 1, 2));
+    assert_eq!((k.count(Object::Memory { pages: 0 }), k.count(Object::Partition), k.count(Object::Vp)), (3, 1, 2));
     let rom = *k.filled.keys().next().unwrap();
     assert_eq!(k.filled[&rom], ROM_SIGNATURE);
     let maps: Vec<(u64, u64, GuestAccess, u64, bool)> = k
@@ -448,7 +448,15 @@ fn a_manifest_partition_gets_ram_rom_and_vps_mapped_as_the_layout_says() {
         .collect();
     let rwx = GuestAccess { read: true, write: true, execute: true };
     let rx = GuestAccess { read: true, write: false, execute: true };
-    assert_eq!(maps, [(0, 0xa0, rwx, 0, false), (0x10_0000, 4096 - 256, rwx, 256, false), (0xf_f000, 1, rx, 0, true)]);
+    assert_eq!(
+        maps,
+        [
+            (0, 0xa0, rwx, 0, false),
+            (0x10_0000, 4096 - 256, rwx, 256, false),
+            (0xa_0000, 0x5f, rx, 0, false),
+            (0xf_f000, 1, rx, 0, true)
+        ]
+    );
     // Each VP reports to the manager on its own monitor badge.
     let monitors: Vec<(u64, u64)> = k
         .live
@@ -460,7 +468,7 @@ fn a_manifest_partition_gets_ram_rom_and_vps_mapped_as_the_layout_says() {
         .collect();
     assert_eq!(monitors, [(monitor_badge(0, 0), 500), (monitor_badge(0, 1), 500)]);
     let ranges: Vec<(u64, u64)> = pm.mappings(id).map(|r| (r.first, r.count)).collect();
-    assert_eq!(ranges, [(0, 0xa0), (0xff, 1), (0x100, 4096 - 256)]);
+    assert_eq!(ranges, [(0, 0xa0), (0xa0, 0x5f), (0xff, 1), (0x100, 4096 - 256)]);
     // Another task cannot see it.
     assert_eq!(pm.partition_state(OTHER, id), Err(HvError::ACCESS_DENIED));
 }

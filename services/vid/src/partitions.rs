@@ -17,6 +17,7 @@ use tlfs::exit_state::{ExitState, TransferredState};
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
 use vid::exits::{APIC_HZ, Action, Event, GuestConsole, Vmm, VmmConfig};
 use vid::guest::Guest;
+use vid::linux;
 use vid::loader::{self, LoadRequest, Module};
 use vid::profile::EnlightenmentProfile;
 use vid::synthetic::{HostClock, Vendor};
@@ -291,25 +292,11 @@ fn start(
     // handler reads and writes guest memory through it.
     let window = Window::map(task, ram, RAM_AT + k as u64 * RAM_STRIDE, 0, pages, true)?;
     let ram_bytes = window.leak_mut().ok_or(ErrorCode::INVALID_STATE)?;
-    let mut area = [0u8; 1024];
-    let request = LoadRequest { kernel, modules: &modules, cmdline: p.cmdline, ram_size: memory };
-    let plan = loader::plan(&request, &mut area).map_err(|e| {
-        log!("{}: the guest kernel cannot be loaded: {e:?}", p.name);
-        ErrorCode::INVALID_ARGUMENT
-    })?;
-    plan.apply(ram_bytes).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
-    let registers = plan.set_registers_words();
+    let registers = load(p, kernel, &modules, memory, ram_bytes)?;
 
     invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
     invoke(vp, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     invoke(vp, Operation::VP_SET_REGISTERS, &registers)?;
-    log!(
-        "{}: Multiboot kernel at {:#x}, {} MiB of RAM, command line \"{}\"; starting its VP",
-        p.name,
-        plan.entry,
-        memory >> 20,
-        p.cmdline
-    );
     if vcpus > 1 {
         log!("{}: {vcpus} VPs; this VID runs only VP 0 for now", p.name);
     }
@@ -361,6 +348,59 @@ fn fail_on_purpose(personality: Personality, exits: CapSlot, untyped: CapSlot, s
     loop {
         tessera_rt::yield_now();
     }
+}
+
+/// Loads the partition's guest into its RAM: a Linux bzImage (with the
+/// first module as its initrd) by the x86 boot protocol, anything else as a
+/// Multiboot kernel. Returns the VP's starting registers.
+fn load(
+    p: &sysimage::manifest::Partition<'static>,
+    kernel: &[u8],
+    modules: &[Module<'static>],
+    memory: u64,
+    ram: &mut [u8],
+) -> Result<heapless::Vec<u64, { vid::entry::SET_REGISTERS_WORDS }>, ErrorCode> {
+    let refuse = |what: &dyn core::fmt::Debug| {
+        log!("{}: the guest kernel cannot be loaded: {what:?}", p.name);
+        ErrorCode::INVALID_ARGUMENT
+    };
+    if linux::parse_header(kernel).is_ok() {
+        let memory_map = linux::standard_memory_map(memory);
+        let initrd = modules.first().map_or(&[][..], |m| m.bytes);
+        let request = linux::LinuxRequest {
+            kernel,
+            initrd,
+            cmdline: p.cmdline,
+            ram_size: memory,
+            memory_map: &memory_map,
+            entry: linux::BootEntry::Long64,
+        };
+        let mut area = [0u8; linux::LOW_AREA_LEN];
+        let plan = linux::plan(&request, &mut area).map_err(|e| refuse(&e))?;
+        plan.apply(ram).map_err(|e| refuse(&e))?;
+        log!(
+            "{}: Linux kernel (boot protocol {:#x}) at {:#x}, initrd of {} KiB, {} MiB of RAM, command line \"{}\"",
+            p.name,
+            plan.header.version,
+            plan.entry_point,
+            initrd.len() / 1024,
+            memory >> 20,
+            p.cmdline
+        );
+        return Ok(plan.set_registers_words());
+    }
+    let mut area = [0u8; 1024];
+    let request = LoadRequest { kernel, modules, cmdline: p.cmdline, ram_size: memory };
+    let plan = loader::plan(&request, &mut area).map_err(|e| refuse(&e))?;
+    plan.apply(ram).map_err(|e| refuse(&e))?;
+    log!(
+        "{}: Multiboot kernel at {:#x}, {} MiB of RAM, command line \"{}\"",
+        p.name,
+        plan.entry,
+        memory >> 20,
+        p.cmdline
+    );
+    Ok(plan.set_registers_words())
 }
 
 /// Whose virtualization instructions the guest's hypercall page uses: the

@@ -20,6 +20,8 @@ pub struct PartitionSpec {
     pub vcpus: u8,
     /// The task that runs it.
     pub vid: String,
+    /// An enlightenment profile name (`"none"`, `"hyperv"`); empty: the default.
+    pub enlightenments: String,
 }
 
 fn path_value(subject: &str, field: &str, path: &std::path::Path) -> Result<Value, Errors> {
@@ -47,6 +49,9 @@ pub fn with_partition(text: &str, origin: &str, spec: &PartitionSpec) -> Result<
     table.insert("memory".into(), Value::Integer(memory));
     table.insert("vcpus".into(), Value::Integer(spec.vcpus.into()));
     table.insert("vid".into(), Value::String(spec.vid.clone()));
+    if !spec.enlightenments.is_empty() {
+        table.insert("enlightenments".into(), Value::String(spec.enlightenments.clone()));
+    }
 
     let partitions = doc.entry("partitions").or_insert_with(|| Value::Table(Table::new()));
     let Value::Table(partitions) = partitions else {

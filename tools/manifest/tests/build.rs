@@ -263,6 +263,7 @@ fn a_partition_can_be_added_to_a_manifest_text() {
         memory: 64 << 20,
         vcpus: 3,
         vid: "vid".into(),
+        enlightenments: "hyperv".into(),
     };
     let text = std::fs::read_to_string(repo_manifest()).unwrap();
     let generated = tessera_manifest::with_partition(&text, "system.toml", &spec).unwrap();
