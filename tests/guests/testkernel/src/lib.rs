@@ -1,7 +1,8 @@
 //! The guest test kernel's pure logic, tested on the host: the protocol it
 //! speaks with the VID ([`protocol`]), which tests the command line selects
 //! ([`selection`]), and the checks of what the boot loader handed over
-//! ([`multiboot`]). The kernel itself (`main.rs`: a Multiboot v1 header, a
+//! ([`multiboot`]), and what the TLFS conformance tests expect ([`tlfs`]).
+//! The kernel itself (`main.rs`: a Multiboot v1 header, a
 //! `.code32` stub that enters long mode, the tests) runs only on the bare
 //! target.
 //!
@@ -568,6 +569,8 @@ pub mod isolation {
         text
     }
 }
+
+pub mod tlfs;
 
 #[cfg(test)]
 mod tests;
