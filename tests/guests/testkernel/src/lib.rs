@@ -110,6 +110,15 @@ pub enum Test {
     /// Not in `tests=all`. Loads an empty IDT and executes `int3`: the CPU
     /// triple-faults (a shutdown the VID reports). Nothing runs after it.
     Crash,
+    /// Not in `tests=all` (group `tlfs`). The Hyper-V CPUID leaves
+    /// ([`tlfs::cpuid`]): signature, privileges, features, recommendations.
+    TlfsCpuid,
+    /// Not in `tests=all` (group `tlfs`). The synthetic MSRs: overlay pages,
+    /// time, frequencies, and #GP for those not offered or read-only.
+    TlfsMsr,
+    /// Not in `tests=all` (group `tlfs`). Hypercalls through the hypercall
+    /// page: statuses of TLFS 3.12 and the calls the VID implements.
+    TlfsHypercall,
 }
 
 impl Test {
@@ -117,7 +126,12 @@ impl Test {
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
     /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 2] = [Test::Isolation, Test::Crash];
+    pub const EXPLICIT: [Test; 5] = [Test::Isolation, Test::Crash, Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall];
+
+    /// Names that select several tests, in order: `tests=tlfs` runs the
+    /// TLFS conformance tests (for partitions with `enlightenments = "hyperv"`).
+    pub const GROUPS: [(&'static str, &'static [Test]); 1] =
+        [("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall])];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -131,11 +145,19 @@ impl Test {
             Test::ReadOnly => "readonly",
             Test::Isolation => "isolation",
             Test::Crash => "crash",
+            Test::TlfsCpuid => "tlfs-cpuid",
+            Test::TlfsMsr => "tlfs-msr",
+            Test::TlfsHypercall => "tlfs-hypercall",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Test> {
         Test::ALL.into_iter().chain(Test::EXPLICIT).find(|t| t.name() == name)
+    }
+
+    /// The tests a group name selects.
+    pub fn group(name: &str) -> Option<&'static [Test]> {
+        Test::GROUPS.iter().find(|(n, _)| *n == name).map(|&(_, tests)| tests)
     }
 }
 
@@ -165,18 +187,23 @@ pub fn mark_option(cmdline: &str) -> Option<&str> {
 }
 
 /// The tests the command line selects: `tests=all` (or no `tests=`) runs
-/// [`Test::ALL`]; `tests=a,b` runs those in that order. Empty names are
-/// skipped; unknown ones are reported.
+/// [`Test::ALL`]; `tests=a,b` runs those in that order, a group name
+/// ([`Test::GROUPS`]) standing for its tests. Empty names are skipped;
+/// unknown ones are reported.
 pub fn selection(cmdline: &str) -> Selection<'_> {
     match tests_option(cmdline) {
         None | Some("all") => Selection::All(0),
-        Some(list) => Selection::List(list.split(',')),
+        Some(list) => Selection::List { names: list.split(','), group: &[] },
     }
 }
 
 pub enum Selection<'a> {
     All(usize),
-    List(core::str::Split<'a, char>),
+    /// `group` holds what is left of the group being expanded.
+    List {
+        names: core::str::Split<'a, char>,
+        group: &'static [Test],
+    },
 }
 
 impl<'a> Iterator for Selection<'a> {
@@ -189,9 +216,17 @@ impl<'a> Iterator for Selection<'a> {
                 *i += 1;
                 Some(Selected::Test(test))
             }
-            Selection::List(names) => loop {
+            Selection::List { names, group } => loop {
+                if let Some((&test, rest)) = group.split_first() {
+                    *group = rest;
+                    break Some(Selected::Test(test));
+                }
                 let name = names.next()?;
                 if name.is_empty() {
+                    continue;
+                }
+                if let Some(tests) = Test::group(name) {
+                    *group = tests;
                     continue;
                 }
                 break Some(Test::from_name(name).map_or(Selected::Unknown(name), Selected::Test));
