@@ -65,6 +65,11 @@ pub mod protocol {
     /// (from the memory map).
     pub const UNMAPPED_HIGH: u64 = 0xe000_0000;
 
+    /// The VID forwards console output a line at a time and splits lines
+    /// longer than this many bytes (`LINE_MAX` in the VID's `exits.rs`):
+    /// the kernel keeps its lines, newline included, within it.
+    pub const CONSOLE_LINE_MAX: usize = 120;
+
     /// Test-exit values.
     pub mod exit {
         /// Every selected test passed.

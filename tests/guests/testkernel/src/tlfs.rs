@@ -267,17 +267,15 @@ impl Outcome {
 
 impl core::fmt::Display for Outcome {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "status {:#x} {}, {} reps", self.status, status::name(self.status), self.reps)
+        write!(f, "{} ({:#x})", status::name(self.status), self.status)?;
+        if self.reps != 0 { write!(f, ", {} reps", self.reps) } else { Ok(()) }
     }
 }
 
-/// `expected` or a detail naming both statuses.
+/// `expected` or a detail saying what came instead (the expected status
+/// is in the check's name).
 pub fn expect_status(got: Outcome, expected: u16) -> Result<(), Detail> {
-    if got.status == expected {
-        Ok(())
-    } else {
-        Err(detail!("got {got}, expected {expected:#x} {}", status::name(expected)))
-    }
+    if got.status == expected { Ok(()) } else { Err(detail!("got {got}")) }
 }
 
 /// The guest OS identity the test writes, in the open-source encoding of
@@ -312,7 +310,7 @@ pub fn hypercall_sequence(bytes: [u8; 4]) -> Result<HypercallInstruction, Detail
     match bytes {
         VMCALL_RET => Ok(HypercallInstruction::Vmcall),
         VMMCALL_RET => Ok(HypercallInstruction::Vmmcall),
-        _ => Err(detail!("page starts {bytes:02x?}, expected VMCALL or VMMCALL then RET")),
+        _ => Err(detail!("page starts {bytes:02x?}")),
     }
 }
 
@@ -378,6 +376,46 @@ pub fn bits_not_matching<const N: usize>(value: u32, bits: &[(u32, &str)], want_
         }
     }
     t
+}
+
+/// What a check came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// Passed; the note (maybe empty) is shown in parentheses.
+    Ok(&'a str),
+    /// A required check failed, for this reason.
+    Fail(&'a str),
+    /// Observed, not required.
+    Informational(&'a str),
+}
+
+/// The longest line a check prints, without its newline.
+pub const CHECK_LINE_MAX: usize = crate::protocol::CONSOLE_LINE_MAX - 1;
+
+/// The line a check prints: `testkernel: tlfs: <what>: ok [(<note>)]`,
+/// `...: FAIL <why>` or `...: informational: <text>`. The note, reason or
+/// text is cut (ending in `..`) so the line fits [`CHECK_LINE_MAX`]; the
+/// name and the verdict always stay whole.
+pub fn check_line(what: &str, verdict: Verdict<'_>) -> Text<256> {
+    let (word, open, text, close) = match verdict {
+        Verdict::Ok("") => ("ok", "", "", ""),
+        Verdict::Ok(note) => ("ok", " (", note, ")"),
+        Verdict::Fail(why) => ("FAIL", " ", why, ""),
+        Verdict::Informational(text) => ("informational", ": ", text, ""),
+    };
+    let mut line = Text::new();
+    let _ = write!(line, "testkernel: tlfs: {what}: {word}");
+    let room = CHECK_LINE_MAX.saturating_sub(line.as_str().len() + open.len() + close.len());
+    if text.len() <= room {
+        let _ = write!(line, "{open}{text}{close}");
+    } else if room > 2 {
+        let mut end = room - 2;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let _ = write!(line, "{open}{}..{close}", &text[..end]);
+    }
+    line
 }
 
 /// Parameter blocks, little-endian, as the hypercalls read them.

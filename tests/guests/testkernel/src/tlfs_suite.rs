@@ -19,7 +19,7 @@ use crate::hw::{self, Fault};
 use crate::println;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_testkernel::tlfs::cpuid::{self as leaf, hypercall_privilege};
-use guest_testkernel::tlfs::{self, msr};
+use guest_testkernel::tlfs::{self, Verdict, msr};
 use guest_testkernel::{Detail, Text, detail};
 
 type Outcome = Result<(), Detail>;
@@ -39,46 +39,39 @@ fn fail_unless(cond: bool, why: Detail) -> Check {
 struct Checks {
     total: u32,
     failed: u32,
-    first: Option<Text<48>>,
 }
 
 impl Checks {
     fn new() -> Checks {
-        Checks { total: 0, failed: 0, first: None }
+        Checks { total: 0, failed: 0 }
     }
 
     /// A required check; true if it passed.
     fn require(&mut self, what: &str, check: Check) -> bool {
         self.total += 1;
-        match check {
-            Ok(note) if note.as_str().is_empty() => println!("testkernel: tlfs: {what}: ok"),
-            Ok(note) => println!("testkernel: tlfs: {what}: ok ({note})"),
-            Err(why) => {
-                println!("testkernel: tlfs: {what}: FAIL {why}");
-                self.failed += 1;
-                if self.first.is_none() {
-                    let mut t = Text::new();
-                    let _ = core::fmt::Write::write_str(&mut t, what);
-                    self.first = Some(t);
-                }
-                return false;
-            }
-        }
-        true
+        let passed = check.is_ok();
+        let line = match &check {
+            Ok(note) => tlfs::check_line(what, Verdict::Ok(note.as_str())),
+            Err(why) => tlfs::check_line(what, Verdict::Fail(why.as_str())),
+        };
+        println!("{line}");
+        self.failed += u32::from(!passed);
+        passed
     }
 
     /// What the test observed but does not require.
     fn info(&mut self, what: &str, text: core::fmt::Arguments<'_>) {
-        println!("testkernel: tlfs: {what}: informational: {text}");
+        let mut t = Text::<128>::new();
+        let _ = core::fmt::Write::write_fmt(&mut t, text);
+        println!("{}", tlfs::check_line(what, Verdict::Informational(t.as_str())));
     }
 
     fn finish(self) -> Outcome {
-        match self.first {
-            None => {
-                println!("testkernel: tlfs: {} required checks passed", self.total);
-                Ok(())
-            }
-            Some(first) => Err(detail!("{} of {} required checks failed, first: {first}", self.failed, self.total)),
+        if self.failed == 0 {
+            println!("testkernel: tlfs: all {} required checks passed", self.total);
+            Ok(())
+        } else {
+            Err(detail!("{} of {} required checks failed", self.failed, self.total))
         }
     }
 }
@@ -87,13 +80,13 @@ impl Checks {
 /// "Microsoft Hv"); otherwise why not, for the fail-fast line.
 fn interface() -> Result<u32, Detail> {
     if hw::cpuid(1, 0).ecx & leaf::LEAF1_ECX_HYPERVISOR == 0 {
-        return Err(detail!("no hypervisor: CPUID 1 ECX bit 31 is clear"));
+        return Err(detail!("no hypervisor (CPUID 1 ECX bit 31 clear)"));
     }
     let hv = hw::cpuid(leaf::VENDOR_AND_MAX, 0);
     let vendor = tlfs::leaf_string(hv.ebx, hv.ecx, hv.edx);
     if vendor != leaf::VENDOR {
         let shown = tlfs::printable::<12>(&vendor);
-        return Err(detail!("no Hyper-V interface: CPUID 0x40000000 vendor \"{shown}\", not \"Microsoft Hv\""));
+        return Err(detail!("no Hyper-V interface (CPUID 0x40000000: \"{shown}\")"));
     }
     Ok(hv.eax)
 }
@@ -102,7 +95,7 @@ fn interface() -> Result<u32, Detail> {
 fn with_interface(what: &str, test: impl FnOnce(&mut Checks)) -> Outcome {
     let mut checks = Checks::new();
     if let Err(why) = interface() {
-        println!("testkernel: tlfs: {what}: FAIL {why}");
+        println!("{}", tlfs::check_line(what, Verdict::Fail(why.as_str())));
         return Err(why);
     }
     test(&mut checks);
@@ -110,11 +103,11 @@ fn with_interface(what: &str, test: impl FnOnce(&mut Checks)) -> Outcome {
 }
 
 fn rdmsr(name: &str, msr: u32) -> Result<u64, Detail> {
-    hw::rdmsr_checked(msr).map_err(|f| detail!("rdmsr {name} ({msr:#x}) raised {f}"))
+    hw::rdmsr_checked(msr).map_err(|f| detail!("rdmsr {name} raised {f}"))
 }
 
 fn wrmsr(name: &str, msr: u32, value: u64) -> Result<(), Detail> {
-    hw::wrmsr_checked(msr, value).map_err(|f| detail!("wrmsr {name} ({msr:#x}) := {value:#x} raised {f}"))
+    hw::wrmsr_checked(msr, value).map_err(|f| detail!("wrmsr {name} := {value:#x} raised {f}"))
 }
 
 fn expect_gp(result: Result<(), Fault>, access: &str) -> Check {
@@ -141,7 +134,7 @@ pub fn cpuid() -> Outcome {
     let is_hv = vendor == leaf::VENDOR;
     if !c.require(
         "CPUID 0x40000000 vendor \"Microsoft Hv\"",
-        fail_unless(is_hv, detail!("\"{shown}\": no Hyper-V interface, nothing more to check")),
+        fail_unless(is_hv, detail!("\"{shown}\": no Hyper-V interface")),
     ) {
         return c.finish();
     }
@@ -171,16 +164,16 @@ pub fn cpuid() -> Outcome {
     );
     let vp_registers = f.ebx & hypercall_privilege::ACCESS_VP_REGISTERS != 0;
     let others = f.ebx & !hypercall_privilege::ACCESS_VP_REGISTERS;
-    c.require(
-        "CPUID 0x40000003 EBX: no hypercall privileges (besides AccessVpRegisters)",
-        fail_unless(others == 0, detail!("EBX {:#x}", f.ebx)),
-    );
+    c.require("CPUID 0x40000003 EBX: at most AccessVpRegisters", fail_unless(others == 0, detail!("EBX {:#x}", f.ebx)));
     c.info(
-        "CPUID 0x40000003 EBX AccessVpRegisters",
+        "AccessVpRegisters",
         format_args!(
-            "{}: Get/SetVpRegisters on the partition itself must then return {}",
-            if vp_registers { "offered" } else { "not offered" },
-            if vp_registers { "SUCCESS" } else { "ACCESS_DENIED (7.10.1)" }
+            "{}",
+            if vp_registers {
+                "offered: Get/SetVpRegisters(self) must succeed"
+            } else {
+                "not offered: Get/SetVpRegisters(self) are denied"
+            }
         ),
     );
     let missing = tlfs::bits_not_matching::<96>(f.edx, &leaf::REQUIRED_FEATURES, true);
@@ -194,11 +187,11 @@ pub fn cpuid() -> Outcome {
         "CPUID 0x40000004 EAX recommendations",
         fail_unless(missing.as_str().is_empty(), detail!("EAX {:#x} lacks {missing}", r.eax)),
     );
-    c.info("CPUID 0x40000004 EBX spinlock retries", format_args!("{:#x}", r.ebx));
+    c.info("spinlock retries", format_args!("{:#x}", r.ebx));
     let v = hw::cpuid(leaf::VERSION, 0);
-    c.info("CPUID 0x40000002 version", format_args!("{:#x} {:#x} {:#x} {:#x}", v.eax, v.ebx, v.ecx, v.edx));
+    c.info("version leaf", format_args!("{:#x} {:#x} {:#x} {:#x}", v.eax, v.ebx, v.ecx, v.edx));
     let l = hw::cpuid(leaf::LIMITS, 0);
-    c.info("CPUID 0x40000005 limits", format_args!("max VPs {}, max LPs {}", l.eax, l.ebx));
+    c.info("limits leaf", format_args!("max VPs {}, max LPs {}", l.eax, l.ebx));
     c.finish()
 }
 
@@ -259,8 +252,8 @@ pub fn msrs() -> Outcome {
             Err(f) => c.info("TPR", format_args!("rdmsr raised {f}")),
         }
         for (what, number) in [
-            ("rdmsr SCONTROL (SynIC not offered) raises #GP", msr::SCONTROL),
-            ("rdmsr STIMER0_CONFIG (timers not offered) raises #GP", msr::STIMER0_CONFIG),
+            ("rdmsr SCONTROL (not offered) raises #GP", msr::SCONTROL),
+            ("rdmsr STIMER0_CONFIG (not offered) raises #GP", msr::STIMER0_CONFIG),
         ] {
             c.require(what, expect_gp(hw::rdmsr_checked(number).map(|_| ()), "rdmsr"));
         }
@@ -268,7 +261,7 @@ pub fn msrs() -> Outcome {
             Err(f) => c.info("rdmsr 0x400000FF (no TLFS MSR)", format_args!("raised {f}")),
             Ok(v) => c.info("rdmsr 0x400000FF (no TLFS MSR)", format_args!("read {v:#x}, no fault")),
         }
-        c.info("GUEST_IDLE", format_args!("not exercised: a read idles the VP until an interrupt"));
+        c.info("GUEST_IDLE", format_args!("not exercised (a read idles the VP)"));
     })
 }
 
@@ -293,11 +286,11 @@ fn guest_os_id_and_hypercall_page(c: &mut Checks) {
 
     let instruction = match hypercall_page() {
         Ok(i) => {
-            c.require("HYPERCALL enable: page starts with VMCALL/VMMCALL, RET", Ok(detail!("{}", i.name())));
+            c.require("HYPERCALL page: VMCALL or VMMCALL, then RET", Ok(detail!("{}", i.name())));
             i
         }
         Err(why) => {
-            c.require("HYPERCALL enable: page starts with VMCALL/VMMCALL, RET", Err(why));
+            c.require("HYPERCALL page: VMCALL or VMMCALL, then RET", Err(why));
             return;
         }
     };
@@ -322,9 +315,9 @@ fn guest_os_id_and_hypercall_page(c: &mut Checks) {
     let cleared = set_guest_os_id(0)
         .and_then(|()| rdmsr("HYPERCALL", msr::HYPERCALL))
         .and_then(|v| fail_unless(v & msr::PAGE_ENABLE == 0, detail!("HYPERCALL still reads {v:#x}")));
-    c.require("clearing GUEST_OS_ID disables the hypercall page (2.6)", cleared);
+    c.require("GUEST_OS_ID := 0 disables the hypercall page (2.6)", cleared);
     let again = hypercall_page().map(|i| detail!("{}", i.name()));
-    c.require("GUEST_OS_ID set again, hypercall page enabled again", again);
+    c.require("GUEST_OS_ID set again, page enabled again", again);
 }
 
 fn vp_index(c: &mut Checks) {
@@ -379,8 +372,8 @@ fn time(c: &mut Checks) {
     let expected = tlfs::expected_reference_delta(t1.wrapping_sub(t0), tsc_hz);
     let consistent = tsc_hz != 0 && tlfs::within(delta, expected, 25, 10_000 + 2 * exit_cost);
     c.require(
-        "TIME_REF_COUNT consistent with TSC_FREQUENCY (25% + 1 ms)",
-        fail_unless(consistent, detail!("+{delta}, the TSC says +{expected} (exit cost {exit_cost})"))
+        "TIME_REF_COUNT agrees with TSC_FREQUENCY",
+        fail_unless(consistent, detail!("+{delta}, TSC says +{expected}, exit {exit_cost}"))
             .map(|_| detail!("+{delta}, TSC says +{expected}")),
     );
     let runtime = match (run0, run1) {
@@ -408,20 +401,15 @@ fn reference_tsc_page(c: &mut Checks, tolerance: u64) {
         }
     };
     let count = rdmsr("TIME_REF_COUNT", msr::TIME_REF_COUNT).unwrap_or(0);
+    c.info("reference TSC page", format_args!("sequence {sequence}, scale {scale:#x}, offset {offset}"));
     if sequence == 0 {
-        c.info(
-            "reference TSC page",
-            format_args!("sequence 0 (invalid): a guest falls back on TIME_REF_COUNT (12.7.3); not compared"),
-        );
+        c.info("reference TSC page", format_args!("sequence 0: invalid, not compared (12.7.3)"));
         return;
     }
     let diff = count.abs_diff(reference);
     c.require(
-        "reference TSC page time agrees with TIME_REF_COUNT",
-        fail_unless(
-            diff <= tolerance,
-            detail!("page {reference}, MSR {count}: {diff} apart, tolerance {tolerance} (100 ns)"),
-        )
-        .map(|_| detail!("sequence {sequence}, scale {scale:#x}, offset {offset}, {diff} apart")),
+        "reference TSC page vs TIME_REF_COUNT",
+        fail_unless(diff <= tolerance, detail!("page {reference}, MSR {count}, allowed {tolerance}"))
+            .map(|_| detail!("{diff} apart, allowed {tolerance}")),
     );
 }

@@ -24,10 +24,10 @@ fn results_decode_status_and_reps_completed() {
     assert_eq!(Outcome::from_rax(0), Outcome { status: 0, reps: 0 });
     assert_eq!(Outcome::from_rax(0xffff_f003_ffff_0005), Outcome { status: 5, reps: 3 });
     assert_eq!(Outcome::from_rax(0x0000_0fff_0000_0000).reps, 0xfff);
-    assert_eq!(format!("{}", Outcome::from_rax(0x2_0000_0000)), "status 0x0 SUCCESS, 2 reps");
+    assert_eq!(format!("{}", Outcome::from_rax(0x2_0000_0000)), "SUCCESS (0x0), 2 reps");
     assert!(expect_status(Outcome::from_rax(6), status::ACCESS_DENIED).is_ok());
     let e = expect_status(Outcome::from_rax(2), status::SUCCESS).unwrap_err();
-    assert_eq!(e.as_str(), "got status 0x2 INVALID_HYPERCALL_CODE, 0 reps, expected 0x0 SUCCESS");
+    assert_eq!(e.as_str(), "got INVALID_HYPERCALL_CODE (0x2)");
     assert_eq!(status::name(0x4444), "?");
 }
 
@@ -200,4 +200,27 @@ fn numbers_agree_with_the_tlfs_crate() {
     assert_eq!(u32::from_le_bytes(cpuid::SIGNATURE), ::tlfs::cpuid::HV_CPUID_INTERFACE_SIGNATURE);
     assert_eq!(cpuid::MIN_MAX_LEAF, ::tlfs::cpuid::HV_CPUID_MIN_MAX_FUNCTION);
     assert_eq!(msr::CRASH_NOTIFY, ::tlfs::msr::HvCrashCtlRegContents::new().with_crash_notify(true).into_bits());
+}
+
+#[test]
+fn check_lines_fit_the_vids_console_line() {
+    let line = |what, v| check_line(what, v).as_str().to_string();
+    assert_eq!(line("VP_INDEX is 0", Verdict::Ok("")), "testkernel: tlfs: VP_INDEX is 0: ok");
+    assert_eq!(line("x", Verdict::Ok("3 calls")), "testkernel: tlfs: x: ok (3 calls)");
+    assert_eq!(line("x", Verdict::Fail("got SUCCESS (0x0)")), "testkernel: tlfs: x: FAIL got SUCCESS (0x0)");
+    assert_eq!(line("x", Verdict::Informational("no IPI")), "testkernel: tlfs: x: informational: no IPI");
+    let long = "y".repeat(200);
+    for v in [Verdict::Ok(&long), Verdict::Fail(&long), Verdict::Informational(&long)] {
+        let l = line("a check", v);
+        assert_eq!(l.len(), CHECK_LINE_MAX, "{l}");
+        assert!(l.contains("yy..") && l.starts_with("testkernel: tlfs: a check: "), "{l}");
+    }
+    assert!(line("a check", Verdict::Ok(&long)).ends_with("..)"));
+    // Cut on a character boundary.
+    let accents = "\u{e9}".repeat(100);
+    assert!(line("a check", Verdict::Fail(&accents)).ends_with(".."));
+    // A name too long for any detail keeps its verdict.
+    let name = "n".repeat(100);
+    assert_eq!(line(&name, Verdict::Fail("why")), format!("testkernel: tlfs: {name}: FAIL"));
+    const { assert!(CHECK_LINE_MAX < crate::protocol::CONSOLE_LINE_MAX) };
 }

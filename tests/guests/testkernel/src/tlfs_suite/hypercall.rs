@@ -33,6 +33,14 @@ fn rep_call(control: Control, rdx: u64, r8: u64) -> Result<(Outcome, u32), Detai
     }
 }
 
+/// A call's outcome or why it has none, as text.
+fn shown<T: core::fmt::Display>(result: &Result<T, Detail>) -> Detail {
+    match result {
+        Ok(t) => detail!("{t}"),
+        Err(why) => why.clone(),
+    }
+}
+
 fn expect(result: Result<Outcome, Detail>, want: u16) -> Check {
     tlfs::expect_status(result?, want).map(|()| Detail::new())
 }
@@ -62,9 +70,9 @@ pub fn hypercalls() -> super::Outcome {
 
         let extended = f.ebx & hypercall_privilege::ENABLE_EXTENDED_HYPERCALLS != 0;
         let (want, what) = if extended {
-            (status::SUCCESS, "HvExtCallQueryCapabilities with EnableExtendedHypercalls: SUCCESS")
+            (status::SUCCESS, "HvExtCallQueryCapabilities: SUCCESS")
         } else {
-            (status::ACCESS_DENIED, "HvExtCallQueryCapabilities without EnableExtendedHypercalls: ACCESS_DENIED")
+            (status::ACCESS_DENIED, "HvExtCallQueryCapabilities: ACCESS_DENIED")
         };
         c.require(what, expect(call(Control::new(call::EXT_QUERY_CAPABILITIES), 0, Page::Output.addr()), want));
 
@@ -72,10 +80,10 @@ pub fn hypercalls() -> super::Outcome {
         // XMM fast input (3.7.2); what happens without it is not spelled out.
         let fast = Control::new(call::FLUSH_VIRTUAL_ADDRESS_SPACE).fast();
         let xmm = f.edx & (1 << 4) != 0;
-        let what = "fast HvFlushVirtualAddressSpace (24-byte input)";
+        let what = "fast call, 24-byte input";
         match hv::hypercall(fast.0, 0, flush::ALL_PROCESSORS | flush::ALL_VIRTUAL_ADDRESS_SPACES) {
-            Ok(r) => c.info(what, format_args!("{} (XMM input offered: {xmm})", Outcome::from_rax(r.rax))),
-            Err(f) => c.info(what, format_args!("raised {f} (XMM input offered: {xmm})")),
+            Ok(r) => c.info(what, format_args!("{}, XMM input offered: {xmm}", Outcome::from_rax(r.rax))),
+            Err(f) => c.info(what, format_args!("raised {f}, XMM input offered: {xmm}")),
         }
         c.info("hypercall from CPL 3 raises #UD (3.5)", format_args!("not exercised: this kernel has no ring 3"));
     })
@@ -102,10 +110,7 @@ fn control_value(c: &mut Checks) {
     let past = list.reps(1, 1);
     c.require("rep start index >= rep count: INVALID_HYPERCALL_INPUT", expect(call(past, at, 0), input_error));
     let variable = Control::new(call::FLUSH_VIRTUAL_ADDRESS_SPACE).variable_header(1);
-    c.require(
-        "variable header size on a call without one: INVALID_HYPERCALL_INPUT (3.7.1)",
-        expect(call(variable, at, 0), input_error),
-    );
+    c.require("variable header on a fixed call: INVALID_HYPERCALL_INPUT", expect(call(variable, at, 0), input_error));
 }
 
 /// TLFS 3.6: parameter blocks are 8-byte aligned and cross no page.
@@ -114,7 +119,7 @@ fn alignment(c: &mut Checks) {
     let space = Control::new(call::FLUSH_VIRTUAL_ADDRESS_SPACE);
     let aligned = status::INVALID_ALIGNMENT;
     let misaligned = input_at(8 + 4, &header);
-    c.require("input GPA 4 bytes off alignment: INVALID_ALIGNMENT", expect(call(space, misaligned, 0), aligned));
+    c.require("input GPA+4: INVALID_ALIGNMENT", expect(call(space, misaligned, 0), aligned));
     let crossing = input_at(PAGE - 8, &header);
     c.require("input crossing a page: INVALID_ALIGNMENT", expect(call(space, crossing, 0), aligned));
 
@@ -123,9 +128,9 @@ fn alignment(c: &mut Checks) {
     input_at(16, &[0; 16]);
     let out = Page::Output.addr();
     let result = call(get.reps(1, 0), at, out + 4);
-    c.require("output GPA 4 bytes off alignment: INVALID_ALIGNMENT", expect(result, aligned));
+    c.require("output GPA+4: INVALID_ALIGNMENT", expect(result, aligned));
     let result = call(get.reps(3, 0), at, out + PAGE as u64 - 8);
-    c.require("output (3 x 4 bytes) crossing a page: INVALID_ALIGNMENT", expect(result, aligned));
+    c.require("output (12 bytes) crossing a page: INVALID_ALIGNMENT", expect(result, aligned));
 }
 
 /// TLFS 7.10.1, 7.10.2: the partition's own registers, only with
@@ -142,7 +147,7 @@ fn vp_registers(c: &mut Checks, offered: bool) {
     let result = rep_call(get, at, Page::Output.addr());
     if !offered {
         let denied = status::ACCESS_DENIED;
-        let what = "HvGetVpRegisters (self) without AccessVpRegisters: ACCESS_DENIED (7.10.2)";
+        let what = "HvGetVpRegisters(self): ACCESS_DENIED (7.10.2)";
         c.require(what, expect(result.map(|(o, _)| o), denied));
         // Should it be accepted after all, it sets RFLAGS to 0x2 (interrupts
         // are off here anyway): harmless, unlike RIP or RSP.
@@ -152,7 +157,7 @@ fn vp_registers(c: &mut Checks, offered: bool) {
         let at = input_at(0, &header);
         input_at(16, &assoc);
         let set = Control::new(call::SET_VP_REGISTERS).reps(1, 0);
-        let what = "HvSetVpRegisters (self) without AccessVpRegisters: ACCESS_DENIED (7.10.1)";
+        let what = "HvSetVpRegisters(self): ACCESS_DENIED (7.10.1)";
         c.require(what, expect(call(set, at, 0), denied));
         return;
     }
@@ -173,14 +178,11 @@ fn vp_registers(c: &mut Checks, offered: bool) {
     let get = Control::new(call::GET_VP_REGISTERS).reps(1, 0);
     let misaligned = input_at(8 + 4, &header);
     let result = call(get, misaligned, Page::Output.addr());
-    c.require("HvGetVpRegisters input 4 bytes off alignment: INVALID_ALIGNMENT", expect(result, aligned));
+    c.require("HvGetVpRegisters input GPA+4: INVALID_ALIGNMENT", expect(result, aligned));
     let crossing = input_at(PAGE - 8, &header);
     let result = call(get, crossing, Page::Output.addr());
     c.require("HvGetVpRegisters header crossing a page: INVALID_ALIGNMENT", expect(result, aligned));
-    c.info(
-        "HvSetVpRegisters",
-        format_args!("not exercised: AccessVpRegisters is offered, and a write would take effect"),
-    );
+    c.info("HvSetVpRegisters", format_args!("not exercised (a write would take effect)"));
 }
 
 /// TLFS 7.10.4: the boot VP's APIC ID (CPUID 1 EBX 31:24) is VP 0.
@@ -206,12 +208,9 @@ fn flushes(c: &mut Checks, ex: bool) {
     let at = input_at(0, &input::flush(0, all, 0));
     c.require("HvFlushVirtualAddressSpace (all VPs, all spaces): SUCCESS", expect(call(space, at, 0), status::SUCCESS));
     let at = input_at(0, &input::flush(0, all | 1 << 8, 0));
-    c.require("HvFlushVirtualAddressSpace reserved flag: INVALID_PARAMETER", expect(call(space, at, 0), invalid));
+    c.require("HvFlushVirtualAddressSpace flag bit 8: INVALID_PARAMETER", expect(call(space, at, 0), invalid));
     let at = input_at(0, &input::flush(0, flush::ALL_VIRTUAL_ADDRESS_SPACES, 0));
-    c.require(
-        "HvFlushVirtualAddressSpace empty processor mask: INVALID_PARAMETER",
-        expect(call(space, at, 0), invalid),
-    );
+    c.require("HvFlushVirtualAddressSpace mask 0: INVALID_PARAMETER", expect(call(space, at, 0), invalid));
 
     let gvas = [Page::Input.addr(), Page::Output.addr(), hw::kernel_extent().start];
     let list_of = |header: &[u8], code: u16| {
@@ -228,7 +227,7 @@ fn flushes(c: &mut Checks, ex: bool) {
     c.require("HvFlushVirtualAddressList 3 GVAs: SUCCESS, 3 reps", list);
     let at = input_at(0, &input::flush(0, all | flush::NON_GLOBAL_MAPPINGS_ONLY, 0));
     let list = Control::new(call::FLUSH_VIRTUAL_ADDRESS_LIST).reps(1, 0);
-    let what = "HvFlushVirtualAddressList non-global only: INVALID_PARAMETER (9.4.4)";
+    let what = "HvFlushVirtualAddressList non-global: INVALID_PARAMETER";
     c.require(what, expect(call(list, at, 0), invalid));
 
     let header = input::flush_ex_all(0, flush::ALL_VIRTUAL_ADDRESS_SPACES);
@@ -239,8 +238,8 @@ fn flushes(c: &mut Checks, ex: bool) {
         c.require("HvFlushVirtualAddressSpaceEx (set: all VPs): SUCCESS", expect(space_ex, status::SUCCESS));
         c.require("HvFlushVirtualAddressListEx 3 GVAs: SUCCESS, 3 reps", list_ex);
     } else {
-        c.info("HvFlushVirtualAddressSpaceEx (Ex masks not recommended)", format_args!("{space_ex:?}"));
-        c.info("HvFlushVirtualAddressListEx (Ex masks not recommended)", format_args!("{list_ex:?}"));
+        c.info("HvFlushVirtualAddressSpaceEx (not recommended)", format_args!("{}", shown(&space_ex)));
+        c.info("HvFlushVirtualAddressListEx (not recommended)", format_args!("{}", shown(&list_ex)));
     }
 }
 
@@ -256,24 +255,24 @@ fn cluster_ipi(c: &mut Checks, ex: bool) {
     let (rdx, r8) = input::cluster_ipi_fast(u32::from(tlfs::IPI_VECTOR), vp_mask);
     let sent = expect(call(ipi, rdx, r8), status::SUCCESS);
     let was_sent = sent.is_ok();
-    c.require("HvSendSyntheticClusterIpi vector 0x30 to itself (fast): SUCCESS", sent);
+    c.require("HvSendSyntheticClusterIpi 0x30 to self: SUCCESS", sent);
     if was_sent {
         let waited = hw::interrupt_window(busy_ticks(hz), || hw::ipis() != before);
         let arrived = hw::ipis() - before;
-        let what = "IPI 0x30 delivered (needs the VID's local APIC)";
-        c.info(what, format_args!("{arrived} interrupt(s) on vector 0x30 within {waited} TSC ticks"));
+        let text = format_args!("{arrived} interrupt(s) in {waited} TSC ticks (needs the VID's APIC)");
+        c.info("IPI 0x30 delivered", text);
     }
     let (rdx, r8) = input::cluster_ipi_fast(u32::from(tlfs::BAD_IPI_VECTOR), vp_mask);
     let bad = expect(call(ipi, rdx, r8), status::INVALID_PARAMETER);
-    c.require("HvSendSyntheticClusterIpi vector 0x05: INVALID_PARAMETER", bad);
+    c.require("HvSendSyntheticClusterIpi 0x05: INVALID_PARAMETER", bad);
 
     let at = input_at(0, &input::cluster_ipi_ex_all(u32::from(tlfs::IPI_VECTOR)));
     let before = hw::ipis();
     let result = call(Control::new(call::SEND_SYNTHETIC_CLUSTER_IPI_EX), at, 0);
     if ex {
-        c.require("HvSendSyntheticClusterIpiEx vector 0x30 to all VPs: SUCCESS", expect(result, status::SUCCESS));
+        c.require("HvSendSyntheticClusterIpiEx 0x30 to all: SUCCESS", expect(result, status::SUCCESS));
     } else {
-        c.info("HvSendSyntheticClusterIpiEx (Ex masks not recommended)", format_args!("{result:?}"));
+        c.info("HvSendSyntheticClusterIpiEx (not recommended)", format_args!("{}", shown(&result)));
     }
     // Take the interrupt now if it is coming, not in a later test.
     hw::interrupt_window(busy_ticks(hz), || hw::ipis() != before);
