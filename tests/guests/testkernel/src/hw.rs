@@ -426,7 +426,7 @@ pub fn rdmsr_checked(msr: u32) -> Result<u64, Fault> {
 }
 
 /// `wrmsr`; a #GP (or #UD) is returned, not fatal. The tests write only
-/// synthetic MSRs (and the architectural ones the kernel already owns).
+/// synthetic MSRs.
 pub fn wrmsr_checked(msr: u32, value: u64) -> Result<(), Fault> {
     arm(0, 0);
     // SAFETY: the synthetic MSRs the tests write place overlay pages over
