@@ -11,11 +11,21 @@
 //! | read 8 | `mov rax, [rdi]` | `48 8B 07` |
 //! | write 4 | `mov [rdi], esi` | `89 37` |
 //! | write 8 | `mov [rdi], rsi` | `48 89 37` |
+//!
+//! A test that expects an instruction to fault (`rdmsr` of an MSR that is
+//! not offered: #GP) runs it through a *fixup*: the instruction's address
+//! and where to resume are recorded first, and the trap handler, seeing #UD
+//! or #GP at exactly that address, resumes there and records the fault
+//! instead of stopping the kernel ([`rdmsr_checked`], [`wrmsr_checked`],
+//! [`write8_checked`], and the hypercall in [`hv`]).
 
 use core::arch::asm;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use guest_testkernel::protocol::{self, UART_DATA, UART_LINE_STATUS};
+use guest_testkernel::tlfs;
+
+pub mod hv;
 
 // ---- Port I/O ------------------------------------------------------------
 
@@ -305,6 +315,22 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
         outb(0x20, 0x20);
         return;
     }
+    if vector == u64::from(tlfs::IPI_VECTOR) {
+        IPIS.fetch_add(1, Ordering::Relaxed);
+        write32(LAPIC_BASE + LAPIC_EOI, 0);
+        return;
+    }
+    if vector == u64::from(LAPIC_SPURIOUS_VECTOR) {
+        return; // a spurious interrupt is not acknowledged
+    }
+    let at = FIXUP_AT.load(Ordering::Relaxed);
+    if at != 0 && frame.rip == at && (vector == UD || vector == GP) {
+        FAULT.store(vector + 1, Ordering::Relaxed);
+        FAULT_ERROR.store(frame.error, Ordering::Relaxed);
+        FIXUP_AT.store(0, Ordering::Relaxed);
+        frame.rip = FIXUP_RESUME.load(Ordering::Relaxed);
+        return;
+    }
     let name = EXCEPTIONS.get(vector as usize).copied().unwrap_or("interrupt");
     let cr2: u64;
     // SAFETY: reads CR2.
@@ -314,6 +340,145 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
         frame.error, frame.rip
     );
     exit(protocol::exit::EXCEPTION)
+}
+
+// ---- Faults on purpose (fixups) -----------------------------------------
+
+const UD: u64 = 6;
+const GP: u64 = 13;
+
+/// The address of the instruction that may fault, 0 when none is armed.
+static FIXUP_AT: AtomicU64 = AtomicU64::new(0);
+/// Where execution resumes if it does.
+static FIXUP_RESUME: AtomicU64 = AtomicU64::new(0);
+/// The vector + 1 of the fault taken at the armed instruction, 0 if none.
+static FAULT: AtomicU64 = AtomicU64::new(0);
+static FAULT_ERROR: AtomicU64 = AtomicU64::new(0);
+
+/// A fault a test provoked on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub vector: u8,
+    pub error: u64,
+}
+
+impl Fault {
+    pub const fn is_gp(self) -> bool {
+        self.vector == GP as u8
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = EXCEPTIONS.get(usize::from(self.vector)).copied().unwrap_or("?");
+        write!(f, "{name} (error {:#x})", self.error)
+    }
+}
+
+/// Arms the fixup for an instruction at `at` that resumes at `resume`;
+/// forgets any earlier fault.
+fn arm(at: u64, resume: u64) {
+    FAULT.store(0, Ordering::Relaxed);
+    FIXUP_RESUME.store(resume, Ordering::Relaxed);
+    FIXUP_AT.store(at, Ordering::Relaxed);
+}
+
+/// Disarms the fixup; the fault taken since [`arm`], if any.
+fn take_fault() -> Option<Fault> {
+    FIXUP_AT.store(0, Ordering::Relaxed);
+    match FAULT.swap(0, Ordering::Relaxed) {
+        0 => None,
+        v => Some(Fault { vector: (v - 1) as u8, error: FAULT_ERROR.load(Ordering::Relaxed) }),
+    }
+}
+
+/// Runs one instruction (`$insn`, at local label 2) under a fixup that
+/// resumes after it (label 3). The fixup is armed in the same asm block,
+/// so the addresses are exactly the instruction's.
+macro_rules! guarded {
+    ($insn:literal, $($operands:tt)*) => {
+        asm!(
+            "lea {tmp}, [rip + 3f]",
+            "mov qword ptr [{resume}], {tmp}",
+            "lea {tmp}, [rip + 2f]",
+            "mov qword ptr [{at}], {tmp}",
+            concat!("2: ", $insn),
+            "3:",
+            at = in(reg) FIXUP_AT.as_ptr(),
+            resume = in(reg) FIXUP_RESUME.as_ptr(),
+            tmp = out(reg) _,
+            $($operands)*
+        )
+    };
+}
+
+/// `rdmsr`; a #GP (or #UD) is returned, not fatal.
+pub fn rdmsr_checked(msr: u32) -> Result<u64, Fault> {
+    arm(0, 0);
+    let (lo, hi): (u32, u32);
+    // SAFETY: reading an MSR has no memory effects on the kernel; the
+    // fixup's statics are written as the atomics they are (8-byte stores).
+    unsafe { guarded!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack)) }
+    match take_fault() {
+        None => Ok(u64::from(hi) << 32 | u64::from(lo)),
+        Some(fault) => Err(fault),
+    }
+}
+
+/// `wrmsr`; a #GP (or #UD) is returned, not fatal. The tests write only
+/// synthetic MSRs.
+pub fn wrmsr_checked(msr: u32, value: u64) -> Result<(), Fault> {
+    arm(0, 0);
+    // SAFETY: the synthetic MSRs the tests write place overlay pages over
+    // the kernel's own page buffers (`hv::Page`), or must fault.
+    unsafe {
+        guarded!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+    }
+    take_fault().map_or(Ok(()), Err)
+}
+
+/// `mov byte ptr [rdi], sil`; a #GP is returned, not fatal.
+pub fn write8_checked(addr: u64, value: u8) -> Result<(), Fault> {
+    arm(0, 0);
+    // SAFETY: the tests write only to an overlay page (where the TLFS asks
+    // for #GP), the byte it already holds.
+    unsafe { guarded!("mov byte ptr [rdi], sil", in("rdi") addr, in("sil") value, options(nostack)) }
+    take_fault().map_or(Ok(()), Err)
+}
+
+// ---- The local APIC (xAPIC, at its reset base) ----------------------------
+
+const LAPIC_BASE: u64 = 0xfee0_0000;
+const LAPIC_EOI: u64 = 0xb0;
+const LAPIC_SVR: u64 = 0xf0;
+const LAPIC_SPURIOUS_VECTOR: u8 = 0xff;
+
+static IPIS: AtomicU64 = AtomicU64::new(0);
+
+/// Interrupts on [`tlfs::IPI_VECTOR`] so far.
+pub fn ipis() -> u64 {
+    IPIS.load(Ordering::Relaxed)
+}
+
+/// Software-enables the local APIC (SVR bit 8, spurious vector 0xff) so it
+/// accepts fixed interrupts, and masks every 8259 line.
+pub fn lapic_enable() {
+    stop_timer();
+    write32(LAPIC_BASE + LAPIC_SVR, 0x100 | u32::from(LAPIC_SPURIOUS_VECTOR));
+}
+
+/// Lets interrupts in until `done()` or the TSC advanced by `ticks`;
+/// returns the TSC ticks waited.
+pub fn interrupt_window(ticks: u64, done: impl Fn() -> bool) -> u64 {
+    let start = rdtsc();
+    // SAFETY: the IDT handles every vector; the 8259 lines are masked.
+    unsafe { asm!("sti", options(nomem, nostack)) }
+    while !done() && rdtsc().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+    // SAFETY: as above.
+    unsafe { asm!("cli", options(nomem, nostack)) }
+    rdtsc().wrapping_sub(start)
 }
 
 /// Remaps the 8259s to vectors 0x20..0x2f with only IRQ 0 unmasked, and

@@ -1,7 +1,8 @@
 //! The guest test kernel's pure logic, tested on the host: the protocol it
 //! speaks with the VID ([`protocol`]), which tests the command line selects
 //! ([`selection`]), and the checks of what the boot loader handed over
-//! ([`multiboot`]). The kernel itself (`main.rs`: a Multiboot v1 header, a
+//! ([`multiboot`]), and what the TLFS conformance tests expect ([`tlfs`]).
+//! The kernel itself (`main.rs`: a Multiboot v1 header, a
 //! `.code32` stub that enters long mode, the tests) runs only on the bare
 //! target.
 //!
@@ -64,6 +65,11 @@ pub mod protocol {
     /// (from the memory map).
     pub const UNMAPPED_HIGH: u64 = 0xe000_0000;
 
+    /// The VID forwards console output a line at a time and splits lines
+    /// longer than this many bytes (`LINE_MAX` in the VID's `exits.rs`):
+    /// the kernel keeps its lines, newline included, within it.
+    pub const CONSOLE_LINE_MAX: usize = 120;
+
     /// Test-exit values.
     pub mod exit {
         /// Every selected test passed.
@@ -109,6 +115,15 @@ pub enum Test {
     /// Not in `tests=all`. Loads an empty IDT and executes `int3`: the CPU
     /// triple-faults (a shutdown the VID reports). Nothing runs after it.
     Crash,
+    /// Not in `tests=all` (group `tlfs`). The Hyper-V CPUID leaves
+    /// ([`tlfs::cpuid`]): signature, privileges, features, recommendations.
+    TlfsCpuid,
+    /// Not in `tests=all` (group `tlfs`). The synthetic MSRs: overlay pages,
+    /// time, frequencies, and #GP for those not offered or read-only.
+    TlfsMsr,
+    /// Not in `tests=all` (group `tlfs`). Hypercalls through the hypercall
+    /// page: statuses of TLFS 3.12 and the calls the VID implements.
+    TlfsHypercall,
 }
 
 impl Test {
@@ -116,7 +131,12 @@ impl Test {
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
     /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 2] = [Test::Isolation, Test::Crash];
+    pub const EXPLICIT: [Test; 5] = [Test::Isolation, Test::Crash, Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall];
+
+    /// Names that select several tests, in order: `tests=tlfs` runs the
+    /// TLFS conformance tests (for partitions with `enlightenments = "hyperv"`).
+    pub const GROUPS: [(&'static str, &'static [Test]); 1] =
+        [("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall])];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -130,11 +150,19 @@ impl Test {
             Test::ReadOnly => "readonly",
             Test::Isolation => "isolation",
             Test::Crash => "crash",
+            Test::TlfsCpuid => "tlfs-cpuid",
+            Test::TlfsMsr => "tlfs-msr",
+            Test::TlfsHypercall => "tlfs-hypercall",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Test> {
         Test::ALL.into_iter().chain(Test::EXPLICIT).find(|t| t.name() == name)
+    }
+
+    /// The tests a group name selects.
+    pub fn group(name: &str) -> Option<&'static [Test]> {
+        Test::GROUPS.iter().find(|(n, _)| *n == name).map(|&(_, tests)| tests)
     }
 }
 
@@ -164,18 +192,23 @@ pub fn mark_option(cmdline: &str) -> Option<&str> {
 }
 
 /// The tests the command line selects: `tests=all` (or no `tests=`) runs
-/// [`Test::ALL`]; `tests=a,b` runs those in that order. Empty names are
-/// skipped; unknown ones are reported.
+/// [`Test::ALL`]; `tests=a,b` runs those in that order, a group name
+/// ([`Test::GROUPS`]) standing for its tests. Empty names are skipped;
+/// unknown ones are reported.
 pub fn selection(cmdline: &str) -> Selection<'_> {
     match tests_option(cmdline) {
         None | Some("all") => Selection::All(0),
-        Some(list) => Selection::List(list.split(',')),
+        Some(list) => Selection::List { names: list.split(','), group: &[] },
     }
 }
 
 pub enum Selection<'a> {
     All(usize),
-    List(core::str::Split<'a, char>),
+    /// `group` holds what is left of the group being expanded.
+    List {
+        names: core::str::Split<'a, char>,
+        group: &'static [Test],
+    },
 }
 
 impl<'a> Iterator for Selection<'a> {
@@ -188,9 +221,17 @@ impl<'a> Iterator for Selection<'a> {
                 *i += 1;
                 Some(Selected::Test(test))
             }
-            Selection::List(names) => loop {
+            Selection::List { names, group } => loop {
+                if let Some((&test, rest)) = group.split_first() {
+                    *group = rest;
+                    break Some(Selected::Test(test));
+                }
                 let name = names.next()?;
                 if name.is_empty() {
+                    continue;
+                }
+                if let Some(tests) = Test::group(name) {
+                    *group = tests;
                     continue;
                 }
                 break Some(Test::from_name(name).map_or(Selected::Unknown(name), Selected::Test));
@@ -518,56 +559,9 @@ pub mod multiboot {
 
 /// The isolation test's record: [`isolation::PREFIX`] and the mark, padded
 /// with zeros to [`isolation::RECORD_LEN`] bytes, at [`isolation::ADDRESS`].
-pub mod isolation {
-    use super::{Detail, Text};
-    use core::fmt::Write;
+pub mod isolation;
 
-    /// Guest-physical (and, identity-mapped, virtual) address of the record.
-    pub const ADDRESS: u64 = 0x30_0000;
-    pub const RECORD_LEN: usize = 64;
-    pub const PREFIX: &[u8] = b"TESSERA-ISOLATION:";
-    /// Longest mark: the record keeps at least one terminating zero.
-    pub const MAX_MARK: usize = RECORD_LEN - PREFIX.len() - 1;
-    /// The wait for the other partition: until the TSC advanced this much...
-    pub const WAIT_TSC: u64 = 1 << 28;
-    /// ...or this many iterations passed, whichever comes first.
-    pub const WAIT_ITERATIONS: u64 = 1 << 28;
-
-    pub type Record = [u8; RECORD_LEN];
-
-    /// The record for `mark`: 1 to [`MAX_MARK`] printable ASCII characters.
-    pub fn record(mark: &str) -> Result<Record, Detail> {
-        if mark.is_empty() || mark.len() > MAX_MARK {
-            return Err(detail!("mark is {} bytes, expected 1 to {MAX_MARK}", mark.len()));
-        }
-        if !mark.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(detail!("mark {mark:?} is not printable ASCII"));
-        }
-        let mut r = [0; RECORD_LEN];
-        r[..PREFIX.len()].copy_from_slice(PREFIX);
-        r[PREFIX.len()..][..mark.len()].copy_from_slice(mark.as_bytes());
-        Ok(r)
-    }
-
-    /// What a record read back says: its mark if it is a well-formed
-    /// record, else its bytes escaped (trailing zeros left out).
-    pub fn describe(r: &Record) -> Text<64> {
-        let mut text = Text::new();
-        if let Some(rest) = r.strip_prefix(PREFIX) {
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            let (mark, pad) = rest.split_at(end);
-            if pad.iter().all(|&b| b == 0)
-                && let Ok(mark) = core::str::from_utf8(mark)
-            {
-                let _ = text.write_str(mark);
-                return text;
-            }
-        }
-        let len = r.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        let _ = write!(text, "{}", r[..len].escape_ascii());
-        text
-    }
-}
+pub mod tlfs;
 
 #[cfg(test)]
 mod tests;

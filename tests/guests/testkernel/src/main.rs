@@ -20,3 +20,5 @@ mod entry;
 mod hw;
 #[cfg(target_os = "none")]
 mod suite;
+#[cfg(target_os = "none")]
+mod tlfs_suite;

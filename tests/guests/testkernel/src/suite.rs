@@ -2,6 +2,7 @@
 
 use crate::hw;
 use crate::println;
+use crate::tlfs_suite;
 use guest_testkernel::multiboot;
 use guest_testkernel::protocol::{self, exit};
 use guest_testkernel::{Detail, Selected, Test, cpuid_vendor, detail, isolation, mark_option, selection};
@@ -64,6 +65,9 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::ReadOnly => read_only(),
         Test::Isolation => isolation(magic, info, cmdline),
         Test::Crash => crash(),
+        Test::TlfsCpuid => tlfs_suite::cpuid(),
+        Test::TlfsMsr => tlfs_suite::msrs(),
+        Test::TlfsHypercall => tlfs_suite::hypercalls(),
     }
 }
 

@@ -34,6 +34,20 @@ fn tests_all_is_the_eight_cases() {
 }
 
 #[test]
+fn the_tlfs_group_selects_its_tests_in_order() {
+    assert_eq!(names("tests=tlfs"), ["tlfs-cpuid", "tlfs-msr", "tlfs-hypercall"]);
+    assert_eq!(names("tests=uart,tlfs,hlt"), ["uart", "tlfs-cpuid", "tlfs-msr", "tlfs-hypercall", "hlt"]);
+    assert_eq!(names("tests=tlfs-msr"), ["tlfs-msr"]);
+    assert_eq!(names("tests=tlfs,tlfs"), names("tests=tlfs-cpuid,tlfs-msr,tlfs-hypercall,tlfs"));
+    assert_eq!(names("tests=tlfs,"), ["tlfs-cpuid", "tlfs-msr", "tlfs-hypercall"]);
+    for (group, tests) in Test::GROUPS {
+        assert_eq!(Test::from_name(group), None, "a group is not also a test");
+        assert!(tests.iter().all(|t| Test::EXPLICIT.contains(t)), "groups hold only explicit tests");
+    }
+    assert!(!names("tests=all").iter().any(|n| n.starts_with("tlfs")));
+}
+
+#[test]
 fn explicit_tests_are_selected_by_name() {
     assert_eq!(names("tests=isolation mark=alpha"), ["isolation"]);
     assert_eq!(names("tests=crash"), ["crash"]);

@@ -1,0 +1,226 @@
+use super::*;
+
+#[test]
+fn control_values_encode_the_fields_of_3_7() {
+    assert_eq!(Control::new(call::NOTIFY_LONG_SPIN_WAIT).fast().0, 0x1_0008);
+    let c = Control::new(call::FLUSH_VIRTUAL_ADDRESS_LIST).reps(3, 1);
+    assert_eq!(c.0, 0x0001_0003_0000_0003);
+    assert_eq!((c.rep_count(), c.rep_start()), (3, 1));
+    assert_eq!(c.reps(0xfff, 0xfff).0, 0x0fff_0fff_0000_0003);
+    assert_eq!(c.reps(0x1005, 0).rep_count(), 5, "12 bits");
+    assert_eq!(Control::new(0x13).variable_header(2).0, 0x13 | 2 << 17);
+    assert_eq!(Control::new(0x8001).with_bits(CONTROL_RESERVED_BIT).0, 0x8000_8001);
+    // Nothing the builders set is reserved (63:60, 47:44, 31:27).
+    let reserved = 0xf000_f000_f800_0000u64;
+    let all = Control::new(0xffff).fast().reps(0xfff, 0xfff).variable_header(0x1ff).with_bits(1 << 26);
+    assert_eq!(all.0 & reserved, 0);
+    assert_eq!(all.0 | reserved, u64::MAX);
+    assert_ne!(CONTROL_RESERVED_BIT & reserved, 0);
+    assert_ne!(CONTROL_RESERVED_HIGH_BIT & reserved, 0);
+}
+
+#[test]
+fn results_decode_status_and_reps_completed() {
+    assert_eq!(Outcome::from_rax(0), Outcome { status: 0, reps: 0 });
+    assert_eq!(Outcome::from_rax(0xffff_f003_ffff_0005), Outcome { status: 5, reps: 3 });
+    assert_eq!(Outcome::from_rax(0x0000_0fff_0000_0000).reps, 0xfff);
+    assert_eq!(format!("{}", Outcome::from_rax(0x2_0000_0000)), "SUCCESS (0x0), 2 reps");
+    assert!(expect_status(Outcome::from_rax(6), status::ACCESS_DENIED).is_ok());
+    let e = expect_status(Outcome::from_rax(2), status::SUCCESS).unwrap_err();
+    assert_eq!(e.as_str(), "got INVALID_HYPERCALL_CODE (0x2)");
+    assert_eq!(status::name(0x4444), "?");
+}
+
+#[test]
+fn the_hypercall_page_must_start_with_a_call_instruction_and_ret() {
+    assert_eq!(hypercall_sequence([0x0f, 0x01, 0xc1, 0xc3]).unwrap(), HypercallInstruction::Vmcall);
+    assert_eq!(hypercall_sequence([0x0f, 0x01, 0xd9, 0xc3]).unwrap(), HypercallInstruction::Vmmcall);
+    for bad in [[0; 4], [0x0f, 0x01, 0xc1, 0x90], [0x0f, 0x01, 0xd9, 0xc2], [0xc3, 0x0f, 0x01, 0xc1]] {
+        assert!(hypercall_sequence(bad).is_err(), "{bad:02x?}");
+    }
+    assert_eq!(vendor_instruction(b"GenuineIntel"), Some(HypercallInstruction::Vmcall));
+    assert_eq!(vendor_instruction(b"AuthenticAMD"), Some(HypercallInstruction::Vmmcall));
+    assert_eq!(vendor_instruction(b"HygonGenuine"), Some(HypercallInstruction::Vmmcall));
+    assert_eq!(vendor_instruction(b"TesseraVirt!"), None);
+}
+
+#[test]
+fn reference_time_follows_12_7_3() {
+    // scale 2^63 halves the TSC; the offset is signed.
+    assert_eq!(reference_time(1000, 1 << 63, 0), 500);
+    assert_eq!(reference_time(1000, 1 << 63, -100), 400);
+    assert_eq!(reference_time(u64::MAX, u64::MAX, 0), u64::MAX - 1, "128-bit product");
+    // A 2.5 GHz TSC: scale = 10^7 * 2^64 / 2.5e9; one second of TSC is 10^7 units.
+    let scale = ((REFERENCE_HZ as u128) << 64) / 2_500_000_000u128;
+    let t = reference_time(2_500_000_000, scale as u64, 0);
+    assert!(t.abs_diff(REFERENCE_HZ) <= 1, "{t}");
+    assert_eq!(expected_reference_delta(2_500_000_000, 2_500_000_000), REFERENCE_HZ);
+    assert_eq!(expected_reference_delta(250, 2_500_000_000), 1);
+    assert_eq!(expected_reference_delta(5, 0), 0);
+    assert!(within(110, 100, 10, 0) && within(90, 100, 10, 0) && !within(111, 100, 10, 0));
+    assert!(within(115, 100, 10, 5) && !within(0, u64::MAX, 50, 0));
+}
+
+#[test]
+fn strings_and_bit_lists_are_shown_plainly() {
+    let w = |s: &[u8; 4]| u32::from_le_bytes(*s);
+    assert_eq!(&leaf_string(w(b"Micr"), w(b"osof"), w(b"t Hv")), &cpuid::VENDOR);
+    assert_eq!(printable::<12>(b"ab\x00c\xff").as_str(), "ab.c.");
+    let bits = [(1, "a"), (2, "b"), (4, "c")];
+    assert_eq!(bits_not_matching::<32>(0b010, &bits, true).as_str(), "a, c");
+    assert_eq!(bits_not_matching::<32>(0b010, &bits, false).as_str(), "b");
+    assert_eq!(bits_not_matching::<32>(0b111, &bits, true).as_str(), "");
+}
+
+#[test]
+fn the_guest_os_id_is_linux_in_the_open_source_encoding() {
+    assert_eq!(GUEST_OS_ID_LINUX >> 63, 1);
+    assert_eq!((GUEST_OS_ID_LINUX >> 56) & 0x7f, 1, "OS type Linux (2.6.2.1)");
+    assert_eq!((GUEST_OS_ID_LINUX >> 48) & 0xff, 0);
+    assert_eq!((GUEST_OS_ID_LINUX >> 16) & 0xffff_ffff, 0x0006_0100);
+}
+
+#[test]
+fn parameter_blocks_have_the_tlfs_layouts() {
+    let f = input::flush(0x1000, 3, 1);
+    assert_eq!(&f[..8], &0x1000u64.to_le_bytes());
+    assert_eq!(&f[8..16], &3u64.to_le_bytes());
+    assert_eq!(&f[16..], &1u64.to_le_bytes());
+    let x = input::flush_ex_all(0, 2);
+    assert_eq!(&x[16..24], &1u64.to_le_bytes());
+    assert_eq!(&x[24..], &[0; 8], "valid-bank mask 0");
+    assert_eq!(input::gva_range(0x12_3456, 2), 0x12_3002);
+    assert_eq!(input::cluster_ipi_fast(0x30, 1), (0x30, 1));
+    let e = input::cluster_ipi_ex_all(0x30);
+    assert_eq!(&e[..8], &[0x30, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&e[8..16], &1u64.to_le_bytes());
+    let r = input::vp_registers_header(PARTITION_SELF, 2);
+    assert_eq!(&r[..8], &[0xff; 8]);
+    assert_eq!(&r[8..], &[2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&input::vp_index_from_apic_id_header(PARTITION_SELF)[8..], &[0; 8]);
+}
+
+/// The numbers here and the `tlfs` crate's (the VID's) must agree: both are
+/// read from the same specification, independently.
+#[test]
+fn numbers_agree_with_the_tlfs_crate() {
+    use ::tlfs::HvStatus;
+    use ::tlfs::cpuid::{HvEnlightenmentInformation, HvFeaturesEdx, HvPartitionPrivilegeMask as P};
+    use ::tlfs::hypercall::{HvCallCode as C, HvFlushFlags};
+    use ::tlfs::msr::HvX64Msr as M;
+
+    for (ours, theirs) in [
+        (msr::GUEST_OS_ID, M::GUEST_OS_ID),
+        (msr::HYPERCALL, M::HYPERCALL),
+        (msr::VP_INDEX, M::VP_INDEX),
+        (msr::RESET, M::RESET),
+        (msr::VP_RUNTIME, M::VP_RUNTIME),
+        (msr::TIME_REF_COUNT, M::TIME_REF_COUNT),
+        (msr::REFERENCE_TSC, M::REFERENCE_TSC),
+        (msr::TSC_FREQUENCY, M::TSC_FREQUENCY),
+        (msr::APIC_FREQUENCY, M::APIC_FREQUENCY),
+        (msr::EOI, M::EOI),
+        (msr::ICR, M::ICR),
+        (msr::TPR, M::TPR),
+        (msr::VP_ASSIST_PAGE, M::VP_ASSIST_PAGE),
+        (msr::SCONTROL, M::SCONTROL),
+        (msr::STIMER0_CONFIG, M::STIMER0_CONFIG),
+        (msr::GUEST_IDLE, M::GUEST_IDLE),
+        (msr::CRASH_P0, M::CRASH_P0),
+        (msr::CRASH_CTL, M::CRASH_CTL),
+    ] {
+        assert_eq!(ours, theirs.0, "{theirs:?}");
+    }
+    for (ours, theirs) in [
+        (call::FLUSH_VIRTUAL_ADDRESS_SPACE, C::FLUSH_VIRTUAL_ADDRESS_SPACE),
+        (call::FLUSH_VIRTUAL_ADDRESS_LIST, C::FLUSH_VIRTUAL_ADDRESS_LIST),
+        (call::NOTIFY_LONG_SPIN_WAIT, C::NOTIFY_LONG_SPIN_WAIT),
+        (call::SEND_SYNTHETIC_CLUSTER_IPI, C::SEND_SYNTHETIC_CLUSTER_IPI),
+        (call::FLUSH_VIRTUAL_ADDRESS_SPACE_EX, C::FLUSH_VIRTUAL_ADDRESS_SPACE_EX),
+        (call::FLUSH_VIRTUAL_ADDRESS_LIST_EX, C::FLUSH_VIRTUAL_ADDRESS_LIST_EX),
+        (call::SEND_SYNTHETIC_CLUSTER_IPI_EX, C::SEND_SYNTHETIC_CLUSTER_IPI_EX),
+        (call::GET_VP_REGISTERS, C::GET_VP_REGISTERS),
+        (call::SET_VP_REGISTERS, C::SET_VP_REGISTERS),
+        (call::GET_VP_INDEX_FROM_APIC_ID, C::GET_VP_INDEX_FROM_APIC_ID),
+        (call::EXT_QUERY_CAPABILITIES, C::EXT_QUERY_CAPABILITIES),
+    ] {
+        assert_eq!(ours, theirs.0, "{theirs:?}");
+    }
+    assert!(C(call::UNDEFINED).name().is_none(), "the undefined code must stay undefined");
+    for (ours, theirs) in [
+        (status::SUCCESS, HvStatus::SUCCESS),
+        (status::INVALID_HYPERCALL_CODE, HvStatus::INVALID_HYPERCALL_CODE),
+        (status::INVALID_HYPERCALL_INPUT, HvStatus::INVALID_HYPERCALL_INPUT),
+        (status::INVALID_ALIGNMENT, HvStatus::INVALID_ALIGNMENT),
+        (status::INVALID_PARAMETER, HvStatus::INVALID_PARAMETER),
+        (status::ACCESS_DENIED, HvStatus::ACCESS_DENIED),
+    ] {
+        assert_eq!(ours, theirs.0);
+    }
+    assert_eq!(PARTITION_SELF, ::tlfs::HvPartitionId::SELF.0);
+    assert_eq!(register::RSP, ::tlfs::HvRegisterName::RSP.0);
+    assert_eq!(register::RIP, ::tlfs::HvRegisterName::RIP.0);
+    assert_eq!(register::RFLAGS, ::tlfs::HvRegisterName::RFLAGS.0);
+
+    let low = |p: P| p.into_bits() as u32;
+    let high = |p: P| (p.into_bits() >> 32) as u32;
+    use cpuid::{hypercall_privilege as hp, privilege as p};
+    assert_eq!(p::ACCESS_VP_RUN_TIME_REG, low(P::new().with_access_vp_run_time_reg(true)));
+    assert_eq!(p::ACCESS_PARTITION_REFERENCE_COUNTER, low(P::new().with_access_partition_reference_counter(true)));
+    assert_eq!(p::ACCESS_SYNIC_REGS, low(P::new().with_access_synic_regs(true)));
+    assert_eq!(p::ACCESS_SYNTHETIC_TIMER_REGS, low(P::new().with_access_synthetic_timer_regs(true)));
+    assert_eq!(p::ACCESS_INTR_CTRL_REGS, low(P::new().with_access_intr_ctrl_regs(true)));
+    assert_eq!(p::ACCESS_HYPERCALL_MSRS, low(P::new().with_access_hypercall_msrs(true)));
+    assert_eq!(p::ACCESS_VP_INDEX, low(P::new().with_access_vp_index(true)));
+    assert_eq!(p::ACCESS_RESET_REG, low(P::new().with_access_reset_reg(true)));
+    assert_eq!(p::ACCESS_PARTITION_REFERENCE_TSC, low(P::new().with_access_partition_reference_tsc(true)));
+    assert_eq!(p::ACCESS_GUEST_IDLE_REG, low(P::new().with_access_guest_idle_reg(true)));
+    assert_eq!(p::ACCESS_FREQUENCY_REGS, low(P::new().with_access_frequency_regs(true)));
+    assert_eq!(hp::ACCESS_VP_REGISTERS, high(P::new().with_access_vp_registers(true)));
+    assert_eq!(hp::ENABLE_EXTENDED_HYPERCALLS, high(P::new().with_enable_extended_hypercalls(true)));
+
+    use cpuid::{features as f, recommend as r};
+    assert_eq!(f::GUEST_IDLE, HvFeaturesEdx::new().with_guest_idle_available(true).into_bits());
+    assert_eq!(f::FREQUENCY_REGS, HvFeaturesEdx::new().with_frequency_regs_available(true).into_bits());
+    assert_eq!(f::GUEST_CRASH_MSRS, HvFeaturesEdx::new().with_guest_crash_regs_available(true).into_bits());
+    let e = HvEnlightenmentInformation::new;
+    assert_eq!(r::REMOTE_FLUSH_HYPERCALL, e().with_use_hypercall_for_remote_flush(true).into_bits());
+    assert_eq!(r::APIC_MSRS, e().with_use_apic_msrs(true).into_bits());
+    assert_eq!(r::RESET_MSR, e().with_use_hv_register_for_reset(true).into_bits());
+    assert_eq!(r::RELAXED_TIMING, e().with_use_relaxed_timing(true).into_bits());
+    assert_eq!(r::SYNTHETIC_CLUSTER_IPI, e().with_use_synthetic_cluster_ipi(true).into_bits());
+    assert_eq!(r::EX_PROCESSOR_MASKS, e().with_use_ex_processor_masks(true).into_bits());
+
+    let flags = HvFlushFlags::new;
+    assert_eq!(flush::ALL_PROCESSORS, flags().with_all_processors(true).into_bits());
+    assert_eq!(flush::ALL_VIRTUAL_ADDRESS_SPACES, flags().with_all_virtual_address_spaces(true).into_bits());
+    assert_eq!(flush::NON_GLOBAL_MAPPINGS_ONLY, flags().with_non_global_mappings_only(true).into_bits());
+    assert_eq!(GENERIC_SET_ALL, ::tlfs::hypercall::HvGenericSetFormat::ALL.0);
+    assert_eq!(cpuid::VENDOR, ::tlfs::cpuid::HV_CPUID_VENDOR_MICROSOFT);
+    assert_eq!(u32::from_le_bytes(cpuid::SIGNATURE), ::tlfs::cpuid::HV_CPUID_INTERFACE_SIGNATURE);
+    assert_eq!(cpuid::MIN_MAX_LEAF, ::tlfs::cpuid::HV_CPUID_MIN_MAX_FUNCTION);
+    assert_eq!(msr::CRASH_NOTIFY, ::tlfs::msr::HvCrashCtlRegContents::new().with_crash_notify(true).into_bits());
+}
+
+#[test]
+fn check_lines_fit_the_vids_console_line() {
+    let line = |what, v| check_line(what, v).as_str().to_string();
+    assert_eq!(line("VP_INDEX is 0", Verdict::Ok("")), "testkernel: tlfs: VP_INDEX is 0: ok");
+    assert_eq!(line("x", Verdict::Ok("3 calls")), "testkernel: tlfs: x: ok (3 calls)");
+    assert_eq!(line("x", Verdict::Fail("got SUCCESS (0x0)")), "testkernel: tlfs: x: FAIL got SUCCESS (0x0)");
+    assert_eq!(line("x", Verdict::Informational("no IPI")), "testkernel: tlfs: x: informational: no IPI");
+    let long = "y".repeat(200);
+    for v in [Verdict::Ok(&long), Verdict::Fail(&long), Verdict::Informational(&long)] {
+        let l = line("a check", v);
+        assert_eq!(l.len(), CHECK_LINE_MAX, "{l}");
+        assert!(l.contains("yy..") && l.starts_with("testkernel: tlfs: a check: "), "{l}");
+    }
+    assert!(line("a check", Verdict::Ok(&long)).ends_with("..)"));
+    // Cut on a character boundary.
+    let accents = "\u{e9}".repeat(100);
+    assert!(line("a check", Verdict::Fail(&accents)).ends_with(".."));
+    // A name too long for any detail keeps its verdict.
+    let name = "n".repeat(100);
+    assert_eq!(line(&name, Verdict::Fail("why")), format!("testkernel: tlfs: {name}: FAIL"));
+    const { assert!(CHECK_LINE_MAX < crate::protocol::CONSOLE_LINE_MAX) };
+}
