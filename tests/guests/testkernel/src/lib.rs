@@ -244,6 +244,14 @@ impl<const N: usize> fmt::Display for Text<N> {
     }
 }
 
+impl<const N: usize> PartialEq for Text<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for Text<N> {}
+
 impl<const N: usize> fmt::Debug for Text<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
@@ -262,6 +270,8 @@ macro_rules! detail {
         text
     }};
 }
+
+pub mod smp;
 
 /// The CPUID leaf 0 vendor string (EBX, EDX, ECX), if it is 12 printable
 /// ASCII characters that are not all blank.
