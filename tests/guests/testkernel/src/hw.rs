@@ -193,6 +193,13 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
     Cpuid { eax, ebx, ecx, edx }
 }
 
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reads an architectural MSR the caller knows exists.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: reads the time-stamp counter.
@@ -351,6 +358,9 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
             outb(0xa0, 0x20);
         }
         outb(0x20, 0x20);
+        return;
+    }
+    if crate::ap::interrupt(vector) {
         return;
     }
     let name = EXCEPTIONS.get(vector as usize).copied().unwrap_or("interrupt");

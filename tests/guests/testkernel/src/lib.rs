@@ -109,6 +109,10 @@ pub enum Test {
     /// Not in `tests=all`. Loads an empty IDT and executes `int3`: the CPU
     /// triple-faults (a shutdown the VID reports). Nothing runs after it.
     Crash,
+    /// Not in `tests=all`. Starts the `cpus=<n>` CPUs' APs with
+    /// INIT-SIPI-SIPI through a real-mode trampoline; each must check in
+    /// with its own APIC ID and send the BSP a fixed IPI ([`smp`]).
+    Smp,
 }
 
 impl Test {
@@ -116,7 +120,11 @@ impl Test {
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
     /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 2] = [Test::Isolation, Test::Crash];
+    pub const EXPLICIT: [Test; 3] = [Test::Isolation, Test::Crash, Test::Smp];
+
+    /// Names that select several tests, in order, inside a list:
+    /// `tests=all,smp` runs [`Test::ALL`], then the smp test.
+    pub const GROUPS: [(&'static str, &'static [Test]); 1] = [("all", &Test::ALL)];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -130,11 +138,17 @@ impl Test {
             Test::ReadOnly => "readonly",
             Test::Isolation => "isolation",
             Test::Crash => "crash",
+            Test::Smp => "smp",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Test> {
         Test::ALL.into_iter().chain(Test::EXPLICIT).find(|t| t.name() == name)
+    }
+
+    /// The tests a group name selects.
+    pub fn group(name: &str) -> Option<&'static [Test]> {
+        Test::GROUPS.iter().find(|(n, _)| *n == name).map(|&(_, tests)| tests)
     }
 }
 
@@ -164,18 +178,23 @@ pub fn mark_option(cmdline: &str) -> Option<&str> {
 }
 
 /// The tests the command line selects: `tests=all` (or no `tests=`) runs
-/// [`Test::ALL`]; `tests=a,b` runs those in that order. Empty names are
-/// skipped; unknown ones are reported.
+/// [`Test::ALL`]; `tests=a,b` runs those in that order, a group name
+/// ([`Test::GROUPS`]) standing for its tests. Empty names are skipped;
+/// unknown ones are reported.
 pub fn selection(cmdline: &str) -> Selection<'_> {
     match tests_option(cmdline) {
         None | Some("all") => Selection::All(0),
-        Some(list) => Selection::List(list.split(',')),
+        Some(list) => Selection::List { names: list.split(','), group: &[] },
     }
 }
 
 pub enum Selection<'a> {
     All(usize),
-    List(core::str::Split<'a, char>),
+    /// `group` holds what is left of the group being expanded.
+    List {
+        names: core::str::Split<'a, char>,
+        group: &'static [Test],
+    },
 }
 
 impl<'a> Iterator for Selection<'a> {
@@ -188,9 +207,17 @@ impl<'a> Iterator for Selection<'a> {
                 *i += 1;
                 Some(Selected::Test(test))
             }
-            Selection::List(names) => loop {
+            Selection::List { names, group } => loop {
+                if let Some((&test, rest)) = group.split_first() {
+                    *group = rest;
+                    break Some(Selected::Test(test));
+                }
                 let name = names.next()?;
                 if name.is_empty() {
+                    continue;
+                }
+                if let Some(tests) = Test::group(name) {
+                    *group = tests;
                     continue;
                 }
                 break Some(Test::from_name(name).map_or(Selected::Unknown(name), Selected::Test));

@@ -38,6 +38,18 @@ fn explicit_tests_are_selected_by_name() {
     assert_eq!(names("tests=isolation mark=alpha"), ["isolation"]);
     assert_eq!(names("tests=crash"), ["crash"]);
     assert_eq!(names("tests=uart,isolation,crash"), ["uart", "isolation", "crash"]);
+    assert_eq!(names("tests=smp cpus=2"), ["smp"]);
+}
+
+#[test]
+fn all_in_a_list_stands_for_the_eight_cases() {
+    let mut with_smp: Vec<String> = Test::ALL.iter().map(|t| t.name().to_string()).collect();
+    with_smp.push("smp".into());
+    assert_eq!(names("tests=all,smp cpus=4"), with_smp);
+    assert_eq!(names("tests=smp,all")[0], "smp");
+    assert_eq!(names("tests=smp,all").len(), 9);
+    assert_eq!(names("tests=all,all").len(), 16);
+    assert_eq!(Test::from_name("all"), None, "a group is no test");
 }
 
 #[test]
