@@ -21,7 +21,7 @@
 
 use core::arch::asm;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use guest_testkernel::protocol::{self, UART_DATA, UART_LINE_STATUS};
 use guest_testkernel::tlfs;
 
@@ -97,7 +97,48 @@ pub fn rep_insb(port: u16, buf: &mut [u8]) -> (u64, u64) {
 /// COM1, polled: one `in` of the line status register before each byte.
 pub struct Uart;
 
+/// Held while a CPU prints a line, so lines from several CPUs don't mix.
+static UART_LOCK: AtomicBool = AtomicBool::new(false);
+
+/// How long a CPU waits for the UART lock (TSC ticks, about a second or
+/// more) before it prints anyway: a CPU that died holding the lock must
+/// not silence the others, nor a fault report.
+const UART_LOCK_PATIENCE: u64 = 1 << 32;
+
+/// A line being printed: the UART lock, taken (or given up on).
+pub struct Line {
+    held: bool,
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if self.held {
+            UART_LOCK.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        Uart.write_str(s)
+    }
+}
+
 impl Uart {
+    /// Takes the UART lock for a line.
+    pub fn line() -> Line {
+        let start = rdtsc();
+        loop {
+            if UART_LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return Line { held: true };
+            }
+            if rdtsc().wrapping_sub(start) > UART_LOCK_PATIENCE {
+                return Line { held: false };
+            }
+            core::hint::spin_loop();
+        }
+    }
+
     pub fn line_status() -> u8 {
         inb(UART_LINE_STATUS)
     }
@@ -122,7 +163,8 @@ impl fmt::Write for Uart {
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(&mut $crate::hw::Uart, format_args!("{}\n", format_args!($($arg)*)));
+        let mut line = $crate::hw::Uart::line();
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{}\n", format_args!($($arg)*)));
     }};
 }
 
@@ -159,6 +201,13 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
              options(nomem, nostack, preserves_flags))
     }
     Cpuid { eax, ebx, ecx, edx }
+}
+
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reads an architectural MSR the caller knows exists.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    u64::from(hi) << 32 | u64::from(lo)
 }
 
 pub fn rdtsc() -> u64 {
@@ -259,7 +308,8 @@ pub struct TrapFrame {
 #[repr(C, align(16))]
 struct Idt(core::cell::UnsafeCell<[u64; 512]>);
 
-// SAFETY: one CPU; written once by `init_idt` before interrupts are enabled.
+// SAFETY: written once by `init_idt` on the BSP before interrupts are
+// enabled and before any AP starts; the APs only load it.
 unsafe impl Sync for Idt {}
 
 static IDT: Idt = Idt(core::cell::UnsafeCell::new([0; 512]));
@@ -282,12 +332,17 @@ pub fn init_idt() {
             (*idt)[2 * vector + 1] = handler >> 32;
         }
     }
+    load_idt();
+}
+
+/// Loads the IDT [`init_idt`] filled (on an AP too).
+pub fn load_idt() {
     #[repr(C, packed)]
     struct Pointer {
         limit: u16,
         base: u64,
     }
-    let pointer = Pointer { limit: (256 * 16 - 1) as u16, base: idt as u64 };
+    let pointer = Pointer { limit: (256 * 16 - 1) as u16, base: IDT.0.get() as u64 };
     // SAFETY: the IDT is static and complete.
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) }
 }
@@ -320,8 +375,9 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
         write32(LAPIC_BASE + LAPIC_EOI, 0);
         return;
     }
-    if vector == u64::from(LAPIC_SPURIOUS_VECTOR) {
-        return; // a spurious interrupt is not acknowledged
+    // The smp test's IPI, and the spurious vector (not acknowledged).
+    if crate::ap::interrupt(vector) {
+        return;
     }
     let at = FIXUP_AT.load(Ordering::Relaxed);
     if at != 0 && frame.rip == at && (vector == UD || vector == GP) {

@@ -124,6 +124,10 @@ pub enum Test {
     /// Not in `tests=all` (group `tlfs`). Hypercalls through the hypercall
     /// page: statuses of TLFS 3.12 and the calls the VID implements.
     TlfsHypercall,
+    /// Not in `tests=all`. Starts the `cpus=<n>` CPUs' APs with
+    /// INIT-SIPI-SIPI through a real-mode trampoline; each must check in
+    /// with its own APIC ID and send the BSP a fixed IPI ([`smp`]).
+    Smp,
 }
 
 impl Test {
@@ -131,12 +135,15 @@ impl Test {
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
     /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 5] = [Test::Isolation, Test::Crash, Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall];
+    pub const EXPLICIT: [Test; 6] =
+        [Test::Isolation, Test::Crash, Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall, Test::Smp];
 
     /// Names that select several tests, in order: `tests=tlfs` runs the
-    /// TLFS conformance tests (for partitions with `enlightenments = "hyperv"`).
-    pub const GROUPS: [(&'static str, &'static [Test]); 1] =
-        [("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall])];
+    /// TLFS conformance tests (for partitions with `enlightenments =
+    /// "hyperv"`); inside a list, `all` stands for [`Test::ALL`]
+    /// (`tests=all,smp`).
+    pub const GROUPS: [(&'static str, &'static [Test]); 2] =
+        [("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall]), ("all", &Test::ALL)];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -153,6 +160,7 @@ impl Test {
             Test::TlfsCpuid => "tlfs-cpuid",
             Test::TlfsMsr => "tlfs-msr",
             Test::TlfsHypercall => "tlfs-hypercall",
+            Test::Smp => "smp",
         }
     }
 
@@ -285,6 +293,14 @@ impl<const N: usize> fmt::Display for Text<N> {
     }
 }
 
+impl<const N: usize> PartialEq for Text<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for Text<N> {}
+
 impl<const N: usize> fmt::Debug for Text<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
@@ -303,6 +319,8 @@ macro_rules! detail {
         text
     }};
 }
+
+pub mod smp;
 
 /// The CPUID leaf 0 vendor string (EBX, EDX, ECX), if it is 12 printable
 /// ASCII characters that are not all blank.

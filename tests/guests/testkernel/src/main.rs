@@ -15,6 +15,8 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod ap;
+#[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
 mod hw;

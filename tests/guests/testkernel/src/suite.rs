@@ -1,10 +1,12 @@
 //! The tests, run in the order the command line gives.
 
+use crate::ap;
 use crate::hw;
 use crate::println;
 use crate::tlfs_suite;
 use guest_testkernel::multiboot;
 use guest_testkernel::protocol::{self, exit};
+use guest_testkernel::smp::{self, lapic};
 use guest_testkernel::{Detail, Selected, Test, cpuid_vendor, detail, isolation, mark_option, selection};
 use hw::Identity as Mem;
 
@@ -68,6 +70,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::TlfsCpuid => tlfs_suite::cpuid(),
         Test::TlfsMsr => tlfs_suite::msrs(),
         Test::TlfsHypercall => tlfs_suite::hypercalls(),
+        Test::Smp => smp(magic, info, cmdline),
     }
 }
 
@@ -268,4 +271,33 @@ fn isolation(magic: u32, info: u64, cmdline: &str) -> Outcome {
 fn crash() -> Outcome {
     println!("testkernel: crash: triple-faulting on purpose");
     hw::triple_fault()
+}
+
+fn smp(magic: u32, info: u64, cmdline: &str) -> Outcome {
+    let cpus = smp::cpus_option(cmdline)?;
+    let leaf1 = hw::cpuid(1, 0);
+    if leaf1.edx & lapic::CPUID_1_EDX_APIC == 0 {
+        return Err(detail!("CPUID.1:EDX {:#x}: no local APIC", leaf1.edx));
+    }
+    let apic_base = hw::rdmsr(lapic::BASE_MSR);
+    let bsp = smp::identity(ap::lapic_id_register(), leaf1.ebx, apic_base, true)?;
+    if u32::from(bsp) >= cpus {
+        return Err(detail!("the BSP's APIC ID {bsp} is not below cpus={cpus}"));
+    }
+    let (svr_before, svr, lint0) = ap::enable_lapic();
+    println!(
+        "testkernel: smp: BSP APIC ID {bsp}, IA32_APIC_BASE {apic_base:#x}, SVR {svr_before:#x} -> {svr:#x}, \
+         LINT0 {lint0:#x}; {cpus} CPUs expected"
+    );
+    if svr & lapic::SVR_ENABLE == 0 {
+        return Err(detail!("SVR {svr:#x}: the local APIC stays disabled"));
+    }
+    if cpus == 1 {
+        return Ok(());
+    }
+    let kernel = hw::kernel_extent();
+    let summary = multiboot::check(&Mem, magic, info, kernel.clone())?;
+    let page = smp::trampoline_page(&Mem, &summary, info, &kernel)?;
+    println!("testkernel: smp: trampoline at {page:#x}; INIT, STARTUP, STARTUP to each AP");
+    ap::start_aps(page, cpus, bsp)
 }

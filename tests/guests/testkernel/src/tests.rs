@@ -42,7 +42,9 @@ fn the_tlfs_group_selects_its_tests_in_order() {
     assert_eq!(names("tests=tlfs,"), ["tlfs-cpuid", "tlfs-msr", "tlfs-hypercall"]);
     for (group, tests) in Test::GROUPS {
         assert_eq!(Test::from_name(group), None, "a group is not also a test");
-        assert!(tests.iter().all(|t| Test::EXPLICIT.contains(t)), "groups hold only explicit tests");
+        // `all` stands for the standard tests; other groups hold only explicit ones.
+        let standard = group == "all";
+        assert!(tests.iter().all(|t| standard || Test::EXPLICIT.contains(t)), "groups hold only explicit tests");
     }
     assert!(!names("tests=all").iter().any(|n| n.starts_with("tlfs")));
 }
@@ -52,6 +54,18 @@ fn explicit_tests_are_selected_by_name() {
     assert_eq!(names("tests=isolation mark=alpha"), ["isolation"]);
     assert_eq!(names("tests=crash"), ["crash"]);
     assert_eq!(names("tests=uart,isolation,crash"), ["uart", "isolation", "crash"]);
+    assert_eq!(names("tests=smp cpus=2"), ["smp"]);
+}
+
+#[test]
+fn all_in_a_list_stands_for_the_eight_cases() {
+    let mut with_smp: Vec<String> = Test::ALL.iter().map(|t| t.name().to_string()).collect();
+    with_smp.push("smp".into());
+    assert_eq!(names("tests=all,smp cpus=4"), with_smp);
+    assert_eq!(names("tests=smp,all")[0], "smp");
+    assert_eq!(names("tests=smp,all").len(), 9);
+    assert_eq!(names("tests=all,all").len(), 16);
+    assert_eq!(Test::from_name("all"), None, "a group is no test");
 }
 
 #[test]
@@ -321,4 +335,155 @@ fn protocol_addresses_stay_clear_of_each_other() {
     for port in [UART_DATA, UART_LINE_STATUS, TEST_EXIT] {
         assert_ne!(port, UNEMULATED_PORT);
     }
+}
+
+// ---- smp ------------------------------------------------------------------
+
+#[test]
+fn the_cpu_count_comes_from_the_command_line() {
+    assert_eq!(smp::cpus_option("tests=smp cpus=2"), Ok(2));
+    assert_eq!(smp::cpus_option("cpus=1"), Ok(1));
+    assert_eq!(smp::cpus_option("cpus=3 tests=smp cpus=16"), Ok(16));
+    for bad in ["cpus=0", "cpus=17", "cpus=", "cpus=+2", "cpus=two", "cpus=0x2", "cpus=-1", "cpus=99999999999"] {
+        let err = smp::cpus_option(bad).unwrap_err();
+        assert!(err.as_str().contains("expected 1 to 16"), "{bad}: {err}");
+    }
+    assert!(smp::cpus_option("tests=smp").unwrap_err().as_str().contains("no cpus="));
+    assert!(smp::cpus_option("ncpus=2").is_err());
+}
+
+#[test]
+fn interrupt_commands_are_encoded_as_the_sdm_gives_them() {
+    // SDM Vol. 3A 8.4.4.1: INIT 0x000C4500 / SIPI 0x000C46XX broadcast; here to one ID.
+    assert_eq!(smp::Icr::init(3), smp::Icr { low: 0x0000_4500, high: 0x0300_0000 });
+    assert_eq!(smp::Icr::startup(1, 0x08), smp::Icr { low: 0x0000_4608, high: 0x0100_0000 });
+    assert_eq!(smp::Icr::fixed(0, smp::IPI_VECTOR), smp::Icr { low: 0x0000_4040, high: 0 });
+    assert_eq!(smp::Icr::fixed(0xff, 0xfe).high, 0xff00_0000);
+    assert_eq!(smp::lapic::id(0x0500_0000), 5);
+    assert_eq!(smp::lapic::cpuid_id(0x0208_0800), 2);
+}
+
+#[test]
+fn startup_vectors_name_conventional_memory_pages() {
+    assert_eq!(smp::startup_vector(0x8000), Some(0x08));
+    assert_eq!(smp::startup_vector(0x1000), Some(0x01));
+    assert_eq!(smp::startup_vector(0x9f000), Some(0x9f));
+    for bad in [0, 0x8001, 0xa0000, 0xb8000, 0x10_0000, 0x1_0000_8000] {
+        assert_eq!(smp::startup_vector(bad), None, "{bad:#x}");
+    }
+}
+
+#[test]
+fn identities_must_agree() {
+    const BASE: u64 = 0xfee0_0000 | 1 << 11;
+    assert_eq!(smp::identity(0, 0x0000_0800, BASE | 1 << 8, true), Ok(0));
+    assert_eq!(smp::identity(0x0300_0000, 0x0308_0800, BASE, false), Ok(3));
+    let err = |r: Result<u8, Detail>| r.unwrap_err().as_str().to_string();
+    assert!(err(smp::identity(0x0100_0000, 0x0200_0800, BASE, false)).contains("register says 1, CPUID"));
+    assert!(err(smp::identity(0, 0, BASE | 1 << 8, false)).contains("BSP flag wrong for an AP"));
+    assert!(err(smp::identity(0, 0, 0xfee0_0000 | 1 << 8, true)).contains("not enabled"));
+    assert!(err(smp::identity(0, 0, 0xfec0_0900, true)).contains("not enabled at 0xfee00000"));
+    assert!(err(smp::identity(0x0100_0000, 0x0100_0000, BASE, true)).contains("BSP flag wrong for the BSP"));
+}
+
+fn params() -> smp::trampoline::Params {
+    smp::trampoline::Params {
+        page: 0x8000,
+        image_len: 0x100,
+        gdt: 0xe0,
+        gdt_len: 32,
+        protected: 0x40,
+        long: 0x80,
+        cr3: 0x10_3000,
+        entry: 0x10_2345,
+        stacks: 0x12_0000,
+        stack_size: 0x4000,
+        slots: 16,
+    }
+}
+
+#[test]
+fn the_parameter_block_has_the_layout_the_trampoline_reads() {
+    use smp::trampoline::*;
+    let b = params().bytes().unwrap();
+    let at = |offset: u64| (offset - PARAMS) as usize;
+    let u16_at = |o| u16::from_le_bytes(b[at(o)..][..2].try_into().unwrap());
+    let u32_at = |o| u32::from_le_bytes(b[at(o)..][..4].try_into().unwrap());
+    let u64_at = |o| u64::from_le_bytes(b[at(o)..][..8].try_into().unwrap());
+    assert_eq!((u16_at(GDT_POINTER), u32_at(GDT_POINTER + 2)), (31, 0x80e0));
+    assert_eq!((u32_at(PROTECTED_JUMP), u16_at(PROTECTED_JUMP + 4)), (0x8040, CODE32));
+    assert_eq!((u32_at(LONG_JUMP), u16_at(LONG_JUMP + 4)), (0x8080, CODE64));
+    assert_eq!(u32_at(CR3), 0x10_3000);
+    assert_eq!(u64_at(ENTRY), 0x10_2345);
+    assert_eq!((u64_at(STACKS), u64_at(STACK_SIZE)), (0x12_0000, 0x4000));
+    assert_eq!((u32_at(SLOTS), u32_at(NEXT_SLOT)), (16, 0));
+    assert_eq!(PARAMS + PARAMS_LEN as u64, 0xf40);
+    const { assert!(PARAMS + PARAMS_LEN as u64 <= 0x1000) };
+
+    let err = |p: Params| p.bytes().unwrap_err().as_str().to_string();
+    assert!(err(Params { image_len: 0xf01, ..params() }).contains("past its parameters"));
+    assert!(err(Params { long: 0x101, ..params() }).contains("labels outside"));
+    assert!(err(Params { gdt: 0xf0, ..params() }).contains("labels outside"));
+    assert!(err(Params { cr3: 1 << 32, ..params() }).contains("above 4 GiB"));
+    assert!(err(Params { page: 0xa0000, ..params() }).contains("cannot be started"));
+    assert!(err(Params { stack_size: 0x4008, ..params() }).contains("unaligned"));
+    assert!(err(Params { slots: 0, ..params() }).contains("unaligned"));
+}
+
+#[test]
+fn the_trampoline_page_is_free_conventional_ram() {
+    let kernel = KERNEL;
+    let b = Boot::new(FLAGS);
+    let summary = b.check().unwrap();
+    assert_eq!(smp::trampoline_page(&b.mem(), &summary, INFO, &kernel), Ok(0x8000));
+
+    // 0x8000 reserved: the lowest free page instead.
+    let mut b = Boot::new(FLAGS);
+    b.mmap(&[(0, 0x8000, 2), (0x8000, 0x1000, 2), (0x9000, 0x96c00, 1), (0x10_0000, 31 << 20, 1)]);
+    let summary = b.check().unwrap();
+    assert_eq!(smp::trampoline_page(&b.mem(), &summary, INFO, &kernel), Ok(0x9000));
+
+    // A kernel low in memory, and boot information, are skipped.
+    let b = Boot::new(FLAGS);
+    let summary = b.check().unwrap();
+    assert_eq!(smp::trampoline_page(&b.mem(), &summary, INFO, &(0x1000..0x9000)), Ok(0x9000));
+    let low = 0x1000..0x10_0000;
+    assert!(smp::trampoline_page(&b.mem(), &summary, INFO, &low).unwrap_err().as_str().contains("no free page"));
+    // The information, its memory map, module list and strings are at 0x10000..0x10301.
+    let page = smp::trampoline_page(&b.mem(), &summary, INFO, &(0x1000..0x10000)).unwrap();
+    assert_eq!(page, 0x11000);
+
+    // A module below 1 MiB, and its string.
+    let mut b = Boot::new(FLAGS);
+    b.modules(&[(0x8000, 0x8800)]);
+    let summary = b.check().unwrap();
+    assert_eq!(smp::trampoline_page(&b.mem(), &summary, INFO, &kernel), Ok(0x1000));
+    let summary = b.check().unwrap();
+    let page = smp::trampoline_page(&b.mem(), &summary, INFO, &(0x1000..0x8000)).unwrap();
+    assert_eq!(page, 0x9000);
+}
+
+#[test]
+fn the_verdict_names_missing_stray_and_repeated_aps() {
+    let (mut seen, wrong) = ([0u8; 256], [false; 256]);
+    seen[1] = 1;
+    seen[2] = 1;
+    seen[3] = 1;
+    assert_eq!(smp::verdict(4, 0, &seen, &wrong, 3), Ok(()));
+    assert_eq!(smp::verdict(1, 0, &[0; 256], &wrong, 0), Ok(()), "one CPU: no APs");
+    let why = |r: Result<(), Detail>| r.unwrap_err().as_str().to_string();
+    assert_eq!(why(smp::verdict(4, 0, &seen, &wrong, 2)), "2 IPIs (vector 0x40) from 3 APs");
+    assert_eq!(why(smp::verdict(5, 0, &seen, &wrong, 3)), "missing: 4; 3 arrivals for 4 APs");
+    assert_eq!(why(smp::verdict(3, 0, &seen, &wrong, 3)), "unexpected: 3; 3 arrivals for 2 APs");
+    let mut twice = seen;
+    twice[2] = 2;
+    twice[0] = 1;
+    assert_eq!(why(smp::verdict(4, 0, &twice, &wrong, 3)), "unexpected: 0; twice: 2; 5 arrivals for 3 APs");
+    let mut bad = wrong;
+    bad[3] = true;
+    assert_eq!(why(smp::verdict(4, 0, &seen, &bad, 3)), "misidentified: 3; 3 arrivals for 3 APs");
+    // Another BSP: the APs are the other IDs.
+    let mut others = [0u8; 256];
+    others[0] = 1;
+    assert_eq!(smp::verdict(2, 1, &others, &wrong, 1), Ok(()));
 }
