@@ -355,3 +355,33 @@ fn qemu_vid_failures_stop_only_their_vps() {
     run.assert_serial_contains("[vid] bystander: guest reported status 1");
     run.assert_halted(0);
 }
+
+/// The TLFS conformance guest (`tests=tlfs`): the Hyper-V CPUID leaves,
+/// synthetic MSRs and hypercalls, with their error cases, in a partition
+/// with the `hyperv` enlightenments.
+fn tlfs_conformance_passes(run: &Boot) {
+    assert_in_order(
+        run,
+        &[
+            "[vid] conformance: testkernel: tlfs-cpuid: ok",
+            "[vid] conformance: testkernel: tlfs-msr: ok",
+            "[vid] conformance: testkernel: tlfs-hypercall: ok",
+            "[vid] conformance: testkernel: done: 3 passed, 0 failed",
+            "[vid] conformance: guest reported status 1",
+        ],
+    );
+    run.assert_serial_lacks("FAIL");
+    run.assert_halted(0);
+}
+
+#[test]
+fn qemu_tlfs_conformance() {
+    let m = manifest("tlfs-conformance.toml");
+    tlfs_conformance_passes(&boot("qemu_tlfs_conformance", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_tlfs_conformance() {
+    let m = manifest("tlfs-conformance.toml");
+    tlfs_conformance_passes(&boot("bochs_tlfs_conformance", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
+}
