@@ -47,11 +47,14 @@
 //!   condition that is re-raised while the line stays high is still served.
 //! - **Input**: when [`Uart::rx_space`] is non-zero, ask the console for
 //!   that many bytes (`console_api::Client::read(space)`, which does not
-//!   block) and [`Uart::push_input`] them — for example on every UART
-//!   access and on each timer tick or HLT wake-up, so a guest waiting in
-//!   HLT for a key press gets its interrupt. Bytes the model did not take
-//!   (none, if at most `rx_space()` were read) must be kept by the VID and
-//!   offered again.
+//!   block; the VID needs a `console-api` dependency and the manifest's
+//!   console capability, and must be the console's first reader) and
+//!   [`Uart::push_input`] them, then update the IRQ as above. Each read is
+//!   an IPC, so poll on a timer rather than on every UART access (Linux
+//!   reads LSR for every byte it prints): e.g. a VID deadline every 10 ms
+//!   while the partition runs, which also wakes a VP halted waiting for a
+//!   key. Bytes the model did not take must be kept by the VID and offered
+//!   again; reading at most `rx_space()` bytes leaves none.
 
 #[cfg(test)]
 mod tests;
