@@ -9,15 +9,24 @@
 //! interpret (control characters other than tab, DEL) are shown as `?`, and
 //! carriage returns are dropped, so no client can rewrite or fake another's
 //! line.
+//!
+//! Input: bytes typed on the host's serial line come from an [`Input`]
+//! (COM1's receiver, [`Receiver`], in the binary) and wait in a buffer of
+//! [`INPUT_BUFFER`] bytes, filled on every request the console serves
+//! ([`Console::handle`]), so keys typed while it prints are kept even when
+//! the UART's 16-byte FIFO would overflow. When the buffer is full, input
+//! stays in the UART. One task reads it: the first to call `read`.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use console_api::{MAX_NAME_LEN, SUPERVISOR, Server, ServiceError};
-use tessera_idl::Badge;
+use console_api::{Bytes, MAX_NAME_LEN, MAX_READ, SUPERVISOR, Server, ServiceError};
+use tessera_idl::{Badge, Message};
 
 /// COM1's data port.
 pub const COM1: u16 = 0x3f8;
+/// Typed bytes kept for the reader.
+pub const INPUT_BUFFER: usize = 256;
 /// Bytes of a line's text kept before it is printed without its newline.
 pub const MAX_LINE: usize = 160;
 /// Clients with a partial line at once; one more evicts the least recently
@@ -31,6 +40,111 @@ pub const MAX_OUTPUT_LINE: usize = 1 + MAX_NAME_LEN + 2 + MAX_LINE + 1;
 /// Where complete lines go (COM1 in the binary, a buffer in tests).
 pub trait Output {
     fn write(&mut self, bytes: &[u8]);
+}
+
+/// Where typed bytes come from (COM1's receiver in the binary, a script in
+/// tests).
+pub trait Input {
+    /// The next byte received, if one is waiting; never waits.
+    fn poll(&mut self) -> Option<u8>;
+}
+
+/// No input: a console that only prints.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoInput;
+
+impl Input for NoInput {
+    fn poll(&mut self) -> Option<u8> {
+        None
+    }
+}
+
+/// A 16550's registers, by offset from its base: the console's view of
+/// COM1 (`None`: the port access failed).
+pub trait UartPorts {
+    fn inb(&mut self, offset: u16) -> Option<u8>;
+    fn outb(&mut self, offset: u16, value: u8) -> Option<()>;
+}
+
+/// 16550 registers and bits the console uses.
+pub mod uart {
+    pub const RBR: u16 = 0;
+    pub const FCR: u16 = 2;
+    pub const LSR: u16 = 5;
+    /// LSR: data ready.
+    pub const LSR_DR: u8 = 1 << 0;
+    /// LSR: the byte at the head of the FIFO had a parity error, a framing
+    /// error or is a break.
+    pub const LSR_BYTE_ERRORS: u8 = (1 << 2) | (1 << 3) | (1 << 4);
+    /// LSR: transmitter empty (FIFO and shift register).
+    pub const LSR_TEMT: u8 = 1 << 6;
+    /// FCR: FIFOs on and the receive FIFO emptied. The transmit FIFO is
+    /// not reset: that could cut output still going out (the kernel's).
+    pub const FCR_ENABLE_CLEAR_RX: u8 = 0x03;
+    /// Line status polls before the FIFOs are programmed anyway.
+    pub const DRAIN_POLLS: u32 = 100_000;
+}
+
+/// Turns on the UART's 16-byte FIFOs (the kernel's `console_init` normally
+/// has already), first waiting (boundedly) until everything written has
+/// left the transmitter: a change of FIFO mode empties both FIFOs.
+pub fn enable_fifos(ports: &mut impl UartPorts) -> Option<()> {
+    for _ in 0..uart::DRAIN_POLLS {
+        if ports.inb(uart::LSR)? & uart::LSR_TEMT != 0 {
+            break;
+        }
+    }
+    ports.outb(uart::FCR, uart::FCR_ENABLE_CLEAR_RX)
+}
+
+/// A 16550's receiver as an [`Input`]: a byte when LSR says data is ready.
+/// Bytes received with a parity or framing error, and breaks, are dropped;
+/// a port that reads all ones (no UART) has no input.
+pub struct Receiver<P>(pub P);
+
+impl<P: UartPorts> Input for Receiver<P> {
+    fn poll(&mut self) -> Option<u8> {
+        // At most one FIFO's worth of bad bytes per poll.
+        for _ in 0..16 {
+            let status = self.0.inb(uart::LSR)?;
+            if status == 0xff || status & uart::LSR_DR == 0 {
+                return None;
+            }
+            let b = self.0.inb(uart::RBR)?;
+            if status & uart::LSR_BYTE_ERRORS == 0 {
+                return Some(b);
+            }
+        }
+        None
+    }
+}
+
+/// Typed bytes waiting for the reader, oldest first.
+struct Typed {
+    bytes: [u8; INPUT_BUFFER],
+    head: usize,
+    len: usize,
+}
+
+impl Typed {
+    const fn new() -> Typed {
+        Typed { bytes: [0; INPUT_BUFFER], head: 0, len: 0 }
+    }
+
+    fn push(&mut self, b: u8) {
+        self.bytes[(self.head + self.len) % INPUT_BUFFER] = b;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = self.bytes[self.head];
+        self.head = (self.head + 1) % INPUT_BUFFER;
+        self.len -= 1;
+        Some(b)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -55,11 +169,15 @@ struct Partial {
 }
 
 /// The console's state.
-pub struct Console<O: Output> {
+pub struct Console<O: Output, I: Input = NoInput> {
     out: O,
     names: [Option<Name>; MAX_NAMES],
     partial: [Option<Partial>; MAX_PARTIAL],
     clock: u64,
+    input: I,
+    typed: Typed,
+    /// The task that reads input: the first to ask.
+    reader: Option<Badge>,
 }
 
 /// True if `name` can name a client: 1..=[`MAX_NAME_LEN`] printable ASCII
@@ -124,8 +242,65 @@ fn emit_client_line<O: Output>(out: &mut O, names: &[Option<Name>; MAX_NAMES], b
 }
 
 impl<O: Output> Console<O> {
+    /// A console without input.
     pub fn new(out: O) -> Console<O> {
-        Console { out, names: [None; MAX_NAMES], partial: [None; MAX_PARTIAL], clock: 0 }
+        Console::with_input(out, NoInput)
+    }
+}
+
+impl<O: Output, I: Input> Console<O, I> {
+    pub fn with_input(out: O, input: I) -> Console<O, I> {
+        Console {
+            out,
+            names: [None; MAX_NAMES],
+            partial: [None; MAX_PARTIAL],
+            clock: 0,
+            input,
+            typed: Typed::new(),
+            reader: None,
+        }
+    }
+
+    /// Serves one request in place: takes in what was typed, then
+    /// dispatches.
+    pub fn handle(&mut self, caller: Badge, message: &mut Message) {
+        self.take_input();
+        console_api::dispatch_in_place(self, caller, message);
+    }
+
+    /// Moves typed bytes from the input into the buffer while it has room.
+    pub fn take_input(&mut self) {
+        while self.typed.len < INPUT_BUFFER {
+            let Some(b) = self.input.poll() else { break };
+            self.typed.push(b);
+        }
+    }
+
+    /// Typed bytes waiting for the reader.
+    pub fn typed_len(&self) -> usize {
+        self.typed.len
+    }
+
+    /// Takes up to `max` typed bytes (at most [`MAX_READ`]) for `caller`,
+    /// if it is the reader (the first caller becomes it).
+    pub fn read(&mut self, caller: Badge, max: u32) -> Result<Bytes, ServiceError> {
+        match self.reader {
+            None => self.reader = Some(caller),
+            Some(reader) if reader != caller => return Err(ServiceError::PermissionDenied),
+            Some(_) => {}
+        }
+        let mut buf = [0u8; MAX_READ];
+        let max = usize::try_from(max).unwrap_or(usize::MAX).min(MAX_READ);
+        let mut n = 0;
+        while n < max {
+            // The buffer holds the oldest bytes; then the UART's.
+            let Some(b) = self.typed.pop().or_else(|| self.input.poll()) else { break };
+            buf[n] = b;
+            n += 1;
+        }
+        // Room was freed: refill from the UART before its FIFO overflows.
+        self.take_input();
+        Bytes::from_slice(&buf[..n]).ok_or(ServiceError::Failed)
     }
 
     pub fn output(&self) -> &O {
@@ -228,7 +403,7 @@ impl<O: Output> Console<O> {
     }
 }
 
-impl<O: Output> Server for Console<O> {
+impl<O: Output, I: Input> Server for Console<O, I> {
     fn write(&mut self, caller: Badge, bytes: &[u8]) -> Result<(), ServiceError> {
         Console::write(self, caller, bytes);
         Ok(())
@@ -239,6 +414,10 @@ impl<O: Output> Server for Console<O> {
             return Err(ServiceError::PermissionDenied);
         }
         self.set_name(Badge(badge), name)
+    }
+
+    fn read(&mut self, caller: Badge, max: u32) -> Result<Bytes, ServiceError> {
+        Console::read(self, caller, max)
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use console_api::{Client, dispatch};
+use console_api::{Bytes, Client, MAX_READ, dispatch};
 use std::cell::RefCell;
 use tessera_idl::testing::Loopback;
 use tessera_idl::{CallError, CapSlot, Message};
@@ -178,4 +178,182 @@ fn the_largest_write_is_accepted_and_split_into_lines() {
     assert_eq!(reply, Message::from_words(tessera_idl::REPLY_OK, &[0]).unwrap());
     assert_eq!(c.output().0.len(), tessera_idl::MAX_BYTES / MAX_LINE);
     assert_eq!(c.pending(Badge(3)).len(), tessera_idl::MAX_BYTES % MAX_LINE);
+}
+
+/// Input typed on a script: `poll` hands out the bytes in order.
+#[derive(Default)]
+struct Typing(std::collections::VecDeque<u8>);
+
+impl Typing {
+    fn type_in(&mut self, bytes: &[u8]) {
+        self.0.extend(bytes);
+    }
+}
+
+impl Input for Typing {
+    fn poll(&mut self) -> Option<u8> {
+        self.0.pop_front()
+    }
+}
+
+fn console_with_input() -> Console<Lines, Typing> {
+    Console::with_input(Lines::default(), Typing::default())
+}
+
+/// A request through the generated client stub, served by [`Console::handle`].
+fn read_through_client(c: &RefCell<Console<Lines, Typing>>, badge: Badge, max: u32) -> Result<Vec<u8>, ServiceError> {
+    let transport = Loopback::new(badge, |badge, request: &Message| {
+        let mut message = request.clone();
+        c.borrow_mut().handle(badge, &mut message);
+        message
+    });
+    Client::new(&transport, CapSlot(3)).read(max).unwrap().map(|b| b.as_slice().to_vec())
+}
+
+#[test]
+fn typed_bytes_are_read_in_order_without_waiting() {
+    let c = RefCell::new(console_with_input());
+    assert_eq!(read_through_client(&c, Badge(4), 16), Ok(vec![]));
+    c.borrow_mut().input.type_in(b"ls -l\r");
+    assert_eq!(read_through_client(&c, Badge(4), 3), Ok(b"ls ".to_vec()));
+    assert_eq!(read_through_client(&c, Badge(4), 0), Ok(vec![]));
+    assert_eq!(read_through_client(&c, Badge(4), 100), Ok(b"-l\r".to_vec()));
+    assert_eq!(read_through_client(&c, Badge(4), 100), Ok(vec![]));
+    // Reading prints nothing.
+    assert!(c.borrow().output().0.is_empty());
+}
+
+#[test]
+fn the_first_reader_owns_the_input() {
+    let c = RefCell::new(console_with_input());
+    c.borrow_mut().input.type_in(b"secret");
+    assert_eq!(read_through_client(&c, Badge(7), 2), Ok(b"se".to_vec()));
+    // Nobody else, not even the supervisor, gets any of it.
+    assert_eq!(read_through_client(&c, Badge(8), 10), Err(ServiceError::PermissionDenied));
+    assert_eq!(read_through_client(&c, SUPERVISOR, 10), Err(ServiceError::PermissionDenied));
+    assert_eq!(read_through_client(&c, Badge(7), 10), Ok(b"cret".to_vec()));
+}
+
+#[test]
+fn bytes_typed_while_serving_other_requests_are_kept_up_to_the_buffer() {
+    let mut c = console_with_input();
+    let typed: Vec<u8> = (0..INPUT_BUFFER + 100).map(|i| (i % 251) as u8).collect();
+    c.input.type_in(&typed[..10]);
+    // A write request drains the UART into the buffer.
+    let mut request = Message::new(console_api::ops::write);
+    tessera_idl::Encode::encode(&b"hi\n"[..], &mut tessera_idl::Encoder::new(&mut request)).unwrap();
+    c.handle(Badge(2), &mut request);
+    assert_eq!(request.label(), tessera_idl::REPLY_OK);
+    assert_eq!(c.typed_len(), 10);
+    assert!(c.input.0.is_empty());
+    // A full buffer leaves the rest in the UART.
+    c.input.type_in(&typed[10..]);
+    c.take_input();
+    assert_eq!(c.typed_len(), INPUT_BUFFER);
+    assert_eq!(c.input.0.len(), 100);
+    let mut got = Vec::new();
+    loop {
+        let chunk = c.read(Badge(5), 100).unwrap();
+        if chunk.as_slice().is_empty() {
+            break;
+        }
+        got.extend_from_slice(chunk.as_slice());
+    }
+    assert_eq!(got, typed);
+    assert_eq!(c.output().text(), ["[badge 2] hi\n"]);
+}
+
+#[test]
+fn the_largest_read_fits_one_reply() {
+    let c = RefCell::new(console_with_input());
+    let typed = vec![b'k'; MAX_READ + 10];
+    c.borrow_mut().input.type_in(&typed);
+    // A larger `max` is cut to what a reply carries.
+    assert_eq!(read_through_client(&c, Badge(4), u32::MAX).map(|b| b.len()), Ok(MAX_READ));
+    assert_eq!(read_through_client(&c, Badge(4), u32::MAX), Ok(vec![b'k'; 10]));
+    // One more byte would not fit.
+    let mut reply = Message::new(0);
+    tessera_idl::set_reply(&mut reply, &Ok::<_, ServiceError>(Bytes::from_slice(&typed[..MAX_READ + 1]).unwrap()));
+    assert_eq!(reply.label(), tessera_idl::ProtocolError::REPLY_TOO_LONG.0);
+}
+
+#[test]
+fn a_console_without_input_reads_nothing() {
+    let mut c = console();
+    assert_eq!(c.read(Badge(3), 10).map(|b| b.as_slice().len()), Ok(0));
+    let reply = dispatch(&mut c, Badge(3), &Message::from_words(console_api::ops::read, &[1 << 32]).unwrap());
+    assert_eq!(reply.label(), tessera_idl::ProtocolError::MALFORMED_REQUEST.0);
+}
+
+/// A 16550's LSR and RBR as the console sees them; the log records port
+/// accesses.
+#[derive(Default)]
+struct FakeUart {
+    rx: std::collections::VecDeque<(u8, u8)>,
+    /// LSR reads before the transmitter reports empty.
+    busy_polls: u32,
+    absent: bool,
+    fails: bool,
+    log: Vec<String>,
+}
+
+impl UartPorts for FakeUart {
+    fn inb(&mut self, offset: u16) -> Option<u8> {
+        if self.fails {
+            return None;
+        }
+        if self.absent {
+            return Some(0xff);
+        }
+        Some(match offset {
+            uart::LSR => {
+                let empty = if self.busy_polls > 0 {
+                    self.busy_polls -= 1;
+                    0
+                } else {
+                    uart::LSR_TEMT | 0x20
+                };
+                empty | self.rx.front().map_or(0, |&(_, errors)| uart::LSR_DR | errors)
+            }
+            uart::RBR => self.rx.pop_front().map_or(0, |(b, _)| b),
+            _ => 0,
+        })
+    }
+
+    fn outb(&mut self, offset: u16, value: u8) -> Option<()> {
+        self.log.push(format!("out {offset} {value:#04x} after {} busy", self.busy_polls));
+        (!self.fails).then_some(())
+    }
+}
+
+#[test]
+fn the_receiver_reads_rbr_when_data_is_ready_and_drops_bad_bytes() {
+    let mut r = Receiver(FakeUart::default());
+    assert_eq!(r.poll(), None);
+    r.0.rx.extend([(b'a', 0), (0, 1 << 4), (b'?', 1 << 3), (b'b', 0)]);
+    assert_eq!(r.poll(), Some(b'a'));
+    // A break and a framing error are skipped.
+    assert_eq!(r.poll(), Some(b'b'));
+    assert_eq!(r.poll(), None);
+    // No UART (all ones) or a refused port: no input.
+    r.0.absent = true;
+    assert_eq!(r.poll(), None);
+    r.0.absent = false;
+    r.0.fails = true;
+    r.0.rx.push_back((b'c', 0));
+    assert_eq!(r.poll(), None);
+}
+
+#[test]
+fn fifos_are_enabled_after_the_transmitter_drains() {
+    let mut uart = FakeUart { busy_polls: 3, ..FakeUart::default() };
+    assert_eq!(enable_fifos(&mut uart), Some(()));
+    // FCR: FIFOs on, the receive FIFO cleared, the transmit FIFO kept.
+    assert_eq!(uart.log, ["out 2 0x03 after 0 busy"]);
+    // A transmitter that never drains delays it only boundedly.
+    let mut stuck = FakeUart { busy_polls: u32::MAX, ..FakeUart::default() };
+    assert_eq!(enable_fifos(&mut stuck), Some(()));
+    assert_eq!(stuck.log.len(), 1);
+    let mut refused = FakeUart { fails: true, ..FakeUart::default() };
+    assert_eq!(enable_fifos(&mut refused), None);
 }

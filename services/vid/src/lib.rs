@@ -2,9 +2,10 @@
 //! exit handlers ([`exits`]: port I/O, MMIO with instruction decoding,
 //! CPUID, MSRs, HLT, hypercalls), the interrupt controllers and timers
 //! ([`irq`]), the TLFS enlightenments ([`profile`], [`synthetic`],
-//! [`hypercall`]). The task (`main.rs`, `partitions.rs`) serves exits with
-//! them. The `vid` endpoint's interface ([`Vid`]) only counts intercepts
-//! reported to it and refuses them with `NotSupported`.
+//! [`hypercall`]), the COM1 16550A ([`uart`]). The task (`main.rs`,
+//! `partitions.rs`) serves exits with them. The `vid` endpoint's interface
+//! ([`Vid`]) only counts intercepts reported to it and refuses them with
+//! `NotSupported`.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod msr;
 pub mod portio;
 pub mod profile;
 pub mod synthetic;
+pub mod uart;
 
 use tessera_idl::{Badge, ServiceError};
 use tlfs::{HvMessageType, HvPartitionId};
