@@ -21,6 +21,7 @@ use crate::msr::Msrs;
 use crate::portio::{PortWrite, port_read, port_write, string_io};
 use crate::profile::EnlightenmentProfile;
 use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
+use crate::uart::{COM1_IRQ, Uart};
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
     HvX64MemoryInterceptMessage,
@@ -267,6 +268,10 @@ pub struct Vmm {
     /// 128-bit register updates (XMM fast-call output) for the reply, after
     /// the [`Updates`] of the action: (name, low, high).
     pub wide: heapless::Vec<(HvRegisterName, u64, u64), 6>,
+    /// COM1, a 16550A, on IRQ 4.
+    pub uart: Uart,
+    /// The level last given to IRQ 4.
+    uart_irq: bool,
 }
 
 impl Default for Vmm {
@@ -291,6 +296,25 @@ impl Vmm {
             effects: Effects::default(),
             flush_tlb: false,
             wide: heapless::Vec::new(),
+            uart: Uart::new(),
+            uart_irq: false,
+        }
+    }
+
+    /// Host input for the guest's COM1; returns the bytes it took.
+    pub fn push_input(&mut self, bytes: &[u8]) -> usize {
+        let taken = self.uart.push_input(bytes);
+        self.sync_uart_irq();
+        taken
+    }
+
+    /// Follows the UART's interrupt output on IRQ 4.
+    fn sync_uart_irq(&mut self) {
+        let level = self.uart.irq_level();
+        if level != self.uart_irq {
+            self.uart_irq = level;
+            let effects = self.irq.set_irq(COM1_IRQ, level);
+            self.effects.merge(effects);
         }
     }
 
@@ -441,6 +465,17 @@ impl Vmm {
                 }
             }
             return Action::Resume(u);
+        }
+        if let Some(offset) = Uart::com1_offset(io.port_number) {
+            let action = if write {
+                self.uart.write_sized(offset, size, io.rax, &mut console);
+                resume(&[next])
+            } else {
+                let value = u64::from(self.uart.read_sized(offset, size));
+                resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))])
+            };
+            self.sync_uart_irq();
+            return action;
         }
         if Interrupts::claims_port(io.port_number) {
             if write {
