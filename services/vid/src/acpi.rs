@@ -72,10 +72,10 @@ pub const DEFAULT_BASE_GPA: u64 = 0xe0000;
 pub const REGION_SIZE: usize = 0x10000;
 
 /// PM1a_EVT_BLK: PM1_STS then PM1_EN, two bytes each.
-pub const PM1A_EVT_BLK: u32 = 0x600;
+pub const PM1A_EVT_BLK: u16 = 0x600;
 pub const PM1_EVT_LEN: u8 = 4;
 /// PM1a_CNT_BLK: PM1_CNT.
-pub const PM1A_CNT_BLK: u32 = 0x604;
+pub const PM1A_CNT_BLK: u16 = 0x604;
 pub const PM1_CNT_LEN: u8 = 2;
 /// RESET_REG (a one-byte I/O register) and the value that resets.
 pub const RESET_PORT: u16 = 0x608;
@@ -203,7 +203,7 @@ pub const GAS_ACCESS_BYTE: u8 = 1;
 
 impl Gas {
     /// A register of `len` bytes at I/O `port`, accessed as its length says.
-    pub const fn io(port: u32, len: u8, access_size: u8) -> Gas {
+    pub const fn io(port: u16, len: u8, access_size: u8) -> Gas {
         Gas { space_id: GAS_SYSTEM_IO, bit_width: len * 8, bit_offset: 0, access_size, address: U64::new(port as u64) }
     }
 }
@@ -559,15 +559,15 @@ fn fadt(base: u32, config: &AcpiConfig) -> Fadt {
     fadt.firmware_ctrl = U32::new(facs);
     fadt.dsdt = U32::new(dsdt);
     fadt.sci_int = U16::new(SCI_IRQ.into());
-    fadt.pm1a_evt_blk = U32::new(PM1A_EVT_BLK);
-    fadt.pm1a_cnt_blk = U32::new(PM1A_CNT_BLK);
+    fadt.pm1a_evt_blk = U32::new(PM1A_EVT_BLK.into());
+    fadt.pm1a_cnt_blk = U32::new(PM1A_CNT_BLK.into());
     fadt.pm1_evt_len = PM1_EVT_LEN;
     fadt.pm1_cnt_len = PM1_CNT_LEN;
     fadt.p_lvl2_lat = U16::new(C2_UNSUPPORTED);
     fadt.p_lvl3_lat = U16::new(C3_UNSUPPORTED);
     fadt.iapc_boot_arch = U16::new(boot_arch.into_bits());
     fadt.flags = U32::new(flags.into_bits());
-    fadt.reset_reg = Gas::io(RESET_PORT.into(), 1, GAS_ACCESS_BYTE);
+    fadt.reset_reg = Gas::io(RESET_PORT, 1, GAS_ACCESS_BYTE);
     fadt.reset_value = RESET_VALUE;
     // X_FIRMWARE_CTRL stays 0: FIRMWARE_CTRL is used when it is.
     fadt.x_dsdt = U64::new(dsdt.into());

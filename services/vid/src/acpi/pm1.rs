@@ -131,10 +131,9 @@ impl Pm1 {
     /// Whether `port` is one of PM1's: the event block, the control block
     /// or the reset register.
     pub const fn claims_port(port: u16) -> bool {
-        let evt = PM1A_EVT_BLK as u16;
-        let cnt = PM1A_CNT_BLK as u16;
-        (port >= evt && port < evt + PM1_EVT_LEN as u16)
-            || (port >= cnt && port < cnt + PM1_CNT_LEN as u16)
+        let (evt, cnt) = (PM1A_EVT_BLK, PM1A_CNT_BLK);
+        (port >= evt && port - evt < PM1_EVT_LEN as u16)
+            || (port >= cnt && port - cnt < PM1_CNT_LEN as u16)
             || port == RESET_PORT
     }
 
@@ -156,8 +155,8 @@ impl Pm1 {
 
     /// One byte of the register file at `port`; `None` if not PM1's.
     fn read_byte(&self, port: u16) -> Option<u8> {
-        let evt = PM1A_EVT_BLK as u16;
-        let cnt = PM1A_CNT_BLK as u16;
+        let evt = PM1A_EVT_BLK;
+        let cnt = PM1A_CNT_BLK;
         let word = match port {
             p if p == evt || p == evt + 1 => (self.status.into_bits(), p - evt),
             p if p == evt + 2 || p == evt + 3 => (self.enable.into_bits(), p - evt - 2),
@@ -191,8 +190,8 @@ impl Pm1 {
         if !Pm1::claims_port(port) || !matches!(size, 1 | 2 | 4) {
             return None;
         }
-        let evt = PM1A_EVT_BLK as u16;
-        let cnt = PM1A_CNT_BLK as u16;
+        let evt = PM1A_EVT_BLK;
+        let cnt = PM1A_CNT_BLK;
         let (mut sts, mut en, mut ctl) = (Lanes::default(), Lanes::default(), Lanes::default());
         let mut reset = false;
         for i in 0..size {
@@ -214,19 +213,19 @@ impl Pm1 {
         // PM1_STS: write 1 to clear.
         self.status = Pm1Status::from_bits(self.status.into_bits() & !(sts.value & sts.mask));
         self.enable = Pm1Enable::from_bits(en.merge(self.enable.into_bits()) & EVENT_BITS);
-        if reset {
-            return Some(Pm1Effect::Reset);
+        let mut effect = Pm1Effect::Done;
+        if ctl.mask != 0 {
+            let written = Pm1Control::from_bits(ctl.merge(self.control.into_bits()));
+            // Only BM_RLD and SLP_TYP are kept: SCI_EN stays set, GBL_RLS
+            // and SLP_EN are write-only, the rest is reserved.
+            self.control =
+                Pm1Control::new().with_sci_en(true).with_bm_rld(written.bm_rld()).with_slp_typ(written.slp_typ());
+            effect = match written {
+                w if !w.slp_en() => Pm1Effect::Done,
+                w if w.slp_typ() == SLP_TYP_S5 => Pm1Effect::PowerOff,
+                w => Pm1Effect::Sleep(w.slp_typ()),
+            };
         }
-        if ctl.mask == 0 {
-            return Some(Pm1Effect::Done);
-        }
-        let written = Pm1Control::from_bits(ctl.merge(self.control.into_bits()));
-        // SCI_EN stays set; GBL_RLS and SLP_EN are write-only.
-        self.control = written.with_sci_en(true).with_gbl_rls(false).with_slp_en(false);
-        Some(match written {
-            w if !w.slp_en() => Pm1Effect::Done,
-            w if w.slp_typ() == SLP_TYP_S5 => Pm1Effect::PowerOff,
-            w => Pm1Effect::Sleep(w.slp_typ()),
-        })
+        Some(if reset { Pm1Effect::Reset } else { effect })
     }
 }

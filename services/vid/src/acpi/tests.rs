@@ -419,9 +419,11 @@ fn sci_en_reads_one_whatever_is_written() {
     assert_eq!(pm1.port_read(0x604, 2), Some(1));
     assert_eq!(pm1.port_read(0x604, 1), Some(1));
     assert_eq!(pm1.port_read(0x605, 1), Some(0));
-    // BM_RLD is kept; GBL_RLS reads 0.
+    // BM_RLD is kept; GBL_RLS reads 0, reserved bits read 0.
     pm1.port_write(0x604, 2, 0b110);
     assert_eq!(pm1.port_read(0x604, 2), Some(0b011));
+    pm1.port_write(0x604, 2, 0xc3f8);
+    assert_eq!(pm1.port_read(0x604, 2), Some(0b001));
 }
 
 #[test]
@@ -493,4 +495,8 @@ fn accesses_running_past_pm1_read_ones_and_drop_writes() {
     assert_eq!(pm1.port_read(0x604, 4), Some(0xffff_0001));
     assert_eq!(pm1.port_write(0x604, 4, 0xffff_0000 | slp_typ(5) | SLP_EN), Some(Pm1Effect::PowerOff));
     assert_eq!(pm1.port_read(0x608, 4), Some(0xffff_ff00));
+    // One write reaching PM1_CNT's high byte and the reset register.
+    let mut pm1 = Pm1::new();
+    assert_eq!(pm1.port_write(0x605, 4, 0x0100_0000 | (slp_typ(3) >> 8)), Some(Pm1Effect::Reset));
+    assert_eq!(pm1.port_read(0x604, 2), Some(1 | slp_typ(3)), "the PM1_CNT byte still lands");
 }
