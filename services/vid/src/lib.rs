@@ -1,4 +1,5 @@
 //! The VID's logic, host-tested: the guest loaders (Multiboot, Linux), the
+//! guest's ACPI tables and PM1 registers ([`acpi`]), the
 //! exit handlers ([`exits`]: port I/O, MMIO with instruction decoding,
 //! CPUID, MSRs, HLT, hypercalls), the interrupt controllers and timers
 //! ([`irq`]), the TLFS enlightenments ([`profile`], [`synthetic`],
@@ -10,6 +11,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod acpi;
 pub mod cpuid;
 pub mod entry;
 pub mod exits;
