@@ -13,6 +13,7 @@
 
 use core::fmt;
 
+use crate::acpi::{Pm1, Pm1Effect};
 use crate::cpuid::cpuid_for_vp;
 use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
 use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Interrupts};
@@ -61,9 +62,11 @@ pub enum Stop {
     /// Triple fault or shutdown (`message_type` is
     /// `UNRECOVERABLE_EXCEPTION`), or an intercept the VID cannot handle.
     Failed { message_type: u32, rip: u64 },
-    /// The guest asked for a reset (HV_X64_MSR_RESET); the VID does not
-    /// reboot partitions, so it ends.
+    /// The guest asked for a reset (HV_X64_MSR_RESET or the ACPI reset
+    /// register); the VID does not reboot partitions, so it ends.
     Reset { rip: u64 },
+    /// The guest powered itself off (ACPI S5 through PM1a_CNT).
+    PowerOff,
 }
 
 impl Stop {
@@ -86,6 +89,7 @@ impl fmt::Display for Stop {
                 write!(f, "guest stopped: intercept {message_type:#x} at rip {rip:#x} is not handled")
             }
             Stop::Reset { rip } => write!(f, "guest asked for a reset at rip {rip:#x}; the partition ends"),
+            Stop::PowerOff => write!(f, "guest powered off"),
         }
     }
 }
@@ -153,6 +157,14 @@ impl fmt::Display for Event {
 #[derive(Default)]
 pub struct GuestConsole {
     line: heapless::Vec<u8, LINE_MAX>,
+}
+
+impl GuestConsole {
+    /// The unfinished line, if any, taken as it is: a prompt waits for
+    /// input without a newline, so the caller shows it after a pause.
+    pub fn take_partial(&mut self) -> Option<heapless::Vec<u8, LINE_MAX>> {
+        (!self.line.is_empty()).then(|| core::mem::take(&mut self.line))
+    }
 }
 
 impl GuestConsole {
@@ -270,6 +282,8 @@ pub struct Vmm {
     pub wide: heapless::Vec<(HvRegisterName, u64, u64), 6>,
     /// COM1, a 16550A, on IRQ 4.
     pub uart: Uart,
+    /// The ACPI fixed-hardware PM1 registers (power off, reset).
+    pub pm1: Pm1,
     /// The level last given to IRQ 4.
     uart_irq: bool,
 }
@@ -298,6 +312,7 @@ impl Vmm {
             wide: heapless::Vec::new(),
             uart: Uart::new(),
             uart_irq: false,
+            pm1: Pm1::new(),
         }
     }
 
@@ -476,6 +491,17 @@ impl Vmm {
             };
             self.sync_uart_irq();
             return action;
+        }
+        if Pm1::claims_port(io.port_number) {
+            if !write {
+                let value = self.pm1.port_read(io.port_number, size).unwrap_or(x86decode::size_mask(size));
+                return resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))]);
+            }
+            return match self.pm1.port_write(io.port_number, size, io.rax) {
+                Some(Pm1Effect::PowerOff) => Action::Stop(Stop::PowerOff),
+                Some(Pm1Effect::Reset) => Action::Stop(Stop::Reset { rip: h.rip }),
+                Some(Pm1Effect::Sleep(_) | Pm1Effect::Done) | None => resume(&[next]),
+            };
         }
         if Interrupts::claims_port(io.port_number) {
             if write {

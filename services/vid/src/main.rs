@@ -229,6 +229,7 @@ mod task {
                 log!("demo: guest stopped: intercept {message_type:#x} at {rip:#x} is not handled")
             }
             Stop::Reset { rip } => log!("demo: guest asked for a reset at {rip:#x}"),
+            Stop::PowerOff => log!("demo: guest powered off"),
         }
     }
 }

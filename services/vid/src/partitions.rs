@@ -15,9 +15,13 @@ use tessera_rt::memory::Window;
 use tessera_rt::{Message, Operation, caps, invoke, log};
 use tlfs::exit_state::{ExitState, TransferredState};
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
+use vid::acpi;
 use vid::exits::{APIC_HZ, Action, Event, GuestConsole, Vmm, VmmConfig};
 use vid::guest::Guest;
-use vid::linux;
+use vid::linux::{self, E820Entry, E820Type};
+
+/// Offset of `acpi_rsdp_addr` in the zero page (boot protocol 2.14).
+const ACPI_RSDP_ADDR: usize = 0x070;
 use vid::loader::{self, LoadRequest, Module};
 use vid::profile::EnlightenmentProfile;
 use vid::synthetic::{HostClock, Vendor};
@@ -155,6 +159,8 @@ struct Running {
     ram: &'static mut [u8],
     vmm: Vmm,
     console: GuestConsole,
+    /// The tick of the guest's last console byte.
+    console_tick: u64,
     exits: u64,
     /// The VP waits (HLT) for an interruption.
     halted: bool,
@@ -319,6 +325,7 @@ fn start(
         ram: ram_bytes,
         vmm: Vmm::with_config(config),
         console: GuestConsole::default(),
+        console_tick: 0,
         exits: 0,
         halted: false,
         posted: false,
@@ -365,7 +372,15 @@ fn load(
         ErrorCode::INVALID_ARGUMENT
     };
     if linux::parse_header(kernel).is_ok() {
-        let memory_map = linux::standard_memory_map(memory);
+        // The ACPI tables take the top of RAM, reserved for them in e820.
+        let acpi_at = memory.checked_sub(acpi::REGION_SIZE as u64).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+        let high = HIGH_RAM_START;
+        let memory_map = [
+            E820Entry::new(0, linux::LOW_RAM_END, E820Type::RAM),
+            E820Entry::new(linux::LOW_RAM_END, high - linux::LOW_RAM_END, E820Type::RESERVED),
+            E820Entry::new(high, acpi_at.saturating_sub(high), E820Type::RAM),
+            E820Entry::new(acpi_at, acpi::REGION_SIZE as u64, E820Type::ACPI),
+        ];
         let initrd = modules.first().map_or(&[][..], |m| m.bytes);
         let request = linux::LinuxRequest {
             kernel,
@@ -378,6 +393,12 @@ fn load(
         let mut area = [0u8; linux::LOW_AREA_LEN];
         let plan = linux::plan(&request, &mut area).map_err(|e| refuse(&e))?;
         plan.apply(ram).map_err(|e| refuse(&e))?;
+        let config = acpi::AcpiConfig { vps: u32::from(p.vcpus), cmos_rtc: false };
+        let region = ram.get_mut(acpi_at as usize..memory as usize).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+        let tables = acpi::build(&config, region, acpi_at).map_err(|e| refuse(&e))?;
+        // boot_params.acpi_rsdp_addr: no scan for the RSDP.
+        let rsdp_field = linux::LOW_AREA as usize + ACPI_RSDP_ADDR;
+        ram[rsdp_field..rsdp_field + 8].copy_from_slice(&tables.rsdp_gpa.to_le_bytes());
         log!(
             "{}: Linux kernel (boot protocol {:#x}) at {:#x}, initrd of {} KiB, {} MiB of RAM, command line \"{}\"",
             p.name,
@@ -444,9 +465,12 @@ fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
 fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result<(), ErrorCode> {
     let mut live = running.len();
     let tick_tsc = (tessera_rt::startup::tsc_hz() / abi::TICK_HZ).max(1);
+    let mut input = Input::find();
     let mut received = tessera_rt::recv(exits).map(Some);
     loop {
         let now = tessera_rt::arch::rdtsc();
+        input.poll(running);
+        show_prompts(running);
         let mut reply = None;
         let mut exited = None;
         if let Some(received) = received? {
@@ -465,9 +489,11 @@ fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result
                     .is_some_and(|h| h.execution_state.interruption_pending());
                 let name = r.name;
                 let console = &mut r.console;
+                let console_tick = &mut r.console_tick;
                 let mut view = View { vp: r.vp, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
                 let action = r.vmm.handle(&hv, &mut view, now, |event| match event {
                     Event::Console(b) => {
+                        *console_tick = tessera_rt::ticks();
                         if let Some(line) = console.byte(b) {
                             log!("{name}: {}", core::str::from_utf8(&line).unwrap_or("?"));
                         }
@@ -492,13 +518,72 @@ fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result
             }
             reply = Some(message);
         }
-        let ticks = keep_time(running, exited, now, tick_tsc);
+        let ticks = match keep_time(running, exited, now, tick_tsc) {
+            // Typed input is looked for at least every INPUT_POLL_TICKS.
+            t if input.is_some() && (t == 0 || t > INPUT_POLL_TICKS) => INPUT_POLL_TICKS,
+            t => t,
+        };
         received = match &reply {
             Some(message) => tessera_rt::reply_recv_timeout(exits, message, ticks),
             None => tessera_rt::recv_timeout(exits, ticks),
         }
         .map(Some)
         .or_else(|e| if e == ErrorCode::TIMEOUT { Ok(None) } else { Err(e) });
+    }
+}
+
+/// Shows a console line the guest left unfinished for a few ticks (a
+/// shell's prompt).
+fn show_prompts(running: &mut [Running]) {
+    let now = tessera_rt::ticks();
+    for r in running.iter_mut().filter(|r| now.saturating_sub(r.console_tick) >= INPUT_POLL_TICKS) {
+        if let Some(line) = r.console.take_partial() {
+            log!("{}: {}", r.name, core::str::from_utf8(&line).unwrap_or("?"));
+        }
+    }
+}
+
+/// How often the VID looks for typed input while its guests are idle.
+const INPUT_POLL_TICKS: u64 = 3;
+
+/// Bytes typed on the host's serial line, for the first running
+/// partition's COM1 (the console service gives them to one reader).
+struct Input {
+    console: Option<console_api::Client<tessera_rt::Kernel>>,
+    last_tick: u64,
+}
+
+impl Input {
+    fn find() -> Input {
+        let console = caps::endpoint(console_api::ENDPOINT).map(|ep| console_api::Client::new(tessera_rt::Kernel, ep));
+        Input { console, last_tick: 0 }
+    }
+
+    fn is_some(&self) -> bool {
+        self.console.is_some()
+    }
+
+    /// At most once a tick: moves what was typed into the guest's UART,
+    /// as much as its receive FIFO takes.
+    fn poll(&mut self, running: &mut [Running]) {
+        let Some(console) = &self.console else { return };
+        let now = tessera_rt::ticks();
+        if now == self.last_tick {
+            return;
+        }
+        self.last_tick = now;
+        let Some(r) = running.iter_mut().find(|r| !r.stopped) else { return };
+        let room = r.vmm.uart.rx_space();
+        if room == 0 {
+            return;
+        }
+        match console.read(room as u32) {
+            Ok(Ok(bytes)) => {
+                r.vmm.push_input(bytes.as_slice());
+            }
+            // Another task reads the console: stop asking.
+            Ok(Err(_)) | Err(_) => self.console = None,
+        }
     }
 }
 
