@@ -385,3 +385,33 @@ fn bochs_tlfs_conformance() {
     let m = manifest("tlfs-conformance.toml");
     tlfs_conformance_passes(&boot("bochs_tlfs_conformance", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
 }
+
+/// A partition with two VPs: the test kernel starts its AP with INIT and
+/// SIPI through the VID's local APIC, the AP checks in with its own APIC ID
+/// and sends the BSP an IPI.
+fn smp_guest_passes(run: &Boot) {
+    assert_in_order(
+        run,
+        &[
+            "[vid] smp: 2 VPs; the application processors wait for INIT and SIPI",
+            "[vid] smp: testkernel: smp: AP 1 up",
+            "[vid] smp: testkernel: smp: 1 of 1 APs up and 1 IPIs",
+            "[vid] smp: testkernel: smp: ok",
+            "[vid] smp: guest reported status 1",
+        ],
+    );
+    run.assert_serial_lacks("FAIL");
+    run.assert_halted(0);
+}
+
+#[test]
+fn qemu_smp_guest() {
+    let m = manifest("smp.toml");
+    smp_guest_passes(&boot("qemu_smp_guest", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_smp_guest() {
+    let m = manifest("smp.toml");
+    smp_guest_passes(&boot("bochs_smp_guest", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
+}

@@ -96,6 +96,10 @@ open_enum! {
         /// `tlfs::exit_state::ExitState` mask; its words follow the
         /// `HV_MESSAGE`. Reserved bits are INVALID_ARGUMENT.
         VP_SET_EXIT_STATE = 0x7d,
+        /// Stop a started VP wherever it is (CONTROL), as `VP_STOP` does
+        /// for the VP that exited: its partition ended. An exit it had
+        /// sent is withdrawn (the handler's reply right goes).
+        VP_SUSPEND = 0x7e,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.

@@ -7,16 +7,16 @@
 //! partition's exits arrive on one endpoint; the badge (the partition's
 //! index among this VID's + 1) says whose.
 
-use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
+use abi::{CapSlot, ErrorCode, ObjectType, Rights};
 use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use sysimage::SystemImage;
 use sysimage::manifest::TaskIndex;
 use tessera_rt::memory::Window;
-use tessera_rt::{Message, Operation, caps, invoke, log};
+use tessera_rt::{Operation, caps, invoke, log};
 use tlfs::exit_state::{ExitState, TransferredState};
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
 use vid::acpi;
-use vid::exits::{APIC_HZ, Action, Event, GuestConsole, Vmm, VmmConfig};
+use vid::exits::{APIC_HZ, GuestConsole, Vmm, VmmConfig};
 use vid::guest::Guest;
 use vid::linux::{self, E820Entry, E820Type};
 
@@ -107,6 +107,21 @@ impl Registry {
         Ok(attached)
     }
 
+    /// VP `index` of partition `id` at the partition manager, into slot `into`.
+    fn attach_vp(&self, id: u64, index: u32, into: CapSlot) -> Result<(), Failure> {
+        let pm = self.client().ok_or(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)))?;
+        tessera_rt::ipc_buffer::set_receive_slots([into, CapSlot::NULL, CapSlot::NULL])
+            .map_err(|e| Failure::Call(tessera_idl::CallError::Kernel(e)))?;
+        let attached = pm.attach_vp(id, index);
+        let _ = tessera_rt::ipc_buffer::set_receive_slots([CapSlot::NULL; 3]);
+        attached??;
+        let identified = invoke(into, Operation::CAP_IDENTIFY, &[]).map(|r| r.words().first().copied());
+        if identified != Ok(Some(u64::from(ObjectType::VP.0))) {
+            return Err(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)));
+        }
+        Ok(())
+    }
+
     /// Records that a partition's guest stopped: finalized, and the state
     /// the manager now reports for it.
     fn stopped(&self, name: &str, id: Option<u64>) {
@@ -149,12 +164,32 @@ impl From<tlfs::HvError> for Failure {
     }
 }
 
+/// VPs one partition may have (the kernel's and the VMM's limit).
+pub const MAX_VPS: usize = vid::msr::MAX_VPS;
+
+/// One VP of a running partition.
+struct Vp {
+    cap: CapSlot,
+    /// Running (VP 0 from the start, an AP once a SIPI started it).
+    started: bool,
+    /// Waits (HLT) for an interruption.
+    halted: bool,
+    /// An interruption the VID posted may still be waiting in the kernel.
+    posted: bool,
+}
+
+impl Vp {
+    const fn new(cap: CapSlot) -> Vp {
+        Vp { cap, started: false, halted: false, posted: false }
+    }
+}
+
 /// One running partition, as its exit handler sees it.
 struct Running {
     name: &'static str,
     /// Its ID at the partition manager, when registered there.
     managed: Option<u64>,
-    vp: CapSlot,
+    vps: heapless::Vec<Vp, MAX_VPS>,
     partition: CapSlot,
     ram: &'static mut [u8],
     vmm: Vmm,
@@ -162,11 +197,12 @@ struct Running {
     /// The tick of the guest's last console byte.
     console_tick: u64,
     exits: u64,
-    /// The VP waits (HLT) for an interruption.
-    halted: bool,
-    /// An interruption the VID posted may still be waiting in the kernel.
-    posted: bool,
     stopped: bool,
+}
+
+/// The badge of VP `vp` of the VID's `k`-th partition on the exit endpoint.
+const fn exit_badge(k: usize, vp: usize) -> u64 {
+    (k * MAX_VPS + vp) as u64 + 1
 }
 
 /// The state the kernel sends with each exit of these partitions.
@@ -253,9 +289,10 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     }
     // Every guest is loaded before any VP runs, so no exit waits while a
     // later guest loads.
-    for r in running.iter() {
-        if let Err(e) = invoke(r.vp, Operation::VP_START, &[]) {
-            log!("{}: cannot start its VP: {e:?}", r.name);
+    for r in running.iter_mut() {
+        match invoke(r.vps[0].cap, Operation::VP_START, &[]) {
+            Ok(_) => r.vps[0].started = true,
+            Err(e) => log!("{}: cannot start its VP: {e:?}", r.name),
         }
     }
     let personality = Personality::of(me);
@@ -285,14 +322,13 @@ fn start(
         let bytes = image.bootfs.file(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
         let _ = modules.push(Module { string: name, bytes });
     }
-    let (ram, partition, vp, exit_cap) = (slots.next(), slots.next(), slots.next(), slots.next());
+    let (ram, partition, vp) = (slots.next(), slots.next(), slots.next());
     let (id, memory, vcpus) = registry.attach(index, [ram, partition, vp]).map_err(|e| {
         log!("{}: the partition manager did not hand it over: {e}", p.name);
         ErrorCode::INVALID_STATE
     })?;
     log!("{}: the partition manager holds it as partition {id}", p.name);
     let pages = memory / PAGE;
-    invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), bits(Rights::new().with_send(true)), k as u64 + 1])?;
 
     // Load the kernel into RAM through a window that stays mapped: the exit
     // handler reads and writes guest memory through it.
@@ -300,11 +336,28 @@ fn start(
     let ram_bytes = window.leak_mut().ok_or(ErrorCode::INVALID_STATE)?;
     let registers = load(p, kernel, &modules, memory, ram_bytes)?;
 
-    invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
-    invoke(vp, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
+    let mut vps = heapless::Vec::new();
+    let _ = vps.push(Vp::new(vp));
+    for index in 1..usize::try_from(vcpus).unwrap_or(1).min(MAX_VPS) {
+        let ap = slots.next();
+        registry.attach_vp(id, index as u32, ap).map_err(|e| {
+            log!("{}: the partition manager did not hand VP {index} over: {e}", p.name);
+            ErrorCode::INVALID_STATE
+        })?;
+        let _ = vps.push(Vp::new(ap));
+    }
+    for (index, v) in vps.iter().enumerate() {
+        let exit_cap = slots.next();
+        let send = bits(Rights::new().with_send(true));
+        invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), send, exit_badge(k, index)])?;
+        let args = [u64::from(partition.0), u64::from(exit_cap.0), 0, index as u64];
+        invoke(v.cap, Operation::VP_CONFIGURE, &args)?;
+        invoke(v.cap, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
+    }
+    // VP 0 starts at the loader's entry; the others wait for a SIPI.
     invoke(vp, Operation::VP_SET_REGISTERS, &registers)?;
     if vcpus > 1 {
-        log!("{}: {vcpus} VPs; this VID runs only VP 0 for now", p.name);
+        log!("{}: {vcpus} VPs; the application processors wait for INIT and SIPI", p.name);
     }
     let profile = EnlightenmentProfile::new(p.enlightenments, u32::from(p.vcpus), 1).map_err(|e| {
         log!("{}: the enlightenments are not coherent: {e:?}", p.name);
@@ -314,21 +367,19 @@ fn start(
         profile,
         vendor: host_vendor(),
         clock: HostClock { tsc_hz: tessera_rt::startup::tsc_hz(), apic_hz: APIC_HZ },
-        vps: 1,
+        vps: vps.len() as u32,
         created_tsc: tessera_rt::arch::rdtsc(),
     };
     Ok(Running {
         name: p.name,
         managed: Some(id),
-        vp,
+        vps,
         partition,
         ram: ram_bytes,
         vmm: Vmm::with_config(config),
         console: GuestConsole::default(),
         console_tick: 0,
         exits: 0,
-        halted: false,
-        posted: false,
         stopped: false,
     })
 }
@@ -435,199 +486,5 @@ fn host_vendor() -> Vendor {
     if &name == b"GenuineIntel" { Vendor::Intel } else { Vendor::Amd }
 }
 
-/// The reply to an exit: the action's label and its register updates
-/// (count, then (name, low, high) triples), 128-bit ones included.
-fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
-    let (label, updates) = match action {
-        Action::Resume(u) => (labels::VP_RESUME, Some(u)),
-        Action::Halt(u) => (labels::VP_HALT, Some(u)),
-        Action::Stop(_) => (labels::VP_STOP, None),
-    };
-    reply.clear(label);
-    let wide = core::mem::take(&mut vmm.wide);
-    let Some(updates) = updates else {
-        let _ = reply.push(0);
-        return;
-    };
-    let _ = reply.push((updates.len() + wide.len()) as u64);
-    let narrow = updates.iter().map(|&(register, value)| (register, value, 0));
-    for (register, low, high) in narrow.chain(wide) {
-        for word in [u64::from(register.0), low, high] {
-            let _ = reply.push(word);
-        }
-    }
-}
-
-/// Handles exits of every running partition until all have stopped, and
-/// between exits keeps their timers: it waits for the next exit no longer
-/// than the earliest timer, posts the interruptions that fire, and wakes
-/// VPs halted for them.
-fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result<(), ErrorCode> {
-    let mut live = running.len();
-    let tick_tsc = (tessera_rt::startup::tsc_hz() / abi::TICK_HZ).max(1);
-    let mut input = Input::find();
-    let mut received = tessera_rt::recv(exits).map(Some);
-    loop {
-        let now = tessera_rt::arch::rdtsc();
-        input.poll(running);
-        show_prompts(running);
-        let mut reply = None;
-        let mut exited = None;
-        if let Some(received) = received? {
-            let k = received.badge.0.wrapping_sub(1) as usize;
-            let mut message = Message::new(labels::VP_STOP);
-            let _ = message.push(0);
-            let words = received.message.words();
-            let (head, state) = words.split_at(words.len().min(HV_MESSAGE_WORDS));
-            if let (Some(r), Ok(hv)) = (running.get_mut(k), HvMessage::from_words(head)) {
-                exited = Some(k);
-                r.exits += 1;
-                r.posted = hv
-                    .parse()
-                    .ok()
-                    .and_then(|b| b.intercept_header().copied())
-                    .is_some_and(|h| h.execution_state.interruption_pending());
-                let name = r.name;
-                let console = &mut r.console;
-                let console_tick = &mut r.console_tick;
-                let mut view = View { vp: r.vp, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
-                let action = r.vmm.handle(&hv, &mut view, now, |event| match event {
-                    Event::Console(b) => {
-                        *console_tick = tessera_rt::ticks();
-                        if let Some(line) = console.byte(b) {
-                            log!("{name}: {}", core::str::from_utf8(&line).unwrap_or("?"));
-                        }
-                    }
-                    other => log!("{name}: {other}"),
-                });
-                reply_for(&action, &mut r.vmm, &mut message);
-                r.halted = matches!(action, Action::Halt(_));
-                r.posted |= matches!(&action, Action::Resume(u) | Action::Halt(u) if u.iter().any(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION));
-                if core::mem::take(&mut r.vmm.flush_tlb) {
-                    let _ = invoke(r.partition, Operation::PARTITION_FLUSH_TLB, &[]);
-                }
-                if let Action::Stop(stop) = action {
-                    log!("{name}: {stop} after {} exits", r.exits);
-                    registry.stopped(name, r.managed);
-                    r.stopped = true;
-                    live -= 1;
-                    if live == 0 {
-                        return tessera_rt::reply(&message);
-                    }
-                }
-            }
-            reply = Some(message);
-        }
-        let ticks = match keep_time(running, exited, now, tick_tsc) {
-            // Typed input is looked for at least every INPUT_POLL_TICKS.
-            t if input.is_some() && (t == 0 || t > INPUT_POLL_TICKS) => INPUT_POLL_TICKS,
-            t => t,
-        };
-        received = match &reply {
-            Some(message) => tessera_rt::reply_recv_timeout(exits, message, ticks),
-            None => tessera_rt::recv_timeout(exits, ticks),
-        }
-        .map(Some)
-        .or_else(|e| if e == ErrorCode::TIMEOUT { Ok(None) } else { Err(e) });
-    }
-}
-
-/// Shows a console line the guest left unfinished for a few ticks (a
-/// shell's prompt).
-fn show_prompts(running: &mut [Running]) {
-    let now = tessera_rt::ticks();
-    for r in running.iter_mut().filter(|r| now.saturating_sub(r.console_tick) >= INPUT_POLL_TICKS) {
-        if let Some(line) = r.console.take_partial() {
-            log!("{}: {}", r.name, core::str::from_utf8(&line).unwrap_or("?"));
-        }
-    }
-}
-
-/// How often the VID looks for typed input while its guests are idle.
-const INPUT_POLL_TICKS: u64 = 3;
-
-/// Bytes typed on the host's serial line, for the first running
-/// partition's COM1 (the console service gives them to one reader).
-struct Input {
-    console: Option<console_api::Client<tessera_rt::Kernel>>,
-    last_tick: u64,
-}
-
-impl Input {
-    fn find() -> Input {
-        let console = caps::endpoint(console_api::ENDPOINT).map(|ep| console_api::Client::new(tessera_rt::Kernel, ep));
-        Input { console, last_tick: 0 }
-    }
-
-    fn is_some(&self) -> bool {
-        self.console.is_some()
-    }
-
-    /// At most once a tick: moves what was typed into the guest's UART,
-    /// as much as its receive FIFO takes.
-    fn poll(&mut self, running: &mut [Running]) {
-        let Some(console) = &self.console else { return };
-        let now = tessera_rt::ticks();
-        if now == self.last_tick {
-            return;
-        }
-        self.last_tick = now;
-        let Some(r) = running.iter_mut().find(|r| !r.stopped) else { return };
-        let room = r.vmm.uart.rx_space();
-        if room == 0 {
-            return;
-        }
-        match console.read(room as u32) {
-            Ok(Ok(bytes)) => {
-                r.vmm.push_input(bytes.as_slice());
-            }
-            // Another task reads the console: stop asking.
-            Ok(Err(_)) | Err(_) => self.console = None,
-        }
-    }
-}
-
-/// Fires the partitions' timers, posts interruptions to VPs other than
-/// `exited` (whose reply carries its own) whose slot is free, and returns
-/// how many ticks to wait for the next exit (0: no timer, wait for ever).
-fn keep_time(running: &mut [Running], exited: Option<usize>, now: u64, tick_tsc: u64) -> u64 {
-    let mut next: Option<u64> = None;
-    let mut recheck = false;
-    for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
-        r.vmm.poll(now);
-        r.vmm.effects = Default::default();
-        if Some(k) != exited {
-            if r.posted && !r.halted {
-                // A running VP's slot empties when the guest takes the
-                // interruption: ask the kernel.
-                r.posted = pending_interruption(r.vp).unwrap_or(true);
-            }
-            if !r.posted
-                && let Some(value) = r.vmm.interruption_for(0)
-            {
-                let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
-                if invoke(r.vp, Operation::VP_SET_REGISTERS, &[1, name, value, 0]).is_ok() {
-                    (r.posted, r.halted) = (true, false);
-                }
-            }
-        }
-        recheck |= r.posted && !r.halted && r.vmm.irq.has_pending(0);
-        next = match (next, r.vmm.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    match next {
-        _ if recheck => 1,
-        None => 0,
-        Some(deadline) => deadline.saturating_sub(now).div_ceil(tick_tsc).max(1),
-    }
-}
-
-/// Whether the kernel still holds an interruption for the VP.
-fn pending_interruption(vp: CapSlot) -> Option<bool> {
-    let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
-    let reply = invoke(vp, Operation::VP_GET_REGISTERS, &[1, name]).ok()?;
-    let value = *reply.words().first()?;
-    Some(tlfs::HvX64PendingInterruptionRegister::from_bits(value).interruption_pending())
-}
+mod serve;
+use serve::serve;

@@ -246,7 +246,8 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
         | Operation::VP_START
         | Operation::PARTITION_FLUSH_TLB
         | Operation::VP_SET_MONITOR
-        | Operation::VP_SET_EXIT_STATE => super::vm::invoke(k, t, cspace, cap, op, mr, info),
+        | Operation::VP_SET_EXIT_STATE
+        | Operation::VP_SUSPEND => super::vm::invoke(k, t, cspace, cap, op, mr, info),
         _ => Err(ErrorCode::INVALID_OPERATION),
     }
 }

@@ -578,6 +578,18 @@ pub fn invoke(
             k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.exit_state = mask;
             done()
         }
+        Operation::VP_SUSPEND => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            if !k.threads[usize::from(thread.0)].started {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            k.ipc.suspend(thread).map_err(|_| ErrorCode::INVALID_STATE)?;
+            k.threads[usize::from(thread.0)].started = false;
+            if let Some(vcpu) = k.vcpu_of(thread).and_then(|v| k.vcpus[v as usize].as_mut()) {
+                (vcpu.halted, vcpu.awaiting, vcpu.report) = (false, None, None);
+            }
+            done()
+        }
         Operation::VP_START => {
             let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
             let tcb = &mut k.threads[usize::from(thread.0)];
