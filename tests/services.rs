@@ -364,6 +364,8 @@ fn tlfs_conformance_passes(run: &Boot) {
         run,
         &[
             "[vid] conformance: testkernel: tlfs-cpuid: ok",
+            "[vid] conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
+            "[partition-manager] partition conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
             "[vid] conformance: testkernel: tlfs-msr: ok",
             "[vid] conformance: testkernel: tlfs-hypercall: ok",
             "[vid] conformance: testkernel: done: 3 passed, 0 failed",

@@ -103,6 +103,17 @@ tessera_idl::interface! {
         /// As [`attach`](Client::attach), for VP `vp_index` of the partition
         /// with ID `partition`: the reply carries its capability (control).
         fn attach_vp(partition: u64, vp_index: u32) -> Result<(), HvError> = 0x1_0002;
+
+        /// The partition's VID reports a guest crash notification
+        /// (HV_X64_MSR_CRASH_CTL with CrashNotify, TLFS 4.3): the five
+        /// CRASH_P0..P4 values. The manager logs it and keeps the last one
+        /// ([`crash_report`](Client::crash_report)). `ACCESS_DENIED` for a
+        /// caller other than the partition's VID.
+        fn report_guest_crash(partition: u64, p0: u64, p1: u64, p2: u64, p3: u64, p4: u64) -> Result<(), HvError> = 0x1_0003;
+
+        /// The last guest crash the partition's VID reported: whether there
+        /// was one, and CRASH_P0..P4.
+        fn crash_report(partition: u64) -> Result<(bool, u64, u64, u64, u64, u64), HvError> = 0x1_0004;
     }
 }
 

@@ -205,6 +205,8 @@ struct Partition {
     objects: Objects,
     vps: [Option<Vp>; MAX_VPS],
     gpa: [Option<GpaRange>; MAX_GPA_RANGES],
+    /// The last guest crash notification (CRASH_P0..P4) its VID reported.
+    crash: Option<[u64; 5]>,
 }
 
 /// Every partition the manager knows, and the kernel that backs them.
@@ -214,6 +216,9 @@ pub struct PartitionManager<K> {
     next_id: u64,
     /// Capabilities the current reply carries (derived for it).
     outgoing: heapless::Vec<CapSlot, { abi::MAX_TRANSFER_CAPS }>,
+    /// Guest crash notifications received, and the partition of the last.
+    crashes: u64,
+    last_crash: Option<u64>,
 }
 
 /// Checks a page range: non-empty and below [`GPA_PAGE_LIMIT`]; returns its end.
@@ -265,6 +270,8 @@ impl<K: Kernel> PartitionManager<K> {
             partitions: [const { None }; MAX_PARTITIONS],
             next_id: 1,
             outgoing: heapless::Vec::new(),
+            crashes: 0,
+            last_crash: None,
         }
     }
 
@@ -302,6 +309,7 @@ impl<K: Kernel> PartitionManager<K> {
             objects: Objects { partition, ram: None, rom: None, legacy: None },
             vps: [None; MAX_VPS],
             gpa: [None; MAX_GPA_RANGES],
+            crash: None,
         });
         Ok(slot)
     }
@@ -556,6 +564,33 @@ impl<K: Kernel> PartitionManager<K> {
     }
 
     /// Hands VP `vp_index` of partition `id` to its owner, queued for the reply.
+    /// A guest crash notification from the partition's VID: kept, and
+    /// returned (with the partition's name) for the caller to log.
+    pub fn report_guest_crash(&mut self, caller: Badge, id: u64, p: [u64; 5]) -> HvResult<()> {
+        let partition = owned(&mut self.partitions, caller, id)?;
+        partition.crash = Some(p);
+        self.crashes = self.crashes.saturating_add(1);
+        self.last_crash = Some(id);
+        Ok(())
+    }
+
+    /// The last guest crash reported for the partition.
+    pub fn crash_report(&mut self, caller: Badge, id: u64) -> HvResult<Option<[u64; 5]>> {
+        Ok(owned(&mut self.partitions, caller, id)?.crash)
+    }
+
+    /// Guest crashes reported so far (for the task's log).
+    pub fn crashes(&self) -> u64 {
+        self.crashes
+    }
+
+    /// The partition that reported a crash last, with its CRASH_P0..P4.
+    pub fn last_crash(&self) -> Option<(&str, [u64; 5])> {
+        let id = self.last_crash?;
+        let p = self.partitions.iter().flatten().find(|p| p.id == id)?;
+        Some((p.name.as_str(), p.crash?))
+    }
+
     pub fn attach_vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<()> {
         let vp = self.vp(caller, id, vp_index)?;
         self.hand_out(&[(vp, Handout::Control)])
@@ -684,6 +719,25 @@ impl<K: Kernel> Server for PartitionManager<K> {
 
     fn attach_vp(&mut self, caller: Badge, partition: u64, vp_index: u32) -> HvResult<()> {
         PartitionManager::attach_vp(self, caller, partition, vp_index)
+    }
+
+    fn report_guest_crash(
+        &mut self,
+        caller: Badge,
+        partition: u64,
+        p0: u64,
+        p1: u64,
+        p2: u64,
+        p3: u64,
+        p4: u64,
+    ) -> HvResult<()> {
+        PartitionManager::report_guest_crash(self, caller, partition, [p0, p1, p2, p3, p4])
+    }
+
+    fn crash_report(&mut self, caller: Badge, partition: u64) -> HvResult<(bool, u64, u64, u64, u64, u64)> {
+        let crash = PartitionManager::crash_report(self, caller, partition)?;
+        let p = crash.unwrap_or_default();
+        Ok((crash.is_some(), p[0], p[1], p[2], p[3], p[4]))
     }
 }
 

@@ -242,7 +242,20 @@ mod task {
                 // The kernel ignores the reply.
                 message.clear(0);
             } else {
+                let crashes = manager.crashes();
                 dispatch_in_place(manager, badge, &mut message);
+                if manager.crashes() != crashes
+                    && let Some((name, p)) = manager.last_crash()
+                {
+                    log!(
+                        "partition {name}: guest crash reported: P0 {:#x} P1 {:#x} P2 {:#x} P3 {:#x} P4 {:#x}",
+                        p[0],
+                        p[1],
+                        p[2],
+                        p[3],
+                        p[4]
+                    );
+                }
             }
             let mut outgoing = [CapSlot::NULL; abi::MAX_TRANSFER_CAPS];
             let count = manager.outgoing().len();

@@ -642,3 +642,17 @@ fn kernel_refusals_become_tlfs_statuses() {
 fn the_endpoint_name_is_the_manifests() {
     assert_eq!(partition_manager_api::ENDPOINT, sysimage::manifest::PARTITION_MANAGER);
 }
+
+#[test]
+fn a_guest_crash_is_kept_for_its_vid_only() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let id = pm.create_from_manifest(&spec(16 << 20, 1)).unwrap();
+    assert_eq!(pm.crash_report(VID, id), Ok(None));
+    assert_eq!(pm.report_guest_crash(OTHER, id, [1, 2, 3, 4, 5]), Err(HvError::ACCESS_DENIED));
+    assert_eq!(pm.crashes(), 0);
+    pm.report_guest_crash(VID, id, [0x1e, 2, 3, 4, 5]).unwrap();
+    assert_eq!(pm.crash_report(VID, id), Ok(Some([0x1e, 2, 3, 4, 5])));
+    assert_eq!(pm.crashes(), 1);
+    assert_eq!(pm.last_crash().map(|(_, p)| p), Some([0x1e, 2, 3, 4, 5]));
+    assert_eq!(pm.report_guest_crash(VID, id + 100, [0; 5]), Err(HvError::INVALID_PARTITION_ID));
+}

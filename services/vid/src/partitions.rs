@@ -122,6 +122,18 @@ impl Registry {
         Ok(())
     }
 
+    /// Passes a guest crash notification (CRASH_P0..P4) to the manager.
+    fn crashed(&self, name: &str, id: Option<u64>, p: [u64; 5]) {
+        let (Some(pm), Some(id)) = (self.client(), id) else { return };
+        if let Err(e) = pm
+            .report_guest_crash(id, p[0], p[1], p[2], p[3], p[4])
+            .map_err(Failure::from)
+            .and_then(|r| r.map_err(Failure::from))
+        {
+            log!("{name}: the partition manager did not take the crash report: {e}");
+        }
+    }
+
     /// Records that a partition's guest stopped: finalized, and the state
     /// the manager now reports for it.
     fn stopped(&self, name: &str, id: Option<u64>) {

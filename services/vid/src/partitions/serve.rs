@@ -70,6 +70,7 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 let name = r.name;
                 let console = &mut r.console;
                 let console_tick = &mut r.console_tick;
+                let mut crash = None;
                 let mut view = View { vp: r.vps[v].cap, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
                 let action = r.vmm.handle(&hv, &mut view, now, |event| match event {
                     Event::Console(b) => {
@@ -78,8 +79,16 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                             log!("{name}: {}", core::str::from_utf8(&line).unwrap_or("?"));
                         }
                     }
-                    other => log!("{name}: {other}"),
+                    other => {
+                        if let Event::GuestCrash { p, .. } = other {
+                            crash = Some(p);
+                        }
+                        log!("{name}: {other}")
+                    }
                 });
+                if let Some(p) = crash {
+                    registry.crashed(name, r.managed, p);
+                }
                 reply_for(&action, &mut r.vmm, &mut message);
                 let vp = &mut r.vps[v];
                 vp.halted = matches!(action, Action::Halt(_));

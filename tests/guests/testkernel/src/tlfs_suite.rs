@@ -235,6 +235,9 @@ fn overlay(name: &str, msr: u32, page: Page) -> Check {
     )
 }
 
+/// CRASH_P0 of the crash notification the msr test sends (P1..P4 follow).
+pub const CRASH_MARK: u64 = 0x7e55_0000;
+
 pub fn msrs() -> Outcome {
     with_interface("synthetic MSRs", |c| {
         guest_os_id_and_hypercall_page(c);
@@ -246,6 +249,13 @@ pub fn msrs() -> Outcome {
             .and_then(|v| fail_unless(v & msr::CRASH_NOTIFY != 0, detail!("{v:#x} lacks CrashNotify (bit 63)")));
         c.require("CRASH_CTL offers CrashNotify", crash);
         c.require("CRASH_P0 readable", rdmsr("CRASH_P0", msr::CRASH_P0).map(|v| detail!("{v:#x}")));
+        // A crash notification (TLFS 4.3): P0..P4, then CrashNotify. The
+        // partition manager logs the five values; the guest goes on.
+        let notify = (0..5u32)
+            .try_for_each(|i| wrmsr("CRASH_Pn", msr::CRASH_P0 + i, CRASH_MARK + u64::from(i)))
+            .and_then(|()| wrmsr("CRASH_CTL", msr::CRASH_CTL, msr::CRASH_NOTIFY))
+            .map(|()| detail!("P0..P4 = {CRASH_MARK:#x}.."));
+        c.require("crash notification through CRASH_P0..P4 and CRASH_CTL", notify);
         c.require("RESET readable (not written)", rdmsr("RESET", msr::RESET).map(|v| detail!("{v:#x}")));
         match hw::rdmsr_checked(msr::TPR) {
             Ok(v) => c.info("TPR", format_args!("reads {v:#x}")),
