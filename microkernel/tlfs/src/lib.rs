@@ -348,6 +348,8 @@ open_enum! {
         KERNEL_GS_BASE = 0x0008_0002,
         APIC_BASE = 0x0008_0003,
         PAT = 0x0008_0004,
+        /// `HvX64RegisterVpRuntime`: the VP's run time in 100 ns units (7.9.1).
+        VP_RUNTIME = 0x0009_0000,
     }
 }
 

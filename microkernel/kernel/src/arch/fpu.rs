@@ -73,6 +73,15 @@ pub fn xmm(area: u64, n: usize) -> (u64, u64) {
     (memory::read_phys_u64(at), memory::read_phys_u64(at + 8))
 }
 
+/// XMM0..XMM5 (the XMM fast-hypercall registers) with one save.
+pub fn xmm_fast(area: u64) -> [[u64; 2]; 6] {
+    sync(area);
+    core::array::from_fn(|n| {
+        let at = area + (XMM0 + 16 * n) as u64;
+        [memory::read_phys_u64(at), memory::read_phys_u64(at + 8)]
+    })
+}
+
 /// Sets XMM register `n`; the VP picks it up when it next runs.
 pub fn set_xmm(area: u64, n: usize, low: u64, high: u64) {
     sync(area);

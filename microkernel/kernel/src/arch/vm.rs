@@ -162,6 +162,11 @@ impl VpHardware {
         }
     }
 
+    /// XMM0..XMM5 as (low, high): what an XMM fast hypercall passes.
+    pub fn xmm_fast(&mut self) -> [[u64; 2]; 6] {
+        super::fpu::xmm_fast(self.fpu.start())
+    }
+
     /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
     pub fn request_window(&mut self, open: bool) {
         match self.backend {

@@ -87,6 +87,8 @@ pub struct Vcpu {
     pub awaiting: Option<Awaiting>,
     /// A stop report now with the monitor (its reply leaves the VP stopped).
     pub report: Option<[u64; VpStopReport::WORDS]>,
+    /// TSC ticks spent in the guest and in ring 0 handling its exits.
+    pub runtime_tsc: u64,
 }
 
 /// An exit sent to the handler and not yet answered.
@@ -116,12 +118,18 @@ impl Vcpu {
             exit_timeout: 0,
             awaiting: None,
             report: None,
+            runtime_tsc: 0,
         }
     }
 
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
         if name == HvRegisterName::PENDING_INTERRUPTION {
             return Some((self.reinject.or(self.pending).map_or(0, |e| e.to_register()), 0));
+        }
+        if name == HvRegisterName::VP_RUNTIME {
+            let hz = u128::from(crate::arch::apic::tsc_hz().max(1));
+            let units = u128::from(self.runtime_tsc) * 10_000_000 / hz;
+            return Some((u64::try_from(units).unwrap_or(u64::MAX), 0));
         }
         self.hw.get(name)
     }
@@ -279,11 +287,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
             header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
         }),
         ExitReason::Hypercall => {
-            let mut xmm = [[0u64; 2]; 6];
-            for (i, x) in xmm.iter_mut().enumerate() {
-                let (low, high) = vcpu.hw.get(HvRegisterName(HvRegisterName::XMM0.0 + i as u32)).unwrap_or((0, 0));
-                *x = [low, high];
-            }
+            let xmm = vcpu.hw.xmm_fast();
             HvMessageBody::HypercallIntercept(HvX64HypercallInterceptMessage {
                 header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
                 rax,
@@ -705,8 +709,10 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
         };
         let flush = core::mem::take(&mut partition.flush);
         vcpu.load_events();
+        let entered_at = crate::arch::cpu::timestamp();
         let exit = vcpu.hw.run(flush);
         let exited_at = crate::arch::cpu::timestamp();
+        vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
         if let Some(event) = vcpu.hw.interrupted() {
             vcpu.reinject = Some(event);
         }

@@ -8,6 +8,7 @@ use crate::guest::{Guest, cpu_mode, next_rip};
 use crate::irq::lapic::HvApicMsr;
 use crate::msr::MsrResult;
 use crate::synthetic::{self, ApicAccess, Now, SynMsrOutcome};
+use tlfs::msr::HvX64Msr;
 use tlfs::{HvInterceptAccessType, HvRegisterName, HvX64MsrInterceptMessage};
 
 impl Vmm {
@@ -42,7 +43,9 @@ impl Vmm {
                 },
             }
             if synthetic::is_synthetic(msr) {
-                let at = Now { tsc: now, vp_runtime: 0 };
+                // The run time is the kernel's: asked only when read.
+                let runtime = if msr == HvX64Msr::VP_RUNTIME.0 { guest.reg(HvRegisterName::VP_RUNTIME) } else { None };
+                let at = Now { tsc: now, vp_runtime: runtime.unwrap_or(0) };
                 return match self.synthetic.access(vp, msr, write, guest, at) {
                     Err(_) => gp(),
                     Ok(SynMsrOutcome::Read(v)) => read(v),

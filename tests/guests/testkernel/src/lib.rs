@@ -128,6 +128,10 @@ pub enum Test {
     /// INIT-SIPI-SIPI through a real-mode trampoline; each must check in
     /// with its own APIC ID and send the BSP a fixed IPI ([`smp`]).
     Smp,
+    /// Not in `tests=all`. Times fast hypercalls (HvCallNotifyLongSpinWait)
+    /// through the hypercall page: the round trip's cost in TSC ticks
+    /// (instructions under `-icount`), for `tessera bench`.
+    HcBench,
 }
 
 impl Test {
@@ -135,8 +139,8 @@ impl Test {
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
     /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 6] =
-        [Test::Isolation, Test::Crash, Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall, Test::Smp];
+    pub const EXPLICIT: [Test; 7] =
+        [Test::Isolation, Test::Crash, Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall, Test::Smp, Test::HcBench];
 
     /// Names that select several tests, in order: `tests=tlfs` runs the
     /// TLFS conformance tests (for partitions with `enlightenments =
@@ -161,6 +165,7 @@ impl Test {
             Test::TlfsMsr => "tlfs-msr",
             Test::TlfsHypercall => "tlfs-hypercall",
             Test::Smp => "smp",
+            Test::HcBench => "hcbench",
         }
     }
 

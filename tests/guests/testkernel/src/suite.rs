@@ -71,6 +71,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::TlfsMsr => tlfs_suite::msrs(),
         Test::TlfsHypercall => tlfs_suite::hypercalls(),
         Test::Smp => smp(magic, info, cmdline),
+        Test::HcBench => tlfs_suite::hypercall_bench(),
     }
 }
 

@@ -11,6 +11,7 @@
 //! fails at once with one line saying so.
 
 mod hypercall;
+pub use hypercall::hypercall_bench;
 
 pub use hypercall::hypercalls;
 

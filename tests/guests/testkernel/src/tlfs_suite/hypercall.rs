@@ -277,3 +277,29 @@ fn cluster_ipi(c: &mut Checks, ex: bool) {
     // Take the interrupt now if it is coming, not in a later test.
     hw::interrupt_window(busy_ticks(hz), || hw::ipis() != before);
 }
+
+/// Fast hypercalls timed for the benchmark.
+const BENCH_CALLS: u32 = 200;
+
+/// Times [`BENCH_CALLS`] fast HvCallNotifyLongSpinWait calls through the
+/// hypercall page and prints the mean and least cost of one round trip.
+pub fn hypercall_bench() -> super::Outcome {
+    hypercall_page()?;
+    let spin = Control::new(call::NOTIFY_LONG_SPIN_WAIT).fast();
+    let (mut total, mut least) = (0u64, u64::MAX);
+    for _ in 0..BENCH_CALLS {
+        let start = hw::rdtsc();
+        let outcome = call(spin, 1, 0)?;
+        let spent = hw::rdtsc().wrapping_sub(start);
+        if outcome.status != status::SUCCESS {
+            return Err(detail!("HvCallNotifyLongSpinWait returned {}", status::name(outcome.status)));
+        }
+        total += spent;
+        least = least.min(spent);
+    }
+    crate::println!(
+        "testkernel: hcbench: fast hypercall round trip (HvCallNotifyLongSpinWait): {} TSC ticks (min {least}) over {BENCH_CALLS} calls",
+        total / u64::from(BENCH_CALLS)
+    );
+    Ok(())
+}
