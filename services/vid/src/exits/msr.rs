@@ -64,6 +64,13 @@ impl Vmm {
                 };
             }
         }
+        if msr == crate::msr::EFER
+            && write.is_none()
+            && let Some(efer) = guest.reg(HvRegisterName::EFER)
+        {
+            // The VP's own EFER: the loader may have set it (long-mode entry).
+            return read(efer);
+        }
         let lma = h.execution_state.efer_lma();
         let (result, first) = self.msrs.access(vp, msr, write, lma);
         if first {

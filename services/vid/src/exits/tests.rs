@@ -316,6 +316,18 @@ fn efer_is_kept_and_unknown_msrs_read_zero_once_logged() {
 }
 
 #[test]
+fn efer_reads_the_vps_own_value_so_a_loader_set_lme_survives_read_modify_write() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    // A long-mode entry: LME and LMA set by the loader, not by WRMSR.
+    g.set(HvRegisterName::EFER, 0x500);
+    let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, false, 0, true));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0x500));
+    let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, true, 0x500 | 0x801, true));
+    assert_eq!(get(&a, HvRegisterName::EFER), Some(0xd01));
+}
+
+#[test]
 fn the_apic_base_msr_is_the_local_apics_and_a_synthetic_msr_without_a_profile_is_gp() {
     let mut vmm = Vmm::new();
     let mut g = Fake::new();
