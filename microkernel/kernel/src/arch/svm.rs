@@ -279,7 +279,9 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit 
     unsafe { svm_world_switch(vmcb, gprs, host.host_vmcb) };
     with_vmcb(vmcb, |v| {
         v.control.tlb_control = TlbControl::DO_NOTHING;
-        decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip)
+        let exit = decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip);
+        let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info));
+        super::vm::Exit { interrupted, ..exit }
     })
 }
 
@@ -313,7 +315,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         SvmExitCode::SHUTDOWN => (ExitReason::Shutdown, 0),
         other => (ExitReason::Other(other.0), 0),
     };
-    Exit { reason, rip, instruction_length: length }
+    Exit { reason, rip, instruction_length: length, interrupted: None }
 }
 
 /// Injects `event` at the next VMRUN if the guest can take it now (true);
@@ -346,11 +348,6 @@ fn set_window(v: &mut Vmcb, open: bool) {
 /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
 pub fn request_window(vmcb: u64, open: bool) {
     with_vmcb(vmcb, |v| set_window(v, open));
-}
-
-/// The event whose delivery the last exit interrupted, if any (EXITINTINFO).
-pub fn interrupted(vmcb: u64) -> Option<Interruption> {
-    with_vmcb(vmcb, |v| Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info)))
 }
 
 /// CPL and mode bits for intercept messages.

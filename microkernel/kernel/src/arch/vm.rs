@@ -81,6 +81,8 @@ pub struct Exit {
     pub rip: u64,
     /// Length of the exiting instruction; 0 if the hardware did not say.
     pub instruction_length: u8,
+    /// An event whose delivery the exit cut short, to deliver again.
+    pub interrupted: Option<Interruption>,
 }
 
 /// The guest's execution state for intercept message headers.
@@ -172,14 +174,6 @@ impl VpHardware {
         match self.backend {
             Backend::Svm => svm::request_window(self.frame.start(), open),
             Backend::Vmx => super::vmx::request_window(self.frame.start(), open),
-        }
-    }
-
-    /// The event whose delivery the last exit interrupted, to deliver again.
-    pub fn interrupted(&mut self) -> Option<Interruption> {
-        match self.backend {
-            Backend::Svm => svm::interrupted(self.frame.start()),
-            Backend::Vmx => super::vmx::interrupted(self.frame.start()),
         }
     }
 

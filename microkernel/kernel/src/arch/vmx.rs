@@ -954,7 +954,7 @@ pub fn release(vmcs: u64) {
 // Running.
 
 fn failed(code: u64) -> Exit {
-    Exit { reason: ExitReason::Other(code), rip: 0, instruction_length: 0 }
+    Exit { reason: ExitReason::Other(code), rip: 0, instruction_length: 0, interrupted: None }
 }
 
 /// Flushes what the CPU may have cached for this VP before it runs:
@@ -1074,7 +1074,7 @@ fn decode_exit() -> Exit {
             field.basic(),
             exit_field(VmcsField::EXIT_QUALIFICATION)
         );
-        return Exit { reason: other.0, rip, instruction_length: 0 };
+        return Exit { reason: other.0, rip, instruction_length: 0, interrupted: None };
     }
     let (reason, instruction_length) = match field.basic() {
         Basic::EXTERNAL_INTERRUPT | Basic::PREEMPTION_TIMER_EXPIRED => (ExitReason::HostInterrupt, 0),
@@ -1113,7 +1113,10 @@ fn decode_exit() -> Exit {
         // EPT misconfigurations and everything not intercepted on purpose.
         _ => other,
     };
-    Exit { reason, rip, instruction_length }
+    // The event an exit cut short (IDT-vectoring information), to deliver again.
+    let vectoring = InterruptionInfo::from(exit_field(VmcsField::IDT_VECTORING_INFORMATION) as u32);
+    let interrupted = Interruption::interrupted_vmx(vectoring, exit_field(VmcsField::IDT_VECTORING_ERROR_CODE) as u32);
+    Exit { reason, rip, instruction_length, interrupted }
 }
 
 // ---------------------------------------------------------------------------
@@ -1166,15 +1169,6 @@ pub fn request_window(vmcs: u64, open: bool) {
     if let Err(e) = make_current(vmcs).and_then(|()| set_interrupt_window_exiting(open)) {
         println!("vmx: interrupt-window exiting of VMCS {vmcs:#x}: {e:?}");
     }
-}
-
-/// The event whose delivery the last exit interrupted, if any (the VMCS
-/// is current: it just exited).
-pub fn interrupted(vmcs: u64) -> Option<Interruption> {
-    make_current(vmcs).ok()?;
-    let info = InterruptionInfo::from(vmread(VmcsField::IDT_VECTORING_INFORMATION).ok()? as u32);
-    let code = vmread(VmcsField::IDT_VECTORING_ERROR_CODE).unwrap_or(0) as u32;
-    Interruption::interrupted_vmx(info, code)
 }
 
 // ---------------------------------------------------------------------------

@@ -79,6 +79,9 @@ pub struct Vcpu {
     pub reinject: Option<Interruption>,
     /// Waiting, as after HLT, until an interruption is pending.
     pub halted: bool,
+    /// The interrupt window is open (an exit is asked for when the guest
+    /// can take an interrupt).
+    window: bool,
     /// Told when the VP stops for want of an answer from its handler.
     pub monitor: Option<(EndpointId, abi::Badge)>,
     /// Ticks the handler may take to answer an exit (0: no limit).
@@ -114,6 +117,7 @@ impl Vcpu {
             pending: None,
             reinject: None,
             halted: false,
+            window: false,
             monitor: None,
             exit_timeout: 0,
             awaiting: None,
@@ -174,12 +178,16 @@ impl Vcpu {
             if !self.hw.inject(&event) {
                 self.reinject = Some(event);
             }
-            self.hw.request_window(self.reinject.is_some() || self.pending.is_some());
+            self.window = self.reinject.is_some() || self.pending.is_some();
+            self.hw.request_window(self.window);
         } else if let Some(event) = self.pending {
-            if self.hw.inject(&event) {
+            let injected = self.hw.inject(&event);
+            if injected {
                 self.pending = None;
             }
-        } else {
+            self.window = !injected;
+        } else if self.window {
+            self.window = false;
             self.hw.request_window(false);
         }
     }
@@ -713,7 +721,7 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
         let exit = vcpu.hw.run(flush);
         let exited_at = crate::arch::cpu::timestamp();
         vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
-        if let Some(event) = vcpu.hw.interrupted() {
+        if let Some(event) = exit.interrupted {
             vcpu.reinject = Some(event);
         }
         crate::arch::cpu::take_pending_interrupts();
