@@ -370,6 +370,11 @@ fn write_gzip(path: &Path, data: &[u8]) -> Result<(), String> {
     write().map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Pause between the bytes typed at the guest's console (both boots, so
+/// their timings compare): the VID polls its 16-byte COM1 FIFO every few
+/// ticks and loses bytes sent at pipe speed.
+pub const KEYSTROKE_GAP: Duration = Duration::from_millis(40);
+
 /// Options of [`direct`].
 #[derive(Clone, Debug)]
 pub struct DirectOptions {
@@ -445,7 +450,7 @@ pub fn direct(guest: &Guest, opts: &DirectOptions) -> Result<(Timings, Duration)
     ui::note(format!("$ {}", ui::shell_line(&cmd)));
     ui::note(format!("serial log: {}", opts.serial_log.display()));
     let deadline = Instant::now() + opts.timeout;
-    let console_opts = ConsoleOptions { echo: opts.echo, log: Some(&opts.serial_log) };
+    let console_opts = ConsoleOptions { echo: opts.echo, log: Some(&opts.serial_log), keystroke_gap: KEYSTROKE_GAP };
     let mut console = Console::spawn(cmd, &console_opts)
         .map_err(|e| DirectError::Start(format!("cannot start qemu-system-x86_64: {e}")))?;
     let timings = interact(&mut console, deadline).map_err(DirectError::Expect)?;
