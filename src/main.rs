@@ -50,10 +50,6 @@ Examples:
   cargo run -- iso --out tessera.iso          bootable ISO for a real machine
   cargo run -- test                           install emulators and run every test";
 
-/// Memory the system needs beside a `--guest` partition's RAM (kernel,
-/// boot image, tasks, page tables).
-const SYSTEM_MIB: u32 = 192;
-
 /// Runner for Tessera, a capability microhypervisor offering guests the
 /// Hyper-V TLFS interface.
 ///
@@ -376,9 +372,7 @@ fn run_boot(args: BootArgs) -> i32 {
                     }
                 }
             }
-            // Guest RAM is one block of the kernel's buddy allocator: a
-            // power of two, aligned to its size, which the machine must hold.
-            let needed = guest.memory_mib.next_power_of_two().saturating_mul(2).saturating_add(SYSTEM_MIB);
+            let needed = images::machine_mib(&guest);
             if machine_mib < needed {
                 ui::note(format!(
                     "the machine gets {needed} MiB of memory: the guest's {} MiB and the system's",
