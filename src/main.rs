@@ -123,13 +123,34 @@ enum LinuxCmd {
     /// Exit status: 0 ok, 124 an expected line did not come in time, 125
     /// QEMU ended first, 126 QEMU or the fetch failed, 2 missing tools.
     Direct(DirectArgs),
+    /// Fetch if needed, then boot Tessera with the kernel and initramfs as
+    /// partition `guest` (as `--guest linux`: Hyper-V enlightenments, 256
+    /// MiB) in QEMU (TCG, AMD SVM + NPT), type the same command at the
+    /// guest's shell through the VID's COM1, power the guest off, wait for
+    /// `tessera: halted status=0`, and print the wall times.
+    ///
+    /// Exit status as for `direct`. `--emulator bochs` is refused: Bochs
+    /// runs have an output-only COM1.
+    Tessera(TesseraArgs),
+}
+
+/// What `linux direct` and `linux tessera` share.
+#[derive(Args, Debug)]
+struct LinuxRunArgs {
+    /// Give up (and kill the emulator) after SECONDS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+
+    /// Also write the serial console to FILE [default:
+    /// target/tessera/runs/linux-<direct|tessera>-<ms>-<pid>/serial.log].
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct DirectArgs {
-    /// Give up (and kill QEMU) after SECONDS.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    #[command(flatten)]
+    run: LinuxRunArgs,
 
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(128..=65536))]
@@ -138,11 +159,16 @@ struct DirectArgs {
     /// Extra kernel options after `console=ttyS0 panic=-1`, e.g. "quiet".
     #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
     append: String,
+}
 
-    /// Also write the serial console to FILE [default:
-    /// target/tessera/runs/linux-direct-<ms>-<pid>/serial.log].
-    #[arg(long, value_name = "FILE")]
-    serial_log: Option<PathBuf>,
+#[derive(Args, Debug)]
+struct TesseraArgs {
+    #[command(flatten)]
+    run: LinuxRunArgs,
+
+    /// Emulator to boot Tessera in (only `qemu` can type at the guest).
+    #[arg(long, value_enum, default_value_t = EmulatorArg::Qemu)]
+    emulator: EmulatorArg,
 }
 
 #[derive(Args, Debug)]
@@ -248,6 +274,15 @@ enum EmulatorArg {
     Bochs,
 }
 
+impl From<EmulatorArg> for Emulator {
+    fn from(arg: EmulatorArg) -> Self {
+        match arg {
+            EmulatorArg::Qemu => Emulator::Qemu,
+            EmulatorArg::Bochs => Emulator::Bochs,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FirmwareArg {
     Bios,
@@ -339,10 +374,7 @@ fn main() -> ExitCode {
 const EXIT_USAGE: i32 = 2;
 
 fn run_boot(args: BootArgs) -> i32 {
-    let emulator = match args.emulator {
-        EmulatorArg::Qemu => Emulator::Qemu,
-        EmulatorArg::Bochs => Emulator::Bochs,
-    };
+    let emulator = Emulator::from(args.emulator);
     let firmware = match args.firmware {
         FirmwareArg::Bios => Firmware::Bios,
         FirmwareArg::Uefi => Firmware::Uefi,
@@ -471,9 +503,9 @@ fn run_tests(args: TestArgs) -> i32 {
     }
 }
 
-/// `tessera linux fetch` and `tessera linux direct`.
+/// `tessera linux fetch`, `tessera linux direct` and `tessera linux tessera`.
 fn run_linux(args: LinuxArgs) -> i32 {
-    let guest = match tessera::linux::fetch() {
+    let guest = match linux::fetch() {
         Ok(guest) => guest,
         Err(e) => {
             ui::error(e.message);
@@ -482,58 +514,66 @@ fn run_linux(args: LinuxArgs) -> i32 {
     };
     ui::note(format!("kernel:    {} ({} {})", guest.kernel.display(), guest.kernel_package, guest.kernel_version));
     ui::note(format!("initramfs: {} (busybox-static {})", guest.initramfs.display(), guest.busybox_version));
-    let LinuxCmd::Direct(args) = args.command else {
-        return 0;
+    let (what, result) = match args.command {
+        LinuxCmd::Fetch => return 0,
+        LinuxCmd::Direct(args) => {
+            if let Err(e) = deps::ensure(&[deps::QEMU], "booting Linux in QEMU") {
+                ui::error(e.message);
+                return EXIT_MISSING_TOOLS;
+            }
+            let Some(run) = linux_run_options(args.run, "linux-direct") else {
+                return EXIT_RUNNER_ERROR;
+            };
+            let opts = linux::DirectOptions { memory_mib: args.memory, append: args.append, run };
+            (format!("direct boot (QEMU TCG, -cpu qemu64, {} MiB)", args.memory), linux::direct(&guest, &opts))
+        }
+        LinuxCmd::Tessera(args) => {
+            let Some(run) = linux_run_options(args.run, "linux-tessera") else {
+                return EXIT_RUNNER_ERROR;
+            };
+            let emulator = Emulator::from(args.emulator);
+            let what = format!("Tessera boot ({}, partition of {} MiB)", emulator.name(), linux::PARTITION_MIB);
+            (what, linux::tessera(&guest, &linux::TesseraOptions { emulator, run }))
+        }
     };
-    if let Err(e) = deps::ensure(&[deps::QEMU], "booting Linux in QEMU") {
-        ui::error(e.message);
-        return EXIT_MISSING_TOOLS;
+    println!();
+    match result {
+        Ok(run) => {
+            ui::note(linux::summary(&what, &run));
+            0
+        }
+        Err(linux::DirectError::Start(e)) => {
+            ui::error(e);
+            EXIT_RUNNER_ERROR
+        }
+        Err(linux::DirectError::Boot(e)) => {
+            ui::error(e.message);
+            e.code
+        }
+        Err(linux::DirectError::Expect(e)) => {
+            ui::error(format!("the Linux guest did not answer: {e}"));
+            if e.closed { tessera::EXIT_NO_MARKER } else { tessera::EXIT_TIMEOUT }
+        }
     }
+}
+
+/// The console options of a `linux` boot; the serial log goes to a new run
+/// directory `<prefix>-<ms>-<pid>` unless given.
+fn linux_run_options(args: LinuxRunArgs, prefix: &str) -> Option<linux::RunOptions> {
     let serial_log = match args.serial_log {
         Some(path) => path,
-        None => match workdir::new_run_dir("linux-direct") {
+        None => match workdir::new_run_dir(prefix) {
             Ok(dir) => dir.join("serial.log"),
             Err(e) => {
                 ui::error(format!("cannot create a run directory: {e}"));
-                return EXIT_RUNNER_ERROR;
+                return None;
             }
         },
     };
     if let Some(parent) = serial_log.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let opts = tessera::linux::DirectOptions {
-        timeout: Duration::from_secs(args.timeout),
-        memory_mib: args.memory,
-        append: args.append,
-        echo: true,
-        serial_log,
-    };
-    match tessera::linux::direct(&guest, &opts) {
-        Ok((t, total)) => {
-            println!();
-            ui::note(format!(
-                "direct boot (QEMU TCG, -cpu qemu64, {} MiB): init marker after {:.2} s, shell prompt {:.2} s, \
-                 `{}` answered {:.2} s; QEMU exited after {:.2} s wall",
-                args.memory,
-                t.marker.as_secs_f64(),
-                t.prompt.as_secs_f64(),
-                tessera::linux::COMMAND,
-                t.command.as_secs_f64(),
-                total.as_secs_f64()
-            ));
-            0
-        }
-        Err(tessera::linux::DirectError::Start(e)) => {
-            ui::error(e);
-            EXIT_RUNNER_ERROR
-        }
-        Err(tessera::linux::DirectError::Expect(e)) => {
-            println!();
-            ui::error(format!("the Linux guest did not answer: {e}"));
-            if e.closed { tessera::EXIT_NO_MARKER } else { tessera::EXIT_TIMEOUT }
-        }
-    }
+    Some(linux::RunOptions { timeout: Duration::from_secs(args.timeout), echo: true, serial_log })
 }
 
 fn run_iso(args: IsoArgs) -> i32 {
