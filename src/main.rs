@@ -92,6 +92,10 @@ enum Cmd {
     /// where rdtsc counts guest instructions, and prints each figure with
     /// whether the two runs agree (exit 1 if a figure is missing or moves by
     /// more than 1%).
+    ///
+    /// With --linux it then also boots the Linux guest directly in QEMU TCG
+    /// and under Tessera, one after the other, and prints the wall time of
+    /// each to the shell's answer and their ratio (a minute more).
     Bench(BenchArgs),
     /// The Linux guest: Debian's kernel and a busybox initramfs.
     ///
@@ -177,6 +181,11 @@ struct BenchArgs {
     /// this repository, wherever it is run from].
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
+
+    /// Also time the Linux guest's boot to its shell's answer, directly in
+    /// QEMU TCG and under Tessera (wall time on this machine).
+    #[arg(long)]
+    linux: bool,
 }
 
 #[derive(Args, Debug)]
@@ -363,7 +372,7 @@ fn main() -> ExitCode {
         Some(Cmd::Iso(args)) => run_iso(args),
         Some(Cmd::Bench(args)) => {
             let default = || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bench.toml");
-            tessera::bench::run(&args.manifest.unwrap_or_else(default))
+            tessera::bench::run(&args.manifest.unwrap_or_else(default), args.linux)
         }
         Some(Cmd::Linux(args)) => run_linux(args),
     };
