@@ -5,11 +5,17 @@
 //! cycle count read by the benchmark task is an instruction count and the
 //! same build gives the same figure on every run. The runner boots it twice
 //! and reports whether the two runs agree.
+//!
+//! With `--linux` it then boots the Linux guest (`tessera linux direct`,
+//! then `tessera linux tessera`: same kernel, initramfs and RAM) and
+//! compares the wall time each takes to the shell's answer. That figure is
+//! wall time on this machine, so it moves with the machine's load.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::boot::{self, BootOptions, Emulator, Firmware};
+use crate::linux::{self, DirectError, DirectOptions, RunOptions, TesseraOptions};
 use crate::{images, ui, workdir};
 
 /// One figure the benchmark task printed.
@@ -59,8 +65,9 @@ fn run_once(serial_log: PathBuf) -> Result<Vec<Figure>, String> {
     Ok(figures)
 }
 
-/// Boots the benchmark twice and prints the figures; returns an exit code.
-pub fn run(manifest: &Path) -> i32 {
+/// Boots the benchmark twice and prints the figures, then (with `linux`)
+/// the Linux comparison; returns an exit code.
+pub fn run(manifest: &Path, linux: bool) -> i32 {
     let dir = workdir::tessera_dir().join("bench").join(workdir::unique_name("bench"));
     if let Err(e) = images::use_manifest(manifest, &dir) {
         ui::error(e);
@@ -96,7 +103,60 @@ pub fn run(manifest: &Path) -> i32 {
     println!("  figures are the software path of an exit (ring 0, IPC to the VID, the VID's handling),");
     println!("  not the hardware's exit latency. Instructions are not cycles; under TCG they are the");
     println!("  only repeatable measure.");
-    if repeatable(&runs[0], &runs[1]) { 0 } else { 1 }
+    let mut code = if repeatable(&runs[0], &runs[1]) { 0 } else { 1 };
+    if linux {
+        match linux_boots(&dir) {
+            Ok((direct, tessera)) => print_linux(&direct, &tessera),
+            Err(e) => {
+                ui::error(e);
+                code = 1;
+            }
+        }
+    }
+    code
+}
+
+/// How long each Linux boot may take.
+const LINUX_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Boots the Linux guest directly, then under Tessera, with the same
+/// kernel, initramfs and guest RAM ([`linux::PARTITION_MIB`]).
+fn linux_boots(dir: &Path) -> Result<(linux::Run, linux::Run), String> {
+    let guest = linux::fetch().map_err(|e| e.message)?;
+    let run = |name: &str| RunOptions { timeout: LINUX_TIMEOUT, echo: true, serial_log: dir.join(name) };
+    let failed = |what: &str, e: DirectError| match e {
+        DirectError::Expect(e) => format!("{what}: the Linux guest did not answer: {e}"),
+        DirectError::Start(e) => format!("{what}: {e}"),
+        DirectError::Boot(e) => format!("{what}: {}", e.message),
+    };
+    ui::note("Linux boot 1 of 2: directly in QEMU TCG");
+    let opts = DirectOptions { memory_mib: linux::PARTITION_MIB, append: String::new(), run: run("linux-direct.log") };
+    let direct = linux::direct(&guest, &opts).map_err(|e| failed("direct boot", e))?;
+    ui::note("Linux boot 2 of 2: under Tessera in QEMU TCG");
+    let opts = TesseraOptions { emulator: Emulator::Qemu, run: run("linux-tessera.log") };
+    let tessera = linux::tessera(&guest, &opts).map_err(|e| failed("Tessera boot", e))?;
+    Ok((direct, tessera))
+}
+
+fn print_linux(direct: &linux::Run, tessera: &linux::Run) {
+    let (t, d) = (tessera.timings.command.as_secs_f64(), direct.timings.command.as_secs_f64());
+    println!();
+    println!(
+        "Linux guest (Debian's kernel and busybox initramfs, {} MiB), wall time on this machine to the",
+        linux::PARTITION_MIB
+    );
+    println!("shell's answer to `{}`, the two boots run one after the other:", linux::COMMAND);
+    println!("  Linux boot under Tessera vs direct QEMU TCG: {t:.1} s vs {d:.1} s (ratio {:.2})", t / d);
+    println!(
+        "  shell prompt after {:.1} s vs {:.1} s; emulator exited after {:.1} s vs {:.1} s",
+        tessera.timings.prompt.as_secs_f64(),
+        direct.timings.prompt.as_secs_f64(),
+        tessera.total.as_secs_f64(),
+        direct.total.as_secs_f64()
+    );
+    println!("  Both in QEMU TCG (emulated, no KVM); under Tessera the CPU is `qemu64,+svm,+npt` and Linux");
+    println!("  runs in an SVM guest with nested paging, its exits handled by the VID task. The figure");
+    println!("  moves with the machine's load: compare figures from one run only.");
 }
 
 /// Whether the second run repeats the first: every figure present, each

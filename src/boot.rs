@@ -106,6 +106,19 @@ pub struct RunFiles {
 
 /// Check tools and images, then boot and supervise; returns the exit code.
 pub fn boot(opts: &BootOptions) -> Result<i32, BootError> {
+    let (files, words) = prepare(opts)?;
+    let outcome = match opts.emulator {
+        Emulator::Qemu => qemu::boot(opts, &words, &files)?,
+        Emulator::Bochs => bochs::boot(opts, &words, &files)?,
+    };
+    report(opts, &files, &outcome);
+    Ok(outcome.exit_code())
+}
+
+/// What every boot does before starting its emulator: checks the system
+/// packages and the images, and makes the run directory. Returns the run's
+/// files and its kernel options.
+pub fn prepare(opts: &BootOptions) -> Result<(RunFiles, Vec<String>), BootError> {
     deps::ensure(opts.requirements(), opts.name())
         .map_err(|e| BootError { code: crate::EXIT_MISSING_TOOLS, message: e.message })?;
     images::check().map_err(BootError::runner)?;
@@ -122,15 +135,8 @@ pub fn boot(opts: &BootOptions) -> Result<i32, BootError> {
         }
         None => dir.join("serial.log"),
     };
-    let files = RunFiles { dir, serial_log };
     let words = cmdline::kernel_options(&opts.cmdline, opts.timeout.is_some());
-
-    let outcome = match opts.emulator {
-        Emulator::Qemu => qemu::boot(opts, &words, &files)?,
-        Emulator::Bochs => bochs::boot(opts, &words, &files)?,
-    };
-    report(opts, &files, &outcome);
-    Ok(outcome.exit_code())
+    Ok((RunFiles { dir, serial_log }, words))
 }
 
 fn report(opts: &BootOptions, files: &RunFiles, outcome: &Outcome) {

@@ -5,7 +5,8 @@
 //! (QEMU's `-serial stdio`). A reader thread collects the output; it is
 //! optionally echoed to our stdout and copied to a log file as it arrives.
 //! [`Console::expect`] waits for a string to appear after the point the
-//! previous match ended, [`Console::send_line`] types a line, and
+//! previous match ended, [`Console::send_line`] types a line (one byte at
+//! a time when [`ConsoleOptions::keystroke_gap`] is set), and
 //! [`Console::wait_exit`] waits for the program to end (killing it after a
 //! grace period). The program is always killed and reaped when the
 //! `Console` is dropped, so a failed test never leaves an emulator behind.
@@ -34,6 +35,7 @@ pub struct Console {
     /// The reader has seen end of file.
     closed: bool,
     started: Instant,
+    keystroke_gap: Duration,
 }
 
 /// Why [`Console::expect`] failed.
@@ -70,6 +72,10 @@ pub struct ConsoleOptions<'a> {
     pub echo: bool,
     /// Also record the output in this file (created or truncated).
     pub log: Option<&'a Path>,
+    /// Pause between the bytes [`Console::send_line`] types, as a person
+    /// typing would: a guest behind a small UART FIFO that is polled (the
+    /// VID's COM1) loses bytes sent at pipe speed. Zero sends the line at once.
+    pub keystroke_gap: Duration,
 }
 
 impl Console {
@@ -106,7 +112,16 @@ impl Console {
                 }
             }
         })?;
-        Ok(Console { child, stdin, chunks, transcript: Vec::new(), cursor: 0, closed: false, started: Instant::now() })
+        Ok(Console {
+            child,
+            stdin,
+            chunks,
+            transcript: Vec::new(),
+            cursor: 0,
+            closed: false,
+            started: Instant::now(),
+            keystroke_gap: opts.keystroke_gap,
+        })
     }
 
     /// Time since the program was started.
@@ -155,11 +170,20 @@ impl Console {
     }
 
     /// Types `line` and a carriage return (what a terminal's Enter sends;
-    /// the guest's tty turns it into a newline).
+    /// the guest's tty turns it into a newline), pausing
+    /// [`ConsoleOptions::keystroke_gap`] after each byte. Output keeps
+    /// arriving meanwhile (the reader thread collects it).
     pub fn send_line(&mut self, line: &str) -> io::Result<()> {
         let mut bytes = line.as_bytes().to_vec();
         bytes.push(b'\r');
-        self.send(&bytes)
+        if self.keystroke_gap.is_zero() {
+            return self.send(&bytes);
+        }
+        for byte in bytes {
+            self.send(&[byte])?;
+            thread::sleep(self.keystroke_gap);
+        }
+        Ok(())
     }
 
     /// Sends `bytes` as they are.
@@ -245,6 +269,18 @@ mod tests {
         let status = c.wait_exit(Duration::from_secs(10)).unwrap();
         assert_eq!(status.and_then(|s| s.code()), Some(3));
         assert!(c.transcript().contains("bye"));
+    }
+
+    #[test]
+    fn a_paced_line_arrives_whole() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "x=$(head -c 4 | od -An -c); echo $x"]);
+        let opts = ConsoleOptions { keystroke_gap: Duration::from_millis(20), ..Default::default() };
+        let mut c = Console::spawn(cmd, &opts).expect("spawn sh");
+        let start = Instant::now();
+        c.send_line("abc").unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(80), "four bytes, a pause after each");
+        c.expect("a b c \r", Duration::from_secs(10)).unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! loader and the microkernel and told us where they are.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 /// The loader: a Multiboot1 + Multiboot2 ELF32 file, usable both by
 /// `qemu -kernel` and by GRUB's `multiboot2` command.
@@ -19,12 +19,14 @@ pub fn kernel_elf() -> &'static Path {
 }
 
 /// The boot image the root task starts from: the default appliance's
-/// (`system.toml`, packed by `build.rs`), or one made from `--manifest`.
-pub fn bootfs() -> &'static Path {
-    CUSTOM_BOOTFS.get().map_or(Path::new(env!("TESSERA_BOOTFS")), PathBuf::as_path)
+/// (`system.toml`, packed by `build.rs`), or the one [`use_manifest`] made
+/// last (`--manifest`, `--guest`; `bench --linux` boots two systems).
+pub fn bootfs() -> PathBuf {
+    let chosen = CUSTOM_BOOTFS.read().unwrap_or_else(|e| e.into_inner()).clone();
+    chosen.unwrap_or_else(|| PathBuf::from(env!("TESSERA_BOOTFS")))
 }
 
-static CUSTOM_BOOTFS: OnceLock<PathBuf> = OnceLock::new();
+static CUSTOM_BOOTFS: RwLock<Option<PathBuf>> = RwLock::new(None);
 
 /// Where `build.rs` put the task binaries a manifest can name.
 pub fn task_dir() -> &'static Path {
@@ -40,7 +42,7 @@ pub fn use_manifest(manifest: &Path, out_dir: &Path) -> Result<PathBuf, String> 
     std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let path = out_dir.join("bootfs.img");
     std::fs::write(&path, image).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    CUSTOM_BOOTFS.set(path.clone()).map_err(|_| "the boot image was chosen twice".to_string())?;
+    *CUSTOM_BOOTFS.write().unwrap_or_else(|e| e.into_inner()) = Some(path.clone());
     Ok(path)
 }
 
@@ -59,6 +61,17 @@ pub struct Guest {
     pub vcpus: u8,
     /// The partition's enlightenment profile (empty: the manifest default).
     pub enlightenments: String,
+}
+
+/// Memory the system needs beside a guest partition's RAM (kernel, boot
+/// image, tasks, page tables).
+pub const SYSTEM_MIB: u32 = 192;
+
+/// The smallest machine (MiB) that holds `guest`'s RAM and the system. Guest
+/// RAM is one block of the kernel's buddy allocator: a power of two, aligned
+/// to its size, which the machine must hold.
+pub fn machine_mib(guest: &Guest) -> u32 {
+    guest.memory_mib.next_power_of_two().saturating_mul(2).saturating_add(SYSTEM_MIB)
 }
 
 /// Name of the partition `--guest` adds.
@@ -96,7 +109,8 @@ pub fn use_guest(base: &Path, guest: &Guest, out_dir: &Path) -> Result<(PathBuf,
 /// Check that both images exist (a `cargo clean` of the image directory
 /// after this binary was built would remove them).
 pub fn check() -> Result<(), String> {
-    for (what, path) in [("loader", loader_elf32()), ("microkernel", kernel_elf()), ("boot image", bootfs())] {
+    let bootfs = bootfs();
+    for (what, path) in [("loader", loader_elf32()), ("microkernel", kernel_elf()), ("boot image", bootfs.as_path())] {
         if !path.is_file() {
             return Err(format!(
                 "the {what} image {} does not exist; rebuild with `cargo build` (build.rs produces it)",

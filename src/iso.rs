@@ -56,7 +56,7 @@ pub fn build(kernel_options: &[String], staging: &Path, out: &Path) -> Result<Is
     for (src, dst) in [
         (images::loader_elf32(), LOADER_ISO_PATH),
         (images::kernel_elf(), KERNEL_ISO_PATH),
-        (images::bootfs(), BOOTFS_ISO_PATH),
+        (images::bootfs().as_path(), BOOTFS_ISO_PATH),
     ] {
         let dst = root.join(dst.trim_start_matches('/'));
         fs::copy(src, &dst).map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dst.display()))?;

@@ -14,7 +14,10 @@
 //! [`direct`] boots them with `qemu-system-x86_64 -kernel -initrd` and
 //! drives the serial console through [`interact`]: the init script's
 //! [`MARKER`], the shell's [`PROMPT`], [`COMMAND`] whose output must be
-//! [`EXPECTED`], then `poweroff -f`.
+//! [`EXPECTED`], then `poweroff -f`. [`tessera`] does the same with the
+//! guest in a Tessera partition (`--guest linux`), typing through the VID's
+//! COM1, and then waits for the VID's [`POWERED_OFF`] and the kernel's
+//! [`HALTED_OK`].
 
 use std::fs;
 use std::io::Write as _;
@@ -22,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::boot::{self, BootError, BootOptions, Emulator, Firmware};
 use crate::console::{Console, ConsoleOptions, ExpectError};
 use crate::cpio::Archive;
-use crate::{deps, ui, workdir};
+use crate::{deps, images, qemu, ui, workdir};
 
 /// The metapackage that names Debian's current kernel.
 pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
@@ -370,16 +374,40 @@ fn write_gzip(path: &Path, data: &[u8]) -> Result<(), String> {
     write().map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Pause between the bytes typed at the guest's console (both boots, so
+/// their timings compare): the VID polls its 16-byte COM1 FIFO every few
+/// ticks and loses bytes sent at pipe speed.
+pub const KEYSTROKE_GAP: Duration = Duration::from_millis(40);
+
+/// What the VID prints when the guest powers off through ACPI S5.
+pub const POWERED_OFF: &str = "guest powered off";
+
+/// The kernel's last line when the system ends well ([`crate::run::HALT_MARKER`] 0).
+pub const HALTED_OK: &str = "tessera: halted status=0";
+
+/// The console side of a run, for [`direct`] and [`tessera`].
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// For the whole run, from starting the emulator to its exit.
+    pub timeout: Duration,
+    pub echo: bool,
+    pub serial_log: PathBuf,
+}
+
 /// Options of [`direct`].
 #[derive(Clone, Debug)]
 pub struct DirectOptions {
-    /// For the whole run, from starting QEMU to its exit.
-    pub timeout: Duration,
     pub memory_mib: u32,
     /// Appended to [`CMDLINE`].
     pub append: String,
-    pub echo: bool,
-    pub serial_log: PathBuf,
+    pub run: RunOptions,
+}
+
+/// Options of [`tessera`].
+#[derive(Clone, Debug)]
+pub struct TesseraOptions {
+    pub emulator: Emulator,
+    pub run: RunOptions,
 }
 
 /// When each step of [`interact`] completed, from the start of the run.
@@ -390,13 +418,26 @@ pub struct Timings {
     pub command: Duration,
 }
 
-/// How [`direct`] ended.
+/// A finished run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub timings: Timings,
+    /// When each line expected after [`POWEROFF`] appeared (none for a
+    /// direct boot; [`POWERED_OFF`] and the halt marker under Tessera).
+    pub closing: Vec<(&'static str, Duration)>,
+    /// Wall time until the emulator exited.
+    pub total: Duration,
+}
+
+/// How a run ended instead.
 #[derive(Debug)]
 pub enum DirectError {
     /// The guest did not get there: the expectation that failed.
     Expect(ExpectError),
-    /// QEMU could not be started.
+    /// The emulator could not be started.
     Start(String),
+    /// The Tessera boot could not be prepared (tools, images, run files).
+    Boot(BootError),
 }
 
 /// Drives a booting guest's console: waits for [`MARKER`] and [`PROMPT`],
@@ -438,23 +479,99 @@ pub fn qemu_command(guest: &Guest, opts: &DirectOptions) -> Command {
     cmd
 }
 
-/// Boots `guest` directly in QEMU and runs [`interact`]; returns the step
-/// timings and the wall time until QEMU exited.
-pub fn direct(guest: &Guest, opts: &DirectOptions) -> Result<(Timings, Duration), DirectError> {
-    let cmd = qemu_command(guest, opts);
+/// Boots `guest` directly in QEMU and runs [`interact`].
+pub fn direct(guest: &Guest, opts: &DirectOptions) -> Result<Run, DirectError> {
+    drive(qemu_command(guest, opts), &opts.run, &[])
+}
+
+/// Boots Tessera with `guest` as partition `guest` (`--guest linux`: the
+/// default appliance plus the partition, [`as_partition`]) in QEMU, runs
+/// [`interact`] through the VID's COM1, and waits for the VID's
+/// [`POWERED_OFF`] and the kernel's `tessera: halted status=0`.
+pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError> {
+    if opts.emulator == Emulator::Bochs {
+        // Bochs's COM1 is an output file here (src/bochs.rs); typing would
+        // need its socket mode.
+        return Err(DirectError::Start(
+            "typing at the guest's console needs QEMU: Tessera's Bochs runs have an output-only COM1 \
+             (`com1: mode=file`); boot it without typing with `tessera --emulator bochs --guest linux --timeout S`"
+                .into(),
+        ));
+    }
+    let mut partition = images::Guest {
+        image: guest.kernel.clone(),
+        modules: Vec::new(),
+        cmdline: String::new(),
+        memory_mib: 0,
+        vcpus: 1,
+        enlightenments: String::new(),
+    };
+    as_partition(guest, &mut partition);
+    let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("linux"));
+    let (manifest, _) = images::use_guest(images::default_manifest(), &partition, &dir).map_err(BootError::runner)?;
+    ui::note(format!("boot image: the default appliance plus partition \"guest\" ({})", manifest.display()));
+    let boot = BootOptions {
+        emulator: opts.emulator,
+        firmware: Firmware::Bios,
+        timeout: Some(opts.run.timeout),
+        smp: opts.emulator.default_smp(),
+        memory_mib: images::machine_mib(&partition),
+        cmdline: String::new(),
+        serial_log: Some(opts.run.serial_log.clone()),
+        qemu_args: Vec::new(),
+    };
+    let (files, words) = boot::prepare(&boot)?;
+    let cmd = qemu::command(&boot, &words, false, &qemu::Start::Direct);
+    let run = RunOptions { serial_log: files.serial_log, ..opts.run.clone() };
+    drive(cmd, &run, &[POWERED_OFF, HALTED_OK])
+}
+
+/// One line on when each step of `run` happened, e.g. "direct boot (...):
+/// init marker after 9.12 s, ...; QEMU exited after 22.50 s wall".
+pub fn summary(what: &str, run: &Run) -> String {
+    let t = &run.timings;
+    let mut text = format!(
+        "{what}: init marker after {:.2} s, shell prompt {:.2} s, `{COMMAND}` answered {:.2} s",
+        t.marker.as_secs_f64(),
+        t.prompt.as_secs_f64(),
+        t.command.as_secs_f64()
+    );
+    for (line, at) in &run.closing {
+        text.push_str(&format!(", {line:?} {:.2} s", at.as_secs_f64()));
+    }
+    text.push_str(&format!("; QEMU exited after {:.2} s wall", run.total.as_secs_f64()));
+    text
+}
+
+impl From<BootError> for DirectError {
+    fn from(e: BootError) -> Self {
+        DirectError::Boot(e)
+    }
+}
+
+/// Starts `cmd` (an emulator with the guest's serial console on stdio),
+/// runs [`interact`], waits for each of `closing` in turn and then for the
+/// emulator's exit.
+fn drive(cmd: Command, opts: &RunOptions, closing: &[&'static str]) -> Result<Run, DirectError> {
     ui::note(format!("$ {}", ui::shell_line(&cmd)));
     ui::note(format!("serial log: {}", opts.serial_log.display()));
     let deadline = Instant::now() + opts.timeout;
-    let console_opts = ConsoleOptions { echo: opts.echo, log: Some(&opts.serial_log) };
-    let mut console = Console::spawn(cmd, &console_opts)
-        .map_err(|e| DirectError::Start(format!("cannot start qemu-system-x86_64: {e}")))?;
+    let console_opts = ConsoleOptions { echo: opts.echo, log: Some(&opts.serial_log), keystroke_gap: KEYSTROKE_GAP };
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut console =
+        Console::spawn(cmd, &console_opts).map_err(|e| DirectError::Start(format!("cannot start {program}: {e}")))?;
     let timings = interact(&mut console, deadline).map_err(DirectError::Expect)?;
-    let grace = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-    let status = console.wait_exit(grace).map_err(|e| DirectError::Start(format!("waiting for QEMU: {e}")))?;
-    if status.is_none() {
-        ui::warn("QEMU did not exit after `poweroff -f`; it was killed");
+    let mut seen = Vec::new();
+    for &line in closing {
+        console.expect(line, deadline.saturating_duration_since(Instant::now())).map_err(DirectError::Expect)?;
+        seen.push((line, console.elapsed()));
     }
-    Ok((timings, console.elapsed()))
+    let grace = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let status = console.wait_exit(grace).map_err(|e| DirectError::Start(format!("waiting for {program}: {e}")))?;
+    if status.is_none() {
+        ui::warn(format!("{program} did not exit after `{POWEROFF}`; it was killed"));
+    }
+    Ok(Run { timings, closing: seen, total: console.elapsed() })
 }
 
 #[cfg(test)]
@@ -491,6 +608,11 @@ mod tests {
     fn versions_are_spelled_as_apt_names_files() {
         assert_eq!(file_version("1:1.35.0-4+deb12u1+b1"), "1%3a1.35.0-4+deb12u1+b1");
         assert_eq!(file_version("6.1.192-2"), "6.1.192-2");
+    }
+
+    #[test]
+    fn the_closing_marker_is_the_kernels_clean_halt() {
+        assert_eq!(crate::run::parse_marker(HALTED_OK), Some(0));
     }
 
     #[test]

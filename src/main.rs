@@ -50,10 +50,6 @@ Examples:
   cargo run -- iso --out tessera.iso          bootable ISO for a real machine
   cargo run -- test                           install emulators and run every test";
 
-/// Memory the system needs beside a `--guest` partition's RAM (kernel,
-/// boot image, tasks, page tables).
-const SYSTEM_MIB: u32 = 192;
-
 /// Runner for Tessera, a capability microhypervisor offering guests the
 /// Hyper-V TLFS interface.
 ///
@@ -96,6 +92,10 @@ enum Cmd {
     /// where rdtsc counts guest instructions, and prints each figure with
     /// whether the two runs agree (exit 1 if a figure is missing or moves by
     /// more than 1%).
+    ///
+    /// With --linux it then also boots the Linux guest directly in QEMU TCG
+    /// and under Tessera, one after the other, and prints the wall time of
+    /// each to the shell's answer and their ratio (a minute more).
     Bench(BenchArgs),
     /// The Linux guest: Debian's kernel and a busybox initramfs.
     ///
@@ -127,13 +127,34 @@ enum LinuxCmd {
     /// Exit status: 0 ok, 124 an expected line did not come in time, 125
     /// QEMU ended first, 126 QEMU or the fetch failed, 2 missing tools.
     Direct(DirectArgs),
+    /// Fetch if needed, then boot Tessera with the kernel and initramfs as
+    /// partition `guest` (as `--guest linux`: Hyper-V enlightenments, 256
+    /// MiB) in QEMU (TCG, AMD SVM + NPT), type the same command at the
+    /// guest's shell through the VID's COM1, power the guest off, wait for
+    /// `tessera: halted status=0`, and print the wall times.
+    ///
+    /// Exit status as for `direct`. `--emulator bochs` is refused: Bochs
+    /// runs have an output-only COM1.
+    Tessera(TesseraArgs),
+}
+
+/// What `linux direct` and `linux tessera` share.
+#[derive(Args, Debug)]
+struct LinuxRunArgs {
+    /// Give up (and kill the emulator) after SECONDS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+
+    /// Also write the serial console to FILE [default:
+    /// target/tessera/runs/linux-<direct|tessera>-<ms>-<pid>/serial.log].
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct DirectArgs {
-    /// Give up (and kill QEMU) after SECONDS.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    #[command(flatten)]
+    run: LinuxRunArgs,
 
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(128..=65536))]
@@ -142,11 +163,16 @@ struct DirectArgs {
     /// Extra kernel options after `console=ttyS0 panic=-1`, e.g. "quiet".
     #[arg(long, value_name = "ARGS", default_value = "", allow_hyphen_values = true)]
     append: String,
+}
 
-    /// Also write the serial console to FILE [default:
-    /// target/tessera/runs/linux-direct-<ms>-<pid>/serial.log].
-    #[arg(long, value_name = "FILE")]
-    serial_log: Option<PathBuf>,
+#[derive(Args, Debug)]
+struct TesseraArgs {
+    #[command(flatten)]
+    run: LinuxRunArgs,
+
+    /// Emulator to boot Tessera in (only `qemu` can type at the guest).
+    #[arg(long, value_enum, default_value_t = EmulatorArg::Qemu)]
+    emulator: EmulatorArg,
 }
 
 #[derive(Args, Debug)]
@@ -155,6 +181,11 @@ struct BenchArgs {
     /// this repository, wherever it is run from].
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
+
+    /// Also time the Linux guest's boot to its shell's answer, directly in
+    /// QEMU TCG and under Tessera (wall time on this machine).
+    #[arg(long)]
+    linux: bool,
 }
 
 #[derive(Args, Debug)]
@@ -252,6 +283,15 @@ enum EmulatorArg {
     Bochs,
 }
 
+impl From<EmulatorArg> for Emulator {
+    fn from(arg: EmulatorArg) -> Self {
+        match arg {
+            EmulatorArg::Qemu => Emulator::Qemu,
+            EmulatorArg::Bochs => Emulator::Bochs,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FirmwareArg {
     Bios,
@@ -332,7 +372,7 @@ fn main() -> ExitCode {
         Some(Cmd::Iso(args)) => run_iso(args),
         Some(Cmd::Bench(args)) => {
             let default = || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bench.toml");
-            tessera::bench::run(&args.manifest.unwrap_or_else(default))
+            tessera::bench::run(&args.manifest.unwrap_or_else(default), args.linux)
         }
         Some(Cmd::Linux(args)) => run_linux(args),
     };
@@ -343,10 +383,7 @@ fn main() -> ExitCode {
 const EXIT_USAGE: i32 = 2;
 
 fn run_boot(args: BootArgs) -> i32 {
-    let emulator = match args.emulator {
-        EmulatorArg::Qemu => Emulator::Qemu,
-        EmulatorArg::Bochs => Emulator::Bochs,
-    };
+    let emulator = Emulator::from(args.emulator);
     let firmware = match args.firmware {
         FirmwareArg::Bios => Firmware::Bios,
         FirmwareArg::Uefi => Firmware::Uefi,
@@ -376,9 +413,7 @@ fn run_boot(args: BootArgs) -> i32 {
                     }
                 }
             }
-            // Guest RAM is one block of the kernel's buddy allocator: a
-            // power of two, aligned to its size, which the machine must hold.
-            let needed = guest.memory_mib.next_power_of_two().saturating_mul(2).saturating_add(SYSTEM_MIB);
+            let needed = images::machine_mib(&guest);
             if machine_mib < needed {
                 ui::note(format!(
                     "the machine gets {needed} MiB of memory: the guest's {} MiB and the system's",
@@ -477,9 +512,9 @@ fn run_tests(args: TestArgs) -> i32 {
     }
 }
 
-/// `tessera linux fetch` and `tessera linux direct`.
+/// `tessera linux fetch`, `tessera linux direct` and `tessera linux tessera`.
 fn run_linux(args: LinuxArgs) -> i32 {
-    let guest = match tessera::linux::fetch() {
+    let guest = match linux::fetch() {
         Ok(guest) => guest,
         Err(e) => {
             ui::error(e.message);
@@ -488,58 +523,66 @@ fn run_linux(args: LinuxArgs) -> i32 {
     };
     ui::note(format!("kernel:    {} ({} {})", guest.kernel.display(), guest.kernel_package, guest.kernel_version));
     ui::note(format!("initramfs: {} (busybox-static {})", guest.initramfs.display(), guest.busybox_version));
-    let LinuxCmd::Direct(args) = args.command else {
-        return 0;
+    let (what, result) = match args.command {
+        LinuxCmd::Fetch => return 0,
+        LinuxCmd::Direct(args) => {
+            if let Err(e) = deps::ensure(&[deps::QEMU], "booting Linux in QEMU") {
+                ui::error(e.message);
+                return EXIT_MISSING_TOOLS;
+            }
+            let Some(run) = linux_run_options(args.run, "linux-direct") else {
+                return EXIT_RUNNER_ERROR;
+            };
+            let opts = linux::DirectOptions { memory_mib: args.memory, append: args.append, run };
+            (format!("direct boot (QEMU TCG, -cpu qemu64, {} MiB)", args.memory), linux::direct(&guest, &opts))
+        }
+        LinuxCmd::Tessera(args) => {
+            let Some(run) = linux_run_options(args.run, "linux-tessera") else {
+                return EXIT_RUNNER_ERROR;
+            };
+            let emulator = Emulator::from(args.emulator);
+            let what = format!("Tessera boot ({}, partition of {} MiB)", emulator.name(), linux::PARTITION_MIB);
+            (what, linux::tessera(&guest, &linux::TesseraOptions { emulator, run }))
+        }
     };
-    if let Err(e) = deps::ensure(&[deps::QEMU], "booting Linux in QEMU") {
-        ui::error(e.message);
-        return EXIT_MISSING_TOOLS;
+    println!();
+    match result {
+        Ok(run) => {
+            ui::note(linux::summary(&what, &run));
+            0
+        }
+        Err(linux::DirectError::Start(e)) => {
+            ui::error(e);
+            EXIT_RUNNER_ERROR
+        }
+        Err(linux::DirectError::Boot(e)) => {
+            ui::error(e.message);
+            e.code
+        }
+        Err(linux::DirectError::Expect(e)) => {
+            ui::error(format!("the Linux guest did not answer: {e}"));
+            if e.closed { tessera::EXIT_NO_MARKER } else { tessera::EXIT_TIMEOUT }
+        }
     }
+}
+
+/// The console options of a `linux` boot; the serial log goes to a new run
+/// directory `<prefix>-<ms>-<pid>` unless given.
+fn linux_run_options(args: LinuxRunArgs, prefix: &str) -> Option<linux::RunOptions> {
     let serial_log = match args.serial_log {
         Some(path) => path,
-        None => match workdir::new_run_dir("linux-direct") {
+        None => match workdir::new_run_dir(prefix) {
             Ok(dir) => dir.join("serial.log"),
             Err(e) => {
                 ui::error(format!("cannot create a run directory: {e}"));
-                return EXIT_RUNNER_ERROR;
+                return None;
             }
         },
     };
     if let Some(parent) = serial_log.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let opts = tessera::linux::DirectOptions {
-        timeout: Duration::from_secs(args.timeout),
-        memory_mib: args.memory,
-        append: args.append,
-        echo: true,
-        serial_log,
-    };
-    match tessera::linux::direct(&guest, &opts) {
-        Ok((t, total)) => {
-            println!();
-            ui::note(format!(
-                "direct boot (QEMU TCG, -cpu qemu64, {} MiB): init marker after {:.2} s, shell prompt {:.2} s, \
-                 `{}` answered {:.2} s; QEMU exited after {:.2} s wall",
-                args.memory,
-                t.marker.as_secs_f64(),
-                t.prompt.as_secs_f64(),
-                tessera::linux::COMMAND,
-                t.command.as_secs_f64(),
-                total.as_secs_f64()
-            ));
-            0
-        }
-        Err(tessera::linux::DirectError::Start(e)) => {
-            ui::error(e);
-            EXIT_RUNNER_ERROR
-        }
-        Err(tessera::linux::DirectError::Expect(e)) => {
-            println!();
-            ui::error(format!("the Linux guest did not answer: {e}"));
-            if e.closed { tessera::EXIT_NO_MARKER } else { tessera::EXIT_TIMEOUT }
-        }
-    }
+    Some(linux::RunOptions { timeout: Duration::from_secs(args.timeout), echo: true, serial_log })
 }
 
 fn run_iso(args: IsoArgs) -> i32 {

@@ -158,7 +158,8 @@ fn boot_from_plan(name: &str, entry: BootEntry) {
         .arg(modules.join(","));
     eprintln!("[{name}] running {cmd:?}");
     let log = dir.join("serial.log");
-    let mut console = Console::spawn(cmd, &ConsoleOptions { echo: false, log: Some(&log) }).expect("start QEMU");
+    let mut console = Console::spawn(cmd, &ConsoleOptions { echo: false, log: Some(&log), ..Default::default() })
+        .expect("start QEMU");
     let result = tessera::linux::interact(&mut console, Instant::now() + TIMEOUT);
     let status = console.wait_exit(Duration::from_secs(30)).expect("wait for QEMU");
     let transcript = console.transcript();

@@ -2,7 +2,7 @@
 //!
 //! [`boot`] runs the real `tessera` binary (always with `--timeout` and a
 //! per-test `--serial-log`) and returns its exit code and the serial
-//! console. Every assertion helper on [`Boot`] panics with the tail of the
+//! console; [`run`] does the same for any subcommand. Every assertion helper on [`Boot`] panics with the tail of the
 //! serial log and the runner's own messages, so a failure explains itself.
 //!
 //! Each test owns `target/tessera/test-runs/<test-name>/`: `serial.log`,
@@ -58,29 +58,35 @@ pub struct Boot {
     pub dir: PathBuf,
 }
 
-/// Run `tessera --emulator <emulator> --timeout <timeout> --serial-log ... <args>`.
+/// Run `tessera --emulator <emulator> --timeout <timeout> <args>` (see [`run`]).
 ///
 /// The runner enforces the deadline itself; as a last resort this helper
 /// kills it 60 s after the deadline, so a test can never hang.
 pub fn boot(test_name: &str, emulator: Emulator, timeout_secs: u64, args: &[&str]) -> Boot {
+    let timeout = timeout_secs.to_string();
+    let mut all = vec!["--emulator", emulator.arg(), "--timeout", &timeout];
+    all.extend_from_slice(args);
+    run(test_name, &all, Duration::from_secs(timeout_secs + 60))
+}
+
+/// Run `tessera <args> --serial-log <test dir>/serial.log` with the test's
+/// own work directory and no stdin, killing it (and failing) if it has not
+/// finished after `hard_limit`.
+pub fn run(test_name: &str, args: &[&str], hard_limit: Duration) -> Boot {
     let dir = test_dir(test_name);
     let serial_log = dir.join("serial.log");
     let stdout = File::create(dir.join("runner.out")).expect("create runner.out");
     let stderr = File::create(dir.join("runner.err")).expect("create runner.err");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    cmd.args(["--emulator", emulator.arg()])
-        .arg("--timeout")
-        .arg(timeout_secs.to_string())
+    cmd.args(args)
         .arg("--serial-log")
         .arg(&serial_log)
-        .args(args)
         .env("TESSERA_WORK_DIR", dir.join("work"))
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
     eprintln!("[{test_name}] running {cmd:?}");
     let mut child = cmd.spawn().expect("start the tessera runner");
-    let hard_limit = Duration::from_secs(timeout_secs + 60);
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the runner") {
@@ -91,7 +97,7 @@ pub fn boot(test_name: &str, emulator: Emulator, timeout_secs: u64, args: &[&str
             let _ = child.wait();
             let partial = read_boot(test_name, -1, &serial_log, &dir);
             partial.fail(&format!(
-                "the runner itself did not finish within {} s (deadline {timeout_secs} s + 60 s); killed it",
+                "the runner itself did not finish within {} s (its own deadline and a margin); killed it",
                 hard_limit.as_secs()
             ));
         }

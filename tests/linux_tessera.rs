@@ -1,0 +1,41 @@
+//! Debian's unmodified Linux kernel with the busybox initramfs, booted as
+//! partition `guest` of Tessera in QEMU (TCG, AMD SVM + NPT): `tessera linux
+//! tessera`. The runner types at the guest's shell through the VID's COM1
+//! and the guest powers off through ACPI S5, which ends the system. The
+//! first run fetches the packages with apt (see `tessera linux fetch`). The
+//! boot takes 25–40 s of wall time on a busy 2-core machine.
+
+mod common;
+
+use std::time::Duration;
+
+use tessera::linux::{EXPECTED, MARKER, POWERED_OFF};
+
+/// The runner's own deadline; this test kills the runner 120 s later (the
+/// fetch may download about 70 MB first).
+const TIMEOUT_SECS: u64 = 240;
+
+/// How the VID prefixes the guest's console lines.
+const GUEST_PREFIX: &str = "[vid] guest: ";
+
+#[test]
+fn linux_under_tessera_boots_to_a_shell_that_answers() {
+    let name = "linux_under_tessera_boots_to_a_shell_that_answers";
+    let timeout = TIMEOUT_SECS.to_string();
+    let run = common::run(name, &["linux", "tessera", "--timeout", &timeout], Duration::from_secs(TIMEOUT_SECS + 120));
+    // Linux found the Hyper-V interface Tessera offers, and uses it.
+    run.assert_serial_contains("Hypervisor detected: Microsoft Hyper-V");
+    run.assert_serial_contains("clocksource: Switched to clocksource hyperv_clocksource_tsc_page");
+    run.assert_serial_contains("Hyper-V: Using hypercall for remote TLB flush");
+    run.assert_serial_contains(MARKER);
+    let answered = run.serial.lines().any(|l| l.strip_prefix(GUEST_PREFIX).is_some_and(|rest| rest.trim() == EXPECTED));
+    if !answered {
+        run.fail(&format!("no serial line is just {GUEST_PREFIX:?} and {EXPECTED:?}"));
+    }
+    run.assert_serial_contains(&format!("{GUEST_PREFIX}{POWERED_OFF}"));
+    run.assert_serial_lacks("Kernel panic");
+    run.assert_halted(0);
+    run.assert_exit_code(0);
+    let summary = run.runner_messages.lines().find(|l| l.contains("QEMU exited after"));
+    eprintln!("[{name}] {}", summary.unwrap_or_else(|| run.fail("the runner did not report the wall time")));
+}
