@@ -65,24 +65,56 @@ fn run_once(serial_log: PathBuf) -> Result<Vec<Figure>, String> {
     Ok(figures)
 }
 
-/// Boots the benchmark twice and prints the figures, then (with `linux`)
-/// the Linux comparison; returns an exit code.
-pub fn run(manifest: &Path, linux: bool) -> i32 {
+/// The default benchmark system.
+const DEFAULT_MANIFEST: &str = "tests/manifests/bench.toml";
+/// The fast-hypercall benchmark's system, booted after the default one.
+const HYPERCALL_MANIFEST: &str = "tests/manifests/hypercall-bench.toml";
+
+/// Figures the default benchmark systems must print.
+const DEFAULT_FIGURES: [&str; 5] = [
+    "ipc call+reply round trip",
+    "null invocation (CAP_IDENTIFY)",
+    "vm exit forwarded to the VID and back (port write)",
+    "vm exit handled in ring 0 (host timer interrupt)",
+    "fast hypercall round trip (HvCallNotifyLongSpinWait)",
+];
+
+/// Boots the benchmark (with the default manifest, also the fast-hypercall
+/// one) twice and prints the figures, then (with `linux`) the Linux
+/// comparison; returns an exit code.
+pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
     let dir = workdir::tessera_dir().join("bench").join(workdir::unique_name("bench"));
-    if let Err(e) = images::use_manifest(manifest, &dir) {
-        ui::error(e);
-        return crate::EXIT_RUNNER_ERROR;
-    }
-    let mut runs = Vec::new();
-    for i in 1..=2 {
-        ui::note(format!("benchmark run {i} of 2 (QEMU TCG, -icount shift=0: rdtsc counts instructions)"));
-        match run_once(dir.join(format!("serial-{i}.log"))) {
-            Ok(figures) => runs.push(figures),
-            Err(e) => {
-                ui::error(e);
-                return 1;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let default = manifest.is_none();
+    let manifests = match manifest {
+        Some(m) => vec![m.to_path_buf()],
+        None => vec![repo.join(DEFAULT_MANIFEST), repo.join(HYPERCALL_MANIFEST)],
+    };
+    let mut runs = vec![Vec::new(), Vec::new()];
+    for (m, manifest) in manifests.iter().enumerate() {
+        let sub = dir.join(format!("system-{}", m + 1));
+        if let Err(e) = images::use_manifest(manifest, &sub) {
+            ui::error(e);
+            return crate::EXIT_RUNNER_ERROR;
+        }
+        for (i, figures) in runs.iter_mut().enumerate() {
+            ui::note(format!(
+                "{}: benchmark run {} of 2 (QEMU TCG, -icount shift=0: rdtsc counts instructions)",
+                manifest.display(),
+                i + 1
+            ));
+            match run_once(sub.join(format!("serial-{}.log", i + 1))) {
+                Ok(more) => figures.extend(more),
+                Err(e) => {
+                    ui::error(e);
+                    return 1;
+                }
             }
         }
+    }
+    if default && let Some(missing) = DEFAULT_FIGURES.iter().find(|w| !runs[0].iter().any(|f| f.what == **w)) {
+        ui::error(format!("the benchmark printed no `{missing}` figure (see {})", dir.display()));
+        return 1;
     }
     println!();
     println!("Tessera benchmarks (instructions per operation, QEMU -icount shift=0)");

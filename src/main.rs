@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -370,10 +370,7 @@ fn main() -> ExitCode {
         None => run_boot(cli.boot),
         Some(Cmd::Test(args)) => run_tests(args),
         Some(Cmd::Iso(args)) => run_iso(args),
-        Some(Cmd::Bench(args)) => {
-            let default = || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bench.toml");
-            tessera::bench::run(&args.manifest.unwrap_or_else(default), args.linux)
-        }
+        Some(Cmd::Bench(args)) => tessera::bench::run(args.manifest.as_deref(), args.linux),
         Some(Cmd::Linux(args)) => run_linux(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -298,7 +298,7 @@ pub fn hypercall_bench() -> super::Outcome {
         least = least.min(spent);
     }
     crate::println!(
-        "testkernel: hcbench: fast hypercall round trip (HvCallNotifyLongSpinWait): {} TSC ticks (min {least}) over {BENCH_CALLS} calls",
+        "testkernel: bench: fast hypercall round trip (HvCallNotifyLongSpinWait): {} cycles (min {least}) over {BENCH_CALLS} calls",
         total / u64::from(BENCH_CALLS)
     );
     Ok(())
