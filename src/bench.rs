@@ -90,7 +90,7 @@ pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
         Some(m) => vec![m.to_path_buf()],
         None => vec![repo.join(DEFAULT_MANIFEST), repo.join(HYPERCALL_MANIFEST)],
     };
-    let mut runs = vec![Vec::new(), Vec::new()];
+    let mut runs = [Vec::new(), Vec::new()];
     for (m, manifest) in manifests.iter().enumerate() {
         let sub = dir.join(format!("system-{}", m + 1));
         if let Err(e) = images::use_manifest(manifest, &sub) {
