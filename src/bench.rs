@@ -6,7 +6,7 @@
 //! same build gives the same figure on every run. The runner boots it twice
 //! and reports whether the two runs agree.
 //!
-//! With `--linux` it then boots the Linux guest (`tessera linux direct`,
+//! Unless `--no-linux`, it then boots the Linux guest (`tessera linux direct`,
 //! then `tessera linux tessera`: same kernel, initramfs and RAM) and
 //! compares the wall time each takes to the shell's answer. That figure is
 //! wall time on this machine, so it moves with the machine's load.

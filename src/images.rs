@@ -20,7 +20,7 @@ pub fn kernel_elf() -> &'static Path {
 
 /// The boot image the root task starts from: the default appliance's
 /// (`system.toml`, packed by `build.rs`), or the one [`use_manifest`] made
-/// last (`--manifest`, `--guest`; `bench --linux` boots two systems).
+/// last (`--manifest`, `--guest`; `bench` boots several systems).
 pub fn bootfs() -> PathBuf {
     let chosen = CUSTOM_BOOTFS.read().unwrap_or_else(|e| e.into_inner()).clone();
     chosen.unwrap_or_else(|| PathBuf::from(env!("TESSERA_BOOTFS")))
