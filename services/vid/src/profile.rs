@@ -83,6 +83,11 @@ impl EnlightenmentProfile {
             .with_frequency_regs_available(self.has(Enlightenment::FrequencyMsrs))
             .with_guest_crash_regs_available(self.has(Enlightenment::CrashMsrs))
             .with_hypercall_msr_lock_available(self.has(Enlightenment::Hypercall))
+            // The hypercall ABI's XMM fast input and output (TLFS 3.7.2):
+            // the kernel sends XMM0-5 with every hypercall intercept and
+            // takes XMM updates in the reply.
+            .with_xmm_registers_for_fast_hypercall_available(self.has(Enlightenment::Hypercall))
+            .with_fast_hypercall_output_available(self.has(Enlightenment::Hypercall))
     }
 
     /// Leaf 0x4000_0004 EAX.

@@ -29,9 +29,10 @@ fn the_hyperv_profile_presents_hv1() {
     assert_eq!(cpuid(&p, 0x8100_0000_0000_0000, 0x4000_0002, 0), [1, 0x0000_0001, 0, 0]);
     // Privileges: VP runtime 0, reference counter 1, APIC MSRs 4, hypercall
     // 5, VP index 6, reset 7, reference TSC 9, guest idle 10, frequencies
-    // 11; no hypercall privileges. EDX: guest idle 5, frequencies 8, crash
-    // MSRs 10, hypercall MSR lock 18.
-    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0), [0b1110_1111_0011, 0, 0, 1 << 5 | 1 << 8 | 1 << 10 | 1 << 18]);
+    // 11; no hypercall privileges. EDX: XMM fast input 4, guest idle 5,
+    // frequencies 8, crash MSRs 10, fast output 15, hypercall MSR lock 18.
+    let edx = 1 << 4 | 1 << 5 | 1 << 8 | 1 << 10 | 1 << 15 | 1 << 18;
+    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0), [0b1110_1111_0011, 0, 0, edx]);
     // Recommendations: remote flush 2, APIC MSRs 3, reset 4, relaxed timing
     // 5, cluster IPI 10, Ex masks 11; spin retries 0xfff.
     assert_eq!(cpuid(&p, 0, 0x4000_0004, 0), [0b1100_0011_1100, 0xfff, 0, 0]);
@@ -47,11 +48,11 @@ fn each_bit_follows_its_enlightenment() {
     let minimal = Enlightenments::INTERFACE;
     let p = EnlightenmentProfile::new(minimal, 4, 0).unwrap();
     assert_eq!(cpuid(&p, 0, 1, 0)[2] >> 31, 1);
-    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0), [1 << 5 | 1 << 6, 0, 0, 1 << 18]);
+    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0), [1 << 5 | 1 << 6, 0, 0, 1 << 4 | 1 << 15 | 1 << 18]);
     // Never notify long spin waits without the enlightenment.
     assert_eq!(cpuid(&p, 0, 0x4000_0004, 0), [0, 0xffff_ffff, 0, 0]);
     let p = EnlightenmentProfile::new(minimal.with(Enlightenment::CrashMsrs, true), 4, 0).unwrap();
-    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0)[3], 1 << 10 | 1 << 18);
+    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0)[3], 1 << 4 | 1 << 10 | 1 << 15 | 1 << 18);
     let p = EnlightenmentProfile::new(Enlightenments::HYPERV.with(Enlightenment::ReferenceTsc, false), 4, 0).unwrap();
     assert_eq!(cpuid(&p, 0, 0x4000_0003, 0)[0] & 1 << 9, 0);
 }
