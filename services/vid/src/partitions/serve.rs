@@ -209,7 +209,10 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
         for v in effects.sipi.iter() {
             if let Some(vp) = r.vps.get_mut(v as usize).filter(|vp| !vp.started) {
                 match start_ap(vp.cap, effects.sipi_vector) {
-                    Ok(()) => vp.started = true,
+                    Ok(()) => {
+                        vp.started = true;
+                        log!("{}: VP {v} started by SIPI at {:#x}:0000", r.name, u16::from(effects.sipi_vector) << 8);
+                    }
                     Err(e) => log!("{}: VP {v} cannot start: {e:?}", r.name),
                 }
             }
