@@ -257,27 +257,21 @@ fn replies_that_do_not_fit_are_reported_not_truncated() {
 
 #[test]
 fn random_requests_never_panic_the_dispatcher() {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut server = DemoServer::default();
     for _ in 0..20_000 {
-        let label = (next() % 8) as u32;
+        let label = rng.u32(..8);
         let label = if label == 7 { ops::checked } else { label };
-        let len = (next() % (MAX_MESSAGE_WORDS as u64 + 1)) as usize;
+        let len = rng.usize(..=MAX_MESSAGE_WORDS);
         let words: Vec<u64> = (0..len)
-            .map(|_| match next() % 4 {
+            .map(|_| match rng.u32(..4) {
                 0 => 0,
                 1 => 1,
-                2 => next() % 600,
-                _ => next(),
+                2 => rng.u64(..600),
+                _ => rng.u64(..),
             })
             .collect();
-        let reply = dispatch(&mut server, Badge(next()), &Message::from_words(label, &words).unwrap());
+        let reply = dispatch(&mut server, Badge(rng.u64(..)), &Message::from_words(label, &words).unwrap());
         assert!(reply.label() <= ProtocolError::REPLY_TOO_LONG.0);
     }
 }

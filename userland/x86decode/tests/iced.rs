@@ -34,29 +34,9 @@ fn bitness(mode: CpuMode) -> u32 {
     }
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 24) as u8
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
+/// One of `items`, uniformly.
+fn pick<T: Copy>(rng: &mut fastrand::Rng, items: &[T]) -> T {
+    items[rng.usize(..items.len())]
 }
 
 // ---- translating iced's view into ours ----
@@ -414,45 +394,45 @@ const TWO_BYTE: [u8; 8] = [0xb6, 0xb7, 0xbe, 0xbf, 0xb8, 0xbc, 0x0b, 0xc0];
 const EXTRA: [u8; 6] = [0xf6, 0xf7, 0x8c, 0x8e, 0xfe, 0xff];
 
 /// A random encoding built around a supported opcode.
-fn generate(rng: &mut XorShift, mode: CpuMode) -> Vec<u8> {
+fn generate(rng: &mut fastrand::Rng, mode: CpuMode) -> Vec<u8> {
     let long = mode == CpuMode::Long64;
     let mut bytes = Vec::new();
-    for _ in 0..rng.below(5) {
-        if long && rng.below(8) == 0 {
-            bytes.push(0x40 | rng.below(16) as u8); // a REX that a later prefix cancels
+    for _ in 0..rng.u32(..5) {
+        if long && rng.u32(..8) == 0 {
+            bytes.push(0x40 | rng.u8(..16)); // a REX that a later prefix cancels
         }
-        bytes.push(rng.pick(&LEGACY_PREFIXES));
+        bytes.push(pick(rng, &LEGACY_PREFIXES));
     }
-    if long && rng.below(2) == 0 {
-        bytes.push(0x40 | rng.below(16) as u8);
+    if long && rng.bool() {
+        bytes.push(0x40 | rng.u8(..16));
     }
-    let opcode = if rng.below(8) == 0 { rng.pick(&EXTRA) } else { rng.pick(&OPCODES) };
+    let opcode = if rng.u32(..8) == 0 { pick(rng, &EXTRA) } else { pick(rng, &OPCODES) };
     bytes.push(opcode);
     if opcode == 0x0f {
-        bytes.push(rng.pick(&TWO_BYTE));
+        bytes.push(pick(rng, &TWO_BYTE));
     }
     // ModRM: mostly a memory form; for the groups mostly a supported /reg.
-    let mut modrm = rng.byte();
-    if rng.below(6) != 0 && modrm >> 6 == 3 {
-        modrm &= 0x3f | (rng.byte() & 0x80);
+    let mut modrm = rng.u8(..);
+    if rng.u32(..6) != 0 && modrm >> 6 == 3 {
+        modrm &= 0x3f | (rng.u8(..) & 0x80);
     }
-    if matches!(opcode, 0xc6 | 0xc7 | 0xf6 | 0xf7) && rng.below(4) != 0 {
-        modrm &= 0xc7 | (rng.byte() & 0x08);
+    if matches!(opcode, 0xc6 | 0xc7 | 0xf6 | 0xf7) && rng.u32(..4) != 0 {
+        modrm &= 0xc7 | (rng.u8(..) & 0x08);
     }
     bytes.push(modrm);
     // SIB, displacement and immediate bytes; a few interesting values.
     for _ in 0..12 {
-        bytes.push(match rng.below(8) {
+        bytes.push(match rng.u32(..8) {
             0 => 0xff,
             1 => 0x00,
             2 => 0x80,
-            _ => rng.byte(),
+            _ => rng.u8(..),
         });
     }
     bytes.truncate(15);
     // Sometimes the fetch ended early.
-    if rng.below(8) == 0 {
-        let keep = rng.below(bytes.len() as u64 + 1) as usize;
+    if rng.u32(..8) == 0 {
+        let keep = rng.usize(..=bytes.len());
         bytes.truncate(keep);
     }
     bytes
@@ -460,7 +440,7 @@ fn generate(rng: &mut XorShift, mode: CpuMode) -> Vec<u8> {
 
 #[test]
 fn generated_encodings_agree_with_iced() {
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut tally = Tally::default();
     for _ in 0..100_000 {
         for mode in MODES {
@@ -477,11 +457,11 @@ fn generated_encodings_agree_with_iced() {
 
 #[test]
 fn random_bytes_agree_with_iced() {
-    let mut rng = XorShift(0x0123_4567_89ab_cdef);
+    let mut rng = fastrand::Rng::with_seed(0x0123_4567_89ab_cdef);
     let mut tally = Tally::default();
     for _ in 0..100_000 {
-        let len = rng.below(16) as usize;
-        let bytes: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
+        let len = rng.usize(..16);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
         for mode in MODES {
             compare(&bytes, mode, &mut tally);
         }

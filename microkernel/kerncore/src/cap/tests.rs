@@ -356,22 +356,16 @@ impl Model {
 #[test]
 fn random_operations_match_a_naive_model() {
     const N: usize = 48;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rng = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut t = CapTable::<N>::new();
     let mut m = Model::default();
     let objects = [EP, NTF, MEM, ObjRef { kind: ObjectType::ENDPOINT, index: 2 }];
     for step in 0..20_000 {
-        let (a, b) = ((rng() % N as u64) as u32, (rng() % N as u64) as u32);
-        let r = rights((rng() % 128) as u32);
-        match rng() % 8 {
+        let (a, b) = (rng.u32(..N as u32), rng.u32(..N as u32));
+        let r = rights(rng.u32(..128));
+        match rng.u32(..8) {
             0 => {
-                let cap = Capability::new(objects[(rng() % 4) as usize], Rights::ALL);
+                let cap = Capability::new(objects[rng.usize(..4)], Rights::ALL);
                 let want = if m.slots.contains_key(&a) { Err(ErrorCode::SLOT_OCCUPIED) } else { Ok(()) };
                 assert_eq!(t.insert_root(id(a), cap), want);
                 if want.is_ok() {
@@ -390,7 +384,7 @@ fn random_operations_match_a_naive_model() {
                 }
             },
             3 => {
-                let badge = Badge(rng() % 3);
+                let badge = Badge(rng.u64(..3));
                 let got = t.mint(id(a), id(b), r, badge);
                 let want = match m.slots.get(&a).copied() {
                     None => Err(ErrorCode::INVALID_CAPABILITY),
@@ -446,7 +440,7 @@ fn random_operations_match_a_naive_model() {
                 }
             }
             _ => {
-                let cs = CSpace { base: a, len: (rng() % 8) as u32 };
+                let cs = CSpace { base: a, len: rng.u32(..8) };
                 let mut got = Vec::new();
                 t.clear_cspace(cs, |r| got.push(r));
                 for r in got {

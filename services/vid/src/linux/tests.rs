@@ -162,49 +162,29 @@ fn truncated_files_are_refused() {
     assert!(matches!(parse_header(&good[..0x2000]), Err(LinuxError::BadSyssize { .. })));
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[test]
 fn random_corruption_and_garbage_never_panic() {
     let good = BzImage::new().build();
     let map = standard_memory_map(RAM);
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = fastrand::Rng::with_seed(0x1234_5678_9abc_def1);
     let mut accepted = 0;
     for round in 0..3000 {
-        let mut f = if round % 10 == 0 {
-            (0..(rng.next() % 0x1000) as usize).map(|_| rng.next() as u8).collect()
-        } else {
-            good.clone()
-        };
+        let mut f = if round % 10 == 0 { (0..rng.usize(..0x1000)).map(|_| rng.u8(..)).collect() } else { good.clone() };
         // Corrupt header bytes mostly, so parsing gets far.
-        for _ in 0..(1 + rng.next() % 6) {
+        for _ in 0..rng.u32(1..=6) {
             if f.is_empty() {
                 break;
             }
-            let at = if rng.next().is_multiple_of(4) {
-                rng.next() as usize % f.len()
-            } else {
-                0x1f0 + rng.next() as usize % 0x80
-            };
+            let at = if rng.u32(..4) == 0 { rng.usize(..f.len()) } else { 0x1f0 + rng.usize(..0x80) };
             if at < f.len() {
-                f[at] = rng.next() as u8;
+                f[at] = rng.u8(..);
             }
         }
-        let len = if rng.next().is_multiple_of(5) { rng.next() as usize % (f.len() + 1) } else { f.len() };
+        let len = if rng.u32(..5) == 0 { rng.usize(..=f.len()) } else { f.len() };
         let f = &f[..len];
         let _ = parse_header(f);
         let mut area = new_area();
-        let ram_size = if rng.next().is_multiple_of(8) { rng.next() } else { RAM };
+        let ram_size = if rng.u32(..8) == 0 { rng.u64(..) } else { RAM };
         let request = LinuxRequest {
             kernel: f,
             initrd: &[1, 2, 3],

@@ -882,13 +882,7 @@ fn every_truncation_of_a_kernel_is_an_error_or_a_plan_never_a_panic() {
 
 #[test]
 fn random_corruption_never_panics() {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut planned = 0;
     let mut ram = vec![0; RAM as usize];
     for class64 in [false, true] {
@@ -896,9 +890,9 @@ fn random_corruption_never_panics() {
         for _ in 0..5000 {
             let mut f = file.clone();
             // Corrupt the headers (the first 256 bytes), where the decisions are.
-            for _ in 0..1 + next() % 4 {
-                let at = (next() % 256) as usize;
-                f[at] = next() as u8;
+            for _ in 0..rng.u32(1..=4) {
+                let at = rng.usize(..256);
+                f[at] = rng.u8(..);
             }
             let mut area = vec![0; BOOT_AREA_MAX];
             if let Ok(plan) = plan_of(&f, &[], "x", RAM, &mut area) {
