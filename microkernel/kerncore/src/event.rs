@@ -84,13 +84,8 @@ impl Interruption {
 
     /// The TLFS register value of this interruption.
     pub fn to_register(&self) -> u64 {
-        HvX64PendingInterruptionRegister::new()
-            .with_interruption_pending(true)
-            .with_interruption_type(self.kind.0)
-            .with_deliver_error_code(self.error_code.is_some())
+        HvX64PendingInterruptionRegister::pending(self.kind, self.vector, self.error_code)
             .with_instruction_length(self.instruction_length)
-            .with_interruption_vector(u16::from(self.vector))
-            .with_error_code(self.error_code.unwrap_or(0))
             .into_bits()
     }
 

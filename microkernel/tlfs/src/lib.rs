@@ -386,6 +386,17 @@ pub struct HvX64PendingInterruptionRegister {
 }
 
 impl HvX64PendingInterruptionRegister {
+    /// A pending interruption of `kind` at `vector`, with an error code if
+    /// given (software events also need their instruction length).
+    pub fn pending(kind: HvX64PendingInterruptionType, vector: u8, error_code: Option<u32>) -> Self {
+        HvX64PendingInterruptionRegister::new()
+            .with_interruption_pending(true)
+            .with_interruption_type(kind.0)
+            .with_deliver_error_code(error_code.is_some())
+            .with_interruption_vector(u16::from(vector))
+            .with_error_code(error_code.unwrap_or(0))
+    }
+
     /// The type as an open enum.
     pub fn kind(&self) -> HvX64PendingInterruptionType {
         HvX64PendingInterruptionType(self.interruption_type())

@@ -202,13 +202,8 @@ fn resume(list: &[(HvRegisterName, u64)]) -> Action {
 
 /// An exception for the VP, as the value of its pending-interruption register.
 fn exception(vector: u8, error_code: Option<u32>) -> u64 {
-    tlfs::HvX64PendingInterruptionRegister::new()
-        .with_interruption_pending(true)
-        .with_interruption_type(tlfs::HvX64PendingInterruptionType::EXCEPTION.0)
-        .with_deliver_error_code(error_code.is_some())
-        .with_interruption_vector(u16::from(vector))
-        .with_error_code(error_code.unwrap_or(0))
-        .into_bits()
+    let kind = tlfs::HvX64PendingInterruptionType::EXCEPTION;
+    tlfs::HvX64PendingInterruptionRegister::pending(kind, vector, error_code).into_bits()
 }
 
 /// #GP(0) at the faulting instruction (RIP does not move).
@@ -357,13 +352,7 @@ impl Vmm {
             Interrupt::Nmi => tlfs::HvX64PendingInterruptionType::NMI,
             _ => tlfs::HvX64PendingInterruptionType::INTERRUPT,
         };
-        Some(
-            tlfs::HvX64PendingInterruptionRegister::new()
-                .with_interruption_pending(true)
-                .with_interruption_type(kind.0)
-                .with_interruption_vector(u16::from(vector))
-                .into_bits(),
-        )
+        Some(tlfs::HvX64PendingInterruptionRegister::pending(kind, vector, None).into_bits())
     }
 
     /// Decides what an intercept means, reading and writing `guest` as the
