@@ -91,35 +91,16 @@ impl Registry {
     /// Takes manifest partition `index`: its ID, RAM size, VP count, and
     /// the capabilities to its RAM, partition and VP 0, received into `into`.
     fn attach(&self, index: u32, into: [CapSlot; 3]) -> Result<(u64, u64, u32), Failure> {
-        let pm = self.client().ok_or(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)))?;
-        tessera_rt::ipc_buffer::set_receive_slots(into)
-            .map_err(|e| Failure::Call(tessera_idl::CallError::Kernel(e)))?;
-        let attached = pm.attach(index);
-        let _ = tessera_rt::ipc_buffer::set_receive_slots([CapSlot::NULL; 3]);
-        let attached = attached??;
-        // The capabilities arrived only if the reply carried them.
-        for (slot, kind) in into.into_iter().zip([ObjectType::MEMORY, ObjectType::PARTITION, ObjectType::VP]) {
-            let identified = invoke(slot, Operation::CAP_IDENTIFY, &[]).map(|r| r.words().first().copied());
-            if identified != Ok(Some(u64::from(kind.0))) {
-                return Err(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)));
-            }
-        }
-        Ok(attached)
+        let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
+        let [ram, partition, vp] = into;
+        let into = [(ram, ObjectType::MEMORY), (partition, ObjectType::PARTITION), (vp, ObjectType::VP)];
+        receiving(&into, || Ok(pm.attach(index)??))
     }
 
     /// VP `index` of partition `id` at the partition manager, into slot `into`.
     fn attach_vp(&self, id: u64, index: u32, into: CapSlot) -> Result<(), Failure> {
-        let pm = self.client().ok_or(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)))?;
-        tessera_rt::ipc_buffer::set_receive_slots([into, CapSlot::NULL, CapSlot::NULL])
-            .map_err(|e| Failure::Call(tessera_idl::CallError::Kernel(e)))?;
-        let attached = pm.attach_vp(id, index);
-        let _ = tessera_rt::ipc_buffer::set_receive_slots([CapSlot::NULL; 3]);
-        attached??;
-        let identified = invoke(into, Operation::CAP_IDENTIFY, &[]).map(|r| r.words().first().copied());
-        if identified != Ok(Some(u64::from(ObjectType::VP.0))) {
-            return Err(Failure::Call(tessera_idl::CallError::Kernel(ErrorCode::INVALID_CAPABILITY)));
-        }
-        Ok(())
+        let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
+        receiving(&[(into, ObjectType::VP)], || Ok(pm.attach_vp(id, index)??))
     }
 
     /// Passes a guest crash notification (CRASH_P0..P4) to the manager.
@@ -149,6 +130,27 @@ impl Registry {
     }
 }
 
+/// Makes `call` with its reply's capabilities received into the given
+/// slots, then checks that each arrived with the expected type (they do
+/// only if the reply carried them).
+fn receiving<T>(into: &[(CapSlot, ObjectType)], call: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    let mut slots = [CapSlot::NULL; 3];
+    for (slot, (cap, _)) in slots.iter_mut().zip(into) {
+        *slot = *cap;
+    }
+    tessera_rt::ipc_buffer::set_receive_slots(slots).map_err(Failure::kernel)?;
+    let result = call();
+    let _ = tessera_rt::ipc_buffer::set_receive_slots([CapSlot::NULL; 3]);
+    let value = result?;
+    for &(slot, kind) in into {
+        let identified = invoke(slot, Operation::CAP_IDENTIFY, &[]).map(|r| r.words().first().copied());
+        if identified != Ok(Some(u64::from(kind.0))) {
+            return Err(Failure::kernel(ErrorCode::INVALID_CAPABILITY));
+        }
+    }
+    Ok(value)
+}
+
 /// Why a call to the partition manager failed.
 enum Failure {
     Call(tessera_idl::CallError),
@@ -161,6 +163,12 @@ impl core::fmt::Display for Failure {
             Failure::Call(e) => write!(f, "call failed: {e:?}"),
             Failure::Hv(e) => write!(f, "status {:#x}", e.status().0),
         }
+    }
+}
+
+impl Failure {
+    fn kernel(e: ErrorCode) -> Failure {
+        Failure::Call(tessera_idl::CallError::Kernel(e))
     }
 }
 
