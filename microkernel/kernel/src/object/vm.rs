@@ -634,16 +634,21 @@ fn stop_unanswered(k: &mut Kernel, t: ThreadId, reason: VpStopReason) {
     let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
     let Some(exit) = vcpu.awaiting.take() else { return };
     let (index, partition) = (vcpu.index, vcpu.partition.unwrap_or(u32::MAX));
-    let why = if reason == VpStopReason::HANDLER_GONE {
-        "its exit handler is gone"
-    } else {
-        "its exit handler did not answer"
-    };
-    platform::println!(
-        "vm: VP {index} of partition {partition} stopped at rip {:#x} (intercept {:#x}): {why}",
-        exit.rip,
-        exit.message_type
-    );
+    // A monitor logs the report itself; only an unwatched VP's stop is the
+    // kernel's to log (its line would otherwise land in the middle of a
+    // service's line on the shared console).
+    if vcpu.monitor.is_none() {
+        let why = if reason == VpStopReason::HANDLER_GONE {
+            "its exit handler is gone"
+        } else {
+            "its exit handler did not answer"
+        };
+        platform::println!(
+            "vm: VP {index} of partition {partition} stopped at rip {:#x} (intercept {:#x}): {why}",
+            exit.rip,
+            exit.message_type
+        );
+    }
     let report =
         VpStopReport { reason, vp_index: u64::from(index), message_type: u64::from(exit.message_type), rip: exit.rip };
     let monitor = vcpu.monitor;
