@@ -23,6 +23,7 @@ use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SI
 use partition_manager_api::{PartitionState, Server};
 use tessera_idl::{Badge, CapSlot};
 use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
+use x86defs::{RFLAGS_FIXED, RFLAGS_RESERVED_ZERO};
 
 /// Partitions that can exist at once (as many as a manifest may declare).
 pub const MAX_PARTITIONS: usize = 8;
@@ -92,10 +93,6 @@ const REGISTERS: [HvRegisterName; 24] = [
     HvRegisterName::EFER,
 ];
 
-/// RFLAGS bits that are reserved: 1 must be set, 3, 5, 15 and 22..63 clear.
-const RFLAGS_FIXED_ONE: u64 = 1 << 1;
-const RFLAGS_RESERVED_ZERO: u64 = (1 << 3) | (1 << 5) | (1 << 15) | !((1 << 22) - 1);
-
 fn known_register(name: u32) -> bool {
     REGISTERS.iter().any(|r| r.0 == name)
 }
@@ -103,7 +100,7 @@ fn known_register(name: u32) -> bool {
 /// Whether `value` is acceptable for register `name`.
 fn register_value_ok(name: HvRegisterName, value: u64) -> bool {
     match name {
-        HvRegisterName::RFLAGS => value & RFLAGS_FIXED_ONE != 0 && value & RFLAGS_RESERVED_ZERO == 0,
+        HvRegisterName::RFLAGS => value & RFLAGS_FIXED != 0 && value & RFLAGS_RESERVED_ZERO == 0,
         HvRegisterName::CR8 => value <= 0xf,
         _ => true,
     }

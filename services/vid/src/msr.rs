@@ -4,10 +4,8 @@
 //! 0x4000_0000..=0x4000_00FF and the crash MSRs) are
 //! [`crate::synthetic`]'s: see [`crate::synthetic::is_synthetic`].
 
-/// IA32_EFER.
-pub const EFER: u32 = 0xc000_0080;
-/// EFER.LMA: set by the CPU, not by WRMSR.
-pub const EFER_LMA: u64 = 1 << 10;
+pub use x86defs::EFER_LMA;
+pub use x86defs::msr::IA32_EFER as EFER;
 /// VP indices the EFER table covers (the kernel's VP pool is 16).
 pub const MAX_VPS: usize = 16;
 /// Distinct unknown MSRs reported; later ones are handled silently.

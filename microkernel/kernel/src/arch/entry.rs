@@ -13,13 +13,13 @@ use super::idt::{TrapFrame, restore_trap_gprs};
 use super::percpu::{OFFSET_CONTEXT_END, OFFSET_KERNEL_STACK, OFFSET_USER_RSP};
 use core::arch::global_asm;
 use x86::msr::{IA32_EFER, IA32_FMASK, IA32_LSTAR, IA32_STAR, rdmsr, wrmsr};
+use x86defs::{EFER_SCE, RFLAGS_AC, RFLAGS_DF, RFLAGS_FIXED, RFLAGS_IF, RFLAGS_TF};
 
 /// Vector number recorded in the frame of a `syscall` entry.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
-const EFER_SCE: u64 = 1 << 0;
 /// RFLAGS bits cleared on `syscall`: TF, IF, DF, AC (so SMAP stays armed).
-const SYSCALL_RFLAGS_MASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 18);
+const SYSCALL_RFLAGS_MASK: u64 = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_AC;
 
 global_asm!(
     r#"
@@ -87,15 +87,13 @@ pub fn init() {
 
 /// A fresh user context: `rip`, `rsp`, first argument in `rdi`, IF set.
 pub fn user_frame(rip: u64, rsp: u64, rdi: u64) -> TrapFrame {
-    const RFLAGS_IF: u64 = 1 << 9;
-    const RFLAGS_RESERVED: u64 = 1 << 1;
     TrapFrame {
         rip,
         rsp,
         rdi,
         cs: u64::from(USER_CODE.bits()),
         ss: u64::from(USER_DATA.bits()),
-        rflags: RFLAGS_IF | RFLAGS_RESERVED,
+        rflags: RFLAGS_IF | RFLAGS_FIXED,
         ..TrapFrame::default()
     }
 }
