@@ -105,6 +105,9 @@ pub const RFLAGS_AC: u64 = 1 << 18;
 /// IA32_APIC_BASE bit 11: the local APIC is enabled.
 pub const APIC_BASE_ENABLE: u64 = 1 << 11;
 
+/// Bytes of a (4 KiB) page, the unit of every mapping and memory grant.
+pub const PAGE_SIZE: u64 = 4096;
+
 /// Number of I/O ports: the port space is `0..IO_PORT_COUNT`.
 pub const IO_PORT_COUNT: u32 = 0x1_0000;
 
