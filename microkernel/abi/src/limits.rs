@@ -13,6 +13,9 @@ pub const MAX_PARTITIONS: usize = 8;
 /// (shared by all partitions) is a separate, kernel-internal bound.
 pub const MAX_VPS_PER_PARTITION: usize = 16;
 
+/// Most registers one `VP_SET_REGISTERS` or `VP_GET_REGISTERS` names.
+pub const MAX_VP_REGISTERS: usize = 20;
+
 /// Largest memory grant of one task, its stack included: a manifest's
 /// `memory` and `stack`, and the root task's in the boot image's header.
 pub const MAX_TASK_MEMORY: u64 = 1 << 30;

@@ -27,7 +27,7 @@ mod task {
     use tessera_rt::memory::Window;
     use tessera_rt::{Operation, caps, invoke, println as log, recv_timeout};
 
-    const PAGE: u64 = 4096;
+    const PAGE: u64 = sysimage::PAGE_SIZE;
     const COM1: u16 = 0x3f8;
     /// Where the boot image is mapped in the supervisor.
     const BOOTFS_AT: u64 = 0x1000_0000;

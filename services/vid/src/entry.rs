@@ -25,7 +25,7 @@ use x86defs::{CR0_ET, CR0_PE, RFLAGS_FIXED};
 pub type RegisterValue = (HvRegisterName, u64, u64);
 
 /// Registers one `VP_SET_REGISTERS` takes (the kernel's limit).
-pub const MAX_REGISTERS: usize = 20;
+pub const MAX_REGISTERS: usize = abi::limits::MAX_VP_REGISTERS;
 /// Words of a `VP_SET_REGISTERS` message: the count, then the triples.
 pub const SET_REGISTERS_WORDS: usize = 1 + 3 * MAX_REGISTERS;
 /// Registers [`flat_protected_mode`] always sets (general-purpose registers

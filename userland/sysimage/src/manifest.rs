@@ -81,7 +81,7 @@ pub const MAX_CMDLINE: usize = 2048;
 pub struct Priority(pub u8);
 
 impl Priority {
-    pub const MAX: Priority = Priority(31);
+    pub const MAX: Priority = Priority(abi::invoke::MAX_PRIORITY as u8);
 
     pub const fn is_valid(self) -> bool {
         self.0 <= Priority::MAX.0
@@ -411,5 +411,6 @@ impl<'a> Manifest<'a> {
 
 // Task and endpoint indices and `vcpus` are u8.
 const _: () = assert!(MAX_TASKS <= 256);
+const _: () = assert!(abi::invoke::MAX_PRIORITY <= u8::MAX as u64);
 const _: () = assert!(abi::limits::MAX_VPS_PER_PARTITION <= u8::MAX as usize);
 const _: () = assert!(MAX_ENDPOINTS <= 256);

@@ -451,7 +451,7 @@ struct VpState {
 /// STAR, LSTAR, CSTAR, SFMASK: the MSRs of SYSCALL, in `VpState::syscall` order.
 const SYSCALL_MSRS: [u32; 4] = [cap_msr::IA32_STAR, cap_msr::IA32_LSTAR, cap_msr::IA32_CSTAR, cap_msr::IA32_FMASK];
 
-static VPS: spin::Mutex<heapless::Vec<VpState, { crate::object::vm::MAX_VPS }>> =
+static VPS: spin::Mutex<heapless::Vec<VpState, { crate::object::vm::MAX_VP_OBJECTS }>> =
     spin::Mutex::new(heapless::Vec::new());
 
 fn state_of(vmcs: u64) -> Option<VpState> {
