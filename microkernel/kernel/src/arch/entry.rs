@@ -98,24 +98,36 @@ pub fn user_frame(rip: u64, rsp: u64, rdi: u64) -> TrapFrame {
     }
 }
 
+/// A thread's context registered with `percpu::set_context`, in an address
+/// space CR3 already holds: the only thing the return path resumes.
+pub struct UserContext(*mut TrapFrame);
+
+impl UserContext {
+    /// # Safety
+    /// `context` must be registered with `percpu::set_context` (and stay
+    /// valid as that requires), a valid user frame, in an address space CR3
+    /// already holds.
+    pub unsafe fn new(context: *mut TrapFrame) -> UserContext {
+        UserContext(context)
+    }
+}
+
 /// Called by the stubs with the saved context of the thread that trapped.
 extern "C" fn user_trap(frame: *mut TrapFrame) -> *mut TrapFrame {
-    crate::trap::from_user(frame)
+    crate::trap::from_user(frame).0
 }
 
 /// Leaves the boot path for the first user thread and never comes back.
-///
-/// # Safety
-/// `context` must be the context registered with `percpu::set_context`, a
-/// valid user frame, in an address space that CR3 already holds.
-pub unsafe fn enter_user(context: *mut TrapFrame) -> ! {
-    // SAFETY: guaranteed by the caller; `resume_user` expects GS to hold the
-    // kernel's per-CPU base (it swaps to the user's) and RAX the context.
+pub fn enter_user(context: UserContext) -> ! {
+    // SAFETY: `UserContext::new`'s caller guaranteed the context is
+    // registered, a user frame, in the loaded address space; `resume_user`
+    // expects GS to hold the kernel's per-CPU base (it swaps to the user's)
+    // and RAX the context.
     unsafe {
         core::arch::asm!(
             "jmp {resume}",
             resume = sym resume_user,
-            in("rax") context,
+            in("rax") context.0,
             options(noreturn)
         )
     }
