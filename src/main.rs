@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sysimage::manifest::{MAX_PARTITION_MEMORY, MAX_VCPUS, MIN_PARTITION_MEMORY};
 
 use tessera::boot::{self, BootOptions, Emulator, Firmware};
 use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, linux, suite, ui, workdir};
@@ -263,12 +264,12 @@ struct BootArgs {
     /// Guest RAM of the partition in MiB (2..=3072); the emulator's --memory
     /// must leave room for it.
     #[arg(long, value_name = "MIB", default_value_t = 64, requires = "guest",
-          value_parser = clap::value_parser!(u32).range(2..=3072))]
+          value_parser = clap::value_parser!(u32).range((MIN_PARTITION_MEMORY >> 20) as i64..=(MAX_PARTITION_MEMORY >> 20) as i64))]
     guest_memory: u32,
 
     /// Virtual processors of the guest partition (1..=16).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "guest",
-          value_parser = clap::value_parser!(u8).range(1..=16))]
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_VCPUS)))]
     vcpus: u8,
 
     /// Append ARG to the QEMU command line (repeatable), e.g.

@@ -10,11 +10,11 @@ use tessera_loader::image::{self, Arena, LoadError};
 use tessera_loader::multiboot::{self, BootError, BootSources, RawModule};
 use tessera_loader::{PhysMemory, rsdp};
 use x86::msr::{IA32_EFER, rdmsr};
+use x86defs::EFER_NXE;
 
 const IDENTITY_LIMIT: u64 = 4 << 30;
 /// The arena needs room for the kernel image, its stack and page tables.
 const MIN_ARENA: u64 = 8 << 20;
-const EFER_NXE: u64 = 1 << 11;
 
 enum Failure {
     Boot(BootError),

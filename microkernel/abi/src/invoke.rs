@@ -78,10 +78,12 @@ open_enum! {
         /// (SEND; its badge tells the handler which VP exited), MR2
         /// scheduling context slot (0: default), MR3 VP index.
         VP_CONFIGURE = 0x78,
-        /// Set registers of a VP that is not running (CONTROL). MR0 count n,
-        /// then n triples (TLFS register name, low 64 bits, high 64 bits).
+        /// Set registers of a VP that is not running (CONTROL). MR0 count n
+        /// (at most [`crate::limits::MAX_VP_REGISTERS`]), then n triples
+        /// (TLFS register name, low 64 bits, high 64 bits).
         VP_SET_REGISTERS = 0x79,
-        /// Read registers (CONTROL). MR0 count n, then n names; the reply
+        /// Read registers (CONTROL). MR0 count n (at most
+        /// [`crate::limits::MAX_VP_REGISTERS`]), then n names; the reply
         /// holds n pairs (low, high).
         VP_GET_REGISTERS = 0x7a,
         /// Start a configured VP (CONTROL).

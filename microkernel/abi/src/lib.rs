@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod invoke;
+pub mod limits;
 pub mod startup;
 
 use bitfield_struct::bitfield;

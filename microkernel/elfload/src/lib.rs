@@ -11,7 +11,7 @@ use elf::ElfBytes;
 use elf::abi;
 use elf::endian::LittleEndian;
 
-pub const PAGE_SIZE: u64 = 4096;
+pub use x86defs::PAGE_SIZE;
 pub const MAX_SEGMENTS: usize = 8;
 
 /// One loadable segment, widened to whole pages.

@@ -1,6 +1,8 @@
 //! Intercepted guest operations described once for both backends, so code
 //! above the arch seam does not care whether VMX or SVM decoded them.
 
+use x86defs::msr;
+
 /// Direction of a port access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoDirection {
@@ -44,16 +46,16 @@ pub struct IoPortAccess {
 /// segment-base MSRs, whose guest values the world switch keeps apart from
 /// the host's (SVM: VMLOAD/VMSAVE; VMX: the VMCS, or the switch itself).
 pub const PASS_THROUGH_MSRS: [u32; 10] = [
-    0x174,       // IA32_SYSENTER_CS
-    0x175,       // IA32_SYSENTER_ESP
-    0x176,       // IA32_SYSENTER_EIP
-    0xc000_0081, // STAR
-    0xc000_0082, // LSTAR
-    0xc000_0083, // CSTAR
-    0xc000_0084, // SFMASK
-    0xc000_0100, // FS_BASE
-    0xc000_0101, // GS_BASE
-    0xc000_0102, // KERNEL_GS_BASE
+    msr::IA32_SYSENTER_CS,
+    msr::IA32_SYSENTER_ESP,
+    msr::IA32_SYSENTER_EIP,
+    msr::IA32_STAR,
+    msr::IA32_LSTAR,
+    msr::IA32_CSTAR,
+    msr::IA32_FMASK,
+    msr::IA32_FS_BASE,
+    msr::IA32_GS_BASE,
+    msr::IA32_KERNEL_GS_BASE,
 ];
 
 /// Where an MSR's read and write intercept bits are in SVM's MSR

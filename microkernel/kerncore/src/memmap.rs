@@ -63,7 +63,7 @@ pub fn normalize<const N: usize>(inputs: &[MemoryRegion]) -> Result<Vec<MemoryRe
 /// Physical memory below this is always direct-mapped (BIOS data, EBDA,
 /// option ROMs and the legacy RSDP live there).
 pub const LOW_MEMORY_END: u64 = 0x10_0000;
-const PAGE: u64 = 4096;
+const PAGE: u64 = x86defs::PAGE_SIZE;
 
 /// Kinds of memory the kernel's direct map covers: RAM of every kind, never
 /// firmware-reserved ranges, which may hide device registers.

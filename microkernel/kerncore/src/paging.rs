@@ -6,7 +6,7 @@
 
 use bitfield_struct::bitfield;
 
-pub const PAGE_SIZE: u64 = 4096;
+pub use x86defs::PAGE_SIZE;
 pub const LARGE_PAGE_SIZE: u64 = 2 << 20;
 pub const HUGE_PAGE_SIZE: u64 = 1 << 30;
 const ENTRIES: usize = 512;

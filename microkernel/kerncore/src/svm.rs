@@ -13,16 +13,11 @@ mod vmcb;
 pub use exit::*;
 pub use vmcb::*;
 
-/// SVM model-specific registers (APM Vol. 2 §15.30).
-pub mod msr {
-    pub const EFER: u32 = 0xc000_0080;
-    pub const VM_CR: u32 = 0xc001_0114;
-    /// Host save area for VMRUN: a page-aligned physical address.
-    pub const VM_HSAVE_PA: u32 = 0xc001_0117;
-}
-
 /// EFER.SVME: set in the host to use SVM, and required in the guest's EFER.
-pub const EFER_SVME: u64 = 1 << 12;
+pub use x86defs::EFER_SVME;
+/// SVM's model-specific registers (EFER, VM_CR, VM_HSAVE_PA) are among
+/// these (APM Vol. 2 §15.30).
+pub use x86defs::msr;
 
 #[cfg(test)]
 mod tests;

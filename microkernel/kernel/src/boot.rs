@@ -16,16 +16,11 @@ pub fn virt_support() -> Option<kerncore::virt::VirtSupport> {
 /// How long boot waits to see the timer tick.
 const TICKS_TO_WITNESS: u64 = 10;
 
-/// Entered from the loader on the boot stack with the boot information's
-/// direct-map address in RDI.
-#[unsafe(no_mangle)]
-#[unsafe(link_section = ".text.entry")]
-extern "sysv64" fn kernel_entry(boot_info: *const BootInfo) -> ! {
+/// The boot CPU's first Rust code after `arch::start` (the loader's entry
+/// point), with the boot information the loader wrote.
+pub fn start(info: &'static BootInfo) -> ! {
     platform::console_init();
     println!("Tessera v{} microkernel", env!("CARGO_PKG_VERSION"));
-    // SAFETY: the loader passes the direct-map address of a BootInfo it
-    // wrote, page-aligned; its header is checked before anything else is used.
-    let info = unsafe { &*boot_info };
     if !info.is_valid() {
         println!("boot: the boot information has a bad magic or version; loader and kernel do not match");
         platform::power_off(ExitStatus::Panic);
@@ -145,9 +140,7 @@ fn main(info: &'static BootInfo) -> ! {
     }
     let context = crate::trap::next_context(&mut kernel);
     drop(kernel);
-    // SAFETY: `next_context` registered `context` with the per-CPU state and
-    // loaded its address space; interrupts are still off.
-    unsafe { entry::enter_user(context) }
+    entry::enter_user(context)
 }
 
 /// Prints the MADT's CPUs and I/O APICs and sets up the I/O APICs;

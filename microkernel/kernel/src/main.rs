@@ -6,6 +6,9 @@
 //! under `arch/`; pure logic lives in the host-tested `kerncore` crate.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// `unsafe` is allowed module by module in `arch/` (see `arch/mod.rs`), and
+// in one block of `trap.rs`; everywhere else it is an error.
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -1,7 +1,9 @@
 //! Starting the root task (the supervisor) from the boot image.
 //!
-//! The kernel creates exactly one task itself. It loads the manifest's
-//! supervisor from the "bootfs" module and grants it everything the rest of
+//! The kernel creates exactly one task itself: the root task (the
+//! manifest's supervisor) that the header of the "bootfs" module names. It
+//! reads only that header and the file table; the manifest is the
+//! supervisor's to parse. It grants the root task everything the rest of
 //! the system will be built from: its own task, an untyped pool of the free
 //! memory, the boot image (read-only), all I/O ports, its thread and
 //! scheduling context. The supervisor starts every other task.
@@ -22,7 +24,7 @@ const KERNEL_RESERVE_PAGES: u64 = 1024;
 
 pub enum Error {
     NoBootfs,
-    Image(sysimage::Error),
+    Image(bootfs::Error),
     Elf(elfload::ElfError),
     Object(abi::ErrorCode),
     Map,
@@ -50,10 +52,9 @@ impl From<abi::ErrorCode> for Error {
 pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let module = info.modules().iter().find(|m| m.name.as_str() == "bootfs").ok_or(Error::NoBootfs)?;
     let image_bytes = memory::boot_module(module.start, module.end - module.start);
-    let image = sysimage::SystemImage::parse(image_bytes).map_err(Error::Image)?;
-    let manifest = &image.manifest;
-    let supervisor = manifest.supervisor().ok_or(Error::Image(sysimage::Error::BadManifest("no supervisor")))?;
-    let binary = image.binary(supervisor).ok_or(Error::Image(sysimage::Error::MissingBinary { task: 0 }))?;
+    let image = bootfs::Bootfs::parse(image_bytes).map_err(Error::Image)?;
+    let supervisor = image.root();
+    let binary = image.root_binary().ok_or(Error::Image(bootfs::Error::BadRootTask("binary not in the bootfs")))?;
     let elf = elfload::plan(binary, layout::IMAGE_START..layout::IMAGE_END).map_err(Error::Elf)?;
 
     let task = k.create_task()?;
@@ -119,7 +120,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     grant(k, &mut startup, "untyped", ObjRef { kind: ObjectType::UNTYPED, index: untyped }, Rights::ALL)?;
 
     let io = k.io.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-    k.io[io] = Some(IoRange { base: 0, count: 0x1_0000 });
+    k.io[io] = Some(IoRange { base: 0, count: x86defs::IO_PORT_COUNT });
     grant(k, &mut startup, "ioports", ObjRef { kind: ObjectType::IO_PORTS, index: io as u32 }, Rights::ALL)?;
 
     let irq = k.interrupts.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
@@ -130,7 +131,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     // Its thread, at the manifest's priority, with no fault handler: if the
     // root task faults, the kernel reports it and stops the system.
     let thread = k.ipc.alloc_thread()?;
-    let priority = Priority::new(u64::from(supervisor.priority.0)).unwrap_or(Priority::HIGHEST);
+    let priority = Priority::new(u64::from(supervisor.priority)).unwrap_or(Priority::HIGHEST);
     let params = SchedParams { priority, ..SchedParams::DEFAULT };
     let sc = k.sched.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
     k.sched[sc] = Some(SchedContext { params, bound: Some(thread) });

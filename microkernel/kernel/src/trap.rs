@@ -2,7 +2,7 @@
 //! what runs next. Ring 0 is not preemptible: interrupts stay off from the
 //! trap until the return to user mode, except while idling.
 
-use crate::arch::entry::SYSCALL_VECTOR;
+use crate::arch::entry::{SYSCALL_VECTOR, UserContext};
 use crate::arch::idt::{SPURIOUS_VECTOR, TIMER_VECTOR, TrapFrame};
 use crate::arch::{apic, cpu, percpu};
 use crate::object::transfer::Xfer;
@@ -26,7 +26,7 @@ pub fn set_exit_when_idle(on: bool) {
 /// Handles a trap from user mode; returns the context to resume. The stubs
 /// saved the user state into the current thread's context, which the
 /// kernel reads through `KERNEL` (the pointer is not dereferenced here).
-pub fn from_user(_saved: *mut TrapFrame) -> *mut TrapFrame {
+pub fn from_user(_saved: *mut TrapFrame) -> UserContext {
     let mut k = KERNEL.lock();
     if let Some(t) = k.ipc.current() {
         match k.threads[usize::from(t.0)].context.vector {
@@ -76,7 +76,7 @@ fn user_fault(k: &mut Kernel, t: ThreadId) {
 
 /// Picks the next thread (idling until there is one) and prepares its
 /// context for the return path.
-pub fn next_context(k: &mut Kernel) -> *mut TrapFrame {
+pub fn next_context(k: &mut Kernel) -> UserContext {
     loop {
         if let Some(next) = k.ipc.schedule() {
             if k.vcpu_of(next).is_some() {
@@ -96,10 +96,16 @@ pub fn next_context(k: &mut Kernel) -> *mut TrapFrame {
                 task.space.activate();
             }
             let context = &mut k.threads[index].context as *mut TrapFrame;
-            // SAFETY: the context lives in the static kernel state and stays
-            // put; interrupts are off until the return path has used it.
-            unsafe { percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64) };
-            return context;
+            // The one `unsafe` outside the arch layer: only here is it known
+            // that the context lives in the static kernel state.
+            // SAFETY: the context lives in the static kernel state (`KERNEL`)
+            // and stays put; interrupts are off until the return path has
+            // used it; its task's address space was just activated.
+            #[allow(unsafe_code)]
+            return unsafe {
+                percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64);
+                UserContext::new(context)
+            };
         }
         let quiet = !k.ipc.has_pending_events() && !k.interrupts_armed() && !k.vp_exit_timing();
         if quiet && EXIT_WHEN_IDLE.load(core::sync::atomic::Ordering::Relaxed) {

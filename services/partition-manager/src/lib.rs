@@ -23,18 +23,17 @@ use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SI
 use partition_manager_api::{PartitionState, Server};
 use tessera_idl::{Badge, CapSlot};
 use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
+use x86defs::{RFLAGS_FIXED, RFLAGS_RESERVED_ZERO};
 
-/// Partitions that can exist at once (as many as a manifest may declare).
-pub const MAX_PARTITIONS: usize = 8;
-/// Virtual processors per partition (VP indices `0..MAX_VPS`).
-pub const MAX_VPS: usize = 16;
+/// Partitions that can exist at once, and virtual processors per partition.
+pub use abi::limits::{MAX_PARTITIONS, MAX_VPS_PER_PARTITION};
 /// Distinct guest-physical mappings per partition.
 pub const MAX_GPA_RANGES: usize = 16;
 /// Guest-physical addresses are below 2^52 (the architectural maximum), so
 /// guest page numbers are below 2^40.
 pub const GPA_PAGE_LIMIT: u64 = 1 << 40;
 /// Bytes in a page.
-pub const PAGE: u64 = 4096;
+pub const PAGE: u64 = x86defs::PAGE_SIZE;
 /// Longest partition name kept.
 pub const MAX_NAME: usize = 32;
 /// How long a VID may take to answer one exit of a VP made over IPC before
@@ -92,10 +91,6 @@ const REGISTERS: [HvRegisterName; 24] = [
     HvRegisterName::EFER,
 ];
 
-/// RFLAGS bits that are reserved: 1 must be set, 3, 5, 15 and 22..63 clear.
-const RFLAGS_FIXED_ONE: u64 = 1 << 1;
-const RFLAGS_RESERVED_ZERO: u64 = (1 << 3) | (1 << 5) | (1 << 15) | !((1 << 22) - 1);
-
 fn known_register(name: u32) -> bool {
     REGISTERS.iter().any(|r| r.0 == name)
 }
@@ -103,7 +98,7 @@ fn known_register(name: u32) -> bool {
 /// Whether `value` is acceptable for register `name`.
 fn register_value_ok(name: HvRegisterName, value: u64) -> bool {
     match name {
-        HvRegisterName::RFLAGS => value & RFLAGS_FIXED_ONE != 0 && value & RFLAGS_RESERVED_ZERO == 0,
+        HvRegisterName::RFLAGS => value & RFLAGS_FIXED != 0 && value & RFLAGS_RESERVED_ZERO == 0,
         HvRegisterName::CR8 => value <= 0xf,
         _ => true,
     }
@@ -203,7 +198,7 @@ struct Partition {
     index: Option<u32>,
     exit_timeout_ms: u32,
     objects: Objects,
-    vps: [Option<Vp>; MAX_VPS],
+    vps: [Option<Vp>; MAX_VPS_PER_PARTITION],
     gpa: [Option<GpaRange>; MAX_GPA_RANGES],
     /// The last guest crash notification (CRASH_P0..P4) its VID reported.
     crash: Option<[u64; 5]>,
@@ -307,7 +302,7 @@ impl<K: Kernel> PartitionManager<K> {
             index,
             exit_timeout_ms: DEFAULT_EXIT_TIMEOUT_MS,
             objects: Objects { partition, ram: None, rom: None, legacy: None },
-            vps: [None; MAX_VPS],
+            vps: [None; MAX_VPS_PER_PARTITION],
             gpa: [None; MAX_GPA_RANGES],
             crash: None,
         });
@@ -328,7 +323,10 @@ impl<K: Kernel> PartitionManager<K> {
     /// Whatever was made is deleted again if a step fails.
     pub fn create_from_manifest(&mut self, spec: &Spec<'_>) -> HvResult<u64> {
         let pages = spec.memory / PAGE;
-        if !spec.memory.is_multiple_of(PAGE) || pages <= HIGH_RAM_START / PAGE || usize::from(spec.vcpus) > MAX_VPS {
+        if !spec.memory.is_multiple_of(PAGE)
+            || pages <= HIGH_RAM_START / PAGE
+            || usize::from(spec.vcpus) > MAX_VPS_PER_PARTITION
+        {
             return Err(HvError::INVALID_PARAMETER);
         }
         let slot = self.new_partition(spec.vid, spec.name, Some(spec.index))?;

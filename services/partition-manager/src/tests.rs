@@ -282,11 +282,11 @@ fn the_partition_table_is_bounded_and_ids_are_never_reused() {
 #[test]
 fn vps_are_created_once_within_range() {
     let (mut pm, id) = active();
-    for vp in 0..MAX_VPS as u32 {
+    for vp in 0..MAX_VPS_PER_PARTITION as u32 {
         pm.create_vp(VID, id, vp).unwrap();
     }
     assert_eq!(pm.create_vp(VID, id, 0), Err(HvError::INVALID_VP_INDEX));
-    assert_eq!(pm.create_vp(VID, id, MAX_VPS as u32), Err(HvError::INVALID_VP_INDEX));
+    assert_eq!(pm.create_vp(VID, id, MAX_VPS_PER_PARTITION as u32), Err(HvError::INVALID_VP_INDEX));
     assert_eq!(pm.create_vp(VID, id, u32::MAX), Err(HvError::INVALID_VP_INDEX));
 }
 
@@ -482,7 +482,7 @@ fn a_manifest_partition_that_does_not_fit_leaves_nothing_behind() {
     assert_eq!(pm.count(), 0);
     assert_eq!(pm.kernel().quota, 100);
     // Bad sizes never reach the kernel.
-    for bad in [spec((8 << 20) + 1, 1), spec(1 << 20, 1), spec(8 << 20, MAX_VPS as u8 + 1)] {
+    for bad in [spec((8 << 20) + 1, 1), spec(1 << 20, 1), spec(8 << 20, MAX_VPS_PER_PARTITION as u8 + 1)] {
         assert_eq!(pm.create_from_manifest(&bad), Err(HvError::INVALID_PARAMETER));
     }
     assert!(pm.kernel().live.is_empty());

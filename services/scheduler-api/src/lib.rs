@@ -18,8 +18,8 @@ pub const ENDPOINT: &str = "scheduler";
 /// Prefix of the names of the scheduling-context capabilities it holds.
 pub const SCHED_CAP_PREFIX: &str = "sched:";
 
-/// Highest priority (the ABI's scheduling-context range is 0..=31).
-pub const MAX_PRIORITY: u8 = 31;
+/// Highest priority: the ABI's scheduling-context range (0..=31).
+pub const MAX_PRIORITY: u8 = abi::invoke::MAX_PRIORITY as u8;
 
 tessera_idl::interface! {
     /// Scheduling policy.

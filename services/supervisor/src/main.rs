@@ -27,7 +27,7 @@ mod task {
     use tessera_rt::memory::Window;
     use tessera_rt::{Operation, caps, invoke, println as log, recv_timeout};
 
-    const PAGE: u64 = 4096;
+    const PAGE: u64 = sysimage::PAGE_SIZE;
     const COM1: u16 = 0x3f8;
     /// Where the boot image is mapped in the supervisor.
     const BOOTFS_AT: u64 = 0x1000_0000;
@@ -104,8 +104,11 @@ mod task {
             invoke(bootfs, Operation::CAP_IDENTIFY, &[]).unwrap_or_else(|e| fatal("size the boot image", e)).words()[3];
         let window = Window::map(task, bootfs, BOOTFS_AT, 0, size / PAGE, false)
             .unwrap_or_else(|e| fatal("map the boot image", e));
-        let image = SystemImage::parse(window.bytes())
-            .unwrap_or_else(|_| fatal("parse the boot image", ErrorCode::INVALID_ARGUMENT));
+        // The kernel read only the bootfs header; the manifest is checked here.
+        let image = SystemImage::parse(window.bytes()).unwrap_or_else(|e| {
+            log!("bad boot image: {e}");
+            fatal("parse the boot image", ErrorCode::INVALID_ARGUMENT)
+        });
         log!(
             "system \"{}\": {} tasks, {} endpoints",
             image.manifest.system,

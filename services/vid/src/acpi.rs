@@ -21,7 +21,7 @@
 //! | `0x240` | DSDT (`\_S5_`) | 50 |
 //! | `0x280` | MADT | 82 + 8 per VP |
 //!
-//! [`region_len`] is the bytes used (at most `0xaca`, for [`MAX_VPS`]).
+//! [`region_len`] is the bytes used (at most `0xaca`, for [`MAX_MADT_VPS`]).
 //! `base_gpa` must be 64-byte aligned and the region must lie below 4 GiB
 //! (the RSDT and the FADT's legacy fields hold 32-bit addresses).
 //!
@@ -92,8 +92,9 @@ pub const IO_APIC_ADDRESS: u32 = 0xfec0_0000;
 pub const IO_APIC_ID: u8 = 0;
 /// The I/O APIC pin the PIT's IRQ 0 is wired to (the usual override).
 pub const PIT_GSI: u32 = 2;
-/// xAPIC IDs are 8 bits and 0xFF is the broadcast ID.
-pub const MAX_VPS: u32 = 255;
+/// Most VPs the tables can describe: xAPIC IDs are 8 bits and 0xFF is the
+/// broadcast ID (the partition's own bound, `MAX_VPS_PER_PARTITION`, is lower).
+pub const MAX_MADT_VPS: u32 = 255;
 
 pub const OEM_ID: [u8; 6] = *b"TESSRA";
 pub const OEM_TABLE_ID: [u8; 8] = *b"TESSERA ";
@@ -125,7 +126,7 @@ const _: () = assert!(FACS_OFFSET.is_multiple_of(64) && FACS_OFFSET + size_of::<
 const _: () = assert!(XSDT_OFFSET + XSDT_LEN <= RSDT_OFFSET);
 const _: () = assert!(RSDT_OFFSET + RSDT_LEN <= FADT_OFFSET);
 const _: () = assert!(FADT_OFFSET + size_of::<Fadt>() <= DSDT_OFFSET);
-const _: () = assert!(region_len(MAX_VPS) <= REGION_SIZE);
+const _: () = assert!(region_len(MAX_MADT_VPS) <= REGION_SIZE);
 
 /// The MADT's length for `vps` processors.
 pub const fn madt_len(vps: u32) -> usize {
@@ -157,7 +158,7 @@ pub struct AcpiConfig {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcpiError {
-    /// No VP, or more than [`MAX_VPS`].
+    /// No VP, or more than [`MAX_MADT_VPS`].
     VpCount(u32),
     /// `out` is shorter than the `needed` bytes.
     RegionTooSmall { needed: usize },
@@ -282,7 +283,7 @@ fn madt(out: &mut [u8], offset: usize, vps: u32) -> usize {
         },
     );
     for vp in 0..vps {
-        // vps <= MAX_VPS (checked by `build`): the ID fits and is not 0xFF.
+        // vps <= MAX_MADT_VPS (checked by `build`): the ID fits and is not 0xFF.
         let id = vp as u8;
         let lapic = MadtLocalApic {
             entry_type: MADT_LOCAL_APIC,
@@ -335,7 +336,7 @@ fn madt(out: &mut [u8], offset: usize, vps: u32) -> usize {
 /// guest memory at `base_gpa` (see the module documentation for the
 /// layout). Bytes of `out` past [`region_len`] are left as they are.
 pub fn build(config: &AcpiConfig, out: &mut [u8], base_gpa: u64) -> Result<AcpiTables, AcpiError> {
-    if config.vps == 0 || config.vps > MAX_VPS {
+    if config.vps == 0 || config.vps > MAX_MADT_VPS {
         return Err(AcpiError::VpCount(config.vps));
     }
     let len = region_len(config.vps);

@@ -19,12 +19,13 @@
 use core::ops::Range;
 use heapless::Vec;
 use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
+use x86defs::{CR0_ET, CR0_PE, RFLAGS_FIXED};
 
 /// A TLFS register value for `VP_SET_REGISTERS`: (name, low 64 bits, high 64 bits).
 pub type RegisterValue = (HvRegisterName, u64, u64);
 
 /// Registers one `VP_SET_REGISTERS` takes (the kernel's limit).
-pub const MAX_REGISTERS: usize = 20;
+pub const MAX_REGISTERS: usize = abi::limits::MAX_VP_REGISTERS;
 /// Words of a `VP_SET_REGISTERS` message: the count, then the triples.
 pub const SET_REGISTERS_WORDS: usize = 1 + 3 * MAX_REGISTERS;
 /// Registers [`flat_protected_mode`] always sets (general-purpose registers
@@ -32,9 +33,9 @@ pub const SET_REGISTERS_WORDS: usize = 1 + 3 * MAX_REGISTERS;
 pub const FLAT_REGISTERS: usize = 16;
 
 /// CR0 at entry: PE, and ET (hard-wired on every CPU with long mode).
-pub const CR0_AT_ENTRY: u64 = 0x11;
+pub const CR0_AT_ENTRY: u64 = CR0_PE | CR0_ET;
 /// RFLAGS at entry: only the reserved bit 1 (IF and VM clear).
-pub const RFLAGS_AT_ENTRY: u64 = 0x2;
+pub const RFLAGS_AT_ENTRY: u64 = RFLAGS_FIXED;
 
 /// A flat 4 GiB, present, DPL 0, 32-bit, page-granular execute/read code
 /// descriptor, accessed bit preset (so the CPU never writes the GDT).
@@ -43,10 +44,7 @@ pub const FLAT_CODE_DESCRIPTOR: u64 = 0x00CF_9B00_0000_FFFF;
 pub const LONG_CODE_DESCRIPTOR: u64 = 0x00AF_9B00_0000_FFFF;
 
 /// Long-mode control bits the 64-bit entry sets.
-pub const CR0_PG: u64 = 1 << 31;
-pub const CR4_PAE: u64 = 1 << 5;
-pub const EFER_LME: u64 = 1 << 8;
-pub const EFER_LMA: u64 = 1 << 10;
+pub use x86defs::{CR0_PG, CR4_PAE, EFER_LMA, EFER_LME};
 
 /// The mode a VP starts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

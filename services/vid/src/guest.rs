@@ -6,6 +6,7 @@
 
 use tlfs::{HvRegisterName, HvX64InterceptMessageHeader};
 use x86decode::{CpuMode, Gpr, MAX_INSTRUCTION_LEN, ModeState, Segment};
+use x86defs::{CR0_PE, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE};
 
 /// Guest memory and registers. In the VID task this is a window onto the
 /// partition's RAM and `VP_GET_REGISTERS`; in tests, a byte array and a
@@ -110,11 +111,6 @@ pub const fn linear(mode: CpuMode, base: u64, offset: u64) -> u64 {
     if matches!(mode, CpuMode::Long64) { la } else { la & 0xffff_ffff }
 }
 
-const CR0_PE: u64 = 1 << 0;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PSE: u64 = 1 << 4;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_LA57: u64 = 1 << 12;
 const PRESENT: u64 = 1 << 0;
 const LARGE: u64 = 1 << 7;
 const ADDR: u64 = 0x000f_ffff_ffff_f000;

@@ -98,8 +98,10 @@ pub const IDENTITY_MAPPED: u64 = 4 << 30;
 
 /// Oldest boot protocol accepted: 2.12 (64-bit kernels, `xloadflags`).
 pub const MIN_PROTOCOL: u16 = 0x020c;
-/// End of low RAM in the standard map: the EBDA and the legacy hole follow.
-pub const LOW_RAM_END: u64 = 0x9_fc00;
+/// End of the low RAM the standard e820 map reports: the last KiB below the
+/// partition's `LOW_RAM_END` is reserved as an EBDA, then the legacy hole.
+pub const E820_LOW_RAM_END: u64 = 0x9_fc00;
+const _: () = assert!(E820_LOW_RAM_END < crate::loader::LOW_RAM_END);
 /// Longest command line accepted, without its NUL (the kernel's own
 /// `cmdline_size` may be smaller).
 pub const MAX_CMDLINE: usize = 4095;
@@ -167,13 +169,13 @@ impl E820Entry {
     }
 }
 
-/// The map of a partition with nothing but RAM: RAM below [`LOW_RAM_END`],
+/// The map of a partition with nothing but RAM: RAM below [`E820_LOW_RAM_END`],
 /// reserved up to 1 MiB (EBDA, legacy hole, BIOS area), RAM from 1 MiB to
 /// `ram_size`. A VID that maps devices in RAM's range describes them itself.
 pub fn standard_memory_map(ram_size: u64) -> [E820Entry; 3] {
     [
-        E820Entry::new(0, LOW_RAM_END, E820Type::RAM),
-        E820Entry::new(LOW_RAM_END, HIGH_RAM_START - LOW_RAM_END, E820Type::RESERVED),
+        E820Entry::new(0, E820_LOW_RAM_END, E820Type::RAM),
+        E820Entry::new(E820_LOW_RAM_END, HIGH_RAM_START - E820_LOW_RAM_END, E820Type::RESERVED),
         E820Entry::new(HIGH_RAM_START, ram_size.saturating_sub(HIGH_RAM_START), E820Type::RAM),
     ]
 }
@@ -487,7 +489,7 @@ const HUGE: u64 = 1 << 7;
 /// The identity map of [`IDENTITY_MAPPED`] bytes at guest address `base`:
 /// PML4, PDPT, then one page directory per GiB.
 fn fill_identity_map(tables: &mut [u8], base: u64) {
-    const PAGE: usize = 0x1000;
+    const PAGE: usize = PAGE_SIZE as usize;
     const HUGE_PAGE: u64 = 2 << 20;
     let entry = |tables: &mut [u8], table: usize, index: usize, value: u64| {
         put(tables, table * PAGE + index * 8, &value.to_le_bytes());

@@ -173,12 +173,11 @@ pub mod boot_area {
     }
 }
 
-/// The legacy hole (640 KiB – 1 MiB) is not RAM.
-pub const LOW_RAM_END: u64 = 0xA_0000;
-pub const HIGH_RAM_START: u64 = 0x10_0000;
+/// The legacy hole (640 KiB – 1 MiB) is not RAM: the partition's layout.
+pub use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END};
 /// Most guest RAM the loader describes: the 32-bit window above is for devices.
 pub const MAX_RAM: u64 = 0xC000_0000;
-pub const PAGE_SIZE: u64 = 4096;
+pub use x86defs::PAGE_SIZE;
 
 pub const MAX_SEGMENTS: usize = 16;
 pub const MAX_MODULES: usize = 16;

@@ -4,12 +4,10 @@
 //! 0x4000_0000..=0x4000_00FF and the crash MSRs) are
 //! [`crate::synthetic`]'s: see [`crate::synthetic::is_synthetic`].
 
-/// IA32_EFER.
-pub const EFER: u32 = 0xc000_0080;
-/// EFER.LMA: set by the CPU, not by WRMSR.
-pub const EFER_LMA: u64 = 1 << 10;
-/// VP indices the EFER table covers (the kernel's VP pool is 16).
-pub const MAX_VPS: usize = 16;
+use abi::limits::MAX_VPS_PER_PARTITION;
+pub use x86defs::EFER_LMA;
+pub use x86defs::msr::IA32_EFER as EFER;
+
 /// Distinct unknown MSRs reported; later ones are handled silently.
 pub const REPORTED_MAX: usize = 32;
 
@@ -26,7 +24,7 @@ pub enum MsrResult {
 
 #[derive(Debug)]
 pub struct Msrs {
-    efer: [u64; MAX_VPS],
+    efer: [u64; MAX_VPS_PER_PARTITION],
     reported: heapless::Vec<u32, REPORTED_MAX>,
 }
 
@@ -38,7 +36,7 @@ impl Default for Msrs {
 
 impl Msrs {
     pub const fn new() -> Msrs {
-        Msrs { efer: [0; MAX_VPS], reported: heapless::Vec::new() }
+        Msrs { efer: [0; MAX_VPS_PER_PARTITION], reported: heapless::Vec::new() }
     }
 
     /// The EFER last written by VP `vp` (0 at reset).

@@ -7,6 +7,7 @@
 //! partition's exits arrive on one endpoint; the badge (the partition's
 //! index among this VID's + 1) says whose.
 
+use abi::limits::MAX_VPS_PER_PARTITION;
 use abi::{CapSlot, ErrorCode, ObjectType, Rights};
 use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use sysimage::SystemImage;
@@ -26,7 +27,7 @@ use vid::loader::{self, LoadRequest, Module};
 use vid::profile::EnlightenmentProfile;
 use vid::synthetic::{HostClock, Vendor};
 
-const PAGE: u64 = 4096;
+const PAGE: u64 = x86defs::PAGE_SIZE;
 /// Where the boot image is mapped in the VID.
 const BOOTFS_AT: u64 = 0x1_0000_0000;
 /// Where each partition's RAM is mapped in the VID (64 GiB apart).
@@ -184,9 +185,6 @@ impl From<tlfs::HvError> for Failure {
     }
 }
 
-/// VPs one partition may have (the kernel's and the VMM's limit).
-pub const MAX_VPS: usize = vid::msr::MAX_VPS;
-
 /// One VP of a running partition.
 struct Vp {
     cap: CapSlot,
@@ -209,7 +207,7 @@ struct Running {
     name: &'static str,
     /// Its ID at the partition manager, when registered there.
     managed: Option<u64>,
-    vps: heapless::Vec<Vp, MAX_VPS>,
+    vps: heapless::Vec<Vp, MAX_VPS_PER_PARTITION>,
     partition: CapSlot,
     ram: &'static mut [u8],
     vmm: Vmm,
@@ -222,7 +220,7 @@ struct Running {
 
 /// The badge of VP `vp` of the VID's `k`-th partition on the exit endpoint.
 const fn exit_badge(k: usize, vp: usize) -> u64 {
-    (k * MAX_VPS + vp) as u64 + 1
+    (k * MAX_VPS_PER_PARTITION + vp) as u64 + 1
 }
 
 /// The state the kernel sends with each exit of these partitions.
@@ -358,7 +356,7 @@ fn start(
 
     let mut vps = heapless::Vec::new();
     let _ = vps.push(Vp::new(vp));
-    for index in 1..usize::try_from(vcpus).unwrap_or(1).min(MAX_VPS) {
+    for index in 1..usize::try_from(vcpus).unwrap_or(1).min(MAX_VPS_PER_PARTITION) {
         let ap = slots.next();
         registry.attach_vp(id, index as u32, ap).map_err(|e| {
             log!("{}: the partition manager did not hand VP {index} over: {e}", p.name);
@@ -447,8 +445,8 @@ fn load(
         let acpi_at = memory.checked_sub(acpi::REGION_SIZE as u64).ok_or(ErrorCode::INVALID_ARGUMENT)?;
         let high = HIGH_RAM_START;
         let memory_map = [
-            E820Entry::new(0, linux::LOW_RAM_END, E820Type::RAM),
-            E820Entry::new(linux::LOW_RAM_END, high - linux::LOW_RAM_END, E820Type::RESERVED),
+            E820Entry::new(0, linux::E820_LOW_RAM_END, E820Type::RAM),
+            E820Entry::new(linux::E820_LOW_RAM_END, high - linux::E820_LOW_RAM_END, E820Type::RESERVED),
             E820Entry::new(high, acpi_at.saturating_sub(high), E820Type::RAM),
             E820Entry::new(acpi_at, acpi::REGION_SIZE as u64, E820Type::ACPI),
         ];

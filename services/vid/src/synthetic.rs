@@ -25,6 +25,7 @@
 
 use crate::guest::Guest;
 use crate::profile::EnlightenmentProfile;
+use abi::limits::MAX_VPS_PER_PARTITION;
 use sysimage::Enlightenment;
 use tlfs::msr::{
     HV_CRASH_MAX_MESSAGE, HV_CRASH_PARAMETERS, HV_PAGE_SIZE, HV_REFERENCE_TSC_SEQUENCE_INVALID,
@@ -33,8 +34,6 @@ use tlfs::msr::{
 };
 use tlfs::zerocopy::{FromZeros, IntoBytes};
 
-/// VPs whose state is kept (as for EFER in [`crate::msr`]).
-pub const MAX_VPS: usize = crate::msr::MAX_VPS;
 /// 100 ns units per second: the reference time's rate.
 pub const REFERENCE_HZ: u64 = 10_000_000;
 
@@ -118,7 +117,7 @@ pub enum Gp {
     ReservedBits,
     /// The page the MSR names is not guest RAM.
     NotRam,
-    /// The VP index is beyond [`MAX_VPS`].
+    /// The VP index is beyond [`MAX_VPS_PER_PARTITION`].
     VpIndex,
 }
 
@@ -195,7 +194,7 @@ pub struct SyntheticPartition {
     /// The last `TscSequence` written; 0 before the first.
     tsc_sequence: u32,
     crash: [u64; HV_CRASH_PARAMETERS],
-    vps: [SyntheticVp; MAX_VPS],
+    vps: [SyntheticVp; MAX_VPS_PER_PARTITION],
 }
 
 impl SyntheticPartition {
@@ -211,7 +210,7 @@ impl SyntheticPartition {
             reference_tsc: HvX64MsrReferenceTscContents::new(),
             tsc_sequence: 0,
             crash: [0; HV_CRASH_PARAMETERS],
-            vps: [SyntheticVp::default(); MAX_VPS],
+            vps: [SyntheticVp::default(); MAX_VPS_PER_PARTITION],
         }
     }
 

@@ -3,7 +3,8 @@
 //! A manifest (`system.toml`, format in `docs/MANIFEST.md`) declares the
 //! ring-3 tasks: priorities, memory, stacks and capabilities. This crate
 //! checks it, reporting every mistake at once ([`Errors`]), and builds the
-//! bootfs image the kernel hands to the supervisor: the compiled manifest
+//! bootfs image the kernel hands to the supervisor: a header naming the
+//! supervisor (the root task the kernel starts), the compiled manifest
 //! (`sysimage::Manifest`, postcard) plus each task's ELF executable and each
 //! guest partition's kernel and modules (files named relative to the
 //! manifest's directory).
@@ -231,7 +232,10 @@ pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Error
     let mut files: Vec<(&str, &[u8])> = vec![(MANIFEST_FILE, &compiled)];
     files.extend(binaries.iter().map(|(name, bytes)| (*name, &bytes[..])));
     files.extend(guests.iter().map(|(name, bytes)| (name.as_str(), &bytes[..])));
-    let image = bootfs::write(&files).map_err(|e| internal(format!("packing the bootfs: {e}")))?;
+    // The header names the supervisor, the one task the kernel starts itself.
+    let parsed = compiled::Manifest::parse(&compiled).map_err(|e| internal(format!("{e}")))?;
+    let root = sysimage::root_task(parsed.supervisor().ok_or_else(|| internal("no supervisor".into()))?);
+    let image = bootfs::write(&root, &files).map_err(|e| internal(format!("packing the bootfs: {e}")))?;
     sysimage::SystemImage::parse(&image).map_err(|e| internal(format!("the bootfs is refused: {e}")))?;
     Ok(image)
 }

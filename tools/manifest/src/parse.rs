@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 use sysimage::manifest::{
-    DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_SPACE, MAX_CMDLINE, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI, MAX_INTERRUPTS,
+    DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI, MAX_INTERRUPTS,
     MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
     MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, PARTITION_OVERHEAD, valid_cmdline,
 };
@@ -298,11 +298,11 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
     }
     let mut io_ports = Vec::new();
     for r in &t.io_ports {
-        if !(0..i64::from(IO_PORT_SPACE)).contains(&r.base) {
+        if !(0..i64::from(IO_PORT_COUNT)).contains(&r.base) {
             err(e, "io_ports", format!("base {:#x} is not an I/O port (0x0..=0xffff)", r.base));
         } else if r.count <= 0 {
             err(e, "io_ports", format!("range at {:#x} has count {} (at least 1)", r.base, r.count));
-        } else if r.count > i64::from(IO_PORT_SPACE) - r.base {
+        } else if r.count > i64::from(IO_PORT_COUNT) - r.base {
             err(e, "io_ports", format!("{:#x} + {} runs past port 0xffff", r.base, r.count));
         } else {
             // In range: base <= 0xffff and count <= 0x10000 - base.

@@ -5,7 +5,7 @@ use crate::invoke;
 use abi::invoke::Operation;
 use abi::{CapSlot, ErrorCode, Rights};
 
-const PAGE_SIZE: u64 = 4096;
+use x86defs::PAGE_SIZE;
 
 /// A memory object mapped at `base` in this task; unmapped on [`Window::unmap`].
 pub struct Window {

@@ -1,7 +1,8 @@
 //! The Tessera system image: what the supervisor is handed at boot.
 //!
-//! The kernel passes one boot module, a **bootfs** ([`bootfs`]), to the root
-//! task (the supervisor). It holds a file named [`MANIFEST_FILE`], the
+//! The kernel passes one boot module, a **bootfs** (the [`bootfs`] crate,
+//! re-exported here), to the root task (the supervisor), which the bootfs
+//! header names. It holds a file named [`MANIFEST_FILE`], the
 //! compiled manifest ([`manifest`]): the tasks to start, their priorities,
 //! memory and capabilities, and the guest partitions. It also holds one ELF
 //! executable per task binary and each partition's guest kernel and modules
@@ -19,11 +20,11 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
-pub mod bootfs;
 pub mod enlightenments;
 pub mod manifest;
 
-pub use bootfs::{Bootfs, File};
+pub use bootfs;
+pub use bootfs::{Bootfs, File, MAX_NAME_LEN, valid_name};
 pub use enlightenments::{Enlightenment, EnlightenmentError, Enlightenments};
 pub use manifest::{
     Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, Priority, Restart, Task, TaskIndex, Use,
@@ -31,34 +32,18 @@ pub use manifest::{
 
 use core::fmt;
 
-/// Longest name of a bootfs file, task, endpoint or system, in bytes.
-pub const MAX_NAME_LEN: usize = 32;
 /// The bootfs file that holds the compiled manifest.
 pub const MANIFEST_FILE: &str = "manifest";
 /// Task memory and stacks are whole pages of this size.
-pub const PAGE_SIZE: u64 = 4096;
+pub use x86defs::PAGE_SIZE;
 
 /// Why an image, a bootfs or a compiled manifest was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
-    /// The bytes end before the header, the entry table or the declared image size.
-    Truncated,
-    /// The image does not start with [`bootfs::MAGIC`].
-    BadMagic,
-    /// A bootfs format version this reader does not know.
-    BootfsVersion(u32),
-    /// More entries than [`bootfs::MAX_FILES`].
-    TooManyFiles(u32),
-    /// The declared image size is smaller than the header and entry table.
-    BadImageSize,
-    /// Entry `index` has an empty, over-long, non-ASCII or badly padded name.
-    BadName { index: u32 },
-    /// Entry `index` has the same name as an earlier one.
-    DuplicateName { index: u32 },
-    /// Entry `index` starts at an offset that is not 8-byte aligned.
-    MisalignedFile { index: u32 },
-    /// Entry `index` overlaps the entry table or runs past the image.
-    FileOutOfBounds { index: u32 },
+    /// The bootfs itself (header, root task or file table) is malformed.
+    Bootfs(bootfs::Error),
+    /// The bootfs header's root task is not the manifest's supervisor.
+    RootTaskMismatch,
     /// The bootfs has no [`MANIFEST_FILE`].
     NoManifest,
     /// A compiled-manifest version this reader does not know.
@@ -82,20 +67,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Error::Truncated => f.write_str("bootfs: truncated"),
-            Error::BadMagic => f.write_str("bootfs: bad magic"),
-            Error::BootfsVersion(v) => write!(f, "bootfs: unsupported version {v}"),
-            Error::TooManyFiles(n) => {
-                write!(f, "bootfs: {n} files (at most {})", bootfs::MAX_FILES)
-            }
-            Error::BadImageSize => f.write_str("bootfs: image size smaller than its entry table"),
-            Error::BadName { index } => write!(f, "bootfs: entry {index}: bad name"),
-            Error::DuplicateName { index } => write!(f, "bootfs: entry {index}: duplicate name"),
-            Error::MisalignedFile { index } => {
-                write!(f, "bootfs: entry {index}: offset not 8-byte aligned")
-            }
-            Error::FileOutOfBounds { index } => {
-                write!(f, "bootfs: entry {index}: data out of bounds")
+            Error::Bootfs(e) => write!(f, "{e}"),
+            Error::RootTaskMismatch => {
+                f.write_str("bootfs: the header's root task is not the manifest's supervisor (name, binary, priority, stack, memory)")
             }
             Error::NoManifest => write!(f, "bootfs: no \"{MANIFEST_FILE}\" file"),
             Error::ManifestVersion(v) => write!(f, "manifest: unsupported version {v}"),
@@ -122,11 +96,16 @@ pub struct SystemImage<'a> {
 }
 
 impl<'a> SystemImage<'a> {
-    /// Parses and checks a bootfs image, its manifest, and that every
-    /// task's binary is present.
+    /// Parses and checks a bootfs image, its manifest, that the header's
+    /// root task is the manifest's supervisor, and that every task's binary
+    /// is present.
     pub fn parse(image: &'a [u8]) -> Result<SystemImage<'a>, Error> {
-        let bootfs = Bootfs::parse(image)?;
+        let bootfs = Bootfs::parse(image).map_err(Error::Bootfs)?;
         let manifest = Manifest::parse(bootfs.file(MANIFEST_FILE).ok_or(Error::NoManifest)?)?;
+        let supervisor = manifest.supervisor().ok_or(Error::BadManifest("no tasks"))?;
+        if bootfs.root() != root_task(supervisor) {
+            return Err(Error::RootTaskMismatch);
+        }
         if let Some(task) = manifest.tasks.iter().position(|t| bootfs.file(t.binary).is_none()) {
             return Err(Error::MissingBinary { task });
         }
@@ -149,6 +128,17 @@ impl<'a> SystemImage<'a> {
     }
 }
 
+/// The bootfs header's description of the supervisor `task`.
+pub fn root_task<'a>(task: &Task<'a>) -> bootfs::RootTask<'a> {
+    bootfs::RootTask {
+        name: task.name,
+        binary: task.binary,
+        priority: task.priority.0,
+        stack: task.stack,
+        memory: task.memory,
+    }
+}
+
 /// Bootfs name of the guest kernel of partition `k` (manifest order):
 /// `guest<k>:image`. It cannot clash with a task binary (no `:` there).
 #[cfg(any(test, feature = "std"))]
@@ -160,12 +150,6 @@ pub fn guest_image_name(k: usize) -> std::string::String {
 #[cfg(any(test, feature = "std"))]
 pub fn guest_module_name(k: usize, i: usize) -> std::string::String {
     std::format!("guest{k}:module{i}")
-}
-
-/// True if `name` can name a bootfs file: 1..=[`MAX_NAME_LEN`] printable
-/// ASCII characters other than space.
-pub fn valid_name(name: &str) -> bool {
-    (1..=MAX_NAME_LEN).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]

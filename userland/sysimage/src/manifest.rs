@@ -43,15 +43,15 @@ pub const MAX_IO_RANGES: usize = 4;
 /// Most interrupt lines one task holds.
 pub const MAX_INTERRUPTS: usize = 8;
 /// Largest memory grant of one task.
-pub const MAX_TASK_MEMORY: u64 = 1 << 30;
+pub use abi::limits::MAX_TASK_MEMORY;
 /// Largest untyped quota one task may be given.
 pub const MAX_UNTYPED: u64 = 16 << 30;
 /// Number of I/O ports on x86.
-pub const IO_PORT_SPACE: u32 = 0x1_0000;
+pub use x86defs::IO_PORT_COUNT;
 /// Highest interrupt line (GSI) a manifest may name.
 pub const MAX_GSI: u32 = 1023;
 /// Most guest partitions in a system.
-pub const MAX_PARTITIONS: usize = 8;
+pub use abi::limits::MAX_PARTITIONS;
 /// Most boot modules (besides the kernel image) one partition has.
 pub const MAX_MODULES: usize = 4;
 /// Smallest guest RAM of a partition.
@@ -59,7 +59,7 @@ pub const MIN_PARTITION_MEMORY: u64 = 2 << 20;
 /// Largest guest RAM of a partition (it sits below the 4 GiB PCI hole).
 pub const MAX_PARTITION_MEMORY: u64 = 3 << 30;
 /// Most virtual processors of a partition.
-pub const MAX_VCPUS: u8 = 16;
+pub const MAX_VCPUS: u8 = abi::limits::MAX_VPS_PER_PARTITION as u8;
 /// Untyped memory the partition manager needs per partition besides its
 /// guest RAM (the ROM page, the partition, virtual processors and page tables).
 pub const PARTITION_OVERHEAD: u64 = 1 << 20;
@@ -81,7 +81,7 @@ pub const MAX_CMDLINE: usize = 2048;
 pub struct Priority(pub u8);
 
 impl Priority {
-    pub const MAX: Priority = Priority(31);
+    pub const MAX: Priority = Priority(abi::invoke::MAX_PRIORITY as u8);
 
     pub const fn is_valid(self) -> bool {
         self.0 <= Priority::MAX.0
@@ -136,7 +136,7 @@ impl IoPortRange {
 
     /// Non-empty and inside the port space.
     pub const fn is_valid(self) -> bool {
-        self.count > 0 && self.end() <= IO_PORT_SPACE
+        self.count > 0 && self.end() <= IO_PORT_COUNT
     }
 
     pub const fn overlaps(self, other: IoPortRange) -> bool {
@@ -409,6 +409,8 @@ impl<'a> Manifest<'a> {
     }
 }
 
-// Task and endpoint indices are u8.
+// Task and endpoint indices and `vcpus` are u8.
 const _: () = assert!(MAX_TASKS <= 256);
+const _: () = assert!(abi::invoke::MAX_PRIORITY <= u8::MAX as u64);
+const _: () = assert!(abi::limits::MAX_VPS_PER_PARTITION <= u8::MAX as usize);
 const _: () = assert!(MAX_ENDPOINTS <= 256);

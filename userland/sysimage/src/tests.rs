@@ -1,4 +1,4 @@
-use crate::bootfs::{self, MAGIC};
+use crate::bootfs;
 use crate::manifest::*;
 use crate::*;
 use std::vec;
@@ -79,7 +79,7 @@ fn image(manifest: &Manifest<'_>) -> StdVec<u8> {
         files.push((p.image, b"kernel"));
         files.extend(p.modules.iter().map(|m| (*m, &b"module"[..])));
     }
-    bootfs::write(&files).unwrap()
+    bootfs::write(&root_task(&manifest.tasks[0]), &files).unwrap()
 }
 
 #[test]
@@ -220,81 +220,8 @@ fn a_system_image_gives_each_guest_file() {
     let mut files: StdVec<(&str, &[u8])> = vec![(MANIFEST_FILE, &encoded)];
     files.extend(m.tasks.iter().map(|t| (t.binary, &b""[..])));
     files.push(("guest0:image", b""));
-    let missing = bootfs::write(&files).unwrap();
+    let missing = bootfs::write(&root_task(&m.tasks[0]), &files).unwrap();
     assert_eq!(SystemImage::parse(&missing).unwrap_err(), Error::MissingGuestFile { partition: 0 });
-}
-
-#[test]
-fn bootfs_round_trips_with_aligned_data() {
-    let files: [(&str, &[u8]); 3] = [("a", b"12345"), ("bb", b""), ("ccc", b"xyz")];
-    let img = bootfs::write(&files).unwrap();
-    assert_eq!(&img[..8], &MAGIC);
-    let fs = Bootfs::parse(&img).unwrap();
-    assert_eq!(fs.len(), 3);
-    let got: StdVec<_> = fs.files().map(|f| (f.name, f.data)).collect();
-    assert_eq!(got, files);
-    assert!(fs.files().all(|f| (f.data.as_ptr() as usize - img.as_ptr() as usize).is_multiple_of(8)));
-    assert_eq!(fs.file("ccc"), Some(&b"xyz"[..]));
-    assert_eq!(fs.file("d"), None);
-    // Padding after the declared size (a page-rounded module) is ignored.
-    let mut padded = img.clone();
-    padded.resize(4096, 0xff);
-    assert_eq!(Bootfs::parse(&padded).unwrap().file("a"), Some(&b"12345"[..]));
-}
-
-#[test]
-fn the_writer_refuses_bad_and_duplicate_names() {
-    assert_eq!(bootfs::write(&[("", b"")]), Err(Error::BadName { index: 0 }));
-    assert_eq!(bootfs::write(&[("a b", b"")]), Err(Error::BadName { index: 0 }));
-    assert_eq!(bootfs::write(&[(&"x".repeat(33), b"")]), Err(Error::BadName { index: 0 }));
-    assert_eq!(bootfs::write(&[("a", b""), ("a", b"")]), Err(Error::DuplicateName { index: 1 }));
-}
-
-/// Offsets of the fields of entry `i`.
-const fn entry(i: usize) -> usize {
-    24 + 48 * i
-}
-
-fn patch(img: &[u8], at: usize, bytes: &[u8]) -> StdVec<u8> {
-    let mut img = img.to_vec();
-    img[at..at + bytes.len()].copy_from_slice(bytes);
-    img
-}
-
-#[test]
-fn malformed_bootfs_images_are_refused() {
-    let img = bootfs::write(&[("a", b"12345678"), ("b", b"xy")]).unwrap();
-    let size = img.len() as u64;
-    assert_eq!(Bootfs::parse(&img[..10]).unwrap_err(), Error::Truncated);
-    assert_eq!(Bootfs::parse(&img[..img.len() - 1]).unwrap_err(), Error::Truncated);
-    assert_eq!(Bootfs::parse(&patch(&img, 0, b"X")).unwrap_err(), Error::BadMagic);
-    assert_eq!(Bootfs::parse(&patch(&img, 8, &[2])).unwrap_err(), Error::BootfsVersion(2));
-    assert_eq!(Bootfs::parse(&patch(&img, 12, &1000u32.to_le_bytes())).unwrap_err(), Error::TooManyFiles(1000));
-    assert_eq!(Bootfs::parse(&patch(&img, 16, &30u64.to_le_bytes())).unwrap_err(), Error::BadImageSize);
-    assert_eq!(Bootfs::parse(&patch(&img, 16, &(size + 8).to_le_bytes())).unwrap_err(), Error::Truncated);
-    assert_eq!(Bootfs::parse(&patch(&img, entry(1), b"a")).unwrap_err(), Error::DuplicateName { index: 1 });
-    assert_eq!(Bootfs::parse(&patch(&img, entry(1), &[0])).unwrap_err(), Error::BadName { index: 1 });
-    assert_eq!(Bootfs::parse(&patch(&img, entry(0) + 5, b"z")).unwrap_err(), Error::BadName { index: 0 });
-    assert_eq!(Bootfs::parse(&patch(&img, entry(0) + 1, b"\n")).unwrap_err(), Error::BadName { index: 0 });
-    let offset = |i| entry(i) + 32;
-    let len = |i| entry(i) + 40;
-    assert_eq!(Bootfs::parse(&patch(&img, offset(1), &[0x71])).unwrap_err(), Error::MisalignedFile { index: 1 });
-    assert_eq!(
-        Bootfs::parse(&patch(&img, offset(0), &8u64.to_le_bytes())).unwrap_err(),
-        Error::FileOutOfBounds { index: 0 }
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, len(1), &size.to_le_bytes())).unwrap_err(),
-        Error::FileOutOfBounds { index: 1 }
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, len(1), &u64::MAX.to_le_bytes())).unwrap_err(),
-        Error::FileOutOfBounds { index: 1 }
-    );
-    assert_eq!(
-        Bootfs::parse(&patch(&img, offset(1), &u64::MAX.to_le_bytes()[..7])).unwrap_err(),
-        Error::MisalignedFile { index: 1 }
-    );
 }
 
 #[test]
@@ -327,11 +254,43 @@ fn a_system_image_gives_the_manifest_and_binaries() {
 #[test]
 fn a_system_image_needs_a_manifest_and_every_binary() {
     let encoded = sample().to_vec();
-    let no_manifest = bootfs::write(&[("supervisor", b"")]).unwrap();
+    let root = root_task(&sample().tasks[0]);
+    let no_manifest = bootfs::write(&root, &[("supervisor", b"")]).unwrap();
     assert_eq!(SystemImage::parse(&no_manifest).unwrap_err(), Error::NoManifest);
     let files: [(&str, &[u8]); 3] = [(MANIFEST_FILE, &encoded), ("supervisor", b""), ("console", b"")];
-    let missing = bootfs::write(&files).unwrap();
+    let missing = bootfs::write(&root, &files).unwrap();
     assert_eq!(SystemImage::parse(&missing).unwrap_err(), Error::MissingBinary { task: 2 });
+    let mut bad_header = image(&sample());
+    bad_header[0] = b'X';
+    assert_eq!(SystemImage::parse(&bad_header).unwrap_err(), Error::Bootfs(bootfs::Error::BadMagic));
+}
+
+#[test]
+fn the_bootfs_header_must_name_the_manifests_supervisor() {
+    let m = sample();
+    let encoded = m.to_vec();
+    let mut files: StdVec<(&str, &[u8])> = vec![(MANIFEST_FILE, &encoded)];
+    files.extend(m.tasks.iter().map(|t| (t.binary, &b"\x7fELF"[..])));
+    files.push(("guest0:image", b""));
+    files.push(("guest0:module0", b""));
+    let supervisor = root_task(&m.tasks[0]);
+    assert!(SystemImage::parse(&bootfs::write(&supervisor, &files).unwrap()).is_ok());
+    let other_task = root_task(&m.tasks[1]);
+    let edits: [bootfs::RootTask<'_>; 5] = [
+        other_task,
+        bootfs::RootTask { name: "console", ..supervisor },
+        bootfs::RootTask { priority: 30, ..supervisor },
+        bootfs::RootTask { stack: supervisor.stack + PAGE_SIZE, ..supervisor },
+        bootfs::RootTask { memory: 0, ..supervisor },
+    ];
+    for root in edits {
+        let img = bootfs::write(&root, &files).unwrap();
+        assert_eq!(SystemImage::parse(&img).unwrap_err(), Error::RootTaskMismatch, "{root:?}");
+    }
+    assert_eq!(
+        std::format!("{}", Error::RootTaskMismatch),
+        "bootfs: the header's root task is not the manifest's supervisor (name, binary, priority, stack, memory)"
+    );
 }
 
 #[test]

@@ -151,57 +151,7 @@ impl CpuMode {
     }
 }
 
-/// A general-purpose register, by its architectural number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Gpr {
-    Rax,
-    Rcx,
-    Rdx,
-    Rbx,
-    Rsp,
-    Rbp,
-    Rsi,
-    Rdi,
-    R8,
-    R9,
-    R10,
-    R11,
-    R12,
-    R13,
-    R14,
-    R15,
-}
-
-const GPRS: [Gpr; 16] = [
-    Gpr::Rax,
-    Gpr::Rcx,
-    Gpr::Rdx,
-    Gpr::Rbx,
-    Gpr::Rsp,
-    Gpr::Rbp,
-    Gpr::Rsi,
-    Gpr::Rdi,
-    Gpr::R8,
-    Gpr::R9,
-    Gpr::R10,
-    Gpr::R11,
-    Gpr::R12,
-    Gpr::R13,
-    Gpr::R14,
-    Gpr::R15,
-];
-
-impl Gpr {
-    /// The register with this number; only the low four bits are used.
-    pub const fn from_number(number: u8) -> Gpr {
-        GPRS[(number & 0xf) as usize]
-    }
-
-    /// The architectural number, 0 (RAX) to 15 (R15).
-    pub const fn number(self) -> u8 {
-        self as u8
-    }
-}
+pub use x86defs::Gpr;
 
 /// A register operand: a general-purpose register, or for a byte operand
 /// without REX one of AH, CH, DH, BH (`high_byte`, bits 15:8 of RAX, RCX,

@@ -8,7 +8,7 @@ use bitfield_struct::bitfield;
 
 /// The register of a MOV CR exit: the same architectural numbering the
 /// VID's instruction decoder uses.
-pub use x86decode::Gpr;
+pub use x86defs::Gpr;
 
 abi::open_enum! {
     /// Basic exit reason (bits 15:0 of the exit-reason field).

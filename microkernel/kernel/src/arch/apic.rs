@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use volatile::VolatilePtr;
 use x86::io::outb;
 use x86::msr::{IA32_APIC_BASE, rdmsr};
+use x86defs::APIC_BASE_ENABLE;
 
 pub const TICK_HZ: u64 = abi::TICK_HZ;
 const CALIBRATION_US: u64 = 10_000;
@@ -30,7 +31,6 @@ const SPURIOUS_APIC_ENABLE: u32 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_TIMER_PERIODIC: u32 = 1 << 17;
 const DIVIDE_BY_16: u32 = 0b0011;
-const APIC_BASE_ENABLE: u64 = 1 << 11;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);

@@ -3,8 +3,7 @@
 use x86::controlregs::{Cr0, Cr4, cr0, cr0_write, cr4, cr4_write};
 use x86::cpuid::CpuId;
 use x86::msr::{IA32_EFER, rdmsr};
-
-const EFER_NXE: u64 = 1 << 11;
+use x86defs::EFER_NXE;
 
 /// Vendor and brand strings plus the protections ring 0 switched on.
 pub struct CpuInfo {

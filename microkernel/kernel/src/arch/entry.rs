@@ -13,13 +13,13 @@ use super::idt::{TrapFrame, restore_trap_gprs};
 use super::percpu::{OFFSET_CONTEXT_END, OFFSET_KERNEL_STACK, OFFSET_USER_RSP};
 use core::arch::global_asm;
 use x86::msr::{IA32_EFER, IA32_FMASK, IA32_LSTAR, IA32_STAR, rdmsr, wrmsr};
+use x86defs::{EFER_SCE, RFLAGS_AC, RFLAGS_DF, RFLAGS_FIXED, RFLAGS_IF, RFLAGS_TF};
 
 /// Vector number recorded in the frame of a `syscall` entry.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
-const EFER_SCE: u64 = 1 << 0;
 /// RFLAGS bits cleared on `syscall`: TF, IF, DF, AC (so SMAP stays armed).
-const SYSCALL_RFLAGS_MASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 18);
+const SYSCALL_RFLAGS_MASK: u64 = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_AC;
 
 global_asm!(
     r#"
@@ -87,37 +87,47 @@ pub fn init() {
 
 /// A fresh user context: `rip`, `rsp`, first argument in `rdi`, IF set.
 pub fn user_frame(rip: u64, rsp: u64, rdi: u64) -> TrapFrame {
-    const RFLAGS_IF: u64 = 1 << 9;
-    const RFLAGS_RESERVED: u64 = 1 << 1;
     TrapFrame {
         rip,
         rsp,
         rdi,
         cs: u64::from(USER_CODE.bits()),
         ss: u64::from(USER_DATA.bits()),
-        rflags: RFLAGS_IF | RFLAGS_RESERVED,
+        rflags: RFLAGS_IF | RFLAGS_FIXED,
         ..TrapFrame::default()
+    }
+}
+
+/// A thread's context registered with `percpu::set_context`, in an address
+/// space CR3 already holds: the only thing the return path resumes.
+pub struct UserContext(*mut TrapFrame);
+
+impl UserContext {
+    /// # Safety
+    /// `context` must be registered with `percpu::set_context` (and stay
+    /// valid as that requires), a valid user frame, in an address space CR3
+    /// already holds.
+    pub unsafe fn new(context: *mut TrapFrame) -> UserContext {
+        UserContext(context)
     }
 }
 
 /// Called by the stubs with the saved context of the thread that trapped.
 extern "C" fn user_trap(frame: *mut TrapFrame) -> *mut TrapFrame {
-    crate::trap::from_user(frame)
+    crate::trap::from_user(frame).0
 }
 
 /// Leaves the boot path for the first user thread and never comes back.
-///
-/// # Safety
-/// `context` must be the context registered with `percpu::set_context`, a
-/// valid user frame, in an address space that CR3 already holds.
-pub unsafe fn enter_user(context: *mut TrapFrame) -> ! {
-    // SAFETY: guaranteed by the caller; `resume_user` expects GS to hold the
-    // kernel's per-CPU base (it swaps to the user's) and RAX the context.
+pub fn enter_user(context: UserContext) -> ! {
+    // SAFETY: `UserContext::new`'s caller guaranteed the context is
+    // registered, a user frame, in the loaded address space; `resume_user`
+    // expects GS to hold the kernel's per-CPU base (it swaps to the user's)
+    // and RAX the context.
     unsafe {
         core::arch::asm!(
             "jmp {resume}",
             resume = sym resume_user,
-            in("rax") context,
+            in("rax") context.0,
             options(noreturn)
         )
     }

@@ -21,9 +21,7 @@ use kerncore::svm::{
 use tlfs::zerocopy::FromBytes;
 use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, HvX64SegmentRegister};
 use x86::msr::{rdmsr, wrmsr};
-
-const RFLAGS_IF: u64 = 1 << 9;
-const CR0_PE: u64 = 1;
+use x86defs::{CR0_PE, RFLAGS_IF};
 
 /// The guest's general registers that the VMCB does not hold, in the order
 /// the world switch loads and stores them. Shared with the VMX backend,
@@ -185,7 +183,7 @@ pub fn enable() -> Result<(), &'static str> {
     // VM_CR.SVMDIS is clear) and pointing the host save area at a page the
     // kernel owns for good.
     unsafe {
-        wrmsr(msr::EFER, rdmsr(msr::EFER) | EFER_SVME);
+        wrmsr(msr::IA32_EFER, rdmsr(msr::IA32_EFER) | EFER_SVME);
         wrmsr(msr::VM_HSAVE_PA, save_area);
     }
     HOST.call_once(|| Host { host_vmcb, iopm, msrpm });

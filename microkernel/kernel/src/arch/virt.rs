@@ -5,21 +5,10 @@
 use kerncore::virt::{SvmCaps, VirtSupport, VmxCaps};
 use x86::cpuid::cpuid;
 use x86::msr::rdmsr;
+use x86defs::msr;
 
 const CPUID_VMX: u32 = 1 << 5; // leaf 1, ECX
 const CPUID_SVM: u32 = 1 << 2; // leaf 0x8000_0001, ECX
-
-mod msr {
-    pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
-    pub const IA32_VMX_BASIC: u32 = 0x480;
-    pub const IA32_VMX_PINBASED_CTLS: u32 = 0x481;
-    pub const IA32_VMX_PROCBASED_CTLS: u32 = 0x482;
-    pub const IA32_VMX_PROCBASED_CTLS2: u32 = 0x48b;
-    pub const IA32_VMX_EPT_VPID_CAP: u32 = 0x48c;
-    pub const IA32_VMX_TRUE_PINBASED_CTLS: u32 = 0x48d;
-    pub const IA32_VMX_TRUE_PROCBASED_CTLS: u32 = 0x48e;
-    pub const VM_CR: u32 = 0xc001_0114;
-}
 
 const FEATURE_CONTROL_LOCKED: u64 = 1 << 0;
 const FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;

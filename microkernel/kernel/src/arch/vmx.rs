@@ -49,6 +49,7 @@ use x86::msr::{
     IA32_EFER, IA32_FEATURE_CONTROL, IA32_FS_BASE, IA32_GS_BASE, IA32_KERNEL_GSBASE, IA32_PAT, IA32_SYSENTER_CS,
     IA32_SYSENTER_EIP, IA32_SYSENTER_ESP, rdmsr, wrmsr,
 };
+use x86defs::{CR0_ET, CR0_PE, EFER_LMA, RFLAGS_FIXED, RFLAGS_IF};
 
 pub const IMPLEMENTED: bool = true;
 
@@ -64,8 +65,6 @@ pub const FAILED_SETUP: u64 = 3 << 32;
 /// IA32_FEATURE_CONTROL: the lock bit and "VMX outside SMX" (SDM Vol. 3C §24.7).
 const FEATURE_CONTROL_LOCKED: u64 = 1 << 0;
 const FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
-/// IA32_EFER.LMA: the guest is in IA-32e mode.
-const EFER_LMA: u64 = 1 << 10;
 /// Interruptibility state (SDM §25.4.2): blocking by STI and by MOV SS.
 const BLOCKING_BY_STI: u64 = 1 << 0;
 const BLOCKING_BY_MOV_SS: u64 = 1 << 1;
@@ -74,13 +73,11 @@ const BLOCKING_BY_MOV_SS: u64 = 1 << 1;
 const UNUSABLE: u64 = 1 << 16;
 /// The architectural state after INIT: RFLAGS bit 1, DR6 and DR7 defaults,
 /// the power-on PAT.
-const RFLAGS_RESERVED: u64 = 1 << 1;
-const RFLAGS_IF: u64 = 1 << 9;
 const DR6_INIT: u64 = 0xffff_0ff0;
 const DR7_INIT: u64 = 0x400;
 const PAT_INIT: u64 = 0x0007_0406_0007_0406;
-/// CR0.ET, which reads as 1 after INIT.
-const CR0_INIT: u64 = 0x10;
+/// CR0 after INIT: only ET.
+const CR0_INIT: u64 = CR0_ET;
 /// INVEPT and INVVPID types (SDM Vol. 3C §30.3).
 const INVEPT_SINGLE_CONTEXT: u64 = 1;
 const INVEPT_ALL_CONTEXT: u64 = 2;
@@ -452,9 +449,9 @@ struct VpState {
 }
 
 /// STAR, LSTAR, CSTAR, SFMASK: the MSRs of SYSCALL, in `VpState::syscall` order.
-const SYSCALL_MSRS: [u32; 4] = [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084];
+const SYSCALL_MSRS: [u32; 4] = [cap_msr::IA32_STAR, cap_msr::IA32_LSTAR, cap_msr::IA32_CSTAR, cap_msr::IA32_FMASK];
 
-static VPS: spin::Mutex<heapless::Vec<VpState, { crate::object::vm::MAX_VPS }>> =
+static VPS: spin::Mutex<heapless::Vec<VpState, { crate::object::vm::MAX_VP_OBJECTS }>> =
     spin::Mutex::new(heapless::Vec::new());
 
 fn state_of(vmcs: u64) -> Option<VpState> {
@@ -856,7 +853,7 @@ fn write_guest_state(w: &mut Writer, vmx: &Vmx) {
     w.put(F::GUEST_DR7, DR7_INIT);
     w.put(F::GUEST_RSP, 0);
     w.put(F::GUEST_RIP, 0);
-    w.put(F::GUEST_RFLAGS, RFLAGS_RESERVED);
+    w.put(F::GUEST_RFLAGS, RFLAGS_FIXED);
     for field in [
         F::GUEST_PENDING_DEBUG_EXCEPTIONS,
         F::GUEST_INTERRUPTIBILITY_STATE,
@@ -1123,7 +1120,6 @@ fn decode_exit() -> Exit {
 // Events.
 
 const BLOCKING_BY_NMI: u64 = 1 << 3;
-const CR0_PE: u64 = 1;
 
 fn set_interrupt_window_exiting(on: bool) -> Result<(), VmFail> {
     let primary = PrimaryControls::from(vmread(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS)? as u32);

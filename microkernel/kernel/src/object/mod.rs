@@ -138,7 +138,7 @@ pub struct Kernel {
     pub sched: [Option<SchedContext>; MAX_SCHED_CONTEXTS],
     pub interrupts: [Option<Interrupt>; MAX_INTERRUPTS],
     pub partitions: [Option<vm::Partition>; vm::MAX_PARTITIONS],
-    pub vcpus: [Option<vm::Vcpu>; vm::MAX_VPS],
+    pub vcpus: [Option<vm::Vcpu>; vm::MAX_VP_OBJECTS],
     /// Timer ticks already fed to the scheduler.
     pub ticks_seen: u64,
 }
@@ -163,7 +163,7 @@ impl Kernel {
             sched: [const { None }; MAX_SCHED_CONTEXTS],
             interrupts: [const { None }; MAX_INTERRUPTS],
             partitions: [const { None }; vm::MAX_PARTITIONS],
-            vcpus: [const { None }; vm::MAX_VPS],
+            vcpus: [const { None }; vm::MAX_VP_OBJECTS],
             ticks_seen: 0,
         }
     }

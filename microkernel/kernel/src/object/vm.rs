@@ -32,8 +32,10 @@ use tlfs::{
     HvX64MemoryAccessInfo, HvX64MemoryInterceptMessage, HvX64MsrInterceptMessage, HvX64UnrecoverableExceptionMessage,
 };
 
-pub const MAX_PARTITIONS: usize = 8;
-pub const MAX_VPS: usize = 16;
+pub use abi::limits::MAX_PARTITIONS;
+/// VP objects in the whole system: the kernel's pool, shared by every
+/// partition (each has at most `abi::limits::MAX_VPS_PER_PARTITION`).
+pub const MAX_VP_OBJECTS: usize = 16;
 
 pub struct Partition {
     pub backend: Backend,
@@ -436,13 +438,11 @@ pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
 
 use super::invoke::{buffer_word, control, done, expect, slot};
 use abi::invoke::Operation;
+use abi::limits::MAX_VP_REGISTERS;
 use abi::{CapSlot, MessageInfo, ObjectType, Rights};
 use kerncore::cap::{CSpace, Capability};
 use kerncore::paging::PAGE_SIZE;
 use kerncore::slat::GuestRights;
-
-/// Most registers one VP_SET_REGISTERS / VP_GET_REGISTERS handles.
-const MAX_REGISTERS: usize = 20;
 
 fn word(k: &Kernel, t: ThreadId, mr: &[u64; 4], i: usize) -> Result<u64, ErrorCode> {
     if i < 4 { Ok(mr[i]) } else { buffer_word(k, t, i) }
@@ -539,10 +539,10 @@ pub fn invoke(
                 matches!(k.ipc.state(thread), ThreadState::Runnable) && k.threads[usize::from(thread.0)].started;
             let count = usize::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
             let per = if op == Operation::VP_SET_REGISTERS { 3 } else { 1 };
-            if count > MAX_REGISTERS || usize::from(info.length()) < 1 + per * count {
+            if count > MAX_VP_REGISTERS || usize::from(info.length()) < 1 + per * count {
                 return Err(ErrorCode::INVALID_ARGUMENT);
             }
-            let mut args = [0u64; 1 + 3 * MAX_REGISTERS];
+            let mut args = [0u64; 1 + 3 * MAX_VP_REGISTERS];
             for (i, a) in args.iter_mut().enumerate().take(1 + per * count) {
                 *a = word(k, t, &mr, i)?;
             }
@@ -565,7 +565,7 @@ pub fn invoke(
                 wake_if_halted(k, thread);
                 return done();
             }
-            let mut values = [0u64; 2 * MAX_REGISTERS];
+            let mut values = [0u64; 2 * MAX_VP_REGISTERS];
             for i in 0..count {
                 let name = HvRegisterName(u32::try_from(args[1 + i]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
                 let (low, high) = vcpu.get(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
@@ -676,7 +676,7 @@ impl Kernel {
     /// away, or has had an exit longer than the monitor allows.
     pub fn watch_vps(&mut self) {
         let now = self.ticks_seen;
-        for v in 0..MAX_VPS {
+        for v in 0..MAX_VP_OBJECTS {
             let Some(vcpu) = self.vcpus[v].as_ref() else { continue };
             let Some(exit) = vcpu.awaiting.filter(|_| vcpu.report.is_none()) else { continue };
             let timeout = vcpu.exit_timeout;

@@ -228,7 +228,7 @@ fn the_madt_describes_every_vp_the_ioapic_and_the_overrides() {
 
 #[test]
 fn the_madt_scales_to_the_largest_vp_count() {
-    let (region, t) = built(MAX_VPS);
+    let (region, t) = built(MAX_MADT_VPS);
     let entries = madt_entries(&region, t.madt_gpa);
     let lapics: std::vec::Vec<_> = entries.iter().filter(|(kind, _)| *kind == 0).collect();
     assert_eq!(lapics.len(), 255);
@@ -236,7 +236,7 @@ fn the_madt_scales_to_the_largest_vp_count() {
         assert_eq!((entry[2], entry[3], entry[4]), (i as u8, i as u8, 1));
     }
     assert_ne!(lapics.last().unwrap().1[3], 0xff, "0xFF is the broadcast APIC ID");
-    assert_eq!(t.len, region_len(MAX_VPS));
+    assert_eq!(t.len, region_len(MAX_MADT_VPS));
     table(&region, t.madt_gpa, b"APIC");
 }
 

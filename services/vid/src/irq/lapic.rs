@@ -23,8 +23,7 @@ mod tests;
 
 /// The xAPIC page's default address.
 pub const APIC_DEFAULT_BASE: u64 = 0xfee0_0000;
-/// IA32_APIC_BASE.
-pub const MSR_APIC_BASE: u32 = 0x1b;
+pub use x86defs::msr::IA32_APIC_BASE as MSR_APIC_BASE;
 /// IA32_TSC_DEADLINE.
 pub const MSR_TSC_DEADLINE: u32 = 0x6e0;
 /// The x2APIC MSR range; MSR `X2APIC_FIRST + (offset >> 4)` is the register at

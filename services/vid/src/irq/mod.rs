@@ -32,8 +32,8 @@ use abi::open_enum;
 
 pub use platform::{Config, Interrupts};
 
-/// VPs with a local APIC (the kernel's VP pool).
-pub const MAX_VPS: usize = crate::msr::MAX_VPS;
+/// VPs with a local APIC: one per VP of the partition.
+pub use abi::limits::MAX_VPS_PER_PARTITION;
 
 open_enum! {
     /// Delivery mode of an ICR, LVT entry or redirection entry (3 bits).
@@ -93,13 +93,13 @@ pub struct VpSet(pub u16);
 
 impl VpSet {
     pub fn insert(&mut self, vp: u32) {
-        if (vp as usize) < MAX_VPS {
+        if (vp as usize) < MAX_VPS_PER_PARTITION {
             self.0 |= 1 << vp;
         }
     }
 
     pub const fn contains(self, vp: u32) -> bool {
-        vp < MAX_VPS as u32 && self.0 & (1 << vp) != 0
+        vp < MAX_VPS_PER_PARTITION as u32 && self.0 & (1 << vp) != 0
     }
 
     pub const fn is_empty(self) -> bool {
@@ -107,7 +107,7 @@ impl VpSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = u32> {
-        (0..MAX_VPS as u32).filter(move |&vp| self.contains(vp))
+        (0..MAX_VPS_PER_PARTITION as u32).filter(move |&vp| self.contains(vp))
     }
 }
 

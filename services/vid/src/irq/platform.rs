@@ -27,7 +27,8 @@ use super::lapic::{self, HvApicMsr, Lapic, LapicEffect};
 use super::pic::Pic;
 use super::pit::Pit;
 use super::{
-    DeliveryMode, Destination, Effects, GeneralProtection, Interrupt, Interruptibility, MAX_VPS, Message, VpSet,
+    DeliveryMode, Destination, Effects, GeneralProtection, Interrupt, Interruptibility, MAX_VPS_PER_PARTITION, Message,
+    VpSet,
 };
 
 #[cfg(test)]
@@ -52,7 +53,7 @@ pub const fn isa_gsi(irq: u8) -> usize {
 
 #[derive(Clone, Debug)]
 pub struct Interrupts {
-    lapics: heapless::Vec<Lapic, MAX_VPS>,
+    lapics: heapless::Vec<Lapic, MAX_VPS_PER_PARTITION>,
     ioapic: Ioapic,
     pic: Pic,
     pit: Pit,
@@ -61,7 +62,7 @@ pub struct Interrupts {
 
 impl Interrupts {
     pub fn new(config: Config) -> Interrupts {
-        let vps = config.vps.clamp(1, MAX_VPS as u32);
+        let vps = config.vps.clamp(1, MAX_VPS_PER_PARTITION as u32);
         let mut lapics = heapless::Vec::new();
         let mut waiting_for_sipi = VpSet::default();
         for vp in 0..vps {

@@ -419,7 +419,7 @@ fn the_vid_describes_its_own_layout() {
     // A device window at 128 MiB splits RAM; the initrd goes below the hole's
     // top RAM entry's end, i.e. at the end of the highest RAM entry.
     let map = [
-        E820Entry::new(0, LOW_RAM_END, E820Type::RAM),
+        E820Entry::new(0, E820_LOW_RAM_END, E820Type::RAM),
         E820Entry::new(0xf_0000, 0x1_0000, E820Type::RESERVED),
         E820Entry::new(MIB, 127 * MIB, E820Type::RAM),
         E820Entry::new(128 * MIB, MIB, E820Type::RESERVED),

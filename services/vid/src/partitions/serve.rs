@@ -4,7 +4,7 @@
 //! interruptions that come due, wakes VPs halted for them, starts
 //! application processors on SIPI, and passes typed input to COM1.
 
-use super::{EXIT_STATE, MAX_VPS, Registry, Running, View};
+use super::{EXIT_STATE, MAX_VPS_PER_PARTITION, Registry, Running, View};
 use abi::{CapSlot, ErrorCode, labels};
 use tessera_rt::{Message, Operation, caps, invoke, log};
 use tlfs::exit_state::TransferredState;
@@ -51,7 +51,7 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
         let mut exited = None;
         if let Some(received) = received? {
             let badge = received.badge.0.wrapping_sub(1) as usize;
-            let (k, v) = (badge / MAX_VPS, badge % MAX_VPS);
+            let (k, v) = (badge / MAX_VPS_PER_PARTITION, badge % MAX_VPS_PER_PARTITION);
             let mut message = Message::new(labels::VP_STOP);
             let _ = message.push(0);
             let words = received.message.words();

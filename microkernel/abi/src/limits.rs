@@ -1,0 +1,21 @@
+//! System-wide limits that ring 0 and the services both rely on, written
+//! once: the kernel sizes its pools with them, the manifest tool and
+//! `sysimage` refuse a manifest beyond them, and the partition manager, the
+//! VID and the runner bound what they accept by them.
+
+/// Guest partitions that can exist at once: the kernel's partition pool,
+/// the partition manager's table, and the most a manifest may declare.
+pub const MAX_PARTITIONS: usize = 8;
+
+/// Virtual processors of one partition (VP indices `0..MAX_VPS_PER_PARTITION`):
+/// what the partition manager creates, the VID's per-VP tables, a
+/// manifest's `vcpus` and the runner's `--vcpus`. The kernel's VP pool
+/// (shared by all partitions) is a separate, kernel-internal bound.
+pub const MAX_VPS_PER_PARTITION: usize = 16;
+
+/// Most registers one `VP_SET_REGISTERS` or `VP_GET_REGISTERS` names.
+pub const MAX_VP_REGISTERS: usize = 20;
+
+/// Largest memory grant of one task, its stack included: a manifest's
+/// `memory` and `stack`, and the root task's in the boot image's header.
+pub const MAX_TASK_MEMORY: u64 = 1 << 30;
