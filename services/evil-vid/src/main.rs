@@ -189,14 +189,12 @@ mod task {
 
         /// Binds `vp` to the exit endpoint with scheduling context `sc`.
         fn set_handler(&self, vp: CapSlot, sc: CapSlot) -> Got {
-            let args = [u64::from(self.partition.0), u64::from(self.exit_cap.0), u64::from(sc.0), 0];
-            Got::of(invoke(vp, Operation::VP_CONFIGURE, &args))
+            Got::of(invoke(vp, Operation::VP_SET_HANDLER, &[u64::from(self.exit_cap.0), u64::from(sc.0)]))
         }
 
         /// Puts `vp` into `partition` as VP `index`.
         fn configure(&self, vp: CapSlot, partition: CapSlot, index: u64) -> Got {
-            let args = [u64::from(partition.0), u64::from(self.exit_cap.0), 0, index];
-            Got::of(invoke(vp, Operation::VP_CONFIGURE, &args))
+            Got::of(invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), index]))
         }
 
         fn thread_with(&self, thread: CapSlot, sc: CapSlot) -> Got {
@@ -342,7 +340,7 @@ mod task {
             );
             let got = Got::of(invoke(a, Operation::SCHED_CONFIGURE, &[own, 0, 0]));
             self.check(&Attempt::allowed("SCHED_CONFIGURE of a new context to its own priority"), got);
-            let got = Got::of(invoke(a, SCHED_LIMIT, &[31, 0, 0]));
+            let got = Got::of(invoke(a, Operation::SCHED_LIMIT, &[31, 0, 0]));
             self.check(&Attempt::refused("SCHED_LIMIT raising a context's ceiling to 31", ErrorCode::NO_RIGHTS), got);
 
             let contexts: [Result<CapSlot, ErrorCode>; 3] =
@@ -439,9 +437,6 @@ mod task {
             }
         }
     }
-
-    /// `SCHED_LIMIT`: lowers a scheduling context's ceiling.
-    const SCHED_LIMIT: Operation = Operation(0x41);
 }
 
 #[cfg(target_os = "none")]
