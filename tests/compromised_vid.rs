@@ -49,9 +49,9 @@ const CONTAINED: &[(&str, &str)] = &[
     ("SCHED_LIMIT raising a context's ceiling to 31", "NO_RIGHTS"),
     ("THREAD_CONFIGURE of a thread of its own with context A", "OK"),
     ("binding its VP to context A, bound to its thread", "INVALID_STATE"),
-    ("THREAD_CONFIGURE of a second thread with context A, which the first left", "OK"),
-    ("THREAD_CONFIGURE of a third thread with context C, which its VP left", "OK"),
-    ("THREAD_CONFIGURE of a thread with context D, bound to its VP", "INVALID_STATE"),
+    ("THREAD_CONFIGURE of a thread with context B, which another thread left", "OK"),
+    ("THREAD_CONFIGURE of a thread with context D, which its VP left", "OK"),
+    ("THREAD_CONFIGURE of a thread with context E, bound to its VP", "INVALID_STATE"),
     ("finalize_partition of its own partition", "OK"),
 ];
 

@@ -343,10 +343,10 @@ mod task {
             let got = Got::of(invoke(a, Operation::SCHED_LIMIT, &[31, 0, 0]));
             self.check(&Attempt::refused("SCHED_LIMIT raising a context's ceiling to 31", ErrorCode::NO_RIGHTS), got);
 
-            let contexts: [Result<CapSlot, ErrorCode>; 3] =
+            let contexts: [Result<CapSlot, ErrorCode>; 4] =
                 core::array::from_fn(|_| self.make(ObjectType::SCHED_CONTEXT, 0));
             let threads: [Result<CapSlot, ErrorCode>; 3] = core::array::from_fn(|_| self.make(ObjectType::THREAD, 0));
-            let (Ok(b), Ok(c), Ok(d)) = (contexts[0], contexts[1], contexts[2]) else {
+            let (Ok(b), Ok(c), Ok(d), Ok(e)) = (contexts[0], contexts[1], contexts[2], contexts[3]) else {
                 log!("cannot make scheduling contexts");
                 return;
             };
@@ -362,20 +362,21 @@ mod task {
                 got,
             );
             // Rebinding leaves the old context free: it steers nothing.
-            let _ = self.thread_with(t1, b);
-            let got = self.thread_with(t2, a);
+            let _ = self.thread_with(t2, b);
+            let _ = self.thread_with(t2, c);
+            let got = self.thread_with(t3, b);
             self.check(
-                &Attempt::allowed("THREAD_CONFIGURE of a second thread with context A, which the first left"),
+                &Attempt::allowed("THREAD_CONFIGURE of a thread with context B, which another thread left"),
                 got,
             );
-            let _ = self.set_handler(self.vp, c);
             let _ = self.set_handler(self.vp, d);
-            let got = self.thread_with(t3, c);
-            self.check(&Attempt::allowed("THREAD_CONFIGURE of a third thread with context C, which its VP left"), got);
+            let _ = self.set_handler(self.vp, e);
             let got = self.thread_with(t3, d);
+            self.check(&Attempt::allowed("THREAD_CONFIGURE of a thread with context D, which its VP left"), got);
+            let got = self.thread_with(t2, e);
             self.check(
                 &Attempt::refused(
-                    "THREAD_CONFIGURE of a thread with context D, bound to its VP",
+                    "THREAD_CONFIGURE of a thread with context E, bound to its VP",
                     ErrorCode::INVALID_STATE,
                 ),
                 got,
