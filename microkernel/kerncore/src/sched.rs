@@ -108,10 +108,6 @@ impl Ceiling {
         Ceiling(params)
     }
 
-    pub const fn params(&self) -> SchedParams {
-        self.0
-    }
-
     /// True if a context under this ceiling may run with `params`.
     pub const fn permits(&self, params: SchedParams) -> bool {
         let c = self.0;
