@@ -43,15 +43,25 @@ open_enum! {
         // ---- Thread (CONTROL) ----
         /// MR0 task slot, MR1 entry point, MR2 stack pointer, MR3 IPC buffer
         /// address; IPC buffer word 4: fault endpoint slot, word 5: scheduling
-        /// context slot, word 6: initial RDI.
+        /// context slot (CONTROL; 0: none; as for VP_SET_HANDLER), word 6:
+        /// initial RDI.
         THREAD_CONFIGURE = 0x30,
         THREAD_START = 0x31,
         THREAD_SUSPEND = 0x32,
 
         // ---- Scheduling context (CONTROL) ----
         /// MR0 priority (0 lowest .. 31 highest), MR1 budget in ticks per
-        /// MR2 period in ticks (0 = unlimited).
+        /// MR2 period in ticks (0 = unlimited). NO_RIGHTS above the
+        /// context's ceiling: a higher priority, or under a limited ceiling
+        /// an unlimited budget, more budget or a shorter period. A context
+        /// made by UNTYPED_RETYPE has the parameters its creator runs with
+        /// as its ceiling, and priority 0 with that budget to start.
         SCHED_CONFIGURE = 0x40,
+        /// Lower the context's ceiling (never raise it): MR0 priority, MR1
+        /// budget, MR2 period, as for SCHED_CONFIGURE. NO_RIGHTS if not
+        /// within the ceiling, INVALID_STATE if the context's parameters
+        /// are not within the new one (configure first).
+        SCHED_LIMIT = 0x41,
 
         // ---- Interrupt lines ----
         /// Bind a single line (CONTROL): MR0 notification slot (SEND), MR1
@@ -65,28 +75,30 @@ open_enum! {
         IRQ_ISSUE = 0x52,
 
         // ---- Partitions and virtual processors ----
+        // CONTROL is the partition manager's: guest memory, VP membership,
+        // VP indices and monitors. RUN is what a VID needs to run a
+        // partition's VPs, and all it gets.
         /// Map guest memory (CONTROL on the partition). MR0 memory slot, MR1
         /// guest-physical address, MR2 rights (READ, WRITE, EXECUTE; subset
         /// of the memory capability's), MR3 page offset << 32 | pages.
         PARTITION_MAP = 0x70,
         /// Unmap guest memory (CONTROL). MR0 guest-physical address, MR1 pages.
         PARTITION_UNMAP = 0x71,
-        /// Flush the guest TLB entries of every VP of the partition
-        /// (CONTROL): done before any of them runs again.
+        /// Flush the guest TLB entries of every VP of the partition (RUN):
+        /// done before any of them runs again.
         PARTITION_FLUSH_TLB = 0x72,
-        /// Bind a VP (CONTROL): MR0 partition slot, MR1 exit endpoint slot
-        /// (SEND; its badge tells the handler which VP exited), MR2
-        /// scheduling context slot (0: default), MR3 VP index.
+        /// Put a VP that is not started into a partition (CONTROL on both):
+        /// MR0 partition slot, MR1 VP index. Its guest state is reset.
         VP_CONFIGURE = 0x78,
-        /// Set registers of a VP that is not running (CONTROL). MR0 count n
+        /// Set registers of a VP that is not running (RUN). MR0 count n
         /// (at most [`crate::limits::MAX_VP_REGISTERS`]), then n triples
         /// (TLFS register name, low 64 bits, high 64 bits).
         VP_SET_REGISTERS = 0x79,
-        /// Read registers (CONTROL). MR0 count n (at most
+        /// Read registers (RUN). MR0 count n (at most
         /// [`crate::limits::MAX_VP_REGISTERS`]), then n names; the reply
         /// holds n pairs (low, high).
         VP_GET_REGISTERS = 0x7a,
-        /// Start a configured VP (CONTROL).
+        /// Start a VP that is in a partition (RUN).
         VP_START = 0x7b,
         /// Name the VP's monitor (CONTROL): MR0 endpoint slot (SEND; its
         /// badge names the VP), MR1 ticks the exit handler may take to
@@ -94,14 +106,20 @@ open_enum! {
         /// not answer in time, the VP stops and the kernel reports it to the
         /// monitor with a [`crate::labels::VP_STOPPED`] message.
         VP_SET_MONITOR = 0x7c,
-        /// Choose the VP state sent with every exit (CONTROL): MR0 the
+        /// Choose the VP state sent with every exit (RUN): MR0 the
         /// `tlfs::exit_state::ExitState` mask; its words follow the
         /// `HV_MESSAGE`. Reserved bits are INVALID_ARGUMENT.
         VP_SET_EXIT_STATE = 0x7d,
-        /// Stop a started VP wherever it is (CONTROL), as `VP_STOP` does
+        /// Stop a started VP wherever it is (RUN), as `VP_STOP` does
         /// for the VP that exited: its partition ended. An exit it had
         /// sent is withdrawn (the handler's reply right goes).
         VP_SUSPEND = 0x7e,
+        /// Bind a VP that is not started to its handler (RUN): MR0 exit
+        /// endpoint slot (SEND; its badge tells the handler which VP
+        /// exited), MR1 scheduling context slot (CONTROL; 0: none, priority
+        /// 0 and no budget limit). A context bound to another thread is
+        /// INVALID_STATE; the context the VP had before is left unbound.
+        VP_SET_HANDLER = 0x7f,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.

@@ -201,14 +201,20 @@ pub struct Rights {
     /// Endpoint: capabilities may travel with messages sent through it.
     pub grant: bool,
     /// Manage the object: configure, start, retype, install capabilities.
+    /// Partition: map and unmap guest memory. VP: its partition, VP index
+    /// and monitor (the partition manager's, never a VID's).
     pub control: bool,
-    #[bits(25)]
+    /// Partition: flush its guest TLB. VP: run it: registers, start,
+    /// suspend, the exit state, its exit endpoint and scheduling context
+    /// (what a VID needs, and all a VID gets).
+    pub run: bool,
+    #[bits(24)]
     pub _reserved: u32,
 }
 
 impl Rights {
     pub const NONE: Rights = Rights::new();
-    pub const ALL: Rights = Rights::from_bits(0x7f);
+    pub const ALL: Rights = Rights::from_bits(0xff);
 
     /// True if every right in `other` is also in `self`.
     pub const fn contains(self, other: Rights) -> bool {
@@ -378,7 +384,7 @@ mod tests {
         assert!(rw.contains(r) && !r.contains(rw));
         assert_eq!(rw.intersect(r), r);
         assert!(Rights::ALL.contains(rw));
-        assert!(Rights::is_valid(0x7f) && !Rights::is_valid(0x80));
+        assert!(Rights::is_valid(0xff) && !Rights::is_valid(0x100));
     }
 
     #[test]

@@ -88,6 +88,47 @@ impl SchedParams {
     }
 }
 
+/// The most a scheduling context may ever be configured with, as seL4
+/// MCS's maximum controlled priority with the budget added: a priority no
+/// higher than the ceiling's and, under a limited ceiling, a limited budget
+/// no larger per period no shorter, so never more CPU in any window (and
+/// never a longer burst) than the ceiling gives.
+///
+/// It is a partial order: a ceiling permits itself, and a ceiling within a
+/// ceiling permits only what that one does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ceiling(SchedParams);
+
+impl Ceiling {
+    /// Everything: the root task's context.
+    pub const HIGHEST: Ceiling = Ceiling(SchedParams { priority: Priority::HIGHEST, budget: 0, period: 0 });
+
+    /// Exactly `params` and what is below them.
+    pub const fn of(params: SchedParams) -> Ceiling {
+        Ceiling(params)
+    }
+
+    /// True if a context under this ceiling may run with `params`.
+    pub const fn permits(&self, params: SchedParams) -> bool {
+        let c = self.0;
+        if params.priority.is_higher_than(c.priority) {
+            return false;
+        }
+        !c.limited() || (params.limited() && params.budget <= c.budget && params.period >= c.period)
+    }
+
+    /// The least a context under this ceiling runs with: the lowest
+    /// priority and the ceiling's budget.
+    pub const fn lowest(&self) -> SchedParams {
+        SchedParams { priority: Priority::LOWEST, ..self.0 }
+    }
+
+    /// This ceiling lowered to `to`; `None` if `to` is not within it.
+    pub const fn lowered_to(&self, to: Ceiling) -> Option<Ceiling> {
+        if self.permits(to.0) { Some(to) } else { None }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Place {
     Off,

@@ -16,7 +16,7 @@ use bootinfo::BootInfo;
 use core::fmt;
 use kerncore::cap::{Capability, ObjRef};
 use kerncore::paging::PAGE_SIZE;
-use kerncore::sched::{Priority, SchedParams};
+use kerncore::sched::{Ceiling, Priority, SchedParams};
 use platform::println;
 
 /// Frames kept back from the untyped pool for the kernel's own page tables.
@@ -134,7 +134,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let priority = Priority::new(u64::from(supervisor.priority)).unwrap_or(Priority::HIGHEST);
     let params = SchedParams { priority, ..SchedParams::DEFAULT };
     let sc = k.sched.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-    k.sched[sc] = Some(SchedContext { params, bound: Some(thread) });
+    k.sched[sc] = Some(SchedContext { params, ceiling: Ceiling::HIGHEST, bound: Some(thread) });
     grant(k, &mut startup, "thread", ObjRef { kind: ObjectType::THREAD, index: u32::from(thread.0) }, Rights::ALL)?;
     grant(k, &mut startup, "sched", ObjRef { kind: ObjectType::SCHED_CONTEXT, index: sc as u32 }, Rights::ALL)?;
 

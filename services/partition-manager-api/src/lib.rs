@@ -93,15 +93,17 @@ tessera_idl::interface! {
         /// manifest's `[partitions]`): returns its ID, guest RAM in bytes and
         /// VP count, and the reply carries three capabilities, in this
         /// order ([`ATTACH_CAPS`]): the guest RAM (read, write: to load the
-        /// guest and emulate devices), the partition (control: to bind VPs to
-        /// the VID's exit endpoint) and VP 0 (control: registers, start).
+        /// guest and emulate devices), the partition (run: TLB flushes) and
+        /// VP 0 (run: its exit endpoint, registers, start, suspend). The
+        /// manager keeps control: guest mappings, which partition a VP is
+        /// in and its index (it puts every VP in place), and monitors.
         /// `INVALID_PARTITION_ID` for no such partition, `ACCESS_DENIED` for
         /// a caller other than the partition's VID, `INVALID_PARTITION_STATE`
         /// unless Active.
         fn attach(index: u32) -> Result<(u64, u64, u32), HvError> = 0x1_0001;
 
         /// As [`attach`](Client::attach), for VP `vp_index` of the partition
-        /// with ID `partition`: the reply carries its capability (control).
+        /// with ID `partition`: the reply carries its capability (run).
         fn attach_vp(partition: u64, vp_index: u32) -> Result<(), HvError> = 0x1_0002;
 
         /// The partition's VID reports a guest crash notification

@@ -22,8 +22,10 @@ pub enum Handout {
     /// Guest RAM for a VID: read and write (no execute: the VID only loads
     /// and emulates).
     RamReadWrite,
-    /// A partition or VP: control only.
-    Control,
+    /// A partition or VP for its VID: run only (registers, start, suspend,
+    /// exit state, exit endpoint, TLB flushes). Control (guest mappings,
+    /// VP membership and indices, monitors) stays with the manager.
+    Run,
 }
 
 pub trait Kernel {
@@ -33,6 +35,8 @@ pub trait Kernel {
     fn create_partition(&mut self) -> Result<CapSlot, ErrorCode>;
     /// A VP object.
     fn create_vp(&mut self) -> Result<CapSlot, ErrorCode>;
+    /// VP_CONFIGURE: puts `vp` into `partition` as VP `index`.
+    fn configure_vp(&mut self, vp: CapSlot, partition: CapSlot, index: u32) -> Result<(), ErrorCode>;
     /// Writes `bytes` at the start of a memory object.
     fn fill(&mut self, memory: CapSlot, bytes: &[u8]) -> Result<(), ErrorCode>;
     /// PARTITION_MAP: `pages` pages of `memory` from page `offset` at `gpa`.
@@ -66,8 +70,8 @@ pub trait Kernel {
 }
 
 /// The TLFS status for a kernel refusal: a bad argument is
-/// `INVALID_PARAMETER`, a VP in the wrong state (running, or not yet bound
-/// by its VID) `INVALID_VP_STATE`, a missing capability or right
+/// `INVALID_PARAMETER`, a VP in the wrong state (running) `INVALID_VP_STATE`,
+/// a missing capability or right
 /// `ACCESS_DENIED`, exhausted memory or pools `INSUFFICIENT_MEMORY`, and
 /// anything else `OPERATION_FAILED`.
 pub fn hv_error(error: ErrorCode) -> HvError {

@@ -371,16 +371,21 @@ impl<K: Kernel> PartitionManager<K> {
             p.gpa[k] = Some(GpaRange { first, count, flags });
         }
         for vp in 0..vcpus {
-            let made = Self::new_vp(&mut self.kernel, slot, usize::from(vp), p.exit_timeout_ms)?;
+            let made = Self::new_vp(&mut self.kernel, partition, slot, usize::from(vp), p.exit_timeout_ms)?;
             p.vps[usize::from(vp)] = Some(made);
         }
         Ok(())
     }
 
-    /// A VP object with the manager as its monitor. A kernel without
-    /// monitors leaves it without one.
-    fn new_vp(kernel: &mut K, slot: usize, vp: usize, timeout_ms: u32) -> HvResult<Vp> {
+    /// A VP object in `partition` as VP `vp`, with the manager as its
+    /// monitor (a kernel without monitors leaves it without one). Only the
+    /// manager configures VPs: a VID gets them to run, not to move.
+    fn new_vp(kernel: &mut K, partition: CapSlot, slot: usize, vp: usize, timeout_ms: u32) -> HvResult<Vp> {
         let cap = kernel.create_vp().map_err(hv_error)?;
+        if let Err(e) = kernel.configure_vp(cap, partition, vp as u32) {
+            kernel.delete(cap);
+            return Err(hv_error(e));
+        }
         let monitor = kernel.set_monitor(cap, monitor_badge(slot, vp), ticks(timeout_ms)).ok();
         Ok(Vp { cap, monitor })
     }
@@ -455,8 +460,9 @@ impl<K: Kernel> PartitionManager<K> {
             // Out of range, or that VP exists already.
             _ => return Err(HvError::INVALID_VP_INDEX),
         }
+        let partition = partition.objects.partition;
         let slot = self.slot_of(id).ok_or(HvError::INVALID_PARTITION_ID)?;
-        let vp = Self::new_vp(&mut self.kernel, slot, vp_index as usize, DEFAULT_EXIT_TIMEOUT_MS)?;
+        let vp = Self::new_vp(&mut self.kernel, partition, slot, vp_index as usize, DEFAULT_EXIT_TIMEOUT_MS)?;
         if let Some(p) = self.partitions[slot].as_mut() {
             p.vps[vp_index as usize] = Some(vp);
         }
@@ -545,7 +551,8 @@ impl<K: Kernel> PartitionManager<K> {
     }
 
     /// Hands manifest partition `index` to its VID: (ID, RAM bytes, VPs),
-    /// with RAM, partition and VP 0 capabilities queued for the reply.
+    /// with RAM (read, write), partition and VP 0 (run) capabilities
+    /// queued for the reply.
     pub fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32)> {
         let slot = self
             .partitions
@@ -557,7 +564,7 @@ impl<K: Kernel> PartitionManager<K> {
         let (o, vp0) = (p.objects, p.vps[0]);
         let vcpus = p.vps.iter().flatten().count() as u32;
         let (Some((ram, pages)), Some(vp0)) = (o.ram, vp0) else { return Err(HvError::INVALID_PARTITION_STATE) };
-        self.hand_out(&[(ram, Handout::RamReadWrite), (o.partition, Handout::Control), (vp0.cap, Handout::Control)])?;
+        self.hand_out(&[(ram, Handout::RamReadWrite), (o.partition, Handout::Run), (vp0.cap, Handout::Run)])?;
         Ok((id, pages * PAGE, vcpus))
     }
 
@@ -591,7 +598,7 @@ impl<K: Kernel> PartitionManager<K> {
 
     pub fn attach_vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<()> {
         let vp = self.vp(caller, id, vp_index)?;
-        self.hand_out(&[(vp, Handout::Control)])
+        self.hand_out(&[(vp, Handout::Run)])
     }
 
     /// Derives the capabilities a reply carries; all or none.

@@ -88,6 +88,10 @@ mod task {
             self.retype(ObjectType::VP, 0)
         }
 
+        fn configure_vp(&mut self, vp: CapSlot, partition: CapSlot, index: u32) -> Result<(), ErrorCode> {
+            invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(index)]).map(drop)
+        }
+
         fn fill(&mut self, memory: CapSlot, bytes: &[u8]) -> Result<(), ErrorCode> {
             let task = self.task.ok_or(ErrorCode::INVALID_CAPABILITY)?;
             let pages = (bytes.len() as u64).div_ceil(PAGE).max(1);
@@ -147,7 +151,7 @@ mod task {
         fn derive(&mut self, cap: CapSlot, rights: Handout) -> Result<CapSlot, ErrorCode> {
             let rights = match rights {
                 Handout::RamReadWrite => Rights::new().with_read(true).with_write(true),
-                Handout::Control => Rights::new().with_control(true),
+                Handout::Run => Rights::new().with_run(true),
             };
             self.made_in_slot(|slot| invoke(cap, Operation::CAP_DERIVE, &[u64::from(slot.0), bits(rights)]).map(drop))
         }

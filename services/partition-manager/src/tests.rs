@@ -32,10 +32,13 @@ struct Fake {
     registers: BTreeMap<(CapSlot, u32), u64>,
     filled: BTreeMap<CapSlot, Vec<u8>>,
     revoked: BTreeSet<CapSlot>,
-    /// VPs not yet bound by their VID (registers refused: INVALID_STATE).
-    unbound: BTreeSet<CapSlot>,
+    /// (partition, VP index) of each VP put into a partition; the others'
+    /// registers are refused (INVALID_STATE), as the kernel does.
+    configured: BTreeMap<CapSlot, (CapSlot, u32)>,
     /// The kernel has no VP_SET_MONITOR.
     no_monitors: bool,
+    /// VP_CONFIGURE fails (NO_RIGHTS).
+    refuse_configure: bool,
     /// Untyped pages left.
     quota: u64,
 }
@@ -85,11 +88,20 @@ impl Kernel for Fake {
 
     fn create_vp(&mut self) -> Result<CapSlot, ErrorCode> {
         let vp = self.make(Object::Vp);
-        self.unbound.insert(vp);
         for (name, value) in [(HvRegisterName::RFLAGS, 2), (HvRegisterName::CR0, 0x6000_0010)] {
             self.registers.insert((vp, name.0), value);
         }
         Ok(vp)
+    }
+
+    fn configure_vp(&mut self, vp: CapSlot, partition: CapSlot, index: u32) -> Result<(), ErrorCode> {
+        self.expect(vp, Object::Vp)?;
+        self.expect(partition, Object::Partition)?;
+        if self.refuse_configure {
+            return Err(ErrorCode::NO_RIGHTS);
+        }
+        self.configured.insert(vp, (partition, index));
+        Ok(())
     }
 
     fn fill(&mut self, memory: CapSlot, bytes: &[u8]) -> Result<(), ErrorCode> {
@@ -127,7 +139,7 @@ impl Kernel for Fake {
 
     fn get_register(&mut self, vp: CapSlot, name: u32) -> Result<(u64, u64), ErrorCode> {
         self.expect(vp, Object::Vp)?;
-        if self.unbound.contains(&vp) {
+        if !self.configured.contains_key(&vp) {
             return Err(ErrorCode::INVALID_STATE);
         }
         Ok((self.registers.get(&(vp, name)).copied().unwrap_or(0), 0))
@@ -135,7 +147,7 @@ impl Kernel for Fake {
 
     fn set_register(&mut self, vp: CapSlot, name: u32, low: u64, _high: u64) -> Result<(), ErrorCode> {
         self.expect(vp, Object::Vp)?;
-        if self.unbound.contains(&vp) {
+        if !self.configured.contains_key(&vp) {
             return Err(ErrorCode::INVALID_STATE);
         }
         self.registers.insert((vp, name), low);
@@ -186,11 +198,6 @@ fn active() -> (Pm, u64) {
     (pm, id)
 }
 
-/// Binds every VP, as the VID does with VP_CONFIGURE.
-fn bind_all(pm: &mut Pm) {
-    pm.kernel().unbound.clear();
-}
-
 #[test]
 fn the_full_lifecycle_runs_in_order() {
     let mut pm = PartitionManager::new(Fake::new());
@@ -202,7 +209,6 @@ fn the_full_lifecycle_runs_in_order() {
     pm.create_vp(VID, id, 0).unwrap();
     // A partition made over IPC has no guest RAM to map.
     assert_eq!(pm.map_gpa_pages(VID, id, 0, 16, RW), Err(HvError::INSUFFICIENT_MEMORY));
-    bind_all(&mut pm);
     pm.set_vp_register(VID, id, 0, HvRegisterName::RIP.0, 0x1000).unwrap();
     pm.finalize_partition(VID, id).unwrap();
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
@@ -280,6 +286,28 @@ fn the_partition_table_is_bounded_and_ids_are_never_reused() {
 }
 
 #[test]
+fn the_manager_alone_puts_each_vp_into_its_partition_with_its_index() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.create_from_manifest(&spec(8 << 20, 3)).unwrap();
+    let id = pm.create_partition(VID, 0).unwrap();
+    pm.initialize_partition(VID, id).unwrap();
+    pm.create_vp(VID, id, 5).unwrap();
+    let k = pm.kernel();
+    let mut placed: Vec<(CapSlot, u32)> = k.configured.values().copied().collect();
+    placed.sort();
+    let partitions: Vec<CapSlot> = k.live.iter().filter(|(_, o)| **o == Object::Partition).map(|(c, _)| *c).collect();
+    let [first, second] = partitions[..] else { panic!("{partitions:?}") };
+    assert_eq!(placed, [(first, 0), (first, 1), (first, 2), (second, 5)]);
+}
+
+#[test]
+fn a_vp_the_kernel_will_not_configure_is_not_kept() {
+    let mut pm = PartitionManager::new(Fake { refuse_configure: true, ..Fake::new() });
+    assert_eq!(pm.create_from_manifest(&spec(8 << 20, 1)), Err(HvError::ACCESS_DENIED));
+    assert!(pm.kernel().live.is_empty(), "{:?}", pm.kernel().live);
+}
+
+#[test]
 fn vps_are_created_once_within_range() {
     let (mut pm, id) = active();
     for vp in 0..MAX_VPS_PER_PARTITION as u32 {
@@ -295,9 +323,6 @@ fn registers_start_at_reset_values_and_are_checked() {
     let (mut pm, id) = active();
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::RIP.0), Err(HvError::INVALID_VP_INDEX));
     pm.create_vp(VID, id, 0).unwrap();
-    // Until its VID binds it to an exit endpoint the kernel refuses.
-    assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::RIP.0), Err(HvError::INVALID_VP_STATE));
-    bind_all(&mut pm);
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::RFLAGS.0), Ok(2));
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::CR0.0), Ok(0x6000_0010));
     assert_eq!(pm.get_vp_register(VID, id, 0, HvRegisterName::R15.0), Ok(0));
@@ -414,7 +439,6 @@ fn the_interface_carries_tlfs_statuses_end_to_end() {
     assert_eq!(hv_status(&pm.initialize_partition(id)), HvStatus::SUCCESS);
     assert_eq!(pm.partition_state(id), Ok(Ok(PartitionState::Active)));
     assert_eq!(hv_status(&pm.create_vp(id, 0)), HvStatus::SUCCESS);
-    server.borrow_mut().kernel().unbound.clear();
     assert_eq!(hv_status(&pm.set_vp_register(id, 0, HvRegisterName::RIP.0, 0xfff0)), HvStatus::SUCCESS);
     assert_eq!(pm.get_vp_register(id, 0, HvRegisterName::RIP.0), Ok(Ok(0xfff0)));
     assert_eq!(hv_status(&pm.map_gpa_pages(id, 0, 1, 0x10)), HvStatus::INVALID_PARAMETER);
@@ -515,7 +539,7 @@ fn only_the_named_vid_attaches_a_partition_and_gets_its_capabilities() {
     else {
         panic!("{kinds:?}")
     };
-    assert_eq!((r0, r1, r2), (Handout::RamReadWrite, Handout::Control, Handout::Control));
+    assert_eq!((r0, r1, r2), (Handout::RamReadWrite, Handout::Run, Handout::Run), "a VID never gets control");
     assert_eq!(pm.kernel.live[&ram], Object::Memory { pages: 2048 });
     assert_eq!((pm.kernel.live[&part], pm.kernel.live[&vp]), (Object::Partition, Object::Vp));
     // The copies go once the reply is sent.

@@ -32,7 +32,8 @@ tessera_idl::interface! {
         /// Sets the priority of the task with `task_badge` to `priority`
         /// (0..=[`MAX_PRIORITY`], else `InvalidArgument`), keeping its budget.
         /// Supervisor only; `NotFound` for an unregistered badge; `Failed`
-        /// if the kernel refused `SCHED_CONFIGURE`.
+        /// if the kernel refused `SCHED_CONFIGURE`, as it does above the
+        /// task's manifest priority (its scheduling context's ceiling).
         fn set_priority(task_badge: u64, priority: u8) -> Result<(), ServiceError> = 2;
 
         /// The priority the scheduler last applied to the task with

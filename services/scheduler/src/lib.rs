@@ -10,7 +10,9 @@
 //! the manifest (`system.toml`), which stays the one place service
 //! priorities are written (its "calls go uphill" rule depends on them).
 //! The policy's job is bounding tasks that must not monopolise a CPU: the
-//! fault-test tasks run at the lowest priority with a budget.
+//! fault-test tasks run at the lowest priority with a budget. It can only
+//! lower: each context's ceiling is its task's manifest priority (the
+//! supervisor sets it), and the kernel refuses anything above.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

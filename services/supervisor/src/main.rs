@@ -146,7 +146,11 @@ mod task {
         }
 
         /// Endpoints and scheduling contexts outlive task restarts: clients
-        /// keep their capabilities when a server is restarted.
+        /// keep their capabilities when a server is restarted. Each context
+        /// runs at its task's manifest priority, which is also its ceiling:
+        /// the scheduler may lower a task or limit its budget, never raise
+        /// it above the manifest (whose "calls go uphill" rule depends on
+        /// it), and whatever the task makes gets no more than it runs with.
         fn create_shared_objects(&mut self) {
             for _ in 0..self.image.manifest.endpoints.len() {
                 let slot = self.slot().unwrap_or_else(|e| fatal("find a slot", e));
@@ -157,8 +161,11 @@ mod task {
                 let slot = self.slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
                 retype(self.untyped, ObjectType::SCHED_CONTEXT, slot, 0)
                     .unwrap_or_else(|e| fatal("create a scheduling context", e));
-                invoke(slot, Operation::SCHED_CONFIGURE, &[u64::from(task.priority.0), 0, 0])
+                let params = [u64::from(task.priority.0), 0, 0];
+                invoke(slot, Operation::SCHED_CONFIGURE, &params)
                     .unwrap_or_else(|e| fatal("configure a scheduling context", e));
+                invoke(slot, Operation::SCHED_LIMIT, &params)
+                    .unwrap_or_else(|e| fatal("set the ceiling of a scheduling context", e));
                 self.sched[i] = slot;
             }
         }

@@ -107,7 +107,8 @@ mod task {
 
         let rwx = Rights::new().with_read(true).with_write(true).with_execute(true);
         invoke(partition, Operation::PARTITION_MAP, &[u64::from(memory.0), 0, bits(rwx), DEMO_PAGES])?;
-        invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
+        invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), 0])?;
+        invoke(vp, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), 0])?;
         let name = |n: HvRegisterName| u64::from(n.0);
         invoke(
             vp,

@@ -1,6 +1,7 @@
 //! Running the partitions the manifest gives this VID. The partition
 //! manager has created them (RAM mapped, ROM, VPs); the VID attaches each
-//! there, receiving capabilities to its RAM, the partition and VP 0, loads
+//! there, receiving capabilities to its RAM (read, write), the partition and
+//! VP 0 (run: the manager keeps mappings, VP placement and monitors), loads
 //! the guest kernel from the boot image with the Multiboot loader, binds
 //! VP 0 to its exit endpoint, sets its registers and starts it. Intercepts
 //! are handled by [`vid::exits::Vmm`] over a window onto the RAM. Every
@@ -368,8 +369,9 @@ fn start(
         let exit_cap = slots.next();
         let send = bits(Rights::new().with_send(true));
         invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), send, exit_badge(k, index)])?;
-        let args = [u64::from(partition.0), u64::from(exit_cap.0), 0, index as u64];
-        invoke(v.cap, Operation::VP_CONFIGURE, &args)?;
+        // The manager put the VP into the partition; the VID binds it to its
+        // exit endpoint (no scheduling context: priority 0, no budget limit).
+        invoke(v.cap, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), 0])?;
         invoke(v.cap, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     }
     // VP 0 starts at the loader's entry; the others wait for a SIPI.

@@ -510,6 +510,24 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         }
     }
 
+    // The supervisor makes every task's scheduling context, whose ceiling
+    // is what the supervisor itself runs with: none can be above it.
+    if let [supervisor] = supervisors[..]
+        && let Some(top) = drafts.iter().find(|d| d.name == supervisor).and_then(|d| d.priority)
+    {
+        for d in drafts.iter().filter(|d| d.priority.is_some_and(|p| Priority(p).is_higher_than(Priority(top)))) {
+            let mine = d.priority.unwrap_or_default();
+            e.push(Error::task(
+                d.name,
+                "priority",
+                format!(
+                    "{mine} is above the supervisor's {top} (the supervisor makes every task's scheduling context and \
+                     can give none a priority above its own)"
+                ),
+            ));
+        }
+    }
+
     // Endpoints: one server each. Values are indices into `drafts`.
     let mut servers: IndexMap<&str, usize> = IndexMap::new();
     for (i, d) in drafts.iter().enumerate() {

@@ -60,12 +60,12 @@ fn defaults_and_integer_sizes() {
     let m = parse(
         "[system]\nname = \"s\"\n\
          [tasks.low]\npriority = 1\nmemory = 8192\nstack = 4096\n\
-         [tasks.boot]\nsupervisor = true\npriority = 0\nmemory = \"1MiB\"\nstack = \"1 MiB\"\n\
+         [tasks.boot]\nsupervisor = true\npriority = 1\nmemory = \"1MiB\"\nstack = \"1 MiB\"\n\
          [tasks.mid]\npriority = 1\nmemory = \"4KiB\"\nstack = \"4KiB\"\nbinary = \"mid.elf\"\nrestart = \"never\"\n",
         "t.toml",
     )
     .unwrap();
-    // Supervisor first whatever its priority; ties keep file order.
+    // Supervisor first, even when tied (no task may be above it); ties keep file order.
     let names: Vec<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["boot", "low", "mid"]);
     assert_eq!((m.tasks[0].memory, m.tasks[0].stack), (1 << 20, 1 << 20));

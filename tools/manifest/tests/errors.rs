@@ -371,6 +371,16 @@ fn two_supervisors() {
 }
 
 #[test]
+fn task_above_the_supervisor() {
+    let text = system(&task("a", 20, "")).replace("priority = 31", "priority = 10");
+    assert_errors(
+        &text,
+        &["task \"a\": priority: 20 is above the supervisor's 10 (the supervisor makes every task's scheduling \
+           context and can give none a priority above its own)"],
+    );
+}
+
+#[test]
 fn supervisor_with_restart() {
     let text = system("").replace("supervisor = true", "supervisor = true\nrestart = \"never\"");
     assert_errors(

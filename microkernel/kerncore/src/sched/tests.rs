@@ -48,6 +48,43 @@ fn priorities_are_explicit() {
 }
 
 #[test]
+fn a_ceiling_permits_no_higher_priority_and_no_more_budget() {
+    let unlimited = Ceiling::of(params(10));
+    assert!(unlimited.permits(params(10)) && unlimited.permits(params(0)));
+    assert!(unlimited.permits(budgeted(10, 1, 5)), "a budget only lowers");
+    assert!(!unlimited.permits(params(11)));
+    let limited = Ceiling::of(budgeted(5, 2, 10));
+    assert!(limited.permits(budgeted(5, 2, 10)) && limited.permits(budgeted(0, 1, 20)));
+    assert!(!limited.permits(params(5)), "an unlimited budget is above any limited one");
+    assert!(!limited.permits(budgeted(5, 3, 10)), "more budget per period");
+    assert!(!limited.permits(budgeted(5, 1, 5)), "a shorter period");
+    assert!(!limited.permits(budgeted(6, 1, 10)));
+    assert!(Ceiling::HIGHEST.permits(params(31)));
+}
+
+#[test]
+fn a_ceiling_is_a_partial_order_and_only_lowers() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut draw = || {
+        let period = [0, 5, 10, 20][rng.usize(..4)];
+        let budget = if period == 0 { 0 } else { rng.u32(1..=period) };
+        budgeted(rng.u64(0..4), budget, period)
+    };
+    for _ in 0..20_000 {
+        let (a, b, c) = (draw(), draw(), draw());
+        assert!(Ceiling::of(a).permits(a), "reflexive: {a:?}");
+        if Ceiling::of(a).permits(b) && Ceiling::of(b).permits(c) {
+            assert!(Ceiling::of(a).permits(c), "transitive: {a:?} {b:?} {c:?}");
+        }
+        if Ceiling::of(a).permits(b) && Ceiling::of(b).permits(a) {
+            assert_eq!(a, b, "antisymmetric");
+        }
+        assert!(Ceiling::of(a).permits(Ceiling::of(a).lowest()));
+        assert_eq!(Ceiling::of(a).lowered_to(Ceiling::of(b)).is_some(), Ceiling::of(a).permits(b));
+    }
+}
+
+#[test]
 fn sched_params_are_validated() {
     assert_eq!(SchedParams::from_abi(31, 0, 0), Ok(params(31)));
     assert_eq!(SchedParams::from_abi(3, 99, 0), Ok(params(3)), "budget ignored when unlimited");

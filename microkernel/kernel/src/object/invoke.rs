@@ -11,7 +11,7 @@ use abi::{Badge, CapSlot, ErrorCode, IpcBuffer, MessageInfo, ObjectType, Rights}
 use core::mem::offset_of;
 use kerncore::cap::{CSpace, Capability, ObjRef, SlotId};
 use kerncore::paging::PAGE_SIZE;
-use kerncore::sched::{SchedParams, ThreadId};
+use kerncore::sched::{Ceiling, SchedParams, ThreadId};
 
 type Outcome = Result<MessageInfo, ErrorCode>;
 
@@ -37,6 +37,11 @@ fn need(f: impl FnOnce(Rights) -> Rights) -> Rights {
 
 pub(super) fn control() -> Rights {
     need(|r| r.with_control(true))
+}
+
+/// What running a partition's VPs needs (a VID's right).
+pub(super) fn run_right() -> Rights {
+    need(|r| r.with_run(true))
 }
 
 /// A word of the caller's IPC buffer.
@@ -79,7 +84,7 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
             };
             reply(k, t, &[u64::from(cap.object.kind.0), u64::from(cap.rights.into_bits()), cap.badge.0, size])
         }
-        Operation::UNTYPED_RETYPE => retype(k, cspace, slot_id, cap, mr),
+        Operation::UNTYPED_RETYPE => retype(k, t, cspace, slot_id, cap, mr),
         Operation::TASK_MAP => task_map(k, cspace, cap, mr),
         Operation::TASK_UNMAP => {
             let task = expect(cap, ObjectType::TASK, control())?;
@@ -136,10 +141,24 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
             let index = expect(cap, ObjectType::SCHED_CONTEXT, control())? as usize;
             let params = SchedParams::from_abi(mr[0], mr[1], mr[2])?;
             let sc = k.sched[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            if !sc.ceiling.permits(params) {
+                return Err(ErrorCode::NO_RIGHTS);
+            }
             sc.params = params;
             if let Some(thread) = sc.bound {
                 k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
             }
+            done()
+        }
+        Operation::SCHED_LIMIT => {
+            let index = expect(cap, ObjectType::SCHED_CONTEXT, control())? as usize;
+            let to = Ceiling::of(SchedParams::from_abi(mr[0], mr[1], mr[2])?);
+            let sc = k.sched[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            let ceiling = sc.ceiling.lowered_to(to).ok_or(ErrorCode::NO_RIGHTS)?;
+            if !ceiling.permits(sc.params) {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            sc.ceiling = ceiling;
             done()
         }
         Operation::IO_IN => {
@@ -247,7 +266,8 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
         | Operation::PARTITION_FLUSH_TLB
         | Operation::VP_SET_MONITOR
         | Operation::VP_SET_EXIT_STATE
-        | Operation::VP_SUSPEND => super::vm::invoke(k, t, cspace, cap, op, mr, info),
+        | Operation::VP_SUSPEND
+        | Operation::VP_SET_HANDLER => super::vm::invoke(k, t, cspace, cap, op, mr, info),
         _ => Err(ErrorCode::INVALID_OPERATION),
     }
 }
@@ -275,7 +295,8 @@ fn derive_new(k: &mut Kernel, parent: SlotId, dest: SlotId, cap: Capability) -> 
     k.caps.insert_child(parent, dest, cap)
 }
 
-fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability, mr: [u64; 4]) -> Outcome {
+/// `t` is the creator: a new scheduling context's ceiling is what it runs with.
+fn retype(k: &mut Kernel, t: ThreadId, cspace: CSpace, untyped_slot: SlotId, cap: Capability, mr: [u64; 4]) -> Outcome {
     let untyped = expect(cap, ObjectType::UNTYPED, control())?;
     let kind = ObjectType(u8::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
     let dest = k.caps.resolve(cspace, slot(mr[1]))?;
@@ -350,7 +371,7 @@ fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability,
         }),
         ObjectType::SCHED_CONTEXT => {
             let index = k.sched.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-            k.sched[index] = Some(SchedContext { params: SchedParams::DEFAULT, bound: None });
+            k.sched[index] = Some(SchedContext::new(Ceiling::of(k.ipc.scheduler().params(t))));
             (ObjRef { kind, index: index as u32 }, |k, i| k.sched[i as usize] = None)
         }
         _ => return Err(ErrorCode::INVALID_ARGUMENT),
@@ -418,24 +439,47 @@ fn thread_configure(k: &mut Kernel, t: ThreadId, cspace: CSpace, cap: Capability
         let (_, ep) = k.caps.lookup(cspace, slot(fault_slot), ObjectType::ENDPOINT, need(|r| r.with_send(true)))?;
         Some((kerncore::ipc::EndpointId(ep.object.index), ep.badge))
     };
-    let params = if sched_slot == 0 {
-        SchedParams::DEFAULT
-    } else {
-        let (_, sc) = k.caps.lookup(cspace, slot(sched_slot), ObjectType::SCHED_CONTEXT, control())?;
-        let context = k.sched[sc.object.index as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-        if context.bound.is_some_and(|b| b != thread) {
-            return Err(ErrorCode::INVALID_STATE);
-        }
-        context.bound = Some(thread);
-        context.params
-    };
-    k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
+    let context = sched_context(k, cspace, thread, sched_slot)?;
+    bind_sched(k, thread, context)?;
     let tcb = &mut k.threads[usize::from(thread.0)];
     tcb.task = Some(task);
     tcb.ipc_buffer = ipc_buffer;
     tcb.fault_handler = fault_handler;
     tcb.context = crate::arch::entry::user_frame(entry, stack, rdi);
     done()
+}
+
+/// The scheduling context in slot `value` of `cspace` (0: none) for thread
+/// `t` to run on; INVALID_STATE if another thread is bound to it.
+pub(super) fn sched_context(k: &Kernel, cspace: CSpace, t: ThreadId, value: u64) -> Result<Option<usize>, ErrorCode> {
+    if value == 0 {
+        return Ok(None);
+    }
+    let (_, sc) = k.caps.lookup(cspace, slot(value), ObjectType::SCHED_CONTEXT, control())?;
+    let index = sc.object.index as usize;
+    let context = k.sched.get(index).and_then(Option::as_ref).ok_or(ErrorCode::INVALID_STATE)?;
+    if context.bound.is_some_and(|b| b != t) {
+        return Err(ErrorCode::INVALID_STATE);
+    }
+    Ok(Some(index))
+}
+
+/// Binds thread `t` to `context` (from [`sched_context`]; `None`: the
+/// default parameters) and applies its parameters. The context `t` was
+/// bound to before is left unbound, so it no longer steers `t`.
+pub(super) fn bind_sched(k: &mut Kernel, t: ThreadId, context: Option<usize>) -> Result<(), ErrorCode> {
+    let params = context.and_then(|i| k.sched[i]).map_or(SchedParams::DEFAULT, |c| c.params);
+    k.ipc.configure(t, params).map_err(|_| ErrorCode::INVALID_STATE)?;
+    for (i, sc) in k.sched.iter_mut().enumerate() {
+        if let Some(sc) = sc {
+            if Some(i) == context {
+                sc.bound = Some(t);
+            } else if sc.bound == Some(t) {
+                sc.bound = None;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the root task's first untyped pool.

@@ -20,7 +20,7 @@ use kerncore::cap::{CSpace, CapTable, Capability, ObjRef, Removed};
 use kerncore::frames::Frames;
 use kerncore::ipc::{EndpointId, Ipc, NotificationId};
 use kerncore::paging::PAGE_SIZE;
-use kerncore::sched::{SchedParams, ThreadId};
+use kerncore::sched::{Ceiling, SchedParams, ThreadId};
 
 pub const MAX_TASKS: usize = 32;
 pub const MAX_THREADS: usize = 64;
@@ -121,8 +121,18 @@ pub struct Interrupt {
 
 #[derive(Clone, Copy)]
 pub struct SchedContext {
+    /// Always within `ceiling`.
     pub params: SchedParams,
+    /// The most it may be configured with (`SCHED_LIMIT` only lowers it).
+    pub ceiling: Ceiling,
     pub bound: Option<ThreadId>,
+}
+
+impl SchedContext {
+    /// A new context under `ceiling`, at the least it permits.
+    pub const fn new(ceiling: Ceiling) -> SchedContext {
+        SchedContext { params: ceiling.lowest(), ceiling, bound: None }
+    }
 }
 
 /// All kernel state. There is one, in a static, behind a lock taken with

@@ -436,7 +436,7 @@ pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
     Ok(u32::from(thread.0))
 }
 
-use super::invoke::{buffer_word, control, done, expect, slot};
+use super::invoke::{bind_sched, buffer_word, control, done, expect, run_right, sched_context, slot};
 use abi::invoke::Operation;
 use abi::limits::MAX_VP_REGISTERS;
 use abi::{CapSlot, MessageInfo, ObjectType, Rights};
@@ -502,22 +502,14 @@ pub fn invoke(
             done()
         }
         Operation::PARTITION_FLUSH_TLB => {
-            let partition = expect(cap, ObjectType::PARTITION, control())?;
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
             k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.flush = true;
             done()
         }
         Operation::VP_CONFIGURE => {
             let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
             let (_, part) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::PARTITION, control())?;
-            let (_, ep) = k.caps.lookup(cspace, slot(mr[1]), ObjectType::ENDPOINT, Rights::new().with_send(true))?;
-            let params = if mr[2] == 0 {
-                kerncore::sched::SchedParams::DEFAULT
-            } else {
-                let (_, sc) = k.caps.lookup(cspace, slot(mr[2]), ObjectType::SCHED_CONTEXT, control())?;
-                let context = k.sched[sc.object.index as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-                context.bound = Some(thread);
-                context.params
-            };
+            let index = u32::try_from(mr[1]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
             if k.threads[usize::from(thread.0)].started {
                 return Err(ErrorCode::INVALID_STATE);
             }
@@ -526,15 +518,24 @@ pub fn invoke(
             let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
             let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             vcpu.partition = Some(part.object.index);
-            vcpu.index = u32::try_from(mr[3]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            vcpu.index = index;
             vcpu.hw.init(root, tag);
-            k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
+            done()
+        }
+        Operation::VP_SET_HANDLER => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
+            let (_, ep) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::ENDPOINT, Rights::new().with_send(true))?;
+            let context = sched_context(k, cspace, thread, mr[1])?;
+            if k.threads[usize::from(thread.0)].started {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            bind_sched(k, thread, context)?;
             k.threads[usize::from(thread.0)].fault_handler =
                 Some((kerncore::ipc::EndpointId(ep.object.index), ep.badge));
             done()
         }
         Operation::VP_SET_REGISTERS | Operation::VP_GET_REGISTERS => {
-            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
             let running =
                 matches!(k.ipc.state(thread), ThreadState::Runnable) && k.threads[usize::from(thread.0)].started;
             let count = usize::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
@@ -584,14 +585,14 @@ pub fn invoke(
             done()
         }
         Operation::VP_SET_EXIT_STATE => {
-            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
             let mask = ExitState::from_wire(mr[0]).ok_or(ErrorCode::INVALID_ARGUMENT)?;
             let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
             k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.exit_state = mask;
             done()
         }
         Operation::VP_SUSPEND => {
-            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
             if !k.threads[usize::from(thread.0)].started {
                 return Err(ErrorCode::INVALID_STATE);
             }
@@ -603,7 +604,7 @@ pub fn invoke(
             done()
         }
         Operation::VP_START => {
-            let thread = ThreadId(expect(cap, ObjectType::VP, control())? as u16);
+            let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
             let tcb = &mut k.threads[usize::from(thread.0)];
             let configured = tcb.vcpu.and_then(|v| k.vcpus[v as usize].as_ref()).is_some_and(|v| v.partition.is_some());
             if !tcb.alive || tcb.started || !configured {
