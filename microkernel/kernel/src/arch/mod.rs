@@ -5,6 +5,7 @@ pub mod acpi;
 pub mod addrspace;
 pub mod apic;
 pub mod cpu;
+pub mod dr;
 pub mod entry;
 pub mod fpu;
 pub mod gdt;
