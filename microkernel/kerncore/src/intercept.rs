@@ -43,8 +43,8 @@ pub struct IoPortAccess {
 /// Exception vectors ring 0 raises in or reflects into guests.
 pub mod vector {
     pub const DEBUG: u8 = 1;
-    pub const GENERAL_PROTECTION: u8 = 13;
     pub const INVALID_OPCODE: u8 = 6;
+    pub const GENERAL_PROTECTION: u8 = 13;
     pub const ALIGNMENT_CHECK: u8 = 17;
 }
 
