@@ -41,7 +41,7 @@ struct Layout {
 static LAYOUT: spin::Once<Layout> = spin::Once::new();
 
 /// A save area is one frame.
-const AREA_MAX: usize = 4096;
+const AREA_MAX: usize = kerncore::paging::PAGE_SIZE as usize;
 /// CPUID.1:ECX.XSAVE.
 const CPUID_1_ECX_XSAVE: u32 = 1 << 26;
 
@@ -225,45 +225,56 @@ fn sync(area: u64) {
     }
 }
 
-/// Whether the area's XMM registers are in use: an XSAVE image with
-/// XSTATE_BV.SSE clear stands for zeros, whatever its bytes say.
-fn xmm_in_use(area: u64) -> bool {
-    offered() == 0 || memory::read_phys_u64(area + xstate::XSTATE_BV_OFFSET as u64) & xcr0::SSE != 0
+fn word(page: &[u8; AREA_MAX], at: usize) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&page[at..at + 8]);
+    u64::from_le_bytes(bytes)
 }
 
-fn read_xmm(area: u64, n: usize) -> [u64; 2] {
-    if !xmm_in_use(area) {
-        return [0; 2];
-    }
-    let at = area + (xstate::XMM0_OFFSET + 16 * n) as u64;
-    [memory::read_phys_u64(at), memory::read_phys_u64(at + 8)]
+/// Whether the area's XMM registers are in use: an XSAVE image with
+/// XSTATE_BV.SSE clear stands for zeros, whatever its bytes say.
+fn xmm_in_use(page: &[u8; AREA_MAX]) -> bool {
+    offered() == 0 || word(page, xstate::XSTATE_BV_OFFSET) & xcr0::SSE != 0
+}
+
+/// XMM registers `0..N` of the VP whose area this is, (low, high) each.
+fn read_xmm<const N: usize>(area: u64) -> [[u64; 2]; N] {
+    sync(area);
+    memory::with_frame_mut(area, |page| {
+        let in_use = xmm_in_use(page);
+        core::array::from_fn(|n| {
+            let at = xstate::XMM0_OFFSET + 16 * n;
+            if in_use { [word(page, at), word(page, at + 8)] } else { [0; 2] }
+        })
+    })
 }
 
 /// XMM register `n` (0..16) of the VP whose area this is: (low, high).
 pub fn xmm(area: u64, n: usize) -> (u64, u64) {
-    sync(area);
-    let [low, high] = read_xmm(area, n);
+    let [low, high] = read_xmm::<16>(area)[n];
     (low, high)
 }
 
 /// XMM0..XMM5 (the XMM fast-hypercall registers) with one save.
 pub fn xmm_fast(area: u64) -> [[u64; 2]; 6] {
-    sync(area);
-    core::array::from_fn(|n| read_xmm(area, n))
+    read_xmm(area)
 }
 
 /// Sets XMM register `n`; the VP picks it up when it next runs.
 pub fn set_xmm(area: u64, n: usize, low: u64, high: u64) {
     sync(area);
-    if !xmm_in_use(area) {
-        // From the initial state: the other XMM registers are zeros.
-        memory::zero_phys(area + xstate::XMM0_OFFSET as u64, 16 * 16);
-        let bv = area + xstate::XSTATE_BV_OFFSET as u64;
-        memory::write_phys(bv, &(memory::read_phys_u64(bv) | xcr0::SSE).to_le_bytes());
-    }
-    let at = area + (xstate::XMM0_OFFSET + 16 * n) as u64;
-    memory::write_phys(at, &low.to_le_bytes());
-    memory::write_phys(at + 8, &high.to_le_bytes());
+    memory::with_frame_mut(area, |page| {
+        let xmm = xstate::XMM0_OFFSET..xstate::XMM0_OFFSET + 16 * 16;
+        if !xmm_in_use(page) {
+            // From the initial state: the other XMM registers are zeros.
+            page[xmm.clone()].fill(0);
+            let bv = word(page, xstate::XSTATE_BV_OFFSET) | xcr0::SSE;
+            page[xstate::XSTATE_BV_OFFSET..][..8].copy_from_slice(&bv.to_le_bytes());
+        }
+        let at = xmm.start + 16 * n;
+        page[at..at + 8].copy_from_slice(&low.to_le_bytes());
+        page[at + 8..at + 16].copy_from_slice(&high.to_le_bytes());
+    });
     // The registers no longer hold the truth: reload from the area.
     let _ = OWNER.compare_exchange(area, 0, Ordering::Relaxed, Ordering::Relaxed);
 }

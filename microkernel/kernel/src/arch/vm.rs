@@ -198,16 +198,15 @@ impl VpHardware {
         if let Some(n) = name.xmm_index() {
             return Some(super::fpu::xmm(self.fpu.start(), n));
         }
-        if let Some(n) = name.dr_index() {
-            return Some((self.dr[n], 0));
-        }
-        if name == HvRegisterName::XFEM {
-            return Some((self.xcr0, 0));
-        }
-        match self.backend {
+        let hardware = match self.backend {
             Backend::Svm => svm::get_register(self.frame.start(), &mut self.gprs, name),
             Backend::Vmx => super::vmx::get_register(self.frame.start(), &mut self.gprs, name),
-        }
+        };
+        // Registers kept here, asked for seldom: after the backend's.
+        hardware.or_else(|| match name.dr_index() {
+            Some(n) => Some((self.dr[n], 0)),
+            None => (name == HvRegisterName::XFEM).then_some((self.xcr0, 0)),
+        })
     }
 
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
