@@ -186,7 +186,7 @@ fn print_linux(direct: &linux::Run, tessera: &linux::Run) {
         tessera.total.as_secs_f64(),
         direct.total.as_secs_f64()
     );
-    println!("  Both in QEMU TCG (emulated, no KVM); under Tessera the CPU is `qemu64,+svm,+npt` and Linux");
+    println!("  Both in QEMU TCG (emulated, no KVM); under Tessera the CPU is `{}` and Linux", crate::qemu::CPU);
     println!("  runs in an SVM guest with nested paging, its exits handled by the VID task. The figure");
     println!("  moves with the machine's load: compare figures from one run only.");
 }

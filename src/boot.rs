@@ -9,7 +9,7 @@ use crate::{bochs, cmdline, deps, images, qemu, ui, workdir};
 /// Which emulator to boot in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emulator {
-    /// QEMU TCG with `-cpu qemu64,+svm,+npt`: AMD SVM with nested paging.
+    /// QEMU TCG with `-cpu` [`qemu::CPU`]: AMD SVM with nested paging, XSAVE and AVX.
     Qemu,
     /// Bochs `corei7_haswell_4770`: Intel VMX with EPT, booted from a GRUB ISO.
     Bochs,

@@ -35,6 +35,22 @@ impl Emulator {
     }
 }
 
+/// The path of `tests/manifests/<name>`.
+pub fn manifest(name: &str) -> String {
+    format!("{}/tests/manifests/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Asserts that lines containing each needle appear in this order.
+#[track_caller]
+pub fn assert_in_order(run: &Boot, needles: &[&str]) {
+    let mut lines = run.serial.lines();
+    for needle in needles {
+        if !lines.by_ref().any(|line| line.contains(needle)) {
+            run.fail(&format!("no line containing {needle:?} after the previous ones ({needles:?})"));
+        }
+    }
+}
+
 /// `target/tessera/test-runs/<test_name>/`, emptied.
 pub fn test_dir(test_name: &str) -> PathBuf {
     // CARGO_TARGET_TMPDIR is `<target>/tmp` for integration tests.

@@ -42,6 +42,11 @@ impl Interruption {
         Interruption { kind: Kind::INTERRUPT, vector, error_code: None, instruction_length: 0 }
     }
 
+    /// A hardware exception at `vector` (< 32), with the error code it pushes, if any.
+    pub const fn exception(vector: u8, error_code: Option<u32>) -> Interruption {
+        Interruption { kind: Kind::EXCEPTION, vector, error_code, instruction_length: 0 }
+    }
+
     /// The interruption a TLFS register value asks for: `None` when it has
     /// no InterruptionPending bit.
     pub fn from_register(value: u64) -> Result<Option<Interruption>, Invalid> {

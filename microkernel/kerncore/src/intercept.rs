@@ -42,6 +42,32 @@ pub struct IoPortAccess {
     pub rep: bool,
 }
 
+/// Exception vectors ring 0 raises in or reflects into guests.
+pub mod vector {
+    pub const DEBUG: u8 = 1;
+    pub const INVALID_OPCODE: u8 = 6;
+    pub const GENERAL_PROTECTION: u8 = 13;
+    pub const ALIGNMENT_CHECK: u8 = 17;
+}
+
+/// The exceptions every guest's VMCB and VMCS intercept, one bit per
+/// vector, for ring 0 to deliver them itself: #DB and #AC. A guest can make
+/// their delivery raise the same exception again, forever and without an
+/// exit (a data breakpoint on the stack the #DB frame is pushed to,
+/// CVE-2015-8104; a misaligned stack under alignment checking,
+/// CVE-2015-5307), which would hold the CPU. Intercepted, every attempt is
+/// an exit, after which the host's interrupts get in.
+pub const REFLECTED_EXCEPTIONS: u32 = 1 << vector::DEBUG | 1 << vector::ALIGNMENT_CHECK;
+
+/// Lengths of the instructions ring 0 skips or emulates, for an SVM CPU
+/// without next-RIP saving (QEMU's): the shortest encodings, no prefixes.
+pub mod instruction_length {
+    pub const XSETBV: u8 = 3;
+    pub const INVD: u8 = 2;
+    pub const WBINVD: u8 = 2;
+    pub const RDPMC: u8 = 2;
+}
+
 /// MSRs a guest reads and writes without an exit: the syscall and
 /// segment-base MSRs, whose guest values the world switch keeps apart from
 /// the host's (SVM: VMLOAD/VMSAVE; VMX: the VMCS, or the switch itself).

@@ -13,7 +13,8 @@
 //! For guests: [`slat`] builds second-level tables in either format,
 //! [`ept`] (Intel) or [`npt`] (AMD), with the same rules; [`vmx`] and [`svm`]
 //! hold the VMCS encodings and the VMCB layout, the controls, and the exit
-//! decoders, which describe port accesses alike ([`intercept`]).
+//! decoders, which describe port accesses alike ([`intercept`]); [`xstate`]
+//! and [`debugreg`] the extended and debug state ring 0 switches for them.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ extern crate alloc;
 
 pub mod cap;
 pub mod cmdline;
+pub mod debugreg;
 pub mod ept;
 pub mod event;
 #[cfg(feature = "alloc")]
@@ -37,3 +39,4 @@ pub mod slat;
 pub mod svm;
 pub mod virt;
 pub mod vmx;
+pub mod xstate;

@@ -58,6 +58,7 @@ fn main(info: &'static BootInfo) -> ! {
         if cpu_info.smap { ", SMAP" } else { "" },
         if cpu_info.umip { ", UMIP" } else { "" },
     );
+    println!("xstate: {}", crate::arch::fpu::init_cpu());
     let virt = virt::detect();
     println!("virt: {virt}");
     VIRT.call_once(|| virt);

@@ -331,6 +331,12 @@ open_enum! {
         CR3 = 0x0004_0002,
         CR4 = 0x0004_0003,
         CR8 = 0x0004_0004,
+        /// `HvX64RegisterXfem`: XCR0.
+        XFEM = 0x0004_0005,
+        DR0 = 0x0005_0000,
+        DR1 = 0x0005_0001,
+        DR2 = 0x0005_0002,
+        DR3 = 0x0005_0003,
         DR6 = 0x0005_0004,
         DR7 = 0x0005_0005,
         ES = 0x0006_0000,
@@ -415,6 +421,15 @@ pub struct HvX64InterruptStateRegister {
 }
 
 impl HvRegisterName {
+    /// The debug register number of `DR0`..`DR3`.
+    pub const fn dr_index(self) -> Option<usize> {
+        if self.0 >= HvRegisterName::DR0.0 && self.0 <= HvRegisterName::DR3.0 {
+            Some((self.0 - HvRegisterName::DR0.0) as usize)
+        } else {
+            None
+        }
+    }
+
     /// The XMM register number of `XMM0`..`XMM15`.
     pub const fn xmm_index(self) -> Option<usize> {
         if self.0 >= HvRegisterName::XMM0.0 && self.0 <= HvRegisterName::XMM15.0 {

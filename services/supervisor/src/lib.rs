@@ -209,6 +209,7 @@ pub fn exception_name(vector: u64) -> &'static str {
         0 => "#DE divide error",
         3 => "#BP breakpoint",
         6 => "#UD invalid opcode",
+        7 => "#NM device not available",
         13 => "#GP general protection",
         14 => "#PF page fault",
         17 => "#AC alignment check",

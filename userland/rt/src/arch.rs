@@ -47,3 +47,20 @@ pub fn rdtsc() -> u64 {
     unsafe { asm!("lfence", "rdtsc", out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags)) };
     u64::from(high) << 32 | u64::from(low)
 }
+
+/// Reads XMM0 with an SSE instruction: (low, high).
+///
+/// For isolation tests: tasks are built without SSE and the kernel keeps
+/// CR0.TS set while they run, so this raises #NM, which the kernel reports
+/// to the thread's fault endpoint (the supervisor); the call then never
+/// returns. Were it to return, it would show whose XMM0 a task can see.
+pub fn probe_xmm0() -> (u64, u64) {
+    let mut value = [0u64; 2];
+    // SAFETY: one 16-byte store of XMM0 into `value`, a local of that size;
+    // no other memory or register changes. A #NM hands the thread to the
+    // kernel, which does not resume it here.
+    unsafe {
+        asm!("movdqu xmmword ptr [{}], xmm0", in(reg) value.as_mut_ptr(), options(nostack, preserves_flags));
+    }
+    (value[0], value[1])
+}

@@ -136,6 +136,11 @@ impl SvmExitCode {
         Self::in_range(self.0, WRITE_CR_BASE, 16)
     }
 
+    /// Whether this is a debug-register read or write intercept.
+    pub const fn is_dr_access(self) -> bool {
+        Self::in_range(self.0, READ_DR_BASE, 32).is_some()
+    }
+
     /// The register, if this is a CR write trap (after the write).
     pub const fn as_cr_write_trap(self) -> Option<u8> {
         Self::in_range(self.0, CR_WRITE_TRAP_BASE, 16)

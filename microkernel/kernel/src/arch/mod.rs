@@ -12,6 +12,8 @@ pub mod apic;
 #[allow(unsafe_code)]
 pub mod cpu;
 #[allow(unsafe_code)]
+pub mod dr;
+#[allow(unsafe_code)]
 pub mod entry;
 #[allow(unsafe_code)]
 pub mod fpu;

@@ -14,10 +14,12 @@ use super::memory;
 use core::arch::global_asm;
 use kerncore::event::Interruption;
 use kerncore::frames::Frames;
+use kerncore::intercept::{REFLECTED_EXCEPTIONS, instruction_length, vector};
 use kerncore::svm::{
-    EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, SegmentAttributes,
-    SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, msr,
+    EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, RegisterIntercepts,
+    SegmentAttributes, SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, msr,
 };
+use kerncore::virt::VirtSupport;
 use tlfs::zerocopy::FromBytes;
 use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, HvX64SegmentRegister};
 use x86::msr::{rdmsr, wrmsr};
@@ -157,6 +159,8 @@ struct Host {
     host_vmcb: u64,
     iopm: u64,
     msrpm: u64,
+    /// The CPU saves the next instruction's RIP on instruction intercepts.
+    nrip_save: bool,
 }
 
 static HOST: spin::Once<Host> = spin::Once::new();
@@ -186,7 +190,8 @@ pub fn enable() -> Result<(), &'static str> {
         wrmsr(msr::IA32_EFER, rdmsr(msr::IA32_EFER) | EFER_SVME);
         wrmsr(msr::VM_HSAVE_PA, save_area);
     }
-    HOST.call_once(|| Host { host_vmcb, iopm, msrpm });
+    let nrip_save = matches!(crate::boot::virt_support(), Some(VirtSupport::Svm(s)) if s.features.nrip_save());
+    HOST.call_once(|| Host { host_vmcb, iopm, msrpm, nrip_save });
     Ok(())
 }
 
@@ -213,11 +218,15 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     let host = HOST.get().expect("svm::enable runs first");
     with_vmcb(vmcb, |v| {
         let c = &mut v.control;
-        c.exception_intercepts = 0;
+        // As under VMX: #DB and #AC, XSETBV, INVD, WBINVD, RDPMC and every
+        // debug-register access (until the VP's first, see `dr`) exit.
+        c.exception_intercepts = REFLECTED_EXCEPTIONS;
         c.intercepts1 = GeneralIntercepts1::new()
             .with_intr(true)
             .with_nmi(true)
+            .with_rdpmc(true)
             .with_cpuid(true)
+            .with_invd(true)
             .with_hlt(true)
             .with_invlpga(true)
             .with_ioio_prot(true)
@@ -230,7 +239,10 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
             .with_vmsave(true)
             .with_stgi(true)
             .with_clgi(true)
-            .with_skinit(true);
+            .with_skinit(true)
+            .with_wbinvd(true)
+            .with_xsetbv(true);
+        c.dr_intercepts = all_registers();
         c.iopm_base_pa = host.iopm;
         c.msrpm_base_pa = host.msrpm;
         c.guest_asid = asid;
@@ -258,9 +270,21 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
         s.efer = EFER_SVME;
         s.cr0 = 0x10;
         s.rflags = 0x2;
-        s.dr6 = 0xffff_0ff0;
-        s.dr7 = 0x400;
+        s.dr6 = kerncore::debugreg::DR6_INIT;
+        s.dr7 = kerncore::debugreg::DR7_INIT;
         s.g_pat = 0x0007_0406_0007_0406;
+    });
+}
+
+/// Reads and writes of DR0-DR15 (CR0-CR15 alike).
+fn all_registers() -> RegisterIntercepts {
+    RegisterIntercepts::new().with_reads(0xffff).with_writes(0xffff)
+}
+
+/// Intercepts (or stops intercepting) every debug-register access.
+pub fn intercept_debug_registers(vmcb: u64, on: bool) {
+    with_vmcb(vmcb, |v| {
+        v.control.dr_intercepts = if on { all_registers() } else { RegisterIntercepts::new() };
     });
 }
 
@@ -279,12 +303,19 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit 
         v.control.tlb_control = TlbControl::DO_NOTHING;
         let exit = decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip);
         let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info));
-        super::vm::Exit { interrupted, ..exit }
+        let next_rip = v.control.next_rip;
+        let instruction_length = if host.nrip_save && exit.instruction_length != 0 && next_rip > exit.rip {
+            next_rip.wrapping_sub(exit.rip).min(15) as u8
+        } else {
+            exit.instruction_length
+        };
+        super::vm::Exit { interrupted, instruction_length, ..exit }
     })
 }
 
-/// An SVM exit in backend-neutral terms. QEMU has no nRIP save, so lengths
-/// come from the instruction (IOIO gives the next RIP in EXITINFO2).
+/// An SVM exit in backend-neutral terms. Without nRIP save (QEMU), lengths
+/// come from the instruction's shortest encoding (IOIO gives the next RIP
+/// in EXITINFO2); `run` prefers the next RIP where the CPU saves it.
 fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
     use super::vm::{Access, Exit, ExitReason};
     let (reason, length) = match code {
@@ -311,6 +342,18 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
             (ExitReason::GuestMemory { gpa: info2, access, mapped: info.present() }, 0)
         }
         SvmExitCode::SHUTDOWN => (ExitReason::Shutdown, 0),
+        SvmExitCode::XSETBV => (ExitReason::Xsetbv, instruction_length::XSETBV),
+        SvmExitCode::INVD => (ExitReason::CacheFlush, instruction_length::INVD),
+        SvmExitCode::WBINVD => (ExitReason::CacheFlush, instruction_length::WBINVD),
+        SvmExitCode::RDPMC => (ExitReason::Rdpmc, instruction_length::RDPMC),
+        code if code.is_dr_access() => (ExitReason::DebugRegister, 0),
+        // The CPU has updated DR6 (and cleared DR7.GD) in the VMCB already:
+        // the #DB only remains to be delivered. #AC's error code (0) is in
+        // EXITINFO1.
+        SvmExitCode::EXCEPTION_DB => (ExitReason::Exception(Interruption::exception(vector::DEBUG, None)), 0),
+        SvmExitCode::EXCEPTION_AC => {
+            (ExitReason::Exception(Interruption::exception(vector::ALIGNMENT_CHECK, Some(info1 as u32))), 0)
+        }
         other => (ExitReason::Other(other.0), 0),
     };
     Exit { reason, rip, instruction_length: length, interrupted: None }

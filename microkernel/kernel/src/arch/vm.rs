@@ -11,6 +11,7 @@ use kerncore::intercept::IoPortAccess;
 use kerncore::npt::{NptFormat, NptMapper};
 use kerncore::slat::{GuestMapError, GuestRights, RemovedMapping, SlatConfig};
 use kerncore::virt::VirtSupport;
+use kerncore::xstate::XCR0_RESET;
 use tlfs::HvRegisterName;
 
 pub use svm::GuestGprs;
@@ -71,6 +72,19 @@ pub enum ExitReason {
     },
     /// Triple fault or shutdown.
     Shutdown,
+    /// XSETBV: ring 0 emulates it against the state it can switch.
+    Xsetbv,
+    /// INVD or WBINVD: never executed for a guest (ring 0 skips it).
+    CacheFlush,
+    /// RDPMC: no performance counters are offered (ring 0 raises #GP).
+    Rdpmc,
+    /// A debug-register access while they are intercepted (the VP's
+    /// first): ring 0 lets them through and the access runs again.
+    DebugRegister,
+    /// An intercepted exception (`kerncore::intercept::REFLECTED_EXCEPTIONS`)
+    /// to deliver to the guest as it is: the backend has already done what
+    /// delivery does to DR6 and DR7.
+    Exception(Interruption),
     /// Anything else, with the backend's own exit code.
     Other(u64),
 }
@@ -94,13 +108,18 @@ pub struct ExecutionState {
     pub rflags: u64,
 }
 
-/// A VP's hardware state: the VMCB or VMCS frame and the general registers
-/// the hardware does not save.
+/// A VP's hardware state: the VMCB or VMCS frame and the registers the
+/// hardware does not switch.
 pub struct VpHardware {
     pub backend: Backend,
     pub frame: Frames,
-    /// The x87/SSE save area (see `fpu`).
+    /// The extended-state save area (see `fpu`).
     pub fpu: Frames,
+    /// The guest's XCR0.
+    xcr0: u64,
+    /// The guest's DR0-DR3, and whether they are switched (see `dr`).
+    dr: [u64; 4],
+    dr_active: bool,
     pub gprs: GuestGprs,
 }
 
@@ -112,7 +131,15 @@ impl VpHardware {
             return None;
         };
         super::fpu::init(fpu.start());
-        Some(VpHardware { backend, frame, fpu, gprs: GuestGprs::default() })
+        Some(VpHardware {
+            backend,
+            frame,
+            fpu,
+            xcr0: XCR0_RESET,
+            dr: [0; 4],
+            dr_active: false,
+            gprs: GuestGprs::default(),
+        })
     }
 
     /// Prepares the state for a partition whose second-level tables are at
@@ -122,32 +149,96 @@ impl VpHardware {
             Backend::Svm => svm::init_vmcb(self.frame.start(), slat_root, tag),
             Backend::Vmx => super::vmx::init_vmcs(self.frame.start(), slat_root, tag),
         }
+        // As after INIT: XCR0 and DR0-DR3 at their reset values (x87 and
+        // SSE state is kept), debug registers intercepted again.
+        self.xcr0 = XCR0_RESET;
+        self.dr = [0; 4];
+        self.dr_active = false;
+        super::dr::forget(self.frame.start());
     }
 
     /// Runs the guest until it exits. Host interrupts that arrived are left
     /// pending for the caller.
     pub fn run(&mut self, flush: bool) -> Exit {
-        super::fpu::load(self.fpu.start());
-        match self.backend {
+        super::fpu::load(self.fpu.start(), self.xcr0);
+        if self.dr_active {
+            super::dr::load(self.frame.start(), &self.dr);
+        }
+        let exit = match self.backend {
             Backend::Svm => svm::run(self.frame.start(), &mut self.gprs, flush),
             Backend::Vmx => super::vmx::run(self.frame.start(), &mut self.gprs, flush),
+        };
+        self.xcr0 = super::fpu::unload(self.xcr0);
+        if self.dr_active {
+            super::dr::save(&mut self.dr);
         }
+        exit
+    }
+
+    /// Stops intercepting debug-register accesses: from the next entry the
+    /// VP's DR0-DR3 are in the hardware whenever it runs.
+    pub fn activate_debug_registers(&mut self) {
+        if !self.dr_active {
+            self.dr_active = true;
+            super::dr::forget(self.frame.start());
+            match self.backend {
+                Backend::Svm => svm::intercept_debug_registers(self.frame.start(), false),
+                Backend::Vmx => super::vmx::intercept_debug_registers(self.frame.start(), false),
+            }
+        }
+    }
+
+    /// The guest's XCR0 from now on: a value `kerncore::xstate::xsetbv`
+    /// accepted against [`super::fpu::offered`].
+    pub fn set_xcr0(&mut self, value: u64) {
+        self.xcr0 = value;
     }
 
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
         if let Some(n) = name.xmm_index() {
             return Some(super::fpu::xmm(self.fpu.start(), n));
         }
-        match self.backend {
+        let hardware = match self.backend {
             Backend::Svm => svm::get_register(self.frame.start(), &mut self.gprs, name),
             Backend::Vmx => super::vmx::get_register(self.frame.start(), &mut self.gprs, name),
-        }
+        };
+        // Registers kept here, asked for seldom: after the backend's.
+        hardware.or_else(|| match name.dr_index() {
+            Some(n) => Some((self.dr[n], 0)),
+            None => (name == HvRegisterName::XFEM).then_some((self.xcr0, 0)),
+        })
     }
 
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
         if let Some(n) = name.xmm_index() {
             super::fpu::set_xmm(self.fpu.start(), n, low, high);
             return true;
+        }
+        if let Some(n) = name.dr_index() {
+            // Not canonical: MOV to DR0-DR3 would raise #GP (SDM Vol. 3B §19.2.1).
+            if !is_canonical(low) {
+                return false;
+            }
+            self.dr[n] = low;
+            super::dr::forget(self.frame.start());
+            self.activate_debug_registers();
+            return true;
+        }
+        if name == HvRegisterName::XFEM {
+            if low == self.xcr0 {
+                return true;
+            }
+            return match kerncore::xstate::xsetbv(0, low, 0, true, super::fpu::offered()) {
+                Ok(value) => {
+                    self.xcr0 = value;
+                    true
+                }
+                Err(_) => false,
+            };
+        }
+        if name == HvRegisterName::DR7 {
+            // Breakpoints it enables must find the VP's own DR0-DR3.
+            self.activate_debug_registers();
         }
         match self.backend {
             Backend::Svm => svm::set_register(self.frame.start(), &mut self.gprs, name, low, high),
@@ -189,9 +280,15 @@ impl VpHardware {
             super::vmx::release(self.frame.start());
         }
         super::fpu::forget(self.fpu.start());
+        super::dr::forget(self.frame.start());
         memory::free_frames(self.fpu);
         memory::free_frames(self.frame);
     }
+}
+
+/// Bits 63:47 are copies of bit 47 (48-bit linear addresses).
+fn is_canonical(address: u64) -> bool {
+    ((address as i64) << 16 >> 16) as u64 == address
 }
 
 /// Second-level page tables of a partition (NPT or EPT), 4 KiB leaves so

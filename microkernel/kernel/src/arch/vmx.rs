@@ -33,8 +33,10 @@ use super::vm::{Access, ExecutionState, Exit, ExitReason, GuestGprs};
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
+use kerncore::debugreg::{self, DR6_INIT, DR7_INIT};
 use kerncore::ept::{EptMapper, Eptp};
 use kerncore::event::Interruption;
+use kerncore::intercept::{REFLECTED_EXCEPTIONS, vector};
 use kerncore::slat::{GuestMapError, GuestRights, PhysAddrWidth};
 use kerncore::virt::{EptVpidCap, VirtSupport};
 use kerncore::vmx::{
@@ -49,7 +51,7 @@ use x86::msr::{
     IA32_EFER, IA32_FEATURE_CONTROL, IA32_FS_BASE, IA32_GS_BASE, IA32_KERNEL_GSBASE, IA32_PAT, IA32_SYSENTER_CS,
     IA32_SYSENTER_EIP, IA32_SYSENTER_ESP, rdmsr, wrmsr,
 };
-use x86defs::{CR0_ET, CR0_PE, EFER_LMA, RFLAGS_FIXED, RFLAGS_IF};
+use x86defs::{CR0_ET, CR0_PE, EFER_LMA, RFLAGS_FIXED, RFLAGS_IF, RFLAGS_TF};
 
 pub const IMPLEMENTED: bool = true;
 
@@ -71,10 +73,8 @@ const BLOCKING_BY_MOV_SS: u64 = 1 << 1;
 /// Access rights (SDM §25.4.1): bits 0-15 as TLFS segment attributes,
 /// bit 16 "unusable".
 const UNUSABLE: u64 = 1 << 16;
-/// The architectural state after INIT: RFLAGS bit 1, DR6 and DR7 defaults,
-/// the power-on PAT.
-const DR6_INIT: u64 = 0xffff_0ff0;
-const DR7_INIT: u64 = 0x400;
+/// The architectural state after INIT: the power-on PAT (RFLAGS: `x86defs`;
+/// DR6 and DR7: `kerncore::debugreg`).
 const PAT_INIT: u64 = 0x0007_0406_0007_0406;
 /// CR0 after INIT: only ET.
 const CR0_INIT: u64 = CR0_ET;
@@ -530,11 +530,15 @@ pub fn enable() -> Result<(), &'static str> {
         )
         .map_err(|_| "the CPU lacks external-interrupt or NMI exiting")?;
     // CR8 accesses exit: without a TPR shadow a 64-bit guest would write
-    // the host's own APIC TPR and could hold off every host interrupt.
+    // the host's own APIC TPR and could hold off every host interrupt. As
+    // under SVM, RDPMC and debug-register accesses (until the VP's first,
+    // see `dr`) exit, and so do XSETBV and INVD (always) and WBINVD.
     let primary = fit(
         primary_msr,
         PrimaryControls::new()
             .with_hlt_exiting(true)
+            .with_rdpmc_exiting(true)
+            .with_mov_dr_exiting(true)
             .with_cr8_load_exiting(true)
             .with_cr8_store_exiting(true)
             .with_unconditional_io_exiting(true)
@@ -554,13 +558,13 @@ pub fn enable() -> Result<(), &'static str> {
     // #UD in a guest unless enabled; they run natively, as under SVM.
     let secondary = secondary_cap
         .adjust(
-            SecondaryControls::new().with_enable_ept(true).with_unrestricted_guest(true),
+            SecondaryControls::new().with_enable_ept(true).with_unrestricted_guest(true).with_wbinvd_exiting(true),
             SecondaryControls::new()
                 .with_enable_vpid(invvpid.is_some())
                 .with_enable_rdtscp(true)
                 .with_enable_invpcid(true),
         )
-        .map_err(|_| "the CPU lacks EPT or unrestricted guest")?;
+        .map_err(|_| "the CPU lacks EPT, unrestricted guest or WBINVD exiting")?;
     let exit = fit(
         exit_msr,
         ExitControls::new()
@@ -785,8 +789,8 @@ fn write_controls(w: &mut Writer, vmx: &Vmx, eptp: u64, vpid: u16) {
     w.put(F::SECONDARY_PROCESSOR_BASED_CONTROLS, u64::from(u32::from(c.secondary)));
     w.put(F::VM_EXIT_CONTROLS, u64::from(u32::from(c.exit)));
     w.put(F::VM_ENTRY_CONTROLS, u64::from(u32::from(c.entry)));
+    w.put(F::EXCEPTION_BITMAP, u64::from(REFLECTED_EXCEPTIONS));
     for field in [
-        F::EXCEPTION_BITMAP,
         F::PAGE_FAULT_ERROR_CODE_MASK,
         F::PAGE_FAULT_ERROR_CODE_MATCH,
         F::CR3_TARGET_COUNT,
@@ -1000,7 +1004,7 @@ pub fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
         0 => {
             // Also after a failed VM entry, which the CPU reports as an exit.
             state.launched = true;
-            decode_exit()
+            decode_exit(&mut state)
         }
         1 => {
             println!("vmx: VM entry of VMCS {vmcs:#x} failed: {:?}", VmFail::Invalid);
@@ -1058,7 +1062,7 @@ fn exit_field(field: VmcsField) -> u64 {
 }
 
 /// The VM exit just taken, in backend-neutral terms.
-fn decode_exit() -> Exit {
+fn decode_exit(state: &mut VpState) -> Exit {
     use kerncore::vmx::ExitReason as Basic;
     let raw = exit_field(VmcsField::EXIT_REASON) as u32;
     let field = ExitReasonField::from(raw);
@@ -1077,10 +1081,11 @@ fn decode_exit() -> Exit {
         Basic::EXTERNAL_INTERRUPT | Basic::PREEMPTION_TIMER_EXPIRED => (ExitReason::HostInterrupt, 0),
         Basic::INTERRUPT_WINDOW => (ExitReason::InterruptWindow, 0),
         Basic::EXCEPTION_OR_NMI => {
-            // No exception is intercepted (the bitmap is 0): only NMIs come here.
             let info = InterruptionInfo::from(exit_field(VmcsField::VM_EXIT_INTERRUPTION_INFORMATION) as u32);
             if info.valid() && info.interruption_type() == InterruptionType::NMI {
                 (ExitReason::HostInterrupt, 0)
+            } else if let Some(event) = reflected_exception(info, state) {
+                (ExitReason::Exception(event), 0)
             } else {
                 other
             }
@@ -1107,6 +1112,10 @@ fn decode_exit() -> Exit {
             (ExitReason::GuestMemory { gpa: exit_field(VmcsField::GUEST_PHYSICAL_ADDRESS), access, mapped }, 0)
         }
         Basic::TRIPLE_FAULT => (ExitReason::Shutdown, 0),
+        Basic::XSETBV => (ExitReason::Xsetbv, length()),
+        Basic::INVD | Basic::WBINVD => (ExitReason::CacheFlush, length()),
+        Basic::RDPMC => (ExitReason::Rdpmc, length()),
+        Basic::MOV_DR => (ExitReason::DebugRegister, 0),
         // EPT misconfigurations and everything not intercepted on purpose.
         _ => other,
     };
@@ -1114,6 +1123,66 @@ fn decode_exit() -> Exit {
     let vectoring = InterruptionInfo::from(exit_field(VmcsField::IDT_VECTORING_INFORMATION) as u32);
     let interrupted = Interruption::interrupted_vmx(vectoring, exit_field(VmcsField::IDT_VECTORING_ERROR_CODE) as u32);
     Exit { reason, rip, instruction_length, interrupted }
+}
+
+/// An intercepted #DB or #AC (`REFLECTED_EXCEPTIONS`), made ready to be
+/// delivered as it would have been without the exit. A #DB caused no
+/// change to DR6 or DR7 (SDM Vol. 3C §28.1): its causes are in the exit
+/// qualification, so DR6 gets them and DR7.GD is cleared for a BD, as
+/// delivery does. ICEBP's #DB (a privileged software exception) goes back
+/// as one, with its length.
+fn reflected_exception(info: InterruptionInfo, state: &mut VpState) -> Option<Interruption> {
+    use VmcsField as F;
+    let kind = info.interruption_type();
+    let event = match info.vector() {
+        vector::DEBUG if kind == InterruptionType::PRIVILEGED_SOFTWARE_EXCEPTION => Interruption {
+            kind: tlfs::HvX64PendingInterruptionType::PRIVILEGED_SOFTWARE_EXCEPTION,
+            vector: vector::DEBUG,
+            error_code: None,
+            instruction_length: exit_field(F::VM_EXIT_INSTRUCTION_LENGTH).clamp(1, 15) as u8,
+        },
+        vector::DEBUG if kind == InterruptionType::HARDWARE_EXCEPTION => Interruption::exception(vector::DEBUG, None),
+        vector::ALIGNMENT_CHECK if kind == InterruptionType::HARDWARE_EXCEPTION => Interruption::exception(
+            vector::ALIGNMENT_CHECK,
+            Some(exit_field(F::VM_EXIT_INTERRUPTION_ERROR_CODE) as u32),
+        ),
+        _ => return None,
+    };
+    let mut interruptibility = exit_field(F::GUEST_INTERRUPTIBILITY_STATE);
+    // A fault in an IRET that unblocked NMIs leaves them blocked again.
+    if info.nmi_unblocking_due_to_iret() {
+        interruptibility |= BLOCKING_BY_NMI;
+    }
+    if event.vector == vector::DEBUG {
+        let causes = exit_field(F::EXIT_QUALIFICATION);
+        state.dr6 = debugreg::dr6_after_debug_exception(state.dr6, causes);
+        if causes & debugreg::DR6_BD != 0 {
+            let _ = vmwrite(F::GUEST_DR7, exit_field(F::GUEST_DR7) & !debugreg::DR7_GD);
+        }
+        // With TF set under STI or MOV SS blocking, VM entry insists on a
+        // pending single step (SDM Vol. 3C §27.3.1.5), which the exit on the
+        // #DB did not record.
+        if exit_field(F::GUEST_RFLAGS) & RFLAGS_TF != 0
+            && interruptibility & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS) != 0
+        {
+            let pending = exit_field(F::GUEST_PENDING_DEBUG_EXCEPTIONS) | debugreg::DR6_BS;
+            let _ = vmwrite(F::GUEST_PENDING_DEBUG_EXCEPTIONS, pending);
+        }
+    }
+    let _ = vmwrite(F::GUEST_INTERRUPTIBILITY_STATE, interruptibility);
+    Some(event)
+}
+
+/// Intercepts (or stops intercepting) every debug-register access.
+pub fn intercept_debug_registers(vmcs: u64, on: bool) {
+    let set = || -> Result<(), VmFail> {
+        make_current(vmcs)?;
+        let primary = PrimaryControls::from(vmread(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS)? as u32);
+        vmwrite(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS, u64::from(u32::from(primary.with_mov_dr_exiting(on))))
+    };
+    if let Err(e) = set() {
+        println!("vmx: MOV-DR exiting of VMCS {vmcs:#x}: {e:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------

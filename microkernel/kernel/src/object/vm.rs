@@ -18,6 +18,8 @@
 //! The hardware is behind `arch::vm`: AMD SVM with nested paging or Intel
 //! VMX with EPT.
 
+mod ring0;
+
 use super::Kernel;
 use crate::arch::vm::{self as hw, Access, Backend, ExitReason, VpHardware};
 use abi::{ErrorCode, VpStopReason, VpStopReport, labels};
@@ -77,6 +79,8 @@ pub struct Vcpu {
     pub stop: bool,
     /// The interruption the handler asked for, until the guest takes it.
     pub pending: Option<Interruption>,
+    /// An exception ring 0 raised (`ring0`): delivered first.
+    pub exception: Option<Interruption>,
     /// An interruption an exit cut short: delivered again before `pending`.
     pub reinject: Option<Interruption>,
     /// Waiting, as after HLT, until an interruption is pending.
@@ -117,6 +121,7 @@ impl Vcpu {
             exit_state: ExitState::new(),
             stop: false,
             pending: None,
+            exception: None,
             reinject: None,
             halted: false,
             window: false,
@@ -130,7 +135,8 @@ impl Vcpu {
 
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
         if name == HvRegisterName::PENDING_INTERRUPTION {
-            return Some((self.reinject.or(self.pending).map_or(0, |e| e.to_register()), 0));
+            let next = self.exception.or(self.reinject).or(self.pending);
+            return Some((next.map_or(0, |e| e.to_register()), 0));
         }
         if name == HvRegisterName::VP_RUNTIME {
             let hz = u128::from(crate::arch::apic::tsc_hz().max(1));
@@ -172,11 +178,16 @@ impl Vcpu {
         at
     }
 
-    /// Loads the events due at this entry: one cut short first, then the
-    /// pending one when the guest can take it; an interrupt window is open
-    /// exactly while one still waits.
+    /// Loads the events due at this entry: an exception ring 0 raised
+    /// first, then one cut short, then the pending one when the guest can
+    /// take it; an interrupt window is open exactly while one still waits.
     fn load_events(&mut self) {
-        if let Some(event) = self.reinject.take() {
+        if let Some(event) = self.exception.take() {
+            // Exceptions are never masked: always injected.
+            self.hw.inject(&event);
+            self.window = self.reinject.is_some() || self.pending.is_some();
+            self.hw.request_window(self.window);
+        } else if let Some(event) = self.reinject.take() {
             if !self.hw.inject(&event) {
                 self.reinject = Some(event);
             }
@@ -202,7 +213,8 @@ impl Vcpu {
 /// What to do with an exit.
 #[allow(clippy::large_enum_variant)]
 pub enum Outcome {
-    /// Handled in ring 0 (a host interrupt): reschedule and maybe run on.
+    /// Handled in ring 0 (a host interrupt, or one of `ring0`'s): reschedule
+    /// and maybe run on.
     Host,
     /// Send this message to the VP's handler (boxed would need a heap; the
     /// outcome lives on the stack for one exit only).
@@ -247,6 +259,14 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     let rax = vcpu.gpr(HvRegisterName::RAX);
     let body = match exit.reason {
         ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
+        ExitReason::Xsetbv
+        | ExitReason::CacheFlush
+        | ExitReason::Rdpmc
+        | ExitReason::DebugRegister
+        | ExitReason::Exception(_) => {
+            ring0::handle(vcpu, &exit);
+            return Outcome::Host;
+        }
         ExitReason::Io(io) => {
             let access = match io.direction {
                 IoDirection::In => HvInterceptAccessType::READ,

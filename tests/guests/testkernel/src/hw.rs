@@ -379,6 +379,10 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     if crate::ap::interrupt(vector) {
         return;
     }
+    // Exceptions the state tests provoke (#DB, and faults at CPL 3).
+    if crate::state_suite::trap(frame) {
+        return;
+    }
     let at = FIXUP_AT.load(Ordering::Relaxed);
     if at != 0 && frame.rip == at && (vector == UD || vector == GP) {
         FAULT.store(vector + 1, Ordering::Relaxed);
@@ -491,6 +495,55 @@ pub fn wrmsr_checked(msr: u32, value: u64) -> Result<(), Fault> {
         guarded!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
     }
     take_fault().map_or(Ok(()), Err)
+}
+
+/// `xsetbv` of XCR `index`; a #UD or #GP is returned, not fatal.
+pub fn xsetbv_checked(index: u32, value: u64) -> Result<(), Fault> {
+    arm(0, 0);
+    // SAFETY: XCR0 selects which state components are enabled; the kernel
+    // uses none (it is built soft-float) but those the state tests use.
+    unsafe {
+        guarded!("xsetbv", in("ecx") index, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+    }
+    take_fault().map_or(Ok(()), Err)
+}
+
+/// `rdpmc` of counter `index`; a #GP (or #UD) is returned, not fatal.
+pub fn rdpmc_checked(index: u32) -> Result<u64, Fault> {
+    arm(0, 0);
+    let (lo, hi): (u32, u32);
+    // SAFETY: reading a counter has no memory effects.
+    unsafe { guarded!("rdpmc", in("ecx") index, out("eax") lo, out("edx") hi, options(nostack)) }
+    match take_fault() {
+        None => Ok(u64::from(hi) << 32 | u64::from(lo)),
+        Some(fault) => Err(fault),
+    }
+}
+
+/// `mov cr4, value`; a #GP (a bit the CPU does not offer) is returned, not fatal.
+pub fn write_cr4_checked(value: u64) -> Result<(), Fault> {
+    arm(0, 0);
+    // SAFETY: the state tests set or clear only OSFXSR and OSXSAVE, which
+    // change no mapping or memory the kernel relies on.
+    unsafe { guarded!("mov cr4, {value}", value = in(reg) value, options(nostack)) }
+    take_fault().map_or(Ok(()), Err)
+}
+
+/// `int1` (ICEBP): its #DB is the caller's to expect. Returns the address
+/// after it and the #UD of a CPU (QEMU 7.2) that does not know it, if any.
+pub fn icebp_checked() -> (u64, Option<Fault>) {
+    arm(0, 0);
+    // SAFETY: INT1 raises #DB, which the caller's handler takes.
+    unsafe { guarded!(".byte 0xf1", options(nostack)) }
+    let after = FIXUP_RESUME.load(Ordering::Relaxed);
+    (after, take_fault())
+}
+
+pub fn read_cr4() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) value, options(nomem, nostack, preserves_flags)) }
+    value
 }
 
 /// `mov byte ptr [rdi], sil`; a #GP is returned, not fatal.

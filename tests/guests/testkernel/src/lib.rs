@@ -132,6 +132,27 @@ pub enum Test {
     /// through the hypercall page: the round trip's cost in TSC ticks
     /// (instructions under `-icount`), for `tessera bench`.
     HcBench,
+    /// Not in `tests=all`. Like [`Test::Isolation`] for register state:
+    /// sets DR0-DR3 and DR7 ([`state`]), XCR0 (`xcr0=`) and every XMM/YMM
+    /// register from the `mark=`, waits while another partition sets its
+    /// own, and reads them all back unchanged.
+    StateIsolation,
+    /// Not in `tests=all` (group `state`). XSETBV: #UD without
+    /// CR4.OSXSAVE, #GP at CPL 3 and for each invalid value
+    /// ([`state::XSETBV_CASES`]), XGETBV reads back the valid ones.
+    Xsetbv,
+    /// Not in `tests=all` (group `state`). INVD and WBINVD complete (RAM
+    /// written before them keeps its value); RDPMC raises #GP(0).
+    Intercepts,
+    /// Not in `tests=all` (group `state`). #DB reaches the guest's handler
+    /// once per cause, with DR6 saying which: single step (TF), ICEBP, a data
+    /// breakpoint, an instruction breakpoint, general detect (the last but
+    /// one where `lacks=` names `icebp` or `gd`).
+    Debug,
+    /// Not in `tests=all` (group `state`). A misaligned load at CPL 3 with
+    /// CR0.AM and RFLAGS.AC set raises #AC(0); where the CPU does not check
+    /// alignment (QEMU), the test says so and passes only with `lacks=ac`.
+    Alignment,
 }
 
 impl Test {
@@ -139,15 +160,30 @@ impl Test {
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
     /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 7] =
-        [Test::Isolation, Test::Crash, Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall, Test::Smp, Test::HcBench];
+    pub const EXPLICIT: [Test; 12] = [
+        Test::Isolation,
+        Test::Crash,
+        Test::TlfsCpuid,
+        Test::TlfsMsr,
+        Test::TlfsHypercall,
+        Test::Smp,
+        Test::HcBench,
+        Test::StateIsolation,
+        Test::Xsetbv,
+        Test::Intercepts,
+        Test::Debug,
+        Test::Alignment,
+    ];
 
     /// Names that select several tests, in order: `tests=tlfs` runs the
     /// TLFS conformance tests (for partitions with `enlightenments =
     /// "hyperv"`); inside a list, `all` stands for [`Test::ALL`]
     /// (`tests=all,smp`).
-    pub const GROUPS: [(&'static str, &'static [Test]); 2] =
-        [("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall]), ("all", &Test::ALL)];
+    pub const GROUPS: [(&'static str, &'static [Test]); 3] = [
+        ("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall]),
+        ("all", &Test::ALL),
+        ("state", &[Test::Xsetbv, Test::Intercepts, Test::Debug, Test::Alignment]),
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -166,6 +202,11 @@ impl Test {
             Test::TlfsHypercall => "tlfs-hypercall",
             Test::Smp => "smp",
             Test::HcBench => "hcbench",
+            Test::StateIsolation => "state-isolation",
+            Test::Xsetbv => "xsetbv",
+            Test::Intercepts => "intercepts",
+            Test::Debug => "debug",
+            Test::Alignment => "alignment",
         }
     }
 
@@ -202,6 +243,14 @@ pub fn tests_option(cmdline: &str) -> Option<&str> {
 /// The value of the last `mark=` word of the command line (the isolation test's mark).
 pub fn mark_option(cmdline: &str) -> Option<&str> {
     option(cmdline, "mark")
+}
+
+/// Whether the last `lacks=` word (a comma-separated list) names
+/// `feature`: the emulator lacks it (`ac`: alignment checking; `icebp`:
+/// the INT1 instruction; `gd`: DR7.GD), and the test that needs it says so
+/// and passes.
+pub fn lacks(cmdline: &str, feature: &str) -> bool {
+    option(cmdline, "lacks").is_some_and(|list| list.split(',').any(|f| f == feature))
 }
 
 /// The tests the command line selects: `tests=all` (or no `tests=`) runs
@@ -583,6 +632,7 @@ pub mod multiboot {
 /// The isolation test's record: [`isolation::PREFIX`] and the mark, padded
 /// with zeros to [`isolation::RECORD_LEN`] bytes, at [`isolation::ADDRESS`].
 pub mod isolation;
+pub mod state;
 
 pub mod tlfs;
 

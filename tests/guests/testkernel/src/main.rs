@@ -21,6 +21,10 @@ mod entry;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
+mod ring3;
+#[cfg(target_os = "none")]
+mod state_suite;
+#[cfg(target_os = "none")]
 mod suite;
 #[cfg(target_os = "none")]
 mod tlfs_suite;

@@ -3,6 +3,7 @@
 use crate::ap;
 use crate::hw;
 use crate::println;
+use crate::state_suite;
 use crate::tlfs_suite;
 use guest_testkernel::multiboot;
 use guest_testkernel::protocol::{self, exit};
@@ -72,6 +73,11 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::TlfsHypercall => tlfs_suite::hypercalls(),
         Test::Smp => smp(magic, info, cmdline),
         Test::HcBench => tlfs_suite::hypercall_bench(),
+        Test::StateIsolation => state_suite::isolation(cmdline),
+        Test::Xsetbv => state_suite::xsetbv(),
+        Test::Intercepts => state_suite::intercepts(),
+        Test::Debug => state_suite::debug(cmdline),
+        Test::Alignment => state_suite::alignment(cmdline),
     }
 }
 

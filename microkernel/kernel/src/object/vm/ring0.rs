@@ -1,0 +1,94 @@
+//! Exits ring 0 handles itself, the same on both backends: the TLFS has no
+//! intercept message for them, and what they touch (XCR0, the debug
+//! registers, the caches, exception delivery) is the host's to switch or to
+//! protect. Each is cheap and leaves the VP running; the time is the VP's,
+//! charged to its scheduling context like its guest time.
+//!
+//! - XSETBV is emulated against the components ring 0 switches
+//!   (`arch::fpu::offered`), with the checks of the SDM (#UD, #GP).
+//! - INVD and WBINVD are skipped, never executed: guest memory is ordinary
+//!   write-back RAM that no device writes behind the caches' back, so a
+//!   flush changes nothing the guest can see, while INVD would throw away
+//!   other partitions' dirty lines and WBINVD stall every CPU's caches.
+//!   (A guest that relies on INVD discarding its own writes, as firmware
+//!   running cache-as-RAM does, sees them kept.)
+//! - RDPMC raises #GP(0): no performance counters are offered (CPUID has
+//!   no leaf 0xA), so every counter index is invalid.
+//! - The first debug-register access makes them the VP's own
+//!   (`arch::dr`); the access then runs again, natively.
+//! - #DB and #AC are delivered to the guest from here, so a delivery that
+//!   faults again is one exit more, not a hung CPU.
+
+use super::Vcpu;
+use crate::arch::vm::{Exit, ExitReason};
+use kerncore::debugreg;
+use kerncore::event::Interruption;
+use kerncore::intercept::vector;
+use kerncore::xstate::XsetbvFault;
+use tlfs::HvRegisterName;
+
+const RFLAGS_TF: u64 = 1 << 8;
+const CR4_OSXSAVE: u64 = 1 << 18;
+
+fn register(vcpu: &mut Vcpu, name: HvRegisterName) -> u64 {
+    vcpu.get(name).map_or(0, |(low, _)| low)
+}
+
+/// Raises `event` in the guest at its next entry. A #DB or #AC that cut
+/// short the delivery of another exception replaces it (both are benign:
+/// SDM Vol. 3A Table 6-5; the instruction that raised the first runs again
+/// and raises it again); an interrupt or NMI whose delivery it cut short is
+/// delivered after it.
+fn raise(vcpu: &mut Vcpu, event: Interruption) {
+    if vcpu.reinject.is_some_and(|e| e.kind == tlfs::HvX64PendingInterruptionType::EXCEPTION) {
+        vcpu.reinject = None;
+    }
+    vcpu.exception = Some(event);
+}
+
+fn fault(vcpu: &mut Vcpu, vector: u8) {
+    let error_code = (vector == vector::GENERAL_PROTECTION).then_some(0);
+    raise(vcpu, Interruption::exception(vector, error_code));
+}
+
+/// Completes the instruction the exit stopped at: RIP past it and, if the
+/// guest was single-stepping, the #DB that follows it.
+fn skip(vcpu: &mut Vcpu, exit: &Exit) {
+    let next = exit.rip.wrapping_add(u64::from(exit.instruction_length));
+    vcpu.set(HvRegisterName::RIP, next, 0);
+    if register(vcpu, HvRegisterName::RFLAGS) & RFLAGS_TF != 0 {
+        let dr6 = debugreg::dr6_after_debug_exception(register(vcpu, HvRegisterName::DR6), debugreg::DR6_BS);
+        vcpu.set(HvRegisterName::DR6, dr6, 0);
+        raise(vcpu, Interruption::exception(vector::DEBUG, None));
+    }
+}
+
+/// Handles `exit` if it is one of the exits above.
+pub fn handle(vcpu: &mut Vcpu, exit: &Exit) {
+    match exit.reason {
+        ExitReason::Xsetbv => xsetbv(vcpu, exit),
+        // The CPU checks the privilege before the intercept: at CPL > 0
+        // there is no exit, but should one come, it is the #GP it stands for.
+        ExitReason::CacheFlush if vcpu.hw.execution_state().cpl != 0 => fault(vcpu, vector::GENERAL_PROTECTION),
+        ExitReason::CacheFlush => skip(vcpu, exit),
+        ExitReason::Rdpmc => fault(vcpu, vector::GENERAL_PROTECTION),
+        ExitReason::DebugRegister => vcpu.hw.activate_debug_registers(),
+        ExitReason::Exception(event) => raise(vcpu, event),
+        _ => {}
+    }
+}
+
+fn xsetbv(vcpu: &mut Vcpu, exit: &Exit) {
+    let index = register(vcpu, HvRegisterName::RCX) as u32;
+    let value = register(vcpu, HvRegisterName::RDX) << 32 | register(vcpu, HvRegisterName::RAX) & 0xffff_ffff;
+    let cpl = vcpu.hw.execution_state().cpl;
+    let osxsave = register(vcpu, HvRegisterName::CR4) & CR4_OSXSAVE != 0;
+    match kerncore::xstate::xsetbv(index, value, cpl, osxsave, crate::arch::fpu::offered()) {
+        Ok(xcr0) => {
+            vcpu.hw.set_xcr0(xcr0);
+            skip(vcpu, exit);
+        }
+        Err(XsetbvFault::InvalidOpcode) => fault(vcpu, vector::INVALID_OPCODE),
+        Err(XsetbvFault::GeneralProtection) => fault(vcpu, vector::GENERAL_PROTECTION),
+    }
+}
