@@ -97,6 +97,30 @@ fn hostile_is_contained(run: &Boot) {
     run.assert_halted(0);
 }
 
+/// Tasks without an I/O-port capability execute `in`/`out` themselves:
+/// every access faults with #GP (the TSS has no I/O permission bitmap) and
+/// the machine runs on; none ends it through QEMU's exit port.
+fn ports_need_a_capability(run: &Boot) {
+    for (task, probe) in [
+        ("hostile-port-in-20", "in from port 0x20"),
+        ("hostile-port-in-64", "in from port 0x64"),
+        ("hostile-port-in-71", "in from port 0x71"),
+        ("hostile-port-out-f4", "out 0x2a to port 0xf4"),
+    ] {
+        assert_in_order(
+            run,
+            &[
+                &format!("[{task}] {probe} without an I/O-port capability; this must fault"),
+                &format!("[supervisor] {task} faulted: #GP general protection (vector 13, error 0x0)"),
+            ],
+        );
+        run.assert_serial_contains(&format!("[supervisor] {task} is not restarted"));
+    }
+    run.assert_serial_lacks("FAIL");
+    run.assert_serial_contains("[heartbeat] beat 5");
+    run.assert_halted(0);
+}
+
 fn crash_loop_backs_off(run: &Boot) {
     assert_in_order(
         run,
@@ -132,6 +156,23 @@ fn qemu_services_default_appliance() {
 fn qemu_hostile_task_is_contained() {
     let m = manifest("hostile.toml");
     hostile_is_contained(&boot("qemu_hostile_task_is_contained", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn qemu_ports_need_a_capability() {
+    let m = manifest("hostile-ports.toml");
+    ports_need_a_capability(&boot("qemu_ports_need_a_capability", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_ports_need_a_capability() {
+    let m = manifest("hostile-ports.toml");
+    ports_need_a_capability(&boot(
+        "bochs_ports_need_a_capability",
+        Emulator::Bochs,
+        BOCHS_TIMEOUT,
+        &["--manifest", &m],
+    ));
 }
 
 #[test]
