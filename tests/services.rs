@@ -289,6 +289,52 @@ fn bochs_guest_test_suite() {
     guest_test_suite_passes(&boot("bochs_guest_test_suite", Emulator::Bochs, BOCHS_TIMEOUT, &guest_args()));
 }
 
+/// The number after `label` in `line` (e.g. "ring 3: 12" -> 12).
+fn count_after(run: &Boot, line: &str, label: &str) -> u64 {
+    let at = line.find(label).unwrap_or_else(|| run.fail(&format!("no {label:?} in {line:?}"))) + label.len();
+    let digits: String = line[at..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| run.fail(&format!("no number after {label:?} in {line:?}")))
+}
+
+/// With `test=nmi` the kernel sends itself NMIs for the whole run: PIT
+/// channel 0 routed as NMI (they land in ring 3, ring 0 and the guest) and
+/// self-NMIs in syscalls, right before guest entry and inside the world
+/// switch. The guest suite passes, every NMI is counted, none is fatal.
+fn nmis_are_harmless(run: &Boot) {
+    guest_test_suite_passes(run);
+    run.assert_serial_contains("nmi test: PIT channel 0 at 1000 Hz routed as NMI on GSI 2");
+    run.assert_serial_contains("nmi: first NMI, in ring");
+    run.assert_serial_lacks("EXCEPTION");
+    let summary = run.assert_serial_contains("nmi: in all ");
+    for label in ["ring 3:", "ring 0:", "; "] {
+        if count_after(run, &summary, label) == 0 {
+            run.fail(&format!("no NMI counted at {label:?}: {summary}"));
+        }
+    }
+    let sent = run.assert_serial_contains("nmi test: sent ");
+    for label in ["sent ", "syscalls, ", "guest entry, "] {
+        if count_after(run, &sent, label) == 0 {
+            run.fail(&format!("no self-NMI after {label:?}: {sent}"));
+        }
+    }
+    run.assert_halted(0);
+}
+
+fn nmi_args() -> [&'static str; 6] {
+    let [guest, kernel, cmdline, tests] = guest_args();
+    [guest, kernel, cmdline, tests, "--cmdline", "test=nmi exit=idle"]
+}
+
+#[test]
+fn qemu_nmis_are_harmless_in_every_context() {
+    nmis_are_harmless(&boot("qemu_nmis_are_harmless_in_every_context", Emulator::Qemu, QEMU_TIMEOUT, &nmi_args()));
+}
+
+#[test]
+fn bochs_nmis_are_harmless_in_every_context() {
+    nmis_are_harmless(&boot("bochs_nmis_are_harmless_in_every_context", Emulator::Bochs, BOCHS_TIMEOUT, &nmi_args()));
+}
+
 /// Two partitions at once: each reads back its own mark at the same
 /// guest-physical address after the other has written its own.
 fn two_partitions_are_isolated(run: &Boot) {

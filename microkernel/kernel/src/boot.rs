@@ -133,6 +133,9 @@ fn main(info: &'static BootInfo) -> ! {
         None => {}
     }
 
+    if options.nmi_test {
+        crate::arch::nmi::start_test();
+    }
     println!("boot: done");
     crate::trap::set_exit_when_idle(options.exit_when_idle);
     crate::object::vm::set_bench(options.bench);

@@ -30,7 +30,10 @@ pub fn from_user(_saved: *mut TrapFrame) -> *mut TrapFrame {
     let mut k = KERNEL.lock();
     if let Some(t) = k.ipc.current() {
         match k.threads[usize::from(t.0)].context.vector {
-            SYSCALL_VECTOR => syscall::handle(&mut k, t),
+            SYSCALL_VECTOR => {
+                crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
+                syscall::handle(&mut k, t)
+            }
             v if v == u64::from(TIMER_VECTOR) => apic::on_timer(),
             v if v == u64::from(SPURIOUS_VECTOR) => {}
             v if v < 32 => user_fault(&mut k, t),
@@ -104,6 +107,7 @@ pub fn next_context(k: &mut Kernel) -> *mut TrapFrame {
         let quiet = !k.ipc.has_pending_events() && !k.interrupts_armed() && !k.vp_exit_timing();
         if quiet && EXIT_WHEN_IDLE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("kernel: every thread is blocked and nothing can wake one (exit=idle)");
+            crate::arch::nmi::log_summary();
             platform::power_off(ExitStatus::Success);
         }
         cpu::wait_for_interrupt();

@@ -13,6 +13,7 @@ pub mod idt;
 pub mod io;
 pub mod ioapic;
 pub mod memory;
+pub mod nmi;
 pub mod percpu;
 pub mod pit;
 pub mod svm;

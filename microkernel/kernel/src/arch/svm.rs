@@ -273,6 +273,11 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit 
     if flush_tlb {
         with_vmcb(vmcb, |v| v.control.tlb_control = TlbControl::FLUSH_ALL);
     }
+    if super::nmi::test_due(super::nmi::TestPoint::WorldSwitch) {
+        // The NMI waits for GIF, so it ends the guest's run at once.
+        clear_gif();
+        super::nmi::send_test_nmi(super::nmi::TestPoint::WorldSwitch);
+    }
     // SAFETY: `vmcb` is a VMCB initialised by `init_vmcb` whose nested page
     // tables map only memory given to the partition; `host_vmcb` is this
     // CPU's VMSAVE area. The switch returns with host state restored.
@@ -283,6 +288,14 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit 
         let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info));
         super::vm::Exit { interrupted, ..exit }
     })
+}
+
+/// Clears GIF: no interrupt, NMI or SMI reaches the host until the world
+/// switch's STGI, which always follows.
+fn clear_gif() {
+    // SAFETY: CLGI only holds events pending (SVM is enabled: `run` is
+    // called after `enable`); the world switch sets GIF again.
+    unsafe { core::arch::asm!("clgi", options(nomem, nostack)) };
 }
 
 /// An SVM exit in backend-neutral terms. QEMU has no nRIP save, so lengths

@@ -1039,6 +1039,7 @@ fn world_switch(gprs: &mut GuestGprs, state: &mut VpState) -> u64 {
         for (msr, value) in SYSCALL_MSRS.iter().zip(state.syscall) {
             wrmsr(*msr, value);
         }
+        super::nmi::test_point(super::nmi::TestPoint::WorldSwitch);
         asm!("mov cr2, {}", in(reg) state.cr2, options(nostack, preserves_flags));
         asm!("mov dr6, {}", in(reg) state.dr6, options(nostack, preserves_flags));
         let status = vmx_world_switch(gprs, u64::from(state.launched));

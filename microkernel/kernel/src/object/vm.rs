@@ -722,6 +722,7 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
         };
         let flush = core::mem::take(&mut partition.flush);
         vcpu.load_events();
+        crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let entered_at = crate::arch::cpu::timestamp();
         let exit = vcpu.hw.run(flush);
         let exited_at = crate::arch::cpu::timestamp();
