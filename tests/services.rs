@@ -299,17 +299,30 @@ fn count_after(run: &Boot, line: &str, label: &str) -> u64 {
 /// With `test=nmi` the kernel sends itself NMIs for the whole run: PIT
 /// channel 0 routed as NMI (they land in ring 3, ring 0 and the guest) and
 /// self-NMIs in syscalls, right before guest entry and inside the world
-/// switch. The guest suite passes, every NMI is counted, none is fatal.
+/// switch. The guest suite passes (with `isolation`, whose long spin in
+/// guest mode the periodic NMIs hit), every NMI is counted, none is fatal.
 fn nmis_are_harmless(run: &Boot) {
-    guest_test_suite_passes(run);
+    for case in ["uart", "multiboot", "cpuid", "portio", "hlt", "unmapped", "mmio", "readonly", "isolation"] {
+        run.assert_serial_contains(&format!("[vid] guest: testkernel: {case}: ok"));
+    }
+    assert_in_order(
+        run,
+        &["[vid] guest: testkernel: done: 9 passed, 0 failed", "[vid] guest: guest reported status 1"],
+    );
+    run.assert_serial_lacks("FAIL");
     run.assert_serial_contains("nmi test: PIT channel 0 at 1000 Hz routed as NMI on GSI 2");
     run.assert_serial_contains("nmi: first NMI, in ring");
     run.assert_serial_lacks("EXCEPTION");
     let summary = run.assert_serial_contains("nmi: in all ");
-    for label in ["ring 3:", "ring 0:", "; "] {
+    for label in ["ring 3:", "ring 0:"] {
         if count_after(run, &summary, label) == 0 {
             run.fail(&format!("no NMI counted at {label:?}: {summary}"));
         }
+    }
+    // The guest spins for a while (isolation): NMIs must end its runs then,
+    // not wait until it leaves (VMX without virtual NMIs let 1 of 5662 in).
+    if count_after(run, &summary, "; ") < 20 {
+        run.fail(&format!("too few NMIs arrived while the guest ran: {summary}"));
     }
     let sent = run.assert_serial_contains("nmi test: sent ");
     for label in ["sent ", "syscalls, ", "guest entry, "] {
@@ -321,8 +334,14 @@ fn nmis_are_harmless(run: &Boot) {
 }
 
 fn nmi_args() -> [&'static str; 6] {
-    let [guest, kernel, cmdline, tests] = guest_args();
-    [guest, kernel, cmdline, tests, "--cmdline", "test=nmi exit=idle"]
+    [
+        "--guest",
+        env!("TESSERA_GUEST_TEST_KERNEL"),
+        "--guest-cmdline",
+        "tests=all,isolation mark=nmi",
+        "--cmdline",
+        "test=nmi exit=idle",
+    ]
 }
 
 #[test]

@@ -303,7 +303,13 @@ fn clear_gif() {
 fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
     use super::vm::{Access, Exit, ExitReason};
     let (reason, length) = match code {
-        SvmExitCode::INTR | SvmExitCode::NMI => (ExitReason::HostInterrupt, 0),
+        SvmExitCode::INTR => (ExitReason::HostInterrupt, 0),
+        // The NMI stays pending until the world switch's STGI, where the
+        // host's handler takes it.
+        SvmExitCode::NMI => {
+            super::nmi::note_vm_exit();
+            (ExitReason::HostInterrupt, 0)
+        }
         SvmExitCode::VINTR => (ExitReason::InterruptWindow, 0),
         SvmExitCode::IOIO => match IoioExitInfo::from(info1).access() {
             Some(access) => (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8),

@@ -525,13 +525,19 @@ pub fn enable() -> Result<(), &'static str> {
         )
     };
     // The preemption timer, where there is one, bounds every guest run to
-    // about a tick (see `preemption_timer_value`).
+    // about a tick (see `preemption_timer_value`). Virtual NMIs keep the
+    // guest's NMI blocking (after an NMI the VMM injected, until its IRET)
+    // apart from the host's: without them that blocking would hold off the
+    // host's own NMIs for as long as the guest runs (SDM §26.6.1).
     let pin = ControlCapability(read_msr(pin_msr))
         .adjust(
-            PinBasedControls::new().with_external_interrupt_exiting(true).with_nmi_exiting(true),
+            PinBasedControls::new()
+                .with_external_interrupt_exiting(true)
+                .with_nmi_exiting(true)
+                .with_virtual_nmis(true),
             PinBasedControls::new().with_activate_preemption_timer(true),
         )
-        .map_err(|_| "the CPU lacks external-interrupt or NMI exiting")?;
+        .map_err(|_| "the CPU lacks external-interrupt or NMI exiting, or virtual NMIs")?;
     // CR8 accesses exit: without a TPR shadow a 64-bit guest would write
     // the host's own APIC TPR and could hold off every host interrupt.
     let primary = fit(
@@ -1084,6 +1090,7 @@ fn decode_exit() -> Exit {
             // No exception is intercepted (the bitmap is 0): only NMIs come here.
             let info = InterruptionInfo::from(exit_field(VmcsField::VM_EXIT_INTERRUPTION_INFORMATION) as u32);
             if info.valid() && info.interruption_type() == InterruptionType::NMI {
+                super::nmi::deliver_after_vm_exit();
                 (ExitReason::HostInterrupt, 0)
             } else {
                 other
