@@ -8,7 +8,8 @@
 //! VMCB (all general registers but RAX and RSP) lives in [`GuestGprs`] and
 //! is swapped by the assembly around VMRUN. Host state that VMRUN does not
 //! switch (FS, GS, TR, LDTR bases, the syscall MSRs) is saved and restored
-//! with VMSAVE/VMLOAD around it.
+//! with VMSAVE/VMLOAD around it, all with GIF clear, so no host event runs
+//! on the guest's TR or GS (`tests/world_switch.rs` guards the order).
 
 use super::memory;
 use core::arch::global_asm;
@@ -92,6 +93,10 @@ svm_world_switch:
     push rdx
     push rsi
     push rdi
+    /* GIF=0 from here until the host's state is back: no NMI, SMI or
+       interrupt may run host code while VMLOAD has put the guest's TR, FS,
+       GS, KERNEL_GS_BASE and syscall MSRs into the CPU. */
+    clgi
     mov rax, rdx
     vmsave
     mov rax, rsi
@@ -111,9 +116,8 @@ svm_world_switch:
     mov r15, [rax + 104]
     mov rax, [rsp]
     vmload
-    /* No interrupt reaches the host between here and VMRUN (GIF=0); with
-       IF=1 a physical interrupt during the guest causes #VMEXIT(INTR). */
-    clgi
+    /* With IF=1 a physical interrupt during the guest causes
+       #VMEXIT(INTR); GIF stays 0 for the host. */
     sti
     vmrun
     vmsave
@@ -135,7 +139,7 @@ svm_world_switch:
     mov rax, [rsp + 16]
     vmload
     /* Pending host interrupts stay pending (IF=0) until the kernel lets
-       them in. */
+       them in; a pending NMI is taken at STGI, on the host's state. */
     cli
     stgi
     add rsp, 24
