@@ -29,6 +29,7 @@ pub mod event;
 pub mod frames;
 pub mod intercept;
 pub mod ipc;
+pub mod mce;
 pub mod memmap;
 pub mod npt;
 pub mod paging;

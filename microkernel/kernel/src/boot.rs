@@ -63,6 +63,16 @@ fn main(info: &'static BootInfo) -> ! {
         if cpu_info.smap { ", SMAP" } else { "" },
         if cpu_info.umip { ", UMIP" } else { "" },
     );
+    let mce = crate::arch::mce::init(&cpu_info);
+    if mce.exceptions {
+        println!(
+            "mce: machine-check exceptions on, {} banks reporting ({} held errors from before this boot); \
+             a #MC in a guest stops its partition if the host can go on, else the machine halts with a report",
+            mce.banks, mce.stale
+        );
+    } else {
+        println!("mce: warning: the CPU reports no machine-check exception; errors go unreported");
+    }
     let virt = virt::detect();
     println!("virt: {virt}");
     VIRT.call_once(|| virt);

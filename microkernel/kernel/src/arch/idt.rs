@@ -18,6 +18,7 @@ use x86::segmentation::{BuildDescriptor, DescriptorBuilder, GateDescriptorBuilde
 pub const TIMER_VECTOR: u8 = 32;
 /// The NMI's vector.
 const NMI_VECTOR: u64 = 2;
+const MACHINE_CHECK_VECTOR: u64 = kerncore::mce::VECTOR as u64;
 /// The local APIC's spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 255;
 
@@ -262,6 +263,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if device_gsi(v).is_some() => super::apic::on_device_interrupt(device_gsi(v).unwrap_or(0)),
         NMI_VECTOR => super::nmi::on_nmi(frame.cs & 3 != 0),
+        MACHINE_CHECK_VECTOR => super::mce::on_exception(frame.rip, frame.cs & 3 != 0),
         _ => fatal_exception(frame),
     }
 }

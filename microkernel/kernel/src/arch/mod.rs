@@ -12,6 +12,7 @@ pub mod heap;
 pub mod idt;
 pub mod io;
 pub mod ioapic;
+pub mod mce;
 pub mod memory;
 pub mod nmi;
 pub mod percpu;

@@ -219,7 +219,8 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     let host = HOST.get().expect("svm::enable runs first");
     with_vmcb(vmcb, |v| {
         let c = &mut v.control;
-        c.exception_intercepts = 0;
+        // A machine check is the host's business, never the guest's.
+        c.exception_intercepts = 1 << kerncore::mce::VECTOR;
         c.intercepts1 = GeneralIntercepts1::new()
             .with_intr(true)
             .with_nmi(true)
@@ -336,6 +337,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
             (ExitReason::GuestMemory { gpa: info2, access, mapped: info.present() }, 0)
         }
         SvmExitCode::SHUTDOWN => (ExitReason::Shutdown, 0),
+        code if code.as_exception() == Some(kerncore::mce::VECTOR) => (ExitReason::MachineCheck, 0),
         other => (ExitReason::Other(other.0), 0),
     };
     Exit { reason, rip, instruction_length: length, interrupted: None }

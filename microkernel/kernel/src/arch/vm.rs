@@ -71,6 +71,8 @@ pub enum ExitReason {
     },
     /// Triple fault or shutdown.
     Shutdown,
+    /// A machine check while the guest ran (intercepted: the host's).
+    MachineCheck,
     /// Anything else, with the backend's own exit code.
     Other(u64),
 }

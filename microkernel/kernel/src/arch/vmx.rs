@@ -794,8 +794,9 @@ fn write_controls(w: &mut Writer, vmx: &Vmx, eptp: u64, vpid: u16) {
     w.put(F::SECONDARY_PROCESSOR_BASED_CONTROLS, u64::from(u32::from(c.secondary)));
     w.put(F::VM_EXIT_CONTROLS, u64::from(u32::from(c.exit)));
     w.put(F::VM_ENTRY_CONTROLS, u64::from(u32::from(c.entry)));
+    // A machine check is the host's business, never the guest's.
+    w.put(F::EXCEPTION_BITMAP, 1 << kerncore::mce::VECTOR);
     for field in [
-        F::EXCEPTION_BITMAP,
         F::PAGE_FAULT_ERROR_CODE_MASK,
         F::PAGE_FAULT_ERROR_CODE_MATCH,
         F::CR3_TARGET_COUNT,
@@ -1075,6 +1076,9 @@ fn decode_exit() -> Exit {
     let rip = exit_field(VmcsField::GUEST_RIP);
     let length = || exit_field(VmcsField::VM_EXIT_INSTRUCTION_LENGTH).min(15) as u8;
     let other = (ExitReason::Other(u64::from(raw)), 0);
+    if field.entry_failure() && field.basic() == Basic::ENTRY_FAILURE_MACHINE_CHECK {
+        return Exit { reason: ExitReason::MachineCheck, rip, instruction_length: 0, interrupted: None };
+    }
     if field.entry_failure() {
         println!(
             "vmx: VM entry failed: exit reason {:?} (field {raw:#x}), qualification {:#x}",
@@ -1087,11 +1091,16 @@ fn decode_exit() -> Exit {
         Basic::EXTERNAL_INTERRUPT | Basic::PREEMPTION_TIMER_EXPIRED => (ExitReason::HostInterrupt, 0),
         Basic::INTERRUPT_WINDOW => (ExitReason::InterruptWindow, 0),
         Basic::EXCEPTION_OR_NMI => {
-            // No exception is intercepted (the bitmap is 0): only NMIs come here.
+            // NMIs, and the one exception intercepted: #MC.
             let info = InterruptionInfo::from(exit_field(VmcsField::VM_EXIT_INTERRUPTION_INFORMATION) as u32);
             if info.valid() && info.interruption_type() == InterruptionType::NMI {
                 super::nmi::deliver_after_vm_exit();
                 (ExitReason::HostInterrupt, 0)
+            } else if info.valid()
+                && info.interruption_type() == InterruptionType::HARDWARE_EXCEPTION
+                && info.vector() == kerncore::mce::VECTOR
+            {
+                (ExitReason::MachineCheck, 0)
             } else {
                 other
             }
