@@ -35,6 +35,7 @@ pub mod npt;
 pub mod paging;
 pub mod sched;
 pub mod slat;
+pub mod speculation;
 pub mod svm;
 pub mod virt;
 pub mod vmx;
