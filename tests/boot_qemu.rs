@@ -12,6 +12,14 @@ fn qemu_boot_banner() {
     let run = boot("qemu_boot_banner", Emulator::Qemu, TIMEOUT_SECS, &["--smp", "2"]);
     run.assert_serial_contains("Tessera v0.1.0");
     run.assert_serial_contains("virt: AMD SVM with NPT");
+    // qemu64 is an AMD CPU without IBPB, SMEP, SMAP or UMIP.
+    run.assert_serial_contains(
+        "mitigations: rsb fill on vm exit and task switch; ibpb: unavailable (CPUID enumerates no IBPB); \
+         verw: not needed (AMD: no MDS); l1d flush: not needed (AMD: no L1TF)",
+    );
+    for missing in ["SMEP", "SMAP", "UMIP"] {
+        run.assert_serial_contains(&format!("cpu: warning: no {missing}: "));
+    }
     run.assert_serial_contains("cpus: 2 in MADT");
     run.assert_wx_clean();
     run.assert_serial_contains("timer: local APIC tick");

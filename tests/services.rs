@@ -354,6 +354,24 @@ fn bochs_nmis_are_harmless_in_every_context() {
     nmis_are_harmless(&boot("bochs_nmis_are_harmless_in_every_context", Emulator::Bochs, BOCHS_TIMEOUT, &nmi_args()));
 }
 
+/// Bochs' Tiger Lake says (CPUID, ARCH_CAPABILITIES) that it needs IBPB and
+/// VERW and has them, so they run at every switch while the guest suite
+/// passes (its RDCL_NO makes the L1D flush unneeded: no emulator here
+/// exercises it).
+#[test]
+fn bochs_mitigations_run_where_the_cpu_needs_them() {
+    let [guest, kernel, cmdline, tests] = guest_args();
+    let args = [guest, kernel, cmdline, tests, "--bochs-cpu", "tigerlake"];
+    let run = boot("bochs_mitigations_run_where_the_cpu_needs_them", Emulator::Bochs, BOCHS_TIMEOUT, &args);
+    run.assert_serial_contains(
+        "mitigations: ibpb on task and partition switch, rsb fill on vm exit and task switch, \
+         verw on vm entry and return to ring 3; l1d flush: not needed (ARCH_CAPABILITIES.RDCL_NO)",
+    );
+    run.assert_serial_lacks("cpu: warning:");
+    guest_test_suite_passes(&run);
+    run.assert_halted(0);
+}
+
 /// Two partitions at once: each reads back its own mark at the same
 /// guest-physical address after the other has written its own.
 fn two_partitions_are_isolated(run: &Boot) {

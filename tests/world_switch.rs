@@ -12,13 +12,16 @@
 
 use std::path::Path;
 
-/// The mnemonics of `svm_world_switch`, in order, without comments.
+/// The first words of `svm_world_switch`'s lines (mnemonics), in order,
+/// without comments and labels.
 fn svm_world_switch() -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("microkernel/kernel/src/arch/svm.rs");
     let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let start = source.find("svm_world_switch:").expect("svm.rs defines svm_world_switch");
     let mut body = &source[start + "svm_world_switch:".len()..];
-    body = &body[..body.find("\"#").expect("the asm string ends")];
+    // To the end of the `global_asm!`: its template may be split around
+    // macro-made pieces (the RSB fill), whose lines count for nothing here.
+    body = &body[..body.find("\n);").expect("the global_asm! ends")];
     let mut without_comments = String::new();
     let mut rest = body;
     while let Some(open) = rest.find("/*") {

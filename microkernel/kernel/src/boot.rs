@@ -63,6 +63,11 @@ fn main(info: &'static BootInfo) -> ! {
         if cpu_info.smap { ", SMAP" } else { "" },
         if cpu_info.umip { ", UMIP" } else { "" },
     );
+    let mitigations = crate::arch::speculation::init(&cpu_info);
+    println!("{mitigations}");
+    for (name, why) in kerncore::speculation::missing_protections(cpu_info.smep, cpu_info.smap, cpu_info.umip) {
+        println!("cpu: warning: no {name}: {why}");
+    }
     let mce = crate::arch::mce::init(&cpu_info);
     if mce.exceptions {
         println!(

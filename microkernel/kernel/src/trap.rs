@@ -95,6 +95,9 @@ pub fn next_context(k: &mut Kernel) -> *mut TrapFrame {
                 frame.rsi = result.info.into_bits();
                 frame.rdi = result.badge.0;
             }
+            if let Some(t) = k.threads[index].task {
+                crate::arch::speculation::enter(kerncore::speculation::Domain::Task(t));
+            }
             if let Some(task) = k.threads[index].task.and_then(|t| k.tasks[t as usize].as_ref()) {
                 task.space.activate();
             }

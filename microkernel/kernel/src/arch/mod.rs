@@ -17,6 +17,7 @@ pub mod memory;
 pub mod nmi;
 pub mod percpu;
 pub mod pit;
+pub mod speculation;
 pub mod svm;
 pub mod virt;
 pub mod vm;

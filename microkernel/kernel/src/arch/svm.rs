@@ -138,6 +138,11 @@ svm_world_switch:
     mov [rax + 104], r15
     mov rax, [rsp + 16]
     vmload
+    /* No return target the guest left in the RSB may steer the host's
+       returns: fill it before the first RET. */
+"#,
+    super::speculation::rsb_fill!(),
+    r#"
     /* Pending host interrupts stay pending (IF=0) until the kernel lets
        them in; a pending NMI is taken at STGI, on the host's state. */
     cli

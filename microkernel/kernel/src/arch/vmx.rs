@@ -278,6 +278,13 @@ vmx_world_switch:
     mov rax, {host_rsp}
     vmwrite rax, rsp
     jbe 3f
+    /* Clear CPU buffers (MDS) where needed: after the last access to host
+       data but the guest's own registers, and before `test` (VERW
+       clobbers ZF). */
+    cmp byte ptr [rip + {verw_on}], 0
+    je 6f
+    verw word ptr [rip + {verw_selector}]
+6:
     test rsi, rsi
     mov rax, rdi
     mov rbx, [rax + {rbx}]
@@ -330,6 +337,11 @@ vmx_vm_exit:
     pop rax
     mov [rdi + {rdi}], rax
     add rsp, 8
+    /* No return target the guest left in the RSB may steer the host's
+       returns: fill it before the first RET. */
+"#,
+    super::speculation::rsb_fill!(),
+    r#"
     xor eax, eax
 5:
     lgdt [rsp]
@@ -344,6 +356,8 @@ vmx_vm_exit:
     ret
 "#,
     host_rsp = const VmcsField::HOST_RSP.0,
+    verw_on = sym super::speculation::VERW_ON_VM_ENTRY,
+    verw_selector = sym super::speculation::VERW_SELECTOR,
     rax = const offset_of!(GuestGprs, rax),
     rbx = const offset_of!(GuestGprs, rbx),
     rcx = const offset_of!(GuestGprs, rcx),
@@ -1049,6 +1063,7 @@ fn world_switch(gprs: &mut GuestGprs, state: &mut VpState) -> u64 {
         super::nmi::test_point(super::nmi::TestPoint::WorldSwitch);
         asm!("mov cr2, {}", in(reg) state.cr2, options(nostack, preserves_flags));
         asm!("mov dr6, {}", in(reg) state.dr6, options(nostack, preserves_flags));
+        super::speculation::before_vm_entry();
         let status = vmx_world_switch(gprs, u64::from(state.launched));
         asm!("mov {}, cr2", out(reg) state.cr2, options(nostack, preserves_flags));
         asm!("mov {}, dr6", out(reg) state.dr6, options(nostack, preserves_flags));

@@ -746,6 +746,9 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             return;
         }
         let flush = core::mem::take(&mut partition.flush);
+        if let Some(p) = vcpu.partition {
+            crate::arch::speculation::enter(kerncore::speculation::Domain::Partition(p));
+        }
         vcpu.load_events();
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let entered_at = crate::arch::cpu::timestamp();
