@@ -11,8 +11,8 @@
 //! While a guest runs, an NMI ends the run (both backends intercept it):
 //! SVM leaves it pending (GIF is clear after #VMEXIT) and takes it through
 //! the IDT at STGI; VMX consumes it with the exit and leaves NMIs blocked,
-//! so the kernel runs the handler with `int 2`, whose IRETQ unblocks them
-//! as an NMI's would ([`deliver_after_vm_exit`]).
+//! so the kernel counts it and unblocks them with an IRETQ, as the
+//! handler's would ([`deliver_after_vm_exit`]).
 //!
 //! The boot option `test=nmi` makes the kernel send itself NMIs for the
 //! whole run ([`start_test`]).
@@ -43,16 +43,36 @@ pub fn note_vm_exit() {
 }
 
 /// An NMI ended a VMX guest's run: the exit consumed it and NMIs stay
-/// blocked until an IRET. Runs the handler through its IDT gate, as the
-/// NMI would have; its IRETQ unblocks NMIs.
+/// blocked until an IRET (SDM Vol. 3C §27.1). Counts it as the handler
+/// would, then unblocks NMIs with an IRETQ to the next instruction on the
+/// current stack. (Running the IST handler with `int 2` instead would
+/// expose its stack to a nested NMI wherever the CPU did not block them.)
 pub fn deliver_after_vm_exit() {
     note_vm_exit();
-    // SAFETY: vector 2's gate is a ring-0 interrupt gate on the NMI's IST
-    // stack (`idt::init`); its handler only counts and returns with IRETQ
-    // to the next instruction, with every register restored.
-    unsafe { core::arch::asm!("int 2") };
+    on_nmi(false);
+    // SAFETY: builds an interrupt frame of this very point (kernel SS and
+    // CS, the current RSP and RFLAGS, the next instruction) and IRETQs
+    // through it: nothing changes but NMI blocking. The frame is popped
+    // whole, so RSP ends where it began.
+    unsafe {
+        core::arch::asm!(
+            "mov {tmp}, rsp",
+            "push {ss}",
+            "push {tmp}",
+            "pushfq",
+            "push {cs}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "iretq",
+            "2:",
+            tmp = out(reg) _,
+            ss = const super::gdt::KERNEL_DATA.bits() as u64,
+            cs = const super::gdt::KERNEL_CODE.bits() as u64,
+        );
+    }
 }
 
+#[inline(always)]
 fn total() -> u64 {
     FROM_USER.load(Relaxed) + FROM_KERNEL.load(Relaxed)
 }
@@ -68,12 +88,18 @@ fn print_counts(what: &str) {
 }
 
 /// Logs new NMIs: the first at once, then at most every
-/// [`LOG_INTERVAL_TICKS`]. Ordinary kernel context only.
+/// [`LOG_INTERVAL_TICKS`]. Ordinary kernel context only; called on every
+/// tick, so the common case (no new NMI) is a few loads, inlined.
+#[inline(always)]
 pub fn log_if_due(now: u64) {
-    let (total, logged) = (total(), LOGGED_TOTAL.load(Relaxed));
-    if total == logged {
-        return;
+    if total() != LOGGED_TOTAL.load(Relaxed) {
+        log_new(now);
     }
+}
+
+#[inline(never)]
+fn log_new(now: u64) {
+    let (total, logged) = (total(), LOGGED_TOTAL.load(Relaxed));
     if logged == 0 {
         let place = if FROM_USER.load(Relaxed) > 0 { "ring 3" } else { "ring 0" };
         println!("nmi: first NMI, in {place}; NMIs are counted and logged at most every {LOG_INTERVAL_TICKS} ticks");
@@ -146,6 +172,7 @@ pub fn start_test() {
 }
 
 /// True if the test is on and `point` is due to send this time.
+#[inline(always)]
 pub fn test_due(point: TestPoint) -> bool {
     TEST.load(Relaxed) && PASSES[point as usize].fetch_add(1, Relaxed).is_multiple_of(EVERY[point as usize])
 }
@@ -157,6 +184,7 @@ pub fn send_test_nmi(point: TestPoint) {
 }
 
 /// Sends a self-NMI at `point` when the test is on and it is due.
+#[inline(always)]
 pub fn test_point(point: TestPoint) {
     if test_due(point) {
         send_test_nmi(point);
