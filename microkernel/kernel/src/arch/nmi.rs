@@ -172,7 +172,6 @@ pub fn start_test() {
 }
 
 /// True if the test is on and `point` is due to send this time.
-#[inline(always)]
 pub fn test_due(point: TestPoint) -> bool {
     TEST.load(Relaxed) && PASSES[point as usize].fetch_add(1, Relaxed).is_multiple_of(EVERY[point as usize])
 }
@@ -184,7 +183,6 @@ pub fn send_test_nmi(point: TestPoint) {
 }
 
 /// Sends a self-NMI at `point` when the test is on and it is due.
-#[inline(always)]
 pub fn test_point(point: TestPoint) {
     if test_due(point) {
         send_test_nmi(point);
