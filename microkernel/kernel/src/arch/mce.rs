@@ -127,6 +127,8 @@ pub fn on_exception(rip: u64, from_user: bool) {
     let s = snapshot();
     let d = decide(Context::Host, s.mcg, &s.status[..s.count]);
     let place = if from_user { "in ring 3" } else { "in ring 0" };
+    // The #MC may have cut a console line short: start on a fresh one.
+    platform::console_write_emergency(format_args!("\n"));
     report(platform::console_write_emergency, place, &s, d);
     if d.verdict != Verdict::Continue {
         platform::console_write_emergency(format_args!("mce: at rip {rip:#x}\n"));
