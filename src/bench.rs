@@ -50,6 +50,7 @@ fn run_once(serial_log: PathBuf) -> Result<Vec<Figure>, String> {
         cmdline: "bench".into(),
         serial_log: Some(serial_log.clone()),
         qemu_args: vec!["-icount".into(), "shift=0".into()],
+        bochs_cpu: None,
     };
     match boot::boot(&opts) {
         Ok(0) => {}

@@ -65,6 +65,8 @@ pub struct BootOptions {
     pub serial_log: Option<PathBuf>,
     /// Extra arguments appended to the QEMU command line.
     pub qemu_args: Vec<String>,
+    /// The Bochs CPU model; `None`: [`crate::bochs::DEFAULT_CPU`].
+    pub bochs_cpu: Option<String>,
 }
 
 impl BootOptions {

@@ -522,6 +522,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         cmdline: String::new(),
         serial_log: Some(opts.run.serial_log.clone()),
         qemu_args: Vec::new(),
+        bochs_cpu: None,
     };
     if bochs {
         return self_tested(&boot);

@@ -276,6 +276,12 @@ struct BootArgs {
     /// `--qemu-arg=-d --qemu-arg=int,cpu_reset --qemu-arg=-D --qemu-arg=qemu.log`.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
+
+    /// Bochs' CPU model (`bochs --help cpu` lists them) [default:
+    /// corei7_haswell_4770], e.g. tigerlake, whose CPUID and
+    /// ARCH_CAPABILITIES call for IBPB and VERW.
+    #[arg(long, value_name = "MODEL")]
+    bochs_cpu: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -429,6 +435,9 @@ fn run_boot(args: BootArgs) -> i32 {
     if emulator == Emulator::Bochs && !args.qemu_args.is_empty() {
         ui::warn("--qemu-arg is ignored with --emulator bochs");
     }
+    if emulator == Emulator::Qemu && args.bochs_cpu.is_some() {
+        ui::warn("--bochs-cpu is ignored with --emulator qemu");
+    }
     // A guest run reports the guest's status: read it from the serial log.
     let guest_run = args.guest.is_some() && args.timeout.is_some();
     let serial_log = match (&args.serial_log, guest_run) {
@@ -445,6 +454,7 @@ fn run_boot(args: BootArgs) -> i32 {
         cmdline: args.cmdline,
         serial_log: serial_log.clone(),
         qemu_args: args.qemu_args,
+        bochs_cpu: args.bochs_cpu,
     };
     let code = match boot::boot(&opts) {
         Ok(code) => code,

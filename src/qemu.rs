@@ -205,6 +205,7 @@ mod tests {
             cmdline: String::new(),
             serial_log: None,
             qemu_args: vec!["-nic".into(), "none".into()],
+            bochs_cpu: None,
         }
     }
 

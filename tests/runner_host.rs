@@ -39,6 +39,7 @@ fn host_help_explains_every_option() {
         "--cmdline",
         "--serial-log",
         "--qemu-arg",
+        "--bochs-cpu",
         "--firmware",
         "--guest",
         "--guest-module",

@@ -82,6 +82,30 @@ fn hostile_is_contained(run: &Boot) {
     run.assert_halted(0);
 }
 
+/// Tasks without an I/O-port capability execute `in`/`out` themselves:
+/// every access faults with #GP (the TSS has no I/O permission bitmap) and
+/// the machine runs on; none ends it through QEMU's exit port.
+fn ports_need_a_capability(run: &Boot) {
+    for (task, probe) in [
+        ("hostile-port-in-20", "in from port 0x20"),
+        ("hostile-port-in-64", "in from port 0x64"),
+        ("hostile-port-in-71", "in from port 0x71"),
+        ("hostile-port-out-f4", "out 0x2a to port 0xf4"),
+    ] {
+        assert_in_order(
+            run,
+            &[
+                &format!("[{task}] {probe} without an I/O-port capability; this must fault"),
+                &format!("[supervisor] {task} faulted: #GP general protection (vector 13, error 0x0)"),
+            ],
+        );
+        run.assert_serial_contains(&format!("[supervisor] {task} is not restarted"));
+    }
+    run.assert_serial_lacks("FAIL");
+    run.assert_serial_contains("[heartbeat] beat 5");
+    run.assert_halted(0);
+}
+
 fn crash_loop_backs_off(run: &Boot) {
     assert_in_order(
         run,
@@ -117,6 +141,23 @@ fn qemu_services_default_appliance() {
 fn qemu_hostile_task_is_contained() {
     let m = manifest("hostile.toml");
     hostile_is_contained(&boot("qemu_hostile_task_is_contained", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn qemu_ports_need_a_capability() {
+    let m = manifest("hostile-ports.toml");
+    ports_need_a_capability(&boot("qemu_ports_need_a_capability", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_ports_need_a_capability() {
+    let m = manifest("hostile-ports.toml");
+    ports_need_a_capability(&boot(
+        "bochs_ports_need_a_capability",
+        Emulator::Bochs,
+        BOCHS_TIMEOUT,
+        &["--manifest", &m],
+    ));
 }
 
 #[test]
@@ -231,6 +272,89 @@ fn qemu_guest_test_suite() {
 #[test]
 fn bochs_guest_test_suite() {
     guest_test_suite_passes(&boot("bochs_guest_test_suite", Emulator::Bochs, BOCHS_TIMEOUT, &guest_args()));
+}
+
+/// The number after `label` in `line` (e.g. "ring 3: 12" -> 12).
+fn count_after(run: &Boot, line: &str, label: &str) -> u64 {
+    let at = line.find(label).unwrap_or_else(|| run.fail(&format!("no {label:?} in {line:?}"))) + label.len();
+    let digits: String = line[at..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| run.fail(&format!("no number after {label:?} in {line:?}")))
+}
+
+/// With `test=nmi` the kernel sends itself NMIs for the whole run: PIT
+/// channel 0 routed as NMI (they land in ring 3, ring 0 and the guest) and
+/// self-NMIs in syscalls, right before guest entry and inside the world
+/// switch. The guest suite passes (with `isolation`, whose long spin in
+/// guest mode the periodic NMIs hit), every NMI is counted, none is fatal.
+fn nmis_are_harmless(run: &Boot) {
+    for case in ["uart", "multiboot", "cpuid", "portio", "hlt", "unmapped", "mmio", "readonly", "isolation"] {
+        run.assert_serial_contains(&format!("[vid] guest: testkernel: {case}: ok"));
+    }
+    assert_in_order(
+        run,
+        &["[vid] guest: testkernel: done: 9 passed, 0 failed", "[vid] guest: guest reported status 1"],
+    );
+    run.assert_serial_lacks("FAIL");
+    run.assert_serial_contains("nmi test: PIT channel 0 at 1000 Hz routed as NMI on GSI 2");
+    run.assert_serial_contains("nmi: first NMI, in ring");
+    run.assert_serial_lacks("EXCEPTION");
+    let summary = run.assert_serial_contains("nmi: in all ");
+    for label in ["ring 3:", "ring 0:"] {
+        if count_after(run, &summary, label) == 0 {
+            run.fail(&format!("no NMI counted at {label:?}: {summary}"));
+        }
+    }
+    // The guest spins for a while (isolation): NMIs must end its runs then,
+    // not wait until it leaves (VMX without virtual NMIs let 1 of 5662 in).
+    if count_after(run, &summary, "; ") < 20 {
+        run.fail(&format!("too few NMIs arrived while the guest ran: {summary}"));
+    }
+    let sent = run.assert_serial_contains("nmi test: sent ");
+    for label in ["sent ", "syscalls, ", "guest entry, "] {
+        if count_after(run, &sent, label) == 0 {
+            run.fail(&format!("no self-NMI after {label:?}: {sent}"));
+        }
+    }
+    run.assert_halted(0);
+}
+
+fn nmi_args() -> [&'static str; 6] {
+    [
+        "--guest",
+        env!("TESSERA_GUEST_TEST_KERNEL"),
+        "--guest-cmdline",
+        "tests=all,isolation mark=nmi",
+        "--cmdline",
+        "test=nmi exit=idle",
+    ]
+}
+
+#[test]
+fn qemu_nmis_are_harmless_in_every_context() {
+    nmis_are_harmless(&boot("qemu_nmis_are_harmless_in_every_context", Emulator::Qemu, QEMU_TIMEOUT, &nmi_args()));
+}
+
+#[test]
+fn bochs_nmis_are_harmless_in_every_context() {
+    nmis_are_harmless(&boot("bochs_nmis_are_harmless_in_every_context", Emulator::Bochs, BOCHS_TIMEOUT, &nmi_args()));
+}
+
+/// Bochs' Tiger Lake says (CPUID, ARCH_CAPABILITIES) that it needs IBPB and
+/// VERW and has them, so they run at every switch while the guest suite
+/// passes (its RDCL_NO makes the L1D flush unneeded: no emulator here
+/// exercises it).
+#[test]
+fn bochs_mitigations_run_where_the_cpu_needs_them() {
+    let [guest, kernel, cmdline, tests] = guest_args();
+    let args = [guest, kernel, cmdline, tests, "--bochs-cpu", "tigerlake"];
+    let run = boot("bochs_mitigations_run_where_the_cpu_needs_them", Emulator::Bochs, BOCHS_TIMEOUT, &args);
+    run.assert_serial_contains(
+        "mitigations: ibpb on task and partition switch, rsb fill on vm exit and task switch, \
+         verw on vm entry and return to ring 3; l1d flush: not needed (ARCH_CAPABILITIES.RDCL_NO)",
+    );
+    run.assert_serial_lacks("cpu: warning:");
+    guest_test_suite_passes(&run);
+    run.assert_halted(0);
 }
 
 /// Two partitions at once: each reads back its own mark at the same

@@ -18,6 +18,9 @@ pub struct BootOptions {
     pub fault_test: Option<FaultTest>,
     /// Measure and report costs (e.g. VM exits handled in ring 0).
     pub bench: bool,
+    /// Send NMIs to this CPU throughout the run (`test=nmi`): a periodic
+    /// NMI source and self-NMIs at chosen points of ring 0.
+    pub nmi_test: bool,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -37,6 +40,7 @@ impl BootOptions {
                 ("test", "fault-pf") => options.fault_test = Some(FaultTest::PageFault),
                 ("test", "fault-wp") => options.fault_test = Some(FaultTest::WriteKernelText),
                 ("bench", "") => options.bench = true,
+                ("test", "nmi") => options.nmi_test = true,
                 _ => {
                     let _ = unknown.push(UnknownOption(word));
                 }
@@ -58,6 +62,8 @@ mod tests {
         assert_eq!(o.fault_test, Some(FaultTest::WriteKernelText));
         assert!(unknown.is_empty());
         assert_eq!(BootOptions::parse("test=fault-pf").0.fault_test, Some(FaultTest::PageFault));
+        let (o, unknown) = BootOptions::parse("test=nmi exit=idle");
+        assert!(o.nmi_test && o.exit_when_idle && o.fault_test.is_none() && unknown.is_empty());
     }
 
     #[test]

@@ -59,6 +59,21 @@ fn main(info: &'static BootInfo) -> ! {
         if cpu_info.umip { ", UMIP" } else { "" },
     );
     println!("xstate: {}", crate::arch::fpu::init_cpu());
+    let mitigations = crate::arch::speculation::init(&cpu_info);
+    println!("{mitigations}");
+    for (name, why) in kerncore::speculation::missing_protections(cpu_info.smep, cpu_info.smap, cpu_info.umip) {
+        println!("cpu: warning: no {name}: {why}");
+    }
+    let mce = crate::arch::mce::init(&cpu_info);
+    if mce.exceptions {
+        println!(
+            "mce: machine-check exceptions on, {} banks reporting ({} held errors from before this boot); \
+             a #MC in a guest stops its partition if the host can go on, else the machine halts with a report",
+            mce.banks, mce.stale
+        );
+    } else {
+        println!("mce: warning: the CPU reports no machine-check exception; errors go unreported");
+    }
     let virt = virt::detect();
     println!("virt: {virt}");
     VIRT.call_once(|| virt);
@@ -129,6 +144,9 @@ fn main(info: &'static BootInfo) -> ! {
         None => {}
     }
 
+    if options.nmi_test {
+        crate::arch::nmi::start_test();
+    }
     println!("boot: done");
     crate::trap::set_exit_when_idle(options.exit_when_idle);
     crate::object::vm::set_bench(options.bench);

@@ -30,7 +30,10 @@ pub fn from_user(_saved: *mut TrapFrame) -> UserContext {
     let mut k = KERNEL.lock();
     if let Some(t) = k.ipc.current() {
         match k.threads[usize::from(t.0)].context.vector {
-            SYSCALL_VECTOR => syscall::handle(&mut k, t),
+            SYSCALL_VECTOR => {
+                crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
+                syscall::handle(&mut k, t)
+            }
             v if v == u64::from(TIMER_VECTOR) => apic::on_timer(),
             v if v == u64::from(SPURIOUS_VECTOR) => {}
             v if v < 32 => user_fault(&mut k, t),
@@ -92,6 +95,9 @@ pub fn next_context(k: &mut Kernel) -> UserContext {
                 frame.rsi = result.info.into_bits();
                 frame.rdi = result.badge.0;
             }
+            if let Some(t) = k.threads[index].task {
+                crate::arch::speculation::enter(kerncore::speculation::Domain::Task(t));
+            }
             if let Some(task) = k.threads[index].task.and_then(|t| k.tasks[t as usize].as_ref()) {
                 task.space.activate();
             }
@@ -110,6 +116,7 @@ pub fn next_context(k: &mut Kernel) -> UserContext {
         let quiet = !k.ipc.has_pending_events() && !k.interrupts_armed() && !k.vp_exit_timing();
         if quiet && EXIT_WHEN_IDLE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("kernel: every thread is blocked and nothing can wake one (exit=idle)");
+            crate::arch::nmi::log_summary();
             platform::power_off(ExitStatus::Success);
         }
         cpu::wait_for_interrupt();

@@ -9,6 +9,10 @@
 //! through, so a test can grep for `hostile: .*FAIL`. Its last act is a read
 //! of kernel memory, which must fault: the supervisor sees the fault and
 //! nothing after it runs.
+//!
+//! An instance named `hostile-port-in-<hex>` or `hostile-port-out-<hex>`
+//! instead executes one `in` or `out` on that port itself, holding no
+//! `IO_PORTS` capability ([`PortProbe`]): the access must fault (#GP).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -93,9 +97,53 @@ pub fn rename_refused(result: &Result<Result<(), ServiceError>, CallError>) -> b
     matches!(result, Ok(Err(ServiceError::PermissionDenied)))
 }
 
+/// The value a port probe writes: on QEMU's exit device (port 0xf4) a
+/// write that got through would end the emulator with status 0x55.
+pub const PORT_PROBE_VALUE: u8 = 0x2a;
+
+/// One direct port access a `hostile-port-...` instance tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortProbe {
+    In(u16),
+    Out(u16),
+}
+
+impl PortProbe {
+    /// The probe a task named `hostile-port-<in|out>-<hex port>` makes.
+    pub fn from_task_name(name: &str) -> Option<PortProbe> {
+        let rest = name.strip_prefix("hostile-port-")?;
+        let (direction, port) = rest.split_once('-')?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        match direction {
+            "in" => Some(PortProbe::In(port)),
+            "out" => Some(PortProbe::Out(port)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for PortProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortProbe::In(port) => write!(f, "in from port {port:#x}"),
+            PortProbe::Out(port) => write!(f, "out {PORT_PROBE_VALUE:#x} to port {port:#x}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_probes_are_named_by_the_task() {
+        assert_eq!(PortProbe::from_task_name("hostile-port-in-71"), Some(PortProbe::In(0x71)));
+        assert_eq!(PortProbe::from_task_name("hostile-port-out-f4"), Some(PortProbe::Out(0xf4)));
+        assert_eq!(PortProbe::from_task_name("hostile"), None);
+        assert_eq!(PortProbe::from_task_name("hostile-port-up-f4"), None);
+        assert_eq!(PortProbe::from_task_name("hostile-port-in-10000"), None);
+        assert_eq!(PortProbe::Out(0xf4).to_string(), "out 0x2a to port 0xf4");
+    }
 
     #[test]
     fn checks_pass_only_on_an_expected_refusal() {

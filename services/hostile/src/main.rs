@@ -18,7 +18,26 @@ mod task {
         log!("{}", check.report(got));
     }
 
+    /// One direct port access without a capability: it must fault, so
+    /// nothing after it runs.
+    fn port_probe(probe: PortProbe) {
+        log!("{probe} without an I/O-port capability; this must fault");
+        match probe {
+            PortProbe::In(port) => {
+                let value = arch::probe_port_in(port);
+                log!("{probe} returned {value:#x}: FAIL");
+            }
+            PortProbe::Out(port) => {
+                arch::probe_port_out(port, PORT_PROBE_VALUE);
+                log!("{probe} went through: FAIL");
+            }
+        }
+    }
+
     pub fn main() {
+        if let Some(probe) = PortProbe::from_task_name(tessera_rt::startup::task_name()) {
+            return port_probe(probe);
+        }
         log!("starting");
         let console = caps::endpoint(console_api::ENDPOINT).unwrap_or(CapSlot::NULL);
 

@@ -1,4 +1,5 @@
-//! The two instructions a task may need outside a syscall.
+//! The few instructions a task may need outside a syscall, and the probes
+//! of isolation tests.
 
 use core::arch::asm;
 
@@ -18,6 +19,28 @@ pub fn probe_read(address: u64) -> u64 {
              options(nostack, readonly, preserves_flags));
     }
     value
+}
+
+/// Reads port `port` with `in` directly, asking no kernel object.
+///
+/// For isolation tests: a task may reach ports only through an `IO_PORTS`
+/// capability (the kernel does the access), so this must raise a #GP that
+/// the kernel reports to the thread's fault endpoint; the call then never
+/// returns.
+pub fn probe_port_in(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: one `in` from a port; it touches no memory. A refused access
+    // faults into the kernel, which does not resume the thread here.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Writes `value` to port `port` with `out` directly, as [`probe_port_in`]
+/// reads: it must fault.
+pub fn probe_port_out(port: u16, value: u8) {
+    // SAFETY: one `out` to a port; it touches no memory. A refused access
+    // faults into the kernel, which does not resume the thread here.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
 }
 
 /// Executes `ud2`: an invalid-opcode fault the kernel reports to the

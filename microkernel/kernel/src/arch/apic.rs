@@ -21,6 +21,8 @@ mod reg {
     pub const VERSION: usize = 0x30;
     pub const EOI: usize = 0xb0;
     pub const SPURIOUS: usize = 0xf0;
+    pub const ICR_LOW: usize = 0x300;
+    pub const ICR_HIGH: usize = 0x310;
     pub const LVT_TIMER: usize = 0x320;
     pub const TIMER_INITIAL: usize = 0x380;
     pub const TIMER_CURRENT: usize = 0x390;
@@ -31,6 +33,11 @@ const SPURIOUS_APIC_ENABLE: u32 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_TIMER_PERIODIC: u32 = 1 << 17;
 const DIVIDE_BY_16: u32 = 0b0011;
+/// ICR (SDM Vol. 3 §11.6.1): delivery mode NMI, level assert, and the
+/// delivery-status bit (set while the IPI is being sent).
+const ICR_DELIVERY_NMI: u32 = 0b100 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_SEND_PENDING: u32 = 1 << 12;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
@@ -125,6 +132,20 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
 /// The TSC's frequency as measured against the PIT (0 before `init`).
 pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Sends an NMI to this CPU by its own APIC ID (no shorthand: "self"
+/// allows only fixed delivery), then waits, boundedly, until it left.
+pub fn send_nmi_to_self() {
+    let id = read(reg::ID) >> 24;
+    write(reg::ICR_HIGH, id << 24);
+    write(reg::ICR_LOW, ICR_DELIVERY_NMI | ICR_LEVEL_ASSERT);
+    for _ in 0..1000 {
+        if read(reg::ICR_LOW) & ICR_SEND_PENDING == 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Timer interrupt: count the tick and acknowledge it.

@@ -15,6 +15,9 @@ pub struct CpuInfo {
     pub smep: bool,
     pub smap: bool,
     pub umip: bool,
+    /// CPUID.1:EDX.MCE and .MCA: machine-check exceptions and the MCA banks.
+    pub machine_check: bool,
+    pub machine_check_architecture: bool,
 }
 
 pub fn identify() -> CpuInfo {
@@ -28,6 +31,8 @@ pub fn identify() -> CpuInfo {
         smep: false,
         smap: false,
         umip: false,
+        machine_check: false,
+        machine_check_architecture: false,
     };
     if let Some(v) = cpuid.get_vendor_info() {
         let _ = info.vendor.push_str(v.as_str());
@@ -38,6 +43,8 @@ pub fn identify() -> CpuInfo {
     if let Some(f) = cpuid.get_feature_info() {
         info.family = f.family_id();
         info.model = f.model_id();
+        info.machine_check = f.has_mce();
+        info.machine_check_architecture = f.has_mca();
     }
     if let Some(e) = cpuid.get_extended_processor_and_feature_identifiers() {
         info.nx = e.has_execute_disable();

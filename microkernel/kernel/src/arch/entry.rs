@@ -55,6 +55,11 @@ resume_user:
     r#"
     add rsp, 16
     swapgs
+    /* Clear CPU buffers (MDS) where needed; IRETQ restores the flags. */
+    cmp byte ptr [rip + {verw_on}], 0
+    je 781f
+    verw word ptr [rip + {verw_selector}]
+781:
     iretq
 "#,
     user_rsp = const OFFSET_USER_RSP,
@@ -64,6 +69,8 @@ resume_user:
     user_cs = const USER_CODE.bits() as u64,
     syscall_vector = const SYSCALL_VECTOR,
     user_trap = sym user_trap,
+    verw_on = sym super::speculation::VERW_ON_USER_RETURN,
+    verw_selector = sym super::speculation::VERW_SELECTOR,
 );
 
 unsafe extern "C" {

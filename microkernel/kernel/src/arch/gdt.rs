@@ -1,6 +1,10 @@
 //! The GDT and TSS of the boot CPU, with separate interrupt stacks (IST) for
 //! double faults, NMIs and machine checks, so those are reported even when
 //! the kernel stack is gone.
+//!
+//! The TSS has no I/O permission bitmap: its base lies past the TSS limit,
+//! so every `in`/`out` in ring 3 (IOPL 0) raises #GP. Tasks reach ports only
+//! through an `IO_PORTS` capability, by asking the kernel (`arch::io`).
 
 use core::ptr::addr_of;
 use x86::Ring;
@@ -23,6 +27,13 @@ pub const IST_NMI: u8 = 2;
 pub const IST_MACHINE_CHECK: u8 = 3;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
+
+/// The TSS's size; also its I/O-map base, which then lies past the limit
+/// (size - 1): there is no bitmap (SDM Vol. 1 §19.5.2, AMD APM Vol. 2
+/// §13.3.2). With base 0 the CPU read a bitmap from the TSS's own bytes
+/// and let ring 3 use every port whose bit happened to be 0.
+const TSS_SIZE: u16 = core::mem::size_of::<TaskStateSegment>() as u16;
+const _: () = assert!(TSS_SIZE == 0x68);
 
 #[repr(C, align(16))]
 struct Stack([u8; IST_STACK_SIZE]);
@@ -68,6 +79,7 @@ pub fn init() {
     // describe flat segments and a TSS that lives for the kernel's lifetime.
     unsafe {
         let tss = &mut *core::ptr::addr_of_mut!(TSS);
+        tss.iomap_base = TSS_SIZE;
         let stacks = &*addr_of!(IST_STACKS);
         for (slot, ist) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
             let top = stacks[slot].0.as_ptr() as u64 + IST_STACK_SIZE as u64;
@@ -75,7 +87,7 @@ pub fn init() {
         }
         let tss_desc: Descriptor64 = <DescriptorBuilder as GateDescriptorBuilder<u64>>::tss_descriptor(
             addr_of!(TSS) as u64,
-            core::mem::size_of::<TaskStateSegment>() as u64 - 1,
+            u64::from(TSS_SIZE) - 1,
             true,
         )
         .present()

@@ -3,7 +3,8 @@
 //! Every vector the kernel installs enters one assembly path that saves the
 //! general registers into a [`TrapFrame`] and calls [`trap_dispatch`]. A CPU
 //! exception in ring 0 is a kernel bug: it is reported with the full register
-//! state and the system powers off with a failure status, never hangs.
+//! state and the system powers off with a failure status, never hangs. An
+//! NMI is not an error: it is counted ([`super::nmi`]) in any context.
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 use core::arch::global_asm;
@@ -15,6 +16,9 @@ use x86::segmentation::{BuildDescriptor, DescriptorBuilder, GateDescriptorBuilde
 
 /// The local APIC timer's vector.
 pub const TIMER_VECTOR: u8 = 32;
+/// The NMI's vector.
+const NMI_VECTOR: u64 = 2;
+const MACHINE_CHECK_VECTOR: u64 = kerncore::mce::VECTOR as u64;
 /// The local APIC's spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 255;
 
@@ -137,8 +141,9 @@ isr_common:
     /* A trap from ring 3 lands in the current thread's context (TSS.RSP0
        points at its end) and needs the kernel's GS; one from ring 0 is on
        the current kernel stack. NMI, #DF and #MC arrive on their IST
-       stacks, not in a thread's context, and are fatal: they always take
-       the kernel path. */
+       stacks, not in a thread's context: they always take
+       the kernel path, which never touches GS: the NMI, which is not
+       fatal, may arrive before or after any SWAPGS. */
     cmp qword ptr [rsp], 2
     je 1f
     cmp qword ptr [rsp], 8
@@ -257,6 +262,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(TIMER_VECTOR) => super::apic::on_timer(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if device_gsi(v).is_some() => super::apic::on_device_interrupt(device_gsi(v).unwrap_or(0)),
+        NMI_VECTOR => super::nmi::on_nmi(frame.cs & 3 != 0),
+        MACHINE_CHECK_VECTOR => super::mce::on_exception(frame.rip, frame.cs & 3 != 0),
         _ => fatal_exception(frame),
     }
 }

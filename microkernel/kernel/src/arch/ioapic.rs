@@ -21,6 +21,8 @@ const REG_REDIRECTION: u32 = 0x10;
 const MASKED: u64 = 1 << 16;
 const LEVEL: u64 = 1 << 15;
 const ACTIVE_LOW: u64 = 1 << 13;
+/// Delivery mode NMI (bits 8..10 = 100b); the vector is ignored.
+const DELIVERY_NMI: u64 = 0b100 << 8;
 
 struct Chip {
     base: u64,
@@ -102,6 +104,20 @@ pub fn set(gsi: u32, masked: bool) {
     // Destination (bits 56..63): the boot CPU's APIC ID, 0.
     write(chip, REG_REDIRECTION + 2 * line + 1, 0);
     write(chip, REG_REDIRECTION + 2 * line, entry as u32);
+}
+
+/// Routes `gsi` to the boot CPU as an NMI (edge, active high, unmasked),
+/// as an NMI watchdog wired to a timer would; false if no I/O APIC has it.
+/// For the NMI test only: the line no longer reaches a task.
+pub fn route_as_nmi(gsi: u32) -> bool {
+    let state = STATE.lock();
+    let Some(chip) = state.chips.iter().find(|c| gsi >= c.gsi_base && gsi < c.gsi_base + c.lines) else {
+        return false;
+    };
+    let line = gsi - chip.gsi_base;
+    write(chip, REG_REDIRECTION + 2 * line + 1, 0);
+    write(chip, REG_REDIRECTION + 2 * line, DELIVERY_NMI as u32);
+    true
 }
 
 /// The GSI an ISA IRQ arrives on.

@@ -28,11 +28,17 @@ pub mod io;
 #[allow(unsafe_code)]
 pub mod ioapic;
 #[allow(unsafe_code)]
+pub mod mce;
+#[allow(unsafe_code)]
 pub mod memory;
+#[allow(unsafe_code)]
+pub mod nmi;
 #[allow(unsafe_code)]
 pub mod percpu;
 #[allow(unsafe_code)]
 pub mod pit;
+#[allow(unsafe_code)]
+pub mod speculation;
 #[allow(unsafe_code)]
 pub mod start;
 #[allow(unsafe_code)]

@@ -1,14 +1,18 @@
-//! The legacy 8254 PIT, used only as a known-frequency reference to
-//! calibrate the local APIC timer and for short busy waits.
+//! The legacy 8254 PIT, used as a known-frequency reference to calibrate
+//! the local APIC timer and for short busy waits (channel 2), and by the
+//! NMI test as a periodic source (channel 0).
 
 use x86::io::{inb, outb};
 
 pub const PIT_HZ: u64 = 1_193_182;
+const CHANNEL0_DATA: u16 = 0x40;
 const CHANNEL2_DATA: u16 = 0x42;
 const COMMAND: u16 = 0x43;
 const GATE_PORT: u16 = 0x61;
 /// Channel 2, lobyte/hibyte, mode 0 (interrupt on terminal count), binary.
 const CHANNEL2_ONE_SHOT: u8 = 0b1011_0000;
+/// Channel 0, lobyte/hibyte, mode 2 (rate generator), binary.
+const CHANNEL0_PERIODIC: u8 = 0b0011_0100;
 const GATE: u8 = 1 << 0;
 const SPEAKER: u8 = 1 << 1;
 const OUT2: u8 = 1 << 5;
@@ -30,6 +34,18 @@ pub fn one_shot(micros: u64, on_start: impl FnOnce()) {
         while inb(GATE_PORT) & OUT2 == 0 {
             core::hint::spin_loop();
         }
+    }
+}
+
+/// Starts channel 0 pulsing its output (ISA IRQ 0) `hz` times a second.
+pub fn start_periodic(hz: u64) {
+    let divisor = (PIT_HZ / hz.max(1)).clamp(2, 0xffff) as u16;
+    // SAFETY: ports 0x40 and 0x43 belong to the PIT; channel 0 is used by
+    // nothing else in the kernel (calibration and delays use channel 2).
+    unsafe {
+        outb(COMMAND, CHANNEL0_PERIODIC);
+        outb(CHANNEL0_DATA, divisor as u8);
+        outb(CHANNEL0_DATA, (divisor >> 8) as u8);
     }
 }
 

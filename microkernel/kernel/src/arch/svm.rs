@@ -8,7 +8,8 @@
 //! VMCB (all general registers but RAX and RSP) lives in [`GuestGprs`] and
 //! is swapped by the assembly around VMRUN. Host state that VMRUN does not
 //! switch (FS, GS, TR, LDTR bases, the syscall MSRs) is saved and restored
-//! with VMSAVE/VMLOAD around it.
+//! with VMSAVE/VMLOAD around it, all with GIF clear, so no host event runs
+//! on the guest's TR or GS (`tests/world_switch.rs` guards the order).
 
 use super::memory;
 use core::arch::global_asm;
@@ -92,6 +93,10 @@ svm_world_switch:
     push rdx
     push rsi
     push rdi
+    /* GIF=0 from here until the host's state is back: no NMI, SMI or
+       interrupt may run host code while VMLOAD has put the guest's TR, FS,
+       GS, KERNEL_GS_BASE and syscall MSRs into the CPU. */
+    clgi
     mov rax, rdx
     vmsave
     mov rax, rsi
@@ -111,9 +116,8 @@ svm_world_switch:
     mov r15, [rax + 104]
     mov rax, [rsp]
     vmload
-    /* No interrupt reaches the host between here and VMRUN (GIF=0); with
-       IF=1 a physical interrupt during the guest causes #VMEXIT(INTR). */
-    clgi
+    /* With IF=1 a physical interrupt during the guest causes
+       #VMEXIT(INTR); GIF stays 0 for the host. */
     sti
     vmrun
     vmsave
@@ -134,8 +138,13 @@ svm_world_switch:
     mov [rax + 104], r15
     mov rax, [rsp + 16]
     vmload
+    /* No return target the guest left in the RSB may steer the host's
+       returns: fill it before the first RET. */
+"#,
+    super::speculation::rsb_fill!(),
+    r#"
     /* Pending host interrupts stay pending (IF=0) until the kernel lets
-       them in. */
+       them in; a pending NMI is taken at STGI, on the host's state. */
     cli
     stgi
     add rsp, 24
@@ -219,8 +228,9 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     with_vmcb(vmcb, |v| {
         let c = &mut v.control;
         // As under VMX: #DB and #AC, XSETBV, INVD, WBINVD, RDPMC and every
-        // debug-register access (until the VP's first, see `dr`) exit.
-        c.exception_intercepts = REFLECTED_EXCEPTIONS;
+        // debug-register access (until the VP's first, see `dr`) exit; a
+        // machine check is the host's business, never the guest's.
+        c.exception_intercepts = REFLECTED_EXCEPTIONS | 1 << kerncore::mce::VECTOR;
         c.intercepts1 = GeneralIntercepts1::new()
             .with_intr(true)
             .with_nmi(true)
@@ -295,6 +305,11 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit 
     if flush_tlb {
         with_vmcb(vmcb, |v| v.control.tlb_control = TlbControl::FLUSH_ALL);
     }
+    if super::nmi::test_due(super::nmi::TestPoint::WorldSwitch) {
+        // The NMI waits for GIF, so it ends the guest's run at once.
+        clear_gif();
+        super::nmi::send_test_nmi(super::nmi::TestPoint::WorldSwitch);
+    }
     // SAFETY: `vmcb` is a VMCB initialised by `init_vmcb` whose nested page
     // tables map only memory given to the partition; `host_vmcb` is this
     // CPU's VMSAVE area. The switch returns with host state restored.
@@ -313,13 +328,27 @@ pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit 
     })
 }
 
+/// Clears GIF: no interrupt, NMI or SMI reaches the host until the world
+/// switch's STGI, which always follows.
+fn clear_gif() {
+    // SAFETY: CLGI only holds events pending (SVM is enabled: `run` is
+    // called after `enable`); the world switch sets GIF again.
+    unsafe { core::arch::asm!("clgi", options(nomem, nostack)) };
+}
+
 /// An SVM exit in backend-neutral terms. Without nRIP save (QEMU), lengths
 /// come from the instruction's shortest encoding (IOIO gives the next RIP
 /// in EXITINFO2); `run` prefers the next RIP where the CPU saves it.
 fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
     use super::vm::{Access, Exit, ExitReason};
     let (reason, length) = match code {
-        SvmExitCode::INTR | SvmExitCode::NMI => (ExitReason::HostInterrupt, 0),
+        SvmExitCode::INTR => (ExitReason::HostInterrupt, 0),
+        // The NMI stays pending until the world switch's STGI, where the
+        // host's handler takes it.
+        SvmExitCode::NMI => {
+            super::nmi::note_vm_exit();
+            (ExitReason::HostInterrupt, 0)
+        }
         SvmExitCode::VINTR => (ExitReason::InterruptWindow, 0),
         SvmExitCode::IOIO => match IoioExitInfo::from(info1).access() {
             Some(access) => (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8),
@@ -354,6 +383,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         SvmExitCode::EXCEPTION_AC => {
             (ExitReason::Exception(Interruption::exception(vector::ALIGNMENT_CHECK, Some(info1 as u32))), 0)
         }
+        code if code.as_exception() == Some(kerncore::mce::VECTOR) => (ExitReason::MachineCheck, 0),
         other => (ExitReason::Other(other.0), 0),
     };
     Exit { reason, rip, instruction_length: length, interrupted: None }

@@ -85,6 +85,8 @@ pub enum ExitReason {
     /// to deliver to the guest as it is: the backend has already done what
     /// delivery does to DR6 and DR7.
     Exception(Interruption),
+    /// A machine check while the guest ran (intercepted: the host's).
+    MachineCheck,
     /// Anything else, with the backend's own exit code.
     Other(u64),
 }

@@ -275,6 +275,13 @@ vmx_world_switch:
     mov rax, {host_rsp}
     vmwrite rax, rsp
     jbe 3f
+    /* Clear CPU buffers (MDS) where needed: after the last access to host
+       data but the guest's own registers, and before `test` (VERW
+       clobbers ZF). */
+    cmp byte ptr [rip + {verw_on}], 0
+    je 6f
+    verw word ptr [rip + {verw_selector}]
+6:
     test rsi, rsi
     mov rax, rdi
     mov rbx, [rax + {rbx}]
@@ -327,6 +334,11 @@ vmx_vm_exit:
     pop rax
     mov [rdi + {rdi}], rax
     add rsp, 8
+    /* No return target the guest left in the RSB may steer the host's
+       returns: fill it before the first RET. */
+"#,
+    super::speculation::rsb_fill!(),
+    r#"
     xor eax, eax
 5:
     lgdt [rsp]
@@ -341,6 +353,8 @@ vmx_vm_exit:
     ret
 "#,
     host_rsp = const VmcsField::HOST_RSP.0,
+    verw_on = sym super::speculation::VERW_ON_VM_ENTRY,
+    verw_selector = sym super::speculation::VERW_SELECTOR,
     rax = const offset_of!(GuestGprs, rax),
     rbx = const offset_of!(GuestGprs, rbx),
     rcx = const offset_of!(GuestGprs, rcx),
@@ -522,13 +536,19 @@ pub fn enable() -> Result<(), &'static str> {
         )
     };
     // The preemption timer, where there is one, bounds every guest run to
-    // about a tick (see `preemption_timer_value`).
+    // about a tick (see `preemption_timer_value`). Virtual NMIs keep the
+    // guest's NMI blocking (after an NMI the VMM injected, until its IRET)
+    // apart from the host's: without them that blocking would hold off the
+    // host's own NMIs for as long as the guest runs (SDM §26.6.1).
     let pin = ControlCapability(read_msr(pin_msr))
         .adjust(
-            PinBasedControls::new().with_external_interrupt_exiting(true).with_nmi_exiting(true),
+            PinBasedControls::new()
+                .with_external_interrupt_exiting(true)
+                .with_nmi_exiting(true)
+                .with_virtual_nmis(true),
             PinBasedControls::new().with_activate_preemption_timer(true),
         )
-        .map_err(|_| "the CPU lacks external-interrupt or NMI exiting")?;
+        .map_err(|_| "the CPU lacks external-interrupt or NMI exiting, or virtual NMIs")?;
     // CR8 accesses exit: without a TPR shadow a 64-bit guest would write
     // the host's own APIC TPR and could hold off every host interrupt. As
     // under SVM, RDPMC and debug-register accesses (until the VP's first,
@@ -789,7 +809,9 @@ fn write_controls(w: &mut Writer, vmx: &Vmx, eptp: u64, vpid: u16) {
     w.put(F::SECONDARY_PROCESSOR_BASED_CONTROLS, u64::from(u32::from(c.secondary)));
     w.put(F::VM_EXIT_CONTROLS, u64::from(u32::from(c.exit)));
     w.put(F::VM_ENTRY_CONTROLS, u64::from(u32::from(c.entry)));
-    w.put(F::EXCEPTION_BITMAP, u64::from(REFLECTED_EXCEPTIONS));
+    // #DB and #AC are reflected from ring 0; a machine check is the host's
+    // business, never the guest's.
+    w.put(F::EXCEPTION_BITMAP, u64::from(REFLECTED_EXCEPTIONS) | 1 << kerncore::mce::VECTOR);
     for field in [
         F::PAGE_FAULT_ERROR_CODE_MASK,
         F::PAGE_FAULT_ERROR_CODE_MATCH,
@@ -1040,8 +1062,10 @@ fn world_switch(gprs: &mut GuestGprs, state: &mut VpState) -> u64 {
         for (msr, value) in SYSCALL_MSRS.iter().zip(state.syscall) {
             wrmsr(*msr, value);
         }
+        super::nmi::test_point(super::nmi::TestPoint::WorldSwitch);
         asm!("mov cr2, {}", in(reg) state.cr2, options(nostack, preserves_flags));
         asm!("mov dr6, {}", in(reg) state.dr6, options(nostack, preserves_flags));
+        super::speculation::before_vm_entry();
         let status = vmx_world_switch(gprs, u64::from(state.launched));
         asm!("mov {}, cr2", out(reg) state.cr2, options(nostack, preserves_flags));
         asm!("mov {}, dr6", out(reg) state.dr6, options(nostack, preserves_flags));
@@ -1069,6 +1093,9 @@ fn decode_exit(state: &mut VpState) -> Exit {
     let rip = exit_field(VmcsField::GUEST_RIP);
     let length = || exit_field(VmcsField::VM_EXIT_INSTRUCTION_LENGTH).min(15) as u8;
     let other = (ExitReason::Other(u64::from(raw)), 0);
+    if field.entry_failure() && field.basic() == Basic::ENTRY_FAILURE_MACHINE_CHECK {
+        return Exit { reason: ExitReason::MachineCheck, rip, instruction_length: 0, interrupted: None };
+    }
     if field.entry_failure() {
         println!(
             "vmx: VM entry failed: exit reason {:?} (field {raw:#x}), qualification {:#x}",
@@ -1081,9 +1108,17 @@ fn decode_exit(state: &mut VpState) -> Exit {
         Basic::EXTERNAL_INTERRUPT | Basic::PREEMPTION_TIMER_EXPIRED => (ExitReason::HostInterrupt, 0),
         Basic::INTERRUPT_WINDOW => (ExitReason::InterruptWindow, 0),
         Basic::EXCEPTION_OR_NMI => {
+            // NMIs, and the exceptions intercepted: #MC (the host's), #DB and
+            // #AC (reflected).
             let info = InterruptionInfo::from(exit_field(VmcsField::VM_EXIT_INTERRUPTION_INFORMATION) as u32);
             if info.valid() && info.interruption_type() == InterruptionType::NMI {
+                super::nmi::deliver_after_vm_exit();
                 (ExitReason::HostInterrupt, 0)
+            } else if info.valid()
+                && info.interruption_type() == InterruptionType::HARDWARE_EXCEPTION
+                && info.vector() == kerncore::mce::VECTOR
+            {
+                (ExitReason::MachineCheck, 0)
             } else if let Some(event) = reflected_exception(info, state) {
                 (ExitReason::Exception(event), 0)
             } else {

@@ -408,6 +408,7 @@ impl Kernel {
             self.ticks_seen += 1;
         }
         self.watch_vps();
+        crate::arch::nmi::log_if_due(now);
     }
 
     /// Installs a new object's first capability in `task`'s `slot`.

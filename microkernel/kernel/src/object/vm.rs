@@ -47,6 +47,9 @@ pub struct Partition {
     pub tag: u32,
     /// Mappings changed since the VPs last ran: flush their TLBs.
     pub flush: bool,
+    /// An uncorrected machine check hit while one of its VPs ran: none of
+    /// them runs again (`arch::mce`).
+    pub machine_check: bool,
 }
 
 /// Report the cost of exits handled in ring 0 (boot option `bench`).
@@ -346,8 +349,9 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
             };
             if mapped { HvMessageBody::GpaIntercept(message) } else { HvMessageBody::UnmappedGpa(message) }
         }
-        // Shutdown (a triple fault), and anything the VMM must see.
-        ExitReason::Shutdown | ExitReason::Other(_) => {
+        // Shutdown (a triple fault), a machine check that stopped the
+        // partition, and anything the VMM must see.
+        ExitReason::Shutdown | ExitReason::MachineCheck | ExitReason::Other(_) => {
             HvMessageBody::UnrecoverableException(HvX64UnrecoverableExceptionMessage {
                 header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
             })
@@ -435,7 +439,7 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     let index = k.partitions.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
     let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
     // Tag 0 (ASID or VPID) is the host's.
-    k.partitions[index] = Some(Partition { backend, root, tag: index as u32 + 1, flush: true });
+    k.partitions[index] = Some(Partition { backend, root, tag: index as u32 + 1, flush: true, machine_check: false });
     Ok(index as u32)
 }
 
@@ -717,6 +721,22 @@ impl Kernel {
     }
 }
 
+/// A machine check intercepted while VP `v` ran: the host decides
+/// (`arch::mce`). True if it stops the VP's partition for good, whose VID
+/// then hears of it as an unrecoverable exception; false if the guest may
+/// go on (a corrected error). An error the host cannot survive halts the
+/// machine inside `arch::mce`.
+fn machine_check(k: &mut Kernel, v: u32) -> bool {
+    let Some(p) = k.vcpus[v as usize].as_ref().and_then(|vcpu| vcpu.partition) else { return false };
+    if crate::arch::mce::on_guest_exit(p) != kerncore::mce::Verdict::StopPartition {
+        return false;
+    }
+    if let Some(partition) = k.partitions[p as usize].as_mut() {
+        partition.machine_check = true;
+    }
+    true
+}
+
 /// Runs VP thread `t` until it exits to its handler or the scheduler picks
 /// another thread.
 pub fn run(k: &mut Kernel, t: ThreadId) {
@@ -741,8 +761,17 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             let _ = k.ipc.suspend(t);
             return;
         };
+        if partition.machine_check {
+            let _ = k.ipc.suspend(t);
+            k.threads[usize::from(t.0)].started = false;
+            return;
+        }
         let flush = core::mem::take(&mut partition.flush);
+        if let Some(p) = vcpu.partition {
+            crate::arch::speculation::enter(kerncore::speculation::Domain::Partition(p));
+        }
         vcpu.load_events();
+        crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let entered_at = crate::arch::cpu::timestamp();
         let exit = vcpu.hw.run(flush);
         let exited_at = crate::arch::cpu::timestamp();
@@ -750,11 +779,13 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
         if let Some(event) = exit.interrupted {
             vcpu.reinject = Some(event);
         }
+        let corrected = exit.reason == ExitReason::MachineCheck && !machine_check(k, v);
         crate::arch::cpu::take_pending_interrupts();
         k.catch_up_ticks();
         k.deliver_interrupts();
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
-        match classify(vcpu, exit) {
+        let outcome = if corrected { Outcome::Host } else { classify(vcpu, exit) };
+        match outcome {
             Outcome::Host => {
                 if k.ipc.schedule() != Some(t) {
                     return;
