@@ -40,7 +40,9 @@ mod task {
         retype(untyped, ObjectType::ENDPOINT, exits)?;
         let send = u64::from(Rights::new().with_send(true).into_bits());
         invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), send, 1])?;
-        invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
+        // Into its partition as VP 0 (CONTROL), then its exits to `exits` (RUN).
+        invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), 0])?;
+        invoke(vp, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), 0])?;
         let xmm0 = u64::from(HvRegisterName::XMM0.0);
         invoke(vp, Operation::VP_SET_REGISTERS, &[1, xmm0, MARKER.0, MARKER.1])?;
         invoke(vp, Operation::VP_START, &[])?;
