@@ -17,6 +17,10 @@ fn main() {
 #[cfg(target_os = "none")]
 mod ap;
 #[cfg(target_os = "none")]
+mod attacks;
+#[cfg(target_os = "none")]
+mod canaries;
+#[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
 mod hw;
