@@ -231,3 +231,72 @@ pub fn flat_entry(
     }
     registers
 }
+
+/// CR0 after INIT as the kernel starts every VP: ET. (INIT also sets CD
+/// and NW, which change nothing a guest can see here.)
+pub const CR0_AT_STARTUP: u64 = 0x10;
+
+/// The state an AP starts in at a STARTUP IPI after INIT (SDM Vol. 3A
+/// §9.1.1 and Table 9-1, §11.4.4): real mode at CS = `vector << 8`, IP 0,
+/// interrupts, protection and paging off, CR3, CR4 and EFER 0, flat
+/// 64 KiB segments, GDTR and IDTR at 0 with limit 0xFFFF, no interruption
+/// pending, EDX the processor `signature` and every other general-purpose
+/// register 0. Two `VP_SET_REGISTERS` calls' worth.
+pub fn startup_state(vector: u8, signature: u32) -> [Vec<RegisterValue, MAX_REGISTERS>; 2] {
+    let segment = |selector: u16, base: u64, segment_type: u8, code_or_data: bool| {
+        let attributes = HvX64SegmentAttributes::new()
+            .with_segment_type(segment_type)
+            .with_non_system_segment(code_or_data)
+            .with_present(true);
+        tlfs::segment_register_value(&HvX64SegmentRegister { base, limit: 0xffff, selector, attributes })
+    };
+    let (cs_low, cs_high) = segment(u16::from(vector) << 8, u64::from(vector) << 12, 0xB, true);
+    let (data_low, data_high) = segment(0, 0, 0x3, true);
+    let (tr_low, tr_high) = segment(0, 0, 0xB, false);
+    let (ldtr_low, ldtr_high) = segment(0, 0, 0x2, false);
+    let (table_low, table_high) = tlfs::table_register_value(0, 0xffff);
+    let control: [RegisterValue; 20] = [
+        (HvRegisterName::RIP, 0, 0),
+        (HvRegisterName::RFLAGS, RFLAGS_AT_ENTRY, 0),
+        (HvRegisterName::CR0, CR0_AT_STARTUP, 0),
+        (HvRegisterName::CR3, 0, 0),
+        (HvRegisterName::CR4, 0, 0),
+        (HvRegisterName::EFER, 0, 0),
+        (HvRegisterName::GDTR, table_low, table_high),
+        (HvRegisterName::IDTR, table_low, table_high),
+        (HvRegisterName::CS, cs_low, cs_high),
+        (HvRegisterName::DS, data_low, data_high),
+        (HvRegisterName::ES, data_low, data_high),
+        (HvRegisterName::FS, data_low, data_high),
+        (HvRegisterName::GS, data_low, data_high),
+        (HvRegisterName::SS, data_low, data_high),
+        (HvRegisterName::TR, tr_low, tr_high),
+        (HvRegisterName::LDTR, ldtr_low, ldtr_high),
+        (HvRegisterName::PENDING_INTERRUPTION, 0, 0),
+        (HvRegisterName::RDX, u64::from(signature), 0),
+        (HvRegisterName::RAX, 0, 0),
+        (HvRegisterName::RBX, 0, 0),
+    ];
+    let others = [
+        HvRegisterName::RCX,
+        HvRegisterName::RSI,
+        HvRegisterName::RDI,
+        HvRegisterName::RBP,
+        HvRegisterName::RSP,
+        HvRegisterName::R8,
+        HvRegisterName::R9,
+        HvRegisterName::R10,
+        HvRegisterName::R11,
+        HvRegisterName::R12,
+        HvRegisterName::R13,
+        HvRegisterName::R14,
+        HvRegisterName::R15,
+    ];
+    let mut first = Vec::new();
+    let _ = first.extend_from_slice(&control);
+    let mut second = Vec::new();
+    for name in others {
+        let _ = second.push((name, 0, 0));
+    }
+    [first, second]
+}

@@ -6,8 +6,21 @@
 
 /// IA32_EFER.
 pub const EFER: u32 = 0xc000_0080;
+/// EFER.SCE (SYSCALL), LME (long mode enable), NXE (no-execute).
+pub const EFER_SCE: u64 = 1 << 0;
+pub const EFER_LME: u64 = 1 << 8;
+pub const EFER_NXE: u64 = 1 << 11;
 /// EFER.LMA: set by the CPU, not by WRMSR.
 pub const EFER_LMA: u64 = 1 << 10;
+
+/// Whether WRMSR may write `value` to EFER (SDM Vol. 4 IA32_EFER, APM
+/// 3.1.7): only the bits of features the guest is offered (SCE, LME, NXE
+/// with CPUID NX; LMA is the CPU's, whatever is written), and LME not
+/// changed while paging is on. Anything else is #GP, EFER unchanged.
+pub const fn efer_write_allowed(current: u64, value: u64, paging: bool, nx: bool) -> bool {
+    let allowed = EFER_SCE | EFER_LME | EFER_LMA | if nx { EFER_NXE } else { 0 };
+    value & !allowed == 0 && !(paging && (value ^ current) & EFER_LME != 0)
+}
 /// VP indices the EFER table covers (the kernel's VP pool is 16).
 pub const MAX_VPS: usize = 16;
 /// Distinct unknown MSRs reported; later ones are handled silently.
