@@ -25,3 +25,5 @@ mod object;
 mod roottask;
 #[cfg(target_os = "none")]
 mod trap;
+#[cfg(target_os = "none")]
+mod vmlog;
