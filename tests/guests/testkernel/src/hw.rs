@@ -505,21 +505,23 @@ pub(crate) fn take_fault() -> Option<Fault> {
 /// resumes after it (label 3). The fixup is armed in the same asm block,
 /// so the addresses are exactly the instruction's.
 macro_rules! guarded {
-    ($insn:literal, $($operands:tt)*) => {
-        asm!(
+    ($insn:expr, $($operands:tt)*) => {
+        core::arch::asm!(
             "lea {tmp}, [rip + 3f]",
             "mov qword ptr [{resume}], {tmp}",
             "lea {tmp}, [rip + 2f]",
             "mov qword ptr [{at}], {tmp}",
-            concat!("2: ", $insn),
+            "2:",
+            $insn,
             "3:",
-            at = in(reg) FIXUP_AT.as_ptr(),
-            resume = in(reg) FIXUP_RESUME.as_ptr(),
+            at = in(reg) $crate::hw::FIXUP_AT.as_ptr(),
+            resume = in(reg) $crate::hw::FIXUP_RESUME.as_ptr(),
             tmp = out(reg) _,
             $($operands)*
         )
     };
 }
+pub(crate) use guarded;
 
 /// Runs one instruction under the fixup (as `guarded!`, from any module)
 /// and returns the fault it raised, if any. In [`hostile_traps`] mode any
@@ -531,21 +533,7 @@ macro_rules! checked {
         $crate::hw::arm(0, 0);
         // SAFETY: the caller's instruction; the fixup's statics are written
         // as the atomics they are (8-byte stores).
-        unsafe {
-            core::arch::asm!(
-                "lea {tmp}, [rip + 3f]",
-                "mov qword ptr [{resume}], {tmp}",
-                "lea {tmp}, [rip + 2f]",
-                "mov qword ptr [{at}], {tmp}",
-                "2:",
-                $insn,
-                "3:",
-                at = in(reg) $crate::hw::FIXUP_AT.as_ptr(),
-                resume = in(reg) $crate::hw::FIXUP_RESUME.as_ptr(),
-                tmp = out(reg) _,
-                $($($operands)*)?
-            )
-        }
+        unsafe { $crate::hw::guarded!($insn, $($($operands)*)?) }
         $crate::hw::take_fault()
     }};
 }

@@ -215,8 +215,9 @@ impl Test {
     pub const ALL: [Test; 8] =
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
-    /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 22] = [
+    /// Tests that run only when named: `tests=all` leaves them out (so do
+    /// the [`Test::HOSTILE`] attacks).
+    pub const EXPLICIT: [Test; 10] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -226,24 +227,12 @@ impl Test {
         Test::HcBench,
         Test::CanarySet,
         Test::CanaryCheck,
-        Test::HostileGpa,
-        Test::HostileOverlay,
-        Test::HostileHypercall,
-        Test::HostileMsr,
-        Test::HostileInsn,
-        Test::HostileExceptions,
-        Test::HostilePorts,
-        Test::HostileSipi,
-        Test::HostileLogs,
-        Test::HostileFlood,
-        Test::HostileLoops,
-        Test::HostileVirt,
         Test::Pace,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
     /// (their APs never come back), then the instructions that, handled
-    /// wrongly, end the partition.
+    /// wrongly, end the partition. Each runs only when named.
     pub const HOSTILE: [Test; 12] = [
         Test::HostileGpa,
         Test::HostileOverlay,
@@ -258,6 +247,11 @@ impl Test {
         Test::HostileLoops,
         Test::HostileVirt,
     ];
+
+    /// Every test that runs only when named: [`Test::EXPLICIT`] and the attacks.
+    pub fn explicit() -> impl Iterator<Item = Test> {
+        Test::EXPLICIT.into_iter().chain(Test::HOSTILE)
+    }
 
     /// Names that select several tests, in order: `tests=tlfs` runs the
     /// TLFS conformance tests (for partitions with `enlightenments =
@@ -305,7 +299,7 @@ impl Test {
     }
 
     pub fn from_name(name: &str) -> Option<Test> {
-        Test::ALL.into_iter().chain(Test::EXPLICIT).find(|t| t.name() == name)
+        Test::ALL.into_iter().chain(Test::explicit()).find(|t| t.name() == name)
     }
 
     /// The tests a group name selects.
