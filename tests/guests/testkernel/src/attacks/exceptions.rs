@@ -105,17 +105,21 @@ fn faults() -> [(&'static str, u8, Option<u64>, Raise); 11] {
         ),
         ("#MF", 16, None, || {
             // Divide-by-zero unmasked, raised by FDIV, reported at the next
-            // x87 instruction (CR0.NE set: #MF, not FERR#).
-            // SAFETY: sets CR0.NE; the control word is restored and the
-            // exception cleared below.
+            // x87 instruction (CR0.NE set: #MF, not FERR#). An unmasked
+            // exception leaves the stack as it was (no pop): FNINIT empties
+            // it each round.
+            // SAFETY: sets CR0.NE; the x87 state is reset and its control
+            // word restored below.
             unsafe { core::arch::asm!("mov rax, cr0", "or rax, 0x20", "mov cr0, rax", out("rax") _, options(nostack)) };
             let control = state::fpu_control();
+            // SAFETY: resets the kernel's own x87 state.
+            unsafe { core::arch::asm!("fninit", options(nostack)) };
             state::set_fpu_control(control & !0x4);
             // SAFETY: x87 stack operations on the kernel's own x87 state.
             unsafe { core::arch::asm!("fld1", "fldz", "fdivp st(1), st", options(nostack)) };
             let fault = checked!("fwait", options(nostack));
             // SAFETY: clears the exception and empties the x87 stack.
-            unsafe { core::arch::asm!("fnclex", "ffree st(0)", "fincstp", options(nostack)) };
+            unsafe { core::arch::asm!("fninit", options(nostack)) };
             state::set_fpu_control(control);
             fault
         }),
