@@ -166,7 +166,11 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
             }
             reply = Some(message);
         }
-        let (ticks, reset) = keep_time(running, exited, now, tick_tsc);
+        let (ticks, Turn { reset, parked }) = keep_time(running, exited, now, tick_tsc);
+        if let (true, Some(message)) = (parked, reply.as_mut()) {
+            message.clear(labels::VP_STOP);
+            let _ = message.push(0);
+        }
         // INIT at a BSP resets its partition: the VID does not reboot
         // partitions, so it ends, as on HV_X64_MSR_RESET.
         if let Some(k) = reset {
@@ -262,15 +266,23 @@ impl Input {
     }
 }
 
+/// What [`keep_time`] found for the loop to act on.
+struct Turn {
+    /// The partition whose boot processor an INIT reset.
+    reset: Option<usize>,
+    /// An INIT named the VP that exited: the reply must stop it.
+    parked: bool,
+}
+
 /// Fires the partitions' timers, parks APs an INIT named and starts those
 /// a SIPI named, posts interruptions to VPs other than `exited` (whose
 /// reply carries its own) whose slot is free, and returns how many ticks to
-/// wait for the next exit (0: no timer, wait for ever) and the partition
-/// whose boot processor an INIT reset, if any.
-fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, tick_tsc: u64) -> (u64, Option<usize>) {
+/// wait for the next exit (0: no timer, wait for ever) and what the loop
+/// must do about INITs.
+fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, tick_tsc: u64) -> (u64, Turn) {
     let mut next: Option<u64> = None;
     let mut recheck = false;
-    let mut reset = None;
+    let (mut reset, mut parked) = (None, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
         r.vmm.poll(now);
         let mut effects = core::mem::take(&mut r.vmm.effects);
@@ -281,9 +293,11 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
                 continue;
             }
             if exited == Some((k, v as usize)) {
-                // It waits for this loop's reply: parked at the next turn.
-                r.vmm.effects.init.insert(v);
-                recheck = true;
+                // It waits for this loop's reply, which stops it.
+                if let Some(vp) = r.vps.get_mut(v as usize) {
+                    (vp.started, vp.halted, vp.posted) = (false, false, false);
+                }
+                parked = true;
                 continue;
             }
             if let Some(vp) = r.vps.get_mut(v as usize).filter(|vp| vp.started) {
@@ -327,7 +341,7 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
         None => 0,
         Some(deadline) => deadline.saturating_sub(now).div_ceil(tick_tsc).max(1),
     };
-    (ticks, reset)
+    (ticks, Turn { reset, parked })
 }
 
 /// Posts VP `v`'s next interruption when its slot in the kernel is free
