@@ -308,7 +308,13 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// A timer tick: budgets and time slices, then expired receive/wait
     /// timeouts (TIMEOUT). Call [`schedule`](Self::schedule) afterwards.
     pub fn tick(&mut self) {
-        self.sched.tick();
+        // A handler working on a thread's fault or VM exit works on its
+        // time (see the scheduler's `tick_for`).
+        let donor = self.sched.current().and_then(|c| match self.threads[c.0 as usize].reply {
+            ReplyRight::Caller { thread, fault: true, .. } => Some(thread),
+            _ => None,
+        });
+        self.sched.tick_for(donor);
         let now = self.sched.now();
         while self.timeouts.head != NONE && self.threads[self.timeouts.head as usize].deadline <= now {
             let t = ThreadId(self.timeouts.head);
@@ -655,7 +661,14 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
                     Ok(info) => {
                         self.threads[t.0 as usize].reply = ReplyRight::None;
                         self.threads[c.0 as usize].in_fault = false;
-                        self.wake(c, (!fault).then_some(SyscallResult::ok(info, Badge(0))));
+                        if fault {
+                            // It continues its turn (its handler's time was its own).
+                            self.unblock(c);
+                            self.threads[c.0 as usize].state = ThreadState::Runnable;
+                            self.sched.resume_turn(c);
+                        } else {
+                            self.wake(c, Some(SyscallResult::ok(info, Badge(0))));
+                        }
                         ReplyOutcome::Replied
                     }
                     Err(e) => ReplyOutcome::Failed(e),

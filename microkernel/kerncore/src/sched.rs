@@ -9,6 +9,14 @@
 //!   `period` ticks, counted from when the thread was configured; period 0
 //!   means unlimited. A thread that spends its budget is *depleted*: off the
 //!   ready queues until its next period begins.
+//! - Work done for another thread is that thread's: while a handler works
+//!   on a thread's fault or VM exit, ticks are charged to the faulting
+//!   thread's slice and budget ([`Scheduler::tick_for`]), and when the
+//!   handler's reply lets it run again it continues its turn
+//!   ([`Scheduler::resume_turn`]): at the head of its queue with what is
+//!   left of its slice, as a preempted thread. So a VP that exits as fast as
+//!   it can gets no more of the CPU than one that computes, and one whose
+//!   exits are slow to handle does not lose its turn at each exit.
 //!
 //! Every thread is in exactly one place: running (`current`), one ready
 //! queue, the depleted list, or none (not runnable: the IPC layer knows why).
@@ -321,27 +329,25 @@ impl<const T: usize> Scheduler<T> {
     /// slice, and refills depleted threads whose new period has begun. Call
     /// [`schedule`](Self::schedule) afterwards.
     pub fn tick(&mut self) {
+        self.tick_for(None);
+    }
+
+    /// One timer tick, the running thread working for `donor` (a blocked
+    /// thread whose fault or VM exit it handles): the tick is `donor`'s, of
+    /// its slice and budget, and the running thread keeps its own. Without
+    /// a donor, as [`tick`](Self::tick).
+    pub fn tick_for(&mut self, donor: Option<ThreadId>) {
         self.now += 1;
-        if let Some(c) = self.current {
-            self.refresh(c);
-            let timeslice = self.timeslice;
-            let e = &mut self.entries[c.at()];
-            if e.params.limited() {
-                e.remaining = e.remaining.saturating_sub(1);
-            }
-            e.slice_left = e.slice_left.saturating_sub(1);
-            let prio = e.params.priority.0 as usize;
-            if e.params.limited() && e.remaining == 0 {
-                e.place = Place::Depleted;
-                self.current = None;
-                Self::push_back(&mut self.entries, &mut self.depleted, c);
-            } else if e.slice_left == 0 {
-                e.slice_left = timeslice;
-                if self.ready[prio].head != NONE {
-                    self.current = None;
-                    self.enqueue(c, false);
+        match donor {
+            Some(d) if !self.is_runnable(d) => {
+                self.refresh(d);
+                let e = &mut self.entries[d.at()];
+                if e.params.limited() {
+                    e.remaining = e.remaining.saturating_sub(1);
                 }
+                e.slice_left = e.slice_left.saturating_sub(1);
             }
+            _ => self.charge_current(),
         }
         let mut t = self.depleted.head;
         while t != NONE {
@@ -353,6 +359,54 @@ impl<const T: usize> Scheduler<T> {
                 self.enqueue(ThreadId(t), false);
             }
             t = next;
+        }
+    }
+
+    /// A tick of the running thread's own: its budget and slice.
+    fn charge_current(&mut self) {
+        let Some(c) = self.current else { return };
+        self.refresh(c);
+        let timeslice = self.timeslice;
+        let e = &mut self.entries[c.at()];
+        if e.params.limited() {
+            e.remaining = e.remaining.saturating_sub(1);
+        }
+        e.slice_left = e.slice_left.saturating_sub(1);
+        let prio = e.params.priority.0 as usize;
+        if e.params.limited() && e.remaining == 0 {
+            e.place = Place::Depleted;
+            self.current = None;
+            Self::push_back(&mut self.entries, &mut self.depleted, c);
+        } else if e.slice_left == 0 {
+            e.slice_left = timeslice;
+            if self.ready[prio].head != NONE {
+                self.current = None;
+                self.enqueue(c, false);
+            }
+        }
+    }
+
+    /// Makes a thread runnable whose fault or VM exit was handled: it
+    /// continues its turn, at the head of its priority with the rest of its
+    /// slice (what its handler spent on it counted, see
+    /// [`tick_for`](Self::tick_for)); with the slice spent, at the tail
+    /// with a fresh one; with the budget spent, depleted. No effect on a
+    /// thread that is already runnable.
+    pub fn resume_turn(&mut self, t: ThreadId) {
+        if self.is_runnable(t) {
+            return;
+        }
+        self.refresh(t);
+        let e = &mut self.entries[t.at()];
+        if e.params.limited() && e.remaining == 0 {
+            e.slice_left = self.timeslice;
+            e.place = Place::Depleted;
+            Self::push_back(&mut self.entries, &mut self.depleted, t);
+        } else if e.slice_left == 0 {
+            e.slice_left = self.timeslice;
+            self.enqueue(t, false);
+        } else {
+            self.enqueue(t, true);
         }
     }
 

@@ -28,3 +28,5 @@ mod object;
 mod roottask;
 #[cfg(target_os = "none")]
 mod trap;
+#[cfg(target_os = "none")]
+mod vmlog;

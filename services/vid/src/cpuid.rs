@@ -26,7 +26,9 @@ pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 pub const LEAF1_EBX: u32 = 8 << 8 | 1 << 16;
 /// Leaf 0x8000_0001 EDX: SYSCALL, NX and long mode (the hardware runs them
 /// for the guest; EFER goes through the VID).
-pub const EXT1_EDX: u32 = 1 << 11 | 1 << 20 | 1 << 29;
+pub const EXT1_EDX: u32 = 1 << 11 | EXT1_EDX_NX | 1 << 29;
+/// Leaf 0x8000_0001 EDX bit 20: NX (EFER.NXE may be set).
+pub const EXT1_EDX_NX: u32 = 1 << 20;
 
 /// The highest hypervisor leaf: every leaf TLFS 6.0b defines, the nested
 /// ones (0x4000_0009, 0x4000_000A) as zeros.

@@ -194,38 +194,119 @@ pub fn flat_entry(
             EFER_LME | EFER_LMA,
         ),
     };
-    let (code_low, code_high) = flat_segment(gdt.code, code);
-    let (data_low, data_high) = flat_segment(gdt.data, flat_attributes(0x3));
-    let system = |segment_type: u8| {
-        let attributes = HvX64SegmentAttributes::new().with_segment_type(segment_type).with_present(true);
-        tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff, selector: 0, attributes })
-    };
-    let (tr_low, tr_high) = system(0xB); // busy TSS (32-bit, or 64-bit in long mode)
-    let (ldtr_low, ldtr_high) = system(0x2); // LDT
-    let (gdtr_low, gdtr_high) = tlfs::table_register_value(gdt_base, (gdt.len() - 1) as u16);
-    let (idtr_low, idtr_high) = tlfs::table_register_value(0, 0);
-    let values: [RegisterValue; FLAT_REGISTERS] = [
+    let gdtr = tlfs::table_register_value(gdt_base, (gdt.len() - 1) as u16);
+    let idtr = tlfs::table_register_value(0, 0);
+    let code = flat_segment(gdt.code, code);
+    let data = flat_segment(gdt.data, flat_attributes(0x3));
+    let mut registers = Vec::new();
+    let _ = registers.extend_from_slice(&[
         (HvRegisterName::RIP, rip, 0),
         (HvRegisterName::RFLAGS, RFLAGS_AT_ENTRY, 0),
         (HvRegisterName::CR0, cr0, 0),
         (HvRegisterName::CR3, cr3, 0),
         (HvRegisterName::CR4, cr4, 0),
         (HvRegisterName::EFER, efer, 0),
-        (HvRegisterName::GDTR, gdtr_low, gdtr_high),
-        (HvRegisterName::IDTR, idtr_low, idtr_high),
-        (HvRegisterName::CS, code_low, code_high),
-        (HvRegisterName::DS, data_low, data_high),
-        (HvRegisterName::ES, data_low, data_high),
-        (HvRegisterName::FS, data_low, data_high),
-        (HvRegisterName::GS, data_low, data_high),
-        (HvRegisterName::SS, data_low, data_high),
-        (HvRegisterName::TR, tr_low, tr_high),
-        (HvRegisterName::LDTR, ldtr_low, ldtr_high),
-    ];
-    let mut registers = Vec::new();
-    let _ = registers.extend_from_slice(&values);
+    ]);
+    // TR a busy TSS (32-bit, or 64-bit in long mode), LDTR an LDT.
+    let _ = registers.extend_from_slice(&descriptor_tables(gdtr, idtr, code, data, 0xB));
     for &(name, value) in gprs {
         let _ = registers.push((name, value, 0));
     }
     registers
+}
+
+/// GDTR, IDTR, the six segment registers (CS `code`, the others `data`),
+/// TR (a busy TSS of `tr_type`) and LDTR (an LDT), both at 0 with limit
+/// 0xFFFF: every entry state's descriptor-table registers.
+fn descriptor_tables(
+    gdtr: (u64, u64),
+    idtr: (u64, u64),
+    code: (u64, u64),
+    data: (u64, u64),
+    tr_type: u8,
+) -> [RegisterValue; 10] {
+    let system = |segment_type: u8| {
+        let attributes = HvX64SegmentAttributes::new().with_segment_type(segment_type).with_present(true);
+        tlfs::segment_register_value(&HvX64SegmentRegister { base: 0, limit: 0xffff, selector: 0, attributes })
+    };
+    let (tr, ldtr) = (system(tr_type), system(0x2));
+    [
+        (HvRegisterName::GDTR, gdtr.0, gdtr.1),
+        (HvRegisterName::IDTR, idtr.0, idtr.1),
+        (HvRegisterName::CS, code.0, code.1),
+        (HvRegisterName::DS, data.0, data.1),
+        (HvRegisterName::ES, data.0, data.1),
+        (HvRegisterName::FS, data.0, data.1),
+        (HvRegisterName::GS, data.0, data.1),
+        (HvRegisterName::SS, data.0, data.1),
+        (HvRegisterName::TR, tr.0, tr.1),
+        (HvRegisterName::LDTR, ldtr.0, ldtr.1),
+    ]
+}
+
+/// CR0 after INIT as the kernel starts every VP: ET. (INIT also sets CD
+/// and NW, which change nothing a guest can see here.)
+pub const CR0_AT_STARTUP: u64 = 0x10;
+
+/// The state an AP starts in at a STARTUP IPI after INIT (SDM Vol. 3A
+/// §9.1.1 and Table 9-1, §11.4.4): real mode at CS = `vector << 8`, IP 0,
+/// interrupts, protection and paging off, CR3, CR4 and EFER 0, 64 KiB
+/// segments, GDTR and IDTR at 0 with limit 0xFFFF, no interruption
+/// pending, EDX the processor `signature` and every other general-purpose
+/// register 0. Two `VP_SET_REGISTERS` calls' worth.
+pub fn startup_state(vector: u8, signature: u32) -> [Vec<RegisterValue, MAX_REGISTERS>; 2] {
+    let real = |selector: u16, base: u64, segment_type: u8| {
+        let attributes = HvX64SegmentAttributes::new()
+            .with_segment_type(segment_type)
+            .with_non_system_segment(true)
+            .with_present(true);
+        tlfs::segment_register_value(&HvX64SegmentRegister { base, limit: 0xffff, selector, attributes })
+    };
+    let code = real(u16::from(vector) << 8, u64::from(vector) << 12, 0xB);
+    let table = tlfs::table_register_value(0, 0xffff);
+    let mut first = Vec::new();
+    let _ = first.extend_from_slice(&[
+        (HvRegisterName::RIP, 0, 0),
+        (HvRegisterName::RFLAGS, RFLAGS_AT_ENTRY, 0),
+        (HvRegisterName::CR0, CR0_AT_STARTUP, 0),
+        (HvRegisterName::CR3, 0, 0),
+        (HvRegisterName::CR4, 0, 0),
+        (HvRegisterName::EFER, 0, 0),
+        (HvRegisterName::PENDING_INTERRUPTION, 0, 0),
+    ]);
+    let _ = first.extend_from_slice(&descriptor_tables(table, table, code, real(0, 0, 0x3), 0xB));
+    // The general-purpose registers, RAX..R15 in TLFS order: RDX the signature.
+    let gpr = |n: u32| {
+        let name = HvRegisterName(HvRegisterName::RAX.0 + n);
+        (name, if name == HvRegisterName::RDX { u64::from(signature) } else { 0 }, 0)
+    };
+    let room = (MAX_REGISTERS - first.len()) as u32;
+    (0..room).for_each(|n| _ = first.push(gpr(n)));
+    let mut second = Vec::new();
+    (room..16).for_each(|n| _ = second.push(gpr(n)));
+    [first, second]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_started_ap_is_in_real_mode_at_the_vector_with_every_register_set_once() {
+        let [first, second] = startup_state(0x9a, 0x611);
+        assert_eq!((first.len(), second.len()), (MAX_REGISTERS, 13));
+        let all: std::vec::Vec<_> = first.iter().chain(&second).copied().collect();
+        let mut names: std::vec::Vec<_> = all.iter().map(|r| r.0.0).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "no register twice");
+        let get = |n: HvRegisterName| all.iter().find(|r| r.0 == n).copied().unwrap();
+        let cs = tlfs::segment_register_from_value(get(HvRegisterName::CS).1, get(HvRegisterName::CS).2);
+        assert_eq!((cs.selector, cs.base, cs.limit), (0x9a00, 0x9_a000, 0xffff));
+        assert_eq!(get(HvRegisterName::RIP).1, 0);
+        assert_eq!(get(HvRegisterName::CR0).1 & 1, 0, "real mode");
+        assert_eq!(get(HvRegisterName::RDX).1, 0x611, "EDX: the processor signature");
+        assert_eq!(get(HvRegisterName::R15).1, 0);
+        assert_eq!(get(HvRegisterName::PENDING_INTERRUPTION).1, 0, "nothing left to deliver");
+    }
 }

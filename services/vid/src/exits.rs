@@ -281,6 +281,8 @@ pub struct Vmm {
     pub pm1: Pm1,
     /// The level last given to IRQ 4.
     uart_irq: bool,
+    /// What the partition's VPs did, for the VID's report.
+    pub stats: ExitStats,
 }
 
 impl Default for Vmm {
@@ -308,6 +310,7 @@ impl Vmm {
             uart: Uart::new(),
             uart_irq: false,
             pm1: Pm1::new(),
+            stats: ExitStats::default(),
         }
     }
 
@@ -372,6 +375,7 @@ impl Vmm {
         };
         let header = body.intercept_header().copied();
         let action = self.decide(body, guest, now, &mut events);
+        self.stats.record(&body, &action);
         let Some(h) = header else { return action };
         let posted = |this: &mut Vmm, mut u: Updates| {
             let busy = h.execution_state.interruption_pending()
@@ -530,6 +534,12 @@ impl Vmm {
             events(Event::Unemulated { gpa, rip: h.rip, why });
             Action::Stop(Stop::Failed { message_type, rip: h.rip })
         };
+        if h.intercept_access_type == HvInterceptAccessType::EXECUTE {
+            // An instruction fetch where nothing is (RAM and ROM are mapped
+            // executable): the bus answers all ones, `FF FF`, which is no
+            // instruction: #UD at the fetch, as on a machine.
+            return ud();
+        }
         let mode = cpu_mode(h);
         let (bytes, n) = if m.instruction_byte_count > 0 {
             let n = usize::from(m.instruction_byte_count).min(x86decode::MAX_INSTRUCTION_LEN);
@@ -660,5 +670,8 @@ pub const BENCH_GUEST: &[u8] = &[
 
 mod hypercall;
 mod msr;
+mod stats;
 #[cfg(test)]
 mod tests;
+
+pub use stats::ExitStats;

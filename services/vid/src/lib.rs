@@ -20,6 +20,7 @@ pub mod hypercall;
 pub mod irq;
 pub mod linux;
 pub mod loader;
+pub mod logs;
 pub mod mmio;
 pub mod msr;
 pub mod portio;

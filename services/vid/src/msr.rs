@@ -8,6 +8,17 @@ use abi::limits::MAX_VPS_PER_PARTITION;
 pub use x86defs::EFER_LMA;
 pub use x86defs::msr::IA32_EFER as EFER;
 
+/// EFER.SCE (SYSCALL), LME (long mode enable), NXE (no-execute).
+pub use x86defs::{EFER_LME, EFER_NXE, EFER_SCE};
+
+/// Whether WRMSR may write `value` to EFER (SDM Vol. 4 IA32_EFER, APM
+/// 3.1.7): only the bits of features the guest is offered (SCE, LME, NXE
+/// with CPUID NX; LMA is the CPU's, whatever is written), and LME not
+/// changed while paging is on. Anything else is #GP, EFER unchanged.
+pub const fn efer_write_allowed(current: u64, value: u64, paging: bool, nx: bool) -> bool {
+    let allowed = EFER_SCE | EFER_LME | EFER_LMA | if nx { EFER_NXE } else { 0 };
+    value & !allowed == 0 && !(paging && (value ^ current) & EFER_LME != 0)
+}
 /// Distinct unknown MSRs reported; later ones are handled silently.
 pub const REPORTED_MAX: usize = 32;
 

@@ -215,6 +215,8 @@ struct Running {
     console: GuestConsole,
     /// The tick of the guest's last console byte.
     console_tick: u64,
+    /// The rate limits on what its guest makes the VID print.
+    logs: vid::logs::PartitionLogs,
     exits: u64,
     stopped: bool,
 }
@@ -399,6 +401,7 @@ fn start(
         vmm: Vmm::with_config(config),
         console: GuestConsole::default(),
         console_tick: 0,
+        logs: vid::logs::PartitionLogs::new(),
         exits: 0,
         stopped: false,
     })

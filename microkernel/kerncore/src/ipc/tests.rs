@@ -702,3 +702,30 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         self.yield_current();
     }
 }
+
+/// Finding 9: a VP's exits are its own work. The handler's ticks while it
+/// holds the reply right are charged to the faulting thread, which after
+/// the reply continues its turn ahead of an equal that waited, until its
+/// slice (its own time and its handler's) is spent.
+#[test]
+fn a_fault_handler_works_on_the_faulting_threads_time() {
+    let (mut ipc, t, ep, _) = setup(&[0, 0, 9]);
+    let (vp, other, handler) = (t[0], t[1], t[2]);
+    let mut x = Wire::default();
+    ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
+    assert_eq!(ipc.schedule(), Some(vp));
+    let mut exits = 0;
+    // The VP exits, the handler takes a tick over each, then replies.
+    while ipc.schedule() == Some(vp) {
+        exits += 1;
+        ipc.fault(vp, Some((ep, Badge(1))), &mut x).unwrap();
+        assert_eq!(ipc.schedule(), Some(handler));
+        ipc.tick();
+        assert_eq!(ipc.schedule(), Some(handler), "the handler keeps the CPU while it works");
+        ipc.reply_recv(handler, ep, info(0), Block::Forever, &mut x).unwrap();
+        ipc.check().unwrap();
+        assert!(exits <= 5, "the VP kept the CPU past its slice");
+    }
+    assert_eq!(exits, 5, "five exits of one handler tick fill the slice of 5");
+    assert_eq!(ipc.schedule(), Some(other), "then the equal that waited runs");
+}

@@ -241,3 +241,73 @@ fn random_operations_keep_the_invariants() {
         s.check().unwrap();
     }
 }
+
+#[test]
+fn a_tick_for_a_donor_is_the_donors() {
+    // Thread 0 (priority 0) blocks on a VM exit; thread 1 (priority 9)
+    // handles it for three ticks.
+    let mut s = with(4, &[params(0), params(9), params(0)]);
+    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    s.block(ThreadId(1));
+    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    s.tick();
+    s.block(ThreadId(0));
+    s.make_ready(ThreadId(1));
+    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    for _ in 0..2 {
+        s.tick_for(Some(ThreadId(0)));
+        s.check().unwrap();
+    }
+    // The handler's slice is untouched, the donor has one tick left.
+    assert_eq!(s.entries[1].slice_left, 4);
+    assert_eq!(s.entries[0].slice_left, 1);
+    // A runnable donor (not waiting on anyone) is no donor: the tick is the runner's.
+    s.tick_for(Some(ThreadId(2)));
+    assert_eq!(s.entries[1].slice_left, 3);
+}
+
+#[test]
+fn a_handled_thread_continues_its_turn_or_goes_to_the_tail_with_its_slice_spent() {
+    let mut s = with(4, &[params(0), params(0), params(9)]);
+    s.block(ThreadId(2));
+    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    s.block(ThreadId(0));
+    // Handled at once: it runs again before thread 1, which waited.
+    s.resume_turn(ThreadId(0));
+    s.check().unwrap();
+    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    // Its handler spends the rest of its slice: then thread 1 is first.
+    s.block(ThreadId(0));
+    s.make_ready(ThreadId(2));
+    assert_eq!(s.schedule(), Some(ThreadId(2)));
+    for _ in 0..4 {
+        s.tick_for(Some(ThreadId(0)));
+    }
+    s.block(ThreadId(2));
+    s.resume_turn(ThreadId(0));
+    s.check().unwrap();
+    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    assert_eq!(s.entries[0].slice_left, 4, "a fresh slice at the tail");
+}
+
+#[test]
+fn a_handler_spends_the_donors_budget() {
+    let mut s = with(4, &[budgeted(0, 2, 10), params(9)]);
+    s.block(ThreadId(1));
+    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    s.block(ThreadId(0));
+    s.make_ready(ThreadId(1));
+    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    s.tick_for(Some(ThreadId(0)));
+    s.tick_for(Some(ThreadId(0)));
+    assert_eq!(s.remaining_budget(ThreadId(0)), Some(0));
+    s.block(ThreadId(1));
+    s.resume_turn(ThreadId(0));
+    s.check().unwrap();
+    assert!(s.is_depleted(ThreadId(0)), "no budget: it waits for its next period");
+    assert_eq!(s.schedule(), None);
+    for _ in 0..8 {
+        s.tick();
+    }
+    assert_eq!(s.schedule(), Some(ThreadId(0)), "refilled at its next period");
+}

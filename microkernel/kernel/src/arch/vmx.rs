@@ -929,7 +929,7 @@ pub fn init_vmcs(vmcs: u64, ept_root: u64, vpid: u32) {
         *s = state;
     } else if vps.push(state).is_err() {
         // More VMCSs than VPs can exist: `run` reports FAILED_SETUP.
-        println!("vmx: no room to track VMCS {vmcs:#x}");
+        crate::vm_println!("vmx: no room to track VMCS {vmcs:#x}");
     }
 }
 
@@ -938,7 +938,7 @@ fn setup(vmcs: u64, eptp: u64, vpid: u32) -> Result<u16, u64> {
     let vmx = VMX.get().ok_or(FAILED_SETUP)?;
     let tag = u16::try_from(vpid).ok().filter(|&t| t != 0).ok_or(FAILED_SETUP)?;
     let fail = |what: &str, e: VmFail| {
-        println!("vmx: {what} of VMCS {vmcs:#x} failed: {e:?}");
+        crate::vm_println!("vmx: {what} of VMCS {vmcs:#x} failed: {e:?}");
         e.code()
     };
     if state_of(vmcs).is_some() {
@@ -967,7 +967,7 @@ pub fn release(vmcs: u64) {
         vps.len() != before
     };
     if known && let Err(e) = vmclear(vmcs) {
-        println!("vmx: VMCLEAR of VMCS {vmcs:#x} failed on release: {e:?}");
+        crate::vm_println!("vmx: VMCLEAR of VMCS {vmcs:#x} failed on release: {e:?}");
     }
     CURRENT.compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
     LAST_RUN.compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
@@ -1007,7 +1007,7 @@ pub fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
         .and_then(|()| vmwrite(VmcsField::HOST_CR3, super::cpu::cr3()))
         .and_then(|()| flush_before_run(vmx, &state, flush));
     if let Err(e) = prepared {
-        println!("vmx: preparing VMCS {vmcs:#x} to run failed: {e:?}");
+        crate::vm_println!("vmx: preparing VMCS {vmcs:#x} to run failed: {e:?}");
         return failed(e.code());
     }
     let mut status = world_switch(gprs, &mut state);
@@ -1029,12 +1029,12 @@ pub fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
             decode_exit(&mut state)
         }
         1 => {
-            println!("vmx: VM entry of VMCS {vmcs:#x} failed: {:?}", VmFail::Invalid);
+            crate::vm_println!("vmx: VM entry of VMCS {vmcs:#x} failed: {:?}", VmFail::Invalid);
             failed(FAILED_INVALID)
         }
         _ => {
             let e = VmFail::Valid(instruction_error());
-            println!("vmx: VM entry of VMCS {vmcs:#x} failed: {e:?}");
+            crate::vm_println!("vmx: VM entry of VMCS {vmcs:#x} failed: {e:?}");
             failed(e.code())
         }
     };
@@ -1097,7 +1097,7 @@ fn decode_exit(state: &mut VpState) -> Exit {
         return Exit { reason: ExitReason::MachineCheck, rip, instruction_length: 0, interrupted: None };
     }
     if field.entry_failure() {
-        println!(
+        crate::vm_println!(
             "vmx: VM entry failed: exit reason {:?} (field {raw:#x}), qualification {:#x}",
             field.basic(),
             exit_field(VmcsField::EXIT_QUALIFICATION)
@@ -1259,7 +1259,7 @@ fn try_inject(vmcs: u64, event: &Interruption) -> Result<bool, VmFail> {
 /// (true); otherwise asks for an interrupt-window exit (false).
 pub fn inject(vmcs: u64, event: &Interruption) -> bool {
     try_inject(vmcs, event).unwrap_or_else(|e| {
-        println!("vmx: injecting into VMCS {vmcs:#x} failed: {e:?}");
+        crate::vm_println!("vmx: injecting into VMCS {vmcs:#x} failed: {e:?}");
         false
     })
 }
@@ -1267,7 +1267,7 @@ pub fn inject(vmcs: u64, event: &Interruption) -> bool {
 /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
 pub fn request_window(vmcs: u64, open: bool) {
     if let Err(e) = make_current(vmcs).and_then(|()| set_interrupt_window_exiting(open)) {
-        println!("vmx: interrupt-window exiting of VMCS {vmcs:#x}: {e:?}");
+        crate::vm_println!("vmx: interrupt-window exiting of VMCS {vmcs:#x}: {e:?}");
     }
 }
 
@@ -1349,7 +1349,7 @@ pub fn get_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Op
         return Some((*r, 0));
     }
     read_register(vmcs, name).unwrap_or_else(|e| {
-        println!("vmx: reading {name:?} of VMCS {vmcs:#x} failed: {e:?}");
+        crate::vm_println!("vmx: reading {name:?} of VMCS {vmcs:#x} failed: {e:?}");
         None
     })
 }
@@ -1435,7 +1435,7 @@ pub fn set_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: 
         return true;
     }
     write_register(vmcs, name, low, high).unwrap_or_else(|e| {
-        println!("vmx: writing {name:?} of VMCS {vmcs:#x} failed: {e:?}");
+        crate::vm_println!("vmx: writing {name:?} of VMCS {vmcs:#x} failed: {e:?}");
         false
     })
 }

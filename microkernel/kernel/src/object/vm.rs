@@ -668,7 +668,7 @@ fn stop_unanswered(k: &mut Kernel, t: ThreadId, reason: VpStopReason) {
         } else {
             "its exit handler did not answer"
         };
-        platform::println!(
+        crate::vm_println!(
             "vm: VP {index} of partition {partition} stopped at rip {:#x} (intercept {:#x}): {why}",
             exit.rip,
             exit.message_type

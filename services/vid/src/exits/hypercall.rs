@@ -76,7 +76,10 @@ impl Vmm {
         match hypercall::handle(&caller, &mut xmm, guest, &mut target) {
             Outcome::InjectUd => ud(),
             Outcome::Continue { updates, .. } => Action::Resume(updates),
-            Outcome::Complete { mut updates, xmm, .. } => {
+            Outcome::Complete { mut updates, xmm, result } => {
+                if result.call_status() != tlfs::HvStatus::SUCCESS.0 {
+                    self.stats.failed_hypercalls += 1;
+                }
                 let rip = next_rip(cpu_mode(h), h.rip, h.instruction_length().max(3).into());
                 let _ = updates.push((HvRegisterName::RIP, rip));
                 for (i, value) in xmm {

@@ -71,6 +71,19 @@ impl Vmm {
             // The VP's own EFER: the loader may have set it (long-mode entry).
             return read(efer);
         }
+        if let (true, Some(value)) = (msr == crate::msr::EFER, write) {
+            let lma = h.execution_state.efer_lma();
+            let current = guest.reg(HvRegisterName::EFER).unwrap_or_else(|| self.msrs.efer(vp));
+            // LMA means paging is on; else CR0.PG says (unreadable: off).
+            let paging = lma || guest.reg(HvRegisterName::CR0).is_some_and(|cr0| cr0 & (1 << 31) != 0);
+            let nx = {
+                let (profile, os) = (self.synthetic.profile(), self.synthetic.guest_os_id());
+                crate::cpuid::cpuid_for_vp(profile, os, vp, 0x8000_0001, 0)[3] & crate::cpuid::EXT1_EDX_NX != 0
+            };
+            if !crate::msr::efer_write_allowed(current, value, paging, nx) {
+                return gp();
+            }
+        }
         let lma = h.execution_state.efer_lma();
         let (result, first) = self.msrs.access(vp, msr, write, lma);
         if first {

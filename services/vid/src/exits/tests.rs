@@ -64,6 +64,20 @@ fn line_status_says_ready_and_unknown_ports_read_ones() {
 }
 
 #[test]
+fn every_port_the_hostile_guest_takes_for_unemulated_reads_all_ones() {
+    use guest_testkernel::protocol;
+    for port in (0..=0xffffu16).filter(|&p| !protocol::touches_emulated(p, 1)) {
+        let action = handle(&io(port, false, 0x1234_5600, 1), |_| {});
+        assert_eq!(updates(&action)[1], (HvRegisterName::RAX, 0x1234_56ff), "port {port:#x}");
+    }
+    // The ports its sweep leaves unwritten are those that end the partition.
+    assert_eq!(protocol::PM1A_CNT, crate::acpi::PM1A_CNT_BLK);
+    assert_eq!(protocol::RESET_PORT, crate::acpi::RESET_PORT);
+    assert_eq!(protocol::TEST_EXIT, TEST_EXIT);
+    assert_eq!(protocol::UART_DATA, UART_DATA);
+}
+
+#[test]
 fn the_test_exit_port_stops_with_the_value() {
     let action = handle(&io(TEST_EXIT, true, 0x7, 2), |_| {});
     assert_eq!(action, Action::Stop(Stop::TestExit { value: 7 }));
@@ -328,6 +342,60 @@ fn efer_reads_the_vps_own_value_so_a_loader_set_lme_survives_read_modify_write()
 }
 
 #[test]
+fn efer_writes_the_architecture_refuses_are_gp_and_change_nothing() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    g.set(HvRegisterName::EFER, 0x500);
+    g.set(HvRegisterName::CR0, 0x8000_0011);
+    let gp = exception(13, Some(0));
+    // LME cleared under paging, SVME (not offered), reserved bits.
+    for value in [0x400, 0x500 | 1 << 12, 0x500 | 1 << 63, 0x500 | 1 << 9, u64::MAX] {
+        let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, true, value, true));
+        assert_eq!(updates(&a), [(HvRegisterName::PENDING_INTERRUPTION, gp)], "{value:#x}");
+    }
+    // NXE (NX is offered) and SCE, and LMA written clear (the CPU's bit).
+    let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, true, 0x901, true));
+    assert_eq!(get(&a, HvRegisterName::EFER), Some(0xd01));
+    // Paging off: LME may change.
+    g.set(HvRegisterName::CR0, 0x11);
+    g.set(HvRegisterName::EFER, 0);
+    let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, true, 0x100, false));
+    assert_eq!(get(&a, HvRegisterName::EFER), Some(0x100));
+}
+
+#[test]
+fn exits_and_refusals_are_counted_for_the_report() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    run(&mut vmm, &mut g, msr(0x4000_0001, false, 0, true));
+    run(&mut vmm, &mut g, msr(crate::msr::EFER, true, 1 << 63, true));
+    run(&mut vmm, &mut g, msr(0x8b, false, 0, true));
+    let HvMessageBody::UnmappedGpa(mut m) = memory(0x100_0000, 0x100_0000, false, false) else { panic!() };
+    m.header.intercept_access_type = HvInterceptAccessType::EXECUTE;
+    run(&mut vmm, &mut g, HvMessageBody::UnmappedGpa(m));
+    assert_eq!(vmm.stats.exits().to_string(), "exits: 0 port, 3 MSR, 0 CPUID, 0 hypercall, 1 memory, 0 HLT, 0 other");
+    assert_eq!(vmm.stats.refused().to_string(), "refused: 2 #GP, 1 #UD, 0 failed hypercalls");
+}
+
+#[test]
+fn efer_rules_are_the_hostile_guests() {
+    let mut rng = fastrand::Rng::with_seed(0xefe7);
+    for _ in 0..20_000 {
+        let current = [0, 0x100, 0x500, 0x501, 0xd01][rng.usize(0..5)];
+        let value = match rng.u8(0..3) {
+            0 => current ^ 1 << rng.u32(0..64),
+            1 => rng.u64(..) & 0xfff,
+            _ => rng.u64(..),
+        };
+        let paging = current & 0x400 != 0;
+        let refused = !crate::msr::efer_write_allowed(current, value, paging, true);
+        if paging {
+            assert_eq!(refused, guest_testkernel::hostile::msr::efer_write_faults(current, value, true), "{value:#x}");
+        }
+    }
+}
+
+#[test]
 fn the_apic_base_msr_is_the_local_apics_and_a_synthetic_msr_without_a_profile_is_gp() {
     let mut vmm = Vmm::new();
     let mut g = Fake::new();
@@ -481,6 +549,19 @@ fn unmapped_reads_are_all_ones_and_writes_vanish() {
     let (a, ev) = run(&mut vmm, &mut g, memory(0xe000_0000, 0x1003, true, false));
     assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1009)]);
     assert!(ev.is_empty());
+}
+
+#[test]
+fn executing_where_nothing_is_raises_ud_there() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    page_tables(&mut g, 0x30_0000);
+    let HvMessageBody::UnmappedGpa(mut m) = memory(0x100_0000, 0x100_0000, false, false) else { panic!() };
+    m.header.intercept_access_type = HvInterceptAccessType::EXECUTE;
+    let (a, ev) = run(&mut vmm, &mut g, HvMessageBody::UnmappedGpa(m));
+    let ud = tlfs::HvX64PendingInterruptionRegister::pending(tlfs::HvX64PendingInterruptionType::EXCEPTION, 6, None);
+    assert_eq!(updates(&a), [(HvRegisterName::PENDING_INTERRUPTION, ud.into_bits())], "RIP stays at the fetch");
+    assert!(ev.is_empty(), "the guest's own business: nothing logged");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use tlfs::HvStatus;
 use tlfs::hypercall::{HvInputGetSetVpRegisters, HvInputSendSyntheticClusterIpi, HvInputVtl};
 
 mod calls;
+mod hostile;
 
 /// Input and output pages, and a read-only page.
 const IN: u64 = 0x1000;

@@ -1,15 +1,59 @@
 //! The exit loop: every partition's VPs exit to one endpoint (the badge
 //! names the partition and VP), and between exits the loop keeps the
 //! partitions' time: it waits no longer than the earliest timer, posts the
-//! interruptions that come due, wakes VPs halted for them, starts
-//! application processors on SIPI, and passes typed input to COM1.
+//! interruptions that come due, wakes VPs halted for them, parks
+//! application processors on INIT and starts them on SIPI, and passes
+//! typed input to COM1.
+//!
+//! Every line a guest makes the VID print passes its partition's rate
+//! limits ([`vid::logs`]); when a partition ends, the VID reports its exits
+//! by kind, what it refused, and what the limits held back.
 
 use super::{EXIT_STATE, MAX_VPS_PER_PARTITION, Registry, Running, View};
 use abi::{CapSlot, ErrorCode, labels};
+use core::fmt;
 use tessera_rt::{Message, Operation, caps, invoke, log};
 use tlfs::exit_state::TransferredState;
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
-use vid::exits::{Action, Event, Vmm};
+use vid::exits::{Action, Event, Stop, Vmm};
+use vid::logs::{Kind, Line, PartitionLogs};
+
+/// Prints a line the guest of partition `name` caused, if its rate limit
+/// lets it through (saying first how many were held back); true if printed.
+fn say(logs: &mut PartitionLogs, name: &str, kind: Kind, line: fmt::Arguments<'_>) -> bool {
+    match logs.check(kind, tessera_rt::ticks()) {
+        Line::Hold => false,
+        Line::Print { held_back } => {
+            if let Some(n) = held_back {
+                log!("{name}: rate limit: {n} lines held back");
+            }
+            log!("{name}: {line}");
+            true
+        }
+    }
+}
+
+/// Ends partition `r` because VP `v` stopped (`stop`): its other VPs are
+/// stopped (`v` waits for the reply that stops it), the end and the VID's
+/// report on the partition are logged, and the partition manager
+/// finalizes it.
+fn end(r: &mut Running, v: Option<usize>, stop: Stop, registry: &Registry) {
+    let name = r.name;
+    for (i, other) in r.vps.iter().enumerate().filter(|(i, vp)| Some(*i) != v && vp.started) {
+        let stopped = invoke(other.cap, Operation::VP_SUSPEND, &[]);
+        if stopped.is_err() {
+            log!("{name}: VP {i} could not be stopped: {stopped:?}");
+        }
+    }
+    log!("{name}: {stop} after {} exits", r.exits);
+    log!("{name}: {}", r.vmm.stats.exits());
+    log!("{name}: {}", r.vmm.stats.refused());
+    if let Some((console, other)) = r.logs.held_back() {
+        log!("{name}: rate limit: {console} console lines and {other} other lines held back in all");
+    }
+    registry.stopped(name, r.managed);
+    r.stopped = true;
+}
 
 /// The reply to an exit: the action's label and its register updates
 /// (count, then (name, low, high) triples), 128-bit ones included.
@@ -70,20 +114,23 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 let name = r.name;
                 let console = &mut r.console;
                 let console_tick = &mut r.console_tick;
+                let logs = &mut r.logs;
                 let mut crash = None;
                 let mut view = View { vp: r.vps[v].cap, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
                 let action = r.vmm.handle(&hv, &mut view, now, |event| match event {
                     Event::Console(b) => {
                         *console_tick = tessera_rt::ticks();
                         if let Some(line) = console.byte(b) {
-                            log!("{name}: {}", core::str::from_utf8(&line).unwrap_or("?"));
+                            let text = core::str::from_utf8(&line).unwrap_or("?");
+                            say(logs, name, Kind::Console, format_args!("{text}"));
                         }
                     }
                     other => {
-                        if let Event::GuestCrash { p, .. } = other {
+                        // A crash report the limit holds back goes no further.
+                        let shown = say(logs, name, Kind::Event, format_args!("{other}"));
+                        if let (Event::GuestCrash { p, .. }, true) = (other, shown) {
                             crash = Some(p);
                         }
-                        log!("{name}: {other}")
                     }
                 });
                 if let Some(p) = crash {
@@ -97,23 +144,20 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 if core::mem::take(&mut r.vmm.flush_tlb) {
                     let _ = invoke(r.partition, Operation::PARTITION_FLUSH_TLB, &[]);
                 }
-                if let (Action::Stop(vid::exits::Stop::Halted { rip }), true) = (&action, v != 0) {
+                if let (Action::Stop(Stop::Halted { rip }), true) = (&action, v != 0) {
                     // An AP that halts with interrupts off stops alone (it
                     // can be started again by INIT and SIPI).
-                    log!("{name}: VP {v} halted with interrupts disabled at rip {rip:#x}");
+                    say(
+                        &mut r.logs,
+                        name,
+                        Kind::Event,
+                        format_args!("VP {v} halted with interrupts disabled at rip {rip:#x}"),
+                    );
                     r.vps[v].started = false;
                 } else if let Action::Stop(stop) = action {
                     // One VP's end (shutdown, power off, test exit) ends
                     // the partition: the others are stopped.
-                    for (i, other) in r.vps.iter().enumerate().filter(|(i, vp)| *i != v && vp.started) {
-                        let stop = invoke(other.cap, Operation::VP_SUSPEND, &[]);
-                        if stop.is_err() {
-                            log!("{name}: VP {i} could not be stopped: {stop:?}");
-                        }
-                    }
-                    log!("{name}: {stop} after {} exits", r.exits);
-                    registry.stopped(name, r.managed);
-                    r.stopped = true;
+                    end(r, Some(v), stop, registry);
                     live -= 1;
                     if live == 0 {
                         return tessera_rt::reply(&message);
@@ -122,7 +166,32 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
             }
             reply = Some(message);
         }
-        let ticks = match keep_time(running, exited, now, tick_tsc) {
+        let (ticks, Turn { reset, parked }) = keep_time(running, exited, now, tick_tsc);
+        if let (true, Some(message)) = (parked, reply.as_mut()) {
+            message.clear(labels::VP_STOP);
+            let _ = message.push(0);
+        }
+        // INIT at a BSP resets its partition: the VID does not reboot
+        // partitions, so it ends, as on HV_X64_MSR_RESET.
+        if let Some(k) = reset {
+            let r = &mut running[k];
+            log!("{}: INIT at VP 0, the boot processor: a reset", r.name);
+            // A VP of it waiting for this loop's reply is stopped by the reply.
+            let waiting = exited.filter(|&(e, _)| e == k).map(|(_, v)| v);
+            if let (Some(_), Some(message)) = (waiting, reply.as_mut()) {
+                message.clear(labels::VP_STOP);
+                let _ = message.push(0);
+            }
+            end(r, waiting, Stop::Reset { rip: 0 }, registry);
+            live -= 1;
+            if live == 0 {
+                return match &reply {
+                    Some(message) => tessera_rt::reply(message),
+                    None => Ok(()),
+                };
+            }
+        }
+        let ticks = match ticks {
             // Typed input is looked for at least every INPUT_POLL_TICKS.
             t if input.is_some() && (t == 0 || t > INPUT_POLL_TICKS) => INPUT_POLL_TICKS,
             t => t,
@@ -147,7 +216,8 @@ fn show_prompts(running: &mut [Running]) {
     let now = tessera_rt::ticks();
     for r in running.iter_mut().filter(|r| now.saturating_sub(r.console_tick) >= PROMPT_TICKS) {
         if let Some(line) = r.console.take_partial() {
-            log!("{}: {}", r.name, core::str::from_utf8(&line).unwrap_or("?"));
+            let text = core::str::from_utf8(&line).unwrap_or("?");
+            say(&mut r.logs, r.name, Kind::Console, format_args!("{text}"));
         }
     }
 }
@@ -196,24 +266,62 @@ impl Input {
     }
 }
 
-/// Fires the partitions' timers, starts APs a SIPI named, posts
-/// interruptions to VPs other than `exited` (whose reply carries its own)
-/// whose slot is free, and returns how many ticks to wait for the next exit
-/// (0: no timer, wait for ever).
-fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, tick_tsc: u64) -> u64 {
+/// What [`keep_time`] found for the loop to act on.
+struct Turn {
+    /// The partition whose boot processor an INIT reset.
+    reset: Option<usize>,
+    /// An INIT named the VP that exited: the reply must stop it.
+    parked: bool,
+}
+
+/// Fires the partitions' timers, parks APs an INIT named and starts those
+/// a SIPI named, posts interruptions to VPs other than `exited` (whose
+/// reply carries its own) whose slot is free, and returns how many ticks to
+/// wait for the next exit (0: no timer, wait for ever) and what the loop
+/// must do about INITs.
+fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, tick_tsc: u64) -> (u64, Turn) {
     let mut next: Option<u64> = None;
     let mut recheck = false;
+    let (mut reset, mut parked) = (None, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
         r.vmm.poll(now);
-        let effects = core::mem::take(&mut r.vmm.effects);
+        let mut effects = core::mem::take(&mut r.vmm.effects);
+        let name = r.name;
+        for v in effects.init.iter() {
+            if v == 0 {
+                reset = Some(k);
+                continue;
+            }
+            if exited == Some((k, v as usize)) {
+                // It waits for this loop's reply, which stops it.
+                if let Some(vp) = r.vps.get_mut(v as usize) {
+                    (vp.started, vp.halted, vp.posted) = (false, false, false);
+                }
+                parked = true;
+                continue;
+            }
+            if let Some(vp) = r.vps.get_mut(v as usize).filter(|vp| vp.started) {
+                // INIT: the AP stops where it is and waits for a SIPI.
+                match invoke(vp.cap, Operation::VP_SUSPEND, &[]) {
+                    Ok(_) => (vp.started, vp.halted, vp.posted) = (false, false, false),
+                    Err(e) => {
+                        say(&mut r.logs, name, Kind::Event, format_args!("VP {v} cannot take INIT: {e:?}"));
+                    }
+                }
+            }
+        }
+        effects.init = Default::default();
         for v in effects.sipi.iter() {
             if let Some(vp) = r.vps.get_mut(v as usize).filter(|vp| !vp.started) {
                 match start_ap(vp.cap, effects.sipi_vector) {
                     Ok(()) => {
-                        vp.started = true;
-                        log!("{}: VP {v} started by SIPI at {:#x}:0000", r.name, u16::from(effects.sipi_vector) << 8);
+                        (vp.started, vp.halted, vp.posted) = (true, false, false);
+                        let at = u16::from(effects.sipi_vector) << 8;
+                        say(&mut r.logs, name, Kind::Event, format_args!("VP {v} started by SIPI at {at:#x}:0000"));
                     }
-                    Err(e) => log!("{}: VP {v} cannot start: {e:?}", r.name),
+                    Err(e) => {
+                        say(&mut r.logs, name, Kind::Event, format_args!("VP {v} cannot start: {e:?}"));
+                    }
                 }
             }
         }
@@ -228,11 +336,12 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
             (a, b) => a.or(b),
         };
     }
-    match next {
+    let ticks = match next {
         _ if recheck => 1,
         None => 0,
         Some(deadline) => deadline.saturating_sub(now).div_ceil(tick_tsc).max(1),
-    }
+    };
+    (ticks, Turn { reset, parked })
 }
 
 /// Posts VP `v`'s next interruption when its slot in the kernel is free
@@ -254,21 +363,12 @@ fn post(vmm: &mut Vmm, v: u32, vp: &mut super::Vp) {
     }
 }
 
-/// Starts an AP as a SIPI does: real mode at `vector << 8`:0000.
+/// Starts an AP as a SIPI after INIT does: the architectural state of
+/// [`vid::entry::startup_state`], real mode at `vector << 8`:0000.
 fn start_ap(vp: CapSlot, vector: u8) -> Result<(), ErrorCode> {
-    let segment = tlfs::HvX64SegmentRegister {
-        base: u64::from(vector) << 12,
-        limit: 0xffff,
-        selector: u16::from(vector) << 8,
-        attributes: tlfs::HvX64SegmentAttributes::new()
-            .with_segment_type(11)
-            .with_non_system_segment(true)
-            .with_present(true),
-    };
-    let (low, high) = tlfs::segment_register_value(&segment);
-    let cs = u64::from(HvRegisterName::CS.0);
-    let rip = u64::from(HvRegisterName::RIP.0);
-    invoke(vp, Operation::VP_SET_REGISTERS, &[2, cs, low, high, rip, 0, 0])?;
+    for registers in vid::entry::startup_state(vector, vid::cpuid::SIGNATURE) {
+        invoke(vp, Operation::VP_SET_REGISTERS, &vid::entry::set_registers_words(&registers))?;
+    }
     invoke(vp, Operation::VP_START, &[]).map(drop)
 }
 

@@ -207,7 +207,7 @@ pub fn enable_lapic() -> (u32, u32, u32) {
 }
 
 /// Sends `icr` and waits (boundedly) for its delivery status to go idle.
-fn send(icr: Icr) -> Result<(), Detail> {
+pub fn send(icr: Icr) -> Result<(), Detail> {
     lapic_write(lapic::ICR_HIGH, icr.high);
     lapic_write(lapic::ICR_LOW, icr.low);
     for _ in 0..ICR_POLLS {
@@ -221,7 +221,7 @@ fn send(icr: Icr) -> Result<(), Detail> {
 
 /// Halts (interrupts on) until `done()`, `ticks` PIT ticks passed, or the
 /// TSC advanced by [`TSC_BUDGET`]; returns the ticks waited.
-fn wait(ticks: u64, done: impl Fn() -> bool) -> u64 {
+pub fn wait(ticks: u64, done: impl Fn() -> bool) -> u64 {
     let (start, tsc) = (hw::timer_ticks(), hw::rdtsc());
     while !done() && hw::timer_ticks() - start < ticks && hw::rdtsc().wrapping_sub(tsc) < TSC_BUDGET {
         hw::halt_once();
@@ -229,8 +229,9 @@ fn wait(ticks: u64, done: impl Fn() -> bool) -> u64 {
     hw::timer_ticks() - start
 }
 
-/// Copies the trampoline to `page` and writes its parameter block.
-fn install(page: u64) -> Result<(), Detail> {
+/// Copies the trampoline to `page` and writes its parameter block: the
+/// APs it starts call `entry` on their own stack, interrupts off.
+pub fn install(page: u64, entry: extern "C" fn(u32) -> !) -> Result<(), Detail> {
     unsafe extern "C" {
         static tk_ap_trampoline: u8;
         static tk_ap_protected: u8;
@@ -244,7 +245,6 @@ fn install(page: u64) -> Result<(), Detail> {
     let cr3: u64;
     // SAFETY: reads CR3.
     unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) }
-    let entry: extern "C" fn(u32) -> ! = ap_entry;
     let params = trampoline::Params {
         page,
         image_len: offset(&raw const tk_ap_trampoline_end),
@@ -276,7 +276,7 @@ pub fn start_aps(page: u64, cpus: u32, bsp: u8) -> Result<(), Detail> {
     ARRIVED.store(0, Ordering::Relaxed);
     IPIS.store(0, Ordering::Relaxed);
     BSP.store(bsp, Ordering::Relaxed);
-    install(page)?;
+    install(page, ap_entry)?;
     let aps = cpus - 1;
     hw::start_timer();
     let started = (0..cpus).filter(|&id| id != u32::from(bsp)).try_for_each(|id| {

@@ -190,6 +190,7 @@ tk_reload_message:
 
     .section .bss
     .balign 4096
+    .global tk_pml4
 tk_pml4:
     .skip 4096
 tk_pdpt:

@@ -26,6 +26,7 @@ use guest_testkernel::protocol::{self, UART_DATA, UART_LINE_STATUS};
 use guest_testkernel::tlfs;
 
 pub mod hv;
+pub mod state;
 
 // ---- Port I/O ------------------------------------------------------------
 
@@ -210,6 +211,16 @@ pub fn rdmsr(msr: u32) -> u64 {
     u64::from(hi) << 32 | u64::from(lo)
 }
 
+/// The TSC's frequency: HV_X64_MSR_TSC_FREQUENCY when the partition
+/// offers the Hyper-V interface, else an assumed 2 GHz.
+pub fn tsc_hz() -> u64 {
+    use guest_testkernel::tlfs::{cpuid as leaf, msr};
+    let hyperv =
+        cpuid(1, 0).ecx & leaf::LEAF1_ECX_HYPERVISOR != 0 && cpuid(leaf::VENDOR_AND_MAX, 0).eax >= leaf::FEATURES;
+    let hz = if hyperv { rdmsr_checked(msr::TSC_FREQUENCY).unwrap_or(0) } else { 0 };
+    if hz == 0 { 2_000_000_000 } else { hz }
+}
+
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: reads the time-stamp counter.
@@ -351,14 +362,19 @@ pub fn timer_ticks() -> u64 {
     TIMER_TICKS.load(Ordering::Relaxed)
 }
 
-const EXCEPTIONS: [&str; 21] = [
+const EXCEPTIONS: [&str; 22] = [
     "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "?", "#TS", "#NP", "#SS", "#GP", "#PF", "?", "#MF",
-    "#AC", "#MC", "#XM", "#VE",
+    "#AC", "#MC", "#XM", "#VE", "#CP",
 ];
 
 #[unsafe(no_mangle)]
 extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     let vector = frame.vector;
+    // In the hostile tests' mode an armed instruction takes whatever it
+    // raises (they run it with interrupts off, so it is its own).
+    if ANY_FAULT.load(Ordering::Relaxed) && fixed_up(frame) {
+        return;
+    }
     let irq_base = u64::from(protocol::IRQ_BASE);
     if (irq_base..irq_base + 16).contains(&vector) {
         if vector == irq_base {
@@ -383,12 +399,13 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     if crate::state_suite::trap(frame) {
         return;
     }
-    let at = FIXUP_AT.load(Ordering::Relaxed);
-    if at != 0 && frame.rip == at && (vector == UD || vector == GP) {
-        FAULT.store(vector + 1, Ordering::Relaxed);
-        FAULT_ERROR.store(frame.error, Ordering::Relaxed);
-        FIXUP_AT.store(0, Ordering::Relaxed);
-        frame.rip = FIXUP_RESUME.load(Ordering::Relaxed);
+    if (vector == UD || vector == GP) && fixed_up(frame) {
+        return;
+    }
+    if vector >= 32 && TOLERANT.load(Ordering::Relaxed) {
+        // The hostile tests send themselves interrupts on any vector.
+        STRAY.fetch_add(1, Ordering::Relaxed);
+        write32(LAPIC_BASE + LAPIC_EOI, 0);
         return;
     }
     let name = EXCEPTIONS.get(vector as usize).copied().unwrap_or("interrupt");
@@ -404,13 +421,49 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
 
 // ---- Faults on purpose (fixups) -----------------------------------------
 
+/// Records the fault of the armed instruction and resumes after it, if
+/// `frame` is at it: a fault reports the instruction itself, a trap (INT n,
+/// INT3, INTO, a debug trap) the one after, which is the resume point.
+fn fixed_up(frame: &mut TrapFrame) -> bool {
+    let (at, resume) = (FIXUP_AT.load(Ordering::Relaxed), FIXUP_RESUME.load(Ordering::Relaxed));
+    if at == 0 || (frame.rip != at && frame.rip != resume) {
+        return false;
+    }
+    FAULT.store(frame.vector + 1, Ordering::Relaxed);
+    FAULT_ERROR.store(frame.error, Ordering::Relaxed);
+    FIXUP_AT.store(0, Ordering::Relaxed);
+    frame.rip = resume;
+    // A single-step trap must not step on.
+    frame.rflags &= !(1 << 8);
+    true
+}
+
 const UD: u64 = 6;
 const GP: u64 = 13;
 
 /// The address of the instruction that may fault, 0 when none is armed.
-static FIXUP_AT: AtomicU64 = AtomicU64::new(0);
+pub(crate) static FIXUP_AT: AtomicU64 = AtomicU64::new(0);
 /// Where execution resumes if it does.
-static FIXUP_RESUME: AtomicU64 = AtomicU64::new(0);
+pub(crate) static FIXUP_RESUME: AtomicU64 = AtomicU64::new(0);
+/// The fixup takes any exception (and software interrupt), not only #UD
+/// and #GP: the hostile tests' [`checked!`].
+static ANY_FAULT: AtomicBool = AtomicBool::new(false);
+/// Interrupts on vectors nobody expects are counted and acknowledged
+/// instead of failing the run (the hostile tests raise them on purpose).
+static TOLERANT: AtomicBool = AtomicBool::new(false);
+static STRAY: AtomicU64 = AtomicU64::new(0);
+
+/// The hostile tests' trap mode: any fault at an armed instruction is
+/// returned, and stray interrupts are counted.
+pub fn hostile_traps() {
+    ANY_FAULT.store(true, Ordering::Relaxed);
+    TOLERANT.store(true, Ordering::Relaxed);
+}
+
+/// Interrupts taken on vectors nobody expected (in [`hostile_traps`] mode).
+pub fn stray_interrupts() -> u64 {
+    STRAY.load(Ordering::Relaxed)
+}
 /// The vector + 1 of the fault taken at the armed instruction, 0 if none.
 static FAULT: AtomicU64 = AtomicU64::new(0);
 static FAULT_ERROR: AtomicU64 = AtomicU64::new(0);
@@ -437,14 +490,14 @@ impl fmt::Display for Fault {
 
 /// Arms the fixup for an instruction at `at` that resumes at `resume`;
 /// forgets any earlier fault.
-fn arm(at: u64, resume: u64) {
+pub(crate) fn arm(at: u64, resume: u64) {
     FAULT.store(0, Ordering::Relaxed);
     FIXUP_RESUME.store(resume, Ordering::Relaxed);
     FIXUP_AT.store(at, Ordering::Relaxed);
 }
 
 /// Disarms the fixup; the fault taken since [`arm`], if any.
-fn take_fault() -> Option<Fault> {
+pub(crate) fn take_fault() -> Option<Fault> {
     FIXUP_AT.store(0, Ordering::Relaxed);
     match FAULT.swap(0, Ordering::Relaxed) {
         0 => None,
@@ -456,21 +509,39 @@ fn take_fault() -> Option<Fault> {
 /// resumes after it (label 3). The fixup is armed in the same asm block,
 /// so the addresses are exactly the instruction's.
 macro_rules! guarded {
-    ($insn:literal, $($operands:tt)*) => {
-        asm!(
+    ($insn:expr, $($operands:tt)*) => {
+        core::arch::asm!(
             "lea {tmp}, [rip + 3f]",
             "mov qword ptr [{resume}], {tmp}",
             "lea {tmp}, [rip + 2f]",
             "mov qword ptr [{at}], {tmp}",
-            concat!("2: ", $insn),
+            "2:",
+            $insn,
             "3:",
-            at = in(reg) FIXUP_AT.as_ptr(),
-            resume = in(reg) FIXUP_RESUME.as_ptr(),
+            at = in(reg) $crate::hw::FIXUP_AT.as_ptr(),
+            resume = in(reg) $crate::hw::FIXUP_RESUME.as_ptr(),
             tmp = out(reg) _,
             $($operands)*
         )
     };
 }
+pub(crate) use guarded;
+
+/// Runs one instruction under the fixup (as `guarded!`, from any module)
+/// and returns the fault it raised, if any. In [`hostile_traps`] mode any
+/// exception counts; otherwise only #UD and #GP. Running the caller's
+/// instruction and operands in `unsafe` is the point: each caller says why
+/// its instruction is safe to run.
+macro_rules! checked {
+    ($insn:expr $(, $($operands:tt)*)?) => {{
+        $crate::hw::arm(0, 0);
+        // SAFETY: the caller's instruction; the fixup's statics are written
+        // as the atomics they are (8-byte stores).
+        unsafe { $crate::hw::guarded!($insn, $($($operands)*)?) }
+        $crate::hw::take_fault()
+    }};
+}
+pub(crate) use checked;
 
 /// `rdmsr`; a #GP (or #UD) is returned, not fatal.
 pub fn rdmsr_checked(msr: u32) -> Result<u64, Fault> {
@@ -674,4 +745,63 @@ pub fn triple_fault() -> ! {
     // SAFETY: on purpose: no interrupt can be delivered afterwards, and the
     // `int3` that follows ends the machine.
     unsafe { asm!("cli", "lidt [{}]", "int3", "ud2", in(reg) &empty, options(readonly, nostack, noreturn)) }
+}
+
+/// Jumps to `target` with the fixup armed there: the fault its fetch
+/// raises (#UD where nothing is) resumes after the jump and is returned.
+/// A target that does not fault never comes back.
+pub fn jump_checked(target: u64) -> Option<Fault> {
+    arm(0, 0);
+    // SAFETY: the target is a GPA with nothing behind it, whose fetch
+    // faults; the fixup's statics are written as 8-byte stores.
+    unsafe {
+        asm!(
+            "lea {tmp}, [rip + 3f]",
+            "mov qword ptr [{resume}], {tmp}",
+            "mov qword ptr [{at}], {target}",
+            "jmp {target}",
+            "3:",
+            at = in(reg) FIXUP_AT.as_ptr(),
+            resume = in(reg) FIXUP_RESUME.as_ptr(),
+            target = in(reg) target,
+            tmp = out(reg) _,
+            options(nostack)
+        )
+    }
+    take_fault()
+}
+
+pub fn outw(port: u16, value: u16) {
+    // SAFETY: as `outb`.
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) }
+}
+
+/// `rep outsb` of `count` bytes from `from` (backwards with `down`: DF
+/// set for the instruction); returns RCX and RSI afterwards.
+pub fn rep_outsb_raw(port: u16, from: u64, count: u64, down: bool) -> (u64, u64) {
+    let (rcx, rsi): (u64, u64);
+    // SAFETY: reads `count` bytes of the kernel's own RAM from `from`
+    // (the caller's range); DF is set only around the instruction.
+    unsafe {
+        if down {
+            asm!("std", "rep outsb", "cld", in("dx") port, inout("rcx") count => rcx, inout("rsi") from => rsi,
+                 options(nostack, readonly))
+        } else {
+            asm!("rep outsb", in("dx") port, inout("rcx") count => rcx, inout("rsi") from => rsi,
+                 options(nostack, readonly))
+        }
+    }
+    (rcx, rsi)
+}
+
+/// `rep insb` of `count` bytes to guest-physical `to`, which must not be
+/// RAM the kernel uses (a GPA with nothing behind it); returns RCX and RDI.
+pub fn rep_insb_raw(port: u16, to: u64, count: u64) -> (u64, u64) {
+    let (rcx, rdi): (u64, u64);
+    // SAFETY: the bytes go to a GPA that is not RAM (the caller's).
+    unsafe {
+        asm!("rep insb", in("dx") port, inout("rcx") count => rcx, inout("rdi") to => rdi,
+             options(nostack, preserves_flags))
+    }
+    (rcx, rdi)
 }

@@ -58,6 +58,40 @@ pub mod protocol {
     /// inject a fault.
     pub const TEST_ROM: u64 = 0x000f_f000;
     pub const TEST_ROM_SIGNATURE: [u8; 8] = *b"TESSROM\0";
+    /// The rest of the legacy hole (640 KiB up to [`TEST_ROM`]) is zeroed
+    /// ROM, read-only and executable, as a PC's option-ROM area: reads
+    /// return 0 and writes are dropped like [`TEST_ROM`]'s.
+    pub const LEGACY_ROM: core::ops::Range<u64> = 0x000a_0000..TEST_ROM;
+
+    /// ACPI PM1a_CNT (two bytes): SLP_TYP 5 with SLP_EN powers the
+    /// partition off (the VID's FADT says so).
+    pub const PM1A_CNT: u16 = 0x604;
+    /// The FADT's RESET_REG: writing 1 resets (ends) the partition.
+    pub const RESET_PORT: u16 = 0x608;
+
+    /// The ports the VID emulates, (first, count): COM1, the 8259 pair and
+    /// their ELCRs, the 8254 and port 0x61, the ACPI PM1 blocks and reset
+    /// register. Every other port reads all ones and ignores writes.
+    pub const EMULATED_PORTS: [(u16, u16); 10] = [
+        (0x20, 2),
+        (0x40, 4),
+        (0x61, 1),
+        (0xa0, 2),
+        (UART_DATA, 8),
+        (0x4d0, 2),
+        (0x600, 4),
+        (PM1A_CNT, 2),
+        (RESET_PORT, 1),
+        (TEST_EXIT, 1),
+    ];
+
+    /// True if a `width`-byte access at `port` touches an emulated port.
+    pub fn touches_emulated(port: u16, width: u16) -> bool {
+        let (start, end) = (u32::from(port), u32::from(port) + u32::from(width));
+        EMULATED_PORTS
+            .iter()
+            .any(|&(first, count)| start < u32::from(first) + u32::from(count) && u32::from(first) < end)
+    }
 
     /// A guest-physical address the VID must leave unmapped and not
     /// emulate, above any RAM it may give (at most 3 GiB) and below the
@@ -153,14 +187,58 @@ pub enum Test {
     /// CR0.AM and RFLAGS.AC set raises #AC(0); where the CPU does not check
     /// alignment (QEMU), the test says so and passes only with `lacks=ac`.
     Alignment,
+    /// Not in `tests=all`. The neighbour of a hostile partition: fills its
+    /// free RAM with [`hostile::canary`] words derived from `seed=` and sets
+    /// register canaries (XMM, x87, MXCSR, DR0-3, DR7, XCR0, the guest
+    /// MSRs) that [`Test::CanaryCheck`] checks.
+    CanarySet,
+    /// Not in `tests=all`. Checks every canary [`Test::CanarySet`] left.
+    CanaryCheck,
+    /// Group `hostile` (the attacks, in this order): GPAs beyond RAM, in
+    /// the holes and the ROM: reads, writes and execution.
+    HostileGpa,
+    /// Garbage written over the overlay pages (hypercall, reference TSC,
+    /// VP assist).
+    HostileOverlay,
+    /// Random malformed hypercalls ([`hostile::hypercall`]).
+    HostileHypercall,
+    /// Every MSR of [`hostile::msr::LIST`], EFER and the synthetic MSRs,
+    /// read and written with random values.
+    HostileMsr,
+    /// XSETBV, INVD, WBINVD, RDPMC, debug-register accesses, and the
+    /// virtualization instructions the guest is not offered.
+    HostileInsn,
+    /// Exception storms: every vector raised by INT n and the faults
+    /// raised for real, many times over.
+    HostileExceptions,
+    /// All 65,536 ports read at every width, and written (but
+    /// [`hostile::ports::NOT_WRITTEN`]) with random values.
+    HostilePorts,
+    /// INIT and STARTUP storms at the APs through the local APIC.
+    HostileSipi,
+    /// Guest actions that each make the VID log a line, as fast as it can.
+    HostileLogs,
+    /// Exits as fast as the guest can make them (port reads, MSR writes,
+    /// hypercalls, MMIO), for a fixed time.
+    HostileFlood,
+    /// The #AC and #DB delivery loops of CVE-2015-5307 and CVE-2015-8104,
+    /// each on an AP that loops for good while the BSP carries on.
+    HostileLoops,
+    /// The virtualization instructions of both vendors, MONITOR/MWAIT and
+    /// GETSEC, none offered: each must raise #UD.
+    HostileVirt,
+    /// Not in `tests=all`. The neighbour's steady stream of exits, whose
+    /// latency shows whether it is starved (see `canaries.rs`).
+    Pace,
 }
 
 impl Test {
     pub const ALL: [Test; 8] =
         [Test::Uart, Test::Multiboot, Test::Cpuid, Test::PortIo, Test::Hlt, Test::Unmapped, Test::Mmio, Test::ReadOnly];
 
-    /// Tests that run only when named: `tests=all` leaves them out.
-    pub const EXPLICIT: [Test; 12] = [
+    /// Tests that run only when named: `tests=all` leaves them out (so do
+    /// the [`Test::HOSTILE`] attacks).
+    pub const EXPLICIT: [Test; 15] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -173,16 +251,43 @@ impl Test {
         Test::Intercepts,
         Test::Debug,
         Test::Alignment,
+        Test::CanarySet,
+        Test::CanaryCheck,
+        Test::Pace,
     ];
+
+    /// The attacks of `tests=hostile`, in order: the loops near the end
+    /// (their APs never come back), then the instructions that, handled
+    /// wrongly, end the partition. Each runs only when named.
+    pub const HOSTILE: [Test; 12] = [
+        Test::HostileGpa,
+        Test::HostileOverlay,
+        Test::HostileHypercall,
+        Test::HostileMsr,
+        Test::HostileInsn,
+        Test::HostileExceptions,
+        Test::HostilePorts,
+        Test::HostileSipi,
+        Test::HostileLogs,
+        Test::HostileFlood,
+        Test::HostileLoops,
+        Test::HostileVirt,
+    ];
+
+    /// Every test that runs only when named: [`Test::EXPLICIT`] and the attacks.
+    pub fn explicit() -> impl Iterator<Item = Test> {
+        Test::EXPLICIT.into_iter().chain(Test::HOSTILE)
+    }
 
     /// Names that select several tests, in order: `tests=tlfs` runs the
     /// TLFS conformance tests (for partitions with `enlightenments =
     /// "hyperv"`); inside a list, `all` stands for [`Test::ALL`]
     /// (`tests=all,smp`).
-    pub const GROUPS: [(&'static str, &'static [Test]); 3] = [
+    pub const GROUPS: [(&'static str, &'static [Test]); 4] = [
         ("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall]),
         ("all", &Test::ALL),
         ("state", &[Test::Xsetbv, Test::Intercepts, Test::Debug, Test::Alignment]),
+        ("hostile", &Test::HOSTILE),
     ];
 
     pub const fn name(self) -> &'static str {
@@ -207,11 +312,26 @@ impl Test {
             Test::Intercepts => "intercepts",
             Test::Debug => "debug",
             Test::Alignment => "alignment",
+            Test::CanarySet => "canary-set",
+            Test::CanaryCheck => "canary-check",
+            Test::HostileGpa => "hostile-gpa",
+            Test::HostileOverlay => "hostile-overlay",
+            Test::HostileHypercall => "hostile-hypercall",
+            Test::HostileMsr => "hostile-msr",
+            Test::HostileInsn => "hostile-insn",
+            Test::HostileExceptions => "hostile-exceptions",
+            Test::HostilePorts => "hostile-ports",
+            Test::HostileSipi => "hostile-sipi",
+            Test::HostileLogs => "hostile-logs",
+            Test::HostileFlood => "hostile-flood",
+            Test::HostileLoops => "hostile-loops",
+            Test::HostileVirt => "hostile-virt",
+            Test::Pace => "pace",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Test> {
-        Test::ALL.into_iter().chain(Test::EXPLICIT).find(|t| t.name() == name)
+        Test::ALL.into_iter().chain(Test::explicit()).find(|t| t.name() == name)
     }
 
     /// The tests a group name selects.
@@ -635,6 +755,8 @@ pub mod isolation;
 pub mod state;
 
 pub mod tlfs;
+
+pub mod hostile;
 
 #[cfg(test)]
 mod tests;

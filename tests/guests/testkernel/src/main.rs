@@ -5,7 +5,8 @@
 //! A Multiboot loader enters it in 32-bit protected mode; the `.code32`
 //! stub (`entry.rs`) builds an identity map of the low 4 GiB, enters long
 //! mode and calls [`suite::testkernel_main`], which runs the tests the
-//! command line selects.
+//! command line selects. `attacks` is the hostile guest (`tests=hostile`),
+//! `canaries` its neighbour's canaries and paced exits.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -16,6 +17,10 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod ap;
+#[cfg(target_os = "none")]
+mod attacks;
+#[cfg(target_os = "none")]
+mod canaries;
 #[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]

@@ -290,8 +290,19 @@ pub fn trampoline_page<M: Memory>(
     info_addr: u64,
     kernel: &Range<u64>,
 ) -> Result<u64, Detail> {
+    free_low_page(mem, summary, info_addr, kernel, &[])
+}
+
+/// As [`trampoline_page`], but not one of the pages in `taken`.
+pub fn free_low_page<M: Memory>(
+    mem: &M,
+    summary: &Summary,
+    info_addr: u64,
+    kernel: &Range<u64>,
+    taken: &[u64],
+) -> Result<u64, Detail> {
     let candidates = core::iter::once(trampoline::PREFERRED_PAGE).chain((1..0xa0).map(|p| p << 12));
-    for page in candidates {
+    for page in candidates.filter(|p| !taken.contains(p)) {
         let range = page..page + 4096;
         let mut in_ram = false;
         multiboot::for_each_mmap(mem, &summary.info, |e| {

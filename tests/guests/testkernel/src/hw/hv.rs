@@ -112,3 +112,40 @@ pub fn hypercall(control: u64, rdx: u64, r8: u64) -> Result<Returned, Fault> {
         Some(fault) => Err(fault),
     }
 }
+
+/// As [`hypercall`], with XMM0-XMM5 loaded from `xmm` first (the XMM fast
+/// convention's input; SSE enabled). The XMM registers are clobbered.
+pub fn hypercall_xmm(control: u64, rdx: u64, r8: u64, xmm: &[u128; 6]) -> Result<Returned, Fault> {
+    let page = Page::Hypercall.addr();
+    arm(page, page + 3);
+    let (rax, rcx): (u64, u64);
+    // SAFETY: as `hypercall`; the XMM loads read `xmm` (96 bytes).
+    unsafe {
+        asm!(
+            "movdqu xmm0, [{x}]", "movdqu xmm1, [{x} + 16]", "movdqu xmm2, [{x} + 32]",
+            "movdqu xmm3, [{x} + 48]", "movdqu xmm4, [{x} + 64]", "movdqu xmm5, [{x} + 80]",
+            "call {page}",
+            x = in(reg) xmm.as_ptr(), page = in(reg) page, inout("rcx") control => rcx, inout("rdx") rdx => _,
+            inout("r8") r8 => _, out("rax") rax,
+            out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _, out("xmm4") _, out("xmm5") _,
+        )
+    }
+    match take_fault() {
+        None => Ok(Returned { rax, rcx }),
+        Some(fault) => Err(fault),
+    }
+}
+
+/// The hypercall instruction itself, not through the page: VMCALL
+/// (`intel`) or VMMCALL. A fault (#UD for the other vendor's) is returned.
+pub fn hypercall_instruction(intel: bool, control: u64, rdx: u64, r8: u64) -> Result<Returned, Fault> {
+    let (rax, rcx): (u64, u64);
+    let fault = if intel {
+        crate::hw::checked!("vmcall", inout("rcx") control => rcx, inout("rdx") rdx => _, inout("r8") r8 => _,
+                        inout("rax") 0u64 => rax)
+    } else {
+        crate::hw::checked!("vmmcall", inout("rcx") control => rcx, inout("rdx") rdx => _, inout("r8") r8 => _,
+                        inout("rax") 0u64 => rax)
+    };
+    fault.map_or(Ok(Returned { rax, rcx }), Err)
+}
