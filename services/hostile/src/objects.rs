@@ -382,16 +382,23 @@ pub fn thread_addresses_are_checked(own: &mut Own) {
         report("THREAD_CONFIGURE probes", false, format_args!("no thread"));
         return;
     };
+    let nap = own.retype(ObjectType::NOTIFICATION, 0).ok();
     for (what, entry, stack) in BAD_THREAD_ADDRESSES {
         let got = invoke(thread, Operation::THREAD_CONFIGURE, &[u64::from(own.task.0), entry, stack, 0, 0, 0, 0]);
         let check = Check { what, expected: BAD_THREAD_ADDRESS };
         log!("THREAD_CONFIGURE with a {}", check.report(got.as_ref().map(drop).map_err(|e| *e)));
         if got.is_ok() {
-            // Let it run, so what ring 0 does with it shows.
+            // Let it run (this task sleeps a few ticks), so what ring 0
+            // does with it shows: `iretq` faults in ring 0 on hardware.
             let _ = invoke(thread, Operation::THREAD_START, &[]);
-            tessera_rt::yield_now();
+            if let Some(n) = nap {
+                let _ = tessera_rt::wait_timeout(n, 3);
+            }
             let _ = invoke(thread, Operation::THREAD_SUSPEND, &[]);
         }
+    }
+    if let Some(n) = nap {
+        delete(n);
     }
     delete(thread);
     own.reset();
