@@ -65,7 +65,7 @@ const OBJECT_CHECKS: &[&str] = &[
     "the page of the refused split",
     "pages of a deleted memory object's task mappings",
     // 8: kernel memory is charged and given back; teardown of any size.
-    "retype the whole quota but one page while tables",
+    "retype all but one page of the quota while tables",
     "retype the whole quota once they are deleted",
     "pages of 70 memory objects one CAP_REVOKE ended",
     // 6: the retype/retype/delete loop.

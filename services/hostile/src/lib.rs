@@ -48,8 +48,7 @@ pub const QUOTA_PAGES: u64 = 256;
 /// A fifth mapping of one memory object (the kernel records four).
 pub const FIFTH_MAPPING: Check = Check { what: "TASK_MAP a memory object a fifth time", expected: &[] };
 /// Unmapping one page of a two-page task mapping: allowed, the record splits.
-pub const PARTIAL_TASK_UNMAP: Check =
-    Check { what: "TASK_UNMAP the first page of a two-page mapping", expected: &[] };
+pub const PARTIAL_TASK_UNMAP: Check = Check { what: "TASK_UNMAP the first page of a two-page mapping", expected: &[] };
 /// A middle unmap whose split cannot be recorded (four records already).
 pub const UNRECORDABLE_SPLIT: Check = Check {
     what: "TASK_UNMAP the middle page of a mapping whose object has four records",

@@ -291,9 +291,9 @@ pub fn kernel_memory_is_charged(own: &mut Own) {
         let left = untyped_left(own.untyped);
         let rest = own.retype(ObjectType::MEMORY, QUOTA_PAGES - 1);
         report(
-            "retype the whole quota but one page while tables, a task, a partition, a VP and four objects live",
+            "retype all but one page of the quota while tables, a task, a partition, a VP and 4 objects live",
             rest.is_err(),
-            format_args!("{:?}, {left} bytes left (expected OUT_OF_MEMORY)", rest.map(drop)),
+            format_args!("{:?} ({left} bytes left; expected an error)", rest.map(drop)),
         );
         if let Ok(slot) = rest {
             delete(slot);
@@ -441,7 +441,8 @@ pub fn storm(own: &mut Own) {
     let mut rng = Rng::new(seed);
     let mut counts = [0u32; 16];
     for _ in 0..STORM_CALLS {
-        let slot = if rng.below(4) == 0 { rng.next() } else { u64::from(slots[rng.below(slots.len() as u64) as usize]) };
+        let slot =
+            if rng.below(4) == 0 { rng.next() } else { u64::from(slots[rng.below(slots.len() as u64) as usize]) };
         let slot = safe(slot);
         let mut words = [0u64; abi::MAX_MESSAGE_WORDS];
         for w in words.iter_mut() {
