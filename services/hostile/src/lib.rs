@@ -134,7 +134,7 @@ impl Rng {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -144,7 +144,7 @@ impl Rng {
 
     /// Uniform enough in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     /// A word that is often interesting to a kernel: a slot of `slots`, a
@@ -156,7 +156,7 @@ impl Rng {
             2 => self.below(1 << 36) << 12,
             3 => [0, 1, u64::MAX, 1 << 63, 0x8000_0000_0000, 0xffff_8000_0000_0000, u64::from(u32::MAX)]
                 [self.below(7) as usize],
-            _ => self.next(),
+            _ => self.next_u64(),
         }
     }
 }
@@ -293,7 +293,7 @@ mod tests {
         for _ in 0..1000 {
             assert_eq!(a.word(&slots), b.word(&slots));
         }
-        assert_ne!(Rng::new(1).next(), Rng::new(2).next());
+        assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
         assert_eq!(parse_seed("0x10"), Some(16));
         assert_eq!(parse_seed("17"), Some(17));
         assert_eq!(parse_seed("x"), None);

@@ -442,7 +442,7 @@ pub fn storm(own: &mut Own) {
     let mut counts = [0u32; 16];
     for _ in 0..STORM_CALLS {
         let slot =
-            if rng.below(4) == 0 { rng.next() } else { u64::from(slots[rng.below(slots.len() as u64) as usize]) };
+            if rng.below(4) == 0 { rng.next_u64() } else { u64::from(slots[rng.below(slots.len() as u64) as usize]) };
         let slot = safe(slot);
         let mut words = [0u64; abi::MAX_MESSAGE_WORDS];
         for w in words.iter_mut() {
@@ -451,7 +451,7 @@ pub fn storm(own: &mut Own) {
         if rng.below(3) > 0 {
             // An invocation, its words (past the fourth) through the IPC buffer.
             let label = match rng.below(4) {
-                0 => rng.next() as u32,
+                0 => rng.next_u64() as u32,
                 _ => OPERATIONS[rng.below(OPERATIONS.len() as u64) as usize].0,
             };
             let len = rng.below(abi::MAX_MESSAGE_WORDS as u64 + 1) as usize;
@@ -463,7 +463,7 @@ pub fn storm(own: &mut Own) {
             if Sysnum(number) == Sysnum::EXIT {
                 continue;
             }
-            let info = MessageInfo::from_bits(rng.next() & ((1 << 42) - 1)).with_non_blocking(true);
+            let info = MessageInfo::from_bits(rng.next_u64() & ((1 << 42) - 1)).with_non_blocking(true);
             let mrs = [words[0], words[1], words[2], words[3]];
             let got = sys::syscall(Sysnum(number), slot, info, mrs, 1 + rng.below(3));
             counts[usize::from(got.error == ErrorCode::OK)] += 1;
