@@ -70,6 +70,7 @@ const OBJECT_CHECKS: &[&str] = &[
     "pages of 70 memory objects one CAP_REVOKE ended",
     // 6: the retype/retype/delete loop.
     "retype sub-pool, retype memory from it, delete the sub-pool, 8 times",
+    "retype 17 pages from a new 16-page sub-pool after memory of a deleted one goes",
     // 3: addresses iretq would fault on, and the storm.
     "THREAD_CONFIGURE with a non-canonical entry -> BAD_ADDRESS",
     "THREAD_CONFIGURE with a kernel-half entry -> BAD_ADDRESS",

@@ -374,6 +374,26 @@ pub fn quota_loop_is_bounded(own: &mut Own) {
         delete(m);
     }
     own.reset();
+    // A charge must never credit a pool that merely reuses the index of the
+    // pool that paid for it.
+    let reused = (|| -> Result<Result<(), ErrorCode>, ErrorCode> {
+        let first = own.retype(ObjectType::UNTYPED, 16)?;
+        let memory = own.retype_from(first, ObjectType::MEMORY, 16)?;
+        delete(first);
+        let second = own.retype(ObjectType::UNTYPED, 16)?;
+        delete(memory);
+        let over = own.retype_from(second, ObjectType::MEMORY, 17).map(drop);
+        delete(second);
+        Ok(over)
+    })();
+    own.reset();
+    let _ = own.retype(ObjectType::MEMORY, 1).map(delete);
+    own.reset();
+    report(
+        "retype 17 pages from a new 16-page sub-pool after memory of a deleted one goes",
+        matches!(reused, Ok(Err(_))),
+        format_args!("{reused:?} (expected Ok(Err(OUT_OF_MEMORY)))"),
+    );
 }
 
 /// Finding 3: entry and stack addresses `iretq` would fault on in ring 0.
