@@ -301,14 +301,19 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         }
         let mut v = virt;
         while v <= last {
-            let table = self.leaf_table(v);
-            let i = index(v, 0);
-            let entry = PageTableEntry::from(self.mem.read_entry(table, i));
-            self.mem.write_entry(table, i, 0);
-            removed(v, entry.address());
+            removed(v, self.clear_leaf(v));
             v += PAGE_SIZE;
         }
         Ok(())
+    }
+
+    /// Clears the 4 KiB leaf that maps `virt`; returns the address it had.
+    fn clear_leaf(&mut self, virt: u64) -> u64 {
+        let table = self.leaf_table(virt);
+        let i = index(virt, 0);
+        let entry = PageTableEntry::from(self.mem.read_entry(table, i));
+        self.mem.write_entry(table, i, 0);
+        entry.address()
     }
 
     /// Removes whatever 4 KiB leaves `[virt, virt+len)` has, skipping holes,
@@ -319,11 +324,7 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         let end = virt.saturating_add(len);
         while v < end {
             if self.translate(v).is_some_and(|t| t.page_size == PAGE_SIZE) {
-                let table = self.leaf_table(v);
-                let i = index(v, 0);
-                let entry = PageTableEntry::from(self.mem.read_entry(table, i));
-                self.mem.write_entry(table, i, 0);
-                removed(v, entry.address());
+                removed(v, self.clear_leaf(v));
             }
             v += PAGE_SIZE;
         }

@@ -284,10 +284,10 @@ pub fn kernel_memory_is_charged(own: &mut Own) {
         let partition = own.retype(ObjectType::PARTITION, 0)?;
         let _ = made.push(partition);
         invoke(partition, Operation::PARTITION_MAP, &[u64::from(page.0), 0x10_0000, bits(rw()), 1])?;
-        for kind in [ObjectType::VP, ObjectType::ENDPOINT, ObjectType::NOTIFICATION, ObjectType::SCHED_CONTEXT] {
+        let kinds = [ObjectType::VP, ObjectType::ENDPOINT, ObjectType::NOTIFICATION, ObjectType::SCHED_CONTEXT];
+        for kind in kinds.into_iter().chain([ObjectType::THREAD]) {
             let _ = made.push(own.retype(kind, 0)?);
         }
-        let _ = made.push(own.retype(ObjectType::THREAD, 0)?);
         let left = untyped_left(own.untyped);
         let rest = own.retype(ObjectType::MEMORY, QUOTA_PAGES - 1);
         report(

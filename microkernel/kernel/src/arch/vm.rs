@@ -104,6 +104,10 @@ pub struct VpHardware {
     pub gprs: GuestGprs,
 }
 
+/// Frames a VP's hardware state takes: `abi::cost::VP` pays for them.
+const VP_FRAMES: u64 = 2;
+const _: () = assert!(abi::cost::VP == abi::cost::POOL_ENTRY + VP_FRAMES);
+
 impl VpHardware {
     pub fn new(backend: Backend) -> Option<VpHardware> {
         let frame = memory::alloc_frames(1)?;
