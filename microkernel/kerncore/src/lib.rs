@@ -23,6 +23,7 @@ extern crate alloc;
 
 pub mod cap;
 pub mod cmdline;
+pub mod doomed;
 pub mod ept;
 pub mod event;
 #[cfg(feature = "alloc")]

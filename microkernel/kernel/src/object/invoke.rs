@@ -3,7 +3,7 @@
 //! operation checks the capability's type and rights first.
 
 use super::transfer::{registers, set_registers};
-use super::{Doomed, Interrupt, IoRange, Kernel, SchedContext};
+use super::{Interrupt, IoRange, Kernel, SchedContext};
 use crate::arch::addrspace::UserRights;
 use crate::arch::{io, ioapic, memory};
 use abi::invoke::Operation;
@@ -45,7 +45,9 @@ pub(super) fn buffer_word(k: &Kernel, t: ThreadId, index: usize) -> Result<u64, 
     Ok(memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64))
 }
 
-pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo, doomed: &mut Doomed) -> Outcome {
+/// Runs the operation; objects it ends are left in `k.doomed` for the
+/// caller to reap.
+pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo) -> Outcome {
     let cspace = k.cspace_of(t).ok_or(ErrorCode::INVALID_STATE)?;
     let (slot_id, cap) = k.caps.lookup_any(cspace, cap_slot)?;
     let mr = registers(&k.threads[usize::from(t.0)].context);
@@ -65,11 +67,12 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
         }
         Operation::CAP_DELETE => {
             let removed = k.caps.delete(slot_id)?;
-            Kernel::note_removed(doomed, removed);
+            Kernel::note_removed(&mut k.doomed, removed);
             done()
         }
         Operation::CAP_REVOKE => {
-            k.caps.revoke(slot_id, |removed| Kernel::note_removed(doomed, removed))?;
+            let Kernel { caps, doomed, .. } = k;
+            caps.revoke(slot_id, |removed| Kernel::note_removed(doomed, removed))?;
             done()
         }
         Operation::CAP_IDENTIFY => {
@@ -321,8 +324,7 @@ fn retype(k: &mut Kernel, cspace: CSpace, untyped_slot: SlotId, cap: Capability,
     }
     if let Err(e) = derive_new(k, untyped_slot, dest, Capability::new(object, Rights::ALL)) {
         // No capability names it yet: destroying it queues nothing.
-        let mut doomed = Doomed::new();
-        k.destroy(object, &mut doomed);
+        k.destroy(object);
         return Err(e);
     }
     done()

@@ -198,79 +198,41 @@ pub struct Kernel {
     pub vcpus: [Option<vm::Vcpu>; vm::MAX_VPS],
     /// Timer ticks already fed to the scheduler.
     pub ticks_seen: u64,
+    /// Objects to destroy once the capability table is free (`reap`).
+    pub doomed: Doomed,
 }
 
 /// Memory-object mapping owners at and above this are partitions.
 pub const PARTITION_OWNER: u32 = 0x8000_0000;
 
 /// Objects whose last capability went away, to destroy once the capability
-/// table is no longer borrowed: one bit per object of every pool, so no
-/// operation, however many capabilities it ends, can overflow it.
-pub struct Doomed {
-    sets: [(ObjectType, [u64; DOOMED_WORDS]); DOOMED_KINDS.len()],
-}
+/// table is no longer borrowed: a bit per object of every pool
+/// (`kerncore::doomed`), so one operation may end any number of objects.
+pub type Doomed = kerncore::doomed::Doomed<{ DOOMED_KINDS.len() }, { MAX_MEMORY_OBJECTS.div_ceil(64) }>;
 
-/// The kinds of object that are destroyed, and the largest pool among them.
-const DOOMED_KINDS: [(ObjectType, usize); 11] = [
-    (ObjectType::ENDPOINT, MAX_ENDPOINTS),
-    (ObjectType::NOTIFICATION, MAX_NOTIFICATIONS),
-    (ObjectType::THREAD, MAX_THREADS),
-    (ObjectType::VP, MAX_THREADS),
-    (ObjectType::TASK, MAX_TASKS),
-    (ObjectType::PARTITION, vm::MAX_PARTITIONS),
-    (ObjectType::MEMORY, MAX_MEMORY_OBJECTS),
-    (ObjectType::SCHED_CONTEXT, MAX_SCHED_CONTEXTS),
-    (ObjectType::IO_PORTS, MAX_IO_RANGES),
-    (ObjectType::INTERRUPT, MAX_INTERRUPTS),
-    (ObjectType::UNTYPED, MAX_UNTYPED),
+/// The kinds of object that are destroyed.
+const DOOMED_KINDS: [ObjectType; 11] = [
+    ObjectType::ENDPOINT,
+    ObjectType::NOTIFICATION,
+    ObjectType::THREAD,
+    ObjectType::VP,
+    ObjectType::TASK,
+    ObjectType::PARTITION,
+    ObjectType::MEMORY,
+    ObjectType::SCHED_CONTEXT,
+    ObjectType::IO_PORTS,
+    ObjectType::INTERRUPT,
+    ObjectType::UNTYPED,
 ];
-const DOOMED_WORDS: usize = MAX_MEMORY_OBJECTS.div_ceil(64);
-const _: () = {
-    let mut i = 0;
-    while i < DOOMED_KINDS.len() {
-        assert!(DOOMED_KINDS[i].1 <= DOOMED_WORDS * 64);
-        i += 1;
-    }
-};
-
-impl Doomed {
-    pub const fn new() -> Doomed {
-        let mut sets = [(ObjectType::ENDPOINT, [0; DOOMED_WORDS]); DOOMED_KINDS.len()];
-        let mut i = 0;
-        while i < DOOMED_KINDS.len() {
-            sets[i].0 = DOOMED_KINDS[i].0;
-            i += 1;
-        }
-        Doomed { sets }
-    }
-
-    /// Queues `object`; false for a kind that is never destroyed.
-    pub fn push(&mut self, object: ObjRef) -> bool {
-        let i = object.index as usize;
-        match self.sets.iter_mut().find(|(kind, _)| *kind == object.kind) {
-            Some((_, bits)) if i < DOOMED_WORDS * 64 => {
-                bits[i / 64] |= 1 << (i % 64);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    pub fn pop(&mut self) -> Option<ObjRef> {
-        for (kind, bits) in self.sets.iter_mut() {
-            if let Some(w) = bits.iter().position(|&b| b != 0) {
-                let bit = bits[w].trailing_zeros() as usize;
-                bits[w] &= !(1 << bit);
-                return Some(ObjRef { kind: *kind, index: (w * 64 + bit) as u32 });
-            }
-        }
-        None
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sets.iter().all(|(_, bits)| bits.iter().all(|&b| b == 0))
-    }
-}
+// The memory pool is the largest: every pool fits the set.
+const _: () = assert!(
+    MAX_MEMORY_OBJECTS >= MAX_THREADS
+        && MAX_MEMORY_OBJECTS >= MAX_ENDPOINTS
+        && MAX_MEMORY_OBJECTS >= MAX_TASKS
+        && MAX_MEMORY_OBJECTS >= MAX_IO_RANGES
+        && MAX_MEMORY_OBJECTS >= MAX_INTERRUPTS
+        && MAX_MEMORY_OBJECTS >= MAX_SCHED_CONTEXTS
+);
 
 impl Kernel {
     pub const fn new() -> Kernel {
@@ -288,6 +250,7 @@ impl Kernel {
             partitions: [const { None }; vm::MAX_PARTITIONS],
             vcpus: [const { None }; vm::MAX_VPS],
             ticks_seen: 0,
+            doomed: Doomed::new(DOOMED_KINDS),
         }
     }
 
@@ -367,17 +330,17 @@ impl Kernel {
     }
 
     /// Destroys queued objects, which may queue more (a task's capabilities).
-    pub fn reap(&mut self, doomed: &mut Doomed) {
-        let any = !doomed.is_empty();
-        while let Some(object) = doomed.pop() {
-            self.destroy(object, doomed);
+    pub fn reap(&mut self) {
+        let any = !self.doomed.is_empty();
+        while let Some(object) = self.doomed.pop() {
+            self.destroy(object);
         }
         if any {
             self.watch_vps();
         }
     }
 
-    pub(super) fn destroy(&mut self, object: ObjRef, doomed: &mut Doomed) {
+    pub(super) fn destroy(&mut self, object: ObjRef) {
         let index = object.index as usize;
         match object.kind {
             ObjectType::ENDPOINT => {
@@ -394,7 +357,7 @@ impl Kernel {
                 let _ = self.ipc.destroy_notification(NotificationId(object.index));
             }
             ObjectType::THREAD => self.destroy_thread(ThreadId(object.index as u16)),
-            ObjectType::TASK => self.destroy_task(object.index, doomed),
+            ObjectType::TASK => self.destroy_task(object.index),
             ObjectType::VP => self.destroy_thread(ThreadId(object.index as u16)),
             ObjectType::PARTITION => {
                 if let Some(partition) = self.partitions.get_mut(index).and_then(Option::take) {
@@ -469,7 +432,7 @@ impl Kernel {
     }
 
     /// A task goes with its threads, its mappings and its capabilities.
-    fn destroy_task(&mut self, index: u32, doomed: &mut Doomed) {
+    fn destroy_task(&mut self, index: u32) {
         let Some(task) = self.tasks.get_mut(index as usize).and_then(Option::take) else {
             return;
         };
@@ -486,7 +449,8 @@ impl Kernel {
         for mem in self.memory.iter_mut().flatten() {
             mem.mappings.retain(|m| m.owner != index);
         }
-        self.caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
+        let Kernel { caps, doomed, .. } = self;
+        caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
         task.space.destroy();
     }
 
