@@ -75,6 +75,7 @@ const OBJECT_CHECKS: &[&str] = &[
     "THREAD_CONFIGURE with a non-canonical entry -> BAD_ADDRESS",
     "THREAD_CONFIGURE with a kernel-half entry -> BAD_ADDRESS",
     "THREAD_CONFIGURE with a non-canonical stack -> BAD_ADDRESS",
+    "TASK_MAP the last page below the non-canonical hole -> BAD_ADDRESS",
     "the kernel stayed up",
 ];
 

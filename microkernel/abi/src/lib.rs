@@ -355,8 +355,12 @@ impl FaultMessage {
 
 /// Lowest user virtual address a task may map (the zero page stays empty).
 pub const USER_MIN: u64 = 0x1000;
-/// One past the highest user virtual address (the canonical lower half).
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// One past the highest user virtual address: the canonical lower half but
+/// its last page. That page stays unmapped (as Linux keeps it) because an
+/// instruction ending there (a `syscall`, or any instruction an interrupt
+/// follows) leaves the first non-canonical address, 2^47, as the return
+/// RIP, and `iretq` to it faults in ring 0.
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
 /// Pages an untyped quota is charged for the kernel memory of what is made
 /// from it (`UNTYPED_RETYPE`), on top of a memory object's own pages and a

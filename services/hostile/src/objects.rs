@@ -424,6 +424,47 @@ pub fn thread_addresses_are_checked(own: &mut Own) {
     own.reset();
 }
 
+/// Finding 3: an instruction that ends at the top of the user half returns
+/// to the first non-canonical address (`syscall` there leaves RCX =
+/// 0x8000_0000_0000, and the kernel's `iretq` faults in ring 0 on it). The
+/// last user page must not be mappable, as Linux keeps it unmapped.
+pub fn top_page_is_not_mappable(own: &mut Own) {
+    const TOP_PAGE: u64 = 0x7fff_ffff_f000;
+    let outcome = (|| -> Result<Result<(), ErrorCode>, ErrorCode> {
+        let code = own.retype(ObjectType::MEMORY, 1)?;
+        let mut window = Window::map(own.task, code, WINDOW, 0, 1, true)?;
+        if let Some(bytes) = window.bytes_mut() {
+            bytes[0xffe..].copy_from_slice(&[0x0f, 0x05]);
+        }
+        window.unmap(own.task)?;
+        let rx = Rights::new().with_read(true).with_execute(true);
+        let mapped = invoke(own.task, Operation::TASK_MAP, &[u64::from(code.0), TOP_PAGE, bits(rx), 1]).map(drop);
+        if mapped.is_ok() {
+            // Run `syscall` at its last two bytes, so what ring 0 does shows.
+            let thread = own.retype(ObjectType::THREAD, 0)?;
+            let nap = own.retype(ObjectType::NOTIFICATION, 0)?;
+            let args = [u64::from(own.task.0), TOP_PAGE + 0xffe, 0x7000_0000, 0, 0, 0, 0];
+            if invoke(thread, Operation::THREAD_CONFIGURE, &args).is_ok() {
+                let _ = invoke(thread, Operation::THREAD_START, &[]);
+                let _ = tessera_rt::wait_timeout(nap, 3);
+                let _ = invoke(thread, Operation::THREAD_SUSPEND, &[]);
+            }
+            let _ = unmap(own.task, TOP_PAGE, 1);
+            delete(nap);
+            delete(thread);
+        }
+        delete(code);
+        Ok(mapped)
+    })();
+    own.reset();
+    let check =
+        Check { what: "TASK_MAP the last page below the non-canonical hole", expected: &[ErrorCode::BAD_ADDRESS] };
+    match outcome {
+        Ok(got) => log!("{}", check.report(got)),
+        Err(e) => report(check.what, false, format_args!("could not run: {e:?}")),
+    }
+}
+
 /// Finding 3: random syscalls and invocations on objects of its own, with
 /// random slots, labels, lengths, words and IPC-buffer contents. Ring 0 must
 /// refuse or do each without faulting; the log line after it proves the

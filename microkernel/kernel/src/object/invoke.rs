@@ -399,7 +399,7 @@ fn thread_configure(k: &mut Kernel, t: ThreadId, cspace: CSpace, cap: Capability
     let (_, task_cap) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::TASK, control())?;
     let (entry, stack, ipc_vaddr) = (mr[1], mr[2], mr[3]);
     // `iretq` to a non-canonical address faults in ring 0: only user
-    // addresses are taken (USER_END itself is not canonical).
+    // addresses are taken.
     if !(abi::USER_MIN..abi::USER_END).contains(&entry) || !(abi::USER_MIN..abi::USER_END).contains(&stack) {
         return Err(ErrorCode::BAD_ADDRESS);
     }

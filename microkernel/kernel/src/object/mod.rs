@@ -492,7 +492,10 @@ impl Kernel {
     /// it cuts must still fit once split.
     pub fn check_unmap(&self, owner: u32, at: u64, pages: u64) -> Result<(), abi::ErrorCode> {
         let records = self.memory.iter().flatten().flat_map(|m| m.mappings.iter());
-        if pages == 0 || mapping::covered(records, owner, at, pages, PAGE_SIZE) != pages {
+        if pages == 0
+            || !at.is_multiple_of(PAGE_SIZE)
+            || mapping::covered(records, owner, at, pages, PAGE_SIZE) != pages
+        {
             return Err(abi::ErrorCode::INVALID_ARGUMENT);
         }
         for mem in self.memory.iter().flatten() {
