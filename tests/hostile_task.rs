@@ -49,6 +49,7 @@ const CAPABILITY_CHECKS: &[&str] = &[
     "send with caps=1 naming empty slot 0 -> INVALID_CAPABILITY",
     "refused 16/16",
     "TASK_MAP through each of slots 1..=64 -> 0 succeeded",
+    "GET_TICKS with RFLAGS.NT set -> OK",
 ];
 
 /// Attacks on the kernel's objects (issue #9 findings 1, 3, 6 and 8).

@@ -161,6 +161,9 @@ impl Rng {
     }
 }
 
+/// A syscall made with RFLAGS.NT set (ring 0's `iretq` faults if NT reaches it).
+pub const NESTED_TASK_SYSCALL: Check = Check { what: "GET_TICKS with RFLAGS.NT set", expected: &[] };
+
 /// Badges the rename attempt tries (its own is among them in any small system).
 pub const RENAME_BADGES: core::ops::RangeInclusive<u64> = 1..=16;
 

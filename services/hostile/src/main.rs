@@ -77,7 +77,11 @@ mod task {
             .count();
         log!("TASK_MAP through each of slots 1..=64 -> {mapped} succeeded (expected 0): {}", verdict(mapped == 0));
 
-        // 8. With an untyped quota and its own task capability: the kernel's objects.
+        // 8. A syscall with RFLAGS.NT set: ring 0 must clear it on entry.
+        let status = ErrorCode(arch::syscall_with_nested_task_flag());
+        log!("{}", NESTED_TASK_SYSCALL.report_allowed(status.result()));
+
+        // 9. With an untyped quota and its own task capability: the kernel's objects.
         let own = caps::find("self", ObjectType::TASK).zip(caps::find("untyped", ObjectType::UNTYPED));
         if let Some((task, untyped)) = own {
             let mut own = crate::objects::Own::new(task, untyped, caps::first_unnamed_slot());
@@ -91,7 +95,7 @@ mod task {
             crate::objects::storm(&mut own);
         }
 
-        // 9. Read the kernel's image. This faults; nothing after it runs.
+        // 10. Read the kernel's image. This faults; nothing after it runs.
         const KERNEL_ADDRESS: u64 = 0xffff_ffff_8000_0000;
         log!("reading kernel memory at {KERNEL_ADDRESS:#x}; this must fault");
         let value = arch::probe_read(KERNEL_ADDRESS);
