@@ -18,8 +18,10 @@ use x86::msr::{IA32_EFER, IA32_FMASK, IA32_LSTAR, IA32_STAR, rdmsr, wrmsr};
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
 const EFER_SCE: u64 = 1 << 0;
-/// RFLAGS bits cleared on `syscall`: TF, IF, DF, AC (so SMAP stays armed).
-const SYSCALL_RFLAGS_MASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 18);
+/// RFLAGS bits cleared on `syscall`: TF, IF, DF, NT, AC (so SMAP stays
+/// armed). A task may set NT (`popfq` changes it at CPL 3), and `iretq`
+/// with NT set raises #GP in 64-bit mode: in ring 0, on the way back.
+const SYSCALL_RFLAGS_MASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 14) | (1 << 18);
 
 global_asm!(
     r#"
