@@ -443,7 +443,11 @@ impl Kernel {
             let thread = &mut self.threads[t];
             if thread.alive && thread.task == Some(index) {
                 (thread.task, thread.started, thread.ipc_buffer, thread.fault_handler) = (None, false, None, None);
-                let _ = self.ipc.exit(ThreadId(t as u16));
+                let id = ThreadId(t as u16);
+                let _ = self.ipc.exit(id);
+                for sc in self.sched.iter_mut().flatten().filter(|sc| sc.bound == Some(id)) {
+                    sc.bound = None;
+                }
             }
         }
         for mem in self.memory.iter_mut().flatten() {
