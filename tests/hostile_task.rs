@@ -72,6 +72,8 @@ const OBJECT_CHECKS: &[&str] = &[
     // 6: the retype/retype/delete loop.
     "retype sub-pool, retype memory from it, delete the sub-pool, 8 times",
     "retype 17 pages from a new 16-page sub-pool after memory of a deleted one goes",
+    // A capability never names an object made later in its object's place.
+    "configure a new thread after deleting a thread capability whose task went -> OK",
     // 3: addresses iretq would fault on, and the storm.
     "THREAD_CONFIGURE with a non-canonical entry -> BAD_ADDRESS",
     "THREAD_CONFIGURE with a kernel-half entry -> BAD_ADDRESS",

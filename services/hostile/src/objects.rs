@@ -424,6 +424,33 @@ pub fn thread_addresses_are_checked(own: &mut Own) {
     own.reset();
 }
 
+/// A thread capability kept after the thread's task went must go on naming
+/// that thread, not a thread made later in its place: deleting the old
+/// capability must leave the new thread alone.
+pub fn stale_thread_capability(own: &mut Own) {
+    let outcome = (|| -> Result<Result<(), ErrorCode>, (&str, ErrorCode)> {
+        let task = own.retype(ObjectType::TASK, 0).map_err(|e| ("retype a task", e))?;
+        let old = own.retype(ObjectType::THREAD, 0).map_err(|e| ("retype a thread", e))?;
+        let configure = |thread: CapSlot, task: CapSlot| {
+            invoke(thread, Operation::THREAD_CONFIGURE, &[u64::from(task.0), 0x40_1000, 0x7000_0000, 0, 0, 0, 0])
+        };
+        configure(old, task).map_err(|e| ("configure the first thread", e))?;
+        delete(task);
+        let new = own.retype(ObjectType::THREAD, 0).map_err(|e| ("retype the second thread", e))?;
+        delete(old);
+        let got = configure(new, own.task).map(drop);
+        delete(new);
+        Ok(got)
+    })();
+    own.reset();
+    let check =
+        Check { what: "configure a new thread after deleting a thread capability whose task went", expected: &[] };
+    match outcome {
+        Ok(got) => log!("{}", check.report_allowed(got)),
+        Err((step, e)) => report(check.what, false, format_args!("could not {step}: {e:?}")),
+    }
+}
+
 /// Finding 3: an instruction that ends at the top of the user half returns
 /// to the first non-canonical address (`syscall` there leaves RCX =
 /// 0x8000_0000_0000, and the kernel's `iretq` faults in ring 0 on it). The
