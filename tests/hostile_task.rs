@@ -8,25 +8,10 @@
 
 mod common;
 
-use common::{Boot, Emulator, boot};
+use common::{Boot, Emulator, assert_in_order, boot, manifest};
 
 const QEMU_TIMEOUT: u64 = 90;
 const BOCHS_TIMEOUT: u64 = 240;
-
-fn manifest(name: &str) -> String {
-    format!("{}/tests/manifests/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Asserts that lines containing each needle appear in this order.
-#[track_caller]
-fn assert_in_order(run: &Boot, needles: &[&str]) {
-    let mut lines = run.serial.lines();
-    for needle in needles {
-        if !lines.by_ref().any(|line| line.contains(needle)) {
-            run.fail(&format!("no line containing {needle:?} after the previous ones ({needles:?})"));
-        }
-    }
-}
 
 /// Each check's line is there and ends in `: ok`.
 #[track_caller]

@@ -5,25 +5,10 @@
 
 mod common;
 
-use common::{Boot, Emulator, boot};
+use common::{Boot, Emulator, assert_in_order, boot, manifest};
 
 const QEMU_TIMEOUT: u64 = 60;
 const BOCHS_TIMEOUT: u64 = 150;
-
-fn manifest(name: &str) -> String {
-    format!("{}/tests/manifests/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Asserts that lines containing each needle appear in this order.
-#[track_caller]
-fn assert_in_order(run: &Boot, needles: &[&str]) {
-    let mut lines = run.serial.lines().enumerate();
-    for needle in needles {
-        if !lines.by_ref().any(|(_, line)| line.contains(needle)) {
-            run.fail(&format!("no line containing {needle:?} after the previous ones ({needles:?})"));
-        }
-    }
-}
 
 fn default_appliance(run: &Boot) {
     run.assert_serial_contains("task supervisor (root): ring 3, priority 31");

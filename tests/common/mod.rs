@@ -220,3 +220,19 @@ pub fn count_before(line: &str, suffix: &str) -> Option<u64> {
     let digits: String = head.chars().rev().take_while(char::is_ascii_digit).collect();
     digits.chars().rev().collect::<String>().parse().ok()
 }
+
+/// A test manifest under `tests/manifests/`.
+pub fn manifest(name: &str) -> String {
+    format!("{}/tests/manifests/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Asserts that lines containing each needle appear in this order.
+#[track_caller]
+pub fn assert_in_order(run: &Boot, needles: &[&str]) {
+    let mut lines = run.serial.lines().enumerate();
+    for needle in needles {
+        if !lines.by_ref().any(|(_, line)| line.contains(needle)) {
+            run.fail(&format!("no line containing {needle:?} after the previous ones ({needles:?})"));
+        }
+    }
+}
