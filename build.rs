@@ -38,6 +38,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=TESSERA_BARE_PROFILE");
+    // The hostile task's storm seed (`services/hostile`).
+    println!("cargo:rerun-if-env-changed=HOSTILE_SEED");
 
     // On a build for the bare-metal target itself there is nothing to nest.
     if env::var("TARGET").as_deref() == Ok(BARE_TARGET) {

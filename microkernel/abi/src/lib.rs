@@ -362,8 +362,36 @@ impl FaultMessage {
 
 /// Lowest user virtual address a task may map (the zero page stays empty).
 pub const USER_MIN: u64 = 0x1000;
-/// One past the highest user virtual address (the canonical lower half).
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// One past the highest user virtual address: the canonical lower half but
+/// its last page. That page stays unmapped (as Linux keeps it) because an
+/// instruction ending there (a `syscall`, or any instruction an interrupt
+/// follows) leaves the first non-canonical address, 2^47, as the return
+/// RIP, and `iretq` to it faults in ring 0.
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
+/// Pages an untyped quota is charged for the kernel memory of what is made
+/// from it (`UNTYPED_RETYPE`), on top of a memory object's own pages and a
+/// sub-pool's size. Given back when the object goes.
+pub mod cost {
+    /// An entry of a fixed kernel table (thread control block, endpoint,
+    /// notification, scheduling context, partition, task): one page, so a
+    /// quota bounds how many of them its holder can take.
+    pub const POOL_ENTRY: u64 = 1;
+    /// A task: its entry and its top-level page table.
+    pub const TASK: u64 = POOL_ENTRY + 1;
+    pub const THREAD: u64 = POOL_ENTRY;
+    pub const ENDPOINT: u64 = POOL_ENTRY;
+    pub const NOTIFICATION: u64 = POOL_ENTRY;
+    pub const SCHED_CONTEXT: u64 = POOL_ENTRY;
+    /// A partition: its entry and its second-level root table.
+    pub const PARTITION: u64 = POOL_ENTRY + 1;
+    /// A VP: its thread entry, its VMCB or VMCS, and its x87/SSE save area.
+    pub const VP: u64 = POOL_ENTRY + 2;
+    /// Each page table a mapping adds to a task or a partition, charged
+    /// to the untyped the task or partition was made from (tables stay
+    /// until their task or partition goes).
+    pub const PAGE_TABLE: u64 = 1;
+}
 
 #[cfg(test)]
 mod tests {

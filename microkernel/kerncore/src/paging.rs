@@ -55,6 +55,40 @@ pub trait PageTableMemory {
     fn write_entry(&mut self, table: u64, index: usize, value: u64);
 }
 
+/// Page-table memory that hands out at most `left` new tables and counts
+/// them in `used`, so each table can be charged to whoever asked for it.
+pub struct Budgeted<'m, M: PageTableMemory> {
+    pub mem: &'m mut M,
+    pub left: u64,
+    pub used: u64,
+}
+
+impl<'m, M: PageTableMemory> Budgeted<'m, M> {
+    pub fn new(mem: &'m mut M, left: u64) -> Self {
+        Budgeted { mem, left, used: 0 }
+    }
+}
+
+impl<M: PageTableMemory> PageTableMemory for Budgeted<'_, M> {
+    fn alloc_table(&mut self) -> Option<u64> {
+        if self.left == 0 {
+            return None;
+        }
+        let table = self.mem.alloc_table()?;
+        self.left -= 1;
+        self.used += 1;
+        Some(table)
+    }
+
+    fn read_entry(&self, table: u64, index: usize) -> u64 {
+        self.mem.read_entry(table, index)
+    }
+
+    fn write_entry(&mut self, table: u64, index: usize, value: u64) {
+        self.mem.write_entry(table, index, value);
+    }
+}
+
 /// Memory type of a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Caching {
@@ -167,6 +201,17 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
                 None => break,
             }
         }
+        // Tables first: only this step allocates, and it adds no
+        // translation, so running out of memory leaves nothing half-mapped
+        // (only empty tables, freed with the hierarchy).
+        let mut offset = 0;
+        while offset < len {
+            let (v, p, left) = (virt + offset, phys + offset, len - offset);
+            let level = self.leaf_level(v, p, left);
+            self.table_for(v, level, flags)?;
+            offset += level_size(level);
+        }
+        // The same plan again: every table exists now, so nothing can fail.
         let mut offset = 0;
         while offset < len {
             let (v, p, left) = (virt + offset, phys + offset, len - offset);
@@ -175,6 +220,26 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
             offset += level_size(level);
         }
         Ok(())
+    }
+
+    /// The table at `leaf_level` on the walk to `virt`, allocating missing ones.
+    fn table_for(&mut self, virt: u64, leaf_level: u32, flags: MapFlags) -> Result<u64, MapError> {
+        let mut table = self.root;
+        for level in (leaf_level + 1..=3).rev() {
+            let i = index(virt, level);
+            let mut entry = PageTableEntry::from(self.mem.read_entry(table, i));
+            if !entry.present() {
+                let next = self.mem.alloc_table().ok_or(MapError::OutOfMemory)?;
+                entry = PageTableEntry::new().with_present(true).with_writable(true).with_address(next);
+            } else if entry.page_size() {
+                return Err(MapError::AlreadyMapped { virt });
+            }
+            // Intermediate levels are permissive; the leaf decides.
+            entry = entry.with_user(entry.user() || flags.user);
+            self.mem.write_entry(table, i, entry.into());
+            table = entry.address();
+        }
+        Ok(table)
     }
 
     /// The largest leaf that fits the alignment, the length left, and the
@@ -194,21 +259,7 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
     }
 
     fn map_one(&mut self, virt: u64, phys: u64, leaf_level: u32, flags: MapFlags) -> Result<(), MapError> {
-        let mut table = self.root;
-        for level in (leaf_level + 1..=3).rev() {
-            let i = index(virt, level);
-            let mut entry = PageTableEntry::from(self.mem.read_entry(table, i));
-            if !entry.present() {
-                let next = self.mem.alloc_table().ok_or(MapError::OutOfMemory)?;
-                entry = PageTableEntry::new().with_present(true).with_writable(true).with_address(next);
-            } else if entry.page_size() {
-                return Err(MapError::AlreadyMapped { virt });
-            }
-            // Intermediate levels are permissive; the leaf decides.
-            entry = entry.with_user(entry.user() || flags.user);
-            self.mem.write_entry(table, i, entry.into());
-            table = entry.address();
-        }
+        let table = self.table_for(virt, leaf_level, flags)?;
         let i = index(virt, leaf_level);
         if PageTableEntry::from(self.mem.read_entry(table, i)).present() {
             return Err(MapError::AlreadyMapped { virt });
@@ -250,14 +301,33 @@ impl<'m, M: PageTableMemory> Mapper<'m, M> {
         }
         let mut v = virt;
         while v <= last {
-            let table = self.leaf_table(v);
-            let i = index(v, 0);
-            let entry = PageTableEntry::from(self.mem.read_entry(table, i));
-            self.mem.write_entry(table, i, 0);
-            removed(v, entry.address());
+            removed(v, self.clear_leaf(v));
             v += PAGE_SIZE;
         }
         Ok(())
+    }
+
+    /// Clears the 4 KiB leaf that maps `virt`; returns the address it had.
+    fn clear_leaf(&mut self, virt: u64) -> u64 {
+        let table = self.leaf_table(virt);
+        let i = index(virt, 0);
+        let entry = PageTableEntry::from(self.mem.read_entry(table, i));
+        self.mem.write_entry(table, i, 0);
+        entry.address()
+    }
+
+    /// Removes whatever 4 KiB leaves `[virt, virt+len)` has, skipping holes,
+    /// and reports each through `removed`: teardown, which cannot fail.
+    /// Large leaves (never in user spaces) are left alone.
+    pub fn unmap_present(&mut self, virt: u64, len: u64, mut removed: impl FnMut(u64, u64)) {
+        let mut v = virt & !(PAGE_SIZE - 1);
+        let end = virt.saturating_add(len);
+        while v < end {
+            if self.translate(v).is_some_and(|t| t.page_size == PAGE_SIZE) {
+                removed(v, self.clear_leaf(v));
+            }
+            v += PAGE_SIZE;
+        }
     }
 
     /// The level-0 table that maps `virt` (which must be mapped by a 4 KiB leaf).

@@ -282,6 +282,26 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         Ok(())
     }
 
+    /// Removes whatever leaves `[gpa, gpa+len)` has, skipping holes, and
+    /// reports each: teardown, which cannot fail. A large leaf that reaches
+    /// into the range goes whole.
+    pub fn unmap_present(&mut self, gpa: u64, len: u64, mut removed: impl FnMut(RemovedMapping)) {
+        let end = gpa.saturating_add(len).min(self.guest_limit());
+        let mut g = gpa & !(PAGE_SIZE - 1);
+        while g < end {
+            match self.leaf_at(g) {
+                Some(leaf) => {
+                    let size = level_size(leaf.level);
+                    let base = g & !(size - 1);
+                    self.mem.write_entry(leaf.table, leaf.index, 0);
+                    removed(RemovedMapping { gpa: base, hpa: self.format.address(leaf.entry) & !(size - 1), size });
+                    g = base + size;
+                }
+                None => g += PAGE_SIZE,
+            }
+        }
+    }
+
     /// The host-physical address and rights `gpa` translates to.
     pub fn translate(&self, gpa: u64) -> Option<GuestTranslation> {
         if gpa >= self.guest_limit() {

@@ -74,7 +74,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
 
     // The program image, segment by segment, with its own rights.
     for segment in &elf.segments {
-        let mem = k.create_memory(segment.pages, None)?;
+        let mem = k.create_memory(segment.pages)?;
         let phys = k.memory[mem as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
         memory::write_phys(phys + segment.offset_in_page, segment.data);
         let rights = Rights::new().with_read(true).with_write(segment.writable).with_execute(segment.executable);
@@ -84,19 +84,19 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
 
     let rw = Rights::new().with_read(true).with_write(true);
     let stack_pages = supervisor.stack.div_ceil(PAGE_SIZE).max(1);
-    let stack = k.create_memory(stack_pages, None)?;
+    let stack = k.create_memory(stack_pages)?;
     map(k, task, stack, layout::STACK_TOP - stack_pages * PAGE_SIZE, rw)?;
     grant(k, &mut startup, "stack", ObjRef { kind: ObjectType::MEMORY, index: stack }, rw)?;
 
     let memory_pages = supervisor.memory.div_ceil(PAGE_SIZE);
     if memory_pages > 0 {
-        let heap = k.create_memory(memory_pages, None)?;
+        let heap = k.create_memory(memory_pages)?;
         map(k, task, heap, layout::MEMORY, rw)?;
         grant(k, &mut startup, "memory", ObjRef { kind: ObjectType::MEMORY, index: heap }, rw)?;
         startup.memory_size = memory_pages * PAGE_SIZE;
     }
 
-    let ipc = k.create_memory(1, None)?;
+    let ipc = k.create_memory(1)?;
     map(k, task, ipc, layout::IPC_BUFFER, rw)?;
     grant(k, &mut startup, "ipc-buffer", ObjRef { kind: ObjectType::MEMORY, index: ipc }, rw)?;
     startup.ipc_buffer = layout::IPC_BUFFER;
@@ -105,18 +105,18 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     // manifest and the other binaries.
     let bootfs_pages = (module.end - module.start).div_ceil(PAGE_SIZE);
     let bootfs = free_memory_slot(k)?;
-    k.memory[bootfs] = Some(MemoryObject {
-        phys: module.start,
-        pages: bootfs_pages,
-        frames: None,
-        untyped: None,
-        mappings: heapless::Vec::new(),
-    });
+    k.memory[bootfs] =
+        Some(MemoryObject { phys: module.start, pages: bootfs_pages, frames: None, mappings: heapless::Vec::new() });
     let read = Rights::new().with_read(true);
     grant(k, &mut startup, "bootfs", ObjRef { kind: ObjectType::MEMORY, index: bootfs as u32 }, read)?;
 
     let pool_pages = memory::free_frame_count().saturating_sub(KERNEL_RESERVE_PAGES);
     let untyped = crate::object::invoke::create_untyped(k, pool_pages)?;
+    // From here on, page tables the root task adds to itself are its own to pay.
+    let root = ObjRef { kind: ObjectType::TASK, index: task };
+    if let Some(charge) = k.charges.of(root) {
+        charge.pool = Some(untyped);
+    }
     grant(k, &mut startup, "untyped", ObjRef { kind: ObjectType::UNTYPED, index: untyped }, Rights::ALL)?;
 
     let io = k.io.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
@@ -139,7 +139,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     grant(k, &mut startup, "sched", ObjRef { kind: ObjectType::SCHED_CONTEXT, index: sc as u32 }, Rights::ALL)?;
 
     // The startup page goes last, once it lists every capability.
-    let page = k.create_memory(1, None)?;
+    let page = k.create_memory(1)?;
     let page_phys = k.memory[page as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
     map(k, task, page, layout::STARTUP, read)?;
     grant(k, &mut startup, "startup", ObjRef { kind: ObjectType::MEMORY, index: page }, read)?;
@@ -170,11 +170,17 @@ fn free_memory_slot(k: &Kernel) -> Result<usize, Error> {
     k.memory.iter().position(Option::is_none).ok_or(Error::Object(abi::ErrorCode::OUT_OF_MEMORY))
 }
 
+/// Maps a fresh object into the root task, recorded like `TASK_MAP` does
+/// (its tables come from the kernel's reserve: nothing is charged yet).
 fn map(k: &mut Kernel, task: u32, mem: u32, vaddr: u64, rights: Rights) -> Result<(), Error> {
-    let object = k.memory[mem as usize].as_mut().ok_or(Error::Map)?;
+    let object = k.memory[mem as usize].as_ref().ok_or(Error::Map)?;
     let (phys, pages) = (object.phys, object.pages);
-    let _ = object.mappings.push((task, vaddr, pages));
+    if object.mappings.is_full() {
+        return Err(Error::Map);
+    }
     let space = &mut k.tasks[task as usize].as_mut().ok_or(Error::Map)?.space;
     let rights = crate::arch::addrspace::UserRights { writable: rights.write(), executable: rights.execute() };
-    space.map(vaddr, phys, pages * PAGE_SIZE, rights).map_err(|_| Error::Map)
+    space.map(vaddr, phys, pages * PAGE_SIZE, rights, u64::MAX).0.map_err(|_| Error::Map)?;
+    let record = kerncore::mapping::Mapping { owner: task, at: vaddr, pages };
+    k.memory[mem as usize].as_mut().ok_or(Error::Map)?.mappings.push(record).map_err(|_| Error::Map)
 }

@@ -97,6 +97,8 @@ pub const RFLAGS_RESERVED_ZERO: u64 = (1 << 3) | (1 << 5) | (1 << 15) | !((1 << 
 pub const RFLAGS_TF: u64 = 1 << 8;
 /// RFLAGS.IF: maskable interrupts enabled.
 pub const RFLAGS_IF: u64 = 1 << 9;
+/// RFLAGS.NT: nested task (`iretq` with it set raises #GP in 64-bit mode).
+pub const RFLAGS_NT: u64 = 1 << 14;
 /// RFLAGS.DF: string operations count down.
 pub const RFLAGS_DF: u64 = 1 << 10;
 /// RFLAGS.AC: alignment check, or with SMAP, user access allowed.
@@ -127,7 +129,7 @@ mod tests {
 
     #[test]
     fn reserved_rflags_bits_exclude_the_defined_ones() {
-        let defined = RFLAGS_FIXED | RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_AC;
+        let defined = RFLAGS_FIXED | RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_NT | RFLAGS_AC;
         assert_eq!(RFLAGS_RESERVED_ZERO & defined, 0);
         assert_eq!(RFLAGS_RESERVED_ZERO & (1 << 21), 0, "ID is bit 21, not reserved");
         assert_ne!(RFLAGS_RESERVED_ZERO & (1 << 22), 0);

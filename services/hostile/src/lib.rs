@@ -6,9 +6,12 @@
 //! ```
 //!
 //! and a line ending in `FAIL` for any attempt the kernel or a service let
-//! through, so a test can grep for `hostile: .*FAIL`. Its last act is a read
-//! of kernel memory, which must fault: the supervisor sees the fault and
-//! nothing after it runs.
+//! through, so a test can grep for `hostile: .*FAIL`. With an untyped quota
+//! (and so its own task capability) it also attacks the kernel's objects:
+//! stale guest and task mappings, untyped accounting, kernel memory nobody
+//! pays for, addresses ring 0 would fault on, and a seeded storm of random
+//! syscalls. Its last act is a read of kernel memory, which must fault: the
+//! supervisor sees the fault and nothing after it runs.
 //!
 //! An instance named `hostile-port-in-<hex>` or `hostile-port-out-<hex>`
 //! instead executes one `in` or `out` on that port itself, holding no
@@ -43,6 +46,128 @@ pub const OVERLONG_MESSAGE: Check =
 pub const EMPTY_CAP_TRANSFER: Check =
     Check { what: "send with caps=1 naming empty slot 0", expected: &[ErrorCode::INVALID_CAPABILITY] };
 
+/// Pages of the untyped quota `tests/manifests/hostile.toml` gives it.
+pub const QUOTA_PAGES: u64 = 256;
+
+/// A fifth mapping of one memory object (the kernel records four).
+pub const FIFTH_MAPPING: Check = Check { what: "TASK_MAP a memory object a fifth time", expected: &[] };
+/// Unmapping one page of a two-page task mapping: allowed, the record splits.
+pub const PARTIAL_TASK_UNMAP: Check = Check { what: "TASK_UNMAP the first page of a two-page mapping", expected: &[] };
+/// A middle unmap whose split cannot be recorded (four records already).
+pub const UNRECORDABLE_SPLIT: Check = Check {
+    what: "TASK_UNMAP the middle page of a mapping whose object has four records",
+    expected: &[ErrorCode::OUT_OF_MEMORY],
+};
+/// Non-canonical or kernel-half thread addresses.
+pub const BAD_THREAD_ADDRESSES: [(&str, u64, u64); 3] = [
+    ("non-canonical entry", 0x8000_0000_0000_0000, 0x7000_0000),
+    ("kernel-half entry", 0xffff_8000_0000_1000, 0x7000_0000),
+    ("non-canonical stack", 0x40_1000, 0x0000_8000_0000_1000),
+];
+pub const BAD_THREAD_ADDRESS: &[ErrorCode] = &[ErrorCode::BAD_ADDRESS];
+
+/// The stale-SLAT guest: real mode, loaded at [`GUEST_CODE_GPA`]. Each probe
+/// is `mov eax, [gpa]` (4 bytes) then `out 0xe0, eax` (3 bytes); the last
+/// reads its own code page, which stays mapped, as a control.
+pub const GUEST_CODE_GPA: u64 = 0x1000;
+pub const GUEST_PORT: u16 = 0xe0;
+pub const GUEST_PROBES: [u16; 4] = [0x5000, 0x8000, 0xa000, 0x1000];
+/// Length of one probe's `mov`, and of the whole probe.
+pub const GUEST_LOAD_LEN: u64 = 4;
+pub const GUEST_PROBE_LEN: u64 = 7;
+
+/// The guest's code: the probes, then `hlt`.
+pub fn guest_code() -> [u8; 7 * GUEST_PROBES.len() + 1] {
+    let mut code = [0xf4; 7 * GUEST_PROBES.len() + 1];
+    for (i, gpa) in GUEST_PROBES.iter().enumerate() {
+        let [lo, hi] = gpa.to_le_bytes();
+        code[7 * i..7 * i + 7].copy_from_slice(&[0x66, 0xa1, lo, hi, 0x66, 0xe7, GUEST_PORT as u8]);
+    }
+    code
+}
+
+/// What the guest saw at a probed guest-physical address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestRead {
+    /// The read exited as an unmapped GPA: nothing is mapped there.
+    Unmapped,
+    /// The read returned this value.
+    Value(u32),
+    /// The VP never got there.
+    Missing,
+}
+
+/// Which probe the guest is at, from its RIP.
+pub fn guest_probe(rip: u64) -> Option<usize> {
+    let i = rip.checked_sub(GUEST_CODE_GPA)? / GUEST_PROBE_LEN;
+    (usize::try_from(i).ok()? < GUEST_PROBES.len()).then_some(i as usize)
+}
+
+/// The first four bytes of the guest's code, which the control probe reads.
+pub fn guest_control_value() -> u32 {
+    let c = guest_code();
+    u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+}
+
+/// Syscalls of the storm, and its seed unless `HOSTILE_SEED` was set when
+/// the task was built.
+pub const STORM_CALLS: u32 = 3000;
+pub const STORM_DEFAULT_SEED: u64 = 0x7e55_e7a0_5eed_0001;
+
+pub fn storm_seed() -> u64 {
+    match option_env!("HOSTILE_SEED") {
+        Some(text) => parse_seed(text).unwrap_or(STORM_DEFAULT_SEED),
+        None => STORM_DEFAULT_SEED,
+    }
+}
+
+/// A decimal or `0x` hexadecimal seed.
+pub fn parse_seed(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// SplitMix64: small, and the same sequence for the same seed everywhere.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform enough in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// A word that is often interesting to a kernel: a slot of `slots`, a
+    /// small number, a page-aligned address, an edge value, or anything.
+    pub fn word(&mut self, slots: &[u32]) -> u64 {
+        match self.below(6) {
+            0 if !slots.is_empty() => u64::from(slots[self.below(slots.len() as u64) as usize]),
+            1 => self.below(64),
+            2 => self.below(1 << 36) << 12,
+            3 => [0, 1, u64::MAX, 1 << 63, 0x8000_0000_0000, 0xffff_8000_0000_0000, u64::from(u32::MAX)]
+                [self.below(7) as usize],
+            _ => self.next_u64(),
+        }
+    }
+}
+
+/// A syscall made with RFLAGS.NT set (ring 0's `iretq` faults if NT reaches it).
+pub const NESTED_TASK_SYSCALL: Check = Check { what: "GET_TICKS with RFLAGS.NT set", expected: &[] };
+
 /// Badges the rename attempt tries (its own is among them in any small system).
 pub const RENAME_BADGES: core::ops::RangeInclusive<u64> = 1..=16;
 
@@ -57,7 +182,12 @@ impl Check {
 
     /// The report line (without the task-name prefix) for `got`.
     pub fn report(&self, got: Result<(), ErrorCode>) -> Report<'_> {
-        Report { check: self, got }
+        Report { check: self, got, must_succeed: false }
+    }
+
+    /// The report line for an attempt that must succeed.
+    pub fn report_allowed(&self, got: Result<(), ErrorCode>) -> Report<'_> {
+        Report { check: self, got, must_succeed: true }
     }
 }
 
@@ -65,6 +195,8 @@ impl Check {
 pub struct Report<'a> {
     check: &'a Check,
     got: Result<(), ErrorCode>,
+    /// The attempt must succeed (`expected OK`) rather than be refused.
+    must_succeed: bool,
 }
 
 impl fmt::Display for Report<'_> {
@@ -73,6 +205,9 @@ impl fmt::Display for Report<'_> {
         match self.got {
             Ok(()) => f.write_str("OK")?,
             Err(e) => write!(f, "{e:?}")?,
+        }
+        if self.must_succeed {
+            return write!(f, " (expected OK): {}", verdict(self.got.is_ok()));
         }
         f.write_str(" (expected ")?;
         if self.check.expected.is_empty() {
@@ -177,5 +312,29 @@ mod tests {
         assert!(!rename_refused(&Ok(Ok(()))));
         assert!(!rename_refused(&Ok(Err(ServiceError::InvalidArgument))));
         assert!(!rename_refused(&Err(CallError::Kernel(ErrorCode::PEER_GONE))));
+    }
+
+    #[test]
+    fn the_guest_probes_are_seven_bytes_each_and_end_in_hlt() {
+        let code = guest_code();
+        assert_eq!(&code[..7], &[0x66, 0xa1, 0x00, 0x50, 0x66, 0xe7, 0xe0]);
+        assert_eq!(code[code.len() - 1], 0xf4);
+        assert_eq!(guest_probe(GUEST_CODE_GPA + 7), Some(1));
+        assert_eq!(guest_probe(GUEST_CODE_GPA + 7 * 4), None);
+        assert_eq!(guest_probe(0), None);
+        assert_eq!(guest_control_value(), 0x5000_a166);
+    }
+
+    #[test]
+    fn the_storm_is_the_same_for_the_same_seed() {
+        let (mut a, mut b) = (Rng::new(42), Rng::new(42));
+        let slots = [40, 41, 42];
+        for _ in 0..1000 {
+            assert_eq!(a.word(&slots), b.word(&slots));
+        }
+        assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+        assert_eq!(parse_seed("0x10"), Some(16));
+        assert_eq!(parse_seed("17"), Some(17));
+        assert_eq!(parse_seed("x"), None);
     }
 }

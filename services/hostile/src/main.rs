@@ -9,10 +9,15 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod objects;
+
+#[cfg(target_os = "none")]
 mod task {
     use hostile::*;
     use tessera_rt::abi::{MessageInfo, Rights, Sysnum};
-    use tessera_rt::{CapSlot, ErrorCode, Kernel, Message, Operation, arch, caps, invoke, log, send_with_caps, sys};
+    use tessera_rt::{
+        CapSlot, ErrorCode, Kernel, Message, ObjectType, Operation, arch, caps, invoke, log, send_with_caps, sys,
+    };
 
     fn check(check: &Check, got: Result<(), ErrorCode>) {
         log!("{}", check.report(got));
@@ -81,8 +86,8 @@ mod task {
             verdict(refused == tried)
         );
 
-        // 7. Reach another task's memory: it holds no task or memory
-        //    capability, so no slot it can name maps anything.
+        // 7. Reach another task's memory: no slot it holds names a memory
+        //    object and a task at once, so none maps anything.
         let mapped = (1..=64u32)
             .filter(|&slot| {
                 let args = [u64::from(slot), 0x5000_0000, u64::from(rw), 1];
@@ -91,7 +96,26 @@ mod task {
             .count();
         log!("TASK_MAP through each of slots 1..=64 -> {mapped} succeeded (expected 0): {}", verdict(mapped == 0));
 
-        // 8. Read the kernel's image. This faults; nothing after it runs.
+        // 8. A syscall with RFLAGS.NT set: ring 0 must clear it on entry.
+        let status = ErrorCode(arch::syscall_with_nested_task_flag());
+        log!("{}", NESTED_TASK_SYSCALL.report_allowed(status.result()));
+
+        // 9. With an untyped quota and its own task capability: the kernel's objects.
+        let own = caps::find("self", ObjectType::TASK).zip(caps::find("untyped", ObjectType::UNTYPED));
+        if let Some((task, untyped)) = own {
+            let mut own = crate::objects::Own::new(task, untyped, caps::first_unnamed_slot());
+            crate::objects::stale_guest_mappings(&mut own);
+            crate::objects::stale_task_mappings(&mut own);
+            crate::objects::kernel_memory_is_charged(&mut own);
+            crate::objects::revoke_ends_everything(&mut own);
+            crate::objects::quota_loop_is_bounded(&mut own);
+            crate::objects::stale_thread_capability(&mut own);
+            crate::objects::thread_addresses_are_checked(&mut own);
+            crate::objects::top_page_is_not_mappable(&mut own);
+            crate::objects::storm(&mut own);
+        }
+
+        // 10. Read the kernel's image. This faults; nothing after it runs.
         const KERNEL_ADDRESS: u64 = 0xffff_ffff_8000_0000;
         log!("reading kernel memory at {KERNEL_ADDRESS:#x}; this must fault");
         let value = arch::probe_read(KERNEL_ADDRESS);

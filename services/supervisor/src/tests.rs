@@ -155,7 +155,8 @@ vid = \"guests\"
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let (pm, guests, vid) = (index("partition-manager"), index("guests"), index("vid"));
     assert_eq!(names(&grants(&m, pm).unwrap()), ["partition-manager", "untyped", "self", "bootfs"]);
-    assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages: (9 << 20) / 4096 });
+    // 8 MiB of guest RAM, 1 MiB, and its second-level tables (4 per 2 MiB, 1 per GiB).
+    assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages: (9 << 20) / 4096 + 4 + 1 });
     assert_eq!(names(&grants(&m, guests).unwrap()), ["console", "partition-manager", "untyped", "self", "bootfs"]);
     let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);
     let (manager, console) = (endpoint("partition-manager"), endpoint("console"));

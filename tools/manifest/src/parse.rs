@@ -9,7 +9,7 @@ use std::path::Path;
 use sysimage::manifest::{
     DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI, MAX_INTERRUPTS,
     MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
-    MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, PARTITION_OVERHEAD, valid_cmdline,
+    MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead, valid_cmdline,
 };
 use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
 
@@ -619,10 +619,11 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
 }
 
 /// The partition manager creates every partition: its untyped quota is
-/// raised by what they need (guest RAM + 1 MiB each, for the ROM page,
-/// partition, VPs and page tables) on top of any it declares.
+/// raised by what they need (guest RAM, plus 1 MiB each for the ROM page,
+/// the partition and its VPs, plus the second-level tables that map the
+/// RAM) on top of any it declares.
 fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
-    let needed: u64 = manifest.partitions.iter().map(|p| p.memory + PARTITION_OVERHEAD).sum();
+    let needed: u64 = manifest.partitions.iter().map(|p| p.memory + partition_overhead(p.memory)).sum();
     if needed == 0 {
         return Ok(());
     }
@@ -635,7 +636,7 @@ fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
             &manager.name,
             "untyped",
             format!(
-                "{} with the {} the partitions need (memory + 1 MiB each) is too large (at most {})",
+                "{} with the {} the partitions need (memory, 1 MiB and page tables each) is too large (at most {})",
                 show_size(manager.untyped),
                 show_size(needed),
                 show_size(MAX_UNTYPED)

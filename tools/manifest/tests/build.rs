@@ -273,9 +273,10 @@ fn a_partition_can_be_added_to_a_manifest_text() {
         (p.image.as_path(), p.cmdline.as_str(), p.memory, p.vcpus),
         (dir.join("kernel").as_path(), "a \"quoted\" \\ word", 64 << 20, 3)
     );
-    // The partition manager's quota is what the partition needs: memory + 1 MiB.
+    // The partition manager's quota is what the partition needs: memory,
+    // 1 MiB, and a second-level table per 2 MiB and per GiB of memory.
     let manager = m.endpoints.iter().find(|e| e.name == "partition-manager").unwrap().server;
-    assert_eq!(m.tasks[manager].untyped, 65 << 20);
+    assert_eq!(m.tasks[manager].untyped, (65 << 20) + (32 + 1) * 4096);
     assert_eq!(m.tasks.len(), load(&repo_manifest()).unwrap().tasks.len());
     // A second partition of that name is refused.
     let again = tessera_manifest::with_partition(&generated, "g.toml", &spec).unwrap_err();

@@ -609,7 +609,8 @@ fn the_partition_manager_gets_untyped_memory_for_every_partition() {
     ));
     let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     let pm = m.tasks.iter().find(|t| t.name == "pm").unwrap();
-    assert_eq!(pm.untyped, (1 + 65 + 3) << 20);
+    // Its own 1 MiB; each partition's RAM, 1 MiB, and a table per 2 MiB and per GiB of RAM.
+    assert_eq!(pm.untyped, (1 + 65 + 3 << 20) + (32 + 1 + 1 + 1) * 4096);
     assert_eq!(m.tasks.iter().find(|t| t.name == "vid").unwrap().untyped, 64 << 10);
 }
 
@@ -619,8 +620,8 @@ fn partitions_too_large_for_an_untyped_quota() {
     let text = with_vid(&three);
     assert_errors(
         &text,
-        &["task \"pm\": untyped: 0 bytes with the 18438 MiB the partitions need (memory + 1 MiB each) is too large \
-           (at most 16384 MiB)"],
+        &["task \"pm\": untyped: 0 bytes with the 18917448 KiB the partitions need (memory, 1 MiB and page tables \
+           each) is too large (at most 16384 MiB)"],
     );
 }
 

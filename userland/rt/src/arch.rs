@@ -1,5 +1,5 @@
 //! The few instructions a task may need outside a syscall, and the probes
-//! of isolation tests.
+//! of isolation tests (hostile ones among them).
 
 use core::arch::asm;
 
@@ -41,6 +41,40 @@ pub fn probe_port_out(port: u16, value: u8) {
     // SAFETY: one `out` to a port; it touches no memory. A refused access
     // faults into the kernel, which does not resume the thread here.
     unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Makes a `GET_TICKS` syscall with RFLAGS.NT (nested task) set, as any
+/// task may (`popfq` changes NT at CPL 3), and clears it again; returns the
+/// syscall's status word (rax). For the hostile task: the flag must not
+/// reach ring 0's `iretq`, which raises #GP with NT set in 64-bit mode.
+pub fn syscall_with_nested_task_flag() -> u64 {
+    let status;
+    // SAFETY: the flag changes only what `iretq` does, and only until the
+    // second `popfq`; `syscall` behaves as in `sys::syscall` (rcx, r11 and
+    // r12 clobbered, the other argument registers written by the kernel).
+    // pushfq/popfq use the stack, which the block does not claim not to.
+    unsafe {
+        asm!(
+            "pushfq",
+            "or qword ptr [rsp], 0x4000",
+            "popfq",
+            "syscall",
+            "pushfq",
+            "and qword ptr [rsp], -0x4001",
+            "popfq",
+            inlateout("rax") abi::Sysnum::GET_TICKS.0 => status,
+            inlateout("rdi") 0u64 => _,
+            inlateout("rsi") 0u64 => _,
+            lateout("rdx") _,
+            lateout("r8") _,
+            lateout("r9") _,
+            lateout("r10") _,
+            inlateout("r12") 0u64 => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    status
 }
 
 /// Executes `ud2`: an invalid-opcode fault the kernel reports to the

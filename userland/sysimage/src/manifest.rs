@@ -19,7 +19,7 @@
 //!   [`PARTITION_MANAGER`] endpoint; the task serving
 //!   that endpoint (the partition manager, which creates every partition)
 //!   has an untyped quota covering the guest RAM of all partitions plus
-//!   [`PARTITION_OVERHEAD`] each; guest files are bootfs names; each
+//!   [`partition_overhead`] each; guest files are bootfs names; each
 //!   partition's enlightenments pass [`Enlightenments::check`].
 
 pub use crate::enlightenments::Enlightenments;
@@ -61,8 +61,20 @@ pub const MAX_PARTITION_MEMORY: u64 = 3 << 30;
 /// Most virtual processors of a partition.
 pub const MAX_VCPUS: u8 = abi::limits::MAX_VPS_PER_PARTITION as u8;
 /// Untyped memory the partition manager needs per partition besides its
-/// guest RAM (the ROM page, the partition, virtual processors and page tables).
+/// guest RAM and the tables that map it: the ROM page, the partition,
+/// its virtual processors (`abi::cost::VP` each), and the second-level
+/// tables of the ROM and the upper levels.
 pub const PARTITION_OVERHEAD: u64 = 1 << 20;
+
+/// Untyped memory a partition with `memory` bytes of guest RAM needs
+/// besides that RAM: [`PARTITION_OVERHEAD`], plus the second-level tables
+/// that map the RAM in 4 KiB pages (one table per 2 MiB and one per GiB;
+/// the kernel charges each to the partition's untyped, `abi::cost::PAGE_TABLE`).
+pub const fn partition_overhead(memory: u64) -> u64 {
+    const TABLE: u64 = 4096 * abi::cost::PAGE_TABLE;
+    let tables = memory.div_ceil(2 << 20) + memory.div_ceil(1 << 30);
+    PARTITION_OVERHEAD.saturating_add(tables.saturating_mul(TABLE))
+}
 /// The endpoint the partition manager serves: its server creates every
 /// partition, and each VID uses it to attach the partitions it runs.
 pub const PARTITION_MANAGER: &str = "partition-manager";
@@ -273,7 +285,9 @@ impl<'a> Manifest<'a> {
 
     /// Untyped memory the partition manager needs for all partitions.
     pub fn partitions_need(&self) -> u64 {
-        self.partitions.iter().fold(0u64, |sum, p| sum.saturating_add(p.memory.saturating_add(PARTITION_OVERHEAD)))
+        self.partitions
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(p.memory.saturating_add(partition_overhead(p.memory))))
     }
 
     /// The partitions task `vid` runs.

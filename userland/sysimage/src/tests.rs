@@ -196,12 +196,17 @@ fn inconsistent_partitions_are_refused() {
     second.memory = 2 << 20;
     m.partitions.push(second.clone()).unwrap();
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
-    m.tasks[3].untyped = (64 + 2 + 2) << 20;
+    // Each needs its RAM, 1 MiB, and a page per 2 MiB and per GiB of RAM
+    // for its second-level tables.
+    let need = (64 << 20) + (1 << 20) + (32 + 1) * 4096 + (2 << 20) + (1 << 20) + (1 + 1) * 4096;
+    m.tasks[3].untyped = need - 4096;
+    assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
+    m.tasks[3].untyped = need;
     let bytes = m.to_vec();
     let parsed = Manifest::parse(&bytes).unwrap();
     assert_eq!(parsed.partitions_of(TaskIndex(2)).count(), 2);
     assert_eq!(parsed.partition_manager(), Some(TaskIndex(3)));
-    assert_eq!(parsed.partitions_need(), (64 + 2 + 2) << 20);
+    assert_eq!(parsed.partitions_need(), need);
     m.partitions[1].name = "linux";
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 1, .. })));
 }

@@ -236,3 +236,38 @@ fn a_large_range_over_an_emptied_table_maps_small_pages_and_completely() {
     assert_eq!((first.phys, first.page_size), (0x100_0000, PAGE_SIZE));
     assert_eq!(m.translate(0x5f_f000).unwrap().phys, 0x11f_f000);
 }
+
+#[test]
+fn running_out_of_tables_half_way_leaves_no_translation() {
+    let (mut mem, root) = setup();
+    let user = MapFlags { writable: true, executable: false, user: true, global: false, caching: Caching::WriteBack };
+    let mut m = Mapper::new(&mut mem, root);
+    m.large_pages = false;
+    m.map(0x1f_0000, 0x100_0000, PAGE_SIZE, user).unwrap();
+    // The next three pages straddle into a page table that does not exist yet.
+    let mut budgeted = Budgeted::new(&mut mem, 0);
+    let mut m = Mapper::new(&mut budgeted, root);
+    m.large_pages = false;
+    assert_eq!(m.map(0x1f_0000, 0x200_0000, PAGE_SIZE, user), Err(MapError::AlreadyMapped { virt: 0x1f_0000 }));
+    assert_eq!(m.map(0x20_0000 - 2 * PAGE_SIZE, 0x200_0000, 3 * PAGE_SIZE, user), Err(MapError::OutOfMemory));
+    assert_eq!(translate(&mem, root, 0x20_0000 - 2 * PAGE_SIZE), None, "no page of a refused map is left");
+    let mut budgeted = Budgeted::new(&mut mem, 1);
+    let mut m = Mapper::new(&mut budgeted, root);
+    m.large_pages = false;
+    m.map(0x20_0000 + PAGE_SIZE, 0x200_0000, PAGE_SIZE, user).unwrap();
+    assert_eq!((budgeted.used, budgeted.left), (1, 0), "the one new table is counted");
+}
+
+#[test]
+fn unmap_present_skips_holes_and_cannot_fail() {
+    let (mut mem, root) = setup();
+    let user = MapFlags { writable: false, executable: false, user: true, global: false, caching: Caching::WriteBack };
+    let mut m = Mapper::new(&mut mem, root);
+    m.large_pages = false;
+    m.map(0x40_0000, 0x100_0000, 4 * PAGE_SIZE, user).unwrap();
+    m.unmap(0x40_1000, PAGE_SIZE, |_, _| {}).unwrap();
+    let mut removed = std::vec::Vec::new();
+    m.unmap_present(0x40_0000, 8 * PAGE_SIZE, |v, p| removed.push((v, p)));
+    assert_eq!(removed, [(0x40_0000, 0x100_0000), (0x40_2000, 0x100_2000), (0x40_3000, 0x100_3000)]);
+    assert!(m.translate(0x40_3000).is_none());
+}

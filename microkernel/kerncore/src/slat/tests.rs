@@ -200,3 +200,22 @@ fn tables_are_listed_children_first_and_root_last() {
         assert_eq!(unique.len(), 7);
     });
 }
+
+#[test]
+fn unmap_present_removes_what_is_there_around_holes() {
+    for_both_formats!(SlatConfig::default(), |m| {
+        m.map(0x1f_f000, 0x7f_f000, 2 * MIB + 0x3000, GuestRights::READ_WRITE).unwrap();
+        m.unmap(0x40_0000, PAGE_SIZE, |_| {}).unwrap();
+        let mut removed = Vec::new();
+        m.unmap_present(0x1f_f000, 2 * MIB + 0x3000, |r| removed.push(r));
+        assert_eq!(
+            removed,
+            [
+                RemovedMapping { gpa: 0x1f_f000, hpa: 0x7f_f000, size: PAGE_SIZE },
+                RemovedMapping { gpa: 0x20_0000, hpa: 0x80_0000, size: 2 * MIB },
+                RemovedMapping { gpa: 0x40_1000, hpa: 0xa0_1000, size: PAGE_SIZE },
+            ]
+        );
+        assert!(leaves(m, 0, 8 * MIB).is_empty());
+    });
+}

@@ -3,7 +3,7 @@
 //! holds the task's own 4 KiB mappings.
 
 use super::memory::{DirectMap, kernel_root};
-use kerncore::paging::{Caching, MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
+use kerncore::paging::{Budgeted, Caching, MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
 
 const KERNEL_HALF: core::ops::Range<usize> = 256..512;
 
@@ -32,10 +32,19 @@ impl AddressSpace {
         Ok(AddressSpace { root })
     }
 
-    /// Maps `[virt, virt+len)` to `[phys, ...)` for ring 3.
-    pub fn map(&mut self, virt: u64, phys: u64, len: u64, rights: UserRights) -> Result<(), MapError> {
+    /// Maps `[virt, virt+len)` to `[phys, ...)` for ring 3, adding at most
+    /// `tables` page tables; returns the outcome and the tables it added
+    /// (a refused map adds no translation, but may leave empty tables).
+    pub fn map(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        len: u64,
+        rights: UserRights,
+        tables: u64,
+    ) -> (Result<(), MapError>, u64) {
         if virt < abi::USER_MIN || virt.checked_add(len).is_none_or(|end| end > abi::USER_END) {
-            return Err(MapError::NonCanonical);
+            return (Err(MapError::NonCanonical), 0);
         }
         let flags = MapFlags {
             writable: rights.writable,
@@ -44,10 +53,12 @@ impl AddressSpace {
             global: false,
             caching: Caching::WriteBack,
         };
-        let mut mem = DirectMap;
+        let mut direct = DirectMap;
+        let mut mem = Budgeted::new(&mut direct, tables);
         let mut mapper = Mapper::new(&mut mem, self.root);
         mapper.large_pages = false;
-        mapper.map(virt, phys, len, flags)
+        let outcome = mapper.map(virt, phys, len, flags);
+        (outcome, mem.used)
     }
 
     /// The physical address behind a user page mapped writable, if any.
@@ -73,6 +84,20 @@ impl AddressSpace {
         // An inactive space has no TLB entries on this CPU: without PCIDs a
         // CR3 load flushes all non-global entries, and user pages are never
         // global. (SMP will need a shootdown here.)
+    }
+
+    /// Unmaps whatever pages `[virt, virt+len)` has (teardown: it cannot fail).
+    pub fn unmap_present(&mut self, virt: u64, len: u64) {
+        let active = self.is_active();
+        let end = virt.saturating_add(len).min(abi::USER_END);
+        let mut mem = DirectMap;
+        let mut mapper = Mapper::new(&mut mem, self.root);
+        mapper.unmap_present(virt.max(abi::USER_MIN), end.saturating_sub(virt.max(abi::USER_MIN)), |page, _| {
+            if active {
+                // SAFETY: invalidating a TLB entry has no other effect.
+                unsafe { x86::tlb::flush(page as usize) };
+            }
+        });
     }
 
     fn is_active(&self) -> bool {

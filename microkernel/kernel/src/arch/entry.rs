@@ -13,13 +13,15 @@ use super::idt::{TrapFrame, restore_trap_gprs};
 use super::percpu::{OFFSET_CONTEXT_END, OFFSET_KERNEL_STACK, OFFSET_USER_RSP};
 use core::arch::global_asm;
 use x86::msr::{IA32_EFER, IA32_FMASK, IA32_LSTAR, IA32_STAR, rdmsr, wrmsr};
-use x86defs::{EFER_SCE, RFLAGS_AC, RFLAGS_DF, RFLAGS_FIXED, RFLAGS_IF, RFLAGS_TF};
+use x86defs::{EFER_SCE, RFLAGS_AC, RFLAGS_DF, RFLAGS_FIXED, RFLAGS_IF, RFLAGS_NT, RFLAGS_TF};
 
 /// Vector number recorded in the frame of a `syscall` entry.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
-/// RFLAGS bits cleared on `syscall`: TF, IF, DF, AC (so SMAP stays armed).
-const SYSCALL_RFLAGS_MASK: u64 = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_AC;
+/// RFLAGS bits cleared on `syscall`: TF, IF, DF, NT, AC (so SMAP stays
+/// armed). A task may set NT (`popfq` changes it at CPL 3), and `iretq`
+/// with NT set raises #GP in 64-bit mode: in ring 0, on the way back.
+const SYSCALL_RFLAGS_MASK: u64 = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_NT | RFLAGS_AC;
 
 global_asm!(
     r#"

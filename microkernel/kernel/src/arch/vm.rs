@@ -125,6 +125,10 @@ pub struct VpHardware {
     pub gprs: GuestGprs,
 }
 
+/// Frames a VP's hardware state takes: `abi::cost::VP` pays for them.
+const VP_FRAMES: u64 = 2;
+const _: () = assert!(abi::cost::VP == abi::cost::POOL_ENTRY + VP_FRAMES);
+
 impl VpHardware {
     pub fn new(backend: Backend) -> Option<VpHardware> {
         let frame = memory::alloc_frames(1)?;
@@ -297,8 +301,9 @@ fn is_canonical(address: u64) -> bool {
 /// any page can be unmapped on its own.
 pub mod slat {
     use super::*;
+    use kerncore::paging::{Budgeted, PageTableMemory};
 
-    fn npt(mem: &mut memory::DirectMap, root: u64) -> NptMapper<'_, memory::DirectMap> {
+    fn npt<M: PageTableMemory>(mem: &mut M, root: u64) -> NptMapper<'_, M> {
         NptMapper::new(mem, root, NptFormat, SlatConfig { large_pages: false, ..SlatConfig::default() })
     }
 
@@ -310,6 +315,9 @@ pub mod slat {
         }
     }
 
+    /// Maps guest memory, adding at most `tables` second-level tables;
+    /// returns the outcome and the tables added (a refused map adds no
+    /// translation, but may leave empty tables, freed with the hierarchy).
     pub fn map(
         backend: Backend,
         root: u64,
@@ -317,12 +325,15 @@ pub mod slat {
         hpa: u64,
         len: u64,
         rights: GuestRights,
-    ) -> Result<(), GuestMapError> {
-        let mut mem = memory::DirectMap;
-        match backend {
+        tables: u64,
+    ) -> (Result<(), GuestMapError>, u64) {
+        let mut direct = memory::DirectMap;
+        let mut mem = Budgeted::new(&mut direct, tables);
+        let outcome = match backend {
             Backend::Svm => npt(&mut mem, root).map(gpa, hpa, len, rights),
             Backend::Vmx => super::super::vmx::ept_map(&mut mem, root, gpa, hpa, len, rights),
-        }
+        };
+        (outcome, mem.used)
     }
 
     pub fn unmap(backend: Backend, root: u64, gpa: u64, len: u64) -> Result<(), GuestMapError> {
@@ -334,19 +345,24 @@ pub mod slat {
         }
     }
 
-    /// Frees every table of the hierarchy.
+    /// Removes whatever leaves `[gpa, gpa+len)` has (teardown: it cannot fail).
+    pub fn unmap_present(backend: Backend, root: u64, gpa: u64, len: u64) {
+        let mut mem = memory::DirectMap;
+        match backend {
+            Backend::Svm => npt(&mut mem, root).unmap_present(gpa, len, |_| {}),
+            Backend::Vmx => super::super::vmx::ept_unmap_present(&mut mem, root, gpa, len),
+        }
+    }
+
+    /// Frees every table of the hierarchy, however many. Each is freed once
+    /// the walk has left it (children before their parent, the root last),
+    /// so the walk never reads a freed table.
     pub fn free(backend: Backend, root: u64) {
         let mut mem = memory::DirectMap;
-        let mut tables: heapless::Vec<u64, 512> = heapless::Vec::new();
-        let mut collect = |t| {
-            let _ = tables.push(t);
-        };
+        let mut free = |t| memory::free_frames(Frames::reclaim(t, 1));
         match backend {
-            Backend::Svm => npt(&mut mem, root).for_each_table(&mut collect),
-            Backend::Vmx => super::super::vmx::ept_tables(&mut mem, root, &mut collect),
-        }
-        for t in tables {
-            memory::free_frames(Frames::reclaim(t, 1));
+            Backend::Svm => npt(&mut mem, root).for_each_table(&mut free),
+            Backend::Vmx => super::super::vmx::ept_tables(&mut mem, root, &mut free),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! operation checks the capability's type and rights first.
 
 use super::transfer::{registers, set_registers};
-use super::{Doomed, Interrupt, IoRange, Kernel, SchedContext, Untyped};
+use super::{Interrupt, IoRange, Kernel, SchedContext};
 use crate::arch::addrspace::UserRights;
 use crate::arch::{io, ioapic, memory};
 use abi::invoke::Operation;
@@ -50,7 +50,9 @@ pub(super) fn buffer_word(k: &Kernel, t: ThreadId, index: usize) -> Result<u64, 
     Ok(memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64))
 }
 
-pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo, doomed: &mut Doomed) -> Outcome {
+/// Runs the operation; objects it ends are left in `k.doomed` for the
+/// caller to reap.
+pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo) -> Outcome {
     let cspace = k.cspace_of(t).ok_or(ErrorCode::INVALID_STATE)?;
     let (slot_id, cap) = k.caps.lookup_any(cspace, cap_slot)?;
     let mr = registers(&k.threads[usize::from(t.0)].context);
@@ -70,16 +72,18 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
         }
         Operation::CAP_DELETE => {
             let removed = k.caps.delete(slot_id)?;
-            Kernel::note_removed(doomed, removed);
+            Kernel::note_removed(&mut k.doomed, removed);
             done()
         }
         Operation::CAP_REVOKE => {
-            k.caps.revoke(slot_id, |removed| Kernel::note_removed(doomed, removed))?;
+            let Kernel { caps, doomed, .. } = k;
+            caps.revoke(slot_id, |removed| Kernel::note_removed(doomed, removed))?;
             done()
         }
         Operation::CAP_IDENTIFY => {
             let size = match cap.object.kind {
                 ObjectType::MEMORY => k.memory[cap.object.index as usize].as_ref().map_or(0, |m| m.pages * PAGE_SIZE),
+                ObjectType::UNTYPED => k.quota.get(cap.object.index).map_or(0, |p| p.left() * PAGE_SIZE),
                 _ => 0,
             };
             reply(k, t, &[u64::from(cap.object.kind.0), u64::from(cap.rights.into_bits()), cap.badge.0, size])
@@ -89,20 +93,14 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo,
         Operation::TASK_UNMAP => {
             let task = expect(cap, ObjectType::TASK, control())?;
             let (vaddr, pages) = (mr[0], mr[1]);
-            // Only whole mappings, as TASK_MAP made them, can be unmapped: the
-            // kernel must always know every place a memory object is mapped.
-            let record = k.memory.iter().flatten().find_map(|m| {
-                m.mappings.iter().position(|&(o, at, n)| o == task && at == vaddr && n == pages).map(|_| ())
-            });
-            if record.is_none() {
-                return Err(ErrorCode::INVALID_ARGUMENT);
-            }
-            let len = pages * PAGE_SIZE;
+            let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            // Only recorded pages can be unmapped, and only if the records
+            // they cut still fit: the kernel must always know every place a
+            // memory object is mapped.
+            k.check_unmap(task, vaddr, pages)?;
             let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
             space.unmap(vaddr, len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
-            for mem in k.memory.iter_mut().flatten() {
-                mem.mappings.retain(|&(owner, at, n)| !(owner == task && at == vaddr && n == pages));
-            }
+            k.record_unmap(task, vaddr, pages);
             k.forget_ipc_buffers(|t| t.task == Some(task), vaddr, len, true);
             done()
         }
@@ -303,84 +301,78 @@ fn retype(k: &mut Kernel, t: ThreadId, cspace: CSpace, untyped_slot: SlotId, cap
     if k.caps.get(dest).is_some() {
         return Err(ErrorCode::SLOT_OCCUPIED);
     }
-    let all = Rights::ALL;
-    let (object, undo): (ObjRef, fn(&mut Kernel, u32)) = match kind {
-        ObjectType::MEMORY => {
-            let pages = mr[2];
-            let pool = k.untyped[untyped as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-            if pages == 0 || pages > pool.pages_left {
-                return Err(if pages == 0 { ErrorCode::INVALID_ARGUMENT } else { ErrorCode::OUT_OF_MEMORY });
-            }
-            pool.pages_left -= pages;
-            match k.create_memory(pages, Some(untyped)) {
-                Ok(index) => (ObjRef { kind, index }, |k, i| k.memory[i as usize] = None),
-                Err(e) => {
-                    if let Some(pool) = k.untyped[untyped as usize].as_mut() {
-                        pool.pages_left += pages;
-                    }
-                    return Err(e);
-                }
-            }
+    k.quota.get(untyped).ok_or(ErrorCode::INVALID_STATE)?;
+    let pages = mr[2];
+    if kind == ObjectType::UNTYPED {
+        // A sub-pool: MR2 pages of this pool's quota, charged whole.
+        if pages == 0 {
+            return Err(ErrorCode::INVALID_ARGUMENT);
         }
-        ObjectType::UNTYPED => {
-            // A sub-pool: MR2 pages of this pool's quota.
-            let pages = mr[2];
-            let pool = k.untyped[untyped as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-            if pages == 0 || pages > pool.pages_left {
-                return Err(if pages == 0 { ErrorCode::INVALID_ARGUMENT } else { ErrorCode::OUT_OF_MEMORY });
-            }
-            let index = k.untyped.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-            if let Some(pool) = k.untyped[untyped as usize].as_mut() {
-                pool.pages_left -= pages;
-            }
-            k.untyped[index] = Some(Untyped { pages_left: pages, pages, parent: Some(untyped) });
-            (ObjRef { kind, index: index as u32 }, |k, i| k.release_untyped(i as usize))
+        let index = k.quota.carve(untyped, pages).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+        let object = ObjRef { kind, index };
+        if let Err(e) = derive_new(k, untyped_slot, dest, Capability::new(object, Rights::ALL)) {
+            k.release_untyped(index);
+            return Err(e);
         }
-        ObjectType::PARTITION => (ObjRef { kind, index: super::vm::create_partition(k)? }, |k, i| {
-            if let Some(p) = k.partitions[i as usize].take() {
-                crate::arch::vm::slat::free(p.backend, p.root);
-            }
-        }),
-        ObjectType::VP => (ObjRef { kind, index: super::vm::create_vp(k)? }, |k, i| {
-            let t = i as usize;
-            if let Some(vcpu) = k.threads[t].vcpu.and_then(|v| k.vcpus[v as usize].take()) {
-                vcpu.hw.release();
-            }
-            k.threads[t] = super::Thread::DEAD;
-            let _ = k.ipc.free_thread(ThreadId(i as u16));
-        }),
-        ObjectType::TASK => (ObjRef { kind, index: k.create_task()? }, |k, i| {
-            if let Some(task) = k.tasks[i as usize].take() {
-                task.space.destroy();
-            }
-        }),
-        ObjectType::THREAD => {
-            let id = k.ipc.alloc_thread()?;
-            let tcb = &mut k.threads[usize::from(id.0)];
-            *tcb = super::Thread { alive: true, ..super::Thread::DEAD };
-            (ObjRef { kind, index: u32::from(id.0) }, |k, i| {
-                k.threads[i as usize].alive = false;
-                let _ = k.ipc.free_thread(ThreadId(i as u16));
-            })
-        }
-        ObjectType::ENDPOINT => (ObjRef { kind, index: k.ipc.alloc_endpoint()?.0 }, |k, i| {
-            let _ = k.ipc.destroy_endpoint(kerncore::ipc::EndpointId(i));
-        }),
-        ObjectType::NOTIFICATION => (ObjRef { kind, index: k.ipc.alloc_notification()?.0 }, |k, i| {
-            let _ = k.ipc.destroy_notification(kerncore::ipc::NotificationId(i));
-        }),
-        ObjectType::SCHED_CONTEXT => {
-            let index = k.sched.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-            k.sched[index] = Some(SchedContext::new(Ceiling::of(k.ipc.scheduler().params(t))));
-            (ObjRef { kind, index: index as u32 }, |k, i| k.sched[i as usize] = None)
-        }
+        return done();
+    }
+    // Everything else is charged its cost (a memory object its pages)
+    // before it is made, and given back if it cannot be.
+    let cost = match kind {
+        ObjectType::MEMORY if pages == 0 => return Err(ErrorCode::INVALID_ARGUMENT),
+        ObjectType::MEMORY => pages,
+        ObjectType::TASK => abi::cost::TASK,
+        ObjectType::THREAD => abi::cost::THREAD,
+        ObjectType::ENDPOINT => abi::cost::ENDPOINT,
+        ObjectType::NOTIFICATION => abi::cost::NOTIFICATION,
+        ObjectType::SCHED_CONTEXT => abi::cost::SCHED_CONTEXT,
+        ObjectType::PARTITION => abi::cost::PARTITION,
+        ObjectType::VP => abi::cost::VP,
         _ => return Err(ErrorCode::INVALID_ARGUMENT),
     };
-    if let Err(e) = derive_new(k, untyped_slot, dest, Capability::new(object, all)) {
-        undo(k, object.index);
+    k.quota.charge(Some(untyped), cost).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+    let made = create(k, t, kind, pages);
+    let index = match made {
+        Ok(index) => index,
+        Err(e) => {
+            k.quota.credit(Some(untyped), cost);
+            return Err(e);
+        }
+    };
+    let object = ObjRef { kind, index };
+    if let Some(c) = k.charges.of(object) {
+        *c = super::Charge { pool: Some(untyped), pages: cost };
+    }
+    if let Err(e) = derive_new(k, untyped_slot, dest, Capability::new(object, Rights::ALL)) {
+        // No capability names it yet: destroying it queues nothing.
+        k.destroy(object);
         return Err(e);
     }
     done()
+}
+
+/// Makes an object of `kind` (not an untyped pool); returns its index.
+fn create(k: &mut Kernel, t: ThreadId, kind: ObjectType, pages: u64) -> Result<u32, ErrorCode> {
+    match kind {
+        ObjectType::MEMORY => k.create_memory(pages),
+        ObjectType::PARTITION => super::vm::create_partition(k),
+        ObjectType::VP => super::vm::create_vp(k),
+        ObjectType::TASK => k.create_task(),
+        ObjectType::THREAD => {
+            let id = k.ipc.alloc_thread()?;
+            k.threads[usize::from(id.0)] = super::Thread { alive: true, ..super::Thread::DEAD };
+            Ok(u32::from(id.0))
+        }
+        ObjectType::ENDPOINT => Ok(k.ipc.alloc_endpoint()?.0),
+        ObjectType::NOTIFICATION => Ok(k.ipc.alloc_notification()?.0),
+        ObjectType::SCHED_CONTEXT => {
+            let index = k.sched.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            // Its ceiling is what its creator runs with (§4.6).
+            k.sched[index] = Some(SchedContext::new(Ceiling::of(k.ipc.scheduler().params(t))));
+            Ok(index as u32)
+        }
+        _ => Err(ErrorCode::INVALID_ARGUMENT),
+    }
 }
 
 fn task_map(k: &mut Kernel, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Outcome {
@@ -395,19 +387,32 @@ fn task_map(k: &mut Kernel, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Ou
     }
     let (offset, pages) = (mr[3] >> 32, mr[3] & 0xffff_ffff);
     let vaddr = mr[1];
-    let mem = k.memory[mem_cap.object.index as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+    let index = mem_cap.object.index as usize;
+    let mem = k.memory[index].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
     if pages == 0 || offset.checked_add(pages).is_none_or(|end| end > mem.pages) || !vaddr.is_multiple_of(PAGE_SIZE) {
         return Err(ErrorCode::INVALID_ARGUMENT);
     }
+    // A mapping that cannot be recorded is never made.
     if mem.mappings.is_full() {
         return Err(ErrorCode::OUT_OF_MEMORY);
     }
     let phys = mem.phys + offset * PAGE_SIZE;
+    let owner = ObjRef { kind: ObjectType::TASK, index: task };
+    let (_, budget) = k.table_budget(owner);
     let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
     let rights = UserRights { writable: wanted.write(), executable: wanted.execute() };
-    space.map(vaddr, phys, pages * PAGE_SIZE, rights).map_err(|_| ErrorCode::BAD_ADDRESS)?;
-    let mem = k.memory[mem_cap.object.index as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-    let _ = mem.mappings.push((task, vaddr, pages));
+    let (mapped, tables) = space.map(vaddr, phys, pages * PAGE_SIZE, rights, budget);
+    // Tables a refused map added stay (empty) and are paid for all the same.
+    k.charge_tables(owner, tables);
+    mapped.map_err(|e| match e {
+        kerncore::paging::MapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
+        _ => ErrorCode::BAD_ADDRESS,
+    })?;
+    let record = kerncore::mapping::Mapping { owner: task, at: vaddr, pages };
+    if let Some(mem) = k.memory[index].as_mut() {
+        // Checked above, and nothing came between.
+        let _ = mem.mappings.push(record);
+    }
     done()
 }
 
@@ -415,6 +420,11 @@ fn thread_configure(k: &mut Kernel, t: ThreadId, cspace: CSpace, cap: Capability
     let thread = ThreadId(expect(cap, ObjectType::THREAD, control())? as u16);
     let (_, task_cap) = k.caps.lookup(cspace, slot(mr[0]), ObjectType::TASK, control())?;
     let (entry, stack, ipc_vaddr) = (mr[1], mr[2], mr[3]);
+    // `iretq` to a non-canonical address faults in ring 0: only user
+    // addresses are taken.
+    if !(abi::USER_MIN..abi::USER_END).contains(&entry) || !(abi::USER_MIN..abi::USER_END).contains(&stack) {
+        return Err(ErrorCode::BAD_ADDRESS);
+    }
     let fault_slot = buffer_word(k, t, 4)?;
     let sched_slot = buffer_word(k, t, 5)?;
     let rdi = buffer_word(k, t, 6)?;
@@ -484,7 +494,5 @@ pub(super) fn bind_sched(k: &mut Kernel, t: ThreadId, context: Option<usize>) ->
 
 /// Creates the root task's first untyped pool.
 pub fn create_untyped(k: &mut Kernel, pages: u64) -> Result<u32, ErrorCode> {
-    let index = k.untyped.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-    k.untyped[index] = Some(Untyped { pages_left: pages, pages, parent: None });
-    Ok(index as u32)
+    k.quota.create_root(pages).map_err(|_| ErrorCode::OUT_OF_MEMORY)
 }

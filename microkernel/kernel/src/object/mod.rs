@@ -19,7 +19,9 @@ use abi::{Badge, ObjectType};
 use kerncore::cap::{CSpace, CapTable, Capability, ObjRef, Removed};
 use kerncore::frames::Frames;
 use kerncore::ipc::{EndpointId, Ipc, NotificationId};
+use kerncore::mapping::{self, Mapping};
 use kerncore::paging::PAGE_SIZE;
+use kerncore::quota::Quotas;
 use kerncore::sched::{Ceiling, SchedParams, ThreadId};
 
 pub const MAX_TASKS: usize = 32;
@@ -80,18 +82,71 @@ pub struct MemoryObject {
     pub pages: u64,
     /// Frames from the pool (freed on destruction); `None` for boot modules.
     pub frames: Option<Frames>,
-    /// The untyped pool whose quota paid for it.
-    pub untyped: Option<u32>,
-    /// (task, user address, pages) of each mapping.
-    pub mappings: heapless::Vec<(u32, u64, u64), MAX_MAPPINGS>,
+    /// Every place it is mapped: a task (owner = task index) or a
+    /// partition (owner = [`PARTITION_OWNER`] + index). Exactly what is
+    /// mapped, never less (see `kerncore::mapping`).
+    pub mappings: heapless::Vec<Mapping, MAX_MAPPINGS>,
 }
 
-pub struct Untyped {
-    /// Pages that may still be retyped into memory objects or sub-pools.
-    pub pages_left: u64,
-    /// Pages it was made with, returned to `parent` when it goes.
+/// What an object cost, and which untyped pool paid (`None`: the kernel,
+/// for what it makes at boot).
+#[derive(Clone, Copy, Default)]
+pub struct Charge {
+    pub pool: Option<u32>,
     pub pages: u64,
-    pub parent: Option<u32>,
+}
+
+/// The charge of every object made from an untyped pool, by object.
+pub struct Charges {
+    memory: [Charge; MAX_MEMORY_OBJECTS],
+    task: [Charge; MAX_TASKS],
+    /// Threads and VPs (a VP is a thread).
+    thread: [Charge; MAX_THREADS],
+    endpoint: [Charge; MAX_ENDPOINTS],
+    notification: [Charge; MAX_NOTIFICATIONS],
+    sched: [Charge; MAX_SCHED_CONTEXTS],
+    partition: [Charge; vm::MAX_PARTITIONS],
+}
+
+const NO_CHARGE: Charge = Charge { pool: None, pages: 0 };
+
+impl Charges {
+    const fn new() -> Charges {
+        Charges {
+            memory: [NO_CHARGE; MAX_MEMORY_OBJECTS],
+            task: [NO_CHARGE; MAX_TASKS],
+            thread: [NO_CHARGE; MAX_THREADS],
+            endpoint: [NO_CHARGE; MAX_ENDPOINTS],
+            notification: [NO_CHARGE; MAX_NOTIFICATIONS],
+            sched: [NO_CHARGE; MAX_SCHED_CONTEXTS],
+            partition: [NO_CHARGE; vm::MAX_PARTITIONS],
+        }
+    }
+
+    pub fn of(&mut self, object: ObjRef) -> Option<&mut Charge> {
+        let i = object.index as usize;
+        match object.kind {
+            ObjectType::MEMORY => self.memory.get_mut(i),
+            ObjectType::TASK => self.task.get_mut(i),
+            ObjectType::THREAD | ObjectType::VP => self.thread.get_mut(i),
+            ObjectType::ENDPOINT => self.endpoint.get_mut(i),
+            ObjectType::NOTIFICATION => self.notification.get_mut(i),
+            ObjectType::SCHED_CONTEXT => self.sched.get_mut(i),
+            ObjectType::PARTITION => self.partition.get_mut(i),
+            _ => None,
+        }
+    }
+
+    fn all(&mut self) -> impl Iterator<Item = &mut Charge> {
+        self.memory
+            .iter_mut()
+            .chain(self.task.iter_mut())
+            .chain(self.thread.iter_mut())
+            .chain(self.endpoint.iter_mut())
+            .chain(self.notification.iter_mut())
+            .chain(self.sched.iter_mut())
+            .chain(self.partition.iter_mut())
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -143,7 +198,9 @@ pub struct Kernel {
     pub tasks: [Option<Task>; MAX_TASKS],
     pub threads: [Thread; MAX_THREADS],
     pub memory: [Option<MemoryObject>; MAX_MEMORY_OBJECTS],
-    pub untyped: [Option<Untyped>; MAX_UNTYPED],
+    /// Untyped pools: quotas, and who is charged for what.
+    pub quota: Quotas<MAX_UNTYPED>,
+    pub charges: Charges,
     pub io: [Option<IoRange>; MAX_IO_RANGES],
     pub sched: [Option<SchedContext>; MAX_SCHED_CONTEXTS],
     pub interrupts: [Option<Interrupt>; MAX_INTERRUPTS],
@@ -151,14 +208,41 @@ pub struct Kernel {
     pub vcpus: [Option<vm::Vcpu>; vm::MAX_VP_OBJECTS],
     /// Timer ticks already fed to the scheduler.
     pub ticks_seen: u64,
+    /// Objects to destroy once the capability table is free (`reap`).
+    pub doomed: Doomed,
 }
 
 /// Memory-object mapping owners at and above this are partitions.
 pub const PARTITION_OWNER: u32 = 0x8000_0000;
 
 /// Objects whose last capability went away, to destroy once the capability
-/// table is no longer borrowed.
-pub type Doomed = heapless::Deque<ObjRef, 64>;
+/// table is no longer borrowed: a bit per object of every pool
+/// (`kerncore::doomed`), so one operation may end any number of objects.
+pub type Doomed = kerncore::doomed::Doomed<{ DOOMED_KINDS.len() }, { MAX_MEMORY_OBJECTS.div_ceil(64) }>;
+
+/// The kinds of object that are destroyed.
+const DOOMED_KINDS: [ObjectType; 11] = [
+    ObjectType::ENDPOINT,
+    ObjectType::NOTIFICATION,
+    ObjectType::THREAD,
+    ObjectType::VP,
+    ObjectType::TASK,
+    ObjectType::PARTITION,
+    ObjectType::MEMORY,
+    ObjectType::SCHED_CONTEXT,
+    ObjectType::IO_PORTS,
+    ObjectType::INTERRUPT,
+    ObjectType::UNTYPED,
+];
+// The memory pool is the largest: every pool fits the set.
+const _: () = assert!(
+    MAX_MEMORY_OBJECTS >= MAX_THREADS
+        && MAX_MEMORY_OBJECTS >= MAX_ENDPOINTS
+        && MAX_MEMORY_OBJECTS >= MAX_TASKS
+        && MAX_MEMORY_OBJECTS >= MAX_IO_RANGES
+        && MAX_MEMORY_OBJECTS >= MAX_INTERRUPTS
+        && MAX_MEMORY_OBJECTS >= MAX_SCHED_CONTEXTS
+);
 
 impl Kernel {
     pub const fn new() -> Kernel {
@@ -168,13 +252,15 @@ impl Kernel {
             tasks: [const { None }; MAX_TASKS],
             threads: [Thread::DEAD; MAX_THREADS],
             memory: [const { None }; MAX_MEMORY_OBJECTS],
-            untyped: [const { None }; MAX_UNTYPED],
+            quota: Quotas::new(),
+            charges: Charges::new(),
             io: [const { None }; MAX_IO_RANGES],
             sched: [const { None }; MAX_SCHED_CONTEXTS],
             interrupts: [const { None }; MAX_INTERRUPTS],
             partitions: [const { None }; vm::MAX_PARTITIONS],
             vcpus: [const { None }; vm::MAX_VP_OBJECTS],
             ticks_seen: 0,
+            doomed: Doomed::new(DOOMED_KINDS),
         }
     }
 
@@ -201,42 +287,70 @@ impl Kernel {
     }
 
     /// Creates a memory object of `pages` zeroed frames.
-    pub fn create_memory(&mut self, pages: u64, untyped: Option<u32>) -> Result<u32, abi::ErrorCode> {
+    pub fn create_memory(&mut self, pages: u64) -> Result<u32, abi::ErrorCode> {
         let index = self.memory.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
         let count = usize::try_from(pages).map_err(|_| abi::ErrorCode::INVALID_ARGUMENT)?;
         let frames = memory::alloc_frames(count).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-        self.memory[index] = Some(MemoryObject {
-            phys: frames.start(),
-            pages,
-            frames: Some(frames),
-            untyped,
-            mappings: heapless::Vec::new(),
-        });
+        self.memory[index] =
+            Some(MemoryObject { phys: frames.start(), pages, frames: Some(frames), mappings: heapless::Vec::new() });
         Ok(index as u32)
+    }
+
+    /// Charges `pages` to `pool` for `object` (on top of what it has).
+    pub fn charge(&mut self, object: ObjRef, pool: Option<u32>, pages: u64) -> Result<(), abi::ErrorCode> {
+        self.quota.charge(pool, pages).map_err(|_| abi::ErrorCode::OUT_OF_MEMORY)?;
+        if let Some(c) = self.charges.of(object) {
+            c.pool = pool;
+            c.pages += pages;
+        }
+        Ok(())
+    }
+
+    /// Gives back everything `object` was charged.
+    pub fn uncharge(&mut self, object: ObjRef) {
+        if let Some(c) = self.charges.of(object).map(core::mem::take) {
+            self.quota.credit(c.pool, c.pages);
+        }
+    }
+
+    /// The pool that pays for the page tables of a task or partition, and
+    /// how many tables it can still pay for.
+    pub fn table_budget(&mut self, owner: ObjRef) -> (Option<u32>, u64) {
+        let pool = self.charges.of(owner).and_then(|c| c.pool);
+        let left = match pool {
+            Some(p) => self.quota.get(p).map_or(0, |q| q.left() / abi::cost::PAGE_TABLE),
+            None => u64::MAX,
+        };
+        (pool, left)
+    }
+
+    /// Charges `tables` page tables just added to `owner`'s hierarchy.
+    pub fn charge_tables(&mut self, owner: ObjRef, tables: u64) {
+        let (pool, _) = self.table_budget(owner);
+        // Within the budget `table_budget` gave, so this cannot fail.
+        let _ = self.charge(owner, pool, tables * abi::cost::PAGE_TABLE);
     }
 
     /// Reports the removals of a capability operation: objects whose last
     /// capability went are queued in `doomed`.
     pub fn note_removed(doomed: &mut Doomed, removed: Removed) {
         if removed.last {
-            // A full queue only delays destruction of the overflow to never;
-            // 64 exceeds any single operation on these pool sizes.
-            let _ = doomed.push_back(removed.cap.object);
+            doomed.push(removed.cap.object);
         }
     }
 
     /// Destroys queued objects, which may queue more (a task's capabilities).
-    pub fn reap(&mut self, doomed: &mut Doomed) {
-        let any = !doomed.is_empty();
-        while let Some(object) = doomed.pop_front() {
-            self.destroy(object, doomed);
+    pub fn reap(&mut self) {
+        let any = !self.doomed.is_empty();
+        while let Some(object) = self.doomed.pop() {
+            self.destroy(object);
         }
         if any {
             self.watch_vps();
         }
     }
 
-    fn destroy(&mut self, object: ObjRef, doomed: &mut Doomed) {
+    pub(super) fn destroy(&mut self, object: ObjRef) {
         let index = object.index as usize;
         match object.kind {
             ObjectType::ENDPOINT => {
@@ -253,12 +367,12 @@ impl Kernel {
                 let _ = self.ipc.destroy_notification(NotificationId(object.index));
             }
             ObjectType::THREAD => self.destroy_thread(ThreadId(object.index as u16)),
-            ObjectType::TASK => self.destroy_task(object.index, doomed),
+            ObjectType::TASK => self.destroy_task(object.index),
             ObjectType::VP => self.destroy_thread(ThreadId(object.index as u16)),
             ObjectType::PARTITION => {
                 if let Some(partition) = self.partitions.get_mut(index).and_then(Option::take) {
                     for mem in self.memory.iter_mut().flatten() {
-                        mem.mappings.retain(|m| m.0 != PARTITION_OWNER + object.index);
+                        mem.mappings.retain(|m| m.owner != PARTITION_OWNER + object.index);
                     }
                     for vcpu in self.vcpus.iter_mut().flatten() {
                         if vcpu.partition == Some(object.index) {
@@ -271,15 +385,14 @@ impl Kernel {
             ObjectType::MEMORY => {
                 if let Some(mem) = self.memory.get_mut(index).and_then(Option::take) {
                     self.forget_ipc_buffers(|_| true, mem.phys, mem.pages * PAGE_SIZE, false);
-                    for &(owner, vaddr, pages) in &mem.mappings {
-                        if let Some(p) = owner.checked_sub(PARTITION_OWNER) {
-                            self.unmap_guest(p, vaddr, pages);
-                        } else if let Some(t) = self.tasks.get_mut(owner as usize).and_then(Option::as_mut) {
-                            let _ = t.space.unmap(vaddr, pages * PAGE_SIZE);
+                    // Records match what is mapped; removing what is present
+                    // cannot fail, so no translation to these frames survives.
+                    for m in &mem.mappings {
+                        if let Some(p) = m.owner.checked_sub(PARTITION_OWNER) {
+                            self.unmap_guest(p, m.at, m.pages);
+                        } else if let Some(t) = self.tasks.get_mut(m.owner as usize).and_then(Option::as_mut) {
+                            t.space.unmap_present(m.at, m.pages * PAGE_SIZE);
                         }
-                    }
-                    if let Some(untyped) = mem.untyped.and_then(|u| self.untyped.get_mut(u as usize)?.as_mut()) {
-                        untyped.pages_left += mem.pages;
                     }
                     if let Some(frames) = mem.frames {
                         memory::free_frames(frames);
@@ -301,9 +414,10 @@ impl Kernel {
                     crate::arch::ioapic::set(line.first, true);
                 }
             }
-            ObjectType::UNTYPED => self.release_untyped(index),
+            ObjectType::UNTYPED => self.release_untyped(object.index),
             _ => {}
         }
+        self.uncharge(object);
     }
 
     fn destroy_thread(&mut self, t: ThreadId) {
@@ -328,19 +442,29 @@ impl Kernel {
     }
 
     /// A task goes with its threads, its mappings and its capabilities.
-    fn destroy_task(&mut self, index: u32, doomed: &mut Doomed) {
+    fn destroy_task(&mut self, index: u32) {
         let Some(task) = self.tasks.get_mut(index as usize).and_then(Option::take) else {
             return;
         };
+        // Its threads stop for good; each stays (with what it was charged)
+        // until its last capability goes, so no capability ever names a
+        // reused entry.
         for t in 0..MAX_THREADS {
-            if self.threads[t].alive && self.threads[t].task == Some(index) {
-                self.destroy_thread(ThreadId(t as u16));
+            let thread = &mut self.threads[t];
+            if thread.alive && thread.task == Some(index) {
+                (thread.task, thread.started, thread.ipc_buffer, thread.fault_handler) = (None, false, None, None);
+                let id = ThreadId(t as u16);
+                let _ = self.ipc.exit(id);
+                for sc in self.sched.iter_mut().flatten().filter(|sc| sc.bound == Some(id)) {
+                    sc.bound = None;
+                }
             }
         }
         for mem in self.memory.iter_mut().flatten() {
-            mem.mappings.retain(|m| m.0 != index);
+            mem.mappings.retain(|m| m.owner != index);
         }
-        self.caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
+        let Kernel { caps, doomed, .. } = self;
+        caps.clear_cspace(task.cspace, |removed| Self::note_removed(doomed, removed));
         task.space.destroy();
     }
 
@@ -360,19 +484,50 @@ impl Kernel {
     }
 
     /// Ends an untyped pool. Objects made from it keep their frames until
-    /// they go; the quota it was carved from returns to its parent now.
-    pub fn release_untyped(&mut self, index: usize) {
-        let Some(pool) = self.untyped.get_mut(index).and_then(Option::take) else { return };
-        if let Some(parent) = pool.parent.and_then(|p| self.untyped.get_mut(p as usize)?.as_mut()) {
-            parent.pages_left += pool.pages;
+    /// they go, and stay charged to its parent; only the unused part of its
+    /// quota returns to the parent now (see `kerncore::quota`).
+    pub fn release_untyped(&mut self, index: u32) {
+        let Some(owner) = self.quota.release(index) else { return };
+        for charge in self.charges.all().filter(|c| c.pool == Some(index)) {
+            charge.pool = owner;
         }
     }
 
-    /// Removes guest mappings; the partition's VPs flush before running again.
+    /// Removes whatever guest mappings `[gpa, gpa + pages)` has (teardown:
+    /// it cannot fail); the partition's VPs flush before running again.
     pub fn unmap_guest(&mut self, partition: u32, gpa: u64, pages: u64) {
         let Some(p) = self.partitions.get_mut(partition as usize).and_then(Option::as_mut) else { return };
-        let _ = crate::arch::vm::slat::unmap(p.backend, p.root, gpa, pages * PAGE_SIZE);
+        crate::arch::vm::slat::unmap_present(p.backend, p.root, gpa, pages.saturating_mul(PAGE_SIZE));
         p.flush = true;
+    }
+
+    /// Checks an unmap of `[at, at + pages)` from `owner` before anything
+    /// changes: every page must be recorded (so mapped), and every record
+    /// it cuts must still fit once split.
+    pub fn check_unmap(&self, owner: u32, at: u64, pages: u64) -> Result<(), abi::ErrorCode> {
+        let records = self.memory.iter().flatten().flat_map(|m| m.mappings.iter());
+        if pages == 0
+            || !at.is_multiple_of(PAGE_SIZE)
+            || mapping::covered(records, owner, at, pages, PAGE_SIZE) != pages
+        {
+            return Err(abi::ErrorCode::INVALID_ARGUMENT);
+        }
+        for mem in self.memory.iter().flatten() {
+            if mapping::covered(&mem.mappings, owner, at, pages, PAGE_SIZE) > 0 {
+                mapping::cut(&mem.mappings, owner, at, pages, PAGE_SIZE).map_err(|_| abi::ErrorCode::OUT_OF_MEMORY)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts `[at, at + pages)` of `owner` out of the records, once
+    /// [`Self::check_unmap`] passed and the pages are unmapped.
+    pub fn record_unmap(&mut self, owner: u32, at: u64, pages: u64) {
+        for mem in self.memory.iter_mut().flatten() {
+            if let Ok(rest) = mapping::cut(&mem.mappings, owner, at, pages, PAGE_SIZE) {
+                mem.mappings = rest;
+            }
+        }
     }
 
     /// Signals the notifications bound to lines that fired. A line stays

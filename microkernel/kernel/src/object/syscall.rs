@@ -2,8 +2,8 @@
 //! allegation until decoded and checked here. Every capability use goes
 //! through `CapTable::lookup` with the type and rights the operation needs.
 
+use super::Kernel;
 use super::transfer::Xfer;
-use super::{Doomed, Kernel};
 use abi::{CapSlot, ErrorCode, MessageInfo, ObjectType, Rights, Sysnum};
 use kerncore::ipc::{Block, EndpointId, Message, NotificationId, SyscallResult};
 use kerncore::sched::ThreadId;
@@ -114,9 +114,8 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
             k.ipc.wait(t, n, block).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::INVOKE => {
-            let mut doomed = Doomed::new();
-            let outcome = super::invoke::invoke(k, t, req.cap, req.info, &mut doomed);
-            k.reap(&mut doomed);
+            let outcome = super::invoke::invoke(k, t, req.cap, req.info);
+            k.reap();
             let info = outcome?;
             // The invoked operation may have ended the caller itself.
             if k.threads[usize::from(t.0)].alive {

@@ -395,8 +395,9 @@ impl Next {
 
 /// Sets registers from (name, low, high) triples after a count.
 fn set_registers(vcpu: &mut Vcpu, words: &[u64]) -> Result<(), ErrorCode> {
-    let count = *words.first().unwrap_or(&0) as usize;
-    let triples = words.get(1..1 + 3 * count).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+    let count = usize::try_from(*words.first().unwrap_or(&0)).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+    let end = count.checked_mul(3).and_then(|n| n.checked_add(1)).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+    let triples = words.get(1..end).ok_or(ErrorCode::INVALID_ARGUMENT)?;
     for t in triples.chunks_exact(3) {
         let name = HvRegisterName(u32::try_from(t[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
         if !vcpu.set(name, t[1], t[2]) {
@@ -464,7 +465,7 @@ use super::invoke::{bind_sched, buffer_word, control, done, expect, run_right, s
 use abi::invoke::Operation;
 use abi::limits::MAX_VP_REGISTERS;
 use abi::{CapSlot, MessageInfo, ObjectType, Rights};
-use kerncore::cap::{CSpace, Capability};
+use kerncore::cap::{CSpace, Capability, ObjRef};
 use kerncore::paging::PAGE_SIZE;
 use kerncore::slat::GuestRights;
 
@@ -491,24 +492,36 @@ pub fn invoke(
                 return Err(ErrorCode::NO_RIGHTS);
             }
             let (offset, pages, gpa) = (mr[3] >> 32, mr[3] & 0xffff_ffff, mr[1]);
-            let mem = k.memory[mem_cap.object.index as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+            let index = mem_cap.object.index as usize;
+            let mem = k.memory[index].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
             if pages == 0
                 || offset.checked_add(pages).is_none_or(|end| end > mem.pages)
                 || !gpa.is_multiple_of(PAGE_SIZE)
+                || gpa.checked_add(pages * PAGE_SIZE).is_none_or(|end| end > 1 << 46)
             {
                 return Err(ErrorCode::INVALID_ARGUMENT);
             }
-            if mem.mappings.is_full() || gpa.checked_add(pages * PAGE_SIZE).is_none_or(|end| end > 1 << 46) {
-                return Err(ErrorCode::INVALID_ARGUMENT);
+            // A mapping that cannot be recorded is never made.
+            if mem.mappings.is_full() {
+                return Err(ErrorCode::OUT_OF_MEMORY);
             }
             let phys = mem.phys + offset * PAGE_SIZE;
+            let owner = ObjRef { kind: ObjectType::PARTITION, index: partition };
+            let (_, budget) = k.table_budget(owner);
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
-            hw::slat::map(p.backend, p.root, gpa, phys, pages * PAGE_SIZE, rights)
-                .map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            let (mapped, tables) = hw::slat::map(p.backend, p.root, gpa, phys, pages * PAGE_SIZE, rights, budget);
             p.flush = true;
-            if let Some(mem) = k.memory[mem_cap.object.index as usize].as_mut() {
-                let _ = mem.mappings.push((super::PARTITION_OWNER + partition, gpa, pages));
+            // Tables a refused map added stay (empty) and are paid for all the same.
+            k.charge_tables(owner, tables);
+            mapped.map_err(|e| match e {
+                kerncore::slat::GuestMapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
+                _ => ErrorCode::BAD_ADDRESS,
+            })?;
+            let record = kerncore::mapping::Mapping { owner: super::PARTITION_OWNER + partition, at: gpa, pages };
+            if let Some(mem) = k.memory[index].as_mut() {
+                // Checked above, and nothing came between.
+                let _ = mem.mappings.push(record);
             }
             done()
         }
@@ -516,13 +529,14 @@ pub fn invoke(
             let partition = expect(cap, ObjectType::PARTITION, control())?;
             let (gpa, pages) = (mr[0], mr[1]);
             let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            let owner = super::PARTITION_OWNER + partition;
+            // Only recorded pages, and only if the records they cut (a
+            // partial or middle unmap splits one) still fit.
+            k.check_unmap(owner, gpa, pages)?;
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             hw::slat::unmap(p.backend, p.root, gpa, len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
             p.flush = true;
-            let owner = super::PARTITION_OWNER + partition;
-            for mem in k.memory.iter_mut().flatten() {
-                mem.mappings.retain(|&(o, at, _)| !(o == owner && at >= gpa && at < gpa + len));
-            }
+            k.record_unmap(owner, gpa, pages);
             done()
         }
         Operation::PARTITION_FLUSH_TLB => {
