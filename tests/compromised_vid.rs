@@ -125,8 +125,6 @@ fn bochs_compromised_vid_is_contained() {
 /// Retyping in a loop ends on the evil VID's own quota, never on a pool
 /// every task shares.
 #[test]
-#[ignore = "needs every kernel object charged to its creator's untyped (issue #9 findings 6 and 8): today \
-            objects other than memory cost only entries of pools every task shares"]
 fn qemu_compromised_vid_cannot_exhaust_kernel_memory() {
     let m = manifest();
     let run =

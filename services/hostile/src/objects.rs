@@ -171,7 +171,9 @@ fn run_stale_guest(own: &mut Own) -> Result<[GuestRead; 4], ErrorCode> {
     let fresh = own.retype(ObjectType::MEMORY, 5)?;
     fill(own, fresh, 5, 0x5eca_5eca)?;
 
-    invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), u64::from(exit_cap.0), 0, 0])?;
+    // Into its partition as VP 0 (CONTROL), then its exits to `exits` (RUN).
+    invoke(vp, Operation::VP_CONFIGURE, &[u64::from(partition.0), 0])?;
+    invoke(vp, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), 0])?;
     let rip = u64::from(HvRegisterName::RIP.0);
     invoke(vp, Operation::VP_SET_REGISTERS, &[1, rip, GUEST_CODE_GPA, 0])?;
     invoke(vp, Operation::VP_START, &[])?;
@@ -568,7 +570,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 28] = [
+const OPERATIONS: [Operation; 30] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -582,6 +584,7 @@ const OPERATIONS: [Operation; 28] = [
     Operation::THREAD_START,
     Operation::THREAD_SUSPEND,
     Operation::SCHED_CONFIGURE,
+    Operation::SCHED_LIMIT,
     Operation::IRQ_BIND,
     Operation::IRQ_ACK,
     Operation::IRQ_ISSUE,
@@ -589,6 +592,7 @@ const OPERATIONS: [Operation; 28] = [
     Operation::PARTITION_UNMAP,
     Operation::PARTITION_FLUSH_TLB,
     Operation::VP_CONFIGURE,
+    Operation::VP_SET_HANDLER,
     Operation::VP_SET_REGISTERS,
     Operation::VP_GET_REGISTERS,
     Operation::VP_START,
