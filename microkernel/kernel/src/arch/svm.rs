@@ -375,6 +375,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         SvmExitCode::INVD => (ExitReason::CacheFlush, instruction_length::INVD),
         SvmExitCode::WBINVD => (ExitReason::CacheFlush, instruction_length::WBINVD),
         SvmExitCode::RDPMC => (ExitReason::Rdpmc, instruction_length::RDPMC),
+        code if code.is_not_offered_instruction() => (ExitReason::NotOffered, 0),
         code if code.is_dr_access() => (ExitReason::DebugRegister, 0),
         // The CPU has updated DR6 (and cleared DR7.GD) in the VMCB already:
         // the #DB only remains to be delivered. #AC's error code (0) is in

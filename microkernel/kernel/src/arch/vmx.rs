@@ -1150,6 +1150,7 @@ fn decode_exit(state: &mut VpState) -> Exit {
         Basic::XSETBV => (ExitReason::Xsetbv, length()),
         Basic::INVD | Basic::WBINVD => (ExitReason::CacheFlush, length()),
         Basic::RDPMC => (ExitReason::Rdpmc, length()),
+        basic if basic.is_not_offered_instruction() => (ExitReason::NotOffered, 0),
         Basic::MOV_DR => (ExitReason::DebugRegister, 0),
         // EPT misconfigurations and everything not intercepted on purpose.
         _ => other,
