@@ -551,13 +551,16 @@ pub fn enable() -> Result<(), &'static str> {
         .map_err(|_| "the CPU lacks external-interrupt or NMI exiting, or virtual NMIs")?;
     // CR8 accesses exit: without a TPR shadow a 64-bit guest would write
     // the host's own APIC TPR and could hold off every host interrupt. As
-    // under SVM, RDPMC and debug-register accesses (until the VP's first,
-    // see `dr`) exit, and so do XSETBV and INVD (always) and WBINVD.
+    // under SVM, RDPMC, MONITOR, MWAIT and debug-register accesses (until
+    // the VP's first, see `dr`) exit, and so do XSETBV and INVD (always)
+    // and WBINVD.
     let primary = fit(
         primary_msr,
         PrimaryControls::new()
             .with_hlt_exiting(true)
             .with_rdpmc_exiting(true)
+            .with_monitor_exiting(true)
+            .with_mwait_exiting(true)
             .with_mov_dr_exiting(true)
             .with_cr8_load_exiting(true)
             .with_cr8_store_exiting(true)

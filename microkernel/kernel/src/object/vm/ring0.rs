@@ -19,7 +19,8 @@
 //!   CR4.VMXE read clear), GETSEC and MONITOR/MWAIT. The hardware exits on
 //!   them because it has them (SVM: VMRUN must be intercepted, and the
 //!   guest's EFER.SVME is set; VMX: its instructions and GETSEC exit
-//!   unconditionally).
+//!   unconditionally). MONITOR and MWAIT are intercepted on both, so that
+//!   no guest puts the physical CPU to sleep.
 //! - The first debug-register access makes them the VP's own
 //!   (`arch::dr`); the access then runs again, natively.
 //! - #DB and #AC are delivered to the guest from here, so a delivery that
