@@ -4,11 +4,12 @@
 //! CPU without them. An instruction the hypervisor intercepts for its own
 //! sake must still look like that to the guest, not end the partition.
 //!
-//! At CPL 3 too: VMX's instructions exit before the CPU checks the CPL
-//! (SDM Vol. 3C §26.1.2), so VMXON must still raise #UD. SVM's are checked
-//! for the CPL before the intercept (APM Vol. 2 §15.9): on an AMD CPU,
-//! whose guest runs with EFER.SVME set, VMRUN at CPL 3 raises #GP(0), not
-//! #UD (docs/ARCHITECTURE.md §7); which one it was is reported.
+//! At CPL 3 too: in VMX non-root operation VMX's instructions exit before
+//! the CPU checks the CPL (SDM Vol. 2, VMXON's operation), so VMXON must
+//! still raise #UD. SVM's are checked for the CPL before the intercept
+//! (APM Vol. 2, "Instruction Intercepts"): on an AMD CPU, whose guest runs
+//! with EFER.SVME set, VMRUN at CPL 3 raises #GP(0), not #UD
+//! (docs/ARCHITECTURE.md §7); which one it was is reported.
 
 use super::{Ctx, Failures, GP, Outcome, UD, is_vector, say};
 use crate::hw::checked;
@@ -77,12 +78,12 @@ pub fn run(_ctx: &Ctx) -> Outcome {
     }
     let p3 = ring3::user_data();
     let vmxon = ring3::call(Routine::Vmxon, 0, p3);
-    t.note(true);
     let at = Routine::Vmxon.address();
+    t.note(vmxon.rip == at);
     f.require((vmxon.vector, vmxon.rip) == (UD, at), || detail!("VMXON at CPL 3: {vmxon:x?}, expected #UD at {at:#x}"));
     let vmrun = ring3::call(Routine::Vmrun, 0, p3);
-    t.note(true);
     let at = Routine::Vmrun.address();
+    t.note(vmrun.rip == at);
     match (vmrun.vector, vmrun.error, vmrun.rip) {
         (UD, _, rip) if rip == at => say!(TEST, "VMRUN at CPL 3: #UD"),
         (GP, 0, rip) if rip == at => say!(TEST, "VMRUN at CPL 3: #GP(0) (the CPU checks the CPL first)"),
