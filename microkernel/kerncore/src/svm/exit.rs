@@ -146,6 +146,27 @@ impl SvmExitCode {
         Self::in_range(self.0, CR_WRITE_TRAP_BASE, 16)
     }
 
+    /// An instruction no guest is offered: SVM's own (CPUID has no SVM
+    /// and EFER.SVME reads clear, though the hardware needs it set for
+    /// VMRUN) and MONITOR/MWAIT (no CPUID.1:ECX.MONITOR). A CPU without
+    /// them raises #UD, and so must the hypervisor (APM Vol. 3: each
+    /// raises #UD when its feature is absent).
+    pub const fn is_not_offered_instruction(self) -> bool {
+        matches!(
+            self,
+            Self::VMRUN
+                | Self::VMLOAD
+                | Self::VMSAVE
+                | Self::STGI
+                | Self::CLGI
+                | Self::SKINIT
+                | Self::INVLPGA
+                | Self::MONITOR
+                | Self::MWAIT
+                | Self::MWAIT_CONDITIONAL
+        )
+    }
+
     const fn in_range(code: u64, base: u64, count: u64) -> Option<u8> {
         if code >= base && code < base + count { Some((code - base) as u8) } else { None }
     }

@@ -79,6 +79,19 @@ fn exit_codes() {
 }
 
 #[test]
+fn instructions_not_offered_are_the_svm_ones_and_monitor_mwait() {
+    let not_offered: std::vec::Vec<_> =
+        (0..0x500).map(SvmExitCode).filter(|c| c.is_not_offered_instruction()).filter_map(|c| c.name()).collect();
+    let expected =
+        ["INVLPGA", "VMRUN", "VMLOAD", "VMSAVE", "STGI", "CLGI", "SKINIT", "MONITOR", "MWAIT", "MWAIT_CONDITIONAL"];
+    assert_eq!(not_offered, expected);
+    // The hypercall instruction, and exits handled otherwise, are not among them.
+    for code in [SvmExitCode::VMMCALL, SvmExitCode::CPUID, SvmExitCode::RDPMC, SvmExitCode::INVALID] {
+        assert!(!code.is_not_offered_instruction(), "{code:?}");
+    }
+}
+
+#[test]
 fn ioio_exit_info() {
     // OUT 0x80, AL as QEMU reports it: SZ8, no address-size bits.
     let info = IoioExitInfo::from(0x0080_0010);

@@ -100,6 +100,32 @@ impl ExitReason {
     pub const fn into_bits(self) -> u16 {
         self.0
     }
+
+    /// An instruction no guest is offered, which exits: VMX's own (CPUID
+    /// has no VMX, CR4.VMXE reads clear), VMFUNC (only with VM functions
+    /// on), GETSEC (only with CR4.SMXE set; CPUID has no SMX) and
+    /// MONITOR/MWAIT (no CPUID.1:ECX.MONITOR). A CPU without them raises
+    /// #UD, and so must the hypervisor.
+    pub const fn is_not_offered_instruction(self) -> bool {
+        matches!(
+            self,
+            Self::VMCLEAR
+                | Self::VMLAUNCH
+                | Self::VMPTRLD
+                | Self::VMPTRST
+                | Self::VMREAD
+                | Self::VMRESUME
+                | Self::VMWRITE
+                | Self::VMXOFF
+                | Self::VMXON
+                | Self::INVEPT
+                | Self::INVVPID
+                | Self::VMFUNC
+                | Self::GETSEC
+                | Self::MONITOR
+                | Self::MWAIT
+        )
+    }
 }
 
 /// The exit-reason field, VMCS [`super::VmcsField::EXIT_REASON`] (SDM

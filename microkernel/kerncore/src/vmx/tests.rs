@@ -92,6 +92,20 @@ fn exit_reason_field() {
 }
 
 #[test]
+fn instructions_not_offered_are_the_vmx_ones_getsec_and_monitor_mwait() {
+    let not_offered: std::vec::Vec<_> =
+        (0..=u16::MAX).map(ExitReason).filter(|r| r.is_not_offered_instruction()).filter_map(|r| r.name()).collect();
+    let expected = [
+        "GETSEC", "VMCLEAR", "VMLAUNCH", "VMPTRLD", "VMPTRST", "VMREAD", "VMRESUME", "VMWRITE", "VMXOFF", "VMXON",
+        "MWAIT", "MONITOR", "INVEPT", "INVVPID", "VMFUNC",
+    ];
+    assert_eq!(not_offered, expected);
+    for reason in [ExitReason::VMCALL, ExitReason::CPUID, ExitReason::RDPMC, ExitReason::MONITOR_TRAP_FLAG] {
+        assert!(!reason.is_not_offered_instruction(), "{reason:?}");
+    }
+}
+
+#[test]
 fn io_qualification() {
     // OUT 0x80, AL: 1 byte, OUT, immediate port.
     let q = IoQualification::from(0x0080_0040);

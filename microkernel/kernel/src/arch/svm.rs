@@ -227,9 +227,10 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     let host = HOST.get().expect("svm::enable runs first");
     with_vmcb(vmcb, |v| {
         let c = &mut v.control;
-        // As under VMX: #DB and #AC, XSETBV, INVD, WBINVD, RDPMC and every
-        // debug-register access (until the VP's first, see `dr`) exit; a
-        // machine check is the host's business, never the guest's.
+        // As under VMX: #DB and #AC, XSETBV, INVD, WBINVD, RDPMC, MONITOR,
+        // MWAIT and every debug-register access (until the VP's first, see
+        // `dr`) exit; a machine check is the host's business, never the
+        // guest's. SVM's own instructions exit too (VMRUN must).
         c.exception_intercepts = REFLECTED_EXCEPTIONS | 1 << kerncore::mce::VECTOR;
         c.intercepts1 = GeneralIntercepts1::new()
             .with_intr(true)
@@ -251,6 +252,8 @@ pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
             .with_clgi(true)
             .with_skinit(true)
             .with_wbinvd(true)
+            .with_monitor(true)
+            .with_mwait(true)
             .with_xsetbv(true);
         c.dr_intercepts = all_registers();
         c.iopm_base_pa = host.iopm;
@@ -375,6 +378,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         SvmExitCode::INVD => (ExitReason::CacheFlush, instruction_length::INVD),
         SvmExitCode::WBINVD => (ExitReason::CacheFlush, instruction_length::WBINVD),
         SvmExitCode::RDPMC => (ExitReason::Rdpmc, instruction_length::RDPMC),
+        code if code.is_not_offered_instruction() => (ExitReason::NotOffered, 0),
         code if code.is_dr_access() => (ExitReason::DebugRegister, 0),
         // The CPU has updated DR6 (and cleared DR7.GD) in the VMCB already:
         // the #DB only remains to be delivered. #AC's error code (0) is in

@@ -78,6 +78,10 @@ pub enum ExitReason {
     CacheFlush,
     /// RDPMC: no performance counters are offered (ring 0 raises #GP).
     Rdpmc,
+    /// An instruction the guest is not offered (SVM, VMX, SMX,
+    /// MONITOR/MWAIT) that exits anyway: ring 0 raises #UD, as a CPU
+    /// without it does, and RIP stays.
+    NotOffered,
     /// A debug-register access while they are intercepted (the VP's
     /// first): ring 0 lets them through and the access runs again.
     DebugRegister,

@@ -551,13 +551,16 @@ pub fn enable() -> Result<(), &'static str> {
         .map_err(|_| "the CPU lacks external-interrupt or NMI exiting, or virtual NMIs")?;
     // CR8 accesses exit: without a TPR shadow a 64-bit guest would write
     // the host's own APIC TPR and could hold off every host interrupt. As
-    // under SVM, RDPMC and debug-register accesses (until the VP's first,
-    // see `dr`) exit, and so do XSETBV and INVD (always) and WBINVD.
+    // under SVM, RDPMC, MONITOR, MWAIT and debug-register accesses (until
+    // the VP's first, see `dr`) exit, and so do XSETBV and INVD (always)
+    // and WBINVD.
     let primary = fit(
         primary_msr,
         PrimaryControls::new()
             .with_hlt_exiting(true)
             .with_rdpmc_exiting(true)
+            .with_monitor_exiting(true)
+            .with_mwait_exiting(true)
             .with_mov_dr_exiting(true)
             .with_cr8_load_exiting(true)
             .with_cr8_store_exiting(true)
@@ -1150,6 +1153,7 @@ fn decode_exit(state: &mut VpState) -> Exit {
         Basic::XSETBV => (ExitReason::Xsetbv, length()),
         Basic::INVD | Basic::WBINVD => (ExitReason::CacheFlush, length()),
         Basic::RDPMC => (ExitReason::Rdpmc, length()),
+        basic if basic.is_not_offered_instruction() => (ExitReason::NotOffered, 0),
         Basic::MOV_DR => (ExitReason::DebugRegister, 0),
         // EPT misconfigurations and everything not intercepted on purpose.
         _ => other,

@@ -265,6 +265,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
         ExitReason::Xsetbv
         | ExitReason::CacheFlush
         | ExitReason::Rdpmc
+        | ExitReason::NotOffered
         | ExitReason::DebugRegister
         | ExitReason::Exception(_) => {
             ring0::handle(vcpu, &exit);

@@ -213,4 +213,5 @@ pub fn is_vector(fault: Option<Fault>, vector: u8) -> bool {
 }
 
 pub const UD: u8 = 6;
+pub const GP: u8 = 13;
 pub const PF: u8 = 14;

@@ -1,4 +1,5 @@
-//! A short trip to CPL 3 for the tests that need it (#AC, XSETBV at CPL 3).
+//! A short trip to CPL 3 for the tests that need it (#AC, XSETBV, VMXON
+//! and VMRUN at CPL 3).
 //!
 //! [`call`] loads a GDT with user segments and a 64-bit TSS (whose RSP0 is
 //! where a fault from CPL 3 lands), makes the kernel image's pages
@@ -68,6 +69,17 @@ tk_user_xsetbv:
 tk_user_xsetbv_insn:
     xsetbv
     ud2
+    .global tk_user_vmxon
+tk_user_vmxon:
+    .byte 0xf3, 0x0f, 0xc7, 0x31 /* vmxon [rcx] */
+    ud2
+    .global tk_user_vmrun
+tk_user_vmrun:
+    mov rax, rcx
+    .global tk_user_vmrun_insn
+tk_user_vmrun_insn:
+    .byte 0x0f, 0x01, 0xd8 /* vmrun */
+    ud2
 
     .section .bss
     .balign 8
@@ -84,6 +96,9 @@ unsafe extern "C" {
     fn tk_user_load();
     fn tk_user_xsetbv();
     fn tk_user_xsetbv_insn();
+    fn tk_user_vmxon();
+    fn tk_user_vmrun();
+    fn tk_user_vmrun_insn();
 }
 
 /// A routine to run at CPL 3.
@@ -93,6 +108,10 @@ pub enum Routine {
     Load,
     /// `xsetbv` of XCR0 with `argument`.
     Xsetbv,
+    /// `vmxon [argument]`.
+    Vmxon,
+    /// `vmrun` with RAX = `argument`.
+    Vmrun,
 }
 
 impl Routine {
@@ -101,6 +120,8 @@ impl Routine {
         match self {
             Routine::Load => tk_user_load as *const () as u64,
             Routine::Xsetbv => tk_user_xsetbv_insn as *const () as u64,
+            Routine::Vmxon => tk_user_vmxon as *const () as u64,
+            Routine::Vmrun => tk_user_vmrun_insn as *const () as u64,
         }
     }
 
@@ -108,6 +129,8 @@ impl Routine {
         match self {
             Routine::Load => tk_user_load as *const () as u64,
             Routine::Xsetbv => tk_user_xsetbv as *const () as u64,
+            Routine::Vmxon => tk_user_vmxon as *const () as u64,
+            Routine::Vmrun => tk_user_vmrun as *const () as u64,
         }
     }
 }

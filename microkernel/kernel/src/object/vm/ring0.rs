@@ -14,6 +14,13 @@
 //!   running cache-as-RAM does, sees them kept.)
 //! - RDPMC raises #GP(0): no performance counters are offered (CPUID has
 //!   no leaf 0xA), so every counter index is invalid.
+//! - An instruction the guest is not offered raises #UD, RIP unchanged:
+//!   SVM's and VMX's own (CPUID has no SVM, VMX or SMX, EFER.SVME and
+//!   CR4.VMXE read clear), GETSEC and MONITOR/MWAIT. The hardware exits on
+//!   them because it has them (SVM: VMRUN must be intercepted, and the
+//!   guest's EFER.SVME is set; VMX: its instructions and GETSEC exit
+//!   unconditionally). MONITOR and MWAIT are intercepted on both, so that
+//!   no guest puts the physical CPU to sleep.
 //! - The first debug-register access makes them the VP's own
 //!   (`arch::dr`); the access then runs again, natively.
 //! - #DB and #AC are delivered to the guest from here, so a delivery that
@@ -72,6 +79,7 @@ pub fn handle(vcpu: &mut Vcpu, exit: &Exit) {
         ExitReason::CacheFlush if vcpu.hw.execution_state().cpl != 0 => fault(vcpu, vector::GENERAL_PROTECTION),
         ExitReason::CacheFlush => skip(vcpu, exit),
         ExitReason::Rdpmc => fault(vcpu, vector::GENERAL_PROTECTION),
+        ExitReason::NotOffered => fault(vcpu, vector::INVALID_OPCODE),
         ExitReason::DebugRegister => vcpu.hw.activate_debug_registers(),
         ExitReason::Exception(event) => raise(vcpu, event),
         _ => {}

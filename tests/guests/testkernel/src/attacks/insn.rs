@@ -15,7 +15,7 @@
 //!   the next debug-register access #DB (and clears GD). The run leaves
 //!   distinct DR0-3 values behind.
 
-use super::{Ctx, Failures, Outcome, UD, is_vector, say};
+use super::{Ctx, Failures, GP, Outcome, UD, is_vector, say};
 use crate::hw::checked;
 use crate::hw::{self, state};
 use guest_testkernel::hostile::{Tally, canonical};
@@ -23,7 +23,6 @@ use guest_testkernel::{Test, detail};
 
 const TEST: Test = Test::HostileInsn;
 const DB: u8 = 1;
-const GP: u8 = 13;
 
 fn xsetbv(xcr: u32, value: u64) -> Option<hw::Fault> {
     checked!("xsetbv", in("ecx") xcr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))

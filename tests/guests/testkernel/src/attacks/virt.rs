@@ -3,10 +3,18 @@
 //! and EFER.SVME and CR4.VMXE read clear): each must raise #UD, as on a
 //! CPU without them. An instruction the hypervisor intercepts for its own
 //! sake must still look like that to the guest, not end the partition.
+//!
+//! At CPL 3 too: in VMX non-root operation VMX's instructions exit before
+//! the CPU checks the CPL (SDM Vol. 2, VMXON's operation), so VMXON must
+//! still raise #UD. SVM's are checked for the CPL before the intercept
+//! (APM Vol. 2, "Instruction Intercepts"): on an AMD CPU, whose guest runs
+//! with EFER.SVME set, VMRUN at CPL 3 raises #GP(0), not #UD
+//! (docs/ARCHITECTURE.md §7); which one it was is reported.
 
-use super::{Ctx, Failures, Outcome, UD, is_vector, say};
+use super::{Ctx, Failures, GP, Outcome, UD, is_vector, say};
 use crate::hw::checked;
 use crate::hw::{self, Fault};
+use crate::ring3::{self, Routine};
 use guest_testkernel::hostile::Tally;
 use guest_testkernel::{Test, detail};
 
@@ -67,6 +75,19 @@ pub fn run(_ctx: &Ctx) -> Outcome {
             t.note(fault.is_some());
             f.require(is_vector(fault, UD), || detail!("{name}: {fault:?}, expected #UD"));
         }
+    }
+    let p3 = ring3::user_data();
+    let vmxon = ring3::call(Routine::Vmxon, 0, p3);
+    let at = Routine::Vmxon.address();
+    t.note(vmxon.rip == at);
+    f.require((vmxon.vector, vmxon.rip) == (UD, at), || detail!("VMXON at CPL 3: {vmxon:x?}, expected #UD at {at:#x}"));
+    let vmrun = ring3::call(Routine::Vmrun, 0, p3);
+    let at = Routine::Vmrun.address();
+    t.note(vmrun.rip == at);
+    match (vmrun.vector, vmrun.error, vmrun.rip) {
+        (UD, _, rip) if rip == at => say!(TEST, "VMRUN at CPL 3: #UD"),
+        (GP, 0, rip) if rip == at => say!(TEST, "VMRUN at CPL 3: #GP(0) (the CPU checks the CPL first)"),
+        _ => f.fail(detail!("VMRUN at CPL 3: {vmrun:x?}, expected #UD or #GP(0) at {at:#x}")),
     }
     // MONITOR and MWAIT: #UD unless CPUID.1:ECX.MONITOR.
     let monitor = leaf1.ecx & (1 << 3) != 0;
