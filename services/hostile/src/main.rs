@@ -9,6 +9,8 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod flood;
+#[cfg(target_os = "none")]
 mod guest;
 #[cfg(target_os = "none")]
 mod objects;
@@ -128,6 +130,7 @@ mod task {
             crate::objects::top_page_is_not_mappable(&mut own);
             crate::registers::loaded_registers_are_checked(&mut own);
             crate::stale::monitor_of_deleted_endpoint(&mut own);
+            crate::flood::fault_lines_are_rate_limited(&mut own);
             crate::objects::storm(&mut own);
         }
 
