@@ -26,30 +26,30 @@ pub fn allow(limit: &spin::Mutex<LogLimit>) -> Option<u64> {
     }
 }
 
-/// `println!` for a line about a VM that a guest or a VMM can cause: rate
-/// limited (see the module).
+/// `println!` under `limit` (a static of this module), saying first how
+/// many lines `what` were held back, if any.
 #[macro_export]
-macro_rules! vm_println {
-    ($($arg:tt)*) => {
-        if let Some(held_back) = $crate::vmlog::allow(&$crate::vmlog::VM_LINES) {
+macro_rules! limited_println {
+    ($limit:ident, $what:literal, $($arg:tt)*) => {
+        if let Some(held_back) = $crate::vmlog::allow(&$crate::vmlog::$limit) {
             if held_back != 0 {
-                platform::println!("vm: {held_back} lines held back (rate limit)");
+                platform::println!(concat!("kernel: {} lines ", $what, " held back (rate limit)"), held_back);
             }
             platform::println!($($arg)*);
         }
     };
 }
 
+/// `println!` for a line about a VM that a guest or a VMM can cause: rate
+/// limited (see the module).
+#[macro_export]
+macro_rules! vm_println {
+    ($($arg:tt)*) => { $crate::limited_println!(VM_LINES, "about VMs", $($arg)*) };
+}
+
 /// `println!` for a line about a task that the task can cause: rate
 /// limited (see the module).
 #[macro_export]
 macro_rules! task_println {
-    ($($arg:tt)*) => {
-        if let Some(held_back) = $crate::vmlog::allow(&$crate::vmlog::TASK_LINES) {
-            if held_back != 0 {
-                platform::println!("kernel: {held_back} lines about tasks held back (rate limit)");
-            }
-            platform::println!($($arg)*);
-        }
-    };
+    ($($arg:tt)*) => { $crate::limited_println!(TASK_LINES, "about tasks", $($arg)*) };
 }

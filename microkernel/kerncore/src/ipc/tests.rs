@@ -730,6 +730,17 @@ fn a_fault_handler_works_on_the_faulting_threads_time() {
     assert_eq!(ipc.schedule(), Some(other), "then the equal that waited runs");
 }
 
+/// Who runs after each of `n` ticks.
+fn tick_and_schedule(ipc: &mut Sys, n: usize) -> Vec<Option<ThreadId>> {
+    (0..n)
+        .map(|_| {
+            ipc.tick();
+            ipc.check().unwrap();
+            ipc.schedule()
+        })
+        .collect()
+}
+
 /// A handler that holds a fault's reply right and never replies works on
 /// the faulting thread's time only while that thread has time to give:
 /// after the donor's budget, its own budget is spent, so holding a reply
@@ -751,13 +762,7 @@ fn a_handler_that_never_replies_is_held_to_its_own_budget() {
     assert_eq!(ipc.schedule(), Some(handler));
     // The handler spins with the reply right: 3 ticks are the faulter's,
     // then 2 its own; after that it waits for its next period.
-    let ran: Vec<Option<ThreadId>> = (0..10)
-        .map(|_| {
-            ipc.tick();
-            ipc.check().unwrap();
-            ipc.schedule()
-        })
-        .collect();
+    let ran = tick_and_schedule(&mut ipc, 10);
     assert_eq!(ran.iter().filter(|&&r| r == Some(handler)).count(), 4, "{ran:?}");
     assert_eq!(ran[9], Some(idle), "the handler's budget is spent: {ran:?}");
 }
@@ -776,12 +781,6 @@ fn a_handler_that_never_replies_takes_turns_with_its_equals() {
     ipc.fault(faulter, Some((ep, Badge(1))), &mut x).unwrap();
     ipc.resume(equal).unwrap();
     assert_eq!(ipc.schedule(), Some(handler));
-    let ran: Vec<Option<ThreadId>> = (0..20)
-        .map(|_| {
-            ipc.tick();
-            ipc.check().unwrap();
-            ipc.schedule()
-        })
-        .collect();
+    let ran = tick_and_schedule(&mut ipc, 20);
     assert!(ran.contains(&Some(equal)), "the equal never ran: {ran:?}");
 }
