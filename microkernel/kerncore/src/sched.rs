@@ -14,7 +14,8 @@
 //!   thread's slice and budget ([`Scheduler::tick_for`]), and when the
 //!   handler's reply lets it run again it continues its turn
 //!   ([`Scheduler::resume_turn`]): at the head of its queue with what is
-//!   left of its slice, as a preempted thread. So a VP that exits as fast as
+//!   left of its slice, as a preempted thread. Once the faulting thread's
+//!   slice or budget is spent, the handler pays its own ticks again. So a VP that exits as fast as
 //!   it can gets no more of the CPU than one that computes, and one whose
 //!   exits are slow to handle does not lose its turn at each exit.
 //!
@@ -334,20 +335,30 @@ impl<const T: usize> Scheduler<T> {
 
     /// One timer tick, the running thread working for `donor` (a blocked
     /// thread whose fault or VM exit it handles): the tick is `donor`'s, of
-    /// its slice and budget, and the running thread keeps its own. Without
-    /// a donor, as [`tick`](Self::tick).
+    /// its slice and budget, and the running thread keeps its own, as long
+    /// as `donor` has slice and budget left. Once they are spent (a handler
+    /// that does not answer), the tick is the running thread's own, as
+    /// without a donor ([`tick`](Self::tick)): holding a reply right never
+    /// lifts a thread's own limits.
     pub fn tick_for(&mut self, donor: Option<ThreadId>) {
         self.now += 1;
-        match donor {
-            Some(d) if !self.is_runnable(d) => {
-                self.refresh(d);
+        let donor = donor.filter(|&d| !self.is_runnable(d));
+        if let Some(d) = donor {
+            self.refresh(d);
+        }
+        let paying = donor.filter(|&d| {
+            let e = &self.entries[d.at()];
+            e.slice_left > 0 && (!e.params.limited() || e.remaining > 0)
+        });
+        match paying {
+            Some(d) => {
                 let e = &mut self.entries[d.at()];
                 if e.params.limited() {
-                    e.remaining = e.remaining.saturating_sub(1);
+                    e.remaining -= 1;
                 }
-                e.slice_left = e.slice_left.saturating_sub(1);
+                e.slice_left -= 1;
             }
-            _ => self.charge_current(),
+            None => self.charge_current(),
         }
         let mut t = self.depleted.head;
         while t != NONE {

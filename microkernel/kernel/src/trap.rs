@@ -59,19 +59,21 @@ fn user_fault(k: &mut Kernel, t: ThreadId) {
     let handler = k.threads[usize::from(t.0)].fault_handler;
     k.threads[usize::from(t.0)].fault = fault;
     if handler.is_none() {
-        println!(
-            "kernel: thread {} of task {:?} faulted with no handler: vector {} error {:#x} rip {:#x} address {:#x}",
-            t.0,
-            k.threads[usize::from(t.0)].task,
-            fault.vector,
-            fault.error_code,
-            fault.rip,
-            fault.address
-        );
-        if k.threads[usize::from(t.0)].task == Some(0) {
+        let task = k.threads[usize::from(t.0)].task;
+        let (vector, error, rip, address) = (fault.vector, fault.error_code, fault.rip, fault.address);
+        if task == Some(0) {
+            println!(
+                "kernel: thread {} of task {task:?} faulted with no handler: vector {vector} error {error:#x} rip {rip:#x} address {address:#x}",
+                t.0
+            );
             println!("kernel: the root task is gone; nothing can restart the system");
             platform::power_off(ExitStatus::Panic);
         }
+        // Any other task can make its threads fault again and again.
+        crate::task_println!(
+            "kernel: thread {} of task {task:?} faulted with no handler: vector {vector} error {error:#x} rip {rip:#x} address {address:#x}",
+            t.0
+        );
     }
     let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
     let _ = ipc.fault(t, handler, &mut Xfer { threads, tasks, caps, vcpus });

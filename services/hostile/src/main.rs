@@ -9,7 +9,17 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod flood;
+#[cfg(target_os = "none")]
+mod guest;
+#[cfg(target_os = "none")]
 mod objects;
+#[cfg(target_os = "none")]
+mod pools;
+#[cfg(target_os = "none")]
+mod registers;
+#[cfg(target_os = "none")]
+mod stale;
 
 #[cfg(target_os = "none")]
 mod task {
@@ -44,6 +54,13 @@ mod task {
             return port_probe(probe);
         }
         log!("starting");
+        let own = caps::find("self", ObjectType::TASK).zip(caps::find("untyped", ObjectType::UNTYPED));
+        if tessera_rt::startup::task_name() == POOLS_INSTANCE {
+            if let Some((task, untyped)) = own {
+                crate::pools::probe(&mut crate::objects::Own::new(task, untyped, caps::first_unnamed_slot()));
+            }
+            return;
+        }
         let console = caps::endpoint(console_api::ENDPOINT).unwrap_or(CapSlot::NULL);
 
         // 1. Capabilities it does not hold.
@@ -101,7 +118,6 @@ mod task {
         log!("{}", NESTED_TASK_SYSCALL.report_allowed(status.result()));
 
         // 9. With an untyped quota and its own task capability: the kernel's objects.
-        let own = caps::find("self", ObjectType::TASK).zip(caps::find("untyped", ObjectType::UNTYPED));
         if let Some((task, untyped)) = own {
             let mut own = crate::objects::Own::new(task, untyped, caps::first_unnamed_slot());
             crate::objects::stale_guest_mappings(&mut own);
@@ -112,6 +128,9 @@ mod task {
             crate::objects::stale_thread_capability(&mut own);
             crate::objects::thread_addresses_are_checked(&mut own);
             crate::objects::top_page_is_not_mappable(&mut own);
+            crate::registers::loaded_registers_are_checked(&mut own);
+            crate::stale::monitor_of_deleted_endpoint(&mut own);
+            crate::flood::fault_lines_are_rate_limited(&mut own);
             crate::objects::storm(&mut own);
         }
 

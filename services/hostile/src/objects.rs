@@ -11,7 +11,7 @@ use tlfs::{HvMessage, HvMessageBody, HvRegisterName};
 
 const PAGE: u64 = 4096;
 /// Where it maps things into its own address space.
-const WINDOW: u64 = 0x6000_0000;
+pub(crate) const WINDOW: u64 = 0x6000_0000;
 const TASK_MAPS: u64 = 0x6100_0000;
 const PROBE_PAGES: u64 = 0x6800_0000;
 
@@ -28,13 +28,13 @@ impl Own {
         Own { task, untyped, first_free: first_free.0, next: first_free.0 }
     }
 
-    fn slot(&mut self) -> CapSlot {
+    pub(crate) fn slot(&mut self) -> CapSlot {
         self.next += 1;
         CapSlot(self.next - 1)
     }
 
     /// Every slot handed out since is empty again (the caller deleted them).
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.first_free;
     }
 
@@ -44,16 +44,16 @@ impl Own {
         Ok(slot)
     }
 
-    fn retype(&mut self, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
+    pub(crate) fn retype(&mut self, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
         self.retype_from(self.untyped, kind, pages)
     }
 }
 
-fn delete(slot: CapSlot) {
+pub(crate) fn delete(slot: CapSlot) {
     let _ = invoke(slot, Operation::CAP_DELETE, &[]);
 }
 
-fn bits(r: Rights) -> u64 {
+pub(crate) fn bits(r: Rights) -> u64 {
     u64::from(r.into_bits())
 }
 
@@ -79,7 +79,7 @@ fn fill(own: &Own, memory: CapSlot, pages: u64, word: u32) -> Result<(), ErrorCo
     window.unmap(own.task)
 }
 
-fn report(what: &str, passed: bool, detail: core::fmt::Arguments<'_>) {
+pub(crate) fn report(what: &str, passed: bool, detail: core::fmt::Arguments<'_>) {
     log!("{what} -> {detail}: {}", verdict(passed));
 }
 

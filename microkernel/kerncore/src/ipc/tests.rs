@@ -729,3 +729,58 @@ fn a_fault_handler_works_on_the_faulting_threads_time() {
     assert_eq!(exits, 5, "five exits of one handler tick fill the slice of 5");
     assert_eq!(ipc.schedule(), Some(other), "then the equal that waited runs");
 }
+
+/// Who runs after each of `n` ticks.
+fn tick_and_schedule(ipc: &mut Sys, n: usize) -> Vec<Option<ThreadId>> {
+    (0..n)
+        .map(|_| {
+            ipc.tick();
+            ipc.check().unwrap();
+            ipc.schedule()
+        })
+        .collect()
+}
+
+/// A handler that holds a fault's reply right and never replies works on
+/// the faulting thread's time only while that thread has time to give:
+/// after the donor's budget, its own budget is spent, so holding a reply
+/// right never lifts a scheduling context's limit (r1 review: on 3040756
+/// the handler ran on for good, charged nothing).
+#[test]
+fn a_handler_that_never_replies_is_held_to_its_own_budget() {
+    let (mut ipc, t, ep, _) = setup(&[0, 0, 9]);
+    let (faulter, idle, handler) = (t[0], t[1], t[2]);
+    let budgeted = |budget| SchedParams { priority: Priority::new(9).unwrap(), budget, period: 100 };
+    ipc.configure(handler, budgeted(2)).unwrap();
+    ipc.configure(faulter, SchedParams { priority: Priority::new(0).unwrap(), budget: 3, period: 100 }).unwrap();
+    let mut x = Wire::default();
+    ipc.suspend(idle).unwrap();
+    ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
+    assert_eq!(ipc.schedule(), Some(faulter));
+    ipc.fault(faulter, Some((ep, Badge(1))), &mut x).unwrap();
+    ipc.resume(idle).unwrap();
+    assert_eq!(ipc.schedule(), Some(handler));
+    // The handler spins with the reply right: 3 ticks are the faulter's,
+    // then 2 its own; after that it waits for its next period.
+    let ran = tick_and_schedule(&mut ipc, 10);
+    assert_eq!(ran.iter().filter(|&&r| r == Some(handler)).count(), 4, "{ran:?}");
+    assert_eq!(ran[9], Some(idle), "the handler's budget is spent: {ran:?}");
+}
+
+/// The same handler, unlimited, still takes turns with its equals once the
+/// faulting thread's slice is spent (on 3040756 its own slice was never
+/// charged, so an equal that waited never ran).
+#[test]
+fn a_handler_that_never_replies_takes_turns_with_its_equals() {
+    let (mut ipc, t, ep, _) = setup(&[0, 9, 9]);
+    let (faulter, equal, handler) = (t[0], t[1], t[2]);
+    let mut x = Wire::default();
+    ipc.suspend(equal).unwrap();
+    ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
+    assert_eq!(ipc.schedule(), Some(faulter));
+    ipc.fault(faulter, Some((ep, Badge(1))), &mut x).unwrap();
+    ipc.resume(equal).unwrap();
+    assert_eq!(ipc.schedule(), Some(handler));
+    let ran = tick_and_schedule(&mut ipc, 20);
+    assert!(ran.contains(&Some(equal)), "the equal never ran: {ran:?}");
+}

@@ -246,6 +246,17 @@ impl VpHardware {
                 Err(_) => false,
             };
         }
+        // Values the architecture refuses with #GP (WRMSR, MOV DR): ring 0
+        // loads KERNEL_GS_BASE and DR6 itself around a VMX entry, where
+        // such a value would fault in ring 0, and the CPU checks DR7 on entry.
+        let refused = match name {
+            HvRegisterName::KERNEL_GS_BASE => !is_canonical(low),
+            HvRegisterName::DR6 | HvRegisterName::DR7 => low >> 32 != 0,
+            _ => false,
+        };
+        if refused {
+            return false;
+        }
         if name == HvRegisterName::DR7 {
             // Breakpoints it enables must find the VP's own DR0-DR3.
             self.activate_debug_registers();

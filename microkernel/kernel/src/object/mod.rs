@@ -362,6 +362,13 @@ impl Kernel {
                         thread.fault_handler = None;
                     }
                 }
+                // Nor a VP's stop report, with the badge of a capability to
+                // the endpoint that went.
+                for vcpu in self.vcpus.iter_mut().flatten() {
+                    if vcpu.monitor.is_some_and(|(ep, _)| ep.0 == object.index) {
+                        vcpu.monitor = None;
+                    }
+                }
             }
             ObjectType::NOTIFICATION => {
                 let _ = self.ipc.destroy_notification(NotificationId(object.index));
