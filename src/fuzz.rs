@@ -317,8 +317,16 @@ fn run_chunk(mut cmd: Command, log: &Path) -> Result<ChunkStats, String> {
 fn print_tail(target: &str, log: &Path) {
     let text = fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    ui::error(format!("{target} failed; the last lines of {}:", log.display()));
-    for line in &lines[lines.len().saturating_sub(30)..] {
+    ui::error(format!("{target} failed; see {}", log.display()));
+    // The panic and its message, then libFuzzer's report (the input).
+    if let Some(at) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        for line in lines.iter().skip(at).take(2) {
+            eprintln!("    {line}");
+        }
+        eprintln!("    ...");
+    }
+    let report = lines.iter().rposition(|l| l.contains("ERROR: libFuzzer:")).unwrap_or(lines.len().saturating_sub(12));
+    for line in &lines[report..] {
         eprintln!("    {line}");
     }
 }
