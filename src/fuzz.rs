@@ -112,7 +112,11 @@ impl ChunkStats {
                 self.executions = rest.split_whitespace().next().and_then(|n| n.parse().ok());
             }
         } else if let Some(path) = line.split("Test unit written to ").nth(1) {
-            self.artifacts.push(PathBuf::from(path.trim()));
+            // libFuzzer also saves `slow-unit-*` inputs, which are no failure.
+            let path = PathBuf::from(path.trim());
+            if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("slow-unit-")) {
+                self.artifacts.push(path);
+            }
         }
         if let Some(corp) = line.split(" corp: ").nth(1) {
             self.corpus = corp.split('/').next().and_then(|n| n.parse().ok()).or(self.corpus);
@@ -365,6 +369,7 @@ mod tests {
         let mut s = ChunkStats::default();
         s.add_line("thread '<unnamed>' panicked at fuzz_targets/canary.rs:9:5:");
         s.add_line("==12== ERROR: libFuzzer: deadly signal");
+        s.add_line("Test unit written to out/slow-unit-1234");
         s.add_line("artifact_prefix='out/'; Test unit written to out/crash-da39a3ee");
         assert!(s.crashed);
         assert_eq!(s.artifacts, vec![PathBuf::from("out/crash-da39a3ee")]);
