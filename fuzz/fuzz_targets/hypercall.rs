@@ -134,7 +134,7 @@ impl HypercallTarget for Partition {
     fn get_vp_register(&mut self, vp: HvVpIndex, name: HvRegisterName) -> HvResult<HvRegisterValue> {
         assert!(vp < self.vps, "register of VP {vp} of {}", self.vps);
         self.touched = true;
-        if name.0 % 3 == 0 {
+        if name.0.is_multiple_of(3) {
             Err(HvError::INVALID_PARAMETER)
         } else {
             Ok(HvRegisterValue { low: name.0.into(), high: 1 })
@@ -143,10 +143,10 @@ impl HypercallTarget for Partition {
     fn set_vp_register(&mut self, vp: HvVpIndex, name: HvRegisterName, _value: HvRegisterValue) -> HvResult<()> {
         assert!(vp < self.vps, "register of VP {vp} of {}", self.vps);
         self.touched = true;
-        if name.0 % 3 == 0 { Err(HvError::INVALID_PARAMETER) } else { Ok(()) }
+        if name.0.is_multiple_of(3) { Err(HvError::INVALID_PARAMETER) } else { Ok(()) }
     }
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
-        (apic_id % 2 == 0 && apic_id / 2 < self.vps).then_some(apic_id / 2)
+        (apic_id.is_multiple_of(2) && apic_id / 2 < self.vps).then_some(apic_id / 2)
     }
 }
 

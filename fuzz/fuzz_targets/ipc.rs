@@ -70,14 +70,12 @@ fuzz_target!(|data: &[u8]| {
                     top.is_none_or(|p| !p.is_higher_than(ipc.scheduler().priority(cur))),
                     "step {step}: not the highest"
                 );
-                if let Some(res) = ipc.take_result(cur) {
-                    if res.error.is_ok() && res.info.label() != 0 {
-                        assert_eq!(
-                            expected.remove(&cur.0),
-                            Some((res.info.label(), res.badge)),
-                            "step {step}: wrong message read"
-                        );
-                    }
+                if let Some(res) = ipc.take_result(cur).filter(|r| r.error.is_ok() && r.info.label() != 0) {
+                    assert_eq!(
+                        expected.remove(&cur.0),
+                        Some((res.info.label(), res.badge)),
+                        "step {step}: wrong message read"
+                    );
                 }
             }
             None => assert_eq!(ipc.scheduler().highest_ready(), None, "step {step}: idle with a thread ready"),

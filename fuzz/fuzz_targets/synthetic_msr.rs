@@ -121,10 +121,8 @@ fuzz_target!(|input: Input| {
                 if page.tsc_sequence != HV_REFERENCE_TSC_SEQUENCE_INVALID {
                     assert_eq!(page.reference_time(tsc), time, "the TSC page and TIME_REF_COUNT disagree at {tsc}");
                 }
-                if HvX64Msr(m) == HvX64Msr::TIME_REF_COUNT {
-                    if let Ok(v) = result {
-                        assert_eq!(v, SynMsrOutcome::Read(time));
-                    }
+                if let (HvX64Msr::TIME_REF_COUNT, Ok(v)) = (HvX64Msr(m), result) {
+                    assert_eq!(v, SynMsrOutcome::Read(time));
                 }
             }
             Op::Write { vp, msr: m, value } => {
