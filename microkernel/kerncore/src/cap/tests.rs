@@ -454,3 +454,29 @@ fn objects_made_from_a_pool_are_its_children_and_go_with_it() {
     assert_eq!(last, [(EP, false), (EP, true), (MEM, true)]);
     t.check();
 }
+
+#[test]
+fn check_links_finds_broken_rings_and_trees() {
+    let build = || {
+        let mut t = CapTable::<8>::new();
+        t.insert_root(id(1), Capability::new(EP, Rights::ALL)).unwrap();
+        t.derive(id(1), id(2), Rights::ALL).unwrap();
+        t.derive(id(1), id(3), Rights::ALL).unwrap();
+        t.check_links().unwrap();
+        t
+    };
+    let broken = |f: &dyn Fn(&mut CapTable<8>)| {
+        let mut t = build();
+        f(&mut t);
+        t.check_links().err()
+    };
+    assert_eq!(broken(&|t| t.slots[2].prev = 1), Some("sibling ring broken"));
+    assert_eq!(broken(&|t| t.slots[2].obj_next = 2), Some("object ring broken"));
+    assert_eq!(broken(&|t| t.slots[3].is_first = true), Some("two firsts in a ring"));
+    assert_eq!(broken(&|t| t.slots[5].next = 2), Some("an empty slot has links"));
+    assert_eq!(broken(&|t| t.slots[2].next = 99), Some("a link leaves the table"));
+    assert_eq!(
+        broken(&|t| t.slots[3].cap = Some(Capability::new(NTF, Rights::ALL))),
+        Some("an object ring holds two objects")
+    );
+}
