@@ -15,6 +15,7 @@ pub mod cmdline;
 pub mod console;
 pub mod cpio;
 pub mod deps;
+pub mod fuzz;
 pub mod images;
 pub mod iso;
 pub mod linux;

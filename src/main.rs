@@ -49,7 +49,8 @@ Examples:
   cargo run -- --timeout 60 --guest bzImage --guest-module initrd --guest-cmdline console=ttyS0
                                               boot a guest kernel as partition `guest`
   cargo run -- iso --out tessera.iso          bootable ISO for a real machine
-  cargo run -- test                           install emulators and run every test";
+  cargo run -- test                           install emulators and run every test
+  cargo run -- fuzz --runs 100000             run every fuzz target 100000 times";
 
 /// Runner for Tessera, a capability microhypervisor offering guests the
 /// Hyper-V TLFS interface.
@@ -104,6 +105,41 @@ enum Cmd {
     /// by package version); `direct` boots them directly under QEMU TCG,
     /// without Tessera, as the baseline for comparison.
     Linux(LinuxArgs),
+    /// Run the coverage-guided fuzz targets (libFuzzer) of `fuzz/`.
+    ///
+    /// Builds them with coverage instrumentation into target/fuzz/ (the
+    /// pinned nightly and the libfuzzer-sys crate; nothing to install),
+    /// then runs each target for --runs executions over its corpus
+    /// (target/fuzz/corpus/TARGET/, grown by the run) and the committed
+    /// seeds (fuzz/seeds/TARGET/), printing progress and, at the end, the
+    /// executions, exec/s, crashes and corpus size of each target and a
+    /// total. A crashing input is saved in target/fuzz/crashes/TARGET/ and
+    /// its path printed, with the command that reproduces it.
+    ///
+    /// Exit status: 0 no crash, 1 a target crashed (or failed), 126 the
+    /// targets could not be built. See docs/FUZZING.md.
+    Fuzz(FuzzArgs),
+}
+
+#[derive(Args, Debug)]
+struct FuzzArgs {
+    /// Executions per target.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+
+    /// Run only this target (repeatable) [default: all]: hypercall,
+    /// synthetic_msr, x86decode, manifest, sysimage, multiboot_loader,
+    /// linux_loader, tlfs_message, cap_table, ipc.
+    #[arg(long = "target", value_name = "NAME")]
+    targets: Vec<String>,
+
+    /// Targets fuzzed at the same time (one process each).
+    #[arg(long, value_name = "J", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    jobs: u64,
+
+    /// Where the corpora, crashes and logs go [default: target/fuzz].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -379,6 +415,12 @@ fn main() -> ExitCode {
         Some(Cmd::Iso(args)) => run_iso(args),
         Some(Cmd::Bench(args)) => tessera::bench::run(args.manifest.as_deref(), !args.no_linux),
         Some(Cmd::Linux(args)) => run_linux(args),
+        Some(Cmd::Fuzz(args)) => tessera::fuzz::run(&tessera::fuzz::Options {
+            runs: args.runs,
+            targets: args.targets,
+            jobs: args.jobs as usize,
+            out: args.out.unwrap_or_else(tessera::fuzz::default_out),
+        }),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -56,7 +56,7 @@ fn host_help_explains_every_option() {
     ] {
         assert!(help.contains(needle), "--help does not mention {needle:?}:\n{help}");
     }
-    for sub in ["test", "iso"] {
+    for sub in ["test", "iso", "fuzz"] {
         let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "tessera {sub} --help failed");
     }

@@ -312,6 +312,68 @@ impl<const N: usize> CapTable<N> {
         self.slots[slot.0 as usize].first_child != NIL
     }
 
+    /// The structural invariants of both rings and the tree, in O(N) and
+    /// without allocating (for tests and fuzzing): every link of an
+    /// occupied slot leads to an occupied slot that links back, empty slots
+    /// have no links, an object ring names one object, a sibling ring has
+    /// exactly one first node, whose parent (if any) points back at it.
+    /// That every capability to an object is in a single ring is left to
+    /// the caller (it needs a map; removals report it through
+    /// [`Removed::last`]).
+    pub fn check_links(&self) -> Result<(), &'static str> {
+        let slot = |i: u32| self.slots.get(i as usize).ok_or("a link leaves the table");
+        for (i, s) in (0u32..).zip(&self.slots) {
+            let Some(cap) = s.cap else {
+                if (s.prev, s.next, s.first_child, s.obj_prev, s.obj_next) != (NIL, NIL, NIL, NIL, NIL) {
+                    return Err("an empty slot has links");
+                }
+                continue;
+            };
+            if !Rights::is_valid(cap.rights.into_bits()) {
+                return Err("invalid rights");
+            }
+            if slot(s.next)?.prev != i {
+                return Err("sibling ring broken");
+            }
+            let obj_next = slot(s.obj_next)?;
+            if obj_next.obj_prev != i {
+                return Err("object ring broken");
+            }
+            if obj_next.cap.map(|c| c.object) != Some(cap.object) {
+                return Err("an object ring holds two objects");
+            }
+            if s.first_child != NIL {
+                let c = slot(s.first_child)?;
+                if !(c.is_first && c.parent == i && c.cap.is_some()) {
+                    return Err("first child does not lead its ring");
+                }
+            }
+        }
+        // Sibling links are now a permutation of the occupied slots, so
+        // every walk below ends; each ring is walked from its first only.
+        let mut firsts = 0usize;
+        for (i, s) in (0u32..).zip(&self.slots) {
+            if s.cap.is_none() || !s.is_first {
+                continue;
+            }
+            firsts += 1;
+            if s.parent != NIL && slot(s.parent)?.first_child != i {
+                return Err("a parent does not lead to its first child");
+            }
+            let mut n = s.next;
+            while n != i {
+                if self.slots[n as usize].is_first {
+                    return Err("two firsts in a ring");
+                }
+                n = self.slots[n as usize].next;
+            }
+        }
+        if firsts > self.slots.iter().filter(|s| s.cap.is_some()).count() {
+            return Err("more rings than capabilities");
+        }
+        Ok(())
+    }
+
     fn occupied(&self, slot: SlotId) -> Result<Capability, ErrorCode> {
         self.get(slot).ok_or(ErrorCode::INVALID_CAPABILITY)
     }

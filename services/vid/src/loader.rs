@@ -572,12 +572,14 @@ fn parse_elf(file: &[u8]) -> Result<Image<'_>, LoadError> {
     if segments.is_empty() {
         return Err(LoadError::NoLoadableSegments);
     }
-    // The entry is virtual; the CPU starts with paging off.
-    let entry = segments
+    // The entry is virtual; the CPU starts with paging off. A segment
+    // that runs past 2^64 is outside RAM, as `check_segments` says later.
+    let s = segments
         .iter()
         .find(|s| entry >= s.vaddr && entry - s.vaddr < s.memsz)
-        .map(|s| s.start + (entry - s.vaddr))
         .ok_or(LoadError::EntryOutsideImage { entry })?;
+    let entry =
+        s.start.checked_add(entry - s.vaddr).ok_or(LoadError::SegmentOutsideRam { start: s.start, end: u64::MAX })?;
     Ok(Image { format: layout.format, entry, segments })
 }
 

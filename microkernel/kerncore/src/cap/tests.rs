@@ -20,40 +20,14 @@ fn big_stack(f: impl FnOnce() + Send + 'static) {
 }
 
 impl<const N: usize> CapTable<N> {
-    /// Structural invariants of both rings and the tree (test only, O(N)).
+    /// [`CapTable::check_links`], and that every capability to an object
+    /// is in one object ring (test only, O(N)).
     fn check(&self) {
-        let mut ring_firsts = 0;
-        let objects_len = self.slots.iter().filter(|s| s.cap.is_some()).count();
+        self.check_links().unwrap();
         let mut objects: HashMap<ObjRef, usize> = HashMap::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            let i = i as u32;
-            let Some(cap) = s.cap else {
-                assert_eq!((s.prev, s.next, s.first_child, s.obj_prev, s.obj_next), (NIL, NIL, NIL, NIL, NIL));
-                continue;
-            };
-            assert!(Rights::is_valid(cap.rights.into_bits()));
+        for cap in self.slots.iter().filter_map(|s| s.cap) {
             *objects.entry(cap.object).or_default() += 1;
-            assert_eq!(self.slots[s.next as usize].prev, i, "sibling ring broken at {i}");
-            assert_eq!(self.slots[s.obj_next as usize].obj_prev, i, "object ring broken at {i}");
-            assert_eq!(self.slots[s.obj_next as usize].cap.unwrap().object, cap.object);
-            if s.is_first {
-                ring_firsts += 1;
-                // Exactly one first per ring.
-                let mut n = s.next;
-                while n != i {
-                    assert!(!self.slots[n as usize].is_first, "two firsts in a ring");
-                    n = self.slots[n as usize].next;
-                }
-                if s.parent != NIL {
-                    assert_eq!(self.slots[s.parent as usize].first_child, i);
-                }
-            }
-            if s.first_child != NIL {
-                let c = &self.slots[s.first_child as usize];
-                assert!(c.is_first && c.parent == i && c.cap.is_some());
-            }
         }
-        // Every object ring holds every capability to its object.
         for (object, count) in objects {
             let start = self.slots.iter().position(|s| s.cap.is_some_and(|c| c.object == object)).unwrap() as u32;
             let (mut n, mut len) = (self.slots[start as usize].obj_next, 1);
@@ -63,7 +37,6 @@ impl<const N: usize> CapTable<N> {
             }
             assert_eq!(len, count, "{object:?} is split over several rings");
         }
-        assert!(ring_firsts <= objects_len);
     }
 }
 
@@ -480,4 +453,30 @@ fn objects_made_from_a_pool_are_its_children_and_go_with_it() {
     last.sort_by_key(|(o, _)| (o.kind, o.index));
     assert_eq!(last, [(EP, false), (EP, true), (MEM, true)]);
     t.check();
+}
+
+#[test]
+fn check_links_finds_broken_rings_and_trees() {
+    let build = || {
+        let mut t = CapTable::<8>::new();
+        t.insert_root(id(1), Capability::new(EP, Rights::ALL)).unwrap();
+        t.derive(id(1), id(2), Rights::ALL).unwrap();
+        t.derive(id(1), id(3), Rights::ALL).unwrap();
+        t.check_links().unwrap();
+        t
+    };
+    let broken = |f: &dyn Fn(&mut CapTable<8>)| {
+        let mut t = build();
+        f(&mut t);
+        t.check_links().err()
+    };
+    assert_eq!(broken(&|t| t.slots[2].prev = 1), Some("sibling ring broken"));
+    assert_eq!(broken(&|t| t.slots[2].obj_next = 2), Some("object ring broken"));
+    assert_eq!(broken(&|t| t.slots[3].is_first = true), Some("two firsts in a ring"));
+    assert_eq!(broken(&|t| t.slots[5].next = 2), Some("an empty slot has links"));
+    assert_eq!(broken(&|t| t.slots[2].next = 99), Some("a link leaves the table"));
+    assert_eq!(
+        broken(&|t| t.slots[3].cap = Some(Capability::new(NTF, Rights::ALL))),
+        Some("an object ring holds two objects")
+    );
 }

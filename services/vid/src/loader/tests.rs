@@ -928,3 +928,14 @@ fn the_built_guest_test_kernel_loads() {
     let mem = guest_testkernel::multiboot::Buffer { base: 0, bytes: &ram };
     guest_testkernel::multiboot::check(&mem, BOOTLOADER_MAGIC, plan.info, plan.kernel.clone()).unwrap();
 }
+
+/// Found while writing the `multiboot_loader` fuzz target: translating the
+/// entry through a segment whose physical address is near 2^64 overflowed
+/// (a panic with overflow checks, a wrapped entry without).
+#[test]
+fn an_entry_translated_past_the_top_of_memory_is_refused() {
+    let mut top = seg(0x10_0000, text(), 0x2000);
+    top.paddr = 0xffff_ffff_ffff_f000;
+    let file = Elf::new(true, 0x10_1800, vec![top]).build();
+    assert_eq!(load_err(&file), LoadError::SegmentOutsideRam { start: 0xffff_ffff_ffff_f000, end: u64::MAX });
+}
