@@ -2,7 +2,8 @@
 //! bootfs archive and as a compiled manifest (postcard).
 //!
 //! Oracles: every entry of an accepted bootfs can be read, and packing its
-//! files again gives an archive that reads back the same; an accepted
+//! files again under the same root-task header gives an archive that reads
+//! back the same; an accepted
 //! compiled manifest encodes to bytes that decode to the same manifest.
 
 #![no_main]
@@ -17,8 +18,9 @@ fuzz_target!(|data: &[u8]| {
         for (name, bytes) in &files {
             assert_eq!(fs.file(name), Some(*bytes));
         }
-        let again = bootfs::write(&files).unwrap_or_else(|e| panic!("repacking refused: {e}"));
+        let again = bootfs::write(&fs.root(), &files).unwrap_or_else(|e| panic!("repacking refused: {e}"));
         let reread = Bootfs::parse(&again).unwrap_or_else(|e| panic!("repacked bootfs refused: {e}"));
+        assert_eq!(reread.root(), fs.root(), "the root task's header changed in a round trip");
         assert!(reread.files().map(|f| (f.name, f.data)).eq(files.iter().copied()));
         if let Ok(system) = SystemImage::parse(data) {
             for task in &system.manifest.tasks {

@@ -108,7 +108,10 @@ pub fn system_image(manifest: &tessera_manifest::Manifest) -> Result<Vec<u8>, St
         }
     }
     let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
-    sysimage::bootfs::write(&files).map_err(|e| e.to_string())
+    // The header names the supervisor, as `tessera-manifest` writes it.
+    let parsed = sysimage::Manifest::parse(&files[0].1).map_err(|e| e.to_string())?;
+    let root = sysimage::root_task(parsed.supervisor().ok_or("no supervisor")?);
+    sysimage::bootfs::write(&root, &files).map_err(|e| e.to_string())
 }
 
 /// Reads a loader target's input: a few header bytes, then the file. Past
