@@ -398,6 +398,14 @@ impl Kernel {
             }
             ObjectType::NOTIFICATION => {
                 let _ = self.ipc.destroy_notification(NotificationId(object.index));
+                // A line bound to it would signal whatever is made next at
+                // its index: it is unbound and masked until bound again.
+                for line in self.interrupts.iter_mut().flatten() {
+                    if line.binding.is_some_and(|(ntf, _)| ntf.0 == object.index) {
+                        (line.binding, line.armed) = (None, false);
+                        crate::arch::ioapic::set(line.first, true);
+                    }
+                }
             }
             ObjectType::THREAD => self.destroy_thread(ThreadId(object.index as u16)),
             ObjectType::TASK => self.destroy_task(object.index),
@@ -433,8 +441,12 @@ impl Kernel {
                 }
             }
             ObjectType::SCHED_CONTEXT => {
-                if let Some(slot) = self.sched.get_mut(index) {
-                    *slot = None;
+                // Its thread runs on as one configured with no context does
+                // (priority 0, no budget limit): what any holder of a thread
+                // gets, so neither the context's priority nor its entry is
+                // kept for free.
+                if let Some(t) = self.sched.get_mut(index).and_then(Option::take).and_then(|sc| sc.bound) {
+                    let _ = self.ipc.configure(t, SchedParams::DEFAULT);
                 }
             }
             ObjectType::IO_PORTS => {
