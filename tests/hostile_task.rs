@@ -57,6 +57,8 @@ const OBJECT_CHECKS: &[&str] = &[
     // 6: the retype/retype/delete loop.
     "retype sub-pool, retype memory from it, delete the sub-pool, 8 times",
     "retype 17 pages from a new 16-page sub-pool after memory of a deleted one goes",
+    // R1 finding 5: table entries are a quota too.
+    "retype a sub-pool with one thread more than its untyped has left -> Err(OUT_OF_MEMORY), its untyped unchanged: true",
     // A capability never names an object made later in its object's place.
     "configure a new thread after deleting a thread capability whose task went -> OK",
     // 3: addresses iretq would fault on, and the storm.

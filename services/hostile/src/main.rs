@@ -127,6 +127,7 @@ mod task {
             crate::objects::kernel_memory_is_charged(&mut own);
             crate::objects::revoke_ends_everything(&mut own);
             crate::objects::quota_loop_is_bounded(&mut own);
+            crate::objects::pool_entries_are_bounded(&mut own);
             crate::objects::stale_thread_capability(&mut own);
             crate::objects::thread_addresses_are_checked(&mut own);
             crate::objects::top_page_is_not_mappable(&mut own);

@@ -411,6 +411,24 @@ pub fn quota_loop_is_bounded(own: &mut Own) {
     );
 }
 
+/// A sub-pool asking for one thread more than its parent has left is
+/// refused, and nothing changes (R1 finding 5: entries are a quota).
+pub fn pool_entries_are_bounded(own: &mut Own) {
+    let before = tessera_rt::untyped::left(own.untyped);
+    let threads = before.map_or(0, |l| l.entries.get(EntryKind::Thread));
+    let got = own.pool(1, Entries::NONE.with(EntryKind::Thread, threads.saturating_add(1)));
+    if let Ok(pool) = got {
+        delete(pool);
+    }
+    own.reset();
+    let unchanged = before.is_ok() && tessera_rt::untyped::left(own.untyped) == before;
+    report(
+        "retype a sub-pool with one thread more than its untyped has left",
+        got == Err(ErrorCode::OUT_OF_MEMORY) && unchanged,
+        format_args!("{:?}, its untyped unchanged: {unchanged} (expected OUT_OF_MEMORY, true)", got.map(drop)),
+    );
+}
+
 /// Finding 3: entry and stack addresses `iretq` would fault on in ring 0.
 pub fn thread_addresses_are_checked(own: &mut Own) {
     let Ok(thread) = own.retype(ObjectType::THREAD, 0) else {
