@@ -58,6 +58,18 @@ const CONTAINED: &[(&str, &str)] = &[
 /// Kernel memory exhaustion: bounded by the evil VID's own untyped quota.
 const EXHAUSTION: &[(&str, &str)] = &[
     ("exhaust: retype MEMORY of 2^30 pages, more than its quota", "OUT_OF_MEMORY"),
+    // Its whole untyped: each loop ends on its own quota, not on a kernel
+    // table (on aff89ee it emptied the partition, notification and other
+    // tables with pages to spare).
+    ("exhaust: MEMORY from its whole untyped", ""),
+    ("exhaust: ENDPOINT from its whole untyped", ""),
+    ("exhaust: NOTIFICATION from its whole untyped", ""),
+    ("exhaust: SCHED_CONTEXT from its whole untyped", ""),
+    ("exhaust: THREAD from its whole untyped", ""),
+    ("exhaust: TASK from its whole untyped", ""),
+    ("exhaust: PARTITION from its whole untyped", ""),
+    ("exhaust: VP from its whole untyped", ""),
+    // A one-page child with one entry of the kind, then its parent.
     ("exhaust: MEMORY from a 1-page untyped", ""),
     ("exhaust: ENDPOINT from a 1-page untyped", ""),
     ("exhaust: NOTIFICATION from a 1-page untyped", ""),

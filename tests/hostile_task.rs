@@ -57,6 +57,8 @@ const OBJECT_CHECKS: &[&str] = &[
     // 6: the retype/retype/delete loop.
     "retype sub-pool, retype memory from it, delete the sub-pool, 8 times",
     "retype 17 pages from a new 16-page sub-pool after memory of a deleted one goes",
+    // R1 finding 5: table entries are a quota too.
+    "retype a sub-pool with one thread more than its untyped has left -> Err(OUT_OF_MEMORY), its untyped unchanged: true",
     // A capability never names an object made later in its object's place.
     "configure a new thread after deleting a thread capability whose task went -> OK",
     // 3: addresses iretq would fault on, and the storm.
@@ -74,6 +76,12 @@ const OBJECT_CHECKS: &[&str] = &[
     // a stop report must not reach the one made next in its place (on
     // 3040756 it did, with the deleted capability's badge).
     "receive on an endpoint made after a VP's monitor endpoint was deleted -> TIMEOUT",
+    // SVM takes the CPL from the VMCB, not SS.DPL: setting SS must update
+    // it, as VMX's CPL is SS.DPL (on aff89ee the exit said CPL 0 under SVM).
+    "the port exit of a VP set to protected mode with SS.DPL 3 by VP_SET_REGISTERS",
+    // A thread whose scheduling context is deleted falls back to priority
+    // 0 (on aff89ee it kept the context's priority).
+    "a thread spinning beside it once its scheduling context is deleted",
     "the kernel stayed up",
 ];
 
@@ -137,17 +145,23 @@ fn bochs_hostile_task_is_contained() {
 }
 
 /// Kinds of kernel object whose shared table one task's quota could empty.
-const POOLS: &[&str] = &["THREAD", "ENDPOINT", "NOTIFICATION", "SCHED_CONTEXT", "TASK", "PARTITION", "VP", "UNTYPED"];
+const POOLS: &[&str] =
+    &["THREAD", "TASK", "ENDPOINT", "NOTIFICATION", "SCHED_CONTEXT", "PARTITION", "VP", "MEMORY", "UNTYPED"];
 
 /// Review finding (r1): every kernel table is a fixed pool shared by all
-/// tasks (64 threads, 16 VPs, 8 partitions, 16 untyped pools, ...), and
-/// an entry costs one page of quota. A task with a 1 MiB untyped empties
-/// most of them before its quota runs out, and then nobody can make that
-/// kind of object (a restart, a new partition). On 3040756 every kind ran
-/// out on the kernel's side first (e.g. 60 threads made with 196 of 256
-/// pages left, all 8 partitions with 240 left).
+/// tasks (48 threads, 16 VPs, 8 partitions, 16 untyped pools, ...). When
+/// an entry cost only a page of quota, a task with a 1 MiB untyped emptied
+/// most of them before its quota ran out, and then nobody could make that
+/// kind of object: the supervisor could not restart a service, the
+/// partition manager could not make a partition. Now an untyped carries a
+/// quota of entries of each kind, which the manifest sets: retyping each
+/// kind ends on the task's own quota, and a reserve pool it carved first
+/// still makes one. Then it holds all the threads and tasks it can and
+/// takes each one that frees up: the supervisor must still restart the
+/// crasher beside it every time. On aff89ee every table ran out first (the
+/// reserve's retype was refused), and the crasher's restarts failed with
+/// OUT_OF_MEMORY once the task took what its crash freed.
 #[test]
-#[ignore = "r1 finding: global object tables are exhaustible within one task's quota (design fix needed)"]
 fn qemu_one_task_cannot_empty_a_kernel_table() {
     let m = manifest("hostile-pools.toml");
     let run = boot("qemu_one_task_cannot_empty_a_kernel_table", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
@@ -158,6 +172,19 @@ fn qemu_one_task_cannot_empty_a_kernel_table() {
         .collect();
     if !emptied.is_empty() {
         run.fail(&format!("kernel tables ran out before the task's quota: {emptied:#?}"));
+    }
+    assert_in_order(
+        &run,
+        &[
+            "[hostile-pools] pool: holding",
+            "[supervisor] restarting crasher in 160 ticks (restart 5)",
+            "[supervisor] crasher keeps crashing: giving up after 5 restarts",
+        ],
+    );
+    run.assert_serial_lacks("[supervisor] cannot start");
+    let starts = run.serial.lines().filter(|l| l.contains("[supervisor] started crasher")).count();
+    if starts != 6 {
+        run.fail(&format!("crasher started {starts} times, expected 6 (first start and 5 restarts)"));
     }
     run.assert_serial_contains("[heartbeat] beat 5");
     run.assert_halted(0);

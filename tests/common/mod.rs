@@ -236,4 +236,3 @@ pub fn count_before(line: &str, suffix: &str) -> Option<u64> {
     let digits: String = head.chars().rev().take_while(char::is_ascii_digit).collect();
     digits.chars().rev().collect::<String>().parse().ok()
 }
-

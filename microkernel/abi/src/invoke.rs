@@ -20,13 +20,22 @@ open_enum! {
         CAP_DELETE = 0x03,
         /// Delete every capability derived from this one, in every task.
         CAP_REVOKE = 0x04,
-        /// Reply: MR0 object type, MR1 rights, MR2 badge, MR3 object size in bytes.
+        /// Reply: MR0 object type, MR1 rights, MR2 badge, MR3 object size in
+        /// bytes (an untyped: what is left of its pages); for an untyped,
+        /// MR4.. its entries left ([`crate::Entries`] words, so
+        /// [`IDENTIFY_UNTYPED_WORDS`] in all, through the IPC buffer).
         CAP_IDENTIFY = 0x05,
 
         // ---- Untyped memory (CONTROL) ----
         /// Create an object from the pool. MR0 object type, MR1 destination
-        /// slot, MR2 size in pages (MEMORY only). The new capability has all
-        /// rights and derives from the untyped one.
+        /// slot, MR2 size in pages (MEMORY and UNTYPED). Every object takes
+        /// one entry of its kind ([`crate::EntryKind`]) and its cost
+        /// ([`crate::cost`]) from the pool: OUT_OF_MEMORY if either is
+        /// short, and nothing changes. A sub-pool (UNTYPED) is given an
+        /// entry quota in MR3.. ([`crate::Entries`] words, so the message
+        /// is [`RETYPE_POOL_WORDS`] long, else INVALID_ARGUMENT), taken
+        /// whole from this pool with one untyped entry. The new capability
+        /// has all rights and derives from the untyped one.
         UNTYPED_RETYPE = 0x10,
 
         // ---- Task (CONTROL) ----
@@ -135,6 +144,13 @@ open_enum! {
         IO_PORTS_RANGE = 0x63,
     }
 }
+
+/// Words of an `UNTYPED_RETYPE` that makes a sub-pool: type, slot, pages,
+/// then its entry quota.
+pub const RETYPE_POOL_WORDS: usize = 3 + crate::EntryKind::COUNT;
+/// Words of `CAP_IDENTIFY`'s reply for an untyped: type, rights, badge,
+/// bytes left, then its entries left.
+pub const IDENTIFY_UNTYPED_WORDS: usize = 4 + crate::EntryKind::COUNT;
 
 /// Highest priority a scheduling context can have.
 pub const MAX_PRIORITY: u64 = 31;

@@ -26,11 +26,14 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod entries;
 pub mod invoke;
 pub mod limits;
 pub mod startup;
 
 use bitfield_struct::bitfield;
+
+pub use entries::{Entries, EntryKind};
 
 /// Declares an open enum: a transparent newtype with named constants.
 #[macro_export]
@@ -374,8 +377,9 @@ pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 /// sub-pool's size. Given back when the object goes.
 pub mod cost {
     /// An entry of a fixed kernel table (thread control block, endpoint,
-    /// notification, scheduling context, partition, task): one page, so a
-    /// quota bounds how many of them its holder can take.
+    /// notification, scheduling context, partition, task): one page of
+    /// kernel memory. The entry itself comes from the pool's entry quota
+    /// ([`crate::Entries`]).
     pub const POOL_ENTRY: u64 = 1;
     /// A task: its entry and its top-level page table.
     pub const TASK: u64 = POOL_ENTRY + 1;

@@ -9,8 +9,8 @@ pub const MAX_PARTITIONS: usize = 8;
 
 /// Virtual processors of one partition (VP indices `0..MAX_VPS_PER_PARTITION`):
 /// what the partition manager creates, the VID's per-VP tables, a
-/// manifest's `vcpus` and the runner's `--vcpus`. The kernel's VP pool
-/// (shared by all partitions) is a separate, kernel-internal bound.
+/// manifest's `vcpus` and the runner's `--vcpus`. The kernel's VP table,
+/// shared by all partitions, is [`tables::VPS`].
 pub const MAX_VPS_PER_PARTITION: usize = 16;
 
 /// Most registers one `VP_SET_REGISTERS` or `VP_GET_REGISTERS` names.
@@ -19,3 +19,22 @@ pub const MAX_VP_REGISTERS: usize = 20;
 /// Largest memory grant of one task, its stack included: a manifest's
 /// `memory` and `stack`, and the root task's in the boot image's header.
 pub const MAX_TASK_MEMORY: u64 = 1 << 30;
+
+/// The kernel's object tables: how many objects of each kind can exist at
+/// once in the whole system. Untyped pools hand their entries out as quotas
+/// ([`crate::Entries`]), so what one task may make never takes what
+/// another was given.
+pub mod tables {
+    pub const TASKS: usize = 32;
+    /// Threads that are not VPs: the kernel's thread table holds these and
+    /// one per VP ([`VPS`]).
+    pub const THREADS: usize = 48;
+    pub const ENDPOINTS: usize = 64;
+    pub const NOTIFICATIONS: usize = 32;
+    pub const SCHED_CONTEXTS: usize = 64;
+    pub const PARTITIONS: usize = super::MAX_PARTITIONS;
+    /// VPs of all partitions together (each is a thread too, outside [`THREADS`]).
+    pub const VPS: usize = 16;
+    pub const MEMORY_OBJECTS: usize = 512;
+    pub const UNTYPED_POOLS: usize = 16;
+}

@@ -455,6 +455,11 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         Ok(EndpointId(index as u32))
     }
 
+    /// Endpoints that exist.
+    pub fn endpoints_in_use(&self) -> usize {
+        self.endpoints.iter().filter(|e| e.alive).count()
+    }
+
     /// Destroys an endpoint: every thread queued on it fails with PEER_GONE
     /// (callers already waiting for a reply keep waiting for their server).
     pub fn destroy_endpoint(&mut self, ep: EndpointId) -> Result<(), ErrorCode> {
@@ -539,6 +544,11 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         let index = self.notifications.iter().position(|n| !n.alive).ok_or(ErrorCode::OUT_OF_MEMORY)?;
         self.notifications[index] = Notification { alive: true, bits: 0, waiters: Queue::EMPTY };
         Ok(NotificationId(index as u32))
+    }
+
+    /// Notifications that exist.
+    pub fn notifications_in_use(&self) -> usize {
+        self.notifications.iter().filter(|n| n.alive).count()
     }
 
     /// Destroys a notification: its waiters fail with PEER_GONE.

@@ -8,6 +8,7 @@
 //! pointer cast.
 
 mod exit;
+mod registers;
 mod vmcb;
 
 pub use exit::*;

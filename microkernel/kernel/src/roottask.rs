@@ -110,6 +110,16 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let read = Rights::new().with_read(true);
     grant(k, &mut startup, "bootfs", ObjRef { kind: ObjectType::MEMORY, index: bootfs as u32 }, read)?;
 
+    // Its thread, scheduling context and startup page, made before its
+    // untyped so that pool gets every table entry left.
+    let thread = k.ipc.alloc_thread()?;
+    let priority = Priority::new(u64::from(supervisor.priority)).unwrap_or(Priority::HIGHEST);
+    let params = SchedParams { priority, ..SchedParams::DEFAULT };
+    let sc = k.sched.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+    k.sched[sc] = Some(SchedContext { params, ceiling: Ceiling::HIGHEST, bound: Some(thread) });
+    k.threads[usize::from(thread.0)] = Thread { alive: true, ..Thread::DEAD };
+    let page = k.create_memory(1)?;
+
     let pool_pages = memory::free_frame_count().saturating_sub(KERNEL_RESERVE_PAGES);
     let untyped = crate::object::invoke::create_untyped(k, pool_pages)?;
     // From here on, page tables the root task adds to itself are its own to pay.
@@ -130,16 +140,10 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
 
     // Its thread, at the manifest's priority, with no fault handler: if the
     // root task faults, the kernel reports it and stops the system.
-    let thread = k.ipc.alloc_thread()?;
-    let priority = Priority::new(u64::from(supervisor.priority)).unwrap_or(Priority::HIGHEST);
-    let params = SchedParams { priority, ..SchedParams::DEFAULT };
-    let sc = k.sched.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-    k.sched[sc] = Some(SchedContext { params, ceiling: Ceiling::HIGHEST, bound: Some(thread) });
     grant(k, &mut startup, "thread", ObjRef { kind: ObjectType::THREAD, index: u32::from(thread.0) }, Rights::ALL)?;
     grant(k, &mut startup, "sched", ObjRef { kind: ObjectType::SCHED_CONTEXT, index: sc as u32 }, Rights::ALL)?;
 
     // The startup page goes last, once it lists every capability.
-    let page = k.create_memory(1)?;
     let page_phys = k.memory[page as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
     map(k, task, page, layout::STARTUP, read)?;
     grant(k, &mut startup, "startup", ObjRef { kind: ObjectType::MEMORY, index: page }, read)?;

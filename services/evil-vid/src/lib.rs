@@ -128,6 +128,45 @@ impl Sweep {
     }
 }
 
+/// A retype loop from the task's whole untyped: it must end on its own
+/// quota (`OUT_OF_MEMORY` with none of the kind's entries, or too few
+/// pages, left), never on a kernel table every task shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spent {
+    pub kind: &'static str,
+    pub made: u32,
+    /// What ended the loop; `None` if the task ran out of slots first.
+    pub stopped: Option<Got>,
+    /// Pages the object costs, and pages left afterwards.
+    pub cost: u64,
+    pub pages_left: u64,
+    /// Entries of the kind left afterwards, if the kernel says.
+    pub entries_left: Option<u16>,
+}
+
+impl Spent {
+    pub fn passed(&self) -> bool {
+        self.stopped == Some(Got::Kernel(ErrorCode::OUT_OF_MEMORY))
+            && (self.pages_left < self.cost || self.entries_left == Some(0))
+    }
+}
+
+impl fmt::Display for Spent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exhaust: {} from its whole untyped -> {} made, then ", self.kind, self.made)?;
+        match self.stopped {
+            Some(got) => write!(f, "{got}")?,
+            None => f.write_str("its slots ran out")?,
+        }
+        write!(f, ", {} pages and ", self.pages_left)?;
+        match self.entries_left {
+            Some(n) => write!(f, "{n}")?,
+            None => f.write_str("?")?,
+        }
+        write!(f, " entries left (expected its quota spent): {}", verdict(self.passed()))
+    }
+}
+
 /// A retype loop from a small untyped: it must end on its own quota
 /// (`OUT_OF_MEMORY`), and the untyped it came from must still make one
 /// object, so the loop spent the quota and not a pool every task shares.
@@ -227,6 +266,26 @@ mod tests {
         );
         s.count(Got::Ok, denied);
         assert!(!s.passed());
+    }
+
+    #[test]
+    fn spending_the_whole_untyped_passes_only_on_its_own_quota() {
+        let oom = Some(Got::Kernel(ErrorCode::OUT_OF_MEMORY));
+        let mut s =
+            Spent { kind: "SCHED_CONTEXT", made: 64, stopped: oom, cost: 1, pages_left: 40, entries_left: Some(0) };
+        assert!(s.passed());
+        assert_eq!(
+            s.to_string(),
+            "exhaust: SCHED_CONTEXT from its whole untyped -> 64 made, then OUT_OF_MEMORY, 40 pages and 0 entries \
+             left (expected its quota spent): ok"
+        );
+        assert!(s.to_string().len() < 160, "the console cuts longer lines");
+        s.entries_left = None;
+        assert!(!s.passed(), "a kernel table ran out with pages left");
+        s.pages_left = 0;
+        assert!(s.passed());
+        s.stopped = None;
+        assert!(s.to_string().contains("its slots ran out") && !s.passed());
     }
 
     #[test]

@@ -15,15 +15,15 @@ fn main() {
 #[cfg(target_os = "none")]
 mod task {
     use abi::startup::layout;
-    use abi::{CapSlot, ErrorCode, ObjectType, Rights, VpStopReason, VpStopReport, labels};
+    use abi::{CapSlot, Entries, EntryKind, ErrorCode, ObjectType, Rights, VpStopReason, VpStopReport, labels};
     use core::fmt::Display;
-    use evil_vid::{Attempt, Exhaustion, Got, Sweep};
+    use evil_vid::{Attempt, Exhaustion, Got, Spent, Sweep};
     use partition_manager_api::{ATTACH_CAPS, Client, ENDPOINT};
     use sysimage::SystemImage;
     use sysimage::manifest::{MAX_PARTITIONS, TaskIndex};
     use tessera_idl::{CallError, ProtocolError, REPLY_OK};
     use tessera_rt::memory::Window;
-    use tessera_rt::{Kernel, Message, Operation, caps, invoke, log};
+    use tessera_rt::{Kernel, Message, Operation, caps, invoke, log, untyped};
     use tlfs::{HvError, HvRegisterName};
 
     const PAGE: u64 = 4096;
@@ -163,7 +163,7 @@ mod task {
 
         fn make(&mut self, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
             let slot = self.slot();
-            invoke(self.untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(slot.0), pages])?;
+            untyped::retype(self.untyped, kind, slot, pages)?;
             Ok(slot)
         }
 
@@ -383,7 +383,15 @@ mod task {
             );
         }
 
-        /// Retyping in a loop, kind by kind, from a one-page untyped.
+        /// Pages left of its untyped, and its entries left if the kernel says.
+        fn left(&self) -> (u64, Option<Entries>) {
+            let reply = invoke(self.untyped, Operation::CAP_IDENTIFY, &[]);
+            let words = reply.as_ref().map_or(&[][..], |m| m.words());
+            (words.get(3).map_or(0, |bytes| bytes / PAGE), untyped::Left::from_identify(words).map(|l| l.entries))
+        }
+
+        /// Retyping in a loop, kind by kind, from its whole untyped and from
+        /// a one-page child.
         fn exhaustion(&mut self) {
             const KINDS: [(&str, ObjectType); 8] = [
                 ("MEMORY", ObjectType::MEMORY),
@@ -395,41 +403,42 @@ mod task {
                 ("PARTITION", ObjectType::PARTITION),
                 ("VP", ObjectType::VP),
             ];
-            let got = Got::of(invoke(
-                self.untyped,
-                Operation::UNTYPED_RETYPE,
-                &[u64::from(ObjectType::MEMORY.0), u64::from(self.slot().0), 1 << 30],
-            ));
+            let got = Got::of(untyped::retype(self.untyped, ObjectType::MEMORY, self.slot(), 1 << 30));
             let what = "exhaust: retype MEMORY of 2^30 pages, more than its quota";
             self.check(&Attempt::refused(what, ErrorCode::OUT_OF_MEMORY), got);
             let (child, extra, first) = (self.slot(), self.slot(), self.next);
+            // Its whole untyped: the loop must end on its own quota.
+            for (name, kind) in KINDS {
+                let (made, stopped) = until_refused(kind, self.untyped, first);
+                let (pages_left, entries) = self.left();
+                let entry = EntryKind::of(kind).expect("every kind here is made from an untyped");
+                let cost = match kind {
+                    ObjectType::MEMORY => 1,
+                    ObjectType::TASK => abi::cost::TASK,
+                    ObjectType::PARTITION => abi::cost::PARTITION,
+                    ObjectType::VP => abi::cost::VP,
+                    _ => abi::cost::POOL_ENTRY,
+                };
+                for slot in (first..first + made).rev() {
+                    let _ = invoke(CapSlot(slot), Operation::CAP_DELETE, &[]);
+                }
+                let entries_left = entries.map(|e| e.get(entry));
+                let e = Spent { kind: name, made, stopped, cost, pages_left, entries_left };
+                self.log(e.passed(), e);
+            }
+            // A one-page child with one entry of the kind: the same, and the
+            // parent untyped must still make one afterwards.
             for (name, kind) in KINDS {
                 let pages = 1;
-                let retype = |from: CapSlot, into: CapSlot| {
-                    let size = if kind == ObjectType::MEMORY { 1 } else { 0 };
-                    Got::of(invoke(from, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(into.0), size]))
-                };
-                let made_child = invoke(
-                    self.untyped,
-                    Operation::UNTYPED_RETYPE,
-                    &[u64::from(ObjectType::UNTYPED.0), u64::from(child.0), pages],
-                );
+                let entry = EntryKind::of(kind).expect("every kind here is made from an untyped");
+                let made_child = untyped::retype_pool(self.untyped, child, pages, Entries::one(entry));
                 if let Err(e) = made_child {
                     log!("exhaust: cannot make a {pages}-page untyped: {e:?}");
                     self.tally.failed += 1;
                     continue;
                 }
-                let mut made = 0;
-                let mut stopped = None;
-                while made < LOOP_SLOTS {
-                    let got = retype(child, CapSlot(first + made));
-                    if got != Got::Ok {
-                        stopped = Some(got);
-                        break;
-                    }
-                    made += 1;
-                }
-                let parent = retype(self.untyped, extra);
+                let (made, stopped) = until_refused(kind, child, first);
+                let parent = retype(kind, self.untyped, extra);
                 let _ = invoke(extra, Operation::CAP_DELETE, &[]);
                 let _ = invoke(child, Operation::CAP_REVOKE, &[]);
                 let _ = invoke(child, Operation::CAP_DELETE, &[]);
@@ -437,6 +446,24 @@ mod task {
                 self.log(e.passed(), e);
             }
         }
+    }
+
+    /// One object of `kind` from `from` into `into` (a one-page memory object).
+    fn retype(kind: ObjectType, from: CapSlot, into: CapSlot) -> Got {
+        let size = if kind == ObjectType::MEMORY { 1 } else { 0 };
+        Got::of(untyped::retype(from, kind, into, size))
+    }
+
+    /// Objects of `kind` from `from` into slots `first..` until refused (or
+    /// [`LOOP_SLOTS`] are full): how many, and what stopped it.
+    fn until_refused(kind: ObjectType, from: CapSlot, first: u32) -> (u32, Option<Got>) {
+        for made in 0..LOOP_SLOTS {
+            let got = retype(kind, from, CapSlot(first + made));
+            if got != Got::Ok {
+                return (made, Some(got));
+            }
+        }
+        (LOOP_SLOTS, None)
     }
 }
 

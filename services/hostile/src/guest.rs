@@ -42,13 +42,17 @@ impl Guest {
         Ok(guest)
     }
 
-    /// Runs the VP to its first exit (the `out`), which it leaves unanswered.
-    pub(crate) fn first_exit(&self) -> Result<(), ErrorCode> {
+    /// Runs the VP to its first exit, which it leaves unanswered.
+    pub(crate) fn run_to_exit(&self) -> Result<HvMessageBody, ErrorCode> {
         invoke(self.vp, Operation::VP_START, &[])?;
         let got = tessera_rt::recv_timeout(self.exits, 100)?;
-        let body = HvMessage::from_words(got.message.words()).ok().and_then(|m| m.parse().ok());
-        match body {
-            Some(HvMessageBody::X64IoPortIntercept(_)) => Ok(()),
+        HvMessage::from_words(got.message.words()).ok().and_then(|m| m.parse().ok()).ok_or(ErrorCode::INVALID_STATE)
+    }
+
+    /// Runs the VP to its first exit (the `out`), which it leaves unanswered.
+    pub(crate) fn first_exit(&self) -> Result<(), ErrorCode> {
+        match self.run_to_exit()? {
+            HvMessageBody::X64IoPortIntercept(_) => Ok(()),
             _ => Err(ErrorCode::INVALID_STATE),
         }
     }

@@ -19,6 +19,8 @@ mod pools;
 #[cfg(target_os = "none")]
 mod registers;
 #[cfg(target_os = "none")]
+mod sched;
+#[cfg(target_os = "none")]
 mod stale;
 
 #[cfg(target_os = "none")]
@@ -125,10 +127,13 @@ mod task {
             crate::objects::kernel_memory_is_charged(&mut own);
             crate::objects::revoke_ends_everything(&mut own);
             crate::objects::quota_loop_is_bounded(&mut own);
+            crate::objects::pool_entries_are_bounded(&mut own);
             crate::objects::stale_thread_capability(&mut own);
             crate::objects::thread_addresses_are_checked(&mut own);
             crate::objects::top_page_is_not_mappable(&mut own);
             crate::registers::loaded_registers_are_checked(&mut own);
+            crate::registers::cpl_follows_ss(&mut own);
+            crate::sched::orphaned_thread_runs_at_the_default(&mut own);
             crate::stale::monitor_of_deleted_endpoint(&mut own);
             crate::flood::fault_lines_are_rate_limited(&mut own);
             crate::objects::storm(&mut own);

@@ -4,7 +4,7 @@
 //! addresses ring 0 would fault on, and a seeded storm of random syscalls.
 
 use hostile::*;
-use tessera_rt::abi::{Rights, Sysnum, labels};
+use tessera_rt::abi::{Entries, EntryKind, Rights, Sysnum, labels};
 use tessera_rt::memory::Window;
 use tessera_rt::{CapSlot, ErrorCode, Message, MessageInfo, ObjectType, Operation, invoke, log, sys};
 use tlfs::{HvMessage, HvMessageBody, HvRegisterName};
@@ -40,13 +40,26 @@ impl Own {
 
     fn retype_from(&mut self, untyped: CapSlot, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
         let slot = self.slot();
-        invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(slot.0), pages])?;
+        tessera_rt::untyped::retype(untyped, kind, slot, pages)?;
         Ok(slot)
     }
 
+    /// An object of `kind` (not a sub-pool) from its untyped.
     pub(crate) fn retype(&mut self, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
         self.retype_from(self.untyped, kind, pages)
     }
+
+    /// A sub-pool of its untyped.
+    pub(crate) fn pool(&mut self, pages: u64, entries: Entries) -> Result<CapSlot, ErrorCode> {
+        let slot = self.slot();
+        tessera_rt::untyped::retype_pool(self.untyped, slot, pages, entries)?;
+        Ok(slot)
+    }
+}
+
+/// `count` memory objects, and nothing else.
+fn memory_objects(count: u16) -> Entries {
+    Entries::NONE.with(EntryKind::Memory, count)
 }
 
 pub(crate) fn delete(slot: CapSlot) {
@@ -331,7 +344,7 @@ fn untyped_left(untyped: CapSlot) -> u64 {
 pub fn revoke_ends_everything(own: &mut Own) {
     const OBJECTS: u64 = 70;
     let outcome = (|| -> Result<u64, ErrorCode> {
-        let pool = own.retype(ObjectType::UNTYPED, OBJECTS + 4)?;
+        let pool = own.pool(OBJECTS + 4, memory_objects(OBJECTS as u16))?;
         for i in 0..OBJECTS {
             let page = own.retype_from(pool, ObjectType::MEMORY, 1)?;
             map(own.task, page, PROBE_PAGES + i * PAGE, 1)?;
@@ -356,7 +369,7 @@ pub fn quota_loop_is_bounded(own: &mut Own) {
     const PAGES: u64 = 64;
     let mut live = heapless::Vec::<CapSlot, { ROUNDS as usize }>::new();
     for _ in 0..ROUNDS {
-        let Ok(pool) = own.retype(ObjectType::UNTYPED, PAGES) else { break };
+        let Ok(pool) = own.pool(PAGES, memory_objects(1)) else { break };
         let memory = own.retype_from(pool, ObjectType::MEMORY, PAGES);
         delete(pool);
         match memory {
@@ -379,10 +392,10 @@ pub fn quota_loop_is_bounded(own: &mut Own) {
     // A charge must never credit a pool that merely reuses the index of the
     // pool that paid for it.
     let reused = (|| -> Result<Result<(), ErrorCode>, ErrorCode> {
-        let first = own.retype(ObjectType::UNTYPED, 16)?;
+        let first = own.pool(16, memory_objects(1))?;
         let memory = own.retype_from(first, ObjectType::MEMORY, 16)?;
         delete(first);
-        let second = own.retype(ObjectType::UNTYPED, 16)?;
+        let second = own.pool(16, memory_objects(1))?;
         delete(memory);
         let over = own.retype_from(second, ObjectType::MEMORY, 17).map(drop);
         delete(second);
@@ -395,6 +408,24 @@ pub fn quota_loop_is_bounded(own: &mut Own) {
         "retype 17 pages from a new 16-page sub-pool after memory of a deleted one goes",
         matches!(reused, Ok(Err(_))),
         format_args!("{reused:?} (expected Ok(Err(OUT_OF_MEMORY)))"),
+    );
+}
+
+/// A sub-pool asking for one thread more than its parent has left is
+/// refused, and nothing changes (R1 finding 5: entries are a quota).
+pub fn pool_entries_are_bounded(own: &mut Own) {
+    let before = tessera_rt::untyped::left(own.untyped);
+    let threads = before.map_or(0, |l| l.entries.get(EntryKind::Thread));
+    let got = own.pool(1, Entries::NONE.with(EntryKind::Thread, threads.saturating_add(1)));
+    if let Ok(pool) = got {
+        delete(pool);
+    }
+    own.reset();
+    let unchanged = before.is_ok() && tessera_rt::untyped::left(own.untyped) == before;
+    report(
+        "retype a sub-pool with one thread more than its untyped has left",
+        got == Err(ErrorCode::OUT_OF_MEMORY) && unchanged,
+        format_args!("{:?}, its untyped unchanged: {unchanged} (expected OUT_OF_MEMORY, true)", got.map(drop)),
     );
 }
 
@@ -501,7 +532,9 @@ pub fn top_page_is_not_mappable(own: &mut Own) {
 pub fn storm(own: &mut Own) {
     let seed = storm_seed();
     log!("storm: {STORM_CALLS} random syscalls from seed {seed:#x} (rebuild with HOSTILE_SEED=<n> for another)");
-    let Ok(pool) = own.retype(ObjectType::UNTYPED, 48) else {
+    // One of every kind but sub-pools, and a second memory object.
+    let entries = EntryKind::ALL.into_iter().fold(memory_objects(2), |e, k| e.with(k, e.get(k).max(1)));
+    let Ok(pool) = own.pool(48, entries.with(EntryKind::Untyped, 0)) else {
         report("storm", false, format_args!("no sub-pool"));
         return;
     };

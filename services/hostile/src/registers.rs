@@ -8,8 +8,8 @@ use crate::guest::{Guest, set};
 use crate::objects::{Own, report};
 use hostile::Check;
 use tessera_rt::abi::labels;
-use tessera_rt::{ErrorCode, Message, log};
-use tlfs::HvRegisterName;
+use tessera_rt::{ErrorCode, Message, Operation, invoke, log};
+use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
 
 /// Values the CPU refuses to load (#GP in ring 0 on VMX, where the world
 /// switch writes KERNEL_GS_BASE with WRMSR and DR6 with MOV).
@@ -61,5 +61,51 @@ pub fn loaded_registers_are_checked(own: &mut Own) {
     match outcome {
         Ok(got) => log!("exit reply with {}", check.report(got)),
         Err(e) => report("exit reply probe", false, format_args!("could not run: {e:?}")),
+    }
+}
+
+/// 32-bit flat segments at CPL 3: code (non-conforming, readable) and data.
+const USER_CODE: HvX64SegmentRegister = flat(0x1b, 0xb);
+const USER_DATA: HvX64SegmentRegister = flat(0x23, 0x3);
+/// CR0.PE and ET; RFLAGS with IOPL 3 (so `out` is allowed at CPL 3) and bit 1.
+const PROTECTED_CR0: u64 = 0x11;
+const IOPL3_RFLAGS: u64 = 0x3002;
+
+const fn flat(selector: u16, segment_type: u8) -> HvX64SegmentRegister {
+    let attributes = HvX64SegmentAttributes::new()
+        .with_segment_type(segment_type)
+        .with_non_system_segment(true)
+        .with_descriptor_privilege_level(3)
+        .with_present(true)
+        .with_default(true)
+        .with_granularity(true);
+    HvX64SegmentRegister { base: 0, limit: 0xffff_ffff, selector, attributes }
+}
+
+/// A VMM that puts its VP in protected mode at CPL 3 through
+/// `VP_SET_REGISTERS` (SS with DPL 3): the CPL is SS.DPL on both backends.
+/// Under SVM the CPU takes the CPL from the VMCB's own field, which setting
+/// SS must update; the port exit that follows reports the CPL the guest
+/// ran at.
+pub fn cpl_follows_ss(own: &mut Own) {
+    let outcome = (|| -> Result<Option<u8>, ErrorCode> {
+        let guest = Guest::new(own)?;
+        set(guest.vp, HvRegisterName::CR0, PROTECTED_CR0)?;
+        for (name, segment) in [(HvRegisterName::CS, USER_CODE), (HvRegisterName::SS, USER_DATA)] {
+            let (low, high) = tlfs::segment_register_value(&segment);
+            invoke(guest.vp, Operation::VP_SET_REGISTERS, &[1, u64::from(name.0), low, high])?;
+        }
+        set(guest.vp, HvRegisterName::RFLAGS, IOPL3_RFLAGS)?;
+        let cpl = guest.run_to_exit().ok().and_then(|body| Some(body.intercept_header()?.execution_state.cpl()));
+        guest.end();
+        Ok(cpl)
+    })();
+    own.reset();
+    let what = "the port exit of a VP set to protected mode with SS.DPL 3 by VP_SET_REGISTERS";
+    match outcome {
+        Ok(cpl) => {
+            report(what, cpl == Some(3), format_args!("reports CPL {cpl:?} (expected Some(3): the CPL is SS.DPL)"))
+        }
+        Err(e) => report(what, false, format_args!("could not run: {e:?}")),
     }
 }

@@ -57,8 +57,8 @@ mod task {
         fn retype(&mut self, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
             let untyped = self.untyped.ok_or(ErrorCode::OUT_OF_MEMORY)?;
             let slot = self.slot()?;
-            let made = invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(slot.0), pages]);
-            made.map(|_| slot).inspect_err(|_| self.give_back(slot))
+            let made = tessera_rt::untyped::retype(untyped, kind, slot, pages);
+            made.map(|()| slot).inspect_err(|_| self.give_back(slot))
         }
 
         /// Runs `op` with a fresh slot, giving it back if `op` fails.

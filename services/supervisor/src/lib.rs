@@ -6,7 +6,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use abi::Rights;
+use abi::{Entries, Rights};
 use sysimage::manifest::{EndpointIndex, IoPortRange, Manifest, PARTITION_MANAGER, Restart, TaskIndex};
 
 const PAGE_SIZE: u64 = sysimage::PAGE_SIZE;
@@ -44,8 +44,9 @@ pub enum Source {
     IrqNotification,
     /// An interrupt line, bound to the "irq" notification's bit `bit`.
     Irq { gsi: u32, bit: u8 },
-    /// A pool of this many pages of untyped memory (named "untyped").
-    Untyped { pages: u64 },
+    /// A pool of this many pages of untyped memory and these kernel-table
+    /// entries (named "untyped").
+    Untyped { pages: u64, objects: Entries },
     /// The task's own task capability (named "self"), so it can map the
     /// memory it makes from its untyped pool.
     OwnTask,
@@ -94,7 +95,7 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
         push(named(&name, Source::Io(range))?)?;
     }
     if t.untyped > 0 {
-        push(named("untyped", Source::Untyped { pages: t.untyped / PAGE_SIZE })?)?;
+        push(named("untyped", Source::Untyped { pages: t.untyped / PAGE_SIZE, objects: t.objects })?)?;
         push(named("self", Source::OwnTask)?)?;
     }
     let manages_partitions = !manifest.partitions.is_empty() && manifest.partition_manager() == Some(task);

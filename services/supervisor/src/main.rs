@@ -25,7 +25,7 @@ mod task {
     use sysimage::manifest::TaskIndex;
     use tessera_rt::log::Sink;
     use tessera_rt::memory::Window;
-    use tessera_rt::{Operation, caps, invoke, println as log, recv_timeout};
+    use tessera_rt::{Operation, caps, invoke, println as log, recv_timeout, untyped};
 
     const PAGE: u64 = sysimage::PAGE_SIZE;
     const COM1: u16 = 0x3f8;
@@ -67,10 +67,6 @@ mod task {
     fn fatal(what: &str, e: ErrorCode) -> ! {
         log!("cannot {what}: {e:?}; the system cannot start");
         tessera_rt::arch::trap()
-    }
-
-    fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot, pages: u64) -> Result<(), ErrorCode> {
-        invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(dest.0), pages]).map(drop)
     }
 
     fn bits(r: Rights) -> u64 {
@@ -118,7 +114,8 @@ mod task {
 
         let mut slots = Slots::new(caps::first_unnamed_slot().0);
         let fault = slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
-        retype(untyped, ObjectType::ENDPOINT, fault, 0).unwrap_or_else(|e| fatal("create the fault endpoint", e));
+        untyped::retype(untyped, ObjectType::ENDPOINT, fault, 0)
+            .unwrap_or_else(|e| fatal("create the fault endpoint", e));
         let mut s = Supervisor {
             task,
             untyped,
@@ -154,12 +151,13 @@ mod task {
         fn create_shared_objects(&mut self) {
             for _ in 0..self.image.manifest.endpoints.len() {
                 let slot = self.slot().unwrap_or_else(|e| fatal("find a slot", e));
-                retype(self.untyped, ObjectType::ENDPOINT, slot, 0).unwrap_or_else(|e| fatal("create an endpoint", e));
+                untyped::retype(self.untyped, ObjectType::ENDPOINT, slot, 0)
+                    .unwrap_or_else(|e| fatal("create an endpoint", e));
                 let _ = self.endpoints.push(slot);
             }
             for (i, task) in self.image.manifest.tasks.iter().enumerate().skip(1) {
                 let slot = self.slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
-                retype(self.untyped, ObjectType::SCHED_CONTEXT, slot, 0)
+                untyped::retype(self.untyped, ObjectType::SCHED_CONTEXT, slot, 0)
                     .unwrap_or_else(|e| fatal("create a scheduling context", e));
                 let params = [u64::from(task.priority.0), 0, 0];
                 invoke(slot, Operation::SCHED_CONFIGURE, &params)
@@ -305,8 +303,19 @@ mod task {
 
         /// Creates an object for task `index` and remembers it for teardown.
         fn hold(&mut self, index: TaskIndex, kind: ObjectType, pages: u64) -> Result<CapSlot, ErrorCode> {
+            let untyped = self.untyped;
+            self.hold_with(index, |slot| untyped::retype(untyped, kind, slot, pages))
+        }
+
+        /// Makes an object for task `index` with `make` in a fresh slot, and
+        /// remembers it for teardown.
+        fn hold_with(
+            &mut self,
+            index: TaskIndex,
+            make: impl FnOnce(CapSlot) -> Result<(), ErrorCode>,
+        ) -> Result<CapSlot, ErrorCode> {
             let slot = self.slot()?;
-            if let Err(e) = retype(self.untyped, kind, slot, pages) {
+            if let Err(e) = make(slot) {
                 self.slots.give_back(slot);
                 return Err(e);
             }
@@ -371,8 +380,9 @@ mod task {
                     ),
                     Source::OwnTask => (task, Rights::new().with_control(true), 0, ObjectType::TASK),
                     Source::BootImage => (self.bootfs, Rights::new().with_read(true), 0, ObjectType::MEMORY),
-                    Source::Untyped { pages } => {
-                        let pool = self.hold(index, ObjectType::UNTYPED, pages)?;
+                    Source::Untyped { pages, objects } => {
+                        let from = self.untyped;
+                        let pool = self.hold_with(index, |slot| untyped::retype_pool(from, slot, pages, objects))?;
                         (pool, Rights::ALL, 0, ObjectType::UNTYPED)
                     }
                     Source::IrqNotification => {

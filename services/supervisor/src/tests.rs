@@ -156,7 +156,11 @@ vid = \"guests\"
     let (pm, guests, vid) = (index("partition-manager"), index("guests"), index("vid"));
     assert_eq!(names(&grants(&m, pm).unwrap()), ["partition-manager", "untyped", "self", "bootfs"]);
     // 8 MiB of guest RAM, 1 MiB, and its second-level tables (4 per 2 MiB, 1 per GiB).
-    assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages: (9 << 20) / 4096 + 4 + 1 });
+    // The partition's objects: the partition, its VP, its RAM, ROM and legacy region.
+    let objects = sysimage::objects::partition(1);
+    assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages: (9 << 20) / 4096 + 4 + 1, objects });
+    let guests_pool = Source::Untyped { pages: 256, objects: sysimage::objects::default_objects(true) };
+    assert_eq!(grants(&m, guests).unwrap()[2].source, guests_pool);
     assert_eq!(names(&grants(&m, guests).unwrap()), ["console", "partition-manager", "untyped", "self", "bootfs"]);
     let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);
     let (manager, console) = (endpoint("partition-manager"), endpoint("console"));

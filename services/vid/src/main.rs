@@ -17,6 +17,7 @@ mod partitions;
 mod task {
     use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
     use tessera_rt::memory::Window;
+    use tessera_rt::untyped::retype;
     use tessera_rt::{Message, Operation, caps, invoke, log};
     use tlfs::{HvMessage, HvRegisterName};
     use vid::Vid;
@@ -62,10 +63,6 @@ mod task {
         let mut vid = Vid::new();
         log!("ready, serving {}", if caps::endpoint(ENDPOINT).is_some() { ENDPOINT } else { name });
         tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut vid, caller, message));
-    }
-
-    fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot, pages: u64) -> Result<(), ErrorCode> {
-        invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(dest.0), pages]).map(drop)
     }
 
     fn bits(r: Rights) -> u64 {

@@ -14,6 +14,7 @@ use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SI
 use sysimage::SystemImage;
 use sysimage::manifest::TaskIndex;
 use tessera_rt::memory::Window;
+use tessera_rt::untyped::retype;
 use tessera_rt::{Operation, caps, invoke, log};
 use tlfs::exit_state::{ExitState, TransferredState};
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
@@ -66,10 +67,6 @@ impl Slots {
         self.0 += 1;
         CapSlot(self.0 - 1)
     }
-}
-
-fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot, pages: u64) -> Result<(), ErrorCode> {
-    invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(dest.0), pages]).map(drop)
 }
 
 fn bits(r: Rights) -> u64 {

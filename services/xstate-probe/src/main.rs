@@ -27,7 +27,7 @@ mod task {
     const MARKER: (u64, u64) = (0x5445_5353_4552_4121, 0x584d_4d30_2d6d_6b21);
 
     fn retype(untyped: CapSlot, kind: ObjectType, dest: CapSlot) -> Result<(), ErrorCode> {
-        invoke(untyped, Operation::UNTYPED_RETYPE, &[u64::from(kind.0), u64::from(dest.0), 0]).map(drop)
+        tessera_rt::untyped::retype(untyped, kind, dest, 0)
     }
 
     /// Runs the VP with the marker until its first exit; returns the

@@ -85,6 +85,9 @@ pub struct Task {
     pub interrupts: Vec<u32>,
     /// Bytes of untyped memory the task is given (0: none).
     pub untyped: u64,
+    /// Kernel objects it may make from it, by kind: as written, the
+    /// default, and the partition manager's share (none without untyped).
+    pub objects: abi::Entries,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +135,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             io_ports: heapless::Vec::from_slice(&t.io_ports).map_err(|_| over("I/O ranges"))?,
             interrupts: heapless::Vec::new(),
             untyped: t.untyped,
+            objects: t.objects,
         };
         for &e in &t.serves {
             task.serves.push(compiled::EndpointIndex(index(e)?)).map_err(|_| over("serves"))?;

@@ -2,6 +2,7 @@
 //! mistake reported once with the task and field it is in.
 
 use crate::{Endpoint, Error, Errors, Manifest, Partition, Task};
+use abi::{Entries, EntryKind};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::fmt;
@@ -11,7 +12,7 @@ use sysimage::manifest::{
     MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
     MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead, valid_cmdline,
 };
-use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart};
+use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart, objects};
 
 // ---- The TOML as written. Integers stay i64 and sizes stay raw so that a
 // ---- bad value is one collected error, not a parse failure.
@@ -71,6 +72,8 @@ struct TaskToml {
     interrupts: Vec<i64>,
     /// Memory the task may turn into objects (partitions, guest memory).
     untyped: Option<RawSize>,
+    /// Kernel objects it may make from it, by kind (`abi::EntryKind` names).
+    objects: Option<IndexMap<String, i64>>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +215,8 @@ struct Draft<'t> {
     io_ports: Vec<IoPortRange>,
     interrupts: Vec<u32>,
     untyped: u64,
+    /// As written (`None`: the default).
+    objects: Option<Entries>,
 }
 
 fn check_size(task: &str, field: &str, raw: &RawSize, errors: &mut Vec<Error>) -> Option<u64> {
@@ -261,6 +266,12 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
     let untyped = t.untyped.as_ref().and_then(|raw| check_untyped(name, raw, e)).unwrap_or(0);
     if t.supervisor && t.untyped.is_some() {
         err(e, "untyped", "the supervisor already holds all untyped memory".into());
+    }
+    let objects = t.objects.as_ref().map(|table| check_objects(name, table, e));
+    if t.objects.is_some() && t.supervisor {
+        err(e, "objects", "the supervisor already holds every kernel-table entry".into());
+    } else if t.objects.is_some() && t.untyped.is_none() {
+        err(e, "objects", "the task has no untyped memory to make them from (add untyped)".into());
     }
     if let (Some(memory), Some(stack)) = (memory, stack)
         && stack > memory
@@ -334,7 +345,30 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
         io_ports,
         interrupts,
         untyped,
+        objects,
     }
+}
+
+/// An objects quota: known kinds, each a count up to its kernel table.
+fn check_objects(task: &str, table: &IndexMap<String, i64>, e: &mut Vec<Error>) -> Entries {
+    let mut entries = Entries::NONE;
+    for (name, &count) in table {
+        let Some(kind) = EntryKind::named(name) else {
+            let hint = did_you_mean(name, EntryKind::ALL.iter().map(|k| k.name()));
+            let known = EntryKind::ALL.map(EntryKind::name).join(", ");
+            e.push(Error::task(task, "objects", format!("unknown kind \"{name}\"{hint} (known: {known})")));
+            continue;
+        };
+        match u16::try_from(count).ok().filter(|&n| usize::from(n) <= kind.table()) {
+            Some(n) => entries = entries.with(kind, n),
+            None => e.push(Error::task(
+                task,
+                "objects",
+                format!("{name} = {count} is out of range (0..={}, the kernel's table)", kind.table()),
+            )),
+        }
+    }
+    entries
 }
 
 /// An untyped quota: a size like `memory`, but up to [`MAX_UNTYPED`].
@@ -615,7 +649,69 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         manifest.partitions.push(Partition { vid, ..p });
     }
     grant_partition_memory(&mut manifest)?;
+    grant_objects(&mut manifest, &drafts);
+    check_tables(&manifest)?;
     Ok(manifest)
+}
+
+/// Each task's objects quota: as written, else the default for a task with
+/// untyped memory (`sysimage::objects::default_objects`); the partition
+/// manager's is raised by what its partitions take (on top of any it
+/// declares; it has no default).
+fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
+    let manager = manifest.endpoints.iter().find(|e| e.name == PARTITION_MANAGER).map(|e| e.server);
+    let has_partitions = !manifest.partitions.is_empty();
+    for (i, task) in manifest.tasks.iter_mut().enumerate() {
+        let written = drafts.iter().find(|d| d.name == task.name).and_then(|d| d.objects);
+        let runs_partitions = manifest.partitions.iter().any(|p| p.vid == i);
+        let managing = has_partitions && manager == Some(i);
+        task.objects = match written {
+            Some(objects) => objects,
+            None if task.untyped > 0 && !managing => objects::default_objects(runs_partitions),
+            None => Entries::NONE,
+        };
+        if managing {
+            for p in &manifest.partitions {
+                // At most 8 partitions of 16 VPs: far below a count's limit.
+                task.objects = task.objects.checked_add(&objects::partition(p.vcpus)).unwrap_or(task.objects);
+            }
+        }
+    }
+}
+
+/// The kernel entries the system takes fit the kernel's tables: one error
+/// per kind that does not, saying who takes them.
+fn check_tables(manifest: &Manifest) -> Result<(), Errors> {
+    let tasks = &manifest.tasks[1..];
+    let started: Vec<Entries> =
+        tasks.iter().map(|t| objects::to_start(t.untyped > 0, !t.interrupts.is_empty())).collect();
+    let supervisor = objects::total(started.iter().chain([&objects::shared(manifest.endpoints.len())]));
+    let quotas = objects::total(tasks.iter().map(|t| &t.objects));
+    let needed = supervisor.zip(quotas).and_then(|(s, q)| objects::total([&objects::KERNEL, &s, &q]));
+    let Some(needed) = needed else {
+        return Err(Errors::one(Error::system("objects", "the objects quotas overflow a count")));
+    };
+    let mut errors = Vec::new();
+    for kind in objects::over_tables(&needed) {
+        let name = kind.name();
+        let by: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.objects.get(kind) > 0)
+            .map(|t| format!("{} {}", t.name, t.objects.get(kind)))
+            .collect();
+        let by = if by.is_empty() { "none".to_string() } else { by.join(", ") };
+        errors.push(Error::system(
+            "objects",
+            format!(
+                "{} {name} are more than the kernel's table of {} (the kernel and the supervisor take {} for the \
+                 tasks it starts; quotas: {by})",
+                needed.get(kind),
+                kind.table(),
+                needed.get(kind) - quotas.map_or(0, |q| q.get(kind)),
+            ),
+        ));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Errors::sorted(errors)) }
 }
 
 /// The partition manager creates every partition: its untyped quota is
@@ -679,6 +775,7 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
                 io_ports: d.io_ports.clone(),
                 interrupts: d.interrupts.clone(),
                 untyped: d.untyped,
+                objects: Entries::NONE, // set by `grant_objects`
             }
         })
         .collect();

@@ -43,7 +43,7 @@ fn unknown_task_field() {
     assert_errors(
         &text,
         &["test.toml:14:1: unknown field `prio`, expected one of `binary`, `priority`, `memory`, `stack`, \
-           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts`, `untyped` (in `prio = 3`)"],
+           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts`, `untyped`, `objects` (in `prio = 3`)"],
     );
 }
 
@@ -490,6 +490,102 @@ fn untyped_zero_or_too_large() {
 fn supervisor_with_untyped() {
     let text = "[system]\nname = \"test\"\n\n[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\nuntyped = \"1MiB\"\n";
     assert_errors(text, &["task \"root\": untyped: the supervisor already holds all untyped memory"]);
+}
+
+// ---- Objects quotas (kernel-table entries).
+
+/// A task with 1 MiB of untyped memory and `objects`.
+fn maker(objects: &str) -> String {
+    task("a", 1, &format!("untyped = \"1MiB\"\nobjects = {objects}"))
+}
+
+#[test]
+fn objects_are_given_as_written_or_by_default() {
+    use abi::{Entries, EntryKind};
+    let m = parse(&system(&maker("{ threads = 2, memory_objects = 5 }")), "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let a = m.tasks.iter().find(|t| t.name == "a").unwrap();
+    assert_eq!(a.objects, Entries::NONE.with(EntryKind::Thread, 2).with(EntryKind::Memory, 5));
+    // No `objects`: what the VID's demo partition takes; none without untyped.
+    let m = parse(&system(&task("a", 1, "untyped = \"1MiB\"")), "t.toml").unwrap();
+    assert_eq!(m.tasks[1].objects, sysimage::objects::default_objects(false));
+    assert_eq!(m.tasks[0].objects, Entries::NONE);
+    // A VID of partitions: its exit endpoint and a notification; the
+    // partition manager: what its partitions take, on top of its own.
+    let m = parse(
+        &with_vid(&partition("linux", "vcpus = 3"))
+            .replace("[tasks.pm]", "[tasks.pm]\nuntyped = \"64KiB\"\nobjects = { endpoints = 1 }"),
+        "t.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let of = |name: &str| m.tasks.iter().find(|t| t.name == name).unwrap().objects;
+    assert_eq!(of("vid"), sysimage::objects::default_objects(true));
+    assert_eq!(of("pm"), sysimage::objects::partition(3).with(EntryKind::Endpoint, 1));
+}
+
+#[test]
+fn objects_of_an_unknown_kind() {
+    assert_errors(
+        &system(&maker("{ thread = 2 }")),
+        &["task \"a\": objects: unknown kind \"thread\" (did you mean \"threads\"?) (known: tasks, threads, \
+           endpoints, notifications, sched_contexts, partitions, vps, memory_objects, untyped_pools)"],
+    );
+}
+
+#[test]
+fn objects_out_of_range() {
+    assert_errors(
+        &system(&maker("{ vps = 17, endpoints = -1 }")),
+        &[
+            "task \"a\": objects: endpoints = -1 is out of range (0..=64, the kernel's table)",
+            "task \"a\": objects: vps = 17 is out of range (0..=16, the kernel's table)",
+        ],
+    );
+}
+
+#[test]
+fn objects_without_untyped() {
+    assert_errors(
+        &system(&task("a", 1, "objects = { threads = 1 }")),
+        &["task \"a\": objects: the task has no untyped memory to make them from (add untyped)"],
+    );
+}
+
+#[test]
+fn supervisor_with_objects() {
+    let text = "[system]\nname = \"test\"\n\n[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\nobjects = { threads = 1 }\n";
+    assert_errors(text, &["task \"root\": objects: the supervisor already holds every kernel-table entry"]);
+}
+
+#[test]
+fn objects_beyond_a_kernel_table() {
+    // 48 threads in all: the kernel's 1 for the supervisor, and 1 for each task it starts.
+    let fits = format!("{}{}", maker("{ threads = 45 }"), task("b", 2, ""));
+    assert!(parse(&system(&fits), "t.toml").is_ok());
+    let text = system(&format!(
+        "{}{}",
+        maker("{ threads = 40, untyped_pools = 1 }"),
+        task("b", 2, "untyped = \"1MiB\"\nobjects = { threads = 6, untyped_pools = 14 }")
+    ));
+    assert_errors(
+        &text,
+        &[
+            "system: objects: 18 untyped_pools are more than the kernel's table of 16 (the kernel and the supervisor \
+             take 3 for the tasks it starts; quotas: b 14, a 1)",
+            "system: objects: 49 threads are more than the kernel's table of 48 (the kernel and the supervisor take 3 \
+             for the tasks it starts; quotas: b 6, a 40)",
+        ],
+    );
+}
+
+#[test]
+fn partitions_with_more_vps_than_the_kernel_has() {
+    let text =
+        with_vid(&format!("{}{}", partition("a", "vcpus = 16"), partition("b", "vcpus = 1").replace("64MiB", "2MiB")));
+    assert_errors(
+        &text,
+        &["system: objects: 17 vps are more than the kernel's table of 16 (the kernel and the supervisor take 0 for \
+           the tasks it starts; quotas: pm 17)"],
+    );
 }
 
 // ---- Partitions.

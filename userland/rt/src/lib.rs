@@ -9,6 +9,7 @@
 //!   [`exit`]) over the one raw [`sys::syscall`]; long messages go through
 //!   the IPC buffer transparently ([`ipc_buffer`]).
 //! - **Capabilities by name** from the startup page ([`caps`], [`startup`]).
+//! - **Untyped pools**: typed retypes and what is left of a pool ([`untyped`]).
 //! - **Services.** [`Kernel`] is the [`Transport`](tessera_idl::Transport)
 //!   and [`Receiver`](tessera_idl::Receiver) that interface clients and
 //!   [`serve`] use.
@@ -39,6 +40,7 @@ pub mod caps;
 pub mod io;
 pub mod log;
 pub mod startup;
+pub mod untyped;
 
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]

@@ -22,6 +22,7 @@ extern crate std;
 
 pub mod enlightenments;
 pub mod manifest;
+pub mod objects;
 
 pub use bootfs;
 pub use bootfs::{Bootfs, File, MAX_NAME_LEN, valid_name};

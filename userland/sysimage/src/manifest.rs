@@ -19,17 +19,21 @@
 //!   [`PARTITION_MANAGER`] endpoint; the task serving
 //!   that endpoint (the partition manager, which creates every partition)
 //!   has an untyped quota covering the guest RAM of all partitions plus
-//!   [`partition_overhead`] each; guest files are bootfs names; each
-//!   partition's enlightenments pass [`Enlightenments::check`].
+//!   [`partition_overhead`] each, and an objects quota covering what they
+//!   take ([`crate::objects::partition`]); guest files are bootfs names;
+//!   each partition's enlightenments pass [`Enlightenments::check`];
+//! - only a task with untyped memory has an objects quota, and the kernel
+//!   entries the system takes fit the kernel's tables ([`crate::objects`]).
 
 pub use crate::enlightenments::Enlightenments;
-use crate::{Error, PAGE_SIZE, valid_name};
+use crate::{Error, PAGE_SIZE, objects, valid_name};
+use abi::Entries;
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
 /// Version of the compiled-manifest layout (2: `partitions` added; 4: a
-/// partition's `enlightenments` and `exit_timeout_ms`).
-pub const VERSION: u32 = 4;
+/// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`).
+pub const VERSION: u32 = 5;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -192,6 +196,24 @@ pub struct Task<'a> {
     pub interrupts: Vec<Gsi, MAX_INTERRUPTS>,
     /// Bytes of untyped memory the supervisor hands the task (0: none).
     pub untyped: u64,
+    /// Kernel-table entries its untyped carries: what it may make (none
+    /// without `untyped`; the partition manager's share included).
+    #[serde(with = "entries_words")]
+    pub objects: Entries,
+}
+
+/// An [`Entries`] as its array of counts.
+mod entries_words {
+    use abi::{Entries, EntryKind};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(entries: &Entries, s: S) -> Result<S::Ok, S::Error> {
+        entries.0.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Entries, D::Error> {
+        <[u16; EntryKind::COUNT]>::deserialize(d).map(Entries)
+    }
 }
 
 /// A guest partition, run by a VID task.
@@ -290,6 +312,26 @@ impl<'a> Manifest<'a> {
             .fold(0u64, |sum, p| sum.saturating_add(p.memory.saturating_add(partition_overhead(p.memory))))
     }
 
+    /// Kernel-table entries the partition manager needs for all partitions
+    /// (`None`: more than a count holds).
+    pub fn partitions_entries(&self) -> Option<Entries> {
+        objects::total(
+            self.partitions.iter().map(|p| objects::partition(p.vcpus)).collect::<Vec<_, MAX_PARTITIONS>>().iter(),
+        )
+    }
+
+    /// Kernel-table entries the whole system takes ([`crate::objects`]):
+    /// the kernel's for the root task, the supervisor's for every task, and
+    /// every task's quota (`None`: more than a count holds).
+    pub fn entries_needed(&self) -> Option<Entries> {
+        let mut sum = objects::KERNEL.checked_add(&objects::shared(self.endpoints.len()))?;
+        for t in self.tasks.iter().skip(1) {
+            sum = sum.checked_add(&objects::to_start(t.untyped > 0, !t.interrupts.is_empty()))?;
+            sum = sum.checked_add(&t.objects)?;
+        }
+        Some(sum)
+    }
+
     /// The partitions task `vid` runs.
     pub fn partitions_of(&self, vid: TaskIndex) -> impl Iterator<Item = &Partition<'a>> {
         self.partitions.iter().filter(move |p| p.vid == vid)
@@ -342,6 +384,9 @@ impl<'a> Manifest<'a> {
             let size_ok = |n: u64| n > 0 && n.is_multiple_of(PAGE_SIZE) && n <= MAX_TASK_MEMORY;
             if !task.untyped.is_multiple_of(PAGE_SIZE) || task.untyped > MAX_UNTYPED || (i == 0 && task.untyped != 0) {
                 return bad("bad untyped quota");
+            }
+            if task.untyped == 0 && task.objects != Entries::NONE {
+                return bad("an objects quota without untyped memory");
             }
             if !size_ok(task.memory) || !size_ok(task.stack) || task.stack > task.memory {
                 return bad("bad memory or stack size");
@@ -418,6 +463,12 @@ impl<'a> Manifest<'a> {
             if manager.untyped < self.partitions_need() {
                 return bad("the partition manager's untyped quota is too small");
             }
+            if !self.partitions_entries().is_some_and(|e| manager.objects.covers(&e)) {
+                return bad("the partition manager's objects quota is too small");
+            }
+        }
+        if !self.entries_needed().is_some_and(|e| objects::over_tables(&e).next().is_none()) {
+            return Err(Error::BadManifest("the objects quotas do not fit the kernel's tables"));
         }
         Ok(())
     }

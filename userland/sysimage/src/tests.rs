@@ -24,6 +24,7 @@ fn task<'a>(name: &'a str, priority: u8) -> Task<'a> {
         io_ports: heapless::Vec::new(),
         interrupts: heapless::Vec::new(),
         untyped: 0,
+        objects: abi::Entries::NONE,
     }
 }
 
@@ -40,6 +41,7 @@ fn sample() -> Manifest<'static> {
     let mut client = task("client", 10);
     client.binary = "client.elf";
     client.untyped = 64 << 10;
+    client.objects = objects::default_objects(true);
     client.uses = hv(&[
         Use { endpoint: EndpointIndex(0), name: "log" },
         Use { endpoint: EndpointIndex(1), name: PARTITION_MANAGER },
@@ -47,6 +49,7 @@ fn sample() -> Manifest<'static> {
     let mut manager = task("manager", 20);
     manager.serves = hv(&[EndpointIndex(1)]);
     manager.untyped = 66 << 20;
+    manager.objects = objects::partition(2);
     Manifest {
         version: VERSION,
         system: "test",
@@ -146,6 +149,19 @@ fn inconsistent_manifests_are_refused() {
     bad_task(2, |m| m.tasks[2].io_ports = hv(&[IoPortRange { base: 0x3ff, count: 1 }]));
     bad_task(2, |m| m.tasks[2].interrupts = hv(&[Gsi(4)]));
     bad_task(2, |m| m.tasks[2].interrupts = hv(&[Gsi(MAX_GSI + 1)]));
+    bad_task(1, |m| m.tasks[1].objects = abi::Entries::one(abi::EntryKind::Thread)); // it has no untyped
+
+    // A quota beyond a kernel table, with everything else the system takes.
+    let mut m = sample();
+    let threads = abi::limits::tables::THREADS as u16 - 6;
+    m.tasks[2].objects = m.tasks[2].objects.with(abi::EntryKind::Thread, threads);
+    assert_eq!(m.entries_needed().map(|e| e.get(abi::EntryKind::Thread)), Some(threads + 4));
+    assert!(Manifest::parse(&m.to_vec()).is_ok());
+    m.tasks[2].objects = m.tasks[2].objects.with(abi::EntryKind::Thread, threads + 5);
+    assert_eq!(
+        Manifest::parse(&m.to_vec()),
+        Err(Error::BadManifest("the objects quotas do not fit the kernel's tables"))
+    );
 
     let mut m = sample();
     m.endpoints[0].server = TaskIndex(2);
@@ -179,7 +195,8 @@ fn inconsistent_partitions_are_refused() {
     bad(|m| m.partitions[0].vid = TaskIndex(0)); // the supervisor
     bad(|m| m.partitions[0].vid = TaskIndex(1)); // the console does not use the partition manager
     bad(|m| m.tasks[3].untyped = (65 << 20) - 4096);
-    bad(|m| m.tasks[2].untyped = 0); // the VID needs some for its exit endpoint
+    bad(|m| (m.tasks[2].untyped, m.tasks[2].objects) = (0, abi::Entries::NONE)); // the VID needs some for its exit endpoint
+    bad(|m| m.tasks[3].objects = objects::partition(1)); // its partition has 2 VPs
     bad(|m| {
         m.tasks[3].serves.clear();
         m.tasks[2].uses.truncate(1);
@@ -202,6 +219,8 @@ fn inconsistent_partitions_are_refused() {
     m.tasks[3].untyped = need - 4096;
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
     m.tasks[3].untyped = need;
+    assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
+    m.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2)]).unwrap();
     let bytes = m.to_vec();
     let parsed = Manifest::parse(&bytes).unwrap();
     assert_eq!(parsed.partitions_of(TaskIndex(2)).count(), 2);

@@ -561,6 +561,11 @@ fn kernel_misuse_is_refused_without_effect() {
     assert_eq!(ipc.alloc_endpoint(), Err(ErrorCode::OUT_OF_MEMORY));
     while ipc.alloc_notification().is_ok() {}
     assert_eq!(ipc.alloc_notification(), Err(ErrorCode::OUT_OF_MEMORY));
+    // What is in use is counted (the kernel gives the root pool the rest).
+    let (endpoints, notifications) = (ipc.endpoints_in_use(), ipc.notifications_in_use());
+    assert!(endpoints > 0 && notifications > 0);
+    ipc.destroy_notification(NotificationId(0)).unwrap();
+    assert_eq!((ipc.endpoints_in_use(), ipc.notifications_in_use()), (endpoints, notifications - 1));
     ipc.check().unwrap();
 }
 

@@ -21,8 +21,8 @@ use kerncore::svm::{
     SegmentAttributes, SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, msr,
 };
 use kerncore::virt::VirtSupport;
+use tlfs::HvRegisterName;
 use tlfs::zerocopy::FromBytes;
-use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, HvX64SegmentRegister};
 use x86::msr::{rdmsr, wrmsr};
 use x86defs::{CR0_PE, RFLAGS_IF};
 
@@ -435,107 +435,12 @@ pub fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
     })
 }
 
-/// TLFS segment attributes (VMX-style access rights: bits 12..15 hold
-/// AVL, L, D/B, G) from the VMCB's packing (those in bits 8..11), and back.
-fn attributes_to_tlfs(a: SegmentAttributes) -> HvX64SegmentAttributes {
-    HvX64SegmentAttributes::new()
-        .with_segment_type(a.segment_type())
-        .with_non_system_segment(a.code_or_data())
-        .with_descriptor_privilege_level(a.dpl())
-        .with_present(a.present())
-        .with_available(a.available())
-        .with_long(a.long_mode())
-        .with_default(a.default_big())
-        .with_granularity(a.granularity())
-}
-
-fn attributes_from_tlfs(a: HvX64SegmentAttributes) -> SegmentAttributes {
-    SegmentAttributes::new()
-        .with_segment_type(a.segment_type())
-        .with_code_or_data(a.non_system_segment())
-        .with_dpl(a.descriptor_privilege_level())
-        .with_present(a.present())
-        .with_available(a.available())
-        .with_long_mode(a.long())
-        .with_default_big(a.default())
-        .with_granularity(a.granularity())
-}
-
-/// The VMCB's segment register `name`, if it is one.
-fn segment(v: &mut Vmcb, name: HvRegisterName) -> Option<&mut VmcbSegment> {
-    let s = &mut v.save;
-    Some(match name {
-        HvRegisterName::ES => &mut s.es,
-        HvRegisterName::CS => &mut s.cs,
-        HvRegisterName::SS => &mut s.ss,
-        HvRegisterName::DS => &mut s.ds,
-        HvRegisterName::FS => &mut s.fs,
-        HvRegisterName::GS => &mut s.gs,
-        HvRegisterName::LDTR => &mut s.ldtr,
-        HvRegisterName::TR => &mut s.tr,
-        _ => return None,
-    })
-}
-
-/// The VMCB's descriptor-table register `name` (only limit and base count).
-fn table(v: &mut Vmcb, name: HvRegisterName) -> Option<&mut VmcbSegment> {
-    Some(match name {
-        HvRegisterName::GDTR => &mut v.save.gdtr,
-        HvRegisterName::IDTR => &mut v.save.idtr,
-        _ => return None,
-    })
-}
-
-/// The VMCB's 64-bit register `name`, if it is one.
-fn register(v: &mut Vmcb, name: HvRegisterName) -> Option<&mut u64> {
-    let s = &mut v.save;
-    Some(match name {
-        HvRegisterName::RAX => &mut s.rax,
-        HvRegisterName::RSP => &mut s.rsp,
-        HvRegisterName::RIP => &mut s.rip,
-        HvRegisterName::RFLAGS => &mut s.rflags,
-        HvRegisterName::CR0 => &mut s.cr0,
-        HvRegisterName::CR2 => &mut s.cr2,
-        HvRegisterName::CR3 => &mut s.cr3,
-        HvRegisterName::CR4 => &mut s.cr4,
-        HvRegisterName::DR6 => &mut s.dr6,
-        HvRegisterName::DR7 => &mut s.dr7,
-        HvRegisterName::EFER => &mut s.efer,
-        HvRegisterName::KERNEL_GS_BASE => &mut s.kernel_gs_base,
-        HvRegisterName::PAT => &mut s.g_pat,
-        _ => return None,
-    })
-}
-
 /// A register as a TLFS 128-bit value (low, high); `None` if unsupported.
 pub fn get_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
     if let Some(r) = gprs.named(name) {
         return Some((*r, 0));
     }
-    with_vmcb(vmcb, |v| {
-        if name == HvRegisterName::INTERRUPT_STATE {
-            // NMI blocking is visible only with vNMI, which is not used.
-            let state =
-                HvX64InterruptStateRegister::new().with_interrupt_shadow(v.control.interrupt_state.interrupt_shadow());
-            return Some((state.into_bits(), 0));
-        }
-        if let Some(r) = register(v, name) {
-            // The guest's EFER.SVME is the host's business.
-            let value = if name == HvRegisterName::EFER { *r & !EFER_SVME } else { *r };
-            return Some((value, 0));
-        }
-        if let Some(s) = segment(v, name) {
-            let tlfs = HvX64SegmentRegister {
-                base: s.base,
-                limit: s.limit,
-                selector: s.selector,
-                attributes: attributes_to_tlfs(s.attributes),
-            };
-            return Some(tlfs::segment_register_value(&tlfs));
-        }
-        let t = table(v, name)?;
-        Some(tlfs::table_register_value(t.base, t.limit as u16))
-    })
+    with_vmcb(vmcb, |v| v.get_register(name))
 }
 
 /// Sets a register from a TLFS 128-bit value; false if unsupported.
@@ -544,30 +449,5 @@ pub fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: 
         *r = low;
         return true;
     }
-    with_vmcb(vmcb, |v| {
-        if name == HvRegisterName::RIP && v.save.rip != low {
-            // Moving RIP completes the instruction an STI or MOV SS shadow
-            // covered (HLT right after STI): the shadow ends with it.
-            v.control.interrupt_state = v.control.interrupt_state.with_interrupt_shadow(false);
-        }
-        if let Some(r) = register(v, name) {
-            // The guest's EFER.SVME stays set whatever the VMM asks for.
-            *r = if name == HvRegisterName::EFER { low | EFER_SVME } else { low };
-            return true;
-        }
-        if let Some(s) = segment(v, name) {
-            let tlfs = tlfs::segment_register_from_value(low, high);
-            *s = VmcbSegment {
-                selector: tlfs.selector,
-                attributes: attributes_from_tlfs(tlfs.attributes),
-                limit: tlfs.limit,
-                base: tlfs.base,
-            };
-            return true;
-        }
-        let Some(t) = table(v, name) else { return false };
-        let (base, limit) = tlfs::table_register_from_value(low, high);
-        *t = VmcbSegment { selector: 0, attributes: SegmentAttributes::new(), limit: u32::from(limit), base };
-        true
-    })
+    with_vmcb(vmcb, |v| v.set_register(name, low, high))
 }

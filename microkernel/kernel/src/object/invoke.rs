@@ -7,7 +7,7 @@ use super::{Interrupt, IoRange, Kernel, SchedContext};
 use crate::arch::addrspace::UserRights;
 use crate::arch::{io, ioapic, memory};
 use abi::invoke::Operation;
-use abi::{Badge, CapSlot, ErrorCode, IpcBuffer, MessageInfo, ObjectType, Rights};
+use abi::{Badge, CapSlot, Entries, EntryKind, ErrorCode, IpcBuffer, MessageInfo, ObjectType, Rights};
 use core::mem::offset_of;
 use kerncore::cap::{CSpace, Capability, ObjRef, SlotId};
 use kerncore::paging::PAGE_SIZE;
@@ -50,6 +50,11 @@ pub(super) fn buffer_word(k: &Kernel, t: ThreadId, index: usize) -> Result<u64, 
     Ok(memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64))
 }
 
+/// Word `i` of the caller's message: a register, or its IPC buffer.
+pub(super) fn message_word(k: &Kernel, t: ThreadId, mr: &[u64; 4], i: usize) -> Result<u64, ErrorCode> {
+    if i < abi::REGISTER_WORDS { Ok(mr[i]) } else { buffer_word(k, t, i) }
+}
+
 /// Runs the operation; objects it ends are left in `k.doomed` for the
 /// caller to reap.
 pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo) -> Outcome {
@@ -81,14 +86,29 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
             done()
         }
         Operation::CAP_IDENTIFY => {
-            let size = match cap.object.kind {
-                ObjectType::MEMORY => k.memory[cap.object.index as usize].as_ref().map_or(0, |m| m.pages * PAGE_SIZE),
-                ObjectType::UNTYPED => k.quota.get(cap.object.index).map_or(0, |p| p.left() * PAGE_SIZE),
-                _ => 0,
-            };
-            reply(k, t, &[u64::from(cap.object.kind.0), u64::from(cap.rights.into_bits()), cap.badge.0, size])
+            let head = [u64::from(cap.object.kind.0), u64::from(cap.rights.into_bits()), cap.badge.0];
+            match cap.object.kind {
+                // What is left of its pages, then of its entries.
+                ObjectType::UNTYPED => {
+                    let pool = k.quota.get(cap.object.index).ok_or(ErrorCode::INVALID_STATE)?;
+                    let mut words = [0; abi::invoke::IDENTIFY_UNTYPED_WORDS];
+                    words[..3].copy_from_slice(&head);
+                    words[3] = pool.left() * PAGE_SIZE;
+                    words[4..].copy_from_slice(&pool.entries_left().to_words());
+                    super::transfer::reply_words(k, t, &words)
+                }
+                kind => {
+                    let size = match kind {
+                        ObjectType::MEMORY => {
+                            k.memory[cap.object.index as usize].as_ref().map_or(0, |m| m.pages * PAGE_SIZE)
+                        }
+                        _ => 0,
+                    };
+                    reply(k, t, &[head[0], head[1], head[2], size])
+                }
+            }
         }
-        Operation::UNTYPED_RETYPE => retype(k, t, cspace, slot_id, cap, mr),
+        Operation::UNTYPED_RETYPE => retype(k, t, cspace, slot_id, cap, mr, info),
         Operation::TASK_MAP => task_map(k, cspace, cap, mr),
         Operation::TASK_UNMAP => {
             let task = expect(cap, ObjectType::TASK, control())?;
@@ -294,7 +314,15 @@ fn derive_new(k: &mut Kernel, parent: SlotId, dest: SlotId, cap: Capability) -> 
 }
 
 /// `t` is the creator: a new scheduling context's ceiling is what it runs with.
-fn retype(k: &mut Kernel, t: ThreadId, cspace: CSpace, untyped_slot: SlotId, cap: Capability, mr: [u64; 4]) -> Outcome {
+fn retype(
+    k: &mut Kernel,
+    t: ThreadId,
+    cspace: CSpace,
+    untyped_slot: SlotId,
+    cap: Capability,
+    mr: [u64; 4],
+    info: MessageInfo,
+) -> Outcome {
     let untyped = expect(cap, ObjectType::UNTYPED, control())?;
     let kind = ObjectType(u8::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
     let dest = k.caps.resolve(cspace, slot(mr[1]))?;
@@ -304,11 +332,18 @@ fn retype(k: &mut Kernel, t: ThreadId, cspace: CSpace, untyped_slot: SlotId, cap
     k.quota.get(untyped).ok_or(ErrorCode::INVALID_STATE)?;
     let pages = mr[2];
     if kind == ObjectType::UNTYPED {
-        // A sub-pool: MR2 pages of this pool's quota, charged whole.
-        if pages == 0 {
+        // A sub-pool: MR2 pages and MR3.. entries of this pool's quota,
+        // charged whole.
+        if pages == 0 || usize::from(info.length()) != abi::invoke::RETYPE_POOL_WORDS {
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
-        let index = k.quota.carve(untyped, pages).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+        let mut words = [0; EntryKind::COUNT];
+        for (i, word) in words.iter_mut().enumerate() {
+            *word = message_word(k, t, &mr, 3 + i)?;
+        }
+        // A count no table can reach is more than the pool has.
+        let entries = Entries::from_words(&words).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+        let index = k.quota.carve(untyped, pages, entries).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
         let object = ObjRef { kind, index };
         if let Err(e) = derive_new(k, untyped_slot, dest, Capability::new(object, Rights::ALL)) {
             k.release_untyped(index);
@@ -330,18 +365,20 @@ fn retype(k: &mut Kernel, t: ThreadId, cspace: CSpace, untyped_slot: SlotId, cap
         ObjectType::VP => abi::cost::VP,
         _ => return Err(ErrorCode::INVALID_ARGUMENT),
     };
-    k.quota.charge(Some(untyped), cost).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+    // One entry of its kind too: the quota, not the table, runs out.
+    let entry = EntryKind::of(kind).map(Entries::one).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+    k.quota.charge(Some(untyped), cost, entry).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
     let made = create(k, t, kind, pages);
     let index = match made {
         Ok(index) => index,
         Err(e) => {
-            k.quota.credit(Some(untyped), cost);
+            k.quota.credit(Some(untyped), cost, entry);
             return Err(e);
         }
     };
     let object = ObjRef { kind, index };
     if let Some(c) = k.charges.of(object) {
-        *c = super::Charge { pool: Some(untyped), pages: cost };
+        *c = super::Charge { pool: Some(untyped), pages: cost, entry: true };
     }
     if let Err(e) = derive_new(k, untyped_slot, dest, Capability::new(object, Rights::ALL)) {
         // No capability names it yet: destroying it queues nothing.
@@ -492,7 +529,12 @@ pub(super) fn bind_sched(k: &mut Kernel, t: ThreadId, context: Option<usize>) ->
     Ok(())
 }
 
-/// Creates the root task's first untyped pool.
+/// Creates the root task's untyped pool: `pages`, and every table entry
+/// the kernel's own boot objects left free (so the entries charged to
+/// pools never exceed a table).
 pub fn create_untyped(k: &mut Kernel, pages: u64) -> Result<u32, ErrorCode> {
-    k.quota.create_root(pages).map_err(|_| ErrorCode::OUT_OF_MEMORY)
+    let free = Entries::TABLES.saturating_sub(&k.entries_in_use());
+    // The root pool's own entry.
+    let entries = free.saturating_sub(&Entries::one(EntryKind::Untyped));
+    k.quota.create_root(pages, entries).map_err(|_| ErrorCode::OUT_OF_MEMORY)
 }

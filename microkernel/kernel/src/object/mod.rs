@@ -15,7 +15,8 @@ pub mod vm;
 use crate::arch::addrspace::AddressSpace;
 use crate::arch::idt::TrapFrame;
 use crate::arch::memory;
-use abi::{Badge, ObjectType};
+use abi::limits::tables;
+use abi::{Badge, Entries, EntryKind, ObjectType};
 use kerncore::cap::{CSpace, CapTable, Capability, ObjRef, Removed};
 use kerncore::frames::Frames;
 use kerncore::ipc::{EndpointId, Ipc, NotificationId};
@@ -24,14 +25,18 @@ use kerncore::paging::PAGE_SIZE;
 use kerncore::quota::Quotas;
 use kerncore::sched::{Ceiling, SchedParams, ThreadId};
 
-pub const MAX_TASKS: usize = 32;
-pub const MAX_THREADS: usize = 64;
-pub const MAX_ENDPOINTS: usize = 64;
-pub const MAX_NOTIFICATIONS: usize = 32;
-pub const MAX_MEMORY_OBJECTS: usize = 512;
+// The tables untyped pools hand out entries of (`abi::limits::tables`).
+pub const MAX_TASKS: usize = tables::TASKS;
+/// Threads and VPs: each VP is a thread too.
+pub const MAX_THREADS: usize = tables::THREADS + tables::VPS;
+pub const MAX_ENDPOINTS: usize = tables::ENDPOINTS;
+pub const MAX_NOTIFICATIONS: usize = tables::NOTIFICATIONS;
+pub const MAX_MEMORY_OBJECTS: usize = tables::MEMORY_OBJECTS;
+pub const MAX_SCHED_CONTEXTS: usize = tables::SCHED_CONTEXTS;
+pub const MAX_UNTYPED: usize = tables::UNTYPED_POOLS;
+// Issued from ranges only the root task holds with CONTROL, never from an
+// untyped.
 pub const MAX_IO_RANGES: usize = 64;
-pub const MAX_SCHED_CONTEXTS: usize = 64;
-pub const MAX_UNTYPED: usize = 16;
 pub const MAX_INTERRUPTS: usize = 40;
 /// Capability slots per task.
 pub const CSPACE_SLOTS: u32 = 128;
@@ -94,6 +99,9 @@ pub struct MemoryObject {
 pub struct Charge {
     pub pool: Option<u32>,
     pub pages: u64,
+    /// It took one entry of its kind from `pool` (everything retyped does;
+    /// the root task, whose page tables alone its pool pays for, does not).
+    pub entry: bool,
 }
 
 /// The charge of every object made from an untyped pool, by object.
@@ -108,7 +116,7 @@ pub struct Charges {
     partition: [Charge; vm::MAX_PARTITIONS],
 }
 
-const NO_CHARGE: Charge = Charge { pool: None, pages: 0 };
+const NO_CHARGE: Charge = Charge { pool: None, pages: 0, entry: false };
 
 impl Charges {
     const fn new() -> Charges {
@@ -298,7 +306,7 @@ impl Kernel {
 
     /// Charges `pages` to `pool` for `object` (on top of what it has).
     pub fn charge(&mut self, object: ObjRef, pool: Option<u32>, pages: u64) -> Result<(), abi::ErrorCode> {
-        self.quota.charge(pool, pages).map_err(|_| abi::ErrorCode::OUT_OF_MEMORY)?;
+        self.quota.charge(pool, pages, Entries::NONE).map_err(|_| abi::ErrorCode::OUT_OF_MEMORY)?;
         if let Some(c) = self.charges.of(object) {
             c.pool = pool;
             c.pages += pages;
@@ -306,11 +314,29 @@ impl Kernel {
         Ok(())
     }
 
-    /// Gives back everything `object` was charged.
+    /// Gives back everything `object` was charged: its pages, and its entry.
     pub fn uncharge(&mut self, object: ObjRef) {
         if let Some(c) = self.charges.of(object).map(core::mem::take) {
-            self.quota.credit(c.pool, c.pages);
+            let entry = EntryKind::of(object.kind).filter(|_| c.entry).map_or(Entries::NONE, Entries::one);
+            self.quota.credit(c.pool, c.pages, entry);
         }
+    }
+
+    /// Entries of every table in use, counted (at boot: the root pool gets
+    /// the rest).
+    pub fn entries_in_use(&self) -> Entries {
+        let count = |n: usize| n as u16;
+        let threads = self.threads.iter().filter(|t| t.alive && t.vcpu.is_none()).count();
+        Entries::NONE
+            .with(EntryKind::Task, count(self.tasks.iter().flatten().count()))
+            .with(EntryKind::Thread, count(threads))
+            .with(EntryKind::Endpoint, count(self.ipc.endpoints_in_use()))
+            .with(EntryKind::Notification, count(self.ipc.notifications_in_use()))
+            .with(EntryKind::SchedContext, count(self.sched.iter().flatten().count()))
+            .with(EntryKind::Partition, count(self.partitions.iter().flatten().count()))
+            .with(EntryKind::Vp, count(self.vcpus.iter().flatten().count()))
+            .with(EntryKind::Memory, count(self.memory.iter().flatten().count()))
+            .with(EntryKind::Untyped, count(self.quota.count()))
     }
 
     /// The pool that pays for the page tables of a task or partition, and
@@ -372,6 +398,14 @@ impl Kernel {
             }
             ObjectType::NOTIFICATION => {
                 let _ = self.ipc.destroy_notification(NotificationId(object.index));
+                // A line bound to it would signal whatever is made next at
+                // its index: it is unbound and masked until bound again.
+                for line in self.interrupts.iter_mut().flatten() {
+                    if line.binding.is_some_and(|(ntf, _)| ntf.0 == object.index) {
+                        (line.binding, line.armed) = (None, false);
+                        crate::arch::ioapic::set(line.first, true);
+                    }
+                }
             }
             ObjectType::THREAD => self.destroy_thread(ThreadId(object.index as u16)),
             ObjectType::TASK => self.destroy_task(object.index),
@@ -407,8 +441,12 @@ impl Kernel {
                 }
             }
             ObjectType::SCHED_CONTEXT => {
-                if let Some(slot) = self.sched.get_mut(index) {
-                    *slot = None;
+                // Its thread runs on as one configured with no context does
+                // (priority 0, no budget limit): what any holder of a thread
+                // gets, so neither the context's priority nor its entry is
+                // kept for free.
+                if let Some(t) = self.sched.get_mut(index).and_then(Option::take).and_then(|sc| sc.bound) {
+                    let _ = self.ipc.configure(t, SchedParams::DEFAULT);
                 }
             }
             ObjectType::IO_PORTS => {

@@ -37,7 +37,7 @@ use tlfs::{
 pub use abi::limits::MAX_PARTITIONS;
 /// VP objects in the whole system: the kernel's pool, shared by every
 /// partition (each has at most `abi::limits::MAX_VPS_PER_PARTITION`).
-pub const MAX_VP_OBJECTS: usize = 16;
+pub const MAX_VP_OBJECTS: usize = abi::limits::tables::VPS;
 
 pub struct Partition {
     pub backend: Backend,
@@ -462,17 +462,13 @@ pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
     Ok(u32::from(thread.0))
 }
 
-use super::invoke::{bind_sched, buffer_word, control, done, expect, run_right, sched_context, slot};
+use super::invoke::{bind_sched, control, done, expect, message_word, run_right, sched_context, slot};
 use abi::invoke::Operation;
 use abi::limits::MAX_VP_REGISTERS;
 use abi::{CapSlot, MessageInfo, ObjectType, Rights};
 use kerncore::cap::{CSpace, Capability, ObjRef};
 use kerncore::paging::PAGE_SIZE;
 use kerncore::slat::GuestRights;
-
-fn word(k: &Kernel, t: ThreadId, mr: &[u64; 4], i: usize) -> Result<u64, ErrorCode> {
-    if i < 4 { Ok(mr[i]) } else { buffer_word(k, t, i) }
-}
 
 /// Partition and VP operations.
 pub fn invoke(
@@ -584,7 +580,7 @@ pub fn invoke(
             }
             let mut args = [0u64; 1 + 3 * MAX_VP_REGISTERS];
             for (i, a) in args.iter_mut().enumerate().take(1 + per * count) {
-                *a = word(k, t, &mr, i)?;
+                *a = message_word(k, t, &mr, i)?;
             }
             // A running VP's state is the CPU's; only an interruption can be
             // posted to it (on one CPU it is never in guest mode meanwhile).

@@ -1,0 +1,187 @@
+//! A VP's registers in its VMCB, by TLFS name: what `VP_GET_REGISTERS` and
+//! `VP_SET_REGISTERS` read and write under SVM (the general registers the
+//! VMCB does not hold are the arch layer's). Segment attributes convert
+//! between the TLFS's VMX-style access rights (AVL, L, D/B, G in bits
+//! 12..15) and the VMCB's packing (those in bits 8..11).
+
+use super::{EFER_SVME, SegmentAttributes, Vmcb, VmcbSegment};
+use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, HvX64SegmentRegister};
+
+fn attributes_to_tlfs(a: SegmentAttributes) -> HvX64SegmentAttributes {
+    HvX64SegmentAttributes::new()
+        .with_segment_type(a.segment_type())
+        .with_non_system_segment(a.code_or_data())
+        .with_descriptor_privilege_level(a.dpl())
+        .with_present(a.present())
+        .with_available(a.available())
+        .with_long(a.long_mode())
+        .with_default(a.default_big())
+        .with_granularity(a.granularity())
+}
+
+fn attributes_from_tlfs(a: HvX64SegmentAttributes) -> SegmentAttributes {
+    SegmentAttributes::new()
+        .with_segment_type(a.segment_type())
+        .with_code_or_data(a.non_system_segment())
+        .with_dpl(a.descriptor_privilege_level())
+        .with_present(a.present())
+        .with_available(a.available())
+        .with_long_mode(a.long())
+        .with_default_big(a.default())
+        .with_granularity(a.granularity())
+}
+
+impl Vmcb {
+    /// The segment register `name`, if it is one.
+    fn segment(&mut self, name: HvRegisterName) -> Option<&mut VmcbSegment> {
+        let s = &mut self.save;
+        Some(match name {
+            HvRegisterName::ES => &mut s.es,
+            HvRegisterName::CS => &mut s.cs,
+            HvRegisterName::SS => &mut s.ss,
+            HvRegisterName::DS => &mut s.ds,
+            HvRegisterName::FS => &mut s.fs,
+            HvRegisterName::GS => &mut s.gs,
+            HvRegisterName::LDTR => &mut s.ldtr,
+            HvRegisterName::TR => &mut s.tr,
+            _ => return None,
+        })
+    }
+
+    /// The descriptor-table register `name` (only limit and base count).
+    fn table(&mut self, name: HvRegisterName) -> Option<&mut VmcbSegment> {
+        Some(match name {
+            HvRegisterName::GDTR => &mut self.save.gdtr,
+            HvRegisterName::IDTR => &mut self.save.idtr,
+            _ => return None,
+        })
+    }
+
+    /// The 64-bit register `name`, if the VMCB holds it.
+    fn register(&mut self, name: HvRegisterName) -> Option<&mut u64> {
+        let s = &mut self.save;
+        Some(match name {
+            HvRegisterName::RAX => &mut s.rax,
+            HvRegisterName::RSP => &mut s.rsp,
+            HvRegisterName::RIP => &mut s.rip,
+            HvRegisterName::RFLAGS => &mut s.rflags,
+            HvRegisterName::CR0 => &mut s.cr0,
+            HvRegisterName::CR2 => &mut s.cr2,
+            HvRegisterName::CR3 => &mut s.cr3,
+            HvRegisterName::CR4 => &mut s.cr4,
+            HvRegisterName::DR6 => &mut s.dr6,
+            HvRegisterName::DR7 => &mut s.dr7,
+            HvRegisterName::EFER => &mut s.efer,
+            HvRegisterName::KERNEL_GS_BASE => &mut s.kernel_gs_base,
+            HvRegisterName::PAT => &mut s.g_pat,
+            _ => return None,
+        })
+    }
+
+    /// Register `name` as a TLFS 128-bit value (low, high); `None` if the
+    /// VMCB does not hold it. (`&mut` only to share the field lookup.)
+    pub fn get_register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        if name == HvRegisterName::INTERRUPT_STATE {
+            // NMI blocking is visible only with vNMI, which is not used.
+            let shadow = self.control.interrupt_state.interrupt_shadow();
+            return Some((HvX64InterruptStateRegister::new().with_interrupt_shadow(shadow).into_bits(), 0));
+        }
+        if let Some(r) = self.register(name) {
+            // The guest's EFER.SVME is the host's business.
+            let value = if name == HvRegisterName::EFER { *r & !EFER_SVME } else { *r };
+            return Some((value, 0));
+        }
+        if let Some(s) = self.segment(name) {
+            let tlfs = HvX64SegmentRegister {
+                base: s.base,
+                limit: s.limit,
+                selector: s.selector,
+                attributes: attributes_to_tlfs(s.attributes),
+            };
+            return Some(tlfs::segment_register_value(&tlfs));
+        }
+        let t = self.table(name)?;
+        Some(tlfs::table_register_value(t.base, t.limit as u16))
+    }
+
+    /// Sets register `name` from a TLFS 128-bit value; false if the VMCB
+    /// does not hold it.
+    pub fn set_register(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
+        if name == HvRegisterName::RIP && self.save.rip != low {
+            // Moving RIP completes the instruction an STI or MOV SS shadow
+            // covered (HLT right after STI): the shadow ends with it.
+            self.control.interrupt_state = self.control.interrupt_state.with_interrupt_shadow(false);
+        }
+        if let Some(r) = self.register(name) {
+            // The guest's EFER.SVME stays set whatever the VMM asks for.
+            *r = if name == HvRegisterName::EFER { low | EFER_SVME } else { low };
+            return true;
+        }
+        if let Some(s) = self.segment(name) {
+            let tlfs = tlfs::segment_register_from_value(low, high);
+            let attributes = attributes_from_tlfs(tlfs.attributes);
+            *s = VmcbSegment { selector: tlfs.selector, attributes, limit: tlfs.limit, base: tlfs.base };
+            if name == HvRegisterName::SS {
+                // VMRUN takes the CPL from this field, not from SS.DPL (APM
+                // Vol. 2 §15.5.1); under VMX the CPL is SS.DPL (SDM Vol. 3C
+                // §24.4.1). Keep them one, so both backends run the guest
+                // at the same privilege.
+                self.save.cpl = attributes.dpl();
+            }
+            return true;
+        }
+        let Some(t) = self.table(name) else { return false };
+        let (base, limit) = tlfs::table_register_from_value(low, high);
+        *t = VmcbSegment { selector: 0, attributes: SegmentAttributes::new(), limit: u32::from(limit), base };
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tlfs::zerocopy::FromZeros;
+
+    fn segment(selector: u16, dpl: u8) -> (u64, u64) {
+        let attributes = HvX64SegmentAttributes::new()
+            .with_segment_type(3)
+            .with_non_system_segment(true)
+            .with_descriptor_privilege_level(dpl)
+            .with_present(true)
+            .with_default(true)
+            .with_granularity(true);
+        tlfs::segment_register_value(&HvX64SegmentRegister { base: 0x1000, limit: 0xffff_ffff, selector, attributes })
+    }
+
+    #[test]
+    fn setting_ss_sets_the_cpl_vmrun_runs_the_guest_at() {
+        let mut v = Vmcb::new_zeroed();
+        let (low, high) = segment(0x23, 3);
+        assert!(v.set_register(HvRegisterName::SS, low, high));
+        assert_eq!(v.save.cpl, 3);
+        assert_eq!(v.get_register(HvRegisterName::SS), Some((low, high)), "the segment round-trips");
+        let (low, high) = segment(0x10, 0);
+        assert!(v.set_register(HvRegisterName::SS, low, high));
+        assert_eq!(v.save.cpl, 0);
+        // Other segments leave it.
+        let (low, high) = segment(0x2b, 3);
+        assert!(v.set_register(HvRegisterName::DS, low, high));
+        assert_eq!(v.save.cpl, 0);
+    }
+
+    #[test]
+    fn efer_keeps_svme_and_rip_ends_an_interrupt_shadow() {
+        let mut v = Vmcb::new_zeroed();
+        assert!(v.set_register(HvRegisterName::EFER, 0x500, 0));
+        assert_eq!(v.save.efer, 0x500 | EFER_SVME);
+        assert_eq!(v.get_register(HvRegisterName::EFER), Some((0x500, 0)));
+        v.control.interrupt_state = v.control.interrupt_state.with_interrupt_shadow(true);
+        assert!(v.set_register(HvRegisterName::RIP, 0x1000, 0));
+        assert!(!v.control.interrupt_state.interrupt_shadow());
+        let (low, high) = tlfs::table_register_value(0x5000, 0x27);
+        assert!(v.set_register(HvRegisterName::GDTR, low, high));
+        assert_eq!((v.save.gdtr.base, v.save.gdtr.limit), (0x5000, 0x27));
+        assert!(!v.set_register(HvRegisterName::RBX, 1, 0), "the arch layer's");
+        assert_eq!(v.get_register(HvRegisterName::RBX), None);
+    }
+}
