@@ -39,6 +39,9 @@ const fn path(paths: &'static [&'static str], package: &'static str) -> Requirem
 /// QEMU with TCG (AMD SVM + NPT is emulated).
 pub const QEMU: &[Requirement] = &[cmd("qemu-system-x86_64", "qemu-system-x86")];
 
+/// Building the fuzz targets: libFuzzer is C++, compiled by `libfuzzer-sys`.
+pub const FUZZ: &[Requirement] = &[cmd("g++", "g++")];
+
 /// Building a GRUB rescue ISO (BIOS; EFI is added when available).
 pub const ISO: &[Requirement] = &[
     cmd("grub-mkrescue", "grub-common"),

@@ -136,6 +136,10 @@ pub fn run(opts: &Options) -> i32 {
         ui::error(format!("no fuzz target \"{bad}\" (targets: {})", TARGETS.join(", ")));
         return 2;
     }
+    if let Err(e) = crate::deps::ensure(&[crate::deps::FUZZ], "building the fuzz targets") {
+        ui::error(e.message);
+        return crate::EXIT_MISSING_TOOLS;
+    }
     let bin_dir = match build() {
         Ok(dir) => dir,
         Err(e) => {

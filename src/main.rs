@@ -531,10 +531,11 @@ fn guest_status(serial: &str) -> Option<i32> {
 }
 
 fn run_tests(args: TestArgs) -> i32 {
-    ui::note("==> tessera test: checking system packages for QEMU, OVMF and Bochs");
+    ui::note("==> tessera test: checking system packages for QEMU, OVMF, Bochs and the fuzz targets");
     // ISO_EFI too, so `tessera iso` in the tests never installs anything.
-    // OVMF for the UEFI boot test (`--firmware uefi`).
-    let groups = [deps::QEMU, deps::BOCHS, deps::ISO, deps::ISO_EFI, deps::OVMF];
+    // OVMF for the UEFI boot test (`--firmware uefi`); g++ for the fuzz
+    // targets' smoke pass.
+    let groups = [deps::QEMU, deps::BOCHS, deps::ISO, deps::ISO_EFI, deps::OVMF, deps::FUZZ];
     if let Err(e) = deps::ensure(&groups, "the test suite") {
         ui::error(e.message);
         return EXIT_MISSING_TOOLS;
