@@ -34,7 +34,7 @@ use crate::{deps, images, qemu, ui, workdir};
 pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// Bump when [`init_script`] or the archive's layout changes.
-pub const INITRAMFS_REVISION: u32 = 2;
+pub const INITRAMFS_REVISION: u32 = 3;
 
 /// The line the init script prints once proc, sys and devtmpfs are mounted.
 pub const MARKER: &str = "tessera-guest: busybox init up";
@@ -44,6 +44,13 @@ pub const PROMPT: &str = "tessera-sh# ";
 /// arithmetic happens in the guest, so the echoed input cannot match).
 pub const COMMAND: &str = "echo tessera-$((6*7))";
 pub const EXPECTED: &str = "tessera-42";
+/// Typed after [`COMMAND`]: how many processors the guest brought up.
+pub const NPROC_COMMAND: &str = "echo vps-$(nproc)";
+
+/// What [`NPROC_COMMAND`] prints in a guest of `vps` processors.
+pub fn nproc_answer(vps: u8) -> String {
+    format!("vps-{vps}")
+}
 /// Powers the guest off without init's help (QEMU then exits).
 pub const POWEROFF: &str = "poweroff -f";
 
@@ -86,6 +93,8 @@ pub fn init_script() -> String {
          if grep -q {SELFTEST} /proc/cmdline; then\n\
          echo '{PROMPT}{COMMAND}'\n\
          sh -c '{COMMAND}'\n\
+         echo '{PROMPT}{NPROC_COMMAND}'\n\
+         sh -c '{NPROC_COMMAND}'\n\
          {POWEROFF}\n\
          fi\n\
          exec setsid cttyhack sh\n"
@@ -416,6 +425,8 @@ pub struct DirectOptions {
 #[derive(Clone, Debug)]
 pub struct TesseraOptions {
     pub emulator: Emulator,
+    /// The partition's virtual processors.
+    pub vcpus: u8,
     pub run: RunOptions,
 }
 
@@ -450,9 +461,10 @@ pub enum DirectError {
 }
 
 /// Drives a booting guest's console: waits for [`MARKER`] and [`PROMPT`],
-/// runs [`COMMAND`] and checks for [`EXPECTED`], then types [`POWEROFF`].
+/// runs [`COMMAND`] and checks for [`EXPECTED`], runs [`NPROC_COMMAND`] and
+/// checks that the guest counts `vps` processors, then types [`POWEROFF`].
 /// Everything must happen before `deadline`. Does not wait for the exit.
-pub fn interact(console: &mut Console, deadline: Instant) -> Result<Timings, ExpectError> {
+pub fn interact(console: &mut Console, deadline: Instant, vps: u8) -> Result<Timings, ExpectError> {
     let left = || deadline.saturating_duration_since(Instant::now());
     console.expect(MARKER, left())?;
     let marker = console.elapsed();
@@ -461,6 +473,9 @@ pub fn interact(console: &mut Console, deadline: Instant) -> Result<Timings, Exp
     let _ = console.send_line(COMMAND);
     console.expect(EXPECTED, left())?;
     let command = console.elapsed();
+    console.expect(PROMPT, left())?;
+    let _ = console.send_line(NPROC_COMMAND);
+    console.expect(&nproc_answer(vps), left())?;
     console.expect(PROMPT, left())?;
     let _ = console.send_line(POWEROFF);
     Ok(Timings { marker, prompt, command })
@@ -490,7 +505,8 @@ pub fn qemu_command(guest: &Guest, opts: &DirectOptions) -> Command {
 
 /// Boots `guest` directly in QEMU and runs [`interact`].
 pub fn direct(guest: &Guest, opts: &DirectOptions) -> Result<Run, DirectError> {
-    drive(qemu_command(guest, opts), &opts.run, &[])
+    // QEMU's default machine: one processor.
+    drive(qemu_command(guest, opts), &opts.run, 1, &[])
 }
 
 /// Boots Tessera with `guest` as partition `guest` (`--guest linux`: the
@@ -506,7 +522,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         modules: Vec::new(),
         cmdline: if bochs { format!("{CMDLINE} {SELFTEST}") } else { String::new() },
         memory_mib: 0,
-        vcpus: 1,
+        vcpus: opts.vcpus,
         enlightenments: String::new(),
     };
     as_partition(guest, &mut partition);
@@ -525,28 +541,30 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         bochs_cpu: None,
     };
     if bochs {
-        return self_tested(&boot);
+        return self_tested(&boot, opts.vcpus);
     }
     let (files, words) = boot::prepare(&boot)?;
     let cmd = qemu::command(&boot, &words, false, &qemu::Start::Direct);
     let run = RunOptions { serial_log: files.serial_log, ..opts.run.clone() };
-    drive(cmd, &run, &[POWERED_OFF, HALTED_OK])
+    drive(cmd, &run, opts.vcpus, &[POWERED_OFF, HALTED_OK])
 }
 
 /// A boot whose /init runs the command by itself ([`SELFTEST`]): the
 /// serial log must show the marker, the answer, the power-off and a clean
 /// halt. Lines are not timed (the emulator writes the log itself): every
 /// timing is the whole run's.
-fn self_tested(boot_opts: &BootOptions) -> Result<Run, DirectError> {
+fn self_tested(boot_opts: &BootOptions, vps: u8) -> Result<Run, DirectError> {
     let start = Instant::now();
     let code = boot::boot(boot_opts)?;
     let total = start.elapsed();
     let log = boot_opts.serial_log.clone().unwrap_or_default();
     let serial = fs::read(&log).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default();
-    let answered = serial.lines().any(|l| l.trim_end().ends_with(&format!(": {EXPECTED}")));
+    let answers = |answer: &str| serial.lines().any(|l| l.trim_end().ends_with(&format!(": {answer}")));
+    let vps_answer = nproc_answer(vps);
     for (needle, found) in [
         (MARKER, serial.contains(MARKER)),
-        (EXPECTED, answered),
+        (EXPECTED, answers(EXPECTED)),
+        (vps_answer.as_str(), answers(&vps_answer)),
         (POWERED_OFF, serial.contains(POWERED_OFF)),
         (HALTED_OK, serial.contains(HALTED_OK) && code == 0),
     ] {
@@ -588,7 +606,7 @@ impl From<BootError> for DirectError {
 /// Starts `cmd` (an emulator with the guest's serial console on stdio),
 /// runs [`interact`], waits for each of `closing` in turn and then for the
 /// emulator's exit.
-fn drive(cmd: Command, opts: &RunOptions, closing: &[&'static str]) -> Result<Run, DirectError> {
+fn drive(cmd: Command, opts: &RunOptions, vps: u8, closing: &[&'static str]) -> Result<Run, DirectError> {
     ui::note(format!("$ {}", ui::shell_line(&cmd)));
     ui::note(format!("serial log: {}", opts.serial_log.display()));
     let deadline = Instant::now() + opts.timeout;
@@ -596,7 +614,7 @@ fn drive(cmd: Command, opts: &RunOptions, closing: &[&'static str]) -> Result<Ru
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut console =
         Console::spawn(cmd, &console_opts).map_err(|e| DirectError::Start(format!("cannot start {program}: {e}")))?;
-    let timings = interact(&mut console, deadline).map_err(DirectError::Expect)?;
+    let timings = interact(&mut console, deadline, vps).map_err(DirectError::Expect)?;
     let mut seen = Vec::new();
     for &line in closing {
         console.expect(line, deadline.saturating_duration_since(Instant::now())).map_err(DirectError::Expect)?;

@@ -210,6 +210,12 @@ struct TesseraArgs {
     /// Emulator to boot Tessera in (only `qemu` can type at the guest).
     #[arg(long, value_enum, default_value_t = EmulatorArg::Qemu)]
     emulator: EmulatorArg,
+
+    /// Virtual processors of the guest partition; the guest must count
+    /// them (`nproc`).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_VCPUS)))]
+    vcpus: u8,
 }
 
 #[derive(Args, Debug)]
@@ -592,8 +598,14 @@ fn run_linux(args: LinuxArgs) -> i32 {
                 return EXIT_RUNNER_ERROR;
             };
             let emulator = Emulator::from(args.emulator);
-            let what = format!("Tessera boot ({}, partition of {} MiB)", emulator.name(), linux::PARTITION_MIB);
-            (what, linux::tessera(&guest, &linux::TesseraOptions { emulator, run }))
+            let what = format!(
+                "Tessera boot ({}, partition of {} MiB, {} VP{})",
+                emulator.name(),
+                linux::PARTITION_MIB,
+                args.vcpus,
+                if args.vcpus == 1 { "" } else { "s" }
+            );
+            (what, linux::tessera(&guest, &linux::TesseraOptions { emulator, vcpus: args.vcpus, run }))
         }
     };
     println!();
