@@ -189,3 +189,35 @@ fn qemu_one_task_cannot_empty_a_kernel_table() {
     run.assert_serial_contains("[heartbeat] beat 5");
     run.assert_halted(0);
 }
+
+/// Review finding (r2): a task with an untyped holds its own task
+/// capability (`self`), and may put it, and its untyped, into a task it
+/// makes that holds itself. The supervisor's teardown deleted only its own
+/// capabilities, so the task object, its capability space and its pool
+/// outlived the crash: every restart carved another whole quota (and
+/// task) from the supervisor's pool for good, and the tables the manifest
+/// tool sized for one quota per task ran out. Every start must find a
+/// whole quota, and all six start.
+#[test]
+fn qemu_a_restarted_task_leaves_nothing_behind() {
+    let m = manifest("hostile-restart.toml");
+    let run = boot("qemu_a_restarted_task_leaves_nothing_behind", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    assert_in_order(
+        &run,
+        &[
+            "[supervisor] restarting hostile-restart in 160 ticks (restart 5)",
+            "[supervisor] hostile-restart keeps crashing: giving up after 5 restarts",
+        ],
+    );
+    run.assert_serial_lacks("[supervisor] cannot start");
+    run.assert_serial_lacks("FAIL");
+    for check in
+        ["[hostile-restart] restart: its untyped when it starts", "[hostile-restart] restart: a task of its own"]
+    {
+        let passed = run.serial.lines().filter(|l| l.contains(check) && l.ends_with(": ok")).count();
+        if passed != 6 {
+            run.fail(&format!("\"{check}\" passed {passed} times, expected 6 (first start and 5 restarts)"));
+        }
+    }
+    run.assert_halted(0);
+}

@@ -235,6 +235,10 @@ pub fn rename_refused(result: &Result<Result<(), ServiceError>, CallError>) -> b
 /// The instance that only probes the kernel's shared tables (`pools.rs`).
 pub const POOLS_INSTANCE: &str = "hostile-pools";
 
+/// The instance that builds a task holding itself and faults, again and
+/// again (`restart.rs`).
+pub const RESTART_INSTANCE: &str = "hostile-restart";
+
 /// The value a port probe writes: on QEMU's exit device (port 0xf4) a
 /// write that got through would end the emulator with status 0x55.
 pub const PORT_PROBE_VALUE: u8 = 0x2a;

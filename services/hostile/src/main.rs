@@ -19,6 +19,8 @@ mod pools;
 #[cfg(target_os = "none")]
 mod registers;
 #[cfg(target_os = "none")]
+mod restart;
+#[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
 mod stale;
@@ -60,6 +62,12 @@ mod task {
         if tessera_rt::startup::task_name() == POOLS_INSTANCE {
             if let Some((task, untyped)) = own {
                 crate::pools::probe(&mut crate::objects::Own::new(task, untyped, caps::first_unnamed_slot()));
+            }
+            return;
+        }
+        if tessera_rt::startup::task_name() == RESTART_INSTANCE {
+            if let Some((task, untyped)) = own {
+                crate::restart::incarnation(&mut crate::objects::Own::new(task, untyped, caps::first_unnamed_slot()));
             }
             return;
         }

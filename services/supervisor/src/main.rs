@@ -415,11 +415,15 @@ mod task {
             Ok(())
         }
 
-        /// Deletes everything held for a task; the task, its threads and its
-        /// capabilities go with the last capability to the task.
+        /// Revokes and deletes everything held for a task; the task, its
+        /// threads and its capabilities go with the last capability to the
+        /// task. Revoking first reaches the copies the task holds itself:
+        /// its `self`, or its untyped in a task it made that holds itself,
+        /// would otherwise keep the task, its pool and all made from it.
         fn release(&mut self, index: TaskIndex) {
             let held = core::mem::take(&mut self.tasks[usize::from(index.0)].held);
             for slot in held.iter().rev() {
+                let _ = invoke(*slot, Operation::CAP_REVOKE, &[]);
                 let _ = invoke(*slot, Operation::CAP_DELETE, &[]);
                 self.slots.give_back(*slot);
             }
