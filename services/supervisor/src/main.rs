@@ -43,6 +43,10 @@ mod task {
     #[derive(Default)]
     struct Running {
         held: heapless::Vec<CapSlot, MAX_HELD>,
+        /// The partition manager's untyped: deleted but not revoked at its
+        /// teardown, so the partitions made from it (VIDs run them) outlive
+        /// its restart, as the manifest promises running partitions.
+        spared: Option<CapSlot>,
         backoff: Backoff,
         /// Clock value at which a restart is due.
         restart_at: Option<u64>,
@@ -383,6 +387,10 @@ mod task {
                     Source::Untyped { pages, objects } => {
                         let from = self.untyped;
                         let pool = self.hold_with(index, |slot| untyped::retype_pool(from, slot, pages, objects))?;
+                        let manifest = &self.image.manifest;
+                        if !manifest.partitions.is_empty() && manifest.partition_manager() == Some(index) {
+                            self.tasks[usize::from(index.0)].spared = Some(pool);
+                        }
                         (pool, Rights::ALL, 0, ObjectType::UNTYPED)
                     }
                     Source::IrqNotification => {
@@ -420,10 +428,15 @@ mod task {
         /// task. Revoking first reaches the copies the task holds itself:
         /// its `self`, or its untyped in a task it made that holds itself,
         /// would otherwise keep the task, its pool and all made from it.
+        /// The partition manager's untyped is only deleted ([`Running::spared`]):
+        /// its partitions stay, charged to the supervisor's pool.
         fn release(&mut self, index: TaskIndex) {
-            let held = core::mem::take(&mut self.tasks[usize::from(index.0)].held);
+            let running = &mut self.tasks[usize::from(index.0)];
+            let (held, spared) = (core::mem::take(&mut running.held), running.spared.take());
             for slot in held.iter().rev() {
-                let _ = invoke(*slot, Operation::CAP_REVOKE, &[]);
+                if Some(*slot) != spared {
+                    let _ = invoke(*slot, Operation::CAP_REVOKE, &[]);
+                }
                 let _ = invoke(*slot, Operation::CAP_DELETE, &[]);
                 self.slots.give_back(*slot);
             }
