@@ -29,13 +29,14 @@
 
 use super::gdt::{KERNEL_CODE, KERNEL_DATA};
 use super::memory::{self, DirectMap};
-use super::vm::{Access, ExecutionState, Exit, ExitReason, GuestGprs};
+use super::vm::{Access, ExecutionState, Exit, ExitReason, GuestGprs, VpOps};
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kerncore::debugreg::{self, DR6_INIT, DR7_INIT};
 use kerncore::ept::{EptMapper, Eptp};
 use kerncore::event::Interruption;
+use kerncore::frames::Frames;
 use kerncore::intercept::{REFLECTED_EXCEPTIONS, vector};
 use kerncore::slat::{GuestMapError, GuestRights, PhysAddrWidth};
 use kerncore::virt::{EptVpidCap, VirtSupport};
@@ -907,7 +908,7 @@ fn write_guest_state(w: &mut Writer, vmx: &Vmx) {
 /// Sets up the VMCS in the (zeroed) frame `vmcs` for a partition whose EPT
 /// is at `ept_root`, tagged `vpid`. A failure is remembered and reported
 /// by the first `run`.
-pub fn init_vmcs(vmcs: u64, ept_root: u64, vpid: u32) {
+fn init_vmcs(vmcs: u64, ept_root: u64, vpid: u32) {
     let eptp = u64::from(Eptp::write_back_4_level(ept_root, false));
     let mut state = VpState {
         vmcs,
@@ -962,7 +963,7 @@ fn setup(vmcs: u64, eptp: u64, vpid: u32) -> Result<u16, u64> {
 
 /// Forgets the VMCS `vmcs` before its frame is freed: VMCLEAR writes back
 /// whatever the CPU cached and makes it not current.
-pub fn release(vmcs: u64) {
+fn release(vmcs: u64) {
     let known = {
         let mut vps = VPS.lock();
         let before = vps.len();
@@ -1001,7 +1002,7 @@ fn flush_before_run(vmx: &Vmx, state: &VpState, flush: bool) -> Result<(), VmFai
 
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
 /// left pending for the caller to let in.
-pub fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
+fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
     let (Some(vmx), Some(mut state)) = (VMX.get(), state_of(vmcs)) else { return failed(FAILED_SETUP) };
     if let Some(code) = state.broken {
         return failed(code);
@@ -1213,7 +1214,7 @@ fn reflected_exception(info: InterruptionInfo, state: &mut VpState) -> Option<In
 }
 
 /// Intercepts (or stops intercepting) every debug-register access.
-pub fn intercept_debug_registers(vmcs: u64, on: bool) {
+fn intercept_debug_registers(vmcs: u64, on: bool) {
     let set = || -> Result<(), VmFail> {
         make_current(vmcs)?;
         let primary = PrimaryControls::from(vmread(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS)? as u32);
@@ -1261,7 +1262,7 @@ fn try_inject(vmcs: u64, event: &Interruption) -> Result<bool, VmFail> {
 
 /// Injects `event` at the next VM entry if the guest can take it now
 /// (true); otherwise asks for an interrupt-window exit (false).
-pub fn inject(vmcs: u64, event: &Interruption) -> bool {
+fn inject(vmcs: u64, event: &Interruption) -> bool {
     try_inject(vmcs, event).unwrap_or_else(|e| {
         crate::vm_println!("vmx: injecting into VMCS {vmcs:#x} failed: {e:?}");
         false
@@ -1269,7 +1270,7 @@ pub fn inject(vmcs: u64, event: &Interruption) -> bool {
 }
 
 /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
-pub fn request_window(vmcs: u64, open: bool) {
+fn request_window(vmcs: u64, open: bool) {
     if let Err(e) = make_current(vmcs).and_then(|()| set_interrupt_window_exiting(open)) {
         crate::vm_println!("vmx: interrupt-window exiting of VMCS {vmcs:#x}: {e:?}");
     }
@@ -1345,7 +1346,7 @@ fn read_register(vmcs: u64, name: HvRegisterName) -> Result<Option<(u64, u64)>, 
 
 /// A register as a TLFS 128-bit value (low, high); `None` if unsupported
 /// (or if the VMCS cannot be read).
-pub fn get_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
+fn get_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
     if name == HvRegisterName::RAX {
         return Some((gprs.rax, 0));
     }
@@ -1429,7 +1430,7 @@ fn write_register(vmcs: u64, name: HvRegisterName, low: u64, high: u64) -> Resul
 /// Sets a register from a TLFS 128-bit value; false if unsupported (or if
 /// the VMCS cannot be written). Values are not checked here: one the CPU
 /// refuses makes the next VM entry fail, which `run` reports.
-pub fn set_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
+fn set_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
     if name == HvRegisterName::RAX {
         gprs.rax = low;
         return true;
@@ -1445,7 +1446,7 @@ pub fn set_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: 
 }
 
 /// CPL and mode bits for intercept messages.
-pub fn execution_state(vmcs: u64) -> ExecutionState {
+fn execution_state(vmcs: u64) -> ExecutionState {
     use VmcsField as F;
     let read = || -> Result<ExecutionState, VmFail> {
         make_current(vmcs)?;
@@ -1459,6 +1460,57 @@ pub fn execution_state(vmcs: u64) -> ExecutionState {
         })
     };
     read().unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// The VP.
+
+/// A VP under VMX: its VMCS, one frame the kernel owns.
+pub struct Vp {
+    vmcs: Frames,
+}
+
+impl VpOps for Vp {
+    fn new() -> Option<Vp> {
+        memory::alloc_frames(1).map(|vmcs| Vp { vmcs })
+    }
+
+    fn init(&mut self, ept_root: u64, vpid: u32) {
+        init_vmcs(self.vmcs.start(), ept_root, vpid);
+    }
+
+    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> Exit {
+        run(self.vmcs.start(), gprs, flush)
+    }
+
+    fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
+        get_register(self.vmcs.start(), gprs, name)
+    }
+
+    fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
+        set_register(self.vmcs.start(), gprs, name, low, high)
+    }
+
+    fn inject(&mut self, event: &Interruption) -> bool {
+        inject(self.vmcs.start(), event)
+    }
+
+    fn request_window(&mut self, open: bool) {
+        request_window(self.vmcs.start(), open);
+    }
+
+    fn execution_state(&mut self) -> ExecutionState {
+        execution_state(self.vmcs.start())
+    }
+
+    fn intercept_debug_registers(&mut self, on: bool) {
+        intercept_debug_registers(self.vmcs.start(), on);
+    }
+
+    fn release(self) {
+        release(self.vmcs.start());
+        memory::free_frames(self.vmcs);
+    }
 }
 
 // ---------------------------------------------------------------------------
