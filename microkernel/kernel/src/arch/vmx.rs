@@ -6,8 +6,8 @@
 //!   (`kerncore::vmx::ControlCapability::adjust`) and enters VMX operation
 //!   with VMXON. It fails, naming what is missing, rather than running
 //!   guests half-configured.
-//! - Each VP has a VMCS (the frame `VpHardware` owns) and a little software
-//!   state here ([`VpState`]): whether it was launched, and the guest state
+//! - Each VP ([`Vp`]) owns its VMCS and a little software state
+//!   ([`VpState`]): whether it was launched, and the guest state
 //!   VMX does not switch (CR2, DR6, IA32_KERNEL_GS_BASE; RAX lives in
 //!   [`GuestGprs::rax`]). The VMCS current on this CPU is tracked so that a
 //!   VMPTRLD happens only when switching VPs.
@@ -446,9 +446,7 @@ static CURRENT: AtomicU64 = AtomicU64::new(0);
 static LAST_RUN: AtomicU64 = AtomicU64::new(0);
 
 /// Software state of a VP's VMCS.
-#[derive(Clone, Copy)]
 struct VpState {
-    vmcs: u64,
     /// VMLAUNCH succeeded since the last VMCLEAR: the next entry is VMRESUME.
     launched: bool,
     /// Setting the VMCS up failed with this code: the VP cannot run.
@@ -465,18 +463,6 @@ struct VpState {
 
 /// STAR, LSTAR, CSTAR, SFMASK: the MSRs of SYSCALL, in `VpState::syscall` order.
 const SYSCALL_MSRS: [u32; 4] = [cap_msr::IA32_STAR, cap_msr::IA32_LSTAR, cap_msr::IA32_CSTAR, cap_msr::IA32_FMASK];
-
-static VPS: spin::Mutex<heapless::Vec<VpState, { crate::object::vm::MAX_VP_OBJECTS }>> =
-    spin::Mutex::new(heapless::Vec::new());
-
-fn state_of(vmcs: u64) -> Option<VpState> {
-    VPS.lock().iter().find(|s| s.vmcs == vmcs).copied()
-}
-
-/// Changes the software state of `vmcs`; false if there is none.
-fn update_state(vmcs: u64, f: impl FnOnce(&mut VpState)) -> bool {
-    VPS.lock().iter_mut().find(|s| s.vmcs == vmcs).map(f).is_some()
-}
 
 /// Makes `vmcs` current on this CPU (VMPTRLD only when it is not).
 fn make_current(vmcs: u64) -> Result<(), VmFail> {
@@ -905,13 +891,12 @@ fn write_guest_state(w: &mut Writer, vmx: &Vmx) {
     w.put(F::VMCS_LINK_POINTER, u64::MAX);
 }
 
-/// Sets up the VMCS in the (zeroed) frame `vmcs` for a partition whose EPT
-/// is at `ept_root`, tagged `vpid`. A failure is remembered and reported
-/// by the first `run`.
-fn init_vmcs(vmcs: u64, ept_root: u64, vpid: u32) {
+/// Sets up the VMCS in the frame `vmcs` (zeroed, or `set_up_before`) for
+/// a partition whose EPT is at `ept_root`, tagged `vpid`. A failure is
+/// remembered in the state and reported by the first `run`.
+fn init_vmcs(vmcs: u64, set_up_before: bool, ept_root: u64, vpid: u32) -> VpState {
     let eptp = u64::from(Eptp::write_back_4_level(ept_root, false));
     let mut state = VpState {
-        vmcs,
         launched: false,
         broken: None,
         eptp,
@@ -921,31 +906,25 @@ fn init_vmcs(vmcs: u64, ept_root: u64, vpid: u32) {
         kernel_gs_base: 0,
         syscall: [0; 4],
     };
-    state.broken = match setup(vmcs, eptp, vpid) {
+    state.broken = match setup(vmcs, set_up_before, eptp, vpid) {
         Ok(tag) => {
             state.vpid = tag;
             None
         }
         Err(code) => Some(code),
     };
-    let mut vps = VPS.lock();
-    if let Some(s) = vps.iter_mut().find(|s| s.vmcs == vmcs) {
-        *s = state;
-    } else if vps.push(state).is_err() {
-        // More VMCSs than VPs can exist: `run` reports FAILED_SETUP.
-        crate::vm_println!("vmx: no room to track VMCS {vmcs:#x}");
-    }
+    state
 }
 
 /// VMCLEAR, VMPTRLD and every field; the VPID used, or the failure code.
-fn setup(vmcs: u64, eptp: u64, vpid: u32) -> Result<u16, u64> {
+fn setup(vmcs: u64, set_up_before: bool, eptp: u64, vpid: u32) -> Result<u16, u64> {
     let vmx = VMX.get().ok_or(FAILED_SETUP)?;
     let tag = u16::try_from(vpid).ok().filter(|&t| t != 0).ok_or(FAILED_SETUP)?;
     let fail = |what: &str, e: VmFail| {
         crate::vm_println!("vmx: {what} of VMCS {vmcs:#x} failed: {e:?}");
         e.code()
     };
-    if state_of(vmcs).is_some() {
+    if set_up_before {
         // Set up again: the VMCS may be current and launched.
         vmclear(vmcs).map_err(|e| fail("VMCLEAR", e))?;
     }
@@ -961,16 +940,10 @@ fn setup(vmcs: u64, eptp: u64, vpid: u32) -> Result<u16, u64> {
     Ok(tag)
 }
 
-/// Forgets the VMCS `vmcs` before its frame is freed: VMCLEAR writes back
-/// whatever the CPU cached and makes it not current.
-fn release(vmcs: u64) {
-    let known = {
-        let mut vps = VPS.lock();
-        let before = vps.len();
-        vps.retain(|s| s.vmcs != vmcs);
-        vps.len() != before
-    };
-    if known && let Err(e) = vmclear(vmcs) {
+/// Forgets the VMCS `vmcs` before its frame is freed: VMCLEAR (if it was
+/// `set_up`) writes back whatever the CPU cached and makes it not current.
+fn release(vmcs: u64, set_up: bool) {
+    if set_up && let Err(e) = vmclear(vmcs) {
         crate::vm_println!("vmx: VMCLEAR of VMCS {vmcs:#x} failed on release: {e:?}");
     }
     CURRENT.compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
@@ -988,11 +961,11 @@ fn failed(code: u64) -> Exit {
 /// EPT translations after mapping changes, and linear translations tagged
 /// with its VPID when another VMCS (perhaps with the same VPID: VPIDs are
 /// per partition) ran last.
-fn flush_before_run(vmx: &Vmx, state: &VpState, flush: bool) -> Result<(), VmFail> {
+fn flush_before_run(vmx: &Vmx, vmcs: u64, state: &VpState, flush: bool) -> Result<(), VmFail> {
     if flush {
         invept(vmx.invept, state.eptp)?;
     }
-    if LAST_RUN.swap(state.vmcs, Ordering::Relaxed) != state.vmcs
+    if LAST_RUN.swap(vmcs, Ordering::Relaxed) != vmcs
         && let Some(kind) = vmx.invvpid
     {
         invvpid(kind, u64::from(state.vpid))?;
@@ -1002,19 +975,19 @@ fn flush_before_run(vmx: &Vmx, state: &VpState, flush: bool) -> Result<(), VmFai
 
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
 /// left pending for the caller to let in.
-fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
-    let (Some(vmx), Some(mut state)) = (VMX.get(), state_of(vmcs)) else { return failed(FAILED_SETUP) };
+fn run(vmcs: u64, state: Option<&mut VpState>, gprs: &mut GuestGprs, flush: bool) -> Exit {
+    let (Some(vmx), Some(state)) = (VMX.get(), state) else { return failed(FAILED_SETUP) };
     if let Some(code) = state.broken {
         return failed(code);
     }
     let prepared = make_current(vmcs)
         .and_then(|()| vmwrite(VmcsField::HOST_CR3, super::cpu::cr3()))
-        .and_then(|()| flush_before_run(vmx, &state, flush));
+        .and_then(|()| flush_before_run(vmx, vmcs, state, flush));
     if let Err(e) = prepared {
         crate::vm_println!("vmx: preparing VMCS {vmcs:#x} to run failed: {e:?}");
         return failed(e.code());
     }
-    let mut status = world_switch(gprs, &mut state);
+    let mut status = world_switch(gprs, state);
     // The launch state is the CPU's; should ours disagree (error 4 or 5),
     // believe the CPU and enter the other way once.
     if status == 2
@@ -1024,13 +997,13 @@ fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
         )
     {
         state.launched = !state.launched;
-        status = world_switch(gprs, &mut state);
+        status = world_switch(gprs, state);
     }
-    let exit = match status {
+    match status {
         0 => {
             // Also after a failed VM entry, which the CPU reports as an exit.
             state.launched = true;
-            decode_exit(&mut state)
+            decode_exit(state)
         }
         1 => {
             crate::vm_println!("vmx: VM entry of VMCS {vmcs:#x} failed: {:?}", VmFail::Invalid);
@@ -1041,9 +1014,7 @@ fn run(vmcs: u64, gprs: &mut GuestGprs, flush: bool) -> Exit {
             crate::vm_println!("vmx: VM entry of VMCS {vmcs:#x} failed: {e:?}");
             failed(e.code())
         }
-    };
-    update_state(vmcs, |s| *s = state);
-    exit
+    }
 }
 
 /// One VM entry and exit, with the guest state VMX does not switch loaded
@@ -1296,14 +1267,13 @@ fn plain_field(name: HvRegisterName) -> Option<VmcsField> {
     })
 }
 
-fn read_register(vmcs: u64, name: HvRegisterName) -> Result<Option<(u64, u64)>, VmFail> {
+fn read_register(vmcs: u64, state: Option<&VpState>, name: HvRegisterName) -> Result<Option<(u64, u64)>, VmFail> {
     use VmcsField as F;
     make_current(vmcs)?;
     let value = |v| Ok(Some((v, 0)));
     if let Some(field) = plain_field(name) {
         return value(vmread(field)?);
     }
-    let state = state_of(vmcs);
     match name {
         HvRegisterName::RIP => return value(vmread(F::GUEST_RIP)?),
         HvRegisterName::RFLAGS => return value(vmread(F::GUEST_RFLAGS)?),
@@ -1346,20 +1316,26 @@ fn read_register(vmcs: u64, name: HvRegisterName) -> Result<Option<(u64, u64)>, 
 
 /// A register as a TLFS 128-bit value (low, high); `None` if unsupported
 /// (or if the VMCS cannot be read).
-fn get_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
+fn get_register(vmcs: u64, state: Option<&VpState>, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
     if name == HvRegisterName::RAX {
         return Some((gprs.rax, 0));
     }
     if let Some(r) = gprs.named(name) {
         return Some((*r, 0));
     }
-    read_register(vmcs, name).unwrap_or_else(|e| {
+    read_register(vmcs, state, name).unwrap_or_else(|e| {
         crate::vm_println!("vmx: reading {name:?} of VMCS {vmcs:#x} failed: {e:?}");
         None
     })
 }
 
-fn write_register(vmcs: u64, name: HvRegisterName, low: u64, high: u64) -> Result<bool, VmFail> {
+fn write_register(
+    vmcs: u64,
+    state: Option<&mut VpState>,
+    name: HvRegisterName,
+    low: u64,
+    high: u64,
+) -> Result<bool, VmFail> {
     use VmcsField as F;
     let Some(vmx) = VMX.get() else { return Ok(false) };
     make_current(vmcs)?;
@@ -1402,9 +1378,14 @@ fn write_register(vmcs: u64, name: HvRegisterName, low: u64, high: u64) -> Resul
             vmwrite(F::VM_ENTRY_CONTROLS, u64::from(u32::from(entry)))?;
             vmwrite(F::GUEST_IA32_EFER, low)?;
         }
-        HvRegisterName::CR2 => return Ok(update_state(vmcs, |s| s.cr2 = low)),
-        HvRegisterName::DR6 => return Ok(update_state(vmcs, |s| s.dr6 = low)),
-        HvRegisterName::KERNEL_GS_BASE => return Ok(update_state(vmcs, |s| s.kernel_gs_base = low)),
+        HvRegisterName::CR2 | HvRegisterName::DR6 | HvRegisterName::KERNEL_GS_BASE => {
+            let Some(state) = state else { return Ok(false) };
+            match name {
+                HvRegisterName::CR2 => state.cr2 = low,
+                HvRegisterName::DR6 => state.dr6 = low,
+                _ => state.kernel_gs_base = low,
+            }
+        }
         HvRegisterName::GDTR | HvRegisterName::IDTR => {
             let (base, limit) = tlfs::table_register_from_value(low, high);
             let (base_field, limit_field) = if name == HvRegisterName::GDTR {
@@ -1430,7 +1411,14 @@ fn write_register(vmcs: u64, name: HvRegisterName, low: u64, high: u64) -> Resul
 /// Sets a register from a TLFS 128-bit value; false if unsupported (or if
 /// the VMCS cannot be written). Values are not checked here: one the CPU
 /// refuses makes the next VM entry fail, which `run` reports.
-fn set_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
+fn set_register(
+    vmcs: u64,
+    state: Option<&mut VpState>,
+    gprs: &mut GuestGprs,
+    name: HvRegisterName,
+    low: u64,
+    high: u64,
+) -> bool {
     if name == HvRegisterName::RAX {
         gprs.rax = low;
         return true;
@@ -1439,7 +1427,7 @@ fn set_register(vmcs: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64,
         *r = low;
         return true;
     }
-    write_register(vmcs, name, low, high).unwrap_or_else(|e| {
+    write_register(vmcs, state, name, low, high).unwrap_or_else(|e| {
         crate::vm_println!("vmx: writing {name:?} of VMCS {vmcs:#x} failed: {e:?}");
         false
     })
@@ -1465,30 +1453,33 @@ fn execution_state(vmcs: u64) -> ExecutionState {
 // ---------------------------------------------------------------------------
 // The VP.
 
-/// A VP under VMX: its VMCS, one frame the kernel owns.
+/// A VP under VMX: its VMCS, one frame the kernel owns, and the software
+/// state that goes with it.
 pub struct Vp {
     vmcs: Frames,
+    /// `None` until the VMCS is first set up (`init`).
+    state: Option<VpState>,
 }
 
 impl VpOps for Vp {
     fn new() -> Option<Vp> {
-        memory::alloc_frames(1).map(|vmcs| Vp { vmcs })
+        memory::alloc_frames(1).map(|vmcs| Vp { vmcs, state: None })
     }
 
     fn init(&mut self, ept_root: u64, vpid: u32) {
-        init_vmcs(self.vmcs.start(), ept_root, vpid);
+        self.state = Some(init_vmcs(self.vmcs.start(), self.state.is_some(), ept_root, vpid));
     }
 
     fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> Exit {
-        run(self.vmcs.start(), gprs, flush)
+        run(self.vmcs.start(), self.state.as_mut(), gprs, flush)
     }
 
     fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
-        get_register(self.vmcs.start(), gprs, name)
+        get_register(self.vmcs.start(), self.state.as_ref(), gprs, name)
     }
 
     fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
-        set_register(self.vmcs.start(), gprs, name, low, high)
+        set_register(self.vmcs.start(), self.state.as_mut(), gprs, name, low, high)
     }
 
     fn inject(&mut self, event: &Interruption) -> bool {
@@ -1508,7 +1499,7 @@ impl VpOps for Vp {
     }
 
     fn release(self) {
-        release(self.vmcs.start());
+        release(self.vmcs.start(), self.state.is_some());
         memory::free_frames(self.vmcs);
     }
 }
