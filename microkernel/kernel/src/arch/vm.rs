@@ -146,7 +146,7 @@ pub trait VpOps: Sized {
 }
 
 /// A VP of either backend.
-pub enum BackendVp {
+enum BackendVp {
     Svm(svm::Vp),
     Vmx(super::vmx::Vp),
 }
