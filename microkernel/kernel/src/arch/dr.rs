@@ -14,7 +14,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// The VP (by its VMCB or VMCS frame) whose DR0-DR3 the hardware holds (0: none).
+/// The VP (by its extended-state frame, `VpHardware`'s name for it) whose DR0-DR3 the hardware holds (0: none).
 static OWNER: AtomicU64 = AtomicU64::new(0);
 
 /// Loads `dr` into DR0-DR3 unless VP `id` owns them already.

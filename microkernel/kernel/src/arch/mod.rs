@@ -46,5 +46,5 @@ pub mod svm;
 #[allow(unsafe_code)]
 pub mod virt;
 pub mod vm;
-#[allow(unsafe_code)]
+// `unsafe` is allowed in the submodules that need it (`vmx/mod.rs`).
 pub mod vmx;

@@ -12,6 +12,7 @@
 //! on the guest's TR or GS (`tests/world_switch.rs` guards the order).
 
 use super::memory;
+use super::vm::VpOps;
 use core::arch::global_asm;
 use kerncore::event::Interruption;
 use kerncore::frames::Frames;
@@ -223,7 +224,7 @@ fn present(segment_type: u8, code_or_data: bool) -> SegmentAttributes {
 /// Fills a fresh (zeroed) VMCB: intercepts, nested paging with `ncr3`,
 /// `asid`, and the architectural state of a CPU after INIT in real mode at
 /// 0000:0000 (the VMM sets the real starting state).
-pub fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
+fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     let host = HOST.get().expect("svm::enable runs first");
     with_vmcb(vmcb, |v| {
         let c = &mut v.control;
@@ -295,7 +296,7 @@ fn all_registers() -> RegisterIntercepts {
 }
 
 /// Intercepts (or stops intercepting) every debug-register access.
-pub fn intercept_debug_registers(vmcb: u64, on: bool) {
+fn intercept_debug_registers(vmcb: u64, on: bool) {
     with_vmcb(vmcb, |v| {
         v.control.dr_intercepts = if on { all_registers() } else { RegisterIntercepts::new() };
     });
@@ -303,7 +304,7 @@ pub fn intercept_debug_registers(vmcb: u64, on: bool) {
 
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
 /// left pending for the caller to let in.
-pub fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit {
+fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit {
     let host = HOST.get().expect("svm::enable runs first");
     if flush_tlb {
         with_vmcb(vmcb, |v| v.control.tlb_control = TlbControl::FLUSH_ALL);
@@ -395,7 +396,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
 
 /// Injects `event` at the next VMRUN if the guest can take it now (true);
 /// otherwise opens the interrupt window (false).
-pub fn inject(vmcb: u64, event: &Interruption) -> bool {
+fn inject(vmcb: u64, event: &Interruption) -> bool {
     with_vmcb(vmcb, |v| {
         let interrupts_enabled = v.save.rflags & RFLAGS_IF != 0;
         let shadow = v.control.interrupt_state.interrupt_shadow();
@@ -421,12 +422,12 @@ fn set_window(v: &mut Vmcb, open: bool) {
 }
 
 /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
-pub fn request_window(vmcb: u64, open: bool) {
+fn request_window(vmcb: u64, open: bool) {
     with_vmcb(vmcb, |v| set_window(v, open));
 }
 
 /// CPL and mode bits for intercept messages.
-pub fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
+fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
     with_vmcb(vmcb, |v| super::vm::ExecutionState {
         cpl: v.save.cpl,
         cr0: v.save.cr0,
@@ -436,7 +437,7 @@ pub fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
 }
 
 /// A register as a TLFS 128-bit value (low, high); `None` if unsupported.
-pub fn get_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
+fn get_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
     if let Some(r) = gprs.named(name) {
         return Some((*r, 0));
     }
@@ -444,10 +445,57 @@ pub fn get_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName) -> Op
 }
 
 /// Sets a register from a TLFS 128-bit value; false if unsupported.
-pub fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
+fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
     if let Some(r) = gprs.named(name) {
         *r = low;
         return true;
     }
     with_vmcb(vmcb, |v| v.set_register(name, low, high))
+}
+
+/// A VP under SVM: its VMCB, one frame the kernel owns.
+pub struct Vp {
+    vmcb: Frames,
+}
+
+impl VpOps for Vp {
+    fn new() -> Option<Vp> {
+        memory::alloc_frames(1).map(|vmcb| Vp { vmcb })
+    }
+
+    fn init(&mut self, ncr3: u64, asid: u32) {
+        init_vmcb(self.vmcb.start(), ncr3, asid);
+    }
+
+    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> super::vm::Exit {
+        run(self.vmcb.start(), gprs, flush)
+    }
+
+    fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
+        get_register(self.vmcb.start(), gprs, name)
+    }
+
+    fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
+        set_register(self.vmcb.start(), gprs, name, low, high)
+    }
+
+    fn inject(&mut self, event: &Interruption) -> bool {
+        inject(self.vmcb.start(), event)
+    }
+
+    fn request_window(&mut self, open: bool) {
+        request_window(self.vmcb.start(), open);
+    }
+
+    fn execution_state(&mut self) -> super::vm::ExecutionState {
+        execution_state(self.vmcb.start())
+    }
+
+    fn intercept_debug_registers(&mut self, on: bool) {
+        intercept_debug_registers(self.vmcb.start(), on);
+    }
+
+    fn release(self) {
+        memory::free_frames(self.vmcb);
+    }
 }

@@ -114,13 +114,105 @@ pub struct ExecutionState {
     pub rflags: u64,
 }
 
-/// A VP's hardware state: the VMCB or VMCS frame and the registers the
-/// hardware does not switch.
+/// What each backend does for one VP. `svm::Vp` and `vmx::Vp` implement it,
+/// each owning its VMCB or VMCS frame (and, for VMX, the guest state the
+/// hardware does not switch); [`BackendVp`] is the one place a call is
+/// routed to one of them.
+pub trait VpOps: Sized {
+    /// A VP of this backend, its frame freshly allocated; `None` without memory.
+    fn new() -> Option<Self>;
+    /// Prepares the state for a partition whose second-level tables are at
+    /// `slat_root`, tagged `tag` (ASID or VPID), as after INIT.
+    fn init(&mut self, slat_root: u64, tag: u32);
+    /// Runs the guest until it exits. Host interrupts that arrived are left
+    /// pending for the caller.
+    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> Exit;
+    /// A register as a TLFS 128-bit value (low, high); `None` if this
+    /// backend does not keep it.
+    fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)>;
+    /// Sets a register from a TLFS 128-bit value; false if unsupported.
+    fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool;
+    /// Injects `event` at the next entry if the guest can take it now
+    /// (true); otherwise arranges an interrupt-window exit (false).
+    fn inject(&mut self, event: &Interruption) -> bool;
+    /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
+    fn request_window(&mut self, open: bool);
+    /// CPL and mode bits for intercept messages.
+    fn execution_state(&mut self) -> ExecutionState;
+    /// Intercepts (or stops intercepting) every debug-register access.
+    fn intercept_debug_registers(&mut self, on: bool);
+    /// Forgets the VP in the hardware and frees its frame.
+    fn release(self);
+}
+
+/// A VP of either backend.
+enum BackendVp {
+    Svm(svm::Vp),
+    Vmx(super::vmx::Vp),
+}
+
+/// Routes `$call` on the VP of whichever backend `$vp` holds, named `$b`.
+macro_rules! on_backend {
+    ($vp:expr, $b:ident => $call:expr) => {
+        match $vp {
+            BackendVp::Svm($b) => $call,
+            BackendVp::Vmx($b) => $call,
+        }
+    };
+}
+
+impl BackendVp {
+    fn new(backend: Backend) -> Option<BackendVp> {
+        match backend {
+            Backend::Svm => svm::Vp::new().map(BackendVp::Svm),
+            Backend::Vmx => super::vmx::Vp::new().map(BackendVp::Vmx),
+        }
+    }
+
+    fn init(&mut self, slat_root: u64, tag: u32) {
+        on_backend!(self, b => b.init(slat_root, tag))
+    }
+
+    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> Exit {
+        on_backend!(self, b => b.run(gprs, flush))
+    }
+
+    fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
+        on_backend!(self, b => b.get_register(gprs, name))
+    }
+
+    fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
+        on_backend!(self, b => b.set_register(gprs, name, low, high))
+    }
+
+    fn inject(&mut self, event: &Interruption) -> bool {
+        on_backend!(self, b => b.inject(event))
+    }
+
+    fn request_window(&mut self, open: bool) {
+        on_backend!(self, b => b.request_window(open))
+    }
+
+    fn execution_state(&mut self) -> ExecutionState {
+        on_backend!(self, b => b.execution_state())
+    }
+
+    fn intercept_debug_registers(&mut self, on: bool) {
+        on_backend!(self, b => b.intercept_debug_registers(on))
+    }
+
+    fn release(self) {
+        on_backend!(self, b => b.release())
+    }
+}
+
+/// A VP's hardware state: the backend's VP and what is the same on both
+/// backends, the registers the hardware does not switch.
 pub struct VpHardware {
-    pub backend: Backend,
-    pub frame: Frames,
-    /// The extended-state save area (see `fpu`).
-    pub fpu: Frames,
+    backend: BackendVp,
+    /// The extended-state save area (see `fpu`). Its address also names the
+    /// VP to `fpu` and `dr`.
+    fpu: Frames,
     /// The guest's XCR0.
     xcr0: u64,
     /// The guest's DR0-DR3, and whether they are switched (see `dr`).
@@ -129,42 +221,37 @@ pub struct VpHardware {
     pub gprs: GuestGprs,
 }
 
-/// Frames a VP's hardware state takes: `abi::cost::VP` pays for them.
+/// Frames a VP's hardware state takes (the VMCB or VMCS and the
+/// extended-state area): `abi::cost::VP` pays for them.
 const VP_FRAMES: u64 = 2;
 const _: () = assert!(abi::cost::VP == abi::cost::POOL_ENTRY + VP_FRAMES);
 
 impl VpHardware {
     pub fn new(backend: Backend) -> Option<VpHardware> {
-        let frame = memory::alloc_frames(1)?;
+        let backend = BackendVp::new(backend)?;
         let Some(fpu) = memory::alloc_frames(1) else {
-            memory::free_frames(frame);
+            backend.release();
             return None;
         };
         super::fpu::init(fpu.start());
-        Some(VpHardware {
-            backend,
-            frame,
-            fpu,
-            xcr0: XCR0_RESET,
-            dr: [0; 4],
-            dr_active: false,
-            gprs: GuestGprs::default(),
-        })
+        Some(VpHardware { backend, fpu, xcr0: XCR0_RESET, dr: [0; 4], dr_active: false, gprs: GuestGprs::default() })
+    }
+
+    /// The VP's name for `dr`.
+    fn id(&self) -> u64 {
+        self.fpu.start()
     }
 
     /// Prepares the state for a partition whose second-level tables are at
     /// `slat_root`, tagged `tag` (ASID or VPID).
     pub fn init(&mut self, slat_root: u64, tag: u32) {
-        match self.backend {
-            Backend::Svm => svm::init_vmcb(self.frame.start(), slat_root, tag),
-            Backend::Vmx => super::vmx::init_vmcs(self.frame.start(), slat_root, tag),
-        }
+        self.backend.init(slat_root, tag);
         // As after INIT: XCR0 and DR0-DR3 at their reset values (x87 and
         // SSE state is kept), debug registers intercepted again.
         self.xcr0 = XCR0_RESET;
         self.dr = [0; 4];
         self.dr_active = false;
-        super::dr::forget(self.frame.start());
+        super::dr::forget(self.id());
     }
 
     /// Runs the guest until it exits. Host interrupts that arrived are left
@@ -172,12 +259,9 @@ impl VpHardware {
     pub fn run(&mut self, flush: bool) -> Exit {
         super::fpu::load(self.fpu.start(), self.xcr0);
         if self.dr_active {
-            super::dr::load(self.frame.start(), &self.dr);
+            super::dr::load(self.id(), &self.dr);
         }
-        let exit = match self.backend {
-            Backend::Svm => svm::run(self.frame.start(), &mut self.gprs, flush),
-            Backend::Vmx => super::vmx::run(self.frame.start(), &mut self.gprs, flush),
-        };
+        let exit = self.backend.run(&mut self.gprs, flush);
         self.xcr0 = super::fpu::unload(self.xcr0);
         if self.dr_active {
             super::dr::save(&mut self.dr);
@@ -190,11 +274,8 @@ impl VpHardware {
     pub fn activate_debug_registers(&mut self) {
         if !self.dr_active {
             self.dr_active = true;
-            super::dr::forget(self.frame.start());
-            match self.backend {
-                Backend::Svm => svm::intercept_debug_registers(self.frame.start(), false),
-                Backend::Vmx => super::vmx::intercept_debug_registers(self.frame.start(), false),
-            }
+            super::dr::forget(self.id());
+            self.backend.intercept_debug_registers(false);
         }
     }
 
@@ -208,10 +289,7 @@ impl VpHardware {
         if let Some(n) = name.xmm_index() {
             return Some(super::fpu::xmm(self.fpu.start(), n));
         }
-        let hardware = match self.backend {
-            Backend::Svm => svm::get_register(self.frame.start(), &mut self.gprs, name),
-            Backend::Vmx => super::vmx::get_register(self.frame.start(), &mut self.gprs, name),
-        };
+        let hardware = self.backend.get_register(&mut self.gprs, name);
         // Registers kept here, asked for seldom: after the backend's.
         hardware.or_else(|| match name.dr_index() {
             Some(n) => Some((self.dr[n], 0)),
@@ -230,7 +308,7 @@ impl VpHardware {
                 return false;
             }
             self.dr[n] = low;
-            super::dr::forget(self.frame.start());
+            super::dr::forget(self.id());
             self.activate_debug_registers();
             return true;
         }
@@ -261,19 +339,13 @@ impl VpHardware {
             // Breakpoints it enables must find the VP's own DR0-DR3.
             self.activate_debug_registers();
         }
-        match self.backend {
-            Backend::Svm => svm::set_register(self.frame.start(), &mut self.gprs, name, low, high),
-            Backend::Vmx => super::vmx::set_register(self.frame.start(), &mut self.gprs, name, low, high),
-        }
+        self.backend.set_register(&mut self.gprs, name, low, high)
     }
 
     /// Injects `event` at the next entry if the guest can take it now
     /// (true); otherwise arranges an interrupt-window exit (false).
     pub fn inject(&mut self, event: &Interruption) -> bool {
-        match self.backend {
-            Backend::Svm => svm::inject(self.frame.start(), event),
-            Backend::Vmx => super::vmx::inject(self.frame.start(), event),
-        }
+        self.backend.inject(event)
     }
 
     /// XMM0..XMM5 as (low, high): what an XMM fast hypercall passes.
@@ -283,27 +355,18 @@ impl VpHardware {
 
     /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
     pub fn request_window(&mut self, open: bool) {
-        match self.backend {
-            Backend::Svm => svm::request_window(self.frame.start(), open),
-            Backend::Vmx => super::vmx::request_window(self.frame.start(), open),
-        }
+        self.backend.request_window(open)
     }
 
     pub fn execution_state(&mut self) -> ExecutionState {
-        match self.backend {
-            Backend::Svm => svm::execution_state(self.frame.start()),
-            Backend::Vmx => super::vmx::execution_state(self.frame.start()),
-        }
+        self.backend.execution_state()
     }
 
     pub fn release(self) {
-        if self.backend == Backend::Vmx {
-            super::vmx::release(self.frame.start());
-        }
         super::fpu::forget(self.fpu.start());
-        super::dr::forget(self.frame.start());
+        super::dr::forget(self.id());
         memory::free_frames(self.fpu);
-        memory::free_frames(self.frame);
+        self.backend.release();
     }
 }
 

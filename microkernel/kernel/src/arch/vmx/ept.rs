@@ -1,0 +1,44 @@
+//! Extended page tables: the partition's second-level translations.
+
+use super::enable::ept_vpid_caps;
+use crate::arch::memory::DirectMap;
+use kerncore::ept::EptMapper;
+use kerncore::slat::{GuestMapError, GuestRights, PhysAddrWidth};
+
+/// A mapper over the EPT at `root`: the CPU's EPT format (execute-only
+/// leaves where it has them) and MAXPHYADDR, 4 KiB leaves only so that any
+/// page can be unmapped on its own.
+fn ept<M: kerncore::paging::PageTableMemory>(mem: &mut M, root: u64) -> EptMapper<'_, M> {
+    let width = PhysAddrWidth::new(crate::arch::cpu::physical_address_bits()).unwrap_or(PhysAddrWidth::MAX);
+    EptMapper::for_cpu(mem, root, width, ept_vpid_caps().with_pde_2mb(false))
+}
+
+pub fn ept_new_root(mem: &mut DirectMap) -> Result<u64, GuestMapError> {
+    EptMapper::new_root(mem)
+}
+
+pub fn ept_map<M: kerncore::paging::PageTableMemory>(
+    mem: &mut M,
+    root: u64,
+    gpa: u64,
+    hpa: u64,
+    len: u64,
+    rights: GuestRights,
+) -> Result<(), GuestMapError> {
+    ept(mem, root).map(gpa, hpa, len, rights)
+}
+
+/// Removes mappings; the partition's next run flushes them with INVEPT.
+pub fn ept_unmap(mem: &mut DirectMap, root: u64, gpa: u64, len: u64) -> Result<(), GuestMapError> {
+    ept(mem, root).unmap(gpa, len, |_| {})
+}
+
+/// Removes whatever leaves a range has (teardown); flushed like `ept_unmap`.
+pub fn ept_unmap_present(mem: &mut DirectMap, root: u64, gpa: u64, len: u64) {
+    ept(mem, root).unmap_present(gpa, len, |_| {});
+}
+
+/// Every table of the hierarchy, children first and the root last.
+pub fn ept_tables(mem: &mut DirectMap, root: u64, f: &mut impl FnMut(u64)) {
+    ept(mem, root).for_each_table(f);
+}
