@@ -52,6 +52,31 @@ fn qemu_cpus_1_keeps_the_aps_off() {
     run.assert_halted(0);
 }
 
+/// `test=smp-silent-ap`: the first AP gets INIT but no STARTUP. The boot
+/// CPU gives up on it after its timeout, reports it, stops it with INIT and
+/// starts the others; boot goes on.
+#[test]
+fn qemu_an_ap_that_never_answers_is_skipped() {
+    let run = boot(
+        "qemu_an_ap_that_never_answers_is_skipped",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--smp", "4", "--cmdline", "test=smp-silent-ap"],
+    );
+    assert_in_order(
+        &run,
+        &[
+            "smp: cpu 1 (APIC ID 1) did not answer within 2000 ms; skipped",
+            "smp: cpu 2 online: APIC ID 2 (read by the CPU itself)",
+            "smp: cpu 3 online: APIC ID 3 (read by the CPU itself)",
+            "cpus: 3 online of 4 in MADT (APIC IDs 0 (boot), 1 (no answer), 2, 3)",
+            "boot: done",
+        ],
+    );
+    run.assert_serial_lacks("APIC ID 1 (read by the CPU itself)");
+    run.assert_halted(0);
+}
+
 /// Bochs (Intel VMX) with 2 CPUs, lean: the AP comes online with VMX on
 /// (its own VMXON region) and the minimal system runs to its end.
 #[test]

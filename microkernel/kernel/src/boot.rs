@@ -126,7 +126,7 @@ fn main(info: &'static BootInfo) -> ! {
         }
     }
     if cpus.len() > 1 {
-        let outcomes = smp::start_aps(&cpus, options.max_cpus);
+        let outcomes = smp::start_aps(&cpus, options.max_cpus, options.silent_ap_test);
         println!("{}", kerncore::smp::Banner::format(&outcomes));
     }
 

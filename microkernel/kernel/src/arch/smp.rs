@@ -228,8 +228,9 @@ enum Started {
     Stuck,
 }
 
-/// Starts the AP with `apic_id` as CPU `index` and waits for it.
-fn start_one(index: usize, apic_id: u32, page: u64, root: u64) -> Started {
+/// Starts the AP with `apic_id` as CPU `index` and waits for it; `silent`
+/// (a test) sends it INIT but no STARTUP, so it never answers.
+fn start_one(index: usize, apic_id: u32, page: u64, root: u64, silent: bool) -> Started {
     let slot = &SLOTS[index];
     let (Some(stack_top), Some(ist)) = (
         stack(KERNEL_STACK_PAGES),
@@ -258,9 +259,9 @@ fn start_one(index: usize, apic_id: u32, page: u64, root: u64) -> Started {
 
     let sent = apic::send_init(apic_id);
     apic::delay_us(AFTER_INIT_US);
-    let sent = sent && apic::send_startup(apic_id, vector);
+    let sent = sent && (silent || apic::send_startup(apic_id, vector));
     apic::delay_us(AFTER_STARTUP_US);
-    let sent = sent && (state(slot) != ApState::Starting || apic::send_startup(apic_id, vector));
+    let sent = sent && (silent || state(slot) != ApState::Starting || apic::send_startup(apic_id, vector));
     if !sent {
         println!("smp: cpu {index} (APIC ID {apic_id}): the local APIC did not send INIT or STARTUP");
     }
@@ -320,7 +321,13 @@ fn describe(index: usize, report: &ApReport) {
 
 /// Starts every usable CPU of the MADT (`cpus`) but the boot CPU, at most
 /// `max_cpus` in all, one after the other; returns how each CPU ended up.
-pub fn start_aps(cpus: &[acpi::Cpu], max_cpus: Option<u32>) -> heapless::Vec<(u32, CpuOutcome), { acpi::MAX_CPUS }> {
+/// `silent_first` (the test `test=smp-silent-ap`) never sends the first AP
+/// a STARTUP.
+pub fn start_aps(
+    cpus: &[acpi::Cpu],
+    max_cpus: Option<u32>,
+    silent_first: bool,
+) -> heapless::Vec<(u32, CpuOutcome), { acpi::MAX_CPUS }> {
     let boot_id = apic::id();
     percpu::set_apic_id(boot_id);
     let limit = max_cpus.map_or(MAX_CPUS, |n| (n as usize).min(MAX_CPUS));
@@ -354,7 +361,7 @@ pub fn start_aps(cpus: &[acpi::Cpu], max_cpus: Option<u32>) -> heapless::Vec<(u3
                 Some((page, root)) => {
                     let index = next_index;
                     next_index += 1;
-                    match start_one(index, c.apic_id, page, root) {
+                    match start_one(index, c.apic_id, page, root, silent_first && index == 1) {
                         Started::Online => {
                             if let Some(report) = *SLOTS[index].report.lock() {
                                 describe(index, &report);
