@@ -85,7 +85,7 @@ pub fn is_startable(base: u64) -> bool {
 
 /// The STARTUP IPI's vector for a trampoline at `base` (its page number).
 pub fn sipi_vector(base: u64) -> Option<u8> {
-    is_startable(base).then(|| (base / PAGE) as u8)
+    is_startable(base).then_some((base / PAGE) as u8)
 }
 
 /// The highest page below 0xA0000 (and not page 0) that lies wholly in

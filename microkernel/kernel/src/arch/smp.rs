@@ -243,7 +243,8 @@ fn start_one(index: usize, apic_id: u32, page: u64, root: u64, silent: bool) -> 
     for (t, top) in slot.ist_tops.iter().zip(ist) {
         t.store(top, Ordering::Relaxed);
     }
-    let launch = ApLaunch { base: page, cr3: root, stack_top, entry: ap_entry as usize as u64, argument: index as u64 };
+    let launch =
+        ApLaunch { base: page, cr3: root, stack_top, entry: ap_entry as *const () as u64, argument: index as u64 };
     let image = trampoline_image();
     let patched = memory::with_frame_mut(page, |p| {
         let target = &mut p[..image.len()];
