@@ -125,7 +125,7 @@ fn main(info: &'static BootInfo) -> ! {
             platform::power_off(ExitStatus::SelfTestFailed);
         }
     }
-    if cpus.len() > 1 {
+    if !cpus.is_empty() {
         let outcomes = smp::start_aps(&cpus, options.max_cpus, options.silent_ap_test);
         println!("{}", kerncore::smp::Banner::format(&outcomes));
     }
