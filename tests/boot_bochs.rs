@@ -22,6 +22,7 @@ fn bochs_boot_banner() {
     run.assert_serial_lacks("cpu: warning: no SMEP");
     run.assert_serial_contains("cpu: warning: no SMAP: ");
     run.assert_serial_contains("cpus: 1 in MADT");
+    run.assert_serial_contains("cpus: 1 online of 1 in MADT (APIC IDs 0 (boot))");
     run.assert_wx_clean();
     run.assert_serial_contains("boot: done");
     run.assert_serial_lacks("EXCEPTION:");

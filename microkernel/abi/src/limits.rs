@@ -13,6 +13,10 @@ pub const MAX_PARTITIONS: usize = 8;
 /// shared by all partitions, is [`tables::VPS`].
 pub const MAX_VPS_PER_PARTITION: usize = 16;
 
+/// CPUs the kernel runs on, the boot CPU included: every per-CPU table of
+/// ring 0 is this long. CPUs of the MADT beyond it are reported and left off.
+pub const MAX_CPUS: usize = 16;
+
 /// Most registers one `VP_SET_REGISTERS` or `VP_GET_REGISTERS` names.
 pub const MAX_VP_REGISTERS: usize = 20;
 

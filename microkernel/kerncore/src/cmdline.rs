@@ -21,6 +21,12 @@ pub struct BootOptions {
     /// Send NMIs to this CPU throughout the run (`test=nmi`): a periodic
     /// NMI source and self-NMIs at chosen points of ring 0.
     pub nmi_test: bool,
+    /// `cpus=N`: run on at most N CPUs, the boot CPU included (`cpus=1`
+    /// starts no application processor). `None`: every CPU of the MADT.
+    pub max_cpus: Option<u32>,
+    /// `test=smp-silent-ap`: the first AP gets INIT but no STARTUP, so it
+    /// never answers; boot must report it and go on with the others.
+    pub silent_ap_test: bool,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -41,6 +47,8 @@ impl BootOptions {
                 ("test", "fault-wp") => options.fault_test = Some(FaultTest::WriteKernelText),
                 ("bench", "") => options.bench = true,
                 ("test", "nmi") => options.nmi_test = true,
+                ("test", "smp-silent-ap") => options.silent_ap_test = true,
+                ("cpus", n) if n.parse::<u32>().is_ok_and(|n| n >= 1) => options.max_cpus = n.parse().ok(),
                 _ => {
                     let _ = unknown.push(UnknownOption(word));
                 }
@@ -72,6 +80,20 @@ mod tests {
         assert!(!o.exit_when_idle);
         assert_eq!(o.fault_test, None);
         assert_eq!(unknown.as_slice(), &[UnknownOption("quiet"), UnknownOption("test=fault-xx")]);
+    }
+
+    #[test]
+    fn cpus_limits_the_cpus_started() {
+        assert_eq!(BootOptions::parse("cpus=1").0.max_cpus, Some(1));
+        assert_eq!(BootOptions::parse("cpus=4 exit=idle").0.max_cpus, Some(4));
+        assert_eq!(BootOptions::parse("exit=idle").0.max_cpus, None);
+        let (o, unknown) = BootOptions::parse("test=smp-silent-ap");
+        assert!(o.silent_ap_test && unknown.is_empty());
+        for bad in ["cpus=0", "cpus=", "cpus=-1", "cpus=two"] {
+            let (o, unknown) = BootOptions::parse(bad);
+            assert_eq!(o.max_cpus, None, "{bad}");
+            assert_eq!(unknown.as_slice(), &[UnknownOption(bad)]);
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod paging;
 pub mod quota;
 pub mod sched;
 pub mod slat;
+pub mod smp;
 pub mod speculation;
 pub mod svm;
 pub mod virt;

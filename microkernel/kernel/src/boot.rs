@@ -1,6 +1,6 @@
 //! The boot sequence of the boot CPU, from the loader's hand-off to idle.
 
-use crate::arch::{acpi, apic, cpu, entry, gdt, heap, idt, memory, percpu, virt};
+use crate::arch::{acpi, apic, cpu, entry, gdt, heap, idt, memory, percpu, smp, virt};
 use bootinfo::BootInfo;
 use core::fmt::Write;
 use kerncore::cmdline::{BootOptions, FaultTest};
@@ -31,6 +31,7 @@ pub fn start(info: &'static BootInfo) -> ! {
 fn main(info: &'static BootInfo) -> ! {
     gdt::init();
     idt::init();
+    percpu::init_bsp();
     let cpu_info = cpu::identify();
     if !cpu::harden(&cpu_info) {
         println!("boot: NX is not enabled; refusing to run without W^X");
@@ -101,7 +102,7 @@ fn main(info: &'static BootInfo) -> ! {
         platform::power_off(ExitStatus::SelfTestFailed);
     }
 
-    let lapic_phys = report_madt(info.rsdp);
+    let (lapic_phys, cpus) = report_madt(info.rsdp);
     match apic::init(lapic_phys) {
         Ok(timer) => {
             let start = apic::ticks();
@@ -123,6 +124,10 @@ fn main(info: &'static BootInfo) -> ! {
             println!("timer: {why}");
             platform::power_off(ExitStatus::SelfTestFailed);
         }
+    }
+    if !cpus.is_empty() {
+        let outcomes = smp::start_aps(&cpus, options.max_cpus, options.silent_ap_test);
+        println!("{}", kerncore::smp::Banner::format(&outcomes));
     }
 
     let (used, total) = heap::usage();
@@ -150,7 +155,6 @@ fn main(info: &'static BootInfo) -> ! {
     println!("boot: done");
     crate::trap::set_exit_when_idle(options.exit_when_idle);
     crate::object::vm::set_bench(options.bench);
-    percpu::init_bsp();
     entry::init();
     let mut kernel = crate::trap::KERNEL.lock();
     if let Err(e) = crate::roottask::start(&mut kernel, info) {
@@ -163,12 +167,12 @@ fn main(info: &'static BootInfo) -> ! {
 }
 
 /// Prints the MADT's CPUs and I/O APICs and sets up the I/O APICs;
-/// returns the local APIC address.
-fn report_madt(rsdp: u64) -> u64 {
+/// returns the local APIC address and the CPUs.
+fn report_madt(rsdp: u64) -> (u64, heapless::Vec<acpi::Cpu, { acpi::MAX_CPUS }>) {
     const DEFAULT_LAPIC: u64 = 0xfee0_0000;
     if rsdp == 0 {
         println!("acpi: no RSDP found; assuming one CPU with the local APIC at {DEFAULT_LAPIC:#x}");
-        return DEFAULT_LAPIC;
+        return (DEFAULT_LAPIC, heapless::Vec::new());
     }
     match acpi::discover(rsdp) {
         Ok(madt) => {
@@ -189,11 +193,11 @@ fn report_madt(rsdp: u64) -> u64 {
             }
             let lines = crate::arch::ioapic::init(&madt.io_apics, &madt.overrides);
             println!("ioapic: {lines} lines masked; ISA IRQ 0 arrives on GSI {}", crate::arch::ioapic::isa_to_gsi(0));
-            madt.local_apic_address
+            (madt.local_apic_address, madt.cpus)
         }
         Err(e) => {
             println!("acpi: cannot read the MADT ({e:?}); assuming one CPU");
-            DEFAULT_LAPIC
+            (DEFAULT_LAPIC, heapless::Vec::new())
         }
     }
 }

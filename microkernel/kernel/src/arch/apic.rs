@@ -24,6 +24,9 @@ mod reg {
     pub const ICR_LOW: usize = 0x300;
     pub const ICR_HIGH: usize = 0x310;
     pub const LVT_TIMER: usize = 0x320;
+    pub const LVT_LINT0: usize = 0x350;
+    pub const LVT_LINT1: usize = 0x360;
+    pub const LVT_ERROR: usize = 0x370;
     pub const TIMER_INITIAL: usize = 0x380;
     pub const TIMER_CURRENT: usize = 0x390;
     pub const TIMER_DIVIDE: usize = 0x3e0;
@@ -38,6 +41,11 @@ const DIVIDE_BY_16: u32 = 0b0011;
 const ICR_DELIVERY_NMI: u32 = 0b100 << 8;
 const ICR_LEVEL_ASSERT: u32 = 1 << 14;
 const ICR_SEND_PENDING: u32 = 1 << 12;
+/// INIT (level triggered, asserted then deasserted) and STARTUP (SDM Vol. 3
+/// §11.6.1, §8.4.4.1).
+const ICR_DELIVERY_INIT: u32 = 0b101 << 8;
+const ICR_DELIVERY_STARTUP: u32 = 0b110 << 8;
+const ICR_TRIGGER_LEVEL: u32 = 1 << 15;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
@@ -144,6 +152,60 @@ pub fn send_nmi_to_self() {
         if read(reg::ICR_LOW) & ICR_SEND_PENDING == 0 {
             break;
         }
+        core::hint::spin_loop();
+    }
+}
+
+/// This CPU's local APIC ID, read from the APIC itself.
+pub fn id() -> u32 {
+    read(reg::ID) >> 24
+}
+
+/// Enables an AP's local APIC (mapped by the boot CPU's `init`: every CPU
+/// sees its own at the same address) as the boot CPU's is, but with every
+/// local interrupt masked, the timer included: no interrupt is armed on an
+/// AP. Returns its APIC ID, as the AP reads it.
+pub fn init_ap() -> u32 {
+    write(reg::SPURIOUS, SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR));
+    write(reg::TIMER_INITIAL, 0);
+    write(reg::LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    for lvt in [reg::LVT_LINT0, reg::LVT_LINT1, reg::LVT_ERROR] {
+        write(lvt, LVT_MASKED);
+    }
+    id()
+}
+
+/// Sends an IPI (`low` is the ICR's low word) to APIC `dest`; false if it
+/// was still pending after a bounded wait.
+fn send_ipi(dest: u32, low: u32) -> bool {
+    write(reg::ICR_HIGH, dest << 24);
+    write(reg::ICR_LOW, low);
+    for _ in 0..1_000_000 {
+        if read(reg::ICR_LOW) & ICR_SEND_PENDING == 0 {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
+
+/// INIT to APIC `dest`: asserted, then deasserted (which only CPUs before
+/// the Pentium 4 need, and the rest ignore). The CPU waits for STARTUP.
+pub fn send_init(dest: u32) -> bool {
+    send_ipi(dest, ICR_DELIVERY_INIT | ICR_TRIGGER_LEVEL | ICR_LEVEL_ASSERT)
+        && send_ipi(dest, ICR_DELIVERY_INIT | ICR_TRIGGER_LEVEL)
+}
+
+/// STARTUP to APIC `dest`: it starts in real mode at `vector` << 12.
+pub fn send_startup(dest: u32, vector: u8) -> bool {
+    send_ipi(dest, ICR_DELIVERY_STARTUP | ICR_LEVEL_ASSERT | u32::from(vector))
+}
+
+/// Spins for `us` microseconds, measured with the calibrated TSC.
+pub fn delay_us(us: u64) {
+    let cycles = tsc_hz().saturating_mul(us) / 1_000_000;
+    let start = super::cpu::timestamp();
+    while super::cpu::timestamp().wrapping_sub(start) < cycles {
         core::hint::spin_loop();
     }
 }

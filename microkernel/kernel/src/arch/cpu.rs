@@ -108,6 +108,16 @@ pub fn wait_for_interrupt() {
     unsafe { core::arch::asm!("sti; hlt", options(nomem, nostack)) }
 }
 
+/// Halts this CPU for good with interrupts disabled. Only an NMI (or an
+/// SMI) wakes it; its handler returns here and the CPU halts again.
+pub fn park() -> ! {
+    loop {
+        // SAFETY: `cli; hlt` only stops this CPU; the IDT is loaded, so an
+        // NMI is handled (on its IST stack) and returns to the loop.
+        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}
+
 pub fn disable_interrupts() {
     // SAFETY: masking interrupts has no memory effects.
     unsafe { core::arch::asm!("cli", options(nomem, nostack)) }

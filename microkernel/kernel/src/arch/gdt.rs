@@ -1,11 +1,13 @@
-//! The GDT and TSS of the boot CPU, with separate interrupt stacks (IST) for
-//! double faults, NMIs and machine checks, so those are reported even when
-//! the kernel stack is gone.
+//! Each CPU's GDT and TSS, with separate interrupt stacks (IST) for double
+//! faults, NMIs and machine checks, so those are reported even when the
+//! kernel stack is gone. The boot CPU's IST stacks are statics; an AP's come
+//! from the frame pool (`arch::smp`).
 //!
 //! The TSS has no I/O permission bitmap: its base lies past the TSS limit,
 //! so every `in`/`out` in ring 3 (IOPL 0) raises #GP. Tasks reach ports only
 //! through an `IO_PORTS` capability, by asking the kernel (`arch::io`).
 
+use super::smp::MAX_CPUS;
 use core::ptr::addr_of;
 use x86::Ring;
 use x86::bits64::segmentation::Descriptor64;
@@ -38,17 +40,37 @@ const _: () = assert!(TSS_SIZE == 0x68);
 #[repr(C, align(16))]
 struct Stack([u8; IST_STACK_SIZE]);
 
+/// The boot CPU's IST stacks.
 static mut IST_STACKS: [Stack; 3] = [const { Stack([0; IST_STACK_SIZE]) }; 3];
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
+/// Each CPU's TSS and GDT, by its index (`percpu::index`).
+static mut TSS: [TaskStateSegment; MAX_CPUS] = [const { TaskStateSegment::new() }; MAX_CPUS];
 /// null, kernel code, kernel data, user data, user code, TSS (two slots).
-static mut GDT: [u64; 7] = [0; 7];
+static mut GDT: [[u64; 7]; MAX_CPUS] = [[0; 7]; MAX_CPUS];
+
+/// Size of each IST stack an AP needs (`IST_SLOTS` of them).
+pub const AP_IST_STACK_SIZE: usize = IST_STACK_SIZE;
+pub const IST_SLOTS: usize = 3;
 
 fn descriptor(d: Descriptor) -> u64 {
     d.as_u64()
 }
 
-/// Builds and loads the GDT and TSS, and reloads every segment register.
+/// Builds and loads the boot CPU's GDT and TSS (index 0), and reloads
+/// every segment register.
 pub fn init() {
+    let base = addr_of!(IST_STACKS) as u64;
+    load(0, core::array::from_fn(|slot| base + ((slot + 1) * IST_STACK_SIZE) as u64));
+}
+
+/// Builds and loads an AP's GDT and TSS, with the tops of its IST stacks
+/// (double fault, NMI, machine check).
+pub fn init_ap(index: usize, ist_tops: [u64; IST_SLOTS]) {
+    assert!(index != 0 && index < MAX_CPUS, "bad CPU index {index}");
+    load(index, ist_tops);
+}
+
+/// Builds CPU `index`'s GDT and TSS and loads them on this CPU.
+fn load(index: usize, ist_tops: [u64; IST_SLOTS]) {
     let kernel_code: Descriptor = DescriptorBuilder::code_descriptor(0, 0xfffff, CodeSegmentType::ExecuteRead)
         .present()
         .dpl(Ring::Ring0)
@@ -74,19 +96,19 @@ pub fn init() {
         .limit_granularity_4kb()
         .finish();
 
-    // SAFETY: boot CPU, single-threaded, before interrupts are enabled: no
-    // one else reads or writes these statics. The descriptors built here
-    // describe flat segments and a TSS that lives for the kernel's lifetime.
+    // SAFETY: each CPU builds only its own slot (`index`: 0 for the boot
+    // CPU, a distinct one the boot CPU gave each AP), once, with
+    // interrupts disabled: no one else reads or writes these entries. The
+    // descriptors built here describe flat segments and a TSS that lives
+    // for the kernel's lifetime.
     unsafe {
-        let tss = &mut *core::ptr::addr_of_mut!(TSS);
+        let tss = &mut (*core::ptr::addr_of_mut!(TSS))[index];
         tss.iomap_base = TSS_SIZE;
-        let stacks = &*addr_of!(IST_STACKS);
         for (slot, ist) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
-            let top = stacks[slot].0.as_ptr() as u64 + IST_STACK_SIZE as u64;
-            tss.set_ist(usize::from(ist - 1), top);
+            tss.set_ist(usize::from(ist - 1), ist_tops[slot]);
         }
         let tss_desc: Descriptor64 = <DescriptorBuilder as GateDescriptorBuilder<u64>>::tss_descriptor(
-            addr_of!(TSS) as u64,
+            core::ptr::from_ref(tss) as u64,
             u64::from(TSS_SIZE) - 1,
             true,
         )
@@ -95,7 +117,7 @@ pub fn init() {
         .finish();
         let tss_words: [u64; 2] = core::mem::transmute(tss_desc);
 
-        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        let gdt = &mut (*core::ptr::addr_of_mut!(GDT))[index];
         *gdt = [
             0,
             descriptor(kernel_code),
@@ -116,11 +138,13 @@ pub fn init() {
     }
 }
 
-/// Sets the stack the CPU switches to on a trap from ring 3.
-pub fn set_rsp0(top: u64) {
-    // SAFETY: the TSS is read by the CPU only on privilege changes, which
-    // cannot happen while ring 0 runs with interrupts off (as callers do).
-    unsafe { (*core::ptr::addr_of_mut!(TSS)).set_rsp(Ring::Ring0, top) };
+/// Sets the stack CPU `index` (the caller's own) switches to on a trap
+/// from ring 3.
+pub fn set_rsp0(index: usize, top: u64) {
+    // SAFETY: only CPU `index` itself writes its TSS, and the CPU reads it
+    // only on privilege changes, which cannot happen while ring 0 runs
+    // with interrupts off (as callers do).
+    unsafe { (*core::ptr::addr_of_mut!(TSS))[index].set_rsp(Ring::Ring0, top) };
 }
 
 /// User selectors (RPL 3) for building ring-3 frames.

@@ -247,8 +247,15 @@ pub fn init() {
             idt[usize::from(super::ioapic::GSI_VECTOR_BASE) + i] = gate(stub, 0);
         }
         idt[usize::from(SPURIOUS_VECTOR)] = gate(*addr_of!(isr_spurious), 0);
-        lidt(&DescriptorTablePointer::new(&*idt));
     }
+    load();
+}
+
+/// Loads the IDT (which every CPU shares) on this CPU.
+pub fn load() {
+    // SAFETY: the IDT is a static that outlives its use; after `init` on
+    // the boot CPU, before any AP starts, nothing writes it again.
+    unsafe { lidt(&DescriptorTablePointer::new(&*core::ptr::addr_of!(IDT))) };
 }
 
 /// The GSI a device-interrupt vector stands for.

@@ -12,6 +12,8 @@ static FRAMES: Mutex<FramePool> = Mutex::new(FramePool::new());
 /// same rule the loader used to build it).
 static DIRECT_MAP: spin::Once<heapless::Vec<(u64, u64), { bootinfo::MAX_MEMORY_REGIONS }>> = spin::Once::new();
 static KERNEL_ROOT: spin::Once<u64> = spin::Once::new();
+/// The page below 1 MiB the APs start in (`arch::smp`), if there is one.
+static TRAMPOLINE: spin::Once<Option<u64>> = spin::Once::new();
 /// Next free address in the device-mapping window.
 static MMIO_NEXT: Mutex<u64> = Mutex::new(MMIO_WINDOW_BASE);
 
@@ -101,6 +103,9 @@ pub fn init(info: &BootInfo) -> MemorySummary {
     // kernel uses lives in the lower half.
     unsafe { x86::controlregs::cr3_write(root) };
 
+    // The pool takes memory from 1 MiB up only, so the trampoline page,
+    // chosen below it, is never handed out.
+    TRAMPOLINE.call_once(|| kerncore::smp::trampoline_page(info.memory_map()));
     let frames = FRAMES.lock().add_usable(info.memory_map(), 0x10_0000);
     MemorySummary {
         usable_bytes: info.total(bootinfo::MemoryKind::Usable),
@@ -108,6 +113,49 @@ pub fn init(info: &BootInfo) -> MemorySummary {
         kernel_bytes: info.kernel_image.len(),
         regions: info.memory_map().len(),
     }
+}
+
+/// The page below 1 MiB reserved for starting APs, if the memory map had one.
+pub fn trampoline_page() -> Option<u64> {
+    TRAMPOLINE.get().copied().flatten()
+}
+
+/// A top-level table for APs to start on: the kernel half of the boot
+/// tables, and `page` (the trampoline) identity-mapped read-only and
+/// executable, not global, so that an AP's switch to the kernel's own
+/// tables flushes it. The kernel's tables never map it.
+pub fn trampoline_root(page: u64) -> Result<u64, MapError> {
+    let mut mem = DirectMap;
+    let root = mem.alloc_table().ok_or(MapError::OutOfMemory)?;
+    let kernel = kernel_root();
+    for slot in 256..512 {
+        let entry = mem.read_entry(kernel, slot);
+        mem.write_entry(root, slot, entry);
+    }
+    let mut mapper = Mapper::new(&mut mem, root);
+    mapper.large_pages = false;
+    let flags = MapFlags { global: false, ..MapFlags::KERNEL_TEXT };
+    if let Err(e) = mapper.map(page, page, PAGE_SIZE, flags) {
+        free_user_tables(root);
+        return Err(e);
+    }
+    Ok(root)
+}
+
+/// Switches this CPU (an AP leaving the trampoline) to the kernel's own
+/// tables, which flushes every non-global translation, the trampoline's
+/// identity mapping among them.
+pub fn switch_to_kernel_root() {
+    // SAFETY: the kernel's tables map everything the kernel half of the
+    // trampoline's tables does (they share those entries), and the caller
+    // runs in the kernel half.
+    unsafe { x86::controlregs::cr3_write(kernel_root()) };
+}
+
+/// Frees a [`trampoline_root`] (its lower-half tables and itself; the
+/// kernel half is shared and stays) once no CPU uses it.
+pub fn free_trampoline_root(root: u64) {
+    free_user_tables(root);
 }
 
 /// The kernel's own top-level table (the boot page tables).

@@ -38,6 +38,8 @@ pub mod percpu;
 #[allow(unsafe_code)]
 pub mod pit;
 #[allow(unsafe_code)]
+pub mod smp;
+#[allow(unsafe_code)]
 pub mod speculation;
 #[allow(unsafe_code)]
 pub mod start;

@@ -14,6 +14,7 @@
 use super::memory;
 use super::vm::VpOps;
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kerncore::event::Interruption;
 use kerncore::frames::Frames;
 use kerncore::intercept::{REFLECTED_EXCEPTIONS, instruction_length, vector};
@@ -163,8 +164,9 @@ unsafe extern "C" {
     fn svm_world_switch(vmcb: u64, gprs: *mut GuestGprs, host: u64);
 }
 
-/// Per-CPU SVM state: the host save area and the permission maps every
-/// guest shares (all ones: every port and MSR access exits).
+/// The SVM state shared by every CPU: the permission maps every guest
+/// shares (all ones: every port and MSR access exits), and the VMSAVE area
+/// of the CPU guests run on (the boot CPU, for now).
 struct Host {
     host_vmcb: u64,
     iopm: u64,
@@ -175,24 +177,35 @@ struct Host {
 
 static HOST: spin::Once<Host> = spin::Once::new();
 
-/// Turns SVM on for this CPU. Idempotent.
+/// Each CPU's host save area (VM_HSAVE_PA, by `percpu::index`), 0 until
+/// SVM is on there.
+static HOST_SAVE_AREAS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+
+/// Turns SVM on for this CPU: the shared state once, then EFER.SVME and
+/// this CPU's host save area. Idempotent.
 pub fn enable() -> Result<(), &'static str> {
-    if HOST.get().is_some() {
+    let cpu = super::percpu::index();
+    if HOST_SAVE_AREAS[cpu].load(Relaxed) != 0 {
         return Ok(());
     }
     let page = |n| memory::alloc_frames(n).map(Frames::leak).ok_or("out of memory for SVM host state");
-    let (save_area, host_vmcb, iopm, msrpm) = (page(1)?, page(1)?, page(4)?, page(2)?);
-    memory::fill_phys(iopm, 3 * 4096, 0xff);
-    memory::fill_phys(msrpm, 2 * 4096, 0xff);
-    // The syscall and segment-base MSRs are the guest's own: VMLOAD and
-    // VMSAVE switch them around VMRUN.
-    for msr in kerncore::intercept::PASS_THROUGH_MSRS {
-        if let Some((byte, bit)) = kerncore::intercept::svm_msrpm_bit(msr) {
-            let mut b = [0u8];
-            memory::read_phys(msrpm + byte as u64, &mut b);
-            memory::write_phys(msrpm + byte as u64, &[b[0] & !(0b11 << bit)]);
+    HOST.try_call_once(|| {
+        let (host_vmcb, iopm, msrpm) = (page(1)?, page(4)?, page(2)?);
+        memory::fill_phys(iopm, 3 * 4096, 0xff);
+        memory::fill_phys(msrpm, 2 * 4096, 0xff);
+        // The syscall and segment-base MSRs are the guest's own: VMLOAD and
+        // VMSAVE switch them around VMRUN.
+        for msr in kerncore::intercept::PASS_THROUGH_MSRS {
+            if let Some((byte, bit)) = kerncore::intercept::svm_msrpm_bit(msr) {
+                let mut b = [0u8];
+                memory::read_phys(msrpm + byte as u64, &mut b);
+                memory::write_phys(msrpm + byte as u64, &[b[0] & !(0b11 << bit)]);
+            }
         }
-    }
+        let nrip_save = matches!(crate::boot::virt_support(), Some(VirtSupport::Svm(s)) if s.features.nrip_save());
+        Ok::<_, &'static str>(Host { host_vmcb, iopm, msrpm, nrip_save })
+    })?;
+    let save_area = page(1)?;
     // SAFETY: enabling SVM (the CPU has it: `virt::detect` said so and
     // VM_CR.SVMDIS is clear) and pointing the host save area at a page the
     // kernel owns for good.
@@ -200,8 +213,7 @@ pub fn enable() -> Result<(), &'static str> {
         wrmsr(msr::IA32_EFER, rdmsr(msr::IA32_EFER) | EFER_SVME);
         wrmsr(msr::VM_HSAVE_PA, save_area);
     }
-    let nrip_save = matches!(crate::boot::virt_support(), Some(VirtSupport::Svm(s)) if s.features.nrip_save());
-    HOST.call_once(|| Host { host_vmcb, iopm, msrpm, nrip_save });
+    HOST_SAVE_AREAS[cpu].store(save_area, Relaxed);
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use super::insn::{
     INVEPT_ALL_CONTEXT, INVEPT_SINGLE_CONTEXT, INVVPID_ALL_CONTEXT, INVVPID_SINGLE_CONTEXT, read_msr, vmxon,
 };
 use crate::arch::memory;
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU64, Ordering};
 use kerncore::virt::{EptVpidCap, VirtSupport};
 use kerncore::vmx::{
     self, ControlCapability, EntryControls, ExitControls, PinBasedControls, PrimaryControls, SecondaryControls,
@@ -103,15 +103,52 @@ where
     })
 }
 
-/// Turns VMX on for this CPU. Idempotent.
+/// Each CPU's VMXON region (by `percpu::index`), 0 until VMX is on there.
+static VMXON_REGIONS: [AtomicU64; crate::arch::smp::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::arch::smp::MAX_CPUS];
+
+/// Turns VMX on for this CPU: the controls once for all CPUs, then this
+/// CPU's VMXON region and VMXON. Idempotent.
 pub fn enable() -> Result<(), &'static str> {
-    if VMX.get().is_some() {
+    let cpu = crate::arch::percpu::index();
+    if VMXON_REGIONS[cpu].load(Ordering::Relaxed) != 0 {
         return Ok(());
     }
     let control = read_msr(IA32_FEATURE_CONTROL);
     if control & FEATURE_CONTROL_LOCKED == 0 || control & FEATURE_CONTROL_VMX_OUTSIDE_SMX == 0 {
         return Err("IA32_FEATURE_CONTROL is not locked with VMX enabled");
     }
+    let vmx = VMX.try_call_once(configure)?;
+    let vmxon_region = memory::alloc_frames(1).ok_or("out of memory for VMX host state")?;
+    memory::write_phys(vmxon_region.start(), &vmx.revision.to_le_bytes());
+    let (cr0_fixed, cr4_fixed) = (vmx.cr0_fixed, vmx.cr4_fixed);
+    // SAFETY: CR0 and CR4 get the bits VMX operation requires (SDM A.7,
+    // A.8) on top of the kernel's own: CR4.VMXE and, at most, CR0.NE,
+    // which only selects native x87 error reporting (the kernel uses no
+    // x87). Nothing else changes: the fixed-1 masks allow every bit the
+    // kernel sets.
+    unsafe {
+        let cr4 = x86::controlregs::cr4().bits() as u64 | Cr4::CR4_ENABLE_VMX.bits() as u64;
+        x86::controlregs::cr4_write(Cr4::from_bits_truncate(
+            vmx::apply_fixed_bits(cr4, cr4_fixed.0, cr4_fixed.1) as usize
+        ));
+        let cr0 = x86::controlregs::cr0().bits() as u64;
+        x86::controlregs::cr0_write(Cr0::from_bits_truncate(
+            vmx::apply_fixed_bits(cr0, cr0_fixed.0, cr0_fixed.1) as usize
+        ));
+    }
+    if let Err(e) = vmxon(vmxon_region.start()) {
+        println!("vmx: VMXON failed: {e:?}");
+        memory::free_frames(vmxon_region);
+        return Err("VMXON failed");
+    }
+    VMXON_REGIONS[cpu].store(vmxon_region.leak(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// The controls, the fixed CR bits and the MSR bitmap every CPU shares,
+/// fitted to the capability MSRs (the same on every CPU).
+fn configure() -> Result<Vmx, &'static str> {
     let basic = VmxBasic::from(read_msr(cap_msr::IA32_VMX_BASIC));
     if basic.vmcs_size() > 4096 || basic.vmcs_memory_type() != 6 || basic.physical_address_32bit() {
         return Err("the VMCS needs more than a write-back 4 KiB frame");
@@ -211,8 +248,7 @@ pub fn enable() -> Result<(), &'static str> {
     let cr0_fixed = (read_msr(cap_msr::IA32_VMX_CR0_FIXED0), read_msr(cap_msr::IA32_VMX_CR0_FIXED1));
     let cr4_fixed = (read_msr(cap_msr::IA32_VMX_CR4_FIXED0), read_msr(cap_msr::IA32_VMX_CR4_FIXED1));
 
-    let page = || memory::alloc_frames(1).ok_or("out of memory for VMX host state");
-    let (vmxon_region, msr_bitmap) = (page()?, page()?);
+    let msr_bitmap = memory::alloc_frames(1).ok_or("out of memory for VMX host state")?;
     memory::fill_phys(msr_bitmap.start(), msr_bitmap.len_bytes(), 0xff);
     // The syscall and segment-base MSRs are the guest's own: the VMCS
     // switches the SYSENTER and FS/GS bases, `world_switch` the rest.
@@ -226,31 +262,9 @@ pub fn enable() -> Result<(), &'static str> {
         }
     }
     let revision = basic.vmcs_revision();
-    memory::write_phys(vmxon_region.start(), &revision.to_le_bytes());
-    // SAFETY: CR0 and CR4 get the bits VMX operation requires (SDM A.7,
-    // A.8) on top of the kernel's own: CR4.VMXE and, at most, CR0.NE,
-    // which only selects native x87 error reporting (the kernel uses no
-    // x87). Nothing else changes: the fixed-1 masks allow every bit the
-    // kernel sets.
-    unsafe {
-        let cr4 = x86::controlregs::cr4().bits() as u64 | Cr4::CR4_ENABLE_VMX.bits() as u64;
-        x86::controlregs::cr4_write(Cr4::from_bits_truncate(
-            vmx::apply_fixed_bits(cr4, cr4_fixed.0, cr4_fixed.1) as usize
-        ));
-        let cr0 = x86::controlregs::cr0().bits() as u64;
-        x86::controlregs::cr0_write(Cr0::from_bits_truncate(
-            vmx::apply_fixed_bits(cr0, cr0_fixed.0, cr0_fixed.1) as usize
-        ));
-    }
-    if let Err(e) = vmxon(vmxon_region.start()) {
-        println!("vmx: VMXON failed: {e:?}");
-        memory::free_frames(vmxon_region);
-        memory::free_frames(msr_bitmap);
-        return Err("VMXON failed");
-    }
-    let (_, msr_bitmap) = (vmxon_region.leak(), msr_bitmap.leak());
+    let msr_bitmap = msr_bitmap.leak();
     let preemption_timer = pin.activate_preemption_timer().then(preemption_timer_value);
-    VMX.call_once(|| Vmx {
+    Ok(Vmx {
         revision,
         controls: Controls { pin, primary, secondary, exit, entry },
         cr0_fixed,
@@ -259,8 +273,7 @@ pub fn enable() -> Result<(), &'static str> {
         invept,
         invvpid: invvpid.filter(|_| secondary.enable_vpid()),
         preemption_timer,
-    });
-    Ok(())
+    })
 }
 
 /// The VMX-preemption timer value for about one kernel tick: the TSC is

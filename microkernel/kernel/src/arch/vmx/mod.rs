@@ -24,8 +24,9 @@
 //!   or the exit-reason field with bit 31 set) and logged on the kernel
 //!   console; it never panics.
 //!
-//! One CPU for now: the VMXON region and the current-VMCS pointer are this
-//! CPU's. Host state written into a VMCS is this CPU's too.
+//! Every CPU enables VMX with its own VMXON region (`enable`); guests
+//! run on the boot CPU only for now, so the current-VMCS pointer and the
+//! host state written into a VMCS are the boot CPU's.
 //!
 //! The modules: `insn` (the VMX instructions), `enable` (VMXON and the
 //! controls), `vp` (the VP object: `vm::VpOps` for VMX), `vmcs` (setting a

@@ -1,0 +1,91 @@
+//! SMP bring-up: every CPU of the MADT is started, set up and parked
+//! (`arch::smp`), or kept off with `cpus=1`.
+//!
+//! The `smp: cpu N online: APIC ID M (read by the CPU itself)` lines carry
+//! what each AP found on itself: the APIC ID it read from its own local
+//! APIC and whether it turned on SVM or VMX; the boot CPU only prints them.
+
+mod common;
+
+use common::{Emulator, assert_in_order, boot};
+
+const QEMU_TIMEOUT: u64 = 90;
+const BOCHS_TIMEOUT: u64 = 180;
+
+/// QEMU (multi-threaded TCG: one host thread per emulated CPU, QEMU's
+/// default for x86 on an x86 host) with 4 CPUs: all 4 come online, each AP
+/// with its own APIC ID and SVM on, and the system then runs as on one CPU.
+#[test]
+fn qemu_every_cpu_comes_online_and_parks() {
+    let run = boot("qemu_every_cpu_comes_online_and_parks", Emulator::Qemu, QEMU_TIMEOUT, &["--smp", "4"]);
+    run.assert_serial_contains("cpus: 4 in MADT (APIC IDs 0 (boot), 1, 2, 3)");
+    for cpu in 1..4 {
+        run.assert_serial_contains(&format!(
+            "smp: cpu {cpu} online: APIC ID {cpu} (read by the CPU itself), SVM on, machine checks on (10 banks); parked"
+        ));
+    }
+    assert_in_order(
+        &run,
+        &[
+            "timer: local APIC tick",
+            "cpus: 4 online of 4 in MADT (APIC IDs 0 (boot), 1, 2, 3)",
+            "boot: done",
+            "[console] ready",
+        ],
+    );
+    run.assert_serial_lacks("did not answer");
+    run.assert_serial_lacks("EXCEPTION:");
+    run.assert_halted(0);
+    run.assert_exit_code(0);
+}
+
+/// `cpus=1` keeps the APs off: no AP starts, the banner says why.
+#[test]
+fn qemu_cpus_1_keeps_the_aps_off() {
+    let run =
+        boot("qemu_cpus_1_keeps_the_aps_off", Emulator::Qemu, QEMU_TIMEOUT, &["--smp", "4", "--cmdline", "cpus=1"]);
+    run.assert_serial_contains(
+        "cpus: 1 online of 4 in MADT (APIC IDs 0 (boot), 1 (off: cpus=), 2 (off: cpus=), 3 (off: cpus=))",
+    );
+    run.assert_serial_lacks("smp: cpu");
+    run.assert_serial_lacks("ignoring unknown option");
+    run.assert_halted(0);
+}
+
+/// `test=smp-silent-ap`: the first AP gets INIT but no STARTUP. The boot
+/// CPU gives up on it after its timeout, reports it, stops it with INIT and
+/// starts the others; boot goes on.
+#[test]
+fn qemu_an_ap_that_never_answers_is_skipped() {
+    let run = boot(
+        "qemu_an_ap_that_never_answers_is_skipped",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--smp", "4", "--cmdline", "test=smp-silent-ap"],
+    );
+    assert_in_order(
+        &run,
+        &[
+            "smp: cpu 1 (APIC ID 1) did not answer within 2000 ms; skipped",
+            "smp: cpu 2 online: APIC ID 2 (read by the CPU itself)",
+            "smp: cpu 3 online: APIC ID 3 (read by the CPU itself)",
+            "cpus: 3 online of 4 in MADT (APIC IDs 0 (boot), 1 (no answer), 2, 3)",
+            "boot: done",
+        ],
+    );
+    run.assert_serial_lacks("APIC ID 1 (read by the CPU itself)");
+    run.assert_halted(0);
+}
+
+/// Bochs (Intel VMX) with 2 CPUs, lean: the AP comes online with VMX on
+/// (its own VMXON region) and the minimal system runs to its end.
+#[test]
+fn bochs_every_cpu_comes_online() {
+    let minimal = format!("{}/examples/minimal.toml", env!("CARGO_MANIFEST_DIR"));
+    let run =
+        boot("bochs_every_cpu_comes_online", Emulator::Bochs, BOCHS_TIMEOUT, &["--smp", "2", "--manifest", &minimal]);
+    run.assert_serial_contains("smp: cpu 1 online: APIC ID 1 (read by the CPU itself), VMX on");
+    run.assert_serial_contains("cpus: 2 online of 2 in MADT (APIC IDs 0 (boot), 1)");
+    run.assert_serial_lacks("EXCEPTION:");
+    run.assert_halted(0);
+}
