@@ -252,18 +252,18 @@ fn nmis_are_harmless(run: &Boot) {
     run.assert_serial_lacks("EXCEPTION");
     let summary = run.assert_serial_contains("nmi: in all ");
     for label in ["ring 3:", "ring 0:"] {
-        if count_after(run, &summary, label) == 0 {
+        if count_after(run, summary, label) == 0 {
             run.fail(&format!("no NMI counted at {label:?}: {summary}"));
         }
     }
     // The guest spins for a while (isolation): NMIs must end its runs then,
     // not wait until it leaves (VMX without virtual NMIs let 1 of 5662 in).
-    if count_after(run, &summary, "; ") < 20 {
+    if count_after(run, summary, "; ") < 20 {
         run.fail(&format!("too few NMIs arrived while the guest ran: {summary}"));
     }
     let sent = run.assert_serial_contains("nmi test: sent ");
     for label in ["sent ", "syscalls, ", "guest entry, "] {
-        if count_after(run, &sent, label) == 0 {
+        if count_after(run, sent, label) == 0 {
             run.fail(&format!("no self-NMI after {label:?}: {sent}"));
         }
     }

@@ -706,7 +706,7 @@ fn the_partition_manager_gets_untyped_memory_for_every_partition() {
     let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     let pm = m.tasks.iter().find(|t| t.name == "pm").unwrap();
     // Its own 1 MiB; each partition's RAM, 1 MiB, and a table per 2 MiB and per GiB of RAM.
-    assert_eq!(pm.untyped, (1 + 65 + 3 << 20) + (32 + 1 + 1 + 1) * 4096);
+    assert_eq!(pm.untyped, ((1 + 65 + 3) << 20) + (32 + 1 + 1 + 1) * 4096);
     assert_eq!(m.tasks.iter().find(|t| t.name == "vid").unwrap().untyped, 64 << 10);
 }
 
