@@ -7,7 +7,7 @@
 //! - [`ApState`] and [`wait_step`] are the hand-shake between the boot CPU
 //!   and an AP, and the boot CPU's timeouts: an AP that does not come up
 //!   is reported and skipped, never waited for without end.
-//! - [`Banner`] is the line that says which CPUs are online.
+//! - [`banner`] is the line that says which CPUs are online.
 
 use bootinfo::{MemoryKind, MemoryRegion};
 use core::fmt::Write;
@@ -249,28 +249,24 @@ pub enum CpuOutcome {
 
 /// The banner line: `cpus: 4 online of 4 in MADT (APIC IDs 0 (boot), 1, 2, 3)`.
 /// CPUs that are not online say why.
-pub struct Banner;
-
-impl Banner {
-    pub fn format(cpus: &[(u32, CpuOutcome)]) -> heapless::String<2048> {
-        let online = cpus.iter().filter(|(_, o)| matches!(o, CpuOutcome::Boot | CpuOutcome::Online)).count();
-        let mut line = heapless::String::new();
-        let _ = write!(line, "cpus: {online} online of {} in MADT (APIC IDs ", cpus.len());
-        for (i, (id, outcome)) in cpus.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            let note = match outcome {
-                CpuOutcome::Boot => " (boot)",
-                CpuOutcome::Online => "",
-                CpuOutcome::Disabled => " (disabled)",
-                CpuOutcome::KeptOff => " (off: cpus=)",
-                CpuOutcome::OverLimit => " (off: over the limit)",
-                CpuOutcome::NoAnswer => " (no answer)",
-            };
-            let _ = write!(line, "{sep}{id}{note}");
-        }
-        let _ = line.push(')');
-        line
+pub fn banner(cpus: &[(u32, CpuOutcome)]) -> heapless::String<2048> {
+    let online = cpus.iter().filter(|(_, o)| matches!(o, CpuOutcome::Boot | CpuOutcome::Online)).count();
+    let mut line = heapless::String::new();
+    let _ = write!(line, "cpus: {online} online of {} in MADT (APIC IDs ", cpus.len());
+    for (i, (id, outcome)) in cpus.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let note = match outcome {
+            CpuOutcome::Boot => " (boot)",
+            CpuOutcome::Online => "",
+            CpuOutcome::Disabled => " (disabled)",
+            CpuOutcome::KeptOff => " (off: cpus=)",
+            CpuOutcome::OverLimit => " (off: over the limit)",
+            CpuOutcome::NoAnswer => " (no answer)",
+        };
+        let _ = write!(line, "{sep}{id}{note}");
     }
+    let _ = line.push(')');
+    line
 }
 
 #[cfg(test)]
@@ -394,14 +390,10 @@ mod tests {
 
     #[test]
     fn the_banner_names_every_cpu_and_why_one_is_off() {
-        let line = Banner::format(&[
-            (0, CpuOutcome::Boot),
-            (1, CpuOutcome::Online),
-            (2, CpuOutcome::Online),
-            (3, CpuOutcome::Online),
-        ]);
+        let line =
+            banner(&[(0, CpuOutcome::Boot), (1, CpuOutcome::Online), (2, CpuOutcome::Online), (3, CpuOutcome::Online)]);
         assert_eq!(line.as_str(), "cpus: 4 online of 4 in MADT (APIC IDs 0 (boot), 1, 2, 3)");
-        let line = Banner::format(&[
+        let line = banner(&[
             (0, CpuOutcome::Boot),
             (1, CpuOutcome::KeptOff),
             (4, CpuOutcome::NoAnswer),
@@ -414,6 +406,6 @@ mod tests {
         );
         // The longest banner fits.
         let all: heapless::Vec<(u32, CpuOutcome), 64> = (192..256).map(|i| (i, CpuOutcome::OverLimit)).collect();
-        assert!(Banner::format(&all).ends_with(')'));
+        assert!(banner(&all).ends_with(')'));
     }
 }

@@ -127,7 +127,7 @@ fn main(info: &'static BootInfo) -> ! {
     }
     if !cpus.is_empty() {
         let outcomes = smp::start_aps(&cpus, options.max_cpus, options.silent_ap_test);
-        println!("{}", kerncore::smp::Banner::format(&outcomes));
+        println!("{}", kerncore::smp::banner(&outcomes));
     }
 
     let (used, total) = heap::usage();

@@ -49,7 +49,7 @@ static mut CPUS: [PerCpu; MAX_CPUS] = [const {
 }; MAX_CPUS];
 
 /// Points GS at CPU `index`'s structure, on that CPU.
-fn init(index: usize, stack_top: u64, apic_id: u32) {
+fn init(index: usize, stack_top: u64) {
     assert!(index < MAX_CPUS, "bad CPU index {index}");
     // SAFETY: each CPU initialises only its own entry (`index` is distinct
     // per CPU: 0 for the boot CPU, one the boot CPU handed each AP), with
@@ -61,7 +61,6 @@ fn init(index: usize, stack_top: u64, apic_id: u32) {
         cpu.self_ptr = core::ptr::from_mut(cpu) as u64;
         cpu.kernel_stack_top = stack_top;
         cpu.index = index as u64;
-        cpu.apic_id = u64::from(apic_id);
         wrmsr(IA32_GS_BASE, cpu.self_ptr);
         wrmsr(IA32_KERNEL_GSBASE, 0);
     }
@@ -70,13 +69,14 @@ fn init(index: usize, stack_top: u64, apic_id: u32) {
 /// Points GS at the boot CPU's structure (index 0). Its APIC ID is filled
 /// in once the local APIC is up ([`set_apic_id`]).
 pub fn init_bsp() {
-    init(0, addr_of_mut!(BSP_STACK) as u64 + KERNEL_STACK_SIZE as u64, 0);
+    init(0, addr_of_mut!(BSP_STACK) as u64 + KERNEL_STACK_SIZE as u64);
 }
 
-/// Points GS at an AP's structure, on that AP.
-pub fn init_ap(index: usize, stack_top: u64, apic_id: u32) {
+/// Points GS at an AP's structure, on that AP. Its APIC ID is filled in
+/// once its local APIC is up ([`set_apic_id`]).
+pub fn init_ap(index: usize, stack_top: u64) {
     assert!(index != 0, "index 0 is the boot CPU's");
-    init(index, stack_top, apic_id);
+    init(index, stack_top);
 }
 
 /// Records this CPU's APIC ID.

@@ -195,7 +195,7 @@ extern "sysv64" fn ap_entry(index: u64) -> ! {
     gdt::init_ap(index, ist_tops);
     idt::load();
     memory::switch_to_kernel_root();
-    percpu::init_ap(index, slot.stack_top.load(Ordering::Relaxed), 0);
+    percpu::init_ap(index, slot.stack_top.load(Ordering::Relaxed));
 
     let info = cpu::identify();
     let nx = cpu::harden(&info);
