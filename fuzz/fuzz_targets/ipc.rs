@@ -62,10 +62,10 @@ fuzz_target!(|data: &[u8]| {
         if op == 0 && a == 0 && b == 0 {
             break; // the input is used up
         }
-        let current = ipc.schedule();
+        let current = ipc.schedule(0);
         match current {
             Some(cur) => {
-                let top = ipc.scheduler().highest_ready();
+                let top = ipc.scheduler().highest_ready(0);
                 assert!(
                     top.is_none_or(|p| !p.is_higher_than(ipc.scheduler().priority(cur))),
                     "step {step}: not the highest"
@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
                     );
                 }
             }
-            None => assert_eq!(ipc.scheduler().highest_ready(), None, "step {step}: idle with a thread ready"),
+            None => assert_eq!(ipc.scheduler().highest_ready(0), None, "step {step}: idle with a thread ready"),
         }
         label += 1;
         let ep = eps[usize::from(a) % E];
@@ -100,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
             (Some(cur), 9..=10) => syscall(ipc.reply(cur, m.info, &mut x)),
             (Some(cur), 11..=12) => syscall(ipc.reply_recv(cur, ep, m.info, block, &mut x)),
             (Some(cur), 13) => syscall(ipc.wait(cur, ntf, block)),
-            (Some(_), 14) => ipc.yield_current(),
+            (Some(_), 14) => ipc.yield_current(0),
             (Some(cur), 15) => syscall(ipc.fault(cur, (b & 1 != 0).then_some((ep, Badge(9))), &mut x)),
             (Some(cur), 16) if b & 7 == 0 => syscall(ipc.exit(cur)),
             (_, 17..=19) => ipc.tick(),

@@ -71,6 +71,12 @@ open_enum! {
         /// within the ceiling, INVALID_STATE if the context's parameters
         /// are not within the new one (configure first).
         SCHED_LIMIT = 0x41,
+        /// Move the context, and the thread bound to it, to CPU MR0 (its
+        /// index: 0 is the boot CPU; `CPU_COUNT` of the boot info says how
+        /// many there are). INVALID_ARGUMENT if that CPU is not online. A
+        /// ready thread moves at once, a running one when its CPU next
+        /// schedules (an IPI makes that soon). Migration is only ever this.
+        SCHED_SET_CPU = 0x42,
 
         // ---- Interrupt lines ----
         /// Bind a single line (CONTROL): MR0 notification slot (SEND), MR1

@@ -76,7 +76,8 @@ pub struct StartupInfo {
     /// Bytes of the task's memory (heapless tasks use it as they wish).
     pub memory_size: u64,
     pub cap_count: u32,
-    pub _reserved: u32,
+    /// CPUs the kernel schedules on (`SCHED_SET_CPU` takes `0..cpu_count`).
+    pub cpu_count: u32,
     /// The TSC's frequency as the kernel measured it (0 if unknown).
     pub tsc_hz: u64,
     pub caps: [StartupCap; MAX_STARTUP_CAPS],
@@ -93,7 +94,7 @@ impl StartupInfo {
             ipc_buffer: 0,
             memory_size: 0,
             cap_count: 0,
-            _reserved: 0,
+            cpu_count: 1,
             tsc_hz: 0,
             caps: [StartupCap::EMPTY; MAX_STARTUP_CAPS],
         }
@@ -124,7 +125,7 @@ impl StartupInfo {
         put(&self.ipc_buffer.to_le_bytes());
         put(&self.memory_size.to_le_bytes());
         put(&self.cap_count.to_le_bytes());
-        put(&self._reserved.to_le_bytes());
+        put(&self.cpu_count.to_le_bytes());
         put(&self.tsc_hz.to_le_bytes());
         for cap in &self.caps {
             put(&cap.name.0);

@@ -16,11 +16,21 @@
 //!    block, and blocked threads off the scheduler. An `Err` from an
 //!    operation means the kernel itself broke a precondition (the caller is
 //!    not runnable, an id is out of range or dead); nothing changed.
-//! 3. [`Ipc::schedule`] picks the thread to run. Before returning to user
-//!    mode in thread `t`, write [`Ipc::take_result`]`(t)`, if any, into
-//!    `rax` (error), `rsi` (info) and `rdi` (badge). No result means `t` was
-//!    not in a syscall (preempted, resumed after a fault or a start).
-//! 4. On the timer interrupt call [`Ipc::tick`], then [`Ipc::schedule`].
+//! 3. [`Ipc::schedule`]`(cpu)` picks the thread to run on this CPU. Before
+//!    returning to user mode in thread `t`, write [`Ipc::take_result`]`(t)`,
+//!    if any, into `rax` (error), `rsi` (info) and `rdi` (badge). No result
+//!    means `t` was not in a syscall (preempted, resumed after a fault or a
+//!    start).
+//! 4. On the timer interrupt of the CPU that keeps the global clock call
+//!    [`Ipc::tick`] (it charges every CPU's running thread), then
+//!    [`Ipc::schedule`].
+//! 5. After any of these, [`Ipc::take_kicks`] names the CPUs whose choice
+//!    may have changed (a thread woken onto their queue, their running
+//!    thread blocked or moved): send each but this one a reschedule IPI,
+//!    on which it calls [`Ipc::schedule`] for itself.
+//!
+//! Each thread waits and runs on its home CPU ([`Ipc::set_cpu`]); whichever
+//! CPU wakes it (a send, a reply, a signal, a timeout) queues it there.
 //!
 //! # Endpoints
 //!
@@ -286,40 +296,70 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     // ---- Scheduling ----
 
-    /// The thread to run next (see [`Scheduler::schedule`]); `None`: idle.
-    pub fn schedule(&mut self) -> Option<ThreadId> {
-        self.sched.schedule()
+    /// The thread to run next on `cpu` (see [`Scheduler::schedule`]);
+    /// `None`: idle. `cpu` is below [`MAX_CPUS`](abi::limits::MAX_CPUS),
+    /// as for every `cpu` argument here.
+    pub fn schedule(&mut self, cpu: usize) -> Option<ThreadId> {
+        self.sched.schedule(cpu)
     }
 
-    /// The thread chosen by the last [`schedule`](Self::schedule).
-    pub fn current(&self) -> Option<ThreadId> {
-        self.sched.current()
+    /// The thread chosen by `cpu`'s last [`schedule`](Self::schedule), if
+    /// it still runs there.
+    pub fn current(&self, cpu: usize) -> Option<ThreadId> {
+        self.sched.current(cpu)
     }
 
-    /// The running thread gives up its slice (the YIELD syscall, which
+    /// `cpu`'s running thread gives up its slice (the YIELD syscall, which
     /// completes with OK).
-    pub fn yield_current(&mut self) {
-        if let Some(t) = self.sched.current() {
+    pub fn yield_current(&mut self, cpu: usize) {
+        if let Some(t) = self.sched.current(cpu) {
             self.complete(t, SyscallResult::OK);
-            self.sched.yield_current();
+            self.sched.yield_current(cpu);
         }
     }
 
-    /// A timer tick: budgets and time slices, then expired receive/wait
-    /// timeouts (TIMEOUT). Call [`schedule`](Self::schedule) afterwards.
+    /// A tick of the global clock: budgets and time slices of every CPU's
+    /// running thread, then expired receive/wait timeouts (TIMEOUT). Call
+    /// [`schedule`](Self::schedule) afterwards on this CPU, and have the
+    /// CPUs of [`take_kicks`](Self::take_kicks) do so.
     pub fn tick(&mut self) {
         // A handler working on a thread's fault or VM exit works on its
-        // time (see the scheduler's `tick_for`).
-        let donor = self.sched.current().and_then(|c| match self.threads[c.0 as usize].reply {
+        // time (the donor of the scheduler's `tick`).
+        let threads = &self.threads;
+        self.sched.tick(|c| match threads[c.0 as usize].reply {
             ReplyRight::Caller { thread, fault: true, .. } => Some(thread),
             _ => None,
         });
-        self.sched.tick_for(donor);
         let now = self.sched.now();
         while self.timeouts.head != NONE && self.threads[self.timeouts.head as usize].deadline <= now {
             let t = ThreadId(self.timeouts.head);
             self.wake(t, Some(SyscallResult::error(ErrorCode::TIMEOUT)));
         }
+    }
+
+    /// Moves a thread of the pool to `cpu`, its new home (see
+    /// [`Scheduler::set_cpu`]): it waits, wakes and runs there from now on,
+    /// whatever its state.
+    pub fn set_cpu(&mut self, t: ThreadId, cpu: usize) {
+        self.sched.set_cpu(t, cpu);
+    }
+
+    /// A thread's home CPU.
+    pub fn cpu_of(&self, t: ThreadId) -> usize {
+        self.sched.cpu_of(t)
+    }
+
+    /// The CPU a thread is running on, if it is running.
+    pub fn running_on(&self, t: ThreadId) -> Option<usize> {
+        self.sched.running_on(t)
+    }
+
+    /// The CPUs that must call [`schedule`](Self::schedule) after what was
+    /// done since the last call (bit c: CPU c), cleared; see
+    /// [`Scheduler::take_kicks`]. The kernel drops its own CPU's bit and
+    /// sends the others a reschedule IPI.
+    pub fn take_kicks(&mut self) -> u32 {
+        self.sched.take_kicks()
     }
 
     // ---- Results ----
@@ -350,12 +390,14 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     // ---- Thread lifecycle ----
 
-    /// A free thread, Inactive, at [`SchedParams::DEFAULT`]; OUT_OF_MEMORY if none.
+    /// A free thread, Inactive, at [`SchedParams::DEFAULT`], at home on CPU
+    /// 0 (whatever CPU it had in an earlier life); OUT_OF_MEMORY if none.
     pub fn alloc_thread(&mut self) -> Result<ThreadId, ErrorCode> {
         let index = self.threads.iter().position(|t| !t.in_use).ok_or(ErrorCode::OUT_OF_MEMORY)?;
         let t = ThreadId(index as u16);
         self.threads[index] = Tcb { in_use: true, ..Tcb::FREE };
         self.sched.configure(t, SchedParams::DEFAULT);
+        self.sched.set_cpu(t, 0);
         Ok(t)
     }
 
@@ -672,7 +714,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
                         self.threads[t.0 as usize].reply = ReplyRight::None;
                         self.threads[c.0 as usize].in_fault = false;
                         if fault {
-                            // It continues its turn (its handler's time was its own).
+                            // It continues its turn on its home CPU (its handler's time was its own).
                             self.unblock(c);
                             self.threads[c.0 as usize].state = ThreadState::Runnable;
                             self.sched.resume_turn(c);

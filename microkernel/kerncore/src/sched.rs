@@ -1,4 +1,5 @@
-//! Fixed-priority scheduler with per-thread budgets (mechanism only).
+//! Fixed-priority scheduler with per-thread budgets (mechanism only), one
+//! run queue per CPU.
 //!
 //! - 32 priorities, 0 lowest; a bitmap of non-empty ready queues finds the
 //!   highest in O(1). A higher-priority ready thread always runs first.
@@ -11,21 +12,45 @@
 //!   ready queues until its next period begins.
 //! - Work done for another thread is that thread's: while a handler works
 //!   on a thread's fault or VM exit, ticks are charged to the faulting
-//!   thread's slice and budget ([`Scheduler::tick_for`]), and when the
-//!   handler's reply lets it run again it continues its turn
+//!   thread's slice and budget (the donor of [`Scheduler::tick`]), and when
+//!   the handler's reply lets it run again it continues its turn
 //!   ([`Scheduler::resume_turn`]): at the head of its queue with what is
 //!   left of its slice, as a preempted thread. Once the faulting thread's
 //!   slice or budget is spent, the handler pays its own ticks again. So a VP that exits as fast as
 //!   it can gets no more of the CPU than one that computes, and one whose
 //!   exits are slow to handle does not lose its turn at each exit.
 //!
-//! Every thread is in exactly one place: running (`current`), one ready
-//! queue, the depleted list, or none (not runnable: the IPC layer knows why).
-//! Which threads to run and at what priority is policy, set from outside
-//! through [`Scheduler::configure`].
+//! # CPUs
+//!
+//! As in seL4, each of the [`MAX_CPUS`] CPUs has its own ready queues, its
+//! own depleted list and its own running thread, and the rules above hold
+//! per CPU: priorities on one CPU never preempt a thread on another. A
+//! thread's *home* CPU ([`Scheduler::cpu_of`], 0 until set) is its affinity:
+//! the CPU whose queues it waits on and the only one that picks it. It
+//! moves only when told to ([`Scheduler::set_cpu`]); a thread moved while it
+//! runs stays its old CPU's current until that CPU next calls
+//! [`Scheduler::schedule`], which hands it over.
+//!
+//! Time is one global clock: each [`Scheduler::tick`] charges every CPU's
+//! running thread (or its donor) a tick. Changes made on one CPU that
+//! concern another (a thread woken onto its queue above what it runs, its
+//! running thread blocked, depleted or moved away) set that CPU's bit in the
+//! kick mask, which the kernel takes with [`Scheduler::take_kicks`] and
+//! turns into reschedule IPIs.
+//!
+//! Every `cpu: usize` argument is a CPU index the caller has validated,
+//! below [`MAX_CPUS`] (the kernel's own CPU number); it is not checked
+//! beyond a debug assertion.
+//!
+//! Every thread is in exactly one place: running (one CPU's `current`), a
+//! ready queue or the depleted list of its home CPU, or none (not runnable:
+//! the IPC layer knows why). Which threads to run, where and at what
+//! priority is policy, set from outside through [`Scheduler::configure`]
+//! and [`Scheduler::set_cpu`].
 
 use abi::ErrorCode;
 use abi::invoke::MAX_PRIORITY;
+use abi::limits::MAX_CPUS;
 
 /// A thread, by its index in the kernel's thread pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,10 +173,18 @@ enum Place {
 
 const NONE: u16 = u16::MAX;
 
+const _: () = assert!(MAX_CPUS <= u32::BITS as usize, "one kick mask word");
+const _: () = assert!(MAX_CPUS <= u8::MAX as usize + 1, "CPU indices fit an entry's u8");
+
 #[derive(Clone, Copy)]
 struct Entry {
     params: SchedParams,
     place: Place,
+    /// Home CPU: whose ready queue or depleted list the thread is or will be on.
+    cpu: u8,
+    /// The CPU it runs on (`Place::Running` only); not its home while a
+    /// migration waits for that CPU's next `schedule`.
+    on: u8,
     /// Links of the ready queue or the depleted list.
     next: u16,
     prev: u16,
@@ -165,6 +198,8 @@ impl Entry {
     const NEW: Entry = Entry {
         params: SchedParams::DEFAULT,
         place: Place::Off,
+        cpu: 0,
+        on: 0,
         next: NONE,
         prev: NONE,
         remaining: 0,
@@ -183,14 +218,27 @@ impl List {
     const EMPTY: List = List { head: NONE, tail: NONE };
 }
 
-/// The scheduler of `T` threads.
-pub struct Scheduler<const T: usize> {
-    entries: [Entry; T],
+/// One CPU's run queue.
+#[derive(Clone, Copy)]
+struct RunQueue {
     ready: [List; PRIORITIES],
     /// Bit p set iff `ready[p]` is not empty.
     bitmap: u32,
     depleted: List,
     current: Option<ThreadId>,
+}
+
+impl RunQueue {
+    const IDLE: RunQueue =
+        RunQueue { ready: [List::EMPTY; PRIORITIES], bitmap: 0, depleted: List::EMPTY, current: None };
+}
+
+/// The scheduler of `T` threads over [`MAX_CPUS`] CPUs.
+pub struct Scheduler<const T: usize> {
+    entries: [Entry; T],
+    cpus: [RunQueue; MAX_CPUS],
+    /// Bit c set: CPU c must call `schedule` (see [`take_kicks`](Self::take_kicks)).
+    kicks: u32,
     now: u64,
     timeslice: u32,
 }
@@ -200,15 +248,7 @@ impl<const T: usize> Scheduler<T> {
     pub const fn new(timeslice: u32) -> Self {
         const { assert!(T < NONE as usize, "thread ids are u16 with a sentinel") };
         let timeslice = if timeslice == 0 { 1 } else { timeslice };
-        Scheduler {
-            entries: [Entry::NEW; T],
-            ready: [List::EMPTY; PRIORITIES],
-            bitmap: 0,
-            depleted: List::EMPTY,
-            current: None,
-            now: 0,
-            timeslice,
-        }
+        Scheduler { entries: [Entry::NEW; T], cpus: [RunQueue::IDLE; MAX_CPUS], kicks: 0, now: 0, timeslice }
     }
 
     /// Ticks since start.
@@ -216,9 +256,24 @@ impl<const T: usize> Scheduler<T> {
         self.now
     }
 
-    /// The thread chosen by the last [`schedule`](Self::schedule), if it is still runnable.
-    pub fn current(&self) -> Option<ThreadId> {
-        self.current
+    /// The thread `cpu` chose at its last [`schedule`](Self::schedule), if
+    /// it is still runnable and was not taken off it since.
+    pub fn current(&self, cpu: usize) -> Option<ThreadId> {
+        debug_assert!(cpu < MAX_CPUS);
+        self.cpus[cpu].current
+    }
+
+    /// A thread's home CPU: the one whose queues it waits on (0 until
+    /// [`set_cpu`](Self::set_cpu)).
+    pub fn cpu_of(&self, t: ThreadId) -> usize {
+        usize::from(self.entries[t.at()].cpu)
+    }
+
+    /// The CPU a thread runs on (it is that CPU's current); `None` if it
+    /// is not running.
+    pub fn running_on(&self, t: ThreadId) -> Option<usize> {
+        let e = &self.entries[t.at()];
+        (e.place == Place::Running).then_some(usize::from(e.on))
     }
 
     pub fn params(&self, t: ThreadId) -> SchedParams {
@@ -234,12 +289,12 @@ impl<const T: usize> Scheduler<T> {
         self.entries[t.at()].place != Place::Off
     }
 
-    /// Waiting for its next period.
-    /// True if any thread waits for its next budget period.
+    /// True if any thread, on any CPU, waits for its next budget period.
     pub fn has_depleted(&self) -> bool {
-        self.depleted.head != NONE
+        self.cpus.iter().any(|q| q.depleted.head != NONE)
     }
 
+    /// Waiting for its next period.
     pub fn is_depleted(&self, t: ThreadId) -> bool {
         self.entries[t.at()].place == Place::Depleted
     }
@@ -250,9 +305,25 @@ impl<const T: usize> Scheduler<T> {
         e.params.limited().then_some(e.remaining)
     }
 
-    /// The highest priority with a ready (not running) thread.
-    pub fn highest_ready(&self) -> Option<Priority> {
-        (self.bitmap != 0).then(|| Priority((u32::BITS - 1 - self.bitmap.leading_zeros()) as u8))
+    /// The highest priority with a ready (not running) thread on `cpu`.
+    pub fn highest_ready(&self, cpu: usize) -> Option<Priority> {
+        debug_assert!(cpu < MAX_CPUS);
+        let bitmap = self.cpus[cpu].bitmap;
+        (bitmap != 0).then(|| Priority((u32::BITS - 1 - bitmap.leading_zeros()) as u8))
+    }
+
+    /// The CPUs that must call [`schedule`](Self::schedule) because of a
+    /// change made since the last call, one bit each (bit c: CPU c), and
+    /// clears them: a thread enqueued on a CPU that runs nothing or runs a
+    /// lower priority, a CPU whose running thread was blocked, yielded,
+    /// depleted, lowered below a ready thread or moved to another CPU
+    /// ([`set_cpu`](Self::set_cpu)), or whose slice ended with an equal
+    /// waiting. A CPU whose bit is clear runs what its `schedule` would
+    /// pick (the host tests check this after every step). The calling
+    /// CPU's own bit may be set: the kernel drops it (it schedules anyway)
+    /// and sends the others an IPI.
+    pub fn take_kicks(&mut self) -> u32 {
+        core::mem::take(&mut self.kicks)
     }
 
     /// Sets a thread's parameters and starts a fresh period with a full
@@ -266,15 +337,60 @@ impl<const T: usize> Scheduler<T> {
         let slice = self.timeslice;
         let e = &mut self.entries[t.at()];
         (e.params, e.remaining, e.period_start, e.slice_left) = (params, params.budget, now, slice);
-        if matches!(place, Place::Ready | Place::Depleted) {
-            e.place = Place::Off;
-            self.make_ready(t);
+        match place {
+            Place::Ready | Place::Depleted => {
+                e.place = Place::Off;
+                self.make_ready(t);
+            }
+            // Lowered below a ready thread of its CPU: preempted at that CPU's next schedule.
+            Place::Running => {
+                let on = usize::from(e.on);
+                if self.highest_ready(on).is_some_and(|p| p.is_higher_than(params.priority)) {
+                    self.kicks |= 1 << on;
+                }
+            }
+            Place::Off => {}
         }
     }
 
-    /// Makes a thread runnable (a wakeup): tail of its priority, fresh slice,
-    /// or the depleted list if its budget for this period is spent. No
-    /// effect on a thread that is already runnable.
+    /// Moves a thread to `cpu` (< [`MAX_CPUS`], validated by the caller),
+    /// its new home. A ready thread goes to the tail of its priority there
+    /// with what is left of its slice, a depleted one to that CPU's
+    /// depleted list; one that is not runnable runs there once it is. A
+    /// thread running on another CPU stays that CPU's current until it
+    /// next calls [`schedule`](Self::schedule), which puts it on `cpu`'s
+    /// queue; that CPU is kicked so that it does so soon. No effect if
+    /// `cpu` already is its home.
+    pub fn set_cpu(&mut self, t: ThreadId, cpu: usize) {
+        debug_assert!(cpu < MAX_CPUS, "CPU {cpu} beyond MAX_CPUS");
+        let e = self.entries[t.at()];
+        if usize::from(e.cpu) == cpu {
+            return;
+        }
+        match e.place {
+            Place::Off => self.entries[t.at()].cpu = cpu as u8,
+            Place::Running => {
+                self.entries[t.at()].cpu = cpu as u8;
+                if usize::from(e.on) != cpu {
+                    self.kicks |= 1 << e.on;
+                }
+            }
+            Place::Ready => {
+                self.unlink(t);
+                self.entries[t.at()].cpu = cpu as u8;
+                self.enqueue(t, false);
+            }
+            Place::Depleted => {
+                self.unlink(t);
+                self.entries[t.at()].cpu = cpu as u8;
+                Self::push_back(&mut self.entries, &mut self.cpus[cpu].depleted, t);
+            }
+        }
+    }
+
+    /// Makes a thread runnable (a wakeup) on its home CPU: tail of its
+    /// priority, fresh slice, or the depleted list if its budget for this
+    /// period is spent. No effect on a thread that is already runnable.
     pub fn make_ready(&mut self, t: ThreadId) {
         if self.is_runnable(t) {
             return;
@@ -283,99 +399,123 @@ impl<const T: usize> Scheduler<T> {
         self.refresh(t);
         let e = &self.entries[t.at()];
         if e.params.limited() && e.remaining == 0 {
-            self.entries[t.at()].place = Place::Depleted;
-            Self::push_back(&mut self.entries, &mut self.depleted, t);
+            self.deplete(t);
         } else {
             self.enqueue(t, false);
         }
     }
 
-    /// Takes a thread off the CPU and every queue (it blocked, was
+    /// Takes a thread off its CPU and every queue (it blocked, was
     /// suspended or destroyed). No effect on a thread that is not runnable.
+    /// A thread running on a CPU leaves it idle until it schedules; that
+    /// CPU is kicked.
     pub fn block(&mut self, t: ThreadId) {
-        match self.entries[t.at()].place {
+        let e = self.entries[t.at()];
+        match e.place {
             Place::Off => return,
-            Place::Running => self.current = None,
+            Place::Running => {
+                self.cpus[usize::from(e.on)].current = None;
+                self.kicks |= 1 << e.on;
+            }
             Place::Ready | Place::Depleted => self.unlink(t),
         }
         self.entries[t.at()].place = Place::Off;
     }
 
-    /// The running thread gives up the rest of its slice: tail of its queue.
-    pub fn yield_current(&mut self) {
-        if let Some(c) = self.current.take() {
+    /// `cpu`'s running thread gives up the rest of its slice: tail of its
+    /// queue (on its home CPU). `cpu` is kicked, as every CPU whose running
+    /// thread is taken off.
+    pub fn yield_current(&mut self, cpu: usize) {
+        debug_assert!(cpu < MAX_CPUS);
+        if let Some(c) = self.cpus[cpu].current.take() {
+            self.kicks |= 1 << cpu;
             self.entries[c.at()].slice_left = self.timeslice;
             self.enqueue(c, false);
         }
     }
 
-    /// Picks the thread to run: the current one unless a ready thread has a
-    /// strictly higher priority, which then preempts it. `None`: idle.
-    pub fn schedule(&mut self) -> Option<ThreadId> {
-        if let Some(c) = self.current {
-            match self.highest_ready() {
-                Some(p) if p.is_higher_than(self.priority(c)) => self.enqueue(c, true),
-                _ => return Some(c),
-            }
-        }
-        let p = self.highest_ready()?;
-        let t = ThreadId(self.ready[p.0 as usize].head);
-        self.unlink(t);
-        self.entries[t.at()].place = Place::Running;
-        self.current = Some(t);
-        self.current
-    }
-
-    /// One timer tick: charges the running thread a tick of budget and of
-    /// slice, and refills depleted threads whose new period has begun. Call
-    /// [`schedule`](Self::schedule) afterwards.
-    pub fn tick(&mut self) {
-        self.tick_for(None);
-    }
-
-    /// One timer tick, the running thread working for `donor` (a blocked
-    /// thread whose fault or VM exit it handles): the tick is `donor`'s, of
-    /// its slice and budget, and the running thread keeps its own, as long
-    /// as `donor` has slice and budget left. Once they are spent (a handler
-    /// that does not answer), the tick is the running thread's own, as
-    /// without a donor ([`tick`](Self::tick)): holding a reply right never
-    /// lifts a thread's own limits.
-    pub fn tick_for(&mut self, donor: Option<ThreadId>) {
-        self.now += 1;
-        let donor = donor.filter(|&d| !self.is_runnable(d));
-        if let Some(d) = donor {
-            self.refresh(d);
-        }
-        let paying = donor.filter(|&d| {
-            let e = &self.entries[d.at()];
-            e.slice_left > 0 && (!e.params.limited() || e.remaining > 0)
-        });
-        match paying {
-            Some(d) => {
-                let e = &mut self.entries[d.at()];
-                if e.params.limited() {
-                    e.remaining -= 1;
+    /// Picks the thread to run on `cpu`: the current one unless a ready
+    /// thread of `cpu` has a strictly higher priority, which then preempts
+    /// it. A current thread whose home moved to another CPU first goes to
+    /// the tail of that CPU's queue with the rest of its slice, and that
+    /// CPU is kicked. `None`: idle.
+    pub fn schedule(&mut self, cpu: usize) -> Option<ThreadId> {
+        debug_assert!(cpu < MAX_CPUS);
+        if let Some(c) = self.cpus[cpu].current {
+            let home = self.cpu_of(c);
+            if home != cpu {
+                self.cpus[cpu].current = None;
+                self.enqueue(c, false);
+                self.kicks |= 1 << home;
+            } else {
+                match self.highest_ready(cpu) {
+                    Some(p) if p.is_higher_than(self.priority(c)) => self.enqueue(c, true),
+                    _ => return Some(c),
                 }
-                e.slice_left -= 1;
             }
-            None => self.charge_current(),
         }
-        let mut t = self.depleted.head;
-        while t != NONE {
-            let next = self.entries[t as usize].next;
-            self.refresh(ThreadId(t));
-            if self.entries[t as usize].remaining != 0 {
-                self.unlink(ThreadId(t));
-                self.entries[t as usize].slice_left = self.timeslice;
-                self.enqueue(ThreadId(t), false);
+        let p = self.highest_ready(cpu)?;
+        let t = ThreadId(self.cpus[cpu].ready[p.0 as usize].head);
+        self.unlink(t);
+        let e = &mut self.entries[t.at()];
+        (e.place, e.on) = (Place::Running, cpu as u8);
+        self.cpus[cpu].current = Some(t);
+        Some(t)
+    }
+
+    /// One timer tick of the global clock, which every CPU's running
+    /// thread spent: charges each a tick of budget and of slice, then
+    /// refills depleted threads (of every CPU) whose new period has begun.
+    /// Call [`schedule`](Self::schedule) afterwards, on every CPU kicked.
+    ///
+    /// `donor_of(c)`: the thread the running thread `c` works for, if any
+    /// (a blocked thread whose fault or VM exit it handles). The tick is
+    /// then the donor's, of its slice and budget, and `c` keeps its own, as
+    /// long as the donor has slice and budget left. Once they are spent (a
+    /// handler that does not answer), the tick is `c`'s own, as without a
+    /// donor: holding a reply right never lifts a thread's own limits. A
+    /// runnable donor is no donor.
+    pub fn tick(&mut self, donor_of: impl Fn(ThreadId) -> Option<ThreadId>) {
+        self.now += 1;
+        for cpu in 0..MAX_CPUS {
+            let Some(c) = self.cpus[cpu].current else { continue };
+            let donor = donor_of(c).filter(|&d| !self.is_runnable(d));
+            if let Some(d) = donor {
+                self.refresh(d);
             }
-            t = next;
+            let paying = donor.filter(|&d| {
+                let e = &self.entries[d.at()];
+                e.slice_left > 0 && (!e.params.limited() || e.remaining > 0)
+            });
+            match paying {
+                Some(d) => {
+                    let e = &mut self.entries[d.at()];
+                    if e.params.limited() {
+                        e.remaining -= 1;
+                    }
+                    e.slice_left -= 1;
+                }
+                None => self.charge_current(cpu),
+            }
+        }
+        for cpu in 0..MAX_CPUS {
+            let mut t = self.cpus[cpu].depleted.head;
+            while t != NONE {
+                let next = self.entries[t as usize].next;
+                self.refresh(ThreadId(t));
+                if self.entries[t as usize].remaining != 0 {
+                    self.unlink(ThreadId(t));
+                    self.entries[t as usize].slice_left = self.timeslice;
+                    self.enqueue(ThreadId(t), false);
+                }
+                t = next;
+            }
         }
     }
 
-    /// A tick of the running thread's own: its budget and slice.
-    fn charge_current(&mut self) {
-        let Some(c) = self.current else { return };
+    /// A tick of `cpu`'s running thread's own: its budget and slice.
+    fn charge_current(&mut self, cpu: usize) {
+        let Some(c) = self.cpus[cpu].current else { return };
         self.refresh(c);
         let timeslice = self.timeslice;
         let e = &mut self.entries[c.at()];
@@ -383,26 +523,27 @@ impl<const T: usize> Scheduler<T> {
             e.remaining = e.remaining.saturating_sub(1);
         }
         e.slice_left = e.slice_left.saturating_sub(1);
-        let prio = e.params.priority.0 as usize;
+        let (prio, home) = (e.params.priority.0 as usize, usize::from(e.cpu));
         if e.params.limited() && e.remaining == 0 {
-            e.place = Place::Depleted;
-            self.current = None;
-            Self::push_back(&mut self.entries, &mut self.depleted, c);
+            self.cpus[cpu].current = None;
+            self.kicks |= 1 << cpu;
+            self.deplete(c);
         } else if e.slice_left == 0 {
             e.slice_left = timeslice;
-            if self.ready[prio].head != NONE {
-                self.current = None;
+            if self.cpus[home].ready[prio].head != NONE {
+                self.cpus[cpu].current = None;
+                self.kicks |= 1 << cpu;
                 self.enqueue(c, false);
             }
         }
     }
 
-    /// Makes a thread runnable whose fault or VM exit was handled: it
-    /// continues its turn, at the head of its priority with the rest of its
-    /// slice (what its handler spent on it counted, see
-    /// [`tick_for`](Self::tick_for)); with the slice spent, at the tail
-    /// with a fresh one; with the budget spent, depleted. No effect on a
-    /// thread that is already runnable.
+    /// Makes a thread runnable whose fault or VM exit was handled, on its
+    /// home CPU: it continues its turn, at the head of its priority with
+    /// the rest of its slice (what its handler spent on it counted, see
+    /// [`tick`](Self::tick)); with the slice spent, at the tail with a
+    /// fresh one; with the budget spent, depleted. No effect on a thread
+    /// that is already runnable.
     pub fn resume_turn(&mut self, t: ThreadId) {
         if self.is_runnable(t) {
             return;
@@ -411,8 +552,7 @@ impl<const T: usize> Scheduler<T> {
         let e = &mut self.entries[t.at()];
         if e.params.limited() && e.remaining == 0 {
             e.slice_left = self.timeslice;
-            e.place = Place::Depleted;
-            Self::push_back(&mut self.entries, &mut self.depleted, t);
+            self.deplete(t);
         } else if e.slice_left == 0 {
             e.slice_left = self.timeslice;
             self.enqueue(t, false);
@@ -432,24 +572,40 @@ impl<const T: usize> Scheduler<T> {
         }
     }
 
-    /// Puts `t` on its ready queue: at the head if it was preempted.
-    fn enqueue(&mut self, t: ThreadId, front: bool) {
-        let prio = self.priority(t).0 as usize;
-        self.entries[t.at()].place = Place::Ready;
-        if front {
-            Self::push_front(&mut self.entries, &mut self.ready[prio], t);
-        } else {
-            Self::push_back(&mut self.entries, &mut self.ready[prio], t);
-        }
-        self.bitmap |= 1 << prio;
+    /// Puts `t` (in no list, not running) on its home CPU's depleted list.
+    fn deplete(&mut self, t: ThreadId) {
+        let e = &mut self.entries[t.at()];
+        e.place = Place::Depleted;
+        let home = usize::from(e.cpu);
+        Self::push_back(&mut self.entries, &mut self.cpus[home].depleted, t);
     }
 
-    /// Removes a ready or depleted thread from its list.
+    /// Puts `t` on its home CPU's ready queue: at the head if it was
+    /// preempted. Kicks that CPU if it runs nothing or a lower priority.
+    fn enqueue(&mut self, t: ThreadId, front: bool) {
+        let e = &mut self.entries[t.at()];
+        e.place = Place::Ready;
+        let (prio, home) = (e.params.priority, usize::from(e.cpu));
+        let q = &mut self.cpus[home];
+        let list = &mut q.ready[prio.0 as usize];
+        if front {
+            Self::push_front(&mut self.entries, list, t);
+        } else {
+            Self::push_back(&mut self.entries, list, t);
+        }
+        q.bitmap |= 1 << prio.0;
+        if q.current.is_none_or(|c| prio.is_higher_than(self.entries[c.at()].params.priority)) {
+            self.kicks |= 1 << home;
+        }
+    }
+
+    /// Removes a ready or depleted thread from its home CPU's list.
     fn unlink(&mut self, t: ThreadId) {
         let e = self.entries[t.at()];
+        let q = &mut self.cpus[usize::from(e.cpu)];
         let list = match e.place {
-            Place::Ready => &mut self.ready[e.params.priority.0 as usize],
-            Place::Depleted => &mut self.depleted,
+            Place::Ready => &mut q.ready[e.params.priority.0 as usize],
+            Place::Depleted => &mut q.depleted,
             Place::Off | Place::Running => return,
         };
         match e.prev {
@@ -461,7 +617,7 @@ impl<const T: usize> Scheduler<T> {
             n => self.entries[n as usize].prev = e.prev,
         }
         if e.place == Place::Ready && list.head == NONE {
-            self.bitmap &= !(1 << e.params.priority.0);
+            q.bitmap &= !(1 << e.params.priority.0);
         }
         let e = &mut self.entries[t.at()];
         (e.next, e.prev) = (NONE, NONE);
@@ -485,18 +641,25 @@ impl<const T: usize> Scheduler<T> {
         list.head = t.0;
     }
 
-    /// Checks the scheduler's invariants (for tests and kernel self-checks).
+    /// Checks the scheduler's invariants, on every CPU (for tests and
+    /// kernel self-checks): each thread in at most one place overall; a
+    /// ready or depleted thread on its home CPU's lists, well linked, at
+    /// its priority; each CPU's current running there; the bitmaps; no
+    /// kick for a CPU that does not exist.
     pub fn check(&self) -> Result<(), &'static str> {
         let mut seen = [false; T];
-        let mut walk = |list: &List, place: Place, prio: Option<u8>| -> Result<usize, &'static str> {
+        let mut walk = |cpu: usize, list: &List, place: Place, prio: Option<u8>| -> Result<usize, &'static str> {
             let (mut t, mut prev, mut len) = (list.head, NONE, 0);
             while t != NONE {
-                let e = &self.entries[t as usize];
+                let e = self.entries.get(t as usize).ok_or("list link out of range")?;
                 if core::mem::replace(&mut seen[t as usize], true) {
                     return Err("thread in two lists");
                 }
                 if e.place != place || e.prev != prev || prio.is_some_and(|p| p != e.params.priority.0) {
                     return Err("list entry with wrong place, link or priority");
+                }
+                if usize::from(e.cpu) != cpu {
+                    return Err("thread queued on a CPU not its home");
                 }
                 if place == Place::Depleted && !(e.params.limited() && e.remaining == 0) {
                     return Err("depleted thread with budget");
@@ -505,23 +668,34 @@ impl<const T: usize> Scheduler<T> {
             }
             if list.tail != prev { Err("list tail") } else { Ok(len) }
         };
-        for (p, list) in self.ready.iter().enumerate() {
-            let len = walk(list, Place::Ready, Some(p as u8))?;
-            if (len != 0) != (self.bitmap & 1 << p != 0) {
-                return Err("bitmap out of step with the ready queues");
+        for (cpu, q) in self.cpus.iter().enumerate() {
+            for (p, list) in q.ready.iter().enumerate() {
+                let len = walk(cpu, list, Place::Ready, Some(p as u8))?;
+                if (len != 0) != (q.bitmap & 1 << p != 0) {
+                    return Err("bitmap out of step with the ready queues");
+                }
             }
+            walk(cpu, &q.depleted, Place::Depleted, None)?;
         }
-        walk(&self.depleted, Place::Depleted, None)?;
-        if let Some(c) = self.current {
-            if self.entries[c.at()].place != Place::Running || seen[c.at()] {
-                return Err("current thread not running");
+        for (cpu, q) in self.cpus.iter().enumerate() {
+            if let Some(c) = q.current {
+                let e = self.entries.get(c.at()).ok_or("current thread out of range")?;
+                if e.place != Place::Running || usize::from(e.on) != cpu || seen[c.at()] {
+                    return Err("current thread not running there");
+                }
+                seen[c.at()] = true;
             }
-            seen[c.at()] = true;
         }
         for (t, e) in self.entries.iter().enumerate() {
             if seen[t] != (e.place != Place::Off) {
                 return Err("runnable thread in no list, or off thread in one");
             }
+            if usize::from(e.cpu) >= MAX_CPUS || usize::from(e.on) >= MAX_CPUS {
+                return Err("CPU index beyond MAX_CPUS");
+            }
+        }
+        if MAX_CPUS < u32::BITS as usize && self.kicks >> MAX_CPUS != 0 {
+            return Err("kick for a CPU beyond MAX_CPUS");
         }
         Ok(())
     }

@@ -156,13 +156,12 @@ fn main(info: &'static BootInfo) -> ! {
     crate::trap::set_exit_when_idle(options.exit_when_idle);
     crate::object::vm::set_bench(options.bench);
     entry::init();
-    let mut kernel = crate::trap::KERNEL.lock();
+    let mut kernel = crate::trap::lock();
     if let Err(e) = crate::roottask::start(&mut kernel, info) {
         println!("boot: cannot start the root task: {e}");
         platform::power_off(ExitStatus::Panic);
     }
-    let context = crate::trap::next_context(&mut kernel);
-    drop(kernel);
+    let context = crate::trap::start_scheduling(kernel);
     entry::enter_user(context)
 }
 

@@ -60,6 +60,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let task = k.create_task()?;
     let mut startup = StartupInfo::empty();
     startup.tsc_hz = crate::arch::apic::tsc_hz();
+    startup.cpu_count = crate::arch::smp::cpu_count();
     startup.task_name = abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);
     let mut next_slot = 1u32;
     let mut grant = |k: &mut Kernel, startup: &mut StartupInfo, name: &str, object: ObjRef, rights: Rights| {
@@ -116,7 +117,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let priority = Priority::new(u64::from(supervisor.priority)).unwrap_or(Priority::HIGHEST);
     let params = SchedParams { priority, ..SchedParams::DEFAULT };
     let sc = k.sched.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-    k.sched[sc] = Some(SchedContext { params, ceiling: Ceiling::HIGHEST, bound: Some(thread) });
+    k.sched[sc] = Some(SchedContext { params, ceiling: Ceiling::HIGHEST, bound: Some(thread), cpu: 0 });
     k.threads[usize::from(thread.0)] = Thread { alive: true, ..Thread::DEAD };
     let page = k.create_memory(1)?;
 

@@ -4,17 +4,77 @@
 
 use crate::arch::entry::{SYSCALL_VECTOR, UserContext};
 use crate::arch::idt::{SPURIOUS_VECTOR, TIMER_VECTOR, TrapFrame};
+use crate::arch::ipi::{self, IPI_VECTOR, Outside};
 use crate::arch::{apic, cpu, percpu};
 use crate::object::transfer::Xfer;
 use crate::object::{Kernel, syscall};
 use abi::FaultMessage;
+use core::ops::{Deref, DerefMut};
 use kerncore::sched::ThreadId;
 use platform::{ExitStatus, println};
-use spin::Mutex;
+use spin::{Mutex, MutexGuard};
 
-/// All kernel state. The lock is only ever taken with interrupts off, on
-/// the single CPU running the kernel, so it never spins.
+/// All kernel state, behind the one kernel lock (seL4's big kernel lock):
+/// a CPU holds it from its entry into ring 0 until it leaves for user or
+/// guest mode or idles, with interrupts off throughout.
 pub static KERNEL: Mutex<Kernel> = Mutex::new(Kernel::new());
+
+/// The kernel lock, held by this CPU (or, between [`KernelGuard::unlock`]
+/// and [`KernelGuard::relock`], not: then it must not be dereferenced).
+pub struct KernelGuard(Option<MutexGuard<'static, Kernel>>);
+
+/// Takes the kernel lock, serving other CPUs' requests while it waits
+/// (the holder may be waiting for this CPU).
+pub fn lock() -> KernelGuard {
+    KernelGuard(Some(take()))
+}
+
+fn take() -> MutexGuard<'static, Kernel> {
+    loop {
+        if let Some(guard) = KERNEL.try_lock() {
+            return guard;
+        }
+        ipi::serve();
+        core::hint::spin_loop();
+    }
+}
+
+impl KernelGuard {
+    /// Drops the lock, first telling the CPUs that have a new thread to
+    /// run (the scheduler's kicks).
+    pub fn unlock(&mut self) {
+        if let Some(mut guard) = self.0.take() {
+            let kicks = guard.ipc.take_kicks();
+            drop(guard);
+            ipi::kick_mask(kicks);
+        }
+    }
+
+    pub fn relock(&mut self) {
+        if self.0.is_none() {
+            self.0 = Some(take());
+        }
+    }
+}
+
+impl Drop for KernelGuard {
+    fn drop(&mut self) {
+        self.unlock();
+    }
+}
+
+impl Deref for KernelGuard {
+    type Target = Kernel;
+    fn deref(&self) -> &Kernel {
+        self.0.as_deref().expect("the kernel lock is held")
+    }
+}
+
+impl DerefMut for KernelGuard {
+    fn deref_mut(&mut self) -> &mut Kernel {
+        self.0.as_deref_mut().expect("the kernel lock is held")
+    }
+}
 
 /// Power off when no thread can ever run again (boot option `exit=idle`).
 static EXIT_WHEN_IDLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -24,19 +84,38 @@ pub fn set_exit_when_idle(on: bool) {
 }
 
 /// Handles a trap from user mode; returns the context to resume. The stubs
-/// saved the user state into the current thread's context, which the
+/// saved the user state into the trapping thread's context, which the
 /// kernel reads through `KERNEL` (the pointer is not dereferenced here).
 pub fn from_user(_saved: *mut TrapFrame) -> UserContext {
-    let mut k = KERNEL.lock();
-    if let Some(t) = k.ipc.current() {
-        match k.threads[usize::from(t.0)].context.vector {
-            SYSCALL_VECTOR => {
+    let trapped = match ipi::back() {
+        Some(Outside::User(t)) => Some(ThreadId(t)),
+        _ => None,
+    };
+    let mut k = lock();
+    if let Some(t) = trapped {
+        // Another CPU may have suspended or moved the thread while it ran
+        // here: then its syscall or fault is not handled now but restarts
+        // when it runs again (RIP is put back on the SYSCALL).
+        let still_current = k.ipc.current(percpu::index()) == Some(t);
+        let vector = k.threads[usize::from(t.0)].context.vector;
+        match vector {
+            SYSCALL_VECTOR if still_current => {
                 crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
                 syscall::handle(&mut k, t)
             }
+            SYSCALL_VECTOR => {
+                let frame = &mut k.threads[usize::from(t.0)].context;
+                frame.rip = frame.rip.wrapping_sub(SYSCALL_LENGTH);
+            }
             v if v == u64::from(TIMER_VECTOR) => apic::on_timer(),
+            v if v == u64::from(IPI_VECTOR) => {
+                apic::end_of_interrupt();
+                ipi::serve();
+            }
             v if v == u64::from(SPURIOUS_VECTOR) => {}
-            v if v < 32 => user_fault(&mut k, t),
+            v if v < 32 && still_current => user_fault(&mut k, t),
+            // A fault of a thread no longer here happens again when it runs.
+            v if v < 32 => {}
             v => {
                 if let Some(gsi) = crate::arch::idt::device_gsi(v) {
                     apic::on_device_interrupt(gsi);
@@ -46,8 +125,11 @@ pub fn from_user(_saved: *mut TrapFrame) -> UserContext {
     }
     k.catch_up_ticks();
     k.deliver_interrupts();
-    next_context(&mut k)
+    next_context(k)
 }
+
+/// Bytes of the SYSCALL instruction (0F 05).
+const SYSCALL_LENGTH: u64 = 2;
 
 /// A user thread faulted: its fault handler gets a FAULT message; without
 /// one the thread stops (and for the root task, the system).
@@ -79,17 +161,23 @@ fn user_fault(k: &mut Kernel, t: ThreadId) {
     let _ = ipc.fault(t, handler, &mut Xfer { threads, tasks, caps, vcpus });
 }
 
-/// Picks the next thread (idling until there is one) and prepares its
-/// context for the return path.
-pub fn next_context(k: &mut Kernel) -> UserContext {
+/// Picks the next thread for this CPU (idling, without the lock, until
+/// there is one), prepares its context for the return path and drops the
+/// lock.
+pub fn next_context(mut k: KernelGuard) -> UserContext {
+    let me = percpu::index();
     loop {
-        if let Some(next) = k.ipc.schedule() {
+        if let Some(next) = k.ipc.schedule(me) {
             if k.vcpu_of(next).is_some() {
                 // Guest mode: run until the VP exits to its handler or the
                 // scheduler wants another thread, then choose again.
-                crate::object::vm::run(k, next);
+                crate::object::vm::run(&mut k, next);
                 continue;
             }
+            // It may still be in user mode on the CPU it last ran on (it
+            // was moved, or suspended and resumed, meanwhile): that CPU
+            // must have saved its context before this one loads it.
+            ipi::wait_out(Outside::User(next.0));
             let index = usize::from(next.0);
             if let Some(result) = k.ipc.take_result(next) {
                 let frame = &mut k.threads[index].context;
@@ -104,26 +192,71 @@ pub fn next_context(k: &mut Kernel) -> UserContext {
                 task.space.activate();
             }
             let context = &mut k.threads[index].context as *mut TrapFrame;
+            ipi::leaving(Outside::User(next.0), None);
             // The one `unsafe` outside the arch layer: only here is it known
             // that the context lives in the static kernel state.
             // SAFETY: the context lives in the static kernel state (`KERNEL`)
             // and stays put; interrupts are off until the return path has
-            // used it; its task's address space was just activated.
+            // used it; its task's address space was just activated. No
+            // other CPU runs the thread (`wait_out` above, and `leaving`
+            // makes the next one wait until this CPU is back).
             #[allow(unsafe_code)]
             return unsafe {
                 percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64);
                 UserContext::new(context)
             };
         }
-        let quiet = !k.ipc.has_pending_events() && !k.interrupts_armed() && !k.vp_exit_timing();
+        let everyone_idle = (0..crate::arch::smp::MAX_CPUS)
+            .all(|c| k.ipc.current(c).is_none() && k.ipc.scheduler().highest_ready(c).is_none());
+        let quiet = everyone_idle && !k.ipc.has_pending_events() && !k.interrupts_armed() && !k.vp_exit_timing();
         if quiet && EXIT_WHEN_IDLE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("kernel: every thread is blocked and nothing can wake one (exit=idle)");
             crate::arch::nmi::log_summary();
+            report_run_counters();
             platform::power_off(ExitStatus::Success);
         }
+        k.unlock();
+        ipi::serve();
         cpu::wait_for_interrupt();
         cpu::disable_interrupts();
+        k.relock();
         k.catch_up_ticks();
         k.deliver_interrupts();
     }
+}
+
+/// Where an AP goes once it is set up: it waits until the boot CPU starts
+/// scheduling, then schedules threads like it.
+pub fn run_ap(apic_id: u32) -> ! {
+    while !SCHEDULING.load(core::sync::atomic::Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    crate::arch::entry::init();
+    apic::start_ap_timer();
+    ipi::register(apic_id);
+    let context = next_context(lock());
+    crate::arch::entry::enter_user(context)
+}
+
+/// The boot CPU has started the root task: the APs may schedule.
+static SCHEDULING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The boot CPU's first entry into user mode, with the root task started.
+pub fn start_scheduling(k: KernelGuard) -> UserContext {
+    ipi::register(apic::id());
+    SCHEDULING.store(true, core::sync::atomic::Ordering::Release);
+    next_context(k)
+}
+
+/// Prints how often each CPU entered user and guest mode and the most CPUs
+/// seen outside ring 0 at once (boot option `exit=idle`, and the tests).
+pub fn report_run_counters() {
+    let counters = ipi::run_counters();
+    for c in (0..crate::arch::smp::MAX_CPUS).filter(|&c| ipi::online() & (1 << c) != 0) {
+        println!("kernel: cpu {c}: {} user entries, {} guest entries", counters.user[c], counters.guest[c]);
+    }
+    println!(
+        "kernel: at most {} CPUs ran threads at once, {} of them guests",
+        counters.most_outside, counters.most_in_guest
+    );
 }

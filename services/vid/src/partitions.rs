@@ -295,7 +295,7 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     let mut running: heapless::Vec<Running, MAX_RUNNING> = heapless::Vec::new();
     let mine = image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
     for (k, (i, p)) in mine.enumerate().take(MAX_RUNNING) {
-        match start(&image, p, i as u32, k, task, exits, &registry, slots) {
+        match start(&image, p, i as u32, k, task, untyped, exits, &registry, slots) {
             Ok(r) => {
                 let _ = running.push(r);
             }
@@ -321,6 +321,27 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     Ok(true)
 }
 
+/// A scheduling context for VP `index`, on CPU `index` mod the CPU count,
+/// as a VP_SET_HANDLER argument; 0 (the default context, on the boot CPU)
+/// on one CPU or if none can be made.
+fn placement(untyped: CapSlot, slots: &mut Slots, index: usize, name: &str) -> u64 {
+    let cpus = tessera_rt::startup::cpu_count();
+    if cpus <= 1 {
+        return 0;
+    }
+    let context = slots.next();
+    let cpu = index as u64 % u64::from(cpus);
+    let placed = retype(untyped, ObjectType::SCHED_CONTEXT, context, 0)
+        .and_then(|_| invoke(context, Operation::SCHED_SET_CPU, &[cpu]).map(drop));
+    match placed {
+        Ok(()) => u64::from(context.0),
+        Err(e) => {
+            log!("{name}: VP {index} stays on the boot CPU: no scheduling context on CPU {cpu} ({e:?})");
+            0
+        }
+    }
+}
+
 /// Attaches manifest partition `index` (the VID's `k`-th), loads its guest
 /// and binds VP 0 to the exit endpoint (badge `k + 1`); the VP is not started.
 #[allow(clippy::too_many_arguments)]
@@ -330,6 +351,7 @@ fn start(
     index: u32,
     k: usize,
     task: CapSlot,
+    untyped: CapSlot,
     exits: CapSlot,
     registry: &Registry,
     slots: &mut Slots,
@@ -369,8 +391,10 @@ fn start(
         let send = bits(Rights::new().with_send(true));
         invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), send, exit_badge(k, index)])?;
         // The manager put the VP into the partition; the VID binds it to its
-        // exit endpoint (no scheduling context: priority 0, no budget limit).
-        invoke(v.cap, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), 0])?;
+        // exit endpoint and to a scheduling context on its CPU (priority 0,
+        // the VID's own budget).
+        let context = placement(untyped, slots, index, p.name);
+        invoke(v.cap, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), context])?;
         invoke(v.cap, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     }
     // VP 0 starts at the loader's entry; the others wait for a SIPI.

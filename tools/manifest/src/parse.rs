@@ -655,7 +655,8 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
 }
 
 /// Each task's objects quota: as written, else the default for a task with
-/// untyped memory (`sysimage::objects::default_objects`); the partition
+/// untyped memory (`sysimage::objects::default_objects`, and a scheduling
+/// context per VP of its partitions: `vp_contexts`); the partition
 /// manager's is raised by what its partitions take (on top of any it
 /// declares; it has no default).
 fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
@@ -667,7 +668,11 @@ fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
         let managing = has_partitions && manager == Some(i);
         task.objects = match written {
             Some(objects) => objects,
-            None if task.untyped > 0 && !managing => objects::default_objects(runs_partitions),
+            None if task.untyped > 0 && !managing => {
+                let vps = manifest.partitions.iter().filter(|p| p.vid == i).map(|p| u16::from(p.vcpus)).sum();
+                let placed = objects::default_objects(runs_partitions).checked_add(&objects::vp_contexts(vps));
+                placed.unwrap_or(objects::default_objects(runs_partitions))
+            }
             None => Entries::NONE,
         };
         if managing {

@@ -75,6 +75,18 @@ pub(crate) use current::set;
 
 /// The TSC's frequency in Hz as the kernel measured it (0 if unknown or on
 /// the host).
+/// CPUs the kernel schedules on (at least 1).
+pub fn cpu_count() -> u32 {
+    #[cfg(target_os = "none")]
+    {
+        info().cpu_count.max(1)
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        1
+    }
+}
+
 pub fn tsc_hz() -> u64 {
     #[cfg(target_os = "none")]
     {

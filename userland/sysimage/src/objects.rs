@@ -68,6 +68,12 @@ pub const fn default_objects(runs_partitions: bool) -> Entries {
     }
 }
 
+/// What a VID makes for each VP of its partitions: the scheduling context
+/// that puts it on its CPU (`SCHED_SET_CPU`).
+pub const fn vp_contexts(vcpus: u16) -> Entries {
+    Entries::NONE.with(EntryKind::SchedContext, vcpus)
+}
+
 /// The sum of `parts`; `None` if a count overflows (it is more than any
 /// table then).
 pub fn total<'a>(parts: impl IntoIterator<Item = &'a Entries>) -> Option<Entries> {

@@ -158,7 +158,7 @@ fn reply_recv_serves_clients_in_a_loop() {
         ipc.check().unwrap();
     }
     assert_eq!(ipc.state(server), ThreadState::BlockedRecv { ep });
-    assert_eq!(ipc.schedule(), Some(clients[0]));
+    assert_eq!(ipc.schedule(0), Some(clients[0]));
 }
 
 #[test]
@@ -574,13 +574,13 @@ fn the_scheduler_runs_the_woken_higher_priority_receiver_first() {
     let (mut ipc, t, ep, _) = setup(&[20, 5]);
     let (server, client) = (t[0], t[1]);
     let mut x = Wire::default();
-    assert_eq!(ipc.schedule(), Some(server));
+    assert_eq!(ipc.schedule(0), Some(server));
     ipc.recv(server, ep, Block::Forever, &mut x).unwrap();
-    assert_eq!(ipc.schedule(), Some(client));
+    assert_eq!(ipc.schedule(0), Some(client));
     ipc.send(client, ep, msg(1, 0), &mut x).unwrap();
-    assert_eq!(ipc.schedule(), Some(server), "the woken server preempts its client");
-    ipc.yield_current();
-    assert_eq!(ipc.schedule(), Some(server));
+    assert_eq!(ipc.schedule(0), Some(server), "the woken server preempts its client");
+    ipc.yield_current(0);
+    assert_eq!(ipc.schedule(0), Some(server));
     assert_eq!(ipc.take_result(server), Some(SyscallResult::OK), "yield completes");
 }
 
@@ -588,6 +588,27 @@ fn the_scheduler_runs_the_woken_higher_priority_receiver_first() {
 /// in exactly one place and that the highest priority runs.
 #[test]
 fn random_operations_keep_every_thread_in_one_place() {
+    random_operations(&[0]);
+}
+
+/// The same on several CPUs, threads moving between them: each operation is
+/// the running thread's of a random CPU, and every CPU that was not kicked
+/// runs the thread its `schedule` would pick.
+#[test]
+fn random_operations_on_several_cpus_keep_every_thread_in_one_place() {
+    random_operations(&[0, 1, 3]);
+}
+
+/// True if `schedule(cpu)` would change nothing.
+fn settled<const T: usize, const E: usize, const N: usize>(ipc: &Ipc<T, E, N>, cpu: usize) -> bool {
+    let s = ipc.scheduler();
+    match s.current(cpu) {
+        Some(c) => s.cpu_of(c) == cpu && s.highest_ready(cpu).is_none_or(|p| !p.is_higher_than(s.priority(c))),
+        None => s.highest_ready(cpu).is_none(),
+    }
+}
+
+fn random_operations(cpus: &[usize]) {
     const T: usize = 12;
     let mut seed = 0x1234_5678_9abc_def1u64;
     let mut rng = move |n: u64| {
@@ -612,10 +633,14 @@ fn random_operations_keep_every_thread_in_one_place() {
     let mut label = 0u32;
 
     let mut verified = 0;
+    // CPUs kicked that have not scheduled since.
+    let mut owed = 0u32;
     for step in 0..20_000 {
-        let current = ipc.schedule();
+        let cpu = if cpus.len() > 1 { cpus[rng(cpus.len() as u64) as usize] } else { cpus[0] };
+        let current = ipc.schedule(cpu);
+        owed &= !(1 << cpu);
         if let Some(c) = current {
-            let top = ipc.scheduler().highest_ready();
+            let top = ipc.scheduler().highest_ready(cpu);
             assert!(top.is_none_or(|p| !p.is_higher_than(ipc.scheduler().priority(c))), "step {step}");
             if let Some(r) = ipc.take_result(c) {
                 *outcomes.entry(r.error).or_default() += 1;
@@ -625,7 +650,7 @@ fn random_operations_keep_every_thread_in_one_place() {
                 }
             }
         } else {
-            assert_eq!(ipc.scheduler().highest_ready(), None);
+            assert_eq!(ipc.scheduler().highest_ready(cpu), None);
         }
         label += 1;
         let ep = eps[rng(3) as usize];
@@ -644,7 +669,7 @@ fn random_operations_keep_every_thread_in_one_place() {
             (Some(c), 9..=10) => ipc.reply(c, m.info, &mut x).unwrap(),
             (Some(c), 11..=12) => ipc.reply_recv(c, ep, m.info, block, &mut x).unwrap(),
             (Some(c), 13) => ipc.wait(c, ntf, block).unwrap(),
-            (Some(c), 14) => ipc.yield_current_checked(c),
+            (Some(c), 14) => ipc.yield_current_checked(cpu, c),
             (Some(c), 15) if rng(4) == 0 => {
                 ipc.fault(c, [None, Some((ep, Badge(9)))][rng(2) as usize], &mut x).unwrap()
             }
@@ -679,6 +704,10 @@ fn random_operations_keep_every_thread_in_one_place() {
                     _ => ipc.configure(t, prio(rng(3))).unwrap(),
                 }
             }
+            (_, 23) if cpus.len() > 1 => {
+                let t = ThreadId(rng(T as u64) as u16);
+                ipc.set_cpu(t, cpus[rng(cpus.len() as u64) as usize]);
+            }
             _ => {}
         }
         // Each delivery to a thread is what it must read back next.
@@ -691,6 +720,10 @@ fn random_operations_keep_every_thread_in_one_place() {
         if let Err(e) = ipc.check() {
             panic!("step {step}: {e}");
         }
+        owed |= ipc.take_kicks();
+        for &c in cpus {
+            assert!(owed & 1 << c != 0 || settled(&ipc, c), "step {step}: CPU {c} needs a kick it did not get");
+        }
     }
     for e in
         [ErrorCode::OK, ErrorCode::WOULD_BLOCK, ErrorCode::TIMEOUT, ErrorCode::MESSAGE_TOO_LONG, ErrorCode::PEER_GONE]
@@ -702,9 +735,9 @@ fn random_operations_keep_every_thread_in_one_place() {
 }
 
 impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
-    fn yield_current_checked(&mut self, c: ThreadId) {
-        assert_eq!(self.current(), Some(c));
-        self.yield_current();
+    fn yield_current_checked(&mut self, cpu: usize, c: ThreadId) {
+        assert_eq!(self.current(cpu), Some(c));
+        self.yield_current(cpu);
     }
 }
 
@@ -718,21 +751,21 @@ fn a_fault_handler_works_on_the_faulting_threads_time() {
     let (vp, other, handler) = (t[0], t[1], t[2]);
     let mut x = Wire::default();
     ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
-    assert_eq!(ipc.schedule(), Some(vp));
+    assert_eq!(ipc.schedule(0), Some(vp));
     let mut exits = 0;
     // The VP exits, the handler takes a tick over each, then replies.
-    while ipc.schedule() == Some(vp) {
+    while ipc.schedule(0) == Some(vp) {
         exits += 1;
         ipc.fault(vp, Some((ep, Badge(1))), &mut x).unwrap();
-        assert_eq!(ipc.schedule(), Some(handler));
+        assert_eq!(ipc.schedule(0), Some(handler));
         ipc.tick();
-        assert_eq!(ipc.schedule(), Some(handler), "the handler keeps the CPU while it works");
+        assert_eq!(ipc.schedule(0), Some(handler), "the handler keeps the CPU while it works");
         ipc.reply_recv(handler, ep, info(0), Block::Forever, &mut x).unwrap();
         ipc.check().unwrap();
         assert!(exits <= 5, "the VP kept the CPU past its slice");
     }
     assert_eq!(exits, 5, "five exits of one handler tick fill the slice of 5");
-    assert_eq!(ipc.schedule(), Some(other), "then the equal that waited runs");
+    assert_eq!(ipc.schedule(0), Some(other), "then the equal that waited runs");
 }
 
 /// Who runs after each of `n` ticks.
@@ -741,7 +774,7 @@ fn tick_and_schedule(ipc: &mut Sys, n: usize) -> Vec<Option<ThreadId>> {
         .map(|_| {
             ipc.tick();
             ipc.check().unwrap();
-            ipc.schedule()
+            ipc.schedule(0)
         })
         .collect()
 }
@@ -761,10 +794,10 @@ fn a_handler_that_never_replies_is_held_to_its_own_budget() {
     let mut x = Wire::default();
     ipc.suspend(idle).unwrap();
     ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
-    assert_eq!(ipc.schedule(), Some(faulter));
+    assert_eq!(ipc.schedule(0), Some(faulter));
     ipc.fault(faulter, Some((ep, Badge(1))), &mut x).unwrap();
     ipc.resume(idle).unwrap();
-    assert_eq!(ipc.schedule(), Some(handler));
+    assert_eq!(ipc.schedule(0), Some(handler));
     // The handler spins with the reply right: 3 ticks are the faulter's,
     // then 2 its own; after that it waits for its next period.
     let ran = tick_and_schedule(&mut ipc, 10);
@@ -782,10 +815,135 @@ fn a_handler_that_never_replies_takes_turns_with_its_equals() {
     let mut x = Wire::default();
     ipc.suspend(equal).unwrap();
     ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
-    assert_eq!(ipc.schedule(), Some(faulter));
+    assert_eq!(ipc.schedule(0), Some(faulter));
     ipc.fault(faulter, Some((ep, Badge(1))), &mut x).unwrap();
     ipc.resume(equal).unwrap();
-    assert_eq!(ipc.schedule(), Some(handler));
+    assert_eq!(ipc.schedule(0), Some(handler));
     let ran = tick_and_schedule(&mut ipc, 20);
     assert!(ran.contains(&Some(equal)), "the equal never ran: {ran:?}");
+}
+
+// ---- CPUs ----
+
+/// A thread woken by a thread of another CPU waits on its own CPU, which is
+/// kicked; a higher priority there does not preempt the waker's CPU.
+#[test]
+fn a_thread_woken_from_another_cpu_waits_on_its_own() {
+    let (mut ipc, t, ep, ntf) = setup(&[1, 9, 9]);
+    let (client, server, waiter) = (t[0], t[1], t[2]);
+    let mut x = Wire::default();
+    ipc.set_cpu(server, 1);
+    ipc.set_cpu(waiter, 2);
+    assert_eq!((ipc.schedule(1), ipc.schedule(2)), (Some(server), Some(waiter)));
+    ipc.recv(server, ep, Block::Forever, &mut x).unwrap();
+    ipc.wait(waiter, ntf, Block::Forever).unwrap();
+    assert_eq!((ipc.schedule(0), ipc.schedule(1), ipc.schedule(2)), (Some(client), None, None));
+    ipc.take_kicks();
+
+    ipc.send(client, ep, msg(7, 0), &mut x).unwrap();
+    ipc.check().unwrap();
+    assert_eq!(ipc.take_kicks(), 1 << 1, "only the receiver's CPU is told");
+    assert_eq!(ipc.schedule(0), Some(client), "the priority 9 receiver does not preempt CPU 0");
+    assert_eq!(ipc.schedule(1), Some(server));
+    assert_eq!(ipc.take_result(server), ok(7, 0));
+    assert_eq!(ipc.running_on(server), Some(1));
+
+    // A signal from CPU 1 (or an interrupt anywhere) wakes the waiter on CPU 2.
+    ipc.signal(ntf, 0b100).unwrap();
+    assert_eq!(ipc.take_kicks(), 1 << 2);
+    assert_eq!(ipc.schedule(2), Some(waiter));
+    assert_eq!(ipc.take_result(waiter), ok(0, 0b100));
+    assert_eq!((ipc.current(0), ipc.current(1), ipc.current(2)), (Some(client), Some(server), Some(waiter)));
+    ipc.check().unwrap();
+}
+
+/// A VP on CPU 1 faults to a handler on CPU 0: the handler's ticks are the
+/// VP's while CPU 1 is idle, and the reply resumes the VP's turn on CPU 1.
+#[test]
+fn a_fault_reply_resumes_the_thread_on_its_home_cpu() {
+    let (mut ipc, t, ep, _) = setup(&[0, 9, 0]);
+    let (vp, handler, other) = (t[0], t[1], t[2]);
+    let mut x = Wire::default();
+    ipc.configure(vp, SchedParams { priority: Priority::LOWEST, budget: 4, period: 100 }).unwrap();
+    ipc.set_cpu(vp, 1);
+    ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
+    assert_eq!((ipc.schedule(0), ipc.schedule(1)), (Some(other), Some(vp)));
+    ipc.fault(vp, Some((ep, Badge(1))), &mut x).unwrap();
+    assert_eq!(ipc.take_kicks(), 1 << 0 | 1 << 1, "the handler woke on CPU 0; CPU 1 lost its thread");
+    assert_eq!((ipc.schedule(0), ipc.schedule(1)), (Some(handler), None));
+    ipc.tick();
+    ipc.tick();
+    ipc.check().unwrap();
+    assert_eq!(ipc.scheduler().remaining_budget(vp), Some(2), "the handler worked on the VP's budget");
+    ipc.reply(handler, info(0), &mut x).unwrap();
+    ipc.check().unwrap();
+    assert_eq!(ipc.take_kicks(), 1 << 1, "the VP resumes on CPU 1");
+    assert_eq!(ipc.scheduler().highest_ready(0), Some(Priority::LOWEST), "only the preempted thread");
+    assert_eq!(ipc.schedule(1), Some(vp));
+    assert_eq!(ipc.schedule(0), Some(handler));
+    // Two ticks of budget left, then CPU 1 idles until the next period.
+    assert_eq!(ipc.scheduler().remaining_budget(vp), Some(2));
+    ipc.tick();
+    assert_eq!(ipc.take_kicks(), 0);
+    ipc.tick();
+    assert_eq!(ipc.take_kicks(), 1 << 1);
+    assert!(ipc.scheduler().is_depleted(vp));
+    assert_eq!((ipc.schedule(0), ipc.schedule(1)), (Some(handler), None));
+    ipc.check().unwrap();
+}
+
+#[test]
+fn timeouts_wake_threads_on_their_home_cpu() {
+    let (mut ipc, t, ep, _) = setup(&[3, 0]);
+    let mut x = Wire::default();
+    ipc.set_cpu(t[0], 2);
+    assert_eq!(ipc.schedule(2), Some(t[0]));
+    ipc.recv(t[0], ep, Block::Ticks(2), &mut x).unwrap();
+    assert_eq!(ipc.schedule(0), Some(t[1]));
+    ipc.take_kicks();
+    ipc.tick();
+    assert_eq!(ipc.take_kicks(), 0);
+    ipc.tick();
+    ipc.check().unwrap();
+    assert_eq!(ipc.take_kicks(), 1 << 2);
+    assert_eq!((ipc.schedule(0), ipc.schedule(2)), (Some(t[1]), Some(t[0])));
+    assert_eq!(ipc.take_result(t[0]), err(ErrorCode::TIMEOUT));
+}
+
+#[test]
+fn suspending_a_thread_running_on_another_cpu_kicks_that_cpu() {
+    let (mut ipc, t, _, _) = setup(&[3, 3]);
+    ipc.set_cpu(t[1], 4);
+    assert_eq!((ipc.schedule(0), ipc.schedule(4)), (Some(t[0]), Some(t[1])));
+    ipc.take_kicks();
+    ipc.suspend(t[1]).unwrap();
+    assert_eq!(ipc.take_kicks(), 1 << 4);
+    assert_eq!((ipc.current(4), ipc.running_on(t[1])), (None, None));
+    assert_eq!(ipc.schedule(4), None);
+    // Resumed, it runs on its home again; moved while running, it goes at the next schedule.
+    ipc.resume(t[1]).unwrap();
+    assert_eq!(ipc.schedule(4), Some(t[1]));
+    ipc.set_cpu(t[1], 0);
+    assert_eq!(ipc.take_kicks(), 1 << 4);
+    assert_eq!((ipc.cpu_of(t[1]), ipc.running_on(t[1])), (0, Some(4)));
+    assert_eq!(ipc.schedule(4), None);
+    assert_eq!(ipc.take_kicks(), 1 << 0);
+    assert_eq!(ipc.schedule(0), Some(t[0]), "behind the equal running there");
+    ipc.yield_current(0);
+    assert_eq!(ipc.schedule(0), Some(t[1]));
+    ipc.check().unwrap();
+}
+
+#[test]
+fn a_freed_thread_comes_back_on_cpu_0() {
+    let (mut ipc, t, _, _) = setup(&[3]);
+    ipc.set_cpu(t[0], 5);
+    assert_eq!(ipc.schedule(5), Some(t[0]));
+    ipc.free_thread(t[0]).unwrap();
+    assert_eq!(ipc.current(5), None);
+    let again = ipc.alloc_thread().unwrap();
+    assert_eq!((again, ipc.cpu_of(again)), (t[0], 0));
+    ipc.resume(again).unwrap();
+    assert_eq!((ipc.schedule(5), ipc.schedule(0)), (None, Some(again)));
+    ipc.check().unwrap();
 }

@@ -28,8 +28,8 @@ fn with(timeslice: u32, threads: &[SchedParams]) -> Scheduler<8> {
 fn run(s: &mut Scheduler<8>, n: usize) -> Vec<Option<u16>> {
     (0..n)
         .map(|_| {
-            let t = s.schedule().map(|t| t.0);
-            s.tick();
+            let t = s.schedule(0).map(|t| t.0);
+            s.tick(|_| None);
             s.check().unwrap();
             t
         })
@@ -98,17 +98,17 @@ fn sched_params_are_validated() {
 #[test]
 fn the_highest_priority_runs_first() {
     let mut s = with(10, &[params(1), params(30), params(7), params(30)]);
-    assert_eq!(s.highest_ready(), Some(prio(30)));
-    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    assert_eq!(s.highest_ready(0), Some(prio(30)));
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
     s.block(ThreadId(1));
-    assert_eq!(s.schedule(), Some(ThreadId(3)));
+    assert_eq!(s.schedule(0), Some(ThreadId(3)));
     s.block(ThreadId(3));
-    assert_eq!(s.schedule(), Some(ThreadId(2)));
+    assert_eq!(s.schedule(0), Some(ThreadId(2)));
     s.block(ThreadId(2));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     s.block(ThreadId(0));
-    assert_eq!(s.schedule(), None);
-    assert_eq!(s.highest_ready(), None);
+    assert_eq!(s.schedule(0), None);
+    assert_eq!(s.highest_ready(0), None);
     s.check().unwrap();
 }
 
@@ -116,17 +116,17 @@ fn the_highest_priority_runs_first() {
 fn a_woken_higher_priority_preempts_and_the_preempted_keeps_its_turn() {
     let mut s = with(4, &[params(5), params(5)]);
     s.configure(ThreadId(2), params(9));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
-    s.tick();
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
+    s.tick(|_| None);
     s.make_ready(ThreadId(2));
-    assert_eq!(s.schedule(), Some(ThreadId(2)));
+    assert_eq!(s.schedule(0), Some(ThreadId(2)));
     s.block(ThreadId(2));
     // Thread 0 went back to the head, ahead of 1, with 3 ticks of slice left.
     assert_eq!(run(&mut s, 5), [Some(0), Some(0), Some(0), Some(1), Some(1)]);
     // An equal priority never preempts.
     s.configure(ThreadId(3), params(5));
     s.make_ready(ThreadId(3));
-    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
 }
 
 #[test]
@@ -142,18 +142,18 @@ fn round_robin_is_fifo_within_a_priority() {
 #[test]
 fn yield_goes_to_the_tail() {
     let mut s = with(100, &[params(4), params(4), params(4)]);
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
-    s.yield_current();
-    assert_eq!(s.schedule(), Some(ThreadId(1)));
-    s.yield_current();
-    assert_eq!(s.schedule(), Some(ThreadId(2)));
-    s.yield_current();
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
+    s.yield_current(0);
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
+    s.yield_current(0);
+    assert_eq!(s.schedule(0), Some(ThreadId(2)));
+    s.yield_current(0);
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     // Yielding with nobody else ready runs the same thread again.
     let mut s = with(100, &[params(4)]);
-    s.schedule();
-    s.yield_current();
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    s.schedule(0);
+    s.yield_current(0);
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     s.check().unwrap();
 }
 
@@ -164,7 +164,7 @@ fn budgets_are_spent_and_replenished_at_period_boundaries() {
     let order = run(&mut s, 15);
     let high = [Some(0), Some(0), Some(1), Some(1), Some(1)];
     assert_eq!(order, [high, high, high].concat());
-    s.schedule();
+    s.schedule(0);
     assert_eq!(s.remaining_budget(ThreadId(0)), Some(2));
     assert_eq!(s.remaining_budget(ThreadId(1)), None);
 
@@ -182,29 +182,29 @@ fn a_depleted_thread_that_blocks_and_wakes_stays_depleted_until_its_period() {
     s.make_ready(ThreadId(0));
     assert!(s.is_depleted(ThreadId(0)));
     assert_eq!(run(&mut s, 9), [Some(1); 9]);
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     // Blocked across a period boundary, it wakes with a full budget.
     s.block(ThreadId(0));
     run(&mut s, 25);
     s.make_ready(ThreadId(0));
     assert_eq!(s.remaining_budget(ThreadId(0)), Some(1));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
 }
 
 #[test]
 fn reconfiguring_moves_a_thread_between_queues() {
     let mut s = with(100, &[params(2), params(2), params(2)]);
     s.configure(ThreadId(2), params(3));
-    assert_eq!(s.schedule(), Some(ThreadId(2)));
+    assert_eq!(s.schedule(0), Some(ThreadId(2)));
     // The running thread drops below a ready one: it is preempted at the next schedule.
     s.configure(ThreadId(2), params(1));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     // Reconfiguring a depleted thread gives it a fresh budget.
     let mut s = with(100, &[budgeted(5, 1, 100)]);
     run(&mut s, 1);
     assert!(s.is_depleted(ThreadId(0)));
     s.configure(ThreadId(0), budgeted(5, 1, 100));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     s.check().unwrap();
 }
 
@@ -223,8 +223,8 @@ fn random_operations_keep_the_invariants() {
         match rng() % 7 {
             0 => s.make_ready(t),
             1 => s.block(t),
-            2 => s.yield_current(),
-            3 | 4 => s.tick(),
+            2 => s.yield_current(0),
+            3 | 4 => s.tick(|_| None),
             5 => {
                 let period = (rng() % 6) as u32;
                 let budget = if period == 0 { 0 } else { 1 + (rng() % period as u64) as u32 };
@@ -233,10 +233,10 @@ fn random_operations_keep_the_invariants() {
             _ => {}
         }
         s.check().unwrap();
-        if let Some(c) = s.schedule() {
-            assert!(s.highest_ready().is_none_or(|p| !p.is_higher_than(s.priority(c))));
+        if let Some(c) = s.schedule(0) {
+            assert!(s.highest_ready(0).is_none_or(|p| !p.is_higher_than(s.priority(c))));
         } else {
-            assert_eq!(s.highest_ready(), None);
+            assert_eq!(s.highest_ready(0), None);
         }
         s.check().unwrap();
     }
@@ -247,22 +247,22 @@ fn a_tick_for_a_donor_is_the_donors() {
     // Thread 0 (priority 0) blocks on a VM exit; thread 1 (priority 9)
     // handles it for three ticks.
     let mut s = with(4, &[params(0), params(9), params(0)]);
-    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
     s.block(ThreadId(1));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
-    s.tick();
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
+    s.tick(|_| None);
     s.block(ThreadId(0));
     s.make_ready(ThreadId(1));
-    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
     for _ in 0..2 {
-        s.tick_for(Some(ThreadId(0)));
+        s.tick(|_| Some(ThreadId(0)));
         s.check().unwrap();
     }
     // The handler's slice is untouched, the donor has one tick left.
     assert_eq!(s.entries[1].slice_left, 4);
     assert_eq!(s.entries[0].slice_left, 1);
     // A runnable donor (not waiting on anyone) is no donor: the tick is the runner's.
-    s.tick_for(Some(ThreadId(2)));
+    s.tick(|_| Some(ThreadId(2)));
     assert_eq!(s.entries[1].slice_left, 3);
 }
 
@@ -270,23 +270,23 @@ fn a_tick_for_a_donor_is_the_donors() {
 fn a_handled_thread_continues_its_turn_or_goes_to_the_tail_with_its_slice_spent() {
     let mut s = with(4, &[params(0), params(0), params(9)]);
     s.block(ThreadId(2));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     s.block(ThreadId(0));
     // Handled at once: it runs again before thread 1, which waited.
     s.resume_turn(ThreadId(0));
     s.check().unwrap();
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     // Its handler spends the rest of its slice: then thread 1 is first.
     s.block(ThreadId(0));
     s.make_ready(ThreadId(2));
-    assert_eq!(s.schedule(), Some(ThreadId(2)));
+    assert_eq!(s.schedule(0), Some(ThreadId(2)));
     for _ in 0..4 {
-        s.tick_for(Some(ThreadId(0)));
+        s.tick(|_| Some(ThreadId(0)));
     }
     s.block(ThreadId(2));
     s.resume_turn(ThreadId(0));
     s.check().unwrap();
-    assert_eq!(s.schedule(), Some(ThreadId(1)));
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
     assert_eq!(s.entries[0].slice_left, 4, "a fresh slice at the tail");
 }
 
@@ -294,20 +294,398 @@ fn a_handled_thread_continues_its_turn_or_goes_to_the_tail_with_its_slice_spent(
 fn a_handler_spends_the_donors_budget() {
     let mut s = with(4, &[budgeted(0, 2, 10), params(9)]);
     s.block(ThreadId(1));
-    assert_eq!(s.schedule(), Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(0)));
     s.block(ThreadId(0));
     s.make_ready(ThreadId(1));
-    assert_eq!(s.schedule(), Some(ThreadId(1)));
-    s.tick_for(Some(ThreadId(0)));
-    s.tick_for(Some(ThreadId(0)));
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
+    s.tick(|_| Some(ThreadId(0)));
+    s.tick(|_| Some(ThreadId(0)));
     assert_eq!(s.remaining_budget(ThreadId(0)), Some(0));
     s.block(ThreadId(1));
     s.resume_turn(ThreadId(0));
     s.check().unwrap();
     assert!(s.is_depleted(ThreadId(0)), "no budget: it waits for its next period");
-    assert_eq!(s.schedule(), None);
+    assert_eq!(s.schedule(0), None);
     for _ in 0..8 {
-        s.tick();
+        s.tick(|_| None);
     }
-    assert_eq!(s.schedule(), Some(ThreadId(0)), "refilled at its next period");
+    assert_eq!(s.schedule(0), Some(ThreadId(0)), "refilled at its next period");
+}
+
+// ---- CPUs ----
+
+const fn tid(i: u16) -> ThreadId {
+    ThreadId(i)
+}
+
+/// Who runs on each of `cpus` on each of the next `n` ticks (one list per CPU).
+fn run_on(s: &mut Scheduler<8>, cpus: &[usize], n: usize) -> Vec<Vec<Option<u16>>> {
+    let mut ran = vec![Vec::new(); cpus.len()];
+    for _ in 0..n {
+        for (i, &cpu) in cpus.iter().enumerate() {
+            ran[i].push(s.schedule(cpu).map(|t| t.0));
+        }
+        s.tick(|_| None);
+        s.check().unwrap();
+    }
+    ran
+}
+
+/// True if `schedule(cpu)` would change nothing: what runs there is the
+/// thread `cpu` should run.
+fn settled(s: &Scheduler<8>, cpu: usize) -> bool {
+    match s.current(cpu) {
+        Some(c) => s.cpu_of(c) == cpu && s.highest_ready(cpu).is_none_or(|p| !p.is_higher_than(s.priority(c))),
+        None => s.highest_ready(cpu).is_none(),
+    }
+}
+
+#[test]
+fn each_cpu_runs_its_own_threads_and_priorities_stay_on_their_cpu() {
+    let mut s = with(4, &[params(1), params(20)]);
+    s.set_cpu(tid(0), 1);
+    s.check().unwrap();
+    assert_eq!(s.schedule(0), Some(tid(1)));
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    assert_eq!((s.running_on(tid(0)), s.running_on(tid(1))), (Some(1), Some(0)));
+    // A higher priority woken on CPU 0 preempts there only.
+    s.configure(tid(2), params(30));
+    s.make_ready(tid(2));
+    s.check().unwrap();
+    assert_eq!(s.schedule(1), Some(tid(0)), "CPU 1 is not preempted");
+    assert_eq!(s.schedule(0), Some(tid(2)));
+    assert_eq!(s.running_on(tid(1)), None);
+    // Priority 1 runs on CPU 1 while priority 20 waits on CPU 0.
+    assert_eq!((s.highest_ready(0), s.highest_ready(1)), (Some(prio(20)), None));
+    assert_eq!(run_on(&mut s, &[0, 1], 6), [[Some(2); 6], [Some(0); 6]]);
+    s.block(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(1)));
+    assert_eq!(s.current(1), Some(tid(0)));
+
+    // Round robin on each CPU, independently.
+    let mut s = with(2, &[params(4), params(4), params(4), params(4), params(4)]);
+    s.set_cpu(tid(2), 1);
+    s.set_cpu(tid(3), 1);
+    s.set_cpu(tid(4), 1);
+    let ran = run_on(&mut s, &[0, 1], 8);
+    assert_eq!(ran[0], [0, 0, 1, 1, 0, 0, 1, 1].map(Some));
+    assert_eq!(ran[1], [2, 2, 3, 3, 4, 4, 2, 2].map(Some));
+    for cpu in 2..MAX_CPUS {
+        assert_eq!(s.current(cpu), None);
+    }
+}
+
+#[test]
+fn moving_a_ready_thread_puts_it_at_the_tail_on_its_new_cpu() {
+    let mut s = with(4, &[params(3), params(3), params(3), params(3)]);
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    s.take_kicks();
+    s.set_cpu(tid(3), 2);
+    assert_eq!(s.take_kicks(), 1 << 2, "woken on an idle CPU");
+    s.set_cpu(tid(1), 2);
+    assert_eq!(s.take_kicks(), 1 << 2, "CPU 2 still runs nothing");
+    s.check().unwrap();
+    assert_eq!((s.cpu_of(tid(1)), s.cpu_of(tid(3)), s.cpu_of(tid(2))), (2, 2, 0));
+    assert_eq!(s.highest_ready(2), Some(prio(3)));
+    // CPU 0 lost thread 1: after thread 0 comes thread 2.
+    s.yield_current(0);
+    assert_eq!(s.schedule(0), Some(tid(2)));
+    // On CPU 2, thread 1 queued behind thread 3.
+    assert_eq!(s.schedule(2), Some(tid(3)));
+    s.yield_current(2);
+    assert_eq!(s.schedule(2), Some(tid(1)));
+    s.check().unwrap();
+
+    // A preempted thread keeps the rest of its slice when it moves.
+    let mut s = with(4, &[params(3), params(3)]);
+    s.configure(tid(2), params(9));
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    s.tick(|_| None);
+    s.make_ready(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(2)));
+    s.set_cpu(tid(0), 1);
+    assert_eq!(s.entries[0].slice_left, 3);
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    s.check().unwrap();
+    // Moving a thread to its home changes nothing.
+    s.take_kicks();
+    s.set_cpu(tid(1), 0);
+    s.set_cpu(tid(0), 1);
+    assert_eq!(s.take_kicks(), 0);
+    assert_eq!((s.current(0), s.current(1), s.highest_ready(0)), (Some(tid(2)), Some(tid(0)), Some(prio(3))));
+}
+
+#[test]
+fn moving_a_depleted_thread_moves_its_wait_for_the_next_period() {
+    let mut s = with(100, &[budgeted(5, 1, 10), params(0)]);
+    assert_eq!(run(&mut s, 1), [Some(0)]);
+    assert!(s.is_depleted(tid(0)));
+    s.take_kicks();
+    s.set_cpu(tid(0), 3);
+    s.check().unwrap();
+    assert_eq!(s.take_kicks(), 0, "a depleted thread is nobody's to run yet");
+    assert!(s.is_depleted(tid(0)) && s.has_depleted());
+    assert_eq!(s.cpu_of(tid(0)), 3);
+    assert_eq!(s.schedule(3), None);
+    // Refilled at its next period, on CPU 3; CPU 0 keeps its thread.
+    for now in 1..10 {
+        assert_eq!(s.schedule(0), Some(tid(1)));
+        assert_eq!(s.schedule(3), None, "tick {now}");
+        s.tick(|_| None);
+        s.check().unwrap();
+    }
+    assert_eq!(s.take_kicks(), 1 << 3);
+    assert!(!s.has_depleted());
+    assert_eq!(s.schedule(3), Some(tid(0)));
+    assert_eq!(s.schedule(0), Some(tid(1)));
+    assert_eq!(s.remaining_budget(tid(0)), Some(1));
+}
+
+#[test]
+fn moving_a_thread_that_is_not_runnable_sets_where_it_will_run() {
+    let mut s = Scheduler::<8>::new(4);
+    s.configure(tid(0), params(5));
+    assert_eq!(s.cpu_of(tid(0)), 0, "home is CPU 0 by default");
+    s.set_cpu(tid(0), 1);
+    assert_eq!(s.take_kicks(), 0);
+    assert!(!s.is_runnable(tid(0)));
+    assert_eq!((s.cpu_of(tid(0)), s.running_on(tid(0))), (1, None));
+    s.make_ready(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.take_kicks(), 1 << 1);
+    assert_eq!((s.highest_ready(0), s.highest_ready(1)), (None, Some(prio(5))));
+    assert_eq!(s.schedule(0), None);
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    // A handled fault's thread resumes its turn at its (new) home too.
+    s.block(tid(0));
+    s.set_cpu(tid(0), MAX_CPUS - 1);
+    s.take_kicks();
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.take_kicks(), 1 << (MAX_CPUS - 1));
+    assert_eq!(s.schedule(1), None);
+    assert_eq!(s.schedule(MAX_CPUS - 1), Some(tid(0)));
+}
+
+#[test]
+fn a_running_thread_moves_when_its_old_cpu_next_schedules() {
+    let mut s = with(4, &[params(3), params(3)]);
+    s.configure(tid(2), params(9));
+    s.set_cpu(tid(2), 2);
+    s.make_ready(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    assert_eq!(s.schedule(2), Some(tid(2)));
+    s.take_kicks();
+
+    s.set_cpu(tid(0), 2);
+    s.check().unwrap();
+    assert_eq!(s.take_kicks(), 1 << 0, "the CPU it runs on is told");
+    assert_eq!((s.cpu_of(tid(0)), s.running_on(tid(0)), s.current(0)), (2, Some(0), Some(tid(0))));
+    // Until CPU 0 schedules, it runs there, and ticks are its own.
+    s.tick(|_| None);
+    s.check().unwrap();
+    assert_eq!(s.entries[0].slice_left, 3);
+    assert_eq!(s.current(0), Some(tid(0)));
+    assert_eq!(s.take_kicks(), 0);
+    // CPU 0 schedules: thread 0 goes to CPU 2's queue with its slice, and CPU 2 is told.
+    assert_eq!(s.schedule(0), Some(tid(1)));
+    s.check().unwrap();
+    assert_eq!(s.take_kicks(), 1 << 2);
+    assert_eq!((s.running_on(tid(0)), s.entries[0].slice_left), (None, 3));
+    assert_eq!(s.highest_ready(2), Some(prio(3)));
+    assert_eq!(s.schedule(2), Some(tid(2)), "priority 9 keeps CPU 2");
+    s.block(tid(2));
+    assert_eq!(s.schedule(2), Some(tid(0)));
+    assert_eq!(s.running_on(tid(0)), Some(2));
+
+    // Moved back before its CPU scheduled: nothing moves.
+    s.take_kicks();
+    s.set_cpu(tid(0), 5);
+    s.set_cpu(tid(0), 2);
+    assert_eq!(s.take_kicks(), 1 << 2);
+    assert_eq!(s.schedule(2), Some(tid(0)));
+    assert_eq!(s.take_kicks(), 0);
+
+    // Yielding, blocking or depleting while the move waits: it goes to its new home.
+    s.set_cpu(tid(0), 4);
+    s.yield_current(2);
+    s.check().unwrap();
+    assert_eq!((s.current(2), s.highest_ready(2), s.highest_ready(4)), (None, None, Some(prio(3))));
+    assert_eq!(s.schedule(4), Some(tid(0)));
+    s.set_cpu(tid(0), 5);
+    s.block(tid(0));
+    assert_eq!(s.current(4), None);
+    s.make_ready(tid(0));
+    assert_eq!(s.highest_ready(5), Some(prio(3)));
+    s.configure(tid(0), budgeted(3, 1, 10));
+    assert_eq!(s.schedule(5), Some(tid(0)));
+    s.set_cpu(tid(0), 6);
+    s.tick(|_| None);
+    s.check().unwrap();
+    assert!(s.is_depleted(tid(0)));
+    assert_eq!(s.current(5), None);
+    assert_eq!(s.cpu_of(tid(0)), 6);
+}
+
+#[test]
+fn kicks_name_the_cpus_that_must_reschedule() {
+    let mut s = Scheduler::<8>::new(2);
+    for (t, p) in [(0, params(5)), (1, params(5)), (2, params(9)), (3, params(1))] {
+        s.configure(tid(t), p);
+        s.set_cpu(tid(t), 1);
+    }
+    assert_eq!(s.take_kicks(), 0, "nothing runnable moved");
+    s.make_ready(tid(0));
+    assert_eq!(s.take_kicks(), 1 << 1, "woken on an idle CPU");
+    assert_eq!(s.take_kicks(), 0, "taking clears");
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    assert_eq!(s.take_kicks(), 0);
+    s.make_ready(tid(1));
+    s.make_ready(tid(3));
+    assert_eq!(s.take_kicks(), 0, "an equal or a lower priority does not preempt");
+    s.make_ready(tid(2));
+    assert_eq!(s.take_kicks(), 1 << 1, "a higher one does");
+    assert_eq!(s.schedule(1), Some(tid(2)));
+    assert_eq!(s.take_kicks(), 0, "preempting puts back without a kick");
+    s.block(tid(2));
+    assert_eq!(s.take_kicks(), 1 << 1, "its running thread blocked (from anywhere)");
+    assert_eq!(s.current(1), None);
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    // Lowered below a ready thread: its CPU is told.
+    s.configure(tid(0), params(0));
+    assert_eq!(s.take_kicks(), 1 << 1);
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    s.configure(tid(1), params(4));
+    assert_eq!(s.take_kicks(), 0, "still above every ready thread");
+    // A slice ends with an equal waiting, on the tick: the CPU is told.
+    s.configure(tid(0), params(4));
+    s.take_kicks();
+    s.tick(|_| None);
+    assert_eq!(s.take_kicks(), 0, "one tick of two");
+    s.tick(|_| None);
+    assert_eq!(s.take_kicks(), 1 << 1);
+    assert_eq!(s.current(1), None);
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    s.check().unwrap();
+    // Depleted on the tick, and refilled above what runs.
+    s.configure(tid(0), budgeted(6, 1, 3));
+    s.tick(|_| None);
+    assert_eq!(s.take_kicks(), 1 << 1, "depleted");
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    s.tick(|_| None);
+    assert_eq!(s.take_kicks(), 0);
+    s.tick(|_| None);
+    assert_eq!(s.take_kicks(), 1 << 1, "refilled above priority 4");
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    s.check().unwrap();
+    // Kicks gather over several CPUs until taken.
+    s.configure(tid(4), params(0));
+    s.configure(tid(5), params(0));
+    s.set_cpu(tid(4), 3);
+    s.set_cpu(tid(5), MAX_CPUS - 1);
+    s.make_ready(tid(4));
+    s.make_ready(tid(5));
+    s.block(tid(0));
+    assert_eq!(s.take_kicks(), 1 << 1 | 1 << 3 | 1 << (MAX_CPUS - 1));
+}
+
+#[test]
+fn a_tick_charges_every_cpus_running_thread() {
+    let mut s = with(100, &[budgeted(5, 2, 10), budgeted(5, 3, 10), params(0), params(0)]);
+    s.set_cpu(tid(1), 1);
+    s.set_cpu(tid(3), 1);
+    let ran = run_on(&mut s, &[0, 1], 12);
+    let (c0, c1) = ([0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0], [1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 1, 1]);
+    assert_eq!((&ran[0][..], &ran[1][..]), (&c0.map(Some)[..], &c1.map(Some)[..]));
+    // Both budgets spent in the same period: both depleted at once.
+    let mut s = with(100, &[budgeted(5, 2, 10), budgeted(5, 2, 10)]);
+    s.set_cpu(tid(1), 1);
+    assert_eq!((s.schedule(0), s.schedule(1)), (Some(tid(0)), Some(tid(1))));
+    s.tick(|_| None);
+    assert_eq!((s.remaining_budget(tid(0)), s.remaining_budget(tid(1))), (Some(1), Some(1)));
+    s.take_kicks();
+    s.tick(|_| None);
+    s.check().unwrap();
+    assert!(s.is_depleted(tid(0)) && s.is_depleted(tid(1)));
+    assert_eq!(s.take_kicks(), 0b11);
+    assert_eq!((s.current(0), s.current(1)), (None, None));
+    assert_eq!(s.now(), 2, "one clock for every CPU");
+}
+
+#[test]
+fn a_donor_pays_for_the_cpu_its_handler_runs_on_only() {
+    // Thread 0 (CPU 1) blocks on a VM exit; thread 1 (CPU 1) handles it
+    // while thread 2 computes on CPU 0.
+    let mut s = with(4, &[params(0), params(9), params(0)]);
+    s.set_cpu(tid(0), 1);
+    s.set_cpu(tid(1), 1);
+    s.block(tid(1));
+    assert_eq!((s.schedule(0), s.schedule(1)), (Some(tid(2)), Some(tid(0))));
+    s.tick(|_| None);
+    s.block(tid(0));
+    s.make_ready(tid(1));
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    let donor_of = |c: ThreadId| (c == tid(1)).then_some(tid(0));
+    for _ in 0..2 {
+        s.tick(donor_of);
+        s.check().unwrap();
+    }
+    assert_eq!((s.entries[0].slice_left, s.entries[1].slice_left), (1, 4), "the donor paid CPU 1's ticks");
+    assert_eq!(s.entries[2].slice_left, 1, "CPU 0's thread paid its own three");
+    // The donor resumes its turn on its own CPU.
+    s.block(tid(1));
+    s.resume_turn(tid(0));
+    assert_eq!((s.schedule(0), s.schedule(1)), (Some(tid(2)), Some(tid(0))));
+    s.check().unwrap();
+}
+
+#[test]
+fn random_operations_on_several_cpus_keep_the_invariants_and_miss_no_kick() {
+    const CPUS: [usize; 4] = [0, 1, 2, MAX_CPUS - 1];
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut s = Scheduler::<8>::new(3);
+    // CPUs told to reschedule that have not yet: only they may run the wrong thread.
+    let mut owed = 0u32;
+    let mut moves = 0;
+    for step in 0..100_000 {
+        let t = tid(rng.u16(0..8));
+        let cpu = CPUS[rng.usize(..CPUS.len())];
+        let op = rng.u32(0..10);
+        match op {
+            0 => s.make_ready(t),
+            1 => s.block(t),
+            2 => s.yield_current(cpu),
+            3 => s.tick(|c| (c.0 % 3 == 0).then_some(tid((c.0 + 1) % 8))),
+            4 => {
+                let period = rng.u32(0..6);
+                let budget = if period == 0 { 0 } else { rng.u32(1..=period) };
+                s.configure(t, budgeted(rng.u64(0..4), budget, period));
+            }
+            5 => {
+                moves += u32::from(s.running_on(t).is_some_and(|on| on != cpu));
+                s.set_cpu(t, cpu);
+            }
+            6 => s.resume_turn(t),
+            _ => {
+                let picked = s.schedule(cpu);
+                owed &= !(1 << cpu);
+                if let Some(p) = picked {
+                    assert_eq!((s.cpu_of(p), s.running_on(p)), (cpu, Some(cpu)), "step {step}");
+                }
+                assert!(settled(&s, cpu), "step {step}: CPU {cpu} did not pick the highest");
+            }
+        }
+        owed |= s.take_kicks();
+        if let Err(e) = s.check() {
+            panic!("step {step}: {e}");
+        }
+        for c in 0..MAX_CPUS {
+            assert!(
+                owed & 1 << c != 0 || settled(&s, c),
+                "step {step} (op {op} on {t:?}, CPU {cpu}): CPU {c} needs a kick it did not get"
+            );
+        }
+        assert_eq!(owed & !CPUS.iter().fold(0, |m, &c| m | 1 << c), 0, "step {step}: a kick for an unused CPU");
+    }
+    assert!(moves > 100, "only {moves} running threads moved");
 }

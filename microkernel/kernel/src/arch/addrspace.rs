@@ -75,15 +75,17 @@ impl AddressSpace {
         let active = self.is_active();
         let mut mem = DirectMap;
         let mut mapper = Mapper::new(&mut mem, self.root);
-        mapper.unmap(virt, len, |page, _| {
+        let unmapped = mapper.unmap(virt, len, |page, _| {
             if active {
                 // SAFETY: invalidating a TLB entry has no other effect.
                 unsafe { x86::tlb::flush(page as usize) };
             }
-        })
-        // An inactive space has no TLB entries on this CPU: without PCIDs a
+        });
+        // An inactive space has no TLB entries on a CPU: without PCIDs a
         // CR3 load flushes all non-global entries, and user pages are never
-        // global. (SMP will need a shootdown here.)
+        // global. Other CPUs that have it loaded flush before this returns.
+        super::ipi::shoot_down_space(self.root);
+        unmapped
     }
 
     /// Unmaps whatever pages `[virt, virt+len)` has (teardown: it cannot fail).
@@ -98,6 +100,7 @@ impl AddressSpace {
                 unsafe { x86::tlb::flush(page as usize) };
             }
         });
+        super::ipi::shoot_down_space(self.root);
     }
 
     fn is_active(&self) -> bool {
@@ -110,7 +113,10 @@ impl AddressSpace {
             // SAFETY: the kernel half is identical in every space; leaving
             // for the boot tables changes nothing the kernel uses.
             unsafe { x86::controlregs::cr3_write(kernel_root()) };
+            super::ipi::loaded_space(kernel_root());
         }
+        // No CPU may hold (or walk) tables that are freed.
+        super::ipi::leave_space_everywhere(self.root);
         super::memory::free_user_tables(self.root);
     }
 
@@ -120,6 +126,7 @@ impl AddressSpace {
             // SAFETY: `root` is a complete top-level table whose kernel half
             // is the kernel's own, so the kernel keeps running unchanged.
             unsafe { x86::controlregs::cr3_write(self.root) };
+            super::ipi::loaded_space(self.root);
         }
     }
 }

@@ -49,6 +49,9 @@ const ICR_TRIGGER_LEVEL: u32 = 1 << 15;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// The boot CPU's calibrated timer count per tick: every CPU ticks alike.
+static COUNTS_PER_TICK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+const ICR_DELIVERY_FIXED: u32 = 0;
 static LAPIC: spin::Once<u64> = spin::Once::new();
 
 fn register(offset: usize) -> Option<VolatilePtr<'static, u32>> {
@@ -126,6 +129,7 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
     TSC_HZ.store(tsc_elapsed * (1_000_000 / CALIBRATION_US), Ordering::Relaxed);
     let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ).unwrap_or(u32::MAX).max(1);
 
+    COUNTS_PER_TICK.store(counts_per_tick, Ordering::Relaxed);
     write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
     write(reg::TIMER_INITIAL, counts_per_tick);
     Ok(TimerInfo {
@@ -175,6 +179,25 @@ pub fn init_ap() -> u32 {
     id()
 }
 
+/// Starts this AP's periodic timer at the boot CPU's rate: its ticks are
+/// preemption points only (the boot CPU's count the time, [`on_timer`]).
+pub fn start_ap_timer() {
+    write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+    write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
+    write(reg::TIMER_INITIAL, COUNTS_PER_TICK.load(Ordering::Relaxed).max(1));
+}
+
+/// A fixed interrupt with `vector` to APIC `dest` (a reschedule, kick or
+/// request: `ipi`).
+pub fn send_fixed(dest: u32, vector: u8) {
+    send_ipi(dest, ICR_DELIVERY_FIXED | ICR_LEVEL_ASSERT | u32::from(vector));
+}
+
+/// Acknowledges the interrupt in service (an IPI).
+pub fn end_of_interrupt() {
+    write(reg::EOI, 0);
+}
+
 /// Sends an IPI (`low` is the ICR's low word) to APIC `dest`; false if it
 /// was still pending after a bounded wait.
 fn send_ipi(dest: u32, low: u32) -> bool {
@@ -210,9 +233,12 @@ pub fn delay_us(us: u64) {
     }
 }
 
-/// Timer interrupt: count the tick and acknowledge it.
+/// Timer interrupt: the boot CPU counts the tick (one clock for the whole
+/// kernel); on every CPU it is acknowledged.
 pub fn on_timer() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    if super::percpu::index() == 0 {
+        TICKS.fetch_add(1, Ordering::Relaxed);
+    }
     write(reg::EOI, 0);
 }
 

@@ -100,6 +100,19 @@ pub fn cr3() -> u64 {
     unsafe { x86::controlregs::cr3() }
 }
 
+/// Loads CR3 with `root`, a complete top-level table whose kernel half is
+/// the kernel's own.
+pub fn load_cr3(root: u64) {
+    // SAFETY: every root the kernel loads maps the kernel half identically
+    // (callers pass a task's root or the kernel's), so ring 0 runs on.
+    unsafe { x86::controlregs::cr3_write(root) };
+}
+
+/// Loads CR3 again: flushes every non-global TLB entry of this CPU.
+pub fn reload_cr3() {
+    load_cr3(cr3());
+}
+
 /// Waits for the next interrupt with interrupts enabled.
 pub fn wait_for_interrupt() {
     // SAFETY: `sti; hlt` is the standard idle; the IDT is loaded before this

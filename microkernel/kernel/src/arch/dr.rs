@@ -15,11 +15,15 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The VP (by its extended-state frame, `VpHardware`'s name for it) whose DR0-DR3 the hardware holds (0: none).
-static OWNER: AtomicU64 = AtomicU64::new(0);
+static OWNERS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+
+fn owner() -> &'static AtomicU64 {
+    super::percpu::local(&OWNERS)
+}
 
 /// Loads `dr` into DR0-DR3 unless VP `id` owns them already.
 pub fn load(id: u64, dr: &[u64; 4]) {
-    if OWNER.swap(id, Ordering::Relaxed) == id {
+    if owner().swap(id, Ordering::Relaxed) == id {
         return;
     }
     // SAFETY: DR0-DR3 only hold addresses; the host's DR7 enables no
@@ -46,5 +50,5 @@ pub fn save(dr: &mut [u64; 4]) {
 /// VP `id`'s values changed outside the hardware (or it goes away): load
 /// them afresh next time.
 pub fn forget(id: u64) {
-    let _ = OWNER.compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = owner().compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
 }

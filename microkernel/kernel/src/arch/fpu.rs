@@ -27,7 +27,11 @@ use x86::controlregs::{Cr0, Cr4, cr0, cr0_write, cr4, cr4_write};
 
 /// Physical address of the save area whose state the registers hold
 /// (0: none that must be kept).
-static OWNER: AtomicU64 = AtomicU64::new(0);
+static OWNERS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+
+fn owner() -> &'static AtomicU64 {
+    super::percpu::local(&OWNERS)
+}
 
 /// How this CPU saves extended state.
 struct Layout {
@@ -180,15 +184,15 @@ pub fn init(area: u64) {
 /// previous owner's), then the VP's XCR0. TS is set again on return, so
 /// the host state VMRUN saves has it.
 pub fn load(area: u64, guest_xcr0: u64) {
-    let owner = OWNER.load(Ordering::Relaxed);
-    if owner != area {
+    let previous = owner().load(Ordering::Relaxed);
+    if previous != area {
         window(|layout| {
-            if owner != 0 {
-                save(layout, owner);
+            if previous != 0 {
+                save(layout, previous);
             }
             restore(layout, area);
         });
-        OWNER.store(area, Ordering::Relaxed);
+        owner().store(area, Ordering::Relaxed);
     }
     if guest_xcr0 != XCR0_RESET {
         xsetbv(guest_xcr0);
@@ -220,7 +224,7 @@ fn xgetbv() -> u64 {
 
 /// Makes `area` hold the VP's current state (before it is read).
 fn sync(area: u64) {
-    if OWNER.load(Ordering::Relaxed) == area {
+    if owner().load(Ordering::Relaxed) == area {
         window(|layout| save(layout, area));
     }
 }
@@ -276,10 +280,17 @@ pub fn set_xmm(area: u64, n: usize, low: u64, high: u64) {
         page[at + 8..at + 16].copy_from_slice(&high.to_le_bytes());
     });
     // The registers no longer hold the truth: reload from the area.
-    let _ = OWNER.compare_exchange(area, 0, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = owner().compare_exchange(area, 0, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// The VP goes away: its state no longer needs saving.
 pub fn forget(area: u64) {
-    let _ = OWNER.compare_exchange(area, 0, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = owner().compare_exchange(area, 0, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// Saves `area`'s state if this CPU's registers hold it, and lets go of
+/// it: the VP is about to run, or be read, on another CPU.
+pub fn give_up(area: u64) {
+    sync(area);
+    forget(area);
 }

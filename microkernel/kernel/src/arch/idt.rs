@@ -113,7 +113,7 @@ pub(crate) use restore_trap_gprs;
 global_asm!(
     r#"
     .section .text
-    .irp vec, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,255
+    .irp vec, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,33,255
     .balign 16
 isr_\vec:
     push 0
@@ -195,7 +195,7 @@ isr_save_gprs:
     .balign 8
     .global isr_table
 isr_table:
-    .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32
+    .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33
     .quad isr_\vec
     .endr
     .global isr_device_table
@@ -211,7 +211,7 @@ isr_spurious:
 );
 
 unsafe extern "C" {
-    static isr_table: [u64; 33];
+    static isr_table: [u64; 34];
     static isr_device_table: [u64; 32];
     static isr_spurious: u64;
 }
@@ -226,11 +226,11 @@ fn gate(handler: u64, ist: u8) -> Descriptor64 {
     builder.finish()
 }
 
-/// Installs the exception, timer and spurious vectors and loads the IDT.
+/// Installs the exception, timer, IPI and spurious vectors and loads the IDT.
 pub fn init() {
     // SAFETY: boot CPU, interrupts disabled: nothing else touches the IDT
     // while it is written. The stub table comes from the assembly above and
-    // has exactly 33 entries; the IDT is a static, so it outlives its use.
+    // has exactly 34 entries; the IDT is a static, so it outlives its use.
     unsafe {
         let stubs = &*addr_of!(isr_table);
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
@@ -268,6 +268,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         v if v == u64::from(TIMER_VECTOR) => super::apic::on_timer(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if v == u64::from(super::ipi::IPI_VECTOR) => {
+            super::apic::end_of_interrupt();
+            super::ipi::serve();
+        }
         v if device_gsi(v).is_some() => super::apic::on_device_interrupt(device_gsi(v).unwrap_or(0)),
         NMI_VECTOR => super::nmi::on_nmi(frame.cs & 3 != 0),
         MACHINE_CHECK_VECTOR => super::mce::on_exception(frame.rip, frame.cs & 3 != 0),

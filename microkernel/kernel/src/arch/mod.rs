@@ -27,6 +27,7 @@ pub mod idt;
 pub mod io;
 #[allow(unsafe_code)]
 pub mod ioapic;
+pub mod ipi;
 #[allow(unsafe_code)]
 pub mod mce;
 #[allow(unsafe_code)]
@@ -47,6 +48,7 @@ pub mod start;
 pub mod svm;
 #[allow(unsafe_code)]
 pub mod virt;
+#[allow(unsafe_code)]
 pub mod vm;
 // `unsafe` is allowed in the submodules that need it (`vmx/mod.rs`).
 pub mod vmx;

@@ -95,6 +95,11 @@ fn current() -> *mut PerCpu {
     ptr as *mut PerCpu
 }
 
+/// This CPU's entry of a per-CPU table.
+pub fn local<T>(table: &'static [T; MAX_CPUS]) -> &'static T {
+    &table[index()]
+}
+
 /// This CPU's index in every per-CPU table.
 pub fn index() -> usize {
     let index: u64;

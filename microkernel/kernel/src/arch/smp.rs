@@ -1,4 +1,4 @@
-//! Starting the application processors (APs), and parking them.
+//! Starting the application processors (APs).
 //!
 //! The boot CPU starts each usable CPU of the MADT in turn with INIT,
 //! STARTUP, STARTUP (SDM Vol. 3A §8.4.4, "MP initialization"; the same on
@@ -11,11 +11,9 @@
 //! shared IDT, switches to the kernel's tables (dropping the identity
 //! mapping), hardens its control registers as the boot CPU did, enables
 //! machine checks, its local APIC (every local interrupt masked) and VMX or
-//! SVM, reports, and parks in `cli; hlt` for good.
-//!
-//! Nothing runs on an AP yet: the kernel has no concurrency design, so once
-//! an AP reports online it touches no shared kernel state. NMIs wake it
-//! and are counted (`nmi`), then it halts again.
+//! SVM, reports, and waits until the boot CPU starts scheduling; from then
+//! on it schedules threads and VPs like the boot CPU (`trap::run_ap`),
+//! under the one kernel lock.
 
 use super::acpi;
 use super::{apic, cpu, gdt, idt, memory, percpu};
@@ -205,9 +203,18 @@ extern "sysv64" fn ap_entry(index: u64) -> ! {
     percpu::set_apic_id(apic_id);
     let virt = super::vm::backend().map(|_| super::vm::enable());
     *slot.report.lock() = Some(ApReport { apic_id, nx, mce_banks: mce.exceptions.then_some(mce.banks), virt });
-    // From here on this CPU touches no shared kernel state.
     slot.state.store(ApState::Online.code(), Ordering::Release);
-    cpu::park()
+    crate::trap::run_ap(apic_id)
+}
+
+/// CPUs the kernel runs on: the boot CPU and every AP that came online.
+pub fn cpu_count() -> u32 {
+    1 + SLOTS.iter().skip(1).filter(|s| state(s) == ApState::Online).count() as u32
+}
+
+/// Whether CPU `index` is the boot CPU or an AP that came online.
+pub fn is_online(index: usize) -> bool {
+    index == 0 || SLOTS.get(index).is_some_and(|s| state(s) == ApState::Online)
 }
 
 /// Takes `pages` frames for good and returns the top of their direct-map
@@ -311,11 +318,11 @@ fn describe(index: usize, report: &ApReport) {
     let nx = if report.nx { "" } else { ", NX OFF" };
     match report.mce_banks {
         Some(banks) => println!(
-            "smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}, machine checks on ({banks} banks){nx}; parked",
+            "smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}, machine checks on ({banks} banks){nx}",
             report.apic_id
         ),
         None => {
-            println!("smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}{nx}; parked", report.apic_id)
+            println!("smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}{nx}", report.apic_id)
         }
     }
 }

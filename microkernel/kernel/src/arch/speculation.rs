@@ -56,7 +56,7 @@ pub static VERW_SELECTOR: u16 = super::gdt::KERNEL_DATA.bits();
 static IBPB: AtomicBool = AtomicBool::new(false);
 static L1D_FLUSH: AtomicBool = AtomicBool::new(false);
 /// The trust domain that last ran ([`Domain::code`]).
-static LAST_DOMAIN: AtomicU64 = AtomicU64::new(Domain::NONE);
+static LAST_DOMAINS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(Domain::NONE) }; super::smp::MAX_CPUS];
 
 /// What this CPU says about its speculation (CPUID, ARCH_CAPABILITIES).
 fn read_cpu(info: &CpuInfo) -> CpuSpeculation {
@@ -92,7 +92,7 @@ fn fill_rsb() {
 
 /// `domain` is about to run: a barrier if it is not the one that ran last.
 pub fn enter(domain: Domain) {
-    if !domain.crosses_from(LAST_DOMAIN.swap(domain.code(), Relaxed)) {
+    if !domain.crosses_from(super::percpu::local(&LAST_DOMAINS).swap(domain.code(), Relaxed)) {
         return;
     }
     if IBPB.load(Relaxed) {

@@ -168,7 +168,6 @@ unsafe extern "C" {
 /// shares (all ones: every port and MSR access exits), and the VMSAVE area
 /// of the CPU guests run on (the boot CPU, for now).
 struct Host {
-    host_vmcb: u64,
     iopm: u64,
     msrpm: u64,
     /// The CPU saves the next instruction's RIP on instruction intercepts.
@@ -180,6 +179,8 @@ static HOST: spin::Once<Host> = spin::Once::new();
 /// Each CPU's host save area (VM_HSAVE_PA, by `percpu::index`), 0 until
 /// SVM is on there.
 static HOST_SAVE_AREAS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+/// Each CPU's VMSAVE/VMLOAD area for the host's own state around VMRUN.
+static HOST_VMCBS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
 
 /// Turns SVM on for this CPU: the shared state once, then EFER.SVME and
 /// this CPU's host save area. Idempotent.
@@ -190,7 +191,7 @@ pub fn enable() -> Result<(), &'static str> {
     }
     let page = |n| memory::alloc_frames(n).map(Frames::leak).ok_or("out of memory for SVM host state");
     HOST.try_call_once(|| {
-        let (host_vmcb, iopm, msrpm) = (page(1)?, page(4)?, page(2)?);
+        let (iopm, msrpm) = (page(4)?, page(2)?);
         memory::fill_phys(iopm, 3 * 4096, 0xff);
         memory::fill_phys(msrpm, 2 * 4096, 0xff);
         // The syscall and segment-base MSRs are the guest's own: VMLOAD and
@@ -203,9 +204,9 @@ pub fn enable() -> Result<(), &'static str> {
             }
         }
         let nrip_save = matches!(crate::boot::virt_support(), Some(VirtSupport::Svm(s)) if s.features.nrip_save());
-        Ok::<_, &'static str>(Host { host_vmcb, iopm, msrpm, nrip_save })
+        Ok::<_, &'static str>(Host { iopm, msrpm, nrip_save })
     })?;
-    let save_area = page(1)?;
+    let (save_area, host_vmcb) = (page(1)?, page(1)?);
     // SAFETY: enabling SVM (the CPU has it: `virt::detect` said so and
     // VM_CR.SVMDIS is clear) and pointing the host save area at a page the
     // kernel owns for good.
@@ -213,6 +214,7 @@ pub fn enable() -> Result<(), &'static str> {
         wrmsr(msr::IA32_EFER, rdmsr(msr::IA32_EFER) | EFER_SVME);
         wrmsr(msr::VM_HSAVE_PA, save_area);
     }
+    HOST_VMCBS[cpu].store(host_vmcb, Relaxed);
     HOST_SAVE_AREAS[cpu].store(save_area, Relaxed);
     Ok(())
 }
@@ -326,10 +328,11 @@ fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit {
         clear_gif();
         super::nmi::send_test_nmi(super::nmi::TestPoint::WorldSwitch);
     }
+    let host_vmcb = super::percpu::local(&HOST_VMCBS).load(Relaxed);
     // SAFETY: `vmcb` is a VMCB initialised by `init_vmcb` whose nested page
     // tables map only memory given to the partition; `host_vmcb` is this
     // CPU's VMSAVE area. The switch returns with host state restored.
-    unsafe { svm_world_switch(vmcb, gprs, host.host_vmcb) };
+    unsafe { svm_world_switch(vmcb, gprs, host_vmcb) };
     with_vmcb(vmcb, |v| {
         v.control.tlb_control = TlbControl::DO_NOTHING;
         let exit = decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip);
@@ -505,6 +508,11 @@ impl VpOps for Vp {
 
     fn intercept_debug_registers(&mut self, on: bool) {
         intercept_debug_registers(self.vmcb.start(), on);
+    }
+
+    fn leave_cpu(&mut self) -> u64 {
+        // A VMCB is memory only (no clean bits are set): nothing to clear.
+        0
     }
 
     fn release(self) {

@@ -5,6 +5,7 @@
 //! named by TLFS register names.
 
 use super::{memory, svm};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kerncore::event::Interruption;
 use kerncore::frames::Frames;
 use kerncore::intercept::IoPortAccess;
@@ -141,6 +142,9 @@ pub trait VpOps: Sized {
     fn execution_state(&mut self) -> ExecutionState;
     /// Intercepts (or stops intercepting) every debug-register access.
     fn intercept_debug_registers(&mut self, on: bool);
+    /// The VP moves to another CPU: returns the VMCS its old CPU must
+    /// VMCLEAR (0: nothing to clear); its next entry starts afresh.
+    fn leave_cpu(&mut self) -> u64;
     /// Forgets the VP in the hardware and frees its frame.
     fn release(self);
 }
@@ -201,6 +205,10 @@ impl BackendVp {
         on_backend!(self, b => b.intercept_debug_registers(on))
     }
 
+    fn leave_cpu(&mut self) -> u64 {
+        on_backend!(self, b => b.leave_cpu())
+    }
+
     fn release(self) {
         on_backend!(self, b => b.release())
     }
@@ -219,6 +227,38 @@ pub struct VpHardware {
     dr: [u64; 4],
     dr_active: bool,
     pub gprs: GuestGprs,
+    /// The CPU whose caches may hold its state (VMCS, extended state).
+    cpu: usize,
+    /// It came from another CPU: flush what this one cached for its tags.
+    moved: bool,
+}
+
+/// Per CPU: the VP (`VpHardware::id`) that ran last.
+static LAST_VP: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+
+/// Gives up VP state on this CPU for the lock holder on another
+/// (`ipi::release_vp_on`): VMCLEAR `vmcs` (0: none), save the extended
+/// state of area `id` if the registers hold it, forget its DR0-DR3.
+pub fn release_here(vmcs: u64, id: u64) {
+    if vmcs != 0 {
+        super::vmx::release_here(vmcs);
+    }
+    super::fpu::give_up(id);
+    super::dr::forget(id);
+    let _ = super::percpu::local(&LAST_VP).compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// Runs the guest of `hw`, which the caller [`prepare`](VpHardware::prepare)d,
+/// after dropping the kernel lock; host interrupts that arrived are left
+/// pending.
+pub fn run_unlocked(hw: *mut VpHardware, flush: bool) -> Exit {
+    // SAFETY: `hw` points into the static kernel state, where the VP stays
+    // until it is destroyed. This CPU announced it in guest mode
+    // (`ipi::leaving`) before it dropped the lock, and every other CPU
+    // claims a VP (`VpHardware::claim`, under the lock) before it touches
+    // or frees it, which waits until this CPU is back (`ipi::back`): until
+    // then this is the only access.
+    unsafe { (*hw).run(flush) }
 }
 
 /// Frames a VP's hardware state takes (the VMCB or VMCS and the
@@ -234,7 +274,46 @@ impl VpHardware {
             return None;
         };
         super::fpu::init(fpu.start());
-        Some(VpHardware { backend, fpu, xcr0: XCR0_RESET, dr: [0; 4], dr_active: false, gprs: GuestGprs::default() })
+        Some(VpHardware {
+            backend,
+            fpu,
+            xcr0: XCR0_RESET,
+            dr: [0; 4],
+            dr_active: false,
+            gprs: GuestGprs::default(),
+            cpu: super::percpu::index(),
+            moved: false,
+        })
+    }
+
+    /// Makes this CPU the only one with the VP's state, before anything
+    /// reads or writes it: waits until no other CPU runs it in guest mode
+    /// (kicking it out), then has the CPU it last ran on give its state up.
+    /// Only the holder of the kernel lock calls this.
+    fn claim(&mut self) {
+        super::ipi::wait_out(super::ipi::Outside::Guest(self.id()));
+        let here = super::percpu::index();
+        if self.cpu != here {
+            let vmcs = self.backend.leave_cpu();
+            super::ipi::release_vp_on(self.cpu, vmcs, self.id());
+            (self.cpu, self.moved) = (here, true);
+        }
+    }
+
+    /// Claims the VP for an entry on this CPU; returns whether the entry
+    /// must flush its TLB tags: `flush` (mappings changed), a VP new to
+    /// this CPU, or (SVM, whose ASID is the partition's) another VP ran
+    /// here since.
+    pub fn prepare(&mut self, flush: bool) -> bool {
+        self.claim();
+        let switched = super::percpu::local(&LAST_VP).swap(self.id(), Ordering::Relaxed) != self.id();
+        let shared_tag = matches!(self.backend, BackendVp::Svm(_));
+        flush || core::mem::take(&mut self.moved) || (switched && shared_tag)
+    }
+
+    /// The name `ipi` and `dr` know this VP by.
+    pub fn name(&self) -> u64 {
+        self.id()
     }
 
     /// The VP's name for `dr`.
@@ -245,6 +324,7 @@ impl VpHardware {
     /// Prepares the state for a partition whose second-level tables are at
     /// `slat_root`, tagged `tag` (ASID or VPID).
     pub fn init(&mut self, slat_root: u64, tag: u32) {
+        self.claim();
         self.backend.init(slat_root, tag);
         // As after INIT: XCR0 and DR0-DR3 at their reset values (x87 and
         // SSE state is kept), debug registers intercepted again.
@@ -254,9 +334,8 @@ impl VpHardware {
         super::dr::forget(self.id());
     }
 
-    /// Runs the guest until it exits. Host interrupts that arrived are left
-    /// pending for the caller.
-    pub fn run(&mut self, flush: bool) -> Exit {
+    /// Runs the guest until it exits (see [`run_unlocked`]).
+    fn run(&mut self, flush: bool) -> Exit {
         super::fpu::load(self.fpu.start(), self.xcr0);
         if self.dr_active {
             super::dr::load(self.id(), &self.dr);
@@ -272,6 +351,7 @@ impl VpHardware {
     /// Stops intercepting debug-register accesses: from the next entry the
     /// VP's DR0-DR3 are in the hardware whenever it runs.
     pub fn activate_debug_registers(&mut self) {
+        self.claim();
         if !self.dr_active {
             self.dr_active = true;
             super::dr::forget(self.id());
@@ -286,6 +366,7 @@ impl VpHardware {
     }
 
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        self.claim();
         if let Some(n) = name.xmm_index() {
             return Some(super::fpu::xmm(self.fpu.start(), n));
         }
@@ -298,6 +379,7 @@ impl VpHardware {
     }
 
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
+        self.claim();
         if let Some(n) = name.xmm_index() {
             super::fpu::set_xmm(self.fpu.start(), n, low, high);
             return true;
@@ -345,24 +427,29 @@ impl VpHardware {
     /// Injects `event` at the next entry if the guest can take it now
     /// (true); otherwise arranges an interrupt-window exit (false).
     pub fn inject(&mut self, event: &Interruption) -> bool {
+        self.claim();
         self.backend.inject(event)
     }
 
     /// XMM0..XMM5 as (low, high): what an XMM fast hypercall passes.
     pub fn xmm_fast(&mut self) -> [[u64; 2]; 6] {
+        self.claim();
         super::fpu::xmm_fast(self.fpu.start())
     }
 
     /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
     pub fn request_window(&mut self, open: bool) {
+        self.claim();
         self.backend.request_window(open)
     }
 
     pub fn execution_state(&mut self) -> ExecutionState {
+        self.claim();
         self.backend.execution_state()
     }
 
-    pub fn release(self) {
+    pub fn release(mut self) {
+        self.claim();
         super::fpu::forget(self.fpu.start());
         super::dr::forget(self.id());
         memory::free_frames(self.fpu);

@@ -153,6 +153,8 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
             let thread = ThreadId(expect(cap, ObjectType::THREAD, control())? as u16);
             k.ipc.suspend(thread).map_err(|_| ErrorCode::INVALID_STATE)?;
             k.threads[usize::from(thread.0)].started = false;
+            // Suspended means off every CPU once this returns.
+            crate::arch::ipi::wait_out(crate::arch::ipi::Outside::User(thread.0));
             done()
         }
         Operation::SCHED_CONFIGURE => {
@@ -165,6 +167,19 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
             sc.params = params;
             if let Some(thread) = sc.bound {
                 k.ipc.configure(thread, params).map_err(|_| ErrorCode::INVALID_STATE)?;
+            }
+            done()
+        }
+        Operation::SCHED_SET_CPU => {
+            let index = expect(cap, ObjectType::SCHED_CONTEXT, control())? as usize;
+            let cpu = usize::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            if !crate::arch::smp::is_online(cpu) {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            let sc = k.sched[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            sc.cpu = cpu;
+            if let Some(thread) = sc.bound {
+                k.ipc.set_cpu(thread, cpu);
             }
             done()
         }
@@ -515,8 +530,9 @@ pub(super) fn sched_context(k: &Kernel, cspace: CSpace, t: ThreadId, value: u64)
 /// default parameters) and applies its parameters. The context `t` was
 /// bound to before is left unbound, so it no longer steers `t`.
 pub(super) fn bind_sched(k: &mut Kernel, t: ThreadId, context: Option<usize>) -> Result<(), ErrorCode> {
-    let params = context.and_then(|i| k.sched[i]).map_or(SchedParams::DEFAULT, |c| c.params);
+    let (params, cpu) = context.and_then(|i| k.sched[i]).map_or((SchedParams::DEFAULT, 0), |c| (c.params, c.cpu));
     k.ipc.configure(t, params).map_err(|_| ErrorCode::INVALID_STATE)?;
+    k.ipc.set_cpu(t, cpu);
     for (i, sc) in k.sched.iter_mut().enumerate() {
         if let Some(sc) = sc {
             if Some(i) == context {

@@ -189,12 +189,14 @@ pub struct SchedContext {
     /// The most it may be configured with (`SCHED_LIMIT` only lowers it).
     pub ceiling: Ceiling,
     pub bound: Option<ThreadId>,
+    /// The CPU its thread runs on (seL4 MCS: a context belongs to a core).
+    pub cpu: usize,
 }
 
 impl SchedContext {
-    /// A new context under `ceiling`, at the least it permits.
+    /// A new context under `ceiling`, at the least it permits, on the boot CPU.
     pub const fn new(ceiling: Ceiling) -> SchedContext {
-        SchedContext { params: ceiling.lowest(), ceiling, bound: None }
+        SchedContext { params: ceiling.lowest(), ceiling, bound: None, cpu: 0 }
     }
 }
 
@@ -543,7 +545,7 @@ impl Kernel {
     pub fn unmap_guest(&mut self, partition: u32, gpa: u64, pages: u64) {
         let Some(p) = self.partitions.get_mut(partition as usize).and_then(Option::as_mut) else { return };
         crate::arch::vm::slat::unmap_present(p.backend, p.root, gpa, pages.saturating_mul(PAGE_SIZE));
-        p.flush = true;
+        p.shoot_down(partition);
     }
 
     /// Checks an unmap of `[at, at + pages)` from `owner` before anything

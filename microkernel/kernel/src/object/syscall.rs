@@ -125,7 +125,7 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
         }
         Sysnum::YIELD => {
             k.ipc.complete(t, SyscallResult::OK);
-            k.ipc.yield_current();
+            k.ipc.yield_current(crate::arch::percpu::index());
             Ok(())
         }
         Sysnum::GET_TICKS => {

@@ -21,7 +21,9 @@
 mod ring0;
 
 use super::Kernel;
+use crate::arch::ipi;
 use crate::arch::vm::{self as hw, Access, Backend, ExitReason, VpHardware};
+use crate::trap::KernelGuard;
 use abi::{ErrorCode, VpStopReason, VpStopReport, labels};
 use kerncore::event::Interruption;
 use kerncore::intercept::IoDirection;
@@ -45,11 +47,35 @@ pub struct Partition {
     pub root: u64,
     /// ASID or VPID.
     pub tag: u32,
-    /// Mappings changed since the VPs last ran: flush their TLBs.
-    pub flush: bool,
+    /// CPUs that must flush the partition's TLB tags before they run one of
+    /// its VPs again (its mappings changed, or a guest asked for a flush).
+    pub flush: u32,
     /// An uncorrected machine check hit while one of its VPs ran: none of
     /// them runs again (`arch::mce`).
     pub machine_check: bool,
+}
+
+/// Every CPU's bit in [`Partition::flush`].
+const ALL_CPUS: u32 = u32::MAX;
+
+impl Partition {
+    /// Whether this CPU must flush before running one of the partition's
+    /// VPs; it will have, once the entry this is asked for happens.
+    fn take_flush(&mut self, cpu: usize) -> bool {
+        let bit = 1 << cpu;
+        let due = self.flush & bit != 0;
+        self.flush &= !bit;
+        due
+    }
+
+    /// Every CPU flushes the partition's TLB tags before it runs one of its
+    /// VPs again, and none still runs one on translations from before
+    /// this call once it returns (a TLB shootdown: TLFS 9.4 says a flush
+    /// is complete when the hypercall returns).
+    pub fn shoot_down(&mut self, index: u32) {
+        self.flush = ALL_CPUS;
+        ipi::wait_out_of_partition(index);
+    }
 }
 
 /// Report the cost of exits handled in ring 0 (boot option `bench`).
@@ -441,7 +467,8 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     let index = k.partitions.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
     let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
     // Tag 0 (ASID or VPID) is the host's.
-    k.partitions[index] = Some(Partition { backend, root, tag: index as u32 + 1, flush: true, machine_check: false });
+    k.partitions[index] =
+        Some(Partition { backend, root, tag: index as u32 + 1, flush: ALL_CPUS, machine_check: false });
     Ok(index as u32)
 }
 
@@ -508,7 +535,7 @@ pub fn invoke(
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
             let (mapped, tables) = hw::slat::map(p.backend, p.root, gpa, phys, pages * PAGE_SIZE, rights, budget);
-            p.flush = true;
+            p.flush = ALL_CPUS;
             // Tables a refused map added stay (empty) and are paid for all the same.
             k.charge_tables(owner, tables);
             mapped.map_err(|e| match e {
@@ -532,13 +559,13 @@ pub fn invoke(
             k.check_unmap(owner, gpa, pages)?;
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             hw::slat::unmap(p.backend, p.root, gpa, len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
-            p.flush = true;
+            p.shoot_down(partition);
             k.record_unmap(owner, gpa, pages);
             done()
         }
         Operation::PARTITION_FLUSH_TLB => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;
-            k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.flush = true;
+            k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.shoot_down(partition);
             done()
         }
         Operation::VP_CONFIGURE => {
@@ -583,7 +610,7 @@ pub fn invoke(
                 *a = message_word(k, t, &mr, i)?;
             }
             // A running VP's state is the CPU's; only an interruption can be
-            // posted to it (on one CPU it is never in guest mode meanwhile).
+            // posted to it (ring 0 keeps it, and kicks the VP's CPU).
             let only_events = op == Operation::VP_SET_REGISTERS
                 && args[1..1 + 3 * count]
                     .chunks_exact(3)
@@ -598,6 +625,11 @@ pub fn invoke(
             }
             if op == Operation::VP_SET_REGISTERS {
                 set_registers(vcpu, &args[..1 + 3 * count])?;
+                if running {
+                    // In guest mode on another CPU: out, so that the next
+                    // entry delivers the interruption.
+                    ipi::kick_out(ipi::Outside::Guest(vcpu.hw.name()));
+                }
                 wake_if_halted(k, thread);
                 return done();
             }
@@ -635,6 +667,8 @@ pub fn invoke(
             k.threads[usize::from(thread.0)].started = false;
             if let Some(vcpu) = k.vcpu_of(thread).and_then(|v| k.vcpus[v as usize].as_mut()) {
                 (vcpu.halted, vcpu.awaiting, vcpu.report) = (false, None, None);
+                // Suspended means out of guest mode once this returns.
+                ipi::wait_out(ipi::Outside::Guest(vcpu.hw.name()));
             }
             done()
         }
@@ -749,10 +783,12 @@ fn machine_check(k: &mut Kernel, v: u32) -> bool {
 }
 
 /// Runs VP thread `t` until it exits to its handler or the scheduler picks
-/// another thread.
-pub fn run(k: &mut Kernel, t: ThreadId) {
-    let Some(v) = k.vcpu_of(t) else { return };
+/// another thread. The kernel lock is dropped while the guest runs.
+pub fn run(kg: &mut KernelGuard, t: ThreadId) {
+    let me = crate::arch::percpu::index();
+    let Some(v) = kg.vcpu_of(t) else { return };
     loop {
+        let k: &mut Kernel = kg;
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         if vcpu.stop {
             vcpu.stop = false;
@@ -777,28 +813,42 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
             k.threads[usize::from(t.0)].started = false;
             return;
         }
-        let flush = core::mem::take(&mut partition.flush);
+        let flush = partition.take_flush(me);
         if let Some(p) = vcpu.partition {
             crate::arch::speculation::enter(kerncore::speculation::Domain::Partition(p));
         }
+        let flush = vcpu.hw.prepare(flush);
         vcpu.load_events();
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
+        let hardware: *mut VpHardware = &mut vcpu.hw;
+        ipi::leaving(ipi::Outside::Guest(vcpu.hw.name()), vcpu.partition);
+        kg.unlock();
         let entered_at = crate::arch::cpu::timestamp();
-        let exit = vcpu.hw.run(flush);
+        let exit = hw::run_unlocked(hardware, flush);
         let exited_at = crate::arch::cpu::timestamp();
+        ipi::back();
+        crate::arch::cpu::take_pending_interrupts();
+        kg.relock();
+        let k: &mut Kernel = kg;
+        let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
         if let Some(event) = exit.interrupted {
             vcpu.reinject = Some(event);
         }
         let corrected = exit.reason == ExitReason::MachineCheck && !machine_check(k, v);
-        crate::arch::cpu::take_pending_interrupts();
         k.catch_up_ticks();
         k.deliver_interrupts();
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         let outcome = if corrected { Outcome::Host } else { classify(vcpu, exit) };
+        if k.ipc.current(me) != Some(t) {
+            // Stopped, suspended or moved by another CPU while in guest
+            // mode: an exit for the handler is dropped, and the guest
+            // exits again at the same instruction when it next runs.
+            return;
+        }
         match outcome {
             Outcome::Host => {
-                if k.ipc.schedule() != Some(t) {
+                if k.ipc.schedule(me) != Some(t) {
                     return;
                 }
                 // Back into the same guest: time ring 0's part of the exit.
@@ -811,6 +861,7 @@ pub fn run(k: &mut Kernel, t: ThreadId) {
                 }
             }
             Outcome::Forward(message) => {
+                let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
                 vcpu.exit_len = vcpu.message_with_state(&message);
                 let message_type = message.header.message_type.0;
                 vcpu.awaiting = Some(Awaiting { since: k.ticks_seen, message_type, rip: exit.rip });

@@ -78,9 +78,19 @@ impl Vmx {
 
 pub(super) static VMX: spin::Once<Vmx> = spin::Once::new();
 
-/// The VMCS current on this CPU (0: none), and the one that last ran.
-pub(super) static CURRENT: AtomicU64 = AtomicU64::new(0);
-pub(super) static LAST_RUN: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the VMCS current on it (0: none), and the one that last ran.
+static CURRENTS: [AtomicU64; crate::arch::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::arch::smp::MAX_CPUS];
+static LAST_RUNS: [AtomicU64; crate::arch::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::arch::smp::MAX_CPUS];
+
+/// The VMCS current on this CPU.
+pub(super) fn current() -> &'static AtomicU64 {
+    crate::arch::percpu::local(&CURRENTS)
+}
+
+/// The VMCS that last ran on this CPU.
+pub(super) fn last_run() -> &'static AtomicU64 {
+    crate::arch::percpu::local(&LAST_RUNS)
+}
 
 /// A VMX-capable CPU's EPT/VPID capabilities, as detected at boot.
 pub(super) fn ept_vpid_caps() -> EptVpidCap {

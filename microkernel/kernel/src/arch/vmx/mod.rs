@@ -53,3 +53,8 @@ pub use ept::{ept_map, ept_new_root, ept_tables, ept_unmap, ept_unmap_present};
 pub use vp::Vp;
 
 pub const IMPLEMENTED: bool = true;
+
+/// VMCLEARs `vmcs` on this CPU for a VP moving to another (`vm::release_here`).
+pub fn release_here(vmcs: u64) {
+    vmcs::release(vmcs, true);
+}

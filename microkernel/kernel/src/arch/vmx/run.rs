@@ -1,7 +1,7 @@
 //! Running a VP: the world switch, the guest state VMX does not switch
 //! loaded around it, exit decoding and reflected exceptions.
 
-use super::enable::{LAST_RUN, VMX, Vmx};
+use super::enable::{VMX, Vmx, last_run};
 use super::insn::{
     FAILED_INVALID, FAILED_SETUP, VmFail, instruction_error, invept, invvpid, read_msr, vmread, vmwrite,
 };
@@ -166,7 +166,7 @@ fn flush_before_run(vmx: &Vmx, vmcs: u64, state: &VpState, flush: bool) -> Resul
     if flush {
         invept(vmx.invept, state.eptp)?;
     }
-    if LAST_RUN.swap(vmcs, Ordering::Relaxed) != vmcs
+    if last_run().swap(vmcs, Ordering::Relaxed) != vmcs
         && let Some(kind) = vmx.invvpid
     {
         invvpid(kind, u64::from(state.vpid))?;

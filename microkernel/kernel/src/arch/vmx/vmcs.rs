@@ -1,7 +1,7 @@
 //! Setting up a VMCS: host state, controls and the guest's state after
 //! INIT; making one current, and forgetting it.
 
-use super::enable::{CURRENT, LAST_RUN, VMX, Vmx};
+use super::enable::{VMX, Vmx, current, last_run};
 use super::insn::{FAILED_SETUP, VmFail, read_msr, vmclear, vmptrld, vmread, vmwrite};
 use super::run::vmx_vm_exit;
 use super::vp::VpState;
@@ -34,9 +34,9 @@ const CR0_INIT: u64 = CR0_ET;
 
 /// Makes `vmcs` current on this CPU (VMPTRLD only when it is not).
 pub(super) fn make_current(vmcs: u64) -> Result<(), VmFail> {
-    if CURRENT.load(Ordering::Relaxed) != vmcs {
+    if current().load(Ordering::Relaxed) != vmcs {
         vmptrld(vmcs)?;
-        CURRENT.store(vmcs, Ordering::Relaxed);
+        current().store(vmcs, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -291,7 +291,7 @@ fn setup(vmcs: u64, set_up_before: bool, eptp: u64, vpid: u32) -> Result<u16, u6
         // Set up again: the VMCS may be current and launched.
         vmclear(vmcs).map_err(|e| fail("VMCLEAR", e))?;
     }
-    CURRENT.compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
+    current().compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
     memory::write_phys(vmcs, &vmx.revision.to_le_bytes());
     vmclear(vmcs).map_err(|e| fail("VMCLEAR", e))?;
     make_current(vmcs).map_err(|e| fail("VMPTRLD", e))?;
@@ -309,8 +309,8 @@ pub(super) fn release(vmcs: u64, set_up: bool) {
     if set_up && let Err(e) = vmclear(vmcs) {
         crate::vm_println!("vmx: VMCLEAR of VMCS {vmcs:#x} failed on release: {e:?}");
     }
-    CURRENT.compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
-    LAST_RUN.compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
+    current().compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
+    last_run().compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
 }
 
 /// Intercepts (or stops intercepting) every debug-register access.

@@ -74,6 +74,17 @@ impl VpOps for Vp {
         vmcs::intercept_debug_registers(self.vmcs.start(), on);
     }
 
+    fn leave_cpu(&mut self) -> u64 {
+        match self.state.as_mut() {
+            Some(state) => {
+                // VMCLEAR on the old CPU: the next entry is a VMLAUNCH.
+                state.launched = false;
+                self.vmcs.start()
+            }
+            None => 0,
+        }
+    }
+
     fn release(self) {
         vmcs::release(self.vmcs.start(), self.state.is_some());
         memory::free_frames(self.vmcs);

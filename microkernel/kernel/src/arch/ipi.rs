@@ -1,0 +1,266 @@
+//! Cross-CPU mechanism: the one IPI vector, what each CPU runs outside
+//! ring 0, and the requests the holder of the kernel lock makes of the
+//! other CPUs (TLB shootdowns, giving up a VP's hardware state).
+//!
+//! Invariants (see `docs/ARCHITECTURE.md` §4.12):
+//! - Only the holder of the kernel lock issues requests or waits on
+//!   another CPU, so there is one request at a time and no cycle of waits.
+//! - A CPU serves requests wherever it can wait for long: spinning for the
+//!   kernel lock, idle, and on the IPI (from user mode, guest mode or
+//!   idle). It never serves one in the middle of using what a request
+//!   takes away (a VP's VMCS or extended state, an address space).
+//! - [`OUTSIDE`] says what a CPU runs outside ring 0. A CPU sets it before
+//!   it drops the lock to leave and clears it after it is back and done
+//!   with the thread's hardware state, before it spins for the lock; so the
+//!   lock holder that saw it clear owns that state until it drops the lock.
+
+use super::smp::MAX_CPUS;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+/// The vector of every IPI the kernel sends: a reschedule, a kick out of
+/// guest mode and a request all look the same (the receiver enters ring 0
+/// and looks).
+pub const IPI_VECTOR: u8 = 33;
+
+/// CPUs taking part in scheduling: bit per CPU index.
+static ONLINE: AtomicU32 = AtomicU32::new(0);
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// What each CPU runs outside ring 0: 0 nothing, else [`Outside::code`].
+static OUTSIDE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// The partition (index + 1) whose VP each CPU runs in guest mode, 0 none.
+static IN_PARTITION: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Each CPU's loaded CR3 (a task's root, or the kernel's).
+static ACTIVE_CR3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Times each CPU entered user mode and guest mode, and the most CPUs seen
+/// outside ring 0 at once (the per-CPU run counters the kernel reports).
+static USER_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static GUEST_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static MOST_OUTSIDE: AtomicU32 = AtomicU32::new(0);
+static MOST_IN_GUEST: AtomicU32 = AtomicU32::new(0);
+
+/// What a CPU runs outside ring 0.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Outside {
+    /// A thread in user mode, by thread index.
+    User(u16),
+    /// A VP in guest mode, by its hardware's name (`VpHardware::id`).
+    Guest(u64),
+}
+
+impl Outside {
+    const fn code(self) -> u64 {
+        match self {
+            // Thread indices and VP names (frame addresses, page aligned)
+            // never collide: a thread index is below 2^16 with bit 0 set.
+            Outside::User(t) => ((t as u64) << 1) | 1,
+            Outside::Guest(id) => id,
+        }
+    }
+}
+
+/// The requests, one kind at a time (only the lock holder issues).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum Kind {
+    None = 0,
+    /// Reload CR3 if it holds `arg0` (a task page-table shootdown).
+    FlushSpace = 1,
+    /// Switch to the kernel's tables if CR3 holds `arg0` (it is freed).
+    LeaveSpace = 2,
+    /// Give up VP state: VMCLEAR VMCS `arg0` (VMX; 0 for SVM), save the
+    /// extended state of area `arg1` if the registers hold it, and forget
+    /// DR0-DR3 of VP `arg1`.
+    ReleaseVp = 3,
+}
+
+static KIND: AtomicU8 = AtomicU8::new(Kind::None as u8);
+static ARGS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn me() -> usize {
+    super::percpu::index()
+}
+
+/// This CPU takes part in scheduling from now on.
+pub fn register(apic_id: u32) {
+    let cpu = me();
+    APIC_IDS[cpu].store(apic_id, Ordering::Relaxed);
+    ACTIVE_CR3[cpu].store(super::cpu::cr3() & !0xfff, Ordering::Relaxed);
+    ONLINE.fetch_or(1 << cpu, Ordering::Release);
+}
+
+/// CPUs taking part in scheduling.
+pub fn online() -> u32 {
+    ONLINE.load(Ordering::Acquire)
+}
+
+fn others() -> impl Iterator<Item = usize> {
+    let mask = online() & !(1 << me());
+    (0..MAX_CPUS).filter(move |c| mask & (1 << c) != 0)
+}
+
+/// Sends the IPI to CPU `cpu` (no effect on an offline CPU or on this one).
+pub fn kick(cpu: usize) {
+    if cpu < MAX_CPUS && cpu != me() && online() & (1 << cpu) != 0 {
+        super::apic::send_fixed(APIC_IDS[cpu].load(Ordering::Relaxed), IPI_VECTOR);
+    }
+}
+
+/// Kicks every CPU of `mask` but this one.
+pub fn kick_mask(mask: u32) {
+    for c in others().filter(|c| mask & (1 << c) != 0) {
+        kick(c);
+    }
+}
+
+/// This CPU leaves ring 0 for `what`, the lock still held.
+pub fn leaving(what: Outside, partition: Option<u32>) {
+    let cpu = me();
+    OUTSIDE[cpu].store(what.code(), Ordering::Release);
+    let counters = if matches!(what, Outside::Guest(_)) { &GUEST_ENTRIES } else { &USER_ENTRIES };
+    counters[cpu].fetch_add(1, Ordering::Relaxed);
+    IN_PARTITION[cpu].store(partition.map_or(0, |p| p + 1), Ordering::Release);
+    let outside = OUTSIDE.iter().filter(|o| o.load(Ordering::Relaxed) != 0).count() as u32;
+    MOST_OUTSIDE.fetch_max(outside, Ordering::Relaxed);
+    if partition.is_some() {
+        let in_guest = IN_PARTITION.iter().filter(|p| p.load(Ordering::Relaxed) != 0).count() as u32;
+        MOST_IN_GUEST.fetch_max(in_guest, Ordering::Relaxed);
+    }
+}
+
+/// This CPU is back in ring 0 and done with what it ran; returns what that
+/// was (the thread of a user-mode trap).
+pub fn back() -> Option<Outside> {
+    let cpu = me();
+    IN_PARTITION[cpu].store(0, Ordering::Release);
+    let was = OUTSIDE[cpu].swap(0, Ordering::AcqRel);
+    match was {
+        0 => None,
+        c if c & 1 == 1 => Some(Outside::User((c >> 1) as u16)),
+        id => Some(Outside::Guest(id)),
+    }
+}
+
+/// Spins until no other CPU runs `what`, kicking those that do. The
+/// caller holds the kernel lock, so none can start running it meanwhile.
+pub fn wait_out(what: Outside) {
+    let code = what.code();
+    for c in others() {
+        if OUTSIDE[c].load(Ordering::Acquire) == code {
+            kick(c);
+            while OUTSIDE[c].load(Ordering::Acquire) == code {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Spins until no other CPU runs a VP of `partition` that entered before
+/// this call, kicking those that do: after it, each has left guest mode
+/// and flushes before it enters again (the caller marked that).
+pub fn wait_out_of_partition(partition: u32) {
+    for c in others() {
+        let code = OUTSIDE[c].load(Ordering::Acquire);
+        if IN_PARTITION[c].load(Ordering::Acquire) == partition + 1 && code != 0 {
+            kick(c);
+            while OUTSIDE[c].load(Ordering::Acquire) == code {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Runs request `kind` on every CPU of `targets` but this one, and waits
+/// until each has.
+fn request(kind: Kind, args: [u64; 2], targets: impl Iterator<Item = usize>) {
+    KIND.store(kind as u8, Ordering::Relaxed);
+    for (slot, value) in ARGS.iter().zip(args) {
+        slot.store(value, Ordering::Relaxed);
+    }
+    let mut sent = 0u32;
+    for c in targets.filter(|&c| c != me() && online() & (1 << c) != 0) {
+        PENDING[c].store(true, Ordering::Release);
+        kick(c);
+        sent |= 1 << c;
+    }
+    for c in (0..MAX_CPUS).filter(|c| sent & (1 << c) != 0) {
+        while PENDING[c].load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+    }
+    KIND.store(Kind::None as u8, Ordering::Relaxed);
+}
+
+/// Serves the request waiting for this CPU, if any.
+pub fn serve() {
+    let cpu = me();
+    if !PENDING[cpu].load(Ordering::Acquire) {
+        return;
+    }
+    let [a0, a1] = [ARGS[0].load(Ordering::Relaxed), ARGS[1].load(Ordering::Relaxed)];
+    match KIND.load(Ordering::Relaxed) {
+        k if k == Kind::FlushSpace as u8 => {
+            if super::cpu::cr3() & !0xfff == a0 {
+                super::cpu::reload_cr3();
+            }
+        }
+        k if k == Kind::LeaveSpace as u8 => {
+            if super::cpu::cr3() & !0xfff == a0 {
+                let root = super::memory::kernel_root();
+                super::cpu::load_cr3(root);
+                ACTIVE_CR3[cpu].store(root, Ordering::Relaxed);
+            }
+        }
+        k if k == Kind::ReleaseVp as u8 => super::vm::release_here(a0, a1),
+        _ => {}
+    }
+    PENDING[cpu].store(false, Ordering::Release);
+}
+
+/// This CPU loaded `root` into CR3.
+pub fn loaded_space(root: u64) {
+    ACTIVE_CR3[me()].store(root, Ordering::Relaxed);
+}
+
+/// Flushes task address space `root` from every other CPU that has it loaded.
+pub fn shoot_down_space(root: u64) {
+    request(Kind::FlushSpace, [root, 0], others().filter(|&c| ACTIVE_CR3[c].load(Ordering::Relaxed) == root));
+}
+
+/// Makes every other CPU that has `root` loaded leave it (it is about to be freed).
+pub fn leave_space_everywhere(root: u64) {
+    request(Kind::LeaveSpace, [root, 0], others().filter(|&c| ACTIVE_CR3[c].load(Ordering::Relaxed) == root));
+}
+
+/// Makes CPU `cpu` give up a VP's state (see [`Kind::ReleaseVp`]).
+pub fn release_vp_on(cpu: usize, vmcs: u64, area: u64) {
+    request(Kind::ReleaseVp, [vmcs, area], core::iter::once(cpu));
+}
+
+/// The run counters, for the kernel's report.
+pub struct RunCounters {
+    pub user: [u64; MAX_CPUS],
+    pub guest: [u64; MAX_CPUS],
+    pub most_outside: u32,
+    pub most_in_guest: u32,
+}
+
+pub fn run_counters() -> RunCounters {
+    RunCounters {
+        user: core::array::from_fn(|c| USER_ENTRIES[c].load(Ordering::Relaxed)),
+        guest: core::array::from_fn(|c| GUEST_ENTRIES[c].load(Ordering::Relaxed)),
+        most_outside: MOST_OUTSIDE.load(Ordering::Relaxed),
+        most_in_guest: MOST_IN_GUEST.load(Ordering::Relaxed),
+    }
+}
+
+/// Kicks the CPU that runs `what`, if any, without waiting: it enters
+/// ring 0 and looks again (an interruption was posted for its VP).
+pub fn kick_out(what: Outside) {
+    let code = what.code();
+    if let Some(c) = others().find(|&c| OUTSIDE[c].load(Ordering::Acquire) == code) {
+        kick(c);
+    }
+}
