@@ -175,7 +175,12 @@ fn linux_boots(dir: &Path) -> Result<(linux::Run, linux::Run), String> {
     let opts = DirectOptions { memory_mib: linux::PARTITION_MIB, append: String::new(), run: run("linux-direct.log") };
     let direct = linux::direct(&guest, &opts).map_err(|e| failed("direct boot", e))?;
     ui::note("Linux boot 2 of 2: under Tessera in QEMU TCG");
-    let opts = TesseraOptions { emulator: Emulator::Qemu, vcpus: 1, run: run("linux-tessera.log") };
+    let opts = TesseraOptions {
+        emulator: Emulator::Qemu,
+        vcpus: 1,
+        smp: Emulator::Qemu.default_smp(),
+        run: run("linux-tessera.log"),
+    };
     let tessera = linux::tessera(&guest, &opts).map_err(|e| failed("Tessera boot", e))?;
     Ok((direct, tessera))
 }

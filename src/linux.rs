@@ -427,6 +427,8 @@ pub struct TesseraOptions {
     pub emulator: Emulator,
     /// The partition's virtual processors.
     pub vcpus: u8,
+    /// CPUs of the emulated machine.
+    pub smp: u32,
     pub run: RunOptions,
 }
 
@@ -533,7 +535,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         emulator: opts.emulator,
         firmware: Firmware::Bios,
         timeout: Some(opts.run.timeout),
-        smp: opts.emulator.default_smp(),
+        smp: opts.smp,
         memory_mib: images::machine_mib(&partition),
         cmdline: String::new(),
         serial_log: Some(opts.run.serial_log.clone()),

@@ -216,6 +216,11 @@ struct TesseraArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_VCPUS)))]
     vcpus: u8,
+
+    /// CPUs of the emulated machine [default: 2 for qemu, 1 for bochs]; the
+    /// VID puts VP i on CPU i mod N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    smp: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -598,14 +603,16 @@ fn run_linux(args: LinuxArgs) -> i32 {
                 return EXIT_RUNNER_ERROR;
             };
             let emulator = Emulator::from(args.emulator);
+            let smp = args.smp.unwrap_or(emulator.default_smp());
             let what = format!(
-                "Tessera boot ({}, partition of {} MiB, {} VP{})",
+                "Tessera boot ({}, {smp} CPU{}, partition of {} MiB, {} VP{})",
                 emulator.name(),
+                if smp == 1 { "" } else { "s" },
                 linux::PARTITION_MIB,
                 args.vcpus,
                 if args.vcpus == 1 { "" } else { "s" }
             );
-            (what, linux::tessera(&guest, &linux::TesseraOptions { emulator, vcpus: args.vcpus, run }))
+            (what, linux::tessera(&guest, &linux::TesseraOptions { emulator, vcpus: args.vcpus, smp, run }))
         }
     };
     println!();

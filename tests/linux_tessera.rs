@@ -26,7 +26,7 @@ fn linux_under_tessera_boots_to_a_shell_that_answers() {
     answers_and_powers_off(name, &run, 1, "exited after");
 }
 
-/// Two VPs (sharing the host CPU): the BSP starts the AP with INIT-SIPI-SIPI
+/// Two VPs, on the two CPUs QEMU has: the BSP starts the AP with INIT-SIPI-SIPI
 /// through the VID's local APIC, Linux brings both up, sends its IPIs by
 /// hypercall, and `nproc` counts two.
 #[test]
@@ -39,6 +39,10 @@ fn linux_with_two_vps_under_tessera_brings_both_up() {
     run.assert_serial_contains("Hyper-V: Using IPI hypercalls");
     run.assert_serial_contains("VP 1 started by SIPI");
     answers_and_powers_off(name, &run, 2, "exited after");
+    // QEMU has 2 CPUs: VP 1 ran on the second.
+    if run.run_counters(1).1 == 0 {
+        run.fail("VP 1 never entered guest mode on CPU 1");
+    }
 }
 
 /// Bochs's run of the whole boot takes about ten minutes here.
@@ -57,17 +61,22 @@ fn linux_under_tessera_in_bochs_answers_and_powers_off() {
     answers_and_powers_off(name, &run, 1, "exited after");
 }
 
-/// The same with two VPs under Bochs (one host CPU for both).
+/// The same with two VPs under Bochs (Intel VMX), on two CPUs (`cpu:
+/// count=2`): VP 1 runs on the second, so its VMCS moves between CPUs
+/// (VMCLEAR on one, VMPTRLD on the other) whenever the VID reads it.
 #[test]
 #[ignore = "Bochs takes over ten minutes: cargo test --release --test linux_tessera -- --ignored"]
 fn linux_with_two_vps_under_tessera_in_bochs_brings_both_up() {
     let name = "linux_with_two_vps_under_tessera_in_bochs_brings_both_up";
     let timeout = BOCHS_TIMEOUT_SECS.to_string();
-    let args = ["linux", "tessera", "--emulator", "bochs", "--vcpus", "2", "--timeout", &timeout];
+    let args = ["linux", "tessera", "--emulator", "bochs", "--smp", "2", "--vcpus", "2", "--timeout", &timeout];
     let run = common::run(name, &args, Duration::from_secs(BOCHS_TIMEOUT_SECS + 120));
     run.assert_serial_contains("smp: Brought up 1 node, 2 CPUs");
     run.assert_serial_contains("Hyper-V: Using IPI hypercalls");
     answers_and_powers_off(name, &run, 2, "exited after");
+    if run.run_counters(1).1 == 0 {
+        run.fail("VP 1 never entered guest mode on CPU 1");
+    }
 }
 
 fn answers_and_powers_off(name: &str, run: &common::Boot, vps: u8, summary_marker: &str) {

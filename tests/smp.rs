@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Emulator, assert_in_order, boot};
+use common::{Emulator, assert_in_order, boot, manifest};
 
 const QEMU_TIMEOUT: u64 = 90;
 const BOCHS_TIMEOUT: u64 = 180;
@@ -86,6 +86,49 @@ fn bochs_every_cpu_comes_online() {
         boot("bochs_every_cpu_comes_online", Emulator::Bochs, BOCHS_TIMEOUT, &["--smp", "2", "--manifest", &minimal]);
     run.assert_serial_contains("smp: cpu 1 online: APIC ID 1 (read by the CPU itself), VMX on");
     run.assert_serial_contains("cpus: 2 online of 2 in MADT (APIC IDs 0 (boot), 1)");
+    run.assert_serial_lacks("EXCEPTION:");
+    run.assert_halted(0);
+}
+
+/// Four VPs of one partition on four CPUs (the VID puts VP i on CPU i):
+/// the test kernel's APs start and check in, every CPU ran a VP, and the
+/// kernel saw VPs in guest mode on several CPUs at the same time, and
+/// tasks in user mode alongside.
+#[test]
+fn qemu_vps_and_threads_run_on_different_cpus_at_once() {
+    let m = manifest("smp4.toml");
+    let run = boot(
+        "qemu_vps_and_threads_run_on_different_cpus_at_once",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--smp", "4", "--manifest", &m],
+    );
+    assert_in_order(
+        &run,
+        &[
+            "cpus: 4 online of 4 in MADT",
+            "[vid] smp4: 4 VPs; the application processors wait for INIT and SIPI",
+            "[vid] smp4: testkernel: smp: 3 of 3 APs up",
+            "[vid] smp4: testkernel: smp: ok",
+            "kernel: every thread is blocked and nothing can wake one (exit=idle)",
+        ],
+    );
+    run.assert_serial_lacks("stays on the boot CPU");
+    for cpu in 0..4 {
+        let (_, guest) = run.run_counters(cpu);
+        if guest == 0 {
+            run.fail(&format!("CPU {cpu} never entered guest mode: its VP did not run there"));
+        }
+    }
+    let (user, _) = run.run_counters(0);
+    if user == 0 {
+        run.fail("the tasks never ran on the boot CPU");
+    }
+    let (outside, guests) = run.most_at_once();
+    if guests < 2 || outside < 2 {
+        run.fail(&format!("never two CPUs outside ring 0 at once ({outside}, {guests} in guest mode)"));
+    }
+    run.assert_serial_lacks("FAIL");
     run.assert_serial_lacks("EXCEPTION:");
     run.assert_halted(0);
 }

@@ -217,6 +217,28 @@ impl Boot {
         }
     }
 
+    /// The kernel's run counters for CPU `cpu` (`kernel: cpu N: U user
+    /// entries, G guest entries`, printed at `exit=idle`), as (U, G).
+    #[track_caller]
+    pub fn run_counters(&self, cpu: u32) -> (u64, u64) {
+        let line = self.assert_serial_contains(&format!("kernel: cpu {cpu}: "));
+        match (count_before(line, " user entries"), count_before(line, " guest entries")) {
+            (Some(user), Some(guest)) => (user, guest),
+            _ => self.fail(&format!("no run counters in {line:?}")),
+        }
+    }
+
+    /// The most CPUs the kernel saw outside ring 0 at once, and the most
+    /// of them in guest mode.
+    #[track_caller]
+    pub fn most_at_once(&self) -> (u64, u64) {
+        let line = self.assert_serial_contains("kernel: at most ");
+        match (count_before(line, " CPUs ran threads at once"), count_before(line, " of them guests")) {
+            (Some(outside), Some(guests)) => (outside, guests),
+            _ => self.fail(&format!("no concurrency count in {line:?}")),
+        }
+    }
+
     /// The value after `key` (e.g. `error=`) on the first line holding it,
     /// parsed as hexadecimal with an optional `0x`.
     #[track_caller]

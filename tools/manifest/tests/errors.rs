@@ -509,8 +509,9 @@ fn objects_are_given_as_written_or_by_default() {
     let m = parse(&system(&task("a", 1, "untyped = \"1MiB\"")), "t.toml").unwrap();
     assert_eq!(m.tasks[1].objects, sysimage::objects::default_objects(false));
     assert_eq!(m.tasks[0].objects, Entries::NONE);
-    // A VID of partitions: its exit endpoint and a notification; the
-    // partition manager: what its partitions take, on top of its own.
+    // A VID of partitions: its exit endpoint, a notification and a
+    // scheduling context per VP; the partition manager: what its
+    // partitions take, on top of its own.
     let m = parse(
         &with_vid(&partition("linux", "vcpus = 3"))
             .replace("[tasks.pm]", "[tasks.pm]\nuntyped = \"64KiB\"\nobjects = { endpoints = 1 }"),
@@ -518,7 +519,7 @@ fn objects_are_given_as_written_or_by_default() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let of = |name: &str| m.tasks.iter().find(|t| t.name == name).unwrap().objects;
-    assert_eq!(of("vid"), sysimage::objects::default_objects(true));
+    assert_eq!(of("vid"), sysimage::objects::default_objects(true).with(EntryKind::SchedContext, 3));
     assert_eq!(of("pm"), sysimage::objects::partition(3).with(EntryKind::Endpoint, 1));
 }
 
