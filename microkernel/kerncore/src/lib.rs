@@ -43,6 +43,7 @@ pub mod slat;
 pub mod smp;
 pub mod speculation;
 pub mod svm;
+pub mod tags;
 pub mod virt;
 pub mod vmx;
 pub mod xstate;

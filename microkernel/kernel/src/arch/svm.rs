@@ -12,7 +12,7 @@
 //! on the guest's TR or GS (`tests/world_switch.rs` guards the order).
 
 use super::memory;
-use super::vm::VpOps;
+use super::vm::{EntryFlush, VpOps};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kerncore::event::Interruption;
@@ -22,6 +22,7 @@ use kerncore::svm::{
     EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, RegisterIntercepts,
     SegmentAttributes, SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, msr,
 };
+use kerncore::tags::VpTag;
 use kerncore::virt::VirtSupport;
 use tlfs::HvRegisterName;
 use tlfs::zerocopy::FromBytes;
@@ -273,10 +274,8 @@ fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
         c.dr_intercepts = all_registers();
         c.iopm_base_pa = host.iopm;
         c.msrpm_base_pa = host.msrpm;
+        // Replaced by the VP's own ASID at each entry (`run`).
         c.guest_asid = asid;
-        // Flush this ASID's TLB entries on the first run (QEMU has no
-        // flush-by-ASID, so flush everything).
-        c.tlb_control = TlbControl::FLUSH_ALL;
         // The guest's IF controls only virtual interrupts.
         c.virtual_interrupt = VirtualInterruptControl::new().with_v_intr_masking(true);
         c.nested_control = NestedControl::new().with_np_enable(true);
@@ -318,11 +317,22 @@ fn intercept_debug_registers(vmcb: u64, on: bool) {
 
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
 /// left pending for the caller to let in.
-fn run(vmcb: u64, gprs: &mut GuestGprs, flush_tlb: bool) -> super::vm::Exit {
+fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush) -> super::vm::Exit {
     let host = HOST.get().expect("svm::enable runs first");
-    if flush_tlb {
-        with_vmcb(vmcb, |v| v.control.tlb_control = TlbControl::FLUSH_ALL);
-    }
+    // Its own ASID on this CPU: a fresh one when its translations are
+    // stale (nested ones are tagged with the ASID too), and a flush of
+    // every ASID when the CPU's ran out (QEMU has no flush by ASID).
+    let asids = match crate::boot::virt_support() {
+        Some(VirtSupport::Svm(s)) => s.asids,
+        _ => 0,
+    };
+    let entry = super::vm::enter_tag(tag, flush.vp || flush.partition, asids);
+    with_vmcb(vmcb, |v| {
+        v.control.guest_asid = entry.tag;
+        if entry.flush_all {
+            v.control.tlb_control = TlbControl::FLUSH_ALL;
+        }
+    });
     if super::nmi::test_due(super::nmi::TestPoint::WorldSwitch) {
         // The NMI waits for GIF, so it ends the guest's run at once.
         clear_gif();
@@ -471,19 +481,23 @@ fn set_register(vmcb: u64, gprs: &mut GuestGprs, name: HvRegisterName, low: u64,
 /// A VP under SVM: its VMCB, one frame the kernel owns.
 pub struct Vp {
     vmcb: Frames,
+    /// Its ASID on the CPU it last ran on.
+    tag: VpTag,
 }
 
 impl VpOps for Vp {
     fn new() -> Option<Vp> {
-        memory::alloc_frames(1).map(|vmcb| Vp { vmcb })
+        memory::alloc_frames(1).map(|vmcb| Vp { vmcb, tag: VpTag::default() })
     }
 
     fn init(&mut self, ncr3: u64, asid: u32) {
         init_vmcb(self.vmcb.start(), ncr3, asid);
+        // Perhaps another partition's now: nothing cached under its old ASID may serve it.
+        self.tag = VpTag::default();
     }
 
-    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> super::vm::Exit {
-        run(self.vmcb.start(), gprs, flush)
+    fn run(&mut self, gprs: &mut GuestGprs, flush: EntryFlush) -> super::vm::Exit {
+        run(self.vmcb.start(), &mut self.tag, gprs, flush)
     }
 
     fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {

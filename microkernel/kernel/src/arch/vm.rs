@@ -5,12 +5,12 @@
 //! named by TLFS register names.
 
 use super::{memory, svm};
-use core::sync::atomic::{AtomicU64, Ordering};
 use kerncore::event::Interruption;
 use kerncore::frames::Frames;
 use kerncore::intercept::IoPortAccess;
 use kerncore::npt::{NptFormat, NptMapper};
 use kerncore::slat::{GuestMapError, GuestRights, RemovedMapping, SlatConfig};
+use kerncore::tags::{Entry as TagEntry, TagPool, VpTag};
 use kerncore::virt::VirtSupport;
 use kerncore::xstate::XCR0_RESET;
 use tlfs::HvRegisterName;
@@ -125,9 +125,9 @@ pub trait VpOps: Sized {
     /// Prepares the state for a partition whose second-level tables are at
     /// `slat_root`, tagged `tag` (ASID or VPID), as after INIT.
     fn init(&mut self, slat_root: u64, tag: u32);
-    /// Runs the guest until it exits. Host interrupts that arrived are left
-    /// pending for the caller.
-    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> Exit;
+    /// Runs the guest until it exits, first flushing what `flush` says.
+    /// Host interrupts that arrived are left pending for the caller.
+    fn run(&mut self, gprs: &mut GuestGprs, flush: EntryFlush) -> Exit;
     /// A register as a TLFS 128-bit value (low, high); `None` if this
     /// backend does not keep it.
     fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)>;
@@ -177,7 +177,7 @@ impl BackendVp {
         on_backend!(self, b => b.init(slat_root, tag))
     }
 
-    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> Exit {
+    fn run(&mut self, gprs: &mut GuestGprs, flush: EntryFlush) -> Exit {
         on_backend!(self, b => b.run(gprs, flush))
     }
 
@@ -233,8 +233,30 @@ pub struct VpHardware {
     moved: bool,
 }
 
-/// Per CPU: the VP (`VpHardware::id`) that ran last.
-static LAST_VP: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+/// What an entry flushes from the TLBs of its CPU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntryFlush {
+    /// Everything cached for the partition's second-level tables (they
+    /// changed since this CPU last ran one of its VPs).
+    pub partition: bool,
+    /// The VP's own translations: it takes a fresh ASID or VPID.
+    pub vp: bool,
+}
+
+/// Each CPU's ASIDs or VPIDs (`kerncore::tags`), made at its first entry
+/// with the backend's count.
+static TAG_POOLS: [spin::Mutex<Option<TagPool>>; super::smp::MAX_CPUS] =
+    [const { spin::Mutex::new(None) }; super::smp::MAX_CPUS];
+
+/// The tag `vp` enters with on this CPU, out of `count` (see
+/// `kerncore::tags`; only this CPU takes its pool's lock). The CPU's first
+/// entry flushes every tag: whatever ran before the kernel leaves nothing.
+pub fn enter_tag(vp: &mut VpTag, fresh: bool, count: u32) -> TagEntry {
+    let mut pool = super::percpu::local(&TAG_POOLS).lock();
+    let first = pool.is_none();
+    let entry = pool.get_or_insert_with(|| TagPool::new(count)).enter(vp, fresh);
+    TagEntry { flush_all: entry.flush_all || first, reused: entry.reused || first, ..entry }
+}
 
 /// Gives up VP state on this CPU for the lock holder on another
 /// (`ipi::release_vp_on`): VMCLEAR `vmcs` (0: none), save the extended
@@ -245,13 +267,12 @@ pub fn release_here(vmcs: u64, id: u64) {
     }
     super::fpu::give_up(id);
     super::dr::forget(id);
-    let _ = super::percpu::local(&LAST_VP).compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// Runs the guest of `hw`, which the caller [`prepare`](VpHardware::prepare)d,
 /// after dropping the kernel lock; host interrupts that arrived are left
 /// pending.
-pub fn run_unlocked(hw: *mut VpHardware, flush: bool) -> Exit {
+pub fn run_unlocked(hw: *mut VpHardware, flush: EntryFlush) -> Exit {
     // SAFETY: `hw` points into the static kernel state, where the VP stays
     // until it is destroyed. This CPU announced it in guest mode
     // (`ipi::leaving`) before it dropped the lock, and every other CPU
@@ -300,15 +321,14 @@ impl VpHardware {
         }
     }
 
-    /// Claims the VP for an entry on this CPU; returns whether the entry
-    /// must flush its TLB tags: `flush` (mappings changed), a VP new to
-    /// this CPU, or (SVM, whose ASID is the partition's) another VP ran
-    /// here since.
-    pub fn prepare(&mut self, flush: bool) -> bool {
+    /// Claims the VP for an entry on this CPU; returns what the entry must
+    /// flush: `partition` (this CPU's cached translations of the
+    /// partition are stale: VMX flushes them by EPTP), `vp` (the VP's own
+    /// are: it takes a fresh tag), or both for a VP new to this CPU.
+    pub fn prepare(&mut self, partition: bool, vp: bool) -> EntryFlush {
         self.claim();
-        let switched = super::percpu::local(&LAST_VP).swap(self.id(), Ordering::Relaxed) != self.id();
-        let shared_tag = matches!(self.backend, BackendVp::Svm(_));
-        flush || core::mem::take(&mut self.moved) || (switched && shared_tag)
+        let moved = core::mem::take(&mut self.moved);
+        EntryFlush { partition: partition || moved, vp: vp || moved }
     }
 
     /// The name `ipi` and `dr` know this VP by.
@@ -335,7 +355,7 @@ impl VpHardware {
     }
 
     /// Runs the guest until it exits (see [`run_unlocked`]).
-    fn run(&mut self, flush: bool) -> Exit {
+    fn run(&mut self, flush: EntryFlush) -> Exit {
         super::fpu::load(self.fpu.start(), self.xcr0);
         if self.dr_active {
             super::dr::load(self.id(), &self.dr);

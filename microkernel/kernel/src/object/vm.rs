@@ -47,9 +47,13 @@ pub struct Partition {
     pub root: u64,
     /// ASID or VPID.
     pub tag: u32,
-    /// CPUs that must flush the partition's TLB tags before they run one of
-    /// its VPs again (its mappings changed, or a guest asked for a flush).
+    /// CPUs that must flush what they cached of the partition's
+    /// second-level tables before they run one of its VPs again.
     pub flush: u32,
+    /// Counts the changes after which every VP's translations are stale
+    /// (mappings, or a guest's flush): a VP that saw an older count takes
+    /// a fresh tag at its next entry.
+    pub epoch: u64,
     /// An uncorrected machine check hit while one of its VPs ran: none of
     /// them runs again (`arch::mce`).
     pub machine_check: bool,
@@ -68,12 +72,19 @@ impl Partition {
         due
     }
 
-    /// Every CPU flushes the partition's TLB tags before it runs one of its
-    /// VPs again, and none still runs one on translations from before
-    /// this call once it returns (a TLB shootdown: TLFS 9.4 says a flush
-    /// is complete when the hypercall returns).
-    pub fn shoot_down(&mut self, index: u32) {
+    /// Its translations changed: every CPU flushes them, and every VP
+    /// takes a fresh tag, before it runs again.
+    fn changed(&mut self) {
         self.flush = ALL_CPUS;
+        self.epoch += 1;
+    }
+
+    /// [`changed`](Self::changed), and no CPU still runs one of its VPs
+    /// on translations from before this call once it returns (a TLB
+    /// shootdown: TLFS 9.4 says a flush is complete when the hypercall
+    /// returns).
+    pub fn shoot_down(&mut self, index: u32) {
+        self.changed();
         ipi::wait_out_of_partition(index);
     }
 }
@@ -127,6 +138,8 @@ pub struct Vcpu {
     pub report: Option<[u64; VpStopReport::WORDS]>,
     /// TSC ticks spent in the guest and in ring 0 handling its exits.
     pub runtime_tsc: u64,
+    /// Its partition's [`Partition::epoch`] at its last entry.
+    epoch: u64,
 }
 
 /// An exit sent to the handler and not yet answered.
@@ -159,6 +172,7 @@ impl Vcpu {
             awaiting: None,
             report: None,
             runtime_tsc: 0,
+            epoch: u64::MAX,
         }
     }
 
@@ -468,7 +482,7 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
     // Tag 0 (ASID or VPID) is the host's.
     k.partitions[index] =
-        Some(Partition { backend, root, tag: index as u32 + 1, flush: ALL_CPUS, machine_check: false });
+        Some(Partition { backend, root, tag: index as u32 + 1, flush: ALL_CPUS, epoch: 0, machine_check: false });
     Ok(index as u32)
 }
 
@@ -535,7 +549,7 @@ pub fn invoke(
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
             let (mapped, tables) = hw::slat::map(p.backend, p.root, gpa, phys, pages * PAGE_SIZE, rights, budget);
-            p.flush = ALL_CPUS;
+            p.changed();
             // Tables a refused map added stay (empty) and are paid for all the same.
             k.charge_tables(owner, tables);
             mapped.map_err(|e| match e {
@@ -813,11 +827,12 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             k.threads[usize::from(t.0)].started = false;
             return;
         }
-        let flush = partition.take_flush(me);
+        let flush_partition = partition.take_flush(me);
+        let flush_vp = core::mem::replace(&mut vcpu.epoch, partition.epoch) != partition.epoch;
         if let Some(p) = vcpu.partition {
             crate::arch::speculation::enter(kerncore::speculation::Domain::Partition(p));
         }
-        let flush = vcpu.hw.prepare(flush);
+        let flush = vcpu.hw.prepare(flush_partition, flush_vp);
         vcpu.load_events();
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let hardware: *mut VpHardware = &mut vcpu.hw;

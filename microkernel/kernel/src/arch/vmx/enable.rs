@@ -78,18 +78,12 @@ impl Vmx {
 
 pub(super) static VMX: spin::Once<Vmx> = spin::Once::new();
 
-/// Per CPU: the VMCS current on it (0: none), and the one that last ran.
+/// Per CPU: the VMCS current on it (0: none).
 static CURRENTS: [AtomicU64; crate::arch::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::arch::smp::MAX_CPUS];
-static LAST_RUNS: [AtomicU64; crate::arch::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::arch::smp::MAX_CPUS];
 
 /// The VMCS current on this CPU.
 pub(super) fn current() -> &'static AtomicU64 {
     crate::arch::percpu::local(&CURRENTS)
-}
-
-/// The VMCS that last ran on this CPU.
-pub(super) fn last_run() -> &'static AtomicU64 {
-    crate::arch::percpu::local(&LAST_RUNS)
 }
 
 /// A VMX-capable CPU's EPT/VPID capabilities, as detected at boot.

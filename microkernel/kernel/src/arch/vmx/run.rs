@@ -1,16 +1,15 @@
 //! Running a VP: the world switch, the guest state VMX does not switch
 //! loaded around it, exit decoding and reflected exceptions.
 
-use super::enable::{VMX, Vmx, last_run};
+use super::enable::{VMX, Vmx};
 use super::insn::{
     FAILED_INVALID, FAILED_SETUP, VmFail, instruction_error, invept, invvpid, read_msr, vmread, vmwrite,
 };
 use super::vmcs::{BLOCKING_BY_MOV_SS, BLOCKING_BY_NMI, BLOCKING_BY_STI, make_current};
 use super::vp::{SYSCALL_MSRS, VpState};
-use crate::arch::vm::{Access, Exit, ExitReason, GuestGprs};
+use crate::arch::vm::{Access, EntryFlush, Exit, ExitReason, GuestGprs};
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
-use core::sync::atomic::Ordering;
 use kerncore::debugreg;
 use kerncore::event::Interruption;
 use kerncore::intercept::vector;
@@ -158,32 +157,42 @@ fn failed(code: u64) -> Exit {
     Exit { reason: ExitReason::Other(code), rip: 0, instruction_length: 0, interrupted: None }
 }
 
-/// Flushes what the CPU may have cached for this VP before it runs:
-/// EPT translations after mapping changes, and linear translations tagged
-/// with its VPID when another VMCS (perhaps with the same VPID: VPIDs are
-/// per partition) ran last.
-fn flush_before_run(vmx: &Vmx, vmcs: u64, state: &VpState, flush: bool) -> Result<(), VmFail> {
-    if flush {
+/// VPIDs 1..=65535 (0 is the host's).
+const VPIDS: u32 = 1 << 16;
+
+/// Flushes what the CPU may have cached for this VP before it runs: every
+/// translation derived from its partition's EPT after the mappings changed
+/// (or when the VP is new to this CPU), and gives the VP its own VPID on
+/// this CPU (`kerncore::tags`): a fresh one when its translations are
+/// stale, flushed if it was handed out before.
+fn flush_before_run(vmx: &Vmx, state: &mut VpState, flush: EntryFlush) -> Result<(), VmFail> {
+    if flush.partition {
         invept(vmx.invept, state.eptp)?;
     }
-    if last_run().swap(vmcs, Ordering::Relaxed) != vmcs
-        && let Some(kind) = vmx.invvpid
-    {
-        invvpid(kind, u64::from(state.vpid))?;
+    if let Some(kind) = vmx.invvpid {
+        let entry = crate::arch::vm::enter_tag(&mut state.tag, flush.vp, VPIDS);
+        let vpid = entry.tag as u16;
+        if vpid != state.vpid {
+            vmwrite(VmcsField::VIRTUAL_PROCESSOR_ID, u64::from(vpid))?;
+            state.vpid = vpid;
+        }
+        if entry.reused {
+            invvpid(kind, u64::from(vpid))?;
+        }
     }
     Ok(())
 }
 
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
 /// left pending for the caller to let in.
-pub(super) fn run(vmcs: u64, state: Option<&mut VpState>, gprs: &mut GuestGprs, flush: bool) -> Exit {
+pub(super) fn run(vmcs: u64, state: Option<&mut VpState>, gprs: &mut GuestGprs, flush: EntryFlush) -> Exit {
     let (Some(vmx), Some(state)) = (VMX.get(), state) else { return failed(FAILED_SETUP) };
     if let Some(code) = state.broken {
         return failed(code);
     }
     let prepared = make_current(vmcs)
         .and_then(|()| vmwrite(VmcsField::HOST_CR3, crate::arch::cpu::cr3()))
-        .and_then(|()| flush_before_run(vmx, vmcs, state, flush));
+        .and_then(|()| flush_before_run(vmx, state, flush));
     if let Err(e) = prepared {
         crate::vm_println!("vmx: preparing VMCS {vmcs:#x} to run failed: {e:?}");
         return failed(e.code());

@@ -1,7 +1,7 @@
 //! Setting up a VMCS: host state, controls and the guest's state after
 //! INIT; making one current, and forgetting it.
 
-use super::enable::{VMX, Vmx, current, last_run};
+use super::enable::{VMX, Vmx, current};
 use super::insn::{FAILED_SETUP, VmFail, read_msr, vmclear, vmptrld, vmread, vmwrite};
 use super::run::vmx_vm_exit;
 use super::vp::VpState;
@@ -11,6 +11,7 @@ use core::sync::atomic::Ordering;
 use kerncore::debugreg::{DR6_INIT, DR7_INIT};
 use kerncore::ept::Eptp;
 use kerncore::intercept::REFLECTED_EXCEPTIONS;
+use kerncore::tags::VpTag;
 use kerncore::vmx::{PrimaryControls, VmcsField};
 use platform::println;
 use tlfs::{HvRegisterName, HvX64SegmentAttributes};
@@ -264,6 +265,7 @@ pub(super) fn init_vmcs(vmcs: u64, set_up_before: bool, ept_root: u64, vpid: u32
         broken: None,
         eptp,
         vpid: 0,
+        tag: VpTag::default(),
         cr2: 0,
         dr6: DR6_INIT,
         kernel_gs_base: 0,
@@ -310,7 +312,6 @@ pub(super) fn release(vmcs: u64, set_up: bool) {
         crate::vm_println!("vmx: VMCLEAR of VMCS {vmcs:#x} failed on release: {e:?}");
     }
     current().compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
-    last_run().compare_exchange(vmcs, 0, Ordering::Relaxed, Ordering::Relaxed).ok();
 }
 
 /// Intercepts (or stops intercepting) every debug-register access.

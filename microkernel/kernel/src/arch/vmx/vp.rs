@@ -3,9 +3,10 @@
 
 use super::{events, registers, run, vmcs};
 use crate::arch::memory;
-use crate::arch::vm::{ExecutionState, Exit, GuestGprs, VpOps};
+use crate::arch::vm::{EntryFlush, ExecutionState, Exit, GuestGprs, VpOps};
 use kerncore::event::Interruption;
 use kerncore::frames::Frames;
+use kerncore::tags::VpTag;
 use kerncore::vmx::msr as cap_msr;
 use tlfs::HvRegisterName;
 
@@ -16,7 +17,9 @@ pub(super) struct VpState {
     /// Setting the VMCS up failed with this code: the VP cannot run.
     pub(super) broken: Option<u64>,
     pub(super) eptp: u64,
+    /// The VPID in the VMCS, and the one it holds on its CPU (`kerncore::tags`).
     pub(super) vpid: u16,
+    pub(super) tag: VpTag,
     /// Guest state VMX does not switch, loaded around each entry.
     pub(super) cr2: u64,
     pub(super) dr6: u64,
@@ -46,7 +49,7 @@ impl VpOps for Vp {
         self.state = Some(vmcs::init_vmcs(self.vmcs.start(), self.state.is_some(), ept_root, vpid));
     }
 
-    fn run(&mut self, gprs: &mut GuestGprs, flush: bool) -> Exit {
+    fn run(&mut self, gprs: &mut GuestGprs, flush: EntryFlush) -> Exit {
         run::run(self.vmcs.start(), self.state.as_mut(), gprs, flush)
     }
 
