@@ -100,18 +100,21 @@ open_enum! {
         /// Unmap guest memory (CONTROL). MR0 guest-physical address, MR1 pages.
         PARTITION_UNMAP = 0x71,
         /// Flush the guest TLB entries of every VP of the partition (RUN):
-        /// done before any of them runs again.
+        /// when it returns, no CPU runs one of them on older translations.
         PARTITION_FLUSH_TLB = 0x72,
         /// Put a VP that is not started into a partition (CONTROL on both):
         /// MR0 partition slot, MR1 VP index. Its guest state is reset.
         VP_CONFIGURE = 0x78,
         /// Set registers of a VP that is not running (RUN). MR0 count n
         /// (at most [`crate::limits::MAX_VP_REGISTERS`]), then n triples
-        /// (TLFS register name, low 64 bits, high 64 bits).
+        /// (TLFS register name, low 64 bits, high 64 bits). Of a running
+        /// VP, only the pending interruption (the kernel keeps it and
+        /// kicks the VP out of guest mode); INVALID_STATE otherwise.
         VP_SET_REGISTERS = 0x79,
         /// Read registers (RUN). MR0 count n (at most
         /// [`crate::limits::MAX_VP_REGISTERS`]), then n names; the reply
-        /// holds n pairs (low, high).
+        /// holds n pairs (low, high). Of a running VP, only the pending
+        /// interruption and the run time; INVALID_STATE otherwise.
         VP_GET_REGISTERS = 0x7a,
         /// Start a VP that is in a partition (RUN).
         VP_START = 0x7b,

@@ -128,6 +128,12 @@ fn main(info: &'static BootInfo) -> ! {
     if !cpus.is_empty() {
         let outcomes = smp::start_aps(&cpus, options.max_cpus, options.silent_ap_test);
         println!("{}", kerncore::smp::banner(&outcomes));
+        if let Some(threads) = cpu::threads_per_core().filter(|&n| n > 1 && smp::cpu_count() > 1) {
+            println!(
+                "smp: warning: {threads} threads per core, and no core scheduling yet: SMT siblings may run \
+                 two trust domains at once (L1TF, MDS); turn SMT off in firmware for isolation"
+            );
+        }
     }
 
     let (used, total) = heap::usage();

@@ -83,49 +83,69 @@ pub fn set_exit_when_idle(on: bool) {
     EXIT_WHEN_IDLE.store(on, core::sync::atomic::Ordering::Relaxed);
 }
 
-/// Handles a trap from user mode; returns the context to resume. The stubs
-/// saved the user state into the trapping thread's context, which the
-/// kernel reads through `KERNEL` (the pointer is not dereferenced here).
-pub fn from_user(_saved: *mut TrapFrame) -> UserContext {
+/// Handles a trap from user mode with `vector` (read from the trapping
+/// thread's frame while it was still this CPU's); returns the context to
+/// resume.
+pub fn from_user(vector: u64) -> UserContext {
     let trapped = match ipi::back() {
         Some(Outside::User(t)) => Some(ThreadId(t)),
         _ => None,
     };
     let mut k = lock();
-    if let Some(t) = trapped {
-        // Another CPU may have suspended or moved the thread while it ran
-        // here: then its syscall or fault is not handled now but restarts
-        // when it runs again (RIP is put back on the SYSCALL).
-        let still_current = k.ipc.current(percpu::index()) == Some(t);
-        let vector = k.threads[usize::from(t.0)].context.vector;
-        match vector {
-            SYSCALL_VECTOR if still_current => {
-                crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
-                syscall::handle(&mut k, t)
-            }
-            SYSCALL_VECTOR => {
-                let frame = &mut k.threads[usize::from(t.0)].context;
-                frame.rip = frame.rip.wrapping_sub(SYSCALL_LENGTH);
-            }
-            v if v == u64::from(TIMER_VECTOR) => apic::on_timer(),
-            v if v == u64::from(IPI_VECTOR) => {
-                apic::end_of_interrupt();
-                ipi::serve();
-            }
-            v if v == u64::from(SPURIOUS_VECTOR) => {}
-            v if v < 32 && still_current => user_fault(&mut k, t),
-            // A fault of a thread no longer here happens again when it runs.
-            v if v < 32 => {}
-            v => {
-                if let Some(gsi) = crate::arch::idt::device_gsi(v) {
-                    apic::on_device_interrupt(gsi);
-                }
-            }
+    // Another CPU may have suspended, moved or destroyed the thread while
+    // its trap got here: then neither the thread nor its frame is this
+    // CPU's any more (another may run it already). Its syscall or fault is
+    // left in the frame, and the CPU that runs it next restarts it
+    // (`restart_unhandled`). The interrupt of a trap is this CPU's own and
+    // always handled.
+    let mine = trapped.filter(|&t| k.ipc.current(percpu::index()) == Some(t));
+    match (vector, mine) {
+        (SYSCALL_VECTOR, Some(t)) => {
+            crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
+            syscall::handle(&mut k, t)
         }
+        (v, Some(t)) if v < 32 => user_fault(&mut k, t),
+        (SYSCALL_VECTOR, None) => {}
+        (v, None) if v < 32 => {}
+        (v, _) => interrupt(v),
+    }
+    if let Some(t) = mine {
+        k.threads[usize::from(t.0)].context.vector = HANDLED;
     }
     k.catch_up_ticks();
     k.deliver_interrupts();
     next_context(k)
+}
+
+/// An interrupt that trapped a user thread: this CPU's timer, an IPI, a
+/// device line.
+fn interrupt(vector: u64) {
+    match vector {
+        v if v == u64::from(TIMER_VECTOR) => apic::on_timer(),
+        v if v == u64::from(IPI_VECTOR) => {
+            apic::end_of_interrupt();
+            ipi::serve();
+        }
+        v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v => {
+            if let Some(gsi) = crate::arch::idt::device_gsi(v) {
+                apic::on_device_interrupt(gsi);
+            }
+        }
+    }
+}
+
+/// A frame's vector once the kernel has dealt with its trap.
+const HANDLED: u64 = u64::MAX;
+
+/// Before a thread runs: a trap its last CPU left unhandled (`from_user`)
+/// is restarted, a SYSCALL by running it again, a fault by running the
+/// faulting instruction again (which RIP still names).
+fn restart_unhandled(frame: &mut TrapFrame) {
+    if frame.vector == SYSCALL_VECTOR {
+        frame.rip = frame.rip.wrapping_sub(SYSCALL_LENGTH);
+    }
+    frame.vector = HANDLED;
 }
 
 /// Bytes of the SYSCALL instruction (0F 05).
@@ -179,6 +199,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
             // must have saved its context before this one loads it.
             ipi::wait_out(Outside::User(next.0));
             let index = usize::from(next.0);
+            restart_unhandled(&mut k.threads[index].context);
             if let Some(result) = k.ipc.take_result(next) {
                 let frame = &mut k.threads[index].context;
                 frame.rax = result.error.0;

@@ -100,6 +100,17 @@ pub fn cr3() -> u64 {
     unsafe { x86::controlregs::cr3() }
 }
 
+/// Logical processors per core (CPUID leaf 0xB, SMT level), where the CPU
+/// says; more than 1 means SMT siblings.
+pub fn threads_per_core() -> Option<u32> {
+    if x86::cpuid::cpuid!(0).eax < 0xb {
+        return None;
+    }
+    let leaf = x86::cpuid::cpuid!(0xb, 0);
+    // Level type 1 is SMT; EBX[15:0] counts its logical processors.
+    ((leaf.ecx >> 8) & 0xff == 1).then_some(leaf.ebx & 0xffff)
+}
+
 /// Loads CR3 with `root`, a complete top-level table whose kernel half is
 /// the kernel's own.
 pub fn load_cr3(root: u64) {

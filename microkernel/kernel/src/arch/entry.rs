@@ -123,7 +123,12 @@ impl UserContext {
 
 /// Called by the stubs with the saved context of the thread that trapped.
 extern "C" fn user_trap(frame: *mut TrapFrame) -> *mut TrapFrame {
-    crate::trap::from_user(frame).0
+    // SAFETY: the stub just saved the trapping thread's registers into
+    // `frame`, its context in the static kernel state; until this CPU says
+    // it is back in ring 0 (`ipi::back`, inside `from_user`) no other CPU
+    // touches that context, so this read races with nothing.
+    let vector = unsafe { (*frame).vector };
+    crate::trap::from_user(vector).0
 }
 
 /// Leaves the boot path for the first user thread and never comes back.

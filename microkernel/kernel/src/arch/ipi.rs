@@ -102,6 +102,9 @@ fn others() -> impl Iterator<Item = usize> {
 }
 
 /// Sends the IPI to CPU `cpu` (no effect on an offline CPU or on this one).
+/// Should the local APIC not take it (a bounded wait in `send_ipi`), the
+/// target's own timer, 100 Hz on every CPU, ends any wait for it within a
+/// tick.
 pub fn kick(cpu: usize) {
     if cpu < MAX_CPUS && cpu != me() && online() & (1 << cpu) != 0 {
         super::apic::send_fixed(APIC_IDS[cpu].load(Ordering::Relaxed), IPI_VECTOR);

@@ -18,7 +18,7 @@
 use super::acpi;
 use super::{apic, cpu, gdt, idt, memory, percpu};
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use kerncore::smp::{self as logic, ApLaunch, ApState, CpuOutcome, StartTimeouts, Wait, layout};
 use platform::println;
 
@@ -159,6 +159,8 @@ struct Slot {
     stack_top: AtomicU64,
     ist_tops: [AtomicU64; gdt::IST_SLOTS],
     report: spin::Mutex<Option<ApReport>>,
+    /// Online and taking part in scheduling.
+    schedules: AtomicBool,
 }
 
 static SLOTS: [Slot; MAX_CPUS] = [const {
@@ -167,6 +169,7 @@ static SLOTS: [Slot; MAX_CPUS] = [const {
         stack_top: AtomicU64::new(0),
         ist_tops: [const { AtomicU64::new(0) }; gdt::IST_SLOTS],
         report: spin::Mutex::new(None),
+        schedules: AtomicBool::new(false),
     }
 }; MAX_CPUS];
 
@@ -203,18 +206,31 @@ extern "sysv64" fn ap_entry(index: u64) -> ! {
     percpu::set_apic_id(apic_id);
     let virt = super::vm::backend().map(|_| super::vm::enable());
     *slot.report.lock() = Some(ApReport { apic_id, nx, mce_banks: mce.exceptions.then_some(mce.banks), virt });
+    // A CPU that cannot run guests where the others can would fault on the
+    // first VP sent to it: it stays parked, and is not counted.
+    let schedules = !matches!(virt, Some(Err(_)));
+    slot.schedules.store(schedules, Ordering::Release);
     slot.state.store(ApState::Online.code(), Ordering::Release);
+    if !schedules {
+        cpu::park();
+    }
     crate::trap::run_ap(apic_id)
 }
 
-/// CPUs the kernel runs on: the boot CPU and every AP that came online.
-pub fn cpu_count() -> u32 {
-    1 + SLOTS.iter().skip(1).filter(|s| state(s) == ApState::Online).count() as u32
+/// An AP that came online and schedules (it can run guests if the boot
+/// CPU can).
+fn schedules(slot: &Slot) -> bool {
+    state(slot) == ApState::Online && slot.schedules.load(Ordering::Acquire)
 }
 
-/// Whether CPU `index` is the boot CPU or an AP that came online.
+/// CPUs the kernel schedules on: the boot CPU and every AP that does.
+pub fn cpu_count() -> u32 {
+    1 + SLOTS.iter().skip(1).filter(|s| schedules(s)).count() as u32
+}
+
+/// Whether the kernel schedules on CPU `index`.
 pub fn is_online(index: usize) -> bool {
-    index == 0 || SLOTS.get(index).is_some_and(|s| state(s) == ApState::Online)
+    index == 0 || SLOTS.get(index).is_some_and(schedules)
 }
 
 /// Takes `pages` frames for good and returns the top of their direct-map
@@ -316,13 +332,14 @@ fn describe(index: usize, report: &ApReport) {
         Some(Err(why)) => why,
     };
     let nx = if report.nx { "" } else { ", NX OFF" };
+    let parked = if matches!(report.virt, Some(Err(_))) { "; parked: it cannot run guests" } else { "" };
     match report.mce_banks {
         Some(banks) => println!(
-            "smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}, machine checks on ({banks} banks){nx}",
+            "smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}, machine checks on ({banks} banks){nx}{parked}",
             report.apic_id
         ),
         None => {
-            println!("smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}{nx}", report.apic_id)
+            println!("smp: cpu {index} online: APIC ID {} (read by the CPU itself), {virt}{nx}{parked}", report.apic_id)
         }
     }
 }

@@ -231,6 +231,8 @@ pub struct VpHardware {
     cpu: usize,
     /// It came from another CPU: flush what this one cached for its tags.
     moved: bool,
+    /// See [`take_interrupted`](VpHardware::take_interrupted).
+    interrupted: Option<Interruption>,
 }
 
 /// What an entry flushes from the TLBs of its CPU.
@@ -304,6 +306,7 @@ impl VpHardware {
             gprs: GuestGprs::default(),
             cpu: super::percpu::index(),
             moved: false,
+            interrupted: None,
         })
     }
 
@@ -319,6 +322,19 @@ impl VpHardware {
             super::ipi::release_vp_on(self.cpu, vmcs, self.id());
             (self.cpu, self.moved) = (here, true);
         }
+    }
+
+    /// Takes the VP out of guest mode on every CPU and gives its state to
+    /// this one (before it is destroyed).
+    pub fn quiesce(&mut self) {
+        self.claim();
+    }
+
+    /// An event the last exit cut short, to deliver again; kept here by the
+    /// CPU that ran the VP, so that an exit dropped for a VP stopped or
+    /// moved meanwhile does not lose it.
+    pub fn take_interrupted(&mut self) -> Option<Interruption> {
+        self.interrupted.take()
     }
 
     /// Claims the VP for an entry on this CPU; returns what the entry must
@@ -361,6 +377,9 @@ impl VpHardware {
             super::dr::load(self.id(), &self.dr);
         }
         let exit = self.backend.run(&mut self.gprs, flush);
+        if let Some(event) = exit.interrupted {
+            self.interrupted = Some(event);
+        }
         self.xcr0 = super::fpu::unload(self.xcr0);
         if self.dr_active {
             super::dr::save(&mut self.dr);

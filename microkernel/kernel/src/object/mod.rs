@@ -413,7 +413,7 @@ impl Kernel {
             ObjectType::TASK => self.destroy_task(object.index),
             ObjectType::VP => self.destroy_thread(ThreadId(object.index as u16)),
             ObjectType::PARTITION => {
-                if let Some(partition) = self.partitions.get_mut(index).and_then(Option::take) {
+                if let Some(mut partition) = self.partitions.get_mut(index).and_then(Option::take) {
                     for mem in self.memory.iter_mut().flatten() {
                         mem.mappings.retain(|m| m.owner != PARTITION_OWNER + object.index);
                     }
@@ -422,6 +422,9 @@ impl Kernel {
                             vcpu.partition = None;
                         }
                     }
+                    // No CPU may still walk (or hold translations from) the
+                    // tables: its VPs in guest mode elsewhere leave first.
+                    partition.shoot_down(object.index);
                     crate::arch::vm::slat::free(partition.backend, partition.root);
                 }
             }
@@ -449,6 +452,7 @@ impl Kernel {
                 // kept for free.
                 if let Some(t) = self.sched.get_mut(index).and_then(Option::take).and_then(|sc| sc.bound) {
                     let _ = self.ipc.configure(t, SchedParams::DEFAULT);
+                    self.ipc.set_cpu(t, 0);
                 }
             }
             ObjectType::IO_PORTS => {
@@ -474,12 +478,20 @@ impl Kernel {
         if !thread.alive {
             return;
         }
-        if let Some(vcpu) = thread.vcpu.and_then(|v| self.vcpus.get_mut(v as usize)?.take()) {
+        // Off every CPU before its frame or VP state can be reused: out of
+        // user mode, and its VP out of guest mode with its state given up
+        // where it is (never through a slot already emptied).
+        let _ = self.ipc.exit(t);
+        crate::arch::ipi::wait_out(crate::arch::ipi::Outside::User(t.0));
+        let vp = self.threads[usize::from(t.0)].vcpu;
+        if let Some(vcpu) = vp.and_then(|v| self.vcpus.get_mut(v as usize)?.as_mut()) {
+            vcpu.hw.quiesce();
+        }
+        if let Some(vcpu) = vp.and_then(|v| self.vcpus.get_mut(v as usize)?.take()) {
             vcpu.hw.release();
         }
         let thread = &mut self.threads[usize::from(t.0)];
         *thread = Thread::DEAD;
-        let _ = self.ipc.exit(t);
         let _ = self.ipc.free_thread(t);
         for sc in self.sched.iter_mut().flatten() {
             if sc.bound == Some(t) {

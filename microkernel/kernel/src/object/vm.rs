@@ -623,13 +623,20 @@ pub fn invoke(
             for (i, a) in args.iter_mut().enumerate().take(1 + per * count) {
                 *a = message_word(k, t, &mr, i)?;
             }
-            // A running VP's state is the CPU's; only an interruption can be
-            // posted to it (ring 0 keeps it, and kicks the VP's CPU).
-            let only_events = op == Operation::VP_SET_REGISTERS
-                && args[1..1 + 3 * count]
-                    .chunks_exact(3)
-                    .all(|t| t[0] == u64::from(HvRegisterName::PENDING_INTERRUPTION.0));
-            if running && !only_events {
+            // A running VP's state is the CPU's (perhaps another CPU's, in
+            // guest mode): only what ring 0 keeps can be reached, an
+            // interruption posted or read back and the run time read (the
+            // kernel kicks the VP's CPU for a posted one).
+            let kept = |name: u64| {
+                name == u64::from(HvRegisterName::PENDING_INTERRUPTION.0)
+                    || (op == Operation::VP_GET_REGISTERS && name == u64::from(HvRegisterName::VP_RUNTIME.0))
+            };
+            let only_kept = if op == Operation::VP_SET_REGISTERS {
+                args[1..1 + 3 * count].chunks_exact(3).all(|t| kept(t[0]))
+            } else {
+                args[1..1 + count].iter().all(|&name| kept(name))
+            };
+            if running && !only_kept {
                 return Err(ErrorCode::INVALID_STATE);
             }
             let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
@@ -833,10 +840,15 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             crate::arch::speculation::enter(kerncore::speculation::Domain::Partition(p));
         }
         let flush = vcpu.hw.prepare(flush_partition, flush_vp);
+        if let Some(event) = vcpu.hw.take_interrupted() {
+            // Cut short by an exit that was dropped (below).
+            vcpu.reinject = Some(event);
+        }
         vcpu.load_events();
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let hardware: *mut VpHardware = &mut vcpu.hw;
-        ipi::leaving(ipi::Outside::Guest(vcpu.hw.name()), vcpu.partition);
+        let name = vcpu.hw.name();
+        ipi::leaving(ipi::Outside::Guest(name), vcpu.partition);
         kg.unlock();
         let entered_at = crate::arch::cpu::timestamp();
         let exit = hw::run_unlocked(hardware, flush);
@@ -845,22 +857,26 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         crate::arch::cpu::take_pending_interrupts();
         kg.relock();
         let k: &mut Kernel = kg;
+        // Another CPU may have stopped, suspended, moved or destroyed the
+        // VP (and made another in its slot) while it ran: then its exit is
+        // dropped untouched, and the guest exits again at the same
+        // instruction when it next runs (an event it cut short waits in
+        // its hardware state: `take_interrupted`). Only a machine check is
+        // the host's business whatever became of the VP.
+        let same = k.vcpus[v as usize].as_ref().is_some_and(|vcpu| vcpu.hw.name() == name);
+        let corrected = exit.reason == ExitReason::MachineCheck && same && !machine_check(k, v);
+        if !same || k.ipc.current(me) != Some(t) {
+            return;
+        }
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
-        if let Some(event) = exit.interrupted {
+        if let Some(event) = vcpu.hw.take_interrupted() {
             vcpu.reinject = Some(event);
         }
-        let corrected = exit.reason == ExitReason::MachineCheck && !machine_check(k, v);
         k.catch_up_ticks();
         k.deliver_interrupts();
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         let outcome = if corrected { Outcome::Host } else { classify(vcpu, exit) };
-        if k.ipc.current(me) != Some(t) {
-            // Stopped, suspended or moved by another CPU while in guest
-            // mode: an exit for the handler is dropped, and the guest
-            // exits again at the same instruction when it next runs.
-            return;
-        }
         match outcome {
             Outcome::Host => {
                 if k.ipc.schedule(me) != Some(t) {

@@ -5,7 +5,7 @@ use super::enable::{VMX, Vmx};
 use super::insn::{
     FAILED_INVALID, FAILED_SETUP, VmFail, instruction_error, invept, invvpid, read_msr, vmread, vmwrite,
 };
-use super::vmcs::{BLOCKING_BY_MOV_SS, BLOCKING_BY_NMI, BLOCKING_BY_STI, make_current};
+use super::vmcs::{BLOCKING_BY_MOV_SS, BLOCKING_BY_NMI, BLOCKING_BY_STI, make_current, write_host_state_here};
 use super::vp::{SYSCALL_MSRS, VpState};
 use crate::arch::vm::{Access, EntryFlush, Exit, ExitReason, GuestGprs};
 use core::arch::{asm, global_asm};
@@ -190,7 +190,10 @@ pub(super) fn run(vmcs: u64, state: Option<&mut VpState>, gprs: &mut GuestGprs, 
     if let Some(code) = state.broken {
         return failed(code);
     }
+    let here = crate::arch::percpu::index();
     let prepared = make_current(vmcs)
+        .and_then(|()| if state.host_cpu == here { Ok(()) } else { write_host_state_here() })
+        .map(|()| state.host_cpu = here)
         .and_then(|()| vmwrite(VmcsField::HOST_CR3, crate::arch::cpu::cr3()))
         .and_then(|()| flush_before_run(vmx, state, flush));
     if let Err(e) = prepared {

@@ -113,6 +113,14 @@ fn tss_base(gdt_base: u64, tr: u16) -> u64 {
     ((low >> 16) & 0xff_ffff) | (((low >> 56) & 0xff) << 24) | ((high & 0xffff_ffff) << 32)
 }
 
+/// Points the current VMCS's host state at this CPU (its GS base, TSS and
+/// GDT are per CPU): a VP that moved here exits to this CPU's kernel.
+pub(super) fn write_host_state_here() -> Result<(), VmFail> {
+    let mut w = Writer(Ok(()));
+    write_host_state(&mut w);
+    w.0.map_err(|(_, e)| e)
+}
+
 /// This CPU's state to return to on every VM exit (SDM §25.5). HOST_CR3
 /// is rewritten before each entry (the kernel switches address spaces)
 /// and HOST_RSP inside the world switch.
@@ -266,6 +274,7 @@ pub(super) fn init_vmcs(vmcs: u64, set_up_before: bool, ept_root: u64, vpid: u32
         eptp,
         vpid: 0,
         tag: VpTag::default(),
+        host_cpu: crate::arch::percpu::index(),
         cr2: 0,
         dr6: DR6_INIT,
         kernel_gs_base: 0,

@@ -20,6 +20,8 @@ pub(super) struct VpState {
     /// The VPID in the VMCS, and the one it holds on its CPU (`kerncore::tags`).
     pub(super) vpid: u16,
     pub(super) tag: VpTag,
+    /// The CPU whose state the VMCS's host fields hold.
+    pub(super) host_cpu: usize,
     /// Guest state VMX does not switch, loaded around each entry.
     pub(super) cr2: u64,
     pub(super) dr6: u64,
