@@ -132,3 +132,27 @@ fn qemu_vps_and_threads_run_on_different_cpus_at_once() {
     run.assert_serial_lacks("EXCEPTION:");
     run.assert_halted(0);
 }
+
+/// Bochs (Intel VMX) with 2 CPUs and the two-VP test kernel: VP 1 runs on
+/// CPU 1, so its VMCS is set up on CPU 0 (VP_CONFIGURE by the VID) and
+/// moves: VMCLEAR there, VMPTRLD, host state rewritten and VMLAUNCH here.
+#[test]
+fn bochs_a_vp_moves_to_its_own_cpu() {
+    let m = manifest("smp.toml");
+    let run = boot("bochs_a_vp_moves_to_its_own_cpu", Emulator::Bochs, BOCHS_TIMEOUT, &["--smp", "2", "--manifest", &m]);
+    assert_in_order(
+        &run,
+        &[
+            "cpus: 2 online of 2 in MADT",
+            "[vid] smp: testkernel: smp: AP 1 up",
+            "[vid] smp: testkernel: smp: 1 of 1 APs up and 1 IPIs",
+            "[vid] smp: testkernel: smp: ok",
+        ],
+    );
+    if run.run_counters(1).1 == 0 {
+        run.fail("VP 1 never entered guest mode on CPU 1");
+    }
+    run.assert_serial_lacks("FAIL");
+    run.assert_serial_lacks("EXCEPTION:");
+    run.assert_halted(0);
+}

@@ -274,18 +274,22 @@ fn direct(phys: u64, len: u64) -> *mut u8 {
 /// object: an IPC buffer, a startup page, a task image).
 pub fn write_phys(phys: u64, data: &[u8]) {
     let dst = direct(phys, data.len() as u64);
-    // SAFETY: the range is direct-mapped RAM owned by a kernel object; the
-    // kernel is single-threaded here, and `data` (kernel memory) cannot
-    // overlap a frame handed to tasks.
+    // SAFETY: the range is direct-mapped RAM owned by a kernel object, and
+    // `data` (kernel memory) cannot overlap a frame handed to tasks. A task
+    // or guest on another CPU may write the same frame at the same time:
+    // its bytes are plain data to the kernel, which never relies on what it
+    // wrote there staying put.
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) }
 }
 
 /// Copies physical memory into `buf`.
 pub fn read_phys(phys: u64, buf: &mut [u8]) {
     let src = direct(phys, buf.len() as u64);
-    // SAFETY: as for `write_phys`; tasks may write the frame concurrently
-    // only from another CPU, which does not exist yet (bytes are plain data
-    // either way).
+    // SAFETY: as for `write_phys`. A task or guest on another CPU may write
+    // the frame meanwhile: the bytes land in `buf`, kernel memory, once, and
+    // callers check and use only that copy (never a second read of a
+    // message word or slot), so a change between check and use is
+    // impossible.
     unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) }
 }
 
