@@ -139,7 +139,8 @@ fn qemu_vps_and_threads_run_on_different_cpus_at_once() {
 #[test]
 fn bochs_a_vp_moves_to_its_own_cpu() {
     let m = manifest("smp.toml");
-    let run = boot("bochs_a_vp_moves_to_its_own_cpu", Emulator::Bochs, BOCHS_TIMEOUT, &["--smp", "2", "--manifest", &m]);
+    let run =
+        boot("bochs_a_vp_moves_to_its_own_cpu", Emulator::Bochs, BOCHS_TIMEOUT, &["--smp", "2", "--manifest", &m]);
     assert_in_order(
         &run,
         &[
