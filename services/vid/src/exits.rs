@@ -272,6 +272,10 @@ pub struct Vmm {
     pub effects: Effects,
     /// A guest asked for a TLB flush (HvCallFlushVirtualAddress*).
     pub flush_tlb: bool,
+    /// The kernel holds an interruption for the VP whose exit
+    /// [`Vmm::handle`] is given next, though the exit's header may not
+    /// show it: the reply posts none (it would replace that one).
+    pub slot_taken: bool,
     /// 128-bit register updates (XMM fast-call output) for the reply, after
     /// the [`Updates`] of the action: (name, low, high).
     pub wide: heapless::Vec<(HvRegisterName, u64, u64), 6>,
@@ -306,6 +310,7 @@ impl Vmm {
             synthetic: SyntheticPartition::new(c.profile, c.vendor, c.clock, c.created_tsc),
             effects: Effects::default(),
             flush_tlb: false,
+            slot_taken: false,
             wide: heapless::Vec::new(),
             uart: Uart::new(),
             uart_irq: false,
@@ -369,6 +374,7 @@ impl Vmm {
         now: u64,
         mut events: impl FnMut(Event),
     ) -> Action {
+        let slot_taken = core::mem::take(&mut self.slot_taken);
         self.poll(now);
         let Ok(body) = message.parse() else {
             return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
@@ -379,6 +385,7 @@ impl Vmm {
         let Some(h) = header else { return action };
         let posted = |this: &mut Vmm, mut u: Updates| {
             let busy = h.execution_state.interruption_pending()
+                || slot_taken
                 || u.iter().any(|(name, _)| *name == HvRegisterName::PENDING_INTERRUPTION);
             if !busy && let Some(value) = this.interruption_for(h.vp_index) {
                 let _ = u.push((HvRegisterName::PENDING_INTERRUPTION, value));

@@ -192,11 +192,14 @@ struct Vp {
     halted: bool,
     /// An interruption the VID posted may still be waiting in the kernel.
     posted: bool,
+    /// The loop posted an interruption (outside a reply) since the VP's
+    /// last exit was received: that exit's header may not show it.
+    sent: bool,
 }
 
 impl Vp {
     const fn new(cap: CapSlot) -> Vp {
-        Vp { cap, started: false, halted: false, posted: false }
+        Vp { cap, started: false, halted: false, posted: false, sent: false }
     }
 }
 

@@ -106,11 +106,20 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 let r = &mut running[k];
                 exited = Some((k, v));
                 r.exits += 1;
-                r.vps[v].posted = hv
+                let shown = hv
                     .parse()
                     .ok()
                     .and_then(|b| b.intercept_header().copied())
                     .is_some_and(|h| h.execution_state.interruption_pending());
+                // The header shows what the kernel held when the VP exited.
+                // On another CPU it may have exited while this loop ran,
+                // which then posted it an interruption before taking the
+                // exit: the kernel knows (the VP waits for its reply), and a
+                // reply must not replace that interruption.
+                let vp = &mut r.vps[v];
+                let taken = !shown && core::mem::take(&mut vp.sent) && pending_interruption(vp.cap).unwrap_or(true);
+                vp.posted = shown || taken;
+                r.vmm.slot_taken = taken;
                 let name = r.name;
                 let console = &mut r.console;
                 let console_tick = &mut r.console_tick;
@@ -138,9 +147,11 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 }
                 reply_for(&action, &mut r.vmm, &mut message);
                 let vp = &mut r.vps[v];
-                vp.halted = matches!(action, Action::Halt(_));
                 vp.posted |= matches!(&action, Action::Resume(u) | Action::Halt(u)
                     if u.iter().any(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION));
+                // With an interruption waiting in the kernel a halt is no
+                // halt: the VP runs to take it.
+                vp.halted = matches!(action, Action::Halt(_)) && !vp.posted;
                 if core::mem::take(&mut r.vmm.flush_tlb) {
                     let _ = invoke(r.partition, Operation::PARTITION_FLUSH_TLB, &[]);
                 }
@@ -358,7 +369,7 @@ fn post(vmm: &mut Vmm, v: u32, vp: &mut super::Vp) {
     if let Some(value) = vmm.interruption_for(v) {
         let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
         if invoke(vp.cap, Operation::VP_SET_REGISTERS, &[1, name, value, 0]).is_ok() {
-            (vp.posted, vp.halted) = (true, false);
+            (vp.posted, vp.halted, vp.sent) = (true, false, true);
         }
     }
 }
