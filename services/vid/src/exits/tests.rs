@@ -413,6 +413,36 @@ fn the_apic_base_msr_is_the_local_apics_and_a_synthetic_msr_without_a_profile_is
 
 #[test]
 fn a_pit_interrupt_wakes_hlt_and_rides_on_the_reply() {
+    let (mut vmm, mut g, deadline, halt) = pit_armed_and_halted();
+    let a = vmm.handle(&halt, &mut g, deadline, |_| {});
+    let Action::Resume(u) = a else { panic!("{a:?}") };
+    let posted = u.iter().find(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION).expect("posted").1;
+    let posted = tlfs::HvX64PendingInterruptionRegister::from_bits(posted);
+    assert_eq!((posted.interruption_pending(), posted.interruption_vector()), (true, 0x20));
+}
+
+/// SMP: the loop posted an interruption to a VP whose exit (older than the
+/// post, so its header shows none) was waiting. The reply to that exit
+/// must not carry another, which would replace the posted one in the
+/// kernel's slot and leave it acknowledged for good: the PIT's vector
+/// stays for later.
+#[test]
+fn a_reply_never_replaces_an_interruption_the_kernel_holds() {
+    let (mut vmm, mut g, deadline, halt) = pit_armed_and_halted();
+    vmm.slot_taken = true;
+    let a = vmm.handle(&halt, &mut g, deadline, |_| {});
+    let updates = match &a {
+        Action::Resume(u) | Action::Halt(u) => u.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(updates.iter().all(|(n, _)| *n != HvRegisterName::PENDING_INTERRUPTION), "{a:?}");
+    let later = vmm.interruption_for(0).expect("IRQ 0 still pending, not acknowledged");
+    assert_eq!(tlfs::HvX64PendingInterruptionRegister::from_bits(later).interruption_vector(), 0x20);
+}
+
+/// A VMM with the test kernel's 8259s and a 100 Hz PIT, the first IRQ 0's
+/// deadline, and a HLT exit with interrupts on.
+fn pit_armed_and_halted() -> (Vmm, Fake, u64, HvMessage) {
     let mut vmm = Vmm::new();
     let mut g = Fake::new();
     // The test kernel's sequence: 8259s at 0x20/0x28, only IRQ 0 unmasked,
@@ -443,11 +473,7 @@ fn a_pit_interrupt_wakes_hlt_and_rides_on_the_reply() {
     let halt = HvMessage::from_body(&HvMessageBody::X64Halt(HvX64HaltMessage { header: h }), 0);
     // Before the deadline HLT waits; at it, HLT ends with vector 0x20 posted.
     assert!(matches!(vmm.handle(&halt, &mut g, deadline - 1, |_| {}), Action::Halt(_)));
-    let a = vmm.handle(&halt, &mut g, deadline, |_| {});
-    let Action::Resume(u) = a else { panic!("{a:?}") };
-    let posted = u.iter().find(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION).expect("posted").1;
-    let posted = tlfs::HvX64PendingInterruptionRegister::from_bits(posted);
-    assert_eq!((posted.interruption_pending(), posted.interruption_vector()), (true, 0x20));
+    (vmm, g, deadline, halt)
 }
 
 #[test]
