@@ -89,11 +89,12 @@ enum Cmd {
     /// or copy it onto a Ventoy stick. The kernel's console is COM1;
     /// `exit=idle` is not added unless given in --cmdline.
     Iso(IsoArgs),
-    /// Measure costs in instructions: boots the IPC benchmark system
-    /// (tests/manifests/bench.toml) twice in QEMU with `-icount shift=0`,
-    /// where rdtsc counts guest instructions, and prints each figure with
-    /// whether the two runs agree (exit 1 if a figure is missing or moves by
-    /// more than 1%).
+    /// Measure costs in instructions: boots each benchmark system
+    /// (tests/manifests/bench.toml and hypercall-bench.toml on one CPU,
+    /// smp-ipc-bench.toml on two, smp-bench.toml on four) twice in QEMU with
+    /// `-icount shift=0`, where rdtsc counts guest instructions, and prints
+    /// each figure with whether the two runs agree (exit 1 if a figure is
+    /// missing or moves by more than 1%).
     ///
     /// Then (unless --no-linux) it boots the Linux guest directly in QEMU
     /// TCG and under Tessera, one after the other, and prints the wall time
@@ -225,8 +226,9 @@ struct TesseraArgs {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// The benchmark system to boot [default: tests/manifests/bench.toml in
-    /// this repository, wherever it is run from].
+    /// The benchmark system to boot, on one CPU [default: the systems of
+    /// tests/manifests/ named above, in this repository, wherever it is run
+    /// from].
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
 

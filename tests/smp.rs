@@ -157,3 +157,52 @@ fn bochs_a_vp_moves_to_its_own_cpu() {
     run.assert_serial_lacks("EXCEPTION:");
     run.assert_halted(0);
 }
+
+/// A task's manifest `cpu`: the supervisor puts the ipc-bench server's
+/// scheduling context on CPU 1, which then serves every call of the
+/// client on the boot CPU (1100 round trips: each a user entry there).
+#[test]
+fn qemu_a_task_runs_on_its_manifest_cpu() {
+    let m = manifest("smp-ipc-bench.toml");
+    let run =
+        boot("qemu_a_task_runs_on_its_manifest_cpu", Emulator::Qemu, QEMU_TIMEOUT, &["--smp", "2", "--manifest", &m]);
+    assert_in_order(
+        &run,
+        &[
+            "cpus: 2 online of 2 in MADT",
+            "[supervisor] bench-server runs on CPU 1",
+            "[supervisor] started bench-server: ring 3, priority 20",
+            "[bench-client-across] bench: ipc call+reply round trip across CPUs: ",
+            "kernel: every thread is blocked and nothing can wake one (exit=idle)",
+        ],
+    );
+    let (user, _) = run.run_counters(1);
+    if user < 1100 {
+        run.fail(&format!("CPU 1 entered user mode {user} times: the server did not serve there"));
+    }
+    run.assert_serial_lacks("stays on CPU 0");
+    run.assert_halted(0);
+}
+
+/// On a machine without the manifest's CPU the task stays on the boot CPU:
+/// the supervisor says so and the system runs as it would.
+#[test]
+fn qemu_a_task_whose_cpu_is_missing_stays_on_the_boot_cpu() {
+    let m = manifest("smp-ipc-bench.toml");
+    let run = boot(
+        "qemu_a_task_whose_cpu_is_missing_stays_on_the_boot_cpu",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--smp", "1", "--manifest", &m],
+    );
+    assert_in_order(
+        &run,
+        &[
+            "[supervisor] bench-server stays on CPU 0: it cannot go to CPU 1 (INVALID_ARGUMENT; CPUs online: 1)",
+            "[supervisor] started bench-server: ring 3, priority 20",
+            "[bench-client-across] bench: ipc call+reply round trip across CPUs: ",
+        ],
+    );
+    run.assert_serial_lacks("runs on CPU 1");
+    run.assert_halted(0);
+}

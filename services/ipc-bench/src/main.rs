@@ -3,6 +3,13 @@
 //! call; the one that uses it times round trips with rdtsc. Under QEMU with
 //! `-icount shift=0` rdtsc counts guest instructions, so the figures are
 //! instruction counts and repeat exactly from run to run.
+//!
+//! A client named [`ACROSS`] has its server on another CPU (the manifest's
+//! `cpu`, `tests/manifests/smp-ipc-bench.toml`) and times only the round
+//! trip, which then wakes the other CPU with an IPI each way. It reads the
+//! TSC on its own CPU only; under `-icount` the TSC counts the
+//! instructions of every CPU (QEMU runs them in turn on one host thread),
+//! so the figure includes what the other CPU ran meanwhile.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
@@ -19,10 +26,16 @@ mod task {
 
     const WARM_UP: u32 = 100;
     const ROUNDS: u32 = 1000;
+    /// The task that serves "bench".
+    const SERVER: &str = "bench-server";
+    /// The client whose server is on another CPU.
+    const ACROSS: &str = "bench-client-across";
 
     pub fn main() {
+        let name = tessera_rt::startup::task_name();
         match caps::find("bench", tessera_rt::ObjectType::ENDPOINT) {
-            Some(endpoint) if tessera_rt::startup::task_name() == "bench-server" => serve(endpoint),
+            Some(endpoint) if name == SERVER => serve(endpoint),
+            Some(endpoint) if name == ACROSS => measure_across(endpoint),
             Some(endpoint) => measure(endpoint),
             None => log!("no \"bench\" endpoint"),
         }
@@ -69,6 +82,15 @@ mod task {
         });
         log!("bench: ipc call+reply round trip: {round_trip} cycles (min {round_trip_min}) over {ROUNDS} rounds");
         log!("bench: null invocation (CAP_IDENTIFY): {null} cycles (min {null_min}) over {ROUNDS} rounds");
+    }
+
+    fn measure_across(endpoint: CapSlot) {
+        let mut message = Message::new(1);
+        let (mean, min) = time(|| {
+            message.clear(1);
+            let _ = tessera_rt::call_in_place(endpoint, &mut message);
+        });
+        log!("bench: ipc call+reply round trip across CPUs: {mean} cycles (min {min}) over {ROUNDS} rounds");
     }
 }
 

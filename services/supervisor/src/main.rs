@@ -152,6 +152,7 @@ mod task {
         /// the scheduler may lower a task or limit its budget, never raise
         /// it above the manifest (whose "calls go uphill" rule depends on
         /// it), and whatever the task makes gets no more than it runs with.
+        /// Each is on its task's manifest CPU before the task first starts.
         fn create_shared_objects(&mut self) {
             for _ in 0..self.image.manifest.endpoints.len() {
                 let slot = self.slot().unwrap_or_else(|e| fatal("find a slot", e));
@@ -168,6 +169,7 @@ mod task {
                     .unwrap_or_else(|e| fatal("configure a scheduling context", e));
                 invoke(slot, Operation::SCHED_LIMIT, &params)
                     .unwrap_or_else(|e| fatal("set the ceiling of a scheduling context", e));
+                place(task.name, slot, task.cpu);
                 self.sched[i] = slot;
             }
         }
@@ -497,6 +499,22 @@ mod task {
             }
             self.release(index);
             self.crashed(index);
+        }
+    }
+
+    /// Puts task `name`'s scheduling context `context` on CPU `cpu` (its
+    /// manifest `cpu`); on a machine without that CPU the task stays on
+    /// the boot CPU, which is logged, and the system starts as it would.
+    fn place(name: &str, context: CapSlot, cpu: u8) {
+        if cpu == 0 {
+            return;
+        }
+        match invoke(context, Operation::SCHED_SET_CPU, &[u64::from(cpu)]) {
+            Ok(_) => log!("{name} runs on CPU {cpu}"),
+            Err(e) => log!(
+                "{name} stays on CPU 0: it cannot go to CPU {cpu} ({e:?}; CPUs online: {})",
+                tessera_rt::startup::cpu_count()
+            ),
         }
     }
 

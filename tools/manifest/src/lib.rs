@@ -88,6 +88,9 @@ pub struct Task {
     /// Kernel objects it may make from it, by kind: as written, the
     /// default, and the partition manager's share (none without untyped).
     pub objects: abi::Entries,
+    /// The CPU the supervisor puts its scheduling context on (0: the boot
+    /// CPU; it stays there if the machine has no such CPU).
+    pub cpu: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +139,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             interrupts: heapless::Vec::new(),
             untyped: t.untyped,
             objects: t.objects,
+            cpu: t.cpu,
         };
         for &e in &t.serves {
             task.serves.push(compiled::EndpointIndex(index(e)?)).map_err(|_| over("serves"))?;
@@ -245,7 +249,7 @@ pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Error
 }
 
 /// A table of the tasks in start order: priority, memory, stack, restart
-/// policy and capabilities.
+/// policy and capabilities (and the CPU of a task not on the boot CPU).
 pub fn summary(manifest: &Manifest) -> String {
     let mut out = format!(
         "system \"{}\": {} tasks, {} endpoints\n",
@@ -278,6 +282,9 @@ pub fn summary(manifest: &Manifest) -> String {
         }
         if !t.interrupts.is_empty() {
             caps.push(format!("GSI {}", t.interrupts.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")));
+        }
+        if t.cpu != 0 {
+            caps.push(format!("on CPU {}", t.cpu));
         }
         let restart = if t.supervisor {
             "supervisor"

@@ -8,9 +8,10 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 use sysimage::manifest::{
-    DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI, MAX_INTERRUPTS,
-    MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS,
-    MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead, valid_cmdline,
+    DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_CPUS, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI,
+    MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY,
+    MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead,
+    valid_cmdline,
 };
 use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart, objects};
 
@@ -74,6 +75,8 @@ struct TaskToml {
     untyped: Option<RawSize>,
     /// Kernel objects it may make from it, by kind (`abi::EntryKind` names).
     objects: Option<IndexMap<String, i64>>,
+    /// The CPU its scheduling context is put on (index, 0 the boot CPU).
+    cpu: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +220,7 @@ struct Draft<'t> {
     untyped: u64,
     /// As written (`None`: the default).
     objects: Option<Entries>,
+    cpu: u8,
 }
 
 fn check_size(task: &str, field: &str, raw: &RawSize, errors: &mut Vec<Error>) -> Option<u64> {
@@ -278,6 +282,17 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
     {
         err(e, "stack", format!("{} is larger than memory ({})", show_size(stack), show_size(memory)));
     }
+    let cpu = match t.cpu {
+        None => 0,
+        Some(_) if t.supervisor => {
+            err(e, "cpu", "the kernel starts the supervisor on the boot CPU (remove cpu)".into());
+            0
+        }
+        Some(n) => u8::try_from(n).ok().filter(|&c| c < MAX_CPUS).unwrap_or_else(|| {
+            err(e, "cpu", format!("{n} is out of range (0..={}, 0 is the boot CPU)", MAX_CPUS - 1));
+            0
+        }),
+    };
     let restart = match (t.supervisor, t.restart.as_deref()) {
         (true, None) => Restart::Never,
         (true, Some(_)) => {
@@ -346,6 +361,7 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
         interrupts,
         untyped,
         objects,
+        cpu,
     }
 }
 
@@ -781,6 +797,7 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
                 interrupts: d.interrupts.clone(),
                 untyped: d.untyped,
                 objects: Entries::NONE, // set by `grant_objects`
+                cpu: d.cpu,
             }
         })
         .collect();

@@ -96,6 +96,25 @@ fn the_compiled_manifest_carries_everything() {
 }
 
 #[test]
+fn a_task_cpu_is_compiled_and_shown() {
+    let m = parse(
+        "[system]\nname = \"s\"\n\
+         [tasks.boot]\nsupervisor = true\npriority = 2\nmemory = \"4KiB\"\nstack = \"4KiB\"\n\
+         [tasks.far]\npriority = 1\nmemory = \"4KiB\"\nstack = \"4KiB\"\ncpu = 3\n\
+         [tasks.near]\npriority = 1\nmemory = \"4KiB\"\nstack = \"4KiB\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let bytes = compile(&m).unwrap();
+    let c = sysimage::Manifest::parse(&bytes).unwrap();
+    let cpus: Vec<(&str, u8)> = c.tasks.iter().map(|t| (t.name, t.cpu)).collect();
+    assert_eq!(cpus, [("boot", 0), ("far", 3), ("near", 0)]);
+    let text = summary(&m);
+    assert!(text.lines().any(|l| l.starts_with("  far ") && l.ends_with(" on CPU 3")), "{text}");
+    assert_eq!(text.matches("on CPU").count(), 1, "{text}");
+}
+
+#[test]
 fn the_image_holds_the_manifest_and_each_binary_once() {
     let mut m = load(&repo_manifest()).unwrap();
     m.tasks[5].binary = m.tasks[4].binary.clone(); // two tasks, one binary

@@ -43,7 +43,7 @@ fn unknown_task_field() {
     assert_errors(
         &text,
         &["test.toml:14:1: unknown field `prio`, expected one of `binary`, `priority`, `memory`, `stack`, \
-           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts`, `untyped`, `objects` (in `prio = 3`)"],
+           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts`, `untyped`, `objects`, `cpu` (in `prio = 3`)"],
     );
 }
 
@@ -490,6 +490,41 @@ fn untyped_zero_or_too_large() {
 fn supervisor_with_untyped() {
     let text = "[system]\nname = \"test\"\n\n[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\nuntyped = \"1MiB\"\n";
     assert_errors(text, &["task \"root\": untyped: the supervisor already holds all untyped memory"]);
+}
+
+// ---- CPU placement.
+
+#[test]
+fn cpu_is_given_as_written_or_the_boot_cpu() {
+    let text = system(&format!("{}{}", task("a", 1, "cpu = 15"), task("b", 1, "")));
+    let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let cpus: Vec<(&str, u8)> = m.tasks.iter().map(|t| (t.name.as_str(), t.cpu)).collect();
+    assert_eq!(cpus, [("root", 0), ("a", 15), ("b", 0)]);
+}
+
+#[test]
+fn cpu_out_of_range() {
+    for (cpu, value) in [("16", 16), ("-1", -1), ("256", 256)] {
+        let text = system(&task("a", 1, &format!("cpu = {cpu}")));
+        let message = format!("task \"a\": cpu: {value} is out of range (0..=15, 0 is the boot CPU)");
+        assert_errors(&text, &[&message]);
+    }
+}
+
+#[test]
+fn cpu_that_is_not_an_integer() {
+    let text = system(&task("a", 1, "cpu = \"1\""));
+    assert_errors(&text, &["test.toml:14:7: invalid type: string \"1\", expected i64 (in `cpu = \"1\"`)"]);
+}
+
+#[test]
+fn supervisor_with_cpu() {
+    let text = SUPERVISOR.replace("priority = 31", "priority = 31\ncpu = 1");
+    let text = format!("[system]\nname = \"test\"\n\n{text}");
+    assert_errors(&text, &["task \"root\": cpu: the kernel starts the supervisor on the boot CPU (remove cpu)"]);
+    // Even as 0: the key has no meaning there.
+    let text = text.replace("cpu = 1", "cpu = 0");
+    assert_errors(&text, &["task \"root\": cpu: the kernel starts the supervisor on the boot CPU (remove cpu)"]);
 }
 
 // ---- Objects quotas (kernel-table entries).

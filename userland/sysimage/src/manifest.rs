@@ -14,6 +14,7 @@
 //!   `serves`; no task uses an endpoint it serves itself;
 //! - names are unique, sizes are whole pages, I/O ranges stay in the 64 KiB
 //!   port space and are not claimed twice, and neither are interrupt lines;
+//! - a task's CPU is below [`MAX_CPUS`], the supervisor's 0;
 //! - each partition names a valid task other than the supervisor as its
 //!   VID, which has an untyped quota (for its exit endpoint) and uses the
 //!   [`PARTITION_MANAGER`] endpoint; the task serving
@@ -32,8 +33,9 @@ use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
 /// Version of the compiled-manifest layout (2: `partitions` added; 4: a
-/// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`).
-pub const VERSION: u32 = 5;
+/// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`;
+/// 6: a task's `cpu`).
+pub const VERSION: u32 = 6;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -62,6 +64,8 @@ pub const MAX_MODULES: usize = 4;
 pub const MIN_PARTITION_MEMORY: u64 = 2 << 20;
 /// Largest guest RAM of a partition (it sits below the 4 GiB PCI hole).
 pub const MAX_PARTITION_MEMORY: u64 = 3 << 30;
+/// Most CPUs a task may be placed on (`cpu` is below it).
+pub const MAX_CPUS: u8 = abi::limits::MAX_CPUS as u8;
 /// Most virtual processors of a partition.
 pub const MAX_VCPUS: u8 = abi::limits::MAX_VPS_PER_PARTITION as u8;
 /// Untyped memory the partition manager needs per partition besides its
@@ -200,6 +204,10 @@ pub struct Task<'a> {
     /// without `untyped`; the partition manager's share included).
     #[serde(with = "entries_words")]
     pub objects: Entries,
+    /// The CPU (index, 0 the boot CPU) its scheduling context is put on,
+    /// below [`MAX_CPUS`]; always 0 for the supervisor, which the kernel
+    /// starts on the boot CPU.
+    pub cpu: u8,
 }
 
 /// An [`Entries`] as its array of counts.
@@ -391,6 +399,12 @@ impl<'a> Manifest<'a> {
             if !size_ok(task.memory) || !size_ok(task.stack) || task.stack > task.memory {
                 return bad("bad memory or stack size");
             }
+            if task.cpu >= MAX_CPUS {
+                return bad("CPU out of range");
+            }
+            if i == 0 && task.cpu != 0 {
+                return bad("the supervisor runs on the boot CPU");
+            }
             for (j, s) in task.serves.iter().enumerate() {
                 if self.endpoint(*s).is_none_or(|e| usize::from(e.server.0) != i) || task.serves[..j].contains(s) {
                     return bad("serves an endpoint twice or one it is not the server of");
@@ -479,3 +493,5 @@ const _: () = assert!(MAX_TASKS <= 256);
 const _: () = assert!(abi::invoke::MAX_PRIORITY <= u8::MAX as u64);
 const _: () = assert!(abi::limits::MAX_VPS_PER_PARTITION <= u8::MAX as usize);
 const _: () = assert!(MAX_ENDPOINTS <= 256);
+// A task's `cpu` is a u8.
+const _: () = assert!(abi::limits::MAX_CPUS <= u8::MAX as usize);

@@ -25,12 +25,13 @@ fn task<'a>(name: &'a str, priority: u8) -> Task<'a> {
         interrupts: heapless::Vec::new(),
         untyped: 0,
         objects: abi::Entries::NONE,
+        cpu: 0,
     }
 }
 
 /// supervisor, console (serves 0, COM1, IRQ 4), client (uses 0 as "log"
-/// and 1), the partition manager (serves 1, an untyped quota for the
-/// client's partition).
+/// and 1, on the last CPU), the partition manager (serves 1, an untyped
+/// quota for the client's partition).
 fn sample() -> Manifest<'static> {
     let mut supervisor = task("supervisor", 31);
     supervisor.restart = Restart::Never;
@@ -42,6 +43,7 @@ fn sample() -> Manifest<'static> {
     client.binary = "client.elf";
     client.untyped = 64 << 10;
     client.objects = objects::default_objects(true);
+    client.cpu = MAX_CPUS - 1;
     client.uses = hv(&[
         Use { endpoint: EndpointIndex(0), name: "log" },
         Use { endpoint: EndpointIndex(1), name: PARTITION_MANAGER },
@@ -150,6 +152,8 @@ fn inconsistent_manifests_are_refused() {
     bad_task(2, |m| m.tasks[2].interrupts = hv(&[Gsi(4)]));
     bad_task(2, |m| m.tasks[2].interrupts = hv(&[Gsi(MAX_GSI + 1)]));
     bad_task(1, |m| m.tasks[1].objects = abi::Entries::one(abi::EntryKind::Thread)); // it has no untyped
+    bad_task(2, |m| m.tasks[2].cpu = MAX_CPUS);
+    bad_task(0, |m| m.tasks[0].cpu = 1);
 
     // A quota beyond a kernel table, with everything else the system takes.
     let mut m = sample();

@@ -173,7 +173,8 @@ fn lapic_read(register: u64) -> u32 {
     hw::read32(lapic::BASE + register)
 }
 
-fn lapic_write(register: u64, value: u32) {
+/// Writes a register of this CPU's local APIC (an ICR_LOW write sends).
+pub fn lapic_write(register: u64, value: u32) {
     hw::write32(lapic::BASE + register, value);
 }
 
@@ -279,15 +280,8 @@ pub fn start_aps(page: u64, cpus: u32, bsp: u8) -> Result<(), Detail> {
     install(page, ap_entry)?;
     let aps = cpus - 1;
     hw::start_timer();
-    let started = (0..cpus).filter(|&id| id != u32::from(bsp)).try_for_each(|id| {
-        let id = id as u8; // below MAX_CPUS
-        send(Icr::init(id))?;
-        wait(INIT_WAIT_TICKS, || false);
-        send(Icr::startup(id, vector))?;
-        wait(STARTUP_WAIT_TICKS, || false);
-        // Harmless if the first one started it: a running AP ignores STARTUP.
-        send(Icr::startup(id, vector))
-    });
+    // Below MAX_CPUS: the casts keep the ID.
+    let started = (0..cpus).filter(|&id| id != u32::from(bsp)).try_for_each(|id| start_one(id as u8, vector));
     let done = || ARRIVED.load(Ordering::Acquire) >= aps && IPIS.load(Ordering::Relaxed) >= u64::from(aps);
     let ticks = if started.is_ok() { wait(AP_WAIT_TICKS, done) } else { 0 };
     // Late IPIs or arrivals still count: a second look after a short grace.
@@ -299,6 +293,18 @@ pub fn start_aps(page: u64, cpus: u32, bsp: u8) -> Result<(), Detail> {
     let seen = core::array::from_fn(|id| SEEN[id].load(Ordering::Acquire));
     let wrong = core::array::from_fn(|id| WRONG[id].load(Ordering::Acquire));
     smp::verdict(cpus, bsp, &seen, &wrong, ipis)
+}
+
+/// INIT, STARTUP, STARTUP to APIC ID `id`, with the waits between (the
+/// PIT must be running): the AP starts at the trampoline whose page
+/// STARTUP vector `vector` names.
+pub fn start_one(id: u8, vector: u8) -> Result<(), Detail> {
+    send(Icr::init(id))?;
+    wait(INIT_WAIT_TICKS, || false);
+    send(Icr::startup(id, vector))?;
+    wait(STARTUP_WAIT_TICKS, || false);
+    // Harmless if the first one started it: a running AP ignores STARTUP.
+    send(Icr::startup(id, vector))
 }
 
 /// Where the trampoline lands: on the AP's own stack, interrupts off.

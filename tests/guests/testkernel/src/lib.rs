@@ -166,6 +166,11 @@ pub enum Test {
     /// through the hypercall page: the round trip's cost in TSC ticks
     /// (instructions under `-icount`), for `tessera bench`.
     HcBench,
+    /// Not in `tests=all`. Times what crosses CPUs, for `tessera bench`
+    /// (`cpus=<n>` VPs, each on a CPU of its own): a fixed IPI from the
+    /// BSP to an AP spinning in guest mode, and HvFlushVirtualAddressSpace
+    /// while one AP, then all of them, spin ([`bench`]).
+    SmpBench,
     /// Not in `tests=all`. Like [`Test::Isolation`] for register state:
     /// sets DR0-DR3 and DR7 ([`state`]), XCR0 (`xcr0=`) and every XMM/YMM
     /// register from the `mark=`, waits while another partition sets its
@@ -238,7 +243,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 15] = [
+    pub const EXPLICIT: [Test; 16] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -246,6 +251,7 @@ impl Test {
         Test::TlfsHypercall,
         Test::Smp,
         Test::HcBench,
+        Test::SmpBench,
         Test::StateIsolation,
         Test::Xsetbv,
         Test::Intercepts,
@@ -307,6 +313,7 @@ impl Test {
             Test::TlfsHypercall => "tlfs-hypercall",
             Test::Smp => "smp",
             Test::HcBench => "hcbench",
+            Test::SmpBench => "smpbench",
             Test::StateIsolation => "state-isolation",
             Test::Xsetbv => "xsetbv",
             Test::Intercepts => "intercepts",
@@ -495,6 +502,9 @@ macro_rules! detail {
 }
 
 pub mod smp;
+
+/// What the benchmark tests print for `tessera bench`.
+pub mod bench;
 
 /// The CPUID leaf 0 vendor string (EBX, EDX, ECX), if it is 12 printable
 /// ASCII characters that are not all blank.

@@ -28,6 +28,8 @@ mod hw;
 #[cfg(target_os = "none")]
 mod ring3;
 #[cfg(target_os = "none")]
+mod smpbench;
+#[cfg(target_os = "none")]
 mod state_suite;
 #[cfg(target_os = "none")]
 mod suite;

@@ -5,6 +5,7 @@ use crate::attacks;
 use crate::canaries;
 use crate::hw;
 use crate::println;
+use crate::smpbench;
 use crate::state_suite;
 use crate::tlfs_suite;
 use guest_testkernel::multiboot;
@@ -80,6 +81,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::TlfsHypercall => tlfs_suite::hypercalls(),
         Test::Smp => smp(magic, info, cmdline),
         Test::HcBench => tlfs_suite::hypercall_bench(),
+        Test::SmpBench => smpbench::run(magic, info, cmdline),
         Test::StateIsolation => state_suite::isolation(cmdline),
         Test::Xsetbv => state_suite::xsetbv(),
         Test::Intercepts => state_suite::intercepts(),

@@ -59,6 +59,7 @@ fn explicit_tests_are_selected_by_name() {
     assert_eq!(names("tests=crash"), ["crash"]);
     assert_eq!(names("tests=uart,isolation,crash"), ["uart", "isolation", "crash"]);
     assert_eq!(names("tests=smp cpus=2"), ["smp"]);
+    assert_eq!(names("tests=smpbench cpus=4"), ["smpbench"]);
 }
 
 #[test]
