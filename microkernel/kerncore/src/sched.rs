@@ -233,12 +233,27 @@ impl RunQueue {
         RunQueue { ready: [List::EMPTY; PRIORITIES], bitmap: 0, depleted: List::EMPTY, current: None };
 }
 
+/// The CPUs whose bits `mask` has, lowest first.
+fn bits(mut mask: u32) -> impl Iterator<Item = usize> + Clone {
+    core::iter::from_fn(move || {
+        let c = mask.trailing_zeros() as usize;
+        (mask != 0).then(|| {
+            mask &= mask - 1;
+            c
+        })
+    })
+}
+
 /// The scheduler of `T` threads over [`MAX_CPUS`] CPUs.
 pub struct Scheduler<const T: usize> {
     entries: [Entry; T],
     cpus: [RunQueue; MAX_CPUS],
     /// Bit c set: CPU c must call `schedule` (see [`take_kicks`](Self::take_kicks)).
     kicks: u32,
+    /// Bit c set: CPU c has scheduled or been some thread's home, so a tick
+    /// looks at its queues (the others are empty: on one CPU a tick costs
+    /// what it did before there were several).
+    active: u32,
     now: u64,
     timeslice: u32,
 }
@@ -248,7 +263,7 @@ impl<const T: usize> Scheduler<T> {
     pub const fn new(timeslice: u32) -> Self {
         const { assert!(T < NONE as usize, "thread ids are u16 with a sentinel") };
         let timeslice = if timeslice == 0 { 1 } else { timeslice };
-        Scheduler { entries: [Entry::NEW; T], cpus: [RunQueue::IDLE; MAX_CPUS], kicks: 0, now: 0, timeslice }
+        Scheduler { entries: [Entry::NEW; T], cpus: [RunQueue::IDLE; MAX_CPUS], kicks: 0, active: 1, now: 0, timeslice }
     }
 
     /// Ticks since start.
@@ -363,6 +378,7 @@ impl<const T: usize> Scheduler<T> {
     /// `cpu` already is its home.
     pub fn set_cpu(&mut self, t: ThreadId, cpu: usize) {
         debug_assert!(cpu < MAX_CPUS, "CPU {cpu} beyond MAX_CPUS");
+        self.active |= 1 << cpu;
         let e = self.entries[t.at()];
         if usize::from(e.cpu) == cpu {
             return;
@@ -441,6 +457,7 @@ impl<const T: usize> Scheduler<T> {
     /// CPU is kicked. `None`: idle.
     pub fn schedule(&mut self, cpu: usize) -> Option<ThreadId> {
         debug_assert!(cpu < MAX_CPUS);
+        self.active |= 1 << cpu;
         if let Some(c) = self.cpus[cpu].current {
             let home = self.cpu_of(c);
             if home != cpu {
@@ -477,7 +494,8 @@ impl<const T: usize> Scheduler<T> {
     /// runnable donor is no donor.
     pub fn tick(&mut self, donor_of: impl Fn(ThreadId) -> Option<ThreadId>) {
         self.now += 1;
-        for cpu in 0..MAX_CPUS {
+        let cpus = bits(self.active);
+        for cpu in cpus.clone() {
             let Some(c) = self.cpus[cpu].current else { continue };
             let donor = donor_of(c).filter(|&d| !self.is_runnable(d));
             if let Some(d) = donor {
@@ -498,7 +516,7 @@ impl<const T: usize> Scheduler<T> {
                 None => self.charge_current(cpu),
             }
         }
-        for cpu in 0..MAX_CPUS {
+        for cpu in cpus {
             let mut t = self.cpus[cpu].depleted.head;
             while t != NONE {
                 let next = self.entries[t as usize].next;
@@ -669,6 +687,10 @@ impl<const T: usize> Scheduler<T> {
             if list.tail != prev { Err("list tail") } else { Ok(len) }
         };
         for (cpu, q) in self.cpus.iter().enumerate() {
+            let used = q.current.is_some() || q.bitmap != 0 || q.depleted.head != NONE;
+            if used && self.active & (1 << cpu) == 0 {
+                return Err("a CPU with threads that ticks skip");
+            }
             for (p, list) in q.ready.iter().enumerate() {
                 let len = walk(cpu, list, Place::Ready, Some(p as u8))?;
                 if (len != 0) != (q.bitmap & 1 << p != 0) {

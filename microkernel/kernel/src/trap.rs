@@ -91,7 +91,8 @@ pub fn from_user(vector: u64) -> UserContext {
         Some(Outside::User(t)) => Some(ThreadId(t)),
         _ => None,
     };
-    let mut k = lock();
+    let mut guard = lock();
+    let k: &mut Kernel = &mut guard;
     // Another CPU may have suspended, moved or destroyed the thread while
     // its trap got here: then neither the thread nor its frame is this
     // CPU's any more (another may run it already). Its syscall or fault is
@@ -102,9 +103,9 @@ pub fn from_user(vector: u64) -> UserContext {
     match (vector, mine) {
         (SYSCALL_VECTOR, Some(t)) => {
             crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
-            syscall::handle(&mut k, t)
+            syscall::handle(k, t)
         }
-        (v, Some(t)) if v < 32 => user_fault(&mut k, t),
+        (v, Some(t)) if v < 32 => user_fault(k, t),
         (SYSCALL_VECTOR, None) => {}
         (v, None) if v < 32 => {}
         (v, _) => interrupt(v),
@@ -114,7 +115,7 @@ pub fn from_user(vector: u64) -> UserContext {
     }
     k.catch_up_ticks();
     k.deliver_interrupts();
-    next_context(k)
+    next_context(guard)
 }
 
 /// An interrupt that trapped a user thread: this CPU's timer, an IPI, a
@@ -199,20 +200,21 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
             // must have saved its context before this one loads it.
             ipi::wait_out(Outside::User(next.0));
             let index = usize::from(next.0);
-            restart_unhandled(&mut k.threads[index].context);
-            if let Some(result) = k.ipc.take_result(next) {
-                let frame = &mut k.threads[index].context;
+            let kernel: &mut Kernel = &mut k;
+            restart_unhandled(&mut kernel.threads[index].context);
+            if let Some(result) = kernel.ipc.take_result(next) {
+                let frame = &mut kernel.threads[index].context;
                 frame.rax = result.error.0;
                 frame.rsi = result.info.into_bits();
                 frame.rdi = result.badge.0;
             }
-            if let Some(t) = k.threads[index].task {
+            if let Some(t) = kernel.threads[index].task {
                 crate::arch::speculation::enter(kerncore::speculation::Domain::Task(t));
             }
-            if let Some(task) = k.threads[index].task.and_then(|t| k.tasks[t as usize].as_ref()) {
+            if let Some(task) = kernel.threads[index].task.and_then(|t| kernel.tasks[t as usize].as_ref()) {
                 task.space.activate();
             }
-            let context = &mut k.threads[index].context as *mut TrapFrame;
+            let context = &mut kernel.threads[index].context as *mut TrapFrame;
             ipi::leaving(Outside::User(next.0), None);
             // The one `unsafe` outside the arch layer: only here is it known
             // that the context lives in the static kernel state.

@@ -39,6 +39,9 @@ static USER_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_C
 static GUEST_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MOST_OUTSIDE: AtomicU32 = AtomicU32::new(0);
 static MOST_IN_GUEST: AtomicU32 = AtomicU32::new(0);
+/// CPUs outside ring 0 now, and of them in guest mode.
+static NOW_OUTSIDE: AtomicU32 = AtomicU32::new(0);
+static NOW_IN_GUEST: AtomicU32 = AtomicU32::new(0);
 
 /// What a CPU runs outside ring 0.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,9 +99,17 @@ pub fn online() -> u32 {
     ONLINE.load(Ordering::Acquire)
 }
 
+/// The online CPUs but this one, by their bits (none on one CPU: the
+/// one-CPU paths pay nothing for the others).
 fn others() -> impl Iterator<Item = usize> {
-    let mask = online() & !(1 << me());
-    (0..MAX_CPUS).filter(move |c| mask & (1 << c) != 0)
+    let mut mask = online() & !(1 << me());
+    core::iter::from_fn(move || {
+        let c = mask.trailing_zeros();
+        (mask != 0).then(|| {
+            mask &= mask - 1;
+            c as usize
+        })
+    })
 }
 
 /// Sends the IPI to CPU `cpu` (no effect on an offline CPU or on this one).
@@ -113,6 +124,9 @@ pub fn kick(cpu: usize) {
 
 /// Kicks every CPU of `mask` but this one.
 pub fn kick_mask(mask: u32) {
+    if mask & !(1 << me()) == 0 {
+        return;
+    }
     for c in others().filter(|c| mask & (1 << c) != 0) {
         kick(c);
     }
@@ -124,21 +138,28 @@ pub fn leaving(what: Outside, partition: Option<u32>) {
     OUTSIDE[cpu].store(what.code(), Ordering::Release);
     let counters = if matches!(what, Outside::Guest(_)) { &GUEST_ENTRIES } else { &USER_ENTRIES };
     counters[cpu].fetch_add(1, Ordering::Relaxed);
-    IN_PARTITION[cpu].store(partition.map_or(0, |p| p + 1), Ordering::Release);
-    let outside = OUTSIDE.iter().filter(|o| o.load(Ordering::Relaxed) != 0).count() as u32;
-    MOST_OUTSIDE.fetch_max(outside, Ordering::Relaxed);
-    if partition.is_some() {
-        let in_guest = IN_PARTITION.iter().filter(|p| p.load(Ordering::Relaxed) != 0).count() as u32;
+    // (0 for a thread: `back` cleared it after the last guest.)
+    if let Some(p) = partition {
+        IN_PARTITION[cpu].store(p + 1, Ordering::Release);
+        let in_guest = NOW_IN_GUEST.fetch_add(1, Ordering::Relaxed) + 1;
         MOST_IN_GUEST.fetch_max(in_guest, Ordering::Relaxed);
     }
+    let outside = NOW_OUTSIDE.fetch_add(1, Ordering::Relaxed) + 1;
+    MOST_OUTSIDE.fetch_max(outside, Ordering::Relaxed);
 }
 
 /// This CPU is back in ring 0 and done with what it ran; returns what that
 /// was (the thread of a user-mode trap).
 pub fn back() -> Option<Outside> {
     let cpu = me();
-    IN_PARTITION[cpu].store(0, Ordering::Release);
     let was = OUTSIDE[cpu].swap(0, Ordering::AcqRel);
+    if was != 0 {
+        NOW_OUTSIDE.fetch_sub(1, Ordering::Relaxed);
+    }
+    // Only a guest's leaving set it.
+    if was & 1 == 0 && IN_PARTITION[cpu].swap(0, Ordering::AcqRel) != 0 {
+        NOW_IN_GUEST.fetch_sub(1, Ordering::Relaxed);
+    }
     match was {
         0 => None,
         c if c & 1 == 1 => Some(Outside::User((c >> 1) as u16)),
