@@ -291,6 +291,9 @@ const _: () = assert!(abi::cost::VP == abi::cost::POOL_ENTRY + VP_FRAMES);
 
 impl VpHardware {
     pub fn new(backend: Backend) -> Option<VpHardware> {
+        // This CPU runs it first: VMX or SVM must be on here (the boot CPU
+        // turns it on lazily, and a partition may be made on another CPU).
+        enable().ok()?;
         let backend = BackendVp::new(backend)?;
         let Some(fpu) = memory::alloc_frames(1) else {
             backend.release();
@@ -318,6 +321,9 @@ impl VpHardware {
         super::ipi::wait_out(super::ipi::Outside::Guest(self.id()));
         let here = super::percpu::index();
         if self.cpu != here {
+            // Every CPU that schedules has VMX or SVM on (an AP that could
+            // not turn it on stays parked) but the boot CPU, lazily.
+            let _ = enable();
             let vmcs = self.backend.leave_cpu();
             super::ipi::release_vp_on(self.cpu, vmcs, self.id());
             (self.cpu, self.moved) = (here, true);
