@@ -233,17 +233,6 @@ impl RunQueue {
         RunQueue { ready: [List::EMPTY; PRIORITIES], bitmap: 0, depleted: List::EMPTY, current: None };
 }
 
-/// The CPUs whose bits `mask` has, lowest first.
-fn bits(mut mask: u32) -> impl Iterator<Item = usize> + Clone {
-    core::iter::from_fn(move || {
-        let c = mask.trailing_zeros() as usize;
-        (mask != 0).then(|| {
-            mask &= mask - 1;
-            c
-        })
-    })
-}
-
 /// The scheduler of `T` threads over [`MAX_CPUS`] CPUs.
 pub struct Scheduler<const T: usize> {
     entries: [Entry; T],
@@ -494,7 +483,7 @@ impl<const T: usize> Scheduler<T> {
     /// runnable donor is no donor.
     pub fn tick(&mut self, donor_of: impl Fn(ThreadId) -> Option<ThreadId>) {
         self.now += 1;
-        let cpus = bits(self.active);
+        let cpus = crate::smp::cpus_in(self.active);
         for cpu in cpus.clone() {
             let Some(c) = self.cpus[cpu].current else { continue };
             let donor = donor_of(c).filter(|&d| !self.is_runnable(d));

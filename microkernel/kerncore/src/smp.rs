@@ -16,6 +16,19 @@ use core::fmt::Write;
 /// table is this long; CPUs of the MADT beyond it are reported and left off.
 pub const MAX_CPUS: usize = abi::limits::MAX_CPUS;
 
+/// The CPUs (by index) whose bits a CPU mask has, lowest first: every
+/// per-CPU mask of the kernel (online CPUs, kicks, CPUs in use) is walked
+/// with this, so a machine that uses one CPU pays for one.
+pub fn cpus_in(mut mask: u32) -> impl Iterator<Item = usize> + Clone {
+    core::iter::from_fn(move || {
+        let c = mask.trailing_zeros() as usize;
+        (mask != 0).then(|| {
+            mask &= mask - 1;
+            c
+        })
+    })
+}
+
 const PAGE: u64 = 4096;
 /// A STARTUP IPI's vector is the page number of the start address, and the
 /// pages from 0xA0000 (the VGA window and the ROMs) are not RAM.
@@ -272,6 +285,14 @@ pub fn banner(cpus: &[(u32, CpuOutcome)]) -> heapless::String<2048> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cpu_mask_is_walked_by_its_bits() {
+        assert_eq!(cpus_in(0).count(), 0);
+        assert_eq!(cpus_in(0b1010_0001).collect::<std::vec::Vec<_>>(), [0, 5, 7]);
+        assert_eq!(cpus_in(1 << 31).collect::<std::vec::Vec<_>>(), [31]);
+        assert_eq!(cpus_in(u32::MAX).count(), 32);
+    }
 
     /// An image shaped like the assembly's: the data block with the magic
     /// and the relocated fields holding offsets into the image.

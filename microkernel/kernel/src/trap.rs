@@ -275,7 +275,7 @@ pub fn start_scheduling(k: KernelGuard) -> UserContext {
 /// seen outside ring 0 at once (boot option `exit=idle`, and the tests).
 pub fn report_run_counters() {
     let counters = ipi::run_counters();
-    for c in (0..crate::arch::smp::MAX_CPUS).filter(|&c| ipi::online() & (1 << c) != 0) {
+    for c in kerncore::smp::cpus_in(ipi::online()) {
         println!("kernel: cpu {c}: {} user entries, {} guest entries", counters.user[c], counters.guest[c]);
     }
     println!(

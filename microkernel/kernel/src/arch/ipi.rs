@@ -102,14 +102,7 @@ pub fn online() -> u32 {
 /// The online CPUs but this one, by their bits (none on one CPU: the
 /// one-CPU paths pay nothing for the others).
 fn others() -> impl Iterator<Item = usize> {
-    let mut mask = online() & !(1 << me());
-    core::iter::from_fn(move || {
-        let c = mask.trailing_zeros();
-        (mask != 0).then(|| {
-            mask &= mask - 1;
-            c as usize
-        })
-    })
+    kerncore::smp::cpus_in(online() & !(1 << me()))
 }
 
 /// Sends the IPI to CPU `cpu` (no effect on an offline CPU or on this one).
@@ -209,7 +202,7 @@ fn request(kind: Kind, args: [u64; 2], targets: impl Iterator<Item = usize>) {
         kick(c);
         sent |= 1 << c;
     }
-    for c in (0..MAX_CPUS).filter(|c| sent & (1 << c) != 0) {
+    for c in kerncore::smp::cpus_in(sent) {
         while PENDING[c].load(Ordering::Acquire) {
             core::hint::spin_loop();
         }
