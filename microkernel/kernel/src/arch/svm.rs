@@ -173,6 +173,8 @@ struct Host {
     msrpm: u64,
     /// The CPU saves the next instruction's RIP on instruction intercepts.
     nrip_save: bool,
+    /// ASIDs the CPU has (ASID 0 is the host's): the tag pools' size.
+    asids: u32,
 }
 
 static HOST: spin::Once<Host> = spin::Once::new();
@@ -204,8 +206,13 @@ pub fn enable() -> Result<(), &'static str> {
                 memory::write_phys(msrpm + byte as u64, &[b[0] & !(0b11 << bit)]);
             }
         }
-        let nrip_save = matches!(crate::boot::virt_support(), Some(VirtSupport::Svm(s)) if s.features.nrip_save());
-        Ok::<_, &'static str>(Host { iopm, msrpm, nrip_save })
+        let svm = match crate::boot::virt_support() {
+            Some(VirtSupport::Svm(s)) => Some(s),
+            _ => None,
+        };
+        let nrip_save = svm.is_some_and(|s| s.features.nrip_save());
+        let asids = svm.map_or(0, |s| s.asids);
+        Ok::<_, &'static str>(Host { iopm, msrpm, nrip_save, asids })
     })?;
     let (save_area, host_vmcb) = (page(1)?, page(1)?);
     // SAFETY: enabling SVM (the CPU has it: `virt::detect` said so and
@@ -322,11 +329,7 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush) -> s
     // Its own ASID on this CPU: a fresh one when its translations are
     // stale (nested ones are tagged with the ASID too), and a flush of
     // every ASID when the CPU's ran out (QEMU has no flush by ASID).
-    let asids = match crate::boot::virt_support() {
-        Some(VirtSupport::Svm(s)) => s.asids,
-        _ => 0,
-    };
-    let entry = super::vm::enter_tag(tag, flush.vp || flush.partition, asids);
+    let entry = super::vm::enter_tag(tag, flush.vp || flush.partition, host.asids);
     with_vmcb(vmcb, |v| {
         v.control.guest_asid = entry.tag;
         if entry.flush_all {
