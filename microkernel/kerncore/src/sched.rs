@@ -15,7 +15,10 @@
 //!   thread's slice and budget (the donor of [`Scheduler::tick`]), and when
 //!   the handler's reply lets it run again it continues its turn
 //!   ([`Scheduler::resume_turn`]): at the head of its queue with what is
-//!   left of its slice, as a preempted thread. Once the faulting thread's
+//!   left of its slice, as a preempted thread, and ahead of an equal that
+//!   its CPU ran meanwhile (with the handler on another CPU, the CPU does
+//!   not wait for the reply; without this, a thread whose every exit is
+//!   handled elsewhere would lose a whole slice of an equal at each). Once the faulting thread's
 //!   slice or budget is spent, the handler pays its own ticks again. So a VP that exits as fast as
 //!   it can gets no more of the CPU than one that computes, and one whose
 //!   exits are slow to handle does not lose its turn at each exit.
@@ -564,8 +567,26 @@ impl<const T: usize> Scheduler<T> {
             e.slice_left = self.timeslice;
             self.enqueue(t, false);
         } else {
-            self.enqueue(t, true);
+            self.take_turn_back(t);
         }
+    }
+
+    /// Puts `t`, whose turn continues, first on its home CPU: at the head
+    /// of its priority, ahead of an equal-priority thread that runs there
+    /// meanwhile (it had the CPU only while `t` waited for its handler,
+    /// perhaps on another CPU), which goes back right behind `t` with the
+    /// rest of its slice, as a preempted thread; that CPU is kicked.
+    fn take_turn_back(&mut self, t: ThreadId) {
+        let home = self.cpu_of(t);
+        let meanwhile = self.cpus[home]
+            .current
+            .filter(|&c| c != t && self.cpu_of(c) == home && self.priority(c) == self.priority(t));
+        if let Some(c) = meanwhile {
+            self.cpus[home].current = None;
+            self.enqueue(c, true);
+            self.kicks |= 1 << home;
+        }
+        self.enqueue(t, true);
     }
 
     /// Starts a new period with a full budget if the current one has ended.

@@ -291,6 +291,46 @@ fn a_handled_thread_continues_its_turn_or_goes_to_the_tail_with_its_slice_spent(
 }
 
 #[test]
+fn a_handled_thread_takes_its_turn_back_from_an_equal_that_ran_meanwhile() {
+    // Threads 0 and 1 share CPU 1; thread 0's handler (2) runs on CPU 0.
+    let mut s = with(4, &[params(3), params(3), params(9)]);
+    for t in 0..3 {
+        s.block(tid(t));
+    }
+    s.set_cpu(tid(0), 1);
+    s.set_cpu(tid(1), 1);
+    s.make_ready(tid(0));
+    s.make_ready(tid(1));
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    s.tick(|_| None);
+    // Thread 0 exits to its handler: CPU 1 does not wait, thread 1 runs.
+    s.block(tid(0));
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    s.tick(|_| None);
+    s.take_kicks();
+    // The reply: thread 0 continues its turn at once, thread 1 right after
+    // it with the rest of its slice.
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.take_kicks(), 1 << 1);
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    assert_eq!(s.entries[1].slice_left, 3, "thread 1 keeps what was left of its slice");
+    for _ in 0..3 {
+        s.tick(|_| None);
+    }
+    assert_eq!(s.schedule(1), Some(tid(1)), "after thread 0's slice, thread 1's turn goes on");
+    // An equal of another home CPU, or a higher priority, is not displaced.
+    s.block(tid(1));
+    s.configure(tid(1), params(4));
+    s.make_ready(tid(1));
+    s.block(tid(0));
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.schedule(1), Some(tid(1)));
+}
+
+#[test]
 fn a_handler_spends_the_donors_budget() {
     let mut s = with(4, &[budgeted(0, 2, 10), params(9)]);
     s.block(ThreadId(1));
