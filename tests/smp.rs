@@ -77,6 +77,37 @@ fn qemu_an_ap_that_never_answers_is_skipped() {
     run.assert_halted(0);
 }
 
+/// `test=lockup`: CPU 1 spins in ring 0 with interrupts off once it
+/// schedules. The boot CPU sees its heartbeat stop, says so, and CPU 1,
+/// woken by an NMI, reports where it was (in the test's spin, called from
+/// `run_ap`) before the machine stops: a hung CPU is reported, not silent.
+#[test]
+fn qemu_a_cpu_stuck_in_ring_0_is_reported() {
+    let run = boot(
+        "qemu_a_cpu_stuck_in_ring_0_is_reported",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--smp", "2", "--cmdline", "test=lockup exit=never"],
+    );
+    assert_in_order(
+        &run,
+        &[
+            "lockup test: cpu 1 will spin in ring 0 with interrupts off once it schedules",
+            "kernel: lockup: cpu 0 sees CPUs 0x2 (bit per CPU) take no timer interrupt for 10 s",
+            "kernel: lockup: cpu 1 (APIC ID 1) was at rip=",
+        ],
+    );
+    let report = run.assert_serial_contains("kernel: lockup: cpu 1 (APIC ID 1) was at rip=");
+    let cs = report.rsplit("cs=").next().unwrap_or("");
+    if !cs.starts_with("0x8") {
+        run.fail(&format!("the stuck CPU was not reported in ring 0: {report}"));
+    }
+    run.assert_serial_contains("  backtrace: 0x");
+    run.assert_serial_lacks("EXCEPTION");
+    // `platform::ExitStatus::Panic`.
+    run.assert_halted(1);
+}
+
 /// Bochs (Intel VMX) with 2 CPUs, lean: the AP comes online with VMX on
 /// (its own VMXON region) and the minimal system runs to its end.
 #[test]

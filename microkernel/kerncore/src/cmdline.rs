@@ -27,6 +27,9 @@ pub struct BootOptions {
     /// `test=smp-silent-ap`: the first AP gets INIT but no STARTUP, so it
     /// never answers; boot must report it and go on with the others.
     pub silent_ap_test: bool,
+    /// `test=lockup`: the first AP, once it schedules, spins in ring 0
+    /// with interrupts off for good, for the lockup detector to report.
+    pub lockup_test: bool,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -48,6 +51,7 @@ impl BootOptions {
                 ("bench", "") => options.bench = true,
                 ("test", "nmi") => options.nmi_test = true,
                 ("test", "smp-silent-ap") => options.silent_ap_test = true,
+                ("test", "lockup") => options.lockup_test = true,
                 ("cpus", n) if n.parse::<u32>().is_ok_and(|n| n >= 1) => options.max_cpus = n.parse().ok(),
                 _ => {
                     let _ = unknown.push(UnknownOption(word));
@@ -89,6 +93,8 @@ mod tests {
         assert_eq!(BootOptions::parse("exit=idle").0.max_cpus, None);
         let (o, unknown) = BootOptions::parse("test=smp-silent-ap");
         assert!(o.silent_ap_test && unknown.is_empty());
+        let (o, unknown) = BootOptions::parse("test=lockup");
+        assert!(o.lockup_test && !o.silent_ap_test && unknown.is_empty());
         for bad in ["cpus=0", "cpus=", "cpus=-1", "cpus=two"] {
             let (o, unknown) = BootOptions::parse(bad);
             assert_eq!(o.max_cpus, None, "{bad}");

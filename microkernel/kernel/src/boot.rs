@@ -125,6 +125,9 @@ fn main(info: &'static BootInfo) -> ! {
             platform::power_off(ExitStatus::SelfTestFailed);
         }
     }
+    if options.lockup_test {
+        crate::arch::lockup::start_test();
+    }
     if !cpus.is_empty() {
         let outcomes = smp::start_aps(&cpus, options.max_cpus, options.silent_ap_test);
         println!("{}", kerncore::smp::banner(&outcomes));

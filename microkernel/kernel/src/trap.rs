@@ -257,6 +257,7 @@ pub fn run_ap(apic_id: u32) -> ! {
     crate::arch::entry::init();
     apic::start_ap_timer();
     ipi::register(apic_id);
+    crate::arch::lockup::hang_if_tested();
     let context = next_context(lock());
     crate::arch::entry::enter_user(context)
 }

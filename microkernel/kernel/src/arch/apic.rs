@@ -149,8 +149,12 @@ pub fn tsc_hz() -> u64 {
 /// Sends an NMI to this CPU by its own APIC ID (no shorthand: "self"
 /// allows only fixed delivery), then waits, boundedly, until it left.
 pub fn send_nmi_to_self() {
-    let id = read(reg::ID) >> 24;
-    write(reg::ICR_HIGH, id << 24);
+    send_nmi(read(reg::ID) >> 24);
+}
+
+/// Sends an NMI to APIC `dest`, then waits, boundedly, until it left.
+pub fn send_nmi(dest: u32) {
+    write(reg::ICR_HIGH, dest << 24);
     write(reg::ICR_LOW, ICR_DELIVERY_NMI | ICR_LEVEL_ASSERT);
     for _ in 0..1000 {
         if read(reg::ICR_LOW) & ICR_SEND_PENDING == 0 {
@@ -236,10 +240,12 @@ pub fn delay_us(us: u64) {
 /// Timer interrupt: the boot CPU counts the tick (one clock for the whole
 /// kernel); on every CPU it is acknowledged.
 pub fn on_timer() {
-    if super::percpu::index() == 0 {
+    let cpu = super::percpu::index();
+    if cpu == 0 {
         TICKS.fetch_add(1, Ordering::Relaxed);
     }
     write(reg::EOI, 0);
+    super::lockup::on_timer(cpu);
 }
 
 /// GSIs that fired and were not yet delivered to their tasks.

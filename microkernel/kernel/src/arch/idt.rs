@@ -273,7 +273,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             super::ipi::serve();
         }
         v if device_gsi(v).is_some() => super::apic::on_device_interrupt(device_gsi(v).unwrap_or(0)),
-        NMI_VECTOR => super::nmi::on_nmi(frame.cs & 3 != 0),
+        NMI_VECTOR => {
+            super::lockup::on_nmi(frame);
+            super::nmi::on_nmi(frame.cs & 3 != 0)
+        }
         MACHINE_CHECK_VECTOR => super::mce::on_exception(frame.rip, frame.cs & 3 != 0),
         _ => fatal_exception(frame),
     }
@@ -365,5 +368,39 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         }
         out(format_args!("\n"));
     }
+    // SAFETY: reading the segment-base MSRs, which every x86-64 CPU has.
+    let (gs, kernel_gs) =
+        unsafe { (x86::msr::rdmsr(x86::msr::IA32_GS_BASE), x86::msr::rdmsr(x86::msr::IA32_KERNEL_GSBASE)) };
+    out(format_args!("  gs_base={gs:#018x} kernel_gs_base={kernel_gs:#018x}\n"));
+    out(format_args!("  backtrace:"));
+    for address in backtrace(frame.rbp, frame.rsp) {
+        out(format_args!(" {address:#x}"));
+    }
+    out(format_args!("\n"));
     platform::power_off(platform::ExitStatus::CpuException)
+}
+
+/// Frames a ring-0 backtrace follows at most.
+const BACKTRACE_FRAMES: usize = 16;
+
+/// Return addresses along the frame-pointer chain (the kernel is built with
+/// frame pointers) from `rbp`, when the fault happened on a kernel stack:
+/// only links that stay on that stack above `rsp` and move up it are
+/// followed, so a broken chain ends the walk instead of faulting again.
+pub fn backtrace(mut rbp: u64, rsp: u64) -> heapless::Vec<u64, BACKTRACE_FRAMES> {
+    let mut out = heapless::Vec::new();
+    let Some(top) = super::percpu::stack_top_containing(rsp) else { return out };
+    while rbp >= rsp && rbp.saturating_add(16) <= top && rbp.is_multiple_of(8) && !out.is_full() {
+        // SAFETY: `rbp` lies on the faulting kernel stack, between RSP and
+        // its top (checked), where a frame holds the caller's RBP and then
+        // the return address.
+        let (next, ret) =
+            unsafe { (core::ptr::read_volatile(rbp as *const u64), core::ptr::read_volatile((rbp + 8) as *const u64)) };
+        let _ = out.push(ret);
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+    out
 }

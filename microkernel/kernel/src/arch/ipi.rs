@@ -39,9 +39,6 @@ static USER_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_C
 static GUEST_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MOST_OUTSIDE: AtomicU32 = AtomicU32::new(0);
 static MOST_IN_GUEST: AtomicU32 = AtomicU32::new(0);
-/// CPUs outside ring 0 now, and of them in guest mode.
-static NOW_OUTSIDE: AtomicU32 = AtomicU32::new(0);
-static NOW_IN_GUEST: AtomicU32 = AtomicU32::new(0);
 
 /// What a CPU runs outside ring 0.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,6 +91,11 @@ pub fn register(apic_id: u32) {
     ONLINE.fetch_or(1 << cpu, Ordering::Release);
 }
 
+/// The APIC ID of online CPU `cpu`.
+pub fn apic_id_of(cpu: usize) -> u32 {
+    APIC_IDS[cpu].load(Ordering::Relaxed)
+}
+
 /// CPUs taking part in scheduling.
 pub fn online() -> u32 {
     ONLINE.load(Ordering::Acquire)
@@ -134,11 +136,27 @@ pub fn leaving(what: Outside, partition: Option<u32>) {
     // (0 for a thread: `back` cleared it after the last guest.)
     if let Some(p) = partition {
         IN_PARTITION[cpu].store(p + 1, Ordering::Release);
-        let in_guest = NOW_IN_GUEST.fetch_add(1, Ordering::Relaxed) + 1;
-        MOST_IN_GUEST.fetch_max(in_guest, Ordering::Relaxed);
     }
-    let outside = NOW_OUTSIDE.fetch_add(1, Ordering::Relaxed) + 1;
+    let others = online() & !(1 << cpu);
+    if others != 0 {
+        note_most_at_once(others, partition.is_some());
+    }
+}
+
+/// Raises the most CPUs seen outside ring 0 at once (and in guest mode)
+/// to what this CPU, leaving, and the `others` show now. Only with other
+/// CPUs online: on one CPU the report counts entries instead, and its
+/// exits pay nothing for it.
+fn note_most_at_once(others: u32, guest: bool) {
+    let (mut outside, mut in_guest) = (1, u32::from(guest));
+    for c in kerncore::smp::cpus_in(others) {
+        if OUTSIDE[c].load(Ordering::Relaxed) != 0 {
+            outside += 1;
+            in_guest += u32::from(IN_PARTITION[c].load(Ordering::Relaxed) != 0);
+        }
+    }
     MOST_OUTSIDE.fetch_max(outside, Ordering::Relaxed);
+    MOST_IN_GUEST.fetch_max(in_guest, Ordering::Relaxed);
 }
 
 /// This CPU is back in ring 0 and done with what it ran; returns what that
@@ -146,12 +164,9 @@ pub fn leaving(what: Outside, partition: Option<u32>) {
 pub fn back() -> Option<Outside> {
     let cpu = me();
     let was = OUTSIDE[cpu].swap(0, Ordering::AcqRel);
-    if was != 0 {
-        NOW_OUTSIDE.fetch_sub(1, Ordering::Relaxed);
-    }
     // Only a guest's leaving set it.
-    if was & 1 == 0 && IN_PARTITION[cpu].swap(0, Ordering::AcqRel) != 0 {
-        NOW_IN_GUEST.fetch_sub(1, Ordering::Relaxed);
+    if was != 0 && was & 1 == 0 {
+        IN_PARTITION[cpu].store(0, Ordering::Release);
     }
     match was {
         0 => None,
@@ -265,11 +280,15 @@ pub struct RunCounters {
 }
 
 pub fn run_counters() -> RunCounters {
+    let user: [u64; MAX_CPUS] = core::array::from_fn(|c| USER_ENTRIES[c].load(Ordering::Relaxed));
+    let guest: [u64; MAX_CPUS] = core::array::from_fn(|c| GUEST_ENTRIES[c].load(Ordering::Relaxed));
+    // A CPU that left alone (always, on one CPU) was one at once.
+    let ran = |entries: &[u64]| u32::from(entries.iter().any(|&n| n != 0));
     RunCounters {
-        user: core::array::from_fn(|c| USER_ENTRIES[c].load(Ordering::Relaxed)),
-        guest: core::array::from_fn(|c| GUEST_ENTRIES[c].load(Ordering::Relaxed)),
-        most_outside: MOST_OUTSIDE.load(Ordering::Relaxed),
-        most_in_guest: MOST_IN_GUEST.load(Ordering::Relaxed),
+        most_outside: MOST_OUTSIDE.load(Ordering::Relaxed).max(ran(&user) | ran(&guest)),
+        most_in_guest: MOST_IN_GUEST.load(Ordering::Relaxed).max(ran(&guest)),
+        user,
+        guest,
     }
 }
 

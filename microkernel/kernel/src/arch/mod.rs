@@ -29,6 +29,8 @@ pub mod io;
 pub mod ioapic;
 pub mod ipi;
 #[allow(unsafe_code)]
+pub mod lockup;
+#[allow(unsafe_code)]
 pub mod mce;
 #[allow(unsafe_code)]
 pub mod memory;

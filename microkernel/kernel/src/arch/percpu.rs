@@ -6,6 +6,7 @@
 //! from `arch::smp` in the order they are started.
 
 use super::smp::MAX_CPUS;
+use core::cell::UnsafeCell;
 use core::ptr::addr_of_mut;
 use x86::msr::{IA32_GS_BASE, IA32_KERNEL_GSBASE, wrmsr};
 
@@ -95,6 +96,33 @@ fn current() -> *mut PerCpu {
     ptr as *mut PerCpu
 }
 
+/// A value each CPU has its own of, used only by that CPU with interrupts
+/// off: no lock, since nothing else can reach it meanwhile.
+pub struct CpuLocal<T>([UnsafeCell<T>; MAX_CPUS]);
+
+// SAFETY: each CPU only ever touches its own entry (`with`), so no entry
+// is shared between CPUs.
+unsafe impl<T: Send> Sync for CpuLocal<T> {}
+
+impl<T> CpuLocal<Option<T>> {
+    /// Every CPU's value `None`.
+    pub const fn empty() -> Self {
+        CpuLocal([const { UnsafeCell::new(None) }; MAX_CPUS])
+    }
+}
+
+impl<T> CpuLocal<T> {
+    /// Runs `f` on this CPU's value. Interrupts are off, and `f` does not
+    /// use this `CpuLocal` again.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: the entry is this CPU's own, which no other CPU touches;
+        // with interrupts off no handler on this CPU runs meanwhile (NMI
+        // and #MC handlers never use a `CpuLocal`), and `f` does not
+        // re-enter: this is the only reference for its duration.
+        unsafe { f(&mut *self.0[index()].get()) }
+    }
+}
+
 /// This CPU's entry of a per-CPU table.
 pub fn local<T>(table: &'static [T; MAX_CPUS]) -> &'static T {
     &table[index()]
@@ -126,4 +154,15 @@ pub unsafe fn set_context(context: u64, len: u64) {
         cpu.context_end = context + len;
         super::gdt::set_rsp0(cpu.index as usize, context + len);
     }
+}
+
+/// The top of the kernel stack (of any CPU) that holds `address`, found
+/// without GS, which a fault report cannot trust.
+pub fn stack_top_containing(address: u64) -> Option<u64> {
+    (0..MAX_CPUS).find_map(|c| {
+        // SAFETY: a plain read of a CPU entry's stack top, which its CPU
+        // set once at start (`init`) before any fault it could report.
+        let top = unsafe { (*addr_of_mut!(CPUS))[c].kernel_stack_top };
+        (top != 0 && address < top && address >= top - KERNEL_STACK_SIZE as u64).then_some(top)
+    })
 }
