@@ -247,17 +247,18 @@ pub struct EntryFlush {
 
 /// Each CPU's ASIDs or VPIDs (`kerncore::tags`), made at its first entry
 /// with the backend's count.
-static TAG_POOLS: [spin::Mutex<Option<TagPool>>; super::smp::MAX_CPUS] =
-    [const { spin::Mutex::new(None) }; super::smp::MAX_CPUS];
+static TAG_POOLS: super::percpu::CpuLocal<Option<TagPool>> = super::percpu::CpuLocal::empty();
 
 /// The tag `vp` enters with on this CPU, out of `count` (see
-/// `kerncore::tags`; only this CPU takes its pool's lock). The CPU's first
-/// entry flushes every tag: whatever ran before the kernel leaves nothing.
+/// `kerncore::tags`), with interrupts off, just before the entry. The
+/// CPU's first entry flushes every tag: whatever ran before the kernel
+/// leaves nothing.
 pub fn enter_tag(vp: &mut VpTag, fresh: bool, count: u32) -> TagEntry {
-    let mut pool = super::percpu::local(&TAG_POOLS).lock();
-    let first = pool.is_none();
-    let entry = pool.get_or_insert_with(|| TagPool::new(count)).enter(vp, fresh);
-    TagEntry { flush_all: entry.flush_all || first, reused: entry.reused || first, ..entry }
+    TAG_POOLS.with(|pool| {
+        let first = pool.is_none();
+        let entry = pool.get_or_insert_with(|| TagPool::new(count)).enter(vp, fresh);
+        TagEntry { flush_all: entry.flush_all || first, reused: entry.reused || first, ..entry }
+    })
 }
 
 /// Gives up VP state on this CPU for the lock holder on another

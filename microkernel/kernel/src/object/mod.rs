@@ -218,6 +218,10 @@ pub struct Kernel {
     pub vcpus: [Option<vm::Vcpu>; vm::MAX_VP_OBJECTS],
     /// Timer ticks already fed to the scheduler.
     pub ticks_seen: u64,
+    /// Bit v set for every VP object v whose exit awaits its handler's
+    /// answer (and, lazily cleared, some that no longer do): the VPs a
+    /// tick's `watch_vps` looks at.
+    pub awaiting_vps: u32,
     /// Objects to destroy once the capability table is free (`reap`).
     pub doomed: Doomed,
 }
@@ -270,6 +274,7 @@ impl Kernel {
             partitions: [const { None }; vm::MAX_PARTITIONS],
             vcpus: [const { None }; vm::MAX_VP_OBJECTS],
             ticks_seen: 0,
+            awaiting_vps: 0,
             doomed: Doomed::new(DOOMED_KINDS),
         }
     }

@@ -40,6 +40,7 @@ pub use abi::limits::MAX_PARTITIONS;
 /// VP objects in the whole system: the kernel's pool, shared by every
 /// partition (each has at most `abi::limits::MAX_VPS_PER_PARTITION`).
 pub const MAX_VP_OBJECTS: usize = abi::limits::tables::VPS;
+const _: () = assert!(MAX_VP_OBJECTS <= u32::BITS as usize, "a bit per VP in Kernel::awaiting_vps");
 
 pub struct Partition {
     pub backend: Backend,
@@ -299,7 +300,6 @@ fn access_type(access: Access) -> HvInterceptAccessType {
 /// Turns an exit into a ring-0 outcome or a TLFS intercept message.
 pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     let (rip, length) = (exit.rip, exit.instruction_length);
-    let rax = vcpu.gpr(HvRegisterName::RAX);
     let body = match exit.reason {
         ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
         ExitReason::Xsetbv
@@ -327,7 +327,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
                     .with_rep_prefix(io.rep),
                 instruction_byte_count: 0,
                 reserved: 0,
-                rax,
+                rax: vcpu.gpr(HvRegisterName::RAX),
                 instruction_bytes: [0; 16],
                 ds_segment: tlfs::segment_register_from_value(ds_low, ds_high),
                 es_segment: tlfs::segment_register_from_value(es_low, es_high),
@@ -338,7 +338,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
         }
         ExitReason::Cpuid => HvMessageBody::X64CpuidIntercept(HvX64CpuidInterceptMessage {
             header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
-            rax,
+            rax: vcpu.gpr(HvRegisterName::RAX),
             rcx: vcpu.gpr(HvRegisterName::RCX),
             rdx: vcpu.gpr(HvRegisterName::RDX),
             rbx: vcpu.gpr(HvRegisterName::RBX),
@@ -354,7 +354,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
                 msr_number: vcpu.gpr(HvRegisterName::RCX) as u32,
                 reserved: 0,
                 rdx: vcpu.gpr(HvRegisterName::RDX),
-                rax,
+                rax: vcpu.gpr(HvRegisterName::RAX),
             })
         }
         ExitReason::Hlt => HvMessageBody::X64Halt(HvX64HaltMessage {
@@ -364,7 +364,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
             let xmm = vcpu.hw.xmm_fast();
             HvMessageBody::HypercallIntercept(HvX64HypercallInterceptMessage {
                 header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
-                rax,
+                rax: vcpu.gpr(HvRegisterName::RAX),
                 rbx: vcpu.gpr(HvRegisterName::RBX),
                 rcx: vcpu.gpr(HvRegisterName::RCX),
                 rdx: vcpu.gpr(HvRegisterName::RDX),
@@ -767,8 +767,14 @@ impl Kernel {
     /// away, or has had an exit longer than the monitor allows.
     pub fn watch_vps(&mut self) {
         let now = self.ticks_seen;
-        for v in 0..MAX_VP_OBJECTS {
-            let Some(vcpu) = self.vcpus[v].as_ref() else { continue };
+        let mut awaiting = self.awaiting_vps;
+        while awaiting != 0 {
+            let v = awaiting.trailing_zeros() as usize;
+            awaiting &= awaiting - 1;
+            let Some(vcpu) = self.vcpus[v].as_ref().filter(|vcpu| vcpu.awaiting.is_some()) else {
+                self.awaiting_vps &= !(1 << v);
+                continue;
+            };
             let Some(exit) = vcpu.awaiting.filter(|_| vcpu.report.is_none()) else { continue };
             let timeout = vcpu.exit_timeout;
             let Some(t) = self.threads.iter().position(|th| th.alive && th.vcpu == Some(v as u32)) else { continue };
@@ -896,6 +902,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
                 vcpu.exit_len = vcpu.message_with_state(&message);
                 let message_type = message.header.message_type.0;
                 vcpu.awaiting = Some(Awaiting { since: k.ticks_seen, message_type, rip: exit.rip });
+                k.awaiting_vps |= 1 << v;
                 let handler = k.threads[usize::from(t.0)].fault_handler;
                 let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(vcpu.exit_len as u8);
                 let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
