@@ -824,3 +824,41 @@ fn random_operations_on_several_cpus_keep_the_invariants_and_miss_no_kick() {
     }
     assert!(moves > 100, "only {moves} running threads moved");
 }
+
+#[test]
+fn slices_keep_their_shares_when_the_threads_fault_and_are_handled() {
+    // Threads 0..3 of slices 1, 2, 7; thread 3 the handler of their faults
+    // (a VM exit's VID), higher. Each tick the running thread faults
+    // first: the handler works on it for part of the tick, then it
+    // continues its turn.
+    let weighted = |slice| SchedParams { slice, ..params(0) };
+    let mut s = with(2, &[weighted(1), weighted(2), weighted(7), params(20)]);
+    s.block(ThreadId(3));
+    let mut ran = [0u32; 3];
+    for step in 0..3000 {
+        let t = s.schedule(0).unwrap();
+        let mut donor = None;
+        if step % 2 == 0 {
+            s.block(t);
+            s.make_ready(ThreadId(3));
+            assert_eq!(s.schedule(0), Some(ThreadId(3)));
+            if step % 4 == 0 {
+                // Handled within the tick.
+                s.block(ThreadId(3));
+                s.resume_turn(t);
+                assert_eq!(s.schedule(0), Some(t));
+            } else {
+                // The tick falls while the handler works.
+                donor = Some(t);
+            }
+        }
+        ran[t.0 as usize] += 1;
+        s.tick(|c| (c == ThreadId(3)).then_some(donor).flatten());
+        if let Some(d) = donor {
+            s.block(ThreadId(3));
+            s.resume_turn(d);
+        }
+        s.check().unwrap();
+    }
+    assert_eq!(ran, [300, 600, 2100]);
+}
