@@ -521,6 +521,24 @@ fn check_partition(
     }
     let enlightenments = crate::enlightenments::check(name, p.enlightenments.as_ref(), e);
     let classic = check_classic(name, p, classic_policy, e);
+    // A VID's contexts are bounded by its own priority (their ceiling):
+    // a reserve runs its VPs above theirs.
+    let vid_priority = tasks.get(p.vid.as_str()).map(|t| t.priority);
+    if let (Some(c), Some(prio)) = (classic, vid_priority)
+        && c.reserve != 0
+        && prio < i64::from(classic::RESERVE_PRIORITY)
+    {
+        err(
+            e,
+            "reserve",
+            format!(
+                "its VID \"{}\" runs at priority {prio}, below the reserve's priority {} (a VID can give its VPs no \
+                 priority above its own)",
+                p.vid,
+                classic::RESERVE_PRIORITY
+            ),
+        );
+    }
     let mut cpus = Vec::new();
     for &cpu in p.cpus.iter().flatten() {
         if !(0..i64::from(MAX_CPUS)).contains(&cpu) {

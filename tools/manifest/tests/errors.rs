@@ -1099,3 +1099,18 @@ fn bad_cpus() {
         ],
     );
 }
+
+#[test]
+fn a_reserve_above_its_vids_priority() {
+    let text = format!(
+        "{}{}\n{}\n{CLASSIC}",
+        system(&manager("")),
+        task("vid", 0, USES_MANAGER),
+        partition("linux", "reserve = 0.5")
+    );
+    assert_errors(
+        &text,
+        &["partition \"linux\": reserve: its VID \"vid\" runs at priority 0, below the reserve's priority 1 (a VID \
+           can give its VPs no priority above its own)"],
+    );
+}
