@@ -5,7 +5,9 @@
 //! runtime (`HV_X64_MSR_VP_RUNTIME`) between 1 s and 4 s of its reference
 //! time (`HV_X64_MSR_TIME_REF_COUNT`), a window in which all of them spin;
 //! a VP's share is its runtime over the sum of theirs. The shares are
-//! printed and asserted, with the bounds of the brief; a miss fails.
+//! printed and asserted, with the bounds of the brief; a miss fails. The
+//! weights are checked again on CPU 1 of a 2-CPU machine, with the VID
+//! there too (`classic-weights-smp.toml`).
 
 mod common;
 
@@ -18,11 +20,17 @@ const MIN_TOTAL_US: u64 = 2_000_000;
 /// Boots `classic-<name>.toml` on one CPU and returns the run and each
 /// partition's runtime in the window, in µs, in `partitions` order.
 fn run(test: &str, name: &str, partitions: &[&str]) -> (Boot, Vec<u64>) {
+    run_on(test, name, partitions, 1, 0)
+}
+
+/// [`run`] on a machine of `cpus` CPUs, the VPs on CPU `cpu`.
+fn run_on(test: &str, name: &str, partitions: &[&str], cpus: u32, cpu: u32) -> (Boot, Vec<u64>) {
     let m = manifest(&format!("classic-{name}.toml"));
-    let run = boot(test, Emulator::Qemu, QEMU_TIMEOUT, &["--smp", "1", "--manifest", &m]);
-    assert_in_order(&run, &["cpus: 1 online of 1 in MADT", "[vid] ready, serving vid"]);
+    let smp = cpus.to_string();
+    let run = boot(test, Emulator::Qemu, QEMU_TIMEOUT, &["--smp", &smp, "--manifest", &m]);
+    assert_in_order(&run, &[&format!("cpus: {cpus} online of {cpus} in MADT"), "[vid] ready, serving vid"]);
     for p in partitions {
-        run.assert_serial_contains(&format!("[vid] {p}: VP 0 on CPU 0: slice "));
+        run.assert_serial_contains(&format!("[vid] {p}: VP 0 on CPU {cpu}: slice "));
     }
     let runtimes: Vec<u64> = partitions
         .iter()
@@ -58,12 +66,30 @@ fn share(runtime: u64, total: u64) -> f64 {
 /// 10/20/70 (each within 3 points).
 #[test]
 fn qemu_weights_share_one_cpu_in_proportion() {
-    let parts = ["w100", "w200", "w700"];
-    let (run, runtimes) = run("qemu_weights_share_one_cpu_in_proportion", "weights", &parts);
-    run.assert_serial_contains("[vid] w100: VP 0 on CPU 0: slice 1,");
-    run.assert_serial_contains("[vid] w700: VP 0 on CPU 0: slice 7,");
+    let (run, runtimes) = run("qemu_weights_share_one_cpu_in_proportion", "weights", &WEIGHTED);
+    assert_weighted(&run, &runtimes, 0);
+}
+
+/// The same on CPU 1 of 2, where their VID runs too and the boot CPU
+/// counts the ticks (the VPs' contexts moved with SCHED_SET_CPU).
+#[test]
+fn qemu_weights_share_cpu_1_of_2_in_proportion() {
+    let (run, runtimes) = run_on("qemu_weights_share_cpu_1_of_2_in_proportion", "weights-smp", &WEIGHTED, 2, 1);
+    run.assert_serial_contains("[supervisor] vid runs on CPU 1");
+    if run.run_counters(0).1 != 0 {
+        run.fail("a VP entered guest mode on CPU 0");
+    }
+    assert_weighted(&run, &runtimes, 1);
+}
+
+const WEIGHTED: [&str; 3] = ["w100", "w200", "w700"];
+
+fn assert_weighted(run: &Boot, runtimes: &[u64], cpu: u32) {
+    let parts = WEIGHTED;
+    run.assert_serial_contains(&format!("[vid] w100: VP 0 on CPU {cpu}: slice 1,"));
+    run.assert_serial_contains(&format!("[vid] w700: VP 0 on CPU {cpu}: slice 7,"));
     let total: u64 = runtimes.iter().sum();
-    for ((p, r), want) in parts.iter().zip(&runtimes).zip([10.0, 20.0, 70.0]) {
+    for ((p, r), want) in parts.iter().zip(runtimes).zip([10.0, 20.0, 70.0]) {
         let got = share(*r, total);
         if (got - want).abs() > 3.0 {
             run.fail(&format!("{p} got {got:.1} % of the CPU, not {want} % ± 3 (runtimes {runtimes:?} us)"));
