@@ -60,11 +60,20 @@ open_enum! {
 
         // ---- Scheduling context (CONTROL) ----
         /// MR0 priority (0 lowest .. 31 highest), MR1 budget in ticks per
-        /// MR2 period in ticks (0 = unlimited). NO_RIGHTS above the
-        /// context's ceiling: a higher priority, or under a limited ceiling
-        /// an unlimited budget, more budget or a shorter period. A context
-        /// made by UNTYPED_RETYPE has the parameters its creator runs with
-        /// as its ceiling, and priority 0 with that budget to start.
+        /// MR2 period in ticks (0 = unlimited). Optional, read only when the
+        /// message is that long (a message of three words leaves them 0):
+        /// MR3 slice, ticks per round-robin turn among equals (0 = the
+        /// kernel's default, 2; at most 6000); MR4 reserve, ticks of each
+        /// period the thread runs at MR5 reserve priority (>= MR0) before
+        /// going on at MR0 (0 = none). A reserve needs a period and fits in
+        /// the budget; budget 0 with a period and a reserve is an unlimited
+        /// budget. INVALID_ARGUMENT for anything else out of range.
+        /// NO_RIGHTS above the context's ceiling: a higher priority or
+        /// reserve priority, or under a limited ceiling an unlimited
+        /// budget, more budget or a shorter period. A context made by
+        /// UNTYPED_RETYPE has the parameters its creator runs with as its
+        /// ceiling (its highest priority and budget), and priority 0 with
+        /// that budget to start.
         SCHED_CONFIGURE = 0x40,
         /// Lower the context's ceiling (never raise it): MR0 priority, MR1
         /// budget, MR2 period, as for SCHED_CONFIGURE. NO_RIGHTS if not

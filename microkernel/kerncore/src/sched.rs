@@ -3,13 +3,25 @@
 //!
 //! - 32 priorities, 0 lowest; a bitmap of non-empty ready queues finds the
 //!   highest in O(1). A higher-priority ready thread always runs first.
-//! - FIFO round-robin within a priority: a thread gets `timeslice` ticks,
-//!   then goes to the tail of its queue. A thread preempted by a higher
-//!   priority goes back to the head and keeps the rest of its slice.
+//! - FIFO round-robin within a priority: a thread gets its slice (its
+//!   context's `slice` ticks, or the scheduler's `timeslice` when that is
+//!   0), then goes to the tail of its queue. A thread preempted by a higher
+//!   priority goes back to the head and keeps the rest of its slice. Equals
+//!   with different slices share their CPU in proportion to them (weighted
+//!   round robin, one tick the unit).
 //! - Budgets (the scheduling-context mechanism): `budget` ticks of every
 //!   `period` ticks, counted from when the thread was configured; period 0
-//!   means unlimited. A thread that spends its budget is *depleted*: off the
-//!   ready queues until its next period begins.
+//!   (or budget 0 with a reserve, below) means unlimited. A thread that
+//!   spends its budget is *depleted*: off the ready queues until its next
+//!   period begins.
+//! - Reserves: the first `reserve` ticks a thread runs in each period it is
+//!   queued and runs at `reserve_priority` (at or above its priority); once
+//!   they are spent it goes on at its own priority, at the tail of its
+//!   queue, and the next period raises it again, a ready thread at once
+//!   (it moves to the tail of the higher queue). Its *effective* priority
+//!   ([`Scheduler::effective_priority`]) is the one it is queued and
+//!   preempts at. A reserve needs a period; under a limited budget it is
+//!   part of the budget (`reserve <= budget`).
 //! - Work done for another thread is that thread's: while a handler works
 //!   on a thread's fault or VM exit, ticks are charged to the faulting
 //!   thread's slice and budget (the donor of [`Scheduler::tick`]), and when
@@ -94,42 +106,104 @@ impl Priority {
     }
 }
 
+/// The longest slice a context may ask for, in ticks (a minute at 100 Hz).
+pub const MAX_SLICE: u32 = 6000;
+
 /// What a scheduling context says about its thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedParams {
     pub priority: Priority,
-    /// Ticks the thread may run per period; ignored when `period` is 0.
+    /// Ticks the thread may run per period; ignored when `period` is 0;
+    /// 0 with a period (only with a reserve): unlimited.
     pub budget: u32,
-    /// Ticks; 0 means unlimited budget.
+    /// Ticks; 0 means unlimited budget (and no reserve).
     pub period: u32,
+    /// Ticks per round-robin turn; 0: the scheduler's `timeslice`.
+    pub slice: u32,
+    /// Ticks of each period run at `reserve_priority`; 0: none.
+    pub reserve: u32,
+    /// At or above `priority`; [`Priority::LOWEST`] when there is no reserve.
+    pub reserve_priority: Priority,
 }
 
 impl SchedParams {
-    /// Lowest priority, no budget limit.
-    pub const DEFAULT: SchedParams = SchedParams { priority: Priority::LOWEST, budget: 0, period: 0 };
+    /// Lowest priority, no budget limit, the default slice, no reserve.
+    pub const DEFAULT: SchedParams = SchedParams {
+        priority: Priority::LOWEST,
+        budget: 0,
+        period: 0,
+        slice: 0,
+        reserve: 0,
+        reserve_priority: Priority::LOWEST,
+    };
+
+    /// `priority` with `budget` ticks per `period` (0: unlimited), the
+    /// default slice and no reserve; not validated.
+    pub const fn budgeted(priority: Priority, budget: u32, period: u32) -> SchedParams {
+        SchedParams { priority, budget, period, ..SchedParams::DEFAULT }
+    }
+
+    /// Validates `SCHED_CONFIGURE` arguments (MR0..MR2, as before slices
+    /// and reserves existed): see [`from_abi_full`](Self::from_abi_full),
+    /// with the default slice and no reserve.
+    pub fn from_abi(priority: u64, budget: u64, period: u64) -> Result<SchedParams, ErrorCode> {
+        Self::from_abi_full(priority, budget, period, 0, 0, 0)
+    }
 
     /// Validates `SCHED_CONFIGURE` arguments: a priority up to
-    /// [`MAX_PRIORITY`], and for a limited budget `0 < budget <= period`.
-    pub fn from_abi(priority: u64, budget: u64, period: u64) -> Result<SchedParams, ErrorCode> {
-        let priority = Priority::new(priority).ok_or(ErrorCode::INVALID_ARGUMENT)?;
-        let period = u32::try_from(period).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
-        let budget = if period == 0 { 0 } else { u32::try_from(budget).map_err(|_| ErrorCode::INVALID_ARGUMENT)? };
-        if period != 0 && (budget == 0 || budget > period) {
-            return Err(ErrorCode::INVALID_ARGUMENT);
+    /// [`MAX_PRIORITY`]; for a limited budget `0 < budget <= period`; a
+    /// slice up to [`MAX_SLICE`]; a reserve only with a period, within the
+    /// budget when it is limited (budget 0 with a period and a reserve: an
+    /// unlimited budget), at a `reserve_priority` from `priority` up to
+    /// [`MAX_PRIORITY`]. Without a reserve, `reserve_priority` is ignored.
+    pub fn from_abi_full(
+        priority: u64,
+        budget: u64,
+        period: u64,
+        slice: u64,
+        reserve: u64,
+        reserve_priority: u64,
+    ) -> Result<SchedParams, ErrorCode> {
+        const INVALID: ErrorCode = ErrorCode::INVALID_ARGUMENT;
+        let priority = Priority::new(priority).ok_or(INVALID)?;
+        let period = u32::try_from(period).map_err(|_| INVALID)?;
+        let budget = if period == 0 { 0 } else { u32::try_from(budget).map_err(|_| INVALID)? };
+        let slice = u32::try_from(slice).ok().filter(|&s| s <= MAX_SLICE).ok_or(INVALID)?;
+        let reserve = u32::try_from(reserve).map_err(|_| INVALID)?;
+        if budget > period || (budget == 0 && period != 0 && reserve == 0) {
+            return Err(INVALID);
         }
-        Ok(SchedParams { priority, budget, period })
+        let reserve_priority = if reserve == 0 {
+            Priority::LOWEST
+        } else {
+            let p = Priority::new(reserve_priority).ok_or(INVALID)?;
+            let within = if budget == 0 { reserve <= period } else { reserve <= budget };
+            if period == 0 || !within || priority.is_higher_than(p) {
+                return Err(INVALID);
+            }
+            p
+        };
+        Ok(SchedParams { priority, budget, period, slice, reserve, reserve_priority })
     }
 
     const fn limited(&self) -> bool {
-        self.period != 0
+        self.period != 0 && self.budget != 0
+    }
+
+    /// The highest priority it ever runs at: its reserve's, if it has one.
+    pub const fn top_priority(&self) -> Priority {
+        if self.reserve != 0 { self.reserve_priority } else { self.priority }
     }
 }
 
 /// The most a scheduling context may ever be configured with, as seL4
-/// MCS's maximum controlled priority with the budget added: a priority no
-/// higher than the ceiling's and, under a limited ceiling, a limited budget
-/// no larger per period no shorter, so never more CPU in any window (and
-/// never a longer burst) than the ceiling gives.
+/// MCS's maximum controlled priority with the budget added: a priority
+/// (and a reserve priority) no higher than the ceiling's highest (its
+/// reserve priority if it has a reserve) and, under a limited ceiling, a
+/// limited budget no larger per period no shorter, so never more CPU in
+/// any window (and never a longer burst) than the ceiling gives. A reserve
+/// is part of the budget, so a limited ceiling bounds it too. The slice is
+/// not bounded: it orders only equals, none of which a ceiling protects.
 ///
 /// It is a partial order: a ceiling permits itself, and a ceiling within a
 /// ceiling permits only what that one does.
@@ -138,24 +212,26 @@ pub struct Ceiling(SchedParams);
 
 impl Ceiling {
     /// Everything: the root task's context.
-    pub const HIGHEST: Ceiling = Ceiling(SchedParams { priority: Priority::HIGHEST, budget: 0, period: 0 });
+    pub const HIGHEST: Ceiling = Ceiling(SchedParams::budgeted(Priority::HIGHEST, 0, 0));
 
-    /// Exactly `params` and what is below them.
+    /// Exactly `params` and what is below them: their highest priority
+    /// and their budget (slice and reserve are not part of a ceiling).
     pub const fn of(params: SchedParams) -> Ceiling {
-        Ceiling(params)
+        let (budget, period) = if params.limited() { (params.budget, params.period) } else { (0, 0) };
+        Ceiling(SchedParams::budgeted(params.top_priority(), budget, period))
     }
 
     /// True if a context under this ceiling may run with `params`.
     pub const fn permits(&self, params: SchedParams) -> bool {
         let c = self.0;
-        if params.priority.is_higher_than(c.priority) {
+        if params.top_priority().is_higher_than(c.priority) {
             return false;
         }
         !c.limited() || (params.limited() && params.budget <= c.budget && params.period >= c.period)
     }
 
     /// The least a context under this ceiling runs with: the lowest
-    /// priority and the ceiling's budget.
+    /// priority, the ceiling's budget, no reserve.
     pub const fn lowest(&self) -> SchedParams {
         SchedParams { priority: Priority::LOWEST, ..self.0 }
     }
@@ -193,6 +269,11 @@ struct Entry {
     prev: u16,
     /// Budget left in the current period (limited budgets only).
     remaining: u32,
+    /// Reserve left in the current period: while not 0, the thread's
+    /// effective priority is its reserve priority.
+    reserve_left: u32,
+    /// The priority of the ready queue it is on (`Place::Ready` only).
+    queued: u8,
     period_start: u64,
     slice_left: u32,
 }
@@ -206,9 +287,21 @@ impl Entry {
         next: NONE,
         prev: NONE,
         remaining: 0,
+        reserve_left: 0,
+        queued: 0,
         period_start: 0,
         slice_left: 0,
     };
+
+    /// The priority it is queued and runs at.
+    const fn effective(&self) -> Priority {
+        if self.reserve_left != 0 { self.params.reserve_priority } else { self.params.priority }
+    }
+
+    /// Ticks per turn.
+    const fn slice(&self, timeslice: u32) -> u32 {
+        if self.params.slice != 0 { self.params.slice } else { timeslice }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -248,6 +341,9 @@ pub struct Scheduler<const T: usize> {
     active: u32,
     now: u64,
     timeslice: u32,
+    /// Threads configured with a reserve: while there are any, a tick
+    /// looks for ready ones whose new period restores it.
+    reserved: u32,
 }
 
 impl<const T: usize> Scheduler<T> {
@@ -255,7 +351,15 @@ impl<const T: usize> Scheduler<T> {
     pub const fn new(timeslice: u32) -> Self {
         const { assert!(T < NONE as usize, "thread ids are u16 with a sentinel") };
         let timeslice = if timeslice == 0 { 1 } else { timeslice };
-        Scheduler { entries: [Entry::NEW; T], cpus: [RunQueue::IDLE; MAX_CPUS], kicks: 0, active: 1, now: 0, timeslice }
+        Scheduler {
+            entries: [Entry::NEW; T],
+            cpus: [RunQueue::IDLE; MAX_CPUS],
+            kicks: 0,
+            active: 1,
+            now: 0,
+            timeslice,
+            reserved: 0,
+        }
     }
 
     /// Ticks since start.
@@ -287,8 +391,20 @@ impl<const T: usize> Scheduler<T> {
         self.entries[t.at()].params
     }
 
+    /// Its configured priority (what IPC queues order by).
     pub fn priority(&self, t: ThreadId) -> Priority {
         self.entries[t.at()].params.priority
+    }
+
+    /// The priority it is queued and runs at: its reserve priority while
+    /// it has reserve left in this period, else its priority.
+    pub fn effective_priority(&self, t: ThreadId) -> Priority {
+        self.entries[t.at()].effective()
+    }
+
+    /// Reserve left in this period (0 without a reserve).
+    pub fn remaining_reserve(&self, t: ThreadId) -> u32 {
+        self.entries[t.at()].reserve_left
     }
 
     /// Running, ready or depleted.
@@ -334,16 +450,20 @@ impl<const T: usize> Scheduler<T> {
     }
 
     /// Sets a thread's parameters and starts a fresh period with a full
-    /// budget. A ready thread moves to the tail of its new priority.
+    /// budget and reserve. A ready thread moves to the tail of its new
+    /// effective priority.
     pub fn configure(&mut self, t: ThreadId, params: SchedParams) {
         let place = self.entries[t.at()].place;
         if matches!(place, Place::Ready | Place::Depleted) {
             self.unlink(t);
         }
         let now = self.now;
-        let slice = self.timeslice;
         let e = &mut self.entries[t.at()];
-        (e.params, e.remaining, e.period_start, e.slice_left) = (params, params.budget, now, slice);
+        self.reserved -= u32::from(e.params.reserve != 0);
+        self.reserved += u32::from(params.reserve != 0);
+        (e.params, e.remaining, e.reserve_left, e.period_start) = (params, params.budget, params.reserve, now);
+        e.slice_left = e.slice(self.timeslice);
+        let effective = e.effective();
         match place {
             Place::Ready | Place::Depleted => {
                 e.place = Place::Off;
@@ -352,7 +472,7 @@ impl<const T: usize> Scheduler<T> {
             // Lowered below a ready thread of its CPU: preempted at that CPU's next schedule.
             Place::Running => {
                 let on = usize::from(e.on);
-                if self.highest_ready(on).is_some_and(|p| p.is_higher_than(params.priority)) {
+                if self.highest_ready(on).is_some_and(|p| p.is_higher_than(effective)) {
                     self.kicks |= 1 << on;
                 }
             }
@@ -403,7 +523,7 @@ impl<const T: usize> Scheduler<T> {
         if self.is_runnable(t) {
             return;
         }
-        self.entries[t.at()].slice_left = self.timeslice;
+        self.entries[t.at()].slice_left = self.entries[t.at()].slice(self.timeslice);
         self.refresh(t);
         let e = &self.entries[t.at()];
         if e.params.limited() && e.remaining == 0 {
@@ -437,7 +557,7 @@ impl<const T: usize> Scheduler<T> {
         debug_assert!(cpu < MAX_CPUS);
         if let Some(c) = self.cpus[cpu].current.take() {
             self.kicks |= 1 << cpu;
-            self.entries[c.at()].slice_left = self.timeslice;
+            self.entries[c.at()].slice_left = self.entries[c.at()].slice(self.timeslice);
             self.enqueue(c, false);
         }
     }
@@ -458,7 +578,7 @@ impl<const T: usize> Scheduler<T> {
                 self.kicks |= 1 << home;
             } else {
                 match self.highest_ready(cpu) {
-                    Some(p) if p.is_higher_than(self.priority(c)) => self.enqueue(c, true),
+                    Some(p) if p.is_higher_than(self.effective_priority(c)) => self.enqueue(c, true),
                     _ => return Some(c),
                 }
             }
@@ -504,6 +624,8 @@ impl<const T: usize> Scheduler<T> {
                         e.remaining -= 1;
                     }
                     e.slice_left -= 1;
+                    // Not runnable: it is queued at its new priority when it resumes.
+                    e.reserve_left = e.reserve_left.saturating_sub(1);
                 }
                 None => self.charge_current(cpu),
             }
@@ -515,15 +637,39 @@ impl<const T: usize> Scheduler<T> {
                 self.refresh(ThreadId(t));
                 if self.entries[t as usize].remaining != 0 {
                     self.unlink(ThreadId(t));
-                    self.entries[t as usize].slice_left = self.timeslice;
+                    self.entries[t as usize].slice_left = self.entries[t as usize].slice(self.timeslice);
                     self.enqueue(ThreadId(t), false);
                 }
                 t = next;
             }
         }
+        if self.reserved != 0 {
+            self.restore_reserves();
+        }
     }
 
-    /// A tick of `cpu`'s running thread's own: its budget and slice.
+    /// Ready threads whose new period has begun get their reserve back:
+    /// each moves to the tail of its reserve priority (kicking its CPU if
+    /// that preempts). Running threads get it at their next tick, others
+    /// when they are made ready; only ready ones need looking for.
+    fn restore_reserves(&mut self) {
+        for i in 0..T {
+            let e = &self.entries[i];
+            if e.place != Place::Ready || e.params.reserve == 0 || e.reserve_left != 0 {
+                continue;
+            }
+            let t = ThreadId(i as u16);
+            self.refresh(t);
+            if self.entries[i].reserve_left != 0 {
+                self.unlink(t);
+                self.enqueue(t, false);
+            }
+        }
+    }
+
+    /// A tick of `cpu`'s running thread's own: its budget, reserve and
+    /// slice. A thread whose reserve ends goes on at its own priority,
+    /// after the threads ready there (if any) with a fresh slice.
     fn charge_current(&mut self, cpu: usize) {
         let Some(c) = self.cpus[cpu].current else { return };
         self.refresh(c);
@@ -533,13 +679,23 @@ impl<const T: usize> Scheduler<T> {
             e.remaining = e.remaining.saturating_sub(1);
         }
         e.slice_left = e.slice_left.saturating_sub(1);
-        let (prio, home) = (e.params.priority.0 as usize, usize::from(e.cpu));
+        let reserve_ended = e.reserve_left == 1;
+        e.reserve_left = e.reserve_left.saturating_sub(1);
+        let (prio, home) = (e.params.priority, usize::from(e.cpu));
         if e.params.limited() && e.remaining == 0 {
             self.cpus[cpu].current = None;
             self.kicks |= 1 << cpu;
             self.deplete(c);
+        } else if reserve_ended {
+            e.slice_left = e.slice(timeslice);
+            if self.highest_ready(home).is_some_and(|p| !prio.is_higher_than(p)) {
+                self.cpus[cpu].current = None;
+                self.kicks |= 1 << cpu;
+                self.enqueue(c, false);
+            }
         } else if e.slice_left == 0 {
-            e.slice_left = timeslice;
+            e.slice_left = e.slice(timeslice);
+            let prio = e.effective().0 as usize;
             if self.cpus[home].ready[prio].head != NONE {
                 self.cpus[cpu].current = None;
                 self.kicks |= 1 << cpu;
@@ -561,10 +717,10 @@ impl<const T: usize> Scheduler<T> {
         self.refresh(t);
         let e = &mut self.entries[t.at()];
         if e.params.limited() && e.remaining == 0 {
-            e.slice_left = self.timeslice;
+            e.slice_left = e.slice(self.timeslice);
             self.deplete(t);
         } else if e.slice_left == 0 {
-            e.slice_left = self.timeslice;
+            e.slice_left = e.slice(self.timeslice);
             self.enqueue(t, false);
         } else {
             self.take_turn_back(t);
@@ -572,15 +728,15 @@ impl<const T: usize> Scheduler<T> {
     }
 
     /// Puts `t`, whose turn continues, first on its home CPU: at the head
-    /// of its priority, ahead of an equal-priority thread that runs there
+    /// of its effective priority, ahead of a thread of the same one that runs there
     /// meanwhile (it had the CPU only while `t` waited for its handler,
     /// perhaps on another CPU), which goes back right behind `t` with the
     /// rest of its slice, as a preempted thread; that CPU is kicked.
     fn take_turn_back(&mut self, t: ThreadId) {
         let home = self.cpu_of(t);
-        let meanwhile = self.cpus[home]
-            .current
-            .filter(|&c| c != t && self.cpu_of(c) == home && self.priority(c) == self.priority(t));
+        let meanwhile = self.cpus[home].current.filter(|&c| {
+            c != t && self.cpu_of(c) == home && self.entries[c.at()].effective() == self.entries[t.at()].effective()
+        });
         if let Some(c) = meanwhile {
             self.cpus[home].current = None;
             self.enqueue(c, true);
@@ -589,7 +745,9 @@ impl<const T: usize> Scheduler<T> {
         self.enqueue(t, true);
     }
 
-    /// Starts a new period with a full budget if the current one has ended.
+    /// Starts a new period with a full budget and reserve if the current
+    /// one has ended. Never called on a ready thread whose effective
+    /// priority that would change without requeueing it.
     fn refresh(&mut self, t: ThreadId) {
         let now = self.now;
         let e = &mut self.entries[t.at()];
@@ -597,6 +755,7 @@ impl<const T: usize> Scheduler<T> {
         if period != 0 && now >= e.period_start + period {
             e.period_start += (now - e.period_start) / period * period;
             e.remaining = e.params.budget;
+            e.reserve_left = e.params.reserve;
         }
     }
 
@@ -608,12 +767,14 @@ impl<const T: usize> Scheduler<T> {
         Self::push_back(&mut self.entries, &mut self.cpus[home].depleted, t);
     }
 
-    /// Puts `t` on its home CPU's ready queue: at the head if it was
-    /// preempted. Kicks that CPU if it runs nothing or a lower priority.
+    /// Puts `t` on its home CPU's ready queue at its effective priority:
+    /// at the head if it was preempted. Kicks that CPU if it runs nothing
+    /// or a lower effective priority.
     fn enqueue(&mut self, t: ThreadId, front: bool) {
         let e = &mut self.entries[t.at()];
         e.place = Place::Ready;
-        let (prio, home) = (e.params.priority, usize::from(e.cpu));
+        let (prio, home) = (e.effective(), usize::from(e.cpu));
+        e.queued = prio.0;
         let q = &mut self.cpus[home];
         let list = &mut q.ready[prio.0 as usize];
         if front {
@@ -622,7 +783,7 @@ impl<const T: usize> Scheduler<T> {
             Self::push_back(&mut self.entries, list, t);
         }
         q.bitmap |= 1 << prio.0;
-        if q.current.is_none_or(|c| prio.is_higher_than(self.entries[c.at()].params.priority)) {
+        if q.current.is_none_or(|c| prio.is_higher_than(self.entries[c.at()].effective())) {
             self.kicks |= 1 << home;
         }
     }
@@ -632,7 +793,7 @@ impl<const T: usize> Scheduler<T> {
         let e = self.entries[t.at()];
         let q = &mut self.cpus[usize::from(e.cpu)];
         let list = match e.place {
-            Place::Ready => &mut q.ready[e.params.priority.0 as usize],
+            Place::Ready => &mut q.ready[usize::from(e.queued)],
             Place::Depleted => &mut q.depleted,
             Place::Off | Place::Running => return,
         };
@@ -645,7 +806,7 @@ impl<const T: usize> Scheduler<T> {
             n => self.entries[n as usize].prev = e.prev,
         }
         if e.place == Place::Ready && list.head == NONE {
-            q.bitmap &= !(1 << e.params.priority.0);
+            q.bitmap &= !(1 << e.queued);
         }
         let e = &mut self.entries[t.at()];
         (e.next, e.prev) = (NONE, NONE);
@@ -683,7 +844,7 @@ impl<const T: usize> Scheduler<T> {
                 if core::mem::replace(&mut seen[t as usize], true) {
                     return Err("thread in two lists");
                 }
-                if e.place != place || e.prev != prev || prio.is_some_and(|p| p != e.params.priority.0) {
+                if e.place != place || e.prev != prev || prio.is_some_and(|p| p != e.effective().0 || p != e.queued) {
                     return Err("list entry with wrong place, link or priority");
                 }
                 if usize::from(e.cpu) != cpu {
@@ -718,16 +879,27 @@ impl<const T: usize> Scheduler<T> {
                 seen[c.at()] = true;
             }
         }
+        let mut reserved = 0;
         for (t, e) in self.entries.iter().enumerate() {
             if seen[t] != (e.place != Place::Off) {
                 return Err("runnable thread in no list, or off thread in one");
             }
+            if e.reserve_left > e.params.reserve || e.params.priority.is_higher_than(e.params.top_priority()) {
+                return Err("reserve beyond its parameters");
+            }
+            if e.slice_left > e.slice(self.timeslice) {
+                return Err("slice left beyond the thread's slice");
+            }
+            reserved += u32::from(e.params.reserve != 0);
             if usize::from(e.cpu) >= MAX_CPUS || usize::from(e.on) >= MAX_CPUS {
                 return Err("CPU index beyond MAX_CPUS");
             }
         }
         if MAX_CPUS < u32::BITS as usize && self.kicks >> MAX_CPUS != 0 {
             return Err("kick for a CPU beyond MAX_CPUS");
+        }
+        if reserved != self.reserved {
+            return Err("count of threads with a reserve");
         }
         Ok(())
     }

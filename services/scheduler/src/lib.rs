@@ -17,6 +17,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod classic;
+
 use abi::startup::NAME_LEN;
 use abi::{CapSlot, ErrorCode};
 use scheduler_api::{MAX_PRIORITY, SUPERVISOR_BADGE, Server, ServiceError};

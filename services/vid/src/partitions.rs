@@ -11,8 +11,9 @@
 use abi::limits::MAX_VPS_PER_PARTITION;
 use abi::{CapSlot, ErrorCode, ObjectType, Rights};
 use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
-use sysimage::SystemImage;
+use scheduler::classic;
 use sysimage::manifest::TaskIndex;
+use sysimage::{SchedulerPolicy, SystemImage};
 use tessera_rt::memory::Window;
 use tessera_rt::untyped::retype;
 use tessera_rt::{Operation, caps, invoke, log};
@@ -296,9 +297,10 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     retype(untyped, ObjectType::ENDPOINT, exits, 0)?;
     let registry = Registry::find();
     let mut running: heapless::Vec<Running, MAX_RUNNING> = heapless::Vec::new();
-    let mine = image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
-    for (k, (i, p)) in mine.enumerate().take(MAX_RUNNING) {
-        match start(&image, p, i as u32, k, task, untyped, exits, &registry, slots) {
+    let mine = || image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
+    let plan = Plan::new(&image.manifest, mine().map(|(_, p)| p).take(MAX_RUNNING));
+    for (k, (i, p)) in mine().enumerate().take(MAX_RUNNING) {
+        match start(&image, p, i as u32, k, &plan, task, untyped, exits, &registry, slots) {
             Ok(r) => {
                 let _ = running.push(r);
             }
@@ -324,25 +326,112 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     Ok(true)
 }
 
-/// A scheduling context for VP `index`, on CPU `index` mod the CPU count,
-/// as a VP_SET_HANDLER argument; 0 (the default context, on the boot CPU)
-/// on one CPU or if none can be made.
-fn placement(untyped: CapSlot, slots: &mut Slots, index: usize, name: &str) -> u64 {
+/// Where and how this VID's VPs run: each VP's CPU (its partition's
+/// manifest `cpus`, else VP i on CPU i mod the CPU count; the boot CPU if
+/// the machine has no such CPU) and, under the classic policy, its
+/// scheduling-context parameters from `scheduler::classic`, which sees all
+/// of this VID's partitions (the weights of the VPs on one CPU share it).
+struct Plan {
+    classic: bool,
+    partitions: heapless::Vec<classic::Classic, MAX_RUNNING>,
+    vps: heapless::Vec<classic::VpPlace, { MAX_RUNNING * MAX_VPS_PER_PARTITION }>,
+    /// Index in `vps` of partition k's VP 0.
+    first: [usize; MAX_RUNNING],
+}
+
+impl Plan {
+    fn new<'p, 'a: 'p>(
+        manifest: &sysimage::Manifest<'a>,
+        mine: impl Iterator<Item = &'p sysimage::manifest::Partition<'a>>,
+    ) -> Plan {
+        let cpus = tessera_rt::startup::cpu_count().max(1);
+        let mut plan = Plan {
+            classic: manifest.scheduler == SchedulerPolicy::Classic,
+            partitions: heapless::Vec::new(),
+            vps: heapless::Vec::new(),
+            first: [0; MAX_RUNNING],
+        };
+        for (k, p) in mine.enumerate() {
+            let c = p.classic;
+            let _ =
+                plan.partitions.push(classic::Classic { reserve: c.reserve, cap: c.cap, weight: u32::from(c.weight) });
+            plan.first[k] = plan.vps.len();
+            for vp in 0..usize::from(p.vcpus).min(MAX_VPS_PER_PARTITION) {
+                let lp = match p.cpu_of(vp) {
+                    Some(cpu) if u32::from(cpu) < cpus => u32::from(cpu),
+                    Some(cpu) => {
+                        log!("{}: VP {vp} stays on the boot CPU: the machine has no CPU {cpu}", p.name);
+                        0
+                    }
+                    None => vp as u32 % cpus,
+                };
+                let _ = plan.vps.push(classic::VpPlace { partition: k, lp });
+            }
+        }
+        if plan.classic
+            && let Err(e) = classic::check_all(&plan.partitions, &plan.vps, cpus)
+        {
+            // TLFS 14.2.1: reserves that cannot be guaranteed may be reset to zero.
+            log!("classic scheduler: {e}; the reserves of this VID's partitions are reset to 0");
+            for p in plan.partitions.iter_mut() {
+                p.reserve = 0;
+            }
+        }
+        plan
+    }
+
+    /// The CPU of partition `k`'s VP `vp`.
+    fn cpu(&self, k: usize, vp: usize) -> u32 {
+        self.vps.get(self.first[k] + vp).map_or(0, |v| v.lp)
+    }
+
+    /// The scheduling-context parameters of partition `k`'s VP `vp`
+    /// (`None`: the kernel's defaults).
+    fn params(&self, k: usize, vp: usize) -> Option<classic::ScParams> {
+        if !self.classic {
+            return None;
+        }
+        classic::sc_params(&self.partitions, &self.vps, self.first[k] + vp)
+    }
+}
+
+/// A scheduling context for VP `index` of the VID's `k`-th partition, on
+/// its planned CPU with its planned parameters, as a VP_SET_HANDLER
+/// argument; 0 (the default context: the boot CPU, the kernel's
+/// parameters) when it needs none (one CPU, no classic policy) or if none
+/// can be made.
+fn placement(untyped: CapSlot, slots: &mut Slots, plan: &Plan, k: usize, index: usize, name: &str) -> u64 {
     let cpus = tessera_rt::startup::cpu_count();
-    if cpus <= 1 {
+    let (cpu, params) = (plan.cpu(k, index), plan.params(k, index));
+    if cpus <= 1 && params.is_none() {
         return 0;
     }
     let context = slots.next();
-    let cpu = index as u64 % u64::from(cpus);
-    let placed = retype(untyped, ObjectType::SCHED_CONTEXT, context, 0)
-        .and_then(|_| invoke(context, Operation::SCHED_SET_CPU, &[cpu]).map(drop));
-    match placed {
-        Ok(()) => u64::from(context.0),
-        Err(e) => {
-            log!("{name}: VP {index} stays on the boot CPU: no scheduling context on CPU {cpu} ({e:?})");
-            0
+    if let Err(e) = retype(untyped, ObjectType::SCHED_CONTEXT, context, 0) {
+        log!("{name}: VP {index} stays on the boot CPU with the kernel's scheduling: no scheduling context ({e:?})");
+        return 0;
+    }
+    if let Some(params) = params {
+        // The context's ceiling is the VID's own parameters (an unlimited
+        // budget at its manifest priority, above the reserve priority).
+        match invoke(context, Operation::SCHED_CONFIGURE, &params.words()) {
+            Ok(_) => log!(
+                "{name}: VP {index} on CPU {cpu}: slice {}, budget {}/{} ticks, reserve {} ticks at priority {}",
+                params.slice,
+                params.budget,
+                params.period,
+                params.reserve,
+                params.reserve_priority
+            ),
+            Err(e) => log!("{name}: VP {index}: the kernel refused its classic scheduling {params:?} ({e:?})"),
         }
     }
+    if cpu != 0
+        && let Err(e) = invoke(context, Operation::SCHED_SET_CPU, &[u64::from(cpu)])
+    {
+        log!("{name}: VP {index} stays on the boot CPU: its scheduling context cannot go to CPU {cpu} ({e:?})");
+    }
+    u64::from(context.0)
 }
 
 /// Attaches manifest partition `index` (the VID's `k`-th), loads its guest
@@ -353,6 +442,7 @@ fn start(
     p: &sysimage::manifest::Partition<'static>,
     index: u32,
     k: usize,
+    plan: &Plan,
     task: CapSlot,
     untyped: CapSlot,
     exits: CapSlot,
@@ -396,7 +486,7 @@ fn start(
         // The manager put the VP into the partition; the VID binds it to its
         // exit endpoint and to a scheduling context on its CPU (priority 0,
         // the VID's own budget).
-        let context = placement(untyped, slots, index, p.name);
+        let context = placement(untyped, slots, plan, k, index, p.name);
         invoke(v.cap, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), context])?;
         invoke(v.cap, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     }

@@ -25,7 +25,7 @@ pub use enlightenments::DEFAULT_PROFILE;
 pub use error::{Error, Errors};
 pub use generate::{PartitionSpec, with_partition};
 pub use parse::{parse, parse_in};
-pub use sysimage::{Enlightenment, Enlightenments, IoPortRange, Priority, Restart};
+pub use sysimage::{Classic, Enlightenment, Enlightenments, IoPortRange, Priority, Restart, SchedulerPolicy};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,8 @@ pub struct Manifest {
     pub endpoints: Vec<Endpoint>,
     /// Guest partitions, in file order.
     pub partitions: Vec<Partition>,
+    /// `[scheduler] policy`: classic, or none (the kernel's defaults).
+    pub scheduler: SchedulerPolicy,
 }
 
 /// A guest partition (`[partitions.NAME]`).
@@ -64,6 +66,10 @@ pub struct Partition {
     pub vid: usize,
     /// What of the Hyper-V interface the VID presents (checked coherent).
     pub enlightenments: Enlightenments,
+    /// Classic-scheduler reserve, cap (1/0x10000 of a CPU) and weight.
+    pub classic: Classic,
+    /// The CPUs its VPs run on (VP i on `cpus[i % len]`); empty: the default.
+    pub cpus: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,10 +185,19 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             exit_timeout_ms: p.exit_timeout_ms,
             vid: compiled::TaskIndex(index(p.vid)?),
             enlightenments: p.enlightenments,
+            classic: p.classic,
+            cpus: heapless::Vec::from_slice(&p.cpus).map_err(|_| over("cpus"))?,
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;
     }
-    let m = compiled::Manifest { version: compiled::VERSION, system: &manifest.name, tasks, endpoints, partitions };
+    let m = compiled::Manifest {
+        version: compiled::VERSION,
+        system: &manifest.name,
+        tasks,
+        endpoints,
+        partitions,
+        scheduler: manifest.scheduler,
+    };
     let bytes = m.to_vec();
     // What the supervisor will check, checked here first.
     compiled::Manifest::parse(&bytes).map_err(|e| internal(format!("the compiled manifest is refused: {e}")))?;
@@ -318,6 +333,22 @@ pub fn summary(manifest: &Manifest) -> String {
         }
         if !p.enlightenments.is_empty() {
             let _ = write!(guest, " [{}]", enlightenments::describe(p.enlightenments));
+        }
+        if manifest.scheduler == SchedulerPolicy::Classic {
+            let fraction = |v: u32| f64::from(v) / f64::from(compiled::ONE_LP);
+            let c = p.classic;
+            let _ = write!(guest, " [classic: weight {}", c.weight);
+            if c.reserve != 0 {
+                let _ = write!(guest, ", reserve {:.3}", fraction(c.reserve));
+            }
+            if c.cap != compiled::ONE_LP {
+                let _ = write!(guest, ", cap {:.3}", fraction(c.cap));
+            }
+            guest.push(']');
+        }
+        if !p.cpus.is_empty() {
+            let cpus: Vec<String> = p.cpus.iter().map(u8::to_string).collect();
+            let _ = write!(guest, " on CPUs {}", cpus.join(", "));
         }
         let _ =
             writeln!(out, "  {:<20} {:>5}  {:>9}  {:<20} {guest}", p.name, p.vcpus, parse::show_size(p.memory), vid);

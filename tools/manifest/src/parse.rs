@@ -4,16 +4,18 @@
 use crate::{Endpoint, Error, Errors, Manifest, Partition, Task};
 use abi::{Entries, EntryKind};
 use indexmap::IndexMap;
+use scheduler::classic;
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
+use sysimage::manifest as compiled;
 use sysimage::manifest::{
     DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_CPUS, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI,
     MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY,
     MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead,
     valid_cmdline,
 };
-use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart, objects};
+use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart, SchedulerPolicy, objects};
 
 // ---- The TOML as written. Integers stay i64 and sizes stay raw so that a
 // ---- bad value is one collected error, not a parse failure.
@@ -26,6 +28,13 @@ struct FileToml {
     tasks: IndexMap<String, TaskToml>,
     #[serde(default)]
     partitions: IndexMap<String, PartitionToml>,
+    scheduler: Option<SchedulerToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedulerToml {
+    policy: String,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +54,13 @@ struct PartitionToml {
     vid: String,
     /// A profile name or a table (see `enlightenments.rs`).
     enlightenments: Option<toml::Value>,
+    /// Classic scheduler (TLFS 14.2): relative weight 1..=10000.
+    weight: Option<i64>,
+    /// Fractions of one logical processor, 0.0..=1.0.
+    reserve: Option<toml::Value>,
+    cap: Option<toml::Value>,
+    /// The CPUs its VPs run on (VP i on cpus[i % len]).
+    cpus: Option<Vec<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -426,6 +442,7 @@ fn check_partition(
     p: &PartitionToml,
     dir: &Path,
     tasks: &IndexMap<String, TaskToml>,
+    classic_policy: bool,
     e: &mut Vec<Error>,
 ) -> Option<Partition> {
     let before = e.len();
@@ -503,6 +520,38 @@ fn check_partition(
         Some(_) => {}
     }
     let enlightenments = crate::enlightenments::check(name, p.enlightenments.as_ref(), e);
+    let classic = check_classic(name, p, classic_policy, e);
+    // A VID's contexts are bounded by its own priority (their ceiling):
+    // a reserve runs its VPs above theirs.
+    let vid_priority = tasks.get(p.vid.as_str()).map(|t| t.priority);
+    if let (Some(c), Some(prio)) = (classic, vid_priority)
+        && c.reserve != 0
+        && prio < i64::from(classic::RESERVE_PRIORITY)
+    {
+        err(
+            e,
+            "reserve",
+            format!(
+                "its VID \"{}\" runs at priority {prio}, below the reserve's priority {} (a VID can give its VPs no \
+                 priority above its own)",
+                p.vid,
+                classic::RESERVE_PRIORITY
+            ),
+        );
+    }
+    let mut cpus = Vec::new();
+    for &cpu in p.cpus.iter().flatten() {
+        if !(0..i64::from(MAX_CPUS)).contains(&cpu) {
+            err(e, "cpus", format!("CPU {cpu} is out of range (0..={}, 0 is the boot CPU)", MAX_CPUS - 1));
+        } else if cpus.contains(&(cpu as u8)) {
+            err(e, "cpus", format!("CPU {cpu} is listed twice"));
+        } else {
+            cpus.push(cpu as u8);
+        }
+    }
+    if p.cpus.as_ref().is_some_and(Vec::is_empty) {
+        err(e, "cpus", "is empty (leave it out for the default placement: VP i on CPU i mod the CPU count)".into());
+    }
     if e.len() > before {
         return None;
     }
@@ -516,7 +565,69 @@ fn check_partition(
         exit_timeout_ms: exit_timeout_ms as u32,
         vid: usize::MAX, // set once tasks are in start order
         enlightenments: enlightenments?,
+        classic: classic?,
+        cpus,
     })
+}
+
+/// A reserve or cap as written: a fraction of one logical processor, a
+/// float from 0.0 to 1.0 (0 and 1 may be integers), in 1/0x10000 of an LP.
+fn fraction(value: &toml::Value) -> Result<u32, String> {
+    let f = match *value {
+        toml::Value::Float(f) => f,
+        toml::Value::Integer(i @ (0 | 1)) => i as f64,
+        _ => return Err(format!("{value} is not a fraction of one logical processor (write 0.0 to 1.0, e.g. 0.25)")),
+    };
+    if !(0.0..=1.0).contains(&f) {
+        return Err(format!("{f} is out of range (a fraction of one logical processor, 0.0 to 1.0)"));
+    }
+    Ok((f * f64::from(classic::ONE_LP)).round() as u32)
+}
+
+/// The classic scheduler's parameters (TLFS 14.2), checked by the rules
+/// of `scheduler::classic`, each with its own message; only under
+/// `[scheduler] policy = "classic"`.
+fn check_classic(name: &str, p: &PartitionToml, policy: bool, e: &mut Vec<Error>) -> Option<compiled::Classic> {
+    let before = e.len();
+    let err = |e: &mut Vec<Error>, field: &str, msg: String| e.push(Error::partition(name, field, msg));
+    let given = [("weight", p.weight.is_some()), ("reserve", p.reserve.is_some()), ("cap", p.cap.is_some())];
+    if !policy {
+        for (field, _) in given.iter().filter(|(_, set)| *set) {
+            err(e, field, "is a classic scheduler parameter: add [scheduler] policy = \"classic\"".into());
+        }
+    }
+    let mut c = classic::Classic::DEFAULT;
+    if let Some(w) = p.weight {
+        match u32::try_from(w) {
+            Ok(w) => c.weight = w,
+            Err(_) => err(e, "weight", format!("{w} is out of range (1..=10000, 100 the default)")),
+        }
+    }
+    for (field, value, into) in [("reserve", &p.reserve, &mut c.reserve), ("cap", &p.cap, &mut c.cap)] {
+        match value.as_ref().map(fraction) {
+            Some(Ok(v)) => *into = v,
+            Some(Err(msg)) => err(e, field, msg),
+            None => {}
+        }
+    }
+    if e.len() > before {
+        return None;
+    }
+    if let Err(problem) = c.check() {
+        let field = match problem {
+            classic::ClassicError::ReserveRange(_) | classic::ClassicError::ReserveAboveCap { .. } => "reserve",
+            classic::ClassicError::CapRange(_) | classic::ClassicError::ZeroCap => "cap",
+            _ => "weight",
+        };
+        let hint = match problem {
+            classic::ClassicError::WeightRange(_) => " (1..=10000, 100 the default)",
+            classic::ClassicError::ZeroCap => " (leave cap out for no cap)",
+            _ => "",
+        };
+        err(e, field, format!("{problem}{hint}"));
+        return None;
+    }
+    Some(compiled::Classic { reserve: c.reserve, cap: c.cap, weight: c.weight as u16 })
 }
 
 /// Parses and checks a manifest; `origin` names it in TOML error locations
@@ -528,8 +639,34 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     if !valid_ident(&file.system.name) {
         e.push(Error::system("name", format!("invalid system name \"{}\" ({NAME_RULE})", file.system.name)));
     }
-    let partitions: Vec<Option<Partition>> =
-        file.partitions.iter().map(|(name, p)| check_partition(name, p, dir, &file.tasks, &mut e)).collect();
+    let policy = match file.scheduler.as_ref().map(|s| s.policy.as_str()) {
+        None => SchedulerPolicy::Kernel,
+        Some("classic") => SchedulerPolicy::Classic,
+        Some(other @ ("core" | "root")) => {
+            e.push(Error::new(
+                "scheduler",
+                "policy",
+                format!("the {other} scheduler is not implemented (only \"classic\" is)"),
+            ));
+            SchedulerPolicy::Kernel
+        }
+        Some(other) => {
+            let hint = did_you_mean(other, ["classic", "core", "root"].into_iter());
+            e.push(Error::new(
+                "scheduler",
+                "policy",
+                format!("no scheduler \"{other}\"{hint} (only \"classic\" is implemented)"),
+            ));
+            SchedulerPolicy::Kernel
+        }
+    };
+    let classic_policy = file.scheduler.is_some();
+    let partitions: Vec<Option<Partition>> = file
+        .partitions
+        .iter()
+        .map(|(name, p)| check_partition(name, p, dir, &file.tasks, classic_policy, &mut e))
+        .collect();
+    check_reserves_per_cpu(&file.partitions, &partitions, &mut e);
     if file.partitions.len() > MAX_PARTITIONS {
         e.push(Error::system("partitions", format!("{} partitions, at most {MAX_PARTITIONS}", file.partitions.len())));
     }
@@ -660,6 +797,7 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         return Err(Errors::sorted(e));
     }
     let mut manifest = assemble(&file.system.name, &drafts);
+    manifest.scheduler = policy;
     for (p, toml) in partitions.into_iter().flatten().zip(file.partitions.values()) {
         let vid = manifest.tasks.iter().position(|t| t.name == toml.vid).expect("vid tasks were checked");
         manifest.partitions.push(Partition { vid, ..p });
@@ -668,6 +806,30 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     grant_objects(&mut manifest, &drafts);
     check_tables(&manifest)?;
     Ok(manifest)
+}
+
+/// The reserves of the VPs placed by their partition's `cpus` on one CPU
+/// add up to one CPU at most (VPs placed by default are checked by their
+/// VID at start, when it knows the machine's CPUs).
+fn check_reserves_per_cpu(tomls: &IndexMap<String, PartitionToml>, checked: &[Option<Partition>], e: &mut Vec<Error>) {
+    let mut on: std::collections::BTreeMap<u8, (u64, Vec<&str>)> = Default::default();
+    for ((name, _), p) in tomls.iter().zip(checked) {
+        let Some(p) = p.as_ref().filter(|p| !p.cpus.is_empty() && p.classic.reserve != 0) else { continue };
+        for vp in 0..usize::from(p.vcpus) {
+            let entry = on.entry(p.cpus[vp % p.cpus.len()]).or_default();
+            entry.0 += u64::from(p.classic.reserve);
+            if !entry.1.contains(&name.as_str()) {
+                entry.1.push(name);
+            }
+        }
+    }
+    for (cpu, (total, names)) in on {
+        if total > u64::from(classic::ONE_LP) {
+            let problem = classic::ClassicError::ReservesAboveOneLp { lp: u32::from(cpu), total };
+            let names = names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+            e.push(Error::new("scheduler", "reserve", format!("{problem} (the VPs of partitions {names})")));
+        }
+    }
 }
 
 /// Each task's objects quota: as written, else the default for a task with
@@ -801,5 +963,5 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
             }
         })
         .collect();
-    Manifest { name: system.to_string(), tasks, endpoints, partitions: Vec::new() }
+    Manifest { name: system.to_string(), tasks, endpoints, partitions: Vec::new(), scheduler: SchedulerPolicy::Kernel }
 }

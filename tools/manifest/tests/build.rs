@@ -115,6 +115,29 @@ fn a_task_cpu_is_compiled_and_shown() {
 }
 
 #[test]
+fn classic_parameters_and_cpus_are_compiled_and_shown() {
+    let text = "[system]\nname = \"s\"\n\
+         [tasks.boot]\nsupervisor = true\npriority = 31\nmemory = \"4KiB\"\nstack = \"4KiB\"\n\
+         [tasks.pm]\npriority = 20\nmemory = \"4KiB\"\nstack = \"4KiB\"\nserves = [\"partition-manager\"]\n\
+         [tasks.vid]\npriority = 10\nmemory = \"4KiB\"\nstack = \"4KiB\"\nuntyped = \"64KiB\"\nuses = [\"partition-manager\"]\n\
+         [partitions.busy]\nimage = \"k\"\nmemory = \"2MiB\"\nvid = \"vid\"\nvcpus = 2\nweight = 700\nreserve = 0.25\ncap = 0.5\ncpus = [1]\n\
+         [partitions.idle]\nimage = \"k\"\nmemory = \"2MiB\"\nvid = \"vid\"\n\
+         [scheduler]\npolicy = \"classic\"\n";
+    let m = parse(text, "t.toml").unwrap();
+    let bytes = compile(&m).unwrap();
+    let c = sysimage::Manifest::parse(&bytes).unwrap();
+    assert_eq!(c.scheduler, sysimage::SchedulerPolicy::Classic);
+    let busy = &c.partitions[0];
+    assert_eq!(busy.classic, sysimage::Classic { reserve: 0x4000, cap: 0x8000, weight: 700 });
+    assert_eq!((busy.cpus.as_slice(), busy.cpu_of(1)), (&[1][..], Some(1)));
+    assert_eq!((c.partitions[1].classic, c.partitions[1].cpu_of(0)), (sysimage::Classic::DEFAULT, None));
+    assert_eq!(c.reserves_on(1), 0x8000);
+    let shown = summary(&m);
+    assert!(shown.contains("[classic: weight 700, reserve 0.250, cap 0.500] on CPUs 1"), "{shown}");
+    assert!(shown.contains("[classic: weight 100]"), "{shown}");
+}
+
+#[test]
 fn the_image_holds_the_manifest_and_each_binary_once() {
     let mut m = load(&repo_manifest()).unwrap();
     m.tasks[5].binary = m.tasks[4].binary.clone(); // two tasks, one binary

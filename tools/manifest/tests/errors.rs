@@ -51,7 +51,9 @@ fn unknown_task_field() {
 fn unknown_top_level_table() {
     assert_errors(
         "[system]\nname = \"test\"\n[task.a]\npriority = 1\n",
-        &["test.toml:3:2: unknown field `task`, expected one of `system`, `tasks`, `partitions` (in `[task.a]`)"],
+        &[
+            "test.toml:3:2: unknown field `task`, expected one of `system`, `tasks`, `partitions`, `scheduler` (in `[task.a]`)",
+        ],
     );
 }
 
@@ -959,5 +961,156 @@ fn unimplemented_enlightenment() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = true }")),
         &["partition \"linux\": enlightenments: synic is not implemented by the VID yet, so it cannot be enabled"],
+    );
+}
+
+// ---- The classic scheduler (TLFS 14.2): [scheduler] and a partition's
+// ---- weight, reserve, cap and cpus.
+
+const CLASSIC: &str = "[scheduler]\npolicy = \"classic\"\n";
+
+/// A VID system with the classic policy and partition "linux" with `extra`.
+fn classic(extra: &str) -> String {
+    format!("{}\n{CLASSIC}", with_vid(&partition("linux", extra)))
+}
+
+#[test]
+fn classic_parameters_are_accepted_and_compiled() {
+    let m = parse(&classic("vcpus = 2\nweight = 700\nreserve = 0.25\ncap = 0.5\ncpus = [1, 0]"), "t.toml").unwrap();
+    assert_eq!(m.scheduler, tessera_manifest::SchedulerPolicy::Classic);
+    let p = &m.partitions[0];
+    assert_eq!(p.classic, tessera_manifest::Classic { reserve: 0x4000, cap: 0x8000, weight: 700 });
+    assert_eq!(p.cpus, [1, 0]);
+    // 0 and 1 may be integers; the defaults are no reserve, no cap, weight 100.
+    let m = parse(&classic("reserve = 0\ncap = 1"), "t.toml").unwrap();
+    assert_eq!(m.partitions[0].classic, tessera_manifest::Classic::DEFAULT);
+    let m = parse(&with_vid(&partition("linux", "cpus = [2]")), "t.toml").unwrap();
+    assert_eq!((m.scheduler, m.partitions[0].cpus.clone()), (tessera_manifest::SchedulerPolicy::Kernel, vec![2]));
+}
+
+#[test]
+fn classic_parameters_without_the_classic_policy() {
+    assert_errors(
+        &with_vid(&partition("linux", "weight = 200\ncap = 0.5")),
+        &[
+            "partition \"linux\": cap: is a classic scheduler parameter: add [scheduler] policy = \"classic\"",
+            "partition \"linux\": weight: is a classic scheduler parameter: add [scheduler] policy = \"classic\"",
+        ],
+    );
+}
+
+#[test]
+fn scheduler_policies_other_than_classic_are_not_implemented() {
+    for other in ["core", "root"] {
+        let text = format!("{}\n[scheduler]\npolicy = \"{other}\"\n", with_vid(&partition("linux", "")));
+        assert_errors(
+            &text,
+            &[&format!("scheduler: policy: the {other} scheduler is not implemented (only \"classic\" is)")],
+        );
+    }
+    let text = format!("{}\n[scheduler]\npolicy = \"clasic\"\n", with_vid(&partition("linux", "")));
+    assert_errors(
+        &text,
+        &["scheduler: policy: no scheduler \"clasic\" (did you mean \"classic\"?) (only \"classic\" is implemented)"],
+    );
+}
+
+#[test]
+fn weight_out_of_range() {
+    for w in ["0", "10001", "-1"] {
+        let messages = errors(&classic(&format!("weight = {w}")));
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].starts_with("partition \"linux\": weight: ") && messages[0].contains("10000"),
+            "{messages:?}"
+        );
+    }
+    assert!(parse(&classic("weight = 1"), "t.toml").is_ok() && parse(&classic("weight = 10000"), "t.toml").is_ok());
+}
+
+#[test]
+fn reserve_and_cap_are_fractions_of_one_cpu() {
+    assert_errors(
+        &classic("reserve = 1.5"),
+        &["partition \"linux\": reserve: 1.5 is out of range (a fraction of one logical processor, 0.0 to 1.0)"],
+    );
+    assert_errors(
+        &classic("cap = -0.25"),
+        &["partition \"linux\": cap: -0.25 is out of range (a fraction of one logical processor, 0.0 to 1.0)"],
+    );
+    assert_errors(
+        &classic("cap = 16384"),
+        &["partition \"linux\": cap: 16384 is not a fraction of one logical processor (write 0.0 to 1.0, e.g. 0.25)"],
+    );
+    assert_errors(
+        &classic("reserve = \"50%\""),
+        &[
+            "partition \"linux\": reserve: \"50%\" is not a fraction of one logical processor (write 0.0 to 1.0, e.g. 0.25)",
+        ],
+    );
+}
+
+#[test]
+fn a_cap_of_zero() {
+    assert_errors(
+        &classic("cap = 0.0"),
+        &["partition \"linux\": cap: a cap of 0 would never run the partition's VPs (leave cap out for no cap)"],
+    );
+}
+
+#[test]
+fn reserve_above_the_cap() {
+    assert_errors(
+        &classic("reserve = 0.5\ncap = 0.25"),
+        &["partition \"linux\": reserve: reserve 0x8000 is above the cap 0x4000"],
+    );
+}
+
+#[test]
+fn reserves_above_one_cpu() {
+    let two = format!(
+        "{}{}\n{CLASSIC}",
+        with_vid(&partition("a", "reserve = 0.5\ncpus = [1]\nvcpus = 2")),
+        partition("b", "reserve = 0.25\ncpus = [1, 2]").replace("64MiB", "2MiB")
+    );
+    assert_errors(
+        &two,
+        &[
+            "scheduler: reserve: the reserves of the VPs on logical processor 1 add up to 1.25 of it, more than all of it \
+           (the VPs of partitions \"a\", \"b\")",
+        ],
+    );
+    // Spread over two CPUs they fit.
+    let fits = two.replace("cpus = [1]\n", "cpus = [1, 2]\n");
+    assert!(parse(&fits, "t.toml").is_ok(), "{:?}", parse(&fits, "t.toml").err());
+}
+
+#[test]
+fn bad_cpus() {
+    assert_errors(
+        &classic("cpus = [16]"),
+        &["partition \"linux\": cpus: CPU 16 is out of range (0..=15, 0 is the boot CPU)"],
+    );
+    assert_errors(&classic("cpus = [1, 1]"), &["partition \"linux\": cpus: CPU 1 is listed twice"]);
+    assert_errors(
+        &classic("cpus = []"),
+        &[
+            "partition \"linux\": cpus: is empty (leave it out for the default placement: VP i on CPU i mod the CPU count)",
+        ],
+    );
+}
+
+#[test]
+fn a_reserve_above_its_vids_priority() {
+    let text = format!(
+        "{}{}\n{}\n{CLASSIC}",
+        system(&manager("")),
+        task("vid", 0, USES_MANAGER),
+        partition("linux", "reserve = 0.5")
+    );
+    assert_errors(
+        &text,
+        &["partition \"linux\": reserve: its VID \"vid\" runs at priority 0, below the reserve's priority 1 (a VID \
+           can give its VPs no priority above its own)"],
     );
 }

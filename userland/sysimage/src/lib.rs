@@ -28,7 +28,8 @@ pub use bootfs;
 pub use bootfs::{Bootfs, File, MAX_NAME_LEN, valid_name};
 pub use enlightenments::{Enlightenment, EnlightenmentError, Enlightenments};
 pub use manifest::{
-    Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, Priority, Restart, Task, TaskIndex, Use,
+    Classic, Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, Priority, Restart, SchedulerPolicy, Task,
+    TaskIndex, Use,
 };
 
 use core::fmt;

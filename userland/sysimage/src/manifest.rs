@@ -23,6 +23,10 @@
 //!   [`partition_overhead`] each, and an objects quota covering what they
 //!   take ([`crate::objects::partition`]); guest files are bootfs names;
 //!   each partition's enlightenments pass [`Enlightenments::check`];
+//! - each partition's classic-scheduler parameters are in the TLFS ranges
+//!   ([`Classic::check`]) and default unless the [`SchedulerPolicy`] is
+//!   classic; its `cpus` are distinct CPUs below [`MAX_CPUS`], and the
+//!   reserves of the VPs they place on one CPU add up to one CPU at most;
 //! - only a task with untyped memory has an objects quota, and the kernel
 //!   entries the system takes fit the kernel's tables ([`crate::objects`]).
 
@@ -34,8 +38,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the compiled-manifest layout (2: `partitions` added; 4: a
 /// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`;
-/// 6: a task's `cpu`).
-pub const VERSION: u32 = 6;
+/// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
+/// parameters and `cpus`).
+pub const VERSION: u32 = 7;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -224,6 +229,62 @@ mod entries_words {
     }
 }
 
+/// How the VIDs schedule their partitions' VPs (`[scheduler] policy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedulerPolicy {
+    /// No `[scheduler]` table: every VP at priority 0 with the kernel's
+    /// default slice, no reserve and no cap.
+    #[default]
+    Kernel,
+    /// The Hyper-V classic scheduler: each partition's [`Classic`]
+    /// parameters (the scheduler crate's `classic` module maps them).
+    Classic,
+}
+
+/// One LP, in the TLFS's fixed point for reserves and caps.
+pub const ONE_LP: u32 = 0x10000;
+/// Weights are `1..=MAX_WEIGHT`.
+pub const MAX_WEIGHT: u16 = 10_000;
+
+/// A partition's classic-scheduler parameters (TLFS 6.0b §14.2): the
+/// fraction of one logical processor each of its VPs is guaranteed
+/// (`reserve`) and may use at most (`cap`), in 1/0x10000 of an LP, and its
+/// relative `weight` among the VPs on an LP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Classic {
+    /// `0..=ONE_LP`, at most `cap`; 0: none.
+    pub reserve: u32,
+    /// `1..=ONE_LP`; `ONE_LP`: no cap.
+    pub cap: u32,
+    /// `1..=MAX_WEIGHT`.
+    pub weight: u16,
+}
+
+impl Classic {
+    /// No reserve, no cap, weight 100.
+    pub const DEFAULT: Classic = Classic { reserve: 0, cap: ONE_LP, weight: 100 };
+
+    /// The TLFS's ranges and `reserve <= cap` (a cap of 0 is refused).
+    pub const fn check(&self) -> Result<(), &'static str> {
+        if self.reserve > ONE_LP || self.cap > ONE_LP || self.cap == 0 {
+            return Err("classic reserve or cap out of range");
+        }
+        if self.weight == 0 || self.weight > MAX_WEIGHT {
+            return Err("classic weight out of range");
+        }
+        if self.reserve > self.cap {
+            return Err("classic reserve above the cap");
+        }
+        Ok(())
+    }
+}
+
+impl Default for Classic {
+    fn default() -> Classic {
+        Classic::DEFAULT
+    }
+}
+
 /// A guest partition, run by a VID task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition<'a> {
@@ -248,6 +309,19 @@ pub struct Partition<'a> {
     pub vid: TaskIndex,
     /// What of the Hyper-V interface its VID presents to the guest.
     pub enlightenments: Enlightenments,
+    /// Its classic-scheduler parameters ([`Classic::DEFAULT`] unless the
+    /// policy is classic).
+    pub classic: Classic,
+    /// The CPUs its VPs run on: VP i on `cpus[i % len]`; empty: VP i on
+    /// CPU i modulo the machine's CPU count.
+    pub cpus: Vec<u8, { MAX_CPUS as usize }>,
+}
+
+impl Partition<'_> {
+    /// The CPU the manifest puts VP `vp` on, if it names one.
+    pub fn cpu_of(&self, vp: usize) -> Option<u8> {
+        (!self.cpus.is_empty()).then(|| self.cpus[vp % self.cpus.len()])
+    }
 }
 
 /// True if `cmdline` can be a guest command line: at most [`MAX_CMDLINE`]
@@ -271,6 +345,8 @@ pub struct Manifest<'a> {
     /// Guest partitions, in manifest order.
     #[serde(borrow)]
     pub partitions: Vec<Partition<'a>, MAX_PARTITIONS>,
+    /// How their VPs are scheduled.
+    pub scheduler: SchedulerPolicy,
 }
 
 impl<'a> Manifest<'a> {
@@ -338,6 +414,13 @@ impl<'a> Manifest<'a> {
             sum = sum.checked_add(&t.objects)?;
         }
         Some(sum)
+    }
+
+    /// The reserves of the VPs the manifest places on `cpu` (by their
+    /// partition's `cpus`), in 1/0x10000 of a CPU.
+    pub fn reserves_on(&self, cpu: u8) -> u64 {
+        let vps = self.partitions.iter().flat_map(|p| (0..usize::from(p.vcpus)).map(move |vp| (p, vp)));
+        vps.filter(|(p, vp)| p.cpu_of(*vp) == Some(cpu)).map(|(p, _)| u64::from(p.classic.reserve)).sum()
     }
 
     /// The partitions task `vid` runs.
@@ -458,6 +541,20 @@ impl<'a> Manifest<'a> {
             }
             if p.exit_timeout_ms > MAX_EXIT_TIMEOUT_MS {
                 return bad("exit timeout out of range");
+            }
+            if let Err(reason) = p.classic.check() {
+                return bad(reason);
+            }
+            if self.scheduler != SchedulerPolicy::Classic && p.classic != Classic::DEFAULT {
+                return bad("classic parameters without the classic scheduler policy");
+            }
+            for (j, &cpu) in p.cpus.iter().enumerate() {
+                if cpu >= MAX_CPUS || p.cpus[..j].contains(&cpu) {
+                    return bad("a CPU out of range or listed twice");
+                }
+                if self.reserves_on(cpu) > u64::from(ONE_LP) {
+                    return bad("the reserves of the VPs on one CPU add up to more than it");
+                }
             }
             if self.task(p.vid).is_none() {
                 return bad("VID task out of range");

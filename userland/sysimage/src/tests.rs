@@ -70,7 +70,10 @@ fn sample() -> Manifest<'static> {
             exit_timeout_ms: DEFAULT_EXIT_TIMEOUT_MS,
             vid: TaskIndex(2),
             enlightenments: Enlightenments::HYPERV,
+            classic: Classic::DEFAULT,
+            cpus: heapless::Vec::new(),
         }]),
+        scheduler: SchedulerPolicy::Kernel,
     }
 }
 
@@ -209,6 +212,41 @@ fn inconsistent_partitions_are_refused() {
     bad(|m| m.partitions[0].enlightenments = Enlightenments::from_bits(1 << 31));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, true));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::TimeRefCount, false));
+    // Classic parameters: the TLFS ranges, reserve <= cap, only under the classic policy.
+    let classic = |edit: fn(&mut Classic)| {
+        move |m: &mut Manifest<'static>| {
+            m.scheduler = SchedulerPolicy::Classic;
+            edit(&mut m.partitions[0].classic);
+        }
+    };
+    let bad_classic = |edit: fn(&mut Classic)| {
+        let mut m = sample();
+        classic(edit)(&mut m);
+        assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
+    };
+    bad_classic(|c| c.reserve = ONE_LP + 1);
+    bad_classic(|c| c.cap = ONE_LP + 1);
+    bad_classic(|c| c.cap = 0);
+    bad_classic(|c| c.weight = 0);
+    bad_classic(|c| c.weight = MAX_WEIGHT + 1);
+    bad_classic(|c| (c.reserve, c.cap) = (0x8000, 0x4000));
+    bad(|m| m.partitions[0].classic.weight = 200); // not under the classic policy
+    bad(|m| m.partitions[0].cpus = hv(&[MAX_CPUS]));
+    bad(|m| m.partitions[0].cpus = hv(&[1, 1]));
+    // Two VPs of half a CPU each fit one CPU; 0.75 each do not.
+    let mut m = sample();
+    classic(|c| (c.reserve, c.weight) = (0x8000, 10_000))(&mut m);
+    m.partitions[0].cpus = hv(&[1]);
+    let bytes = m.to_vec();
+    let parsed = Manifest::parse(&bytes).unwrap();
+    assert_eq!((parsed.reserves_on(1), parsed.partitions[0].cpu_of(1)), (0x10000, Some(1)));
+    m.partitions[0].classic.reserve = 0xc000;
+    assert_eq!(
+        Manifest::parse(&m.to_vec()).err(),
+        Some(Error::BadPartition { partition: 0, reason: "the reserves of the VPs on one CPU add up to more than it" })
+    );
+    m.partitions[0].cpus = hv(&[1, 2]);
+    assert_eq!(Manifest::parse(&m.to_vec()).err(), None, "one VP on each");
 
     // Two partitions need both quotas at the partition manager; names are unique.
     let mut m = sample();

@@ -788,9 +788,9 @@ fn tick_and_schedule(ipc: &mut Sys, n: usize) -> Vec<Option<ThreadId>> {
 fn a_handler_that_never_replies_is_held_to_its_own_budget() {
     let (mut ipc, t, ep, _) = setup(&[0, 0, 9]);
     let (faulter, idle, handler) = (t[0], t[1], t[2]);
-    let budgeted = |budget| SchedParams { priority: Priority::new(9).unwrap(), budget, period: 100 };
+    let budgeted = |budget| SchedParams::budgeted(Priority::new(9).unwrap(), budget, 100);
     ipc.configure(handler, budgeted(2)).unwrap();
-    ipc.configure(faulter, SchedParams { priority: Priority::new(0).unwrap(), budget: 3, period: 100 }).unwrap();
+    ipc.configure(faulter, SchedParams::budgeted(Priority::new(0).unwrap(), 3, 100)).unwrap();
     let mut x = Wire::default();
     ipc.suspend(idle).unwrap();
     ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
@@ -864,7 +864,7 @@ fn a_fault_reply_resumes_the_thread_on_its_home_cpu() {
     let (mut ipc, t, ep, _) = setup(&[0, 9, 0]);
     let (vp, handler, other) = (t[0], t[1], t[2]);
     let mut x = Wire::default();
-    ipc.configure(vp, SchedParams { priority: Priority::LOWEST, budget: 4, period: 100 }).unwrap();
+    ipc.configure(vp, SchedParams::budgeted(Priority::LOWEST, 4, 100)).unwrap();
     ipc.set_cpu(vp, 1);
     ipc.recv(handler, ep, Block::Forever, &mut x).unwrap();
     assert_eq!((ipc.schedule(0), ipc.schedule(1)), (Some(other), Some(vp)));

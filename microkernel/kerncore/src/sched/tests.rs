@@ -10,7 +10,31 @@ fn params(level: u64) -> SchedParams {
 }
 
 fn budgeted(level: u64, budget: u32, period: u32) -> SchedParams {
-    SchedParams { priority: prio(level), budget, period }
+    SchedParams::budgeted(prio(level), budget, period)
+}
+
+/// `level` with a reserve of `reserve` ticks at `at` per `period`, an
+/// unlimited budget (0) or a limited one, and a slice (0: the default).
+fn reserved(level: u64, budget: u32, period: u32, reserve: u32, at: u64, slice: u32) -> SchedParams {
+    SchedParams { slice, reserve, reserve_priority: prio(at), ..budgeted(level, budget, period) }
+}
+
+/// Valid parameters drawn at random: priorities 0..4, short periods, some
+/// with slices, reserves and unlimited budgets with a reserve.
+fn draw(rng: &mut fastrand::Rng) -> SchedParams {
+    let period = rng.u32(0..6);
+    let budget = if period == 0 || rng.u8(..4) == 0 { 0 } else { rng.u32(1..=period) };
+    let level = rng.u64(0..4);
+    let slice = if rng.bool() { 0 } else { rng.u32(1..5) };
+    let room = if budget == 0 { period } else { budget };
+    if period == 0 || room == 0 || (budget == 0 && period != 0) || rng.bool() {
+        let reserve = if budget == 0 && period != 0 { rng.u32(1..=period) } else { 0 };
+        if reserve == 0 {
+            return SchedParams { slice, ..budgeted(level, budget, if budget == 0 { 0 } else { period }) };
+        }
+        return reserved(level, budget, period, reserve, rng.u64(level..4), slice);
+    }
+    reserved(level, budget, period, rng.u32(1..=room), rng.u64(level..4), slice)
 }
 
 /// A scheduler with threads 0.. at the given parameters, all ready.
@@ -68,7 +92,12 @@ fn a_ceiling_is_a_partial_order_and_only_lowers() {
     let mut draw = || {
         let period = [0, 5, 10, 20][rng.usize(..4)];
         let budget = if period == 0 { 0 } else { rng.u32(1..=period) };
-        budgeted(rng.u64(0..4), budget, period)
+        let p = budgeted(rng.u64(0..4), budget, period);
+        match rng.u8(..3) {
+            0 if period != 0 => reserved(p.priority.0.into(), budget, period, rng.u32(1..=budget), rng.u64(3..6), 0),
+            1 if period != 0 => reserved(p.priority.0.into(), 0, period, rng.u32(1..=period), rng.u64(2..5), 2),
+            _ => p,
+        }
     };
     for _ in 0..20_000 {
         let (a, b, c) = (draw(), draw(), draw());
@@ -77,7 +106,7 @@ fn a_ceiling_is_a_partial_order_and_only_lowers() {
             assert!(Ceiling::of(a).permits(c), "transitive: {a:?} {b:?} {c:?}");
         }
         if Ceiling::of(a).permits(b) && Ceiling::of(b).permits(a) {
-            assert_eq!(a, b, "antisymmetric");
+            assert_eq!(Ceiling::of(a), Ceiling::of(b), "antisymmetric");
         }
         assert!(Ceiling::of(a).permits(Ceiling::of(a).lowest()));
         assert_eq!(Ceiling::of(a).lowered_to(Ceiling::of(b)).is_some(), Ceiling::of(a).permits(b));
@@ -93,6 +122,115 @@ fn sched_params_are_validated() {
     for (p, b, per) in [(32, 0, 0), (u64::MAX, 0, 0), (3, 0, 10), (3, 11, 10), (3, 1, 1 << 32), (3, 1 << 32, 10)] {
         assert_eq!(SchedParams::from_abi(p, b, per), Err(ErrorCode::INVALID_ARGUMENT), "{p} {b} {per}");
     }
+    // The MR3..MR5 of SCHED_CONFIGURE: slice, reserve, reserve priority.
+    assert_eq!(SchedParams::from_abi_full(3, 2, 10, 0, 0, 0), Ok(budgeted(3, 2, 10)), "as with three words");
+    assert_eq!(SchedParams::from_abi_full(3, 0, 0, 7, 0, 0), Ok(SchedParams { slice: 7, ..params(3) }));
+    assert_eq!(SchedParams::from_abi_full(3, 0, 0, 0, 0, 31), Ok(params(3)), "no reserve: its priority ignored");
+    assert_eq!(SchedParams::from_abi_full(3, 5, 10, 0, 5, 4), Ok(reserved(3, 5, 10, 5, 4, 0)));
+    assert_eq!(SchedParams::from_abi_full(3, 0, 10, 0, 10, 3), Ok(reserved(3, 0, 10, 10, 3, 0)), "unlimited budget");
+    assert_eq!(SchedParams::from_abi_full(0, 0, 0, u64::from(MAX_SLICE), 0, 0).map(|p| p.slice), Ok(MAX_SLICE));
+    for (p, b, per, sl, r, rp, why) in [
+        (3, 0, 0, u64::from(MAX_SLICE) + 1, 0, 0, "slice too long"),
+        (3, 0, 0, 1 << 32, 0, 0, "slice beyond u32"),
+        (3, 0, 0, 0, 1, 4, "a reserve without a period"),
+        (3, 5, 10, 0, 6, 4, "a reserve beyond the budget"),
+        (3, 0, 10, 0, 11, 4, "a reserve beyond the period"),
+        (3, 5, 10, 0, 1, 2, "a reserve priority below the priority"),
+        (3, 5, 10, 0, 1, 32, "a reserve priority beyond the highest"),
+        (3, 5, 10, 0, 1 << 32, 4, "a reserve beyond u32"),
+        (3, 0, 10, 0, 0, 4, "budget 0 with a period and no reserve"),
+    ] {
+        assert_eq!(SchedParams::from_abi_full(p, b, per, sl, r, rp), Err(ErrorCode::INVALID_ARGUMENT), "{why}");
+    }
+}
+
+#[test]
+fn a_ceiling_bounds_the_reserve_priority() {
+    let c = Ceiling::of(params(5));
+    assert!(c.permits(reserved(1, 0, 10, 5, 5, 0)));
+    assert!(!c.permits(reserved(1, 0, 10, 5, 6, 0)), "a reserve above the ceiling");
+    assert!(c.permits(SchedParams { slice: MAX_SLICE, ..params(5) }), "slices are not bounded");
+    // A context with a reserve bounds others by its reserve priority.
+    let c = Ceiling::of(reserved(1, 4, 10, 2, 7, 0));
+    assert!(c.permits(budgeted(7, 4, 10)) && !c.permits(budgeted(8, 4, 10)));
+    assert!(!c.permits(reserved(1, 0, 10, 2, 7, 0)), "an unlimited budget above a limited one");
+    assert!(!c.permits(reserved(1, 5, 10, 2, 7, 0)), "more budget");
+    assert!(c.permits(c.lowest()) && c.lowest().reserve == 0);
+}
+
+#[test]
+fn slices_share_a_cpu_in_proportion() {
+    let weighted = |slice| SchedParams { slice, ..params(0) };
+    let mut s = with(2, &[weighted(1), weighted(2), weighted(7)]);
+    let order = run(&mut s, 1000);
+    let share = |t| order.iter().filter(|&&r| r == Some(t)).count();
+    assert_eq!([share(0), share(1), share(2)], [100, 200, 700]);
+    assert_eq!(&order[..10], [0, 1, 1, 2, 2, 2, 2, 2, 2, 2].map(Some));
+    // Slice 0 is the scheduler's timeslice.
+    let mut s = with(3, &[weighted(0), weighted(1)]);
+    assert_eq!(run(&mut s, 8), [0, 0, 0, 1, 0, 0, 0, 1].map(Some));
+}
+
+#[test]
+fn a_reserve_raises_a_thread_for_its_ticks_of_each_period() {
+    // 3 ticks of every 10 at priority 5, over a busy thread at 3, then
+    // below it at 1.
+    let mut s = with(100, &[reserved(1, 0, 10, 3, 5, 0), params(3)]);
+    assert_eq!(s.effective_priority(ThreadId(0)), prio(5));
+    let order = run(&mut s, 30);
+    let period = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1].map(Some);
+    assert_eq!(order, [period, period, period].concat());
+    assert_eq!(s.effective_priority(ThreadId(0)), prio(5), "ready, raised again by its new period");
+    assert_eq!(s.priority(ThreadId(0)), prio(1));
+
+    // Among equals it goes to the tail of its own priority when the
+    // reserve is spent; the preempted one keeps its turn.
+    let mut s = with(100, &[reserved(1, 0, 10, 3, 5, 0), params(1)]);
+    let order = run(&mut s, 20);
+    assert_eq!(order, [period, period].concat());
+    assert_eq!(s.remaining_reserve(ThreadId(0)), 3);
+
+    // Blocked across its period boundary, it wakes with its reserve.
+    let mut s = with(100, &[reserved(1, 0, 10, 3, 5, 0), params(3)]);
+    run(&mut s, 4);
+    s.block(ThreadId(0));
+    run(&mut s, 10);
+    assert_eq!(s.effective_priority(ThreadId(0)), prio(1), "not refreshed while blocked");
+    s.make_ready(ThreadId(0));
+    assert_eq!((s.effective_priority(ThreadId(0)), s.schedule(0)), (prio(5), Some(ThreadId(0))));
+    s.check().unwrap();
+}
+
+#[test]
+fn a_reserve_ending_alone_keeps_running_and_a_reserve_spent_for_it_counts() {
+    // Nothing else ready: the thread goes on at its priority.
+    let mut s = with(100, &[reserved(1, 0, 10, 2, 5, 0)]);
+    assert_eq!(run(&mut s, 10), [Some(0); 10]);
+    // A handler's ticks for it come off its reserve: it resumes at its priority.
+    let mut s = with(100, &[reserved(1, 0, 10, 2, 5, 0), params(3), params(20)]);
+    s.block(ThreadId(0));
+    assert_eq!(s.schedule(0), Some(ThreadId(2)));
+    s.tick(|c| (c == ThreadId(2)).then_some(ThreadId(0)));
+    s.tick(|c| (c == ThreadId(2)).then_some(ThreadId(0)));
+    assert_eq!(s.remaining_reserve(ThreadId(0)), 0);
+    s.block(ThreadId(2));
+    s.resume_turn(ThreadId(0));
+    assert_eq!(s.schedule(0), Some(ThreadId(1)));
+    s.check().unwrap();
+}
+
+#[test]
+fn a_budget_still_caps_a_thread_with_a_reserve() {
+    // 2 ticks of 10, the first raised: it runs first in each period, then
+    // once more after its equal's slice, then is depleted.
+    let mut s = with(1, &[reserved(1, 2, 10, 1, 5, 0), params(1)]);
+    let order = run(&mut s, 100);
+    assert_eq!(order.iter().filter(|&&t| t == Some(0)).count(), 20);
+    for k in 0..10 {
+        assert_eq!(order[10 * k], Some(0), "period {k} starts with the reserve");
+        assert_eq!(order[10 * k + 1..10 * k + 10].iter().filter(|&&t| t == Some(0)).count(), 1, "period {k}");
+    }
+    assert!(s.is_depleted(ThreadId(0)) || s.remaining_budget(ThreadId(0)) == Some(2));
 }
 
 #[test]
@@ -226,15 +364,14 @@ fn random_operations_keep_the_invariants() {
             2 => s.yield_current(0),
             3 | 4 => s.tick(|_| None),
             5 => {
-                let period = (rng() % 6) as u32;
-                let budget = if period == 0 { 0 } else { 1 + (rng() % period as u64) as u32 };
-                s.configure(t, budgeted(rng() % 4, budget, period));
+                let mut r = fastrand::Rng::with_seed(rng());
+                s.configure(t, draw(&mut r));
             }
             _ => {}
         }
         s.check().unwrap();
         if let Some(c) = s.schedule(0) {
-            assert!(s.highest_ready(0).is_none_or(|p| !p.is_higher_than(s.priority(c))));
+            assert!(s.highest_ready(0).is_none_or(|p| !p.is_higher_than(s.effective_priority(c))));
         } else {
             assert_eq!(s.highest_ready(0), None);
         }
@@ -375,7 +512,9 @@ fn run_on(s: &mut Scheduler<8>, cpus: &[usize], n: usize) -> Vec<Vec<Option<u16>
 /// thread `cpu` should run.
 fn settled(s: &Scheduler<8>, cpu: usize) -> bool {
     match s.current(cpu) {
-        Some(c) => s.cpu_of(c) == cpu && s.highest_ready(cpu).is_none_or(|p| !p.is_higher_than(s.priority(c))),
+        Some(c) => {
+            s.cpu_of(c) == cpu && s.highest_ready(cpu).is_none_or(|p| !p.is_higher_than(s.effective_priority(c)))
+        }
         None => s.highest_ready(cpu).is_none(),
     }
 }
@@ -696,11 +835,7 @@ fn random_operations_on_several_cpus_keep_the_invariants_and_miss_no_kick() {
             1 => s.block(t),
             2 => s.yield_current(cpu),
             3 => s.tick(|c| (c.0 % 3 == 0).then_some(tid((c.0 + 1) % 8))),
-            4 => {
-                let period = rng.u32(0..6);
-                let budget = if period == 0 { 0 } else { rng.u32(1..=period) };
-                s.configure(t, budgeted(rng.u64(0..4), budget, period));
-            }
+            4 => s.configure(t, draw(&mut rng)),
             5 => {
                 moves += u32::from(s.running_on(t).is_some_and(|on| on != cpu));
                 s.set_cpu(t, cpu);
@@ -728,4 +863,42 @@ fn random_operations_on_several_cpus_keep_the_invariants_and_miss_no_kick() {
         assert_eq!(owed & !CPUS.iter().fold(0, |m, &c| m | 1 << c), 0, "step {step}: a kick for an unused CPU");
     }
     assert!(moves > 100, "only {moves} running threads moved");
+}
+
+#[test]
+fn slices_keep_their_shares_when_the_threads_fault_and_are_handled() {
+    // Threads 0..3 of slices 1, 2, 7; thread 3 the handler of their faults
+    // (a VM exit's VID), higher. Each tick the running thread faults
+    // first: the handler works on it for part of the tick, then it
+    // continues its turn.
+    let weighted = |slice| SchedParams { slice, ..params(0) };
+    let mut s = with(2, &[weighted(1), weighted(2), weighted(7), params(20)]);
+    s.block(ThreadId(3));
+    let mut ran = [0u32; 3];
+    for step in 0..3000 {
+        let t = s.schedule(0).unwrap();
+        let mut donor = None;
+        if step % 2 == 0 {
+            s.block(t);
+            s.make_ready(ThreadId(3));
+            assert_eq!(s.schedule(0), Some(ThreadId(3)));
+            if step % 4 == 0 {
+                // Handled within the tick.
+                s.block(ThreadId(3));
+                s.resume_turn(t);
+                assert_eq!(s.schedule(0), Some(t));
+            } else {
+                // The tick falls while the handler works.
+                donor = Some(t);
+            }
+        }
+        ran[t.0 as usize] += 1;
+        s.tick(|c| (c == ThreadId(3)).then_some(donor).flatten());
+        if let Some(d) = donor {
+            s.block(ThreadId(3));
+            s.resume_turn(d);
+        }
+        s.check().unwrap();
+    }
+    assert_eq!(ran, [300, 600, 2100]);
 }

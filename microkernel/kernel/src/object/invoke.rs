@@ -159,7 +159,13 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         }
         Operation::SCHED_CONFIGURE => {
             let index = expect(cap, ObjectType::SCHED_CONTEXT, control())? as usize;
-            let params = SchedParams::from_abi(mr[0], mr[1], mr[2])?;
+            // MR3..MR5 (slice, reserve, reserve priority) only when the
+            // message has them: callers of three words keep their meaning.
+            let mut extra = [0; 3];
+            for (i, word) in extra.iter_mut().enumerate().take(usize::from(info.length()).saturating_sub(3)) {
+                *word = message_word(k, t, &mr, 3 + i)?;
+            }
+            let params = SchedParams::from_abi_full(mr[0], mr[1], mr[2], extra[0], extra[1], extra[2])?;
             let sc = k.sched[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             if !sc.ceiling.permits(params) {
                 return Err(ErrorCode::NO_RIGHTS);

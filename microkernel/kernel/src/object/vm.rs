@@ -871,11 +871,17 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         // the host's business whatever became of the VP.
         let same = k.vcpus[v as usize].as_ref().is_some_and(|vcpu| vcpu.hw.name() == name);
         let corrected = exit.reason == ExitReason::MachineCheck && same && !machine_check(k, v);
+        // The guest ran until this exit whatever became of its thread
+        // meanwhile: its runtime (HV_X64_MSR_VP_RUNTIME) counts a dropped
+        // exit's run too (a VP preempted at the end of its slice exits
+        // here, and lost up to that run of each turn).
+        if let Some(vcpu) = k.vcpus[v as usize].as_mut().filter(|_| same) {
+            vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
+        }
         if !same || k.ipc.current(me) != Some(t) {
             return;
         }
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
-        vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
         if let Some(event) = vcpu.hw.take_interrupted() {
             vcpu.reinject = Some(event);
         }

@@ -89,7 +89,6 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
     let mut received = tessera_rt::recv(exits).map(Some);
     loop {
         let now = tessera_rt::arch::rdtsc();
-        input.poll(running);
         show_prompts(running);
         let mut reply = None;
         let mut exited = None;
@@ -208,8 +207,24 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
             t => t,
         };
         received = match &reply {
+            // Typed input is looked for after the reply, not while the VP
+            // waits for it: the console may be on another CPU, and a VP
+            // that waits for its exit's answer leaves its CPU to the next
+            // VP, which would run in its turn.
+            Some(message) if input.due() => {
+                let replied = tessera_rt::reply(message).or_else(|e| match e {
+                    // As REPLY_RECV: an absent or dead caller is skipped.
+                    ErrorCode::INVALID_STATE | ErrorCode::PEER_GONE => Ok(()),
+                    e => Err(e),
+                });
+                input.poll(running);
+                replied.and_then(|()| tessera_rt::recv_timeout(exits, ticks))
+            }
             Some(message) => tessera_rt::reply_recv_timeout(exits, message, ticks),
-            None => tessera_rt::recv_timeout(exits, ticks),
+            None => {
+                input.poll(running);
+                tessera_rt::recv_timeout(exits, ticks)
+            }
         }
         .map(Some)
         .or_else(|e| if e == ErrorCode::TIMEOUT { Ok(None) } else { Err(e) });
@@ -251,6 +266,11 @@ impl Input {
 
     fn is_some(&self) -> bool {
         self.console.is_some()
+    }
+
+    /// True if [`poll`](Self::poll) would ask the console (a tick passed).
+    fn due(&self) -> bool {
+        self.console.is_some() && tessera_rt::ticks() != self.last_tick
     }
 
     /// At most once a tick: moves what was typed into the guest's UART,

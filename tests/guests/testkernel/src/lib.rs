@@ -235,6 +235,10 @@ pub enum Test {
     /// Not in `tests=all`. The neighbour's steady stream of exits, whose
     /// latency shows whether it is starved (see `canaries.rs`).
     Pace,
+    /// Spins for 5 s of partition reference time and reports the VP's
+    /// runtime between 1 s and 4 s (the classic scheduler's tests,
+    /// `busy.rs`).
+    Busy,
 }
 
 impl Test {
@@ -243,7 +247,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 16] = [
+    pub const EXPLICIT: [Test; 17] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -260,6 +264,7 @@ impl Test {
         Test::CanarySet,
         Test::CanaryCheck,
         Test::Pace,
+        Test::Busy,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -334,6 +339,7 @@ impl Test {
             Test::HostileLoops => "hostile-loops",
             Test::HostileVirt => "hostile-virt",
             Test::Pace => "pace",
+            Test::Busy => "busy",
         }
     }
 

@@ -20,6 +20,8 @@ mod ap;
 #[cfg(target_os = "none")]
 mod attacks;
 #[cfg(target_os = "none")]
+mod busy;
+#[cfg(target_os = "none")]
 mod canaries;
 #[cfg(target_os = "none")]
 mod entry;

@@ -2,6 +2,7 @@
 
 use crate::ap;
 use crate::attacks;
+use crate::busy;
 use crate::canaries;
 use crate::hw;
 use crate::println;
@@ -90,6 +91,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::CanarySet => canaries::set(canaries::seed(cmdline)?, magic, info),
         Test::CanaryCheck => canaries::check(canaries::seed(cmdline)?, magic, info),
         Test::Pace => canaries::pace(hw::tsc_hz()),
+        Test::Busy => busy::run(hw::tsc_hz()),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }
