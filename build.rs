@@ -105,6 +105,10 @@ fn nested_build(cargo: &str, root: &Path, target_dir: &Path, profile: &str, pack
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args(["build", "--target", BARE_TARGET, "--profile", profile])
+        // The bare images (the kernel, the services, the guests) are each
+        // optimised whole: ring 0's hot paths do not depend on how rustc
+        // splits a crate or inlines across crates. Host builds are untouched.
+        .args(["--config", &format!("profile.{profile}.lto = \"fat\"")])
         .arg("--target-dir")
         .arg(target_dir);
     for package in packages {

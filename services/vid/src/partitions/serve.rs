@@ -89,7 +89,10 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
     let mut received = tessera_rt::recv(exits).map(Some);
     loop {
         let now = tessera_rt::arch::rdtsc();
-        show_prompts(running);
+        // The loop's own clock for prompts and typed input: ticks of the
+        // TSC, read without a syscall at every exit.
+        let tick = now / tick_tsc;
+        show_prompts(running, tick);
         let mut reply = None;
         let mut exited = None;
         if let Some(received) = received? {
@@ -127,7 +130,7 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 let mut view = View { vp: r.vps[v].cap, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
                 let action = r.vmm.handle(&hv, &mut view, now, |event| match event {
                     Event::Console(b) => {
-                        *console_tick = tessera_rt::ticks();
+                        *console_tick = tick;
                         if let Some(line) = console.byte(b) {
                             let text = core::str::from_utf8(&line).unwrap_or("?");
                             say(logs, name, Kind::Console, format_args!("{text}"));
@@ -211,18 +214,18 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
             // waits for it: the console may be on another CPU, and a VP
             // that waits for its exit's answer leaves its CPU to the next
             // VP, which would run in its turn.
-            Some(message) if input.due() => {
+            Some(message) if input.due(tick) => {
                 let replied = tessera_rt::reply(message).or_else(|e| match e {
                     // As REPLY_RECV: an absent or dead caller is skipped.
                     ErrorCode::INVALID_STATE | ErrorCode::PEER_GONE => Ok(()),
                     e => Err(e),
                 });
-                input.poll(running);
+                input.poll(running, tick);
                 replied.and_then(|()| tessera_rt::recv_timeout(exits, ticks))
             }
             Some(message) => tessera_rt::reply_recv_timeout(exits, message, ticks),
             None => {
-                input.poll(running);
+                input.poll(running, tick);
                 tessera_rt::recv_timeout(exits, ticks)
             }
         }
@@ -237,9 +240,8 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
 const PROMPT_TICKS: u64 = 50;
 
 /// Shows a console line the guest left unfinished for [`PROMPT_TICKS`] (a
-/// shell's prompt).
-fn show_prompts(running: &mut [Running]) {
-    let now = tessera_rt::ticks();
+/// shell's prompt), `now` being the loop's tick.
+fn show_prompts(running: &mut [Running], now: u64) {
     for r in running.iter_mut().filter(|r| now.saturating_sub(r.console_tick) >= PROMPT_TICKS) {
         if let Some(line) = r.console.take_partial() {
             let text = core::str::from_utf8(&line).unwrap_or("?");
@@ -268,16 +270,16 @@ impl Input {
         self.console.is_some()
     }
 
-    /// True if [`poll`](Self::poll) would ask the console (a tick passed).
-    fn due(&self) -> bool {
-        self.console.is_some() && tessera_rt::ticks() != self.last_tick
+    /// True if [`poll`](Self::poll) would ask the console at the loop's
+    /// tick `now` (a tick passed).
+    fn due(&self, now: u64) -> bool {
+        self.console.is_some() && now != self.last_tick
     }
 
-    /// At most once a tick: moves what was typed into the guest's UART,
-    /// as much as its receive FIFO takes.
-    fn poll(&mut self, running: &mut [Running]) {
+    /// At most once a tick (the loop's tick `now`): moves what was typed
+    /// into the guest's UART, as much as its receive FIFO takes.
+    fn poll(&mut self, running: &mut [Running], now: u64) {
         let Some(console) = &self.console else { return };
-        let now = tessera_rt::ticks();
         if now == self.last_tick {
             return;
         }
