@@ -77,26 +77,47 @@ fn qemu_an_ap_that_never_answers_is_skipped() {
     run.assert_halted(0);
 }
 
-/// `test=lockup`: CPU 1 spins in ring 0 with interrupts off once it
-/// schedules. The boot CPU sees its heartbeat stop, says so, and CPU 1,
+/// `test=lockup`: CPU 1 spins in ring 0 with interrupts off once it is
+/// online. The boot CPU sees its heartbeat stop, says so, and CPU 1,
 /// woken by an NMI, reports where it was (in the test's spin, called from
 /// `run_ap`) before the machine stops: a hung CPU is reported, not silent.
 #[test]
 fn qemu_a_cpu_stuck_in_ring_0_is_reported() {
-    let run = boot(
-        "qemu_a_cpu_stuck_in_ring_0_is_reported",
-        Emulator::Qemu,
-        QEMU_TIMEOUT,
-        &["--smp", "2", "--cmdline", "test=lockup exit=never"],
-    );
+    let run = lockup_run("qemu_a_cpu_stuck_in_ring_0_is_reported", "test=lockup exit=never");
     assert_in_order(
         &run,
         &[
-            "lockup test: cpu 1 will spin in ring 0 with interrupts off once it schedules",
+            "lockup test: cpu 1 will spin in ring 0 with interrupts off once it is online",
             "kernel: lockup: cpu 0 sees CPUs 0x2 (bit per CPU) take no timer interrupt for 10 s",
             "kernel: lockup: cpu 1 (APIC ID 1) was at rip=",
         ],
     );
+    assert_reported_in_ring_0(&run);
+}
+
+/// `test=lockup-held`: CPU 1 hangs the same way holding the kernel lock,
+/// so the boot CPU spins for the lock with interrupts off and takes no
+/// timer interrupt either. The wait itself notices: the same holder kept
+/// the lock 10 s, and the others (CPU 1) report where they are.
+#[test]
+fn qemu_a_cpu_stuck_holding_the_kernel_lock_is_reported() {
+    let run = lockup_run("qemu_a_cpu_stuck_holding_the_kernel_lock_is_reported", "test=lockup-held exit=never");
+    assert_in_order(
+        &run,
+        &[
+            "lockup test: cpu 1 will spin in ring 0 with interrupts off holding the kernel lock once it is online",
+            "kernel: lockup: cpu 0 waited 10 s for the kernel lock, held all along by one CPU",
+            "kernel: lockup: cpu 1 (APIC ID 1) was at rip=",
+        ],
+    );
+    assert_reported_in_ring_0(&run);
+}
+
+fn lockup_run(test: &str, cmdline: &str) -> common::Boot {
+    boot(test, Emulator::Qemu, QEMU_TIMEOUT, &["--smp", "2", "--cmdline", cmdline])
+}
+
+fn assert_reported_in_ring_0(run: &common::Boot) {
     let report = run.assert_serial_contains("kernel: lockup: cpu 1 (APIC ID 1) was at rip=");
     let cs = report.rsplit("cs=").next().unwrap_or("");
     if !cs.starts_with("0x8") {

@@ -2,6 +2,15 @@
 
 use heapless::Vec;
 
+/// How the lockup test's CPU hangs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockupTest {
+    /// Spinning with interrupts off, no lock held.
+    Spin,
+    /// The same, holding the kernel lock.
+    HoldingTheLock,
+}
+
 /// A deliberate fault, selected at boot, for testing the exception path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultTest {
@@ -27,9 +36,10 @@ pub struct BootOptions {
     /// `test=smp-silent-ap`: the first AP gets INIT but no STARTUP, so it
     /// never answers; boot must report it and go on with the others.
     pub silent_ap_test: bool,
-    /// `test=lockup`: the first AP, once it schedules, spins in ring 0
-    /// with interrupts off for good, for the lockup detector to report.
-    pub lockup_test: bool,
+    /// `test=lockup`: the first AP, once it is online, spins in ring 0
+    /// with interrupts off for good, for the lockup detector to report;
+    /// `test=lockup-held` the same holding the kernel lock.
+    pub lockup_test: Option<LockupTest>,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -51,7 +61,8 @@ impl BootOptions {
                 ("bench", "") => options.bench = true,
                 ("test", "nmi") => options.nmi_test = true,
                 ("test", "smp-silent-ap") => options.silent_ap_test = true,
-                ("test", "lockup") => options.lockup_test = true,
+                ("test", "lockup") => options.lockup_test = Some(LockupTest::Spin),
+                ("test", "lockup-held") => options.lockup_test = Some(LockupTest::HoldingTheLock),
                 ("cpus", n) if n.parse::<u32>().is_ok_and(|n| n >= 1) => options.max_cpus = n.parse().ok(),
                 _ => {
                     let _ = unknown.push(UnknownOption(word));
@@ -94,7 +105,9 @@ mod tests {
         let (o, unknown) = BootOptions::parse("test=smp-silent-ap");
         assert!(o.silent_ap_test && unknown.is_empty());
         let (o, unknown) = BootOptions::parse("test=lockup");
-        assert!(o.lockup_test && !o.silent_ap_test && unknown.is_empty());
+        assert!(o.lockup_test == Some(LockupTest::Spin) && !o.silent_ap_test && unknown.is_empty());
+        let (o, unknown) = BootOptions::parse("test=lockup-held");
+        assert!(o.lockup_test == Some(LockupTest::HoldingTheLock) && unknown.is_empty());
         for bad in ["cpus=0", "cpus=", "cpus=-1", "cpus=two"] {
             let (o, unknown) = BootOptions::parse(bad);
             assert_eq!(o.max_cpus, None, "{bad}");

@@ -717,7 +717,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
                             // It continues its turn on its home CPU (its handler's time was its own).
                             self.unblock(c);
                             self.threads[c.0 as usize].state = ThreadState::Runnable;
-                            self.sched.resume_turn(c);
+                            self.sched.resume_turn_by(c, Some(t));
                         } else {
                             self.wake(c, Some(SyscallResult::ok(info, Badge(0))));
                         }

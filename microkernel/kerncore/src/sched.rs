@@ -624,7 +624,11 @@ impl<const T: usize> Scheduler<T> {
                         e.remaining -= 1;
                     }
                     e.slice_left -= 1;
-                    // Not runnable: it is queued at its new priority when it resumes.
+                    // Not runnable: it is queued at its new priority when it resumes,
+                    // and a reserve that ends here ends its turn, as in `charge_current`.
+                    if e.reserve_left == 1 {
+                        e.slice_left = 0;
+                    }
                     e.reserve_left = e.reserve_left.saturating_sub(1);
                 }
                 None => self.charge_current(cpu),
@@ -711,6 +715,12 @@ impl<const T: usize> Scheduler<T> {
     /// fresh one; with the budget spent, depleted. No effect on a thread
     /// that is already runnable.
     pub fn resume_turn(&mut self, t: ThreadId) {
+        self.resume_turn_by(t, None)
+    }
+
+    /// [`resume_turn`](Self::resume_turn) for a reply from `replier`, which
+    /// is never the equal displaced (it ran for `t`, not in its place).
+    pub fn resume_turn_by(&mut self, t: ThreadId, replier: Option<ThreadId>) {
         if self.is_runnable(t) {
             return;
         }
@@ -723,7 +733,7 @@ impl<const T: usize> Scheduler<T> {
             e.slice_left = e.slice(self.timeslice);
             self.enqueue(t, false);
         } else {
-            self.take_turn_back(t);
+            self.take_turn_back(t, replier);
         }
     }
 
@@ -732,10 +742,13 @@ impl<const T: usize> Scheduler<T> {
     /// meanwhile (it had the CPU only while `t` waited for its handler,
     /// perhaps on another CPU), which goes back right behind `t` with the
     /// rest of its slice, as a preempted thread; that CPU is kicked.
-    fn take_turn_back(&mut self, t: ThreadId) {
+    fn take_turn_back(&mut self, t: ThreadId, replier: Option<ThreadId>) {
         let home = self.cpu_of(t);
         let meanwhile = self.cpus[home].current.filter(|&c| {
-            c != t && self.cpu_of(c) == home && self.entries[c.at()].effective() == self.entries[t.at()].effective()
+            c != t
+                && Some(c) != replier
+                && self.cpu_of(c) == home
+                && self.entries[c.at()].effective() == self.entries[t.at()].effective()
         });
         if let Some(c) = meanwhile {
             self.cpus[home].current = None;

@@ -125,8 +125,8 @@ fn main(info: &'static BootInfo) -> ! {
             platform::power_off(ExitStatus::SelfTestFailed);
         }
     }
-    if options.lockup_test {
-        crate::arch::lockup::start_test();
+    if let Some(test) = options.lockup_test {
+        crate::arch::lockup::start_test(test);
     }
     if !cpus.is_empty() {
         let outcomes = smp::start_aps(&cpus, options.max_cpus, options.silent_ap_test);

@@ -5,7 +5,7 @@
 use crate::arch::entry::{SYSCALL_VECTOR, UserContext};
 use crate::arch::idt::{SPURIOUS_VECTOR, TIMER_VECTOR, TrapFrame};
 use crate::arch::ipi::{self, IPI_VECTOR, Outside};
-use crate::arch::{apic, cpu, percpu};
+use crate::arch::{apic, cpu, lockup, percpu};
 use crate::object::transfer::Xfer;
 use crate::object::{Kernel, syscall};
 use abi::FaultMessage;
@@ -30,11 +30,18 @@ pub fn lock() -> KernelGuard {
 }
 
 fn take() -> MutexGuard<'static, Kernel> {
+    if let Some(guard) = KERNEL.try_lock() {
+        lockup::lock_taken();
+        return guard;
+    }
+    let mut wait = lockup::LockWait::new();
     loop {
         if let Some(guard) = KERNEL.try_lock() {
+            lockup::lock_taken();
             return guard;
         }
         ipi::serve();
+        wait.check();
         core::hint::spin_loop();
     }
 }
@@ -257,7 +264,11 @@ pub fn run_ap(apic_id: u32) -> ! {
     crate::arch::entry::init();
     apic::start_ap_timer();
     ipi::register(apic_id);
-    crate::arch::lockup::hang_if_tested();
+    if lockup::tested_holding_the_lock() {
+        let _held = lock();
+        lockup::hang_if_tested();
+    }
+    lockup::hang_if_tested();
     let context = next_context(lock());
     crate::arch::entry::enter_user(context)
 }

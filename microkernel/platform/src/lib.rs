@@ -72,11 +72,22 @@ pub fn console_write_emergency(args: fmt::Arguments<'_>) {
     let _ = port.write_fmt(args);
 }
 
+/// Set once a CPU powers the machine off: where no device ends the run
+/// (a real machine) the others go on, and must not take the halted CPU
+/// for a stuck one.
+static HALTING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// True once [`power_off`] was called on some CPU.
+pub fn halting() -> bool {
+    HALTING.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Prints the status marker the runner looks for and powers off.
 ///
 /// Under QEMU the debug-exit device ends the run, under Bochs the shutdown
 /// port does; on a real machine neither exists and the CPU halts.
 pub fn power_off(status: ExitStatus) -> ! {
+    HALTING.store(true, core::sync::atomic::Ordering::Relaxed);
     console_write_emergency(format_args!("tessera: halted status={}\n", status as u8));
     drain();
     // SAFETY: writes to ports no driver of ours owns. On machines without

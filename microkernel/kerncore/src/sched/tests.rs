@@ -902,3 +902,47 @@ fn slices_keep_their_shares_when_the_threads_fault_and_are_handled() {
     }
     assert_eq!(ran, [300, 600, 2100]);
 }
+
+#[test]
+fn a_reserve_that_ends_while_the_handler_works_ends_the_turn() {
+    // t0: base 0, reserve 2 ticks at 1 per period 20, unlimited budget; t1: base 0; both on CPU 1.
+    // handler t2 (prio 9) on CPU 0.
+    let mut s = with(4, &[reserved(0, 0, 20, 2, 1, 0), params(0), params(9)]);
+    for t in 0..3 {
+        s.block(tid(t));
+    }
+    s.set_cpu(tid(0), 1);
+    s.set_cpu(tid(1), 1);
+    s.make_ready(tid(0));
+    s.make_ready(tid(1));
+    assert_eq!(s.schedule(1), Some(tid(0)));
+    assert_eq!(s.effective_priority(tid(0)), prio(1));
+    // t0 exits; t1 runs on CPU 1; the handler on CPU 0 spends t0's reserve.
+    s.block(tid(0));
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    s.make_ready(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(2)));
+    s.tick(|c| (c == tid(2)).then_some(tid(0)));
+    s.tick(|c| (c == tid(2)).then_some(tid(0)));
+    assert_eq!(s.remaining_reserve(tid(0)), 0);
+    s.block(tid(2));
+    s.take_kicks();
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    // charge_current's rule would put t0 at the tail of priority 0 behind t1, fresh slice.
+    assert_eq!(s.schedule(1), Some(tid(1)), "t0 took t1's CPU at its own priority after its reserve ended");
+}
+
+#[test]
+fn the_handler_that_replies_is_not_displaced_by_the_thread_it_answered() {
+    // VP A (0) and the VID (2) at the same priority on CPU 0; VP X (1) waits for the VID too.
+    let mut s = with(10, &[params(1), params(1), params(1)]);
+    s.block(tid(0));
+    s.block(tid(1));
+    assert_eq!(s.schedule(0), Some(tid(2)));
+    s.take_kicks();
+    s.resume_turn_by(tid(0), Some(tid(2))); // the VID's reply to A
+    s.check().unwrap();
+    // The VID goes on (A first when it blocks): it ran for A, not in its place.
+    assert_eq!(s.schedule(0), Some(tid(2)), "the replying handler was preempted by the thread it answered");
+}

@@ -54,6 +54,9 @@ pub fn on_timer(cpu: usize) {
 
 #[inline(never)]
 fn look_at_the_others(cpu: usize) {
+    if platform::halting() {
+        return;
+    }
     let others = super::ipi::online() & !(1 << cpu);
     let stuck = WATCHES.with(|watch| {
         let watch = watch.get_or_insert(Watch { heartbeat: [0; MAX_CPUS], still_for: [0; MAX_CPUS] });
@@ -81,6 +84,56 @@ fn report(cpu: usize, stuck: u32) -> ! {
     out(format_args!(
         "\nkernel: lockup: cpu {cpu} sees CPUs {stuck:#x} (bit per CPU) take no timer interrupt for {LOCKUP_SECONDS} s: stuck in ring 0 with interrupts off\n"
     ));
+    stop_with_reports(stuck)
+}
+
+/// Acquisitions of the kernel lock so far (written by each holder).
+static LOCK_TAKEN: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel lock was just taken (by this CPU, which now holds it).
+#[inline(always)]
+pub fn lock_taken() {
+    // Only the holder writes: no read-modify-write needed.
+    LOCK_TAKEN.store(LOCK_TAKEN.load(Relaxed) + 1, Relaxed);
+}
+
+/// A CPU's wait for the kernel lock: a holder that keeps it for about
+/// [`LOCKUP_SECONDS`] (the same acquisition all along) is stuck, whatever
+/// it waits on with the lock held, and a waiter spins with interrupts off,
+/// so the heartbeats alone would never see it.
+pub struct LockWait {
+    since: u64,
+    taken: u64,
+}
+
+impl LockWait {
+    pub fn new() -> LockWait {
+        LockWait { since: super::cpu::timestamp(), taken: LOCK_TAKEN.load(Relaxed) }
+    }
+
+    /// Called while spinning: reports and stops the machine once the same
+    /// holder has kept the lock too long.
+    pub fn check(&mut self) {
+        let taken = LOCK_TAKEN.load(Relaxed);
+        let now = super::cpu::timestamp();
+        if taken != self.taken {
+            (self.since, self.taken) = (now, taken);
+            return;
+        }
+        let limit = super::apic::tsc_hz().saturating_mul(LOCKUP_SECONDS);
+        if limit != 0 && now.wrapping_sub(self.since) > limit && !platform::halting() {
+            let cpu = super::percpu::index();
+            out(format_args!(
+                "\nkernel: lockup: cpu {cpu} waited {LOCKUP_SECONDS} s for the kernel lock, held all along by one CPU: the other CPUs report where they are\n"
+            ));
+            stop_with_reports(super::ipi::online() & !(1 << cpu))
+        }
+    }
+}
+
+/// NMIs the CPUs of `stuck`, whose handlers print where they were and park,
+/// then powers the machine off.
+fn stop_with_reports(stuck: u32) -> ! {
     STUCK.fetch_or(stuck, Relaxed);
     for c in kerncore::smp::cpus_in(stuck) {
         super::apic::send_nmi(super::ipi::apic_id_of(c));
@@ -115,18 +168,30 @@ pub fn on_nmi(frame: &TrapFrame) {
     }
 }
 
-/// The boot option `test=lockup`: the first AP hangs once it schedules.
-static TEST: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// The boot options `test=lockup` and `test=lockup-held`: the first AP
+/// hangs once it is online (0: no test, 1: spinning, 2: holding the lock).
+static TEST: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
-pub fn start_test() {
-    TEST.store(true, Relaxed);
-    platform::println!("lockup test: cpu 1 will spin in ring 0 with interrupts off once it schedules");
+pub fn start_test(test: kerncore::cmdline::LockupTest) {
+    use kerncore::cmdline::LockupTest;
+    let (code, how) = match test {
+        LockupTest::Spin => (1, ""),
+        LockupTest::HoldingTheLock => (2, " holding the kernel lock"),
+    };
+    TEST.store(code, Relaxed);
+    platform::println!("lockup test: cpu 1 will spin in ring 0 with interrupts off{how} once it is online");
 }
 
-/// Under `test=lockup`, CPU 1 spins here for good with interrupts off,
-/// as a kernel wait that never ends would.
+/// Whether this CPU is the one the test hangs holding the kernel lock.
+pub fn tested_holding_the_lock() -> bool {
+    TEST.load(Relaxed) == 2 && super::percpu::index() == 1
+}
+
+/// Under the lockup tests, CPU 1 spins here for good with interrupts off,
+/// as a kernel wait that never ends would (with the kernel lock, if the
+/// caller took it for `test=lockup-held`).
 pub fn hang_if_tested() {
-    if TEST.load(Relaxed) && super::percpu::index() == 1 {
+    if TEST.load(Relaxed) != 0 && super::percpu::index() == 1 {
         super::cpu::disable_interrupts();
         loop {
             core::hint::spin_loop();

@@ -865,9 +865,9 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let k: &mut Kernel = kg;
         // Another CPU may have stopped, suspended, moved or destroyed the
         // VP (and made another in its slot) while it ran: then its exit is
-        // dropped untouched, and the guest exits again at the same
-        // instruction when it next runs (an event it cut short waits in
-        // its hardware state: `take_interrupted`). Only a machine check is
+        // dropped, and the guest exits again at the same instruction when
+        // it next runs (an event it cut short waits in its hardware state:
+        // `take_interrupted`; a reflected exception is kept, below). Only a machine check is
         // the host's business whatever became of the VP.
         let same = k.vcpus[v as usize].as_ref().is_some_and(|vcpu| vcpu.hw.name() == name);
         let corrected = exit.reason == ExitReason::MachineCheck && same && !machine_check(k, v);
@@ -875,10 +875,18 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         // meanwhile: its runtime (HV_X64_MSR_VP_RUNTIME) counts a dropped
         // exit's run too (a VP preempted at the end of its slice exits
         // here, and lost up to that run of each turn).
+        let current = k.ipc.current(me) == Some(t);
         if let Some(vcpu) = k.vcpus[v as usize].as_mut().filter(|_| same) {
             vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
+            // A reflected exception does not come again at the same
+            // instruction when it is a trap (a single step or a data
+            // breakpoint completed it, and the backend already set DR6): a
+            // dropped exit keeps it for the VP's next entry.
+            if let (false, ExitReason::Exception(_)) = (current, exit.reason) {
+                ring0::handle(vcpu, &exit);
+            }
         }
-        if !same || k.ipc.current(me) != Some(t) {
+        if !same || !current {
             return;
         }
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
