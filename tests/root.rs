@@ -128,3 +128,40 @@ fn qemu_without_the_root_policy_vp1_runs_the_whole_window() {
         run.fail(&format!("the kernel saw {} CPUs in guest mode at once, not 2", run.most_at_once().1));
     }
 }
+
+/// The smp test under the root policy, 4 VPs on 4 CPUs: VP 0 sends each AP
+/// INIT and SIPI while it runs, so each AP waits for VP 0's next halt; each
+/// AP's IPI to VP 0 comes in the AP's own exit, whose reply the VID gives
+/// before it suspends the AP and wakes VP 0. Every AP still comes up and
+/// its IPI arrives.
+#[test]
+fn qemu_aps_started_by_sipi_wait_for_vp0_to_halt() {
+    let m = manifest("root-smp4.toml");
+    let run = boot(
+        "qemu_aps_started_by_sipi_wait_for_vp0_to_halt",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--smp", "4", "--manifest", &m],
+    );
+    assert_in_order(
+        &run,
+        &[
+            "cpus: 4 online of 4 in MADT",
+            "[vid] smp4: root scheduler: the VID runs VP 1 and up only while VP 0 is halted",
+            "[vid] smp4: VP 1 started by SIPI at 0x",
+            "[vid] smp4: testkernel: smp: 3 of 3 APs up and 3 IPIs",
+            "[vid] smp4: testkernel: smp: ok",
+        ],
+    );
+    for v in 1..4 {
+        let line = run.assert_serial_contains(&format!("[vid] smp4: VP {v} started by SIPI at "));
+        if !line.ends_with("(it runs when VP 0 halts)") {
+            run.fail(&format!("VP {v} was started while VP 0 ran: {line:?}"));
+        }
+    }
+    run.assert_serial_lacks("root scheduler: Start");
+    run.assert_serial_lacks("root scheduler: Suspend");
+    run.assert_serial_lacks("FAIL");
+    run.assert_serial_lacks("EXCEPTION:");
+    run.assert_halted(0);
+}
