@@ -9,7 +9,8 @@
 //! 2. VP 0 sets [`GO`] and reads its runtime and the reference time; VP 1
 //!    reads its own runtime the first time it sees [`GO`].
 //! 3. VP 0's cycles: spin [`BUSY_MS`] of TSC time with interrupts off,
-//!    then halt (`sti; hlt`) until [`HALT_TICKS`] PIT ticks passed,
+//!    take the PIT tick that came meanwhile, then halt (`sti; hlt`) until
+//!    [`HALT_TICKS`] more PIT ticks passed,
 //!    counting the reference time it spent there, until [`WINDOW`] passed.
 //! 4. VP 0 reads its runtime, sets [`STOP`] and waits, halted, for VP 1
 //!    to read its own runtime, print it and halt for good.
@@ -109,6 +110,10 @@ pub fn run(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {
         while hw::rdtsc().wrapping_sub(start) < busy {
             core::hint::spin_loop();
         }
+        // The tick that came while it spun with interrupts off is taken
+        // first, so that the halt is HALT_TICKS whole ticks.
+        // SAFETY: interrupts on for one instruction; the IDT handles every vector.
+        unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) }
         let h0 = read("TIME_REF_COUNT", msr::TIME_REF_COUNT)?;
         let tick = hw::timer_ticks();
         while hw::timer_ticks() - tick < HALT_TICKS {
