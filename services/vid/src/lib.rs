@@ -25,6 +25,7 @@ pub mod mmio;
 pub mod msr;
 pub mod portio;
 pub mod profile;
+pub mod root;
 pub mod synthetic;
 pub mod uart;
 

@@ -28,6 +28,7 @@ use vid::linux::{self, E820Entry, E820Type};
 const ACPI_RSDP_ADDR: usize = 0x070;
 use vid::loader::{self, LoadRequest, Module};
 use vid::profile::EnlightenmentProfile;
+use vid::root::RootPolicy;
 use vid::synthetic::{HostClock, Vendor};
 
 const PAGE: u64 = x86defs::PAGE_SIZE;
@@ -220,6 +221,9 @@ struct Running {
     logs: vid::logs::PartitionLogs,
     exits: u64,
     stopped: bool,
+    /// Under `[scheduler] policy = "root"`: the VID's decisions on when
+    /// each of its VPs runs ([`vid::root`]).
+    root: Option<RootPolicy>,
 }
 
 /// The badge of VP `vp` of the VID's `k`-th partition on the exit endpoint.
@@ -333,6 +337,8 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
 /// of this VID's partitions (the weights of the VPs on one CPU share it).
 struct Plan {
     classic: bool,
+    /// The root scheduler: the VID starts and stops the VPs itself.
+    root: bool,
     partitions: heapless::Vec<classic::Classic, MAX_RUNNING>,
     vps: heapless::Vec<classic::VpPlace, { MAX_RUNNING * MAX_VPS_PER_PARTITION }>,
     /// Index in `vps` of partition k's VP 0.
@@ -347,6 +353,7 @@ impl Plan {
         let cpus = tessera_rt::startup::cpu_count().max(1);
         let mut plan = Plan {
             classic: manifest.scheduler == SchedulerPolicy::Classic,
+            root: manifest.scheduler == SchedulerPolicy::Root,
             partitions: heapless::Vec::new(),
             vps: heapless::Vec::new(),
             first: [0; MAX_RUNNING],
@@ -495,6 +502,9 @@ fn start(
     if vcpus > 1 {
         log!("{}: {vcpus} VPs; the application processors wait for INIT and SIPI", p.name);
     }
+    if plan.root {
+        log!("{}: root scheduler: the VID runs VP 1 and up only while VP 0 is halted", p.name);
+    }
     let profile = EnlightenmentProfile::new(p.enlightenments, u32::from(p.vcpus), 1).map_err(|e| {
         log!("{}: the enlightenments are not coherent: {e:?}", p.name);
         ErrorCode::INVALID_ARGUMENT
@@ -518,6 +528,7 @@ fn start(
         logs: vid::logs::PartitionLogs::new(),
         exits: 0,
         stopped: false,
+        root: plan.root.then(RootPolicy::new),
     })
 }
 

@@ -42,7 +42,7 @@ pub struct Manifest {
     pub endpoints: Vec<Endpoint>,
     /// Guest partitions, in file order.
     pub partitions: Vec<Partition>,
-    /// `[scheduler] policy`: classic, or none (the kernel's defaults).
+    /// `[scheduler] policy`: classic, root, or none (the kernel's defaults).
     pub scheduler: SchedulerPolicy,
 }
 

@@ -642,11 +642,12 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     let policy = match file.scheduler.as_ref().map(|s| s.policy.as_str()) {
         None => SchedulerPolicy::Kernel,
         Some("classic") => SchedulerPolicy::Classic,
-        Some(other @ ("core" | "root")) => {
+        Some("root") => SchedulerPolicy::Root,
+        Some(other @ "core") => {
             e.push(Error::new(
                 "scheduler",
                 "policy",
-                format!("the {other} scheduler is not implemented (only \"classic\" is)"),
+                format!("the {other} scheduler is not implemented (only \"classic\" and \"root\" are)"),
             ));
             SchedulerPolicy::Kernel
         }
@@ -655,12 +656,12 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
             e.push(Error::new(
                 "scheduler",
                 "policy",
-                format!("no scheduler \"{other}\"{hint} (only \"classic\" is implemented)"),
+                format!("no scheduler \"{other}\"{hint} (only \"classic\" and \"root\" are implemented)"),
             ));
             SchedulerPolicy::Kernel
         }
     };
-    let classic_policy = file.scheduler.is_some();
+    let classic_policy = file.scheduler.as_ref().is_some_and(|s| s.policy == "classic");
     let partitions: Vec<Option<Partition>> = file
         .partitions
         .iter()

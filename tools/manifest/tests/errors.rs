@@ -1000,18 +1000,32 @@ fn classic_parameters_without_the_classic_policy() {
 }
 
 #[test]
-fn scheduler_policies_other_than_classic_are_not_implemented() {
-    for other in ["core", "root"] {
-        let text = format!("{}\n[scheduler]\npolicy = \"{other}\"\n", with_vid(&partition("linux", "")));
-        assert_errors(
-            &text,
-            &[&format!("scheduler: policy: the {other} scheduler is not implemented (only \"classic\" is)")],
-        );
-    }
+fn the_core_scheduler_is_not_implemented() {
+    let text = format!("{}\n[scheduler]\npolicy = \"core\"\n", with_vid(&partition("linux", "")));
+    assert_errors(
+        &text,
+        &["scheduler: policy: the core scheduler is not implemented (only \"classic\" and \"root\" are)"],
+    );
+}
+
+#[test]
+fn the_root_scheduler_takes_no_classic_parameters() {
+    let text =
+        format!("{}\n[scheduler]\npolicy = \"root\"\n", with_vid(&partition("linux", "vcpus = 2\ncpus = [0, 1]")));
+    let m = parse(&text, "t.toml").unwrap();
+    assert_eq!((m.scheduler, m.partitions[0].cpus.clone()), (tessera_manifest::SchedulerPolicy::Root, vec![0, 1]));
+    assert_eq!(m.partitions[0].classic, tessera_manifest::Classic::DEFAULT);
+    let text = format!("{}\n[scheduler]\npolicy = \"root\"\n", with_vid(&partition("linux", "weight = 200")));
+    assert_errors(
+        &text,
+        &["partition \"linux\": weight: is a classic scheduler parameter: add [scheduler] policy = \"classic\""],
+    );
     let text = format!("{}\n[scheduler]\npolicy = \"clasic\"\n", with_vid(&partition("linux", "")));
     assert_errors(
         &text,
-        &["scheduler: policy: no scheduler \"clasic\" (did you mean \"classic\"?) (only \"classic\" is implemented)"],
+        &[
+            "scheduler: policy: no scheduler \"clasic\" (did you mean \"classic\"?) (only \"classic\" and \"root\" are implemented)",
+        ],
     );
 }
 

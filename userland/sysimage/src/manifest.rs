@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 /// Version of the compiled-manifest layout (2: `partitions` added; 4: a
 /// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`;
 /// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
-/// parameters and `cpus`).
-pub const VERSION: u32 = 7;
+/// parameters and `cpus`; 8: the root scheduler policy).
+pub const VERSION: u32 = 8;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -239,6 +239,9 @@ pub enum SchedulerPolicy {
     /// The Hyper-V classic scheduler: each partition's [`Classic`]
     /// parameters (the scheduler crate's `classic` module maps them).
     Classic,
+    /// The Hyper-V root scheduler: the VID decides when each VP runs
+    /// (`VP_START`, `VP_SUSPEND`); the kernel's defaults otherwise.
+    Root,
 }
 
 /// One LP, in the TLFS's fixed point for reserves and caps.

@@ -231,6 +231,10 @@ fn inconsistent_partitions_are_refused() {
     bad_classic(|c| c.weight = MAX_WEIGHT + 1);
     bad_classic(|c| (c.reserve, c.cap) = (0x8000, 0x4000));
     bad(|m| m.partitions[0].classic.weight = 200); // not under the classic policy
+    bad(|m| (m.scheduler, m.partitions[0].classic.weight) = (SchedulerPolicy::Root, 200)); // nor the root one
+    let mut m = sample();
+    m.scheduler = SchedulerPolicy::Root;
+    assert_eq!(Manifest::parse(&m.to_vec()).map(|p| p.scheduler), Ok(SchedulerPolicy::Root));
     bad(|m| m.partitions[0].cpus = hv(&[MAX_CPUS]));
     bad(|m| m.partitions[0].cpus = hv(&[1, 1]));
     // Two VPs of half a CPU each fit one CPU; 0.75 each do not.

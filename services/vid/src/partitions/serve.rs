@@ -17,6 +17,7 @@ use tlfs::exit_state::TransferredState;
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
 use vid::exits::{Action, Event, Stop, Vmm};
 use vid::logs::{Kind, Line, PartitionLogs};
+use vid::root::{ApState, Busy, Op};
 
 /// Prints a line the guest of partition `name` caused, if its rate limit
 /// lets it through (saying first how many were held back); true if printed.
@@ -39,7 +40,9 @@ fn say(logs: &mut PartitionLogs, name: &str, kind: Kind, line: fmt::Arguments<'_
 /// finalizes it.
 fn end(r: &mut Running, v: Option<usize>, stop: Stop, registry: &Registry) {
     let name = r.name;
-    for (i, other) in r.vps.iter().enumerate().filter(|(i, vp)| Some(*i) != v && vp.started) {
+    // An AP the root policy holds is not started in the kernel.
+    let held = |i: usize| r.root.as_ref().is_some_and(|p| p.held(i));
+    for (i, other) in r.vps.iter().enumerate().filter(|(i, vp)| Some(*i) != v && vp.started && !held(*i)) {
         let stopped = invoke(other.cap, Operation::VP_SUSPEND, &[]);
         if stopped.is_err() {
             log!("{name}: VP {i} could not be stopped: {stopped:?}");
@@ -53,6 +56,51 @@ fn end(r: &mut Running, v: Option<usize>, stop: Stop, registry: &Registry) {
     }
     registry.stopped(name, r.managed);
     r.stopped = true;
+}
+
+/// The root policy's decisions for one partition.
+type Ops = heapless::Vec<Op, MAX_VPS_PER_PARTITION>;
+
+/// Carries out the root policy's decisions on partition `r`'s VPs.
+fn apply(r: &mut Running, ops: &[Op]) {
+    for &op in ops {
+        let (v, operation) = match op {
+            Op::Start(v) => (v, Operation::VP_START),
+            Op::Suspend(v) => (v, Operation::VP_SUSPEND),
+        };
+        let Some(vp) = r.vps.get(v) else { continue };
+        if let Err(e) = invoke(vp.cap, operation, &[]) {
+            if let (Op::Suspend(_), Some(policy)) = (op, r.root.as_mut()) {
+                policy.suspend_failed(v);
+            }
+            say(&mut r.logs, r.name, Kind::Event, format_args!("root scheduler: {op:?} failed: {e:?}"));
+        }
+    }
+}
+
+/// Root policy: VP 0 halted with nothing pending, so the APs it holds run.
+fn vp0_halts(r: &mut Running) {
+    let mut ops = Ops::new();
+    if let Some(policy) = r.root.as_mut() {
+        policy.vp0_halts(|op| {
+            let _ = ops.push(op);
+        });
+    }
+    apply(r, &ops);
+}
+
+/// Root policy: VP 0 is about to run, so the APs are held first (`Err`:
+/// AP `exited` of this partition waits for the loop's reply and runs on
+/// after it; VP 0 must wait for that reply).
+fn vp0_runs(r: &mut Running, exited: Option<usize>) -> Result<(), Busy> {
+    let Some(policy) = r.root.as_mut() else { return Ok(()) };
+    let aps = r.vps.iter().enumerate().map(|(index, vp)| ApState { index, started: vp.started, halted: vp.halted });
+    let mut ops = Ops::new();
+    policy.vp0_runs(aps, exited, |op| {
+        let _ = ops.push(op);
+    })?;
+    apply(r, &ops);
+    Ok(())
 }
 
 /// The reply to an exit: the action's label and its register updates
@@ -154,6 +202,11 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 // With an interruption waiting in the kernel a halt is no
                 // halt: the VP runs to take it.
                 vp.halted = matches!(action, Action::Halt(_)) && !vp.posted;
+                // Root policy: VP 0 answered with a halt is the APs' turn
+                // (VP 0 waits for this reply, out of guest mode).
+                if v == 0 && vp.halted {
+                    vp0_halts(r);
+                }
                 if core::mem::take(&mut r.vmm.flush_tlb) {
                     let _ = invoke(r.partition, Operation::PARTITION_FLUSH_TLB, &[]);
                 }
@@ -167,6 +220,9 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                         format_args!("VP {v} halted with interrupts disabled at rip {rip:#x}"),
                     );
                     r.vps[v].started = false;
+                    if let Some(policy) = r.root.as_mut() {
+                        policy.stopped(v);
+                    }
                 } else if let Action::Stop(stop) = action {
                     // One VP's end (shutdown, power off, test exit) ends
                     // the partition: the others are stopped.
@@ -179,7 +235,7 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
             }
             reply = Some(message);
         }
-        let (ticks, Turn { reset, parked }) = keep_time(running, exited, now, tick_tsc);
+        let (ticks, Turn { reset, parked, again }) = keep_time(running, exited, now, tick_tsc);
         if let (true, Some(message)) = (parked, reply.as_mut()) {
             message.clear(labels::VP_STOP);
             let _ = message.push(0);
@@ -214,12 +270,24 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
             // waits for it: the console may be on another CPU, and a VP
             // that waits for its exit's answer leaves its CPU to the next
             // VP, which would run in its turn.
-            Some(message) if input.due(tick) => {
+            // Root policy: the AP that exited has its reply before VP 0 is
+            // woken (it is suspended then, running again).
+            Some(message) if again || input.due(tick) => {
                 let replied = tessera_rt::reply(message).or_else(|e| match e {
                     // As REPLY_RECV: an absent or dead caller is skipped.
                     ErrorCode::INVALID_STATE | ErrorCode::PEER_GONE => Ok(()),
                     e => Err(e),
                 });
+                // (The INITs were taken by the first keep_time: this one
+                // finds no reset and, with no exit, parks nothing.)
+                let ticks = match (again, ticks) {
+                    (false, t) => t,
+                    (true, 0) => keep_time(running, None, now, tick_tsc).0,
+                    (true, t) => match keep_time(running, None, now, tick_tsc).0 {
+                        0 => t,
+                        u => u.min(t),
+                    },
+                };
                 input.poll(running, tick);
                 replied.and_then(|()| tessera_rt::recv_timeout(exits, ticks))
             }
@@ -305,6 +373,9 @@ struct Turn {
     reset: Option<usize>,
     /// An INIT named the VP that exited: the reply must stop it.
     parked: bool,
+    /// Root policy: VP 0 is to be woken once the AP that exited has its
+    /// reply (the loop replies, then keeps time again).
+    again: bool,
 }
 
 /// Fires the partitions' timers, parks APs an INIT named and starts those
@@ -315,7 +386,7 @@ struct Turn {
 fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, tick_tsc: u64) -> (u64, Turn) {
     let mut next: Option<u64> = None;
     let mut recheck = false;
-    let (mut reset, mut parked) = (None, false);
+    let (mut reset, mut parked, mut again) = (None, false, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
         r.vmm.poll(now);
         let mut effects = core::mem::take(&mut r.vmm.effects);
@@ -325,12 +396,18 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
                 reset = Some(k);
                 continue;
             }
+            // The root policy forgets it (true: held, not started in the kernel).
+            let held = r.root.as_mut().is_some_and(|p| p.stopped(v as usize));
             if exited == Some((k, v as usize)) {
                 // It waits for this loop's reply, which stops it.
                 if let Some(vp) = r.vps.get_mut(v as usize) {
                     (vp.started, vp.halted, vp.posted) = (false, false, false);
                 }
                 parked = true;
+                continue;
+            }
+            if let (true, Some(vp)) = (held, r.vps.get_mut(v as usize)) {
+                (vp.started, vp.halted, vp.posted) = (false, false, false);
                 continue;
             }
             if let Some(vp) = r.vps.get_mut(v as usize).filter(|vp| vp.started) {
@@ -346,22 +423,60 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
         effects.init = Default::default();
         for v in effects.sipi.iter() {
             if let Some(vp) = r.vps.get_mut(v as usize).filter(|vp| !vp.started) {
-                match start_ap(vp.cap, effects.sipi_vector) {
+                // Root policy: while VP 0 runs, the AP gets its start-up
+                // state and waits for VP 0 to halt.
+                let now = r.root.as_mut().is_none_or(|p| p.sipi(v as usize));
+                match start_ap(vp.cap, effects.sipi_vector, now) {
                     Ok(()) => {
                         (vp.started, vp.halted, vp.posted) = (true, false, false);
                         let at = u16::from(effects.sipi_vector) << 8;
-                        say(&mut r.logs, name, Kind::Event, format_args!("VP {v} started by SIPI at {at:#x}:0000"));
+                        let held = if now { "" } else { " (it runs when VP 0 halts)" };
+                        say(
+                            &mut r.logs,
+                            name,
+                            Kind::Event,
+                            format_args!("VP {v} started by SIPI at {at:#x}:0000{held}"),
+                        );
                     }
                     Err(e) => {
+                        if let Some(p) = r.root.as_mut() {
+                            p.stopped(v as usize);
+                        }
                         say(&mut r.logs, name, Kind::Event, format_args!("VP {v} cannot start: {e:?}"));
                     }
                 }
             }
         }
-        for (v, vp) in r.vps.iter_mut().enumerate().filter(|(_, vp)| vp.started) {
-            if exited != Some((k, v)) {
-                post(&mut r.vmm, v as u32, vp);
+        for v in 0..r.vps.len() {
+            if !r.vps[v].started {
+                continue;
             }
+            if exited != Some((k, v)) {
+                match &r.root {
+                    None => post(&mut r.vmm, v as u32, &mut r.vps[v]),
+                    Some(p) if v != 0 => {
+                        if p.may_post(v) {
+                            post(&mut r.vmm, v as u32, &mut r.vps[v]);
+                        }
+                    }
+                    // Root policy: a post wakes a halted VP 0, so the APs
+                    // are held first.
+                    Some(_) => {
+                        let wakes = r.vps[0].halted && r.vmm.irq.has_pending(0);
+                        let exited_ap = exited.filter(|&(e, _)| e == k).map(|(_, a)| a);
+                        if wakes && vp0_runs(r, exited_ap).is_err() {
+                            again = true;
+                        } else {
+                            post(&mut r.vmm, 0, &mut r.vps[0]);
+                            if wakes && r.vps[0].halted {
+                                // Nothing was posted after all: still the APs' turn.
+                                vp0_halts(r);
+                            }
+                        }
+                    }
+                }
+            }
+            let vp = &r.vps[v];
             recheck |= vp.posted && !vp.halted && r.vmm.irq.has_pending(v as u32);
         }
         next = match (next, r.vmm.next_deadline()) {
@@ -374,7 +489,7 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
         None => 0,
         Some(deadline) => deadline.saturating_sub(now).div_ceil(tick_tsc).max(1),
     };
-    (ticks, Turn { reset, parked })
+    (ticks, Turn { reset, parked, again })
 }
 
 /// Posts VP `v`'s next interruption when its slot in the kernel is free
@@ -397,10 +512,14 @@ fn post(vmm: &mut Vmm, v: u32, vp: &mut super::Vp) {
 }
 
 /// Starts an AP as a SIPI after INIT does: the architectural state of
-/// [`vid::entry::startup_state`], real mode at `vector << 8`:0000.
-fn start_ap(vp: CapSlot, vector: u8) -> Result<(), ErrorCode> {
+/// [`vid::entry::startup_state`], real mode at `vector << 8`:0000; with
+/// `run` false, only the state (the root policy starts it later).
+fn start_ap(vp: CapSlot, vector: u8, run: bool) -> Result<(), ErrorCode> {
     for registers in vid::entry::startup_state(vector, vid::cpuid::SIGNATURE) {
         invoke(vp, Operation::VP_SET_REGISTERS, &vid::entry::set_registers_words(&registers))?;
+    }
+    if !run {
+        return Ok(());
     }
     invoke(vp, Operation::VP_START, &[]).map(drop)
 }

@@ -239,6 +239,10 @@ pub enum Test {
     /// runtime between 1 s and 4 s (the classic scheduler's tests,
     /// `busy.rs`).
     Busy,
+    /// Not in `tests=all` (`cpus=<n>`, n >= 2). The root scheduler's test
+    /// (`turns.rs`): VP 0 alternates 50 ms busy and 50 ms halted for 2 s
+    /// of reference time while VP 1 spins; both report their runtime.
+    Turns,
 }
 
 impl Test {
@@ -247,7 +251,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 17] = [
+    pub const EXPLICIT: [Test; 18] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -265,6 +269,7 @@ impl Test {
         Test::CanaryCheck,
         Test::Pace,
         Test::Busy,
+        Test::Turns,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -340,6 +345,7 @@ impl Test {
             Test::HostileVirt => "hostile-virt",
             Test::Pace => "pace",
             Test::Busy => "busy",
+            Test::Turns => "turns",
         }
     }
 

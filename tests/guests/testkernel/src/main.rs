@@ -37,3 +37,5 @@ mod state_suite;
 mod suite;
 #[cfg(target_os = "none")]
 mod tlfs_suite;
+#[cfg(target_os = "none")]
+mod turns;

@@ -9,6 +9,7 @@ use crate::println;
 use crate::smpbench;
 use crate::state_suite;
 use crate::tlfs_suite;
+use crate::turns;
 use guest_testkernel::multiboot;
 use guest_testkernel::protocol::{self, exit};
 use guest_testkernel::smp::{self, lapic};
@@ -92,6 +93,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::CanaryCheck => canaries::check(canaries::seed(cmdline)?, magic, info),
         Test::Pace => canaries::pace(hw::tsc_hz()),
         Test::Busy => busy::run(hw::tsc_hz()),
+        Test::Turns => turns::run(magic, info, cmdline),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }

@@ -61,6 +61,7 @@ fn explicit_tests_are_selected_by_name() {
     assert_eq!(names("tests=smp cpus=2"), ["smp"]);
     assert_eq!(names("tests=smpbench cpus=4"), ["smpbench"]);
     assert_eq!(names("tests=busy"), ["busy"]);
+    assert_eq!(names("tests=turns cpus=2"), ["turns"]);
 }
 
 #[test]
