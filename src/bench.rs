@@ -53,6 +53,7 @@ fn run_once(serial_log: PathBuf, smp: u32) -> Result<Vec<Figure>, String> {
         firmware: Firmware::Bios,
         timeout: Some(Duration::from_secs(120)),
         smp,
+        smp_threads: 1,
         memory_mib: 256,
         cmdline: "bench".into(),
         serial_log: Some(serial_log.clone()),

@@ -58,6 +58,9 @@ pub struct BootOptions {
     /// Kill the emulator and fail after this long; also adds `exit=idle`.
     pub timeout: Option<Duration>,
     pub smp: u32,
+    /// SMT threads per core (QEMU): `smp` CPUs as one socket of
+    /// `smp / smp_threads` cores; 1 leaves QEMU's default topology.
+    pub smp_threads: u32,
     pub memory_mib: u32,
     /// User kernel options (space separated).
     pub cmdline: String,

@@ -536,6 +536,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         firmware: Firmware::Bios,
         timeout: Some(opts.run.timeout),
         smp: opts.smp,
+        smp_threads: 1,
         memory_mib: images::machine_mib(&partition),
         cmdline: String::new(),
         serial_log: Some(opts.run.serial_log.clone()),

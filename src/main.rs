@@ -265,6 +265,11 @@ struct BootArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     smp: Option<u32>,
 
+    /// SMT threads per core of the emulated machine (QEMU only): with 2 and
+    /// `--smp 4`, one socket of 2 cores x 2 threads.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
+    smp_threads: u32,
+
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=65536))]
     memory: u32,
@@ -505,6 +510,7 @@ fn run_boot(args: BootArgs) -> i32 {
         firmware,
         timeout: args.timeout.map(Duration::from_secs),
         smp: args.smp.unwrap_or(emulator.default_smp()),
+        smp_threads: args.smp_threads,
         memory_mib: machine_mib,
         cmdline: args.cmdline,
         serial_log: serial_log.clone(),

@@ -55,6 +55,15 @@ pub fn ovmf() -> Option<&'static Path> {
 /// then never completes.
 pub const CPU: &str = "qemu64,+svm,+npt,+xsave,+xsaveopt,+avx";
 
+/// QEMU's `-smp` value: `cpus` alone, or one socket of `cpus / threads`
+/// cores of `threads` SMT threads each.
+pub fn smp_topology(cpus: u32, threads: u32) -> String {
+    if threads <= 1 || cpus % threads != 0 {
+        return cpus.to_string();
+    }
+    format!("{cpus},sockets=1,cores={},threads={threads}", cpus / threads)
+}
+
 /// The QEMU command line for a boot.
 pub fn command(opts: &BootOptions, kernel_options: &[String], interactive: bool, start: &Start) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
@@ -62,7 +71,7 @@ pub fn command(opts: &BootOptions, kernel_options: &[String], interactive: bool,
         .arg("-m")
         .arg(format!("{}M", opts.memory_mib))
         .arg("-smp")
-        .arg(opts.smp.to_string())
+        .arg(smp_topology(opts.smp, opts.smp_threads))
         .args(["-nographic", "-no-reboot"])
         // `mon:` multiplexes stdio so Ctrl-A X quits (and Ctrl-C goes to
         // the guest instead of killing QEMU) when used interactively.
@@ -188,6 +197,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn smp_topology_of_threads() {
+        assert_eq!(smp_topology(4, 1), "4");
+        assert_eq!(smp_topology(4, 2), "4,sockets=1,cores=2,threads=2");
+        // Not a whole number of cores: QEMU's default topology.
+        assert_eq!(smp_topology(3, 2), "3");
+    }
+
+    #[test]
     fn debug_exit_decoding() {
         assert_eq!(debug_exit_status(1), Some(0));
         assert_eq!(debug_exit_status(5), Some(2));
@@ -201,6 +218,7 @@ mod tests {
             firmware,
             timeout: None,
             smp: 2,
+            smp_threads: 1,
             memory_mib: 256,
             cmdline: String::new(),
             serial_log: None,

@@ -111,6 +111,11 @@ open_enum! {
         /// Flush the guest TLB entries of every VP of the partition (RUN):
         /// when it returns, no CPU runs one of them on older translations.
         PARTITION_FLUSH_TLB = 0x72,
+        /// Make the partition core-exclusive or not (CONTROL): MR0 1 or 0.
+        /// No sibling SMT thread then runs a VP of another partition while
+        /// one of its VPs runs in guest mode, nor the other way round (the
+        /// core scheduler, `[scheduler] policy = "core"`).
+        PARTITION_SET_CORE_EXCLUSIVE = 0x73,
         /// Put a VP that is not started into a partition (CONTROL on both):
         /// MR0 partition slot, MR1 VP index. Its guest state is reset.
         VP_CONFIGURE = 0x78,

@@ -24,6 +24,7 @@ extern crate alloc;
 
 pub mod cap;
 pub mod cmdline;
+pub mod coresched;
 pub mod debugreg;
 pub mod doomed;
 pub mod ept;

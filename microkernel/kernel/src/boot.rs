@@ -133,8 +133,9 @@ fn main(info: &'static BootInfo) -> ! {
         println!("{}", kerncore::smp::banner(&outcomes));
         if let Some(threads) = cpu::threads_per_core().filter(|&n| n > 1 && smp::cpu_count() > 1) {
             println!(
-                "smp: warning: {threads} threads per core, and no core scheduling yet: SMT siblings may run \
-                 two trust domains at once (L1TF, MDS); turn SMT off in firmware for isolation"
+                "smp: warning: {threads} threads per core: SMT siblings may run two trust domains at once \
+                 (L1TF, MDS) unless they are core-exclusive partitions ([scheduler] policy = \"core\"; tasks \
+                 never are); turn SMT off in firmware for full isolation"
             );
         }
     }

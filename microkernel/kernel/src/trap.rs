@@ -294,4 +294,10 @@ pub fn report_run_counters() {
         "kernel: at most {} CPUs ran threads at once, {} of them guests",
         counters.most_outside, counters.most_in_guest
     );
+    if counters.smt {
+        println!(
+            "kernel: core scheduling: {} sibling violations in {} guest entries",
+            counters.sibling_violations, counters.sibling_checked
+        );
+    }
 }

@@ -603,7 +603,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 30] = [
+const OPERATIONS: [Operation; 31] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -624,6 +624,7 @@ const OPERATIONS: [Operation; 30] = [
     Operation::PARTITION_MAP,
     Operation::PARTITION_UNMAP,
     Operation::PARTITION_FLUSH_TLB,
+    Operation::PARTITION_SET_CORE_EXCLUSIVE,
     Operation::VP_CONFIGURE,
     Operation::VP_SET_HANDLER,
     Operation::VP_SET_REGISTERS,

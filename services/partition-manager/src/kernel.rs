@@ -49,6 +49,9 @@ pub trait Kernel {
         offset: u64,
         pages: u64,
     ) -> Result<(), ErrorCode>;
+    /// PARTITION_SET_CORE_EXCLUSIVE on: SMT siblings never run the
+    /// partition's VPs and another partition's at once (the core scheduler).
+    fn set_core_exclusive(&mut self, partition: CapSlot) -> Result<(), ErrorCode>;
     /// PARTITION_UNMAP.
     fn unmap(&mut self, partition: CapSlot, gpa: u64, pages: u64) -> Result<(), ErrorCode>;
     /// VP_GET_REGISTERS for one register: (low, high).

@@ -156,6 +156,9 @@ pub struct Spec<'a> {
     pub vcpus: u8,
     /// Milliseconds the VID may take to answer one exit (0: no limit).
     pub exit_timeout_ms: u32,
+    /// Core-exclusive (`[scheduler] policy = "core"`): set on the kernel
+    /// object before any VP exists.
+    pub core_exclusive: bool,
 }
 
 /// What to log when a VP stopped because its VID was gone or too slow.
@@ -333,7 +336,7 @@ impl<K: Kernel> PartitionManager<K> {
         if let Some(p) = self.partitions[slot].as_mut() {
             p.exit_timeout_ms = spec.exit_timeout_ms;
         }
-        let built = self.build(slot, pages, spec.vcpus);
+        let built = self.build(slot, pages, spec.vcpus, spec.core_exclusive);
         let Some(partition) = self.partitions[slot].as_mut() else { return Err(HvError::OPERATION_FAILED) };
         match built {
             Ok(()) => {
@@ -347,8 +350,11 @@ impl<K: Kernel> PartitionManager<K> {
         }
     }
 
-    fn build(&mut self, slot: usize, pages: u64, vcpus: u8) -> HvResult<()> {
+    fn build(&mut self, slot: usize, pages: u64, vcpus: u8, core_exclusive: bool) -> HvResult<()> {
         let Some(p) = self.partitions[slot].as_mut() else { return Err(HvError::OPERATION_FAILED) };
+        if core_exclusive {
+            self.kernel.set_core_exclusive(p.objects.partition).map_err(hv_error)?;
+        }
         let ram = self.kernel.create_memory(pages).map_err(hv_error)?;
         p.objects.ram = Some((ram, pages));
         let rom = self.kernel.create_memory(1).map_err(hv_error)?;

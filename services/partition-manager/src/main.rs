@@ -116,6 +116,10 @@ mod task {
             invoke(partition, Operation::PARTITION_MAP, &args).map(drop)
         }
 
+        fn set_core_exclusive(&mut self, partition: CapSlot) -> Result<(), ErrorCode> {
+            invoke(partition, Operation::PARTITION_SET_CORE_EXCLUSIVE, &[1]).map(drop)
+        }
+
         fn unmap(&mut self, partition: CapSlot, gpa: u64, pages: u64) -> Result<(), ErrorCode> {
             invoke(partition, Operation::PARTITION_UNMAP, &[gpa, pages]).map(drop)
         }
@@ -207,6 +211,7 @@ mod task {
                 memory: p.memory,
                 vcpus: p.vcpus,
                 exit_timeout_ms: p.exit_timeout_ms,
+                core_exclusive: m.scheduler == sysimage::SchedulerPolicy::Core,
             };
             match manager.create_from_manifest(&spec) {
                 Ok(id) => log!(

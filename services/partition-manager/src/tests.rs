@@ -29,6 +29,7 @@ struct Fake {
     /// (partition, gpa, pages, access, memory, offset) of each map.
     maps: Vec<(CapSlot, u64, u64, GuestAccess, CapSlot, u64)>,
     unmaps: Vec<(CapSlot, u64, u64)>,
+    core_exclusive: BTreeSet<CapSlot>,
     registers: BTreeMap<(CapSlot, u32), u64>,
     filled: BTreeMap<CapSlot, Vec<u8>>,
     revoked: BTreeSet<CapSlot>,
@@ -131,6 +132,12 @@ impl Kernel for Fake {
         Ok(())
     }
 
+    fn set_core_exclusive(&mut self, partition: CapSlot) -> Result<(), ErrorCode> {
+        self.expect(partition, Object::Partition)?;
+        self.core_exclusive.insert(partition);
+        Ok(())
+    }
+
     fn unmap(&mut self, partition: CapSlot, gpa: u64, pages: u64) -> Result<(), ErrorCode> {
         self.expect(partition, Object::Partition)?;
         self.unmaps.push((partition, gpa, pages));
@@ -186,7 +193,7 @@ type Pm = PartitionManager<Fake>;
 
 /// A manifest partition of `memory` bytes and `vcpus` VPs run by [`VID`].
 fn spec(memory: u64, vcpus: u8) -> Spec<'static> {
-    Spec { name: "linux", index: 0, vid: VID, memory, vcpus, exit_timeout_ms: 5000 }
+    Spec { name: "linux", index: 0, vid: VID, memory, vcpus, exit_timeout_ms: 5000, core_exclusive: false }
 }
 
 /// An Active partition with 8 MiB of RAM, no VPs and nothing mapped.

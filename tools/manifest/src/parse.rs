@@ -643,20 +643,13 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         None => SchedulerPolicy::Kernel,
         Some("classic") => SchedulerPolicy::Classic,
         Some("root") => SchedulerPolicy::Root,
-        Some(other @ "core") => {
-            e.push(Error::new(
-                "scheduler",
-                "policy",
-                format!("the {other} scheduler is not implemented (only \"classic\" and \"root\" are)"),
-            ));
-            SchedulerPolicy::Kernel
-        }
+        Some("core") => SchedulerPolicy::Core,
         Some(other) => {
             let hint = did_you_mean(other, ["classic", "core", "root"].into_iter());
             e.push(Error::new(
                 "scheduler",
                 "policy",
-                format!("no scheduler \"{other}\"{hint} (only \"classic\" and \"root\" are implemented)"),
+                format!("no scheduler \"{other}\"{hint} (\"classic\", \"core\" and \"root\" are)"),
             ));
             SchedulerPolicy::Kernel
         }

@@ -1000,11 +1000,14 @@ fn classic_parameters_without_the_classic_policy() {
 }
 
 #[test]
-fn the_core_scheduler_is_not_implemented() {
-    let text = format!("{}\n[scheduler]\npolicy = \"core\"\n", with_vid(&partition("linux", "")));
+fn the_core_scheduler_is_accepted_without_classic_parameters() {
+    let text = format!("{}\n[scheduler]\npolicy = \"core\"\n", with_vid(&partition("linux", "vcpus = 2")));
+    let m = parse(&text, "t.toml").unwrap();
+    assert_eq!(m.scheduler, tessera_manifest::SchedulerPolicy::Core);
+    let text = format!("{}\n[scheduler]\npolicy = \"core\"\n", with_vid(&partition("linux", "weight = 200")));
     assert_errors(
         &text,
-        &["scheduler: policy: the core scheduler is not implemented (only \"classic\" and \"root\" are)"],
+        &["partition \"linux\": weight: is a classic scheduler parameter: add [scheduler] policy = \"classic\""],
     );
 }
 
@@ -1024,7 +1027,7 @@ fn the_root_scheduler_takes_no_classic_parameters() {
     assert_errors(
         &text,
         &[
-            "scheduler: policy: no scheduler \"clasic\" (did you mean \"classic\"?) (only \"classic\" and \"root\" are implemented)",
+            "scheduler: policy: no scheduler \"clasic\" (did you mean \"classic\"?) (\"classic\", \"core\" and \"root\" are)",
         ],
     );
 }

@@ -39,8 +39,9 @@ use serde::{Deserialize, Serialize};
 /// Version of the compiled-manifest layout (2: `partitions` added; 4: a
 /// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`;
 /// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
-/// parameters and `cpus`; 8: the root scheduler policy).
-pub const VERSION: u32 = 8;
+/// parameters and `cpus`; 8: the root scheduler policy; 9: the core
+/// scheduler policy).
+pub const VERSION: u32 = 9;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -242,6 +243,11 @@ pub enum SchedulerPolicy {
     /// The Hyper-V root scheduler: the VID decides when each VP runs
     /// (`VP_START`, `VP_SUSPEND`); the kernel's defaults otherwise.
     Root,
+    /// The Hyper-V core scheduler: every partition is core-exclusive (the
+    /// partition manager sets it; the kernel keeps SMT siblings from
+    /// running VPs of different partitions at once); the kernel's
+    /// defaults otherwise.
+    Core,
 }
 
 /// One LP, in the TLFS's fixed point for reserves and caps.

@@ -111,6 +111,16 @@ pub fn threads_per_core() -> Option<u32> {
     ((leaf.ecx >> 8) & 0xff == 1).then_some(leaf.ebx & 0xffff)
 }
 
+/// The SMT level's shift of the x2APIC ID (CPUID leaf 0xB), if the CPU
+/// reports an SMT level: CPUs whose APIC IDs agree above it share a core.
+pub fn smt_shift() -> Option<u32> {
+    if x86::cpuid::cpuid!(0).eax < 0xb {
+        return None;
+    }
+    let leaf = x86::cpuid::cpuid!(0xb, 0);
+    kerncore::coresched::smt_shift(leaf.eax, leaf.ecx)
+}
+
 /// Loads CR3 with `root`, a complete top-level table whose kernel half is
 /// the kernel's own.
 pub fn load_cr3(root: u64) {

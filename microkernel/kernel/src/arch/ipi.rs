@@ -37,6 +37,18 @@ static ACTIVE_CR3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPU
 /// outside ring 0 at once (the per-CPU run counters the kernel reports).
 static USER_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static GUEST_ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Guest entries on a CPU with an online SMT sibling, and those of them
+/// that found a sibling in guest mode with another partition's VP (the
+/// core-scheduling invariant counter; see [`leaving`]).
+static SIBLING_CHECKED: AtomicU64 = AtomicU64::new(0);
+static SIBLING_VIOLATIONS: AtomicU64 = AtomicU64::new(0);
+/// The SMT shift of the APIC IDs (`cpu::smt_shift`), `u32::MAX`: no SMT.
+static SMT_SHIFT: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Each core's turn (`kerncore::coresched::Turn`), kept at its
+/// lowest-numbered online CPU; only the lock holder reads or writes it.
+static TURN_OWNER: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+static TURN_SINCE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static TURN_WAITING: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static MOST_OUTSIDE: AtomicU32 = AtomicU32::new(0);
 static MOST_IN_GUEST: AtomicU32 = AtomicU32::new(0);
 
@@ -88,6 +100,9 @@ pub fn register(apic_id: u32) {
     let cpu = me();
     APIC_IDS[cpu].store(apic_id, Ordering::Relaxed);
     ACTIVE_CR3[cpu].store(super::cpu::cr3() & !0xfff, Ordering::Relaxed);
+    if let Some(shift) = super::cpu::smt_shift() {
+        SMT_SHIFT.store(shift, Ordering::Relaxed);
+    }
     ONLINE.fetch_or(1 << cpu, Ordering::Release);
 }
 
@@ -127,9 +142,71 @@ pub fn kick_mask(mask: u32) {
     }
 }
 
+/// The online SMT siblings of CPU `cpu` (none without SMT).
+pub fn siblings(cpu: usize) -> u32 {
+    let shift = SMT_SHIFT.load(Ordering::Relaxed);
+    if shift == u32::MAX {
+        return 0;
+    }
+    let ids: [u32; MAX_CPUS] = core::array::from_fn(|c| APIC_IDS[c].load(Ordering::Relaxed));
+    kerncore::coresched::siblings(&ids, online(), cpu, shift)
+}
+
+/// Core scheduling at the entry of a VP of `partition` on this CPU (the
+/// caller holds the kernel lock): whether it may enter, given what its
+/// siblings run and the core's turn; `exclusive` has the bits of the
+/// core-exclusive partitions. Kicks the siblings that must leave for it.
+pub fn core_entry(partition: u32, exclusive: u32, now: u64) -> kerncore::coresched::Decision {
+    use kerncore::coresched::{Decision, Turn, clash, decide};
+    let cpu = me();
+    let mates = siblings(cpu);
+    if mates == 0 {
+        return Decision::Enter;
+    }
+    let mut running = [0u32; MAX_CPUS];
+    for c in kerncore::smp::cpus_in(mates) {
+        running[c] = IN_PARTITION[c].load(Ordering::Acquire);
+    }
+    let leader = (mates | (1 << cpu)).trailing_zeros() as usize;
+    let mut turn = Turn {
+        owner: TURN_OWNER[leader].load(Ordering::Relaxed),
+        since: TURN_SINCE[leader].load(Ordering::Relaxed),
+        waiting: TURN_WAITING[leader].load(Ordering::Relaxed),
+    };
+    let decision = decide(partition + 1, exclusive, &running, &mut turn, now, CORE_TURN_TICKS);
+    TURN_OWNER[leader].store(turn.owner, Ordering::Relaxed);
+    TURN_SINCE[leader].store(turn.since, Ordering::Relaxed);
+    TURN_WAITING[leader].store(turn.waiting, Ordering::Relaxed);
+    if let Decision::Wait { kick: true } = decision {
+        for c in kerncore::smp::cpus_in(mates).filter(|&c| clash(partition + 1, running[c], exclusive)) {
+            kick(c);
+        }
+    }
+    decision
+}
+
+/// A core's turn, in timer ticks (100 Hz): 50 ms.
+const CORE_TURN_TICKS: u64 = 5;
+
 /// This CPU leaves ring 0 for `what`, the lock still held.
 pub fn leaving(what: Outside, partition: Option<u32>) {
     let cpu = me();
+    if let Some(p) = partition {
+        // The invariant counter, right before the entry: a sibling whose
+        // `IN_PARTITION` is set entered under the lock before this and has
+        // not yet come back (it clears it first), so a violation is never
+        // missed (one that just left may be counted).
+        let mates = siblings(cpu);
+        if mates != 0 {
+            SIBLING_CHECKED.fetch_add(1, Ordering::Relaxed);
+            if kerncore::smp::cpus_in(mates).any(|c| {
+                let q = IN_PARTITION[c].load(Ordering::Acquire);
+                q != 0 && q != p + 1
+            }) {
+                SIBLING_VIOLATIONS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
     OUTSIDE[cpu].store(what.code(), Ordering::Release);
     let counters = if matches!(what, Outside::Guest(_)) { &GUEST_ENTRIES } else { &USER_ENTRIES };
     counters[cpu].fetch_add(1, Ordering::Relaxed);
@@ -277,6 +354,11 @@ pub struct RunCounters {
     pub guest: [u64; MAX_CPUS],
     pub most_outside: u32,
     pub most_in_guest: u32,
+    /// Whether any CPU has an online SMT sibling, guest entries checked
+    /// against the siblings, and sibling violations among them.
+    pub smt: bool,
+    pub sibling_checked: u64,
+    pub sibling_violations: u64,
 }
 
 pub fn run_counters() -> RunCounters {
@@ -287,6 +369,9 @@ pub fn run_counters() -> RunCounters {
     RunCounters {
         most_outside: MOST_OUTSIDE.load(Ordering::Relaxed).max(ran(&user) | ran(&guest)),
         most_in_guest: MOST_IN_GUEST.load(Ordering::Relaxed).max(ran(&guest)),
+        smt: kerncore::smp::cpus_in(online()).any(|c| siblings(c) != 0),
+        sibling_checked: SIBLING_CHECKED.load(Ordering::Relaxed),
+        sibling_violations: SIBLING_VIOLATIONS.load(Ordering::Relaxed),
         user,
         guest,
     }

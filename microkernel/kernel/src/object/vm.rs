@@ -58,6 +58,9 @@ pub struct Partition {
     /// An uncorrected machine check hit while one of its VPs ran: none of
     /// them runs again (`arch::mce`).
     pub machine_check: bool,
+    /// Core-exclusive: SMT siblings never run its VPs and another
+    /// partition's at once (`ipi::core_entry`).
+    pub core_exclusive: bool,
 }
 
 /// Every CPU's bit in [`Partition::flush`].
@@ -481,8 +484,15 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     let index = k.partitions.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
     let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
     // Tag 0 (ASID or VPID) is the host's.
-    k.partitions[index] =
-        Some(Partition { backend, root, tag: index as u32 + 1, flush: ALL_CPUS, epoch: 0, machine_check: false });
+    k.partitions[index] = Some(Partition {
+        backend,
+        root,
+        tag: index as u32 + 1,
+        flush: ALL_CPUS,
+        epoch: 0,
+        machine_check: false,
+        core_exclusive: false,
+    });
     Ok(index as u32)
 }
 
@@ -580,6 +590,16 @@ pub fn invoke(
         Operation::PARTITION_FLUSH_TLB => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;
             k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.shoot_down(partition);
+            done()
+        }
+        Operation::PARTITION_SET_CORE_EXCLUSIVE => {
+            let partition = expect(cap, ObjectType::PARTITION, control())?;
+            let on = match mr[0] {
+                0 => false,
+                1 => true,
+                _ => return Err(ErrorCode::INVALID_ARGUMENT),
+            };
+            k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.core_exclusive = on;
             done()
         }
         Operation::VP_CONFIGURE => {
@@ -809,9 +829,19 @@ fn machine_check(k: &mut Kernel, v: u32) -> bool {
     true
 }
 
+/// The bits of the core-exclusive partitions, by index.
+fn exclusive_partitions(partitions: &[Option<Partition>]) -> u32 {
+    partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.as_ref().is_some_and(|p| p.core_exclusive))
+        .fold(0, |mask, (i, _)| mask | (1 << i))
+}
+
 /// Runs VP thread `t` until it exits to its handler or the scheduler picks
 /// another thread. The kernel lock is dropped while the guest runs.
 pub fn run(kg: &mut KernelGuard, t: ThreadId) {
+    use kerncore::coresched::Decision;
     let me = crate::arch::percpu::index();
     let Some(v) = kg.vcpu_of(t) else { return };
     loop {
@@ -840,6 +870,25 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             k.threads[usize::from(t.0)].started = false;
             return;
         }
+        if let Some(p) = vcpu.partition {
+            let exclusive = exclusive_partitions(&k.partitions);
+            if ipi::core_entry(p, exclusive, crate::arch::apic::ticks()) != Decision::Enter {
+                // A sibling runs a partition this one may not share the
+                // core with: let go of the lock a moment (the sibling comes
+                // back through it) and let the scheduler choose again.
+                kg.unlock();
+                ipi::serve();
+                for _ in 0..64 {
+                    core::hint::spin_loop();
+                }
+                crate::arch::cpu::take_pending_interrupts();
+                kg.relock();
+                kg.catch_up_ticks();
+                return;
+            }
+        }
+        let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
+        let Some(partition) = vcpu.partition.and_then(|p| k.partitions[p as usize].as_mut()) else { return };
         let flush_partition = partition.take_flush(me);
         let flush_vp = core::mem::replace(&mut vcpu.epoch, partition.epoch) != partition.epoch;
         if let Some(p) = vcpu.partition {
