@@ -58,7 +58,7 @@ pub const CPU: &str = "qemu64,+svm,+npt,+xsave,+xsaveopt,+avx";
 /// QEMU's `-smp` value: `cpus` alone, or one socket of `cpus / threads`
 /// cores of `threads` SMT threads each.
 pub fn smp_topology(cpus: u32, threads: u32) -> String {
-    if threads <= 1 || cpus % threads != 0 {
+    if threads <= 1 || !cpus.is_multiple_of(threads) {
         return cpus.to_string();
     }
     format!("{cpus},sockets=1,cores={},threads={threads}", cpus / threads)
