@@ -687,3 +687,16 @@ fn a_guest_crash_is_kept_for_its_vid_only() {
     assert_eq!(pm.last_crash().map(|(_, p)| p), Some([0x1e, 2, 3, 4, 5]));
     assert_eq!(pm.report_guest_crash(VID, id + 100, [0; 5]), Err(HvError::INVALID_PARTITION_ID));
 }
+
+#[test]
+fn the_core_policy_makes_the_partition_core_exclusive() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.create_from_manifest(&spec(8 << 20, 2)).unwrap();
+    assert!(pm.kernel().core_exclusive.is_empty());
+    pm.create_from_manifest(&Spec { name: "other", index: 1, core_exclusive: true, ..spec(8 << 20, 2) }).unwrap();
+    let partitions: Vec<CapSlot> =
+        pm.kernel().live.iter().filter(|(_, o)| matches!(o, Object::Partition)).map(|(slot, _)| *slot).collect();
+    assert_eq!(partitions.len(), 2);
+    // Only the second.
+    assert_eq!(pm.kernel().core_exclusive.iter().copied().collect::<Vec<_>>(), [partitions[1]]);
+}
