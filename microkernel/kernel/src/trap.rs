@@ -30,18 +30,15 @@ pub fn lock() -> KernelGuard {
 }
 
 fn take() -> MutexGuard<'static, Kernel> {
-    if let Some(guard) = KERNEL.try_lock() {
-        lockup::lock_taken();
-        return guard;
-    }
-    let mut wait = lockup::LockWait::new();
+    // Started at the first failed try: an uncontended lock reads no clock.
+    let mut wait: Option<lockup::LockWait> = None;
     loop {
         if let Some(guard) = KERNEL.try_lock() {
             lockup::lock_taken();
             return guard;
         }
         ipi::serve();
-        wait.check();
+        wait.get_or_insert_with(lockup::LockWait::new).check();
         core::hint::spin_loop();
     }
 }

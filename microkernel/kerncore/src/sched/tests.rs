@@ -427,10 +427,10 @@ fn a_handled_thread_continues_its_turn_or_goes_to_the_tail_with_its_slice_spent(
     assert_eq!(s.entries[0].slice_left, 4, "a fresh slice at the tail");
 }
 
-#[test]
-fn a_handled_thread_takes_its_turn_back_from_an_equal_that_ran_meanwhile() {
-    // Threads 0 and 1 share CPU 1; thread 0's handler (2) runs on CPU 0.
-    let mut s = with(4, &[params(3), params(3), params(9)]);
+/// Threads 0 (`first`) and 1 (`second`) ready on CPU 1, thread 0 running
+/// there; thread 2, their handler at priority 9, blocked (its home is CPU 0).
+fn sharing_cpu_1_with_a_handler(first: SchedParams, second: SchedParams) -> Scheduler<8> {
+    let mut s = with(4, &[first, second, params(9)]);
     for t in 0..3 {
         s.block(tid(t));
     }
@@ -439,6 +439,13 @@ fn a_handled_thread_takes_its_turn_back_from_an_equal_that_ran_meanwhile() {
     s.make_ready(tid(0));
     s.make_ready(tid(1));
     assert_eq!(s.schedule(1), Some(tid(0)));
+    s
+}
+
+#[test]
+fn a_handled_thread_takes_its_turn_back_from_an_equal_that_ran_meanwhile() {
+    // Threads 0 and 1 share CPU 1; thread 0's handler (2) runs on CPU 0.
+    let mut s = sharing_cpu_1_with_a_handler(params(3), params(3));
     s.tick(|_| None);
     // Thread 0 exits to its handler: CPU 1 does not wait, thread 1 runs.
     s.block(tid(0));
@@ -907,15 +914,7 @@ fn slices_keep_their_shares_when_the_threads_fault_and_are_handled() {
 fn a_reserve_that_ends_while_the_handler_works_ends_the_turn() {
     // t0: base 0, reserve 2 ticks at 1 per period 20, unlimited budget; t1: base 0; both on CPU 1.
     // handler t2 (prio 9) on CPU 0.
-    let mut s = with(4, &[reserved(0, 0, 20, 2, 1, 0), params(0), params(9)]);
-    for t in 0..3 {
-        s.block(tid(t));
-    }
-    s.set_cpu(tid(0), 1);
-    s.set_cpu(tid(1), 1);
-    s.make_ready(tid(0));
-    s.make_ready(tid(1));
-    assert_eq!(s.schedule(1), Some(tid(0)));
+    let mut s = sharing_cpu_1_with_a_handler(reserved(0, 0, 20, 2, 1, 0), params(0));
     assert_eq!(s.effective_priority(tid(0)), prio(1));
     // t0 exits; t1 runs on CPU 1; the handler on CPU 0 spends t0's reserve.
     s.block(tid(0));

@@ -128,7 +128,7 @@ fn others() -> impl Iterator<Item = usize> {
 /// tick.
 pub fn kick(cpu: usize) {
     if cpu < MAX_CPUS && cpu != me() && online() & (1 << cpu) != 0 {
-        super::apic::send_fixed(APIC_IDS[cpu].load(Ordering::Relaxed), IPI_VECTOR);
+        super::apic::send_fixed(apic_id_of(cpu), IPI_VECTOR);
     }
 }
 
@@ -154,15 +154,17 @@ pub fn siblings(cpu: usize) -> u32 {
 
 /// Core scheduling at the entry of a VP of `partition` on this CPU (the
 /// caller holds the kernel lock): whether it may enter, given what its
-/// siblings run and the core's turn; `exclusive` has the bits of the
-/// core-exclusive partitions. Kicks the siblings that must leave for it.
-pub fn core_entry(partition: u32, exclusive: u32, now: u64) -> kerncore::coresched::Decision {
+/// siblings run and the core's turn; `exclusive` gives the bits of the
+/// core-exclusive partitions (asked only on a CPU with online siblings).
+/// Kicks the siblings that must leave for it.
+pub fn core_entry(partition: u32, exclusive: impl FnOnce() -> u32, now: u64) -> kerncore::coresched::Decision {
     use kerncore::coresched::{Decision, Turn, clash, decide};
     let cpu = me();
     let mates = siblings(cpu);
     if mates == 0 {
         return Decision::Enter;
     }
+    let exclusive = exclusive();
     let mut running = [0u32; MAX_CPUS];
     for c in kerncore::smp::cpus_in(mates) {
         running[c] = IN_PARTITION[c].load(Ordering::Acquire);

@@ -871,7 +871,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             return;
         }
         if let Some(p) = vcpu.partition {
-            let exclusive = exclusive_partitions(&k.partitions);
+            let exclusive = || exclusive_partitions(&k.partitions);
             if ipi::core_entry(p, exclusive, crate::arch::apic::ticks()) != Decision::Enter {
                 // A sibling runs a partition this one may not share the
                 // core with: let go of the lock a moment (the sibling comes
