@@ -29,17 +29,27 @@ pub fn lock() -> KernelGuard {
     KernelGuard(Some(take()))
 }
 
+#[inline]
 fn take() -> MutexGuard<'static, Kernel> {
-    // Started at the first failed try: an uncontended lock reads no clock.
-    let mut wait: Option<lockup::LockWait> = None;
+    if let Some(guard) = KERNEL.try_lock() {
+        lockup::lock_taken();
+        return guard;
+    }
+    wait_for_lock()
+}
+
+/// [`take`] when another CPU holds the lock.
+#[inline(never)]
+fn wait_for_lock() -> MutexGuard<'static, Kernel> {
+    let mut wait = lockup::LockWait::new();
     loop {
+        ipi::serve();
+        wait.check();
+        core::hint::spin_loop();
         if let Some(guard) = KERNEL.try_lock() {
             lockup::lock_taken();
             return guard;
         }
-        ipi::serve();
-        wait.get_or_insert_with(lockup::LockWait::new).check();
-        core::hint::spin_loop();
     }
 }
 

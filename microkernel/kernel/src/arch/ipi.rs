@@ -145,11 +145,14 @@ pub fn kick_mask(mask: u32) {
 /// The online SMT siblings of CPU `cpu` (none without SMT).
 pub fn siblings(cpu: usize) -> u32 {
     let shift = SMT_SHIFT.load(Ordering::Relaxed);
-    if shift == u32::MAX {
+    // No SMT (one thread per core, or no topology leaf), or one CPU: no
+    // siblings, without reading every CPU's APIC ID.
+    let online = online();
+    if shift == u32::MAX || shift == 0 || online & online.wrapping_sub(1) == 0 {
         return 0;
     }
     let ids: [u32; MAX_CPUS] = core::array::from_fn(|c| APIC_IDS[c].load(Ordering::Relaxed));
-    kerncore::coresched::siblings(&ids, online(), cpu, shift)
+    kerncore::coresched::siblings(&ids, online, cpu, shift)
 }
 
 /// Core scheduling at the entry of a VP of `partition` on this CPU (the

@@ -318,17 +318,28 @@ impl VpHardware {
     /// reads or writes it: waits until no other CPU runs it in guest mode
     /// (kicking it out), then has the CPU it last ran on give its state up.
     /// Only the holder of the kernel lock calls this.
+    ///
+    /// A VP whose state is already this CPU's runs nowhere else: a CPU
+    /// enters a VP only after claiming it, under the lock, and this CPU,
+    /// holding the lock in ring 0, is not in guest mode. Only a VP held
+    /// elsewhere needs the wait (every register access claims).
+    #[inline]
     fn claim(&mut self) {
-        super::ipi::wait_out(super::ipi::Outside::Guest(self.id()));
         let here = super::percpu::index();
         if self.cpu != here {
-            // Every CPU that schedules has VMX or SVM on (an AP that could
-            // not turn it on stays parked) but the boot CPU, lazily.
-            let _ = enable();
-            let vmcs = self.backend.leave_cpu();
-            super::ipi::release_vp_on(self.cpu, vmcs, self.id());
-            (self.cpu, self.moved) = (here, true);
+            self.claim_from(here);
         }
+    }
+
+    #[inline(never)]
+    fn claim_from(&mut self, here: usize) {
+        super::ipi::wait_out(super::ipi::Outside::Guest(self.id()));
+        // Every CPU that schedules has VMX or SVM on (an AP that could
+        // not turn it on stays parked) but the boot CPU, lazily.
+        let _ = enable();
+        let vmcs = self.backend.leave_cpu();
+        super::ipi::release_vp_on(self.cpu, vmcs, self.id());
+        (self.cpu, self.moved) = (here, true);
     }
 
     /// Takes the VP out of guest mode on every CPU and gives its state to

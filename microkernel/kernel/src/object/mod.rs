@@ -596,11 +596,16 @@ impl Kernel {
 
     /// Signals the notifications bound to lines that fired. A line stays
     /// masked until its task acknowledges it.
+    #[inline]
     pub fn deliver_interrupts(&mut self) {
         let fired = crate::arch::apic::take_pending_interrupts();
-        if fired == 0 {
-            return;
+        if fired != 0 {
+            self.signal_lines(fired);
         }
+    }
+
+    #[inline(never)]
+    fn signal_lines(&mut self, fired: u32) {
         for line in self.interrupts.iter_mut().flatten() {
             if line.count == 1 && fired & (1 << line.first) != 0 {
                 line.armed = false;
@@ -617,11 +622,16 @@ impl Kernel {
     }
 
     /// Feeds timer ticks that arrived since the last call to the scheduler.
+    #[inline]
     pub fn catch_up_ticks(&mut self) {
         let now = crate::arch::apic::ticks();
-        if self.ticks_seen >= now {
-            return;
+        if self.ticks_seen < now {
+            self.take_ticks(now);
         }
+    }
+
+    #[inline(never)]
+    fn take_ticks(&mut self, now: u64) {
         while self.ticks_seen < now {
             self.ipc.tick();
             self.ticks_seen += 1;
