@@ -20,7 +20,9 @@ mod task {
     use abi::startup::{StartupInfo, layout};
     use abi::{CapSlot, ErrorCode, FaultMessage, ObjectType, Rights};
     use core::fmt::Write;
-    use supervisor::{Backoff, Decision, Slots, Source, badge_of, endpoint_rights, exception_name, grants, task_of};
+    use supervisor::{
+        Backoff, Decision, Slots, Source, badge_of, endpoint_rights, exception_name, grants, task_of, use_source,
+    };
     use sysimage::SystemImage;
     use sysimage::manifest::TaskIndex;
     use tessera_rt::log::Sink;
@@ -363,12 +365,15 @@ mod task {
                         0,
                         ObjectType::ENDPOINT,
                     ),
-                    Source::Use(ep) => (
-                        self.endpoints[usize::from(ep.0)],
-                        endpoint_rights(&self.image.manifest, index, ep, false),
-                        badge_of(index),
-                        ObjectType::ENDPOINT,
-                    ),
+                    Source::Use(ep) => {
+                        let (to, badge) = use_source(&self.image.manifest, index, ep);
+                        (
+                            self.endpoints[usize::from(to.0)],
+                            endpoint_rights(&self.image.manifest, index, to, false),
+                            badge,
+                            ObjectType::ENDPOINT,
+                        )
+                    }
                     Source::Io(range) => {
                         let slot = self.slot()?;
                         invoke(
