@@ -13,7 +13,9 @@
 //! copy of every VP scheduling context it made (`attach_vp`, the context
 //! transferred with the request: only a capability with **grant** can carry
 //! it, and the supervisor gives grant on this endpoint only to the tasks
-//! that run partitions). The scheduler then changes a partition's reserve,
+//! that run partitions; it also tells the scheduler which VID runs which
+//! partition, `register_partition`, and a VID may attach only those). The
+//! scheduler then changes a partition's reserve,
 //! cap and weight on request (`set_classic`) and re-applies
 //! `SCHED_CONFIGURE` to every VP on the logical processors it touches.
 //!
@@ -78,10 +80,10 @@ tessera_idl::interface! {
         /// configured it. All of it is the VID's allegation: the context
         /// must be one (`InvalidArgument` without it), the numbers within
         /// the manifest's rules and `lp` an online CPU (`InvalidArgument`),
-        /// and a partition once attached belongs to the badge that attached
-        /// it (`PermissionDenied` for another). The same VP attached again
-        /// (a VID restarted) replaces its context. `NoResources` when the
-        /// tables are full.
+        /// and the partition one the supervisor registered for the
+        /// caller's badge (`PermissionDenied` otherwise). The same VP
+        /// attached again (a VID restarted) replaces its context.
+        /// `NoResources` when the tables are full.
         fn attach_vp(partition: &[u8], vp: u32, lp: u32, reserve: u32, cap: u32, weight: u32)
             -> Result<(), ServiceError> = 4;
 
@@ -100,5 +102,11 @@ tessera_idl::interface! {
         /// holds them: `(reserve, cap, weight)`. `NotFound` if no VID
         /// attached it. Anyone may read them.
         fn classic(partition: &[u8]) -> Result<(u32, u32, u32), ServiceError> = 6;
+
+        /// Records that partition `name` is run by the task with badge
+        /// `vid_badge` (the manifest's `vid`), the only one that may attach
+        /// its VPs. Supervisor only (`PermissionDenied`); `InvalidArgument`
+        /// for a bad name, `NoResources` when the table is full.
+        fn register_partition(vid_badge: u64, name: &[u8]) -> Result<(), ServiceError> = 7;
     }
 }

@@ -266,6 +266,13 @@ impl<C: SchedControl> Server for Scheduler<C> {
     fn classic(&mut self, _caller: Badge, partition: &[u8]) -> Result<(u32, u32, u32), ServiceError> {
         self.classic.get(partition)
     }
+
+    fn register_partition(&mut self, caller: Badge, vid_badge: u64, name: &[u8]) -> Result<(), ServiceError> {
+        if caller != SUPERVISOR_BADGE {
+            return Err(ServiceError::PermissionDenied);
+        }
+        self.classic.assign(Badge(vid_badge), name)
+    }
 }
 
 #[cfg(test)]

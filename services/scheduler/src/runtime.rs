@@ -40,8 +40,18 @@ struct Vp {
     context: CapSlot,
 }
 
+/// A partition the supervisor says a VID runs.
+#[derive(Clone, Copy, Debug)]
+struct Assigned {
+    name: [u8; PARTITION_NAME_LEN],
+    name_len: usize,
+    vid: Badge,
+}
+
 /// The attached partitions and VPs.
 pub struct Runtime {
+    /// Which VID may attach which partition (the supervisor's word).
+    assigned: [Option<Assigned>; MAX_PARTITIONS],
     partitions: [Option<Partition>; MAX_PARTITIONS],
     vps: [Option<Vp>; MAX_VPS],
     /// Logical processors (CPUs) of the machine.
@@ -66,7 +76,30 @@ impl Snapshot {
 
 impl Runtime {
     pub const fn new(lps: u32) -> Runtime {
-        Runtime { partitions: [None; MAX_PARTITIONS], vps: [None; MAX_VPS], lps: if lps == 0 { 1 } else { lps } }
+        Runtime {
+            assigned: [None; MAX_PARTITIONS],
+            partitions: [None; MAX_PARTITIONS],
+            vps: [None; MAX_VPS],
+            lps: if lps == 0 { 1 } else { lps },
+        }
+    }
+
+    /// `register_partition` (see the interface), the caller checked: the
+    /// partition `name` may be attached by `vid` only (a later word for
+    /// the same name replaces the earlier one).
+    pub fn assign(&mut self, vid: Badge, name: &[u8]) -> Result<(), ServiceError> {
+        if name.is_empty() || name.len() > PARTITION_NAME_LEN {
+            return Err(ServiceError::InvalidArgument);
+        }
+        let same = |a: &Option<Assigned>| a.is_some_and(|a| &a.name[..a.name_len] == name);
+        let at = match self.assigned.iter().position(same) {
+            Some(i) => i,
+            None => self.assigned.iter().position(Option::is_none).ok_or(ServiceError::NoResources)?,
+        };
+        let mut stored = [0; PARTITION_NAME_LEN];
+        stored[..name.len()].copy_from_slice(name);
+        self.assigned[at] = Some(Assigned { name: stored, name_len: name.len(), vid });
+        Ok(())
     }
 
     fn find(&self, name: &[u8]) -> Option<usize> {
@@ -115,10 +148,10 @@ impl Runtime {
         if lp >= self.lps || params.check().is_err() {
             return Err(ServiceError::InvalidArgument);
         }
+        let assigned = self.assigned.iter().flatten().any(|a| &a.name[..a.name_len] == name && a.vid == caller);
         let existing = self.find(name);
-        if let Some(k) = existing
-            && self.partitions[k].is_some_and(|p| p.owner != caller)
-        {
+        let taken = existing.is_some_and(|k| self.partitions[k].is_some_and(|p| p.owner != caller));
+        if !assigned || taken {
             return Err(ServiceError::PermissionDenied);
         }
         let k = match existing {

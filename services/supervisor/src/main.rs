@@ -270,7 +270,8 @@ mod task {
 
         /// Tells the scheduler which task a badge is, so its `set_priority`
         /// can reach the task's scheduling context. Tasks that started before
-        /// the scheduler are registered when it starts.
+        /// the scheduler are registered when it starts, and so is which VID
+        /// runs each partition.
         fn register_with_scheduler(&mut self, index: TaskIndex) {
             let tasks = &self.image.manifest.tasks;
             let Some(scheduler) = tasks.iter().position(|t| t.name == supervisor::SCHEDULER_TASK) else { return };
@@ -288,6 +289,15 @@ mod task {
                 let name = self.image.manifest.tasks[i].name;
                 if let Err(e) = client.register_task(badge_of(TaskIndex(i as u8)), name.as_bytes()) {
                     log!("cannot register {name} with the scheduler: {e:?}");
+                }
+            }
+            // Which VID may attach each partition's VPs (classic parameters
+            // at run time), told once the scheduler starts.
+            if usize::from(index.0) == scheduler {
+                for p in &self.image.manifest.partitions {
+                    if let Err(e) = client.register_partition(badge_of(p.vid), p.name.as_bytes()) {
+                        log!("cannot register partition {} with the scheduler: {e:?}", p.name);
+                    }
                 }
             }
         }

@@ -31,10 +31,18 @@ fn attach(
     r
 }
 
+/// The supervisor says `vid` runs partitions `names`.
+fn assign(s: &mut Scheduler<Kernel>, vid: Badge, names: &[&str]) {
+    for name in names {
+        s.register_partition(SUPERVISOR_BADGE, vid.0, name.as_bytes()).unwrap();
+    }
+}
+
 /// The boot weights of tests/manifests/classic-runtime.toml, reversed from
 /// TLFS 14.2.3's example, one VP each on LP 0.
 fn reversed() -> Scheduler<Kernel> {
     let mut s = Scheduler::new(Kernel::default(), 1);
+    assign(&mut s, VID, &["w100", "w200", "w700"]);
     attach(&mut s, VID, 20, "w100", 0, 0, 700).unwrap();
     attach(&mut s, VID, 21, "w200", 0, 0, 200).unwrap();
     attach(&mut s, VID, 22, "w700", 0, 0, 100).unwrap();
@@ -48,6 +56,11 @@ fn slices(s: &Scheduler<Kernel>) -> Vec<(CapSlot, u64)> {
 #[test]
 fn a_vp_attaches_with_its_context_and_valid_parameters_only() {
     let mut s = Scheduler::new(Kernel::default(), 2);
+    // Only the supervisor says which VID runs a partition.
+    assert_eq!(s.register_partition(VID, VID.0, b"p"), Err(ServiceError::PermissionDenied));
+    assert_eq!(s.register_partition(SUPERVISOR_BADGE, VID.0, b""), Err(ServiceError::InvalidArgument));
+    assert_eq!(attach(&mut s, VID, 20, "p", 0, 0, 100), Err(ServiceError::PermissionDenied), "not its partition");
+    assign(&mut s, VID, &["p", "q", "r", "t"]);
     s.offer(None);
     assert_eq!(s.attach_vp(VID, b"p", 0, 0, 0, ONE_LP, 100), Err(ServiceError::InvalidArgument), "no context");
     assert_eq!(attach(&mut s, VID, 20, "p", 0, 2, 100), Err(ServiceError::InvalidArgument), "no CPU 2");
@@ -62,8 +75,10 @@ fn a_vp_attaches_with_its_context_and_valid_parameters_only() {
 
     attach(&mut s, VID, 20, "p", 0, 0, 100).unwrap();
     assert_eq!(s.classic(PLAIN, b"p"), Ok((0, ONE_LP, 100)));
-    // Another VID cannot take the partition over.
+    // Another VID cannot take the partition over, nor attach one not its own.
     assert_eq!(attach(&mut s, OTHER_VID, 30, "p", 1, 1, 100), Err(ServiceError::PermissionDenied));
+    assign(&mut s, OTHER_VID, &["o"]);
+    assert_eq!(attach(&mut s, VID, 30, "o", 0, 1, 100), Err(ServiceError::PermissionDenied));
     // Its VID attaches it again (restarted): the old context is let go.
     attach(&mut s, VID, 21, "p", 0, 1, 300).unwrap();
     assert_eq!(s.control().released, [CapSlot(20)]);
@@ -137,6 +152,8 @@ fn a_bad_request_changes_nothing() {
 #[test]
 fn only_the_lps_of_the_partition_are_reapplied() {
     let mut s = Scheduler::new(Kernel::default(), 2);
+    assign(&mut s, VID, &["a", "b"]);
+    assign(&mut s, OTHER_VID, &["c"]);
     attach(&mut s, VID, 20, "a", 0, 0, 100).unwrap();
     attach(&mut s, VID, 21, "a", 1, 1, 100).unwrap();
     attach(&mut s, VID, 22, "b", 0, 1, 100).unwrap();
@@ -157,6 +174,7 @@ fn only_the_lps_of_the_partition_are_reapplied() {
 #[test]
 fn a_kernel_refusal_is_failed() {
     let mut s = Scheduler::new(Kernel { refuse: Some(CapSlot(21)), ..Kernel::default() }, 1);
+    assign(&mut s, VID, &["a", "b"]);
     attach(&mut s, VID, 20, "a", 0, 0, 100).unwrap();
     attach(&mut s, VID, 21, "b", 0, 0, 100).unwrap();
     assert_eq!(s.set_classic(CONTROL, b"a", 0, ONE_LP, 900), Err(ServiceError::Failed));
