@@ -85,9 +85,14 @@ fn qemu_weights_share_cpu_1_of_2_in_proportion() {
 const WEIGHTED: [&str; 3] = ["w100", "w200", "w700"];
 
 fn assert_weighted(run: &Boot, runtimes: &[u64], cpu: u32) {
-    let parts = WEIGHTED;
     run.assert_serial_contains(&format!("[vid] w100: VP 0 on CPU {cpu}: slice 1,"));
     run.assert_serial_contains(&format!("[vid] w700: VP 0 on CPU {cpu}: slice 7,"));
+    assert_shares(run, runtimes);
+}
+
+/// The runtimes split 10/20/70 (each within 3 points).
+fn assert_shares(run: &Boot, runtimes: &[u64]) {
+    let parts = WEIGHTED;
     let total: u64 = runtimes.iter().sum();
     for ((p, r), want) in parts.iter().zip(runtimes).zip([10.0, 20.0, 70.0]) {
         let got = share(*r, total);
@@ -95,6 +100,44 @@ fn assert_weighted(run: &Boot, runtimes: &[u64], cpu: u32) {
             run.fail(&format!("{p} got {got:.1} % of the CPU, not {want} % ± 3 (runtimes {runtimes:?} us)"));
         }
     }
+}
+
+/// Issue #10, classic parameters at run time: the same partitions booted
+/// with the weights reversed (700/200/100, `classic-runtime.toml`), which
+/// alone would share the CPU 70/20/10. `sched-tuner`, holding the
+/// `sched-control` capability, sets 100/200/700 through the scheduler
+/// before the window; the scheduler re-applies the three VPs' contexts
+/// (the VID handed them over) and they share it 10/20/70 ± 3. The same
+/// request on its plain `scheduler` capability is refused, and so are
+/// requests the manifest would refuse, which change nothing.
+#[test]
+fn qemu_weights_changed_at_run_time_through_the_scheduler() {
+    let (run, runtimes) = run("qemu_weights_changed_at_run_time_through_the_scheduler", "runtime", &WEIGHTED);
+    // Booted reversed: w100 had the 7-tick slice.
+    run.assert_serial_contains("[vid] w100: VP 0 on CPU 0: slice 7,");
+    run.assert_serial_contains("[vid] w700: VP 0 on CPU 0: slice 1,");
+    assert_in_order(
+        &run,
+        &[
+            "[scheduler] 3 VP scheduling contexts attached",
+            "[sched-tuner] w100: attached with reserve 0x0, cap 0x10000, weight 700",
+            "[sched-tuner] without sched-control: Err(PermissionDenied)",
+            "[sched-tuner] weight 0: Err(InvalidArgument)",
+            "[sched-tuner] weight 10001: Err(InvalidArgument)",
+            "[sched-tuner] cap 0: Err(InvalidArgument)",
+            "[sched-tuner] reserve above cap: Err(InvalidArgument)",
+            "[sched-tuner] unknown partition: Err(NotFound)",
+            "[sched-tuner] bad requests changed nothing: w100 Some((0, 65536, 700))",
+            "[sched-tuner] reserve 0xc000: Ok(())",
+            "[sched-tuner] reserve 0x8000 beside it: Err(InvalidArgument)",
+            "[sched-tuner] w100: weight 700 -> 100, set through sched-control",
+            "[sched-tuner] w200: weight 200 -> 200, set through sched-control",
+            "[scheduler] w700: VP 0 on CPU 0: slice 7, budget 0/0 ticks, reserve 0 ticks at priority 0",
+            "[sched-tuner] w700: weight 100 -> 700, set through sched-control",
+            "[sched-tuner] done at tick",
+        ],
+    );
+    assert_shares(&run, &runtimes);
 }
 
 /// TLFS 14.2.2: a VP capped at 0.25 of an LP gets no more than that next

@@ -18,9 +18,11 @@
 #![forbid(unsafe_code)]
 
 pub mod classic;
+pub mod runtime;
 
 use abi::startup::NAME_LEN;
 use abi::{CapSlot, ErrorCode};
+use runtime::Runtime;
 use scheduler_api::{MAX_PRIORITY, SUPERVISOR_BADGE, Server, ServiceError};
 use tessera_idl::Badge;
 
@@ -55,6 +57,16 @@ const _: () = {
 /// `SCHED_CONFIGURE` on a scheduling-context capability.
 pub trait SchedControl {
     fn configure(&mut self, context: CapSlot, priority: u8, budget: u64, period: u64) -> Result<(), ErrorCode>;
+
+    /// `SCHED_CONFIGURE` with all six words (a VP's classic parameters).
+    fn configure_classic(&mut self, context: CapSlot, words: &[u64; 6]) -> Result<(), ErrorCode>;
+
+    /// Deletes a capability the scheduler no longer needs.
+    fn release(&mut self, slot: CapSlot);
+
+    /// VP `vp` of partition `partition`, on logical processor `lp`, now
+    /// runs with `params` (a run-time change; the task logs it).
+    fn applied(&mut self, _partition: &[u8], _vp: u32, _lp: u32, _params: &classic::ScParams) {}
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,15 +99,41 @@ pub struct PolicyReport {
 pub struct Scheduler<C: SchedControl> {
     control: C,
     contexts: [Option<Context>; MAX_CONTEXTS],
+    /// Classic parameters at run time: the VPs the VIDs attached.
+    classic: Runtime,
+    /// A capability that came with the request being served, until an
+    /// operation takes it.
+    received: Option<CapSlot>,
 }
 
 impl<C: SchedControl> Scheduler<C> {
-    pub fn new(control: C) -> Self {
-        Scheduler { control, contexts: [None; MAX_CONTEXTS] }
+    /// A scheduler on a machine of `lps` logical processors.
+    pub fn new(control: C, lps: u32) -> Self {
+        Scheduler { control, contexts: [None; MAX_CONTEXTS], classic: Runtime::new(lps), received: None }
+    }
+
+    /// The capability (checked to be a scheduling context) that came with
+    /// the next request; [`Scheduler::unused`] after dispatching it.
+    pub fn offer(&mut self, context: Option<CapSlot>) {
+        self.received = context;
+    }
+
+    /// What the request left untaken of the offered capability.
+    pub fn unused(&mut self) -> Option<CapSlot> {
+        self.received.take()
+    }
+
+    /// VPs attached for the classic policy.
+    pub fn classic_vps(&self) -> usize {
+        self.classic.vps()
     }
 
     pub fn control(&self) -> &C {
         &self.control
+    }
+
+    pub fn control_mut(&mut self) -> &mut C {
+        &mut self.control
     }
 
     /// Records the context of task `task` (from a `sched:<task>` capability).
@@ -185,6 +223,55 @@ impl<C: SchedControl> Server for Scheduler<C> {
     fn priority(&mut self, _caller: Badge, task_badge: u64) -> Result<u8, ServiceError> {
         let context = self.find_badge(Badge(task_badge)).ok_or(ServiceError::NotFound)?;
         context.applied.map(|(p, _, _)| p).ok_or(ServiceError::NotFound)
+    }
+
+    fn attach_vp(
+        &mut self,
+        caller: Badge,
+        partition: &[u8],
+        vp: u32,
+        lp: u32,
+        reserve: u32,
+        cap: u32,
+        weight: u32,
+    ) -> Result<(), ServiceError> {
+        let context = self.received.take();
+        let params = classic::Classic { reserve, cap, weight };
+        match self.classic.attach(caller, context, partition, vp, lp, params) {
+            Ok(old) => {
+                if let Some(old) = old {
+                    self.control.release(old);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Refused: the context is not kept.
+                self.received = context;
+                Err(e)
+            }
+        }
+    }
+
+    fn set_classic(
+        &mut self,
+        caller: Badge,
+        partition: &[u8],
+        reserve: u32,
+        cap: u32,
+        weight: u32,
+    ) -> Result<(), ServiceError> {
+        self.classic.set(&mut self.control, caller, partition, classic::Classic { reserve, cap, weight })
+    }
+
+    fn classic(&mut self, _caller: Badge, partition: &[u8]) -> Result<(u32, u32, u32), ServiceError> {
+        self.classic.get(partition)
+    }
+
+    fn register_partition(&mut self, caller: Badge, vid_badge: u64, name: &[u8]) -> Result<(), ServiceError> {
+        if caller != SUPERVISOR_BADGE {
+            return Err(ServiceError::PermissionDenied);
+        }
+        self.classic.assign(Badge(vid_badge), name)
     }
 }
 

@@ -9,6 +9,9 @@ use tessera_idl::{CapSlot, Message};
 struct Kernel {
     calls: Vec<(CapSlot, u8, u64, u64)>,
     refuse: Option<CapSlot>,
+    classic: Vec<(CapSlot, [u64; 6])>,
+    released: Vec<CapSlot>,
+    applied: Vec<(String, u32, u32, u32)>,
 }
 
 impl SchedControl for Kernel {
@@ -19,10 +22,26 @@ impl SchedControl for Kernel {
         self.calls.push((context, priority, budget, period));
         Ok(())
     }
+
+    fn configure_classic(&mut self, context: CapSlot, words: &[u64; 6]) -> Result<(), ErrorCode> {
+        if self.refuse == Some(context) {
+            return Err(ErrorCode::NO_RIGHTS);
+        }
+        self.classic.push((context, *words));
+        Ok(())
+    }
+
+    fn release(&mut self, slot: CapSlot) {
+        self.released.push(slot);
+    }
+
+    fn applied(&mut self, partition: &[u8], vp: u32, lp: u32, params: &classic::ScParams) {
+        self.applied.push((String::from_utf8(partition.to_vec()).unwrap(), vp, lp, params.slice));
+    }
 }
 
 fn scheduler() -> Scheduler<Kernel> {
-    let mut s = Scheduler::new(Kernel::default());
+    let mut s = Scheduler::new(Kernel::default(), 1);
     s.add_context("console", CapSlot(10)).unwrap();
     s.add_context("hostile", CapSlot(11)).unwrap();
     s.add_context("vid", CapSlot(12)).unwrap();
@@ -41,7 +60,7 @@ fn the_policy_configures_the_contexts_it_names_and_only_those() {
 
 #[test]
 fn a_refused_configuration_is_reported_not_fatal() {
-    let mut s = Scheduler::new(Kernel { refuse: Some(CapSlot(11)), ..Kernel::default() });
+    let mut s = Scheduler::new(Kernel { refuse: Some(CapSlot(11)), ..Kernel::default() }, 1);
     s.add_context("hostile", CapSlot(11)).unwrap();
     s.add_context("crasher", CapSlot(12)).unwrap();
     assert_eq!(s.apply_policy(POLICY), PolicyReport { applied: 1, failed: 1, absent: 0 });
@@ -51,7 +70,7 @@ fn a_refused_configuration_is_reported_not_fatal() {
 
 #[test]
 fn contexts_are_bounded_and_named_once() {
-    let mut s = Scheduler::new(Kernel::default());
+    let mut s = Scheduler::new(Kernel::default(), 1);
     assert_eq!(s.add_context("", CapSlot(1)), Err(ServiceError::InvalidArgument));
     assert_eq!(s.add_context(&"x".repeat(NAME_LEN + 1), CapSlot(1)), Err(ServiceError::InvalidArgument));
     for i in 0..MAX_CONTEXTS {
@@ -117,9 +136,11 @@ fn priority_changes_keep_the_budget_and_badges_can_move() {
 
 #[test]
 fn a_kernel_refusal_is_reported_as_failed_and_changes_nothing() {
-    let mut s = Scheduler::new(Kernel { refuse: Some(CapSlot(11)), ..Kernel::default() });
+    let mut s = Scheduler::new(Kernel { refuse: Some(CapSlot(11)), ..Kernel::default() }, 1);
     s.add_context("hostile", CapSlot(11)).unwrap();
     s.register_task(SUPERVISOR_BADGE, 20, b"hostile").unwrap();
     assert_eq!(s.set_priority(SUPERVISOR_BADGE, 20, 3), Err(ServiceError::Failed));
     assert_eq!(s.priority_of("hostile"), None);
 }
+
+mod runtime_classic;

@@ -121,17 +121,40 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
 }
 
 /// The rights of the endpoint capability a `Serve` or `Use` grant gives
-/// `task`: a server receives, a client sends. Partitions add two: the
+/// `task`: a server receives, a client sends. Partitions add three: the
 /// partition manager may also send on its own endpoint (it mints the badged
-/// capabilities its VPs' monitor reports arrive on), and a VID's capability
+/// capabilities its VPs' monitor reports arrive on), a VID's capability
 /// to it carries grant, so the manager's replies can carry the capabilities
-/// of the partitions it hands over.
+/// of the partitions it hands over, and a VID's capability to the
+/// scheduler carries grant, so it can hand over its VPs' scheduling
+/// contexts (`scheduler_api`'s `attach_vp`).
 pub fn endpoint_rights(manifest: &Manifest<'_>, task: TaskIndex, endpoint: EndpointIndex, serves: bool) -> Rights {
-    let is_manager_endpoint = manifest.endpoint(endpoint).is_some_and(|e| e.name == PARTITION_MANAGER);
+    let name = manifest.endpoint(endpoint).map(|e| e.name);
+    let is_manager_endpoint = name == Some(PARTITION_MANAGER);
+    let runs_partitions = manifest.partitions_of(task).next().is_some();
     if serves {
         Rights::new().with_receive(true).with_send(is_manager_endpoint && !manifest.partitions.is_empty())
     } else {
-        Rights::new().with_send(true).with_grant(is_manager_endpoint && manifest.partitions_of(task).next().is_some())
+        let takes_caps = is_manager_endpoint || name == Some(scheduler_api::ENDPOINT);
+        Rights::new().with_send(true).with_grant(takes_caps && runs_partitions)
+    }
+}
+
+/// The endpoint and badge of the capability a task's `uses = [name]`
+/// gives it: the endpoint it names, badged with the task's badge; but
+/// `sched-control` ([`scheduler_api::CONTROL_ENDPOINT`]) is the authority
+/// over classic scheduler parameters, a capability to the `scheduler`
+/// endpoint of the same server with [`scheduler_api::CONTROL_BADGE`] added
+/// to the badge (the scheduler receives on one endpoint).
+pub fn use_source(manifest: &Manifest<'_>, task: TaskIndex, endpoint: EndpointIndex) -> (EndpointIndex, u64) {
+    let badge = badge_of(task);
+    let Some(e) = manifest.endpoint(endpoint).filter(|e| e.name == scheduler_api::CONTROL_ENDPOINT) else {
+        return (endpoint, badge);
+    };
+    let scheduler = manifest.endpoints.iter().position(|s| s.name == scheduler_api::ENDPOINT && s.server == e.server);
+    match scheduler {
+        Some(i) => (EndpointIndex(i as u8), badge | scheduler_api::CONTROL_BADGE),
+        None => (endpoint, badge),
     }
 }
 

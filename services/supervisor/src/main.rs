@@ -20,7 +20,9 @@ mod task {
     use abi::startup::{StartupInfo, layout};
     use abi::{CapSlot, ErrorCode, FaultMessage, ObjectType, Rights};
     use core::fmt::Write;
-    use supervisor::{Backoff, Decision, Slots, Source, badge_of, endpoint_rights, exception_name, grants, task_of};
+    use supervisor::{
+        Backoff, Decision, Slots, Source, badge_of, endpoint_rights, exception_name, grants, task_of, use_source,
+    };
     use sysimage::SystemImage;
     use sysimage::manifest::TaskIndex;
     use tessera_rt::log::Sink;
@@ -268,7 +270,8 @@ mod task {
 
         /// Tells the scheduler which task a badge is, so its `set_priority`
         /// can reach the task's scheduling context. Tasks that started before
-        /// the scheduler are registered when it starts.
+        /// the scheduler are registered when it starts, and so is which VID
+        /// runs each partition.
         fn register_with_scheduler(&mut self, index: TaskIndex) {
             let tasks = &self.image.manifest.tasks;
             let Some(scheduler) = tasks.iter().position(|t| t.name == supervisor::SCHEDULER_TASK) else { return };
@@ -286,6 +289,15 @@ mod task {
                 let name = self.image.manifest.tasks[i].name;
                 if let Err(e) = client.register_task(badge_of(TaskIndex(i as u8)), name.as_bytes()) {
                     log!("cannot register {name} with the scheduler: {e:?}");
+                }
+            }
+            // Which VID may attach each partition's VPs (classic parameters
+            // at run time), told once the scheduler starts.
+            if usize::from(index.0) == scheduler {
+                for p in &self.image.manifest.partitions {
+                    if let Err(e) = client.register_partition(badge_of(p.vid), p.name.as_bytes()) {
+                        log!("cannot register partition {} with the scheduler: {e:?}", p.name);
+                    }
                 }
             }
         }
@@ -363,12 +375,15 @@ mod task {
                         0,
                         ObjectType::ENDPOINT,
                     ),
-                    Source::Use(ep) => (
-                        self.endpoints[usize::from(ep.0)],
-                        endpoint_rights(&self.image.manifest, index, ep, false),
-                        badge_of(index),
-                        ObjectType::ENDPOINT,
-                    ),
+                    Source::Use(ep) => {
+                        let (to, badge) = use_source(&self.image.manifest, index, ep);
+                        (
+                            self.endpoints[usize::from(to.0)],
+                            endpoint_rights(&self.image.manifest, index, to, false),
+                            badge,
+                            ObjectType::ENDPOINT,
+                        )
+                    }
                     Source::Io(range) => {
                         let slot = self.slot()?;
                         invoke(

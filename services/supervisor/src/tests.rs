@@ -176,3 +176,60 @@ vid = \"guests\"
     assert_eq!(endpoint_rights(&m, vid, console, false), Rights::new().with_send(true));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sched_control_is_the_scheduler_endpoint_with_the_control_bit_and_a_vid_may_hand_it_contexts() {
+    let dir = std::env::temp_dir().join(format!("supervisor-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    let text = SYSTEM.replace("serves = [\"scheduler\"]", "serves = [\"scheduler\", \"sched-control\"]")
+        + "
+[tasks.partition-manager]
+priority = 25
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"partition-manager\"]
+
+[tasks.guests]
+binary = \"vid\"
+priority = 15
+memory = \"64KiB\"
+stack = \"16KiB\"
+uses = [\"console\", \"partition-manager\", \"scheduler\"]
+untyped = \"1MiB\"
+
+[tasks.tuner]
+priority = 10
+memory = \"64KiB\"
+stack = \"16KiB\"
+uses = [\"scheduler\", \"sched-control\"]
+
+[scheduler]
+policy = \"classic\"
+
+[partitions.p]
+image = \"kernel\"
+memory = \"8MiB\"
+vid = \"guests\"
+";
+    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let m = Manifest::parse(&bytes).unwrap();
+    let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
+    let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);
+    let (tuner, vid) = (index("tuner"), index("guests"));
+    let (scheduler, control) = (endpoint("scheduler"), endpoint("sched-control"));
+    // The tuner's two capabilities name one endpoint; only one has the bit.
+    assert_eq!(use_source(&m, tuner, scheduler), (scheduler, badge_of(tuner)));
+    assert_eq!(use_source(&m, tuner, control), (scheduler, badge_of(tuner) | scheduler_api::CONTROL_BADGE));
+    assert_eq!(use_source(&m, vid, scheduler), (scheduler, badge_of(vid)));
+    assert_eq!(badge_of(tuner) & scheduler_api::CONTROL_BADGE, 0, "no task badge has the bit");
+    assert_eq!(names(&grants(&m, tuner).unwrap()), ["scheduler", "sched-control"]);
+    // The VID's capability to the scheduler carries grant, the tuner's not.
+    assert_eq!(endpoint_rights(&m, vid, scheduler, false), Rights::new().with_send(true).with_grant(true));
+    assert_eq!(endpoint_rights(&m, tuner, scheduler, false), Rights::new().with_send(true));
+    // Other endpoints are what they name.
+    let console = endpoint("console");
+    assert_eq!(use_source(&m, vid, console), (console, badge_of(vid)));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -432,6 +432,9 @@ fn placement(untyped: CapSlot, slots: &mut Slots, plan: &Plan, k: usize, index: 
             ),
             Err(e) => log!("{name}: VP {index}: the kernel refused its classic scheduling {params:?} ({e:?})"),
         }
+        if let Some(&classic) = plan.partitions.get(k) {
+            attach::attach(name, index, cpu, classic, context);
+        }
     }
     if cpu != 0
         && let Err(e) = invoke(context, Operation::SCHED_SET_CPU, &[u64::from(cpu)])
@@ -634,5 +637,6 @@ fn host_vendor() -> Vendor {
     if &name == b"GenuineIntel" { Vendor::Intel } else { Vendor::Amd }
 }
 
+mod attach;
 mod serve;
 use serve::serve;
