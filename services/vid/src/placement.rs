@@ -83,13 +83,15 @@ pub fn place(
     let vcpus = vcpus.clamp(1, MAX_VPS_PER_PARTITION as u32);
     let cpus = cpus.max(1);
     let cores = smt_cores(siblings, cpus);
-    let by_index = |vp: u32| requested(vp).unwrap_or(vp % cpus);
+    // Asked once per VP (the VID's `requested` logs a CPU it moves).
+    let asked: heapless::Vec<Option<u32>, MAX_VPS_PER_PARTITION> = (0..vcpus).map(requested).collect();
+    let by_index = |vp: u32| asked[vp as usize].unwrap_or(vp % cpus);
     let mut placed = Cpus::new();
     if !core || cores.is_empty() || vcpus < 2 {
         placed.extend((0..vcpus).map(by_index));
         return (placed, Pairing::Cores);
     }
-    if requested(0).is_none() {
+    if asked[0].is_none() {
         for vp in 0..vcpus {
             let (first, second) = cores[(*next_core + vp as usize / 2) % cores.len()];
             let _ = placed.push(if vp % 2 == 0 { first } else { second });
@@ -177,6 +179,17 @@ mod tests {
         let mut next = 0;
         place(2, manifest(&[2, 3]), 4, &QEMU, true, &mut next);
         assert_eq!(next, 0);
+    }
+
+    #[test]
+    fn each_vp_is_asked_for_once() {
+        let asked = core::cell::Cell::new(0);
+        let requested = |vp: u32| {
+            asked.set(asked.get() + 1);
+            Some(vp)
+        };
+        place(4, requested, 4, &QEMU, true, &mut 0);
+        assert_eq!(asked.get(), 4);
     }
 
     #[test]
