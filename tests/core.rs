@@ -26,11 +26,15 @@
 //! pair it is told are siblings must run on CPUs the kernel's sibling
 //! map (`smp: SMT siblings ...`) puts in one core. alpha's and beta's
 //! `cpus` put their pairs on two cores: the VID says so and tells them 1.
+//! The kernel's own record of the CPUs each VP entered guest mode on
+//! (`kernel: partition P VP V entered guest mode on CPUs ...`) must match
+//! the CPUs the VID logged for every VP.
 //! Without the policy gamma is told 1 thread per core and no siblings.
 
 mod common;
 
 use common::{Boot, Emulator, assert_in_order, boot, count_before, manifest};
+use std::collections::BTreeMap;
 
 const QEMU_TIMEOUT: u64 = 90;
 
@@ -125,6 +129,20 @@ fn kernel_cores(run: &Boot) -> Vec<Vec<u64>> {
         .collect()
 }
 
+/// Where the kernel saw each VP enter guest mode, from its lines
+/// `kernel: partition P VP V entered guest mode on CPUs a+b`: per
+/// partition (by kernel index), each VP's CPUs.
+fn kernel_ran_on(run: &Boot) -> Vec<Vec<Vec<u64>>> {
+    let mut partitions: BTreeMap<u64, BTreeMap<u64, Vec<u64>>> = BTreeMap::new();
+    for line in run.serial.lines().filter(|l| l.starts_with("kernel: partition ")) {
+        let (p, v) = (field(run, line, "partition "), field(run, line, " VP "));
+        let cpus = line.split("on CPUs ").nth(1).unwrap_or_else(|| run.fail(&format!("{line:?}")));
+        let cpus = cpus.trim().split('+').map(|c| c.parse().unwrap_or_else(|_| run.fail(&format!("{line:?}"))));
+        partitions.entry(p).or_default().insert(v, cpus.collect());
+    }
+    partitions.into_values().map(|vps| vps.into_values().collect()).collect()
+}
+
 #[test]
 fn qemu_core_scheduling_keeps_siblings_in_one_partition() {
     let (run, (violations, entries)) = run("qemu_core_scheduling_keeps_siblings_in_one_partition", "core-turns.toml");
@@ -135,6 +153,26 @@ fn qemu_core_scheduling_keeps_siblings_in_one_partition() {
     let ran_on =
         |vp: u64| field(&run, run.assert_serial_contains(&format!("[vid] gamma: VP {vp} runs on CPU ")), "CPU ");
     let same_core = |a: u64, b: u64| a != b && cores.iter().any(|core| core.contains(&a) && core.contains(&b));
+    // Each VP entered guest mode only on the CPU its VID logged for it
+    // (the kernel's record, per partition, matches the VID's logs).
+    let mut logged: Vec<Vec<Vec<u64>>> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|p| {
+            (0..2)
+                .map(|vp| {
+                    let line = run.assert_serial_contains(&format!("[vid] {p}: VP {vp} runs on CPU "));
+                    vec![field(&run, line, "CPU ")]
+                })
+                .collect()
+        })
+        .collect();
+    let mut kernel = kernel_ran_on(&run);
+    eprintln!("kernel: VPs entered guest mode on {kernel:?}; the VID placed them on {logged:?}");
+    logged.sort();
+    kernel.sort();
+    if kernel != logged {
+        run.fail(&format!("the kernel saw VPs enter guest mode on {kernel:?}, the VID placed them on {logged:?}"));
+    }
     let told = told(&run);
     for (vp, (threads, siblings)) in told.iter().enumerate() {
         if *threads != 2 || siblings.is_empty() {

@@ -43,6 +43,16 @@ pub fn describe_cores(map: &[u32]) -> heapless::String<128> {
     out
 }
 
+/// The CPUs of `mask` joined by `+`, e.g. "0+2"; empty for none.
+pub fn describe_cpus(mask: u32) -> heapless::String<96> {
+    use core::fmt::Write;
+    let mut out = heapless::String::new();
+    for c in crate::smp::cpus_in(mask) {
+        let _ = write!(out, "{}{c}", if out.is_empty() { "" } else { "+" });
+    }
+    out
+}
+
 /// Whose turn a core is: the partition whose VPs its threads may run
 /// against those of another (core-exclusive) partition, since when, and
 /// the partition that waits for the next turn.
@@ -131,6 +141,9 @@ mod tests {
         // Linux-like numbering: siblings n apart; a CPU without one.
         assert_eq!(describe_cores(&[0b100, 0, 0b001, 0]).as_str(), "0+2");
         assert_eq!(describe_cores(&[0; 4]).as_str(), "");
+        assert_eq!(describe_cpus(0b1101).as_str(), "0+2+3");
+        assert_eq!(describe_cpus(u32::MAX).len(), 10 + 22 * 2 + 31);
+        assert_eq!(describe_cpus(0).as_str(), "");
     }
 
     #[test]
