@@ -16,10 +16,25 @@
 //! another partition: 0 under the policy; the control
 //! (`core-turns-kernel.toml`, no `[scheduler]`) must count some, so the
 //! counter can fail.
+//!
+//! The same boots check what the guests are told of SMT siblings: a third
+//! partition, gamma, without manifest `cpus`, runs the test kernel's
+//! `topology` test (each VP prints the x2APIC ID, threads per core and
+//! siblings its CPUID leaves 1 and 0xB give). Under the core policy the
+//! VID puts gamma's VPs 0 and 1 on the two siblings of a core and logs
+//! each VP's CPU: the guest must be told 2 threads per core, and every
+//! pair it is told are siblings must run on CPUs the kernel's sibling
+//! map (`smp: SMT siblings ...`) puts in one core. alpha's and beta's
+//! `cpus` put their pairs on two cores: the VID says so and tells them 1.
+//! The kernel's own record of the CPUs each VP entered guest mode on
+//! (`kernel: partition P VP V entered guest mode on CPUs ...`) must match
+//! the CPUs the VID logged for every VP.
+//! Without the policy gamma is told 1 thread per core and no siblings.
 
 mod common;
 
 use common::{Boot, Emulator, assert_in_order, boot, count_before, manifest};
+use std::collections::BTreeMap;
 
 const QEMU_TIMEOUT: u64 = 90;
 
@@ -83,9 +98,102 @@ fn run(test: &str, name: &str) -> (Boot, (u64, u64)) {
     (run, counter)
 }
 
+/// What gamma's VPs were told, in VP order: (threads per core, siblings).
+fn told(run: &Boot) -> Vec<(u64, Vec<u64>)> {
+    (0..2)
+        .map(|vp| {
+            let line = run.assert_serial_contains(&format!("[vid] gamma: testkernel: topology: VP {vp}: "));
+            let x2apic = field(run, line, "x2APIC ID ");
+            if x2apic != vp {
+                run.fail(&format!("VP {vp} was told x2APIC ID {x2apic}: {line:?}"));
+            }
+            let threads = field(run, line, ", ");
+            let list = line.split("siblings ").nth(1).unwrap_or_else(|| run.fail(&format!("no siblings in {line:?}")));
+            let siblings = match list.trim() {
+                "none" => Vec::new(),
+                ids => ids.split(',').map(|id| id.parse().unwrap_or_else(|_| run.fail(&format!("{line:?}")))).collect(),
+            };
+            eprintln!("gamma VP {vp}: told {threads} threads per core, siblings {siblings:?}");
+            (threads, siblings)
+        })
+        .collect()
+}
+
+/// The kernel's cores, from `smp: SMT siblings (CPU indices by core): 0+1 2+3`.
+fn kernel_cores(run: &Boot) -> Vec<Vec<u64>> {
+    let line = run.assert_serial_contains("smp: SMT siblings (CPU indices by core): ");
+    let cores = line.split(": ").last().unwrap_or_default();
+    cores
+        .split_whitespace()
+        .map(|core| core.split('+').map(|c| c.parse().unwrap_or_else(|_| run.fail(&format!("{line:?}")))).collect())
+        .collect()
+}
+
+/// Where the kernel saw each VP enter guest mode, from its lines
+/// `kernel: partition P VP V entered guest mode on CPUs a+b`: per
+/// partition (by kernel index), each VP's CPUs.
+fn kernel_ran_on(run: &Boot) -> Vec<Vec<Vec<u64>>> {
+    let mut partitions: BTreeMap<u64, BTreeMap<u64, Vec<u64>>> = BTreeMap::new();
+    for line in run.serial.lines().filter(|l| l.starts_with("kernel: partition ")) {
+        let (p, v) = (field(run, line, "partition "), field(run, line, " VP "));
+        let cpus = line.split("on CPUs ").nth(1).unwrap_or_else(|| run.fail(&format!("{line:?}")));
+        let cpus = cpus.trim().split('+').map(|c| c.parse().unwrap_or_else(|_| run.fail(&format!("{line:?}"))));
+        partitions.entry(p).or_default().insert(v, cpus.collect());
+    }
+    partitions.into_values().map(|vps| vps.into_values().collect()).collect()
+}
+
 #[test]
 fn qemu_core_scheduling_keeps_siblings_in_one_partition() {
     let (run, (violations, entries)) = run("qemu_core_scheduling_keeps_siblings_in_one_partition", "core-turns.toml");
+    // The guest is told 2 threads per core, and its sibling VPs run on
+    // sibling CPUs.
+    let cores = kernel_cores(&run);
+    eprintln!("kernel: cores {cores:?}");
+    let ran_on =
+        |vp: u64| field(&run, run.assert_serial_contains(&format!("[vid] gamma: VP {vp} runs on CPU ")), "CPU ");
+    let same_core = |a: u64, b: u64| a != b && cores.iter().any(|core| core.contains(&a) && core.contains(&b));
+    // Each VP entered guest mode only on the CPU its VID logged for it
+    // (the kernel's record, per partition, matches the VID's logs).
+    let mut logged: Vec<Vec<Vec<u64>>> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|p| {
+            (0..2)
+                .map(|vp| {
+                    let line = run.assert_serial_contains(&format!("[vid] {p}: VP {vp} runs on CPU "));
+                    vec![field(&run, line, "CPU ")]
+                })
+                .collect()
+        })
+        .collect();
+    let mut kernel = kernel_ran_on(&run);
+    eprintln!("kernel: VPs entered guest mode on {kernel:?}; the VID placed them on {logged:?}");
+    logged.sort();
+    kernel.sort();
+    if kernel != logged {
+        run.fail(&format!("the kernel saw VPs enter guest mode on {kernel:?}, the VID placed them on {logged:?}"));
+    }
+    let told = told(&run);
+    for (vp, (threads, siblings)) in told.iter().enumerate() {
+        if *threads != 2 || siblings.is_empty() {
+            run.fail(&format!("gamma VP {vp} was told {threads} threads per core, siblings {siblings:?}"));
+        }
+        for &s in siblings {
+            let (a, b) = (ran_on(vp as u64), ran_on(s));
+            eprintln!("gamma VP {vp} on CPU {a}, its sibling VP {s} on CPU {b}");
+            if !same_core(a, b) {
+                run.fail(&format!("gamma VPs {vp} and {s} are told siblings but run on CPUs {a} and {b}: {cores:?}"));
+            }
+        }
+    }
+    run.assert_serial_contains(
+        "[vid] gamma: core scheduler: VPs 2k and 2k+1 run on SMT siblings; told 2 threads per core",
+    );
+    for (p, cpus) in [("alpha", "0 and 2"), ("beta", "1 and 3")] {
+        run.assert_serial_contains(&format!(
+            "[vid] {p}: core scheduler: VPs 0 and 1 are on CPUs {cpus}, not SMT siblings; told 1 thread per core"
+        ));
+    }
     if entries < 100 {
         run.fail(&format!("only {entries} guest entries were checked against the siblings"));
     }
@@ -98,6 +206,15 @@ fn qemu_core_scheduling_keeps_siblings_in_one_partition() {
 fn qemu_without_the_core_policy_siblings_mix_partitions() {
     let (run, (violations, entries)) =
         run("qemu_without_the_core_policy_siblings_mix_partitions", "core-turns-kernel.toml");
+    // Without the policy nobody keeps siblings to one partition: 1 thread
+    // per core, no siblings, though the machine has them.
+    kernel_cores(&run);
+    for (vp, (threads, siblings)) in told(&run).iter().enumerate() {
+        if *threads != 1 || !siblings.is_empty() {
+            run.fail(&format!("gamma VP {vp} was told {threads} threads per core, siblings {siblings:?}"));
+        }
+    }
+    run.assert_serial_lacks("core scheduler: VPs");
     if violations == 0 {
         run.fail(&format!("no sibling violation in {entries} guest entries without the core policy"));
     }

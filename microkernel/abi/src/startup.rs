@@ -3,6 +3,7 @@
 //! the others) writes one page with this layout, maps it read-only into the
 //! task, and starts the first thread with its address in `rdi`.
 
+use crate::limits::MAX_CPUS;
 use crate::{CapSlot, ObjectType};
 
 /// Where things go in a task's address space (the creator's convention;
@@ -80,6 +81,10 @@ pub struct StartupInfo {
     pub cpu_count: u32,
     /// The TSC's frequency as the kernel measured it (0 if unknown).
     pub tsc_hz: u64,
+    /// The SMT siblings of each CPU the kernel schedules on, by CPU index:
+    /// bit `c` of `siblings[i]` says CPU `c` shares CPU `i`'s core (CPUID
+    /// leaf 0xB); all 0 without SMT.
+    pub siblings: [u32; MAX_CPUS],
     pub caps: [StartupCap; MAX_STARTUP_CAPS],
 }
 
@@ -96,6 +101,7 @@ impl StartupInfo {
             cap_count: 0,
             cpu_count: 1,
             tsc_hz: 0,
+            siblings: [0; MAX_CPUS],
             caps: [StartupCap::EMPTY; MAX_STARTUP_CAPS],
         }
     }
@@ -127,6 +133,9 @@ impl StartupInfo {
         put(&self.cap_count.to_le_bytes());
         put(&self.cpu_count.to_le_bytes());
         put(&self.tsc_hz.to_le_bytes());
+        for mask in &self.siblings {
+            put(&mask.to_le_bytes());
+        }
         for cap in &self.caps {
             put(&cap.name.0);
             put(&cap.slot.0.to_le_bytes());
@@ -167,6 +176,7 @@ mod tests {
         let mut info = StartupInfo::empty();
         info.task_name = Name::new("console").unwrap();
         info.ipc_buffer = layout::IPC_BUFFER;
+        info.siblings[1] = 0b1;
         assert!(info.push("io0", CapSlot(7), ObjectType::IO_PORTS));
         let mut page = [0xffu8; 4096];
         info.write_to(&mut page).unwrap();
@@ -175,6 +185,8 @@ mod tests {
         assert_eq!(word(core::mem::offset_of!(StartupInfo, ipc_buffer)), layout::IPC_BUFFER);
         let name_at = core::mem::offset_of!(StartupInfo, task_name);
         assert_eq!(&page[name_at..name_at + 7], b"console");
+        let siblings = core::mem::offset_of!(StartupInfo, siblings);
+        assert_eq!(page[siblings..siblings + 8], [0, 0, 0, 0, 1, 0, 0, 0]);
         let cap = core::mem::offset_of!(StartupInfo, caps);
         assert_eq!(&page[cap..cap + 3], b"io0");
         assert_eq!(page[cap + 24..cap + 28], 7u32.to_le_bytes());

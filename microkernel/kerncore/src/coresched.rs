@@ -23,6 +23,36 @@ pub fn siblings(apic_ids: &[u32], online: u32, cpu: usize, shift: u32) -> u32 {
         .fold(0, |mask, c| mask | (1 << c))
 }
 
+/// The cores that have SMT siblings, from a sibling map (bit `c` of
+/// `map[i]`: CPU `c` shares CPU `i`'s core): each core's CPUs joined by
+/// `+`, cores apart by spaces, e.g. "0+1 2+3"; empty without siblings.
+pub fn describe_cores(map: &[u32]) -> heapless::String<128> {
+    use core::fmt::Write;
+    let mut out = heapless::String::new();
+    for (i, &mates) in map.iter().enumerate() {
+        // A core is named once, by its lowest CPU.
+        if mates == 0 || mates & ((1u32 << i.min(31)) - 1) != 0 {
+            continue;
+        }
+        let sep = if out.is_empty() { "" } else { " " };
+        let _ = write!(out, "{sep}{i}");
+        for c in crate::smp::cpus_in(mates) {
+            let _ = write!(out, "+{c}");
+        }
+    }
+    out
+}
+
+/// The CPUs of `mask` joined by `+`, e.g. "0+2"; empty for none.
+pub fn describe_cpus(mask: u32) -> heapless::String<96> {
+    use core::fmt::Write;
+    let mut out = heapless::String::new();
+    for c in crate::smp::cpus_in(mask) {
+        let _ = write!(out, "{}{c}", if out.is_empty() { "" } else { "+" });
+    }
+    out
+}
+
 /// Whose turn a core is: the partition whose VPs its threads may run
 /// against those of another (core-exclusive) partition, since when, and
 /// the partition that waits for the next turn.
@@ -103,6 +133,17 @@ mod tests {
         // A CPU beyond the table, a huge shift: no panic.
         assert_eq!(siblings(&ids, 0b1111, 9, 1), 0);
         assert_eq!(siblings(&ids, 0b1111, 0, 40), 0b1110);
+    }
+
+    #[test]
+    fn cores_are_described_by_their_cpus() {
+        assert_eq!(describe_cores(&[0b10, 0b01, 0b1000, 0b0100]).as_str(), "0+1 2+3");
+        // Linux-like numbering: siblings n apart; a CPU without one.
+        assert_eq!(describe_cores(&[0b100, 0, 0b001, 0]).as_str(), "0+2");
+        assert_eq!(describe_cores(&[0; 4]).as_str(), "");
+        assert_eq!(describe_cpus(0b1101).as_str(), "0+2+3");
+        assert_eq!(describe_cpus(u32::MAX).len(), 10 + 22 * 2 + 31);
+        assert_eq!(describe_cpus(0).as_str(), "");
     }
 
     #[test]

@@ -138,6 +138,10 @@ fn main(info: &'static BootInfo) -> ! {
                  never are); turn SMT off in firmware for full isolation"
             );
         }
+        let cores = kerncore::coresched::describe_cores(&smp::sibling_map());
+        if !cores.is_empty() {
+            println!("smp: SMT siblings (CPU indices by core): {cores}");
+        }
     }
 
     let (used, total) = heap::usage();

@@ -61,6 +61,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let mut startup = StartupInfo::empty();
     startup.tsc_hz = crate::arch::apic::tsc_hz();
     startup.cpu_count = crate::arch::smp::cpu_count();
+    startup.siblings = crate::arch::smp::sibling_map();
     startup.task_name = abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);
     let mut next_slot = 1u32;
     let mut grant = |k: &mut Kernel, startup: &mut StartupInfo, name: &str, object: ObjRef, rights: Rights| {

@@ -306,5 +306,15 @@ pub fn report_run_counters() {
             "kernel: core scheduling: {} sibling violations in {} guest entries",
             counters.sibling_violations, counters.sibling_checked
         );
+        // Where each VP ran, to check the SMT pairs the VIDs tell guests of.
+        for p in 0..abi::limits::MAX_PARTITIONS {
+            for v in 0..abi::limits::MAX_VPS_PER_PARTITION {
+                let cpus = ipi::vp_ran_on(p, v);
+                if cpus != 0 {
+                    let list = kerncore::coresched::describe_cpus(cpus);
+                    println!("kernel: partition {p} VP {v} entered guest mode on CPUs {list}");
+                }
+            }
+        }
     }
 }

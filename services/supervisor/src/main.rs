@@ -217,6 +217,7 @@ mod task {
             let mut startup = StartupInfo::empty();
             startup.tsc_hz = tessera_rt::startup::tsc_hz();
             startup.cpu_count = tessera_rt::startup::cpu_count();
+            startup.siblings = tessera_rt::startup::siblings();
             startup.task_name = abi::startup::Name::new(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
             startup.ipc_buffer = layout::IPC_BUFFER;
             startup.memory_size = memory_pages * PAGE;

@@ -14,7 +14,7 @@
 use core::fmt;
 
 use crate::acpi::{Pm1, Pm1Effect};
-use crate::cpuid::cpuid_for_vp;
+use crate::cpuid::{Topology, cpuid_for_vp};
 use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
 use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Interrupts};
 use crate::mmio::TestDevice;
@@ -239,6 +239,9 @@ pub struct VmmConfig {
     pub clock: HostClock,
     /// VPs (1..=16).
     pub vps: u32,
+    /// Threads per core its CPUID tells (1, or 2 for VP pairs the VID put
+    /// on SMT siblings under the core scheduler: `vid::placement`).
+    pub threads_per_core: u32,
     /// The TSC when the partition was created (reference time 0).
     pub created_tsc: u64,
 }
@@ -250,6 +253,7 @@ impl Default for VmmConfig {
             vendor: Vendor::Amd,
             clock: HostClock { tsc_hz: 1_000_000_000, apic_hz: APIC_HZ },
             vps: 1,
+            threads_per_core: 1,
             created_tsc: 0,
         }
     }
@@ -287,6 +291,8 @@ pub struct Vmm {
     uart_irq: bool,
     /// What the partition's VPs did, for the VID's report.
     pub stats: ExitStats,
+    /// The processor topology its CPUID describes.
+    pub topology: Topology,
 }
 
 impl Default for Vmm {
@@ -316,6 +322,7 @@ impl Vmm {
             uart_irq: false,
             pm1: Pm1::new(),
             stats: ExitStats::default(),
+            topology: Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) },
         }
     }
 
@@ -415,7 +422,7 @@ impl Vmm {
                     return fail(h.rip);
                 }
                 let (profile, os) = (self.synthetic.profile(), self.synthetic.guest_os_id());
-                let [a, b, cx, d] = cpuid_for_vp(profile, os, h.vp_index, c.rax as u32, c.rcx as u32);
+                let [a, b, cx, d] = cpuid_for_vp(profile, os, self.topology, h.vp_index, c.rax as u32, c.rcx as u32);
                 resume(&[
                     (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into())),
                     (HvRegisterName::RAX, a.into()),

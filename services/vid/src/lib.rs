@@ -23,6 +23,7 @@ pub mod loader;
 pub mod logs;
 pub mod mmio;
 pub mod msr;
+pub mod placement;
 pub mod portio;
 pub mod profile;
 pub mod root;

@@ -27,6 +27,7 @@ use vid::linux::{self, E820Entry, E820Type};
 /// Offset of `acpi_rsdp_addr` in the zero page (boot protocol 2.14).
 const ACPI_RSDP_ADDR: usize = 0x070;
 use vid::loader::{self, LoadRequest, Module};
+use vid::placement::{self, Pairing};
 use vid::profile::EnlightenmentProfile;
 use vid::root::RootPolicy;
 use vid::synthetic::{HostClock, Vendor};
@@ -331,14 +332,19 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
 }
 
 /// Where and how this VID's VPs run: each VP's CPU (its partition's
-/// manifest `cpus`, else VP i on CPU i mod the CPU count; the boot CPU if
-/// the machine has no such CPU) and, under the classic policy, its
+/// manifest `cpus`, else VP i on CPU i mod the CPU count, or under the core
+/// policy on SMT VP pairs on the siblings of a core, `vid::placement`; the
+/// boot CPU if the machine has no such CPU) and, under the classic policy, its
 /// scheduling-context parameters from `scheduler::classic`, which sees all
 /// of this VID's partitions (the weights of the VPs on one CPU share it).
 struct Plan {
     classic: bool,
     /// The root scheduler: the VID starts and stops the VPs itself.
     root: bool,
+    /// The core scheduler: VP pairs go on SMT siblings.
+    core: bool,
+    /// What partition k's CPUID tells of its topology (`vid::placement`).
+    pairing: [Pairing; MAX_RUNNING],
     partitions: heapless::Vec<classic::Classic, MAX_RUNNING>,
     vps: heapless::Vec<classic::VpPlace, { MAX_RUNNING * MAX_VPS_PER_PARTITION }>,
     /// Index in `vps` of partition k's VP 0.
@@ -354,24 +360,31 @@ impl Plan {
         let mut plan = Plan {
             classic: manifest.scheduler == SchedulerPolicy::Classic,
             root: manifest.scheduler == SchedulerPolicy::Root,
+            core: manifest.scheduler == SchedulerPolicy::Core,
+            pairing: [Pairing::Cores; MAX_RUNNING],
             partitions: heapless::Vec::new(),
             vps: heapless::Vec::new(),
             first: [0; MAX_RUNNING],
         };
+        let (siblings, mut next_core) = (tessera_rt::startup::siblings(), 0);
         for (k, p) in mine.enumerate() {
             let c = p.classic;
             let _ =
                 plan.partitions.push(classic::Classic { reserve: c.reserve, cap: c.cap, weight: u32::from(c.weight) });
             plan.first[k] = plan.vps.len();
-            for vp in 0..usize::from(p.vcpus).min(MAX_VPS_PER_PARTITION) {
-                let lp = match p.cpu_of(vp) {
-                    Some(cpu) if u32::from(cpu) < cpus => u32::from(cpu),
-                    Some(cpu) => {
-                        log!("{}: VP {vp} stays on the boot CPU: the machine has no CPU {cpu}", p.name);
-                        0
+            let requested = |vp: u32| {
+                p.cpu_of(vp as usize).map(|cpu| {
+                    if u32::from(cpu) < cpus {
+                        return u32::from(cpu);
                     }
-                    None => vp as u32 % cpus,
-                };
+                    log!("{}: VP {vp} stays on the boot CPU: the machine has no CPU {cpu}", p.name);
+                    0
+                })
+            };
+            let (placed, pairing) =
+                placement::place(u32::from(p.vcpus), requested, cpus, &siblings, plan.core, &mut next_core);
+            plan.pairing[k] = pairing;
+            for lp in placed {
                 let _ = plan.vps.push(classic::VpPlace { partition: k, lp });
             }
         }
@@ -406,17 +419,17 @@ impl Plan {
 /// its planned CPU with its planned parameters, as a VP_SET_HANDLER
 /// argument; 0 (the default context: the boot CPU, the kernel's
 /// parameters) when it needs none (one CPU, no classic policy) or if none
-/// can be made.
-fn placement(untyped: CapSlot, slots: &mut Slots, plan: &Plan, k: usize, index: usize, name: &str) -> u64 {
+/// can be made. With it, the CPU the VP runs on.
+fn placement(untyped: CapSlot, slots: &mut Slots, plan: &Plan, k: usize, index: usize, name: &str) -> (u64, u32) {
     let cpus = tessera_rt::startup::cpu_count();
     let (cpu, params) = (plan.cpu(k, index), plan.params(k, index));
     if cpus <= 1 && params.is_none() {
-        return 0;
+        return (0, 0);
     }
     let context = slots.next();
     if let Err(e) = retype(untyped, ObjectType::SCHED_CONTEXT, context, 0) {
         log!("{name}: VP {index} stays on the boot CPU with the kernel's scheduling: no scheduling context ({e:?})");
-        return 0;
+        return (0, 0);
     }
     if let Some(params) = params {
         // The context's ceiling is the VID's own parameters (an unlimited
@@ -440,8 +453,41 @@ fn placement(untyped: CapSlot, slots: &mut Slots, plan: &Plan, k: usize, index: 
         && let Err(e) = invoke(context, Operation::SCHED_SET_CPU, &[u64::from(cpu)])
     {
         log!("{name}: VP {index} stays on the boot CPU: its scheduling context cannot go to CPU {cpu} ({e:?})");
+        return (u64::from(context.0), 0);
     }
-    u64::from(context.0)
+    (u64::from(context.0), cpu)
+}
+
+/// What partition `k`'s CPUID tells of its topology, given the CPUs its
+/// VPs run on (`ran`, by VP index): the plan's pairing if each pair really
+/// went to two siblings, else 1 thread per core. Logged under the core
+/// policy, with each VP's CPU.
+fn told(plan: &Plan, k: usize, ran: &[u32], name: &str) -> u32 {
+    let mut pairing = plan.pairing[k];
+    let siblings = tessera_rt::startup::siblings();
+    if pairing == Pairing::Pairs
+        && let Some(vp) = (0..ran.len().saturating_sub(1))
+            .step_by(2)
+            .find(|&vp| !placement::are_siblings(&siblings, ran[vp], ran[vp + 1]))
+    {
+        pairing = Pairing::Conflict { vp: vp as u32, cpus: (ran[vp], ran[vp + 1]) };
+    }
+    if plan.core {
+        for (vp, cpu) in ran.iter().enumerate() {
+            log!("{name}: VP {vp} runs on CPU {cpu}");
+        }
+        match pairing {
+            Pairing::Pairs => {
+                log!("{name}: core scheduler: VPs 2k and 2k+1 run on SMT siblings; told 2 threads per core")
+            }
+            Pairing::Conflict { vp, cpus: (a, b) } => log!(
+                "{name}: core scheduler: VPs {vp} and {} are on CPUs {a} and {b}, not SMT siblings; told 1 thread per core",
+                vp + 1
+            ),
+            Pairing::Cores => log!("{name}: core scheduler: no SMT pairs (one VP or no SMT); told 1 thread per core"),
+        }
+    }
+    pairing.threads_per_core()
 }
 
 /// Attaches manifest partition `index` (the VID's `k`-th), loads its guest
@@ -489,6 +535,7 @@ fn start(
         })?;
         let _ = vps.push(Vp::new(ap));
     }
+    let mut ran: heapless::Vec<u32, MAX_VPS_PER_PARTITION> = heapless::Vec::new();
     for (index, v) in vps.iter().enumerate() {
         let exit_cap = slots.next();
         let send = bits(Rights::new().with_send(true));
@@ -496,7 +543,8 @@ fn start(
         // The manager put the VP into the partition; the VID binds it to its
         // exit endpoint and to a scheduling context on its CPU (priority 0,
         // the VID's own budget).
-        let context = placement(untyped, slots, plan, k, index, p.name);
+        let (context, cpu) = placement(untyped, slots, plan, k, index, p.name);
+        let _ = ran.push(cpu);
         invoke(v.cap, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), context])?;
         invoke(v.cap, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     }
@@ -517,6 +565,7 @@ fn start(
         vendor: host_vendor(),
         clock: HostClock { tsc_hz: tessera_rt::startup::tsc_hz(), apic_hz: APIC_HZ },
         vps: vps.len() as u32,
+        threads_per_core: told(plan, k, &ran, p.name),
         created_tsc: tessera_rt::arch::rdtsc(),
     };
     Ok(Running {

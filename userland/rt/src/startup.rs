@@ -73,8 +73,6 @@ pub use current::info;
 #[cfg(target_os = "none")]
 pub(crate) use current::set;
 
-/// The TSC's frequency in Hz as the kernel measured it (0 if unknown or on
-/// the host).
 /// CPUs the kernel schedules on (at least 1).
 pub fn cpu_count() -> u32 {
     #[cfg(target_os = "none")]
@@ -87,6 +85,22 @@ pub fn cpu_count() -> u32 {
     }
 }
 
+/// Each CPU's SMT siblings, by CPU index (bit `c` of entry `i`: CPU `c`
+/// shares CPU `i`'s core), as the kernel found them; all 0 without SMT or
+/// on the host.
+pub fn siblings() -> [u32; abi::limits::MAX_CPUS] {
+    #[cfg(target_os = "none")]
+    {
+        info().siblings
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        [0; abi::limits::MAX_CPUS]
+    }
+}
+
+/// The TSC's frequency in Hz as the kernel measured it (0 if unknown or on
+/// the host).
 pub fn tsc_hz() -> u64 {
     #[cfg(target_os = "none")]
     {

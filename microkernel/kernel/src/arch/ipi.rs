@@ -15,6 +15,7 @@
 //!   lock holder that saw it clear owns that state until it drops the lock.
 
 use super::smp::MAX_CPUS;
+use abi::limits::{MAX_PARTITIONS, MAX_VPS_PER_PARTITION};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// The vector of every IPI the kernel sends: a reschedule, a kick out of
@@ -49,6 +50,11 @@ static SMT_SHIFT: AtomicU32 = AtomicU32::new(u32::MAX);
 static TURN_OWNER: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static TURN_SINCE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static TURN_WAITING: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// The CPUs each VP entered guest mode on since boot (a bit per CPU), by
+/// partition index and VP index: the kernel's own record of where VPs ran
+/// (a test checks the VID's SMT placement against it).
+static VP_RAN_ON: [[AtomicU32; MAX_VPS_PER_PARTITION]; MAX_PARTITIONS] =
+    [const { [const { AtomicU32::new(0) }; MAX_VPS_PER_PARTITION] }; MAX_PARTITIONS];
 static MOST_OUTSIDE: AtomicU32 = AtomicU32::new(0);
 static MOST_IN_GUEST: AtomicU32 = AtomicU32::new(0);
 
@@ -223,6 +229,22 @@ pub fn leaving(what: Outside, partition: Option<u32>) {
     if others != 0 {
         note_most_at_once(others, partition.is_some());
     }
+}
+
+/// VP `vp` of partition `partition` enters guest mode on this CPU: noted
+/// in [`VP_RAN_ON`] (a write only the first time on each CPU).
+pub fn entering_vp(partition: u32, vp: u32) {
+    let Some(cell) = VP_RAN_ON.get(partition as usize).and_then(|p| p.get(vp as usize)) else { return };
+    let bit = 1 << me();
+    if cell.load(Ordering::Relaxed) & bit == 0 {
+        cell.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+/// The CPUs VP `vp` of partition `partition` entered guest mode on (0 if
+/// none, or out of range).
+pub fn vp_ran_on(partition: usize, vp: usize) -> u32 {
+    VP_RAN_ON.get(partition).and_then(|p| p.get(vp)).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 /// Raises the most CPUs seen outside ring 0 at once (and in guest mode)

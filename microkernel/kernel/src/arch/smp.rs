@@ -233,6 +233,22 @@ pub fn is_online(index: usize) -> bool {
     index == 0 || SLOTS.get(index).is_some_and(schedules)
 }
 
+/// Each CPU's SMT siblings, by CPU index (bit `c`: CPU `c` shares its
+/// core), among the CPUs the kernel schedules on: from their APIC IDs and
+/// the SMT shift of CPUID leaf 0xB, as `ipi::siblings` finds them once the
+/// CPUs register; all 0 without SMT. Valid once [`start_aps`] returned, on
+/// the boot CPU (the root task's startup page carries it).
+pub fn sibling_map() -> [u32; MAX_CPUS] {
+    let Some(shift) = cpu::smt_shift() else { return [0; MAX_CPUS] };
+    let ids: [u32; MAX_CPUS] = core::array::from_fn(|i| match i {
+        0 => apic::id(),
+        _ => SLOTS[i].report.lock().as_ref().map_or(u32::MAX, |r| r.apic_id),
+    });
+    let online = (0..MAX_CPUS).filter(|&i| is_online(i)).fold(0u32, |m, i| m | 1 << i);
+    let of = |i: usize| kerncore::coresched::siblings(&ids, online, i, shift);
+    core::array::from_fn(|i| if online & 1 << i != 0 { of(i) } else { 0 })
+}
+
 /// Takes `pages` frames for good and returns the top of their direct-map
 /// range (a stack).
 fn stack(pages: usize) -> Option<u64> {

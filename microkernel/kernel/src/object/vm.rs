@@ -903,6 +903,9 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let hardware: *mut VpHardware = &mut vcpu.hw;
         let name = vcpu.hw.name();
+        if let Some(p) = vcpu.partition {
+            ipi::entering_vp(p, vcpu.index);
+        }
         ipi::leaving(ipi::Outside::Guest(name), vcpu.partition);
         kg.unlock();
         let entered_at = crate::arch::cpu::timestamp();

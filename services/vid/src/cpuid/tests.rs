@@ -65,3 +65,73 @@ fn profiles_refuse_what_the_vid_does_not_implement() {
     let no_index = Enlightenments::HYPERV.with(Enlightenment::VpIndex, false);
     assert!(EnlightenmentProfile::new(no_index, 1, 1).is_err());
 }
+
+/// Leaf 0xB subleaves 0..=2 and leaf 1 for VP `vp` of `topology`.
+fn topology_leaves(topology: Topology, vp: u32) -> ([u32; 4], [[u32; 4]; 3]) {
+    let p = hyperv();
+    let leaf = |l, s| cpuid_for_vp(&p, 0, topology, vp, l, s);
+    (leaf(1, 0), [leaf(0xb, 0), leaf(0xb, 1), leaf(0xb, 2)])
+}
+
+#[test]
+fn leaf_0b_is_reachable_and_leaves_2_to_0xa_are_zeros() {
+    let p = hyperv();
+    assert_eq!(cpuid(&p, 0, 0, 0)[0], 0xb);
+    let topology = Topology { vps: 4, threads_per_core: 2 };
+    for leaf in 2..=0xa {
+        for subleaf in 0..3 {
+            assert_eq!(cpuid_for_vp(&p, 0, topology, 3, leaf, subleaf), [0; 4], "leaf {leaf:#x}.{subleaf}");
+        }
+    }
+}
+
+#[test]
+fn smt_pairs_are_two_threads_of_a_core() {
+    // 4 VPs, 2 threads per core: VPs 0, 1 are core 0 and 2, 3 core 1.
+    let topology = Topology { vps: 4, threads_per_core: 2 };
+    for vp in 0..4 {
+        let (leaf1, [smt, core, invalid]) = topology_leaves(topology, vp);
+        // Leaf 1: HTT, 4 addressable IDs, initial APIC ID = VP index.
+        assert_eq!(leaf1[3] & LEAF1_EDX_HTT, LEAF1_EDX_HTT);
+        assert_eq!((leaf1[1] >> 16) & 0xff, 4);
+        assert_eq!(leaf1[1] >> 24, vp);
+        assert_eq!(leaf1[1] & 0xffff, LEAF1_EBX & 0xffff);
+        // SMT level: shift 1, 2 threads, type 1, level 0, x2APIC ID.
+        assert_eq!(smt, [1, 2, 1 << 8, vp]);
+        // Core level: shift 2 (4 IDs), 4 logical processors, type 2, level 1.
+        assert_eq!(core, [2, 4, 2 << 8 | 1, vp]);
+        // Level 2: invalid (type 0), the level number in ECX[7:0].
+        assert_eq!(invalid, [0, 0, 2, vp]);
+    }
+    // Siblings share the x2APIC ID above the SMT shift.
+    let core_of = |vp| topology_leaves(topology, vp).1[0][3] >> topology.smt_shift();
+    assert_eq!((core_of(0), core_of(1), core_of(2), core_of(3)), (0, 0, 1, 1));
+    // An odd count: 3 VPs still span 4 IDs; the shift covers the SMT bit.
+    let odd = Topology { vps: 3, threads_per_core: 2 };
+    assert_eq!(topology_leaves(odd, 2).1[1], [2, 3, 2 << 8 | 1, 2]);
+    assert_eq!(Topology { vps: 1, threads_per_core: 2 }.core_shift(), 1);
+}
+
+#[test]
+fn one_thread_per_core_is_every_vp_a_core() {
+    let topology = Topology::cores(2);
+    let (leaf1, [smt, core, invalid]) = topology_leaves(topology, 1);
+    assert_eq!(smt, [0, 1, 1 << 8, 1]);
+    assert_eq!(core, [1, 2, 2 << 8 | 1, 1]);
+    assert_eq!(invalid, [0, 0, 2, 1]);
+    assert_eq!((leaf1[1] >> 16) & 0xff, 2);
+    assert_eq!(leaf1[3] & LEAF1_EDX_HTT, LEAF1_EDX_HTT);
+    // 16 VPs: 16 IDs, shift 4.
+    assert_eq!(topology_leaves(Topology::cores(16), 15).1[1], [4, 16, 2 << 8 | 1, 15]);
+    // A single VP: no HTT, one logical processor, as before.
+    let (leaf1, [smt, core, _]) = topology_leaves(Topology::SINGLE, 0);
+    assert_eq!(leaf1[1], LEAF1_EBX);
+    assert_eq!(leaf1[3], LEAF1_EDX);
+    assert_eq!(smt, [0, 1, 1 << 8, 0]);
+    assert_eq!(core, [0, 1, 2 << 8 | 1, 0]);
+    // Without a VP, leaf 0xB is the single VP's.
+    assert_eq!(cpuid(&hyperv(), 0, 0xb, 1), core);
+    // Subleaves far out: invalid, the level's low byte.
+    assert_eq!(topology_leaves(Topology::cores(2), 0).0[0], SIGNATURE);
+    assert_eq!(cpuid_for_vp(&hyperv(), 0, Topology::cores(2), 1, 0xb, 0x1ff), [0, 0, 0xff, 1]);
+}

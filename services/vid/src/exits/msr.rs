@@ -78,7 +78,8 @@ impl Vmm {
             let paging = lma || guest.reg(HvRegisterName::CR0).is_some_and(|cr0| cr0 & (1 << 31) != 0);
             let nx = {
                 let (profile, os) = (self.synthetic.profile(), self.synthetic.guest_os_id());
-                crate::cpuid::cpuid_for_vp(profile, os, vp, 0x8000_0001, 0)[3] & crate::cpuid::EXT1_EDX_NX != 0
+                let ext1 = crate::cpuid::cpuid_for_vp(profile, os, self.topology, vp, 0x8000_0001, 0);
+                ext1[3] & crate::cpuid::EXT1_EDX_NX != 0
             };
             if !crate::msr::efer_write_allowed(current, value, paging, nx) {
                 return gp();

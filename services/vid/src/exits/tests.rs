@@ -285,7 +285,7 @@ fn cpuid_answers_from_the_table() {
     let mut g = Fake::new();
     let (a, _) = run(&mut vmm, &mut g, cpuid(0));
     assert_eq!(get(&a, HvRegisterName::RIP), Some(0x1002));
-    assert_eq!(get(&a, HvRegisterName::RAX), Some(1));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0xb));
     let mut vendor = Vec::new();
     for r in [HvRegisterName::RBX, HvRegisterName::RDX, HvRegisterName::RCX] {
         vendor.extend_from_slice(&(get(&a, r).unwrap() as u32).to_le_bytes());

@@ -243,6 +243,10 @@ pub enum Test {
     /// (`turns.rs`): VP 0 alternates 50 ms busy and 50 ms halted for 2 s
     /// of reference time while VP 1 spins; both report their runtime.
     Turns,
+    /// Not in `tests=all` (`cpus=<n>`). The core scheduler's test
+    /// (`siblings.rs`): every VP reads CPUID leaves 1 and 0xB; each VP's
+    /// x2APIC ID, threads per core and SMT siblings are printed.
+    Topology,
 }
 
 impl Test {
@@ -251,7 +255,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 18] = [
+    pub const EXPLICIT: [Test; 19] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -270,6 +274,7 @@ impl Test {
         Test::Pace,
         Test::Busy,
         Test::Turns,
+        Test::Topology,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -346,6 +351,7 @@ impl Test {
             Test::Pace => "pace",
             Test::Busy => "busy",
             Test::Turns => "turns",
+            Test::Topology => "topology",
         }
     }
 
@@ -514,6 +520,9 @@ macro_rules! detail {
 }
 
 pub mod smp;
+
+/// What CPUID tells a VP of the processor topology (`tests=topology`).
+pub mod topology;
 
 /// What the benchmark tests print for `tessera bench`.
 pub mod bench;

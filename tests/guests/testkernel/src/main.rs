@@ -30,6 +30,8 @@ mod hw;
 #[cfg(target_os = "none")]
 mod ring3;
 #[cfg(target_os = "none")]
+mod siblings;
+#[cfg(target_os = "none")]
 mod smpbench;
 #[cfg(target_os = "none")]
 mod state_suite;

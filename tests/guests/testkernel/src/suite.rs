@@ -6,6 +6,7 @@ use crate::busy;
 use crate::canaries;
 use crate::hw;
 use crate::println;
+use crate::siblings;
 use crate::smpbench;
 use crate::state_suite;
 use crate::tlfs_suite;
@@ -94,6 +95,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::Pace => canaries::pace(hw::tsc_hz()),
         Test::Busy => busy::run(hw::tsc_hz()),
         Test::Turns => turns::run(magic, info, cmdline),
+        Test::Topology => siblings::run(magic, info, cmdline),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }
