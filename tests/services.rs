@@ -420,8 +420,9 @@ fn qemu_vid_failures_stop_only_their_vps() {
 }
 
 /// The TLFS conformance guest (`tests=tlfs`): the Hyper-V CPUID leaves,
-/// synthetic MSRs and hypercalls, with their error cases, in a partition
-/// with the `hyperv` enlightenments.
+/// synthetic MSRs, hypercalls, SynIC and synthetic timers, with their error
+/// cases, in a partition with the `hyperv` enlightenments and `synic` and
+/// `synthetic_timers`.
 fn tlfs_conformance_passes(run: &Boot) {
     assert_in_order(
         run,
@@ -431,7 +432,14 @@ fn tlfs_conformance_passes(run: &Boot) {
             "[partition-manager] partition conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
             "[vid] conformance: testkernel: tlfs-msr: ok",
             "[vid] conformance: testkernel: tlfs-hypercall: ok",
-            "[vid] conformance: testkernel: done: 3 passed, 0 failed",
+            "[vid] conformance: testkernel: tlfs: busy slot: MessagePending set, the first message kept (11.10.3): ok",
+            "[vid] conformance: testkernel: tlfs: second message redelivered after EOM: ok",
+            "[vid] conformance: testkernel: tlfs: auto-EOI: the vector never in service, no EOI written (11.8.5): ok",
+            "[vid] conformance: testkernel: tlfs-synic: ok",
+            "[vid] conformance: testkernel: tlfs: direct mode: the APIC vector, no message (12.2): ok",
+            "[vid] conformance: testkernel: tlfs: direct mode: 3 periods of 1 ms take at least 3 ms (12.5.2): ok",
+            "[vid] conformance: testkernel: tlfs-stimer: ok",
+            "[vid] conformance: testkernel: done: 5 passed, 0 failed",
             "[vid] conformance: guest reported status 1",
         ],
     );

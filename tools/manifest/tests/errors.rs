@@ -959,8 +959,16 @@ fn ex_processor_masks_without_a_hypercall_that_uses_them() {
 #[test]
 fn unimplemented_enlightenment() {
     assert_errors(
-        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = true }")),
-        &["partition \"linux\": enlightenments: synic is not implemented by the VID yet, so it cannot be enabled"],
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = true, vsm = true }")),
+        &["partition \"linux\": enlightenments: vsm is not implemented by the VID yet, so it cannot be enabled"],
+    );
+}
+
+#[test]
+fn synthetic_timers_need_the_synic() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synthetic_timers = true }")),
+        &["partition \"linux\": enlightenments: synthetic_timers requires synic"],
     );
 }
 

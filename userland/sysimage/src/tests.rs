@@ -210,7 +210,8 @@ fn inconsistent_partitions_are_refused() {
         m.endpoints.truncate(1);
     });
     bad(|m| m.partitions[0].enlightenments = Enlightenments::from_bits(1 << 31));
-    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, true));
+    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Vsm, true));
+    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::SyntheticTimers, true));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::TimeRefCount, false));
     // Classic parameters: the TLFS ranges, reserve <= cap, only under the classic policy.
     let classic = |edit: fn(&mut Classic)| {
@@ -388,9 +389,15 @@ fn each_enlightenment_error() {
     let check = |set: Enlightenments| set.check().map_err(|e| std::format!("{e}"));
     assert_eq!(check(Enlightenments::from_bits(1 << 20)), Err("unknown enlightenment bits 0x100000".into()));
     assert_eq!(
-        check(base.with(Enlightenment::Synic, true)),
-        Err("synic is not implemented by the VID yet, so it cannot be enabled".into())
+        check(base.with(Enlightenment::Vsm, true).with(Enlightenment::Synic, true)),
+        Err("vsm is not implemented by the VID yet, so it cannot be enabled".into())
     );
+    // The SynIC and timers are implemented but not in "hyperv".
+    assert_eq!(check(base.with(Enlightenment::Synic, true)), Ok(()));
+    let timers = Enlightenments::HYPERV.with(Enlightenment::Synic, true).with(Enlightenment::SyntheticTimers, true);
+    assert_eq!(check(timers), Ok(()));
+    assert!(!Enlightenments::HYPERV.contains(Enlightenment::Synic));
+    assert!(!Enlightenments::HYPERV.contains(Enlightenment::SyntheticTimers));
     assert_eq!(
         check(base.with(Enlightenment::ReferenceTsc, true)),
         Err("reference_tsc requires time_ref_count".into())
@@ -410,18 +417,15 @@ fn each_enlightenment_error() {
         Err("ex_processor_masks requires remote_tlb_flush or cluster_ipi".into())
     );
     assert_eq!(check(base.with(Enlightenment::ExProcessorMasks, true).with(Enlightenment::ClusterIpi, true)), Ok(()));
-    // Synthetic timers are refused as unimplemented, and for what they need.
+    // Synthetic timers need the SynIC and the reference counter (12.5).
     let mut errors = StdVec::new();
     base.with(Enlightenment::SyntheticTimers, true).for_each_error(|e| errors.push(e));
     assert_eq!(
         errors,
-        [
-            EnlightenmentError::Unimplemented(Enlightenment::SyntheticTimers),
-            EnlightenmentError::Requires {
-                feature: Enlightenment::SyntheticTimers,
-                missing: Enlightenment::TimeRefCount.set().with(Enlightenment::Synic, true),
-            },
-        ]
+        [EnlightenmentError::Requires {
+            feature: Enlightenment::SyntheticTimers,
+            missing: Enlightenment::TimeRefCount.set().with(Enlightenment::Synic, true),
+        },]
     );
-    assert_eq!(std::format!("{}", errors[1]), "synthetic_timers requires time_ref_count and synic");
+    assert_eq!(std::format!("{}", errors[0]), "synthetic_timers requires time_ref_count and synic");
 }
