@@ -26,7 +26,12 @@ mod task {
         let mut broker = Broker::new();
         log!("ready, serving {ENDPOINT}");
         tessera_rt::serve(endpoint, |caller, message| {
+            let before = (broker.port_count(), broker.connection_count());
             dispatch_in_place(&mut broker, caller, message);
+            let after = (broker.port_count(), broker.connection_count());
+            if after.1 != before.1 {
+                log!("{} ports, {} connections", after.0, after.1);
+            }
             for vid in broker.take_notifications().into_iter().flatten() {
                 notify(vid);
             }
