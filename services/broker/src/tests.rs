@@ -272,3 +272,11 @@ fn the_interface_carries_tlfs_statuses_end_to_end() {
     assert_eq!(hv_status(&sup.register_partition(VID_A.0, 3, 1)), HvStatus::SUCCESS);
     assert_eq!(hv_status(&a.register_partition(VID_A.0, 4, 1)), HvStatus::ACCESS_DENIED);
 }
+
+#[test]
+fn the_broker_fits_its_tasks_stack() {
+    // The task keeps it on its 128 KiB stack (system.toml), with room to
+    // serve: a request, a reply and a fetched message besides.
+    let size = core::mem::size_of::<Broker>();
+    assert!(size <= 64 << 10, "{size} bytes");
+}
