@@ -353,6 +353,43 @@ fn bochs_two_partitions_are_isolated() {
     ));
 }
 
+/// The manifest's connections reach the broker: the supervisor declares
+/// every port and connection when it starts (nobody else may), the broker
+/// may signal the notification of the VID of every port's partition, and
+/// that VID may wait on it; a VID whose partitions have no port gets none.
+/// The guests run as before.
+#[test]
+fn qemu_connections_are_declared_to_the_broker() {
+    let m = manifest("connections.toml");
+    let run = boot("qemu_connections_are_declared_to_the_broker", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    // Start order: supervisor, console, partition-manager, broker, vid
+    // (badge 5, runs alpha and beta, both with ports), vid-gamma (gamma: none).
+    let broker = run.assert_serial_contains("[supervisor] started broker: ring 3");
+    if !broker.contains("broker(endpoint), console(endpoint), notify:5(notification)") || broker.contains("notify:6") {
+        run.fail(&format!("the broker should signal vid's notification only: {broker}"));
+    }
+    let vid = run.assert_serial_contains("[supervisor] started vid: ring 3");
+    if !vid.contains("broker(endpoint)") || !vid.contains("broker-events(notification)") {
+        run.fail(&format!("vid should use the broker and wait on broker-events: {vid}"));
+    }
+    let gamma = run.assert_serial_contains("[supervisor] started vid-gamma: ring 3");
+    if gamma.contains("broker-events") {
+        run.fail(&format!("vid-gamma runs no port's partition: {gamma}"));
+    }
+    assert_in_order(
+        &run,
+        &["[broker] ready, serving broker", "[broker] 4 ports, 4 connections", "[supervisor] started vid: ring 3"],
+    );
+    run.assert_serial_lacks("cannot declare connection");
+    run.assert_serial_lacks("cannot register partition");
+    for (vid, partition) in [("vid", "alpha"), ("vid", "beta"), ("vid-gamma", "gamma")] {
+        run.assert_serial_contains(&format!("[{vid}] {partition}: testkernel: isolation: ok"));
+    }
+    run.assert_serial_lacks("faulted");
+    run.assert_serial_lacks("FAIL");
+    run.assert_halted(0);
+}
+
 /// A guest that triple-faults stops only its own partition.
 #[test]
 fn qemu_guest_crash_leaves_others_running() {
