@@ -341,6 +341,34 @@ pub struct HvInputNotifyLongSpinWait {
     pub long_spin_wait_count: u64,
 }
 
+/// Input of HvPostMessage (TLFS 11.11.1, `HV_INPUT_POST_MESSAGE`): the
+/// caller's connection, a message type (bit 31 is the hypervisor's), the
+/// payload's size in bytes and the payload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
+pub struct HvInputPostMessage {
+    pub connection_id: u32,
+    pub reserved: u32,
+    pub message_type: u32,
+    pub payload_size: u32,
+    pub payload: [u8; crate::HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT],
+}
+
+const _: () = assert!(size_of::<HvInputPostMessage>() == 256);
+
+/// Input of HvSignalEvent (TLFS 11.11.2, `HV_INPUT_SIGNAL_EVENT`), a fast
+/// call: the caller's connection and a flag number relative to the port's
+/// base flag.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
+pub struct HvInputSignalEvent {
+    pub connection_id: u32,
+    pub flag_number: u16,
+    pub reserved: u16,
+}
+
+const _: () = assert!(size_of::<HvInputSignalEvent>() == 8);
+
 /// Output of HvExtCallQueryCapabilities (TLFS 3.14.1): the extended
 /// hypercalls available.
 #[bitfield(u64)]

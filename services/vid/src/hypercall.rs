@@ -42,8 +42,8 @@ use tlfs::hypercall::{
     HV_FAST_INPUT_BYTES, HV_HYPERCALL_ALIGNMENT, HV_PAGE_SIZE, HV_VP_SET_MAX_BANKS, HV_XMM_FAST_BYTES,
     HV_XMM_FAST_REGISTERS, HvCallCode, HvExtCapabilities, HvGvaRange, HvHypercallInput, HvHypercallOutput,
     HvInputFlushVirtualAddress, HvInputFlushVirtualAddressEx, HvInputGetSetVpRegisters, HvInputGetVpIndexFromApicId,
-    HvInputNotifyLongSpinWait, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx,
-    HvPartitionPrivilegeMask, HvRegisterAssoc, HvRegisterValue,
+    HvInputNotifyLongSpinWait, HvInputPostMessage, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx,
+    HvInputSignalEvent, HvPartitionPrivilegeMask, HvRegisterAssoc, HvRegisterValue,
 };
 use tlfs::zerocopy::{FromBytes, Immutable, IntoBytes};
 use tlfs::{HvError, HvRegisterName, HvResult, HvVpIndex, HvX64InterceptMessageHeader};
@@ -143,6 +143,19 @@ pub trait HypercallTarget {
     /// or read-only name or a bad value.
     fn set_vp_register(&mut self, vp: HvVpIndex, name: HvRegisterName, value: HvRegisterValue) -> HvResult<()>;
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex>;
+    /// HvPostMessage on the caller's connection `connection_id` (the
+    /// parser checked the privilege, `RsvdZ` and the payload size): the
+    /// broker's answer. Without one, no connection exists.
+    fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()> {
+        let _ = (connection_id, message_type, payload);
+        Err(HvError::INVALID_CONNECTION_ID)
+    }
+    /// HvSignalEvent on the caller's connection `connection_id`: the
+    /// broker's answer. Without one, no connection exists.
+    fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> HvResult<()> {
+        let _ = (connection_id, flag_number);
+        Err(HvError::INVALID_CONNECTION_ID)
+    }
     /// What HvExtCallQueryCapabilities reports.
     fn extended_capabilities(&self) -> HvExtCapabilities {
         HvExtCapabilities::new()
@@ -287,6 +300,19 @@ const fn spec(code: HvCallCode) -> Option<CallSpec> {
             privileged: HvPartitionPrivilegeMask::access_vp_index,
             ..simple
         },
+        // TLFS 11.11.1: a memory call (its input is 256 bytes).
+        HvCallCode::POST_MESSAGE => CallSpec {
+            fast: false,
+            header: size_of::<HvInputPostMessage>(),
+            privileged: HvPartitionPrivilegeMask::post_messages,
+            ..simple
+        },
+        // TLFS 11.11.2: its 8 bytes fit in RDX, fast or from memory.
+        HvCallCode::SIGNAL_EVENT => CallSpec {
+            header: size_of::<HvInputSignalEvent>(),
+            privileged: HvPartitionPrivilegeMask::signal_events,
+            ..simple
+        },
         HvCallCode::EXT_QUERY_CAPABILITIES => CallSpec {
             fast: false,
             output: size_of::<HvExtCapabilities>(),
@@ -297,8 +323,13 @@ const fn spec(code: HvCallCode) -> Option<CallSpec> {
     })
 }
 
-/// The largest header: an Ex flush's fixed part and a full set of banks.
-const MAX_HEADER: usize = size_of::<HvInputFlushVirtualAddressEx>() + HV_VP_SET_MAX_BANKS * 8;
+/// The largest header: an Ex flush's fixed part and a full set of banks,
+/// or HvPostMessage's input.
+const MAX_HEADER: usize = {
+    let flush = size_of::<HvInputFlushVirtualAddressEx>() + HV_VP_SET_MAX_BANKS * 8;
+    let post = size_of::<HvInputPostMessage>();
+    if flush > post { flush } else { post }
+};
 /// The largest rep element.
 const MAX_ELEMENT: usize = size_of::<HvRegisterAssoc>();
 

@@ -54,9 +54,13 @@ impl EnlightenmentProfile {
         !self.enlightenments.is_empty()
     }
 
-    /// Leaf 0x4000_0003 EAX:EBX. No hypercall privilege is granted: the
-    /// high half names partition-management and SynIC calls (CreatePort,
-    /// PostMessages, ...), none of which a guest gets; the flush and IPI
+    /// Leaf 0x4000_0003 EAX:EBX. Of the hypercall privileges (the high
+    /// half) only PostMessages and SignalEvents are granted, with the
+    /// SynIC (`synic`): a message or event arrives through a SINT, and
+    /// which connections a partition holds is the manifest's
+    /// (`[[connections]]`, checked by the broker), so the privilege alone
+    /// opens no channel. Partition management (CreatePort, ConnectPort,
+    /// ...) is the supervisor's, never a guest's; the flush and IPI
     /// hypercalls need no privilege.
     pub fn privileges(&self) -> HvPartitionPrivilegeMask {
         let has = |e| self.has(e);
@@ -64,6 +68,8 @@ impl EnlightenmentProfile {
             .with_access_vp_run_time_reg(has(Enlightenment::VpRuntime))
             .with_access_partition_reference_counter(has(Enlightenment::TimeRefCount))
             .with_access_synic_regs(has(Enlightenment::Synic))
+            .with_post_messages(has(Enlightenment::Synic))
+            .with_signal_events(has(Enlightenment::Synic))
             .with_access_synthetic_timer_regs(has(Enlightenment::SyntheticTimers))
             .with_access_intr_ctrl_regs(has(Enlightenment::ApicMsrs))
             .with_access_hypercall_msrs(has(Enlightenment::Hypercall))

@@ -7,8 +7,8 @@ use crate::guest::Guest;
 use tlfs::hypercall::{
     HV_IPI_VECTOR_MAX, HV_IPI_VECTOR_MIN, HvCallCode, HvFlushFlags, HvGenericSetFormat, HvGvaRange,
     HvInputFlushVirtualAddress, HvInputFlushVirtualAddressEx, HvInputGetSetVpRegisters, HvInputGetVpIndexFromApicId,
-    HvInputNotifyLongSpinWait, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx, HvInputVtl,
-    HvRegisterAssoc, HvVpSetHeader,
+    HvInputNotifyLongSpinWait, HvInputPostMessage, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx,
+    HvInputSignalEvent, HvInputVtl, HvRegisterAssoc, HvVpSetHeader,
 };
 use tlfs::{HvError, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
 
@@ -37,6 +37,8 @@ pub(super) fn dispatch(
         HvCallCode::SET_VP_REGISTERS => set_vp_registers(request, guest, target),
         HvCallCode::GET_VP_INDEX_FROM_APIC_ID => vp_index_from_apic_id(request, guest, target),
         HvCallCode::EXT_QUERY_CAPABILITIES => simple(query_capabilities(request, guest, target)),
+        HvCallCode::POST_MESSAGE => simple(post_message(request, target)),
+        HvCallCode::SIGNAL_EVENT => simple(signal_event(request, target)),
         // The parser only passes codes it has a spec for.
         _ => simple(Err(HvError::INVALID_HYPERCALL_CODE)),
     }
@@ -251,4 +253,65 @@ fn query_capabilities(
 ) -> HvResult<()> {
     let capabilities = target.extended_capabilities();
     request.output(guest, 0, &capabilities)
+}
+
+/// The statuses HvPostMessage may return (TLFS 11.11.1), success aside.
+pub const POST_MESSAGE_STATUSES: [HvError; 7] = [
+    HvError::ACCESS_DENIED,
+    HvError::INVALID_PARAMETER,
+    HvError::INVALID_CONNECTION_ID,
+    HvError::INVALID_PORT_ID,
+    HvError::INSUFFICIENT_BUFFERS,
+    HvError::INVALID_VP_INDEX,
+    HvError::INVALID_SYNIC_STATE,
+];
+
+/// The statuses HvSignalEvent may return (TLFS 11.11.2), success aside.
+pub const SIGNAL_EVENT_STATUSES: [HvError; 6] = [
+    HvError::ACCESS_DENIED,
+    HvError::INVALID_PARAMETER,
+    HvError::INVALID_CONNECTION_ID,
+    HvError::INVALID_PORT_ID,
+    HvError::INVALID_VP_INDEX,
+    HvError::INVALID_SYNIC_STATE,
+];
+
+/// The broker's answer, which is an allegation: a status outside the
+/// call's table (a broker that is gone, or one that answers nonsense)
+/// becomes `INVALID_CONNECTION_ID`, as the connection cannot be used.
+fn broker_answer(answer: HvResult<()>, table: &[HvError]) -> HvResult<()> {
+    match answer {
+        Err(e) if !table.contains(&e) => Err(HvError::INVALID_CONNECTION_ID),
+        other => other,
+    }
+}
+
+/// A message type the guest may post: not `HvMessageTypeNone` (0), and
+/// without bit 31, which marks the hypervisor's own messages (TLFS 11.10).
+const fn guest_message_type(message_type: u32) -> bool {
+    message_type != 0 && message_type & 0x8000_0000 == 0
+}
+
+/// HvPostMessage (TLFS 11.11.1): `RsvdZ`, the payload size (at most 240)
+/// and the message type are checked here, the connection, its port and the
+/// port's queue by the broker, whose answer is returned.
+fn post_message(request: &Request, target: &mut impl HypercallTarget) -> HvResult<()> {
+    let input: HvInputPostMessage = request.header();
+    let size = input.payload_size as usize;
+    if input.reserved != 0 || size > input.payload.len() || !guest_message_type(input.message_type) {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    let answer = target.post_message(input.connection_id, input.message_type, &input.payload[..size]);
+    broker_answer(answer, &POST_MESSAGE_STATUSES)
+}
+
+/// HvSignalEvent (TLFS 11.11.2): `RsvdZ` here, the connection, its port
+/// and the flag number by the broker.
+fn signal_event(request: &Request, target: &mut impl HypercallTarget) -> HvResult<()> {
+    let input: HvInputSignalEvent = request.header();
+    if input.reserved != 0 {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    let answer = target.signal_event(input.connection_id, input.flag_number);
+    broker_answer(answer, &SIGNAL_EVENT_STATUSES)
 }

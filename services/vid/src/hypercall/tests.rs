@@ -8,6 +8,7 @@ use tlfs::hypercall::{HvInputGetSetVpRegisters, HvInputSendSyntheticClusterIpi, 
 
 mod calls;
 mod hostile;
+mod messaging;
 
 /// Input and output pages, and a read-only page.
 const IN: u64 = 0x1000;
@@ -51,21 +52,38 @@ impl Guest for Mem {
 
 /// A partition that records what the handlers ask of it. APIC IDs are
 /// twice the VP index.
-#[derive(Default)]
 struct Partition {
     vps: u32,
     flushes: Vec<(Vec<u32>, Flush, Option<Vec<u64>>)>,
     ipis: Vec<(u8, Vec<u32>)>,
     spins: Vec<(u32, u64)>,
     regs: HashMap<(u32, u32), HvRegisterValue>,
+    /// HvPostMessage and HvSignalEvent passed on, and the broker's answer.
+    posts: Vec<(u32, u32, Vec<u8>)>,
+    signals: Vec<(u32, u16)>,
+    broker: HvResult<()>,
 }
 
 impl Partition {
     fn new(vps: u32) -> Partition {
-        Partition { vps, ..Partition::default() }
+        Partition {
+            vps,
+            flushes: Vec::new(),
+            ipis: Vec::new(),
+            spins: Vec::new(),
+            regs: HashMap::new(),
+            posts: Vec::new(),
+            signals: Vec::new(),
+            broker: Ok(()),
+        }
     }
     fn untouched(&self) -> bool {
-        self.flushes.is_empty() && self.ipis.is_empty() && self.spins.is_empty() && self.regs.is_empty()
+        self.flushes.is_empty()
+            && self.ipis.is_empty()
+            && self.spins.is_empty()
+            && self.regs.is_empty()
+            && self.posts.is_empty()
+            && self.signals.is_empty()
     }
 }
 
@@ -90,6 +108,14 @@ impl HypercallTarget for Partition {
         name.name().ok_or(HvError::INVALID_PARAMETER)?;
         self.regs.insert((vp, name.0), value);
         Ok(())
+    }
+    fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()> {
+        self.posts.push((connection_id, message_type, payload.to_vec()));
+        self.broker
+    }
+    fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> HvResult<()> {
+        self.signals.push((connection_id, flag_number));
+        self.broker
     }
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         (apic_id.is_multiple_of(2) && apic_id / 2 < self.vps).then_some(apic_id / 2)
