@@ -17,6 +17,7 @@ use crate::acpi::{Pm1, Pm1Effect};
 use crate::cpuid::{Topology, cpuid_for_vp};
 use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
 use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Interrupts};
+use crate::messaging::{Connections, Delivered, Delivery, NoConnections};
 use crate::mmio::TestDevice;
 use crate::msr::Msrs;
 use crate::portio::{PortWrite, port_read, port_write, string_io};
@@ -376,6 +377,18 @@ impl Vmm {
         }
     }
 
+    /// Puts a delivery the broker handed over into its VP's SynIC, at TSC
+    /// `now`; the SINT's vector goes to the VP's local APIC (which
+    /// [`Vmm::effects`] kicks).
+    pub fn deliver(&mut self, delivery: &Delivery, guest: &mut impl Guest) -> Delivered {
+        let done = self.synthetic.deliver(delivery, guest);
+        if done == Delivered::Dropped {
+            self.stats.dropped_deliveries += 1;
+        }
+        self.synic_interrupts();
+        done
+    }
+
     /// VP `vp`'s local APIC learns which SINT vectors are auto-EOI.
     pub(crate) fn sync_auto_eoi(&mut self, vp: u32) {
         let vectors = self.synthetic.synic(vp).map(|s| s.auto_eoi_vectors()).unwrap_or_default();
@@ -417,6 +430,19 @@ impl Vmm {
         message: &HvMessage,
         guest: &mut impl Guest,
         now: u64,
+        events: impl FnMut(Event),
+    ) -> Action {
+        self.handle_with(message, guest, now, &mut NoConnections, events)
+    }
+
+    /// [`Vmm::handle`] for a partition whose HvPostMessage and
+    /// HvSignalEvent go to `connections` (the broker).
+    pub fn handle_with(
+        &mut self,
+        message: &HvMessage,
+        guest: &mut impl Guest,
+        now: u64,
+        connections: &mut dyn Connections,
         mut events: impl FnMut(Event),
     ) -> Action {
         let slot_taken = core::mem::take(&mut self.slot_taken);
@@ -425,7 +451,7 @@ impl Vmm {
             return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
         };
         let header = body.intercept_header().copied();
-        let action = self.decide(body, guest, now, &mut events);
+        let action = self.decide(body, guest, now, connections, &mut events);
         self.stats.record(&body, &action);
         let Some(h) = header else { return action };
         let posted = |this: &mut Vmm, mut u: Updates| {
@@ -449,6 +475,7 @@ impl Vmm {
         body: HvMessageBody,
         guest: &mut impl Guest,
         now: u64,
+        connections: &mut dyn Connections,
         events: &mut impl FnMut(Event),
     ) -> Action {
         let fail = |rip| Action::Stop(Stop::Failed { message_type: body.message_type().0, rip });
@@ -475,7 +502,7 @@ impl Vmm {
                 }
                 self.msr(&m, guest, now, events)
             }
-            HvMessageBody::HypercallIntercept(m) => self.hypercall(&m, guest),
+            HvMessageBody::HypercallIntercept(m) => self.hypercall(&m, guest, connections),
             HvMessageBody::X64Halt(halt) => {
                 let h = &halt.header;
                 if h.rflags & rflags::IF == 0 {

@@ -21,6 +21,7 @@ pub mod irq;
 pub mod linux;
 pub mod loader;
 pub mod logs;
+pub mod messaging;
 pub mod mmio;
 pub mod msr;
 pub mod placement;

@@ -209,6 +209,11 @@ impl Vp {
 /// One running partition, as its exit handler sees it.
 struct Running {
     name: &'static str,
+    /// Its index in the manifest: how the broker names it.
+    index: u64,
+    /// The broker may hold deliveries for it that were not fetched yet
+    /// (signalled, and not yet answered `NO_DATA`).
+    fetch: bool,
     /// Its ID at the partition manager, when registered there.
     managed: Option<u64>,
     vps: heapless::Vec<Vp, MAX_VPS_PER_PARTITION>,
@@ -225,6 +230,43 @@ struct Running {
     /// Under `[scheduler] policy = "root"`: the VID's decisions on when
     /// each of its VPs runs ([`vid::root`]).
     root: Option<RootPolicy>,
+}
+
+/// The broker, for the partitions' HvPostMessage and HvSignalEvent, and
+/// the notification it signals when one of them has deliveries.
+struct Broker {
+    client: broker_api::Client<tessera_rt::Kernel>,
+    events: CapSlot,
+}
+
+impl Broker {
+    /// The broker, if the manifest lets this VID use it and gave it its
+    /// notification (a VID of a partition that holds a port).
+    fn find() -> Option<Broker> {
+        let endpoint = caps::endpoint(broker_api::ENDPOINT)?;
+        let events = caps::notification(broker_api::VID_NOTIFICATION)?;
+        Some(Broker { client: broker_api::Client::new(tessera_rt::Kernel, endpoint), events })
+    }
+}
+
+/// Partition `partition`'s connections, through the broker.
+struct Connections<'b> {
+    broker: &'b Broker,
+    partition: u64,
+}
+
+impl vid::messaging::Connections for Connections<'_> {
+    fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> tlfs::HvResult<()> {
+        let answer = self.broker.client.post_message(self.partition, connection_id, message_type, payload);
+        // A broker that is gone or answers nonsense: the engine makes any
+        // status outside the call's table INVALID_CONNECTION_ID.
+        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
+    }
+
+    fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> tlfs::HvResult<()> {
+        let answer = self.broker.client.signal_event(self.partition, connection_id, u32::from(flag_number));
+        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
+    }
 }
 
 /// The badge of VP `vp` of the VID's `k`-th partition on the exit endpoint.
@@ -362,7 +404,8 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
     if personality != Personality::Normal {
         fail_on_purpose(personality, exits, untyped, slots);
     }
-    serve(exits, &mut running, &registry)?;
+    let broker = Broker::find();
+    serve(exits, &mut running, &registry, broker.as_ref())?;
     Ok(true)
 }
 
@@ -605,6 +648,8 @@ fn start(
     };
     Ok(Running {
         name: p.name,
+        index: u64::from(index),
+        fetch: true,
         managed: Some(id),
         vps,
         partition,

@@ -101,6 +101,9 @@ pub struct SynicVp {
     siefp: HvSynicPage,
     sints: [HvSynicSint; HV_SYNIC_SINTS],
     timers: [Stimer; HV_SYNIC_STIMER_COUNT],
+    /// A message from a port (HvPostMessage, through the broker) waiting
+    /// for its SINT's slot, delivered like a timer's ([`SynicVp::deliver`]).
+    held: Option<(u8, HvMessage)>,
 }
 
 impl Default for SynicVp {
@@ -132,6 +135,7 @@ impl SynicVp {
             siefp: HvSynicPage::new(),
             sints: [HvSynicSint::INITIAL; HV_SYNIC_SINTS],
             timers: [T; HV_SYNIC_STIMER_COUNT],
+            held: None,
         }
     }
 
@@ -325,6 +329,31 @@ impl SynicVp {
         Ok(true)
     }
 
+    /// Delivers a message posted to a port of this VP's SINT `sint`
+    /// (TLFS 11.10.3): into the slot if it is empty, else it is held, and
+    /// the slot gets `MessagePending`, until EOM, a poll that finds the
+    /// slot empty, or the SynIC or SIMP enabled delivers it (as a timer's
+    /// message). `Busy` if held; `Unavailable` (and nothing held) if a
+    /// message is already held or `sint` is out of range: the caller keeps
+    /// one message per VP at a time ([`SynicVp::holds_message`]).
+    pub fn deliver(&mut self, sint: usize, message: &HvMessage, guest: &mut impl Guest, raised: &mut Raised) -> Post {
+        if sint >= HV_SYNIC_SINTS || self.held.is_some() {
+            return Post::Unavailable;
+        }
+        match self.post(sint, message, guest, raised) {
+            Post::Delivered => Post::Delivered,
+            Post::Busy | Post::Unavailable => {
+                self.held = Some((sint as u8, *message));
+                Post::Busy
+            }
+        }
+    }
+
+    /// True while a port's message waits for its slot.
+    pub const fn holds_message(&self) -> bool {
+        self.held.is_some()
+    }
+
     // ---- Timers (TLFS 12.5) ------------------------------------------------
 
     /// STIMERn_CONFIG := `config`: the timer stops (an undelivered message
@@ -396,9 +425,14 @@ impl SynicVp {
         self.redeliver(now, guest, raised);
     }
 
-    /// Delivers the timers' waiting messages (EOM, a poll, the SIMP or
-    /// SCONTROL enabled).
+    /// Delivers the waiting messages, a port's and the timers' (EOM, a
+    /// poll, the SIMP or SCONTROL enabled).
     fn redeliver(&mut self, now: u64, guest: &mut impl Guest, raised: &mut Raised) {
+        if let Some((sint, message)) = self.held
+            && self.post(usize::from(sint), &message, guest, raised) == Post::Delivered
+        {
+            self.held = None;
+        }
         for n in 0..HV_SYNIC_STIMER_COUNT {
             let Some(expiration) = self.timers[n].pending else { continue };
             let config = self.timers[n].config;

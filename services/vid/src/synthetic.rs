@@ -24,8 +24,9 @@
 //! would uncover the RAM beneath).
 
 use crate::guest::Guest;
+use crate::messaging::{Delivered, Delivery};
 use crate::profile::EnlightenmentProfile;
-use crate::synic::{Raised, SynicVp};
+use crate::synic::{Post, Raised, SynicVp};
 use abi::limits::MAX_VPS_PER_PARTITION;
 use sysimage::Enlightenment;
 use tlfs::msr::{
@@ -438,6 +439,39 @@ impl SyntheticPartition {
         for v in self.vps.iter_mut() {
             v.synic.poll(reference, guest, &mut v.raised);
         }
+    }
+
+    /// Puts a port's delivery into its VP's SynIC ([`SynicVp::deliver`],
+    /// [`SynicVp::signal_event`]); the vectors raised wait in
+    /// [`SyntheticPartition::take_raised`].
+    pub fn deliver(&mut self, delivery: &Delivery, guest: &mut impl Guest) -> Delivered {
+        if !self.profile.has(Enlightenment::Synic) {
+            return Delivered::Dropped;
+        }
+        let Some(v) = self.vps.get_mut(delivery.vp() as usize) else { return Delivered::Dropped };
+        match *delivery {
+            Delivery::Message { sint, message, .. } => {
+                match v.synic.deliver(usize::from(sint), &message, guest, &mut v.raised) {
+                    Post::Delivered => Delivered::Done,
+                    Post::Busy => Delivered::Held,
+                    Post::Unavailable => Delivered::Dropped,
+                }
+            }
+            Delivery::Event { sint, flag, .. } => {
+                match v.synic.signal_event(usize::from(sint), flag, guest, &mut v.raised) {
+                    Ok(_) => Delivered::Done,
+                    Err(_) => Delivered::Dropped,
+                }
+            }
+        }
+    }
+
+    /// True while a VP holds a port's message for its slot: the VID
+    /// fetches no more deliveries for the partition until it is delivered,
+    /// so the rest stay queued at the broker (which answers
+    /// `INSUFFICIENT_BUFFERS` to senders when a port's queue is full).
+    pub fn holds_message(&self) -> bool {
+        self.vps.iter().any(|v| v.synic.holds_message())
     }
 
     /// The TSC at which [`SyntheticPartition::poll`] next has a timer to

@@ -7,6 +7,7 @@ use super::{Action, Vmm, ud};
 use crate::guest::{Guest, cpu_mode, next_rip};
 use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport};
 use crate::irq::{DeliveryMode, Destination, Effects, Interrupts, Message};
+use crate::messaging::Connections;
 use tlfs::hypercall::{HV_XMM_FAST_REGISTERS, HvGvaRange, HvRegisterValue};
 use tlfs::{HvError, HvRegisterName, HvResult, HvStatus, HvVpIndex, HvX64HypercallInterceptMessage};
 
@@ -16,6 +17,7 @@ struct Target<'v> {
     effects: &'v mut Effects,
     flush: &'v mut bool,
     caller: u32,
+    connections: &'v mut dyn Connections,
 }
 
 fn invalid_parameter() -> HvError {
@@ -52,6 +54,14 @@ impl HypercallTarget for Target<'_> {
         Err(invalid_parameter())
     }
 
+    fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()> {
+        self.connections.post_message(connection_id, message_type, payload)
+    }
+
+    fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> HvResult<()> {
+        self.connections.signal_event(connection_id, flag_number)
+    }
+
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         // APIC IDs are VP indices (the MADT says so).
         (apic_id < self.irq.vps()).then_some(apic_id)
@@ -59,7 +69,12 @@ impl HypercallTarget for Target<'_> {
 }
 
 impl Vmm {
-    pub(super) fn hypercall(&mut self, m: &HvX64HypercallInterceptMessage, guest: &mut impl Guest) -> Action {
+    pub(super) fn hypercall(
+        &mut self,
+        m: &HvX64HypercallInterceptMessage,
+        guest: &mut impl Guest,
+        connections: &mut dyn Connections,
+    ) -> Action {
         let h = &m.header;
         let regs = CallerRegisters { rax: m.rax, rbx: m.rbx, rcx: m.rcx, rdx: m.rdx, rsi: m.rsi, rdi: m.rdi, r8: m.r8 };
         let profile = self.synthetic.profile();
@@ -71,8 +86,13 @@ impl Vmm {
         let caller = Caller::at(h, regs, profile.privileges(), xmm_support);
         let mut xmm: [u128; HV_XMM_FAST_REGISTERS] =
             core::array::from_fn(|i| u128::from(m.xmm[i][0]) | u128::from(m.xmm[i][1]) << 64);
-        let mut target =
-            Target { irq: &mut self.irq, effects: &mut self.effects, flush: &mut self.flush_tlb, caller: h.vp_index };
+        let mut target = Target {
+            irq: &mut self.irq,
+            effects: &mut self.effects,
+            flush: &mut self.flush_tlb,
+            caller: h.vp_index,
+            connections,
+        };
         match hypercall::handle(&caller, &mut xmm, guest, &mut target) {
             Outcome::InjectUd => ud(),
             Outcome::Continue { updates, .. } => Action::Resume(updates),

@@ -21,6 +21,8 @@ pub struct ExitStats {
     pub ud: u64,
     /// Hypercalls that completed with a status other than success.
     pub failed_hypercalls: u64,
+    /// Deliveries from the broker that no SynIC could take.
+    pub dropped_deliveries: u64,
 }
 
 impl ExitStats {

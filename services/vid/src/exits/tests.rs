@@ -691,3 +691,178 @@ fn a_synthetic_timer_wakes_hlt_with_its_auto_eoi_sint() {
     assert_eq!(&g.ram[0x5100..0x5104], &0x8000_0010u32.to_le_bytes(), "HvMessageTimerExpired in SINT1's slot");
     assert_eq!(vmm.next_deadline(), None, "a one-shot");
 }
+
+/// A broker for one partition: records posts and signals, answers `answer`.
+struct FakeBroker {
+    posts: Vec<(u32, u32, Vec<u8>)>,
+    signals: Vec<(u32, u16)>,
+    answer: tlfs::HvResult<()>,
+}
+
+impl crate::messaging::Connections for FakeBroker {
+    fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> tlfs::HvResult<()> {
+        self.posts.push((connection_id, message_type, payload.to_vec()));
+        self.answer
+    }
+    fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> tlfs::HvResult<()> {
+        self.signals.push((connection_id, flag_number));
+        self.answer
+    }
+}
+
+/// A VMM with the SynIC (and so PostMessages and SignalEvents), its local
+/// APIC enabled, SCONTROL on, the SIM page at 0x5000 and the SIEF page at
+/// 0x6000, SINT2 on vector 0x51 and SINT3 on vector 0x52, both auto-EOI.
+fn synic_vmm(g: &mut Fake) -> Vmm {
+    use sysimage::{Enlightenment, Enlightenments};
+    let set = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
+    let profile = crate::profile::EnlightenmentProfile::new(set, 1, 1).unwrap();
+    let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
+    let _ = vmm.irq.mmio_write(0, 0xfee0_00f0, 4, 0x1ff, 0);
+    for (number, value) in [
+        (0x4000_0080, 1),          // SCONTROL
+        (0x4000_0083, 0x5000 | 1), // SIMP
+        (0x4000_0082, 0x6000 | 1), // SIEFP
+        (0x4000_0092, 0x2_0051),   // SINT2: vector 0x51, auto-EOI
+        (0x4000_0093, 0x2_0052),   // SINT3: vector 0x52, auto-EOI
+    ] {
+        let (a, _) = run(&mut vmm, g, msr(number, true, value, true));
+        assert!(matches!(a, Action::Resume(_)), "{number:#x}: {a:?}");
+    }
+    vmm
+}
+
+fn halt() -> HvMessage {
+    let mut h = long_header(0x1000, 1, HvInterceptAccessType::EXECUTE);
+    h.rflags = 0x202;
+    HvMessage::from_body(&HvMessageBody::X64Halt(HvX64HaltMessage { header: h }), 0)
+}
+
+fn posted_vector(a: &Action) -> Option<u8> {
+    get(a, HvRegisterName::PENDING_INTERRUPTION)
+        .map(|v| tlfs::HvX64PendingInterruptionRegister::from_bits(v).interruption_vector() as u8)
+}
+
+/// HvPostMessage and HvSignalEvent through the exit handler reach the
+/// partition's broker, whose answer is the guest's RAX.
+#[test]
+fn post_and_signal_hypercalls_go_to_the_broker() {
+    use tlfs::hypercall::{HvCallCode, HvHypercallInput, HvInputPostMessage};
+    use tlfs::zerocopy::IntoBytes;
+    let mut g = Fake::new();
+    let mut vmm = synic_vmm(&mut g);
+    let mut broker = FakeBroker { posts: Vec::new(), signals: Vec::new(), answer: Ok(()) };
+    let mut input =
+        HvInputPostMessage { connection_id: 0x10, reserved: 0, message_type: 0x42, payload_size: 3, payload: [0; 240] };
+    input.payload[..3].copy_from_slice(b"abc");
+    g.put(0x7000, input.as_bytes());
+    let call = |rcx: u64, rdx: u64| {
+        let m = tlfs::HvX64HypercallInterceptMessage {
+            header: long_header(0x1000, 3, HvInterceptAccessType::EXECUTE),
+            rax: 0,
+            rbx: 0,
+            rcx,
+            rdx,
+            r8: 0,
+            rsi: 0,
+            rdi: 0,
+            xmm: [[0; 2]; 6],
+            flags: 0,
+            reserved: 0,
+        };
+        HvMessage::from_body(&HvMessageBody::HypercallIntercept(m), 0)
+    };
+    let post = HvHypercallInput::new().with_call_code(HvCallCode::POST_MESSAGE.0).into_bits();
+    let a = vmm.handle_with(&call(post, 0x7000), &mut g, 0, &mut broker, |_| {});
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0), "{a:?}");
+    assert_eq!(get(&a, HvRegisterName::RIP), Some(0x1003));
+    assert_eq!(broker.posts, vec![(0x10, 0x42, b"abc".to_vec())]);
+    // A full queue at the port: the broker's INSUFFICIENT_BUFFERS.
+    broker.answer = Err(tlfs::HvError::INSUFFICIENT_BUFFERS);
+    let a = vmm.handle_with(&call(post, 0x7000), &mut g, 0, &mut broker, |_| {});
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(u64::from(tlfs::HvStatus::INSUFFICIENT_BUFFERS.0)));
+    // Fast HvSignalEvent: connection 0x11, flag 2.
+    broker.answer = Ok(());
+    let signal = HvHypercallInput::new().with_call_code(HvCallCode::SIGNAL_EVENT.0).with_fast(true).into_bits();
+    let a = vmm.handle_with(&call(signal, 2 << 32 | 0x11), &mut g, 0, &mut broker, |_| {});
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0));
+    assert_eq!(broker.signals, vec![(0x11, 2)]);
+    // Without a broker (Vmm::handle): no connection exists.
+    let a = vmm.handle(&call(signal, 2 << 32 | 0x11), &mut g, 0, |_| {});
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(u64::from(tlfs::HvStatus::INVALID_CONNECTION_ID.0)));
+    // Without the SynIC, no privilege: ACCESS_DENIED before the broker.
+    let mut plain = Vmm::with_config(VmmConfig {
+        profile: crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV, 1, 1).unwrap(),
+        ..VmmConfig::default()
+    });
+    let a = plain.handle_with(&call(signal, 0x11), &mut g, 0, &mut broker, |_| {});
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(u64::from(tlfs::HvStatus::ACCESS_DENIED.0)));
+    assert_eq!(broker.signals.len(), 1);
+}
+
+/// A fetched message lands in its SINT's slot with the port as origin and
+/// its vector rides on the reply to HLT; a second one finds the slot busy,
+/// sets MessagePending and is held until the guest's EOM, which delivers
+/// it (the timers' redelivery path). Events set their SIEF flag and raise
+/// the SINT only on clear to set.
+#[test]
+fn deliveries_from_the_broker_reach_the_synic_through_the_exit_handler() {
+    use crate::messaging::{Delivered, Delivery};
+    let mut g = Fake::new();
+    let mut vmm = synic_vmm(&mut g);
+    let first = Delivery::from_fetch(1, 0, 2, 0x20, 0x42, b"hello", 1).unwrap();
+    assert_eq!(vmm.deliver(&first, &mut g), Delivered::Done);
+    let slot = 0x5000 + 2 * 256;
+    assert_eq!(&g.ram[slot..slot + 4], &0x42u32.to_le_bytes(), "type");
+    assert_eq!(g.ram[slot + 4], 5, "payload size");
+    assert_eq!(g.ram[slot + 5], 0, "no MessagePending");
+    assert_eq!(&g.ram[slot + 8..slot + 16], &0x20u64.to_le_bytes(), "origination ID: the port");
+    assert_eq!(&g.ram[slot + 16..slot + 21], b"hello");
+    assert_eq!(posted_vector(&vmm.handle(&halt(), &mut g, 0, |_| {})), Some(0x51));
+
+    let second = Delivery::from_fetch(1, 0, 2, 0x20, 0x43, b"again", 1).unwrap();
+    assert_eq!(vmm.deliver(&second, &mut g), Delivered::Held);
+    assert!(vmm.synthetic.holds_message());
+    assert_eq!(g.ram[slot + 5] & 1, 1, "MessagePending in the busy slot");
+    assert_eq!(&g.ram[slot..slot + 4], &0x42u32.to_le_bytes(), "the first is untouched");
+    // One held message per VP: a third is not taken (the VID fetches no
+    // more while one is held).
+    assert_eq!(vmm.deliver(&second, &mut g), Delivered::Dropped);
+    assert!(matches!(vmm.handle(&halt(), &mut g, 0, |_| {}), Action::Halt(_)), "nothing new to post");
+    // The guest empties the slot and writes EOM.
+    g.ram[slot..slot + 4].fill(0);
+    let (a, _) = run(&mut vmm, &mut g, msr(0x4000_0084, true, 0, true));
+    assert_eq!(posted_vector(&a), Some(0x51), "redelivered on EOM");
+    assert!(!vmm.synthetic.holds_message());
+    assert_eq!(&g.ram[slot..slot + 4], &0x43u32.to_le_bytes());
+    assert_eq!(&g.ram[slot + 16..slot + 21], b"again");
+
+    // Event flag 7 of SINT3: byte 3 * 256 + 0 of the SIEF page, bit 7.
+    let event = Delivery::from_fetch(2, 0, 3, 0x21, 7, &[], 1).unwrap();
+    assert_eq!(vmm.deliver(&event, &mut g), Delivered::Done);
+    assert_eq!(g.ram[0x6000 + 3 * 256], 0x80);
+    assert_eq!(posted_vector(&vmm.handle(&halt(), &mut g, 0, |_| {})), Some(0x52));
+    assert_eq!(vmm.deliver(&event, &mut g), Delivered::Done);
+    assert!(matches!(vmm.handle(&halt(), &mut g, 0, |_| {}), Action::Halt(_)), "already set: no interrupt");
+    // An event for a masked SINT, or a message for a VP without a SynIC
+    // page, is dropped and counted.
+    let masked = Delivery::from_fetch(2, 0, 4, 0x21, 0, &[], 1).unwrap();
+    assert_eq!(vmm.deliver(&masked, &mut g), Delivered::Dropped);
+    assert_eq!(vmm.stats.dropped_deliveries, 2);
+}
+
+/// What the broker hands over is checked before it reaches a SynIC.
+#[test]
+fn malformed_deliveries_are_refused() {
+    use crate::messaging::Delivery;
+    assert!(Delivery::from_fetch(1, 0, 2, 0x20, 0x42, &[0; 240], 1).is_some());
+    assert!(Delivery::from_fetch(1, 0, 2, 0x20, 0x42, &[0; 241], 1).is_none(), "payload over 240");
+    assert!(Delivery::from_fetch(1, 1, 2, 0x20, 0x42, &[], 1).is_none(), "VP beyond the partition");
+    assert!(Delivery::from_fetch(1, 0, 16, 0x20, 0x42, &[], 1).is_none(), "SINT 16");
+    assert!(Delivery::from_fetch(1, 0, 2, 0x20, 0, &[], 1).is_none(), "type None");
+    assert!(Delivery::from_fetch(1, 0, 2, 0x20, 0x8000_0010, &[], 1).is_none(), "a hypervisor type");
+    assert!(Delivery::from_fetch(2, 0, 2, 0x20, 2047, &[], 1).is_some());
+    assert!(Delivery::from_fetch(2, 0, 2, 0x20, 2048, &[], 1).is_none(), "flag 2048");
+    assert!(Delivery::from_fetch(2, 0, 2, 0x20, 1, &[1], 1).is_none(), "an event with a payload");
+    assert!(Delivery::from_fetch(3, 0, 2, 0x20, 1, &[], 1).is_none(), "unknown kind");
+}

@@ -9,7 +9,7 @@
 //! limits ([`vid::logs`]); when a partition ends, the VID reports its exits
 //! by kind, what it refused, and what the limits held back.
 
-use super::{EXIT_STATE, MAX_VPS_PER_PARTITION, Registry, Running, View};
+use super::{Broker, Connections, EXIT_STATE, MAX_VPS_PER_PARTITION, Registry, Running, View};
 use abi::{CapSlot, ErrorCode, labels};
 use core::fmt;
 use tessera_rt::{Message, Operation, caps, invoke, log};
@@ -17,6 +17,7 @@ use tlfs::exit_state::TransferredState;
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
 use vid::exits::{Action, Event, Stop, Vmm};
 use vid::logs::{Kind, Line, PartitionLogs};
+use vid::messaging::{Delivered, Delivery};
 use vid::root::{ApState, Busy, Op};
 
 /// Prints a line the guest of partition `name` caused, if its rate limit
@@ -130,7 +131,12 @@ fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
 /// between exits keeps their timers: it waits for the next exit no longer
 /// than the earliest timer, posts the interruptions that fire, and wakes
 /// VPs halted for them.
-pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry) -> Result<(), ErrorCode> {
+pub(super) fn serve(
+    exits: CapSlot,
+    running: &mut [Running],
+    registry: &Registry,
+    broker: Option<&Broker>,
+) -> Result<(), ErrorCode> {
     let mut live = running.len();
     let tick_tsc = (tessera_rt::startup::tsc_hz() / abi::TICK_HZ).max(1);
     let mut input = Input::find();
@@ -141,6 +147,11 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
         // TSC, read without a syscall at every exit.
         let tick = now / tick_tsc;
         show_prompts(running, tick);
+        // Before the exit is handled, so its VP's reply carries what
+        // arrived for it.
+        if let Some(broker) = broker {
+            deliver(broker, running);
+        }
         let mut reply = None;
         let mut exited = None;
         if let Some(received) = received? {
@@ -176,7 +187,13 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
                 let logs = &mut r.logs;
                 let mut crash = None;
                 let mut view = View { vp: r.vps[v].cap, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
-                let action = r.vmm.handle(&hv, &mut view, now, |event| match event {
+                let mut own = broker.map(|broker| Connections { broker, partition: r.index });
+                let mut none = vid::messaging::NoConnections;
+                let connections: &mut dyn vid::messaging::Connections = match own.as_mut() {
+                    Some(c) => c,
+                    None => &mut none,
+                };
+                let action = r.vmm.handle_with(&hv, &mut view, now, connections, |event| match event {
                     Event::Console(b) => {
                         *console_tick = tick;
                         if let Some(line) = console.byte(b) {
@@ -265,6 +282,13 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
             t if input.is_some() && (t == 0 || t > INPUT_POLL_TICKS) => INPUT_POLL_TICKS,
             t => t,
         };
+        // The kernel cannot bind a notification to an endpoint: the loop
+        // polls `broker-events` each turn, so it waits no longer than
+        // BROKER_POLL_TICKS for an exit.
+        let ticks = match ticks {
+            t if broker.is_some() && (t == 0 || t > BROKER_POLL_TICKS) => BROKER_POLL_TICKS,
+            t => t,
+        };
         received = match &reply {
             // Typed input is looked for after the reply, not while the VP
             // waits for it: the console may be on another CPU, and a VP
@@ -299,6 +323,60 @@ pub(super) fn serve(exits: CapSlot, running: &mut [Running], registry: &Registry
         }
         .map(Some)
         .or_else(|e| if e == ErrorCode::TIMEOUT { Ok(None) } else { Err(e) });
+    }
+}
+
+/// How often a VID that receives deliveries looks for them while its
+/// guests do not exit.
+const BROKER_POLL_TICKS: u64 = 1;
+
+/// Most deliveries fetched for one partition per loop turn.
+const MAX_FETCHES: usize = 64;
+
+/// Fetches what the broker holds for the running partitions and puts it
+/// into their VPs' SynICs: for every partition after the broker signalled
+/// `broker-events`, and for one whose fetching stopped at a message held
+/// for a busy slot once that message is delivered. A partition's fetching
+/// stops while one of its VPs holds a message: the rest wait at the broker,
+/// whose bounded queue then answers `INSUFFICIENT_BUFFERS` to the sender.
+fn deliver(broker: &Broker, running: &mut [Running]) {
+    if tessera_rt::poll(broker.events).is_ok() {
+        for r in running.iter_mut() {
+            r.fetch = true;
+        }
+    }
+    for r in running.iter_mut().filter(|r| r.fetch && !r.stopped) {
+        let vps = r.vps.len() as u32;
+        // Bounded, as the broker's answers are allegations too; what is
+        // left is fetched next turn.
+        for _ in 0..MAX_FETCHES {
+            if r.vmm.synthetic.holds_message() {
+                // Fetched again (`fetch` stays set) once the guest's EOM
+                // let the held message into its slot.
+                break;
+            }
+            let (kind, vp, sint, port, value, payload) = match broker.client.fetch(r.index) {
+                Ok(Ok(delivery)) => delivery,
+                // NO_DATA, or a broker that is gone or refuses.
+                _ => {
+                    r.fetch = false;
+                    break;
+                }
+            };
+            let Some(delivery) = Delivery::from_fetch(kind, vp, sint, port, value, payload.as_slice(), vps) else {
+                say(
+                    &mut r.logs,
+                    r.name,
+                    Kind::Event,
+                    format_args!("the broker handed over a malformed delivery (kind {kind}, VP {vp}, SINT {sint})"),
+                );
+                r.vmm.stats.dropped_deliveries += 1;
+                continue;
+            };
+            if r.vmm.deliver(&delivery, &mut super::RamOnly(r.ram)) == Delivered::Dropped {
+                say(&mut r.logs, r.name, Kind::Event, format_args!("{delivery}: no SynIC takes it; dropped"));
+            }
+        }
     }
 }
 
