@@ -130,5 +130,10 @@ tessera_idl::interface! {
         /// message type or flag number, payload (empty for an event)).
         /// `NO_DATA` when nothing is pending.
         fn fetch(partition: u64) -> Result<(u32, u32, u32, u32, u32, Bytes), HvError> = 0x1_0002;
+
+        /// [`Broker::fetch`]'s event flags only: messages stay queued (a
+        /// VID whose VP holds a message for a busy slot still takes
+        /// events). `NO_DATA` when no flag is pending.
+        fn fetch_event(partition: u64) -> Result<(u32, u32, u32, u32, u32, Bytes), HvError> = 0x1_0003;
     }
 }

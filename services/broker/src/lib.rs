@@ -362,9 +362,11 @@ impl Broker {
         self.unnotified |= 1 << partition;
     }
 
-    /// The next delivery for partition `partition` (run by `caller`):
-    /// event flags first (by port slot, then flag), then the oldest message.
-    pub fn fetch(&mut self, caller: Badge, partition: u64) -> HvResult<Delivery> {
+    /// The next event flag for partition `partition` (run by `caller`), by
+    /// port slot, then flag; messages stay queued. A VID whose VP holds a
+    /// message for a busy slot takes events this way, and messages only
+    /// once it has room for one.
+    pub fn fetch_event(&mut self, caller: Badge, partition: u64) -> HvResult<Delivery> {
         let k = self.speaks_for(caller, partition)? as u64;
         let mine = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.port.partition == k);
         for slot in self.ports.iter_mut().filter(|s| mine(s)).flatten() {
@@ -376,6 +378,18 @@ impl Broker {
                 return Ok(Delivery::Event { vp: p.target_vp, sint: p.target_sint, port: p.id.get(), flag });
             }
         }
+        Err(HvError::NO_DATA)
+    }
+
+    /// The next delivery for partition `partition` (run by `caller`):
+    /// event flags first (by port slot, then flag), then the oldest message.
+    pub fn fetch(&mut self, caller: Badge, partition: u64) -> HvResult<Delivery> {
+        match self.fetch_event(caller, partition) {
+            Err(HvError::NO_DATA) => {}
+            other => return other,
+        }
+        let k = partition;
+        let mine = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.port.partition == k);
         let oldest = self
             .ports
             .iter()
@@ -499,12 +513,23 @@ impl Server for Broker {
     }
 
     fn fetch(&mut self, caller: Badge, partition: u64) -> HvResult<(u32, u32, u32, u32, u32, Bytes)> {
-        Ok(match Broker::fetch(self, caller, partition)? {
+        Ok(Self::wire(Broker::fetch(self, caller, partition)?))
+    }
+
+    fn fetch_event(&mut self, caller: Badge, partition: u64) -> HvResult<(u32, u32, u32, u32, u32, Bytes)> {
+        Ok(Self::wire(Broker::fetch_event(self, caller, partition)?))
+    }
+}
+
+impl Broker {
+    /// A delivery as `fetch` answers it.
+    fn wire(d: Delivery) -> (u32, u32, u32, u32, u32, Bytes) {
+        match d {
             Delivery::Message { vp, sint, port, message_type, payload } => {
                 (delivery::MESSAGE, vp, sint, port, message_type, payload)
             }
             Delivery::Event { vp, sint, port, flag } => (delivery::EVENT, vp, sint, port, flag, Bytes::new()),
-        })
+        }
     }
 }
 

@@ -160,6 +160,18 @@ fn signal_event_checks_the_flag_number_and_the_port() {
 }
 
 #[test]
+fn fetch_event_takes_flags_and_leaves_messages_queued() {
+    let mut b = connected();
+    b.post_message(VID_A, P0, 0x10, 1, b"first").unwrap();
+    b.signal_event(VID_A, P0, 0x11, 2).unwrap();
+    assert_eq!(b.fetch_event(VID_A, P2), Err(HvError::ACCESS_DENIED), "not its VID");
+    assert_eq!(b.fetch_event(VID_B, P2), Ok(Delivery::Event { vp: 1, sint: 3, port: 8, flag: 102 }));
+    assert_eq!(b.fetch_event(VID_B, P2), Err(HvError::NO_DATA), "the message stays");
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(3, 2, 7, 1, b"first")));
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+}
+
+#[test]
 fn a_port_queue_is_bounded() {
     let mut b = connected();
     for i in 0..QUEUE_DEPTH as u8 {
