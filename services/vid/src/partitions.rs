@@ -214,6 +214,9 @@ struct Running {
     /// The broker may hold deliveries for it that were not fetched yet
     /// (signalled, and not yet answered `NO_DATA`).
     fetch: bool,
+    /// Messages may wait at the broker for a message a VP holds (only its
+    /// events were fetched meanwhile).
+    queued: bool,
     /// Its ID at the partition manager, when registered there.
     managed: Option<u64>,
     vps: heapless::Vec<Vp, MAX_VPS_PER_PARTITION>,
@@ -236,15 +239,15 @@ struct Running {
 /// the notification it signals when one of them has deliveries.
 struct Broker {
     client: broker_api::Client<tessera_rt::Kernel>,
-    events: CapSlot,
+    /// Only a VID of a partition that holds a port has it.
+    events: Option<CapSlot>,
 }
 
 impl Broker {
-    /// The broker, if the manifest lets this VID use it and gave it its
-    /// notification (a VID of a partition that holds a port).
+    /// The broker, if the manifest lets this VID use it.
     fn find() -> Option<Broker> {
         let endpoint = caps::endpoint(broker_api::ENDPOINT)?;
-        let events = caps::notification(broker_api::VID_NOTIFICATION)?;
+        let events = caps::notification(broker_api::VID_NOTIFICATION);
         Some(Broker { client: broker_api::Client::new(tessera_rt::Kernel, endpoint), events })
     }
 }
@@ -650,6 +653,7 @@ fn start(
         name: p.name,
         index: u64::from(index),
         fetch: true,
+        queued: false,
         managed: Some(id),
         vps,
         partition,

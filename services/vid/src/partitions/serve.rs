@@ -149,8 +149,8 @@ pub(super) fn serve(
         show_prompts(running, tick);
         // Before the exit is handled, so its VP's reply carries what
         // arrived for it.
-        if let Some(broker) = broker {
-            deliver(broker, running);
+        if let Some((broker, events)) = broker.and_then(|b| Some((b, b.events?))) {
+            deliver(broker, events, running);
         }
         let mut reply = None;
         let mut exited = None;
@@ -286,7 +286,7 @@ pub(super) fn serve(
         // polls `broker-events` each turn, so it waits no longer than
         // BROKER_POLL_TICKS for an exit.
         let ticks = match ticks {
-            t if broker.is_some() && (t == 0 || t > BROKER_POLL_TICKS) => BROKER_POLL_TICKS,
+            t if broker.is_some_and(|b| b.events.is_some()) && (t == 0 || t > BROKER_POLL_TICKS) => BROKER_POLL_TICKS,
             t => t,
         };
         received = match &reply {
@@ -335,31 +335,31 @@ const MAX_FETCHES: usize = 64;
 
 /// Fetches what the broker holds for the running partitions and puts it
 /// into their VPs' SynICs: for every partition after the broker signalled
-/// `broker-events`, and for one whose fetching stopped at a message held
-/// for a busy slot once that message is delivered. A partition's fetching
-/// stops while one of its VPs holds a message: the rest wait at the broker,
-/// whose bounded queue then answers `INSUFFICIENT_BUFFERS` to the sender.
-fn deliver(broker: &Broker, running: &mut [Running]) {
-    if tessera_rt::poll(broker.events).is_ok() {
+/// `broker-events`, until `NO_DATA`. While one of a partition's VPs holds a
+/// message for a busy slot only event flags are fetched (`fetch_event`):
+/// its messages wait at the broker, whose bounded queue then answers
+/// `INSUFFICIENT_BUFFERS` to the sender, and are fetched once the guest's
+/// EOM let the held one into its slot.
+fn deliver(broker: &Broker, events: CapSlot, running: &mut [Running]) {
+    if tessera_rt::poll(events).is_ok() {
         for r in running.iter_mut() {
             r.fetch = true;
         }
     }
-    for r in running.iter_mut().filter(|r| r.fetch && !r.stopped) {
+    let due = |r: &Running| !r.stopped && (r.fetch || (r.queued && !r.vmm.synthetic.holds_message()));
+    for r in running.iter_mut().filter(|r| due(r)) {
         let vps = r.vps.len() as u32;
         // Bounded, as the broker's answers are allegations too; what is
         // left is fetched next turn.
         for _ in 0..MAX_FETCHES {
-            if r.vmm.synthetic.holds_message() {
-                // Fetched again (`fetch` stays set) once the guest's EOM
-                // let the held message into its slot.
-                break;
-            }
-            let (kind, vp, sint, port, value, payload) = match broker.client.fetch(r.index) {
+            let holds = r.vmm.synthetic.holds_message();
+            let answer = if holds { broker.client.fetch_event(r.index) } else { broker.client.fetch(r.index) };
+            let (kind, vp, sint, port, value, payload) = match answer {
                 Ok(Ok(delivery)) => delivery,
-                // NO_DATA, or a broker that is gone or refuses.
+                // NO_DATA, or a broker that is gone or refuses. With a
+                // message held, messages may wait for its EOM.
                 _ => {
-                    r.fetch = false;
+                    (r.fetch, r.queued) = (false, holds);
                     break;
                 }
             };
