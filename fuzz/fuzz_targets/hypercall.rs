@@ -6,7 +6,9 @@
 //! memory changes only in the output page, after the output GPA, and never
 //! for a fast call; results use only the convention's registers (32-bit
 //! halves for 32-bit callers); XMM output only where it is offered; a
-//! continuation moves the rep start index forward and stays below the count.
+//! continuation moves the rep start index forward and stays below the count;
+//! HvPostMessage reaches the broker only with a payload of at most 240 bytes
+//! and a message type a guest may post, whatever the broker answers.
 
 #![no_main]
 
@@ -21,7 +23,7 @@ use tlfs::{HvError, HvRegisterName, HvResult, HvVpIndex};
 use vid::hypercall::{Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport, handle};
 use x86decode::CpuMode;
 
-const CODES: [HvCallCode; 11] = [
+const CODES: [HvCallCode; 13] = [
     HvCallCode::FLUSH_VIRTUAL_ADDRESS_SPACE,
     HvCallCode::FLUSH_VIRTUAL_ADDRESS_LIST,
     HvCallCode::NOTIFY_LONG_SPIN_WAIT,
@@ -33,6 +35,8 @@ const CODES: [HvCallCode; 11] = [
     HvCallCode::SET_VP_REGISTERS,
     HvCallCode::GET_VP_INDEX_FROM_APIC_ID,
     HvCallCode::EXT_QUERY_CAPABILITIES,
+    HvCallCode::POST_MESSAGE,
+    HvCallCode::SIGNAL_EVENT,
 ];
 
 /// Guest RAM: page 0 zero, 1 and 2 from the input, 3 read-only.
@@ -93,6 +97,8 @@ struct Input {
     xmm: [u128; HV_XMM_FAST_REGISTERS],
     vp_count: u8,
     vp_index: u16,
+    /// The broker's answer to HvPostMessage and HvSignalEvent (0: success).
+    broker: u16,
     page1: Vec<u8>,
     page2: Vec<u8>,
 }
@@ -101,6 +107,7 @@ struct Input {
 struct Partition {
     vps: u32,
     touched: bool,
+    broker: HvResult<()>,
 }
 
 impl Partition {
@@ -145,6 +152,17 @@ impl HypercallTarget for Partition {
         self.touched = true;
         if name.0.is_multiple_of(3) { Err(HvError::INVALID_PARAMETER) } else { Ok(()) }
     }
+    fn post_message(&mut self, _connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()> {
+        assert!(payload.len() <= 240, "a payload of {} bytes passed on", payload.len());
+        assert!(message_type != 0 && message_type >> 31 == 0, "message type {message_type:#x} passed on");
+        self.touched = true;
+        // The broker's answer, in or out of the call's table.
+        self.broker
+    }
+    fn signal_event(&mut self, _connection_id: u32, _flag_number: u16) -> HvResult<()> {
+        self.touched = true;
+        self.broker
+    }
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         (apic_id.is_multiple_of(2) && apic_id / 2 < self.vps).then_some(apic_id / 2)
     }
@@ -182,7 +200,8 @@ fuzz_target!(|input: Input| {
     ram.fill_page(1, &input.page1);
     ram.fill_page(2, &input.page2);
     let before = ram.clone();
-    let mut partition = Partition { vps: u32::from(input.vp_count % 65).max(1), touched: false };
+    let broker = HvError::from_status(tlfs::HvStatus(input.broker)).map_or(Ok(()), Err);
+    let mut partition = Partition { vps: u32::from(input.vp_count % 65).max(1), touched: false, broker };
     let mut xmm = input.xmm;
     let outcome = handle(&caller, &mut xmm, &mut ram, &mut partition);
 
