@@ -47,6 +47,10 @@ pub mod cpuid {
 
     /// `HV_PARTITION_PRIVILEGE_MASK` bits 32..63, as bits of EBX.
     pub mod hypercall_privilege {
+        /// Bit 36: HvPostMessage.
+        pub const POST_MESSAGES: u32 = 1 << 4;
+        /// Bit 37: HvSignalEvent.
+        pub const SIGNAL_EVENTS: u32 = 1 << 5;
         /// Bit 49: HvGetVpRegisters/HvSetVpRegisters on the partition itself.
         pub const ACCESS_VP_REGISTERS: u32 = 1 << 17;
         /// Bit 52: the extended hypercalls (0x8001 and up).

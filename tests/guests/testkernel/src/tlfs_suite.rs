@@ -168,8 +168,23 @@ pub fn cpuid() -> Outcome {
         format_args!("{}", if present.as_str().is_empty() { "not offered" } else { present.as_str() }),
     );
     let vp_registers = f.ebx & hypercall_privilege::ACCESS_VP_REGISTERS != 0;
-    let others = f.ebx & !hypercall_privilege::ACCESS_VP_REGISTERS;
-    c.require("CPUID 0x40000003 EBX: at most AccessVpRegisters", fail_unless(others == 0, detail!("EBX {:#x}", f.ebx)));
+    let messaging = hypercall_privilege::POST_MESSAGES | hypercall_privilege::SIGNAL_EVENTS;
+    let others = f.ebx & !(hypercall_privilege::ACCESS_VP_REGISTERS | messaging);
+    c.require(
+        "CPUID 0x40000003 EBX: at most AccessVpRegisters, PostMessages and SignalEvents",
+        fail_unless(others == 0, detail!("EBX {:#x}", f.ebx)),
+    );
+    // Messages and events arrive through the SynIC: both privileges come
+    // with it, neither without it.
+    let synic = f.eax & leaf::privilege::ACCESS_SYNIC_REGS != 0;
+    let want = if synic { messaging } else { 0 };
+    c.require(
+        "CPUID 0x40000003 EBX PostMessages and SignalEvents with the SynIC",
+        fail_unless(
+            f.ebx & messaging == want,
+            detail!("EBX {:#x}, SynIC {}", f.ebx, if synic { "offered" } else { "not offered" }),
+        ),
+    );
     c.info(
         "AccessVpRegisters",
         format_args!(
