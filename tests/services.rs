@@ -390,6 +390,74 @@ fn qemu_connections_are_declared_to_the_broker() {
     run.assert_halted(0);
 }
 
+/// HvPostMessage and HvSignalEvent between partitions (TLFS 11.11), through
+/// the broker: alpha and beta (one VID) post messages to each other and
+/// signal each other's event flags, each message arriving in its SINT's
+/// slot with its type, size, payload and port, on its SINT's vector; a
+/// busy slot gets MessagePending and its next message after EOM; a full
+/// port queue answers INSUFFICIENT_BUFFERS; every refusal of alpha's
+/// connections has its status; gamma (another VID, no connection) gets
+/// INVALID_CONNECTION_ID for the others' connection IDs.
+#[test]
+fn qemu_partitions_post_messages_and_signal_events() {
+    let m = manifest("messaging.toml");
+    let run =
+        boot("qemu_partitions_post_messages_and_signal_events", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    let line = |vid: &str, partition: &str, text: &str| format!("[{vid}] {partition}: testkernel: messaging: {text}");
+    // Each partition's lines in its order (the two interleave as they run).
+    let alpha = |text: &str| line("vid", "alpha", text);
+    let beta = |text: &str| line("vid", "beta", text);
+    let alpha_lines = [
+        alpha("post to beta: SUCCESS"),
+        alpha("message type 0x42 size 14 port 0x20 flags 0x0 on SINT2 vector 0xd4"),
+        alpha("payload \"pong from beta\""),
+        alpha("signal beta's flag 1: SUCCESS"),
+        alpha("received event flag 11 on SINT3 vector 0xd5"),
+        alpha("post on connection 0x99: INVALID_CONNECTION_ID"),
+        alpha("post to an event port: INVALID_PORT_ID"),
+        alpha("post to a monitor port: INVALID_PORT_ID"),
+        alpha("signal a message port: INVALID_PORT_ID"),
+        alpha("signal flag 4 of 4: INVALID_PARAMETER"),
+        alpha("signal with RsvdZ set: INVALID_PARAMETER"),
+        alpha("post 241 bytes: INVALID_PARAMETER"),
+        alpha("post with RsvdZ set: INVALID_PARAMETER"),
+        alpha("post type 0: INVALID_PARAMETER"),
+        alpha("post type 0x80000001: INVALID_PARAMETER"),
+        // One message held for the busy slot, QUEUE_DEPTH (4) at the port.
+        alpha("post 6 to beta's busy slot: INSUFFICIENT_BUFFERS"),
+        alpha("signal beta's flag 2: SUCCESS"),
+        "[vid] alpha: testkernel: messaging: ok".to_string(),
+    ];
+    assert_in_order(&run, &alpha_lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let beta_lines = [
+        beta("message type 0x41 size 15 port 0x20 flags 0x0 on SINT2 vector 0xd4"),
+        beta("payload \"ping from alpha\""),
+        beta("post to alpha: SUCCESS"),
+        beta("received event flag 6 on SINT3 vector 0xd5"),
+        beta("signal alpha's flag 1: SUCCESS"),
+        beta("received event flag 7 on SINT3 vector 0xd5"),
+        beta("busy slot: type 0x41 flags 0x1"),
+        // The first message posted to the busy slot, delivered on EOM (the
+        // next one may already wait for it, with MessagePending).
+        beta("message type 0x43 size 8 port 0x20 flags 0x"),
+        beta("payload 0000000000000000"),
+        "[vid] beta: testkernel: messaging: ok".to_string(),
+    ];
+    assert_in_order(&run, &beta_lines.iter().map(String::as_str).collect::<Vec<_>>());
+    for refusal in [
+        "post on alpha's connection 0x10: INVALID_CONNECTION_ID",
+        "signal on alpha's connection 0x11: INVALID_CONNECTION_ID",
+        "post on beta's connection 0x13: INVALID_CONNECTION_ID",
+    ] {
+        run.assert_serial_contains(&line("vid-gamma", "gamma", refusal));
+    }
+    run.assert_serial_contains("[vid-gamma] gamma: testkernel: messaging: ok");
+    run.assert_serial_lacks("dropped");
+    run.assert_serial_lacks("faulted");
+    run.assert_serial_lacks("FAIL");
+    run.assert_halted(0);
+}
+
 /// A guest that triple-faults stops only its own partition.
 #[test]
 fn qemu_guest_crash_leaves_others_running() {

@@ -399,6 +399,10 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     if crate::tlfs_suite::synic_interrupt(vector) {
         return;
     }
+    // The messaging test's SINT vectors.
+    if crate::messaging::interrupt(vector) {
+        return;
+    }
     // The smp test's IPI, and the spurious vector (not acknowledged).
     if crate::ap::interrupt(vector) {
         return;

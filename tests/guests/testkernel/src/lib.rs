@@ -255,6 +255,12 @@ pub enum Test {
     /// (`siblings.rs`): every VP reads CPUID leaves 1 and 0xB; each VP's
     /// x2APIC ID, threads per core and SMT siblings are printed.
     Topology,
+    /// Not in `tests=all` (`role=alpha|beta|gamma`, `messaging.toml`).
+    /// HvPostMessage and HvSignalEvent between partitions: messages and
+    /// event flags both ways with their SINT vectors, a busy slot's
+    /// MessagePending and delivery after EOM, a full port queue, the
+    /// refusals, and a partition without connections refused.
+    Messaging,
 }
 
 impl Test {
@@ -263,7 +269,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 21] = [
+    pub const EXPLICIT: [Test; 22] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -285,6 +291,7 @@ impl Test {
         Test::Busy,
         Test::Turns,
         Test::Topology,
+        Test::Messaging,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -364,6 +371,7 @@ impl Test {
             Test::Busy => "busy",
             Test::Turns => "turns",
             Test::Topology => "topology",
+            Test::Messaging => "messaging",
         }
     }
 

@@ -28,6 +28,8 @@ mod entry;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]
+mod messaging;
+#[cfg(target_os = "none")]
 mod ring3;
 #[cfg(target_os = "none")]
 mod siblings;
