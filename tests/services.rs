@@ -403,6 +403,19 @@ fn qemu_partitions_post_messages_and_signal_events() {
     let m = manifest("messaging.toml");
     let run =
         boot("qemu_partitions_post_messages_and_signal_events", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    messages_and_events_pass(&run);
+}
+
+/// The same under Bochs (VMX + EPT).
+#[test]
+fn bochs_partitions_post_messages_and_signal_events() {
+    let m = manifest("messaging.toml");
+    let run =
+        boot("bochs_partitions_post_messages_and_signal_events", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]);
+    messages_and_events_pass(&run);
+}
+
+fn messages_and_events_pass(run: &Boot) {
     let line = |vid: &str, partition: &str, text: &str| format!("[{vid}] {partition}: testkernel: messaging: {text}");
     // Each partition's lines in its order (the two interleave as they run).
     let alpha = |text: &str| line("vid", "alpha", text);
@@ -428,7 +441,7 @@ fn qemu_partitions_post_messages_and_signal_events() {
         alpha("signal beta's flag 2: SUCCESS"),
         "[vid] alpha: testkernel: messaging: ok".to_string(),
     ];
-    assert_in_order(&run, &alpha_lines.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_in_order(run, &alpha_lines.iter().map(String::as_str).collect::<Vec<_>>());
     let beta_lines = [
         beta("message type 0x41 size 15 port 0x20 flags 0x0 on SINT2 vector 0xd4"),
         beta("payload \"ping from alpha\""),
@@ -443,7 +456,7 @@ fn qemu_partitions_post_messages_and_signal_events() {
         beta("payload 0000000000000000"),
         "[vid] beta: testkernel: messaging: ok".to_string(),
     ];
-    assert_in_order(&run, &beta_lines.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_in_order(run, &beta_lines.iter().map(String::as_str).collect::<Vec<_>>());
     for refusal in [
         "post on alpha's connection 0x10: INVALID_CONNECTION_ID",
         "signal on alpha's connection 0x11: INVALID_CONNECTION_ID",
