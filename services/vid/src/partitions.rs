@@ -256,10 +256,13 @@ impl Broker {
 struct Connections<'b> {
     broker: &'b Broker,
     partition: u64,
+    /// A post or signal went to the broker.
+    called: bool,
 }
 
 impl vid::messaging::Connections for Connections<'_> {
     fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> tlfs::HvResult<()> {
+        self.called = true;
         let answer = self.broker.client.post_message(self.partition, connection_id, message_type, payload);
         // A broker that is gone or answers nonsense: the engine makes any
         // status outside the call's table INVALID_CONNECTION_ID.
@@ -267,6 +270,7 @@ impl vid::messaging::Connections for Connections<'_> {
     }
 
     fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> tlfs::HvResult<()> {
+        self.called = true;
         let answer = self.broker.client.signal_event(self.partition, connection_id, u32::from(flag_number));
         answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
     }

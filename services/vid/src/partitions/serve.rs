@@ -154,6 +154,7 @@ pub(super) fn serve(
         }
         let mut reply = None;
         let mut exited = None;
+        let mut brokered = false;
         if let Some(received) = received? {
             let badge = received.badge.0.wrapping_sub(1) as usize;
             let (k, v) = (badge / MAX_VPS_PER_PARTITION, badge % MAX_VPS_PER_PARTITION);
@@ -187,7 +188,7 @@ pub(super) fn serve(
                 let logs = &mut r.logs;
                 let mut crash = None;
                 let mut view = View { vp: r.vps[v].cap, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
-                let mut own = broker.map(|broker| Connections { broker, partition: r.index });
+                let mut own = broker.map(|broker| Connections { broker, partition: r.index, called: false });
                 let mut none = vid::messaging::NoConnections;
                 let connections: &mut dyn vid::messaging::Connections = match own.as_mut() {
                     Some(c) => c,
@@ -209,6 +210,7 @@ pub(super) fn serve(
                         }
                     }
                 });
+                brokered = own.as_ref().is_some_and(|c| c.called);
                 if let Some(p) = crash {
                     registry.crashed(name, r.managed, p);
                 }
@@ -251,6 +253,13 @@ pub(super) fn serve(
                 }
             }
             reply = Some(message);
+        }
+        // A post or signal was just made: what it delivered to this VID's
+        // partitions (the caller's own included) is in their SIM and SIEF
+        // pages before any of their VPs runs on, and keep_time wakes the
+        // VPs it interrupts.
+        if let (true, Some((broker, events))) = (brokered, broker.and_then(|b| Some((b, b.events?)))) {
+            deliver(broker, events, running);
         }
         let (ticks, Turn { reset, parked, again }) = keep_time(running, exited, now, tick_tsc);
         if let (true, Some(message)) = (parked, reply.as_mut()) {
