@@ -85,23 +85,26 @@ struct System {
 }
 
 /// The default benchmark systems, booted in this order: the IPC and exit
-/// figures, the fast hypercall's (both on one CPU, so their figures stay
-/// what they were), then IPC across two CPUs, and the guest's IPI and TLB
-/// flushes across four.
-const DEFAULT_SYSTEMS: [System; 4] = [
+/// figures, the fast hypercall's, HvSignalEvent's round trips (all on one
+/// CPU, so their figures stay what they were), then IPC across two CPUs,
+/// and the guest's IPI and TLB flushes across four.
+const DEFAULT_SYSTEMS: [System; 5] = [
     System { manifest: "tests/manifests/bench.toml", smp: 1 },
     System { manifest: "tests/manifests/hypercall-bench.toml", smp: 1 },
+    System { manifest: "tests/manifests/messaging-bench.toml", smp: 1 },
     System { manifest: "tests/manifests/smp-ipc-bench.toml", smp: 2 },
     System { manifest: "tests/manifests/smp-bench.toml", smp: 4 },
 ];
 
 /// Figures the default benchmark systems must print.
-const DEFAULT_FIGURES: [&str; 9] = [
+const DEFAULT_FIGURES: [&str; 11] = [
     "ipc call+reply round trip",
     "null invocation (CAP_IDENTIFY)",
     "vm exit forwarded to the VID and back (port write)",
     "vm exit handled in ring 0 (host timer interrupt)",
     "fast hypercall round trip (HvCallNotifyLongSpinWait)",
+    "hvsignalevent round trip to a VP of the same partition",
+    "hvsignalevent round trip to a VP of another partition",
     "ipc call+reply round trip across CPUs",
     "ipi to a VP in guest mode on another CPU (delivery latency)",
     "tlb flush hypercall with VPs on 2 CPUs",

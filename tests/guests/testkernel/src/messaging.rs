@@ -258,8 +258,83 @@ pub fn run(cmdline: &str) -> Result<()> {
         Some("alpha") => alpha(),
         Some("beta") => beta(),
         Some("gamma") => gamma(),
-        other => Err(detail!("role={other:?}: expected alpha, beta or gamma")),
+        Some("ping") => ping(),
+        Some("pong") => pong(),
+        other => Err(detail!("role={other:?}: expected alpha, beta, gamma, ping or pong")),
     }
+}
+
+// ---- The benchmark (messaging-bench.toml) ---------------------------------
+
+/// ping's connections: to its own event port (flag 0 of its SINT3), to
+/// pong's (flag 0 of pong's SINT3); pong's: to ping's flag 1, and a message
+/// connection to say it is ready.
+const PING_SELF: u32 = 0x30;
+const PING_TO_PONG: u32 = 0x31;
+const PONG_TO_PING: u32 = 0x32;
+const PONG_READY: u32 = 0x33;
+
+/// Round trips timed per figure.
+pub const ROUNDS: u32 = 100;
+
+/// Waits, halting between interrupts, until flag `flag` of SINT3 is set,
+/// and clears it.
+fn halt_for_flag(flag: u32) {
+    while !flag_set(EVENTS, flag) {
+        hw::halt_once();
+    }
+    let at = EVENTS * 256 + flag as usize / 8;
+    let mut byte = [0u8];
+    Page::Siefp.read(at, &mut byte);
+    Page::Siefp.write(at, &[byte[0] & !(1 << (flag % 8))]);
+}
+
+fn figure(what: &str, samples: &guest_testkernel::bench::Samples) {
+    println!("testkernel: {}", guest_testkernel::bench::line(what, samples).as_str());
+}
+
+/// Times HvSignalEvent round trips: from the signal until the caller, halted
+/// in between, finds the flag set: to its own partition (its own port), and
+/// to pong, which answers on ping's port.
+fn ping() -> Result<()> {
+    enable()?;
+    let ready = wait_message(MESSAGES)?;
+    check(ready.message_type == 1, detail!("pong's ready message has type {:#x}", ready.message_type))?;
+    done_with(MESSAGES)?;
+    let mut own = guest_testkernel::bench::Samples::new();
+    for _ in 0..ROUNDS {
+        let start = hw::rdtsc();
+        expect_quiet(signal(PING_SELF, 0))?;
+        halt_for_flag(0);
+        own.add(hw::rdtsc().wrapping_sub(start));
+    }
+    let mut other = guest_testkernel::bench::Samples::new();
+    for _ in 0..ROUNDS {
+        let start = hw::rdtsc();
+        expect_quiet(signal(PING_TO_PONG, 0))?;
+        halt_for_flag(1);
+        other.add(hw::rdtsc().wrapping_sub(start));
+    }
+    figure("hvsignalevent round trip to a VP of the same partition", &own);
+    figure("hvsignalevent round trip to a VP of another partition", &other);
+    Ok(())
+}
+
+/// Says it is ready, then answers each of ping's events with one of its own.
+fn pong() -> Result<()> {
+    enable()?;
+    expect_quiet(post(PONG_READY, 1, b"ready"))?;
+    for _ in 0..ROUNDS {
+        halt_for_flag(0);
+        expect_quiet(signal(PONG_TO_PING, 0))?;
+    }
+    Ok(())
+}
+
+/// A call that must succeed, without a line for it.
+fn expect_quiet(status: Result<u16>) -> Result<()> {
+    let status = status?;
+    check(status == SUCCESS, detail!("got {} ({status:#x})", name(status)))
 }
 
 fn alpha() -> Result<()> {
