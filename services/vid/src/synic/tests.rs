@@ -459,3 +459,24 @@ fn messages_wait_for_scontrol_and_simp_11_8_1() {
     let p = timer_payload(&vp.slot(1));
     assert_eq!((p.expiration_time, p.delivery_time), (10, 40));
 }
+
+/// A port's message for a VP whose SynIC or SIM page is off is held, and
+/// delivered when SCONTROL and the SIMP are enabled; one is held at a time
+/// (TLFS 11.10.3).
+#[test]
+fn a_ports_message_waits_for_the_synic_to_be_enabled() {
+    let mut vp = Vp::new();
+    vp.sint(2, 0x50);
+    let m = crate::messaging::message(0x20, 0x41, b"early");
+    assert_eq!(vp.s.deliver(2, &m, &mut vp.ram, &mut vp.raised), Post::Busy);
+    assert!(vp.s.holds_message());
+    assert_eq!(vp.s.deliver(2, &m, &mut vp.ram, &mut vp.raised), Post::Unavailable, "one at a time");
+    assert_eq!(vp.s.deliver(16, &m, &mut vp.ram, &mut vp.raised), Post::Unavailable);
+    vp.wr(HvX64Msr::SIMP, SIMP_GPN << 12 | 1).unwrap();
+    assert!(vp.s.holds_message(), "SCONTROL is still off");
+    assert!(vp.take_raised().is_empty());
+    vp.wr(HvX64Msr::SCONTROL, 1).unwrap();
+    assert!(!vp.s.holds_message());
+    assert_eq!(vp.slot(2), m);
+    assert_eq!(vp.take_raised(), vec![0x50]);
+}
