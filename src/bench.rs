@@ -93,7 +93,7 @@ const DEFAULT_SYSTEMS: [System; 5] = [
     System { manifest: "tests/manifests/hypercall-bench.toml", smp: 1 },
     System { manifest: "tests/manifests/smp-ipc-bench.toml", smp: 2 },
     System { manifest: "tests/manifests/smp-bench.toml", smp: 4 },
-    System { manifest: "tests/manifests/deadline.toml", smp: 1 },
+    System { manifest: "tests/manifests/deadline.toml", smp: 2 },
 ];
 
 /// Figures the default benchmark systems must print.
