@@ -86,18 +86,17 @@ struct System {
 
 /// The default benchmark systems, booted in this order: the IPC and exit
 /// figures, the fast hypercall's (both on one CPU, so their figures stay
-/// what they were), then IPC across two CPUs, the guest's IPI and TLB
-/// flushes across four, and how late a task's 1 ms TSC deadline wakes it.
-const DEFAULT_SYSTEMS: [System; 5] = [
+/// what they were), then IPC across two CPUs, and the guest's IPI and TLB
+/// flushes across four.
+const DEFAULT_SYSTEMS: [System; 4] = [
     System { manifest: "tests/manifests/bench.toml", smp: 1 },
     System { manifest: "tests/manifests/hypercall-bench.toml", smp: 1 },
     System { manifest: "tests/manifests/smp-ipc-bench.toml", smp: 2 },
     System { manifest: "tests/manifests/smp-bench.toml", smp: 4 },
-    System { manifest: "tests/manifests/deadline.toml", smp: 2 },
 ];
 
 /// Figures the default benchmark systems must print.
-const DEFAULT_FIGURES: [&str; 10] = [
+const DEFAULT_FIGURES: [&str; 9] = [
     "ipc call+reply round trip",
     "null invocation (CAP_IDENTIFY)",
     "vm exit forwarded to the VID and back (port write)",
@@ -107,7 +106,6 @@ const DEFAULT_FIGURES: [&str; 10] = [
     "ipi to a VP in guest mode on another CPU (delivery latency)",
     "tlb flush hypercall with VPs on 2 CPUs",
     "tlb flush hypercall with VPs on 4 CPUs",
-    "1 ms TSC deadline, lateness",
 ];
 
 /// Boots the benchmark (with the default manifest, every system of
