@@ -197,7 +197,10 @@ fn deadlines_are_on_time(run: &Boot, mode: &str) {
 }
 
 /// QEMU's CPUs have no TSC-deadline timer: one-shot mode, under `-icount
-/// shift=0` (the TSC a virtual clock, so the bounds hold on a loaded host).
+/// shift=0,sleep=off`: the TSC a virtual clock that an idle machine warps
+/// to its next timer, so the bounds hold on a loaded host (with `sleep=on`
+/// idle time follows the host's clock, and a busy host made a wait 3 ms
+/// late).
 #[test]
 fn qemu_tsc_deadlines_wake_on_time() {
     let m = manifest("deadline.toml");
@@ -205,7 +208,7 @@ fn qemu_tsc_deadlines_wake_on_time() {
         "qemu_tsc_deadlines_wake_on_time",
         Emulator::Qemu,
         QEMU_TIMEOUT,
-        &["--manifest", &m, "--qemu-arg=-icount", "--qemu-arg=shift=0"],
+        &["--manifest", &m, "--qemu-arg=-icount", "--qemu-arg=shift=0,sleep=off"],
     );
     deadlines_are_on_time(&run, "one-shot");
 }
@@ -252,12 +255,12 @@ fn emulated_timers_keep_time(run: &Boot) {
     run.assert_halted(0);
 }
 
-/// Under `-icount shift=0` (the TSC a virtual clock: the bounds hold on a
-/// loaded host).
+/// Under `-icount shift=0,sleep=off`, as the deadline test (with
+/// `sleep=on` a busy host made the PIT fire 965 times).
 #[test]
 fn qemu_emulated_timers_keep_time() {
     let m = manifest("timers.toml");
-    let args = ["--manifest", &m, "--qemu-arg=-icount", "--qemu-arg=shift=0"];
+    let args = ["--manifest", &m, "--qemu-arg=-icount", "--qemu-arg=shift=0,sleep=off"];
     emulated_timers_keep_time(&boot("qemu_emulated_timers_keep_time", Emulator::Qemu, QEMU_TIMEOUT, &args));
 }
 
