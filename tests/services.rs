@@ -458,6 +458,43 @@ fn bochs_two_partitions_are_isolated() {
     ));
 }
 
+/// The manifest's connections reach the broker: the supervisor declares
+/// every port and connection when it starts (nobody else may), the broker
+/// may signal the notification of the VID of every port's partition, and
+/// that VID may wait on it; a VID whose partitions have no port gets none.
+/// The guests run as before.
+#[test]
+fn qemu_connections_are_declared_to_the_broker() {
+    let m = manifest("connections.toml");
+    let run = boot("qemu_connections_are_declared_to_the_broker", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    // Start order: supervisor, console, partition-manager, broker, vid
+    // (badge 5, runs alpha and beta, both with ports), vid-gamma (gamma: none).
+    let broker = run.assert_serial_contains("[supervisor] started broker: ring 3");
+    if !broker.contains("broker(endpoint), console(endpoint), notify:5(notification)") || broker.contains("notify:6") {
+        run.fail(&format!("the broker should signal vid's notification only: {broker}"));
+    }
+    let vid = run.assert_serial_contains("[supervisor] started vid: ring 3");
+    if !vid.contains("broker(endpoint)") || !vid.contains("broker-events(notification)") {
+        run.fail(&format!("vid should use the broker and wait on broker-events: {vid}"));
+    }
+    let gamma = run.assert_serial_contains("[supervisor] started vid-gamma: ring 3");
+    if gamma.contains("broker-events") {
+        run.fail(&format!("vid-gamma runs no port's partition: {gamma}"));
+    }
+    assert_in_order(
+        &run,
+        &["[broker] ready, serving broker", "[broker] 4 ports, 4 connections", "[supervisor] started vid: ring 3"],
+    );
+    run.assert_serial_lacks("cannot declare connection");
+    run.assert_serial_lacks("cannot register partition");
+    for (vid, partition) in [("vid", "alpha"), ("vid", "beta"), ("vid-gamma", "gamma")] {
+        run.assert_serial_contains(&format!("[{vid}] {partition}: testkernel: isolation: ok"));
+    }
+    run.assert_serial_lacks("faulted");
+    run.assert_serial_lacks("FAIL");
+    run.assert_halted(0);
+}
+
 /// A guest that triple-faults stops only its own partition.
 #[test]
 fn qemu_guest_crash_leaves_others_running() {
@@ -525,8 +562,9 @@ fn qemu_vid_failures_stop_only_their_vps() {
 }
 
 /// The TLFS conformance guest (`tests=tlfs`): the Hyper-V CPUID leaves,
-/// synthetic MSRs and hypercalls, with their error cases, in a partition
-/// with the `hyperv` enlightenments.
+/// synthetic MSRs, hypercalls, SynIC and synthetic timers, with their error
+/// cases, in a partition with the `hyperv` enlightenments and `synic` and
+/// `synthetic_timers`.
 fn tlfs_conformance_passes(run: &Boot) {
     assert_in_order(
         run,
@@ -536,7 +574,14 @@ fn tlfs_conformance_passes(run: &Boot) {
             "[partition-manager] partition conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
             "[vid] conformance: testkernel: tlfs-msr: ok",
             "[vid] conformance: testkernel: tlfs-hypercall: ok",
-            "[vid] conformance: testkernel: done: 3 passed, 0 failed",
+            "[vid] conformance: testkernel: tlfs: busy slot: MessagePending set, the first message kept (11.10.3): ok",
+            "[vid] conformance: testkernel: tlfs: second message redelivered after EOM: ok",
+            "[vid] conformance: testkernel: tlfs: auto-EOI: the vector never in service, no EOI written (11.8.5): ok",
+            "[vid] conformance: testkernel: tlfs-synic: ok",
+            "[vid] conformance: testkernel: tlfs: direct mode: the APIC vector, no message (12.2): ok",
+            "[vid] conformance: testkernel: tlfs: direct mode: 3 periods of 1 ms take at least 3 ms (12.5.2): ok",
+            "[vid] conformance: testkernel: tlfs-stimer: ok",
+            "[vid] conformance: testkernel: done: 5 passed, 0 failed",
             "[vid] conformance: guest reported status 1",
         ],
     );

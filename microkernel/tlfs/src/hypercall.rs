@@ -38,6 +38,8 @@ open_enum! {
         SET_VP_REGISTERS = 0x0051,
         DELETE_PORT = 0x0058,
         DISCONNECT_PORT = 0x005B,
+        POST_MESSAGE = 0x005C,
+        SIGNAL_EVENT = 0x005D,
         CREATE_PORT = 0x0095,
         CONNECT_PORT = 0x0096,
         GET_VP_INDEX_FROM_APIC_ID = 0x009A,

@@ -245,5 +245,183 @@ impl HvReferenceTscPage {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The SynIC (TLFS 11.8, 11.9) and synthetic timers (TLFS 12.5)
+// ---------------------------------------------------------------------------
+
+/// Synthetic interrupt sources (SINT0..SINT15), message slots and
+/// event-flag blocks per VP: [`crate::HV_SYNIC_SINT_COUNT`] as an index bound.
+pub const HV_SYNIC_SINTS: usize = crate::HV_SYNIC_SINT_COUNT as usize;
+/// Synthetic timers per VP (STIMER0..STIMER3).
+pub const HV_SYNIC_STIMER_COUNT: usize = 4;
+/// `SVERSION`'s value (TLFS 11.8.2): the first SynIC version.
+pub const HV_SYNIC_VERSION: u64 = 1;
+/// The lowest SINT vector (TLFS 11.8.5: "Valid values for vector are
+/// 16-255 inclusive").
+pub const HV_SYNIC_FIRST_VALID_VECTOR: u8 = 16;
+/// Event flags per SINT in the SIEF page (TLFS 11.9): 256 bytes of bits.
+pub const HV_EVENT_FLAGS_COUNT: u32 = 256 * 8;
+/// Bytes of one SINT's event flags in the SIEF page.
+pub const HV_EVENT_FLAGS_BYTES: usize = 256;
+
+/// `HV_SYNIC_EVENT_FLAGS` (TLFS 11.10.5): one SINT's 2048 event flags,
+/// flag `n` is bit `n % 8` of byte `n / 8`. The SIEF page is 16 of them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
+pub struct HvSynicEventFlags {
+    pub flags: [u8; HV_EVENT_FLAGS_BYTES],
+}
+
+/// The SIM page (TLFS 11.9): one [`crate::HvMessage`] slot per SINT.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
+pub struct HvSynicSimPage {
+    pub slots: [crate::HvMessage; HV_SYNIC_SINTS],
+}
+
+/// The SIEF page (TLFS 11.9): one [`HvSynicEventFlags`] per SINT.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
+pub struct HvSynicSiefPage {
+    pub sints: [HvSynicEventFlags; HV_SYNIC_SINTS],
+}
+
+const _: () = assert!(size_of::<HvSynicEventFlags>() == HV_EVENT_FLAGS_BYTES);
+const _: () = assert!(size_of::<HvSynicSimPage>() == HV_PAGE_SIZE);
+const _: () = assert!(size_of::<HvSynicSiefPage>() == HV_PAGE_SIZE);
+
+impl HvSynicSimPage {
+    /// Byte offset of SINT `sint`'s message slot.
+    pub const fn slot_offset(sint: usize) -> usize {
+        sint * crate::HV_MESSAGE_SIZE
+    }
+}
+
+impl HvSynicSiefPage {
+    /// Byte offset, in the SIEF page, of the byte holding flag `flag` of
+    /// SINT `sint`, and the flag's bit in it.
+    pub const fn flag_position(sint: usize, flag: u32) -> (usize, u8) {
+        (sint * HV_EVENT_FLAGS_BYTES + (flag / 8) as usize, (flag % 8) as u8)
+    }
+}
+
+impl HvX64Msr {
+    /// `HV_X64_MSR_SINTn`, `n < 16`.
+    pub const fn sint(n: usize) -> Option<HvX64Msr> {
+        if n < HV_SYNIC_SINTS { Some(HvX64Msr(HvX64Msr::SINT0.0 + n as u32)) } else { None }
+    }
+
+    /// `HV_X64_MSR_STIMERn_CONFIG`, `n < 4`.
+    pub const fn stimer_config(n: usize) -> Option<HvX64Msr> {
+        if n < HV_SYNIC_STIMER_COUNT { Some(HvX64Msr(HvX64Msr::STIMER0_CONFIG.0 + 2 * n as u32)) } else { None }
+    }
+
+    /// `HV_X64_MSR_STIMERn_COUNT`, `n < 4`.
+    pub const fn stimer_count(n: usize) -> Option<HvX64Msr> {
+        if n < HV_SYNIC_STIMER_COUNT { Some(HvX64Msr(HvX64Msr::STIMER0_CONFIG.0 + 2 * n as u32 + 1)) } else { None }
+    }
+
+    /// The SINT this MSR is, if it is one of `SINT0..SINT15`.
+    pub const fn sint_index(self) -> Option<usize> {
+        if self.0 >= HvX64Msr::SINT0.0 && self.0 <= HvX64Msr::SINT15.0 {
+            Some((self.0 - HvX64Msr::SINT0.0) as usize)
+        } else {
+            None
+        }
+    }
+
+    /// The timer and whether it is the COUNT register (else CONFIG), if this
+    /// is one of `STIMER0_CONFIG..STIMER3_COUNT`.
+    pub const fn stimer_index(self) -> Option<(usize, bool)> {
+        if self.0 >= HvX64Msr::STIMER0_CONFIG.0 && self.0 <= HvX64Msr::STIMER3_COUNT.0 {
+            let n = self.0 - HvX64Msr::STIMER0_CONFIG.0;
+            Some(((n / 2) as usize, n % 2 == 1))
+        } else {
+            None
+        }
+    }
+}
+
+/// `HV_X64_MSR_SCONTROL` (TLFS 11.8.1).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct HvSynicScontrol {
+    /// Messages and event flags may be posted to this VP's SynIC.
+    pub enable: bool,
+    /// RsvdP.
+    #[bits(63)]
+    pub reserved_p: u64,
+}
+
+/// `HV_X64_MSR_SIMP` (TLFS 11.8.4) and `HV_X64_MSR_SIEFP` (11.8.3): the
+/// same layout.
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct HvSynicPage {
+    pub enable: bool,
+    /// RsvdP.
+    #[bits(11)]
+    pub reserved_p: u16,
+    /// Guest page number of the page.
+    #[bits(52)]
+    pub gpn: u64,
+}
+
+/// `HV_X64_MSR_SINTx` (TLFS 11.8.5).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct HvSynicSint {
+    /// 16..=255 (lower is #GP unless the SINT is masked).
+    pub vector: u8,
+    /// RsvdP.
+    pub reserved_p1: u8,
+    pub masked: bool,
+    /// An implicit EOI on delivery: the vector never enters the ISR.
+    pub auto_eoi: bool,
+    /// Unmasked for messages and flags, but no interrupt is generated.
+    pub polling: bool,
+    /// RsvdP.
+    #[bits(45)]
+    pub reserved_p2: u64,
+}
+
+impl HvSynicSint {
+    /// The value at VP creation: masked. (TLFS 11.8.5 prints 0 but says
+    /// "all synthetic interrupt sources are masked by default"; Hyper-V and
+    /// the guests that read it expect 0x10000.)
+    pub const INITIAL: HvSynicSint = HvSynicSint::new().with_masked(true);
+}
+
+/// `HV_X64_MSR_STIMERx_CONFIG` (TLFS 12.5.1).
+#[bitfield(u64)]
+#[derive(PartialEq, Eq)]
+pub struct HvStimerConfig {
+    pub enable: bool,
+    pub periodic: bool,
+    pub lazy: bool,
+    /// A non-zero write of COUNT sets `enable`.
+    pub auto_enable: bool,
+    /// Direct mode's interrupt vector.
+    pub apic_vector: u8,
+    /// Assert `apic_vector` on expiry instead of sending a message (12.2).
+    pub direct_mode: bool,
+    /// RsvdZ.
+    #[bits(3)]
+    pub reserved_z1: u8,
+    /// The SINT the timer's messages go to (0 is not allowed while enabled).
+    #[bits(4)]
+    pub sintx: u8,
+    /// RsvdZ.
+    #[bits(44)]
+    pub reserved_z2: u64,
+}
+
+impl HvStimerConfig {
+    /// True if a RsvdZ bit is set.
+    pub const fn reserved_set(self) -> bool {
+        self.reserved_z1() != 0 || self.reserved_z2() != 0
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,25 +1,45 @@
-//! The broker's logic: a bounded registry of TLFS ports and connections.
+//! The broker's logic: TLFS ports and connections between partitions, and
+//! the messages and events sent through them (TLFS 11.6, 11.10, 11.11).
 //!
-//! Pure state for now: creating, connecting, disconnecting and deleting, with
-//! the TLFS status of every refusal. Delivering messages and events through
-//! the registry (SynIC) comes with the VID's device work. Whoever creates a
-//! port or a connection (by badge) is the only one who may remove it.
+//! Pure state, host-tested. The supervisor registers which VID (by badge)
+//! runs which partition and declares the manifest's connections; a VID
+//! then resolves, posts and signals on the connections its partitions hold
+//! and fetches what was sent to them (see `broker_api` for the rules and
+//! the delivery path). Every argument is an allegation, checked here once;
+//! a refusal is a TLFS status.
+//!
+//! Storage is fixed: [`MAX_PORTS`] ports, each with room for
+//! [`QUEUE_DEPTH`] messages and a bit per event flag (about 1.3 KiB a
+//! port), so the broker needs no heap; its task keeps it on its stack.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use broker_api::Server;
-use tessera_idl::Badge;
-use tlfs::{HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPartitionId, HvPortId, HvPortType, HvResult, HvVpIndex};
+pub use broker_api::QUEUE_DEPTH;
+use broker_api::{Bytes, Server, delivery};
+use tessera_idl::{Badge, SUPERVISOR_BADGE};
+use tlfs::{
+    HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT, HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPortId, HvPortType, HvResult,
+    HvVpIndex,
+};
 
-/// Ports the registry holds.
+/// Ports the broker holds.
 pub const MAX_PORTS: usize = 32;
-/// Connections the registry holds.
+/// Connections the broker holds.
 pub const MAX_CONNECTIONS: usize = 32;
+/// Partitions (manifest indices `0..MAX_PARTITIONS`).
+pub const MAX_PARTITIONS: usize = abi::limits::MAX_PARTITIONS;
+/// VPs of one partition.
+pub const MAX_VPS: u32 = abi::limits::MAX_VPS_PER_PARTITION as u32;
+/// Event flags of one SINT (its part of the SIEF page, TLFS 11.9).
+pub const EVENT_FLAGS: u32 = 2048;
+/// The message-type bit reserved for the hypervisor's own messages.
+pub const HYPERVISOR_MESSAGE_BIT: u32 = 0x8000_0000;
 
 /// A port: where messages or events sent through its connections go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Port {
+    /// The partition (manifest index) it belongs to.
     pub partition: u64,
     pub id: HvPortId,
     /// The one partition that may connect.
@@ -27,7 +47,9 @@ pub struct Port {
     pub port_type: HvPortType,
     pub target_vp: HvVpIndex,
     pub target_sint: u32,
-    owner: Badge,
+    /// Event ports: the first flag and how many (0 for other types).
+    pub base_flag: u32,
+    pub flag_count: u32,
 }
 
 /// A connection: a partition's handle on a port.
@@ -37,26 +59,61 @@ pub struct Connection {
     pub id: HvConnectionId,
     pub port_partition: u64,
     pub port_id: HvPortId,
-    owner: Badge,
+}
+
+/// One thing for a partition's VID to put into a VP's SynIC. Handed over
+/// as it is made, never stored, so the size of a message does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A message for the SIM slot of `sint` of `vp`, from port `port`.
+    Message { vp: u32, sint: u32, port: u32, message_type: u32, payload: Bytes },
+    /// Flag `flag` (within the SINT's flags) of `sint` of `vp`, from port `port`.
+    Event { vp: u32, sint: u32, port: u32, flag: u32 },
+}
+
+/// A queued message; `seq` orders messages across a partition's ports.
+#[derive(Clone, Copy)]
+struct Pending {
+    seq: u64,
+    message_type: u32,
+    len: u8,
+    payload: [u8; HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT],
+}
+
+const FLAG_WORDS: usize = EVENT_FLAGS as usize / 64;
+
+/// A port with what waits in it.
+#[derive(Clone, Copy)]
+struct Slot {
+    port: Port,
+    queue: [Option<Pending>; QUEUE_DEPTH],
+    /// Pending event flags, relative to `base_flag`.
+    flags: [u64; FLAG_WORDS],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Registered {
+    vid: Badge,
+    vcpus: u32,
 }
 
 pub struct Broker {
-    ports: [Option<Port>; MAX_PORTS],
+    partitions: [Option<Registered>; MAX_PARTITIONS],
+    ports: [Option<Slot>; MAX_PORTS],
     connections: [Option<Connection>; MAX_CONNECTIONS],
+    /// The next message's sequence number.
+    seq: u64,
+    /// Partitions (bit = manifest index) that received something since
+    /// their VIDs were last notified.
+    unnotified: u32,
 }
+
+const _: () = assert!(MAX_PARTITIONS <= 32);
 
 impl Default for Broker {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn partition(id: u64) -> HvResult<u64> {
-    if id == HvPartitionId::INVALID.0 || id == HvPartitionId::SELF.0 {
-        // The broker acts for no partition of its own: "self" means nothing here.
-        Err(HvError::INVALID_PARTITION_ID)
-    } else {
-        Ok(id)
     }
 }
 
@@ -68,13 +125,27 @@ fn connection_id(raw: u32) -> HvResult<HvConnectionId> {
     HvConnectionId::new(raw).ok_or(HvError::INVALID_PARAMETER)
 }
 
+fn supervisor(caller: Badge) -> HvResult<()> {
+    if caller == SUPERVISOR_BADGE { Ok(()) } else { Err(HvError::ACCESS_DENIED) }
+}
+
 impl Broker {
     pub const fn new() -> Broker {
-        Broker { ports: [None; MAX_PORTS], connections: [None; MAX_CONNECTIONS] }
+        Broker {
+            partitions: [None; MAX_PARTITIONS],
+            ports: [None; MAX_PORTS],
+            connections: [None; MAX_CONNECTIONS],
+            seq: 0,
+            unnotified: 0,
+        }
     }
 
     pub fn port(&self, partition: u64, id: u32) -> Option<&Port> {
-        self.ports.iter().flatten().find(|p| p.partition == partition && p.id.get() == id)
+        self.slot_of(partition, id).map(|i| &self.ports[i].as_ref().expect("slot_of finds a port").port)
+    }
+
+    fn slot_of(&self, partition: u64, id: u32) -> Option<usize> {
+        self.ports.iter().position(|s| s.is_some_and(|s| s.port.partition == partition && s.port.id.get() == id))
     }
 
     pub fn connection(&self, partition: u64, id: u32) -> Option<&Connection> {
@@ -89,6 +160,34 @@ impl Broker {
         self.connections.iter().flatten().count()
     }
 
+    /// The registered partition `partition`, for the supervisor's calls.
+    fn registered(&self, partition: u64) -> HvResult<Registered> {
+        let k = usize::try_from(partition).map_err(|_| HvError::INVALID_PARTITION_ID)?;
+        self.partitions.get(k).copied().flatten().ok_or(HvError::INVALID_PARTITION_ID)
+    }
+
+    /// The partition `partition` if `caller` is its VID (`ACCESS_DENIED`
+    /// otherwise: a VID speaks only for the partitions it runs).
+    fn speaks_for(&self, caller: Badge, partition: u64) -> HvResult<usize> {
+        let k = usize::try_from(partition).map_err(|_| HvError::ACCESS_DENIED)?;
+        match self.partitions.get(k).copied().flatten() {
+            Some(r) if r.vid == caller => Ok(k),
+            _ => Err(HvError::ACCESS_DENIED),
+        }
+    }
+
+    /// `register_partition` (see the interface).
+    pub fn register_partition(&mut self, caller: Badge, vid: u64, partition: u64, vcpus: u32) -> HvResult<()> {
+        supervisor(caller)?;
+        let k = usize::try_from(partition).ok().filter(|&k| k < MAX_PARTITIONS).ok_or(HvError::INVALID_PARTITION_ID)?;
+        if !(1..=MAX_VPS).contains(&vcpus) || vid == SUPERVISOR_BADGE.0 {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        self.partitions[k] = Some(Registered { vid: Badge(vid), vcpus });
+        Ok(())
+    }
+
+    /// `create_port` (see the interface).
     #[allow(clippy::too_many_arguments)]
     pub fn create_port(
         &mut self,
@@ -99,9 +198,12 @@ impl Broker {
         port_type: u32,
         target_vp: u32,
         target_sint: u32,
+        base_flag: u32,
+        flag_count: u32,
     ) -> HvResult<()> {
-        let port_partition = partition(port_partition)?;
-        let connection_partition = partition(connection_partition)?;
+        supervisor(caller)?;
+        let owner = self.registered(port_partition)?;
+        self.registered(connection_partition)?;
         let id = port_id(id)?;
         let port_type = match HvPortType(port_type) {
             t @ (HvPortType::MESSAGE | HvPortType::EVENT | HvPortType::MONITOR) => t,
@@ -110,34 +212,42 @@ impl Broker {
         if target_sint >= HV_SYNIC_SINT_COUNT {
             return Err(HvError::INVALID_PARAMETER);
         }
-        if self.port(port_partition, id.get()).is_some() {
+        let flags_ok = if port_type == HvPortType::EVENT {
+            flag_count > 0 && base_flag.checked_add(flag_count).is_some_and(|end| end <= EVENT_FLAGS)
+        } else {
+            base_flag == 0 && flag_count == 0
+        };
+        if !flags_ok {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        if target_vp >= owner.vcpus {
+            return Err(HvError::INVALID_VP_INDEX);
+        }
+        if self.slot_of(port_partition, id.get()).is_some() {
             return Err(HvError::INVALID_PORT_ID);
         }
         let slot = self.ports.iter_mut().find(|p| p.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
-        *slot = Some(Port {
+        let port = Port {
             partition: port_partition,
             id,
             connection_partition,
             port_type,
             target_vp,
             target_sint,
-            owner: caller,
-        });
+            base_flag,
+            flag_count,
+        };
+        *slot = Some(Slot { port, queue: [None; QUEUE_DEPTH], flags: [0; FLAG_WORDS] });
         Ok(())
     }
 
+    /// `delete_port`: its connections and what waits in it go with it.
     pub fn delete_port(&mut self, caller: Badge, port_partition: u64, id: u32) -> HvResult<()> {
-        let port_partition = partition(port_partition)?;
+        supervisor(caller)?;
+        self.registered(port_partition)?;
         let id = port_id(id)?;
-        let slot = self
-            .ports
-            .iter_mut()
-            .find(|p| p.is_some_and(|p| p.partition == port_partition && p.id == id))
-            .ok_or(HvError::INVALID_PORT_ID)?;
-        if slot.is_some_and(|p| p.owner != caller) {
-            return Err(HvError::ACCESS_DENIED);
-        }
-        *slot = None;
+        let i = self.slot_of(port_partition, id.get()).ok_or(HvError::INVALID_PORT_ID)?;
+        self.ports[i] = None;
         for connection in &mut self.connections {
             if connection.is_some_and(|c| c.port_partition == port_partition && c.port_id == id) {
                 *connection = None;
@@ -154,8 +264,9 @@ impl Broker {
         port_partition: u64,
         port: u32,
     ) -> HvResult<()> {
-        let connection_partition = partition(connection_partition)?;
-        let port_partition = partition(port_partition)?;
+        supervisor(caller)?;
+        self.registered(connection_partition)?;
+        self.registered(port_partition)?;
         let id = connection_id(id)?;
         let port_id = port_id(port)?;
         let target = self.port(port_partition, port_id.get()).ok_or(HvError::INVALID_PORT_ID)?;
@@ -166,33 +277,150 @@ impl Broker {
             return Err(HvError::INVALID_CONNECTION_ID);
         }
         let slot = self.connections.iter_mut().find(|c| c.is_none()).ok_or(HvError::INSUFFICIENT_MEMORY)?;
-        *slot = Some(Connection { partition: connection_partition, id, port_partition, port_id, owner: caller });
+        *slot = Some(Connection { partition: connection_partition, id, port_partition, port_id });
         Ok(())
     }
 
     pub fn disconnect_port(&mut self, caller: Badge, connection_partition: u64, id: u32) -> HvResult<()> {
-        let connection_partition = partition(connection_partition)?;
+        supervisor(caller)?;
+        self.registered(connection_partition)?;
         let id = connection_id(id)?;
         let slot = self
             .connections
             .iter_mut()
             .find(|c| c.is_some_and(|c| c.partition == connection_partition && c.id == id))
             .ok_or(HvError::INVALID_CONNECTION_ID)?;
-        if slot.is_some_and(|c| c.owner != caller) {
-            return Err(HvError::ACCESS_DENIED);
-        }
         *slot = None;
         Ok(())
     }
 
-    /// The port a connection leads to.
-    pub fn resolve(&self, connection_partition: u64, id: u32) -> HvResult<&Port> {
-        let connection = self
-            .connection(partition(connection_partition)?, connection_id(id)?.get())
-            .ok_or(HvError::INVALID_CONNECTION_ID)?;
+    /// The slot of the port connection `id` of partition `k` leads to:
+    /// `INVALID_CONNECTION_ID` for a connection it does not hold (a
+    /// reserved bit set included: no connection has that ID).
+    fn target(&self, k: usize, id: u32) -> HvResult<usize> {
+        let connection = self.connection(k as u64, id).ok_or(HvError::INVALID_CONNECTION_ID)?;
         // Deleting a port removes its connections, so the port exists.
-        self.port(connection.port_partition, connection.port_id.get()).ok_or(HvError::INVALID_PORT_ID)
+        self.slot_of(connection.port_partition, connection.port_id.get()).ok_or(HvError::INVALID_PORT_ID)
     }
+
+    /// The port connection `id` of partition `partition` (run by `caller`) leads to.
+    pub fn resolve(&self, caller: Badge, partition: u64, id: u32) -> HvResult<&Port> {
+        let k = self.speaks_for(caller, partition)?;
+        let i = self.target(k, id)?;
+        Ok(&self.ports[i].as_ref().expect("target finds a port").port)
+    }
+
+    /// HvPostMessage (see the interface for the statuses).
+    pub fn post_message(
+        &mut self,
+        caller: Badge,
+        partition: u64,
+        id: u32,
+        message_type: u32,
+        payload: &[u8],
+    ) -> HvResult<()> {
+        let k = self.speaks_for(caller, partition)?;
+        if message_type == 0
+            || message_type & HYPERVISOR_MESSAGE_BIT != 0
+            || payload.len() > HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT
+        {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        let i = self.target(k, id)?;
+        let seq = self.seq;
+        let slot = self.ports[i].as_mut().expect("target finds a port");
+        if slot.port.port_type != HvPortType::MESSAGE {
+            return Err(HvError::INVALID_PORT_ID);
+        }
+        let free = slot.queue.iter_mut().find(|m| m.is_none()).ok_or(HvError::INSUFFICIENT_BUFFERS)?;
+        let mut pending =
+            Pending { seq, message_type, len: payload.len() as u8, payload: [0; HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT] };
+        pending.payload[..payload.len()].copy_from_slice(payload);
+        *free = Some(pending);
+        self.seq += 1;
+        self.mark(slot_partition(&self.ports[i]));
+        Ok(())
+    }
+
+    /// HvSignalEvent (see the interface for the statuses).
+    pub fn signal_event(&mut self, caller: Badge, partition: u64, id: u32, flag_number: u32) -> HvResult<()> {
+        let k = self.speaks_for(caller, partition)?;
+        let i = self.target(k, id)?;
+        let slot = self.ports[i].as_mut().expect("target finds a port");
+        if slot.port.port_type != HvPortType::EVENT {
+            return Err(HvError::INVALID_PORT_ID);
+        }
+        if flag_number >= slot.port.flag_count {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        slot.flags[flag_number as usize / 64] |= 1 << (flag_number % 64);
+        self.mark(slot_partition(&self.ports[i]));
+        Ok(())
+    }
+
+    fn mark(&mut self, partition: u64) {
+        self.unnotified |= 1 << partition;
+    }
+
+    /// The next delivery for partition `partition` (run by `caller`):
+    /// event flags first (by port slot, then flag), then the oldest message.
+    pub fn fetch(&mut self, caller: Badge, partition: u64) -> HvResult<Delivery> {
+        let k = self.speaks_for(caller, partition)? as u64;
+        let mine = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.port.partition == k);
+        for slot in self.ports.iter_mut().filter(|s| mine(s)).flatten() {
+            if let Some(w) = slot.flags.iter().position(|&w| w != 0) {
+                let bit = slot.flags[w].trailing_zeros();
+                slot.flags[w] &= !(1 << bit);
+                let p = slot.port;
+                let flag = p.base_flag + w as u32 * 64 + bit;
+                return Ok(Delivery::Event { vp: p.target_vp, sint: p.target_sint, port: p.id.get(), flag });
+            }
+        }
+        let oldest = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| mine(s))
+            .flat_map(|(i, s)| s.iter().flat_map(move |s| s.queue.iter().enumerate().map(move |(q, m)| (i, q, m))))
+            .filter_map(|(i, q, m)| m.map(|m| (m.seq, i, q)))
+            .min();
+        let (_, i, q) = oldest.ok_or(HvError::NO_DATA)?;
+        let slot = self.ports[i].as_mut().expect("found above");
+        let m = slot.queue[q].take().expect("found above");
+        let p = slot.port;
+        let payload = Bytes::from_slice(&m.payload[..usize::from(m.len)]).expect("240 bytes fit");
+        Ok(Delivery::Message {
+            vp: p.target_vp,
+            sint: p.target_sint,
+            port: p.id.get(),
+            message_type: m.message_type,
+            payload,
+        })
+    }
+
+    /// The VIDs to notify: those running a partition that received
+    /// something since the last call (each badge once).
+    pub fn take_notifications(&mut self) -> [Option<Badge>; MAX_PARTITIONS] {
+        let mut out = [None; MAX_PARTITIONS];
+        let mut n = 0;
+        for k in 0..MAX_PARTITIONS {
+            if self.unnotified & (1 << k) == 0 {
+                continue;
+            }
+            if let Some(r) = self.partitions[k]
+                && !out[..n].contains(&Some(r.vid))
+            {
+                out[n] = Some(r.vid);
+                n += 1;
+            }
+        }
+        self.unnotified = 0;
+        out
+    }
+}
+
+fn slot_partition(slot: &Option<Slot>) -> u64 {
+    slot.as_ref().map_or(0, |s| s.port.partition)
 }
 
 impl Server for Broker {
@@ -205,6 +433,8 @@ impl Server for Broker {
         port_type: u32,
         target_vp: u32,
         target_sint: u32,
+        base_flag: u32,
+        flag_count: u32,
     ) -> HvResult<()> {
         Broker::create_port(
             self,
@@ -215,6 +445,8 @@ impl Server for Broker {
             port_type,
             target_vp,
             target_sint,
+            base_flag,
+            flag_count,
         )
     }
 
@@ -239,12 +471,40 @@ impl Server for Broker {
 
     fn resolve(
         &mut self,
-        _caller: Badge,
+        caller: Badge,
         connection_partition: u64,
         connection_id: u32,
     ) -> HvResult<(u64, u32, u32, u32, u32)> {
-        let port = Broker::resolve(self, connection_partition, connection_id)?;
+        let port = Broker::resolve(self, caller, connection_partition, connection_id)?;
         Ok((port.partition, port.id.get(), port.port_type.0, port.target_vp, port.target_sint))
+    }
+
+    fn register_partition(&mut self, caller: Badge, vid_badge: u64, partition: u64, vcpus: u32) -> HvResult<()> {
+        Broker::register_partition(self, caller, vid_badge, partition, vcpus)
+    }
+
+    fn post_message(
+        &mut self,
+        caller: Badge,
+        partition: u64,
+        connection_id: u32,
+        message_type: u32,
+        payload: &[u8],
+    ) -> HvResult<()> {
+        Broker::post_message(self, caller, partition, connection_id, message_type, payload)
+    }
+
+    fn signal_event(&mut self, caller: Badge, partition: u64, connection_id: u32, flag_number: u32) -> HvResult<()> {
+        Broker::signal_event(self, caller, partition, connection_id, flag_number)
+    }
+
+    fn fetch(&mut self, caller: Badge, partition: u64) -> HvResult<(u32, u32, u32, u32, u32, Bytes)> {
+        Ok(match Broker::fetch(self, caller, partition)? {
+            Delivery::Message { vp, sint, port, message_type, payload } => {
+                (delivery::MESSAGE, vp, sint, port, message_type, payload)
+            }
+            Delivery::Event { vp, sint, port, flag } => (delivery::EVENT, vp, sint, port, flag, Bytes::new()),
+        })
     }
 }
 

@@ -6,108 +6,277 @@ use tessera_idl::testing::Loopback;
 use tessera_idl::{CapSlot, Message};
 use tlfs::HvStatus;
 
-const PM: Badge = Badge(4);
-const OTHER: Badge = Badge(9);
+const SUP: Badge = SUPERVISOR_BADGE;
+/// The VID of partitions 0 and 1, and the VID of partition 2.
+const VID_A: Badge = Badge(5);
+const VID_B: Badge = Badge(6);
+const P0: u64 = 0;
 const P1: u64 = 1;
 const P2: u64 = 2;
 const MESSAGE: u32 = 1;
 const EVENT: u32 = 2;
+const MONITOR: u32 = 3;
 
-#[test]
-fn ports_and_connections_follow_the_tlfs_rules() {
+/// Partitions 0 (2 VPs) and 1 (1 VP) run by VID_A, 2 (4 VPs) by VID_B.
+fn registered() -> Broker {
     let mut b = Broker::new();
-    b.create_port(PM, P1, 7, P2, MESSAGE, 0, 2).unwrap();
-    assert_eq!(
-        b.create_port(PM, P1, 7, P2, EVENT, 0, 2),
-        Err(HvError::INVALID_PORT_ID),
-        "port IDs are unique per partition"
-    );
-    b.create_port(PM, P2, 7, P1, EVENT, 1, 3).unwrap();
+    b.register_partition(SUP, VID_A.0, P0, 2).unwrap();
+    b.register_partition(SUP, VID_A.0, P1, 1).unwrap();
+    b.register_partition(SUP, VID_B.0, P2, 4).unwrap();
+    b
+}
 
-    b.connect_port(PM, P2, 100, P1, 7).unwrap();
-    assert_eq!(b.connect_port(PM, P2, 100, P2, 7), Err(HvError::ACCESS_DENIED), "P2's port admits only P1");
-    assert_eq!(
-        b.connect_port(PM, P2, 100, P1, 7),
-        Err(HvError::INVALID_CONNECTION_ID),
-        "connection IDs are unique per partition"
-    );
-    assert_eq!(b.connect_port(PM, P2, 101, P1, 8), Err(HvError::INVALID_PORT_ID), "no such port");
-    b.connect_port(PM, P1, 100, P2, 7).unwrap();
+/// As the manifest declares them: connection 0x10 of P0 to message port 7
+/// of P2 (VP 3, SINT 2); connection 0x11 of P0 to event port 8 of P2
+/// (VP 1, SINT 3, flags 100..=103); connection 0x10 of P2 to message port
+/// 7 of P0 (VP 1, SINT 5); connection 0x12 of P0 to its own monitor port 9.
+fn connected() -> Broker {
+    let mut b = registered();
+    b.create_port(SUP, P2, 7, P0, MESSAGE, 3, 2, 0, 0).unwrap();
+    b.connect_port(SUP, P0, 0x10, P2, 7).unwrap();
+    b.create_port(SUP, P2, 8, P0, EVENT, 1, 3, 100, 4).unwrap();
+    b.connect_port(SUP, P0, 0x11, P2, 8).unwrap();
+    b.create_port(SUP, P0, 7, P2, MESSAGE, 1, 5, 0, 0).unwrap();
+    b.connect_port(SUP, P2, 0x10, P0, 7).unwrap();
+    b.create_port(SUP, P0, 9, P0, MONITOR, 0, 1, 0, 0).unwrap();
+    b.connect_port(SUP, P0, 0x12, P0, 9).unwrap();
+    b
+}
 
-    let port = b.resolve(P2, 100).unwrap();
-    assert_eq!((port.partition, port.id.get(), port.port_type, port.target_sint), (P1, 7, HvPortType::MESSAGE, 2));
-    assert_eq!(b.resolve(P1, 100).unwrap().port_type, HvPortType::EVENT);
-
-    b.disconnect_port(PM, P2, 100).unwrap();
-    assert_eq!(b.disconnect_port(PM, P2, 100), Err(HvError::INVALID_CONNECTION_ID));
-    assert_eq!(b.resolve(P2, 100), Err(HvError::INVALID_CONNECTION_ID));
+fn message(vp: u32, sint: u32, port: u32, message_type: u32, payload: &[u8]) -> Delivery {
+    Delivery::Message { vp, sint, port, message_type, payload: Bytes::from_slice(payload).unwrap() }
 }
 
 #[test]
-fn deleting_a_port_removes_its_connections() {
+fn only_the_supervisor_registers_and_declares() {
     let mut b = Broker::new();
-    b.create_port(PM, P1, 1, P2, MESSAGE, 0, 0).unwrap();
-    b.connect_port(PM, P2, 5, P1, 1).unwrap();
-    b.connect_port(PM, P2, 6, P1, 1).unwrap();
-    assert_eq!(b.connection_count(), 2);
-    b.delete_port(PM, P1, 1).unwrap();
-    assert_eq!((b.port_count(), b.connection_count()), (0, 0));
-    assert_eq!(b.delete_port(PM, P1, 1), Err(HvError::INVALID_PORT_ID));
-    assert_eq!(b.resolve(P2, 5), Err(HvError::INVALID_CONNECTION_ID));
-}
-
-#[test]
-fn malformed_arguments_are_invalid_parameters() {
-    let mut b = Broker::new();
-    assert_eq!(b.create_port(PM, 0, 1, P2, MESSAGE, 0, 0), Err(HvError::INVALID_PARTITION_ID));
-    assert_eq!(b.create_port(PM, P1, 1, u64::MAX, MESSAGE, 0, 0), Err(HvError::INVALID_PARTITION_ID));
-    assert_eq!(b.create_port(PM, P1, 0x0100_0000, P2, MESSAGE, 0, 0), Err(HvError::INVALID_PARAMETER));
-    for bad_type in [0, 4, u32::MAX] {
-        assert_eq!(b.create_port(PM, P1, 1, P2, bad_type, 0, 0), Err(HvError::INVALID_PARAMETER));
-    }
-    assert_eq!(b.create_port(PM, P1, 1, P2, MESSAGE, 0, 16), Err(HvError::INVALID_PARAMETER));
-    b.create_port(PM, P1, 0x00ff_ffff, P2, 3, 0, 15).unwrap();
-    assert_eq!(b.connect_port(PM, P2, 0xff00_0001, P1, 0x00ff_ffff), Err(HvError::INVALID_PARAMETER));
-    assert_eq!(b.connect_port(PM, 0, 1, P1, 0x00ff_ffff), Err(HvError::INVALID_PARTITION_ID));
-    assert_eq!(b.disconnect_port(PM, P2, 0x0100_0000), Err(HvError::INVALID_PARAMETER));
-}
-
-#[test]
-fn only_the_creator_removes_ports_and_connections() {
-    let mut b = Broker::new();
-    b.create_port(PM, P1, 1, P2, MESSAGE, 0, 0).unwrap();
-    b.connect_port(PM, P2, 1, P1, 1).unwrap();
-    assert_eq!(b.disconnect_port(OTHER, P2, 1), Err(HvError::ACCESS_DENIED));
-    assert_eq!(b.delete_port(OTHER, P1, 1), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.register_partition(VID_A, VID_A.0, P0, 1), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.register_partition(SUP, VID_A.0, MAX_PARTITIONS as u64, 1), Err(HvError::INVALID_PARTITION_ID));
+    assert_eq!(b.register_partition(SUP, VID_A.0, P0, 0), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(b.register_partition(SUP, VID_A.0, P0, MAX_VPS + 1), Err(HvError::INVALID_PARAMETER));
+    let mut b = registered();
+    assert_eq!(b.create_port(VID_A, P2, 7, P0, MESSAGE, 0, 2, 0, 0), Err(HvError::ACCESS_DENIED));
+    b.create_port(SUP, P2, 7, P0, MESSAGE, 0, 2, 0, 0).unwrap();
+    assert_eq!(b.connect_port(VID_A, P0, 1, P2, 7), Err(HvError::ACCESS_DENIED));
+    b.connect_port(SUP, P0, 1, P2, 7).unwrap();
+    assert_eq!(b.disconnect_port(VID_A, P0, 1), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.delete_port(VID_B, P2, 7), Err(HvError::ACCESS_DENIED));
     assert_eq!((b.port_count(), b.connection_count()), (1, 1));
 }
 
 #[test]
+fn ports_and_connections_follow_the_tlfs_rules() {
+    let mut b = registered();
+    assert_eq!(b.create_port(SUP, 5, 7, P0, MESSAGE, 0, 2, 0, 0), Err(HvError::INVALID_PARTITION_ID), "unregistered");
+    assert_eq!(b.create_port(SUP, P2, 7, u64::MAX, MESSAGE, 0, 2, 0, 0), Err(HvError::INVALID_PARTITION_ID));
+    assert_eq!(b.create_port(SUP, P2, 0x0100_0000, P0, MESSAGE, 0, 2, 0, 0), Err(HvError::INVALID_PARAMETER));
+    for bad_type in [0, 4, u32::MAX] {
+        assert_eq!(b.create_port(SUP, P2, 1, P0, bad_type, 0, 0, 0, 0), Err(HvError::INVALID_PARAMETER));
+    }
+    assert_eq!(b.create_port(SUP, P2, 1, P0, MESSAGE, 0, 16, 0, 0), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(b.create_port(SUP, P2, 1, P0, MESSAGE, 4, 0, 0, 0), Err(HvError::INVALID_VP_INDEX), "P2 has 4 VPs");
+    assert_eq!(b.create_port(SUP, P2, 1, P0, MESSAGE, 0, 0, 1, 1), Err(HvError::INVALID_PARAMETER), "flags");
+    assert_eq!(b.create_port(SUP, P2, 1, P0, EVENT, 0, 0, 0, 0), Err(HvError::INVALID_PARAMETER), "no flags");
+    assert_eq!(b.create_port(SUP, P2, 1, P0, EVENT, 0, 0, 2047, 2), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(b.create_port(SUP, P2, 1, P0, EVENT, 0, 0, u32::MAX, 2), Err(HvError::INVALID_PARAMETER));
+    b.create_port(SUP, P2, 1, P0, EVENT, 3, 15, 2047, 1).unwrap();
+    assert_eq!(
+        b.create_port(SUP, P2, 1, P0, MESSAGE, 0, 0, 0, 0),
+        Err(HvError::INVALID_PORT_ID),
+        "unique per partition"
+    );
+    b.create_port(SUP, P1, 1, P0, MESSAGE, 0, 0, 0, 0).unwrap();
+
+    b.connect_port(SUP, P0, 100, P2, 1).unwrap();
+    assert_eq!(b.connect_port(SUP, P1, 101, P2, 1), Err(HvError::ACCESS_DENIED), "P2's port admits only P0");
+    assert_eq!(b.connect_port(SUP, P0, 100, P1, 1), Err(HvError::INVALID_CONNECTION_ID), "unique per partition");
+    assert_eq!(b.connect_port(SUP, P0, 101, P2, 2), Err(HvError::INVALID_PORT_ID), "no such port");
+    assert_eq!(b.connect_port(SUP, P0, 0xff00_0001, P1, 1), Err(HvError::INVALID_PARAMETER));
+    b.connect_port(SUP, P0, 101, P1, 1).unwrap();
+
+    let port = *b.resolve(VID_A, P0, 100).unwrap();
+    assert_eq!(
+        (port.partition, port.id.get(), port.port_type, port.target_vp, port.target_sint),
+        (P2, 1, HvPortType::EVENT, 3, 15)
+    );
+    b.disconnect_port(SUP, P0, 100).unwrap();
+    assert_eq!(b.disconnect_port(SUP, P0, 100), Err(HvError::INVALID_CONNECTION_ID));
+    assert_eq!(b.resolve(VID_A, P0, 100), Err(HvError::INVALID_CONNECTION_ID));
+}
+
+#[test]
+fn a_vid_speaks_only_for_its_partitions_and_their_connections() {
+    let mut b = connected();
+    // VID_B does not run P0: whatever it asks for P0 is refused.
+    assert_eq!(b.resolve(VID_B, P0, 0x10), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.post_message(VID_B, P0, 0x10, 1, b"x"), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.signal_event(VID_B, P0, 0x11, 0), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.fetch(VID_B, P0), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.post_message(VID_A, 99, 0x10, 1, b"x"), Err(HvError::ACCESS_DENIED), "no such partition");
+    assert_eq!(b.post_message(SUP, P0, 0x10, 1, b"x"), Err(HvError::ACCESS_DENIED), "nor the supervisor");
+    // P1 (VID_A's too) does not hold P0's connections: the same ID is refused.
+    assert_eq!(b.resolve(VID_A, P1, 0x10), Err(HvError::INVALID_CONNECTION_ID));
+    assert_eq!(b.post_message(VID_A, P1, 0x10, 1, b"x"), Err(HvError::INVALID_CONNECTION_ID));
+    assert_eq!(b.signal_event(VID_A, P1, 0x11, 0), Err(HvError::INVALID_CONNECTION_ID));
+    assert_eq!(b.post_message(VID_A, P0, 0x0100_0010, 1, b"x"), Err(HvError::INVALID_CONNECTION_ID), "reserved bits");
+    // P2 holds its own connection 0x10, to P0.
+    assert_eq!(b.resolve(VID_B, P2, 0x10).map(|p| (p.partition, p.id.get())), Ok((P0, 7)));
+    assert_eq!(b.resolve(VID_A, P0, 0x10).map(|p| (p.partition, p.id.get())), Ok((P2, 7)));
+    // Nothing was queued by the refusals.
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+    assert_eq!(b.fetch(VID_A, P0), Err(HvError::NO_DATA));
+}
+
+#[test]
+fn post_message_checks_its_parameters_and_the_port() {
+    let mut b = connected();
+    for bad_type in [0, HYPERVISOR_MESSAGE_BIT, HYPERVISOR_MESSAGE_BIT | 1, u32::MAX] {
+        assert_eq!(b.post_message(VID_A, P0, 0x10, bad_type, b"x"), Err(HvError::INVALID_PARAMETER), "{bad_type:#x}");
+    }
+    assert_eq!(b.post_message(VID_A, P0, 0x10, 1, &[0; 241]), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(b.post_message(VID_A, P0, 0x11, 1, b"x"), Err(HvError::INVALID_PORT_ID), "an event port");
+    assert_eq!(b.post_message(VID_A, P0, 0x12, 1, b"x"), Err(HvError::INVALID_PORT_ID), "a monitor port");
+    b.post_message(VID_A, P0, 0x10, 0x7fff_ffff, &[0xab; 240]).unwrap();
+    b.post_message(VID_A, P0, 0x10, 1, &[]).unwrap();
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(3, 2, 7, 0x7fff_ffff, &[0xab; 240])));
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(3, 2, 7, 1, &[])));
+}
+
+#[test]
+fn signal_event_checks_the_flag_number_and_the_port() {
+    let mut b = connected();
+    assert_eq!(b.signal_event(VID_A, P0, 0x11, 4), Err(HvError::INVALID_PARAMETER), "4 flags");
+    assert_eq!(b.signal_event(VID_A, P0, 0x11, u32::MAX), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(b.signal_event(VID_A, P0, 0x10, 0), Err(HvError::INVALID_PORT_ID), "a message port");
+    assert_eq!(b.signal_event(VID_A, P0, 0x12, 0), Err(HvError::INVALID_PORT_ID), "a monitor port");
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+    // A flag is a bit: signalled twice, delivered once; numbers are the SINT's.
+    b.signal_event(VID_A, P0, 0x11, 3).unwrap();
+    b.signal_event(VID_A, P0, 0x11, 3).unwrap();
+    b.signal_event(VID_A, P0, 0x11, 0).unwrap();
+    assert_eq!(b.fetch(VID_B, P2), Ok(Delivery::Event { vp: 1, sint: 3, port: 8, flag: 100 }));
+    assert_eq!(b.fetch(VID_B, P2), Ok(Delivery::Event { vp: 1, sint: 3, port: 8, flag: 103 }));
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+}
+
+#[test]
+fn a_port_queue_is_bounded() {
+    let mut b = connected();
+    for i in 0..QUEUE_DEPTH as u8 {
+        b.post_message(VID_A, P0, 0x10, 1, &[i]).unwrap();
+    }
+    assert_eq!(b.post_message(VID_A, P0, 0x10, 1, b"full"), Err(HvError::INSUFFICIENT_BUFFERS));
+    // Another port's queue is its own.
+    b.post_message(VID_B, P2, 0x10, 2, b"to P0").unwrap();
+    // Fetching one makes room for one.
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(3, 2, 7, 1, &[0])));
+    b.post_message(VID_A, P0, 0x10, 1, b"again").unwrap();
+    assert_eq!(b.post_message(VID_A, P0, 0x10, 1, b"full"), Err(HvError::INSUFFICIENT_BUFFERS));
+}
+
+#[test]
+fn fetch_gives_events_first_then_messages_in_posted_order() {
+    let mut b = connected();
+    // Two message ports of P2: a second one, from P1.
+    b.create_port(SUP, P2, 20, P1, MESSAGE, 0, 4, 0, 0).unwrap();
+    b.connect_port(SUP, P1, 0x10, P2, 20).unwrap();
+    b.post_message(VID_A, P0, 0x10, 1, b"first").unwrap();
+    b.post_message(VID_A, P1, 0x10, 2, b"second").unwrap();
+    b.post_message(VID_A, P0, 0x10, 3, b"third").unwrap();
+    b.signal_event(VID_A, P0, 0x11, 1).unwrap();
+    assert_eq!(b.fetch(VID_B, P2), Ok(Delivery::Event { vp: 1, sint: 3, port: 8, flag: 101 }));
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(3, 2, 7, 1, b"first")));
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(0, 4, 20, 2, b"second")));
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(3, 2, 7, 3, b"third")));
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+    // A self-connection delivers to the sender's own partition.
+    b.create_port(SUP, P0, 30, P0, MESSAGE, 1, 0, 0, 0).unwrap();
+    b.connect_port(SUP, P0, 0x30, P0, 30).unwrap();
+    b.post_message(VID_A, P0, 0x30, 9, b"me").unwrap();
+    assert_eq!(b.fetch(VID_A, P1), Err(HvError::NO_DATA), "P1 is another partition");
+    assert_eq!(b.fetch(VID_A, P0), Ok(message(1, 0, 30, 9, b"me")));
+}
+
+#[test]
+fn the_port_partitions_vid_is_notified_once_per_round() {
+    let mut b = connected();
+    assert_eq!(b.take_notifications(), [None; MAX_PARTITIONS]);
+    b.post_message(VID_A, P0, 0x10, 1, b"x").unwrap();
+    b.signal_event(VID_A, P0, 0x11, 0).unwrap();
+    let mut expected = [None; MAX_PARTITIONS];
+    expected[0] = Some(VID_B);
+    assert_eq!(b.take_notifications(), expected, "P2's VID, once");
+    assert_eq!(b.take_notifications(), [None; MAX_PARTITIONS]);
+    // Refused sends notify nobody.
+    assert_eq!(b.post_message(VID_A, P0, 0x10, 0, b"x"), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(b.take_notifications(), [None; MAX_PARTITIONS]);
+    b.post_message(VID_B, P2, 0x10, 1, b"x").unwrap();
+    expected[0] = Some(VID_A);
+    assert_eq!(b.take_notifications(), expected);
+}
+
+#[test]
+fn deleting_a_port_removes_its_connections_and_deliveries() {
+    let mut b = connected();
+    b.post_message(VID_A, P0, 0x10, 1, b"x").unwrap();
+    b.delete_port(SUP, P2, 7).unwrap();
+    assert_eq!(b.delete_port(SUP, P2, 7), Err(HvError::INVALID_PORT_ID));
+    assert_eq!(b.post_message(VID_A, P0, 0x10, 1, b"x"), Err(HvError::INVALID_CONNECTION_ID));
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+    // Re-created (a restarted broker is told again), it starts empty.
+    b.create_port(SUP, P2, 7, P0, MESSAGE, 3, 2, 0, 0).unwrap();
+    b.connect_port(SUP, P0, 0x10, P2, 7).unwrap();
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+}
+
+#[test]
 fn the_tables_are_bounded() {
-    let mut b = Broker::new();
+    let mut b = registered();
     for i in 0..MAX_PORTS as u32 {
-        b.create_port(PM, P1, i, P2, MESSAGE, 0, 0).unwrap();
+        b.create_port(SUP, P2, i, P0, MESSAGE, 0, 0, 0, 0).unwrap();
     }
-    assert_eq!(b.create_port(PM, P1, 999, P2, MESSAGE, 0, 0), Err(HvError::INSUFFICIENT_MEMORY));
+    assert_eq!(b.create_port(SUP, P2, 999, P0, MESSAGE, 0, 0, 0, 0), Err(HvError::INSUFFICIENT_MEMORY));
     for i in 0..MAX_CONNECTIONS as u32 {
-        b.connect_port(PM, P2, i, P1, i).unwrap();
+        b.connect_port(SUP, P0, i, P2, i).unwrap();
     }
-    assert_eq!(b.connect_port(PM, P2, 999, P1, 0), Err(HvError::INSUFFICIENT_MEMORY));
-    b.disconnect_port(PM, P2, 3).unwrap();
-    b.connect_port(PM, P2, 999, P1, 0).unwrap();
+    assert_eq!(b.connect_port(SUP, P0, 999, P2, 0), Err(HvError::INSUFFICIENT_MEMORY));
+    b.disconnect_port(SUP, P0, 3).unwrap();
+    b.connect_port(SUP, P0, 999, P2, 0).unwrap();
 }
 
 #[test]
 fn the_interface_carries_tlfs_statuses_end_to_end() {
-    let server = RefCell::new(Broker::new());
-    let transport = Loopback::new(PM, |badge, request: &Message| dispatch(&mut *server.borrow_mut(), badge, request));
-    let broker = Client::new(&transport, CapSlot(5));
-    assert_eq!(hv_status(&broker.create_port(P1, 3, P2, EVENT, 1, 4)), HvStatus::SUCCESS);
-    assert_eq!(hv_status(&broker.create_port(P1, 3, P2, EVENT, 1, 4)), HvStatus::INVALID_PORT_ID);
-    assert_eq!(hv_status(&broker.connect_port(P2, 9, P1, 3)), HvStatus::SUCCESS);
-    assert_eq!(broker.resolve(P2, 9), Ok(Ok((P1, 3, EVENT, 1, 4))));
-    assert_eq!(hv_status(&broker.connect_port(P2, 9, P1, 3)), HvStatus::INVALID_CONNECTION_ID);
-    assert_eq!(hv_status(&broker.disconnect_port(P2, 10)), HvStatus::INVALID_CONNECTION_ID);
-    assert_eq!(hv_status(&broker.delete_port(P1, 3)), HvStatus::SUCCESS);
-    assert_eq!(hv_status(&broker.resolve(P2, 9)), HvStatus::INVALID_CONNECTION_ID);
+    let server = RefCell::new(connected());
+    let as_vid = |badge: Badge| {
+        let server = &server;
+        Loopback::new(badge, move |b, request: &Message| dispatch(&mut *server.borrow_mut(), b, request))
+    };
+    let (a, b, sup) = (as_vid(VID_A), as_vid(VID_B), as_vid(SUP));
+    let (a, b, sup) = (Client::new(&a, CapSlot(5)), Client::new(&b, CapSlot(5)), Client::new(&sup, CapSlot(5)));
+    assert_eq!(hv_status(&a.post_message(P0, 0x10, 0x42, &[7; 240])), HvStatus::SUCCESS);
+    assert_eq!(hv_status(&a.post_message(P0, 0x10, 0x8000_0042, b"")), HvStatus::INVALID_PARAMETER);
+    assert_eq!(hv_status(&a.post_message(P1, 0x10, 1, b"")), HvStatus::INVALID_CONNECTION_ID);
+    assert_eq!(hv_status(&b.post_message(P0, 0x10, 1, b"")), HvStatus::ACCESS_DENIED);
+    assert_eq!(hv_status(&a.signal_event(P0, 0x11, 2)), HvStatus::SUCCESS);
+    assert_eq!(hv_status(&a.signal_event(P0, 0x10, 2)), HvStatus::INVALID_PORT_ID);
+    for _ in 1..QUEUE_DEPTH {
+        assert_eq!(hv_status(&a.post_message(P0, 0x10, 1, b"")), HvStatus::SUCCESS);
+    }
+    assert_eq!(hv_status(&a.post_message(P0, 0x10, 1, b"")), HvStatus::INSUFFICIENT_BUFFERS);
+    assert_eq!(b.fetch(P2), Ok(Ok((delivery::EVENT, 1, 3, 8, 102, Bytes::new()))));
+    assert_eq!(b.fetch(P2), Ok(Ok((delivery::MESSAGE, 3, 2, 7, 0x42, Bytes::from_slice(&[7; 240]).unwrap()))));
+    assert_eq!(hv_status(&a.fetch(P2)), HvStatus::ACCESS_DENIED);
+    assert_eq!(a.resolve(P0, 0x10), Ok(Ok((P2, 7, MESSAGE, 3, 2))));
+    assert_eq!(hv_status(&a.create_port(P2, 50, P0, MESSAGE, 0, 0, 0, 0)), HvStatus::ACCESS_DENIED);
+    assert_eq!(hv_status(&sup.create_port(P2, 50, P0, MESSAGE, 0, 0, 0, 0)), HvStatus::SUCCESS);
+    assert_eq!(hv_status(&sup.register_partition(VID_A.0, 3, 1)), HvStatus::SUCCESS);
+    assert_eq!(hv_status(&a.register_partition(VID_A.0, 4, 1)), HvStatus::ACCESS_DENIED);
+}
+
+#[test]
+fn the_broker_fits_its_tasks_stack() {
+    // The task keeps it on its 128 KiB stack (system.toml), with room to
+    // serve: a request, a reply and a fetched message besides.
+    let size = core::mem::size_of::<Broker>();
+    assert!(size <= 64 << 10, "{size} bytes");
 }

@@ -53,6 +53,12 @@ pub enum Source {
     /// The boot image, read-only (named "bootfs"), for a VID that loads
     /// the guest kernels of its partitions from it.
     BootImage,
+    /// The notification the broker signals when partitions of VID `vid`
+    /// have deliveries (one per VID of a port's partition, made once, as
+    /// endpoints are): the broker's capability may only signal it
+    /// (`signal`, named `notify:<badge>`), the VID's may only wait on it
+    /// (named `broker_api::VID_NOTIFICATION`).
+    Deliveries { vid: TaskIndex, signal: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +115,18 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
             let _ = core::fmt::write(&mut name, format_args!("irq{}", gsi.0));
             push(named(&name, Source::Irq { gsi: gsi.0, bit: bit as u8 })?)?;
         }
+    }
+    // The broker's notifications: the broker signals, the VID waits.
+    if manifest.broker() == Some(task) {
+        for vid in manifest.notified_vids() {
+            let mut name: heapless::String<{ abi::startup::NAME_LEN }> = heapless::String::new();
+            core::fmt::write(&mut name, format_args!("{}{}", broker_api::NOTIFY_PREFIX, badge_of(vid)))
+                .map_err(|_| PlanError::NameTooLong)?;
+            push(named(&name, Source::Deliveries { vid, signal: true })?)?;
+        }
+    }
+    if manifest.notified_vids().any(|v| v == task) {
+        push(named(broker_api::VID_NOTIFICATION, Source::Deliveries { vid: task, signal: false })?)?;
     }
     if t.name == SCHEDULER_TASK {
         for (i, other) in manifest.tasks.iter().enumerate().skip(1) {

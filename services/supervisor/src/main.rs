@@ -67,6 +67,8 @@ mod task {
         slots: Slots<100>,
         endpoints: heapless::Vec<CapSlot, { sysimage::manifest::MAX_ENDPOINTS }>,
         sched: [CapSlot; MAX_TASKS],
+        /// The broker's notification of each VID it tells of deliveries.
+        deliveries: [CapSlot; MAX_TASKS],
         tasks: [Running; MAX_TASKS],
     }
 
@@ -134,6 +136,7 @@ mod task {
             slots,
             endpoints: heapless::Vec::new(),
             sched: [CapSlot::NULL; MAX_TASKS],
+            deliveries: [CapSlot::NULL; MAX_TASKS],
             tasks: Default::default(),
         };
         s.create_shared_objects();
@@ -173,6 +176,15 @@ mod task {
                     .unwrap_or_else(|e| fatal("set the ceiling of a scheduling context", e));
                 place(task.name, slot, task.cpu);
                 self.sched[i] = slot;
+            }
+            // Made once, like the endpoints: the broker's and the VID's
+            // capabilities to it survive the other's restart.
+            let notified: heapless::Vec<TaskIndex, MAX_TASKS> = self.image.manifest.notified_vids().collect();
+            for vid in notified {
+                let slot = self.slot().unwrap_or_else(|e| fatal("find a slot", e));
+                untyped::retype(self.untyped, ObjectType::NOTIFICATION, slot, 0)
+                    .unwrap_or_else(|e| fatal("create a delivery notification", e));
+                self.deliveries[usize::from(vid.0)] = slot;
             }
         }
 
@@ -254,6 +266,7 @@ mod task {
             invoke(thread, Operation::THREAD_START, &[])?;
             self.name_on_console(index, name);
             self.register_with_scheduler(index);
+            self.declare_to_broker(index);
             log!("started {name}: ring 3, priority {priority}, caps: {listing}");
             Ok(())
         }
@@ -299,6 +312,43 @@ mod task {
                     if let Err(e) = client.register_partition(badge_of(p.vid), p.name.as_bytes()) {
                         log!("cannot register partition {} with the scheduler: {e:?}", p.name);
                     }
+                }
+            }
+        }
+
+        /// When the broker (re)starts, tells it which VID runs each partition
+        /// and declares the manifest's connections (a port and a
+        /// connection each). Only the supervisor may: the manifest is the
+        /// policy of who may talk to whom.
+        fn declare_to_broker(&mut self, index: TaskIndex) {
+            if self.image.manifest.broker() != Some(index) {
+                return;
+            }
+            let Some(endpoint) = self.supervisor_cap(broker_api::ENDPOINT) else { return };
+            let client = broker_api::Client::new(tessera_rt::Kernel, endpoint);
+            let manifest = &self.image.manifest;
+            for (k, p) in manifest.partitions.iter().enumerate() {
+                let result = client.register_partition(badge_of(p.vid), k as u64, u32::from(p.vcpus));
+                if let Some(e) = failure(result) {
+                    log!("cannot register partition {} with the broker: {e}", p.name);
+                }
+            }
+            for (i, c) in manifest.connections.iter().enumerate() {
+                let (from, to) = (u64::from(c.from.0), u64::from(c.to.0));
+                let port = client.create_port(
+                    to,
+                    c.port_id,
+                    from,
+                    c.port_type.tlfs(),
+                    u32::from(c.target_vp),
+                    u32::from(c.sint),
+                    u32::from(c.flag),
+                    u32::from(c.flag_count),
+                );
+                let declared =
+                    failure(port).or_else(|| failure(client.connect_port(from, c.connection_id, to, c.port_id)));
+                if let Some(e) = declared {
+                    log!("cannot declare connection {i} to the broker: {e}");
                 }
             }
         }
@@ -402,6 +452,11 @@ mod task {
                         ObjectType::SCHED_CONTEXT,
                     ),
                     Source::OwnTask => (task, Rights::new().with_control(true), 0, ObjectType::TASK),
+                    Source::Deliveries { vid, signal } => {
+                        let rights =
+                            if signal { Rights::new().with_send(true) } else { Rights::new().with_receive(true) };
+                        (self.deliveries[usize::from(vid.0)], rights, 0, ObjectType::NOTIFICATION)
+                    }
                     Source::BootImage => (self.bootfs, Rights::new().with_read(true), 0, ObjectType::MEMORY),
                     Source::Untyped { pages, objects } => {
                         let from = self.untyped;
@@ -532,6 +587,19 @@ mod task {
                 tessera_rt::startup::cpu_count()
             ),
         }
+    }
+
+    /// A broker call's failure, as text (`None` on success).
+    fn failure<T, E: core::fmt::Debug>(
+        result: Result<Result<T, broker_api::HvError>, E>,
+    ) -> Option<heapless::String<64>> {
+        let mut text = heapless::String::new();
+        match result {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => _ = write!(text, "{e:?}"),
+            Err(e) => _ = write!(text, "{e:?}"),
+        }
+        Some(text)
     }
 
     fn map(task: CapSlot, memory: CapSlot, at: u64, rights: Rights, pages: u64) -> Result<(), ErrorCode> {

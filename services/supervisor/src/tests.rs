@@ -233,3 +233,74 @@ vid = \"guests\"
     assert_eq!(use_source(&m, vid, console), (console, badge_of(vid)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_broker_signals_and_the_port_partitions_vid_waits_on_one_notification() {
+    let dir = std::env::temp_dir().join(format!("supervisor-broker-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    // Two VIDs: "guests" runs alpha, "others" runs beta and gamma; alpha
+    // posts to beta and to itself, beta to nobody. Only VIDs of a port's
+    // partition are notified.
+    let vid = |name: &str, priority: u8| {
+        format!(
+            "[tasks.{name}]\nbinary = \"vid\"\npriority = {priority}\nmemory = \"64KiB\"\nstack = \"16KiB\"\n\
+             uses = [\"console\", \"partition-manager\", \"broker\"]\nuntyped = \"1MiB\"\n"
+        )
+    };
+    let partition = |name: &str, vid: &str| {
+        format!("[partitions.{name}]\nimage = \"kernel\"\nmemory = \"2MiB\"\nvid = \"{vid}\"\n")
+    };
+    let connection = |from: &str, to: &str, id: u32| {
+        format!(
+            "[[connections]]\nfrom = \"{from}\"\nto = \"{to}\"\ntype = \"message\"\nconnection_id = {id}\nport_id = {id}\nsint = 2\n"
+        )
+    };
+    let text = format!(
+        "{SYSTEM}
+[tasks.partition-manager]
+priority = 25
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"partition-manager\"]
+
+[tasks.broker]
+priority = 24
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"broker\"]
+
+{}{}{}{}{}{}{}{}",
+        vid("guests", 15),
+        vid("others", 14),
+        vid("idle", 13),
+        partition("alpha", "guests"),
+        partition("beta", "others"),
+        partition("gamma", "idle"),
+        connection("alpha", "beta", 1),
+        connection("alpha", "alpha", 2),
+    );
+    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let m = Manifest::parse(&bytes).unwrap();
+    let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
+    let (broker, guests, others, idle) = (index("broker"), index("guests"), index("others"), index("idle"));
+    assert_eq!(m.notified_vids().collect::<Vec<_>>(), [guests, others]);
+    let broker_grants = grants(&m, broker).unwrap();
+    let notify = |vid: TaskIndex| format!("{}{}", broker_api::NOTIFY_PREFIX, badge_of(vid));
+    assert_eq!(names(&broker_grants), ["broker".to_string(), notify(guests), notify(others)]);
+    assert_eq!(broker_grants[1].source, Source::Deliveries { vid: guests, signal: true });
+    assert_eq!(broker_grants[2].source, Source::Deliveries { vid: others, signal: true });
+    for vid in [guests, others] {
+        let g = grants(&m, vid).unwrap();
+        let last = g.last().unwrap();
+        assert_eq!(
+            (last.name.as_str(), last.source),
+            (broker_api::VID_NOTIFICATION, Source::Deliveries { vid, signal: false })
+        );
+    }
+    // A VID whose partitions have no port gets none, and no other task does.
+    assert!(grants(&m, idle).unwrap().iter().all(|g| !matches!(g.source, Source::Deliveries { .. })));
+    assert!(grants(&m, index("console")).unwrap().iter().all(|g| !matches!(g.source, Source::Deliveries { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -344,15 +344,53 @@ impl Vmm {
     }
 
     /// Fires the timers due at `now` (TSC ticks); their effects join
-    /// [`Vmm::effects`].
+    /// [`Vmm::effects`]. The synthetic timers need the guest's RAM (their
+    /// messages): [`Vmm::poll_with`].
     pub fn poll(&mut self, now: u64) {
         let effects = self.irq.poll(now);
         self.effects.merge(effects);
     }
 
-    /// The TSC at which [`Vmm::poll`] next has work.
+    /// [`Vmm::poll`], and the synthetic timers, whose messages go into
+    /// `guest`'s SIM pages.
+    pub fn poll_with(&mut self, now: u64, guest: &mut impl Guest) {
+        self.poll(now);
+        self.synthetic.poll(now, guest);
+        self.synic_interrupts();
+    }
+
+    /// Hands the vectors the VPs' SynICs raised to their local APICs (and
+    /// kicks those VPs).
+    pub(crate) fn synic_interrupts(&mut self) {
+        for vp in 0..self.irq.vps() {
+            let raised = self.synthetic.take_raised(vp);
+            if raised.is_empty() {
+                continue;
+            }
+            if let Some(lapic) = self.irq.lapic_mut(vp) {
+                for vector in raised.iter() {
+                    lapic.accept(vector, false);
+                }
+                self.effects.kick.insert(vp);
+            }
+        }
+    }
+
+    /// VP `vp`'s local APIC learns which SINT vectors are auto-EOI.
+    pub(crate) fn sync_auto_eoi(&mut self, vp: u32) {
+        let vectors = self.synthetic.synic(vp).map(|s| s.auto_eoi_vectors()).unwrap_or_default();
+        if let Some(lapic) = self.irq.lapic_mut(vp) {
+            lapic.set_auto_eoi(vectors);
+        }
+    }
+
+    /// The TSC at which [`Vmm::poll_with`] next has work: the interrupt
+    /// controllers' timers and the synthetic timers.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.irq.next_deadline()
+        match (self.irq.next_deadline(), self.synthetic.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The interruption to post to `vp` now, acknowledged at its
@@ -382,7 +420,7 @@ impl Vmm {
         mut events: impl FnMut(Event),
     ) -> Action {
         let slot_taken = core::mem::take(&mut self.slot_taken);
-        self.poll(now);
+        self.poll_with(now, guest);
         let Ok(body) = message.parse() else {
             return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
         };

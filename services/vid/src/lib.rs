@@ -27,6 +27,7 @@ pub mod placement;
 pub mod portio;
 pub mod profile;
 pub mod root;
+pub mod synic;
 pub mod synthetic;
 pub mod uart;
 

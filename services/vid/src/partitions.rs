@@ -246,9 +246,7 @@ struct View<'r> {
 
 impl View<'_> {
     fn in_ram(&self, gpa: u64, len: usize) -> Option<core::ops::Range<usize>> {
-        let end = gpa.checked_add(len as u64)?;
-        let ram = (gpa < LOW_RAM_END && end <= LOW_RAM_END) || (gpa >= HIGH_RAM_START && end <= self.ram.len() as u64);
-        ram.then_some(gpa as usize..end as usize)
+        ram_range(self.ram.len(), gpa, len)
     }
 }
 
@@ -287,6 +285,43 @@ impl Guest for View<'_> {
         let w = reply.words();
         Some((*w.first()?, *w.get(1)?))
     }
+}
+
+/// The partition's RAM alone, for what the VID does between exits (the
+/// synthetic timers' messages): no ROM, no registers.
+struct RamOnly<'r>(&'r mut [u8]);
+
+impl Guest for RamOnly<'_> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        match ram_range(self.0.len(), gpa, buf.len()) {
+            Some(range) => {
+                buf.copy_from_slice(&self.0[range]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        match ram_range(self.0.len(), gpa, data.len()) {
+            Some(range) => {
+                self.0[range].copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn register(&mut self, _name: HvRegisterName) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// The bytes of `ram` (of `ram_len` bytes) at `gpa..gpa + len`, if all RAM.
+fn ram_range(ram_len: usize, gpa: u64, len: usize) -> Option<core::ops::Range<usize>> {
+    let end = gpa.checked_add(len as u64)?;
+    let ram = (gpa < LOW_RAM_END && end <= LOW_RAM_END) || (gpa >= HIGH_RAM_START && end <= ram_len as u64);
+    ram.then_some(gpa as usize..end as usize)
 }
 
 /// The partitions this VID runs, if the boot image gives it any.

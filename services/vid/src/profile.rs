@@ -30,8 +30,7 @@ impl EnlightenmentProfile {
 
     /// A profile for a partition of at most `max_vps` VPs on a host of
     /// `logical_processors`; refuses what [`Enlightenments::check`] refuses
-    /// (dependencies, and the SynIC, synthetic timers and VSM, which the VID
-    /// does not implement yet).
+    /// (dependencies, and VSM, which the VID does not implement yet).
     pub fn new(
         enlightenments: Enlightenments,
         max_vps: u32,
@@ -88,6 +87,10 @@ impl EnlightenmentProfile {
             // takes XMM updates in the reply.
             .with_xmm_registers_for_fast_hypercall_available(self.has(Enlightenment::Hypercall))
             .with_fast_hypercall_output_available(self.has(Enlightenment::Hypercall))
+            // SINTx polling (TLFS 11.8.5) with the SynIC; direct-mode timers
+            // (12.2) with the timers: every VP has a local APIC.
+            .with_sint_polling_mode_available(self.has(Enlightenment::Synic))
+            .with_direct_synthetic_timers(self.has(Enlightenment::SyntheticTimers))
     }
 
     /// Leaf 0x4000_0004 EAX.

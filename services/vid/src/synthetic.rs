@@ -25,6 +25,7 @@
 
 use crate::guest::Guest;
 use crate::profile::EnlightenmentProfile;
+use crate::synic::{Raised, SynicVp};
 use abi::limits::MAX_VPS_PER_PARTITION;
 use sysimage::Enlightenment;
 use tlfs::msr::{
@@ -178,6 +179,9 @@ pub enum SynMsrOutcome {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct SyntheticVp {
     vp_assist_page: HvX64MsrVpAssistPageContents,
+    synic: SynicVp,
+    /// Vectors its SynIC raised, for [`SyntheticPartition::take_raised`].
+    raised: Raised,
 }
 
 /// A partition's synthetic MSR state.
@@ -271,6 +275,8 @@ impl SyntheticPartition {
             HvX64Msr::TSC_FREQUENCY | HvX64Msr::APIC_FREQUENCY => Enlightenment::FrequencyMsrs,
             HvX64Msr::EOI | HvX64Msr::ICR | HvX64Msr::TPR | HvX64Msr::VP_ASSIST_PAGE => Enlightenment::ApicMsrs,
             HvX64Msr::GUEST_IDLE => Enlightenment::GuestIdle,
+            m if SynicVp::is_synic_msr(m) => Enlightenment::Synic,
+            m if SynicVp::is_stimer_msr(m) => Enlightenment::SyntheticTimers,
             m if m.0 >= HvX64Msr::CRASH_P0.0 && m.0 <= HvX64Msr::CRASH_CTL.0 => Enlightenment::CrashMsrs,
             _ => return None,
         })
@@ -303,6 +309,7 @@ impl SyntheticPartition {
             HvX64Msr::TPR => Ok(SynMsrOutcome::Apic(ApicAccess::ReadTpr)),
             HvX64Msr::VP_ASSIST_PAGE => read(self.vp(vp)?.vp_assist_page.into_bits()),
             HvX64Msr::GUEST_IDLE => Ok(SynMsrOutcome::Idle),
+            m if SynicVp::is_synic_msr(m) || SynicVp::is_stimer_msr(m) => read(self.vp(vp)?.synic.read(m)?),
             HvX64Msr::CRASH_CTL => {
                 read(HvCrashCtlRegContents::new().with_crash_notify(true).with_crash_message(true).into_bits())
             }
@@ -310,11 +317,25 @@ impl SyntheticPartition {
         }
     }
 
-    /// WRMSR of `value` to `msr` by VP `vp`; overlay pages are written into
-    /// `guest`.
-    pub fn wrmsr(&mut self, vp: u32, msr: u32, value: u64, guest: &mut impl Guest) -> Result<SynMsrOutcome, Gp> {
+    /// WRMSR of `value` to `msr` by VP `vp` at `now`; overlay pages (and
+    /// SynIC messages) are written into `guest`.
+    pub fn wrmsr(
+        &mut self,
+        vp: u32,
+        msr: u32,
+        value: u64,
+        guest: &mut impl Guest,
+        now: Now,
+    ) -> Result<SynMsrOutcome, Gp> {
         const WRITTEN: Result<SynMsrOutcome, Gp> = Ok(SynMsrOutcome::Written);
         match self.available(msr)? {
+            m if SynicVp::is_synic_msr(m) || SynicVp::is_stimer_msr(m) => {
+                self.vp(vp)?;
+                let reference = self.time_ref_count(now.tsc);
+                let v = &mut self.vps[vp as usize];
+                v.synic.write(m, value, reference, guest, &mut v.raised)?;
+                WRITTEN
+            }
             HvX64Msr::GUEST_OS_ID => {
                 self.guest_os_id = value;
                 if value == 0 {
@@ -407,6 +428,58 @@ impl SyntheticPartition {
         Ok(SynMsrOutcome::Written)
     }
 
+    /// Fires the synthetic timers due at TSC `now` and retries their
+    /// waiting messages (into `guest`'s SIM pages).
+    pub fn poll(&mut self, now: u64, guest: &mut impl Guest) {
+        if !self.profile.has(Enlightenment::Synic) {
+            return;
+        }
+        let reference = self.time_ref_count(now);
+        for v in self.vps.iter_mut() {
+            v.synic.poll(reference, guest, &mut v.raised);
+        }
+    }
+
+    /// The TSC at which [`SyntheticPartition::poll`] next has a timer to
+    /// fire: the earliest synthetic timer, converted from reference time.
+    pub fn next_deadline(&self) -> Option<u64> {
+        if !self.profile.has(Enlightenment::SyntheticTimers) {
+            return None;
+        }
+        let due = self.vps.iter().filter_map(|v| v.synic.next_due()).min()?;
+        self.tsc_at(due)
+    }
+
+    /// The first TSC whose reference time is at least `reference` (a few
+    /// 100 ns late at most); `None` without a TSC frequency.
+    pub fn tsc_at(&self, reference: u64) -> Option<u64> {
+        let hz = self.clock.tsc_hz;
+        if hz == 0 {
+            return None;
+        }
+        let ticks = (u128::from(reference) + 1) * u128::from(hz) / u128::from(REFERENCE_HZ);
+        let mut tsc = self.created_tsc.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX));
+        // The page's scale is rounded down: make sure of it.
+        for _ in 0..64 {
+            if self.time_ref_count(tsc) >= reference {
+                break;
+            }
+            tsc = tsc.saturating_add(hz / REFERENCE_HZ + 1);
+        }
+        Some(tsc)
+    }
+
+    /// The vectors VP `vp`'s SynIC raised since the last call, for its
+    /// local APIC.
+    pub fn take_raised(&mut self, vp: u32) -> Raised {
+        self.vps.get_mut(vp as usize).map(|v| core::mem::take(&mut v.raised)).unwrap_or_default()
+    }
+
+    /// VP `vp`'s SynIC (for the vectors with AutoEOI, and for posting).
+    pub fn synic(&self, vp: u32) -> Option<&SynicVp> {
+        self.vps.get(vp as usize).map(|v| &v.synic)
+    }
+
     fn vp(&self, vp: u32) -> Result<&SyntheticVp, Gp> {
         self.vps.get(vp as usize).ok_or(Gp::VpIndex)
     }
@@ -422,7 +495,7 @@ impl SyntheticPartition {
         now: Now,
     ) -> Result<SynMsrOutcome, Gp> {
         match write {
-            Some(value) => self.wrmsr(vp, msr, value, guest),
+            Some(value) => self.wrmsr(vp, msr, value, guest, now),
             None => self.rdmsr(vp, msr, now),
         }
     }

@@ -25,7 +25,7 @@ pub use enlightenments::DEFAULT_PROFILE;
 pub use error::{Error, Errors};
 pub use generate::{PartitionSpec, with_partition};
 pub use parse::{parse, parse_in};
-pub use sysimage::{Classic, Enlightenment, Enlightenments, IoPortRange, Priority, Restart, SchedulerPolicy};
+pub use sysimage::{Classic, Enlightenment, Enlightenments, IoPortRange, PortType, Priority, Restart, SchedulerPolicy};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,25 @@ pub struct Manifest {
     pub partitions: Vec<Partition>,
     /// `[scheduler] policy`: classic, root, or none (the kernel's defaults).
     pub scheduler: SchedulerPolicy,
+    /// `[[connections]]`, in file order.
+    pub connections: Vec<Connection>,
+}
+
+/// A declared connection (`[[connections]]`): partition `from` holds
+/// connection `connection_id` to port `port_id` of partition `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// Indices into [`Manifest::partitions`].
+    pub from: usize,
+    pub to: usize,
+    pub port_type: PortType,
+    pub connection_id: u32,
+    pub port_id: u32,
+    pub target_vp: u8,
+    pub sint: u8,
+    /// Events only: the port's first flag and its flag count (0 otherwise).
+    pub flag: u16,
+    pub flag_count: u16,
 }
 
 /// A guest partition (`[partitions.NAME]`).
@@ -190,6 +209,21 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;
     }
+    let mut connections = heapless::Vec::new();
+    for c in &manifest.connections {
+        let connection = compiled::Connection {
+            from: compiled::PartitionIndex(index(c.from)?),
+            to: compiled::PartitionIndex(index(c.to)?),
+            port_type: c.port_type,
+            connection_id: c.connection_id,
+            port_id: c.port_id,
+            target_vp: c.target_vp,
+            sint: c.sint,
+            flag: c.flag,
+            flag_count: c.flag_count,
+        };
+        connections.push(connection).map_err(|_| over("connections"))?;
+    }
     let m = compiled::Manifest {
         version: compiled::VERSION,
         system: &manifest.name,
@@ -197,6 +231,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
         endpoints,
         partitions,
         scheduler: manifest.scheduler,
+        connections,
     };
     let bytes = m.to_vec();
     // What the supervisor will check, checked here first.
@@ -352,6 +387,24 @@ pub fn summary(manifest: &Manifest) -> String {
         }
         let _ =
             writeln!(out, "  {:<20} {:>5}  {:>9}  {:<20} {guest}", p.name, p.vcpus, parse::show_size(p.memory), vid);
+    }
+    for c in &manifest.connections {
+        let name = |k: usize| manifest.partitions.get(k).map_or("?", |p| p.name.as_str());
+        let kind = match c.port_type {
+            PortType::Message => "message".to_string(),
+            PortType::Event => format!("event, flags {}..={}", c.flag, u32::from(c.flag) + u32::from(c.flag_count) - 1),
+            PortType::Monitor => "monitor".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  connection {:#x} of {} -> port {:#x} of {} ({kind}; VP {}, SINT {})",
+            c.connection_id,
+            name(c.from),
+            c.port_id,
+            name(c.to),
+            c.target_vp,
+            c.sint
+        );
     }
     out
 }

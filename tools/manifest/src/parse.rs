@@ -1,7 +1,7 @@
 //! `system.toml` → [`Manifest`]: deserialization, then every check, each
 //! mistake reported once with the task and field it is in.
 
-use crate::{Endpoint, Error, Errors, Manifest, Partition, Task};
+use crate::{Connection, Endpoint, Error, Errors, Manifest, Partition, PortType, Task};
 use abi::{Entries, EntryKind};
 use indexmap::IndexMap;
 use scheduler::classic;
@@ -29,6 +29,29 @@ struct FileToml {
     #[serde(default)]
     partitions: IndexMap<String, PartitionToml>,
     scheduler: Option<SchedulerToml>,
+    #[serde(default)]
+    connections: Vec<ConnectionToml>,
+}
+
+/// `[[connections]]`: who may talk to whom (TLFS ports and connections).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionToml {
+    /// The partition that holds the connection.
+    from: String,
+    /// The partition that owns the port.
+    to: String,
+    /// "message", "event" or "monitor".
+    #[serde(rename = "type")]
+    port_type: String,
+    connection_id: i64,
+    port_id: i64,
+    /// The VP of `to` that deliveries go to [0].
+    target_vp: Option<i64>,
+    sint: i64,
+    /// Events: the first event flag of the port, and how many [1].
+    flag: Option<i64>,
+    flag_count: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -630,6 +653,169 @@ fn check_classic(name: &str, p: &PartitionToml, policy: bool, e: &mut Vec<Error>
     Some(compiled::Classic { reserve: c.reserve, cap: c.cap, weight: c.weight as u16 })
 }
 
+/// Checks the `[[connections]]` (their partitions already checked:
+/// `checked[k]` is `None` for one with errors) and returns them with
+/// partition indices in file order.
+fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec<Error>) -> Vec<Connection> {
+    use compiled::{EVENT_FLAGS_PER_SINT, MAX_CONNECTION_ID, MAX_CONNECTIONS, SINT_COUNT};
+    let mut out = Vec::new();
+    if file.connections.len() > MAX_CONNECTIONS {
+        e.push(Error::system(
+            "connections",
+            format!("{} connections, at most {MAX_CONNECTIONS}", file.connections.len()),
+        ));
+    }
+    let broker = file.tasks.iter().find(|(_, t)| t.serves.iter().any(|s| s == compiled::BROKER));
+    if !file.connections.is_empty() && broker.is_none() {
+        e.push(Error::system(
+            "connections",
+            format!(
+                "no task serves the \"{}\" endpoint (the broker carries every connection: add it, above the VIDs)",
+                compiled::BROKER
+            ),
+        ));
+    }
+    for (i, c) in file.connections.iter().enumerate() {
+        let before = e.len();
+        let subject = format!("connection {} (\"{}\" to \"{}\")", i + 1, c.from, c.to);
+        let err = |e: &mut Vec<Error>, field: &str, msg: String| e.push(Error::new(&subject, field, msg));
+        let partition = |field: &str, name: &str, e: &mut Vec<Error>| -> Option<usize> {
+            let Some(k) = file.partitions.get_index_of(name) else {
+                let hint = did_you_mean(name, file.partitions.keys().map(String::as_str));
+                err(e, field, format!("no partition \"{name}\"{hint}"));
+                return None;
+            };
+            let vid = &file.partitions[k].vid;
+            if checked[k].is_none() {
+                err(
+                    e,
+                    field,
+                    format!("partition \"{name}\" is not valid (see its errors), so it has no VID to carry it"),
+                );
+                return None;
+            }
+            if !file.tasks.get(vid.as_str()).is_some_and(|t| t.uses.iter().any(|u| u == compiled::BROKER)) {
+                err(
+                    e,
+                    field,
+                    format!(
+                        "partition \"{name}\"'s VID \"{vid}\" does not use the \"{}\" endpoint (add it to its uses)",
+                        compiled::BROKER
+                    ),
+                );
+            }
+            Some(k)
+        };
+        let from = partition("from", &c.from, e);
+        let to = partition("to", &c.to, e);
+        let port_type = match c.port_type.as_str() {
+            "message" => Some(PortType::Message),
+            "event" => Some(PortType::Event),
+            "monitor" => Some(PortType::Monitor),
+            other => {
+                let hint = did_you_mean(other, ["message", "event", "monitor"].into_iter());
+                err(e, "type", format!("no port type \"{other}\"{hint} (\"message\", \"event\" and \"monitor\" are)"));
+                None
+            }
+        };
+        let id = |field: &str, v: i64, e: &mut Vec<Error>| -> Option<u32> {
+            let id = u32::try_from(v).ok().filter(|&v| v <= MAX_CONNECTION_ID);
+            if id.is_none() {
+                err(e, field, format!("{v} is out of range (0..={MAX_CONNECTION_ID:#x}: a 24-bit ID, TLFS 11.10)"));
+            }
+            id
+        };
+        let connection_id = id("connection_id", c.connection_id, e);
+        let port_id = id("port_id", c.port_id, e);
+        let target_vp = c.target_vp.unwrap_or(0);
+        let vcpus = to.and_then(|k| checked[k].as_ref()).map(|p| p.vcpus);
+        match vcpus {
+            Some(n) if !(0..i64::from(n)).contains(&target_vp) => err(
+                e,
+                "target_vp",
+                format!("{target_vp} is not a VP of partition \"{}\" (it has {n}: 0..={})", c.to, n - 1),
+            ),
+            _ => {}
+        }
+        if !(0..i64::from(SINT_COUNT)).contains(&c.sint) {
+            err(e, "sint", format!("{} is out of range (0..={})", c.sint, SINT_COUNT - 1));
+        }
+        let (mut flag, mut flag_count) = (0, 0);
+        if port_type == Some(PortType::Event) {
+            let Some(first) = c.flag else {
+                err(e, "flag", format!("an event port needs its flag number (0..={})", EVENT_FLAGS_PER_SINT - 1));
+                continue;
+            };
+            let count = c.flag_count.unwrap_or(1);
+            if !(0..i64::from(EVENT_FLAGS_PER_SINT)).contains(&first) {
+                err(
+                    e,
+                    "flag",
+                    format!("{first} is out of range (0..={}, the flags of one SINT)", EVENT_FLAGS_PER_SINT - 1),
+                );
+            } else if count < 1 || first + count > i64::from(EVENT_FLAGS_PER_SINT) {
+                err(
+                    e,
+                    "flag_count",
+                    format!(
+                        "{count} flags from {first} do not fit the {EVENT_FLAGS_PER_SINT} flags of one SINT (1..={})",
+                        i64::from(EVENT_FLAGS_PER_SINT) - first
+                    ),
+                );
+            } else {
+                (flag, flag_count) = (first as u16, count as u16);
+            }
+        } else if port_type.is_some() {
+            for (field, given) in [("flag", c.flag.is_some()), ("flag_count", c.flag_count.is_some())] {
+                if given {
+                    err(e, field, format!("only an event port has flags (this one is a {} port)", c.port_type));
+                }
+            }
+        }
+        // One partition's connection IDs and one partition's port IDs are unique.
+        for (j, o) in file.connections[..i].iter().enumerate() {
+            if o.from == c.from && o.connection_id == c.connection_id && connection_id.is_some() {
+                err(
+                    e,
+                    "connection_id",
+                    format!(
+                        "{:#x} is already a connection of partition \"{}\" (connection {})",
+                        c.connection_id,
+                        c.from,
+                        j + 1
+                    ),
+                );
+            }
+            if o.to == c.to && o.port_id == c.port_id && port_id.is_some() {
+                err(
+                    e,
+                    "port_id",
+                    format!("{:#x} is already a port of partition \"{}\" (connection {})", c.port_id, c.to, j + 1),
+                );
+            }
+        }
+        if e.len() > before {
+            continue;
+        }
+        if let (Some(from), Some(to), Some(port_type), Some(connection_id), Some(port_id)) =
+            (from, to, port_type, connection_id, port_id)
+        {
+            out.push(Connection {
+                from,
+                to,
+                port_type,
+                connection_id,
+                port_id,
+                target_vp: target_vp as u8,
+                sint: c.sint as u8,
+                flag,
+                flag_count,
+            });
+        }
+    }
+    out
+}
+
 /// Parses and checks a manifest; `origin` names it in TOML error locations
 /// and partition files are resolved against `dir` (the manifest's directory).
 pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors> {
@@ -661,6 +847,7 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         .map(|(name, p)| check_partition(name, p, dir, &file.tasks, classic_policy, &mut e))
         .collect();
     check_reserves_per_cpu(&file.partitions, &partitions, &mut e);
+    let connections = check_connections(&file, &partitions, &mut e);
     if file.partitions.len() > MAX_PARTITIONS {
         e.push(Error::system("partitions", format!("{} partitions, at most {MAX_PARTITIONS}", file.partitions.len())));
     }
@@ -792,6 +979,7 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     }
     let mut manifest = assemble(&file.system.name, &drafts);
     manifest.scheduler = policy;
+    manifest.connections = connections;
     for (p, toml) in partitions.into_iter().flatten().zip(file.partitions.values()) {
         let vid = manifest.tasks.iter().position(|t| t.name == toml.vid).expect("vid tasks were checked");
         manifest.partitions.push(Partition { vid, ..p });
@@ -862,7 +1050,8 @@ fn check_tables(manifest: &Manifest) -> Result<(), Errors> {
     let tasks = &manifest.tasks[1..];
     let started: Vec<Entries> =
         tasks.iter().map(|t| objects::to_start(t.untyped > 0, !t.interrupts.is_empty())).collect();
-    let supervisor = objects::total(started.iter().chain([&objects::shared(manifest.endpoints.len())]));
+    let supervisor =
+        objects::total(started.iter().chain([&objects::shared(manifest.endpoints.len(), notified_vids(manifest))]));
     let quotas = objects::total(tasks.iter().map(|t| &t.objects));
     let needed = supervisor.zip(quotas).and_then(|(s, q)| objects::total([&objects::KERNEL, &s, &q]));
     let Some(needed) = needed else {
@@ -889,6 +1078,16 @@ fn check_tables(manifest: &Manifest) -> Result<(), Errors> {
         ));
     }
     if errors.is_empty() { Ok(()) } else { Err(Errors::sorted(errors)) }
+}
+
+/// The VIDs the broker notifies of deliveries (each running a port's
+/// partition), as `sysimage::Manifest::notified_vids` counts them.
+pub(crate) fn notified_vids(manifest: &Manifest) -> usize {
+    let port_vids = manifest.connections.iter().map(|c| manifest.partitions[c.to].vid);
+    let mut vids: Vec<usize> = port_vids.collect();
+    vids.sort_unstable();
+    vids.dedup();
+    vids.len()
 }
 
 /// The partition manager creates every partition: its untyped quota is
@@ -957,5 +1156,12 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
             }
         })
         .collect();
-    Manifest { name: system.to_string(), tasks, endpoints, partitions: Vec::new(), scheduler: SchedulerPolicy::Kernel }
+    Manifest {
+        name: system.to_string(),
+        tasks,
+        endpoints,
+        partitions: Vec::new(),
+        scheduler: SchedulerPolicy::Kernel,
+        connections: Vec::new(),
+    }
 }

@@ -52,7 +52,7 @@ fn unknown_top_level_table() {
     assert_errors(
         "[system]\nname = \"test\"\n[task.a]\npriority = 1\n",
         &[
-            "test.toml:3:2: unknown field `task`, expected one of `system`, `tasks`, `partitions`, `scheduler` (in `[task.a]`)",
+            "test.toml:3:2: unknown field `task`, expected one of `system`, `tasks`, `partitions`, `scheduler`, `connections` (in `[task.a]`)",
         ],
     );
 }
@@ -959,8 +959,16 @@ fn ex_processor_masks_without_a_hypercall_that_uses_them() {
 #[test]
 fn unimplemented_enlightenment() {
     assert_errors(
-        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = true }")),
-        &["partition \"linux\": enlightenments: synic is not implemented by the VID yet, so it cannot be enabled"],
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = true, vsm = true }")),
+        &["partition \"linux\": enlightenments: vsm is not implemented by the VID yet, so it cannot be enabled"],
+    );
+}
+
+#[test]
+fn synthetic_timers_need_the_synic() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synthetic_timers = true }")),
+        &["partition \"linux\": enlightenments: synthetic_timers requires synic"],
     );
 }
 
@@ -1130,4 +1138,227 @@ fn a_reserve_above_its_vids_priority() {
         &["partition \"linux\": reserve: its VID \"vid\" runs at priority 0, below the reserve's priority 1 (a VID \
            can give its VPs no priority above its own)"],
     );
+}
+
+// ---- Connections.
+
+/// Partitions "alpha" (2 VPs) and "beta" (1 VP) of a VID that uses the
+/// broker, and the `[[connections]]` in `connections`.
+fn connected(connections: &str) -> String {
+    let vid = task("vid", 10, "untyped = \"64KiB\"\nuses = [\"partition-manager\", \"broker\"]");
+    format!(
+        "{}{}{vid}\n{}{}\n{connections}",
+        system(&manager("")),
+        task("broker", 15, "serves = [\"broker\"]"),
+        partition("alpha", "vcpus = 2"),
+        partition("beta", "").replace("64MiB", "2MiB"),
+    )
+}
+
+/// One `[[connections]]` entry: alpha to beta, then `extra` lines.
+fn connection(from: &str, to: &str, port_type: &str, extra: &str) -> String {
+    format!("[[connections]]\nfrom = \"{from}\"\nto = \"{to}\"\ntype = \"{port_type}\"\n{extra}\n")
+}
+
+const IDS: &str = "connection_id = 1\nport_id = 2\nsint = 3";
+
+#[test]
+fn valid_connections_are_accepted_and_compiled() {
+    let text = connected(&format!(
+        "{}{}{}",
+        connection("alpha", "beta", "message", "connection_id = 0xffffff\nport_id = 0\nsint = 15"),
+        connection(
+            "beta",
+            "alpha",
+            "event",
+            "connection_id = 0xffffff\nport_id = 0\nsint = 0\ntarget_vp = 1\nflag = 2040\nflag_count = 8"
+        ),
+        // A self-connection is legal (as in Hyper-V).
+        connection("alpha", "alpha", "monitor", "connection_id = 7\nport_id = 7\nsint = 1"),
+    ));
+    let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let c = &m.connections;
+    assert_eq!(c.len(), 3);
+    assert_eq!((c[0].from, c[0].to, c[0].connection_id, c[0].port_id, c[0].sint), (0, 1, 0xff_ffff, 0, 15));
+    assert_eq!(
+        (c[1].port_type, c[1].target_vp, c[1].flag, c[1].flag_count),
+        (tessera_manifest::PortType::Event, 1, 2040, 8)
+    );
+    assert_eq!((c[2].from, c[2].to, c[2].flag, c[2].flag_count), (0, 0, 0, 0));
+    let summary = tessera_manifest::summary(&m);
+    assert!(summary.contains("connection 0xffffff of alpha -> port 0x0 of beta (message; VP 0, SINT 15)"), "{summary}");
+    assert!(
+        summary.contains("connection 0xffffff of beta -> port 0x0 of alpha (event, flags 2040..=2047; VP 1, SINT 0)")
+    );
+    let bytes = tessera_manifest::compile(&m).unwrap();
+    let compiled = sysimage::Manifest::parse(&bytes).unwrap();
+    assert_eq!(compiled.connections.len(), 3);
+    assert_eq!(compiled.connections[1].to, sysimage::PartitionIndex(0));
+    assert_eq!(compiled.connections[1].port_type.tlfs(), 2);
+    // One flag by default.
+    let one = parse(&connected(&connection("alpha", "beta", "event", &format!("{IDS}\nflag = 9"))), "t.toml").unwrap();
+    assert_eq!((one.connections[0].flag, one.connections[0].flag_count), (9, 1));
+}
+
+#[test]
+fn connection_to_an_unknown_partition() {
+    assert_errors(
+        &connected(&connection("alpha", "betta", "message", IDS)),
+        &["connection 1 (\"alpha\" to \"betta\"): to: no partition \"betta\" (did you mean \"beta\"?)"],
+    );
+    assert_errors(
+        &connected(&connection("gamma", "beta", "message", IDS)),
+        &["connection 1 (\"gamma\" to \"beta\"): from: no partition \"gamma\""],
+    );
+}
+
+#[test]
+fn connection_of_an_invalid_partition() {
+    let text = connected(&connection("alpha", "beta", "message", IDS)).replace("vcpus = 2", "vcpus = 0");
+    assert_errors(
+        &text,
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): from: partition \"alpha\" is not valid (see its errors), so it has no \
+             VID to carry it",
+            "partition \"alpha\": vcpus: 0 is out of range (1..=16)",
+        ],
+    );
+}
+
+#[test]
+fn connection_of_a_vid_not_using_the_broker() {
+    let text = connected(&connection("alpha", "beta", "message", IDS)).replace(", \"broker\"]", "]");
+    assert_errors(
+        &text,
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): from: partition \"alpha\"'s VID \"vid\" does not use the \"broker\" \
+             endpoint (add it to its uses)",
+            "connection 1 (\"alpha\" to \"beta\"): to: partition \"beta\"'s VID \"vid\" does not use the \"broker\" \
+             endpoint (add it to its uses)",
+        ],
+    );
+}
+
+#[test]
+fn connections_without_a_broker() {
+    let text = with_vid(&format!("{}{}", partition("alpha", ""), connection("alpha", "alpha", "message", IDS)));
+    assert_errors(
+        &text,
+        &[
+            "connection 1 (\"alpha\" to \"alpha\"): from: partition \"alpha\"'s VID \"vid\" does not use the \"broker\" \
+             endpoint (add it to its uses)",
+            "connection 1 (\"alpha\" to \"alpha\"): to: partition \"alpha\"'s VID \"vid\" does not use the \"broker\" \
+             endpoint (add it to its uses)",
+            "system: connections: no task serves the \"broker\" endpoint (the broker carries every connection: add it, \
+             above the VIDs)",
+        ],
+    );
+}
+
+#[test]
+fn the_broker_must_be_above_the_vids() {
+    let text = connected(&connection("alpha", "beta", "message", IDS)).replace("priority = 15", "priority = 5");
+    assert_errors(
+        &text,
+        &["task \"vid\": uses: endpoint \"broker\" is served by task \"broker\" at priority 5, not higher than this \
+           task's 10 (calls must go to a higher priority)"],
+    );
+}
+
+#[test]
+fn connection_with_an_unknown_type() {
+    assert_errors(
+        &connected(&connection("alpha", "beta", "messages", IDS)),
+        &["connection 1 (\"alpha\" to \"beta\"): type: no port type \"messages\" (did you mean \"message\"?) \
+           (\"message\", \"event\" and \"monitor\" are)"],
+    );
+}
+
+#[test]
+fn connection_ids_out_of_range() {
+    let text = connected(&connection("alpha", "beta", "message", "connection_id = 0x1000000\nport_id = -1\nsint = 3"));
+    assert_errors(
+        &text,
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): connection_id: 16777216 is out of range (0..=0xffffff: a 24-bit ID, \
+             TLFS 11.10)",
+            "connection 1 (\"alpha\" to \"beta\"): port_id: -1 is out of range (0..=0xffffff: a 24-bit ID, TLFS 11.10)",
+        ],
+    );
+}
+
+#[test]
+fn connection_to_a_vp_beyond_the_partitions() {
+    assert_errors(
+        &connected(&connection("alpha", "beta", "message", &format!("{IDS}\ntarget_vp = 1"))),
+        &["connection 1 (\"alpha\" to \"beta\"): target_vp: 1 is not a VP of partition \"beta\" (it has 1: 0..=0)"],
+    );
+    assert!(parse(&connected(&connection("beta", "alpha", "message", &format!("{IDS}\ntarget_vp = 1"))), "t").is_ok());
+}
+
+#[test]
+fn connection_sint_out_of_range() {
+    assert_errors(
+        &connected(&connection("alpha", "beta", "message", "connection_id = 1\nport_id = 2\nsint = 16")),
+        &["connection 1 (\"alpha\" to \"beta\"): sint: 16 is out of range (0..=15)"],
+    );
+}
+
+#[test]
+fn event_flags_out_of_range() {
+    let event = |extra: &str| connected(&connection("alpha", "beta", "event", &format!("{IDS}\n{extra}")));
+    assert_errors(
+        &event(""),
+        &["connection 1 (\"alpha\" to \"beta\"): flag: an event port needs its flag number (0..=2047)"],
+    );
+    assert_errors(
+        &event("flag = 2048"),
+        &["connection 1 (\"alpha\" to \"beta\"): flag: 2048 is out of range (0..=2047, the flags of one SINT)"],
+    );
+    assert_errors(
+        &event("flag = 2000\nflag_count = 49"),
+        &["connection 1 (\"alpha\" to \"beta\"): flag_count: 49 flags from 2000 do not fit the 2048 flags of one \
+           SINT (1..=48)"],
+    );
+    assert_errors(
+        &event("flag = 0\nflag_count = 0"),
+        &["connection 1 (\"alpha\" to \"beta\"): flag_count: 0 flags from 0 do not fit the 2048 flags of one SINT \
+           (1..=2048)"],
+    );
+    assert_errors(
+        &connected(&connection("alpha", "beta", "message", &format!("{IDS}\nflag = 1"))),
+        &["connection 1 (\"alpha\" to \"beta\"): flag: only an event port has flags (this one is a message port)"],
+    );
+}
+
+#[test]
+fn duplicate_connection_and_port_ids() {
+    let text = connected(&format!(
+        "{}{}",
+        connection("alpha", "beta", "message", IDS),
+        connection("alpha", "beta", "message", IDS)
+    ));
+    assert_errors(
+        &text,
+        &[
+            "connection 2 (\"alpha\" to \"beta\"): connection_id: 0x1 is already a connection of partition \"alpha\" \
+             (connection 1)",
+            "connection 2 (\"alpha\" to \"beta\"): port_id: 0x2 is already a port of partition \"beta\" (connection 1)",
+        ],
+    );
+    // The same IDs in the other direction are another partition's.
+    let other = connected(&format!(
+        "{}{}",
+        connection("alpha", "beta", "message", IDS),
+        connection("beta", "alpha", "message", IDS)
+    ));
+    assert!(parse(&other, "t").is_ok());
+}
+
+#[test]
+fn too_many_connections() {
+    let many: String = (0..33)
+        .map(|i| connection("alpha", "beta", "message", &format!("connection_id = {i}\nport_id = {i}\nsint = 0")))
+        .collect();
+    assert_errors(&connected(&many), &["system: connections: 33 connections, at most 32"]);
 }

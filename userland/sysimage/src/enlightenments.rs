@@ -46,9 +46,11 @@ pub enum Enlightenment {
     RelaxedTiming = 13,
     /// Report a spinlock retry count, for `HvNotifyLongSpinWait`.
     LongSpinWait = 14,
-    /// The synthetic interrupt controller (AccessSynicRegs): not implemented.
+    /// The synthetic interrupt controller (AccessSynicRegs; SINT polling):
+    /// not in the `"hyperv"` profile, enabled by name.
     Synic = 15,
-    /// Synthetic timers (AccessSyntheticTimerRegs): not implemented.
+    /// Synthetic timers (AccessSyntheticTimerRegs, direct mode): not in the
+    /// `"hyperv"` profile, enabled by name.
     SyntheticTimers = 16,
     /// Virtual Secure Mode (AccessVSM): not implemented.
     Vsm = 17,
@@ -140,7 +142,15 @@ impl Enlightenment {
 
     /// False for those the VID does not implement yet, and so refuses.
     pub const fn is_implemented(self) -> bool {
-        !matches!(self, Enlightenment::Synic | Enlightenment::SyntheticTimers | Enlightenment::Vsm)
+        !matches!(self, Enlightenment::Vsm)
+    }
+
+    /// True for those the `"hyperv"` profile holds: every implemented one
+    /// but the SynIC and synthetic timers, which a partition names itself
+    /// (a guest such as Linux switches its clock events to the synthetic
+    /// timer when offered, which the VID's 10 ms wake-ups would slow).
+    pub const fn in_hyperv_profile(self) -> bool {
+        self.is_implemented() && !matches!(self, Enlightenment::Synic | Enlightenment::SyntheticTimers)
     }
 }
 
@@ -215,12 +225,13 @@ impl Enlightenments {
     /// No enlightenments: no hypervisor leaves, no synthetic MSRs.
     pub const NONE: Enlightenments = Enlightenments(0);
 
-    /// Profile `"hyperv"`: every enlightenment the VID implements.
+    /// Profile `"hyperv"`: every enlightenment the VID implements but the
+    /// SynIC and synthetic timers ([`Enlightenment::in_hyperv_profile`]).
     pub const HYPERV: Enlightenments = {
         let mut bits = 0;
         let mut i = 0;
         while i < Enlightenment::ALL.len() {
-            if Enlightenment::ALL[i].is_implemented() {
+            if Enlightenment::ALL[i].in_hyperv_profile() {
                 bits |= Enlightenment::ALL[i].set().0;
             }
             i += 1;

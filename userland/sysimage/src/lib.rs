@@ -28,8 +28,8 @@ pub use bootfs;
 pub use bootfs::{Bootfs, File, MAX_NAME_LEN, valid_name};
 pub use enlightenments::{Enlightenment, EnlightenmentError, Enlightenments};
 pub use manifest::{
-    Classic, Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, Priority, Restart, SchedulerPolicy, Task,
-    TaskIndex, Use,
+    Classic, Connection, Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, PartitionIndex, PortType,
+    Priority, Restart, SchedulerPolicy, Task, TaskIndex, Use,
 };
 
 use core::fmt;
@@ -64,6 +64,8 @@ pub enum Error {
     BadPartition { partition: usize, reason: &'static str },
     /// A guest file (kernel image or module) of partition `partition` is not in the bootfs.
     MissingGuestFile { partition: usize },
+    /// Connection `connection` (manifest order) is inconsistent.
+    BadConnection { connection: usize, reason: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -83,6 +85,7 @@ impl fmt::Display for Error {
                 write!(f, "manifest: task {task}: binary not in the bootfs")
             }
             Error::BadPartition { partition, reason } => write!(f, "manifest: partition {partition}: {reason}"),
+            Error::BadConnection { connection, reason } => write!(f, "manifest: connection {connection}: {reason}"),
             Error::MissingGuestFile { partition } => {
                 write!(f, "manifest: partition {partition}: guest file not in the bootfs")
             }

@@ -28,7 +28,13 @@
 //!   classic; its `cpus` are distinct CPUs below [`MAX_CPUS`], and the
 //!   reserves of the VPs they place on one CPU add up to one CPU at most;
 //! - only a task with untyped memory has an objects quota, and the kernel
-//!   entries the system takes fit the kernel's tables ([`crate::objects`]).
+//!   entries the system takes fit the kernel's tables ([`crate::objects`]);
+//! - each connection ([`Connection`]) names two partitions (the same one
+//!   twice is a self-connection, legal as in Hyper-V), 24-bit IDs unique
+//!   per partition (connection IDs per `from`, port IDs per `to`), a target
+//!   VP of the port's partition, a SINT below [`SINT_COUNT`], event flags
+//!   inside one SINT's [`EVENT_FLAGS_PER_SINT`] (events only); a task serves
+//!   the [`BROKER`] endpoint and the VIDs of both partitions use it.
 
 pub use crate::enlightenments::Enlightenments;
 use crate::{Error, PAGE_SIZE, objects, valid_name};
@@ -40,8 +46,8 @@ use serde::{Deserialize, Serialize};
 /// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`;
 /// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
 /// parameters and `cpus`; 8: the root scheduler policy; 9: the core
-/// scheduler policy).
-pub const VERSION: u32 = 9;
+/// scheduler policy; 10: `connections`).
+pub const VERSION: u32 = 10;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -100,6 +106,17 @@ pub const DEFAULT_EXIT_TIMEOUT_MS: u32 = 5000;
 pub const MAX_EXIT_TIMEOUT_MS: u32 = 60_000;
 /// Longest guest kernel command line, in bytes (Linux's x86 limit).
 pub const MAX_CMDLINE: usize = 2048;
+/// Most declared connections (each with its port) in a system.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Connection and port IDs are 24 bits (`HV_CONNECTION_ID`, `HV_PORT_ID`:
+/// the high 8 bits are reserved, TLFS 11.10.6/7).
+pub const MAX_CONNECTION_ID: u32 = 0x00ff_ffff;
+/// Synthetic interrupt sources per VP (`HV_SYNIC_SINT_COUNT`).
+pub const SINT_COUNT: u8 = 16;
+/// Event flags of one SINT: its 256-byte part of the SIEF page (TLFS 11.9).
+pub const EVENT_FLAGS_PER_SINT: u32 = 2048;
+/// The endpoint the broker serves: the VIDs of connected partitions use it.
+pub const BROKER: &str = "broker";
 
 /// A task's scheduling priority, `0..=31`; higher runs first. Deliberately
 /// not `Ord` (after Hubris): compare with [`Priority::is_higher_than`].
@@ -333,6 +350,56 @@ impl Partition<'_> {
     }
 }
 
+/// Index of a partition in [`Manifest::partitions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionIndex(pub u8);
+
+/// `HV_PORT_TYPE` (TLFS 11.10.6): what a port delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PortType {
+    /// Messages (`HvPostMessage`) into the target SINT's SIM slot.
+    Message,
+    /// Event flags (`HvSignalEvent`) in the target SINT's SIEF part.
+    Event,
+    /// Monitored notifications (TLFS 11.7).
+    Monitor,
+}
+
+impl PortType {
+    /// The TLFS `HV_PORT_TYPE` value.
+    pub const fn tlfs(self) -> u32 {
+        match self {
+            PortType::Message => 1,
+            PortType::Event => 2,
+            PortType::Monitor => 3,
+        }
+    }
+}
+
+/// A declared connection (`[[connections]]`): partition `from` holds
+/// connection `connection_id`, which leads to port `port_id` of partition
+/// `to`, whose deliveries go to SINT `sint` of VP `target_vp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub from: PartitionIndex,
+    pub to: PartitionIndex,
+    pub port_type: PortType,
+    /// 24 bits, unique among `from`'s connections.
+    pub connection_id: u32,
+    /// 24 bits, unique among `to`'s ports.
+    pub port_id: u32,
+    /// Below `to`'s `vcpus`.
+    pub target_vp: u8,
+    /// Below [`SINT_COUNT`].
+    pub sint: u8,
+    /// Events: the port's first flag number (`BaseFlagNumber`) and its
+    /// flag count, inside one SINT's [`EVENT_FLAGS_PER_SINT`]; a signal's
+    /// flag number is below the count and relative to the base. Both 0 for
+    /// message and monitor ports.
+    pub flag: u16,
+    pub flag_count: u16,
+}
+
 /// True if `cmdline` can be a guest command line: at most [`MAX_CMDLINE`]
 /// bytes of printable ASCII or spaces.
 pub fn valid_cmdline(cmdline: &str) -> bool {
@@ -356,6 +423,8 @@ pub struct Manifest<'a> {
     pub partitions: Vec<Partition<'a>, MAX_PARTITIONS>,
     /// How their VPs are scheduled.
     pub scheduler: SchedulerPolicy,
+    /// Who may talk to whom: ports and connections between partitions.
+    pub connections: Vec<Connection, MAX_CONNECTIONS>,
 }
 
 impl<'a> Manifest<'a> {
@@ -417,7 +486,8 @@ impl<'a> Manifest<'a> {
     /// the kernel's for the root task, the supervisor's for every task, and
     /// every task's quota (`None`: more than a count holds).
     pub fn entries_needed(&self) -> Option<Entries> {
-        let mut sum = objects::KERNEL.checked_add(&objects::shared(self.endpoints.len()))?;
+        let mut sum =
+            objects::KERNEL.checked_add(&objects::shared(self.endpoints.len(), self.notified_vids().count()))?;
         for t in self.tasks.iter().skip(1) {
             sum = sum.checked_add(&objects::to_start(t.untyped > 0, !t.interrupts.is_empty()))?;
             sum = sum.checked_add(&t.objects)?;
@@ -587,8 +657,83 @@ impl<'a> Manifest<'a> {
                 return bad("the partition manager's objects quota is too small");
             }
         }
+        self.check_connections()?;
         if !self.entries_needed().is_some_and(|e| objects::over_tables(&e).next().is_none()) {
             return Err(Error::BadManifest("the objects quotas do not fit the kernel's tables"));
+        }
+        Ok(())
+    }
+}
+
+impl Manifest<'_> {
+    /// The broker: the task serving [`BROKER`], if any.
+    pub fn broker(&self) -> Option<TaskIndex> {
+        self.endpoints.iter().find(|e| e.name == BROKER).map(|e| e.server)
+    }
+
+    /// Whether task `task` may call the broker.
+    pub fn uses_broker(&self, task: TaskIndex) -> bool {
+        self.task(task)
+            .is_some_and(|t| t.uses.iter().any(|u| self.endpoint(u.endpoint).is_some_and(|e| e.name == BROKER)))
+    }
+
+    /// The partitions some connection leads to (a port's partition): their
+    /// VIDs are told of deliveries through a notification.
+    pub fn is_port_partition(&self, partition: PartitionIndex) -> bool {
+        self.connections.iter().any(|c| c.to == partition)
+    }
+
+    /// The VIDs the broker notifies of deliveries: those running a port's
+    /// partition, each once, in start order.
+    pub fn notified_vids(&self) -> impl Iterator<Item = TaskIndex> + '_ {
+        (0..self.tasks.len()).map(|i| TaskIndex(i as u8)).filter(move |&t| {
+            self.partitions
+                .iter()
+                .enumerate()
+                .any(|(k, p)| p.vid == t && self.is_port_partition(PartitionIndex(k as u8)))
+        })
+    }
+
+    /// The connection rules of the module documentation.
+    fn check_connections(&self) -> Result<(), Error> {
+        for (i, c) in self.connections.iter().enumerate() {
+            let bad = |reason| Err(Error::BadConnection { connection: i, reason });
+            let (Some(from), Some(to)) =
+                (self.partitions.get(usize::from(c.from.0)), self.partitions.get(usize::from(c.to.0)))
+            else {
+                return bad("partition out of range");
+            };
+            if c.connection_id > MAX_CONNECTION_ID || c.port_id > MAX_CONNECTION_ID {
+                return bad("connection or port ID above 24 bits");
+            }
+            if c.target_vp >= to.vcpus {
+                return bad("target VP beyond the port partition's VPs");
+            }
+            if c.sint >= SINT_COUNT {
+                return bad("SINT out of range");
+            }
+            let flags_ok = match c.port_type {
+                PortType::Event => {
+                    c.flag_count > 0 && u32::from(c.flag) + u32::from(c.flag_count) <= EVENT_FLAGS_PER_SINT
+                }
+                PortType::Message | PortType::Monitor => c.flag == 0 && c.flag_count == 0,
+            };
+            if !flags_ok {
+                return bad("event flags out of range, or flags on a port that is not an event port");
+            }
+            let earlier = &self.connections[..i];
+            if earlier.iter().any(|o| o.from == c.from && o.connection_id == c.connection_id) {
+                return bad("connection ID used twice by one partition");
+            }
+            if earlier.iter().any(|o| o.to == c.to && o.port_id == c.port_id) {
+                return bad("port ID used twice in one partition");
+            }
+            if self.broker().is_none() {
+                return bad("no task serves the broker's endpoint");
+            }
+            if !self.uses_broker(from.vid) || !self.uses_broker(to.vid) {
+                return bad("a partition's VID does not use the broker");
+            }
         }
         Ok(())
     }
@@ -599,5 +744,8 @@ const _: () = assert!(MAX_TASKS <= 256);
 const _: () = assert!(abi::invoke::MAX_PRIORITY <= u8::MAX as u64);
 const _: () = assert!(abi::limits::MAX_VPS_PER_PARTITION <= u8::MAX as usize);
 const _: () = assert!(MAX_ENDPOINTS <= 256);
+// Partition indices are u8; flag numbers fit a u16.
+const _: () = assert!(MAX_PARTITIONS <= 256);
+const _: () = assert!(EVENT_FLAGS_PER_SINT <= u16::MAX as u32);
 // A task's `cpu` is a u8.
 const _: () = assert!(abi::limits::MAX_CPUS <= u8::MAX as usize);

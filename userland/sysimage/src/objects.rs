@@ -26,9 +26,10 @@ pub const KERNEL: Entries = Entries::NONE
     .with(EntryKind::Memory, TASK_MEMORY_OBJECTS + 2);
 
 /// What the supervisor makes once: the manifest's `endpoints` and its own
-/// fault endpoint.
-pub const fn shared(endpoints: usize) -> Entries {
-    Entries::NONE.with(EntryKind::Endpoint, endpoints as u16 + 1)
+/// fault endpoint, and a notification for each of the `notified` VIDs the
+/// broker tells of deliveries (`Manifest::notified_vids`).
+pub const fn shared(endpoints: usize, notified: usize) -> Entries {
+    Entries::NONE.with(EntryKind::Endpoint, endpoints as u16 + 1).with(EntryKind::Notification, notified as u16)
 }
 
 /// What the supervisor makes for a task it starts: its task and thread,
@@ -93,7 +94,7 @@ mod tests {
     fn the_largest_system_of_plain_tasks_fits_every_table() {
         // 15 tasks besides the supervisor, each with untyped and interrupts.
         let tasks = [to_start(true, true); 15];
-        let needed = total(tasks.iter().chain([&KERNEL, &shared(crate::manifest::MAX_ENDPOINTS)])).unwrap();
+        let needed = total(tasks.iter().chain([&KERNEL, &shared(crate::manifest::MAX_ENDPOINTS, 0)])).unwrap();
         assert_eq!(over_tables(&needed).count(), 0, "{needed:?}");
         assert_eq!(needed.get(EntryKind::Untyped), 16, "every pool is taken, none left for quotas");
     }

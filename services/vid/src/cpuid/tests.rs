@@ -58,10 +58,26 @@ fn each_bit_follows_its_enlightenment() {
 }
 
 #[test]
+fn synic_and_timers_in_leaf_0x40000003() {
+    // TLFS 2.4.3 / Appendix: EAX bit 2 AccessSynicRegs, bit 3
+    // AccessSyntheticTimerRegs; EDX bit 17 SintPollingModeAvailable, bit 19
+    // DirectSyntheticTimers.
+    let hyperv = EnlightenmentProfile::new(Enlightenments::HYPERV, 4, 0).unwrap();
+    let [a, _, _, d] = cpuid(&hyperv, 0, 0x4000_0003, 0);
+    assert_eq!((a & 0b1100, d & (1 << 17 | 1 << 19)), (0, 0), "not in the hyperv profile");
+    let set = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
+    let [a, _, _, d] = cpuid(&EnlightenmentProfile::new(set, 4, 0).unwrap(), 0, 0x4000_0003, 0);
+    assert_eq!((a & 0b1100, d & (1 << 17 | 1 << 19)), (0b100, 1 << 17));
+    let set = set.with(Enlightenment::SyntheticTimers, true);
+    let [a, _, _, d] = cpuid(&EnlightenmentProfile::new(set, 4, 0).unwrap(), 0, 0x4000_0003, 0);
+    assert_eq!((a & 0b1100, d & (1 << 17 | 1 << 19)), (0b1100, 1 << 17 | 1 << 19));
+}
+
+#[test]
 fn profiles_refuse_what_the_vid_does_not_implement() {
     use sysimage::EnlightenmentError;
-    let synic = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
-    assert_eq!(EnlightenmentProfile::new(synic, 1, 1), Err(EnlightenmentError::Unimplemented(Enlightenment::Synic)));
+    let vsm = Enlightenments::HYPERV.with(Enlightenment::Synic, true).with(Enlightenment::Vsm, true);
+    assert_eq!(EnlightenmentProfile::new(vsm, 1, 1), Err(EnlightenmentError::Unimplemented(Enlightenment::Vsm)));
     let no_index = Enlightenments::HYPERV.with(Enlightenment::VpIndex, false);
     assert!(EnlightenmentProfile::new(no_index, 1, 1).is_err());
 }

@@ -46,7 +46,12 @@ impl Vmm {
                 // The run time is the kernel's: asked only when read.
                 let runtime = if msr == HvX64Msr::VP_RUNTIME.0 { guest.reg(HvRegisterName::VP_RUNTIME) } else { None };
                 let at = Now { tsc: now, vp_runtime: runtime.unwrap_or(0) };
-                return match self.synthetic.access(vp, msr, write, guest, at) {
+                let outcome = self.synthetic.access(vp, msr, write, guest, at);
+                if write.is_some() && HvX64Msr(msr).sint_index().is_some() {
+                    self.sync_auto_eoi(vp);
+                }
+                self.synic_interrupts();
+                return match outcome {
                     Err(_) => gp(),
                     Ok(SynMsrOutcome::Read(v)) => read(v),
                     Ok(SynMsrOutcome::Written) => resume(&[rip]),

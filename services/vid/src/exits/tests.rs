@@ -652,3 +652,42 @@ fn translate_handles_32_bit_and_pae_paging() {
     g.set(HvRegisterName::CR4, 0x20);
     assert_eq!(crate::guest::translate(&mut g, false, true, 0x20_1234), Ok(0x60_1234));
 }
+
+/// The SynIC end to end through the exit handler: a one-shot synthetic
+/// timer's deadline is the VMM's, its message lands in the SIM page at it,
+/// and the auto-EOI SINT's vector rides on the reply to a HLT without
+/// entering the ISR (TLFS 11.8.5, 12.5).
+#[test]
+fn a_synthetic_timer_wakes_hlt_with_its_auto_eoi_sint() {
+    use sysimage::{Enlightenment, Enlightenments};
+    let set = Enlightenments::HYPERV.with(Enlightenment::Synic, true).with(Enlightenment::SyntheticTimers, true);
+    let profile = crate::profile::EnlightenmentProfile::new(set, 1, 1).unwrap();
+    let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
+    let mut g = Fake::new();
+    // The local APIC software-enabled (SVR).
+    let _ = vmm.irq.mmio_write(0, 0xfee0_00f0, 4, 0x1ff, 0);
+    for (number, value) in [
+        (0x4000_0080, 1),             // SCONTROL
+        (0x4000_0083, 0x5000 | 1),    // SIMP
+        (0x4000_0091, 0x2_0050),      // SINT1: vector 0x50, auto-EOI
+        (0x4000_00b1, 1000),          // STIMER0_COUNT: reference time 1000 (100 us)
+        (0x4000_00b0, 1 | (1 << 16)), // STIMER0_CONFIG: enabled, one-shot, SINT1
+    ] {
+        let (a, _) = run(&mut vmm, &mut g, msr(number, true, value, true));
+        assert_eq!(get(&a, HvRegisterName::PENDING_INTERRUPTION), None, "{number:#x}: {a:?}");
+    }
+    assert!(vmm.irq.lapic(0).unwrap().auto_eoi().get(0x50));
+    let deadline = vmm.next_deadline().expect("the timer's deadline");
+    assert!((100_000..=100_200).contains(&deadline), "1 GHz: 100 us, got {deadline}");
+    let mut h = long_header(0x1000, 1, HvInterceptAccessType::EXECUTE);
+    h.rflags = 0x202;
+    let halt = HvMessage::from_body(&HvMessageBody::X64Halt(HvX64HaltMessage { header: h }), 0);
+    assert!(matches!(vmm.handle(&halt, &mut g, deadline - 200, |_| {}), Action::Halt(_)), "not yet");
+    assert_eq!(&g.ram[0x5100..0x5104], &[0; 4], "no message yet");
+    let a = vmm.handle(&halt, &mut g, deadline, |_| {});
+    let posted = get(&a, HvRegisterName::PENDING_INTERRUPTION).expect("the SINT's vector");
+    assert_eq!(tlfs::HvX64PendingInterruptionRegister::from_bits(posted).interruption_vector(), 0x50);
+    assert!(!vmm.irq.lapic(0).unwrap().isr().get(0x50), "auto-EOI: not in service");
+    assert_eq!(&g.ram[0x5100..0x5104], &0x8000_0010u32.to_le_bytes(), "HvMessageTimerExpired in SINT1's slot");
+    assert_eq!(vmm.next_deadline(), None, "a one-shot");
+}

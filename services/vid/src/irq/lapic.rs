@@ -197,6 +197,9 @@ pub struct Lapic {
     lvt: [Lvt; LVT_COUNT],
     timer: ApicTimer,
     nmi: bool,
+    /// Vectors delivered with an implicit EOI (the SynIC's AutoEOI SINTs,
+    /// TLFS 11.8.5): acknowledged without entering the ISR.
+    auto_eoi: VectorBits,
 }
 
 impl Lapic {
@@ -222,6 +225,7 @@ impl Lapic {
             lvt: [Lvt::new().with_masked(true); LVT_COUNT],
             timer: ApicTimer::new(tsc_hz, apic_hz),
             nmi: false,
+            auto_eoi: VectorBits::default(),
         };
         if vp == 0 {
             lapic.lvt[LVT_LINT0] = Lvt::new().with_delivery_mode(DeliveryMode::EXTINT);
@@ -232,9 +236,11 @@ impl Lapic {
     /// INIT (or a global disable): the power-up state but for the ID, the
     /// base MSR and the x2APIC mode (SDM 11.4.7.3).
     pub fn init(&mut self) {
-        let (base, id) = (self.base, self.id);
+        let (base, id, auto_eoi) = (self.base, self.id, self.auto_eoi);
         let (tsc_hz, apic_hz) = self.timer.clocks();
         *self = Lapic::new(self.vp, tsc_hz, apic_hz);
+        // The SINTs' AutoEOI is the SynIC's, which INIT does not reset.
+        self.auto_eoi = auto_eoi;
         self.lvt[LVT_LINT0] = Lvt::new().with_masked(true);
         self.base = base;
         self.id = id;
@@ -372,12 +378,22 @@ impl Lapic {
         if rflags_if && !shadow { self.highest_deliverable() } else { None }
     }
 
-    /// The caller injected `vector`: IRR to ISR.
+    /// The caller injected `vector`: IRR to ISR, or, for an auto-EOI
+    /// vector, out of the IRR only (the EOI is implicit, TLFS 11.8.5).
     pub fn acknowledge(&mut self, vector: u8) {
         if self.irr.get(vector) {
             self.irr.set(vector, false);
-            self.isr.set(vector, true);
+            self.isr.set(vector, !self.auto_eoi.get(vector));
         }
+    }
+
+    /// The vectors delivered with an implicit EOI (from the SynIC's SINTs).
+    pub fn set_auto_eoi(&mut self, vectors: VectorBits) {
+        self.auto_eoi = vectors;
+    }
+
+    pub const fn auto_eoi(&self) -> &VectorBits {
+        &self.auto_eoi
     }
 
     /// EOI: retires the highest in-service vector.

@@ -430,7 +430,7 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
     let mut recheck = false;
     let (mut reset, mut parked, mut again) = (None, false, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
-        r.vmm.poll(now);
+        r.vmm.poll_with(now, &mut super::RamOnly(r.ram));
         let mut effects = core::mem::take(&mut r.vmm.effects);
         let name = r.name;
         for v in effects.init.iter() {

@@ -51,7 +51,7 @@ fn rd(p: &SyntheticPartition, msr: HvX64Msr) -> Result<SynMsrOutcome, Gp> {
 }
 
 fn wr(p: &mut SyntheticPartition, msr: HvX64Msr, value: u64, ram: &mut Ram) -> Result<SynMsrOutcome, Gp> {
-    p.wrmsr(3, msr.0, value, ram)
+    p.wrmsr(3, msr.0, value, ram, Now::default())
 }
 
 use SynMsrOutcome::{Read, Written};
@@ -164,16 +164,16 @@ fn the_reference_tsc_page_agrees_with_the_msr() {
 fn the_vp_assist_page_is_per_vp_and_starts_zeroed() {
     let mut p = hyperv();
     let mut ram = Ram::new();
-    assert_eq!(p.wrmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, 0xbfff, &mut ram), Ok(Written));
+    assert_eq!(p.wrmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, 0xbfff, &mut ram, Now::default()), Ok(Written));
     assert!(ram.page(0xb).iter().all(|&b| b == 0));
     let now = Now::default();
     assert_eq!(p.rdmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, now), Ok(Read(0xb001)));
     assert_eq!(p.rdmsr(2, HvX64Msr::VP_ASSIST_PAGE.0, now), Ok(Read(0)));
-    assert_eq!(p.wrmsr(2, HvX64Msr::VP_ASSIST_PAGE.0, 0x20_0001, &mut ram), Err(Gp::NotRam));
-    assert_eq!(p.wrmsr(16, HvX64Msr::VP_ASSIST_PAGE.0, 0xc001, &mut ram), Err(Gp::VpIndex));
+    assert_eq!(p.wrmsr(2, HvX64Msr::VP_ASSIST_PAGE.0, 0x20_0001, &mut ram, Now::default()), Err(Gp::NotRam));
+    assert_eq!(p.wrmsr(16, HvX64Msr::VP_ASSIST_PAGE.0, 0xc001, &mut ram, Now::default()), Err(Gp::VpIndex));
     // Disabling keeps the address and writes nothing.
     ram.0[0xb000] = 1;
-    assert_eq!(p.wrmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, 0xb000, &mut ram), Ok(Written));
+    assert_eq!(p.wrmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, 0xb000, &mut ram, Now::default()), Ok(Written));
     assert_eq!((p.rdmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, now), ram.0[0xb000]), (Ok(Read(0xb000)), 1));
 }
 
@@ -212,14 +212,14 @@ fn msrs_outside_the_profile_are_gp() {
     let mut none = SyntheticPartition::new(EnlightenmentProfile::NONE, Vendor::Intel, GHZ, 0);
     for msr in [0x4000_0000, 0x4000_0001, 0x4000_0002, 0x4000_0021, 0x4000_0073, 0x4000_00f0, 0x4000_0105] {
         assert_eq!(none.rdmsr(0, msr, Now::default()), Err(Gp::NotAvailable), "{msr:#x}");
-        assert_eq!(none.wrmsr(0, msr, 1, &mut ram), Err(Gp::NotAvailable), "{msr:#x}");
+        assert_eq!(none.wrmsr(0, msr, 1, &mut ram, Now::default()), Err(Gp::NotAvailable), "{msr:#x}");
     }
-    // Under "hyperv": MSRs Tessera does not implement (SynIC, timers,
-    // undefined numbers) are #GP too.
+    // Under "hyperv": the SynIC and timers (not in the profile), and MSRs
+    // Tessera does not implement, are #GP too.
     let mut p = hyperv();
     for msr in [0x4000_0004, 0x4000_0080, 0x4000_0090, 0x4000_00b0, 0x4000_0040, 0x4000_00ff, 0x4000_0106] {
         assert_eq!(p.rdmsr(0, msr, Now::default()), Err(Gp::NotAvailable), "{msr:#x}");
-        assert_eq!(p.wrmsr(0, msr, 0, &mut ram), Err(Gp::NotAvailable), "{msr:#x}");
+        assert_eq!(p.wrmsr(0, msr, 0, &mut ram, Now::default()), Err(Gp::NotAvailable), "{msr:#x}");
     }
     // Without crash_msrs, the crash MSRs.
     let mut q = partition(Enlightenments::HYPERV.with(Enlightenment::CrashMsrs, false), Vendor::Amd);
@@ -284,4 +284,39 @@ fn reset_and_idle() {
     let now = Now::default();
     assert_eq!(p.access(0, HvX64Msr::GUEST_IDLE.0, None, &mut ram, now), Ok(SynMsrOutcome::Idle));
     assert_eq!(p.access(0, HvX64Msr::GUEST_IDLE.0, Some(0), &mut ram, now), Err(Gp::ReadOnly));
+}
+
+#[test]
+fn synic_and_timer_msrs_need_their_enlightenments() {
+    // AccessSynicRegs and AccessSyntheticTimerRegs (TLFS 11.8, 12.5).
+    let mut ram = Ram::new();
+    let mut p = partition(Enlightenments::HYPERV.with(Enlightenment::Synic, true), Vendor::Intel);
+    assert_eq!(rd(&p, HvX64Msr::SVERSION), Ok(Read(1)));
+    assert_eq!(rd(&p, HvX64Msr::SINT15), Ok(Read(0x1_0000)));
+    assert_eq!(rd(&p, HvX64Msr::STIMER0_CONFIG), Err(Gp::NotAvailable), "no timers without their bit");
+    assert_eq!(wr(&mut p, HvX64Msr::SVERSION, 0, &mut ram), Err(Gp::ReadOnly));
+    assert_eq!(wr(&mut p, HvX64Msr::SINT0, 0x0f, &mut ram), Err(Gp::ReservedBits));
+    assert_eq!(p.rdmsr(16, HvX64Msr::SCONTROL.0, Now::default()), Err(Gp::VpIndex));
+}
+
+#[test]
+fn timers_report_their_deadline_in_tsc_ticks() {
+    let set = Enlightenments::HYPERV.with(Enlightenment::Synic, true).with(Enlightenment::SyntheticTimers, true);
+    let mut p = partition(set, Vendor::Intel);
+    let mut ram = Ram::new();
+    assert_eq!(p.next_deadline(), None);
+    // A one-shot at reference time 1000 (100 us) on VP 3, direct mode.
+    let at = Now { tsc: CREATED, vp_runtime: 0 };
+    p.wrmsr(3, HvX64Msr::STIMER0_CONFIG.0 + 1, 1000, &mut ram, at).unwrap();
+    let direct = tlfs::msr::HvStimerConfig::new().with_enable(true).with_direct_mode(true).with_apic_vector(0x31);
+    p.wrmsr(3, HvX64Msr::STIMER0_CONFIG.0, direct.into_bits(), &mut ram, at).unwrap();
+    let deadline = p.next_deadline().unwrap();
+    // 1 GHz: 100 ticks per 100 ns, from CREATED; at most a unit late.
+    assert!(p.time_ref_count(deadline) >= 1000);
+    assert!(deadline <= CREATED + 1001 * 100, "{deadline}");
+    p.poll(deadline - 200, &mut ram);
+    assert!(p.take_raised(3).is_empty(), "not before its time");
+    p.poll(deadline, &mut ram);
+    assert_eq!(p.take_raised(3).iter().collect::<Vec<_>>(), vec![0x31]);
+    assert_eq!(p.next_deadline(), None, "a one-shot");
 }

@@ -36,7 +36,7 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use guest_testkernel::smp::{self, Icr, lapic, trampoline};
-use guest_testkernel::{Detail, detail};
+use guest_testkernel::{Detail, detail, multiboot};
 
 global_asm!(
     r#"
@@ -228,6 +228,18 @@ pub fn wait(ticks: u64, done: impl Fn() -> bool) -> u64 {
         hw::halt_once();
     }
     hw::timer_ticks() - start
+}
+
+/// Puts the trampoline in a free page below 1 MiB (from the Multiboot
+/// memory map of `magic` and `info`), its APs to call `entry`, and returns
+/// the STARTUP vector that runs it.
+pub fn prepare(magic: u32, info: u64, entry: extern "C" fn(u32) -> !) -> Result<u8, Detail> {
+    let kernel = hw::kernel_extent();
+    let summary = multiboot::check(&hw::Identity, magic, info, kernel.clone())?;
+    let page = smp::trampoline_page(&hw::Identity, &summary, info, &kernel)?;
+    let vector = smp::startup_vector(page).ok_or(detail!("no STARTUP vector for {page:#x}"))?;
+    install(page, entry)?;
+    Ok(vector)
 }
 
 /// Copies the trampoline to `page` and writes its parameter block: the

@@ -399,6 +399,10 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
         write32(LAPIC_BASE + LAPIC_EOI, 0);
         return;
     }
+    // The SynIC tests' SINT and direct-mode timer vectors.
+    if crate::tlfs_suite::synic_interrupt(vector) {
+        return;
+    }
     // The smp test's IPI, and the spurious vector (not acknowledged).
     if crate::ap::interrupt(vector) {
         return;

@@ -158,6 +158,14 @@ pub enum Test {
     /// Not in `tests=all` (group `tlfs`). Hypercalls through the hypercall
     /// page: statuses of TLFS 3.12 and the calls the VID implements.
     TlfsHypercall,
+    /// Not in `tests=all` (group `tlfs`). The SynIC (TLFS 11.8): its
+    /// registers and #GP cases, messages into a polled and an auto-EOI
+    /// SINT, a busy slot with MessagePending and redelivery after EOM.
+    TlfsSynic,
+    /// Not in `tests=all` (group `tlfs`). The synthetic timers (TLFS 12.5):
+    /// #GP cases, auto-enable, one-shot, periodic, lazy and direct mode,
+    /// with the timer-expired messages' fields.
+    TlfsStimer,
     /// Not in `tests=all`. Starts the `cpus=<n>` CPUs' APs with
     /// INIT-SIPI-SIPI through a real-mode trampoline; each must check in
     /// with its own APIC ID and send the BSP a fixed IPI ([`smp`]).
@@ -261,12 +269,14 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 20] = [
+    pub const EXPLICIT: [Test; 22] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
         Test::TlfsMsr,
         Test::TlfsHypercall,
+        Test::TlfsSynic,
+        Test::TlfsStimer,
         Test::Smp,
         Test::HcBench,
         Test::SmpBench,
@@ -312,7 +322,7 @@ impl Test {
     /// "hyperv"`); inside a list, `all` stands for [`Test::ALL`]
     /// (`tests=all,smp`).
     pub const GROUPS: [(&'static str, &'static [Test]); 4] = [
-        ("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall]),
+        ("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall, Test::TlfsSynic, Test::TlfsStimer]),
         ("all", &Test::ALL),
         ("state", &[Test::Xsetbv, Test::Intercepts, Test::Debug, Test::Alignment]),
         ("hostile", &Test::HOSTILE),
@@ -333,6 +343,8 @@ impl Test {
             Test::TlfsCpuid => "tlfs-cpuid",
             Test::TlfsMsr => "tlfs-msr",
             Test::TlfsHypercall => "tlfs-hypercall",
+            Test::TlfsSynic => "tlfs-synic",
+            Test::TlfsStimer => "tlfs-stimer",
             Test::Smp => "smp",
             Test::HcBench => "hcbench",
             Test::SmpBench => "smpbench",

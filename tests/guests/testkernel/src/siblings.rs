@@ -11,13 +11,13 @@
 //! core, siblings <ids or none>`, then a summary line.
 
 use crate::ap;
-use crate::hw::{self, Identity as Mem};
+use crate::hw;
 use crate::println;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU32, Ordering};
 use guest_testkernel::smp::{self, lapic};
 use guest_testkernel::topology::{self, Raw, Told};
-use guest_testkernel::{Detail, Text, detail, multiboot};
+use guest_testkernel::{Detail, Text, detail};
 
 const SLOTS: usize = smp::MAX_CPUS as usize;
 /// Leaf 0 EAX, leaf 1, leaf 0xB.0, 0xB.1, 0xB.2: 17 words per VP.
@@ -68,11 +68,7 @@ pub fn run(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {
     record();
     if cpus > 1 {
         ap::enable_lapic();
-        let kernel = hw::kernel_extent();
-        let summary = multiboot::check(&Mem, magic, info, kernel.clone())?;
-        let page = smp::trampoline_page(&Mem, &summary, info, &kernel)?;
-        let vector = smp::startup_vector(page).ok_or(detail!("no STARTUP vector for {page:#x}"))?;
-        ap::install(page, ap_entry)?;
+        let vector = ap::prepare(magic, info, ap_entry)?;
         hw::start_timer();
         let started = (0..cpus).filter(|&id| id != u32::from(bsp)).try_for_each(|id| ap::start_one(id as u8, vector));
         let all = || (0..cpus as usize).all(|id| DONE[id].load(Ordering::Acquire) == 1);

@@ -39,8 +39,8 @@
 //! On hardware with synchronized TSCs it holds too, within their skew.
 
 use crate::ap;
+use crate::hw;
 use crate::hw::hv::{self, Page};
-use crate::hw::{self, Identity as Mem};
 use crate::println;
 use crate::tlfs_suite;
 use core::arch::asm;
@@ -49,7 +49,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use guest_testkernel::bench::{PREFIX, Samples, line};
 use guest_testkernel::smp::{self, Icr, lapic};
 use guest_testkernel::tlfs::{Control, Outcome, call, flush, input, status};
-use guest_testkernel::{Detail, Text, detail, multiboot};
+use guest_testkernel::{Detail, Text, detail};
 
 /// The vector of the timed IPI.
 pub const VECTOR: u8 = 0x41;
@@ -233,11 +233,7 @@ pub fn run(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {
     ACTIVE.store(true, Ordering::Relaxed);
     ap::enable_lapic();
     tlfs_suite::hypercall_page()?;
-    let kernel = hw::kernel_extent();
-    let summary = multiboot::check(&Mem, magic, info, kernel.clone())?;
-    let page = smp::trampoline_page(&Mem, &summary, info, &kernel)?;
-    let vector = smp::startup_vector(page).ok_or(detail!("no STARTUP vector for {page:#x}"))?;
-    ap::install(page, ap_entry)?;
+    let vector = ap::prepare(magic, info, ap_entry)?;
     let aps = cpus as usize - 1;
     // Below MAX_CPUS: the casts keep the IDs.
     start_parked((0..cpus).map(|id| id as u8).filter(|&id| id != bsp), vector)?;

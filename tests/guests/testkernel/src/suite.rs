@@ -82,6 +82,8 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::TlfsCpuid => tlfs_suite::cpuid(),
         Test::TlfsMsr => tlfs_suite::msrs(),
         Test::TlfsHypercall => tlfs_suite::hypercalls(),
+        Test::TlfsSynic => tlfs_suite::synic(),
+        Test::TlfsStimer => tlfs_suite::stimers(),
         Test::Smp => smp(magic, info, cmdline),
         Test::HcBench => tlfs_suite::hypercall_bench(),
         Test::SmpBench => smpbench::run(magic, info, cmdline),

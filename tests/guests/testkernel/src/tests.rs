@@ -39,11 +39,14 @@ fn tests_all_is_the_eight_cases() {
 
 #[test]
 fn the_tlfs_group_selects_its_tests_in_order() {
-    assert_eq!(names("tests=tlfs"), ["tlfs-cpuid", "tlfs-msr", "tlfs-hypercall"]);
-    assert_eq!(names("tests=uart,tlfs,hlt"), ["uart", "tlfs-cpuid", "tlfs-msr", "tlfs-hypercall", "hlt"]);
+    assert_eq!(names("tests=tlfs"), ["tlfs-cpuid", "tlfs-msr", "tlfs-hypercall", "tlfs-synic", "tlfs-stimer"]);
+    assert_eq!(
+        names("tests=uart,tlfs,hlt"),
+        ["uart", "tlfs-cpuid", "tlfs-msr", "tlfs-hypercall", "tlfs-synic", "tlfs-stimer", "hlt"]
+    );
     assert_eq!(names("tests=tlfs-msr"), ["tlfs-msr"]);
-    assert_eq!(names("tests=tlfs,tlfs"), names("tests=tlfs-cpuid,tlfs-msr,tlfs-hypercall,tlfs"));
-    assert_eq!(names("tests=tlfs,"), ["tlfs-cpuid", "tlfs-msr", "tlfs-hypercall"]);
+    assert_eq!(names("tests=tlfs,tlfs"), names("tests=tlfs-cpuid,tlfs-msr,tlfs-hypercall,tlfs-synic,tlfs-stimer,tlfs"));
+    assert_eq!(names("tests=tlfs,"), ["tlfs-cpuid", "tlfs-msr", "tlfs-hypercall", "tlfs-synic", "tlfs-stimer"]);
     for (group, tests) in Test::GROUPS {
         assert_eq!(Test::from_name(group), None, "a group is not also a test");
         // `all` stands for the standard tests; other groups hold only explicit ones.

@@ -118,6 +118,13 @@ pub mod msr {
     pub const TPR: u32 = 0x4000_0072;
     pub const VP_ASSIST_PAGE: u32 = 0x4000_0073;
     pub const SCONTROL: u32 = 0x4000_0080;
+    pub const SVERSION: u32 = 0x4000_0081;
+    pub const SIEFP: u32 = 0x4000_0082;
+    pub const SIMP: u32 = 0x4000_0083;
+    pub const EOM: u32 = 0x4000_0084;
+    /// SINTn is `SINT0 + n`, n < 16.
+    pub const SINT0: u32 = 0x4000_0090;
+    /// STIMERn_CONFIG is `STIMER0_CONFIG + 2n`, STIMERn_COUNT the next, n < 4.
     pub const STIMER0_CONFIG: u32 = 0x4000_00B0;
     pub const GUEST_IDLE: u32 = 0x4000_00F0;
     pub const CRASH_P0: u32 = 0x4000_0100;

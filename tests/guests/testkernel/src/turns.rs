@@ -20,13 +20,13 @@
 //! scheduling, each VP on its CPU, it is about the whole window.
 
 use crate::ap;
-use crate::hw::{self, Identity as Mem};
+use crate::hw;
 use crate::println;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use guest_testkernel::smp::{self, lapic};
 use guest_testkernel::tlfs::msr;
-use guest_testkernel::{Detail, detail, multiboot};
+use guest_testkernel::{Detail, detail};
 
 /// The window, in 100 ns of reference time: 2 s.
 pub const WINDOW: u64 = 20_000_000;
@@ -86,11 +86,7 @@ pub fn run(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {
     }
     let bsp = lapic::id(ap::lapic_id_register());
     ap::enable_lapic();
-    let kernel = hw::kernel_extent();
-    let summary = multiboot::check(&Mem, magic, info, kernel.clone())?;
-    let page = smp::trampoline_page(&Mem, &summary, info, &kernel)?;
-    let vector = smp::startup_vector(page).ok_or(detail!("no STARTUP vector for {page:#x}"))?;
-    ap::install(page, ap_entry)?;
+    let vector = ap::prepare(magic, info, ap_entry)?;
     let id = if bsp == 0 { 1 } else { 0 };
     hw::start_timer();
     ap::start_one(id, vector)?;

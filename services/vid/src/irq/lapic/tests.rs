@@ -432,3 +432,28 @@ fn hyper_v_apic_msrs() {
     l.acknowledge(0x90);
     assert_eq!(l.hv_msr_write(HvApicMsr::Eoi, 0), Ok(LapicEffect::LevelEoi(0x90)));
 }
+
+#[test]
+fn auto_eoi_vectors_skip_the_isr() {
+    // TLFS 11.8.5: "the hypervisor will automatically clear the
+    // corresponding flag in the in-service register"; no EOI is needed.
+    let mut l = enabled(0);
+    let mut auto = VectorBits::default();
+    auto.set(0x50, true);
+    l.set_auto_eoi(auto);
+    l.accept(0x50, false);
+    l.accept(0x40, false);
+    assert_eq!(l.pending_vector(true, false), Some(0x50));
+    l.acknowledge(0x50);
+    assert!(!l.isr().get(0x50) && !l.irr().get(0x50));
+    // Nothing in service: the lower vector is deliverable at once.
+    assert_eq!(l.ppr(), 0);
+    assert_eq!(l.pending_vector(true, false), Some(0x40));
+    l.acknowledge(0x40);
+    assert!(l.isr().get(0x40), "a plain vector still needs its EOI");
+    assert_eq!(l.eoi(), LapicEffect::None);
+    assert!(l.isr().highest().is_none());
+    // INIT keeps the SynIC's auto-EOI set.
+    l.init();
+    assert!(l.auto_eoi().get(0x50));
+}

@@ -22,9 +22,13 @@ pub enum Page {
     /// Hypercall input parameters: two pages, so a block can cross from
     /// the first into the second (which must be refused).
     Input = 4,
+    /// The SynIC's message page (`HV_X64_MSR_SIMP`).
+    Simp = 6,
+    /// The SynIC's event flags page (`HV_X64_MSR_SIEFP`).
+    Siefp = 7,
 }
 
-const PAGES: usize = 6;
+const PAGES: usize = 8;
 
 #[repr(C, align(4096))]
 struct Pages(UnsafeCell<[u8; PAGES * PAGE]>);
