@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Boot, Emulator, assert_in_order, boot, manifest};
+use common::{Boot, Emulator, assert_in_order, boot, count_before, manifest};
 
 const QEMU_TIMEOUT: u64 = 60;
 const BOCHS_TIMEOUT: u64 = 150;
@@ -164,6 +164,119 @@ fn bochs_interrupts_reach_a_user_driver() {
         BOCHS_TIMEOUT,
         &["--manifest", &m],
     ));
+}
+
+/// TSC deadlines (the ABI's Timeouts): a task waits 500 deadlines 1 ms
+/// apart; none may end early, and each must end within the 1 ms the
+/// synthetic timers allow (issue #11), where the 10 ms tick made them 1
+/// to 10 ms late. `mode` is the timer mode the kernel must report.
+fn deadlines_are_on_time(run: &Boot, mode: &str) {
+    run.assert_serial_contains(&format!("tickless, {mode} mode"));
+    let line = run.assert_serial_contains("[deadline] deadline: 500 waits of 1 ms: ");
+    let field = |suffix| count_before(line, suffix).unwrap_or_else(|| run.fail(&format!("no {suffix:?} in {line:?}")));
+    let (early, mean, max) = (field(" early"), field(" us, max"), field(" us, 500 in"));
+    let total = line.find(" in ").and_then(|at| count_before(&line[at..], " us"));
+    let total = total.unwrap_or_else(|| run.fail(&format!("no total time in {line:?}")));
+    eprintln!("{mode}: {early} early, lateness mean {mean} us, max {max} us, 500 waits in {total} us");
+    if early != 0 || max >= 1_000 || mean >= 250 || line.contains("did not time out") {
+        run.fail(&format!("deadlines early or late: {line:?}"));
+    }
+    // 500 waits of 1 ms with the lateness above: not the 10 ms tick's 5 s.
+    if !(500_000..=1_000_000).contains(&total) {
+        run.fail(&format!("500 waits of 1 ms took {total} us: {line:?}"));
+    }
+    for name in ["0", "now", "now-1"] {
+        let line = run.assert_serial_contains(&format!("deadline: passed deadline {name}: "));
+        if !line.contains("Err(TIMEOUT) after") || count_before(line, " us").is_none_or(|us| us >= 1_000) {
+            run.fail(&format!("a passed deadline did not return at once with TIMEOUT: {line:?}"));
+        }
+    }
+    run.assert_serial_contains("deadline: a 1-tick timeout: Err(TIMEOUT)");
+    run.assert_serial_contains("[deadline] deadline: done");
+    run.assert_halted(0);
+}
+
+/// QEMU's CPUs have no TSC-deadline timer: one-shot mode, under `-icount
+/// shift=0,sleep=off`: the TSC a virtual clock that an idle machine warps
+/// to its next timer, so the bounds hold on a loaded host (with `sleep=on`
+/// idle time follows the host's clock, and a busy host made a wait 3 ms
+/// late).
+#[test]
+fn qemu_tsc_deadlines_wake_on_time() {
+    let m = manifest("deadline.toml");
+    let run = boot(
+        "qemu_tsc_deadlines_wake_on_time",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--manifest", &m, "--qemu-arg=-icount", "--qemu-arg=shift=0,sleep=off"],
+    );
+    deadlines_are_on_time(&run, "one-shot");
+}
+
+/// Bochs' CPU has the TSC-deadline timer, and `timer=one-shot` keeps the
+/// kernel from using it.
+#[test]
+fn bochs_tsc_deadlines_wake_on_time() {
+    let m = manifest("deadline.toml");
+    let run = boot("bochs_tsc_deadlines_wake_on_time", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]);
+    deadlines_are_on_time(&run, "TSC-deadline");
+    let run = boot(
+        "bochs_tsc_deadlines_wake_on_time_one_shot",
+        Emulator::Bochs,
+        BOCHS_TIMEOUT,
+        &["--manifest", &m, "--cmdline", "timer=one-shot"],
+    );
+    deadlines_are_on_time(&run, "one-shot");
+}
+
+/// The VID's emulated timers keep partition reference time (issue #11's
+/// accuracy; the guest's `tests=timers`): the PIT, the local APIC timer
+/// and the synthetic timer STIMER0 (direct mode) periodic at 1 kHz fire
+/// 1000 times in 1 s of `TIME_REF_COUNT` within 2 %, and 50 one-shots of
+/// 1 ms of the local APIC timer (timed by the TSC) and of STIMER0 (timed in
+/// reference time) fire never early and less than 1 ms late; but in Bochs
+/// (`stimer_bounded` false) STIMER0's one-shots are only never early: they
+/// come 0.9 ms late on average there, up to 1.3 ms (open: the local APIC
+/// timer's are 0.3 and 0.4 ms late on the same machine).
+/// With the VID's waits rounded to the 10 ms tick the periodic timers fired
+/// about 100 times a second.
+fn emulated_timers_keep_time(run: &Boot, stimer_bounded: bool) {
+    for what in ["pit", "local APIC timer", "STIMER0"] {
+        let line = run.assert_serial_contains(&format!("testkernel: timers: {what} at 1000 Hz: "));
+        let fired = count_before(line, " interrupts").unwrap_or_else(|| run.fail(&format!("no count in {line:?}")));
+        if fired.abs_diff(1000) > 20 {
+            run.fail(&format!("{what}: {fired} interrupts in 1 s of reference time, not 1000 within 2 %"));
+        }
+    }
+    for what in ["one-shots of 1 ms", "STIMER0 one-shots of 1 ms"] {
+        let line = run.assert_serial_contains(&format!("testkernel: timers: 50 {what}: "));
+        let early = count_before(line, " early");
+        let max = line.rfind("max ").and_then(|at| count_before(&line[at..], " us"));
+        let (Some(early), Some(max)) = (early, max) else { run.fail(&format!("no counts in {line:?}")) };
+        let bounded = stimer_bounded || !what.starts_with("STIMER0");
+        if early != 0 || (bounded && max >= 1_000) {
+            run.fail(&format!("{what} early or late: {line:?}"));
+        }
+    }
+    run.assert_serial_contains("testkernel: timers: ok");
+    run.assert_serial_contains("testkernel: done: 1 passed, 0 failed");
+    run.assert_halted(0);
+}
+
+/// Under `-icount shift=0,sleep=off`, as the deadline test (with
+/// `sleep=on` a busy host made the PIT fire 965 times).
+#[test]
+fn qemu_emulated_timers_keep_time() {
+    let m = manifest("timers.toml");
+    let args = ["--manifest", &m, "--qemu-arg=-icount", "--qemu-arg=shift=0,sleep=off"];
+    emulated_timers_keep_time(&boot("qemu_emulated_timers_keep_time", Emulator::Qemu, QEMU_TIMEOUT, &args), true);
+}
+
+#[test]
+fn bochs_emulated_timers_keep_time() {
+    let m = manifest("timers.toml");
+    let args = ["--manifest", &m];
+    emulated_timers_keep_time(&boot("bochs_emulated_timers_keep_time", Emulator::Bochs, BOCHS_TIMEOUT, &args), false);
 }
 
 /// The README's "compose your own system" example builds and boots.

@@ -13,7 +13,7 @@
 //! | `rdi` | capability slot ([`CapSlot`]) | badge of the sender (receive side) |
 //! | `rsi` | [`MessageInfo`] | [`MessageInfo`] of the message received or the reply |
 //! | `rdx`, `r8`, `r9`, `r10` | message registers 0–3 | message registers 0–3 |
-//! | `r12` | timeout in ticks for receive/wait (0 = forever) | — |
+//! | `r12` | timeout for receive/wait: ticks (0 = forever), or an absolute TSC deadline with [`MessageInfo::tsc_deadline`] | — |
 //!
 //! `rcx` and `r11` are clobbered by the instruction as far as the ABI
 //! promises (the kernel returns with `iretq` today and happens to restore
@@ -22,6 +22,19 @@
 //! Message registers past
 //! the fourth live in the thread's IPC buffer ([`IpcBuffer`]), a page the
 //! kernel knows by frame, so it never dereferences a task pointer for IPC.
+//!
+//! # Timeouts
+//!
+//! RECV, REPLY_RECV and WAIT block for at most `r12` [`TICK_HZ`] ticks (0:
+//! for ever), or, with [`MessageInfo::tsc_deadline`] set, until the TSC
+//! reaches the absolute deadline in `r12` (any value: one at or before the
+//! TSC as the kernel reads it, 0 included, has passed, and the syscall
+//! takes what is already there or returns TIMEOUT at once, as a
+//! non-blocking one would with WOULD_BLOCK). Ring 0 arms the CPU's timer
+//! for the deadline (one-shot or TSC-deadline mode): the wait ends with
+//! TIMEOUT at it, never before, and not a tick later. The TSC frequency
+//! is in the startup page ([`startup::StartupInfo::tsc_hz`]). Other
+//! syscalls ignore the flag.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -256,7 +269,10 @@ pub struct MessageInfo {
     pub caps: u8,
     /// Do not block: fail with WOULD_BLOCK instead.
     pub non_blocking: bool,
-    #[bits(22)]
+    /// Receive/wait: `r12` is an absolute TSC deadline, not ticks (see
+    /// the crate's Timeouts). Never delivered with a message.
+    pub tsc_deadline: bool,
+    #[bits(21)]
     pub _reserved: u32,
 }
 
@@ -423,6 +439,7 @@ mod tests {
     fn message_info_layout_is_fixed() {
         let info = MessageInfo::new().with_label(0x1234).with_length(5).with_caps(1).with_non_blocking(true);
         assert_eq!(info.into_bits(), 0x1234 | 5 << 32 | 1 << 39 | 1 << 41);
+        assert_eq!(MessageInfo::new().with_tsc_deadline(true).into_bits(), 1 << 42);
     }
 
     #[test]

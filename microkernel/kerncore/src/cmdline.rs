@@ -40,6 +40,9 @@ pub struct BootOptions {
     /// with interrupts off for good, for the lockup detector to report;
     /// `test=lockup-held` the same holding the kernel lock.
     pub lockup_test: Option<LockupTest>,
+    /// `timer=one-shot`: the local APIC timer counts down (one-shot mode)
+    /// even where it has the TSC-deadline mode, to test that path.
+    pub timer_one_shot: bool,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -63,6 +66,8 @@ impl BootOptions {
                 ("test", "smp-silent-ap") => options.silent_ap_test = true,
                 ("test", "lockup") => options.lockup_test = Some(LockupTest::Spin),
                 ("test", "lockup-held") => options.lockup_test = Some(LockupTest::HoldingTheLock),
+                ("timer", "one-shot") => options.timer_one_shot = true,
+                ("timer", "tsc-deadline") => options.timer_one_shot = false,
                 ("cpus", n) if n.parse::<u32>().is_ok_and(|n| n >= 1) => options.max_cpus = n.parse().ok(),
                 _ => {
                     let _ = unknown.push(UnknownOption(word));
@@ -87,6 +92,8 @@ mod tests {
         assert_eq!(BootOptions::parse("test=fault-pf").0.fault_test, Some(FaultTest::PageFault));
         let (o, unknown) = BootOptions::parse("test=nmi exit=idle");
         assert!(o.nmi_test && o.exit_when_idle && o.fault_test.is_none() && unknown.is_empty());
+        assert!(BootOptions::parse("timer=one-shot").0.timer_one_shot);
+        assert!(!BootOptions::parse("timer=one-shot timer=tsc-deadline").0.timer_one_shot);
     }
 
     #[test]

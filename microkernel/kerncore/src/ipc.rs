@@ -80,6 +80,11 @@ pub enum Block {
     Forever,
     /// At most this many ticks, then TIMEOUT.
     Ticks(u64),
+    /// Until the TSC reaches this absolute deadline, then TIMEOUT (the
+    /// arch layer arms this CPU's timer for it: [`Ipc::next_deadline`]).
+    Tsc(u64),
+    /// A TSC deadline already passed: as [`Block::Poll`], but TIMEOUT.
+    Expired,
 }
 
 impl Block {
@@ -89,6 +94,18 @@ impl Block {
             (true, _) => Block::Poll,
             (false, 0) => Block::Forever,
             (false, ticks) => Block::Ticks(ticks),
+        }
+    }
+
+    /// From the syscall with [`MessageInfo::tsc_deadline`] set: the
+    /// timeout register is an absolute TSC `deadline`, `now` the TSC as the
+    /// kernel read it. Any value is valid: one at or before `now` (0
+    /// included) has passed.
+    pub const fn from_tsc_deadline(non_blocking: bool, deadline: u64, now: u64) -> Block {
+        match non_blocking {
+            true => Block::Poll,
+            false if deadline <= now => Block::Expired,
+            false => Block::Tsc(deadline),
         }
     }
 }
@@ -199,8 +216,10 @@ struct Tcb {
     result: Option<SyscallResult>,
     /// Links of the endpoint or notification queue.
     queue: Link,
-    /// In the timeout list, expiring at `deadline`.
+    /// In a timeout list, expiring at `deadline`: in ticks, or in TSC
+    /// units if `on_tsc` (then in the TSC deadline list).
     timed: bool,
+    on_tsc: bool,
     deadline: u64,
     timer: Link,
 }
@@ -215,6 +234,7 @@ impl Tcb {
         result: None,
         queue: UNLINKED,
         timed: false,
+        on_tsc: false,
         deadline: 0,
         timer: UNLINKED,
     };
@@ -267,8 +287,10 @@ pub struct Ipc<const THREADS: usize, const ENDPOINTS: usize, const NOTIFICATIONS
     threads: [Tcb; THREADS],
     endpoints: [Endpoint; ENDPOINTS],
     notifications: [Notification; NOTIFICATIONS],
-    /// Threads with a deadline, soonest first.
+    /// Threads with a deadline in ticks, soonest first.
     timeouts: Queue,
+    /// Threads with a deadline in TSC units, soonest first.
+    tsc_timeouts: Queue,
 }
 
 impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
@@ -280,6 +302,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             endpoints: [Endpoint { alive: false, senders: Queue::EMPTY, receivers: Queue::EMPTY }; E],
             notifications: [Notification { alive: false, bits: 0, waiters: Queue::EMPTY }; N],
             timeouts: Queue::EMPTY,
+            tsc_timeouts: Queue::EMPTY,
         }
     }
 
@@ -287,7 +310,40 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// receive or wait with a timeout, or a budget to refill. When nothing
     /// is runnable and this is false, only an interrupt can wake the system.
     pub fn has_pending_events(&self) -> bool {
-        self.timeouts.head != NONE || self.sched.has_depleted()
+        self.timeouts.head != NONE || self.tsc_timeouts.head != NONE || self.sched.has_depleted()
+    }
+
+    // ---- TSC deadlines ----
+
+    /// Wakes every thread whose TSC deadline is at or before `now` with
+    /// TIMEOUT, whatever its CPU (each goes to its home CPU's queue; see
+    /// [`take_kicks`](Self::take_kicks)). Call on every entry to the
+    /// kernel with the TSC just read.
+    pub fn expire_deadlines(&mut self, now: u64) {
+        while self.tsc_timeouts.head != NONE && self.threads[self.tsc_timeouts.head as usize].deadline <= now {
+            let t = ThreadId(self.tsc_timeouts.head);
+            self.wake(t, Some(SyscallResult::error(ErrorCode::TIMEOUT)));
+        }
+    }
+
+    /// The earliest TSC deadline of any thread, if one waits for one (a
+    /// cheap look before [`expire_deadlines`](Self::expire_deadlines)).
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        (self.tsc_timeouts.head != NONE).then(|| self.threads[self.tsc_timeouts.head as usize].deadline)
+    }
+
+    /// The earliest TSC deadline of a thread at home on `cpu`: what that
+    /// CPU's timer must wake it for (besides its next tick). O(threads
+    /// with a TSC deadline).
+    pub fn next_deadline(&self, cpu: usize) -> Option<u64> {
+        let mut t = self.tsc_timeouts.head;
+        while t != NONE {
+            if self.sched.cpu_of(ThreadId(t)) == cpu {
+                return Some(self.threads[t as usize].deadline);
+            }
+            t = self.threads[t as usize].timer.next;
+        }
+        None
     }
 
     pub fn scheduler(&self) -> &Scheduler<T> {
@@ -341,6 +397,12 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// [`Scheduler::set_cpu`]): it waits, wakes and runs there from now on,
     /// whatever its state.
     pub fn set_cpu(&mut self, t: ThreadId, cpu: usize) {
+        let tcb = &self.threads[t.0 as usize];
+        if tcb.timed && tcb.on_tsc && self.sched.cpu_of(t) != cpu {
+            // Its new CPU arms its timer for the deadline when it next
+            // schedules: have it do so now.
+            self.sched.kick(cpu);
+        }
         self.sched.set_cpu(t, cpu);
     }
 
@@ -627,6 +689,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         let bits = core::mem::take(&mut self.notifications[n].bits);
         match (bits, block) {
             (0, Block::Poll) => self.complete(t, SyscallResult::error(ErrorCode::WOULD_BLOCK)),
+            (0, Block::Expired) => self.complete(t, SyscallResult::error(ErrorCode::TIMEOUT)),
             (0, _) => self.block(t, ThreadState::BlockedWait { ntf }, block),
             (bits, _) => self.complete(t, SyscallResult::ok(MessageInfo::new(), Badge(bits))),
         }
@@ -690,6 +753,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         }
         match block {
             Block::Poll => self.complete(t, SyscallResult::error(ErrorCode::WOULD_BLOCK)),
+            Block::Expired => self.complete(t, SyscallResult::error(ErrorCode::TIMEOUT)),
             _ => self.block(t, ThreadState::BlockedRecv { ep: EndpointId(ep as u32) }, block),
         }
     }
@@ -769,8 +833,10 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         if let Some(w) = self.where_queued(t) {
             self.queue_insert(w, t);
         }
-        if let Block::Ticks(ticks) = block {
-            self.timer_insert(t, self.sched.now().saturating_add(ticks));
+        match block {
+            Block::Ticks(ticks) => self.timer_insert(t, self.sched.now().saturating_add(ticks), false),
+            Block::Tsc(deadline) => self.timer_insert(t, deadline, true),
+            Block::Poll | Block::Forever | Block::Expired => {}
         }
     }
 
@@ -881,20 +947,25 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         *self.queue(w) = q;
     }
 
-    /// Inserts behind every deadline at or before this one.
-    fn timer_insert(&mut self, t: ThreadId, deadline: u64) {
-        let mut after = self.timeouts.tail;
+    /// Inserts behind every deadline at or before this one, in the tick
+    /// list or (`tsc`) the TSC deadline list.
+    fn timer_insert(&mut self, t: ThreadId, deadline: u64, tsc: bool) {
+        let mut list = if tsc { self.tsc_timeouts } else { self.timeouts };
+        let mut after = list.tail;
         while after != NONE && self.threads[after as usize].deadline > deadline {
             after = self.threads[after as usize].timer.prev;
         }
         let tcb = &mut self.threads[t.0 as usize];
-        (tcb.timed, tcb.deadline) = (true, deadline);
-        link_after(&mut self.timeouts, &mut self.threads, |tcb| &mut tcb.timer, after, t.0);
+        (tcb.timed, tcb.on_tsc, tcb.deadline) = (true, tsc, deadline);
+        link_after(&mut list, &mut self.threads, |tcb| &mut tcb.timer, after, t.0);
+        *(if tsc { &mut self.tsc_timeouts } else { &mut self.timeouts }) = list;
     }
 
     fn timer_remove(&mut self, t: ThreadId) {
-        unlink(&mut self.timeouts, &mut self.threads, |tcb| &mut tcb.timer, t.0);
-        self.threads[t.0 as usize].timed = false;
+        let list = if self.threads[t.0 as usize].on_tsc { &mut self.tsc_timeouts } else { &mut self.timeouts };
+        unlink(list, &mut self.threads, |tcb| &mut tcb.timer, t.0);
+        let tcb = &mut self.threads[t.0 as usize];
+        (tcb.timed, tcb.on_tsc) = (false, false);
     }
 
     /// Checks that every thread is in exactly one place and every queue is
@@ -947,6 +1018,13 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             }
         }
         walk(&self.timeouts, |t| t.timer, false)?;
+        let mut tsc_timed = [false; T];
+        let mut t = self.tsc_timeouts.head;
+        while t != NONE {
+            tsc_timed[t as usize] = true;
+            t = self.threads[t as usize].timer.next;
+        }
+        walk(&self.tsc_timeouts, |t| t.timer, false)?;
         for (i, tcb) in self.threads.iter().enumerate() {
             let t = ThreadId(i as u16);
             let in_queue = match tcb.state {
@@ -963,7 +1041,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             if self.sched.is_runnable(t) != (tcb.state == ThreadState::Runnable) {
                 return Err("runnable state out of step with the scheduler");
             }
-            if timed[i] != usize::from(tcb.timed) {
+            if timed[i] != usize::from(tcb.timed) || tsc_timed[i] != (tcb.timed && tcb.on_tsc) {
                 return Err("timeout flag out of step with the timeout list");
             }
             if tcb.timed && !matches!(tcb.state, ThreadState::BlockedRecv { .. } | ThreadState::BlockedWait { .. }) {

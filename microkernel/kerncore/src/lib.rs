@@ -45,6 +45,7 @@ pub mod smp;
 pub mod speculation;
 pub mod svm;
 pub mod tags;
+pub mod timer;
 pub mod virt;
 pub mod vmx;
 pub mod xstate;

@@ -449,6 +449,13 @@ impl<const T: usize> Scheduler<T> {
         core::mem::take(&mut self.kicks)
     }
 
+    /// Has `cpu` (< [`MAX_CPUS`]) call `schedule` soon (it must look at
+    /// something the IPC layer changed for it: a TSC deadline to arm).
+    pub fn kick(&mut self, cpu: usize) {
+        debug_assert!(cpu < MAX_CPUS);
+        self.kicks |= 1 << cpu;
+    }
+
     /// Sets a thread's parameters and starts a fresh period with a full
     /// budget and reserve. A ready thread moves to the tail of its new
     /// effective priority.

@@ -103,21 +103,22 @@ fn main(info: &'static BootInfo) -> ! {
     }
 
     let (lapic_phys, cpus) = report_madt(info.rsdp);
-    match apic::init(lapic_phys) {
+    match apic::init(lapic_phys, options.timer_one_shot) {
         Ok(timer) => {
             let start = apic::ticks();
             while apic::ticks() - start < TICKS_TO_WITNESS {
                 cpu::wait_for_interrupt();
             }
             println!(
-                "timer: local APIC tick at {} Hz on APIC {} (version {:#x}, bus {} MHz, {} counts per tick, TSC {} MHz); {} ticks seen",
+                "timer: local APIC tick at {} Hz on APIC {} (version {:#x}, bus {} MHz, {} counts per tick, TSC {} MHz); {} ticks seen; tickless, {} mode",
                 apic::TICK_HZ,
                 timer.apic_id,
                 timer.version,
                 timer.bus_hz / 1_000_000,
                 timer.counts_per_tick,
                 timer.tsc_hz / 1_000_000,
-                apic::ticks() - start
+                apic::ticks() - start,
+                if timer.tsc_deadline { "TSC-deadline" } else { "one-shot" }
             );
         }
         Err(why) => {

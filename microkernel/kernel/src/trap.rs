@@ -229,6 +229,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
                 task.space.activate();
             }
             let context = &mut kernel.threads[index].context as *mut TrapFrame;
+            kernel.arm_timer();
             ipi::leaving(Outside::User(next.0), None);
             // The one `unsafe` outside the arch layer: only here is it known
             // that the context lives in the static kernel state.
@@ -252,6 +253,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
             report_run_counters();
             platform::power_off(ExitStatus::Success);
         }
+        k.arm_timer();
         k.unlock();
         ipi::serve();
         cpu::wait_for_interrupt();

@@ -65,8 +65,40 @@ fn transfer(
     non_blocking: bool,
     timeout: u64,
 ) -> Result<(Badge, u8), ErrorCode> {
+    transfer_until(sysnum, slot, message, caps, non_blocking, Until::Ticks(timeout))
+}
+
+fn transfer_until(
+    sysnum: Sysnum,
+    slot: CapSlot,
+    message: &mut Message,
+    caps: &[CapSlot],
+    non_blocking: bool,
+    until: Until,
+) -> Result<(Badge, u8), ErrorCode> {
     let (info, mrs) = stage(message, caps, non_blocking)?;
-    collect(sys::syscall(sysnum, u64::from(slot.0), info, mrs, timeout), message)
+    let (info, r12) = until.encode(info);
+    collect(sys::syscall(sysnum, u64::from(slot.0), info, mrs, r12), message)
+}
+
+/// How long a receive or wait may block (the ABI's Timeouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// At most this many ticks ([`abi::TICK_HZ`]); 0: for ever.
+    Ticks(u64),
+    /// Until the TSC reaches this absolute deadline (one passed, 0
+    /// included, times out at once once what is there is taken).
+    Tsc(u64),
+}
+
+impl Until {
+    /// The MessageInfo flag and `r12` the kernel reads.
+    fn encode(self, info: MessageInfo) -> (MessageInfo, u64) {
+        match self {
+            Until::Ticks(ticks) => (info, ticks),
+            Until::Tsc(deadline) => (info.with_tsc_deadline(true), deadline),
+        }
+    }
 }
 
 /// Sends `request` on `endpoint` (needs SEND) and waits for the reply.
@@ -123,6 +155,13 @@ pub fn recv_timeout(endpoint: CapSlot, ticks: u64) -> Result<Received, ErrorCode
     Ok(Received { badge, message, caps })
 }
 
+/// [`recv`], giving up with `TIMEOUT` at `until`.
+pub fn recv_until(endpoint: CapSlot, until: Until) -> Result<Received, ErrorCode> {
+    let mut message = Message::new(0);
+    let (badge, caps) = transfer_until(Sysnum::RECV, endpoint, &mut message, &[], false, until)?;
+    Ok(Received { badge, message, caps })
+}
+
 /// [`recv`] into `message`; returns the badge and the capabilities received.
 pub fn recv_in_place(endpoint: CapSlot, message: &mut Message) -> Result<(Badge, u8), ErrorCode> {
     message.clear(0);
@@ -150,6 +189,14 @@ pub fn reply_recv_timeout(endpoint: CapSlot, reply: &Message, ticks: u64) -> Res
     Ok(Received { badge, message, caps })
 }
 
+/// [`reply_recv`], giving up the wait with `TIMEOUT` at `until`; the
+/// reply is sent either way.
+pub fn reply_recv_until(endpoint: CapSlot, reply: &Message, until: Until) -> Result<Received, ErrorCode> {
+    let mut message = reply.clone();
+    let (badge, caps) = transfer_until(Sysnum::REPLY_RECV, endpoint, &mut message, &[], false, until)?;
+    Ok(Received { badge, message, caps })
+}
+
 /// [`reply_recv`] with one buffer: `message` is the reply, then the next request.
 pub fn reply_recv_in_place(endpoint: CapSlot, message: &mut Message) -> Result<(Badge, u8), ErrorCode> {
     transfer(Sysnum::REPLY_RECV, endpoint, message, &[], false, 0)
@@ -173,8 +220,12 @@ pub fn signal(notification: CapSlot, bits: u64) -> Result<(), ErrorCode> {
 }
 
 fn wait_with(notification: CapSlot, non_blocking: bool, ticks: u64) -> Result<u64, ErrorCode> {
-    let info = MessageInfo::new().with_non_blocking(non_blocking);
-    let ret = sys::syscall(Sysnum::WAIT, u64::from(notification.0), info, [0; 4], ticks);
+    wait_with_until(notification, non_blocking, Until::Ticks(ticks))
+}
+
+fn wait_with_until(notification: CapSlot, non_blocking: bool, until: Until) -> Result<u64, ErrorCode> {
+    let (info, r12) = until.encode(MessageInfo::new().with_non_blocking(non_blocking));
+    let ret = sys::syscall(Sysnum::WAIT, u64::from(notification.0), info, [0; 4], r12);
     // The kernel returns the bits where a receive returns the badge (rdi).
     ret.error.result().map(|()| ret.badge)
 }
@@ -187,6 +238,11 @@ pub fn wait(notification: CapSlot) -> Result<u64, ErrorCode> {
 /// [`wait`], giving up with `TIMEOUT` after `ticks` (0 = never).
 pub fn wait_timeout(notification: CapSlot, ticks: u64) -> Result<u64, ErrorCode> {
     wait_with(notification, false, ticks)
+}
+
+/// [`wait`], giving up with `TIMEOUT` at `until`.
+pub fn wait_until(notification: CapSlot, until: Until) -> Result<u64, ErrorCode> {
+    wait_with_until(notification, false, until)
 }
 
 /// The bits pending on a notification, without blocking (`WOULD_BLOCK` if none).

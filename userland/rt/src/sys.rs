@@ -19,7 +19,8 @@ pub struct SysReturn {
 }
 
 /// Traps into the kernel: `rax` = `sysnum`, `rdi` = `slot`, `rsi` = `info`,
-/// `rdx`/`r8`/`r9`/`r10` = `mrs`, `r12` = `timeout` (ticks, 0 = forever).
+/// `rdx`/`r8`/`r9`/`r10` = `mrs`, `r12` = `timeout` (ticks, 0 = forever, or
+/// a TSC deadline with `info.tsc_deadline()`).
 #[inline]
 pub fn syscall(sysnum: Sysnum, slot: u64, info: MessageInfo, mrs: [u64; 4], timeout: u64) -> SysReturn {
     let (rax, rdi, rsi, rdx, r8, r9, r10): (u64, u64, u64, u64, u64, u64, u64);

@@ -275,6 +275,101 @@ fn receive_and_wait_time_out_on_ticks() {
 }
 
 #[test]
+fn tsc_deadlines_expire_in_order_and_only_when_passed() {
+    let (mut ipc, t, ep, ntf) = setup(&[5, 5, 5, 5]);
+    let mut x = Wire::default();
+    ipc.recv(t[0], ep, Block::from_tsc_deadline(false, 3_000, 1_000), &mut x).unwrap();
+    ipc.wait(t[1], ntf, Block::Tsc(2_000)).unwrap();
+    ipc.recv(t[2], ep, Block::Tsc(2_000), &mut x).unwrap();
+    ipc.recv(t[3], ep, Block::Tsc(u64::MAX), &mut x).unwrap();
+    ipc.check().unwrap();
+    assert_eq!(ipc.earliest_deadline(), Some(2_000));
+    assert_eq!(ipc.next_deadline(0), Some(2_000));
+    // Ticks do not expire TSC deadlines, however many pass.
+    for _ in 0..50 {
+        ipc.tick();
+    }
+    assert_eq!(ipc.state(t[1]), ThreadState::BlockedWait { ntf });
+    ipc.expire_deadlines(1_999);
+    assert_eq!(ipc.state(t[1]), ThreadState::BlockedWait { ntf }, "never before the deadline");
+    ipc.expire_deadlines(2_000);
+    assert_eq!(ipc.take_result(t[1]), err(ErrorCode::TIMEOUT));
+    assert_eq!(ipc.take_result(t[2]), err(ErrorCode::TIMEOUT));
+    assert_eq!(ipc.state(t[0]), ThreadState::BlockedRecv { ep });
+    assert_eq!(ipc.next_deadline(0), Some(3_000));
+    ipc.check().unwrap();
+    // A message before the deadline takes the thread off the list.
+    ipc.send(t[1], ep, msg(4, 0), &mut x).unwrap();
+    assert_eq!(ipc.take_result(t[0]), ok(4, 0));
+    assert_eq!(ipc.next_deadline(0), Some(u64::MAX));
+    ipc.expire_deadlines(u64::MAX - 1);
+    assert_eq!(ipc.state(t[3]), ThreadState::BlockedRecv { ep });
+    ipc.expire_deadlines(u64::MAX);
+    assert_eq!(ipc.take_result(t[3]), err(ErrorCode::TIMEOUT));
+    assert_eq!((ipc.earliest_deadline(), ipc.has_pending_events()), (None, false));
+    ipc.check().unwrap();
+}
+
+#[test]
+fn a_passed_tsc_deadline_polls_with_timeout() {
+    let (mut ipc, t, ep, ntf) = setup(&[5, 5]);
+    let mut x = Wire::default();
+    assert_eq!(Block::from_tsc_deadline(false, 0, 10), Block::Expired);
+    assert_eq!(Block::from_tsc_deadline(false, 10, 10), Block::Expired);
+    assert_eq!(Block::from_tsc_deadline(false, 11, 10), Block::Tsc(11));
+    assert_eq!(Block::from_tsc_deadline(true, 11, 10), Block::Poll);
+    ipc.recv(t[0], ep, Block::Expired, &mut x).unwrap();
+    assert_eq!(ipc.take_result(t[0]), err(ErrorCode::TIMEOUT));
+    ipc.wait(t[0], ntf, Block::Expired).unwrap();
+    assert_eq!(ipc.take_result(t[0]), err(ErrorCode::TIMEOUT));
+    assert_eq!(ipc.state(t[0]), ThreadState::Runnable);
+    // What is already there is taken, deadline or not.
+    ipc.signal(ntf, 0b10).unwrap();
+    ipc.wait(t[0], ntf, Block::Expired).unwrap();
+    assert_eq!(ipc.take_result(t[0]), ok(0, 0b10));
+    ipc.send(t[1], ep, nb(6), &mut x).unwrap();
+    ipc.check().unwrap();
+}
+
+#[test]
+fn each_cpu_learns_the_earliest_deadline_of_its_own_threads() {
+    let (mut ipc, t, ep, _) = setup(&[5, 5, 5, 5, 5, 5, 5, 5]);
+    let mut x = Wire::default();
+    for (i, &th) in t.iter().enumerate() {
+        ipc.set_cpu(th, i % 2);
+    }
+    ipc.take_kicks();
+    // Deadlines 800, 700, ..., 100: the odd threads (CPU 1) have the
+    // earliest, 100.
+    for (i, &th) in t.iter().enumerate() {
+        ipc.recv(th, ep, Block::Tsc(800 - 100 * i as u64), &mut x).unwrap();
+    }
+    ipc.check().unwrap();
+    assert_eq!((ipc.next_deadline(0), ipc.next_deadline(1), ipc.next_deadline(2)), (Some(200), Some(100), None));
+    ipc.expire_deadlines(150);
+    assert_eq!(ipc.take_result(t[7]), err(ErrorCode::TIMEOUT));
+    assert_eq!((ipc.next_deadline(0), ipc.next_deadline(1)), (Some(200), Some(300)));
+    // A blocked thread moved to CPU 2 takes its deadline there, and CPU 2
+    // is kicked to arm its timer for it.
+    ipc.take_kicks();
+    ipc.set_cpu(t[6], 2);
+    assert_ne!(ipc.take_kicks() & 1 << 2, 0);
+    assert_eq!((ipc.next_deadline(0), ipc.next_deadline(2)), (Some(400), Some(200)));
+    // Expiry wakes threads of every CPU, each on its own.
+    ipc.expire_deadlines(500);
+    for &th in &t[3..7] {
+        assert_eq!(ipc.take_result(th), err(ErrorCode::TIMEOUT));
+    }
+    assert_eq!(ipc.scheduler().cpu_of(t[6]), 2);
+    assert_eq!((ipc.next_deadline(0), ipc.next_deadline(1), ipc.next_deadline(2)), (Some(600), Some(700), None));
+    // Suspending or ending a thread takes it off the list.
+    ipc.suspend(t[2]).unwrap();
+    ipc.free_thread(t[1]).unwrap();
+    assert_eq!((ipc.next_deadline(0), ipc.next_deadline(1)), (Some(800), None));
+    ipc.check().unwrap();
+}
+
+#[test]
 fn the_receiver_learns_each_senders_badge() {
     let (mut ipc, t, ep, _) = setup(&[5, 5, 5]);
     let mut x = Wire::default();
@@ -631,6 +726,9 @@ fn random_operations(cpus: &[usize]) {
     let mut expected: HashMap<u16, (u32, Badge)> = HashMap::new();
     let mut outcomes: HashMap<ErrorCode, usize> = HashMap::new();
     let mut label = 0u32;
+    // The TSC, which the steps advance; receives and waits may block until
+    // a deadline on it (or find it passed).
+    let mut tsc = 0u64;
 
     let mut verified = 0;
     // CPUs kicked that have not scheduled since.
@@ -660,7 +758,8 @@ fn random_operations(cpus: &[usize]) {
             info: info(label).with_length(rng(48) as u8).with_non_blocking(rng(4) == 0),
             grant: false,
         };
-        let block = [Block::Poll, Block::Forever, Block::Ticks(1 + rng(4))][rng(3) as usize];
+        let deadline = Block::from_tsc_deadline(false, tsc + rng(40), tsc);
+        let block = [Block::Poll, Block::Forever, Block::Ticks(1 + rng(4)), deadline][rng(4) as usize];
         let before = x.log.len();
         match (current, rng(24)) {
             (Some(c), 0..=2) => ipc.send(c, ep, m, &mut x).unwrap(),
@@ -674,7 +773,11 @@ fn random_operations(cpus: &[usize]) {
                 ipc.fault(c, [None, Some((ep, Badge(9)))][rng(2) as usize], &mut x).unwrap()
             }
             (Some(c), 16) if rng(8) == 0 => ipc.exit(c).unwrap(),
-            (_, 17..=19) => ipc.tick(),
+            (_, 17..=18) => ipc.tick(),
+            (_, 19) => {
+                tsc += 8;
+                ipc.expire_deadlines(tsc);
+            }
             (_, 20) => ipc.signal(ntf, 1 << rng(4)).unwrap(),
             (_, 21) => {
                 let t = ThreadId(rng(T as u64) as u16);

@@ -1,15 +1,22 @@
-//! The local APIC (xAPIC, memory-mapped) and its periodic timer tick.
+//! The local APIC (xAPIC, memory-mapped) and its tickless timer.
 //!
-//! The 8259 PICs are masked; the local APIC timer is calibrated against
-//! the PIT and then ticks at [`TICK_HZ`] on [`idt::TIMER_VECTOR`].
+//! The 8259 PICs are masked; the local APIC timer and the TSC are
+//! calibrated against the PIT. The tick ([`TICK_HZ`]) is then a count of
+//! TSC periods ([`kerncore::timer::TickClock`]), and each CPU's timer is a
+//! one-shot on [`idt::TIMER_VECTOR`], in TSC-deadline mode where
+//! CPUID.1:ECX[24] has it (SDM Vol. 3A §11.5.4.1), else counting down at
+//! the calibrated rate: armed for the next tick boundary at every
+//! interrupt ([`on_timer`]), and brought forward to the earliest TSC
+//! deadline of the CPU's threads before it leaves ring 0 ([`arm`]).
 
 use super::idt::{SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::{memory, pit};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kerncore::timer::TickClock;
 use volatile::VolatilePtr;
 use x86::io::outb;
-use x86::msr::{IA32_APIC_BASE, rdmsr};
+use x86::msr::{IA32_APIC_BASE, IA32_TSC_DEADLINE, rdmsr, wrmsr};
 use x86defs::APIC_BASE_ENABLE;
 
 pub const TICK_HZ: u64 = abi::TICK_HZ;
@@ -34,7 +41,9 @@ mod reg {
 
 const SPURIOUS_APIC_ENABLE: u32 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
-const LVT_TIMER_PERIODIC: u32 = 1 << 17;
+/// LVT timer mode (bits 18:17): 00 one-shot, 10 TSC-deadline.
+const LVT_TIMER_ONE_SHOT: u32 = 0;
+const LVT_TIMER_TSC_DEADLINE: u32 = 0b10 << 17;
 const DIVIDE_BY_16: u32 = 0b0011;
 /// ICR (SDM Vol. 3 §11.6.1): delivery mode NMI, level assert, and the
 /// delivery-status bit (set while the IPI is being sent).
@@ -47,10 +56,21 @@ const ICR_DELIVERY_INIT: u32 = 0b101 << 8;
 const ICR_DELIVERY_STARTUP: u32 = 0b110 << 8;
 const ICR_TRIGGER_LEVEL: u32 = 1 << 15;
 
-static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
-/// The boot CPU's calibrated timer count per tick: every CPU ticks alike.
-static COUNTS_PER_TICK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// The tick clock: the TSC at tick 0 and TSC cycles a tick (0 before
+/// `init`: no tick yet).
+static CLOCK_BASE: AtomicU64 = AtomicU64::new(0);
+static TSC_PER_TICK: AtomicU64 = AtomicU64::new(0);
+/// The boot CPU's calibrated timer counts a second (divide by 16): every
+/// CPU counts alike in one-shot mode.
+static COUNTS_PER_SECOND: AtomicU64 = AtomicU64::new(0);
+/// Every CPU's timer runs in TSC-deadline mode (else one-shot).
+static TSC_DEADLINE_MODE: AtomicBool = AtomicBool::new(false);
+/// The TSC each CPU's timer is armed for (0: not armed, or it fired).
+static ARMED: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+/// The last tick each CPU's timer interrupt saw: its heartbeat beats once
+/// a tick, however often deadlines wake it.
+static LAST_TICK: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
 const ICR_DELIVERY_FIXED: u32 = 0;
 static LAPIC: spin::Once<u64> = spin::Once::new();
 
@@ -95,10 +115,14 @@ pub struct TimerInfo {
     pub counts_per_tick: u32,
     pub bus_hz: u64,
     pub tsc_hz: u64,
+    /// The timer runs in TSC-deadline mode (else one-shot).
+    pub tsc_deadline: bool,
 }
 
-/// Maps and enables the local APIC and starts the periodic tick.
-pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
+/// Maps and enables the local APIC and starts the tick. `one_shot`: use
+/// the one-shot mode even where TSC-deadline mode exists (boot option
+/// `timer=one-shot`, to test it).
+pub fn init(lapic_phys: u64, one_shot: bool) -> Result<TimerInfo, &'static str> {
     mask_legacy_pics();
     // SAFETY: reading IA32_APIC_BASE has no side effects.
     let base_msr = unsafe { rdmsr(IA32_APIC_BASE) };
@@ -128,17 +152,70 @@ pub fn init(lapic_phys: u64) -> Result<TimerInfo, &'static str> {
     let counts_per_second = u64::from(elapsed) * 1_000_000 / CALIBRATION_US;
     TSC_HZ.store(tsc_elapsed * (1_000_000 / CALIBRATION_US), Ordering::Relaxed);
     let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ).unwrap_or(u32::MAX).max(1);
-
-    COUNTS_PER_TICK.store(counts_per_tick, Ordering::Relaxed);
-    write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
-    write(reg::TIMER_INITIAL, counts_per_tick);
+    COUNTS_PER_SECOND.store(counts_per_second, Ordering::Relaxed);
+    let has_deadline = x86::cpuid::CpuId::new().get_feature_info().is_some_and(|f| f.has_tsc_deadline());
+    TSC_DEADLINE_MODE.store(has_deadline && !one_shot, Ordering::Relaxed);
+    let clock = TickClock::new(super::cpu::timestamp(), tsc_hz(), TICK_HZ);
+    CLOCK_BASE.store(clock.base, Ordering::Relaxed);
+    TSC_PER_TICK.store(clock.per_tick, Ordering::Release);
+    start_timer();
     Ok(TimerInfo {
         apic_id: read(reg::ID) >> 24,
         version: read(reg::VERSION) & 0xff,
         counts_per_tick,
         bus_hz: counts_per_second * 16,
         tsc_hz: tsc_hz(),
+        tsc_deadline: TSC_DEADLINE_MODE.load(Ordering::Relaxed),
     })
+}
+
+/// Sets this CPU's timer to the mode `init` chose and arms it for the
+/// next tick.
+fn start_timer() {
+    write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+    if TSC_DEADLINE_MODE.load(Ordering::Relaxed) {
+        write(reg::LVT_TIMER, LVT_TIMER_TSC_DEADLINE | u32::from(TIMER_VECTOR));
+        // The memory-mapped LVT write must be done before the WRMSR to
+        // IA32_TSC_DEADLINE that arms it (SDM Vol. 3A §11.5.4.1).
+        // SAFETY: MFENCE only orders memory accesses.
+        unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
+    } else {
+        write(reg::LVT_TIMER, LVT_TIMER_ONE_SHOT | u32::from(TIMER_VECTOR));
+    }
+    ARMED[super::percpu::index()].store(0, Ordering::Relaxed);
+    arm(None);
+}
+
+fn clock() -> Option<TickClock> {
+    let per_tick = TSC_PER_TICK.load(Ordering::Acquire);
+    (per_tick != 0).then(|| TickClock { base: CLOCK_BASE.load(Ordering::Relaxed), per_tick })
+}
+
+/// Arms this CPU's timer (interrupts off) for its next tick boundary, or
+/// `deadline` (a TSC) if sooner; a deadline passed fires at once. Nothing
+/// is written if the timer is armed for that time already.
+pub fn arm(deadline: Option<u64>) {
+    let Some(clock) = clock() else { return };
+    let cpu = super::percpu::index();
+    let now = super::cpu::timestamp();
+    let at = clock.next_wake(now, deadline);
+    if ARMED[cpu].load(Ordering::Relaxed) == at {
+        return;
+    }
+    ARMED[cpu].store(at, Ordering::Relaxed);
+    if TSC_DEADLINE_MODE.load(Ordering::Relaxed) {
+        // SAFETY: IA32_TSC_DEADLINE exists (CPUID.1:ECX[24], checked in
+        // `init`) and only arms this CPU's timer; `at` is never 0 (which
+        // would disarm it): it is at least `now`, past the TSC at boot.
+        unsafe { wrmsr(IA32_TSC_DEADLINE, at.max(1)) };
+    } else {
+        let counts = kerncore::timer::cycles_to_counts(
+            at.saturating_sub(now),
+            COUNTS_PER_SECOND.load(Ordering::Relaxed),
+            tsc_hz(),
+        );
+        write(reg::TIMER_INITIAL, counts);
+    }
 }
 
 /// The TSC's frequency as measured against the PIT (0 before `init`).
@@ -183,12 +260,10 @@ pub fn init_ap() -> u32 {
     id()
 }
 
-/// Starts this AP's periodic timer at the boot CPU's rate: its ticks are
-/// preemption points only (the boot CPU's count the time, [`on_timer`]).
+/// Starts this AP's timer as the boot CPU's: armed for every tick
+/// boundary and its threads' deadlines (the TSC counts the time).
 pub fn start_ap_timer() {
-    write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
-    write(reg::LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(TIMER_VECTOR));
-    write(reg::TIMER_INITIAL, COUNTS_PER_TICK.load(Ordering::Relaxed).max(1));
+    start_timer();
 }
 
 /// A fixed interrupt with `vector` to APIC `dest` (a reschedule, kick or
@@ -237,15 +312,21 @@ pub fn delay_us(us: u64) {
     }
 }
 
-/// Timer interrupt: the boot CPU counts the tick (one clock for the whole
-/// kernel); on every CPU it is acknowledged.
+/// Timer interrupt (interrupts off): acknowledged, and armed again for
+/// the next tick boundary (the way out of ring 0 brings it forward to a
+/// deadline: [`arm`]); the CPU's heartbeat if a tick began since its last.
+/// Expired deadlines and ticks are the kernel's, under its lock
+/// (`catch_up_ticks`).
 pub fn on_timer() {
     let cpu = super::percpu::index();
-    if cpu == 0 {
-        TICKS.fetch_add(1, Ordering::Relaxed);
-    }
     write(reg::EOI, 0);
-    super::lockup::on_timer(cpu);
+    ARMED[cpu].store(0, Ordering::Relaxed);
+    let tick = ticks();
+    if tick > LAST_TICK[cpu].load(Ordering::Relaxed) {
+        LAST_TICK[cpu].store(tick, Ordering::Relaxed);
+        super::lockup::on_timer(cpu);
+    }
+    arm(None);
 }
 
 /// GSIs that fired and were not yet delivered to their tasks.
@@ -270,6 +351,7 @@ pub fn take_pending_interrupts() -> u32 {
     PENDING_GSIS.swap(0, Ordering::AcqRel)
 }
 
+/// Ticks since the timer started: TSC periods (the same on every CPU).
 pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
+    clock().map_or(0, |c| c.ticks_at(super::cpu::timestamp()))
 }

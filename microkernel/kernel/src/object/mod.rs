@@ -621,13 +621,28 @@ impl Kernel {
         self.interrupts.iter().flatten().any(|l| l.armed)
     }
 
-    /// Feeds timer ticks that arrived since the last call to the scheduler.
+    /// Feeds timer ticks that began since the last call to the scheduler,
+    /// and wakes the threads whose TSC deadline passed.
     #[inline]
     pub fn catch_up_ticks(&mut self) {
         let now = crate::arch::apic::ticks();
         if self.ticks_seen < now {
             self.take_ticks(now);
         }
+        if let Some(deadline) = self.ipc.earliest_deadline() {
+            let tsc = crate::arch::cpu::timestamp();
+            if deadline <= tsc {
+                self.ipc.expire_deadlines(tsc);
+            }
+        }
+    }
+
+    /// Arms this CPU's timer for its next tick or the earliest TSC deadline
+    /// of its threads: call last before leaving ring 0 (to user or guest
+    /// mode, or to idle).
+    #[inline]
+    pub fn arm_timer(&self) {
+        crate::arch::apic::arm(self.ipc.next_deadline(crate::arch::percpu::index()));
     }
 
     #[inline(never)]

@@ -9,7 +9,7 @@ use kerncore::ipc::{Block, EndpointId, Message, NotificationId, SyscallResult};
 use kerncore::sched::ThreadId;
 
 /// MessageInfo bits from here up are reserved and must be zero.
-const RESERVED_INFO_SHIFT: u32 = 42;
+const RESERVED_INFO_SHIFT: u32 = 43;
 
 /// What the thread asked for, decoded from its saved registers.
 struct Request {
@@ -73,7 +73,14 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
     if req.info.into_bits() >> RESERVED_INFO_SHIFT != 0 {
         return Err(ErrorCode::INVALID_ARGUMENT);
     }
-    let block = Block::from_abi(req.info.non_blocking(), req.timeout);
+    let block = if req.info.tsc_deadline() {
+        Block::from_tsc_deadline(req.info.non_blocking(), req.timeout, crate::arch::cpu::timestamp())
+    } else {
+        Block::from_abi(req.info.non_blocking(), req.timeout)
+    };
+    // The flag is the syscall's, never part of a message.
+    let info = req.info.with_tsc_deadline(false);
+    let req = &Request { info, ..*req };
     match req.number {
         Sysnum::CALL | Sysnum::SEND => {
             let (ep, cap) = endpoint(k, t, req.cap, rights(|r| r.with_send(true)))?;

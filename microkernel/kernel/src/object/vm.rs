@@ -907,6 +907,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             ipi::entering_vp(p, vcpu.index);
         }
         ipi::leaving(ipi::Outside::Guest(name), vcpu.partition);
+        kg.arm_timer();
         kg.unlock();
         let entered_at = crate::arch::cpu::timestamp();
         let exit = hw::run_unlocked(hardware, flush);

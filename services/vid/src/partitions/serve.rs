@@ -129,8 +129,10 @@ fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
 
 /// Handles exits of every running partition until all have stopped, and
 /// between exits keeps their timers: it waits for the next exit no longer
-/// than the earliest timer, posts the interruptions that fire, and wakes
-/// VPs halted for them.
+/// than the earliest timer (a TSC deadline the kernel wakes it at, not
+/// rounded to its ticks; the loop's own rechecks and input polls stay in
+/// ticks), posts the interruptions that fire, and wakes VPs halted for
+/// them.
 pub(super) fn serve(
     exits: CapSlot,
     running: &mut [Running],
@@ -139,6 +141,7 @@ pub(super) fn serve(
 ) -> Result<(), ErrorCode> {
     let mut live = running.len();
     let tick_tsc = (tessera_rt::startup::tsc_hz() / abi::TICK_HZ).max(1);
+    let min_wait = (tessera_rt::startup::tsc_hz() / MIN_WAIT_PER_SECOND).max(1);
     let mut input = Input::find();
     let mut received = tessera_rt::recv(exits).map(Some);
     loop {
@@ -261,7 +264,7 @@ pub(super) fn serve(
         if let (true, Some((broker, events))) = (brokered, broker.and_then(|b| Some((b, b.events?)))) {
             deliver(broker, events, running);
         }
-        let (ticks, Turn { reset, parked, again }) = keep_time(running, exited, now, tick_tsc);
+        let (wait, Turn { reset, parked, again }) = keep_time(running, exited, now, min_wait);
         if let (true, Some(message)) = (parked, reply.as_mut()) {
             message.clear(labels::VP_STOP);
             let _ = message.push(0);
@@ -286,17 +289,18 @@ pub(super) fn serve(
                 };
             }
         }
-        let ticks = match ticks {
+        let wait = match wait.ticks {
             // Typed input is looked for at least every INPUT_POLL_TICKS.
-            t if input.is_some() && (t == 0 || t > INPUT_POLL_TICKS) => INPUT_POLL_TICKS,
-            t => t,
+            t if input.is_some() && (t == 0 || t > INPUT_POLL_TICKS) => Wait { ticks: INPUT_POLL_TICKS, ..wait },
+            _ => wait,
         };
         // The kernel cannot bind a notification to an endpoint: the loop
         // polls `broker-events` each turn, so it waits no longer than
         // BROKER_POLL_TICKS for an exit.
-        let ticks = match ticks {
-            t if broker.is_some_and(|b| b.events.is_some()) && (t == 0 || t > BROKER_POLL_TICKS) => BROKER_POLL_TICKS,
-            t => t,
+        let polls = broker.is_some_and(|b| b.events.is_some());
+        let wait = match wait.ticks {
+            t if polls && (t == 0 || t > BROKER_POLL_TICKS) => Wait { ticks: BROKER_POLL_TICKS, ..wait },
+            _ => wait,
         };
         received = match &reply {
             // Typed input is looked for after the reply, not while the VP
@@ -313,21 +317,17 @@ pub(super) fn serve(
                 });
                 // (The INITs were taken by the first keep_time: this one
                 // finds no reset and, with no exit, parks nothing.)
-                let ticks = match (again, ticks) {
-                    (false, t) => t,
-                    (true, 0) => keep_time(running, None, now, tick_tsc).0,
-                    (true, t) => match keep_time(running, None, now, tick_tsc).0 {
-                        0 => t,
-                        u => u.min(t),
-                    },
+                let wait = match again {
+                    false => wait,
+                    true => wait.min(keep_time(running, None, now, min_wait).0),
                 };
                 input.poll(running, tick);
-                replied.and_then(|()| tessera_rt::recv_timeout(exits, ticks))
+                replied.and_then(|()| tessera_rt::recv_until(exits, wait.until(now, tick_tsc)))
             }
-            Some(message) => tessera_rt::reply_recv_timeout(exits, message, ticks),
+            Some(message) => tessera_rt::reply_recv_until(exits, message, wait.until(now, tick_tsc)),
             None => {
                 input.poll(running, tick);
-                tessera_rt::recv_timeout(exits, ticks)
+                tessera_rt::recv_until(exits, wait.until(now, tick_tsc))
             }
         }
         .map(Some)
@@ -465,12 +465,55 @@ struct Turn {
     again: bool,
 }
 
+/// How long the loop may wait for the next exit: at most `ticks` kernel
+/// ticks (0: no limit; its own rechecks and input polls, which need no
+/// more precision than the tick's), and no later than the TSC `deadline`
+/// of the earliest device timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Wait {
+    ticks: u64,
+    deadline: Option<u64>,
+}
+
+impl Wait {
+    /// The sooner of both limits of each.
+    fn min(self, other: Wait) -> Wait {
+        let ticks = match (self.ticks, other.ticks) {
+            (0, t) | (t, 0) => t,
+            (a, b) => a.min(b),
+        };
+        let deadline = match (self.deadline, other.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Wait { ticks, deadline }
+    }
+
+    /// The kernel's form of the wait at TSC `now`: the device deadline if
+    /// it comes before the tick limit can (a tick limit of `ticks` ends at
+    /// most `ticks * tick_tsc` from now), else the tick limit.
+    fn until(self, now: u64, tick_tsc: u64) -> tessera_rt::Until {
+        match self.deadline {
+            Some(d) if self.ticks == 0 || d <= now.saturating_add(self.ticks.saturating_mul(tick_tsc)) => {
+                tessera_rt::Until::Tsc(d)
+            }
+            _ => tessera_rt::Until::Ticks(self.ticks),
+        }
+    }
+}
+
+/// The shortest wait for a device timer, 20 µs (well within the 1 ms a
+/// timer may be late): a guest's timer of a few cycles, armed again and
+/// again, cannot keep the VID from ever blocking.
+const MIN_WAIT_PER_SECOND: u64 = 50_000;
+
 /// Fires the partitions' timers, parks APs an INIT named and starts those
 /// a SIPI named, posts interruptions to VPs other than `exited` (whose
-/// reply carries its own) whose slot is free, and returns how many ticks to
-/// wait for the next exit (0: no timer, wait for ever) and what the loop
-/// must do about INITs.
-fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, tick_tsc: u64) -> (u64, Turn) {
+/// reply carries its own) whose slot is free, and returns how long to
+/// wait for the next exit (no limit: no timer, wait for ever; a device
+/// timer's TSC deadline no sooner than `min_wait` from `now`) and what the
+/// loop must do about INITs.
+fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, min_wait: u64) -> (Wait, Turn) {
     let mut next: Option<u64> = None;
     let mut recheck = false;
     let (mut reset, mut parked, mut again) = (None, false, false);
@@ -571,12 +614,10 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
             (a, b) => a.or(b),
         };
     }
-    let ticks = match next {
-        _ if recheck => 1,
-        None => 0,
-        Some(deadline) => deadline.saturating_sub(now).div_ceil(tick_tsc).max(1),
-    };
-    (ticks, Turn { reset, parked, again })
+    // A VP with an interruption it could not take yet is looked at again
+    // within a tick.
+    let wait = Wait { ticks: u64::from(recheck), deadline: next.map(|d| d.max(now.saturating_add(min_wait))) };
+    (wait, Turn { reset, parked, again })
 }
 
 /// Posts VP `v`'s next interruption when its slot in the kernel is free

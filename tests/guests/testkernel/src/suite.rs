@@ -98,6 +98,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::Busy => busy::run(hw::tsc_hz()),
         Test::Turns => turns::run(magic, info, cmdline),
         Test::Topology => siblings::run(magic, info, cmdline),
+        Test::Timers => crate::timers::run(hw::tsc_hz()),
         Test::Messaging => crate::messaging::run(cmdline),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }

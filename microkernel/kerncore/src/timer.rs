@@ -1,0 +1,107 @@
+//! The tick clock on the TSC, and when a CPU's timer must next fire.
+//!
+//! The scheduler's tick ([`abi::TICK_HZ`]) is a count of TSC periods:
+//! tick `n` begins when the TSC reaches `base + n * per_tick`. A CPU's
+//! timer (one-shot or TSC-deadline) is armed for the earlier of its next
+//! tick boundary and the earliest TSC deadline of a thread at home on it
+//! ([`crate::ipc::Ipc::next_deadline`]); an interrupt that finds no new
+//! tick only expires deadlines.
+
+/// The tick clock: `per_tick` TSC cycles a tick from `base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickClock {
+    pub base: u64,
+    pub per_tick: u64,
+}
+
+impl TickClock {
+    /// From the calibrated TSC frequency (`tsc_hz`, 0 if unknown: then a
+    /// tick per cycle, never a division by zero) and `ticks_per_second`.
+    pub const fn new(base: u64, tsc_hz: u64, ticks_per_second: u64) -> TickClock {
+        let per_tick = match tsc_hz.checked_div(ticks_per_second) {
+            Some(per_tick) => per_tick,
+            None => tsc_hz,
+        };
+        TickClock { base, per_tick: if per_tick == 0 { 1 } else { per_tick } }
+    }
+
+    /// Ticks begun by TSC `now` since `base` (0 before it: a TSC another CPU
+    /// read a little behind).
+    pub const fn ticks_at(self, now: u64) -> u64 {
+        now.saturating_sub(self.base) / self.per_tick
+    }
+
+    /// The TSC at which the tick after the one `now` is in begins.
+    pub const fn next_boundary(self, now: u64) -> u64 {
+        self.base.saturating_add((self.ticks_at(now) + 1).saturating_mul(self.per_tick))
+    }
+
+    /// When a CPU's timer must next fire at TSC `now`: its next tick
+    /// boundary, or the earliest `deadline` of its threads if sooner (a
+    /// passed one: `now`, at once).
+    pub fn next_wake(self, now: u64, deadline: Option<u64>) -> u64 {
+        let tick = self.next_boundary(now);
+        match deadline {
+            Some(d) => d.max(now).min(tick),
+            None => tick,
+        }
+    }
+}
+
+/// TSC cycles to local APIC timer counts (one-shot mode), rounded up so
+/// that the interrupt never comes before the deadline, at least 1 (0 stops
+/// the timer), at most `u32::MAX` (a later wake re-arms).
+pub fn cycles_to_counts(cycles: u64, counts_per_second: u64, tsc_hz: u64) -> u32 {
+    if tsc_hz == 0 {
+        return u32::MAX;
+    }
+    let counts = (u128::from(cycles) * u128::from(counts_per_second)).div_ceil(u128::from(tsc_hz));
+    u32::try_from(counts).unwrap_or(u32::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOCK: TickClock = TickClock::new(1_000, 1_000_000_000, 100);
+
+    #[test]
+    fn ticks_count_whole_tsc_periods_from_base() {
+        assert_eq!(CLOCK.per_tick, 10_000_000);
+        assert_eq!(CLOCK.ticks_at(0), 0, "a TSC behind base is tick 0");
+        assert_eq!(CLOCK.ticks_at(1_000 + 9_999_999), 0);
+        assert_eq!(CLOCK.ticks_at(1_000 + 10_000_000), 1);
+        assert_eq!(CLOCK.ticks_at(u64::MAX), (u64::MAX - 1_000) / 10_000_000);
+        assert_eq!(CLOCK.next_boundary(1_000), 1_000 + 10_000_000);
+        assert_eq!(CLOCK.next_boundary(1_000 + 10_000_000), 1_000 + 20_000_000, "on a boundary: the next one");
+        assert_eq!(CLOCK.next_boundary(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_clock_without_frequency_never_divides_by_zero() {
+        let c = TickClock::new(5, 0, 100);
+        assert_eq!(c.per_tick, 1);
+        assert_eq!(c.ticks_at(10), 5);
+        assert_eq!(TickClock::new(0, 1_000, 0).per_tick, 1_000);
+    }
+
+    #[test]
+    fn the_next_wake_is_the_earlier_of_the_tick_and_the_deadline() {
+        let now = 1_000 + 3_000_000;
+        assert_eq!(CLOCK.next_wake(now, None), 1_000 + 10_000_000);
+        assert_eq!(CLOCK.next_wake(now, Some(now + 1_000_000)), now + 1_000_000);
+        assert_eq!(CLOCK.next_wake(now, Some(u64::MAX)), 1_000 + 10_000_000, "far future: the tick");
+        assert_eq!(CLOCK.next_wake(now, Some(5)), now, "passed: at once");
+        assert_eq!(CLOCK.next_wake(now, Some(0)), now);
+    }
+
+    #[test]
+    fn counts_round_up_and_stay_in_the_register() {
+        // 1 GHz TSC, 62.5 MHz timer: 16 cycles a count.
+        assert_eq!(cycles_to_counts(16, 62_500_000, 1_000_000_000), 1);
+        assert_eq!(cycles_to_counts(17, 62_500_000, 1_000_000_000), 2, "never early");
+        assert_eq!(cycles_to_counts(0, 62_500_000, 1_000_000_000), 1, "0 would stop the timer");
+        assert_eq!(cycles_to_counts(u64::MAX, 62_500_000, 1_000_000_000), u32::MAX);
+        assert_eq!(cycles_to_counts(100, 62_500_000, 0), u32::MAX);
+    }
+}
