@@ -249,3 +249,45 @@ pub fn fetch(guest: &mut impl Guest, header: &HvX64InterceptMessageHeader) -> ([
     let n = Paging::of(header).read(guest, la, &mut bytes);
     (bytes, n)
 }
+
+/// 64 KiB of flat RAM at GPA 0, each byte 0xAA at first: the guest of the
+/// SynIC and synthetic-MSR host tests.
+#[cfg(test)]
+pub struct TestRam(pub Vec<u8>);
+
+#[cfg(test)]
+impl Default for TestRam {
+    fn default() -> TestRam {
+        TestRam(vec![0xaa; 0x1_0000])
+    }
+}
+
+#[cfg(test)]
+impl TestRam {
+    pub fn new() -> TestRam {
+        TestRam::default()
+    }
+
+    pub fn page(&self, gpn: u64) -> &[u8] {
+        &self.0[(gpn as usize) << 12..((gpn as usize) + 1) << 12]
+    }
+}
+
+#[cfg(test)]
+impl Guest for TestRam {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        let Some(src) = self.0.get(gpa as usize..gpa as usize + buf.len()) else { return false };
+        buf.copy_from_slice(src);
+        true
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        let Some(dst) = self.0.get_mut(gpa as usize..gpa as usize + data.len()) else { return false };
+        dst.copy_from_slice(data);
+        true
+    }
+
+    fn register(&mut self, _: tlfs::HvRegisterName) -> Option<(u64, u64)> {
+        None
+    }
+}

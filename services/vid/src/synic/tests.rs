@@ -1,33 +1,13 @@
 use super::*;
-use tlfs::HvRegisterName;
 use tlfs::zerocopy::FromBytes;
 
-/// 64 KiB of RAM at GPA 0.
-struct Ram(Vec<u8>);
-
-impl Guest for Ram {
-    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-        let Some(src) = self.0.get(gpa as usize..gpa as usize + buf.len()) else { return false };
-        buf.copy_from_slice(src);
-        true
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        let Some(dst) = self.0.get_mut(gpa as usize..gpa as usize + data.len()) else { return false };
-        dst.copy_from_slice(data);
-        true
-    }
-
-    fn register(&mut self, _: HvRegisterName) -> Option<(u64, u64)> {
-        None
-    }
-}
+use crate::guest::TestRam as Ram;
 
 const SIMP_GPN: u64 = 4;
 const SIEFP_GPN: u64 = 5;
 
 fn ram() -> Ram {
-    Ram(vec![0xaa; 0x1_0000])
+    Ram::new()
 }
 
 struct Vp {

@@ -1,38 +1,8 @@
 use super::*;
 use sysimage::{Enlightenment, Enlightenments};
-use tlfs::HvRegisterName;
 use tlfs::zerocopy::FromBytes;
 
-/// 64 KiB of RAM at GPA 0.
-struct Ram(Vec<u8>);
-
-impl Ram {
-    fn new() -> Ram {
-        Ram(vec![0xaa; 0x1_0000])
-    }
-
-    fn page(&self, gpn: u64) -> &[u8] {
-        &self.0[(gpn as usize) << 12..((gpn as usize) + 1) << 12]
-    }
-}
-
-impl Guest for Ram {
-    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-        let Some(src) = self.0.get(gpa as usize..gpa as usize + buf.len()) else { return false };
-        buf.copy_from_slice(src);
-        true
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        let Some(dst) = self.0.get_mut(gpa as usize..gpa as usize + data.len()) else { return false };
-        dst.copy_from_slice(data);
-        true
-    }
-
-    fn register(&mut self, _: HvRegisterName) -> Option<(u64, u64)> {
-        None
-    }
-}
+use crate::guest::TestRam as Ram;
 
 const GHZ: HostClock = HostClock { tsc_hz: 1_000_000_000, apic_hz: 200_000_000 };
 const CREATED: u64 = 1000;
