@@ -40,17 +40,68 @@ impl TickClock {
     /// boundary, or the earliest `deadline` of its threads if sooner (a
     /// passed one: `now`, at once).
     pub fn next_wake(self, now: u64, deadline: Option<u64>) -> u64 {
-        let tick = self.next_boundary(now);
-        match deadline {
-            Some(d) => d.max(now).min(tick),
-            None => tick,
+        wake_at(now, self.next_boundary(now), deadline)
+    }
+}
+
+/// When a timer must next fire at TSC `now`, given the next tick boundary
+/// `tick` (from [`TickClock::next_boundary`], or a cached copy while `now`
+/// is still before it): `tick`, or `deadline` if sooner (a passed one:
+/// `now`).
+pub const fn wake_at(now: u64, tick: u64, deadline: Option<u64>) -> u64 {
+    match deadline {
+        Some(d) => {
+            let d = if d > now { d } else { now };
+            if d < tick { d } else { tick }
+        }
+        None => tick,
+    }
+}
+
+/// The local APIC timer's counts per TSC cycle as a 32.32 fixed-point
+/// factor, rounded up: one multiplication converts a wait in cycles to
+/// counts that never end before it (no division on the way out of ring 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountsPerCycle(u64);
+
+impl CountsPerCycle {
+    /// From the calibrated frequencies; a zero `tsc_hz` gives the factor
+    /// that saturates every conversion (the longest wait, re-armed later).
+    pub fn new(counts_per_second: u64, tsc_hz: u64) -> CountsPerCycle {
+        if tsc_hz == 0 {
+            return CountsPerCycle(u64::MAX);
+        }
+        let factor = (u128::from(counts_per_second) << 32).div_ceil(u128::from(tsc_hz));
+        CountsPerCycle(u64::try_from(factor).unwrap_or(u64::MAX))
+    }
+
+    /// The factor as stored in an atomic, and back.
+    pub const fn into_bits(self) -> u64 {
+        self.0
+    }
+
+    pub const fn from_bits(bits: u64) -> CountsPerCycle {
+        CountsPerCycle(bits)
+    }
+
+    /// `cycles` as timer counts, rounded up, at least 1 (0 stops the
+    /// timer), at most `u32::MAX` (a later wake re-arms).
+    pub const fn counts(self, cycles: u64) -> u32 {
+        let scaled = (cycles as u128 * self.0 as u128 + 0xffff_ffff) >> 32;
+        if scaled > u32::MAX as u128 {
+            u32::MAX
+        } else if scaled == 0 {
+            1
+        } else {
+            scaled as u32
         }
     }
 }
 
 /// TSC cycles to local APIC timer counts (one-shot mode), rounded up so
 /// that the interrupt never comes before the deadline, at least 1 (0 stops
-/// the timer), at most `u32::MAX` (a later wake re-arms).
+/// the timer), at most `u32::MAX` (a later wake re-arms). The exact
+/// conversion [`CountsPerCycle`] approximates from above.
 pub fn cycles_to_counts(cycles: u64, counts_per_second: u64, tsc_hz: u64) -> u32 {
     if tsc_hz == 0 {
         return u32::MAX;
@@ -103,5 +154,39 @@ mod tests {
         assert_eq!(cycles_to_counts(0, 62_500_000, 1_000_000_000), 1, "0 would stop the timer");
         assert_eq!(cycles_to_counts(u64::MAX, 62_500_000, 1_000_000_000), u32::MAX);
         assert_eq!(cycles_to_counts(100, 62_500_000, 0), u32::MAX);
+    }
+
+    #[test]
+    fn the_fixed_point_factor_is_never_early_and_late_by_at_most_a_count() {
+        for (per_second, hz) in [
+            (62_500_000, 1_000_000_000),
+            (1_000_000_000 / 16, 2_893_212_345),
+            (6_250_000, 3_000_000_000),
+            (1, 7),
+            (999, 1_000),
+        ] {
+            let factor = CountsPerCycle::new(per_second, hz);
+            for cycles in [0u64, 1, 15, 16, 17, 1_000, 999_999, 10_000_000, 123_456_789, 1 << 40] {
+                let exact = cycles_to_counts(cycles, per_second, hz);
+                let fast = factor.counts(cycles);
+                assert!(fast >= exact, "{cycles} cycles at {per_second}/{hz}: {fast} < {exact}");
+                // The factor's rounding adds under one count per 2^32 cycles.
+                let slack = 1 + (cycles >> 32) as u32;
+                assert!(
+                    fast <= exact.saturating_add(slack),
+                    "{cycles} cycles at {per_second}/{hz}: {fast} > {exact} + {slack}"
+                );
+            }
+        }
+        assert_eq!(CountsPerCycle::new(62_500_000, 0).counts(100), u32::MAX);
+        assert_eq!(CountsPerCycle::new(62_500_000, 1_000_000_000).counts(u64::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn a_cached_boundary_gives_the_same_wake() {
+        let now = 1_000 + 3_000_000;
+        for deadline in [None, Some(0), Some(now), Some(now + 5), Some(u64::MAX)] {
+            assert_eq!(wake_at(now, CLOCK.next_boundary(now), deadline), CLOCK.next_wake(now, deadline));
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::idt::{SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::{memory, pit};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use kerncore::timer::TickClock;
+use kerncore::timer::{CountsPerCycle, TickClock};
 use volatile::VolatilePtr;
 use x86::io::outb;
 use x86::msr::{IA32_APIC_BASE, IA32_TSC_DEADLINE, rdmsr, wrmsr};
@@ -61,13 +61,16 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// `init`: no tick yet).
 static CLOCK_BASE: AtomicU64 = AtomicU64::new(0);
 static TSC_PER_TICK: AtomicU64 = AtomicU64::new(0);
-/// The boot CPU's calibrated timer counts a second (divide by 16): every
-/// CPU counts alike in one-shot mode.
-static COUNTS_PER_SECOND: AtomicU64 = AtomicU64::new(0);
+/// The boot CPU's calibrated timer counts (divide by 16) per TSC cycle, as
+/// a [`CountsPerCycle`] factor: every CPU counts alike in one-shot mode.
+static COUNTS_PER_CYCLE: AtomicU64 = AtomicU64::new(0);
 /// Every CPU's timer runs in TSC-deadline mode (else one-shot).
 static TSC_DEADLINE_MODE: AtomicBool = AtomicBool::new(false);
 /// The TSC each CPU's timer is armed for (0: not armed, or it fired).
 static ARMED: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+/// Each CPU's next tick boundary (a TSC) as last computed: still its next
+/// one while its TSC is below it, so arming needs no division.
+static NEXT_TICK: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
 /// The last tick each CPU's timer interrupt saw: its heartbeat beats once
 /// a tick, however often deadlines wake it.
 static LAST_TICK: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
@@ -152,7 +155,7 @@ pub fn init(lapic_phys: u64, one_shot: bool) -> Result<TimerInfo, &'static str> 
     let counts_per_second = u64::from(elapsed) * 1_000_000 / CALIBRATION_US;
     TSC_HZ.store(tsc_elapsed * (1_000_000 / CALIBRATION_US), Ordering::Relaxed);
     let counts_per_tick = u32::try_from(counts_per_second / TICK_HZ).unwrap_or(u32::MAX).max(1);
-    COUNTS_PER_SECOND.store(counts_per_second, Ordering::Relaxed);
+    COUNTS_PER_CYCLE.store(CountsPerCycle::new(counts_per_second, tsc_hz()).into_bits(), Ordering::Relaxed);
     let has_deadline = x86::cpuid::CpuId::new().get_feature_info().is_some_and(|f| f.has_tsc_deadline());
     TSC_DEADLINE_MODE.store(has_deadline && !one_shot, Ordering::Relaxed);
     let clock = TickClock::new(super::cpu::timestamp(), tsc_hz(), TICK_HZ);
@@ -182,13 +185,24 @@ fn start_timer() {
     } else {
         write(reg::LVT_TIMER, LVT_TIMER_ONE_SHOT | u32::from(TIMER_VECTOR));
     }
-    ARMED[super::percpu::index()].store(0, Ordering::Relaxed);
+    let cpu = super::percpu::index();
+    ARMED[cpu].store(0, Ordering::Relaxed);
+    NEXT_TICK[cpu].store(0, Ordering::Relaxed);
     arm(None);
 }
 
-fn clock() -> Option<TickClock> {
+/// The tick clock, once `init` calibrated it.
+pub fn clock() -> Option<TickClock> {
     let per_tick = TSC_PER_TICK.load(Ordering::Acquire);
     (per_tick != 0).then(|| TickClock { base: CLOCK_BASE.load(Ordering::Relaxed), per_tick })
+}
+
+/// The TSC this CPU's timer is armed for (interrupts off): it fires then
+/// or earlier (when it already fired: 0). Never later than the next tick
+/// boundary.
+#[inline]
+pub fn armed() -> u64 {
+    super::percpu::local(&ARMED).load(Ordering::Relaxed)
 }
 
 /// Arms this CPU's timer (interrupts off) for its next tick boundary, or
@@ -198,7 +212,12 @@ pub fn arm(deadline: Option<u64>) {
     let Some(clock) = clock() else { return };
     let cpu = super::percpu::index();
     let now = super::cpu::timestamp();
-    let at = clock.next_wake(now, deadline);
+    let mut tick = NEXT_TICK[cpu].load(Ordering::Relaxed);
+    if now >= tick {
+        tick = clock.next_boundary(now);
+        NEXT_TICK[cpu].store(tick, Ordering::Relaxed);
+    }
+    let at = kerncore::timer::wake_at(now, tick, deadline);
     if ARMED[cpu].load(Ordering::Relaxed) == at {
         return;
     }
@@ -209,12 +228,8 @@ pub fn arm(deadline: Option<u64>) {
         // would disarm it): it is at least `now`, past the TSC at boot.
         unsafe { wrmsr(IA32_TSC_DEADLINE, at.max(1)) };
     } else {
-        let counts = kerncore::timer::cycles_to_counts(
-            at.saturating_sub(now),
-            COUNTS_PER_SECOND.load(Ordering::Relaxed),
-            tsc_hz(),
-        );
-        write(reg::TIMER_INITIAL, counts);
+        let factor = CountsPerCycle::from_bits(COUNTS_PER_CYCLE.load(Ordering::Relaxed));
+        write(reg::TIMER_INITIAL, factor.counts(at.saturating_sub(now)));
     }
 }
 

@@ -218,6 +218,8 @@ pub struct Kernel {
     pub vcpus: [Option<vm::Vcpu>; vm::MAX_VP_OBJECTS],
     /// Timer ticks already fed to the scheduler.
     pub ticks_seen: u64,
+    /// The TSC at which the tick after `ticks_seen` begins (0: not known).
+    next_tick_tsc: u64,
     /// Bit v set for every VP object v whose exit awaits its handler's
     /// answer (and, lazily cleared, some that no longer do): the VPs a
     /// tick's `watch_vps` looks at.
@@ -274,6 +276,7 @@ impl Kernel {
             partitions: [const { None }; vm::MAX_PARTITIONS],
             vcpus: [const { None }; vm::MAX_VP_OBJECTS],
             ticks_seen: 0,
+            next_tick_tsc: 0,
             awaiting_vps: 0,
             doomed: Doomed::new(DOOMED_KINDS),
         }
@@ -622,31 +625,43 @@ impl Kernel {
     }
 
     /// Feeds timer ticks that began since the last call to the scheduler,
-    /// and wakes the threads whose TSC deadline passed.
+    /// and wakes the threads whose TSC deadline passed: one TSC read, and
+    /// no division until the next tick boundary passes.
     #[inline]
     pub fn catch_up_ticks(&mut self) {
-        let now = crate::arch::apic::ticks();
-        if self.ticks_seen < now {
-            self.take_ticks(now);
+        let tsc = crate::arch::cpu::timestamp();
+        if tsc >= self.next_tick_tsc {
+            self.take_ticks(tsc);
         }
-        if let Some(deadline) = self.ipc.earliest_deadline() {
-            let tsc = crate::arch::cpu::timestamp();
-            if deadline <= tsc {
-                self.ipc.expire_deadlines(tsc);
-            }
+        if let Some(deadline) = self.ipc.earliest_deadline()
+            && deadline <= tsc
+        {
+            self.ipc.expire_deadlines(tsc);
         }
     }
 
     /// Arms this CPU's timer for its next tick or the earliest TSC deadline
     /// of its threads: call last before leaving ring 0 (to user or guest
-    /// mode, or to idle).
+    /// mode, or to idle). Nothing to do while it is armed no later than
+    /// every deadline (it is never later than the next tick): a deadline
+    /// since cancelled costs at most an early interrupt, which re-arms.
     #[inline]
     pub fn arm_timer(&self) {
+        let armed = crate::arch::apic::armed();
+        if armed != 0 && self.ipc.earliest_deadline().is_none_or(|d| d >= armed) {
+            return;
+        }
         crate::arch::apic::arm(self.ipc.next_deadline(crate::arch::percpu::index()));
     }
 
     #[inline(never)]
-    fn take_ticks(&mut self, now: u64) {
+    fn take_ticks(&mut self, tsc: u64) {
+        let Some(clock) = crate::arch::apic::clock() else { return };
+        let now = clock.ticks_at(tsc);
+        self.next_tick_tsc = clock.next_boundary(tsc);
+        if self.ticks_seen >= now {
+            return;
+        }
         while self.ticks_seen < now {
             self.ipc.tick();
             self.ticks_seen += 1;

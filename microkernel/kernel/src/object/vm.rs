@@ -872,7 +872,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         }
         if let Some(p) = vcpu.partition {
             let exclusive = || exclusive_partitions(&k.partitions);
-            if ipi::core_entry(p, exclusive, crate::arch::apic::ticks()) != Decision::Enter {
+            if ipi::core_entry(p, exclusive, k.ticks_seen) != Decision::Enter {
                 // A sibling runs a partition this one may not share the
                 // core with: let go of the lock a moment (the sibling comes
                 // back through it) and let the scheduler choose again.
