@@ -6,6 +6,30 @@
 pub const DR6_INIT: u64 = 0xffff_0ff0;
 pub const DR7_INIT: u64 = 0x400;
 
+/// DR7: the local and global enable bits of breakpoints 0-3.
+pub const DR7_ENABLES: u64 = 0xff;
+
+/// The host's DR7 under SVM: no breakpoint enabled, and every one typed as
+/// an I/O breakpoint (R/W = 10b; defined with CR4.DE set). QEMU before 9.1
+/// loads DR7 by plain assignment at VMRUN and #VMEXIT and leaves a guest's
+/// breakpoints armed in the host; undoing them ([`dr7_steps_to_disarm`])
+/// needs an old DR7 whose types QEMU's removal treats as having nothing to
+/// remove (I/O breakpoints are not armed by address).
+pub const DR7_HOST_SVM: u64 = DR7_INIT | 0x2222_0000;
+
+/// The DR7 writes that disarm, in an emulator that loads DR7 without
+/// re-arming (QEMU before 9.1), the breakpoints a guest left armed with its
+/// last DR7 `guest`, starting from [`DR7_HOST_SVM`]: first the guest's types
+/// without enables (nothing removed, nothing armed), then the host's value
+/// (everything of the guest's types removed). `None`: the guest enabled
+/// none, so none is armed. On hardware the writes change nothing.
+pub const fn dr7_steps_to_disarm(guest: u64) -> Option<[u64; 2]> {
+    if guest & DR7_ENABLES == 0 {
+        return None;
+    }
+    Some([(guest & 0xffff_0000) | DR7_INIT, DR7_HOST_SVM])
+}
+
 /// DR6: B0-B3 (which breakpoint matched), BD (a debug-register access
 /// with DR7.GD set), BS (single step), and RTM, the one active-low cause.
 pub const DR6_B0_B3: u64 = 0xf;
@@ -48,5 +72,20 @@ mod tests {
         assert_eq!(dr6_after_debug_exception(DR6_INIT, DR6_RTM | 2), 0xfffe_0ff2);
         // Causes outside the format are ignored.
         assert_eq!(dr6_after_debug_exception(DR6_INIT, 1 << 40), DR6_INIT);
+    }
+
+    #[test]
+    fn the_disarm_steps_go_through_the_guests_types_back_to_the_hosts() {
+        assert_eq!(dr7_steps_to_disarm(DR7_INIT), None, "nothing enabled: nothing armed");
+        assert_eq!(dr7_steps_to_disarm(0x2222_0400), None);
+        // L0 on a 8-byte data write breakpoint.
+        let guest = 0x400 | 1 | 0b01 << 16 | 0b10 << 18;
+        assert_eq!(dr7_steps_to_disarm(guest), Some([0x400 | 0b01 << 16 | 0b10 << 18, DR7_HOST_SVM]));
+        // GD and the other control bits do not travel: only types and lengths.
+        assert_eq!(dr7_steps_to_disarm(guest | DR7_GD | 1 << 8), Some([0x400 | 0b1001 << 16, DR7_HOST_SVM]));
+        assert_eq!(DR7_HOST_SVM & DR7_ENABLES, 0);
+        for slot in 0..4 {
+            assert_eq!(DR7_HOST_SVM >> (16 + 4 * slot) & 0b11, 0b10, "slot {slot} is an I/O breakpoint");
+        }
     }
 }

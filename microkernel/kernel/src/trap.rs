@@ -303,6 +303,10 @@ pub fn report_run_counters() {
         "kernel: at most {} CPUs ran threads at once, {} of them guests",
         counters.most_outside, counters.most_in_guest
     );
+    let stray = crate::arch::idt::stray_debug_exceptions();
+    if stray != 0 {
+        println!("kernel: {stray} debug exceptions in ring 0 resumed (guest breakpoints the emulator left armed)");
+    }
     if counters.smt {
         println!(
             "kernel: core scheduling: {} sibling violations in {} guest entries",

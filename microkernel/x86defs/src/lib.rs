@@ -101,6 +101,8 @@ pub const RFLAGS_IF: u64 = 1 << 9;
 pub const RFLAGS_NT: u64 = 1 << 14;
 /// RFLAGS.DF: string operations count down.
 pub const RFLAGS_DF: u64 = 1 << 10;
+/// RFLAGS.RF: instruction breakpoints are not taken at the next instruction.
+pub const RFLAGS_RF: u64 = 1 << 16;
 /// RFLAGS.AC: alignment check, or with SMAP, user access allowed.
 pub const RFLAGS_AC: u64 = 1 << 18;
 

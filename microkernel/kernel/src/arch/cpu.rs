@@ -73,7 +73,13 @@ pub fn harden(info: &CpuInfo) -> bool {
         cr0_write((cr0() | Cr0::CR0_WRITE_PROTECT) & !(Cr0::CR0_CACHE_DISABLE | Cr0::CR0_NOT_WRITE_THROUGH));
         // FXSAVE/FXRSTOR of guests' SSE state need OSFXSR (see `fpu`);
         // ring 0 and the tasks are built without SSE and never use it.
-        let mut flags = cr4() | Cr4::CR4_ENABLE_GLOBAL_PAGES | Cr4::CR4_ENABLE_SSE | Cr4::CR4_UNMASKED_SSE;
+        // DE: DR7 may type breakpoints as I/O ones (the SVM host's DR7,
+        // `dr::host_dr7`), and DR4/DR5 are not aliases.
+        let mut flags = cr4()
+            | Cr4::CR4_ENABLE_GLOBAL_PAGES
+            | Cr4::CR4_ENABLE_SSE
+            | Cr4::CR4_UNMASKED_SSE
+            | Cr4::CR4_DEBUGGING_EXTENSIONS;
         if info.smep {
             flags |= Cr4::CR4_ENABLE_SMEP;
         }

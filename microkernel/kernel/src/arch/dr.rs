@@ -10,9 +10,19 @@
 //! the VMCB (SVM) or VMCS and the VMX world switch; the host's DR7 keeps
 //! every breakpoint disabled (a VM exit disables them), and ring 3 cannot
 //! read debug registers, so a guest's addresses reach nobody else.
+//!
+//! QEMU before 9.1 loads DR7 at VMRUN and #VMEXIT by plain assignment: a
+//! breakpoint the guest armed with MOV stays armed in the host after the
+//! exit (an instruction breakpoint raises #DB in ring 0; `idt` resumes it),
+//! and its bookkeeping no longer matches DR7, so a later DR7 write removes
+//! a data breakpoint as if it were an instruction one and corrupts QEMU's
+//! lists (it crashed with SIGSEGV). Under SVM the host's DR7 is
+//! [`DR7_HOST_SVM`] and [`disarm_after_exit`] undoes the guest's
+//! breakpoints at once after each exit; on hardware both change nothing.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
+use kerncore::debugreg::{DR7_HOST_SVM, dr7_steps_to_disarm};
 
 /// The VP (by its extended-state frame, `VpHardware`'s name for it) whose DR0-DR3 the hardware holds (0: none).
 static OWNERS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
@@ -51,4 +61,27 @@ pub fn save(dr: &mut [u64; 4]) {
 /// them afresh next time.
 pub fn forget(id: u64) {
     let _ = owner().compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+fn write_dr7(value: u64) {
+    // SAFETY: `value` enables no breakpoint (`DR7_HOST_SVM` and the steps
+    // of `dr7_steps_to_disarm` have no enable bit) and sets no reserved
+    // bit (the guest's upper half is dropped there).
+    unsafe { asm!("mov dr7, {}", in(reg) value, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Sets this CPU's DR7 to the SVM host's (`svm::enable`; CR4.DE is set).
+pub fn set_host_dr7() {
+    write_dr7(DR7_HOST_SVM);
+}
+
+/// After an SVM exit whose guest left `guest_dr7`: disarms whatever the
+/// guest armed, if the emulator left it armed (see the module comment).
+#[inline]
+pub fn disarm_after_exit(guest_dr7: u64) {
+    if let Some(steps) = dr7_steps_to_disarm(guest_dr7) {
+        for value in steps {
+            write_dr7(value);
+        }
+    }
 }

@@ -17,6 +17,7 @@ use x86::segmentation::{BuildDescriptor, DescriptorBuilder, GateDescriptorBuilde
 /// The local APIC timer's vector.
 pub const TIMER_VECTOR: u8 = 32;
 /// The NMI's vector.
+const DEBUG_VECTOR: u64 = 1;
 const NMI_VECTOR: u64 = 2;
 const MACHINE_CHECK_VECTOR: u64 = kerncore::mce::VECTOR as u64;
 /// The local APIC's spurious-interrupt vector.
@@ -278,8 +279,28 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             super::nmi::on_nmi(frame.cs & 3 != 0)
         }
         MACHINE_CHECK_VECTOR => super::mce::on_exception(frame.rip, frame.cs & 3 != 0),
+        DEBUG_VECTOR if frame.cs & 3 == 0 => resume_after_stray_breakpoint(frame),
         _ => fatal_exception(frame),
     }
+}
+
+/// Ring-0 #DBs resumed by [`resume_after_stray_breakpoint`].
+static STRAY_DEBUG_EXCEPTIONS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// A #DB in ring 0, which arms no breakpoint and never single-steps: an
+/// instruction breakpoint a guest armed that the emulator left armed after
+/// its exit (`dr`), until `dr::disarm_after_exit` undoes it. It may come
+/// before the host's GS and TR are back in the world switch, so this
+/// touches neither: RF lets the instruction run once without the
+/// breakpoint.
+fn resume_after_stray_breakpoint(frame: &mut TrapFrame) {
+    STRAY_DEBUG_EXCEPTIONS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    frame.rflags |= x86defs::RFLAGS_RF;
+}
+
+/// Ring-0 #DBs resumed so far (stray guest breakpoints, see `dr`).
+pub fn stray_debug_exceptions() -> u64 {
+    STRAY_DEBUG_EXCEPTIONS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 const EXCEPTIONS: [(&str, &str); 32] = [

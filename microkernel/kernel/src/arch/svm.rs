@@ -222,6 +222,7 @@ pub fn enable() -> Result<(), &'static str> {
         wrmsr(msr::IA32_EFER, rdmsr(msr::IA32_EFER) | EFER_SVME);
         wrmsr(msr::VM_HSAVE_PA, save_area);
     }
+    super::dr::set_host_dr7();
     HOST_VMCBS[cpu].store(host_vmcb, Relaxed);
     HOST_SAVE_AREAS[cpu].store(save_area, Relaxed);
     Ok(())
@@ -347,6 +348,7 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush) -> s
     // CPU's VMSAVE area. The switch returns with host state restored.
     unsafe { svm_world_switch(vmcb, gprs, host_vmcb) };
     with_vmcb(vmcb, |v| {
+        super::dr::disarm_after_exit(v.save.dr7);
         v.control.tlb_control = TlbControl::DO_NOTHING;
         let exit = decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip);
         let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info));
