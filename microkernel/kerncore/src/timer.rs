@@ -84,17 +84,12 @@ impl CountsPerCycle {
         CountsPerCycle(bits)
     }
 
-    /// `cycles` as timer counts, rounded up, at least 1 (0 stops the
-    /// timer), at most `u32::MAX` (a later wake re-arms).
+    /// `cycles` as timer counts, rounded up (a count more where the
+    /// product is whole: never early), at least 1 (0 stops the timer), at
+    /// most `u32::MAX` (a later wake re-arms).
     pub const fn counts(self, cycles: u64) -> u32 {
-        let scaled = (cycles as u128 * self.0 as u128 + 0xffff_ffff) >> 32;
-        if scaled > u32::MAX as u128 {
-            u32::MAX
-        } else if scaled == 0 {
-            1
-        } else {
-            scaled as u32
-        }
+        let scaled = (cycles as u128 * self.0 as u128) >> 32;
+        if scaled >= u32::MAX as u128 { u32::MAX } else { scaled as u32 + 1 }
     }
 }
 

@@ -71,14 +71,19 @@ static ARMED: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; 
 /// Each CPU's next tick boundary (a TSC) as last computed: still its next
 /// one while its TSC is below it, so arming needs no division.
 static NEXT_TICK: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
-/// The last tick each CPU's timer interrupt saw: its heartbeat beats once
-/// a tick, however often deadlines wake it.
-static LAST_TICK: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+/// The TSC at which each CPU's next heartbeat is due (the tick boundary
+/// after its last): it beats once a tick, however often deadlines wake it.
+static BEAT_DUE: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
 const ICR_DELIVERY_FIXED: u32 = 0;
-static LAPIC: spin::Once<u64> = spin::Once::new();
+/// The local APIC page's uncached mapping (every CPU sees its own there);
+/// 0 before `init`.
+static LAPIC: AtomicU64 = AtomicU64::new(0);
 
 fn register(offset: usize) -> Option<VolatilePtr<'static, u32>> {
-    let base = *LAPIC.get()?;
+    let base = LAPIC.load(Ordering::Relaxed);
+    if base == 0 {
+        return None;
+    }
     let ptr = NonNull::new((base as usize + offset) as *mut u32)?;
     // SAFETY: `base` is the uncached mapping of this CPU's local APIC page
     // made in `init`, and `offset` is one of the 16-byte aligned registers
@@ -133,7 +138,7 @@ pub fn init(lapic_phys: u64, one_shot: bool) -> Result<TimerInfo, &'static str> 
         return Err("the local APIC is disabled in IA32_APIC_BASE");
     }
     let virt = memory::map_mmio(lapic_phys, 0x1000).map_err(|_| "cannot map the local APIC")?;
-    LAPIC.call_once(|| virt);
+    let _ = LAPIC.compare_exchange(0, virt, Ordering::Relaxed, Ordering::Relaxed);
 
     write(reg::SPURIOUS, SPURIOUS_APIC_ENABLE | u32::from(SPURIOUS_VECTOR));
     write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
@@ -209,15 +214,38 @@ pub fn armed() -> u64 {
 /// `deadline` (a TSC) if sooner; a deadline passed fires at once. Nothing
 /// is written if the timer is armed for that time already.
 pub fn arm(deadline: Option<u64>) {
-    let Some(clock) = clock() else { return };
+    let per_tick = TSC_PER_TICK.load(Ordering::Acquire);
+    if per_tick == 0 {
+        return;
+    }
     let cpu = super::percpu::index();
     let now = super::cpu::timestamp();
-    let mut tick = NEXT_TICK[cpu].load(Ordering::Relaxed);
-    if now >= tick {
-        tick = clock.next_boundary(now);
-        NEXT_TICK[cpu].store(tick, Ordering::Relaxed);
+    let tick = next_tick(cpu, now, per_tick);
+    arm_at(cpu, now, kerncore::timer::wake_at(now, tick, deadline));
+}
+
+/// CPU `cpu`'s (this one's) next tick boundary after TSC `now`, with
+/// `per_tick` (non-zero) cycles a tick: the cached one while `now` is
+/// before it, the one after it if `now` is within that tick (a timer
+/// interrupt at the boundary), else found by division.
+#[inline]
+fn next_tick(cpu: usize, now: u64, per_tick: u64) -> u64 {
+    let cached = NEXT_TICK[cpu].load(Ordering::Relaxed);
+    if now < cached {
+        return cached;
     }
-    let at = kerncore::timer::wake_at(now, tick, deadline);
+    let after = cached.wrapping_add(per_tick);
+    let next = if cached != 0 && now < after {
+        after
+    } else {
+        TickClock { base: CLOCK_BASE.load(Ordering::Relaxed), per_tick }.next_boundary(now)
+    };
+    NEXT_TICK[cpu].store(next, Ordering::Relaxed);
+    next
+}
+
+/// Arms CPU `cpu`'s (this one's) timer for TSC `at`, at TSC `now`.
+fn arm_at(cpu: usize, now: u64, at: u64) {
     if ARMED[cpu].load(Ordering::Relaxed) == at {
         return;
     }
@@ -336,12 +364,17 @@ pub fn on_timer() {
     let cpu = super::percpu::index();
     write(reg::EOI, 0);
     ARMED[cpu].store(0, Ordering::Relaxed);
-    let tick = ticks();
-    if tick > LAST_TICK[cpu].load(Ordering::Relaxed) {
-        LAST_TICK[cpu].store(tick, Ordering::Relaxed);
+    let per_tick = TSC_PER_TICK.load(Ordering::Acquire);
+    if per_tick == 0 {
+        return;
+    }
+    let now = super::cpu::timestamp();
+    let tick = next_tick(cpu, now, per_tick);
+    if now >= BEAT_DUE[cpu].load(Ordering::Relaxed) {
+        BEAT_DUE[cpu].store(tick, Ordering::Relaxed);
         super::lockup::on_timer(cpu);
     }
-    arm(None);
+    arm_at(cpu, now, tick);
 }
 
 /// GSIs that fired and were not yet delivered to their tasks.

@@ -266,8 +266,17 @@ pub fn device_gsi(vector: u64) -> Option<u32> {
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    // The timer first, without the frame the other vectors' handlers need.
+    if frame.vector == u64::from(TIMER_VECTOR) {
+        super::apic::on_timer();
+    } else {
+        dispatch_other(frame);
+    }
+}
+
+#[inline(never)]
+fn dispatch_other(frame: &mut TrapFrame) {
     match frame.vector {
-        v if v == u64::from(TIMER_VECTOR) => super::apic::on_timer(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if v == u64::from(super::ipi::IPI_VECTOR) => {
             super::apic::end_of_interrupt();

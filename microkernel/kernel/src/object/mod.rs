@@ -37,6 +37,9 @@ pub const MAX_UNTYPED: usize = tables::UNTYPED_POOLS;
 // Issued from ranges only the root task holds with CONTROL, never from an
 // untyped.
 pub const MAX_IO_RANGES: usize = 64;
+/// Ticks `Kernel::take_ticks` counts one by one; a longer gap since the
+/// last entry is measured with a division instead.
+const TICKS_TO_ADD: u64 = 8;
 pub const MAX_INTERRUPTS: usize = 40;
 /// Capability slots per task.
 pub const CSPACE_SLOTS: u32 = 128;
@@ -654,20 +657,33 @@ impl Kernel {
         crate::arch::apic::arm(self.ipc.next_deadline(crate::arch::percpu::index()));
     }
 
+    /// Feeds the ticks begun by TSC `tsc` (at or past `next_tick_tsc`): one
+    /// addition a tick, a division only to find the first boundary or after
+    /// a long gap.
     #[inline(never)]
     fn take_ticks(&mut self, tsc: u64) {
         let Some(clock) = crate::arch::apic::clock() else { return };
-        let now = clock.ticks_at(tsc);
-        self.next_tick_tsc = clock.next_boundary(tsc);
-        if self.ticks_seen >= now {
+        let mut next = self.next_tick_tsc;
+        let mut begun = 0;
+        if next == 0 || tsc.saturating_sub(next) >= clock.per_tick.saturating_mul(TICKS_TO_ADD) {
+            next = clock.next_boundary(tsc);
+            begun = clock.ticks_at(tsc).saturating_sub(self.ticks_seen);
+        } else {
+            while tsc >= next {
+                next += clock.per_tick;
+                begun += 1;
+            }
+        }
+        self.next_tick_tsc = next;
+        if begun == 0 {
             return;
         }
-        while self.ticks_seen < now {
+        self.ticks_seen += begun;
+        for _ in 0..begun {
             self.ipc.tick();
-            self.ticks_seen += 1;
         }
         self.watch_vps();
-        crate::arch::nmi::log_if_due(now);
+        crate::arch::nmi::log_if_due(self.ticks_seen);
     }
 
     /// Installs a new object's first capability in `task`'s `slot`.
