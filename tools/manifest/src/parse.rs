@@ -834,6 +834,7 @@ fn check_connection_ends(
     err: &mut dyn FnMut(&str, String),
 ) {
     let kind = &c.port_type;
+    let a = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
     let (call, arrives) = match t {
         PortType::Message => ("HvPostMessage", "a SIM slot and a SINT"),
         PortType::Event => ("HvSignalEvent", "SIEF flags and a SINT"),
@@ -846,7 +847,7 @@ fn check_connection_ends(
         err(
             "from",
             format!(
-                "partition \"{}\" cannot hold a {kind} connection: it would call {call}, which needs the {} privilege, \
+                "partition \"{}\" cannot hold {a} {kind} connection: it would call {call}, which needs the {} privilege, \
                  granted with synic ({add})",
                 c.from,
                 t.privilege()
@@ -857,7 +858,7 @@ fn check_connection_ends(
         err(
             "to",
             format!(
-                "partition \"{}\" cannot own a {kind} port: its deliveries arrive through the SynIC, in {arrives} \
+                "partition \"{}\" cannot own {a} {kind} port: its deliveries arrive through the SynIC, in {arrives} \
                  ({add})",
                 c.to
             ),

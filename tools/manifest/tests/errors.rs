@@ -1219,10 +1219,11 @@ fn valid_connections_are_accepted_and_compiled() {
 
 #[test]
 fn connection_ends_without_the_synic() {
-    for (port_type, extra, call, privilege, arrives) in [
-        ("message", "", "HvPostMessage", "PostMessages", "a SIM slot and a SINT"),
-        ("event", "\nflag = 1", "HvSignalEvent", "SignalEvents", "SIEF flags and a SINT"),
+    for (a, port_type, extra, call, privilege, arrives) in [
+        ("a", "message", "", "HvPostMessage", "PostMessages", "a SIM slot and a SINT"),
+        ("an", "event", "\nflag = 1", "HvSignalEvent", "SignalEvents", "SIEF flags and a SINT"),
         (
+            "a",
             "monitor",
             "",
             "HvSignalEvent (its trigger is signalled on its behalf, TLFS 11.7)",
@@ -1235,7 +1236,7 @@ fn connection_ends_without_the_synic() {
         assert_errors(
             &holder,
             &[&format!(
-                "connection 1 (\"alpha\" to \"beta\"): from: partition \"alpha\" cannot hold a {port_type} connection: it \
+                "connection 1 (\"alpha\" to \"beta\"): from: partition \"alpha\" cannot hold {a} {port_type} connection: it \
                  would call {call}, which needs the {privilege} privilege, granted with synic (add synic = true to its \
                  enlightenments)"
             )],
@@ -1244,7 +1245,7 @@ fn connection_ends_without_the_synic() {
         assert_errors(
             &owner,
             &[&format!(
-                "connection 1 (\"alpha\" to \"beta\"): to: partition \"beta\" cannot own a {port_type} port: its \
+                "connection 1 (\"alpha\" to \"beta\"): to: partition \"beta\" cannot own {a} {port_type} port: its \
                  deliveries arrive through the SynIC, in {arrives} (add synic = true to its enlightenments)"
             )],
         );
