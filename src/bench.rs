@@ -43,11 +43,79 @@ pub fn parse(serial: &str) -> Vec<Figure> {
         .collect()
 }
 
+/// One mode's stimer jitter figure (`bench: stimer lateness (<mode>): ...`
+/// and `bench: stimer intervals (<mode>): ...`), in 100 ns units of
+/// reference time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jitter {
+    pub mode: String,
+    pub ticks: u64,
+    pub early: u64,
+    pub late_mean: u64,
+    pub late_max: u64,
+    pub interval_min: u64,
+    pub interval_max: u64,
+    pub interval_sd: u64,
+}
+
+/// The numbers of `bench: stimer <kind> (<mode>): ...` lines, by mode.
+fn stimer_lines<'a>(serial: &'a str, kind: &str) -> Vec<(&'a str, Vec<u64>)> {
+    let head = format!("bench: stimer {kind} (");
+    serial
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(&head)? + head.len()..];
+            let (mode, numbers) = rest.split_once("): ")?;
+            let words = numbers.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty());
+            Some((mode, words.map(|w| w.parse().ok()).collect::<Option<Vec<u64>>>()?))
+        })
+        .collect()
+}
+
+/// Parses the stimer jitter lines: a mode's figure needs both of its lines
+/// (ticks, early, mean, max; min, max, sd: the numbers before "100 ns").
+pub fn parse_jitter(serial: &str) -> Vec<Jitter> {
+    let intervals = stimer_lines(serial, "intervals");
+    stimer_lines(serial, "lateness")
+        .into_iter()
+        .filter_map(|(mode, late)| {
+            let (_, spread) = intervals.iter().find(|(m, _)| *m == mode)?;
+            let (&[ticks, early, late_mean, late_max, 100], &[interval_min, interval_max, interval_sd, 100]) =
+                (late.as_slice(), spread.as_slice())
+            else {
+                return None;
+            };
+            Some(Jitter {
+                mode: mode.to_string(),
+                ticks,
+                early,
+                late_mean,
+                late_max,
+                interval_min,
+                interval_max,
+                interval_sd,
+            })
+        })
+        .collect()
+}
+
+/// 100 ns units as microseconds with one decimal.
+fn us(units: u64) -> String {
+    format!("{}.{}", units / 10, units % 10)
+}
+
 /// Lines that say a task or VP is not on the CPU its manifest or VID asked
 /// for (the supervisor's, the VID's): a cross-CPU figure would be mislabelled.
 const MISPLACED: [&str; 2] = ["stays on CPU 0:", "stays on the boot CPU"];
 
-fn run_once(serial_log: PathBuf, smp: u32) -> Result<Vec<Figure>, String> {
+/// What one boot of a benchmark system printed.
+#[derive(Clone, Debug, Default)]
+struct Printed {
+    figures: Vec<Figure>,
+    jitter: Vec<Jitter>,
+}
+
+fn run_once(serial_log: PathBuf, smp: u32, qemu_args: &[&str]) -> Result<Printed, String> {
     let opts = BootOptions {
         emulator: Emulator::Qemu,
         firmware: Firmware::Bios,
@@ -57,7 +125,7 @@ fn run_once(serial_log: PathBuf, smp: u32) -> Result<Vec<Figure>, String> {
         memory_mib: 256,
         cmdline: "bench".into(),
         serial_log: Some(serial_log.clone()),
-        qemu_args: vec!["-icount".into(), "shift=0".into()],
+        qemu_args: qemu_args.iter().map(|a| a.to_string()).collect(),
         bochs_cpu: None,
     };
     match boot::boot(&opts) {
@@ -70,11 +138,11 @@ fn run_once(serial_log: PathBuf, smp: u32) -> Result<Vec<Figure>, String> {
     if let Some(line) = serial.lines().find(|l| MISPLACED.iter().any(|m| l.contains(m))) {
         return Err(format!("not placed as the benchmark needs: `{line}` (see {})", serial_log.display()));
     }
-    let figures = parse(&serial);
-    if figures.is_empty() {
+    let printed = Printed { figures: parse(&serial), jitter: parse_jitter(&serial) };
+    if printed.figures.is_empty() && printed.jitter.is_empty() {
         return Err(format!("the benchmark printed no figures (see {})", serial_log.display()));
     }
-    Ok(figures)
+    Ok(printed)
 }
 
 /// A benchmark system: its manifest (in the repository) and the CPUs of
@@ -82,19 +150,31 @@ fn run_once(serial_log: PathBuf, smp: u32) -> Result<Vec<Figure>, String> {
 struct System {
     manifest: &'static str,
     smp: u32,
+    qemu_args: &'static [&'static str],
 }
+
+/// Where rdtsc counts instructions: the figures in instructions.
+const ICOUNT: &[&str] = &["-icount", "shift=0"];
+/// As the timer tests boot (tests/services.rs): the guest clock is the
+/// instruction count, and an idle machine skips to its next deadline
+/// instead of sleeping (with `sleep=on` a busy host moves the figures).
+const ICOUNT_NO_SLEEP: &[&str] = &["-icount", "shift=0,sleep=off"];
 
 /// The default benchmark systems, booted in this order: the IPC and exit
 /// figures, the fast hypercall's, HvSignalEvent's round trips (all on one
 /// CPU, so their figures stay what they were), then IPC across two CPUs,
-/// and the guest's IPI and TLB flushes across four.
-const DEFAULT_SYSTEMS: [System; 5] = [
-    System { manifest: "tests/manifests/bench.toml", smp: 1 },
-    System { manifest: "tests/manifests/hypercall-bench.toml", smp: 1 },
-    System { manifest: "tests/manifests/messaging-bench.toml", smp: 1 },
-    System { manifest: "tests/manifests/smp-ipc-bench.toml", smp: 2 },
-    System { manifest: "tests/manifests/smp-bench.toml", smp: 4 },
+/// the guest's IPI and TLB flushes across four, and the stimer jitter.
+const DEFAULT_SYSTEMS: [System; 6] = [
+    System { manifest: "tests/manifests/bench.toml", smp: 1, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/hypercall-bench.toml", smp: 1, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/messaging-bench.toml", smp: 1, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/smp-ipc-bench.toml", smp: 2, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/smp-bench.toml", smp: 4, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/stimer-bench.toml", smp: 1, qemu_args: ICOUNT_NO_SLEEP },
 ];
+
+/// The stimer jitter figures the default systems must print, by mode.
+const DEFAULT_JITTER: [&str; 2] = ["message mode", "direct mode"];
 
 /// Figures the default benchmark systems must print.
 const DEFAULT_FIGURES: [&str; 11] = [
@@ -119,34 +199,41 @@ pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
     let dir = workdir::tessera_dir().join("bench").join(workdir::unique_name("bench"));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let default = manifest.is_none();
-    let systems: Vec<(PathBuf, u32)> = match manifest {
-        Some(m) => vec![(m.to_path_buf(), 1)],
-        None => DEFAULT_SYSTEMS.iter().map(|s| (repo.join(s.manifest), s.smp)).collect(),
+    let systems: Vec<(PathBuf, u32, &[&str])> = match manifest {
+        // A default system given by name boots as it does among them.
+        Some(m) => {
+            let known = DEFAULT_SYSTEMS.iter().find(|s| m.ends_with(s.manifest));
+            vec![(m.to_path_buf(), known.map_or(1, |s| s.smp), known.map_or(ICOUNT, |s| s.qemu_args))]
+        }
+        None => DEFAULT_SYSTEMS.iter().map(|s| (repo.join(s.manifest), s.smp, s.qemu_args)).collect(),
     };
     let mut runs = [Vec::new(), Vec::new()];
-    for (m, (manifest, smp)) in systems.iter().enumerate() {
+    let mut jitter_runs: [Vec<Jitter>; 2] = [Vec::new(), Vec::new()];
+    for (m, (manifest, smp, qemu_args)) in systems.iter().enumerate() {
         let sub = dir.join(format!("system-{}", m + 1));
         if let Err(e) = images::use_manifest(manifest, &sub) {
             ui::error(e);
             return crate::EXIT_RUNNER_ERROR;
         }
-        for (i, figures) in runs.iter_mut().enumerate() {
+        for (i, (figures, jitter)) in runs.iter_mut().zip(&mut jitter_runs).enumerate() {
             ui::note(format!(
-                "{}: benchmark run {} of 2 (QEMU TCG, {smp} CPU{}, -icount shift=0: rdtsc counts instructions)",
+                "{}: benchmark run {} of 2 (QEMU TCG, {smp} CPU{}, {}: rdtsc counts instructions)",
                 manifest.display(),
                 i + 1,
-                if *smp == 1 { "" } else { "s" }
+                if *smp == 1 { "" } else { "s" },
+                qemu_args.join(" ")
             ));
-            match run_once(sub.join(format!("serial-{}.log", i + 1)), *smp) {
+            match run_once(sub.join(format!("serial-{}.log", i + 1)), *smp, qemu_args) {
                 // A figure comes from the first system that prints it: the
                 // hypercall system may also print a ring-0 exit row when a
                 // timer tick lands in its run.
                 Ok(more) => {
-                    for figure in more {
+                    for figure in more.figures {
                         if !figures.iter().any(|f: &Figure| f.what == figure.what) {
                             figures.push(figure);
                         }
                     }
+                    jitter.extend(more.jitter);
                 }
                 Err(e) => {
                     ui::error(e);
@@ -159,6 +246,29 @@ pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
         ui::error(format!("the benchmark printed no `{missing}` figure (see {})", dir.display()));
         return 1;
     }
+    if default && let Some(missing) = DEFAULT_JITTER.iter().find(|m| !jitter_runs[0].iter().any(|j| j.mode == **m)) {
+        ui::error(format!("the benchmark printed no stimer jitter figure in {missing} (see {})", dir.display()));
+        return 1;
+    }
+    if !runs[0].is_empty() {
+        print_figures(&runs);
+    }
+    print_jitter(&jitter_runs);
+    let mut code = if repeatable(&runs[0], &runs[1]) { 0 } else { 1 };
+    if linux {
+        match linux_boots(&dir) {
+            Ok((direct, tessera)) => print_linux(&direct, &tessera),
+            Err(e) => {
+                ui::error(e);
+                code = 1;
+            }
+        }
+    }
+    code
+}
+
+/// The instruction figures, with whether the second run repeated each.
+fn print_figures(runs: &[Vec<Figure>; 2]) {
     println!();
     println!("Tessera benchmarks (instructions per operation, QEMU -icount shift=0)");
     let width = runs[0].iter().map(|f| f.what.len()).max().unwrap_or(0).max(56);
@@ -183,17 +293,37 @@ pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
     println!("  cross-CPU figures include that scheduling: they count every CPU's instructions in the");
     println!("  meantime (a CPU hands over when it waits, at PAUSE or HLT, or its turn ends), not time on");
     println!("  parallel cores.");
-    let mut code = if repeatable(&runs[0], &runs[1]) { 0 } else { 1 };
-    if linux {
-        match linux_boots(&dir) {
-            Ok((direct, tessera)) => print_linux(&direct, &tessera),
-            Err(e) => {
-                ui::error(e);
-                code = 1;
-            }
-        }
+}
+
+/// The stimer jitter section: each mode's figure and whether the second
+/// run repeated it (a figure of time, not counted in the exit status).
+fn print_jitter(runs: &[Vec<Jitter>; 2]) {
+    if runs[0].is_empty() {
+        return;
     }
-    code
+    println!();
+    println!("Stimer jitter over 1,000 periodic ticks (STIMER0 every 1 ms, in TIME_REF_COUNT read by");
+    println!("the guest's handler; QEMU TCG -icount shift=0,sleep=off: guest time is the instruction count)");
+    for j in &runs[0] {
+        let again = match runs[1].iter().find(|k| k.mode == j.mode) {
+            Some(k) if k == j => "identical in both runs".to_string(),
+            Some(k) => format!("second run: late mean {} us, max {} us", us(k.late_mean), us(k.late_max)),
+            None => "missing from the second run".to_string(),
+        };
+        println!(
+            "  {:<13} {} ticks, {} early; lateness mean {} us, max {} us; intervals {}..{} us, sd {} us; {again}",
+            j.mode,
+            j.ticks,
+            j.early,
+            us(j.late_mean),
+            us(j.late_max),
+            us(j.interval_min),
+            us(j.interval_max),
+            us(j.interval_sd)
+        );
+    }
+    println!("  Lateness is each tick's arrival minus its place in the schedule from when the timer was");
+    println!("  enabled (the period times its number); an interval is the time since the previous arrival.");
 }
 
 /// How long each Linux boot may take.
@@ -283,6 +413,37 @@ mod tests {
             let wanted = cpus.max().unwrap_or(1);
             assert_eq!(system.smp, wanted, "{}: booted with {} CPUs", system.manifest, system.smp);
         }
+    }
+
+    #[test]
+    fn jitter_is_parsed_from_the_guest_lines() {
+        let serial = "[vid] stimers: testkernel: bench: stimer lateness (message mode): 1000 ticks, 0 early, mean 382 \
+                      max 441 (100 ns)\n\
+                      [vid] stimers: testkernel: bench: stimer intervals (message mode): 9990..10013 sd 12 (100 ns)\n\
+                      [vid] stimers: testkernel: bench: stimer lateness (direct mode): 1000 ticks, 0 early, mean 5 max 9 \
+                      (100 ns)\n";
+        assert_eq!(
+            parse_jitter(serial),
+            vec![Jitter {
+                mode: "message mode".into(),
+                ticks: 1000,
+                early: 0,
+                late_mean: 382,
+                late_max: 441,
+                interval_min: 9990,
+                interval_max: 10013,
+                interval_sd: 12,
+            }],
+            "direct mode lacks its intervals line"
+        );
+        assert!(
+            parse_jitter(
+                "bench: stimer lateness (x): 1 ticks (100 ns)\nbench: stimer intervals (x): 1..2 sd 0 (100 ns)"
+            )
+            .is_empty()
+        );
+        assert_eq!(parse(serial), vec![], "not instruction figures");
+        assert_eq!((us(382), us(10_013), us(0)), ("38.2".to_string(), "1001.3".to_string(), "0.0".to_string()));
     }
 
     #[test]

@@ -97,6 +97,11 @@ enum Cmd {
     /// each figure with whether the two runs agree (exit 1 if a figure is
     /// missing or moves by more than 1%).
     ///
+    /// Then stimer-bench.toml, under `-icount shift=0,sleep=off` as the
+    /// timer tests: the stimer jitter over 1,000 periodic ticks of 1 ms,
+    /// in message and direct mode (lateness and intervals in reference
+    /// time; exit 1 if missing, not if the runs differ).
+    ///
     /// Then (unless --no-linux) it boots the Linux guest directly in QEMU
     /// TCG and under Tessera, one after the other, and prints the wall time
     /// of each to the shell's answer and their ratio (a minute more).

@@ -248,8 +248,12 @@ fn the_broker_signals_and_the_port_partitions_vid_waits_on_one_notification() {
              uses = [\"console\", \"partition-manager\", \"broker\"]\nuntyped = \"1MiB\"\n"
         )
     };
+    // With the SynIC, which a connection's ends need.
     let partition = |name: &str, vid: &str| {
-        format!("[partitions.{name}]\nimage = \"kernel\"\nmemory = \"2MiB\"\nvid = \"{vid}\"\n")
+        format!(
+            "[partitions.{name}]\nimage = \"kernel\"\nmemory = \"2MiB\"\nvid = \"{vid}\"\n\
+             enlightenments = {{ profile = \"hyperv\", synic = true }}\n"
+        )
     };
     let connection = |from: &str, to: &str, id: u32| {
         format!(

@@ -56,20 +56,21 @@ impl EnlightenmentProfile {
 
     /// Leaf 0x4000_0003 EAX:EBX. Of the hypercall privileges (the high
     /// half) only PostMessages and SignalEvents are granted, with the
-    /// SynIC (`synic`): a message or event arrives through a SINT, and
-    /// which connections a partition holds is the manifest's
-    /// (`[[connections]]`, checked by the broker), so the privilege alone
-    /// opens no channel. Partition management (CreatePort, ConnectPort,
-    /// ...) is the supervisor's, never a guest's; the flush and IPI
-    /// hypercalls need no privilege.
+    /// SynIC ([`Enlightenments::post_messages`], the rule the manifest's
+    /// `[[connections]]` check shares): a message or event arrives through
+    /// a SINT, and which connections a partition holds is the manifest's
+    /// (checked by the broker), so the privilege alone opens no channel.
+    /// Partition management (CreatePort, ConnectPort, ...) is the
+    /// supervisor's, never a guest's; the flush and IPI hypercalls need no
+    /// privilege.
     pub fn privileges(&self) -> HvPartitionPrivilegeMask {
         let has = |e| self.has(e);
         HvPartitionPrivilegeMask::new()
             .with_access_vp_run_time_reg(has(Enlightenment::VpRuntime))
             .with_access_partition_reference_counter(has(Enlightenment::TimeRefCount))
             .with_access_synic_regs(has(Enlightenment::Synic))
-            .with_post_messages(has(Enlightenment::Synic))
-            .with_signal_events(has(Enlightenment::Synic))
+            .with_post_messages(self.enlightenments.post_messages())
+            .with_signal_events(self.enlightenments.signal_events())
             .with_access_synthetic_timer_regs(has(Enlightenment::SyntheticTimers))
             .with_access_intr_ctrl_regs(has(Enlightenment::ApicMsrs))
             .with_access_hypercall_msrs(has(Enlightenment::Hypercall))
@@ -95,8 +96,8 @@ impl EnlightenmentProfile {
             .with_fast_hypercall_output_available(self.has(Enlightenment::Hypercall))
             // SINTx polling (TLFS 11.8.5) with the SynIC; direct-mode timers
             // (12.2) with the timers: every VP has a local APIC.
-            .with_sint_polling_mode_available(self.has(Enlightenment::Synic))
-            .with_direct_synthetic_timers(self.has(Enlightenment::SyntheticTimers))
+            .with_sint_polling_mode_available(self.enlightenments.sint_polling())
+            .with_direct_synthetic_timers(self.enlightenments.direct_synthetic_timers())
     }
 
     /// Leaf 0x4000_0004 EAX.

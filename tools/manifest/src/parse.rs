@@ -718,6 +718,11 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
                 None
             }
         };
+        if let Some(t) = port_type {
+            check_connection_ends(c, t, [from, to].map(|k| k.and_then(|k| checked[k].as_ref())), &mut |f, m| {
+                err(e, f, m)
+            });
+        }
         let id = |field: &str, v: i64, e: &mut Vec<Error>| -> Option<u32> {
             let id = u32::try_from(v).ok().filter(|&v| v <= MAX_CONNECTION_ID);
             if id.is_none() {
@@ -814,6 +819,51 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
         }
     }
     out
+}
+
+/// A connection's ends have what its port type needs (TLFS 11.11): the
+/// holder (`from`) the privilege its guest calls with, the port's
+/// partition (`to`) the SynIC its deliveries arrive through; the rules are
+/// [`PortType::holder_can`] and [`PortType::owner_can`], which the compiled
+/// manifest's check and the VID's CPUID share. `ends` are the checked
+/// partitions (`None`: not valid, reported already).
+fn check_connection_ends(
+    c: &ConnectionToml,
+    t: PortType,
+    ends: [Option<&Partition>; 2],
+    err: &mut dyn FnMut(&str, String),
+) {
+    let kind = &c.port_type;
+    let a = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let (call, arrives) = match t {
+        PortType::Message => ("HvPostMessage", "a SIM slot and a SINT"),
+        PortType::Event => ("HvSignalEvent", "SIEF flags and a SINT"),
+        PortType::Monitor => {
+            ("HvSignalEvent (its trigger is signalled on its behalf, TLFS 11.7)", "SIEF flags and a SINT")
+        }
+    };
+    let add = "add synic = true to its enlightenments";
+    if ends[0].is_some_and(|p| !t.holder_can(p.enlightenments)) {
+        err(
+            "from",
+            format!(
+                "partition \"{}\" cannot hold {a} {kind} connection: it would call {call}, which needs the {} privilege, \
+                 granted with synic ({add})",
+                c.from,
+                t.privilege()
+            ),
+        );
+    }
+    if ends[1].is_some_and(|p| !t.owner_can(p.enlightenments)) {
+        err(
+            "to",
+            format!(
+                "partition \"{}\" cannot own {a} {kind} port: its deliveries arrive through the SynIC, in {arrives} \
+                 ({add})",
+                c.to
+            ),
+        );
+    }
 }
 
 /// Parses and checks a manifest; `origin` names it in TOML error locations

@@ -965,6 +965,20 @@ fn unimplemented_enlightenment() {
 }
 
 #[test]
+fn synthetic_timers_need_the_reference_counter() {
+    let text = "enlightenments = { hypercall = true, vp_index = true, synic = true, synthetic_timers = true }";
+    assert_errors(
+        &with_vid(&partition("linux", text)),
+        &["partition \"linux\": enlightenments: synthetic_timers requires time_ref_count"],
+    );
+    let both = "enlightenments = { profile = \"none\", hypercall = true, vp_index = true, synic = true, \
+                synthetic_timers = true, time_ref_count = true }";
+    let m = parse(&with_vid(&partition("linux", both)), "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let set = m.partitions[0].enlightenments;
+    assert!(set.contains(tessera_manifest::Enlightenment::SyntheticTimers) && set.direct_synthetic_timers());
+}
+
+#[test]
 fn synthetic_timers_need_the_synic() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synthetic_timers = true }")),
@@ -1150,10 +1164,13 @@ fn connected(connections: &str) -> String {
         "{}{}{vid}\n{}{}\n{connections}",
         system(&manager("")),
         task("broker", 15, "serves = [\"broker\"]"),
-        partition("alpha", "vcpus = 2"),
-        partition("beta", "").replace("64MiB", "2MiB"),
+        partition("alpha", &format!("vcpus = 2\n{SYNIC}")),
+        partition("beta", SYNIC).replace("64MiB", "2MiB"),
     )
 }
+
+/// What a connection's ends need: the SynIC (its privileges and SINTs).
+const SYNIC: &str = "enlightenments = { profile = \"hyperv\", synic = true }";
 
 /// One `[[connections]]` entry: alpha to beta, then `extra` lines.
 fn connection(from: &str, to: &str, port_type: &str, extra: &str) -> String {
@@ -1201,6 +1218,47 @@ fn valid_connections_are_accepted_and_compiled() {
 }
 
 #[test]
+fn connection_ends_without_the_synic() {
+    for (a, port_type, extra, call, privilege, arrives) in [
+        ("a", "message", "", "HvPostMessage", "PostMessages", "a SIM slot and a SINT"),
+        ("an", "event", "\nflag = 1", "HvSignalEvent", "SignalEvents", "SIEF flags and a SINT"),
+        (
+            "a",
+            "monitor",
+            "",
+            "HvSignalEvent (its trigger is signalled on its behalf, TLFS 11.7)",
+            "SignalEvents",
+            "SIEF flags and a SINT",
+        ),
+    ] {
+        let text = connected(&connection("alpha", "beta", port_type, &format!("{IDS}{extra}")));
+        let holder = text.replacen(SYNIC, "enlightenments = \"hyperv\"", 1);
+        assert_errors(
+            &holder,
+            &[&format!(
+                "connection 1 (\"alpha\" to \"beta\"): from: partition \"alpha\" cannot hold {a} {port_type} connection: it \
+                 would call {call}, which needs the {privilege} privilege, granted with synic (add synic = true to its \
+                 enlightenments)"
+            )],
+        );
+        let owner = text.replace(&format!("vid = \"vid\"\n{SYNIC}\n"), "vid = \"vid\"\n");
+        assert_errors(
+            &owner,
+            &[&format!(
+                "connection 1 (\"alpha\" to \"beta\"): to: partition \"beta\" cannot own {a} {port_type} port: its \
+                 deliveries arrive through the SynIC, in {arrives} (add synic = true to its enlightenments)"
+            )],
+        );
+    }
+    // A self-connection without the SynIC: both of its ends are refused.
+    let text = connected(&connection("beta", "beta", "message", IDS)).replace(
+        &format!("vid = \"vid\"\n{SYNIC}\n"),
+        "vid = \"vid\"\nenlightenments = { profile = \"hyperv\", synic = false }\n",
+    );
+    assert_eq!(parse(&text, "t.toml").map(|_| ()).map_err(|e| e.messages().len()), Err(2));
+}
+
+#[test]
 fn connection_to_an_unknown_partition() {
     assert_errors(
         &connected(&connection("alpha", "betta", "message", IDS)),
@@ -1241,7 +1299,7 @@ fn connection_of_a_vid_not_using_the_broker() {
 
 #[test]
 fn connections_without_a_broker() {
-    let text = with_vid(&format!("{}{}", partition("alpha", ""), connection("alpha", "alpha", "message", IDS)));
+    let text = with_vid(&format!("{}{}", partition("alpha", SYNIC), connection("alpha", "alpha", "message", IDS)));
     assert_errors(
         &text,
         &[

@@ -301,6 +301,37 @@ impl Enlightenments {
         }
     }
 
+    /// The hypercall privilege PostMessages (`HvPostMessage`, TLFS
+    /// 11.11.1; leaf 0x4000_0003 EBX bit 4): granted with the SynIC, as
+    /// messages arrive in a SIM slot. Which connections a partition holds
+    /// is the manifest's, so the privilege alone opens no channel.
+    pub const fn post_messages(self) -> bool {
+        self.contains(Enlightenment::Synic)
+    }
+
+    /// The hypercall privilege SignalEvents (`HvSignalEvent`, TLFS
+    /// 11.11.2; EBX bit 5): granted with the SynIC, as flags arrive in a
+    /// SIEF page.
+    pub const fn signal_events(self) -> bool {
+        self.contains(Enlightenment::Synic)
+    }
+
+    /// SINT polling (leaf 0x4000_0003 EDX bit 17, TLFS 11.8.5): a SINT
+    /// setting, so with the SynIC.
+    pub const fn sint_polling(self) -> bool {
+        self.contains(Enlightenment::Synic)
+    }
+
+    /// Direct-mode synthetic timers (EDX bit 19, TLFS 12.2): with the
+    /// timers, as a direct timer asserts its vector at the VP's local APIC
+    /// and every VP has one (the VID's, CPUID.1:EDX.APIC), whatever the
+    /// profile. The APIC MSRs (`apic_msrs`) are another way to reach that
+    /// APIC, which direct mode does not need: its EOI may go to the xAPIC
+    /// page.
+    pub const fn direct_synthetic_timers(self) -> bool {
+        self.contains(Enlightenment::SyntheticTimers)
+    }
+
     /// The first problem [`Enlightenments::for_each_error`] finds.
     pub fn check(self) -> Result<(), EnlightenmentError> {
         let mut first = None;

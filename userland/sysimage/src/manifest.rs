@@ -33,8 +33,11 @@
 //!   twice is a self-connection, legal as in Hyper-V), 24-bit IDs unique
 //!   per partition (connection IDs per `from`, port IDs per `to`), a target
 //!   VP of the port's partition, a SINT below [`SINT_COUNT`], event flags
-//!   inside one SINT's [`EVENT_FLAGS_PER_SINT`] (events only); a task serves
-//!   the [`BROKER`] endpoint and the VIDs of both partitions use it.
+//!   inside one SINT's [`EVENT_FLAGS_PER_SINT`] (events only); the holder's
+//!   enlightenments grant the port type's privilege and the port's
+//!   partition has the SynIC ([`PortType::holder_can`],
+//!   [`PortType::owner_can`]); a task serves the [`BROKER`] endpoint and
+//!   the VIDs of both partitions use it.
 
 pub use crate::enlightenments::Enlightenments;
 use crate::{Error, PAGE_SIZE, objects, valid_name};
@@ -366,6 +369,32 @@ pub enum PortType {
 }
 
 impl PortType {
+    /// The hypercall privilege the partition holding a connection to such
+    /// a port calls with: PostMessages for a message port, SignalEvents
+    /// for an event port and for a monitor port (whose trigger the
+    /// hypervisor signals on the holder's behalf, TLFS 11.7).
+    pub const fn privilege(self) -> &'static str {
+        match self {
+            PortType::Message => "PostMessages",
+            PortType::Event | PortType::Monitor => "SignalEvents",
+        }
+    }
+
+    /// Whether a partition with `e` may hold a connection to such a port:
+    /// its profile grants [`PortType::privilege`].
+    pub const fn holder_can(self, e: Enlightenments) -> bool {
+        match self {
+            PortType::Message => e.post_messages(),
+            PortType::Event | PortType::Monitor => e.signal_events(),
+        }
+    }
+
+    /// Whether a partition with `e` may own such a port: its deliveries
+    /// arrive through the target VP's SynIC (a SIM slot, or SIEF flags).
+    pub const fn owner_can(self, e: Enlightenments) -> bool {
+        e.contains(crate::Enlightenment::Synic)
+    }
+
     /// The TLFS `HV_PORT_TYPE` value.
     pub const fn tlfs(self) -> u32 {
         match self {
@@ -727,6 +756,9 @@ impl Manifest<'_> {
             }
             if earlier.iter().any(|o| o.to == c.to && o.port_id == c.port_id) {
                 return bad("port ID used twice in one partition");
+            }
+            if !c.port_type.holder_can(from.enlightenments) || !c.port_type.owner_can(to.enlightenments) {
+                return bad("a partition lacks the SynIC privilege or SINTs its connection needs");
             }
             if self.broker().is_none() {
                 return bad("no task serves the broker's endpoint");

@@ -88,6 +88,8 @@ fn connected() -> Manifest<'static> {
     m.tasks.push(broker).unwrap();
     m.endpoints.push(Endpoint { name: BROKER, server: TaskIndex(4) }).unwrap();
     m.tasks[2].uses.push(Use { endpoint: EndpointIndex(2), name: BROKER }).unwrap();
+    // Messages and events travel through the SynIC of both ends.
+    m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
     let mut peer = m.partitions[0].clone();
     peer.name = "peer";
     peer.memory = 2 << 20;
@@ -168,6 +170,22 @@ fn connections_round_trip_and_are_checked() {
     bad("port ID used twice in one partition", &|m| {
         again(m);
         m.connections[1].connection_id = 1;
+    });
+    let synic = "a partition lacks the SynIC privilege or SINTs its connection needs";
+    for port_type in [PortType::Event, PortType::Monitor] {
+        bad(synic, &|m| {
+            m.connections[0].port_type = port_type;
+            if port_type == PortType::Monitor {
+                (m.connections[0].flag, m.connections[0].flag_count) = (0, 0);
+            }
+            m.partitions[0].enlightenments = Enlightenments::HYPERV;
+        });
+    }
+    bad(synic, &|m| m.partitions[1].enlightenments = Enlightenments::HYPERV);
+    bad(synic, &|m| {
+        m.connections[0].port_type = PortType::Message;
+        (m.connections[0].flag, m.connections[0].flag_count) = (0, 0);
+        m.partitions[0].enlightenments = Enlightenments::NONE;
     });
     bad("a partition's VID does not use the broker", &|m| _ = m.tasks[2].uses.pop());
     bad("no task serves the broker's endpoint", &|m| {
@@ -535,4 +553,24 @@ fn each_enlightenment_error() {
         },]
     );
     assert_eq!(std::format!("{}", errors[0]), "synthetic_timers requires time_ref_count and synic");
+}
+
+/// The privileges and features derived from a set: the SynIC's hypercall
+/// privileges and SINT polling with it, direct mode with the timers; a
+/// connection's ends need the SynIC whatever its type.
+#[test]
+fn derived_grants_follow_their_enlightenment() {
+    let base = Enlightenments::HYPERV;
+    let synic = base.with(Enlightenment::Synic, true);
+    let timers = synic.with(Enlightenment::SyntheticTimers, true);
+    for (set, sint, direct) in [(base, false, false), (synic, true, false), (timers, true, true)] {
+        assert_eq!((set.post_messages(), set.signal_events(), set.sint_polling()), (sint, sint, sint));
+        assert_eq!(set.direct_synthetic_timers(), direct);
+    }
+    for port_type in [PortType::Message, PortType::Event, PortType::Monitor] {
+        assert!(port_type.holder_can(synic) && port_type.owner_can(synic));
+        assert!(!port_type.holder_can(base) && !port_type.owner_can(base));
+    }
+    assert_eq!(PortType::Message.privilege(), "PostMessages");
+    assert_eq!(PortType::Monitor.privilege(), "SignalEvents");
 }

@@ -151,3 +151,52 @@ fn one_thread_per_core_is_every_vp_a_core() {
     assert_eq!(topology_leaves(Topology::cores(2), 0).0[0], SIGNATURE);
     assert_eq!(cpuid_for_vp(&hyperv(), 0, Topology::cores(2), 1, 0xb, 0x1ff), [0, 0, 0xff, 1]);
 }
+
+/// No profile the VID accepts grants a CPUID bit whose TLFS dependency it
+/// does not grant too, over every set of the implemented enlightenments
+/// (the rules in raw TLFS bits, 2.4.4, 2.4.5, 4.2.2, not the crate's
+/// names). The VID refuses the others ([`EnlightenmentProfile::new`]).
+#[test]
+fn every_accepted_profile_grants_each_bit_with_its_dependencies() {
+    let implemented: Vec<Enlightenment> = Enlightenment::ALL.into_iter().filter(|e| e.is_implemented()).collect();
+    let bit = |r: u32, n: u32| r & (1 << n) != 0;
+    let mut accepted = 0;
+    for mask in 0u32..1 << implemented.len() {
+        let set =
+            implemented.iter().enumerate().fold(Enlightenments::NONE, |set, (i, &e)| set.with(e, mask & (1 << i) != 0));
+        let Ok(p) = EnlightenmentProfile::new(set, 4, 0) else { continue };
+        accepted += 1;
+        let [a, b, _, d] = cpuid(&p, 0, 0x4000_0003, 0);
+        let [hints, retries, _, _] = cpuid(&p, 0, 0x4000_0004, 0);
+        let apic = bit(cpuid(&p, 0, 1, 0)[3], 9);
+        let rules = [
+            // Any privilege or feature: the "Hv#1" MSRs (hypercall, VP index).
+            (a | b | d != 0, bit(a, 5) && bit(a, 6)),
+            // Synthetic timers: the SynIC and the reference counter (12.5).
+            (bit(a, 3), bit(a, 2) && bit(a, 1)),
+            // Direct mode: the timers, and a local APIC (12.2).
+            (bit(d, 19), bit(a, 3) && apic),
+            // The reference TSC page falls back on the counter (12.7.3).
+            (bit(a, 9), bit(a, 1)),
+            // PostMessages, SignalEvents, SINT polling: the SynIC (11).
+            (bit(b, 4) || bit(b, 5) || bit(d, 17), bit(a, 2)),
+            // Hypercall MSR lock, XMM fast input and output: the hypercall page.
+            (bit(d, 18) || bit(d, 4) || bit(d, 15), bit(a, 5)),
+            // Guest idle and frequency features: their MSRs.
+            (bit(d, 5), bit(a, 10)),
+            (bit(d, 8), bit(a, 11)),
+            // Hints: the APIC MSRs and reset MSR with their privileges; the
+            // Ex masks with a hypercall that takes them; a retry count with
+            // the hypercall page (HvNotifyLongSpinWait).
+            (bit(hints, 3), bit(a, 4)),
+            (bit(hints, 4), bit(a, 7)),
+            (bit(hints, 11), bit(hints, 2) || bit(hints, 10)),
+            (p.hypervisor_present() && retries != u32::MAX, bit(a, 5)),
+        ];
+        for (i, (granted, needs)) in rules.into_iter().enumerate() {
+            assert!(!granted || needs, "rule {i}: {set:?} gives {a:#x} {b:#x} {d:#x} {hints:#x}");
+        }
+    }
+    // The refusals are not everything: "none", "hyperv" and more pass.
+    assert!(accepted > 1000, "{accepted}");
+}

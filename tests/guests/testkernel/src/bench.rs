@@ -58,6 +58,84 @@ pub fn line(what: &str, samples: &Samples) -> Text<{ CONSOLE_LINE_MAX - PREFIX.l
 /// What every line of the kernel starts with.
 pub const PREFIX: &str = "testkernel: ";
 
+/// A periodic timer's ticks against its schedule, in reference time (100
+/// ns units): tick i is due `(i + 1) * period` after `start`, when it was
+/// enabled; lateness is its arrival minus that, an interval the time
+/// since the previous arrival (the first: since `start`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Jitter {
+    pub ticks: u64,
+    /// Arrivals before their due time (the TLFS forbids them).
+    pub early: u64,
+    pub late_mean: u64,
+    pub late_max: u64,
+    pub interval_min: u64,
+    pub interval_max: u64,
+    /// The intervals' standard deviation, rounded down.
+    pub interval_sd: u64,
+}
+
+impl Jitter {
+    /// The summary of `arrivals` (in order) of a timer of `period` enabled at `start`.
+    pub fn of(start: u64, period: u64, arrivals: &[u64]) -> Jitter {
+        let mut j = Jitter { ticks: arrivals.len() as u64, interval_min: u64::MAX, ..Jitter::default() };
+        let (mut late_sum, mut sum, mut squares, mut last) = (0u128, 0u128, 0u128, start);
+        for (i, &at) in arrivals.iter().enumerate() {
+            let due = start.wrapping_add(period.wrapping_mul(i as u64 + 1));
+            match at.checked_sub(due) {
+                None => j.early += 1,
+                Some(late) => (late_sum, j.late_max) = (late_sum + u128::from(late), j.late_max.max(late)),
+            }
+            let interval = at.wrapping_sub(last);
+            (j.interval_min, j.interval_max) = (j.interval_min.min(interval), j.interval_max.max(interval));
+            (sum, squares) = (sum + u128::from(interval), squares + u128::from(interval) * u128::from(interval));
+            last = at;
+        }
+        let n = u128::from(j.ticks.max(1));
+        j.late_mean = (late_sum / n) as u64;
+        // Variance (n Σx² - (Σx)²) / n², exact in integers.
+        j.interval_sd = isqrt((n * squares).saturating_sub(sum * sum) / (n * n)) as u64;
+        if j.ticks == 0 {
+            j.interval_min = 0;
+        }
+        j
+    }
+}
+
+/// The integer square root (Newton's method; no floating point here).
+fn isqrt(v: u128) -> u128 {
+    if v < 2 {
+        return v;
+    }
+    let mut x = v;
+    let mut y = x.div_ceil(2);
+    while y < x {
+        x = y;
+        y = (x + v / x) / 2;
+    }
+    x
+}
+
+/// The two lines for the jitter of `mode`'s ticks (without the
+/// `testkernel: ` prefix), which `tessera bench` parses, in 100 ns units:
+/// `bench: stimer lateness (<mode>): <ticks> ticks, <early> early, mean
+/// <m> max <m> (100 ns)` and `bench: stimer intervals (<mode>): <min>..<max>
+/// sd <sd> (100 ns)`.
+pub fn jitter_lines(mode: &str, j: &Jitter) -> [Text<{ CONSOLE_LINE_MAX - PREFIX.len() - 1 }>; 2] {
+    let (mut late, mut intervals) = (Text::new(), Text::new());
+    let _ = write!(
+        late,
+        "bench: stimer lateness ({mode}): {} ticks, {} early, mean {} max {} (100 ns)",
+        j.ticks, j.early, j.late_mean, j.late_max
+    );
+    let _ = write!(
+        intervals,
+        "bench: stimer intervals ({mode}): {}..{} sd {} (100 ns)",
+        j.interval_min, j.interval_max, j.interval_sd
+    );
+    [late, intervals]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +150,30 @@ mod tests {
         assert_eq!((s.mean(), s.least(), s.count()), (200, 100, 4));
         s.add(u64::MAX);
         assert_eq!(s.mean(), u64::MAX / 5, "the total saturates");
+    }
+
+    #[test]
+    fn jitter_is_measured_against_the_schedule() {
+        // Due at 110, 120, 130, 140: on time, 3 late, 1 late, 5 early.
+        let j = Jitter::of(100, 10, &[110, 123, 131, 135]);
+        assert_eq!((j.ticks, j.early, j.late_mean, j.late_max), (4, 1, 1, 3));
+        // Intervals 10, 13, 8, 4: mean 8.75, variance 10.6875.
+        assert_eq!((j.interval_min, j.interval_max, j.interval_sd), (4, 13, 3));
+        let steady = Jitter::of(0, 10_000, &[10_000, 20_000, 30_000]);
+        assert_eq!((steady.early, steady.late_max, steady.interval_min, steady.interval_sd), (0, 0, 10_000, 0));
+        assert_eq!(Jitter::of(5, 1, &[]), Jitter::default());
+        let [late, intervals] = jitter_lines("message mode", &Jitter::of(100, 10, &[110, 123, 131, 135]));
+        assert_eq!(late.as_str(), "bench: stimer lateness (message mode): 4 ticks, 1 early, mean 1 max 3 (100 ns)");
+        assert_eq!(intervals.as_str(), "bench: stimer intervals (message mode): 4..13 sd 3 (100 ns)");
+        // Eight digits each (10 s) still fit whole.
+        let n = 99_999_999;
+        let big =
+            Jitter { ticks: n, early: n, late_mean: n, late_max: n, interval_min: n, interval_max: n, interval_sd: n };
+        assert!(jitter_lines("message mode", &big).iter().all(|l| l.as_str().ends_with(" (100 ns)")));
+        assert_eq!(
+            (isqrt(0), isqrt(1), isqrt(15), isqrt(16), isqrt(u128::from(u64::MAX))),
+            (0, 1, 3, 4, u128::from(u32::MAX))
+        );
     }
 
     #[test]

@@ -379,8 +379,9 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     if crate::smpbench::interrupt(vector) {
         return;
     }
-    // The timers test's local APIC timer (its handler reads the TSC too).
-    if crate::timers::interrupt(vector) {
+    // The timers test's local APIC timer (its handler reads the TSC too),
+    // and the stimer jitter figure's ticks (reference time).
+    if crate::timers::interrupt(vector) || crate::stimer_bench::interrupt(vector) {
         return;
     }
     let irq_base = u64::from(protocol::IRQ_BASE);

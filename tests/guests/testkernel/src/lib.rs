@@ -261,6 +261,11 @@ pub enum Test {
     /// `HV_X64_MSR_TIME_REF_COUNT` within 2 %, and one-shots of 1 ms fire
     /// never early and less than 1 ms late.
     Timers,
+    /// Not in `tests=all`. The stimer jitter figure of `tessera bench`
+    /// (`stimer_bench.rs`): STIMER0 periodic at 1 ms for 1000 ticks in
+    /// message mode, then direct mode, timed in reference time: lateness
+    /// against the schedule and the spread of the intervals.
+    StimerJitter,
     /// Not in `tests=all` (`role=alpha|beta|gamma`, `messaging.toml`).
     /// HvPostMessage and HvSignalEvent between partitions: messages and
     /// event flags both ways with their SINT vectors, a busy slot's
@@ -275,7 +280,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 23] = [
+    pub const EXPLICIT: [Test; 24] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -298,6 +303,7 @@ impl Test {
         Test::Turns,
         Test::Topology,
         Test::Timers,
+        Test::StimerJitter,
         Test::Messaging,
     ];
 
@@ -379,6 +385,7 @@ impl Test {
             Test::Turns => "turns",
             Test::Topology => "topology",
             Test::Timers => "timers",
+            Test::StimerJitter => "stimer-jitter",
             Test::Messaging => "messaging",
         }
     }

@@ -38,6 +38,8 @@ mod smpbench;
 #[cfg(target_os = "none")]
 mod state_suite;
 #[cfg(target_os = "none")]
+mod stimer_bench;
+#[cfg(target_os = "none")]
 mod suite;
 #[cfg(target_os = "none")]
 mod timers;

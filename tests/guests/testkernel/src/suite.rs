@@ -99,6 +99,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::Turns => turns::run(magic, info, cmdline),
         Test::Topology => siblings::run(magic, info, cmdline),
         Test::Timers => crate::timers::run(hw::tsc_hz()),
+        Test::StimerJitter => crate::stimer_bench::run(),
         Test::Messaging => crate::messaging::run(cmdline),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
