@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi;
+pub mod bus;
 pub mod cpuid;
 pub mod entry;
 pub mod exits;
