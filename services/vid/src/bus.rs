@@ -25,6 +25,8 @@ pub enum PortId {
     Pm1,
     /// QEMU's `isa-debug-exit` convention ([`DebugExit`]).
     DebugExit,
+    /// QEMU's `hyperv-testdev` ([`crate::testdev`]), if the manifest gives it.
+    HvTestDev,
 }
 
 /// Ports `first..first + count` go to `device`.
@@ -66,6 +68,7 @@ pub const PORT_ROUTES: &[PortRoute] = {
         route(PM1A_EVT_BLK, PM1_EVT_LEN as u16, Pm1),
         route(PM1A_CNT_BLK, PM1_CNT_LEN as u16, Pm1),
         route(RESET_PORT, 1, Pm1),
+        route(crate::testdev::PORT, crate::testdev::PORT_COUNT, HvTestDev),
     ]
 };
 
@@ -117,6 +120,16 @@ pub enum PortEffect {
     TestExit(u32),
     PowerOff,
     Reset,
+    /// The test device asks for SINT `sint` of VP `vp` to be asserted.
+    AssertSint {
+        vp: u32,
+        sint: u8,
+    },
+    /// The test device ignored request `request`; `why` is for the log.
+    Refused {
+        request: u32,
+        why: &'static str,
+    },
 }
 
 /// A port access: the time and where console bytes go.

@@ -26,6 +26,7 @@ use crate::msr::Msrs;
 use crate::portio::string_io;
 use crate::profile::EnlightenmentProfile;
 use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
+use crate::testdev::TestDev;
 use crate::uart::{COM1_IRQ, Uart};
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
@@ -125,6 +126,8 @@ pub enum Event {
     /// The guest reported a crash through CRASH_CTL: CRASH_P0..P4 and the
     /// start of its message, if it gave one (bytes, length).
     GuestCrash { p: [u64; 5], message: Option<([u8; 96], usize)> },
+    /// The `hyperv-testdev` ignored a request ([`crate::testdev`]).
+    TestDevRefused { request: u32, why: &'static str },
 }
 
 impl fmt::Display for Event {
@@ -138,6 +141,9 @@ impl fmt::Display for Event {
                 write!(f, "rdmsr of unknown MSR {msr:#x} at rip {rip:#x} reads 0")
             }
             Event::ReadOnlyWrite { gpa, rip } => write!(f, "write to read-only GPA {gpa:#x} at rip {rip:#x} dropped"),
+            Event::TestDevRefused { request, why } => {
+                write!(f, "hyperv-testdev request {request:#010x} ignored: {why}")
+            }
             Event::Unemulated { gpa, rip, why } => {
                 write!(f, "access to GPA {gpa:#x} at rip {rip:#x} cannot be emulated: {why:?}")
             }
@@ -248,6 +254,8 @@ pub struct VmmConfig {
     pub threads_per_core: u32,
     /// The TSC when the partition was created (reference time 0).
     pub created_tsc: u64,
+    /// It has QEMU's `hyperv-testdev` ([`crate::testdev`]).
+    pub testdev: bool,
 }
 
 impl Default for VmmConfig {
@@ -259,6 +267,7 @@ impl Default for VmmConfig {
             vps: 1,
             threads_per_core: 1,
             created_tsc: 0,
+            testdev: false,
         }
     }
 }
@@ -275,6 +284,8 @@ pub struct Vmm {
     pub device: TestDevice,
     /// The port windows of the partition's devices.
     pub ports: PortBus,
+    /// QEMU's `hyperv-testdev`, if the manifest gives it.
+    pub testdev: Option<TestDev>,
     pub irq: Interrupts,
     pub synthetic: SyntheticPartition,
     /// What handling did to VPs other than the one that exited (IPIs,
@@ -318,7 +329,9 @@ impl Vmm {
         Vmm {
             msrs: Msrs::new(),
             device: TestDevice { scratch: 0 },
-            ports: PortBus::with(|_| true).expect("the port table has no overlap (host-tested)"),
+            ports: PortBus::with(|d| d != PortId::HvTestDev || c.testdev)
+                .expect("the port table has no overlap (host-tested)"),
+            testdev: c.testdev.then(|| TestDev::new(c.vps)),
             irq,
             synthetic: SyntheticPartition::new(c.profile, c.vendor, c.clock, c.created_tsc),
             effects: Effects::default(),
@@ -565,6 +578,10 @@ impl Vmm {
             Some(PortId::Uart) => &mut self.uart,
             Some(PortId::Pm1) => &mut self.pm1,
             Some(PortId::DebugExit) => &mut DebugExit,
+            Some(PortId::HvTestDev) => match self.testdev.as_mut() {
+                Some(t) => t,
+                None => &mut Unclaimed,
+            },
             None => &mut Unclaimed,
         };
         if !write {
@@ -583,6 +600,16 @@ impl Vmm {
             PortEffect::TestExit(value) => Action::Stop(Stop::TestExit { value }),
             PortEffect::PowerOff => Action::Stop(Stop::PowerOff),
             PortEffect::Reset => Action::Stop(Stop::Reset { rip: h.rip }),
+            PortEffect::AssertSint { vp, sint } => {
+                if self.synthetic.assert_sint(vp, sint) {
+                    self.synic_interrupts();
+                }
+                resume(&[next])
+            }
+            PortEffect::Refused { request, why } => {
+                events(Event::TestDevRefused { request, why });
+                resume(&[next])
+            }
         }
     }
 

@@ -31,6 +31,7 @@ pub mod profile;
 pub mod root;
 pub mod synic;
 pub mod synthetic;
+pub mod testdev;
 pub mod uart;
 
 use tessera_idl::{Badge, ServiceError};

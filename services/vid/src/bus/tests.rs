@@ -30,7 +30,8 @@ fn routes_match_the_devices_own_claims_on_every_port() {
             Some(PortId::Interrupts)
         } else if port == crate::portio::TEST_EXIT {
             Some(PortId::DebugExit)
-
+        } else if (crate::testdev::PORT..crate::testdev::PORT + 4).contains(&port) {
+            Some(PortId::HvTestDev)
         } else {
             None
         };
@@ -61,6 +62,9 @@ fn a_bus_holds_only_the_devices_it_is_given() {
     assert_eq!(bus.route(0x3f8), Some(PortId::Uart));
     assert_eq!(bus.route(0x20), None);
     assert_eq!(bus.route(crate::portio::TEST_EXIT), None);
+    let without = PortBus::with(|d| d != PortId::HvTestDev).unwrap();
+    assert_eq!(without.route(0x3000), None);
+    assert_eq!(without.route(0x3f8), Some(PortId::Uart));
 }
 
 #[test]
