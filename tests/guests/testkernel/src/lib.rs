@@ -267,6 +267,11 @@ pub enum Test {
     /// MessagePending and delivery after EOM, a full port queue, the
     /// refusals, and a partition without connections refused.
     Messaging,
+    /// Not in `tests=all` (2 VPs, `testdev.toml`). The SynIC through QEMU's
+    /// `hyperv-testdev`: SINT routes fired from VP 0 to VP 1 (auto-EOI and
+    /// polled too), a message echo with a busy slot and redelivery after
+    /// EOM, event flags that interrupt only when they go from clear to set.
+    Testdev,
 }
 
 impl Test {
@@ -275,7 +280,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 23] = [
+    pub const EXPLICIT: [Test; 24] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -299,6 +304,7 @@ impl Test {
         Test::Topology,
         Test::Timers,
         Test::Messaging,
+        Test::Testdev,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -380,6 +386,7 @@ impl Test {
             Test::Topology => "topology",
             Test::Timers => "timers",
             Test::Messaging => "messaging",
+            Test::Testdev => "testdev",
         }
     }
 

@@ -40,6 +40,8 @@ mod state_suite;
 #[cfg(target_os = "none")]
 mod suite;
 #[cfg(target_os = "none")]
+mod testdev;
+#[cfg(target_os = "none")]
 mod timers;
 #[cfg(target_os = "none")]
 mod tlfs_suite;

@@ -100,6 +100,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::Topology => siblings::run(magic, info, cmdline),
         Test::Timers => crate::timers::run(hw::tsc_hz()),
         Test::Messaging => crate::messaging::run(cmdline),
+        Test::Testdev => crate::testdev::run(magic, info),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }
