@@ -588,7 +588,8 @@ fn messages_and_events_pass(run: &Boot) {
 /// guest's `tests=testdev` on 2 VPs): routes fired from VP 0 interrupt VP 1
 /// (auto-EOI out of service, a polled SINT silent, a destroyed route
 /// ignored and logged), the echo connection's messages with a busy slot
-/// and redelivery after EOM, an event flag's one interrupt.
+/// and redelivery after EOM, an event flag's one interrupt. In Bochs it
+/// takes about 13 s.
 fn testdev_passes(run: &Boot) {
     let line = |text: &str| format!("[vid] testdev: testkernel: testdev: {text}");
     let lines = [
@@ -623,6 +624,12 @@ fn testdev_passes(run: &Boot) {
 fn qemu_testdev_drives_the_synic() {
     let m = manifest("testdev.toml");
     testdev_passes(&boot("qemu_testdev_drives_the_synic", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_testdev_drives_the_synic() {
+    let m = manifest("testdev.toml");
+    testdev_passes(&boot("bochs_testdev_drives_the_synic", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
 }
 
 /// A guest that triple-faults stops only its own partition.
