@@ -584,6 +584,54 @@ fn messages_and_events_pass(run: &Boot) {
     run.assert_halted(0);
 }
 
+/// The SynIC through QEMU's `hyperv-testdev` (issue #11, acceptance 2; the
+/// guest's `tests=testdev` on 2 VPs): routes fired from VP 0 interrupt VP 1
+/// (auto-EOI out of service, a polled SINT silent, a destroyed route
+/// ignored and logged), the echo connection's messages with a busy slot
+/// and redelivery after EOM, an event flag's one interrupt. In Bochs it
+/// takes about 13 s.
+fn testdev_passes(run: &Boot) {
+    let line = |text: &str| format!("[vid] testdev: testkernel: testdev: {text}");
+    let lines = [
+        line("VP 1 up, SINT5, SINT6 (auto-EOI) and SINT7 (polled) set"),
+        line("route to VP 1 SINT5 fired from VP 0: vector 0xd6 taken 1 times, in service: true"),
+        line("route to VP 1 SINT6 fired from VP 0: vector 0xd7 taken 1 times, in service: false"),
+        line("route to VP 1 SINT7 (polled) fired from VP 0: 0 interrupts"),
+        "[vid] testdev: hyperv-testdev request 0x00030105 ignored: no such route".to_string(),
+        line("destroyed route fired: 1 interrupts"),
+        line("post on echo connection 1: SUCCESS"),
+        line("echo in SINT2: type 0x51 size 8 port 0x1 flags 0x0 \"echo one\" (1 interrupts)"),
+        line("post while the slot is busy: SUCCESS"),
+        line("busy slot: type 0x51 flags 0x1"),
+        line("post while one waits: INSUFFICIENT_BUFFERS"),
+        line("echo in SINT2: type 0x52 size 8 port 0x1 flags 0x0 \"echo two\" (1 interrupts)"),
+        line("post on destroyed connection 1: INVALID_CONNECTION_ID"),
+        line("signal event connection 9: SUCCESS"),
+        line("flag 9 of SINT3 set: true, 1 interrupts"),
+        line("signal again while the flag is set: SUCCESS"),
+        line("flag already set: 0 more interrupts"),
+        line("signal flag 1 of the one-flag port: INVALID_PARAMETER"),
+        line("signal destroyed event connection 9: INVALID_CONNECTION_ID"),
+        line("ok"),
+    ];
+    assert_in_order(run, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    run.assert_serial_lacks("faulted");
+    run.assert_serial_lacks("FAIL");
+    run.assert_halted(0);
+}
+
+#[test]
+fn qemu_testdev_drives_the_synic() {
+    let m = manifest("testdev.toml");
+    testdev_passes(&boot("qemu_testdev_drives_the_synic", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_testdev_drives_the_synic() {
+    let m = manifest("testdev.toml");
+    testdev_passes(&boot("bochs_testdev_drives_the_synic", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
+}
+
 /// A guest that triple-faults stops only its own partition.
 #[test]
 fn qemu_guest_crash_leaves_others_running() {

@@ -44,8 +44,8 @@
 //! 2. Marks `base_gpa .. base_gpa + REGION_SIZE` reserved in the e820 map.
 //! 3. Optionally puts [`AcpiTables::rsdp_gpa`] in the boot parameters'
 //!    `acpi_rsdp_addr` (offset 0x070) so Linux need not scan.
-//! 4. Routes port I/O for which [`Pm1::claims_port`] is true to one [`Pm1`]
-//!    per partition, stops the partition on [`Pm1Effect::PowerOff`],
+//! 4. Routes port I/O of PM1's windows ([`crate::bus::PORT_ROUTES`]) to one
+//!    [`Pm1`] per partition, stops the partition on [`Pm1Effect::PowerOff`],
 //!    restarts (or stops) it on [`Pm1Effect::Reset`], and refuses
 //!    [`Pm1Effect::Sleep`] as unsupported.
 //! 5. Keeps APIC ID = VP index (the MADT says so) and its I/O APIC at

@@ -1,5 +1,5 @@
-//! Handling a virtual processor's intercepts: port I/O (the UART, the
-//! test-exit port, string I/O), CPUID, MSRs, HLT, MMIO and read-only pages
+//! Handling a virtual processor's intercepts: port I/O (through the device
+//! bus, [`crate::bus`], and string I/O), CPUID, MSRs, HLT, MMIO and read-only pages
 //! (fetching, decoding and emulating the instruction), and what the kernel
 //! is told to do next. Pure, so it is tested on the host over a fake
 //! [`Guest`].
@@ -13,16 +13,20 @@
 
 use core::fmt;
 
-use crate::acpi::{Pm1, Pm1Effect};
+use crate::acpi::Pm1;
+use crate::bus::{
+    DebugExit, MmioDevice, MmioId, PortAccess, PortBus, PortDevice, PortEffect, PortId, Unclaimed, mmio_route,
+};
 use crate::cpuid::{Topology, cpuid_for_vp};
 use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
 use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Interrupts};
 use crate::messaging::{Connections, Delivered, Delivery, NoConnections};
 use crate::mmio::TestDevice;
 use crate::msr::Msrs;
-use crate::portio::{PortWrite, port_read, port_write, string_io};
+use crate::portio::string_io;
 use crate::profile::EnlightenmentProfile;
 use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
+use crate::testdev::TestDev;
 use crate::uart::{COM1_IRQ, Uart};
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
@@ -122,6 +126,8 @@ pub enum Event {
     /// The guest reported a crash through CRASH_CTL: CRASH_P0..P4 and the
     /// start of its message, if it gave one (bytes, length).
     GuestCrash { p: [u64; 5], message: Option<([u8; 96], usize)> },
+    /// The `hyperv-testdev` ignored a request ([`crate::testdev`]).
+    TestDevRefused { request: u32, why: &'static str },
 }
 
 impl fmt::Display for Event {
@@ -135,6 +141,9 @@ impl fmt::Display for Event {
                 write!(f, "rdmsr of unknown MSR {msr:#x} at rip {rip:#x} reads 0")
             }
             Event::ReadOnlyWrite { gpa, rip } => write!(f, "write to read-only GPA {gpa:#x} at rip {rip:#x} dropped"),
+            Event::TestDevRefused { request, why } => {
+                write!(f, "hyperv-testdev request {request:#010x} ignored: {why}")
+            }
             Event::Unemulated { gpa, rip, why } => {
                 write!(f, "access to GPA {gpa:#x} at rip {rip:#x} cannot be emulated: {why:?}")
             }
@@ -245,6 +254,8 @@ pub struct VmmConfig {
     pub threads_per_core: u32,
     /// The TSC when the partition was created (reference time 0).
     pub created_tsc: u64,
+    /// It has QEMU's `hyperv-testdev` ([`crate::testdev`]).
+    pub testdev: bool,
 }
 
 impl Default for VmmConfig {
@@ -256,6 +267,7 @@ impl Default for VmmConfig {
             vps: 1,
             threads_per_core: 1,
             created_tsc: 0,
+            testdev: false,
         }
     }
 }
@@ -270,6 +282,10 @@ pub const APIC_HZ: u64 = 100_000_000;
 pub struct Vmm {
     pub msrs: Msrs,
     pub device: TestDevice,
+    /// The port windows of the partition's devices.
+    pub ports: PortBus,
+    /// QEMU's `hyperv-testdev`, if the manifest gives it.
+    pub testdev: Option<TestDev>,
     pub irq: Interrupts,
     pub synthetic: SyntheticPartition,
     /// What handling did to VPs other than the one that exited (IPIs,
@@ -313,6 +329,9 @@ impl Vmm {
         Vmm {
             msrs: Msrs::new(),
             device: TestDevice { scratch: 0 },
+            ports: PortBus::with(|d| d != PortId::HvTestDev || c.testdev)
+                .expect("the port table has no overlap (host-tested)"),
+            testdev: c.testdev.then(|| TestDev::new(c.vps)),
             irq,
             synthetic: SyntheticPartition::new(c.profile, c.vendor, c.clock, c.created_tsc),
             effects: Effects::default(),
@@ -553,46 +572,54 @@ impl Vmm {
             }
             return Action::Resume(u);
         }
-        if let Some(offset) = Uart::com1_offset(io.port_number) {
-            let action = if write {
-                self.uart.write_sized(offset, size, io.rax, &mut console);
-                resume(&[next])
-            } else {
-                let value = u64::from(self.uart.read_sized(offset, size));
-                resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))])
-            };
+        let mut access = PortAccess { now, console: &mut console };
+        let device: &mut dyn PortDevice = match self.ports.route(io.port_number) {
+            Some(PortId::Interrupts) => &mut self.irq,
+            Some(PortId::Uart) => &mut self.uart,
+            Some(PortId::Pm1) => &mut self.pm1,
+            Some(PortId::DebugExit) => &mut DebugExit,
+            Some(PortId::HvTestDev) => match self.testdev.as_mut() {
+                Some(t) => t,
+                None => &mut Unclaimed,
+            },
+            None => &mut Unclaimed,
+        };
+        if !write {
+            let value = device.read(io.port_number, size, &mut access);
             self.sync_uart_irq();
-            return action;
-        }
-        if Pm1::claims_port(io.port_number) {
-            if !write {
-                let value = self.pm1.port_read(io.port_number, size).unwrap_or(x86decode::size_mask(size));
-                return resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))]);
-            }
-            return match self.pm1.port_write(io.port_number, size, io.rax) {
-                Some(Pm1Effect::PowerOff) => Action::Stop(Stop::PowerOff),
-                Some(Pm1Effect::Reset) => Action::Stop(Stop::Reset { rip: h.rip }),
-                Some(Pm1Effect::Sleep(_) | Pm1Effect::Done) | None => resume(&[next]),
-            };
-        }
-        if Interrupts::claims_port(io.port_number) {
-            if write {
-                if let Some(effects) = self.irq.port_write(io.port_number, size, io.rax, now) {
-                    self.effects.merge(effects);
-                }
-                return resume(&[next]);
-            }
-            let value = self.irq.port_read(io.port_number, size, now).unwrap_or(x86decode::size_mask(size));
             return resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))]);
         }
-        if write {
-            match port_write(io.port_number, size, io.rax, &mut console) {
-                PortWrite::TestExit(value) => Action::Stop(Stop::TestExit { value }),
-                PortWrite::Done => resume(&[next]),
+        let effect = device.write(io.port_number, size, io.rax, &mut access);
+        self.sync_uart_irq();
+        match effect {
+            PortEffect::Done => resume(&[next]),
+            PortEffect::Irq(effects) => {
+                self.effects.merge(effects);
+                resume(&[next])
             }
-        } else {
-            let value = port_read(io.port_number, size);
-            resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))])
+            PortEffect::TestExit(value) => Action::Stop(Stop::TestExit { value }),
+            PortEffect::PowerOff => Action::Stop(Stop::PowerOff),
+            PortEffect::Reset => Action::Stop(Stop::Reset { rip: h.rip }),
+            PortEffect::AssertSint { vp, sint } => {
+                if self.synthetic.assert_sint(vp, sint) {
+                    self.synic_interrupts();
+                }
+                resume(&[next])
+            }
+            PortEffect::Refused { request, why } => {
+                events(Event::TestDevRefused { request, why });
+                resume(&[next])
+            }
+        }
+    }
+
+    /// The MMIO device of `gpa` for VP `vp`: its local APIC's page (where
+    /// IA32_APIC_BASE puts it), else the fixed table.
+    fn mmio_device(&mut self, vp: u32, gpa: u64) -> Option<&mut dyn MmioDevice> {
+        let id = if self.irq.claims_mmio(vp, gpa) { Some(MmioId::Interrupts) } else { mmio_route(gpa) };
+        match id? {
+            MmioId::Interrupts => Some(&mut self.irq),
+            MmioId::TestDevice => Some(&mut self.device),
         }
     }
 
@@ -648,23 +675,17 @@ impl Vmm {
                 };
                 if read_only {
                     events(Event::ReadOnlyWrite { gpa, rip: h.rip });
-                } else if self.irq.claims_mmio(h.vp_index, gpa) {
-                    if let Some(effects) = self.irq.mmio_write(h.vp_index, gpa, size, value, now) {
-                        self.effects.merge(effects);
-                    }
-                } else if TestDevice::claims(gpa) {
-                    self.device.write(gpa & 0xfff, size, value);
+                } else if let Some(device) = self.mmio_device(h.vp_index, gpa)
+                    && let Some(effects) = device.write(h.vp_index, gpa, size, value, now)
+                {
+                    self.effects.merge(effects);
                 }
                 resume(&[next])
             }
             Access::Read { dest, extend, dest_size } => {
-                let apic = (!read_only && self.irq.claims_mmio(h.vp_index, gpa))
-                    .then(|| self.irq.mmio_read(h.vp_index, gpa, size, now))
-                    .flatten();
-                let value = if let Some(v) = apic {
+                let device = if read_only { None } else { self.mmio_device(h.vp_index, gpa) };
+                let value = if let Some(v) = device.and_then(|d| d.read(h.vp_index, gpa, size, now)) {
                     v
-                } else if TestDevice::claims(gpa) && !read_only {
-                    self.device.read(gpa & 0xfff, size)
                 } else if read_only {
                     // A read that faulted on a present page: read it through.
                     let mut b = [0xffu8; 8];

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi;
+pub mod bus;
 pub mod cpuid;
 pub mod entry;
 pub mod exits;
@@ -30,6 +31,7 @@ pub mod profile;
 pub mod root;
 pub mod synic;
 pub mod synthetic;
+pub mod testdev;
 pub mod uart;
 
 use tessera_idl::{Badge, ServiceError};

@@ -1,5 +1,6 @@
 //! Emulated MMIO: the test device of the guest test kernel's protocol
-//! (`guest_testkernel::protocol`), one page at [`TEST_DEVICE`].
+//! (`guest_testkernel::protocol`), one page at [`TEST_DEVICE`] (routed by
+//! [`crate::bus::MMIO_ROUTES`]).
 
 /// The test device's page.
 pub const TEST_DEVICE: u64 = 0xfed0_0000;
@@ -18,11 +19,6 @@ pub struct TestDevice {
 }
 
 impl TestDevice {
-    /// Whether `gpa` is in the device's page.
-    pub const fn claims(gpa: u64) -> bool {
-        gpa & !0xfff == TEST_DEVICE
-    }
-
     fn byte(&self, offset: u64) -> u8 {
         let shift = 8 * (offset & 3);
         match offset & !3 {

@@ -652,6 +652,7 @@ fn start(
         vps: vps.len() as u32,
         threads_per_core: told(plan, k, &ran, p.name),
         created_tsc: tessera_rt::arch::rdtsc(),
+        testdev: p.devices.contains(sysimage::manifest::Devices::HYPERV_TESTDEV),
     };
     Ok(Running {
         name: p.name,

@@ -1,6 +1,7 @@
-//! Port I/O: the ports the VID emulates (COM1's data and line status
-//! registers, the test-exit port) and string I/O (`ins`/`outs`, with `rep`)
-//! over guest memory.
+//! Port I/O: string I/O (`ins`/`outs`, with `rep`) over guest memory, on
+//! the ports it knows itself (COM1's data and line status registers, the
+//! test-exit port); single accesses go through the device bus
+//! ([`crate::bus`]).
 
 use crate::guest::{Guest, Paging, linear};
 use tlfs::{HvInterceptAccessType, HvX64IoPortInterceptMessage};

@@ -295,6 +295,31 @@ impl SynicVp {
         Post::Delivered
     }
 
+    /// Whether an event for SINT `sint` can be signalled (TLFS 11.11.2):
+    /// `INVALID_SYNIC_STATE` if SCONTROL or SIEFP is disabled or the SINT
+    /// is masked; `INVALID_PARAMETER` for a SINT out of range. (A SIEF page
+    /// that is not RAM is found only when the flag is set.)
+    pub fn accepts_events(&self, sint: usize) -> HvResult<()> {
+        if sint >= HV_SYNIC_SINTS {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        if !self.scontrol.enable() || !self.siefp.enable() || self.sints[sint].masked() {
+            return Err(HvError::INVALID_SYNIC_STATE);
+        }
+        Ok(())
+    }
+
+    /// Asserts SINT `sint` for a source outside the SynIC that brings no
+    /// message or flag (QEMU's `hyperv-testdev` routes): its vector, unless
+    /// the SynIC is disabled or the SINT masked or polled; true if raised.
+    pub fn assert_sint(&self, sint: usize, raised: &mut Raised) -> bool {
+        if sint >= HV_SYNIC_SINTS || !self.scontrol.enable() {
+            return false;
+        }
+        self.raise(sint, raised);
+        self.sint_vector(sint).is_some()
+    }
+
     /// Sets event flag `flag` of SINT `sint` in the SIEF page (TLFS 11.5.1,
     /// 11.10.5); true if it went from clear to set, which raises the SINT's
     /// interrupt. `INVALID_SYNIC_STATE` if SCONTROL or SIEFP is disabled
@@ -307,12 +332,10 @@ impl SynicVp {
         guest: &mut impl Guest,
         raised: &mut Raised,
     ) -> HvResult<bool> {
-        if sint >= HV_SYNIC_SINTS || flag >= HV_EVENT_FLAGS_COUNT {
+        if flag >= HV_EVENT_FLAGS_COUNT {
             return Err(HvError::INVALID_PARAMETER);
         }
-        if !self.scontrol.enable() || !self.siefp.enable() || self.sints[sint].masked() {
-            return Err(HvError::INVALID_SYNIC_STATE);
-        }
+        self.accepts_events(sint)?;
         let (offset, bit) = HvSynicSiefPage::flag_position(sint, flag);
         let gpa = (self.siefp.gpn() << 12) + offset as u64;
         let mut byte = [0u8];

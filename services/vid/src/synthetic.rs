@@ -466,6 +466,16 @@ impl SyntheticPartition {
         }
     }
 
+    /// Asserts SINT `sint` of VP `vp` for an external source
+    /// ([`SynicVp::assert_sint`]); false if nothing was raised.
+    pub fn assert_sint(&mut self, vp: u32, sint: u8) -> bool {
+        if !self.profile.has(Enlightenment::Synic) {
+            return false;
+        }
+        let Some(v) = self.vps.get_mut(vp as usize) else { return false };
+        v.synic.assert_sint(usize::from(sint), &mut v.raised)
+    }
+
     /// True while a VP holds a port's message for its slot: the VID
     /// fetches no more deliveries for the partition until it is delivered,
     /// so the rest stay queued at the broker (which answers

@@ -89,6 +89,8 @@ pub struct Partition {
     pub classic: Classic,
     /// The CPUs its VPs run on (VP i on `cpus[i % len]`); empty: the default.
     pub cpus: Vec<u8>,
+    /// Optional devices its VID gives it (`devices`).
+    pub devices: sysimage::Devices,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,6 +208,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             enlightenments: p.enlightenments,
             classic: p.classic,
             cpus: heapless::Vec::from_slice(&p.cpus).map_err(|_| over("cpus"))?,
+            devices: p.devices,
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;
     }

@@ -15,7 +15,10 @@ use sysimage::manifest::{
     MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead,
     valid_cmdline,
 };
-use sysimage::{IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart, SchedulerPolicy, objects};
+use sysimage::{
+    Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart,
+    SchedulerPolicy, objects,
+};
 
 // ---- The TOML as written. Integers stay i64 and sizes stay raw so that a
 // ---- bad value is one collected error, not a parse failure.
@@ -84,6 +87,9 @@ struct PartitionToml {
     cap: Option<toml::Value>,
     /// The CPUs its VPs run on (VP i on cpus[i % len]).
     cpus: Option<Vec<i64>>,
+    /// Optional devices by name (`sysimage::Devices::NAMES`).
+    #[serde(default)]
+    devices: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -543,6 +549,7 @@ fn check_partition(
         Some(_) => {}
     }
     let enlightenments = crate::enlightenments::check(name, p.enlightenments.as_ref(), e);
+    let devices = check_devices(name, &p.devices, enlightenments, e);
     let classic = check_classic(name, p, classic_policy, e);
     // A VID's contexts are bounded by its own priority (their ceiling):
     // a reserve runs its VPs above theirs.
@@ -590,7 +597,32 @@ fn check_partition(
         enlightenments: enlightenments?,
         classic: classic?,
         cpus,
+        devices,
     })
+}
+
+/// `devices`: known names, each once, with what each needs of the
+/// partition's enlightenments (`None`: they could not be checked).
+fn check_devices(name: &str, list: &[String], enlightenments: Option<Enlightenments>, e: &mut Vec<Error>) -> Devices {
+    let err = |e: &mut Vec<Error>, msg: String| e.push(Error::partition(name, "devices", msg));
+    let mut devices = Devices::NONE;
+    for device in list {
+        match Devices::NAMES.iter().find(|(n, _)| n == device) {
+            None => {
+                let hint = did_you_mean(device, Devices::NAMES.iter().map(|(n, _)| *n));
+                let known: Vec<String> = Devices::NAMES.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                err(e, format!("unknown device \"{device}\"{hint} (known: {})", known.join(", ")));
+            }
+            Some(&(_, d)) if devices.contains(d) => err(e, format!("\"{device}\" is listed twice")),
+            Some(&(_, d)) => devices = devices.with(d),
+        }
+    }
+    if devices.contains(Devices::HYPERV_TESTDEV)
+        && enlightenments.is_some_and(|set| !set.contains(Enlightenment::Synic))
+    {
+        err(e, "\"hyperv-testdev\" needs the synic enlightenment (add synic = true to its enlightenments)".into());
+    }
+    devices
 }
 
 /// A reserve or cap as written: a fraction of one logical processor, a

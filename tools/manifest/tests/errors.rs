@@ -986,6 +986,29 @@ fn synthetic_timers_need_the_synic() {
     );
 }
 
+#[test]
+fn the_hyperv_testdev_needs_the_synic() {
+    assert_errors(
+        &with_vid(&partition("linux", "enlightenments = \"hyperv\"\ndevices = [\"hyperv-testdev\"]")),
+        &[
+            "partition \"linux\": devices: \"hyperv-testdev\" needs the synic enlightenment (add synic = true to its enlightenments)",
+        ],
+    );
+}
+
+#[test]
+fn unknown_and_repeated_devices() {
+    let text = "enlightenments = { profile = \"hyperv\", synic = true }\n\
+                devices = [\"hyperv-testdevice\", \"hyperv-testdev\", \"hyperv-testdev\"]";
+    assert_errors(
+        &with_vid(&partition("linux", text)),
+        &[
+            "partition \"linux\": devices: \"hyperv-testdev\" is listed twice",
+            "partition \"linux\": devices: unknown device \"hyperv-testdevice\" (known: \"hyperv-testdev\")",
+        ],
+    );
+}
+
 // ---- The classic scheduler (TLFS 14.2): [scheduler] and a partition's
 // ---- weight, reserve, cap and cpus.
 

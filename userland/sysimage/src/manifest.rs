@@ -49,8 +49,8 @@ use serde::{Deserialize, Serialize};
 /// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`;
 /// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
 /// parameters and `cpus`; 8: the root scheduler policy; 9: the core
-/// scheduler policy; 10: `connections`).
-pub const VERSION: u32 = 10;
+/// scheduler policy; 10: `connections`; 11: a partition's `devices`).
+pub const VERSION: u32 = 11;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -344,6 +344,40 @@ pub struct Partition<'a> {
     /// The CPUs its VPs run on: VP i on `cpus[i % len]`; empty: VP i on
     /// CPU i modulo the machine's CPU count.
     pub cpus: Vec<u8, { MAX_CPUS as usize }>,
+    /// Devices its VID gives it beyond the platform's.
+    pub devices: Devices,
+}
+
+/// Optional devices of a partition (`devices = [...]`), one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Devices(pub u8);
+
+impl Devices {
+    pub const NONE: Devices = Devices(0);
+    /// QEMU's `hyperv-testdev` (I/O port 0x3000), for Hyper-V test guests;
+    /// needs the SynIC.
+    pub const HYPERV_TESTDEV: Devices = Devices(1);
+    /// Every device by its manifest name.
+    pub const NAMES: &[(&'static str, Devices)] = &[("hyperv-testdev", Devices::HYPERV_TESTDEV)];
+
+    pub const fn contains(self, d: Devices) -> bool {
+        self.0 & d.0 == d.0
+    }
+
+    pub const fn with(self, d: Devices) -> Devices {
+        Devices(self.0 | d.0)
+    }
+
+    /// Known devices only, each with what it needs of `enlightenments`.
+    pub const fn check(self, enlightenments: Enlightenments) -> Result<(), &'static str> {
+        if self.0 & !Devices::HYPERV_TESTDEV.0 != 0 {
+            return Err("unknown device");
+        }
+        if self.contains(Devices::HYPERV_TESTDEV) && !enlightenments.contains(crate::Enlightenment::Synic) {
+            return Err("hyperv-testdev without the synic enlightenment");
+        }
+        Ok(())
+    }
 }
 
 impl Partition<'_> {
@@ -646,6 +680,9 @@ impl<'a> Manifest<'a> {
             }
             if p.enlightenments.check().is_err() {
                 return bad("incoherent or unimplemented enlightenments");
+            }
+            if let Err(reason) = p.devices.check(p.enlightenments) {
+                return bad(reason);
             }
             if p.exit_timeout_ms > MAX_EXIT_TIMEOUT_MS {
                 return bad("exit timeout out of range");

@@ -72,6 +72,7 @@ fn sample() -> Manifest<'static> {
             enlightenments: Enlightenments::HYPERV,
             classic: Classic::DEFAULT,
             cpus: heapless::Vec::new(),
+            devices: Devices::NONE,
         }]),
         scheduler: SchedulerPolicy::Kernel,
         connections: heapless::Vec::new(),
@@ -304,6 +305,21 @@ fn inconsistent_manifests_are_refused() {
 }
 
 #[test]
+fn the_testdev_needs_the_synic() {
+    let mut m = sample();
+    m.partitions[0].devices = Devices::HYPERV_TESTDEV;
+    m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
+    let bytes = m.to_vec();
+    let parsed = Manifest::parse(&bytes).expect("hyperv-testdev with the SynIC");
+    assert!(parsed.partitions[0].devices.contains(Devices::HYPERV_TESTDEV));
+    m.partitions[0].enlightenments = Enlightenments::HYPERV;
+    assert_eq!(
+        Manifest::parse(&m.to_vec()).err(),
+        Some(Error::BadPartition { partition: 0, reason: "hyperv-testdev without the synic enlightenment" })
+    );
+}
+
+#[test]
 fn inconsistent_partitions_are_refused() {
     let bad = |edit: fn(&mut Manifest<'static>)| {
         let mut m = sample();
@@ -314,6 +330,9 @@ fn inconsistent_partitions_are_refused() {
         }
     };
     bad(|m| m.partitions[0].name = "");
+    // HYPERV has no SynIC; an unknown device bit.
+    bad(|m| m.partitions[0].devices = Devices::HYPERV_TESTDEV);
+    bad(|m| m.partitions[0].devices = Devices(2));
     bad(|m| m.partitions[0].image = "a b");
     bad(|m| m.partitions[0].modules[0] = "");
     bad(|m| m.partitions[0].cmdline = "a\nb");

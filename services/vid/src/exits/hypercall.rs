@@ -7,7 +7,9 @@ use super::{Action, Vmm, ud};
 use crate::guest::{Guest, cpu_mode, next_rip};
 use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport};
 use crate::irq::{DeliveryMode, Destination, Effects, Interrupts, Message};
-use crate::messaging::Connections;
+use crate::messaging::{self, Connections, Delivery};
+use crate::synthetic::SyntheticPartition;
+use crate::testdev::TestDev;
 use tlfs::hypercall::{HV_XMM_FAST_REGISTERS, HvGvaRange, HvRegisterValue};
 use tlfs::{HvError, HvRegisterName, HvResult, HvStatus, HvVpIndex, HvX64HypercallInterceptMessage};
 
@@ -18,6 +20,12 @@ struct Target<'v> {
     flush: &'v mut bool,
     caller: u32,
     connections: &'v mut dyn Connections,
+    /// The partition's own connections (the test device's), looked up
+    /// before the broker's.
+    local: Option<&'v TestDev>,
+    synthetic: &'v SyntheticPartition,
+    /// What a local connection delivers, once the call has its answer.
+    delivery: &'v mut Option<Delivery>,
 }
 
 fn invalid_parameter() -> HvError {
@@ -55,11 +63,30 @@ impl HypercallTarget for Target<'_> {
     }
 
     fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()> {
-        self.connections.post_message(connection_id, message_type, payload)
+        let Some(to) = self.local.and_then(|t| t.message_target(connection_id)) else {
+            return self.connections.post_message(connection_id, message_type, payload);
+        };
+        // One message waits per VP (for its busy slot): the queue is full.
+        if self.synthetic.synic(to.vp).is_some_and(|s| s.holds_message()) {
+            return Err(HvError::INSUFFICIENT_BUFFERS);
+        }
+        let message = messaging::message(connection_id, message_type, payload);
+        *self.delivery = Some(Delivery::Message { vp: to.vp, sint: to.sint, message });
+        Ok(())
     }
 
     fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> HvResult<()> {
-        self.connections.signal_event(connection_id, flag_number)
+        let Some(to) = self.local.and_then(|t| t.event_target(connection_id)) else {
+            return self.connections.signal_event(connection_id, flag_number);
+        };
+        // The port's one flag is its base, the connection ID.
+        if flag_number != 0 {
+            return Err(invalid_parameter());
+        }
+        let synic = self.synthetic.synic(to.vp).ok_or(HvError::INVALID_VP_INDEX)?;
+        synic.accepts_events(usize::from(to.sint))?;
+        *self.delivery = Some(Delivery::Event { vp: to.vp, sint: to.sint, flag: connection_id });
+        Ok(())
     }
 
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
@@ -86,14 +113,22 @@ impl Vmm {
         let caller = Caller::at(h, regs, profile.privileges(), xmm_support);
         let mut xmm: [u128; HV_XMM_FAST_REGISTERS] =
             core::array::from_fn(|i| u128::from(m.xmm[i][0]) | u128::from(m.xmm[i][1]) << 64);
+        let mut delivery = None;
         let mut target = Target {
             irq: &mut self.irq,
             effects: &mut self.effects,
             flush: &mut self.flush_tlb,
             caller: h.vp_index,
             connections,
+            local: self.testdev.as_ref(),
+            synthetic: &self.synthetic,
+            delivery: &mut delivery,
         };
-        match hypercall::handle(&caller, &mut xmm, guest, &mut target) {
+        let outcome = hypercall::handle(&caller, &mut xmm, guest, &mut target);
+        if let Some(d) = delivery {
+            self.deliver(&d, guest);
+        }
+        match outcome {
             Outcome::InjectUd => ud(),
             Outcome::Continue { updates, .. } => Action::Resume(updates),
             Outcome::Complete { mut updates, xmm, result } => {

@@ -866,3 +866,5 @@ fn malformed_deliveries_are_refused() {
     assert!(Delivery::from_fetch(2, 0, 2, 0x20, 1, &[1], 1).is_none(), "an event with a payload");
     assert!(Delivery::from_fetch(3, 0, 2, 0x20, 1, &[], 1).is_none(), "unknown kind");
 }
+
+mod testdev;

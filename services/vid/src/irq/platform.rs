@@ -5,7 +5,8 @@
 //! - MMIO intercepts: [`Interrupts::claims_mmio`], then
 //!   [`Interrupts::mmio_read`]/[`Interrupts::mmio_write`] (a VP sees its own
 //!   APIC page; the I/O APIC page is shared).
-//! - Port intercepts: [`Interrupts::claims_port`], then `port_read`/`port_write`.
+//! - Port intercepts: the device bus routes the PIC and PIT windows
+//!   ([`crate::bus::PORT_ROUTES`]) to `port_read`/`port_write`.
 //! - MSR intercepts: [`Interrupts::msr_read`]/[`Interrupts::msr_write`]
 //!   (IA32_APIC_BASE, IA32_TSC_DEADLINE, x2APIC); `Err` means inject #GP(0).
 //!   The Hyper-V EOI/ICR/TPR MSRs go to `hv_apic_msr_read`/`_write`.

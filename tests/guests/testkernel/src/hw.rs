@@ -408,6 +408,10 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     if crate::messaging::interrupt(vector) {
         return;
     }
+    // The testdev test's route vectors on VP 1.
+    if crate::testdev::interrupt(vector) {
+        return;
+    }
     // The smp test's IPI, and the spurious vector (not acknowledged).
     if crate::ap::interrupt(vector) {
         return;

@@ -272,6 +272,11 @@ pub enum Test {
     /// MessagePending and delivery after EOM, a full port queue, the
     /// refusals, and a partition without connections refused.
     Messaging,
+    /// Not in `tests=all` (2 VPs, `testdev.toml`). The SynIC through QEMU's
+    /// `hyperv-testdev`: SINT routes fired from VP 0 to VP 1 (auto-EOI and
+    /// polled too), a message echo with a busy slot and redelivery after
+    /// EOM, event flags that interrupt only when they go from clear to set.
+    Testdev,
 }
 
 impl Test {
@@ -305,6 +310,7 @@ impl Test {
         Test::Timers,
         Test::StimerJitter,
         Test::Messaging,
+        Test::Testdev,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -387,6 +393,7 @@ impl Test {
             Test::Timers => "timers",
             Test::StimerJitter => "stimer-jitter",
             Test::Messaging => "messaging",
+            Test::Testdev => "testdev",
         }
     }
 

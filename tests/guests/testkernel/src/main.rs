@@ -42,6 +42,8 @@ mod stimer_bench;
 #[cfg(target_os = "none")]
 mod suite;
 #[cfg(target_os = "none")]
+mod testdev;
+#[cfg(target_os = "none")]
 mod timers;
 #[cfg(target_os = "none")]
 mod tlfs_suite;

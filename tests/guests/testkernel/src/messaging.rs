@@ -30,13 +30,13 @@ const POST_MESSAGE: u16 = 0x005c;
 const SIGNAL_EVENT: u16 = 0x005d;
 
 /// TLFS Appendix B.
-const SUCCESS: u16 = 0;
-const INVALID_PARAMETER: u16 = 5;
+pub(crate) const SUCCESS: u16 = 0;
+pub(crate) const INVALID_PARAMETER: u16 = 5;
 const INVALID_PORT_ID: u16 = 0x11;
-const INVALID_CONNECTION_ID: u16 = 0x12;
-const INSUFFICIENT_BUFFERS: u16 = 0x13;
+pub(crate) const INVALID_CONNECTION_ID: u16 = 0x12;
+pub(crate) const INSUFFICIENT_BUFFERS: u16 = 0x13;
 
-fn name(status: u16) -> &'static str {
+pub(crate) fn name(status: u16) -> &'static str {
     match status {
         SUCCESS => "SUCCESS",
         INVALID_PARAMETER => "INVALID_PARAMETER",
@@ -49,13 +49,13 @@ fn name(status: u16) -> &'static str {
 }
 
 /// The SINTs and their vectors.
-const MESSAGES: usize = 2;
-const EVENTS: usize = 3;
+pub(crate) const MESSAGES: usize = 2;
+pub(crate) const EVENTS: usize = 3;
 pub const MESSAGE_VECTOR: u8 = 0xd4;
 pub const EVENT_VECTOR: u8 = 0xd5;
 
-static MESSAGE_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
-static EVENT_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static MESSAGE_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static EVENT_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
 /// The trap handler's hook: true if `vector` was one of these tests'.
 /// Auto-EOI: no EOI is written.
@@ -91,9 +91,9 @@ const PONG: &[u8] = b"pong from beta";
 /// start one after the other under a slow emulator.
 const WAIT_SECONDS: u64 = 60;
 
-type Result<T> = core::result::Result<T, Detail>;
+pub(crate) type Result<T> = core::result::Result<T, Detail>;
 
-fn wrmsr(what: &str, number: u32, value: u64) -> Result<()> {
+pub(crate) fn wrmsr(what: &str, number: u32, value: u64) -> Result<()> {
     hw::wrmsr_checked(number, value).map_err(|f| detail!("wrmsr {what} := {value:#x} raised {f}"))
 }
 
@@ -111,18 +111,18 @@ fn post_raw(connection_id: u32, reserved: u32, message_type: u32, size: u32, pay
     Ok(Outcome::from_rax(r.rax).status)
 }
 
-fn post(connection_id: u32, message_type: u32, payload: &[u8]) -> Result<u16> {
+pub(crate) fn post(connection_id: u32, message_type: u32, payload: &[u8]) -> Result<u16> {
     post_raw(connection_id, 0, message_type, payload.len() as u32, payload)
 }
 
 /// HvSignalEvent as a fast call: its status.
-fn signal_raw(rdx: u64) -> Result<u16> {
+pub(crate) fn signal_raw(rdx: u64) -> Result<u16> {
     let r =
         hv::hypercall(Control::new(SIGNAL_EVENT).fast().0, rdx, 0).map_err(|f| detail!("HvSignalEvent raised {f}"))?;
     Ok(Outcome::from_rax(r.rax).status)
 }
 
-fn signal(connection_id: u32, flag: u16) -> Result<u16> {
+pub(crate) fn signal(connection_id: u32, flag: u16) -> Result<u16> {
     signal_raw(u64::from(connection_id) | u64::from(flag) << 32)
 }
 
@@ -140,7 +140,7 @@ fn expect(what: &str, status: Result<u16>, want: u16) -> Result<()> {
 /// SINT2 and SINT3 on their vectors with auto-EOI, then the SIEF and SIM
 /// pages and SCONTROL (a message waiting for the page arrives with SINT2
 /// already unmasked).
-fn enable() -> Result<()> {
+pub(crate) fn enable() -> Result<()> {
     hypercall_page()?;
     hw::lapic_enable();
     let auto_eoi = 1 << 17;
@@ -151,20 +151,20 @@ fn enable() -> Result<()> {
     wrmsr("SCONTROL", msr::SCONTROL, 1)
 }
 
-fn tsc_hz() -> u64 {
+pub(crate) fn tsc_hz() -> u64 {
     hw::rdmsr_checked(msr::TSC_FREQUENCY).unwrap_or(0).max(1_000_000)
 }
 
 /// A message in SINT `n`'s slot.
-struct Slot {
-    message_type: u32,
-    size: u8,
-    flags: u8,
-    origin: u64,
-    payload: [u8; 240],
+pub(crate) struct Slot {
+    pub message_type: u32,
+    pub size: u8,
+    pub flags: u8,
+    pub origin: u64,
+    pub payload: [u8; 240],
 }
 
-fn slot(n: usize) -> Slot {
+pub(crate) fn slot(n: usize) -> Slot {
     let at = n * 256;
     let head = Page::Simp.read_u64(at);
     let mut payload = [0; 240];
@@ -212,12 +212,12 @@ fn wait_message(n: usize) -> Result<Slot> {
 }
 
 /// The guest empties the slot and writes EOM (TLFS 11.10.3).
-fn done_with(n: usize) -> Result<()> {
+pub(crate) fn done_with(n: usize) -> Result<()> {
     Page::Simp.write(n * 256, &[0; 4]);
     wrmsr("EOM", msr::EOM, 0)
 }
 
-fn flag_set(sint: usize, flag: u32) -> bool {
+pub(crate) fn flag_set(sint: usize, flag: u32) -> bool {
     let mut byte = [0u8];
     Page::Siefp.read(sint * 256 + flag as usize / 8, &mut byte);
     byte[0] & (1 << (flag % 8)) != 0
@@ -241,7 +241,7 @@ fn wait_flag(flag: u32) -> Result<()> {
     Ok(())
 }
 
-fn check(cond: bool, why: Detail) -> Result<()> {
+pub(crate) fn check(cond: bool, why: Detail) -> Result<()> {
     if cond { Ok(()) } else { Err(why) }
 }
 

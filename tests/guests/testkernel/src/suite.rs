@@ -101,6 +101,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::Timers => crate::timers::run(hw::tsc_hz()),
         Test::StimerJitter => crate::stimer_bench::run(),
         Test::Messaging => crate::messaging::run(cmdline),
+        Test::Testdev => crate::testdev::run(magic, info),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }
