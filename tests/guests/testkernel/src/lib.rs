@@ -285,7 +285,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 24] = [
+    pub const EXPLICIT: [Test; 25] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
