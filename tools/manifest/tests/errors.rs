@@ -943,7 +943,10 @@ fn enlightenment_without_the_hv1_interface() {
 fn enlightenment_without_its_dependency() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", time_ref_count = false }")),
-        &["partition \"linux\": enlightenments: reference_tsc requires time_ref_count"],
+        &[
+            "partition \"linux\": enlightenments: reference_tsc requires time_ref_count",
+            "partition \"linux\": enlightenments: synthetic_timers requires time_ref_count",
+        ],
     );
 }
 
@@ -967,7 +970,7 @@ fn unimplemented_enlightenment() {
 #[test]
 fn synthetic_timers_need_the_synic() {
     assert_errors(
-        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synthetic_timers = true }")),
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = false }")),
         &["partition \"linux\": enlightenments: synthetic_timers requires synic"],
     );
 }
