@@ -23,7 +23,7 @@ mod parse;
 
 pub use enlightenments::DEFAULT_PROFILE;
 pub use error::{Error, Errors};
-pub use generate::{PartitionSpec, with_partition};
+pub use generate::{PartitionSpec, VMBUS_HOST, vmbus_connections, with_partition};
 pub use parse::{parse, parse_in};
 pub use sysimage::{Classic, Enlightenment, Enlightenments, IoPortRange, PortType, Priority, Restart, SchedulerPolicy};
 
