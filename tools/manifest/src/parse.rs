@@ -1115,14 +1115,18 @@ fn check_tables(manifest: &Manifest) -> Result<(), Errors> {
 }
 
 /// The tasks the broker notifies of deliveries (each speaking for a
-/// port's party: its VID, or the task), as
+/// port's party: its VID, or the task; and every task party), as
 /// `sysimage::Manifest::notified_tasks` counts them.
 pub(crate) fn notified_tasks(manifest: &Manifest) -> usize {
     let port_vids = manifest.connections.iter().map(|c| match c.to {
         Party::Partition(k) => manifest.partitions[k].vid,
         Party::Task(t) => t,
     });
-    let mut vids: Vec<usize> = port_vids.collect();
+    let holders = manifest.connections.iter().filter_map(|c| match c.from {
+        Party::Task(t) => Some(t),
+        Party::Partition(_) => None,
+    });
+    let mut vids: Vec<usize> = port_vids.chain(holders).collect();
     vids.sort_unstable();
     vids.dedup();
     vids.len()

@@ -1241,6 +1241,15 @@ fn a_task_may_own_a_port_and_hold_a_connection() {
     let task = sysimage::manifest::Party::Task(sysimage::manifest::TaskIndex(host as u8));
     assert_eq!(compiled.connections[0].to, task);
     assert_eq!(compiled.task_parties().map(|t| usize::from(t.0)).collect::<Vec<_>>(), [host]);
+    // A task that only holds a connection is a party too, told of
+    // deliveries (its notification names its party).
+    let text = served("uses = [\"broker\"]");
+    let only_holds = text.replacen("to = \"host\"", "to = \"alpha\"", 1);
+    let m = parse(&only_holds, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let compiled = tessera_manifest::compile(&m).unwrap();
+    let compiled = sysimage::Manifest::parse(&compiled).unwrap();
+    let tasks: Vec<usize> = compiled.notified_tasks().map(|t| usize::from(t.0)).collect();
+    assert!(tasks.contains(&host), "{tasks:?}");
 }
 
 #[test]
