@@ -34,7 +34,14 @@ use crate::{deps, images, qemu, ui, workdir};
 pub const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// Bump when [`init_script`] or the archive's layout changes.
-pub const INITRAMFS_REVISION: u32 = 3;
+pub const INITRAMFS_REVISION: u32 = 4;
+
+/// Modules of the kernel package put into the initramfs (under
+/// `/lib/modules/`) and loaded by `/init` in this order: Linux's VMBus
+/// driver, which connects to the partition's VMBus host. Each module's
+/// `depends=` (its `.modinfo`) must name only modules before it
+/// ([`module_depends`]); `hv_vmbus`'s names none.
+pub const MODULES: &[&str] = &["kernel/drivers/hv/hv_vmbus.ko"];
 
 /// The line the init script prints once proc, sys and devtmpfs are mounted.
 pub const MARKER: &str = "tessera-guest: busybox init up";
@@ -46,6 +53,13 @@ pub const COMMAND: &str = "echo tessera-$((6*7))";
 pub const EXPECTED: &str = "tessera-42";
 /// Typed after [`COMMAND`]: how many processors the guest brought up.
 pub const NPROC_COMMAND: &str = "echo vps-$(nproc)";
+
+/// Typed after [`NPROC_COMMAND`]: the clock event device of the boot CPU
+/// (under Tessera, the synthetic timer: [`HYPERV_CLOCKEVENT`]).
+pub const CLOCKEVENT_COMMAND: &str = "cat /sys/devices/system/clockevents/clockevent0/current_device";
+/// The name Linux 6.1 gives its STIMER0 clock event device
+/// (`drivers/clocksource/hyperv_timer.c`).
+pub const HYPERV_CLOCKEVENT: &str = "Hyper-V clockevent";
 
 /// What [`NPROC_COMMAND`] prints in a guest of `vps` processors.
 pub fn nproc_answer(vps: u8) -> String {
@@ -79,14 +93,22 @@ pub fn cache_dir() -> PathBuf {
     workdir::target_dir().unwrap_or_else(|| PathBuf::from("target")).join("linux")
 }
 
-/// The init script: mounts, the marker, then a shell on the console.
+/// A module's file name in the initramfs (`/lib/modules/<name>`).
+fn module_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The init script: mounts, loads [`MODULES`], the marker, then a shell on
+/// the console.
 pub fn init_script() -> String {
+    let modules = MODULES.iter().map(|m| module_name(m)).collect::<Vec<_>>().join(" ");
     format!(
         "#!/bin/sh\n\
          /bin/busybox --install -s\n\
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
          mount -t devtmpfs devtmpfs /dev\n\
+         for m in {modules}; do insmod /lib/modules/$m || echo \"tessera-guest: insmod $m failed\"; done\n\
          echo \"{MARKER} (Linux $(uname -r))\"\n\
          export PS1='{PROMPT}' HOME=/root\n\
          cd /root\n\
@@ -95,6 +117,8 @@ pub fn init_script() -> String {
          sh -c '{COMMAND}'\n\
          echo '{PROMPT}{NPROC_COMMAND}'\n\
          sh -c '{NPROC_COMMAND}'\n\
+         echo '{PROMPT}{CLOCKEVENT_COMMAND}'\n\
+         {CLOCKEVENT_COMMAND}\n\
          {POWEROFF}\n\
          fi\n\
          exec setsid cttyhack sh\n"
@@ -102,11 +126,17 @@ pub fn init_script() -> String {
 }
 
 /// The initramfs: `/bin/busybox`, `/bin/sh` linking to it, `/init`, the
-/// mount points and `/dev/console`, as a newc cpio.
-pub fn initramfs_cpio(busybox: &[u8]) -> Vec<u8> {
+/// mount points, `/dev/console` and `modules` (file name, contents) in
+/// `/lib/modules/`, as a newc cpio.
+pub fn initramfs_cpio(busybox: &[u8], modules: &[(&str, &[u8])]) -> Vec<u8> {
     let mut a = Archive::new();
-    for dir in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "etc"] {
+    for dir in
+        ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "etc", "lib", "lib/modules"]
+    {
         a.dir(dir, 0o755);
+    }
+    for (name, bytes) in modules {
+        a.file(&format!("lib/modules/{name}"), 0o644, bytes);
     }
     a.char_device("dev/console", 0o600, 5, 1);
     a.file("bin/busybox", 0o755, busybox);
@@ -357,7 +387,8 @@ pub fn fetch() -> Result<Guest, FetchError> {
     }
 
     let busybox_key = file_version(&r.busybox_version);
-    let initramfs = dir.join(format!("initramfs-busybox_{busybox_key}-r{INITRAMFS_REVISION}.cpio.gz"));
+    let kernel_key = format!("{abi}_{}", file_version(&r.kernel_version));
+    let initramfs = dir.join(format!("initramfs-busybox_{busybox_key}-{kernel_key}-r{INITRAMFS_REVISION}.cpio.gz"));
     if initramfs.is_file() {
         ui::note(format!("initramfs cached: {}", initramfs.display()));
     } else {
@@ -367,9 +398,30 @@ pub fn fetch() -> Result<Guest, FetchError> {
             let pick = |root: &Path| Some(root.join("bin/busybox")).filter(|p| p.is_file());
             extract(&deb(BUSYBOX_PACKAGE, &r.busybox_version)?, &busybox, pick).map_err(fail)?;
         }
+        let modules_dir = dir.join(format!("modules-{kernel_key}"));
+        let read = |p: &Path| fs::read(p).map_err(|e| fail(format!("cannot read {}: {e}", p.display())));
+        let mut modules = Vec::new();
+        for (i, &m) in MODULES.iter().enumerate() {
+            let file = modules_dir.join(module_name(m));
+            if !file.is_file() {
+                ui::note(format!("extracting {m} with dpkg-deb -x"));
+                fs::create_dir_all(&modules_dir)
+                    .map_err(|e| fail(format!("cannot create {}: {e}", modules_dir.display())))?;
+                let inside = format!("lib/modules/{abi}/{m}");
+                let pick = |root: &Path| Some(root.join(&inside)).filter(|p| p.is_file());
+                extract(&deb(&r.kernel, &r.kernel_version)?, &file, pick).map_err(fail)?;
+            }
+            let bytes = read(&file)?;
+            let loaded: Vec<&str> = MODULES[..i].iter().map(|m| module_name(m).trim_end_matches(".ko")).collect();
+            if let Some(missing) = module_depends(&bytes).into_iter().find(|d| !loaded.contains(&d.as_str())) {
+                return Err(fail(format!("{m} depends on {missing}, which MODULES does not load before it")));
+            }
+            modules.push((module_name(m), bytes));
+        }
         ui::note("building the initramfs (newc cpio, gzip)");
-        let bytes = fs::read(&busybox).map_err(|e| fail(format!("cannot read {}: {e}", busybox.display())))?;
-        write_gzip(&initramfs, &initramfs_cpio(&bytes)).map_err(fail)?;
+        let bytes = read(&busybox)?;
+        let modules: Vec<(&str, &[u8])> = modules.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        write_gzip(&initramfs, &initramfs_cpio(&bytes, &modules)).map_err(fail)?;
     }
     Ok(Guest {
         kernel,
@@ -378,6 +430,16 @@ pub fn fetch() -> Result<Guest, FetchError> {
         kernel_version: r.kernel_version,
         busybox_version: r.busybox_version,
     })
+}
+
+/// The modules a kernel module's `.modinfo` says it `depends=` on (none
+/// if it has no such entry).
+pub fn module_depends(module: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\0depends=";
+    let Some(at) = module.windows(KEY.len()).position(|w| w == KEY) else { return Vec::new() };
+    let value = &module[at + KEY.len()..];
+    let value = &value[..value.iter().position(|&b| b == 0).unwrap_or(value.len())];
+    String::from_utf8_lossy(value).split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect()
 }
 
 fn write_gzip(path: &Path, data: &[u8]) -> Result<(), String> {
@@ -464,7 +526,9 @@ pub enum DirectError {
 
 /// Drives a booting guest's console: waits for [`MARKER`] and [`PROMPT`],
 /// runs [`COMMAND`] and checks for [`EXPECTED`], runs [`NPROC_COMMAND`] and
-/// checks that the guest counts `vps` processors, then types [`POWEROFF`].
+/// checks that the guest counts `vps` processors, runs
+/// [`CLOCKEVENT_COMMAND`] (its answer is the caller's to check), then
+/// types [`POWEROFF`].
 /// Everything must happen before `deadline`. Does not wait for the exit.
 pub fn interact(console: &mut Console, deadline: Instant, vps: u8) -> Result<Timings, ExpectError> {
     let left = || deadline.saturating_duration_since(Instant::now());
@@ -478,6 +542,8 @@ pub fn interact(console: &mut Console, deadline: Instant, vps: u8) -> Result<Tim
     console.expect(PROMPT, left())?;
     let _ = console.send_line(NPROC_COMMAND);
     console.expect(&nproc_answer(vps), left())?;
+    console.expect(PROMPT, left())?;
+    let _ = console.send_line(CLOCKEVENT_COMMAND);
     console.expect(PROMPT, left())?;
     let _ = console.send_line(POWEROFF);
     Ok(Timings { marker, prompt, command })
@@ -637,14 +703,37 @@ mod tests {
 
     #[test]
     fn the_initramfs_has_init_busybox_and_a_console() {
-        let bytes = initramfs_cpio(b"\x7fELF fake busybox");
+        let bytes = initramfs_cpio(b"\x7fELF fake busybox", &[("hv_vmbus.ko", b"\x7fELF fake module")]);
         let text = String::from_utf8_lossy(&bytes);
-        for name in ["init\0", "bin/busybox\0", "bin/sh\0", "dev/console\0", "proc\0", "TRAILER!!!\0"] {
+        for name in [
+            "init\0",
+            "bin/busybox\0",
+            "bin/sh\0",
+            "dev/console\0",
+            "proc\0",
+            "lib/modules/hv_vmbus.ko\0",
+            "TRAILER!!!\0",
+        ] {
             assert!(text.contains(name), "{name:?} in the archive");
         }
         assert!(text.contains(MARKER) && text.contains(PROMPT));
         assert!(text.contains("mount -t devtmpfs devtmpfs /dev"));
         assert!(text.contains(&format!("if grep -q {SELFTEST} /proc/cmdline")) && text.contains(POWEROFF));
+    }
+
+    #[test]
+    fn init_loads_the_modules_before_the_marker() {
+        let script = init_script();
+        let insmod = script.find("insmod /lib/modules/$m").expect("init loads modules");
+        assert!(insmod < script.find(MARKER).unwrap());
+        assert!(script.contains("for m in hv_vmbus.ko; do"));
+    }
+
+    #[test]
+    fn module_dependencies_are_read_from_modinfo() {
+        assert_eq!(module_depends(b"\x7fELF\0license=GPL\0depends=\0name=hv_vmbus\0"), Vec::<String>::new());
+        assert_eq!(module_depends(b"\0depends=hv_vmbus,hv_utils\0name=x\0"), ["hv_vmbus", "hv_utils"]);
+        assert_eq!(module_depends(b"no modinfo"), Vec::<String>::new());
     }
 
     #[test]

@@ -4,12 +4,17 @@
 //! and the guest powers off through ACPI S5, which ends the system. The
 //! first run fetches the packages with apt (see `tessera linux fetch`). The
 //! boot takes 25–40 s of wall time on a busy 2-core machine.
+//!
+//! Every boot also checks the synthetic timer and VMBus: `/init` loads
+//! `hv_vmbus`, which finds the DSDT's VMBus device and connects to the
+//! system's `vmbus-host` (the newest version both know), and the boot CPU's
+//! clock event device is STIMER0 (direct mode).
 
 mod common;
 
 use std::time::Duration;
 
-use tessera::linux::{EXPECTED, MARKER, POWERED_OFF, nproc_answer};
+use tessera::linux::{EXPECTED, HYPERV_CLOCKEVENT, MARKER, POWERED_OFF, nproc_answer};
 
 /// The runner's own deadline; this test kills the runner 120 s later (the
 /// fetch may download about 70 MB first).
@@ -84,8 +89,20 @@ fn answers_and_powers_off(name: &str, run: &common::Boot, vps: u8, summary_marke
     run.assert_serial_contains("Hypervisor detected: Microsoft Hyper-V");
     run.assert_serial_contains("clocksource: Switched to clocksource hyperv_clocksource_tsc_page");
     run.assert_serial_contains("Hyper-V: Using hypercall for remote TLB flush");
+    // hv_vmbus connected to the VMBus host at the newest version both
+    // know, and asked for offers (none) before the shell came up.
+    let v = vmbus_host::VERSIONS[0];
+    run.assert_serial_contains(&format!("hv_vmbus: Vmbus version:{}.{}", v >> 16, v & 0xffff));
+    run.assert_serial_contains(&format!(
+        "[vmbus-host] port 0x1: InitiateContact for version {}.{}: accepted",
+        v >> 16,
+        v & 0xffff
+    ));
+    run.assert_serial_contains("[vmbus-host] port 0x1: RequestOffers: AllOffersDelivered (no channels)");
+    run.assert_serial_lacks("insmod hv_vmbus.ko failed");
     run.assert_serial_contains(MARKER);
-    for answer in [EXPECTED, &nproc_answer(vps)] {
+    // The synthetic timer (direct mode) is CPU 0's clock event device.
+    for answer in [EXPECTED, &nproc_answer(vps), HYPERV_CLOCKEVENT] {
         let answered =
             run.serial.lines().any(|l| l.strip_prefix(GUEST_PREFIX).is_some_and(|rest| rest.trim() == answer));
         if !answered {

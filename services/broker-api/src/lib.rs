@@ -19,6 +19,17 @@
 //! and signals on their connections, and fetches their deliveries; for a
 //! partition it does not run it gets `ACCESS_DENIED`.
 //!
+//! # Parties: partitions and services
+//!
+//! A port's owner and a connection's holder is a *party*: a partition,
+//! named by its manifest index, or a root service (a task, such as the
+//! VMBus host) that the manifest's `[[connections]]` names, named by
+//! [`task_party`] of its task index. The supervisor registers a service
+//! like a partition of one VP, with the service's own badge as its
+//! speaker: only that task may fetch what reaches its ports and post on
+//! its connections, so a service serves only the ports the manifest gives
+//! it. Below, "partition" means either.
+//!
 //! # The delivery path
 //!
 //! The broker never calls a VID (calls go uphill: the broker runs above
@@ -51,6 +62,21 @@ pub const NOTIFY_PREFIX: &str = "notify:";
 /// The VID's name for the notification the broker signals when one of its
 /// partitions has deliveries to fetch.
 pub const VID_NOTIFICATION: &str = "broker-events";
+
+/// A task party's name for the notification the broker signals when its
+/// ports have deliveries: this prefix and its party number (decimal), so
+/// the task learns its party from it.
+pub const PARTY_NOTIFICATION_PREFIX: &str = "broker-party:";
+
+/// A service's party number is this plus its manifest task index.
+pub const TASK_PARTY_BASE: u64 = 0x100;
+/// Task indices a party can have (the manifest's task limit).
+pub const MAX_TASK_PARTIES: u64 = 16;
+
+/// The party of the task with manifest index `task`.
+pub const fn task_party(task: u8) -> u64 {
+    TASK_PARTY_BASE + task as u64
+}
 
 /// What [`Client::fetch`] hands over (its first word).
 pub mod delivery {
@@ -96,11 +122,12 @@ tessera_idl::interface! {
         /// `INVALID_CONNECTION_ID` for a connection it does not hold.
         fn resolve(connection_partition: u64, connection_id: u32) -> Result<(u64, u32, u32, u32, u32), HvError> = 0x1_0000;
 
-        /// Records that partition `partition` (its manifest index), of
-        /// `vcpus` VPs, is run by the VID with badge `vid_badge`.
-        /// Supervisor only (`ACCESS_DENIED`); `INVALID_PARTITION_ID` for an
-        /// index beyond the broker's table, `INVALID_PARAMETER` for a VP
-        /// count out of range.
+        /// Records that partition `partition` (its manifest index, or a
+        /// service's [`task_party`]), of `vcpus` VPs (1 for a service), is
+        /// spoken for by the task with badge `vid_badge` (its VID, or the
+        /// service itself). Supervisor only (`ACCESS_DENIED`);
+        /// `INVALID_PARTITION_ID` for a party beyond the broker's table,
+        /// `INVALID_PARAMETER` for a VP count out of range.
         fn register_partition(vid_badge: u64, partition: u64, vcpus: u32) -> Result<(), HvError> = 0x1_0001;
 
         /// HvPostMessage for partition `partition`, run by the caller, on

@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub use broker_api::QUEUE_DEPTH;
-use broker_api::{Bytes, Server, delivery};
+use broker_api::{Bytes, MAX_TASK_PARTIES, Server, TASK_PARTY_BASE, delivery};
 use tessera_idl::{Badge, SUPERVISOR_BADGE};
 use tlfs::{
     HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT, HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPortId, HvPortType, HvResult,
@@ -29,6 +29,8 @@ pub const MAX_PORTS: usize = 32;
 pub const MAX_CONNECTIONS: usize = 32;
 /// Partitions (manifest indices `0..MAX_PARTITIONS`).
 pub const MAX_PARTITIONS: usize = abi::limits::MAX_PARTITIONS;
+/// Parties: the partitions, then the services (`broker_api::task_party`).
+pub const MAX_PARTIES: usize = MAX_PARTITIONS + MAX_TASK_PARTIES as usize;
 /// VPs of one partition.
 pub const MAX_VPS: u32 = abi::limits::MAX_VPS_PER_PARTITION as u32;
 /// Event flags of one SINT (its part of the SIEF page, TLFS 11.9).
@@ -99,17 +101,28 @@ struct Registered {
 }
 
 pub struct Broker {
-    partitions: [Option<Registered>; MAX_PARTITIONS],
+    /// By party slot ([`party_slot`]).
+    partitions: [Option<Registered>; MAX_PARTIES],
     ports: [Option<Slot>; MAX_PORTS],
     connections: [Option<Connection>; MAX_CONNECTIONS],
     /// The next message's sequence number.
     seq: u64,
-    /// Partitions (bit = manifest index) that received something since
-    /// their VIDs were last notified.
+    /// Parties (bit = party slot) that received something since their
+    /// speakers were last notified.
     unnotified: u32,
 }
 
-const _: () = assert!(MAX_PARTITIONS <= 32);
+const _: () = assert!(MAX_PARTIES <= 32);
+
+/// The table slot of party `party`: a partition's index, or a service's
+/// after the partitions'.
+pub fn party_slot(party: u64) -> Option<usize> {
+    if party < MAX_PARTITIONS as u64 {
+        return Some(party as usize);
+    }
+    let task = party.checked_sub(TASK_PARTY_BASE).filter(|&t| t < MAX_TASK_PARTIES)?;
+    Some(MAX_PARTITIONS + task as usize)
+}
 
 impl Default for Broker {
     fn default() -> Self {
@@ -132,7 +145,7 @@ fn supervisor(caller: Badge) -> HvResult<()> {
 impl Broker {
     pub const fn new() -> Broker {
         Broker {
-            partitions: [None; MAX_PARTITIONS],
+            partitions: [None; MAX_PARTIES],
             ports: [None; MAX_PORTS],
             connections: [None; MAX_CONNECTIONS],
             seq: 0,
@@ -162,16 +175,15 @@ impl Broker {
 
     /// The registered partition `partition`, for the supervisor's calls.
     fn registered(&self, partition: u64) -> HvResult<Registered> {
-        let k = usize::try_from(partition).map_err(|_| HvError::INVALID_PARTITION_ID)?;
-        self.partitions.get(k).copied().flatten().ok_or(HvError::INVALID_PARTITION_ID)
+        let k = party_slot(partition).ok_or(HvError::INVALID_PARTITION_ID)?;
+        self.partitions[k].ok_or(HvError::INVALID_PARTITION_ID)
     }
 
-    /// The partition `partition` if `caller` is its VID (`ACCESS_DENIED`
-    /// otherwise: a VID speaks only for the partitions it runs).
-    fn speaks_for(&self, caller: Badge, partition: u64) -> HvResult<usize> {
-        let k = usize::try_from(partition).map_err(|_| HvError::ACCESS_DENIED)?;
-        match self.partitions.get(k).copied().flatten() {
-            Some(r) if r.vid == caller => Ok(k),
+    /// The partition `partition` if `caller` speaks for it (its VID, or
+    /// the service itself; `ACCESS_DENIED` otherwise).
+    fn speaks_for(&self, caller: Badge, partition: u64) -> HvResult<u64> {
+        match party_slot(partition).and_then(|k| self.partitions[k]) {
+            Some(r) if r.vid == caller => Ok(partition),
             _ => Err(HvError::ACCESS_DENIED),
         }
     }
@@ -179,8 +191,9 @@ impl Broker {
     /// `register_partition` (see the interface).
     pub fn register_partition(&mut self, caller: Badge, vid: u64, partition: u64, vcpus: u32) -> HvResult<()> {
         supervisor(caller)?;
-        let k = usize::try_from(partition).ok().filter(|&k| k < MAX_PARTITIONS).ok_or(HvError::INVALID_PARTITION_ID)?;
-        if !(1..=MAX_VPS).contains(&vcpus) || vid == SUPERVISOR_BADGE.0 {
+        let k = party_slot(partition).ok_or(HvError::INVALID_PARTITION_ID)?;
+        let max_vps = if k < MAX_PARTITIONS { MAX_VPS } else { 1 };
+        if !(1..=max_vps).contains(&vcpus) || vid == SUPERVISOR_BADGE.0 {
             return Err(HvError::INVALID_PARAMETER);
         }
         self.partitions[k] = Some(Registered { vid: Badge(vid), vcpus });
@@ -297,8 +310,8 @@ impl Broker {
     /// The slot of the port connection `id` of partition `k` leads to:
     /// `INVALID_CONNECTION_ID` for a connection it does not hold (a
     /// reserved bit set included: no connection has that ID).
-    fn target(&self, k: usize, id: u32) -> HvResult<usize> {
-        let connection = self.connection(k as u64, id).ok_or(HvError::INVALID_CONNECTION_ID)?;
+    fn target(&self, k: u64, id: u32) -> HvResult<usize> {
+        let connection = self.connection(k, id).ok_or(HvError::INVALID_CONNECTION_ID)?;
         // Deleting a port removes its connections, so the port exists.
         self.slot_of(connection.port_partition, connection.port_id.get()).ok_or(HvError::INVALID_PORT_ID)
     }
@@ -359,7 +372,9 @@ impl Broker {
     }
 
     fn mark(&mut self, partition: u64) {
-        self.unnotified |= 1 << partition;
+        if let Some(k) = party_slot(partition) {
+            self.unnotified |= 1 << k;
+        }
     }
 
     /// The next event flag for partition `partition` (run by `caller`), by
@@ -367,7 +382,7 @@ impl Broker {
     /// message for a busy slot takes events this way, and messages only
     /// once it has room for one.
     pub fn fetch_event(&mut self, caller: Badge, partition: u64) -> HvResult<Delivery> {
-        let k = self.speaks_for(caller, partition)? as u64;
+        let k = self.speaks_for(caller, partition)?;
         let mine = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.port.partition == k);
         for slot in self.ports.iter_mut().filter(|s| mine(s)).flatten() {
             if let Some(w) = slot.flags.iter().position(|&w| w != 0) {
@@ -412,12 +427,12 @@ impl Broker {
         })
     }
 
-    /// The VIDs to notify: those running a partition that received
+    /// The speakers to notify: those of a partition that received
     /// something since the last call (each badge once).
-    pub fn take_notifications(&mut self) -> [Option<Badge>; MAX_PARTITIONS] {
-        let mut out = [None; MAX_PARTITIONS];
+    pub fn take_notifications(&mut self) -> [Option<Badge>; MAX_PARTIES] {
+        let mut out = [None; MAX_PARTIES];
         let mut n = 0;
-        for k in 0..MAX_PARTITIONS {
+        for k in 0..MAX_PARTIES {
             if self.unnotified & (1 << k) == 0 {
                 continue;
             }

@@ -212,16 +212,16 @@ fn fetch_gives_events_first_then_messages_in_posted_order() {
 #[test]
 fn the_port_partitions_vid_is_notified_once_per_round() {
     let mut b = connected();
-    assert_eq!(b.take_notifications(), [None; MAX_PARTITIONS]);
+    assert_eq!(b.take_notifications(), [None; MAX_PARTIES]);
     b.post_message(VID_A, P0, 0x10, 1, b"x").unwrap();
     b.signal_event(VID_A, P0, 0x11, 0).unwrap();
-    let mut expected = [None; MAX_PARTITIONS];
+    let mut expected = [None; MAX_PARTIES];
     expected[0] = Some(VID_B);
     assert_eq!(b.take_notifications(), expected, "P2's VID, once");
-    assert_eq!(b.take_notifications(), [None; MAX_PARTITIONS]);
+    assert_eq!(b.take_notifications(), [None; MAX_PARTIES]);
     // Refused sends notify nobody.
     assert_eq!(b.post_message(VID_A, P0, 0x10, 0, b"x"), Err(HvError::INVALID_PARAMETER));
-    assert_eq!(b.take_notifications(), [None; MAX_PARTITIONS]);
+    assert_eq!(b.take_notifications(), [None; MAX_PARTIES]);
     b.post_message(VID_B, P2, 0x10, 1, b"x").unwrap();
     expected[0] = Some(VID_A);
     assert_eq!(b.take_notifications(), expected);
@@ -291,4 +291,41 @@ fn the_broker_fits_its_tasks_stack() {
     // serve: a request, a reply and a fetched message besides.
     let size = core::mem::size_of::<Broker>();
     assert!(size <= 64 << 10, "{size} bytes");
+}
+
+/// A service (task 3, badge 9) owns message port 0x40 that P2's connection
+/// 4 leads to, and holds connection 1 to P2's message port 0x41 (VP 0,
+/// SINT 2): the VMBus host's arrangement.
+#[test]
+fn a_service_serves_the_port_a_partitions_connection_targets() {
+    const HOST: Badge = Badge(9);
+    let host = broker_api::task_party(3);
+    let mut b = registered();
+    assert_eq!(b.register_partition(SUP, HOST.0, host, 2), Err(HvError::INVALID_PARAMETER), "a service has one VP");
+    let beyond = broker_api::task_party(broker_api::MAX_TASK_PARTIES as u8);
+    assert_eq!(b.register_partition(SUP, HOST.0, beyond, 1), Err(HvError::INVALID_PARTITION_ID));
+    assert_eq!(b.register_partition(SUP, HOST.0, MAX_PARTITIONS as u64, 1), Err(HvError::INVALID_PARTITION_ID));
+    b.register_partition(SUP, HOST.0, host, 1).unwrap();
+    b.create_port(SUP, host, 0x40, P2, MESSAGE, 0, 0, 0, 0).unwrap();
+    b.connect_port(SUP, P2, 4, host, 0x40).unwrap();
+    b.create_port(SUP, P2, 0x41, host, MESSAGE, 0, 2, 0, 0).unwrap();
+    b.connect_port(SUP, host, 1, P2, 0x41).unwrap();
+    let _ = b.take_notifications();
+
+    // The guest posts; only the service is told, and only it may fetch.
+    b.post_message(VID_B, P2, 4, 1, b"contact").unwrap();
+    assert_eq!(b.take_notifications()[..2], [Some(HOST), None]);
+    assert_eq!(b.fetch(VID_B, host), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.fetch(VID_A, host), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.fetch(HOST, host), Ok(message(0, 0, 0x40, 1, b"contact")));
+    assert_eq!(b.fetch(HOST, host), Err(HvError::NO_DATA));
+
+    // The service answers on its own connection, and speaks for nobody else.
+    assert_eq!(b.post_message(HOST, P2, 4, 1, b"forged"), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.post_message(HOST, host, 4, 1, b"x"), Err(HvError::INVALID_CONNECTION_ID));
+    b.post_message(HOST, host, 1, 1, b"version").unwrap();
+    assert_eq!(b.take_notifications()[..2], [Some(VID_B), None]);
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(0, 2, 0x41, 1, b"version")));
+    // A partition's VID cannot reach the service's connection either.
+    assert_eq!(b.resolve(VID_B, host, 1), Err(HvError::ACCESS_DENIED));
 }

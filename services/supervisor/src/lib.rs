@@ -22,6 +22,17 @@ pub fn badge_of(task: TaskIndex) -> u64 {
     task.badge()
 }
 
+/// How the broker names a connection's party: a partition by its index, a
+/// task by `broker_api::task_party`.
+pub fn broker_party(party: sysimage::manifest::Party) -> u64 {
+    match party {
+        sysimage::manifest::Party::Partition(k) => u64::from(k.0),
+        sysimage::manifest::Party::Task(t) => broker_api::task_party(t.0),
+    }
+}
+
+const _: () = assert!(sysimage::manifest::MAX_TASKS as u64 <= broker_api::MAX_TASK_PARTIES);
+
 /// The task a badge names, if any.
 pub fn task_of(badge: u64, manifest: &Manifest<'_>) -> Option<TaskIndex> {
     let index = badge.checked_sub(1)?;
@@ -54,7 +65,8 @@ pub enum Source {
     /// the guest kernels of its partitions from it.
     BootImage,
     /// The notification the broker signals when partitions of VID `vid`
-    /// have deliveries (one per VID of a port's partition, made once, as
+    /// (or the task `vid` itself, owning a port) have deliveries (one per
+    /// VID of a port's partition or task owning a port, made once, as
     /// endpoints are): the broker's capability may only signal it
     /// (`signal`, named `notify:<badge>`), the VID's may only wait on it
     /// (named `broker_api::VID_NOTIFICATION`).
@@ -116,17 +128,31 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
             push(named(&name, Source::Irq { gsi: gsi.0, bit: bit as u8 })?)?;
         }
     }
-    // The broker's notifications: the broker signals, the VID waits.
+    // The broker's notifications: the broker signals, the VID (or the
+    // task owning a port) waits.
     if manifest.broker() == Some(task) {
-        for vid in manifest.notified_vids() {
+        for vid in manifest.notified_tasks() {
             let mut name: heapless::String<{ abi::startup::NAME_LEN }> = heapless::String::new();
             core::fmt::write(&mut name, format_args!("{}{}", broker_api::NOTIFY_PREFIX, badge_of(vid)))
                 .map_err(|_| PlanError::NameTooLong)?;
             push(named(&name, Source::Deliveries { vid, signal: true })?)?;
         }
     }
-    if manifest.notified_vids().any(|v| v == task) {
+    // A VID's is "broker-events"; a task party's names its party.
+    let vid_of_port = manifest
+        .partitions
+        .iter()
+        .enumerate()
+        .any(|(k, p)| p.vid == task && manifest.is_port_partition(sysimage::manifest::PartitionIndex(k as u8)));
+    if vid_of_port {
         push(named(broker_api::VID_NOTIFICATION, Source::Deliveries { vid: task, signal: false })?)?;
+    }
+    if manifest.task_parties().any(|t| t == task) {
+        let mut name: heapless::String<{ abi::startup::NAME_LEN }> = heapless::String::new();
+        let party = broker_api::task_party(task.0);
+        core::fmt::write(&mut name, format_args!("{}{party}", broker_api::PARTY_NOTIFICATION_PREFIX))
+            .map_err(|_| PlanError::NameTooLong)?;
+        push(named(&name, Source::Deliveries { vid: task, signal: false })?)?;
     }
     if t.name == SCHEDULER_TASK {
         for (i, other) in manifest.tasks.iter().enumerate().skip(1) {

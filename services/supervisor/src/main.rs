@@ -21,10 +21,11 @@ mod task {
     use abi::{CapSlot, ErrorCode, FaultMessage, ObjectType, Rights};
     use core::fmt::Write;
     use supervisor::{
-        Backoff, Decision, Slots, Source, badge_of, endpoint_rights, exception_name, grants, task_of, use_source,
+        Backoff, Decision, Slots, Source, badge_of, broker_party, endpoint_rights, exception_name, grants, task_of,
+        use_source,
     };
     use sysimage::SystemImage;
-    use sysimage::manifest::TaskIndex;
+    use sysimage::manifest::{Party, TaskIndex};
     use tessera_rt::log::Sink;
     use tessera_rt::memory::Window;
     use tessera_rt::{Operation, caps, invoke, println as log, recv_timeout, untyped};
@@ -179,7 +180,7 @@ mod task {
             }
             // Made once, like the endpoints: the broker's and the VID's
             // capabilities to it survive the other's restart.
-            let notified: heapless::Vec<TaskIndex, MAX_TASKS> = self.image.manifest.notified_vids().collect();
+            let notified: heapless::Vec<TaskIndex, MAX_TASKS> = self.image.manifest.notified_tasks().collect();
             for vid in notified {
                 let slot = self.slot().unwrap_or_else(|e| fatal("find a slot", e));
                 untyped::retype(self.untyped, ObjectType::NOTIFICATION, slot, 0)
@@ -333,8 +334,15 @@ mod task {
                     log!("cannot register partition {} with the broker: {e}", p.name);
                 }
             }
+            // A task that is a party speaks for itself, with one VP.
+            for t in manifest.task_parties() {
+                let result = client.register_partition(badge_of(t), broker_party(Party::Task(t)), 1);
+                if let Some(e) = failure(result) {
+                    log!("cannot register task {} with the broker: {e}", manifest.tasks[usize::from(t.0)].name);
+                }
+            }
             for (i, c) in manifest.connections.iter().enumerate() {
-                let (from, to) = (u64::from(c.from.0), u64::from(c.to.0));
+                let (from, to) = (broker_party(c.from), broker_party(c.to));
                 let port = client.create_port(
                     to,
                     c.port_id,

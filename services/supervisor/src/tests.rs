@@ -289,7 +289,7 @@ serves = [\"broker\"]
     let m = Manifest::parse(&bytes).unwrap();
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let (broker, guests, others, idle) = (index("broker"), index("guests"), index("others"), index("idle"));
-    assert_eq!(m.notified_vids().collect::<Vec<_>>(), [guests, others]);
+    assert_eq!(m.notified_tasks().collect::<Vec<_>>(), [guests, others]);
     let broker_grants = grants(&m, broker).unwrap();
     let notify = |vid: TaskIndex| format!("{}{}", broker_api::NOTIFY_PREFIX, badge_of(vid));
     assert_eq!(names(&broker_grants), ["broker".to_string(), notify(guests), notify(others)]);
@@ -306,5 +306,87 @@ serves = [\"broker\"]
     // A VID whose partitions have no port gets none, and no other task does.
     assert!(grants(&m, idle).unwrap().iter().all(|g| !matches!(g.source, Source::Deliveries { .. })));
     assert!(grants(&m, index("console")).unwrap().iter().all(|g| !matches!(g.source, Source::Deliveries { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A task party (the VMBus host's arrangement): the broker may signal its
+/// notification, which the task holds as `broker-party:<party>`, and the
+/// broker names it by that party.
+#[test]
+fn a_task_party_waits_on_a_notification_that_names_its_party() {
+    let dir = std::env::temp_dir().join(format!("supervisor-party-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    let text = format!(
+        "{SYSTEM}
+[tasks.partition-manager]
+priority = 25
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"partition-manager\"]
+
+[tasks.broker]
+priority = 24
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"broker\"]
+
+[tasks.guests]
+priority = 15
+memory = \"64KiB\"
+stack = \"16KiB\"
+uses = [\"console\", \"partition-manager\", \"broker\"]
+untyped = \"1MiB\"
+
+[tasks.host]
+priority = 14
+memory = \"64KiB\"
+stack = \"16KiB\"
+uses = [\"broker\"]
+
+[partitions.guest]
+image = \"kernel\"
+memory = \"2MiB\"
+vid = \"guests\"
+
+[[connections]]
+from = \"guest\"
+to = \"host\"
+type = \"message\"
+connection_id = 4
+port_id = 1
+sint = 0
+
+[[connections]]
+from = \"host\"
+to = \"guest\"
+type = \"message\"
+connection_id = 1
+port_id = 2
+sint = 2
+"
+    );
+    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let m = Manifest::parse(&bytes).unwrap();
+    let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
+    let (broker, vid, host) = (index("broker"), index("guests"), index("host"));
+    assert_eq!(m.notified_tasks().collect::<Vec<_>>(), [vid, host]);
+    let notify = |t: TaskIndex| format!("{}{}", broker_api::NOTIFY_PREFIX, badge_of(t));
+    assert_eq!(names(&grants(&m, broker).unwrap()), ["broker".to_string(), notify(vid), notify(host)]);
+    let party = broker_api::task_party(host.0);
+    assert_eq!(broker_party(sysimage::manifest::Party::Task(host)), party);
+    let g = grants(&m, host).unwrap();
+    let last = g.last().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.source),
+        (
+            format!("{}{party}", broker_api::PARTY_NOTIFICATION_PREFIX).as_str(),
+            Source::Deliveries { vid: host, signal: false }
+        )
+    );
+    // The VID of the port's partition waits on broker-events, as before.
+    let g = grants(&m, vid).unwrap();
+    assert_eq!(g.last().unwrap().name.as_str(), broker_api::VID_NOTIFICATION);
     let _ = std::fs::remove_dir_all(&dir);
 }

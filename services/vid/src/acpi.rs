@@ -18,10 +18,10 @@
 //! | `0x080` | XSDT → FADT, MADT | 52 |
 //! | `0x0c0` | RSDT → FADT, MADT | 44 |
 //! | `0x100` | FADT (revision 6) → FACS, DSDT | 276 |
-//! | `0x240` | DSDT (`\_S5_`) | 50 |
-//! | `0x280` | MADT | 82 + 8 per VP |
+//! | `0x240` | DSDT (`\_S5_`, `\_SB.VMBS`) | 86 |
+//! | `0x2c0` | MADT | 82 + 8 per VP |
 //!
-//! [`region_len`] is the bytes used (at most `0xaca`, for [`MAX_MADT_VPS`]).
+//! [`region_len`] is the bytes used (at most `0xb0a`, for [`MAX_MADT_VPS`]).
 //! `base_gpa` must be 64-byte aligned and the region must lie below 4 GiB
 //! (the RSDT and the FADT's legacy fields hold 32-bit addresses).
 //!
@@ -112,7 +112,7 @@ pub const XSDT_OFFSET: usize = 0x080;
 pub const RSDT_OFFSET: usize = 0x0c0;
 pub const FADT_OFFSET: usize = 0x100;
 pub const DSDT_OFFSET: usize = 0x240;
-pub const MADT_OFFSET: usize = 0x280;
+pub const MADT_OFFSET: usize = 0x2c0;
 
 /// The tables the XSDT and RSDT list.
 const TABLES: usize = 2;
@@ -185,13 +185,24 @@ pub struct AcpiTables {
     pub len: usize,
 }
 
+/// The VMBus device's `_HID`, which Linux's `hv_vmbus` binds to (it also
+/// takes "VMBus", Hyper-V's spelling).
+pub const VMBUS_HID: &str = "VMBUS";
+
 /// The DSDT's AML: `Name (\_S5, Package (4) { 5, 5, 0, 0 })`, so writing
 /// SLP_TYP 5 with SLP_EN to PM1a_CNT powers off (PM1b is absent, so the
-/// second value is unused).
+/// second value is unused); and `Device (\_SB.VMBS)` with `_HID`
+/// [`VMBUS_HID`] and an empty `_CRS` (no MMIO window: no device channel
+/// needs one yet; `hv_vmbus` refuses a device without `_CRS`), where Linux
+/// finds VMBus. Its messages travel by HvPostMessage, not by this device.
 pub fn dsdt_aml() -> Result<aml::Aml<DSDT_AML_CAPACITY>, aml::AmlOverflow> {
     let mut stream = aml::Aml::new();
     let s5 = u64::from(SLP_TYP_S5);
     aml::name(&mut stream, b"_S5_", |a| aml::integer_package(a, &[s5, s5, 0, 0]))?;
+    aml::device(&mut stream, b"_SB_", b"VMBS", |d| {
+        aml::name(d, b"_HID", |a| aml::string(a, VMBUS_HID))?;
+        aml::name(d, b"_CRS", |a| aml::buffer(a, &aml::END_TAG))
+    })?;
     Ok(stream)
 }
 

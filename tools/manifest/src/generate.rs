@@ -6,6 +6,15 @@ use crate::{Error, Errors};
 use std::path::PathBuf;
 use toml::{Table, Value};
 
+/// The task serving VMBus: a partition added to a manifest that has one
+/// gets its VMBus connections with it ([`with_partition`]).
+pub const VMBUS_HOST: &str = "vmbus-host";
+/// The VMBus host's port for the added partition, and (the host's
+/// convention) the ID of its connection answering what reaches that port.
+pub const VMBUS_HOST_PORT: u32 = 1;
+/// The added partition's port for the host's answers.
+pub const VMBUS_GUEST_PORT: u32 = 2;
+
 /// A partition to add with [`with_partition`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionSpec {
@@ -31,7 +40,9 @@ fn path_value(subject: &str, field: &str, path: &std::path::Path) -> Result<Valu
 }
 
 /// The manifest `text` with `[partitions.<name>]` added (the partition
-/// manager's untyped quota for it is added when the manifest is parsed).
+/// manager's untyped quota for it is added when the manifest is parsed),
+/// and, if the manifest has a [`VMBUS_HOST`] task, the partition's VMBus
+/// connections ([`vmbus_connections`]).
 /// Comments and layout are not kept. The result is not checked:
 /// [`crate::parse`] it.
 pub fn with_partition(text: &str, origin: &str, spec: &PartitionSpec) -> Result<String, Errors> {
@@ -61,5 +72,37 @@ pub fn with_partition(text: &str, origin: &str, spec: &PartitionSpec) -> Result<
         return Err(Errors::one(Error::partition(&spec.name, "", "is already declared in the manifest")));
     }
     partitions.insert(spec.name.clone(), Value::Table(table));
+    let has_host = doc.get("tasks").and_then(Value::as_table).is_some_and(|t| t.contains_key(VMBUS_HOST));
+    if has_host {
+        let connections = doc.entry("connections").or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(connections) = connections else {
+            return Err(Errors::one(Error::new(origin, "connections", "is not an array of tables")));
+        };
+        connections.extend(vmbus_connections(&spec.name).into_iter().map(Value::Table));
+    }
     toml::to_string(&doc).map_err(|e| Errors::one(Error::new(origin, "", format!("cannot write TOML: {e}"))))
+}
+
+/// Partition `name`'s VMBus connections: its connection
+/// `vmbus_host::MESSAGE_CONNECTION_ID` (4) to the host's message port
+/// [`VMBUS_HOST_PORT`], and the host's connection of the same ID to the
+/// partition's message port [`VMBUS_GUEST_PORT`] at VP
+/// `vmbus_host::MESSAGE_VP`, SINT `vmbus_host::MESSAGE_SINT` (2), where
+/// Linux reads VMBus messages.
+pub fn vmbus_connections(name: &str) -> [Table; 2] {
+    let entry = |from: &str, to: &str, connection_id: u32, port_id: u32, target_vp: u32, sint: u8| {
+        let mut t = Table::new();
+        t.insert("from".into(), Value::String(from.into()));
+        t.insert("to".into(), Value::String(to.into()));
+        t.insert("type".into(), Value::String("message".into()));
+        t.insert("connection_id".into(), Value::Integer(connection_id.into()));
+        t.insert("port_id".into(), Value::Integer(port_id.into()));
+        t.insert("target_vp".into(), Value::Integer(target_vp.into()));
+        t.insert("sint".into(), Value::Integer(sint.into()));
+        t
+    };
+    [
+        entry(name, VMBUS_HOST, vmbus_host::MESSAGE_CONNECTION_ID, VMBUS_HOST_PORT, 0, 0),
+        entry(VMBUS_HOST, name, VMBUS_HOST_PORT, VMBUS_GUEST_PORT, vmbus_host::MESSAGE_VP, vmbus_host::MESSAGE_SINT),
+    ]
 }

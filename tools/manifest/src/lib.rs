@@ -23,7 +23,7 @@ mod parse;
 
 pub use enlightenments::DEFAULT_PROFILE;
 pub use error::{Error, Errors};
-pub use generate::{PartitionSpec, with_partition};
+pub use generate::{PartitionSpec, VMBUS_HOST, vmbus_connections, with_partition};
 pub use parse::{parse, parse_in};
 pub use sysimage::{Classic, Enlightenment, Enlightenments, IoPortRange, PortType, Priority, Restart, SchedulerPolicy};
 
@@ -48,13 +48,20 @@ pub struct Manifest {
     pub connections: Vec<Connection>,
 }
 
-/// A declared connection (`[[connections]]`): partition `from` holds
-/// connection `connection_id` to port `port_id` of partition `to`.
+/// A connection's party: an index into [`Manifest::partitions`], or into
+/// [`Manifest::tasks`] for a task serving its own ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    Partition(usize),
+    Task(usize),
+}
+
+/// A declared connection (`[[connections]]`): party `from` holds
+/// connection `connection_id` to port `port_id` of party `to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connection {
-    /// Indices into [`Manifest::partitions`].
-    pub from: usize,
-    pub to: usize,
+    pub from: Party,
+    pub to: Party,
     pub port_type: PortType,
     pub connection_id: u32,
     pub port_id: u32,
@@ -214,9 +221,15 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
     }
     let mut connections = heapless::Vec::new();
     for c in &manifest.connections {
+        let party = |p: Party| -> Result<compiled::Party, Errors> {
+            Ok(match p {
+                Party::Partition(k) => compiled::Party::Partition(compiled::PartitionIndex(index(k)?)),
+                Party::Task(t) => compiled::Party::Task(compiled::TaskIndex(index(t)?)),
+            })
+        };
         let connection = compiled::Connection {
-            from: compiled::PartitionIndex(index(c.from)?),
-            to: compiled::PartitionIndex(index(c.to)?),
+            from: party(c.from)?,
+            to: party(c.to)?,
             port_type: c.port_type,
             connection_id: c.connection_id,
             port_id: c.port_id,
@@ -392,7 +405,10 @@ pub fn summary(manifest: &Manifest) -> String {
             writeln!(out, "  {:<20} {:>5}  {:>9}  {:<20} {guest}", p.name, p.vcpus, parse::show_size(p.memory), vid);
     }
     for c in &manifest.connections {
-        let name = |k: usize| manifest.partitions.get(k).map_or("?", |p| p.name.as_str());
+        let name = |p: Party| match p {
+            Party::Partition(k) => manifest.partitions.get(k).map_or("?", |p| p.name.as_str()),
+            Party::Task(t) => manifest.tasks.get(t).map_or("?", |t| t.name.as_str()),
+        };
         let kind = match c.port_type {
             PortType::Message => "message".to_string(),
             PortType::Event => format!("event, flags {}..={}", c.flag, u32::from(c.flag) + u32::from(c.flag_count) - 1),

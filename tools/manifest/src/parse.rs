@@ -1,7 +1,7 @@
 //! `system.toml` → [`Manifest`]: deserialization, then every check, each
 //! mistake reported once with the task and field it is in.
 
-use crate::{Connection, Endpoint, Error, Errors, Manifest, Partition, PortType, Task};
+use crate::{Connection, Endpoint, Error, Errors, Manifest, Partition, Party, PortType, Task};
 use abi::{Entries, EntryKind};
 use indexmap::IndexMap;
 use scheduler::classic;
@@ -40,9 +40,9 @@ struct FileToml {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConnectionToml {
-    /// The partition that holds the connection.
+    /// The partition (or task) that holds the connection.
     from: String,
-    /// The partition that owns the port.
+    /// The partition (or task) that owns the port.
     to: String,
     /// "message", "event" or "monitor".
     #[serde(rename = "type")]
@@ -711,10 +711,37 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
         let before = e.len();
         let subject = format!("connection {} (\"{}\" to \"{}\")", i + 1, c.from, c.to);
         let err = |e: &mut Vec<Error>, field: &str, msg: String| e.push(Error::new(&subject, field, msg));
-        let partition = |field: &str, name: &str, e: &mut Vec<Error>| -> Option<usize> {
-            let Some(k) = file.partitions.get_index_of(name) else {
-                let hint = did_you_mean(name, file.partitions.keys().map(String::as_str));
-                err(e, field, format!("no partition \"{name}\"{hint}"));
+        let uses_broker = |t: &TaskToml| t.uses.iter().any(|u| u == compiled::BROKER);
+        // A party: a partition (its VID speaks for it), or a task serving its
+        // own ports (neither the supervisor nor the broker).
+        let party = |field: &str, name: &str, e: &mut Vec<Error>| -> Option<Party> {
+            let (k, task) = (file.partitions.get_index_of(name), file.tasks.get_index_of(name));
+            if let (Some(_), Some(_)) = (k, task) {
+                err(e, field, format!("\"{name}\" is both a partition and a task; rename one"));
+                return None;
+            }
+            if let Some(t) = task {
+                let (_, toml) = file.tasks.get_index(t).expect("index found above");
+                if toml.supervisor || toml.serves.iter().any(|s| s == compiled::BROKER) {
+                    err(e, field, format!("task \"{name}\" is the supervisor or the broker, which serve no port"));
+                    return None;
+                }
+                if !uses_broker(toml) {
+                    err(
+                        e,
+                        field,
+                        format!(
+                            "task \"{name}\" does not use the \"{}\" endpoint (add it to its uses)",
+                            compiled::BROKER
+                        ),
+                    );
+                }
+                return Some(Party::Task(t));
+            }
+            let Some(k) = k else {
+                let names = file.partitions.keys().chain(file.tasks.keys()).map(String::as_str);
+                let hint = did_you_mean(name, names);
+                err(e, field, format!("no partition or task \"{name}\"{hint}"));
                 return None;
             };
             let vid = &file.partitions[k].vid;
@@ -726,7 +753,7 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
                 );
                 return None;
             }
-            if !file.tasks.get(vid.as_str()).is_some_and(|t| t.uses.iter().any(|u| u == compiled::BROKER)) {
+            if !file.tasks.get(vid.as_str()).is_some_and(uses_broker) {
                 err(
                     e,
                     field,
@@ -736,10 +763,10 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
                     ),
                 );
             }
-            Some(k)
+            Some(Party::Partition(k))
         };
-        let from = partition("from", &c.from, e);
-        let to = partition("to", &c.to, e);
+        let from = party("from", &c.from, e);
+        let to = party("to", &c.to, e);
         let port_type = match c.port_type.as_str() {
             "message" => Some(PortType::Message),
             "event" => Some(PortType::Event),
@@ -751,7 +778,12 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
             }
         };
         if let Some(t) = port_type {
-            check_connection_ends(c, t, [from, to].map(|k| k.and_then(|k| checked[k].as_ref())), &mut |f, m| {
+            // A task party serves its ports itself: only partitions need the SynIC.
+            let partition = |party: Option<Party>| match party {
+                Some(Party::Partition(k)) => checked[k].as_ref(),
+                _ => None,
+            };
+            check_connection_ends(c, t, [partition(from), partition(to)], &mut |f, m| {
                 err(e, f, m)
             });
         }
@@ -765,9 +797,16 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
         let connection_id = id("connection_id", c.connection_id, e);
         let port_id = id("port_id", c.port_id, e);
         let target_vp = c.target_vp.unwrap_or(0);
-        let vcpus = to.and_then(|k| checked[k].as_ref()).map(|p| p.vcpus);
-        match vcpus {
-            Some(n) if !(0..i64::from(n)).contains(&target_vp) => err(
+        let vcpus = match to {
+            Some(Party::Partition(k)) => checked[k].as_ref().map(|p| p.vcpus),
+            Some(Party::Task(_)) => Some(1),
+            None => None,
+        };
+        match (vcpus, to) {
+            (Some(_), Some(Party::Task(_))) if target_vp != 0 => {
+                err(e, "target_vp", format!("{target_vp}: a task's port has one target, VP 0 (task \"{}\")", c.to))
+            }
+            (Some(n), _) if !(0..i64::from(n)).contains(&target_vp) => err(
                 e,
                 "target_vp",
                 format!("{target_vp} is not a VP of partition \"{}\" (it has {n}: 0..={})", c.to, n - 1),
@@ -815,20 +854,11 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
                 err(
                     e,
                     "connection_id",
-                    format!(
-                        "{:#x} is already a connection of partition \"{}\" (connection {})",
-                        c.connection_id,
-                        c.from,
-                        j + 1
-                    ),
+                    format!("{:#x} is already a connection of \"{}\" (connection {})", c.connection_id, c.from, j + 1),
                 );
             }
             if o.to == c.to && o.port_id == c.port_id && port_id.is_some() {
-                err(
-                    e,
-                    "port_id",
-                    format!("{:#x} is already a port of partition \"{}\" (connection {})", c.port_id, c.to, j + 1),
-                );
+                err(e, "port_id", format!("{:#x} is already a port of \"{}\" (connection {})", c.port_id, c.to, j + 1));
             }
         }
         if e.len() > before {
@@ -1061,7 +1091,16 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     }
     let mut manifest = assemble(&file.system.name, &drafts);
     manifest.scheduler = policy;
+    // Task parties were indexed in file order: now in start order.
     manifest.connections = connections;
+    for c in &mut manifest.connections {
+        for party in [&mut c.from, &mut c.to] {
+            if let Party::Task(t) = party {
+                let (name, _) = file.tasks.get_index(*t).expect("task parties were checked");
+                *t = manifest.tasks.iter().position(|task| &task.name == name).expect("every task is started");
+            }
+        }
+    }
     for (p, toml) in partitions.into_iter().flatten().zip(file.partitions.values()) {
         let vid = manifest.tasks.iter().position(|t| t.name == toml.vid).expect("vid tasks were checked");
         manifest.partitions.push(Partition { vid, ..p });
@@ -1133,7 +1172,7 @@ fn check_tables(manifest: &Manifest) -> Result<(), Errors> {
     let started: Vec<Entries> =
         tasks.iter().map(|t| objects::to_start(t.untyped > 0, !t.interrupts.is_empty())).collect();
     let supervisor =
-        objects::total(started.iter().chain([&objects::shared(manifest.endpoints.len(), notified_vids(manifest))]));
+        objects::total(started.iter().chain([&objects::shared(manifest.endpoints.len(), notified_tasks(manifest))]));
     let quotas = objects::total(tasks.iter().map(|t| &t.objects));
     let needed = supervisor.zip(quotas).and_then(|(s, q)| objects::total([&objects::KERNEL, &s, &q]));
     let Some(needed) = needed else {
@@ -1162,11 +1201,19 @@ fn check_tables(manifest: &Manifest) -> Result<(), Errors> {
     if errors.is_empty() { Ok(()) } else { Err(Errors::sorted(errors)) }
 }
 
-/// The VIDs the broker notifies of deliveries (each running a port's
-/// partition), as `sysimage::Manifest::notified_vids` counts them.
-pub(crate) fn notified_vids(manifest: &Manifest) -> usize {
-    let port_vids = manifest.connections.iter().map(|c| manifest.partitions[c.to].vid);
-    let mut vids: Vec<usize> = port_vids.collect();
+/// The tasks the broker notifies of deliveries (each speaking for a
+/// port's party: its VID, or the task; and every task party), as
+/// `sysimage::Manifest::notified_tasks` counts them.
+pub(crate) fn notified_tasks(manifest: &Manifest) -> usize {
+    let port_vids = manifest.connections.iter().map(|c| match c.to {
+        Party::Partition(k) => manifest.partitions[k].vid,
+        Party::Task(t) => t,
+    });
+    let holders = manifest.connections.iter().filter_map(|c| match c.from {
+        Party::Task(t) => Some(t),
+        Party::Partition(_) => None,
+    });
+    let mut vids: Vec<usize> = port_vids.chain(holders).collect();
     vids.sort_unstable();
     vids.dedup();
     vids.len()

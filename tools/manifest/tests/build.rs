@@ -42,7 +42,7 @@ fn the_default_system_is_valid_and_starts_servers_first() {
     let m = load(&repo_manifest()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(m.name, "tessera");
     let names: Vec<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["supervisor", "console", "scheduler", "partition-manager", "vid", "broker"]);
+    assert_eq!(names, ["supervisor", "console", "scheduler", "partition-manager", "broker", "vid", "vmbus-host"]);
     assert!(m.supervisor().supervisor && m.supervisor().restart == Restart::Never);
     let console = &m.tasks[1];
     assert_eq!(m.endpoints[console.serves[0]].name, "console");
@@ -90,7 +90,7 @@ fn the_compiled_manifest_carries_everything() {
     }
     let vid = c.tasks.iter().find(|t| t.name == "vid").unwrap();
     let uses: Vec<(&str, &str)> = vid.uses.iter().map(|u| (c.endpoint(u.endpoint).unwrap().name, u.name)).collect();
-    assert_eq!(uses, [("console", "console"), ("partition-manager", "partition-manager")]);
+    assert_eq!(uses, [("console", "console"), ("partition-manager", "partition-manager"), ("broker", "broker")]);
     let server = c.task(c.endpoints[usize::from(vid.serves[0].0)].server).unwrap();
     assert_eq!(server.name, "vid");
 }
@@ -144,9 +144,9 @@ fn the_image_holds_the_manifest_and_each_binary_once() {
     let dir = bin_dir("image", &m);
     let image = build_image(&m, &dir).unwrap();
     let sys = SystemImage::parse(&image).unwrap();
-    assert_eq!(sys.bootfs.len(), 1 + 5);
+    assert_eq!(sys.bootfs.len(), 1 + 6);
     assert_eq!(sys.bootfs.get(0).unwrap().name, "manifest");
-    assert_eq!(sys.manifest.tasks.len(), 6);
+    assert_eq!(sys.manifest.tasks.len(), 7);
     for t in &sys.manifest.tasks {
         assert_eq!(sys.binary(t).unwrap(), std::fs::read(dir.join(t.binary)).unwrap());
     }
@@ -189,7 +189,7 @@ fn binary_that_is_not_an_x86_64_elf() {
 fn the_summary_lists_tasks_and_capabilities() {
     let m = load(&repo_manifest()).unwrap();
     let text = summary(&m);
-    assert!(text.starts_with("system \"tessera\": 6 tasks, 5 endpoints\n"), "{text}");
+    assert!(text.starts_with("system \"tessera\": 7 tasks, 5 endpoints\n"), "{text}");
     assert!(text.contains("serves console; ports 0x3f8..=0x3ff"), "{text}");
     assert!(text.contains("uses console, partition-manager"), "{text}");
 }
@@ -263,7 +263,7 @@ fn guest_files_are_found_next_to_the_manifest_and_packed() {
     assert_eq!(sys.guest_image(p), Some(&b"kernel"[..]));
     assert_eq!(sys.bootfs.file("guest0:module0"), Some(&b"initrd"[..]));
     assert_eq!(sys.bootfs.file("guest0:module1"), Some(&b"text"[..]));
-    assert!(summary(&m).contains("6 tasks, 5 endpoints, 1 partitions"), "{}", summary(&m));
+    assert!(summary(&m).contains("7 tasks, 5 endpoints, 1 partitions"), "{}", summary(&m));
     // The enlightenments reach the compiled manifest as their bits.
     let expected = tessera_manifest::Enlightenments::HYPERV.with(tessera_manifest::Enlightenment::GuestIdle, false);
     assert_eq!(p.enlightenments, expected);
@@ -320,6 +320,17 @@ fn a_partition_can_be_added_to_a_manifest_text() {
     let manager = m.endpoints.iter().find(|e| e.name == "partition-manager").unwrap().server;
     assert_eq!(m.tasks[manager].untyped, (65 << 20) + (32 + 1) * 4096);
     assert_eq!(m.tasks.len(), load(&repo_manifest()).unwrap().tasks.len());
+    // The default system has a VMBus host: the guest's connection 4 leads
+    // to its port 1, and its connection 1 to the guest's port 2 (VP 0, SINT 2).
+    let host = m.tasks.iter().position(|t| t.name == tessera_manifest::VMBUS_HOST).unwrap();
+    let c: Vec<_> =
+        m.connections.iter().map(|c| (c.from, c.to, c.connection_id, c.port_id, c.target_vp, c.sint)).collect();
+    let (guest, host) = (tessera_manifest::Party::Partition(0), tessera_manifest::Party::Task(host));
+    assert_eq!(c, [(guest, host, 4, 1, 0, 0), (host, guest, 1, 2, 0, 2)]);
+    // Without a host task, none.
+    let plain = text.replace("[tasks.vmbus-host]", "[tasks.other-host]");
+    let generated_plain = tessera_manifest::with_partition(&plain, "system.toml", &spec).unwrap();
+    assert!(parse(&generated_plain, "g.toml").unwrap().connections.is_empty());
     // A second partition of that name is refused.
     let again = tessera_manifest::with_partition(&generated, "g.toml", &spec).unwrap_err();
     assert_eq!(again.messages(), ["partition \"guest\": is already declared in the manifest"]);

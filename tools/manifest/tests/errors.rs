@@ -1,7 +1,7 @@
 //! One negative test per manifest error (after the seL4 microkit tool),
 //! each asserting the complete list of messages: one mistake, one error.
 
-use tessera_manifest::parse;
+use tessera_manifest::{Party, parse};
 
 const SUPERVISOR: &str = "[tasks.root]\nsupervisor = true\npriority = 31\nmemory = \"64KiB\"\nstack = \"16KiB\"\n";
 
@@ -943,7 +943,10 @@ fn enlightenment_without_the_hv1_interface() {
 fn enlightenment_without_its_dependency() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", time_ref_count = false }")),
-        &["partition \"linux\": enlightenments: reference_tsc requires time_ref_count"],
+        &[
+            "partition \"linux\": enlightenments: reference_tsc requires time_ref_count",
+            "partition \"linux\": enlightenments: synthetic_timers requires time_ref_count",
+        ],
     );
 }
 
@@ -981,7 +984,7 @@ fn synthetic_timers_need_the_reference_counter() {
 #[test]
 fn synthetic_timers_need_the_synic() {
     assert_errors(
-        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synthetic_timers = true }")),
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = false }")),
         &["partition \"linux\": enlightenments: synthetic_timers requires synic"],
     );
 }
@@ -1219,12 +1222,13 @@ fn valid_connections_are_accepted_and_compiled() {
     let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     let c = &m.connections;
     assert_eq!(c.len(), 3);
-    assert_eq!((c[0].from, c[0].to, c[0].connection_id, c[0].port_id, c[0].sint), (0, 1, 0xff_ffff, 0, 15));
+    let (alpha, beta) = (Party::Partition(0), Party::Partition(1));
+    assert_eq!((c[0].from, c[0].to, c[0].connection_id, c[0].port_id, c[0].sint), (alpha, beta, 0xff_ffff, 0, 15));
     assert_eq!(
         (c[1].port_type, c[1].target_vp, c[1].flag, c[1].flag_count),
         (tessera_manifest::PortType::Event, 1, 2040, 8)
     );
-    assert_eq!((c[2].from, c[2].to, c[2].flag, c[2].flag_count), (0, 0, 0, 0));
+    assert_eq!((c[2].from, c[2].to, c[2].flag, c[2].flag_count), (alpha, alpha, 0, 0));
     let summary = tessera_manifest::summary(&m);
     assert!(summary.contains("connection 0xffffff of alpha -> port 0x0 of beta (message; VP 0, SINT 15)"), "{summary}");
     assert!(
@@ -1233,7 +1237,7 @@ fn valid_connections_are_accepted_and_compiled() {
     let bytes = tessera_manifest::compile(&m).unwrap();
     let compiled = sysimage::Manifest::parse(&bytes).unwrap();
     assert_eq!(compiled.connections.len(), 3);
-    assert_eq!(compiled.connections[1].to, sysimage::PartitionIndex(0));
+    assert_eq!(compiled.connections[1].to, sysimage::manifest::Party::Partition(sysimage::PartitionIndex(0)));
     assert_eq!(compiled.connections[1].port_type.tlfs(), 2);
     // One flag by default.
     let one = parse(&connected(&connection("alpha", "beta", "event", &format!("{IDS}\nflag = 9"))), "t.toml").unwrap();
@@ -1285,11 +1289,71 @@ fn connection_ends_without_the_synic() {
 fn connection_to_an_unknown_partition() {
     assert_errors(
         &connected(&connection("alpha", "betta", "message", IDS)),
-        &["connection 1 (\"alpha\" to \"betta\"): to: no partition \"betta\" (did you mean \"beta\"?)"],
+        &["connection 1 (\"alpha\" to \"betta\"): to: no partition or task \"betta\" (did you mean \"beta\"?)"],
     );
     assert_errors(
         &connected(&connection("gamma", "beta", "message", IDS)),
-        &["connection 1 (\"gamma\" to \"beta\"): from: no partition \"gamma\""],
+        &["connection 1 (\"gamma\" to \"beta\"): from: no partition or task \"gamma\""],
+    );
+}
+
+/// A task serving its own port, as the VMBus host does: "alpha" posts to
+/// the task's port, the task answers on its connection to "alpha".
+fn served(host_uses: &str) -> String {
+    let host = task("host", 12, host_uses);
+    connected(&format!(
+        "{host}\n{}{}",
+        connection("alpha", "host", "message", "connection_id = 4\nport_id = 1\nsint = 0"),
+        connection("host", "alpha", "message", "connection_id = 1\nport_id = 5\nsint = 2"),
+    ))
+}
+
+#[test]
+fn a_task_may_own_a_port_and_hold_a_connection() {
+    let m = parse(&served("uses = [\"broker\"]"), "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let host = m.tasks.iter().position(|t| t.name == "host").unwrap();
+    let c = &m.connections;
+    assert_eq!((c[0].from, c[0].to), (Party::Partition(0), Party::Task(host)));
+    assert_eq!((c[1].from, c[1].to, c[1].sint), (Party::Task(host), Party::Partition(0), 2));
+    let summary = tessera_manifest::summary(&m);
+    assert!(summary.contains("connection 0x4 of alpha -> port 0x1 of host (message; VP 0, SINT 0)"), "{summary}");
+    let compiled = tessera_manifest::compile(&m).unwrap();
+    let compiled = sysimage::Manifest::parse(&compiled).unwrap();
+    let task = sysimage::manifest::Party::Task(sysimage::manifest::TaskIndex(host as u8));
+    assert_eq!(compiled.connections[0].to, task);
+    assert_eq!(compiled.task_parties().map(|t| usize::from(t.0)).collect::<Vec<_>>(), [host]);
+    // A task that only holds a connection is a party too, told of
+    // deliveries (its notification names its party).
+    let text = served("uses = [\"broker\"]");
+    let only_holds = text.replacen("to = \"host\"", "to = \"alpha\"", 1);
+    let m = parse(&only_holds, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let compiled = tessera_manifest::compile(&m).unwrap();
+    let compiled = sysimage::Manifest::parse(&compiled).unwrap();
+    let tasks: Vec<usize> = compiled.notified_tasks().map(|t| usize::from(t.0)).collect();
+    assert!(tasks.contains(&host), "{tasks:?}");
+}
+
+#[test]
+fn a_task_party_must_use_the_broker_and_have_one_vp() {
+    assert_errors(
+        &served(""),
+        &[
+            "connection 1 (\"alpha\" to \"host\"): to: task \"host\" does not use the \"broker\" endpoint (add it to \
+             its uses)",
+            "connection 2 (\"host\" to \"alpha\"): from: task \"host\" does not use the \"broker\" endpoint (add it to \
+             its uses)",
+        ],
+    );
+    let text = served("uses = [\"broker\"]").replace("port_id = 1\nsint = 0", "port_id = 1\nsint = 0\ntarget_vp = 1");
+    assert_errors(
+        &text,
+        &["connection 1 (\"alpha\" to \"host\"): target_vp: 1: a task's port has one target, VP 0 (task \"host\")"],
+    );
+    let text = served("uses = [\"broker\"]").replace("to = \"host\"", "to = \"broker\"");
+    assert_errors(
+        &text,
+        &["connection 1 (\"alpha\" to \"broker\"): to: task \"broker\" is the supervisor or the broker, which serve \
+           no port"],
     );
 }
 
@@ -1422,9 +1486,8 @@ fn duplicate_connection_and_port_ids() {
     assert_errors(
         &text,
         &[
-            "connection 2 (\"alpha\" to \"beta\"): connection_id: 0x1 is already a connection of partition \"alpha\" \
-             (connection 1)",
-            "connection 2 (\"alpha\" to \"beta\"): port_id: 0x2 is already a port of partition \"beta\" (connection 1)",
+            "connection 2 (\"alpha\" to \"beta\"): connection_id: 0x1 is already a connection of \"alpha\" (connection 1)",
+            "connection 2 (\"alpha\" to \"beta\"): port_id: 0x2 is already a port of \"beta\" (connection 1)",
         ],
     );
     // The same IDs in the other direction are another partition's.

@@ -46,11 +46,9 @@ pub enum Enlightenment {
     RelaxedTiming = 13,
     /// Report a spinlock retry count, for `HvNotifyLongSpinWait`.
     LongSpinWait = 14,
-    /// The synthetic interrupt controller (AccessSynicRegs; SINT polling):
-    /// not in the `"hyperv"` profile, enabled by name.
+    /// The synthetic interrupt controller (AccessSynicRegs; SINT polling).
     Synic = 15,
-    /// Synthetic timers (AccessSyntheticTimerRegs, direct mode): not in the
-    /// `"hyperv"` profile, enabled by name.
+    /// Synthetic timers (AccessSyntheticTimerRegs, direct mode).
     SyntheticTimers = 16,
     /// Virtual Secure Mode (AccessVSM): not implemented.
     Vsm = 17,
@@ -146,11 +144,10 @@ impl Enlightenment {
     }
 
     /// True for those the `"hyperv"` profile holds: every implemented one
-    /// but the SynIC and synthetic timers, which a partition names itself
-    /// (a guest such as Linux switches its clock events to the synthetic
-    /// timer when offered, which the VID's 10 ms wake-ups would slow).
+    /// (Linux 6.1 then takes the synthetic timer in direct mode as its
+    /// clock event device from boot; the VID's timer waits are tickless).
     pub const fn in_hyperv_profile(self) -> bool {
-        self.is_implemented() && !matches!(self, Enlightenment::Synic | Enlightenment::SyntheticTimers)
+        self.is_implemented()
     }
 }
 
@@ -225,8 +222,8 @@ impl Enlightenments {
     /// No enlightenments: no hypervisor leaves, no synthetic MSRs.
     pub const NONE: Enlightenments = Enlightenments(0);
 
-    /// Profile `"hyperv"`: every enlightenment the VID implements but the
-    /// SynIC and synthetic timers ([`Enlightenment::in_hyperv_profile`]).
+    /// Profile `"hyperv"`: every enlightenment the VID implements
+    /// ([`Enlightenment::in_hyperv_profile`]).
     pub const HYPERV: Enlightenments = {
         let mut bits = 0;
         let mut i = 0;

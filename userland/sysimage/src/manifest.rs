@@ -29,15 +29,17 @@
 //!   reserves of the VPs they place on one CPU add up to one CPU at most;
 //! - only a task with untyped memory has an objects quota, and the kernel
 //!   entries the system takes fit the kernel's tables ([`crate::objects`]);
-//! - each connection ([`Connection`]) names two partitions (the same one
-//!   twice is a self-connection, legal as in Hyper-V), 24-bit IDs unique
-//!   per partition (connection IDs per `from`, port IDs per `to`), a target
-//!   VP of the port's partition, a SINT below [`SINT_COUNT`], event flags
-//!   inside one SINT's [`EVENT_FLAGS_PER_SINT`] (events only); the holder's
-//!   enlightenments grant the port type's privilege and the port's
-//!   partition has the SynIC ([`PortType::holder_can`],
+//! - each connection ([`Connection`]) names two parties ([`Party`]: a
+//!   partition, or a task serving its ports itself; the same one twice is
+//!   a self-connection, legal as in Hyper-V), 24-bit IDs unique per party
+//!   (connection IDs per `from`, port IDs per `to`), a target VP of the
+//!   port's partition (0 for a task), a SINT below [`SINT_COUNT`], event
+//!   flags inside one SINT's [`EVENT_FLAGS_PER_SINT`] (events only); a
+//!   partition party's enlightenments grant the port type's privilege (as
+//!   holder) and the SynIC (as the port's owner) ([`PortType::holder_can`],
 //!   [`PortType::owner_can`]); a task serves the [`BROKER`] endpoint and
-//!   the VIDs of both partitions use it.
+//!   the VIDs of both partitions (or the task, neither the supervisor nor
+//!   the broker) use it.
 
 pub use crate::enlightenments::Enlightenments;
 use crate::{Error, PAGE_SIZE, objects, valid_name};
@@ -49,8 +51,9 @@ use serde::{Deserialize, Serialize};
 /// partition's `enlightenments` and `exit_timeout_ms`; 5: a task's `objects`;
 /// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
 /// parameters and `cpus`; 8: the root scheduler policy; 9: the core
-/// scheduler policy; 10: `connections`; 11: a partition's `devices`).
-pub const VERSION: u32 = 11;
+/// scheduler policy; 10: `connections`; 11: a partition's `devices`; 12:
+/// a connection's parties may be tasks).
+pub const VERSION: u32 = 12;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -439,19 +442,28 @@ impl PortType {
     }
 }
 
-/// A declared connection (`[[connections]]`): partition `from` holds
-/// connection `connection_id`, which leads to port `port_id` of partition
+/// Who holds a connection or owns a port: a partition (its VID speaks for
+/// it), or a task that serves its ports itself (a root service such as
+/// the VMBus host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Party {
+    Partition(PartitionIndex),
+    Task(TaskIndex),
+}
+
+/// A declared connection (`[[connections]]`): party `from` holds
+/// connection `connection_id`, which leads to port `port_id` of party
 /// `to`, whose deliveries go to SINT `sint` of VP `target_vp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
-    pub from: PartitionIndex,
-    pub to: PartitionIndex,
+    pub from: Party,
+    pub to: Party,
     pub port_type: PortType,
     /// 24 bits, unique among `from`'s connections.
     pub connection_id: u32,
     /// 24 bits, unique among `to`'s ports.
     pub port_id: u32,
-    /// Below `to`'s `vcpus`.
+    /// Below `to`'s `vcpus` (0 for a task).
     pub target_vp: u8,
     /// Below [`SINT_COUNT`].
     pub sint: u8,
@@ -550,7 +562,7 @@ impl<'a> Manifest<'a> {
     /// every task's quota (`None`: more than a count holds).
     pub fn entries_needed(&self) -> Option<Entries> {
         let mut sum =
-            objects::KERNEL.checked_add(&objects::shared(self.endpoints.len(), self.notified_vids().count()))?;
+            objects::KERNEL.checked_add(&objects::shared(self.endpoints.len(), self.notified_tasks().count()))?;
         for t in self.tasks.iter().skip(1) {
             sum = sum.checked_add(&objects::to_start(t.untyped > 0, !t.interrupts.is_empty()))?;
             sum = sum.checked_add(&t.objects)?;
@@ -746,17 +758,32 @@ impl Manifest<'_> {
     /// The partitions some connection leads to (a port's partition): their
     /// VIDs are told of deliveries through a notification.
     pub fn is_port_partition(&self, partition: PartitionIndex) -> bool {
-        self.connections.iter().any(|c| c.to == partition)
+        self.connections.iter().any(|c| c.to == Party::Partition(partition))
     }
 
-    /// The VIDs the broker notifies of deliveries: those running a port's
-    /// partition, each once, in start order.
-    pub fn notified_vids(&self) -> impl Iterator<Item = TaskIndex> + '_ {
+    /// The task speaking for `party` at the broker: a partition's VID, or
+    /// the task itself.
+    pub fn speaker(&self, party: Party) -> Option<TaskIndex> {
+        match party {
+            Party::Partition(k) => self.partitions.get(usize::from(k.0)).map(|p| p.vid),
+            Party::Task(t) => self.task(t).map(|_| t),
+        }
+    }
+
+    /// The tasks that are connection parties themselves, each once, in
+    /// start order: the broker registers them as parties of one VP.
+    pub fn task_parties(&self) -> impl Iterator<Item = TaskIndex> + '_ {
+        (0..self.tasks.len())
+            .map(|i| TaskIndex(i as u8))
+            .filter(move |&t| self.connections.iter().any(|c| c.from == Party::Task(t) || c.to == Party::Task(t)))
+    }
+
+    /// The tasks the broker notifies of deliveries: those speaking for a
+    /// port's party (a VID), and every task party (whose notification's
+    /// name tells it its party), each once, in start order.
+    pub fn notified_tasks(&self) -> impl Iterator<Item = TaskIndex> + '_ {
         (0..self.tasks.len()).map(|i| TaskIndex(i as u8)).filter(move |&t| {
-            self.partitions
-                .iter()
-                .enumerate()
-                .any(|(k, p)| p.vid == t && self.is_port_partition(PartitionIndex(k as u8)))
+            self.connections.iter().any(|c| self.speaker(c.to) == Some(t) || c.from == Party::Task(t))
         })
     }
 
@@ -764,15 +791,24 @@ impl Manifest<'_> {
     fn check_connections(&self) -> Result<(), Error> {
         for (i, c) in self.connections.iter().enumerate() {
             let bad = |reason| Err(Error::BadConnection { connection: i, reason });
-            let (Some(from), Some(to)) =
-                (self.partitions.get(usize::from(c.from.0)), self.partitions.get(usize::from(c.to.0)))
-            else {
-                return bad("partition out of range");
+            let (Some(from), Some(to)) = (self.speaker(c.from), self.speaker(c.to)) else {
+                return bad("partition or task out of range");
             };
+            for party in [c.from, c.to] {
+                if let Party::Task(t) = party
+                    && (t.0 == 0 || self.broker() == Some(t))
+                {
+                    return bad("the supervisor or the broker as a party");
+                }
+            }
             if c.connection_id > MAX_CONNECTION_ID || c.port_id > MAX_CONNECTION_ID {
                 return bad("connection or port ID above 24 bits");
             }
-            if c.target_vp >= to.vcpus {
+            let vcpus = match c.to {
+                Party::Partition(k) => self.partitions[usize::from(k.0)].vcpus,
+                Party::Task(_) => 1,
+            };
+            if c.target_vp >= vcpus {
                 return bad("target VP beyond the port partition's VPs");
             }
             if c.sint >= SINT_COUNT {
@@ -794,14 +830,22 @@ impl Manifest<'_> {
             if earlier.iter().any(|o| o.to == c.to && o.port_id == c.port_id) {
                 return bad("port ID used twice in one partition");
             }
-            if !c.port_type.holder_can(from.enlightenments) || !c.port_type.owner_can(to.enlightenments) {
+            // A task party serves its ports itself: only partitions need
+            // the SynIC's privileges and SINTs.
+            let enlightenments = |party| match party {
+                Party::Partition(k) => Some(self.partitions[usize::from(k.0)].enlightenments),
+                Party::Task(_) => None,
+            };
+            let holder_can = enlightenments(c.from).is_none_or(|e| c.port_type.holder_can(e));
+            let owner_can = enlightenments(c.to).is_none_or(|e| c.port_type.owner_can(e));
+            if !holder_can || !owner_can {
                 return bad("a partition lacks the SynIC privilege or SINTs its connection needs");
             }
             if self.broker().is_none() {
                 return bad("no task serves the broker's endpoint");
             }
-            if !self.uses_broker(from.vid) || !self.uses_broker(to.vid) {
-                return bad("a partition's VID does not use the broker");
+            if !self.uses_broker(from) || !self.uses_broker(to) {
+                return bad("a partition's VID or a task party does not use the broker");
             }
         }
         Ok(())

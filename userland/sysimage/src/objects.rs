@@ -26,8 +26,8 @@ pub const KERNEL: Entries = Entries::NONE
     .with(EntryKind::Memory, TASK_MEMORY_OBJECTS + 2);
 
 /// What the supervisor makes once: the manifest's `endpoints` and its own
-/// fault endpoint, and a notification for each of the `notified` VIDs the
-/// broker tells of deliveries (`Manifest::notified_vids`).
+/// fault endpoint, and a notification for each of the `notified` tasks the
+/// broker tells of deliveries (`Manifest::notified_tasks`).
 pub const fn shared(endpoints: usize, notified: usize) -> Entries {
     Entries::NONE.with(EntryKind::Endpoint, endpoints as u16 + 1).with(EntryKind::Notification, notified as u16)
 }

@@ -99,8 +99,8 @@ fn connected() -> Manifest<'static> {
     m.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2)]).unwrap();
     m.connections
         .push(Connection {
-            from: PartitionIndex(0),
-            to: PartitionIndex(1),
+            from: Party::Partition(PartitionIndex(0)),
+            to: Party::Partition(PartitionIndex(1)),
             port_type: PortType::Event,
             connection_id: 0x00ff_ffff,
             port_id: 7,
@@ -113,6 +113,25 @@ fn connected() -> Manifest<'static> {
     m
 }
 
+/// A task serving a port (the VMBus host's arrangement): the partition's
+/// connection leads to the task's port, the task's to the partition's.
+#[test]
+fn a_task_can_be_a_party() {
+    let mut m = connected();
+    m.connections[0].to = Party::Task(TaskIndex(1));
+    m.connections[0].target_vp = 0;
+    m.tasks[1].uses.push(Use { endpoint: EndpointIndex(2), name: BROKER }).unwrap();
+    let mut back = m.connections[0];
+    (back.from, back.to, back.target_vp) = (Party::Task(TaskIndex(1)), Party::Partition(PartitionIndex(1)), 1);
+    m.connections.push(back).unwrap();
+    let bytes = m.to_vec();
+    let parsed = Manifest::parse(&bytes).unwrap();
+    assert_eq!(parsed.task_parties().collect::<StdVec<_>>(), [TaskIndex(1)]);
+    // Told of deliveries: the task (its port) and the VID of "peer".
+    assert_eq!(parsed.notified_tasks().collect::<StdVec<_>>(), [TaskIndex(1), TaskIndex(2)]);
+    assert_eq!(parsed.speaker(Party::Partition(PartitionIndex(1))), Some(TaskIndex(2)));
+}
+
 #[test]
 fn connections_round_trip_and_are_checked() {
     let m = connected();
@@ -120,7 +139,7 @@ fn connections_round_trip_and_are_checked() {
     let parsed = Manifest::parse(&bytes).unwrap();
     assert_eq!(parsed, m);
     assert_eq!(parsed.broker(), Some(TaskIndex(4)));
-    assert_eq!(parsed.notified_vids().collect::<StdVec<_>>(), [TaskIndex(2)]);
+    assert_eq!(parsed.notified_tasks().collect::<StdVec<_>>(), [TaskIndex(2)]);
     // The notification is a shared object the supervisor makes.
     let plain = {
         let mut m = m.clone();
@@ -133,10 +152,10 @@ fn connections_round_trip_and_are_checked() {
     );
     // A self-connection is legal (as in Hyper-V); so is a message port.
     let mut ok = connected();
-    ok.connections[0].to = PartitionIndex(0);
+    ok.connections[0].to = Party::Partition(PartitionIndex(0));
     ok.connections[0].port_type = PortType::Message;
     (ok.connections[0].flag, ok.connections[0].flag_count) = (0, 0);
-    assert_eq!(Manifest::parse(&ok.to_vec()).map(|p| p.connections[0].to), Ok(PartitionIndex(0)));
+    assert_eq!(Manifest::parse(&ok.to_vec()).map(|p| p.connections[0].to), Ok(Party::Partition(PartitionIndex(0))));
 
     let bad = |reason: &str, edit: &dyn Fn(&mut Manifest<'static>)| {
         let mut m = connected();
@@ -153,8 +172,15 @@ fn connections_round_trip_and_are_checked() {
         let c = m.connections[0];
         m.connections.push(c).unwrap();
     };
-    bad("partition out of range", &|m| m.connections[0].to = PartitionIndex(2));
-    bad("partition out of range", &|m| m.connections[0].from = PartitionIndex(9));
+    let range = "partition or task out of range";
+    bad(range, &|m| m.connections[0].to = Party::Partition(PartitionIndex(2)));
+    bad(range, &|m| m.connections[0].from = Party::Partition(PartitionIndex(9)));
+    bad(range, &|m| m.connections[0].from = Party::Task(TaskIndex(9)));
+    let role = "the supervisor or the broker as a party";
+    bad(role, &|m| m.connections[0].from = Party::Task(TaskIndex(0)));
+    bad(role, &|m| m.connections[0].to = Party::Task(TaskIndex(4)));
+    // A task's port has one target VP, 0.
+    bad("target VP beyond the port partition's VPs", &|m| m.connections[0].to = Party::Task(TaskIndex(2)));
     bad("connection or port ID above 24 bits", &|m| m.connections[0].connection_id = 0x0100_0000);
     bad("connection or port ID above 24 bits", &|m| m.connections[0].port_id = 0x8000_0000);
     bad("target VP beyond the port partition's VPs", &|m| m.connections[0].target_vp = 2);
@@ -172,6 +198,9 @@ fn connections_round_trip_and_are_checked() {
         again(m);
         m.connections[1].connection_id = 1;
     });
+    // The hyperv profile without the SynIC (and the timers that need it).
+    const NO_SYNIC: Enlightenments =
+        Enlightenments::HYPERV.with(Enlightenment::SyntheticTimers, false).with(Enlightenment::Synic, false);
     let synic = "a partition lacks the SynIC privilege or SINTs its connection needs";
     for port_type in [PortType::Event, PortType::Monitor] {
         bad(synic, &|m| {
@@ -179,16 +208,19 @@ fn connections_round_trip_and_are_checked() {
             if port_type == PortType::Monitor {
                 (m.connections[0].flag, m.connections[0].flag_count) = (0, 0);
             }
-            m.partitions[0].enlightenments = Enlightenments::HYPERV;
+            m.partitions[0].enlightenments = NO_SYNIC;
         });
     }
-    bad(synic, &|m| m.partitions[1].enlightenments = Enlightenments::HYPERV);
+    bad(synic, &|m| m.partitions[1].enlightenments = NO_SYNIC);
     bad(synic, &|m| {
         m.connections[0].port_type = PortType::Message;
         (m.connections[0].flag, m.connections[0].flag_count) = (0, 0);
         m.partitions[0].enlightenments = Enlightenments::NONE;
     });
-    bad("a partition's VID does not use the broker", &|m| _ = m.tasks[2].uses.pop());
+    bad("a partition's VID or a task party does not use the broker", &|m| _ = m.tasks[2].uses.pop());
+    bad("a partition's VID or a task party does not use the broker", &|m| {
+        m.connections[0].from = Party::Task(TaskIndex(1));
+    });
     bad("no task serves the broker's endpoint", &|m| {
         m.endpoints[2].name = "other";
         m.tasks[2].uses[2].name = "other";
@@ -196,8 +228,8 @@ fn connections_round_trip_and_are_checked() {
     // The same IDs in other partitions are fine.
     let mut m = connected();
     again(&mut m);
-    m.connections[1].from = PartitionIndex(1);
-    m.connections[1].to = PartitionIndex(0);
+    m.connections[1].from = Party::Partition(PartitionIndex(1));
+    m.connections[1].to = Party::Partition(PartitionIndex(0));
     assert!(Manifest::parse(&m.to_vec()).is_ok());
 }
 
@@ -355,7 +387,7 @@ fn inconsistent_partitions_are_refused() {
     });
     bad(|m| m.partitions[0].enlightenments = Enlightenments::from_bits(1 << 31));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Vsm, true));
-    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::SyntheticTimers, true));
+    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, false));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::TimeRefCount, false));
     // Classic parameters: the TLFS ranges, reserve <= cap, only under the classic policy.
     let classic = |edit: fn(&mut Classic)| {
@@ -510,7 +542,7 @@ fn the_bootfs_header_must_name_the_manifests_supervisor() {
 
 #[test]
 fn enlightenment_profiles_are_coherent_and_round_trip() {
-    assert_eq!(Enlightenments::HYPERV.bits(), 0x7fff);
+    assert_eq!(Enlightenments::HYPERV.bits(), 0x1_ffff);
     assert_eq!(Enlightenments::NONE.check(), Ok(()));
     assert_eq!(Enlightenments::HYPERV.check(), Ok(()));
     assert_eq!(Enlightenments::profile("hyperv"), Some(Enlightenments::HYPERV));
@@ -536,12 +568,12 @@ fn each_enlightenment_error() {
         check(base.with(Enlightenment::Vsm, true).with(Enlightenment::Synic, true)),
         Err("vsm is not implemented by the VID yet, so it cannot be enabled".into())
     );
-    // The SynIC and timers are implemented but not in "hyperv".
+    // The SynIC and timers are in "hyperv", which is coherent.
     assert_eq!(check(base.with(Enlightenment::Synic, true)), Ok(()));
-    let timers = Enlightenments::HYPERV.with(Enlightenment::Synic, true).with(Enlightenment::SyntheticTimers, true);
-    assert_eq!(check(timers), Ok(()));
-    assert!(!Enlightenments::HYPERV.contains(Enlightenment::Synic));
-    assert!(!Enlightenments::HYPERV.contains(Enlightenment::SyntheticTimers));
+    assert_eq!(check(Enlightenments::HYPERV), Ok(()));
+    assert!(Enlightenments::HYPERV.contains(Enlightenment::Synic));
+    assert!(Enlightenments::HYPERV.contains(Enlightenment::SyntheticTimers));
+    assert!(!Enlightenments::HYPERV.contains(Enlightenment::Vsm));
     assert_eq!(
         check(base.with(Enlightenment::ReferenceTsc, true)),
         Err("reference_tsc requires time_ref_count".into())

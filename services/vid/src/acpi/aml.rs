@@ -1,7 +1,8 @@
 //! A few AML encoders (ACPI 6.5 chapter 20) for the DSDT: `NameOp`,
-//! `PackageOp` with its `PkgLength`, and integer constants. Enough for the
-//! sleep-state packages; anything larger should get its own encoder here
-//! rather than a hand-written byte run.
+//! `PackageOp` with its `PkgLength`, integer and string constants,
+//! `BufferOp` and `DeviceOp`. Enough for the sleep-state packages and the
+//! VMBus device; anything larger should get its own encoder here rather
+//! than a hand-written byte run.
 
 use heapless::Vec;
 
@@ -21,6 +22,21 @@ pub const WORD_PREFIX: u8 = 0x0b;
 pub const DWORD_PREFIX: u8 = 0x0c;
 /// `QWordPrefix`: an eight-byte integer follows.
 pub const QWORD_PREFIX: u8 = 0x0e;
+
+/// `StringPrefix` (20.2.3): a NUL-terminated ASCII string follows.
+pub const STRING_PREFIX: u8 = 0x0d;
+/// `BufferOp` (20.2.5.4): `BufferOp PkgLength BufferSize ByteList`.
+pub const BUFFER_OP: u8 = 0x11;
+/// `ExtOpPrefix` (20.2.5.2), before `DeviceOp`.
+pub const EXT_OP_PREFIX: u8 = 0x5b;
+/// `DeviceOp` (20.2.5.2): `ExtOpPrefix 0x82 PkgLength NameString TermList`.
+pub const DEVICE_OP: u8 = 0x82;
+/// `RootChar` (20.2.2): a name string from the namespace root.
+pub const ROOT_CHAR: u8 = 0x5c;
+/// `DualNamePrefix` (20.2.2): two name segments follow.
+pub const DUAL_NAME_PREFIX: u8 = 0x2e;
+/// A resource template's `End Tag` (ACPI 6.5 6.4.2.9), checksum 0 ("none").
+pub const END_TAG: [u8; 2] = [0x79, 0x00];
 
 /// The largest value a `PkgLength` encodes (28 bits).
 pub const PKG_LENGTH_MAX: usize = (1 << 28) - 1;
@@ -105,4 +121,43 @@ pub fn name<const N: usize>(
     put(aml, &[NAME_OP])?;
     put(aml, seg)?;
     value(aml)
+}
+
+/// Appends a string constant (`StringPrefix AsciiCharList NullChar`);
+/// `text` is ASCII without NUL (1..=0x7f each).
+pub fn string<const N: usize>(aml: &mut Aml<N>, text: &str) -> Result<(), AmlOverflow> {
+    if !text.bytes().all(|b| (1..0x80).contains(&b)) {
+        return Err(AmlOverflow);
+    }
+    put(aml, &[STRING_PREFIX])?;
+    put(aml, text.as_bytes())?;
+    put(aml, &[0])
+}
+
+/// Appends `Buffer (n) { bytes }`.
+pub fn buffer<const N: usize>(aml: &mut Aml<N>, bytes: &[u8]) -> Result<(), AmlOverflow> {
+    let mut body: Aml<N> = Vec::new();
+    integer(&mut body, bytes.len() as u64)?;
+    put(&mut body, bytes)?;
+    put(aml, &[BUFFER_OP])?;
+    pkg_length(aml, body.len())?;
+    put(aml, &body)
+}
+
+/// Appends `Device (\<scope>.<seg>) { terms }`: a device at the absolute
+/// path of two name segments (e.g. `_SB_` and `VMBS`).
+pub fn device<const N: usize>(
+    aml: &mut Aml<N>,
+    scope: &[u8; 4],
+    seg: &[u8; 4],
+    terms: impl FnOnce(&mut Aml<N>) -> Result<(), AmlOverflow>,
+) -> Result<(), AmlOverflow> {
+    let mut body: Aml<N> = Vec::new();
+    put(&mut body, &[ROOT_CHAR, DUAL_NAME_PREFIX])?;
+    put(&mut body, scope)?;
+    put(&mut body, seg)?;
+    terms(&mut body)?;
+    put(aml, &[EXT_OP_PREFIX, DEVICE_OP])?;
+    pkg_length(aml, body.len())?;
+    put(aml, &body)
 }

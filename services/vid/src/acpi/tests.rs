@@ -98,9 +98,9 @@ fn the_rsdp_is_found_by_scanning_and_leads_to_every_table() {
     // The layout the module documents.
     assert_eq!(
         [tables.xsdt_gpa, tables.rsdt_gpa, tables.fadt_gpa, tables.facs_gpa, tables.dsdt_gpa, tables.madt_gpa],
-        [0xe0080, 0xe00c0, 0xe0100, 0xe0040, 0xe0240, 0xe0280]
+        [0xe0080, 0xe00c0, 0xe0100, 0xe0040, 0xe0240, 0xe02c0]
     );
-    assert_eq!(tables.len, 0x280 + 44 + 4 * 8 + 38);
+    assert_eq!(tables.len, 0x2c0 + 44 + 4 * 8 + 38);
     // Nothing past the tables is touched.
     assert!(region[tables.len..].iter().all(|b| *b == 0xaa));
 }
@@ -330,12 +330,29 @@ fn the_dsdt_declares_s5_with_sleep_type_5() {
     let (region, t) = built(1);
     let dsdt = table(&region, t.dsdt_gpa, b"DSDT");
     assert_eq!(dsdt[8], 2, "revision 2: 64-bit integers");
-    let body = &dsdt[36..];
+    let body = &dsdt[36..][..14];
     assert_eq!(body, [0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00]);
     let (term, used) = decode(body);
     assert_eq!(used, body.len());
     let ints = |v: &[u64]| Term::Package(v.iter().map(|i| Term::Integer(*i)).collect());
     assert_eq!(term, Term::Name(*b"_S5_", Box::new(ints(&[5, 5, 0, 0]))));
+}
+
+#[test]
+fn the_dsdt_declares_the_vmbus_device_after_s5() {
+    let (region, t) = built(1);
+    let dsdt = table(&region, t.dsdt_gpa, b"DSDT");
+    assert_eq!(u32::from_le_bytes(dsdt[4..8].try_into().unwrap()) as usize, dsdt.len());
+    let device = &dsdt[36 + 14..];
+    #[rustfmt::skip]
+    let want: &[u8] = &[
+        0x5b, 0x82, 34,                                   // Device, PkgLength (itself + 33)
+        0x5c, 0x2e, b'_', b'S', b'B', b'_', b'V', b'M', b'B', b'S', // \_SB.VMBS
+        0x08, b'_', b'H', b'I', b'D', 0x0d, b'V', b'M', b'B', b'U', b'S', 0, // Name (_HID, "VMBUS")
+        0x08, b'_', b'C', b'R', b'S', 0x11, 5, 0x0a, 2, 0x79, 0x00, // Name (_CRS, Buffer (2) { EndTag })
+    ];
+    assert_eq!(device, want);
+    assert_eq!(decode_pkg_length(&device[2..]), (device.len() - 2, 1), "the device's PkgLength covers it exactly");
 }
 
 #[test]

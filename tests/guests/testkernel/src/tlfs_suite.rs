@@ -160,8 +160,8 @@ pub fn cpuid() -> Outcome {
         "CPUID 0x40000003 EAX privileges offered",
         fail_unless(missing.as_str().is_empty(), detail!("EAX {:#x} lacks {missing}", f.eax)),
     );
-    // The SynIC and timers are not in "hyperv": a partition names them,
-    // and tlfs-synic and tlfs-stimer check them when offered.
+    // The SynIC and timers are optional (in "hyperv", not in a partition
+    // that turns them off): tlfs-synic and tlfs-stimer check them when offered.
     let present = tlfs::bits_not_matching::<96>(f.eax, &leaf::ABSENT_PRIVILEGES, false);
     c.info(
         "CPUID 0x40000003 EAX SynIC and synthetic timers",
