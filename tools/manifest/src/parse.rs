@@ -783,9 +783,7 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
                 Some(Party::Partition(k)) => checked[k].as_ref(),
                 _ => None,
             };
-            check_connection_ends(c, t, [partition(from), partition(to)], &mut |f, m| {
-                err(e, f, m)
-            });
+            check_connection_ends(c, t, [partition(from), partition(to)], &mut |f, m| err(e, f, m));
         }
         let id = |field: &str, v: i64, e: &mut Vec<Error>| -> Option<u32> {
             let id = u32::try_from(v).ok().filter(|&v| v <= MAX_CONNECTION_ID);
