@@ -348,6 +348,7 @@ uses = [\"broker\"]
 image = \"kernel\"
 memory = \"2MiB\"
 vid = \"guests\"
+enlightenments = \"hyperv\"
 
 [[connections]]
 from = \"guest\"
