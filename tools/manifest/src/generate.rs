@@ -41,7 +41,8 @@ fn path_value(subject: &str, field: &str, path: &std::path::Path) -> Result<Valu
 
 /// The manifest `text` with `[partitions.<name>]` added (the partition
 /// manager's untyped quota for it is added when the manifest is parsed),
-/// and, if the manifest has a [`VMBUS_HOST`] task, the partition's VMBus
+/// and, if the manifest has a [`VMBUS_HOST`] task and the partition's
+/// profile has the SynIC its messages need, the partition's VMBus
 /// connections ([`vmbus_connections`]).
 /// Comments and layout are not kept. The result is not checked:
 /// [`crate::parse`] it.
@@ -73,7 +74,10 @@ pub fn with_partition(text: &str, origin: &str, spec: &PartitionSpec) -> Result<
     }
     partitions.insert(spec.name.clone(), Value::Table(table));
     let has_host = doc.get("tasks").and_then(Value::as_table).is_some_and(|t| t.contains_key(VMBUS_HOST));
-    if has_host {
+    let profile = if spec.enlightenments.is_empty() { "none" } else { spec.enlightenments.as_str() };
+    let has_synic =
+        sysimage::Enlightenments::profile(profile).is_some_and(|e| e.contains(sysimage::Enlightenment::Synic));
+    if has_host && has_synic {
         let connections = doc.entry("connections").or_insert_with(|| Value::Array(Vec::new()));
         let Value::Array(connections) = connections else {
             return Err(Errors::one(Error::new(origin, "connections", "is not an array of tables")));

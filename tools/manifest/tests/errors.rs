@@ -992,7 +992,10 @@ fn synthetic_timers_need_the_synic() {
 #[test]
 fn the_hyperv_testdev_needs_the_synic() {
     assert_errors(
-        &with_vid(&partition("linux", "enlightenments = \"hyperv\"\ndevices = [\"hyperv-testdev\"]")),
+        &with_vid(&partition(
+            "linux",
+            "enlightenments = { profile = \"hyperv\", synic = false, synthetic_timers = false }\ndevices = [\"hyperv-testdev\"]",
+        )),
         &[
             "partition \"linux\": devices: \"hyperv-testdev\" needs the synic enlightenment (add synic = true to its enlightenments)",
         ],
@@ -1259,7 +1262,11 @@ fn connection_ends_without_the_synic() {
         ),
     ] {
         let text = connected(&connection("alpha", "beta", port_type, &format!("{IDS}{extra}")));
-        let holder = text.replacen(SYNIC, "enlightenments = \"hyperv\"", 1);
+        let holder = text.replacen(
+            SYNIC,
+            "enlightenments = { profile = \"hyperv\", synic = false, synthetic_timers = false }",
+            1,
+        );
         assert_errors(
             &holder,
             &[&format!(
@@ -1280,7 +1287,7 @@ fn connection_ends_without_the_synic() {
     // A self-connection without the SynIC: both of its ends are refused.
     let text = connected(&connection("beta", "beta", "message", IDS)).replace(
         &format!("vid = \"vid\"\n{SYNIC}\n"),
-        "vid = \"vid\"\nenlightenments = { profile = \"hyperv\", synic = false }\n",
+        "vid = \"vid\"\nenlightenments = { profile = \"hyperv\", synic = false, synthetic_timers = false }\n",
     );
     assert_eq!(parse(&text, "t.toml").map(|_| ()).map_err(|e| e.messages().len()), Err(2));
 }
