@@ -198,9 +198,6 @@ fn connections_round_trip_and_are_checked() {
         again(m);
         m.connections[1].connection_id = 1;
     });
-    // The hyperv profile without the SynIC (and the timers that need it).
-    const NO_SYNIC: Enlightenments =
-        Enlightenments::HYPERV.with(Enlightenment::SyntheticTimers, false).with(Enlightenment::Synic, false);
     let synic = "a partition lacks the SynIC privilege or SINTs its connection needs";
     for port_type in [PortType::Event, PortType::Monitor] {
         bad(synic, &|m| {
@@ -336,15 +333,19 @@ fn inconsistent_manifests_are_refused() {
     assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::BadManifest("no tasks")));
 }
 
+/// The hyperv profile without the SynIC (and the timers that need it).
+const NO_SYNIC: Enlightenments =
+    Enlightenments::HYPERV.with(Enlightenment::SyntheticTimers, false).with(Enlightenment::Synic, false);
+
 #[test]
 fn the_testdev_needs_the_synic() {
     let mut m = sample();
     m.partitions[0].devices = Devices::HYPERV_TESTDEV;
-    m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
+    m.partitions[0].enlightenments = Enlightenments::HYPERV;
     let bytes = m.to_vec();
     let parsed = Manifest::parse(&bytes).expect("hyperv-testdev with the SynIC");
     assert!(parsed.partitions[0].devices.contains(Devices::HYPERV_TESTDEV));
-    m.partitions[0].enlightenments = Enlightenments::HYPERV;
+    m.partitions[0].enlightenments = NO_SYNIC;
     assert_eq!(
         Manifest::parse(&m.to_vec()).err(),
         Some(Error::BadPartition { partition: 0, reason: "hyperv-testdev without the synic enlightenment" })
@@ -362,8 +363,11 @@ fn inconsistent_partitions_are_refused() {
         }
     };
     bad(|m| m.partitions[0].name = "");
-    // HYPERV has no SynIC; an unknown device bit.
-    bad(|m| m.partitions[0].devices = Devices::HYPERV_TESTDEV);
+    // The testdev without the SynIC; an unknown device bit.
+    bad(|m| {
+        m.partitions[0].enlightenments = NO_SYNIC;
+        m.partitions[0].devices = Devices::HYPERV_TESTDEV;
+    });
     bad(|m| m.partitions[0].devices = Devices(2));
     bad(|m| m.partitions[0].image = "a b");
     bad(|m| m.partitions[0].modules[0] = "");
@@ -611,7 +615,7 @@ fn each_enlightenment_error() {
 /// connection's ends need the SynIC whatever its type.
 #[test]
 fn derived_grants_follow_their_enlightenment() {
-    let base = Enlightenments::HYPERV;
+    let base = NO_SYNIC;
     let synic = base.with(Enlightenment::Synic, true);
     let timers = synic.with(Enlightenment::SyntheticTimers, true);
     for (set, sint, direct) in [(base, false, false), (synic, true, false), (timers, true, true)] {
