@@ -27,12 +27,14 @@ fn the_hyperv_profile_presents_hv1() {
     // The version is zero until the guest OS ID is set (TLFS 2.4.3).
     assert_eq!(cpuid(&p, 0, 0x4000_0002, 0), [0; 4]);
     assert_eq!(cpuid(&p, 0x8100_0000_0000_0000, 0x4000_0002, 0), [1, 0x0000_0001, 0, 0]);
-    // Privileges: VP runtime 0, reference counter 1, APIC MSRs 4, hypercall
-    // 5, VP index 6, reset 7, reference TSC 9, guest idle 10, frequencies
-    // 11; no hypercall privileges. EDX: XMM fast input 4, guest idle 5,
-    // frequencies 8, crash MSRs 10, fast output 15, hypercall MSR lock 18.
-    let edx = 1 << 4 | 1 << 5 | 1 << 8 | 1 << 10 | 1 << 15 | 1 << 18;
-    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0), [0b1110_1111_0011, 0, 0, edx]);
+    // Privileges: VP runtime 0, reference counter 1, SynIC 2, synthetic
+    // timers 3, APIC MSRs 4, hypercall 5, VP index 6, reset 7, reference
+    // TSC 9, guest idle 10, frequencies 11; EBX: PostMessages 4,
+    // SignalEvents 5. EDX: XMM fast input 4, guest idle 5, frequencies 8,
+    // crash MSRs 10, fast output 15, SINT polling 17, hypercall MSR lock 18,
+    // direct synthetic timers 19.
+    let edx = 1 << 4 | 1 << 5 | 1 << 8 | 1 << 10 | 1 << 15 | 1 << 17 | 1 << 18 | 1 << 19;
+    assert_eq!(cpuid(&p, 0, 0x4000_0003, 0), [0b1110_1111_1111, 1 << 4 | 1 << 5, 0, edx]);
     // Recommendations: remote flush 2, APIC MSRs 3, reset 4, relaxed timing
     // 5, cluster IPI 10, Ex masks 11; spin retries 0xfff.
     assert_eq!(cpuid(&p, 0, 0x4000_0004, 0), [0b1100_0011_1100, 0xfff, 0, 0]);
@@ -62,15 +64,16 @@ fn synic_and_timers_in_leaf_0x40000003() {
     // TLFS 2.4.3 / Appendix: EAX bit 2 AccessSynicRegs, bit 3
     // AccessSyntheticTimerRegs; EDX bit 17 SintPollingModeAvailable, bit 19
     // DirectSyntheticTimers.
-    let hyperv = EnlightenmentProfile::new(Enlightenments::HYPERV, 4, 0).unwrap();
-    let [a, _, _, d] = cpuid(&hyperv, 0, 0x4000_0003, 0);
-    assert_eq!((a & 0b1100, d & (1 << 17 | 1 << 19)), (0, 0), "not in the hyperv profile");
-    let set = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
+    let none = Enlightenments::HYPERV.with(Enlightenment::SyntheticTimers, false).with(Enlightenment::Synic, false);
+    let [a, _, _, d] = cpuid(&EnlightenmentProfile::new(none, 4, 0).unwrap(), 0, 0x4000_0003, 0);
+    assert_eq!((a & 0b1100, d & (1 << 17 | 1 << 19)), (0, 0), "neither without its enlightenment");
+    let set = none.with(Enlightenment::Synic, true);
     let [a, _, _, d] = cpuid(&EnlightenmentProfile::new(set, 4, 0).unwrap(), 0, 0x4000_0003, 0);
     assert_eq!((a & 0b1100, d & (1 << 17 | 1 << 19)), (0b100, 1 << 17));
     let set = set.with(Enlightenment::SyntheticTimers, true);
     let [a, _, _, d] = cpuid(&EnlightenmentProfile::new(set, 4, 0).unwrap(), 0, 0x4000_0003, 0);
     assert_eq!((a & 0b1100, d & (1 << 17 | 1 << 19)), (0b1100, 1 << 17 | 1 << 19));
+    assert_eq!(set, Enlightenments::HYPERV, "both in the hyperv profile");
 }
 
 #[test]

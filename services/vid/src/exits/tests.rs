@@ -792,7 +792,14 @@ fn post_and_signal_hypercalls_go_to_the_broker() {
     assert_eq!(get(&a, HvRegisterName::RAX), Some(u64::from(tlfs::HvStatus::INVALID_CONNECTION_ID.0)));
     // Without the SynIC, no privilege: ACCESS_DENIED before the broker.
     let mut plain = Vmm::with_config(VmmConfig {
-        profile: crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV, 1, 1).unwrap(),
+        profile: crate::profile::EnlightenmentProfile::new(
+            sysimage::Enlightenments::HYPERV
+                .with(sysimage::Enlightenment::SyntheticTimers, false)
+                .with(sysimage::Enlightenment::Synic, false),
+            1,
+            1,
+        )
+        .unwrap(),
         ..VmmConfig::default()
     });
     let a = plain.handle_with(&call(signal, 0x11), &mut g, 0, &mut broker, |_| {});
