@@ -190,7 +190,8 @@ fn synthetic(ctx: &Ctx, f: &mut Failures, t: &mut Tally, rng: &mut fastrand::Rng
         return;
     }
     // The hypervisor range: every MSR the partition is not offered is #GP.
-    let offered = |n: u32| SYNTHETIC.iter().any(|&(m, _)| m == n) || has_effects(n) || is_offered_apic(n);
+    let offered =
+        |n: u32| SYNTHETIC.iter().any(|&(m, _)| m == n) || has_effects(n) || is_offered_apic(n) || is_offered_synic(n);
     let mut refused = 0;
     for number in 0x4000_0000..0x4000_0100 {
         if offered(number) {
@@ -229,6 +230,18 @@ fn synthetic(ctx: &Ctx, f: &mut Failures, t: &mut Tally, rng: &mut fastrand::Rng
     t.note(tpr.is_err());
     f.require(tpr.as_ref().is_err_and(|f| f.is_gp()), || detail!("TPR with a reserved bit: {tpr:?}"));
     let _ = wrmsr_checked(syn::TPR, 0);
+}
+
+/// The SynIC's and the synthetic timers' MSRs, where CPUID 0x40000003
+/// grants them (EAX bit 2 AccessSynicRegs, bit 3
+/// AccessSyntheticTimerRegs; TLFS 11.8, 12.5): SCONTROL, SVERSION, SIEFP,
+/// SIMP, EOM, SINT0-15, STIMER0-3 CONFIG and COUNT. Left to the
+/// conformance tests: their pages cover RAM and their SINTs interrupt.
+fn is_offered_synic(number: u32) -> bool {
+    let privileges = crate::hw::cpuid(0x4000_0003, 0).eax;
+    let synic = privileges & 1 << 2 != 0 && matches!(number, 0x4000_0080..=0x4000_0084 | 0x4000_0090..=0x4000_009f);
+    let timers = privileges & 1 << 3 != 0 && (0x4000_00b0..=0x4000_00b7).contains(&number);
+    synic || timers
 }
 
 /// The APIC MSRs of the `hyperv` profile (EOI is write-only, TPR checked above).
