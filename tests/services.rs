@@ -704,14 +704,16 @@ fn qemu_vid_failures_stop_only_their_vps() {
 }
 
 /// The TLFS conformance guest (`tests=tlfs`): the Hyper-V CPUID leaves,
-/// synthetic MSRs, hypercalls, SynIC and synthetic timers, with their error
-/// cases, in a partition with the `hyperv` enlightenments and `synic` and
+/// synthetic MSRs (EOI assist among them), hypercalls, SynIC and synthetic
+/// timers, with their error cases, in a partition with the `hyperv` enlightenments and `synic` and
 /// `synthetic_timers`.
 fn tlfs_conformance_passes(run: &Boot) {
     assert_in_order(
         run,
         &[
             "[vid] conformance: testkernel: tlfs-cpuid: ok",
+            "[vid] conformance: testkernel: tlfs: EOI assist: NoEoiRequired set, no EOI written, the vector out of service (10.3.5): ok",
+            "[vid] conformance: testkernel: tlfs: EOI assist: the same vector delivered again, assisted: ok",
             "[vid] conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
             "[partition-manager] partition conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
             "[vid] conformance: testkernel: tlfs-msr: ok",
