@@ -588,7 +588,9 @@ fn messages_and_events_pass(run: &Boot) {
 /// guest's `tests=testdev` on 2 VPs): routes fired from VP 0 interrupt VP 1
 /// (auto-EOI out of service, a polled SINT silent, a destroyed route
 /// ignored and logged), the echo connection's messages with a busy slot
-/// and redelivery after EOM, an event flag's one interrupt. In Bochs it
+/// and redelivery after EOM, an event flag's one interrupt, and
+/// `INVALID_SYNIC_STATE` for a SynIC without the page or SINT a post or
+/// signal needs. In Bochs it
 /// takes about 13 s.
 fn testdev_passes(run: &Boot) {
     let line = |text: &str| format!("[vid] testdev: testkernel: testdev: {text}");
@@ -612,6 +614,9 @@ fn testdev_passes(run: &Boot) {
         line("flag already set: 0 more interrupts"),
         line("signal flag 1 of the one-flag port: INVALID_PARAMETER"),
         line("signal destroyed event connection 9: INVALID_CONNECTION_ID"),
+        line("post to VP 1 without a SIM page: INVALID_SYNIC_STATE"),
+        line("signal VP 1 without a SIEF page: INVALID_SYNIC_STATE"),
+        line("signal VP 0's masked SINT4: INVALID_SYNIC_STATE"),
         line("ok"),
     ];
     assert_in_order(run, &lines.iter().map(String::as_str).collect::<Vec<_>>());
@@ -699,14 +704,16 @@ fn qemu_vid_failures_stop_only_their_vps() {
 }
 
 /// The TLFS conformance guest (`tests=tlfs`): the Hyper-V CPUID leaves,
-/// synthetic MSRs, hypercalls, SynIC and synthetic timers, with their error
-/// cases, in a partition with the `hyperv` enlightenments and `synic` and
+/// synthetic MSRs (EOI assist among them), hypercalls, SynIC and synthetic
+/// timers, with their error cases, in a partition with the `hyperv` enlightenments and `synic` and
 /// `synthetic_timers`.
 fn tlfs_conformance_passes(run: &Boot) {
     assert_in_order(
         run,
         &[
             "[vid] conformance: testkernel: tlfs-cpuid: ok",
+            "[vid] conformance: testkernel: tlfs: EOI assist: NoEoiRequired set, no EOI written, the vector out of service (10.3.5): ok",
+            "[vid] conformance: testkernel: tlfs: EOI assist: the same vector delivered again, assisted: ok",
             "[vid] conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
             "[partition-manager] partition conformance: guest crash reported: P0 0x7e550000 P1 0x7e550001 P2 0x7e550002 P3 0x7e550003 P4 0x7e550004",
             "[vid] conformance: testkernel: tlfs-msr: ok",

@@ -375,6 +375,7 @@ impl Vmm {
     /// `guest`'s SIM pages.
     pub fn poll_with(&mut self, now: u64, guest: &mut impl Guest) {
         self.poll(now);
+        self.complete_lazy_eois(guest);
         self.synthetic.poll(now, guest);
         self.synic_interrupts();
     }
@@ -430,6 +431,11 @@ impl Vmm {
     /// holds it until the guest can take it (interrupt window), so RFLAGS.IF
     /// is not asked here.
     pub fn interruption_for(&mut self, vp: u32) -> Option<u64> {
+        self.next_interruption(vp).map(|(value, _)| value)
+    }
+
+    /// [`Vmm::interruption_for`], and the interrupt it is.
+    fn next_interruption(&mut self, vp: u32) -> Option<(u64, Interrupt)> {
         let any = Interruptibility { rflags_if: true, shadow: false, nmi_blocked: false };
         let interrupt = self.irq.highest_pending(vp, any)?;
         let vector = self.irq.acknowledge(vp, interrupt);
@@ -437,7 +443,33 @@ impl Vmm {
             Interrupt::Nmi => tlfs::HvX64PendingInterruptionType::NMI,
             _ => tlfs::HvX64PendingInterruptionType::INTERRUPT,
         };
-        Some(tlfs::HvX64PendingInterruptionRegister::pending(kind, vector, None).into_bits())
+        Some((tlfs::HvX64PendingInterruptionRegister::pending(kind, vector, None).into_bits(), interrupt))
+    }
+
+    /// The interruption for the VP `h` names, stopped at this exit, added
+    /// to `u` unless one is pending already; a local APIC interrupt may
+    /// need no EOI exit (EOI assist).
+    fn post_at_exit(
+        &mut self,
+        h: &tlfs::HvX64InterceptMessageHeader,
+        busy: bool,
+        guest: &mut impl Guest,
+        mut u: Updates,
+    ) -> Updates {
+        let busy = busy
+            || h.execution_state.interruption_pending()
+            || u.iter().any(|(name, _)| *name == HvRegisterName::PENDING_INTERRUPTION);
+        if busy {
+            return u;
+        }
+        self.withdraw_lazy_eoi_if_requested(h.vp_index, guest);
+        if let Some((value, interrupt)) = self.next_interruption(h.vp_index) {
+            let _ = u.push((HvRegisterName::PENDING_INTERRUPTION, value));
+            if let Interrupt::Fixed(vector) = interrupt {
+                self.offer_lazy_eoi(h.vp_index, vector, guest);
+            }
+        }
+        u
     }
 
     /// Decides what an intercept means, reading and writing `guest` as the
@@ -473,18 +505,9 @@ impl Vmm {
         let action = self.decide(body, guest, now, connections, &mut events);
         self.stats.record(&body, &action);
         let Some(h) = header else { return action };
-        let posted = |this: &mut Vmm, mut u: Updates| {
-            let busy = h.execution_state.interruption_pending()
-                || slot_taken
-                || u.iter().any(|(name, _)| *name == HvRegisterName::PENDING_INTERRUPTION);
-            if !busy && let Some(value) = this.interruption_for(h.vp_index) {
-                let _ = u.push((HvRegisterName::PENDING_INTERRUPTION, value));
-            }
-            u
-        };
         match action {
-            Action::Resume(u) => Action::Resume(posted(self, u)),
-            Action::Halt(u) => Action::Halt(posted(self, u)),
+            Action::Resume(u) => Action::Resume(self.post_at_exit(&h, slot_taken, guest, u)),
+            Action::Halt(u) => Action::Halt(self.post_at_exit(&h, slot_taken, guest, u)),
             stop => stop,
         }
     }
@@ -768,6 +791,7 @@ pub const BENCH_GUEST: &[u8] = &[
     0xf4, // hlt
 ];
 
+mod eoi_assist;
 mod hypercall;
 mod msr;
 mod stats;

@@ -295,6 +295,20 @@ impl SynicVp {
         Post::Delivered
     }
 
+    /// Whether a message can be posted to SINT `sint` (TLFS 11.11.1):
+    /// `INVALID_SYNIC_STATE` if SCONTROL or SIMP is disabled (a masked SINT
+    /// takes messages: the guest may poll); `INVALID_PARAMETER` for a SINT
+    /// out of range.
+    pub fn accepts_messages(&self, sint: usize) -> HvResult<()> {
+        if sint >= HV_SYNIC_SINTS {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        if !self.scontrol.enable() || !self.simp.enable() {
+            return Err(HvError::INVALID_SYNIC_STATE);
+        }
+        Ok(())
+    }
+
     /// Whether an event for SINT `sint` can be signalled (TLFS 11.11.2):
     /// `INVALID_SYNIC_STATE` if SCONTROL or SIEFP is disabled or the SINT
     /// is masked; `INVALID_PARAMETER` for a SINT out of range. (A SIEF page

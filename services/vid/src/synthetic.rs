@@ -519,6 +519,12 @@ impl SyntheticPartition {
         self.vps.get_mut(vp as usize).map(|v| core::mem::take(&mut v.raised)).unwrap_or_default()
     }
 
+    /// VP `vp`'s assist page's GPA, if it is enabled.
+    pub fn vp_assist_page(&self, vp: u32) -> Option<u64> {
+        let page = self.vps.get(vp as usize)?.vp_assist_page;
+        page.enable().then(|| page.gpn() << 12)
+    }
+
     /// VP `vp`'s SynIC (for the vectors with AutoEOI, and for posting).
     pub fn synic(&self, vp: u32) -> Option<&SynicVp> {
         self.vps.get(vp as usize).map(|v| &v.synic)

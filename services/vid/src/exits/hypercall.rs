@@ -66,8 +66,11 @@ impl HypercallTarget for Target<'_> {
         let Some(to) = self.local.and_then(|t| t.message_target(connection_id)) else {
             return self.connections.post_message(connection_id, message_type, payload);
         };
-        // One message waits per VP (for its busy slot): the queue is full.
-        if self.synthetic.synic(to.vp).is_some_and(|s| s.holds_message()) {
+        // The 11.11.1 table: the target VP's SynIC and SIM page, then the
+        // queue (one message waits per VP, for its busy slot).
+        let synic = self.synthetic.synic(to.vp).ok_or(HvError::INVALID_VP_INDEX)?;
+        synic.accepts_messages(usize::from(to.sint))?;
+        if synic.holds_message() {
             return Err(HvError::INSUFFICIENT_BUFFERS);
         }
         let message = messaging::message(connection_id, message_type, payload);

@@ -50,6 +50,9 @@ impl Vmm {
                 if write.is_some() && HvX64Msr(msr).sint_index().is_some() {
                     self.sync_auto_eoi(vp);
                 }
+                if write.is_some() && outcome.is_ok() && msr == HvX64Msr::VP_ASSIST_PAGE.0 {
+                    self.assist_page_written(vp);
+                }
                 self.synic_interrupts();
                 return match outcome {
                     Err(_) => gp(),

@@ -23,6 +23,8 @@ pub struct ExitStats {
     pub failed_hypercalls: u64,
     /// Deliveries from the broker that no SynIC could take.
     pub dropped_deliveries: u64,
+    /// EOIs the guest did through its VP assist page, without an exit.
+    pub lazy_eois: u64,
 }
 
 impl ExitStats {
@@ -70,8 +72,8 @@ impl fmt::Display for Exits<'_> {
         let s = self.0;
         write!(
             f,
-            "exits: {} port, {} MSR, {} CPUID, {} hypercall, {} memory, {} HLT, {} other",
-            s.port, s.msr, s.cpuid, s.hypercall, s.memory, s.halt, s.other
+            "exits: {} port, {} MSR, {} CPUID, {} hypercall, {} memory, {} HLT, {} other; {} EOIs without one",
+            s.port, s.msr, s.cpuid, s.hypercall, s.memory, s.halt, s.other, s.lazy_eois
         )
     }
 }

@@ -373,7 +373,10 @@ fn exits_and_refusals_are_counted_for_the_report() {
     let HvMessageBody::UnmappedGpa(mut m) = memory(0x100_0000, 0x100_0000, false, false) else { panic!() };
     m.header.intercept_access_type = HvInterceptAccessType::EXECUTE;
     run(&mut vmm, &mut g, HvMessageBody::UnmappedGpa(m));
-    assert_eq!(vmm.stats.exits().to_string(), "exits: 0 port, 3 MSR, 0 CPUID, 0 hypercall, 1 memory, 0 HLT, 0 other");
+    assert_eq!(
+        vmm.stats.exits().to_string(),
+        "exits: 0 port, 3 MSR, 0 CPUID, 0 hypercall, 1 memory, 0 HLT, 0 other; 0 EOIs without one"
+    );
     assert_eq!(vmm.stats.refused().to_string(), "refused: 2 #GP, 1 #UD, 0 failed hypercalls");
 }
 
@@ -874,4 +877,5 @@ fn malformed_deliveries_are_refused() {
     assert!(Delivery::from_fetch(3, 0, 2, 0x20, 1, &[], 1).is_none(), "unknown kind");
 }
 
+mod eoi_assist;
 mod testdev;

@@ -200,6 +200,10 @@ pub struct Lapic {
     /// Vectors delivered with an implicit EOI (the SynIC's AutoEOI SINTs,
     /// TLFS 11.8.5): acknowledged without entering the ISR.
     auto_eoi: VectorBits,
+    /// An EOI the guest may do through its VP assist page (TLFS 10.3.5):
+    /// the VID set `NoEoiRequired` for an injected interrupt and has not
+    /// seen the guest clear it.
+    lazy_eoi: bool,
 }
 
 impl Lapic {
@@ -226,6 +230,7 @@ impl Lapic {
             timer: ApicTimer::new(tsc_hz, apic_hz),
             nmi: false,
             auto_eoi: VectorBits::default(),
+            lazy_eoi: false,
         };
         if vp == 0 {
             lapic.lvt[LVT_LINT0] = Lvt::new().with_delivery_mode(DeliveryMode::EXTINT);
@@ -385,6 +390,43 @@ impl Lapic {
             self.irr.set(vector, false);
             self.isr.set(vector, !self.auto_eoi.get(vector));
         }
+    }
+
+    /// Whether the interrupt `vector`, just acknowledged, needs no EOI exit
+    /// (TLFS 10.3.5, `NoEoiRequired`): it is in service, edge-triggered,
+    /// no interrupt is pending behind it (its EOI would reveal one), and no
+    /// other lazy EOI is outstanding (the bit counts one). If so, its EOI
+    /// is outstanding from now: [`Lapic::complete_lazy_eoi`].
+    pub fn offer_lazy_eoi(&mut self, vector: u8) -> bool {
+        let offer = !self.lazy_eoi
+            && self.isr.highest() == Some(vector)
+            && !self.tmr.get(vector)
+            && self.irr.highest().is_none();
+        self.lazy_eoi |= offer;
+        offer
+    }
+
+    pub const fn lazy_eoi(&self) -> bool {
+        self.lazy_eoi
+    }
+
+    /// The guest cleared `NoEoiRequired`: the EOI it stood for.
+    pub fn complete_lazy_eoi(&mut self) -> LapicEffect {
+        if !core::mem::take(&mut self.lazy_eoi) {
+            return LapicEffect::None;
+        }
+        self.eoi()
+    }
+
+    /// The VID cleared `NoEoiRequired` (an interrupt waits behind the one
+    /// in service, or the page went away): the guest writes the EOI.
+    pub fn withdraw_lazy_eoi(&mut self) {
+        self.lazy_eoi = false;
+    }
+
+    /// Whether an interrupt is requested (in the IRR).
+    pub fn requested(&self) -> bool {
+        self.irr.highest().is_some()
     }
 
     /// The vectors delivered with an implicit EOI (from the SynIC's SINTs).

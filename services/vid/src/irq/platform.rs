@@ -207,6 +207,17 @@ impl Interrupts {
         Ok(self.apply(vp, effect))
     }
 
+    /// VP `vp`'s guest did its lazy EOI ([`Lapic::complete_lazy_eoi`]).
+    pub fn complete_lazy_eoi(&mut self, vp: u32) -> Effects {
+        match self.lapics.get_mut(vp as usize) {
+            Some(lapic) => {
+                let effect = lapic.complete_lazy_eoi();
+                self.apply(vp, effect)
+            }
+            None => Effects::default(),
+        }
+    }
+
     fn apply(&mut self, vp: u32, effect: LapicEffect) -> Effects {
         match effect {
             LapicEffect::None => Effects::default(),

@@ -608,6 +608,9 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
             }
             let vp = &r.vps[v];
             recheck |= vp.posted && !vp.halted && r.vmm.irq.has_pending(v as u32);
+            // An interrupt waiting behind a lazy EOI (EOI assist) the guest
+            // may do without an exit: looked at again within a tick.
+            recheck |= r.vmm.irq.lapic(v as u32).is_some_and(|l| l.lazy_eoi() && l.requested());
         }
         next = match (next, r.vmm.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),

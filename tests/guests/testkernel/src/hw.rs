@@ -400,8 +400,9 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
         write32(LAPIC_BASE + LAPIC_EOI, 0);
         return;
     }
-    // The SynIC tests' SINT and direct-mode timer vectors.
-    if crate::tlfs_suite::synic_interrupt(vector) {
+    // The SynIC tests' SINT and direct-mode timer vectors, the EOI assist
+    // test's self-IPI.
+    if crate::tlfs_suite::synic_interrupt(vector) || crate::tlfs_suite::eoi_assist_interrupt(vector) {
         return;
     }
     // The messaging test's SINT vectors.

@@ -35,6 +35,7 @@ pub(crate) const INVALID_PARAMETER: u16 = 5;
 const INVALID_PORT_ID: u16 = 0x11;
 pub(crate) const INVALID_CONNECTION_ID: u16 = 0x12;
 pub(crate) const INSUFFICIENT_BUFFERS: u16 = 0x13;
+pub(crate) const INVALID_SYNIC_STATE: u16 = 0x18;
 
 pub(crate) fn name(status: u16) -> &'static str {
     match status {
@@ -44,6 +45,7 @@ pub(crate) fn name(status: u16) -> &'static str {
         INVALID_PORT_ID => "INVALID_PORT_ID",
         INVALID_CONNECTION_ID => "INVALID_CONNECTION_ID",
         INSUFFICIENT_BUFFERS => "INSUFFICIENT_BUFFERS",
+        INVALID_SYNIC_STATE => "INVALID_SYNIC_STATE",
         _ => "?",
     }
 }

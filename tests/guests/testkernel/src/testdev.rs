@@ -15,6 +15,9 @@
 //! - **Event flags:** an event connection `conn` to VP 0's SINT3 sets flag
 //!   `conn`: once, one interrupt; again while set, none; flag 1 of the
 //!   one-flag port is `INVALID_PARAMETER`.
+//! - **SynIC state:** VP 1's SynIC is on but has no SIM or SIEF page, so a
+//!   post or a signal to it is `INVALID_SYNIC_STATE`, as is a signal to
+//!   VP 0's SINT4 (masked).
 //!
 //! Every check prints a `testkernel: testdev:` line.
 
@@ -22,8 +25,9 @@ use crate::ap;
 use crate::hw::hv::Page;
 use crate::hw::{self, LAPIC_BASE};
 use crate::messaging::{
-    self, EVENT_INTERRUPTS, EVENTS, INSUFFICIENT_BUFFERS, INVALID_CONNECTION_ID, INVALID_PARAMETER, MESSAGE_INTERRUPTS,
-    MESSAGES, Result, SUCCESS, check, done_with, flag_set, post, signal, slot, wrmsr,
+    self, EVENT_INTERRUPTS, EVENTS, INSUFFICIENT_BUFFERS, INVALID_CONNECTION_ID, INVALID_PARAMETER,
+    INVALID_SYNIC_STATE, MESSAGE_INTERRUPTS, MESSAGES, Result, SUCCESS, check, done_with, flag_set, post, signal, slot,
+    wrmsr,
 };
 use crate::println;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,7 +132,8 @@ pub fn run(magic: u32, info: u64) -> Result<()> {
     println!("testkernel: testdev: VP 1 up, SINT5, SINT6 (auto-EOI) and SINT7 (polled) set");
     routes()?;
     messages()?;
-    events()
+    events()?;
+    synic_state()
 }
 
 fn routes() -> Result<()> {
@@ -215,4 +220,17 @@ fn events() -> Result<()> {
     expect("signal flag 1 of the one-flag port", signal(flag, 1), INVALID_PARAMETER)?;
     request(EVT_CONN_DESTROY, CONN, 0, 0);
     expect("signal destroyed event connection 9", signal(flag, 0), INVALID_CONNECTION_ID)
+}
+
+fn synic_state() -> Result<()> {
+    request(MSG_CONN_CREATE, 2, 1, 5);
+    request(EVT_CONN_CREATE, 10, 1, 5);
+    request(EVT_CONN_CREATE, 11, 0, 4);
+    expect("post to VP 1 without a SIM page", post(2, 0x55, b"lost"), INVALID_SYNIC_STATE)?;
+    expect("signal VP 1 without a SIEF page", signal(10, 0), INVALID_SYNIC_STATE)?;
+    expect("signal VP 0's masked SINT4", signal(11, 0), INVALID_SYNIC_STATE)?;
+    request(MSG_CONN_DESTROY, 2, 0, 0);
+    request(EVT_CONN_DESTROY, 10, 0, 0);
+    request(EVT_CONN_DESTROY, 11, 0, 0);
+    Ok(())
 }

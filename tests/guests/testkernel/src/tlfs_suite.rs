@@ -10,8 +10,10 @@
 //! 0x40000000 is not "Microsoft Hv", e.g. directly under QEMU) each test
 //! fails at once with one line saying so.
 
+mod eoi_assist;
 mod hypercall;
 mod synic;
+pub use eoi_assist::interrupt as eoi_assist_interrupt;
 pub use hypercall::hypercall_bench;
 pub use synic::{interrupt as synic_interrupt, stimers, synic};
 
@@ -264,7 +266,9 @@ pub fn msrs() -> Outcome {
         vp_index(c);
         time(c);
         let assist = overlay("VP_ASSIST_PAGE", msr::VP_ASSIST_PAGE, Page::VpAssist);
-        c.require("VP_ASSIST_PAGE enable and read back", assist);
+        if c.require("VP_ASSIST_PAGE enable and read back", assist) {
+            eoi_assist::check(c);
+        }
         let crash = rdmsr("CRASH_CTL", msr::CRASH_CTL)
             .and_then(|v| fail_unless(v & msr::CRASH_NOTIFY != 0, detail!("{v:#x} lacks CrashNotify (bit 63)")));
         c.require("CRASH_CTL offers CrashNotify", crash);

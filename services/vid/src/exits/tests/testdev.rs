@@ -204,6 +204,60 @@ fn event_connections_set_their_flag_once() {
     assert_eq!(status(&a), u64::from(tlfs::HvStatus::INVALID_CONNECTION_ID.0), "not the device's: no broker");
 }
 
+/// The 11.11 tables' INVALID_SYNIC_STATE: a post to a VP whose SCONTROL
+/// or SIM page is off, a signal to one whose SCONTROL or SIEF page is off;
+/// nothing is delivered or held, and once they are on again the same call
+/// succeeds. A masked SINT takes messages (its interrupt is lost).
+#[test]
+fn posts_and_signals_to_a_disabled_synic_are_invalid_synic_state() {
+    let mut g = Fake::new();
+    let mut vmm = testdev_vmm(&mut g, true);
+    let mut broker = FakeBroker { posts: Vec::new(), signals: Vec::new(), answer: Ok(()) };
+    run(&mut vmm, &mut g, out(0, 5, ctl::MSG_CONN_CREATE, 1, 2));
+    run(&mut vmm, &mut g, out(0, 6, ctl::MSG_CONN_CREATE, 0, 4)); // SINT4 is masked
+    run(&mut vmm, &mut g, out(0, 9, ctl::EVT_CONN_CREATE, 1, 3));
+    let input =
+        HvInputPostMessage { connection_id: 5, reserved: 0, message_type: 0x42, payload_size: 1, payload: [0; 240] };
+    g.put(0x9000, input.as_bytes());
+    g.put(0x9200, HvInputPostMessage { connection_id: 6, ..input }.as_bytes());
+    let post = HvHypercallInput::new().with_call_code(HvCallCode::POST_MESSAGE.0).into_bits();
+    let signal = HvHypercallInput::new().with_call_code(HvCallCode::SIGNAL_EVENT.0).with_fast(true).into_bits();
+    let mut call = |vmm: &mut Vmm, g: &mut Fake, rcx: u64, rdx: u64| {
+        status(&vmm.handle_with(&HvMessage::from_body(&hypercall(rcx, rdx), 0), g, 0, &mut broker, |_| {}))
+    };
+    let state = u64::from(tlfs::HvStatus::INVALID_SYNIC_STATE.0);
+    let set = |vmm: &mut Vmm, g: &mut Fake, number: u32, value: u64| {
+        let (a, _) = run(vmm, g, on(1, msr(number, true, value, true)));
+        assert!(matches!(a, Action::Resume(_)), "{a:?}");
+    };
+    // VP 1's SIM page at 0x7000, SIEF page at 0x8000.
+    let (slot, flags) = (0x7000 + 2 * 256, 0x8000 + 3 * 256 + 1);
+    set(&mut vmm, &mut g, 0x4000_0083, 0x7000); // SIMP off
+    assert_eq!(call(&mut vmm, &mut g, post, 0x9000), state, "SIM page off");
+    assert_eq!(call(&mut vmm, &mut g, signal, 9), 0, "events do not need the SIM page");
+    assert!(!vmm.synthetic.synic(1).unwrap().holds_message(), "nothing held");
+    set(&mut vmm, &mut g, 0x4000_0083, 0x7001);
+    assert_eq!(&g.ram[slot..slot + 4], &[0; 4], "nothing delivered when it came back");
+    g.ram[flags] = 0;
+    set(&mut vmm, &mut g, 0x4000_0082, 0x8000); // SIEFP off
+    assert_eq!(call(&mut vmm, &mut g, signal, 9), state, "SIEF page off");
+    assert_eq!(call(&mut vmm, &mut g, post, 0x9000), 0, "messages do not need the SIEF page");
+    assert_eq!(&g.ram[slot..slot + 4], &0x42u32.to_le_bytes());
+    g.ram[slot..slot + 4].fill(0);
+    set(&mut vmm, &mut g, 0x4000_0082, 0x8001);
+    assert_eq!(g.ram[flags], 0, "no flag set while it was off");
+    set(&mut vmm, &mut g, 0x4000_0080, 0); // SCONTROL off
+    assert_eq!(call(&mut vmm, &mut g, post, 0x9000), state, "SynIC off");
+    assert_eq!(call(&mut vmm, &mut g, signal, 9), state, "SynIC off");
+    set(&mut vmm, &mut g, 0x4000_0080, 1);
+    assert_eq!(call(&mut vmm, &mut g, post, 0x9000), 0);
+    assert_eq!(call(&mut vmm, &mut g, signal, 9), 0);
+    assert_eq!(g.ram[flags], 0x02);
+    assert_eq!(call(&mut vmm, &mut g, post, 0x9200), 0, "a masked SINT takes messages");
+    assert_eq!(&g.ram[0x5000 + 4 * 256..0x5000 + 4 * 256 + 4], &0x42u32.to_le_bytes());
+    assert!(broker.posts.is_empty() && broker.signals.is_empty(), "all the device's");
+}
+
 /// Without the manifest switch port 0x3000 is nobody's; with it, bad
 /// requests are logged and the VP goes on.
 #[test]

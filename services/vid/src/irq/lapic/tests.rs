@@ -457,3 +457,65 @@ fn auto_eoi_vectors_skip_the_isr() {
     l.init();
     assert!(l.auto_eoi().get(0x50));
 }
+
+/// EOI assist (TLFS 10.3.5): offered for an edge-triggered vector in
+/// service with nothing pending behind it, one at a time; completing it
+/// retires the highest in-service vector as an EOI write would.
+#[test]
+fn lazy_eoi_is_offered_only_when_the_eoi_reveals_nothing() {
+    let mut l = enabled(0);
+    l.accept(0x50, false);
+    l.acknowledge(0x50);
+    assert!(l.offer_lazy_eoi(0x50));
+    assert!(l.lazy_eoi());
+    // A higher vector nests: the bit counts one EOI, which is taken.
+    l.accept(0x60, false);
+    l.acknowledge(0x60);
+    assert!(!l.offer_lazy_eoi(0x60), "one lazy EOI at a time");
+    assert_eq!(l.complete_lazy_eoi(), LapicEffect::None);
+    assert!(!l.isr().get(0x60) && l.isr().get(0x50), "the highest in service retired");
+    assert_eq!(l.complete_lazy_eoi(), LapicEffect::None, "nothing outstanding: no EOI");
+    assert!(l.isr().get(0x50));
+    write(&mut l, reg::EOI, 0, 0);
+
+    // A lower vector pending behind it: its EOI must exit to reveal it.
+    l.accept(0x70, false);
+    l.accept(0x40, false);
+    l.acknowledge(0x70);
+    assert!(!l.offer_lazy_eoi(0x70));
+    assert!(l.requested());
+    write(&mut l, reg::EOI, 0, 0);
+    l.acknowledge(0x40);
+    // Level-triggered: the I/O APIC must hear the EOI.
+    l.accept(0x80, true);
+    l.acknowledge(0x80);
+    assert!(!l.offer_lazy_eoi(0x80));
+    assert_eq!(write(&mut l, reg::EOI, 0, 0), LapicEffect::LevelEoi(0x80));
+    write(&mut l, reg::EOI, 0, 0);
+    // Auto-EOI vectors never enter the ISR: nothing to avoid.
+    let mut auto = VectorBits::default();
+    auto.set(0x90, true);
+    l.set_auto_eoi(auto);
+    l.accept(0x90, false);
+    l.acknowledge(0x90);
+    assert!(!l.offer_lazy_eoi(0x90));
+    assert_eq!(l.isr().highest(), None);
+}
+
+/// A withdrawn lazy EOI is the guest's to write; INIT forgets it.
+#[test]
+fn a_withdrawn_lazy_eoi_leaves_the_vector_in_service() {
+    let mut l = enabled(0);
+    l.accept(0x50, false);
+    l.acknowledge(0x50);
+    assert!(l.offer_lazy_eoi(0x50));
+    l.withdraw_lazy_eoi();
+    assert_eq!(l.complete_lazy_eoi(), LapicEffect::None);
+    assert!(l.isr().get(0x50));
+    write(&mut l, reg::EOI, 0, 0);
+    l.accept(0x51, false);
+    l.acknowledge(0x51);
+    assert!(l.offer_lazy_eoi(0x51));
+    l.init();
+    assert!(!l.lazy_eoi());
+}
