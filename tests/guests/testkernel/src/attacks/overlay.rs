@@ -58,7 +58,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         "write to the hypercall page (TLFS 3.13: #GP): {}",
         match written {
             Err(fault) => detail!("raised {fault}"),
-            Ok(()) => detail!("no fault (the overlay is emulated in RAM, not write-protected)"),
+            Ok(()) => detail!("no fault (an overlay emulated in RAM)"),
         }
     );
     if written.is_ok() {
