@@ -4,7 +4,7 @@
 //!
 //! Oracles: a refused access (#GP) changes neither the partition nor guest
 //! memory; a write touches guest memory only inside the overlay page its
-//! value names; GUEST_OS_ID and HYPERCALL read back what was written (TLFS
+//! value names or the one it uncovers; GUEST_OS_ID and HYPERCALL read back what was written (TLFS
 //! 3.13: Locked holds until reset, Enable stays clear without an OS ID);
 //! a reset is the state at creation; TIME_REF_COUNT is the reference TSC
 //! page's formula and never runs backwards.
@@ -151,12 +151,17 @@ fuzz_target!(|input: Input| {
                         assert_eq!(ram, ram_before, "#GP ({gp:?}) after writing guest memory");
                     }
                     Ok(_) => {
-                        if let Some((first, last)) = ram.changed_since(&ram_before) {
-                            let pages = [overlay_page(m, value), message_page(&before, u32::from(*vp), m)];
-                            assert!(
-                                pages.iter().flatten().any(|&gpn| first >> 12 == gpn && last >> 12 == gpn),
-                                "WRMSR {m:#x} = {value:#x} wrote {first:#x}..={last:#x}"
-                            );
+                        // The page named, the message page, and the page
+                        // the overlay uncovers (GUEST_OS_ID := 0 disables
+                        // the hypercall page).
+                        let uncovered = if HvX64Msr(m) == HvX64Msr::GUEST_OS_ID { HvX64Msr::HYPERCALL.0 } else { m };
+                        let old = match before.rdmsr(u32::from(*vp), uncovered, Now::default()) {
+                            Ok(SynMsrOutcome::Read(old)) => overlay_page(uncovered, old),
+                            _ => None,
+                        };
+                        let pages = [overlay_page(m, value), message_page(&before, u32::from(*vp), m), old];
+                        for gpn in ram.pages_changed_since(&ram_before) {
+                            assert!(pages.contains(&Some(gpn)), "WRMSR {m:#x} = {value:#x} wrote page {gpn:#x}");
                         }
                         let read = |p: &SyntheticPartition, m: HvX64Msr| p.rdmsr(0, m.0, Now::default());
                         if HvX64Msr(m) == HvX64Msr::GUEST_OS_ID {

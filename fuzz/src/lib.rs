@@ -15,6 +15,8 @@ pub struct Ram {
     pub bytes: Vec<u8>,
     /// Guest-physical page number of the read-only page, if any.
     pub rom_page: Option<u64>,
+    /// The pages that keep the RAM beneath the overlay pages.
+    pub beneath: Vec<u8>,
 }
 
 impl Ram {
@@ -22,7 +24,8 @@ impl Ram {
 
     /// `pages` zeroed pages.
     pub fn new(pages: usize, rom_page: Option<u64>) -> Ram {
-        Ram { bytes: vec![0; pages * Self::PAGE as usize], rom_page }
+        let beneath = vec![0; vid::overlay::slots(abi::limits::MAX_VPS_PER_PARTITION) * Self::PAGE as usize];
+        Ram { bytes: vec![0; pages * Self::PAGE as usize], rom_page, beneath }
     }
 
     /// Copies `data` into page `page` (truncated to the page).
@@ -36,6 +39,13 @@ impl Ram {
         let start = usize::try_from(gpa).ok()?;
         let end = start.checked_add(len)?;
         (end <= self.bytes.len()).then_some(start..end)
+    }
+
+    /// The pages (guest-physical page numbers) that differ from `before`.
+    pub fn pages_changed_since(&self, before: &Ram) -> Vec<u64> {
+        let page = Self::PAGE as usize;
+        let pairs = self.bytes.chunks(page).zip(before.bytes.chunks(page));
+        pairs.enumerate().filter(|(_, (a, b))| a != b).map(|(n, _)| n as u64).collect()
     }
 
     /// Byte ranges that differ from `before` (same size), as guest-physical
@@ -76,6 +86,11 @@ impl Guest for Ram {
 
     fn register(&mut self, _: tlfs::HvRegisterName) -> Option<(u64, u64)> {
         None
+    }
+
+    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
+        let page = Self::PAGE as usize;
+        self.beneath.get_mut(slot.checked_mul(page)?..(slot + 1) * page)
     }
 }
 

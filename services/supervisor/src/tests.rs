@@ -159,10 +159,16 @@ vid = \"guests\"
     // The partition's objects: the partition, its VP, its RAM, ROM and legacy region.
     let objects = sysimage::objects::partition(1);
     assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages: (9 << 20) / 4096 + 4 + 1, objects });
-    // A VID's own: its exit endpoint and notification, and a scheduling
-    // context for the one VP of its partition.
-    let vid_objects = sysimage::objects::default_objects(true).checked_add(&sysimage::objects::vp_contexts(1)).unwrap();
-    let guests_pool = Source::Untyped { pages: 256, objects: vid_objects };
+    // A VID's own: its exit endpoint and notification, a scheduling
+    // context for the one VP of its partition, and the memory beneath the
+    // partition's overlay pages.
+    let vid_objects = sysimage::objects::default_objects(true)
+        .checked_add(&sysimage::objects::vp_contexts(1))
+        .and_then(|e| e.checked_add(&sysimage::objects::overlay_memory(1)))
+        .unwrap();
+    // Its 1 MiB and the pages beneath its partition's overlays.
+    let pages = 256 + sysimage::objects::overlay_pages(1) as u64;
+    let guests_pool = Source::Untyped { pages, objects: vid_objects };
     assert_eq!(grants(&m, guests).unwrap()[2].source, guests_pool);
     assert_eq!(names(&grants(&m, guests).unwrap()), ["console", "partition-manager", "untyped", "self", "bootfs"]);
     let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);

@@ -23,6 +23,12 @@ pub trait Guest {
     /// A register's (low, high) value, by TLFS name; `None` if it cannot be
     /// read.
     fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)>;
+    /// The VID's page (of `HV_PAGE_SIZE` bytes) that keeps the RAM beneath
+    /// overlay slot `slot` ([`crate::overlay`]); `None` if it has none, and
+    /// then an overlay overwrites the RAM it covers.
+    fn beneath(&mut self, _slot: usize) -> Option<&mut [u8]> {
+        None
+    }
 
     /// The low 64 bits of a register.
     fn reg(&mut self, name: HvRegisterName) -> Option<u64> {
@@ -251,14 +257,15 @@ pub fn fetch(guest: &mut impl Guest, header: &HvX64InterceptMessageHeader) -> ([
 }
 
 /// 64 KiB of flat RAM at GPA 0, each byte 0xAA at first: the guest of the
-/// SynIC and synthetic-MSR host tests.
+/// SynIC and synthetic-MSR host tests; then the pages that keep the RAM
+/// beneath the overlays.
 #[cfg(test)]
-pub struct TestRam(pub Vec<u8>);
+pub struct TestRam(pub Vec<u8>, pub Vec<u8>);
 
 #[cfg(test)]
 impl Default for TestRam {
     fn default() -> TestRam {
-        TestRam(vec![0xaa; 0x1_0000])
+        TestRam(vec![0xaa; 0x1_0000], vec![0; crate::overlay::slots(abi::limits::MAX_VPS_PER_PARTITION) << 12])
     }
 }
 
@@ -289,5 +296,9 @@ impl Guest for TestRam {
 
     fn register(&mut self, _: tlfs::HvRegisterName) -> Option<(u64, u64)> {
         None
+    }
+
+    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
+        self.1.get_mut(slot << 12..(slot + 1) << 12)
     }
 }

@@ -25,6 +25,7 @@ pub mod logs;
 pub mod messaging;
 pub mod mmio;
 pub mod msr;
+pub mod overlay;
 pub mod placement;
 pub mod portio;
 pub mod profile;

@@ -222,6 +222,8 @@ struct Running {
     vps: heapless::Vec<Vp, MAX_VPS_PER_PARTITION>,
     partition: CapSlot,
     ram: &'static mut [u8],
+    /// The pages that keep the RAM beneath its overlay pages.
+    beneath: &'static mut [u8],
     vmm: Vmm,
     console: GuestConsole,
     /// The tick of the guest's last console byte.
@@ -290,6 +292,7 @@ const EXIT_STATE: ExitState = ExitState::ALL;
 struct View<'r> {
     vp: CapSlot,
     ram: &'r mut [u8],
+    beneath: &'r mut [u8],
     state: TransferredState<'r>,
 }
 
@@ -334,11 +337,16 @@ impl Guest for View<'_> {
         let w = reply.words();
         Some((*w.first()?, *w.get(1)?))
     }
+
+    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
+        beneath_page(self.beneath, slot)
+    }
 }
 
 /// The partition's RAM alone, for what the VID does between exits (the
-/// synthetic timers' messages): no ROM, no registers.
-struct RamOnly<'r>(&'r mut [u8]);
+/// synthetic timers' messages): no ROM, no registers; then the pages that
+/// keep the RAM beneath the overlays.
+struct RamOnly<'r>(&'r mut [u8], &'r mut [u8]);
 
 impl Guest for RamOnly<'_> {
     fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
@@ -364,6 +372,16 @@ impl Guest for RamOnly<'_> {
     fn register(&mut self, _name: HvRegisterName) -> Option<(u64, u64)> {
         None
     }
+
+    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
+        beneath_page(self.1, slot)
+    }
+}
+
+/// Overlay slot `slot`'s page of `beneath`.
+fn beneath_page(beneath: &mut [u8], slot: usize) -> Option<&mut [u8]> {
+    let at = slot.checked_mul(PAGE as usize)?;
+    beneath.get_mut(at..at.checked_add(PAGE as usize)?)
 }
 
 /// The bytes of `ram` (of `ram_len` bytes) at `gpa..gpa + len`, if all RAM.
@@ -620,6 +638,15 @@ fn start(
         })?;
         let _ = vps.push(Vp::new(ap));
     }
+    // The pages that keep the RAM beneath the overlay pages, mapped in the
+    // upper half of the partition's window range.
+    let store = slots.next();
+    let kept = vid::overlay::slots(vps.len()) as u64;
+    retype(untyped, ObjectType::MEMORY, store, kept).inspect_err(|e| {
+        log!("{}: no memory for the RAM beneath its overlay pages: {e:?}", p.name);
+    })?;
+    let window = Window::map(task, store, RAM_AT + k as u64 * RAM_STRIDE + RAM_STRIDE / 2, 0, kept, true)?;
+    let beneath = window.leak_mut().ok_or(ErrorCode::INVALID_STATE)?;
     let mut ran: heapless::Vec<u32, MAX_VPS_PER_PARTITION> = heapless::Vec::new();
     for (index, v) in vps.iter().enumerate() {
         let exit_cap = slots.next();
@@ -663,6 +690,7 @@ fn start(
         vps,
         partition,
         ram: ram_bytes,
+        beneath,
         vmm: Vmm::with_config(config),
         console: GuestConsole::default(),
         console_tick: 0,

@@ -13,13 +13,12 @@
 //!
 //! # The SIM and SIEF pages
 //!
-//! TLFS 11.9 makes them overlay pages. As with the other overlays
-//! ([`crate::synthetic`]), Tessera uses the guest's RAM at the GPA instead:
-//! enabling a page (or moving it) zeroes it, as a fresh overlay reads;
-//! disabling it leaves the RAM as it is (an overlay would uncover the RAM
-//! beneath); a GPA that is not RAM makes the page inaccessible, without
-//! #GP (11.8.3, 11.8.4). Another VP can read or write a VP's pages (TLFS
-//! allows #MC there; nothing faults here).
+//! TLFS 11.9 makes them overlay pages ([`crate::overlay`] keeps the RAM
+//! they cover, [`crate::synthetic`] puts them in place): enabling a page
+//! (or moving it) zeroes it, as a fresh overlay reads; disabling it
+//! uncovers the RAM beneath; a GPA that is not RAM makes the page
+//! inaccessible, without #GP (11.8.3, 11.8.4). Another VP can read or
+//! write a VP's pages (TLFS allows #MC there; nothing faults here).
 //!
 //! Guest and VID share the pages without a lock. A message is written
 //! payload first and its type last, so a guest that sees the type sees the

@@ -11,28 +11,28 @@
 //!
 //! # Overlay pages
 //!
-//! TLFS overlays the hypercall, reference TSC and VP assist pages on the GPA
-//! space. Tessera writes them into the guest's RAM at the GPA instead (the
-//! guest must give a RAM page, which Linux and Windows do): a GPA that is
-//! not RAM raises #GP for the hypercall and VP assist pages (TLFS 3.13: a
+//! The hypercall, reference TSC and VP assist pages (and the SIM and SIEF
+//! pages) overlay the GPA space: [`crate::overlay`] keeps the RAM they
+//! cover and gives it back when they are disabled or moved. The guest must
+//! put them on RAM, which Linux and Windows do: a GPA that is not RAM
+//! raises #GP for the hypercall and VP assist pages (TLFS 3.13: a
 //! hypercall page "beyond the bounds of the GPA space" is #GP), and leaves
 //! the reference TSC page inaccessible (TLFS 12.7.1 says so, without #GP).
-//! Guest writes to the pages are not prevented: a guest that overwrites its
-//! hypercall or TSC page breaks only itself, and re-enabling (any write of
-//! the MSR with Enable set) writes the page again. Disabling a page, or
-//! moving it, leaves its bytes in the RAM it was written to (an overlay
-//! would uncover the RAM beneath).
+//! Re-enabling a page (any write of the MSR with Enable set) writes its
+//! contents again.
 
 use crate::guest::Guest;
 use crate::messaging::{Delivered, Delivery};
+use crate::overlay::{Overlay, Overlays};
 use crate::profile::EnlightenmentProfile;
 use crate::synic::{Post, Raised, SynicVp};
 use abi::limits::MAX_VPS_PER_PARTITION;
 use sysimage::Enlightenment;
 use tlfs::msr::{
     HV_CRASH_MAX_MESSAGE, HV_CRASH_PARAMETERS, HV_PAGE_SIZE, HV_REFERENCE_TSC_SEQUENCE_INVALID,
-    HV_X64_MSR_HYPERVISOR_RANGE, HvCrashCtlRegContents, HvReferenceTscPage, HvX64Msr, HvX64MsrHypercallContents,
-    HvX64MsrReferenceTscContents, HvX64MsrResetContents, HvX64MsrTprContents, HvX64MsrVpAssistPageContents,
+    HV_X64_MSR_HYPERVISOR_RANGE, HvCrashCtlRegContents, HvReferenceTscPage, HvSynicPage, HvX64Msr,
+    HvX64MsrHypercallContents, HvX64MsrReferenceTscContents, HvX64MsrResetContents, HvX64MsrTprContents,
+    HvX64MsrVpAssistPageContents,
 };
 use tlfs::zerocopy::{FromZeros, IntoBytes};
 
@@ -200,6 +200,7 @@ pub struct SyntheticPartition {
     tsc_sequence: u32,
     crash: [u64; HV_CRASH_PARAMETERS],
     vps: [SyntheticVp; MAX_VPS_PER_PARTITION],
+    overlays: Overlays,
 }
 
 impl SyntheticPartition {
@@ -216,6 +217,7 @@ impl SyntheticPartition {
             tsc_sequence: 0,
             crash: [0; HV_CRASH_PARAMETERS],
             vps: [SyntheticVp::default(); MAX_VPS_PER_PARTITION],
+            overlays: Overlays::default(),
         }
     }
 
@@ -332,6 +334,23 @@ impl SyntheticPartition {
         match self.available(msr)? {
             m if SynicVp::is_synic_msr(m) || SynicVp::is_stimer_msr(m) => {
                 self.vp(vp)?;
+                let page = |o: fn(u32) -> Overlay| Some((o(vp), HvSynicPage::from_bits(value)));
+                let overlay = match m {
+                    HvX64Msr::SIMP => page(Overlay::Simp),
+                    HvX64Msr::SIEFP => page(Overlay::Siefp),
+                    _ => None,
+                };
+                // Covered before the SynIC zeroes a newly enabled page; not
+                // RAM: the page "will not be accessible", no #GP (11.8.3).
+                match overlay {
+                    Some((o, p)) if p.enable() => {
+                        if !self.overlays.cover(o, p.gpn(), guest) {
+                            self.overlays.uncover(o, guest);
+                        }
+                    }
+                    Some((o, _)) => self.overlays.uncover(o, guest),
+                    None => {}
+                }
                 let reference = self.time_ref_count(now.tsc);
                 let v = &mut self.vps[vp as usize];
                 v.synic.write(m, value, reference, guest, &mut v.raised)?;
@@ -345,6 +364,7 @@ impl SyntheticPartition {
                     // disabled" (TLFS 3.13), locked or not: the lock keeps
                     // the page from moving, which this does not do.
                     self.hypercall.set_enable(false);
+                    self.overlays.uncover(Overlay::Hypercall, guest);
                 }
                 WRITTEN
             }
@@ -360,7 +380,13 @@ impl SyntheticPartition {
                     let page = self.reference_tsc_page(self.tsc_sequence);
                     // Not RAM: "the reference TSC page will not be
                     // accessible to the guest" (TLFS 12.7.1), no #GP.
-                    let _ = guest.write(new.gpn() << 12, page.as_bytes());
+                    if self.overlays.cover(Overlay::ReferenceTsc, new.gpn(), guest) {
+                        let _ = guest.write(new.gpn() << 12, page.as_bytes());
+                    } else {
+                        self.overlays.uncover(Overlay::ReferenceTsc, guest);
+                    }
+                } else {
+                    self.overlays.uncover(Overlay::ReferenceTsc, guest);
                 }
                 WRITTEN
             }
@@ -384,8 +410,13 @@ impl SyntheticPartition {
                 let new = HvX64MsrVpAssistPageContents::from_bits(value).with_reserved_p(0);
                 // The page starts zeroed (no lazy EOI pending, no nested
                 // state), as a fresh overlay would.
-                if new.enable() && !guest.write(new.gpn() << 12, &[0; HV_PAGE_SIZE]) {
-                    return Err(Gp::NotRam);
+                if new.enable() {
+                    if !self.overlays.cover(Overlay::Assist(vp), new.gpn(), guest) {
+                        return Err(Gp::NotRam);
+                    }
+                    let _ = guest.write(new.gpn() << 12, &[0; HV_PAGE_SIZE]);
+                } else {
+                    self.overlays.uncover(Overlay::Assist(vp), guest);
                 }
                 self.vps[vp as usize].vp_assist_page = new;
                 WRITTEN
@@ -412,8 +443,8 @@ impl SyntheticPartition {
 
     /// `HV_X64_MSR_HYPERCALL` (TLFS 3.13). Once Locked is set, writes are
     /// ignored until [`SyntheticPartition::reset`]; Enable stays 0 while
-    /// the guest OS ID is 0; enabling writes the page (and a page that is
-    /// not RAM is #GP, nothing changed).
+    /// the guest OS ID is 0; enabling covers the GPA with the page (and a
+    /// page that is not RAM is #GP, nothing changed), disabling uncovers it.
     fn write_hypercall(&mut self, value: u64, guest: &mut impl Guest) -> Result<SynMsrOutcome, Gp> {
         if self.hypercall.locked() {
             return Ok(SynMsrOutcome::Written);
@@ -422,8 +453,13 @@ impl SyntheticPartition {
         if self.guest_os_id == 0 {
             new.set_enable(false);
         }
-        if new.enable() && !guest.write(new.gpn() << 12, &hypercall_page(self.vendor)) {
-            return Err(Gp::NotRam);
+        if new.enable() {
+            if !self.overlays.cover(Overlay::Hypercall, new.gpn(), guest) {
+                return Err(Gp::NotRam);
+            }
+            let _ = guest.write(new.gpn() << 12, &hypercall_page(self.vendor));
+        } else {
+            self.overlays.uncover(Overlay::Hypercall, guest);
         }
         self.hypercall = new;
         Ok(SynMsrOutcome::Written)

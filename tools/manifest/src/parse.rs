@@ -1104,6 +1104,7 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         manifest.partitions.push(Partition { vid, ..p });
     }
     grant_partition_memory(&mut manifest)?;
+    grant_overlay_memory(&mut manifest)?;
     grant_objects(&mut manifest, &drafts);
     check_tables(&manifest)?;
     Ok(manifest)
@@ -1134,8 +1135,9 @@ fn check_reserves_per_cpu(tomls: &IndexMap<String, PartitionToml>, checked: &[Op
 }
 
 /// Each task's objects quota: as written, else the default for a task with
-/// untyped memory (`sysimage::objects::default_objects`, and a scheduling
-/// context per VP of its partitions: `vp_contexts`); the partition
+/// untyped memory (`sysimage::objects::default_objects`, a scheduling
+/// context per VP of its partitions, `vp_contexts`, and a memory object per
+/// partition, `overlay_memory`); the partition
 /// manager's is raised by what its partitions take (on top of any it
 /// declares; it has no default).
 fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
@@ -1148,8 +1150,12 @@ fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
         task.objects = match written {
             Some(objects) => objects,
             None if task.untyped > 0 && !managing => {
-                let vps = manifest.partitions.iter().filter(|p| p.vid == i).map(|p| u16::from(p.vcpus)).sum();
-                let placed = objects::default_objects(runs_partitions).checked_add(&objects::vp_contexts(vps));
+                let ran = || manifest.partitions.iter().filter(|p| p.vid == i);
+                let vps = ran().map(|p| u16::from(p.vcpus)).sum();
+                let overlays = objects::overlay_memory(ran().count() as u16);
+                let placed = objects::default_objects(runs_partitions)
+                    .checked_add(&objects::vp_contexts(vps))
+                    .and_then(|e| e.checked_add(&overlays));
                 placed.unwrap_or(objects::default_objects(runs_partitions))
             }
             None => Entries::NONE,
@@ -1243,6 +1249,24 @@ fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
         )));
     }
     manager.untyped = total;
+    Ok(())
+}
+
+/// A VID keeps the RAM beneath its partitions' overlay pages in memory of
+/// its own: its untyped quota is raised by those pages on top of what it
+/// declares.
+fn grant_overlay_memory(manifest: &mut Manifest) -> Result<(), Errors> {
+    for p in &manifest.partitions {
+        let pages = objects::overlay_pages(usize::from(p.vcpus)) as u64;
+        let vid = &mut manifest.tasks[p.vid];
+        let total = vid.untyped.saturating_add(pages * PAGE_SIZE);
+        if total > MAX_UNTYPED {
+            let problem =
+                format!("too large with the overlay pages of its partitions (at most {})", show_size(MAX_UNTYPED));
+            return Err(Errors::one(Error::task(&vid.name, "untyped", problem)));
+        }
+        vid.untyped = total;
+    }
     Ok(())
 }
 

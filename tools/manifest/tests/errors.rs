@@ -546,8 +546,9 @@ fn objects_are_given_as_written_or_by_default() {
     let m = parse(&system(&task("a", 1, "untyped = \"1MiB\"")), "t.toml").unwrap();
     assert_eq!(m.tasks[1].objects, sysimage::objects::default_objects(false));
     assert_eq!(m.tasks[0].objects, Entries::NONE);
-    // A VID of partitions: its exit endpoint, a notification and a
-    // scheduling context per VP; the partition manager: what its
+    // A VID of partitions: its exit endpoint, a notification, a scheduling
+    // context per VP and a memory object per partition (the RAM beneath
+    // its overlay pages); the partition manager: what its
     // partitions take, on top of its own.
     let m = parse(
         &with_vid(&partition("linux", "vcpus = 3"))
@@ -556,7 +557,8 @@ fn objects_are_given_as_written_or_by_default() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let of = |name: &str| m.tasks.iter().find(|t| t.name == name).unwrap().objects;
-    assert_eq!(of("vid"), sysimage::objects::default_objects(true).with(EntryKind::SchedContext, 3));
+    let vid = sysimage::objects::default_objects(true).with(EntryKind::SchedContext, 3);
+    assert_eq!(of("vid"), vid.with(EntryKind::Memory, 1));
     assert_eq!(of("pm"), sysimage::objects::partition(3).with(EntryKind::Endpoint, 1));
 }
 
@@ -745,7 +747,10 @@ fn the_partition_manager_gets_untyped_memory_for_every_partition() {
     let pm = m.tasks.iter().find(|t| t.name == "pm").unwrap();
     // Its own 1 MiB; each partition's RAM, 1 MiB, and a table per 2 MiB and per GiB of RAM.
     assert_eq!(pm.untyped, ((1 + 65 + 3) << 20) + (32 + 1 + 1 + 1) * 4096);
-    assert_eq!(m.tasks.iter().find(|t| t.name == "vid").unwrap().untyped, 64 << 10);
+    // The VID: its own 64 KiB and, per partition of 1 VP, a page for each
+    // overlay page.
+    let overlays = 2 * sysimage::objects::overlay_pages(1) as u64 * 4096;
+    assert_eq!(m.tasks.iter().find(|t| t.name == "vid").unwrap().untyped, (64 << 10) + overlays);
 }
 
 #[test]

@@ -75,6 +75,23 @@ pub const fn vp_contexts(vcpus: u16) -> Entries {
     Entries::NONE.with(EntryKind::SchedContext, vcpus)
 }
 
+/// What a VID makes for each of its partitions besides: the memory that
+/// keeps the RAM beneath the partition's overlay pages.
+pub const fn overlay_memory(partitions: u16) -> Entries {
+    Entries::NONE.with(EntryKind::Memory, partitions)
+}
+
+/// A partition's overlay pages (TLFS 5.2.1): the hypercall and reference
+/// TSC pages, then each VP's assist, SIM and SIEF pages.
+pub const OVERLAYS_PER_PARTITION: usize = 2;
+pub const OVERLAYS_PER_VP: usize = 3;
+
+/// The pages of that memory for a partition of `vcpus` VPs: one per
+/// overlay page.
+pub const fn overlay_pages(vcpus: usize) -> usize {
+    OVERLAYS_PER_PARTITION + OVERLAYS_PER_VP * vcpus
+}
+
 /// The sum of `parts`; `None` if a count overflows (it is more than any
 /// table then).
 pub fn total<'a>(parts: impl IntoIterator<Item = &'a Entries>) -> Option<Entries> {

@@ -190,7 +190,12 @@ pub(super) fn serve(
                 let console_tick = &mut r.console_tick;
                 let logs = &mut r.logs;
                 let mut crash = None;
-                let mut view = View { vp: r.vps[v].cap, ram: r.ram, state: TransferredState::new(EXIT_STATE, state) };
+                let mut view = View {
+                    vp: r.vps[v].cap,
+                    ram: r.ram,
+                    beneath: r.beneath,
+                    state: TransferredState::new(EXIT_STATE, state),
+                };
                 let mut own = broker.map(|broker| Connections { broker, partition: r.index, called: false });
                 let mut none = vid::messaging::NoConnections;
                 let connections: &mut dyn vid::messaging::Connections = match own.as_mut() {
@@ -382,7 +387,7 @@ fn deliver(broker: &Broker, events: CapSlot, running: &mut [Running]) {
                 r.vmm.stats.dropped_deliveries += 1;
                 continue;
             };
-            if r.vmm.deliver(&delivery, &mut super::RamOnly(r.ram)) == Delivered::Dropped {
+            if r.vmm.deliver(&delivery, &mut super::RamOnly(r.ram, r.beneath)) == Delivered::Dropped {
                 say(&mut r.logs, r.name, Kind::Event, format_args!("{delivery}: no SynIC takes it; dropped"));
             }
         }
@@ -518,7 +523,7 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
     let mut recheck = false;
     let (mut reset, mut parked, mut again) = (None, false, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
-        r.vmm.poll_with(now, &mut super::RamOnly(r.ram));
+        r.vmm.poll_with(now, &mut super::RamOnly(r.ram, r.beneath));
         let mut effects = core::mem::take(&mut r.vmm.effects);
         let name = r.name;
         for v in effects.init.iter() {

@@ -141,10 +141,10 @@ fn the_vp_assist_page_is_per_vp_and_starts_zeroed() {
     assert_eq!(p.rdmsr(2, HvX64Msr::VP_ASSIST_PAGE.0, now), Ok(Read(0)));
     assert_eq!(p.wrmsr(2, HvX64Msr::VP_ASSIST_PAGE.0, 0x20_0001, &mut ram, Now::default()), Err(Gp::NotRam));
     assert_eq!(p.wrmsr(16, HvX64Msr::VP_ASSIST_PAGE.0, 0xc001, &mut ram, Now::default()), Err(Gp::VpIndex));
-    // Disabling keeps the address and writes nothing.
+    // Disabling keeps the address and uncovers the RAM.
     ram.0[0xb000] = 1;
     assert_eq!(p.wrmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, 0xb000, &mut ram, Now::default()), Ok(Written));
-    assert_eq!((p.rdmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, now), ram.0[0xb000]), (Ok(Read(0xb000)), 1));
+    assert_eq!((p.rdmsr(1, HvX64Msr::VP_ASSIST_PAGE.0, now), ram.0[0xb000]), (Ok(Read(0xb000)), 0xaa));
 }
 
 #[test]
@@ -290,4 +290,44 @@ fn timers_report_their_deadline_in_tsc_ticks() {
     p.poll(deadline, &mut ram);
     assert_eq!(p.take_raised(3).iter().collect::<Vec<_>>(), vec![0x31]);
     assert_eq!(p.next_deadline(), None, "a one-shot");
+}
+
+#[test]
+fn every_overlay_page_uncovers_the_ram_beneath() {
+    // (MSR, enabling value at GPN 9, disabling value)
+    let pages = [
+        (HvX64Msr::HYPERCALL, 0x9001, 0x9000),
+        (HvX64Msr::REFERENCE_TSC, 0x9001, 0x9000),
+        (HvX64Msr::VP_ASSIST_PAGE, 0x9001, 0x9000),
+        (HvX64Msr::SIMP, 0x9001, 0x9000),
+        (HvX64Msr::SIEFP, 0x9001, 0x9000),
+    ];
+    for (msr, on, off) in pages {
+        let mut p = hyperv();
+        let mut ram = Ram::new();
+        wr(&mut p, HvX64Msr::GUEST_OS_ID, OS_ID, &mut ram).unwrap();
+        let pattern: Vec<u8> = (0..HV_PAGE_SIZE).map(|i| (i * 7 + 3) as u8).collect();
+        ram.0[0x9000..0xa000].copy_from_slice(&pattern);
+        assert_eq!(wr(&mut p, msr, on, &mut ram), Ok(Written), "{msr:?}");
+        assert_ne!(ram.page(9), &pattern[..], "{msr:?} covers the page");
+        // Moved to GPN 10: GPN 9 is RAM again.
+        assert_eq!(wr(&mut p, msr, on + 0x1000, &mut ram), Ok(Written), "{msr:?}");
+        assert_eq!(ram.page(9), &pattern[..], "{msr:?} moved away");
+        assert!(ram.page(10).iter().any(|&b| b != 0xaa) || msr == HvX64Msr::REFERENCE_TSC);
+        assert_eq!(wr(&mut p, msr, on, &mut ram), Ok(Written), "{msr:?}");
+        assert!(ram.page(10).iter().all(|&b| b == 0xaa), "{msr:?} moved back");
+        assert_eq!(wr(&mut p, msr, off, &mut ram), Ok(Written), "{msr:?}");
+        assert_eq!(ram.page(9), &pattern[..], "{msr:?} disabled");
+    }
+}
+
+#[test]
+fn clearing_the_guest_os_id_uncovers_the_hypercall_page() {
+    let mut p = hyperv();
+    let mut ram = Ram::new();
+    wr(&mut p, HvX64Msr::GUEST_OS_ID, OS_ID, &mut ram).unwrap();
+    wr(&mut p, HvX64Msr::HYPERCALL, 0x5001, &mut ram).unwrap();
+    assert_eq!(ram.page(5)[..3], hypercall_code(Vendor::Intel)[..3]);
+    wr(&mut p, HvX64Msr::GUEST_OS_ID, 0, &mut ram).unwrap();
+    assert!(ram.page(5).iter().all(|&b| b == 0xaa));
 }

@@ -2,10 +2,12 @@
 //! reference TSC page and the VP assist page.
 //!
 //! - Hypercall page: "attempts to write to the hypercall page will result
-//!   in a protection (#GP) exception" (3.13). Tessera writes the page into
-//!   guest RAM instead (a documented deviation), so a write may go through:
-//!   what the run finds is reported. Either way, enabling the page again
-//!   (a write of the MSR) must give a working page.
+//!   in a protection (#GP) exception" (3.13). Tessera emulates its
+//!   overlays in the guest's RAM, which the VID cannot write-protect (it
+//!   holds only RUN on the partition; services/vid/src/overlay.rs), so a
+//!   write goes through: a documented deviation, and what the run finds is
+//!   reported. Either way, enabling the page again (a write of the MSR)
+//!   must give a working page.
 //! - Reference TSC page: the hypervisor writes it and never reads it back;
 //!   garbage there is the guest's own problem, and enabling it again
 //!   restores a valid page (a sequence neither 0 nor 0xFFFFFFFF, the same
@@ -56,7 +58,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         "write to the hypercall page (TLFS 3.13: #GP): {}",
         match written {
             Err(fault) => detail!("raised {fault}"),
-            Ok(()) => detail!("no fault (the page is RAM)"),
+            Ok(()) => detail!("no fault (an overlay emulated in RAM)"),
         }
     );
     if written.is_ok() {

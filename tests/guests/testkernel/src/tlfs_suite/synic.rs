@@ -2,7 +2,7 @@
 //! partition offered AccessSynicRegs and AccessSyntheticTimerRegs. Without
 //! them the MSRs must raise #GP, and that is all that is checked.
 
-use super::{Check, Checks, expect_eq, expect_gp, fail_unless, ok, rdmsr, with_interface, wrmsr};
+use super::{Check, Checks, expect_eq, expect_gp, fail_unless, ok, rdmsr, uncovers, with_interface, wrmsr};
 use crate::hw::hv::Page;
 use crate::hw::{self};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -200,6 +200,8 @@ fn registers(c: &mut Checks) {
             back.and_then(|v| expect_eq(name, v & (msr::PAGE_GPA_MASK | 1), value)),
         );
     }
+    c.require("SIMP over RAM covers it; disabled, the RAM is back (11.9, 5.2.1)", uncovers("SIMP", msr::SIMP));
+    c.require("SIEFP over RAM covers it; disabled, the RAM is back (11.9, 5.2.1)", uncovers("SIEFP", msr::SIEFP));
     let scontrol = wrmsr("SCONTROL", msr::SCONTROL, 1).and_then(|()| rdmsr("SCONTROL", msr::SCONTROL));
     c.require("SCONTROL enable and read back", scontrol.and_then(|v| expect_eq("SCONTROL", v & 1, 1)));
 }
