@@ -16,7 +16,7 @@ use x86::segmentation::{BuildDescriptor, DescriptorBuilder, GateDescriptorBuilde
 
 /// The local APIC timer's vector.
 pub const TIMER_VECTOR: u8 = 32;
-/// The NMI's vector.
+/// The debug exception's (#DB) and the NMI's vectors.
 const DEBUG_VECTOR: u64 = 1;
 const NMI_VECTOR: u64 = 2;
 const MACHINE_CHECK_VECTOR: u64 = kerncore::mce::VECTOR as u64;
