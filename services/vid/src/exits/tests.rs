@@ -759,22 +759,7 @@ fn post_and_signal_hypercalls_go_to_the_broker() {
         HvInputPostMessage { connection_id: 0x10, reserved: 0, message_type: 0x42, payload_size: 3, payload: [0; 240] };
     input.payload[..3].copy_from_slice(b"abc");
     g.put(0x7000, input.as_bytes());
-    let call = |rcx: u64, rdx: u64| {
-        let m = tlfs::HvX64HypercallInterceptMessage {
-            header: long_header(0x1000, 3, HvInterceptAccessType::EXECUTE),
-            rax: 0,
-            rbx: 0,
-            rcx,
-            rdx,
-            r8: 0,
-            rsi: 0,
-            rdi: 0,
-            xmm: [[0; 2]; 6],
-            flags: 0,
-            reserved: 0,
-        };
-        HvMessage::from_body(&HvMessageBody::HypercallIntercept(m), 0)
-    };
+    let call = |rcx: u64, rdx: u64| HvMessage::from_body(&hypercall(rcx, rdx), 0);
     let post = HvHypercallInput::new().with_call_code(HvCallCode::POST_MESSAGE.0).into_bits();
     let a = vmm.handle_with(&call(post, 0x7000), &mut g, 0, &mut broker, |_| {});
     assert_eq!(get(&a, HvRegisterName::RAX), Some(0), "{a:?}");
@@ -875,6 +860,24 @@ fn malformed_deliveries_are_refused() {
     assert!(Delivery::from_fetch(2, 0, 2, 0x20, 2048, &[], 1).is_none(), "flag 2048");
     assert!(Delivery::from_fetch(2, 0, 2, 0x20, 1, &[1], 1).is_none(), "an event with a payload");
     assert!(Delivery::from_fetch(3, 0, 2, 0x20, 1, &[], 1).is_none(), "unknown kind");
+}
+
+/// A hypercall intercept at RIP 0x1000 (VMCALL, 3 bytes) with input
+/// control `rcx` and input `rdx` (a GPA, or a fast call's first word).
+fn hypercall(rcx: u64, rdx: u64) -> HvMessageBody {
+    HvMessageBody::HypercallIntercept(tlfs::HvX64HypercallInterceptMessage {
+        header: long_header(0x1000, 3, HvInterceptAccessType::EXECUTE),
+        rax: 0,
+        rbx: 0,
+        rcx,
+        rdx,
+        r8: 0,
+        rsi: 0,
+        rdi: 0,
+        xmm: [[0; 2]; 6],
+        flags: 0,
+        reserved: 0,
+    })
 }
 
 mod eoi_assist;

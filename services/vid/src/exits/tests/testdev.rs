@@ -38,22 +38,6 @@ fn out(vp: u32, conn: u8, ctl: u8, target_vp: u8, sint: u8) -> HvMessageBody {
     )
 }
 
-fn hypercall(rcx: u64, rdx: u64) -> HvMessageBody {
-    HvMessageBody::HypercallIntercept(tlfs::HvX64HypercallInterceptMessage {
-        header: long_header(0x1000, 3, HvInterceptAccessType::EXECUTE),
-        rax: 0,
-        rbx: 0,
-        rcx,
-        rdx,
-        r8: 0,
-        rsi: 0,
-        rdi: 0,
-        xmm: [[0; 2]; 6],
-        flags: 0,
-        reserved: 0,
-    })
-}
-
 /// A 2-VP partition with the SynIC and, if `testdev`, the device; on each
 /// VP: its APIC enabled, SCONTROL on, the SIM page at 0x5000 + vp * 0x2000
 /// and the SIEF page a page above, SINT2 vector 0x51 and SINT3 0x52 (both
