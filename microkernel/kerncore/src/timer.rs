@@ -36,11 +36,17 @@ impl TickClock {
         self.base.saturating_add((self.ticks_at(now) + 1).saturating_mul(self.per_tick))
     }
 
-    /// When a CPU's timer must next fire at TSC `now`: its next tick
-    /// boundary, or the earliest `deadline` of its threads if sooner (a
-    /// passed one: `now`, at once).
-    pub fn next_wake(self, now: u64, deadline: Option<u64>) -> u64 {
-        wake_at(now, self.next_boundary(now), deadline)
+    /// [`next_boundary`](Self::next_boundary) from `cached`, the boundary
+    /// it gave at an earlier TSC (0: none): `cached` while `now` is before
+    /// it, the one after it while `now` is within that tick (a timer
+    /// interrupt at its boundary), else found by division.
+    pub const fn next_boundary_from(self, cached: u64, now: u64) -> u64 {
+        if now < cached {
+            return cached;
+        }
+        // A wrap makes `after` small: then found by division, as it should.
+        let after = cached.wrapping_add(self.per_tick);
+        if cached != 0 && now < after { after } else { self.next_boundary(now) }
     }
 }
 
@@ -93,21 +99,26 @@ impl CountsPerCycle {
     }
 }
 
-/// TSC cycles to local APIC timer counts (one-shot mode), rounded up so
-/// that the interrupt never comes before the deadline, at least 1 (0 stops
-/// the timer), at most `u32::MAX` (a later wake re-arms). The exact
-/// conversion [`CountsPerCycle`] approximates from above.
-pub fn cycles_to_counts(cycles: u64, counts_per_second: u64, tsc_hz: u64) -> u32 {
-    if tsc_hz == 0 {
-        return u32::MAX;
-    }
-    let counts = (u128::from(cycles) * u128::from(counts_per_second)).div_ceil(u128::from(tsc_hz));
-    u32::try_from(counts).unwrap_or(u32::MAX).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exact conversion of TSC cycles to timer counts that
+    /// [`CountsPerCycle`] approximates from above: rounded up, at least 1
+    /// (0 stops the timer), at most `u32::MAX`.
+    fn cycles_to_counts(cycles: u64, counts_per_second: u64, tsc_hz: u64) -> u32 {
+        if tsc_hz == 0 {
+            return u32::MAX;
+        }
+        let counts = (u128::from(cycles) * u128::from(counts_per_second)).div_ceil(u128::from(tsc_hz));
+        u32::try_from(counts).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// When a CPU's timer must next fire at TSC `now` without a cached
+    /// boundary: its next tick, or `deadline` if sooner.
+    fn next_wake(clock: TickClock, now: u64, deadline: Option<u64>) -> u64 {
+        wake_at(now, clock.next_boundary(now), deadline)
+    }
 
     const CLOCK: TickClock = TickClock::new(1_000, 1_000_000_000, 100);
 
@@ -134,11 +145,11 @@ mod tests {
     #[test]
     fn the_next_wake_is_the_earlier_of_the_tick_and_the_deadline() {
         let now = 1_000 + 3_000_000;
-        assert_eq!(CLOCK.next_wake(now, None), 1_000 + 10_000_000);
-        assert_eq!(CLOCK.next_wake(now, Some(now + 1_000_000)), now + 1_000_000);
-        assert_eq!(CLOCK.next_wake(now, Some(u64::MAX)), 1_000 + 10_000_000, "far future: the tick");
-        assert_eq!(CLOCK.next_wake(now, Some(5)), now, "passed: at once");
-        assert_eq!(CLOCK.next_wake(now, Some(0)), now);
+        assert_eq!(next_wake(CLOCK, now, None), 1_000 + 10_000_000);
+        assert_eq!(next_wake(CLOCK, now, Some(now + 1_000_000)), now + 1_000_000);
+        assert_eq!(next_wake(CLOCK, now, Some(u64::MAX)), 1_000 + 10_000_000, "far future: the tick");
+        assert_eq!(next_wake(CLOCK, now, Some(5)), now, "passed: at once");
+        assert_eq!(next_wake(CLOCK, now, Some(0)), now);
     }
 
     #[test]
@@ -178,10 +189,15 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_boundary_gives_the_same_wake() {
-        let now = 1_000 + 3_000_000;
-        for deadline in [None, Some(0), Some(now), Some(now + 5), Some(u64::MAX)] {
-            assert_eq!(wake_at(now, CLOCK.next_boundary(now), deadline), CLOCK.next_wake(now, deadline));
+    fn a_cached_boundary_is_kept_stepped_or_found_again() {
+        let first = CLOCK.next_boundary(1_000);
+        assert_eq!(CLOCK.next_boundary_from(0, 1_000), first, "none cached: found");
+        assert_eq!(CLOCK.next_boundary_from(first, first - 1), first, "still ahead: kept");
+        assert_eq!(CLOCK.next_boundary_from(first, first), first + CLOCK.per_tick, "reached: one tick on");
+        let later = first + 5 * CLOCK.per_tick + 7;
+        assert_eq!(CLOCK.next_boundary_from(first, later), CLOCK.next_boundary(later), "ticks behind: found");
+        for now in [first, first + 1, first + CLOCK.per_tick - 1, later] {
+            assert_eq!(CLOCK.next_boundary_from(first, now), CLOCK.next_boundary(now), "TSC {now}");
         }
     }
 }

@@ -225,21 +225,13 @@ pub fn arm(deadline: Option<u64>) {
 }
 
 /// CPU `cpu`'s (this one's) next tick boundary after TSC `now`, with
-/// `per_tick` (non-zero) cycles a tick: the cached one while `now` is
-/// before it, the one after it if `now` is within that tick (a timer
-/// interrupt at the boundary), else found by division.
+/// `per_tick` (non-zero) cycles a tick, from its cached one
+/// ([`TickClock::next_boundary_from`]: a division only after a missed tick).
 #[inline]
 fn next_tick(cpu: usize, now: u64, per_tick: u64) -> u64 {
     let cached = NEXT_TICK[cpu].load(Ordering::Relaxed);
-    if now < cached {
-        return cached;
-    }
-    let after = cached.wrapping_add(per_tick);
-    let next = if cached != 0 && now < after {
-        after
-    } else {
-        TickClock { base: CLOCK_BASE.load(Ordering::Relaxed), per_tick }.next_boundary(now)
-    };
+    let clock = TickClock { base: CLOCK_BASE.load(Ordering::Relaxed), per_tick };
+    let next = clock.next_boundary_from(cached, now);
     NEXT_TICK[cpu].store(next, Ordering::Relaxed);
     next
 }
