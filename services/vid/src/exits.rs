@@ -310,6 +310,10 @@ pub struct Vmm {
     pub stats: ExitStats,
     /// The processor topology its CPUID describes.
     pub topology: Topology,
+    /// Bit v: VP v sleeps in the guest idle state (it read
+    /// `HV_X64_MSR_GUEST_IDLE`), which any interrupt that arrives ends,
+    /// masked or not (TLFS 7.5): [`Vmm::wakes_from_idle`].
+    idle: u64,
 }
 
 impl Default for Vmm {
@@ -342,6 +346,7 @@ impl Vmm {
             uart_irq: false,
             pm1: Pm1::new(),
             stats: ExitStats::default(),
+            idle: 0,
             topology: Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) },
         }
     }
@@ -434,6 +439,39 @@ impl Vmm {
         self.next_interruption(vp).map(|(value, _)| value)
     }
 
+    /// VP `vp` sleeps in the guest idle state and an interrupt has
+    /// arrived for it, one its APIC cannot deliver yet (a masked vector, or
+    /// one below the priority in service) included: the caller wakes it
+    /// without an injection (the interrupt stays requested) and calls
+    /// [`Vmm::woke`].
+    pub fn wakes_from_idle(&self, vp: u32) -> bool {
+        self.idle_bit(vp) & self.idle != 0 && self.interrupt_arrived(vp)
+    }
+
+    /// VP `vp` left the guest idle state (woken, or it exited).
+    pub fn woke(&mut self, vp: u32) {
+        self.idle &= !self.idle_bit(vp);
+    }
+
+    /// VP `vp` enters the guest idle state unless an interrupt has
+    /// arrived for it already: true if it sleeps.
+    pub(crate) fn enter_idle(&mut self, vp: u32) -> bool {
+        if self.interrupt_arrived(vp) {
+            return false;
+        }
+        self.idle |= self.idle_bit(vp);
+        true
+    }
+
+    /// Whether an interrupt waits for `vp`, deliverable or not.
+    fn interrupt_arrived(&self, vp: u32) -> bool {
+        self.irq.has_pending(vp) || self.irq.lapic(vp).is_some_and(|l| l.requested())
+    }
+
+    fn idle_bit(&self, vp: u32) -> u64 {
+        1u64.checked_shl(vp).unwrap_or(0)
+    }
+
     /// [`Vmm::interruption_for`], and the interrupt it is.
     fn next_interruption(&mut self, vp: u32) -> Option<(u64, Interrupt)> {
         let any = Interruptibility { rflags_if: true, shadow: false, nmi_blocked: false };
@@ -502,6 +540,10 @@ impl Vmm {
             return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
         };
         let header = body.intercept_header().copied();
+        if let Some(h) = &header {
+            // It exited: awake.
+            self.woke(h.vp_index);
+        }
         let action = self.decide(body, guest, now, connections, &mut events);
         self.stats.record(&body, &action);
         let Some(h) = header else { return action };

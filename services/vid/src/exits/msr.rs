@@ -60,7 +60,10 @@ impl Vmm {
                     Ok(SynMsrOutcome::Written) => resume(&[rip]),
                     Ok(SynMsrOutcome::Apic(access)) => self.hv_apic(vp, access, rip),
                     Ok(SynMsrOutcome::Idle) => {
-                        Action::Halt(super::updates(&[rip, (HvRegisterName::RAX, 0), (HvRegisterName::RDX, 0)]))
+                        let after = super::updates(&[rip, (HvRegisterName::RAX, 0), (HvRegisterName::RDX, 0)]);
+                        // An interrupt that arrived already, even a masked
+                        // one, ends the idle state at once (TLFS 7.5).
+                        if self.enter_idle(vp) { Action::Halt(after) } else { Action::Resume(after) }
                     }
                     Ok(SynMsrOutcome::Reset) => Action::Stop(Stop::Reset { rip: h.rip }),
                     Ok(SynMsrOutcome::GuestCrash { p, message }) => {

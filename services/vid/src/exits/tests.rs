@@ -882,3 +882,33 @@ fn hypercall(rcx: u64, rdx: u64) -> HvMessageBody {
 
 mod eoi_assist;
 mod testdev;
+
+/// The guest idle state (TLFS 7.5) ends when an interrupt arrives even if
+/// the VP cannot take it yet: Linux's paravirtual spinlock waits in it with
+/// interrupts off, perhaps inside an interrupt handler whose vector blocks
+/// the lower one of the kick (`hv_qlock_wait`, `hv_qlock_kick`).
+#[test]
+fn guest_idle_ends_on_an_interrupt_arriving_masked_or_not() {
+    let profile = crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV, 1, 1).unwrap();
+    let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
+    let mut g = Fake::new();
+    let _ = vmm.irq.mmio_write(0, 0xfee0_00f0, 4, 0x1ff, 0);
+    // 0xfc in service: 0xf7, of the same priority class, waits for its EOI.
+    vmm.irq.lapic_mut(0).unwrap().accept(0xfc, false);
+    assert!(vmm.interruption_for(0).is_some());
+    assert!(vmm.irq.lapic(0).unwrap().isr().get(0xfc));
+    let idle = || msr(tlfs::msr::HvX64Msr::GUEST_IDLE.0, false, 0, true);
+    let (a, _) = run(&mut vmm, &mut g, idle());
+    assert!(matches!(a, Action::Halt(_)), "nothing arrived: it sleeps, {a:?}");
+    assert!(!vmm.wakes_from_idle(0));
+    vmm.irq.lapic_mut(0).unwrap().accept(0xf7, false);
+    assert_eq!(vmm.interruption_for(0), None, "below the vector in service: not deliverable");
+    assert!(vmm.wakes_from_idle(0), "but it arrived: the idle state ends");
+    vmm.woke(0);
+    assert!(!vmm.wakes_from_idle(0), "once");
+    // Read again with the kick still requested: no sleep at all.
+    let (a, _) = run(&mut vmm, &mut g, idle());
+    let Action::Resume(u) = &a else { panic!("resumes at once, {a:?}") };
+    assert!(u.contains(&(HvRegisterName::RIP, 0x1002)) && u.contains(&(HvRegisterName::RAX, 0)));
+    assert!(!vmm.wakes_from_idle(0), "not asleep");
+}

@@ -597,7 +597,7 @@ fn keep_time(running: &mut [Running], exited: Option<(usize, usize)>, now: u64, 
                     // Root policy: a post wakes a halted VP 0, so the APs
                     // are held first.
                     Some(_) => {
-                        let wakes = r.vps[0].halted && r.vmm.irq.has_pending(0);
+                        let wakes = r.vps[0].halted && (r.vmm.irq.has_pending(0) || r.vmm.wakes_from_idle(0));
                         let exited_ap = exited.filter(|&(e, _)| e == k).map(|(_, a)| a);
                         if wakes && vp0_runs(r, exited_ap).is_err() {
                             again = true;
@@ -643,6 +643,17 @@ fn post(vmm: &mut Vmm, v: u32, vp: &mut super::Vp) {
         let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
         if invoke(vp.cap, Operation::VP_SET_REGISTERS, &[1, name, value, 0]).is_ok() {
             (vp.posted, vp.halted, vp.sent) = (true, false, true);
+        }
+    } else if vmm.wakes_from_idle(v) {
+        // An interrupt it cannot take yet ends its guest idle state all
+        // the same (TLFS 7.5): stopped and started again, it resumes after
+        // the MSR read with nothing injected. (`vp.halted` may be false
+        // here: a halt answered while an interruption it had taken
+        // meanwhile still counted as posted.)
+        let woken = invoke(vp.cap, Operation::VP_SUSPEND, &[]).and_then(|_| invoke(vp.cap, Operation::VP_START, &[]));
+        if woken.is_ok() {
+            vp.halted = false;
+            vmm.woke(v);
         }
     }
 }
