@@ -22,21 +22,32 @@ fn header(rip: u64, len: u8, access: HvInterceptAccessType) -> HvX64InterceptMes
 
 fn io(port: u16, write: bool, rax: u64, len: u8) -> HvMessage {
     let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
-    let body = HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
-        header: header(0x1000, len, access),
+    let info = HvX64IoPortAccessInfo::new().with_access_size(1);
+    HvMessage::from_body(&port_access(header(0x1000, len, access), port, info, rax, [0; 3]), 0)
+}
+
+/// A port-access intercept: `header`, `port`, `info`, RAX and RCX, RSI, RDI.
+fn port_access(
+    header: HvX64InterceptMessageHeader,
+    port: u16,
+    info: HvX64IoPortAccessInfo,
+    rax: u64,
+    [rcx, rsi, rdi]: [u64; 3],
+) -> HvMessageBody {
+    HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
+        header,
         port_number: port,
-        access_info: HvX64IoPortAccessInfo::new().with_access_size(1),
+        access_info: info,
         instruction_byte_count: 0,
         reserved: 0,
         rax,
         instruction_bytes: [0; 16],
         ds_segment: segment(),
         es_segment: segment(),
-        rcx: 0,
-        rsi: 0,
-        rdi: 0,
-    });
-    HvMessage::from_body(&body, 0)
+        rcx,
+        rsi,
+        rdi,
+    })
 }
 
 fn updates(action: &Action) -> Vec<(HvRegisterName, u64)> {
@@ -189,20 +200,8 @@ fn string_io(port: u16, write: bool, rep: bool, rcx: u64, rsi: u64, rdi: u64, rf
     let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
     let mut h = long_header(0x2000, 2, access);
     h.rflags |= rflags;
-    HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
-        header: h,
-        port_number: port,
-        access_info: HvX64IoPortAccessInfo::new().with_access_size(1).with_string_op(true).with_rep_prefix(rep),
-        instruction_byte_count: 0,
-        reserved: 0,
-        rax: 0,
-        instruction_bytes: [0; 16],
-        ds_segment: segment(),
-        es_segment: segment(),
-        rcx,
-        rsi,
-        rdi,
-    })
+    let info = HvX64IoPortAccessInfo::new().with_access_size(1).with_string_op(true).with_rep_prefix(rep);
+    port_access(h, port, info, 0, [rcx, rsi, rdi])
 }
 
 #[test]

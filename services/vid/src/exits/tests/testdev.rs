@@ -19,23 +19,8 @@ fn on(vp: u32, mut body: HvMessageBody) -> HvMessageBody {
 /// `out dx, eax` of a request on VP `vp`.
 fn out(vp: u32, conn: u8, ctl: u8, target_vp: u8, sint: u8) -> HvMessageBody {
     let value = Request { conn, ctl, vp: target_vp, sint }.encode();
-    on(
-        vp,
-        HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
-            header: long_header(0x1000, 1, HvInterceptAccessType::WRITE),
-            port_number: PORT,
-            access_info: HvX64IoPortAccessInfo::new().with_access_size(4),
-            instruction_byte_count: 0,
-            reserved: 0,
-            rax: u64::from(value),
-            instruction_bytes: [0; 16],
-            ds_segment: segment(),
-            es_segment: segment(),
-            rcx: 0,
-            rsi: 0,
-            rdi: 0,
-        }),
-    )
+    let header = long_header(0x1000, 1, HvInterceptAccessType::WRITE);
+    on(vp, port_access(header, PORT, HvX64IoPortAccessInfo::new().with_access_size(4), u64::from(value), [0; 3]))
 }
 
 /// A 2-VP partition with the SynIC and, if `testdev`, the device; on each
