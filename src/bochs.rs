@@ -75,15 +75,15 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
     };
     write("bochsrc", &bochsrc(opts.smp, opts.memory_mib, vgabios, opts.bochs_cpu.as_deref().unwrap_or(DEFAULT_CPU)))?;
     write("dbg.rc", DBG_RC)?;
-    // Bochs appends to the serial file; start from an empty one so the
-    // tail begins at the start of this run.
-    write(SERIAL_FILE, "")?;
 
-    let out = File::create(dir.join(OUTPUT_FILE))
-        .map_err(|e| BootError::runner(format!("cannot create {OUTPUT_FILE}: {e}")))?;
-    let err = out.try_clone().map_err(|e| BootError::runner(e.to_string()))?;
-    let mut cmd = Command::new("bochs");
-    cmd.args(["-q", "-f", "bochsrc", "-rc", "dbg.rc"]).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err);
+    let command = || -> Result<Command, BootError> {
+        let out = File::create(dir.join(OUTPUT_FILE))
+            .map_err(|e| BootError::runner(format!("cannot create {OUTPUT_FILE}: {e}")))?;
+        let err = out.try_clone().map_err(|e| BootError::runner(e.to_string()))?;
+        let mut cmd = Command::new("bochs");
+        cmd.args(["-q", "-f", "bochsrc", "-rc", "dbg.rc"]).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err);
+        Ok(cmd)
+    };
 
     ui::note(format!(
         "booting in Bochs (Intel VMX + EPT, {}): {} CPU(s), {} MiB, kernel options {:?}",
@@ -92,7 +92,7 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
         opts.memory_mib,
         crate::cmdline::join(kernel_options)
     ));
-    ui::note(format!("$ cd {} && {} </dev/null", ui::shell_word(dir.as_os_str()), ui::shell_line(&cmd)));
+    ui::note(format!("$ cd {} && {} </dev/null", ui::shell_word(dir.as_os_str()), ui::shell_line(&command()?)));
     ui::note(format!("serial log: {}", files.serial_log.display()));
     match opts.timeout {
         None => ui::note("no deadline: stop Bochs with Ctrl-C"),
@@ -102,18 +102,61 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
         )),
     }
 
-    let child = cmd.spawn().map_err(|e| BootError::runner(format!("cannot start bochs: {e}")))?;
-    run::supervise(
-        child,
-        SerialSource::File(dir.join(SERIAL_FILE)),
-        &Supervise {
-            deadline: opts.timeout,
-            exit_grace: Duration::from_secs(10),
-            echo: true,
-            serial_log: files.serial_log.clone(),
-        },
-    )
-    .map_err(|e| BootError::runner(format!("supervising Bochs failed: {e}")))
+    let mut attempt = 1;
+    loop {
+        // Bochs appends to the serial file; start from an empty one so the
+        // tail begins at the start of this run.
+        write(SERIAL_FILE, "")?;
+        let child = command()?.spawn().map_err(|e| BootError::runner(format!("cannot start bochs: {e}")))?;
+        let outcome = run::supervise(
+            child,
+            SerialSource::File(dir.join(SERIAL_FILE)),
+            &Supervise {
+                deadline: opts.timeout,
+                exit_grace: Duration::from_secs(10),
+                echo: true,
+                serial_log: files.serial_log.clone(),
+            },
+        )
+        .map_err(|e| BootError::runner(format!("supervising Bochs failed: {e}")))?;
+        let serial_empty = fs::metadata(dir.join(SERIAL_FILE)).map_or(true, |m| m.len() == 0);
+        match startup_crash(&outcome, serial_empty) {
+            Some(signal) if attempt < START_ATTEMPTS => {
+                let kept = format!("{OUTPUT_FILE}.crash{attempt}");
+                let _ = fs::rename(dir.join(OUTPUT_FILE), dir.join(&kept));
+                ui::note(format!(
+                    "Bochs died by signal {signal} after {:.1} s, before the guest printed anything; \
+                     starting it again (its output: {kept})",
+                    outcome.elapsed.as_secs_f64()
+                ));
+                attempt += 1;
+            }
+            _ => return Ok(outcome),
+        }
+    }
+}
+
+/// How many times a run starts Bochs when it crashes while starting up.
+pub const START_ATTEMPTS: u32 = 2;
+
+/// How soon a crash counts as one in Bochs' own start-up.
+const STARTUP_WINDOW: Duration = Duration::from_secs(5);
+
+/// The signal that killed Bochs, if it died of a crash while starting up:
+/// by SIGSEGV, SIGBUS or SIGABRT, within [`STARTUP_WINDOW`], before a byte
+/// reached the serial port. Debian's Bochs 2.7 has been seen to do this
+/// (once, under CI's load) 0.1 s after starting; no guest code has run
+/// then, so starting it again hides nothing of Tessera's.
+fn startup_crash(outcome: &Outcome, serial_empty: bool) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    const CRASH_SIGNALS: [i32; 3] = [11, 7, 6];
+    let signal = outcome.emulator_status?.signal()?;
+    let crashed = CRASH_SIGNALS.contains(&signal)
+        && !outcome.killed
+        && outcome.ending == run::Ending::NoMarker
+        && outcome.elapsed < STARTUP_WINDOW
+        && serial_empty;
+    crashed.then_some(signal)
 }
 
 #[cfg(test)]
@@ -129,5 +172,31 @@ mod tests {
         assert!(rc.contains("com1: enabled=1, mode=file, dev=serial.out\n"));
         assert!(rc.contains("path=tessera.iso"));
         assert!(bochsrc(1, 128, "v", "tigerlake").contains("cpu: model=tigerlake, count=1,"));
+    }
+
+    fn ended(raw_wait_status: i32, secs: u64, killed: bool) -> Outcome {
+        use std::os::unix::process::ExitStatusExt;
+        Outcome {
+            ending: run::Ending::NoMarker,
+            emulator_status: Some(std::process::ExitStatus::from_raw(raw_wait_status)),
+            killed,
+            elapsed: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn only_a_crash_before_any_guest_output_starts_bochs_again() {
+        assert_eq!(startup_crash(&ended(11, 0, false), true), Some(11));
+        assert_eq!(startup_crash(&ended(6, 1, false), true), Some(6));
+        // The guest printed something: the crash may be the guest's doing.
+        assert_eq!(startup_crash(&ended(11, 0, false), false), None);
+        // Too late to be Bochs' start-up.
+        assert_eq!(startup_crash(&ended(11, 30, false), true), None);
+        // Killed by the runner, or an ordinary exit status (1 << 8).
+        assert_eq!(startup_crash(&ended(9, 0, true), true), None);
+        assert_eq!(startup_crash(&ended(1 << 8, 0, false), true), None);
+        let mut halted = ended(11, 0, false);
+        halted.ending = run::Ending::Halted(0);
+        assert_eq!(startup_crash(&halted, true), None);
     }
 }
