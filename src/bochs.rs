@@ -81,7 +81,11 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
             .map_err(|e| BootError::runner(format!("cannot create {OUTPUT_FILE}: {e}")))?;
         let err = out.try_clone().map_err(|e| BootError::runner(e.to_string()))?;
         let mut cmd = Command::new("bochs");
-        cmd.args(["-q", "-f", "bochsrc", "-rc", "dbg.rc"]).current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.args(["-q", "-f", "bochsrc", "-rc", "dbg.rc"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         Ok(cmd)
     };
 

@@ -23,6 +23,8 @@ const CONTAINED: &[(&str, &str)] = &[
     ("PARTITION_MAP of its guest's RAM at a second GPA", "NO_RIGHTS"),
     ("PARTITION_UNMAP of its guest's RAM", "NO_RIGHTS"),
     ("PARTITION_FLUSH_TLB of its partition", "OK"),
+    ("PARTITION_HOLD_WRITE where its guest has no RAM", "BAD_ADDRESS"),
+    ("PARTITION_HOLD_WRITE of its guest's RAM, then given back", "OK"),
     // The other partition is not its own.
     ("attach of the other VID's partition", "ACCESS_DENIED"),
     ("map_gpa_pages on every other partition ID", "0 of"),

@@ -116,6 +116,14 @@ open_enum! {
         /// one of its VPs runs in guest mode, nor the other way round (the
         /// core scheduler, `[scheduler] policy = "core"`).
         PARTITION_SET_CORE_EXCLUSIVE = 0x73,
+        /// Withhold (MR1 1) or give back (MR1 0) the write access to the
+        /// mapped 4 KiB guest page at GPA MR0 (RUN): the guest's writes
+        /// there then exit to the VID as memory intercepts, its reads and
+        /// fetches go on (a read-only overlay: the hypercall page, TLFS
+        /// 3.13). Giving back restores only what PARTITION_MAP granted.
+        /// When it returns, no CPU runs a VP of the partition on the old
+        /// rights. BAD_ADDRESS if the page is not mapped.
+        PARTITION_HOLD_WRITE = 0x74,
         /// Put a VP that is not started into a partition (CONTROL on both):
         /// MR0 partition slot, MR1 VP index. Its guest state is reset.
         VP_CONFIGURE = 0x78,

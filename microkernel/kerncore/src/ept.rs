@@ -156,6 +156,8 @@ impl EptFormat {
 impl SlatFormat for EptFormat {
     type Entry = EptEntry;
 
+    const WRITE_BIT: u64 = EptEntry::new().with_write(true).into_bits();
+
     fn is_present(&self, entry: EptEntry) -> bool {
         entry.is_present()
     }

@@ -25,6 +25,10 @@ pub struct NptFormat;
 impl SlatFormat for NptFormat {
     type Entry = PageTableEntry;
 
+    const WRITE_BIT: u64 = PageTableEntry::new().with_writable(true).into_bits();
+    // The held bit is the first of the software-available high bits.
+    const WRITE_HELD_BIT: u64 = PageTableEntry::new().with_available_high(1).into_bits();
+
     fn is_present(&self, entry: PageTableEntry) -> bool {
         entry.present()
     }

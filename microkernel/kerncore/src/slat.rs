@@ -166,6 +166,13 @@ pub trait SlatFormat {
     fn leaf_entry(&self, hpa: u64, rights: GuestRights, large: bool) -> Self::Entry;
     /// Whether the format (and CPU) can express `rights`.
     fn check_rights(&self, rights: GuestRights) -> Result<(), GuestMapError>;
+
+    /// A leaf's write-permission bit.
+    const WRITE_BIT: u64;
+    /// A leaf bit the CPU ignores (bit 52: EPT ignores 52-56, NPT leaves
+    /// 52-58 to software), set while [`SlatMapper::hold_write`] withholds
+    /// the write access the map granted.
+    const WRITE_HELD_BIT: u64 = 1 << 52;
 }
 
 fn index(gpa: u64, level: u32) -> usize {
@@ -300,6 +307,30 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
                 None => g += PAGE_SIZE,
             }
         }
+    }
+
+    /// Withholds (`held`) or gives back the write access the map granted
+    /// the 4 KiB page at `gpa`, so a write faults to the VMM while reads
+    /// and fetches go on. Giving back restores only what the map granted:
+    /// a page mapped read-only stays so. Returns whether the leaf changed
+    /// (flush the partition's translations then).
+    pub fn hold_write(&mut self, gpa: u64, held: bool) -> Result<bool, GuestMapError> {
+        self.guest_range(gpa, PAGE_SIZE)?;
+        let leaf = self.leaf_at(gpa).ok_or(GuestMapError::NotMapped { gpa })?;
+        if leaf.level != 0 {
+            return Err(GuestMapError::SplitsLargePage { gpa });
+        }
+        let old: u64 = leaf.entry.into();
+        let (writable, was_held) = (old & F::WRITE_BIT != 0, old & F::WRITE_HELD_BIT != 0);
+        let new = match (held, writable, was_held) {
+            (true, true, _) => (old & !F::WRITE_BIT) | F::WRITE_HELD_BIT,
+            (false, _, true) => (old & !F::WRITE_HELD_BIT) | F::WRITE_BIT,
+            _ => old,
+        };
+        if new != old {
+            self.mem.write_entry(leaf.table, leaf.index, new);
+        }
+        Ok(new != old)
     }
 
     /// The host-physical address and rights `gpa` translates to.

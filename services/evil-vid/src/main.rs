@@ -228,6 +228,19 @@ mod task {
             self.check(&Attempt::refused("PARTITION_UNMAP of its guest's RAM", ErrorCode::NO_RIGHTS), got);
             let got = Got::of(invoke(self.partition, Operation::PARTITION_FLUSH_TLB, &[]));
             self.check(&Attempt::allowed("PARTITION_FLUSH_TLB of its partition"), got);
+            // Withholding writes only takes away; where nothing is mapped
+            // there is nothing to take, and giving back grants no more
+            // than the manager mapped (kerncore's `hold_write` tests).
+            let got = Got::of(invoke(self.partition, Operation::PARTITION_HOLD_WRITE, &[FOREIGN_GPA, 0]));
+            self.check(
+                &Attempt::refused("PARTITION_HOLD_WRITE where its guest has no RAM", ErrorCode::BAD_ADDRESS),
+                got,
+            );
+            let got = Got::of(
+                invoke(self.partition, Operation::PARTITION_HOLD_WRITE, &[0x10_0000, 1])
+                    .and_then(|_| invoke(self.partition, Operation::PARTITION_HOLD_WRITE, &[0x10_0000, 0])),
+            );
+            self.check(&Attempt::allowed("PARTITION_HOLD_WRITE of its guest's RAM, then given back"), got);
 
             // The other partition, through the partition manager.
             let client = Client::new(Kernel, self.pm);

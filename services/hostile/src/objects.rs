@@ -603,7 +603,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 31] = [
+const OPERATIONS: [Operation; 32] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -625,6 +625,7 @@ const OPERATIONS: [Operation; 31] = [
     Operation::PARTITION_UNMAP,
     Operation::PARTITION_FLUSH_TLB,
     Operation::PARTITION_SET_CORE_EXCLUSIVE,
+    Operation::PARTITION_HOLD_WRITE,
     Operation::VP_CONFIGURE,
     Operation::VP_SET_HANDLER,
     Operation::VP_SET_REGISTERS,

@@ -705,6 +705,13 @@ impl Vmm {
             events(Event::Unemulated { gpa, rip: h.rip, why });
             Action::Stop(Stop::Failed { message_type, rip: h.rip })
         };
+        if read_only && h.intercept_access_type == HvInterceptAccessType::WRITE && self.synthetic.read_only_overlay(gpa)
+        {
+            // "Attempts to write to the hypercall page will result in a
+            // protection (#GP) exception" (TLFS 3.13; overlay.rs withholds
+            // the page's guest write access). Nothing is written.
+            return gp();
+        }
         if h.intercept_access_type == HvInterceptAccessType::EXECUTE {
             // An instruction fetch where nothing is (RAM and ROM are mapped
             // executable): the bus answers all ones, `FF FF`, which is no

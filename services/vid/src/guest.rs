@@ -29,6 +29,10 @@ pub trait Guest {
     fn beneath(&mut self, _slot: usize) -> Option<&mut [u8]> {
         None
     }
+    /// Withholds (`held`) or gives back the guest's write access to the RAM
+    /// page `gpn` (a read-only overlay: [`crate::overlay`]); the VID's own
+    /// writes go on. A guest without second-level tables ignores it.
+    fn hold_write(&mut self, _gpn: u64, _held: bool) {}
 
     /// The low 64 bits of a register.
     fn reg(&mut self, name: HvRegisterName) -> Option<u64> {
@@ -258,14 +262,18 @@ pub fn fetch(guest: &mut impl Guest, header: &HvX64InterceptMessageHeader) -> ([
 
 /// 64 KiB of flat RAM at GPA 0, each byte 0xAA at first: the guest of the
 /// SynIC and synthetic-MSR host tests; then the pages that keep the RAM
-/// beneath the overlays.
+/// beneath the overlays, and the pages whose guest writes are withheld.
 #[cfg(test)]
-pub struct TestRam(pub Vec<u8>, pub Vec<u8>);
+pub struct TestRam(pub Vec<u8>, pub Vec<u8>, pub Vec<u64>);
 
 #[cfg(test)]
 impl Default for TestRam {
     fn default() -> TestRam {
-        TestRam(vec![0xaa; 0x1_0000], vec![0; crate::overlay::slots(abi::limits::MAX_VPS_PER_PARTITION) << 12])
+        TestRam(
+            vec![0xaa; 0x1_0000],
+            vec![0; crate::overlay::slots(abi::limits::MAX_VPS_PER_PARTITION) << 12],
+            Vec::new(),
+        )
     }
 }
 
@@ -300,5 +308,12 @@ impl Guest for TestRam {
 
     fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
         self.1.get_mut(slot << 12..(slot + 1) << 12)
+    }
+
+    fn hold_write(&mut self, gpn: u64, held: bool) {
+        self.2.retain(|&g| g != gpn);
+        if held {
+            self.2.push(gpn);
+        }
     }
 }

@@ -3,13 +3,17 @@
 //! and disabling or moving one uncovers the RAM beneath with its contents.
 //!
 //! The VID holds only RUN on its partitions: it cannot map a page of its
-//! own over the guest's RAM, nor unmap or write-protect the RAM (only the
-//! partition manager can). So the overlay is emulated in the RAM itself:
+//! own over the guest's RAM, nor unmap the RAM (only the partition manager
+//! can). So the overlay is emulated in the RAM itself:
 //! covering a page saves its bytes in a page the VID keeps for the overlay
 //! ([`Guest::beneath`]) before the overlay's contents are written there,
-//! and uncovering it writes them back. What the emulation cannot give:
-//! - the overlay is not write-protected: a guest write to the hypercall
-//!   page changes it instead of raising #GP (TLFS 3.13);
+//! and uncovering it writes them back. The hypercall page is read-only to
+//! the guest (TLFS 3.13: a write is #GP): while it covers a page the VID
+//! has the kernel withhold the guest's write access there
+//! ([`Guest::hold_write`], `PARTITION_HOLD_WRITE`, which RUN allows: it
+//! only takes away, and gives back what the manager mapped), and the exit
+//! loop answers the write's memory intercept with #GP. What the emulation
+//! cannot give:
 //! - a VP's SIM, SIEF and assist pages are seen by every VP at their GPA
 //!   (TLFS 11.9 asks the guest for a distinct GPA per VP, so only a guest
 //!   breaking that rule could tell);
@@ -39,6 +43,11 @@ const PER_VP: usize = OVERLAYS_PER_VP;
 impl Overlay {
     /// Its index among a partition's overlays (and the page the VID keeps
     /// its RAM in); `None` for a VP beyond the limit.
+    /// Whether the guest may not write it (TLFS 3.13: the hypercall page).
+    pub const fn read_only(self) -> bool {
+        matches!(self, Overlay::Hypercall)
+    }
+
     pub const fn slot(self) -> Option<usize> {
         let (vp, n) = match self {
             Overlay::Hypercall => return Some(0),
@@ -85,6 +94,11 @@ impl Overlays {
         self.covers[overlay.slot()?].map(|c| c.gpn)
     }
 
+    /// Whether a read-only overlay covers `gpn`: a guest write there is #GP.
+    pub fn read_only_at(&self, gpn: u64) -> bool {
+        self.gpn(Overlay::Hypercall) == Some(gpn)
+    }
+
     /// Puts `overlay` at `gpn` (uncovering where it was, if elsewhere),
     /// keeping the RAM there; the caller then writes the overlay's
     /// contents. False, and nothing changed, if `gpn` is not writable RAM
@@ -114,6 +128,9 @@ impl Overlays {
             }
         }
         self.covers[slot] = Some(Cover { gpn, holds_ram });
+        if overlay.read_only() {
+            guest.hold_write(gpn, true);
+        }
         true
     }
 
@@ -122,6 +139,9 @@ impl Overlays {
     pub fn uncover(&mut self, overlay: Overlay, guest: &mut impl Guest) {
         let Some(slot) = overlay.slot() else { return };
         let Some(cover) = self.covers[slot].take() else { return };
+        if overlay.read_only() && !self.read_only_at(cover.gpn) {
+            guest.hold_write(cover.gpn, false);
+        }
         if !cover.holds_ram {
             return;
         }

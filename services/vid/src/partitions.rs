@@ -291,6 +291,7 @@ const EXIT_STATE: ExitState = ExitState::ALL;
 /// that, through VP_GET_REGISTERS.
 struct View<'r> {
     vp: CapSlot,
+    partition: CapSlot,
     ram: &'r mut [u8],
     beneath: &'r mut [u8],
     state: TransferredState<'r>,
@@ -340,6 +341,12 @@ impl Guest for View<'_> {
 
     fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
         beneath_page(self.beneath, slot)
+    }
+
+    /// A page the VID found writable RAM: the kernel refuses only a page
+    /// the manager unmapped meanwhile, which then needs no hold.
+    fn hold_write(&mut self, gpn: u64, held: bool) {
+        let _ = invoke(self.partition, Operation::PARTITION_HOLD_WRITE, &[gpn << 12, u64::from(held)]);
     }
 }
 

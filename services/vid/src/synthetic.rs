@@ -237,6 +237,12 @@ impl SyntheticPartition {
         *self = SyntheticPartition::new(self.profile, self.vendor, self.clock, self.created_tsc);
     }
 
+    /// Whether `gpa` is on a page the guest may not write (the hypercall
+    /// page, TLFS 3.13): its write is #GP.
+    pub fn read_only_overlay(&self, gpa: u64) -> bool {
+        self.overlays.read_only_at(gpa >> 12)
+    }
+
     /// The reference time at TSC `tsc`: 100 ns units since creation. With a
     /// usable scale it is the reference TSC page's formula, so the MSR and
     /// the page agree exactly; else (a TSC at 10 MHz or less) it is

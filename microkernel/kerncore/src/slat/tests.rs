@@ -219,3 +219,41 @@ fn unmap_present_removes_what_is_there_around_holes() {
         assert!(leaves(m, 0, 8 * MIB).is_empty());
     });
 }
+
+#[test]
+fn held_writes_come_back_only_where_the_map_granted_them() {
+    for_both_formats!(SlatConfig::default(), |m| {
+        m.map(0x1000, 0x8000, PAGE_SIZE, GuestRights::ALL).unwrap();
+        m.map(0x2000, 0x9000, PAGE_SIZE, GuestRights::READ_EXECUTE).unwrap();
+        let rights = |m: &SlatMapper<'_, _, _>, gpa| m.translate(gpa).unwrap().rights;
+        assert_eq!(m.hold_write(0x1000, true), Ok(true));
+        assert_eq!(rights(m, 0x1000), GuestRights::READ_EXECUTE);
+        assert_eq!(m.translate(0x1000).unwrap().hpa, 0x8000);
+        assert_eq!(m.hold_write(0x1000, true), Ok(false), "held twice is one hold");
+        assert_eq!(m.hold_write(0x1000, false), Ok(true));
+        assert_eq!(rights(m, 0x1000), GuestRights::ALL);
+        assert_eq!(m.hold_write(0x1000, false), Ok(false));
+        // A read-only page neither gains write by a give-back nor changes.
+        assert_eq!(m.hold_write(0x2000, false), Ok(false));
+        assert_eq!(m.hold_write(0x2000, true), Ok(false));
+        assert_eq!(m.hold_write(0x2000, false), Ok(false));
+        assert_eq!(rights(m, 0x2000), GuestRights::READ_EXECUTE);
+        assert_eq!(m.hold_write(0x3000, true), Err(GuestMapError::NotMapped { gpa: 0x3000 }));
+        assert_eq!(m.hold_write(0x1800, true), Err(GuestMapError::Misaligned));
+        // Unmapping a held page and mapping it again grants write afresh.
+        m.hold_write(0x1000, true).unwrap();
+        m.unmap(0x1000, PAGE_SIZE, |_| {}).unwrap();
+        m.map(0x1000, 0x8000, PAGE_SIZE, GuestRights::ALL).unwrap();
+        assert_eq!(rights(m, 0x1000), GuestRights::ALL);
+        assert_eq!(m.hold_write(0x1000, false), Ok(false));
+    });
+}
+
+#[test]
+fn a_large_leaf_is_not_split_to_hold_a_write() {
+    for_both_formats!(SlatConfig::default(), |m| {
+        m.map(0x20_0000, 0x40_0000, 2 * MIB, GuestRights::ALL).unwrap();
+        assert_eq!(m.hold_write(0x20_1000, true), Err(GuestMapError::SplitsLargePage { gpa: 0x20_1000 }));
+        assert_eq!(m.translate(0x20_1000).unwrap().rights, GuestRights::ALL);
+    });
+}

@@ -567,6 +567,16 @@ pub mod slat {
         }
     }
 
+    /// Withholds or gives back the write access of one mapped 4 KiB page;
+    /// true if the leaf changed (the caller shoots the partition down).
+    pub fn hold_write(backend: Backend, root: u64, gpa: u64, held: bool) -> Result<bool, GuestMapError> {
+        let mut mem = memory::DirectMap;
+        match backend {
+            Backend::Svm => npt(&mut mem, root).hold_write(gpa, held),
+            Backend::Vmx => super::super::vmx::ept_hold_write(&mut mem, root, gpa, held),
+        }
+    }
+
     /// Removes whatever leaves `[gpa, gpa+len)` has (teardown: it cannot fail).
     pub fn unmap_present(backend: Backend, root: u64, gpa: u64, len: u64) {
         let mut mem = memory::DirectMap;

@@ -592,6 +592,23 @@ pub fn invoke(
             k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.shoot_down(partition);
             done()
         }
+        Operation::PARTITION_HOLD_WRITE => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            let held = match mr[1] {
+                0 => false,
+                1 => true,
+                _ => return Err(ErrorCode::INVALID_ARGUMENT),
+            };
+            let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            let changed = hw::slat::hold_write(p.backend, p.root, mr[0], held).map_err(|e| match e {
+                kerncore::slat::GuestMapError::NotMapped { .. } => ErrorCode::BAD_ADDRESS,
+                _ => ErrorCode::INVALID_ARGUMENT,
+            })?;
+            if changed {
+                p.shoot_down(partition);
+            }
+            done()
+        }
         Operation::PARTITION_SET_CORE_EXCLUSIVE => {
             let partition = expect(cap, ObjectType::PARTITION, control())?;
             let on = match mr[0] {

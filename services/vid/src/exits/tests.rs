@@ -608,6 +608,39 @@ fn writes_to_read_only_pages_are_dropped_and_logged() {
     assert_eq!(&g.ram[0xf_f000..0xf_f008], b"TESSROM\0");
 }
 
+/// TLFS 3.13: "Attempts to write to the hypercall page will result in a
+/// protection (#GP) exception." The kernel withholds the page's guest
+/// write access; the write's intercept is answered with #GP(0) at the
+/// instruction, whatever it is (not even decoded), and nothing changes.
+#[test]
+fn a_write_to_the_hypercall_page_is_gp() {
+    let profile = crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV, 1, 1).unwrap();
+    let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
+    let mut g = Fake::new();
+    page_tables(&mut g, 0x30_0000);
+    let (gpn, rip) = (0x50u64, 0x1000);
+    let _ = run(&mut vmm, &mut g, msr(tlfs::msr::HvX64Msr::GUEST_OS_ID.0, true, 1 << 63, true));
+    let (a, _) = run(&mut vmm, &mut g, msr(tlfs::msr::HvX64Msr::HYPERCALL.0, true, gpn << 12 | 1, true));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002)], "enabled");
+    assert!(vmm.synthetic.read_only_overlay(gpn << 12 | 0xfff));
+    let page = g.ram[(gpn as usize) << 12..((gpn as usize) + 1) << 12].to_vec();
+    let gp0 =
+        tlfs::HvX64PendingInterruptionRegister::pending(tlfs::HvX64PendingInterruptionType::EXCEPTION, 13, Some(0));
+    let (a, ev) = run(&mut vmm, &mut g, memory(gpn << 12 | 0x7f, rip, true, true));
+    assert_eq!(updates(&a), [(HvRegisterName::PENDING_INTERRUPTION, gp0.into_bits())], "RIP stays");
+    assert!(ev.is_empty());
+    assert_eq!(g.ram[(gpn as usize) << 12..((gpn as usize) + 1) << 12], page[..]);
+    // A write to another read-only page is a ROM write, dropped.
+    g.put(rip, &[0x48, 0x89, 0x37]);
+    g.set(HvRegisterName::RSI, 0);
+    let (a, ev) = run(&mut vmm, &mut g, memory((gpn + 1) << 12, rip, true, true));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, rip + 3)]);
+    assert_eq!(ev.len(), 1);
+    // Disabled, the page is the guest's RAM again.
+    let _ = run(&mut vmm, &mut g, msr(tlfs::msr::HvX64Msr::HYPERCALL.0, true, gpn << 12, true));
+    assert!(!vmm.synthetic.read_only_overlay(gpn << 12));
+}
+
 #[test]
 fn the_instruction_is_fetched_through_the_guest_page_tables() {
     let mut vmm = Vmm::new();

@@ -77,3 +77,22 @@ fn slots_are_distinct_and_within_the_pages_kept() {
     }
     assert!(seen.iter().all(|&s| s));
 }
+
+#[test]
+fn the_hypercall_page_withholds_guest_writes_where_it_is() {
+    let (mut ram, mut o) = (Ram::new(), Overlays::default());
+    assert!(o.cover(Overlay::Hypercall, 2, &mut ram));
+    assert_eq!(ram.2, [2]);
+    assert!(o.read_only_at(2) && !o.read_only_at(4));
+    // Moved: the old page is writable again, the new one is not.
+    assert!(o.cover(Overlay::Hypercall, 4, &mut ram));
+    assert_eq!(ram.2, [4]);
+    // Another overlay on the same page leaves the hold to the hypercall page.
+    assert!(o.cover(Overlay::Simp(0), 4, &mut ram));
+    o.uncover(Overlay::Simp(0), &mut ram);
+    assert_eq!(ram.2, [4]);
+    assert!(o.cover(Overlay::Assist(0), 6, &mut ram));
+    assert_eq!(ram.2, [4], "only the hypercall page is read-only");
+    o.uncover(Overlay::Hypercall, &mut ram);
+    assert!(ram.2.is_empty() && !o.read_only_at(4));
+}

@@ -192,6 +192,7 @@ pub(super) fn serve(
                 let mut crash = None;
                 let mut view = View {
                     vp: r.vps[v].cap,
+                    partition: r.partition,
                     ram: r.ram,
                     beneath: r.beneath,
                     state: TransferredState::new(EXIT_STATE, state),

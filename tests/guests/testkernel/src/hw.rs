@@ -643,7 +643,7 @@ pub fn read_cr4() -> u64 {
 pub fn write8_checked(addr: u64, value: u8) -> Result<(), Fault> {
     arm(0, 0);
     // SAFETY: the tests write only to an overlay page (where the TLFS asks
-    // for #GP), the byte it already holds.
+    // for #GP) or to their own scratch page, a byte the test then checks.
     unsafe { guarded!("mov byte ptr [rdi], sil", in("rdi") addr, in("sil") value, options(nostack)) }
     take_fault().map_or(Ok(()), Err)
 }

@@ -285,9 +285,14 @@ fn uncovers(name: &str, number: u32) -> Check {
         wrmsr(name, number, Page::Output.addr())?;
     }
     let back = intact();
+    // The RAM is back writable (the hypercall page withheld writes).
+    let writable = hw::write8_checked(Page::Output.addr(), pattern(0)).is_ok();
     // Back where the rest of the run expects it.
     wrmsr(name, number, old)?;
-    fail_unless(covered && back, detail!("the pattern covered {covered}, back after {back}"))
+    fail_unless(
+        covered && back && writable,
+        detail!("the pattern covered {covered}, back after {back}, writable after {writable}"),
+    )
 }
 
 /// CRASH_P0 of the crash notification the msr test sends (P1..P4 follow).
@@ -391,17 +396,17 @@ fn guest_os_id_and_hypercall_page(c: &mut Checks) {
         ),
         None => c.info("hypercall instruction", format_args!("{}; vendor \"{shown}\" unknown", instruction.name())),
     }
-    // TLFS 3.13 says a write to the hypercall page raises #GP; the VID
-    // emulates its overlay pages in guest RAM, which it cannot
-    // write-protect (services/vid/src/overlay.rs), a documented deviation:
-    // reported, not required. The byte written is the one already there.
+    // TLFS 3.13: "Attempts to write to the hypercall page will result in
+    // a protection (#GP) exception." The byte written is a different one,
+    // so a write that went through would show.
     let mut first = [0u8];
     Page::Hypercall.read(0, &mut first);
-    let what = "write to the hypercall page (3.13: #GP)";
-    match hw::write8_checked(Page::Hypercall.addr(), first[0]) {
-        Err(f) => c.info(what, format_args!("raised {f}")),
-        Ok(()) => c.info(what, format_args!("no fault: the overlay is emulated in RAM")),
-    }
+    let refused = expect_gp(hw::write8_checked(Page::Hypercall.addr(), !first[0]), "mov to the page").and_then(|_| {
+        let mut after = [0u8];
+        Page::Hypercall.read(0, &mut after);
+        fail_unless(after == first, detail!("the byte is {:#x}, was {:#x}", after[0], first[0]))
+    });
+    c.require("write to the hypercall page raises #GP, the page unchanged (3.13)", refused);
 
     let cleared = set_guest_os_id(0)
         .and_then(|()| rdmsr("HYPERCALL", msr::HYPERCALL))

@@ -33,6 +33,11 @@ pub fn ept_unmap(mem: &mut DirectMap, root: u64, gpa: u64, len: u64) -> Result<(
     ept(mem, root).unmap(gpa, len, |_| {})
 }
 
+/// Withholds or gives back one page's write access; flushed like `ept_unmap`.
+pub fn ept_hold_write(mem: &mut DirectMap, root: u64, gpa: u64, held: bool) -> Result<bool, GuestMapError> {
+    ept(mem, root).hold_write(gpa, held)
+}
+
 /// Removes whatever leaves a range has (teardown); flushed like `ept_unmap`.
 pub fn ept_unmap_present(mem: &mut DirectMap, root: u64, gpa: u64, len: u64) {
     ept(mem, root).unmap_present(gpa, len, |_| {});

@@ -49,7 +49,7 @@ mod vmcs;
 mod vp;
 
 pub use enable::enable;
-pub use ept::{ept_map, ept_new_root, ept_tables, ept_unmap, ept_unmap_present};
+pub use ept::{ept_hold_write, ept_map, ept_new_root, ept_tables, ept_unmap, ept_unmap_present};
 pub use vp::Vp;
 
 pub const IMPLEMENTED: bool = true;
