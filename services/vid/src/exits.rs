@@ -23,18 +23,20 @@ use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Inte
 use crate::messaging::{Connections, Delivered, Delivery, NoConnections};
 use crate::mmio::TestDevice;
 use crate::msr::Msrs;
-use crate::portio::string_io;
+use crate::portio::{Element, string_io};
 use crate::profile::EnlightenmentProfile;
 use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
 use crate::testdev::TestDev;
 use crate::uart::{COM1_IRQ, Uart};
+use core::ops::ControlFlow;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
     HvX64MemoryInterceptMessage,
 };
 use x86decode::{Access, DecodeError, Gpr, Operand, Reg, decode};
 
-pub use crate::portio::{TEST_EXIT, UART_DATA, UART_LINE_STATUS};
+pub use crate::portio::TEST_EXIT;
+pub use crate::uart::{UART_DATA, UART_LINE_STATUS};
 
 /// Longest guest console line kept before it is printed anyway.
 pub const LINE_MAX: usize = 120;
@@ -619,11 +621,17 @@ impl Vmm {
         let next = (HvRegisterName::RIP, next_rip(mode, h.rip, h.instruction_length().into()));
         let size = io.access_info.access_size();
         let write = h.intercept_access_type == HvInterceptAccessType::WRITE;
-        let mut console = |b| events(Event::Console(b));
         if io.access_info.string_op() {
-            let s = string_io(guest, io, mode, &mut console);
-            if let Some(value) = s.test_exit {
-                return Action::Stop(Stop::TestExit { value });
+            let port = io.port_number;
+            let (s, stopped) = string_io(guest, io, mode, |element| {
+                let value = match element {
+                    Element::Read => None,
+                    Element::Write(v) => Some(v),
+                };
+                self.port_access(port, size, value, now, h.rip, events)
+            });
+            if let Some(stop) = stopped {
+                return stop;
             }
             let mut u = Updates::new();
             if s.complete {
@@ -637,8 +645,32 @@ impl Vmm {
             }
             return Action::Resume(u);
         }
+        let value = write.then_some(io.rax);
+        match self.port_access(io.port_number, size, value, now, h.rip, events) {
+            ControlFlow::Break(stop) => stop,
+            ControlFlow::Continue(_) if write => resume(&[next]),
+            ControlFlow::Continue(value) => {
+                resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))])
+            }
+        }
+    }
+
+    /// One port access through the device bus, of `size` bytes: a read
+    /// (`value` `None`) continues with the value read, a write with 0, or
+    /// breaks with the action that ends the VP's run (test exit, power
+    /// off, reset). The devices' other effects are applied here.
+    fn port_access(
+        &mut self,
+        port: u16,
+        size: u8,
+        value: Option<u64>,
+        now: u64,
+        rip: u64,
+        events: &mut impl FnMut(Event),
+    ) -> ControlFlow<Action, u64> {
+        let mut console = |b| events(Event::Console(b));
         let mut access = PortAccess { now, console: &mut console };
-        let device: &mut dyn PortDevice = match self.ports.route(io.port_number) {
+        let device: &mut dyn PortDevice = match self.ports.route(port) {
             Some(PortId::Interrupts) => &mut self.irq,
             Some(PortId::Uart) => &mut self.uart,
             Some(PortId::Pm1) => &mut self.pm1,
@@ -649,33 +681,27 @@ impl Vmm {
             },
             None => &mut Unclaimed,
         };
-        if !write {
-            let value = device.read(io.port_number, size, &mut access);
+        let Some(value) = value else {
+            let read = device.read(port, size, &mut access);
             self.sync_uart_irq();
-            return resume(&[next, (HvRegisterName::RAX, Reg::new(Gpr::Rax).set(io.rax, value, size))]);
-        }
-        let effect = device.write(io.port_number, size, io.rax, &mut access);
+            return ControlFlow::Continue(read);
+        };
+        let effect = device.write(port, size, value, &mut access);
         self.sync_uart_irq();
         match effect {
-            PortEffect::Done => resume(&[next]),
-            PortEffect::Irq(effects) => {
-                self.effects.merge(effects);
-                resume(&[next])
-            }
-            PortEffect::TestExit(value) => Action::Stop(Stop::TestExit { value }),
-            PortEffect::PowerOff => Action::Stop(Stop::PowerOff),
-            PortEffect::Reset => Action::Stop(Stop::Reset { rip: h.rip }),
+            PortEffect::Done => {}
+            PortEffect::Irq(effects) => self.effects.merge(effects),
+            PortEffect::TestExit(value) => return ControlFlow::Break(Action::Stop(Stop::TestExit { value })),
+            PortEffect::PowerOff => return ControlFlow::Break(Action::Stop(Stop::PowerOff)),
+            PortEffect::Reset => return ControlFlow::Break(Action::Stop(Stop::Reset { rip })),
             PortEffect::AssertSint { vp, sint } => {
                 if self.synthetic.assert_sint(vp, sint) {
                     self.synic_interrupts();
                 }
-                resume(&[next])
             }
-            PortEffect::Refused { request, why } => {
-                events(Event::TestDevRefused { request, why });
-                resume(&[next])
-            }
+            PortEffect::Refused { request, why } => events(Event::TestDevRefused { request, why }),
         }
+        ControlFlow::Continue(0)
     }
 
     /// The MMIO device of `gpa` for VP `vp`: its local APIC's page (where

@@ -61,6 +61,10 @@ mod tests;
 
 /// COM1's first port.
 pub const COM1_BASE: u16 = 0x3f8;
+/// COM1's data register (transmitter holding / receiver buffer).
+pub const UART_DATA: u16 = COM1_BASE + reg::RBR_THR_DLL;
+/// COM1's line status register: the guest polls it before writing.
+pub const UART_LINE_STATUS: u16 = COM1_BASE + reg::LSR;
 /// COM1's ISA IRQ.
 pub const COM1_IRQ: u8 = 4;
 /// Ports the UART decodes from its base.

@@ -234,6 +234,26 @@ fn insb_and_rep_insb_write_all_ones_and_respect_df() {
     assert_eq!(get(&action, HvRegisterName::RCX), Some(0));
 }
 
+/// String I/O reaches the devices through the bus, as single accesses do:
+/// `rep insb` drains COM1's receive FIFO in order, and an `outs` to the
+/// test-exit port ends the run at that element.
+#[test]
+fn string_io_goes_through_the_device_bus() {
+    let mut g = Fake::new();
+    let mut vmm = Vmm::new();
+    // FIFOs on (FCR bit 0), as a driver does before it reads in bursts.
+    vmm.uart.port_write(crate::uart::reg::IIR_FCR, 1, &mut |_| {});
+    assert_eq!(vmm.uart.push_input(b"ok!"), 3);
+    let (action, _) = run(&mut vmm, &mut g, string_io(UART_DATA, false, true, 3, 0, 0x4000, 0));
+    assert_eq!(&g.ram[0x4000..0x4003], b"ok!");
+    assert_eq!(get(&action, HvRegisterName::RCX), Some(0));
+    let (_, _) = run(&mut vmm, &mut g, string_io(UART_LINE_STATUS, false, false, 0, 0, 0x4010, 0));
+    assert_eq!(g.ram[0x4010] & 1, 0, "the FIFO is empty: LSR.DR clear");
+    g.put(0x3000, &[5, 9]);
+    let m = string_io(TEST_EXIT, true, true, 2, 0x3000, 0, 0);
+    assert_eq!(vmm.handle(&HvMessage::from_body(&m, 0), &mut g, 0, |_| {}), Action::Stop(Stop::TestExit { value: 5 }));
+}
+
 #[test]
 fn huge_rep_counts_are_done_in_slices_without_moving_rip() {
     let mut g = Fake::new();

@@ -200,6 +200,14 @@ fn port_io() -> Outcome {
     if buf != [0xff, 0xff, 0xff, 0xff, 0] {
         return Err(detail!("rep insb wrote {buf:02x?}"));
     }
+    // String I/O reaches the same device as a single access: the UART's
+    // line status register.
+    let lsr = hw::inb(protocol::UART_LINE_STATUS);
+    let mut two = [0u8; 2];
+    hw::rep_insb(protocol::UART_LINE_STATUS, &mut two);
+    if two != [lsr; 2] {
+        return Err(detail!("rep insb of the line status read {two:02x?}, in al {lsr:#04x}"));
+    }
     Ok(())
 }
 
