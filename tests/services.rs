@@ -534,6 +534,7 @@ fn messages_and_events_pass(run: &Boot) {
     let alpha = |text: &str| line("vid", "alpha", text);
     let beta = |text: &str| line("vid", "beta", text);
     let alpha_lines = [
+        alpha("beta's SynIC not yet on: "),
         alpha("post to beta: SUCCESS"),
         alpha("message type 0x42 size 14 port 0x20 flags 0x0 on SINT2 vector 0xd4"),
         alpha("payload \"pong from beta\""),
@@ -552,6 +553,10 @@ fn messages_and_events_pass(run: &Boot) {
         // One message held for the busy slot, QUEUE_DEPTH (4) at the port.
         alpha("post 6 to beta's busy slot: INSUFFICIENT_BUFFERS"),
         alpha("signal beta's flag 2: SUCCESS"),
+        alpha("message type 0x44 size 12 port 0x20 flags 0x0 on SINT2 vector 0xd4"),
+        alpha("payload \"SINT3 masked\""),
+        // The target's SynIC state, as its VID told the broker (11.11.2).
+        alpha("signal beta's masked SINT3: INVALID_SYNIC_STATE"),
         "[vid] alpha: testkernel: messaging: ok".to_string(),
     ];
     assert_in_order(run, &alpha_lines.iter().map(String::as_str).collect::<Vec<_>>());
@@ -567,6 +572,7 @@ fn messages_and_events_pass(run: &Boot) {
         // next one may already wait for it, with MessagePending).
         beta("message type 0x43 size 8 port 0x20 flags 0x"),
         beta("payload 0000000000000000"),
+        beta("post to alpha that SINT3 is masked: SUCCESS"),
         "[vid] beta: testkernel: messaging: ok".to_string(),
     ];
     assert_in_order(run, &beta_lines.iter().map(String::as_str).collect::<Vec<_>>());

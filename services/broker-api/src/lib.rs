@@ -40,6 +40,17 @@
 //! port partition's VID ([`NOTIFY_PREFIX`]). That VID then calls
 //! [`Client::fetch`] for its partition until `NO_DATA`, and puts each
 //! delivery into the target VP's SynIC (SIM slot or SIEF flag).
+//!
+//! # The target's SynIC state
+//!
+//! A sender is answered `INVALID_SYNIC_STATE` (TLFS 11.11.1, 11.11.2) when
+//! the target VP's SynIC cannot take what it sends. The broker cannot ask
+//! the target's VID (calls go uphill), so each VID tells it, with
+//! [`Client::synic_state`], which SINTs of each VP accept messages and
+//! events ([`accepting`]) whenever that changes, before the VP runs on;
+//! the rules themselves are the VID's. A registered partition starts with
+//! none accepting (a SynIC at reset is disabled). Services have no SynIC:
+//! their ports always accept.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -76,6 +87,21 @@ pub const MAX_TASK_PARTIES: u64 = 16;
 /// The party of the task with manifest index `task`.
 pub const fn task_party(task: u8) -> u64 {
     TASK_PARTY_BASE + task as u64
+}
+
+/// The SINTs of a VP that take posted messages and signalled events, one
+/// bit each, as [`Client::synic_state`] reports them.
+pub mod accepting {
+    /// SINT `sint` (< 16) takes messages: SCONTROL and the SIM page enabled.
+    pub const fn messages(sint: u32) -> u32 {
+        1 << sint
+    }
+
+    /// SINT `sint` (< 16) takes events: SCONTROL and the SIEF page enabled,
+    /// the SINT unmasked.
+    pub const fn events(sint: u32) -> u32 {
+        1 << (16 + sint)
+    }
 }
 
 /// What [`Client::fetch`] hands over (its first word).
@@ -137,7 +163,9 @@ tessera_idl::interface! {
         /// of 0 or with the hypervisor's bit 31, or a longer payload;
         /// `INVALID_CONNECTION_ID` for a connection the partition does not
         /// hold; `INVALID_PORT_ID` if the port is not a message port;
-        /// `INSUFFICIENT_BUFFERS` when it holds [`QUEUE_DEPTH`] messages.
+        /// `INVALID_SYNIC_STATE` if the target SINT takes no messages
+        /// ([`accepting`]); `INSUFFICIENT_BUFFERS` when it holds
+        /// [`QUEUE_DEPTH`] messages.
         fn post_message(partition: u64, connection_id: u32, message_type: u32, payload: &[u8])
             -> Result<(), HvError> = HvCallCode::POST_MESSAGE.0 as u32;
 
@@ -146,7 +174,8 @@ tessera_idl::interface! {
         /// the event port its connection `connection_id` leads to.
         /// `ACCESS_DENIED`, `INVALID_CONNECTION_ID` as for `post_message`;
         /// `INVALID_PORT_ID` if the port is not an event port;
-        /// `INVALID_PARAMETER` for a flag number not below its flag count.
+        /// `INVALID_PARAMETER` for a flag number not below its flag count;
+        /// `INVALID_SYNIC_STATE` if the target SINT takes no events.
         fn signal_event(partition: u64, connection_id: u32, flag_number: u32)
             -> Result<(), HvError> = HvCallCode::SIGNAL_EVENT.0 as u32;
 
@@ -162,5 +191,12 @@ tessera_idl::interface! {
         /// VID whose VP holds a message for a busy slot still takes
         /// events). `NO_DATA` when no flag is pending.
         fn fetch_event(partition: u64) -> Result<(u32, u32, u32, u32, u32, Bytes), HvError> = 0x1_0003;
+
+        /// VP `vp` of partition `partition`, run by the caller
+        /// (`ACCESS_DENIED` otherwise), now accepts on the SINTs
+        /// `accepting` names ([`accepting`]): posts and signals to a SINT
+        /// it does not accept on are `INVALID_SYNIC_STATE` from now on.
+        /// `INVALID_VP_INDEX` for a VP the partition does not have.
+        fn synic_state(partition: u64, vp: u32, accepting: u32) -> Result<(), HvError> = 0x1_0004;
     }
 }

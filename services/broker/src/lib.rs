@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub use broker_api::QUEUE_DEPTH;
-use broker_api::{Bytes, MAX_TASK_PARTIES, Server, TASK_PARTY_BASE, delivery};
+use broker_api::{Bytes, MAX_TASK_PARTIES, Server, TASK_PARTY_BASE, accepting, delivery};
 use tessera_idl::{Badge, SUPERVISOR_BADGE};
 use tlfs::{
     HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT, HV_SYNIC_SINT_COUNT, HvConnectionId, HvError, HvPortId, HvPortType, HvResult,
@@ -98,6 +98,9 @@ struct Slot {
 struct Registered {
     vid: Badge,
     vcpus: u32,
+    /// By VP: the SINTs that take messages and events
+    /// (`broker_api::accepting`), as its VID last reported.
+    accepting: [u32; MAX_VPS as usize],
 }
 
 pub struct Broker {
@@ -196,7 +199,9 @@ impl Broker {
         if !(1..=max_vps).contains(&vcpus) || vid == SUPERVISOR_BADGE.0 {
             return Err(HvError::INVALID_PARAMETER);
         }
-        self.partitions[k] = Some(Registered { vid: Badge(vid), vcpus });
+        // A SynIC at reset takes nothing; a service has none and takes all.
+        let all = if k < MAX_PARTITIONS { 0 } else { u32::MAX };
+        self.partitions[k] = Some(Registered { vid: Badge(vid), vcpus, accepting: [all; MAX_VPS as usize] });
         Ok(())
     }
 
@@ -345,6 +350,9 @@ impl Broker {
         if slot.port.port_type != HvPortType::MESSAGE {
             return Err(HvError::INVALID_PORT_ID);
         }
+        let port = slot.port;
+        self.target_accepts(&port, accepting::messages(port.target_sint))?;
+        let slot = self.ports[i].as_mut().expect("target finds a port");
         let free = slot.queue.iter_mut().find(|m| m.is_none()).ok_or(HvError::INSUFFICIENT_BUFFERS)?;
         let mut pending =
             Pending { seq, message_type, len: payload.len() as u8, payload: [0; HV_MESSAGE_MAX_PAYLOAD_BYTE_COUNT] };
@@ -366,8 +374,35 @@ impl Broker {
         if flag_number >= slot.port.flag_count {
             return Err(HvError::INVALID_PARAMETER);
         }
+        let port = slot.port;
+        self.target_accepts(&port, accepting::events(port.target_sint))?;
+        let slot = self.ports[i].as_mut().expect("target finds a port");
         slot.flags[flag_number as usize / 64] |= 1 << (flag_number % 64);
         self.mark(slot_partition(&self.ports[i]));
+        Ok(())
+    }
+
+    /// `INVALID_SYNIC_STATE` unless `port`'s target VP accepts on `bit`
+    /// (TLFS 11.11.1, 11.11.2), as its VID last reported.
+    fn target_accepts(&self, port: &Port, bit: u32) -> HvResult<()> {
+        let accepting = party_slot(port.partition)
+            .and_then(|k| self.partitions[k])
+            .and_then(|r| r.accepting.get(port.target_vp as usize).copied())
+            .unwrap_or(0);
+        if accepting & bit == 0 { Err(HvError::INVALID_SYNIC_STATE) } else { Ok(()) }
+    }
+
+    /// `synic_state` (see the interface).
+    pub fn synic_state(&mut self, caller: Badge, partition: u64, vp: u32, accepting: u32) -> HvResult<()> {
+        let k = party_slot(self.speaks_for(caller, partition)?).ok_or(HvError::INVALID_PARTITION_ID)?;
+        let r = self.partitions[k].as_mut().ok_or(HvError::ACCESS_DENIED)?;
+        if vp >= r.vcpus {
+            return Err(HvError::INVALID_VP_INDEX);
+        }
+        // A service's ports always accept: it has no SynIC to report.
+        if k < MAX_PARTITIONS {
+            r.accepting[vp as usize] = accepting;
+        }
         Ok(())
     }
 
@@ -533,6 +568,10 @@ impl Server for Broker {
 
     fn fetch_event(&mut self, caller: Badge, partition: u64) -> HvResult<(u32, u32, u32, u32, u32, Bytes)> {
         Ok(Self::wire(Broker::fetch_event(self, caller, partition)?))
+    }
+
+    fn synic_state(&mut self, caller: Badge, partition: u64, vp: u32, accepting: u32) -> HvResult<()> {
+        Broker::synic_state(self, caller, partition, vp, accepting)
     }
 }
 

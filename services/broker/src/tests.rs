@@ -17,12 +17,16 @@ const MESSAGE: u32 = 1;
 const EVENT: u32 = 2;
 const MONITOR: u32 = 3;
 
-/// Partitions 0 (2 VPs) and 1 (1 VP) run by VID_A, 2 (4 VPs) by VID_B.
+/// Partitions 0 (2 VPs) and 1 (1 VP) run by VID_A, 2 (4 VPs) by VID_B,
+/// every SINT of every VP taking messages and events.
 fn registered() -> Broker {
     let mut b = Broker::new();
-    b.register_partition(SUP, VID_A.0, P0, 2).unwrap();
-    b.register_partition(SUP, VID_A.0, P1, 1).unwrap();
-    b.register_partition(SUP, VID_B.0, P2, 4).unwrap();
+    for (vid, p, vcpus) in [(VID_A, P0, 2), (VID_A, P1, 1), (VID_B, P2, 4)] {
+        b.register_partition(SUP, vid.0, p, vcpus).unwrap();
+        for vp in 0..vcpus {
+            b.synic_state(vid, p, vp, u32::MAX).unwrap();
+        }
+    }
     b
 }
 
@@ -328,4 +332,42 @@ fn a_service_serves_the_port_a_partitions_connection_targets() {
     assert_eq!(b.fetch(VID_B, P2), Ok(message(0, 2, 0x41, 1, b"version")));
     // A partition's VID cannot reach the service's connection either.
     assert_eq!(b.resolve(VID_B, host, 1), Err(HvError::ACCESS_DENIED));
+}
+
+/// TLFS 11.11.1 and 11.11.2: `INVALID_SYNIC_STATE` when the target VP's
+/// SynIC cannot take it, as its VID last reported; nothing is queued.
+#[test]
+fn the_target_synic_state_is_checked_as_its_vid_reported_it() {
+    let mut b = Broker::new();
+    b.register_partition(SUP, VID_A.0, P0, 2).unwrap();
+    b.register_partition(SUP, VID_B.0, P2, 4).unwrap();
+    b.create_port(SUP, P2, 7, P0, MESSAGE, 3, 2, 0, 0).unwrap();
+    b.connect_port(SUP, P0, 0x10, P2, 7).unwrap();
+    b.create_port(SUP, P2, 8, P0, EVENT, 1, 3, 100, 4).unwrap();
+    b.connect_port(SUP, P0, 0x11, P2, 8).unwrap();
+    // Registered: a SynIC at reset takes nothing.
+    assert_eq!(b.post_message(VID_A, P0, 0x10, 1, b"x"), Err(HvError::INVALID_SYNIC_STATE));
+    assert_eq!(b.signal_event(VID_A, P0, 0x11, 0), Err(HvError::INVALID_SYNIC_STATE));
+    // Parameters are checked first.
+    assert_eq!(b.signal_event(VID_A, P0, 0x11, 4), Err(HvError::INVALID_PARAMETER));
+    // Only the partition's own VID reports, for a VP it has.
+    let both = accepting::messages(2) | accepting::events(3);
+    assert_eq!(b.synic_state(VID_A, P2, 3, both), Err(HvError::ACCESS_DENIED));
+    assert_eq!(b.synic_state(VID_B, P2, 4, both), Err(HvError::INVALID_VP_INDEX));
+    // VP 3's SINT 2 takes messages; VP 1's SINT 3 does not take events yet.
+    b.synic_state(VID_B, P2, 3, accepting::messages(2)).unwrap();
+    b.post_message(VID_A, P0, 0x10, 1, b"x").unwrap();
+    assert_eq!(b.signal_event(VID_A, P0, 0x11, 0), Err(HvError::INVALID_SYNIC_STATE));
+    b.synic_state(VID_B, P2, 1, accepting::events(3) | accepting::messages(3)).unwrap();
+    b.signal_event(VID_A, P0, 0x11, 0).unwrap();
+    // A SINT masked again (events off, messages still on).
+    b.synic_state(VID_B, P2, 1, accepting::messages(3)).unwrap();
+    assert_eq!(b.signal_event(VID_A, P0, 0x11, 1), Err(HvError::INVALID_SYNIC_STATE));
+    // Only what was accepted was queued.
+    assert_eq!(b.fetch(VID_B, P2), Ok(Delivery::Event { vp: 1, sint: 3, port: 8, flag: 100 }));
+    assert_eq!(b.fetch(VID_B, P2), Ok(message(3, 2, 7, 1, b"x")));
+    assert_eq!(b.fetch(VID_B, P2), Err(HvError::NO_DATA));
+    // Registered again (a restarted partition): its SynIC is at reset.
+    b.register_partition(SUP, VID_B.0, P2, 4).unwrap();
+    assert_eq!(b.post_message(VID_A, P0, 0x10, 1, b"x"), Err(HvError::INVALID_SYNIC_STATE));
 }

@@ -312,6 +312,9 @@ pub struct Vmm {
     pub stats: ExitStats,
     /// The processor topology its CPUID describes.
     pub topology: Topology,
+    /// By VP: what its SINTs take, as last told to the broker (none at
+    /// reset, as the broker assumes).
+    reported_synic: [u32; abi::limits::MAX_VPS_PER_PARTITION],
     /// Bit v: VP v sleeps in the guest idle state (it read
     /// `HV_X64_MSR_GUEST_IDLE`), which any interrupt that arrives ends,
     /// masked or not (TLFS 7.5): [`Vmm::wakes_from_idle`].
@@ -350,6 +353,7 @@ impl Vmm {
             stats: ExitStats::default(),
             idle: 0,
             topology: Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) },
+            reported_synic: [0; abi::limits::MAX_VPS_PER_PARTITION],
         }
     }
 
@@ -549,10 +553,22 @@ impl Vmm {
         let action = self.decide(body, guest, now, connections, &mut events);
         self.stats.record(&body, &action);
         let Some(h) = header else { return action };
+        self.report_synic(h.vp_index, connections);
         match action {
             Action::Resume(u) => Action::Resume(self.post_at_exit(&h, slot_taken, guest, u)),
             Action::Halt(u) => Action::Halt(self.post_at_exit(&h, slot_taken, guest, u)),
             stop => stop,
+        }
+    }
+
+    /// Tells the broker what VP `vp`'s SINTs take, if an exit changed it
+    /// (an MSR write), before the VP runs on: senders in other partitions
+    /// are answered from it. Tried again at the next exit if it failed.
+    fn report_synic(&mut self, vp: u32, connections: &mut dyn Connections) {
+        let accepting = self.synthetic.accepting(vp);
+        let Some(reported) = self.reported_synic.get_mut(vp as usize) else { return };
+        if accepting != *reported && connections.synic_state(vp, accepting).is_ok() {
+            *reported = accepting;
         }
     }
 

@@ -18,6 +18,12 @@ pub trait Connections {
     fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()>;
     /// HvSignalEvent on the partition's connection `connection_id`.
     fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> HvResult<()>;
+    /// VP `vp`'s SINTs now take what `accepting` says
+    /// (`broker_api::accepting`): senders through the broker are refused
+    /// with `INVALID_SYNIC_STATE` where they do not.
+    fn synic_state(&mut self, _vp: u32, _accepting: u32) -> HvResult<()> {
+        Ok(())
+    }
 }
 
 /// A partition without a broker holds no connection.
@@ -34,10 +40,8 @@ impl Connections for NoConnections {
     }
 }
 
-/// `broker_api::delivery::MESSAGE`.
-pub const KIND_MESSAGE: u32 = 1;
-/// `broker_api::delivery::EVENT`.
-pub const KIND_EVENT: u32 = 2;
+pub const KIND_MESSAGE: u32 = broker_api::delivery::MESSAGE;
+pub const KIND_EVENT: u32 = broker_api::delivery::EVENT;
 
 /// One thing the broker delivers to a VP of this VID's partition. Taken
 /// one at a time and there is no heap: not boxed.

@@ -276,6 +276,11 @@ impl vid::messaging::Connections for Connections<'_> {
         let answer = self.broker.client.signal_event(self.partition, connection_id, u32::from(flag_number));
         answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
     }
+
+    fn synic_state(&mut self, vp: u32, accepting: u32) -> tlfs::HvResult<()> {
+        let answer = self.broker.client.synic_state(self.partition, vp, accepting);
+        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
+    }
 }
 
 /// The badge of VP `vp` of the VID's `k`-th partition on the exit endpoint.

@@ -322,6 +322,18 @@ impl SynicVp {
         Ok(())
     }
 
+    /// The SINTs that take messages and events now, as the broker keeps
+    /// them (`broker_api::accepting`): by [`SynicVp::accepts_messages`]
+    /// and [`SynicVp::accepts_events`].
+    pub fn accepting(&self) -> u32 {
+        (0..HV_SYNIC_SINTS).fold(0, |bits, sint| {
+            let n = sint as u32;
+            let messages = if self.accepts_messages(sint).is_ok() { broker_api::accepting::messages(n) } else { 0 };
+            let events = if self.accepts_events(sint).is_ok() { broker_api::accepting::events(n) } else { 0 };
+            bits | messages | events
+        })
+    }
+
     /// Asserts SINT `sint` for a source outside the SynIC that brings no
     /// message or flag (QEMU's `hyperv-testdev` routes): its vector, unless
     /// the SynIC is disabled or the SINT masked or polled; true if raised.

@@ -237,6 +237,15 @@ impl SyntheticPartition {
         *self = SyntheticPartition::new(self.profile, self.vendor, self.clock, self.created_tsc);
     }
 
+    /// VP `vp`'s SINTs that take messages and events
+    /// ([`SynicVp::accepting`]); none without a SynIC.
+    pub fn accepting(&self, vp: u32) -> u32 {
+        if !self.profile.has(Enlightenment::Synic) {
+            return 0;
+        }
+        self.vps.get(vp as usize).map_or(0, |v| v.synic.accepting())
+    }
+
     /// Whether `gpa` is on a page the guest may not write (the hypercall
     /// page, TLFS 3.13): its write is #GP.
     pub fn read_only_overlay(&self, gpa: u64) -> bool {

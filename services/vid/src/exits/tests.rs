@@ -752,6 +752,15 @@ struct FakeBroker {
     posts: Vec<(u32, u32, Vec<u8>)>,
     signals: Vec<(u32, u16)>,
     answer: tlfs::HvResult<()>,
+    /// (VP, accepting) as reported.
+    states: Vec<(u32, u32)>,
+}
+
+impl FakeBroker {
+    /// Answers `Ok` and records.
+    fn new() -> FakeBroker {
+        FakeBroker { posts: Vec::new(), signals: Vec::new(), answer: Ok(()), states: Vec::new() }
+    }
 }
 
 impl crate::messaging::Connections for FakeBroker {
@@ -763,6 +772,46 @@ impl crate::messaging::Connections for FakeBroker {
         self.signals.push((connection_id, flag_number));
         self.answer
     }
+    fn synic_state(&mut self, vp: u32, accepting: u32) -> tlfs::HvResult<()> {
+        self.states.push((vp, accepting));
+        self.answer
+    }
+}
+
+/// The broker hears what a VP's SINTs take whenever an exit changes it,
+/// before the VP runs on (TLFS 11.11.1, 11.11.2 answered there): messages
+/// with SCONTROL and the SIM page on, events with SCONTROL and the SIEF
+/// page on and the SINT unmasked; a failed report is made again.
+#[test]
+fn the_broker_is_told_what_each_sint_accepts_when_it_changes() {
+    use broker_api::accepting::{events, messages};
+    use sysimage::{Enlightenment, Enlightenments};
+    let set = Enlightenments::HYPERV.with(Enlightenment::Synic, true);
+    let profile = crate::profile::EnlightenmentProfile::new(set, 2, 1).unwrap();
+    let mut vmm = Vmm::with_config(VmmConfig { profile, vps: 2, ..VmmConfig::default() });
+    let mut g = Fake::new();
+    let mut broker = FakeBroker::new();
+    let mut write = |vmm: &mut Vmm, broker: &mut FakeBroker, number: u32, value: u64| {
+        let m = HvMessage::from_body(&msr(number, true, value, true), 0);
+        vmm.handle_with(&m, &mut g, 0, broker, |_| {})
+    };
+    write(&mut vmm, &mut broker, 0x4000_0083, 0x5000 | 1); // SIMP
+    assert!(broker.states.is_empty(), "SCONTROL still off: nothing changed");
+    write(&mut vmm, &mut broker, 0x4000_0080, 1); // SCONTROL
+    let all_messages = (0..16).fold(0, |b, s| b | messages(s));
+    assert_eq!(broker.states, [(0, all_messages)], "masked SINTs take messages");
+    write(&mut vmm, &mut broker, 0x4000_0082, 0x6000 | 1); // SIEFP
+    assert_eq!(broker.states.len(), 1, "every SINT masked: still no events");
+    broker.answer = Err(tlfs::HvError::OPERATION_FAILED);
+    write(&mut vmm, &mut broker, 0x4000_0093, 0x52); // SINT3 unmasked
+    assert_eq!(broker.states[1], (0, all_messages | events(3)));
+    broker.answer = Ok(());
+    write(&mut vmm, &mut broker, 0x4000_0080, 1); // an exit that changes nothing
+    assert_eq!(broker.states[2], (0, all_messages | events(3)), "the failed report is made again");
+    write(&mut vmm, &mut broker, 0x4000_0080, 1);
+    assert_eq!(broker.states.len(), 3, "and then not again");
+    write(&mut vmm, &mut broker, 0x4000_0080, 0); // SCONTROL off
+    assert_eq!(broker.states[3], (0, 0));
 }
 
 /// A VMM with the SynIC (and so PostMessages and SignalEvents), its local
@@ -806,7 +855,7 @@ fn post_and_signal_hypercalls_go_to_the_broker() {
     use tlfs::zerocopy::IntoBytes;
     let mut g = Fake::new();
     let mut vmm = synic_vmm(&mut g);
-    let mut broker = FakeBroker { posts: Vec::new(), signals: Vec::new(), answer: Ok(()) };
+    let mut broker = FakeBroker::new();
     let mut input =
         HvInputPostMessage { connection_id: 0x10, reserved: 0, message_type: 0x42, payload_size: 3, payload: [0; 240] };
     input.payload[..3].copy_from_slice(b"abc");

@@ -2,15 +2,18 @@
 //! HvSignalEvent between partitions (TLFS 11.11), through the ports and
 //! connections of `tests/manifests/messaging.toml`:
 //!
-//! - alpha posts "ping from alpha" to beta (connection 0x10), waits for
-//!   beta's "pong from beta" in its SINT2 slot, signals beta's event flag
+//! - alpha posts "ping from alpha" to beta (connection 0x10; refused with
+//!   `INVALID_SYNIC_STATE` until beta's SynIC is on), waits for beta's
+//!   "pong from beta" in its SINT2 slot, signals beta's event flag
 //!   (connection 0x11, flag 1), waits for beta's flag (connection 0x13),
 //!   checks every refusal of its own connections, then posts to beta, whose
 //!   slot still holds the ping, until the port's queue is full
-//!   (`INSUFFICIENT_BUFFERS`), and signals flag 2 to say so;
+//!   (`INSUFFICIENT_BUFFERS`), and signals flag 2 to say so; once beta says
+//!   it masked SINT3, a signal is `INVALID_SYNIC_STATE`;
 //! - beta waits for the ping (and keeps it in its slot), answers, waits for
-//!   alpha's flags, finds `MessagePending` in its busy slot, and after EOM
-//!   receives the first message alpha posted into the full queue;
+//!   alpha's flags, finds `MessagePending` in its busy slot, after EOM
+//!   receives the first message alpha posted into the full queue, then
+//!   masks SINT3 and tells alpha;
 //! - gamma holds no connection: alpha's connection IDs are
 //!   `INVALID_CONNECTION_ID` for it.
 //!
@@ -88,6 +91,7 @@ const ALPHA_BASE_FLAG: u32 = 10;
 
 const PING: &[u8] = b"ping from alpha";
 const PONG: &[u8] = b"pong from beta";
+const MASKED: &[u8] = b"SINT3 masked";
 
 /// How long a guest waits for the other (seconds of TSC): the partitions
 /// start one after the other under a slow emulator.
@@ -341,7 +345,19 @@ fn expect_quiet(status: Result<u16>) -> Result<()> {
 
 fn alpha() -> Result<()> {
     enable()?;
-    expect("post to beta", post(ALPHA_TO_BETA, 0x41, PING), SUCCESS)?;
+    // Until beta has turned its SynIC on, a post to it is refused (TLFS
+    // 11.11.1): tried again every millisecond.
+    let mut refused = 0;
+    let first = loop {
+        let status = post(ALPHA_TO_BETA, 0x41, PING)?;
+        if status != INVALID_SYNIC_STATE || refused == WAIT_SECONDS * 1000 {
+            break status;
+        }
+        refused += 1;
+        hw::interrupt_window(tsc_hz() / 1000, || false);
+    };
+    println!("testkernel: messaging: beta's SynIC not yet on: {refused} posts refused with INVALID_SYNIC_STATE");
+    expect("post to beta", Ok(first), SUCCESS)?;
     let pong = wait_message(MESSAGES)?;
     expect_message(&pong, 0x42, PORT_OF_ALPHA, PONG)?;
     done_with(MESSAGES)?;
@@ -371,7 +387,12 @@ fn alpha() -> Result<()> {
     };
     println!("testkernel: messaging: post {posts} to beta's busy slot: {}", name(full));
     check(full == INSUFFICIENT_BUFFERS, detail!("{posts} posts and no INSUFFICIENT_BUFFERS"))?;
-    expect("signal beta's flag 2", signal(ALPHA_EVENTS, 2), SUCCESS)
+    expect("signal beta's flag 2", signal(ALPHA_EVENTS, 2), SUCCESS)?;
+    // Beta masks its SINT3 and says so: a signal is refused, nothing set.
+    let masked = wait_message(MESSAGES)?;
+    expect_message(&masked, 0x44, PORT_OF_ALPHA, MASKED)?;
+    done_with(MESSAGES)?;
+    expect("signal beta's masked SINT3", signal(ALPHA_EVENTS, 3), INVALID_SYNIC_STATE)
 }
 
 fn beta() -> Result<()> {
@@ -391,7 +412,11 @@ fn beta() -> Result<()> {
     done_with(MESSAGES)?;
     let next = wait_message(MESSAGES)?;
     check(MESSAGE_INTERRUPTS.load(Ordering::Relaxed) > seen, detail!("no interrupt for the message after EOM"))?;
-    expect_message(&next, 0x43, PORT_OF_BETA, &[0; 8])
+    expect_message(&next, 0x43, PORT_OF_BETA, &[0; 8])?;
+    // SINT3 masked: it takes no events (TLFS 11.11.2), which alpha checks.
+    let auto_eoi_masked = 1 << 17 | 1 << 16;
+    wrmsr("SINT3", msr::SINT0 + EVENTS as u32, auto_eoi_masked | u64::from(EVENT_VECTOR))?;
+    expect("post to alpha that SINT3 is masked", post(BETA_TO_ALPHA, 0x44, MASKED), SUCCESS)
 }
 
 fn gamma() -> Result<()> {

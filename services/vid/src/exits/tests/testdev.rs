@@ -99,7 +99,7 @@ fn sint_routes_fired_on_one_vp_interrupt_another() {
 fn message_connections_echo_with_a_busy_slot_and_redelivery() {
     let mut g = Fake::new();
     let mut vmm = testdev_vmm(&mut g, true);
-    let mut broker = FakeBroker { posts: Vec::new(), signals: Vec::new(), answer: Ok(()) };
+    let mut broker = FakeBroker::new();
     run(&mut vmm, &mut g, out(0, 5, ctl::MSG_CONN_CREATE, 0, 2));
     let post = HvHypercallInput::new().with_call_code(HvCallCode::POST_MESSAGE.0).into_bits();
     let put = |g: &mut Fake, message_type: u32, payload: &[u8]| {
@@ -181,7 +181,7 @@ fn event_connections_set_their_flag_once() {
 fn posts_and_signals_to_a_disabled_synic_are_invalid_synic_state() {
     let mut g = Fake::new();
     let mut vmm = testdev_vmm(&mut g, true);
-    let mut broker = FakeBroker { posts: Vec::new(), signals: Vec::new(), answer: Ok(()) };
+    let mut broker = FakeBroker::new();
     run(&mut vmm, &mut g, out(0, 5, ctl::MSG_CONN_CREATE, 1, 2));
     run(&mut vmm, &mut g, out(0, 6, ctl::MSG_CONN_CREATE, 0, 4)); // SINT4 is masked
     run(&mut vmm, &mut g, out(0, 9, ctl::EVT_CONN_CREATE, 1, 3));
