@@ -469,7 +469,8 @@ fn bochs_two_partitions_are_isolated() {
 /// The manifest's connections reach the broker: the supervisor declares
 /// every port and connection when it starts (nobody else may), the broker
 /// may signal the notification of the VID of every port's partition, and
-/// that VID may wait on it; a VID whose partitions have no port gets none.
+/// that VID may wait on it (bound to its thread); a VID whose partitions
+/// have no port gets none.
 /// The guests run as before.
 #[test]
 fn qemu_connections_are_declared_to_the_broker() {
@@ -485,6 +486,8 @@ fn qemu_connections_are_declared_to_the_broker() {
     if !vid.contains("broker(endpoint)") || !vid.contains("broker-events(notification)") {
         run.fail(&format!("vid should use the broker and wait on broker-events: {vid}"));
     }
+    // The kernel binds it to the VID's thread: no polling for deliveries.
+    run.assert_serial_contains("[vid] broker-events bound to this thread");
     let gamma = run.assert_serial_contains("[supervisor] started vid-gamma: ring 3");
     if gamma.contains("broker-events") {
         run.fail(&format!("vid-gamma runs no port's partition: {gamma}"));

@@ -70,7 +70,9 @@ fuzz_target!(|data: &[u8]| {
                     top.is_none_or(|p| !p.is_higher_than(ipc.scheduler().priority(cur))),
                     "step {step}: not the highest"
                 );
-                if let Some(res) = ipc.take_result(cur).filter(|r| r.error.is_ok() && r.info.label() != 0) {
+                // A bound notification's bits end a receive with no message.
+                let message = |r: &kerncore::ipc::SyscallResult| r.info.label() != 0 && r.info.label() != abi::labels::NOTIFICATION;
+                if let Some(res) = ipc.take_result(cur).filter(|r| r.error.is_ok() && message(r)) {
                     assert_eq!(
                         expected.remove(&cur.0),
                         Some((res.info.label(), res.badge)),
@@ -93,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
         let before = x.log.len();
         let syscall =
             |res: Result<(), ErrorCode>| assert_eq!(res, Ok(()), "step {step}: a syscall of the running thread failed");
-        match (current, op % 26) {
+        match (current, op % 27) {
             (Some(cur), 0..=2) => syscall(ipc.send(cur, ep, m, &mut x)),
             (Some(cur), 3..=5) => syscall(ipc.call(cur, ep, m, &mut x)),
             (Some(cur), 6..=8) => syscall(ipc.recv(cur, ep, block, &mut x)),
@@ -136,6 +138,9 @@ fuzz_target!(|data: &[u8]| {
             (_, 25) => {
                 let res = ipc.configure(other, prio(b));
                 assert_eq!(res.is_ok(), usize::from(other.0) < T, "step {step}: configure {other:?}: {res:?}");
+            }
+            (_, 26) => {
+                let _ = if b & 1 == 0 { ipc.bind_notification(ntf, other) } else { ipc.unbind_notification(other) };
             }
             _ => {}
         }

@@ -98,6 +98,16 @@ open_enum! {
         /// MR1 destination slot. Each line is issued at most once.
         IRQ_ISSUE = 0x52,
 
+        // ---- Notifications (RECEIVE) ----
+        /// MR0 1: bind the notification to the calling thread (seL4's bound
+        /// notification): a receive of the thread on any endpoint then
+        /// also ends when the notification has bits, with label
+        /// [`crate::labels::NOTIFICATION`] and the bits (taken) as badge,
+        /// so one thread serves an endpoint and a notification without
+        /// polling. MR0 0: unbind it. INVALID_STATE if the thread or the
+        /// notification is bound already (or, to unbind, not to each other).
+        NOTIFICATION_BIND = 0x58,
+
         // ---- Partitions and virtual processors ----
         // CONTROL is the partition manager's: guest memory, VP membership,
         // VP indices and monitors. RUN is what a VID needs to run a

@@ -296,6 +296,10 @@ pub mod labels {
     /// [`crate::VpStopReport`]. The monitor's reply is not applied: the VP
     /// stays stopped.
     pub const VP_STOPPED: u32 = 0xffff_0003;
+    /// A receive ended by the receiver's bound notification (see
+    /// `NOTIFICATION_BIND`), not by a message: the badge holds the bits,
+    /// now taken; there are no words and no reply right.
+    pub const NOTIFICATION: u32 = 0xffff_0004;
 }
 
 crate::open_enum! {

@@ -222,6 +222,8 @@ struct Tcb {
     on_tsc: bool,
     deadline: u64,
     timer: Link,
+    /// Its bound notification ([`Ipc::bind_notification`]), by index.
+    bound: Option<u32>,
 }
 
 impl Tcb {
@@ -237,6 +239,7 @@ impl Tcb {
         on_tsc: false,
         deadline: 0,
         timer: UNLINKED,
+        bound: None,
     };
 
     /// What a queued sender is sending.
@@ -271,6 +274,8 @@ struct Notification {
     alive: bool,
     bits: u64,
     waiters: Queue,
+    /// The thread it is bound to (index), or NONE.
+    bound: u16,
 }
 
 /// Which queue a blocked thread is in.
@@ -300,7 +305,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             sched: Scheduler::new(timeslice),
             threads: [Tcb::FREE; T],
             endpoints: [Endpoint { alive: false, senders: Queue::EMPTY, receivers: Queue::EMPTY }; E],
-            notifications: [Notification { alive: false, bits: 0, waiters: Queue::EMPTY }; N],
+            notifications: [Notification { alive: false, bits: 0, waiters: Queue::EMPTY, bound: NONE }; N],
             timeouts: Queue::EMPTY,
             tsc_timeouts: Queue::EMPTY,
         }
@@ -466,6 +471,9 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// Stops a thread as [`exit`](Self::exit) does and returns it to the pool.
     pub fn free_thread(&mut self, t: ThreadId) -> Result<(), ErrorCode> {
         self.stop(t, ThreadState::Inactive)?;
+        if let Some(n) = self.threads[t.0 as usize].bound {
+            self.notifications[n as usize].bound = NONE;
+        }
         self.threads[t.0 as usize] = Tcb::FREE;
         Ok(())
     }
@@ -646,7 +654,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// A free notification with no bits; OUT_OF_MEMORY if none.
     pub fn alloc_notification(&mut self) -> Result<NotificationId, ErrorCode> {
         let index = self.notifications.iter().position(|n| !n.alive).ok_or(ErrorCode::OUT_OF_MEMORY)?;
-        self.notifications[index] = Notification { alive: true, bits: 0, waiters: Queue::EMPTY };
+        self.notifications[index] = Notification { alive: true, bits: 0, waiters: Queue::EMPTY, bound: NONE };
         Ok(NotificationId(index as u32))
     }
 
@@ -661,8 +669,54 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         while let Some(t) = self.queue_head(Where::Waiters(n)) {
             self.fail(t, ErrorCode::PEER_GONE);
         }
-        self.notifications[n] = Notification { alive: false, bits: 0, waiters: Queue::EMPTY };
+        let bound = self.notifications[n].bound;
+        if bound != NONE {
+            self.threads[usize::from(bound)].bound = None;
+        }
+        self.notifications[n] = Notification { alive: false, bits: 0, waiters: Queue::EMPTY, bound: NONE };
         Ok(())
+    }
+
+    /// Binds notification `ntf` to thread `t` (seL4's bound notification):
+    /// from now on a receive of `t` on any endpoint also ends when `ntf`
+    /// has bits, with label [`labels::NOTIFICATION`] and the bits as badge
+    /// (taken), so one thread serves an endpoint and a notification
+    /// without polling. A thread has at most one, a notification at most
+    /// one thread (INVALID_STATE otherwise).
+    pub fn bind_notification(&mut self, ntf: NotificationId, t: ThreadId) -> Result<(), ErrorCode> {
+        self.thread(t)?;
+        let n = self.notification(ntf)?;
+        if self.threads[t.0 as usize].bound.is_some() || self.notifications[n].bound != NONE {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        self.threads[t.0 as usize].bound = Some(n as u32);
+        self.notifications[n].bound = t.0;
+        // Bound while it waits in a receive, with bits already there.
+        if self.notifications[n].bits != 0
+            && matches!(self.threads[t.0 as usize].state, ThreadState::BlockedRecv { .. })
+        {
+            let bits = core::mem::take(&mut self.notifications[n].bits);
+            self.wake(t, Some(Self::notified(bits)));
+        }
+        Ok(())
+    }
+
+    /// Unbinds `t`'s notification; INVALID_STATE if it has none.
+    pub fn unbind_notification(&mut self, t: ThreadId) -> Result<(), ErrorCode> {
+        self.thread(t)?;
+        let n = self.threads[t.0 as usize].bound.take().ok_or(ErrorCode::INVALID_STATE)?;
+        self.notifications[n as usize].bound = NONE;
+        Ok(())
+    }
+
+    /// `t`'s bound notification, if any.
+    pub fn bound_notification(&self, t: ThreadId) -> Option<NotificationId> {
+        self.threads.get(t.0 as usize)?.bound.map(NotificationId)
+    }
+
+    /// The result of a receive its bound notification ends: the bits, taken.
+    fn notified(bits: u64) -> SyscallResult {
+        SyscallResult::ok(MessageInfo::new().with_label(labels::NOTIFICATION), Badge(bits))
     }
 
     /// SIGNAL (or an interrupt): ORs `bits` in; if a thread waits, the
@@ -672,11 +726,19 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     pub fn signal(&mut self, ntf: NotificationId, bits: u64) -> Result<(), ErrorCode> {
         let n = self.notification(ntf)?;
         self.notifications[n].bits |= bits;
-        if self.notifications[n].bits != 0
-            && let Some(w) = self.queue_head(Where::Waiters(n))
-        {
+        if self.notifications[n].bits == 0 {
+            return Ok(());
+        }
+        if let Some(w) = self.queue_head(Where::Waiters(n)) {
             let bits = core::mem::take(&mut self.notifications[n].bits);
             self.wake(w, Some(SyscallResult::ok(MessageInfo::new(), Badge(bits))));
+            return Ok(());
+        }
+        // A bound thread blocked in a receive takes them there.
+        let bound = self.notifications[n].bound;
+        if bound != NONE && matches!(self.threads[usize::from(bound)].state, ThreadState::BlockedRecv { .. }) {
+            let bits = core::mem::take(&mut self.notifications[n].bits);
+            self.wake(ThreadId(bound), Some(Self::notified(bits)));
         }
         Ok(())
     }
@@ -733,6 +795,14 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// `t` (runnable, holding no reply right) receives on `ep`.
     fn receive(&mut self, t: ThreadId, ep: usize, block: Block, x: &mut impl Transfer) {
+        // Its bound notification's bits first, as seL4 does.
+        if let Some(n) = self.threads[t.0 as usize].bound {
+            let bits = core::mem::take(&mut self.notifications[n as usize].bits);
+            if bits != 0 {
+                self.complete(t, Self::notified(bits));
+                return;
+            }
+        }
         while let Some(s) = self.queue_head(Where::Senders(ep)) {
             let sender = &self.threads[s.0 as usize];
             let (msg, kind) = (sender.msg, sender.kind());
@@ -1015,6 +1085,27 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
             }
             if !n.alive && n.waiters != Queue::EMPTY {
                 return Err("threads queued on a dead notification");
+            }
+        }
+        // Bindings are one-to-one, between live objects, and a bound
+        // thread never waits in a receive while its bits are pending.
+        for (i, n) in self.notifications.iter().enumerate() {
+            if n.bound == NONE {
+                continue;
+            }
+            let tcb = &self.threads[usize::from(n.bound)];
+            if !n.alive || !tcb.in_use || tcb.bound != Some(i as u32) {
+                return Err("notification binding");
+            }
+            if n.bits != 0 && matches!(tcb.state, ThreadState::BlockedRecv { .. }) {
+                return Err("a bound receiver waits while its bits are pending");
+            }
+        }
+        for tcb in &self.threads {
+            if let Some(n) = tcb.bound
+                && self.notifications.get(n as usize).is_none_or(|n| n.bound == NONE)
+            {
+                return Err("thread binding");
             }
         }
         walk(&self.timeouts, |t| t.timer, false)?;

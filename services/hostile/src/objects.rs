@@ -603,7 +603,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 32] = [
+const OPERATIONS: [Operation; 33] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -621,6 +621,7 @@ const OPERATIONS: [Operation; 32] = [
     Operation::IRQ_BIND,
     Operation::IRQ_ACK,
     Operation::IRQ_ISSUE,
+    Operation::NOTIFICATION_BIND,
     Operation::PARTITION_MAP,
     Operation::PARTITION_UNMAP,
     Operation::PARTITION_FLUSH_TLB,

@@ -561,9 +561,9 @@ impl Vmm {
         }
     }
 
-    /// Tells the broker what VP `vp`'s SINTs take, if an exit changed it
+    /// Tells the broker what VP `vp`'s SINTs take, if its exit changed it
     /// (an MSR write), before the VP runs on: senders in other partitions
-    /// are answered from it. Tried again at the next exit if it failed.
+    /// are answered from it. Tried again at the VP's next exit if it failed.
     fn report_synic(&mut self, vp: u32, connections: &mut dyn Connections) {
         let accepting = self.synthetic.accepting(vp);
         let Some(reported) = self.reported_synic.get_mut(vp as usize) else { return };

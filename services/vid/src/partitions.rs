@@ -243,6 +243,10 @@ struct Broker {
     client: broker_api::Client<tessera_rt::Kernel>,
     /// Only a VID of a partition that holds a port has it.
     events: Option<CapSlot>,
+    /// `events` is bound to the VID's thread (`NOTIFICATION_BIND`): the
+    /// broker's signal ends the wait for the next exit, so the loop
+    /// neither polls it nor wakes to look.
+    bound: bool,
 }
 
 impl Broker {
@@ -250,7 +254,14 @@ impl Broker {
     fn find() -> Option<Broker> {
         let endpoint = caps::endpoint(broker_api::ENDPOINT)?;
         let events = caps::notification(broker_api::VID_NOTIFICATION);
-        Some(Broker { client: broker_api::Client::new(tessera_rt::Kernel, endpoint), events })
+        let bound = events.is_some_and(|n| invoke(n, Operation::NOTIFICATION_BIND, &[1]).is_ok());
+        Some(Broker { client: broker_api::Client::new(tessera_rt::Kernel, endpoint), events, bound })
+    }
+
+    /// Whether the broker signalled since the last look (a non-blocking
+    /// WAIT, which takes the bits whether bound or not).
+    fn signalled(&self) -> bool {
+        self.events.is_some_and(|n| tessera_rt::poll(n).is_ok())
     }
 }
 
@@ -442,6 +453,9 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
         fail_on_purpose(personality, exits, untyped, slots);
     }
     let broker = Broker::find();
+    if broker.as_ref().is_some_and(|b| b.bound) {
+        log!("broker-events bound to this thread: the broker's deliveries end its wait for exits");
+    }
     serve(exits, &mut running, &registry, broker.as_ref())?;
     Ok(true)
 }

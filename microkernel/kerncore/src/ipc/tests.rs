@@ -571,6 +571,67 @@ fn notifications_accumulate_bits_until_taken() {
     ipc.check().unwrap();
 }
 
+/// seL4's bound notification: a receive on any endpoint also ends when the
+/// receiver's notification has bits (label NOTIFICATION, the bits as
+/// badge), whether they were there first or come while it waits; a
+/// message still gets through after, and waiters on the notification
+/// itself come first.
+#[test]
+fn a_bound_notification_ends_a_receive() {
+    let (mut ipc, t, ep, ntf) = setup(&[5, 5, 5]);
+    let mut x = Wire::default();
+    ipc.bind_notification(ntf, t[0]).unwrap();
+    assert_eq!(ipc.bind_notification(ntf, t[1]), Err(ErrorCode::INVALID_STATE), "one thread per notification");
+    assert_eq!(ipc.bound_notification(t[0]), Some(ntf));
+    // Bits first: the receive ends at once.
+    ipc.signal(ntf, 0b101).unwrap();
+    ipc.recv(t[0], ep, Block::Forever, &mut x).unwrap();
+    assert_eq!(ipc.take_result(t[0]), ok(labels::NOTIFICATION, 0b101));
+    assert_eq!(ipc.pending_bits(ntf), Some(0));
+    // Bits while it waits: woken out of the endpoint's queue.
+    ipc.recv(t[0], ep, Block::Forever, &mut x).unwrap();
+    assert_eq!(ipc.state(t[0]), ThreadState::BlockedRecv { ep });
+    ipc.check().unwrap();
+    ipc.signal(ntf, 0b10).unwrap();
+    assert_eq!(ipc.state(t[0]), ThreadState::Runnable);
+    assert_eq!(ipc.take_result(t[0]), ok(labels::NOTIFICATION, 0b10));
+    ipc.check().unwrap();
+    // A message reaches it as before, with no notification pending.
+    ipc.recv(t[0], ep, Block::Forever, &mut x).unwrap();
+    ipc.send(t[1], ep, msg(7, 3), &mut x).unwrap();
+    assert_eq!(ipc.take_result(t[0]), ok(7, 3));
+    // A thread waiting on the notification itself takes the bits first.
+    ipc.recv(t[0], ep, Block::Forever, &mut x).unwrap();
+    ipc.wait(t[2], ntf, Block::Forever).unwrap();
+    ipc.signal(ntf, 1).unwrap();
+    assert_eq!(ipc.take_result(t[2]), ok(0, 1));
+    assert_eq!(ipc.state(t[0]), ThreadState::BlockedRecv { ep });
+    // With no waiter on the notification, the next bits go to the receiver.
+    ipc.signal(ntf, 0b1000).unwrap();
+    assert_eq!(ipc.take_result(t[0]), ok(labels::NOTIFICATION, 0b1000));
+    // Unbound: bits stay for WAIT, and a receive blocks.
+    ipc.unbind_notification(t[0]).unwrap();
+    assert_eq!(ipc.unbind_notification(t[0]), Err(ErrorCode::INVALID_STATE));
+    ipc.signal(ntf, 0b1).unwrap();
+    ipc.recv(t[0], ep, Block::Poll, &mut x).unwrap();
+    assert_eq!(ipc.take_result(t[0]), err(ErrorCode::WOULD_BLOCK));
+    assert_eq!(ipc.pending_bits(ntf), Some(1));
+    // Bound while it waits in a receive, with bits already there: taken.
+    ipc.recv(t[0], ep, Block::Forever, &mut x).unwrap();
+    ipc.bind_notification(ntf, t[0]).unwrap();
+    assert_eq!(ipc.take_result(t[0]), ok(labels::NOTIFICATION, 1));
+    ipc.check().unwrap();
+    ipc.unbind_notification(t[0]).unwrap();
+    // Freed thread or destroyed notification: the binding goes with it.
+    ipc.bind_notification(ntf, t[1]).unwrap();
+    ipc.free_thread(t[1]).unwrap();
+    ipc.check().unwrap();
+    ipc.bind_notification(ntf, t[0]).unwrap();
+    ipc.destroy_notification(ntf).unwrap();
+    assert_eq!(ipc.bound_notification(t[0]), None);
+    ipc.check().unwrap();
+}
+
 #[test]
 fn faults_become_calls_to_the_handler() {
     let (mut ipc, t, ep, _) = setup(&[5, 5]);

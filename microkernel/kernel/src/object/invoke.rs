@@ -286,6 +286,17 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
             ioapic::set(line.first, false);
             done()
         }
+        Operation::NOTIFICATION_BIND => {
+            let ntf =
+                kerncore::ipc::NotificationId(expect(cap, ObjectType::NOTIFICATION, need(|r| r.with_receive(true)))?);
+            match mr[0] {
+                1 => k.ipc.bind_notification(ntf, t)?,
+                0 if k.ipc.bound_notification(t) == Some(ntf) => k.ipc.unbind_notification(t)?,
+                0 => return Err(ErrorCode::INVALID_STATE),
+                _ => return Err(ErrorCode::INVALID_ARGUMENT),
+            }
+            done()
+        }
         Operation::IRQ_ACK => {
             let index = expect(cap, ObjectType::INTERRUPT, Rights::new())? as usize;
             let line = k.interrupts[index].as_mut().ok_or(ErrorCode::INVALID_STATE)?;

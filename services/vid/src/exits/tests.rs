@@ -781,7 +781,8 @@ impl crate::messaging::Connections for FakeBroker {
 /// The broker hears what a VP's SINTs take whenever an exit changes it,
 /// before the VP runs on (TLFS 11.11.1, 11.11.2 answered there): messages
 /// with SCONTROL and the SIM page on, events with SCONTROL and the SIEF
-/// page on and the SINT unmasked; a failed report is made again.
+/// page on and the SINT unmasked; a failed report is made again at the
+/// VP's next exit.
 #[test]
 fn the_broker_is_told_what_each_sint_accepts_when_it_changes() {
     use broker_api::accepting::{events, messages};

@@ -152,13 +152,24 @@ pub(super) fn serve(
         show_prompts(running, tick);
         // Before the exit is handled, so its VP's reply carries what
         // arrived for it.
-        if let Some((broker, events)) = broker.and_then(|b| Some((b, b.events?))) {
-            deliver(broker, events, running);
+        // Bound, the receive took the broker's signal (below); else polled.
+        if let Some(broker) = broker.filter(|b| b.events.is_some()) {
+            deliver(broker, !broker.bound && broker.signalled(), running);
         }
         let mut reply = None;
         let mut exited = None;
         let mut brokered = false;
-        if let Some(received) = received? {
+        // The broker's bound notification ended the wait: no exit.
+        let exit = match received? {
+            Some(r) if r.message.label() == labels::NOTIFICATION => {
+                if let Some(broker) = broker.filter(|b| b.events.is_some()) {
+                    deliver(broker, true, running);
+                }
+                None
+            }
+            other => other,
+        };
+        if let Some(received) = exit {
             let badge = received.badge.0.wrapping_sub(1) as usize;
             let (k, v) = (badge / MAX_VPS_PER_PARTITION, badge % MAX_VPS_PER_PARTITION);
             let mut message = Message::new(labels::VP_STOP);
@@ -267,8 +278,8 @@ pub(super) fn serve(
         // partitions (the caller's own included) is in their SIM and SIEF
         // pages before any of their VPs runs on, and keep_time wakes the
         // VPs it interrupts.
-        if let (true, Some((broker, events))) = (brokered, broker.and_then(|b| Some((b, b.events?)))) {
-            deliver(broker, events, running);
+        if let (true, Some(broker)) = (brokered, broker.filter(|b| b.events.is_some())) {
+            deliver(broker, broker.signalled(), running);
         }
         let (wait, Turn { reset, parked, again }) = keep_time(running, exited, now, min_wait);
         if let (true, Some(message)) = (parked, reply.as_mut()) {
@@ -300,10 +311,10 @@ pub(super) fn serve(
             t if input.is_some() && (t == 0 || t > INPUT_POLL_TICKS) => Wait { ticks: INPUT_POLL_TICKS, ..wait },
             _ => wait,
         };
-        // The kernel cannot bind a notification to an endpoint: the loop
-        // polls `broker-events` each turn, so it waits no longer than
-        // BROKER_POLL_TICKS for an exit.
-        let polls = broker.is_some_and(|b| b.events.is_some());
+        // Without a bound notification (a kernel that refused the bind)
+        // the loop polls `broker-events` each turn, so it waits no longer
+        // than BROKER_POLL_TICKS for an exit.
+        let polls = broker.is_some_and(|b| b.events.is_some() && !b.bound);
         let wait = match wait.ticks {
             t if polls && (t == 0 || t > BROKER_POLL_TICKS) => Wait { ticks: BROKER_POLL_TICKS, ..wait },
             _ => wait,
@@ -349,14 +360,14 @@ const BROKER_POLL_TICKS: u64 = 1;
 const MAX_FETCHES: usize = 64;
 
 /// Fetches what the broker holds for the running partitions and puts it
-/// into their VPs' SynICs: for every partition after the broker signalled
-/// `broker-events`, until `NO_DATA`. While one of a partition's VPs holds a
+/// into their VPs' SynICs: for every partition once the broker
+/// `signalled` (`broker-events`), until `NO_DATA`. While one of a partition's VPs holds a
 /// message for a busy slot only event flags are fetched (`fetch_event`):
 /// its messages wait at the broker, whose bounded queue then answers
 /// `INSUFFICIENT_BUFFERS` to the sender, and are fetched once the guest's
 /// EOM let the held one into its slot.
-fn deliver(broker: &Broker, events: CapSlot, running: &mut [Running]) {
-    if tessera_rt::poll(events).is_ok() {
+fn deliver(broker: &Broker, signalled: bool, running: &mut [Running]) {
+    if signalled {
         for r in running.iter_mut() {
             r.fetch = true;
         }
