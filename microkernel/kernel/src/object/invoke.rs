@@ -289,11 +289,12 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         Operation::NOTIFICATION_BIND => {
             let ntf =
                 kerncore::ipc::NotificationId(expect(cap, ObjectType::NOTIFICATION, need(|r| r.with_receive(true)))?);
-            match mr[0] {
-                1 => k.ipc.bind_notification(ntf, t)?,
-                0 if k.ipc.bound_notification(t) == Some(ntf) => k.ipc.unbind_notification(t)?,
-                0 => return Err(ErrorCode::INVALID_STATE),
-                _ => return Err(ErrorCode::INVALID_ARGUMENT),
+            if flag(mr[0])? {
+                k.ipc.bind_notification(ntf, t)?;
+            } else if k.ipc.bound_notification(t) == Some(ntf) {
+                k.ipc.unbind_notification(t)?;
+            } else {
+                return Err(ErrorCode::INVALID_STATE);
             }
             done()
         }
@@ -325,6 +326,15 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
 }
 
 /// The object index, if `cap` is of `kind` and carries `needed`.
+/// A message word that says yes (1) or no (0); INVALID_ARGUMENT otherwise.
+pub(super) fn flag(word: u64) -> Result<bool, ErrorCode> {
+    match word {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(ErrorCode::INVALID_ARGUMENT),
+    }
+}
+
 pub(super) fn expect(cap: Capability, kind: ObjectType, needed: Rights) -> Result<u32, ErrorCode> {
     if cap.object.kind != kind {
         return Err(ErrorCode::WRONG_TYPE);

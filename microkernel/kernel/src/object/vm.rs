@@ -513,7 +513,7 @@ pub fn create_vp(k: &mut Kernel) -> Result<u32, ErrorCode> {
     Ok(u32::from(thread.0))
 }
 
-use super::invoke::{bind_sched, control, done, expect, message_word, run_right, sched_context, slot};
+use super::invoke::{bind_sched, control, done, expect, flag, message_word, run_right, sched_context, slot};
 use abi::invoke::Operation;
 use abi::limits::MAX_VP_REGISTERS;
 use abi::{CapSlot, MessageInfo, ObjectType, Rights};
@@ -594,11 +594,7 @@ pub fn invoke(
         }
         Operation::PARTITION_HOLD_WRITE => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;
-            let held = match mr[1] {
-                0 => false,
-                1 => true,
-                _ => return Err(ErrorCode::INVALID_ARGUMENT),
-            };
+            let held = flag(mr[1])?;
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             let changed = hw::slat::hold_write(p.backend, p.root, mr[0], held).map_err(|e| match e {
                 kerncore::slat::GuestMapError::NotMapped { .. } => ErrorCode::BAD_ADDRESS,
@@ -611,11 +607,7 @@ pub fn invoke(
         }
         Operation::PARTITION_SET_CORE_EXCLUSIVE => {
             let partition = expect(cap, ObjectType::PARTITION, control())?;
-            let on = match mr[0] {
-                0 => false,
-                1 => true,
-                _ => return Err(ErrorCode::INVALID_ARGUMENT),
-            };
+            let on = flag(mr[0])?;
             k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.core_exclusive = on;
             done()
         }
