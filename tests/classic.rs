@@ -23,11 +23,18 @@ fn run(test: &str, name: &str, partitions: &[&str]) -> (Boot, Vec<u64>) {
     run_on(test, name, partitions, 1, 0)
 }
 
+/// One boot of these at a time: the shares are of the TSC (host time under
+/// TCG), so a second QEMU taking the host's cores from this one's vCPUs
+/// would charge its pauses to whichever VP was running (CI has 2 cores).
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// [`run`] on a machine of `cpus` CPUs, the VPs on CPU `cpu`.
 fn run_on(test: &str, name: &str, partitions: &[&str], cpus: u32, cpu: u32) -> (Boot, Vec<u64>) {
     let m = manifest(&format!("classic-{name}.toml"));
     let smp = cpus.to_string();
+    let alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let run = boot(test, Emulator::Qemu, QEMU_TIMEOUT, &["--smp", &smp, "--manifest", &m]);
+    drop(alone);
     assert_in_order(&run, &[&format!("cpus: {cpus} online of {cpus} in MADT"), "[vid] ready, serving vid"]);
     for p in partitions {
         run.assert_serial_contains(&format!("[vid] {p}: VP 0 on CPU {cpu}: slice "));
