@@ -639,13 +639,8 @@ impl Vmm {
         let write = h.intercept_access_type == HvInterceptAccessType::WRITE;
         if io.access_info.string_op() {
             let port = io.port_number;
-            let (s, stopped) = string_io(guest, io, mode, |element| {
-                let value = match element {
-                    Element::Read => None,
-                    Element::Write(v) => Some(v),
-                };
-                self.port_access(port, size, value, now, h.rip, events)
-            });
+            let (s, stopped) =
+                string_io(guest, io, mode, |element| self.port_access(port, size, element, now, h.rip, events));
             if let Some(stop) = stopped {
                 return stop;
             }
@@ -661,8 +656,8 @@ impl Vmm {
             }
             return Action::Resume(u);
         }
-        let value = write.then_some(io.rax);
-        match self.port_access(io.port_number, size, value, now, h.rip, events) {
+        let element = if write { Element::Write(io.rax) } else { Element::Read };
+        match self.port_access(io.port_number, size, element, now, h.rip, events) {
             ControlFlow::Break(stop) => stop,
             ControlFlow::Continue(_) if write => resume(&[next]),
             ControlFlow::Continue(value) => {
@@ -672,14 +667,14 @@ impl Vmm {
     }
 
     /// One port access through the device bus, of `size` bytes: a read
-    /// (`value` `None`) continues with the value read, a write with 0, or
-    /// breaks with the action that ends the VP's run (test exit, power
-    /// off, reset). The devices' other effects are applied here.
+    /// continues with the value read, a write with 0, or breaks with the
+    /// action that ends the VP's run (test exit, power off, reset). The
+    /// devices' other effects are applied here.
     fn port_access(
         &mut self,
         port: u16,
         size: u8,
-        value: Option<u64>,
+        element: Element,
         now: u64,
         rip: u64,
         events: &mut impl FnMut(Event),
@@ -697,7 +692,7 @@ impl Vmm {
             },
             None => &mut Unclaimed,
         };
-        let Some(value) = value else {
+        let Element::Write(value) = element else {
             let read = device.read(port, size, &mut access);
             self.sync_uart_irq();
             return ControlFlow::Continue(read);

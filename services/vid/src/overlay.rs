@@ -40,14 +40,17 @@ pub enum Overlay {
 const PARTITION_WIDE: usize = OVERLAYS_PER_PARTITION;
 const PER_VP: usize = OVERLAYS_PER_VP;
 
+/// The overlays the guest may not write (TLFS 3.13: the hypercall page).
+const READ_ONLY: [Overlay; 1] = [Overlay::Hypercall];
+
 impl Overlay {
-    /// Its index among a partition's overlays (and the page the VID keeps
-    /// its RAM in); `None` for a VP beyond the limit.
-    /// Whether the guest may not write it (TLFS 3.13: the hypercall page).
-    pub const fn read_only(self) -> bool {
-        matches!(self, Overlay::Hypercall)
+    /// Whether the guest may not write it ([`READ_ONLY`]).
+    pub fn read_only(self) -> bool {
+        READ_ONLY.contains(&self)
     }
 
+    /// Its index among a partition's overlays (and the page the VID keeps
+    /// its RAM in); `None` for a VP beyond the limit.
     pub const fn slot(self) -> Option<usize> {
         let (vp, n) = match self {
             Overlay::Hypercall => return Some(0),
@@ -96,7 +99,7 @@ impl Overlays {
 
     /// Whether a read-only overlay covers `gpn`: a guest write there is #GP.
     pub fn read_only_at(&self, gpn: u64) -> bool {
-        self.gpn(Overlay::Hypercall) == Some(gpn)
+        READ_ONLY.iter().any(|&o| self.gpn(o) == Some(gpn))
     }
 
     /// Puts `overlay` at `gpn` (uncovering where it was, if elsewhere),

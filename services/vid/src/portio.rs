@@ -15,12 +15,13 @@ pub const TEST_EXIT: u16 = 0xf4;
 /// VID), as a CPU does when it takes an interrupt in the middle.
 pub const REP_BUDGET: u64 = 4096;
 
-/// One element's port access, of the intercept's port and size.
+/// One port access of an intercept (of its port and size), or one
+/// element of a string instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Element {
-    /// `ins`: the value read is stored at ES:rDI.
+    /// `in`, or `ins`: the value read is stored at ES:rDI.
     Read,
-    /// `outs`: the value loaded from DS:rSI.
+    /// `out` of this value, or `outs` of the value loaded from DS:rSI.
     Write(u64),
 }
 

@@ -361,11 +361,11 @@ const MAX_FETCHES: usize = 64;
 
 /// Fetches what the broker holds for the running partitions and puts it
 /// into their VPs' SynICs: for every partition once the broker
-/// `signalled` (`broker-events`), until `NO_DATA`. While one of a partition's VPs holds a
-/// message for a busy slot only event flags are fetched (`fetch_event`):
-/// its messages wait at the broker, whose bounded queue then answers
-/// `INSUFFICIENT_BUFFERS` to the sender, and are fetched once the guest's
-/// EOM let the held one into its slot.
+/// `signalled` (`broker-events`), until `NO_DATA`. While one of a
+/// partition's VPs holds a message for a busy slot only event flags are
+/// fetched (`fetch_event`): its messages wait at the broker, whose bounded
+/// queue then answers `INSUFFICIENT_BUFFERS` to the sender, and are
+/// fetched once the guest's EOM let the held one into its slot.
 fn deliver(broker: &Broker, signalled: bool, running: &mut [Running]) {
     if signalled {
         for r in running.iter_mut() {
