@@ -98,8 +98,13 @@ svm_world_switch:
     push rdi
     /* GIF=0 from here until the host's state is back: no NMI, SMI or
        interrupt may run host code while VMLOAD has put the guest's TR, FS,
-       GS, KERNEL_GS_BASE and syscall MSRs into the CPU. */
+       GS, KERNEL_GS_BASE and syscall MSRs into the CPU. With IF=1 a
+       physical interrupt during the guest causes #VMEXIT(INTR); GIF=0
+       holds it from the host until then. STI comes well before VMRUN:
+       QEMU carries an STI shadow on VMRUN over into the guest, where it
+       would hold a virtual interrupt past the guest's first instruction. */
     clgi
+    sti
     mov rax, rdx
     vmsave
     mov rax, rsi
@@ -119,9 +124,6 @@ svm_world_switch:
     mov r15, [rax + 104]
     mov rax, [rsp]
     vmload
-    /* With IF=1 a physical interrupt during the guest causes
-       #VMEXIT(INTR); GIF stays 0 for the host. */
-    sti
     vmrun
     vmsave
     mov rax, [rsp + 8]
@@ -456,6 +458,30 @@ fn request_window(vmcb: u64, open: bool) {
     with_vmcb(vmcb, |v| set_window(v, open));
 }
 
+/// Offers external interrupt `vector` as a virtual interrupt: the CPU
+/// delivers it itself once RFLAGS.IF is set and no shadow is on (the TPR
+/// is the VMM's business: ignored), with no exit, and clears V_IRQ when it
+/// does. EVENTINJ would be exact too, but QEMU's TCG leaves an injected
+/// INTR's vector behind in its CPU loop and can deliver it a second time,
+/// with IF clear (SECURITY.md 5); it never does so for V_IRQ.
+fn offer(vmcb: u64, vector: u8) {
+    with_vmcb(vmcb, |v| {
+        v.control.virtual_interrupt = v
+            .control
+            .virtual_interrupt
+            .with_v_irq(true)
+            .with_v_ignore_tpr(true)
+            .with_v_intr_priority(0xf)
+            .with_v_intr_vector(vector);
+        v.control.intercepts1 = v.control.intercepts1.with_vintr(false);
+    });
+}
+
+/// The offered interrupt is gone from V_IRQ: the guest took it.
+fn offer_taken(vmcb: u64) -> bool {
+    with_vmcb(vmcb, |v| !v.control.virtual_interrupt.v_irq())
+}
+
 /// CPL and mode bits for intercept messages.
 fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
     with_vmcb(vmcb, |v| super::vm::ExecutionState {
@@ -519,6 +545,18 @@ impl VpOps for Vp {
 
     fn request_window(&mut self, open: bool) {
         request_window(self.vmcb.start(), open);
+    }
+
+    fn offers(&self, event: &Interruption) -> bool {
+        event.is_maskable()
+    }
+
+    fn offer(&mut self, event: &Interruption) {
+        offer(self.vmcb.start(), event.vector);
+    }
+
+    fn offer_taken(&mut self) -> bool {
+        offer_taken(self.vmcb.start())
     }
 
     fn execution_state(&mut self) -> super::vm::ExecutionState {

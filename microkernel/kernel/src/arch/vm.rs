@@ -136,8 +136,18 @@ pub trait VpOps: Sized {
     /// Injects `event` at the next entry if the guest can take it now
     /// (true); otherwise arranges an interrupt-window exit (false).
     fn inject(&mut self, event: &Interruption) -> bool;
-    /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
+    /// Asks for (or stops asking for) an exit when the guest can take an
+    /// interrupt; withdraws an offer.
     fn request_window(&mut self, open: bool);
+    /// Whether `event` can wait in the hardware for the guest to take it
+    /// by itself, with no exit: SVM's virtual interrupt (V_IRQ) for an
+    /// external interrupt.
+    fn offers(&self, event: &Interruption) -> bool;
+    /// Holds `event`, one [`offers`](VpOps::offers) accepts, for the guest
+    /// to take as soon as RFLAGS.IF and no interrupt shadow allow.
+    fn offer(&mut self, event: &Interruption);
+    /// After an exit: the offered interrupt was taken.
+    fn offer_taken(&mut self) -> bool;
     /// CPL and mode bits for intercept messages.
     fn execution_state(&mut self) -> ExecutionState;
     /// Intercepts (or stops intercepting) every debug-register access.
@@ -197,6 +207,18 @@ impl BackendVp {
         on_backend!(self, b => b.request_window(open))
     }
 
+    fn offers(&self, event: &Interruption) -> bool {
+        on_backend!(self, b => b.offers(event))
+    }
+
+    fn offer(&mut self, event: &Interruption) {
+        on_backend!(self, b => b.offer(event))
+    }
+
+    fn offer_taken(&mut self) -> bool {
+        on_backend!(self, b => b.offer_taken())
+    }
+
     fn execution_state(&mut self) -> ExecutionState {
         on_backend!(self, b => b.execution_state())
     }
@@ -233,6 +255,18 @@ pub struct VpHardware {
     moved: bool,
     /// See [`take_interrupted`](VpHardware::take_interrupted).
     interrupted: Option<Interruption>,
+    /// An interrupt offered to the guest (see [`VpOps::offer`]).
+    offer: Offer,
+}
+
+/// Where an offered interrupt stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offer {
+    None,
+    /// Offered at the last entry, not taken when the guest last exited.
+    Waiting,
+    /// Taken, and not yet seen by `take_offer_taken`.
+    Taken,
 }
 
 /// What an entry flushes from the TLBs of its CPU.
@@ -311,6 +345,7 @@ impl VpHardware {
             cpu: super::percpu::index(),
             moved: false,
             interrupted: None,
+            offer: Offer::None,
         })
     }
 
@@ -397,6 +432,9 @@ impl VpHardware {
         let exit = self.backend.run(&mut self.gprs, flush);
         if let Some(event) = exit.interrupted {
             self.interrupted = Some(event);
+        }
+        if self.offer == Offer::Waiting && self.backend.offer_taken() {
+            self.offer = Offer::Taken;
         }
         self.xcr0 = super::fpu::unload(self.xcr0);
         if self.dr_active {
@@ -494,10 +532,42 @@ impl VpHardware {
         super::fpu::xmm_fast(self.fpu.start())
     }
 
-    /// Asks for (or stops asking for) an exit when the guest can take an interrupt.
+    /// Asks for (or stops asking for) an exit when the guest can take an
+    /// interrupt; withdraws an offer.
     pub fn request_window(&mut self, open: bool) {
         self.claim();
+        self.offer = Offer::None;
         self.backend.request_window(open)
+    }
+
+    /// Whether the backend holds `event` for the guest to take by itself
+    /// (see [`VpOps::offers`]).
+    pub fn offers(&self, event: &Interruption) -> bool {
+        self.backend.offers(event)
+    }
+
+    /// Offers `event` (one that [`offers`](Self::offers) accepts) until the
+    /// guest takes it or the offer is replaced or withdrawn.
+    pub fn offer(&mut self, event: &Interruption) {
+        self.claim();
+        self.offer = Offer::Waiting;
+        self.backend.offer(event)
+    }
+
+    /// An offer is in the hardware (it may have been taken since).
+    pub fn offering(&self) -> bool {
+        self.offer != Offer::None
+    }
+
+    /// Whether the guest took the offered interrupt before its last exit;
+    /// true once per offer. Kept here by the CPU that ran the VP, like
+    /// [`take_interrupted`](Self::take_interrupted).
+    pub fn take_offer_taken(&mut self) -> bool {
+        let taken = self.offer == Offer::Taken;
+        if taken {
+            self.offer = Offer::None;
+        }
+        taken
     }
 
     pub fn execution_state(&mut self) -> ExecutionState {

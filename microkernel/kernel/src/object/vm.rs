@@ -10,9 +10,10 @@
 //! and says whether the VP runs on, stops, or waits as after HLT until an
 //! interruption is pending.
 //!
-//! Ring 0 delivers interruptions when the guest can take them, opening an
-//! interrupt window when it cannot, and delivers again an event an exit cut
-//! short. A VP whose handler is gone, or does not answer in the time its
+//! Ring 0 delivers interruptions when the guest can take them, and delivers
+//! again an event an exit cut short. An interrupt the guest cannot take yet
+//! waits as a virtual interrupt it takes by itself (SVM) or behind an
+//! interrupt window (VMX). A VP whose handler is gone, or does not answer in the time its
 //! monitor allows, stops and is reported to the monitor (`VP_STOPPED`).
 //!
 //! The hardware is behind `arch::vm`: AMD SVM with nested paging or Intel
@@ -132,6 +133,8 @@ pub struct Vcpu {
     /// The interrupt window is open (an exit is asked for when the guest
     /// can take an interrupt).
     window: bool,
+    /// `pending` is the interrupt offered to the guest (`wait_for_guest`).
+    offered: bool,
     /// Told when the VP stops for want of an answer from its handler.
     pub monitor: Option<(EndpointId, abi::Badge)>,
     /// Ticks the handler may take to answer an exit (0: no limit).
@@ -171,6 +174,7 @@ impl Vcpu {
             reinject: None,
             halted: false,
             window: false,
+            offered: false,
             monitor: None,
             exit_timeout: 0,
             awaiting: None,
@@ -200,6 +204,8 @@ impl Vcpu {
             return match Interruption::from_register(low) {
                 Ok(event) => {
                     self.pending = event;
+                    // Not what is offered, if anything is.
+                    self.offered = false;
                     true
                 }
                 Err(_) => false,
@@ -227,28 +233,46 @@ impl Vcpu {
 
     /// Loads the events due at this entry: an exception ring 0 raised
     /// first, then one cut short, then the pending one when the guest can
-    /// take it; an interrupt window is open exactly while one still waits.
+    /// take it. What cannot go in now waits (`wait_for_guest`).
     fn load_events(&mut self) {
         if let Some(event) = self.exception.take() {
             // Exceptions are never masked: always injected.
             self.hw.inject(&event);
-            self.window = self.reinject.is_some() || self.pending.is_some();
-            self.hw.request_window(self.window);
         } else if let Some(event) = self.reinject.take() {
             if !self.hw.inject(&event) {
                 self.reinject = Some(event);
             }
-            self.window = self.reinject.is_some() || self.pending.is_some();
-            self.hw.request_window(self.window);
-        } else if let Some(event) = self.pending {
-            let injected = self.hw.inject(&event);
-            if injected {
+        } else if let Some(event) = self.pending.filter(|e| !self.hw.offers(e)) {
+            if self.hw.inject(&event) {
                 self.pending = None;
             }
-            self.window = !injected;
-        } else if self.window {
-            self.window = false;
-            self.hw.request_window(false);
+        } else if self.pending.is_none() && !self.window && !self.hw.offering() {
+            return;
+        }
+        self.wait_for_guest();
+    }
+
+    /// Lets the interruption that did not go in at this entry wait: the
+    /// pending interrupt as an offer the guest takes by itself where the
+    /// backend makes one (SVM), otherwise behind an interrupt window, open
+    /// exactly while one waits.
+    fn wait_for_guest(&mut self) {
+        let offer = self.pending.filter(|e| self.reinject.is_none() && self.hw.offers(e));
+        self.window = offer.is_none() && (self.reinject.is_some() || self.pending.is_some());
+        match offer {
+            Some(event) => {
+                self.hw.offer(&event);
+                self.offered = true;
+            }
+            None => self.hw.request_window(self.window),
+        }
+    }
+
+    /// After an exit: an offered interrupt the guest took is no longer
+    /// pending (unless the handler has asked for another since).
+    fn settle_offer(&mut self) {
+        if self.hw.take_offer_taken() && core::mem::take(&mut self.offered) {
+            self.pending = None;
         }
     }
 
@@ -940,6 +964,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let current = k.ipc.current(me) == Some(t);
         if let Some(vcpu) = k.vcpus[v as usize].as_mut().filter(|_| same) {
             vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
+            vcpu.settle_offer();
             // A reflected exception does not come again at the same
             // instruction when it is a trap (a single step or a data
             // breakpoint completed it, and the backend already set DR6): a

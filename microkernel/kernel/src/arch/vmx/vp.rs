@@ -71,6 +71,17 @@ impl VpOps for Vp {
         events::request_window(self.vmcs.start(), open);
     }
 
+    /// Interrupts go in by VM-entry injection when the window opens.
+    fn offers(&self, _: &Interruption) -> bool {
+        false
+    }
+
+    fn offer(&mut self, _: &Interruption) {}
+
+    fn offer_taken(&mut self) -> bool {
+        false
+    }
+
     fn execution_state(&mut self) -> ExecutionState {
         registers::execution_state(self.vmcs.start())
     }
