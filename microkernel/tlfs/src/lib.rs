@@ -24,6 +24,7 @@ pub mod cpuid;
 pub mod exit_state;
 pub mod hypercall;
 mod message;
+pub mod monitor;
 pub mod msr;
 
 pub use hypercall::HvCallCode;

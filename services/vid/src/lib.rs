@@ -24,6 +24,7 @@ pub mod loader;
 pub mod logs;
 pub mod messaging;
 pub mod mmio;
+pub mod monitor;
 pub mod msr;
 pub mod overlay;
 pub mod placement;

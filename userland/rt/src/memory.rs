@@ -4,6 +4,7 @@
 use crate::invoke;
 use abi::invoke::Operation;
 use abi::{CapSlot, ErrorCode, Rights};
+use core::sync::atomic::AtomicU64;
 
 use x86defs::PAGE_SIZE;
 
@@ -82,6 +83,21 @@ impl Window {
         // SAFETY: as for `bytes_mut`; consumed without unmapping, so this is
         // the only slice over the mapping and it stays mapped.
         Some(unsafe { core::slice::from_raw_parts_mut(self.base as *mut u8, self.len()) })
+    }
+
+    /// Keeps a writable mapping for the rest of the task's life as 64-bit
+    /// atomic words: for memory others change while this task reads and
+    /// writes it (a page shared with guests running on other CPUs). `None`
+    /// if read-only.
+    pub fn leak_atomic(self) -> Option<&'static [AtomicU64]> {
+        if !self.writable {
+            return None;
+        }
+        // SAFETY: mapped writable and never unmapped (consumed), as for
+        // `leak_mut`; `base` is page-aligned, so 8-byte aligned, and
+        // `AtomicU64` has `u64`'s size and layout. Every access through the
+        // slice is atomic, so concurrent writers elsewhere are no data race.
+        Some(unsafe { core::slice::from_raw_parts(self.base as *const AtomicU64, self.len() / 8) })
     }
 
     /// Unmaps the window through `task`.
