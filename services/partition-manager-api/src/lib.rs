@@ -18,9 +18,10 @@
 //! names) may act on it: others get `HV_STATUS_ACCESS_DENIED`.
 //!
 //! The manager creates the manifest's partitions itself at start (Active,
-//! with guest RAM mapped as [`layout`] says and every VP created). Their
-//! VID takes them with [`Client::attach`] and [`Client::attach_vp`], whose
-//! successful replies carry capabilities: the caller's capability to the
+//! with guest RAM mapped as [`layout`] says, every VP created, and the
+//! page of each monitor connection mapped where the manifest says). Their
+//! VID takes them with [`Client::attach`], [`Client::attach_vp`] and
+//! [`Client::attach_monitor`], whose successful replies carry capabilities: the caller's capability to the
 //! endpoint needs GRANT, and it must name empty receive slots first
 //! (`tessera_rt::ipc_buffer::set_receive_slots`).
 
@@ -116,11 +117,27 @@ tessera_idl::interface! {
         /// The last guest crash the partition's VID reported: whether there
         /// was one, and CRASH_P0..P4.
         fn crash_report(partition: u64) -> Result<(bool, u64, u64, u64, u64, u64), HvError> = 0x1_0004;
+
+        /// A VID takes the monitor page (TLFS 11.7.4) of monitor connection
+        /// `connection_id` held by manifest partition `index` (the `from`
+        /// side): returns the page's GPA in that partition, and the reply
+        /// carries one capability ([`ATTACH_MONITOR_CAPS`]): the page's
+        /// memory (read, write: to inspect its triggers). The manager
+        /// made the page and mapped it in both partitions; it is the same
+        /// page the port's partition sees at its own GPA. Checked as
+        /// [`attach`](Client::attach) is (`INVALID_PARTITION_ID`,
+        /// `ACCESS_DENIED` for a caller other than the partition's VID,
+        /// `INVALID_PARTITION_STATE` unless Active), then
+        /// `INVALID_CONNECTION_ID` if the partition holds no monitor
+        /// connection of that ID.
+        fn attach_monitor(index: u32, connection_id: u32) -> Result<u64, HvError> = 0x1_0005;
     }
 }
 
 /// Capabilities a successful `attach` reply carries: RAM, partition, VP 0.
 pub const ATTACH_CAPS: usize = 3;
+/// Capabilities a successful `attach_monitor` reply carries: the page.
+pub const ATTACH_MONITOR_CAPS: usize = 1;
 
 /// The guest-physical layout of a manifest partition, as the partition
 /// manager maps it and the VID emulates around it.
@@ -165,6 +182,8 @@ mod tests {
         assert_eq!(ops::create_vp, 0x4e);
         assert_eq!(ops::get_vp_register, 0x50);
         assert_eq!(ops::set_vp_register, 0x51);
+        // Tessera's own, above the TLFS codes.
+        assert_eq!(ops::attach_monitor, 0x1_0005);
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub struct GuestAccess {
 /// Capability rights the manager hands out, in kernel terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handout {
-    /// Guest RAM for a VID: read and write (no execute: the VID only loads
-    /// and emulates).
+    /// Guest memory for a VID, its partition's RAM or a monitor page: read
+    /// and write (no execute: the VID only loads, emulates and inspects).
     RamReadWrite,
     /// A partition or VP for its VID: run only (registers, start, suspend,
     /// exit state, exit endpoint, TLB flushes). Control (guest mappings,

@@ -3,7 +3,8 @@
 //! codes for every refusal.
 //!
 //! It creates the kernel objects behind each partition (guest RAM, the
-//! PARTITION, its VPs) through the [`Kernel`] trait, and this module is the
+//! PARTITION, its VPs, the pages of monitor connections) through the
+//! [`Kernel`] trait, and this module is the
 //! one place requests are checked before they reach them, so a request
 //! refused here never reaches the kernel, and one the kernel refuses comes
 //! back as a TLFS status ([`kernel::hv_error`]).
@@ -27,6 +28,9 @@ use x86defs::{RFLAGS_FIXED, RFLAGS_RESERVED_ZERO};
 
 /// Partitions that can exist at once, and virtual processors per partition.
 pub use abi::limits::{MAX_PARTITIONS, MAX_VPS_PER_PARTITION};
+/// Monitor connections the manager keeps a page for, indexed as the
+/// manifest's connections are.
+pub const MAX_MONITORS: usize = sysimage::manifest::MAX_CONNECTIONS;
 /// Distinct guest-physical mappings per partition.
 pub const MAX_GPA_RANGES: usize = 16;
 /// Guest-physical addresses are below 2^52 (the architectural maximum), so
@@ -161,6 +165,43 @@ pub struct Spec<'a> {
     pub core_exclusive: bool,
 }
 
+/// A monitor connection the manifest declares (TLFS 11.7.4), as the manager
+/// backs it: one page of memory, mapped read and write (no execute) at
+/// `from_page` in manifest partition `from` and at the port's GPA in
+/// manifest partition `to`, so both guests and the hypervisor (the VID of
+/// `from`, through [`PartitionManager::attach_monitor`]) see the same page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonitorSpec {
+    pub connection_id: u32,
+    /// The manifest index of the partition holding the connection.
+    pub from: u32,
+    /// The page's GPA in `from`.
+    pub from_page: u64,
+    /// The port's manifest partition and the page's GPA in it (`None`: the
+    /// port is a task's, which has no guest-physical space).
+    pub to: Option<(u32, u64)>,
+}
+
+impl MonitorSpec {
+    /// The GPAs at which the page appears in manifest partition `index`
+    /// (two for a self-connection).
+    fn gpas_in(&self, index: u32) -> impl Iterator<Item = u64> {
+        let from = (self.from == index).then_some(self.from_page);
+        let to = self.to.filter(|&(k, _)| k == index).map(|(_, gpa)| gpa);
+        from.into_iter().chain(to)
+    }
+}
+
+/// A declared monitor connection and its page, once made. The page is
+/// made by the first build of one of its partitions and kept for the
+/// system's life: a deleted partition's mapping of it goes with the
+/// partition, the other partition's stays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Monitor {
+    spec: MonitorSpec,
+    page: Option<CapSlot>,
+}
+
 /// What to log when a VP stopped because its VID was gone or too slow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StopNotice {
@@ -217,6 +258,8 @@ pub struct PartitionManager<K> {
     /// Guest crash notifications received, and the partition of the last.
     crashes: u64,
     last_crash: Option<u64>,
+    /// The manifest's monitor connections, by connection index.
+    monitors: [Option<Monitor>; MAX_MONITORS],
 }
 
 /// Checks a page range: non-empty and below [`GPA_PAGE_LIMIT`]; returns its end.
@@ -260,6 +303,7 @@ fn owned_in(
 
 const RWX: u32 = 0b0111;
 const RX: u32 = 0b0101;
+const RW: u32 = 0b0011;
 
 impl<K: Kernel> PartitionManager<K> {
     pub const fn new(kernel: K) -> PartitionManager<K> {
@@ -270,6 +314,7 @@ impl<K: Kernel> PartitionManager<K> {
             outgoing: heapless::Vec::new(),
             crashes: 0,
             last_crash: None,
+            monitors: [None; MAX_MONITORS],
         }
     }
 
@@ -320,10 +365,34 @@ impl<K: Kernel> PartitionManager<K> {
         Ok(self.partitions[slot].as_ref().map_or(0, |p| p.id))
     }
 
+    /// Declares the manifest's monitor connection `index` (its position
+    /// among the manifest's connections), before either of its partitions
+    /// is created: each partition's build maps the page. Refused
+    /// (`INVALID_PARAMETER`) for an index out of range or declared already,
+    /// or a GPA that is not a page below [`GPA_PAGE_LIMIT`];
+    /// `INVALID_PARTITION_STATE` once one of its partitions exists.
+    pub fn declare_monitor(&mut self, index: usize, spec: MonitorSpec) -> HvResult<()> {
+        let slot = self.monitors.get_mut(index).ok_or(HvError::INVALID_PARAMETER)?;
+        let gpas = [Some(spec.from_page), spec.to.map(|(_, gpa)| gpa)];
+        let page_ok = |gpa: u64| gpa.is_multiple_of(PAGE) && gpa / PAGE < GPA_PAGE_LIMIT;
+        if slot.is_some() || !gpas.into_iter().flatten().all(page_ok) {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        let built = |k: u32| self.partitions.iter().flatten().any(|p| p.index == Some(k));
+        if built(spec.from) || spec.to.is_some_and(|(k, _)| built(k)) {
+            return Err(HvError::INVALID_PARTITION_STATE);
+        }
+        self.monitors[index] = Some(Monitor { spec, page: None });
+        Ok(())
+    }
+
     /// Creates a manifest partition for its VID: guest RAM and the ROM page
-    /// mapped as [`partition_manager_api::layout`] says, and every VP, each
-    /// with the manager as its monitor. It is Active; its ID is returned.
-    /// Whatever was made is deleted again if a step fails.
+    /// mapped as [`partition_manager_api::layout`] says, the page of each
+    /// of its monitor connections (made by whichever of the connection's
+    /// partitions is built first), and every VP, each with the manager as
+    /// its monitor. It is Active; its ID is returned. Whatever was made for
+    /// the partition is deleted again if a step fails (a monitor page
+    /// stays, for the other partition).
     pub fn create_from_manifest(&mut self, spec: &Spec<'_>) -> HvResult<u64> {
         let pages = spec.memory / PAGE;
         if !spec.memory.is_multiple_of(PAGE)
@@ -376,6 +445,23 @@ impl<K: Kernel> PartitionManager<K> {
             self.kernel.map(partition, memory, first * PAGE, access(flags), offset, count).map_err(hv_error)?;
             p.gpa[k] = Some(GpaRange { first, count, flags });
         }
+        let index = p.index;
+        for monitor in self.monitors.iter_mut().flatten() {
+            for gpa in index.into_iter().flat_map(|k| monitor.spec.gpas_in(k)) {
+                let first = gpa / PAGE;
+                if p.gpa.iter().flatten().any(|r| r.overlaps(first, first + 1)) {
+                    return Err(HvError::INVALID_PARAMETER);
+                }
+                let free = p.gpa.iter().position(Option::is_none).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+                let page = match monitor.page {
+                    Some(page) => page,
+                    None => *monitor.page.insert(self.kernel.create_memory(1).map_err(hv_error)?),
+                };
+                let flags = HvMapGpaFlags::from_bits(RW);
+                self.kernel.map(partition, page, gpa, access(flags), 0, 1).map_err(hv_error)?;
+                p.gpa[free] = Some(GpaRange { first, count: 1, flags });
+            }
+        }
         for vp in 0..vcpus {
             let made = Self::new_vp(&mut self.kernel, partition, slot, usize::from(vp), p.exit_timeout_ms)?;
             p.vps[usize::from(vp)] = Some(made);
@@ -397,12 +483,15 @@ impl<K: Kernel> PartitionManager<K> {
     }
 
     /// Revokes every capability handed out for the partition in `slot`:
-    /// its VID loses RAM, partition and VPs.
+    /// its VID loses RAM, partition, VPs and the pages of the monitor
+    /// connections the partition holds (handed out only to the holder's
+    /// VID).
     fn revoke(&mut self, slot: usize) {
         let Some(p) = self.partitions[slot].as_ref() else { return };
         let o = p.objects;
         let caps = [Some(o.partition), o.ram.map(|r| r.0), o.rom, o.legacy].into_iter().flatten();
-        for cap in caps.chain(p.vps.iter().flatten().map(|v| v.cap)) {
+        let held = self.monitors.iter().flatten().filter(|m| p.index == Some(m.spec.from));
+        for cap in caps.chain(p.vps.iter().flatten().map(|v| v.cap)).chain(held.filter_map(|m| m.page)) {
             let _ = self.kernel.revoke(cap);
         }
     }
@@ -574,7 +663,29 @@ impl<K: Kernel> PartitionManager<K> {
         Ok((id, pages * PAGE, vcpus))
     }
 
-    /// Hands VP `vp_index` of partition `id` to its owner, queued for the reply.
+    /// Hands the page of monitor connection `connection_id`, held by
+    /// manifest partition `index`, to the partition's VID: its GPA in the
+    /// partition, with the page (read, write) queued for the reply. The
+    /// caller is checked as [`attach`](Self::attach) checks it.
+    pub fn attach_monitor(&mut self, caller: Badge, index: u32, connection_id: u32) -> HvResult<u64> {
+        let slot = self
+            .partitions
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.index == Some(index)))
+            .ok_or(HvError::INVALID_PARTITION_ID)?;
+        let id = self.partitions[slot].as_ref().map_or(0, |p| p.id);
+        owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
+        let monitor = self
+            .monitors
+            .iter()
+            .flatten()
+            .find(|m| m.spec.from == index && m.spec.connection_id == connection_id)
+            .ok_or(HvError::INVALID_CONNECTION_ID)?;
+        let (gpa, page) = (monitor.spec.from_page, monitor.page.ok_or(HvError::INVALID_PARTITION_STATE)?);
+        self.hand_out(&[(page, Handout::RamReadWrite)])?;
+        Ok(gpa)
+    }
+
     /// A guest crash notification from the partition's VID: kept, and
     /// returned (with the partition's name) for the caller to log.
     pub fn report_guest_crash(&mut self, caller: Badge, id: u64, p: [u64; 5]) -> HvResult<()> {
@@ -602,6 +713,7 @@ impl<K: Kernel> PartitionManager<K> {
         Some((p.name.as_str(), p.crash?))
     }
 
+    /// Hands VP `vp_index` of partition `id` to its owner, queued for the reply.
     pub fn attach_vp(&mut self, caller: Badge, id: u64, vp_index: u32) -> HvResult<()> {
         let vp = self.vp(caller, id, vp_index)?;
         self.hand_out(&[(vp, Handout::Run)])
@@ -749,6 +861,10 @@ impl<K: Kernel> Server for PartitionManager<K> {
         let crash = PartitionManager::crash_report(self, caller, partition)?;
         let p = crash.unwrap_or_default();
         Ok((crash.is_some(), p[0], p[1], p[2], p[3], p[4]))
+    }
+
+    fn attach_monitor(&mut self, caller: Badge, index: u32, connection_id: u32) -> HvResult<u64> {
+        PartitionManager::attach_monitor(self, caller, index, connection_id)
     }
 }
 

@@ -13,10 +13,10 @@ fn main() {
 #[cfg(target_os = "none")]
 mod task {
     use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
-    use partition_manager::{GuestAccess, Handout, Kernel, PAGE, PartitionManager, Spec, monitor_of};
+    use partition_manager::{GuestAccess, Handout, Kernel, MonitorSpec, PAGE, PartitionManager, Spec, monitor_of};
     use partition_manager_api::{ENDPOINT, dispatch_in_place};
     use sysimage::SystemImage;
-    use sysimage::manifest::TaskIndex;
+    use sysimage::manifest::{Party, TaskIndex};
     use tessera_rt::memory::Window;
     use tessera_rt::{Message, Operation, caps, invoke, log};
 
@@ -202,6 +202,18 @@ mod task {
     fn create_all(manager: &mut PartitionManager<Objects>, bootfs: &[u8]) -> Result<(), ErrorCode> {
         let image = SystemImage::parse(bootfs).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
         let m = &image.manifest;
+        // Monitor pages first: each partition's build maps those it sees.
+        for (i, c) in m.connections.iter().enumerate() {
+            let (Party::Partition(from), Some(from_page)) = (c.from, c.from_page) else { continue };
+            let to = match (c.to, c.to_page) {
+                (Party::Partition(k), Some(gpa)) => Some((u32::from(k.0), gpa)),
+                _ => None,
+            };
+            let spec = MonitorSpec { connection_id: c.connection_id, from: u32::from(from.0), from_page, to };
+            if let Err(e) = manager.declare_monitor(i, spec) {
+                log!("connection {:#x}: cannot declare its monitor page: status {:#x}", c.connection_id, e.status().0);
+            }
+        }
         for (i, p) in m.partitions.iter().enumerate() {
             let vid = m.task(p.vid).map_or("?", |t| t.name);
             let spec = Spec {
@@ -228,8 +240,9 @@ mod task {
     }
 
     /// The server loop: interface requests from clients, VP_STOPPED
-    /// reports from the kernel on monitor badges. A successful `attach`
-    /// reply carries the capabilities the manager derived for it.
+    /// reports from the kernel on monitor badges. A successful `attach`,
+    /// `attach_vp` or `attach_monitor` reply carries the capabilities the
+    /// manager derived for it.
     fn serve(endpoint: CapSlot, manager: &mut PartitionManager<Objects>) -> ! {
         let mut message = Message::new(0);
         let mut next = tessera_rt::recv_in_place(endpoint, &mut message);

@@ -700,3 +700,175 @@ fn the_core_policy_makes_the_partition_core_exclusive() {
     // Only the second.
     assert_eq!(pm.kernel().core_exclusive.iter().copied().collect::<Vec<_>>(), [partitions[1]]);
 }
+
+// ---- Monitor pages (TLFS 11.7.4).
+
+/// Manifest partition `index`, named `name`, of 8 MiB and one VP, run by `vid`.
+fn numbered(name: &'static str, index: u32, vid: Badge) -> Spec<'static> {
+    Spec { name, index, vid, ..spec(8 << 20, 1) }
+}
+
+/// Monitor connection 0x12, held by partition 0 (page at 32 MiB), to the
+/// port of partition 1 (page at 33 MiB).
+const MONITOR: MonitorSpec =
+    MonitorSpec { connection_id: 0x12, from: 0, from_page: 0x200_0000, to: Some((1, 0x210_0000)) };
+
+/// The monitor-page mappings the fake kernel was asked for: (partition,
+/// GPA, pages, access, memory, offset).
+fn page_maps(k: &Fake) -> Vec<(CapSlot, u64, u64, GuestAccess, CapSlot, u64)> {
+    k.maps
+        .iter()
+        .copied()
+        .filter(|m| matches!(k.live.get(&m.4), Some(Object::Memory { pages: 1 })) && m.1 >= 8 << 20)
+        .collect()
+}
+
+/// The PARTITION objects, in creation order.
+fn partition_objects(k: &Fake) -> Vec<CapSlot> {
+    k.live.iter().filter(|(_, o)| **o == Object::Partition).map(|(c, _)| *c).collect()
+}
+
+#[test]
+fn a_monitor_page_is_made_once_and_mapped_in_both_partitions() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.declare_monitor(3, MONITOR).unwrap();
+    let alpha = pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    let pages = pm.kernel().count(Object::Memory { pages: 0 });
+    let beta = pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
+    // The second build made no page of its own for it: RAM, ROM, legacy.
+    assert_eq!(pm.kernel().count(Object::Memory { pages: 0 }), pages + 3);
+    let k = pm.kernel();
+    let [a, b] = partition_objects(k)[..] else { panic!() };
+    let rw = GuestAccess { read: true, write: true, execute: false };
+    let maps = page_maps(k);
+    let page = maps[0].4;
+    assert_eq!(maps, [(a, 0x200_0000, 1, rw, page, 0), (b, 0x210_0000, 1, rw, page, 0)]);
+    assert_eq!(k.live[&page], Object::Memory { pages: 1 });
+    // Each partition's table has it, so no mapping can overlap it.
+    let at = |id| pm.mappings(id).filter(|r| r.count == 1 && r.first >= 0x2000).map(|r| (r.first, r.flags.into_bits()));
+    assert_eq!(at(alpha).collect::<Vec<_>>(), [(0x2000, RW)]);
+    assert_eq!(at(beta).collect::<Vec<_>>(), [(0x2100, RW)]);
+    assert_eq!(pm.map_gpa_pages(VID, alpha, 0x2000, 1, RW), Err(HvError::INVALID_PARAMETER));
+}
+
+#[test]
+fn a_monitor_page_is_made_by_whichever_partition_is_built_first() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.declare_monitor(0, MONITOR).unwrap();
+    // The port's partition first.
+    pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
+    let page = page_maps(pm.kernel())[0].4;
+    // The holder can take it as soon as it is built.
+    pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    let maps = page_maps(pm.kernel());
+    assert_eq!(maps.iter().map(|m| (m.1, m.4)).collect::<Vec<_>>(), [(0x210_0000, page), (0x200_0000, page)]);
+    assert_eq!(pm.attach_monitor(VID, 0, 0x12), Ok(0x200_0000));
+    // A partition built alone maps its side; its peer may never come.
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.declare_monitor(0, MONITOR).unwrap();
+    pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    assert_eq!(page_maps(pm.kernel()).len(), 1);
+    assert_eq!(pm.attach_monitor(VID, 0, 0x12), Ok(0x200_0000));
+}
+
+#[test]
+fn a_self_connection_sees_its_page_at_two_gpas_and_a_tasks_port_at_none() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let own = MonitorSpec { to: Some((0, 0x300_0000)), ..MONITOR };
+    pm.declare_monitor(0, own).unwrap();
+    // A task's port: only the holder maps it.
+    pm.declare_monitor(1, MonitorSpec { connection_id: 0x13, from_page: 0x400_0000, to: None, ..MONITOR }).unwrap();
+    pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    let maps = page_maps(pm.kernel());
+    assert_eq!(maps.iter().map(|m| m.1).collect::<Vec<_>>(), [0x200_0000, 0x300_0000, 0x400_0000]);
+    assert_eq!(maps[0].4, maps[1].4);
+    assert_ne!(maps[0].4, maps[2].4);
+    assert_eq!(pm.attach_monitor(VID, 0, 0x13), Ok(0x400_0000));
+}
+
+#[test]
+fn only_the_holders_vid_attaches_a_monitor_page() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.declare_monitor(0, MONITOR).unwrap();
+    pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
+    // Privilege first: the port's VID may not attach alpha.
+    assert_eq!(pm.attach_monitor(OTHER, 0, 0x12), Err(HvError::ACCESS_DENIED));
+    assert_eq!(pm.attach_monitor(OTHER, 0, 0x99), Err(HvError::ACCESS_DENIED));
+    assert!(pm.outgoing().is_empty());
+    assert_eq!(pm.attach_monitor(VID, 7, 0x12), Err(HvError::INVALID_PARTITION_ID));
+    // Unknown IDs, and the port's side: beta holds no monitor connection.
+    assert_eq!(pm.attach_monitor(VID, 0, 0x99), Err(HvError::INVALID_CONNECTION_ID));
+    assert_eq!(pm.attach_monitor(OTHER, 1, 0x12), Err(HvError::INVALID_CONNECTION_ID));
+    assert!(pm.outgoing().is_empty());
+
+    assert_eq!(pm.attach_monitor(VID, 0, 0x12), Ok(0x200_0000));
+    let page = page_maps(pm.kernel())[0].4;
+    let handed: Vec<Object> = pm.outgoing().iter().map(|c| pm.kernel.live[c]).collect();
+    assert_eq!(handed, [Object::Copy { of: page, rights: Handout::RamReadWrite }]);
+    assert_eq!(handed.len(), partition_manager_api::ATTACH_MONITOR_CAPS);
+}
+
+#[test]
+fn the_interface_hands_out_monitor_pages_with_tlfs_statuses() {
+    let mut manager = PartitionManager::new(Fake::new());
+    manager.declare_monitor(0, MONITOR).unwrap();
+    manager.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    let server = RefCell::new(manager);
+    let transport =
+        Loopback::new(OTHER, |badge, request: &Message| dispatch(&mut *server.borrow_mut(), badge, request));
+    let pm = Client::new(&transport, CapSlot(4));
+    assert_eq!(hv_status(&pm.attach_monitor(0, 0x12)), HvStatus::ACCESS_DENIED);
+    transport.set_badge(VID);
+    assert_eq!(hv_status(&pm.attach_monitor(0, 0x11)), HvStatus::INVALID_CONNECTION_ID);
+    assert_eq!(pm.attach_monitor(0, 0x12), Ok(Ok(0x200_0000)));
+    assert_eq!(server.borrow().outgoing().len(), partition_manager_api::ATTACH_MONITOR_CAPS);
+}
+
+#[test]
+fn monitor_declarations_are_checked() {
+    let mut pm = PartitionManager::new(Fake::new());
+    assert_eq!(pm.declare_monitor(MAX_MONITORS, MONITOR), Err(HvError::INVALID_PARAMETER));
+    let unaligned = MonitorSpec { from_page: 0x200_0800, ..MONITOR };
+    assert_eq!(pm.declare_monitor(0, unaligned), Err(HvError::INVALID_PARAMETER));
+    let beyond = MonitorSpec { to: Some((1, GPA_PAGE_LIMIT * PAGE)), ..MONITOR };
+    assert_eq!(pm.declare_monitor(0, beyond), Err(HvError::INVALID_PARAMETER));
+    pm.declare_monitor(0, MONITOR).unwrap();
+    assert_eq!(pm.declare_monitor(0, MONITOR), Err(HvError::INVALID_PARAMETER));
+    // Too late once a partition of it exists: its build would have mapped it.
+    pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
+    assert_eq!(
+        pm.declare_monitor(1, MonitorSpec { connection_id: 0x13, ..MONITOR }),
+        Err(HvError::INVALID_PARTITION_STATE)
+    );
+    // A page over the partition's own mappings is refused before it is
+    // made, and the partition's objects go.
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.declare_monitor(0, MonitorSpec { from_page: 0x10_0000, ..MONITOR }).unwrap();
+    assert_eq!(pm.create_from_manifest(&numbered("alpha", 0, VID)), Err(HvError::INVALID_PARAMETER));
+    assert_eq!(pm.count(), 0);
+    assert!(pm.kernel().live.is_empty(), "{:?}", pm.kernel().live);
+}
+
+#[test]
+fn a_monitor_page_outlives_its_partitions_and_its_vid_loses_it_on_finalize() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.declare_monitor(0, MONITOR).unwrap();
+    let alpha = pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    let beta = pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
+    let page = page_maps(pm.kernel())[0].4;
+    // Finalizing the port's partition takes nothing from the holder's VID.
+    pm.finalize_partition(OTHER, beta).unwrap();
+    assert!(!pm.kernel().revoked.contains(&page));
+    pm.delete_partition(OTHER, beta).unwrap();
+    assert_eq!(pm.attach_monitor(VID, 0, 0x12), Ok(0x200_0000));
+    pm.release_outgoing();
+    // Finalizing the holder revokes the copies its VID got.
+    pm.finalize_partition(VID, alpha).unwrap();
+    assert!(pm.kernel().revoked.contains(&page));
+    assert_eq!(pm.attach_monitor(VID, 0, 0x12), Err(HvError::INVALID_PARTITION_STATE));
+    pm.delete_partition(VID, alpha).unwrap();
+    // With both partitions gone the page stays, and it alone.
+    let live: Vec<Object> = pm.kernel().live.values().copied().collect();
+    assert_eq!(live, [Object::Memory { pages: 1 }]);
+}

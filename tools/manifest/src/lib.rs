@@ -70,6 +70,10 @@ pub struct Connection {
     /// Events only: the port's first flag and its flag count (0 otherwise).
     pub flag: u16,
     pub flag_count: u16,
+    /// Monitors only: the GPA of the monitor page in `from` (a partition)
+    /// and in `to` (if a partition); `target_vp` and `sint` are 0.
+    pub from_page: Option<u64>,
+    pub to_page: Option<u64>,
 }
 
 /// A guest partition (`[partitions.NAME]`).
@@ -237,6 +241,8 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             sint: c.sint,
             flag: c.flag,
             flag_count: c.flag_count,
+            from_page: c.from_page,
+            to_page: c.to_page,
         };
         connections.push(connection).map_err(|_| over("connections"))?;
     }
@@ -410,19 +416,28 @@ pub fn summary(manifest: &Manifest) -> String {
             Party::Task(t) => manifest.tasks.get(t).map_or("?", |t| t.name.as_str()),
         };
         let kind = match c.port_type {
-            PortType::Message => "message".to_string(),
-            PortType::Event => format!("event, flags {}..={}", c.flag, u32::from(c.flag) + u32::from(c.flag_count) - 1),
-            PortType::Monitor => "monitor".to_string(),
+            PortType::Message => format!("message; VP {}, SINT {}", c.target_vp, c.sint),
+            PortType::Event => format!(
+                "event, flags {}..={}; VP {}, SINT {}",
+                c.flag,
+                u32::from(c.flag) + u32::from(c.flag_count) - 1,
+                c.target_vp,
+                c.sint
+            ),
+            PortType::Monitor => {
+                let page =
+                    |party: Party, gpa: Option<u64>| gpa.map(|gpa| format!(", page {gpa:#x} in {}", name(party)));
+                let pages = [page(c.from, c.from_page), page(c.to, c.to_page)];
+                format!("monitor{}", pages.into_iter().flatten().collect::<String>())
+            }
         };
         let _ = writeln!(
             out,
-            "  connection {:#x} of {} -> port {:#x} of {} ({kind}; VP {}, SINT {})",
+            "  connection {:#x} of {} -> port {:#x} of {} ({kind})",
             c.connection_id,
             name(c.from),
             c.port_id,
             name(c.to),
-            c.target_vp,
-            c.sint
         );
     }
     out

@@ -51,10 +51,14 @@ struct ConnectionToml {
     port_id: i64,
     /// The VP of `to` that deliveries go to [0].
     target_vp: Option<i64>,
-    sint: i64,
+    /// Messages and events: the SINT deliveries arrive through.
+    sint: Option<i64>,
     /// Events: the first event flag of the port, and how many [1].
     flag: Option<i64>,
     flag_count: Option<i64>,
+    /// Monitors: the GPA of the monitor page in `from`, and in `to`.
+    from_page: Option<i64>,
+    to_page: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -697,6 +701,8 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
             format!("{} connections, at most {MAX_CONNECTIONS}", file.connections.len()),
         ));
     }
+    // Monitor pages so far: (partition, GPA, connection number, field).
+    let mut monitor_pages: Vec<(usize, u64, usize, &'static str)> = Vec::new();
     let broker = file.tasks.iter().find(|(_, t)| t.serves.iter().any(|s| s == compiled::BROKER));
     if !file.connections.is_empty() && broker.is_none() {
         e.push(Error::system(
@@ -795,6 +801,15 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
         let connection_id = id("connection_id", c.connection_id, e);
         let port_id = id("port_id", c.port_id, e);
         let target_vp = c.target_vp.unwrap_or(0);
+        if port_type == Some(PortType::Monitor) && c.target_vp.is_some() {
+            err(
+                e,
+                "target_vp",
+                "a monitor port has no target VP (TLFS 11.7: its trigger is signalled on the event connection its \
+                 monitor page names; remove it)"
+                    .into(),
+            );
+        }
         let vcpus = match to {
             Some(Party::Partition(k)) => checked[k].as_ref().map(|p| p.vcpus),
             Some(Party::Task(_)) => Some(1),
@@ -811,8 +826,30 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
             ),
             _ => {}
         }
-        if !(0..i64::from(SINT_COUNT)).contains(&c.sint) {
-            err(e, "sint", format!("{} is out of range (0..={})", c.sint, SINT_COUNT - 1));
+        let is_monitor = port_type == Some(PortType::Monitor);
+        let sint = c.sint.unwrap_or(0);
+        match c.sint {
+            None if port_type.is_some() && !is_monitor => err(
+                e,
+                "sint",
+                format!(
+                    "{} {} port needs the SINT its deliveries arrive through (0..={})",
+                    if c.port_type == "event" { "an" } else { "a" },
+                    c.port_type,
+                    SINT_COUNT - 1
+                ),
+            ),
+            Some(_) if is_monitor => err(
+                e,
+                "sint",
+                "a monitor port has no SINT (TLFS 11.7: its trigger is signalled on the event connection its monitor \
+                 page names; remove it)"
+                    .into(),
+            ),
+            Some(s) if !(0..i64::from(SINT_COUNT)).contains(&s) => {
+                err(e, "sint", format!("{s} is out of range (0..={})", SINT_COUNT - 1))
+            }
+            _ => {}
         }
         let (mut flag, mut flag_count) = (0, 0);
         if port_type == Some(PortType::Event) {
@@ -846,6 +883,8 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
                 }
             }
         }
+        let pages =
+            check_monitor_pages(c, i, port_type, [from, to], checked, &mut monitor_pages, &mut |f, m| err(e, f, m));
         // One partition's connection IDs and one partition's port IDs are unique.
         for (j, o) in file.connections[..i].iter().enumerate() {
             if o.from == c.from && o.connection_id == c.connection_id && connection_id.is_some() {
@@ -872,13 +911,117 @@ fn check_connections(file: &FileToml, checked: &[Option<Partition>], e: &mut Vec
                 connection_id,
                 port_id,
                 target_vp: target_vp as u8,
-                sint: c.sint as u8,
+                sint: sint as u8,
                 flag,
                 flag_count,
+                from_page: pages[0],
+                to_page: pages[1],
             });
         }
     }
     out
+}
+
+/// A monitor connection's pages (TLFS 11.7.4): `from` is a partition, with
+/// `from_page`; `to` has `to_page` if it is a partition and none if it is a
+/// task; each is a page above the partition's RAM, below the platform's
+/// MMIO and not another monitor page of the partition (`seen`, which this
+/// extends). Other connections take neither field. Returns the pages
+/// (`None` where absent or wrong, reported).
+fn check_monitor_pages(
+    c: &ConnectionToml,
+    i: usize,
+    port_type: Option<PortType>,
+    parties: [Option<Party>; 2],
+    checked: &[Option<Partition>],
+    seen: &mut Vec<(usize, u64, usize, &'static str)>,
+    err: &mut dyn FnMut(&str, String),
+) -> [Option<u64>; 2] {
+    let fields = [("from_page", c.from_page, &c.from), ("to_page", c.to_page, &c.to)];
+    let Some(port_type) = port_type else { return [None; 2] };
+    if port_type != PortType::Monitor {
+        for (field, value, _) in fields {
+            if value.is_some() {
+                err(
+                    field,
+                    format!("only a monitor connection has a monitor page (this one is a {} connection)", c.port_type),
+                );
+            }
+        }
+        return [None; 2];
+    }
+    if let Some(Party::Task(_)) = parties[0] {
+        err(
+            "from",
+            format!(
+                "task \"{}\" cannot hold a monitor connection: the trigger is signalled on behalf of a partition, from \
+                 its monitor page (hold it from a partition)",
+                c.from
+            ),
+        );
+    }
+    let mut pages = [None; 2];
+    for (n, (field, value, name)) in fields.into_iter().enumerate() {
+        let partition = match parties[n] {
+            Some(Party::Partition(k)) => Some(k),
+            Some(Party::Task(_)) if n == 1 => {
+                if value.is_some() {
+                    err(
+                        field,
+                        format!("task \"{name}\" has no guest-physical space for a monitor page (remove to_page)"),
+                    );
+                }
+                continue;
+            }
+            // A task holding it (reported above), or a party in error.
+            _ => continue,
+        };
+        let Some(value) = value else {
+            err(
+                field,
+                format!(
+                    "a monitor connection needs the GPA of its monitor page in partition \"{name}\" (a page above its \
+                     RAM, below {:#x})",
+                    compiled::PLATFORM_MMIO
+                ),
+            );
+            continue;
+        };
+        let Some(k) = partition else { continue };
+        let ram_end = checked[k].as_ref().map(|p| p.memory);
+        let problem = match u64::try_from(value) {
+            Err(_) => Some(format!("{value} is not a guest-physical address")),
+            Ok(gpa) if !gpa.is_multiple_of(PAGE_SIZE) => Some(format!(
+                "{gpa:#x} is not page-aligned (a monitor page of partition \"{name}\" is a {} page)",
+                show_size(PAGE_SIZE)
+            )),
+            Ok(gpa) if ram_end.is_some_and(|end| gpa < end) => Some(format!(
+                "{gpa:#x} is inside partition \"{name}\"'s RAM, which ends at {:#x} (a monitor page goes at or above it)",
+                ram_end.unwrap_or_default()
+            )),
+            Ok(gpa) if gpa >= compiled::PLATFORM_MMIO => Some(format!(
+                "{gpa:#x} is in partition \"{name}\"'s platform MMIO ({:#x} and up: I/O APIC, HPET, local APIC; a \
+                 monitor page goes below it)",
+                compiled::PLATFORM_MMIO
+            )),
+            Ok(gpa) => match seen.iter().find(|&&(o, other, _, _)| o == k && other == gpa) {
+                Some(&(_, _, j, other_field)) => {
+                    let which =
+                        if j == i { "this connection's".to_string() } else { format!("connection {}'s", j + 1) };
+                    Some(format!("{gpa:#x} is already a monitor page of partition \"{name}\" ({which} {other_field})"))
+                }
+                None => {
+                    seen.push((k, gpa, i, field));
+                    pages[n] = Some(gpa);
+                    None
+                }
+            },
+        };
+        if let Some(problem) = problem {
+            err(field, problem);
+        }
+    }
+    pages
 }
 
 /// A connection's ends have what its port type needs (TLFS 11.11): the
@@ -1138,11 +1281,12 @@ fn check_reserves_per_cpu(tomls: &IndexMap<String, PartitionToml>, checked: &[Op
 /// untyped memory (`sysimage::objects::default_objects`, a scheduling
 /// context per VP of its partitions, `vp_contexts`, and a memory object per
 /// partition, `overlay_memory`); the partition
-/// manager's is raised by what its partitions take (on top of any it
-/// declares; it has no default).
+/// manager's is raised by what its partitions and monitor pages take (on
+/// top of any it declares; it has no default).
 fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
     let manager = manifest.endpoints.iter().find(|e| e.name == PARTITION_MANAGER).map(|e| e.server);
     let has_partitions = !manifest.partitions.is_empty();
+    let monitors = monitor_connections(manifest);
     for (i, task) in manifest.tasks.iter_mut().enumerate() {
         let written = drafts.iter().find(|d| d.name == task.name).and_then(|d| d.objects);
         let runs_partitions = manifest.partitions.iter().any(|p| p.vid == i);
@@ -1165,6 +1309,9 @@ fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
                 // At most 8 partitions of 16 VPs: far below a count's limit.
                 task.objects = task.objects.checked_add(&objects::partition(p.vcpus)).unwrap_or(task.objects);
             }
+            // At most 32 connections.
+            let pages = objects::monitor_pages(monitors as u16);
+            task.objects = task.objects.checked_add(&pages).unwrap_or(task.objects);
         }
     }
 }
@@ -1205,6 +1352,12 @@ fn check_tables(manifest: &Manifest) -> Result<(), Errors> {
     if errors.is_empty() { Ok(()) } else { Err(Errors::sorted(errors)) }
 }
 
+/// How many connections are to monitor ports: the partition manager makes
+/// a page for each.
+fn monitor_connections(manifest: &Manifest) -> usize {
+    manifest.connections.iter().filter(|c| c.port_type == PortType::Monitor).count()
+}
+
 /// The tasks the broker notifies of deliveries (each speaking for a
 /// port's party: its VID, or the task; and every task party), as
 /// `sysimage::Manifest::notified_tasks` counts them.
@@ -1226,9 +1379,12 @@ pub(crate) fn notified_tasks(manifest: &Manifest) -> usize {
 /// The partition manager creates every partition: its untyped quota is
 /// raised by what they need (guest RAM, plus 1 MiB each for the ROM page,
 /// the partition and its VPs, plus the second-level tables that map the
-/// RAM) on top of any it declares.
+/// RAM, plus each monitor connection's page and the tables of its two
+/// mappings, `MONITOR_PAGE_NEED`) on top of any it declares.
 fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
-    let needed: u64 = manifest.partitions.iter().map(|p| p.memory + partition_overhead(p.memory)).sum();
+    let monitors = monitor_connections(manifest) as u64 * compiled::MONITOR_PAGE_NEED;
+    let needed: u64 =
+        monitors + manifest.partitions.iter().map(|p| p.memory + partition_overhead(p.memory)).sum::<u64>();
     if needed == 0 {
         return Ok(());
     }
@@ -1241,7 +1397,8 @@ fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
             &manager.name,
             "untyped",
             format!(
-                "{} with the {} the partitions need (memory, 1 MiB and page tables each) is too large (at most {})",
+                "{} with the {} the partitions need (memory, 1 MiB and page tables each; monitor pages) is too large \
+                 (at most {})",
                 show_size(manager.untyped),
                 show_size(needed),
                 show_size(MAX_UNTYPED)

@@ -760,7 +760,7 @@ fn partitions_too_large_for_an_untyped_quota() {
     assert_errors(
         &text,
         &["task \"pm\": untyped: 0 bytes with the 18917448 KiB the partitions need (memory, 1 MiB and page tables \
-           each) is too large (at most 16384 MiB)"],
+           each; monitor pages) is too large (at most 16384 MiB)"],
     );
 }
 
@@ -1213,6 +1213,12 @@ fn connection(from: &str, to: &str, port_type: &str, extra: &str) -> String {
 
 const IDS: &str = "connection_id = 1\nport_id = 2\nsint = 3";
 
+/// A monitor connection's pages from "alpha" (64 MiB of RAM) to "beta" (2
+/// MiB), each right above the partition's RAM...
+const PAGES: &str = "from_page = 0x400_0000\nto_page = 0x20_0000";
+/// ...and for a self-connection of "alpha".
+const ALPHA_PAGES: &str = "from_page = 0x400_0000\nto_page = 0x400_1000";
+
 #[test]
 fn valid_connections_are_accepted_and_compiled() {
     let text = connected(&format!(
@@ -1225,7 +1231,7 @@ fn valid_connections_are_accepted_and_compiled() {
             "connection_id = 0xffffff\nport_id = 0\nsint = 0\ntarget_vp = 1\nflag = 2040\nflag_count = 8"
         ),
         // A self-connection is legal (as in Hyper-V).
-        connection("alpha", "alpha", "monitor", "connection_id = 7\nport_id = 7\nsint = 1"),
+        connection("alpha", "alpha", "monitor", &format!("connection_id = 7\nport_id = 7\n{ALPHA_PAGES}")),
     ));
     let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     let c = &m.connections;
@@ -1254,19 +1260,20 @@ fn valid_connections_are_accepted_and_compiled() {
 
 #[test]
 fn connection_ends_without_the_synic() {
-    for (a, port_type, extra, call, privilege, arrives) in [
-        ("a", "message", "", "HvPostMessage", "PostMessages", "a SIM slot and a SINT"),
-        ("an", "event", "\nflag = 1", "HvSignalEvent", "SignalEvents", "SIEF flags and a SINT"),
+    let monitor = format!("connection_id = 1\nport_id = 2\n{PAGES}");
+    for (a, port_type, fields, call, privilege, arrives) in [
+        ("a", "message", IDS.to_string(), "HvPostMessage", "PostMessages", "a SIM slot and a SINT"),
+        ("an", "event", format!("{IDS}\nflag = 1"), "HvSignalEvent", "SignalEvents", "SIEF flags and a SINT"),
         (
             "a",
             "monitor",
-            "",
+            monitor,
             "HvSignalEvent (its trigger is signalled on its behalf, TLFS 11.7)",
             "SignalEvents",
             "SIEF flags and a SINT",
         ),
     ] {
-        let text = connected(&connection("alpha", "beta", port_type, &format!("{IDS}{extra}")));
+        let text = connected(&connection("alpha", "beta", port_type, &fields));
         let holder = text.replacen(
             SYNIC,
             "enlightenments = { profile = \"hyperv\", synic = false, synthetic_timers = false }",
@@ -1517,4 +1524,189 @@ fn too_many_connections() {
         .map(|i| connection("alpha", "beta", "message", &format!("connection_id = {i}\nport_id = {i}\nsint = 0")))
         .collect();
     assert_errors(&connected(&many), &["system: connections: 33 connections, at most 32"]);
+}
+
+// ---- Monitor connections (TLFS 11.7).
+
+/// A monitor connection from "alpha" to "beta" with `extra` lines.
+fn monitor(extra: &str) -> String {
+    connected(&connection("alpha", "beta", "monitor", &format!("connection_id = 1\nport_id = 2\n{extra}")))
+}
+
+#[test]
+fn a_monitor_connection_has_its_page_in_both_partitions() {
+    let m = parse(&monitor(PAGES), "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let c = &m.connections[0];
+    assert_eq!((c.from_page, c.to_page, c.target_vp, c.sint), (Some(64 << 20), Some(2 << 20), 0, 0));
+    let summary = tessera_manifest::summary(&m);
+    assert!(
+        summary.contains(
+            "connection 0x1 of alpha -> port 0x2 of beta (monitor, page 0x4000000 in alpha, page 0x200000 in beta)"
+        ),
+        "{summary}"
+    );
+    let bytes = tessera_manifest::compile(&m).unwrap();
+    let compiled = sysimage::Manifest::parse(&bytes).unwrap();
+    assert_eq!((compiled.connections[0].from_page, compiled.connections[0].to_page), (Some(64 << 20), Some(2 << 20)));
+    // Other connections have none.
+    let message = parse(&connected(&connection("alpha", "beta", "message", IDS)), "t.toml").unwrap();
+    assert_eq!((message.connections[0].from_page, message.connections[0].to_page), (None, None));
+    // The last page below the platform MMIO is fine.
+    assert!(parse(&monitor("from_page = 0xfebf_f000\nto_page = 0x20_0000"), "t.toml").is_ok());
+}
+
+#[test]
+fn the_partition_manager_pays_for_monitor_pages() {
+    let plain = parse(&connected(&connection("alpha", "beta", "message", IDS)), "t.toml").unwrap();
+    let monitored = parse(&monitor(PAGES), "t.toml").unwrap();
+    let pm = |m: &tessera_manifest::Manifest| m.tasks.iter().find(|t| t.name == "pm").cloned().unwrap();
+    // The page, and a page directory and a page table for each mapping.
+    assert_eq!(pm(&monitored).untyped, pm(&plain).untyped + 5 * 4096);
+    let memory = abi::EntryKind::Memory;
+    assert_eq!(pm(&monitored).objects.get(memory), pm(&plain).objects.get(memory) + 1);
+}
+
+#[test]
+fn a_monitor_connection_without_its_pages() {
+    assert_errors(
+        &monitor(""),
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): from_page: a monitor connection needs the GPA of its monitor page in \
+             partition \"alpha\" (a page above its RAM, below 0xfec00000)",
+            "connection 1 (\"alpha\" to \"beta\"): to_page: a monitor connection needs the GPA of its monitor page in \
+             partition \"beta\" (a page above its RAM, below 0xfec00000)",
+        ],
+    );
+}
+
+#[test]
+fn a_monitor_port_takes_no_sint_target_vp_or_flags() {
+    assert_errors(
+        &monitor(&format!("{PAGES}\nsint = 4\ntarget_vp = 0\nflag = 1\nflag_count = 1")),
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): flag: only an event port has flags (this one is a monitor port)",
+            "connection 1 (\"alpha\" to \"beta\"): flag_count: only an event port has flags (this one is a monitor port)",
+            "connection 1 (\"alpha\" to \"beta\"): sint: a monitor port has no SINT (TLFS 11.7: its trigger is \
+             signalled on the event connection its monitor page names; remove it)",
+            "connection 1 (\"alpha\" to \"beta\"): target_vp: a monitor port has no target VP (TLFS 11.7: its trigger \
+             is signalled on the event connection its monitor page names; remove it)",
+        ],
+    );
+}
+
+#[test]
+fn message_and_event_ports_need_a_sint() {
+    assert_errors(
+        &connected(&connection("alpha", "beta", "event", "connection_id = 1\nport_id = 2\nflag = 0")),
+        &["connection 1 (\"alpha\" to \"beta\"): sint: an event port needs the SINT its deliveries arrive through \
+           (0..=15)"],
+    );
+}
+
+#[test]
+fn monitor_pages_on_another_port_type() {
+    assert_errors(
+        &connected(&connection("alpha", "beta", "message", &format!("{IDS}\n{PAGES}"))),
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): from_page: only a monitor connection has a monitor page (this one is \
+             a message connection)",
+            "connection 1 (\"alpha\" to \"beta\"): to_page: only a monitor connection has a monitor page (this one is a \
+             message connection)",
+        ],
+    );
+}
+
+#[test]
+fn a_task_cannot_hold_a_monitor_connection_nor_have_a_monitor_page() {
+    let host = task("host", 12, "uses = [\"broker\"]");
+    let text = connected(&format!(
+        "{host}\n{}",
+        connection("host", "alpha", "monitor", "connection_id = 1\nport_id = 2\nto_page = 0x400_0000")
+    ));
+    assert_errors(
+        &text,
+        &[
+            "connection 1 (\"host\" to \"alpha\"): from: task \"host\" cannot hold a monitor connection: the trigger is \
+           signalled on behalf of a partition, from its monitor page (hold it from a partition)",
+        ],
+    );
+    // A task's port: no to_page, which it cannot have.
+    let text = connected(&format!(
+        "{host}\n{}",
+        connection("alpha", "host", "monitor", &format!("connection_id = 1\nport_id = 2\n{PAGES}"))
+    ));
+    assert_errors(
+        &text,
+        &[
+            "connection 1 (\"alpha\" to \"host\"): to_page: task \"host\" has no guest-physical space for a monitor page \
+           (remove to_page)",
+        ],
+    );
+    let text = text.replace("\nto_page = 0x20_0000", "");
+    let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((m.connections[0].from_page, m.connections[0].to_page), (Some(64 << 20), None));
+}
+
+#[test]
+fn a_monitor_page_that_is_not_page_aligned_or_an_address() {
+    assert_errors(
+        &monitor("from_page = 0x400_0800\nto_page = -4096"),
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): from_page: 0x4000800 is not page-aligned (a monitor page of \
+             partition \"alpha\" is a 4 KiB page)",
+            "connection 1 (\"alpha\" to \"beta\"): to_page: -4096 is not a guest-physical address",
+        ],
+    );
+}
+
+#[test]
+fn a_monitor_page_in_ram_or_in_the_platform_mmio() {
+    assert_errors(
+        &monitor("from_page = 0x3ff_f000\nto_page = 0xfec0_0000"),
+        &[
+            "connection 1 (\"alpha\" to \"beta\"): from_page: 0x3fff000 is inside partition \"alpha\"'s RAM, which ends \
+             at 0x4000000 (a monitor page goes at or above it)",
+            "connection 1 (\"alpha\" to \"beta\"): to_page: 0xfec00000 is in partition \"beta\"'s platform MMIO \
+             (0xfec00000 and up: I/O APIC, HPET, local APIC; a monitor page goes below it)",
+        ],
+    );
+    // The legacy hole and the ROM are below the RAM's end too.
+    assert_errors(
+        &monitor("from_page = 0x400_0000\nto_page = 0xf_f000"),
+        &["connection 1 (\"alpha\" to \"beta\"): to_page: 0xff000 is inside partition \"beta\"'s RAM, which ends at \
+           0x200000 (a monitor page goes at or above it)"],
+    );
+}
+
+#[test]
+fn a_monitor_page_used_twice_in_one_partition() {
+    let text = connected(&format!(
+        "{}{}",
+        connection("alpha", "beta", "monitor", &format!("connection_id = 1\nport_id = 2\n{PAGES}")),
+        connection(
+            "beta",
+            "alpha",
+            "monitor",
+            "connection_id = 1\nport_id = 2\nfrom_page = 0x30_0000\nto_page = 0x400_0000"
+        ),
+    ));
+    assert_errors(
+        &text,
+        &["connection 2 (\"beta\" to \"alpha\"): to_page: 0x4000000 is already a monitor page of partition \"alpha\" \
+           (connection 1's from_page)"],
+    );
+    // A self-connection sees its page at two GPAs.
+    let text = connected(&connection(
+        "alpha",
+        "alpha",
+        "monitor",
+        "connection_id = 1\nport_id = 2\nfrom_page = 0x400_0000\nto_page = 0x400_0000",
+    ));
+    assert_errors(
+        &text,
+        &[
+            "connection 1 (\"alpha\" to \"alpha\"): to_page: 0x4000000 is already a monitor page of partition \"alpha\" \
+           (this connection's from_page)",
+        ],
+    );
 }

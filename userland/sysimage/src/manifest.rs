@@ -20,8 +20,9 @@
 //!   [`PARTITION_MANAGER`] endpoint; the task serving
 //!   that endpoint (the partition manager, which creates every partition)
 //!   has an untyped quota covering the guest RAM of all partitions plus
-//!   [`partition_overhead`] each, and an objects quota covering what they
-//!   take ([`crate::objects::partition`]); guest files are bootfs names;
+//!   [`partition_overhead`] each and [`MONITOR_PAGE_NEED`] per monitor
+//!   connection, and an objects quota covering what they take
+//!   ([`crate::objects::partition`], [`crate::objects::monitor_pages`]); guest files are bootfs names;
 //!   each partition's enlightenments pass [`Enlightenments::check`];
 //! - each partition's classic-scheduler parameters are in the TLFS ranges
 //!   ([`Classic::check`]) and default unless the [`SchedulerPolicy`] is
@@ -35,6 +36,10 @@
 //!   (connection IDs per `from`, port IDs per `to`), a target VP of the
 //!   port's partition (0 for a task), a SINT below [`SINT_COUNT`], event
 //!   flags inside one SINT's [`EVENT_FLAGS_PER_SINT`] (events only); a
+//!   monitor connection is held by a partition, has no target VP or SINT,
+//!   and has its monitor page in `from` and (a partition) `to`, each a
+//!   page above the partition's RAM and below [`PLATFORM_MMIO`], no two
+//!   at one GPA of a partition; others have no pages; a
 //!   partition party's enlightenments grant the port type's privilege (as
 //!   holder) and the SynIC (as the port's owner) ([`PortType::holder_can`],
 //!   [`PortType::owner_can`]); a task serves the [`BROKER`] endpoint and
@@ -52,8 +57,8 @@ use serde::{Deserialize, Serialize};
 /// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
 /// parameters and `cpus`; 8: the root scheduler policy; 9: the core
 /// scheduler policy; 10: `connections`; 11: a partition's `devices`; 12:
-/// a connection's parties may be tasks).
-pub const VERSION: u32 = 12;
+/// a connection's parties may be tasks; 13: a monitor connection's pages).
+pub const VERSION: u32 = 13;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -123,6 +128,13 @@ pub const SINT_COUNT: u8 = 16;
 pub const EVENT_FLAGS_PER_SINT: u32 = 2048;
 /// The endpoint the broker serves: the VIDs of connected partitions use it.
 pub const BROKER: &str = "broker";
+/// Where a partition's platform MMIO starts (the I/O APIC at 0xFEC0_0000,
+/// then the HPET and the local APIC): monitor pages go below it.
+pub const PLATFORM_MMIO: u64 = 0xfec0_0000;
+/// Untyped memory the partition manager needs per monitor connection: its
+/// page, and the second-level tables its two mappings may add (a page
+/// directory and a page table each: the pages lie outside the RAM's).
+pub const MONITOR_PAGE_NEED: u64 = PAGE_SIZE * (1 + 4 * abi::cost::PAGE_TABLE);
 
 /// A task's scheduling priority, `0..=31`; higher runs first. Deliberately
 /// not `Ord` (after Hubris): compare with [`Priority::is_higher_than`].
@@ -388,6 +400,19 @@ impl Partition<'_> {
     pub fn cpu_of(&self, vp: usize) -> Option<u8> {
         (!self.cpus.is_empty()).then(|| self.cpus[vp % self.cpus.len()])
     }
+
+    /// Where its guest RAM ends: GPA n is RAM byte n up to `memory` (the
+    /// partition manager's layout; below 1 MiB the legacy hole and ROM).
+    pub const fn ram_end(&self) -> u64 {
+        self.memory
+    }
+
+    /// Whether a monitor page (TLFS 11.7.4) may sit at `gpa` in it: a
+    /// whole 4 KiB page at or above the end of its RAM and below the
+    /// [`PLATFORM_MMIO`].
+    pub const fn monitor_page_fits(&self, gpa: u64) -> bool {
+        gpa.is_multiple_of(PAGE_SIZE) && gpa >= self.ram_end() && gpa < PLATFORM_MMIO
+    }
 }
 
 /// Index of a partition in [`Manifest::partitions`].
@@ -473,6 +498,24 @@ pub struct Connection {
     /// message and monitor ports.
     pub flag: u16,
     pub flag_count: u16,
+    /// Monitor ports only (TLFS 11.7.4): the GPA of the monitor page in
+    /// `from` (a partition), where [`Partition::monitor_page_fits`]...
+    pub from_page: Option<u64>,
+    /// ...and in `to`, if `to` is a partition (a task has no guest-physical
+    /// space). One page, seen at both; `target_vp` and `sint` are 0.
+    pub to_page: Option<u64>,
+}
+
+impl Connection {
+    /// The monitor pages of a monitor connection: (partition, GPA) for
+    /// `from`, then for `to` (a party that is not a partition has none).
+    pub fn monitor_pages(&self) -> impl Iterator<Item = (PartitionIndex, u64)> {
+        let page = |party, gpa: Option<u64>| match party {
+            Party::Partition(k) => gpa.map(|gpa| (k, gpa)),
+            Party::Task(_) => None,
+        };
+        [page(self.from, self.from_page), page(self.to, self.to_page)].into_iter().flatten()
+    }
 }
 
 /// True if `cmdline` can be a guest command line: at most [`MAX_CMDLINE`]
@@ -542,19 +585,27 @@ impl<'a> Manifest<'a> {
         })
     }
 
-    /// Untyped memory the partition manager needs for all partitions.
+    /// Untyped memory the partition manager needs for all partitions, and
+    /// for the page of every monitor connection ([`MONITOR_PAGE_NEED`]).
     pub fn partitions_need(&self) -> u64 {
+        let monitors = (self.monitor_connections() as u64).saturating_mul(MONITOR_PAGE_NEED);
         self.partitions
             .iter()
-            .fold(0u64, |sum, p| sum.saturating_add(p.memory.saturating_add(partition_overhead(p.memory))))
+            .fold(monitors, |sum, p| sum.saturating_add(p.memory.saturating_add(partition_overhead(p.memory))))
     }
 
     /// Kernel-table entries the partition manager needs for all partitions
-    /// (`None`: more than a count holds).
+    /// and monitor pages (`None`: more than a count holds).
     pub fn partitions_entries(&self) -> Option<Entries> {
-        objects::total(
+        let partitions = objects::total(
             self.partitions.iter().map(|p| objects::partition(p.vcpus)).collect::<Vec<_, MAX_PARTITIONS>>().iter(),
-        )
+        )?;
+        partitions.checked_add(&objects::monitor_pages(self.monitor_connections() as u16))
+    }
+
+    /// How many connections are to monitor ports (each has a page).
+    pub fn monitor_connections(&self) -> usize {
+        self.connections.iter().filter(|c| c.port_type == PortType::Monitor).count()
     }
 
     /// Kernel-table entries the whole system takes ([`crate::objects`]):
@@ -823,6 +874,9 @@ impl Manifest<'_> {
             if !flags_ok {
                 return bad("event flags out of range, or flags on a port that is not an event port");
             }
+            if let Err(reason) = self.check_monitor_pages(i, c) {
+                return bad(reason);
+            }
             let earlier = &self.connections[..i];
             if earlier.iter().any(|o| o.from == c.from && o.connection_id == c.connection_id) {
                 return bad("connection ID used twice by one partition");
@@ -846,6 +900,40 @@ impl Manifest<'_> {
             }
             if !self.uses_broker(from) || !self.uses_broker(to) {
                 return bad("a partition's VID or a task party does not use the broker");
+            }
+        }
+        Ok(())
+    }
+
+    /// A monitor connection (connection `i`) is held by a partition, has
+    /// its page in `from` and (a partition) `to`, each where
+    /// [`Partition::monitor_page_fits`] and not another monitor page of
+    /// the partition, and no target VP or SINT (TLFS monitor ports have
+    /// none); other connections have no pages.
+    fn check_monitor_pages(&self, i: usize, c: &Connection) -> Result<(), &'static str> {
+        if c.port_type != PortType::Monitor {
+            return match (c.from_page, c.to_page) {
+                (None, None) => Ok(()),
+                _ => Err("monitor pages on a port that is not a monitor port"),
+            };
+        }
+        if matches!(c.from, Party::Task(_)) {
+            return Err("a monitor connection held by a task");
+        }
+        if c.target_vp != 0 || c.sint != 0 {
+            return Err("a target VP or SINT on a monitor port");
+        }
+        if c.from_page.is_none() || c.to_page.is_some() != matches!(c.to, Party::Partition(_)) {
+            return Err("a monitor page missing, or one in a task");
+        }
+        for (n, (k, gpa)) in c.monitor_pages().enumerate() {
+            if !self.partitions.get(usize::from(k.0)).is_some_and(|p| p.monitor_page_fits(gpa)) {
+                return Err("a monitor page unaligned, in RAM or in the platform MMIO");
+            }
+            let earlier = self.connections[..i].iter().flat_map(Connection::monitor_pages);
+            let mut earlier = earlier.chain(c.monitor_pages().take(n));
+            if earlier.any(|(o, other)| o == k && other == gpa) {
+                return Err("a monitor page used twice in one partition");
             }
         }
         Ok(())

@@ -52,6 +52,12 @@ pub const fn partition(vcpus: u8) -> Entries {
     Entries::NONE.with(EntryKind::Partition, 1).with(EntryKind::Vp, vcpus as u16).with(EntryKind::Memory, 3)
 }
 
+/// What the partition manager makes for `count` monitor connections: a
+/// one-page memory object each, the monitor page both partitions map.
+pub const fn monitor_pages(count: u16) -> Entries {
+    Entries::NONE.with(EntryKind::Memory, count)
+}
+
 /// A task's quota when its manifest entry names none: what a VID makes. A
 /// VID of the manifest's partitions makes its exit endpoint and a
 /// notification; any other task with `untyped` gets what the VID's demo

@@ -108,9 +108,124 @@ fn connected() -> Manifest<'static> {
             sint: 15,
             flag: 2040,
             flag_count: 8,
+            from_page: None,
+            to_page: None,
         })
         .unwrap();
     m
+}
+
+/// [`connected`] with a second connection: "linux" (64 MiB of RAM) holds
+/// monitor connection 3 to port 4 of "peer" (2 MiB), its page right above
+/// each one's RAM; the manager's objects quota has its memory object.
+fn monitored() -> Manifest<'static> {
+    let mut m = connected();
+    m.connections
+        .push(Connection {
+            from: Party::Partition(PartitionIndex(0)),
+            to: Party::Partition(PartitionIndex(1)),
+            port_type: PortType::Monitor,
+            connection_id: 3,
+            port_id: 4,
+            target_vp: 0,
+            sint: 0,
+            flag: 0,
+            flag_count: 0,
+            from_page: Some(64 << 20),
+            to_page: Some(2 << 20),
+        })
+        .unwrap();
+    m.tasks[3].objects = m.tasks[3].objects.checked_add(&objects::monitor_pages(1)).unwrap();
+    m
+}
+
+#[test]
+fn monitor_connections_have_their_pages_and_are_checked() {
+    let m = monitored();
+    let bytes = m.to_vec();
+    let parsed = Manifest::parse(&bytes).unwrap();
+    assert_eq!(parsed, m);
+    let pages: StdVec<(PartitionIndex, u64)> = parsed.connections[1].monitor_pages().collect();
+    assert_eq!(pages, [(PartitionIndex(0), 64 << 20), (PartitionIndex(1), 2 << 20)]);
+    assert_eq!(parsed.connections[0].monitor_pages().count(), 0);
+    // The manager pays for the page and the tables of its two mappings.
+    assert_eq!(parsed.monitor_connections(), 1);
+    assert_eq!(MONITOR_PAGE_NEED, 5 * PAGE_SIZE);
+    let without = {
+        let mut m = m.clone();
+        m.connections.pop();
+        m.partitions_need()
+    };
+    assert_eq!(parsed.partitions_need(), without + MONITOR_PAGE_NEED);
+    // The last page below the platform MMIO fits; a task's port has no page.
+    let mut top = monitored();
+    top.connections[1].from_page = Some(PLATFORM_MMIO - PAGE_SIZE);
+    assert!(Manifest::parse(&top.to_vec()).is_ok());
+    let mut task_port = monitored();
+    task_port.tasks[1].uses.push(Use { endpoint: EndpointIndex(2), name: BROKER }).unwrap();
+    (task_port.connections[1].to, task_port.connections[1].to_page) = (Party::Task(TaskIndex(1)), None);
+    assert_eq!(Manifest::parse(&task_port.to_vec()).map(|p| p.connections[1].monitor_pages().count()), Ok(1));
+
+    let bad = |reason: &str, edit: &dyn Fn(&mut Manifest<'static>)| {
+        let mut m = monitored();
+        edit(&mut m);
+        match Manifest::parse(&m.to_vec()) {
+            Err(Error::BadConnection { connection, reason: r }) => {
+                assert_eq!((connection, r), (m.connections.len() - 1, reason))
+            }
+            other => panic!("expected BadConnection 1 ({reason}), got {other:?}"),
+        }
+    };
+    let fits = "a monitor page unaligned, in RAM or in the platform MMIO";
+    bad(fits, &|m| m.connections[1].from_page = Some((64 << 20) + 0x800));
+    bad(fits, &|m| m.connections[1].from_page = Some((64 << 20) - PAGE_SIZE));
+    bad(fits, &|m| m.connections[1].to_page = Some(0xf_f000));
+    bad(fits, &|m| m.connections[1].to_page = Some(PLATFORM_MMIO));
+    bad(fits, &|m| m.connections[1].to_page = Some(!0xfff));
+    let missing = "a monitor page missing, or one in a task";
+    bad(missing, &|m| m.connections[1].from_page = None);
+    bad(missing, &|m| m.connections[1].to_page = None);
+    bad(missing, &|m| {
+        m.tasks[1].uses.push(Use { endpoint: EndpointIndex(2), name: BROKER }).unwrap();
+        m.connections[1].to = Party::Task(TaskIndex(1));
+    });
+    bad("a monitor connection held by a task", &|m| {
+        m.tasks[1].uses.push(Use { endpoint: EndpointIndex(2), name: BROKER }).unwrap();
+        m.connections[1].from = Party::Task(TaskIndex(1));
+    });
+    let sint = "a target VP or SINT on a monitor port";
+    bad(sint, &|m| m.connections[1].sint = 4);
+    bad(sint, &|m| m.connections[1].target_vp = 1);
+    bad("monitor pages on a port that is not a monitor port", &|m| {
+        m.connections[1].port_type = PortType::Message;
+    });
+    let twice = "a monitor page used twice in one partition";
+    // A self-connection maps the page twice: at two GPAs.
+    bad(twice, &|m| {
+        m.connections[1].to = Party::Partition(PartitionIndex(0));
+        m.connections[1].to_page = m.connections[1].from_page;
+    });
+    bad(twice, &|m| {
+        let mut c = m.connections[1];
+        (c.connection_id, c.port_id, c.to_page) = (5, 6, Some(3 << 20));
+        m.connections.insert(1, c).unwrap();
+        m.connections[2].to_page = Some(4 << 20);
+        m.tasks[3].objects = m.tasks[3].objects.checked_add(&objects::monitor_pages(1)).unwrap();
+        m.tasks[3].untyped += MONITOR_PAGE_NEED;
+    });
+    // The manager's quotas cover the page.
+    let mut poor = monitored();
+    poor.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2)]).unwrap();
+    assert_eq!(
+        Manifest::parse(&poor.to_vec()),
+        Err(Error::BadPartition { partition: 0, reason: "the partition manager's objects quota is too small" })
+    );
+    let mut poor = monitored();
+    poor.tasks[3].untyped = poor.partitions_need() - PAGE_SIZE;
+    assert_eq!(
+        Manifest::parse(&poor.to_vec()),
+        Err(Error::BadPartition { partition: 0, reason: "the partition manager's untyped quota is too small" })
+    );
 }
 
 /// A task serving a port (the VMBus host's arrangement): the partition's
@@ -189,7 +304,10 @@ fn connections_round_trip_and_are_checked() {
     bad(flags, &|m| m.connections[0].flag = 2041);
     bad(flags, &|m| m.connections[0].flag_count = 0);
     bad(flags, &|m| m.connections[0].port_type = PortType::Message);
-    bad(flags, &|m| m.connections[0].port_type = PortType::Monitor);
+    bad(flags, &|m| {
+        m.connections[0].port_type = PortType::Monitor;
+        m.tasks[3].objects = m.tasks[3].objects.checked_add(&objects::monitor_pages(1)).unwrap();
+    });
     bad("connection ID used twice by one partition", &|m| {
         again(m);
         m.connections[1].port_id = 8;
@@ -204,6 +322,9 @@ fn connections_round_trip_and_are_checked() {
             m.connections[0].port_type = port_type;
             if port_type == PortType::Monitor {
                 (m.connections[0].flag, m.connections[0].flag_count) = (0, 0);
+                (m.connections[0].target_vp, m.connections[0].sint) = (0, 0);
+                (m.connections[0].from_page, m.connections[0].to_page) = (Some(64 << 20), Some(2 << 20));
+                m.tasks[3].objects = m.tasks[3].objects.checked_add(&objects::monitor_pages(1)).unwrap();
             }
             m.partitions[0].enlightenments = NO_SYNIC;
         });
