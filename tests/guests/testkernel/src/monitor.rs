@@ -123,7 +123,7 @@ impl Page {
         self.clear(t);
         check(
             pending && !armed,
-            detail!("monitor: {t} of a disabled group after {elapsed}: pending {pending}, armed {armed}"),
+            detail!("monitor: {t}, its group disabled, after {elapsed}: pending {pending}, armed {armed}"),
         )?;
         Ok(elapsed)
     }
