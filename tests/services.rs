@@ -531,6 +531,29 @@ fn bochs_partitions_post_messages_and_signal_events() {
     messages_and_events_pass(&run);
 }
 
+/// The start of alpha's line on its monitored notifications (TLFS 11.7).
+const MONITOR_ALPHA: &str = "monitor: trigger 3 of group 0 (connection 0x11 flag 3, latency 20000) signalled after ";
+
+/// alpha's monitored notifications, in reference time (100 ns): trigger 3
+/// no earlier than its latency (2 ms) and within 1 s; trigger 4 (a
+/// connection alpha does not hold) cleared within 1 s all the same;
+/// trigger 0 of the disabled group 1 still pending after 50 ms.
+fn monitored_notifications_took_their_time(run: &Boot, line: &str) {
+    let after = |what: &str| {
+        let rest = line.split(what).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok()
+    };
+    let signalled = after(" signalled after ");
+    let refused = after("; trigger 4 (connection 0x7777, not held) cleared after ");
+    let ignored = after("; trigger 0 of disabled group 1 still pending after ");
+    let expected = signalled.is_some_and(|t| (20_000..10_000_000).contains(&t))
+        && refused.is_some_and(|t| t < 10_000_000)
+        && ignored.is_some_and(|t| t >= 500_000);
+    if !expected {
+        run.fail(&format!("alpha's monitored notifications took the wrong times: {line}"));
+    }
+}
+
 fn messages_and_events_pass(run: &Boot) {
     let line = |vid: &str, partition: &str, text: &str| format!("[{vid}] {partition}: testkernel: messaging: {text}");
     // Each partition's lines in its order (the two interleave as they run).
@@ -543,6 +566,7 @@ fn messages_and_events_pass(run: &Boot) {
         alpha("payload \"pong from beta\""),
         alpha("signal beta's flag 1: SUCCESS"),
         alpha("received event flag 11 on SINT3 vector 0xd5"),
+        alpha(MONITOR_ALPHA),
         alpha("post on connection 0x99: INVALID_CONNECTION_ID"),
         alpha("post to an event port: INVALID_PORT_ID"),
         alpha("post to a monitor port: INVALID_PORT_ID"),
@@ -569,7 +593,15 @@ fn messages_and_events_pass(run: &Boot) {
         beta("post to alpha: SUCCESS"),
         beta("received event flag 6 on SINT3 vector 0xd5"),
         beta("signal alpha's flag 1: SUCCESS"),
+        // alpha's monitored notification: flag 3 of connection 0x11, and
+        // the page alpha wrote, at beta's own GPA.
+        beta("received event flag 8 on SINT3 vector 0xd5"),
+        beta(
+            "monitor: flag 8 of SINT3 came; the page at 0x2100000 holds trigger 3 of group 0: connection 0x11 flag 3, \
+             latency 20000",
+        ),
         beta("received event flag 7 on SINT3 vector 0xd5"),
+        beta("monitor: no other flag (flags 5 and 8 of SINT3 clear)"),
         beta("busy slot: type 0x41 flags 0x1"),
         // The first message posted to the busy slot, delivered on EOM (the
         // next one may already wait for it, with MessagePending).
@@ -579,6 +611,7 @@ fn messages_and_events_pass(run: &Boot) {
         "[vid] beta: testkernel: messaging: ok".to_string(),
     ];
     assert_in_order(run, &beta_lines.iter().map(String::as_str).collect::<Vec<_>>());
+    monitored_notifications_took_their_time(run, run.assert_serial_contains(&alpha(MONITOR_ALPHA)));
     for refusal in [
         "post on alpha's connection 0x10: INVALID_CONNECTION_ID",
         "signal on alpha's connection 0x11: INVALID_CONNECTION_ID",

@@ -739,6 +739,17 @@ pub fn read_ram(addr: u64, out: &mut [u8]) {
     }
 }
 
+/// The 8-byte word of shared memory at `addr`, for atomic access: RAM that
+/// another partition or the hypervisor writes too (a monitor page's
+/// trigger group, whose bits change only by `lock`ed instructions).
+pub fn shared_u64(addr: u64) -> &'static AtomicU64 {
+    assert!(addr.is_multiple_of(8) && addr < 1 << 32, "{addr:#x}: not an aligned word below 4 GiB");
+    // SAFETY: aligned (checked) and below 4 GiB, hence identity-mapped; the
+    // caller passes memory that is neither the kernel image nor the boot
+    // information, and that the kernel accesses only atomically.
+    unsafe { AtomicU64::from_ptr(addr as *mut u64) }
+}
+
 /// Spins until the TSC advanced by `ticks` or `max_iterations` passed;
 /// returns (TSC ticks elapsed, iterations).
 pub fn spin(ticks: u64, max_iterations: u64) -> (u64, u64) {

@@ -30,6 +30,8 @@ mod hw;
 #[cfg(target_os = "none")]
 mod messaging;
 #[cfg(target_os = "none")]
+mod monitor;
+#[cfg(target_os = "none")]
 mod ring3;
 #[cfg(target_os = "none")]
 mod siblings;

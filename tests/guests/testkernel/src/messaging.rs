@@ -6,12 +6,17 @@
 //!   `INVALID_SYNIC_STATE` until beta's SynIC is on), waits for beta's
 //!   "pong from beta" in its SINT2 slot, signals beta's event flag
 //!   (connection 0x11, flag 1), waits for beta's flag (connection 0x13),
+//!   fires its monitored notifications (`monitor.rs`; the monitor page at
+//!   `monitor=<gpa>`), one of which signals beta's flag 3,
 //!   checks every refusal of its own connections, then posts to beta, whose
 //!   slot still holds the ping, until the port's queue is full
 //!   (`INSUFFICIENT_BUFFERS`), and signals flag 2 to say so; once beta says
 //!   it masked SINT3, a signal is `INVALID_SYNIC_STATE`;
 //! - beta waits for the ping (and keeps it in its slot), answers, waits for
-//!   alpha's flags, finds `MessagePending` in its busy slot, after EOM
+//!   alpha's flag 1, the monitored notification's flag 3 (then finds
+//!   alpha's parameters in its own view of the monitor page, `monitor=`)
+//!   and flag 2 (then finds no other flag from the monitor page), finds
+//!   `MessagePending` in its busy slot, after EOM
 //!   receives the first message alpha posted into the full queue, then
 //!   masks SINT3 and tells alpha;
 //! - gamma holds no connection: alpha's connection IDs are
@@ -26,7 +31,7 @@ use crate::hw::{self};
 use crate::println;
 use crate::tlfs_suite::hypercall_page;
 use core::sync::atomic::{AtomicU64, Ordering};
-use guest_testkernel::tlfs::{Control, Outcome, msr};
+use guest_testkernel::tlfs::{Control, Outcome, monitor, msr};
 use guest_testkernel::{Detail, detail, option};
 
 const POST_MESSAGE: u16 = 0x005c;
@@ -78,7 +83,7 @@ pub fn interrupt(vector: u64) -> bool {
 
 /// The partitions' connections (messaging.toml).
 const ALPHA_TO_BETA: u32 = 0x10;
-const ALPHA_EVENTS: u32 = 0x11;
+pub(crate) const ALPHA_EVENTS: u32 = 0x11;
 const ALPHA_MONITOR: u32 = 0x12;
 const BETA_TO_ALPHA: u32 = 0x10;
 const BETA_EVENTS: u32 = 0x13;
@@ -86,7 +91,7 @@ const BETA_EVENTS: u32 = 0x13;
 const PORT_OF_ALPHA: u64 = 0x20;
 const PORT_OF_BETA: u64 = 0x20;
 /// Event flags: beta's port starts at flag 5, alpha's at 10.
-const BETA_BASE_FLAG: u32 = 5;
+pub(crate) const BETA_BASE_FLAG: u32 = 5;
 const ALPHA_BASE_FLAG: u32 = 10;
 
 const PING: &[u8] = b"ping from alpha";
@@ -261,8 +266,8 @@ fn expect_message(s: &Slot, message_type: u32, port: u64, payload: &[u8]) -> Res
 
 pub fn run(cmdline: &str) -> Result<()> {
     match option(cmdline, "role") {
-        Some("alpha") => alpha(),
-        Some("beta") => beta(),
+        Some("alpha") => alpha(monitor::page_option(cmdline, "monitor")?),
+        Some("beta") => beta(monitor::page_option(cmdline, "monitor")?),
         Some("gamma") => gamma(),
         Some("ping") => ping(),
         Some("pong") => pong(),
@@ -343,7 +348,8 @@ fn expect_quiet(status: Result<u16>) -> Result<()> {
     check(status == SUCCESS, detail!("got {} ({status:#x})", name(status)))
 }
 
-fn alpha() -> Result<()> {
+/// `monitor_page` is the GPA of alpha's view of the monitor page.
+fn alpha(monitor_page: u64) -> Result<()> {
     enable()?;
     // Until beta has turned its SynIC on, a post to it is refused (TLFS
     // 11.11.1): tried again every millisecond.
@@ -364,6 +370,9 @@ fn alpha() -> Result<()> {
     expect("signal beta's flag 1", signal(ALPHA_EVENTS, 1), SUCCESS)?;
     wait_flag(ALPHA_BASE_FLAG + 1)?;
     check(EVENT_INTERRUPTS.load(Ordering::Relaxed) > 0, detail!("no interrupt on vector {EVENT_VECTOR:#x}"))?;
+    // beta, having signalled, waits for the monitored notification's flag
+    // with SINT3 unmasked; it masks SINT3 only after flag 2, sent below.
+    crate::monitor::alpha(monitor_page)?;
     // The refusals (TLFS 11.11.1, 11.11.2).
     expect("post on connection 0x99", post(0x99, 1, b"x"), INVALID_CONNECTION_ID)?;
     expect("post to an event port", post(ALPHA_EVENTS, 1, b"x"), INVALID_PORT_ID)?;
@@ -395,7 +404,8 @@ fn alpha() -> Result<()> {
     expect("signal beta's masked SINT3", signal(ALPHA_EVENTS, 3), INVALID_SYNIC_STATE)
 }
 
-fn beta() -> Result<()> {
+/// `monitor_page` is the GPA of beta's view of the monitor page.
+fn beta(monitor_page: u64) -> Result<()> {
     enable()?;
     let ping = wait_message(MESSAGES)?;
     expect_message(&ping, 0x41, PORT_OF_BETA, PING)?;
@@ -404,7 +414,12 @@ fn beta() -> Result<()> {
     wait_flag(BETA_BASE_FLAG + 1)?;
     check(EVENT_INTERRUPTS.load(Ordering::Relaxed) > 0, detail!("no interrupt on vector {EVENT_VECTOR:#x}"))?;
     expect("signal alpha's flag 1", signal(BETA_EVENTS, 1), SUCCESS)?;
+    // alpha's monitored notification, then flag 2 once alpha is done with
+    // the monitor page.
+    wait_flag(crate::monitor::BETA_FLAG)?;
+    crate::monitor::beta_signalled(monitor_page)?;
     wait_flag(BETA_BASE_FLAG + 2)?;
+    crate::monitor::beta_quiet()?;
     let busy = slot(MESSAGES);
     println!("testkernel: messaging: busy slot: type {:#x} flags {:#x}", busy.message_type, busy.flags);
     check(busy.message_type == 0x41 && busy.flags & 1 != 0, detail!("MessagePending is not set in the busy slot"))?;

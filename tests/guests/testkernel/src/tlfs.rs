@@ -487,5 +487,102 @@ pub mod input {
     }
 }
 
+/// The monitored notification page, `HV_MONITOR_PAGE` (TLFS 11.10.9): four
+/// groups of 32 triggers, each trigger with a latency hint and the
+/// HvSignalEvent parameters the hypervisor signals with. 6.0b prints no
+/// table for a trigger group or a parameter (11.10.8.1, 11.10.8.2); their
+/// layouts are the Hyper-V headers' (Linux's `struct hv_monitor_page`).
+pub mod monitor {
+    use crate::{Detail, option};
+    use core::fmt;
+
+    pub const PAGE_SIZE: usize = 4096;
+    pub const GROUPS: usize = 4;
+    pub const TRIGGERS: usize = 32;
+    /// `TriggerState` (u32): bits 3:0 are GroupEnable, the rest RsvdZ.
+    pub const TRIGGER_STATE: usize = 0;
+    /// `TriggerGroup[4]`, after `TriggerState` and `Reserved1` (u32 each).
+    const TRIGGER_GROUPS: usize = 8;
+    /// `Latency[4][32]` (u16, 100 ns units), after `Reserved2[536]`.
+    const LATENCIES: usize = TRIGGER_GROUPS + GROUPS * 8 + 536;
+    /// `Parameter[4][32]` (8 bytes each), after `Reserved3[256]`.
+    const PARAMETERS: usize = LATENCIES + GROUPS * TRIGGERS * 2 + 256;
+    /// `Reserved4[1984]` ends the page.
+    const _: () = assert!(PARAMETERS + GROUPS * TRIGGERS * 8 + 1984 == PAGE_SIZE);
+
+    /// One trigger: its group and its number in the group.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Trigger {
+        pub group: usize,
+        pub number: usize,
+    }
+
+    impl Trigger {
+        pub const fn new(group: usize, number: usize) -> Trigger {
+            assert!(group < GROUPS && number < TRIGGERS);
+            Trigger { group, number }
+        }
+
+        /// Its group's `HV_MONITOR_TRIGGER_GROUP`: `Pending` (u32), then
+        /// `Armed` (u32), one 64-bit word.
+        pub const fn group_offset(self) -> usize {
+            TRIGGER_GROUPS + self.group * 8
+        }
+
+        pub const fn latency_offset(self) -> usize {
+            LATENCIES + (self.group * TRIGGERS + self.number) * 2
+        }
+
+        pub const fn parameter_offset(self) -> usize {
+            PARAMETERS + (self.group * TRIGGERS + self.number) * 8
+        }
+
+        /// Its bit of `Pending` in the group word.
+        pub const fn pending(self) -> u64 {
+            1 << self.number
+        }
+
+        /// Its bit of `Armed` in the group word.
+        pub const fn armed(self) -> u64 {
+            1 << (32 + self.number)
+        }
+
+        /// The group word with the trigger set: `Pending` on and `Armed`
+        /// off, which must change together (11.10.8.1).
+        pub const fn set(self, word: u64) -> u64 {
+            (word | self.pending()) & !self.armed()
+        }
+
+        /// Its group's GroupEnable bit in `TriggerState`.
+        pub const fn group_enable(self) -> u32 {
+            1 << self.group
+        }
+    }
+
+    impl fmt::Display for Trigger {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "trigger {} of group {}", self.number, self.group)
+        }
+    }
+
+    /// `HV_MONITOR_PARAMETER`: `ConnectionId` (u32), `FlagNumber` (u16),
+    /// RsvdZ (u16), as one little-endian word.
+    pub const fn parameter(connection_id: u32, flag_number: u16) -> u64 {
+        connection_id as u64 | (flag_number as u64) << 32
+    }
+
+    /// The `<key>=` option: the page's GPA, `0x` hex, page-aligned, inside
+    /// the kernel's identity map (the low 4 GiB).
+    pub fn page_option(cmdline: &str, key: &str) -> Result<u64, Detail> {
+        let text = option(cmdline, key).ok_or_else(|| detail!("no {key}=<gpa> on the command line"))?;
+        let gpa = text
+            .strip_prefix("0x")
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| detail!("{key}={text}: expected a 0x-hex address"))?;
+        let mapped_page = gpa.is_multiple_of(PAGE_SIZE as u64) && gpa < 1 << 32;
+        if mapped_page { Ok(gpa) } else { Err(detail!("{key}={text}: not a page below 4 GiB")) }
+    }
+}
+
 #[cfg(test)]
 mod tests;

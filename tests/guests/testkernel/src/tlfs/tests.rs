@@ -224,3 +224,40 @@ fn check_lines_fit_the_vids_console_line() {
     assert_eq!(line(&name, Verdict::Fail("why")), format!("testkernel: tlfs: {name}: FAIL"));
     const { assert!(CHECK_LINE_MAX < crate::protocol::CONSOLE_LINE_MAX) };
 }
+
+#[test]
+fn the_monitor_page_has_the_layout_of_11_10_9() {
+    use monitor::{Trigger, parameter};
+    // TriggerGroup[4] at 8, Latency[4][32] at 576, Parameter[4][32] at 1088.
+    assert_eq!(Trigger::new(0, 0).group_offset(), 8);
+    assert_eq!(Trigger::new(3, 31).group_offset(), 32);
+    assert_eq!(Trigger::new(0, 0).latency_offset(), 576);
+    assert_eq!(Trigger::new(1, 0).latency_offset(), 576 + 64);
+    assert_eq!(Trigger::new(3, 31).latency_offset(), 830);
+    assert_eq!(Trigger::new(0, 3).parameter_offset(), 1088 + 24);
+    assert_eq!(Trigger::new(1, 0).parameter_offset(), 1088 + 256);
+    assert_eq!(Trigger::new(3, 31).parameter_offset(), 2104);
+    assert_eq!(parameter(0x11, 3), 0x0000_0003_0000_0011);
+    assert_eq!(parameter(u32::MAX, u16::MAX) >> 48, 0, "RsvdZ stays zero");
+}
+
+#[test]
+fn setting_a_trigger_sets_pending_and_clears_armed() {
+    let t = monitor::Trigger::new(2, 3);
+    assert_eq!((t.pending(), t.armed(), t.group_enable()), (1 << 3, 1 << 35, 1 << 2));
+    assert_eq!(t.to_string(), "trigger 3 of group 2");
+    assert_eq!(t.set(0), 1 << 3);
+    assert_eq!(t.set(1 << 35 | 1 << 3), 1 << 3);
+    // Other triggers' bits are left alone.
+    assert_eq!(t.set(1 << 36 | 1 << 4 | 1), 1 << 36 | 1 << 4 | 1 << 3 | 1);
+}
+
+#[test]
+fn the_monitor_page_option_is_a_page_below_4_gib() {
+    let page = |cmdline| monitor::page_option(cmdline, "monitor").map_err(|e| e.as_str().to_string());
+    assert_eq!(page("tests=messaging monitor=0x2000000"), Ok(0x200_0000));
+    assert_eq!(page("tests=messaging"), Err("no monitor=<gpa> on the command line".into()));
+    assert_eq!(page("monitor=33554432"), Err("monitor=33554432: expected a 0x-hex address".into()));
+    assert_eq!(page("monitor=0x2000010"), Err("monitor=0x2000010: not a page below 4 GiB".into()));
+    assert_eq!(page("monitor=0x100000000"), Err("monitor=0x100000000: not a page below 4 GiB".into()));
+}
