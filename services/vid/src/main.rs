@@ -38,23 +38,22 @@ mod task {
     pub fn main() {
         let name = tessera_rt::startup::task_name();
         let endpoint = caps::endpoint(ENDPOINT).or_else(|| caps::endpoint(name)).expect("no endpoint to serve");
-        let mut ran = crate::partitions::Ran::new();
+        let serving = if caps::endpoint(ENDPOINT).is_some() { ENDPOINT } else { name };
         if let Some(untyped) = caps::find("untyped", ObjectType::UNTYPED) {
             // A VID task named "vid-bench" runs the exit benchmark instead.
             let guest = if tessera_rt::startup::task_name() == "vid-bench" { Guest::Bench } else { Guest::Demo };
             let mut slots = crate::partitions::Slots(caps::first_unnamed_slot().0);
             let own_task = caps::find("self", ObjectType::TASK);
-            let partitions = match own_task.map(|task| crate::partitions::run(untyped, task, endpoint, &mut slots)) {
-                Some(Ok(Some(partitions))) => {
-                    ran = partitions;
-                    true
-                }
-                Some(Ok(None)) | None => false,
-                Some(Err(e)) => {
-                    log!("partitions: {e:?}");
-                    true
-                }
-            };
+            // Returns only if there are none (or they could not be set up).
+            let ready = format_args!("ready, serving {serving}");
+            let partitions =
+                match own_task.map(|task| crate::partitions::run(untyped, task, endpoint, ready, &mut slots)) {
+                    Some(Ok(())) | None => false,
+                    Some(Err(e)) => {
+                        log!("partitions: {e:?}");
+                        true
+                    }
+                };
             let outcome = if partitions { Ok(()) } else { run_demo(untyped, guest, &mut slots) };
             match outcome {
                 Ok(()) => {}
@@ -66,13 +65,12 @@ mod task {
                 Err(e) => log!("demo partition: {e:?}"),
             }
         }
-        log!("ready, serving {}", if caps::endpoint(ENDPOINT).is_some() { ENDPOINT } else { name });
-        // The partitions have ended: what is asked of them is answered as
-        // the loop did, with nothing left to stop.
+        log!("ready, serving {serving}");
+        // No partitions: the interface has none to tell of.
         let kernel = crate::partitions::TaskKernel(endpoint);
         tessera_rt::serve(endpoint, |caller, message| {
             let request = core::mem::replace(message, Message::new(0));
-            *message = vid::serve::answer(&kernel, &NoServices, &mut ran, caller.0, request);
+            *message = vid::serve::answer(&kernel, &NoServices, &mut [], caller.0, request);
         });
     }
 

@@ -21,6 +21,7 @@ use tessera_rt::{Operation, caps, invoke, log};
 use tlfs::{HV_MESSAGE_WORDS, HvMessage};
 use vid::acpi;
 use vid::exits::{APIC_HZ, Vmm, VmmConfig};
+use vid::host::NoServices;
 use vid::linux::{self, E820Entry, E820Type};
 use vid::loader::{self, LoadRequest, Module};
 use vid::placement::{self, Pairing};
@@ -36,9 +37,6 @@ const BOOTFS_AT: u64 = 0x1_0000_0000;
 /// Where each partition's RAM is mapped in the VID (64 GiB apart).
 const RAM_AT: u64 = 0x10_0000_0000;
 const RAM_STRIDE: u64 = 0x10_0000_0000;
-
-/// The partitions a VID ran, kept for its interface once they ended.
-pub type Ran = heapless::Vec<Running<'static>, MAX_RUNNING>;
 
 /// How this VID treats exits, chosen by its task name: the product, or a
 /// fault-injection personality for the tests of VID failure
@@ -132,18 +130,26 @@ impl From<tlfs::HvError> for Failure {
 
 /// Runs the partitions the boot image gives this VID, if any, until they
 /// have all ended, serving its interface on `endpoint` (the one it
-/// serves) meanwhile; returns them.
-pub fn run(untyped: CapSlot, task: CapSlot, endpoint: CapSlot, slots: &mut Slots) -> Result<Option<Ran>, ErrorCode> {
-    let Some(bootfs) = caps::find("bootfs", ObjectType::MEMORY) else { return Ok(None) };
+/// serves, `ready` the log line that says so) meanwhile and after; returns
+/// only if it has none to run.
+pub fn run(
+    untyped: CapSlot,
+    task: CapSlot,
+    endpoint: CapSlot,
+    ready: core::fmt::Arguments<'_>,
+    slots: &mut Slots,
+) -> Result<(), ErrorCode> {
+    let Some(bootfs) = caps::find("bootfs", ObjectType::MEMORY) else { return Ok(()) };
     let size = invoke(bootfs, Operation::CAP_IDENTIFY, &[])?.words()[3];
     // The boot image stays mapped for the VID's life.
     let bytes = Window::map(task, bootfs, BOOTFS_AT, 0, size / PAGE, false)?.leak();
     let image = SystemImage::parse(bytes).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
     let me = tessera_rt::startup::task_name();
-    let Some(index) = image.manifest.tasks.iter().position(|t| t.name == me) else { return Ok(None) };
+    let Some(index) = image.manifest.tasks.iter().position(|t| t.name == me) else { return Ok(()) };
     let exits = exit_endpoint(endpoint, untyped, slots)?;
     let registry = Registry::find();
-    let mut running = Ran::new();
+    // Held in this frame only: each partition's Vmm is large for the stack.
+    let mut running = heapless::Vec::<Running<'static>, MAX_RUNNING>::new();
     let mine = || image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
     let plan = Plan::new(&image.manifest, mine().map(|(_, p)| p).take(MAX_RUNNING));
     for (k, (i, p)) in mine().enumerate().take(MAX_RUNNING) {
@@ -155,7 +161,7 @@ pub fn run(untyped: CapSlot, task: CapSlot, endpoint: CapSlot, slots: &mut Slots
         }
     }
     if running.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     // Every guest is loaded before any VP runs, so no exit waits while a
     // later guest loads.
@@ -173,8 +179,16 @@ pub fn run(untyped: CapSlot, task: CapSlot, endpoint: CapSlot, slots: &mut Slots
     if exits != endpoint {
         log!("exits arrive on an endpoint of its own: the interface waits for the partitions to end");
     }
-    vid::serve::serve(&kernel, &services, &mut running, tessera_rt::startup::tsc_hz())?;
-    Ok(Some(running))
+    if let Err(e) = vid::serve::serve(&kernel, &services, &mut running, tessera_rt::startup::tsc_hz()) {
+        log!("partitions: {e:?}");
+    }
+    log!("{ready}");
+    // The partitions have ended: what is asked of them is answered as the
+    // loop did, with nothing left to stop.
+    tessera_rt::serve(endpoint, |caller, message| {
+        let request = core::mem::replace(message, tessera_idl::Message::new(0));
+        *message = vid::serve::answer(&TaskKernel(endpoint), &NoServices, &mut running, caller.0, request);
+    })
 }
 
 /// Where the VPs exit to: the endpoint the VID serves, so its interface
