@@ -165,9 +165,11 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
 }
 
 /// The rights of the endpoint capability a `Serve` or `Use` grant gives
-/// `task`: a server receives, a client sends. Partitions add three: the
+/// `task`: a server receives, a client sends. Partitions add four: the
 /// partition manager may also send on its own endpoint (it mints the badged
-/// capabilities its VPs' monitor reports arrive on), a VID's capability
+/// capabilities its VPs' monitor reports arrive on), so may a VID on the
+/// endpoints it serves (it mints its VPs' exit capabilities there, so it
+/// answers its clients while its partitions run), a VID's capability
 /// to it carries grant, so the manager's replies can carry the capabilities
 /// of the partitions it hands over, and a VID's capability to the
 /// scheduler carries grant, so it can hand over its VPs' scheduling
@@ -177,7 +179,8 @@ pub fn endpoint_rights(manifest: &Manifest<'_>, task: TaskIndex, endpoint: Endpo
     let is_manager_endpoint = name == Some(PARTITION_MANAGER);
     let runs_partitions = manifest.partitions_of(task).next().is_some();
     if serves {
-        Rights::new().with_receive(true).with_send(is_manager_endpoint && !manifest.partitions.is_empty())
+        let mints = (is_manager_endpoint && !manifest.partitions.is_empty()) || runs_partitions;
+        Rights::new().with_receive(true).with_send(mints)
     } else {
         let takes_caps = is_manager_endpoint || name == Some(scheduler_api::ENDPOINT);
         Rights::new().with_send(true).with_grant(takes_caps && runs_partitions)

@@ -397,3 +397,53 @@ sint = 2
     assert_eq!(g.last().unwrap().name.as_str(), broker_api::VID_NOTIFICATION);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_vid_with_partitions_may_mint_exit_capabilities_to_the_endpoint_it_serves() {
+    let dir = std::env::temp_dir().join(format!("supervisor-vid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    let text = format!(
+        "{SYSTEM}
+[tasks.partition-manager]
+priority = 25
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"partition-manager\"]
+
+[tasks.guests]
+binary = \"vid\"
+priority = 15
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"guests\"]
+uses = [\"console\", \"partition-manager\"]
+untyped = \"1MiB\"
+
+[tasks.idle-vid]
+binary = \"vid\"
+priority = 14
+memory = \"64KiB\"
+stack = \"16KiB\"
+serves = [\"idle-vid\"]
+uses = [\"console\", \"partition-manager\"]
+untyped = \"1MiB\"
+
+[partitions.linux]
+image = \"kernel\"
+memory = \"8MiB\"
+vid = \"guests\"
+"
+    );
+    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let m = Manifest::parse(&bytes).unwrap();
+    let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
+    let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);
+    let both = Rights::new().with_receive(true).with_send(true);
+    assert_eq!(endpoint_rights(&m, index("guests"), endpoint("guests"), true), both);
+    // A VID that runs no partition only receives.
+    let idle = endpoint_rights(&m, index("idle-vid"), endpoint("idle-vid"), true);
+    assert_eq!(idle, Rights::new().with_receive(true));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,8 @@
-//! The VID task: the VMM for its partitions. At start it runs the demo
-//! partition (a small real-mode guest) when it holds untyped memory, then
-//! serves the "vid" endpoint (see the library for the logic).
+//! The VID task: the VMM for its partitions. At start it runs the
+//! manifest's partitions (answering its "vid" endpoint while they run), or
+//! the demo partition (a small real-mode guest) when it has none but holds
+//! untyped memory, then serves the "vid" endpoint (see the library for the
+//! logic).
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
@@ -20,11 +22,11 @@ mod task {
     use tessera_rt::untyped::retype;
     use tessera_rt::{Message, Operation, caps, invoke, log};
     use tlfs::{HvMessage, HvRegisterName};
-    use vid::Vid;
     use vid::exits::{
         Action, BENCH_EXITS, BENCH_GUEST, BENCH_PORT, DEMO_GUEST, DEMO_LOAD, GuestConsole, NoGuest, Stop, Vmm,
     };
-    use vid_api::{ENDPOINT, dispatch_in_place};
+    use vid::host::NoServices;
+    use vid_api::ENDPOINT;
 
     /// Guest RAM of the demo partition.
     const DEMO_PAGES: u64 = 16;
@@ -36,20 +38,23 @@ mod task {
     pub fn main() {
         let name = tessera_rt::startup::task_name();
         let endpoint = caps::endpoint(ENDPOINT).or_else(|| caps::endpoint(name)).expect("no endpoint to serve");
+        let serving = if caps::endpoint(ENDPOINT).is_some() { ENDPOINT } else { name };
         if let Some(untyped) = caps::find("untyped", ObjectType::UNTYPED) {
             // A VID task named "vid-bench" runs the exit benchmark instead.
             let guest = if tessera_rt::startup::task_name() == "vid-bench" { Guest::Bench } else { Guest::Demo };
             let mut slots = crate::partitions::Slots(caps::first_unnamed_slot().0);
             let own_task = caps::find("self", ObjectType::TASK);
-            let ran = match own_task.map(|task| crate::partitions::run(untyped, task, &mut slots)) {
-                Some(Ok(ran)) => ran,
-                Some(Err(e)) => {
-                    log!("partitions: {e:?}");
-                    true
-                }
-                None => false,
-            };
-            let outcome = if ran { Ok(()) } else { run_demo(untyped, guest, &mut slots) };
+            // Returns only if there are none (or they could not be set up).
+            let ready = format_args!("ready, serving {serving}");
+            let partitions =
+                match own_task.map(|task| crate::partitions::run(untyped, task, endpoint, ready, &mut slots)) {
+                    Some(Ok(())) | None => false,
+                    Some(Err(e)) => {
+                        log!("partitions: {e:?}");
+                        true
+                    }
+                };
+            let outcome = if partitions { Ok(()) } else { run_demo(untyped, guest, &mut slots) };
             match outcome {
                 Ok(()) => {}
                 Err(ErrorCode::INVALID_OPERATION) => {
@@ -60,9 +65,13 @@ mod task {
                 Err(e) => log!("demo partition: {e:?}"),
             }
         }
-        let mut vid = Vid::new();
-        log!("ready, serving {}", if caps::endpoint(ENDPOINT).is_some() { ENDPOINT } else { name });
-        tessera_rt::serve(endpoint, |caller, message| dispatch_in_place(&mut vid, caller, message));
+        log!("ready, serving {serving}");
+        // No partitions: the interface has none to tell of.
+        let kernel = crate::partitions::TaskKernel(endpoint);
+        tessera_rt::serve(endpoint, |caller, message| {
+            let request = core::mem::replace(message, Message::new(0));
+            *message = vid::serve::answer(&kernel, &NoServices, &mut [], caller.0, request);
+        });
     }
 
     fn bits(r: Rights) -> u64 {

@@ -3,42 +3,40 @@
 //! there, receiving capabilities to its RAM (read, write), the partition and
 //! VP 0 (run: the manager keeps mappings, VP placement and monitors), loads
 //! the guest kernel from the boot image with the Multiboot loader, binds
-//! VP 0 to its exit endpoint, sets its registers and starts it. Intercepts
-//! are handled by [`vid::exits::Vmm`] over a window onto the RAM. Every
-//! partition's exits arrive on one endpoint; the badge (the partition's
-//! index among this VID's + 1) says whose.
+//! VP 0 to its exit endpoint, sets its registers and starts it. The exit
+//! loop is the library's ([`vid::serve`]), over this task's kernel and
+//! services ([`host`]). Every partition's exits arrive on the endpoint the
+//! VID serves, badged in [`vid::serve::EXIT_BADGES`] (partition and VP),
+//! where clients' requests of the `vid` interface arrive too.
 
 use abi::limits::MAX_VPS_PER_PARTITION;
 use abi::{CapSlot, ErrorCode, ObjectType, Rights};
-use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
+use partition_manager_api::layout::HIGH_RAM_START;
 use scheduler::classic;
 use sysimage::manifest::TaskIndex;
 use sysimage::{SchedulerPolicy, SystemImage};
 use tessera_rt::memory::Window;
 use tessera_rt::untyped::retype;
 use tessera_rt::{Operation, caps, invoke, log};
-use tlfs::exit_state::{ExitState, TransferredState};
-use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
+use tlfs::{HV_MESSAGE_WORDS, HvMessage};
 use vid::acpi;
-use vid::exits::{APIC_HZ, GuestConsole, Vmm, VmmConfig};
-use vid::guest::Guest;
+use vid::exits::{APIC_HZ, Vmm, VmmConfig};
+use vid::host::NoServices;
 use vid::linux::{self, E820Entry, E820Type};
-
-/// Offset of `acpi_rsdp_addr` in the zero page (boot protocol 2.14).
-const ACPI_RSDP_ADDR: usize = 0x070;
 use vid::loader::{self, LoadRequest, Module};
 use vid::placement::{self, Pairing};
 use vid::profile::EnlightenmentProfile;
-use vid::root::RootPolicy;
+use vid::serve::{EXIT_STATE, MAX_RUNNING, Running, Setup, exit_badge};
 use vid::synthetic::{HostClock, Vendor};
 
+/// Offset of `acpi_rsdp_addr` in the zero page (boot protocol 2.14).
+const ACPI_RSDP_ADDR: usize = 0x070;
 const PAGE: u64 = x86defs::PAGE_SIZE;
 /// Where the boot image is mapped in the VID.
 const BOOTFS_AT: u64 = 0x1_0000_0000;
 /// Where each partition's RAM is mapped in the VID (64 GiB apart).
 const RAM_AT: u64 = 0x10_0000_0000;
 const RAM_STRIDE: u64 = 0x10_0000_0000;
-pub const MAX_RUNNING: usize = 4;
 
 /// How this VID treats exits, chosen by its task name: the product, or a
 /// fault-injection personality for the tests of VID failure
@@ -74,62 +72,6 @@ impl Slots {
 
 fn bits(r: Rights) -> u64 {
     u64::from(r.into_bits())
-}
-
-/// The partition manager, where this VID attaches its partitions and
-/// reports them stopped (finalized), so the manager's view of partition
-/// state follows the guests.
-struct Registry(Option<CapSlot>);
-
-impl Registry {
-    fn find() -> Registry {
-        Registry(caps::endpoint(partition_manager_api::ENDPOINT))
-    }
-
-    fn client(&self) -> Option<partition_manager_api::Client<tessera_rt::Kernel>> {
-        Some(partition_manager_api::Client::new(tessera_rt::Kernel, self.0?))
-    }
-
-    /// Takes manifest partition `index`: its ID, RAM size, VP count, and
-    /// the capabilities to its RAM, partition and VP 0, received into `into`.
-    fn attach(&self, index: u32, into: [CapSlot; 3]) -> Result<(u64, u64, u32), Failure> {
-        let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
-        let [ram, partition, vp] = into;
-        let into = [(ram, ObjectType::MEMORY), (partition, ObjectType::PARTITION), (vp, ObjectType::VP)];
-        receiving(&into, || Ok(pm.attach(index)??))
-    }
-
-    /// VP `index` of partition `id` at the partition manager, into slot `into`.
-    fn attach_vp(&self, id: u64, index: u32, into: CapSlot) -> Result<(), Failure> {
-        let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
-        receiving(&[(into, ObjectType::VP)], || Ok(pm.attach_vp(id, index)??))
-    }
-
-    /// Passes a guest crash notification (CRASH_P0..P4) to the manager.
-    fn crashed(&self, name: &str, id: Option<u64>, p: [u64; 5]) {
-        let (Some(pm), Some(id)) = (self.client(), id) else { return };
-        if let Err(e) = pm
-            .report_guest_crash(id, p[0], p[1], p[2], p[3], p[4])
-            .map_err(Failure::from)
-            .and_then(|r| r.map_err(Failure::from))
-        {
-            log!("{name}: the partition manager did not take the crash report: {e}");
-        }
-    }
-
-    /// Records that a partition's guest stopped: finalized, and the state
-    /// the manager now reports for it.
-    fn stopped(&self, name: &str, id: Option<u64>) {
-        let (Some(pm), Some(id)) = (self.client(), id) else { return };
-        let state = (|| {
-            pm.finalize_partition(id)??;
-            Ok::<_, Failure>(pm.partition_state(id)??)
-        })();
-        match state {
-            Ok(state) => log!("{name}: partition {id} is {state:?} at the partition manager"),
-            Err(e) => log!("{name}: the partition manager did not finalize partition {id}: {e}"),
-        }
-    }
 }
 
 /// Makes `call` with its reply's capabilities received into the given
@@ -186,247 +128,28 @@ impl From<tlfs::HvError> for Failure {
     }
 }
 
-/// One VP of a running partition.
-struct Vp {
-    cap: CapSlot,
-    /// Running (VP 0 from the start, an AP once a SIPI started it).
-    started: bool,
-    /// Waits (HLT) for an interruption.
-    halted: bool,
-    /// An interruption the VID posted may still be waiting in the kernel.
-    posted: bool,
-    /// The loop posted an interruption (outside a reply) since the VP's
-    /// last exit was received: that exit's header may not show it.
-    sent: bool,
-}
-
-impl Vp {
-    const fn new(cap: CapSlot) -> Vp {
-        Vp { cap, started: false, halted: false, posted: false, sent: false }
-    }
-}
-
-/// One running partition, as its exit handler sees it.
-struct Running {
-    name: &'static str,
-    /// Its index in the manifest: how the broker names it.
-    index: u64,
-    /// The broker may hold deliveries for it that were not fetched yet
-    /// (signalled, and not yet answered `NO_DATA`).
-    fetch: bool,
-    /// Messages may wait at the broker for a message a VP holds (only its
-    /// events were fetched meanwhile).
-    queued: bool,
-    /// Its ID at the partition manager, when registered there.
-    managed: Option<u64>,
-    vps: heapless::Vec<Vp, MAX_VPS_PER_PARTITION>,
-    partition: CapSlot,
-    ram: &'static mut [u8],
-    /// The pages that keep the RAM beneath its overlay pages.
-    beneath: &'static mut [u8],
-    vmm: Vmm,
-    console: GuestConsole,
-    /// The tick of the guest's last console byte.
-    console_tick: u64,
-    /// The rate limits on what its guest makes the VID print.
-    logs: vid::logs::PartitionLogs,
-    exits: u64,
-    stopped: bool,
-    /// Under `[scheduler] policy = "root"`: the VID's decisions on when
-    /// each of its VPs runs ([`vid::root`]).
-    root: Option<RootPolicy>,
-}
-
-/// The broker, for the partitions' HvPostMessage and HvSignalEvent, and
-/// the notification it signals when one of them has deliveries.
-struct Broker {
-    client: broker_api::Client<tessera_rt::Kernel>,
-    /// Only a VID of a partition that holds a port has it.
-    events: Option<CapSlot>,
-    /// `events` is bound to the VID's thread (`NOTIFICATION_BIND`): the
-    /// broker's signal ends the wait for the next exit, so the loop
-    /// neither polls it nor wakes to look.
-    bound: bool,
-}
-
-impl Broker {
-    /// The broker, if the manifest lets this VID use it.
-    fn find() -> Option<Broker> {
-        let endpoint = caps::endpoint(broker_api::ENDPOINT)?;
-        let events = caps::notification(broker_api::VID_NOTIFICATION);
-        let bound = events.is_some_and(|n| invoke(n, Operation::NOTIFICATION_BIND, &[1]).is_ok());
-        Some(Broker { client: broker_api::Client::new(tessera_rt::Kernel, endpoint), events, bound })
-    }
-
-    /// Whether the broker signalled since the last look (a non-blocking
-    /// WAIT, which takes the bits whether bound or not).
-    fn signalled(&self) -> bool {
-        self.events.is_some_and(|n| tessera_rt::poll(n).is_ok())
-    }
-}
-
-/// Partition `partition`'s connections, through the broker.
-struct Connections<'b> {
-    broker: &'b Broker,
-    partition: u64,
-    /// A post or signal went to the broker.
-    called: bool,
-}
-
-impl vid::messaging::Connections for Connections<'_> {
-    fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> tlfs::HvResult<()> {
-        self.called = true;
-        let answer = self.broker.client.post_message(self.partition, connection_id, message_type, payload);
-        // A broker that is gone or answers nonsense: the engine makes any
-        // status outside the call's table INVALID_CONNECTION_ID.
-        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
-    }
-
-    fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> tlfs::HvResult<()> {
-        self.called = true;
-        let answer = self.broker.client.signal_event(self.partition, connection_id, u32::from(flag_number));
-        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
-    }
-
-    fn synic_state(&mut self, vp: u32, accepting: u32) -> tlfs::HvResult<()> {
-        let answer = self.broker.client.synic_state(self.partition, vp, accepting);
-        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
-    }
-}
-
-/// The badge of VP `vp` of the VID's `k`-th partition on the exit endpoint.
-const fn exit_badge(k: usize, vp: usize) -> u64 {
-    (k * MAX_VPS_PER_PARTITION + vp) as u64 + 1
-}
-
-/// The state the kernel sends with each exit of these partitions.
-const EXIT_STATE: ExitState = ExitState::ALL;
-
-/// The guest as the intercept handler sees it: RAM through the window,
-/// the ROM page, registers from the state sent with the exit or, failing
-/// that, through VP_GET_REGISTERS.
-struct View<'r> {
-    vp: CapSlot,
-    partition: CapSlot,
-    ram: &'r mut [u8],
-    beneath: &'r mut [u8],
-    state: TransferredState<'r>,
-}
-
-impl View<'_> {
-    fn in_ram(&self, gpa: u64, len: usize) -> Option<core::ops::Range<usize>> {
-        ram_range(self.ram.len(), gpa, len)
-    }
-}
-
-impl Guest for View<'_> {
-    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-        if let Some(range) = self.in_ram(gpa, buf.len()) {
-            buf.copy_from_slice(&self.ram[range]);
-            return true;
-        }
-        let rom = ROM_GPA..ROM_GPA + PAGE;
-        if rom.contains(&gpa) && gpa + buf.len() as u64 <= rom.end {
-            for (i, b) in buf.iter_mut().enumerate() {
-                let at = (gpa - ROM_GPA) as usize + i;
-                *b = ROM_SIGNATURE.get(at).copied().unwrap_or(0);
-            }
-            return true;
-        }
-        false
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        match self.in_ram(gpa, data.len()) {
-            Some(range) => {
-                self.ram[range].copy_from_slice(data);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
-        if let Some(value) = self.state.get(name) {
-            return Some(value);
-        }
-        let reply = invoke(self.vp, Operation::VP_GET_REGISTERS, &[1, u64::from(name.0)]).ok()?;
-        let w = reply.words();
-        Some((*w.first()?, *w.get(1)?))
-    }
-
-    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
-        beneath_page(self.beneath, slot)
-    }
-
-    /// A page the VID found writable RAM: the kernel refuses only a page
-    /// the manager unmapped meanwhile, which then needs no hold.
-    fn hold_write(&mut self, gpn: u64, held: bool) {
-        let _ = invoke(self.partition, Operation::PARTITION_HOLD_WRITE, &[gpn << 12, u64::from(held)]);
-    }
-}
-
-/// The partition's RAM alone, for what the VID does between exits (the
-/// synthetic timers' messages): no ROM, no registers; then the pages that
-/// keep the RAM beneath the overlays.
-struct RamOnly<'r>(&'r mut [u8], &'r mut [u8]);
-
-impl Guest for RamOnly<'_> {
-    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-        match ram_range(self.0.len(), gpa, buf.len()) {
-            Some(range) => {
-                buf.copy_from_slice(&self.0[range]);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        match ram_range(self.0.len(), gpa, data.len()) {
-            Some(range) => {
-                self.0[range].copy_from_slice(data);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn register(&mut self, _name: HvRegisterName) -> Option<(u64, u64)> {
-        None
-    }
-
-    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
-        beneath_page(self.1, slot)
-    }
-}
-
-/// Overlay slot `slot`'s page of `beneath`.
-fn beneath_page(beneath: &mut [u8], slot: usize) -> Option<&mut [u8]> {
-    let at = slot.checked_mul(PAGE as usize)?;
-    beneath.get_mut(at..at.checked_add(PAGE as usize)?)
-}
-
-/// The bytes of `ram` (of `ram_len` bytes) at `gpa..gpa + len`, if all RAM.
-fn ram_range(ram_len: usize, gpa: u64, len: usize) -> Option<core::ops::Range<usize>> {
-    let end = gpa.checked_add(len as u64)?;
-    let ram = (gpa < LOW_RAM_END && end <= LOW_RAM_END) || (gpa >= HIGH_RAM_START && end <= ram_len as u64);
-    ram.then_some(gpa as usize..end as usize)
-}
-
-/// The partitions this VID runs, if the boot image gives it any.
-pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, ErrorCode> {
-    let Some(bootfs) = caps::find("bootfs", ObjectType::MEMORY) else { return Ok(false) };
+/// Runs the partitions the boot image gives this VID, if any, until they
+/// have all ended, serving its interface on `endpoint` (the one it
+/// serves, `ready` the log line that says so) meanwhile and after; returns
+/// only if it has none to run.
+pub fn run(
+    untyped: CapSlot,
+    task: CapSlot,
+    endpoint: CapSlot,
+    ready: core::fmt::Arguments<'_>,
+    slots: &mut Slots,
+) -> Result<(), ErrorCode> {
+    let Some(bootfs) = caps::find("bootfs", ObjectType::MEMORY) else { return Ok(()) };
     let size = invoke(bootfs, Operation::CAP_IDENTIFY, &[])?.words()[3];
     // The boot image stays mapped for the VID's life.
     let bytes = Window::map(task, bootfs, BOOTFS_AT, 0, size / PAGE, false)?.leak();
     let image = SystemImage::parse(bytes).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
     let me = tessera_rt::startup::task_name();
-    let Some(index) = image.manifest.tasks.iter().position(|t| t.name == me) else { return Ok(false) };
-    let exits = slots.next();
-    retype(untyped, ObjectType::ENDPOINT, exits, 0)?;
+    let Some(index) = image.manifest.tasks.iter().position(|t| t.name == me) else { return Ok(()) };
+    let exits = exit_endpoint(endpoint, untyped, slots)?;
     let registry = Registry::find();
-    let mut running: heapless::Vec<Running, MAX_RUNNING> = heapless::Vec::new();
+    // Held in this frame only: each partition's Vmm is large for the stack.
+    let mut running = heapless::Vec::<Running<'static>, MAX_RUNNING>::new();
     let mine = || image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
     let plan = Plan::new(&image.manifest, mine().map(|(_, p)| p).take(MAX_RUNNING));
     for (k, (i, p)) in mine().enumerate().take(MAX_RUNNING) {
@@ -438,26 +161,51 @@ pub fn run(untyped: CapSlot, task: CapSlot, slots: &mut Slots) -> Result<bool, E
         }
     }
     if running.is_empty() {
-        return Ok(false);
+        return Ok(());
     }
     // Every guest is loaded before any VP runs, so no exit waits while a
     // later guest loads.
+    let kernel = TaskKernel(exits);
     for r in running.iter_mut() {
-        match invoke(r.vps[0].cap, Operation::VP_START, &[]) {
-            Ok(_) => r.vps[0].started = true,
-            Err(e) => log!("{}: cannot start its VP: {e:?}", r.name),
+        if let Err(e) = r.start(&kernel) {
+            log!("{}: cannot start its VP: {e:?}", r.name());
         }
     }
     let personality = Personality::of(me);
     if personality != Personality::Normal {
         fail_on_purpose(personality, exits, untyped, slots);
     }
-    let broker = Broker::find();
-    if broker.as_ref().is_some_and(|b| b.bound) {
-        log!("broker-events bound to this thread: the broker's deliveries end its wait for exits");
+    let services = TaskServices::find(registry);
+    if exits != endpoint {
+        log!("exits arrive on an endpoint of its own: the interface waits for the partitions to end");
     }
-    serve(exits, &mut running, &registry, broker.as_ref())?;
-    Ok(true)
+    if let Err(e) = vid::serve::serve(&kernel, &services, &mut running, tessera_rt::startup::tsc_hz()) {
+        log!("partitions: {e:?}");
+    }
+    log!("{ready}");
+    // The partitions have ended: what is asked of them is answered as the
+    // loop did, with nothing left to stop.
+    tessera_rt::serve(endpoint, |caller, message| {
+        let request = core::mem::replace(message, tessera_idl::Message::new(0));
+        *message = vid::serve::answer(&TaskKernel(endpoint), &NoServices, &mut running, caller.0, request);
+    })
+}
+
+/// Where the VPs exit to: the endpoint the VID serves, so its interface
+/// is answered while they run, if the supervisor let it mint SEND
+/// capabilities to it (a VID with partitions); else one of its own.
+fn exit_endpoint(endpoint: CapSlot, untyped: CapSlot, slots: &mut Slots) -> Result<CapSlot, ErrorCode> {
+    let identified = invoke(endpoint, Operation::CAP_IDENTIFY, &[]);
+    let words = identified.as_ref().map(|r| r.words()).unwrap_or(&[]);
+    if let [kind, rights, ..] = *words
+        && kind == u64::from(ObjectType::ENDPOINT.0)
+        && Rights::from_bits(rights as u32).send()
+    {
+        return Ok(endpoint);
+    }
+    let exits = slots.next();
+    retype(untyped, ObjectType::ENDPOINT, exits, 0)?;
+    Ok(exits)
 }
 
 /// Where and how this VID's VPs run: each VP's CPU (its partition's
@@ -620,7 +368,7 @@ fn told(plan: &Plan, k: usize, ran: &[u32], name: &str) -> u32 {
 }
 
 /// Attaches manifest partition `index` (the VID's `k`-th), loads its guest
-/// and binds VP 0 to the exit endpoint (badge `k + 1`); the VP is not started.
+/// and binds its VPs to the exit endpoint ([`exit_badge`]); none is started.
 #[allow(clippy::too_many_arguments)]
 fn start(
     image: &SystemImage<'static>,
@@ -633,7 +381,7 @@ fn start(
     exits: CapSlot,
     registry: &Registry,
     slots: &mut Slots,
-) -> Result<Running, ErrorCode> {
+) -> Result<Running<'static>, ErrorCode> {
     let kernel = image.guest_image(p).ok_or(ErrorCode::INVALID_ARGUMENT)?;
     let mut modules: heapless::Vec<Module<'static>, 4> = heapless::Vec::new();
     for name in &p.modules {
@@ -654,15 +402,15 @@ fn start(
     let ram_bytes = window.leak_mut().ok_or(ErrorCode::INVALID_STATE)?;
     let registers = load(p, kernel, &modules, memory, ram_bytes)?;
 
-    let mut vps = heapless::Vec::new();
-    let _ = vps.push(Vp::new(vp));
+    let mut vps = heapless::Vec::<CapSlot, MAX_VPS_PER_PARTITION>::new();
+    let _ = vps.push(vp);
     for index in 1..usize::try_from(vcpus).unwrap_or(1).min(MAX_VPS_PER_PARTITION) {
         let ap = slots.next();
         registry.attach_vp(id, index as u32, ap).map_err(|e| {
             log!("{}: the partition manager did not hand VP {index} over: {e}", p.name);
             ErrorCode::INVALID_STATE
         })?;
-        let _ = vps.push(Vp::new(ap));
+        let _ = vps.push(ap);
     }
     // The pages that keep the RAM beneath the overlay pages, mapped in the
     // upper half of the partition's window range.
@@ -674,7 +422,7 @@ fn start(
     let window = Window::map(task, store, RAM_AT + k as u64 * RAM_STRIDE + RAM_STRIDE / 2, 0, kept, true)?;
     let beneath = window.leak_mut().ok_or(ErrorCode::INVALID_STATE)?;
     let mut ran: heapless::Vec<u32, MAX_VPS_PER_PARTITION> = heapless::Vec::new();
-    for (index, v) in vps.iter().enumerate() {
+    for (index, &v) in vps.iter().enumerate() {
         let exit_cap = slots.next();
         let send = bits(Rights::new().with_send(true));
         invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), send, exit_badge(k, index)])?;
@@ -683,8 +431,8 @@ fn start(
         // the VID's own budget).
         let (context, cpu) = placement(untyped, slots, plan, k, index, p.name);
         let _ = ran.push(cpu);
-        invoke(v.cap, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), context])?;
-        invoke(v.cap, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
+        invoke(v, Operation::VP_SET_HANDLER, &[u64::from(exit_cap.0), context])?;
+        invoke(v, Operation::VP_SET_EXIT_STATE, &[EXIT_STATE.into_bits()])?;
     }
     // VP 0 starts at the loader's entry; the others wait for a SIPI.
     invoke(vp, Operation::VP_SET_REGISTERS, &registers)?;
@@ -707,24 +455,17 @@ fn start(
         created_tsc: tessera_rt::arch::rdtsc(),
         testdev: p.devices.contains(sysimage::manifest::Devices::HYPERV_TESTDEV),
     };
-    Ok(Running {
+    Ok(Running::new(Setup {
         name: p.name,
         index: u64::from(index),
-        fetch: true,
-        queued: false,
         managed: Some(id),
-        vps,
         partition,
+        vps,
         ram: ram_bytes,
         beneath,
         vmm: Vmm::with_config(config),
-        console: GuestConsole::default(),
-        console_tick: 0,
-        logs: vid::logs::PartitionLogs::new(),
-        exits: 0,
-        stopped: false,
-        root: plan.root.then(RootPolicy::new),
-    })
+        root: plan.root,
+    }))
 }
 
 /// Takes the first exit and then fails as `personality` says: the task
@@ -830,5 +571,6 @@ fn host_vendor() -> Vendor {
 }
 
 mod attach;
-mod serve;
-use serve::serve;
+mod host;
+pub use host::TaskKernel;
+use host::{Registry, TaskServices};

@@ -1,0 +1,149 @@
+//! What the exit loop ([`crate::serve`]) does with the kernel and with the
+//! other services, behind two traits so the loop is host-tested with a
+//! fake (as the partition manager's `kernel.rs`). The task implements
+//! them with system calls, invocations and interface calls; the kernel
+//! checks every one again.
+
+use abi::{CapSlot, ErrorCode};
+use core::fmt;
+use tessera_idl::{Bytes, Message};
+use tlfs::{HvRegisterName, HvResult};
+
+/// How long a receive may wait (the ABI's timeouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// At most this many ticks ([`abi::TICK_HZ`]); 0: for ever.
+    Ticks(u64),
+    /// Until the TSC reaches this deadline.
+    Tsc(u64),
+}
+
+/// What a receive on the loop's endpoint returned: an exit (a badge in
+/// [`crate::serve::EXIT_BADGES`]), a client's request, or the bound
+/// notification's wake-up (label [`abi::labels::NOTIFICATION`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    pub badge: u64,
+    pub message: Message,
+}
+
+/// The kernel operations of the exit loop.
+pub trait Kernel {
+    /// Replies `reply` to the last caller if given (REPLY_RECV), then
+    /// waits for the next message on the loop's endpoint until `until`
+    /// (`TIMEOUT` if none came).
+    fn receive(&self, reply: Option<&Message>, until: Until) -> Result<Incoming, ErrorCode>;
+    /// Replies to the last caller.
+    fn reply(&self, message: &Message) -> Result<(), ErrorCode>;
+    /// VP_START.
+    fn start_vp(&self, vp: CapSlot) -> Result<(), ErrorCode>;
+    /// VP_SUSPEND.
+    fn suspend_vp(&self, vp: CapSlot) -> Result<(), ErrorCode>;
+    /// VP_SET_REGISTERS: the count, then (name, low, high) per register.
+    fn set_registers(&self, vp: CapSlot, words: &[u64]) -> Result<(), ErrorCode>;
+    /// VP_GET_REGISTERS of one register: (low, high).
+    fn register(&self, vp: CapSlot, name: HvRegisterName) -> Result<(u64, u64), ErrorCode>;
+    /// PARTITION_FLUSH_TLB.
+    fn flush_tlb(&self, partition: CapSlot);
+    /// PARTITION_HOLD_WRITE of guest page `gpn`.
+    fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool);
+    /// The TSC.
+    fn tsc(&self) -> u64;
+    /// The kernel's tick count.
+    fn ticks(&self) -> u64;
+    /// A line of the VID's log.
+    fn log(&self, line: fmt::Arguments<'_>);
+}
+
+/// What the broker answered one `fetch`: (kind, VP, SINT, port ID,
+/// message type or flag, payload), an allegation until checked.
+pub type Fetched = (u32, u32, u32, u32, u32, Bytes);
+
+/// How the VID hears of the broker's deliveries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerEvents {
+    /// No broker, or no `broker-events` notification: nothing to fetch.
+    None,
+    /// Looked at each loop turn (a kernel that refused the bind).
+    Polled,
+    /// Bound to the loop's thread: the signal ends its wait.
+    Bound,
+}
+
+/// The services the exit loop calls: the broker, the partition manager
+/// (the registry of partitions) and the console.
+pub trait Services {
+    /// How broker deliveries reach the loop.
+    fn broker_events(&self) -> BrokerEvents;
+    /// Whether the broker signalled since the last look (non-blocking).
+    fn broker_signalled(&self) -> bool;
+    /// The next delivery for manifest partition `partition` (only event
+    /// flags if `events_only`); `None` when there is none, or the broker
+    /// is gone or refuses.
+    fn fetch(&self, partition: u64, events_only: bool) -> Option<Fetched>;
+    /// Whether the broker exists for the partitions' hypercalls.
+    fn has_broker(&self) -> bool;
+    /// HvPostMessage of `partition` through the broker.
+    fn post_message(&self, partition: u64, connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()>;
+    /// HvSignalEvent of `partition` through the broker.
+    fn signal_event(&self, partition: u64, connection_id: u32, flag_number: u16) -> HvResult<()>;
+    /// Tells the broker which SINTs of VP `vp` take deliveries.
+    fn synic_state(&self, partition: u64, vp: u32, accepting: u32) -> HvResult<()>;
+    /// Passes a guest crash notification of partition `name` (ID `id` at
+    /// the partition manager) on.
+    fn crashed(&self, name: &str, id: Option<u64>, p: [u64; 5]);
+    /// Reports that partition `name` stopped: the manager finalizes it.
+    fn stopped(&self, name: &str, id: Option<u64>);
+    /// Whether typed input can be read from the console.
+    fn has_input(&self) -> bool;
+    /// At most `max` bytes typed on the console; `None`: stop asking
+    /// (another task reads it, or the console is gone).
+    fn read_input(&self, max: u32) -> Option<Bytes>;
+}
+
+/// No broker, partition manager or console: what the task answers its
+/// interface with once its exit loop has ended, or when it ran none.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoServices;
+
+impl Services for NoServices {
+    fn broker_events(&self) -> BrokerEvents {
+        BrokerEvents::None
+    }
+
+    fn broker_signalled(&self) -> bool {
+        false
+    }
+
+    fn fetch(&self, _: u64, _: bool) -> Option<Fetched> {
+        None
+    }
+
+    fn has_broker(&self) -> bool {
+        false
+    }
+
+    fn post_message(&self, _: u64, _: u32, _: u32, _: &[u8]) -> HvResult<()> {
+        Err(tlfs::HvError::INVALID_CONNECTION_ID)
+    }
+
+    fn signal_event(&self, _: u64, _: u32, _: u16) -> HvResult<()> {
+        Err(tlfs::HvError::INVALID_CONNECTION_ID)
+    }
+
+    fn synic_state(&self, _: u64, _: u32, _: u32) -> HvResult<()> {
+        Ok(())
+    }
+
+    fn crashed(&self, _: &str, _: Option<u64>, _: [u64; 5]) {}
+
+    fn stopped(&self, _: &str, _: Option<u64>) {}
+
+    fn has_input(&self) -> bool {
+        false
+    }
+
+    fn read_input(&self, _: u32) -> Option<Bytes> {
+        None
+    }
+}

@@ -1,0 +1,223 @@
+//! The exit loop's kernel and services ([`vid::host`]) as the task has
+//! them: system calls and invocations on its capabilities, and the
+//! broker's, the partition manager's and the console's interfaces.
+
+use super::{Failure, receiving};
+use abi::{CapSlot, ErrorCode, ObjectType};
+use tessera_idl::{Bytes, Message};
+use tessera_rt::{Operation, caps, invoke, log};
+use tlfs::{HvRegisterName, HvResult};
+use vid::host::{BrokerEvents, Fetched, Incoming, Kernel, Services, Until};
+
+/// The kernel, and the endpoint the loop receives exits and requests on.
+pub struct TaskKernel(pub CapSlot);
+
+impl Kernel for TaskKernel {
+    fn receive(&self, reply: Option<&Message>, until: Until) -> Result<Incoming, ErrorCode> {
+        let until = match until {
+            Until::Ticks(t) => tessera_rt::Until::Ticks(t),
+            Until::Tsc(d) => tessera_rt::Until::Tsc(d),
+        };
+        let received = match reply {
+            Some(message) => tessera_rt::reply_recv_until(self.0, message, until),
+            None => tessera_rt::recv_until(self.0, until),
+        }?;
+        Ok(Incoming { badge: received.badge.0, message: received.message })
+    }
+
+    fn reply(&self, message: &Message) -> Result<(), ErrorCode> {
+        tessera_rt::reply(message)
+    }
+
+    fn start_vp(&self, vp: CapSlot) -> Result<(), ErrorCode> {
+        invoke(vp, Operation::VP_START, &[]).map(drop)
+    }
+
+    fn suspend_vp(&self, vp: CapSlot) -> Result<(), ErrorCode> {
+        invoke(vp, Operation::VP_SUSPEND, &[]).map(drop)
+    }
+
+    fn set_registers(&self, vp: CapSlot, words: &[u64]) -> Result<(), ErrorCode> {
+        invoke(vp, Operation::VP_SET_REGISTERS, words).map(drop)
+    }
+
+    fn register(&self, vp: CapSlot, name: HvRegisterName) -> Result<(u64, u64), ErrorCode> {
+        let reply = invoke(vp, Operation::VP_GET_REGISTERS, &[1, u64::from(name.0)])?;
+        match reply.words() {
+            [low, high, ..] => Ok((*low, *high)),
+            _ => Err(ErrorCode::INVALID_STATE),
+        }
+    }
+
+    fn flush_tlb(&self, partition: CapSlot) {
+        let _ = invoke(partition, Operation::PARTITION_FLUSH_TLB, &[]);
+    }
+
+    fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool) {
+        let _ = invoke(partition, Operation::PARTITION_HOLD_WRITE, &[gpn << 12, u64::from(held)]);
+    }
+
+    fn tsc(&self) -> u64 {
+        tessera_rt::arch::rdtsc()
+    }
+
+    fn ticks(&self) -> u64 {
+        tessera_rt::ticks()
+    }
+
+    fn log(&self, line: core::fmt::Arguments<'_>) {
+        log!("{line}");
+    }
+}
+
+/// The partition manager, where this VID attaches its partitions and
+/// reports them stopped (finalized), so the manager's view of partition
+/// state follows the guests.
+pub struct Registry(Option<CapSlot>);
+
+impl Registry {
+    pub fn find() -> Registry {
+        Registry(caps::endpoint(partition_manager_api::ENDPOINT))
+    }
+
+    fn client(&self) -> Option<partition_manager_api::Client<tessera_rt::Kernel>> {
+        Some(partition_manager_api::Client::new(tessera_rt::Kernel, self.0?))
+    }
+
+    /// Takes manifest partition `index`: its ID, RAM size, VP count, and
+    /// the capabilities to its RAM, partition and VP 0, received into `into`.
+    pub fn attach(&self, index: u32, into: [CapSlot; 3]) -> Result<(u64, u64, u32), Failure> {
+        let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
+        let [ram, partition, vp] = into;
+        let into = [(ram, ObjectType::MEMORY), (partition, ObjectType::PARTITION), (vp, ObjectType::VP)];
+        receiving(&into, || Ok(pm.attach(index)??))
+    }
+
+    /// VP `index` of partition `id` at the partition manager, into slot `into`.
+    pub fn attach_vp(&self, id: u64, index: u32, into: CapSlot) -> Result<(), Failure> {
+        let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
+        receiving(&[(into, ObjectType::VP)], || Ok(pm.attach_vp(id, index)??))
+    }
+}
+
+/// The broker, for the partitions' HvPostMessage and HvSignalEvent, and
+/// the notification it signals when one of them has deliveries.
+struct Broker {
+    client: broker_api::Client<tessera_rt::Kernel>,
+    /// Only a VID of a partition that holds a port has it.
+    events: Option<CapSlot>,
+    /// `events` is bound to the VID's thread (`NOTIFICATION_BIND`): the
+    /// broker's signal ends the wait for the next exit, so the loop
+    /// neither polls it nor wakes to look.
+    bound: bool,
+}
+
+impl Broker {
+    /// The broker, if the manifest lets this VID use it.
+    fn find() -> Option<Broker> {
+        let endpoint = caps::endpoint(broker_api::ENDPOINT)?;
+        let events = caps::notification(broker_api::VID_NOTIFICATION);
+        let bound = events.is_some_and(|n| invoke(n, Operation::NOTIFICATION_BIND, &[1]).is_ok());
+        Some(Broker { client: broker_api::Client::new(tessera_rt::Kernel, endpoint), events, bound })
+    }
+}
+
+/// The services the loop calls, as the manifest gives them to this VID.
+pub struct TaskServices {
+    registry: Registry,
+    broker: Option<Broker>,
+    console: Option<console_api::Client<tessera_rt::Kernel>>,
+}
+
+impl TaskServices {
+    pub fn find(registry: Registry) -> TaskServices {
+        let broker = Broker::find();
+        if broker.as_ref().is_some_and(|b| b.bound) {
+            log!("broker-events bound to this thread: the broker's deliveries end its wait for exits");
+        }
+        let console = caps::endpoint(console_api::ENDPOINT).map(|ep| console_api::Client::new(tessera_rt::Kernel, ep));
+        TaskServices { registry, broker, console }
+    }
+
+    fn broker(&self) -> Option<&broker_api::Client<tessera_rt::Kernel>> {
+        self.broker.as_ref().map(|b| &b.client)
+    }
+}
+
+impl Services for TaskServices {
+    fn broker_events(&self) -> BrokerEvents {
+        match &self.broker {
+            Some(Broker { events: Some(_), bound: true, .. }) => BrokerEvents::Bound,
+            Some(Broker { events: Some(_), bound: false, .. }) => BrokerEvents::Polled,
+            _ => BrokerEvents::None,
+        }
+    }
+
+    /// A non-blocking WAIT, which takes the bits whether bound or not.
+    fn broker_signalled(&self) -> bool {
+        self.broker.as_ref().and_then(|b| b.events).is_some_and(|n| tessera_rt::poll(n).is_ok())
+    }
+
+    fn fetch(&self, partition: u64, events_only: bool) -> Option<Fetched> {
+        let broker = self.broker()?;
+        let answer = if events_only { broker.fetch_event(partition) } else { broker.fetch(partition) };
+        answer.ok()?.ok()
+    }
+
+    fn has_broker(&self) -> bool {
+        self.broker.is_some()
+    }
+
+    // A broker that is gone or answers nonsense: the engine makes any
+    // status outside the call's table INVALID_CONNECTION_ID.
+    fn post_message(&self, partition: u64, connection_id: u32, message_type: u32, payload: &[u8]) -> HvResult<()> {
+        let broker = self.broker().ok_or(tlfs::HvError::OPERATION_FAILED)?;
+        let answer = broker.post_message(partition, connection_id, message_type, payload);
+        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
+    }
+
+    fn signal_event(&self, partition: u64, connection_id: u32, flag_number: u16) -> HvResult<()> {
+        let broker = self.broker().ok_or(tlfs::HvError::OPERATION_FAILED)?;
+        let answer = broker.signal_event(partition, connection_id, u32::from(flag_number));
+        answer.unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
+    }
+
+    fn synic_state(&self, partition: u64, vp: u32, accepting: u32) -> HvResult<()> {
+        let broker = self.broker().ok_or(tlfs::HvError::OPERATION_FAILED)?;
+        broker.synic_state(partition, vp, accepting).unwrap_or(Err(tlfs::HvError::OPERATION_FAILED))
+    }
+
+    /// Passes a guest crash notification (CRASH_P0..P4) to the manager.
+    fn crashed(&self, name: &str, id: Option<u64>, p: [u64; 5]) {
+        let (Some(pm), Some(id)) = (self.registry.client(), id) else { return };
+        if let Err(e) = pm
+            .report_guest_crash(id, p[0], p[1], p[2], p[3], p[4])
+            .map_err(Failure::from)
+            .and_then(|r| r.map_err(Failure::from))
+        {
+            log!("{name}: the partition manager did not take the crash report: {e}");
+        }
+    }
+
+    /// Records that a partition's guest stopped: finalized, and the state
+    /// the manager now reports for it.
+    fn stopped(&self, name: &str, id: Option<u64>) {
+        let (Some(pm), Some(id)) = (self.registry.client(), id) else { return };
+        let state = (|| {
+            pm.finalize_partition(id)??;
+            Ok::<_, Failure>(pm.partition_state(id)??)
+        })();
+        match state {
+            Ok(state) => log!("{name}: partition {id} is {state:?} at the partition manager"),
+            Err(e) => log!("{name}: the partition manager did not finalize partition {id}: {e}"),
+        }
+    }
+
+    fn has_input(&self) -> bool {
+        self.console.is_some()
+    }
+
+    fn read_input(&self, max: u32) -> Option<Bytes> {
+        self.console.as_ref()?.read(max).ok()?.ok()
+    }
+}

@@ -1,0 +1,521 @@
+//! The exit loop: every partition's VPs exit to one endpoint, the badge in
+//! [`EXIT_BADGES`] naming the partition and VP, and clients' requests of
+//! the `vid` interface ([`vid_api`]) arrive on it too, badged below that
+//! range by the supervisor. Between exits the loop keeps the partitions'
+//! time: it waits no longer than the earliest timer, posts the
+//! interruptions that come due, wakes VPs halted for them, parks
+//! application processors on INIT and starts them on SIPI ([`time`]),
+//! fetches the broker's deliveries and passes typed input to COM1
+//! ([`deliver`]).
+//!
+//! Every line a guest makes the VID print passes its partition's rate
+//! limits ([`crate::logs`]); when a partition ends, the VID reports its
+//! exits by kind, what it refused, and what the limits held back.
+//!
+//! The kernel and the other services are behind [`crate::host`]'s traits:
+//! the task implements them, the tests fake them.
+
+mod deliver;
+mod requests;
+mod time;
+mod view;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+pub use requests::answer;
+
+use crate::exits::{Action, Event, Stop, Vmm};
+use crate::host::{BrokerEvents, Kernel, Services, Until};
+use crate::logs::{Kind, Line, PartitionLogs};
+use crate::root::RootPolicy;
+use abi::limits::MAX_VPS_PER_PARTITION;
+use abi::{CapSlot, ErrorCode, labels};
+use core::fmt;
+use deliver::{Input, deliver, show_prompts};
+use tessera_idl::Message;
+use time::{Turn, Wait, keep_time, vp0_halts};
+use tlfs::exit_state::{ExitState, TransferredState};
+use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
+use view::View;
+
+/// Most partitions one VID runs.
+pub const MAX_RUNNING: usize = 4;
+
+/// The badges of exits: the top bit, above every client badge (small
+/// task numbers), then the VID's partition `k` and VP `vp`
+/// ([`exit_badge`]).
+pub const EXIT_BADGES: u64 = 1 << 63;
+
+/// The badge of VP `vp` of the VID's `k`-th partition on the exit endpoint.
+pub const fn exit_badge(k: usize, vp: usize) -> u64 {
+    EXIT_BADGES | (k * MAX_VPS_PER_PARTITION + vp) as u64
+}
+
+/// The partition and VP an exit badge names; `None` for a client's badge.
+const fn exit_of(badge: u64) -> Option<(usize, usize)> {
+    if badge & EXIT_BADGES == 0 {
+        return None;
+    }
+    let i = (badge & !EXIT_BADGES) as usize;
+    Some((i / MAX_VPS_PER_PARTITION, i % MAX_VPS_PER_PARTITION))
+}
+
+/// The state the kernel sends with each exit of these partitions.
+pub const EXIT_STATE: ExitState = ExitState::ALL;
+
+/// One VP of a running partition.
+pub(crate) struct Vp {
+    cap: CapSlot,
+    /// Running (VP 0 from the start, an AP once a SIPI started it).
+    started: bool,
+    /// Waits (HLT) for an interruption.
+    halted: bool,
+    /// An interruption the VID posted may still be waiting in the kernel.
+    posted: bool,
+    /// The loop posted an interruption (outside a reply) since the VP's
+    /// last exit was received: that exit's header may not show it.
+    sent: bool,
+}
+
+impl Vp {
+    const fn new(cap: CapSlot) -> Vp {
+        Vp { cap, started: false, halted: false, posted: false, sent: false }
+    }
+}
+
+/// What the task made for a partition before its VPs run.
+pub struct Setup<'m> {
+    pub name: &'static str,
+    /// Its index in the manifest: how the broker and clients name it.
+    pub index: u64,
+    /// Its ID at the partition manager, when registered there.
+    pub managed: Option<u64>,
+    pub partition: CapSlot,
+    /// Its VPs, by index.
+    pub vps: heapless::Vec<CapSlot, MAX_VPS_PER_PARTITION>,
+    pub ram: &'m mut [u8],
+    /// The pages that keep the RAM beneath its overlay pages.
+    pub beneath: &'m mut [u8],
+    pub vmm: Vmm,
+    /// Under `[scheduler] policy = "root"`: the VID decides when each VP
+    /// runs ([`crate::root`]).
+    pub root: bool,
+}
+
+/// One running partition, as its exit handler sees it.
+pub struct Running<'m> {
+    name: &'static str,
+    index: u64,
+    /// The broker may hold deliveries for it that were not fetched yet
+    /// (signalled, and not yet answered `NO_DATA`).
+    fetch: bool,
+    /// Messages may wait at the broker for a message a VP holds (only its
+    /// events were fetched meanwhile).
+    queued: bool,
+    managed: Option<u64>,
+    vps: heapless::Vec<Vp, MAX_VPS_PER_PARTITION>,
+    partition: CapSlot,
+    ram: &'m mut [u8],
+    beneath: &'m mut [u8],
+    vmm: Vmm,
+    console: crate::exits::GuestConsole,
+    /// The loop's tick of the guest's last console byte.
+    console_tick: u64,
+    /// The rate limits on what its guest makes the VID print.
+    logs: PartitionLogs,
+    exits: u64,
+    stopped: bool,
+    root: Option<RootPolicy>,
+}
+
+impl<'m> Running<'m> {
+    pub fn new(s: Setup<'m>) -> Running<'m> {
+        Running {
+            name: s.name,
+            index: s.index,
+            fetch: true,
+            queued: false,
+            managed: s.managed,
+            vps: s.vps.iter().map(|&cap| Vp::new(cap)).collect(),
+            partition: s.partition,
+            ram: s.ram,
+            beneath: s.beneath,
+            vmm: s.vmm,
+            console: Default::default(),
+            console_tick: 0,
+            logs: PartitionLogs::new(),
+            exits: 0,
+            stopped: false,
+            root: s.root.then(RootPolicy::new),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Starts VP 0 (the others wait for INIT and SIPI).
+    pub fn start(&mut self, kernel: &impl Kernel) -> Result<(), ErrorCode> {
+        let vp = self.vps.first_mut().ok_or(ErrorCode::INVALID_STATE)?;
+        kernel.start_vp(vp.cap)?;
+        vp.started = true;
+        Ok(())
+    }
+}
+
+/// The partitions that have not ended.
+fn live(running: &[Running<'_>]) -> usize {
+    running.iter().filter(|r| !r.stopped).count()
+}
+
+/// Prints a line the guest of partition `name` caused, if its rate limit
+/// lets it through (saying first how many were held back); true if printed.
+fn say(kernel: &impl Kernel, logs: &mut PartitionLogs, name: &str, kind: Kind, line: fmt::Arguments<'_>) -> bool {
+    match logs.check(kind, kernel.ticks()) {
+        Line::Hold => false,
+        Line::Print { held_back } => {
+            if let Some(n) = held_back {
+                kernel.log(format_args!("{name}: rate limit: {n} lines held back"));
+            }
+            kernel.log(format_args!("{name}: {line}"));
+            true
+        }
+    }
+}
+
+/// Ends partition `r` (`why`, e.g. VP `v`'s [`Stop`]): its other VPs are
+/// stopped (`v` waits for the reply that stops it), the end and the VID's
+/// report on the partition are logged, and the partition manager
+/// finalizes it.
+fn end(kernel: &impl Kernel, services: &impl Services, r: &mut Running<'_>, v: Option<usize>, why: impl fmt::Display) {
+    let name = r.name;
+    // An AP the root policy holds is not started in the kernel.
+    let held = |i: usize| r.root.as_ref().is_some_and(|p| p.held(i));
+    for (i, other) in r.vps.iter().enumerate().filter(|(i, vp)| Some(*i) != v && vp.started && !held(*i)) {
+        if let Err(e) = kernel.suspend_vp(other.cap) {
+            kernel.log(format_args!("{name}: VP {i} could not be stopped: {e:?}"));
+        }
+    }
+    kernel.log(format_args!("{name}: {why} after {} exits", r.exits));
+    kernel.log(format_args!("{name}: {}", r.vmm.stats.exits()));
+    kernel.log(format_args!("{name}: {}", r.vmm.stats.refused()));
+    if let Some((console, other)) = r.logs.held_back() {
+        kernel
+            .log(format_args!("{name}: rate limit: {console} console lines and {other} other lines held back in all"));
+    }
+    services.stopped(name, r.managed);
+    r.stopped = true;
+}
+
+/// Turns `message` into a reply that stops the VP waiting for it.
+fn stop_reply(message: &mut Message) {
+    message.clear(labels::VP_STOP);
+    let _ = message.push(0);
+}
+
+/// The reply to an exit: the action's label and its register updates
+/// (count, then (name, low, high) triples), 128-bit ones included.
+fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
+    let (label, updates) = match action {
+        Action::Resume(u) => (labels::VP_RESUME, Some(u)),
+        Action::Halt(u) => (labels::VP_HALT, Some(u)),
+        Action::Stop(_) => (labels::VP_STOP, None),
+    };
+    reply.clear(label);
+    let wide = core::mem::take(&mut vmm.wide);
+    let Some(updates) = updates else {
+        let _ = reply.push(0);
+        return;
+    };
+    let _ = reply.push((updates.len() + wide.len()) as u64);
+    let narrow = updates.iter().map(|&(register, value)| (register, value, 0));
+    for (register, low, high) in narrow.chain(wide) {
+        for word in [u64::from(register.0), low, high] {
+            let _ = reply.push(word);
+        }
+    }
+}
+
+/// Partition `r`'s connections, through the broker.
+struct Connections<'s, S> {
+    services: &'s S,
+    partition: u64,
+    /// A post or signal went to the broker.
+    called: bool,
+}
+
+impl<S: Services> crate::messaging::Connections for Connections<'_, S> {
+    fn post_message(&mut self, connection_id: u32, message_type: u32, payload: &[u8]) -> tlfs::HvResult<()> {
+        self.called = true;
+        self.services.post_message(self.partition, connection_id, message_type, payload)
+    }
+
+    fn signal_event(&mut self, connection_id: u32, flag_number: u16) -> tlfs::HvResult<()> {
+        self.called = true;
+        self.services.signal_event(self.partition, connection_id, flag_number)
+    }
+
+    fn synic_state(&mut self, vp: u32, accepting: u32) -> tlfs::HvResult<()> {
+        self.services.synic_state(self.partition, vp, accepting)
+    }
+}
+
+/// What one exit left for the loop.
+struct Handled {
+    /// The reply to the VP.
+    reply: Message,
+    /// The exit was of a running partition's VP (partition, VP).
+    exited: Option<(usize, usize)>,
+    /// Its handling posted or signalled through the broker.
+    brokered: bool,
+}
+
+/// Handles the exit `words` of VP `v` of the VID's partition `k` at TSC
+/// `now` (the loop's tick `tick`): its reply, and what the loop needs.
+#[allow(clippy::too_many_arguments)]
+fn handle_exit(
+    kernel: &impl Kernel,
+    services: &impl Services,
+    running: &mut [Running<'_>],
+    (k, v): (usize, usize),
+    words: &[u64],
+    now: u64,
+    tick: u64,
+) -> Handled {
+    let mut message = Message::new(labels::VP_STOP);
+    let _ = message.push(0);
+    let (head, state) = words.split_at(words.len().min(HV_MESSAGE_WORDS));
+    // Exits of a partition that ended leave their VP stopped.
+    let known = running.get(k).is_some_and(|r| v < r.vps.len() && !r.stopped);
+    let (true, Ok(hv)) = (known, HvMessage::from_words(head)) else {
+        return Handled { reply: message, exited: None, brokered: false };
+    };
+    let r = &mut running[k];
+    r.exits += 1;
+    let shown = hv
+        .parse()
+        .ok()
+        .and_then(|b| b.intercept_header().copied())
+        .is_some_and(|h| h.execution_state.interruption_pending());
+    // The header shows what the kernel held when the VP exited. On another
+    // CPU it may have exited while this loop ran, which then posted it an
+    // interruption before taking the exit: the kernel knows (the VP waits
+    // for its reply), and a reply must not replace that interruption.
+    let vp = &mut r.vps[v];
+    let taken = !shown && core::mem::take(&mut vp.sent) && time::pending_interruption(kernel, vp.cap).unwrap_or(true);
+    vp.posted = shown || taken;
+    r.vmm.slot_taken = taken;
+    let name = r.name;
+    let console = &mut r.console;
+    let console_tick = &mut r.console_tick;
+    let logs = &mut r.logs;
+    let mut crash = None;
+    let mut view = View {
+        kernel,
+        vp: r.vps[v].cap,
+        partition: r.partition,
+        ram: r.ram,
+        beneath: r.beneath,
+        state: TransferredState::new(EXIT_STATE, state),
+    };
+    let mut own = services.has_broker().then_some(Connections { services, partition: r.index, called: false });
+    let mut none = crate::messaging::NoConnections;
+    let connections: &mut dyn crate::messaging::Connections = match own.as_mut() {
+        Some(c) => c,
+        None => &mut none,
+    };
+    let action = r.vmm.handle_with(&hv, &mut view, now, connections, |event| match event {
+        Event::Console(b) => {
+            *console_tick = tick;
+            if let Some(line) = console.byte(b) {
+                let text = core::str::from_utf8(&line).unwrap_or("?");
+                say(kernel, logs, name, Kind::Console, format_args!("{text}"));
+            }
+        }
+        other => {
+            // A crash report the limit holds back goes no further.
+            let shown = say(kernel, logs, name, Kind::Event, format_args!("{other}"));
+            if let (Event::GuestCrash { p, .. }, true) = (other, shown) {
+                crash = Some(p);
+            }
+        }
+    });
+    let brokered = own.as_ref().is_some_and(|c| c.called);
+    if let Some(p) = crash {
+        services.crashed(name, r.managed, p);
+    }
+    reply_for(&action, &mut r.vmm, &mut message);
+    let vp = &mut r.vps[v];
+    vp.posted |= matches!(&action, Action::Resume(u) | Action::Halt(u)
+        if u.iter().any(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION));
+    // With an interruption waiting in the kernel a halt is no halt: the VP
+    // runs to take it.
+    vp.halted = matches!(action, Action::Halt(_)) && !vp.posted;
+    // Root policy: VP 0 answered with a halt is the APs' turn (VP 0 waits
+    // for this reply, out of guest mode).
+    if v == 0 && vp.halted {
+        vp0_halts(kernel, r);
+    }
+    if core::mem::take(&mut r.vmm.flush_tlb) {
+        kernel.flush_tlb(r.partition);
+    }
+    if let (Action::Stop(Stop::Halted { rip }), true) = (&action, v != 0) {
+        // An AP that halts with interrupts off stops alone (it can be
+        // started again by INIT and SIPI).
+        let line = format_args!("VP {v} halted with interrupts disabled at rip {rip:#x}");
+        say(kernel, &mut r.logs, name, Kind::Event, line);
+        r.vps[v].started = false;
+        if let Some(policy) = r.root.as_mut() {
+            policy.stopped(v);
+        }
+    } else if let Action::Stop(stop) = action {
+        // One VP's end (shutdown, power off, test exit) ends the
+        // partition: the others are stopped.
+        end(kernel, services, r, Some(v), stop);
+    }
+    Handled { reply: message, exited: Some((k, v)), brokered }
+}
+
+/// Handles exits of every running partition and the clients' requests
+/// until all partitions have stopped, and between exits keeps their
+/// timers: it waits for the next exit no longer than the earliest timer (a
+/// TSC deadline the kernel wakes it at, not rounded to its ticks; the
+/// loop's own rechecks and input polls stay in ticks), posts the
+/// interruptions that fire, and wakes VPs halted for them. `tsc_hz` is the
+/// TSC's rate.
+pub fn serve(
+    kernel: &impl Kernel,
+    services: &impl Services,
+    running: &mut [Running<'_>],
+    tsc_hz: u64,
+) -> Result<(), ErrorCode> {
+    let tick_tsc = (tsc_hz / abi::TICK_HZ).max(1);
+    let min_wait = (tsc_hz / MIN_WAIT_PER_SECOND).max(1);
+    let events = services.broker_events();
+    let mut input = Input::new(services);
+    let mut received = kernel.receive(None, Until::Ticks(0)).map(Some);
+    loop {
+        let now = kernel.tsc();
+        // The loop's own clock for prompts and typed input: ticks of the
+        // TSC, read without a syscall at every exit.
+        let tick = now / tick_tsc;
+        show_prompts(kernel, running, tick);
+        // Before the exit is handled, so its VP's reply carries what
+        // arrived for it. Bound, the receive took the broker's signal
+        // (below); else polled.
+        if events != BrokerEvents::None {
+            deliver(kernel, services, events == BrokerEvents::Polled && services.broker_signalled(), running);
+        }
+        let mut reply = None;
+        let mut exited = None;
+        let mut brokered = false;
+        // The broker's bound notification ended the wait: no exit.
+        let incoming = match received? {
+            Some(r) if r.message.label() == labels::NOTIFICATION => {
+                if events != BrokerEvents::None {
+                    deliver(kernel, services, true, running);
+                }
+                None
+            }
+            other => other,
+        };
+        if let Some(incoming) = incoming {
+            let message = match exit_of(incoming.badge) {
+                Some(vp) => {
+                    let handled = handle_exit(kernel, services, running, vp, incoming.message.words(), now, tick);
+                    (exited, brokered) = (handled.exited, handled.brokered);
+                    handled.reply
+                }
+                None => answer(kernel, services, running, incoming.badge, incoming.message),
+            };
+            if live(running) == 0 {
+                return kernel.reply(&message);
+            }
+            reply = Some(message);
+        }
+        // A post or signal was just made: what it delivered to this VID's
+        // partitions (the caller's own included) is in their SIM and SIEF
+        // pages before any of their VPs runs on, and keep_time wakes the
+        // VPs it interrupts.
+        if brokered && events != BrokerEvents::None {
+            deliver(kernel, services, services.broker_signalled(), running);
+        }
+        let (wait, Turn { reset, parked, again }) = keep_time(kernel, running, exited, now, min_wait);
+        if let (true, Some(message)) = (parked, reply.as_mut()) {
+            stop_reply(message);
+        }
+        // INIT at a BSP resets its partition: the VID does not reboot
+        // partitions, so it ends, as on HV_X64_MSR_RESET.
+        if let Some(k) = reset {
+            let r = &mut running[k];
+            kernel.log(format_args!("{}: INIT at VP 0, the boot processor: a reset", r.name));
+            // A VP of it waiting for this loop's reply is stopped by the reply.
+            let waiting = exited.filter(|&(e, _)| e == k).map(|(_, v)| v);
+            if let (Some(_), Some(message)) = (waiting, reply.as_mut()) {
+                stop_reply(message);
+            }
+            end(kernel, services, r, waiting, Stop::Reset { rip: 0 });
+            if live(running) == 0 {
+                return reply.as_ref().map_or(Ok(()), |message| kernel.reply(message));
+            }
+        }
+        let wait = match wait.ticks {
+            // Typed input is looked for at least every INPUT_POLL_TICKS.
+            t if input.enabled() && (t == 0 || t > deliver::INPUT_POLL_TICKS) => {
+                Wait { ticks: deliver::INPUT_POLL_TICKS, ..wait }
+            }
+            _ => wait,
+        };
+        // Without a bound notification (a kernel that refused the bind)
+        // the loop polls `broker-events` each turn, so it waits no longer
+        // than BROKER_POLL_TICKS for an exit.
+        let wait = match wait.ticks {
+            t if events == BrokerEvents::Polled && (t == 0 || t > BROKER_POLL_TICKS) => {
+                Wait { ticks: BROKER_POLL_TICKS, ..wait }
+            }
+            _ => wait,
+        };
+        received = match &reply {
+            // Typed input is looked for after the reply, not while the VP
+            // waits for it: the console may be on another CPU, and a VP
+            // that waits for its exit's answer leaves its CPU to the next
+            // VP, which would run in its turn.
+            // Root policy: the AP that exited has its reply before VP 0 is
+            // woken (it is suspended then, running again).
+            Some(message) if again || input.due(tick) => {
+                let replied = kernel.reply(message).or_else(|e| match e {
+                    // As REPLY_RECV: an absent or dead caller is skipped.
+                    ErrorCode::INVALID_STATE | ErrorCode::PEER_GONE => Ok(()),
+                    e => Err(e),
+                });
+                // (The INITs were taken by the first keep_time: this one
+                // finds no reset and, with no exit, parks nothing.)
+                let wait = match again {
+                    false => wait,
+                    true => wait.min(keep_time(kernel, running, None, now, min_wait).0),
+                };
+                input.poll(services, running, tick);
+                replied.and_then(|()| kernel.receive(None, wait.until(now, tick_tsc)))
+            }
+            Some(message) => kernel.receive(Some(message), wait.until(now, tick_tsc)),
+            None => {
+                input.poll(services, running, tick);
+                kernel.receive(None, wait.until(now, tick_tsc))
+            }
+        }
+        .map(Some)
+        .or_else(|e| if e == ErrorCode::TIMEOUT { Ok(None) } else { Err(e) });
+    }
+}
+
+/// How often a VID that receives deliveries looks for them while its
+/// guests do not exit, when its `broker-events` is not bound.
+const BROKER_POLL_TICKS: u64 = 1;
+
+/// The shortest wait for a device timer, 20 µs (well within the 1 ms a
+/// timer may be late): a guest's timer of a few cycles, armed again and
+/// again, cannot keep the VID from ever blocking.
+const MIN_WAIT_PER_SECOND: u64 = 50_000;

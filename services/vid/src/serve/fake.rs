@@ -1,0 +1,274 @@
+//! A fake kernel and services for the exit loop's tests: a script of what
+//! each receive returns, and a record of every reply, wait, VP operation,
+//! log line and service call.
+
+use crate::host::{BrokerEvents, Fetched, Incoming, Kernel, Services, Until};
+use abi::{CapSlot, ErrorCode, labels};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use tessera_idl::{Bytes, Message};
+use tlfs::{
+    HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvResult, HvX64HaltMessage,
+    HvX64InstructionLength, HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
+    HvX64MsrInterceptMessage, HvX64SegmentRegister, HvX64VpExecutionState,
+};
+
+/// What one receive returns.
+#[allow(clippy::large_enum_variant)]
+pub enum Step {
+    /// An exit of VP `vp` of the VID's partition `k`.
+    Exit { k: usize, vp: usize, message: HvMessage },
+    /// A client's request.
+    Request { badge: u64, message: Message },
+    /// The broker signals the bound notification, having queued these
+    /// deliveries for manifest partition `partition`.
+    Broker { partition: u64, deliveries: Vec<Fetched> },
+    /// Time passes to this TSC before the next step arrives.
+    At(u64),
+    /// Nothing comes: the wait ends at its deadline (a TSC deadline moves
+    /// the TSC there; a tick limit moves it by that many 10 ms ticks).
+    Timeout,
+}
+
+/// A VP operation the loop made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VpCall {
+    Start(CapSlot),
+    Suspend(CapSlot),
+    SetRegisters(CapSlot, Vec<u64>),
+    FlushTlb(CapSlot),
+}
+
+/// The TSC rate of the tests: 1 GHz.
+pub const TSC_HZ: u64 = 1_000_000_000;
+
+#[derive(Default)]
+pub struct Fake {
+    pub script: RefCell<VecDeque<Step>>,
+    /// Every reply sent, with the badge of what it answered.
+    pub replies: RefCell<Vec<(u64, Message)>>,
+    /// The badge of the last message received (what a reply answers).
+    last: Cell<u64>,
+    /// Every wait a receive was given.
+    pub waits: RefCell<Vec<Until>>,
+    pub vp_calls: RefCell<Vec<VpCall>>,
+    /// The kernel's pending-interruption register, by VP capability.
+    pub pending: RefCell<HashMap<CapSlot, u64>>,
+    pub tsc: Cell<u64>,
+    pub log: RefCell<Vec<String>>,
+    pub events: Cell<Option<BrokerEvents>>,
+    pub queued: RefCell<HashMap<u64, VecDeque<Fetched>>>,
+    /// Manifest partitions whose deliveries the loop asked for.
+    pub fetched: RefCell<Vec<u64>>,
+    /// Partitions reported stopped to the partition manager (its IDs).
+    pub stopped: RefCell<Vec<Option<u64>>>,
+}
+
+impl Fake {
+    pub fn new(script: impl IntoIterator<Item = Step>) -> Fake {
+        Fake { script: RefCell::new(script.into_iter().collect()), ..Fake::default() }
+    }
+
+    /// The replies to exits of VP `vp` of partition `k`.
+    pub fn replies_to(&self, k: usize, vp: usize) -> Vec<Message> {
+        let badge = super::exit_badge(k, vp);
+        self.replies.borrow().iter().filter(|(b, _)| *b == badge).map(|(_, m)| m.clone()).collect()
+    }
+
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.borrow().iter().any(|l| l.contains(text))
+    }
+
+    fn record_reply(&self, message: &Message) {
+        self.replies.borrow_mut().push((self.last.get(), message.clone()));
+    }
+}
+
+impl Kernel for Fake {
+    fn receive(&self, reply: Option<&Message>, until: Until) -> Result<Incoming, ErrorCode> {
+        if let Some(message) = reply {
+            self.record_reply(message);
+        }
+        self.waits.borrow_mut().push(until);
+        // The end of the script: the endpoint is gone.
+        let mut step = self.script.borrow_mut().pop_front().ok_or(ErrorCode::PEER_GONE)?;
+        while let Step::At(tsc) = step {
+            self.tsc.set(tsc);
+            step = self.script.borrow_mut().pop_front().ok_or(ErrorCode::PEER_GONE)?;
+        }
+        let (badge, message) = match step {
+            Step::Exit { k, vp, message } => {
+                (super::exit_badge(k, vp), Message::from_words(labels::VM_EXIT, &message.to_words()).unwrap())
+            }
+            Step::Request { badge, message } => (badge, message),
+            Step::Broker { partition, deliveries } => {
+                self.queued.borrow_mut().entry(partition).or_default().extend(deliveries);
+                self.last.set(0);
+                return Ok(Incoming { badge: 1, message: Message::new(labels::NOTIFICATION) });
+            }
+            Step::At(_) => unreachable!("taken above"),
+            Step::Timeout => {
+                let now = self.tsc.get();
+                self.tsc.set(match until {
+                    Until::Tsc(d) => d.max(now),
+                    Until::Ticks(t) => now + t * (TSC_HZ / abi::TICK_HZ),
+                });
+                return Err(ErrorCode::TIMEOUT);
+            }
+        };
+        self.last.set(badge);
+        Ok(Incoming { badge, message })
+    }
+
+    fn reply(&self, message: &Message) -> Result<(), ErrorCode> {
+        self.record_reply(message);
+        Ok(())
+    }
+
+    fn start_vp(&self, vp: CapSlot) -> Result<(), ErrorCode> {
+        self.vp_calls.borrow_mut().push(VpCall::Start(vp));
+        Ok(())
+    }
+
+    fn suspend_vp(&self, vp: CapSlot) -> Result<(), ErrorCode> {
+        self.vp_calls.borrow_mut().push(VpCall::Suspend(vp));
+        Ok(())
+    }
+
+    fn set_registers(&self, vp: CapSlot, words: &[u64]) -> Result<(), ErrorCode> {
+        if let [1, name, value, _] = *words
+            && name == u64::from(HvRegisterName::PENDING_INTERRUPTION.0)
+        {
+            self.pending.borrow_mut().insert(vp, value);
+        }
+        self.vp_calls.borrow_mut().push(VpCall::SetRegisters(vp, words.to_vec()));
+        Ok(())
+    }
+
+    fn register(&self, vp: CapSlot, name: HvRegisterName) -> Result<(u64, u64), ErrorCode> {
+        let value = match name {
+            HvRegisterName::PENDING_INTERRUPTION => self.pending.borrow().get(&vp).copied().unwrap_or(0),
+            _ => 0,
+        };
+        Ok((value, 0))
+    }
+
+    fn flush_tlb(&self, partition: CapSlot) {
+        self.vp_calls.borrow_mut().push(VpCall::FlushTlb(partition));
+    }
+
+    fn hold_write(&self, _: CapSlot, _: u64, _: bool) {}
+
+    fn tsc(&self) -> u64 {
+        self.tsc.get()
+    }
+
+    fn ticks(&self) -> u64 {
+        self.tsc.get() / (TSC_HZ / abi::TICK_HZ)
+    }
+
+    fn log(&self, line: core::fmt::Arguments<'_>) {
+        self.log.borrow_mut().push(line.to_string());
+    }
+}
+
+impl Services for Fake {
+    fn broker_events(&self) -> BrokerEvents {
+        self.events.get().unwrap_or(BrokerEvents::None)
+    }
+
+    fn broker_signalled(&self) -> bool {
+        false
+    }
+
+    fn fetch(&self, partition: u64, _events_only: bool) -> Option<Fetched> {
+        self.fetched.borrow_mut().push(partition);
+        self.queued.borrow_mut().get_mut(&partition)?.pop_front()
+    }
+
+    fn has_broker(&self) -> bool {
+        self.events.get().is_some()
+    }
+
+    fn post_message(&self, _: u64, _: u32, _: u32, _: &[u8]) -> HvResult<()> {
+        Ok(())
+    }
+
+    fn signal_event(&self, _: u64, _: u32, _: u16) -> HvResult<()> {
+        Ok(())
+    }
+
+    fn synic_state(&self, _: u64, _: u32, _: u32) -> HvResult<()> {
+        Ok(())
+    }
+
+    fn crashed(&self, _: &str, _: Option<u64>, _: [u64; 5]) {}
+
+    fn stopped(&self, _: &str, id: Option<u64>) {
+        self.stopped.borrow_mut().push(id);
+    }
+
+    fn has_input(&self) -> bool {
+        false
+    }
+
+    fn read_input(&self, _: u32) -> Option<Bytes> {
+        None
+    }
+}
+
+/// An intercept header at `rip` of an instruction of `len` bytes, in
+/// protected mode with interrupts on.
+pub fn header(rip: u64, len: u8, access: HvInterceptAccessType) -> HvX64InterceptMessageHeader {
+    HvX64InterceptMessageHeader {
+        vp_index: 0,
+        instruction_length_and_cr8: HvX64InstructionLength::new().with_instruction_length(len),
+        intercept_access_type: access,
+        execution_state: HvX64VpExecutionState::new().with_cr0_pe(true),
+        cs_segment: segment(),
+        rip,
+        rflags: 0x202,
+    }
+}
+
+fn segment() -> HvX64SegmentRegister {
+    tlfs::segment_register_from_value(0, 0)
+}
+
+/// `out dx, al` of `value` to `port` at 0x1000 (two bytes).
+pub fn out(port: u16, value: u64) -> HvMessage {
+    let body = HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
+        header: header(0x1000, 2, HvInterceptAccessType::WRITE),
+        port_number: port,
+        access_info: HvX64IoPortAccessInfo::new().with_access_size(1),
+        instruction_byte_count: 0,
+        reserved: 0,
+        rax: value,
+        instruction_bytes: [0; 16],
+        ds_segment: segment(),
+        es_segment: segment(),
+        rcx: 0,
+        rsi: 0,
+        rdi: 0,
+    });
+    HvMessage::from_body(&body, 0)
+}
+
+/// `wrmsr` of `value` to MSR `number` at 0x1000.
+pub fn wrmsr(number: u32, value: u64) -> HvMessage {
+    let body = HvMessageBody::MsrIntercept(HvX64MsrInterceptMessage {
+        header: header(0x1000, 2, HvInterceptAccessType::WRITE),
+        msr_number: number,
+        reserved: 0,
+        rdx: value >> 32,
+        rax: value & 0xffff_ffff,
+    });
+    HvMessage::from_body(&body, 0)
+}
+
+/// HLT at 0x1000 with interrupts on (`rflags`).
+pub fn hlt(rflags: u64) -> HvMessage {
+    let mut h = header(0x1000, 1, HvInterceptAccessType::EXECUTE);
+    h.rflags = rflags;
+    HvMessage::from_body(&HvMessageBody::X64Halt(HvX64HaltMessage { header: h }), 0)
+}

@@ -1,0 +1,337 @@
+//! The exit loop over a fake kernel ([`super::fake`]): each test scripts
+//! what the loop receives and checks what it replied and did.
+
+use super::fake::{Fake, Step, TSC_HZ, VpCall, hlt, out, wrmsr};
+use super::{Running, Setup, serve};
+use crate::exits::{Vmm, VmmConfig};
+use crate::host::{BrokerEvents, Until};
+use abi::{CapSlot, ErrorCode, labels};
+use tessera_idl::testing::Loopback;
+use tessera_idl::{Badge, Message, Transport};
+use tlfs::{HvMessage, HvRegisterName, HvX64PendingInterruptionRegister};
+use vid_api::{Client, ExitKind, PartitionState};
+
+/// Guest memory of one test partition.
+struct Memory {
+    ram: Vec<u8>,
+    beneath: Vec<u8>,
+}
+
+impl Memory {
+    fn new(vps: usize) -> Memory {
+        Memory { ram: vec![0; 0x20_0000], beneath: vec![0; crate::overlay::slots(vps) * 4096] }
+    }
+}
+
+/// The capability of VP `v` of the VID's partition `k`.
+fn vp_cap(k: usize, v: usize) -> CapSlot {
+    CapSlot(100 + (k * 16 + v) as u32)
+}
+
+/// The VID's `k`-th partition, manifest partition `k + 10`, ID `k + 20`
+/// at the partition manager, with VP 0 started.
+fn partition<'m>(memory: &'m mut Memory, k: usize, vps: usize, kernel: &Fake) -> Running<'m> {
+    let mut r = Running::new(Setup {
+        name: "guest",
+        index: k as u64 + 10,
+        managed: Some(k as u64 + 20),
+        partition: CapSlot(50 + k as u32),
+        vps: (0..vps).map(|v| vp_cap(k, v)).collect(),
+        ram: &mut memory.ram,
+        beneath: &mut memory.beneath,
+        vmm: Vmm::with_config(VmmConfig { vps: vps as u32, ..VmmConfig::default() }),
+        root: false,
+    });
+    r.start(kernel).unwrap();
+    r
+}
+
+fn exit(k: usize, vp: usize, message: HvMessage) -> Step {
+    Step::Exit { k, vp, message }
+}
+
+/// The (name, low, high) updates of an exit's reply, after its count.
+fn updates(reply: &Message) -> Vec<(HvRegisterName, u64, u64)> {
+    let words = reply.words();
+    assert_eq!(words[0] as usize * 3, words.len() - 1, "{words:?}");
+    words[1..].chunks(3).map(|c| (HvRegisterName(c[0] as u32), c[1], c[2])).collect()
+}
+
+fn posts_interruption(reply: &Message) -> bool {
+    updates(reply).iter().any(|(n, _, _)| *n == HvRegisterName::PENDING_INTERRUPTION)
+}
+
+/// The vector of an interruption posted outside a reply to VP `vp`.
+fn posted_vectors(kernel: &Fake, vp: CapSlot) -> Vec<u16> {
+    let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
+    let calls = kernel.vp_calls.borrow();
+    let posts = calls.iter().filter_map(|c| match c {
+        VpCall::SetRegisters(cap, words) if *cap == vp && words[..2] == [1, name] => Some(words[2]),
+        _ => None,
+    });
+    posts.map(|v| HvX64PendingInterruptionRegister::from_bits(v).interruption_vector()).collect()
+}
+
+/// The test kernel's sequence: 8259s at 0x20/0x28, only IRQ 0 unmasked,
+/// PIT channel 0 rate generator at 100 Hz.
+fn pit_at_100_hz(k: usize) -> Vec<Step> {
+    [
+        (0x20, 0x11),
+        (0xa0, 0x11),
+        (0x21, 0x20),
+        (0xa1, 0x28),
+        (0x21, 4),
+        (0xa1, 2),
+        (0x21, 1),
+        (0xa1, 1),
+        (0x21, 0xfe),
+        (0xa1, 0xff),
+        (0x43, 0x34),
+        (0x40, 0x9b),
+        (0x40, 0x2e),
+    ]
+    .into_iter()
+    .map(|(port, value)| exit(k, 0, out(port, value)))
+    .collect()
+}
+
+/// The first IRQ 0 of [`pit_at_100_hz`] armed at TSC 0, 10 ms on.
+const FIRST_IRQ0: std::ops::RangeInclusive<u64> = 9_000_000..=10_100_000;
+
+/// x2APIC mode, then INIT or SIPI (`icr`) from VP 0 to VP 1.
+fn to_vp1(icr: u64) -> Step {
+    exit(0, 0, wrmsr(0x830, 1 << 32 | icr))
+}
+
+const X2APIC_ON: u64 = 0xfee0_0000 | 0x900 | 0x400;
+const INIT: u64 = 0x4500;
+const SIPI_AT_0X10: u64 = 0x4610;
+
+#[test]
+fn an_exit_is_answered_with_a_resume_carrying_its_register_words() {
+    let kernel = Fake::new([exit(0, 0, out(0x80, 1))]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    let replies = kernel.replies_to(0, 0);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].label(), labels::VP_RESUME);
+    assert_eq!(replies[0].words(), [1, u64::from(HvRegisterName::RIP.0), 0x1002, 0]);
+    assert_eq!(running[0].exits, 1);
+}
+
+#[test]
+fn a_halted_vp_is_woken_when_its_timer_fires() {
+    let mut script = pit_at_100_hz(0);
+    script.extend([exit(0, 0, hlt(0x202)), Step::Timeout]);
+    let kernel = Fake::new(script);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    let replies = kernel.replies_to(0, 0);
+    assert_eq!(replies.last().unwrap().label(), labels::VP_HALT);
+    // The wait after the halt ends at the PIT's first IRQ 0, a TSC deadline.
+    let waits = kernel.waits.borrow();
+    let Until::Tsc(deadline) = waits[waits.len() - 2] else { panic!("{waits:?}") };
+    assert!(FIRST_IRQ0.contains(&deadline), "{deadline}");
+    // Then IRQ 0 (vector 0x20) is posted, which wakes the VP.
+    assert_eq!(kernel.tsc.get(), deadline);
+    assert_eq!(posted_vectors(&kernel, vp_cap(0, 0)), [0x20]);
+    // The next wait ends at the next IRQ 0, one period on.
+    let Until::Tsc(next) = waits[waits.len() - 1] else { panic!("{waits:?}") };
+    assert!((9_900_000..=10_100_000).contains(&(next - deadline)), "{next}");
+}
+
+/// The exit of a VP the kernel holds an interruption for (the header shows
+/// it) is answered without one, though IRQ 0 is due: it would replace the
+/// one held; nor is one posted while the kernel holds it.
+#[test]
+fn a_reply_never_replaces_an_interruption_the_header_shows_pending() {
+    for shown in [false, true] {
+        let mut message = out(0x80, 0);
+        if shown {
+            let header = tlfs::HvX64InterceptMessageHeader {
+                execution_state: tlfs::HvX64VpExecutionState::new().with_cr0_pe(true).with_interruption_pending(true),
+                ..super::fake::header(0x1000, 2, tlfs::HvInterceptAccessType::WRITE)
+            };
+            let body = match message.parse().unwrap() {
+                tlfs::HvMessageBody::X64IoPortIntercept(io) => {
+                    tlfs::HvMessageBody::X64IoPortIntercept(tlfs::HvX64IoPortInterceptMessage { header, ..io })
+                }
+                other => panic!("{other:?}"),
+            };
+            message = HvMessage::from_body(&body, 0);
+        }
+        let mut script = pit_at_100_hz(0);
+        script.extend([Step::At(*FIRST_IRQ0.end()), exit(0, 0, message), Step::Timeout]);
+        let kernel = Fake::new(script);
+        if shown {
+            let held = HvX64PendingInterruptionRegister::new().with_interruption_pending(true);
+            kernel.pending.borrow_mut().insert(vp_cap(0, 0), held.with_interruption_vector(0x30).into_bits());
+        }
+        let mut memory = Memory::new(1);
+        let mut running = [partition(&mut memory, 0, 1, &kernel)];
+        assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+        let last = kernel.replies_to(0, 0).pop().unwrap();
+        assert_eq!(posts_interruption(&last), !shown, "shown: {shown}");
+        assert_eq!(posted_vectors(&kernel, vp_cap(0, 0)), [0u16; 0], "shown: {shown}");
+    }
+}
+
+#[test]
+fn an_ap_is_parked_on_init_and_started_on_sipi() {
+    let script = [X2APIC_ON].map(|v| exit(0, 0, wrmsr(0x1b, v)));
+    let kernel = Fake::new(script.into_iter().chain([
+        to_vp1(INIT),
+        to_vp1(SIPI_AT_0X10),
+        exit(0, 1, out(0x80, 0)),
+        to_vp1(INIT),
+        to_vp1(SIPI_AT_0X10),
+    ]));
+    let mut memory = Memory::new(2);
+    let mut running = [partition(&mut memory, 0, 2, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    let ap = vp_cap(0, 1);
+    let calls: Vec<VpCall> = kernel
+        .vp_calls
+        .borrow()
+        .iter()
+        .filter(|c| matches!(c, VpCall::Start(v) | VpCall::Suspend(v) | VpCall::SetRegisters(v, _) if *v == ap))
+        .map(|c| match c {
+            VpCall::SetRegisters(v, _) => VpCall::SetRegisters(*v, vec![]),
+            other => other.clone(),
+        })
+        .collect();
+    let started = |calls: &[VpCall]| {
+        calls.len() >= 2
+            && calls[..calls.len() - 1].iter().all(|c| matches!(c, VpCall::SetRegisters(..)))
+            && calls.last() == Some(&VpCall::Start(ap))
+    };
+    // The first INIT finds it not started; SIPI sets its start-up state
+    // and starts it; the second INIT parks it; the second SIPI starts it.
+    let suspend = calls.iter().position(|c| *c == VpCall::Suspend(ap)).expect("parked on INIT");
+    assert!(started(&calls[..suspend]), "{calls:?}");
+    assert!(started(&calls[suspend + 1..]), "{calls:?}");
+    assert!(kernel.logged("VP 1 started by SIPI at 0x1000:0000"));
+    assert_eq!(kernel.replies_to(0, 1)[0].label(), labels::VP_RESUME);
+}
+
+/// Partition 0 (two VPs, both running) ends when VP 0 writes the test-exit
+/// port; partition 1 runs on.
+fn one_of_two_partitions_ends(after: Vec<Step>) -> (Fake, [usize; 2]) {
+    let mut script = vec![exit(0, 0, wrmsr(0x1b, X2APIC_ON)), to_vp1(INIT), to_vp1(SIPI_AT_0X10)];
+    script.push(exit(0, 0, out(0xf4, 3)));
+    script.extend(after);
+    let kernel = Fake::new(script);
+    let (mut m0, mut m1) = (Memory::new(2), Memory::new(1));
+    let mut running = [partition(&mut m0, 0, 2, &kernel), partition(&mut m1, 1, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(running[0].stopped && !running[1].stopped);
+    let exits = [running[0].exits as usize, running[1].exits as usize];
+    (kernel, exits)
+}
+
+#[test]
+fn a_partition_ending_stops_its_other_vps_and_reports_to_the_registry() {
+    let (kernel, _) = one_of_two_partitions_ends(vec![]);
+    let last = kernel.replies_to(0, 0).pop().unwrap();
+    assert_eq!((last.label(), last.words()), (labels::VP_STOP, &[0][..]));
+    let calls = kernel.vp_calls.borrow();
+    assert_eq!(calls.last(), Some(&VpCall::Suspend(vp_cap(0, 1))), "VP 1 is stopped");
+    assert!(!calls.contains(&VpCall::Suspend(vp_cap(0, 0))), "VP 0 is stopped by its reply");
+    assert!(!calls.contains(&VpCall::Suspend(vp_cap(1, 0))), "the other partition runs on");
+    assert_eq!(*kernel.stopped.borrow(), [Some(20)]);
+    assert!(kernel.logged("guest: guest reported status 7 after 4 exits"));
+}
+
+#[test]
+fn an_exit_of_an_ended_or_unknown_partition_leaves_its_vp_stopped() {
+    let after = vec![exit(0, 1, out(0x80, 0)), exit(3, 0, out(0x80, 0)), exit(1, 0, out(0x80, 0))];
+    let (kernel, exits) = one_of_two_partitions_ends(after);
+    for (k, vp) in [(0, 1), (3, 0)] {
+        let reply = kernel.replies_to(k, vp).pop().unwrap();
+        assert_eq!((reply.label(), reply.words()), (labels::VP_STOP, &[0][..]), "partition {k} VP {vp}");
+    }
+    assert_eq!(kernel.replies_to(1, 0)[0].label(), labels::VP_RESUME);
+    assert_eq!(exits, [4, 1], "the ended partition's exit is not counted");
+}
+
+#[test]
+fn a_broker_delivery_arrives_by_the_bound_notification() {
+    let event = (crate::messaging::KIND_EVENT, 0, 2, 1, 5, tessera_idl::Bytes::default());
+    let kernel = Fake::new([exit(0, 0, out(0x80, 0)), Step::Broker { partition: 10, deliveries: vec![event] }]);
+    kernel.events.set(Some(BrokerEvents::Bound));
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    // Once at the start (nothing), then after the signal until NO_DATA.
+    assert_eq!(*kernel.fetched.borrow(), [10, 10, 10]);
+    assert!(kernel.queued.borrow()[&10].is_empty());
+    // No SynIC here takes it; the notification has no reply.
+    assert!(kernel.logged("no SynIC takes it; dropped"), "{:?}", kernel.log.borrow());
+    assert_eq!(kernel.replies.borrow().len(), 1);
+}
+
+/// A request as a client of `vid_api` words it.
+fn request(call: impl FnOnce(&Client<&dyn Transport>)) -> Message {
+    let captured = std::cell::RefCell::new(None);
+    let transport = Loopback::new(Badge(0), |_, request: &Message| {
+        *captured.borrow_mut() = Some(request.clone());
+        Message::new(u32::MAX)
+    });
+    call(&Client::new(&transport as &dyn Transport, CapSlot(1)));
+    captured.into_inner().unwrap()
+}
+
+/// What `call` makes of `reply` as a client of `vid_api`.
+fn decode<T>(reply: &Message, call: impl FnOnce(&Client<&dyn Transport>) -> T) -> T {
+    let transport = Loopback::new(Badge(0), |_, _: &Message| reply.clone());
+    call(&Client::new(&transport as &dyn Transport, CapSlot(1)))
+}
+
+#[test]
+fn clients_are_answered_between_exits_and_may_stop_a_partition() {
+    let client = 3;
+    let ask = |message: Message| Step::Request { badge: client, message };
+    let kernel = Fake::new([
+        exit(0, 0, out(0x80, 0)),
+        exit(1, 0, hlt(0x202)),
+        ask(request(|c| _ = c.status())),
+        ask(request(|c| _ = c.partition_status(11))),
+        ask(request(|c| _ = c.partition_exits(11, ExitKind::Halt))),
+        ask(request(|c| _ = c.partition_status(12))),
+        ask(request(|c| _ = c.stop_partition(10))),
+        ask(request(|c| _ = c.partition_status(10))),
+        ask(request(|c| _ = c.status())),
+        ask(request(|c| _ = c.stop_partition(11))),
+    ]);
+    let (mut m0, mut m1) = (Memory::new(1), Memory::new(1));
+    let mut running = [partition(&mut m0, 0, 1, &kernel), partition(&mut m1, 1, 1, &kernel)];
+    // Stopping the last partition ends the loop (its answer sent first).
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Ok(()));
+    let replies: Vec<Message> =
+        kernel.replies.borrow().iter().filter(|(b, _)| *b == client).map(|(_, m)| m.clone()).collect();
+    assert_eq!(decode(&replies[0], |c| c.status()), Ok((2, 2)));
+    assert_eq!(decode(&replies[1], |c| c.partition_status(11)), Ok(Ok((PartitionState::Running, 1, 1))));
+    assert_eq!(decode(&replies[2], |c| c.partition_exits(11, ExitKind::Halt)), Ok(Ok(1)));
+    assert_eq!(decode(&replies[3], |c| c.partition_status(12)), Ok(Err(vid_api::ServiceError::NotFound)));
+    assert_eq!(decode(&replies[4], |c| c.stop_partition(10)), Ok(Ok(())));
+    assert_eq!(decode(&replies[5], |c| c.partition_status(10)), Ok(Ok((PartitionState::Stopped, 1, 1))));
+    assert_eq!(decode(&replies[6], |c| c.status()), Ok((1, 2)));
+    assert_eq!(decode(&replies[7], |c| c.stop_partition(11)), Ok(Ok(())));
+    assert_eq!(replies.len(), 8);
+    assert!(kernel.vp_calls.borrow().contains(&VpCall::Suspend(vp_cap(0, 0))), "its running VP is stopped");
+    assert_eq!(*kernel.stopped.borrow(), [Some(20), Some(21)]);
+    assert!(kernel.logged("guest: stopped at the request of badge 3 after 1 exits"));
+}
+
+#[test]
+fn exit_badges_are_above_every_client_badge_and_name_partition_and_vp() {
+    use abi::limits::MAX_VPS_PER_PARTITION;
+    for (k, vp) in [(0, 0), (3, MAX_VPS_PER_PARTITION - 1)] {
+        assert_eq!(super::exit_of(super::exit_badge(k, vp)), Some((k, vp)));
+    }
+    for client in [1, 2, 0x100, u64::from(u32::MAX), scheduler_api::CONTROL_BADGE | 9] {
+        assert_eq!(super::exit_of(client), None, "{client:#x}");
+    }
+}

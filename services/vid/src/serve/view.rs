@@ -1,0 +1,109 @@
+//! The guest as the exit handler sees it: RAM through the VID's window,
+//! the ROM page, and registers.
+
+use crate::guest::Guest;
+use crate::host::Kernel;
+use abi::CapSlot;
+use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
+use tlfs::HvRegisterName;
+use tlfs::exit_state::TransferredState;
+
+const PAGE: u64 = x86defs::PAGE_SIZE;
+
+/// The guest of one exit: RAM, the ROM page, registers from the state sent
+/// with the exit or, failing that, through VP_GET_REGISTERS.
+pub(super) struct View<'r, K> {
+    pub kernel: &'r K,
+    pub vp: CapSlot,
+    pub partition: CapSlot,
+    pub ram: &'r mut [u8],
+    pub beneath: &'r mut [u8],
+    pub state: TransferredState<'r>,
+}
+
+impl<K: Kernel> Guest for View<'_, K> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        if let Some(range) = ram_range(self.ram.len(), gpa, buf.len()) {
+            buf.copy_from_slice(&self.ram[range]);
+            return true;
+        }
+        let rom = ROM_GPA..ROM_GPA + PAGE;
+        if rom.contains(&gpa) && gpa + buf.len() as u64 <= rom.end {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let at = (gpa - ROM_GPA) as usize + i;
+                *b = ROM_SIGNATURE.get(at).copied().unwrap_or(0);
+            }
+            return true;
+        }
+        false
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        RamOnly(&mut *self.ram, &mut *self.beneath).write(gpa, data)
+    }
+
+    fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        if let Some(value) = self.state.get(name) {
+            return Some(value);
+        }
+        self.kernel.register(self.vp, name).ok()
+    }
+
+    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
+        beneath_page(self.beneath, slot)
+    }
+
+    /// A page the VID found writable RAM: the kernel refuses only a page
+    /// the manager unmapped meanwhile, which then needs no hold.
+    fn hold_write(&mut self, gpn: u64, held: bool) {
+        self.kernel.hold_write(self.partition, gpn, held);
+    }
+}
+
+/// The partition's RAM alone, for what the VID does between exits (the
+/// synthetic timers' messages): no ROM, no registers; then the pages that
+/// keep the RAM beneath the overlays.
+pub(super) struct RamOnly<'r>(pub &'r mut [u8], pub &'r mut [u8]);
+
+impl Guest for RamOnly<'_> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        match ram_range(self.0.len(), gpa, buf.len()) {
+            Some(range) => {
+                buf.copy_from_slice(&self.0[range]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        match ram_range(self.0.len(), gpa, data.len()) {
+            Some(range) => {
+                self.0[range].copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn register(&mut self, _name: HvRegisterName) -> Option<(u64, u64)> {
+        None
+    }
+
+    fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
+        beneath_page(self.1, slot)
+    }
+}
+
+/// Overlay slot `slot`'s page of `beneath`.
+fn beneath_page(beneath: &mut [u8], slot: usize) -> Option<&mut [u8]> {
+    let at = slot.checked_mul(PAGE as usize)?;
+    beneath.get_mut(at..at.checked_add(PAGE as usize)?)
+}
+
+/// The bytes of `ram` (of `ram_len` bytes) at `gpa..gpa + len`, if all RAM.
+fn ram_range(ram_len: usize, gpa: u64, len: usize) -> Option<core::ops::Range<usize>> {
+    let end = gpa.checked_add(len as u64)?;
+    let ram = (gpa < LOW_RAM_END && end <= LOW_RAM_END) || (gpa >= HIGH_RAM_START && end <= ram_len as u64);
+    ram.then_some(gpa as usize..end as usize)
+}
