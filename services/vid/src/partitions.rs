@@ -13,7 +13,7 @@ use abi::limits::MAX_VPS_PER_PARTITION;
 use abi::{CapSlot, ErrorCode, ObjectType, Rights};
 use partition_manager_api::layout::HIGH_RAM_START;
 use scheduler::classic;
-use sysimage::manifest::TaskIndex;
+use sysimage::manifest::{MAX_HELD_MONITORS, PartitionIndex, Party, PortType, TaskIndex};
 use sysimage::{SchedulerPolicy, SystemImage};
 use tessera_rt::memory::Window;
 use tessera_rt::untyped::retype;
@@ -24,9 +24,10 @@ use vid::exits::{APIC_HZ, Vmm, VmmConfig};
 use vid::host::NoServices;
 use vid::linux::{self, E820Entry, E820Type};
 use vid::loader::{self, LoadRequest, Module};
+use vid::monitor::{Monitor, MonitorPage};
 use vid::placement::{self, Pairing};
 use vid::profile::EnlightenmentProfile;
-use vid::serve::{EXIT_STATE, MAX_RUNNING, Running, Setup, exit_badge};
+use vid::serve::{EXIT_STATE, MAX_RUNNING, Monitors, Running, Setup, exit_badge};
 use vid::synthetic::{HostClock, Vendor};
 
 /// Offset of `acpi_rsdp_addr` in the zero page (boot protocol 2.14).
@@ -442,6 +443,7 @@ fn start(
     if plan.root {
         log!("{}: root scheduler: the VID runs VP 1 and up only while VP 0 is halted", p.name);
     }
+    let monitors = monitor_pages(image, index, k, task, registry, slots, p.name);
     let profile = EnlightenmentProfile::new(p.enlightenments, u32::from(p.vcpus), 1).map_err(|e| {
         log!("{}: the enlightenments are not coherent: {e:?}", p.name);
         ErrorCode::INVALID_ARGUMENT
@@ -465,7 +467,49 @@ fn start(
         beneath,
         vmm: Vmm::with_config(config),
         root: plan.root,
+        monitors,
     }))
+}
+
+/// The pages of the monitor connections manifest partition `index` (the
+/// VID's `k`-th) holds, from the partition manager, each mapped in the
+/// last quarter of the partition's window range for the exit loop to
+/// inspect (TLFS 11.7). One the VID cannot get is logged and left out:
+/// its triggers are never signalled.
+fn monitor_pages(
+    image: &SystemImage<'static>,
+    index: u32,
+    k: usize,
+    task: CapSlot,
+    registry: &Registry,
+    slots: &mut Slots,
+    name: &str,
+) -> Monitors<'static> {
+    let mut monitors = Monitors::new();
+    let held = image
+        .manifest
+        .connections
+        .iter()
+        .filter(|c| c.port_type == PortType::Monitor && c.from == Party::Partition(PartitionIndex(index as u8)));
+    for (n, c) in held.enumerate().take(MAX_HELD_MONITORS) {
+        let into = slots.next();
+        let at = RAM_AT + k as u64 * RAM_STRIDE + RAM_STRIDE / 4 * 3 + n as u64 * PAGE;
+        let gpa = match registry.attach_monitor(index, c.connection_id, into) {
+            Ok(gpa) => gpa,
+            Err(e) => {
+                log!("{name}: no monitor page for connection {:#x}: {e}", c.connection_id);
+                continue;
+            }
+        };
+        let Some(words) = Window::map(task, into, at, 0, 1, true).ok().and_then(Window::leak_atomic) else {
+            log!("{name}: the monitor page of connection {:#x} cannot be mapped", c.connection_id);
+            continue;
+        };
+        log!("{name}: monitor page of connection {:#x} at {gpa:#x}", c.connection_id);
+        let monitor = Monitor::new(tessera_rt::startup::tsc_hz());
+        let _ = monitors.push(MonitorPage { connection_id: c.connection_id, words, monitor });
+    }
+    monitors
 }
 
 /// Takes the first exit and then fails as `personality` says: the task

@@ -16,6 +16,7 @@
 //! the task implements them, the tests fake them.
 
 mod deliver;
+mod monitors;
 mod requests;
 mod time;
 mod view;
@@ -30,11 +31,13 @@ pub use requests::answer;
 use crate::exits::{Action, Event, Stop, Vmm};
 use crate::host::{BrokerEvents, Kernel, Services, Until};
 use crate::logs::{Kind, Line, PartitionLogs};
+use crate::monitor::MonitorPage;
 use crate::root::RootPolicy;
 use abi::limits::MAX_VPS_PER_PARTITION;
 use abi::{CapSlot, ErrorCode, labels};
 use core::fmt;
 use deliver::{Input, deliver, show_prompts};
+use sysimage::manifest::MAX_HELD_MONITORS;
 use tessera_idl::Message;
 use time::{Turn, Wait, keep_time, vp0_halts};
 use tlfs::exit_state::{ExitState, TransferredState};
@@ -103,7 +106,12 @@ pub struct Setup<'m> {
     /// Under `[scheduler] policy = "root"`: the VID decides when each VP
     /// runs ([`crate::root`]).
     pub root: bool,
+    /// The pages of the monitor connections it holds (TLFS 11.7).
+    pub monitors: Monitors<'m>,
 }
+
+/// The monitor pages of one partition's monitor connections.
+pub type Monitors<'m> = heapless::Vec<MonitorPage<'m>, MAX_HELD_MONITORS>;
 
 /// One running partition, as its exit handler sees it.
 pub struct Running<'m> {
@@ -129,6 +137,7 @@ pub struct Running<'m> {
     exits: u64,
     stopped: bool,
     root: Option<RootPolicy>,
+    monitors: Monitors<'m>,
 }
 
 impl<'m> Running<'m> {
@@ -150,6 +159,7 @@ impl<'m> Running<'m> {
             exits: 0,
             stopped: false,
             root: s.root.then(RootPolicy::new),
+            monitors: s.monitors,
         }
     }
 
@@ -436,6 +446,10 @@ pub fn serve(
             }
             reply = Some(message);
         }
+        // Monitored notifications that come due signal events like the
+        // guest's own HvSignalEvent.
+        let (signalled, inspect_at) = monitors::inspect(services, running, now);
+        brokered |= signalled;
         // A post or signal was just made: what it delivered to this VID's
         // partitions (the caller's own included) is in their SIM and SIEF
         // pages before any of their VPs runs on, and keep_time wakes the
@@ -444,6 +458,7 @@ pub fn serve(
             deliver(kernel, services, services.broker_signalled(), running);
         }
         let (wait, Turn { reset, parked, again }) = keep_time(kernel, running, exited, now, min_wait);
+        let wait = wait.min(Wait { ticks: 0, deadline: inspect_at });
         if let (true, Some(message)) = (parked, reply.as_mut()) {
             stop_reply(message);
         }

@@ -960,6 +960,19 @@ fn check_monitor_pages(
             ),
         );
     }
+    if let Some(Party::Partition(k)) = parties[0] {
+        let held = seen.iter().filter(|&&(o, _, j, field)| o == k && field == "from_page" && j != i).count();
+        if held >= compiled::MAX_HELD_MONITORS {
+            err(
+                "from",
+                format!(
+                    "partition \"{}\" holds more than {} monitor connections (its VID inspects each page)",
+                    c.from,
+                    compiled::MAX_HELD_MONITORS
+                ),
+            );
+        }
+    }
     let mut pages = [None; 2];
     for (n, (field, value, name)) in fields.into_iter().enumerate() {
         let partition = match parties[n] {

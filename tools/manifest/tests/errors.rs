@@ -1710,3 +1710,24 @@ fn a_monitor_page_used_twice_in_one_partition() {
         ],
     );
 }
+
+#[test]
+fn a_partition_holds_at_most_two_monitor_connections() {
+    let held = |n: u32| -> String {
+        (0..n)
+            .map(|i| {
+                let pages =
+                    format!("from_page = {:#x}\nto_page = {:#x}", 0x400_0000 + i * 0x1000, 0x20_0000 + i * 0x1000);
+                connection("alpha", "beta", "monitor", &format!("connection_id = {i}\nport_id = {i}\n{pages}"))
+            })
+            .collect()
+    };
+    assert!(parse(&connected(&held(2)), "t.toml").is_ok());
+    assert_errors(
+        &connected(&held(3)),
+        &[
+            "connection 3 (\"alpha\" to \"beta\"): from: partition \"alpha\" holds more than 2 monitor connections (its \
+           VID inspects each page)",
+        ],
+    );
+}

@@ -131,6 +131,9 @@ pub const BROKER: &str = "broker";
 /// Where a partition's platform MMIO starts (the I/O APIC at 0xFEC0_0000,
 /// then the HPET and the local APIC): monitor pages go below it.
 pub const PLATFORM_MMIO: u64 = 0xfec0_0000;
+/// Monitor connections one partition may hold: its VID inspects the page
+/// of each (TLFS 11.7) and keeps its triggers' arming times.
+pub const MAX_HELD_MONITORS: usize = 2;
 /// Untyped memory the partition manager needs per monitor connection: its
 /// page, and the second-level tables its two mappings may add (a page
 /// directory and a page table each: the pages lie outside the RAM's).
@@ -922,6 +925,10 @@ impl Manifest<'_> {
         }
         if c.target_vp != 0 || c.sint != 0 {
             return Err("a target VP or SINT on a monitor port");
+        }
+        let held = |o: &&Connection| o.port_type == PortType::Monitor && o.from == c.from;
+        if self.connections[..i].iter().filter(held).count() >= MAX_HELD_MONITORS {
+            return Err("a partition holding more monitor connections than MAX_HELD_MONITORS");
         }
         if c.from_page.is_none() || c.to_page.is_some() != matches!(c.to, Party::Partition(_)) {
             return Err("a monitor page missing, or one in a task");

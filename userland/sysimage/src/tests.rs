@@ -193,6 +193,16 @@ fn monitor_connections_have_their_pages_and_are_checked() {
         m.tasks[1].uses.push(Use { endpoint: EndpointIndex(2), name: BROKER }).unwrap();
         m.connections[1].from = Party::Task(TaskIndex(1));
     });
+    bad("a partition holding more monitor connections than MAX_HELD_MONITORS", &|m| {
+        for n in 1..=MAX_HELD_MONITORS as u32 {
+            let mut more = m.connections[1];
+            (more.connection_id, more.port_id) = (3 + n, 4 + n);
+            more.from_page = Some((64 << 20) + u64::from(n) * PAGE_SIZE);
+            more.to_page = Some((2 << 20) + u64::from(n) * PAGE_SIZE);
+            m.connections.push(more).unwrap();
+        }
+        m.tasks[3].objects = m.tasks[3].objects.checked_add(&objects::monitor_pages(MAX_HELD_MONITORS as u16)).unwrap();
+    });
     let sint = "a target VP or SINT on a monitor port";
     bad(sint, &|m| m.connections[1].sint = 4);
     bad(sint, &|m| m.connections[1].target_vp = 1);

@@ -59,6 +59,9 @@ fn the_next_inspection_follows_the_lowest_latency_and_an_armed_deadline() {
     let (p, mut m) = (page(), Monitor::new(HZ));
     inspect(&mut m, &p, 0);
     assert_eq!(m.due(), IDLE_PERIOD, "nothing enabled");
+    enable(&p, 0b1);
+    inspect(&mut m, &p, 0);
+    assert_eq!(m.due(), MIN_LATENCY, "a group that gives no latency");
     enable(&p, 0b10);
     for t in 32..64 {
         set_latency(&p, t, 50_000);

@@ -98,6 +98,13 @@ impl Registry {
         let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
         receiving(&[(into, ObjectType::VP)], || Ok(pm.attach_vp(id, index)??))
     }
+
+    /// The page of monitor connection `connection_id` that manifest
+    /// partition `index` holds: its GPA there, the page received into `into`.
+    pub fn attach_monitor(&self, index: u32, connection_id: u32, into: CapSlot) -> Result<u64, Failure> {
+        let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
+        receiving(&[(into, ObjectType::MEMORY)], || Ok(pm.attach_monitor(index, connection_id)??))
+    }
 }
 
 /// The broker, for the partitions' HvPostMessage and HvSignalEvent, and

@@ -62,7 +62,13 @@ pub struct Fake {
     pub fetched: RefCell<Vec<u64>>,
     /// Partitions reported stopped to the partition manager (its IDs).
     pub stopped: RefCell<Vec<Option<u64>>>,
+    /// Every HvSignalEvent made through the broker: (partition, connection
+    /// ID, flag number, TSC).
+    pub signals: RefCell<Vec<(u64, u32, u16, u64)>>,
 }
+
+/// A connection the broker refuses in the fake.
+pub const NOT_HELD: u32 = 0x7777;
 
 impl Fake {
     pub fn new(script: impl IntoIterator<Item = Step>) -> Fake {
@@ -194,8 +200,9 @@ impl Services for Fake {
         Ok(())
     }
 
-    fn signal_event(&self, _: u64, _: u32, _: u16) -> HvResult<()> {
-        Ok(())
+    fn signal_event(&self, partition: u64, connection_id: u32, flag_number: u16) -> HvResult<()> {
+        self.signals.borrow_mut().push((partition, connection_id, flag_number, self.tsc.get()));
+        if connection_id == NOT_HELD { Err(tlfs::HvError::INVALID_CONNECTION_ID) } else { Ok(()) }
     }
 
     fn synic_state(&self, _: u64, _: u32, _: u32) -> HvResult<()> {

@@ -1,11 +1,13 @@
 //! The exit loop over a fake kernel ([`super::fake`]): each test scripts
 //! what the loop receives and checks what it replied and did.
 
-use super::fake::{Fake, Step, TSC_HZ, VpCall, hlt, out, wrmsr};
+use super::fake::{Fake, NOT_HELD, Step, TSC_HZ, VpCall, hlt, out, wrmsr};
 use super::{Running, Setup, serve};
 use crate::exits::{Vmm, VmmConfig};
 use crate::host::{BrokerEvents, Until};
+use crate::monitor::{Monitor, MonitorPage};
 use abi::{CapSlot, ErrorCode, labels};
+use core::sync::atomic::{AtomicU64, Ordering};
 use tessera_idl::testing::Loopback;
 use tessera_idl::{Badge, Message, Transport};
 use tlfs::{HvMessage, HvRegisterName, HvX64PendingInterruptionRegister};
@@ -41,6 +43,7 @@ fn partition<'m>(memory: &'m mut Memory, k: usize, vps: usize, kernel: &Fake) ->
         beneath: &mut memory.beneath,
         vmm: Vmm::with_config(VmmConfig { vps: vps as u32, ..VmmConfig::default() }),
         root: false,
+        monitors: Default::default(),
     });
     r.start(kernel).unwrap();
     r
@@ -334,4 +337,54 @@ fn exit_badges_are_above_every_client_badge_and_name_partition_and_vp() {
     for client in [1, 2, 0x100, u64::from(u32::MAX), scheduler_api::CONTROL_BADGE | 9] {
         assert_eq!(super::exit_of(client), None, "{client:#x}");
     }
+}
+
+/// A monitor page with group 0 enabled, every trigger's latency 2 ms, and
+/// triggers 3 (connection 0x11, flag 3) and 4 (a connection the broker
+/// refuses) pending.
+fn monitor_page() -> Vec<AtomicU64> {
+    use tlfs::monitor::{TRIGGER_STATE_WORD, latency_word, parameter_word, trigger_group_word};
+    let words: Vec<AtomicU64> = (0..tlfs::monitor::MONITOR_PAGE_WORDS).map(|_| AtomicU64::new(0)).collect();
+    words[TRIGGER_STATE_WORD].store(1, Ordering::Relaxed);
+    for t in 0..32 {
+        let (word, shift) = latency_word(t);
+        words[word].fetch_or(20_000 << shift, Ordering::Relaxed);
+    }
+    words[parameter_word(3)].store(3 << 32 | 0x11, Ordering::Relaxed);
+    words[parameter_word(4)].store(u64::from(NOT_HELD), Ordering::Relaxed);
+    words[trigger_group_word(0)].store(0b11 << 3, Ordering::Relaxed);
+    words
+}
+
+#[test]
+fn monitor_pages_signal_on_their_partitions_behalf_no_sooner_than_the_latency() {
+    let words = monitor_page();
+    let kernel = Fake::new([exit(0, 0, out(0x80, 0)), Step::Timeout, Step::Timeout]);
+    kernel.events.set(Some(BrokerEvents::Bound));
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    let page = MonitorPage { connection_id: 0x12, words: &words, monitor: Monitor::new(TSC_HZ) };
+    running[0].monitors.push(page).ok().unwrap();
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    // Armed at TSC 0; the loop waits until the latency has passed, then
+    // signals both on manifest partition 10's behalf (the refusal is
+    // discarded) and clears them.
+    assert!(kernel.waits.borrow().contains(&Until::Tsc(2_000_000)), "{:?}", kernel.waits.borrow());
+    assert_eq!(*kernel.signals.borrow(), [(10, 0x11, 3, 2_000_000), (10, NOT_HELD, 0, 2_000_000)]);
+    assert_eq!(words[tlfs::monitor::trigger_group_word(0)].load(Ordering::Relaxed), 0);
+    assert!(running[0].exits == 1 && !running[0].stopped);
+}
+
+#[test]
+fn a_stopped_partitions_monitor_pages_are_not_inspected() {
+    let words = monitor_page();
+    let kernel = Fake::new([exit(1, 0, out(0x80, 0)), Step::Timeout, Step::Timeout]);
+    kernel.events.set(Some(BrokerEvents::Bound));
+    let (mut stopped, mut live) = (Memory::new(1), Memory::new(1));
+    let mut running = [partition(&mut stopped, 0, 1, &kernel), partition(&mut live, 1, 1, &kernel)];
+    running[0].monitors.push(MonitorPage { connection_id: 0x12, words: &words, monitor: Monitor::new(TSC_HZ) }).ok();
+    running[0].stopped = true;
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(kernel.signals.borrow().is_empty());
+    assert_eq!(words[tlfs::monitor::trigger_group_word(0)].load(Ordering::Relaxed), 0b11 << 3, "not even armed");
 }
