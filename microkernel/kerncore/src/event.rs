@@ -151,6 +151,9 @@ impl Interruption {
         let kind = match info.event_type() {
             EventType::EXTERNAL_INTERRUPT => Kind::INTERRUPT,
             EventType::NMI => Kind::NMI,
+            // No exception has a vector above 31: QEMU's TCG reports a
+            // virtual interrupt (V_IRQ) it was delivering as one.
+            EventType::EXCEPTION if info.vector() >= 32 => Kind::INTERRUPT,
             EventType::EXCEPTION => Kind::EXCEPTION,
             _ => return None,
         };

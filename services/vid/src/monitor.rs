@@ -43,13 +43,42 @@ pub struct Signal {
     pub flag_number: u16,
 }
 
+/// Triggers fired in one inspection at most; the rest fire at the next,
+/// [`MIN_LATENCY`] on: a guest cannot make the VID signal more often.
+pub const MAX_FIRES: u32 = 32;
+/// Tries of a trigger group's compare-exchange in one inspection: a group
+/// the guests keep changing waits for the next.
+const CAS_TRIES: usize = 8;
+
 /// A monitor page the VID inspects for its partition: the monitor
-/// connection it belongs to, its words (the guests change them meanwhile)
-/// and the VID's state for it.
+/// connection it belongs to, its words (the guests change them meanwhile),
+/// the event connections a trigger may name, and the VID's state for it.
 pub struct MonitorPage<'m> {
     pub connection_id: u32,
     pub words: &'m [AtomicU64],
+    /// The partition's event connections to the monitor port's party. The
+    /// page is the port party's to write too: a parameter naming any other
+    /// connection of the partition is discarded, so the port's side cannot
+    /// make the VID signal, as this partition, to a third.
+    pub targets: heapless::Vec<u32, MAX_TARGETS>,
     pub monitor: Monitor,
+}
+
+/// Event connections a monitor page may signal: as many as a system declares.
+pub const MAX_TARGETS: usize = sysimage::manifest::MAX_CONNECTIONS;
+
+impl MonitorPage<'_> {
+    /// Inspects the page at TSC `now`, calling `signal` for each
+    /// notification that names one of [`MonitorPage::targets`] (the others
+    /// are discarded, like a refused signal).
+    pub fn inspect(&mut self, now: u64, mut signal: impl FnMut(Signal)) {
+        let targets = &self.targets;
+        self.monitor.inspect(self.words, now, |s| {
+            if targets.contains(&s.connection_id) {
+                signal(s);
+            }
+        });
+    }
 }
 
 /// What the VID keeps of one monitor page: when it armed each trigger.
@@ -90,12 +119,14 @@ impl Monitor {
         let enabled = page[TRIGGER_STATE_WORD].load(Ordering::Acquire) as u32 & GROUP_ENABLE_MASK;
         let mut next = IDLE_PERIOD;
         let mut wake = u64::MAX;
+        let mut budget = MAX_FIRES;
         for group in (0..MONITOR_GROUPS).filter(|g| enabled & (1 << g) != 0) {
             let given = |bit: usize| hint(page, group * TRIGGERS_PER_GROUP + bit);
             let latency = |bit: usize| given(bit).clamp(MIN_LATENCY, MAX_LATENCY);
             let lowest = (0..TRIGGERS_PER_GROUP).map(given).filter(|&l| l != 0).min().unwrap_or(MIN_LATENCY);
             next = next.min(lowest.clamp(MIN_LATENCY, MAX_LATENCY));
-            let fired = self.inspect_group(page, group, now, &latency);
+            let fired = self.inspect_group(page, group, now, &latency, budget);
+            budget -= fired.count_ones();
             for bit in (0..TRIGGERS_PER_GROUP).filter(|b| fired & (1 << b) != 0) {
                 let p = HvMonitorParameter::from_word(
                     page[parameter_word(group * TRIGGERS_PER_GROUP + bit)].load(Ordering::Acquire),
@@ -115,22 +146,32 @@ impl Monitor {
             self.armed_at[group * TRIGGERS_PER_GROUP..][..TRIGGERS_PER_GROUP].fill(None);
         }
         self.due = now.saturating_add(self.ticks(next)).min(wake.max(now));
+        if budget == 0 {
+            self.due = self.due.max(now.saturating_add(self.ticks(MIN_LATENCY)));
+        }
     }
 
-    /// One group's arming and firing, in one compare-exchange; returns the
-    /// triggers fired.
-    fn inspect_group(&mut self, page: &[AtomicU64], group: usize, now: u64, latency: &dyn Fn(usize) -> u64) -> u32 {
+    /// One group's arming and firing (at most `budget` triggers), in one
+    /// compare-exchange; returns the triggers fired.
+    fn inspect_group(
+        &mut self,
+        page: &[AtomicU64],
+        group: usize,
+        now: u64,
+        latency: &dyn Fn(usize) -> u64,
+        budget: u32,
+    ) -> u32 {
         let word = &page[trigger_group_word(group)];
         let base = group * TRIGGERS_PER_GROUP;
         let mut seen = word.load(Ordering::Acquire);
-        loop {
+        for _ in 0..CAS_TRIES {
             let g = HvMonitorTriggerGroup::from_word(seen);
             // Armed in the page but not by this VID (a restart, or the
             // guest): counts from now.
             let mut due = 0u32;
             for bit in (0..TRIGGERS_PER_GROUP).filter(|b| g.pending & g.armed & (1 << b) != 0) {
                 let at = self.armed_at[base + bit].unwrap_or(now);
-                if now.saturating_sub(at) >= self.ticks(latency(bit)) {
+                if now.saturating_sub(at) >= self.ticks(latency(bit)) && due.count_ones() < budget {
                     due |= 1 << bit;
                 }
             }
@@ -151,6 +192,7 @@ impl Monitor {
                 Err(changed) => seen = changed,
             }
         }
+        0
     }
 }
 

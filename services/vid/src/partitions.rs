@@ -507,7 +507,14 @@ fn monitor_pages(
         };
         log!("{name}: monitor page of connection {:#x} at {gpa:#x}", c.connection_id);
         let monitor = Monitor::new(tessera_rt::startup::tsc_hz());
-        let _ = monitors.push(MonitorPage { connection_id: c.connection_id, words, monitor });
+        let targets = image
+            .manifest
+            .connections
+            .iter()
+            .filter(|e| e.port_type == PortType::Event && e.from == c.from && e.to == c.to)
+            .map(|e| e.connection_id)
+            .collect();
+        let _ = monitors.push(MonitorPage { connection_id: c.connection_id, words, targets, monitor });
     }
     monitors
 }

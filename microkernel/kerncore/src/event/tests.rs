@@ -96,6 +96,8 @@ fn interrupted_hardware_events_are_delivered_again_and_software_ones_re_execute(
     let soft = EventInjection::new().with_vector(0x80).with_event_type(EventType::SOFTWARE_INTERRUPT).with_valid(true);
     assert_eq!(Interruption::interrupted_svm(soft), None);
     assert_eq!(Interruption::interrupted_svm(EventInjection::new().with_vector(0x30)), None);
+    let virq = EventInjection::new().with_vector(0xed).with_event_type(EventType::EXCEPTION).with_valid(true);
+    assert_eq!(Interruption::interrupted_svm(virq), Some(Interruption::interrupt(0xed)), "QEMU's V_IRQ cut short");
 
     let nmi = InterruptionInfo::new().with_vector(2).with_interruption_type(InterruptionType::NMI).with_valid(true);
     assert_eq!(Interruption::interrupted_vmx(nmi, 0).map(|i| i.kind), Some(Kind::NMI));

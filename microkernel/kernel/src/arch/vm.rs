@@ -263,9 +263,11 @@ pub struct VpHardware {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Offer {
     None,
-    /// Offered at the last entry, not taken when the guest last exited.
-    Waiting,
-    /// Taken, and not yet seen by `take_offer_taken`.
+    /// This vector, offered at the last entry, not taken when the guest
+    /// last exited.
+    Waiting(u8),
+    /// Taken (or its delivery cut short by the exit: `interrupted` holds
+    /// it), and not yet seen by `take_offer_taken`.
     Taken,
 }
 
@@ -433,8 +435,17 @@ impl VpHardware {
         if let Some(event) = exit.interrupted {
             self.interrupted = Some(event);
         }
-        if self.offer == Offer::Waiting && self.backend.offer_taken() {
-            self.offer = Offer::Taken;
+        if let Offer::Waiting(vector) = self.offer {
+            // An exit in the middle of its delivery (a nested page fault
+            // on the stack or IDT) reports it as cut short, to deliver
+            // again, and QEMU leaves V_IRQ set: it is no longer offered.
+            let cut_short = exit.interrupted.is_some_and(|e| e.is_maskable() && e.vector == vector);
+            if cut_short {
+                self.backend.request_window(false);
+            }
+            if cut_short || self.backend.offer_taken() {
+                self.offer = Offer::Taken;
+            }
         }
         self.xcr0 = super::fpu::unload(self.xcr0);
         if self.dr_active {
@@ -550,7 +561,7 @@ impl VpHardware {
     /// guest takes it or the offer is replaced or withdrawn.
     pub fn offer(&mut self, event: &Interruption) {
         self.claim();
-        self.offer = Offer::Waiting;
+        self.offer = Offer::Waiting(event.vector);
         self.backend.offer(event)
     }
 
@@ -561,7 +572,8 @@ impl VpHardware {
 
     /// Whether the guest took the offered interrupt before its last exit;
     /// true once per offer. Kept here by the CPU that ran the VP, like
-    /// [`take_interrupted`](Self::take_interrupted).
+    /// [`take_interrupted`](Self::take_interrupted): the next entry, on
+    /// whichever CPU, looks first.
     pub fn take_offer_taken(&mut self) -> bool {
         let taken = self.offer == Offer::Taken;
         if taken {

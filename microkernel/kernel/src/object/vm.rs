@@ -932,6 +932,8 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             // Cut short by an exit that was dropped (below).
             vcpu.reinject = Some(event);
         }
+        // An offer taken before an exit that was dropped.
+        vcpu.settle_offer();
         vcpu.load_events();
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let hardware: *mut VpHardware = &mut vcpu.hw;
@@ -964,7 +966,6 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let current = k.ipc.current(me) == Some(t);
         if let Some(vcpu) = k.vcpus[v as usize].as_mut().filter(|_| same) {
             vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
-            vcpu.settle_offer();
             // A reflected exception does not come again at the same
             // instruction when it is a trap (a single step or a data
             // breakpoint completed it, and the backend already set DR6): a
@@ -980,6 +981,8 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         if let Some(event) = vcpu.hw.take_interrupted() {
             vcpu.reinject = Some(event);
         }
+        // Still this CPU's VP: the exit's header shows what is pending.
+        vcpu.settle_offer();
         k.catch_up_ticks();
         k.deliver_interrupts();
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };

@@ -183,3 +183,20 @@ fn a_page_of_the_wrong_size_is_left_alone() {
     assert_eq!(inspect(&mut m, &short, 0), []);
     assert!(short.iter().all(|w| w.load(Ordering::Relaxed) == u64::MAX));
 }
+
+#[test]
+fn at_most_max_fires_per_inspection_and_the_rest_a_minimum_latency_on() {
+    let (p, mut m) = (page(), Monitor::new(HZ));
+    enable(&p, 0b11);
+    for g in 0..2 {
+        for b in 0..32 {
+            trigger(&p, g, b);
+        }
+    }
+    inspect(&mut m, &p, 0);
+    assert_eq!(inspect(&mut m, &p, MIN_LATENCY).len(), MAX_FIRES as usize);
+    assert_eq!(m.due(), 2 * MIN_LATENCY, "the others wait");
+    assert_eq!(group(&p, 1), Group { pending: u32::MAX, armed: u32::MAX }, "still armed");
+    assert_eq!(inspect(&mut m, &p, 2 * MIN_LATENCY).len(), 32);
+    assert_eq!(group(&p, 1), Group::default());
+}

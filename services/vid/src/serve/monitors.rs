@@ -1,8 +1,9 @@
 //! Monitored notifications between exits: the monitor pages of the
 //! partitions' monitor connections that are due are inspected
 //! ([`crate::monitor`]), and each trigger that fires is an HvSignalEvent
-//! through the broker on its partition's behalf. A failed signal is
-//! discarded (TLFS 11.10.8.2): the trigger stays cleared.
+//! through the broker on its partition's behalf, if it names one of the
+//! page's targets. A failed signal is discarded (TLFS 11.10.8.2): the
+//! trigger stays cleared.
 
 use super::Running;
 use crate::host::Services;
@@ -17,7 +18,7 @@ pub(super) fn inspect(services: &impl Services, running: &mut [Running<'_>], now
         let partition = r.index;
         for page in r.monitors.iter_mut() {
             if page.monitor.due() <= now {
-                page.monitor.inspect(page.words, now, |s| {
+                page.inspect(now, |s| {
                     signalled = true;
                     let _ = services.signal_event(partition, s.connection_id, s.flag_number);
                 });

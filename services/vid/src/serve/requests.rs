@@ -66,6 +66,12 @@ pub fn answer(
     caller: u64,
     mut request: Message,
 ) -> Message {
+    if super::exit_of(caller).is_some() {
+        // An exit that came after its partition's end (the task answers
+        // once the loop is over): the VP stays stopped.
+        super::stop_reply(&mut request);
+        return request;
+    }
     vid_api::dispatch_in_place(&mut Requests { kernel, services, running }, Badge(caller), &mut request);
     request
 }

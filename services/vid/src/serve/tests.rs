@@ -363,14 +363,16 @@ fn monitor_pages_signal_on_their_partitions_behalf_no_sooner_than_the_latency() 
     kernel.events.set(Some(BrokerEvents::Bound));
     let mut memory = Memory::new(1);
     let mut running = [partition(&mut memory, 0, 1, &kernel)];
-    let page = MonitorPage { connection_id: 0x12, words: &words, monitor: Monitor::new(TSC_HZ) };
+    let targets = [0x11].into_iter().collect();
+    let page = MonitorPage { connection_id: 0x12, words: &words, targets, monitor: Monitor::new(TSC_HZ) };
     running[0].monitors.push(page).ok().unwrap();
     assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
     // Armed at TSC 0; the loop waits until the latency has passed, then
-    // signals both on manifest partition 10's behalf (the refusal is
-    // discarded) and clears them.
+    // signals trigger 3 on manifest partition 10's behalf and clears both;
+    // trigger 4 names no event connection of the page's (its port party
+    // may write the page too): discarded, not signalled.
     assert!(kernel.waits.borrow().contains(&Until::Tsc(2_000_000)), "{:?}", kernel.waits.borrow());
-    assert_eq!(*kernel.signals.borrow(), [(10, 0x11, 3, 2_000_000), (10, NOT_HELD, 0, 2_000_000)]);
+    assert_eq!(*kernel.signals.borrow(), [(10, 0x11, 3, 2_000_000)]);
     assert_eq!(words[tlfs::monitor::trigger_group_word(0)].load(Ordering::Relaxed), 0);
     assert!(running[0].exits == 1 && !running[0].stopped);
 }
@@ -382,9 +384,23 @@ fn a_stopped_partitions_monitor_pages_are_not_inspected() {
     kernel.events.set(Some(BrokerEvents::Bound));
     let (mut stopped, mut live) = (Memory::new(1), Memory::new(1));
     let mut running = [partition(&mut stopped, 0, 1, &kernel), partition(&mut live, 1, 1, &kernel)];
-    running[0].monitors.push(MonitorPage { connection_id: 0x12, words: &words, monitor: Monitor::new(TSC_HZ) }).ok();
+    let targets = [0x11, NOT_HELD].into_iter().collect();
+    running[0]
+        .monitors
+        .push(MonitorPage { connection_id: 0x12, words: &words, targets, monitor: Monitor::new(TSC_HZ) })
+        .ok();
     running[0].stopped = true;
     assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
     assert!(kernel.signals.borrow().is_empty());
     assert_eq!(words[tlfs::monitor::trigger_group_word(0)].load(Ordering::Relaxed), 0b11 << 3, "not even armed");
+}
+
+#[test]
+fn an_exit_answered_after_the_loop_ends_stays_stopped() {
+    let kernel = Fake::new([]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    let message = Message::from_words(labels::VM_EXIT, &out(0x80, 0).to_words()).unwrap();
+    let reply = super::answer(&kernel, &kernel, &mut running, super::exit_badge(0, 0), message);
+    assert_eq!((reply.label(), reply.words()), (labels::VP_STOP, &[0][..]));
 }
