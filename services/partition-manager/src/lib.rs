@@ -649,12 +649,7 @@ impl<K: Kernel> PartitionManager<K> {
     /// with RAM (read, write), partition and VP 0 (run) capabilities
     /// queued for the reply.
     pub fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32)> {
-        let slot = self
-            .partitions
-            .iter()
-            .position(|p| p.as_ref().is_some_and(|p| p.index == Some(index)))
-            .ok_or(HvError::INVALID_PARTITION_ID)?;
-        let id = self.partitions[slot].as_ref().map_or(0, |p| p.id);
+        let id = self.manifest_partition(index)?;
         let p = owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
         let (o, vp0) = (p.objects, p.vps[0]);
         let vcpus = p.vps.iter().flatten().count() as u32;
@@ -668,12 +663,7 @@ impl<K: Kernel> PartitionManager<K> {
     /// partition, with the page (read, write) queued for the reply. The
     /// caller is checked as [`attach`](Self::attach) checks it.
     pub fn attach_monitor(&mut self, caller: Badge, index: u32, connection_id: u32) -> HvResult<u64> {
-        let slot = self
-            .partitions
-            .iter()
-            .position(|p| p.as_ref().is_some_and(|p| p.index == Some(index)))
-            .ok_or(HvError::INVALID_PARTITION_ID)?;
-        let id = self.partitions[slot].as_ref().map_or(0, |p| p.id);
+        let id = self.manifest_partition(index)?;
         owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
         let monitor = self
             .monitors
@@ -684,6 +674,12 @@ impl<K: Kernel> PartitionManager<K> {
         let (gpa, page) = (monitor.spec.from_page, monitor.page.ok_or(HvError::INVALID_PARTITION_STATE)?);
         self.hand_out(&[(page, Handout::RamReadWrite)])?;
         Ok(gpa)
+    }
+
+    /// The ID of manifest partition `index`.
+    fn manifest_partition(&self, index: u32) -> HvResult<u64> {
+        let p = self.partitions.iter().flatten().find(|p| p.index == Some(index));
+        p.map(|p| p.id).ok_or(HvError::INVALID_PARTITION_ID)
     }
 
     /// A guest crash notification from the partition's VID: kept, and

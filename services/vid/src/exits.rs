@@ -831,7 +831,7 @@ mod hypercall;
 mod msr;
 mod stats;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use guests::{BENCH_EXITS, BENCH_GUEST, BENCH_PORT, DEMO_GUEST, DEMO_LOAD};
 pub use stats::ExitStats;

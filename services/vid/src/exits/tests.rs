@@ -467,23 +467,8 @@ fn a_reply_never_replaces_an_interruption_the_kernel_holds() {
 fn pit_armed_and_halted() -> (Vmm, Fake, u64, HvMessage) {
     let mut vmm = Vmm::new();
     let mut g = Fake::new();
-    // The test kernel's sequence: 8259s at 0x20/0x28, only IRQ 0 unmasked,
-    // PIT channel 0 rate generator at 100 Hz (TSC at 1 GHz here).
-    for (port, value) in [
-        (0x20, 0x11),
-        (0xa0, 0x11),
-        (0x21, 0x20),
-        (0xa1, 0x28),
-        (0x21, 4),
-        (0xa1, 2),
-        (0x21, 1),
-        (0xa1, 1),
-        (0x21, 0xfe),
-        (0xa1, 0xff),
-        (0x43, 0x34),
-        (0x40, 0x9b),
-        (0x40, 0x2e),
-    ] {
+    // (TSC at 1 GHz here.)
+    for (port, value) in PIT_AT_100_HZ {
         let m = io(port, true, value, 2);
         let a = vmm.handle(&m, &mut g, 0, |_| {});
         assert!(matches!(a, Action::Resume(_)), "port {port:#x}: {a:?}");
@@ -1014,3 +999,21 @@ fn guest_idle_ends_on_an_interrupt_arriving_masked_or_not() {
     assert!(u.contains(&(HvRegisterName::RIP, 0x1002)) && u.contains(&(HvRegisterName::RAX, 0)));
     assert!(!vmm.wakes_from_idle(0), "not asleep");
 }
+
+/// The test kernel's sequence: 8259s at 0x20/0x28, only IRQ 0 unmasked,
+/// PIT channel 0 rate generator at 100 Hz: (port, value) of each `out`.
+pub(crate) const PIT_AT_100_HZ: [(u16, u64); 13] = [
+    (0x20, 0x11),
+    (0xa0, 0x11),
+    (0x21, 0x20),
+    (0xa1, 0x28),
+    (0x21, 4),
+    (0xa1, 2),
+    (0x21, 1),
+    (0xa1, 1),
+    (0x21, 0xfe),
+    (0xa1, 0xff),
+    (0x43, 0x34),
+    (0x40, 0x9b),
+    (0x40, 0x2e),
+];

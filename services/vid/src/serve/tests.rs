@@ -3,6 +3,7 @@
 
 use super::fake::{Fake, NOT_HELD, Step, TSC_HZ, VpCall, hlt, out, wrmsr};
 use super::{Running, Setup, serve};
+use crate::exits::tests::PIT_AT_100_HZ;
 use crate::exits::{Vmm, VmmConfig};
 use crate::host::{BrokerEvents, Until};
 use crate::monitor::{Monitor, MonitorPage};
@@ -75,27 +76,9 @@ fn posted_vectors(kernel: &Fake, vp: CapSlot) -> Vec<u16> {
     posts.map(|v| HvX64PendingInterruptionRegister::from_bits(v).interruption_vector()).collect()
 }
 
-/// The test kernel's sequence: 8259s at 0x20/0x28, only IRQ 0 unmasked,
-/// PIT channel 0 rate generator at 100 Hz.
+/// [`PIT_AT_100_HZ`] as exits of partition `k`'s VP 0.
 fn pit_at_100_hz(k: usize) -> Vec<Step> {
-    [
-        (0x20, 0x11),
-        (0xa0, 0x11),
-        (0x21, 0x20),
-        (0xa1, 0x28),
-        (0x21, 4),
-        (0xa1, 2),
-        (0x21, 1),
-        (0xa1, 1),
-        (0x21, 0xfe),
-        (0xa1, 0xff),
-        (0x43, 0x34),
-        (0x40, 0x9b),
-        (0x40, 0x2e),
-    ]
-    .into_iter()
-    .map(|(port, value)| exit(k, 0, out(port, value)))
-    .collect()
+    PIT_AT_100_HZ.into_iter().map(|(port, value)| exit(k, 0, out(port, value))).collect()
 }
 
 /// The first IRQ 0 of [`pit_at_100_hz`] armed at TSC 0, 10 ms on.
