@@ -13,8 +13,9 @@
 //! Ring 0 delivers interruptions when the guest can take them, and delivers
 //! again an event an exit cut short. An interrupt the guest cannot take yet
 //! waits as a virtual interrupt it takes by itself (SVM) or behind an
-//! interrupt window (VMX). A VP whose handler is gone, or does not answer in the time its
-//! monitor allows, stops and is reported to the monitor (`VP_STOPPED`).
+//! interrupt window (VMX). A VP whose handler is gone, or does not answer
+//! in the time its monitor allows, stops and is reported to the monitor
+//! (`VP_STOPPED`).
 //!
 //! The hardware is behind `arch::vm`: AMD SVM with nested paging or Intel
 //! VMX with EPT.
