@@ -43,7 +43,7 @@ const CONTAINED: &[(&str, &str)] = &[
     // Badges.
     ("CAP_MINT of the other VID's badge from its badged partition-manager capability", "INVALID_OPERATION"),
     ("TASK_INSTALL_CAP of its partition-manager capability with the other VID's badge", "the copy carries badge"),
-    ("a forged VP_STOPPED report sent to the partition manager", "call failed: UnknownOperation"),
+    ("a forged VP_STOPPED report sent to the partition manager", "INVALID_ARGUMENT"),
     // Priorities (issue #9 finding 7).
     ("SCHED_CONFIGURE of a new context to priority 31", "NO_RIGHTS"),
     ("SCHED_CONFIGURE of a new context one above its own priority", "NO_RIGHTS"),

@@ -31,6 +31,7 @@ const CAPABILITY_CHECKS: &[&str] = &[
     "invoke TASK_MAP on the console endpoint -> WRONG_TYPE",
     "CAP_MINT badge 1 from the badged console capability -> INVALID_OPERATION",
     "send a message of length 127 -> MESSAGE_TOO_LONG",
+    "send a message labelled NOTIFICATION (a kernel label) -> INVALID_ARGUMENT",
     "send with caps=1 naming empty slot 0 -> INVALID_CAPABILITY",
     "refused 16/16",
     "TASK_MAP through each of slots 1..=64 -> 0 succeeded",

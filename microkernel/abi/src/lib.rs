@@ -278,6 +278,10 @@ pub struct MessageInfo {
 
 /// Reserved labels the kernel uses for messages it originates.
 pub mod labels {
+    /// Labels from here up are the kernel's: a task's SEND or CALL with
+    /// one is refused (`INVALID_ARGUMENT`), so no receiver can take a
+    /// task's message for a fault, an exit or a notification.
+    pub const KERNEL_FIRST: u32 = 0xffff_0000;
     /// A thread faulted; see [`crate::FaultMessage`].
     pub const FAULT: u32 = 0xffff_0001;
     /// A virtual processor exited to its handler: the words are a TLFS

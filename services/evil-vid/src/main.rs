@@ -330,9 +330,10 @@ mod task {
                 },
                 None => Got::Kernel(ErrorCode::MESSAGE_TOO_LONG),
             };
+            // VP_STOPPED is a kernel label: the kernel refuses the send.
             let attempt = Attempt {
                 what: "a forged VP_STOPPED report sent to the partition manager",
-                expected: Got::Call(CallError::UnknownOperation),
+                expected: Got::Kernel(ErrorCode::INVALID_ARGUMENT),
             };
             self.check(&attempt, got);
         }

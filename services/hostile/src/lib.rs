@@ -43,6 +43,8 @@ pub const MINT_FROM_BADGED: Check =
     Check { what: "CAP_MINT badge 1 from the badged console capability", expected: &[] };
 pub const OVERLONG_MESSAGE: Check =
     Check { what: "send a message of length 127", expected: &[ErrorCode::MESSAGE_TOO_LONG] };
+pub const KERNEL_LABEL: Check =
+    Check { what: "send a message labelled NOTIFICATION (a kernel label)", expected: &[ErrorCode::INVALID_ARGUMENT] };
 pub const EMPTY_CAP_TRANSFER: Check =
     Check { what: "send with caps=1 naming empty slot 0", expected: &[ErrorCode::INVALID_CAPABILITY] };
 

@@ -97,6 +97,11 @@ mod task {
         let overlong = MessageInfo::new().with_label(console_api::ops::write).with_length(127);
         check(&OVERLONG_MESSAGE, sys::syscall(Sysnum::SEND, u64::from(console.0), overlong, [0; 4], 0).error.result());
 
+        // 4b. A label only the kernel may put on a message: the receiver
+        //     would take it for its bound notification's wake-up.
+        let forged = MessageInfo::new().with_label(abi::labels::NOTIFICATION);
+        check(&KERNEL_LABEL, sys::syscall(Sysnum::SEND, u64::from(console.0), forged, [0; 4], 0).error.result());
+
         // 5. Transfer a capability from an empty slot.
         check(
             &EMPTY_CAP_TRANSFER,

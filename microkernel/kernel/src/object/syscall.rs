@@ -83,6 +83,9 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
     let req = &Request { info, ..*req };
     match req.number {
         Sysnum::CALL | Sysnum::SEND => {
+            if req.info.label() >= abi::labels::KERNEL_FIRST {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
             let (ep, cap) = endpoint(k, t, req.cap, rights(|r| r.with_send(true)))?;
             let msg = Message { badge: cap.badge, info: req.info, grant: cap.rights.grant() };
             let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
