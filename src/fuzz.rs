@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::ui;
 
 /// The targets, as named in `fuzz/Cargo.toml` (`[[bin]]`).
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "hypercall",
     "synthetic_msr",
     "x86decode",
@@ -36,6 +36,7 @@ pub const TARGETS: [&str; 10] = [
     "tlfs_message",
     "cap_table",
     "ipc",
+    "monitor",
 ];
 
 /// A target that crashes on one input (`fuzz/seeds/canary/`): only run when

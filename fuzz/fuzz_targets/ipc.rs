@@ -71,7 +71,9 @@ fuzz_target!(|data: &[u8]| {
                     "step {step}: not the highest"
                 );
                 // A bound notification's bits end a receive with no message.
-                let message = |r: &kerncore::ipc::SyscallResult| r.info.label() != 0 && r.info.label() != abi::labels::NOTIFICATION;
+                let message = |r: &kerncore::ipc::SyscallResult| {
+                    r.info.label() != 0 && r.info.label() != abi::labels::NOTIFICATION
+                };
                 if let Some(res) = ipc.take_result(cur).filter(|r| r.error.is_ok() && message(r)) {
                     assert_eq!(
                         expected.remove(&cur.0),
