@@ -270,6 +270,16 @@ fn page_range(first: u64, count: u64) -> HvResult<u64> {
     }
 }
 
+/// The free entry of a partition's mapping table for pages
+/// `first..end`: `INVALID_PARAMETER` if they overlap a mapping,
+/// `INSUFFICIENT_MEMORY` if the table is full.
+fn free_range(gpa: &[Option<GpaRange>], first: u64, end: u64) -> HvResult<usize> {
+    if gpa.iter().flatten().any(|r| r.overlaps(first, end)) {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    gpa.iter().position(Option::is_none).ok_or(HvError::INSUFFICIENT_MEMORY)
+}
+
 fn access(flags: HvMapGpaFlags) -> GuestAccess {
     GuestAccess {
         read: flags.readable(),
@@ -449,10 +459,7 @@ impl<K: Kernel> PartitionManager<K> {
         for monitor in self.monitors.iter_mut().flatten() {
             for gpa in index.into_iter().flat_map(|k| monitor.spec.gpas_in(k)) {
                 let first = gpa / PAGE;
-                if p.gpa.iter().flatten().any(|r| r.overlaps(first, first + 1)) {
-                    return Err(HvError::INVALID_PARAMETER);
-                }
-                let free = p.gpa.iter().position(Option::is_none).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+                let free = free_range(&p.gpa, first, first + 1)?;
                 let page = match monitor.page {
                     Some(page) => page,
                     None => *monitor.page.insert(self.kernel.create_memory(1).map_err(hv_error)?),
@@ -579,10 +586,7 @@ impl<K: Kernel> PartitionManager<K> {
         if flags.writable() && !flags.readable() {
             return Err(HvError::INVALID_PARAMETER);
         }
-        if partition.gpa.iter().flatten().any(|r| r.overlaps(first, end)) {
-            return Err(HvError::INVALID_PARAMETER);
-        }
-        let slot = partition.gpa.iter().position(Option::is_none).ok_or(HvError::INSUFFICIENT_MEMORY)?;
+        let slot = free_range(&partition.gpa, first, end)?;
         let (ram, _) = partition.objects.ram.ok_or(HvError::INSUFFICIENT_MEMORY)?;
         if flags.readable() {
             self.kernel
