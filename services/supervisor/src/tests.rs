@@ -5,6 +5,18 @@ fn compiled(toml: &str) -> Vec<u8> {
     tessera_manifest::compile(&manifest).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`compiled`] for a manifest whose partitions boot `image = "kernel"`: the
+/// file is made in a directory of its own (`tag` names it) for the run.
+fn compiled_with_guest(toml: &str, tag: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("supervisor-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    let manifest = tessera_manifest::parse_in(toml, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
 const SYSTEM: &str = r#"
 [system]
 name = "test"
@@ -124,9 +136,6 @@ fn backoff_doubles_then_gives_up() {
 
 #[test]
 fn the_partition_manager_gets_the_partitions_memory_and_its_vid_may_receive_capabilities() {
-    let dir = std::env::temp_dir().join(format!("supervisor-pm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
     let text = format!(
         "{SYSTEM}
 [tasks.partition-manager]
@@ -149,8 +158,7 @@ memory = \"8MiB\"
 vid = \"guests\"
 "
     );
-    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
-    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let bytes = compiled_with_guest(&text, "pm");
     let m = Manifest::parse(&bytes).unwrap();
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let (pm, guests, vid) = (index("partition-manager"), index("guests"), index("vid"));
@@ -180,14 +188,10 @@ vid = \"guests\"
     assert_eq!(endpoint_rights(&m, guests, manager, false), Rights::new().with_send(true).with_grant(true));
     assert_eq!(endpoint_rights(&m, guests, console, false), Rights::new().with_send(true));
     assert_eq!(endpoint_rights(&m, vid, console, false), Rights::new().with_send(true));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn sched_control_is_the_scheduler_endpoint_with_the_control_bit_and_a_vid_may_hand_it_contexts() {
-    let dir = std::env::temp_dir().join(format!("supervisor-sched-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
     let text = SYSTEM.replace("serves = [\"scheduler\"]", "serves = [\"scheduler\", \"sched-control\"]")
         + "
 [tasks.partition-manager]
@@ -218,8 +222,7 @@ image = \"kernel\"
 memory = \"8MiB\"
 vid = \"guests\"
 ";
-    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
-    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let bytes = compiled_with_guest(&text, "sched");
     let m = Manifest::parse(&bytes).unwrap();
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);
@@ -237,14 +240,10 @@ vid = \"guests\"
     // Other endpoints are what they name.
     let console = endpoint("console");
     assert_eq!(use_source(&m, vid, console), (console, badge_of(vid)));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_broker_signals_and_the_port_partitions_vid_waits_on_one_notification() {
-    let dir = std::env::temp_dir().join(format!("supervisor-broker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
     // Two VIDs: "guests" runs alpha, "others" runs beta and gamma; alpha
     // posts to beta and to itself, beta to nobody. Only VIDs of a port's
     // partition are notified.
@@ -290,8 +289,7 @@ serves = [\"broker\"]
         connection("alpha", "beta", 1),
         connection("alpha", "alpha", 2),
     );
-    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
-    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let bytes = compiled_with_guest(&text, "broker");
     let m = Manifest::parse(&bytes).unwrap();
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let (broker, guests, others, idle) = (index("broker"), index("guests"), index("others"), index("idle"));
@@ -312,7 +310,6 @@ serves = [\"broker\"]
     // A VID whose partitions have no port gets none, and no other task does.
     assert!(grants(&m, idle).unwrap().iter().all(|g| !matches!(g.source, Source::Deliveries { .. })));
     assert!(grants(&m, index("console")).unwrap().iter().all(|g| !matches!(g.source, Source::Deliveries { .. })));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A task party (the VMBus host's arrangement): the broker may signal its
@@ -320,9 +317,6 @@ serves = [\"broker\"]
 /// broker names it by that party.
 #[test]
 fn a_task_party_waits_on_a_notification_that_names_its_party() {
-    let dir = std::env::temp_dir().join(format!("supervisor-party-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
     let text = format!(
         "{SYSTEM}
 [tasks.partition-manager]
@@ -373,8 +367,7 @@ port_id = 2
 sint = 2
 "
     );
-    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
-    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let bytes = compiled_with_guest(&text, "party");
     let m = Manifest::parse(&bytes).unwrap();
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let (broker, vid, host) = (index("broker"), index("guests"), index("host"));
@@ -395,14 +388,10 @@ sint = 2
     // The VID of the port's partition waits on broker-events, as before.
     let g = grants(&m, vid).unwrap();
     assert_eq!(g.last().unwrap().name.as_str(), broker_api::VID_NOTIFICATION);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_vid_with_partitions_may_mint_exit_capabilities_to_the_endpoint_it_serves() {
-    let dir = std::env::temp_dir().join(format!("supervisor-vid-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
     let text = format!(
         "{SYSTEM}
 [tasks.partition-manager]
@@ -435,8 +424,7 @@ memory = \"8MiB\"
 vid = \"guests\"
 "
     );
-    let manifest = tessera_manifest::parse_in(&text, "test.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
-    let bytes = tessera_manifest::compile(&manifest).unwrap();
+    let bytes = compiled_with_guest(&text, "vid");
     let m = Manifest::parse(&bytes).unwrap();
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let endpoint = |name: &str| EndpointIndex(m.endpoints.iter().position(|e| e.name == name).unwrap() as u8);
@@ -445,5 +433,4 @@ vid = \"guests\"
     // A VID that runs no partition only receives.
     let idle = endpoint_rights(&m, index("idle-vid"), endpoint("idle-vid"), true);
     assert_eq!(idle, Rights::new().with_receive(true));
-    let _ = std::fs::remove_dir_all(&dir);
 }
