@@ -244,9 +244,14 @@ impl Vcpu {
                 self.reinject = Some(event);
             }
         } else if let Some(event) = self.pending.filter(|e| !self.hw.offers(e)) {
-            if self.hw.inject(&event) {
+            // Nothing else waits: the backend opens the window itself if
+            // the guest cannot take it.
+            let injected = self.hw.inject(&event);
+            if injected {
                 self.pending = None;
             }
+            self.window = !injected;
+            return;
         } else if self.pending.is_none() && !self.window && !self.hw.offering() {
             return;
         }
