@@ -323,8 +323,8 @@ fn exit_badges_are_above_every_client_badge_and_name_partition_and_vp() {
 }
 
 /// A monitor page with group 0 enabled, every trigger's latency 2 ms, and
-/// triggers 3 (connection 0x11, flag 3) and 4 (a connection the broker
-/// refuses) pending.
+/// triggers 3 (connection 0x11, flag 3), 4 (a connection the broker
+/// refuses) and 5 (connection 0x13) pending.
 fn monitor_page() -> Vec<AtomicU64> {
     use tlfs::monitor::{TRIGGER_STATE_WORD, latency_word, parameter_word, trigger_group_word};
     let words: Vec<AtomicU64> = (0..tlfs::monitor::MONITOR_PAGE_WORDS).map(|_| AtomicU64::new(0)).collect();
@@ -335,7 +335,8 @@ fn monitor_page() -> Vec<AtomicU64> {
     }
     words[parameter_word(3)].store(3 << 32 | 0x11, Ordering::Relaxed);
     words[parameter_word(4)].store(u64::from(NOT_HELD), Ordering::Relaxed);
-    words[trigger_group_word(0)].store(0b11 << 3, Ordering::Relaxed);
+    words[parameter_word(5)].store(0x13, Ordering::Relaxed);
+    words[trigger_group_word(0)].store(0b111 << 3, Ordering::Relaxed);
     words
 }
 
@@ -346,16 +347,17 @@ fn monitor_pages_signal_on_their_partitions_behalf_no_sooner_than_the_latency() 
     kernel.events.set(Some(BrokerEvents::Bound));
     let mut memory = Memory::new(1);
     let mut running = [partition(&mut memory, 0, 1, &kernel)];
-    let targets = [0x11].into_iter().collect();
+    let targets = [0x11, NOT_HELD].into_iter().collect();
     let page = MonitorPage { connection_id: 0x12, words: &words, targets, monitor: Monitor::new(TSC_HZ) };
     running[0].monitors.push(page).ok().unwrap();
     assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
     // Armed at TSC 0; the loop waits until the latency has passed, then
-    // signals trigger 3 on manifest partition 10's behalf and clears both;
-    // trigger 4 names no event connection of the page's (its port party
-    // may write the page too): discarded, not signalled.
+    // signals triggers 3 and 4 on manifest partition 10's behalf (the
+    // broker's refusal of 4 is discarded) and clears all three; trigger 5
+    // names no event connection of the page's (its port party may write
+    // the page too): discarded, not signalled.
     assert!(kernel.waits.borrow().contains(&Until::Tsc(2_000_000)), "{:?}", kernel.waits.borrow());
-    assert_eq!(*kernel.signals.borrow(), [(10, 0x11, 3, 2_000_000)]);
+    assert_eq!(*kernel.signals.borrow(), [(10, 0x11, 3, 2_000_000), (10, NOT_HELD, 0, 2_000_000)]);
     assert_eq!(words[tlfs::monitor::trigger_group_word(0)].load(Ordering::Relaxed), 0);
     assert!(running[0].exits == 1 && !running[0].stopped);
 }
@@ -375,7 +377,7 @@ fn a_stopped_partitions_monitor_pages_are_not_inspected() {
     running[0].stopped = true;
     assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
     assert!(kernel.signals.borrow().is_empty());
-    assert_eq!(words[tlfs::monitor::trigger_group_word(0)].load(Ordering::Relaxed), 0b11 << 3, "not even armed");
+    assert_eq!(words[tlfs::monitor::trigger_group_word(0)].load(Ordering::Relaxed), 0b111 << 3, "not even armed");
 }
 
 #[test]
