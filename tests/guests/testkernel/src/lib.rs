@@ -277,6 +277,24 @@ pub enum Test {
     /// polled too), a message echo with a busy slot and redelivery after
     /// EOM, event flags that interrupt only when they go from clear to set.
     Testdev,
+    /// Not in `tests=all` (group `fidelity`). CPUID leaves 0-0xD and 0x8000_0000-0x8000_0008 against the SDM/APM and across VPs.
+    FidelityCpuid,
+    /// Not in `tests=all` (group `fidelity`). MSRs: PAT, MISC_ENABLE, MTRRs, TSC, TSC_ADJUST, APIC_BASE, EFER, FS/GS bases, unknown MSRs #GP.
+    FidelityMsr,
+    /// Not in `tests=all` (group `fidelity`). CR0 and CR4 as the architecture defines them: NE clear, reserved bits, paging transitions.
+    FidelityCr,
+    /// Not in `tests=all` (group `fidelity`). The local APIC: x2APIC mode, self-IPI, TSC-deadline, priorities, LVT masking, software disable; the I/O APIC.
+    FidelityApic,
+    /// Not in `tests=all` (group `fidelity`). NMIs by ICR and LINT1, NMI blocking until IRET.
+    FidelityNmi,
+    /// Not in `tests=all` (group `fidelity`). The MC146818 RTC/CMOS: time, update-in-progress, periodic and alarm interrupts.
+    FidelityRtc,
+    /// Not in `tests=all` (group `fidelity`). The ACPI PM timer at 3.579545 MHz against HV_X64_MSR_TIME_REF_COUNT.
+    FidelityPmTimer,
+    /// Not in `tests=all` (group `fidelity`). ACPI discovery: the RSDP in 0xE0000-0xFFFFF, RSDT/XSDT, MADT and FADT.
+    FidelityAcpi,
+    /// Not in `tests=all` (group `fidelity`). Not in `tests=fidelity` (`fidelity-reset.toml`): every reset source restarts the partition.
+    FidelityReset,
 }
 
 impl Test {
@@ -285,7 +303,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 25] = [
+    pub const EXPLICIT: [Test; 34] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -311,6 +329,15 @@ impl Test {
         Test::StimerJitter,
         Test::Messaging,
         Test::Testdev,
+        Test::FidelityCpuid,
+        Test::FidelityMsr,
+        Test::FidelityCr,
+        Test::FidelityApic,
+        Test::FidelityNmi,
+        Test::FidelityRtc,
+        Test::FidelityPmTimer,
+        Test::FidelityAcpi,
+        Test::FidelityReset,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -340,11 +367,24 @@ impl Test {
     /// TLFS conformance tests (for partitions with `enlightenments =
     /// "hyperv"`); inside a list, `all` stands for [`Test::ALL`]
     /// (`tests=all,smp`).
-    pub const GROUPS: [(&'static str, &'static [Test]); 4] = [
+    pub const GROUPS: [(&'static str, &'static [Test]); 5] = [
         ("tlfs", &[Test::TlfsCpuid, Test::TlfsMsr, Test::TlfsHypercall, Test::TlfsSynic, Test::TlfsStimer]),
         ("all", &Test::ALL),
         ("state", &[Test::Xsetbv, Test::Intercepts, Test::Debug, Test::Alignment]),
         ("hostile", &Test::HOSTILE),
+        (
+            "fidelity",
+            &[
+                Test::FidelityCpuid,
+                Test::FidelityMsr,
+                Test::FidelityCr,
+                Test::FidelityApic,
+                Test::FidelityNmi,
+                Test::FidelityRtc,
+                Test::FidelityPmTimer,
+                Test::FidelityAcpi,
+            ],
+        ),
     ];
 
     pub const fn name(self) -> &'static str {
@@ -394,6 +434,15 @@ impl Test {
             Test::StimerJitter => "stimer-jitter",
             Test::Messaging => "messaging",
             Test::Testdev => "testdev",
+            Test::FidelityCpuid => "fidelity-cpuid",
+            Test::FidelityMsr => "fidelity-msr",
+            Test::FidelityCr => "fidelity-cr",
+            Test::FidelityApic => "fidelity-apic",
+            Test::FidelityNmi => "fidelity-nmi",
+            Test::FidelityRtc => "fidelity-rtc",
+            Test::FidelityPmTimer => "fidelity-pm-timer",
+            Test::FidelityAcpi => "fidelity-acpi",
+            Test::FidelityReset => "fidelity-reset",
         }
     }
 

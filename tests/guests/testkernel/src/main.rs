@@ -24,7 +24,11 @@ mod busy;
 #[cfg(target_os = "none")]
 mod canaries;
 #[cfg(target_os = "none")]
+mod checks;
+#[cfg(target_os = "none")]
 mod entry;
+#[cfg(target_os = "none")]
+mod fidelity;
 #[cfg(target_os = "none")]
 mod hw;
 #[cfg(target_os = "none")]

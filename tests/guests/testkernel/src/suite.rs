@@ -102,6 +102,15 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::StimerJitter => crate::stimer_bench::run(),
         Test::Messaging => crate::messaging::run(cmdline),
         Test::Testdev => crate::testdev::run(magic, info),
+        Test::FidelityCpuid => crate::fidelity::cpuid(),
+        Test::FidelityMsr => crate::fidelity::msr(),
+        Test::FidelityCr => crate::fidelity::cr(),
+        Test::FidelityApic => crate::fidelity::apic(),
+        Test::FidelityNmi => crate::fidelity::nmi(),
+        Test::FidelityRtc => crate::fidelity::rtc(),
+        Test::FidelityPmTimer => crate::fidelity::pm_timer(),
+        Test::FidelityAcpi => crate::fidelity::acpi(),
+        Test::FidelityReset => crate::fidelity::reset(),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }

@@ -408,6 +408,11 @@ pub const CHECK_LINE_MAX: usize = crate::protocol::CONSOLE_LINE_MAX - 1;
 /// text is cut (ending in `..`) so the line fits [`CHECK_LINE_MAX`]; the
 /// name and the verdict always stay whole.
 pub fn check_line(what: &str, verdict: Verdict<'_>) -> Text<256> {
+    suite_check_line("tlfs", what, verdict)
+}
+
+/// [`check_line`] for the checks of `suite`: `testkernel: <suite>: <what>: ...`.
+pub fn suite_check_line(suite: &str, what: &str, verdict: Verdict<'_>) -> Text<256> {
     let (word, open, text, close) = match verdict {
         Verdict::Ok("") => ("ok", "", "", ""),
         Verdict::Ok(note) => ("ok", " (", note, ")"),
@@ -415,7 +420,7 @@ pub fn check_line(what: &str, verdict: Verdict<'_>) -> Text<256> {
         Verdict::Informational(text) => ("informational", ": ", text, ""),
     };
     let mut line = Text::new();
-    let _ = write!(line, "testkernel: tlfs: {what}: {word}");
+    let _ = write!(line, "testkernel: {suite}: {what}: {word}");
     let room = CHECK_LINE_MAX.saturating_sub(line.as_str().len() + open.len() + close.len());
     if text.len() <= room {
         let _ = write!(line, "{open}{text}{close}");

@@ -25,61 +25,14 @@ use crate::println;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_testkernel::tlfs::cpuid::{self as leaf, hypercall_privilege};
 use guest_testkernel::tlfs::{self, Verdict, msr};
-use guest_testkernel::{Detail, Text, detail};
+use guest_testkernel::{Detail, detail};
 
 type Outcome = Result<(), Detail>;
 
-/// A required check's result: `Ok` with a note (maybe empty) or why it failed.
-type Check = Result<Detail, Detail>;
+use crate::checks::{Check, fail_unless, ok};
 
-fn ok() -> Check {
-    Ok(Detail::new())
-}
-
-fn fail_unless(cond: bool, why: Detail) -> Check {
-    if cond { ok() } else { Err(why) }
-}
-
-/// The checks of one test.
-struct Checks {
-    total: u32,
-    failed: u32,
-}
-
-impl Checks {
-    fn new() -> Checks {
-        Checks { total: 0, failed: 0 }
-    }
-
-    /// A required check; true if it passed.
-    fn require(&mut self, what: &str, check: Check) -> bool {
-        self.total += 1;
-        let passed = check.is_ok();
-        let line = match &check {
-            Ok(note) => tlfs::check_line(what, Verdict::Ok(note.as_str())),
-            Err(why) => tlfs::check_line(what, Verdict::Fail(why.as_str())),
-        };
-        println!("{line}");
-        self.failed += u32::from(!passed);
-        passed
-    }
-
-    /// What the test observed but does not require.
-    fn info(&mut self, what: &str, text: core::fmt::Arguments<'_>) {
-        let mut t = Text::<128>::new();
-        let _ = core::fmt::Write::write_fmt(&mut t, text);
-        println!("{}", tlfs::check_line(what, Verdict::Informational(t.as_str())));
-    }
-
-    fn finish(self) -> Outcome {
-        if self.failed == 0 {
-            println!("testkernel: tlfs: all {} required checks passed", self.total);
-            Ok(())
-        } else {
-            Err(detail!("{} of {} required checks failed", self.failed, self.total))
-        }
-    }
-}
+/// The checks of one TLFS test, reported as `testkernel: tlfs: ...`.
+type Checks = crate::checks::Checks;
 
 /// The Hyper-V interface is there (leaf 1 ECX bit 31, leaf 0x40000000
 /// "Microsoft Hv"); otherwise why not, for the fail-fast line.
@@ -98,7 +51,7 @@ fn interface() -> Result<u32, Detail> {
 
 /// Runs `test` if the interface is there; else one FAIL line and out.
 fn with_interface(what: &str, test: impl FnOnce(&mut Checks)) -> Outcome {
-    let mut checks = Checks::new();
+    let mut checks = Checks::new("tlfs");
     if let Err(why) = interface() {
         println!("{}", tlfs::check_line(what, Verdict::Fail(why.as_str())));
         return Err(why);
@@ -130,7 +83,7 @@ fn expect_eq(what: &str, got: u64, want: u64) -> Check {
 // ---- CPUID ---------------------------------------------------------------
 
 pub fn cpuid() -> Outcome {
-    let mut c = Checks::new();
+    let mut c = Checks::new("tlfs");
     let hypervisor = hw::cpuid(1, 0).ecx & leaf::LEAF1_ECX_HYPERVISOR != 0;
     c.require("CPUID 1 ECX bit 31 (hypervisor present)", fail_unless(hypervisor, detail!("clear")));
     let hv = hw::cpuid(leaf::VENDOR_AND_MAX, 0);
