@@ -10,12 +10,20 @@
 //!   the default boot image (`bootfs`), the module the root task starts from.
 //!
 //! A nested cargo with its own target directory does the compiling, so the
-//! outer build's lock is never contended.
+//! outer build's lock is never contended. It runs under the nightly pinned
+//! in `toolchain.toml`, which is installed first if something of it is
+//! missing (`src/toolchain.rs`): the runner itself builds with any recent
+//! toolchain, so `cargo run` works where rustup installs nothing by itself.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
+
+#[path = "src/toolchain.rs"]
+#[allow(dead_code)]
+mod toolchain;
 
 const BARE_TARGET: &str = "x86_64-unknown-none";
 const GUEST_TEST_KERNEL: &str = "guest-testkernel";
@@ -29,7 +37,8 @@ const WATCHED: &[&str] = &[
     "system.toml",
     "Cargo.lock",
     "Cargo.toml",
-    "rust-toolchain.toml",
+    "toolchain.toml",
+    "src/toolchain.rs",
 ];
 
 fn main() {
@@ -48,7 +57,18 @@ fn main() {
 
     let target_dir = root.join("target").join("bare");
     let profile = env::var("TESSERA_BARE_PROFILE").unwrap_or_else(|_| "release".into());
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let pin = toolchain::load(&root).unwrap_or_else(|e| panic!("{e}"));
+    let rustup = toolchain::rustup();
+    match &rustup {
+        Some(rustup) => bring(&pin, rustup),
+        None => println!(
+            "cargo::warning=rustup not found: building the bare-metal images with $CARGO, \
+             which must be {} with {} and the target {}",
+            pin.channel,
+            pin.components.join(", "),
+            pin.targets.join(", ")
+        ),
+    }
 
     // One invocation per image, so features of shared crates are not
     // unified between them (the loader has no heap; the kernel has one).
@@ -59,7 +79,7 @@ fn main() {
     // The guest test kernel runs inside partitions (its own linker script).
     builds.push(vec![GUEST_TEST_KERNEL.into()]);
     for packages in &builds {
-        nested_build(&cargo, &root, &target_dir, &profile, packages);
+        nested_build(pin.cargo(rustup.as_deref()), &root, &target_dir, &profile, packages);
     }
 
     let profile_dir = if profile == "dev" { "debug" } else { profile.as_str() };
@@ -98,11 +118,45 @@ fn task_packages(services: &Path) -> Vec<String> {
     packages
 }
 
-fn nested_build(cargo: &str, root: &Path, target_dir: &Path, profile: &str, packages: &[String]) {
+/// Installs what is missing of the pinned toolchain. cargo shows a build
+/// script's output only when it fails, so rustup's progress goes straight
+/// to the terminal if there is one; otherwise (CI) it is kept, and the
+/// outcome printed as a cargo warning.
+fn bring(pin: &toolchain::Pin, rustup: &Path) {
+    let tty = fs::OpenOptions::new().write(true).open("/dev/tty").ok();
+    let mut note = tty.as_ref().and_then(|tty| tty.try_clone().ok());
+    let show = match tty {
+        Some(tty) => toolchain::Show::To(tty),
+        None => toolchain::Show::Capture,
+    };
+    let announce = |missing: &[String]| {
+        if let Some(tty) = note.as_mut() {
+            use std::io::Write;
+            let _ = writeln!(
+                tty,
+                "\r[tessera] build.rs: installing the pinned toolchain {} (toolchain.toml): {}",
+                pin.channel,
+                missing.join(", ")
+            );
+        }
+    };
+    let t0 = Instant::now();
+    match toolchain::ensure(pin, rustup, show, announce) {
+        Ok(toolchain::Ensured::Present) => {}
+        Ok(toolchain::Ensured::Installed(what)) => println!(
+            "cargo::warning=installed the pinned toolchain {} ({}) in {:.0} s",
+            pin.channel,
+            what.join(", "),
+            t0.elapsed().as_secs_f64()
+        ),
+        Err(e) => panic!("the pinned toolchain (toolchain.toml) could not be installed: {e}"),
+    }
+}
+
+fn nested_build(mut cmd: Command, root: &Path, target_dir: &Path, profile: &str, packages: &[String]) {
     if packages.is_empty() {
         return;
     }
-    let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args(["build", "--target", BARE_TARGET, "--profile", profile])
         // The bare images (the kernel, the services, the guests) are each

@@ -221,8 +221,8 @@ fn host_triple() -> Result<String, String> {
 fn build() -> Result<PathBuf, String> {
     let host = host_triple()?;
     let target_dir = default_out();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let pin = crate::toolchain::bring()?;
+    let mut cmd = pin.cargo(crate::toolchain::rustup().as_deref());
     cmd.current_dir(repo().join("fuzz"))
         .args(["build", "--release", "--bins", "--target", &host])
         .arg("--target-dir")

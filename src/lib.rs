@@ -22,6 +22,7 @@ pub mod linux;
 pub mod qemu;
 pub mod run;
 pub mod suite;
+pub mod toolchain;
 pub mod ui;
 pub mod workdir;
 

@@ -112,6 +112,14 @@ enum Cmd {
     /// by package version); `direct` boots them directly under QEMU TCG,
     /// without Tessera, as the baseline for comparison.
     Linux(LinuxArgs),
+    /// Install what is missing of the pinned nightly (toolchain.toml, with
+    /// its components and targets) and print its name.
+    ///
+    /// The images and the tests build under it by themselves; this is for
+    /// your own cargo commands on the workspace (its crates need the
+    /// nightly on the host too), e.g.
+    /// `rustup override set $(cargo run -q -- toolchain)` once per checkout.
+    Toolchain,
     /// Run the coverage-guided fuzz targets (libFuzzer) of `fuzz/`.
     ///
     /// Builds them with coverage instrumentation into target/fuzz/ (the
@@ -439,6 +447,16 @@ fn main() -> ExitCode {
         Some(Cmd::Iso(args)) => run_iso(args),
         Some(Cmd::Bench(args)) => tessera::bench::run(args.manifest.as_deref(), !args.no_linux),
         Some(Cmd::Linux(args)) => run_linux(args),
+        Some(Cmd::Toolchain) => match tessera::toolchain::bring() {
+            Ok(pin) => {
+                println!("{}", pin.channel);
+                0
+            }
+            Err(e) => {
+                ui::error(e);
+                EXIT_RUNNER_ERROR
+            }
+        },
         Some(Cmd::Fuzz(args)) => tessera::fuzz::run(&tessera::fuzz::Options {
             runs: args.runs,
             targets: args.targets,
@@ -566,7 +584,14 @@ fn run_tests(args: TestArgs) -> i32 {
         return EXIT_MISSING_TOOLS;
     }
     ui::note("all emulator packages present");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // The workspace's crates need the pinned nightly on the host too.
+    let cargo = match tessera::toolchain::bring() {
+        Ok(pin) => pin.cargo(tessera::toolchain::rustup().as_deref()),
+        Err(e) => {
+            ui::error(e);
+            return EXIT_RUNNER_ERROR;
+        }
+    };
     match suite::cargo_test(cargo, &args.cargo_args) {
         Ok((status, tally)) => {
             if status.success() {

@@ -4,7 +4,6 @@
 //! cargo test ends with the summaries of the doc-test runs, which are
 //! usually `0 passed`; the grand total printed last says what really ran.
 
-use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -49,10 +48,9 @@ impl Tally {
     }
 }
 
-/// Run `cargo test --workspace <args>`, copying its stdout through live
+/// Run `cargo test --workspace <args>` (`cmd` is the cargo to run), copying its stdout through live
 /// while counting results; stderr (compiler output) is inherited.
-pub fn cargo_test(cargo: OsString, args: &[String]) -> io::Result<(ExitStatus, Tally)> {
-    let mut cmd = Command::new(cargo);
+pub fn cargo_test(mut cmd: Command, args: &[String]) -> io::Result<(ExitStatus, Tally)> {
     cmd.args(["test", "--workspace"]).args(args).stdout(Stdio::piped());
     crate::ui::note(format!("==> running the test suite: {}", crate::ui::shell_line(&cmd)));
     let mut child = cmd.spawn()?;
