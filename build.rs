@@ -124,6 +124,7 @@ fn task_packages(services: &Path) -> Vec<String> {
 /// outcome printed as a cargo warning.
 fn bring(pin: &toolchain::Pin, rustup: &Path) {
     let tty = fs::OpenOptions::new().write(true).open("/dev/tty").ok();
+    let on_tty = tty.is_some();
     let mut note = tty.as_ref().and_then(|tty| tty.try_clone().ok());
     let show = match tty {
         Some(tty) => toolchain::Show::To(tty),
@@ -142,13 +143,14 @@ fn bring(pin: &toolchain::Pin, rustup: &Path) {
     };
     let t0 = Instant::now();
     match toolchain::ensure(pin, rustup, show, announce) {
-        Ok(toolchain::Ensured::Present) => {}
-        Ok(toolchain::Ensured::Installed(what)) => println!(
-            "cargo::warning=installed the pinned toolchain {} ({}) in {:.0} s",
-            pin.channel,
+        // On a terminal rustup's own output said it all; cargo would replay
+        // a warning at every later build, so it is only given in CI logs.
+        Ok(toolchain::Ensured::Installed(what)) if !on_tty => println!(
+            "cargo::warning=rustup installed {} of the pin in toolchain.toml ({:.0} s)",
             what.join(", "),
             t0.elapsed().as_secs_f64()
         ),
+        Ok(_) => {}
         Err(e) => panic!("the pinned toolchain (toolchain.toml) could not be installed: {e}"),
     }
 }

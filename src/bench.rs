@@ -127,6 +127,7 @@ fn run_once(serial_log: PathBuf, smp: u32, qemu_args: &[&str]) -> Result<Printed
         serial_log: Some(serial_log.clone()),
         qemu_args: qemu_args.iter().map(|a| a.to_string()).collect(),
         bochs_cpu: None,
+        gdb: None,
     };
     match boot::boot(&opts) {
         Ok(0) => {}

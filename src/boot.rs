@@ -70,6 +70,8 @@ pub struct BootOptions {
     pub qemu_args: Vec<String>,
     /// The Bochs CPU model; `None`: [`crate::bochs::DEFAULT_CPU`].
     pub bochs_cpu: Option<String>,
+    /// QEMU's GDB stub (`--gdb`); `None` for Bochs.
+    pub gdb: Option<crate::gdb::Stub>,
 }
 
 impl BootOptions {

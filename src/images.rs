@@ -12,6 +12,12 @@ pub fn loader_elf32() -> &'static Path {
     Path::new(env!("TESSERA_LOADER_ELF32"))
 }
 
+/// The loader's ELF64, with its debug information (the ELF32 is made from
+/// it; its symbols for `--gdb`).
+pub fn loader_elf64() -> PathBuf {
+    loader_elf32().with_extension("")
+}
+
 /// The microkernel ELF64, passed as the first boot module with the module
 /// command line `microkernel`.
 pub fn kernel_elf() -> &'static Path {

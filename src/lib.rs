@@ -16,6 +16,7 @@ pub mod console;
 pub mod cpio;
 pub mod deps;
 pub mod fuzz;
+pub mod gdb;
 pub mod images;
 pub mod iso;
 pub mod linux;

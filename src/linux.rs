@@ -608,6 +608,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         serial_log: Some(opts.run.serial_log.clone()),
         qemu_args: Vec::new(),
         bochs_cpu: None,
+        gdb: None,
     };
     if bochs {
         return self_tested(&boot, opts.vcpus);

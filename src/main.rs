@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sysimage::manifest::{MAX_PARTITION_MEMORY, MAX_VCPUS, MIN_PARTITION_MEMORY};
 
 use tessera::boot::{self, BootOptions, Emulator, Firmware};
-use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, images, iso, linux, suite, ui, workdir};
+use tessera::{EXIT_MISSING_TOOLS, EXIT_RUNNER_ERROR, cmdline, deps, gdb, images, iso, linux, suite, ui, workdir};
 
 const EXIT_CODES: &str = "\
 Exit status of a boot:
@@ -48,6 +48,7 @@ Examples:
   cargo run -- --timeout 60 --cmdline test=fault-pf
   cargo run -- --timeout 60 --guest bzImage --guest-module initrd --guest-cmdline console=ttyS0
                                               boot a guest kernel as partition `guest`
+  cargo run -- --gdb --gdb-task vid           wait for gdb on port 1234; print the gdb command
   cargo run -- iso --out tessera.iso          bootable ISO for a real machine
   cargo run -- test                           install emulators and run every test
   cargo run -- fuzz --runs 100000             run every fuzz target 100000 times";
@@ -345,6 +346,26 @@ struct BootArgs {
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
 
+    /// Start QEMU with its GDB stub on 127.0.0.1:PORT [default port: 1234],
+    /// its CPUs stopped until gdb continues, and print the `gdb` command
+    /// that attaches with the symbols of the loader and the microkernel
+    /// (and of --gdb-task). The stub sees the hypervisor (L1): see the
+    /// README's "Debugging". QEMU only (Debian's Bochs has no stub).
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
+    gdb: Option<u16>,
+
+    /// With --gdb: also load the symbols of this ring-3 task (e.g. `vid`),
+    /// meaningful while its address space (CR3) is active.
+    #[arg(long, value_name = "TASK", requires = "gdb")]
+    gdb_task: Option<String>,
+
+    /// With --gdb: also load the symbols of this guest kernel ELF (e.g. the
+    /// --guest image, or a vmlinux), in place of the loader's. Under QEMU
+    /// TCG a breakpoint at a guest address stops in the guest with its
+    /// registers; memory reads are not the guest's (see the README).
+    #[arg(long, value_name = "ELF", requires = "gdb")]
+    gdb_guest: Option<PathBuf>,
+
     /// Bochs' CPU model (`bochs --help cpu` lists them) [default:
     /// corei7_haswell_4770], e.g. tigerlake, whose CPUID and
     /// ARCH_CAPABILITIES call for IBPB and VERW.
@@ -516,6 +537,30 @@ fn run_boot(args: BootArgs) -> i32 {
     if !chosen {
         return EXIT_USAGE;
     }
+    let gdb = match args.gdb {
+        None => None,
+        Some(_) if emulator == Emulator::Bochs => {
+            ui::error("--gdb needs --emulator qemu: Debian's Bochs is built without its GDB stub (--enable-gdb-stub)");
+            return EXIT_USAGE;
+        }
+        Some(_) if args.gdb_guest.as_ref().is_some_and(|elf| !elf.is_file()) => {
+            ui::error(format!(
+                "--gdb-guest: no such file {}",
+                args.gdb_guest.as_ref().map_or("".into(), |p| p.display().to_string())
+            ));
+            return EXIT_USAGE;
+        }
+        Some(port) => {
+            let task = match args.gdb_task.as_deref().map(|name| gdb::task_elf(images::task_dir(), name)).transpose() {
+                Ok(task) => task,
+                Err(e) => {
+                    ui::error(e);
+                    return EXIT_USAGE;
+                }
+            };
+            Some(gdb::Stub { port, task, guest: args.gdb_guest.clone() })
+        }
+    };
     if emulator == Emulator::Bochs && !args.qemu_args.is_empty() {
         ui::warn("--qemu-arg is ignored with --emulator bochs");
     }
@@ -540,6 +585,7 @@ fn run_boot(args: BootArgs) -> i32 {
         serial_log: serial_log.clone(),
         qemu_args: args.qemu_args,
         bochs_cpu: args.bochs_cpu,
+        gdb,
     };
     let code = match boot::boot(&opts) {
         Ok(code) => code,

@@ -97,6 +97,9 @@ pub fn command(opts: &BootOptions, kernel_options: &[String], interactive: bool,
             cmd.arg("-bios").arg(firmware).arg("-cdrom").arg(iso);
         }
     }
+    if let Some(stub) = &opts.gdb {
+        cmd.args(stub.qemu_args());
+    }
     cmd.args(&opts.qemu_args);
     cmd
 }
@@ -130,6 +133,24 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
     ));
     ui::note(format!("$ {}", ui::shell_line(&cmd)));
     ui::note(format!("serial log: {}", files.serial_log.display()));
+    if let Some(stub) = &opts.gdb {
+        let gdb = stub.command(&crate::gdb::Symbols::built());
+        ui::note(format!(
+            "GDB stub on 127.0.0.1:{}; the CPUs wait for gdb to continue. In another terminal:",
+            stub.port
+        ));
+        eprintln!("{}", ui::shell_line(&gdb));
+        if stub.task.is_some() {
+            ui::note("the task's symbols mean something only while its address space (CR3) is active");
+        }
+        if stub.guest.is_some() {
+            ui::note(
+                "guest (L2): a breakpoint at a guest address stops there with the guest's registers, but the stub \
+                 reads host memory, not the guest's (no nested-paging translation): x, backtraces and variables \
+                 of the guest are wrong; the loader's symbols are left out (both at 1 MiB)",
+            );
+        }
+    }
     match opts.timeout {
         None => ui::note("interactive run: quit QEMU with Ctrl-A X (Ctrl-A H for help)"),
         Some(t) => ui::note(format!("deadline {} s; QEMU is killed if the kernel has not halted by then", t.as_secs())),
@@ -224,6 +245,7 @@ mod tests {
             serial_log: None,
             qemu_args: vec!["-nic".into(), "none".into()],
             bochs_cpu: None,
+            gdb: None,
         }
     }
 
@@ -252,6 +274,18 @@ mod tests {
         assert!(args.windows(2).any(|w| w[0] == "-serial" && w[1] == "mon:stdio"));
         assert!(!args.iter().any(|a| a == "-kernel" || a == "-append"));
         assert_eq!(args[args.len() - 2..], ["-nic", "none"]);
+    }
+
+    #[test]
+    fn gdb_stub_waits_on_its_port_before_the_users_arguments() {
+        let mut opts = options(Firmware::Bios);
+        opts.gdb = Some(crate::gdb::Stub { port: 4321, task: None, guest: None });
+        let args = args(&command(&opts, &[], true, &Start::Direct));
+        let at = args.iter().position(|a| a == "-gdb").expect("-gdb");
+        assert_eq!(args[at..at + 3], ["-gdb", "tcp:127.0.0.1:4321", "-S"]);
+        assert_eq!(args[args.len() - 2..], ["-nic", "none"]);
+        let plain = command(&options(Firmware::Bios), &[], true, &Start::Direct);
+        assert!(!self::args(&plain).iter().any(|a| a == "-gdb" || a == "-S" || a == "-s"));
     }
 
     #[test]
