@@ -120,6 +120,7 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
                 exit_grace: Duration::from_secs(10),
                 echo: true,
                 serial_log: files.serial_log.clone(),
+                progress: Some("Bochs".into()),
             },
         )
         .map_err(|e| BootError::runner(format!("supervising Bochs failed: {e}")))?;

@@ -6,8 +6,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use crate::progress::Progress;
 use crate::{cmdline, deps, images, ui};
 
 /// Where the files go inside the ISO.
@@ -65,16 +67,29 @@ pub fn build(kernel_options: &[String], staging: &Path, out: &Path) -> Result<Is
     let efi = deps::ISO_EFI.iter().all(deps::Requirement::is_met);
     let mut cmd = Command::new("grub-mkrescue");
     cmd.arg("-o").arg(out).arg(&root);
-    let output = cmd.output().map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
+    // Its chatter goes to a file (shown on failure) while the ISO grows.
+    let log_path = staging.join("grub-mkrescue.log");
+    let log = fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let err = log.try_clone().map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+    let mut progress = Progress::new("building the ISO (grub-mkrescue)", Duration::from_secs(10));
+    let status = cmd
+        .spawn()
+        .and_then(|mut child| {
+            progress.wait(&mut child, || {
+                let written = fs::metadata(out).map_or(0, |m| m.len());
+                format!("{:.1} MB written", written as f64 / 1e6)
+            })
+        })
+        .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
+    progress.finish(None);
     // The staging tree only holds copies of the images.
     let _ = fs::remove_dir_all(&root);
-    if !output.status.success() || !out.is_file() {
+    if !status.success() || !out.is_file() {
         return Err(format!(
-            "`{}` failed ({}):\n{}{}",
+            "`{}` failed ({status}):\n{}",
             ui::shell_line(&cmd),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            fs::read_to_string(&log_path).unwrap_or_default()
         ));
     }
     Ok(Iso { path: out.to_path_buf(), efi })

@@ -20,6 +20,7 @@ pub mod gdb;
 pub mod images;
 pub mod iso;
 pub mod linux;
+pub mod progress;
 pub mod qemu;
 pub mod run;
 pub mod suite;

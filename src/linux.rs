@@ -22,12 +22,13 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::boot::{self, BootError, BootOptions, Emulator, Firmware};
 use crate::console::{Console, ConsoleOptions, ExpectError};
 use crate::cpio::Archive;
+use crate::progress::Progress;
 use crate::{deps, images, qemu, ui, workdir};
 
 /// The metapackage that names Debian's current kernel.
@@ -274,9 +275,63 @@ fn download(debs: &Path, wanted: &[(&str, &str)]) -> Result<(), String> {
         return Ok(());
     }
     ui::note(format!("downloading {} into {}", missing.join(" "), debs.display()));
+    // The sizes apt will fetch, for the progress (0 if apt does not say).
+    let total: u64 = missing
+        .iter()
+        .filter_map(|spec| apt_cache(&["show", "--no-all-versions", spec]).ok())
+        .map(|t| deb_size(&t))
+        .sum();
+    let names: Vec<String> = wanted.iter().map(|(p, _)| format!("{p}_")).collect();
+    let before = bytes_of_debs(debs, &names);
+    let log_path = debs.join("apt-get-download.log");
+    let log = fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let err = log.try_clone().map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let mut cmd = Command::new("apt-get");
-    cmd.arg("download").args(&missing).current_dir(debs);
-    output(&mut cmd).map(drop)
+    cmd.arg("download").args(&missing).current_dir(debs).stdin(Stdio::null()).stdout(log).stderr(err);
+    let mut progress = Progress::new("downloading the Linux packages", Duration::from_secs(5));
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", ui::shell_line(&cmd)))?;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for apt-get: {e}")),
+        }
+        let got = bytes_of_debs(debs, &names).saturating_sub(before);
+        if total > 0 {
+            progress.update_fraction(got, total, crate::progress::bytes_of(got, total));
+        } else {
+            progress.update(format!("{:.1} MB", got as f64 / 1e6));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    progress.finish(None);
+    if !status.success() {
+        return Err(format!(
+            "`{}` failed ({status}): {}",
+            ui::shell_line(&cmd),
+            fs::read_to_string(&log_path).unwrap_or_default().trim()
+        ));
+    }
+    let _ = fs::remove_file(&log_path);
+    Ok(())
+}
+
+/// The `Size:` of a package in `apt-cache show` output.
+fn deb_size(show: &str) -> u64 {
+    show.lines().find_map(|l| l.strip_prefix("Size:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Bytes in the files of `dir` (and its `partial/`) whose names start with
+/// one of `prefixes`: what apt has downloaded of them so far.
+fn bytes_of_debs(dir: &Path, prefixes: &[String]) -> u64 {
+    [dir.to_path_buf(), dir.join("partial")]
+        .iter()
+        .filter_map(|d| fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|e| prefixes.iter().any(|p| e.file_name().to_string_lossy().starts_with(p.as_str())))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Extracts `pick(root)` from `deb` into `to`, through a scratch directory.
@@ -701,6 +756,20 @@ fn drive(cmd: Command, opts: &RunOptions, vps: u8, closing: &[&'static str]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apt_sizes_and_downloaded_bytes_are_counted() {
+        assert_eq!(deb_size("Package: busybox-static\nVersion: 1:1.35.0-4+b3\nSize: 929452\nMD5sum: x\n"), 929_452);
+        assert_eq!(deb_size("Package: x\n"), 0);
+        let dir = std::env::temp_dir().join(format!("tessera-debs-{}", std::process::id()));
+        fs::create_dir_all(dir.join("partial")).unwrap();
+        fs::write(dir.join("busybox-static_1_amd64.deb"), [0u8; 10]).unwrap();
+        fs::write(dir.join("partial").join("linux-image-6.1_1_amd64.deb"), [0u8; 7]).unwrap();
+        fs::write(dir.join("other_1_amd64.deb"), [0u8; 100]).unwrap();
+        let names = ["busybox-static_".to_string(), "linux-image-6.1_".to_string()];
+        assert_eq!(bytes_of_debs(&dir, &names), 17);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_initramfs_has_init_busybox_and_a_console() {

@@ -171,6 +171,7 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
             exit_grace: Duration::from_secs(5),
             echo: true,
             serial_log: files.serial_log.clone(),
+            progress: None,
         },
     )
     .map_err(|e| BootError::runner(format!("supervising QEMU failed: {e}")))

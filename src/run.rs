@@ -11,9 +11,11 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use crate::progress::Progress;
 
 /// The prefix of the kernel's final serial line.
 pub const HALT_MARKER: &str = "tessera: halted status=";
@@ -61,6 +63,8 @@ struct Shared {
     stop: AtomicBool,
     /// Whether the last byte written to stdout was a newline (or nothing yet).
     at_line_start: AtomicBool,
+    /// Serial lines seen so far.
+    lines: AtomicU64,
 }
 
 impl Sink {
@@ -71,6 +75,7 @@ impl Sink {
         let _ = self.log.write_all(bytes);
         let _ = self.log.flush();
         if self.echo {
+            crate::progress::clear_line();
             let mut out = io::stdout().lock();
             let _ = out.write_all(bytes);
             let _ = out.flush();
@@ -86,6 +91,7 @@ impl Sink {
     }
 
     fn end_line(&mut self) {
+        self.shared.lines.fetch_add(1, Ordering::Relaxed);
         if let Some(status) = parse_marker(&String::from_utf8_lossy(&self.line)) {
             // The first marker wins; anything after it is noise.
             let _ = self.shared.marker.compare_exchange(-1, i32::from(status), Ordering::SeqCst, Ordering::SeqCst);
@@ -110,7 +116,14 @@ pub struct Supervise {
     pub echo: bool,
     /// Where to record the serial console.
     pub serial_log: PathBuf,
+    /// Show the run's progress (elapsed time and serial lines seen) under
+    /// this label: for slow emulators, whose console can stay silent for
+    /// long (see [`crate::progress`]; plain lines every 10 s).
+    pub progress: Option<String>,
 }
+
+/// How often a plain progress line of a run is printed.
+const RUN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +180,7 @@ pub fn supervise(child: Child, source: SerialSource, opts: &Supervise) -> io::Re
     let sink = Sink { log: File::create(&opts.serial_log)?, echo: opts.echo, line: Vec::new(), shared: shared.clone() };
     let reader = spawn_reader(source, sink)?;
 
+    let mut progress = opts.progress.as_ref().map(|label| Progress::new(label.clone(), RUN_PROGRESS_EVERY));
     let mut marker_at: Option<Instant> = None;
     let mut killed = false;
     let mut timed_out = false;
@@ -189,8 +203,17 @@ pub fn supervise(child: Child, source: SerialSource, opts: &Supervise) -> io::Re
             proc.wait()?;
             break None;
         }
+        // On a terminal the line waits for the echoed console to end a line.
+        if let Some(p) = progress.as_mut()
+            && (!opts.echo || shared.at_line_start.load(Ordering::Relaxed))
+        {
+            p.update(format!("{} serial lines", shared.lines.load(Ordering::Relaxed)));
+        }
         thread::sleep(Duration::from_millis(20));
     };
+    if let Some(p) = progress {
+        p.finish(None);
+    }
     child.0 = None;
     let elapsed = start.elapsed();
 

@@ -15,6 +15,7 @@ fn opts(test: &str, deadline_ms: Option<u64>, grace_ms: u64) -> Supervise {
         exit_grace: Duration::from_millis(grace_ms),
         echo: false,
         serial_log: common::test_dir(test).join("serial.log"),
+        progress: None,
     }
 }
 
