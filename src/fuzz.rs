@@ -9,12 +9,13 @@
 //! `unsafe` code, so no AddressSanitizer: a bug shows as a panic (debug
 //! assertions and overflow checks are on) or a failed oracle.
 //!
-//! Each target runs in chunks of executions (progress is printed after each
-//! one) over its corpus `<out>/corpus/<target>/` and the committed seeds
+//! Each target runs in chunks of executions (the executions of all targets
+//! show as one progress line, `crate::progress`) over its corpus `<out>/corpus/<target>/` and the committed seeds
 //! `fuzz/seeds/<target>/`; a crashing input is saved under
 //! `<out>/crashes/<target>/` and libFuzzer's output under
 //! `<out>/logs/<target>.log`. libFuzzer stops a target at its first crash.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::progress::Progress;
 use crate::ui;
 
 /// The targets, as named in `fuzz/Cargo.toml` (`[[bin]]`).
@@ -157,17 +159,19 @@ pub fn run(opts: &Options) -> i32 {
     ));
     let queue = Mutex::new(targets.iter().enumerate());
     let reports = Mutex::new(vec![Report::default(); targets.len()]);
+    let board = Mutex::new(Board::new(targets.len() as u64 * opts.runs));
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, targets.len()) {
             s.spawn(|| {
                 loop {
                     let Some((i, target)) = queue.lock().unwrap().next() else { break };
-                    let report = fuzz_target(&bin_dir, target, opts);
+                    let report = fuzz_target(&bin_dir, target, opts, &board);
                     reports.lock().unwrap()[i] = report;
                 }
             });
         }
     });
+    board.into_inner().unwrap_or_else(|e| e.into_inner()).progress.finish(None);
     let reports = reports.into_inner().unwrap();
     print!("{}", table(&reports));
     for r in &reports {
@@ -245,7 +249,29 @@ fn build() -> Result<PathBuf, String> {
 }
 
 /// Runs one target for `opts.runs` executions, in chunks.
-fn fuzz_target(bin_dir: &Path, target: &str, opts: &Options) -> Report {
+/// The executions of every target, for the progress line.
+struct Board {
+    progress: Progress,
+    total: u64,
+    /// Executions so far of the targets running or done.
+    done: BTreeMap<String, u64>,
+}
+
+impl Board {
+    fn new(total: u64) -> Self {
+        Board { progress: Progress::new("fuzz", Duration::from_secs(10)), total, done: BTreeMap::new() }
+    }
+
+    fn set(&mut self, target: &str, executions: u64) {
+        self.done.insert(target.to_string(), executions);
+        let sum: u64 = self.done.values().sum();
+        let status =
+            format!("{sum} of {} executions, {} target(s) started; {target} {executions}", self.total, self.done.len());
+        self.progress.update_fraction(sum, self.total, status);
+    }
+}
+
+fn fuzz_target(bin_dir: &Path, target: &str, opts: &Options, board: &Mutex<Board>) -> Report {
     let mut report = Report { target: target.to_string(), ..Report::default() };
     let corpus = opts.out.join("corpus").join(target);
     let crashes = opts.out.join("crashes").join(target);
@@ -271,7 +297,9 @@ fn fuzz_target(bin_dir: &Path, target: &str, opts: &Options) -> Report {
         if seeds.is_dir() {
             cmd.arg(&seeds);
         }
-        let stats = match run_chunk(cmd, &log_path) {
+        let before = report.executions;
+        let on_pulse = |n: u64| board.lock().unwrap_or_else(|e| e.into_inner()).set(target, before + n);
+        let stats = match run_chunk(cmd, &log_path, on_pulse) {
             Ok(stats) => stats,
             Err(e) => {
                 report.error = Some(e);
@@ -289,22 +317,30 @@ fn fuzz_target(bin_dir: &Path, target: &str, opts: &Options) -> Report {
             break;
         }
         report.seconds = start.elapsed().as_secs_f64();
-        ui::note(format!(
-            "fuzz {target}: {}/{} executions, {:.0}/s, corpus {}",
-            report.executions,
-            opts.runs,
-            report.executions as f64 / report.seconds.max(1e-3),
-            report.corpus
-        ));
+        board.lock().unwrap_or_else(|e| e.into_inner()).set(target, report.executions);
         let rate = chunk as f64 / chunk_start.elapsed().as_secs_f64().max(1e-3);
         chunk = ((rate * CHUNK_TIME.as_secs_f64()) as u64).clamp(1_000, 10_000_000).min(opts.runs - report.executions);
     }
     report.seconds = start.elapsed().as_secs_f64();
+    if report.error.is_none() && report.crashes.is_empty() {
+        ui::note(format!(
+            "fuzz {target}: {} executions, {:.0}/s, corpus {}",
+            report.executions,
+            report.executions as f64 / report.seconds.max(1e-3),
+            report.corpus
+        ));
+    }
     report
 }
 
-/// Runs one libFuzzer process, appending its output to `log`.
-fn run_chunk(mut cmd: Command, log: &Path) -> Result<ChunkStats, String> {
+/// The executions a libFuzzer status line (`#4096\tpulse  cov: ...`) counts.
+fn pulse_executions(line: &str) -> Option<u64> {
+    line.strip_prefix('#')?.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs one libFuzzer process, appending its output to `log` and telling
+/// `on_pulse` the executions its status lines count.
+fn run_chunk(mut cmd: Command, log: &Path, mut on_pulse: impl FnMut(u64)) -> Result<ChunkStats, String> {
     let mut file = fs::OpenOptions::new().append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let line = ui::shell_line(&cmd);
     let _ = io::Write::write_all(&mut file, format!("$ {line}\n").as_bytes());
@@ -314,6 +350,9 @@ fn run_chunk(mut cmd: Command, log: &Path) -> Result<ChunkStats, String> {
     for line in BufReader::new(child.stderr.take().expect("stderr is piped")).lines() {
         let Ok(line) = line else { break };
         stats.add_line(&line);
+        if let Some(n) = pulse_executions(&line) {
+            on_pulse(n);
+        }
         let _ = io::Write::write_all(&mut file, format!("{line}\n").as_bytes());
     }
     let status = child.wait().map_err(|e| e.to_string())?;
@@ -360,6 +399,17 @@ pub fn table(reports: &[Report]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pulse_lines_count_executions() {
+        assert_eq!(
+            pulse_executions("#4096\tpulse  cov: 1234 ft: 2345 corp: 12/340b exec/s: 2048 rss: 40Mb"),
+            Some(4096)
+        );
+        assert_eq!(pulse_executions("#2\tINITED cov: 5 ft: 5 corp: 1/1b exec/s: 0 rss: 30Mb"), Some(2));
+        assert_eq!(pulse_executions("INFO: Seed: 1234"), None);
+        assert_eq!(pulse_executions("#"), None);
+    }
 
     #[test]
     fn libfuzzer_output_is_read() {

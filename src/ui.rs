@@ -7,18 +7,22 @@
 use std::ffi::OsStr;
 use std::fmt::Display;
 
-/// Print one runner message to stderr.
+/// Print one runner message to stderr (below a progress line, which it
+/// clears first).
 pub fn note(msg: impl Display) {
+    crate::progress::clear_line();
     eprintln!("[tessera] {msg}");
 }
 
 /// Print a warning to stderr.
 pub fn warn(msg: impl Display) {
+    crate::progress::clear_line();
     eprintln!("[tessera] warning: {msg}");
 }
 
 /// Print an error to stderr.
 pub fn error(msg: impl Display) {
+    crate::progress::clear_line();
     eprintln!("[tessera] error: {msg}");
 }
 
