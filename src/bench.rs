@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::boot::{self, BootOptions, Emulator, Firmware};
 use crate::linux::{self, DirectError, DirectOptions, RunOptions, TesseraOptions};
+use crate::progress::Progress;
 use crate::{images, ui, workdir};
 
 /// One figure the benchmark task printed.
@@ -210,6 +211,8 @@ pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
     };
     let mut runs = [Vec::new(), Vec::new()];
     let mut jitter_runs: [Vec<Jitter>; 2] = [Vec::new(), Vec::new()];
+    let boots = systems.len() as u64 * 2 + if linux { 2 } else { 0 };
+    let mut progress = Progress::new("bench: boot", Duration::from_secs(10));
     for (m, (manifest, smp, qemu_args)) in systems.iter().enumerate() {
         let sub = dir.join(format!("system-{}", m + 1));
         if let Err(e) = images::use_manifest(manifest, &sub) {
@@ -217,13 +220,17 @@ pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
             return crate::EXIT_RUNNER_ERROR;
         }
         for (i, (figures, jitter)) in runs.iter_mut().zip(&mut jitter_runs).enumerate() {
-            ui::note(format!(
-                "{}: benchmark run {} of 2 (QEMU TCG, {smp} CPU{}, {}: rdtsc counts instructions)",
-                manifest.display(),
-                i + 1,
-                if *smp == 1 { "" } else { "s" },
-                qemu_args.join(" ")
-            ));
+            progress.part(
+                (m * 2 + i + 1) as u64,
+                boots,
+                format!(
+                    "{}: benchmark run {} of 2 (QEMU TCG, {smp} CPU{}, {}: rdtsc counts instructions)",
+                    manifest.display(),
+                    i + 1,
+                    if *smp == 1 { "" } else { "s" },
+                    qemu_args.join(" ")
+                ),
+            );
             match run_once(sub.join(format!("serial-{}.log", i + 1)), *smp, qemu_args) {
                 // A figure comes from the first system that prints it: the
                 // hypercall system may also print a ring-0 exit row when a
@@ -257,7 +264,7 @@ pub fn run(manifest: Option<&Path>, linux: bool) -> i32 {
     print_jitter(&jitter_runs);
     let mut code = if repeatable(&runs[0], &runs[1]) { 0 } else { 1 };
     if linux {
-        match linux_boots(&dir) {
+        match linux_boots(&dir, &mut progress, boots) {
             Ok((direct, tessera)) => print_linux(&direct, &tessera),
             Err(e) => {
                 ui::error(e);
@@ -332,7 +339,7 @@ const LINUX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Boots the Linux guest directly, then under Tessera, with the same
 /// kernel, initramfs and guest RAM ([`linux::PARTITION_MIB`]).
-fn linux_boots(dir: &Path) -> Result<(linux::Run, linux::Run), String> {
+fn linux_boots(dir: &Path, progress: &mut Progress, boots: u64) -> Result<(linux::Run, linux::Run), String> {
     let guest = linux::fetch().map_err(|e| e.message)?;
     let run = |name: &str| RunOptions { timeout: LINUX_TIMEOUT, echo: true, serial_log: dir.join(name) };
     let failed = |what: &str, e: DirectError| match e {
@@ -340,10 +347,10 @@ fn linux_boots(dir: &Path) -> Result<(linux::Run, linux::Run), String> {
         DirectError::Start(e) => format!("{what}: {e}"),
         DirectError::Boot(e) => format!("{what}: {}", e.message),
     };
-    ui::note("Linux boot 1 of 2: directly in QEMU TCG");
+    progress.part(boots - 1, boots, "Linux boot 1 of 2: directly in QEMU TCG");
     let opts = DirectOptions { memory_mib: linux::PARTITION_MIB, append: String::new(), run: run("linux-direct.log") };
     let direct = linux::direct(&guest, &opts).map_err(|e| failed("direct boot", e))?;
-    ui::note("Linux boot 2 of 2: under Tessera in QEMU TCG");
+    progress.part(boots, boots, "Linux boot 2 of 2: under Tessera in QEMU TCG");
     let opts = TesseraOptions {
         emulator: Emulator::Qemu,
         vcpus: 1,

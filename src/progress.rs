@@ -111,6 +111,15 @@ impl Progress {
         Some(line)
     }
 
+    /// Says that part `n` of `total` begins, always as a plain line: for
+    /// steps whose parts print their own output (the bench's boots).
+    pub fn part(&mut self, n: u64, total: u64, status: impl Display) -> String {
+        let line = format_line(&format!("{} {n} of {total}", self.label), &status.to_string(), self.elapsed());
+        crate::ui::note(line.trim_start_matches("[tessera] "));
+        self.last = Some(Instant::now());
+        line
+    }
+
     /// Ends the step: the line is cleared (or nothing more printed in
     /// plain style) and `summary`, if any, is printed as a runner note.
     pub fn finish(self, summary: Option<String>) {
@@ -214,6 +223,14 @@ mod tests {
         assert_eq!(format_line("fuzz", "", S(125)), "[tessera] fuzz: 2m05s");
         assert_eq!(bytes_of(12_300_000, 45_600_000), "12.3 of 45.6 MB (26%)");
         assert_eq!(bytes_of(5, 0), "0.0 of 0.0 MB (0%)");
+    }
+
+    #[test]
+    fn parts_are_numbered() {
+        let mut p = Progress::with_style("bench", S(10), Style::Plain);
+        assert!(
+            p.part(3, 12, "bench.toml, run 1 of 2").starts_with("[tessera] bench: 3 of 12: bench.toml, run 1 of 2, ")
+        );
     }
 
     #[test]
