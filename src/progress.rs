@@ -229,7 +229,7 @@ mod tests {
     fn parts_are_numbered() {
         let mut p = Progress::with_style("bench", S(10), Style::Plain);
         assert!(
-            p.part(3, 12, "bench.toml, run 1 of 2").starts_with("[tessera] bench: 3 of 12: bench.toml, run 1 of 2, ")
+            p.part(3, 12, "bench.toml, run 1 of 2").starts_with("[tessera] bench 3 of 12: bench.toml, run 1 of 2, ")
         );
     }
 
