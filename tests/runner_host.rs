@@ -1,6 +1,6 @@
 //! Tests of the runner itself that need no emulator: its command line, the
 //! supervision logic (driven by fake "emulators" written in sh) and the
-//! `iso` subcommand.
+//! `iso` subcommand, and the QEMU and gdb command lines of `--gdb`.
 
 mod common;
 
@@ -194,4 +194,64 @@ fn host_iso_subcommand_writes_image() {
     .expect("grub.cfg next to the staging tree");
     assert!(cfg.contains("multiboot2 /boot/tessera-loader.elf test=fault-pf\n"), "{cfg}");
     assert!(cfg.contains("module2 /boot/microkernel.elf microkernel\n"), "{cfg}");
+}
+
+/// `--gdb` with a fake `qemu-system-x86_64` first on PATH that records its
+/// arguments and halts at once: QEMU gets the stub on the chosen port with
+/// its CPUs stopped (`-S`), and the runner prints the `gdb` command with
+/// the symbol files of the kernel, the loader and the task, then attaching.
+#[test]
+fn host_gdb_starts_the_stub_and_prints_the_gdb_command() {
+    let dir = common::test_dir("host_gdb_starts_the_stub_and_prints_the_gdb_command");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let args_file = dir.join("qemu-args");
+    let fake = bin.join("qemu-system-x86_64");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > '{}'\necho 'tessera: halted status=0'\nexit 1\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let tessera = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.env("PATH", &path).env("TESSERA_WORK_DIR", dir.join("work")).stdin(Stdio::null());
+        cmd
+    };
+
+    let out = tessera().args(["--gdb", "4321", "--gdb-task", "vid", "--timeout", "20"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let qemu_args = std::fs::read_to_string(&args_file).unwrap();
+    let qemu_args: Vec<&str> = qemu_args.lines().collect();
+    let at = qemu_args.iter().position(|a| *a == "-gdb").unwrap_or_else(|| panic!("no -gdb: {qemu_args:?}"));
+    assert_eq!(qemu_args[at..at + 3], ["-gdb", "tcp:127.0.0.1:4321", "-S"]);
+
+    let gdb = stderr.lines().find(|l| l.starts_with("gdb ")).unwrap_or_else(|| panic!("no gdb command:\n{stderr}"));
+    let tasks = tessera::images::task_dir();
+    let kernel = tessera::images::kernel_elf();
+    let expected = format!(
+        "gdb -q -ex 'set confirm off' -ex 'set pagination off' -ex 'file {}' -ex 'add-symbol-file {}' \
+         -ex 'add-symbol-file {}' -ex 'target remote 127.0.0.1:4321'",
+        kernel.display(),
+        tasks.join("tessera-loader").display(),
+        tasks.join("vid").display()
+    );
+    assert_eq!(gdb, expected);
+    for file in [kernel.to_path_buf(), tasks.join("tessera-loader"), tasks.join("vid")] {
+        assert!(file.is_file(), "{} is not built", file.display());
+    }
+
+    // Bochs has no stub here, and a task must be one that was built.
+    let out = tessera().args(["--emulator", "bochs", "--gdb", "--timeout", "5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--gdb needs --emulator qemu"));
+    let out = tessera().args(["--gdb", "--gdb-task", "no-such-task", "--timeout", "5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no such task binary") && stderr.contains("supervisor"), "{stderr}");
 }
