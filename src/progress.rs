@@ -164,7 +164,7 @@ pub fn format_line(label: &str, status: &str, elapsed: Duration) -> String {
 /// `12.3 of 45.6 MB (27%)`.
 pub fn bytes_of(done: u64, total: u64) -> String {
     let mb = |b: u64| b as f64 / 1e6;
-    let pct = if total == 0 { 0 } else { done.min(total) * 100 / total };
+    let pct = (done.min(total) * 100).checked_div(total).unwrap_or(0);
     format!("{:.1} of {:.1} MB ({pct}%)", mb(done), mb(total))
 }
 
