@@ -6,10 +6,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use crate::progress::Progress;
+use crate::progress;
 use crate::{cmdline, deps, images, ui};
 
 /// Where the files go inside the ISO.
@@ -69,20 +68,9 @@ pub fn build(kernel_options: &[String], staging: &Path, out: &Path) -> Result<Is
     cmd.arg("-o").arg(out).arg(&root);
     // Its chatter goes to a file (shown on failure) while the ISO grows.
     let log_path = staging.join("grub-mkrescue.log");
-    let log = fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let err = log.try_clone().map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    cmd.stdin(Stdio::null()).stdout(log).stderr(err);
-    let mut progress = Progress::new("building the ISO (grub-mkrescue)", Duration::from_secs(10));
-    let status = cmd
-        .spawn()
-        .and_then(|mut child| {
-            progress.wait(&mut child, || {
-                let written = fs::metadata(out).map_or(0, |m| m.len());
-                format!("{:.1} MB written", written as f64 / 1e6)
-            })
-        })
-        .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
-    progress.finish(None);
+    let status = progress::run_logged(&mut cmd, "building the ISO (grub-mkrescue)", &log_path, || {
+        format!("{:.1} MB written", fs::metadata(out).map_or(0, |m| m.len()) as f64 / 1e6)
+    })?;
     // The staging tree only holds copies of the images.
     let _ = fs::remove_dir_all(&root);
     if !status.success() || !out.is_file() {

@@ -237,7 +237,15 @@ fn apt_update() -> Result<(), FetchError> {
         ));
     }
     ui::note("running: apt-get update");
-    output(Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=600", "update"])).map_err(fail)?;
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["-o", "DPkg::Lock::Timeout=600", "update"]);
+    let log = std::env::temp_dir().join(format!("tessera-apt-update-{}.log", std::process::id()));
+    let status = crate::progress::run_logged(&mut cmd, "apt-get update", &log, String::new).map_err(fail)?;
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let _ = fs::remove_file(&log);
+    if !status.success() {
+        return Err(fail(format!("`{}` failed ({status}): {}", ui::shell_line(&cmd), text.trim())));
+    }
     Ok(())
 }
 

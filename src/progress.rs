@@ -8,8 +8,10 @@
 //! readable and show that something is still moving.
 
 use std::fmt::Display;
+use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::process::{Child, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -140,6 +142,24 @@ impl Progress {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Runs `cmd` with its output in the file `log`, showing `label`, the
+/// elapsed time and `status()` until it exits (see [`Progress::wait`]).
+pub fn run_logged(
+    cmd: &mut Command,
+    label: &str,
+    log: &Path,
+    status: impl FnMut() -> String,
+) -> Result<ExitStatus, String> {
+    let out = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", crate::ui::shell_line(cmd)))?;
+    let mut progress = Progress::new(label, Duration::from_secs(10));
+    let exit = progress.wait(&mut child, status).map_err(|e| format!("waiting for {label}: {e}"));
+    progress.finish(None);
+    exit
 }
 
 impl Drop for Progress {
