@@ -74,7 +74,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Install the system packages for both emulators, then run the whole
-    /// test suite (`$CARGO test --workspace`) and exit with its status.
+    /// test suite (`cargo test --workspace` under the pinned nightly of
+    /// toolchain.toml, installed if missing) and exit with its status.
     ///
     /// Packages that are missing are installed with `apt-get update` and
     /// `apt-get install -y` (as root); nothing is installed when all are
