@@ -42,11 +42,11 @@ impl Guest {
     }
 
     fn io_read(&self, port: u16, size: u8) -> u64 {
-        self.pm1.lock().unwrap().port_read(port, size).unwrap_or_else(|| panic!("read of port {port:#x}"))
+        self.pm1.lock().unwrap().port_read(port, size, 0).unwrap_or_else(|| panic!("read of port {port:#x}"))
     }
 
     fn io_write(&self, port: u16, size: u8, value: u64) {
-        let effect = self.pm1.lock().unwrap().port_write(port, size, value);
+        let effect = self.pm1.lock().unwrap().port_write(port, size, value, 0);
         let effect = effect.unwrap_or_else(|| panic!("write of port {port:#x}"));
         self.effects.lock().unwrap().push(effect);
     }
@@ -169,7 +169,9 @@ fn the_acpi_crate_validates_every_table() {
     assert_eq!(dsdt.phys_address, 0xe0240);
     assert_eq!(fadt.facs_address().unwrap(), 0xe0040);
     assert_eq!(platform.sci_interrupt, 9);
-    assert!(platform.pm_timer.is_none());
+    let timer = platform.pm_timer.as_ref().expect("a PM timer");
+    assert!(timer.supports_32bit);
+    assert_eq!(timer.base.address, 0x60c);
     assert!(!{ fadt.flags }.system_is_hw_reduced_acpi());
     assert!({ fadt.flags }.supports_system_reset_via_fadt());
     assert!(!{ fadt.iapc_boot_arch }.motherboard_implements_8042());

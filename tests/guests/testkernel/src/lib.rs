@@ -68,11 +68,14 @@ pub mod protocol {
     pub const PM1A_CNT: u16 = 0x604;
     /// The FADT's RESET_REG: writing 1 resets (ends) the partition.
     pub const RESET_PORT: u16 = 0x608;
+    /// The FADT's PM_TMR_BLK: the 32-bit ACPI PM timer (read-only).
+    pub const PM_TMR: u16 = 0x60c;
 
     /// The ports the VID emulates, (first, count): COM1, the 8259 pair and
-    /// their ELCRs, the 8254 and port 0x61, the ACPI PM1 blocks and reset
-    /// register. Every other port reads all ones and ignores writes.
-    pub const EMULATED_PORTS: [(u16, u16); 10] = [
+    /// their ELCRs, the 8254 and port 0x61, the ACPI PM1 blocks, reset
+    /// register and PM timer. Every other port reads all ones and ignores
+    /// writes.
+    pub const EMULATED_PORTS: [(u16, u16); 11] = [
         (0x20, 2),
         (0x40, 4),
         (0x61, 1),
@@ -82,6 +85,7 @@ pub mod protocol {
         (0x600, 4),
         (PM1A_CNT, 2),
         (RESET_PORT, 1),
+        (PM_TMR, 4),
         (TEST_EXIT, 1),
     ];
 
