@@ -92,6 +92,9 @@ pub const RESET_VALUE: u8 = 0x01;
 /// PM_TMR_BLK: the 32-bit PM timer ([`PM_TIMER_HZ`], TMR_VAL_EXT set).
 pub const PM_TMR_BLK: u16 = 0x60c;
 pub const PM_TMR_LEN: u8 = 4;
+/// The CMOS RTC's index port: the FADT's RTC fields describe the device
+/// there, if the VID models one.
+pub const CMOS_INDEX_PORT: u16 = 0x70;
 /// The CMOS RAM index of the RTC's century byte (the PC/AT's), which the
 /// FADT's CENTURY names when the partition has a CMOS RTC.
 pub const CMOS_CENTURY: u8 = 0x32;

@@ -584,3 +584,57 @@ fn the_pm_timer_wraps_at_32_bits_and_sets_tmr_sts_when_bit_31_toggles() {
     // No SCI unless TMR_EN.
     assert!(!pm1.sci_pending());
 }
+
+// ---------------------------------------------------------------------------
+// The guest test kernel's reader
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_guest_test_kernel_discovers_the_tables_in_the_bios_area() {
+    use guest_testkernel::acpi as guest;
+    use guest_testkernel::multiboot::Buffer;
+    // Guest memory from 0 to 1 MiB: zeroed, the tables at 0xE0000.
+    let mut memory = vec![0u8; 0x10_0000];
+    let config = AcpiConfig { vps: 2, cmos_rtc: true };
+    build(&config, &mut memory[BASE as usize..][..REGION_SIZE], BASE).unwrap();
+    let mem = Buffer { base: 0, bytes: &memory };
+
+    let found = guest::discover(&mem).expect("an RSDP in the BIOS area");
+    assert_eq!(found.rsdp_at, BASE);
+    assert!(found.rsdp.checksum_ok && found.rsdp.extended_checksum_ok);
+    assert_eq!(found.rsdp.revision, 2);
+    let (rsdt, xsdt) = (found.rsdt.unwrap(), found.xsdt.unwrap());
+    assert_eq!((&rsdt.signature, &xsdt.signature), (b"RSDT", b"XSDT"));
+    assert!(rsdt.checksum_ok && xsdt.checksum_ok);
+    assert_eq!(guest::entries(&mem, &rsdt, 4), found.listed);
+
+    let madt = guest::find_table(&mem, &found.listed, b"APIC").unwrap();
+    let madt = guest::read_madt(&mem, &madt).unwrap();
+    let ids: std::vec::Vec<(u8, u8, u32)> = madt.processors.iter().map(|p| (p.uid, p.apic_id, p.flags)).collect();
+    assert_eq!(ids, [(0, 0, 1), (1, 1, 1)]);
+    assert_eq!(madt.io_apics.as_slice(), [guest::IoApic { id: 0, address: 0xfec0_0000, gsi_base: 0 }]);
+    assert!(madt.overrides.iter().any(|o| (o.bus, o.source, o.gsi) == (0, 0, 2)));
+    assert_eq!(madt.other, 1, "the local APIC NMI entry");
+
+    let fadt = guest::find_table(&mem, &found.listed, b"FACP").unwrap();
+    assert!(fadt.checksum_ok);
+    let fadt = guest::read_fadt(&mem, &fadt).unwrap();
+    assert_eq!(fadt.pm_timer_port(), u64::from(PM_TMR_BLK));
+    assert_ne!(fadt.flags & guest::FADT_TMR_VAL_EXT, 0);
+    assert_ne!(fadt.flags & guest::FADT_RESET_REG_SUP, 0);
+    assert_eq!((fadt.reset_reg.space, fadt.reset_reg.address, fadt.reset_value), (1, 0x608, 1));
+    assert_eq!(fadt.iapc_boot_arch & guest::BOOT_ARCH_CMOS_RTC_NOT_PRESENT, 0);
+    assert_eq!(fadt.century, CMOS_CENTURY);
+    let dsdt = guest::read_sdt(&mem, fadt.dsdt()).unwrap();
+    assert!(dsdt.checksum_ok && &dsdt.signature == b"DSDT");
+
+    // A checksum off by one byte hides the RSDP from the scan.
+    memory[BASE as usize + 8] ^= 1;
+    assert_eq!(guest::find_rsdp(&Buffer { base: 0, bytes: &memory }), None);
+    // An EBDA named in the BDA is searched first.
+    memory[BASE as usize + 8] ^= 1;
+    let rsdp: std::vec::Vec<u8> = memory[BASE as usize..][..36].to_vec();
+    memory[0x9_fc00 + 0x30..][..36].copy_from_slice(&rsdp);
+    memory[0x40e..0x410].copy_from_slice(&0x9fc0u16.to_le_bytes());
+    assert_eq!(guest::find_rsdp(&Buffer { base: 0, bytes: &memory }), Some(0x9_fc30));
+}
