@@ -193,7 +193,7 @@ fn rtc(c: &mut Checks, f: &Fadt) {
     let status_b = hw::inb(CMOS_DATA);
     let answers = status_b != 0xff;
     let not_present = f.iapc_boot_arch & acpi::BOOT_ARCH_CMOS_RTC_NOT_PRESENT != 0;
-    let note = detail!("status B {status_b:#04x}, arch {:#x}, century {:#x}", f.iapc_boot_arch, f.century);
+    let note = detail!("B {status_b:#04x}, arch {:#x}, century {:#x}", f.iapc_boot_arch, f.century);
     let agrees = if answers { !not_present && f.century != 0 } else { not_present };
     c.require("FADT: RTC flag, CENTURY match port 0x70 (ACPI 5.2.9.3)", if agrees { Ok(note) } else { Err(note) });
 }
