@@ -97,7 +97,7 @@ pub fn read_rsdp<M: Memory>(mem: &M, at: u64) -> Option<Rsdp> {
     let checksum_ok = sums_to_zero(mem, at, RSDP_V1_LEN)?;
     let (length, xsdt, extended_checksum_ok) = if revision >= 2 {
         let length = mem.u32_at(at + 20)?;
-        let ok = length >= 36 && length <= 4096 && sums_to_zero(mem, at, length.into())?;
+        let ok = (36..=4096).contains(&length) && sums_to_zero(mem, at, length.into())?;
         (length, mem.u64_at(at + 24)?, ok)
     } else {
         (RSDP_V1_LEN as u32, 0, false)

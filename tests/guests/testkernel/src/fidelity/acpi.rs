@@ -255,9 +255,7 @@ fn tables_reserved(i: &multiboot::Info) -> Check {
             available |= overlaps && e.kind == multiboot::AVAILABLE;
             kept |= e.contains(range) && e.kind != multiboot::AVAILABLE;
         });
-        if let Err(e) = walked {
-            return Err(e);
-        }
+        walked?;
         if !kept || available {
             result =
                 Err(detail!("{:#x}..{:#x}: reserved {kept}, in available RAM {available}", range.start, range.end));
