@@ -15,7 +15,6 @@
 //! | offset  | table | length |
 //! |---------|-------|--------|
 //! | `0x000` | RSDP (revision 2) | 36 |
-//! | `0x040` | FACS (64-byte aligned) | 64 |
 //! | `0x080` | XSDT → FADT, MADT | 52 |
 //! | `0x0c0` | RSDT → FADT, MADT | 44 |
 //! | `0x100` | FADT (revision 6) → FACS, DSDT | 276 |
@@ -24,7 +23,13 @@
 //!
 //! [`region_len`] is the bytes used (at most `0xb0a`, for [`MAX_MADT_VPS`]).
 //! `base_gpa` must be 64-byte aligned and the region must lie below 4 GiB
-//! (the RSDT and the FADT's legacy fields hold 32-bit addresses).
+//! (the RSDP, the RSDT and the FADT's legacy fields hold 32-bit addresses).
+//!
+//! The FACS is not in the region: it is read/write memory the OS writes
+//! (the waking vector, the global lock; ACPI 6.5 5.2.10), so the VID puts
+//! [`facs`] in RAM at [`AcpiConfig::facs_gpa`] (64-byte aligned, below
+//! 4 GiB): the first bytes of the EBDA, [`DEFAULT_FACS_GPA`], which the
+//! memory maps reserve.
 //!
 //! # Ports
 //!
@@ -45,9 +50,10 @@
 //! 1. Builds the tables into the partition's RAM pages at
 //!    [`DEFAULT_BASE_GPA`], which the partition manager maps into the guest
 //!    read-only (`partition_manager_api::layout::BIOS_AREA`): the guest
-//!    reads the tables there, its writes are dropped.
-//! 2. Marks the BIOS area reserved in the e820 map and the Multiboot
-//!    memory map.
+//!    reads the tables there, its writes are dropped. Writes the FACS at
+//!    [`DEFAULT_FACS_GPA`] in RAM.
+//! 2. Marks the BIOS area and the EBDA with the FACS reserved in the e820
+//!    map and the Multiboot memory map.
 //! 3. For Linux, also puts [`AcpiTables::rsdp_gpa`] in the boot
 //!    parameters' `acpi_rsdp_addr` (offset 0x070) so it need not scan.
 //! 4. Routes port I/O of PM1's windows ([`crate::bus::PORT_ROUTES`]) to one
@@ -77,6 +83,9 @@ use zerocopy::{FromZeros, Immutable, IntoBytes};
 
 /// Where the VID puts the tables: the BIOS read-only area OSes scan.
 pub const DEFAULT_BASE_GPA: u64 = 0xe0000;
+/// Where the VID puts the FACS: the start of the EBDA, the last KiB of low
+/// RAM (reserved in the memory maps), read/write.
+pub const DEFAULT_FACS_GPA: u64 = 0x9_fc00;
 /// The region the VID reserves for them.
 pub const REGION_SIZE: usize = 0x10000;
 
@@ -123,7 +132,6 @@ pub const CREATOR_REVISION: u32 = 1;
 // ---------------------------------------------------------------------------
 
 pub const RSDP_OFFSET: usize = 0x000;
-pub const FACS_OFFSET: usize = 0x040;
 pub const XSDT_OFFSET: usize = 0x080;
 pub const RSDT_OFFSET: usize = 0x0c0;
 pub const FADT_OFFSET: usize = 0x100;
@@ -137,8 +145,7 @@ const RSDT_LEN: usize = size_of::<SdtHeader>() + 4 * TABLES;
 /// The DSDT's AML: room for it between the DSDT and the MADT.
 const DSDT_AML_CAPACITY: usize = MADT_OFFSET - DSDT_OFFSET - size_of::<SdtHeader>();
 
-const _: () = assert!(RSDP_OFFSET + size_of::<Rsdp>() <= FACS_OFFSET);
-const _: () = assert!(FACS_OFFSET.is_multiple_of(64) && FACS_OFFSET + size_of::<Facs>() <= XSDT_OFFSET);
+const _: () = assert!(RSDP_OFFSET + size_of::<Rsdp>() <= XSDT_OFFSET);
 const _: () = assert!(XSDT_OFFSET + XSDT_LEN <= RSDT_OFFSET);
 const _: () = assert!(RSDT_OFFSET + RSDT_LEN <= FADT_OFFSET);
 const _: () = assert!(FADT_OFFSET + size_of::<Fadt>() <= DSDT_OFFSET);
@@ -171,6 +178,9 @@ pub struct AcpiConfig {
     /// names [`CMOS_CENTURY`]. If not, IAPC_BOOT_ARCH says "CMOS RTC not
     /// present" and Linux leaves the RTC alone.
     pub cmos_rtc: bool,
+    /// Where the VID puts the FACS ([`facs`]): 64-byte aligned, below 4 GiB,
+    /// in RAM the guest may write and the memory maps reserve.
+    pub facs_gpa: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,9 +189,9 @@ pub enum AcpiError {
     VpCount(u32),
     /// `out` is shorter than the `needed` bytes.
     RegionTooSmall { needed: usize },
-    /// `base_gpa` is not 64-byte aligned (the FACS must be).
+    /// `base_gpa` or the FACS's address is not 64-byte aligned.
     Misaligned(u64),
-    /// The region does not end below 4 GiB.
+    /// The region (or the FACS) does not end below 4 GiB.
     AboveFourGiB(u64),
     /// The DSDT's AML did not fit its room.
     AmlTooLarge,
@@ -266,7 +276,8 @@ fn fadt(base: u32, config: &AcpiConfig) -> Fadt {
         .with_reset_reg_sup(true);
     let boot_arch = IapcBootArch::new().with_vga_not_present(true).with_cmos_rtc_not_present(!config.cmos_rtc);
     let dsdt = base + DSDT_OFFSET as u32;
-    let facs = base + FACS_OFFSET as u32;
+    // `build` checked that it fits.
+    let facs = config.facs_gpa as u32;
     let mut fadt = Fadt::new_zeroed();
     fadt.header = header(b"FACP", size_of::<Fadt>(), FADT_REVISION);
     fadt.firmware_ctrl = U32::new(facs);
@@ -297,7 +308,9 @@ fn fadt(base: u32, config: &AcpiConfig) -> Fadt {
     fadt
 }
 
-fn facs() -> Facs {
+/// The FACS (ACPI 6.5 5.2.10) the FADT names: version 2, no waking vector,
+/// the global lock free. The VID writes it at [`AcpiConfig::facs_gpa`].
+pub fn facs() -> Facs {
     let mut facs = Facs::new_zeroed();
     facs.signature = *b"FACS";
     facs.length = U32::new(size_of::<Facs>() as u32);
@@ -378,8 +391,13 @@ pub fn build(config: &AcpiConfig, out: &mut [u8], base_gpa: u64) -> Result<AcpiT
     if out.len() < len {
         return Err(AcpiError::RegionTooSmall { needed: len });
     }
-    if !base_gpa.is_multiple_of(64) {
-        return Err(AcpiError::Misaligned(base_gpa));
+    for gpa in [base_gpa, config.facs_gpa] {
+        if !gpa.is_multiple_of(64) {
+            return Err(AcpiError::Misaligned(gpa));
+        }
+    }
+    if config.facs_gpa.checked_add(size_of::<Facs>() as u64).is_none_or(|end| end > 1 << 32) {
+        return Err(AcpiError::AboveFourGiB(config.facs_gpa));
     }
     let base = match base_gpa.checked_add(len as u64) {
         Some(end) if end <= 1 << 32 => base_gpa as u32,
@@ -389,8 +407,7 @@ pub fn build(config: &AcpiConfig, out: &mut [u8], base_gpa: u64) -> Result<AcpiT
     let gpa = |offset: usize| base + offset as u32;
     out[..len].fill(0);
 
-    // FACS, FADT, DSDT, MADT.
-    put(out, FACS_OFFSET, &facs());
+    // FADT, DSDT, MADT.
     put(out, FADT_OFFSET, &fadt(base, config));
     seal(out, FADT_OFFSET, size_of::<Fadt>());
     let dsdt_len = size_of::<SdtHeader>() + aml.len();
@@ -436,7 +453,7 @@ pub fn build(config: &AcpiConfig, out: &mut [u8], base_gpa: u64) -> Result<AcpiT
         xsdt_gpa: at(XSDT_OFFSET),
         rsdt_gpa: at(RSDT_OFFSET),
         fadt_gpa: at(FADT_OFFSET),
-        facs_gpa: at(FACS_OFFSET),
+        facs_gpa: config.facs_gpa,
         dsdt_gpa: at(DSDT_OFFSET),
         madt_gpa: at(MADT_OFFSET),
         len,

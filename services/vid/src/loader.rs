@@ -40,7 +40,8 @@
 //! hole from 640 KiB to 1 MiB is not RAM (the partition has read-only
 //! memory there: the BIOS area from [`BIOS_AREA`] holds the ACPI tables),
 //! and `ram_size` is at most [`MAX_RAM`] so the 32-bit device window above
-//! 3 GiB stays free. The kernel goes where its headers say. Modules
+//! 3 GiB stays free. The last KiB of low RAM, from [`EBDA`], is the VID's
+//! (the ACPI FACS, as a PC's EBDA): the kernel may not be loaded there. The kernel goes where its headers say. Modules
 //! follow it, each 4 KiB-aligned, from the first page at or above
 //! `max(kernel end, 1 MiB)`; then one 4 KiB-aligned boot area holding, at
 //! fixed offsets ([`boot_area`]), the Multiboot information, the GDT, the
@@ -65,14 +66,15 @@
 //!
 //! # Multiboot information (§3.3)
 //!
-//! Flags 0 (`mem_lower` = 640, `mem_upper` = KiB above 1 MiB), 2 (the
+//! Flags 0 (`mem_lower` = 639, `mem_upper` = KiB above 1 MiB), 2 (the
 //! command line: the kernel's file name, a space and its arguments, as
 //! GRUB's `multiboot FILE ARGS` and QEMU's `-kernel FILE -append ARGS` pass
 //! it), 3 (the modules, each with its string, `mod_end` exclusive), 6 (a
-//! memory map: available below 640 KiB, the BIOS area from [`BIOS_AREA`]
-//! to 1 MiB reserved (type 2: read-only memory holding the ACPI tables),
-//! available from 1 MiB to `ram_size`) and 9 (`boot_loader_name` =
-//! "Tessera VID").
+//! memory map as a PC BIOS reports it: available below [`EBDA`], the EBDA
+//! to 640 KiB ACPI NVS (type 4: the FACS, read/write), the BIOS area from
+//! [`BIOS_AREA`] to 1 MiB reserved (type 2: read-only memory holding the
+//! ACPI tables), available from 1 MiB to `ram_size`) and 9
+//! (`boot_loader_name` = "Tessera VID").
 //! The memory map does not fence off the kernel, the modules or the boot
 //! area: as with every Multiboot loader, the kernel must keep them until it
 //! is done with them. The plan assumes nothing about RAM it does not write,
@@ -168,8 +170,8 @@ pub mod boot_area {
     /// One memory-map entry: `size` (20, not counting itself), `base_addr`,
     /// `length`, `type`.
     pub const MMAP_ENTRY_SIZE: usize = 24;
-    /// Low RAM, the BIOS area, high RAM.
-    pub const MMAP_ENTRIES: usize = 3;
+    /// Low RAM, the EBDA, the BIOS area, high RAM.
+    pub const MMAP_ENTRIES: usize = 4;
     /// One module: `mod_start`, `mod_end`, `string`, reserved.
     pub const MODULE_ENTRY_SIZE: usize = 16;
     /// Strings follow the module list: the boot loader's name, the command
@@ -181,9 +183,14 @@ pub mod boot_area {
 
 /// The legacy hole (640 KiB – 1 MiB) is not RAM: the partition's layout.
 pub use partition_manager_api::layout::{BIOS_AREA, HIGH_RAM_START, LOW_RAM_END};
-/// Memory-map types (§3.3): usable RAM, and reserved (not RAM for the OS).
+/// The last KiB of low RAM, reserved as a PC's extended BIOS data area:
+/// the VID keeps the ACPI FACS there.
+pub const EBDA: u64 = 0x9_fc00;
+/// Memory-map types (§3.3, with the ACPI address range types): usable RAM,
+/// reserved (not RAM for the OS), ACPI NVS (firmware's, read/write).
 pub const MMAP_AVAILABLE: u32 = 1;
 pub const MMAP_RESERVED: u32 = 2;
+pub const MMAP_ACPI_NVS: u32 = 4;
 /// Most guest RAM the loader describes: the 32-bit window above is for devices.
 pub const MAX_RAM: u64 = 0xC000_0000;
 pub use x86defs::PAGE_SIZE;
@@ -642,7 +649,7 @@ fn parse_aout(file: &[u8], header: Header) -> Result<Image<'_>, LoadError> {
 }
 
 fn in_ram(range: &Range<u64>, ram_size: u64) -> bool {
-    (range.end <= LOW_RAM_END) || (range.start >= HIGH_RAM_START && range.end <= ram_size)
+    (range.end <= EBDA) || (range.start >= HIGH_RAM_START && range.end <= ram_size)
 }
 
 fn check_segments(segments: &[Segment<'_>], ram_size: u64) -> Result<Range<u64>, LoadError> {
@@ -758,7 +765,8 @@ fn fill_boot_area(area: &mut [u8], base: u64, request: &LoadRequest<'_>, modules
 
     // Memory map.
     let regions: [(u64, u64, u32); boot_area::MMAP_ENTRIES] = [
-        (0, LOW_RAM_END, MMAP_AVAILABLE),
+        (0, EBDA, MMAP_AVAILABLE),
+        (EBDA, LOW_RAM_END - EBDA, MMAP_ACPI_NVS),
         (BIOS_AREA, HIGH_RAM_START - BIOS_AREA, MMAP_RESERVED),
         (HIGH_RAM_START, ram_size - HIGH_RAM_START, MMAP_AVAILABLE),
     ];
@@ -785,7 +793,7 @@ fn fill_boot_area(area: &mut [u8], base: u64, request: &LoadRequest<'_>, modules
     }
 
     put32(area, off::FLAGS, u64::from(info_flags::PROVIDED));
-    put32(area, off::MEM_LOWER, LOW_RAM_END / 1024);
+    put32(area, off::MEM_LOWER, EBDA / 1024);
     put32(area, off::MEM_UPPER, (ram_size - HIGH_RAM_START) / 1024);
     put32(area, off::CMDLINE, cmdline);
     put32(area, off::MODS_COUNT, modules.len() as u64);

@@ -546,19 +546,28 @@ fn fail_on_purpose(personality: Personality, exits: CapSlot, untyped: CapSlot, s
 /// Writes the partition's ACPI tables into its BIOS area: RAM pages
 /// (GPA n is RAM byte n) the partition manager maps into the guest
 /// read-only ([`BIOS_AREA`]), where every guest finds the RSDP by the ACPI
-/// specification's scan. The FADT says whether the CMOS RTC exists: whether
-/// the VID's port table routes its index port.
+/// specification's scan; and the FACS, which the guest writes, into the
+/// EBDA in low RAM. The memory maps reserve both. The FADT says whether the
+/// CMOS RTC exists: whether the VID's port table routes its index port.
 fn firmware_tables(p: &sysimage::manifest::Partition<'static>, ram: &mut [u8]) -> Result<acpi::AcpiTables, ErrorCode> {
     let at = acpi::DEFAULT_BASE_GPA;
     const _: () = assert!(acpi::DEFAULT_BASE_GPA >= BIOS_AREA);
     const _: () = assert!(acpi::DEFAULT_BASE_GPA + acpi::REGION_SIZE as u64 <= ROM_GPA);
     let cmos_rtc = vid::bus::PORT_ROUTES.iter().any(|r| r.contains(acpi::CMOS_INDEX_PORT));
-    let config = acpi::AcpiConfig { vps: u32::from(p.vcpus), cmos_rtc };
+    let facs_gpa = acpi::DEFAULT_FACS_GPA;
+    const _: () = assert!(acpi::DEFAULT_FACS_GPA == loader::EBDA);
+    let config = acpi::AcpiConfig { vps: u32::from(p.vcpus), cmos_rtc, facs_gpa };
     let region = ram.get_mut(at as usize..at as usize + acpi::REGION_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
-    acpi::build(&config, region, at).map_err(|e| {
+    let tables = acpi::build(&config, region, at).map_err(|e| {
         log!("{}: no ACPI tables: {e:?}", p.name);
         ErrorCode::INVALID_ARGUMENT
-    })
+    })?;
+    let facs = acpi::facs();
+    let facs = zerocopy::IntoBytes::as_bytes(&facs);
+    ram.get_mut(facs_gpa as usize..facs_gpa as usize + facs.len())
+        .ok_or(ErrorCode::INVALID_ARGUMENT)?
+        .copy_from_slice(facs);
+    Ok(tables)
 }
 
 /// Loads the partition's guest into its RAM: the ACPI tables into its BIOS

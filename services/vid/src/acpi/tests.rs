@@ -10,7 +10,7 @@ const BASE: u64 = DEFAULT_BASE_GPA;
 
 fn built(vps: u32) -> (std::vec::Vec<u8>, AcpiTables) {
     let mut region = vec![0xaa; REGION_SIZE];
-    let tables = build(&AcpiConfig { vps, cmos_rtc: false }, &mut region, BASE).unwrap();
+    let tables = build(&AcpiConfig { vps, cmos_rtc: false, facs_gpa: DEFAULT_FACS_GPA }, &mut region, BASE).unwrap();
     (region, tables)
 }
 
@@ -89,16 +89,21 @@ fn the_rsdp_is_found_by_scanning_and_leads_to_every_table() {
     let dsdt = u64_at(&region, tables.fadt_gpa, 140);
     assert_eq!(dsdt, tables.dsdt_gpa);
     table(&region, dsdt, b"DSDT");
+    // The FACS is outside the region, where the configuration says.
     let facs = u64::from(u32_at(&region, tables.fadt_gpa, 36));
-    assert_eq!(facs, tables.facs_gpa);
-    assert_eq!(facs % 64, 0);
-    assert_eq!(&region[(facs - BASE) as usize..][..4], b"FACS");
-    assert_eq!(u32_at(&region, facs, 4), 64);
+    assert_eq!((facs, tables.facs_gpa), (0x9_fc00, 0x9_fc00));
+    assert_eq!(u64_at(&region, tables.fadt_gpa, 132), 0, "X_FIRMWARE_CTRL: FIRMWARE_CTRL is used");
+    let facs = super::facs();
+    let facs = facs.as_bytes();
+    assert_eq!((&facs[..4], facs.len()), (&b"FACS"[..], 64));
+    assert_eq!(u32::from_le_bytes(facs[4..8].try_into().unwrap()), 64, "length");
+    assert_eq!(facs[32], 2, "version");
+    assert!(facs[8..32].iter().chain(&facs[33..]).all(|b| *b == 0), "no waking vector, the global lock free");
 
     // The layout the module documents.
     assert_eq!(
-        [tables.xsdt_gpa, tables.rsdt_gpa, tables.fadt_gpa, tables.facs_gpa, tables.dsdt_gpa, tables.madt_gpa],
-        [0xe0080, 0xe00c0, 0xe0100, 0xe0040, 0xe0240, 0xe02c0]
+        [tables.xsdt_gpa, tables.rsdt_gpa, tables.fadt_gpa, tables.dsdt_gpa, tables.madt_gpa],
+        [0xe0080, 0xe00c0, 0xe0100, 0xe0240, 0xe02c0]
     );
     assert_eq!(tables.len, 0x2c0 + 44 + 4 * 8 + 38);
     // Nothing past the tables is touched.
@@ -189,7 +194,7 @@ fn the_fadt_fields_linux_reads_are_at_their_offsets() {
     // With the CMOS RTC modelled, only VGA is flagged absent, and CENTURY
     // names the RTC's century byte.
     let mut with_rtc = vec![0; REGION_SIZE];
-    build(&AcpiConfig { vps: 1, cmos_rtc: true }, &mut with_rtc, BASE).unwrap();
+    build(&AcpiConfig { vps: 1, cmos_rtc: true, facs_gpa: DEFAULT_FACS_GPA }, &mut with_rtc, BASE).unwrap();
     assert_eq!(u16_at(&with_rtc, f, 109), 1 << 2);
     assert_eq!(u8_at(&with_rtc, f, 108), 0x32);
     assert_eq!(sum(&with_rtc[(f - BASE) as usize..][..276]), 0);
@@ -251,7 +256,7 @@ fn the_madt_scales_to_the_largest_vp_count() {
 #[test]
 fn bad_configurations_and_regions_are_refused() {
     let mut region = vec![0; REGION_SIZE];
-    let config = |vps| AcpiConfig { vps, cmos_rtc: false };
+    let config = |vps| AcpiConfig { vps, cmos_rtc: false, facs_gpa: DEFAULT_FACS_GPA };
     assert_eq!(build(&config(0), &mut region, BASE), Err(AcpiError::VpCount(0)));
     assert_eq!(build(&config(256), &mut region, BASE), Err(AcpiError::VpCount(256)));
     let needed = region_len(8);
@@ -261,6 +266,12 @@ fn bad_configurations_and_regions_are_refused() {
     let high = (1u64 << 32) - 0x100;
     assert_eq!(build(&config(1), &mut region, high), Err(AcpiError::AboveFourGiB(high)));
     assert_eq!(build(&config(1), &mut region, u64::MAX - 63), Err(AcpiError::AboveFourGiB(u64::MAX - 63)));
+    let facs = |facs_gpa| AcpiConfig { vps: 1, cmos_rtc: false, facs_gpa };
+    assert_eq!(build(&facs(0x9_fc20), &mut region, BASE), Err(AcpiError::Misaligned(0x9_fc20)));
+    let high = (1u64 << 32) - 0x40;
+    assert!(build(&facs(high), &mut region, BASE).is_ok());
+    assert_eq!(build(&facs(1 << 32), &mut region, BASE), Err(AcpiError::AboveFourGiB(1 << 32)));
+    assert_eq!(build(&facs(u64::MAX - 63), &mut region, BASE), Err(AcpiError::AboveFourGiB(u64::MAX - 63)));
     // The highest region that fits.
     let top = (1u64 << 32) - region_len(1).next_multiple_of(64) as u64;
     assert_eq!(build(&config(1), &mut region, top).unwrap().rsdp_gpa, top);
@@ -592,11 +603,12 @@ fn the_pm_timer_wraps_at_32_bits_and_sets_tmr_sts_when_bit_31_toggles() {
 #[test]
 fn the_guest_test_kernel_discovers_the_tables_in_the_bios_area() {
     use guest_testkernel::acpi as guest;
-    use guest_testkernel::multiboot::Buffer;
+    use guest_testkernel::multiboot::{Buffer, Memory};
     // Guest memory from 0 to 1 MiB: zeroed, the tables at 0xE0000.
     let mut memory = vec![0u8; 0x10_0000];
-    let config = AcpiConfig { vps: 2, cmos_rtc: true };
+    let config = AcpiConfig { vps: 2, cmos_rtc: true, facs_gpa: DEFAULT_FACS_GPA };
     build(&config, &mut memory[BASE as usize..][..REGION_SIZE], BASE).unwrap();
+    memory[DEFAULT_FACS_GPA as usize..][..64].copy_from_slice(facs().as_bytes());
     let mem = Buffer { base: 0, bytes: &memory };
 
     let found = guest::discover(&mem).expect("an RSDP in the BIOS area");
@@ -625,6 +637,8 @@ fn the_guest_test_kernel_discovers_the_tables_in_the_bios_area() {
     assert_eq!((fadt.reset_reg.space, fadt.reset_reg.address, fadt.reset_value), (1, 0x608, 1));
     assert_eq!(fadt.iapc_boot_arch & guest::BOOT_ARCH_CMOS_RTC_NOT_PRESENT, 0);
     assert_eq!(fadt.century, CMOS_CENTURY);
+    let mut facs_signature = [0u8; 4];
+    assert!(mem.read(fadt.firmware_ctrl.into(), &mut facs_signature) && &facs_signature == b"FACS");
     let dsdt = guest::read_sdt(&mem, fadt.dsdt()).unwrap();
     assert!(dsdt.checksum_ok && &dsdt.signature == b"DSDT");
 

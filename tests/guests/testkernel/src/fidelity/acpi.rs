@@ -15,6 +15,13 @@ use guest_testkernel::detail;
 use guest_testkernel::multiboot::{self, Memory};
 use guest_testkernel::smp::{self, lapic};
 
+/// The FACS's X_Firmware_Waking_Vector (ACPI 6.5 table 5.14), and what
+/// the read/write check writes there (and then restores).
+const FACS_X_WAKING_VECTOR: u64 = 24;
+const FACS_PROBE: u64 = 0x1234_5678_9abc_def0;
+/// The FACS's length (at least 64 bytes, ACPI 6.5 5.2.10).
+const FACS_LEN: u64 = 64;
+
 /// CMOS index and data ports, and status register B (MC146818).
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
@@ -179,10 +186,20 @@ fn fadt(c: &mut Checks, f: &Fadt) {
     let facs = u64::from(f.firmware_ctrl);
     let mut signature = [0u8; 4];
     let readable = facs != 0 && Mem.read(facs, &mut signature);
-    c.require(
-        "FADT: FACS 64-byte aligned, signed (ACPI 5.2.10)",
-        fail_unless(readable && &signature == b"FACS" && facs % 64 == 0, detail!("FIRMWARE_CTRL {facs:#x}")),
-    );
+    let signed = readable && &signature == b"FACS" && facs % 64 == 0;
+    c.require("FADT: FACS 64-byte aligned, signed (ACPI 5.2.10)", fail_unless(signed, detail!("at {facs:#x}")));
+    if signed {
+        // X_Firmware_Waking_Vector (offset 24): the OS writes it before S3.
+        let vector = facs + FACS_X_WAKING_VECTOR;
+        let before = hw::read64(vector);
+        hw::write64(vector, FACS_PROBE);
+        let written = hw::read64(vector);
+        hw::write64(vector, before);
+        c.require(
+            "FACS in read/write memory (ACPI 5.2.10)",
+            fail_unless(written == FACS_PROBE, detail!("at {facs:#x}: wrote {FACS_PROBE:#x}, read {written:#x}")),
+        );
+    }
     rtc(c, f);
 }
 
@@ -239,13 +256,17 @@ fn tables_reserved(i: &multiboot::Info) -> Check {
         return Err(detail!("flags {:#x}: no memory map", i.flags));
     }
     let Some(d) = acpi::discover(&Mem) else { return Err(detail!("no RSDP")) };
-    let mut ranges: heapless::Vec<core::ops::Range<u64>, { acpi::MAX_TABLES + 3 }> = heapless::Vec::new();
+    let mut ranges: heapless::Vec<core::ops::Range<u64>, { acpi::MAX_TABLES + 4 }> = heapless::Vec::new();
     let _ = ranges.push(d.rsdp_at..d.rsdp_at + u64::from(d.rsdp.length));
     for t in d.rsdt.iter().chain(d.xsdt.iter()) {
         let _ = ranges.push(t.addr..t.addr + u64::from(t.length));
     }
     for t in d.listed.iter().filter_map(|&a| acpi::read_sdt(&Mem, a)) {
         let _ = ranges.push(t.addr..t.addr + u64::from(t.length));
+        let fadt = (&t.signature == b"FACP").then(|| acpi::read_fadt(&Mem, &t)).flatten();
+        if let Some(facs) = fadt.map(|f| u64::from(f.firmware_ctrl)).filter(|&a| a != 0) {
+            let _ = ranges.push(facs..facs + FACS_LEN);
+        }
     }
     let mut result: Check = ok();
     for range in &ranges {
