@@ -117,7 +117,7 @@ fn rate(read: &impl Fn() -> u32, mask: u32) -> Check {
     let off_ppm = ticks.abs_diff(expected) * 1_000_000 / expected.max(1);
     // The reads' own spread, as a rate error it may explain.
     let spread_ppm = (e0 + e1) * 1_000_000 / elapsed.max(1);
-    let note = detail!("{ticks} in {} us: {off_ppm} ppm, +-{spread_ppm}", elapsed / 10);
+    let note = detail!("{ticks}/{} us: {off_ppm} ppm +-{spread_ppm}", elapsed / 10);
     if off_ppm <= TOLERANCE_PPM { Ok(note) } else { Err(note) }
 }
 
