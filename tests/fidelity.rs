@@ -23,6 +23,9 @@ const GROUP: [&str; 8] = [
 ];
 
 fn fidelity_suite_passes(run: &Boot) {
+    // The Multiboot command line starts with the kernel's file name
+    // (Multiboot 0.6.96 3.3): its bootfs name.
+    run.assert_serial_contains("[vid] fidelity: testkernel: command line \"guest0:image tests=fidelity cpus=2\"");
     for test in GROUP {
         run.assert_serial_contains(&format!("[vid] fidelity: testkernel: {test}: ok"));
     }

@@ -304,7 +304,12 @@ fn bochs_demo_partition_runs() {
 /// reports success through the test-exit port.
 fn guest_test_suite_passes(run: &Boot) {
     run.assert_serial_contains("[supervisor] started vid: ring 3");
-    run.assert_serial_contains("[vid] guest: Multiboot kernel at 0x100010, 64 MiB of RAM, command line \"tests=all\"");
+    // The command line starts with the kernel's (bootfs) file name, as GRUB
+    // and QEMU's -kernel pass it (Multiboot 0.6.96 3.3).
+    run.assert_serial_contains(
+        "[vid] guest: Multiboot kernel at 0x100010, 64 MiB of RAM, command line \"guest0:image tests=all\"",
+    );
+    run.assert_serial_contains("[vid] guest: testkernel: command line \"guest0:image tests=all\"");
     for case in ["uart", "multiboot", "cpuid", "portio", "hlt", "unmapped", "mmio", "readonly"] {
         run.assert_serial_contains(&format!("[vid] guest: testkernel: {case}: ok"));
     }

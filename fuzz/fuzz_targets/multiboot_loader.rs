@@ -48,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let modules: Vec<Module<'_>> =
         strings.iter().zip(&contents).map(|(string, bytes)| Module { string, bytes }).collect();
-    let request = LoadRequest { kernel: &kernel, modules: &modules, cmdline: &cmdline, ram_size };
+    // The kernel's name: the first fuzzed string, if any.
+    let name = strings.first().map_or("", String::as_str);
+    let request = LoadRequest { kernel: &kernel, name, modules: &modules, cmdline: &cmdline, ram_size };
     let mut area = vec![0u8; BOOT_AREA_MAX];
     let Ok(p) = plan(&request, &mut area) else { return };
 

@@ -146,6 +146,11 @@ pub mod layout {
     pub const LOW_RAM_END: u64 = 0xa_0000;
     /// ...and from here to the end of RAM (GPA n is RAM byte n).
     pub const HIGH_RAM_START: u64 = 0x10_0000;
+    /// The BIOS read-only area, up to [`ROM_GPA`]: RAM pages (GPA n is RAM
+    /// byte n) the guest may read and execute but not write, which the VID
+    /// fills (with the ACPI tables) before the guest starts. The rest of
+    /// the legacy hole, from [`LOW_RAM_END`], is zeroed read-only memory.
+    pub const BIOS_AREA: u64 = 0xe_0000;
     /// A one-page ROM (read + execute), its own memory object.
     pub const ROM_GPA: u64 = 0xf_f000;
     /// What the ROM page starts with (the rest is zero).

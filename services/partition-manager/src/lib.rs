@@ -20,7 +20,7 @@
 pub mod kernel;
 
 pub use kernel::{GuestAccess, Handout, Kernel, hv_error};
-use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
+use partition_manager_api::layout::{BIOS_AREA, HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use partition_manager_api::{PartitionState, Server};
 use tessera_idl::{Badge, CapSlot};
 use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
@@ -123,9 +123,10 @@ struct Objects {
     /// n maps RAM page n.
     ram: Option<(CapSlot, u64)>,
     rom: Option<CapSlot>,
-    /// Zeroed read-only memory filling the rest of the legacy hole
+    /// Zeroed read-only memory filling the legacy hole below the BIOS area
     /// (VGA memory and option-ROM space), so firmware scans and ROM probes
-    /// read zeros instead of exiting.
+    /// read zeros instead of exiting. (The BIOS area is RAM the guest sees
+    /// read-only, filled by the VID.)
     legacy: Option<CapSlot>,
 }
 
@@ -439,7 +440,7 @@ impl<K: Kernel> PartitionManager<K> {
         let rom = self.kernel.create_memory(1).map_err(hv_error)?;
         p.objects.rom = Some(rom);
         self.kernel.fill(rom, ROM_SIGNATURE).map_err(hv_error)?;
-        let legacy_pages = (ROM_GPA - LOW_RAM_END) / PAGE;
+        let legacy_pages = (BIOS_AREA - LOW_RAM_END) / PAGE;
         let legacy = self.kernel.create_memory(legacy_pages).map_err(hv_error)?;
         p.objects.legacy = Some(legacy);
         let partition = p.objects.partition;
@@ -447,6 +448,7 @@ impl<K: Kernel> PartitionManager<K> {
             (ram, 0, LOW_RAM_END / PAGE, RWX),
             (ram, HIGH_RAM_START / PAGE, pages - HIGH_RAM_START / PAGE, RWX),
             (legacy, LOW_RAM_END / PAGE, legacy_pages, RX),
+            (ram, BIOS_AREA / PAGE, (ROM_GPA - BIOS_AREA) / PAGE, RX),
             (rom, ROM_GPA / PAGE, 1, RX),
         ];
         for (k, (memory, first, count, flags)) in ranges.into_iter().enumerate() {

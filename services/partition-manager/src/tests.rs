@@ -383,7 +383,7 @@ fn mappings_are_checked_and_never_overlap() {
         .kernel()
         .maps
         .iter()
-        .skip(4)
+        .skip(5)
         .map(|&(_, gpa, pages, access, _, offset)| (gpa, pages, access, offset))
         .collect();
     let rw = GuestAccess { read: true, write: true, execute: false };
@@ -484,7 +484,8 @@ fn a_manifest_partition_gets_ram_rom_and_vps_mapped_as_the_layout_says() {
         [
             (0, 0xa0, rwx, 0, false),
             (0x10_0000, 4096 - 256, rwx, 256, false),
-            (0xa_0000, 0x5f, rx, 0, false),
+            (0xa_0000, 0x40, rx, 0, false),
+            (0xe_0000, 0x1f, rx, 0xe0, false),
             (0xf_f000, 1, rx, 0, true)
         ]
     );
@@ -499,7 +500,7 @@ fn a_manifest_partition_gets_ram_rom_and_vps_mapped_as_the_layout_says() {
         .collect();
     assert_eq!(monitors, [(monitor_badge(0, 0), 500), (monitor_badge(0, 1), 500)]);
     let ranges: Vec<(u64, u64)> = pm.mappings(id).map(|r| (r.first, r.count)).collect();
-    assert_eq!(ranges, [(0, 0xa0), (0xa0, 0x5f), (0xff, 1), (0x100, 4096 - 256)]);
+    assert_eq!(ranges, [(0, 0xa0), (0xa0, 0x40), (0xe0, 0x1f), (0xff, 1), (0x100, 4096 - 256)]);
     // Another task cannot see it.
     assert_eq!(pm.partition_state(OTHER, id), Err(HvError::ACCESS_DENIED));
 }

@@ -1,20 +1,20 @@
-//! ACPI tables for a guest (ACPI 6.5), so an unmodified Linux finds its
-//! interrupt controllers and CPUs and can power off: [`build`] writes them
-//! into a buffer that becomes guest memory, and [`Pm1`] models the fixed
-//! hardware registers they describe. The table layouts are in [`tables`],
-//! the AML encoders in [`aml`].
+//! ACPI tables for a guest (ACPI 6.5), so an unmodified guest finds its
+//! interrupt controllers, CPUs, PM timer and reset register and can power
+//! off: [`build`] writes them into a buffer that becomes guest memory, and
+//! [`Pm1`] models the fixed hardware registers they describe. The table
+//! layouts are in [`tables`], the AML encoders in [`aml`].
 //!
 //! # Guest memory
 //!
-//! The tables fill one region at `base_gpa`: meant to be the BIOS area at
-//! [`DEFAULT_BASE_GPA`] (0xE0000, [`REGION_SIZE`] = 64 KiB), where Linux
-//! scans for the RSDP on 16-byte boundaries when it is not given one. The
-//! region's layout (offsets from `base_gpa`):
+//! The tables fill one region at `base_gpa`: for every partition, the BIOS
+//! read-only area at [`DEFAULT_BASE_GPA`] (0xE0000, [`REGION_SIZE`] =
+//! 64 KiB), where an OS that is given no RSDP finds it by scanning 16-byte
+//! boundaries (ACPI 6.5 5.2.5.1). The region's layout (offsets from
+//! `base_gpa`):
 //!
 //! | offset  | table | length |
 //! |---------|-------|--------|
 //! | `0x000` | RSDP (revision 2) | 36 |
-//! | `0x040` | FACS (64-byte aligned) | 64 |
 //! | `0x080` | XSDT → FADT, MADT | 52 |
 //! | `0x0c0` | RSDT → FADT, MADT | 44 |
 //! | `0x100` | FADT (revision 6) → FACS, DSDT | 276 |
@@ -23,7 +23,13 @@
 //!
 //! [`region_len`] is the bytes used (at most `0xb0a`, for [`MAX_MADT_VPS`]).
 //! `base_gpa` must be 64-byte aligned and the region must lie below 4 GiB
-//! (the RSDT and the FADT's legacy fields hold 32-bit addresses).
+//! (the RSDP, the RSDT and the FADT's legacy fields hold 32-bit addresses).
+//!
+//! The FACS is not in the region: it is read/write memory the OS writes
+//! (the waking vector, the global lock; ACPI 6.5 5.2.10), so the VID puts
+//! [`facs`] in RAM at [`AcpiConfig::facs_gpa`] (64-byte aligned, below
+//! 4 GiB): the first bytes of the EBDA, [`DEFAULT_FACS_GPA`], which the
+//! memory maps reserve.
 //!
 //! # Ports
 //!
@@ -32,22 +38,29 @@
 //! | `0x600` | PM1a_EVT_BLK: PM1_STS (`0x600`), PM1_EN (`0x602`) | 4 |
 //! | `0x604` | PM1a_CNT_BLK: PM1_CNT | 2 |
 //! | `0x608` | RESET_REG: writing [`RESET_VALUE`] (1) resets | 1 |
+//! | `0x60c` | PM_TMR_BLK: the 32-bit PM timer at [`PM_TIMER_HZ`] | 4 |
 //!
-//! No PM timer, no GPE blocks, no SMI command port (so the platform is
-//! always in ACPI mode and SCI_EN reads 1). The SCI is ISA IRQ 9, wired to
-//! GSI 9 level-triggered, active-high; nothing raises it yet.
+//! No GPE blocks, no SMI command port (so the platform is always in ACPI
+//! mode and SCI_EN reads 1). The SCI is ISA IRQ 9, wired to GSI 9
+//! level-triggered, active-high; nothing raises it yet (not even the PM
+//! timer's TMR_STS, which PM1_STS shows).
 //!
 //! # What the VID does with this
 //!
-//! 1. Builds the tables into a [`REGION_SIZE`] buffer and copies (or maps)
-//!    it into guest RAM at `base_gpa`.
-//! 2. Marks `base_gpa .. base_gpa + REGION_SIZE` reserved in the e820 map.
-//! 3. Optionally puts [`AcpiTables::rsdp_gpa`] in the boot parameters'
-//!    `acpi_rsdp_addr` (offset 0x070) so Linux need not scan.
+//! 1. Builds the tables into the partition's RAM pages at
+//!    [`DEFAULT_BASE_GPA`], which the partition manager maps into the guest
+//!    read-only (`partition_manager_api::layout::BIOS_AREA`): the guest
+//!    reads the tables there, its writes are dropped. Writes the FACS at
+//!    [`DEFAULT_FACS_GPA`] in RAM.
+//! 2. Marks the BIOS area and the EBDA with the FACS reserved in the e820
+//!    map and the Multiboot memory map.
+//! 3. For Linux, also puts [`AcpiTables::rsdp_gpa`] in the boot
+//!    parameters' `acpi_rsdp_addr` (offset 0x070) so it need not scan.
 //! 4. Routes port I/O of PM1's windows ([`crate::bus::PORT_ROUTES`]) to one
-//!    [`Pm1`] per partition, stops the partition on [`Pm1Effect::PowerOff`],
-//!    restarts (or stops) it on [`Pm1Effect::Reset`], and refuses
-//!    [`Pm1Effect::Sleep`] as unsupported.
+//!    [`Pm1`] per partition, whose PM timer counts from the partition's
+//!    creation; stops the partition on [`Pm1Effect::PowerOff`], resets it
+//!    on [`Pm1Effect::Reset`], and refuses [`Pm1Effect::Sleep`] as
+//!    unsupported.
 //! 5. Keeps APIC ID = VP index (the MADT says so) and its I/O APIC at
 //!    `0xFEC00000` with GSI base 0, ISA IRQ 0 on pin 2.
 
@@ -57,7 +70,7 @@ pub mod tables;
 #[cfg(test)]
 mod tests;
 
-pub use pm1::{Pm1, Pm1Control, Pm1Effect, Pm1Enable, Pm1Status};
+pub use pm1::{PM_TIMER_BITS, PM_TIMER_HZ, Pm1, Pm1Control, Pm1Effect, Pm1Enable, Pm1Status, PmTimer};
 pub use tables::*;
 
 use core::mem::size_of;
@@ -68,8 +81,11 @@ use zerocopy::{FromZeros, Immutable, IntoBytes};
 // Platform choices
 // ---------------------------------------------------------------------------
 
-/// Where the VID is meant to put the tables: the BIOS area Linux scans.
+/// Where the VID puts the tables: the BIOS read-only area OSes scan.
 pub const DEFAULT_BASE_GPA: u64 = 0xe0000;
+/// Where the VID puts the FACS: the start of the EBDA, the last KiB of low
+/// RAM (reserved in the memory maps), read/write.
+pub const DEFAULT_FACS_GPA: u64 = 0x9_fc00;
 /// The region the VID reserves for them.
 pub const REGION_SIZE: usize = 0x10000;
 
@@ -82,6 +98,15 @@ pub const PM1_CNT_LEN: u8 = 2;
 /// RESET_REG (a one-byte I/O register) and the value that resets.
 pub const RESET_PORT: u16 = 0x608;
 pub const RESET_VALUE: u8 = 0x01;
+/// PM_TMR_BLK: the 32-bit PM timer ([`PM_TIMER_HZ`], TMR_VAL_EXT set).
+pub const PM_TMR_BLK: u16 = 0x60c;
+pub const PM_TMR_LEN: u8 = 4;
+/// The CMOS RTC's index port: the FADT's RTC fields describe the device
+/// there, if the VID models one.
+pub const CMOS_INDEX_PORT: u16 = 0x70;
+/// The CMOS RAM index of the RTC's century byte (the PC/AT's), which the
+/// FADT's CENTURY names when the partition has a CMOS RTC.
+pub const CMOS_CENTURY: u8 = 0x32;
 /// The SCI: ISA IRQ 9, identity-mapped to GSI 9.
 pub const SCI_IRQ: u8 = 9;
 /// `\_S5_`'s SLP_TYPa (and SLP_TYPb): what PM1_CNT.SLP_TYP holds to power off.
@@ -107,7 +132,6 @@ pub const CREATOR_REVISION: u32 = 1;
 // ---------------------------------------------------------------------------
 
 pub const RSDP_OFFSET: usize = 0x000;
-pub const FACS_OFFSET: usize = 0x040;
 pub const XSDT_OFFSET: usize = 0x080;
 pub const RSDT_OFFSET: usize = 0x0c0;
 pub const FADT_OFFSET: usize = 0x100;
@@ -121,8 +145,7 @@ const RSDT_LEN: usize = size_of::<SdtHeader>() + 4 * TABLES;
 /// The DSDT's AML: room for it between the DSDT and the MADT.
 const DSDT_AML_CAPACITY: usize = MADT_OFFSET - DSDT_OFFSET - size_of::<SdtHeader>();
 
-const _: () = assert!(RSDP_OFFSET + size_of::<Rsdp>() <= FACS_OFFSET);
-const _: () = assert!(FACS_OFFSET.is_multiple_of(64) && FACS_OFFSET + size_of::<Facs>() <= XSDT_OFFSET);
+const _: () = assert!(RSDP_OFFSET + size_of::<Rsdp>() <= XSDT_OFFSET);
 const _: () = assert!(XSDT_OFFSET + XSDT_LEN <= RSDT_OFFSET);
 const _: () = assert!(RSDT_OFFSET + RSDT_LEN <= FADT_OFFSET);
 const _: () = assert!(FADT_OFFSET + size_of::<Fadt>() <= DSDT_OFFSET);
@@ -151,9 +174,13 @@ pub const fn region_len(vps: u32) -> usize {
 pub struct AcpiConfig {
     /// Virtual processors: APIC IDs and ACPI processor UIDs `0..vps`.
     pub vps: u32,
-    /// The VID models the CMOS RTC at ports 0x70/0x71. If not, the FADT
-    /// says so and Linux leaves the RTC alone.
+    /// The VID models the CMOS RTC at ports 0x70/0x71: the FADT's CENTURY
+    /// names [`CMOS_CENTURY`]. If not, IAPC_BOOT_ARCH says "CMOS RTC not
+    /// present" and Linux leaves the RTC alone.
     pub cmos_rtc: bool,
+    /// Where the VID puts the FACS ([`facs`]): 64-byte aligned, below 4 GiB,
+    /// in RAM the guest may write and the memory maps reserve.
+    pub facs_gpa: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,9 +189,9 @@ pub enum AcpiError {
     VpCount(u32),
     /// `out` is shorter than the `needed` bytes.
     RegionTooSmall { needed: usize },
-    /// `base_gpa` is not 64-byte aligned (the FACS must be).
+    /// `base_gpa` or the FACS's address is not 64-byte aligned.
     Misaligned(u64),
-    /// The region does not end below 4 GiB.
+    /// The region (or the FACS) does not end below 4 GiB.
     AboveFourGiB(u64),
     /// The DSDT's AML did not fit its room.
     AmlTooLarge,
@@ -245,10 +272,12 @@ fn fadt(base: u32, config: &AcpiConfig) -> Fadt {
         .with_proc_c1(true)
         .with_pwr_button(true)
         .with_slp_button(true)
+        .with_tmr_val_ext(PM_TIMER_BITS == 32)
         .with_reset_reg_sup(true);
     let boot_arch = IapcBootArch::new().with_vga_not_present(true).with_cmos_rtc_not_present(!config.cmos_rtc);
     let dsdt = base + DSDT_OFFSET as u32;
-    let facs = base + FACS_OFFSET as u32;
+    // `build` checked that it fits.
+    let facs = config.facs_gpa as u32;
     let mut fadt = Fadt::new_zeroed();
     fadt.header = header(b"FACP", size_of::<Fadt>(), FADT_REVISION);
     fadt.firmware_ctrl = U32::new(facs);
@@ -256,8 +285,13 @@ fn fadt(base: u32, config: &AcpiConfig) -> Fadt {
     fadt.sci_int = U16::new(SCI_IRQ.into());
     fadt.pm1a_evt_blk = U32::new(PM1A_EVT_BLK.into());
     fadt.pm1a_cnt_blk = U32::new(PM1A_CNT_BLK.into());
+    fadt.pm_tmr_blk = U32::new(PM_TMR_BLK.into());
     fadt.pm1_evt_len = PM1_EVT_LEN;
     fadt.pm1_cnt_len = PM1_CNT_LEN;
+    fadt.pm_tmr_len = PM_TMR_LEN;
+    if config.cmos_rtc {
+        fadt.century = CMOS_CENTURY;
+    }
     fadt.p_lvl2_lat = U16::new(C2_UNSUPPORTED);
     fadt.p_lvl3_lat = U16::new(C3_UNSUPPORTED);
     fadt.iapc_boot_arch = U16::new(boot_arch.into_bits());
@@ -270,10 +304,13 @@ fn fadt(base: u32, config: &AcpiConfig) -> Fadt {
     // registers and uses their width.
     fadt.x_pm1a_evt_blk = Gas::io(PM1A_EVT_BLK, PM1_EVT_LEN, 0);
     fadt.x_pm1a_cnt_blk = Gas::io(PM1A_CNT_BLK, PM1_CNT_LEN, 0);
+    fadt.x_pm_tmr_blk = Gas::io(PM_TMR_BLK, PM_TMR_LEN, GAS_ACCESS_DWORD);
     fadt
 }
 
-fn facs() -> Facs {
+/// The FACS (ACPI 6.5 5.2.10) the FADT names: version 2, no waking vector,
+/// the global lock free. The VID writes it at [`AcpiConfig::facs_gpa`].
+pub fn facs() -> Facs {
     let mut facs = Facs::new_zeroed();
     facs.signature = *b"FACS";
     facs.length = U32::new(size_of::<Facs>() as u32);
@@ -354,8 +391,13 @@ pub fn build(config: &AcpiConfig, out: &mut [u8], base_gpa: u64) -> Result<AcpiT
     if out.len() < len {
         return Err(AcpiError::RegionTooSmall { needed: len });
     }
-    if !base_gpa.is_multiple_of(64) {
-        return Err(AcpiError::Misaligned(base_gpa));
+    for gpa in [base_gpa, config.facs_gpa] {
+        if !gpa.is_multiple_of(64) {
+            return Err(AcpiError::Misaligned(gpa));
+        }
+    }
+    if config.facs_gpa.checked_add(size_of::<Facs>() as u64).is_none_or(|end| end > 1 << 32) {
+        return Err(AcpiError::AboveFourGiB(config.facs_gpa));
     }
     let base = match base_gpa.checked_add(len as u64) {
         Some(end) if end <= 1 << 32 => base_gpa as u32,
@@ -365,8 +407,7 @@ pub fn build(config: &AcpiConfig, out: &mut [u8], base_gpa: u64) -> Result<AcpiT
     let gpa = |offset: usize| base + offset as u32;
     out[..len].fill(0);
 
-    // FACS, FADT, DSDT, MADT.
-    put(out, FACS_OFFSET, &facs());
+    // FADT, DSDT, MADT.
     put(out, FADT_OFFSET, &fadt(base, config));
     seal(out, FADT_OFFSET, size_of::<Fadt>());
     let dsdt_len = size_of::<SdtHeader>() + aml.len();
@@ -412,7 +453,7 @@ pub fn build(config: &AcpiConfig, out: &mut [u8], base_gpa: u64) -> Result<AcpiT
         xsdt_gpa: at(XSDT_OFFSET),
         rsdt_gpa: at(RSDT_OFFSET),
         fadt_gpa: at(FADT_OFFSET),
-        facs_gpa: at(FACS_OFFSET),
+        facs_gpa: config.facs_gpa,
         dsdt_gpa: at(DSDT_OFFSET),
         madt_gpa: at(MADT_OFFSET),
         len,

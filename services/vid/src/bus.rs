@@ -21,7 +21,8 @@ pub enum PortId {
     Interrupts,
     /// COM1, a 16550A ([`crate::uart::Uart`]).
     Uart,
-    /// The ACPI PM1 registers and the reset register ([`crate::acpi::Pm1`]).
+    /// The ACPI PM1 registers, the PM timer and the reset register
+    /// ([`crate::acpi::Pm1`]).
     Pm1,
     /// QEMU's `isa-debug-exit` convention ([`DebugExit`]).
     DebugExit,
@@ -54,7 +55,7 @@ const fn route(first: u16, count: u16, device: PortId) -> PortRoute {
 
 /// Every port window a partition may have.
 pub const PORT_ROUTES: &[PortRoute] = {
-    use crate::acpi::{PM1_CNT_LEN, PM1_EVT_LEN, PM1A_CNT_BLK, PM1A_EVT_BLK, RESET_PORT};
+    use crate::acpi::{PM_TMR_BLK, PM_TMR_LEN, PM1_CNT_LEN, PM1_EVT_LEN, PM1A_CNT_BLK, PM1A_EVT_BLK, RESET_PORT};
     use crate::irq::{pic, pit};
     use PortId::*;
     &[
@@ -68,6 +69,7 @@ pub const PORT_ROUTES: &[PortRoute] = {
         route(PM1A_EVT_BLK, PM1_EVT_LEN as u16, Pm1),
         route(PM1A_CNT_BLK, PM1_CNT_LEN as u16, Pm1),
         route(RESET_PORT, 1, Pm1),
+        route(PM_TMR_BLK, PM_TMR_LEN as u16, Pm1),
         route(crate::testdev::PORT, crate::testdev::PORT_COUNT, HvTestDev),
     ]
 };
@@ -224,12 +226,12 @@ impl PortDevice for crate::uart::Uart {
 }
 
 impl PortDevice for crate::acpi::Pm1 {
-    fn read(&mut self, port: u16, size: u8, _: &mut PortAccess) -> u64 {
-        self.port_read(port, size).unwrap_or(size_mask(size))
+    fn read(&mut self, port: u16, size: u8, a: &mut PortAccess) -> u64 {
+        self.port_read(port, size, a.now).unwrap_or(size_mask(size))
     }
-    fn write(&mut self, port: u16, size: u8, value: u64, _: &mut PortAccess) -> PortEffect {
+    fn write(&mut self, port: u16, size: u8, value: u64, a: &mut PortAccess) -> PortEffect {
         use crate::acpi::Pm1Effect;
-        match self.port_write(port, size, value) {
+        match self.port_write(port, size, value, a.now) {
             Some(Pm1Effect::PowerOff) => PortEffect::PowerOff,
             Some(Pm1Effect::Reset) => PortEffect::Reset,
             Some(Pm1Effect::Sleep(_) | Pm1Effect::Done) | None => PortEffect::Done,

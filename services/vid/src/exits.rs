@@ -13,7 +13,7 @@
 
 use core::fmt;
 
-use crate::acpi::Pm1;
+use crate::acpi::{Pm1, PmTimer};
 use crate::bus::{
     DebugExit, MmioDevice, MmioId, PortAccess, PortBus, PortDevice, PortEffect, PortId, Unclaimed, mmio_route,
 };
@@ -304,7 +304,8 @@ pub struct Vmm {
     pub wide: heapless::Vec<(HvRegisterName, u64, u64), 6>,
     /// COM1, a 16550A, on IRQ 4.
     pub uart: Uart,
-    /// The ACPI fixed-hardware PM1 registers (power off, reset).
+    /// The ACPI fixed-hardware PM1 registers (power off, reset) and the
+    /// PM timer, which counts from the partition's creation.
     pub pm1: Pm1,
     /// The level last given to IRQ 4.
     uart_irq: bool,
@@ -349,7 +350,7 @@ impl Vmm {
             wide: heapless::Vec::new(),
             uart: Uart::new(),
             uart_irq: false,
-            pm1: Pm1::new(),
+            pm1: Pm1::with_timer(PmTimer { tsc_hz: c.clock.tsc_hz, origin: c.created_tsc }),
             stats: ExitStats::default(),
             idle: 0,
             topology: Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) },

@@ -100,7 +100,7 @@ pub const IDENTITY_MAPPED: u64 = 4 << 30;
 pub const MIN_PROTOCOL: u16 = 0x020c;
 /// End of the low RAM the standard e820 map reports: the last KiB below the
 /// partition's `LOW_RAM_END` is reserved as an EBDA, then the legacy hole.
-pub const E820_LOW_RAM_END: u64 = 0x9_fc00;
+pub const E820_LOW_RAM_END: u64 = crate::loader::EBDA;
 const _: () = assert!(E820_LOW_RAM_END < crate::loader::LOW_RAM_END);
 /// Longest command line accepted, without its NUL (the kernel's own
 /// `cmdline_size` may be smaller).

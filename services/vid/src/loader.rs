@@ -37,9 +37,11 @@
 //! # Guest-physical layout
 //!
 //! RAM is `[0, LOW_RAM_END)` and `[HIGH_RAM_START, ram_size)`: the legacy
-//! hole from 640 KiB to 1 MiB is not RAM (the VID may put ROM or devices
-//! there), and `ram_size` is at most [`MAX_RAM`] so the 32-bit device window
-//! above 3 GiB stays free. The kernel goes where its headers say. Modules
+//! hole from 640 KiB to 1 MiB is not RAM (the partition has read-only
+//! memory there: the BIOS area from [`BIOS_AREA`] holds the ACPI tables),
+//! and `ram_size` is at most [`MAX_RAM`] so the 32-bit device window above
+//! 3 GiB stays free. The last KiB of low RAM, from [`EBDA`], is the VID's
+//! (the ACPI FACS, as a PC's EBDA): the kernel may not be loaded there. The kernel goes where its headers say. Modules
 //! follow it, each 4 KiB-aligned, from the first page at or above
 //! `max(kernel end, 1 MiB)`; then one 4 KiB-aligned boot area holding, at
 //! fixed offsets ([`boot_area`]), the Multiboot information, the GDT, the
@@ -64,10 +66,15 @@
 //!
 //! # Multiboot information (§3.3)
 //!
-//! Flags 0 (`mem_lower` = 640, `mem_upper` = KiB above 1 MiB), 2 (the
-//! command line), 3 (the modules, each with its string, `mod_end`
-//! exclusive), 6 (a memory map of two available regions: below 640 KiB and
-//! from 1 MiB to `ram_size`) and 9 (`boot_loader_name` = "Tessera VID").
+//! Flags 0 (`mem_lower` = 639, `mem_upper` = KiB above 1 MiB), 2 (the
+//! command line: the kernel's file name, a space and its arguments, as
+//! GRUB's `multiboot FILE ARGS` and QEMU's `-kernel FILE -append ARGS` pass
+//! it), 3 (the modules, each with its string, `mod_end` exclusive), 6 (a
+//! memory map as a PC BIOS reports it: available below [`EBDA`], the EBDA
+//! to 640 KiB ACPI NVS (type 4: the FACS, read/write), the BIOS area from
+//! [`BIOS_AREA`] to 1 MiB reserved (type 2: read-only memory holding the
+//! ACPI tables), available from 1 MiB to `ram_size`) and 9
+//! (`boot_loader_name` = "Tessera VID").
 //! The memory map does not fence off the kernel, the modules or the boot
 //! area: as with every Multiboot loader, the kernel must keep them until it
 //! is done with them. The plan assumes nothing about RAM it does not write,
@@ -156,14 +163,15 @@ pub mod boot_area {
     pub const INFO: usize = 0;
     /// The GDT (three descriptors): what GDTR points at.
     pub const GDT: usize = 0x78;
-    /// The memory map: two entries of [`MMAP_ENTRY_SIZE`] bytes.
+    /// The memory map: [`MMAP_ENTRIES`] entries of [`MMAP_ENTRY_SIZE`] bytes.
     pub const MMAP: usize = 0x90;
     /// The module list: [`MODULE_ENTRY_SIZE`] bytes per module.
-    pub const MODS: usize = 0xc0;
+    pub const MODS: usize = MMAP + MMAP_ENTRIES * MMAP_ENTRY_SIZE;
     /// One memory-map entry: `size` (20, not counting itself), `base_addr`,
     /// `length`, `type`.
     pub const MMAP_ENTRY_SIZE: usize = 24;
-    pub const MMAP_ENTRIES: usize = 2;
+    /// Low RAM, the EBDA, the BIOS area, high RAM.
+    pub const MMAP_ENTRIES: usize = 4;
     /// One module: `mod_start`, `mod_end`, `string`, reserved.
     pub const MODULE_ENTRY_SIZE: usize = 16;
     /// Strings follow the module list: the boot loader's name, the command
@@ -174,14 +182,22 @@ pub mod boot_area {
 }
 
 /// The legacy hole (640 KiB – 1 MiB) is not RAM: the partition's layout.
-pub use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END};
+pub use partition_manager_api::layout::{BIOS_AREA, HIGH_RAM_START, LOW_RAM_END};
+/// The last KiB of low RAM, reserved as a PC's extended BIOS data area:
+/// the VID keeps the ACPI FACS there.
+pub const EBDA: u64 = 0x9_fc00;
+/// Memory-map types (§3.3, with the ACPI address range types): usable RAM,
+/// reserved (not RAM for the OS), ACPI NVS (firmware's, read/write).
+pub const MMAP_AVAILABLE: u32 = 1;
+pub const MMAP_RESERVED: u32 = 2;
+pub const MMAP_ACPI_NVS: u32 = 4;
 /// Most guest RAM the loader describes: the 32-bit window above is for devices.
 pub const MAX_RAM: u64 = 0xC000_0000;
 pub use x86defs::PAGE_SIZE;
 
 pub const MAX_SEGMENTS: usize = 16;
 pub const MAX_MODULES: usize = 16;
-/// Longest command line, without its NUL.
+/// Longest command line, the kernel's name included, without its NUL.
 pub const MAX_CMDLINE: usize = 4095;
 /// Longest module string, without its NUL.
 pub const MAX_MODULE_STRING: usize = 255;
@@ -216,7 +232,10 @@ pub struct Module<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct LoadRequest<'a> {
     pub kernel: &'a [u8],
+    /// The kernel's file name: the command line's first word (none if empty).
+    pub name: &'a str,
     pub modules: &'a [Module<'a>],
+    /// The kernel's arguments: the command line after its name.
     pub cmdline: &'a str,
     /// Guest RAM in bytes: a multiple of 4 KiB, above 1 MiB, at most [`MAX_RAM`].
     pub ram_size: u64,
@@ -630,7 +649,7 @@ fn parse_aout(file: &[u8], header: Header) -> Result<Image<'_>, LoadError> {
 }
 
 fn in_ram(range: &Range<u64>, ram_size: u64) -> bool {
-    (range.end <= LOW_RAM_END) || (range.start >= HIGH_RAM_START && range.end <= ram_size)
+    (range.end <= EBDA) || (range.start >= HIGH_RAM_START && range.end <= ram_size)
 }
 
 fn check_segments(segments: &[Segment<'_>], ram_size: u64) -> Result<Range<u64>, LoadError> {
@@ -658,12 +677,29 @@ fn align_up(value: u64) -> Option<u64> {
     Some(value.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1))
 }
 
+impl<'a> LoadRequest<'a> {
+    /// The command line the kernel sees, in pieces: the name, a space if
+    /// both are there, the arguments.
+    pub fn command_line(&self) -> [&'a str; 3] {
+        let space = if self.name.is_empty() || self.cmdline.is_empty() { "" } else { " " };
+        [self.name, space, self.cmdline]
+    }
+}
+
+fn cmdline_parts<'a>(request: &LoadRequest<'a>) -> [&'a str; 3] {
+    request.command_line()
+}
+
+fn cmdline_len(request: &LoadRequest<'_>) -> usize {
+    cmdline_parts(request).iter().map(|p| p.len()).sum()
+}
+
 /// Bytes of boot area `request` needs (what [`plan`] checks the buffer against).
 pub fn boot_area_len(request: &LoadRequest<'_>) -> usize {
     boot_area::strings(request.modules.len())
         + BOOT_LOADER_NAME.len()
         + 1
-        + request.cmdline.len()
+        + cmdline_len(request)
         + 1
         + request.modules.iter().map(|m| m.string.len() + 1).sum::<usize>()
 }
@@ -672,10 +708,10 @@ fn check_strings(request: &LoadRequest<'_>) -> Result<(), LoadError> {
     if request.modules.len() > MAX_MODULES {
         return Err(LoadError::TooManyModules);
     }
-    if request.cmdline.len() > MAX_CMDLINE {
+    if cmdline_len(request) > MAX_CMDLINE {
         return Err(LoadError::CmdlineTooLong);
     }
-    if request.cmdline.as_bytes().contains(&0) {
+    if cmdline_parts(request).iter().any(|p| p.as_bytes().contains(&0)) {
         return Err(LoadError::StringHasNul { module: None });
     }
     for (i, m) in request.modules.iter().enumerate() {
@@ -708,7 +744,13 @@ fn put32(area: &mut [u8], at: usize, value: u64) {
 
 /// Appends a NUL-terminated string, returning its guest address and the next offset.
 fn put_string(area: &mut [u8], at: usize, base: u64, s: &str) -> (u64, usize) {
-    let end = put(area, at, s.as_bytes());
+    put_strings(area, at, base, &[s])
+}
+
+/// Appends the concatenation of `parts`, NUL-terminated, returning its guest
+/// address and the next offset.
+fn put_strings(area: &mut [u8], at: usize, base: u64, parts: &[&str]) -> (u64, usize) {
+    let end = parts.iter().fold(at, |end, part| put(area, end, part.as_bytes()));
     area[end] = 0;
     (base + at as u64, end + 1)
 }
@@ -722,19 +764,24 @@ fn fill_boot_area(area: &mut [u8], base: u64, request: &LoadRequest<'_>, modules
     FLAT_GDT.write(&mut area[boot_area::GDT..]);
 
     // Memory map.
-    let regions = [(0, LOW_RAM_END), (HIGH_RAM_START, ram_size - HIGH_RAM_START)];
-    for (i, (start, len)) in regions.into_iter().enumerate() {
+    let regions: [(u64, u64, u32); boot_area::MMAP_ENTRIES] = [
+        (0, EBDA, MMAP_AVAILABLE),
+        (EBDA, LOW_RAM_END - EBDA, MMAP_ACPI_NVS),
+        (BIOS_AREA, HIGH_RAM_START - BIOS_AREA, MMAP_RESERVED),
+        (HIGH_RAM_START, ram_size - HIGH_RAM_START, MMAP_AVAILABLE),
+    ];
+    for (i, (start, len, kind)) in regions.into_iter().enumerate() {
         let at = boot_area::MMAP + i * boot_area::MMAP_ENTRY_SIZE;
         put32(area, at, (boot_area::MMAP_ENTRY_SIZE - 4) as u64);
         put(area, at + 4, &start.to_le_bytes());
         put(area, at + 12, &len.to_le_bytes());
-        put32(area, at + 20, 1); // available RAM
+        put32(area, at + 20, kind.into());
     }
 
     // Strings, then the module list that points at them.
     let mut at = boot_area::strings(modules.len());
     let (name, next) = put_string(area, at, base, BOOT_LOADER_NAME);
-    let (cmdline, next) = put_string(area, next, base, request.cmdline);
+    let (cmdline, next) = put_strings(area, next, base, &cmdline_parts(request));
     at = next;
     for (i, (range, module)) in modules.iter().zip(request.modules).enumerate() {
         let (string, next) = put_string(area, at, base, module.string);
@@ -746,7 +793,7 @@ fn fill_boot_area(area: &mut [u8], base: u64, request: &LoadRequest<'_>, modules
     }
 
     put32(area, off::FLAGS, u64::from(info_flags::PROVIDED));
-    put32(area, off::MEM_LOWER, LOW_RAM_END / 1024);
+    put32(area, off::MEM_LOWER, EBDA / 1024);
     put32(area, off::MEM_UPPER, (ram_size - HIGH_RAM_START) / 1024);
     put32(area, off::CMDLINE, cmdline);
     put32(area, off::MODS_COUNT, modules.len() as u64);

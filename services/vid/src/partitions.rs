@@ -11,7 +11,7 @@
 
 use abi::limits::MAX_VPS_PER_PARTITION;
 use abi::{CapSlot, ErrorCode, ObjectType, Rights};
-use partition_manager_api::layout::HIGH_RAM_START;
+use partition_manager_api::layout::{BIOS_AREA, ROM_GPA};
 use scheduler::classic;
 use sysimage::manifest::{MAX_HELD_MONITORS, PartitionIndex, Party, PortType, TaskIndex};
 use sysimage::{SchedulerPolicy, SystemImage};
@@ -22,7 +22,7 @@ use tlfs::{HV_MESSAGE_WORDS, HvMessage};
 use vid::acpi;
 use vid::exits::{APIC_HZ, Vmm, VmmConfig};
 use vid::host::NoServices;
-use vid::linux::{self, E820Entry, E820Type};
+use vid::linux;
 use vid::loader::{self, LoadRequest, Module};
 use vid::monitor::{Monitor, MonitorPage};
 use vid::placement::{self, Pairing};
@@ -543,9 +543,38 @@ fn fail_on_purpose(personality: Personality, exits: CapSlot, untyped: CapSlot, s
     }
 }
 
-/// Loads the partition's guest into its RAM: a Linux bzImage (with the
-/// first module as its initrd) by the x86 boot protocol, anything else as a
-/// Multiboot kernel. Returns the VP's starting registers.
+/// Writes the partition's ACPI tables into its BIOS area: RAM pages
+/// (GPA n is RAM byte n) the partition manager maps into the guest
+/// read-only ([`BIOS_AREA`]), where every guest finds the RSDP by the ACPI
+/// specification's scan; and the FACS, which the guest writes, into the
+/// EBDA in low RAM. The memory maps reserve both. The FADT says whether the
+/// CMOS RTC exists: whether the VID's port table routes its index port.
+fn firmware_tables(p: &sysimage::manifest::Partition<'static>, ram: &mut [u8]) -> Result<acpi::AcpiTables, ErrorCode> {
+    let at = acpi::DEFAULT_BASE_GPA;
+    const _: () = assert!(acpi::DEFAULT_BASE_GPA >= BIOS_AREA);
+    const _: () = assert!(acpi::DEFAULT_BASE_GPA + acpi::REGION_SIZE as u64 <= ROM_GPA);
+    let cmos_rtc = vid::bus::PORT_ROUTES.iter().any(|r| r.contains(acpi::CMOS_INDEX_PORT));
+    let facs_gpa = acpi::DEFAULT_FACS_GPA;
+    const _: () = assert!(acpi::DEFAULT_FACS_GPA == loader::EBDA);
+    let config = acpi::AcpiConfig { vps: u32::from(p.vcpus), cmos_rtc, facs_gpa };
+    let region = ram.get_mut(at as usize..at as usize + acpi::REGION_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+    let tables = acpi::build(&config, region, at).map_err(|e| {
+        log!("{}: no ACPI tables: {e:?}", p.name);
+        ErrorCode::INVALID_ARGUMENT
+    })?;
+    let facs = acpi::facs();
+    let facs = zerocopy::IntoBytes::as_bytes(&facs);
+    ram.get_mut(facs_gpa as usize..facs_gpa as usize + facs.len())
+        .ok_or(ErrorCode::INVALID_ARGUMENT)?
+        .copy_from_slice(facs);
+    Ok(tables)
+}
+
+/// Loads the partition's guest into its RAM: the ACPI tables into its BIOS
+/// area, then a Linux bzImage (with the first module as its initrd) by the
+/// x86 boot protocol, anything else as a Multiboot kernel, whose command
+/// line starts with the kernel's file name (its bootfs name). Returns the
+/// VP's starting registers.
 fn load(
     p: &sysimage::manifest::Partition<'static>,
     kernel: &[u8],
@@ -557,16 +586,11 @@ fn load(
         log!("{}: the guest kernel cannot be loaded: {what:?}", p.name);
         ErrorCode::INVALID_ARGUMENT
     };
+    let tables = firmware_tables(p, ram)?;
     if linux::parse_header(kernel).is_ok() {
-        // The ACPI tables take the top of RAM, reserved for them in e820.
-        let acpi_at = memory.checked_sub(acpi::REGION_SIZE as u64).ok_or(ErrorCode::INVALID_ARGUMENT)?;
-        let high = HIGH_RAM_START;
-        let memory_map = [
-            E820Entry::new(0, linux::E820_LOW_RAM_END, E820Type::RAM),
-            E820Entry::new(linux::E820_LOW_RAM_END, high - linux::E820_LOW_RAM_END, E820Type::RESERVED),
-            E820Entry::new(high, acpi_at.saturating_sub(high), E820Type::RAM),
-            E820Entry::new(acpi_at, acpi::REGION_SIZE as u64, E820Type::ACPI),
-        ];
+        // The e820 map reserves the EBDA and the legacy hole with the BIOS
+        // area, where the tables are.
+        let memory_map = linux::standard_memory_map(memory);
         let initrd = modules.first().map_or(&[][..], |m| m.bytes);
         let request = linux::LinuxRequest {
             kernel,
@@ -579,9 +603,6 @@ fn load(
         let mut area = [0u8; linux::LOW_AREA_LEN];
         let plan = linux::plan(&request, &mut area).map_err(|e| refuse(&e))?;
         plan.apply(ram).map_err(|e| refuse(&e))?;
-        let config = acpi::AcpiConfig { vps: u32::from(p.vcpus), cmos_rtc: false };
-        let region = ram.get_mut(acpi_at as usize..memory as usize).ok_or(ErrorCode::INVALID_ARGUMENT)?;
-        let tables = acpi::build(&config, region, acpi_at).map_err(|e| refuse(&e))?;
         // boot_params.acpi_rsdp_addr: no scan for the RSDP.
         let rsdp_field = linux::LOW_AREA as usize + ACPI_RSDP_ADDR;
         ram[rsdp_field..rsdp_field + 8].copy_from_slice(&tables.rsdp_gpa.to_le_bytes());
@@ -597,15 +618,15 @@ fn load(
         return Ok(plan.set_registers_words());
     }
     let mut area = [0u8; 1024];
-    let request = LoadRequest { kernel, modules, cmdline: p.cmdline, ram_size: memory };
+    let request = LoadRequest { kernel, name: p.image, modules, cmdline: p.cmdline, ram_size: memory };
     let plan = loader::plan(&request, &mut area).map_err(|e| refuse(&e))?;
     plan.apply(ram).map_err(|e| refuse(&e))?;
+    let [name, space, args] = request.command_line();
     log!(
-        "{}: Multiboot kernel at {:#x}, {} MiB of RAM, command line \"{}\"",
+        "{}: Multiboot kernel at {:#x}, {} MiB of RAM, command line \"{name}{space}{args}\"",
         p.name,
         plan.entry,
         memory >> 20,
-        p.cmdline
     );
     Ok(plan.set_registers_words())
 }

@@ -19,9 +19,11 @@ use acpi::{AcpiTable, AcpiTables, Handle, Handler, PciAddress, PhysicalMapping};
 use std::ptr::NonNull;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use vid::acpi::{AcpiConfig, DEFAULT_BASE_GPA, Pm1, Pm1Effect, REGION_SIZE, build};
+use vid::acpi::{AcpiConfig, DEFAULT_BASE_GPA, DEFAULT_FACS_GPA, Pm1, Pm1Effect, REGION_SIZE, build};
+use zerocopy::IntoBytes;
 
-/// Guest memory holding only the ACPI region, and the PM1 ports.
+/// Guest memory from the FACS (in the EBDA) to the end of the ACPI region,
+/// and the PM1 ports.
 #[derive(Clone)]
 struct Guest {
     region: Arc<Vec<u8>>,
@@ -31,8 +33,11 @@ struct Guest {
 
 impl Guest {
     fn new(vps: u32) -> (Guest, u64) {
-        let mut region = vec![0; REGION_SIZE];
-        let tables = build(&AcpiConfig { vps, cmos_rtc: false }, &mut region, DEFAULT_BASE_GPA).unwrap();
+        let mut region = vec![0; (DEFAULT_BASE_GPA - DEFAULT_FACS_GPA) as usize + REGION_SIZE];
+        let tables_at = (DEFAULT_BASE_GPA - DEFAULT_FACS_GPA) as usize;
+        let config = AcpiConfig { vps, cmos_rtc: false, facs_gpa: DEFAULT_FACS_GPA };
+        let tables = build(&config, &mut region[tables_at..], DEFAULT_BASE_GPA).unwrap();
+        region[..64].copy_from_slice(vid::acpi::facs().as_bytes());
         let guest = Guest {
             region: Arc::new(region),
             pm1: Arc::new(Mutex::new(Pm1::new())),
@@ -42,11 +47,11 @@ impl Guest {
     }
 
     fn io_read(&self, port: u16, size: u8) -> u64 {
-        self.pm1.lock().unwrap().port_read(port, size).unwrap_or_else(|| panic!("read of port {port:#x}"))
+        self.pm1.lock().unwrap().port_read(port, size, 0).unwrap_or_else(|| panic!("read of port {port:#x}"))
     }
 
     fn io_write(&self, port: u16, size: u8, value: u64) {
-        let effect = self.pm1.lock().unwrap().port_write(port, size, value);
+        let effect = self.pm1.lock().unwrap().port_write(port, size, value, 0);
         let effect = effect.unwrap_or_else(|| panic!("write of port {port:#x}"));
         self.effects.lock().unwrap().push(effect);
     }
@@ -54,7 +59,7 @@ impl Guest {
 
 impl Handler for Guest {
     unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
-        let offset = physical_address.checked_sub(DEFAULT_BASE_GPA as usize).expect("below the ACPI region");
+        let offset = physical_address.checked_sub(DEFAULT_FACS_GPA as usize).expect("below the FACS");
         assert!(offset + size <= self.region.len(), "{physical_address:#x}+{size:#x} is past the ACPI region");
         let start = self.region[offset..].as_ptr() as *mut T;
         PhysicalMapping {
@@ -167,9 +172,11 @@ fn the_acpi_crate_validates_every_table() {
     platform.tables.find_table::<Madt>().expect("MADT").get().validate().expect("MADT checksum");
     let dsdt = platform.tables.dsdt().expect("DSDT");
     assert_eq!(dsdt.phys_address, 0xe0240);
-    assert_eq!(fadt.facs_address().unwrap(), 0xe0040);
+    assert_eq!(fadt.facs_address().unwrap(), 0x9_fc00);
     assert_eq!(platform.sci_interrupt, 9);
-    assert!(platform.pm_timer.is_none());
+    let timer = platform.pm_timer.as_ref().expect("a PM timer");
+    assert!(timer.supports_32bit);
+    assert_eq!(timer.base.address, 0x60c);
     assert!(!{ fadt.flags }.system_is_hw_reduced_acpi());
     assert!({ fadt.flags }.supports_system_reset_via_fadt());
     assert!(!{ fadt.iapc_boot_arch }.motherboard_implements_8042());

@@ -1,13 +1,57 @@
-//! The fixed-hardware PM1a registers (ACPI 6.5 4.8.3.1, 4.8.3.2) and the
-//! reset register the FADT describes, as a port model for the VID.
+//! The fixed-hardware PM1a registers (ACPI 6.5 4.8.3.1, 4.8.3.2), the PM
+//! timer (4.8.3.3) and the reset register the FADT describes, as a port
+//! model for the VID.
 //!
-//! No fixed event is ever raised (no PM timer, no fixed power or sleep
-//! button, no RTC alarm), so PM1_STS reads 0 unless [`Pm1::raise`] sets a
-//! bit, and the SCI never fires from here. SMI_CMD is 0 in the FADT, so the
-//! platform is always in ACPI mode: SCI_EN reads 1 whatever is written.
+//! The PM timer counts at [`PM_TIMER_HZ`] from the partition's creation,
+//! derived from the TSC the partition's reference time uses, 32 bits wide
+//! (the FADT sets TMR_VAL_EXT), wrapping. TMR_STS is set whenever the
+//! counter's bit 31 changes, as the guest finds it at its next PM1_STS
+//! access; no SCI is raised for it, nor for anything else (no fixed power
+//! or sleep button, no RTC alarm): PM1_STS holds what the timer and
+//! [`Pm1::raise`] set. SMI_CMD is 0 in the FADT, so the platform is always
+//! in ACPI mode: SCI_EN reads 1 whatever is written.
 
-use super::{PM1_CNT_LEN, PM1_EVT_LEN, PM1A_CNT_BLK, PM1A_EVT_BLK, RESET_PORT, RESET_VALUE, SLP_TYP_S5};
+use super::{
+    PM_TMR_BLK, PM_TMR_LEN, PM1_CNT_LEN, PM1_EVT_LEN, PM1A_CNT_BLK, PM1A_EVT_BLK, RESET_PORT, RESET_VALUE, SLP_TYP_S5,
+};
 use bitfield_struct::bitfield;
+
+/// The PM timer's frequency (ACPI 6.5 4.8.3.3): 3.579545 MHz.
+pub const PM_TIMER_HZ: u64 = 3_579_545;
+/// The counter's width: 32 bits (TMR_VAL_EXT).
+pub const PM_TIMER_BITS: u32 = 32;
+
+/// The PM timer: ticks of [`PM_TIMER_HZ`] since TSC `origin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmTimer {
+    /// The TSC's frequency; 0: the timer stands at 0.
+    pub tsc_hz: u64,
+    /// The TSC at which the count was 0.
+    pub origin: u64,
+}
+
+impl PmTimer {
+    /// Ticks since the origin, not wrapped, at TSC `now` (before the
+    /// origin: 0).
+    pub fn ticks(&self, now: u64) -> u64 {
+        if self.tsc_hz == 0 {
+            return 0;
+        }
+        let elapsed = u128::from(now.saturating_sub(self.origin));
+        u64::try_from(elapsed * u128::from(PM_TIMER_HZ) / u128::from(self.tsc_hz)).unwrap_or(u64::MAX)
+    }
+
+    /// TMR_VAL as the guest reads it: the low [`PM_TIMER_BITS`] of the ticks.
+    pub fn value(&self, now: u64) -> u32 {
+        self.ticks(now) as u32
+    }
+
+    /// How often bit 31 of the counter has changed by `now`: TMR_STS is
+    /// set each time.
+    fn msb_toggles(&self, now: u64) -> u64 {
+        self.ticks(now) >> (PM_TIMER_BITS - 1)
+    }
+}
 
 /// PM1_STS (ACPI 6.5 table 4.16): write 1 to clear.
 #[bitfield(u16)]
@@ -94,12 +138,15 @@ pub enum Pm1Effect {
     Reset,
 }
 
-/// The PM1a event and control blocks and the reset register.
+/// The PM1a event and control blocks, the PM timer and the reset register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pm1 {
     status: Pm1Status,
     enable: Pm1Enable,
     control: Pm1Control,
+    timer: PmTimer,
+    /// The timer's bit-31 changes already reflected in TMR_STS.
+    toggles_seen: u64,
 }
 
 impl Default for Pm1 {
@@ -123,18 +170,46 @@ impl Lanes {
 }
 
 impl Pm1 {
-    /// Power-on state: ACPI mode, every event disabled, nothing pending.
+    /// Power-on state: ACPI mode, every event disabled, nothing pending,
+    /// a PM timer that stands at 0 (see [`Pm1::with_timer`]).
     pub const fn new() -> Pm1 {
-        Pm1 { status: Pm1Status::new(), enable: Pm1Enable::new(), control: Pm1Control::new().with_sci_en(true) }
+        Pm1::with_timer(PmTimer { tsc_hz: 0, origin: 0 })
     }
 
-    /// Whether `port` is one of PM1's: the event block, the control block
-    /// or the reset register.
+    /// Power-on state with a PM timer that counts as `timer` says.
+    pub const fn with_timer(timer: PmTimer) -> Pm1 {
+        Pm1 {
+            status: Pm1Status::new(),
+            enable: Pm1Enable::new(),
+            control: Pm1Control::new().with_sci_en(true),
+            timer,
+            toggles_seen: 0,
+        }
+    }
+
+    /// The PM timer.
+    pub const fn timer(&self) -> PmTimer {
+        self.timer
+    }
+
+    /// Whether `port` is one of PM1's: the event block, the control block,
+    /// the PM timer or the reset register.
     pub const fn claims_port(port: u16) -> bool {
-        let (evt, cnt) = (PM1A_EVT_BLK, PM1A_CNT_BLK);
+        let (evt, cnt, tmr) = (PM1A_EVT_BLK, PM1A_CNT_BLK, PM_TMR_BLK);
         (port >= evt && port - evt < PM1_EVT_LEN as u16)
             || (port >= cnt && port - cnt < PM1_CNT_LEN as u16)
+            || (port >= tmr && port - tmr < PM_TMR_LEN as u16)
             || port == RESET_PORT
+    }
+
+    /// Sets TMR_STS if the timer's bit 31 changed since it was last
+    /// reflected (ACPI 6.5 4.8.3.3: "set whenever the timer's MSB toggles").
+    fn sync_timer(&mut self, now: u64) {
+        let toggles = self.timer.msb_toggles(now);
+        if toggles != self.toggles_seen {
+            self.toggles_seen = toggles;
+            self.status.set_tmr_sts(true);
+        }
     }
 
     /// PM1_STS, PM1_EN and PM1_CNT as the guest reads them.
@@ -153,10 +228,15 @@ impl Pm1 {
         self.status.into_bits() & self.enable.into_bits() != 0
     }
 
-    /// One byte of the register file at `port`; `None` if not PM1's.
-    fn read_byte(&self, port: u16) -> Option<u8> {
+    /// One byte of the register file at `port` at TSC `now`; `None` if not
+    /// PM1's.
+    fn read_byte(&self, port: u16, now: u64) -> Option<u8> {
         let evt = PM1A_EVT_BLK;
         let cnt = PM1A_CNT_BLK;
+        let tmr = PM_TMR_BLK;
+        if port >= tmr && port - tmr < PM_TMR_LEN as u16 {
+            return Some(self.timer.value(now).to_le_bytes()[usize::from(port - tmr)]);
+        }
         let word = match port {
             p if p == evt || p == evt + 1 => (self.status.into_bits(), p - evt),
             p if p == evt + 2 || p == evt + 3 => (self.enable.into_bits(), p - evt - 2),
@@ -168,28 +248,32 @@ impl Pm1 {
         Some(word.0.to_le_bytes()[usize::from(word.1)])
     }
 
-    /// A read of `size` (1, 2 or 4) bytes at `port`: `None` if `port` is not
-    /// PM1's or the size is not an I/O size. Bytes past PM1's ports read
-    /// all ones.
-    pub fn port_read(&self, port: u16, size: u8) -> Option<u64> {
+    /// A read of `size` (1, 2 or 4) bytes at `port` at TSC `now`: `None` if
+    /// `port` is not PM1's or the size is not an I/O size. Bytes past PM1's
+    /// ports read all ones.
+    pub fn port_read(&mut self, port: u16, size: u8, now: u64) -> Option<u64> {
         if !Pm1::claims_port(port) || !matches!(size, 1 | 2 | 4) {
             return None;
         }
+        self.sync_timer(now);
         let mut value = 0u64;
         for i in 0..size {
-            let byte = self.read_byte(port.wrapping_add(i.into())).unwrap_or(0xff);
+            let byte = self.read_byte(port.wrapping_add(i.into()), now).unwrap_or(0xff);
             value |= u64::from(byte) << (8 * i);
         }
         Some(value)
     }
 
-    /// A write of the low `size` (1, 2 or 4) bytes of `value` at `port`:
-    /// `None` if `port` is not PM1's or the size is not an I/O size. Bytes
-    /// past PM1's ports are dropped.
-    pub fn port_write(&mut self, port: u16, size: u8, value: u64) -> Option<Pm1Effect> {
+    /// A write of the low `size` (1, 2 or 4) bytes of `value` at `port` at
+    /// TSC `now`: `None` if `port` is not PM1's or the size is not an I/O
+    /// size. Bytes past PM1's ports, and the read-only PM timer's, are
+    /// dropped.
+    pub fn port_write(&mut self, port: u16, size: u8, value: u64, now: u64) -> Option<Pm1Effect> {
         if !Pm1::claims_port(port) || !matches!(size, 1 | 2 | 4) {
             return None;
         }
+        // A toggle before the write is set first, so writing 1 clears it.
+        self.sync_timer(now);
         let evt = PM1A_EVT_BLK;
         let cnt = PM1A_CNT_BLK;
         let (mut sts, mut en, mut ctl) = (Lanes::default(), Lanes::default(), Lanes::default());

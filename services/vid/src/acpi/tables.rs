@@ -67,6 +67,7 @@ pub struct Gas {
 pub const GAS_SYSTEM_IO: u8 = 1;
 /// `Gas::access_size`: byte access.
 pub const GAS_ACCESS_BYTE: u8 = 1;
+pub const GAS_ACCESS_DWORD: u8 = 3;
 
 impl Gas {
     /// A register of `len` bytes at I/O `port`, accessed as its length says.

@@ -10,7 +10,7 @@ const BASE: u64 = DEFAULT_BASE_GPA;
 
 fn built(vps: u32) -> (std::vec::Vec<u8>, AcpiTables) {
     let mut region = vec![0xaa; REGION_SIZE];
-    let tables = build(&AcpiConfig { vps, cmos_rtc: false }, &mut region, BASE).unwrap();
+    let tables = build(&AcpiConfig { vps, cmos_rtc: false, facs_gpa: DEFAULT_FACS_GPA }, &mut region, BASE).unwrap();
     (region, tables)
 }
 
@@ -89,16 +89,21 @@ fn the_rsdp_is_found_by_scanning_and_leads_to_every_table() {
     let dsdt = u64_at(&region, tables.fadt_gpa, 140);
     assert_eq!(dsdt, tables.dsdt_gpa);
     table(&region, dsdt, b"DSDT");
+    // The FACS is outside the region, where the configuration says.
     let facs = u64::from(u32_at(&region, tables.fadt_gpa, 36));
-    assert_eq!(facs, tables.facs_gpa);
-    assert_eq!(facs % 64, 0);
-    assert_eq!(&region[(facs - BASE) as usize..][..4], b"FACS");
-    assert_eq!(u32_at(&region, facs, 4), 64);
+    assert_eq!((facs, tables.facs_gpa), (0x9_fc00, 0x9_fc00));
+    assert_eq!(u64_at(&region, tables.fadt_gpa, 132), 0, "X_FIRMWARE_CTRL: FIRMWARE_CTRL is used");
+    let facs = super::facs();
+    let facs = facs.as_bytes();
+    assert_eq!((&facs[..4], facs.len()), (&b"FACS"[..], 64));
+    assert_eq!(u32::from_le_bytes(facs[4..8].try_into().unwrap()), 64, "length");
+    assert_eq!(facs[32], 2, "version");
+    assert!(facs[8..32].iter().chain(&facs[33..]).all(|b| *b == 0), "no waking vector, the global lock free");
 
     // The layout the module documents.
     assert_eq!(
-        [tables.xsdt_gpa, tables.rsdt_gpa, tables.fadt_gpa, tables.facs_gpa, tables.dsdt_gpa, tables.madt_gpa],
-        [0xe0080, 0xe00c0, 0xe0100, 0xe0040, 0xe0240, 0xe02c0]
+        [tables.xsdt_gpa, tables.rsdt_gpa, tables.fadt_gpa, tables.dsdt_gpa, tables.madt_gpa],
+        [0xe0080, 0xe00c0, 0xe0100, 0xe0240, 0xe02c0]
     );
     assert_eq!(tables.len, 0x2c0 + 44 + 4 * 8 + 38);
     // Nothing past the tables is touched.
@@ -154,18 +159,20 @@ fn the_fadt_fields_linux_reads_are_at_their_offsets() {
     assert_eq!(u32_at(&region, f, 60), 0, "PM1b_EVT_BLK");
     assert_eq!(u32_at(&region, f, 64), 0x604, "PM1a_CNT_BLK");
     assert_eq!(u32_at(&region, f, 68), 0, "PM1b_CNT_BLK");
-    assert_eq!(u32_at(&region, f, 76), 0, "PM_TMR_BLK");
+    assert_eq!(u32_at(&region, f, 76), 0x60c, "PM_TMR_BLK");
     assert_eq!(u32_at(&region, f, 80), 0, "GPE0_BLK");
     assert_eq!(u8_at(&region, f, 88), 4, "PM1_EVT_LEN");
     assert_eq!(u8_at(&region, f, 89), 2, "PM1_CNT_LEN");
-    assert_eq!(u8_at(&region, f, 91), 0, "PM_TMR_LEN");
+    assert_eq!(u8_at(&region, f, 91), 4, "PM_TMR_LEN");
+    assert_eq!(u8_at(&region, f, 108), 0, "CENTURY: no CMOS RTC");
     assert_eq!(u16_at(&region, f, 96), 101, "P_LVL2_LAT: no C2");
     assert_eq!(u16_at(&region, f, 98), 1001, "P_LVL3_LAT: no C3");
     // IAPC_BOOT_ARCH: no legacy devices, no 8042, VGA not present, no CMOS RTC.
     assert_eq!(u16_at(&region, f, 109), (1 << 2) | (1 << 5));
-    // FLAGS: WBINVD, PROC_C1, PWR_BUTTON, SLP_BUTTON, RESET_REG_SUP; not HW_REDUCED_ACPI.
+    // FLAGS: WBINVD, PROC_C1, PWR_BUTTON, SLP_BUTTON, TMR_VAL_EXT (a
+    // 32-bit PM timer), RESET_REG_SUP; not HW_REDUCED_ACPI.
     let flags = u32_at(&region, f, 112);
-    assert_eq!(flags, (1 << 0) | (1 << 2) | (1 << 4) | (1 << 5) | (1 << 10));
+    assert_eq!(flags, (1 << 0) | (1 << 2) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 10));
     assert_eq!(flags & (1 << 20), 0);
     // RESET_REG: system I/O, 8 bits, byte access, at 0x608; RESET_VALUE 1.
     assert_eq!(&region[(f - BASE) as usize + 116..][..4], [1, 8, 0, 1]);
@@ -177,13 +184,19 @@ fn the_fadt_fields_linux_reads_are_at_their_offsets() {
     assert_eq!(u64_at(&region, f, 152), 0x600);
     assert_eq!(&region[(f - BASE) as usize + 172..][..4], [1, 16, 0, 0]);
     assert_eq!(u64_at(&region, f, 176), 0x604);
+    // X_PM_TMR_BLK: system I/O, 32 bits, dword access.
+    assert_eq!(&region[(f - BASE) as usize + 208..][..4], [1, 32, 0, 3]);
+    assert_eq!(u64_at(&region, f, 212), 0x60c);
     // The other extended blocks are absent.
-    assert!(region[(f - BASE) as usize + 184..][..92].iter().all(|b| *b == 0));
+    assert!(region[(f - BASE) as usize + 184..][..24].iter().all(|b| *b == 0));
+    assert!(region[(f - BASE) as usize + 220..][..56].iter().all(|b| *b == 0));
 
-    // With the CMOS RTC modelled, only VGA is flagged absent.
+    // With the CMOS RTC modelled, only VGA is flagged absent, and CENTURY
+    // names the RTC's century byte.
     let mut with_rtc = vec![0; REGION_SIZE];
-    build(&AcpiConfig { vps: 1, cmos_rtc: true }, &mut with_rtc, BASE).unwrap();
+    build(&AcpiConfig { vps: 1, cmos_rtc: true, facs_gpa: DEFAULT_FACS_GPA }, &mut with_rtc, BASE).unwrap();
     assert_eq!(u16_at(&with_rtc, f, 109), 1 << 2);
+    assert_eq!(u8_at(&with_rtc, f, 108), 0x32);
     assert_eq!(sum(&with_rtc[(f - BASE) as usize..][..276]), 0);
 }
 
@@ -243,7 +256,7 @@ fn the_madt_scales_to_the_largest_vp_count() {
 #[test]
 fn bad_configurations_and_regions_are_refused() {
     let mut region = vec![0; REGION_SIZE];
-    let config = |vps| AcpiConfig { vps, cmos_rtc: false };
+    let config = |vps| AcpiConfig { vps, cmos_rtc: false, facs_gpa: DEFAULT_FACS_GPA };
     assert_eq!(build(&config(0), &mut region, BASE), Err(AcpiError::VpCount(0)));
     assert_eq!(build(&config(256), &mut region, BASE), Err(AcpiError::VpCount(256)));
     let needed = region_len(8);
@@ -253,6 +266,12 @@ fn bad_configurations_and_regions_are_refused() {
     let high = (1u64 << 32) - 0x100;
     assert_eq!(build(&config(1), &mut region, high), Err(AcpiError::AboveFourGiB(high)));
     assert_eq!(build(&config(1), &mut region, u64::MAX - 63), Err(AcpiError::AboveFourGiB(u64::MAX - 63)));
+    let facs = |facs_gpa| AcpiConfig { vps: 1, cmos_rtc: false, facs_gpa };
+    assert_eq!(build(&facs(0x9_fc20), &mut region, BASE), Err(AcpiError::Misaligned(0x9_fc20)));
+    let high = (1u64 << 32) - 0x40;
+    assert!(build(&facs(high), &mut region, BASE).is_ok());
+    assert_eq!(build(&facs(1 << 32), &mut region, BASE), Err(AcpiError::AboveFourGiB(1 << 32)));
+    assert_eq!(build(&facs(u64::MAX - 63), &mut region, BASE), Err(AcpiError::AboveFourGiB(u64::MAX - 63)));
     // The highest region that fits.
     let top = (1u64 << 32) - region_len(1).next_multiple_of(64) as u64;
     assert_eq!(build(&config(1), &mut region, top).unwrap().rsdp_gpa, top);
@@ -420,27 +439,27 @@ fn slp_typ(typ: u64) -> u64 {
 #[test]
 fn pm1_claims_its_ports_only() {
     let claimed: std::vec::Vec<u16> = (0..=u16::MAX).filter(|p| Pm1::claims_port(*p)).collect();
-    assert_eq!(claimed, [0x600, 0x601, 0x602, 0x603, 0x604, 0x605, 0x608]);
+    assert_eq!(claimed, [0x600, 0x601, 0x602, 0x603, 0x604, 0x605, 0x608, 0x60c, 0x60d, 0x60e, 0x60f]);
     let mut pm1 = Pm1::new();
-    assert_eq!(pm1.port_read(0x606, 1), None);
-    assert_eq!(pm1.port_write(0x5ff, 2, 0xffff), None);
-    assert_eq!(pm1.port_read(0x604, 8), None, "not an I/O size");
-    assert_eq!(pm1.port_write(0x604, 3, 0), None);
+    assert_eq!(pm1.port_read(0x606, 1, 0), None);
+    assert_eq!(pm1.port_write(0x5ff, 2, 0xffff, 0), None);
+    assert_eq!(pm1.port_read(0x604, 8, 0), None, "not an I/O size");
+    assert_eq!(pm1.port_write(0x604, 3, 0, 0), None);
 }
 
 #[test]
 fn sci_en_reads_one_whatever_is_written() {
     let mut pm1 = Pm1::new();
-    assert_eq!(pm1.port_read(0x604, 2), Some(1));
-    assert_eq!(pm1.port_write(0x604, 2, 0), Some(Pm1Effect::Done));
-    assert_eq!(pm1.port_read(0x604, 2), Some(1));
-    assert_eq!(pm1.port_read(0x604, 1), Some(1));
-    assert_eq!(pm1.port_read(0x605, 1), Some(0));
+    assert_eq!(pm1.port_read(0x604, 2, 0), Some(1));
+    assert_eq!(pm1.port_write(0x604, 2, 0, 0), Some(Pm1Effect::Done));
+    assert_eq!(pm1.port_read(0x604, 2, 0), Some(1));
+    assert_eq!(pm1.port_read(0x604, 1, 0), Some(1));
+    assert_eq!(pm1.port_read(0x605, 1, 0), Some(0));
     // BM_RLD is kept; GBL_RLS reads 0, reserved bits read 0.
-    pm1.port_write(0x604, 2, 0b110);
-    assert_eq!(pm1.port_read(0x604, 2), Some(0b011));
-    pm1.port_write(0x604, 2, 0xc3f8);
-    assert_eq!(pm1.port_read(0x604, 2), Some(0b001));
+    pm1.port_write(0x604, 2, 0b110, 0);
+    assert_eq!(pm1.port_read(0x604, 2, 0), Some(0b011));
+    pm1.port_write(0x604, 2, 0xc3f8, 0);
+    assert_eq!(pm1.port_read(0x604, 2, 0), Some(0b001));
 }
 
 #[test]
@@ -448,72 +467,188 @@ fn writing_slp_typ_5_with_slp_en_powers_off() {
     // ACPICA's acpi_hw_legacy_sleep: read PM1_CNT, write SLP_TYP, then
     // SLP_TYP | SLP_EN.
     let mut pm1 = Pm1::new();
-    let cnt = pm1.port_read(0x604, 2).unwrap();
-    assert_eq!(pm1.port_write(0x604, 2, cnt | slp_typ(5)), Some(Pm1Effect::Done));
-    assert_eq!(pm1.port_read(0x604, 2), Some(1 | slp_typ(5)), "SLP_TYP is kept, SLP_EN is not");
-    assert_eq!(pm1.port_write(0x604, 2, cnt | slp_typ(5) | SLP_EN), Some(Pm1Effect::PowerOff));
-    assert_eq!(pm1.port_read(0x604, 2), Some(1 | slp_typ(5)));
+    let cnt = pm1.port_read(0x604, 2, 0).unwrap();
+    assert_eq!(pm1.port_write(0x604, 2, cnt | slp_typ(5), 0), Some(Pm1Effect::Done));
+    assert_eq!(pm1.port_read(0x604, 2, 0), Some(1 | slp_typ(5)), "SLP_TYP is kept, SLP_EN is not");
+    assert_eq!(pm1.port_write(0x604, 2, cnt | slp_typ(5) | SLP_EN, 0), Some(Pm1Effect::PowerOff));
+    assert_eq!(pm1.port_read(0x604, 2, 0), Some(1 | slp_typ(5)));
 
     // SLP_EN in a byte write to the high half uses the SLP_TYP held.
     let mut pm1 = Pm1::new();
-    pm1.port_write(0x604, 2, slp_typ(5));
-    assert_eq!(pm1.port_write(0x605, 1, (slp_typ(5) | SLP_EN) >> 8), Some(Pm1Effect::PowerOff));
+    pm1.port_write(0x604, 2, slp_typ(5), 0);
+    assert_eq!(pm1.port_write(0x605, 1, (slp_typ(5) | SLP_EN) >> 8, 0), Some(Pm1Effect::PowerOff));
 }
 
 #[test]
 fn other_sleep_types_are_reported_not_entered() {
     let mut pm1 = Pm1::new();
-    assert_eq!(pm1.port_write(0x604, 2, slp_typ(3) | SLP_EN), Some(Pm1Effect::Sleep(3)));
-    assert_eq!(pm1.port_write(0x604, 2, slp_typ(0) | SLP_EN), Some(Pm1Effect::Sleep(0)));
-    assert_eq!(pm1.port_write(0x604, 2, slp_typ(5)), Some(Pm1Effect::Done), "no SLP_EN");
+    assert_eq!(pm1.port_write(0x604, 2, slp_typ(3) | SLP_EN, 0), Some(Pm1Effect::Sleep(3)));
+    assert_eq!(pm1.port_write(0x604, 2, slp_typ(0) | SLP_EN, 0), Some(Pm1Effect::Sleep(0)));
+    assert_eq!(pm1.port_write(0x604, 2, slp_typ(5), 0), Some(Pm1Effect::Done), "no SLP_EN");
 }
 
 #[test]
 fn the_reset_register_resets_on_its_value_only() {
     let mut pm1 = Pm1::new();
-    assert_eq!(pm1.port_write(0x608, 1, 0), Some(Pm1Effect::Done));
-    assert_eq!(pm1.port_write(0x608, 1, 2), Some(Pm1Effect::Done));
-    assert_eq!(pm1.port_write(0x608, 1, u64::from(RESET_VALUE)), Some(Pm1Effect::Reset));
-    assert_eq!(pm1.port_read(0x608, 1), Some(0));
+    assert_eq!(pm1.port_write(0x608, 1, 0, 0), Some(Pm1Effect::Done));
+    assert_eq!(pm1.port_write(0x608, 1, 2, 0), Some(Pm1Effect::Done));
+    assert_eq!(pm1.port_write(0x608, 1, u64::from(RESET_VALUE), 0), Some(Pm1Effect::Reset));
+    assert_eq!(pm1.port_read(0x608, 1, 0), Some(0));
 }
 
 #[test]
 fn pm1_status_is_write_one_to_clear_and_enable_is_read_write() {
     let mut pm1 = Pm1::new();
-    assert_eq!(pm1.port_read(0x600, 4), Some(0));
+    assert_eq!(pm1.port_read(0x600, 4, 0), Some(0));
     pm1.raise(Pm1Status::new().with_pwrbtn_sts(true).with_tmr_sts(true));
-    assert_eq!(pm1.port_read(0x600, 2), Some(0x101));
+    assert_eq!(pm1.port_read(0x600, 2, 0), Some(0x101));
     assert!(!pm1.sci_pending());
     // Enable the power button: the SCI is due.
-    assert_eq!(pm1.port_write(0x602, 2, 1 << 8), Some(Pm1Effect::Done));
+    assert_eq!(pm1.port_write(0x602, 2, 1 << 8, 0), Some(Pm1Effect::Done));
     assert!(pm1.sci_pending());
     // One 32-bit read covers PM1_STS and PM1_EN.
-    assert_eq!(pm1.port_read(0x600, 4), Some((1 << 8) << 16 | 0x101));
+    assert_eq!(pm1.port_read(0x600, 4, 0), Some((1 << 8) << 16 | 0x101));
     // Writing 0 clears nothing; writing 1 clears that bit only.
-    pm1.port_write(0x600, 2, 0);
-    assert_eq!(pm1.port_read(0x600, 2), Some(0x101));
-    pm1.port_write(0x600, 2, 1 << 8);
-    assert_eq!(pm1.port_read(0x600, 2), Some(0x1));
+    pm1.port_write(0x600, 2, 0, 0);
+    assert_eq!(pm1.port_read(0x600, 2, 0), Some(0x101));
+    pm1.port_write(0x600, 2, 1 << 8, 0);
+    assert_eq!(pm1.port_read(0x600, 2, 0), Some(0x1));
     assert!(!pm1.sci_pending());
     // Unimplemented enable bits stay 0.
-    pm1.port_write(0x602, 2, 0xffff);
+    pm1.port_write(0x602, 2, 0xffff, 0);
     let en = Pm1Enable::new().with_tmr_en(true).with_gbl_en(true).with_pwrbtn_en(true);
     let en = en.with_slpbtn_en(true).with_rtc_en(true);
-    assert_eq!(pm1.port_read(0x602, 2), Some(en.into_bits().into()));
+    assert_eq!(pm1.port_read(0x602, 2, 0), Some(en.into_bits().into()));
     // A 32-bit write clears status and sets enable together.
-    pm1.port_write(0x600, 4, 0xffff);
-    assert_eq!(pm1.port_read(0x600, 4), Some(0));
+    pm1.port_write(0x600, 4, 0xffff, 0);
+    assert_eq!(pm1.port_read(0x600, 4, 0), Some(0));
 }
 
 #[test]
 fn accesses_running_past_pm1_read_ones_and_drop_writes() {
     let mut pm1 = Pm1::new();
     // 0x604-0x605 are PM1_CNT, 0x606-0x607 are nobody's.
-    assert_eq!(pm1.port_read(0x604, 4), Some(0xffff_0001));
-    assert_eq!(pm1.port_write(0x604, 4, 0xffff_0000 | slp_typ(5) | SLP_EN), Some(Pm1Effect::PowerOff));
-    assert_eq!(pm1.port_read(0x608, 4), Some(0xffff_ff00));
+    assert_eq!(pm1.port_read(0x604, 4, 0), Some(0xffff_0001));
+    assert_eq!(pm1.port_write(0x604, 4, 0xffff_0000 | slp_typ(5) | SLP_EN, 0), Some(Pm1Effect::PowerOff));
+    assert_eq!(pm1.port_read(0x608, 4, 0), Some(0xffff_ff00));
     // One write reaching PM1_CNT's high byte and the reset register.
     let mut pm1 = Pm1::new();
-    assert_eq!(pm1.port_write(0x605, 4, 0x0100_0000 | (slp_typ(3) >> 8)), Some(Pm1Effect::Reset));
-    assert_eq!(pm1.port_read(0x604, 2), Some(1 | slp_typ(3)), "the PM1_CNT byte still lands");
+    assert_eq!(pm1.port_write(0x605, 4, 0x0100_0000 | (slp_typ(3) >> 8), 0), Some(Pm1Effect::Reset));
+    assert_eq!(pm1.port_read(0x604, 2, 0), Some(1 | slp_typ(3)), "the PM1_CNT byte still lands");
+}
+
+// ---------------------------------------------------------------------------
+// PM timer
+// ---------------------------------------------------------------------------
+
+/// A 2 GHz TSC from TSC 1000.
+const TIMER: PmTimer = PmTimer { tsc_hz: 2_000_000_000, origin: 1000 };
+
+fn tsc_after(seconds_num: u64, seconds_den: u64) -> u64 {
+    TIMER.origin + TIMER.tsc_hz * seconds_num / seconds_den
+}
+
+#[test]
+fn the_pm_timer_counts_at_3_579545_mhz_from_its_origin() {
+    let mut pm1 = Pm1::with_timer(TIMER);
+    assert_eq!(pm1.port_read(PM_TMR_BLK, 4, TIMER.origin), Some(0));
+    assert_eq!(pm1.port_read(PM_TMR_BLK, 4, 0), Some(0), "before the origin");
+    assert_eq!(pm1.port_read(PM_TMR_BLK, 4, tsc_after(1, 1)), Some(PM_TIMER_HZ));
+    assert_eq!(pm1.port_read(PM_TMR_BLK, 4, tsc_after(1, 10)), Some(357_954));
+    // Byte and word reads see the same counter.
+    let now = tsc_after(7, 3);
+    let whole = pm1.port_read(PM_TMR_BLK, 4, now).unwrap();
+    assert_eq!(pm1.port_read(PM_TMR_BLK, 2, now), Some(whole & 0xffff));
+    assert_eq!(pm1.port_read(PM_TMR_BLK + 2, 1, now), Some((whole >> 16) & 0xff));
+    // Monotonic between wraps.
+    let mut last = 0;
+    for n in 0..1000 {
+        let v = pm1.port_read(PM_TMR_BLK, 4, tsc_after(n, 7)).unwrap();
+        assert!(v >= last, "{v} after {last}");
+        last = v;
+    }
+    // Writes are dropped and have no effect.
+    assert_eq!(pm1.port_write(PM_TMR_BLK, 4, 0, now), Some(Pm1Effect::Done));
+    assert_eq!(pm1.port_read(PM_TMR_BLK, 4, now), Some(whole));
+    // A timer without a clock stands at 0.
+    assert_eq!(Pm1::new().port_read(PM_TMR_BLK, 4, 1 << 40), Some(0));
+}
+
+#[test]
+fn the_pm_timer_wraps_at_32_bits_and_sets_tmr_sts_when_bit_31_toggles() {
+    let mut pm1 = Pm1::with_timer(TIMER);
+    let at_ticks = |ticks: u64| TIMER.origin + (u128::from(ticks) * 2_000_000_000 / 3_579_545) as u64 + 1;
+    let tmr_sts = |pm1: &mut Pm1, now| pm1.port_read(PM1A_EVT_BLK, 2, now).unwrap() & 1;
+    let before = at_ticks((1 << 31) - 10);
+    assert!(pm1.port_read(PM_TMR_BLK, 4, before).unwrap() < 1 << 31);
+    assert_eq!(tmr_sts(&mut pm1, before), 0);
+    let after = at_ticks((1 << 31) + 10);
+    assert!(pm1.port_read(PM_TMR_BLK, 4, after).unwrap() >= 1 << 31);
+    assert_eq!(tmr_sts(&mut pm1, after), 1, "bit 31 went 0 -> 1");
+    // Write 1 to clear; it stays clear until the next toggle.
+    pm1.port_write(PM1A_EVT_BLK, 2, 1, after);
+    assert_eq!(tmr_sts(&mut pm1, after), 0);
+    let wrapped = at_ticks((1 << 32) + 10);
+    let v = pm1.port_read(PM_TMR_BLK, 4, wrapped).unwrap();
+    assert!(v < 100, "wrapped to {v}");
+    assert_eq!(tmr_sts(&mut pm1, wrapped), 1, "bit 31 went 1 -> 0");
+    // No SCI unless TMR_EN.
+    assert!(!pm1.sci_pending());
+}
+
+// ---------------------------------------------------------------------------
+// The guest test kernel's reader
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_guest_test_kernel_discovers_the_tables_in_the_bios_area() {
+    use guest_testkernel::acpi as guest;
+    use guest_testkernel::multiboot::{Buffer, Memory};
+    // Guest memory from 0 to 1 MiB: zeroed, the tables at 0xE0000.
+    let mut memory = vec![0u8; 0x10_0000];
+    let config = AcpiConfig { vps: 2, cmos_rtc: true, facs_gpa: DEFAULT_FACS_GPA };
+    build(&config, &mut memory[BASE as usize..][..REGION_SIZE], BASE).unwrap();
+    memory[DEFAULT_FACS_GPA as usize..][..64].copy_from_slice(facs().as_bytes());
+    let mem = Buffer { base: 0, bytes: &memory };
+
+    let found = guest::discover(&mem).expect("an RSDP in the BIOS area");
+    assert_eq!(found.rsdp_at, BASE);
+    assert!(found.rsdp.checksum_ok && found.rsdp.extended_checksum_ok);
+    assert_eq!(found.rsdp.revision, 2);
+    let (rsdt, xsdt) = (found.rsdt.unwrap(), found.xsdt.unwrap());
+    assert_eq!((&rsdt.signature, &xsdt.signature), (b"RSDT", b"XSDT"));
+    assert!(rsdt.checksum_ok && xsdt.checksum_ok);
+    assert_eq!(guest::entries(&mem, &rsdt, 4), found.listed);
+
+    let madt = guest::find_table(&mem, &found.listed, b"APIC").unwrap();
+    let madt = guest::read_madt(&mem, &madt).unwrap();
+    let ids: std::vec::Vec<(u8, u8, u32)> = madt.processors.iter().map(|p| (p.uid, p.apic_id, p.flags)).collect();
+    assert_eq!(ids, [(0, 0, 1), (1, 1, 1)]);
+    assert_eq!(madt.io_apics.as_slice(), [guest::IoApic { id: 0, address: 0xfec0_0000, gsi_base: 0 }]);
+    assert!(madt.overrides.iter().any(|o| (o.bus, o.source, o.gsi) == (0, 0, 2)));
+    assert_eq!(madt.other, 1, "the local APIC NMI entry");
+
+    let fadt = guest::find_table(&mem, &found.listed, b"FACP").unwrap();
+    assert!(fadt.checksum_ok);
+    let fadt = guest::read_fadt(&mem, &fadt).unwrap();
+    assert_eq!(fadt.pm_timer_port(), u64::from(PM_TMR_BLK));
+    assert_ne!(fadt.flags & guest::FADT_TMR_VAL_EXT, 0);
+    assert_ne!(fadt.flags & guest::FADT_RESET_REG_SUP, 0);
+    assert_eq!((fadt.reset_reg.space, fadt.reset_reg.address, fadt.reset_value), (1, 0x608, 1));
+    assert_eq!(fadt.iapc_boot_arch & guest::BOOT_ARCH_CMOS_RTC_NOT_PRESENT, 0);
+    assert_eq!(fadt.century, CMOS_CENTURY);
+    let mut facs_signature = [0u8; 4];
+    assert!(mem.read(fadt.firmware_ctrl.into(), &mut facs_signature) && &facs_signature == b"FACS");
+    let dsdt = guest::read_sdt(&mem, fadt.dsdt()).unwrap();
+    assert!(dsdt.checksum_ok && &dsdt.signature == b"DSDT");
+
+    // A checksum off by one byte hides the RSDP from the scan.
+    memory[BASE as usize + 8] ^= 1;
+    assert_eq!(guest::find_rsdp(&Buffer { base: 0, bytes: &memory }), None);
+    // An EBDA named in the BDA is searched first.
+    memory[BASE as usize + 8] ^= 1;
+    let rsdp: std::vec::Vec<u8> = memory[BASE as usize..][..36].to_vec();
+    memory[0x9_fc00 + 0x30..][..36].copy_from_slice(&rsdp);
+    memory[0x40e..0x410].copy_from_slice(&0x9fc0u16.to_le_bytes());
+    assert_eq!(guest::find_rsdp(&Buffer { base: 0, bytes: &memory }), Some(0x9_fc30));
 }

@@ -84,6 +84,7 @@ fn every_port_the_hostile_guest_takes_for_unemulated_reads_all_ones() {
     // The ports its sweep leaves unwritten are those that end the partition.
     assert_eq!(protocol::PM1A_CNT, crate::acpi::PM1A_CNT_BLK);
     assert_eq!(protocol::RESET_PORT, crate::acpi::RESET_PORT);
+    assert_eq!(protocol::PM_TMR, crate::acpi::PM_TMR_BLK);
     assert_eq!(protocol::TEST_EXIT, TEST_EXIT);
     assert_eq!(protocol::UART_DATA, UART_DATA);
 }

@@ -170,7 +170,10 @@ fn modules() -> Vec<(String, Vec<u8>)> {
     vec![("mod-a arg".into(), pattern(0x1234, 3)), ("b".into(), vec![]), ("c".into(), pattern(0x1000, 9))]
 }
 
+/// The kernel's file name and its arguments; the kernel sees [`FULL_CMDLINE`].
+const NAME: &str = "/boot/kernel";
 const CMDLINE: &str = "console=ttyS0 tests=all";
+const FULL_CMDLINE: &str = "/boot/kernel console=ttyS0 tests=all";
 const RAM: u64 = 16 * MIB;
 
 fn plan_of<'a>(
@@ -180,7 +183,7 @@ fn plan_of<'a>(
     ram_size: u64,
     area: &'a mut [u8],
 ) -> Result<Plan<'a>, LoadError> {
-    plan(&LoadRequest { kernel, modules, cmdline, ram_size }, area)
+    plan(&LoadRequest { kernel, name: NAME, modules, cmdline, ram_size }, area)
 }
 
 fn module_refs(mods: &[(String, Vec<u8>)]) -> Vec<Module<'_>> {
@@ -218,48 +221,52 @@ fn load_err(kernel: &[u8]) -> LoadError {
 /// specification's offsets: at 0x108000, three modules.
 fn expected_boot_area() -> Vec<u8> {
     let base = 0x10_8000u32;
-    let mut a = vec![0u8; 0x122];
-    // Strings: after 0xc0 + 3 * 16 = 0xf0.
-    a[0xf0..0xfc].copy_from_slice(b"Tessera VID\0");
-    a[0xfc..0x114].copy_from_slice(b"console=ttyS0 tests=all\0");
-    a[0x114..0x11e].copy_from_slice(b"mod-a arg\0");
-    a[0x11e..0x120].copy_from_slice(b"b\0");
-    a[0x120..0x122].copy_from_slice(b"c\0");
+    let mut a = vec![0u8; 0x15f];
+    // Strings: after 0xf0 + 3 * 16 = 0x120.
+    a[0x120..0x12c].copy_from_slice(b"Tessera VID\0");
+    a[0x12c..0x151].copy_from_slice(b"/boot/kernel console=ttyS0 tests=all\0");
+    a[0x151..0x15b].copy_from_slice(b"mod-a arg\0");
+    a[0x15b..0x15d].copy_from_slice(b"b\0");
+    a[0x15d..0x15f].copy_from_slice(b"c\0");
     // The information (spec §3.3).
     put32(&mut a, 0, 0x24d); // mem, cmdline, mods, mmap, boot_loader_name
-    put32(&mut a, 4, 640);
+    put32(&mut a, 4, 639);
     put32(&mut a, 8, 15 * 1024);
-    put32(&mut a, 16, base + 0xfc);
+    put32(&mut a, 16, base + 0x12c);
     put32(&mut a, 20, 3);
-    put32(&mut a, 24, base + 0xc0);
-    put32(&mut a, 44, 48);
+    put32(&mut a, 24, base + 0xf0);
+    put32(&mut a, 44, 96);
     put32(&mut a, 48, base + 0x90);
-    put32(&mut a, 64, base + 0xf0);
+    put32(&mut a, 64, base + 0x120);
     // GDT at 0x78.
     put64(&mut a, 0x78, 0);
     put64(&mut a, 0x80, 0x00cf_9b00_0000_ffff);
     put64(&mut a, 0x88, 0x00cf_9300_0000_ffff);
-    // Memory map at 0x90: size, base_addr, length, type.
-    put32(&mut a, 0x90, 20);
-    put64(&mut a, 0x94, 0);
-    put64(&mut a, 0x9c, 0xa_0000);
-    put32(&mut a, 0xa4, 1);
-    put32(&mut a, 0xa8, 20);
-    put64(&mut a, 0xac, 0x10_0000);
-    put64(&mut a, 0xb4, 15 * MIB);
-    put32(&mut a, 0xbc, 1);
-    // Modules at 0xc0: start, end, string, reserved.
+    // Memory map at 0x90: size, base_addr, length, type. Low RAM, the
+    // EBDA with the FACS (ACPI NVS, type 4), the BIOS area with the tables
+    // (reserved, type 2), high RAM.
+    for (i, (start, len, kind)) in
+        [(0, 0x9_fc00, 1), (0x9_fc00, 0x400, 4), (0xe_0000, 0x2_0000, 2), (0x10_0000, 15 * MIB, 1)]
+            .into_iter()
+            .enumerate()
+    {
+        put32(&mut a, 0x90 + 24 * i, 20);
+        put64(&mut a, 0x94 + 24 * i, start);
+        put64(&mut a, 0x9c + 24 * i, len);
+        put32(&mut a, 0xa4 + 24 * i, kind);
+    }
+    // Modules at 0xf0: start, end, string, reserved.
     for (i, (start, end, string)) in [
-        (0x10_5000, 0x10_6234, base + 0x114),
-        (0x10_7000, 0x10_7000, base + 0x11e),
-        (0x10_7000, 0x10_8000, base + 0x120),
+        (0x10_5000, 0x10_6234, base + 0x151),
+        (0x10_7000, 0x10_7000, base + 0x15b),
+        (0x10_7000, 0x10_8000, base + 0x15d),
     ]
     .into_iter()
     .enumerate()
     {
-        put32(&mut a, 0xc0 + 16 * i, start);
-        put32(&mut a, 0xc4 + 16 * i, end);
-        put32(&mut a, 0xc8 + 16 * i, string);
+        put32(&mut a, 0xf0 + 16 * i, start);
+        put32(&mut a, 0xf4 + 16 * i, end);
+        put32(&mut a, 0xf8 + 16 * i, string);
     }
     a
 }
@@ -268,7 +275,7 @@ fn standard_plan_checks(plan: &Plan<'_>, mods: &[(String, Vec<u8>)]) {
     assert_eq!(plan.entry, 0x10_0040);
     assert_eq!(plan.kernel, 0x10_0000..0x10_5000);
     assert_eq!(plan.modules.as_slice(), [0x10_5000..0x10_6234, 0x10_7000..0x10_7000, 0x10_7000..0x10_8000]);
-    assert_eq!(plan.boot_area, 0x10_8000..0x10_8122);
+    assert_eq!(plan.boot_area, 0x10_8000..0x10_815f);
     assert_eq!((plan.info, plan.gdt), (0x10_8000, 0x10_8078));
     assert_eq!(plan.header_flags, 3);
 
@@ -346,8 +353,8 @@ fn the_information_reads_back_through_the_specification_offsets() {
         let field = |o: usize| get32(ram, info + o as u64);
         assert_eq!(field(off::FLAGS), info_flags::PROVIDED);
         assert_eq!(info_flags::PROVIDED, 0x24d);
-        assert_eq!((field(off::MEM_LOWER), field(off::MEM_UPPER)), (640, 15360));
-        assert_eq!(c_str(ram, field(off::CMDLINE).into()), CMDLINE);
+        assert_eq!((field(off::MEM_LOWER), field(off::MEM_UPPER)), (639, 15360));
+        assert_eq!(c_str(ram, field(off::CMDLINE).into()), FULL_CMDLINE);
         assert_eq!(c_str(ram, field(off::BOOT_LOADER_NAME).into()), "Tessera VID");
         assert_eq!(field(off::MODS_COUNT), 3);
         for (i, (string, bytes)) in modules().iter().enumerate() {
@@ -367,7 +374,7 @@ fn the_information_reads_back_through_the_specification_offsets() {
             regions.push((get64(ram, at + 4), get64(ram, at + 12), get32(ram, at + 20)));
             at += u64::from(get32(ram, at)) + 4;
         }
-        assert_eq!(regions, [(0, 0xa_0000, 1), (MIB, RAM - MIB, 1)]);
+        assert_eq!(regions, [(0, 0x9_fc00, 1), (0x9_fc00, 0x400, 4), (0xe_0000, 0x2_0000, 2), (MIB, RAM - MIB, 1)]);
         // Fields this loader does not provide stay zero.
         for o in [off::BOOT_DEVICE, off::SYMS, off::DRIVES_LENGTH, off::DRIVES_ADDR, off::CONFIG_TABLE, off::APM_TABLE]
         {
@@ -381,16 +388,42 @@ fn the_information_reads_back_through_the_specification_offsets() {
 }
 
 #[test]
+fn the_command_line_is_the_kernels_name_then_its_arguments() {
+    let file = kernel(false).build();
+    for (name, args, seen) in [
+        ("/boot/kernel", "a=1 b", "/boot/kernel a=1 b"),
+        ("/boot/kernel", "", "/boot/kernel"),
+        ("", "a=1", "a=1"),
+        ("", "", ""),
+    ] {
+        let mut area = vec![0; BOOT_AREA_MAX];
+        let request = LoadRequest { kernel: &file, name, modules: &[], cmdline: args, ram_size: RAM };
+        let plan = plan(&request, &mut area).unwrap();
+        let ram = render(&plan, RAM);
+        assert_eq!(c_str(&ram, get32(&ram, plan.info + info_offset::CMDLINE as u64).into()), seen);
+        assert_eq!(plan.boot_area.end - plan.boot_area.start, boot_area_len(&request) as u64);
+    }
+    let mut area = vec![0; BOOT_AREA_MAX];
+    let request = LoadRequest { kernel: &file, name: "a\0", modules: &[], cmdline: "", ram_size: RAM };
+    assert_eq!(plan(&request, &mut area).unwrap_err(), LoadError::StringHasNul { module: None });
+}
+
+#[test]
 fn tesseras_own_multiboot_parser_reads_the_information() {
     with_standard_load(|plan, ram| {
         let mem = tessera_loader::BufferMemory { base: 0, data: ram };
         let sources = tessera_loader::multiboot::parse(&mem, BOOTLOADER_MAGIC, plan.info).unwrap();
         assert_eq!(sources.protocol, tessera_loader::multiboot::Protocol::Multiboot1);
-        assert_eq!((sources.cmdline, sources.bootloader_name), (CMDLINE, "Tessera VID"));
-        let usable = bootinfo::MemoryKind::Usable;
+        assert_eq!((sources.cmdline, sources.bootloader_name), (FULL_CMDLINE, "Tessera VID"));
+        let (usable, reserved) = (bootinfo::MemoryKind::Usable, bootinfo::MemoryKind::Reserved);
         assert_eq!(
             sources.memory.as_slice(),
-            [bootinfo::MemoryRegion::new(0, 0xa_0000, usable), bootinfo::MemoryRegion::new(MIB, RAM, usable)]
+            [
+                bootinfo::MemoryRegion::new(0, 0x9_fc00, usable),
+                bootinfo::MemoryRegion::new(0x9_fc00, 0xa_0000, bootinfo::MemoryKind::AcpiNvs),
+                bootinfo::MemoryRegion::new(0xe_0000, MIB, reserved),
+                bootinfo::MemoryRegion::new(MIB, RAM, usable)
+            ]
         );
         let got: Vec<_> = sources.modules.iter().map(|m| (m.start, m.end, m.name)).collect();
         assert_eq!(
@@ -407,9 +440,9 @@ fn the_guest_test_kernels_own_checks_pass() {
         let mem = multiboot::Buffer { base: 0, bytes: ram };
         let summary = multiboot::check(&mem, BOOTLOADER_MAGIC, plan.info, plan.kernel.clone()).unwrap();
         assert_eq!(summary.ram_end, RAM);
-        assert_eq!(summary.available, 0xa_0000 + RAM - MIB);
+        assert_eq!(summary.available, 0x9_fc00 + RAM - MIB);
         assert_eq!(multiboot::past_ram(&mem, &summary), RAM);
-        assert_eq!(guest_testkernel::tests_option(CMDLINE), Some("all"));
+        assert_eq!(guest_testkernel::tests_option(FULL_CMDLINE), Some("all"));
     });
 }
 
@@ -553,17 +586,17 @@ fn the_boot_area_may_end_exactly_at_the_end_of_ram() {
     let mods = modules();
     let refs = module_refs(&mods);
     let mut area = vec![0; BOOT_AREA_MAX];
-    // The standard case's boot area is 0x108000..0x108122.
+    // The standard case's boot area is 0x108000..0x10815f.
     let ram = 0x10_9000;
     let plan = plan_of(&file, &refs, CMDLINE, ram, &mut area).unwrap();
-    assert_eq!(plan.boot_area, 0x10_8000..0x10_8122);
+    assert_eq!(plan.boot_area, 0x10_8000..0x10_815f);
     let mut area = vec![0; BOOT_AREA_MAX];
     let big = vec![("big".to_string(), vec![0; 0x1000])];
     let big_refs = module_refs(&big);
     let err = plan_of(&file, &big_refs, CMDLINE, 0x10_6000, &mut area).unwrap_err();
     assert_eq!(
         err,
-        LoadError::OutOfRam { end: 0x10_6000 + boot_area::strings(1) as u64 + 12 + CMDLINE.len() as u64 + 1 + 4 }
+        LoadError::OutOfRam { end: 0x10_6000 + boot_area::strings(1) as u64 + 12 + FULL_CMDLINE.len() as u64 + 1 + 4 }
     );
     let mut area = vec![0; BOOT_AREA_MAX];
     let err = plan_of(&file, &big_refs, CMDLINE, 0x10_5000, &mut area).unwrap_err();
@@ -637,7 +670,7 @@ fn aout_kludge_errors() {
     };
     let ok = [load + 0x40, load, 0, 0, load];
     assert!(plan_of(&build(ok, 0x1000), &[], "", RAM, &mut vec![0; BOOT_AREA_MAX]).is_ok());
-    let cases: [([u32; 5], LoadError); 7] = [
+    let cases: [([u32; 5], LoadError); 8] = [
         ([load, load + 0x40, 0, 0, load], LoadError::BadAoutHeader("load_addr above header_addr")),
         ([load + 0x100, load, 0, 0, load], LoadError::BadAoutHeader("load_addr lies before the start of the file")),
         ([load + 0x40, load, load - 1, 0, load], LoadError::BadAoutHeader("load_end_addr below load_addr")),
@@ -651,6 +684,8 @@ fn aout_kludge_errors() {
         ),
         ([load + 0x40, load, 0, 0, load + 0x1000], LoadError::EntryOutsideImage { entry: u64::from(load) + 0x1000 }),
         ([0xa_0040, 0xa_0000, 0, 0, 0xa_0000], LoadError::SegmentOutsideRam { start: 0xa_0000, end: 0xa_1000 }),
+        // The EBDA (the FACS) is not the kernel's.
+        ([0x9_f040, 0x9_f000, 0, 0, 0x9_f000], LoadError::SegmentOutsideRam { start: 0x9_f000, end: 0xa_0000 }),
     ];
     for (fields, err) in cases {
         assert_eq!(load_err(&build(fields, 0x1000)), err, "{fields:x?}");
@@ -797,6 +832,10 @@ fn requests_beyond_the_limits_are_refused() {
 
     let long = "x".repeat(MAX_CMDLINE + 1);
     assert_eq!(plan_of(&file, &[], &long, RAM, &mut area).unwrap_err(), LoadError::CmdlineTooLong);
+    // The limit counts the name and its space.
+    let most = &long[NAME.len() + 2..];
+    assert!(plan_of(&file, &[], most, RAM, &mut area).is_ok());
+    assert_eq!(plan_of(&file, &[], &long[NAME.len() + 1..], RAM, &mut area).unwrap_err(), LoadError::CmdlineTooLong);
     assert_eq!(plan_of(&file, &[], "a\0b", RAM, &mut area).unwrap_err(), LoadError::StringHasNul { module: None });
     let many = vec![Module { string: "m", bytes: &[] }; MAX_MODULES + 1];
     assert_eq!(plan_of(&file, &many, "", RAM, &mut area).unwrap_err(), LoadError::TooManyModules);
@@ -809,7 +848,7 @@ fn requests_beyond_the_limits_are_refused() {
     // The largest request fits BOOT_AREA_MAX exactly.
     let big: Vec<_> = (0..MAX_MODULES).map(|_| Module { string: &name[1..], bytes: &[1] }).collect();
     let cmdline = &long[1..];
-    let request = LoadRequest { kernel: &file, modules: &big, cmdline, ram_size: RAM };
+    let request = LoadRequest { kernel: &file, name: "", modules: &big, cmdline, ram_size: RAM };
     assert_eq!(boot_area_len(&request), BOOT_AREA_MAX);
     let mut area = vec![0; BOOT_AREA_MAX];
     assert!(plan(&request, &mut area).is_ok());

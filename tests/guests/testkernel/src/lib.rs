@@ -58,21 +58,27 @@ pub mod protocol {
     /// inject a fault.
     pub const TEST_ROM: u64 = 0x000f_f000;
     pub const TEST_ROM_SIGNATURE: [u8; 8] = *b"TESSROM\0";
-    /// The rest of the legacy hole (640 KiB up to [`TEST_ROM`]) is zeroed
-    /// ROM, read-only and executable, as a PC's option-ROM area: reads
-    /// return 0 and writes are dropped like [`TEST_ROM`]'s.
+    /// The rest of the legacy hole (640 KiB up to [`TEST_ROM`]) is ROM,
+    /// read-only and executable, as a PC's option-ROM and BIOS area: writes
+    /// are dropped like [`TEST_ROM`]'s. Below [`BIOS_AREA`] it reads 0.
     pub const LEGACY_ROM: core::ops::Range<u64> = 0x000a_0000..TEST_ROM;
+    /// The BIOS read-only area (up to [`TEST_ROM`]), where the VID puts the
+    /// ACPI tables: the RSDP on a 16-byte boundary (ACPI 6.5 5.2.5.1).
+    pub const BIOS_AREA: u64 = 0x000e_0000;
 
     /// ACPI PM1a_CNT (two bytes): SLP_TYP 5 with SLP_EN powers the
     /// partition off (the VID's FADT says so).
     pub const PM1A_CNT: u16 = 0x604;
     /// The FADT's RESET_REG: writing 1 resets (ends) the partition.
     pub const RESET_PORT: u16 = 0x608;
+    /// The FADT's PM_TMR_BLK: the 32-bit ACPI PM timer (read-only).
+    pub const PM_TMR: u16 = 0x60c;
 
     /// The ports the VID emulates, (first, count): COM1, the 8259 pair and
-    /// their ELCRs, the 8254 and port 0x61, the ACPI PM1 blocks and reset
-    /// register. Every other port reads all ones and ignores writes.
-    pub const EMULATED_PORTS: [(u16, u16); 10] = [
+    /// their ELCRs, the 8254 and port 0x61, the ACPI PM1 blocks, reset
+    /// register and PM timer. Every other port reads all ones and ignores
+    /// writes.
+    pub const EMULATED_PORTS: [(u16, u16); 11] = [
         (0x20, 2),
         (0x40, 4),
         (0x61, 1),
@@ -82,6 +88,7 @@ pub mod protocol {
         (0x600, 4),
         (PM1A_CNT, 2),
         (RESET_PORT, 1),
+        (PM_TMR, 4),
         (TEST_EXIT, 1),
     ];
 
@@ -631,6 +638,8 @@ pub fn cpuid_vendor(ebx: u32, edx: u32, ecx: u32) -> Result<[u8; 12], Detail> {
     Ok(vendor)
 }
 
+pub mod acpi;
+
 /// Reading the boot information: the Multiboot v1 structures (spec §3.3).
 pub mod multiboot {
     use super::Detail;
@@ -644,6 +653,8 @@ pub mod multiboot {
     pub const FLAG_LOADER_NAME: u32 = 1 << 9;
     /// Memory-map type of usable RAM.
     pub const AVAILABLE: u32 = 1;
+    /// Memory-map type of reserved memory (ROM, firmware tables).
+    pub const RESERVED: u32 = 2;
     /// More entries than any sane memory map has.
     pub const MAX_MMAP_ENTRIES: usize = 128;
     pub const MAX_MODULES: u32 = 64;

@@ -33,7 +33,8 @@ extern "C" fn testkernel_main(magic: u32, info: u32) -> ! {
         println!("testkernel: FAIL boot information unreadable");
         hw::exit(exit::BAD_BOOT);
     };
-    let mut buf = [0u8; 256];
+    // Room for the kernel's file name the loader puts first, and options.
+    let mut buf = [0u8; 512];
     let cmdline = if boot.flags & multiboot::FLAG_CMDLINE != 0 {
         multiboot::c_string(&Mem, u64::from(boot.cmdline), &mut buf).unwrap_or("")
     } else {
@@ -109,7 +110,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::FidelityNmi => crate::fidelity::nmi(),
         Test::FidelityRtc => crate::fidelity::rtc(),
         Test::FidelityPmTimer => crate::fidelity::pm_timer(),
-        Test::FidelityAcpi => crate::fidelity::acpi(),
+        Test::FidelityAcpi => crate::fidelity::acpi(info, cmdline),
         Test::FidelityReset => crate::fidelity::reset(),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }

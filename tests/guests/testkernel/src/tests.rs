@@ -92,6 +92,19 @@ fn options_are_parsed_like_tests() {
 }
 
 #[test]
+fn the_kernels_file_name_first_on_the_command_line_is_no_option() {
+    // As the VID, GRUB (`multiboot /boot/k args`) and QEMU (`-kernel`) pass it.
+    for name in ["guest0:image", "/boot/guest-testkernel", "target/x86_64/guest-testkernel"] {
+        let line = format!("{name} tests=smp,uart cpus=2");
+        assert_eq!(names(&line), ["smp", "uart"]);
+        assert_eq!(option(&line, "cpus"), Some("2"));
+        assert_eq!(mark_option(&line), None);
+    }
+    // The name alone: every test, as with no command line.
+    assert_eq!(names("/boot/guest-testkernel").len(), Test::ALL.len());
+}
+
+#[test]
 fn the_isolation_record_is_prefix_mark_and_zeros() {
     let r = isolation::record("alpha").unwrap();
     assert_eq!(r.len(), 64);

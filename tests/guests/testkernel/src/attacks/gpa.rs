@@ -4,13 +4,14 @@
 //! raises #UD (the fetch reads all-ones bytes, `FF FF`, an undefined
 //! opcode); a GPA beyond the physical width cannot even be named in a page
 //! table (#PF, reserved bit). The legacy hole (640 KiB to 1 MiB) is ROM:
-//! zeroes and the test ROM's signature read back, writes are dropped.
+//! zeroes below the BIOS area, the firmware tables in it and the test
+//! ROM's signature read back, writes are dropped.
 
 use super::{Ctx, Failures, Outcome, PF, UD, say};
 use crate::hw::checked;
 use crate::hw::{self, state};
 use guest_testkernel::hostile::Tally;
-use guest_testkernel::protocol::{LEGACY_ROM, TEST_DEVICE, TEST_ROM, TEST_ROM_SIGNATURE, UNMAPPED_HIGH};
+use guest_testkernel::protocol::{BIOS_AREA, LEGACY_ROM, TEST_DEVICE, TEST_ROM, TEST_ROM_SIGNATURE, UNMAPPED_HIGH};
 use guest_testkernel::{Test, detail};
 
 const TEST: Test = Test::HostileGpa;
@@ -94,11 +95,16 @@ pub fn run(ctx: &Ctx) -> Outcome {
         });
     }
 
-    // The ROM: reads see it, writes are dropped.
+    // The ROM: reads see it, writes are dropped. The BIOS area holds what
+    // the VID put there (the ACPI tables), the rest of the hole zeroes.
     let signature = u64::from_le_bytes(TEST_ROM_SIGNATURE);
     for n in 0..8 {
-        let (at, expected) =
-            if n < 4 { (TEST_ROM, signature) } else { (rng.u64(LEGACY_ROM.start..LEGACY_ROM.end) & !7, 0) };
+        let (at, expected) = if n < 4 {
+            (TEST_ROM, signature)
+        } else {
+            let at = rng.u64(LEGACY_ROM.start..LEGACY_ROM.end) & !7;
+            (at, if at < BIOS_AREA { 0 } else { hw::read64(at) })
+        };
         let value = rng.u64(..);
         let wrote = checked!("mov qword ptr [rdi], rsi", in("rdi") at, in("rsi") value, options(nostack));
         t.note(true);
