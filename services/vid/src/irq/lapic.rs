@@ -337,17 +337,19 @@ impl Lapic {
 
     /// A fixed (or lowest-priority) interrupt arrives: IRR is set, and TMR
     /// says whether it is level-triggered. Dropped while the APIC is
-    /// disabled; vectors 0–15 set "receive illegal vector" instead.
-    pub fn accept(&mut self, vector: u8, level: bool) {
+    /// disabled (globally, or by software: SDM 11.4.7.2); vectors 0–15 set
+    /// "receive illegal vector" instead. True if the APIC accepted it.
+    pub fn accept(&mut self, vector: u8, level: bool) -> bool {
         if !self.enabled() {
-            return;
+            return false;
         }
         if vector < 16 {
             self.error(esr::RECEIVE_ILLEGAL_VECTOR);
-            return;
+            return false;
         }
         self.irr.set(vector, true);
         self.tmr.set(vector, level);
+        true
     }
 
     /// An NMI arrives (if the APIC is globally enabled).
@@ -476,6 +478,7 @@ impl Lapic {
         if lvt.masked() || !self.enabled() {
             return false;
         }
+        // An illegal vector raises the error interrupt instead: kicked too.
         self.accept(lvt.vector(), false);
         true
     }
