@@ -31,8 +31,10 @@ static X2APIC_ID: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The AP's turn to answer (true) and to leave (after [`DONE`]).
 static ANSWER: AtomicBool = AtomicBool::new(false);
 static DONE: AtomicBool = AtomicBool::new(false);
-/// The answer's WRMSR succeeded.
-static ANSWERED: AtomicBool = AtomicBool::new(false);
+/// The answer's WRMSR: 0 not yet, then [`SENT`] or [`FAULTED`].
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
+const SENT: u64 = 1;
+const FAULTED: u64 = 2;
 
 /// Spins (interrupts as they are) until `done()` or `ms` passed.
 fn spin_until(ms: u64, done: impl Fn() -> bool) -> bool {
@@ -80,9 +82,12 @@ pub(super) fn ipis(c: &mut Checks) {
         fail_unless(sent.is_ok() && taken, detail!("wrmsr {sent:?}, taken {taken}")),
     );
     let got = wait_for(VEC_REPLY, replies + 1, STEP_MS) - replies;
+    // The IPI may arrive before the AP has seen its WRMSR return.
+    spin_until(STEP_MS, || ANSWERED.load(Ordering::Acquire) != 0);
+    let answered = ANSWERED.load(Ordering::Acquire);
     c.require(
         "the other VP's x2APIC IPI reaches this one (SDM 11.12.10.1)",
-        fail_unless(ANSWERED.load(Ordering::Acquire) && got == 1, detail!("taken {got}")),
+        fail_unless(answered == SENT && got == 1, detail!("taken {got}, AP's WRMSR {answered}")),
     );
 }
 
@@ -110,7 +115,8 @@ extern "C" fn ap_entry(_slot: u32) -> ! {
             hw::halt_once();
         }
         // The BSP's x2APIC ID is 0 (the MADT's boot processor).
-        ANSWERED.store(wr(x2::ICR, u64::from(VEC_REPLY)).is_ok(), Ordering::Release);
+        let sent = wr(x2::ICR, u64::from(VEC_REPLY));
+        ANSWERED.store(if sent.is_ok() { SENT } else { FAULTED }, Ordering::Release);
         while !DONE.load(Ordering::Acquire) {
             hw::halt_once();
         }
