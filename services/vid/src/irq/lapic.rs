@@ -24,6 +24,8 @@ mod tests;
 /// The xAPIC page's default address.
 pub const APIC_DEFAULT_BASE: u64 = 0xfee0_0000;
 pub use x86defs::msr::IA32_APIC_BASE as MSR_APIC_BASE;
+/// CPUID.01H:EDX.APIC: an on-chip APIC, globally enabled.
+pub const CPUID_LEAF1_EDX_APIC: u32 = 1 << 9;
 /// IA32_TSC_DEADLINE.
 pub const MSR_TSC_DEADLINE: u32 = 0x6e0;
 /// The x2APIC MSR range; MSR `X2APIC_FIRST + (offset >> 4)` is the register at
@@ -265,6 +267,12 @@ impl Lapic {
     /// The xAPIC page's address, if the page is in use (xAPIC mode).
     pub fn mmio_base(&self) -> Option<u64> {
         (self.base.enable() && !self.base.x2apic()).then(|| self.base.page() << 12)
+    }
+
+    /// CPUID.01H:EDX as this VP sees it: the APIC flag (bit 9) is clear
+    /// while IA32_APIC_BASE.EN is (SDM 11.4.3).
+    pub const fn cpuid_leaf1_edx(&self, edx: u32) -> u32 {
+        if self.base.enable() { edx } else { edx & !CPUID_LEAF1_EDX_APIC }
     }
 
     pub const fn x2apic(&self) -> bool {

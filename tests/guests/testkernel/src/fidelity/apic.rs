@@ -21,6 +21,7 @@ const APIC_BASE_MSR: u32 = 0x1b;
 const BASE_EN: u64 = 1 << 11;
 const BASE_EXTD: u64 = 1 << 10;
 const TSC_DEADLINE_MSR: u32 = 0x6e0;
+const CPUID_EDX_APIC: u32 = 1 << 9;
 
 /// x2APIC MSRs (SDM 11.12.1.2, Table 11-6).
 mod x2 {
@@ -463,12 +464,18 @@ fn back_to_xapic(c: &mut Checks, base: u64) {
     );
     let disabled = wr(APIC_BASE_MSR, base & !(BASE_EN | BASE_EXTD));
     X2APIC.store(false, Ordering::Relaxed);
+    let flag_off = hw::cpuid(1, 0).edx & CPUID_EDX_APIC;
     let to_x2 = wr(APIC_BASE_MSR, base | BASE_EXTD);
     c.require(
         "APIC_BASE x2APIC -> off ok, off -> x2APIC #GP (SDM 11.12.5)",
         fail_unless(disabled.is_ok() && is_gp(to_x2), detail!("disable {disabled:?}, to x2APIC {to_x2:?}")),
     );
     let enabled = wr(APIC_BASE_MSR, base);
+    let flag_on = hw::cpuid(1, 0).edx & CPUID_EDX_APIC;
+    c.require(
+        "CPUID.01H:EDX.APIC[9] follows APIC_BASE.EN (SDM 11.4.3)",
+        fail_unless(flag_off == 0 && flag_on != 0, detail!("disabled {flag_off:#x}, enabled {flag_on:#x}")),
+    );
     let initial = hw::cpuid(1, 0).ebx >> 24;
     let id = hw::read32(hw::LAPIC_BASE + XAPIC_ID) >> 24;
     let svr = hw::read32(hw::LAPIC_BASE + XAPIC_SVR);
