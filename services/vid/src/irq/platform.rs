@@ -265,7 +265,9 @@ impl Interrupts {
     }
 
     /// Delivers a message. Lowest priority goes to the lowest-numbered VP
-    /// of the destinations, as fixed.
+    /// of the destinations whose APIC is software-enabled (as KVM picks
+    /// among those; SDM 11.6.2.4 leaves the arbitration to the model), as
+    /// fixed.
     pub fn deliver(&mut self, source: Option<u32>, message: Message) -> Effects {
         self.deliver_counted(source, message).0
     }
@@ -285,7 +287,8 @@ impl Interrupts {
     fn deliver_counted(&mut self, source: Option<u32>, message: Message) -> (Effects, bool) {
         let mut targets = self.destinations(source, message.dest);
         if message.mode == DeliveryMode::LOWEST_PRIORITY {
-            targets = targets.iter().next().map_or(VpSet::default(), |vp| VpSet(1 << vp));
+            let enabled = targets.iter().find(|&vp| self.lapics[vp as usize].enabled());
+            targets = enabled.or(targets.iter().next()).map_or(VpSet::default(), |vp| VpSet(1 << vp));
         }
         let mut effects = Effects::default();
         let mut accepted = false;

@@ -289,3 +289,19 @@ fn x2apic_ipis_physical_logical_cluster_and_self() {
     // The xAPIC page is gone in x2APIC mode: reads all ones.
     assert_eq!(p.mmio_read(0, APIC + u64::from(reg::ID), 4, 0), Some(0xffff_ffff));
 }
+
+#[test]
+fn lowest_priority_skips_software_disabled_apics() {
+    let mut p = platform(3);
+    for vp in 0..3 {
+        apic_write(&mut p, vp, reg::LDR, 0x0100_0000 << vp);
+    }
+    apic_write(&mut p, 1, reg::SVR, 0xff);
+    // Logical VPs 1 and 2: VP 1 cannot accept, so VP 2 takes it.
+    assert_eq!(ipi(&mut p, 0, 0x06, 0x4953).kick, kicked(&[2]));
+    assert!(p.lapic(2).unwrap().irr().get(0x53));
+    // A level I/O APIC message to lowest priority, likewise accepted.
+    route(&mut p, 12, 0x8000 | 0x900 | 0x5c, 0x06);
+    assert_eq!(p.set_gsi(12, true).kick, kicked(&[2]));
+    assert!(p.ioapic().entry(12).unwrap().remote_irr());
+}
