@@ -17,9 +17,10 @@ pub const SIGNATURE: u32 = 0x0000_0611;
 /// PGE, CMOV, MMX, FXSR, SSE, SSE2. No MTRR, MCE, PAT or SEP (not emulated).
 pub const LEAF1_EDX: u32 =
     1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 9 | 1 << 13 | 1 << 15 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26;
-/// Leaf 1 ECX: SSE3; the hypervisor-present bit ([`LEAF1_ECX_HYPERVISOR`])
-/// is added when the profile has enlightenments.
-pub const LEAF1_ECX: u32 = 1;
+/// Leaf 1 ECX: SSE3, x2APIC (bit 21) and TSC-deadline (bit 24), both
+/// emulated by the VID's local APIC; the hypervisor-present bit
+/// ([`LEAF1_ECX_HYPERVISOR`]) is added when the profile has enlightenments.
+pub const LEAF1_ECX: u32 = 1 | 1 << 21 | 1 << 24;
 /// Leaf 1 ECX bit 31: a hypervisor is present (TLFS 2.2).
 pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// Leaf 1 EBX: CLFLUSH line size 8 quadwords, one logical processor, APIC

@@ -590,7 +590,13 @@ impl Vmm {
                     return fail(h.rip);
                 }
                 let (profile, os) = (self.synthetic.profile(), self.synthetic.guest_os_id());
-                let [a, b, cx, d] = cpuid_for_vp(profile, os, self.topology, h.vp_index, c.rax as u32, c.rcx as u32);
+                let [a, b, cx, mut d] =
+                    cpuid_for_vp(profile, os, self.topology, h.vp_index, c.rax as u32, c.rcx as u32);
+                if c.rax as u32 == 1
+                    && let Some(lapic) = self.irq.lapic(h.vp_index)
+                {
+                    d = lapic.cpuid_leaf1_edx(d);
+                }
                 resume(&[
                     (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into())),
                     (HvRegisterName::RAX, a.into()),

@@ -316,6 +316,13 @@ fn cpuid_answers_from_the_table() {
     assert_eq!(get(&a, HvRegisterName::RCX).unwrap() >> 31, 0, "no hypervisor bit before the TLFS leaves");
     let (a, _) = run(&mut vmm, &mut g, cpuid(0x4000_0000));
     assert_eq!(get(&a, HvRegisterName::RBX), Some(0));
+    // The APIC flag follows IA32_APIC_BASE.EN (SDM 11.4.3).
+    let apic = |a: &Action| get(a, HvRegisterName::RDX).unwrap() & (1 << 9) != 0;
+    assert!(apic(&run(&mut vmm, &mut g, cpuid(1)).0));
+    run(&mut vmm, &mut g, msr(0x1b, true, 0xfee0_0100, true));
+    assert!(!apic(&run(&mut vmm, &mut g, cpuid(1)).0));
+    run(&mut vmm, &mut g, msr(0x1b, true, 0xfee0_0900, true));
+    assert!(apic(&run(&mut vmm, &mut g, cpuid(1)).0));
 }
 
 fn msr(number: u32, write: bool, value: u64, lma: bool) -> HvMessageBody {

@@ -4,10 +4,14 @@
 //!
 //! An input is asserted or not ([`Ioapic::set_irq`]); the polarity bit
 //! describes the wire to the guest and is not applied. An edge entry sends
-//! on assertion while unmasked (a masked edge is lost); a level entry sends
-//! while asserted, unmasked and without remote IRR, which it then sets
-//! until the EOI of its vector. What is sent is a [`Message`] the caller
-//! routes to the local APICs.
+//! on assertion while unmasked (a masked edge is lost) and ignores remote
+//! IRR; a level entry sends while asserted, unmasked and without remote
+//! IRR, which it then sets until the EOI of its vector (a local APIC's EOI
+//! broadcast: [`Ioapic::eoi`]); if the line is still asserted then, it
+//! sends again. What is sent is a [`Message`] the caller routes to the
+//! local APICs; if none accepts a level one (all disabled),
+//! [`Ioapic::not_accepted`] clears its remote IRR again. Delivery is
+//! immediate, so an entry's delivery status reads 0 (idle).
 
 use super::{DeliveryMode, Destination, Message};
 use bitfield_struct::bitfield;
@@ -126,8 +130,9 @@ impl Ioapic {
     }
 
     /// A write at `offset`: IOREGSEL takes 1- or 4-byte writes, IOWIN
-    /// 4-byte ones. Unmasking an asserted level input sends its message.
-    pub fn mmio_write(&mut self, offset: u64, size: u8, value: u64) -> Option<Message> {
+    /// 4-byte ones. Unmasking an asserted level input sends its message
+    /// (returned with its pin).
+    pub fn mmio_write(&mut self, offset: u64, size: u8, value: u64) -> Option<(usize, Message)> {
         match (offset & 0xfff, size) {
             (IOREGSEL, 1 | 4) => self.select = value as u8,
             (IOWIN, 4) => return self.write_register(self.select, value as u32),
@@ -136,7 +141,7 @@ impl Ioapic {
         None
     }
 
-    fn write_register(&mut self, index: u8, value: u32) -> Option<Message> {
+    fn write_register(&mut self, index: u8, value: u32) -> Option<(usize, Message)> {
         match index {
             REG_ID => self.id = (value >> 24) & 0xf,
             0x10..=0x3f => {
@@ -152,7 +157,7 @@ impl Ioapic {
                     entry.set_remote_irr(false);
                 }
                 self.entries[pin] = entry;
-                return self.service(pin);
+                return self.service(pin).map(|m| (pin, m));
             }
             _ => {}
         }
@@ -188,16 +193,24 @@ impl Ioapic {
     }
 
     /// The EOI broadcast of `vector`: level entries with that vector drop
-    /// remote IRR, and those still asserted send again (`send`).
-    pub fn eoi(&mut self, vector: u8, mut send: impl FnMut(Message)) {
+    /// remote IRR, and those still asserted send again (`send`, with the pin).
+    pub fn eoi(&mut self, vector: u8, mut send: impl FnMut(usize, Message)) {
         for pin in 0..PINS {
             let entry = &mut self.entries[pin];
             if entry.level() && entry.remote_irr() && entry.vector() == vector {
                 entry.set_remote_irr(false);
                 if let Some(message) = self.service(pin) {
-                    send(message);
+                    send(pin, message);
                 }
             }
+        }
+    }
+
+    /// No local APIC accepted pin `pin`'s level message: remote IRR is set
+    /// only by an acceptance (82093AA 3.2.4), so no EOI will come for it.
+    pub fn not_accepted(&mut self, pin: usize) {
+        if let Some(entry) = self.entries.get_mut(pin) {
+            entry.set_remote_irr(false);
         }
     }
 }

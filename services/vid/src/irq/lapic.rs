@@ -24,6 +24,8 @@ mod tests;
 /// The xAPIC page's default address.
 pub const APIC_DEFAULT_BASE: u64 = 0xfee0_0000;
 pub use x86defs::msr::IA32_APIC_BASE as MSR_APIC_BASE;
+/// CPUID.01H:EDX.APIC: an on-chip APIC, globally enabled.
+pub const CPUID_LEAF1_EDX_APIC: u32 = 1 << 9;
 /// IA32_TSC_DEADLINE.
 pub const MSR_TSC_DEADLINE: u32 = 0x6e0;
 /// The x2APIC MSR range; MSR `X2APIC_FIRST + (offset >> 4)` is the register at
@@ -267,6 +269,12 @@ impl Lapic {
         (self.base.enable() && !self.base.x2apic()).then(|| self.base.page() << 12)
     }
 
+    /// CPUID.01H:EDX as this VP sees it: the APIC flag (bit 9) is clear
+    /// while IA32_APIC_BASE.EN is (SDM 11.4.3).
+    pub const fn cpuid_leaf1_edx(&self, edx: u32) -> u32 {
+        if self.base.enable() { edx } else { edx & !CPUID_LEAF1_EDX_APIC }
+    }
+
     pub const fn x2apic(&self) -> bool {
         self.base.x2apic()
     }
@@ -337,17 +345,19 @@ impl Lapic {
 
     /// A fixed (or lowest-priority) interrupt arrives: IRR is set, and TMR
     /// says whether it is level-triggered. Dropped while the APIC is
-    /// disabled; vectors 0–15 set "receive illegal vector" instead.
-    pub fn accept(&mut self, vector: u8, level: bool) {
+    /// disabled (globally, or by software: SDM 11.4.7.2); vectors 0–15 set
+    /// "receive illegal vector" instead. True if the APIC accepted it.
+    pub fn accept(&mut self, vector: u8, level: bool) -> bool {
         if !self.enabled() {
-            return;
+            return false;
         }
         if vector < 16 {
             self.error(esr::RECEIVE_ILLEGAL_VECTOR);
-            return;
+            return false;
         }
         self.irr.set(vector, true);
         self.tmr.set(vector, level);
+        true
     }
 
     /// An NMI arrives (if the APIC is globally enabled).
@@ -476,6 +486,7 @@ impl Lapic {
         if lvt.masked() || !self.enabled() {
             return false;
         }
+        // An illegal vector raises the error interrupt instead: kicked too.
         self.accept(lvt.vector(), false);
         true
     }

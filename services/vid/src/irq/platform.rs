@@ -140,7 +140,7 @@ impl Interrupts {
     pub fn mmio_write(&mut self, vp: u32, gpa: u64, size: u8, value: u64, now: u64) -> Option<Effects> {
         if Ioapic::claims(gpa) {
             let sent = self.ioapic.mmio_write(gpa & 0xfff, size, value);
-            return Some(sent.map_or_else(Effects::default, |m| self.deliver(None, m)));
+            return Some(sent.map_or_else(Effects::default, |(pin, m)| self.redirect(pin, m)));
         }
         let Some(lapic) = self.own_apic_page(vp, gpa)? else {
             return Some(Effects::default());
@@ -223,13 +223,13 @@ impl Interrupts {
             LapicEffect::None => Effects::default(),
             LapicEffect::Ipi(message) => self.deliver(Some(vp), message),
             LapicEffect::LevelEoi(vector) => {
-                let mut resent = heapless::Vec::<Message, { ioapic::PINS }>::new();
-                self.ioapic.eoi(vector, |m| {
-                    let _ = resent.push(m);
+                let mut resent = heapless::Vec::<(usize, Message), { ioapic::PINS }>::new();
+                self.ioapic.eoi(vector, |pin, m| {
+                    let _ = resent.push((pin, m));
                 });
                 let mut effects = Effects::default();
-                for m in resent {
-                    effects.merge(self.deliver(None, m));
+                for (pin, m) in resent {
+                    effects.merge(self.redirect(pin, m));
                 }
                 effects
             }
@@ -265,18 +265,38 @@ impl Interrupts {
     }
 
     /// Delivers a message. Lowest priority goes to the lowest-numbered VP
-    /// of the destinations, as fixed.
+    /// of the destinations whose APIC is software-enabled (as KVM picks
+    /// among those; SDM 11.6.2.4 leaves the arbitration to the model), as
+    /// fixed.
     pub fn deliver(&mut self, source: Option<u32>, message: Message) -> Effects {
+        self.deliver_counted(source, message).0
+    }
+
+    /// Delivers I/O APIC pin `pin`'s message; a level one no APIC accepted
+    /// leaves its remote IRR clear.
+    fn redirect(&mut self, pin: usize, message: Message) -> Effects {
+        let (effects, accepted) = self.deliver_counted(None, message);
+        if message.level && !accepted {
+            self.ioapic.not_accepted(pin);
+        }
+        effects
+    }
+
+    /// [`Interrupts::deliver`], and whether a fixed or lowest-priority
+    /// message was accepted by some APIC.
+    fn deliver_counted(&mut self, source: Option<u32>, message: Message) -> (Effects, bool) {
         let mut targets = self.destinations(source, message.dest);
         if message.mode == DeliveryMode::LOWEST_PRIORITY {
-            targets = targets.iter().next().map_or(VpSet::default(), |vp| VpSet(1 << vp));
+            let enabled = targets.iter().find(|&vp| self.lapics[vp as usize].enabled());
+            targets = enabled.or(targets.iter().next()).map_or(VpSet::default(), |vp| VpSet(1 << vp));
         }
         let mut effects = Effects::default();
+        let mut accepted = false;
         for vp in targets.iter() {
             let lapic = &mut self.lapics[vp as usize];
             match message.mode {
                 DeliveryMode::FIXED | DeliveryMode::LOWEST_PRIORITY => {
-                    lapic.accept(message.vector, message.level);
+                    accepted |= lapic.accept(message.vector, message.level);
                     effects.kick.insert(vp);
                 }
                 DeliveryMode::NMI => {
@@ -296,7 +316,7 @@ impl Interrupts {
                 _ => {}
             }
         }
-        effects
+        (effects, accepted)
     }
 
     /// VPs whose LINT0 passes the PIC's request, if it has one.
@@ -314,7 +334,7 @@ impl Interrupts {
         self.pic.set_irq(irq, level);
         let mut effects = self.kick_extint();
         if let Some(m) = self.ioapic.set_irq(isa_gsi(irq), level) {
-            effects.merge(self.deliver(None, m));
+            effects.merge(self.redirect(isa_gsi(irq), m));
         }
         effects
     }
@@ -322,7 +342,7 @@ impl Interrupts {
     /// I/O APIC pin `gsi` is at `level` (for GSIs 16–23).
     pub fn set_gsi(&mut self, gsi: usize, level: bool) -> Effects {
         match self.ioapic.set_irq(gsi, level) {
-            Some(m) => self.deliver(None, m),
+            Some(m) => self.redirect(gsi, m),
             None => Effects::default(),
         }
     }

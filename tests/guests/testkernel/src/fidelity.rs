@@ -16,6 +16,7 @@ mod reset;
 mod rtc;
 
 pub use acpi::run as acpi;
+pub use apic::interrupt as apic_interrupt;
 pub use apic::run as apic;
 pub use cpuid::run as cpuid;
 pub use cr::run as cr;

@@ -7,7 +7,10 @@ fn read(io: &mut Ioapic, index: u8) -> u32 {
 
 fn write(io: &mut Ioapic, index: u8, value: u32) -> Option<Message> {
     io.mmio_write(IOREGSEL, 4, u64::from(index));
-    io.mmio_write(IOWIN, 4, u64::from(value))
+    io.mmio_write(IOWIN, 4, u64::from(value)).map(|(pin, m)| {
+        assert_eq!(usize::from(index - REG_REDIRECTION) / 2, pin);
+        m
+    })
 }
 
 /// Programs pin `pin`'s entry: low half then high half (destination).
@@ -81,15 +84,15 @@ fn level_inputs_and_remote_irr() {
     // Still asserted, remote IRR set: nothing more until the EOI.
     assert_eq!(io.set_irq(10, true), None);
     let mut resent = heapless::Vec::<Message, 4>::new();
-    io.eoi(0x3b, |m| resent.push(m).unwrap());
+    io.eoi(0x3b, |_, m| resent.push(m).unwrap());
     assert!(resent.is_empty());
-    io.eoi(0x3a, |m| resent.push(m).unwrap());
+    io.eoi(0x3a, |_, m| resent.push(m).unwrap());
     assert_eq!(resent.first().copied(), sent);
     assert!(io.entry(10).unwrap().remote_irr());
     // De-asserted before the EOI: remote IRR just clears.
     io.set_irq(10, false);
     resent.clear();
-    io.eoi(0x3a, |m| resent.push(m).unwrap());
+    io.eoi(0x3a, |_, m| resent.push(m).unwrap());
     assert!(resent.is_empty());
     assert!(!io.entry(10).unwrap().remote_irr());
 }
@@ -104,4 +107,40 @@ fn unmasking_an_asserted_level_input_sends() {
     // Switching to edge drops remote IRR.
     program(&mut io, 16, 0x50 | 0x800, 0x03);
     assert!(!io.entry(16).unwrap().remote_irr());
+}
+
+#[test]
+fn edge_entries_ignore_remote_irr() {
+    // 82093AA 3.2.4: remote IRR is defined for level entries only.
+    let mut io = Ioapic::new();
+    program(&mut io, 3, 0x8000 | 0x33, 0);
+    assert_eq!(io.set_irq(3, true), fixed(0x33, true, Destination::Physical(0)));
+    // To edge: remote IRR drops, and each rising edge sends.
+    program(&mut io, 3, 0x33, 0);
+    io.set_irq(3, false);
+    assert_eq!(io.set_irq(3, true), fixed(0x33, false, Destination::Physical(0)));
+    io.set_irq(3, false);
+    assert_eq!(io.set_irq(3, true), fixed(0x33, false, Destination::Physical(0)));
+    assert!(!io.entry(3).unwrap().remote_irr());
+    // An EOI of its vector changes nothing for an edge entry.
+    let mut resent = heapless::Vec::<Message, 4>::new();
+    io.eoi(0x33, |_, m| resent.push(m).unwrap());
+    assert!(resent.is_empty());
+}
+
+#[test]
+fn masked_level_input_waits_and_eoi_names_the_pin() {
+    let mut io = Ioapic::new();
+    program(&mut io, 9, 0x1_8000 | 0x49, 1);
+    // Masked: nothing is sent, remote IRR stays clear, delivery status idle.
+    assert_eq!(io.set_irq(9, true), None);
+    assert_eq!(read(&mut io, REG_REDIRECTION + 18) & (1 << 14 | 1 << 12), 0);
+    assert_eq!(program(&mut io, 9, 0x8000 | 0x49, 1), fixed(0x49, true, Destination::Physical(1)));
+    let mut resent = heapless::Vec::<(usize, Message), 4>::new();
+    io.eoi(0x49, |pin, m| resent.push((pin, m)).unwrap());
+    assert_eq!(resent.as_slice(), &[(9, fixed(0x49, true, Destination::Physical(1)).unwrap())]);
+    // Nobody accepted it: remote IRR clears, and the next event sends again.
+    io.not_accepted(9);
+    assert!(!io.entry(9).unwrap().remote_irr());
+    assert_eq!(io.set_irq(9, true), fixed(0x49, true, Destination::Physical(1)));
 }

@@ -519,3 +519,132 @@ fn a_withdrawn_lazy_eoi_leaves_the_vector_in_service() {
     l.init();
     assert!(!l.lazy_eoi());
 }
+
+#[test]
+fn tsc_deadline_past_zero_and_other_modes() {
+    // SDM 11.5.4.1: the timer fires when the TSC reaches the deadline; a
+    // deadline already past fires at once; writing 0 disarms.
+    let mut l = enabled(0);
+    write(&mut l, reg::LVT_TIMER, 2 << 17 | 0xe0, 0);
+    l.msr_write(MSR_TSC_DEADLINE, 100, 0);
+    assert_eq!(l.next_deadline(), Some(100));
+    assert!(l.poll(5_000));
+    l.acknowledge(0xe0);
+    write(&mut l, reg::EOI, 0, 0);
+    l.msr_write(MSR_TSC_DEADLINE, 9_000, 5_000);
+    l.msr_write(MSR_TSC_DEADLINE, 0, 5_000);
+    assert_eq!(l.next_deadline(), None);
+    assert!(!l.poll(10_000));
+    assert_eq!(l.irr().highest(), None);
+    // Initial count is ignored and current count reads 0 in this mode.
+    write(&mut l, reg::TIMER_INITIAL, 50, 0);
+    assert_eq!((read(&mut l, reg::TIMER_INITIAL, 0), read(&mut l, reg::TIMER_CURRENT, 0)), (0, 0));
+    // One-shot mode: the MSR reads 0 and ignores writes; the count runs.
+    l.msr_write(MSR_TSC_DEADLINE, 20_000, 10_000);
+    write(&mut l, reg::LVT_TIMER, 0xe0, 10_000);
+    assert_eq!(l.msr_read(MSR_TSC_DEADLINE, 10_000), Some(Ok(0)));
+    l.msr_write(MSR_TSC_DEADLINE, 30_000, 10_000);
+    write(&mut l, reg::LVT_TIMER, 2 << 17 | 0xe0, 10_000);
+    assert_eq!(l.msr_read(MSR_TSC_DEADLINE, 10_000), Some(Ok(0)));
+    assert_eq!(l.next_deadline(), None);
+}
+
+#[test]
+fn masked_timer_still_counts() {
+    // SDM 11.5.1: the mask inhibits the interrupt, not the count.
+    let mut l = enabled(0);
+    write(&mut l, reg::LVT_TIMER, 0x1_0040, 0);
+    write(&mut l, reg::TIMER_DIVIDE, 0xb, 0);
+    write(&mut l, reg::TIMER_INITIAL, 1000, 0);
+    assert_eq!(read(&mut l, reg::TIMER_CURRENT, 4_000), 600);
+    assert_eq!(read(&mut l, reg::TIMER_CURRENT, 20_000), 0);
+    // TSC-deadline mode too: the deadline passes and disarms, silently.
+    write(&mut l, reg::LVT_TIMER, 0x5_0041, 20_000);
+    l.msr_write(MSR_TSC_DEADLINE, 21_000, 20_000);
+    assert_eq!(l.msr_read(MSR_TSC_DEADLINE, 22_000), Some(Ok(0)));
+    write(&mut l, reg::LVT_TIMER, 0x4_0041, 22_000);
+    assert_eq!(l.next_deadline(), None);
+    assert_eq!(l.irr().highest(), None);
+}
+
+#[test]
+fn ppr_is_the_higher_class_of_tpr_and_isrv() {
+    // SDM 11.8.3.1: PPR = TPR if TPR[7:4] >= ISRV[7:4], else ISRV[7:4]:0;
+    // a vector is delivered only if its class is above PPR[7:4].
+    let mut l = enabled(0);
+    l.accept(0x61, false);
+    l.acknowledge(0x61);
+    write(&mut l, reg::TPR, 0x65, 0);
+    assert_eq!(read(&mut l, reg::PPR, 0), 0x65);
+    write(&mut l, reg::TPR, 0x5f, 0);
+    assert_eq!(read(&mut l, reg::PPR, 0), 0x60);
+    // Same class as PPR: held; one class higher: delivered.
+    l.accept(0x6f, false);
+    assert_eq!(l.pending_vector(true, false), None);
+    l.accept(0x70, false);
+    assert_eq!(l.pending_vector(true, false), Some(0x70));
+    write(&mut l, reg::EOI, 0, 0);
+    write(&mut l, reg::TPR, 0x70, 0);
+    assert_eq!(read(&mut l, reg::PPR, 0), 0x70);
+    assert_eq!(l.pending_vector(true, false), None);
+    write(&mut l, reg::TPR, 0x60, 0);
+    assert_eq!(l.pending_vector(true, false), Some(0x70));
+}
+
+#[test]
+fn software_disabled_apic() {
+    // SDM 11.4.7.2: fixed interrupts are not accepted, the IRR and ISR are
+    // held, LVT entries stay masked, NMI, INIT and SIPI are still taken
+    // and IPIs can still be sent.
+    let mut l = enabled(1);
+    l.accept(0x80, false);
+    l.accept(0x90, false);
+    l.acknowledge(0x90);
+    write(&mut l, 0x360, 0x400, 0);
+    write(&mut l, reg::SVR, 0xff, 0);
+    assert!(!l.enabled());
+    assert!(!l.accept(0xa0, false));
+    assert!(l.irr().get(0x80) && l.isr().get(0x90));
+    assert!(l.lvt(LVT_LINT1).masked());
+    l.accept_nmi();
+    assert!(l.nmi_pending());
+    assert_eq!(ipi(&mut l, 0, 0x4_4041), msg(DeliveryMode::FIXED, 0x41, Destination::SelfOnly));
+    // Enabled again: the masks stay until software clears them.
+    write(&mut l, reg::SVR, 0x1ff, 0);
+    assert!(l.lvt(LVT_LINT1).masked());
+    write(&mut l, reg::EOI, 0, 0);
+    assert_eq!(l.pending_vector(true, false), Some(0x80));
+}
+
+#[test]
+fn no_eoi_broadcast_suppression_or_focus_checking_beyond_the_version() {
+    // SDM 11.8.5: SVR bit 12 exists only if version bit 24 says so; the
+    // I/O APIC (version 0x11) has no EOI register, so it is not offered.
+    let mut l = enabled(0);
+    assert_eq!(read(&mut l, reg::VERSION, 0) & 1 << 24, 0);
+    write(&mut l, reg::SVR, 0x11ff, 0);
+    assert_eq!(read(&mut l, reg::SVR, 0), 0x1ff);
+    let mut x2 = x2apic(0);
+    assert_eq!(x2.msr_write(0x80f, 0x11ff, 0), Some(GP));
+    // Level EOIs are always broadcast.
+    x2.accept(0x44, true);
+    x2.acknowledge(0x44);
+    assert_eq!(x2.msr_write(0x80b, 0, 0), Some(Ok(LapicEffect::LevelEoi(0x44))));
+}
+
+#[test]
+fn x2apic_id_ldr_and_no_dfr() {
+    // SDM 11.12.2: ID = the initial APIC ID, read-only; 11.12.10.2: LDR
+    // derived from it, read-only; DFR does not exist.
+    let mut l = enabled(0x13);
+    write(&mut l, reg::ID, 0x0500_0000, 0);
+    let base = l.base().with_x2apic(true).into_bits();
+    l.msr_write(MSR_APIC_BASE, base, 0).unwrap().unwrap();
+    assert_eq!(l.msr_read(0x802, 0), Some(Ok(0x13)));
+    assert_eq!(l.apic_id(), 0x13);
+    assert_eq!(l.msr_read(0x80d, 0), Some(Ok(1 << 16 | 1 << 3)));
+    assert_eq!(l.msr_write(0x80d, 0, 0), Some(GP));
+    assert_eq!(l.msr_read(0x80e, 0), Some(Err(GeneralProtection)));
+    assert_eq!(l.msr_write(0x80e, u64::from(u32::MAX), 0), Some(GP));
+    assert!(l.matches_logical(1 << 16 | 1 << 3) && !l.matches_logical(1 << 3) && !l.matches_logical(1 << 16 | 1 << 4));
+}

@@ -230,3 +230,78 @@ fn isa_irqs_reach_both_controllers() {
     apic_write(&mut p, 0, 0x350, 0x1_0700);
     assert_eq!(p.highest_pending(0, OPEN), Some(Interrupt::Fixed(0x34)));
 }
+
+#[test]
+fn level_remote_irr_holds_until_the_eoi_and_needs_an_acceptance() {
+    let mut p = platform(2);
+    route(&mut p, 11, 0x8000 | 0x3b, 1);
+    assert_eq!(p.set_gsi(11, true).kick, kicked(&[1]));
+    p.acknowledge(1, Interrupt::Fixed(0x3b));
+    // Remote IRR set: a new assertion sends nothing until the EOI.
+    p.set_gsi(11, false);
+    assert_eq!(p.set_gsi(11, true), Effects::default());
+    assert!(p.ioapic().entry(11).unwrap().remote_irr());
+    assert_eq!(apic_write(&mut p, 1, reg::EOI, 0).kick, kicked(&[1]));
+    p.acknowledge(1, Interrupt::Fixed(0x3b));
+    p.set_gsi(11, false);
+    apic_write(&mut p, 1, reg::EOI, 0);
+    // VP 1's APIC software-disabled (SDM 11.4.7.2): it accepts nothing, so
+    // remote IRR stays clear and no EOI is awaited.
+    apic_write(&mut p, 1, reg::SVR, 0xff);
+    p.set_gsi(11, true);
+    assert!(!p.ioapic().entry(11).unwrap().remote_irr());
+    assert!(!p.lapic(1).unwrap().irr().get(0x3b));
+    // Enabled again: the next assertion is delivered.
+    apic_write(&mut p, 1, reg::SVR, 0x1ff);
+    p.set_gsi(11, false);
+    assert_eq!(p.set_gsi(11, true).kick, kicked(&[1]));
+    assert!(p.ioapic().entry(11).unwrap().remote_irr());
+}
+
+fn to_x2apic(p: &mut Interrupts, vp: u32) {
+    let base = p.lapic(vp).unwrap().base().with_x2apic(true).into_bits();
+    p.msr_write(vp, lapic::MSR_APIC_BASE, base, 0).unwrap().unwrap();
+}
+
+#[test]
+fn x2apic_ipis_physical_logical_cluster_and_self() {
+    // SDM 11.12.10: x2APIC ID = VP index, LDR = cluster (ID >> 4) in
+    // 31:16 and bit (ID & 15) in 15:0.
+    let mut p = platform(3);
+    for vp in 0..3 {
+        to_x2apic(&mut p, vp);
+    }
+    let icr = |p: &mut Interrupts, from: u32, value: u64| p.msr_write(from, 0x830, value, 0).unwrap().unwrap().kick;
+    assert_eq!(icr(&mut p, 0, 2 << 32 | 0x60), kicked(&[2]));
+    assert_eq!(p.highest_pending(2, OPEN), Some(Interrupt::Fixed(0x60)));
+    // Logical: cluster 0, members 1 and 2 (bits 1 and 2).
+    assert_eq!(icr(&mut p, 0, 0b110 << 32 | 0x861), kicked(&[1, 2]));
+    assert!(p.lapic(1).unwrap().irr().get(0x61));
+    // Cluster 1 has nobody; bit 0 of cluster 0 is VP 0.
+    assert_eq!(icr(&mut p, 0, 1 << 48 | 0b111 << 32 | 0x862), kicked(&[]));
+    assert_eq!(icr(&mut p, 1, 0b1 << 32 | 0x863), kicked(&[0]));
+    // Broadcast in either mode.
+    assert_eq!(icr(&mut p, 1, 0xffff_ffff << 32 | 0x864), kicked(&[0, 1, 2]));
+    assert_eq!(icr(&mut p, 1, 0xffff_ffff << 32 | 0x865), kicked(&[0, 1, 2]));
+    // SELF IPI: the sender only, delivered like a fixed edge interrupt.
+    assert_eq!(p.msr_write(2, 0x83f, 0x70, 0).unwrap().unwrap().kick, kicked(&[2]));
+    assert_eq!(p.highest_pending(2, OPEN), Some(Interrupt::Fixed(0x70)));
+    // The xAPIC page is gone in x2APIC mode: reads all ones.
+    assert_eq!(p.mmio_read(0, APIC + u64::from(reg::ID), 4, 0), Some(0xffff_ffff));
+}
+
+#[test]
+fn lowest_priority_skips_software_disabled_apics() {
+    let mut p = platform(3);
+    for vp in 0..3 {
+        apic_write(&mut p, vp, reg::LDR, 0x0100_0000 << vp);
+    }
+    apic_write(&mut p, 1, reg::SVR, 0xff);
+    // Logical VPs 1 and 2: VP 1 cannot accept, so VP 2 takes it.
+    assert_eq!(ipi(&mut p, 0, 0x06, 0x4953).kick, kicked(&[2]));
+    assert!(p.lapic(2).unwrap().irr().get(0x53));
+    // A level I/O APIC message to lowest priority, likewise accepted.
+    route(&mut p, 12, 0x8000 | 0x900 | 0x5c, 0x06);
+    assert_eq!(p.set_gsi(12, true).kick, kicked(&[2]));
+    assert!(p.ioapic().entry(12).unwrap().remote_irr());
+}
