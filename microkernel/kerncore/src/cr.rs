@@ -14,7 +14,7 @@ mod decode;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{Decoded, decode};
+pub use decode::{Decoded, MAX_LENGTH as MAX_INSTRUCTION_LENGTH, decode};
 
 use x86defs::{EFER_LMA, EFER_LME};
 
@@ -241,8 +241,8 @@ fn write_cr4(state: CrState, context: &CrContext, cr4: u64) -> Result<Applied, G
     if cr4 & cr4::CET != 0 && state.cr0 & cr0::WP == 0 {
         return fault;
     }
-    let load_pdptes = pae_paging(state.cr0, cr4, state.efer)
-        && changed & (cr4::PAE | cr4::PGE | cr4::PSE | cr4::SMEP) != 0;
+    let load_pdptes =
+        pae_paging(state.cr0, cr4, state.efer) && changed & (cr4::PAE | cr4::PGE | cr4::PSE | cr4::SMEP) != 0;
     Ok(Applied { state: CrState { cr4, ..state }, load_pdptes })
 }
 

@@ -9,10 +9,19 @@ pub const MAX_LENGTH: usize = 15;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded {
     /// MOV to CR`cr` from the general-purpose register numbered `gpr`.
-    MovToCr { cr: u8, gpr: u8, length: u8 },
-    Clts { length: u8 },
+    MovToCr {
+        cr: u8,
+        gpr: u8,
+        length: u8,
+    },
+    Clts {
+        length: u8,
+    },
     /// LMSW from the general-purpose register numbered `gpr`.
-    Lmsw { gpr: u8, length: u8 },
+    Lmsw {
+        gpr: u8,
+        length: u8,
+    },
 }
 
 /// Decodes the instruction at the start of `bytes`, fetched in 64-bit mode

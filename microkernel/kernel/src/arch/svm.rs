@@ -282,6 +282,9 @@ fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
             .with_mwait(true)
             .with_xsetbv(true);
         c.dr_intercepts = all_registers();
+        // CR0 and CR4 writes (MOV, CLTS, LMSW) exit for ring 0 to check
+        // them as the SDM and the APM say: QEMU's TCG does not.
+        c.cr_intercepts = RegisterIntercepts::new().with_writes(1 << 0 | 1 << 4);
         c.iopm_base_pa = host.iopm;
         c.msrpm_base_pa = host.msrpm;
         // Replaced by the VP's own ASID at each entry (`run`).
@@ -376,7 +379,7 @@ fn clear_gif() {
 /// come from the instruction's shortest encoding (IOIO gives the next RIP
 /// in EXITINFO2); `run` prefers the next RIP where the CPU saves it.
 fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
-    use super::vm::{Access, Exit, ExitReason};
+    use super::vm::{Access, CrAccess, Exit, ExitReason};
     let (reason, length) = match code {
         SvmExitCode::INTR => (ExitReason::HostInterrupt, 0),
         // The NMI stays pending until the world switch's STGI, where the
@@ -413,6 +416,9 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         SvmExitCode::RDPMC => (ExitReason::Rdpmc, instruction_length::RDPMC),
         code if code.is_not_offered_instruction() => (ExitReason::NotOffered, 0),
         code if code.is_dr_access() => (ExitReason::DebugRegister, 0),
+        // Decoded by ring 0 (no decode assists in QEMU), length included.
+        SvmExitCode::WRITE_CR0 => (ExitReason::ControlRegister(CrAccess::Undecoded { cr: 0 }), 0),
+        SvmExitCode::WRITE_CR4 => (ExitReason::ControlRegister(CrAccess::Undecoded { cr: 4 }), 0),
         // The CPU has updated DR6 (and cleared DR7.GD) in the VMCB already:
         // the #DB only remains to be delivered. #AC's error code (0) is in
         // EXITINFO1.
@@ -566,6 +572,9 @@ impl VpOps for Vp {
     fn intercept_debug_registers(&mut self, on: bool) {
         intercept_debug_registers(self.vmcb.start(), on);
     }
+
+    /// The VMCB has no PDPTEs: a PAE guest's table walk reads them.
+    fn set_pdptes(&mut self, _: [u64; 4]) {}
 
     fn leave_cpu(&mut self) -> u64 {
         // A VMCB is memory only (no clean bits are set): nothing to clear.

@@ -47,16 +47,18 @@ pub(super) struct Vmx {
 }
 
 impl Vmx {
-    /// CR0 bits the host owns: those fixed to 0. The guest reads them from
-    /// the read shadow; writing a value that differs there exits.
-    ///
-    /// The bits fixed to 1 (NE; PE and PG are free for an unrestricted
-    /// guest) are left to the guest: it sees CR0.NE set, and clearing it
-    /// raises #GP. Shadowing NE too would make every CR0 write of a guest
-    /// that sets NE (Linux does) exit, and emulating those writes (EFER.LMA,
-    /// PAE PDPTEs) is not done in ring 0 yet.
+    /// CR0 bits the host owns: those VMX fixes (to 1: NE; PE and PG are
+    /// free for an unrestricted guest) and those fixed to 0 (reserved).
+    /// The guest reads them from the read shadow; writing a value that
+    /// differs there exits, and ring 0 emulates the write (`kerncore::cr`).
+    /// The CPU runs the guest with NE set whatever the guest wrote: NE
+    /// only selects how x87 errors are reported, and a guest that clears
+    /// it (SDM Vol. 3A §2.5, "for PC-style error reporting") loses only
+    /// the FERR#/IGNNE# emulation no VP has. A guest that keeps NE set, as
+    /// Linux does, writes CR0 without an exit.
     pub(super) fn cr0_mask(&self) -> u64 {
-        !self.cr0_fixed.1
+        let free = (Cr0::CR0_PROTECTED_MODE | Cr0::CR0_ENABLE_PAGING).bits() as u64;
+        (self.cr0_fixed.0 & !free) | !self.cr0_fixed.1
     }
 
     /// CR4 bits the host owns: VMXE (fixed to 1, but the guest reads 0
@@ -77,6 +79,11 @@ impl Vmx {
 }
 
 pub(super) static VMX: spin::Once<Vmx> = spin::Once::new();
+
+/// CR4 bits VMX operation lets a guest have (all without VMX).
+pub fn cr4_settable() -> u64 {
+    VMX.get().map_or(u64::MAX, |v| v.cr4_fixed.1)
+}
 
 /// Per CPU: the VMCS current on it (0: none).
 static CURRENTS: [AtomicU64; crate::arch::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::arch::smp::MAX_CPUS];
