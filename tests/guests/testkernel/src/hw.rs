@@ -376,6 +376,10 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     if ANY_FAULT.load(Ordering::Relaxed) && fixed_up(frame) {
         return;
     }
+    // The fidelity suite's NMIs (vector 2), counted per CPU.
+    if crate::fidelity::nmi_trap(vector) {
+        return;
+    }
     // The smpbench test's IPIs, first: the timed one's handler reads the TSC.
     if crate::smpbench::interrupt(vector) {
         return;

@@ -44,6 +44,8 @@ pub(super) struct Vmx {
     /// The VMX-preemption timer value every entry starts with (about one
     /// kernel tick), if the CPU has the timer.
     pub(super) preemption_timer: Option<u32>,
+    /// NMI-window exiting may be turned on (it needs virtual NMIs).
+    pub(super) nmi_window: bool,
 }
 
 impl Vmx {
@@ -212,6 +214,9 @@ fn configure() -> Result<Vmx, &'static str> {
             .with_use_msr_bitmaps(true)
             .with_activate_secondary_controls(true),
     )?;
+    let nmi_window = ControlCapability(read_msr(primary_msr))
+        .adjust(PrimaryControls::new(), PrimaryControls::new().with_nmi_window_exiting(true))
+        .is_ok_and(|c| c.nmi_window_exiting());
     let caps = ept_vpid_caps();
     let secondary_cap = ControlCapability(read_msr(cap_msr::IA32_VMX_PROCBASED_CTLS2));
     let invvpid = if caps.invvpid_single_context() {
@@ -284,6 +289,7 @@ fn configure() -> Result<Vmx, &'static str> {
         invept,
         invvpid: invvpid.filter(|_| secondary.enable_vpid()),
         preemption_timer,
+        nmi_window,
     })
 }
 

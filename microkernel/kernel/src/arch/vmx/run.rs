@@ -295,6 +295,12 @@ fn decode_exit(state: &mut VpState) -> Exit {
     let (reason, instruction_length) = match field.basic() {
         Basic::EXTERNAL_INTERRUPT | Basic::PREEMPTION_TIMER_EXPIRED => (ExitReason::HostInterrupt, 0),
         Basic::INTERRUPT_WINDOW => (ExitReason::InterruptWindow, 0),
+        // The guest's NMIs are unblocked: the window closes until the next
+        // NMI waits (it would exit before every instruction).
+        Basic::NMI_WINDOW => {
+            let _ = super::events::set_nmi_window_exiting(false);
+            (ExitReason::InterruptWindow, 0)
+        }
         Basic::EXCEPTION_OR_NMI => {
             // NMIs, and the exceptions intercepted: #MC (the host's), #DB and
             // #AC (reflected).
@@ -347,8 +353,14 @@ fn decode_exit(state: &mut VpState) -> Exit {
         // EPT misconfigurations and everything not intercepted on purpose.
         _ => other,
     };
-    // The event an exit cut short (IDT-vectoring information), to deliver again.
+    // The event an exit cut short (IDT-vectoring information), to deliver
+    // again. An NMI cut short was not delivered: its blocking goes (as
+    // KVM does), or VM entry would refuse to inject it again.
     let vectoring = InterruptionInfo::from(exit_field(VmcsField::IDT_VECTORING_INFORMATION) as u32);
+    if vectoring.valid() && vectoring.interruption_type() == InterruptionType::NMI {
+        let blocking = exit_field(VmcsField::GUEST_INTERRUPTIBILITY_STATE);
+        let _ = vmwrite(VmcsField::GUEST_INTERRUPTIBILITY_STATE, blocking & !BLOCKING_BY_NMI);
+    }
     let interrupted = Interruption::interrupted_vmx(vectoring, exit_field(VmcsField::IDT_VECTORING_ERROR_CODE) as u32);
     Exit { reason, rip, instruction_length, interrupted }
 }
