@@ -1,7 +1,7 @@
 //! Event injection and the interrupt window.
 
-use super::insn::{VmFail, vmread, vmwrite};
 use super::enable::VMX;
+use super::insn::{VmFail, vmread, vmwrite};
 use super::vmcs::{BLOCKING_BY_MOV_SS, BLOCKING_BY_NMI, BLOCKING_BY_STI, make_current};
 use kerncore::event::Interruption;
 use kerncore::vmx::{PrimaryControls, VmcsField};

@@ -9,8 +9,8 @@ use crate::ap;
 use crate::checks::{Check, fail_unless};
 use crate::hw;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use guest_testkernel::{Detail, detail};
 use guest_testkernel::smp::lapic;
+use guest_testkernel::{Detail, detail};
 
 const NMI_VECTOR: u64 = 2;
 /// ICR: delivery mode NMI (bits 10:8 = 100b), level assert, physical
