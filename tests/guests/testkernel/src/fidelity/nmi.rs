@@ -34,9 +34,17 @@ static DEPTH: AtomicU32 = AtomicU32::new(0);
 static NESTED: AtomicBool = AtomicBool::new(false);
 /// The next NMI's handler sends one more to its own VP before returning.
 static RESEND: AtomicBool = AtomicBool::new(false);
+/// The next NMI's handler has the other VP send one to it instead.
+static RESEND_REMOTE: AtomicBool = AtomicBool::new(false);
 /// NMIs the BSP took while the resending handler still ran.
 static TAKEN_INSIDE: AtomicU32 = AtomicU32::new(0);
 static AP_READY: AtomicBool = AtomicBool::new(false);
+/// Asked of VP 1: send the BSP an NMI; done.
+static AP_REQUEST: AtomicBool = AtomicBool::new(false);
+static AP_SENT: AtomicBool = AtomicBool::new(false);
+static BSP_ID: AtomicU32 = AtomicU32::new(0);
+/// Port reads (exits) the handler makes at most while VP 1 sends.
+const REMOTE_EXITS: u32 = 20_000;
 
 fn apic_id() -> u8 {
     lapic::id(hw::read32(lapic::BASE + lapic::ID))
@@ -65,6 +73,20 @@ pub fn trap(vector: u64) -> bool {
         }
         let inside = TAKEN[id].load(Ordering::Acquire) - before;
         TAKEN_INSIDE.store(if sent { inside } else { u32::MAX }, Ordering::Release);
+    } else if RESEND_REMOTE.swap(false, Ordering::AcqRel) {
+        // VP 1 sends it (woken by a fixed IPI) while this handler runs on.
+        AP_REQUEST.store(true, Ordering::Release);
+        let woken = ap::send(guest_testkernel::smp::Icr::fixed(OTHER, guest_testkernel::smp::IPI_VECTOR)).is_ok();
+        let mut exits = 0;
+        while woken && !AP_SENT.load(Ordering::Acquire) && exits < REMOTE_EXITS {
+            hw::inb(0x61);
+            exits += 1;
+        }
+        for _ in 0..HANDLER_EXITS {
+            hw::inb(0x61);
+        }
+        let inside = TAKEN[id].load(Ordering::Acquire) - before;
+        TAKEN_INSIDE.store(if AP_SENT.load(Ordering::Acquire) { inside } else { u32::MAX }, Ordering::Release);
     }
     DEPTH.fetch_sub(1, Ordering::AcqRel);
     true
@@ -90,7 +112,14 @@ pub fn run(magic: u32, info: u64) -> Outcome {
     let bsp = apic_id();
     c.require("ICR NMI to its own APIC ID: vector 2, once (SDM 11.6.1)", self_nmi(bsp));
     c.require("NMI sent in the NMI handler waits for its IRET, then once (SDM 6.7.1)", blocked_until_iret(bsp));
-    c.require("ICR NMI to the other VP: it alone takes it, once (SDM 11.6.1)", other_vp(magic, info, bsp));
+    let started = other_vp(magic, info, bsp);
+    let up = started.is_ok() || AP_READY.load(Ordering::Acquire);
+    c.require("ICR NMI to the other VP: it alone takes it, once (SDM 11.6.1)", started);
+    if up {
+        c.require("NMI from the other VP in the NMI handler waits for IRET (SDM 6.7.1)", remote_until_iret(bsp));
+    } else {
+        c.fail("NMI from the other VP in the NMI handler waits for IRET (SDM 6.7.1)", detail!("VP 1 is not up"));
+    }
     c.info("LINT1 programmed as NMI", format_args!("not checked: nothing in the VID drives LINT1"));
     hw::stop_timer();
     ACTIVE.store(false, Ordering::Release);
@@ -123,12 +152,41 @@ fn blocked_until_iret(bsp: u8) -> Check {
     fail_unless(after == before + 2, detail!("{} NMIs taken, expected 2", after - before))
 }
 
-/// VP 1: takes NMIs (the trap handler counts them), halting for good.
+/// The second NMI comes from VP 1 while the handler of the first runs.
+fn remote_until_iret(bsp: u8) -> Check {
+    let before = taken(bsp);
+    NESTED.store(false, Ordering::Release);
+    TAKEN_INSIDE.store(0, Ordering::Release);
+    AP_SENT.store(false, Ordering::Release);
+    BSP_ID.store(u32::from(bsp), Ordering::Release);
+    RESEND_REMOTE.store(true, Ordering::Release);
+    send_nmi(bsp)?;
+    let after = wait_for(bsp, before + 2);
+    RESEND_REMOTE.store(false, Ordering::Release);
+    match TAKEN_INSIDE.load(Ordering::Acquire) {
+        u32::MAX => return Err(detail!("VP 1 did not send the second NMI")),
+        0 => {}
+        n => return Err(detail!("{n} before the IRET")),
+    }
+    if NESTED.load(Ordering::Acquire) {
+        return Err(detail!("an NMI nested in the handler"));
+    }
+    fail_unless(after == before + 2, detail!("{} NMIs taken, expected 2", after - before))
+}
+
+/// VP 1: takes NMIs (the trap handler counts them) and sends the BSP one
+/// when asked (and woken by an IPI), halting in between for good.
 extern "C" fn ap_entry(_slot: u32) -> ! {
     hw::load_idt();
     ap::enable_lapic();
     AP_READY.store(true, Ordering::Release);
     loop {
+        if AP_REQUEST.swap(false, Ordering::AcqRel) {
+            let bsp = BSP_ID.load(Ordering::Acquire) as u8;
+            if send_nmi(bsp).is_ok() {
+                AP_SENT.store(true, Ordering::Release);
+            }
+        }
         hw::halt_once();
     }
 }
