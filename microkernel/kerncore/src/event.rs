@@ -99,6 +99,12 @@ impl Interruption {
         self.kind == Kind::INTERRUPT
     }
 
+    /// An NMI: blocked from its delivery until the next IRET (SDM Vol. 3A
+    /// §6.7.1), so the next one waits for that.
+    pub fn is_nmi(&self) -> bool {
+        self.kind == Kind::NMI
+    }
+
     /// Whether the guest can take it now: a maskable interrupt needs IF set
     /// and no STI/MOV SS shadow; the rest are delivered regardless.
     pub fn deliverable(&self, interrupts_enabled: bool, shadow: bool) -> bool {

@@ -25,12 +25,14 @@ extern crate alloc;
 pub mod cap;
 pub mod cmdline;
 pub mod coresched;
+pub mod cr;
 pub mod debugreg;
 pub mod doomed;
 pub mod ept;
 pub mod event;
 #[cfg(feature = "alloc")]
 pub mod frames;
+pub mod guest_paging;
 pub mod intercept;
 pub mod ipc;
 pub mod mapping;

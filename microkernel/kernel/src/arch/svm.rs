@@ -282,6 +282,9 @@ fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
             .with_mwait(true)
             .with_xsetbv(true);
         c.dr_intercepts = all_registers();
+        // CR0 and CR4 writes (MOV, CLTS, LMSW) exit for ring 0 to check
+        // them as the SDM and the APM say: QEMU's TCG does not.
+        c.cr_intercepts = RegisterIntercepts::new().with_writes(1 << 0 | 1 << 4);
         c.iopm_base_pa = host.iopm;
         c.msrpm_base_pa = host.msrpm;
         // Replaced by the VP's own ASID at each entry (`run`).
@@ -376,7 +379,7 @@ fn clear_gif() {
 /// come from the instruction's shortest encoding (IOIO gives the next RIP
 /// in EXITINFO2); `run` prefers the next RIP where the CPU saves it.
 fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm::Exit {
-    use super::vm::{Access, Exit, ExitReason};
+    use super::vm::{Access, CrAccess, Exit, ExitReason};
     let (reason, length) = match code {
         SvmExitCode::INTR => (ExitReason::HostInterrupt, 0),
         // The NMI stays pending until the world switch's STGI, where the
@@ -385,7 +388,8 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
             super::nmi::note_vm_exit();
             (ExitReason::HostInterrupt, 0)
         }
-        SvmExitCode::VINTR => (ExitReason::InterruptWindow, 0),
+        // The guest's NMI handler reached IRET (`Vp::run`).
+        SvmExitCode::VINTR | SvmExitCode::IRET => (ExitReason::InterruptWindow, 0),
         SvmExitCode::IOIO => match IoioExitInfo::from(info1).access() {
             Some(access) => (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8),
             None => (ExitReason::Other(code.0), 0),
@@ -413,6 +417,9 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         SvmExitCode::RDPMC => (ExitReason::Rdpmc, instruction_length::RDPMC),
         code if code.is_not_offered_instruction() => (ExitReason::NotOffered, 0),
         code if code.is_dr_access() => (ExitReason::DebugRegister, 0),
+        // Decoded by ring 0 (no decode assists in QEMU), length included.
+        SvmExitCode::WRITE_CR0 => (ExitReason::ControlRegister(CrAccess::Undecoded { cr: 0 }), 0),
+        SvmExitCode::WRITE_CR4 => (ExitReason::ControlRegister(CrAccess::Undecoded { cr: 4 }), 0),
         // The CPU has updated DR6 (and cleared DR7.GD) in the VMCB already:
         // the #DB only remains to be delivered. #AC's error code (0) is in
         // EXITINFO1.
@@ -514,21 +521,54 @@ pub struct Vp {
     vmcb: Frames,
     /// Its ASID on the CPU it last ran on.
     tag: VpTag,
+    /// Whether the guest's NMIs are blocked.
+    nmi: GuestNmi,
+}
+
+/// The guest's NMI blocking (SDM Vol. 3A §6.7.1, APM Vol. 2 §8.2.4): from
+/// the delivery of an NMI until the next IRET. Without vNMI the CPU does
+/// not track it for an injected NMI (and QEMU's TCG does not either), so
+/// ring 0 does, as KVM does: IRET is intercepted while NMIs are blocked,
+/// and the IRET has run once the guest exits anywhere else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GuestNmi {
+    Unblocked,
+    /// An NMI was injected; its handler has not reached IRET.
+    Blocked,
+    /// The handler's IRET at this RIP exited and runs at the next entry.
+    Unblocking(u64),
+}
+
+/// Intercepts IRET (or stops).
+fn intercept_iret(vmcb: u64, on: bool) {
+    with_vmcb(vmcb, |v| v.control.intercepts1 = v.control.intercepts1.with_iret(on));
 }
 
 impl VpOps for Vp {
     fn new() -> Option<Vp> {
-        memory::alloc_frames(1).map(|vmcb| Vp { vmcb, tag: VpTag::default() })
+        memory::alloc_frames(1).map(|vmcb| Vp { vmcb, tag: VpTag::default(), nmi: GuestNmi::Unblocked })
     }
 
     fn init(&mut self, ncr3: u64, asid: u32) {
         init_vmcb(self.vmcb.start(), ncr3, asid);
         // Perhaps another partition's now: nothing cached under its old ASID may serve it.
         self.tag = VpTag::default();
+        self.nmi = GuestNmi::Unblocked;
     }
 
     fn run(&mut self, gprs: &mut GuestGprs, flush: EntryFlush) -> super::vm::Exit {
-        run(self.vmcb.start(), &mut self.tag, gprs, flush)
+        let vmcb = self.vmcb.start();
+        let exit = run(vmcb, &mut self.tag, gprs, flush);
+        let iret = with_vmcb(vmcb, |v| v.control.exit_code == SvmExitCode::IRET);
+        self.nmi = match self.nmi {
+            // An NMI whose delivery the exit cut short was not delivered.
+            _ if exit.interrupted.is_some_and(|e| e.is_nmi()) => GuestNmi::Unblocked,
+            GuestNmi::Blocked if iret => GuestNmi::Unblocking(exit.rip),
+            GuestNmi::Unblocking(rip) if exit.rip != rip => GuestNmi::Unblocked,
+            other => other,
+        };
+        intercept_iret(vmcb, self.nmi == GuestNmi::Blocked);
+        exit
     }
 
     fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)> {
@@ -539,8 +579,19 @@ impl VpOps for Vp {
         set_register(self.vmcb.start(), gprs, name, low, high)
     }
 
+    /// An NMI waits while the guest's NMIs are blocked, with no window:
+    /// the exit after the IRET lets it in.
     fn inject(&mut self, event: &Interruption) -> bool {
-        inject(self.vmcb.start(), event)
+        if event.is_nmi() && self.nmi != GuestNmi::Unblocked {
+            request_window(self.vmcb.start(), false);
+            return false;
+        }
+        let injected = inject(self.vmcb.start(), event);
+        if injected && event.is_nmi() {
+            self.nmi = GuestNmi::Blocked;
+            intercept_iret(self.vmcb.start(), true);
+        }
+        injected
     }
 
     fn request_window(&mut self, open: bool) {
@@ -566,6 +617,9 @@ impl VpOps for Vp {
     fn intercept_debug_registers(&mut self, on: bool) {
         intercept_debug_registers(self.vmcb.start(), on);
     }
+
+    /// The VMCB has no PDPTEs: a PAE guest's table walk reads them.
+    fn set_pdptes(&mut self, _: [u64; 4]) {}
 
     fn leave_cpu(&mut self) -> u64 {
         // A VMCB is memory only (no clean bits are set): nothing to clear.

@@ -41,6 +41,23 @@ pub fn enable() -> Result<Backend, &'static str> {
     }
 }
 
+/// CR4 bits a guest may set (`kerncore::cr::cr4_offered`): those of the
+/// features this CPU has (and, under VMX, allows in VMX operation).
+pub fn cr4_offered() -> u64 {
+    static OFFERED: spin::Once<u64> = spin::Once::new();
+    *OFFERED.call_once(|| {
+        let leaf1 = x86::cpuid::cpuid!(1);
+        let max = x86::cpuid::cpuid!(0).eax;
+        let leaf7 = if max >= 7 {
+            x86::cpuid::cpuid!(7, 0)
+        } else {
+            x86::cpuid::CpuIdResult { eax: 0, ebx: 0, ecx: 0, edx: 0 }
+        };
+        let features = kerncore::cr::Cr4Features::from_cpuid(leaf1.ecx, leaf7.ebx, leaf7.ecx);
+        kerncore::cr::cr4_offered(features) & super::vmx::cr4_settable()
+    })
+}
+
 /// How the guest touched memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -90,10 +107,31 @@ pub enum ExitReason {
     /// to deliver to the guest as it is: the backend has already done what
     /// delivery does to DR6 and DR7.
     Exception(Interruption),
+    /// A write to CR0 or CR4 (MOV, CLTS, LMSW) that ring 0 emulates with
+    /// the SDM's checks (`kerncore::cr`).
+    ControlRegister(CrAccess),
     /// A machine check while the guest ran (intercepted: the host's).
     MachineCheck,
     /// Anything else, with the backend's own exit code.
     Other(u64),
+}
+
+/// The control-register write an exit stopped at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrAccess {
+    /// MOV to CR`cr` from the general-purpose register numbered `gpr`.
+    Mov {
+        cr: u8,
+        gpr: u8,
+    },
+    Clts,
+    /// LMSW with this source operand.
+    Lmsw(u16),
+    /// A write to CR`cr` the CPU did not decode (SVM without decode
+    /// assists): ring 0 decodes it from the guest's memory.
+    Undecoded {
+        cr: u8,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +190,10 @@ pub trait VpOps: Sized {
     fn execution_state(&mut self) -> ExecutionState;
     /// Intercepts (or stops intercepting) every debug-register access.
     fn intercept_debug_registers(&mut self, on: bool);
+    /// The four PDPTEs PAE paging uses from the next entry, loaded from
+    /// guest memory by ring 0's emulation of a CR write (VMX keeps them
+    /// in the VMCS; SVM's nested paging reads them from memory).
+    fn set_pdptes(&mut self, pdptes: [u64; 4]);
     /// The VP moves to another CPU: returns the VMCS its old CPU must
     /// VMCLEAR (0: nothing to clear); its next entry starts afresh.
     fn leave_cpu(&mut self) -> u64;
@@ -227,6 +269,10 @@ impl BackendVp {
         on_backend!(self, b => b.intercept_debug_registers(on))
     }
 
+    fn set_pdptes(&mut self, pdptes: [u64; 4]) {
+        on_backend!(self, b => b.set_pdptes(pdptes))
+    }
+
     fn leave_cpu(&mut self) -> u64 {
         on_backend!(self, b => b.leave_cpu())
     }
@@ -257,6 +303,9 @@ pub struct VpHardware {
     interrupted: Option<Interruption>,
     /// An interrupt offered to the guest (see [`VpOps::offer`]).
     offer: Offer,
+    /// The partition's second-level tables (`init`), for ring 0's reads
+    /// of guest memory.
+    slat_root: u64,
 }
 
 /// Where an offered interrupt stands.
@@ -348,6 +397,7 @@ impl VpHardware {
             moved: false,
             interrupted: None,
             offer: Offer::None,
+            slat_root: 0,
         })
     }
 
@@ -417,6 +467,7 @@ impl VpHardware {
     pub fn init(&mut self, slat_root: u64, tag: u32) {
         self.claim();
         self.backend.init(slat_root, tag);
+        self.slat_root = slat_root;
         // As after INIT: XCR0 and DR0-DR3 at their reset values (x87 and
         // SSE state is kept), debug registers intercepted again.
         self.xcr0 = XCR0_RESET;
@@ -587,6 +638,29 @@ impl VpHardware {
         self.backend.execution_state()
     }
 
+    /// See [`VpOps::set_pdptes`].
+    pub fn set_pdptes(&mut self, pdptes: [u64; 4]) {
+        self.claim();
+        self.backend.set_pdptes(pdptes);
+    }
+
+    /// Reads guest-physical memory within one page; false if it is not
+    /// readable guest RAM.
+    pub fn read_guest(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let fits = (gpa & 0xfff) as usize + buf.len() <= 0x1000;
+        let backend = match self.backend {
+            BackendVp::Svm(_) => Backend::Svm,
+            BackendVp::Vmx(_) => Backend::Vmx,
+        };
+        match slat::translate(backend, self.slat_root, gpa) {
+            Some(hpa) if fits && self.slat_root != 0 => {
+                memory::read_phys(hpa, buf);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn release(mut self) {
         self.claim();
         super::fpu::forget(self.fpu.start());
@@ -657,6 +731,16 @@ pub mod slat {
             Backend::Svm => npt(&mut mem, root).hold_write(gpa, held),
             Backend::Vmx => super::super::vmx::ept_hold_write(&mut mem, root, gpa, held),
         }
+    }
+
+    /// The host-physical address of readable guest memory at `gpa`.
+    pub fn translate(backend: Backend, root: u64, gpa: u64) -> Option<u64> {
+        let mut mem = memory::DirectMap;
+        let translation = match backend {
+            Backend::Svm => npt(&mut mem, root).translate(gpa),
+            Backend::Vmx => super::super::vmx::ept_translate(&mut mem, root, gpa),
+        }?;
+        translation.rights.read.then_some(translation.hpa)
     }
 
     /// Removes whatever leaves `[gpa, gpa+len)` has (teardown: it cannot fail).

@@ -20,6 +20,7 @@
 //! The hardware is behind `arch::vm`: AMD SVM with nested paging or Intel
 //! VMX with EPT.
 
+mod control_registers;
 mod ring0;
 
 use super::Kernel;
@@ -333,6 +334,11 @@ fn access_type(access: Access) -> HvInterceptAccessType {
 /// Turns an exit into a ring-0 outcome or a TLFS intercept message.
 pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     let (rip, length) = (exit.rip, exit.instruction_length);
+    if let ExitReason::ControlRegister(access) = exit.reason
+        && control_registers::emulate(vcpu, &exit, access)
+    {
+        return Outcome::Host;
+    }
     let body = match exit.reason {
         ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
         ExitReason::Xsetbv
@@ -425,7 +431,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
         }
         // Shutdown (a triple fault), a machine check that stopped the
         // partition, and anything the VMM must see.
-        ExitReason::Shutdown | ExitReason::MachineCheck | ExitReason::Other(_) => {
+        ExitReason::Shutdown | ExitReason::MachineCheck | ExitReason::Other(_) | ExitReason::ControlRegister(_) => {
             HvMessageBody::UnrecoverableException(HvX64UnrecoverableExceptionMessage {
                 header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
             })

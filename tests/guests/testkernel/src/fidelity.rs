@@ -22,6 +22,7 @@ pub use cpuid::run as cpuid;
 pub use cr::run as cr;
 pub use msr::run as msr;
 pub use nmi::run as nmi;
+pub use nmi::trap as nmi_trap;
 pub use pm_timer::run as pm_timer;
 pub use reset::run as reset;
 pub use rtc::run as rtc;

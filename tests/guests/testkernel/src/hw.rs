@@ -25,6 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use guest_testkernel::protocol::{self, UART_DATA, UART_LINE_STATUS};
 use guest_testkernel::tlfs;
 
+pub mod cr;
 pub mod hv;
 pub mod state;
 
@@ -383,6 +384,10 @@ extern "C" fn testkernel_trap(frame: &mut TrapFrame) {
     if ANY_FAULT.load(Ordering::Relaxed) && fixed_up(frame) {
         return;
     }
+    // The fidelity suite's NMIs (vector 2), counted per CPU.
+    if crate::fidelity::nmi_trap(vector) {
+        return;
+    }
     // The smpbench test's IPIs, first: the timed one's handler reads the TSC.
     if crate::smpbench::interrupt(vector) {
         return;
@@ -629,7 +634,9 @@ pub fn rdpmc_checked(index: u32) -> Result<u64, Fault> {
 pub fn write_cr4_checked(value: u64) -> Result<(), Fault> {
     arm(0, 0);
     // SAFETY: the state tests set or clear only OSFXSR and OSXSAVE, which
-    // change no mapping or memory the kernel relies on.
+    // change no mapping or memory the kernel relies on; the fidelity
+    // tests write values the architecture refuses (and put CR4 back
+    // should one be taken).
     unsafe { guarded!("mov cr4, {value}", value = in(reg) value, options(nostack)) }
     take_fault().map_or(Ok(()), Err)
 }

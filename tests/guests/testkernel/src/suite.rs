@@ -107,7 +107,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::FidelityMsr => crate::fidelity::msr(),
         Test::FidelityCr => crate::fidelity::cr(),
         Test::FidelityApic => crate::fidelity::apic(magic, info),
-        Test::FidelityNmi => crate::fidelity::nmi(),
+        Test::FidelityNmi => crate::fidelity::nmi(magic, info),
         Test::FidelityRtc => crate::fidelity::rtc(),
         Test::FidelityPmTimer => crate::fidelity::pm_timer(),
         Test::FidelityAcpi => crate::fidelity::acpi(info, cmdline),

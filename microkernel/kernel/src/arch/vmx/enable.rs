@@ -44,19 +44,23 @@ pub(super) struct Vmx {
     /// The VMX-preemption timer value every entry starts with (about one
     /// kernel tick), if the CPU has the timer.
     pub(super) preemption_timer: Option<u32>,
+    /// NMI-window exiting may be turned on (it needs virtual NMIs).
+    pub(super) nmi_window: bool,
 }
 
 impl Vmx {
-    /// CR0 bits the host owns: those fixed to 0. The guest reads them from
-    /// the read shadow; writing a value that differs there exits.
-    ///
-    /// The bits fixed to 1 (NE; PE and PG are free for an unrestricted
-    /// guest) are left to the guest: it sees CR0.NE set, and clearing it
-    /// raises #GP. Shadowing NE too would make every CR0 write of a guest
-    /// that sets NE (Linux does) exit, and emulating those writes (EFER.LMA,
-    /// PAE PDPTEs) is not done in ring 0 yet.
+    /// CR0 bits the host owns: those VMX fixes (to 1: NE; PE and PG are
+    /// free for an unrestricted guest) and those fixed to 0 (reserved).
+    /// The guest reads them from the read shadow; writing a value that
+    /// differs there exits, and ring 0 emulates the write (`kerncore::cr`).
+    /// The CPU runs the guest with NE set whatever the guest wrote: NE
+    /// only selects how x87 errors are reported, and a guest that clears
+    /// it (SDM Vol. 3A §2.5, "for PC-style error reporting") loses only
+    /// the FERR#/IGNNE# emulation no VP has. A guest that keeps NE set, as
+    /// Linux does, writes CR0 without an exit.
     pub(super) fn cr0_mask(&self) -> u64 {
-        !self.cr0_fixed.1
+        let free = (Cr0::CR0_PROTECTED_MODE | Cr0::CR0_ENABLE_PAGING).bits() as u64;
+        (self.cr0_fixed.0 & !free) | !self.cr0_fixed.1
     }
 
     /// CR4 bits the host owns: VMXE (fixed to 1, but the guest reads 0
@@ -77,6 +81,11 @@ impl Vmx {
 }
 
 pub(super) static VMX: spin::Once<Vmx> = spin::Once::new();
+
+/// CR4 bits VMX operation lets a guest have (all without VMX).
+pub fn cr4_settable() -> u64 {
+    VMX.get().map_or(u64::MAX, |v| v.cr4_fixed.1)
+}
 
 /// Per CPU: the VMCS current on it (0: none).
 static CURRENTS: [AtomicU64; crate::arch::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::arch::smp::MAX_CPUS];
@@ -205,6 +214,9 @@ fn configure() -> Result<Vmx, &'static str> {
             .with_use_msr_bitmaps(true)
             .with_activate_secondary_controls(true),
     )?;
+    let nmi_window = ControlCapability(read_msr(primary_msr))
+        .adjust(PrimaryControls::new(), PrimaryControls::new().with_nmi_window_exiting(true))
+        .is_ok_and(|c| c.nmi_window_exiting());
     let caps = ept_vpid_caps();
     let secondary_cap = ControlCapability(read_msr(cap_msr::IA32_VMX_PROCBASED_CTLS2));
     let invvpid = if caps.invvpid_single_context() {
@@ -277,6 +289,7 @@ fn configure() -> Result<Vmx, &'static str> {
         invept,
         invvpid: invvpid.filter(|_| secondary.enable_vpid()),
         preemption_timer,
+        nmi_window,
     })
 }
 

@@ -47,3 +47,8 @@ pub fn ept_unmap_present(mem: &mut DirectMap, root: u64, gpa: u64, len: u64) {
 pub fn ept_tables(mem: &mut DirectMap, root: u64, f: &mut impl FnMut(u64)) {
     ept(mem, root).for_each_table(f);
 }
+
+/// Where `gpa` translates to, with its rights.
+pub fn ept_translate(mem: &mut DirectMap, root: u64, gpa: u64) -> Option<kerncore::slat::GuestTranslation> {
+    ept(mem, root).translate(gpa)
+}

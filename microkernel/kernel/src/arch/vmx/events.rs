@@ -1,7 +1,8 @@
 //! Event injection and the interrupt window.
 
+use super::enable::VMX;
 use super::insn::{VmFail, vmread, vmwrite};
-use super::vmcs::{BLOCKING_BY_MOV_SS, BLOCKING_BY_STI, make_current};
+use super::vmcs::{BLOCKING_BY_MOV_SS, BLOCKING_BY_NMI, BLOCKING_BY_STI, make_current};
 use kerncore::event::Interruption;
 use kerncore::vmx::{PrimaryControls, VmcsField};
 use x86defs::{CR0_PE, RFLAGS_IF};
@@ -15,13 +16,42 @@ fn set_interrupt_window_exiting(on: bool) -> Result<(), VmFail> {
     Ok(())
 }
 
+/// Asks for (or stops asking for) an exit as soon as the guest's NMIs are
+/// unblocked (its NMI handler's IRET, with virtual NMIs).
+pub(super) fn set_nmi_window_exiting(on: bool) -> Result<(), VmFail> {
+    let primary = PrimaryControls::from(vmread(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS)? as u32);
+    if primary.nmi_window_exiting() != on {
+        let primary = primary.with_nmi_window_exiting(on);
+        vmwrite(VmcsField::PRIMARY_PROCESSOR_BASED_CONTROLS, u64::from(u32::from(primary)))?;
+    }
+    Ok(())
+}
+
 fn try_inject(vmcs: u64, event: &Interruption) -> Result<bool, VmFail> {
     use VmcsField as F;
     make_current(vmcs)?;
     let interrupts_enabled = vmread(F::GUEST_RFLAGS)? & RFLAGS_IF != 0;
-    let shadow = vmread(F::GUEST_INTERRUPTIBILITY_STATE)? & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS) != 0;
-    let deliverable = event.deliverable(interrupts_enabled, shadow);
-    set_interrupt_window_exiting(!deliverable)?;
+    let blocking = vmread(F::GUEST_INTERRUPTIBILITY_STATE)?;
+    let shadow = blocking & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS) != 0;
+    let nmi_window = VMX.get().is_some_and(|v| v.nmi_window);
+    let deliverable = if event.is_nmi() {
+        // An NMI waits while the guest's handler of the last one runs
+        // (virtual-NMI blocking, until its IRET) and after MOV SS, which
+        // VM entry requires (SDM §27.3.1.5); the NMI window exits when
+        // both end. Without it, the interrupt window stands in.
+        let deliverable = blocking & (BLOCKING_BY_NMI | BLOCKING_BY_MOV_SS) == 0;
+        if nmi_window {
+            set_nmi_window_exiting(!deliverable)?;
+            set_interrupt_window_exiting(false)?;
+        } else {
+            set_interrupt_window_exiting(!deliverable)?;
+        }
+        deliverable
+    } else {
+        let deliverable = event.deliverable(interrupts_enabled, shadow);
+        set_interrupt_window_exiting(!deliverable)?;
+        deliverable
+    };
     if deliverable {
         let protected = vmread(F::GUEST_CR0)? & CR0_PE != 0;
         let info = event.to_vmx(protected);
@@ -45,9 +75,17 @@ pub(super) fn inject(vmcs: u64, event: &Interruption) -> bool {
     })
 }
 
-/// Asks for (or stops asking for) an exit when the guest can take an interrupt.
+/// Asks for (or stops asking for) an exit when the guest can take an
+/// interrupt; closing it closes the NMI window too.
 pub(super) fn request_window(vmcs: u64, open: bool) {
-    if let Err(e) = make_current(vmcs).and_then(|()| set_interrupt_window_exiting(open)) {
+    let set = || {
+        make_current(vmcs)?;
+        if !open {
+            set_nmi_window_exiting(false)?;
+        }
+        set_interrupt_window_exiting(open)
+    };
+    if let Err(e) = set() {
         crate::vm_println!("vmx: interrupt-window exiting of VMCS {vmcs:#x}: {e:?}");
     }
 }

@@ -17,8 +17,11 @@
 //!   quirk that needs it). Acknowledge-interrupt-on-exit is off: a host
 //!   interrupt stays pending in the local APIC until the kernel lets it in
 //!   after the exit (`cpu::take_pending_interrupts`), as with SVM.
-//! - The guest's CR4 hides VMXE behind the read shadow; its CR0 shows NE,
-//!   which VMX requires set (see `enable::Vmx::cr0_mask`).
+//! - The bits VMX fixes are host-owned with read shadows: the guest's CR4
+//!   hides VMXE, and its CR0 reads NE as the guest wrote it while the CPU
+//!   keeps it set. A write that would change an owned bit exits, and ring
+//!   0 emulates it (`object::vm::control_registers`; see
+//!   `enable::Vmx::cr0_mask`).
 //! - A VMX instruction that fails, or a VM entry that fails, is reported as
 //!   `ExitReason::Other` with a code no exit reason has (`insn::FAILED_*`,
 //!   or the exit-reason field with bit 31 set) and logged on the kernel
@@ -48,8 +51,9 @@ mod run;
 mod vmcs;
 mod vp;
 
+pub use enable::cr4_settable;
 pub use enable::enable;
-pub use ept::{ept_hold_write, ept_map, ept_new_root, ept_tables, ept_unmap, ept_unmap_present};
+pub use ept::{ept_hold_write, ept_map, ept_new_root, ept_tables, ept_translate, ept_unmap, ept_unmap_present};
 pub use vp::Vp;
 
 pub const IMPLEMENTED: bool = true;

@@ -200,6 +200,22 @@ pub(super) fn set_register(
     })
 }
 
+/// The PDPTEs the next entry gives PAE paging (SDM §25.4.2).
+pub(super) fn set_pdptes(vmcs: u64, pdptes: [u64; 4]) {
+    use VmcsField as F;
+    let fields = [F::GUEST_PDPTE0, F::GUEST_PDPTE1, F::GUEST_PDPTE2, F::GUEST_PDPTE3];
+    let write = || -> Result<(), VmFail> {
+        make_current(vmcs)?;
+        for (field, value) in fields.into_iter().zip(pdptes) {
+            vmwrite(field, value)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = write() {
+        crate::vm_println!("vmx: writing the PDPTEs of VMCS {vmcs:#x} failed: {e:?}");
+    }
+}
+
 /// CPL and mode bits for intercept messages.
 pub(super) fn execution_state(vmcs: u64) -> ExecutionState {
     use VmcsField as F;

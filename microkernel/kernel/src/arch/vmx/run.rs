@@ -7,15 +7,15 @@ use super::insn::{
 };
 use super::vmcs::{BLOCKING_BY_MOV_SS, BLOCKING_BY_NMI, BLOCKING_BY_STI, make_current, write_host_state_here};
 use super::vp::{SYSCALL_MSRS, VpState};
-use crate::arch::vm::{Access, EntryFlush, Exit, ExitReason, GuestGprs};
+use crate::arch::vm::{Access, CrAccess, EntryFlush, Exit, ExitReason, GuestGprs};
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 use kerncore::debugreg;
 use kerncore::event::Interruption;
 use kerncore::intercept::vector;
 use kerncore::vmx::{
-    EptViolationQualification, ExitReasonField, InterruptionInfo, InterruptionType, IoQualification,
-    VmInstructionError, VmcsField,
+    CrAccessQualification, CrAccessType, EptViolationQualification, ExitReasonField, InterruptionInfo,
+    InterruptionType, IoQualification, VmInstructionError, VmcsField,
 };
 use x86::msr::{IA32_KERNEL_GSBASE, rdmsr, wrmsr};
 use x86defs::RFLAGS_TF;
@@ -295,6 +295,12 @@ fn decode_exit(state: &mut VpState) -> Exit {
     let (reason, instruction_length) = match field.basic() {
         Basic::EXTERNAL_INTERRUPT | Basic::PREEMPTION_TIMER_EXPIRED => (ExitReason::HostInterrupt, 0),
         Basic::INTERRUPT_WINDOW => (ExitReason::InterruptWindow, 0),
+        // The guest's NMIs are unblocked: the window closes until the next
+        // NMI waits (it would exit before every instruction).
+        Basic::NMI_WINDOW => {
+            let _ = super::events::set_nmi_window_exiting(false);
+            (ExitReason::InterruptWindow, 0)
+        }
         Basic::EXCEPTION_OR_NMI => {
             // NMIs, and the exceptions intercepted: #MC (the host's), #DB and
             // #AC (reflected).
@@ -340,13 +346,36 @@ fn decode_exit(state: &mut VpState) -> Exit {
         Basic::RDPMC => (ExitReason::Rdpmc, length()),
         basic if basic.is_not_offered_instruction() => (ExitReason::NotOffered, 0),
         Basic::MOV_DR => (ExitReason::DebugRegister, 0),
+        Basic::CR_ACCESS => match cr_access(CrAccessQualification::from(exit_field(VmcsField::EXIT_QUALIFICATION))) {
+            Some(access) => (ExitReason::ControlRegister(access), length()),
+            None => other,
+        },
         // EPT misconfigurations and everything not intercepted on purpose.
         _ => other,
     };
-    // The event an exit cut short (IDT-vectoring information), to deliver again.
+    // The event an exit cut short (IDT-vectoring information), to deliver
+    // again. An NMI cut short was not delivered: its blocking goes (as
+    // KVM does), or VM entry would refuse to inject it again.
     let vectoring = InterruptionInfo::from(exit_field(VmcsField::IDT_VECTORING_INFORMATION) as u32);
+    if vectoring.valid() && vectoring.interruption_type() == InterruptionType::NMI {
+        let blocking = exit_field(VmcsField::GUEST_INTERRUPTIBILITY_STATE);
+        let _ = vmwrite(VmcsField::GUEST_INTERRUPTIBILITY_STATE, blocking & !BLOCKING_BY_NMI);
+    }
     let interrupted = Interruption::interrupted_vmx(vectoring, exit_field(VmcsField::IDT_VECTORING_ERROR_CODE) as u32);
     Exit { reason, rip, instruction_length, interrupted }
+}
+
+/// A CR0 or CR4 write (a host-owned bit differs from the read shadow).
+/// CR8 accesses are not emulated here.
+fn cr_access(q: CrAccessQualification) -> Option<CrAccess> {
+    match q.access_type() {
+        CrAccessType::MovToCr if q.cr() == 0 || q.cr() == 4 => {
+            Some(CrAccess::Mov { cr: q.cr(), gpr: q.gpr().number() })
+        }
+        CrAccessType::Clts => Some(CrAccess::Clts),
+        CrAccessType::Lmsw => Some(CrAccess::Lmsw(q.lmsw_source())),
+        _ => None,
+    }
 }
 
 /// An intercepted #DB or #AC (`REFLECTED_EXCEPTIONS`), made ready to be

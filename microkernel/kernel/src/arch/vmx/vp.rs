@@ -90,6 +90,10 @@ impl VpOps for Vp {
         vmcs::intercept_debug_registers(self.vmcs.start(), on);
     }
 
+    fn set_pdptes(&mut self, pdptes: [u64; 4]) {
+        registers::set_pdptes(self.vmcs.start(), pdptes);
+    }
+
     fn leave_cpu(&mut self) -> u64 {
         match self.state.as_mut() {
             Some(state) => {

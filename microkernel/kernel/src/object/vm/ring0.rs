@@ -23,6 +23,8 @@
 //!   no guest puts the physical CPU to sleep.
 //! - The first debug-register access makes them the VP's own
 //!   (`arch::dr`); the access then runs again, natively.
+//! - A CR0 or CR4 write that exits is emulated with the SDM's checks
+//!   (`control_registers`).
 //! - #DB and #AC are delivered to the guest from here, so a delivery that
 //!   faults again is one exit more, not a hung CPU.
 
@@ -37,7 +39,7 @@ use tlfs::HvRegisterName;
 const RFLAGS_TF: u64 = 1 << 8;
 const CR4_OSXSAVE: u64 = 1 << 18;
 
-fn register(vcpu: &mut Vcpu, name: HvRegisterName) -> u64 {
+pub(super) fn register(vcpu: &mut Vcpu, name: HvRegisterName) -> u64 {
     vcpu.get(name).map_or(0, |(low, _)| low)
 }
 
@@ -53,14 +55,14 @@ fn raise(vcpu: &mut Vcpu, event: Interruption) {
     vcpu.exception = Some(event);
 }
 
-fn fault(vcpu: &mut Vcpu, vector: u8) {
+pub(super) fn fault(vcpu: &mut Vcpu, vector: u8) {
     let error_code = (vector == vector::GENERAL_PROTECTION).then_some(0);
     raise(vcpu, Interruption::exception(vector, error_code));
 }
 
 /// Completes the instruction the exit stopped at: RIP past it and, if the
 /// guest was single-stepping, the #DB that follows it.
-fn skip(vcpu: &mut Vcpu, exit: &Exit) {
+pub(super) fn skip(vcpu: &mut Vcpu, exit: &Exit) {
     let next = exit.rip.wrapping_add(u64::from(exit.instruction_length));
     vcpu.set(HvRegisterName::RIP, next, 0);
     if register(vcpu, HvRegisterName::RFLAGS) & RFLAGS_TF != 0 {
