@@ -23,6 +23,7 @@ pub use msr::run as msr;
 pub use nmi::run as nmi;
 pub use pm_timer::run as pm_timer;
 pub use reset::run as reset;
+pub use rtc::interrupt as rtc_interrupt;
 pub use rtc::run as rtc;
 
 /// The suite's name in its check lines.
