@@ -366,6 +366,8 @@ pub struct Vmm {
     /// The levels last given to IRQ 4 and IRQ 8.
     uart_irq: bool,
     rtc_irq: bool,
+    /// [`Rtc::rises`] when IRQ 8 was last followed.
+    rtc_rises: u64,
     /// What the VMM was built from, for [`Vmm::reset`].
     config: VmmConfig,
     /// What the partition's VPs did, for the VID's report.
@@ -410,6 +412,7 @@ impl Vmm {
             uart: Uart::new(),
             uart_irq: false,
             rtc_irq: false,
+            rtc_rises: 0,
             pm1: Pm1::new(),
             rtc: Rtc::new(c.wall_clock, c.created_tsc, c.clock.tsc_hz),
             kbc: Kbc::new(),
@@ -461,12 +464,18 @@ impl Vmm {
     /// Follows the RTC's interrupt output on IRQ 8. The PIC takes IRQ 8 on
     /// its rising edge; register C's read lowers it for the next one.
     fn sync_rtc_irq(&mut self) {
-        let level = self.rtc.irq_level();
-        if level != self.rtc_irq {
+        let (level, rises) = (self.rtc.irq_level(), self.rtc.rises());
+        let pulse = level && self.rtc_irq && rises != self.rtc_rises;
+        if level != self.rtc_irq || pulse {
+            if pulse {
+                let effects = self.irq.set_irq(crate::rtc::RTC_IRQ, false);
+                self.effects.merge(effects);
+            }
             self.rtc_irq = level;
             let effects = self.irq.set_irq(crate::rtc::RTC_IRQ, level);
             self.effects.merge(effects);
         }
+        self.rtc_rises = rises;
     }
 
     /// Fires the timers due at `now` (TSC ticks); their effects join

@@ -84,9 +84,12 @@ pub const DONT_CARE: u8 = 0xc0;
 /// The 12-hour mode's PM flag in the hours bytes.
 const PM: u8 = 0x80;
 
-/// The update-in-progress window before each update: t_BUC, 244 µs
-/// (datasheet "Update cycle": UIP rises at least 244 µs before the update).
-pub const UIP_MICROS: u64 = 244;
+/// The update-in-progress window before the new time shows: t_BUC, 244
+/// µs, then the update cycle itself, t_UC, 1984 µs with the 32.768 kHz
+/// time base (datasheet "Update cycle": UIP rises 244 µs before the update
+/// cycle begins and falls when it ends; the time bytes hold the old time
+/// until then here).
+pub const UIP_MICROS: u64 = 244 + 1984;
 /// The divider leaves reset: the first update comes half a second later
 /// (datasheet "Register A", DV2–DV0).
 const FIRST_UPDATE_MILLIS: u64 = 500;
@@ -122,9 +125,19 @@ pub struct Rtc {
     reg_a: u8,
     reg_b: u8,
     reg_c: u8,
-    /// Index of the last periodic tick counted since `second_start`.
+    /// A TSC at which a second began: the divider chain's phase, from
+    /// which periodic ticks are counted.
+    anchor: u64,
+    /// Index of the last periodic tick counted since `anchor`.
     periodic_seen: u64,
+    /// Periodic interrupts lost while PF was still set (the guest had not
+    /// read register C yet): each is raised again as soon as register C is
+    /// read, as QEMU's `driftfix=slew` does, so a guest that counts RTC
+    /// interrupts keeps time when the host delays its VP. At most a
+    /// second's worth is kept.
+    lost: u64,
     irq: bool,
+    rises: u64,
 }
 
 impl Rtc {
@@ -139,12 +152,15 @@ impl Rtc {
             cmos: [0; CMOS_BYTES],
             time: DateTime::from_unix(unix),
             second_start: now,
+            anchor: now,
             halted: false,
             reg_a: A_DV_32768 | 6,
             reg_b: B_24H,
             reg_c: 0,
             periodic_seen: 0,
+            lost: 0,
             irq: false,
+            rises: 0,
         }
     }
 
@@ -223,6 +239,11 @@ impl Rtc {
                 let c = self.reg_c;
                 self.reg_c = 0;
                 self.irq = false;
+                if self.lost > 0 && self.reg_b & B_PIE != 0 {
+                    self.lost -= 1;
+                    self.reg_c = C_PF;
+                    self.update_irq();
+                }
                 c
             }
             reg::D => D_VRT,
@@ -246,6 +267,9 @@ impl Rtc {
             reg::A => self.write_a(value, now),
             reg::B => {
                 let mut b = value;
+                if b & B_PIE == 0 {
+                    self.lost = 0;
+                }
                 // SET stops updates and clears UIE (datasheet "Register B").
                 if b & B_SET != 0 {
                     b &= !B_UIE;
@@ -264,7 +288,14 @@ impl Rtc {
     fn write_a(&mut self, value: u8, now: u64) {
         let running = |a: u8| a & A_DV <= A_DV_32768;
         let was = running(self.reg_a);
+        let rate_changed = (self.reg_a ^ value) & A_RS != 0;
         self.reg_a = value & !A_UIP;
+        if rate_changed {
+            // Counting starts again at the new rate, in phase with the seconds.
+            self.lost = 0;
+            self.anchor = self.second_start;
+            self.periodic_seen = self.periodic_index(now);
+        }
         match (was, running(self.reg_a)) {
             (true, false) => self.halted = true,
             (false, true) => {
@@ -272,7 +303,9 @@ impl Rtc {
                 self.halted = false;
                 let half = self.tsc_hz * FIRST_UPDATE_MILLIS / 1000;
                 self.second_start = now.saturating_sub(half);
+                self.anchor = self.second_start;
                 self.periodic_seen = self.periodic_index(now);
+                self.lost = 0;
             }
             _ => {}
         }
@@ -293,7 +326,7 @@ impl Rtc {
             && let Some(hz) = periodic_hz(self.reg_a)
         {
             let tick = self.periodic_seen + 1;
-            let at = self.second_start.saturating_add(crate::irq::scale_up(tick, self.tsc_hz, hz));
+            let at = self.anchor.saturating_add(crate::irq::scale_up(tick, self.tsc_hz, hz));
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         next
@@ -306,7 +339,7 @@ impl Rtc {
         !before && self.irq
     }
 
-    /// Whether `now` is in the 244 µs before an update (UIP).
+    /// Whether `now` is in the [`UIP_MICROS`] before an update (UIP).
     fn in_update(&self, now: u64) -> bool {
         if self.halted || self.reg_b & B_SET != 0 {
             return false;
@@ -316,10 +349,9 @@ impl Rtc {
         now < next && next - now <= window
     }
 
-    /// Periodic ticks from `second_start` to `now`.
+    /// Periodic ticks from `anchor` to `now`.
     fn periodic_index(&self, now: u64) -> u64 {
-        periodic_hz(self.reg_a)
-            .map_or(0, |hz| crate::irq::scale(now.saturating_sub(self.second_start), hz, self.tsc_hz))
+        periodic_hz(self.reg_a).map_or(0, |hz| crate::irq::scale(now.saturating_sub(self.anchor), hz, self.tsc_hz))
     }
 
     /// Runs the clock to `now`: each second an update (UF; AF when the
@@ -329,21 +361,23 @@ impl Rtc {
             return;
         }
         if now >= self.second_start + self.tsc_hz {
-            if periodic_hz(self.reg_a).is_some() {
-                // Ticks up to the second's end count before it rolls.
-                self.reg_c |= C_PF;
-            }
             let seconds = (now - self.second_start) / self.tsc_hz;
             self.second_start += seconds * self.tsc_hz;
-            self.periodic_seen = 0;
             if self.reg_b & B_SET == 0 {
                 self.advance(seconds);
             }
         }
         let tick = self.periodic_index(now);
         if tick > self.periodic_seen {
+            // Ticks beyond the first, and the first if PF is still set,
+            // raise no interrupt of their own.
+            let merged = tick - self.periodic_seen - u64::from(self.reg_c & C_PF == 0);
             self.periodic_seen = tick;
             self.reg_c |= C_PF;
+            if self.reg_b & B_PIE != 0 {
+                let cap = periodic_hz(self.reg_a).unwrap_or(0);
+                self.lost = (self.lost + merged).min(cap);
+            }
         }
         self.update_irq();
     }
@@ -375,13 +409,26 @@ impl Rtc {
     }
 
     /// IRQF = (PF and PIE) or (AF and AIE) or (UF and UIE) (datasheet
-    /// "Register C").
+    /// "Register C"), and IRQ 8 with it: an enable cleared lowers it, an
+    /// enable set on a flag already set raises it at once.
     fn update_irq(&mut self) {
-        let enabled = self.reg_c & self.reg_b & (C_PF | C_AF | C_UF);
-        if enabled != 0 {
+        let enabled = self.reg_c & self.reg_b & (C_PF | C_AF | C_UF) != 0;
+        if enabled {
             self.reg_c |= C_IRQF;
-            self.irq = true;
+        } else {
+            self.reg_c &= !C_IRQF;
         }
+        if enabled && !self.irq {
+            self.rises = self.rises.wrapping_add(1);
+        }
+        self.irq = enabled;
+    }
+
+    /// How many times IRQ 8 rose so far (wrapping): a read of register C
+    /// that lowers it and raises it again at once (a lost periodic
+    /// interrupt) is a new edge for the PIC though the level did not change.
+    pub const fn rises(&self) -> u64 {
+        self.rises
     }
 
     fn binary(&self) -> bool {

@@ -194,3 +194,39 @@ fn the_host_clock_is_read_in_either_mode() {
     assert_eq!(read_host_clock(|i| if i == reg::A { 0x80 } else { bcd(i) }), None, "UIP never clears");
     assert_eq!(read_host_clock(|i| if i == reg::MONTH { 0x13 } else { bcd(i) }), None);
 }
+
+#[test]
+fn polling_register_c_sees_every_periodic_flag() {
+    let mut r = rtc();
+    r.write(reg::A, A_DV_32768 | 9, 0); // 128 Hz
+    let start = ms(300) + 12_345;
+    r.read(reg::C, start);
+    let mut flags = 0;
+    let mut now = start;
+    while now < start + HZ {
+        now += 300_000 + now % 7_919;
+        flags += u64::from(r.read(reg::C, now) & C_PF != 0);
+    }
+    assert!((127..=129).contains(&flags), "{flags} flags in one second at 128 Hz");
+}
+
+#[test]
+fn periodic_interrupts_lost_to_a_late_handler_come_again_after_register_c_is_read() {
+    let mut r = rtc();
+    r.write(reg::A, A_DV_32768 | 9, 0); // 128 Hz
+    r.write(reg::B, B_24H | B_PIE, 0);
+    let period = HZ / 128;
+    // Nobody looks until 3.5 periods: three ticks, one edge.
+    assert!(r.poll(period * 7 / 2));
+    assert_eq!(r.read(reg::C, period * 7 / 2), C_IRQF | C_PF);
+    assert!(r.irq_level(), "one lost tick raised again");
+    assert_eq!(r.read(reg::C, period * 7 / 2), C_IRQF | C_PF);
+    assert!(r.irq_level(), "the second");
+    assert_eq!(r.read(reg::C, period * 7 / 2), C_IRQF | C_PF);
+    assert!(!r.irq_level(), "caught up");
+    // Disabling PIE forgets the backlog.
+    r.poll(period * 10);
+    r.write(reg::B, B_24H, period * 10);
+    assert_eq!(r.read(reg::C, period * 10), C_PF);
+    assert_eq!(r.read(reg::C, period * 10), 0);
+}
