@@ -457,3 +457,18 @@ fn a_reset_under_the_stop_policy_ends_the_partition() {
         kernel.log.borrow()
     );
 }
+
+#[test]
+fn init_at_the_boot_processor_restarts_the_partition() {
+    // VP 0 in x2APIC mode sends INIT to APIC ID 0, itself.
+    let kernel = Fake::new([exit(0, 0, wrmsr(0x1b, X2APIC_ON)), exit(0, 0, wrmsr(0x830, INIT))]);
+    let mut memory = Memory::new(1);
+    let mut r = partition(&mut memory, 0, 1, &kernel);
+    r.boot = Some(boot());
+    let mut running = [r];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(kernel.logged("guest: INIT at VP 0, the boot processor: a reset"), "{:?}", kernel.log.borrow());
+    assert!(kernel.logged("guest: reset by INIT at the boot processor; restarting (1)"));
+    assert!(!running[0].stopped);
+    assert_eq!(kernel.vp_calls.borrow().last(), Some(&VpCall::Start(vp_cap(0, 0))));
+}
