@@ -90,6 +90,8 @@ const PM: u8 = 0x80;
 /// cycle begins and falls when it ends; the time bytes hold the old time
 /// until then here).
 pub const UIP_MICROS: u64 = 244 + 1984;
+/// Lost periodic interrupts kept for later: a quarter of a second's worth.
+pub const LOST_KEPT_DIVISOR: u64 = 4;
 /// The divider leaves reset: the first update comes half a second later
 /// (datasheet "Register A", DV2–DV0).
 const FIRST_UPDATE_MILLIS: u64 = 500;
@@ -133,8 +135,9 @@ pub struct Rtc {
     /// Periodic interrupts lost while PF was still set (the guest had not
     /// read register C yet): each is raised again as soon as register C is
     /// read, as QEMU's `driftfix=slew` does, so a guest that counts RTC
-    /// interrupts keeps time when the host delays its VP. At most a
-    /// second's worth is kept.
+    /// interrupts keeps time when the host delays its VP. At most
+    /// [`LOST_KEPT_DIVISOR`]th of a second's worth is kept: a backlog is
+    /// delivered back to back, which a guest's other work waits for.
     lost: u64,
     irq: bool,
     rises: u64,
@@ -375,7 +378,7 @@ impl Rtc {
             self.periodic_seen = tick;
             self.reg_c |= C_PF;
             if self.reg_b & B_PIE != 0 {
-                let cap = periodic_hz(self.reg_a).unwrap_or(0);
+                let cap = periodic_hz(self.reg_a).unwrap_or(0) / LOST_KEPT_DIVISOR;
                 self.lost = (self.lost + merged).min(cap);
             }
         }

@@ -230,3 +230,17 @@ fn periodic_interrupts_lost_to_a_late_handler_come_again_after_register_c_is_rea
     assert_eq!(r.read(reg::C, period * 10), C_PF);
     assert_eq!(r.read(reg::C, period * 10), 0);
 }
+
+#[test]
+fn at_most_a_quarter_second_of_lost_periodic_interrupts_is_kept() {
+    let mut r = rtc();
+    r.write(reg::A, A_DV_32768 | 9, 0); // 128 Hz
+    r.write(reg::B, B_24H | B_PIE, 0);
+    // A second late: 128 ticks, one edge, 32 kept.
+    assert!(r.poll(HZ + 1000));
+    let mut raised = 0;
+    while r.read(reg::C, HZ + 1000) & C_IRQF != 0 {
+        raised += 1;
+    }
+    assert_eq!(raised, 1 + 128 / LOST_KEPT_DIVISOR);
+}
