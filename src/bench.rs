@@ -355,6 +355,7 @@ fn linux_boots(dir: &Path, progress: &mut Progress, boots: u64) -> Result<(linux
         emulator: Emulator::Qemu,
         vcpus: 1,
         smp: Emulator::Qemu.default_smp(),
+        reboot: false,
         run: run("linux-tessera.log"),
     };
     let tessera = linux::tessera(&guest, &opts).map_err(|e| failed("Tessera boot", e))?;

@@ -68,6 +68,12 @@ pub fn nproc_answer(vps: u8) -> String {
 }
 /// Powers the guest off without init's help (QEMU then exits).
 pub const POWEROFF: &str = "poweroff -f";
+/// Resets the machine without init's help: under Tessera the partition
+/// restarts ([`RESTARTED`]) and Linux boots again.
+pub const REBOOT: &str = "reboot -f";
+/// What the VID prints (after the reset's source) when the guest's
+/// partition restarts for the first time.
+pub const RESTARTED: &str = "; restarting (1)";
 
 /// The kernel command line of a boot (plus what the user adds).
 pub const CMDLINE: &str = "console=ttyS0 panic=-1";
@@ -554,6 +560,9 @@ pub struct TesseraOptions {
     pub vcpus: u8,
     /// CPUs of the emulated machine.
     pub smp: u32,
+    /// Reboot once ([`REBOOT`]) before powering off; the second boot's
+    /// shell must answer [`COMMAND`] too.
+    pub reboot: bool,
     pub run: RunOptions,
 }
 
@@ -593,8 +602,19 @@ pub enum DirectError {
 /// [`CLOCKEVENT_COMMAND`] (its answer is the caller's to check), then
 /// types [`POWEROFF`].
 /// Everything must happen before `deadline`. Does not wait for the exit.
-pub fn interact(console: &mut Console, deadline: Instant, vps: u8) -> Result<Timings, ExpectError> {
+pub fn interact(console: &mut Console, deadline: Instant, vps: u8, reboot: bool) -> Result<Timings, ExpectError> {
     let left = || deadline.saturating_duration_since(Instant::now());
+    if reboot {
+        // The first boot answers, resets, and the second boot's shell
+        // answers in its turn; then the usual session.
+        console.expect(MARKER, left())?;
+        console.expect(PROMPT, left())?;
+        let _ = console.send_line(COMMAND);
+        console.expect(EXPECTED, left())?;
+        console.expect(PROMPT, left())?;
+        let _ = console.send_line(REBOOT);
+        console.expect(RESTARTED, left())?;
+    }
     console.expect(MARKER, left())?;
     let marker = console.elapsed();
     console.expect(PROMPT, left())?;
@@ -637,7 +657,7 @@ pub fn qemu_command(guest: &Guest, opts: &DirectOptions) -> Command {
 /// Boots `guest` directly in QEMU and runs [`interact`].
 pub fn direct(guest: &Guest, opts: &DirectOptions) -> Result<Run, DirectError> {
     // QEMU's default machine: one processor.
-    drive(qemu_command(guest, opts), &opts.run, 1, &[])
+    drive(qemu_command(guest, opts), &opts.run, 1, false, &[])
 }
 
 /// Boots Tessera with `guest` as partition `guest` (`--guest linux`: the
@@ -679,7 +699,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
     let (files, words) = boot::prepare(&boot)?;
     let cmd = qemu::command(&boot, &words, false, &qemu::Start::Direct);
     let run = RunOptions { serial_log: files.serial_log, ..opts.run.clone() };
-    drive(cmd, &run, opts.vcpus, &[POWERED_OFF, HALTED_OK])
+    drive(cmd, &run, opts.vcpus, opts.reboot, &[POWERED_OFF, HALTED_OK])
 }
 
 /// A boot whose /init runs the command by itself ([`SELFTEST`]): the
@@ -739,7 +759,7 @@ impl From<BootError> for DirectError {
 /// Starts `cmd` (an emulator with the guest's serial console on stdio),
 /// runs [`interact`], waits for each of `closing` in turn and then for the
 /// emulator's exit.
-fn drive(cmd: Command, opts: &RunOptions, vps: u8, closing: &[&'static str]) -> Result<Run, DirectError> {
+fn drive(cmd: Command, opts: &RunOptions, vps: u8, reboot: bool, closing: &[&'static str]) -> Result<Run, DirectError> {
     ui::note(format!("$ {}", ui::shell_line(&cmd)));
     ui::note(format!("serial log: {}", opts.serial_log.display()));
     let deadline = Instant::now() + opts.timeout;
@@ -747,7 +767,7 @@ fn drive(cmd: Command, opts: &RunOptions, vps: u8, closing: &[&'static str]) -> 
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut console =
         Console::spawn(cmd, &console_opts).map_err(|e| DirectError::Start(format!("cannot start {program}: {e}")))?;
-    let timings = interact(&mut console, deadline, vps).map_err(DirectError::Expect)?;
+    let timings = interact(&mut console, deadline, vps, reboot).map_err(DirectError::Expect)?;
     let mut seen = Vec::new();
     for &line in closing {
         console.expect(line, deadline.saturating_duration_since(Instant::now())).map_err(DirectError::Expect)?;

@@ -238,6 +238,12 @@ struct TesseraArgs {
     /// VID puts VP i on CPU i mod N.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
     smp: Option<u32>,
+
+    /// After the first answers, type `reboot -f`: the partition restarts
+    /// (its manifest's on_reset) and the shell of the second boot must
+    /// answer too (qemu only).
+    #[arg(long)]
+    reboot: bool,
 }
 
 #[derive(Args, Debug)]
@@ -698,7 +704,8 @@ fn run_linux(args: LinuxArgs) -> i32 {
                 args.vcpus,
                 if args.vcpus == 1 { "" } else { "s" }
             );
-            (what, linux::tessera(&guest, &linux::TesseraOptions { emulator, vcpus: args.vcpus, smp, run }))
+            let opts = linux::TesseraOptions { emulator, vcpus: args.vcpus, smp, reboot: args.reboot, run };
+            (what, linux::tessera(&guest, &opts))
         }
     };
     println!();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Boot, Emulator, boot, manifest};
+use common::{Boot, Emulator, assert_in_order, boot, manifest};
 
 const QEMU_TIMEOUT: u64 = 90;
 const BOCHS_TIMEOUT: u64 = 240;
@@ -43,4 +43,48 @@ fn qemu_fidelity_suite_passes() {
 fn bochs_fidelity_suite_passes() {
     let m = manifest("fidelity.toml");
     fidelity_suite_passes(&boot("bochs_fidelity_suite_passes", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
+}
+
+/// The resets `tests=fidelity-reset` makes, in boot order, as the VID names them.
+const RESET_SOURCES: [&str; 5] =
+    ["port 0xCF9", "the keyboard controller", "the ACPI reset register", "HV_X64_MSR_RESET", "a triple fault"];
+
+/// `tests/manifests/fidelity-reset.toml`: partition `rebooter` resets by
+/// each source in turn and restarts each time (boot counter in CMOS RAM);
+/// `stopper`, whose policy is "stop", resets once and ends.
+fn every_reset_source_restarts_the_partition(run: &Boot) {
+    let mut expected = Vec::new();
+    for (n, by) in RESET_SOURCES.iter().enumerate() {
+        expected.push(format!("[vid] rebooter: testkernel: fidelity-reset: resetting by {by}"));
+        expected.push(format!("[vid] rebooter: reset by {by}; restarting ({})", n + 1));
+        expected.push(format!("[vid] rebooter: testkernel: fidelity-reset: boot {}", n + 2));
+    }
+    expected.push("[vid] rebooter: testkernel: fidelity: came back after 5 resets, one by each source: ok".into());
+    expected.push("[vid] rebooter: testkernel: fidelity-reset: ok".into());
+    expected.push("[vid] rebooter: guest reported status 1".into());
+    assert_in_order(run, &expected.iter().map(String::as_str).collect::<Vec<_>>());
+    run.assert_serial_lacks("[vid] rebooter: testkernel: fidelity: guest RAM is cleared at a restart (the VID loads the guest again over zeroed RAM): FAIL");
+    run.assert_serial_lacks(": FAIL");
+    assert_in_order(
+        run,
+        &[
+            "[vid] stopper: testkernel: fidelity-reset: resetting by port 0xCF9; the partition must end",
+            "[vid] stopper: guest reset by port 0xCF9 at rip",
+        ],
+    );
+    run.assert_serial_lacks("[vid] stopper: reset by");
+}
+
+#[test]
+fn qemu_every_reset_source_restarts_the_partition() {
+    let m = manifest("fidelity-reset.toml");
+    let name = "qemu_every_reset_source_restarts_the_partition";
+    every_reset_source_restarts_the_partition(&boot(name, Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]));
+}
+
+#[test]
+fn bochs_every_reset_source_restarts_the_partition() {
+    let m = manifest("fidelity-reset.toml");
+    let name = "bochs_every_reset_source_restarts_the_partition";
+    every_reset_source_restarts_the_partition(&boot(name, Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
 }

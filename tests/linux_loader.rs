@@ -160,7 +160,7 @@ fn boot_from_plan(name: &str, entry: BootEntry) {
     let log = dir.join("serial.log");
     let mut console = Console::spawn(cmd, &ConsoleOptions { echo: false, log: Some(&log), ..Default::default() })
         .expect("start QEMU");
-    let result = tessera::linux::interact(&mut console, Instant::now() + TIMEOUT, 1);
+    let result = tessera::linux::interact(&mut console, Instant::now() + TIMEOUT, 1, false);
     let status = console.wait_exit(Duration::from_secs(30)).expect("wait for QEMU");
     let transcript = console.transcript();
     if let Err(e) = result {

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use tessera::linux::{EXPECTED, HYPERV_CLOCKEVENT, MARKER, POWERED_OFF, nproc_answer};
+use tessera::linux::{EXPECTED, HYPERV_CLOCKEVENT, MARKER, POWERED_OFF, REBOOT, nproc_answer};
 
 /// The runner's own deadline; this test kills the runner 120 s later (the
 /// fetch may download about 70 MB first).
@@ -28,6 +28,32 @@ fn linux_under_tessera_boots_to_a_shell_that_answers() {
     let name = "linux_under_tessera_boots_to_a_shell_that_answers";
     let timeout = TIMEOUT_SECS.to_string();
     let run = common::run(name, &["linux", "tessera", "--timeout", &timeout], Duration::from_secs(TIMEOUT_SECS + 120));
+    answers_and_powers_off(name, &run, 1, "exited after");
+}
+
+/// `reboot -f` at the shell resets the machine (Linux's default order:
+/// the FADT's reset register first); the VID restarts the partition (the
+/// default `on_reset`), Linux boots again, and the second boot's shell
+/// answers before powering off.
+#[test]
+fn linux_under_tessera_reboots_and_its_shell_answers_again() {
+    let name = "linux_under_tessera_reboots_and_its_shell_answers_again";
+    let timeout = (2 * TIMEOUT_SECS).to_string();
+    let args = ["linux", "tessera", "--reboot", "--timeout", &timeout];
+    let run = common::run(name, &args, Duration::from_secs(2 * TIMEOUT_SECS + 120));
+    common::assert_in_order(
+        &run,
+        &[
+            MARKER,
+            &format!("{GUEST_PREFIX}{EXPECTED}"),
+            REBOOT,
+            "[vid] guest: reset by ",
+            MARKER,
+            &format!("{GUEST_PREFIX}{EXPECTED}"),
+        ],
+    );
+    run.assert_serial_contains("; restarting (1)");
+    run.assert_serial_lacks("restarting (2)");
     answers_and_powers_off(name, &run, 1, "exited after");
 }
 

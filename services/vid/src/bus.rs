@@ -28,6 +28,12 @@ pub enum PortId {
     DebugExit,
     /// QEMU's `hyperv-testdev` ([`crate::testdev`]), if the manifest gives it.
     HvTestDev,
+    /// The MC146818 RTC and CMOS RAM ([`crate::rtc::Rtc`]).
+    Rtc,
+    /// The 8042 keyboard controller, for its reset line ([`crate::reset_ports::Kbc`]).
+    Kbc,
+    /// The reset control register at 0xCF9 ([`crate::reset_ports::ResetControl`]).
+    ResetControl,
 }
 
 /// Ports `first..first + count` go to `device`.
@@ -71,11 +77,15 @@ pub const PORT_ROUTES: &[PortRoute] = {
         route(RESET_PORT, 1, Pm1),
         route(PM_TMR_BLK, PM_TMR_LEN as u16, Pm1),
         route(crate::testdev::PORT, crate::testdev::PORT_COUNT, HvTestDev),
+        route(crate::rtc::INDEX_PORT, 2, Rtc),
+        route(crate::reset_ports::KBC_DATA, 1, Kbc),
+        route(crate::reset_ports::KBC_COMMAND, 1, Kbc),
+        route(crate::reset_ports::RESET_CONTROL, 1, ResetControl),
     ]
 };
 
 /// Most windows one partition's bus holds.
-pub const MAX_PORT_ROUTES: usize = 16;
+pub const MAX_PORT_ROUTES: usize = 24;
 
 /// Two windows of a bus share a port: (the one added, the one it hits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +131,8 @@ pub enum PortEffect {
     /// The guest wrote `value` to the debug-exit port.
     TestExit(u32),
     PowerOff,
-    Reset,
+    /// The guest reset the machine through this device.
+    Reset(crate::exits::ResetSource),
     /// The test device asks for SINT `sint` of VP `vp` to be asserted.
     AssertSint {
         vp: u32,
@@ -233,10 +244,66 @@ impl PortDevice for crate::acpi::Pm1 {
         use crate::acpi::Pm1Effect;
         match self.port_write(port, size, value, a.now) {
             Some(Pm1Effect::PowerOff) => PortEffect::PowerOff,
-            Some(Pm1Effect::Reset) => PortEffect::Reset,
+            Some(Pm1Effect::Reset) => PortEffect::Reset(crate::exits::ResetSource::AcpiResetRegister),
             Some(Pm1Effect::Sleep(_) | Pm1Effect::Done) | None => PortEffect::Done,
         }
     }
+}
+
+impl PortDevice for crate::rtc::Rtc {
+    fn read(&mut self, port: u16, size: u8, a: &mut PortAccess) -> u64 {
+        bytewise_read(port, size, |p| Self::claims(p).then(|| self.port_read(p, a.now)))
+    }
+    fn write(&mut self, port: u16, size: u8, value: u64, a: &mut PortAccess) -> PortEffect {
+        bytewise_write(port, size, value, |p, byte| {
+            if Self::claims(p) {
+                self.port_write(p, byte, a.now);
+            }
+            false
+        });
+        PortEffect::Done
+    }
+}
+
+impl PortDevice for crate::reset_ports::Kbc {
+    fn read(&mut self, port: u16, size: u8, _: &mut PortAccess) -> u64 {
+        bytewise_read(port, size, |p| Self::claims(p).then(|| crate::reset_ports::Kbc::read(self, p)))
+    }
+    fn write(&mut self, port: u16, size: u8, value: u64, _: &mut PortAccess) -> PortEffect {
+        let reset = bytewise_write(port, size, value, |p, byte| {
+            Self::claims(p) && crate::reset_ports::Kbc::write(self, p, byte)
+        });
+        if reset { PortEffect::Reset(crate::exits::ResetSource::KeyboardController) } else { PortEffect::Done }
+    }
+}
+
+impl PortDevice for crate::reset_ports::ResetControl {
+    fn read(&mut self, port: u16, size: u8, _: &mut PortAccess) -> u64 {
+        bytewise_read(port, size, |p| {
+            (p == crate::reset_ports::RESET_CONTROL).then(|| crate::reset_ports::ResetControl::read(self))
+        })
+    }
+    fn write(&mut self, port: u16, size: u8, value: u64, _: &mut PortAccess) -> PortEffect {
+        let reset = bytewise_write(port, size, value, |p, byte| {
+            p == crate::reset_ports::RESET_CONTROL && crate::reset_ports::ResetControl::write(self, byte)
+        });
+        if reset { PortEffect::Reset(crate::exits::ResetSource::ResetControl) } else { PortEffect::Done }
+    }
+}
+
+/// A read of `size` bytes from `port` up, each byte from `byte` (all ones
+/// for a port it does not answer).
+fn bytewise_read(port: u16, size: u8, mut byte: impl FnMut(u16) -> Option<u8>) -> u64 {
+    (0..size.clamp(1, 4)).fold(0, |acc, i| {
+        let b = byte(port.wrapping_add(u16::from(i))).unwrap_or(0xff);
+        acc | u64::from(b) << (8 * i)
+    })
+}
+
+/// A write of `size` bytes of `value` from `port` up, each byte to
+/// `byte`; true if any byte's write said so.
+fn bytewise_write(port: u16, size: u8, value: u64, mut byte: impl FnMut(u16, u8) -> bool) -> bool {
+    (0..size.clamp(1, 4)).fold(false, |any, i| byte(port.wrapping_add(u16::from(i)), (value >> (8 * i)) as u8) | any)
 }
 
 impl PortDevice for crate::irq::Interrupts {

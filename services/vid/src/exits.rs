@@ -25,6 +25,8 @@ use crate::mmio::TestDevice;
 use crate::msr::Msrs;
 use crate::portio::{Element, string_io};
 use crate::profile::EnlightenmentProfile;
+use crate::reset_ports::{Kbc, ResetControl};
+use crate::rtc::Rtc;
 use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
 use crate::testdev::TestDev;
 use crate::uart::{COM1_IRQ, Uart};
@@ -69,14 +71,58 @@ pub enum Stop {
     /// Triple fault or shutdown (`message_type` is
     /// `UNRECOVERABLE_EXCEPTION`), or an intercept the VID cannot handle.
     Failed { message_type: u32, rip: u64 },
-    /// The guest asked for a reset (HV_X64_MSR_RESET or the ACPI reset
-    /// register); the VID does not reboot partitions, so it ends.
-    Reset { rip: u64 },
+    /// The guest reset the machine (`by`): the partition restarts or ends
+    /// as its manifest's `on_reset` says ([`crate::serve`]).
+    Reset { rip: u64, by: ResetSource },
     /// The guest powered itself off (ACPI S5 through PM1a_CNT).
     PowerOff,
 }
 
+/// What reset the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetSource {
+    /// A write of HV_X64_MSR_RESET (TLFS 2.4.4 "reset enlightenment").
+    HvResetMsr,
+    /// The FADT's RESET_REG (ACPI 6.5 4.8.3.6).
+    AcpiResetRegister,
+    /// The reset control register at port 0xCF9.
+    ResetControl,
+    /// The 8042's reset line (port 0x64, command 0xFE).
+    KeyboardController,
+    /// A triple fault or shutdown (SDM 3A 6.15 "Interrupt 8": a fault
+    /// while delivering a double fault shuts the processor down; the PC's
+    /// chipset turns the shutdown cycle into a reset).
+    TripleFault,
+    /// INIT sent to the boot processor.
+    InitBsp,
+}
+
+impl fmt::Display for ResetSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResetSource::HvResetMsr => "HV_X64_MSR_RESET",
+            ResetSource::AcpiResetRegister => "the ACPI reset register",
+            ResetSource::ResetControl => "port 0xCF9",
+            ResetSource::KeyboardController => "the keyboard controller",
+            ResetSource::TripleFault => "a triple fault",
+            ResetSource::InitBsp => "INIT at the boot processor",
+        })
+    }
+}
+
 impl Stop {
+    /// What reset the machine, if this end is a reset: a reset request, or
+    /// a triple fault (the kernel's unrecoverable-exception exit).
+    pub fn reset_source(&self) -> Option<ResetSource> {
+        match *self {
+            Stop::Reset { by, .. } => Some(by),
+            Stop::Failed { message_type, .. } if message_type == HvMessageType::UNRECOVERABLE_EXCEPTION.0 => {
+                Some(ResetSource::TripleFault)
+            }
+            _ => None,
+        }
+    }
+
     /// The run's status for a test exit: `(value << 1) | 1`.
     pub const fn status(value: u32) -> u64 {
         ((value as u64) << 1) | 1
@@ -95,7 +141,7 @@ impl fmt::Display for Stop {
             Stop::Failed { message_type, rip } => {
                 write!(f, "guest stopped: intercept {message_type:#x} at rip {rip:#x} is not handled")
             }
-            Stop::Reset { rip } => write!(f, "guest asked for a reset at rip {rip:#x}; the partition ends"),
+            Stop::Reset { rip, by } => write!(f, "guest reset by {by} at rip {rip:#x}; the partition ends"),
             Stop::PowerOff => write!(f, "guest powered off"),
         }
     }
@@ -258,6 +304,8 @@ pub struct VmmConfig {
     pub created_tsc: u64,
     /// It has QEMU's `hyperv-testdev` ([`crate::testdev`]).
     pub testdev: bool,
+    /// The time of day its RTC starts at, in seconds since 1970 (UTC).
+    pub wall_clock: u64,
 }
 
 impl Default for VmmConfig {
@@ -270,9 +318,13 @@ impl Default for VmmConfig {
             threads_per_core: 1,
             created_tsc: 0,
             testdev: false,
+            wall_clock: DEFAULT_WALL_CLOCK,
         }
     }
 }
+
+/// The RTC's time when the host has no clock to read: 2026-01-01 00:00:00 UTC.
+pub const DEFAULT_WALL_CLOCK: u64 = 1_767_225_600;
 
 /// The local APIC timer's input clock the VID gives every partition
 /// (reported by HV_X64_MSR_APIC_FREQUENCY).
@@ -307,8 +359,18 @@ pub struct Vmm {
     /// The ACPI fixed-hardware PM1 registers (power off, reset) and the
     /// PM timer, which counts from the partition's creation.
     pub pm1: Pm1,
-    /// The level last given to IRQ 4.
+    /// The MC146818 RTC and CMOS RAM, on IRQ 8.
+    pub rtc: Rtc,
+    /// The 8042's reset line and the reset control register at 0xCF9.
+    pub kbc: Kbc,
+    pub reset_control: ResetControl,
+    /// The levels last given to IRQ 4 and IRQ 8.
     uart_irq: bool,
+    rtc_irq: bool,
+    /// [`Rtc::rises`] when IRQ 8 was last followed.
+    rtc_rises: u64,
+    /// What the VMM was built from, for [`Vmm::reset`].
+    config: VmmConfig,
     /// What the partition's VPs did, for the VID's report.
     pub stats: ExitStats,
     /// The processor topology its CPUID describes.
@@ -350,12 +412,37 @@ impl Vmm {
             wide: heapless::Vec::new(),
             uart: Uart::new(),
             uart_irq: false,
+            rtc_irq: false,
+            rtc_rises: 0,
             pm1: Pm1::with_timer(PmTimer { tsc_hz: c.clock.tsc_hz, origin: c.created_tsc }),
+            rtc: Rtc::new(c.wall_clock, c.created_tsc, c.clock.tsc_hz),
+            kbc: Kbc::new(),
+            reset_control: ResetControl::default(),
+            config: c,
             stats: ExitStats::default(),
             idle: 0,
             topology: Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) },
             reported_synic: [0; abi::limits::MAX_VPS_PER_PARTITION],
         }
+    }
+
+    /// The partition's machine after a reset at TSC `now`: every device,
+    /// interrupt controller, timer and synthetic register back to its
+    /// power-on state (reference time starts again at 0), except the RTC,
+    /// whose time and battery-backed RAM go on. The exit statistics go on
+    /// too (the VID's report covers the partition's whole life).
+    pub fn reset(&mut self, now: u64) {
+        let mut rtc = self.rtc.clone();
+        rtc.reset(now);
+        let stats = core::mem::take(&mut self.stats);
+        *self = Vmm::with_config(VmmConfig { created_tsc: now, ..self.config });
+        self.rtc = rtc;
+        self.stats = stats;
+    }
+
+    /// What the VMM was built from.
+    pub const fn config(&self) -> &VmmConfig {
+        &self.config
     }
 
     /// Host input for the guest's COM1; returns the bytes it took.
@@ -375,12 +462,31 @@ impl Vmm {
         }
     }
 
+    /// Follows the RTC's interrupt output on IRQ 8. The PIC takes IRQ 8 on
+    /// its rising edge; register C's read lowers it for the next one.
+    fn sync_rtc_irq(&mut self) {
+        let (level, rises) = (self.rtc.irq_level(), self.rtc.rises());
+        let pulse = level && self.rtc_irq && rises != self.rtc_rises;
+        if level != self.rtc_irq || pulse {
+            if pulse {
+                let effects = self.irq.set_irq(crate::rtc::RTC_IRQ, false);
+                self.effects.merge(effects);
+            }
+            self.rtc_irq = level;
+            let effects = self.irq.set_irq(crate::rtc::RTC_IRQ, level);
+            self.effects.merge(effects);
+        }
+        self.rtc_rises = rises;
+    }
+
     /// Fires the timers due at `now` (TSC ticks); their effects join
     /// [`Vmm::effects`]. The synthetic timers need the guest's RAM (their
     /// messages): [`Vmm::poll_with`].
     pub fn poll(&mut self, now: u64) {
         let effects = self.irq.poll(now);
         self.effects.merge(effects);
+        self.rtc.poll(now);
+        self.sync_rtc_irq();
     }
 
     /// [`Vmm::poll`], and the synthetic timers, whose messages go into
@@ -432,10 +538,7 @@ impl Vmm {
     /// The TSC at which [`Vmm::poll_with`] next has work: the interrupt
     /// controllers' timers and the synthetic timers.
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.irq.next_deadline(), self.synthetic.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.irq.next_deadline(), self.synthetic.next_deadline(), self.rtc.next_deadline()].into_iter().flatten().min()
     }
 
     /// The interruption to post to `vp` now, acknowledged at its
@@ -692,6 +795,9 @@ impl Vmm {
             Some(PortId::Interrupts) => &mut self.irq,
             Some(PortId::Uart) => &mut self.uart,
             Some(PortId::Pm1) => &mut self.pm1,
+            Some(PortId::Rtc) => &mut self.rtc,
+            Some(PortId::Kbc) => &mut self.kbc,
+            Some(PortId::ResetControl) => &mut self.reset_control,
             Some(PortId::DebugExit) => &mut DebugExit,
             Some(PortId::HvTestDev) => match self.testdev.as_mut() {
                 Some(t) => t,
@@ -702,16 +808,18 @@ impl Vmm {
         let Element::Write(value) = element else {
             let read = device.read(port, size, &mut access);
             self.sync_uart_irq();
+            self.sync_rtc_irq();
             return ControlFlow::Continue(read);
         };
         let effect = device.write(port, size, value, &mut access);
         self.sync_uart_irq();
+        self.sync_rtc_irq();
         match effect {
             PortEffect::Done => {}
             PortEffect::Irq(effects) => self.effects.merge(effects),
             PortEffect::TestExit(value) => return ControlFlow::Break(Action::Stop(Stop::TestExit { value })),
             PortEffect::PowerOff => return ControlFlow::Break(Action::Stop(Stop::PowerOff)),
-            PortEffect::Reset => return ControlFlow::Break(Action::Stop(Stop::Reset { rip })),
+            PortEffect::Reset(by) => return ControlFlow::Break(Action::Stop(Stop::Reset { rip, by })),
             PortEffect::AssertSint { vp, sint } => {
                 if self.synthetic.assert_sint(vp, sint) {
                     self.synic_interrupts();

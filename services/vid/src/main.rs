@@ -235,7 +235,7 @@ mod task {
             Stop::Failed { message_type, rip } => {
                 log!("demo: guest stopped: intercept {message_type:#x} at {rip:#x} is not handled")
             }
-            Stop::Reset { rip } => log!("demo: guest asked for a reset at {rip:#x}"),
+            Stop::Reset { rip, by } => log!("demo: guest reset by {by} at {rip:#x}"),
             Stop::PowerOff => log!("demo: guest powered off"),
         }
     }

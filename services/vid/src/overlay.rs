@@ -137,6 +137,15 @@ impl Overlays {
         true
     }
 
+    /// Takes every overlay away, as [`Overlays::uncover`] each.
+    pub fn uncover_all(&mut self, guest: &mut impl Guest) {
+        let per_vp = (0..MAX_VPS_PER_PARTITION as u32)
+            .flat_map(|vp| [Overlay::Assist(vp), Overlay::Simp(vp), Overlay::Siefp(vp)]);
+        for overlay in [Overlay::Hypercall, Overlay::ReferenceTsc].into_iter().chain(per_vp) {
+            self.uncover(overlay, guest);
+        }
+    }
+
     /// Takes `overlay` away: the RAM beneath reappears, unless another
     /// overlay still covers the GPA (it then keeps the RAM).
     pub fn uncover(&mut self, overlay: Overlay, guest: &mut impl Guest) {

@@ -27,7 +27,7 @@ use vid::loader::{self, LoadRequest, Module};
 use vid::monitor::{Monitor, MonitorPage};
 use vid::placement::{self, Pairing};
 use vid::profile::EnlightenmentProfile;
-use vid::serve::{EXIT_STATE, MAX_RUNNING, Monitors, Running, Setup, exit_badge};
+use vid::serve::{Boot, EXIT_STATE, EntryWords, MAX_BOOT_MODULES, MAX_RUNNING, Monitors, Running, Setup, exit_badge};
 use vid::synthetic::{HostClock, Vendor};
 
 /// Offset of `acpi_rsdp_addr` in the zero page (boot protocol 2.14).
@@ -149,12 +149,13 @@ pub fn run(
     let Some(index) = image.manifest.tasks.iter().position(|t| t.name == me) else { return Ok(()) };
     let exits = exit_endpoint(endpoint, untyped, slots)?;
     let registry = Registry::find();
+    let clock = WallClock::read();
     // Held in this frame only: each partition's Vmm is large for the stack.
     let mut running = heapless::Vec::<Running<'static>, MAX_RUNNING>::new();
     let mine = || image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
     let plan = Plan::new(&image.manifest, mine().map(|(_, p)| p).take(MAX_RUNNING));
     for (k, (i, p)) in mine().enumerate().take(MAX_RUNNING) {
-        match start(&image, p, i as u32, k, &plan, task, untyped, exits, &registry, slots) {
+        match start(&image, p, i as u32, k, &plan, task, untyped, exits, &registry, &clock, slots) {
             Ok(r) => {
                 let _ = running.push(r);
             }
@@ -381,10 +382,11 @@ fn start(
     untyped: CapSlot,
     exits: CapSlot,
     registry: &Registry,
+    clock: &WallClock,
     slots: &mut Slots,
 ) -> Result<Running<'static>, ErrorCode> {
     let kernel = image.guest_image(p).ok_or(ErrorCode::INVALID_ARGUMENT)?;
-    let mut modules: heapless::Vec<Module<'static>, 4> = heapless::Vec::new();
+    let mut modules: heapless::Vec<Module<'static>, MAX_BOOT_MODULES> = heapless::Vec::new();
     for name in &p.modules {
         let bytes = image.bootfs.file(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
         let _ = modules.push(Module { string: name, bytes });
@@ -401,7 +403,8 @@ fn start(
     // handler reads and writes guest memory through it.
     let window = Window::map(task, ram, RAM_AT + k as u64 * RAM_STRIDE, 0, pages, true)?;
     let ram_bytes = window.leak_mut().ok_or(ErrorCode::INVALID_STATE)?;
-    let registers = load(p, kernel, &modules, memory, ram_bytes)?;
+    let boot = Boot { name: p.name, image: p.image, cmdline: p.cmdline, vcpus: p.vcpus, kernel, modules, memory, load };
+    let registers = load(&boot, ram_bytes)?;
 
     let mut vps = heapless::Vec::<CapSlot, MAX_VPS_PER_PARTITION>::new();
     let _ = vps.push(vp);
@@ -456,6 +459,7 @@ fn start(
         threads_per_core: told(plan, k, &ran, p.name),
         created_tsc: tessera_rt::arch::rdtsc(),
         testdev: p.devices.contains(sysimage::manifest::Devices::HYPERV_TESTDEV),
+        wall_clock: clock.now(),
     };
     Ok(Running::new(Setup {
         name: p.name,
@@ -468,7 +472,52 @@ fn start(
         vmm: Vmm::with_config(config),
         root: plan.root,
         monitors,
+        on_reset: p.on_reset,
+        boot: Some(boot),
     }))
+}
+
+/// The host's time of day, for the guests' RTCs: read once from the
+/// machine's MC146818 through the I/O ports 0x70–0x71 the manifest may
+/// grant the VID (its first `io_ports` range, "io0"), then carried on by
+/// the TSC. Without them (or if the clock does not read sensibly) the RTCs
+/// start at [`vid::exits::DEFAULT_WALL_CLOCK`], which is logged.
+struct WallClock {
+    unix: u64,
+    tsc: u64,
+}
+
+impl WallClock {
+    fn read() -> WallClock {
+        let tsc = tessera_rt::arch::rdtsc();
+        let host = caps::io_ports("io0").and_then(|ports| {
+            let mut failed = false;
+            let unix = vid::rtc::read_host_clock(|index| {
+                // NMIs stay enabled (bit 7 clear), as the index is written.
+                let read = tessera_rt::io::output(ports, vid::rtc::INDEX_PORT, 1, u32::from(index))
+                    .and_then(|()| tessera_rt::io::input(ports, vid::rtc::DATA_PORT, 1));
+                failed |= read.is_err();
+                read.map_or(0xff, |v| v as u8)
+            });
+            unix.filter(|_| !failed)
+        });
+        let unix = host.unwrap_or(vid::exits::DEFAULT_WALL_CLOCK);
+        let t = vid::rtc::calendar::DateTime::from_unix(unix);
+        let (y, mo, d, h, mi, sec) = (t.year, t.month, t.day, t.hour, t.minute, t.second);
+        match host {
+            Some(_) => log!("RTC: the host's clock reads {y}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02} UTC"),
+            None => log!(
+                "RTC: no host clock (no I/O ports 0x70-0x71 granted, or it does not read): the guests' clocks start at {y}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02} UTC"
+            ),
+        }
+        WallClock { unix, tsc }
+    }
+
+    /// The time of day now, in seconds since 1970.
+    fn now(&self) -> u64 {
+        let hz = tessera_rt::startup::tsc_hz().max(1);
+        self.unix + tessera_rt::arch::rdtsc().saturating_sub(self.tsc) / hz
+    }
 }
 
 /// The pages of the monitor connections manifest partition `index` (the
@@ -549,7 +598,7 @@ fn fail_on_purpose(personality: Personality, exits: CapSlot, untyped: CapSlot, s
 /// specification's scan; and the FACS, which the guest writes, into the
 /// EBDA in low RAM. The memory maps reserve both. The FADT says whether the
 /// CMOS RTC exists: whether the VID's port table routes its index port.
-fn firmware_tables(p: &sysimage::manifest::Partition<'static>, ram: &mut [u8]) -> Result<acpi::AcpiTables, ErrorCode> {
+fn firmware_tables(p: &Boot<'_>, ram: &mut [u8]) -> Result<acpi::AcpiTables, ErrorCode> {
     let at = acpi::DEFAULT_BASE_GPA;
     const _: () = assert!(acpi::DEFAULT_BASE_GPA >= BIOS_AREA);
     const _: () = assert!(acpi::DEFAULT_BASE_GPA + acpi::REGION_SIZE as u64 <= ROM_GPA);
@@ -574,14 +623,10 @@ fn firmware_tables(p: &sysimage::manifest::Partition<'static>, ram: &mut [u8]) -
 /// area, then a Linux bzImage (with the first module as its initrd) by the
 /// x86 boot protocol, anything else as a Multiboot kernel, whose command
 /// line starts with the kernel's file name (its bootfs name). Returns the
-/// VP's starting registers.
-fn load(
-    p: &sysimage::manifest::Partition<'static>,
-    kernel: &[u8],
-    modules: &[Module<'static>],
-    memory: u64,
-    ram: &mut [u8],
-) -> Result<heapless::Vec<u64, { vid::entry::SET_REGISTERS_WORDS }>, ErrorCode> {
+/// VP's starting registers. Run at the start and again at each restart
+/// ([`Boot`]).
+fn load(boot: &Boot<'_>, ram: &mut [u8]) -> Result<EntryWords, ErrorCode> {
+    let (p, kernel, modules, memory) = (boot, boot.kernel, &boot.modules[..], boot.memory);
     let refuse = |what: &dyn core::fmt::Debug| {
         log!("{}: the guest kernel cannot be loaded: {what:?}", p.name);
         ErrorCode::INVALID_ARGUMENT

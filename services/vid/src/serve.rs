@@ -18,6 +18,7 @@
 mod deliver;
 mod monitors;
 mod requests;
+mod restart;
 mod time;
 mod view;
 
@@ -27,6 +28,7 @@ mod fake;
 mod tests;
 
 pub use requests::answer;
+pub use restart::{Boot, EntryWords, MAX_BOOT_MODULES};
 
 use crate::exits::{Action, Event, Stop, Vmm};
 use crate::host::{BrokerEvents, Kernel, Services, Until};
@@ -108,6 +110,11 @@ pub struct Setup<'m> {
     pub root: bool,
     /// The pages of the monitor connections it holds (TLFS 11.7).
     pub monitors: Monitors<'m>,
+    /// What a guest reset does (the manifest's `on_reset`).
+    pub on_reset: sysimage::OnReset,
+    /// How its guest is loaded again when it restarts (`None`: it cannot
+    /// be, and a reset ends it).
+    pub boot: Option<Boot<'m>>,
 }
 
 /// The monitor pages of one partition's monitor connections.
@@ -138,6 +145,10 @@ pub struct Running<'m> {
     stopped: bool,
     root: Option<RootPolicy>,
     monitors: Monitors<'m>,
+    on_reset: sysimage::OnReset,
+    boot: Option<Boot<'m>>,
+    /// Times the guest reset and the partition restarted.
+    restarts: u64,
 }
 
 impl<'m> Running<'m> {
@@ -160,6 +171,9 @@ impl<'m> Running<'m> {
             stopped: false,
             root: s.root.then(RootPolicy::new),
             monitors: s.monitors,
+            on_reset: s.on_reset,
+            boot: s.boot,
+            restarts: 0,
         }
     }
 
@@ -382,9 +396,13 @@ fn handle_exit(
             policy.stopped(v);
         }
     } else if let Action::Stop(stop) = action {
-        // One VP's end (shutdown, power off, test exit) ends the
-        // partition: the others are stopped.
-        end(kernel, services, r, Some(v), stop);
+        // A reset restarts the partition (its manifest's on_reset); one
+        // VP's end (shutdown, power off, test exit) ends it: the others
+        // are stopped.
+        match stop.reset_source() {
+            Some(by) if restart::wanted(r) => restart::restart(kernel, services, r, by, now),
+            _ => end(kernel, services, r, Some(v), stop),
+        }
     }
     Handled { reply: message, exited: Some((k, v)), brokered }
 }
@@ -462,8 +480,7 @@ pub fn serve(
         if let (true, Some(message)) = (parked, reply.as_mut()) {
             stop_reply(message);
         }
-        // INIT at a BSP resets its partition: the VID does not reboot
-        // partitions, so it ends, as on HV_X64_MSR_RESET.
+        // INIT at a BSP resets its partition, as HV_X64_MSR_RESET does.
         if let Some(k) = reset {
             let r = &mut running[k];
             kernel.log(format_args!("{}: INIT at VP 0, the boot processor: a reset", r.name));
@@ -472,7 +489,12 @@ pub fn serve(
             if let (Some(_), Some(message)) = (waiting, reply.as_mut()) {
                 stop_reply(message);
             }
-            end(kernel, services, r, waiting, Stop::Reset { rip: 0 });
+            let by = crate::exits::ResetSource::InitBsp;
+            if restart::wanted(r) {
+                restart::restart(kernel, services, r, by, now);
+            } else {
+                end(kernel, services, r, waiting, Stop::Reset { rip: 0, by });
+            }
             if live(running) == 0 {
                 return reply.as_ref().map_or(Ok(()), |message| kernel.reply(message));
             }

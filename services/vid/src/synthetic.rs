@@ -246,6 +246,12 @@ impl SyntheticPartition {
         self.vps.get(vp as usize).map_or(0, |v| v.synic.accepting())
     }
 
+    /// Takes every overlay page away (a partition reset): the RAM beneath
+    /// comes back and the hypercall page's held write access is given back.
+    pub fn uncover_all(&mut self, guest: &mut impl Guest) {
+        self.overlays.uncover_all(guest);
+    }
+
     /// Whether `gpa` is on a page the guest may not write (the hypercall
     /// page, TLFS 3.13): its write is #GP.
     pub fn read_only_overlay(&self, gpa: u64) -> bool {

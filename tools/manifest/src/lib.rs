@@ -102,6 +102,8 @@ pub struct Partition {
     pub cpus: Vec<u8>,
     /// Optional devices its VID gives it (`devices`).
     pub devices: sysimage::Devices,
+    /// What a guest reset does (`on_reset`: restart, the default, or stop).
+    pub on_reset: sysimage::OnReset,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,6 +222,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             classic: p.classic,
             cpus: heapless::Vec::from_slice(&p.cpus).map_err(|_| over("cpus"))?,
             devices: p.devices,
+            on_reset: p.on_reset,
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;
     }

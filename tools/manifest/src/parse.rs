@@ -16,8 +16,8 @@ use sysimage::manifest::{
     valid_cmdline,
 };
 use sysimage::{
-    Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart,
-    SchedulerPolicy, objects,
+    Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, OnReset, PAGE_SIZE, Priority,
+    Restart, SchedulerPolicy, objects,
 };
 
 // ---- The TOML as written. Integers stay i64 and sizes stay raw so that a
@@ -94,6 +94,8 @@ struct PartitionToml {
     /// Optional devices by name (`sysimage::Devices::NAMES`).
     #[serde(default)]
     devices: Vec<String>,
+    /// What a guest reset does: "restart" (the default) or "stop".
+    on_reset: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -554,6 +556,13 @@ fn check_partition(
     }
     let enlightenments = crate::enlightenments::check(name, p.enlightenments.as_ref(), e);
     let devices = check_devices(name, &p.devices, enlightenments, e);
+    let on_reset = match p.on_reset.as_deref() {
+        None => OnReset::default(),
+        Some(policy) => OnReset::NAMES.iter().find(|(n, _)| *n == policy).map(|&(_, o)| o).unwrap_or_else(|| {
+            err(e, "on_reset", format!("unknown policy \"{policy}\" (expected \"restart\" or \"stop\")"));
+            OnReset::default()
+        }),
+    };
     let classic = check_classic(name, p, classic_policy, e);
     // A VID's contexts are bounded by its own priority (their ceiling):
     // a reserve runs its VPs above theirs.
@@ -602,6 +611,7 @@ fn check_partition(
         classic: classic?,
         cpus,
         devices,
+        on_reset,
     })
 }
 

@@ -1020,6 +1020,22 @@ fn unknown_and_repeated_devices() {
     );
 }
 
+#[test]
+fn on_reset_is_restart_by_default_or_stop() {
+    let policy = |extra: &str| parse(&with_vid(&partition("linux", extra)), "t.toml").map(|m| m.partitions[0].on_reset);
+    assert_eq!(policy(""), Ok(sysimage::OnReset::Restart));
+    assert_eq!(policy("on_reset = \"restart\""), Ok(sysimage::OnReset::Restart));
+    assert_eq!(policy("on_reset = \"stop\""), Ok(sysimage::OnReset::Stop));
+}
+
+#[test]
+fn unknown_on_reset_policy() {
+    assert_errors(
+        &with_vid(&partition("linux", "on_reset = \"reboot\"")),
+        &["partition \"linux\": on_reset: unknown policy \"reboot\" (expected \"restart\" or \"stop\")"],
+    );
+}
+
 // ---- The classic scheduler (TLFS 14.2): [scheduler] and a partition's
 // ---- weight, reserve, cap and cpus.
 

@@ -28,8 +28,8 @@ pub use bootfs;
 pub use bootfs::{Bootfs, File, MAX_NAME_LEN, valid_name};
 pub use enlightenments::{Enlightenment, EnlightenmentError, Enlightenments};
 pub use manifest::{
-    Classic, Connection, Devices, Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, Partition, PartitionIndex,
-    PortType, Priority, Restart, SchedulerPolicy, Task, TaskIndex, Use,
+    Classic, Connection, Devices, Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, OnReset, Partition,
+    PartitionIndex, PortType, Priority, Restart, SchedulerPolicy, Task, TaskIndex, Use,
 };
 
 use core::fmt;

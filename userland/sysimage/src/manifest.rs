@@ -57,8 +57,9 @@ use serde::{Deserialize, Serialize};
 /// 6: a task's `cpu`; 7: the scheduler policy, a partition's classic
 /// parameters and `cpus`; 8: the root scheduler policy; 9: the core
 /// scheduler policy; 10: `connections`; 11: a partition's `devices`; 12:
-/// a connection's parties may be tasks; 13: a monitor connection's pages).
-pub const VERSION: u32 = 13;
+/// a connection's parties may be tasks; 13: a monitor connection's pages;
+/// 14: a partition's `on_reset`).
+pub const VERSION: u32 = 14;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -364,6 +365,25 @@ pub struct Partition<'a> {
     pub cpus: Vec<u8, { MAX_CPUS as usize }>,
     /// Devices its VID gives it beyond the platform's.
     pub devices: Devices,
+    /// What its VID does when the guest resets the machine.
+    pub on_reset: OnReset,
+}
+
+/// What a guest's reset does to its partition (`on_reset`): a reset is
+/// HV_X64_MSR_RESET, the ACPI reset register, port 0xCF9, the keyboard
+/// controller's reset pulse, INIT at the boot processor or a triple fault.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnReset {
+    /// The guest is loaded again and starts again (`"restart"`).
+    #[default]
+    Restart,
+    /// The partition ends (`"stop"`).
+    Stop,
+}
+
+impl OnReset {
+    /// Every policy by its manifest name.
+    pub const NAMES: &[(&'static str, OnReset)] = &[("restart", OnReset::Restart), ("stop", OnReset::Stop)];
 }
 
 /// Optional devices of a partition (`devices = [...]`), one bit each.

@@ -73,6 +73,7 @@ fn sample() -> Manifest<'static> {
             classic: Classic::DEFAULT,
             cpus: heapless::Vec::new(),
             devices: Devices::NONE,
+            on_reset: OnReset::Restart,
         }]),
         scheduler: SchedulerPolicy::Kernel,
         connections: heapless::Vec::new(),

@@ -32,6 +32,12 @@ fn routes_match_the_devices_own_claims_on_every_port() {
             Some(PortId::DebugExit)
         } else if (crate::testdev::PORT..crate::testdev::PORT + 4).contains(&port) {
             Some(PortId::HvTestDev)
+        } else if crate::rtc::Rtc::claims(port) {
+            Some(PortId::Rtc)
+        } else if crate::reset_ports::Kbc::claims(port) {
+            Some(PortId::Kbc)
+        } else if port == crate::reset_ports::RESET_CONTROL {
+            Some(PortId::ResetControl)
         } else {
             None
         };

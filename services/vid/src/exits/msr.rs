@@ -65,7 +65,9 @@ impl Vmm {
                         // one, ends the idle state at once (TLFS 7.5).
                         if self.enter_idle(vp) { Action::Halt(after) } else { Action::Resume(after) }
                     }
-                    Ok(SynMsrOutcome::Reset) => Action::Stop(Stop::Reset { rip: h.rip }),
+                    Ok(SynMsrOutcome::Reset) => {
+                        Action::Stop(Stop::Reset { rip: h.rip, by: super::ResetSource::HvResetMsr })
+                    }
                     Ok(SynMsrOutcome::GuestCrash { p, message }) => {
                         let mut text = [0u8; 96];
                         let message = message.and_then(|m| m.read(guest, &mut text).map(|t| t.len()));

@@ -2,7 +2,7 @@
 //! what the loop receives and checks what it replied and did.
 
 use super::fake::{Fake, NOT_HELD, Step, TSC_HZ, VpCall, hlt, out, wrmsr};
-use super::{Running, Setup, serve};
+use super::{Boot, EntryWords, Running, Setup, serve};
 use crate::exits::tests::PIT_AT_100_HZ;
 use crate::exits::{Vmm, VmmConfig};
 use crate::host::{BrokerEvents, Until};
@@ -45,6 +45,8 @@ fn partition<'m>(memory: &'m mut Memory, k: usize, vps: usize, kernel: &Fake) ->
         vmm: Vmm::with_config(VmmConfig { vps: vps as u32, ..VmmConfig::default() }),
         root: false,
         monitors: Default::default(),
+        on_reset: sysimage::OnReset::Restart,
+        boot: None,
     });
     r.start(kernel).unwrap();
     r
@@ -388,4 +390,86 @@ fn an_exit_answered_after_the_loop_ends_stays_stopped() {
     let message = Message::from_words(labels::VM_EXIT, &out(0x80, 0).to_words()).unwrap();
     let reply = super::answer(&kernel, &kernel, &mut running, super::exit_badge(0, 0), message);
     assert_eq!((reply.label(), reply.words()), (labels::VP_STOP, &[0][..]));
+}
+
+fn boot() -> Boot<'static> {
+    Boot {
+        name: "guest",
+        image: "guest:image",
+        cmdline: "",
+        vcpus: 2,
+        kernel: &[],
+        modules: heapless::Vec::new(),
+        memory: 0x20_0000,
+        load: load_marker,
+    }
+}
+
+/// The test's guest loader: a marker byte at 0x1000, entry at 0x1000.
+fn load_marker(_: &Boot<'_>, ram: &mut [u8]) -> Result<EntryWords, ErrorCode> {
+    ram[0x1000] = 0xe9;
+    Ok(crate::entry::set_registers_words(&[(HvRegisterName::RIP, 0x1000, 0)]))
+}
+
+#[test]
+fn a_reset_restarts_the_partition_with_its_guest_loaded_again_and_the_cmos_kept() {
+    // CMOS byte 0x40 := 7, RAM dirtied, then a hard reset through 0xCF9,
+    // then one through the keyboard controller.
+    let kernel = Fake::new([
+        exit(0, 0, out(0x70, 0x40)),
+        exit(0, 0, out(0x71, 7)),
+        exit(0, 0, out(0xcf9, 0x06)),
+        exit(0, 0, out(0x64, 0xfe)),
+    ]);
+    let mut memory = Memory::new(2);
+    memory.ram[0x2000] = 0x55;
+    let mut r = partition(&mut memory, 0, 2, &kernel);
+    r.boot = Some(boot());
+    let mut running = [r];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(kernel.logged("guest: reset by port 0xCF9; restarting (1)"), "{:?}", kernel.log.borrow());
+    assert!(kernel.logged("guest: reset by the keyboard controller; restarting (2)"));
+    let r = &mut running[0];
+    assert!(!r.stopped);
+    assert_eq!((r.ram[0x1000], r.ram[0x2000]), (0xe9, 0), "loaded again over zeroed RAM");
+    assert_eq!(r.vmm.rtc.read(0x40, 0), 7, "CMOS RAM survives");
+    let calls = kernel.vp_calls.borrow();
+    let entry = crate::entry::set_registers_words(&[(HvRegisterName::RIP, 0x1000, 0)]).to_vec();
+    let vp0 = vp_cap(0, 0);
+    let at = calls.iter().position(|c| *c == VpCall::SetRegisters(vp0, entry.clone())).expect("entry state set");
+    assert!(calls[..at].contains(&VpCall::Suspend(vp0)), "stopped first");
+    assert_eq!(calls[at + 1], VpCall::Start(vp0));
+    assert!(!calls.contains(&VpCall::Start(vp_cap(0, 1))), "the AP waits for SIPI");
+}
+
+#[test]
+fn a_reset_under_the_stop_policy_ends_the_partition() {
+    let kernel = Fake::new([exit(0, 0, out(0xcf9, 0x06))]);
+    let mut memory = Memory::new(1);
+    let mut r = partition(&mut memory, 0, 1, &kernel);
+    r.boot = Some(boot());
+    r.on_reset = sysimage::OnReset::Stop;
+    let mut running = [r];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Ok(()));
+    assert!(running[0].stopped);
+    assert!(
+        kernel.logged("guest: guest reset by port 0xCF9 at rip 0x1000; the partition ends after 1 exits"),
+        "{:?}",
+        kernel.log.borrow()
+    );
+}
+
+#[test]
+fn init_at_the_boot_processor_restarts_the_partition() {
+    // VP 0 in x2APIC mode sends INIT to APIC ID 0, itself.
+    let kernel = Fake::new([exit(0, 0, wrmsr(0x1b, X2APIC_ON)), exit(0, 0, wrmsr(0x830, INIT))]);
+    let mut memory = Memory::new(1);
+    let mut r = partition(&mut memory, 0, 1, &kernel);
+    r.boot = Some(boot());
+    let mut running = [r];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(kernel.logged("guest: INIT at VP 0, the boot processor: a reset"), "{:?}", kernel.log.borrow());
+    assert!(kernel.logged("guest: reset by INIT at the boot processor; restarting (1)"));
+    assert!(!running[0].stopped);
+    assert_eq!(kernel.vp_calls.borrow().last(), Some(&VpCall::Start(vp_cap(0, 0))));
 }

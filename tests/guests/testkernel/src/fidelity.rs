@@ -25,6 +25,7 @@ pub use nmi::run as nmi;
 pub use nmi::trap as nmi_trap;
 pub use pm_timer::run as pm_timer;
 pub use reset::run as reset;
+pub use rtc::interrupt as rtc_interrupt;
 pub use rtc::run as rtc;
 
 /// The suite's name in its check lines.

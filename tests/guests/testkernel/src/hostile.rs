@@ -199,6 +199,8 @@ pub mod ports {
         (protocol::TEST_EXIT, 4, "test exit"),
         (protocol::PM1A_CNT, 2, "ACPI S5 power-off"),
         (protocol::RESET_PORT, 1, "ACPI reset"),
+        (protocol::KBC_COMMAND, 1, "keyboard controller reset"),
+        (protocol::RESET_CONTROL, 1, "0xCF9 reset"),
         (protocol::UART_DATA, 8, "the console"),
     ];
 

@@ -69,16 +69,29 @@ pub mod protocol {
     /// ACPI PM1a_CNT (two bytes): SLP_TYP 5 with SLP_EN powers the
     /// partition off (the VID's FADT says so).
     pub const PM1A_CNT: u16 = 0x604;
-    /// The FADT's RESET_REG: writing 1 resets (ends) the partition.
+    /// The FADT's RESET_REG: writing 1 resets the partition.
     pub const RESET_PORT: u16 = 0x608;
+    /// The 8042's command port (0xFE pulses the reset line) and data port.
+    pub const KBC_COMMAND: u16 = 0x64;
+    pub const KBC_DATA: u16 = 0x60;
+    /// The chipset's reset control register (0x06: hard reset).
+    pub const RESET_CONTROL: u16 = 0xcf9;
+    /// The MC146818 RTC's index (bit 7: NMI disable) and data ports.
+    pub const RTC_INDEX: u16 = 0x70;
+    pub const RTC_DATA: u16 = 0x71;
+
     /// The FADT's PM_TMR_BLK: the 32-bit ACPI PM timer (read-only).
     pub const PM_TMR: u16 = 0x60c;
 
     /// The ports the VID emulates, (first, count): COM1, the 8259 pair and
     /// their ELCRs, the 8254 and port 0x61, the ACPI PM1 blocks, reset
-    /// register and PM timer. Every other port reads all ones and ignores
-    /// writes.
-    pub const EMULATED_PORTS: [(u16, u16); 11] = [
+    /// register and PM timer, the 8042, the RTC and the reset control
+    /// register. Every other port reads all ones and ignores writes.
+    pub const EMULATED_PORTS: [(u16, u16); 15] = [
+        (KBC_DATA, 1),
+        (KBC_COMMAND, 1),
+        (RTC_INDEX, 2),
+        (RESET_CONTROL, 1),
         (0x20, 2),
         (0x40, 4),
         (0x61, 1),

@@ -111,7 +111,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::FidelityRtc => crate::fidelity::rtc(),
         Test::FidelityPmTimer => crate::fidelity::pm_timer(),
         Test::FidelityAcpi => crate::fidelity::acpi(info, cmdline),
-        Test::FidelityReset => crate::fidelity::reset(),
+        Test::FidelityReset => crate::fidelity::reset(cmdline),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }

@@ -1,10 +1,130 @@
-//! Fidelity: reset.
+//! Fidelity: reset (`tests=fidelity-reset`, alone in its partition; not in
+//! the fidelity group). The partition restarts on each way a PC guest
+//! resets the machine, and the boot counter it keeps in battery-backed
+//! CMOS RAM (byte 0x40) tells the boots apart:
+//! 1. the reset control register: 0x06 to port 0xCF9 (Intel PIIX4
+//!    datasheet 4.1.17, RC: SYS_RST with RST_CPU going 0 to 1);
+//! 2. the 8042's reset line: command 0xFE at port 0x64 (IBM PC/AT
+//!    Technical Reference, keyboard controller commands; Linux `reboot=k`);
+//! 3. the FADT's reset register, RESET_VALUE at RESET_REG (ACPI 6.5
+//!    4.8.3.6, 5.2.9: an I/O port);
+//! 4. `HV_X64_MSR_RESET` (TLFS 2.4.4 AccessResetReg);
+//! 5. a triple fault (SDM 3A 6.15, interrupt 8: a fault delivering #DF
+//!    shuts the processor down, which the PC turns into a reset);
+//! 6. the count: it came back after 5 resets.
+//!
+//! With `on_reset=stop` on the command line (its partition's policy is
+//! `"stop"`), boot 1 resets by 0xCF9 and must not come back.
 
 use super::{Outcome, checks};
+use crate::hw;
+use crate::println;
 use guest_testkernel::detail;
+use guest_testkernel::protocol::{KBC_COMMAND, RESET_CONTROL, RESET_PORT, RTC_DATA, RTC_INDEX};
+use guest_testkernel::tlfs::{cpuid, msr};
 
-pub fn run() -> Outcome {
+/// The CMOS byte that counts boots (0 on the partition's first).
+const BOOT_COUNTER: u8 = 0x40;
+/// A RAM word outside the kernel image: zero at each boot (the VID zeroes
+/// guest RAM before loading the guest again), then marked.
+const RAM_MARK: u64 = 0x00c0_0000;
+const MARK: [u8; 8] = *b"BOOTMARK";
+/// The FADT's RESET_VALUE.
+const ACPI_RESET_VALUE: u8 = 1;
+/// Time a reset may take to end this boot before the test gives up.
+const RESET_WAIT_MS: u64 = 2000;
+/// The resets, in boot order.
+const SOURCES: [&str; 5] =
+    ["port 0xCF9", "the keyboard controller", "the ACPI reset register", "HV_X64_MSR_RESET", "a triple fault"];
+
+fn cmos(index: u8) -> u8 {
+    hw::outb(RTC_INDEX, index);
+    hw::inb(RTC_DATA)
+}
+
+fn set_cmos(index: u8, value: u8) {
+    hw::outb(RTC_INDEX, index);
+    hw::outb(RTC_DATA, value);
+}
+
+pub fn run(cmdline: &str) -> Outcome {
     let mut c = checks();
-    c.fail("reset", detail!("not written yet"));
+    let previous = cmos(BOOT_COUNTER);
+    let boot = previous.wrapping_add(1);
+    let mut mark = [0u8; 8];
+    hw::read_ram(RAM_MARK, &mut mark);
+    println!("testkernel: fidelity-reset: boot {boot}");
+    if guest_testkernel::option(cmdline, "on_reset") == Some("stop") {
+        if boot != 1 {
+            c.fail("a partition whose policy is stop does not come back after a reset", detail!("boot {boot}"));
+            return c.finish();
+        }
+        set_cmos(BOOT_COUNTER, boot);
+        println!("testkernel: fidelity-reset: resetting by port 0xCF9; the partition must end");
+        reset_by(0);
+        c.fail("port 0xCF9 resets", detail!("still running {RESET_WAIT_MS} ms after 0x06"));
+        return c.finish();
+    }
+    if boot > 1 {
+        let by = SOURCES.get(usize::from(previous) - 1).copied().unwrap_or("?");
+        c.require(
+            "the boot counter in CMOS RAM survives the reset (MC146818A Address map: battery-backed RAM)",
+            Ok(detail!("boot {boot}, after a reset by {by}")),
+        );
+        c.require(
+            "guest RAM is cleared at a restart (the VID loads the guest again over zeroed RAM)",
+            crate::checks::fail_unless(mark == [0; 8], detail!("{RAM_MARK:#x} still holds {mark:?}")),
+        );
+    }
+    hw::write_ram(RAM_MARK, &MARK);
+    if usize::from(previous) == SOURCES.len() {
+        c.require(
+            "came back after 5 resets, one by each source",
+            Ok(detail!("{}, {}, {}, {}, {}", SOURCES[0], SOURCES[1], SOURCES[2], SOURCES[3], SOURCES[4])),
+        );
+        return c.finish();
+    }
+    if usize::from(previous) > SOURCES.len() {
+        c.fail("boot counter", detail!("{previous} boots counted: the partition restarted too often"));
+        return c.finish();
+    }
+    set_cmos(BOOT_COUNTER, boot);
+    let source = usize::from(previous);
+    println!("testkernel: fidelity-reset: resetting by {}", SOURCES[source]);
+    reset_by(source);
+    c.fail(SOURCES[source], detail!("still running {RESET_WAIT_MS} ms after the reset"));
     c.finish()
+}
+
+/// Resets by `SOURCES[source]`; returns only if the machine did not reset.
+fn reset_by(source: usize) {
+    match source {
+        0 => {
+            hw::outb(RESET_CONTROL, 0x02);
+            hw::outb(RESET_CONTROL, 0x06);
+        }
+        1 => {
+            // Input buffer empty first, as Linux's kb_wait.
+            for _ in 0..0x10000 {
+                if hw::inb(KBC_COMMAND) & 0x02 == 0 {
+                    break;
+                }
+            }
+            hw::outb(KBC_COMMAND, 0xfe);
+        }
+        2 => hw::outb(RESET_PORT, ACPI_RESET_VALUE),
+        3 => {
+            let features = hw::cpuid(cpuid::FEATURES, 0);
+            if features.eax & cpuid::privilege::ACCESS_RESET_REG == 0 {
+                println!(
+                    "testkernel: fidelity-reset: FAIL AccessResetReg not offered (CPUID 0x40000003 EAX {:#x})",
+                    features.eax
+                );
+                return;
+            }
+            let _ = hw::wrmsr_checked(msr::RESET, 1);
+        }
+        _ => hw::triple_fault(),
+    }
+    hw::spin(hw::tsc_hz() / 1000 * RESET_WAIT_MS, u64::MAX);
 }

@@ -58,11 +58,13 @@ fn the_port_sweep_writes_everything_but_what_ends_the_partition() {
     assert!(!ports::writable(protocol::TEST_EXIT, 1));
     assert!(!ports::writable(protocol::PM1A_CNT + 1, 1));
     assert!(!ports::writable(protocol::RESET_PORT, 1));
+    assert!(!ports::writable(protocol::KBC_COMMAND, 1));
+    assert!(!ports::writable(protocol::RESET_CONTROL, 1));
     assert!(!ports::writable(protocol::UART_LINE_STATUS, 1));
     assert!(ports::writable(0x3f0, 4));
     assert!(ports::writable(0xffff, 1));
     let written = (0..=0xffffu32).filter(|&p| ports::writable(p as u16, 1)).count();
-    assert_eq!(written, 0x10000 - 4 - 2 - 1 - 8);
+    assert_eq!(written, 0x10000 - 4 - 2 - 1 - 1 - 1 - 8);
 }
 
 #[test]
