@@ -6,7 +6,7 @@
 //! I/O APIC's level-triggered delivery ([`ioapic`]).
 //!
 //! The APIC is left as the suite found it: xAPIC mode at its base, with
-//! SVR, TPR and the LVT entries restored.
+//! TPR and the LVT entries restored, and software-enabled.
 
 mod ioapic;
 mod other_vp;
@@ -46,6 +46,8 @@ mod x2 {
 const XAPIC_ID: u64 = 0x20;
 const XAPIC_TPR: u64 = 0x80;
 const XAPIC_SVR: u64 = 0xf0;
+/// SVR bit 8: the APIC is software-enabled.
+const SVR_SOFTWARE_ENABLE: u32 = 1 << 8;
 const XAPIC_EOI: u64 = 0xb0;
 const XAPIC_LVT: [u64; 6] = [0x320, 0x330, 0x340, 0x350, 0x360, 0x370];
 
@@ -149,7 +151,10 @@ impl Saved {
         Saved { base: hw::rdmsr(APIC_BASE_MSR), tpr: r(XAPIC_TPR), svr: r(XAPIC_SVR), lvt: XAPIC_LVT.map(r) }
     }
 
-    /// Back to xAPIC mode (through disabled if need be) with these values.
+    /// Back to xAPIC mode (through disabled if need be) with these values,
+    /// software-enabled: the re-enabled APIC starts with every LVT masked,
+    /// and a software-disabled one cannot unmask them (SDM 11.4.7.2), so
+    /// LINT0's virtual wire (the later tests' PIT) comes back only this way.
     fn restore(&self) {
         let now = hw::rdmsr(APIC_BASE_MSR);
         if now & BASE_EXTD != 0 {
@@ -158,7 +163,7 @@ impl Saved {
         let _ = wr(APIC_BASE_MSR, self.base);
         X2APIC.store(false, Ordering::Relaxed);
         let w = |off, v| hw::write32(hw::LAPIC_BASE + off, v);
-        w(XAPIC_SVR, self.svr);
+        w(XAPIC_SVR, self.svr | SVR_SOFTWARE_ENABLE);
         w(XAPIC_TPR, self.tpr);
         for (off, v) in XAPIC_LVT.iter().zip(self.lvt) {
             w(*off, v);
