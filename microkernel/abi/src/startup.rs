@@ -81,6 +81,11 @@ pub struct StartupInfo {
     pub cpu_count: u32,
     /// The TSC's frequency as the kernel measured it (0 if unknown).
     pub tsc_hz: u64,
+    /// The host's time of day as ring 0 read it from the machine's RTC at
+    /// boot: seconds since 1970 (UTC) at TSC [`StartupInfo::wall_clock_tsc`];
+    /// 0 if it could not be read. Tasks need no access to the host's clock.
+    pub wall_clock: u64,
+    pub wall_clock_tsc: u64,
     /// The SMT siblings of each CPU the kernel schedules on, by CPU index:
     /// bit `c` of `siblings[i]` says CPU `c` shares CPU `i`'s core (CPUID
     /// leaf 0xB); all 0 without SMT.
@@ -101,6 +106,8 @@ impl StartupInfo {
             cap_count: 0,
             cpu_count: 1,
             tsc_hz: 0,
+            wall_clock: 0,
+            wall_clock_tsc: 0,
             siblings: [0; MAX_CPUS],
             caps: [StartupCap::EMPTY; MAX_STARTUP_CAPS],
         }
@@ -133,6 +140,8 @@ impl StartupInfo {
         put(&self.cap_count.to_le_bytes());
         put(&self.cpu_count.to_le_bytes());
         put(&self.tsc_hz.to_le_bytes());
+        put(&self.wall_clock.to_le_bytes());
+        put(&self.wall_clock_tsc.to_le_bytes());
         for mask in &self.siblings {
             put(&mask.to_le_bytes());
         }
@@ -177,12 +186,14 @@ mod tests {
         info.task_name = Name::new("console").unwrap();
         info.ipc_buffer = layout::IPC_BUFFER;
         info.siblings[1] = 0b1;
+        info.wall_clock = 1_796_000_000;
         assert!(info.push("io0", CapSlot(7), ObjectType::IO_PORTS));
         let mut page = [0xffu8; 4096];
         info.write_to(&mut page).unwrap();
         let word = |at: usize| u64::from_le_bytes(page[at..at + 8].try_into().unwrap());
         assert_eq!(word(core::mem::offset_of!(StartupInfo, magic)), STARTUP_MAGIC);
         assert_eq!(word(core::mem::offset_of!(StartupInfo, ipc_buffer)), layout::IPC_BUFFER);
+        assert_eq!(word(core::mem::offset_of!(StartupInfo, wall_clock)), 1_796_000_000);
         let name_at = core::mem::offset_of!(StartupInfo, task_name);
         assert_eq!(&page[name_at..name_at + 7], b"console");
         let siblings = core::mem::offset_of!(StartupInfo, siblings);

@@ -103,6 +103,7 @@ fn main(info: &'static BootInfo) -> ! {
     }
 
     let (lapic_phys, cpus) = report_madt(info.rsdp);
+    crate::arch::rtc::init();
     match apic::init(lapic_phys, options.timer_one_shot) {
         Ok(timer) => {
             let start = apic::ticks();

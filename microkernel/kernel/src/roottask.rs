@@ -60,6 +60,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let task = k.create_task()?;
     let mut startup = StartupInfo::empty();
     startup.tsc_hz = crate::arch::apic::tsc_hz();
+    (startup.wall_clock, startup.wall_clock_tsc) = crate::arch::rtc::wall_clock();
     startup.cpu_count = crate::arch::smp::cpu_count();
     startup.siblings = crate::arch::smp::sibling_map();
     startup.task_name = abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);

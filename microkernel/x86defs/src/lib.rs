@@ -9,6 +9,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod cmos;
 pub mod msr;
 
 /// A general-purpose register, by its architectural number (the ModRM and

@@ -229,6 +229,8 @@ mod task {
 
             let mut startup = StartupInfo::empty();
             startup.tsc_hz = tessera_rt::startup::tsc_hz();
+            let root = tessera_rt::startup::info();
+            (startup.wall_clock, startup.wall_clock_tsc) = (root.wall_clock, root.wall_clock_tsc);
             startup.cpu_count = tessera_rt::startup::cpu_count();
             startup.siblings = tessera_rt::startup::siblings();
             startup.task_name = abi::startup::Name::new(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;

@@ -477,11 +477,10 @@ fn start(
     }))
 }
 
-/// The host's time of day, for the guests' RTCs: read once from the
-/// machine's MC146818 through the I/O ports 0x70–0x71 the manifest may
-/// grant the VID (its first `io_ports` range, "io0"), then carried on by
-/// the TSC. Without them (or if the clock does not read sensibly) the RTCs
-/// start at [`vid::exits::DEFAULT_WALL_CLOCK`], which is logged.
+/// The host's time of day, for the guests' RTCs: what ring 0 read from
+/// the machine's MC146818 at boot (the startup page), carried on by the
+/// TSC. Without it the RTCs start at [`vid::exits::DEFAULT_WALL_CLOCK`],
+/// which is logged.
 struct WallClock {
     unix: u64,
     tsc: u64,
@@ -490,24 +489,14 @@ struct WallClock {
 impl WallClock {
     fn read() -> WallClock {
         let tsc = tessera_rt::arch::rdtsc();
-        let host = caps::io_ports("io0").and_then(|ports| {
-            let mut failed = false;
-            let unix = vid::rtc::read_host_clock(|index| {
-                // NMIs stay enabled (bit 7 clear), as the index is written.
-                let read = tessera_rt::io::output(ports, vid::rtc::INDEX_PORT, 1, u32::from(index))
-                    .and_then(|()| tessera_rt::io::input(ports, vid::rtc::DATA_PORT, 1));
-                failed |= read.is_err();
-                read.map_or(0xff, |v| v as u8)
-            });
-            unix.filter(|_| !failed)
-        });
+        let host = tessera_rt::startup::wall_clock();
         let unix = host.unwrap_or(vid::exits::DEFAULT_WALL_CLOCK);
         let t = vid::rtc::calendar::DateTime::from_unix(unix);
         let (y, mo, d, h, mi, sec) = (t.year, t.month, t.day, t.hour, t.minute, t.second);
         match host {
             Some(_) => log!("RTC: the host's clock reads {y}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02} UTC"),
             None => log!(
-                "RTC: no host clock (no I/O ports 0x70-0x71 granted, or it does not read): the guests' clocks start at {y}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02} UTC"
+                "RTC: the kernel read no host clock: the guests' clocks start at {y}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02} UTC"
             ),
         }
         WallClock { unix, tsc }

@@ -112,6 +112,22 @@ pub fn tsc_hz() -> u64 {
     }
 }
 
+/// The host's time of day now, in seconds since 1970 (UTC): what ring 0
+/// read from the machine's RTC at boot, carried on by the TSC; `None` if
+/// it could not be read (or on the host).
+pub fn wall_clock() -> Option<u64> {
+    #[cfg(target_os = "none")]
+    {
+        let info = info();
+        let since = crate::arch::rdtsc().saturating_sub(info.wall_clock_tsc) / info.tsc_hz.max(1);
+        (info.wall_clock != 0).then(|| info.wall_clock + since)
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        None
+    }
+}
+
 /// The task's name (from the startup page; "" on the host).
 pub fn task_name() -> &'static str {
     #[cfg(target_os = "none")]

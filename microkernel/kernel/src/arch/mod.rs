@@ -41,6 +41,8 @@ pub mod percpu;
 #[allow(unsafe_code)]
 pub mod pit;
 #[allow(unsafe_code)]
+pub mod rtc;
+#[allow(unsafe_code)]
 pub mod smp;
 #[allow(unsafe_code)]
 pub mod speculation;

@@ -1,4 +1,4 @@
-//! The RTC's calendar: a broken-down UTC time, to and from seconds since
+//! The MC146818's calendar: a broken-down UTC time, to and from seconds since
 //! 1970 (the proleptic Gregorian calendar, days from civil dates as in
 //! Howard Hinnant's `days_from_civil`), and the update's one-second step
 //! with the MC146818's rollovers (day of week 1–7, Sunday = 1; month
