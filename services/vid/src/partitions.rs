@@ -456,6 +456,9 @@ fn start(
         threads_per_core: told(plan, k, &ran, p.name),
         created_tsc: tessera_rt::arch::rdtsc(),
         testdev: p.devices.contains(sysimage::manifest::Devices::HYPERV_TESTDEV),
+        host_cpuid: tessera_rt::arch::cpuid,
+        cpuid_mask: p.cpuid_mask,
+        ignore_unknown_msrs: p.ignore_unknown_msrs,
     };
     Ok(Running::new(Setup {
         name: p.name,

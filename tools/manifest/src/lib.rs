@@ -102,6 +102,10 @@ pub struct Partition {
     pub cpus: Vec<u8>,
     /// Optional devices its VID gives it (`devices`).
     pub devices: sysimage::Devices,
+    /// CPUID features hidden from it (`cpuid_mask`).
+    pub cpuid_mask: sysimage::CpuidMask,
+    /// Unknown MSRs read 0 and ignore writes (`ignore_unknown_msrs`).
+    pub ignore_unknown_msrs: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,6 +224,8 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             classic: p.classic,
             cpus: heapless::Vec::from_slice(&p.cpus).map_err(|_| over("cpus"))?,
             devices: p.devices,
+            cpuid_mask: p.cpuid_mask,
+            ignore_unknown_msrs: p.ignore_unknown_msrs,
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;
     }

@@ -16,8 +16,8 @@ use sysimage::manifest::{
     valid_cmdline,
 };
 use sysimage::{
-    Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority, Restart,
-    SchedulerPolicy, objects,
+    CpuidMask, Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, PAGE_SIZE, Priority,
+    Restart, SchedulerPolicy, objects,
 };
 
 // ---- The TOML as written. Integers stay i64 and sizes stay raw so that a
@@ -94,6 +94,12 @@ struct PartitionToml {
     /// Optional devices by name (`sysimage::Devices::NAMES`).
     #[serde(default)]
     devices: Vec<String>,
+    /// CPUID features hidden from it by name (`sysimage::cpuid_mask`).
+    #[serde(default)]
+    cpuid_mask: Vec<String>,
+    /// Unknown MSRs read 0 and ignore writes instead of raising #GP.
+    #[serde(default)]
+    ignore_unknown_msrs: bool,
 }
 
 #[derive(Deserialize)]
@@ -554,6 +560,7 @@ fn check_partition(
     }
     let enlightenments = crate::enlightenments::check(name, p.enlightenments.as_ref(), e);
     let devices = check_devices(name, &p.devices, enlightenments, e);
+    let cpuid_mask = check_cpuid_mask(name, &p.cpuid_mask, e);
     let classic = check_classic(name, p, classic_policy, e);
     // A VID's contexts are bounded by its own priority (their ceiling):
     // a reserve runs its VPs above theirs.
@@ -602,7 +609,32 @@ fn check_partition(
         classic: classic?,
         cpus,
         devices,
+        cpuid_mask,
+        ignore_unknown_msrs: p.ignore_unknown_msrs,
     })
+}
+
+/// `cpuid_mask`: known feature names, each once, closed under their needs
+/// (hiding XSAVE hides AVX too).
+fn check_cpuid_mask(name: &str, list: &[String], e: &mut Vec<Error>) -> CpuidMask {
+    let err = |e: &mut Vec<Error>, msg: String| e.push(Error::partition(name, "cpuid_mask", msg));
+    let names = || sysimage::cpuid_mask::FEATURES.iter().map(|f| f.name);
+    let mut mask = CpuidMask::NONE;
+    for feature in list {
+        match CpuidMask::named(feature) {
+            None => {
+                let hint = did_you_mean(feature, names());
+                let known: Vec<&str> = names().collect();
+                err(e, format!("unknown feature \"{feature}\"{hint} (known: {})", known.join(", ")));
+            }
+            Some(f) if mask.contains(f) => err(e, format!("\"{feature}\" is listed twice")),
+            Some(f) => mask = mask.with(f),
+        }
+    }
+    if let Err((feature, need)) = mask.check() {
+        err(e, format!("hides \"{need}\" but not \"{feature}\", which needs it (hide both)"));
+    }
+    mask
 }
 
 /// `devices`: known names, each once, with what each needs of the

@@ -73,6 +73,8 @@ fn sample() -> Manifest<'static> {
             classic: Classic::DEFAULT,
             cpus: heapless::Vec::new(),
             devices: Devices::NONE,
+            cpuid_mask: crate::CpuidMask::NONE,
+            ignore_unknown_msrs: false,
         }]),
         scheduler: SchedulerPolicy::Kernel,
         connections: heapless::Vec::new(),
