@@ -333,6 +333,10 @@ fn access_type(access: Access) -> HvInterceptAccessType {
 /// Turns an exit into a ring-0 outcome or a TLFS intercept message.
 pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     let (rip, length) = (exit.rip, exit.instruction_length);
+    if ring0::is_base_write(vcpu, &exit) {
+        ring0::write_base(vcpu, &exit);
+        return Outcome::Host;
+    }
     let body = match exit.reason {
         ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
         ExitReason::Xsetbv
