@@ -623,9 +623,11 @@ fn check_cpuid_mask(name: &str, list: &[String], e: &mut Vec<Error>) -> CpuidMas
     for feature in list {
         match CpuidMask::named(feature) {
             None => {
+                // The hint, or (the list is long) every name without one.
                 let hint = did_you_mean(feature, names());
                 let known: Vec<&str> = names().collect();
-                err(e, format!("unknown feature \"{feature}\"{hint} (known: {})", known.join(", ")));
+                let rest = if hint.is_empty() { format!(" (known: {})", known.join(", ")) } else { hint };
+                err(e, format!("unknown feature \"{feature}\"{rest}"));
             }
             Some(f) if mask.contains(f) => err(e, format!("\"{feature}\" is listed twice")),
             Some(f) => mask = mask.with(f),
