@@ -20,7 +20,7 @@ use tlfs::cpuid::{
 
 mod derive;
 pub mod sample;
-pub use derive::{MAX_BASIC_LEAF, MAX_EXT_LEAF, MAX_EXT_LEAF_TOPOEXT, bit};
+pub use derive::{DEFAULT_PHYS_BITS, MAX_BASIC_LEAF, MAX_EXT_LEAF, MAX_EXT_LEAF_TOPOEXT, bit};
 
 /// Leaf 1 ECX bit 31: a hypervisor is present (TLFS 2.2).
 pub const LEAF1_ECX_HYPERVISOR: u32 = bit::L1_ECX_HYPERVISOR;
@@ -76,6 +76,8 @@ pub struct Cpuid {
     vendor: HostVendor,
     topology: Topology,
     max_ext: u32,
+    /// MAXPHYADDR: the host's (leaf 0x8000_0008 EAX[7:0]).
+    phys_bits: u32,
     /// The XCR0 components leaf 0xD offers.
     xcr0: u64,
     /// The host's (size, offset, 64-byte aligned) of each component.
@@ -89,6 +91,7 @@ impl Cpuid {
             vendor,
             topology,
             max_ext: MAX_EXT_LEAF,
+            phys_bits: derive::DEFAULT_PHYS_BITS,
             xcr0: 0,
             xsave_layout: [(0, 0, false); 64],
             entries: heapless::Vec::new(),
@@ -106,6 +109,12 @@ impl Cpuid {
     /// The host's vendor, which the partition sees.
     pub fn vendor(&self) -> HostVendor {
         self.vendor
+    }
+
+    /// MAXPHYADDR, as leaf 0x8000_0008 tells it: the host's, which the
+    /// CPU checks the guest's page tables against.
+    pub fn phys_bits(&self) -> u32 {
+        self.phys_bits
     }
 
     /// The XCR0 components leaf 0xD offers.

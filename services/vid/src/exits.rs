@@ -354,7 +354,7 @@ impl Vmm {
         let topology = Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) };
         let cpuid = Cpuid::derive(c.host_cpuid, topology, c.cpuid_mask);
         Vmm {
-            msrs: Msrs::new(c.ignore_unknown_msrs),
+            msrs: Msrs::new(c.ignore_unknown_msrs, cpuid.phys_bits()),
             device: TestDevice { scratch: 0 },
             ports: PortBus::with(|d| d != PortId::HvTestDev || c.testdev)
                 .expect("the port table has no overlap (host-tested)"),

@@ -9,7 +9,6 @@
 //! synthetic MSRs (0x4000_0000..=0x4000_00FF and the crash MSRs) are
 //! [`crate::synthetic`]'s: see [`crate::synthetic::is_synthetic`].
 
-use crate::irq::lapic::PHYS_BITS;
 use abi::limits::MAX_VPS_PER_PARTITION;
 pub use x86defs::EFER_LMA;
 pub use x86defs::msr::IA32_EFER as EFER;
@@ -91,7 +90,9 @@ pub const MTRR_DEF_E: u64 = 1 << 11;
 /// PHYSMASK's valid bit.
 pub const MTRR_MASK_VALID: u64 = 1 << 11;
 /// Bits of an address below MAXPHYADDR (CPUID 0x8000_0008 EAX[7:0]).
-const PHYS_MASK: u64 = (1 << PHYS_BITS) - 1;
+const fn phys_mask(phys_bits: u32) -> u64 {
+    (1 << phys_bits) - 1
+}
 /// Where the partition's MMIO hole begins: the MTRRs make it UC, the RAM
 /// below it WB (RAM ends at or below it: `sysimage` MAX_PARTITION_MEMORY).
 pub const MMIO_HOLE: u64 = 0xc000_0000;
@@ -109,20 +110,14 @@ pub struct Mtrrs {
 impl Mtrrs {
     /// As firmware leaves them (SeaBIOS, OVMF): enabled, WB by default;
     /// below 1 MiB WB RAM, the UC VGA window and WP ROM; the MMIO hole
-    /// from [`MMIO_HOLE`] to 4 GiB UC.
-    pub const FIRMWARE: Mtrrs = {
+    /// from [`MMIO_HOLE`] to 4 GiB UC (the mask as wide as `phys_bits`).
+    pub const fn firmware(phys_bits: u32) -> Mtrrs {
         let wb = 0x0606_0606_0606_0606;
         let wp = 0x0505_0505_0505_0505;
-        Mtrrs {
-            def_type: MTRR_DEF_E | MTRR_DEF_FE | WB,
-            fixed: [wb, wb, 0, wp, wp, wp, wp, wp, wp, wp, wp],
-            variable: {
-                let mut v = [(0, 0); MTRR_VARIABLE];
-                v[0] = (MMIO_HOLE | UC, (!((1u64 << 32) - MMIO_HOLE - 1) & PHYS_MASK) | MTRR_MASK_VALID);
-                v
-            },
-        }
-    };
+        let mut variable = [(0, 0); MTRR_VARIABLE];
+        variable[0] = (MMIO_HOLE | UC, (!((1u64 << 32) - MMIO_HOLE - 1) & phys_mask(phys_bits)) | MTRR_MASK_VALID);
+        Mtrrs { def_type: MTRR_DEF_E | MTRR_DEF_FE | WB, fixed: [wb, wb, 0, wp, wp, wp, wp, wp, wp, wp, wp], variable }
+    }
 
     /// The fixed-range MTRR `msr` is, as an index of [`Mtrrs::fixed`].
     fn fixed_index(msr: u32) -> Option<usize> {
@@ -153,8 +148,10 @@ impl Mtrrs {
     /// Whether `value` may be written to MTRR `msr` (SDM 11.11.2): the
     /// default type's reserved bits and types, each fixed-range byte's
     /// type, PHYSBASE's type and reserved bits 8-11 and above MAXPHYADDR,
-    /// PHYSMASK's bits 0-10 and above MAXPHYADDR. Anything else is #GP.
-    fn valid(msr: u32, value: u64) -> bool {
+    /// PHYSMASK's bits 0-10 and above MAXPHYADDR (`phys_bits`). Anything
+    /// else is #GP.
+    fn valid(msr: u32, value: u64, phys_bits: u32) -> bool {
+        let phys = phys_mask(phys_bits);
         if msr == num::MTRR_DEF_TYPE {
             return value & !(0xff | MTRR_DEF_FE | MTRR_DEF_E) == 0 && mtrr_type_valid(value & 0xff);
         }
@@ -162,9 +159,9 @@ impl Mtrrs {
             return (0..8).all(|i| mtrr_type_valid((value >> (i * 8)) & 0xff));
         }
         if msr & 1 == 0 {
-            value & !(PHYS_MASK & !0xf00) == 0 && mtrr_type_valid(value & 0xff)
+            value & !(phys & !0xf00) == 0 && mtrr_type_valid(value & 0xff)
         } else {
-            value & !((PHYS_MASK & !0xfff) | MTRR_MASK_VALID) == 0
+            value & !((phys & !0xfff) | MTRR_MASK_VALID) == 0
         }
     }
 }
@@ -224,21 +221,25 @@ pub struct Msrs {
     mtrrs: [Mtrrs; MAX_VPS_PER_PARTITION],
     /// Unknown MSRs read 0 and ignore writes instead of #GP.
     ignore_unknown: bool,
+    /// MAXPHYADDR (the partition's CPUID), for the MTRRs' reserved bits.
+    phys_bits: u32,
     reported: heapless::Vec<u32, REPORTED_MAX>,
 }
 
 impl Default for Msrs {
     fn default() -> Msrs {
-        Msrs::new(false)
+        Msrs::new(false, crate::cpuid::DEFAULT_PHYS_BITS)
     }
 }
 
 impl Msrs {
-    pub const fn new(ignore_unknown: bool) -> Msrs {
+    /// `phys_bits` is the partition's MAXPHYADDR ([`crate::cpuid::Cpuid::phys_bits`]).
+    pub const fn new(ignore_unknown: bool, phys_bits: u32) -> Msrs {
         Msrs {
             misc_enable: [misc_enable::RESET; MAX_VPS_PER_PARTITION],
-            mtrrs: [Mtrrs::FIRMWARE; MAX_VPS_PER_PARTITION],
+            mtrrs: [Mtrrs::firmware(phys_bits); MAX_VPS_PER_PARTITION],
             ignore_unknown,
+            phys_bits,
             reported: heapless::Vec::new(),
         }
     }
@@ -291,7 +292,7 @@ impl Msrs {
             (_, write) => match self.mtrrs.get_mut(i).and_then(|m| m.slot(msr)) {
                 Some(slot) => match write {
                     None => Read(*slot),
-                    Some(v) if Mtrrs::valid(msr, v) => {
+                    Some(v) if Mtrrs::valid(msr, v, self.phys_bits) => {
                         *slot = v;
                         Written
                     }

@@ -14,7 +14,6 @@
 //! MTRR and PAT (`crate::msr`) and ARAT (its APIC timer never stops).
 
 use super::{Cpuid, HostVendor, Topology};
-use crate::irq::lapic::PHYS_BITS;
 use kerncore::xstate::{self, xcr0};
 use sysimage::CpuidMask;
 use sysimage::cpuid_mask::Reg;
@@ -22,6 +21,8 @@ use sysimage::cpuid_mask::Reg;
 /// The highest basic leaf: XSAVE. 0xB describes the whole (two-level)
 /// topology, so 0x1F, its superset, is not needed.
 pub const MAX_BASIC_LEAF: u32 = 0xd;
+/// MAXPHYADDR where the host has no leaf 0x8000_0008 (SDM Vol. 3A 4.1.4).
+pub const DEFAULT_PHYS_BITS: u32 = 36;
 /// The highest extended leaf; with TOPOEXT (AMD), [`MAX_EXT_LEAF_TOPOEXT`].
 pub const MAX_EXT_LEAF: u32 = 0x8000_0008;
 pub const MAX_EXT_LEAF_TOPOEXT: u32 = 0x8000_001e;
@@ -297,7 +298,13 @@ impl Cpuid {
         } else {
             (0, 0)
         };
-        c.put(0x8000_0008, 0, [PHYS_BITS | linear << 8, ebx, ecx, 0]);
+        // The host's physical width: the CPU checks the guest's page-table
+        // entries against it (reserved bits), whatever CPUID says.
+        c.phys_bits = match e8[0] & 0xff {
+            0 => DEFAULT_PHYS_BITS,
+            bits => bits,
+        };
+        c.put(0x8000_0008, 0, [c.phys_bits | linear << 8, ebx, ecx, 0]);
         if topoext {
             for sub in 0..super::MAX_CACHE_SUBLEAVES {
                 let r = ext(0x8000_001d, sub);

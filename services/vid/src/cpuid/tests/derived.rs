@@ -69,7 +69,9 @@ fn the_vids_devices_are_offered() {
         let devices = bit::L1_EDX_APIC | bit::L1_EDX_MTRR | bit::L1_EDX_PAT;
         assert_eq!(l1[3] & devices, devices);
         assert_eq!(c.leaf(0, 6, 0, RESET), [bit::L6_EAX_ARAT, 0, 0, 0]);
-        assert_eq!(c.leaf(0, 0x8000_0008, 0, RESET)[0] & 0xff, crate::irq::lapic::PHYS_BITS);
+        // The host's width, which its page walker uses.
+        assert_eq!(c.leaf(0, 0x8000_0008, 0, RESET)[0] & 0xff, host(0x8000_0008, 0)[0] & 0xff);
+        assert_eq!(c.phys_bits(), host(0x8000_0008, 0)[0] & 0xff);
     }
     // Invariant TSC where the host has it.
     assert_eq!(derive(sample::intel, 1).leaf(0, 0x8000_0007, 0, RESET), [0, 0, 0, 1 << 8]);
