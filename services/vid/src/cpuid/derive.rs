@@ -257,9 +257,8 @@ impl Cpuid {
             let all = xsave_sizes(offered, &layout).0;
             c.put(0xd, 0, [offered as u32, 0, all, (offered >> 32) as u32]);
             c.put(0xd, 1, [basic(0xd, 1)[0] & XSAVE_1_EAX, 0, 0, 0]);
-            for i in 2..64 {
+            for (i, &(size, offset, align)) in layout.iter().enumerate().skip(2) {
                 if offered >> i & 1 != 0 {
-                    let (size, offset, align) = layout[i];
                     c.put(0xd, i as u32, [size, offset, u32::from(align) << 1, 0]);
                 }
             }
