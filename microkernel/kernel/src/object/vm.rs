@@ -333,8 +333,8 @@ fn access_type(access: Access) -> HvInterceptAccessType {
 /// Turns an exit into a ring-0 outcome or a TLFS intercept message.
 pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     let (rip, length) = (exit.rip, exit.instruction_length);
-    if ring0::is_base_write(vcpu, &exit) {
-        ring0::write_base(vcpu, &exit);
+    if ring0::is_address_write(vcpu, &exit) {
+        ring0::write_address(vcpu, &exit);
         return Outcome::Host;
     }
     let body = match exit.reason {

@@ -23,10 +23,11 @@
 //!   no guest puts the physical CPU to sleep.
 //! - The first debug-register access makes them the VP's own
 //!   (`arch::dr`); the access then runs again, natively.
-//! - A WRMSR of a segment base that SVM intercepts
-//!   (`kerncore::intercept::CHECKED_BASE_MSRS`) raises #GP(0) for a
-//!   non-canonical address (SDM Vol. 2B WRMSR), as hardware does and QEMU's
-//!   TCG does not; a canonical one is written into the VP.
+//! - A WRMSR of an address MSR that SVM intercepts
+//!   (`kerncore::intercept::CHECKED_ADDRESS_MSRS`: the segment bases, the
+//!   syscall targets) raises #GP(0) for a non-canonical address (SDM Vol.
+//!   2B WRMSR), as hardware does and QEMU's TCG does not; a canonical one
+//!   is written into the VP.
 //! - #DB and #AC are delivered to the guest from here, so a delivery that
 //!   faults again is one exit more, not a hung CPU.
 
@@ -90,29 +91,37 @@ pub fn handle(vcpu: &mut Vcpu, exit: &Exit) {
     }
 }
 
-/// Whether `exit` is a WRMSR of a checked segment base ([`write_base`]).
-pub fn is_base_write(vcpu: &mut Vcpu, exit: &Exit) -> bool {
+/// Whether `exit` is a WRMSR of a checked address MSR ([`write_address`]).
+pub fn is_address_write(vcpu: &mut Vcpu, exit: &Exit) -> bool {
     exit.reason == ExitReason::Msr { write: true }
-        && kerncore::intercept::CHECKED_BASE_MSRS.contains(&(register(vcpu, HvRegisterName::RCX) as u32))
+        && kerncore::intercept::CHECKED_ADDRESS_MSRS.contains(&(register(vcpu, HvRegisterName::RCX) as u32))
 }
 
-/// WRMSR of IA32_FS_BASE, IA32_GS_BASE or IA32_KERNEL_GS_BASE: #GP(0) for
-/// a non-canonical address, else the base written (FS and GS: the
-/// segment's base, the rest of the segment unchanged).
-pub fn write_base(vcpu: &mut Vcpu, exit: &Exit) {
-    let msr = register(vcpu, HvRegisterName::RCX) as u32;
+/// WRMSR of one of `CHECKED_ADDRESS_MSRS`: #GP(0) for a non-canonical
+/// address, else the value written (FS and GS: the segment's base, the
+/// rest of the segment unchanged).
+pub fn write_address(vcpu: &mut Vcpu, exit: &Exit) {
+    use x86defs::msr;
+    let number = register(vcpu, HvRegisterName::RCX) as u32;
     let value = register(vcpu, HvRegisterName::RDX) << 32 | register(vcpu, HvRegisterName::RAX) & 0xffff_ffff;
     if !kerncore::paging::is_canonical(value) {
         return fault(vcpu, vector::GENERAL_PROTECTION);
     }
-    let segment = match msr {
-        x86defs::msr::IA32_FS_BASE => Some(HvRegisterName::FS),
-        x86defs::msr::IA32_GS_BASE => Some(HvRegisterName::GS),
+    let plain = |name| Some((name, false));
+    let target = match number {
+        msr::IA32_FS_BASE => Some((HvRegisterName::FS, true)),
+        msr::IA32_GS_BASE => Some((HvRegisterName::GS, true)),
+        msr::IA32_KERNEL_GS_BASE => plain(HvRegisterName::KERNEL_GS_BASE),
+        msr::IA32_LSTAR => plain(HvRegisterName::LSTAR),
+        msr::IA32_CSTAR => plain(HvRegisterName::CSTAR),
+        msr::IA32_SYSENTER_ESP => plain(HvRegisterName::SYSENTER_ESP),
+        msr::IA32_SYSENTER_EIP => plain(HvRegisterName::SYSENTER_EIP),
         _ => None,
     };
-    let written = match segment {
-        Some(name) => vcpu.get(name).is_some_and(|(_, high)| vcpu.set(name, value, high)),
-        None => vcpu.set(HvRegisterName::KERNEL_GS_BASE, value, 0),
+    let written = match target {
+        Some((name, true)) => vcpu.get(name).is_some_and(|(_, high)| vcpu.set(name, value, high)),
+        Some((name, false)) => vcpu.set(name, value, 0),
+        None => false,
     };
     if written { skip(vcpu, exit) } else { fault(vcpu, vector::GENERAL_PROTECTION) }
 }
