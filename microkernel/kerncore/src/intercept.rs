@@ -84,6 +84,22 @@ pub const PASS_THROUGH_MSRS: [u32; 10] = [
     msr::IA32_KERNEL_GS_BASE,
 ];
 
+/// Of [`PASS_THROUGH_MSRS`], those holding an address, whose writes SVM
+/// still intercepts: QEMU's TCG (7.2) takes a non-canonical address from a
+/// guest's WRMSR without the #GP the architecture raises (SDM Vol. 2B
+/// WRMSR; APM Vol. 3 WRMSR, which adds CSTAR), so ring 0 checks the value
+/// and writes it into the VP itself (`object::vm::ring0`). VMX (Bochs,
+/// hardware) checks it in the CPU.
+pub const CHECKED_ADDRESS_MSRS: [u32; 7] = [
+    msr::IA32_FS_BASE,
+    msr::IA32_GS_BASE,
+    msr::IA32_KERNEL_GS_BASE,
+    msr::IA32_LSTAR,
+    msr::IA32_CSTAR,
+    msr::IA32_SYSENTER_ESP,
+    msr::IA32_SYSENTER_EIP,
+];
+
 /// Where an MSR's read and write intercept bits are in SVM's MSR
 /// permission map (APM 15.11): (byte, bit) of the read bit; the write bit
 /// is the next one. `None` for MSRs outside the three mapped ranges

@@ -72,6 +72,25 @@ pub fn area_size(components: u64, layout: impl Fn(u32) -> (u32, u32)) -> usize {
         .fold(LEGACY_REGION + HEADER, usize::max)
 }
 
+/// Largest save area of a VP: one page.
+pub const AREA_MAX: usize = crate::paging::PAGE_SIZE as usize;
+
+/// What the kernel offers guests on a CPU whose XCR0 may hold `cpu`, with
+/// each component's (size, offset) from `layout`: the components and the
+/// bytes of a VP's save area. [`guest_components`], less AVX-512 and PKRU
+/// if their area does not fit [`AREA_MAX`]; `None` if even that does not
+/// (the kernel then uses FXSAVE and offers no XSAVE). The VID derives the
+/// guest's CPUID leaf 0xD from the same function.
+pub fn offer(cpu: u64, layout: impl Fn(u32) -> (u32, u32)) -> Option<(u64, usize)> {
+    let mut components = guest_components(cpu);
+    let mut size = area_size(components, &layout);
+    if size > AREA_MAX {
+        components &= xcr0::X87 | xcr0::SSE | xcr0::AVX;
+        size = area_size(components, &layout);
+    }
+    (size <= AREA_MAX).then_some((components, size))
+}
+
 /// How XSETBV fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XsetbvFault {

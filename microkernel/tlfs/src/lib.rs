@@ -358,6 +358,10 @@ open_enum! {
         KERNEL_GS_BASE = 0x0008_0002,
         APIC_BASE = 0x0008_0003,
         PAT = 0x0008_0004,
+        SYSENTER_EIP = 0x0008_0006,
+        SYSENTER_ESP = 0x0008_0007,
+        LSTAR = 0x0008_0009,
+        CSTAR = 0x0008_000A,
         /// `HvX64RegisterVpRuntime`: the VP's run time in 100 ns units (7.9.1).
         VP_RUNTIME = 0x0009_0000,
     }

@@ -17,7 +17,7 @@ use crate::acpi::{Pm1, PmTimer};
 use crate::bus::{
     DebugExit, MmioDevice, MmioId, PortAccess, PortBus, PortDevice, PortEffect, PortId, Unclaimed, mmio_route,
 };
-use crate::cpuid::{Topology, cpuid_for_vp};
+use crate::cpuid::{Cpuid, Topology, VpState, cpuid_for_vp, reads_vp_state};
 use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
 use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Interrupts};
 use crate::messaging::{Connections, Delivered, Delivery, NoConnections};
@@ -165,8 +165,10 @@ pub enum Unemulated {
 pub enum Event {
     /// A byte the guest wrote to its console.
     Console(u8),
-    /// The first access to an MSR the VID does not know (read 0 / ignored).
-    UnknownMsr { msr: u32, write: bool, rip: u64 },
+    /// The first access to an MSR the VID does not know (#GP, or read 0 /
+    /// ignored where the manifest relaxes it), or the first write to
+    /// IA32_TSC (ignored).
+    UnknownMsr { msr: u32, write: Option<u64>, rip: u64, result: crate::msr::MsrResult },
     /// A write to a read-only page, dropped.
     ReadOnlyWrite { gpa: u64, rip: u64 },
     /// An MMIO access the VID could not emulate (the VP is stopped).
@@ -182,11 +184,16 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Event::Console(_) => Ok(()),
-            Event::UnknownMsr { msr, write: true, rip } => {
-                write!(f, "wrmsr to unknown MSR {msr:#x} at rip {rip:#x} ignored")
-            }
-            Event::UnknownMsr { msr, write: false, rip } => {
-                write!(f, "rdmsr of unknown MSR {msr:#x} at rip {rip:#x} reads 0")
+            Event::UnknownMsr { msr, write, rip, result } => {
+                let what = match result {
+                    crate::msr::MsrResult::Fault => "raises #GP",
+                    crate::msr::MsrResult::Read(_) => "reads 0",
+                    _ => "is ignored",
+                };
+                match write {
+                    Some(v) => write!(f, "wrmsr of {v:#x} to MSR {msr:#x} at rip {rip:#x} {what}"),
+                    None => write!(f, "rdmsr of unknown MSR {msr:#x} at rip {rip:#x} {what}"),
+                }
             }
             Event::ReadOnlyWrite { gpa, rip } => write!(f, "write to read-only GPA {gpa:#x} at rip {rip:#x} dropped"),
             Event::TestDevRefused { request, why } => {
@@ -306,6 +313,12 @@ pub struct VmmConfig {
     pub testdev: bool,
     /// The time of day its RTC starts at, in seconds since 1970 (UTC).
     pub wall_clock: u64,
+    /// The host's CPUID, which the partition's is derived from.
+    pub host_cpuid: fn(u32, u32) -> [u32; 4],
+    /// CPUID features the manifest hides from it.
+    pub cpuid_mask: sysimage::CpuidMask,
+    /// Unknown MSRs read 0 and ignore writes instead of raising #GP.
+    pub ignore_unknown_msrs: bool,
 }
 
 impl Default for VmmConfig {
@@ -319,6 +332,9 @@ impl Default for VmmConfig {
             created_tsc: 0,
             testdev: false,
             wall_clock: DEFAULT_WALL_CLOCK,
+            host_cpuid: crate::cpuid::sample::amd,
+            cpuid_mask: sysimage::CpuidMask::NONE,
+            ignore_unknown_msrs: false,
         }
     }
 }
@@ -373,8 +389,8 @@ pub struct Vmm {
     config: VmmConfig,
     /// What the partition's VPs did, for the VID's report.
     pub stats: ExitStats,
-    /// The processor topology its CPUID describes.
-    pub topology: Topology,
+    /// Its CPUID (base and extended leaves).
+    pub cpuid: Cpuid,
     /// By VP: what its SINTs take, as last told to the broker (none at
     /// reset, as the broker assumes).
     reported_synic: [u32; abi::limits::MAX_VPS_PER_PARTITION],
@@ -398,8 +414,10 @@ impl Vmm {
 
     pub fn with_config(c: VmmConfig) -> Vmm {
         let irq = Interrupts::new(IrqConfig { vps: c.vps, tsc_hz: c.clock.tsc_hz, apic_hz: c.clock.apic_hz });
+        let topology = Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) };
+        let cpuid = Cpuid::derive(c.host_cpuid, topology, c.cpuid_mask);
         Vmm {
-            msrs: Msrs::new(),
+            msrs: Msrs::new(c.ignore_unknown_msrs, cpuid.phys_bits()),
             device: TestDevice { scratch: 0 },
             ports: PortBus::with(|d| d != PortId::HvTestDev || c.testdev)
                 .expect("the port table has no overlap (host-tested)"),
@@ -421,7 +439,7 @@ impl Vmm {
             config: c,
             stats: ExitStats::default(),
             idle: 0,
-            topology: Topology { vps: c.vps.max(1), threads_per_core: c.threads_per_core.clamp(1, 2) },
+            cpuid,
             reported_synic: [0; abi::limits::MAX_VPS_PER_PARTITION],
         }
     }
@@ -692,10 +710,19 @@ impl Vmm {
                 if h.instruction_length() == 0 {
                     return fail(h.rip);
                 }
+                let (leaf, subleaf) = (c.rax as u32, c.rcx as u32);
+                // The VP's CR4 and XCR0, for the bits that follow them.
+                let state = if reads_vp_state(leaf) {
+                    VpState {
+                        cr4: guest.reg(HvRegisterName::CR4).unwrap_or(0),
+                        xcr0: guest.reg(HvRegisterName::XFEM).unwrap_or(VpState::RESET.xcr0),
+                    }
+                } else {
+                    VpState::RESET
+                };
                 let (profile, os) = (self.synthetic.profile(), self.synthetic.guest_os_id());
-                let [a, b, cx, mut d] =
-                    cpuid_for_vp(profile, os, self.topology, h.vp_index, c.rax as u32, c.rcx as u32);
-                if c.rax as u32 == 1
+                let [a, b, cx, mut d] = cpuid_for_vp(&self.cpuid, profile, os, h.vp_index, leaf, subleaf, state);
+                if leaf == 1
                     && let Some(lapic) = self.irq.lapic(h.vp_index)
                 {
                     d = lapic.cpuid_leaf1_edx(d);

@@ -460,6 +460,9 @@ fn start(
         created_tsc: tessera_rt::arch::rdtsc(),
         testdev: p.devices.contains(sysimage::manifest::Devices::HYPERV_TESTDEV),
         wall_clock: clock.now(),
+        host_cpuid: tessera_rt::arch::cpuid,
+        cpuid_mask: p.cpuid_mask,
+        ignore_unknown_msrs: p.ignore_unknown_msrs,
     };
     Ok(Running::new(Setup {
         name: p.name,

@@ -104,6 +104,10 @@ pub struct Partition {
     pub devices: sysimage::Devices,
     /// What a guest reset does (`on_reset`: restart, the default, or stop).
     pub on_reset: sysimage::OnReset,
+    /// CPUID features hidden from it (`cpuid_mask`).
+    pub cpuid_mask: sysimage::CpuidMask,
+    /// Unknown MSRs read 0 and ignore writes (`ignore_unknown_msrs`).
+    pub ignore_unknown_msrs: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +227,8 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             cpus: heapless::Vec::from_slice(&p.cpus).map_err(|_| over("cpus"))?,
             devices: p.devices,
             on_reset: p.on_reset,
+            cpuid_mask: p.cpuid_mask,
+            ignore_unknown_msrs: p.ignore_unknown_msrs,
         };
         partitions.push(partition).map_err(|_| over("partitions"))?;
     }

@@ -16,7 +16,7 @@ use sysimage::manifest::{
     valid_cmdline,
 };
 use sysimage::{
-    Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, OnReset, PAGE_SIZE, Priority,
+    CpuidMask, Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, OnReset, PAGE_SIZE, Priority,
     Restart, SchedulerPolicy, objects,
 };
 
@@ -96,6 +96,12 @@ struct PartitionToml {
     devices: Vec<String>,
     /// What a guest reset does: "restart" (the default) or "stop".
     on_reset: Option<String>,
+    /// CPUID features hidden from it by name (`sysimage::cpuid_mask`).
+    #[serde(default)]
+    cpuid_mask: Vec<String>,
+    /// Unknown MSRs read 0 and ignore writes instead of raising #GP.
+    #[serde(default)]
+    ignore_unknown_msrs: bool,
 }
 
 #[derive(Deserialize)]
@@ -563,6 +569,7 @@ fn check_partition(
             OnReset::default()
         }),
     };
+    let cpuid_mask = check_cpuid_mask(name, &p.cpuid_mask, e);
     let classic = check_classic(name, p, classic_policy, e);
     // A VID's contexts are bounded by its own priority (their ceiling):
     // a reserve runs its VPs above theirs.
@@ -612,7 +619,34 @@ fn check_partition(
         cpus,
         devices,
         on_reset,
+        cpuid_mask,
+        ignore_unknown_msrs: p.ignore_unknown_msrs,
     })
+}
+
+/// `cpuid_mask`: known feature names, each once, closed under their needs
+/// (hiding XSAVE hides AVX too).
+fn check_cpuid_mask(name: &str, list: &[String], e: &mut Vec<Error>) -> CpuidMask {
+    let err = |e: &mut Vec<Error>, msg: String| e.push(Error::partition(name, "cpuid_mask", msg));
+    let names = || sysimage::cpuid_mask::FEATURES.iter().map(|f| f.name);
+    let mut mask = CpuidMask::NONE;
+    for feature in list {
+        match CpuidMask::named(feature) {
+            None => {
+                // The hint, or (the list is long) every name without one.
+                let hint = did_you_mean(feature, names());
+                let known: Vec<&str> = names().collect();
+                let rest = if hint.is_empty() { format!(" (known: {})", known.join(", ")) } else { hint };
+                err(e, format!("unknown feature \"{feature}\"{rest}"));
+            }
+            Some(f) if mask.contains(f) => err(e, format!("\"{feature}\" is listed twice")),
+            Some(f) => mask = mask.with(f),
+        }
+    }
+    if let Err((feature, need)) = mask.check() {
+        err(e, format!("hides \"{need}\" but not \"{feature}\", which needs it (hide both)"));
+    }
+    mask
 }
 
 /// `devices`: known names, each once, with what each needs of the

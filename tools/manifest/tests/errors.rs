@@ -1036,6 +1036,21 @@ fn unknown_on_reset_policy() {
     );
 }
 
+#[test]
+fn a_cpuid_mask_names_known_features_once_and_hides_what_needs_them() {
+    assert_errors(
+        &with_vid(&partition("linux", "cpuid_mask = [\"x2apc\", \"x2apic\", \"x2apic\"]")),
+        &[
+            "partition \"linux\": cpuid_mask: \"x2apic\" is listed twice",
+            "partition \"linux\": cpuid_mask: unknown feature \"x2apc\" (did you mean \"x2apic\"?)",
+        ],
+    );
+    assert_errors(
+        &with_vid(&partition("linux", "cpuid_mask = [\"xsave\", \"pku\"]")),
+        &["partition \"linux\": cpuid_mask: hides \"xsave\" but not \"avx\", which needs it (hide both)"],
+    );
+}
+
 // ---- The classic scheduler (TLFS 14.2): [scheduler] and a partition's
 // ---- weight, reserve, cap and cpus.
 

@@ -20,12 +20,14 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod cpuid_mask;
 pub mod enlightenments;
 pub mod manifest;
 pub mod objects;
 
 pub use bootfs;
 pub use bootfs::{Bootfs, File, MAX_NAME_LEN, valid_name};
+pub use cpuid_mask::CpuidMask;
 pub use enlightenments::{Enlightenment, EnlightenmentError, Enlightenments};
 pub use manifest::{
     Classic, Connection, Devices, Endpoint, EndpointIndex, Gsi, IoPortRange, Manifest, OnReset, Partition,

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 /// parameters and `cpus`; 8: the root scheduler policy; 9: the core
 /// scheduler policy; 10: `connections`; 11: a partition's `devices`; 12:
 /// a connection's parties may be tasks; 13: a monitor connection's pages;
-/// 14: a partition's `on_reset`).
+/// 14: a partition's `on_reset`, `cpuid_mask` and `ignore_unknown_msrs`).
 pub const VERSION: u32 = 14;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
@@ -365,6 +365,10 @@ pub struct Partition<'a> {
     pub cpus: Vec<u8, { MAX_CPUS as usize }>,
     /// Devices its VID gives it beyond the platform's.
     pub devices: Devices,
+    /// CPUID features hidden from it (closed under their needs).
+    pub cpuid_mask: crate::CpuidMask,
+    /// Unknown MSRs read 0 and ignore writes instead of raising #GP.
+    pub ignore_unknown_msrs: bool,
     /// What its VID does when the guest resets the machine.
     pub on_reset: OnReset,
 }
@@ -769,6 +773,9 @@ impl<'a> Manifest<'a> {
             }
             if let Err(reason) = p.devices.check(p.enlightenments) {
                 return bad(reason);
+            }
+            if p.cpuid_mask.check().is_err() {
+                return bad("incoherent CPUID mask");
             }
             if p.exit_timeout_ms > MAX_EXIT_TIMEOUT_MS {
                 return bad("exit timeout out of range");

@@ -74,6 +74,8 @@ fn sample() -> Manifest<'static> {
             cpus: heapless::Vec::new(),
             devices: Devices::NONE,
             on_reset: OnReset::Restart,
+            cpuid_mask: crate::CpuidMask::NONE,
+            ignore_unknown_msrs: false,
         }]),
         scheduler: SchedulerPolicy::Kernel,
         connections: heapless::Vec::new(),

@@ -73,6 +73,10 @@ impl Vmcb {
             HvRegisterName::DR7 => &mut s.dr7,
             HvRegisterName::EFER => &mut s.efer,
             HvRegisterName::KERNEL_GS_BASE => &mut s.kernel_gs_base,
+            HvRegisterName::LSTAR => &mut s.lstar,
+            HvRegisterName::CSTAR => &mut s.cstar,
+            HvRegisterName::SYSENTER_ESP => &mut s.sysenter_esp,
+            HvRegisterName::SYSENTER_EIP => &mut s.sysenter_eip,
             HvRegisterName::PAT => &mut s.g_pat,
             _ => return None,
         })
@@ -167,6 +171,22 @@ mod tests {
         let (low, high) = segment(0x2b, 3);
         assert!(v.set_register(HvRegisterName::DS, low, high));
         assert_eq!(v.save.cpl, 0);
+    }
+
+    #[test]
+    fn the_syscall_address_msrs_are_the_vmcbs() {
+        let mut v = Vmcb::new_zeroed();
+        for (name, value) in [
+            (HvRegisterName::LSTAR, 0xffff_8000_0000_1000),
+            (HvRegisterName::CSTAR, 0xffff_8000_0000_2000),
+            (HvRegisterName::SYSENTER_ESP, 0xffff_8000_0000_3000),
+            (HvRegisterName::SYSENTER_EIP, 0xffff_8000_0000_4000),
+        ] {
+            assert!(v.set_register(name, value, 0));
+            assert_eq!(v.get_register(name), Some((value, 0)));
+        }
+        assert_eq!((v.save.lstar, v.save.cstar), (0xffff_8000_0000_1000, 0xffff_8000_0000_2000));
+        assert_eq!((v.save.sysenter_esp, v.save.sysenter_eip), (0xffff_8000_0000_3000, 0xffff_8000_0000_4000));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 use super::memory;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kerncore::xstate::{self, XCR0_RESET, xcr0};
+use kerncore::xstate::{self, AREA_MAX, XCR0_RESET, xcr0};
 use x86::controlregs::{Cr0, Cr4, cr0, cr0_write, cr4, cr4_write};
 
 /// Physical address of the save area whose state the registers hold
@@ -44,8 +44,6 @@ struct Layout {
 
 static LAYOUT: spin::Once<Layout> = spin::Once::new();
 
-/// A save area is one frame.
-const AREA_MAX: usize = kerncore::paging::PAGE_SIZE as usize;
 /// CPUID.1:ECX.XSAVE.
 const CPUID_1_ECX_XSAVE: u32 = 1 << 26;
 
@@ -95,16 +93,10 @@ fn detect() -> Layout {
         let r = x86::cpuid::cpuid!(0xd, i);
         (r.eax, r.ebx)
     };
-    let mut components = xstate::guest_components(cpu);
-    let mut size = xstate::area_size(components, component);
-    if size > AREA_MAX {
-        components &= xcr0::X87 | xcr0::SSE | xcr0::AVX;
-        size = xstate::area_size(components, component);
+    match xstate::offer(cpu, component) {
+        Some((components, size)) => Layout { xsave: Some(components), size },
+        None => fxsave,
     }
-    if size > AREA_MAX {
-        return fxsave;
-    }
-    Layout { xsave: Some(components), size }
 }
 
 fn xsetbv(value: u64) {

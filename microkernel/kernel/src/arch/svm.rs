@@ -200,12 +200,15 @@ pub fn enable() -> Result<(), &'static str> {
         memory::fill_phys(iopm, 3 * 4096, 0xff);
         memory::fill_phys(msrpm, 2 * 4096, 0xff);
         // The syscall and segment-base MSRs are the guest's own: VMLOAD and
-        // VMSAVE switch them around VMRUN.
+        // VMSAVE switch them around VMRUN. Writes of those holding an
+        // address still exit, for ring 0's canonical check
+        // (`CHECKED_ADDRESS_MSRS`).
         for msr in kerncore::intercept::PASS_THROUGH_MSRS {
             if let Some((byte, bit)) = kerncore::intercept::svm_msrpm_bit(msr) {
                 let mut b = [0u8];
+                let open = if kerncore::intercept::CHECKED_ADDRESS_MSRS.contains(&msr) { 0b01 } else { 0b11 };
                 memory::read_phys(msrpm + byte as u64, &mut b);
-                memory::write_phys(msrpm + byte as u64, &[b[0] & !(0b11 << bit)]);
+                memory::write_phys(msrpm + byte as u64, &[b[0] & !(open << bit)]);
             }
         }
         let svm = match crate::boot::virt_support() {

@@ -567,7 +567,11 @@ impl VpHardware {
         // loads KERNEL_GS_BASE and DR6 itself around a VMX entry, where
         // such a value would fault in ring 0, and the CPU checks DR7 on entry.
         let refused = match name {
-            HvRegisterName::KERNEL_GS_BASE => !is_canonical(low),
+            HvRegisterName::KERNEL_GS_BASE
+            | HvRegisterName::LSTAR
+            | HvRegisterName::CSTAR
+            | HvRegisterName::SYSENTER_ESP
+            | HvRegisterName::SYSENTER_EIP => !is_canonical(low),
             HvRegisterName::DR6 | HvRegisterName::DR7 => low >> 32 != 0,
             _ => false,
         };

@@ -339,6 +339,10 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
     {
         return Outcome::Host;
     }
+    if ring0::is_address_write(vcpu, &exit) {
+        ring0::write_address(vcpu, &exit);
+        return Outcome::Host;
+    }
     let body = match exit.reason {
         ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
         ExitReason::Xsetbv

@@ -1,5 +1,15 @@
 use super::*;
-use sysimage::{Enlightenment, Enlightenments};
+use sysimage::{CpuidMask, Enlightenment, Enlightenments};
+
+/// A one-VP partition's table on the recorded AMD host.
+fn table(topology: Topology) -> Cpuid {
+    Cpuid::derive(sample::amd, topology, CpuidMask::NONE)
+}
+
+/// VP 0 of a one-VP partition after reset.
+fn cpuid(profile: &EnlightenmentProfile, guest_os_id: u64, leaf: u32, subleaf: u32) -> [u32; 4] {
+    cpuid_for_vp(&table(Topology::SINGLE), profile, guest_os_id, 0, leaf, subleaf, VpState::RESET)
+}
 
 fn hyperv() -> EnlightenmentProfile {
     EnlightenmentProfile::new(Enlightenments::HYPERV, 16, 2).unwrap()
@@ -12,15 +22,19 @@ fn without_enlightenments_there_is_no_hypervisor() {
     for leaf in 0x4000_0000..=0x4000_00ff {
         assert_eq!(cpuid(&none, 1, leaf, 0), [0; 4], "leaf {leaf:#x}");
     }
-    // The base leaves are unchanged.
-    assert_eq!(cpuid(&none, 0, 1, 0), [SIGNATURE, LEAF1_EBX, LEAF1_ECX, LEAF1_EDX]);
-    assert_eq!(cpuid(&none, 0, 0x8000_0001, 0), [0, 0, 0, EXT1_EDX]);
+    // The base leaves are the same but for the hypervisor bit.
+    let p = hyperv();
+    for leaf in (0..=0xd).chain(0x8000_0000..=0x8000_0008) {
+        let bit = if leaf == 1 { [0, 0, LEAF1_ECX_HYPERVISOR, 0] } else { [0; 4] };
+        let with = cpuid(&p, 0, leaf, 0);
+        assert_eq!(cpuid(&none, 0, leaf, 0), [with[0], with[1], with[2] & !bit[2], with[3]], "{leaf:#x}");
+    }
 }
 
 #[test]
 fn the_hyperv_profile_presents_hv1() {
     let p = hyperv();
-    assert_eq!(cpuid(&p, 0, 1, 0)[2], LEAF1_ECX | 1 << 31);
+    assert_eq!(cpuid(&p, 0, 1, 0)[2] >> 31, 1);
     // "Microsoft Hv", the maximum leaf 0x4000000A.
     assert_eq!(cpuid(&p, 0, 0x4000_0000, 0), [0x4000_000A, 0x7263_694D, 0x666F_736F, 0x7648_2074]);
     assert_eq!(cpuid(&p, 0, 0x4000_0001, 0), [0x3123_7648, 0, 0, 0]);
@@ -87,19 +101,20 @@ fn profiles_refuse_what_the_vid_does_not_implement() {
 
 /// Leaf 0xB subleaves 0..=2 and leaf 1 for VP `vp` of `topology`.
 fn topology_leaves(topology: Topology, vp: u32) -> ([u32; 4], [[u32; 4]; 3]) {
-    let p = hyperv();
-    let leaf = |l, s| cpuid_for_vp(&p, 0, topology, vp, l, s);
+    let (p, t) = (hyperv(), table(topology));
+    let leaf = |l, s| cpuid_for_vp(&t, &p, 0, vp, l, s, VpState::RESET);
     (leaf(1, 0), [leaf(0xb, 0), leaf(0xb, 1), leaf(0xb, 2)])
 }
 
 #[test]
-fn leaf_0b_is_reachable_and_leaves_2_to_0xa_are_zeros() {
+fn leaf_0b_is_reachable_and_the_unoffered_leaves_are_zeros() {
     let p = hyperv();
-    assert_eq!(cpuid(&p, 0, 0, 0)[0], 0xb);
-    let topology = Topology { vps: 4, threads_per_core: 2 };
-    for leaf in 2..=0xa {
+    assert_eq!(cpuid(&p, 0, 0, 0)[0], 0xd);
+    let t = table(Topology { vps: 4, threads_per_core: 2 });
+    // No cache descriptors on AMD, no PSN, MONITOR, PMU.
+    for leaf in [2, 3, 4, 5, 8, 9, 0xa, 0xc] {
         for subleaf in 0..3 {
-            assert_eq!(cpuid_for_vp(&p, 0, topology, 3, leaf, subleaf), [0; 4], "leaf {leaf:#x}.{subleaf}");
+            assert_eq!(cpuid_for_vp(&t, &p, 0, 3, leaf, subleaf, VpState::RESET), [0; 4], "leaf {leaf:#x}.{subleaf}");
         }
     }
 }
@@ -111,10 +126,10 @@ fn smt_pairs_are_two_threads_of_a_core() {
     for vp in 0..4 {
         let (leaf1, [smt, core, invalid]) = topology_leaves(topology, vp);
         // Leaf 1: HTT, 4 addressable IDs, initial APIC ID = VP index.
-        assert_eq!(leaf1[3] & LEAF1_EDX_HTT, LEAF1_EDX_HTT);
+        assert_eq!(leaf1[3] & bit::L1_EDX_HTT, bit::L1_EDX_HTT);
         assert_eq!((leaf1[1] >> 16) & 0xff, 4);
         assert_eq!(leaf1[1] >> 24, vp);
-        assert_eq!(leaf1[1] & 0xffff, LEAF1_EBX & 0xffff);
+        assert_eq!(leaf1[1] & 0xffff, sample::amd(1, 0)[1] & 0xff00);
         // SMT level: shift 1, 2 threads, type 1, level 0, x2APIC ID.
         assert_eq!(smt, [1, 2, 1 << 8, vp]);
         // Core level: shift 2 (4 IDs), 4 logical processors, type 2, level 1.
@@ -139,20 +154,21 @@ fn one_thread_per_core_is_every_vp_a_core() {
     assert_eq!(core, [1, 2, 2 << 8 | 1, 1]);
     assert_eq!(invalid, [0, 0, 2, 1]);
     assert_eq!((leaf1[1] >> 16) & 0xff, 2);
-    assert_eq!(leaf1[3] & LEAF1_EDX_HTT, LEAF1_EDX_HTT);
+    assert_eq!(leaf1[3] & bit::L1_EDX_HTT, bit::L1_EDX_HTT);
     // 16 VPs: 16 IDs, shift 4.
     assert_eq!(topology_leaves(Topology::cores(16), 15).1[1], [4, 16, 2 << 8 | 1, 15]);
     // A single VP: no HTT, one logical processor, as before.
     let (leaf1, [smt, core, _]) = topology_leaves(Topology::SINGLE, 0);
-    assert_eq!(leaf1[1], LEAF1_EBX);
-    assert_eq!(leaf1[3], LEAF1_EDX);
+    assert_eq!(leaf1[1], 8 << 8 | 1 << 16);
+    assert_eq!(leaf1[3] & bit::L1_EDX_HTT, 0);
     assert_eq!(smt, [0, 1, 1 << 8, 0]);
     assert_eq!(core, [0, 1, 2 << 8 | 1, 0]);
     // Without a VP, leaf 0xB is the single VP's.
     assert_eq!(cpuid(&hyperv(), 0, 0xb, 1), core);
     // Subleaves far out: invalid, the level's low byte.
-    assert_eq!(topology_leaves(Topology::cores(2), 0).0[0], SIGNATURE);
-    assert_eq!(cpuid_for_vp(&hyperv(), 0, Topology::cores(2), 1, 0xb, 0x1ff), [0, 0, 0xff, 1]);
+    assert_eq!(topology_leaves(Topology::cores(2), 0).0[0], sample::amd(1, 0)[0]);
+    let two = table(Topology::cores(2));
+    assert_eq!(cpuid_for_vp(&two, &hyperv(), 0, 1, 0xb, 0x1ff, VpState::RESET), [0, 0, 0xff, 1]);
 }
 
 /// No profile the VID accepts grants a CPUID bit whose TLFS dependency it
@@ -203,3 +219,5 @@ fn every_accepted_profile_grants_each_bit_with_its_dependencies() {
     // The refusals are not everything: "none", "hyperv" and more pass.
     assert!(accepted > 1000, "{accepted}");
 }
+
+mod derived;

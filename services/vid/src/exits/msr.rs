@@ -1,7 +1,9 @@
 //! RDMSR/WRMSR: EFER, then the interrupt controllers' MSRs (APIC base,
 //! TSC deadline, x2APIC), then the TLFS synthetic MSRs the partition's
 //! profile gives (with the Hyper-V APIC MSRs forwarded to the APIC model),
-//! then the rest (read 0, writes ignored, each reported once).
+//! then EFER and PAT (the VP's own), then [`crate::msr::Msrs`] (the MTRRs,
+//! MISC_ENABLE, ...; an unknown MSR is #GP unless the manifest relaxes it,
+//! the first ones reported).
 
 use super::{Action, Event, Stop, Vmm, gp, resume};
 use crate::guest::{Guest, cpu_mode, next_rip};
@@ -77,37 +79,51 @@ impl Vmm {
                 };
             }
         }
-        if msr == crate::msr::EFER
-            && write.is_none()
-            && let Some(efer) = guest.reg(HvRegisterName::EFER)
-        {
-            // The VP's own EFER: the loader may have set it (long-mode entry).
-            return read(efer);
+        if msr == crate::msr::EFER {
+            return self.efer(h, write, guest, read, rip);
         }
-        if let (true, Some(value)) = (msr == crate::msr::EFER, write) {
-            let lma = h.execution_state.efer_lma();
-            let current = guest.reg(HvRegisterName::EFER).unwrap_or_else(|| self.msrs.efer(vp));
-            // LMA means paging is on; else CR0.PG says (unreadable: off).
-            let paging = lma || guest.reg(HvRegisterName::CR0).is_some_and(|cr0| cr0 & (1 << 31) != 0);
-            let nx = {
-                let (profile, os) = (self.synthetic.profile(), self.synthetic.guest_os_id());
-                let ext1 = crate::cpuid::cpuid_for_vp(profile, os, self.topology, vp, 0x8000_0001, 0);
-                ext1[3] & crate::cpuid::EXT1_EDX_NX != 0
+        if msr == crate::msr::num::PAT {
+            // The VP's own PAT (the kernel switches it): reserved memory
+            // types are #GP (SDM 11.12.2).
+            return match write {
+                None => read(guest.reg(HvRegisterName::PAT).unwrap_or(crate::msr::PAT_RESET)),
+                Some(v) if crate::msr::pat_valid(v) => resume(&[rip, (HvRegisterName::PAT, v)]),
+                Some(_) => gp(),
             };
-            if !crate::msr::efer_write_allowed(current, value, paging, nx) {
-                return gp();
-            }
         }
-        let lma = h.execution_state.efer_lma();
-        let (result, first) = self.msrs.access(vp, msr, write, lma);
+        let (result, first) = self.msrs.access(vp, msr, write, now);
         if first {
-            events(Event::UnknownMsr { msr, write: write.is_some(), rip: h.rip });
+            events(Event::UnknownMsr { msr, write, rip: h.rip, result });
         }
         match result {
             MsrResult::Read(v) => read(v),
-            MsrResult::EferWritten(v) => resume(&[rip, (HvRegisterName::EFER, v)]),
-            MsrResult::Ignored => resume(&[rip]),
+            MsrResult::Written | MsrResult::Ignored => resume(&[rip]),
+            MsrResult::Fault => gp(),
         }
+    }
+
+    /// RDMSR/WRMSR of EFER: the VP's own (the loader may have set it for a
+    /// long-mode entry), written only as [`crate::msr::efer_write_allowed`]
+    /// says, LMA kept as the CPU has it.
+    fn efer(
+        &mut self,
+        h: &tlfs::HvX64InterceptMessageHeader,
+        write: Option<u64>,
+        guest: &mut impl Guest,
+        read: impl Fn(u64) -> Action,
+        rip: (HvRegisterName, u64),
+    ) -> Action {
+        let lma = if h.execution_state.efer_lma() { crate::msr::EFER_LMA } else { 0 };
+        let current = guest.reg(HvRegisterName::EFER).unwrap_or(lma);
+        let Some(value) = write else { return read(current) };
+        // LMA means paging is on; else CR0.PG says (unreadable: off).
+        let paging = lma != 0 || guest.reg(HvRegisterName::CR0).is_some_and(|cr0| cr0 & (1 << 31) != 0);
+        let ext1 = self.cpuid.leaf(h.vp_index, 0x8000_0001, 0, crate::cpuid::VpState::RESET);
+        let nx = ext1[3] & crate::cpuid::EXT1_EDX_NX != 0;
+        if !crate::msr::efer_write_allowed(current, value, paging, nx) {
+            return gp();
+        }
+        resume(&[rip, (HvRegisterName::EFER, (value & !crate::msr::EFER_LMA) | lma)])
     }
 
     /// HV_X64_MSR_EOI, ICR and TPR, on the VP's local APIC.

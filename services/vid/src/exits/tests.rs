@@ -305,12 +305,12 @@ fn cpuid_answers_from_the_table() {
     let mut g = Fake::new();
     let (a, _) = run(&mut vmm, &mut g, cpuid(0));
     assert_eq!(get(&a, HvRegisterName::RIP), Some(0x1002));
-    assert_eq!(get(&a, HvRegisterName::RAX), Some(0xb));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(0xd));
     let mut vendor = Vec::new();
     for r in [HvRegisterName::RBX, HvRegisterName::RDX, HvRegisterName::RCX] {
         vendor.extend_from_slice(&(get(&a, r).unwrap() as u32).to_le_bytes());
     }
-    assert_eq!(vendor, b"TesseraVMM  ");
+    assert_eq!(vendor, b"AuthenticAMD", "the (recorded) host's vendor");
     let (a, _) = run(&mut vmm, &mut g, cpuid(1));
     assert_ne!(get(&a, HvRegisterName::RAX), Some(0));
     assert_eq!(get(&a, HvRegisterName::RCX).unwrap() >> 31, 0, "no hypervisor bit before the TLFS leaves");
@@ -323,6 +323,16 @@ fn cpuid_answers_from_the_table() {
     assert!(!apic(&run(&mut vmm, &mut g, cpuid(1)).0));
     run(&mut vmm, &mut g, msr(0x1b, true, 0xfee0_0900, true));
     assert!(apic(&run(&mut vmm, &mut g, cpuid(1)).0));
+    // OSXSAVE follows the VP's CR4, the XSAVE size its XCR0.
+    let osxsave = 1 << 27;
+    let (a, _) = run(&mut vmm, &mut g, cpuid(1));
+    assert_eq!(get(&a, HvRegisterName::RCX).unwrap() & osxsave, 0);
+    g.set(HvRegisterName::CR4, 1 << 18);
+    g.set(HvRegisterName::XFEM, 0b111);
+    let (a, _) = run(&mut vmm, &mut g, cpuid(1));
+    assert_eq!(get(&a, HvRegisterName::RCX).unwrap() & osxsave, osxsave);
+    let (a, _) = run(&mut vmm, &mut g, cpuid(0xd));
+    assert_eq!(get(&a, HvRegisterName::RBX), Some(0x340));
 }
 
 fn msr(number: u32, write: bool, value: u64, lma: bool) -> HvMessageBody {
@@ -339,21 +349,46 @@ fn msr(number: u32, write: bool, value: u64, lma: bool) -> HvMessageBody {
 }
 
 #[test]
-fn efer_is_kept_and_unknown_msrs_read_zero_once_logged() {
+fn efer_is_the_vps_and_unknown_msrs_raise_gp_once_logged() {
     let mut vmm = Vmm::new();
     let mut g = Fake::new();
     let (a, ev) = run(&mut vmm, &mut g, msr(crate::msr::EFER, true, 0x100, false));
     assert!(ev.is_empty());
     assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002), (HvRegisterName::EFER, 0x100)]);
+    g.set(HvRegisterName::EFER, 0x500);
     let (a, _) = run(&mut vmm, &mut g, msr(crate::msr::EFER, false, 0, true));
     assert_eq!(get(&a, HvRegisterName::RAX), Some(0x500));
     assert_eq!(get(&a, HvRegisterName::RDX), Some(0));
-    let (a, ev) = run(&mut vmm, &mut g, msr(0x8b, false, 0, false));
-    assert_eq!((get(&a, HvRegisterName::RAX), get(&a, HvRegisterName::RDX)), (Some(0), Some(0)));
+    let gp = [(HvRegisterName::PENDING_INTERRUPTION, exception(13, Some(0)))];
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x1234, false, 0, false));
+    assert_eq!(updates(&a), gp);
     assert_eq!(ev.len(), 1);
-    let (a, ev) = run(&mut vmm, &mut g, msr(0x8b, true, 5, false));
-    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002)]);
+    assert_eq!(ev[0].to_string(), "rdmsr of unknown MSR 0x1234 at rip 0x1000 raises #GP");
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x1234, true, 5, false));
+    assert_eq!(updates(&a), gp);
     assert!(ev.is_empty(), "logged once");
+    // Relaxed by the manifest: reads 0, writes ignored, still logged.
+    let mut vmm = Vmm::with_config(VmmConfig { ignore_unknown_msrs: true, ..VmmConfig::default() });
+    let (a, ev) = run(&mut vmm, &mut g, msr(0x1234, true, 5, false));
+    assert_eq!(updates(&a), [(HvRegisterName::RIP, 0x1002)]);
+    assert_eq!(ev[0].to_string(), "wrmsr of 0x5 to MSR 0x1234 at rip 0x1000 is ignored");
+    let (a, _) = run(&mut vmm, &mut g, msr(0x1234, false, 0, false));
+    assert_eq!((get(&a, HvRegisterName::RAX), get(&a, HvRegisterName::RDX)), (Some(0), Some(0)));
+}
+
+#[test]
+fn pat_is_the_vps_and_reserved_types_raise_gp() {
+    let mut vmm = Vmm::new();
+    let mut g = Fake::new();
+    let pat = crate::msr::num::PAT;
+    let (a, _) = run(&mut vmm, &mut g, msr(pat, false, 0, false));
+    assert_eq!((get(&a, HvRegisterName::RAX), get(&a, HvRegisterName::RDX)), (Some(0x0007_0406), Some(0x0007_0406)));
+    let (a, _) = run(&mut vmm, &mut g, msr(pat, true, 0x0007_0106_0007_0406, false));
+    assert_eq!(get(&a, HvRegisterName::PAT), Some(0x0007_0106_0007_0406));
+    for bad in [0x0007_0406_0007_0402, 0x0307_0406_0007_0406, 0x0007_0406_0008_0406] {
+        let (a, _) = run(&mut vmm, &mut g, msr(pat, true, bad, false));
+        assert_eq!(updates(&a), [(HvRegisterName::PENDING_INTERRUPTION, exception(13, Some(0)))], "{bad:#x}");
+    }
 }
 
 #[test]

@@ -167,7 +167,7 @@ pub(super) fn keep_time(
                 // Root policy: while VP 0 runs, the AP gets its start-up
                 // state and waits for VP 0 to halt.
                 let now = r.root.as_mut().is_none_or(|p| p.sipi(v as usize));
-                match start_ap(kernel, vp.cap, effects.sipi_vector, now) {
+                match start_ap(kernel, vp.cap, effects.sipi_vector, r.vmm.cpuid.signature(), now) {
                     Ok(()) => {
                         (vp.started, vp.halted, vp.posted) = (true, false, false);
                         let at = u16::from(effects.sipi_vector) << 8;
@@ -260,10 +260,10 @@ fn post(kernel: &impl Kernel, vmm: &mut Vmm, v: u32, vp: &mut Vp) {
 }
 
 /// Starts an AP as a SIPI after INIT does: the architectural state of
-/// [`crate::entry::startup_state`], real mode at `vector << 8`:0000; with
-/// `run` false, only the state (the root policy starts it later).
-fn start_ap(kernel: &impl Kernel, vp: CapSlot, vector: u8, run: bool) -> Result<(), ErrorCode> {
-    for registers in crate::entry::startup_state(vector, crate::cpuid::SIGNATURE) {
+/// [`crate::entry::startup_state`], real mode at `vector << 8`:0000, EDX
+/// the partition's processor signature; with `run` false, only the state (the root policy starts it later).
+fn start_ap(kernel: &impl Kernel, vp: CapSlot, vector: u8, signature: u32, run: bool) -> Result<(), ErrorCode> {
+    for registers in crate::entry::startup_state(vector, signature) {
         kernel.set_registers(vp, &crate::entry::set_registers_words(&registers))?;
     }
     if !run {

@@ -622,6 +622,22 @@ pub fn xsetbv_checked(index: u32, value: u64) -> Result<(), Fault> {
     take_fault().map_or(Ok(()), Err)
 }
 
+/// `monitor` on `addr` (ECX, EDX 0); a #UD (not offered) is returned.
+pub fn monitor_checked(addr: u64) -> Result<(), Fault> {
+    arm(0, 0);
+    // SAFETY: MONITOR only arms address monitoring; it changes no memory.
+    unsafe { guarded!("monitor", in("rax") addr, in("ecx") 0, in("edx") 0, options(nostack)) }
+    take_fault().map_or(Ok(()), Err)
+}
+
+/// XCR0 (XGETBV with ECX 0); the caller has set CR4.OSXSAVE.
+pub fn xgetbv0() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reads XCR0; no memory effects.
+    unsafe { asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
 /// `rdpmc` of counter `index`; a #GP (or #UD) is returned, not fatal.
 pub fn rdpmc_checked(index: u32) -> Result<u64, Fault> {
     arm(0, 0);

@@ -103,7 +103,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::StimerJitter => crate::stimer_bench::run(),
         Test::Messaging => crate::messaging::run(cmdline),
         Test::Testdev => crate::testdev::run(magic, info),
-        Test::FidelityCpuid => crate::fidelity::cpuid(),
+        Test::FidelityCpuid => crate::fidelity::cpuid(magic, info, cmdline),
         Test::FidelityMsr => crate::fidelity::msr(),
         Test::FidelityCr => crate::fidelity::cr(),
         Test::FidelityApic => crate::fidelity::apic(magic, info),

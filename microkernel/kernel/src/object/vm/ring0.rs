@@ -25,6 +25,11 @@
 //!   (`arch::dr`); the access then runs again, natively.
 //! - A CR0 or CR4 write that exits is emulated with the SDM's checks
 //!   (`control_registers`).
+//! - A WRMSR of an address MSR that SVM intercepts
+//!   (`kerncore::intercept::CHECKED_ADDRESS_MSRS`: the segment bases, the
+//!   syscall targets) raises #GP(0) for a non-canonical address (SDM Vol.
+//!   2B WRMSR), as hardware does and QEMU's TCG does not; a canonical one
+//!   is written into the VP.
 //! - #DB and #AC are delivered to the guest from here, so a delivery that
 //!   faults again is one exit more, not a hung CPU.
 
@@ -86,6 +91,41 @@ pub fn handle(vcpu: &mut Vcpu, exit: &Exit) {
         ExitReason::Exception(event) => raise(vcpu, event),
         _ => {}
     }
+}
+
+/// Whether `exit` is a WRMSR of a checked address MSR ([`write_address`]).
+pub fn is_address_write(vcpu: &mut Vcpu, exit: &Exit) -> bool {
+    exit.reason == ExitReason::Msr { write: true }
+        && kerncore::intercept::CHECKED_ADDRESS_MSRS.contains(&(register(vcpu, HvRegisterName::RCX) as u32))
+}
+
+/// WRMSR of one of `CHECKED_ADDRESS_MSRS`: #GP(0) for a non-canonical
+/// address, else the value written (FS and GS: the segment's base, the
+/// rest of the segment unchanged).
+pub fn write_address(vcpu: &mut Vcpu, exit: &Exit) {
+    use x86defs::msr;
+    let number = register(vcpu, HvRegisterName::RCX) as u32;
+    let value = register(vcpu, HvRegisterName::RDX) << 32 | register(vcpu, HvRegisterName::RAX) & 0xffff_ffff;
+    if !kerncore::paging::is_canonical(value) {
+        return fault(vcpu, vector::GENERAL_PROTECTION);
+    }
+    let plain = |name| Some((name, false));
+    let target = match number {
+        msr::IA32_FS_BASE => Some((HvRegisterName::FS, true)),
+        msr::IA32_GS_BASE => Some((HvRegisterName::GS, true)),
+        msr::IA32_KERNEL_GS_BASE => plain(HvRegisterName::KERNEL_GS_BASE),
+        msr::IA32_LSTAR => plain(HvRegisterName::LSTAR),
+        msr::IA32_CSTAR => plain(HvRegisterName::CSTAR),
+        msr::IA32_SYSENTER_ESP => plain(HvRegisterName::SYSENTER_ESP),
+        msr::IA32_SYSENTER_EIP => plain(HvRegisterName::SYSENTER_EIP),
+        _ => None,
+    };
+    let written = match target {
+        Some((name, true)) => vcpu.get(name).is_some_and(|(_, high)| vcpu.set(name, value, high)),
+        Some((name, false)) => vcpu.set(name, value, 0),
+        None => false,
+    };
+    if written { skip(vcpu, exit) } else { fault(vcpu, vector::GENERAL_PROTECTION) }
 }
 
 fn xsetbv(vcpu: &mut Vcpu, exit: &Exit) {
