@@ -21,8 +21,7 @@
 mod tests;
 
 pub use x86defs::cmos::{
-    A_UIP, B_24H, B_DM, CENTURY, DATA_PORT, INDEX_PORT, calendar, from_bcd, read_clock as read_host_clock, reg,
-    to_bcd,
+    A_UIP, B_24H, B_DM, CENTURY, DATA_PORT, INDEX_PORT, calendar, from_bcd, read_clock as read_host_clock, reg, to_bcd,
 };
 
 use calendar::DateTime;

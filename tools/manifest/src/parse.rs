@@ -16,8 +16,8 @@ use sysimage::manifest::{
     valid_cmdline,
 };
 use sysimage::{
-    CpuidMask, Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, OnReset, PAGE_SIZE, Priority,
-    Restart, SchedulerPolicy, objects,
+    CpuidMask, Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, OnReset, PAGE_SIZE,
+    Priority, Restart, SchedulerPolicy, objects,
 };
 
 // ---- The TOML as written. Integers stay i64 and sizes stay raw so that a
