@@ -245,7 +245,11 @@ fn apt_update() -> Result<(), FetchError> {
     ui::note("running: apt-get update");
     let mut cmd = Command::new("apt-get");
     cmd.args(["-o", "DPkg::Lock::Timeout=600", "update"]);
-    let log = std::env::temp_dir().join(format!("tessera-apt-update-{}.log", std::process::id()));
+    // In the runner's own work directory, not a shared /tmp path another
+    // user could have planted a link at (apt-get runs as root).
+    let dir = crate::workdir::tessera_dir();
+    fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let log = dir.join(crate::workdir::unique_name("apt-update") + ".log");
     let status = crate::progress::run_logged(&mut cmd, "apt-get update", &log, String::new).map_err(fail)?;
     let text = fs::read_to_string(&log).unwrap_or_default();
     let _ = fs::remove_file(&log);

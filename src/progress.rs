@@ -8,7 +8,7 @@
 //! readable and show that something is still moving.
 
 use std::fmt::Display;
-use std::fs::File;
+use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -152,7 +152,14 @@ pub fn run_logged(
     log: &Path,
     status: impl FnMut() -> String,
 ) -> Result<ExitStatus, String> {
-    let out = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    // A new file only (O_EXCL): never through a link someone left there
+    // (removing one removes the link, not what it names).
+    let _ = fs::remove_file(log);
+    let out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(log)
+        .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", crate::ui::shell_line(cmd)))?;

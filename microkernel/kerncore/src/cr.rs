@@ -69,12 +69,12 @@ pub mod cr4 {
 /// CR4 bits a guest may set on a CPU with the features `cpu` names
 /// (CPUID leaves 1 and 7): [`cr4::BASE`] and those of the features the
 /// CPU has. Never VMXE or SMXE (no guest is offered VMX or SMX), nor CET,
-/// PKS, key locker, user interrupts or LAM (their state is not switched).
+/// PKS, key locker, user interrupts or LAM (their state is not switched),
+/// nor LA57 (ring 0 walks guest page tables of 4 levels only).
 pub const fn cr4_offered(cpu: Cr4Features) -> u64 {
     let mut bits = cr4::BASE;
     let optional = [
         (cpu.umip, cr4::UMIP),
-        (cpu.la57, cr4::LA57),
         (cpu.fsgsbase, cr4::FSGSBASE),
         (cpu.pcid, cr4::PCIDE),
         (cpu.xsave, cr4::OSXSAVE),
@@ -163,6 +163,19 @@ pub struct Applied {
     /// PAE paging is in use after the write and it changed a bit that
     /// makes the CPU load the PDPTEs from CR3 (SDM Vol. 3A §4.4.1).
     pub load_pdptes: bool,
+}
+
+/// CR0 and CR4 bits whose change invalidates the TLBs and paging-structure
+/// caches (SDM Vol. 3A 4.10.4.1, "MOV to CR0", "MOV to CR4"; APM Vol. 2
+/// 5.5.3): an emulated write that changes one must flush the VP's own
+/// translations, as the instruction would have. PE, WP and SMAP are added
+/// (they change how translations are used; KVM resets its MMU for them).
+pub const CR0_FLUSHING: u64 = cr0::PG | cr0::WP | cr0::PE;
+pub const CR4_FLUSHING: u64 = cr4::PGE | cr4::PCIDE | cr4::PAE | cr4::PSE | cr4::SMEP | cr4::SMAP | cr4::LA57;
+
+/// Whether going from `old` to `new` flushes the VP's translations.
+pub const fn flushes_tlb(old: CrState, new: CrState) -> bool {
+    (old.cr0 ^ new.cr0) & CR0_FLUSHING != 0 || (old.cr4 ^ new.cr4) & CR4_FLUSHING != 0
 }
 
 /// The write raises #GP(0) and changes nothing.

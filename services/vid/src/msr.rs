@@ -91,7 +91,9 @@ pub const MTRR_DEF_E: u64 = 1 << 11;
 pub const MTRR_MASK_VALID: u64 = 1 << 11;
 /// Bits of an address below MAXPHYADDR (CPUID 0x8000_0008 EAX[7:0]).
 const fn phys_mask(phys_bits: u32) -> u64 {
-    (1 << phys_bits) - 1
+    // A host reporting more than the architecture's 52 is held to 52.
+    let bits = if phys_bits > 52 { 52 } else { phys_bits };
+    (1 << bits) - 1
 }
 /// Where the partition's MMIO hole begins: the MTRRs make it UC, the RAM
 /// below it WB (RAM ends at or below it: `sysimage` MAX_PARTITION_MEMORY).

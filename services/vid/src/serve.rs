@@ -149,6 +149,9 @@ pub struct Running<'m> {
     boot: Option<Boot<'m>>,
     /// Times the guest reset and the partition restarted.
     restarts: u64,
+    /// The TSC its current window of restarts began at, and the restarts
+    /// in it ([`restart::wanted`]).
+    restart_window: (u64, u32),
 }
 
 impl<'m> Running<'m> {
@@ -174,6 +177,7 @@ impl<'m> Running<'m> {
             on_reset: s.on_reset,
             boot: s.boot,
             restarts: 0,
+            restart_window: (0, 0),
         }
     }
 
@@ -400,7 +404,7 @@ fn handle_exit(
         // VP's end (shutdown, power off, test exit) ends it: the others
         // are stopped.
         match stop.reset_source() {
-            Some(by) if restart::wanted(r) => restart::restart(kernel, services, r, by, now),
+            Some(by) if restart::wanted(r, now) => restart::restart(kernel, services, r, by, now),
             _ => end(kernel, services, r, Some(v), stop),
         }
     }
@@ -490,7 +494,7 @@ pub fn serve(
                 stop_reply(message);
             }
             let by = crate::exits::ResetSource::InitBsp;
-            if restart::wanted(r) {
+            if restart::wanted(r, now) {
                 restart::restart(kernel, services, r, by, now);
             } else {
                 end(kernel, services, r, waiting, Stop::Reset { rip: 0, by });
@@ -537,7 +541,18 @@ pub fn serve(
                 input.poll(services, running, tick);
                 replied.and_then(|()| kernel.receive(None, wait.until(now, tick_tsc)))
             }
-            Some(message) => kernel.receive(Some(message), wait.until(now, tick_tsc)),
+            Some(message) => kernel.receive(Some(message), wait.until(now, tick_tsc)).or_else(|e| {
+                // A reply the kernel refuses (a register value its backend
+                // does not take) leaves that VP waiting; the loop, and
+                // every other partition, goes on.
+                if e != ErrorCode::INVALID_ARGUMENT {
+                    return Err(e);
+                }
+                let (k, v) = exited.unwrap_or((usize::MAX, 0));
+                let name = running.get(k).map_or("?", |r| r.name);
+                kernel.log(format_args!("{name}: VP {v}: the kernel refused the reply to its exit: {e:?}"));
+                kernel.receive(None, wait.until(now, tick_tsc))
+            }),
             None => {
                 input.poll(services, running, tick);
                 kernel.receive(None, wait.until(now, tick_tsc))

@@ -109,9 +109,10 @@ fn clts_and_lmsw() {
 fn cr4_offered_follows_cpuid() {
     assert_eq!(cr4_offered(Cr4Features::default()), cr4::BASE);
     let features = Cr4Features::from_cpuid(1 << 26 | 1 << 17, 1 << 0 | 1 << 7 | 1 << 20, 1 << 2 | 1 << 3 | 1 << 16);
-    let all = cr4::UMIP | cr4::LA57 | cr4::FSGSBASE | cr4::PCIDE | cr4::OSXSAVE | cr4::SMEP | cr4::SMAP | cr4::PKE;
+    let all = cr4::UMIP | cr4::FSGSBASE | cr4::PCIDE | cr4::OSXSAVE | cr4::SMEP | cr4::SMAP | cr4::PKE;
     assert_eq!(cr4_offered(features), cr4::BASE | all);
-    assert_eq!(cr4_offered(features) & (cr4::VMXE | cr4::SMXE | cr4::CET), 0);
+    // LA57 is never offered: ring 0's guest page walk has 4 levels.
+    assert_eq!(cr4_offered(features) & (cr4::VMXE | cr4::SMXE | cr4::CET | cr4::LA57), 0);
 }
 
 #[test]
@@ -144,4 +145,18 @@ fn decodes_mov_to_cr_clts_and_lmsw() {
     assert_eq!(decode(&[0x0f, 0x20, 0xc0], true), None, "MOV from CR");
     assert_eq!(decode(&[0x66; 15], true), None);
     assert_eq!(decode(&[0x0f], true), None, "cut short");
+}
+
+#[test]
+fn writes_that_change_paging_flush_the_vps_translations() {
+    let base = CrState { cr0: cr0::PE | cr0::PG | cr0::NE, cr4: cr4::PAE | cr4::PGE, efer: 0 };
+    let with = |cr0: u64, cr4: u64| CrState { cr0, cr4, ..base };
+    assert!(!flushes_tlb(base, base));
+    assert!(!flushes_tlb(base, with(base.cr0 | cr0::TS, base.cr4)), "TS changes no translation");
+    assert!(!flushes_tlb(base, with(base.cr0 & !cr0::NE, base.cr4)));
+    assert!(flushes_tlb(base, with(base.cr0, base.cr4 & !cr4::PGE)), "a PGE toggle flushes globals (4.10.4.1)");
+    assert!(flushes_tlb(base, with(base.cr0 & !cr0::PG, base.cr4)));
+    assert!(flushes_tlb(base, with(base.cr0 | cr0::WP, base.cr4)));
+    assert!(flushes_tlb(base, with(base.cr0, base.cr4 | cr4::SMEP)));
+    assert!(flushes_tlb(base, with(base.cr0, base.cr4 | cr4::PCIDE)));
 }

@@ -656,13 +656,22 @@ impl VpHardware {
             BackendVp::Svm(_) => Backend::Svm,
             BackendVp::Vmx(_) => Backend::Vmx,
         };
+        if !fits || self.slat_root == 0 {
+            return false;
+        }
         match slat::translate(backend, self.slat_root, gpa) {
-            Some(hpa) if fits && self.slat_root != 0 => {
+            Some(hpa) => {
                 memory::read_phys(hpa, buf);
                 true
             }
             _ => false,
         }
+    }
+
+    /// The partition's second-level tables are gone: no guest-memory read
+    /// may walk them again.
+    pub fn forget_slat(&mut self) {
+        self.slat_root = 0;
     }
 
     pub fn release(mut self) {

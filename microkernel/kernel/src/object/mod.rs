@@ -431,6 +431,7 @@ impl Kernel {
                     for vcpu in self.vcpus.iter_mut().flatten() {
                         if vcpu.partition == Some(object.index) {
                             vcpu.partition = None;
+                            vcpu.hw.forget_slat();
                         }
                     }
                     // No CPU may still walk (or hold translations from) the

@@ -149,6 +149,9 @@ pub struct Vcpu {
     pub runtime_tsc: u64,
     /// Its partition's [`Partition::epoch`] at its last entry.
     epoch: u64,
+    /// Its own translations are stale (an emulated CR write changed paging,
+    /// `kerncore::cr::flushes_tlb`): the next entry flushes them.
+    pub tlb_stale: bool,
 }
 
 /// An exit sent to the handler and not yet answered.
@@ -183,6 +186,7 @@ impl Vcpu {
             report: None,
             runtime_tsc: 0,
             epoch: u64::MAX,
+            tlb_stale: false,
         }
     }
 
@@ -485,6 +489,7 @@ fn set_registers(vcpu: &mut Vcpu, words: &[u64]) -> Result<(), ErrorCode> {
     for t in triples.chunks_exact(3) {
         let name = HvRegisterName(u32::try_from(t[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
         if !vcpu.set(name, t[1], t[2]) {
+            crate::task_println!("vm: a VMM's value {:#x} for register {:#x} is refused", t[1], name.0);
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
     }
@@ -939,7 +944,8 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         let Some(partition) = vcpu.partition.and_then(|p| k.partitions[p as usize].as_mut()) else { return };
         let flush_partition = partition.take_flush(me);
-        let flush_vp = core::mem::replace(&mut vcpu.epoch, partition.epoch) != partition.epoch;
+        let stale = core::mem::take(&mut vcpu.tlb_stale);
+        let flush_vp = (core::mem::replace(&mut vcpu.epoch, partition.epoch) != partition.epoch) | stale;
         if let Some(p) = vcpu.partition {
             crate::arch::speculation::enter(kerncore::speculation::Domain::Partition(p));
         }

@@ -102,10 +102,10 @@ const L7_EBX: u32 = 1
     | 1 << 23
     | 1 << 24
     | 1 << 29;
-/// Leaf 7 ECX: PREFETCHWT1, UMIP, PKU, GFNI, LA57, CLDEMOTE, MOVDIRI,
-/// MOVDIR64B, the AVX and AVX-512 sets (OSPKE follows CR4.PKE).
-const L7_ECX: u32 =
-    1 | 1 << 2 | L7_ECX_PKU | 1 << 8 | L7_ECX_LA57 | 1 << 25 | 1 << 27 | 1 << 28 | L7_ECX_AVX | L7_ECX_AVX512;
+/// Leaf 7 ECX: PREFETCHWT1, UMIP, PKU, GFNI, CLDEMOTE, MOVDIRI, MOVDIR64B,
+/// the AVX and AVX-512 sets (OSPKE follows CR4.PKE). Not LA57: ring 0
+/// walks guest page tables of 4 levels only (`kerncore::guest_paging`).
+const L7_ECX: u32 = 1 | 1 << 2 | L7_ECX_PKU | 1 << 8 | 1 << 25 | 1 << 27 | 1 << 28 | L7_ECX_AVX | L7_ECX_AVX512;
 /// Leaf 7 EDX: FSRM, MD_CLEAR (VERW clears buffers), SERIALIZE, TSXLDTRK,
 /// the AVX-512 set.
 const L7_EDX: u32 = 1 << 4 | 1 << 10 | 1 << 14 | 1 << 16 | L7_EDX_AVX512;

@@ -62,10 +62,25 @@ const POWER_ON: [(HvRegisterName, u64); 5] = [
     (HvRegisterName::CR2, 0),
 ];
 
-/// Whether a reset of `r` restarts it: its policy says so and its guest
-/// can be loaded again.
-pub(super) fn wanted(r: &Running<'_>) -> bool {
-    r.on_reset == sysimage::OnReset::Restart && r.boot.is_some()
+/// Restarts a partition may have within [`RESTART_WINDOW_SECS`]; a reset
+/// beyond them ends it: a guest that resets in a loop would otherwise hold
+/// the VID (each restart zeroes and reloads its RAM) from its neighbours.
+pub const RESTART_BURST: u32 = 8;
+pub const RESTART_WINDOW_SECS: u64 = 10;
+
+/// Whether a reset of `r` at TSC `now` restarts it: its policy says so,
+/// its guest can be loaded again, and it has not used up its burst.
+pub(super) fn wanted(r: &mut Running<'_>, now: u64) -> bool {
+    if r.on_reset != sysimage::OnReset::Restart || r.boot.is_none() {
+        return false;
+    }
+    let window = RESTART_WINDOW_SECS.saturating_mul(r.vmm.config().clock.tsc_hz.max(1));
+    let (start, count) = &mut r.restart_window;
+    if *count == 0 || now.saturating_sub(*start) >= window {
+        (*start, *count) = (now, 0);
+    }
+    *count += 1;
+    *count <= RESTART_BURST
 }
 
 /// A guest whose overlays are being taken away: its RAM, and the kernel

@@ -443,6 +443,22 @@ fn a_reset_restarts_the_partition_with_its_guest_loaded_again_and_the_cmos_kept(
 }
 
 #[test]
+fn a_guest_that_resets_in_a_loop_ends_after_its_burst() {
+    // RESTART_BURST restarts, then one reset more within the window.
+    let resets = [(); super::restart::RESTART_BURST as usize + 1].map(|()| exit(0, 0, out(0xcf9, 0x06)));
+    let kernel = Fake::new(resets);
+    let mut memory = Memory::new(1);
+    let mut r = partition(&mut memory, 0, 1, &kernel);
+    r.boot = Some(boot());
+    let mut running = [r];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Ok(()));
+    let burst = super::restart::RESTART_BURST;
+    assert!(kernel.logged(&format!("guest: reset by port 0xCF9; restarting ({burst})")), "{:?}", kernel.log.borrow());
+    assert!(running[0].stopped, "the reset after the burst ends it");
+    assert!(kernel.logged("guest: guest reset by port 0xCF9 at rip 0x1000; the partition ends"));
+}
+
+#[test]
 fn a_reset_under_the_stop_policy_ends_the_partition() {
     let kernel = Fake::new([exit(0, 0, out(0xcf9, 0x06))]);
     let mut memory = Memory::new(1);

@@ -64,9 +64,12 @@ impl Vmx {
     }
 
     /// CR4 bits the host owns: VMXE (fixed to 1, but the guest reads 0
-    /// and may write 0 without an exit) and those fixed to 0.
+    /// and may write 0 without an exit), those fixed to 0, and every bit
+    /// not offered to guests (`arch::vm::cr4_offered`): setting one exits
+    /// and gets #GP, so a guest never runs with a feature whose state VMX
+    /// does not switch (SMXE, CET, PKS, Key Locker, ...).
     pub(super) fn cr4_mask(&self) -> u64 {
-        self.cr4_fixed.0 | !self.cr4_fixed.1
+        self.cr4_fixed.0 | !self.cr4_fixed.1 | !crate::arch::vm::cr4_offered()
     }
 
     /// The CR0 the guest runs with when it asks for `value`.

@@ -23,6 +23,11 @@ const fn gpr_name(gpr: u8) -> HvRegisterName {
 /// not one this emulation knows (LMSW from memory under SVM), for the
 /// handler to see as an exit it does not know either.
 pub fn emulate(vcpu: &mut Vcpu, exit: &Exit, access: CrAccess) -> bool {
+    // A VP whose partition was destroyed while it waited for the lock has
+    // no guest memory left to decode from.
+    if vcpu.partition.is_none() {
+        return false;
+    }
     // The CPU checks the privilege before the exit; should one come at
     // CPL > 0, it is the #GP it stands for.
     if vcpu.hw.execution_state().cpl != 0 {
@@ -59,6 +64,7 @@ pub fn emulate(vcpu: &mut Vcpu, exit: &Exit, access: CrAccess) -> bool {
         }
     }
     let new = applied.state;
+    vcpu.tlb_stale |= cr::flushes_tlb(state, new);
     for (name, old, value) in [
         (HvRegisterName::EFER, state.efer, new.efer),
         (HvRegisterName::CR4, state.cr4, new.cr4),
