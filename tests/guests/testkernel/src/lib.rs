@@ -313,7 +313,7 @@ pub enum Test {
     FidelityPmTimer,
     /// Not in `tests=all` (group `fidelity`). ACPI discovery: the RSDP in 0xE0000-0xFFFFF, RSDT/XSDT, MADT and FADT.
     FidelityAcpi,
-    /// Not in `tests=all` (group `fidelity`). Not in `tests=fidelity` (`fidelity-reset.toml`): every reset source restarts the partition.
+    /// Not in `tests=all` nor `tests=fidelity` (`fidelity-reset.toml`): every reset source restarts the partition.
     FidelityReset,
 }
 
@@ -323,7 +323,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 34] = [
+    pub const EXPLICIT: [Test; 26] = [
         Test::Isolation,
         Test::Crash,
         Test::TlfsCpuid,
@@ -349,14 +349,6 @@ impl Test {
         Test::StimerJitter,
         Test::Messaging,
         Test::Testdev,
-        Test::FidelityCpuid,
-        Test::FidelityMsr,
-        Test::FidelityCr,
-        Test::FidelityApic,
-        Test::FidelityNmi,
-        Test::FidelityRtc,
-        Test::FidelityPmTimer,
-        Test::FidelityAcpi,
         Test::FidelityReset,
     ];
 
@@ -378,9 +370,23 @@ impl Test {
         Test::HostileVirt,
     ];
 
-    /// Every test that runs only when named: [`Test::EXPLICIT`] and the attacks.
+    /// The fidelity suite's groups (`tests=fidelity`), in order; each runs
+    /// only when named.
+    pub const FIDELITY: [Test; 8] = [
+        Test::FidelityCpuid,
+        Test::FidelityMsr,
+        Test::FidelityCr,
+        Test::FidelityApic,
+        Test::FidelityNmi,
+        Test::FidelityRtc,
+        Test::FidelityPmTimer,
+        Test::FidelityAcpi,
+    ];
+
+    /// Every test that runs only when named: [`Test::EXPLICIT`], the
+    /// attacks and the fidelity groups.
     pub fn explicit() -> impl Iterator<Item = Test> {
-        Test::EXPLICIT.into_iter().chain(Test::HOSTILE)
+        Test::EXPLICIT.into_iter().chain(Test::HOSTILE).chain(Test::FIDELITY)
     }
 
     /// Names that select several tests, in order: `tests=tlfs` runs the
@@ -392,19 +398,7 @@ impl Test {
         ("all", &Test::ALL),
         ("state", &[Test::Xsetbv, Test::Intercepts, Test::Debug, Test::Alignment]),
         ("hostile", &Test::HOSTILE),
-        (
-            "fidelity",
-            &[
-                Test::FidelityCpuid,
-                Test::FidelityMsr,
-                Test::FidelityCr,
-                Test::FidelityApic,
-                Test::FidelityNmi,
-                Test::FidelityRtc,
-                Test::FidelityPmTimer,
-                Test::FidelityAcpi,
-            ],
-        ),
+        ("fidelity", &Test::FIDELITY),
     ];
 
     pub const fn name(self) -> &'static str {

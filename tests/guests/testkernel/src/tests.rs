@@ -29,7 +29,7 @@ fn every_test_has_a_unique_name_that_parses_back() {
     let mut explicit: Vec<_> = Test::explicit().map(|t| t.name()).collect();
     explicit.sort();
     explicit.dedup();
-    assert_eq!(explicit.len(), Test::EXPLICIT.len() + Test::HOSTILE.len());
+    assert_eq!(explicit.len(), Test::EXPLICIT.len() + Test::HOSTILE.len() + Test::FIDELITY.len());
 }
 
 #[test]

@@ -163,7 +163,7 @@ fn host_breakpoint(address: u64, f: &mut Failures, t: &mut Tally) {
 
 pub fn run(ctx: &Ctx) -> Outcome {
     let (mut f, mut t) = (Failures::new(TEST), Tally::default());
-    if let Some(address) = guest_testkernel::option(ctx.cmdline, "hostbp").and_then(|v| parse_hex(v)) {
+    if let Some(address) = guest_testkernel::option(ctx.cmdline, "hostbp").and_then(parse_hex) {
         host_breakpoint(address, &mut f, &mut t);
     }
     let mut delivered = 0u32;

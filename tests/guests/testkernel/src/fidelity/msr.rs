@@ -4,7 +4,7 @@
 //! put back.
 
 use super::{Outcome, checks};
-use crate::checks::{Check, Checks, fail_unless, ok};
+use crate::checks::{Check, Checks, ok};
 use crate::hw::{self, Fault};
 use guest_testkernel::detail;
 

@@ -16,11 +16,12 @@
 //! With `on_reset=stop` on the command line (its partition's policy is
 //! `"stop"`), boot 1 resets by 0xCF9 and must not come back.
 
+use super::rtc::{read as cmos, write as set_cmos};
 use super::{Outcome, checks};
 use crate::hw;
 use crate::println;
 use guest_testkernel::detail;
-use guest_testkernel::protocol::{KBC_COMMAND, RESET_CONTROL, RESET_PORT, RTC_DATA, RTC_INDEX};
+use guest_testkernel::protocol::{KBC_COMMAND, RESET_CONTROL, RESET_PORT};
 use guest_testkernel::tlfs::{cpuid, msr};
 
 /// The CMOS byte that counts boots (0 on the partition's first).
@@ -36,16 +37,6 @@ const RESET_WAIT_MS: u64 = 2000;
 /// The resets, in boot order.
 const SOURCES: [&str; 5] =
     ["port 0xCF9", "the keyboard controller", "the ACPI reset register", "HV_X64_MSR_RESET", "a triple fault"];
-
-fn cmos(index: u8) -> u8 {
-    hw::outb(RTC_INDEX, index);
-    hw::inb(RTC_DATA)
-}
-
-fn set_cmos(index: u8, value: u8) {
-    hw::outb(RTC_INDEX, index);
-    hw::outb(RTC_DATA, value);
-}
 
 pub fn run(cmdline: &str) -> Outcome {
     let mut c = checks();

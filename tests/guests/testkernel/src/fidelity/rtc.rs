@@ -81,12 +81,13 @@ pub fn interrupt(vector: u64) -> bool {
     true
 }
 
-fn read(index: u8) -> u8 {
+/// A CMOS register through the index and data ports.
+pub(super) fn read(index: u8) -> u8 {
     hw::outb(RTC_INDEX, index);
     hw::inb(RTC_DATA)
 }
 
-fn write(index: u8, value: u8) {
+pub(super) fn write(index: u8, value: u8) {
     hw::outb(RTC_INDEX, index);
     hw::outb(RTC_DATA, value);
 }
@@ -259,7 +260,7 @@ fn modes() -> Check {
         }
     }
     let hour = binary[2];
-    let expected = (if hour % 12 == 0 { 12 } else { hour % 12 }) | if hour >= 12 { 0x80 } else { 0 };
+    let expected = (if hour.is_multiple_of(12) { 12 } else { hour % 12 }) | if hour >= 12 { 0x80 } else { 0 };
     fail_unless(twelve == expected, detail!("hour {hour} in 12-hour binary: {twelve:#04x}, expected {expected:#04x}"))?;
     Ok(detail!("{:#04x}:{:#04x} BCD = {}:{} binary", bcd[2], bcd[1], binary[2], binary[1]))
 }
