@@ -562,15 +562,22 @@ impl VpOps for Vp {
     fn run(&mut self, gprs: &mut GuestGprs, flush: EntryFlush) -> super::vm::Exit {
         let vmcb = self.vmcb.start();
         let exit = run(vmcb, &mut self.tag, gprs, flush);
+        let before = self.nmi;
+        if before == GuestNmi::Unblocked {
+            // Nothing to track: the common exit touches the VMCB no more.
+            return exit;
+        }
         let iret = with_vmcb(vmcb, |v| v.control.exit_code == SvmExitCode::IRET);
-        self.nmi = match self.nmi {
+        self.nmi = match before {
             // An NMI whose delivery the exit cut short was not delivered.
             _ if exit.interrupted.is_some_and(|e| e.is_nmi()) => GuestNmi::Unblocked,
             GuestNmi::Blocked if iret => GuestNmi::Unblocking(exit.rip),
             GuestNmi::Unblocking(rip) if exit.rip != rip => GuestNmi::Unblocked,
             other => other,
         };
-        intercept_iret(vmcb, self.nmi == GuestNmi::Blocked);
+        if (before == GuestNmi::Blocked) != (self.nmi == GuestNmi::Blocked) {
+            intercept_iret(vmcb, self.nmi == GuestNmi::Blocked);
+        }
         exit
     }
 
