@@ -287,9 +287,12 @@ fn qemu_guest_breakpoints_never_stop_the_host() {
     c.line("exits with it armed, the guest still runs");
     c.line("[vid] guest: testkernel: hostile-exceptions: ok");
     c.line("[vid] guest: testkernel: done: 1 passed, 0 failed");
-    // QEMU 7.2 (Debian 12's): one stray #DB per exit until it is disarmed.
+    // QEMU 7.2 (Debian 12's): one stray #DB per exit with it armed until it
+    // is disarmed: at least the 100 CPUIDs, and the guest's DR7 writes that
+    // ring 0 intercepts while it re-arms the breakpoint itself.
     if run.serial.contains("debug exceptions in ring 0 resumed") {
-        c.line("kernel: 100 debug exceptions in ring 0 resumed");
+        let stray = number_before(&run, "kernel: ", " debug exceptions in ring 0 resumed");
+        c.require(stray.is_some_and(|n| n >= 100), format!("{stray:?} stray #DBs resumed, not one per exit"));
     }
     host_is_sound(&mut c);
     c.finish();

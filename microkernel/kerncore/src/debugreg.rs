@@ -30,6 +30,21 @@ pub const fn dr7_steps_to_disarm(guest: u64) -> Option<[u64; 2]> {
     Some([(guest & 0xffff_0000) | DR7_INIT, DR7_HOST_SVM])
 }
 
+/// The DR7 to write in the host just before an SVM entry so that an
+/// emulator which loads DR7 at VMRUN without arming it (QEMU before 9.1)
+/// still arms the breakpoints of the guest's DR7 `guest`: the guest's
+/// value without GD (a set GD would fault the host's own next DR access).
+/// `None`: the guest enabled none. For the run that follows, the guest's
+/// DR7 writes must exit: a native one would change what is armed behind
+/// the host's value that #VMEXIT loads back, which the disarm steps start
+/// from. On hardware VMRUN arms the guest's DR7 itself.
+pub const fn dr7_to_rearm(guest: u64) -> Option<u64> {
+    if guest & DR7_ENABLES == 0 {
+        return None;
+    }
+    Some(guest & 0xffff_ffff & !DR7_GD)
+}
+
 /// DR6: B0-B3 (which breakpoint matched), BD (a debug-register access
 /// with DR7.GD set), BS (single step), and RTM, the one active-low cause.
 pub const DR6_B0_B3: u64 = 0xf;
@@ -87,5 +102,17 @@ mod tests {
         for slot in 0..4 {
             assert_eq!(DR7_HOST_SVM >> (16 + 4 * slot) & 0b11, 0b10, "slot {slot} is an I/O breakpoint");
         }
+    }
+
+    #[test]
+    fn a_rearmed_dr7_is_the_guests_without_gd() {
+        assert_eq!(dr7_to_rearm(DR7_INIT), None, "nothing enabled: nothing to arm");
+        assert_eq!(dr7_to_rearm(DR7_INIT | DR7_GD | 0b01 << 16), None);
+        let guest = 0x400 | 1 | 0b01 << 16 | 0b10 << 18;
+        assert_eq!(dr7_to_rearm(guest), Some(guest));
+        assert_eq!(dr7_to_rearm(guest | DR7_GD), Some(guest), "GD would fault the host's next DR access");
+        // Whatever is armed is then disarmed from the same types.
+        let [types, _] = dr7_steps_to_disarm(guest).unwrap();
+        assert_eq!(types & 0xffff_0000, dr7_to_rearm(guest).unwrap() & 0xffff_0000);
     }
 }

@@ -19,10 +19,14 @@
 //! lists (it crashed with SIGSEGV). Under SVM the host's DR7 is
 //! [`DR7_HOST_SVM`] and [`disarm_after_exit`] undoes the guest's
 //! breakpoints at once after each exit; on hardware both change nothing.
+//! The same emulator arms nothing at VMRUN either, so a breakpoint the
+//! guest armed before an exit would stay unarmed after it: [`rearm`] arms
+//! it in the host just before the entry, and for that run the guest's DR7
+//! writes exit (`svm::run`), one at a time let through natively.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kerncore::debugreg::{DR7_HOST_SVM, dr7_steps_to_disarm};
+use kerncore::debugreg::{DR7_HOST_SVM, dr7_steps_to_disarm, dr7_to_rearm};
 
 /// The VP (by its extended-state frame, `VpHardware`'s name for it) whose DR0-DR3 the hardware holds (0: none).
 static OWNERS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
@@ -68,6 +72,19 @@ fn write_dr7(value: u64) {
     // of `dr7_steps_to_disarm` have no enable bit) and sets no reserved
     // bit (the guest's upper half is dropped there).
     unsafe { asm!("mov dr7, {}", in(reg) value, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Just before an SVM entry whose guest's DR7 is `guest_dr7`: arms its
+/// breakpoints in the host, for an emulator whose VMRUN does not. Whether
+/// anything was armed (the guest's DR7 writes must then exit).
+pub fn rearm(guest_dr7: u64) -> bool {
+    let Some(value) = dr7_to_rearm(guest_dr7) else { return false };
+    // SAFETY: DR0-DR3 hold this VP's addresses (`load` ran before the
+    // entry) and the value is the guest's DR7 that VMRUN loads next,
+    // without GD and reserved bits. A breakpoint matching in ring 0 before
+    // VMRUN raises only a #DB, which `idt` resumes.
+    unsafe { asm!("mov dr7, {}", in(reg) value, options(nomem, nostack, preserves_flags)) };
+    true
 }
 
 /// Sets this CPU's DR7 to the SVM host's (`svm::enable`; CR4.DE is set).

@@ -333,17 +333,29 @@ fn intercept_debug_registers(vmcb: u64, on: bool) {
 
 /// Runs the guest until it exits. Interrupts that arrived meanwhile are
 /// left pending for the caller to let in.
-fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush) -> super::vm::Exit {
+/// `dr7_native`: the guest's next DR7 write runs natively (see `dr`);
+/// set when this run's exit was one that the re-arming intercepted.
+fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush, dr7_native: &mut bool) -> super::vm::Exit {
     let host = HOST.get().expect("svm::enable runs first");
     // Its own ASID on this CPU: a fresh one when its translations are
     // stale (nested ones are tagged with the ASID too), and a flush of
     // every ASID when the CPU's ran out (QEMU has no flush by ASID).
     let entry = super::vm::enter_tag(tag, flush.vp || flush.partition, host.asids);
-    with_vmcb(vmcb, |v| {
+    let native = core::mem::take(dr7_native);
+    let rearm_dr7 = with_vmcb(vmcb, |v| {
         v.control.guest_asid = entry.tag;
         if entry.flush_all {
             v.control.tlb_control = TlbControl::FLUSH_ALL;
         }
+        // Its debug registers are live (no access intercepted): arm its
+        // breakpoints before the entry, and intercept its DR7 writes
+        // meanwhile, unless one is to run natively now.
+        let live = v.control.dr_intercepts.reads() == 0;
+        let rearm = (live && !native && kerncore::debugreg::dr7_to_rearm(v.save.dr7).is_some()).then_some(v.save.dr7);
+        if live {
+            v.control.dr_intercepts = RegisterIntercepts::new().with_writes(if rearm.is_some() { 1 << 7 } else { 0 });
+        }
+        rearm
     });
     if super::nmi::test_due(super::nmi::TestPoint::WorldSwitch) {
         // The NMI waits for GIF, so it ends the guest's run at once.
@@ -351,12 +363,18 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush) -> s
         super::nmi::send_test_nmi(super::nmi::TestPoint::WorldSwitch);
     }
     let host_vmcb = super::percpu::local(&HOST_VMCBS).load(Relaxed);
+    if let Some(dr7) = rearm_dr7 {
+        super::dr::rearm(dr7);
+    }
     // SAFETY: `vmcb` is a VMCB initialised by `init_vmcb` whose nested page
     // tables map only memory given to the partition; `host_vmcb` is this
     // CPU's VMSAVE area. The switch returns with host state restored.
     unsafe { svm_world_switch(vmcb, gprs, host_vmcb) };
     with_vmcb(vmcb, |v| {
         super::dr::disarm_after_exit(v.save.dr7);
+        // Its DR7 write, intercepted because of the re-arming, runs again
+        // natively next time (ring 0 resumes it unchanged).
+        *dr7_native = rearm_dr7.is_some() && v.control.exit_code == SvmExitCode::dr_write(7);
         v.control.tlb_control = TlbControl::DO_NOTHING;
         let exit = decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip);
         let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info));
@@ -526,6 +544,8 @@ pub struct Vp {
     tag: VpTag,
     /// Whether the guest's NMIs are blocked.
     nmi: GuestNmi,
+    /// Its next DR7 write runs natively (`run`).
+    dr7_native: bool,
 }
 
 /// The guest's NMI blocking (SDM Vol. 3A §6.7.1, APM Vol. 2 §8.2.4): from
@@ -549,7 +569,12 @@ fn intercept_iret(vmcb: u64, on: bool) {
 
 impl VpOps for Vp {
     fn new() -> Option<Vp> {
-        memory::alloc_frames(1).map(|vmcb| Vp { vmcb, tag: VpTag::default(), nmi: GuestNmi::Unblocked })
+        memory::alloc_frames(1).map(|vmcb| Vp {
+            vmcb,
+            tag: VpTag::default(),
+            nmi: GuestNmi::Unblocked,
+            dr7_native: false,
+        })
     }
 
     fn init(&mut self, ncr3: u64, asid: u32) {
@@ -557,11 +582,12 @@ impl VpOps for Vp {
         // Perhaps another partition's now: nothing cached under its old ASID may serve it.
         self.tag = VpTag::default();
         self.nmi = GuestNmi::Unblocked;
+        self.dr7_native = false;
     }
 
     fn run(&mut self, gprs: &mut GuestGprs, flush: EntryFlush) -> super::vm::Exit {
         let vmcb = self.vmcb.start();
-        let exit = run(vmcb, &mut self.tag, gprs, flush);
+        let exit = run(vmcb, &mut self.tag, gprs, flush, &mut self.dr7_native);
         let before = self.nmi;
         if before == GuestNmi::Unblocked {
             // Nothing to track: the common exit touches the VMCB no more.

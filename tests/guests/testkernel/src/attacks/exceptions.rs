@@ -56,7 +56,7 @@ type Raise = fn() -> Option<Fault>;
 /// The real faults: (name, vector, error code, raise). A vector of 0xff
 /// means reported, not required: #SS for a non-canonical stack reference
 /// (QEMU raises #GP), #XM (QEMU raises no SIMD exceptions).
-fn faults() -> [(&'static str, u8, Option<u64>, Raise); 11] {
+fn faults() -> [(&'static str, u8, Option<u64>, Raise); 12] {
     [
         (
             "#DE",
@@ -69,6 +69,17 @@ fn faults() -> [(&'static str, u8, Option<u64>, Raise); 11] {
             // DR0 on the variable, write, 8 bytes (LEN 10b), enabled locally.
             state::set_dr(0, WATCHED.as_ptr() as u64);
             state::set_dr(7, 0x400 | 1 | 0b01 << 16 | 0b10 << 18);
+            let fault = checked!("mov qword ptr [{w}], 1", w = in(reg) WATCHED.as_ptr(), options(nostack));
+            state::set_dr(7, 0x400);
+            state::set_dr(6, 0xffff_0ff0);
+            fault
+        }),
+        ("#DB (data breakpoint armed before an exit)", 1, None, || {
+            // As above, with an exit (CPUID) between arming and the write:
+            // the breakpoint must stay armed across the host's world switch.
+            state::set_dr(0, WATCHED.as_ptr() as u64);
+            state::set_dr(7, 0x400 | 1 | 0b01 << 16 | 0b10 << 18);
+            let _ = core::arch::x86_64::__cpuid(0);
             let fault = checked!("mov qword ptr [{w}], 1", w = in(reg) WATCHED.as_ptr(), options(nostack));
             state::set_dr(7, 0x400);
             state::set_dr(6, 0xffff_0ff0);

@@ -24,6 +24,8 @@ const SPREADS: u64 = 1000;
 const MEASURED_MAX: u64 = REFERENCE_HZ;
 /// The rate's tolerance, in parts per million (0.5 %).
 const TOLERANCE_PPM: u64 = 5_000;
+/// Tries of each timed sample; the tightest is kept.
+const SAMPLE_TRIES: u32 = 16;
 /// Reads of the monotonicity check.
 const READS: u32 = 1000;
 /// The 24-bit boundary comes within 2^24 ticks (4.7 s); this much is
@@ -91,12 +93,20 @@ pub fn run() -> Outcome {
 }
 
 /// Reads the PM timer between two reference-counter reads: (timer,
-/// reference midpoint, half the reference spread).
+/// reference midpoint, half the reference spread). A busy host can stall
+/// any one read, so the tightest of `SAMPLE_TRIES` tries is kept.
 fn sample(read: &impl Fn() -> u32) -> Option<(u32, u64, u64)> {
-    let before = time_ref()?;
-    let timer = read();
-    let after = time_ref()?;
-    Some((timer, before + (after - before) / 2, (after - before).div_ceil(2)))
+    let mut best: Option<(u32, u64, u64)> = None;
+    for _ in 0..SAMPLE_TRIES {
+        let before = time_ref()?;
+        let timer = read();
+        let after = time_ref()?;
+        let s = (timer, before + (after - before) / 2, (after - before).div_ceil(2));
+        if best.is_none_or(|b| s.2 < b.2) {
+            best = Some(s);
+        }
+    }
+    best
 }
 
 fn rate(read: &impl Fn() -> u32, mask: u32) -> Check {
@@ -115,10 +125,11 @@ fn rate(read: &impl Fn() -> u32, mask: u32) -> Check {
     let elapsed = r1 - r0;
     let expected = elapsed * PM_TIMER_HZ / REFERENCE_HZ;
     let off_ppm = ticks.abs_diff(expected) * 1_000_000 / expected.max(1);
-    // The reads' own spread, as a rate error it may explain.
+    // The reads' own spread, as a rate error it may explain: it widens the
+    // tolerance, but a spread wider than the tolerance is no measurement.
     let spread_ppm = (e0 + e1) * 1_000_000 / elapsed.max(1);
     let note = detail!("{ticks}/{} us: {off_ppm} ppm +-{spread_ppm}", elapsed / 10);
-    if off_ppm <= TOLERANCE_PPM { Ok(note) } else { Err(note) }
+    if spread_ppm <= TOLERANCE_PPM && off_ppm <= TOLERANCE_PPM + spread_ppm { Ok(note) } else { Err(note) }
 }
 
 /// A 32-bit timer past 2^24 shows it carries; otherwise its next 24-bit
