@@ -40,6 +40,8 @@ const CONTAINED: &[(&str, &str)] = &[
     ("VP_SET_REGISTERS of its VP", "OK"),
     ("VP_GET_REGISTERS of its VP", "OK"),
     ("VP_SET_EXIT_STATE of its VP", "OK"),
+    ("VP_RESET of its VP", "OK"),
+    ("VP_RESET of a VP of its own making, in no partition", "INVALID_STATE"),
     // Badges.
     ("CAP_MINT of the other VID's badge from its badged partition-manager capability", "INVALID_OPERATION"),
     ("TASK_INSTALL_CAP of its partition-manager capability with the other VID's badge", "the copy carries badge"),

@@ -134,8 +134,15 @@ open_enum! {
         /// When it returns, no CPU runs a VP of the partition on the old
         /// rights. BAD_ADDRESS if the page is not mapped.
         PARTITION_HOLD_WRITE = 0x74,
+        /// Return a VP that is in a partition and not started (or
+        /// suspended) to its power-on state (RUN), as at VP_CONFIGURE: its
+        /// registers, x87/SSE/AVX state, debug registers and pending
+        /// events; its partition, index, handler and monitor stay. A
+        /// machine reset of its partition.
+        VP_RESET = 0x77,
         /// Put a VP that is not started into a partition (CONTROL on both):
-        /// MR0 partition slot, MR1 VP index. Its guest state is reset.
+        /// MR0 partition slot, MR1 VP index. Its guest state is reset to
+        /// power-on (nothing of a partition it was in before stays).
         VP_CONFIGURE = 0x78,
         /// Set registers of a VP that is not running (RUN). MR0 count n
         /// (at most [`crate::limits::MAX_VP_REGISTERS`]), then n triples

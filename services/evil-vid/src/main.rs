@@ -276,7 +276,8 @@ mod task {
             );
             let got = self.configure(self.vp, self.partition, 7);
             self.check(&Attempt::refused("VP_CONFIGURE of its VP as VP 7", ErrorCode::NO_RIGHTS), got);
-            let got = self.make(ObjectType::VP, 0).map_or_else(Got::Kernel, |vp| self.configure(vp, self.partition, 1));
+            let own_vp = self.make(ObjectType::VP, 0);
+            let got = own_vp.map_or_else(Got::Kernel, |vp| self.configure(vp, self.partition, 1));
             self.check(
                 &Attempt::refused("VP_CONFIGURE of a VP of its own making into its partition", ErrorCode::NO_RIGHTS),
                 got,
@@ -291,6 +292,13 @@ mod task {
             self.check(&Attempt::allowed("VP_GET_REGISTERS of its VP"), got);
             let got = Got::of(invoke(self.vp, Operation::VP_SET_EXIT_STATE, &[0]));
             self.check(&Attempt::allowed("VP_SET_EXIT_STATE of its VP"), got);
+            let got = Got::of(invoke(self.vp, Operation::VP_RESET, &[]));
+            self.check(&Attempt::allowed("VP_RESET of its VP"), got);
+            let got = own_vp.map_or_else(Got::Kernel, |vp| Got::of(invoke(vp, Operation::VP_RESET, &[])));
+            self.check(
+                &Attempt::refused("VP_RESET of a VP of its own making, in no partition", ErrorCode::INVALID_STATE),
+                got,
+            );
         }
 
         /// Speaking as someone else.

@@ -603,7 +603,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 33] = [
+const OPERATIONS: [Operation; 34] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -628,6 +628,7 @@ const OPERATIONS: [Operation; 33] = [
     Operation::PARTITION_SET_CORE_EXCLUSIVE,
     Operation::PARTITION_HOLD_WRITE,
     Operation::VP_CONFIGURE,
+    Operation::VP_RESET,
     Operation::VP_SET_HANDLER,
     Operation::VP_SET_REGISTERS,
     Operation::VP_GET_REGISTERS,

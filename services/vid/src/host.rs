@@ -39,6 +39,8 @@ pub trait Kernel {
     fn start_vp(&self, vp: CapSlot) -> Result<(), ErrorCode>;
     /// VP_SUSPEND.
     fn suspend_vp(&self, vp: CapSlot) -> Result<(), ErrorCode>;
+    /// VP_RESET: a VP that is not running back to its power-on state.
+    fn reset_vp(&self, vp: CapSlot) -> Result<(), ErrorCode>;
     /// VP_SET_REGISTERS: the count, then (name, low, high) per register.
     fn set_registers(&self, vp: CapSlot, words: &[u64]) -> Result<(), ErrorCode>;
     /// VP_GET_REGISTERS of one register: (low, high).

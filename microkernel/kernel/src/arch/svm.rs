@@ -254,6 +254,9 @@ fn present(segment_type: u8, code_or_data: bool) -> SegmentAttributes {
 /// 0000:0000 (the VMM sets the real starting state).
 fn init_vmcb(vmcb: u64, ncr3: u64, asid: u32) {
     let host = HOST.get().expect("svm::enable runs first");
+    // Nothing of an earlier guest stays (the save area's MSRs, CR2,
+    // segment bases): the fields not set below start at 0.
+    memory::zero_phys(vmcb, kerncore::paging::PAGE_SIZE);
     with_vmcb(vmcb, |v| {
         let c = &mut v.control;
         // As under VMX: #DB and #AC, XSETBV, INVD, WBINVD, RDPMC, MONITOR,

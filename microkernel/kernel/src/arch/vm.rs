@@ -476,6 +476,17 @@ impl VpHardware {
         super::dr::forget(self.id());
     }
 
+    /// As [`init`](Self::init), and as at power-on (SDM 3A 10.1 table
+    /// 10-1) also the general-purpose registers, x87, SSE and AVX state,
+    /// and what an exit left to deliver: nothing of its last run stays.
+    pub fn power_on(&mut self, slat_root: u64, tag: u32) {
+        self.init(slat_root, tag);
+        super::fpu::forget(self.fpu.start());
+        super::fpu::init(self.fpu.start());
+        self.gprs = GuestGprs::default();
+        (self.interrupted, self.offer) = (None, Offer::None);
+    }
+
     /// Runs the guest until it exits (see [`run_unlocked`]).
     fn run(&mut self, flush: EntryFlush) -> Exit {
         super::fpu::load(self.fpu.start(), self.xcr0);

@@ -311,6 +311,7 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         Operation::PARTITION_MAP
         | Operation::PARTITION_UNMAP
         | Operation::VP_CONFIGURE
+        | Operation::VP_RESET
         | Operation::VP_SET_REGISTERS
         | Operation::VP_GET_REGISTERS
         | Operation::VP_START

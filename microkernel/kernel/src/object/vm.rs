@@ -190,6 +190,16 @@ impl Vcpu {
         }
     }
 
+    /// Its guest state at power-on, in the partition whose second-level
+    /// tables are at `root`, tagged `tag` (`VP_CONFIGURE`, `VP_RESET`):
+    /// the hardware state and every event ring 0 held for it.
+    fn power_on(&mut self, root: u64, tag: u32) {
+        self.hw.power_on(root, tag);
+        (self.pending, self.exception, self.reinject) = (None, None, None);
+        (self.halted, self.window, self.offered, self.stop) = (false, false, false, false);
+        self.tlb_stale = true;
+    }
+
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
         if name == HvRegisterName::PENDING_INTERRUPTION {
             let next = self.exception.or(self.reinject).or(self.pending);
@@ -669,7 +679,20 @@ pub fn invoke(
             let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             vcpu.partition = Some(part.object.index);
             vcpu.index = index;
-            vcpu.hw.init(root, tag);
+            vcpu.power_on(root, tag);
+            done()
+        }
+        Operation::VP_RESET => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
+            if k.threads[usize::from(thread.0)].started {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
+            let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            let part = vcpu.partition.ok_or(ErrorCode::INVALID_STATE)?;
+            let p = k.partitions[part as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+            let (root, tag) = (p.root, p.tag);
+            vcpu.power_on(root, tag);
             done()
         }
         Operation::VP_SET_HANDLER => {

@@ -37,6 +37,10 @@ impl Kernel for TaskKernel {
         invoke(vp, Operation::VP_SUSPEND, &[]).map(drop)
     }
 
+    fn reset_vp(&self, vp: CapSlot) -> Result<(), ErrorCode> {
+        invoke(vp, Operation::VP_RESET, &[]).map(drop)
+    }
+
     fn set_registers(&self, vp: CapSlot, words: &[u64]) -> Result<(), ErrorCode> {
         invoke(vp, Operation::VP_SET_REGISTERS, words).map(drop)
     }

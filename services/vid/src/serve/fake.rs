@@ -35,6 +35,7 @@ pub enum Step {
 pub enum VpCall {
     Start(CapSlot),
     Suspend(CapSlot),
+    Reset(CapSlot),
     SetRegisters(CapSlot, Vec<u64>),
     FlushTlb(CapSlot),
 }
@@ -138,6 +139,12 @@ impl Kernel for Fake {
 
     fn suspend_vp(&self, vp: CapSlot) -> Result<(), ErrorCode> {
         self.vp_calls.borrow_mut().push(VpCall::Suspend(vp));
+        Ok(())
+    }
+
+    fn reset_vp(&self, vp: CapSlot) -> Result<(), ErrorCode> {
+        self.pending.borrow_mut().remove(&vp);
+        self.vp_calls.borrow_mut().push(VpCall::Reset(vp));
         Ok(())
     }
 

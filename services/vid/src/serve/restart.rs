@@ -14,6 +14,8 @@
 //!   interrupt controllers, timers, SynIC and synthetic MSRs; the RTC's
 //!   time and CMOS RAM are kept (battery-backed). The broker learns that
 //!   no SINT takes messages.
+//! - Every VP goes back to its power-on state in the kernel (VP_RESET):
+//!   registers, x87/SSE/AVX, debug registers and MSRs, nothing pending.
 //! - VP 0 gets the loader's entry state and starts; the APs wait for INIT
 //!   and SIPI, whose start-up state sets their registers.
 
@@ -49,18 +51,6 @@ pub struct Boot<'m> {
     /// Loads the guest into RAM (GPA 0 up), returns VP 0's entry state.
     pub load: fn(&Boot<'_>, &mut [u8]) -> Result<EntryWords, ErrorCode>,
 }
-
-/// Registers every VP gets at a restart before its entry state, with their
-/// power-on values (SDM 3A 10.1.1 table 10-1): no event pending, XCR0 x87
-/// only, DR7 0x400, CR2 0, and no STI/MOV SS or NMI blocking. Set one by
-/// one: a backend that lacks one does not keep the others from being set.
-const POWER_ON: [(HvRegisterName, u64); 5] = [
-    (HvRegisterName::PENDING_INTERRUPTION, 0),
-    (HvRegisterName::INTERRUPT_STATE, 0),
-    (HvRegisterName::XFEM, 1),
-    (HvRegisterName::DR7, 0x400),
-    (HvRegisterName::CR2, 0),
-];
 
 /// Restarts a partition may have within [`RESTART_WINDOW_SECS`]; a reset
 /// beyond them ends it: a guest that resets in a loop would otherwise hold
@@ -152,9 +142,10 @@ pub(super) fn restart(kernel: &impl Kernel, services: &impl Services, r: &mut Ru
         r.root = Some(RootPolicy::new());
     }
     r.console = Default::default();
-    for vp in r.vps.iter() {
-        for (register, value) in POWER_ON {
-            let _ = kernel.set_registers(vp.cap, &[1, u64::from(register.0), value, 0]);
+    for v in 0..r.vps.len() {
+        if let Err(e) = kernel.reset_vp(r.vps[v].cap) {
+            super::end(kernel, services, r, None, format_args!("VP {v} cannot be reset: {e:?}"));
+            return;
         }
     }
     let Some(vp0) = r.vps.first_mut() else { return };

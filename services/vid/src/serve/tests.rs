@@ -438,6 +438,9 @@ fn a_reset_restarts_the_partition_with_its_guest_loaded_again_and_the_cmos_kept(
     let vp0 = vp_cap(0, 0);
     let at = calls.iter().position(|c| *c == VpCall::SetRegisters(vp0, entry.clone())).expect("entry state set");
     assert!(calls[..at].contains(&VpCall::Suspend(vp0)), "stopped first");
+    let reset = calls.iter().position(|c| *c == VpCall::Reset(vp0)).expect("VP 0 back to power-on");
+    assert!(reset < at, "reset before its entry state");
+    assert!(calls.contains(&VpCall::Reset(vp_cap(0, 1))), "the AP back to power-on too");
     assert_eq!(calls[at + 1], VpCall::Start(vp0));
     assert!(!calls.contains(&VpCall::Start(vp_cap(0, 1))), "the AP waits for SIPI");
 }

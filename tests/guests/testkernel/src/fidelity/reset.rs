@@ -66,6 +66,7 @@ pub fn run(cmdline: &str) -> Outcome {
             "guest RAM is cleared at a restart (the VID loads the guest again over zeroed RAM)",
             crate::checks::fail_unless(mark == [0; 8], detail!("{RAM_MARK:#x} still holds {mark:?}")),
         );
+        c.require("processor state at its power-on values after a reset (SDM 3A 10.1.1 table 10-1)", power_on_state());
     }
     hw::write_ram(RAM_MARK, &MARK);
     if usize::from(previous) == SOURCES.len() {
@@ -81,11 +82,63 @@ pub fn run(cmdline: &str) -> Outcome {
     }
     set_cmos(BOOT_COUNTER, boot);
     let source = usize::from(previous);
+    dirty_state();
     println!("testkernel: fidelity-reset: resetting by {}", SOURCES[source]);
     reset_by(source);
     c.fail(SOURCES[source], detail!("still running {RESET_WAIT_MS} ms after the reset"));
     c.finish()
 }
+
+/// Marks state a reset must put back to its power-on value (SDM 3A 10.1.1
+/// table 10-1): XMM registers and MXCSR, DR0, and MSRs the guest owns.
+fn dirty_state() {
+    hw::state::enable_sse();
+    hw::state::set_xmm(&[STATE_MARK as u128; 16]);
+    hw::state::set_mxcsr(MXCSR_RESET | MXCSR_FTZ);
+    hw::state::set_dr(0, STATE_MARK);
+    for (msr, _, _) in MSRS_AT_RESET {
+        let _ = hw::wrmsr_checked(msr, if msr == PAT { PAT_MARK } else { STATE_MARK });
+    }
+}
+
+/// The state [`dirty_state`] marked, at its power-on values again.
+fn power_on_state() -> crate::checks::Check {
+    hw::state::enable_sse();
+    let xmm = hw::state::xmm();
+    if let Some(n) = xmm.iter().position(|&x| x != 0) {
+        return Err(detail!("XMM{n} {:#x}", xmm[n]));
+    }
+    let mxcsr = hw::state::mxcsr();
+    if mxcsr != MXCSR_RESET {
+        return Err(detail!("MXCSR {mxcsr:#x}, not {MXCSR_RESET:#x}"));
+    }
+    let dr0 = hw::state::dr(0);
+    if dr0 != 0 {
+        return Err(detail!("DR0 {dr0:#x}"));
+    }
+    for (msr, name, reset) in MSRS_AT_RESET {
+        match hw::rdmsr_checked(msr) {
+            Ok(value) if value == reset => {}
+            other => return Err(detail!("{name} {other:x?}, not {reset:#x}")),
+        }
+    }
+    Ok(detail!("XMM0-15, MXCSR, DR0, PAT, LSTAR, KERNEL_GS_BASE, SYSENTER_EIP"))
+}
+
+/// A canonical marker for [`dirty_state`].
+const STATE_MARK: u64 = 0x0000_7e55_e4a0_5eed;
+const MXCSR_RESET: u32 = 0x1f80;
+const MXCSR_FTZ: u32 = 1 << 15;
+const PAT: u32 = 0x277;
+/// Write-back everywhere: a valid PAT unlike the power-on one.
+const PAT_MARK: u64 = 0x0606_0606_0606_0606;
+/// MSRs a guest writes freely, with their power-on values.
+const MSRS_AT_RESET: [(u32, &str, u64); 4] = [
+    (PAT, "IA32_PAT", 0x0007_0406_0007_0406),
+    (0xc000_0082, "IA32_LSTAR", 0),
+    (0xc000_0102, "IA32_KERNEL_GS_BASE", 0),
+    (0x176, "IA32_SYSENTER_EIP", 0),
+];
 
 /// Resets by `SOURCES[source]`; returns only if the machine did not reset.
 fn reset_by(source: usize) {
