@@ -27,7 +27,7 @@ pub enum Invalid {
     ReservedBits,
     UnknownType,
     /// The vector does not fit the type (an NMI not at 2, an exception
-    /// above 31, an interrupt below 16, or a vector above 255).
+    /// above 31, or a vector above 255).
     Vector,
     /// An error code for a type or vector that never has one, or none
     /// for an exception that always has one.
@@ -60,7 +60,11 @@ impl Interruption {
         let vector = u8::try_from(r.interruption_vector()).map_err(|_| Invalid::Vector)?;
         let kind = r.kind();
         let vector_ok = match kind {
-            Kind::INTERRUPT => vector >= 16,
+            // Any vector: an external interrupt is what the 8259 (ExtINT)
+            // names, e.g. 08h-0Fh as a PC BIOS programs it, and VM entry
+            // injects any (SDM Vol. 3C 26.2.1.3; APM Vol. 2 15.20). The
+            // local APIC's illegal vectors 0-15 are its model's to refuse.
+            Kind::INTERRUPT => true,
             Kind::NMI => vector == 2,
             Kind::EXCEPTION | Kind::PRIVILEGED_SOFTWARE_EXCEPTION | Kind::SOFTWARE_EXCEPTION => vector < 32,
             Kind::SOFTWARE_INTERRUPT => true,

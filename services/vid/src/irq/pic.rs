@@ -55,8 +55,17 @@ impl Chip {
         (priority + self.priority_add) & 7
     }
 
-    /// The line this chip asks to deliver, given the extra request lines `extra`.
+    /// The line this chip asks to deliver, given the extra request lines
+    /// `extra`. None while it is being initialized (ICW1 to its last ICW):
+    /// ICW1 cleared its mask, and its vector base (ICW2) and mode are not
+    /// set yet, so it raises no request until initialization is over
+    /// (8259A datasheet, "Initialization Command Words": an IR input
+    /// generates an interrupt "following initialization"). An edge that
+    /// comes meanwhile stays in the IRR, delivered at the new base after.
     fn output(&self, extra: u8) -> Option<u8> {
+        if self.init_step != 0 {
+            return None;
+        }
         let pending = self.best((self.irr | extra) & !self.imr)?;
         match self.best(self.isr) {
             Some(busy) if busy <= pending => None,

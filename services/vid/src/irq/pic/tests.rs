@@ -118,3 +118,31 @@ fn poll_mode() {
     pic.port_write(MASTER_CMD, 0x0c);
     assert_eq!(pic.port_read(MASTER_CMD), 0);
 }
+
+#[test]
+fn a_chip_being_initialized_asks_for_nothing_until_its_last_icw() {
+    let mut pic = Pic::new();
+    linux_init(&mut pic);
+    // ICW1 again: mask and base cleared, ICW2-4 still to come.
+    pic.port_write(MASTER_CMD, 0x11);
+    pic.set_irq(0, true);
+    assert_eq!(pic.output(), None);
+    // An INTA meanwhile is the spurious IRQ 7, and leaves the edge requested.
+    pic.acknowledge();
+    assert_eq!(pic.chips[0].isr, 0);
+    pic.port_write(MASTER_DATA, 0x20);
+    pic.port_write(MASTER_DATA, 1 << CASCADE_IRQ);
+    assert_eq!(pic.output(), None);
+    pic.port_write(MASTER_DATA, 0x01);
+    assert_eq!(pic.output(), Some(0x20));
+    // The slave's initialization holds back its lines through the cascade.
+    pic.port_write(SLAVE_CMD, 0x11);
+    pic.set_irq(12, true);
+    assert_eq!(pic.acknowledge(), 0x20);
+    pic.port_write(MASTER_CMD, 0x20);
+    assert_eq!(pic.output(), None);
+    for value in [0x38, CASCADE_IRQ, 0x01] {
+        pic.port_write(SLAVE_DATA, value);
+    }
+    assert_eq!(pic.output(), Some(0x3c));
+}

@@ -220,6 +220,28 @@ fn pic_virtual_wire_to_the_bsp() {
 }
 
 #[test]
+fn a_pit_tick_while_the_pic_is_initialized_again_waits_for_its_new_vector() {
+    // The test kernel's start_timer with the PIT still running from before:
+    // ICW1 clears the base and the mask, and a tick comes before ICW2. The
+    // PIC asks for nothing until its last ICW (no vector 0x00 through
+    // LINT0, which acknowledged would leave IRQ 0 in service for ever);
+    // then the tick goes out at the new base.
+    let mut p = platform(2);
+    init_pic(&mut p, 0xfe);
+    pit_rate(&mut p, 1000);
+    p.port_write(MASTER_CMD, 1, 0x11, 0);
+    assert_eq!(p.pic().chips[0].base, 0);
+    p.poll(10_000);
+    assert!(!p.has_pending(0));
+    assert_eq!(p.highest_pending(0, OPEN), None);
+    for value in [0x20, 4, 1] {
+        p.port_write(MASTER_DATA, 1, value, 0);
+    }
+    assert_eq!(p.highest_pending(0, OPEN), Some(Interrupt::ExtInt(0x20)));
+    assert_eq!(p.acknowledge(0, Interrupt::ExtInt(0x20)), 0x20);
+}
+
+#[test]
 fn isa_irqs_reach_both_controllers() {
     let mut p = platform(1);
     init_pic(&mut p, 0xef);
