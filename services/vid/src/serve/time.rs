@@ -243,8 +243,13 @@ fn post(kernel: &impl Kernel, vmm: &mut Vmm, v: u32, vp: &mut Vp) {
     }
     if let Some(value) = vmm.interruption_for(v) {
         let name = u64::from(HvRegisterName::PENDING_INTERRUPTION.0);
-        if kernel.set_registers(vp.cap, &[1, name, value, 0]).is_ok() {
-            (vp.posted, vp.halted, vp.sent) = (true, false, true);
+        match kernel.set_registers(vp.cap, &[1, name, value, 0]) {
+            Ok(()) => (vp.posted, vp.halted, vp.sent) = (true, false, true),
+            // The models hand out only what the kernel takes
+            // (`kerncore::event`): this is a bug, and must not be silent.
+            Err(e) => {
+                kernel.log(format_args!("VP {v}: the kernel refused interruption {value:#x} ({e:?}); it is lost"))
+            }
         }
     } else if vmm.wakes_from_idle(v) {
         // An interrupt it cannot take yet ends its guest idle state all
