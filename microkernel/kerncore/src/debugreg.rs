@@ -111,8 +111,8 @@ mod tests {
         let guest = 0x400 | 1 | 0b01 << 16 | 0b10 << 18;
         assert_eq!(dr7_to_rearm(guest), Some(guest));
         assert_eq!(dr7_to_rearm(guest | DR7_GD), Some(guest), "GD would fault the host's next DR access");
-        // Whatever is armed is then disarmed from the same types.
-        let [types, _] = dr7_steps_to_disarm(guest).unwrap();
-        assert_eq!(types & 0xffff_0000, dr7_to_rearm(guest).unwrap() & 0xffff_0000);
+        // LE, GE and every type and length travel; bits 63:32 never do.
+        let full = 0xffff_0000 | 1 << 8 | 1 << 9 | 0x400 | 0x55;
+        assert_eq!(dr7_to_rearm(full | DR7_GD | 0xdead << 32), Some(full));
     }
 }

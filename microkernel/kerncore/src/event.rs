@@ -153,17 +153,20 @@ impl Interruption {
 
     /// The event an SVM exit interrupted (EXITINTINFO), to deliver again.
     /// Software interrupts are not: RIP still points at the INT, which
-    /// runs again.
-    pub fn interrupted_svm(info: EventInjection) -> Option<Interruption> {
+    /// runs again. `offered`: the virtual interrupt (V_IRQ) still offered
+    /// at the exit, if any.
+    pub fn interrupted_svm(info: EventInjection, offered: Option<u8>) -> Option<Interruption> {
         if !info.valid() {
             return None;
         }
         let kind = match info.event_type() {
             EventType::EXTERNAL_INTERRUPT => Kind::INTERRUPT,
             EventType::NMI => Kind::NMI,
-            // No exception has a vector above 31: QEMU's TCG reports a
-            // virtual interrupt (V_IRQ) it was delivering as one.
-            EventType::EXCEPTION if info.vector() >= 32 => Kind::INTERRUPT,
+            // QEMU's TCG reports a virtual interrupt (V_IRQ) it was
+            // delivering as an exception: no exception has a vector above
+            // 31, and below it the offered vector tells (an 8259 may be
+            // programmed there, e.g. at 08h as a PC BIOS does).
+            EventType::EXCEPTION if info.vector() >= 32 || offered == Some(info.vector()) => Kind::INTERRUPT,
             EventType::EXCEPTION => Kind::EXCEPTION,
             _ => return None,
         };
@@ -171,7 +174,8 @@ impl Interruption {
         if kind == Kind::EXCEPTION && matches!(info.vector(), 3 | 4) {
             return None;
         }
-        let error_code = info.error_code_valid().then_some(info.error_code());
+        // An interrupt has no error code (QEMU may report one for it).
+        let error_code = (info.error_code_valid() && kind != Kind::INTERRUPT).then_some(info.error_code());
         Some(Interruption { kind, vector: info.vector(), error_code, instruction_length: 0 })
     }
 

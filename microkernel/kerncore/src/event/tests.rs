@@ -93,21 +93,44 @@ fn vmx_encoding_matches_entry_interruption_information() {
 #[test]
 fn interrupted_hardware_events_are_delivered_again_and_software_ones_re_execute() {
     let irq = EventInjection::new().with_vector(0x30).with_valid(true);
-    assert_eq!(Interruption::interrupted_svm(irq), Some(Interruption::interrupt(0x30)));
+    assert_eq!(Interruption::interrupted_svm(irq, None), Some(Interruption::interrupt(0x30)));
     let pf = EventInjection::new()
         .with_vector(14)
         .with_event_type(EventType::EXCEPTION)
         .with_error_code_valid(true)
         .with_error_code(4)
         .with_valid(true);
-    assert_eq!(Interruption::interrupted_svm(pf).and_then(|i| i.error_code), Some(4));
+    assert_eq!(Interruption::interrupted_svm(pf, None).and_then(|i| i.error_code), Some(4));
     let int3 = EventInjection::new().with_vector(3).with_event_type(EventType::EXCEPTION).with_valid(true);
-    assert_eq!(Interruption::interrupted_svm(int3), None);
+    assert_eq!(Interruption::interrupted_svm(int3, None), None);
     let soft = EventInjection::new().with_vector(0x80).with_event_type(EventType::SOFTWARE_INTERRUPT).with_valid(true);
-    assert_eq!(Interruption::interrupted_svm(soft), None);
-    assert_eq!(Interruption::interrupted_svm(EventInjection::new().with_vector(0x30)), None);
+    assert_eq!(Interruption::interrupted_svm(soft, None), None);
+    assert_eq!(Interruption::interrupted_svm(EventInjection::new().with_vector(0x30), None), None);
     let virq = EventInjection::new().with_vector(0xed).with_event_type(EventType::EXCEPTION).with_valid(true);
-    assert_eq!(Interruption::interrupted_svm(virq), Some(Interruption::interrupt(0xed)), "QEMU's V_IRQ cut short");
+    assert_eq!(
+        Interruption::interrupted_svm(virq, None),
+        Some(Interruption::interrupt(0xed)),
+        "QEMU's V_IRQ cut short"
+    );
+    // An 8259 at 08h: its IRQ 5 is 13, reported (with an error code) as
+    // an exception; the offered vector says it was the interrupt, and
+    // IRQ 3 or 4 (11, 12) or a base of 0 (vectors 2, 3) likewise.
+    for vector in [2, 3, 4, 8, 13] {
+        let virq = EventInjection::new()
+            .with_vector(vector)
+            .with_event_type(EventType::EXCEPTION)
+            .with_error_code_valid(vector >= 8)
+            .with_valid(true);
+        assert_eq!(Interruption::interrupted_svm(virq, Some(vector)), Some(Interruption::interrupt(vector)));
+        let other = if vector >= 8 { Some(0) } else { None };
+        let exception =
+            Interruption::interrupted_svm(virq, Some(vector.wrapping_add(1))).map(|i| (i.kind, i.error_code));
+        if matches!(vector, 3 | 4) {
+            assert_eq!(exception, None, "INT3 and INTO run again");
+        } else {
+            assert_eq!(exception, Some((Kind::EXCEPTION, other)), "another vector offered: the exception");
+        }
+    }
 
     let nmi = InterruptionInfo::new().with_vector(2).with_interruption_type(InterruptionType::NMI).with_valid(true);
     assert_eq!(Interruption::interrupted_vmx(nmi, 0).map(|i| i.kind), Some(Kind::NMI));

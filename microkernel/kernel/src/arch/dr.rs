@@ -21,8 +21,11 @@
 //! breakpoints at once after each exit; on hardware both change nothing.
 //! The same emulator arms nothing at VMRUN either, so a breakpoint the
 //! guest armed before an exit would stay unarmed after it: [`rearm`] arms
-//! it in the host just before the entry, and for that run the guest's DR7
-//! writes exit (`svm::run`), one at a time let through natively.
+//! it in the host just before the entry, with GIF=0 (no NMI runs host code
+//! until `svm::run` has disarmed again after the exit), and for that run
+//! the guest's DR7 writes exit, one at a time let through natively. On
+//! hardware that only repeats what VMRUN does; a guest breakpoint on a
+//! host address in that window is a ring-0 #DB, which `idt` resumes.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};

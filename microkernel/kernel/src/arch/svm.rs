@@ -149,9 +149,10 @@ svm_world_switch:
     super::speculation::rsb_fill!(),
     r#"
     /* Pending host interrupts stay pending (IF=0) until the kernel lets
-       them in; a pending NMI is taken at STGI, on the host's state. */
+       them in; GIF stays 0 until `run` has disarmed what the guest left
+       armed (`dr`), and a pending NMI is taken at its STGI, on the host's
+       state. */
     cli
-    stgi
     add rsp, 24
     pop r15
     pop r14
@@ -367,20 +368,25 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush, dr7_
     }
     let host_vmcb = super::percpu::local(&HOST_VMCBS).load(Relaxed);
     if let Some(dr7) = rearm_dr7 {
+        // With GIF=0 (the world switch's CLGI comes anyway): no NMI runs
+        // host code while the guest's breakpoints are armed.
+        clear_gif();
         super::dr::rearm(dr7);
     }
     // SAFETY: `vmcb` is a VMCB initialised by `init_vmcb` whose nested page
     // tables map only memory given to the partition; `host_vmcb` is this
     // CPU's VMSAVE area. The switch returns with host state restored.
     unsafe { svm_world_switch(vmcb, gprs, host_vmcb) };
-    with_vmcb(vmcb, |v| {
+    let exit = with_vmcb(vmcb, |v| {
         super::dr::disarm_after_exit(v.save.dr7);
         // Its DR7 write, intercepted because of the re-arming, runs again
         // natively next time (ring 0 resumes it unchanged).
         *dr7_native = rearm_dr7.is_some() && v.control.exit_code == SvmExitCode::dr_write(7);
         v.control.tlb_control = TlbControl::DO_NOTHING;
         let exit = decode_exit(v.control.exit_code, v.control.exit_info1, v.control.exit_info2, v.save.rip);
-        let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info));
+        let vi = v.control.virtual_interrupt;
+        let offered = vi.v_irq().then_some(vi.v_intr_vector());
+        let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info), offered);
         let next_rip = v.control.next_rip;
         let instruction_length = if host.nrip_save && exit.instruction_length != 0 && next_rip > exit.rip {
             next_rip.wrapping_sub(exit.rip).min(15) as u8
@@ -388,15 +394,25 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush, dr7_
             exit.instruction_length
         };
         super::vm::Exit { interrupted, instruction_length, ..exit }
-    })
+    });
+    // The guest's breakpoints are disarmed: NMIs may run host code again.
+    set_gif();
+    exit
 }
 
 /// Clears GIF: no interrupt, NMI or SMI reaches the host until the world
 /// switch's STGI, which always follows.
 fn clear_gif() {
     // SAFETY: CLGI only holds events pending (SVM is enabled: `run` is
-    // called after `enable`); the world switch sets GIF again.
+    // called after `enable`); `run` sets GIF again after the switch.
     unsafe { core::arch::asm!("clgi", options(nomem, nostack)) };
+}
+
+/// Lets NMIs (and SMIs) in again after `run`'s world switch.
+fn set_gif() {
+    // SAFETY: STGI only lets held events in; the host's state is back
+    // (the world switch's VMLOAD) and the guest's breakpoints disarmed.
+    unsafe { core::arch::asm!("stgi", options(nomem, nostack)) };
 }
 
 /// An SVM exit in backend-neutral terms. Without nRIP save (QEMU), lengths

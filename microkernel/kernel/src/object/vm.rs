@@ -152,6 +152,9 @@ pub struct Vcpu {
     /// Its own translations are stale (an emulated CR write changed paging,
     /// `kerncore::cr::flushes_tlb`): the next entry flushes them.
     pub tlb_stale: bool,
+    /// Power-ons so far (`VP_CONFIGURE`, `VP_RESET`): an exit from before
+    /// the last one is dropped, as one of a VP destroyed meanwhile.
+    life: u64,
 }
 
 /// An exit sent to the handler and not yet answered.
@@ -187,6 +190,7 @@ impl Vcpu {
             runtime_tsc: 0,
             epoch: u64::MAX,
             tlb_stale: false,
+            life: 0,
         }
     }
 
@@ -198,6 +202,8 @@ impl Vcpu {
         (self.pending, self.exception, self.reinject) = (None, None, None);
         (self.halted, self.window, self.offered, self.stop) = (false, false, false, false);
         self.tlb_stale = true;
+        self.runtime_tsc = 0;
+        self.life = self.life.wrapping_add(1);
     }
 
     pub fn get(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
@@ -983,6 +989,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let hardware: *mut VpHardware = &mut vcpu.hw;
         let name = vcpu.hw.name();
+        let life = vcpu.life;
         if let Some(p) = vcpu.partition {
             ipi::entering_vp(p, vcpu.index);
         }
@@ -996,13 +1003,13 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         crate::arch::cpu::take_pending_interrupts();
         kg.relock();
         let k: &mut Kernel = kg;
-        // Another CPU may have stopped, suspended, moved or destroyed the
-        // VP (and made another in its slot) while it ran: then its exit is
+        // Another CPU may have stopped, suspended, moved, reset or destroyed
+        // the VP (and made another in its slot) while it ran: then its exit is
         // dropped, and the guest exits again at the same instruction when
         // it next runs (an event it cut short waits in its hardware state:
         // `take_interrupted`; a reflected exception is kept, below). Only a machine check is
         // the host's business whatever became of the VP.
-        let same = k.vcpus[v as usize].as_ref().is_some_and(|vcpu| vcpu.hw.name() == name);
+        let same = k.vcpus[v as usize].as_ref().is_some_and(|vcpu| vcpu.hw.name() == name && vcpu.life == life);
         let corrected = exit.reason == ExitReason::MachineCheck && same && !machine_check(k, v);
         // The guest ran until this exit whatever became of its thread
         // meanwhile: its runtime (HV_X64_MSR_VP_RUNTIME) counts a dropped
