@@ -24,6 +24,20 @@ pub const MAX_VP_REGISTERS: usize = 20;
 /// `memory` and `stack`, and the root task's in the boot image's header.
 pub const MAX_TASK_MEMORY: u64 = 1 << 30;
 
+/// Interrupt lines (GSIs `0..GSIS`) the kernel routes to tasks: the root
+/// task's `interrupts` capability covers them, and a manifest may name no
+/// other. A line must also exist on the machine's I/O APICs (24 on QEMU
+/// and Bochs).
+pub const GSIS: u32 = 32;
+
+/// Capability slots of a task's capability space (slot 0 never filled).
+pub const CSPACE_SLOTS: u32 = 128;
+
+/// Capability slots of the root task's (the supervisor's) capability
+/// space: it holds what it made for every task it runs, and the
+/// supervisor asserts that a manifest at its limits fits.
+pub const ROOT_CSPACE_SLOTS: u32 = 640;
+
 /// The kernel's object tables: how many objects of each kind can exist at
 /// once in the whole system. Untyped pools hand their entries out as quotas
 /// ([`crate::Entries`]), so what one task may make never takes what
@@ -41,4 +55,10 @@ pub mod tables {
     pub const VPS: usize = 16;
     pub const MEMORY_OBJECTS: usize = 512;
     pub const UNTYPED_POOLS: usize = 16;
+    /// I/O-port ranges: the root task's and those it issues (not quota'd:
+    /// only the root task issues them).
+    pub const IO_RANGES: usize = 64;
+    /// Interrupt objects: the root task's range of lines and the lines it
+    /// issues, one each (not quota'd either).
+    pub const INTERRUPTS: usize = 40;
 }

@@ -23,8 +23,13 @@ pub mod layout {
 }
 
 pub const STARTUP_MAGIC: u64 = u64::from_le_bytes(*b"TESSTART");
-pub const MAX_STARTUP_CAPS: usize = 56;
-pub const NAME_LEN: usize = 24;
+/// Most named capabilities a task is given (the supervisor asserts that
+/// every grant a manifest may make fits).
+pub const MAX_STARTUP_CAPS: usize = 64;
+/// Longest task or capability name: a manifest name (32 bytes, the boot
+/// image's `MAX_NAME_LEN`) behind the longest prefix the supervisor adds
+/// (`sched:`), rounded up to keep the layout's words aligned.
+pub const NAME_LEN: usize = 40;
 
 /// A name stored inline, NUL-padded.
 #[repr(C)]
@@ -93,7 +98,7 @@ pub struct StartupInfo {
     pub caps: [StartupCap; MAX_STARTUP_CAPS],
 }
 
-const _: () = assert!(core::mem::size_of::<StartupCap>() == 32);
+const _: () = assert!(core::mem::size_of::<StartupCap>() == 48);
 const _: () = assert!(core::mem::size_of::<StartupInfo>() <= 4096);
 
 impl StartupInfo {
@@ -177,7 +182,7 @@ mod tests {
         assert_eq!(info.find("console", ObjectType::ENDPOINT), Some(CapSlot(3)));
         assert_eq!(info.find("console", ObjectType::IO_PORTS), None);
         assert_eq!(info.find("nope", ObjectType::ENDPOINT), None);
-        assert!(!info.push("a-name-that-is-far-too-long-to-fit", CapSlot(5), ObjectType::ENDPOINT));
+        assert!(!info.push(&"x".repeat(NAME_LEN + 1), CapSlot(5), ObjectType::ENDPOINT));
     }
 
     #[test]
@@ -200,8 +205,8 @@ mod tests {
         assert_eq!(page[siblings..siblings + 8], [0, 0, 0, 0, 1, 0, 0, 0]);
         let cap = core::mem::offset_of!(StartupInfo, caps);
         assert_eq!(&page[cap..cap + 3], b"io0");
-        assert_eq!(page[cap + 24..cap + 28], 7u32.to_le_bytes());
-        assert_eq!(page[cap + 28], ObjectType::IO_PORTS.0);
+        assert_eq!(page[cap + NAME_LEN..cap + NAME_LEN + 4], 7u32.to_le_bytes());
+        assert_eq!(page[cap + NAME_LEN + 4], ObjectType::IO_PORTS.0);
         assert!(info.write_to(&mut [0u8; 100]).is_none());
     }
 

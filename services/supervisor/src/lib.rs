@@ -7,12 +7,58 @@
 #![forbid(unsafe_code)]
 
 use abi::{Entries, Rights};
-use sysimage::manifest::{EndpointIndex, IoPortRange, Manifest, PARTITION_MANAGER, Restart, TaskIndex};
+use sysimage::manifest::{
+    EndpointIndex, IoPortRange, MAX_ENDPOINTS, MAX_INTERRUPTS, MAX_IO_RANGES, MAX_SERVES, MAX_TASKS, MAX_USES,
+    Manifest, PARTITION_MANAGER, Restart, TaskIndex,
+};
 
 const PAGE_SIZE: u64 = sysimage::PAGE_SIZE;
 
-/// Most capabilities one task is given.
-pub const MAX_GRANTS: usize = 32;
+// What the supervisor can hold and give is derived from the manifest's
+// limits, so that every manifest `Manifest::parse` accepts starts; the
+// kernel's sizes it depends on are asserted against them.
+
+/// Most capabilities one task is given ([`grants`]): its endpoints, I/O
+/// ranges, untyped and `self`, `bootfs`, `irq` and its lines, the broker's
+/// notifications of every other task but the supervisor (the broker's
+/// `notify:*`), its own broker notification (a VID's, or a task party's),
+/// and the scheduler's context of every task but the supervisor.
+pub const MAX_GRANTS: usize =
+    MAX_SERVES + MAX_USES + MAX_IO_RANGES + 2 + 1 + 1 + MAX_INTERRUPTS + (MAX_TASKS - 2) + 2 + (MAX_TASKS - 1);
+const _: () = assert!(MAX_GRANTS <= abi::startup::MAX_STARTUP_CAPS, "every grant is listed in the startup page");
+const _: () = assert!(MAX_GRANTS < abi::limits::CSPACE_SLOTS as usize, "every grant fits the task's slots");
+/// Capability names are manifest names, some behind a prefix.
+pub const SCHED_PREFIX: &str = "sched:";
+const _: () = assert!(
+    sysimage::MAX_NAME_LEN + SCHED_PREFIX.len() <= abi::startup::NAME_LEN,
+    "every task and capability name fits the startup page"
+);
+
+/// Slots the supervisor holds for one running task, at most: its task,
+/// one memory object per ELF segment, its stack, memory, IPC buffer and
+/// startup page, its fault capability and thread, each I/O range, its
+/// untyped, its `irq` notification and each interrupt line.
+pub const MAX_HELD: usize = 1 + elfload::MAX_SEGMENTS + 4 + 2 + MAX_IO_RANGES + 1 + 1 + MAX_INTERRUPTS;
+/// The supervisor's own capabilities to services (badge 1): the console,
+/// the scheduler and the broker.
+pub const MAX_SERVICE_CAPS: usize = 4;
+/// Slots of what the supervisor makes once: its fault endpoint, the
+/// manifest's endpoints, a scheduling context and a broker notification
+/// per task but itself, and its capabilities to services.
+pub const SHARED_SLOTS: usize = 1 + MAX_ENDPOINTS + 2 * (MAX_TASKS - 1) + MAX_SERVICE_CAPS;
+/// Slots the supervisor hands out: everything it holds with every task
+/// running at its most.
+pub const SLOTS: usize = SHARED_SLOTS + (MAX_TASKS - 1) * MAX_HELD;
+/// The kernel's grants to the root task fill its first slots (`self`, an
+/// image segment each, stack, memory, IPC buffer, bootfs, untyped,
+/// ioports, interrupts, thread, sched, startup: 11 + the segments, after
+/// the null slot 0); the supervisor's slots follow them.
+pub const ROOT_NAMED_SLOTS: usize = 1 + 11 + elfload::MAX_SEGMENTS;
+const _: () = assert!(
+    ROOT_NAMED_SLOTS + SLOTS <= abi::limits::ROOT_CSPACE_SLOTS as usize,
+    "the root task's capability space holds the supervisor at the manifest's limits"
+);
+
 /// The task that receives every other task's scheduling context.
 pub const SCHEDULER_TASK: &str = "scheduler";
 
@@ -157,7 +203,8 @@ pub fn grants(manifest: &Manifest<'_>, task: TaskIndex) -> Result<heapless::Vec<
     if t.name == SCHEDULER_TASK {
         for (i, other) in manifest.tasks.iter().enumerate().skip(1) {
             let mut name: heapless::String<{ abi::startup::NAME_LEN }> = heapless::String::new();
-            core::fmt::write(&mut name, format_args!("sched:{}", other.name)).map_err(|_| PlanError::NameTooLong)?;
+            core::fmt::write(&mut name, format_args!("{SCHED_PREFIX}{}", other.name))
+                .map_err(|_| PlanError::NameTooLong)?;
             push(named(&name, Source::Sched(TaskIndex(i as u8)))?)?;
         }
     }

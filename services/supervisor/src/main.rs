@@ -21,8 +21,8 @@ mod task {
     use abi::{CapSlot, ErrorCode, FaultMessage, ObjectType, Rights};
     use core::fmt::Write;
     use supervisor::{
-        Backoff, Decision, Slots, Source, badge_of, broker_party, endpoint_rights, exception_name, grants, task_of,
-        use_source,
+        Backoff, Decision, MAX_HELD, MAX_SERVICE_CAPS, SLOTS, Slots, Source, badge_of, broker_party, endpoint_rights,
+        exception_name, grants, task_of, use_source,
     };
     use sysimage::SystemImage;
     use sysimage::manifest::{Party, TaskIndex};
@@ -37,9 +37,9 @@ mod task {
     /// Where memory for other tasks is mapped while it is filled.
     const SCRATCH_AT: u64 = 0x2000_0000;
     const MAX_TASKS: usize = sysimage::manifest::MAX_TASKS;
-    /// Objects held per running task: image segments, stack, memory, IPC
-    /// buffer, startup page, task, thread, fault capability, I/O ranges.
-    const MAX_HELD: usize = 20;
+    /// The `started` line's list of capabilities: each grant's name, kind
+    /// (at most `sched-context`) and separator.
+    const LISTING: usize = supervisor::MAX_GRANTS * (abi::startup::NAME_LEN + 18);
     /// How long to wait for faults when no restart is pending (0 = forever).
     const FOREVER: u64 = 0;
 
@@ -63,9 +63,9 @@ mod task {
         bootfs: CapSlot,
         fault: CapSlot,
         /// The supervisor's badged capabilities to services, once made.
-        service_caps: heapless::Vec<(usize, CapSlot), 4>,
+        service_caps: heapless::Vec<(usize, CapSlot), MAX_SERVICE_CAPS>,
         image: SystemImage<'a>,
-        slots: Slots<100>,
+        slots: Slots<SLOTS>,
         endpoints: heapless::Vec<CapSlot, { sysimage::manifest::MAX_ENDPOINTS }>,
         sched: [CapSlot; MAX_TASKS],
         /// The broker's notification of each VID it tells of deliveries.
@@ -236,7 +236,7 @@ mod task {
             startup.task_name = abi::startup::Name::new(name).ok_or(ErrorCode::INVALID_ARGUMENT)?;
             startup.ipc_buffer = layout::IPC_BUFFER;
             startup.memory_size = memory_pages * PAGE;
-            let mut listing: heapless::String<256> = heapless::String::new();
+            let mut listing: heapless::String<LISTING> = heapless::String::new();
             self.install_caps(index, task, &mut startup, &mut listing)?;
             let page = self.hold(index, ObjectType::MEMORY, 1)?;
             let mut window = Window::map(self.task, page, SCRATCH_AT, 0, 1, true)?;
@@ -423,7 +423,7 @@ mod task {
             index: TaskIndex,
             task: CapSlot,
             startup: &mut StartupInfo,
-            listing: &mut heapless::String<256>,
+            listing: &mut heapless::String<LISTING>,
         ) -> Result<(), ErrorCode> {
             let plan = grants(&self.image.manifest, index).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
             let mut irq_notification = CapSlot::NULL;

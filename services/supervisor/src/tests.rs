@@ -434,3 +434,64 @@ vid = \"guests\"
     let idle = endpoint_rights(&m, index("idle-vid"), endpoint("idle-vid"), true);
     assert_eq!(idle, Rights::new().with_receive(true));
 }
+
+/// The manifest at the tool's limits (`tests/manifests/capacity-max.toml`,
+/// which the emulator test boots): every task's grants can be made, and the
+/// scheduler gets a context of every task.
+#[test]
+fn every_task_of_a_manifest_at_the_limits_gets_its_grants() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/manifests/capacity-max.toml");
+    let bytes = compiled(&std::fs::read_to_string(path).unwrap());
+    let m = Manifest::parse(&bytes).unwrap();
+    assert_eq!(m.tasks.len(), sysimage::manifest::MAX_TASKS);
+    assert_eq!(m.endpoints.len(), sysimage::manifest::MAX_ENDPOINTS);
+    assert_eq!(m.partitions.len(), sysimage::manifest::MAX_PARTITIONS);
+    let mut most = 0;
+    for i in 0..m.tasks.len() {
+        let g = grants(&m, TaskIndex(i as u8)).unwrap_or_else(|e| panic!("task {i}: {e:?}"));
+        most = most.max(g.len());
+    }
+    let scheduler = m.tasks.iter().position(|t| t.name == SCHEDULER_TASK).unwrap() as u8;
+    let g = grants(&m, TaskIndex(scheduler)).unwrap();
+    assert_eq!(g.iter().filter(|g| matches!(g.source, Source::Sched(_))).count(), MAX_TASKS - 1);
+    assert_eq!(most, g.len(), "the scheduler holds the most");
+    assert!(most > 32, "more than the supervisor's old limit of 32 grants: {most}");
+}
+
+/// Names as long as the manifest allows still fit the startup page, behind
+/// the scheduler's `sched:` prefix too.
+#[test]
+fn the_longest_names_fit() {
+    let long = "t".repeat(sysimage::MAX_NAME_LEN);
+    let endpoint = "e".repeat(sysimage::MAX_NAME_LEN);
+    let text = format!(
+        "{SYSTEM}\n[tasks.{long}]\npriority = 5\nmemory = \"64KiB\"\nstack = \"16KiB\"\nserves = [\"{endpoint}\"]\n\
+         uses = [\"console\"]\n"
+    );
+    let bytes = compiled(&text);
+    let m = Manifest::parse(&bytes).unwrap();
+    let scheduler = m.tasks.iter().position(|t| t.name == SCHEDULER_TASK).unwrap() as u8;
+    let g = grants(&m, TaskIndex(scheduler)).unwrap();
+    assert!(names(&g).contains(&format!("{SCHED_PREFIX}{long}").as_str()));
+    let task = m.tasks.iter().position(|t| t.name == long).unwrap() as u8;
+    assert_eq!(names(&grants(&m, TaskIndex(task)).unwrap()), [endpoint.as_str(), "console"]);
+    let mut startup = abi::startup::StartupInfo::empty();
+    assert!(abi::startup::Name::new(&long).is_some());
+    for (i, grant) in g.iter().enumerate() {
+        assert!(startup.push(&grant.name, abi::CapSlot(i as u32 + 1), abi::ObjectType::ENDPOINT));
+    }
+}
+
+/// The supervisor's slots cover what it holds with every task at its most,
+/// and fit the root task's capability space after the kernel's grants.
+#[test]
+fn the_slot_budget_covers_every_task_at_its_most() {
+    assert_eq!(MAX_HELD, 29);
+    assert_eq!(SLOTS, 1 + 32 + 15 + 15 + MAX_SERVICE_CAPS + 15 * MAX_HELD);
+    assert!(ROOT_NAMED_SLOTS + SLOTS <= abi::limits::ROOT_CSPACE_SLOTS as usize);
+    let mut slots = Slots::<SLOTS>::new(ROOT_NAMED_SLOTS as u32);
+    for _ in 0..SLOTS {
+        assert!(slots.take().is_some_and(|s| s.0 < abi::limits::ROOT_CSPACE_SLOTS));
+    }
+    assert_eq!(slots.take(), None);
+}

@@ -46,8 +46,8 @@ use tlfs::exit_state::{ExitState, TransferredState};
 use tlfs::{HV_MESSAGE_WORDS, HvMessage, HvRegisterName};
 use view::View;
 
-/// Most partitions one VID runs.
-pub const MAX_RUNNING: usize = 4;
+/// Most partitions one VID runs (the manifest refuses more).
+pub const MAX_RUNNING: usize = sysimage::manifest::MAX_PARTITIONS_PER_VID;
 
 /// The badges of exits: the top bit, above every client badge (small
 /// task numbers), then the VID's partition `k` and VP `vp`

@@ -11,9 +11,9 @@ use std::path::Path;
 use sysimage::manifest as compiled;
 use sysimage::manifest::{
     DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_CPUS, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI,
-    MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_SERVES, MAX_TASK_MEMORY,
-    MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead,
-    valid_cmdline,
+    MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_PARTITIONS_PER_VID,
+    MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER,
+    partition_overhead, valid_cmdline,
 };
 use sysimage::{
     CpuidMask, Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, OnReset, PAGE_SIZE,
@@ -398,7 +398,9 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
     let mut interrupts = Vec::new();
     for &gsi in &t.interrupts {
         match u32::try_from(gsi).ok().filter(|&g| g <= MAX_GSI) {
-            None => err(e, "interrupts", format!("{gsi} is not an interrupt line (GSI 0..={MAX_GSI})")),
+            None => {
+                err(e, "interrupts", format!("{gsi} is not an interrupt line the kernel routes (GSI 0..={MAX_GSI})"))
+            }
             Some(g) if interrupts.contains(&g) => err(e, "interrupts", format!("GSI {g} is listed twice")),
             Some(g) => interrupts.push(g),
         }
@@ -442,6 +444,26 @@ fn check_objects(task: &str, table: &IndexMap<String, i64>, e: &mut Vec<Error>) 
         }
     }
     entries
+}
+
+/// One VID runs at most [`MAX_PARTITIONS_PER_VID`] partitions: each one
+/// after that is refused, naming the limit.
+fn check_partitions_per_vid(partitions: &IndexMap<String, PartitionToml>, e: &mut Vec<Error>) {
+    let mut runs: IndexMap<&str, usize> = IndexMap::new();
+    for (name, p) in partitions {
+        let count = runs.entry(p.vid.as_str()).or_default();
+        *count += 1;
+        if *count > MAX_PARTITIONS_PER_VID {
+            e.push(Error::partition(
+                name,
+                "vid",
+                format!(
+                    "task \"{}\" runs {MAX_PARTITIONS_PER_VID} partitions already, the most one VID runs: give this one another VID",
+                    p.vid
+                ),
+            ));
+        }
+    }
 }
 
 /// An untyped quota: a size like `memory`, but up to [`MAX_UNTYPED`].
@@ -1157,6 +1179,7 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
         .map(|(name, p)| check_partition(name, p, dir, &file.tasks, classic_policy, &mut e))
         .collect();
     check_reserves_per_cpu(&file.partitions, &partitions, &mut e);
+    check_partitions_per_vid(&file.partitions, &mut e);
     let connections = check_connections(&file, &partitions, &mut e);
     if file.partitions.len() > MAX_PARTITIONS {
         e.push(Error::system("partitions", format!("{} partitions, at most {MAX_PARTITIONS}", file.partitions.len())));

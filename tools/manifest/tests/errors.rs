@@ -278,12 +278,12 @@ fn interrupt_listed_twice() {
 
 #[test]
 fn interrupt_out_of_range() {
-    let text = system(&task("a", 1, "interrupts = [-1, 1024]"));
+    let text = system(&task("a", 1, "interrupts = [-1, 31, 32]"));
     assert_errors(
         &text,
         &[
-            "task \"a\": interrupts: -1 is not an interrupt line (GSI 0..=1023)",
-            "task \"a\": interrupts: 1024 is not an interrupt line (GSI 0..=1023)",
+            "task \"a\": interrupts: -1 is not an interrupt line the kernel routes (GSI 0..=31)",
+            "task \"a\": interrupts: 32 is not an interrupt line the kernel routes (GSI 0..=31)",
         ],
     );
 }
@@ -647,6 +647,20 @@ fn partition(name: &str, extra: &str) -> String {
     format!("[partitions.{name}]\nimage = \"bzImage\"\nmemory = \"64MiB\"\nvid = \"vid\"\n{extra}\n")
 }
 
+/// `partitions` with VID `vid`, and `vid2` and `vid3` if they run any.
+fn with_vids(partitions: &str) -> String {
+    let runs = |v: &&str| *v == "vid" || partitions.contains(&format!("vid = \"{v}\""));
+    let vids: String = ["vid", "vid2", "vid3"].into_iter().filter(runs).map(|v| task(v, 10, USES_MANAGER)).collect();
+    system(&format!("{}{vids}\n{partitions}", manager("")))
+}
+
+/// Partition `i` of `count`, given to the VIDs of [`with_vids`] four by
+/// four (the most one VID runs).
+fn spread(i: usize, extra: &str) -> String {
+    let vid = ["vid", "vid2", "vid3"][i / sysimage::manifest::MAX_PARTITIONS_PER_VID];
+    partition(&format!("p{i}"), extra).replace("vid = \"vid\"", &format!("vid = \"{vid}\""))
+}
+
 #[test]
 fn a_valid_partition_is_accepted() {
     let m = parse(&with_vid(&partition("linux", "vcpus = 2\nmodules = [\"initrd\"]\ncmdline = \"quiet\"")), "t.toml")
@@ -755,8 +769,8 @@ fn the_partition_manager_gets_untyped_memory_for_every_partition() {
 
 #[test]
 fn partitions_too_large_for_an_untyped_quota() {
-    let three = (0..6).map(|i| partition(&format!("p{i}"), "").replace("\"64MiB\"", "\"3GiB\"")).collect::<String>();
-    let text = with_vid(&three);
+    let three = (0..6).map(|i| spread(i, "").replace("\"64MiB\"", "\"3GiB\"")).collect::<String>();
+    let text = with_vids(&three);
     assert_errors(
         &text,
         &["task \"pm\": untyped: 0 bytes with the 18917448 KiB the partitions need (memory, 1 MiB and page tables \
@@ -860,9 +874,23 @@ fn partition_with_a_bad_cmdline() {
 
 #[test]
 fn too_many_partitions() {
-    let partitions: String = (0..9).map(|i| partition(&format!("p{i}"), "").replace("64MiB", "2MiB")).collect();
-    let text = with_vid(&partitions).replace("66MiB", "1GiB");
+    let partitions: String = (0..9).map(|i| spread(i, "").replace("64MiB", "2MiB")).collect();
+    let text = with_vids(&partitions);
     assert_errors(&text, &["system: partitions: 9 partitions, at most 8"]);
+}
+
+#[test]
+fn a_vid_runs_at_most_four_partitions() {
+    let partitions: String = (0..5).map(|i| partition(&format!("p{i}"), "").replace("64MiB", "2MiB")).collect();
+    assert_errors(
+        &with_vid(&partitions),
+        &["partition \"p4\": vid: task \"vid\" runs 4 partitions already, the most one VID runs: give this one \
+           another VID"],
+    );
+    // Four each on two VIDs start.
+    let partitions: String = (0..8).map(|i| spread(i, "").replace("64MiB", "2MiB")).collect();
+    let m = parse(&with_vids(&partitions), "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.partitions.len(), sysimage::manifest::MAX_PARTITIONS);
 }
 
 // ---- Enlightenments.

@@ -74,14 +74,22 @@ pub const MAX_IO_RANGES: usize = 4;
 pub const MAX_INTERRUPTS: usize = 8;
 /// Largest memory grant of one task.
 pub use abi::limits::MAX_TASK_MEMORY;
+
+// The kernel's I/O-range and interrupt tables are not quota'd: every task
+// at its most must fit them beside the root task's own range (hence `<`).
+const _: () = assert!((MAX_TASKS - 1) * MAX_IO_RANGES < abi::limits::tables::IO_RANGES);
+const _: () = assert!((abi::limits::GSIS as usize) < abi::limits::tables::INTERRUPTS);
 /// Largest untyped quota one task may be given.
 pub const MAX_UNTYPED: u64 = 16 << 30;
 /// Number of I/O ports on x86.
 pub use x86defs::IO_PORT_COUNT;
-/// Highest interrupt line (GSI) a manifest may name.
-pub const MAX_GSI: u32 = 1023;
+/// Highest interrupt line (GSI) a manifest may name: the kernel routes
+/// [`abi::limits::GSIS`] lines.
+pub const MAX_GSI: u32 = abi::limits::GSIS - 1;
 /// Most guest partitions in a system.
 pub use abi::limits::MAX_PARTITIONS;
+/// Most partitions one VID runs (its per-partition VMM state is on its stack).
+pub const MAX_PARTITIONS_PER_VID: usize = 4;
 /// Most boot modules (besides the kernel image) one partition has.
 pub const MAX_MODULES: usize = 4;
 /// Smallest guest RAM of a partition.
@@ -808,6 +816,9 @@ impl<'a> Manifest<'a> {
             }
             if !self.uses_partition_manager(p.vid) {
                 return bad("its VID does not use the partition manager");
+            }
+            if self.partitions_of(p.vid).count() > MAX_PARTITIONS_PER_VID {
+                return bad("its VID runs more partitions than one VID can");
             }
             if manager.untyped < self.partitions_need() {
                 return bad("the partition manager's untyped quota is too small");

@@ -763,3 +763,17 @@ fn derived_grants_follow_their_enlightenment() {
     assert_eq!(PortType::Message.privilege(), "PostMessages");
     assert_eq!(PortType::Monitor.privilege(), "SignalEvents");
 }
+
+#[test]
+fn a_vid_runs_at_most_its_share_of_partitions() {
+    let mut m = sample();
+    let first = m.partitions[0].clone();
+    const NAMES: [&str; MAX_PARTITIONS_PER_VID] = ["p1", "p2", "p3", "p4"];
+    for name in NAMES {
+        let _ = m.partitions.push(Partition { name, ..first.clone() });
+    }
+    assert_eq!(
+        Manifest::parse(&m.to_vec()).err(),
+        Some(Error::BadPartition { partition: 0, reason: "its VID runs more partitions than one VID can" })
+    );
+}

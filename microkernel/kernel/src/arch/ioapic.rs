@@ -12,7 +12,7 @@ use volatile::VolatilePtr;
 /// First vector used for GSIs; GSI n arrives on `GSI_VECTOR_BASE + n`.
 pub const GSI_VECTOR_BASE: u8 = 48;
 /// GSIs the kernel routes (vectors 48..=79).
-pub const MAX_GSIS: u32 = 32;
+pub const MAX_GSIS: u32 = abi::limits::GSIS;
 
 const IOREGSEL: usize = 0x00;
 const IOWIN: usize = 0x10;

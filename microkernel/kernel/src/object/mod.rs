@@ -36,14 +36,16 @@ pub const MAX_SCHED_CONTEXTS: usize = tables::SCHED_CONTEXTS;
 pub const MAX_UNTYPED: usize = tables::UNTYPED_POOLS;
 // Issued from ranges only the root task holds with CONTROL, never from an
 // untyped.
-pub const MAX_IO_RANGES: usize = 64;
+pub const MAX_IO_RANGES: usize = tables::IO_RANGES;
 /// Ticks `Kernel::take_ticks` counts one by one; a longer gap since the
 /// last entry is measured with a division instead.
 const TICKS_TO_ADD: u64 = 8;
-pub const MAX_INTERRUPTS: usize = 40;
-/// Capability slots per task.
-pub const CSPACE_SLOTS: u32 = 128;
-pub const CAP_SLOTS: usize = MAX_TASKS * CSPACE_SLOTS as usize;
+pub const MAX_INTERRUPTS: usize = tables::INTERRUPTS;
+/// Capability slots per task, but task 0's (the root task's: the kernel
+/// creates it first and it never ends), which has [`ROOT_CSPACE_SLOTS`].
+pub const CSPACE_SLOTS: u32 = abi::limits::CSPACE_SLOTS;
+pub const ROOT_CSPACE_SLOTS: u32 = abi::limits::ROOT_CSPACE_SLOTS;
+pub const CAP_SLOTS: usize = ROOT_CSPACE_SLOTS as usize + (MAX_TASKS - 1) * CSPACE_SLOTS as usize;
 /// Mappings one memory object can have at once.
 pub const MAX_MAPPINGS: usize = 4;
 /// Ticks of a round-robin time slice.
@@ -296,7 +298,10 @@ impl Kernel {
 
     /// The slot range a task at `index` owns.
     pub fn cspace_for(index: usize) -> CSpace {
-        CSpace { base: index as u32 * CSPACE_SLOTS, len: CSPACE_SLOTS }
+        match index.checked_sub(1) {
+            None => CSpace { base: 0, len: ROOT_CSPACE_SLOTS },
+            Some(i) => CSpace { base: ROOT_CSPACE_SLOTS + i as u32 * CSPACE_SLOTS, len: CSPACE_SLOTS },
+        }
     }
 
     /// Creates a task with an empty address space and capability space.
