@@ -76,10 +76,7 @@ pub const REBOOT: &str = "reboot -f";
 pub const RESTARTED: &str = "; restarting (1)";
 
 /// The kernel command line of a boot (plus what the user adds).
-// `nox2apic`: Linux in x2APIC mode under Tessera hung after loading
-// hv_vmbus in about half of its single-VP boots (issue #14, left open):
-// until that is found it keeps the xAPIC, as before the CPUID offered x2APIC.
-pub const CMDLINE: &str = "console=ttyS0 panic=-1 nox2apic";
+pub const CMDLINE: &str = "console=ttyS0 panic=-1";
 /// On the kernel command line: /init runs [`COMMAND`] itself (echoing it
 /// after [`PROMPT`]) and powers off, for consoles nobody can type at
 /// (Tessera's Bochs runs have an output-only COM1).

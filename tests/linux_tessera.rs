@@ -115,10 +115,14 @@ fn answers_and_powers_off(name: &str, run: &common::Boot, vps: u8, summary_marke
     run.assert_serial_contains("Hypervisor detected: Microsoft Hyper-V");
     run.assert_serial_contains("clocksource: Switched to clocksource hyperv_clocksource_tsc_page");
     run.assert_serial_contains("Hyper-V: Using hypercall for remote TLB flush");
-    // CPUID offers the TSC-deadline timer, as the VID's local APIC has it.
-    // x2APIC too, but the runner's `nox2apic` keeps Linux in xAPIC mode
-    // (issue #14: Linux in x2APIC mode hung in about half of the boots).
+    // CPUID offers x2APIC and the TSC-deadline timer, as the VID's local
+    // APIC has them: Linux switches to x2APIC mode (its physical
+    // destination mode, as on Hyper-V) and finds the deadline timer.
     run.assert_serial_contains("TSC deadline timer available");
+    run.assert_serial_contains("x2apic enabled");
+    run.assert_serial_contains("Switched APIC routing to physical x2apic");
+    run.assert_serial_contains("Hyper-V: Using enlightened APIC (x2apic mode)");
+    run.assert_serial_lacks("x2apic disabled");
     // hv_vmbus connected to the VMBus host at the newest version both
     // know, and asked for offers (none) before the shell came up.
     let v = vmbus_host::VERSIONS[0];

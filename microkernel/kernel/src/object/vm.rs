@@ -224,6 +224,20 @@ impl Vcpu {
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
         if name == HvRegisterName::PENDING_INTERRUPTION {
             return match Interruption::from_register(low) {
+                // An exception the handler raises for the instruction that
+                // exited (its #GP for an MSR, say) while an interrupt it
+                // posted earlier still waits: the exception goes in first,
+                // as the CPU delivers it, and the interrupt stays pending
+                // (the VMM's interrupt controller has it in service).
+                Ok(Some(event))
+                    if !event.is_maskable()
+                        && !event.is_nmi()
+                        && self.exception.is_none()
+                        && self.pending.is_some_and(|p| p.is_maskable() || p.is_nmi()) =>
+                {
+                    self.exception = Some(event);
+                    true
+                }
                 Ok(event) => {
                     self.pending = event;
                     // Not what is offered, if anything is.

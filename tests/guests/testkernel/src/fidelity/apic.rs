@@ -67,6 +67,9 @@ const VEC_REPLY: u8 = 0xda;
 const VECTORS: [u8; 10] =
     [VEC_SELF, VEC_ICR, VEC_LOGICAL, VEC_TIMER, VEC_TPR, VEC_MASKED, VEC_DISABLED, VEC_LEVEL, VEC_AP, VEC_REPLY];
 
+/// An MSR address no processor implements: reading it is #GP.
+const UNIMPLEMENTED_MSR: u32 = 0x1fff_0000;
+
 /// How late a timer interrupt may be: generous for emulators (TCG, Bochs).
 const LATE_MS: u64 = 50;
 
@@ -288,6 +291,15 @@ fn ipis(c: &mut Checks) {
     c.require(
         "SELF IPI (83FH) is delivered to this processor (SDM 11.12.11)",
         fail_unless(sent.is_ok() && got == 1, detail!("wrmsr {sent:?}, taken {got} times")),
+    );
+    // Posted while IF=0, then an MSR read the VMM answers with #GP: the
+    // exception goes in first, and the interrupt is still taken after it.
+    let sent = wr(x2::SELF_IPI, u64::from(VEC_SELF));
+    let gp = is_gp(rd(UNIMPLEMENTED_MSR));
+    let got = wait_for(VEC_SELF, 2, 10);
+    c.require(
+        "an interrupt pending while IF=0 outlives a #GP raised meanwhile (SDM 6.9)",
+        fail_unless(sent.is_ok() && gp && got == 2, detail!("wrmsr {sent:?}, #GP {gp}, taken {} times", got - 1)),
     );
     let id = rd(x2::ID).unwrap_or(0);
     let icr = id << 32 | u64::from(VEC_ICR);
