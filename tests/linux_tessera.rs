@@ -136,11 +136,15 @@ fn answers_and_powers_off(name: &str, run: &common::Boot, vps: u8, summary_marke
     run.assert_serial_lacks("insmod hv_vmbus.ko failed");
     run.assert_serial_contains(MARKER);
     // The synthetic timer (direct mode) is CPU 0's clock event device.
+    // An answer starts or ends its line: a kernel message printed at the
+    // same moment (say `hrtimer: interrupt took ...` under load) may share it.
     for answer in [EXPECTED, &nproc_answer(vps), HYPERV_CLOCKEVENT] {
-        let answered =
-            run.serial.lines().any(|l| l.strip_prefix(GUEST_PREFIX).is_some_and(|rest| rest.trim() == answer));
+        let answered = run.serial.lines().any(|l| {
+            l.strip_prefix(GUEST_PREFIX)
+                .is_some_and(|rest| rest.starts_with(answer) || rest.trim_end().ends_with(answer))
+        });
         if !answered {
-            run.fail(&format!("no serial line is just {GUEST_PREFIX:?} and {answer:?}"));
+            run.fail(&format!("no serial line is {GUEST_PREFIX:?} then {answer:?} (at its start or end)"));
         }
     }
     run.assert_serial_contains(&format!("{GUEST_PREFIX}{POWERED_OFF}"));
