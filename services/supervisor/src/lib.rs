@@ -42,10 +42,10 @@ pub const MAX_HELD: usize = 1 + elfload::MAX_SEGMENTS + 4 + 2 + MAX_IO_RANGES + 
 /// The supervisor's own capabilities to services (badge 1): the console,
 /// the scheduler and the broker.
 pub const MAX_SERVICE_CAPS: usize = 4;
-/// Slots of what the supervisor makes once: its fault endpoint, the
-/// manifest's endpoints, a scheduling context and a broker notification
-/// per task but itself, and its capabilities to services.
-pub const SHARED_SLOTS: usize = 1 + MAX_ENDPOINTS + 2 * (MAX_TASKS - 1) + MAX_SERVICE_CAPS;
+/// Slots of what the supervisor makes once: its fault and nap endpoints,
+/// the manifest's endpoints, a scheduling context and a broker
+/// notification per task but itself, and its capabilities to services.
+pub const SHARED_SLOTS: usize = 2 + MAX_ENDPOINTS + 2 * (MAX_TASKS - 1) + MAX_SERVICE_CAPS;
 /// Slots the supervisor hands out: everything it holds with every task
 /// running at its most.
 pub const SLOTS: usize = SHARED_SLOTS + (MAX_TASKS - 1) * MAX_HELD;
@@ -284,11 +284,16 @@ impl<const N: usize> Slots<N> {
 
 /// Restart policy for a crashing task: wait 10 ticks, then twice as long
 /// after every further crash (capped at 640), and give up after
-/// [`Backoff::MAX_RESTARTS`] restarts, so a crash loop cannot starve the
-/// system.
+/// [`Backoff::MAX_RESTARTS`] restarts in a row, so a crash loop cannot
+/// starve the system. A run that lasted [`Backoff::healthy_after`] counts
+/// as healthy: the crash that ends it starts the back-off afresh, so a
+/// service that fails now and then over months is always restarted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backoff {
+    /// Restarts since the last healthy run.
     restarts: u32,
+    /// Restarts in all.
+    total: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,22 +307,50 @@ impl Backoff {
     pub const MAX_RESTARTS: u32 = 5;
     pub const FIRST_DELAY: u64 = 10;
     pub const MAX_DELAY: u64 = 640;
+    /// The shortest run that counts as healthy, in ticks.
+    pub const HEALTHY_MIN: u64 = 50;
 
-    /// Called when the task crashed; says what to do.
-    pub fn on_crash(&mut self, policy: Restart) -> Decision {
+    /// The delay before restart `n` (0 the first) in a row.
+    const fn delay(n: u32) -> u64 {
+        let shift = if n < 16 { n } else { 16 };
+        let d = Self::FIRST_DELAY << shift;
+        if d < Self::MAX_DELAY { d } else { Self::MAX_DELAY }
+    }
+
+    /// How many ticks a run must last to count as healthy after `restarts`
+    /// restarts in a row: four times the last delay, at least
+    /// [`HEALTHY_MIN`](Self::HEALTHY_MIN).
+    pub const fn healthy_after(restarts: u32) -> u64 {
+        let last = if restarts == 0 { 0 } else { 4 * Self::delay(restarts - 1) };
+        if last > Self::HEALTHY_MIN { last } else { Self::HEALTHY_MIN }
+    }
+
+    /// Called when the task crashed after running `ran` ticks since its
+    /// last start; says what to do.
+    pub fn on_crash(&mut self, policy: Restart, ran: u64) -> Decision {
         if policy == Restart::Never {
             return Decision::Never;
+        }
+        if ran >= Self::healthy_after(self.restarts) {
+            self.restarts = 0;
         }
         if self.restarts >= Self::MAX_RESTARTS {
             return Decision::GiveUp { restarts: self.restarts };
         }
-        let delay = (Self::FIRST_DELAY << self.restarts.min(16)).min(Self::MAX_DELAY);
+        let delay = Self::delay(self.restarts);
         self.restarts += 1;
+        self.total += 1;
         Decision::RestartAfter(delay)
     }
 
+    /// Restarts in a row (since its last healthy run).
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    /// Restarts in all.
+    pub fn total(&self) -> u32 {
+        self.total
     }
 }
 

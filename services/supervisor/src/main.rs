@@ -26,6 +26,7 @@ mod task {
     };
     use sysimage::SystemImage;
     use sysimage::manifest::{Party, TaskIndex};
+    use tessera_idl::CallError;
     use tessera_rt::log::Sink;
     use tessera_rt::memory::Window;
     use tessera_rt::{Operation, caps, invoke, println as log, recv_timeout, untyped};
@@ -53,7 +54,32 @@ mod task {
         backoff: Backoff,
         /// Clock value at which a restart is due.
         restart_at: Option<u64>,
+        /// Clock value of its last start.
+        started_at: u64,
+        /// Clock value at which fault injection kills it (`kill_every_ms`).
+        kill_at: Option<u64>,
+        /// Kills so far.
+        kills: u32,
+        /// What the console and the scheduler are still to be told of it
+        /// ([`Untold`]): a call the server was not ready for is tried again.
+        untold: u8,
     }
+
+    /// What a service is told of a task that started ([`Running::untold`]).
+    struct Untold;
+    impl Untold {
+        /// Its name, on the console.
+        const CONSOLE: u8 = 1;
+        /// Its badge and name, at the scheduler; the scheduler's own bit
+        /// means every running task and partition.
+        const SCHEDULER: u8 = 2;
+    }
+
+    /// How soon a call a service was not ready for is tried again (ticks).
+    const RETRY_TICKS: u64 = 2;
+    /// Tries at telling a server of a task, a tick apart, before the rest
+    /// waits for the next retry.
+    const PATIENCE: u32 = 5;
 
     struct Supervisor<'a> {
         task: CapSlot,
@@ -62,6 +88,9 @@ mod task {
         interrupts: CapSlot,
         bootfs: CapSlot,
         fault: CapSlot,
+        /// An endpoint nobody sends to: receiving on it with a timeout
+        /// sleeps ([`Supervisor::tell`]).
+        nap: CapSlot,
         /// The supervisor's badged capabilities to services, once made.
         service_caps: heapless::Vec<(usize, CapSlot), MAX_SERVICE_CAPS>,
         image: SystemImage<'a>,
@@ -125,6 +154,8 @@ mod task {
         let fault = slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
         untyped::retype(untyped, ObjectType::ENDPOINT, fault, 0)
             .unwrap_or_else(|e| fatal("create the fault endpoint", e));
+        let nap = slots.take().unwrap_or_else(|| fatal("find a slot", ErrorCode::OUT_OF_MEMORY));
+        untyped::retype(untyped, ObjectType::ENDPOINT, nap, 0).unwrap_or_else(|e| fatal("create the nap endpoint", e));
         let mut s = Supervisor {
             task,
             untyped,
@@ -132,6 +163,7 @@ mod task {
             interrupts: need("interrupts", ObjectType::INTERRUPT),
             bootfs,
             fault,
+            nap,
             service_caps: heapless::Vec::new(),
             image,
             slots,
@@ -266,57 +298,140 @@ mod task {
                 layout::STARTUP,
             ];
             invoke(thread, Operation::THREAD_CONFIGURE, &args)?;
+            // Named on the console before its first line; the scheduler
+            // hears of it once it runs (the scheduler's own start tells
+            // it of every running task).
+            self.tasks[usize::from(index.0)].untold = Untold::CONSOLE | Untold::SCHEDULER;
+            self.tell_of(index, Untold::CONSOLE);
             invoke(thread, Operation::THREAD_START, &[])?;
-            self.name_on_console(index, name);
-            self.register_with_scheduler(index);
+            self.tell_of(index, Untold::SCHEDULER);
+            if Some(index) == self.server_of(console_api::ENDPOINT) {
+                // A console (re)started knows no names: every task's again.
+                for i in 1..self.image.manifest.tasks.len() {
+                    if i != usize::from(index.0) && self.running(TaskIndex(i as u8)) {
+                        self.tasks[i].untold |= Untold::CONSOLE;
+                        self.tell(TaskIndex(i as u8));
+                    }
+                }
+            }
             self.declare_to_broker(index);
             log!("started {name}: ring 3, priority {priority}, caps: {listing}");
+            let t = &self.image.manifest.tasks[usize::from(index.0)];
+            let (kill_every, limit) = (u64::from(t.kill_every_ms), u32::from(t.kill_limit));
+            let running = &mut self.tasks[usize::from(index.0)];
+            running.started_at = tessera_rt::ticks();
+            let more = limit == 0 || running.kills < limit;
+            running.kill_at = (kill_every != 0 && more)
+                .then(|| running.started_at + (kill_every * abi::TICK_HZ).div_ceil(1000).max(1));
             Ok(())
+        }
+
+        /// The task serving endpoint `name`, if any.
+        fn server_of(&self, name: &str) -> Option<TaskIndex> {
+            self.image.manifest.endpoints.iter().find(|e| e.name == name).map(|e| e.server)
+        }
+
+        /// Whether task `index` runs (started, not torn down since).
+        fn running(&self, index: TaskIndex) -> bool {
+            index.0 != 0 && self.tasks.get(usize::from(index.0)).is_some_and(|r| !r.held.is_empty())
+        }
+
+        /// Tells the console and the scheduler what they are still to hear
+        /// of task `index` (its [`Untold`] bits). The supervisor never waits
+        /// on a server, which it may have to restart itself: a call the
+        /// server is not ready for (WOULD_BLOCK) stays untold and is tried
+        /// again within [`RETRY_TICKS`]; one to a server that is not running
+        /// is dropped (its start tells it everything).
+        fn tell(&mut self, index: TaskIndex) {
+            self.tell_of(index, Untold::CONSOLE | Untold::SCHEDULER);
+        }
+
+        /// [`tell`](Self::tell), of the `which` bits only.
+        fn tell_of(&mut self, index: TaskIndex, which: u8) {
+            let i = usize::from(index.0);
+            // Each is asked a few times a tick apart (a server just started
+            // gets to its receive): a task's lines carry its name, and the
+            // scheduler knows it before it calls.
+            for bit in [Untold::CONSOLE, Untold::SCHEDULER].into_iter().filter(|b| which & b != 0) {
+                for _ in 0..PATIENCE {
+                    if self.tasks[i].untold & bit == 0 {
+                        break;
+                    }
+                    let told = if bit == Untold::CONSOLE {
+                        self.name_on_console(index)
+                    } else {
+                        self.register_with_scheduler(index)
+                    };
+                    if told == Err(ErrorCode::WOULD_BLOCK) {
+                        let _ = recv_timeout(self.nap, 1);
+                    } else {
+                        self.tasks[i].untold &= !bit;
+                    }
+                }
+            }
         }
 
         /// Tells the console which name lines from this task's badge carry.
         /// The supervisor's own console capability (badge 1, the only one
         /// the console accepts this from) is made when first needed.
-        fn name_on_console(&mut self, index: TaskIndex, name: &str) {
-            let Some(console) = self.supervisor_cap(console_api::ENDPOINT) else { return };
-            let client = console_api::Client::new(tessera_rt::Kernel, console);
-            if let Err(e) = client.name_client(badge_of(index), name.as_bytes()) {
-                log!("cannot name {name} on the console: {e:?}");
+        fn name_on_console(&mut self, index: TaskIndex) -> Result<(), ErrorCode> {
+            if !self.server_of(console_api::ENDPOINT).is_some_and(|c| self.running(c)) {
+                return Ok(());
             }
+            let Some(console) = self.supervisor_cap(console_api::ENDPOINT) else { return Ok(()) };
+            let name = self.image.manifest.tasks[usize::from(index.0)].name;
+            let client = console_api::Client::new(tessera_rt::NoWait, console);
+            match client.name_client(badge_of(index), name.as_bytes()) {
+                Err(CallError::Kernel(ErrorCode::WOULD_BLOCK)) => return Err(ErrorCode::WOULD_BLOCK),
+                Err(e) => log!("cannot name {name} on the console: {e:?}"),
+                Ok(Err(e)) => log!("cannot name {name} on the console: {e:?}"),
+                Ok(Ok(())) => {}
+            }
+            Ok(())
         }
 
         /// Tells the scheduler which task a badge is, so its `set_priority`
         /// can reach the task's scheduling context. Tasks that started before
         /// the scheduler are registered when it starts, and so is which VID
         /// runs each partition.
-        fn register_with_scheduler(&mut self, index: TaskIndex) {
+        fn register_with_scheduler(&mut self, index: TaskIndex) -> Result<(), ErrorCode> {
             let tasks = &self.image.manifest.tasks;
-            let Some(scheduler) = tasks.iter().position(|t| t.name == supervisor::SCHEDULER_TASK) else { return };
-            let started = |i: usize| i != 0 && !self.tasks[i].held.is_empty();
+            let Some(scheduler) = tasks.iter().position(|t| t.name == supervisor::SCHEDULER_TASK) else {
+                return Ok(());
+            };
+            let started = |i: usize| self.running(TaskIndex(i as u8));
             let which: heapless::Vec<usize, { sysimage::manifest::MAX_TASKS }> = if usize::from(index.0) == scheduler {
                 (1..tasks.len()).filter(|&i| started(i)).collect()
             } else if started(scheduler) {
                 core::iter::once(usize::from(index.0)).collect()
             } else {
-                return;
+                return Ok(());
             };
-            let Some(endpoint) = self.supervisor_cap(scheduler_api::ENDPOINT) else { return };
-            let client = scheduler_api::Client::new(tessera_rt::Kernel, endpoint);
+            let Some(endpoint) = self.supervisor_cap(scheduler_api::ENDPOINT) else { return Ok(()) };
+            let client = scheduler_api::Client::new(tessera_rt::NoWait, endpoint);
+            let busy = |e: &CallError| *e == CallError::Kernel(ErrorCode::WOULD_BLOCK);
             for i in which {
                 let name = self.image.manifest.tasks[i].name;
-                if let Err(e) = client.register_task(badge_of(TaskIndex(i as u8)), name.as_bytes()) {
-                    log!("cannot register {name} with the scheduler: {e:?}");
+                match client.register_task(badge_of(TaskIndex(i as u8)), name.as_bytes()) {
+                    Err(e) if busy(&e) => return Err(ErrorCode::WOULD_BLOCK),
+                    Err(e) => log!("cannot register {name} with the scheduler: {e:?}"),
+                    Ok(Err(e)) => log!("cannot register {name} with the scheduler: {e:?}"),
+                    Ok(Ok(())) => {}
                 }
             }
             // Which VID may attach each partition's VPs (classic parameters
             // at run time), told once the scheduler starts.
             if usize::from(index.0) == scheduler {
                 for p in &self.image.manifest.partitions {
-                    if let Err(e) = client.register_partition(badge_of(p.vid), p.name.as_bytes()) {
-                        log!("cannot register partition {} with the scheduler: {e:?}", p.name);
+                    match client.register_partition(badge_of(p.vid), p.name.as_bytes()) {
+                        Err(e) if busy(&e) => return Err(ErrorCode::WOULD_BLOCK),
+                        Err(e) => log!("cannot register partition {} with the scheduler: {e:?}", p.name),
+                        Ok(Err(e)) => log!("cannot register partition {} with the scheduler: {e:?}", p.name),
+                        Ok(Ok(())) => {}
                     }
                 }
             }
+            Ok(())
         }
 
         /// When the broker (re)starts, tells it which VID runs each partition
@@ -516,6 +631,7 @@ mod task {
         /// its partitions stay, charged to the supervisor's pool.
         fn release(&mut self, index: TaskIndex) {
             let running = &mut self.tasks[usize::from(index.0)];
+            running.untold = 0;
             let (held, spared) = (core::mem::take(&mut running.held), running.spared.take());
             for slot in held.iter().rev() {
                 if Some(*slot) != spared {
@@ -529,9 +645,16 @@ mod task {
         fn crashed(&mut self, index: TaskIndex) {
             let task = &self.image.manifest.tasks[usize::from(index.0)];
             let running = &mut self.tasks[usize::from(index.0)];
-            match running.backoff.on_crash(task.restart) {
+            running.kill_at = None;
+            let ran = tessera_rt::ticks().saturating_sub(running.started_at);
+            match running.backoff.on_crash(task.restart, ran) {
                 Decision::RestartAfter(delay) => {
-                    log!("restarting {} in {delay} ticks (restart {})", task.name, running.backoff.restarts());
+                    let (row, total) = (running.backoff.restarts(), running.backoff.total());
+                    if total == row {
+                        log!("restarting {} in {delay} ticks (restart {row})", task.name);
+                    } else {
+                        log!("restarting {} in {delay} ticks (restart {row} in a row, {total} in all)", task.name);
+                    }
                     running.restart_at = Some(tessera_rt::ticks() + delay);
                 }
                 Decision::GiveUp { restarts } => {
@@ -544,7 +667,8 @@ mod task {
         /// Receives fault reports and runs due restarts, forever.
         fn serve_faults(mut self) -> ! {
             loop {
-                let next = self.tasks.iter().filter_map(|t| t.restart_at).min();
+                let retry = self.tasks.iter().any(|t| t.untold != 0).then(|| tessera_rt::ticks() + RETRY_TICKS);
+                let next = self.tasks.iter().flat_map(|t| [t.restart_at, t.kill_at]).chain([retry]).flatten().min();
                 let wait = next.map_or(FOREVER, |at| at.saturating_sub(tessera_rt::ticks()).max(1));
                 match recv_timeout(self.fault, wait) {
                     Ok(received) => self.on_fault(received.badge.0, received.message.words()),
@@ -553,12 +677,29 @@ mod task {
                 }
                 let now = tessera_rt::ticks();
                 for i in 0..self.image.manifest.tasks.len() {
+                    if self.tasks[i].kill_at.is_some_and(|at| at <= now) {
+                        self.kill(TaskIndex(i as u8));
+                    }
+                    if self.tasks[i].untold != 0 {
+                        self.tell(TaskIndex(i as u8));
+                    }
                     if self.tasks[i].restart_at.is_some_and(|at| at <= now) {
                         self.tasks[i].restart_at = None;
                         self.start_or_report(TaskIndex(i as u8));
                     }
                 }
             }
+        }
+
+        /// Fault injection (`kill_every_ms`): ends the task as a crash would.
+        fn kill(&mut self, index: TaskIndex) {
+            let running = &mut self.tasks[usize::from(index.0)];
+            running.kills += 1;
+            let (kills, ran) = (running.kills, tessera_rt::ticks().saturating_sub(running.started_at));
+            let name = self.image.manifest.tasks[usize::from(index.0)].name;
+            log!("fault injection: killing {name} after {ran} ticks (kill {kills})");
+            self.release(index);
+            self.crashed(index);
         }
 
         fn on_fault(&mut self, badge: u64, words: &[u64]) {

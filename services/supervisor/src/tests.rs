@@ -128,10 +128,30 @@ fn slots_are_reused_and_bounded() {
 #[test]
 fn backoff_doubles_then_gives_up() {
     let mut b = Backoff::default();
-    let delays: Vec<_> = (0..Backoff::MAX_RESTARTS).map(|_| b.on_crash(Restart::Always)).collect();
+    let delays: Vec<_> = (0..Backoff::MAX_RESTARTS).map(|_| b.on_crash(Restart::Always, 1)).collect();
     assert_eq!(delays, [10, 20, 40, 80, 160].map(Decision::RestartAfter).to_vec());
-    assert_eq!(b.on_crash(Restart::Always), Decision::GiveUp { restarts: 5 });
-    assert_eq!(Backoff::default().on_crash(Restart::Never), Decision::Never);
+    assert_eq!(b.on_crash(Restart::Always, 1), Decision::GiveUp { restarts: 5 });
+    assert_eq!(Backoff::default().on_crash(Restart::Never, 1), Decision::Never);
+}
+
+#[test]
+fn a_healthy_run_starts_the_backoff_afresh() {
+    let mut b = Backoff::default();
+    // Crashes at start twice (10, 20), then a run of four times the last
+    // delay (80 ticks) is healthy: the next restart waits 10 again.
+    assert_eq!(b.on_crash(Restart::Always, 1), Decision::RestartAfter(10));
+    assert_eq!(b.on_crash(Restart::Always, 1), Decision::RestartAfter(20));
+    assert_eq!(b.on_crash(Restart::Always, 79), Decision::RestartAfter(40), "79 ticks: not yet healthy");
+    assert_eq!(b.on_crash(Restart::Always, 4 * 40), Decision::RestartAfter(10), "healthy");
+    assert_eq!((b.restarts(), b.total()), (1, 4));
+    // Killed every 100 ticks, 100 times: always restarted, never given up.
+    let mut k = Backoff::default();
+    for _ in 0..100 {
+        assert_eq!(k.on_crash(Restart::Always, 100), Decision::RestartAfter(10));
+    }
+    assert_eq!(k.total(), 100);
+    assert_eq!(Backoff::healthy_after(0), Backoff::HEALTHY_MIN);
+    assert_eq!(Backoff::healthy_after(5), 4 * 160);
 }
 
 #[test]
@@ -487,7 +507,7 @@ fn the_longest_names_fit() {
 #[test]
 fn the_slot_budget_covers_every_task_at_its_most() {
     assert_eq!(MAX_HELD, 29);
-    assert_eq!(SLOTS, 1 + 32 + 15 + 15 + MAX_SERVICE_CAPS + 15 * MAX_HELD);
+    assert_eq!(SLOTS, 2 + 32 + 15 + 15 + MAX_SERVICE_CAPS + 15 * MAX_HELD);
     assert!(ROOT_NAMED_SLOTS + SLOTS <= abi::limits::ROOT_CSPACE_SLOTS as usize);
     let mut slots = Slots::<SLOTS>::new(ROOT_NAMED_SLOTS as u32);
     for _ in 0..SLOTS {

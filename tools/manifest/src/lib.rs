@@ -135,6 +135,10 @@ pub struct Task {
     /// The CPU the supervisor puts its scheduling context on (0: the boot
     /// CPU; it stays there if the machine has no such CPU).
     pub cpu: u8,
+    /// Fault injection: killed this many milliseconds after each start (0: never).
+    pub kill_every_ms: u32,
+    /// Kills at most (0: no limit).
+    pub kill_limit: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +188,8 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
             untyped: t.untyped,
             objects: t.objects,
             cpu: t.cpu,
+            kill_every_ms: t.kill_every_ms,
+            kill_limit: t.kill_limit,
         };
         for &e in &t.serves {
             task.serves.push(compiled::EndpointIndex(index(e)?)).map_err(|_| over("serves"))?;

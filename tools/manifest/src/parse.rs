@@ -11,9 +11,9 @@ use std::path::Path;
 use sysimage::manifest as compiled;
 use sysimage::manifest::{
     DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_CPUS, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI,
-    MAX_INTERRUPTS, MAX_IO_RANGES, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS, MAX_PARTITIONS_PER_VID,
-    MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS, MIN_PARTITION_MEMORY, PARTITION_MANAGER,
-    partition_overhead, valid_cmdline,
+    MAX_INTERRUPTS, MAX_IO_RANGES, MAX_KILL_EVERY_MS, MAX_MODULES, MAX_PARTITION_MEMORY, MAX_PARTITIONS,
+    MAX_PARTITIONS_PER_VID, MAX_SERVES, MAX_TASK_MEMORY, MAX_TASKS, MAX_UNTYPED, MAX_USES, MAX_VCPUS,
+    MIN_PARTITION_MEMORY, PARTITION_MANAGER, partition_overhead, valid_cmdline,
 };
 use sysimage::{
     CpuidMask, Devices, Enlightenment, Enlightenments, IoPortRange, MANIFEST_FILE, MAX_NAME_LEN, OnReset, PAGE_SIZE,
@@ -132,6 +132,10 @@ struct TaskToml {
     untyped: Option<RawSize>,
     /// Kernel objects it may make from it, by kind (`abi::EntryKind` names).
     objects: Option<IndexMap<String, i64>>,
+    /// Fault injection: the supervisor kills it this long after each start.
+    kill_every_ms: Option<i64>,
+    /// At most this many kills (none: no limit).
+    kill_limit: Option<i64>,
     /// The CPU its scheduling context is put on (index, 0 the boot CPU).
     cpu: Option<i64>,
 }
@@ -278,6 +282,8 @@ struct Draft<'t> {
     /// As written (`None`: the default).
     objects: Option<Entries>,
     cpu: u8,
+    kill_every_ms: u32,
+    kill_limit: u16,
 }
 
 fn check_size(task: &str, field: &str, raw: &RawSize, errors: &mut Vec<Error>) -> Option<u64> {
@@ -347,6 +353,28 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
         }
         Some(n) => u8::try_from(n).ok().filter(|&c| c < MAX_CPUS).unwrap_or_else(|| {
             err(e, "cpu", format!("{n} is out of range (0..={}, 0 is the boot CPU)", MAX_CPUS - 1));
+            0
+        }),
+    };
+    let kill_every_ms = match t.kill_every_ms {
+        None => 0,
+        Some(_) if t.supervisor => {
+            err(e, "kill_every_ms", "nothing restarts the supervisor (remove kill_every_ms)".into());
+            0
+        }
+        Some(ms) => u32::try_from(ms).ok().filter(|&m| (1..=MAX_KILL_EVERY_MS).contains(&m)).unwrap_or_else(|| {
+            err(e, "kill_every_ms", format!("{ms} is out of range (1..={MAX_KILL_EVERY_MS} milliseconds)"));
+            0
+        }),
+    };
+    let kill_limit = match t.kill_limit {
+        None => 0,
+        Some(_) if t.kill_every_ms.is_none() => {
+            err(e, "kill_limit", "it limits kill_every_ms, which is not set".into());
+            0
+        }
+        Some(n) => u16::try_from(n).ok().filter(|&n| n >= 1).unwrap_or_else(|| {
+            err(e, "kill_limit", format!("{n} is out of range (1..={})", u16::MAX));
             0
         }),
     };
@@ -421,6 +449,8 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
         untyped,
         objects,
         cpu,
+        kill_every_ms,
+        kill_limit,
     }
 }
 
@@ -1541,6 +1571,8 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
                 untyped: d.untyped,
                 objects: Entries::NONE, // set by `grant_objects`
                 cpu: d.cpu,
+                kill_every_ms: d.kill_every_ms,
+                kill_limit: d.kill_limit,
             }
         })
         .collect();

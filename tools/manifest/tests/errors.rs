@@ -43,7 +43,8 @@ fn unknown_task_field() {
     assert_errors(
         &text,
         &["test.toml:14:1: unknown field `prio`, expected one of `binary`, `priority`, `memory`, `stack`, \
-           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts`, `untyped`, `objects`, `cpu` (in `prio = 3`)"],
+           `supervisor`, `restart`, `serves`, `uses`, `io_ports`, `interrupts`, `untyped`, `objects`, `kill_every_ms`, \
+           `kill_limit`, `cpu` (in `prio = 3`)"],
     );
 }
 
@@ -1789,4 +1790,12 @@ fn a_partition_holds_at_most_two_monitor_connections() {
            VID inspects each page)",
         ],
     );
+}
+
+#[test]
+fn kill_every_ms_out_of_range_or_on_the_supervisor() {
+    let text = system(&task("a", 1, "kill_every_ms = 0"));
+    assert_errors(&text, &["task \"a\": kill_every_ms: 0 is out of range (1..=3600000 milliseconds)"]);
+    let text = system(&task("a", 1, "kill_limit = 3"));
+    assert_errors(&text, &["task \"a\": kill_limit: it limits kill_every_ms, which is not set"]);
 }

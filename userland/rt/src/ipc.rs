@@ -292,6 +292,19 @@ impl Transport for Kernel {
     }
 }
 
+/// The kernel as a transport whose calls never wait for a receiver: one
+/// to a server that is not waiting at its endpoint (busy, or dead and not
+/// yet restarted) fails at once with WOULD_BLOCK. For the supervisor, which
+/// restarts the servers it calls and so must never wait on one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoWait;
+
+impl Transport for NoWait {
+    fn call(&self, endpoint: CapSlot, message: &mut Message) -> Result<(), ErrorCode> {
+        transfer(Sysnum::CALL, endpoint, message, &[], true, 0).map(drop)
+    }
+}
+
 impl Receiver for Kernel {
     fn recv(&self, endpoint: CapSlot, message: &mut Message) -> Result<Badge, ErrorCode> {
         recv_in_place(endpoint, message).map(|(badge, _)| badge)

@@ -58,8 +58,11 @@ use serde::{Deserialize, Serialize};
 /// parameters and `cpus`; 8: the root scheduler policy; 9: the core
 /// scheduler policy; 10: `connections`; 11: a partition's `devices`; 12:
 /// a connection's parties may be tasks; 13: a monitor connection's pages;
-/// 14: a partition's `on_reset`, `cpuid_mask` and `ignore_unknown_msrs`).
-pub const VERSION: u32 = 14;
+/// 14: a partition's `on_reset`, `cpuid_mask` and `ignore_unknown_msrs`;
+/// 15: a task's `kill_every_ms` and `kill_limit`).
+pub const VERSION: u32 = 15;
+/// The longest `kill_every_ms` a task may have: an hour.
+pub const MAX_KILL_EVERY_MS: u32 = 3_600_000;
 /// Most tasks in a system, supervisor included.
 pub const MAX_TASKS: usize = 16;
 /// Most endpoints in a system.
@@ -261,6 +264,12 @@ pub struct Task<'a> {
     /// below [`MAX_CPUS`]; always 0 for the supervisor, which the kernel
     /// starts on the boot CPU.
     pub cpu: u8,
+    /// Fault injection for tests: the supervisor kills the task (as if it
+    /// had crashed) this many milliseconds after each of its starts; 0:
+    /// never. Never the supervisor's, at most [`MAX_KILL_EVERY_MS`].
+    pub kill_every_ms: u32,
+    /// Kills at most, with `kill_every_ms` (0: no limit).
+    pub kill_limit: u16,
 }
 
 /// An [`Entries`] as its array of counts.

@@ -25,11 +25,12 @@ pub const KERNEL: Entries = Entries::NONE
     .with(EntryKind::Untyped, 1)
     .with(EntryKind::Memory, TASK_MEMORY_OBJECTS + 2);
 
-/// What the supervisor makes once: the manifest's `endpoints` and its own
-/// fault endpoint, and a notification for each of the `notified` tasks the
-/// broker tells of deliveries (`Manifest::notified_tasks`).
+/// What the supervisor makes once: the manifest's `endpoints`, its own
+/// fault endpoint and the one it naps on (nobody sends there), and a
+/// notification for each of the `notified` tasks the broker tells of
+/// deliveries (`Manifest::notified_tasks`).
 pub const fn shared(endpoints: usize, notified: usize) -> Entries {
-    Entries::NONE.with(EntryKind::Endpoint, endpoints as u16 + 1).with(EntryKind::Notification, notified as u16)
+    Entries::NONE.with(EntryKind::Endpoint, endpoints as u16 + 2).with(EntryKind::Notification, notified as u16)
 }
 
 /// What the supervisor makes for a task it starts: its task and thread,

@@ -26,6 +26,8 @@ fn task<'a>(name: &'a str, priority: u8) -> Task<'a> {
         untyped: 0,
         objects: abi::Entries::NONE,
         cpu: 0,
+        kill_every_ms: 0,
+        kill_limit: 0,
     }
 }
 

@@ -1,0 +1,72 @@
+//! Services that die and come back (issue #15): fault injection
+//! (`kill_every_ms`, `kill_limit` in `tests/manifests/recovery.toml`) kills
+//! the console five times and the scheduler six times while a two-VP
+//! partition runs a guest test suite through them. The supervisor restarts
+//! each (a healthy run starts its back-off afresh), the scheduler applies
+//! its policy again at each start, the console's output resumes with every
+//! task's name, and the guest finishes its suite. The kills overlap: the
+//! scheduler starts again while the console is down, when the supervisor
+//! must not wait on the dead console (it did: the system stopped there).
+
+mod common;
+
+use common::{Boot, Emulator, boot, manifest};
+
+const QEMU_TIMEOUT: u64 = 90;
+const CONSOLE_KILLS: usize = 5;
+const SCHEDULER_KILLS: usize = 6;
+
+fn lines_with<'a>(run: &'a Boot, needle: &'a str) -> impl Iterator<Item = (usize, &'a str)> + 'a {
+    run.serial.lines().enumerate().filter(move |(_, l)| l.contains(needle))
+}
+
+fn count(run: &Boot, needle: &str) -> usize {
+    lines_with(run, needle).count()
+}
+
+fn killed_and_restarted(run: &Boot, task: &str, kills: usize) {
+    for kill in 1..=kills {
+        run.assert_serial_contains(&format!("[supervisor] fault injection: killing {task} after "));
+        run.assert_serial_contains(&format!("(kill {kill})"));
+    }
+    let killed = count(run, &format!("fault injection: killing {task} "));
+    let started = count(run, &format!("[supervisor] started {task}: ring 3"));
+    if killed != kills || started != kills + 1 {
+        run.fail(&format!("{task}: {killed} kills and {started} starts, expected {kills} and {}", kills + 1));
+    }
+}
+
+#[test]
+fn qemu_killed_services_come_back_and_the_guest_runs_on() {
+    let m = manifest("recovery.toml");
+    let run =
+        boot("qemu_killed_services_come_back_and_the_guest_runs_on", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    killed_and_restarted(&run, "console", CONSOLE_KILLS);
+    killed_and_restarted(&run, "scheduler", SCHEDULER_KILLS);
+    // At least once the scheduler started while the console was down.
+    let console_kills: Vec<usize> = lines_with(&run, "fault injection: killing console ").map(|(i, _)| i).collect();
+    let console_starts: Vec<usize> = lines_with(&run, "[supervisor] started console: ").map(|(i, _)| i).collect();
+    let overlapped = lines_with(&run, "[supervisor] started scheduler: ").any(|(s, _)| {
+        console_kills.iter().any(|&k| k < s && console_starts.iter().find(|&&c| c > k).is_none_or(|&c| c > s))
+    });
+    if !overlapped {
+        run.fail("the scheduler never started while the console was down: the overlap was not exercised");
+    }
+    // Output resumes, named, after the console's last start: the guest's,
+    // and a scheduler started again applying its policy. (Lines a killed
+    // console was printing are lost; ones sent while it was down come out
+    // when it is back, some before their task is named again.)
+    let last_start = *console_starts.last().expect("the console started");
+    let after: Vec<&str> = run.serial.lines().skip(last_start + 1).collect();
+    if !after.iter().any(|l| l.starts_with("[vid] guest: ")) {
+        run.fail("no named line of the guest's after the console's last start");
+    }
+    if !after.iter().any(|l| l.starts_with("[scheduler] policy applied to ")) {
+        run.fail("no scheduler started after the console's last start applied its policy");
+    }
+    run.assert_serial_contains("[vid] guest: testkernel: done: 8 passed, 0 failed");
+    run.assert_serial_lacks("keeps crashing");
+    run.assert_serial_lacks("faulted");
+    run.assert_serial_lacks("[supervisor] cannot");
+    run.assert_halted(0);
+}
