@@ -1,12 +1,14 @@
 //! Services that die and come back (issue #15): fault injection
 //! (`kill_every_ms`, `kill_limit` in `tests/manifests/recovery.toml`) kills
-//! the console five times and the scheduler six times while a two-VP
-//! partition runs a guest test suite through them. The supervisor restarts
-//! each (a healthy run starts its back-off afresh), the scheduler applies
-//! its policy again at each start, the console's output resumes with every
-//! task's name, and the guest finishes its suite. The kills overlap: the
-//! scheduler starts again while the console is down, when the supervisor
-//! must not wait on the dead console (it did: the system stopped there).
+//! the console five times, the scheduler six times and the broker four
+//! times while a two-VP partition runs a guest test suite through them.
+//! The supervisor restarts each (a healthy run starts its back-off
+//! afresh), the scheduler applies its policy again at its starts, the
+//! broker hears of the partition again, the console's output resumes with
+//! every task's name, and the guest finishes its suite. The kills overlap:
+//! the scheduler starts again while the console is down, when the
+//! supervisor must not wait on a server it has to restart (it did: the
+//! system stopped there).
 
 mod common;
 
@@ -15,6 +17,7 @@ use common::{Boot, Emulator, boot, manifest};
 const QEMU_TIMEOUT: u64 = 90;
 const CONSOLE_KILLS: usize = 5;
 const SCHEDULER_KILLS: usize = 6;
+const BROKER_KILLS: usize = 4;
 
 fn lines_with<'a>(run: &'a Boot, needle: &'a str) -> impl Iterator<Item = (usize, &'a str)> + 'a {
     run.serial.lines().enumerate().filter(move |(_, l)| l.contains(needle))
@@ -43,6 +46,7 @@ fn qemu_killed_services_come_back_and_the_guest_runs_on() {
         boot("qemu_killed_services_come_back_and_the_guest_runs_on", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
     killed_and_restarted(&run, "console", CONSOLE_KILLS);
     killed_and_restarted(&run, "scheduler", SCHEDULER_KILLS);
+    killed_and_restarted(&run, "broker", BROKER_KILLS);
     // At least once the scheduler started while the console was down.
     let console_kills: Vec<usize> = lines_with(&run, "fault injection: killing console ").map(|(i, _)| i).collect();
     let console_starts: Vec<usize> = lines_with(&run, "[supervisor] started console: ").map(|(i, _)| i).collect();
@@ -68,5 +72,8 @@ fn qemu_killed_services_come_back_and_the_guest_runs_on() {
     run.assert_serial_lacks("keeps crashing");
     run.assert_serial_lacks("faulted");
     run.assert_serial_lacks("[supervisor] cannot");
+    // The broker, started again while the console was down (its first line
+    // waits for the console), held no one up; it heard of the partition.
+    run.assert_serial_lacks("to the broker:");
     run.assert_halted(0);
 }

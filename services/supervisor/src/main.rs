@@ -63,6 +63,9 @@ mod task {
         /// What the console and the scheduler are still to be told of it
         /// ([`Untold`]): a call the server was not ready for is tried again.
         untold: u8,
+        /// The broker's: the steps of the manifest's declarations it has
+        /// taken since its start (`declare_to_broker`).
+        broker_step: usize,
     }
 
     /// What a service is told of a task that started ([`Running::untold`]).
@@ -73,6 +76,8 @@ mod task {
         /// Its badge and name, at the scheduler; the scheduler's own bit
         /// means every running task and partition.
         const SCHEDULER: u8 = 2;
+        /// The broker's own: the manifest's partitions and connections.
+        const BROKER: u8 = 4;
     }
 
     /// How soon a call a service was not ready for is tried again (ticks).
@@ -80,6 +85,9 @@ mod task {
     /// Tries at telling a server of a task, a tick apart, before the rest
     /// waits for the next retry.
     const PATIENCE: u32 = 5;
+    /// How long a start waits for the servers started before it to have
+    /// been told everything (ticks).
+    const SETTLE_TICKS: u64 = 100;
 
     struct Supervisor<'a> {
         task: CapSlot,
@@ -225,6 +233,8 @@ mod task {
             if let Err(e) = self.start(index) {
                 let name = self.image.manifest.tasks[usize::from(index.0)].name;
                 log!("cannot start {name}: {e:?}");
+                // It never ran: no healthy run to start the back-off afresh.
+                self.tasks[usize::from(index.0)].started_at = tessera_rt::ticks();
                 self.release(index);
                 self.crashed(index);
             }
@@ -233,6 +243,10 @@ mod task {
         /// Builds a task from its binary: image, stack, memory, IPC buffer,
         /// capabilities, startup page, thread; then starts it.
         fn start(&mut self, index: TaskIndex) -> Result<(), ErrorCode> {
+            // The servers started before it know what they are to know
+            // first (the broker its partitions and connections before a
+            // VID runs), unless one takes longer than `SETTLE_TICKS`.
+            self.settle();
             let t = &self.image.manifest.tasks[usize::from(index.0)];
             let (name, priority, stack_size, memory_size) = (t.name, t.priority.0, t.stack, t.memory);
             let binary = self.image.binary(t).ok_or(ErrorCode::INVALID_ARGUMENT)?;
@@ -301,20 +315,29 @@ mod task {
             // Named on the console before its first line; the scheduler
             // hears of it once it runs (the scheduler's own start tells
             // it of every running task).
-            self.tasks[usize::from(index.0)].untold = Untold::CONSOLE | Untold::SCHEDULER;
-            self.tell_of(index, Untold::CONSOLE);
+            let console = Some(index) == self.server_of(console_api::ENDPOINT);
+            let running = &mut self.tasks[usize::from(index.0)];
+            (running.untold, running.broker_step) = (Untold::CONSOLE | Untold::SCHEDULER | Untold::BROKER, 0);
+            if !console {
+                self.tell_of(index, Untold::CONSOLE, PATIENCE);
+            }
             invoke(thread, Operation::THREAD_START, &[])?;
-            self.tell_of(index, Untold::SCHEDULER);
+            self.tell_of(index, Untold::CONSOLE | Untold::SCHEDULER | Untold::BROKER, PATIENCE);
             if Some(index) == self.server_of(console_api::ENDPOINT) {
                 // A console (re)started knows no names: every task's again.
+                // Patience for the first it names (the console gets to
+                // its receive); the rest wait for the fault loop's retry
+                // if the console is busy.
+                let mut patience = PATIENCE;
                 for i in 1..self.image.manifest.tasks.len() {
                     if i != usize::from(index.0) && self.running(TaskIndex(i as u8)) {
                         self.tasks[i].untold |= Untold::CONSOLE;
-                        self.tell(TaskIndex(i as u8));
+                        if self.tell_of(TaskIndex(i as u8), Untold::CONSOLE, patience) != 0 {
+                            patience = 1;
+                        }
                     }
                 }
             }
-            self.declare_to_broker(index);
             log!("started {name}: ring 3, priority {priority}, caps: {listing}");
             let t = &self.image.manifest.tasks[usize::from(index.0)];
             let (kill_every, limit) = (u64::from(t.kill_every_ms), u32::from(t.kill_limit));
@@ -343,32 +366,51 @@ mod task {
         /// again within [`RETRY_TICKS`]; one to a server that is not running
         /// is dropped (its start tells it everything).
         fn tell(&mut self, index: TaskIndex) {
-            self.tell_of(index, Untold::CONSOLE | Untold::SCHEDULER);
+            self.tell_of(index, Untold::CONSOLE | Untold::SCHEDULER | Untold::BROKER, 1);
         }
 
-        /// [`tell`](Self::tell), of the `which` bits only.
-        fn tell_of(&mut self, index: TaskIndex, which: u8) {
+        /// Tells every running task's untold bits, napping a tick between
+        /// rounds, until all are told or [`SETTLE_TICKS`] have passed.
+        fn settle(&mut self) {
+            let until = tessera_rt::ticks() + SETTLE_TICKS;
+            loop {
+                for i in 1..self.image.manifest.tasks.len() {
+                    if self.tasks[i].untold != 0 {
+                        self.tell(TaskIndex(i as u8));
+                    }
+                }
+                if self.tasks.iter().all(|t| t.untold == 0) || tessera_rt::ticks() >= until {
+                    return;
+                }
+                let _ = recv_timeout(self.nap, 1);
+            }
+        }
+
+        /// [`tell`](Self::tell), of the `which` bits only, each tried up to
+        /// `patience` times a tick apart; the bits still untold.
+        fn tell_of(&mut self, index: TaskIndex, which: u8, patience: u32) -> u8 {
             let i = usize::from(index.0);
             // Each is asked a few times a tick apart (a server just started
             // gets to its receive): a task's lines carry its name, and the
             // scheduler knows it before it calls.
-            for bit in [Untold::CONSOLE, Untold::SCHEDULER].into_iter().filter(|b| which & b != 0) {
-                for _ in 0..PATIENCE {
+            for bit in [Untold::CONSOLE, Untold::SCHEDULER, Untold::BROKER].into_iter().filter(|b| which & b != 0) {
+                for attempt in 0..patience {
                     if self.tasks[i].untold & bit == 0 {
                         break;
                     }
-                    let told = if bit == Untold::CONSOLE {
-                        self.name_on_console(index)
-                    } else {
-                        self.register_with_scheduler(index)
+                    let told = match bit {
+                        Untold::CONSOLE => self.name_on_console(index),
+                        Untold::SCHEDULER => self.register_with_scheduler(index),
+                        _ => self.declare_to_broker(index),
                     };
-                    if told == Err(ErrorCode::WOULD_BLOCK) {
-                        let _ = recv_timeout(self.nap, 1);
-                    } else {
+                    if told != Err(ErrorCode::WOULD_BLOCK) {
                         self.tasks[i].untold &= !bit;
+                    } else if attempt + 1 < patience {
+                        let _ = recv_timeout(self.nap, 1);
                     }
                 }
             }
+            self.tasks[i].untold & which
         }
 
         /// Tells the console which name lines from this task's badge carry.
@@ -438,44 +480,60 @@ mod task {
         /// and declares the manifest's connections (a port and a
         /// connection each). Only the supervisor may: the manifest is the
         /// policy of who may talk to whom.
-        fn declare_to_broker(&mut self, index: TaskIndex) {
-            if self.image.manifest.broker() != Some(index) {
-                return;
+        fn declare_to_broker(&mut self, index: TaskIndex) -> Result<(), ErrorCode> {
+            let i = usize::from(index.0);
+            if self.image.manifest.broker() != Some(index) || !self.running(index) {
+                return Ok(());
             }
-            let Some(endpoint) = self.supervisor_cap(broker_api::ENDPOINT) else { return };
-            let client = broker_api::Client::new(tessera_rt::Kernel, endpoint);
+            let Some(endpoint) = self.supervisor_cap(broker_api::ENDPOINT) else { return Ok(()) };
+            let client = broker_api::Client::new(tessera_rt::NoWait, endpoint);
             let manifest = &self.image.manifest;
-            for (k, p) in manifest.partitions.iter().enumerate() {
-                let result = client.register_partition(badge_of(p.vid), k as u64, u32::from(p.vcpus));
-                if let Some(e) = failure(result) {
-                    log!("cannot register partition {} with the broker: {e}", p.name);
+            let parties: heapless::Vec<TaskIndex, { sysimage::manifest::MAX_TASKS }> =
+                manifest.task_parties().collect();
+            let (partitions, tasks) = (manifest.partitions.len(), parties.len());
+            // One step each: the partitions, the task parties, then a port
+            // and its connection per connection. A step the broker was not
+            // ready for is where the next try begins.
+            let steps = partitions + tasks + 2 * manifest.connections.len();
+            while self.tasks[i].broker_step < steps {
+                let step = self.tasks[i].broker_step;
+                let (result, skip) = if step < partitions {
+                    let p = &manifest.partitions[step];
+                    let r = client.register_partition(badge_of(p.vid), step as u64, u32::from(p.vcpus));
+                    (r, 1)
+                } else if step < partitions + tasks {
+                    let t = parties[step - partitions];
+                    (client.register_partition(badge_of(t), broker_party(Party::Task(t)), 1), 1)
+                } else {
+                    let c = &manifest.connections[(step - partitions - tasks) / 2];
+                    let (from, to) = (broker_party(c.from), broker_party(c.to));
+                    if (step - partitions - tasks).is_multiple_of(2) {
+                        let port = client.create_port(
+                            to,
+                            c.port_id,
+                            from,
+                            c.port_type.tlfs(),
+                            u32::from(c.target_vp),
+                            u32::from(c.sint),
+                            u32::from(c.flag),
+                            u32::from(c.flag_count),
+                        );
+                        // Without its port, the connection is not declared.
+                        (port, 2)
+                    } else {
+                        (client.connect_port(from, c.connection_id, to, c.port_id), 1)
+                    }
+                };
+                if result == Err(CallError::Kernel(ErrorCode::WOULD_BLOCK)) {
+                    return Err(ErrorCode::WOULD_BLOCK);
                 }
-            }
-            // A task that is a party speaks for itself, with one VP.
-            for t in manifest.task_parties() {
-                let result = client.register_partition(badge_of(t), broker_party(Party::Task(t)), 1);
-                if let Some(e) = failure(result) {
-                    log!("cannot register task {} with the broker: {e}", manifest.tasks[usize::from(t.0)].name);
+                let failed = failure(result);
+                if let Some(e) = &failed {
+                    log!("cannot declare step {step} of {steps} to the broker: {e}");
                 }
+                self.tasks[i].broker_step = step + if failed.is_some() { skip } else { 1 };
             }
-            for (i, c) in manifest.connections.iter().enumerate() {
-                let (from, to) = (broker_party(c.from), broker_party(c.to));
-                let port = client.create_port(
-                    to,
-                    c.port_id,
-                    from,
-                    c.port_type.tlfs(),
-                    u32::from(c.target_vp),
-                    u32::from(c.sint),
-                    u32::from(c.flag),
-                    u32::from(c.flag_count),
-                );
-                let declared =
-                    failure(port).or_else(|| failure(client.connect_port(from, c.connection_id, to, c.port_id)));
-                if let Some(e) = declared {
-                    log!("cannot declare connection {i} to the broker: {e}");
-                }
-            }
+            Ok(())
         }
 
         /// The supervisor's own capability (badge 1) to a service endpoint,

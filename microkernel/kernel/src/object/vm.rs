@@ -238,6 +238,13 @@ impl Vcpu {
                     self.exception = Some(event);
                     true
                 }
+                // Nothing pending (an AP's start-up state after INIT): no
+                // event ring 0 held for it stays either.
+                Ok(None) => {
+                    (self.pending, self.exception, self.reinject) = (None, None, None);
+                    self.offered = false;
+                    true
+                }
                 Ok(event) => {
                     self.pending = event;
                     // Not what is offered, if anything is.
