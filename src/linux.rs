@@ -682,7 +682,8 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
     };
     as_partition(guest, &mut partition);
     let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("linux"));
-    let (manifest, _) = images::use_guest(images::default_manifest(), &partition, &dir).map_err(BootError::runner)?;
+    let (manifest, _, ram) =
+        images::use_guest(images::default_manifest(), &partition, &dir).map_err(BootError::runner)?;
     ui::note(format!("boot image: the default appliance plus partition \"guest\" ({})", manifest.display()));
     let boot = BootOptions {
         emulator: opts.emulator,
@@ -690,7 +691,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         timeout: Some(opts.run.timeout),
         smp: opts.smp,
         smp_threads: 1,
-        memory_mib: images::machine_mib(&partition),
+        memory_mib: images::machine_mib(ram),
         cmdline: String::new(),
         serial_log: Some(opts.run.serial_log.clone()),
         qemu_args: Vec::new(),

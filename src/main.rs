@@ -426,11 +426,14 @@ struct IsoArgs {
 
 /// Makes `base` (or the default appliance) plus `guest` the boot image of
 /// this run; false on error.
-fn choose_guest(base: Option<&std::path::Path>, guest: &images::Guest) -> bool {
+/// Makes `guest` a partition of `base` (or the default appliance) and that
+/// the boot image of this run; returns the guest RAM of all the image's
+/// partitions, or `None` on error.
+fn choose_guest(base: Option<&std::path::Path>, guest: &images::Guest) -> Option<u64> {
     let base = base.unwrap_or(images::default_manifest());
     let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("guest"));
     match images::use_guest(base, guest, &dir) {
-        Ok((manifest, image)) => {
+        Ok((manifest, image, ram)) => {
             ui::note(format!(
                 "guest {} as partition \"{}\" ({} MiB, {} vCPU): manifest {}, boot image {}",
                 guest.image.display(),
@@ -440,29 +443,31 @@ fn choose_guest(base: Option<&std::path::Path>, guest: &images::Guest) -> bool {
                 manifest.display(),
                 image.display()
             ));
-            true
+            Some(ram)
         }
         Err(e) => {
             ui::error(e);
-            false
+            None
         }
     }
 }
 
-/// Makes `manifest` (if given) the boot image of this run; false on error.
-fn choose_manifest(manifest: Option<&std::path::Path>) -> bool {
+/// Makes `manifest` (if given) the boot image of this run; returns the
+/// guest RAM of all its partitions (the default appliance has none), or
+/// `None` on error.
+fn choose_manifest(manifest: Option<&std::path::Path>) -> Option<u64> {
     let Some(manifest) = manifest else {
-        return true;
+        return Some(0);
     };
     let dir = workdir::tessera_dir().join("images").join(workdir::unique_name("manifest"));
     match images::use_manifest(manifest, &dir) {
-        Ok(path) => {
+        Ok((path, ram)) => {
             ui::note(format!("boot image from {}: {}", manifest.display(), path.display()));
-            true
+            Some(ram)
         }
         Err(e) => {
             ui::error(e);
-            false
+            None
         }
     }
 }
@@ -508,8 +513,6 @@ fn run_boot(args: BootArgs) -> i32 {
         ui::error("--firmware uefi needs --emulator qemu (Bochs boots with its own BIOS)");
         return EXIT_USAGE;
     }
-    // The machine holds the guest's RAM and the system beside it.
-    let mut machine_mib = args.memory;
     let chosen = match &args.guest {
         Some(image) => {
             let mut guest = images::Guest {
@@ -529,20 +532,23 @@ fn run_boot(args: BootArgs) -> i32 {
                     }
                 }
             }
-            let needed = images::machine_mib(&guest);
-            if machine_mib < needed {
-                ui::note(format!(
-                    "the machine gets {needed} MiB of memory: the guest's {} MiB and the system's",
-                    guest.memory_mib
-                ));
-                machine_mib = needed;
-            }
             choose_guest(args.manifest.as_deref(), &guest)
         }
         None => choose_manifest(args.manifest.as_deref()),
     };
-    if !chosen {
+    let Some(ram) = chosen else {
         return EXIT_USAGE;
+    };
+    // The machine holds the partitions' RAM and the system beside it.
+    let mut machine_mib = args.memory;
+    let needed = images::machine_mib(ram);
+    if machine_mib < needed {
+        ui::note(format!(
+            "the machine gets {needed} MiB of memory: the partitions' {} MiB of RAM and the system's {}",
+            ram >> 20,
+            images::SYSTEM_MIB
+        ));
+        machine_mib = needed;
     }
     let gdb = match args.gdb {
         None => None,
@@ -749,7 +755,7 @@ fn linux_run_options(args: LinuxRunArgs, prefix: &str) -> Option<linux::RunOptio
 }
 
 fn run_iso(args: IsoArgs) -> i32 {
-    if !choose_manifest(args.manifest.as_deref()) {
+    if choose_manifest(args.manifest.as_deref()).is_none() {
         return EXIT_USAGE;
     }
     if let Err(e) = deps::ensure(&[deps::ISO], "building an ISO") {

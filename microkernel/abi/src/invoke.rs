@@ -22,8 +22,12 @@ open_enum! {
         CAP_REVOKE = 0x04,
         /// Reply: MR0 object type, MR1 rights, MR2 badge, MR3 object size in
         /// bytes (an untyped: what is left of its pages); for an untyped,
-        /// MR4.. its entries left ([`crate::Entries`] words, so
-        /// [`IDENTIFY_UNTYPED_WORDS`] in all, through the IPC buffer).
+        /// MR4.. its entries left ([`crate::Entries`] words), then the
+        /// bytes free in the kernel's frame pool, machine-wide (a quota
+        /// is a claim on that pool, which may hold less at the moment:
+        /// what a holder sizing a large object, such as guest RAM, wants
+        /// to know), so [`IDENTIFY_UNTYPED_WORDS`] in all, through the IPC
+        /// buffer.
         CAP_IDENTIFY = 0x05,
 
         // ---- Untyped memory (CONTROL) ----
@@ -197,8 +201,10 @@ open_enum! {
 /// then its entry quota.
 pub const RETYPE_POOL_WORDS: usize = 3 + crate::EntryKind::COUNT;
 /// Words of `CAP_IDENTIFY`'s reply for an untyped: type, rights, badge,
-/// bytes left, then its entries left.
-pub const IDENTIFY_UNTYPED_WORDS: usize = 4 + crate::EntryKind::COUNT;
+/// bytes left, its entries left, then the bytes free in the kernel's pool.
+pub const IDENTIFY_UNTYPED_WORDS: usize = 5 + crate::EntryKind::COUNT;
+// It travels in one message.
+const _: () = assert!(IDENTIFY_UNTYPED_WORDS <= crate::MAX_MESSAGE_WORDS);
 
 /// Highest priority a scheduling context can have.
 pub const MAX_PRIORITY: u64 = 31;

@@ -24,6 +24,17 @@ pub const MAX_VP_REGISTERS: usize = 20;
 /// `memory` and `stack`, and the root task's in the boot image's header.
 pub const MAX_TASK_MEMORY: u64 = 1 << 30;
 
+/// Runs of physically contiguous frames one memory object is made of, at
+/// most. The kernel builds a memory object of any size from its frame
+/// pool's free blocks, largest first (each run a power of two of pages,
+/// aligned to its size), so an object of N pages costs N frames and needs
+/// no contiguous free memory; a retype that would take more runs than this
+/// (free memory in more, smaller pieces) is `OUT_OF_MEMORY`. 32 runs
+/// cover the largest partition RAM (3 GiB, two runs unfragmented) through
+/// a great deal of fragmentation, at 16 bytes a run in every entry of the
+/// memory-object table ([`tables::MEMORY_OBJECTS`]).
+pub const MEMORY_RUNS: usize = 32;
+
 /// Interrupt lines (GSIs `0..GSIS`) the kernel routes to tasks: the root
 /// task's `interrupts` capability covers them, and a manifest may name no
 /// other. A line must also exist on the machine's I/O APICs (24 on QEMU

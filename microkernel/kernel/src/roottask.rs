@@ -15,6 +15,7 @@ use abi::{CapSlot, ObjectType, Rights};
 use bootinfo::BootInfo;
 use core::fmt;
 use kerncore::cap::{Capability, ObjRef};
+use kerncore::frames::{Frames, Runs};
 use kerncore::paging::PAGE_SIZE;
 use kerncore::sched::{Ceiling, Priority, SchedParams};
 use platform::println;
@@ -78,8 +79,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     // The program image, segment by segment, with its own rights.
     for segment in &elf.segments {
         let mem = k.create_memory(segment.pages)?;
-        let phys = k.memory[mem as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
-        memory::write_phys(phys + segment.offset_in_page, segment.data);
+        write_memory(k, mem, segment.offset_in_page, segment.data)?;
         let rights = Rights::new().with_read(true).with_write(segment.writable).with_execute(segment.executable);
         map(k, task, mem, segment.start, rights)?;
         grant(k, &mut startup, "image", ObjRef { kind: ObjectType::MEMORY, index: mem }, rights)?;
@@ -108,8 +108,8 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     // manifest and the other binaries.
     let bootfs_pages = (module.end - module.start).div_ceil(PAGE_SIZE);
     let bootfs = free_memory_slot(k)?;
-    k.memory[bootfs] =
-        Some(MemoryObject { phys: module.start, pages: bootfs_pages, frames: None, mappings: heapless::Vec::new() });
+    let runs = Runs::single(Frames::reclaim(module.start, bootfs_pages as usize));
+    k.memory[bootfs] = Some(MemoryObject { runs, owned: false, mappings: heapless::Vec::new() });
     let read = Rights::new().with_read(true);
     grant(k, &mut startup, "bootfs", ObjRef { kind: ObjectType::MEMORY, index: bootfs as u32 }, read)?;
 
@@ -147,14 +147,13 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     grant(k, &mut startup, "sched", ObjRef { kind: ObjectType::SCHED_CONTEXT, index: sc as u32 }, Rights::ALL)?;
 
     // The startup page goes last, once it lists every capability.
-    let page_phys = k.memory[page as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
     map(k, task, page, layout::STARTUP, read)?;
     grant(k, &mut startup, "startup", ObjRef { kind: ObjectType::MEMORY, index: page }, read)?;
     let mut image = [0u8; PAGE_SIZE as usize];
     startup.write_to(&mut image).ok_or(Error::Map)?;
-    memory::write_phys(page_phys, &image);
+    write_memory(k, page, 0, &image)?;
 
-    let ipc_phys = k.memory[ipc as usize].as_ref().map(|m| m.phys).ok_or(Error::Map)?;
+    let ipc_phys = k.memory[ipc as usize].as_ref().and_then(|m| m.runs.phys(0)).ok_or(Error::Map)?.0;
     k.threads[usize::from(thread.0)] = Thread {
         context: crate::arch::entry::user_frame(elf.entry, layout::STACK_TOP, layout::STARTUP),
         alive: true,
@@ -177,17 +176,35 @@ fn free_memory_slot(k: &Kernel) -> Result<usize, Error> {
     k.memory.iter().position(Option::is_none).ok_or(Error::Object(abi::ErrorCode::OUT_OF_MEMORY))
 }
 
+/// Writes `data` into memory object `mem` from byte `offset`, run by run.
+fn write_memory(k: &Kernel, mem: u32, offset: u64, data: &[u8]) -> Result<(), Error> {
+    let object = k.memory[mem as usize].as_ref().ok_or(Error::Map)?;
+    let mut done = 0;
+    while done < data.len() {
+        let (phys, contiguous) = object.runs.phys(offset + done as u64).ok_or(Error::Map)?;
+        let n = (data.len() - done).min(usize::try_from(contiguous).unwrap_or(usize::MAX));
+        memory::write_phys(phys, &data[done..done + n]);
+        done += n;
+    }
+    Ok(())
+}
+
 /// Maps a fresh object into the root task, recorded like `TASK_MAP` does
 /// (its tables come from the kernel's reserve: nothing is charged yet).
 fn map(k: &mut Kernel, task: u32, mem: u32, vaddr: u64, rights: Rights) -> Result<(), Error> {
     let object = k.memory[mem as usize].as_ref().ok_or(Error::Map)?;
-    let (phys, pages) = (object.phys, object.pages);
+    let pages = object.pages();
     if object.mappings.is_full() {
         return Err(Error::Map);
     }
+    let segments: heapless::Vec<(u64, u64), { kerncore::frames::MAX_RUNS }> = object.runs.segments(0, pages).collect();
     let space = &mut k.tasks[task as usize].as_mut().ok_or(Error::Map)?.space;
     let rights = crate::arch::addrspace::UserRights { writable: rights.write(), executable: rights.execute() };
-    space.map(vaddr, phys, pages * PAGE_SIZE, rights, u64::MAX).0.map_err(|_| Error::Map)?;
+    let mut at = vaddr;
+    for (phys, n) in segments {
+        space.map(at, phys, n * PAGE_SIZE, rights, u64::MAX).0.map_err(|_| Error::Map)?;
+        at += n * PAGE_SIZE;
+    }
     let record = kerncore::mapping::Mapping { owner: task, at: vaddr, pages };
     k.memory[mem as usize].as_mut().ok_or(Error::Map)?.mappings.push(record).map_err(|_| Error::Map)
 }

@@ -241,6 +241,11 @@ pub const POOLS_INSTANCE: &str = "hostile-pools";
 /// again (`restart.rs`).
 pub const RESTART_INSTANCE: &str = "hostile-restart";
 
+/// The instance that creates and destroys partitions with guest RAM of
+/// mixed sizes, fragmenting the kernel's free memory, then makes one whose
+/// RAM is 80% of what is free (`fragment.rs`).
+pub const FRAGMENT_INSTANCE: &str = "hostile-fragment";
+
 /// The value a port probe writes: on QEMU's exit device (port 0xf4) a
 /// write that got through would end the emulator with status 0x55.
 pub const PORT_PROBE_VALUE: u8 = 0x2a;

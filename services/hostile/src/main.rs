@@ -11,6 +11,8 @@ fn main() {
 #[cfg(target_os = "none")]
 mod flood;
 #[cfg(target_os = "none")]
+mod fragment;
+#[cfg(target_os = "none")]
 mod guest;
 #[cfg(target_os = "none")]
 mod objects;
@@ -62,6 +64,12 @@ mod task {
         if tessera_rt::startup::task_name() == POOLS_INSTANCE {
             if let Some((task, untyped)) = own {
                 crate::pools::probe(&mut crate::objects::Own::new(task, untyped, caps::first_unnamed_slot()));
+            }
+            return;
+        }
+        if tessera_rt::startup::task_name() == FRAGMENT_INSTANCE {
+            if let Some((task, untyped)) = own {
+                crate::fragment::run(task, untyped, caps::first_unnamed_slot());
             }
             return;
         }

@@ -24,6 +24,9 @@ pub fn pool_request(dest: CapSlot, pages: u64, entries: Entries) -> [u64; RETYPE
 pub struct Left {
     pub bytes: u64,
     pub entries: Entries,
+    /// Bytes free in the kernel's frame pool, machine-wide: what the
+    /// quota can be backed with at the moment.
+    pub machine_free: u64,
 }
 
 impl Left {
@@ -33,7 +36,8 @@ impl Left {
         if words.len() != IDENTIFY_UNTYPED_WORDS || words[0] != u64::from(ObjectType::UNTYPED.0) {
             return None;
         }
-        Some(Left { bytes: words[3], entries: Entries::from_words(&words[4..])? })
+        let (entries, free) = words[4..].split_at(abi::EntryKind::COUNT);
+        Some(Left { bytes: words[3], entries: Entries::from_words(entries)?, machine_free: free[0] })
     }
 }
 
@@ -84,8 +88,9 @@ mod tests {
         let mut words = [0u64; IDENTIFY_UNTYPED_WORDS];
         words[0] = u64::from(ObjectType::UNTYPED.0);
         words[3] = 8192;
-        words[4..].copy_from_slice(&entries.to_words());
-        assert_eq!(Left::from_identify(&words), Some(Left { bytes: 8192, entries }));
+        words[4..IDENTIFY_UNTYPED_WORDS - 1].copy_from_slice(&entries.to_words());
+        words[IDENTIFY_UNTYPED_WORDS - 1] = 1 << 30;
+        assert_eq!(Left::from_identify(&words), Some(Left { bytes: 8192, entries, machine_free: 1 << 30 }));
         assert_eq!(Left::from_identify(&words[..4]), None);
         words[0] = u64::from(ObjectType::MEMORY.0);
         assert_eq!(Left::from_identify(&words), None);

@@ -2,7 +2,7 @@
 //! mappings, and the W^X audit of the live page tables.
 
 use bootinfo::{BootInfo, DIRECT_MAP_BASE, KERNEL_STACK_SIZE, KERNEL_STACK_TOP, MMIO_WINDOW_BASE, MMIO_WINDOW_SIZE};
-use kerncore::frames::{FramePool, Frames};
+use kerncore::frames::{FramePool, Frames, Runs};
 use kerncore::memmap;
 use kerncore::paging::{self, Audit, MapError, MapFlags, Mapper, PAGE_SIZE, PageTableMemory};
 use spin::Mutex;
@@ -256,6 +256,22 @@ pub fn alloc_frames(count: usize) -> Option<Frames> {
 /// Returns frames to the pool. Callers must have unmapped them everywhere.
 pub fn free_frames(frames: Frames) {
     FRAMES.lock().free(frames);
+}
+
+/// `pages` zeroed frames in runs (`FramePool::alloc_runs`): what a memory
+/// object is made of.
+pub fn alloc_runs(pages: usize) -> Option<Runs> {
+    let runs = FRAMES.lock().alloc_runs(pages)?;
+    for run in runs.runs() {
+        zero_phys(run.start(), run.len_bytes());
+    }
+    Some(runs)
+}
+
+/// Returns a memory object's runs to the pool. Callers must have unmapped
+/// them everywhere.
+pub fn free_runs(runs: Runs) {
+    FRAMES.lock().free_runs(runs);
 }
 
 /// Free frames in the pool.

@@ -88,19 +88,22 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         Operation::CAP_IDENTIFY => {
             let head = [u64::from(cap.object.kind.0), u64::from(cap.rights.into_bits()), cap.badge.0];
             match cap.object.kind {
-                // What is left of its pages, then of its entries.
+                // What is left of its pages, then of its entries, then
+                // what the kernel's pool has free.
                 ObjectType::UNTYPED => {
                     let pool = k.quota.get(cap.object.index).ok_or(ErrorCode::INVALID_STATE)?;
                     let mut words = [0; abi::invoke::IDENTIFY_UNTYPED_WORDS];
                     words[..3].copy_from_slice(&head);
                     words[3] = pool.left() * PAGE_SIZE;
-                    words[4..].copy_from_slice(&pool.entries_left().to_words());
+                    let entries = pool.entries_left().to_words();
+                    words[4..4 + entries.len()].copy_from_slice(&entries);
+                    words[4 + entries.len()] = crate::arch::memory::free_frame_count() * PAGE_SIZE;
                     super::transfer::reply_words(k, t, &words)
                 }
                 kind => {
                     let size = match kind {
                         ObjectType::MEMORY => {
-                            k.memory[cap.object.index as usize].as_ref().map_or(0, |m| m.pages * PAGE_SIZE)
+                            k.memory[cap.object.index as usize].as_ref().map_or(0, |m| m.pages() * PAGE_SIZE)
                         }
                         _ => 0,
                     };
@@ -471,25 +474,35 @@ fn task_map(k: &mut Kernel, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Ou
     let vaddr = mr[1];
     let index = mem_cap.object.index as usize;
     let mem = k.memory[index].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
-    if pages == 0 || offset.checked_add(pages).is_none_or(|end| end > mem.pages) || !vaddr.is_multiple_of(PAGE_SIZE) {
+    if pages == 0 || offset.checked_add(pages).is_none_or(|end| end > mem.pages()) || !vaddr.is_multiple_of(PAGE_SIZE) {
         return Err(ErrorCode::INVALID_ARGUMENT);
     }
     // A mapping that cannot be recorded is never made.
     if mem.mappings.is_full() {
         return Err(ErrorCode::OUT_OF_MEMORY);
     }
-    let phys = mem.phys + offset * PAGE_SIZE;
+    let segments: heapless::Vec<(u64, u64), { kerncore::frames::MAX_RUNS }> =
+        mem.runs.segments(offset, pages).collect();
     let owner = ObjRef { kind: ObjectType::TASK, index: task };
-    let (_, budget) = k.table_budget(owner);
-    let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
     let rights = UserRights { writable: wanted.write(), executable: wanted.execute() };
-    let (mapped, tables) = space.map(vaddr, phys, pages * PAGE_SIZE, rights, budget);
-    // Tables a refused map added stay (empty) and are paid for all the same.
-    k.charge_tables(owner, tables);
-    mapped.map_err(|e| match e {
-        kerncore::paging::MapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
-        _ => ErrorCode::BAD_ADDRESS,
-    })?;
+    // Run by run; a refusal removes what the runs before it mapped, so a
+    // refused map adds no translation.
+    let mut at = vaddr;
+    for (phys, n) in segments {
+        let (_, budget) = k.table_budget(owner);
+        let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
+        let (mapped, tables) = space.map(at, phys, n * PAGE_SIZE, rights, budget);
+        if mapped.is_err() {
+            space.unmap_present(vaddr, at - vaddr);
+        }
+        // Tables a refused map added stay (empty) and are paid for all the same.
+        k.charge_tables(owner, tables);
+        mapped.map_err(|e| match e {
+            kerncore::paging::MapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
+            _ => ErrorCode::BAD_ADDRESS,
+        })?;
+        at += n * PAGE_SIZE;
+    }
     let record = kerncore::mapping::Mapping { owner: task, at: vaddr, pages };
     if let Some(mem) = k.memory[index].as_mut() {
         // Checked above, and nothing came between.

@@ -18,7 +18,7 @@ use crate::arch::memory;
 use abi::limits::tables;
 use abi::{Badge, Entries, EntryKind, ObjectType};
 use kerncore::cap::{CSpace, CapTable, Capability, ObjRef, Removed};
-use kerncore::frames::Frames;
+use kerncore::frames::Runs;
 use kerncore::ipc::{EndpointId, Ipc, NotificationId};
 use kerncore::mapping::{self, Mapping};
 use kerncore::paging::PAGE_SIZE;
@@ -88,14 +88,22 @@ impl Thread {
 }
 
 pub struct MemoryObject {
-    pub phys: u64,
-    pub pages: u64,
-    /// Frames from the pool (freed on destruction); `None` for boot modules.
-    pub frames: Option<Frames>,
+    /// Its frames, in page order: runs of contiguous frames (one, for a
+    /// boot module), so its size needs no contiguous free memory.
+    pub runs: Runs,
+    /// The runs came from the pool (freed on destruction); false for boot
+    /// modules.
+    pub owned: bool,
     /// Every place it is mapped: a task (owner = task index) or a
     /// partition (owner = [`PARTITION_OWNER`] + index). Exactly what is
     /// mapped, never less (see `kerncore::mapping`).
     pub mappings: heapless::Vec<Mapping, MAX_MAPPINGS>,
+}
+
+impl MemoryObject {
+    pub fn pages(&self) -> u64 {
+        self.runs.pages()
+    }
 }
 
 /// What an object cost, and which untyped pool paid (`None`: the kernel,
@@ -316,9 +324,8 @@ impl Kernel {
     pub fn create_memory(&mut self, pages: u64) -> Result<u32, abi::ErrorCode> {
         let index = self.memory.iter().position(Option::is_none).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
         let count = usize::try_from(pages).map_err(|_| abi::ErrorCode::INVALID_ARGUMENT)?;
-        let frames = memory::alloc_frames(count).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
-        self.memory[index] =
-            Some(MemoryObject { phys: frames.start(), pages, frames: Some(frames), mappings: heapless::Vec::new() });
+        let runs = memory::alloc_runs(count).ok_or(abi::ErrorCode::OUT_OF_MEMORY)?;
+        self.memory[index] = Some(MemoryObject { runs, owned: true, mappings: heapless::Vec::new() });
         Ok(index as u32)
     }
 
@@ -447,7 +454,9 @@ impl Kernel {
             }
             ObjectType::MEMORY => {
                 if let Some(mem) = self.memory.get_mut(index).and_then(Option::take) {
-                    self.forget_ipc_buffers(|_| true, mem.phys, mem.pages * PAGE_SIZE, false);
+                    for (phys, pages) in mem.runs.segments(0, mem.pages()) {
+                        self.forget_ipc_buffers(|_| true, phys, pages * PAGE_SIZE, false);
+                    }
                     // Records match what is mapped; removing what is present
                     // cannot fail, so no translation to these frames survives.
                     for m in &mem.mappings {
@@ -457,8 +466,10 @@ impl Kernel {
                             t.space.unmap_present(m.at, m.pages * PAGE_SIZE);
                         }
                     }
-                    if let Some(frames) = mem.frames {
-                        memory::free_frames(frames);
+                    if mem.owned {
+                        memory::free_runs(mem.runs);
+                    } else {
+                        mem.runs.into_frames().for_each(|f| _ = f.leak());
                     }
                 }
             }

@@ -625,7 +625,7 @@ pub fn invoke(
             let index = mem_cap.object.index as usize;
             let mem = k.memory[index].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
             if pages == 0
-                || offset.checked_add(pages).is_none_or(|end| end > mem.pages)
+                || offset.checked_add(pages).is_none_or(|end| end > mem.pages())
                 || !gpa.is_multiple_of(PAGE_SIZE)
                 || gpa.checked_add(pages * PAGE_SIZE).is_none_or(|end| end > 1 << 46)
             {
@@ -635,19 +635,32 @@ pub fn invoke(
             if mem.mappings.is_full() {
                 return Err(ErrorCode::OUT_OF_MEMORY);
             }
-            let phys = mem.phys + offset * PAGE_SIZE;
+            let segments: heapless::Vec<(u64, u64), { kerncore::frames::MAX_RUNS }> =
+                mem.runs.segments(offset, pages).collect();
             let owner = ObjRef { kind: ObjectType::PARTITION, index: partition };
-            let (_, budget) = k.table_budget(owner);
-            let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
-            let (mapped, tables) = hw::slat::map(p.backend, p.root, gpa, phys, pages * PAGE_SIZE, rights, budget);
-            p.changed();
-            // Tables a refused map added stay (empty) and are paid for all the same.
-            k.charge_tables(owner, tables);
-            mapped.map_err(|e| match e {
-                kerncore::slat::GuestMapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
-                _ => ErrorCode::BAD_ADDRESS,
-            })?;
+            // Run by run; a refusal removes what the runs before it mapped,
+            // so a refused map adds no translation.
+            let mut at = gpa;
+            for (phys, n) in segments {
+                let (_, budget) = k.table_budget(owner);
+                let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+                let (mapped, tables) = hw::slat::map(p.backend, p.root, at, phys, n * PAGE_SIZE, rights, budget);
+                if mapped.is_err() && at > gpa {
+                    // A VP elsewhere may have used them already.
+                    hw::slat::unmap_present(p.backend, p.root, gpa, at - gpa);
+                    p.shoot_down(partition);
+                } else {
+                    p.changed();
+                }
+                // Tables a refused map added stay (empty) and are paid for all the same.
+                k.charge_tables(owner, tables);
+                mapped.map_err(|e| match e {
+                    kerncore::slat::GuestMapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
+                    _ => ErrorCode::BAD_ADDRESS,
+                })?;
+                at += n * PAGE_SIZE;
+            }
             let record = kerncore::mapping::Mapping { owner: super::PARTITION_OWNER + partition, at: gpa, pages };
             if let Some(mem) = k.memory[index].as_mut() {
                 // Checked above, and nothing came between.

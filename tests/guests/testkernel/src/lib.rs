@@ -166,6 +166,11 @@ pub enum Test {
     /// `mark=` word at [`isolation::ADDRESS`], waits while another
     /// partition may write its own, and reads it back unchanged.
     Isolation,
+    /// Not in `tests=all`. Every page of available RAM past the kernel,
+    /// its boot information and modules, to the end of RAM, is written with
+    /// its own address and read back: each is distinct memory (guest RAM is
+    /// made of several runs of host frames, which must not alias).
+    Ram,
     /// Not in `tests=all`. Loads an empty IDT and executes `int3`: the CPU
     /// triple-faults (a shutdown the VID reports). Nothing runs after it.
     Crash,
@@ -323,8 +328,9 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 26] = [
+    pub const EXPLICIT: [Test; 27] = [
         Test::Isolation,
+        Test::Ram,
         Test::Crash,
         Test::TlfsCpuid,
         Test::TlfsMsr,
@@ -412,6 +418,7 @@ impl Test {
             Test::Mmio => "mmio",
             Test::ReadOnly => "readonly",
             Test::Isolation => "isolation",
+            Test::Ram => "ram",
             Test::Crash => "crash",
             Test::TlfsCpuid => "tlfs-cpuid",
             Test::TlfsMsr => "tlfs-msr",

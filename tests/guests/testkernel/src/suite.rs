@@ -19,6 +19,8 @@ use hw::Identity as Mem;
 
 type Outcome = Result<(), Detail>;
 
+const PAGE: u64 = 4096;
+
 /// Where the 64-bit world starts: `magic` and `info` as the loader left
 /// EAX and EBX.
 #[unsafe(no_mangle)]
@@ -79,6 +81,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::Mmio => mmio(),
         Test::ReadOnly => read_only(),
         Test::Isolation => isolation(magic, info, cmdline),
+        Test::Ram => ram(magic, info),
         Test::Crash => crash(),
         Test::TlfsCpuid => tlfs_suite::cpuid(),
         Test::TlfsMsr => tlfs_suite::msrs(),
@@ -314,6 +317,54 @@ fn isolation(magic: u32, info: u64, cmdline: &str) -> Outcome {
     println!("testkernel: isolation: waited {ticks} TSC ticks, {iterations} iterations");
     if back != record {
         return Err(detail!("saw \"{}\"", isolation::describe(&back)));
+    }
+    Ok(())
+}
+
+fn ram(magic: u32, info: u64) -> Outcome {
+    let summary = multiboot::check(&Mem, magic, info, hw::kernel_extent())?;
+    let i = summary.info;
+    // Past everything the kernel still reads: its image (stack included),
+    // the boot information and the modules.
+    let mut start = hw::kernel_extent().end.max(info + 88);
+    if i.flags & multiboot::FLAG_MODS != 0 {
+        for n in 0..i.mods_count {
+            let m = multiboot::module(&Mem, &i, n).ok_or(detail!("module {n} unreadable"))?;
+            start = start.max(u64::from(m.end));
+        }
+    }
+    let start = start.next_multiple_of(PAGE);
+    // Below the uncached top GiB of the identity map (partition RAM ends
+    // below 3 GiB).
+    let limit = 3 << 30;
+    let each_page = |visit: &mut dyn FnMut(u64)| {
+        multiboot::for_each_mmap(&Mem, &i, |e| {
+            if e.kind == multiboot::AVAILABLE {
+                let (from, to) = (e.base.max(start).next_multiple_of(PAGE), e.end().min(limit));
+                (from..to).step_by(PAGE as usize).for_each(&mut *visit);
+            }
+        })
+    };
+    let mark = |page: u64| page ^ 0x7e55_e7a0_0000_0000;
+    let mut pages = 0u64;
+    each_page(&mut |page| {
+        hw::write64(page, mark(page));
+        pages += 1;
+    })?;
+    let (mut wrong, mut first_wrong) = (0u64, None);
+    each_page(&mut |page| {
+        if hw::read64(page) != mark(page) {
+            wrong += 1;
+            first_wrong.get_or_insert(page);
+        }
+    })?;
+    println!(
+        "testkernel: ram: {pages} pages ({} MiB) from {start:#x} to {:#x} written and read back",
+        pages * PAGE >> 20,
+        summary.ram_end
+    );
+    if pages == 0 || wrong > 0 {
+        return Err(detail!("{wrong} of {pages} pages read back wrong, the first at {first_wrong:#x?}"));
     }
     Ok(())
 }
