@@ -492,7 +492,7 @@ fn task_map(k: &mut Kernel, cspace: CSpace, cap: Capability, mr: [u64; 4]) -> Ou
         let (_, budget) = k.table_budget(owner);
         let space = &mut k.tasks[task as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.space;
         let (mapped, tables) = space.map(at, phys, n * PAGE_SIZE, rights, budget);
-        if mapped.is_err() {
+        if mapped.is_err() && at > vaddr {
             space.unmap_present(vaddr, at - vaddr);
         }
         // Tables a refused map added stay (empty) and are paid for all the same.
