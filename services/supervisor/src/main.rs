@@ -373,17 +373,20 @@ mod task {
         /// rounds, until all are told or [`SETTLE_TICKS`] have passed.
         fn settle(&mut self) {
             let until = tessera_rt::ticks() + SETTLE_TICKS;
-            loop {
-                for i in 1..self.image.manifest.tasks.len() {
-                    if self.tasks[i].untold != 0 {
-                        self.tell(TaskIndex(i as u8));
-                    }
-                }
-                if self.tasks.iter().all(|t| t.untold == 0) || tessera_rt::ticks() >= until {
-                    return;
-                }
+            while !self.tell_untold() && tessera_rt::ticks() < until {
                 let _ = recv_timeout(self.nap, 1);
             }
+        }
+
+        /// One round of [`tell`](Self::tell) for every task with something
+        /// untold; whether everything is told now.
+        fn tell_untold(&mut self) -> bool {
+            for i in 1..self.image.manifest.tasks.len() {
+                if self.tasks[i].untold != 0 {
+                    self.tell(TaskIndex(i as u8));
+                }
+            }
+            self.tasks.iter().all(|t| t.untold == 0)
         }
 
         /// [`tell`](Self::tell), of the `which` bits only, each tried up to
@@ -423,11 +426,8 @@ mod task {
             let Some(console) = self.supervisor_cap(console_api::ENDPOINT) else { return Ok(()) };
             let name = self.image.manifest.tasks[usize::from(index.0)].name;
             let client = console_api::Client::new(tessera_rt::NoWait, console);
-            match client.name_client(badge_of(index), name.as_bytes()) {
-                Err(CallError::Kernel(ErrorCode::WOULD_BLOCK)) => return Err(ErrorCode::WOULD_BLOCK),
-                Err(e) => log!("cannot name {name} on the console: {e:?}"),
-                Ok(Err(e)) => log!("cannot name {name} on the console: {e:?}"),
-                Ok(Ok(())) => {}
+            if let Some(e) = outcome(client.name_client(badge_of(index), name.as_bytes()))? {
+                log!("cannot name {name} on the console: {e}");
             }
             Ok(())
         }
@@ -451,25 +451,18 @@ mod task {
             };
             let Some(endpoint) = self.supervisor_cap(scheduler_api::ENDPOINT) else { return Ok(()) };
             let client = scheduler_api::Client::new(tessera_rt::NoWait, endpoint);
-            let busy = |e: &CallError| *e == CallError::Kernel(ErrorCode::WOULD_BLOCK);
             for i in which {
                 let name = self.image.manifest.tasks[i].name;
-                match client.register_task(badge_of(TaskIndex(i as u8)), name.as_bytes()) {
-                    Err(e) if busy(&e) => return Err(ErrorCode::WOULD_BLOCK),
-                    Err(e) => log!("cannot register {name} with the scheduler: {e:?}"),
-                    Ok(Err(e)) => log!("cannot register {name} with the scheduler: {e:?}"),
-                    Ok(Ok(())) => {}
+                if let Some(e) = outcome(client.register_task(badge_of(TaskIndex(i as u8)), name.as_bytes()))? {
+                    log!("cannot register {name} with the scheduler: {e}");
                 }
             }
             // Which VID may attach each partition's VPs (classic parameters
             // at run time), told once the scheduler starts.
             if usize::from(index.0) == scheduler {
                 for p in &self.image.manifest.partitions {
-                    match client.register_partition(badge_of(p.vid), p.name.as_bytes()) {
-                        Err(e) if busy(&e) => return Err(ErrorCode::WOULD_BLOCK),
-                        Err(e) => log!("cannot register partition {} with the scheduler: {e:?}", p.name),
-                        Ok(Err(e)) => log!("cannot register partition {} with the scheduler: {e:?}", p.name),
-                        Ok(Ok(())) => {}
+                    if let Some(e) = outcome(client.register_partition(badge_of(p.vid), p.name.as_bytes()))? {
+                        log!("cannot register partition {} with the scheduler: {e}", p.name);
                     }
                 }
             }
@@ -524,10 +517,7 @@ mod task {
                         (client.connect_port(from, c.connection_id, to, c.port_id), 1)
                     }
                 };
-                if result == Err(CallError::Kernel(ErrorCode::WOULD_BLOCK)) {
-                    return Err(ErrorCode::WOULD_BLOCK);
-                }
-                let failed = failure(result);
+                let failed = outcome(result)?;
                 if let Some(e) = &failed {
                     log!("cannot declare step {step} of {steps} to the broker: {e}");
                 }
@@ -738,14 +728,12 @@ mod task {
                     if self.tasks[i].kill_at.is_some_and(|at| at <= now) {
                         self.kill(TaskIndex(i as u8));
                     }
-                    if self.tasks[i].untold != 0 {
-                        self.tell(TaskIndex(i as u8));
-                    }
                     if self.tasks[i].restart_at.is_some_and(|at| at <= now) {
                         self.tasks[i].restart_at = None;
                         self.start_or_report(TaskIndex(i as u8));
                     }
                 }
+                self.tell_untold();
             }
         }
 
@@ -798,17 +786,20 @@ mod task {
         }
     }
 
-    /// A broker call's failure, as text (`None` on success).
-    fn failure<T, E: core::fmt::Debug>(
-        result: Result<Result<T, broker_api::HvError>, E>,
-    ) -> Option<heapless::String<64>> {
+    /// A non-blocking call's outcome (`tessera_rt::NoWait`): WOULD_BLOCK
+    /// if the server was not at its receive; otherwise its failure as text
+    /// (`None` on success).
+    fn outcome<T, S: core::fmt::Debug>(
+        result: Result<Result<T, S>, CallError>,
+    ) -> Result<Option<heapless::String<64>>, ErrorCode> {
         let mut text = heapless::String::new();
         match result {
-            Ok(Ok(_)) => return None,
+            Err(CallError::Kernel(ErrorCode::WOULD_BLOCK)) => return Err(ErrorCode::WOULD_BLOCK),
+            Ok(Ok(_)) => return Ok(None),
             Ok(Err(e)) => _ = write!(text, "{e:?}"),
             Err(e) => _ = write!(text, "{e:?}"),
         }
-        Some(text)
+        Ok(Some(text))
     }
 
     fn map(task: CapSlot, memory: CapSlot, at: u64, rights: Rights, pages: u64) -> Result<(), ErrorCode> {
