@@ -29,7 +29,7 @@
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kerncore::debugreg::{DR7_HOST_SVM, dr7_steps_to_disarm, dr7_to_rearm};
+use kerncore::debugreg::{DR7_HOST_SVM, dr7_steps_to_disarm};
 
 /// The VP (by its extended-state frame, `VpHardware`'s name for it) whose DR0-DR3 the hardware holds (0: none).
 static OWNERS: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
@@ -77,17 +77,15 @@ fn write_dr7(value: u64) {
     unsafe { asm!("mov dr7, {}", in(reg) value, options(nomem, nostack, preserves_flags)) };
 }
 
-/// Just before an SVM entry whose guest's DR7 is `guest_dr7`: arms its
-/// breakpoints in the host, for an emulator whose VMRUN does not. Whether
-/// anything was armed (the guest's DR7 writes must then exit).
-pub fn rearm(guest_dr7: u64) -> bool {
-    let Some(value) = dr7_to_rearm(guest_dr7) else { return false };
+/// Just before an SVM entry: arms the guest's breakpoints in the host, for
+/// an emulator whose VMRUN does not. `value` is what `dr7_to_rearm` made
+/// of the guest's DR7 (the guest's DR7 writes must exit for that run).
+pub fn rearm(value: u64) {
     // SAFETY: DR0-DR3 hold this VP's addresses (`load` ran before the
-    // entry) and the value is the guest's DR7 that VMRUN loads next,
-    // without GD and reserved bits. A breakpoint matching in ring 0 before
-    // VMRUN raises only a #DB, which `idt` resumes.
+    // entry) and `value` is the guest's DR7 that VMRUN loads next, without
+    // GD and reserved bits (`dr7_to_rearm`). A breakpoint matching in ring
+    // 0 before VMRUN raises only a #DB, which `idt` resumes.
     unsafe { asm!("mov dr7, {}", in(reg) value, options(nomem, nostack, preserves_flags)) };
-    true
 }
 
 /// Sets this CPU's DR7 to the SVM host's (`svm::enable`; CR4.DE is set).

@@ -355,7 +355,7 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush, dr7_
         // breakpoints before the entry, and intercept its DR7 writes
         // meanwhile, unless one is to run natively now.
         let live = v.control.dr_intercepts.reads() == 0;
-        let rearm = (live && !native && kerncore::debugreg::dr7_to_rearm(v.save.dr7).is_some()).then_some(v.save.dr7);
+        let rearm = (live && !native).then(|| kerncore::debugreg::dr7_to_rearm(v.save.dr7)).flatten();
         if live {
             v.control.dr_intercepts = RegisterIntercepts::new().with_writes(if rearm.is_some() { 1 << 7 } else { 0 });
         }
@@ -367,11 +367,11 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush, dr7_
         super::nmi::send_test_nmi(super::nmi::TestPoint::WorldSwitch);
     }
     let host_vmcb = super::percpu::local(&HOST_VMCBS).load(Relaxed);
-    if let Some(dr7) = rearm_dr7 {
+    if let Some(value) = rearm_dr7 {
         // With GIF=0 (the world switch's CLGI comes anyway): no NMI runs
         // host code while the guest's breakpoints are armed.
         clear_gif();
-        super::dr::rearm(dr7);
+        super::dr::rearm(value);
     }
     // SAFETY: `vmcb` is a VMCB initialised by `init_vmcb` whose nested page
     // tables map only memory given to the partition; `host_vmcb` is this
