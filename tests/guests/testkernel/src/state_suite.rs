@@ -6,6 +6,7 @@
 //! until they read it back. (The asm blocks that load them therefore
 //! declare no vector clobbers, which the soft-float target cannot name.)
 
+use crate::hw::state::CR4_OSFXSR;
 use crate::hw::{self, TrapFrame};
 use crate::println;
 use crate::ring3::{self, Routine};
@@ -16,7 +17,6 @@ use guest_testkernel::{Detail, detail, isolation};
 
 type Result = core::result::Result<(), Detail>;
 
-const CR4_OSFXSR: u64 = 1 << 9;
 const CR0_AM: u64 = 1 << 18;
 const RFLAGS_TF: u64 = 1 << 8;
 const RFLAGS_RF: u64 = 1 << 16;

@@ -360,7 +360,7 @@ fn ram(magic: u32, info: u64) -> Outcome {
     })?;
     println!(
         "testkernel: ram: {pages} pages ({} MiB) from {start:#x} to {:#x} written and read back",
-        pages * PAGE >> 20,
+        (pages * PAGE) >> 20,
         summary.ram_end
     );
     if pages == 0 || wrong > 0 {

@@ -8,6 +8,7 @@
 
 use super::{Outcome, checks};
 use crate::checks::{fail_unless, ok};
+use crate::hw::state::{CR4_OSFXSR, CR4_OSXSAVE};
 use crate::{ap, hw};
 use core::arch::asm;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -233,9 +234,6 @@ fn topology(c: &mut crate::checks::Checks) {
         fail_unless(ok_smt && ok_core && ok_end, detail!("{smt:x?} {core:x?} [{:#x} {:#x} {:#x}]", t.eax, t.ebx, t.ecx)),
     );
 }
-
-const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// Leaf 0DH against XSETBV and the VP's CR4 and XCR0 (SDM Vol. 1 13.2, 13.3).
 fn xsave(c: &mut crate::checks::Checks) {

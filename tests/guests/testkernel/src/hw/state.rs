@@ -11,7 +11,7 @@ use core::cell::UnsafeCell;
 /// CR4 bits: OSFXSR (SSE), OSXMMEXCPT, OSXSAVE (XSETBV, XGETBV).
 pub const CR4_OSFXSR: u64 = 1 << 9;
 pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
-pub const CR4_OSXSAVE: u64 = 1 << 18;
+pub use guest_testkernel::state::CR4_OSXSAVE;
 
 pub fn cr4() -> u64 {
     let v: u64;
