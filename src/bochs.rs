@@ -125,12 +125,13 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
         )
         .map_err(|e| BootError::runner(format!("supervising Bochs failed: {e}")))?;
         let serial_empty = fs::metadata(dir.join(SERIAL_FILE)).map_or(true, |m| m.len() == 0);
-        match startup_crash(&outcome, serial_empty) {
-            Some(signal) if attempt < START_ATTEMPTS => {
+        let output = fs::read_to_string(dir.join(OUTPUT_FILE)).unwrap_or_default();
+        match startup_failure(&outcome, serial_empty, &output) {
+            Some(why) if attempt < START_ATTEMPTS => {
                 let kept = format!("{OUTPUT_FILE}.crash{attempt}");
                 let _ = fs::rename(dir.join(OUTPUT_FILE), dir.join(&kept));
                 ui::note(format!(
-                    "Bochs died by signal {signal} after {:.1} s, before the guest printed anything; \
+                    "Bochs {why} after {:.1} s, before the guest printed anything; \
                      starting it again (its output: {kept})",
                     outcome.elapsed.as_secs_f64()
                 ));
@@ -147,21 +148,33 @@ pub const START_ATTEMPTS: u32 = 2;
 /// How soon a crash counts as one in Bochs' own start-up.
 const STARTUP_WINDOW: Duration = Duration::from_secs(5);
 
-/// The signal that killed Bochs, if it died of a crash while starting up:
-/// by SIGSEGV, SIGBUS or SIGABRT, within [`STARTUP_WINDOW`], before a byte
-/// reached the serial port. Debian's Bochs 2.7 has been seen to do this
-/// (once, under CI's load) 0.1 s after starting; no guest code has run
-/// then, so starting it again hides nothing of Tessera's.
-fn startup_crash(outcome: &Outcome, serial_empty: bool) -> Option<i32> {
+/// What Bochs prints (in [`OUTPUT_FILE`]) when every RFB display port it
+/// tries is taken.
+const RFB_BIND_FAILURE: &str = "RFB could not bind any port";
+
+/// Why Bochs failed in its own start-up, if it did: within
+/// [`STARTUP_WINDOW`], before a byte reached the serial port, not killed by
+/// the runner, it died by SIGSEGV, SIGBUS or SIGABRT, or it exited saying
+/// it found no free RFB port (`output`, its [`OUTPUT_FILE`]). Debian's
+/// Bochs 2.7 has been seen to do each (once each, under CI's load) 0.1 s
+/// after starting; no guest code has run then, so starting it again hides
+/// nothing of Tessera's.
+fn startup_failure(outcome: &Outcome, serial_empty: bool, output: &str) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
     const CRASH_SIGNALS: [i32; 3] = [11, 7, 6];
-    let signal = outcome.emulator_status?.signal()?;
-    let crashed = CRASH_SIGNALS.contains(&signal)
-        && !outcome.killed
-        && outcome.ending == run::Ending::NoMarker
-        && outcome.elapsed < STARTUP_WINDOW
-        && serial_empty;
-    crashed.then_some(signal)
+    let status = outcome.emulator_status?;
+    let in_startup =
+        !outcome.killed && outcome.ending == run::Ending::NoMarker && outcome.elapsed < STARTUP_WINDOW && serial_empty;
+    if !in_startup {
+        return None;
+    }
+    match status.signal() {
+        Some(signal) if CRASH_SIGNALS.contains(&signal) => Some(format!("died by signal {signal}")),
+        None if status.code() == Some(1) && output.contains(RFB_BIND_FAILURE) => {
+            Some("found no free RFB display port".into())
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -190,18 +203,25 @@ mod tests {
     }
 
     #[test]
-    fn only_a_crash_before_any_guest_output_starts_bochs_again() {
-        assert_eq!(startup_crash(&ended(11, 0, false), true), Some(11));
-        assert_eq!(startup_crash(&ended(6, 1, false), true), Some(6));
+    fn only_a_failure_in_bochs_start_up_starts_it_again() {
+        let crash = |o: &Outcome, empty: bool| startup_failure(o, empty, "");
+        assert_eq!(crash(&ended(11, 0, false), true).as_deref(), Some("died by signal 11"));
+        assert_eq!(crash(&ended(6, 1, false), true).as_deref(), Some("died by signal 6"));
         // The guest printed something: the crash may be the guest's doing.
-        assert_eq!(startup_crash(&ended(11, 0, false), false), None);
+        assert_eq!(crash(&ended(11, 0, false), false), None);
         // Too late to be Bochs' start-up.
-        assert_eq!(startup_crash(&ended(11, 30, false), true), None);
+        assert_eq!(crash(&ended(11, 30, false), true), None);
         // Killed by the runner, or an ordinary exit status (1 << 8).
-        assert_eq!(startup_crash(&ended(9, 0, true), true), None);
-        assert_eq!(startup_crash(&ended(1 << 8, 0, false), true), None);
+        assert_eq!(crash(&ended(9, 0, true), true), None);
+        assert_eq!(crash(&ended(1 << 8, 0, false), true), None);
         let mut halted = ended(11, 0, false);
         halted.ending = run::Ending::Halted(0);
-        assert_eq!(startup_crash(&halted, true), None);
+        assert_eq!(crash(&halted, true), None);
+        // Exit status 1 with Bochs' own word that no RFB port was free.
+        let rfb = "Bochs is exiting with the following message:\n[RFB   ] RFB could not bind any port between 5900 and 5949\n";
+        assert!(startup_failure(&ended(1 << 8, 0, false), true, rfb).is_some_and(|w| w.contains("RFB")));
+        assert_eq!(startup_failure(&ended(1 << 8, 0, false), false, rfb), None);
+        assert_eq!(startup_failure(&ended(2 << 8, 0, false), true, rfb), None);
+        assert_eq!(startup_failure(&ended(1 << 8, 30, false), true, rfb), None);
     }
 }
