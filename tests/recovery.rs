@@ -77,3 +77,55 @@ fn qemu_killed_services_come_back_and_the_guest_runs_on() {
     run.assert_serial_lacks("to the broker:");
     run.assert_halted(0);
 }
+
+/// The partition manager killed twice while three partitions of three VIDs
+/// run (`recovery-pm.toml`): each new instance gets the capabilities the
+/// last one made back in the same slots and reads its table from its
+/// journal; the partitions run on untouched, their VIDs finalize them
+/// through the new instance when their suites end, and it is their VPs'
+/// monitor again (gamma's VID, killed for good after the restarts, leaves
+/// gamma's VP stopped and reported by the new instance).
+#[test]
+fn qemu_a_killed_partition_manager_recovers_its_partitions() {
+    let m = manifest("recovery-pm.toml");
+    let run = boot(
+        "qemu_a_killed_partition_manager_recovers_its_partitions",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--manifest", &m],
+    );
+    killed_and_restarted(&run, "partition-manager", 2);
+    // Each kill: the capabilities kept, then all three partitions recovered.
+    let kills: Vec<usize> = lines_with(&run, "fault injection: killing partition-manager ").map(|(i, _)| i).collect();
+    for (n, &kill) in kills.iter().enumerate() {
+        let next = kills.get(n + 1).copied().unwrap_or(usize::MAX);
+        let within = |needle: &str| lines_with(&run, needle).any(|(i, _)| i > kill && i < next);
+        if !within("[supervisor] partition-manager: kept ")
+            || !within("[partition-manager] restarted: 3 partitions recovered from the journal (0 dropped, ")
+        {
+            run.fail(&format!("kill {}: no kept capabilities and recovery of all three partitions after it", n + 1));
+        }
+    }
+    if count(&run, "[partition-manager] restarted: 3 partitions recovered from the journal") != 2 {
+        run.fail("expected two recoveries of all three partitions");
+    }
+    let last_start = lines_with(&run, "[supervisor] started partition-manager: ").map(|(i, _)| i).last();
+    let after = |needle: &str| lines_with(&run, needle).any(|(i, _)| Some(i) > last_start);
+    for line in [
+        "[vid] alpha: testkernel: done: 6 passed, 0 failed",
+        "[vid] alpha: partition 1 is Finalized at the partition manager",
+        "[vid-b] beta: testkernel: done: 6 passed, 0 failed",
+        "[vid-b] beta: partition 2 is Finalized at the partition manager",
+        "[supervisor] fault injection: killing vid-c after ",
+        "[partition-manager] partition gamma: VP 0 stopped: ",
+    ] {
+        if !after(line) {
+            run.fail(&format!("not after the partition manager's last start: {line}"));
+        }
+    }
+    run.assert_serial_lacks("cannot create the partition");
+    run.assert_serial_lacks("could not be returned");
+    run.assert_serial_lacks("did not finalize");
+    run.assert_serial_lacks("[supervisor] partition-manager faulted");
+    run.assert_halted(0);
+}

@@ -52,6 +52,11 @@ open_enum! {
         /// slot (needs GRANT unless the caller holds CONTROL on the task),
         /// MR1 destination slot in the task, MR2 rights, MR3 badge (0 = none).
         TASK_INSTALL_CAP = 0x22,
+        /// Move a capability between the caller's space and the task's,
+        /// keeping its place in the derivation tree (its children and
+        /// parent stay). MR0 slot in the task, MR1 the caller's slot, MR2
+        /// [`MOVE_INTO_TASK`] or [`MOVE_OUT_OF_TASK`]; the destination must be empty.
+        TASK_MOVE_CAP = 0x23,
 
         // ---- Thread (CONTROL) ----
         /// MR0 task slot, MR1 entry point, MR2 stack pointer, MR3 IPC buffer
@@ -205,6 +210,11 @@ pub const RETYPE_POOL_WORDS: usize = 3 + crate::EntryKind::COUNT;
 pub const IDENTIFY_UNTYPED_WORDS: usize = 5 + crate::EntryKind::COUNT;
 // It travels in one message.
 const _: () = assert!(IDENTIFY_UNTYPED_WORDS <= crate::MAX_MESSAGE_WORDS);
+
+/// `TASK_MOVE_CAP` MR2: from the caller's slot into the task's.
+pub const MOVE_INTO_TASK: u64 = 0;
+/// `TASK_MOVE_CAP` MR2: from the task's slot into the caller's.
+pub const MOVE_OUT_OF_TASK: u64 = 1;
 
 /// Highest priority a scheduling context can have.
 pub const MAX_PRIORITY: u64 = 31;

@@ -47,7 +47,7 @@ pub const CSPACE_SLOTS: u32 = 128;
 /// Capability slots of the root task's (the supervisor's) capability
 /// space: it holds what it made for every task it runs, and the
 /// supervisor asserts that a manifest at its limits fits.
-pub const ROOT_CSPACE_SLOTS: u32 = 640;
+pub const ROOT_CSPACE_SLOTS: u32 = 672;
 
 /// The kernel's object tables: how many objects of each kind can exist at
 /// once in the whole system. Untyped pools hand their entries out as quotas

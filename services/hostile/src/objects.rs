@@ -603,7 +603,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 34] = [
+const OPERATIONS: [Operation; 35] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -613,6 +613,7 @@ const OPERATIONS: [Operation; 34] = [
     Operation::TASK_MAP,
     Operation::TASK_UNMAP,
     Operation::TASK_INSTALL_CAP,
+    Operation::TASK_MOVE_CAP,
     Operation::THREAD_CONFIGURE,
     Operation::THREAD_START,
     Operation::THREAD_SUSPEND,

@@ -17,8 +17,10 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod journal;
 pub mod kernel;
 
+pub use journal::{Held, JOURNAL_PAGES, JournalError, Restored};
 pub use kernel::{GuestAccess, Handout, Kernel, hv_error};
 use partition_manager_api::layout::{BIOS_AREA, HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use partition_manager_api::{PartitionState, Server};

@@ -13,7 +13,10 @@ fn main() {
 #[cfg(target_os = "none")]
 mod task {
     use abi::{CapSlot, ErrorCode, ObjectType, Rights, labels};
-    use partition_manager::{GuestAccess, Handout, Kernel, MonitorSpec, PAGE, PartitionManager, Spec, monitor_of};
+    use partition_manager::journal::{self, Held};
+    use partition_manager::{
+        GuestAccess, Handout, JOURNAL_PAGES, Kernel, MonitorSpec, PAGE, PartitionManager, Spec, monitor_of,
+    };
     use partition_manager_api::{ENDPOINT, dispatch_in_place};
     use sysimage::SystemImage;
     use sysimage::manifest::{Party, TaskIndex};
@@ -24,6 +27,8 @@ mod task {
     const BOOTFS_AT: u64 = 0x1_0000_0000;
     /// Where memory is mapped while the manager fills it (the ROM page).
     const SCRATCH_AT: u64 = 0x2_0000_0000;
+    /// Where the journal is mapped for the task's life.
+    const JOURNAL_AT: u64 = 0x3_0000_0000;
     /// Free capability slots the manager hands out (of 128).
     const SLOTS: usize = 100;
 
@@ -181,27 +186,121 @@ mod task {
             monitors_reported: false,
         };
         let mut manager = PartitionManager::new(objects);
-        if let Err(e) = create_partitions(&mut manager) {
+        let (mut journal, recovered) = recover(&mut manager);
+        if !recovered && let Err(e) = create_partitions(&mut manager, &mut journal) {
             log!("cannot read the manifest's partitions: {e:?}");
         }
+        save(&manager, &mut journal);
         log!("ready, serving {ENDPOINT}");
-        serve(endpoint, &mut manager)
+        serve(endpoint, &mut manager, &mut journal)
+    }
+
+    /// The journal of a system with partitions: a memory object in the
+    /// first free slot, where a restart looks for it. `None` (logged) if it
+    /// cannot be made: the manager runs, and a restart starts afresh.
+    fn new_journal(manager: &mut PartitionManager<Objects>) -> Option<Window> {
+        let objects = manager.kernel();
+        let made = objects.retype(ObjectType::MEMORY, JOURNAL_PAGES).and_then(|slot| {
+            if slot.0 != objects.first {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            Window::map(objects.task.ok_or(ErrorCode::INVALID_CAPABILITY)?, slot, JOURNAL_AT, 0, JOURNAL_PAGES, true)
+        });
+        made.inspect_err(|e| log!("no journal ({e:?}): a restart will not recover the partitions")).ok()
+    }
+
+    /// After a restart the supervisor has returned the capabilities the
+    /// last instance made to the same slots: the journal in the first, the
+    /// partitions' objects in others. Reads the table back, keeps what
+    /// the journal names and deletes what it does not (left by a request
+    /// the last instance did not finish). Returns the journal, if there is
+    /// one, and whether the table was recovered (not on a first start).
+    fn recover(manager: &mut PartitionManager<Objects>) -> (Option<Window>, bool) {
+        let objects = manager.kernel();
+        let (first, Some(task)) = (CapSlot(objects.first), objects.task) else { return (None, false) };
+        let is_journal = invoke(first, Operation::CAP_IDENTIFY, &[]).is_ok_and(|identify| {
+            let (kind, size) = (identify.words()[0], identify.words()[3]);
+            kind == u64::from(ObjectType::MEMORY.0) && size == JOURNAL_PAGES * PAGE
+        });
+        if !is_journal {
+            return (None, false);
+        }
+        objects.used[0] = true;
+        let window = match Window::map(task, first, JOURNAL_AT, 0, JOURNAL_PAGES, true) {
+            Ok(window) => window,
+            Err(e) => {
+                log!("restarted, but cannot map the journal ({e:?}): its partitions are not recovered");
+                return (None, false);
+            }
+        };
+        let holds = |slot: CapSlot, held: Held| {
+            let kind = match held {
+                Held::Partition => ObjectType::PARTITION,
+                Held::Memory => ObjectType::MEMORY,
+                Held::Vp => ObjectType::VP,
+                Held::Endpoint => ObjectType::ENDPOINT,
+            };
+            invoke(slot, Operation::CAP_IDENTIFY, &[]).is_ok_and(|r| r.words()[0] == u64::from(kind.0))
+        };
+        let restored = journal::latest(window.bytes()).ok_or(journal::JournalError::NoValidCopy);
+        let restored = restored.and_then(|table| manager.restore(table, holds));
+        let named: heapless::Vec<CapSlot, SLOTS> = manager.slots().take(SLOTS).collect();
+        let objects = manager.kernel();
+        for slot in &named {
+            if let Some(used) = slot.0.checked_sub(objects.first).and_then(|i| objects.used.get_mut(i as usize)) {
+                *used = true;
+            }
+        }
+        let mut strays = 0;
+        for i in 1..SLOTS {
+            let slot = CapSlot(objects.first + i as u32);
+            if !objects.used[i] && invoke(slot, Operation::CAP_IDENTIFY, &[]).is_ok() {
+                let _ = invoke(slot, Operation::CAP_DELETE, &[]);
+                strays += 1;
+            }
+        }
+        match restored {
+            Ok(r) => log!(
+                "restarted: {} partition{} recovered from the journal ({} dropped, {strays} stray capabilities deleted)",
+                r.partitions,
+                if r.partitions == 1 { "" } else { "s" },
+                r.dropped
+            ),
+            Err(e) => log!("restarted, but the journal is unreadable ({e:?}): {strays} capabilities deleted"),
+        }
+        (Some(window), restored.is_ok())
+    }
+
+    fn save(manager: &PartitionManager<Objects>, journal: &mut Option<Window>) {
+        if let Some(area) = journal.as_mut().and_then(Window::bytes_mut) {
+            manager.save(area);
+        }
     }
 
     /// Creates every partition the manifest in the boot image declares.
-    fn create_partitions(manager: &mut PartitionManager<Objects>) -> Result<(), ErrorCode> {
+    fn create_partitions(
+        manager: &mut PartitionManager<Objects>,
+        journal: &mut Option<Window>,
+    ) -> Result<(), ErrorCode> {
         let Some(bootfs) = caps::find("bootfs", ObjectType::MEMORY) else { return Ok(()) };
         let task = manager.kernel().task.ok_or(ErrorCode::INVALID_CAPABILITY)?;
         let size = invoke(bootfs, Operation::CAP_IDENTIFY, &[])?.words()[3];
         let window = Window::map(task, bootfs, BOOTFS_AT, 0, size / PAGE, false)?;
-        let created = create_all(manager, window.bytes());
+        let created = create_all(manager, journal, window.bytes());
         window.unmap(task)?;
         created
     }
 
-    fn create_all(manager: &mut PartitionManager<Objects>, bootfs: &[u8]) -> Result<(), ErrorCode> {
+    fn create_all(
+        manager: &mut PartitionManager<Objects>,
+        journal: &mut Option<Window>,
+        bootfs: &[u8],
+    ) -> Result<(), ErrorCode> {
         let image = SystemImage::parse(bootfs).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
         let m = &image.manifest;
+        if !m.partitions.is_empty() && journal.is_none() {
+            *journal = new_journal(manager);
+        }
         // Monitor pages first: each partition's build maps those it sees.
         for (i, c) in m.connections.iter().enumerate() {
             let (Party::Partition(from), Some(from_page)) = (c.from, c.from_page) else { continue };
@@ -243,7 +342,7 @@ mod task {
     /// reports from the kernel on monitor badges. A successful `attach`,
     /// `attach_vp` or `attach_monitor` reply carries the capabilities the
     /// manager derived for it.
-    fn serve(endpoint: CapSlot, manager: &mut PartitionManager<Objects>) -> ! {
+    fn serve(endpoint: CapSlot, manager: &mut PartitionManager<Objects>, journal: &mut Option<Window>) -> ! {
         let mut message = Message::new(0);
         let mut next = tessera_rt::recv_in_place(endpoint, &mut message);
         loop {
@@ -279,6 +378,8 @@ mod task {
                     );
                 }
             }
+            // Written before the reply: what a client is told is kept.
+            save(manager, journal);
             let mut outgoing = [CapSlot::NULL; abi::MAX_TRANSFER_CAPS];
             let count = manager.outgoing().len();
             outgoing[..count].copy_from_slice(manager.outgoing());

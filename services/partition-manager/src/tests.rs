@@ -873,3 +873,119 @@ fn a_monitor_page_outlives_its_partitions_and_its_vid_loses_it_on_finalize() {
     let live: Vec<Object> = pm.kernel().live.values().copied().collect();
     assert_eq!(live, [Object::Memory { pages: 1 }]);
 }
+
+/// A journal area, as the task maps it.
+fn journal_area() -> Vec<u8> {
+    vec![0; (JOURNAL_PAGES * PAGE) as usize]
+}
+
+/// A manager that restarted with the capabilities of `old`'s kernel
+/// (the supervisor returns them to the same slots) and `area`'s table.
+fn restarted(old: &mut Pm, area: &[u8], gone: &[CapSlot]) -> (Pm, Restored) {
+    let mut kernel = core::mem::take(old.kernel());
+    for cap in gone {
+        kernel.live.remove(cap);
+    }
+    let mut pm = PartitionManager::new(kernel);
+    let live = pm.kernel().live.clone();
+    let holds = |cap: CapSlot, held: Held| {
+        matches!(
+            (live.get(&cap), held),
+            (Some(Object::Partition), Held::Partition)
+                | (Some(Object::Memory { .. }), Held::Memory)
+                | (Some(Object::Vp), Held::Vp)
+                | (Some(Object::Monitor { .. }), Held::Endpoint)
+        )
+    };
+    let restored = pm.restore(journal::latest(area).expect("a whole copy"), holds).unwrap();
+    (pm, restored)
+}
+
+/// What a manager's table says of a partition, for comparing two: its
+/// state and its mappings (first page, pages, flags).
+type View = (Result<PartitionState, HvError>, Vec<(u64, u64, u32)>);
+
+fn view(pm: &mut Pm, owner: Badge, id: u64) -> View {
+    let mappings = pm.mappings(id).map(|r| (r.first, r.count, r.flags.into_bits())).collect();
+    (pm.partition_state(owner, id), mappings)
+}
+
+#[test]
+fn a_restarted_manager_recovers_its_table_from_the_journal() {
+    let mut pm = PartitionManager::new(Fake::new());
+    pm.declare_monitor(0, MONITOR).unwrap();
+    let alpha = pm.create_from_manifest(&Spec { vcpus: 2, ..numbered("alpha", 0, VID) }).unwrap();
+    let beta = pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
+    let made = pm.create_partition(VID, 0).unwrap();
+    pm.report_guest_crash(OTHER, beta, [1, 2, 3, 4, 5]).unwrap();
+    let mut area = journal_area();
+    pm.save(&mut area);
+    let before: Vec<_> = [(VID, alpha), (OTHER, beta), (VID, made)].map(|(o, id)| view(&mut pm, o, id)).into();
+    let slots: BTreeSet<CapSlot> = pm.slots().collect();
+
+    let (mut pm, restored) = restarted(&mut pm, &area, &[]);
+    assert_eq!(restored, Restored { partitions: 3, dropped: 0 });
+    let after: Vec<_> = [(VID, alpha), (OTHER, beta), (VID, made)].map(|(o, id)| view(&mut pm, o, id)).into();
+    assert_eq!(before, after);
+    assert_eq!(pm.slots().collect::<BTreeSet<_>>(), slots);
+    assert_eq!(pm.crash_report(OTHER, beta), Ok(Some([1, 2, 3, 4, 5])));
+    // Ownership is kept: another task still learns nothing.
+    assert_eq!(pm.partition_state(OTHER, alpha), Err(HvError::ACCESS_DENIED));
+    // It is its VPs' monitor again: a stop report names the partition.
+    let report = abi::VpStopReport { reason: abi::VpStopReason::HANDLER_GONE, vp_index: 1, message_type: 0, rip: 0 };
+    let notice = pm.vp_stopped(monitor_badge(0, 1), &report.to_words()).expect("a VP of alpha");
+    assert_eq!((notice.partition.as_str(), notice.id), ("alpha", alpha));
+    assert_eq!(pm.partition_state(VID, alpha), Ok(PartitionState::Finalized));
+    // IDs are not reused; delete still frees every object of the partition.
+    assert!(pm.create_partition(VID, 0).unwrap() > made);
+    pm.delete_partition(VID, alpha).unwrap();
+    pm.finalize_partition(OTHER, beta).unwrap();
+    pm.delete_partition(OTHER, beta).unwrap();
+    let left: Vec<_> = pm.kernel().live.values().filter(|o| matches!(o, Object::Memory { pages: 2.. })).collect();
+    assert!(left.is_empty(), "RAM left after deleting both manifest partitions: {left:?}");
+}
+
+#[test]
+fn a_partition_whose_capability_went_is_dropped() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let alpha = pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    let beta = pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
+    let mut area = journal_area();
+    pm.save(&mut area);
+    let vp = pm.vp(OTHER, beta, 0).unwrap();
+    let (mut pm, restored) = restarted(&mut pm, &area, &[vp]);
+    assert_eq!(restored, Restored { partitions: 1, dropped: 1 });
+    assert_eq!(pm.partition_state(VID, alpha), Ok(PartitionState::Active));
+    assert_eq!(pm.partition_state(OTHER, beta), Err(HvError::INVALID_PARTITION_ID));
+}
+
+#[test]
+fn a_torn_write_leaves_the_older_copy_and_an_unchanged_table_is_not_written() {
+    let mut pm = PartitionManager::new(Fake::new());
+    let alpha = pm.create_from_manifest(&numbered("alpha", 0, VID)).unwrap();
+    let mut area = journal_area();
+    pm.save(&mut area);
+    let first = area.clone();
+    pm.save(&mut area);
+    // The second copy's payload was written, but not its header.
+    let half = area.len() / 2;
+    assert_eq!(journal::latest(&area), journal::latest(&first));
+    assert!(area[half..half + 32].iter().all(|&b| b == 0));
+    // A change goes to the second copy; torn, the first still reads.
+    pm.finalize_partition(VID, alpha).unwrap();
+    pm.save(&mut area);
+    assert_ne!(journal::latest(&area), journal::latest(&first));
+    let newest = journal::latest(&area).unwrap().to_vec();
+    area[half + 100] ^= 1;
+    assert_eq!(journal::latest(&area), journal::latest(&first));
+    area[half + 100] ^= 1;
+    assert_eq!(journal::latest(&area), Some(&newest[..]));
+    // The next change goes to the first copy, and wins.
+    pm.delete_partition(VID, alpha).unwrap();
+    pm.save(&mut area);
+    let (mut pm, restored) = restarted(&mut pm, &area, &[]);
+    assert_eq!(restored, Restored { partitions: 0, dropped: 0 });
+    assert_eq!(pm.partition_state(VID, alpha), Err(HvError::INVALID_PARTITION_ID));
+    // Neither copy whole: nothing to read.
+    assert_eq!(journal::latest(&journal_area()), None);
+}

@@ -48,7 +48,10 @@ pub const MAX_SERVICE_CAPS: usize = 4;
 pub const SHARED_SLOTS: usize = 2 + MAX_ENDPOINTS + 2 * (MAX_TASKS - 1) + MAX_SERVICE_CAPS;
 /// Slots the supervisor hands out: everything it holds with every task
 /// running at its most.
-pub const SLOTS: usize = SHARED_SLOTS + (MAX_TASKS - 1) * MAX_HELD;
+pub const SLOTS: usize = SHARED_SLOTS + (MAX_TASKS - 1) * MAX_HELD + KEPT_SLOTS;
+/// The partition manager's own capabilities (every slot of its space past
+/// slot 0) that the supervisor keeps across the manager's restart.
+pub const KEPT_SLOTS: usize = abi::limits::CSPACE_SLOTS as usize - 1;
 /// The kernel's grants to the root task fill its first slots (`self`, an
 /// image segment each, stack, memory, IPC buffer, bootfs, untyped,
 /// ioports, interrupts, thread, sched, startup: 11 + the segments, after

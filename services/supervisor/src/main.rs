@@ -21,8 +21,8 @@ mod task {
     use abi::{CapSlot, ErrorCode, FaultMessage, ObjectType, Rights};
     use core::fmt::Write;
     use supervisor::{
-        Backoff, Decision, MAX_HELD, MAX_SERVICE_CAPS, SLOTS, Slots, Source, badge_of, broker_party, endpoint_rights,
-        exception_name, grants, task_of, use_source,
+        Backoff, Decision, KEPT_SLOTS, MAX_HELD, MAX_SERVICE_CAPS, SLOTS, Slots, Source, badge_of, broker_party,
+        endpoint_rights, exception_name, grants, task_of, use_source,
     };
     use sysimage::SystemImage;
     use sysimage::manifest::{Party, TaskIndex};
@@ -47,10 +47,18 @@ mod task {
     #[derive(Default)]
     struct Running {
         held: heapless::Vec<CapSlot, MAX_HELD>,
-        /// The partition manager's untyped: deleted but not revoked at its
-        /// teardown, so the partitions made from it (VIDs run them) outlive
-        /// its restart, as the manifest promises running partitions.
-        spared: Option<CapSlot>,
+        /// The partition manager's untyped: made at its first start and
+        /// kept for the system's life (never revoked), so the partitions
+        /// made from it outlive its restarts and each start gets the same
+        /// pool, not a new one.
+        pool: Option<CapSlot>,
+        /// The partition manager's own capabilities (its partitions, VPs,
+        /// memory and journal), moved out of its space at its teardown and
+        /// back into the same slots at its next start: (its slot, ours).
+        kept: heapless::Vec<(u32, CapSlot), KEPT_SLOTS>,
+        /// Its task and thread while it exists.
+        task: Option<CapSlot>,
+        thread: Option<CapSlot>,
         backoff: Backoff,
         /// Clock value at which a restart is due.
         restart_at: Option<u64>,
@@ -284,6 +292,8 @@ mod task {
             startup.memory_size = memory_pages * PAGE;
             let mut listing: heapless::String<LISTING> = heapless::String::new();
             self.install_caps(index, task, &mut startup, &mut listing)?;
+            self.return_caps(index, task);
+            self.tasks[usize::from(index.0)].task = Some(task);
             let page = self.hold(index, ObjectType::MEMORY, 1)?;
             let mut window = Window::map(self.task, page, SCRATCH_AT, 0, 1, true)?;
             let written = window.bytes_mut().and_then(|bytes| startup.write_to(bytes));
@@ -301,6 +311,7 @@ mod task {
             self.tasks[usize::from(index.0)].held.push(fault).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
 
             let thread = self.hold(index, ObjectType::THREAD, 0)?;
+            self.tasks[usize::from(index.0)].thread = Some(thread);
             let sched = self.sched[usize::from(index.0)];
             let args = [
                 u64::from(task.0),
@@ -633,11 +644,19 @@ mod task {
                     Source::BootImage => (self.bootfs, Rights::new().with_read(true), 0, ObjectType::MEMORY),
                     Source::Untyped { pages, objects } => {
                         let from = self.untyped;
-                        let pool = self.hold_with(index, |slot| untyped::retype_pool(from, slot, pages, objects))?;
-                        let manifest = &self.image.manifest;
-                        if !manifest.partitions.is_empty() && manifest.partition_manager() == Some(index) {
-                            self.tasks[usize::from(index.0)].spared = Some(pool);
-                        }
+                        let pool = if self.keeps_caps(index) {
+                            match self.tasks[usize::from(index.0)].pool {
+                                Some(pool) => pool,
+                                None => {
+                                    let pool = self.slot()?;
+                                    let made = untyped::retype_pool(from, pool, pages, objects);
+                                    made.inspect_err(|_| self.slots.give_back(pool))?;
+                                    *self.tasks[usize::from(index.0)].pool.insert(pool)
+                                }
+                            }
+                        } else {
+                            self.hold_with(index, |slot| untyped::retype_pool(from, slot, pages, objects))?
+                        };
                         (pool, Rights::ALL, 0, ObjectType::UNTYPED)
                     }
                     Source::IrqNotification => {
@@ -675,18 +694,72 @@ mod task {
         /// task. Revoking first reaches the copies the task holds itself:
         /// its `self`, or its untyped in a task it made that holds itself,
         /// would otherwise keep the task, its pool and all made from it.
-        /// The partition manager's untyped is only deleted ([`Running::spared`]):
-        /// its partitions stay, charged to the supervisor's pool.
+        /// The partition manager's own capabilities are kept first
+        /// ([`Running::kept`]), and its pool is not held ([`Running::pool`]).
         fn release(&mut self, index: TaskIndex) {
+            if self.keeps_caps(index) {
+                self.keep_caps(index);
+            }
             let running = &mut self.tasks[usize::from(index.0)];
             running.untold = 0;
-            let (held, spared) = (core::mem::take(&mut running.held), running.spared.take());
+            (running.task, running.thread) = (None, None);
+            let held = core::mem::take(&mut running.held);
             for slot in held.iter().rev() {
-                if Some(*slot) != spared {
-                    let _ = invoke(*slot, Operation::CAP_REVOKE, &[]);
-                }
+                let _ = invoke(*slot, Operation::CAP_REVOKE, &[]);
                 let _ = invoke(*slot, Operation::CAP_DELETE, &[]);
                 self.slots.give_back(*slot);
+            }
+        }
+
+        /// Whether the task is the partition manager of a system with
+        /// partitions: its capabilities outlive its restarts (§5.2).
+        fn keeps_caps(&self, index: TaskIndex) -> bool {
+            let manifest = &self.image.manifest;
+            !manifest.partitions.is_empty() && manifest.partition_manager() == Some(index)
+        }
+
+        /// Stops the partition manager's thread and moves every capability
+        /// it made (its slots past the manifest's) into ours.
+        fn keep_caps(&mut self, index: TaskIndex) {
+            let running = &self.tasks[usize::from(index.0)];
+            let (Some(task), thread) = (running.task, running.thread) else { return };
+            if let Some(thread) = thread {
+                let _ = invoke(thread, Operation::THREAD_SUSPEND, &[]);
+            }
+            let first = grants(&self.image.manifest, index).map_or(1, |g| g.len() as u32 + 1);
+            for theirs in first..abi::limits::CSPACE_SLOTS {
+                let Ok(ours) = self.slot() else {
+                    log!("cannot keep the partition manager's capabilities past slot {theirs}: no free slot");
+                    break;
+                };
+                let args = [u64::from(theirs), u64::from(ours.0), abi::invoke::MOVE_OUT_OF_TASK];
+                let moved = invoke(task, Operation::TASK_MOVE_CAP, &args).is_ok();
+                if !moved || self.tasks[usize::from(index.0)].kept.push((theirs, ours)).is_err() {
+                    if moved {
+                        let _ = invoke(ours, Operation::CAP_DELETE, &[]);
+                    }
+                    self.slots.give_back(ours);
+                }
+            }
+            let name = self.image.manifest.tasks[usize::from(index.0)].name;
+            log!("{name}: kept {} capabilities for its restart", self.tasks[usize::from(index.0)].kept.len());
+        }
+
+        /// Moves the capabilities kept at the partition manager's last
+        /// teardown back into the same slots of its new task.
+        fn return_caps(&mut self, index: TaskIndex, task: CapSlot) {
+            let kept = core::mem::take(&mut self.tasks[usize::from(index.0)].kept);
+            let mut lost = 0;
+            for &(theirs, ours) in &kept {
+                let args = [u64::from(theirs), u64::from(ours.0), abi::invoke::MOVE_INTO_TASK];
+                if invoke(task, Operation::TASK_MOVE_CAP, &args).is_err() {
+                    lost += 1;
+                    let _ = invoke(ours, Operation::CAP_DELETE, &[]);
+                }
+                self.slots.give_back(ours);
+            }
+            if lost > 0 {
+                log!("{lost} of the partition manager's kept capabilities could not be returned: deleted");
             }
         }
 

@@ -507,7 +507,7 @@ fn the_longest_names_fit() {
 #[test]
 fn the_slot_budget_covers_every_task_at_its_most() {
     assert_eq!(MAX_HELD, 29);
-    assert_eq!(SLOTS, 2 + 32 + 15 + 15 + MAX_SERVICE_CAPS + 15 * MAX_HELD);
+    assert_eq!(SLOTS, 2 + 32 + 15 + 15 + MAX_SERVICE_CAPS + 15 * MAX_HELD + 127);
     assert!(ROOT_NAMED_SLOTS + SLOTS <= abi::limits::ROOT_CSPACE_SLOTS as usize);
     let mut slots = Slots::<SLOTS>::new(ROOT_NAMED_SLOTS as u32);
     for _ in 0..SLOTS {

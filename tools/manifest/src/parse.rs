@@ -1420,8 +1420,8 @@ fn grant_objects(manifest: &mut Manifest, drafts: &[Draft<'_>]) {
                 task.objects = task.objects.checked_add(&objects::partition(p.vcpus)).unwrap_or(task.objects);
             }
             // At most 32 connections.
-            let pages = objects::monitor_pages(monitors as u16);
-            task.objects = task.objects.checked_add(&pages).unwrap_or(task.objects);
+            let pages = objects::monitor_pages(monitors as u16).checked_add(&objects::JOURNAL);
+            task.objects = pages.and_then(|p| task.objects.checked_add(&p)).unwrap_or(task.objects);
         }
     }
 }
@@ -1490,14 +1490,16 @@ pub(crate) fn notified_tasks(manifest: &Manifest) -> usize {
 /// raised by what they need (guest RAM, plus 1 MiB each for the ROM page,
 /// the partition and its VPs, plus the second-level tables that map the
 /// RAM, plus each monitor connection's page and the tables of its two
-/// mappings, `MONITOR_PAGE_NEED`) on top of any it declares.
+/// mappings, `MONITOR_PAGE_NEED`, plus its journal, `JOURNAL_NEED`) on top
+/// of any it declares.
 fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
-    let monitors = monitor_connections(manifest) as u64 * compiled::MONITOR_PAGE_NEED;
-    let needed: u64 =
-        monitors + manifest.partitions.iter().map(|p| p.memory + partition_overhead(p.memory)).sum::<u64>();
-    if needed == 0 {
+    if manifest.partitions.is_empty() {
         return Ok(());
     }
+    let monitors = monitor_connections(manifest) as u64 * compiled::MONITOR_PAGE_NEED;
+    let needed: u64 = compiled::JOURNAL_NEED
+        + monitors
+        + manifest.partitions.iter().map(|p| p.memory + partition_overhead(p.memory)).sum::<u64>();
     let server = manifest.endpoints.iter().find(|e| e.name == PARTITION_MANAGER).map(|e| e.server);
     // Every VID uses the endpoint (checked), so it has a server.
     let manager = &mut manifest.tasks[server.expect("VIDs use the partition manager")];
@@ -1507,8 +1509,8 @@ fn grant_partition_memory(manifest: &mut Manifest) -> Result<(), Errors> {
             &manager.name,
             "untyped",
             format!(
-                "{} with the {} the partitions need (memory, 1 MiB and page tables each; monitor pages) is too large \
-                 (at most {})",
+                "{} with the {} the partitions need (memory, 1 MiB and page tables each; monitor pages; its journal) \
+                 is too large (at most {})",
                 show_size(manager.untyped),
                 show_size(needed),
                 show_size(MAX_UNTYPED)

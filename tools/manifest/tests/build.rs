@@ -316,9 +316,10 @@ fn a_partition_can_be_added_to_a_manifest_text() {
         (dir.join("kernel").as_path(), "a \"quoted\" \\ word", 64 << 20, 3)
     );
     // The partition manager's quota is what the partition needs: memory,
-    // 1 MiB, and a second-level table per 2 MiB and per GiB of memory.
+    // 1 MiB, and a second-level table per 2 MiB and per GiB of memory; and
+    // its journal.
     let manager = m.endpoints.iter().find(|e| e.name == "partition-manager").unwrap().server;
-    assert_eq!(m.tasks[manager].untyped, (65 << 20) + (32 + 1) * 4096);
+    assert_eq!(m.tasks[manager].untyped, (65 << 20) + (32 + 1) * 4096 + sysimage::manifest::JOURNAL_NEED);
     assert_eq!(m.tasks.len(), load(&repo_manifest()).unwrap().tasks.len());
     // The default system has a VMBus host: the guest's connection 4 leads
     // to its port 1, and its connection 1 to the guest's port 2 (VP 0, SINT 2).

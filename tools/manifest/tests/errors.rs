@@ -560,7 +560,8 @@ fn objects_are_given_as_written_or_by_default() {
     let of = |name: &str| m.tasks.iter().find(|t| t.name == name).unwrap().objects;
     let vid = sysimage::objects::default_objects(true).with(EntryKind::SchedContext, 3);
     assert_eq!(of("vid"), vid.with(EntryKind::Memory, 1));
-    assert_eq!(of("pm"), sysimage::objects::partition(3).with(EntryKind::Endpoint, 1));
+    let journal = sysimage::objects::JOURNAL;
+    assert_eq!(of("pm"), sysimage::objects::partition(3).with(EntryKind::Endpoint, 1).checked_add(&journal).unwrap());
 }
 
 #[test]
@@ -760,8 +761,10 @@ fn the_partition_manager_gets_untyped_memory_for_every_partition() {
     ));
     let m = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     let pm = m.tasks.iter().find(|t| t.name == "pm").unwrap();
-    // Its own 1 MiB; each partition's RAM, 1 MiB, and a table per 2 MiB and per GiB of RAM.
-    assert_eq!(pm.untyped, ((1 + 65 + 3) << 20) + (32 + 1 + 1 + 1) * 4096);
+    // Its own 1 MiB; each partition's RAM, 1 MiB, and a table per 2 MiB and
+    // per GiB of RAM; its journal.
+    let journal = sysimage::manifest::JOURNAL_NEED;
+    assert_eq!(pm.untyped, ((1 + 65 + 3) << 20) + (32 + 1 + 1 + 1) * 4096 + journal);
     // The VID: its own 64 KiB and, per partition of 1 VP, a page for each
     // overlay page.
     let overlays = 2 * sysimage::objects::overlay_pages(1) as u64 * 4096;
@@ -774,8 +777,8 @@ fn partitions_too_large_for_an_untyped_quota() {
     let text = with_vids(&three);
     assert_errors(
         &text,
-        &["task \"pm\": untyped: 0 bytes with the 18917448 KiB the partitions need (memory, 1 MiB and page tables \
-           each; monitor pages) is too large (at most 16384 MiB)"],
+        &["task \"pm\": untyped: 0 bytes with the 18917480 KiB the partitions need (memory, 1 MiB and page tables \
+           each; monitor pages; its journal) is too large (at most 16384 MiB)"],
     );
 }
 

@@ -118,6 +118,12 @@ pub const fn partition_overhead(memory: u64) -> u64 {
     let tables = memory.div_ceil(2 << 20) + memory.div_ceil(1 << 30);
     PARTITION_OVERHEAD.saturating_add(tables.saturating_mul(TABLE))
 }
+/// Pages of the partition manager's journal: two copies of its table, which
+/// its next instance reads after a restart (ARCHITECTURE.md §5.2). Made
+/// when the manifest has partitions, from the manager's untyped.
+pub const JOURNAL_PAGES: u64 = 8;
+/// Untyped memory the journal takes.
+pub const JOURNAL_NEED: u64 = JOURNAL_PAGES * PAGE_SIZE;
 /// The endpoint the partition manager serves: its server creates every
 /// partition, and each VID uses it to attach the partitions it runs.
 pub const PARTITION_MANAGER: &str = "partition-manager";
@@ -629,13 +635,17 @@ impl<'a> Manifest<'a> {
         })
     }
 
-    /// Untyped memory the partition manager needs for all partitions, and
-    /// for the page of every monitor connection ([`MONITOR_PAGE_NEED`]).
+    /// Untyped memory the partition manager needs for all partitions, for
+    /// the page of every monitor connection ([`MONITOR_PAGE_NEED`]) and
+    /// for its journal ([`JOURNAL_NEED`]).
     pub fn partitions_need(&self) -> u64 {
+        if self.partitions.is_empty() {
+            return 0;
+        }
         let monitors = (self.monitor_connections() as u64).saturating_mul(MONITOR_PAGE_NEED);
-        self.partitions
-            .iter()
-            .fold(monitors, |sum, p| sum.saturating_add(p.memory.saturating_add(partition_overhead(p.memory))))
+        self.partitions.iter().fold(monitors.saturating_add(JOURNAL_NEED), |sum, p| {
+            sum.saturating_add(p.memory.saturating_add(partition_overhead(p.memory)))
+        })
     }
 
     /// Kernel-table entries the partition manager needs for all partitions
@@ -644,7 +654,8 @@ impl<'a> Manifest<'a> {
         let partitions = objects::total(
             self.partitions.iter().map(|p| objects::partition(p.vcpus)).collect::<Vec<_, MAX_PARTITIONS>>().iter(),
         )?;
-        partitions.checked_add(&objects::monitor_pages(self.monitor_connections() as u16))
+        let journal = if self.partitions.is_empty() { Entries::NONE } else { objects::JOURNAL };
+        partitions.checked_add(&objects::monitor_pages(self.monitor_connections() as u16))?.checked_add(&journal)
     }
 
     /// How many connections are to monitor ports (each has a page).

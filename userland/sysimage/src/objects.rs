@@ -53,6 +53,10 @@ pub const fn partition(vcpus: u8) -> Entries {
     Entries::NONE.with(EntryKind::Partition, 1).with(EntryKind::Vp, vcpus as u16).with(EntryKind::Memory, 3)
 }
 
+/// The partition manager's journal (its table, kept across its restart):
+/// one memory object of [`crate::manifest::JOURNAL_PAGES`].
+pub const JOURNAL: Entries = Entries::NONE.with(EntryKind::Memory, 1);
+
 /// What the partition manager makes for `count` monitor connections: a
 /// one-page memory object each, the monitor page both partitions map.
 pub const fn monitor_pages(count: u16) -> Entries {

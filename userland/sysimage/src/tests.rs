@@ -53,7 +53,7 @@ fn sample() -> Manifest<'static> {
     let mut manager = task("manager", 20);
     manager.serves = hv(&[EndpointIndex(1)]);
     manager.untyped = 66 << 20;
-    manager.objects = objects::partition(2);
+    manager.objects = objects::partition(2).checked_add(&objects::JOURNAL).unwrap();
     Manifest {
         version: VERSION,
         system: "test",
@@ -101,7 +101,7 @@ fn connected() -> Manifest<'static> {
     peer.memory = 2 << 20;
     m.partitions.push(peer).unwrap();
     m.tasks[3].untyped = 70 << 20;
-    m.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2)]).unwrap();
+    m.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2), &objects::JOURNAL]).unwrap();
     m.connections
         .push(Connection {
             from: Party::Partition(PartitionIndex(0)),
@@ -230,7 +230,8 @@ fn monitor_connections_have_their_pages_and_are_checked() {
     });
     // The manager's quotas cover the page.
     let mut poor = monitored();
-    poor.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2)]).unwrap();
+    poor.tasks[3].objects =
+        objects::total([&objects::partition(2), &objects::partition(2), &objects::JOURNAL]).unwrap();
     assert_eq!(
         Manifest::parse(&poor.to_vec()),
         Err(Error::BadPartition { partition: 0, reason: "the partition manager's objects quota is too small" })
@@ -519,7 +520,7 @@ fn inconsistent_partitions_are_refused() {
     bad(|m| m.partitions[0].vid = TaskIndex(1)); // the console does not use the partition manager
     bad(|m| m.tasks[3].untyped = (65 << 20) - 4096);
     bad(|m| (m.tasks[2].untyped, m.tasks[2].objects) = (0, abi::Entries::NONE)); // the VID needs some for its exit endpoint
-    bad(|m| m.tasks[3].objects = objects::partition(1)); // its partition has 2 VPs
+    bad(|m| m.tasks[3].objects = objects::partition(1).checked_add(&objects::JOURNAL).unwrap()); // its partition has 2 VPs
     bad(|m| {
         m.tasks[3].serves.clear();
         m.tasks[2].uses.truncate(1);
@@ -578,12 +579,12 @@ fn inconsistent_partitions_are_refused() {
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
     // Each needs its RAM, 1 MiB, and a page per 2 MiB and per GiB of RAM
     // for its second-level tables.
-    let need = (64 << 20) + (1 << 20) + (32 + 1) * 4096 + (2 << 20) + (1 << 20) + (1 + 1) * 4096;
+    let need = (64 << 20) + (1 << 20) + (32 + 1) * 4096 + (2 << 20) + (1 << 20) + (1 + 1) * 4096 + JOURNAL_NEED;
     m.tasks[3].untyped = need - 4096;
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
     m.tasks[3].untyped = need;
     assert!(matches!(Manifest::parse(&m.to_vec()), Err(Error::BadPartition { partition: 0, .. })));
-    m.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2)]).unwrap();
+    m.tasks[3].objects = objects::total([&objects::partition(2), &objects::partition(2), &objects::JOURNAL]).unwrap();
     let bytes = m.to_vec();
     let parsed = Manifest::parse(&bytes).unwrap();
     assert_eq!(parsed.partitions_of(TaskIndex(2)).count(), 2);

@@ -141,6 +141,18 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
             }
             done()
         }
+        Operation::TASK_MOVE_CAP => {
+            let task = expect(cap, ObjectType::TASK, control())?;
+            let target = k.task(task).ok_or(ErrorCode::INVALID_STATE)?.cspace;
+            let (theirs, mine) = (k.caps.resolve(target, slot(mr[0]))?, k.caps.resolve(cspace, slot(mr[1]))?);
+            let (from, to) = match mr[2] {
+                abi::invoke::MOVE_INTO_TASK => (mine, theirs),
+                abi::invoke::MOVE_OUT_OF_TASK => (theirs, mine),
+                _ => return Err(ErrorCode::INVALID_ARGUMENT),
+            };
+            k.caps.move_cap(from, to)?;
+            done()
+        }
         Operation::THREAD_CONFIGURE => thread_configure(k, t, cspace, cap, mr),
         Operation::THREAD_START => {
             let thread = ThreadId(expect(cap, ObjectType::THREAD, control())? as u16);
