@@ -116,6 +116,8 @@ mod task {
         /// The broker's notification of each VID it tells of deliveries.
         deliveries: [CapSlot; MAX_TASKS],
         tasks: [Running; MAX_TASKS],
+        /// Fault injection's memory reports made so far ([`Supervisor::report_memory`]).
+        memory_reports: u8,
     }
 
     fn fatal(what: &str, e: ErrorCode) -> ! {
@@ -187,6 +189,7 @@ mod task {
             sched: [CapSlot::NULL; MAX_TASKS],
             deliveries: [CapSlot::NULL; MAX_TASKS],
             tasks: Default::default(),
+            memory_reports: 0,
         };
         s.create_shared_objects();
         for i in 1..s.image.manifest.tasks.len() {
@@ -807,6 +810,44 @@ mod task {
                     }
                 }
                 self.tell_untold();
+                self.report_memory();
+            }
+        }
+
+        /// With fault injection, reports the kernel's free memory and what
+        /// is left of the supervisor's pool twice: once every task it
+        /// kills has been killed and restarted once, and once it has been
+        /// killed for the last time and restarted (with nothing left to
+        /// tell a server), so a test can see that the restarts in between
+        /// leaked nothing.
+        fn report_memory(&mut self) {
+            let tasks = &self.image.manifest.tasks;
+            let injected = || tasks.iter().zip(&self.tasks).filter(|(t, _)| t.kill_every_ms != 0);
+            let settled = self.tasks.iter().all(|r| r.restart_at.is_none() && r.untold == 0)
+                && injected().all(|(_, r)| !r.held.is_empty());
+            if injected().next().is_none() || !settled {
+                return;
+            }
+            let (label, due) = match self.memory_reports {
+                0 => ("after the first restart of every task killed", injected().all(|(_, r)| r.kills >= 1)),
+                1 => {
+                    ("after the last", injected().all(|(t, r)| t.kill_limit != 0 && r.kills >= u32::from(t.kill_limit)))
+                }
+                _ => return,
+            };
+            if !due {
+                return;
+            }
+            self.memory_reports += 1;
+            match invoke(self.untyped, Operation::CAP_IDENTIFY, &[]) {
+                Ok(r) => {
+                    let free = r.words().get(abi::invoke::IDENTIFY_UNTYPED_WORDS - 1).copied().unwrap_or(0);
+                    log!(
+                        "kernel memory: {free} bytes free, {} bytes left in the supervisor's pool ({label})",
+                        r.words()[3]
+                    );
+                }
+                Err(e) => log!("kernel memory: cannot read it: {e:?}"),
             }
         }
 
