@@ -174,3 +174,81 @@ fn qemu_a_hundred_restarts_of_each_service_leak_nothing() {
     run.assert_serial_lacks("[supervisor] cannot");
     run.assert_halted(0);
 }
+
+/// The index of the first serial line containing `needle`, failing without one.
+#[track_caller]
+fn first(run: &Boot, needle: &str) -> usize {
+    match lines_with(run, needle).next() {
+        Some((i, _)) => i,
+        None => run.fail(&format!("no line contains {needle:?}")),
+    }
+}
+
+/// A VID that dies (issue #15, `tests/manifests/recovery-vid.toml`):
+/// vid-a is killed once while its partitions run their suites. The
+/// partition manager reports the stop; the new instance takes both back:
+/// `a` (`on_reset = "restart"`) restarts from power-on and runs its whole
+/// suite again, `a-stop` (`on_reset = "stop"`) stays stopped. vid-b's
+/// partition runs on across it and finishes its suite, never stopped or
+/// reset.
+#[test]
+fn qemu_a_killed_vid_takes_its_partitions_back_and_the_other_vid_runs_on() {
+    let m = manifest("recovery-vid.toml");
+    let name = "qemu_a_killed_vid_takes_its_partitions_back_and_the_other_vid_runs_on";
+    let run = boot(name, Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    let kill = first(&run, "[supervisor] fault injection: killing vid-a after ");
+    killed_and_restarted(&run, "vid-a", 1);
+    let done = "testkernel: done: 6 passed, 0 failed";
+    let done_b = "testkernel: done: 12 passed, 0 failed";
+    // Mid-run: neither of vid-a's suites had ended.
+    for p in ["a", "a-stop"] {
+        if lines_with(&run, &format!("[vid-a] {p}: testkernel: done:")).any(|(i, _)| i < kill) {
+            run.fail(&format!("{p} finished its suite before vid-a was killed: nothing was interrupted"));
+        }
+    }
+    // The stop is reported by the partition manager and by the new
+    // instance. a's exit time limit is short: its VP's monitor stops it
+    // before vid-a is back. a-stop's is not: whether its monitor stopped
+    // it (its exit was with vid-a when it died) or the new instance found
+    // it still running depends on where the kill fell.
+    let reported = [
+        ("a", "[partition-manager] partition a: VP 0 stopped: its VID "),
+        ("a", "[partition-manager] partition a: attached again after its VID was gone; its VPs are back at power-on"),
+        ("a", "[vid-a] a: stopped because its VID died: its VPs' monitor stopped it"),
+        ("a-stop", "[vid-a] a-stop: stopped because its VID died: "),
+    ];
+    for (p, line) in reported {
+        if first(&run, line) < kill {
+            run.fail(&format!("{p}: stopped before vid-a was killed"));
+        }
+    }
+    let a_stop = lines_with(&run, "[partition-manager] partition a-stop: ").filter(|&(i, _)| i > kill);
+    if !a_stop
+        .map(|(_, l)| l)
+        .any(|l| l.contains(": VP 0 stopped: its VID ") || l.contains(": stopped: its VID is gone"))
+    {
+        run.fail("the partition manager never reported a-stop stopped");
+    }
+    // a restarts from scratch and runs its whole suite again.
+    let restart = first(&run, "[vid-a] a: reset by VID restart; restarting (1)");
+    let finished = first(&run, &format!("[vid-a] a: {done}"));
+    if finished < restart {
+        run.fail("a's suite ended before its restart, and not after");
+    }
+    // a-stop stays stopped and finalized.
+    first(&run, "[vid-a] a-stop: stopped by its VID's restart; left stopped (on_reset = \"stop\")");
+    first(&run, "[vid-a] a-stop: partition 2 is Finalized at the partition manager");
+    run.assert_serial_lacks("[vid-a] a-stop: testkernel: done:");
+    run.assert_serial_lacks("a-stop: reset by");
+    // b runs on across the kill, untouched, and finishes its suite.
+    if first(&run, &format!("[vid-b] b: {done_b}")) < kill {
+        run.fail("b finished before vid-a was killed: it did not run on across the kill");
+    }
+    run.assert_serial_lacks("[vid-b] b: reset by");
+    run.assert_serial_lacks("[vid-b] b: stopped");
+    run.assert_serial_lacks("partition b: ");
+    run.assert_serial_lacks("keeps crashing");
+    run.assert_serial_lacks("faulted");
+    run.assert_serial_lacks("EXCEPTION");
+    run.assert_halted(0);
+}

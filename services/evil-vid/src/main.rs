@@ -121,7 +121,7 @@ mod task {
         let client = Client::new(Kernel, pm);
         let attached = receiving([ram, partition, vp], || client.attach(plan.index));
         let id = match attached {
-            Ok(Ok((id, _, _))) => id,
+            Ok(Ok((id, _, _, _))) => id,
             other => {
                 log!("{}: the partition manager did not hand it over: {}", plan.name, Got::of_call(other));
                 return;

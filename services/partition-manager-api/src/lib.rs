@@ -47,6 +47,25 @@ tessera_idl::code_enum! {
     }
 }
 
+tessera_idl::code_enum! {
+    /// How [`Client::attach`] found the partition: as the manager built
+    /// it, or left by a previous instance of its VID (which died, so the
+    /// partition's device state went with it). In the last two cases the
+    /// manager has stopped every VP and put it back to power-on
+    /// (`VP_RESET`), and the partition is Active again: the VID rebuilds
+    /// it from scratch and applies its `on_reset`.
+    pub enum Handover {
+        /// Never attached before.
+        First = 0,
+        /// Attached before and still Active: the VID that ran it died
+        /// before any VP's monitor stopped it.
+        Running = 1,
+        /// A VP's monitor stopped it (its VID gone or silent): it was
+        /// Finalized.
+        Stopped = 2,
+    }
+}
+
 tessera_idl::interface! {
     /// TLFS partition management.
     pub interface PartitionManager {
@@ -91,8 +110,9 @@ tessera_idl::interface! {
         fn partition_state(partition: u64) -> Result<PartitionState, HvError> = 0x1_0000;
 
         /// A VID takes manifest partition `index` (its position among the
-        /// manifest's `[partitions]`): returns its ID, guest RAM in bytes and
-        /// VP count, and the reply carries three capabilities, in this
+        /// manifest's `[partitions]`): returns its ID, guest RAM in bytes,
+        /// VP count and how it was left ([`Handover`]), and the reply
+        /// carries three capabilities, in this
         /// order ([`ATTACH_CAPS`]): the guest RAM (read, write: to load the
         /// guest and emulate devices), the partition (run: TLB flushes) and
         /// VP 0 (run: its exit endpoint, registers, start, suspend). The
@@ -100,8 +120,14 @@ tessera_idl::interface! {
         /// in and its index (it puts every VP in place), and monitors.
         /// `INVALID_PARTITION_ID` for no such partition, `ACCESS_DENIED` for
         /// a caller other than the partition's VID, `INVALID_PARTITION_STATE`
-        /// unless Active.
-        fn attach(index: u32) -> Result<(u64, u64, u32), HvError> = 0x1_0001;
+        /// unless Active or stopped by its VPs' monitor (a partition its
+        /// VID finalized stays ended). A partition attached before (by a
+        /// previous instance of its VID) is first stopped and reset:
+        /// every VP suspended and back to power-on (a report its monitor
+        /// had not yet delivered is withdrawn), the capabilities handed
+        /// out before revoked, and its writable RAM mapped again (so no
+        /// page stays write-protected for an overlay of the old guest).
+        fn attach(index: u32) -> Result<(u64, u64, u32, Handover), HvError> = 0x1_0001;
 
         /// As [`attach`](Client::attach), for VP `vp_index` of the partition
         /// with ID `partition`: the reply carries its capability (run).

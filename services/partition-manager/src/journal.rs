@@ -22,7 +22,7 @@ const MAGIC: u64 = u64::from_le_bytes(*b"TSPMJRN1");
 const HEADER_WORDS: usize = 4;
 /// Words of one partition's record: presence, id, owner, state, name
 /// (length and bytes), index, exit time limit, objects, VPs, mappings,
-/// crash.
+/// flags (crash, handed out, stopped by its monitor) and crash.
 const PARTITION_WORDS: usize = 1 + 3 + 1 + MAX_NAME / WORD + 2 + 5 + 2 * MAX_VPS_PER_PARTITION + 3 * MAX_GPA_RANGES + 6;
 /// Words of one monitor's record: presence, connection, from, its page,
 /// the port's partition and page, the memory.
@@ -254,7 +254,7 @@ impl<K> PartitionManager<K> {
                 w.put(r.map_or(0, |r| r.count));
                 w.put(r.map_or(0, |r| u64::from(r.flags.into_bits())));
             }
-            w.put(u64::from(p.crash.is_some()));
+            w.put(u64::from(p.crash.is_some()) | u64::from(p.attached) << 1 | u64::from(p.monitor_stopped) << 2);
             for v in p.crash.unwrap_or_default() {
                 w.put(v);
             }
@@ -307,7 +307,7 @@ fn decode_partition(r: &mut Reader<'_>) -> Result<Option<Partition>, JournalErro
         let (first, count, flags) = (r.get()?, r.get()?, r.u32()?);
         *range = (count != 0).then(|| GpaRange { first, count, flags: HvMapGpaFlags::from_bits(flags) });
     }
-    let has_crash = r.get()? != 0;
+    let flags = r.get()?;
     let mut crash = [0; 5];
     for v in &mut crash {
         *v = r.get()?;
@@ -328,7 +328,9 @@ fn decode_partition(r: &mut Reader<'_>) -> Result<Option<Partition>, JournalErro
         objects: Objects { partition, ram: ram.map(|r| (r, pages)), rom, legacy },
         vps,
         gpa,
-        crash: has_crash.then_some(crash),
+        crash: (flags & 1 != 0).then_some(crash),
+        attached: flags & 2 != 0,
+        monitor_stopped: flags & 4 != 0,
     }))
 }
 

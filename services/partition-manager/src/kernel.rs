@@ -63,6 +63,11 @@ pub trait Kernel {
     /// to the manager's own endpoint badged `badge`, then VP_SET_MONITOR.
     /// Returns the capability made, which the manager deletes with the VP.
     fn set_monitor(&mut self, vp: CapSlot, badge: u64, ticks: u64) -> Result<CapSlot, ErrorCode>;
+    /// VP_SUSPEND: stops a started VP wherever it is.
+    fn suspend_vp(&mut self, vp: CapSlot) -> Result<(), ErrorCode>;
+    /// VP_RESET: a VP not started (or suspended, or stopped by its
+    /// monitor, whose report is withdrawn) back to power-on.
+    fn reset_vp(&mut self, vp: CapSlot) -> Result<(), ErrorCode>;
     /// A copy of `cap` with fewer rights, to hand out with a reply.
     fn derive(&mut self, cap: CapSlot, rights: Handout) -> Result<CapSlot, ErrorCode>;
     /// CAP_REVOKE: every capability derived from `cap`, wherever it went.

@@ -23,7 +23,7 @@ pub mod kernel;
 pub use journal::{Held, JOURNAL_PAGES, JournalError, Restored};
 pub use kernel::{GuestAccess, Handout, Kernel, hv_error};
 use partition_manager_api::layout::{BIOS_AREA, HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
-use partition_manager_api::{PartitionState, Server};
+use partition_manager_api::{Handover, PartitionState, Server};
 use tessera_idl::{Badge, CapSlot};
 use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
 use x86defs::{RFLAGS_FIXED, RFLAGS_RESERVED_ZERO};
@@ -234,6 +234,26 @@ impl core::fmt::Display for StopNotice {
     }
 }
 
+/// What to log when a VID took back a partition a previous instance of it
+/// left ([`PartitionManager::attach`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reattached {
+    pub partition: heapless::String<MAX_NAME>,
+    pub id: u64,
+    pub how: Handover,
+}
+
+impl core::fmt::Display for Reattached {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (name, id) = (&self.partition, self.id);
+        match self.how {
+            Handover::Running => write!(f, "partition {name}: stopped: its VID is gone (attached again while it ran)")?,
+            _ => write!(f, "partition {name}: attached again after its VID was gone")?,
+        }
+        write!(f, "; its VPs are back at power-on and partition {id} is Active for the new instance")
+    }
+}
+
 /// Not `Copy`: a partition is large, and copies of it are never wanted.
 #[derive(Debug)]
 struct Partition {
@@ -249,6 +269,12 @@ struct Partition {
     gpa: [Option<GpaRange>; MAX_GPA_RANGES],
     /// The last guest crash notification (CRASH_P0..P4) its VID reported.
     crash: Option<[u64; 5]>,
+    /// Handed to its VID (`attach`) at least once: the next attach comes
+    /// from a new instance of it, which gets it reset.
+    attached: bool,
+    /// Finalized by a VP's monitor (its VID gone or silent), not by its
+    /// VID: a new instance of the VID may take it back.
+    monitor_stopped: bool,
 }
 
 /// Every partition the manager knows, and the kernel that backs them.
@@ -263,6 +289,9 @@ pub struct PartitionManager<K> {
     last_crash: Option<u64>,
     /// The manifest's monitor connections, by connection index.
     monitors: [Option<Monitor>; MAX_MONITORS],
+    /// The partition the request just handled took back from a previous
+    /// instance of its VID, for the task's log.
+    reattached: Option<Reattached>,
 }
 
 /// Checks a page range: non-empty and below [`GPA_PAGE_LIMIT`]; returns its end.
@@ -328,6 +357,7 @@ impl<K: Kernel> PartitionManager<K> {
             crashes: 0,
             last_crash: None,
             monitors: [None; MAX_MONITORS],
+            reattached: None,
         }
     }
 
@@ -366,6 +396,8 @@ impl<K: Kernel> PartitionManager<K> {
             vps: [None; MAX_VPS_PER_PARTITION],
             gpa: [None; MAX_GPA_RANGES],
             crash: None,
+            attached: false,
+            monitor_stopped: false,
         });
         Ok(slot)
     }
@@ -653,17 +685,76 @@ impl<K: Kernel> PartitionManager<K> {
         self.kernel.set_register(vp, name, value, 0).map_err(hv_error)
     }
 
-    /// Hands manifest partition `index` to its VID: (ID, RAM bytes, VPs),
-    /// with RAM (read, write), partition and VP 0 (run) capabilities
-    /// queued for the reply.
-    pub fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32)> {
+    /// Hands manifest partition `index` to its VID: (ID, RAM bytes, VPs,
+    /// how it was left), with RAM (read, write), partition and VP 0 (run)
+    /// capabilities queued for the reply. A partition handed out before,
+    /// Active or stopped by its VPs' monitor, was left by a previous
+    /// instance of its VID: it is taken back first ([`Self::take_back`]).
+    /// Only its own VID (by badge) may take it; one its VID finalized
+    /// stays ended.
+    pub fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32, Handover)> {
         let id = self.manifest_partition(index)?;
-        let p = owned_in(&mut self.partitions, caller, id, PartitionState::Active)?;
+        let p = owned(&mut self.partitions, caller, id)?;
+        let how = match (p.state, p.attached, p.monitor_stopped) {
+            (PartitionState::Active, false, _) => Handover::First,
+            (PartitionState::Active, true, _) => Handover::Running,
+            (PartitionState::Finalized, _, true) => Handover::Stopped,
+            _ => return Err(HvError::INVALID_PARTITION_STATE),
+        };
         let (o, vp0) = (p.objects, p.vps[0]);
         let vcpus = p.vps.iter().flatten().count() as u32;
         let (Some((ram, pages)), Some(vp0)) = (o.ram, vp0) else { return Err(HvError::INVALID_PARTITION_STATE) };
+        let slot = self.slot_of(id).ok_or(HvError::INVALID_PARTITION_ID)?;
+        if how != Handover::First {
+            self.take_back(slot)?;
+        }
         self.hand_out(&[(ram, Handout::RamReadWrite), (o.partition, Handout::Run), (vp0.cap, Handout::Run)])?;
-        Ok((id, pages * PAGE, vcpus))
+        let Some(p) = self.partitions[slot].as_mut() else { return Err(HvError::INVALID_PARTITION_ID) };
+        p.attached = true;
+        if how != Handover::First {
+            self.reattached = Some(Reattached { partition: p.name.clone(), id, how });
+        }
+        Ok((id, pages * PAGE, vcpus, how))
+    }
+
+    /// Takes the partition in `slot` back from the VID instance that ran
+    /// it: what was handed out is revoked, every VP is stopped (a started
+    /// one suspended, wherever it waits: a stale exit queued at the VID's
+    /// endpoint goes with it) and put back to power-on (`VP_RESET`, which
+    /// also withdraws a monitor report not yet delivered, so none arrives
+    /// after this), the writable RAM is mapped again (a page the old VID
+    /// write-protected for its guest's hypercall page is writable again),
+    /// and the partition is Active.
+    fn take_back(&mut self, slot: usize) -> HvResult<()> {
+        self.revoke(slot);
+        let Self { kernel, partitions, monitors, .. } = self;
+        let Some(p) = partitions[slot].as_mut() else { return Err(HvError::INVALID_PARTITION_ID) };
+        for vp in p.vps.iter().flatten() {
+            // A VP not started (never, or stopped by its monitor) is
+            // refused, which changes nothing.
+            let _ = kernel.suspend_vp(vp.cap);
+            kernel.reset_vp(vp.cap).map_err(hv_error)?;
+        }
+        if let Some((ram, _)) = p.objects.ram {
+            let monitor_gpas =
+                || monitors.iter().flatten().flat_map(|m| p.index.into_iter().flat_map(|k| m.spec.gpas_in(k)));
+            for range in p.gpa.iter().flatten().filter(|r| r.flags.writable()) {
+                if monitor_gpas().any(|gpa| range.overlaps(gpa / PAGE, gpa / PAGE + 1)) {
+                    continue;
+                }
+                let (gpa, partition) = (range.first * PAGE, p.objects.partition);
+                kernel.unmap(partition, gpa, range.count).map_err(hv_error)?;
+                kernel.map(partition, ram, gpa, access(range.flags), range.first, range.count).map_err(hv_error)?;
+            }
+        }
+        (p.state, p.monitor_stopped) = (PartitionState::Active, false);
+        Ok(())
+    }
+
+    /// The partition the last request took back from a previous instance
+    /// of its VID, once.
+    pub fn take_reattached(&mut self) -> Option<Reattached> {
+        self.reattached.take()
     }
 
     /// Hands the page of monitor connection `connection_id`, held by
@@ -763,6 +854,7 @@ impl<K: Kernel> PartitionManager<K> {
         p.vps.get(vp).copied().flatten()?;
         let was_active = p.state == PartitionState::Active;
         p.state = PartitionState::Finalized;
+        p.monitor_stopped |= was_active;
         let notice = StopNotice {
             partition: p.name.clone(),
             id: p.id,
@@ -840,7 +932,7 @@ impl<K: Kernel> Server for PartitionManager<K> {
         PartitionManager::partition_state(self, caller, partition)
     }
 
-    fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32)> {
+    fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32, Handover)> {
         PartitionManager::attach(self, caller, index)
     }
 

@@ -157,6 +157,14 @@ mod task {
             monitor
         }
 
+        fn suspend_vp(&mut self, vp: CapSlot) -> Result<(), ErrorCode> {
+            invoke(vp, Operation::VP_SUSPEND, &[]).map(drop)
+        }
+
+        fn reset_vp(&mut self, vp: CapSlot) -> Result<(), ErrorCode> {
+            invoke(vp, Operation::VP_RESET, &[]).map(drop)
+        }
+
         fn derive(&mut self, cap: CapSlot, rights: Handout) -> Result<CapSlot, ErrorCode> {
             let rights = match rights {
                 Handout::RamReadWrite => Rights::new().with_read(true).with_write(true),
@@ -365,6 +373,9 @@ mod task {
             } else {
                 let crashes = manager.crashes();
                 dispatch_in_place(manager, badge, &mut message);
+                if let Some(notice) = manager.take_reattached() {
+                    log!("{notice}");
+                }
                 if manager.crashes() != crashes
                     && let Some((name, p)) = manager.last_crash()
                 {

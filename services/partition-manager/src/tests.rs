@@ -42,6 +42,11 @@ struct Fake {
     refuse_configure: bool,
     /// Untyped pages left.
     quota: u64,
+    /// VPs started (by their VID): VP_SUSPEND stops them, VP_RESET refuses
+    /// them (INVALID_STATE), as the kernel does.
+    started: BTreeSet<CapSlot>,
+    /// ("suspend" or "reset", VP) of each VP operation that succeeded.
+    vp_ops: Vec<(&'static str, CapSlot)>,
 }
 
 impl Fake {
@@ -167,6 +172,24 @@ impl Kernel for Fake {
             return Err(ErrorCode::INVALID_OPERATION);
         }
         Ok(self.make(Object::Monitor { vp, badge, ticks }))
+    }
+
+    fn suspend_vp(&mut self, vp: CapSlot) -> Result<(), ErrorCode> {
+        self.expect(vp, Object::Vp)?;
+        if !self.started.remove(&vp) {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        self.vp_ops.push(("suspend", vp));
+        Ok(())
+    }
+
+    fn reset_vp(&mut self, vp: CapSlot) -> Result<(), ErrorCode> {
+        self.expect(vp, Object::Vp)?;
+        if self.started.contains(&vp) || !self.configured.contains_key(&vp) {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        self.vp_ops.push(("reset", vp));
+        Ok(())
     }
 
     fn derive(&mut self, cap: CapSlot, rights: Handout) -> Result<CapSlot, ErrorCode> {
@@ -527,7 +550,7 @@ fn without_vp_monitors_in_the_kernel_vps_are_still_made() {
     let mut pm = PartitionManager::new(fake);
     let id = pm.create_from_manifest(&spec(8 << 20, 1)).unwrap();
     assert_eq!(pm.kernel().count(Object::Vp), 1);
-    assert_eq!(pm.attach(VID, 0).map(|(got, _, vps)| (got, vps)), Ok((id, 1)));
+    assert_eq!(pm.attach(VID, 0).map(|(got, _, vps, _)| (got, vps)), Ok((id, 1)));
 }
 
 #[test]
@@ -537,7 +560,7 @@ fn only_the_named_vid_attaches_a_partition_and_gets_its_capabilities() {
     assert_eq!(pm.attach(OTHER, 0), Err(HvError::ACCESS_DENIED));
     assert!(pm.outgoing().is_empty());
     assert_eq!(pm.attach(VID, 1), Err(HvError::INVALID_PARTITION_ID));
-    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2)));
+    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::First)));
     let kinds: Vec<Object> = pm.outgoing().iter().map(|c| pm.kernel.live[c]).collect();
     let [
         Object::Copy { of: ram, rights: r0 },
@@ -575,7 +598,7 @@ fn the_interface_hands_out_partitions_with_tlfs_statuses() {
     let pm = Client::new(&transport, CapSlot(4));
     assert_eq!(hv_status(&pm.attach(0)), HvStatus::ACCESS_DENIED);
     transport.set_badge(VID);
-    assert_eq!(pm.attach(0), Ok(Ok((id, 8 << 20, 1))));
+    assert_eq!(pm.attach(0), Ok(Ok((id, 8 << 20, 1, Handover::First))));
     assert_eq!(server.borrow().outgoing().len(), ATTACH_CAPS);
     assert_eq!(hv_status(&pm.attach(3)), HvStatus::INVALID_PARTITION_ID);
 }
@@ -626,6 +649,98 @@ fn a_vp_stop_report_finalizes_the_partition() {
     assert!(notice.to_string().starts_with("partition linux: VP 0 stopped: its VID is gone"), "{notice}");
     // The VID may still delete it.
     pm.delete_partition(VID, id).unwrap();
+}
+
+/// A 2-VP manifest partition its VID attached and started VP 0 of:
+/// (manager, ID, VP 0, VP 1).
+fn running() -> (Pm, u64, CapSlot, CapSlot) {
+    let mut pm = PartitionManager::new(Fake::new());
+    let id = pm.create_from_manifest(&spec(8 << 20, 2)).unwrap();
+    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::First)));
+    pm.release_outgoing();
+    let vp = |n: u32| *pm.kernel.configured.iter().find(|(_, (_, i))| *i == n).unwrap().0;
+    let (vp0, vp1) = (vp(0), vp(1));
+    pm.kernel().started.insert(vp0);
+    assert_eq!(pm.take_reattached(), None);
+    (pm, id, vp0, vp1)
+}
+
+/// Whether the writable RAM of partition `id` (GPA pages 0..0xa0 and
+/// 0x100..0x800) was unmapped and mapped again with its RAM, and nothing
+/// else was.
+fn ram_mapped_again(pm: &mut Pm, id: u64) -> bool {
+    let ram = pm.partitions.iter().flatten().find(|p| p.id == id).and_then(|p| p.objects.ram).unwrap().0;
+    let unmaps: Vec<(u64, u64)> = pm.kernel().unmaps.iter().map(|&(_, gpa, pages)| (gpa, pages)).collect();
+    let maps: Vec<(u64, u64, CapSlot, u64)> =
+        pm.kernel().maps.iter().rev().take(2).rev().map(|&(_, gpa, pages, _, m, off)| (gpa, pages, m, off)).collect();
+    unmaps == [(0, 0xa0), (0x10_0000, 0x700)] && maps == [(0, 0xa0, ram, 0), (0x10_0000, 0x700, ram, 0x100)]
+}
+
+#[test]
+fn a_new_instance_of_its_vid_takes_back_a_partition_its_monitor_stopped() {
+    let (mut pm, id, vp0, vp1) = running();
+    // The VID dies: the monitor stops VP 0 (the kernel's VP is no longer
+    // started) and the partition is Finalized.
+    pm.kernel().started.remove(&vp0);
+    let gone = abi::VpStopReport { reason: abi::VpStopReason::HANDLER_GONE, vp_index: 0, message_type: 0, rip: 0 };
+    pm.vp_stopped(monitor_badge(0, 0), &gone.to_words()).unwrap();
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
+    let revoked = pm.kernel().revoked.len();
+    // Another task cannot take it, and nothing is reset for it.
+    assert_eq!(pm.attach(OTHER, 0), Err(HvError::ACCESS_DENIED));
+    assert!(pm.outgoing().is_empty() && pm.kernel().vp_ops.is_empty());
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
+    // Its VID, restarted, takes it back: both VPs at power-on, Active,
+    // handed out as at the first attach.
+    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::Stopped)));
+    assert_eq!(pm.kernel().vp_ops, [("reset", vp0), ("reset", vp1)]);
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Active));
+    assert_eq!(pm.outgoing().len(), ATTACH_CAPS);
+    assert!(pm.kernel().revoked.len() >= revoked);
+    assert!(ram_mapped_again(&mut pm, id));
+    assert_eq!(
+        pm.take_reattached().unwrap().to_string(),
+        "partition linux: attached again after its VID was gone; its VPs are back at power-on and partition 1 is \
+         Active for the new instance"
+    );
+    assert_eq!(pm.take_reattached(), None);
+    pm.release_outgoing();
+    assert_eq!(pm.attach_vp(VID, id, 1), Ok(()));
+    // Taken back, it is watched again: a later stop finalizes it again.
+    pm.kernel().started.insert(vp0);
+    pm.vp_stopped(monitor_badge(0, 1), &gone.to_words()).unwrap();
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
+}
+
+#[test]
+fn a_partition_left_running_by_its_vid_is_stopped_and_reset_when_it_attaches_again() {
+    let (mut pm, id, vp0, vp1) = running();
+    // Another task cannot take it over, nor stop it.
+    assert_eq!(pm.attach(OTHER, 0), Err(HvError::ACCESS_DENIED));
+    assert!(pm.kernel().vp_ops.is_empty() && pm.kernel().unmaps.is_empty());
+    let revoked_before = pm.kernel().revoked.clone();
+    assert!(revoked_before.is_empty());
+    // Its VID, restarted before any monitor stopped a VP: the started VP
+    // is suspended, every VP reset, the old capabilities revoked.
+    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::Running)));
+    assert_eq!(pm.kernel().vp_ops, [("suspend", vp0), ("reset", vp0), ("reset", vp1)]);
+    assert!(pm.kernel().revoked.contains(&vp0) && pm.kernel().revoked.contains(&vp1));
+    assert!(ram_mapped_again(&mut pm, id));
+    assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Active));
+    let notice = pm.take_reattached().unwrap().to_string();
+    assert!(notice.starts_with("partition linux: stopped: its VID is gone"), "{notice}");
+}
+
+#[test]
+fn a_partition_whose_vp_cannot_be_reset_is_not_handed_out() {
+    let (mut pm, id, vp0, _) = running();
+    // The kernel refuses the reset (a VP the fake still sees started).
+    pm.kernel().configured.remove(&vp0);
+    pm.kernel().started.remove(&vp0);
+    assert_eq!(pm.attach(VID, 0), Err(HvError::INVALID_VP_STATE));
+    assert!(pm.outgoing().is_empty());
+    assert_eq!(pm.take_reattached(), None);
+    let _ = id;
 }
 
 #[test]
@@ -918,6 +1033,8 @@ fn a_restarted_manager_recovers_its_table_from_the_journal() {
     let beta = pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
     let made = pm.create_partition(VID, 0).unwrap();
     pm.report_guest_crash(OTHER, beta, [1, 2, 3, 4, 5]).unwrap();
+    assert_eq!(pm.attach(OTHER, 1).map(|a| a.3), Ok(Handover::First));
+    pm.release_outgoing();
     let mut area = journal_area();
     pm.save(&mut area);
     let before: Vec<_> = [(VID, alpha), (OTHER, beta), (VID, made)].map(|(o, id)| view(&mut pm, o, id)).into();
@@ -936,11 +1053,17 @@ fn a_restarted_manager_recovers_its_table_from_the_journal() {
     let notice = pm.vp_stopped(monitor_badge(0, 1), &report.to_words()).expect("a VP of alpha");
     assert_eq!((notice.partition.as_str(), notice.id), ("alpha", alpha));
     assert_eq!(pm.partition_state(VID, alpha), Ok(PartitionState::Finalized));
+    // How each was handed out is kept: beta's VID, had it died, takes it
+    // back running, and alpha's, stopped by its monitor.
+    assert_eq!(pm.attach(OTHER, 1).map(|a| a.3), Ok(Handover::Running));
+    assert_eq!(pm.attach(VID, 0).map(|a| a.3), Ok(Handover::Stopped));
+    pm.release_outgoing();
     // IDs are not reused; delete still frees every object of the partition.
     assert!(pm.create_partition(VID, 0).unwrap() > made);
-    pm.delete_partition(VID, alpha).unwrap();
-    pm.finalize_partition(OTHER, beta).unwrap();
-    pm.delete_partition(OTHER, beta).unwrap();
+    for (owner, id) in [(VID, alpha), (OTHER, beta)] {
+        pm.finalize_partition(owner, id).unwrap();
+        pm.delete_partition(owner, id).unwrap();
+    }
     let left: Vec<_> = pm.kernel().live.values().filter(|o| matches!(o, Object::Memory { pages: 2.. })).collect();
     assert!(left.is_empty(), "RAM left after deleting both manifest partitions: {left:?}");
 }

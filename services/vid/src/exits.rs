@@ -95,6 +95,10 @@ pub enum ResetSource {
     TripleFault,
     /// INIT sent to the boot processor.
     InitBsp,
+    /// Not the guest's doing: the VID that ran the partition died, and
+    /// its new instance takes the partition back without its devices'
+    /// state ([`crate::serve::after_vid_restart`]).
+    VidRestart,
 }
 
 impl fmt::Display for ResetSource {
@@ -106,6 +110,7 @@ impl fmt::Display for ResetSource {
             ResetSource::KeyboardController => "the keyboard controller",
             ResetSource::TripleFault => "a triple fault",
             ResetSource::InitBsp => "INIT at the boot processor",
+            ResetSource::VidRestart => "VID restart",
         })
     }
 }

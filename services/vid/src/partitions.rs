@@ -11,6 +11,7 @@
 
 use abi::limits::MAX_VPS_PER_PARTITION;
 use abi::{CapSlot, ErrorCode, ObjectType, Rights};
+use partition_manager_api::Handover;
 use partition_manager_api::layout::{BIOS_AREA, ROM_GPA};
 use scheduler::classic;
 use sysimage::manifest::{MAX_HELD_MONITORS, PartitionIndex, Party, PortType, TaskIndex};
@@ -154,10 +155,13 @@ pub fn run(
     let mut running = heapless::Vec::<Running<'static>, MAX_RUNNING>::new();
     let mine = || image.manifest.partitions.iter().enumerate().filter(|(_, p)| p.vid == TaskIndex(index as u8));
     let plan = Plan::new(&image.manifest, mine().map(|(_, p)| p).take(MAX_RUNNING));
+    // Which of `running` a previous instance of this VID left behind.
+    let mut taken_back = heapless::Vec::<bool, MAX_RUNNING>::new();
     for (k, (i, p)) in mine().enumerate().take(MAX_RUNNING) {
         match start(&image, p, i as u32, k, &plan, task, untyped, exits, &registry, &clock, slots) {
-            Ok(r) => {
+            Ok((r, how)) => {
                 let _ = running.push(r);
+                let _ = taken_back.push(how != Handover::First);
             }
             Err(e) => log!("{}: cannot start the partition: {e:?}", p.name),
         }
@@ -165,11 +169,15 @@ pub fn run(
     if running.is_empty() {
         return Ok(());
     }
+    let services = TaskServices::find(registry);
     // Every guest is loaded before any VP runs, so no exit waits while a
-    // later guest loads.
+    // later guest loads. One a previous instance left restarts as after a
+    // guest reset, or stays stopped, as its `on_reset` says.
     let kernel = TaskKernel(exits);
-    for r in running.iter_mut() {
-        if let Err(e) = r.start(&kernel) {
+    for (r, &back) in running.iter_mut().zip(&taken_back) {
+        if back {
+            vid::serve::after_vid_restart(&kernel, &services, r, tessera_rt::arch::rdtsc());
+        } else if let Err(e) = r.start(&kernel) {
             log!("{}: cannot start its VP: {e:?}", r.name());
         }
     }
@@ -177,7 +185,6 @@ pub fn run(
     if personality != Personality::Normal {
         fail_on_purpose(personality, exits, untyped, slots);
     }
-    let services = TaskServices::find(registry);
     if exits != endpoint {
         log!("exits arrive on an endpoint of its own: the interface waits for the partitions to end");
     }
@@ -370,7 +377,9 @@ fn told(plan: &Plan, k: usize, ran: &[u32], name: &str) -> u32 {
 }
 
 /// Attaches manifest partition `index` (the VID's `k`-th), loads its guest
-/// and binds its VPs to the exit endpoint ([`exit_badge`]); none is started.
+/// and binds its VPs to the exit endpoint ([`exit_badge`]); none is
+/// started. With it, how the partition manager handed it over: a previous
+/// instance of this VID may have left it.
 #[allow(clippy::too_many_arguments)]
 fn start(
     image: &SystemImage<'static>,
@@ -384,7 +393,7 @@ fn start(
     registry: &Registry,
     clock: &WallClock,
     slots: &mut Slots,
-) -> Result<Running<'static>, ErrorCode> {
+) -> Result<(Running<'static>, Handover), ErrorCode> {
     let kernel = image.guest_image(p).ok_or(ErrorCode::INVALID_ARGUMENT)?;
     let mut modules: heapless::Vec<Module<'static>, MAX_BOOT_MODULES> = heapless::Vec::new();
     for name in &p.modules {
@@ -392,11 +401,23 @@ fn start(
         let _ = modules.push(Module { string: name, bytes });
     }
     let (ram, partition, vp) = (slots.next(), slots.next(), slots.next());
-    let (id, memory, vcpus) = registry.attach(index, [ram, partition, vp]).map_err(|e| {
+    let (id, memory, vcpus, how) = registry.attach(index, [ram, partition, vp]).map_err(|e| {
         log!("{}: the partition manager did not hand it over: {e}", p.name);
         ErrorCode::INVALID_STATE
     })?;
     log!("{}: the partition manager holds it as partition {id}", p.name);
+    match how {
+        Handover::First => {}
+        Handover::Running => log!(
+            "{}: stopped because its VID died: a previous instance of {} left it running; the partition manager stopped its VPs and reset them",
+            p.name,
+            tessera_rt::startup::task_name()
+        ),
+        Handover::Stopped => log!(
+            "{}: stopped because its VID died: its VPs' monitor stopped it; the partition manager reset them",
+            p.name
+        ),
+    }
     let pages = memory / PAGE;
 
     // Load the kernel into RAM through a window that stays mapped: the exit
@@ -464,7 +485,7 @@ fn start(
         cpuid_mask: p.cpuid_mask,
         ignore_unknown_msrs: p.ignore_unknown_msrs,
     };
-    Ok(Running::new(Setup {
+    let setup = Setup {
         name: p.name,
         index: u64::from(index),
         managed: Some(id),
@@ -477,7 +498,8 @@ fn start(
         monitors,
         on_reset: p.on_reset,
         boot: Some(boot),
-    }))
+    };
+    Ok((Running::new(setup), how))
 }
 
 /// The host's time of day, for the guests' RTCs: what ring 0 read from

@@ -28,7 +28,7 @@ mod fake;
 mod tests;
 
 pub use requests::answer;
-pub use restart::{Boot, EntryWords, MAX_BOOT_MODULES};
+pub use restart::{Boot, EntryWords, MAX_BOOT_MODULES, after_vid_restart};
 
 use crate::exits::{Action, Event, Stop, Vmm};
 use crate::host::{BrokerEvents, Kernel, Services, Until};

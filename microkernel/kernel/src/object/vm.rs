@@ -732,7 +732,18 @@ pub fn invoke(
             let part = vcpu.partition.ok_or(ErrorCode::INVALID_STATE)?;
             let p = k.partitions[part as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
             let (root, tag) = (p.root, p.tag);
+            // A VP its monitor stopped is not started but not at rest yet:
+            // its report is queued at the monitor, with it, or answered
+            // (the VP runnable until it stops itself). Power-on withdraws
+            // the report, so none arrives about the VP once it runs again
+            // (a VID that restarted and attached it anew).
+            (vcpu.awaiting, vcpu.report) = (None, None);
             vcpu.power_on(root, tag);
+            let name = vcpu.hw.name();
+            if !matches!(k.ipc.state(thread), ThreadState::Inactive | ThreadState::Suspended) {
+                k.ipc.suspend(thread).map_err(|_| ErrorCode::INVALID_STATE)?;
+                ipi::wait_out(ipi::Outside::Guest(name));
+            }
             done()
         }
         Operation::VP_SET_HANDLER => {

@@ -4,6 +4,7 @@
 
 use super::{Failure, receiving};
 use abi::{CapSlot, ErrorCode, ObjectType};
+use partition_manager_api::Handover;
 use tessera_idl::{Bytes, Message};
 use tessera_rt::{Operation, caps, invoke, log};
 use tlfs::{HvRegisterName, HvResult};
@@ -88,9 +89,10 @@ impl Registry {
         Some(partition_manager_api::Client::new(tessera_rt::Kernel, self.0?))
     }
 
-    /// Takes manifest partition `index`: its ID, RAM size, VP count, and
-    /// the capabilities to its RAM, partition and VP 0, received into `into`.
-    pub fn attach(&self, index: u32, into: [CapSlot; 3]) -> Result<(u64, u64, u32), Failure> {
+    /// Takes manifest partition `index`: its ID, RAM size, VP count, how
+    /// it was left (by a previous instance of this VID?), and the
+    /// capabilities to its RAM, partition and VP 0, received into `into`.
+    pub fn attach(&self, index: u32, into: [CapSlot; 3]) -> Result<(u64, u64, u32, Handover), Failure> {
         let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
         let [ram, partition, vp] = into;
         let into = [(ram, ObjectType::MEMORY), (partition, ObjectType::PARTITION), (vp, ObjectType::VP)];

@@ -154,3 +154,21 @@ pub(super) fn restart(kernel: &impl Kernel, services: &impl Services, r: &mut Ru
         Err(e) => super::end(kernel, services, r, None, format_args!("VP 0 cannot start again after a reset: {e:?}")),
     }
 }
+
+/// Partition `r`, just attached, was left by a previous instance of this
+/// VID, which died with it: its device state went with that instance, and
+/// the partition manager stopped its VPs and put them back to power-on.
+/// Its `on_reset` decides, as after a guest reset: restarted from scratch
+/// by [`ResetSource::VidRestart`] (counted in its restart burst), or left
+/// stopped (finalized at the partition manager). None of its VPs runs yet.
+pub fn after_vid_restart(kernel: &impl Kernel, services: &impl Services, r: &mut Running<'_>, now: u64) {
+    if wanted(r, now) {
+        restart(kernel, services, r, ResetSource::VidRestart, now);
+        return;
+    }
+    let why = match r.on_reset {
+        sysimage::OnReset::Stop => "stopped by its VID's restart; left stopped (on_reset = \"stop\")",
+        _ => "stopped by its VID's restart; it cannot be loaded again",
+    };
+    super::end(kernel, services, r, None, why);
+}

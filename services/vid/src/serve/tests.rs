@@ -34,7 +34,14 @@ fn vp_cap(k: usize, v: usize) -> CapSlot {
 /// The VID's `k`-th partition, manifest partition `k + 10`, ID `k + 20`
 /// at the partition manager, with VP 0 started.
 fn partition<'m>(memory: &'m mut Memory, k: usize, vps: usize, kernel: &Fake) -> Running<'m> {
-    let mut r = Running::new(Setup {
+    let mut r = unstarted(memory, k, vps);
+    r.start(kernel).unwrap();
+    r
+}
+
+/// [`partition`] with no VP started.
+fn unstarted(memory: &mut Memory, k: usize, vps: usize) -> Running<'_> {
+    Running::new(Setup {
         name: "guest",
         index: k as u64 + 10,
         managed: Some(k as u64 + 20),
@@ -47,9 +54,7 @@ fn partition<'m>(memory: &'m mut Memory, k: usize, vps: usize, kernel: &Fake) ->
         monitors: Default::default(),
         on_reset: sysimage::OnReset::Restart,
         boot: None,
-    });
-    r.start(kernel).unwrap();
-    r
+    })
 }
 
 fn exit(k: usize, vp: usize, message: HvMessage) -> Step {
@@ -491,4 +496,43 @@ fn init_at_the_boot_processor_restarts_the_partition() {
     assert!(kernel.logged("guest: reset by INIT at the boot processor; restarting (1)"));
     assert!(!running[0].stopped);
     assert_eq!(kernel.vp_calls.borrow().last(), Some(&VpCall::Start(vp_cap(0, 0))));
+}
+
+#[test]
+fn a_partition_its_vids_last_instance_left_restarts_from_scratch() {
+    let kernel = Fake::new([]);
+    let mut memory = Memory::new(2);
+    memory.ram[0x2000] = 0x55;
+    let mut r = unstarted(&mut memory, 0, 2);
+    r.boot = Some(boot());
+    super::after_vid_restart(&kernel, &kernel, &mut r, 0);
+    assert!(kernel.logged("guest: reset by VID restart; restarting (1)"), "{:?}", kernel.log.borrow());
+    assert!(!r.stopped && kernel.stopped.borrow().is_empty());
+    assert_eq!((r.ram[0x1000], r.ram[0x2000]), (0xe9, 0), "loaded again over zeroed RAM");
+    let calls = kernel.vp_calls.borrow();
+    let vp0 = vp_cap(0, 0);
+    let entry = crate::entry::set_registers_words(&[(HvRegisterName::RIP, 0x1000, 0)]).to_vec();
+    assert_eq!(
+        calls[..],
+        [VpCall::Reset(vp0), VpCall::Reset(vp_cap(0, 1)), VpCall::SetRegisters(vp0, entry), VpCall::Start(vp0)],
+        "nothing was started to stop; every VP from power-on, VP 0 at the entry"
+    );
+}
+
+#[test]
+fn a_partition_its_vids_last_instance_left_stays_stopped_under_the_stop_policy() {
+    let kernel = Fake::new([]);
+    let mut memory = Memory::new(1);
+    let mut r = unstarted(&mut memory, 0, 1);
+    r.boot = Some(boot());
+    r.on_reset = sysimage::OnReset::Stop;
+    super::after_vid_restart(&kernel, &kernel, &mut r, 0);
+    assert!(r.stopped);
+    assert_eq!(*kernel.stopped.borrow(), [Some(20)], "finalized at the partition manager");
+    assert!(
+        kernel.logged("guest: stopped by its VID's restart; left stopped (on_reset = \"stop\") after 0 exits"),
+        "{:?}",
+        kernel.log.borrow()
+    );
+    assert!(!kernel.vp_calls.borrow().iter().any(|c| matches!(c, VpCall::Start(_))));
 }
