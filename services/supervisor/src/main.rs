@@ -181,6 +181,11 @@ mod task {
             tasks: Default::default(),
         };
         s.create_shared_objects();
+        // Its own `kill_every_ms` (a test's): it dies that long after its
+        // start, in the fault loop ([`Supervisor::kill`]).
+        let kill_every = u64::from(s.image.manifest.tasks[0].kill_every_ms);
+        s.tasks[0].kill_at =
+            (kill_every != 0).then(|| tessera_rt::ticks() + (kill_every * abi::TICK_HZ).div_ceil(1000));
         for i in 1..s.image.manifest.tasks.len() {
             s.start_or_report(TaskIndex(i as u8));
         }
@@ -738,7 +743,13 @@ mod task {
         }
 
         /// Fault injection (`kill_every_ms`): ends the task as a crash would.
+        /// The supervisor's own ends the supervisor itself, with a real
+        /// fault (ud2), as a bug would: the kernel meets its death.
         fn kill(&mut self, index: TaskIndex) {
+            if index.0 == 0 {
+                log!("fault injection: the supervisor faults on purpose (ud2)");
+                tessera_rt::arch::trap()
+            }
             let running = &mut self.tasks[usize::from(index.0)];
             running.kills += 1;
             let (kills, ran) = (running.kills, tessera_rt::ticks().saturating_sub(running.started_at));

@@ -1793,9 +1793,30 @@ fn a_partition_holds_at_most_two_monitor_connections() {
 }
 
 #[test]
-fn kill_every_ms_out_of_range_or_on_the_supervisor() {
+fn kill_every_ms_out_of_range_or_a_kill_limit_on_the_supervisor() {
     let text = system(&task("a", 1, "kill_every_ms = 0"));
     assert_errors(&text, &["task \"a\": kill_every_ms: 0 is out of range (1..=3600000 milliseconds)"]);
     let text = system(&task("a", 1, "kill_limit = 3"));
     assert_errors(&text, &["task \"a\": kill_limit: it limits kill_every_ms, which is not set"]);
+    // The supervisor may die on purpose (once: nothing restarts it).
+    let text = system("").replace("supervisor = true\n", "supervisor = true\nkill_every_ms = 300\nkill_limit = 1\n");
+    assert_errors(
+        &text,
+        &["task \"root\": kill_limit: the supervisor dies once: nothing restarts it (remove kill_limit)"],
+    );
+    let text = system("").replace("supervisor = true\n", "supervisor = true\nkill_every_ms = 0\n");
+    assert_errors(&text, &["task \"root\": kill_every_ms: 0 is out of range (1..=3600000 milliseconds)"]);
+}
+
+#[test]
+fn unknown_supervisor_death_policy() {
+    let text = system("").replace("name = \"test\"\n", "name = \"test\"\non_supervisor_death = \"reboto\"\n");
+    assert_errors(
+        &text,
+        &["system: on_supervisor_death: no policy \"reboto\" (did you mean \"reboot\"?) (\"halt\" and \"reboot\" are)"],
+    );
+    let text = system("").replace("name = \"test\"\n", "name = \"test\"\non_supervisor_death = \"panic\"\n");
+    assert_errors(&text, &["system: on_supervisor_death: no policy \"panic\" (\"halt\" and \"reboot\" are)"]);
+    let text = system("").replace("name = \"test\"\n", "name = \"test\"\non_supervisor_death = 1\n");
+    assert_eq!(errors(&text).len(), 1, "a number is a TOML type error");
 }
