@@ -129,6 +129,7 @@ fn run_once(serial_log: PathBuf, smp: u32, qemu_args: &[&str]) -> Result<Printed
         qemu_args: qemu_args.iter().map(|a| a.to_string()).collect(),
         bochs_cpu: None,
         gdb: None,
+        reboots: 0,
     };
     match boot::boot(&opts) {
         Ok(0) => {}

@@ -118,6 +118,9 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
             &Supervise {
                 deadline: opts.timeout,
                 exit_grace: Duration::from_secs(10),
+                // Bochs starts the machine again at a reset.
+                resets_allowed: opts.reboots,
+                reset_grace: Duration::ZERO,
                 echo: true,
                 serial_log: files.serial_log.clone(),
                 progress: Some("Bochs".into()),

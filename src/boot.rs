@@ -72,6 +72,9 @@ pub struct BootOptions {
     pub bochs_cpu: Option<String>,
     /// QEMU's GDB stub (`--gdb`); `None` for Bochs.
     pub gdb: Option<crate::gdb::Stub>,
+    /// Resets the machine may go through, each starting it again (QEMU
+    /// then runs without `-no-reboot`); the next one ends the run.
+    pub reboots: u32,
 }
 
 impl BootOptions {
@@ -163,6 +166,12 @@ fn report(opts: &BootOptions, files: &RunFiles, outcome: &Outcome) {
             ui::error(format!(
                 "TIMEOUT: no `tessera: halted status=N` line within {} s; killed {emu} (SIGKILL)",
                 opts.timeout.map_or(0, |t| t.as_secs())
+            ));
+        }
+        Ending::Reset(resets) => {
+            ui::note(format!(
+                "the kernel reset the machine ({resets} resets, {} allowed by --reboots) after {secs:.1} s",
+                opts.reboots
             ));
         }
         Ending::NoMarker => {

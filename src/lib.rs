@@ -28,6 +28,9 @@ pub mod toolchain;
 pub mod ui;
 pub mod workdir;
 
+/// Exit code: the kernel reset the machine (its line `tessera: reset`) once
+/// more than `--reboots` allows.
+pub const EXIT_RESET: i32 = 123;
 /// Exit code: the deadline passed before the kernel printed its halt marker.
 pub const EXIT_TIMEOUT: i32 = 124;
 /// Exit code: the emulator stopped without the kernel's halt marker.

@@ -697,6 +697,7 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         qemu_args: Vec::new(),
         bochs_cpu: None,
         gdb: None,
+        reboots: 0,
     };
     if bochs {
         return self_tested(&boot, opts.vcpus);

@@ -17,7 +17,10 @@ const EXIT_CODES: &str = "\
 Exit status of a boot:
   0..=255  the kernel's own status from its final serial line
            `tessera: halted status=N`: 0 ok, 1 kernel panic,
-           2 unhandled CPU exception, 3 self-test failure
+           2 unhandled CPU exception, 3 self-test failure, 4 the root
+           task died (on_supervisor_death = halt)
+  123      the kernel reset the machine (its line `tessera: reset`, e.g.
+           on_supervisor_death = reboot) once more than --reboots allows
   124      the --timeout deadline passed first; the emulator was killed
   125      the emulator exited without the kernel printing that line
            (e.g. a triple fault: QEMU runs with -no-reboot)
@@ -373,6 +376,12 @@ struct BootArgs {
     #[arg(long, value_name = "ELF", requires = "gdb")]
     gdb_guest: Option<PathBuf>,
 
+    /// Let the machine reset N times, each starting it again through the
+    /// firmware (QEMU then runs without -no-reboot); the kernel's next
+    /// reset ends the run with status 123 [default: 0, the first does].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    reboots: u32,
+
     /// Bochs' CPU model (`bochs --help cpu` lists them) [default:
     /// corei7_haswell_4770], e.g. tigerlake, whose CPUID and
     /// ARCH_CAPABILITIES call for IBPB and VERW.
@@ -599,6 +608,7 @@ fn run_boot(args: BootArgs) -> i32 {
         qemu_args: args.qemu_args,
         bochs_cpu: args.bochs_cpu,
         gdb,
+        reboots: args.reboots,
     };
     let code = match boot::boot(&opts) {
         Ok(code) => code,

@@ -72,12 +72,17 @@ pub fn command(opts: &BootOptions, kernel_options: &[String], interactive: bool,
         .arg(format!("{}M", opts.memory_mib))
         .arg("-smp")
         .arg(smp_topology(opts.smp, opts.smp_threads))
-        .args(["-nographic", "-no-reboot"])
+        .arg("-nographic")
         // `mon:` multiplexes stdio so Ctrl-A X quits (and Ctrl-C goes to
         // the guest instead of killing QEMU) when used interactively.
         .args(["-serial", if interactive { "mon:stdio" } else { "stdio" }])
         .args(["-monitor", "none", "-display", "none"])
         .args(["-device", &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04")]);
+    // Without it a reset (the kernel's, or a triple fault) starts the
+    // machine again; with it QEMU exits.
+    if opts.reboots == 0 {
+        cmd.arg("-no-reboot");
+    }
     match start {
         Start::Direct => {
             let kernel = images::kernel_elf().to_string_lossy().into_owned();
@@ -169,6 +174,10 @@ pub fn boot(opts: &BootOptions, kernel_options: &[String], files: &RunFiles) -> 
         &Supervise {
             deadline: opts.timeout,
             exit_grace: Duration::from_secs(5),
+            resets_allowed: opts.reboots,
+            // With -no-reboot QEMU exits at the reset; otherwise it would
+            // boot again.
+            reset_grace: if opts.reboots == 0 { Duration::from_secs(5) } else { Duration::ZERO },
             echo: true,
             serial_log: files.serial_log.clone(),
             progress: None,
@@ -247,6 +256,7 @@ mod tests {
             qemu_args: vec!["-nic".into(), "none".into()],
             bochs_cpu: None,
             gdb: None,
+            reboots: 0,
         }
     }
 

@@ -4,14 +4,16 @@
 //! The serial console arrives either on a pipe (QEMU's `-serial stdio`) or
 //! in a file the emulator appends to (Bochs's `com1: mode=file`). A reader
 //! thread copies it live to our stdout and to the serial log, and watches
-//! for the kernel's final line `tessera: halted status=N`.
+//! for the kernel's final line `tessera: halted status=N`, and counts its
+//! resets (`tessera: reset`): the run ends at the first reset beyond those
+//! it allows.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,10 @@ use crate::progress::Progress;
 
 /// The prefix of the kernel's final serial line.
 pub const HALT_MARKER: &str = "tessera: halted status=";
+
+/// The line the kernel prints before it resets the machine
+/// (`platform::RESET_MARKER`).
+pub const RESET_MARKER: &str = "tessera: reset";
 
 /// Parse a halt marker line: `tessera: halted status=N` with N in 0..=255.
 /// Leading text on the line (and a trailing `\r`) is tolerated.
@@ -35,6 +41,7 @@ pub fn status_meaning(status: u8) -> &'static str {
         1 => "kernel panic",
         2 => "unhandled CPU exception",
         3 => "self-test failure",
+        4 => "the root task died (on_supervisor_death = \"halt\")",
         _ => "unknown status",
     }
 }
@@ -65,6 +72,8 @@ struct Shared {
     at_line_start: AtomicBool,
     /// Serial lines seen so far.
     lines: AtomicU64,
+    /// Reset marker lines seen so far.
+    resets: AtomicU32,
 }
 
 impl Sink {
@@ -95,6 +104,8 @@ impl Sink {
         if let Some(status) = parse_marker(&String::from_utf8_lossy(&self.line)) {
             // The first marker wins; anything after it is noise.
             let _ = self.shared.marker.compare_exchange(-1, i32::from(status), Ordering::SeqCst, Ordering::SeqCst);
+        } else if self.line.trim_ascii_end() == RESET_MARKER.as_bytes() {
+            self.shared.resets.fetch_add(1, Ordering::SeqCst);
         }
         self.line.clear();
     }
@@ -112,6 +123,13 @@ pub struct Supervise {
     pub deadline: Option<Duration>,
     /// After the marker, how long the emulator may take to exit by itself.
     pub exit_grace: Duration,
+    /// Resets the machine may go through (the emulator starting it again);
+    /// the next one ends the run ([`Ending::Reset`]).
+    pub resets_allowed: u32,
+    /// After that reset, how long the emulator may take to exit by itself
+    /// (QEMU with `-no-reboot` does; one that starts the machine again is
+    /// killed when this is over).
+    pub reset_grace: Duration,
     /// Copy the serial console to our stdout as it arrives.
     pub echo: bool,
     /// Where to record the serial console.
@@ -134,6 +152,9 @@ pub enum Ending {
     TimedOut,
     /// The emulator exited without the marker.
     NoMarker,
+    /// The kernel reset the machine once more than allowed (this many
+    /// resets in all).
+    Reset(u32),
 }
 
 /// The result of [`supervise`].
@@ -154,6 +175,7 @@ impl Outcome {
             Ending::Halted(status) => i32::from(status),
             Ending::TimedOut => crate::EXIT_TIMEOUT,
             Ending::NoMarker => crate::EXIT_NO_MARKER,
+            Ending::Reset(_) => crate::EXIT_RESET,
         }
     }
 }
@@ -182,6 +204,7 @@ pub fn supervise(child: Child, source: SerialSource, opts: &Supervise) -> io::Re
 
     let mut progress = opts.progress.as_ref().map(|label| Progress::new(label.clone(), RUN_PROGRESS_EVERY));
     let mut marker_at: Option<Instant> = None;
+    let mut reset_at: Option<Instant> = None;
     let mut killed = false;
     let mut timed_out = false;
     let emulator_status = loop {
@@ -192,12 +215,16 @@ pub fn supervise(child: Child, source: SerialSource, opts: &Supervise) -> io::Re
         if marker_at.is_none() && shared.marker.load(Ordering::SeqCst) >= 0 {
             marker_at = Some(Instant::now());
         }
-        let must_kill = match marker_at {
-            Some(t) => t.elapsed() >= opts.exit_grace,
-            None => opts.deadline.is_some_and(|d| start.elapsed() >= d),
+        if reset_at.is_none() && shared.resets.load(Ordering::SeqCst) > opts.resets_allowed {
+            reset_at = Some(Instant::now());
+        }
+        let must_kill = match (marker_at, reset_at) {
+            (Some(t), _) => t.elapsed() >= opts.exit_grace,
+            (None, Some(t)) => t.elapsed() >= opts.reset_grace,
+            (None, None) => opts.deadline.is_some_and(|d| start.elapsed() >= d),
         };
         if must_kill {
-            timed_out = marker_at.is_none();
+            timed_out = marker_at.is_none() && reset_at.is_none();
             killed = true;
             let _ = proc.kill(); // SIGKILL: Bochs may ignore SIGTERM.
             proc.wait()?;
@@ -232,8 +259,11 @@ pub fn supervise(child: Child, source: SerialSource, opts: &Supervise) -> io::Re
     }
 
     let marker = shared.marker.load(Ordering::SeqCst);
+    let resets = shared.resets.load(Ordering::SeqCst);
     let ending = if marker >= 0 {
         Ending::Halted(marker as u8)
+    } else if resets > opts.resets_allowed {
+        Ending::Reset(resets)
     } else if timed_out {
         Ending::TimedOut
     } else {

@@ -13,6 +13,8 @@ fn opts(test: &str, deadline_ms: Option<u64>, grace_ms: u64) -> Supervise {
     Supervise {
         deadline: deadline_ms.map(Duration::from_millis),
         exit_grace: Duration::from_millis(grace_ms),
+        resets_allowed: 0,
+        reset_grace: Duration::from_millis(grace_ms),
         echo: false,
         serial_log: common::test_dir(test).join("serial.log"),
         progress: None,
@@ -50,6 +52,8 @@ fn host_help_explains_every_option() {
         "guest reported status",
         "exit=idle",
         "Ctrl-A X",
+        "--reboots",
+        "123",
         "124",
         "125",
         "test",
@@ -146,6 +150,30 @@ fn host_emulator_stuck_after_marker_is_killed() {
     assert_eq!(outcome.ending, Ending::Halted(0));
     assert!(outcome.killed);
     assert!(outcome.elapsed < Duration::from_secs(10), "took {:?}", outcome.elapsed);
+}
+
+#[test]
+fn host_a_reset_beyond_those_allowed_ends_the_run() {
+    // QEMU with -no-reboot: the reset is an exit.
+    let o = opts("host_reset_exits", Some(20_000), 5_000);
+    let outcome = fake_pipe("echo 'tessera: reset'; exit 0", &o);
+    assert_eq!(outcome.ending, Ending::Reset(1));
+    assert_eq!(outcome.exit_code(), tessera::EXIT_RESET);
+    assert!(!outcome.killed);
+    // An emulator that starts the machine again: one reset allowed, the
+    // second ends the run, without waiting for the deadline.
+    let o =
+        Supervise { resets_allowed: 1, reset_grace: Duration::ZERO, ..opts("host_reset_again", Some(20_000), 5_000) };
+    let script =
+        "echo 'Tessera'; echo 'tessera: reset'; echo 'Tessera'; echo 'tessera: reset'; echo 'Tessera'; exec sleep 60";
+    let outcome = fake_pipe(script, &o);
+    assert_eq!(outcome.ending, Ending::Reset(2));
+    assert!(outcome.killed);
+    assert!(outcome.elapsed < Duration::from_secs(10), "took {:?}", outcome.elapsed);
+    // Only the kernel's own line counts.
+    let o = opts("host_reset_quoted", Some(20_000), 5_000);
+    let outcome = fake_pipe("echo '[task] tessera: reset requested'; exit 0", &o);
+    assert_eq!(outcome.ending, Ending::NoMarker);
 }
 
 #[test]

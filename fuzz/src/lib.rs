@@ -125,7 +125,7 @@ pub fn system_image(manifest: &tessera_manifest::Manifest) -> Result<Vec<u8>, St
     let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
     // The header names the supervisor, as `tessera-manifest` writes it.
     let parsed = sysimage::Manifest::parse(&files[0].1).map_err(|e| e.to_string())?;
-    let root = sysimage::root_task(parsed.supervisor().ok_or("no supervisor")?);
+    let root = sysimage::root_task(parsed.supervisor().ok_or("no supervisor")?, manifest.on_supervisor_death);
     sysimage::bootfs::write(&root, &files).map_err(|e| e.to_string())
 }
 

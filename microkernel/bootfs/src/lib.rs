@@ -19,7 +19,8 @@
 //! | 88 | 8 | root task: stack bytes (whole pages, at least one) |
 //! | 96 | 8 | root task: memory bytes (whole pages, may be 0) |
 //! | 104 | 1 | root task: priority (at most [`abi::invoke::MAX_PRIORITY`]) |
-//! | 105 | 7 | reserved, zero |
+//! | 105 | 1 | root task: what the kernel does when it dies ([`OnDeath`]: 0 halt, 1 reboot) |
+//! | 106 | 6 | reserved, zero |
 //! | 112 | 48 × count | entries: name (32 bytes, zero-padded), data offset (u64), data length (u64) |
 //! | … | | file data, each file at an 8-byte aligned offset after the entry table |
 //!
@@ -38,8 +39,8 @@ use core::fmt;
 use x86defs::PAGE_SIZE;
 
 pub const MAGIC: [u8; 8] = *b"TESSBFS1";
-/// Format version (2: the root-task header).
-pub const VERSION: u32 = 2;
+/// Format version (2: the root-task header; 3: its [`OnDeath`] byte).
+pub const VERSION: u32 = 3;
 /// Most entries a bootfs may have.
 pub const MAX_FILES: u32 = 256;
 /// File data is aligned to this many bytes.
@@ -61,9 +62,10 @@ mod at {
     pub const ROOT_STACK: usize = 88;
     pub const ROOT_MEMORY: usize = 96;
     pub const ROOT_PRIORITY: usize = 104;
-    pub const RESERVED: usize = 105;
+    pub const ROOT_ON_DEATH: usize = 105;
+    pub const RESERVED: usize = 106;
 }
-const _: () = assert!(at::RESERVED + 7 == HEADER_SIZE);
+const _: () = assert!(at::RESERVED + 6 == HEADER_SIZE);
 
 /// Why a bootfs was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +109,37 @@ impl fmt::Display for Error {
     }
 }
 
+/// What the kernel does when the root task dies (the manifest's
+/// `[system] on_supervisor_death`): nothing can restart the supervisor,
+/// so the machine either stops or starts again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OnDeath {
+    /// Stop every CPU and power off (or halt) with a report.
+    Halt = 0,
+    /// Stop every CPU and reset the machine, with a report.
+    Reboot = 1,
+}
+
+impl OnDeath {
+    /// The header byte's meaning, if it has one.
+    pub fn from_byte(byte: u8) -> Option<OnDeath> {
+        match byte {
+            0 => Some(OnDeath::Halt),
+            1 => Some(OnDeath::Reboot),
+            _ => None,
+        }
+    }
+
+    /// The manifest's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnDeath::Halt => "halt",
+            OnDeath::Reboot => "reboot",
+        }
+    }
+}
+
 /// The task the kernel starts itself, as the header names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RootTask<'a> {
@@ -119,6 +152,8 @@ pub struct RootTask<'a> {
     pub stack: u64,
     /// Bytes of memory mapped for it besides its image and stack: whole pages.
     pub memory: u64,
+    /// What the kernel does when it dies.
+    pub on_death: OnDeath,
 }
 
 impl RootTask<'_> {
@@ -193,6 +228,7 @@ fn root_task(header: &[u8]) -> Result<RootTask<'_>, Error> {
         priority: header[at::ROOT_PRIORITY],
         stack: u64_at(header, at::ROOT_STACK).ok_or(Error::Truncated)?,
         memory: u64_at(header, at::ROOT_MEMORY).ok_or(Error::Truncated)?,
+        on_death: OnDeath::from_byte(header[at::ROOT_ON_DEATH]).ok_or(Error::BadRootTask("unknown on-death policy"))?,
     };
     root.check()?;
     Ok(root)
@@ -330,6 +366,7 @@ pub fn write(root: &RootTask<'_>, files: &[(&str, &[u8])]) -> Result<std::vec::V
     out.extend_from_slice(&root.stack.to_le_bytes());
     out.extend_from_slice(&root.memory.to_le_bytes());
     out.push(root.priority);
+    out.push(root.on_death as u8);
     out.resize(HEADER_SIZE, 0);
     let mut offset = HEADER_SIZE + files.len() * ENTRY_SIZE;
     for (name, data) in files {

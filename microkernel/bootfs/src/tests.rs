@@ -1,8 +1,14 @@
 use super::*;
 use std::vec::Vec;
 
-const ROOT: RootTask<'static> =
-    RootTask { name: "supervisor", binary: "sup.elf", priority: 31, stack: 0x4000, memory: 0x10_0000 };
+const ROOT: RootTask<'static> = RootTask {
+    name: "supervisor",
+    binary: "sup.elf",
+    priority: 31,
+    stack: 0x4000,
+    memory: 0x10_0000,
+    on_death: OnDeath::Reboot,
+};
 
 fn write_with_root(files: &[(&str, &[u8])]) -> Result<Vec<u8>, Error> {
     let mut all: Vec<(&str, &[u8])> = std::vec![(ROOT.binary, b"\x7fELF")];
@@ -41,6 +47,7 @@ fn the_header_names_the_root_task() {
     assert_eq!(u64::from_le_bytes(img[88..96].try_into().unwrap()), ROOT.stack);
     assert_eq!(u64::from_le_bytes(img[96..104].try_into().unwrap()), ROOT.memory);
     assert_eq!(img[104], 31);
+    assert_eq!(img[105], 1);
     assert_eq!(&img[HEADER_SIZE..HEADER_SIZE + 7], b"sup.elf");
 }
 
@@ -88,7 +95,8 @@ fn malformed_bootfs_images_are_refused() {
     assert_eq!(Bootfs::parse(&img[..img.len() - 1]).unwrap_err(), Error::Truncated);
     assert_eq!(Bootfs::parse(&patch(&img, 0, b"X")).unwrap_err(), Error::BadMagic);
     assert_eq!(Bootfs::parse(&patch(&img, 8, &[1])).unwrap_err(), Error::Version(1));
-    assert_eq!(Bootfs::parse(&patch(&img, 8, &[3])).unwrap_err(), Error::Version(3));
+    assert_eq!(Bootfs::parse(&patch(&img, 8, &[2])).unwrap_err(), Error::Version(2));
+    assert_eq!(Bootfs::parse(&patch(&img, 8, &[4])).unwrap_err(), Error::Version(4));
     assert_eq!(Bootfs::parse(&patch(&img, 12, &1000u32.to_le_bytes())).unwrap_err(), Error::TooManyFiles(1000));
     assert_eq!(Bootfs::parse(&patch(&img, 16, &30u64.to_le_bytes())).unwrap_err(), Error::BadImageSize);
     assert_eq!(Bootfs::parse(&patch(&img, 16, &(size + 8).to_le_bytes())).unwrap_err(), Error::Truncated);
@@ -137,7 +145,9 @@ fn a_bad_root_task_header_is_refused() {
     assert_eq!(refused(96, &u64::MAX.to_le_bytes()), root("bad memory size"));
     assert_eq!(refused(104, &[32]), root("priority out of range"));
     assert_eq!(refused(104, &[0xff]), root("priority out of range"));
-    for at in 105..HEADER_SIZE {
+    assert_eq!(refused(105, &[2]), root("unknown on-death policy"));
+    assert_eq!(Bootfs::parse(&patch(&img, 105, &[0])).unwrap().root().on_death, OnDeath::Halt);
+    for at in 106..HEADER_SIZE {
         assert_eq!(refused(at, &[1]), root("reserved bytes not zero"), "reserved byte {at}");
     }
 }

@@ -7,18 +7,23 @@
 //! the system will be built from: its own task, an untyped pool of the free
 //! memory, the boot image (read-only), all I/O ports, its thread and
 //! scheduling context. The supervisor starts every other task.
+//!
+//! Nothing restarts the root task: when it dies ([`died`]) the kernel stops
+//! every CPU, reports it and follows the bootfs header's policy (the
+//! manifest's `on_supervisor_death`): power off, or reset the machine.
 
-use crate::arch::memory;
+use crate::arch::{lockup, memory};
 use crate::object::{IoRange, Kernel, MemoryObject, SchedContext, Thread};
 use abi::startup::{StartupInfo, layout};
-use abi::{CapSlot, ObjectType, Rights};
+use abi::{CapSlot, FaultMessage, ObjectType, Rights};
 use bootinfo::BootInfo;
 use core::fmt;
 use kerncore::cap::{Capability, ObjRef};
 use kerncore::frames::{Frames, Runs};
+use kerncore::ipc::ThreadState;
 use kerncore::paging::PAGE_SIZE;
-use kerncore::sched::{Ceiling, Priority, SchedParams};
-use platform::println;
+use kerncore::sched::{Ceiling, Priority, SchedParams, ThreadId};
+use platform::{ExitStatus, println};
 
 /// Frames kept back from the untyped pool for the kernel's own page tables.
 const KERNEL_RESERVE_PAGES: u64 = 1024;
@@ -49,12 +54,20 @@ impl From<abi::ErrorCode> for Error {
     }
 }
 
+/// The root task's index: the first task, which the kernel makes itself.
+pub const ROOT_TASK: u32 = 0;
+
+/// The root task's name and what to do when it dies, from the bootfs header.
+static ON_DEATH: spin::Once<(abi::startup::Name, bootfs::OnDeath)> = spin::Once::new();
+
 /// Builds the root task and makes its thread runnable.
 pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     let module = info.modules().iter().find(|m| m.name.as_str() == "bootfs").ok_or(Error::NoBootfs)?;
     let image_bytes = memory::boot_module(module.start, module.end - module.start);
     let image = bootfs::Bootfs::parse(image_bytes).map_err(Error::Image)?;
     let supervisor = image.root();
+    let name = abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);
+    ON_DEATH.call_once(|| (name, supervisor.on_death));
     let binary = image.root_binary().ok_or(Error::Image(bootfs::Error::BadRootTask("binary not in the bootfs")))?;
     let elf = elfload::plan(binary, layout::IMAGE_START..layout::IMAGE_END).map_err(Error::Elf)?;
 
@@ -64,7 +77,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     (startup.wall_clock, startup.wall_clock_tsc) = crate::arch::rtc::wall_clock();
     startup.cpu_count = crate::arch::smp::cpu_count();
     startup.siblings = crate::arch::smp::sibling_map();
-    startup.task_name = abi::startup::Name::new(supervisor.name).unwrap_or(abi::startup::Name::EMPTY);
+    startup.task_name = name;
     let mut next_slot = 1u32;
     let mut grant = |k: &mut Kernel, startup: &mut StartupInfo, name: &str, object: ObjRef, rights: Rights| {
         let slot = CapSlot(next_slot);
@@ -142,7 +155,7 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     grant(k, &mut startup, "interrupts", ObjRef { kind: ObjectType::INTERRUPT, index: irq as u32 }, Rights::ALL)?;
 
     // Its thread, at the manifest's priority, with no fault handler: if the
-    // root task faults, the kernel reports it and stops the system.
+    // root task faults, it dies ([`died`]).
     grant(k, &mut startup, "thread", ObjRef { kind: ObjectType::THREAD, index: u32::from(thread.0) }, Rights::ALL)?;
     grant(k, &mut startup, "sched", ObjRef { kind: ObjectType::SCHED_CONTEXT, index: sc as u32 }, Rights::ALL)?;
 
@@ -165,11 +178,78 @@ pub fn start(k: &mut Kernel, info: &BootInfo) -> Result<(), Error> {
     k.ipc.configure(thread, params)?;
     k.ipc.resume(thread)?;
 
-    println!("task {} (root): ring 3, priority {}, entry {:#x}", supervisor.name, priority.level(), elf.entry);
+    println!(
+        "task {} (root): ring 3, priority {}, entry {:#x}; on its death: {}",
+        supervisor.name,
+        priority.level(),
+        elf.entry,
+        supervisor.on_death.name()
+    );
     for cap in startup.caps() {
         println!("  cap {:>3} {:<12} {:?}", cap.slot.0, cap.name.as_str(), cap.kind);
     }
     Ok(())
+}
+
+/// How the root task died.
+pub enum Death {
+    /// Its thread faulted with no fault handler.
+    Fault { thread: ThreadId, fault: FaultMessage },
+    /// None of its threads can run again: each exited, was suspended or
+    /// destroyed, or the task itself was.
+    Ended,
+}
+
+/// Whether the root task lives: it exists and one of its threads can still
+/// run (runnable, or blocked in IPC; not ended, suspended or faulted).
+pub fn alive(k: &Kernel) -> bool {
+    k.tasks[ROOT_TASK as usize].is_some()
+        && k.threads.iter().enumerate().any(|(i, t)| {
+            let state = k.ipc.state(ThreadId(i as u16));
+            t.alive
+                && t.task == Some(ROOT_TASK)
+                && !matches!(state, ThreadState::Inactive | ThreadState::Suspended | ThreadState::Faulted)
+        })
+}
+
+/// The root task died, and nothing can restart it: stops every other CPU
+/// (so no task or guest runs on, half alive), reports what died and follows
+/// the policy of the bootfs header: "halt" powers off with status 4
+/// ([`ExitStatus::RootTaskDied`]), "reboot" resets the machine.
+pub fn died(death: Death) -> ! {
+    crate::arch::cpu::disable_interrupts();
+    let (told, parked) = lockup::stop_others();
+    // Another CPU may have been stopped holding the console's lock.
+    let say = |args: fmt::Arguments<'_>| platform::console_write_emergency(format_args!("kernel: {args}\n"));
+    let (name, on_death) = ON_DEATH.get().copied().unwrap_or((abi::startup::Name::EMPTY, bootfs::OnDeath::Halt));
+    let name = name.as_str();
+    match death {
+        Death::Fault { thread, fault } => say(format_args!(
+            "the root task ({name}) died: its thread {} faulted with no handler: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}",
+            thread.0,
+            crate::arch::idt::exception_name(fault.vector),
+            fault.vector,
+            fault.error_code,
+            fault.rip,
+            fault.address
+        )),
+        Death::Ended => say(format_args!(
+            "the root task ({name}) died: none of its threads can run again (ended, suspended or destroyed)"
+        )),
+    }
+    say(format_args!("other CPUs stopped: {} of {} (NMI)", parked.count_ones(), told.count_ones()));
+    match on_death {
+        bootfs::OnDeath::Halt => {
+            say(format_args!("nothing can restart the system; on_supervisor_death = \"halt\": powering off"));
+            platform::power_off(ExitStatus::RootTaskDied)
+        }
+        bootfs::OnDeath::Reboot => {
+            say(format_args!(
+                "nothing can restart the system; on_supervisor_death = \"reboot\": resetting the machine"
+            ));
+            platform::reset()
+        }
+    }
 }
 
 fn free_memory_slot(k: &Kernel) -> Result<usize, Error> {

@@ -8,6 +8,7 @@ use crate::arch::ipi::{self, IPI_VECTOR, Outside};
 use crate::arch::{apic, cpu, lockup, percpu};
 use crate::object::transfer::Xfer;
 use crate::object::{Kernel, syscall};
+use crate::roottask;
 use abi::FaultMessage;
 use core::ops::{Deref, DerefMut};
 use kerncore::sched::ThreadId;
@@ -114,6 +115,9 @@ pub fn from_user(vector: u64) -> UserContext {
     // (`restart_unhandled`). The interrupt of a trap is this CPU's own and
     // always handled.
     let mine = trapped.filter(|&t| k.ipc.current(percpu::index()) == Some(t));
+    // Only the root task holds capabilities to its own task and threads
+    // (§5.1), so only its own syscalls can end it.
+    let root = mine.is_some_and(|t| k.threads[usize::from(t.0)].task == Some(roottask::ROOT_TASK));
     match (vector, mine) {
         (SYSCALL_VECTOR, Some(t)) => {
             crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
@@ -126,6 +130,9 @@ pub fn from_user(vector: u64) -> UserContext {
     }
     if let Some(t) = mine {
         k.threads[usize::from(t.0)].context.vector = HANDLED;
+    }
+    if root && !roottask::alive(k) {
+        roottask::died(roottask::Death::Ended);
     }
     k.catch_up_ticks();
     k.deliver_interrupts();
@@ -167,7 +174,7 @@ fn restart_unhandled(frame: &mut TrapFrame) {
 const SYSCALL_LENGTH: u64 = 2;
 
 /// A user thread faulted: its fault handler gets a FAULT message; without
-/// one the thread stops (and for the root task, the system).
+/// one the thread stops (and for the root task, the system: `roottask::died`).
 fn user_fault(k: &mut Kernel, t: ThreadId) {
     let frame = &k.threads[usize::from(t.0)].context;
     let address = if frame.vector == 14 { cpu::cr2() } else { 0 };
@@ -178,13 +185,8 @@ fn user_fault(k: &mut Kernel, t: ThreadId) {
     if handler.is_none() {
         let task = k.threads[usize::from(t.0)].task;
         let (vector, error, rip, address) = (fault.vector, fault.error_code, fault.rip, fault.address);
-        if task == Some(0) {
-            println!(
-                "kernel: thread {} of task {task:?} faulted with no handler: vector {vector} error {error:#x} rip {rip:#x} address {address:#x}",
-                t.0
-            );
-            println!("kernel: the root task is gone; nothing can restart the system");
-            platform::power_off(ExitStatus::Panic);
+        if task == Some(roottask::ROOT_TASK) {
+            roottask::died(roottask::Death::Fault { thread: t, fault });
         }
         // Any other task can make its threads fault again and again.
         crate::task_println!(

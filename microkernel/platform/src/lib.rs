@@ -25,6 +25,9 @@ pub enum ExitStatus {
     Panic = 1,
     CpuException = 2,
     SelfTestFailed = 3,
+    /// The root task (the supervisor) died and the manifest's
+    /// `on_supervisor_death` is "halt".
+    RootTaskDied = 4,
 }
 
 // SAFETY: COM1 is the legacy UART at its fixed port; nothing else in the
@@ -97,6 +100,54 @@ pub fn power_off(status: ExitStatus) -> ! {
         for byte in b"Shutdown" {
             outb(BOCHS_SHUTDOWN_PORT, *byte);
         }
+    }
+    halt_forever()
+}
+
+/// The marker line [`reset`] prints before it resets the machine (the
+/// runner counts them).
+pub const RESET_MARKER: &str = "tessera: reset";
+/// The PCI reset control register (PIIX3/ICH at port 0xcf9): bit 1 asks for
+/// a system reset, bit 2 starts it (a "hard" reset with both).
+const RESET_CONTROL_PORT: u16 = 0xcf9;
+const RESET_CONTROL_SYS_RST: u8 = 1 << 1;
+const RESET_CONTROL_RST_CPU: u8 = 1 << 2;
+/// The 8042 keyboard controller's command port, and its command that pulses
+/// the CPU's reset line.
+const KBC_COMMAND_PORT: u16 = 0x64;
+const KBC_STATUS_INPUT_FULL: u8 = 1 << 1;
+const KBC_PULSE_RESET: u8 = 0xfe;
+
+/// Prints the reset marker and resets the machine: the reset control
+/// register (0xcf9), then the keyboard controller's reset line, then a
+/// triple fault, each given a moment to take effect. Every CPU starts
+/// again from the firmware. (QEMU with `-no-reboot` exits instead.)
+pub fn reset() -> ! {
+    HALTING.store(true, core::sync::atomic::Ordering::Relaxed);
+    console_write_emergency(format_args!("{RESET_MARKER}\n"));
+    drain();
+    let moment = || {
+        for _ in 0..10_000_000 {
+            core::hint::spin_loop();
+        }
+    };
+    // SAFETY: port writes that reset the machine, on the way down; where a
+    // device is absent the write goes nowhere and the next way is tried.
+    unsafe {
+        outb(RESET_CONTROL_PORT, RESET_CONTROL_SYS_RST);
+        outb(RESET_CONTROL_PORT, RESET_CONTROL_SYS_RST | RESET_CONTROL_RST_CPU);
+        moment();
+        for _ in 0..100_000 {
+            if x86::io::inb(KBC_COMMAND_PORT) & KBC_STATUS_INPUT_FULL == 0 {
+                break;
+            }
+        }
+        outb(KBC_COMMAND_PORT, KBC_PULSE_RESET);
+        moment();
+        // An empty IDT: the breakpoint cannot be delivered, nor the double
+        // fault, and the CPU shuts down (a triple fault resets the machine).
+        let empty: [u16; 5] = [0; 5];
+        core::arch::asm!("cli", "lidt [{}]", "int3", in(reg) empty.as_ptr(), options(nostack));
     }
     halt_forever()
 }

@@ -46,6 +46,9 @@ pub struct Manifest {
     pub scheduler: SchedulerPolicy,
     /// `[[connections]]`, in file order.
     pub connections: Vec<Connection>,
+    /// `[system] on_supervisor_death`: what the kernel does when the
+    /// supervisor dies (carried in the bootfs header, for the kernel).
+    pub on_supervisor_death: bootfs::OnDeath,
 }
 
 /// A connection's party: an index into [`Manifest::partitions`], or into
@@ -329,7 +332,8 @@ pub fn build_image(manifest: &Manifest, bin_dir: &Path) -> Result<Vec<u8>, Error
     files.extend(guests.iter().map(|(name, bytes)| (name.as_str(), &bytes[..])));
     // The header names the supervisor, the one task the kernel starts itself.
     let parsed = compiled::Manifest::parse(&compiled).map_err(|e| internal(format!("{e}")))?;
-    let root = sysimage::root_task(parsed.supervisor().ok_or_else(|| internal("no supervisor".into()))?);
+    let supervisor = parsed.supervisor().ok_or_else(|| internal("no supervisor".into()))?;
+    let root = sysimage::root_task(supervisor, manifest.on_supervisor_death);
     let image = bootfs::write(&root, &files).map_err(|e| internal(format!("packing the bootfs: {e}")))?;
     sysimage::SystemImage::parse(&image).map_err(|e| internal(format!("the bootfs is refused: {e}")))?;
     Ok(image)
@@ -344,6 +348,9 @@ pub fn summary(manifest: &Manifest) -> String {
         manifest.tasks.len(),
         manifest.endpoints.len()
     );
+    if manifest.on_supervisor_death != bootfs::OnDeath::Halt {
+        out.insert_str(out.len() - 1, &format!(", on supervisor death: {}", manifest.on_supervisor_death.name()));
+    }
     if !manifest.partitions.is_empty() {
         out.insert_str(out.len() - 1, &format!(", {} partitions", manifest.partitions.len()));
     }

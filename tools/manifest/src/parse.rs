@@ -8,6 +8,7 @@ use scheduler::classic;
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
+use sysimage::bootfs::OnDeath;
 use sysimage::manifest as compiled;
 use sysimage::manifest::{
     DEFAULT_EXIT_TIMEOUT_MS, IO_PORT_COUNT, MAX_CMDLINE, MAX_CPUS, MAX_ENDPOINTS, MAX_EXIT_TIMEOUT_MS, MAX_GSI,
@@ -108,6 +109,8 @@ struct PartitionToml {
 #[serde(deny_unknown_fields)]
 struct SystemToml {
     name: String,
+    /// "halt" or "reboot" [halt].
+    on_supervisor_death: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -356,12 +359,11 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
             0
         }),
     };
+    // On the supervisor it means the supervisor faults on purpose that long
+    // after its start (and, nothing restarting it, once): the system then
+    // meets `[system] on_supervisor_death`.
     let kill_every_ms = match t.kill_every_ms {
         None => 0,
-        Some(_) if t.supervisor => {
-            err(e, "kill_every_ms", "nothing restarts the supervisor (remove kill_every_ms)".into());
-            0
-        }
         Some(ms) => u32::try_from(ms).ok().filter(|&m| (1..=MAX_KILL_EVERY_MS).contains(&m)).unwrap_or_else(|| {
             err(e, "kill_every_ms", format!("{ms} is out of range (1..={MAX_KILL_EVERY_MS} milliseconds)"));
             0
@@ -371,6 +373,10 @@ fn check_task<'t>(name: &'t str, t: &'t TaskToml, e: &mut Vec<Error>) -> Draft<'
         None => 0,
         Some(_) if t.kill_every_ms.is_none() => {
             err(e, "kill_limit", "it limits kill_every_ms, which is not set".into());
+            0
+        }
+        Some(_) if t.supervisor => {
+            err(e, "kill_limit", "the supervisor dies once: nothing restarts it (remove kill_limit)".into());
             0
         }
         Some(n) => u16::try_from(n).ok().filter(|&n| n >= 1).unwrap_or_else(|| {
@@ -1187,6 +1193,18 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     if !valid_ident(&file.system.name) {
         e.push(Error::system("name", format!("invalid system name \"{}\" ({NAME_RULE})", file.system.name)));
     }
+    let on_supervisor_death = match file.system.on_supervisor_death.as_deref() {
+        None | Some("halt") => OnDeath::Halt,
+        Some("reboot") => OnDeath::Reboot,
+        Some(other) => {
+            let hint = did_you_mean(other, ["halt", "reboot"].into_iter());
+            e.push(Error::system(
+                "on_supervisor_death",
+                format!("no policy \"{other}\"{hint} (\"halt\" and \"reboot\" are)"),
+            ));
+            OnDeath::Halt
+        }
+    };
     let policy = match file.scheduler.as_ref().map(|s| s.policy.as_str()) {
         None => SchedulerPolicy::Kernel,
         Some("classic") => SchedulerPolicy::Classic,
@@ -1342,6 +1360,7 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     }
     let mut manifest = assemble(&file.system.name, &drafts);
     manifest.scheduler = policy;
+    manifest.on_supervisor_death = on_supervisor_death;
     // Task parties were indexed in file order: now in start order.
     manifest.connections = connections;
     for c in &mut manifest.connections {
@@ -1585,5 +1604,6 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
         partitions: Vec::new(),
         scheduler: SchedulerPolicy::Kernel,
         connections: Vec::new(),
+        on_supervisor_death: OnDeath::Halt,
     }
 }

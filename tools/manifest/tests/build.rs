@@ -138,6 +138,35 @@ fn classic_parameters_and_cpus_are_compiled_and_shown() {
 }
 
 #[test]
+fn the_supervisor_death_policy_reaches_the_bootfs_header() {
+    let text = |policy: &str| {
+        format!(
+            "[system]\nname = \"s\"\n{policy}\n\
+             [tasks.boot]\nsupervisor = true\npriority = 2\nmemory = \"4KiB\"\nstack = \"4KiB\"\nkill_every_ms = 300\n"
+        )
+    };
+    for (policy, expected) in [
+        ("", sysimage::bootfs::OnDeath::Halt),
+        ("on_supervisor_death = \"halt\"", sysimage::bootfs::OnDeath::Halt),
+        ("on_supervisor_death = \"reboot\"", sysimage::bootfs::OnDeath::Reboot),
+    ] {
+        let m = parse(&text(policy), "t.toml").unwrap();
+        assert_eq!(m.on_supervisor_death, expected, "{policy}");
+        let image = build_image(&m, &bin_dir("policy", &m)).unwrap();
+        let sys = SystemImage::parse(&image).unwrap();
+        assert_eq!(sys.bootfs.root().on_death, expected, "{policy}");
+        // The supervisor's own fault injection is compiled like any task's.
+        assert_eq!(sys.manifest.tasks[0].kill_every_ms, 300);
+        let shown = summary(&m);
+        assert_eq!(
+            shown.contains("on supervisor death: reboot"),
+            expected == sysimage::bootfs::OnDeath::Reboot,
+            "{shown}"
+        );
+    }
+}
+
+#[test]
 fn the_image_holds_the_manifest_and_each_binary_once() {
     let mut m = load(&repo_manifest()).unwrap();
     m.tasks[5].binary = m.tasks[4].binary.clone(); // two tasks, one binary

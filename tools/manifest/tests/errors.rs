@@ -1795,10 +1795,32 @@ fn a_partition_holds_at_most_two_monitor_connections() {
     );
 }
 
+/// A system with the supervisor only, `line` added after `after`.
+fn system_with(after: &str, line: &str) -> String {
+    system("").replace(after, &format!("{after}{line}\n"))
+}
+
 #[test]
-fn kill_every_ms_out_of_range_or_on_the_supervisor() {
+fn kill_every_ms_out_of_range_or_a_kill_limit_on_the_supervisor() {
     let text = system(&task("a", 1, "kill_every_ms = 0"));
     assert_errors(&text, &["task \"a\": kill_every_ms: 0 is out of range (1..=3600000 milliseconds)"]);
     let text = system(&task("a", 1, "kill_limit = 3"));
     assert_errors(&text, &["task \"a\": kill_limit: it limits kill_every_ms, which is not set"]);
+    // The supervisor may die on purpose (once: nothing restarts it).
+    let on_supervisor = |line| system_with("supervisor = true\n", line);
+    let limited = "task \"root\": kill_limit: the supervisor dies once: nothing restarts it (remove kill_limit)";
+    assert_errors(&on_supervisor("kill_every_ms = 300\nkill_limit = 1"), &[limited]);
+    let zero = "task \"root\": kill_every_ms: 0 is out of range (1..=3600000 milliseconds)";
+    assert_errors(&on_supervisor("kill_every_ms = 0"), &[zero]);
+}
+
+#[test]
+fn unknown_supervisor_death_policy() {
+    let policy = |value| system_with("name = \"test\"\n", &format!("on_supervisor_death = {value}"));
+    let typo =
+        "system: on_supervisor_death: no policy \"reboto\" (did you mean \"reboot\"?) (\"halt\" and \"reboot\" are)";
+    assert_errors(&policy("\"reboto\""), &[typo]);
+    let unknown = "system: on_supervisor_death: no policy \"panic\" (\"halt\" and \"reboot\" are)";
+    assert_errors(&policy("\"panic\""), &[unknown]);
+    assert_eq!(errors(&policy("1")).len(), 1, "a number is a TOML type error");
 }

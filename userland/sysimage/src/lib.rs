@@ -105,12 +105,14 @@ pub struct SystemImage<'a> {
 impl<'a> SystemImage<'a> {
     /// Parses and checks a bootfs image, its manifest, that the header's
     /// root task is the manifest's supervisor, and that every task's binary
-    /// is present.
+    /// is present. (What the kernel does when the root task dies is the
+    /// header's alone: the kernel's setting, which the compiled manifest
+    /// does not carry.)
     pub fn parse(image: &'a [u8]) -> Result<SystemImage<'a>, Error> {
         let bootfs = Bootfs::parse(image).map_err(Error::Bootfs)?;
         let manifest = Manifest::parse(bootfs.file(MANIFEST_FILE).ok_or(Error::NoManifest)?)?;
         let supervisor = manifest.supervisor().ok_or(Error::BadManifest("no tasks"))?;
-        if bootfs.root() != root_task(supervisor) {
+        if bootfs.root() != root_task(supervisor, bootfs.root().on_death) {
             return Err(Error::RootTaskMismatch);
         }
         if let Some(task) = manifest.tasks.iter().position(|t| bootfs.file(t.binary).is_none()) {
@@ -135,9 +137,11 @@ impl<'a> SystemImage<'a> {
     }
 }
 
-/// The bootfs header's description of the supervisor `task`.
-pub fn root_task<'a>(task: &Task<'a>) -> bootfs::RootTask<'a> {
+/// The bootfs header's description of the supervisor `task`, whose death
+/// the kernel meets with `on_death`.
+pub fn root_task<'a>(task: &Task<'a>, on_death: bootfs::OnDeath) -> bootfs::RootTask<'a> {
     bootfs::RootTask {
+        on_death,
         name: task.name,
         binary: task.binary,
         priority: task.priority.0,

@@ -272,7 +272,9 @@ pub struct Task<'a> {
     pub cpu: u8,
     /// Fault injection for tests: the supervisor kills the task (as if it
     /// had crashed) this many milliseconds after each of its starts; 0:
-    /// never. Never the supervisor's, at most [`MAX_KILL_EVERY_MS`].
+    /// never. At most [`MAX_KILL_EVERY_MS`]. The supervisor's own: it
+    /// faults on purpose that long after its start, and the kernel meets
+    /// its death (the bootfs header's [`crate::bootfs::OnDeath`]).
     pub kill_every_ms: u32,
     /// Kills at most, with `kill_every_ms` (0: no limit).
     pub kill_limit: u16,

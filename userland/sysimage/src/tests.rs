@@ -377,7 +377,7 @@ fn image(manifest: &Manifest<'_>) -> StdVec<u8> {
         files.push((p.image, b"kernel"));
         files.extend(p.modules.iter().map(|m| (*m, &b"module"[..])));
     }
-    bootfs::write(&root_task(&manifest.tasks[0]), &files).unwrap()
+    bootfs::write(&root_task(&manifest.tasks[0], bootfs::OnDeath::Halt), &files).unwrap()
 }
 
 #[test]
@@ -608,7 +608,7 @@ fn a_system_image_gives_each_guest_file() {
     let mut files: StdVec<(&str, &[u8])> = vec![(MANIFEST_FILE, &encoded)];
     files.extend(m.tasks.iter().map(|t| (t.binary, &b""[..])));
     files.push(("guest0:image", b""));
-    let missing = bootfs::write(&root_task(&m.tasks[0]), &files).unwrap();
+    let missing = bootfs::write(&root_task(&m.tasks[0], bootfs::OnDeath::Halt), &files).unwrap();
     assert_eq!(SystemImage::parse(&missing).unwrap_err(), Error::MissingGuestFile { partition: 0 });
 }
 
@@ -642,7 +642,7 @@ fn a_system_image_gives_the_manifest_and_binaries() {
 #[test]
 fn a_system_image_needs_a_manifest_and_every_binary() {
     let encoded = sample().to_vec();
-    let root = root_task(&sample().tasks[0]);
+    let root = root_task(&sample().tasks[0], bootfs::OnDeath::Halt);
     let no_manifest = bootfs::write(&root, &[("supervisor", b"")]).unwrap();
     assert_eq!(SystemImage::parse(&no_manifest).unwrap_err(), Error::NoManifest);
     let files: [(&str, &[u8]); 3] = [(MANIFEST_FILE, &encoded), ("supervisor", b""), ("console", b"")];
@@ -661,9 +661,13 @@ fn the_bootfs_header_must_name_the_manifests_supervisor() {
     files.extend(m.tasks.iter().map(|t| (t.binary, &b"\x7fELF"[..])));
     files.push(("guest0:image", b""));
     files.push(("guest0:module0", b""));
-    let supervisor = root_task(&m.tasks[0]);
+    let supervisor = root_task(&m.tasks[0], bootfs::OnDeath::Halt);
     assert!(SystemImage::parse(&bootfs::write(&supervisor, &files).unwrap()).is_ok());
-    let other_task = root_task(&m.tasks[1]);
+    // The policy for its death is the header's alone.
+    let rebooting = bootfs::RootTask { on_death: bootfs::OnDeath::Reboot, ..supervisor };
+    let image = bootfs::write(&rebooting, &files).unwrap();
+    assert_eq!(SystemImage::parse(&image).unwrap().bootfs.root().on_death, bootfs::OnDeath::Reboot);
+    let other_task = root_task(&m.tasks[1], bootfs::OnDeath::Halt);
     let edits: [bootfs::RootTask<'_>; 5] = [
         other_task,
         bootfs::RootTask { name: "console", ..supervisor },

@@ -312,6 +312,11 @@ pub fn stray_debug_exceptions() -> u64 {
     STRAY_DEBUG_EXCEPTIONS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// The mnemonic of exception `vector` (e.g. "#UD"), "#??" past 31.
+pub fn exception_name(vector: u64) -> &'static str {
+    EXCEPTIONS.get(vector as usize).map_or("#??", |(mnemonic, _)| mnemonic)
+}
+
 const EXCEPTIONS: [(&str, &str); 32] = [
     ("#DE", "divide error"),
     ("#DB", "debug"),

@@ -13,10 +13,13 @@
 //! CPU that found it powers the machine off: ring 0 cannot keep its
 //! guarantees (TLB shootdowns, VP kicks) with a CPU that no longer answers.
 //! One CPU alone cannot watch itself.
+//!
+//! The same NMI stops the other CPUs, silently, when the machine must stop
+//! as a whole for another reason: the root task died ([`stop_others`]).
 
 use super::idt::TrapFrame;
 use super::smp::MAX_CPUS;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use platform::console_write_emergency as out;
 
 /// Every how many of its own timer interrupts a CPU looks at the others
@@ -143,10 +146,60 @@ fn stop_with_reports(stuck: u32) -> ! {
     platform::power_off(platform::ExitStatus::Panic)
 }
 
+/// CPUs told to stop for good, without a report ([`stop_others`]).
+static STOPPING: AtomicU32 = AtomicU32::new(0);
+/// Those of them that have parked.
+static PARKED: AtomicU32 = AtomicU32::new(0);
+
+/// Stops every other online CPU for good, wherever it is (ring 3, a guest,
+/// ring 0, idle): an NMI each, whose handler parks it with interrupts off,
+/// the way [`stop_with_reports`] stops stuck CPUs, but silent. Waits up to
+/// 100 ms for each to park. Returns the CPUs told and those that parked.
+pub fn stop_others() -> (u32, u32) {
+    let others = super::ipi::online() & !(1 << super::percpu::index());
+    STOPPING.fetch_or(others, SeqCst);
+    for c in kerncore::smp::cpus_in(others) {
+        super::apic::send_nmi(super::ipi::apic_id_of(c));
+    }
+    for _ in 0..1000 {
+        if PARKED.load(SeqCst) & others == others {
+            break;
+        }
+        super::apic::delay_us(100);
+    }
+    (others, PARKED.load(SeqCst) & others)
+}
+
+/// An NMI (from the IDT, or ending a VMX guest's run): if [`stop_others`]
+/// told this CPU to stop, parks it for good. Like [`on_nmi`], it reads no
+/// GS base and knows the CPU by its APIC ID.
+pub fn park_if_stopping() {
+    let stopping = STOPPING.load(SeqCst);
+    if stopping == 0 {
+        return;
+    }
+    let apic = super::apic::id();
+    if let Some(cpu) = kerncore::smp::cpus_in(stopping).find(|&c| super::ipi::apic_id_of(c) == apic) {
+        PARKED.fetch_or(1 << cpu, SeqCst);
+        park()
+    }
+}
+
+/// Halts this CPU for good with interrupts off (NMIs stay blocked inside an
+/// NMI handler); nothing waits for it any more.
+fn park() -> ! {
+    loop {
+        // SAFETY: masking interrupts and halting has no memory effects.
+        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}
+
 /// An NMI: if this CPU was found stuck, prints where it was and parks it
-/// (NMIs stay blocked: the handler never returns). Reads no GS base, which
-/// the stuck code may have left anywhere; the CPU knows itself by its APIC ID.
+/// (NMIs stay blocked: the handler never returns); if it was told to stop,
+/// parks it. Reads no GS base, which the stuck code may have left anywhere;
+/// the CPU knows itself by its APIC ID.
 pub fn on_nmi(frame: &TrapFrame) {
+    park_if_stopping();
     let stuck = STUCK.load(Relaxed);
     if stuck == 0 {
         return;
@@ -161,11 +214,7 @@ pub fn on_nmi(frame: &TrapFrame) {
         out(format_args!(" {address:#x}"));
     }
     out(format_args!("\n"));
-    loop {
-        // SAFETY: parks this CPU for good with interrupts off (NMIs stay
-        // blocked inside this handler); nothing waits for it any more.
-        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
-    }
+    park()
 }
 
 /// The boot options `test=lockup` and `test=lockup-held`: the first AP

@@ -48,6 +48,8 @@ pub fn note_vm_exit() {
 /// current stack. (Running the IST handler with `int 2` instead would
 /// expose its stack to a nested NMI wherever the CPU did not block them.)
 pub fn deliver_after_vm_exit() {
+    // The NMI may be the one that stops this CPU for good.
+    super::lockup::park_if_stopping();
     note_vm_exit();
     on_nmi(false);
     // SAFETY: builds an interrupt frame of this very point (kernel SS and
