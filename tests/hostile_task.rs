@@ -51,6 +51,13 @@ const OBJECT_CHECKS: &[&str] = &[
     "TASK_UNMAP the middle page of a mapping whose object has four records -> OUT_OF_MEMORY",
     "the page of the refused split",
     "pages of a deleted memory object's task mappings",
+    // TASK_MOVE_CAP keeps the tree; its refusals.
+    "TASK_MOVE_CAP out of its space and back; a revoke still reaches the child",
+    "TASK_MOVE_CAP onto an occupied slot -> SLOT_OCCUPIED",
+    "TASK_MOVE_CAP from slot 0 of the task -> INVALID_CAPABILITY",
+    "TASK_MOVE_CAP to slot 128 (past the space) -> INVALID_CAPABILITY",
+    "TASK_MOVE_CAP with direction 2 -> INVALID_ARGUMENT",
+    "TASK_MOVE_CAP through a task capability without CONTROL -> NO_RIGHTS",
     // 8: kernel memory is charged and given back; teardown of any size.
     "retype all but one page of the quota while tables",
     "retype the whole quota once they are deleted",

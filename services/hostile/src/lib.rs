@@ -60,6 +60,21 @@ pub const UNRECORDABLE_SPLIT: Check = Check {
     what: "TASK_UNMAP the middle page of a mapping whose object has four records",
     expected: &[ErrorCode::OUT_OF_MEMORY],
 };
+/// TASK_MOVE_CAP (through its own task capability): a move keeps the
+/// capability's place in the tree; the refusals.
+pub const MOVE_KEEPS_THE_TREE: Check =
+    Check { what: "TASK_MOVE_CAP out of its space and back; a revoke still reaches the child", expected: &[] };
+pub const MOVE_ONTO_OCCUPIED: Check =
+    Check { what: "TASK_MOVE_CAP onto an occupied slot", expected: &[ErrorCode::SLOT_OCCUPIED] };
+pub const MOVE_SLOT_ZERO: Check =
+    Check { what: "TASK_MOVE_CAP from slot 0 of the task", expected: &[ErrorCode::INVALID_CAPABILITY] };
+pub const MOVE_PAST_THE_SPACE: Check =
+    Check { what: "TASK_MOVE_CAP to slot 128 (past the space)", expected: &[ErrorCode::INVALID_CAPABILITY] };
+pub const MOVE_BAD_DIRECTION: Check =
+    Check { what: "TASK_MOVE_CAP with direction 2", expected: &[ErrorCode::INVALID_ARGUMENT] };
+pub const MOVE_WITHOUT_CONTROL: Check =
+    Check { what: "TASK_MOVE_CAP through a task capability without CONTROL", expected: &[ErrorCode::NO_RIGHTS] };
+
 /// Non-canonical or kernel-half thread addresses.
 pub const BAD_THREAD_ADDRESSES: [(&str, u64, u64); 3] = [
     ("non-canonical entry", 0x8000_0000_0000_0000, 0x7000_0000),

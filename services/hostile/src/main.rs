@@ -145,6 +145,7 @@ mod task {
             let mut own = crate::objects::Own::new(task, untyped, caps::first_unnamed_slot());
             crate::objects::stale_guest_mappings(&mut own);
             crate::objects::stale_task_mappings(&mut own);
+            crate::objects::task_move_cap(&mut own);
             crate::objects::kernel_memory_is_charged(&mut own);
             crate::objects::revoke_ends_everything(&mut own);
             crate::objects::quota_loop_is_bounded(&mut own);

@@ -283,6 +283,50 @@ pub fn stale_task_mappings(own: &mut Own) {
     own.reset();
 }
 
+/// TASK_MOVE_CAP, through its own task capability: a capability moved out
+/// of a slot and back keeps its place in the derivation tree (a revoke of
+/// it still ends its child), and each refusal.
+pub fn task_move_cap(own: &mut Own) {
+    let outcome = (|| -> Result<(), ErrorCode> {
+        let task = own.task;
+        let moving = move |from: CapSlot, to: CapSlot, direction: u64| {
+            invoke(task, Operation::TASK_MOVE_CAP, &[u64::from(from.0), u64::from(to.0), direction]).map(drop)
+        };
+        let parent = own.retype(ObjectType::MEMORY, 1)?;
+        let (child, away, bare) = (own.slot(), own.slot(), own.slot());
+        invoke(parent, Operation::CAP_DERIVE, &[u64::from(child.0), bits(rw())])?;
+        let there_and_back = moving(parent, away, tessera_rt::abi::invoke::MOVE_OUT_OF_TASK)
+            .and_then(|()| moving(parent, away, tessera_rt::abi::invoke::MOVE_INTO_TASK))
+            .and_then(|()| invoke(parent, Operation::CAP_REVOKE, &[]).map(drop));
+        let child_gone = invoke(child, Operation::CAP_IDENTIFY, &[]).is_err();
+        let kept = there_and_back.and(if child_gone { Ok(()) } else { Err(ErrorCode::INVALID_STATE) });
+        log!("{}", MOVE_KEEPS_THE_TREE.report_allowed(kept));
+        invoke(parent, Operation::CAP_DERIVE, &[u64::from(child.0), bits(rw())])?;
+        log!("{}", MOVE_ONTO_OCCUPIED.report(moving(parent, child, tessera_rt::abi::invoke::MOVE_OUT_OF_TASK)));
+        log!("{}", MOVE_SLOT_ZERO.report(moving(CapSlot(0), away, tessera_rt::abi::invoke::MOVE_OUT_OF_TASK)));
+        log!(
+            "{}",
+            MOVE_PAST_THE_SPACE.report(moving(
+                parent,
+                CapSlot(tessera_rt::abi::limits::CSPACE_SLOTS),
+                tessera_rt::abi::invoke::MOVE_INTO_TASK
+            ))
+        );
+        log!("{}", MOVE_BAD_DIRECTION.report(moving(parent, away, 2)));
+        invoke(task, Operation::CAP_DERIVE, &[u64::from(bare.0), bits(Rights::new())])?;
+        let got = invoke(bare, Operation::TASK_MOVE_CAP, &[u64::from(parent.0), u64::from(away.0), 1]).map(drop);
+        log!("{}", MOVE_WITHOUT_CONTROL.report(got));
+        for slot in [child, parent, away, bare] {
+            delete(slot);
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        report("TASK_MOVE_CAP probes", false, format_args!("could not run: {e:?}"));
+    }
+    own.reset();
+}
+
 /// Finding 8: page tables, tasks, partitions, VPs and the other kernel
 /// objects are charged to the untyped they come from, and given back.
 pub fn kernel_memory_is_charged(own: &mut Own) {

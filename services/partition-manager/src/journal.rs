@@ -167,6 +167,10 @@ impl<K> PartitionManager<K> {
         if valid(newer).is_some_and(|(_, p)| p == payload) {
             return;
         }
+        // The payload is in memory before the header that makes it valid
+        // (x86 keeps stores in order; this keeps the compiler from moving
+        // them), so a kill between them leaves this copy invalid.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::Release);
         let mut h = Writer { out: header, at: 0 };
         for v in [MAGIC, newest + 1, payload.len() as u64, checksum(payload)] {
             h.put(v);
@@ -175,11 +179,13 @@ impl<K> PartitionManager<K> {
 
     /// Replaces the table with a journal's (see [`latest`]). Each partition
     /// whose capabilities `holds` confirms (slot, kind) is kept; one that
-    /// names a capability no longer there is dropped, as is a monitor page.
+    /// names a capability no longer there is dropped, each of its
+    /// capabilities passed to `dropped`; a monitor page gone is forgotten.
     pub fn restore(
         &mut self,
         table: &[u8],
         mut holds: impl FnMut(CapSlot, Held) -> bool,
+        mut dropped: impl FnMut(CapSlot),
     ) -> Result<Restored, JournalError> {
         let mut r = Reader { bytes: table, at: 0 };
         let (next_id, crashes, last_crash) = (r.get()?, r.get()?, Some(r.get()?).filter(|&c| c != NONE));
@@ -192,6 +198,7 @@ impl<K> PartitionManager<K> {
                 *entry = Some(p);
             } else {
                 restored.dropped += 1;
+                partition_caps(&p).for_each(&mut dropped);
             }
         }
         let mut monitors = [None; MAX_MONITORS];
@@ -208,11 +215,7 @@ impl<K> PartitionManager<K> {
 
     /// Every capability slot the table names.
     pub fn slots(&self) -> impl Iterator<Item = CapSlot> + '_ {
-        let partitions = self.partitions.iter().flatten().flat_map(|p| {
-            let o = p.objects;
-            let vps = p.vps.iter().flatten().flat_map(|v| [Some(v.cap), v.monitor]);
-            [Some(o.partition), o.ram.map(|r| r.0), o.rom, o.legacy].into_iter().chain(vps).flatten()
-        });
+        let partitions = self.partitions.iter().flatten().flat_map(partition_caps);
         partitions.chain(self.monitors.iter().flatten().filter_map(|m| m.page))
     }
 
@@ -275,6 +278,13 @@ impl<K> PartitionManager<K> {
             w.slot(m.page);
         }
     }
+}
+
+/// The capabilities of a partition's objects, VPs and monitor capabilities.
+fn partition_caps(p: &Partition) -> impl Iterator<Item = CapSlot> + '_ {
+    let o = p.objects;
+    let vps = p.vps.iter().flatten().flat_map(|v| [Some(v.cap), v.monitor]);
+    [Some(o.partition), o.ram.map(|r| r.0), o.rom, o.legacy].into_iter().chain(vps).flatten()
 }
 
 fn partition_held(p: &Partition, holds: &mut impl FnMut(CapSlot, Held) -> bool) -> bool {

@@ -209,49 +209,72 @@ mod task {
     fn new_journal(manager: &mut PartitionManager<Objects>) -> Option<Window> {
         let objects = manager.kernel();
         let made = objects.retype(ObjectType::MEMORY, JOURNAL_PAGES).and_then(|slot| {
-            if slot.0 != objects.first {
-                return Err(ErrorCode::INVALID_STATE);
-            }
-            Window::map(objects.task.ok_or(ErrorCode::INVALID_CAPABILITY)?, slot, JOURNAL_AT, 0, JOURNAL_PAGES, true)
+            let task = objects.task.ok_or(ErrorCode::INVALID_CAPABILITY);
+            let mapped = task.and_then(|task| {
+                // Where a restart looks for it, or nowhere.
+                (slot.0 == objects.first).then_some(()).ok_or(ErrorCode::INVALID_STATE)?;
+                Window::map(task, slot, JOURNAL_AT, 0, JOURNAL_PAGES, true)
+            });
+            mapped.inspect_err(|_| objects.delete(slot))
         });
         made.inspect_err(|e| log!("no journal ({e:?}): a restart will not recover the partitions")).ok()
     }
 
+    /// Whether the manager holds `slot` with a capability of `kind`.
+    fn holds(slot: CapSlot, kind: ObjectType) -> bool {
+        invoke(slot, Operation::CAP_IDENTIFY, &[]).is_ok_and(|r| r.words()[0] == u64::from(kind.0))
+    }
+
     /// After a restart the supervisor has returned the capabilities the
     /// last instance made to the same slots: the journal in the first, the
-    /// partitions' objects in others. Reads the table back, keeps what
-    /// the journal names and deletes what it does not (left by a request
-    /// the last instance did not finish). Returns the journal, if there is
-    /// one, and whether the table was recovered (not on a first start).
+    /// partitions' objects in others. Reads the table back and keeps what
+    /// it names; a partition that names a capability gone is ended (its
+    /// capabilities revoked, so its VID's go too, and deleted), and any
+    /// other capability is deleted (left by a request the last instance
+    /// did not finish; what a VID received of it stays). Without a
+    /// readable journal everything is deleted and the manager starts
+    /// afresh. Returns the journal, if there is one, and whether the table
+    /// was recovered (not on a first start).
     fn recover(manager: &mut PartitionManager<Objects>) -> (Option<Window>, bool) {
         let objects = manager.kernel();
-        let (first, Some(task)) = (CapSlot(objects.first), objects.task) else { return (None, false) };
-        let is_journal = invoke(first, Operation::CAP_IDENTIFY, &[]).is_ok_and(|identify| {
+        let (first, Some(task)) = (objects.first, objects.task) else { return (None, false) };
+        let occupied = |i: usize| invoke(CapSlot(first + i as u32), Operation::CAP_IDENTIFY, &[]).is_ok();
+        if !(0..SLOTS).any(occupied) {
+            return (None, false);
+        }
+        let is_journal = invoke(CapSlot(first), Operation::CAP_IDENTIFY, &[]).is_ok_and(|identify| {
             let (kind, size) = (identify.words()[0], identify.words()[3]);
             kind == u64::from(ObjectType::MEMORY.0) && size == JOURNAL_PAGES * PAGE
         });
-        if !is_journal {
-            return (None, false);
-        }
-        objects.used[0] = true;
-        let window = match Window::map(task, first, JOURNAL_AT, 0, JOURNAL_PAGES, true) {
-            Ok(window) => window,
-            Err(e) => {
-                log!("restarted, but cannot map the journal ({e:?}): its partitions are not recovered");
-                return (None, false);
+        let window = is_journal.then(|| Window::map(task, CapSlot(first), JOURNAL_AT, 0, JOURNAL_PAGES, true));
+        let window = match window {
+            Some(Ok(window)) => Some(window),
+            Some(Err(e)) => {
+                log!("restarted, but cannot map the journal: {e:?}");
+                None
             }
+            None => None,
         };
-        let holds = |slot: CapSlot, held: Held| {
-            let kind = match held {
-                Held::Partition => ObjectType::PARTITION,
-                Held::Memory => ObjectType::MEMORY,
-                Held::Vp => ObjectType::VP,
-                Held::Endpoint => ObjectType::ENDPOINT,
-            };
-            invoke(slot, Operation::CAP_IDENTIFY, &[]).is_ok_and(|r| r.words()[0] == u64::from(kind.0))
+        objects.used[0] = window.is_some();
+        let kind_of = |held: Held| match held {
+            Held::Partition => ObjectType::PARTITION,
+            Held::Memory => ObjectType::MEMORY,
+            Held::Vp => ObjectType::VP,
+            Held::Endpoint => ObjectType::ENDPOINT,
         };
-        let restored = journal::latest(window.bytes()).ok_or(journal::JournalError::NoValidCopy);
-        let restored = restored.and_then(|table| manager.restore(table, holds));
+        let mut ended = 0;
+        let restored = match window.as_ref().and_then(|w| journal::latest(w.bytes())) {
+            Some(table) => manager.restore(
+                table,
+                |slot, held| holds(slot, kind_of(held)),
+                |slot| {
+                    let _ = invoke(slot, Operation::CAP_REVOKE, &[]);
+                    let _ = invoke(slot, Operation::CAP_DELETE, &[]);
+                    ended += 1;
+                },
+            ),
+            None => Err(journal::JournalError::NoValidCopy),
+        };
         let named: heapless::Vec<CapSlot, SLOTS> = manager.slots().take(SLOTS).collect();
         let objects = manager.kernel();
         for slot in &named {
@@ -260,12 +283,9 @@ mod task {
             }
         }
         let mut strays = 0;
-        for i in 1..SLOTS {
-            let slot = CapSlot(objects.first + i as u32);
-            if !objects.used[i] && invoke(slot, Operation::CAP_IDENTIFY, &[]).is_ok() {
-                let _ = invoke(slot, Operation::CAP_DELETE, &[]);
-                strays += 1;
-            }
+        for i in (0..SLOTS).filter(|&i| !objects.used[i] && occupied(i)) {
+            let _ = invoke(CapSlot(objects.first + i as u32), Operation::CAP_DELETE, &[]);
+            strays += 1;
         }
         match restored {
             Ok(r) => log!(
@@ -274,9 +294,15 @@ mod task {
                 if r.partitions == 1 { "" } else { "s" },
                 r.dropped
             ),
-            Err(e) => log!("restarted, but the journal is unreadable ({e:?}): {strays} capabilities deleted"),
+            Err(e) => {
+                log!("restarted without a readable journal ({e:?}): {strays} capabilities deleted; starting afresh")
+            }
         }
-        (Some(window), restored.is_ok())
+        if ended > 0 {
+            log!("{ended} capabilities of dropped partitions revoked");
+        }
+        let recovered = restored.is_ok();
+        (window, recovered)
     }
 
     fn save(manager: &PartitionManager<Objects>, journal: &mut Option<Window>) {

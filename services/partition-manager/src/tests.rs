@@ -1012,7 +1012,9 @@ fn restarted(old: &mut Pm, area: &[u8], gone: &[CapSlot]) -> (Pm, Restored) {
                 | (Some(Object::Monitor { .. }), Held::Endpoint)
         )
     };
-    let restored = pm.restore(journal::latest(area).expect("a whole copy"), holds).unwrap();
+    let mut dropped = Vec::new();
+    let restored = pm.restore(journal::latest(area).expect("a whole copy"), holds, |c| dropped.push(c)).unwrap();
+    assert_eq!(dropped.is_empty(), restored.dropped == 0, "dropped capabilities {dropped:?}");
     (pm, restored)
 }
 

@@ -183,10 +183,12 @@ vid = \"guests\"
     let index = |name: &str| TaskIndex(m.tasks.iter().position(|t| t.name == name).unwrap() as u8);
     let (pm, guests, vid) = (index("partition-manager"), index("guests"), index("vid"));
     assert_eq!(names(&grants(&m, pm).unwrap()), ["partition-manager", "untyped", "self", "bootfs"]);
-    // 8 MiB of guest RAM, 1 MiB, and its second-level tables (4 per 2 MiB, 1 per GiB).
-    // The partition's objects: the partition, its VP, its RAM, ROM and legacy region.
-    let objects = sysimage::objects::partition(1);
-    assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages: (9 << 20) / 4096 + 4 + 1, objects });
+    // 8 MiB of guest RAM, 1 MiB, and its second-level tables (4 per 2 MiB,
+    // 1 per GiB); its journal. The partition's objects: the partition, its
+    // VP, its RAM, ROM and legacy region; the journal's memory.
+    let objects = sysimage::objects::partition(1).checked_add(&sysimage::objects::JOURNAL).unwrap();
+    let pages = (9 << 20) / 4096 + 4 + 1 + sysimage::manifest::JOURNAL_PAGES;
+    assert_eq!(grants(&m, pm).unwrap()[1].source, Source::Untyped { pages, objects });
     // A VID's own: its exit endpoint and notification, a scheduling
     // context for the one VP of its partition, and the memory beneath the
     // partition's overlay pages.

@@ -89,6 +89,34 @@ impl<T: Transport + ?Sized> Transport for &T {
     }
 }
 
+/// A transport that calls again when the server died with the call in
+/// hand (`PEER_GONE`: its reply right went with it). The endpoint outlives
+/// the server, so the repeated call waits there for the instance the
+/// supervisor starts next. For requests that are safe to repeat, to a
+/// server that restarts (the partition manager): a request the dead
+/// instance had completed is repeated as well.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retrying<T>(pub T);
+
+/// Calls a [`Retrying`] transport repeats before it gives up.
+pub const RETRIES: u32 = 4;
+
+impl<T: Transport> Transport for Retrying<T> {
+    fn call(&self, endpoint: CapSlot, message: &mut Message) -> Result<(), ErrorCode> {
+        let sent = message.clone();
+        let mut tries = 0;
+        loop {
+            match self.0.call(endpoint, message) {
+                Err(ErrorCode::PEER_GONE) if tries < RETRIES => {
+                    tries += 1;
+                    message.clone_from(&sent);
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
 /// The server side of IPC: receive requests and answer them, in one buffer.
 pub trait Receiver {
     /// Waits for the next request, written into `message`; returns the sender's badge.

@@ -368,3 +368,41 @@ fn the_server_loop_answers_each_request_and_survives_dead_callers() {
     // endpoint itself is gone).
     assert_eq!(*script.recvs.borrow(), 3);
 }
+
+/// A transport whose server dies with the first `deaths` calls in hand,
+/// then echoes the request's first word plus one.
+struct Dying {
+    deaths: core::cell::Cell<u32>,
+    calls: core::cell::Cell<u32>,
+}
+
+impl Transport for Dying {
+    fn call(&self, _: CapSlot, message: &mut Message) -> Result<(), ErrorCode> {
+        self.calls.set(self.calls.get() + 1);
+        let request = message.words()[0];
+        // A dead server leaves the buffer as it pleases.
+        message.clear(0x77);
+        if self.deaths.get() > 0 {
+            self.deaths.set(self.deaths.get() - 1);
+            return Err(ErrorCode::PEER_GONE);
+        }
+        message.push(request + 1).unwrap();
+        Ok(())
+    }
+}
+
+#[test]
+fn a_call_the_server_died_with_is_made_again_with_the_same_request() {
+    let dying = |deaths: u32| Dying { deaths: deaths.into(), calls: 0.into() };
+    let mut message = Message::new(5);
+    message.push(41).unwrap();
+    let t = Retrying(dying(RETRIES));
+    assert_eq!(t.call(CapSlot(1), &mut message), Ok(()));
+    assert_eq!((message.words(), t.0.calls.get()), (&[42][..], RETRIES + 1));
+    // It gives up after RETRIES more; other errors are not repeated.
+    let mut message = Message::new(5);
+    message.push(41).unwrap();
+    let t = Retrying(dying(RETRIES + 1));
+    assert_eq!(t.call(CapSlot(1), &mut message), Err(ErrorCode::PEER_GONE));
+    assert_eq!(t.0.calls.get(), RETRIES + 1);
+}

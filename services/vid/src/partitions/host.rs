@@ -5,9 +5,10 @@
 use super::{Failure, receiving};
 use abi::{CapSlot, ErrorCode, ObjectType};
 use partition_manager_api::Handover;
+use tessera_idl::Retrying;
 use tessera_idl::{Bytes, Message};
 use tessera_rt::{Operation, caps, invoke, log};
-use tlfs::{HvRegisterName, HvResult};
+use tlfs::{HvError, HvRegisterName, HvResult};
 use vid::host::{BrokerEvents, Fetched, Incoming, Kernel, Services, Until};
 
 /// The kernel, and the endpoint the loop receives exits and requests on.
@@ -85,8 +86,10 @@ impl Registry {
         Registry(caps::endpoint(partition_manager_api::ENDPOINT))
     }
 
-    fn client(&self) -> Option<partition_manager_api::Client<tessera_rt::Kernel>> {
-        Some(partition_manager_api::Client::new(tessera_rt::Kernel, self.0?))
+    /// Its client: a request the manager died with in hand is made again
+    /// to its next instance (`Retrying`).
+    fn client(&self) -> Option<partition_manager_api::Client<Retrying<tessera_rt::Kernel>>> {
+        Some(partition_manager_api::Client::new(Retrying(tessera_rt::Kernel), self.0?))
     }
 
     /// Takes manifest partition `index`: its ID, RAM size, VP count, how
@@ -217,7 +220,12 @@ impl Services for TaskServices {
     fn stopped(&self, name: &str, id: Option<u64>) {
         let (Some(pm), Some(id)) = (self.registry.client(), id) else { return };
         let state = (|| {
-            pm.finalize_partition(id)??;
+            // A finalize the manager died with may have been done before:
+            // repeated (Retrying), it finds the partition Finalized.
+            match pm.finalize_partition(id)? {
+                Ok(()) | Err(HvError::INVALID_PARTITION_STATE) => {}
+                Err(e) => return Err(e.into()),
+            }
             Ok::<_, Failure>(pm.partition_state(id)??)
         })();
         match state {
