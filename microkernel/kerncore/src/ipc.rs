@@ -523,12 +523,19 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
     /// capability) it calls the handler with a [`labels::FAULT`] message and
     /// waits for the reply; without one, or if the handler goes away, it is
     /// Faulted until resumed.
+    ///
+    /// A call it had taken and not answered fails at once with
+    /// `PEER_GONE`: a faulted thread cannot answer it, and its caller may
+    /// be the very handler that would tear it down (the supervisor, calling
+    /// a server that faults), which would otherwise wait for ever.
     pub fn fault(
         &mut self,
         t: ThreadId,
         handler: Option<(EndpointId, Badge)>,
         x: &mut impl Transfer,
     ) -> Result<(), ErrorCode> {
+        self.runnable(t)?;
+        self.drop_reply(t);
         let info = MessageInfo::new().with_label(labels::FAULT).with_length(FaultMessage::WORDS as u8);
         self.fault_with(t, handler, info, x)
     }

@@ -483,6 +483,28 @@ fn a_caller_gets_peer_gone_when_its_server_dies() {
     }
 }
 
+/// The supervisor's deadlock (issue #15): it calls a server, which takes
+/// the call and faults; its fault goes to the supervisor's fault endpoint,
+/// which the supervisor, waiting for the reply, never receives from. The
+/// fault fails the call at once.
+#[test]
+fn a_server_that_faults_fails_the_call_it_took() {
+    let (mut ipc, t, ep, _) = setup(&[5, 5]);
+    let faults = ipc.alloc_endpoint().unwrap();
+    let mut x = Wire::default();
+    ipc.recv(t[1], ep, Block::Forever, &mut x).unwrap();
+    ipc.call(t[0], ep, msg(1, 0), &mut x).unwrap();
+    assert_eq!(ipc.take_result(t[1]), ok(1, 0));
+    ipc.fault(t[1], Some((faults, Badge(2))), &mut x).unwrap();
+    assert_eq!(ipc.take_result(t[0]), err(ErrorCode::PEER_GONE));
+    assert_eq!(ipc.state(t[0]), ThreadState::Runnable);
+    // The fault is queued for the (now free) caller to receive.
+    ipc.recv(t[0], faults, Block::Poll, &mut x).unwrap();
+    let r = ipc.take_result(t[0]).unwrap();
+    assert_eq!((r.info.label(), r.badge), (labels::FAULT, Badge(2)));
+    ipc.check().unwrap();
+}
+
 #[test]
 fn a_server_gets_peer_gone_replying_to_a_dead_caller() {
     let (mut ipc, t, ep, _) = setup(&[5, 5, 5]);
