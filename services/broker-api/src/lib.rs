@@ -184,7 +184,10 @@ tessera_idl::interface! {
         /// (by port, then flag), then messages in the order they were
         /// posted. (kind ([`delivery`]), target VP, target SINT, port ID,
         /// message type or flag number, payload (empty for an event)).
-        /// `NO_DATA` when nothing is pending.
+        /// `NO_DATA` when nothing is pending; `INVALID_SYNIC_STATE` when this
+        /// broker has not heard the partition's SynIC state
+        /// ([`Client::synic_state`]) since it started (it started again
+        /// while the partition ran): report every VP's, then fetch again.
         fn fetch(partition: u64) -> Result<(u32, u32, u32, u32, u32, Bytes), HvError> = 0x1_0002;
 
         /// [`Broker::fetch`]'s event flags only: messages stay queued (a

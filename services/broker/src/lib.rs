@@ -101,6 +101,11 @@ struct Registered {
     /// By VP: the SINTs that take messages and events
     /// (`broker_api::accepting`), as its VID last reported.
     accepting: [u32; MAX_VPS as usize],
+    /// Its VID has reported a VP's SynIC state to this instance (a service
+    /// has none to report). Until then a fetch asks for it
+    /// (`INVALID_SYNIC_STATE`): a broker started again knows nothing of
+    /// the SynICs of partitions that ran meanwhile.
+    heard: bool,
 }
 
 pub struct Broker {
@@ -201,7 +206,8 @@ impl Broker {
         }
         // A SynIC at reset takes nothing; a service has none and takes all.
         let all = if k < MAX_PARTITIONS { 0 } else { u32::MAX };
-        self.partitions[k] = Some(Registered { vid: Badge(vid), vcpus, accepting: [all; MAX_VPS as usize] });
+        let heard = k >= MAX_PARTITIONS;
+        self.partitions[k] = Some(Registered { vid: Badge(vid), vcpus, accepting: [all; MAX_VPS as usize], heard });
         Ok(())
     }
 
@@ -403,6 +409,7 @@ impl Broker {
         if k < MAX_PARTITIONS {
             r.accepting[vp as usize] = accepting;
         }
+        r.heard = true;
         Ok(())
     }
 
@@ -418,6 +425,9 @@ impl Broker {
     /// once it has room for one.
     pub fn fetch_event(&mut self, caller: Badge, partition: u64) -> HvResult<Delivery> {
         let k = self.speaks_for(caller, partition)?;
+        if party_slot(k).and_then(|s| self.partitions[s].as_ref()).is_some_and(|r| !r.heard) {
+            return Err(HvError::INVALID_SYNIC_STATE);
+        }
         let mine = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.port.partition == k);
         for slot in self.ports.iter_mut().filter(|s| mine(s)).flatten() {
             if let Some(w) = slot.flags.iter().position(|&w| w != 0) {

@@ -371,3 +371,19 @@ fn the_target_synic_state_is_checked_as_its_vid_reported_it() {
     b.register_partition(SUP, VID_B.0, P2, 4).unwrap();
     assert_eq!(b.post_message(VID_A, P0, 0x10, 1, b"x"), Err(HvError::INVALID_SYNIC_STATE));
 }
+
+/// A broker started again knows nothing of the SynICs of partitions that
+/// ran meanwhile: until a partition's VID reports one, its fetches ask for
+/// it (`INVALID_SYNIC_STATE`), and posts to it are refused as to a SynIC at
+/// reset. A service party has no SynIC to report.
+#[test]
+fn a_partition_whose_synic_state_is_unheard_is_asked_for_it() {
+    let mut b = Broker::new();
+    b.register_partition(SUP, VID_A.0, P0, 2).unwrap();
+    assert_eq!(b.fetch(VID_A, P0), Err(HvError::INVALID_SYNIC_STATE));
+    assert_eq!(b.fetch_event(VID_A, P0), Err(HvError::INVALID_SYNIC_STATE));
+    // Another VID learns nothing.
+    assert_eq!(b.fetch(VID_B, P0), Err(HvError::ACCESS_DENIED));
+    b.synic_state(VID_A, P0, 1, 0).unwrap();
+    assert_eq!(b.fetch(VID_A, P0), Err(HvError::NO_DATA));
+}

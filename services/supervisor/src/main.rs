@@ -542,6 +542,13 @@ mod task {
                 }
                 self.tasks[i].broker_step = step + if failed.is_some() { skip } else { 1 };
             }
+            // Every VID the broker delivers to looks at it now: a broker
+            // started again asks each for its partitions' SynIC state at
+            // their next fetch (they ran meanwhile; a VID told the broker
+            // before is not told again otherwise).
+            for &notification in self.deliveries.iter().filter(|n| **n != CapSlot::NULL) {
+                let _ = tessera_rt::signal(notification, 1);
+            }
             Ok(())
         }
 

@@ -688,6 +688,17 @@ impl Vmm {
         }
     }
 
+    /// Tells the broker what every VP's SINTs take, whatever it was told
+    /// before (a broker started again knows nothing of them).
+    pub fn report_synic_again(&mut self, vps: u32, connections: &mut dyn Connections) {
+        for vp in 0..vps {
+            if let Some(reported) = self.reported_synic.get_mut(vp as usize) {
+                *reported = !self.synthetic.accepting(vp);
+            }
+            self.report_synic(vp, connections);
+        }
+    }
+
     /// Tells the broker what VP `vp`'s SINTs take, if its exit changed it
     /// (an MSR write), before the VP runs on: senders in other partitions
     /// are answered from it. Tried again at the VP's next exit if it failed.

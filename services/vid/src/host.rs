@@ -61,6 +61,17 @@ pub trait Kernel {
 /// message type or flag, payload), an allegation until checked.
 pub type Fetched = (u32, u32, u32, u32, u32, Bytes);
 
+/// Why a fetch brought nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoDelivery {
+    /// Nothing is pending, or the broker is gone or refuses.
+    None,
+    /// The broker has not heard the partition's SynIC state since it
+    /// started (it started again while the partition ran): tell it every
+    /// VP's again.
+    SynicUnknown,
+}
+
 /// How the VID hears of the broker's deliveries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BrokerEvents {
@@ -80,9 +91,8 @@ pub trait Services {
     /// Whether the broker signalled since the last look (non-blocking).
     fn broker_signalled(&self) -> bool;
     /// The next delivery for manifest partition `partition` (only event
-    /// flags if `events_only`); `None` when there is none, or the broker
-    /// is gone or refuses.
-    fn fetch(&self, partition: u64, events_only: bool) -> Option<Fetched>;
+    /// flags if `events_only`).
+    fn fetch(&self, partition: u64, events_only: bool) -> Result<Fetched, NoDelivery>;
     /// Whether the broker exists for the partitions' hypercalls.
     fn has_broker(&self) -> bool;
     /// HvPostMessage of `partition` through the broker.
@@ -117,8 +127,8 @@ impl Services for NoServices {
         false
     }
 
-    fn fetch(&self, _: u64, _: bool) -> Option<Fetched> {
-        None
+    fn fetch(&self, _: u64, _: bool) -> Result<Fetched, NoDelivery> {
+        Err(NoDelivery::None)
     }
 
     fn has_broker(&self) -> bool {

@@ -9,7 +9,7 @@ use tessera_idl::Retrying;
 use tessera_idl::{Bytes, Message};
 use tessera_rt::{Operation, caps, invoke, log};
 use tlfs::{HvError, HvRegisterName, HvResult};
-use vid::host::{BrokerEvents, Fetched, Incoming, Kernel, Services, Until};
+use vid::host::{BrokerEvents, Fetched, Incoming, Kernel, NoDelivery, Services, Until};
 
 /// The kernel, and the endpoint the loop receives exits and requests on.
 pub struct TaskKernel(pub CapSlot);
@@ -174,10 +174,14 @@ impl Services for TaskServices {
         self.broker.as_ref().and_then(|b| b.events).is_some_and(|n| tessera_rt::poll(n).is_ok())
     }
 
-    fn fetch(&self, partition: u64, events_only: bool) -> Option<Fetched> {
-        let broker = self.broker()?;
+    fn fetch(&self, partition: u64, events_only: bool) -> Result<Fetched, NoDelivery> {
+        let broker = self.broker().ok_or(NoDelivery::None)?;
         let answer = if events_only { broker.fetch_event(partition) } else { broker.fetch(partition) };
-        answer.ok()?.ok()
+        match answer {
+            Ok(Ok(fetched)) => Ok(fetched),
+            Ok(Err(HvError::INVALID_SYNIC_STATE)) => Err(NoDelivery::SynicUnknown),
+            _ => Err(NoDelivery::None),
+        }
     }
 
     fn has_broker(&self) -> bool {

@@ -3,7 +3,7 @@
 //! shown.
 
 use super::{Running, say};
-use crate::host::{Kernel, Services};
+use crate::host::{Kernel, NoDelivery, Services};
 use crate::logs::Kind;
 use crate::messaging::{Delivered, Delivery};
 
@@ -32,9 +32,19 @@ pub(super) fn deliver(kernel: &impl Kernel, services: &impl Services, signalled:
             let holds = r.vmm.synthetic.holds_message();
             // NO_DATA, or a broker that is gone or refuses. With a message
             // held, messages may wait for its EOM.
-            let Some((kind, vp, sint, port, value, payload)) = services.fetch(r.index, holds) else {
-                (r.fetch, r.queued) = (false, holds);
-                break;
+            let (kind, vp, sint, port, value, payload) = match services.fetch(r.index, holds) {
+                Ok(fetched) => fetched,
+                Err(why) => {
+                    if why == NoDelivery::SynicUnknown {
+                        // A broker started again: what each VP's SINTs take.
+                        let mut connections = super::Connections { services, partition: r.index, called: false };
+                        r.vmm.report_synic_again(r.vps.len() as u32, &mut connections);
+                        r.fetch = true;
+                        continue;
+                    }
+                    (r.fetch, r.queued) = (false, holds);
+                    break;
+                }
             };
             let Some(delivery) = Delivery::from_fetch(kind, vp, sint, port, value, payload.as_slice(), vps) else {
                 let line =

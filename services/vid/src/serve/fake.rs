@@ -2,10 +2,10 @@
 //! each receive returns, and a record of every reply, wait, VP operation,
 //! log line and service call.
 
-use crate::host::{BrokerEvents, Fetched, Incoming, Kernel, Services, Until};
+use crate::host::{BrokerEvents, Fetched, Incoming, Kernel, NoDelivery, Services, Until};
 use abi::{CapSlot, ErrorCode, labels};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use tessera_idl::{Bytes, Message};
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvResult, HvX64HaltMessage,
@@ -61,6 +61,11 @@ pub struct Fake {
     pub queued: RefCell<HashMap<u64, VecDeque<Fetched>>>,
     /// Manifest partitions whose deliveries the loop asked for.
     pub fetched: RefCell<Vec<u64>>,
+    /// Partitions whose next fetch the broker answers with "SynIC state
+    /// unknown" (a broker started again).
+    pub synic_unknown: RefCell<HashSet<u64>>,
+    /// Every SynIC state reported to the broker: (partition, VP, accepting).
+    pub synic_reports: RefCell<Vec<(u64, u32, u32)>>,
     /// Partitions reported stopped to the partition manager (its IDs).
     pub stopped: RefCell<Vec<Option<u64>>>,
     /// Every HvSignalEvent made through the broker: (partition, connection
@@ -194,9 +199,12 @@ impl Services for Fake {
         false
     }
 
-    fn fetch(&self, partition: u64, _events_only: bool) -> Option<Fetched> {
+    fn fetch(&self, partition: u64, _events_only: bool) -> Result<Fetched, NoDelivery> {
         self.fetched.borrow_mut().push(partition);
-        self.queued.borrow_mut().get_mut(&partition)?.pop_front()
+        if self.synic_unknown.borrow_mut().remove(&partition) {
+            return Err(NoDelivery::SynicUnknown);
+        }
+        self.queued.borrow_mut().get_mut(&partition).and_then(|q| q.pop_front()).ok_or(NoDelivery::None)
     }
 
     fn has_broker(&self) -> bool {
@@ -212,7 +220,8 @@ impl Services for Fake {
         if connection_id == NOT_HELD { Err(tlfs::HvError::INVALID_CONNECTION_ID) } else { Ok(()) }
     }
 
-    fn synic_state(&self, _: u64, _: u32, _: u32) -> HvResult<()> {
+    fn synic_state(&self, partition: u64, vp: u32, accepting: u32) -> HvResult<()> {
+        self.synic_reports.borrow_mut().push((partition, vp, accepting));
         Ok(())
     }
 

@@ -265,6 +265,21 @@ fn a_broker_delivery_arrives_by_the_bound_notification() {
     assert_eq!(kernel.replies.borrow().len(), 1);
 }
 
+/// A broker started again asks for the SynIC state it lost (its fetch says
+/// it has not heard it): the VID reports every VP's, then fetches again.
+#[test]
+fn a_broker_started_again_hears_every_vps_synic_state() {
+    let kernel = Fake::new([exit(0, 0, out(0x80, 0)), Step::Broker { partition: 10, deliveries: vec![] }]);
+    kernel.events.set(Some(BrokerEvents::Bound));
+    kernel.synic_unknown.borrow_mut().insert(10);
+    let mut memory = Memory::new(2);
+    let mut running = [partition(&mut memory, 0, 2, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    // A SynIC at reset takes nothing: both VPs say so, once.
+    assert_eq!(*kernel.synic_reports.borrow(), [(10, 0, 0), (10, 1, 0)]);
+    assert!(kernel.fetched.borrow().len() >= 2, "fetched again after reporting");
+}
+
 /// A request as a client of `vid_api` words it.
 fn request(call: impl FnOnce(&Client<&dyn Transport>)) -> Message {
     let captured = std::cell::RefCell::new(None);
