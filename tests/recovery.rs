@@ -258,3 +258,31 @@ fn qemu_a_killed_vid_takes_its_partitions_back_and_the_other_vid_runs_on() {
     run.assert_serial_lacks("EXCEPTION");
     run.assert_halted(0);
 }
+
+/// The broker killed while three partitions of two VIDs boot
+/// (`recovery-broker.toml`): it comes back with the manifest's ports and
+/// connections, and the partitions' messaging suites, which run after its
+/// restart, pass whole (posts, events, monitored notifications, refusals).
+#[test]
+fn qemu_a_killed_broker_comes_back_with_its_ports_and_connections() {
+    let m = manifest("recovery-broker.toml");
+    let run = boot(
+        "qemu_a_killed_broker_comes_back_with_its_ports_and_connections",
+        Emulator::Qemu,
+        QEMU_TIMEOUT,
+        &["--manifest", &m],
+    );
+    killed_and_restarted(&run, "broker", 1);
+    let restarted = lines_with(&run, "[supervisor] started broker: ").map(|(i, _)| i).last();
+    let first_message = first(&run, "testkernel: messaging: ");
+    if restarted.is_none_or(|r| r > first_message) {
+        run.fail("the messaging suites began before the broker started again: the kill came too late");
+    }
+    for (vid, partition) in [("vid", "alpha"), ("vid", "beta"), ("vid-gamma", "gamma")] {
+        run.assert_serial_contains(&format!("[{vid}] {partition}: testkernel: messaging: ok"));
+        run.assert_serial_contains(&format!("[{vid}] {partition}: testkernel: done: 3 passed, 0 failed"));
+    }
+    run.assert_serial_lacks("cannot declare");
+    run.assert_serial_lacks("faulted");
+    run.assert_halted(0);
+}
