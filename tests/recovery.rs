@@ -69,6 +69,9 @@ fn qemu_killed_services_come_back_and_the_guest_runs_on() {
         run.fail("no scheduler started after the console's last start applied its policy");
     }
     run.assert_serial_contains("[vid] guest: testkernel: done: 8 passed, 0 failed");
+    // Another VID's partition ran its suite across the kills, never reset.
+    run.assert_serial_contains("other: testkernel: done: 6 passed, 0 failed");
+    run.assert_serial_lacks("other: reset");
     run.assert_serial_lacks("keeps crashing");
     run.assert_serial_lacks("faulted");
     run.assert_serial_lacks("[supervisor] cannot");
