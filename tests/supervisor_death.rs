@@ -1,7 +1,7 @@
 //! The supervisor's death follows the boot-time policy (issue #15): the
 //! manifest's `[system] on_supervisor_death`, which the bootfs header
 //! carries to the kernel. In `tests/manifests/supervisor-death.toml` the
-//! supervisor faults on purpose (ud2, its own `kill_every_ms`) 500 ms after
+//! supervisor faults on purpose (ud2, its own `kill_every_ms`) 1500 ms after
 //! its start while the console and the heartbeat run on CPU 1. The kernel
 //! must stop both CPUs, report what died and then power off with status 4
 //! ("halt") or reset the machine, which boots again ("reboot").
