@@ -201,5 +201,15 @@ tessera_idl::interface! {
         /// it does not accept on are `INVALID_SYNIC_STATE` from now on.
         /// `INVALID_VP_INDEX` for a VP the partition does not have.
         fn synic_state(partition: u64, vp: u32, accepting: u32) -> Result<(), HvError> = 0x1_0004;
+
+        /// This broker started again while partitions ran: the SynIC state
+        /// of each partition registered from now on is unknown until its
+        /// VID reports it; meanwhile posts and signals to it are taken
+        /// (delivered by its SynIC's state when its VID fetches them) and
+        /// its VID's fetches answer `INVALID_SYNIC_STATE` (report every
+        /// VP's, then fetch again). At the first start partitions have a
+        /// SynIC at reset, which takes nothing. Supervisor only
+        /// (`ACCESS_DENIED`).
+        fn started_again() -> Result<(), HvError> = 0x1_0005;
     }
 }

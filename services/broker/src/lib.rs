@@ -101,10 +101,11 @@ struct Registered {
     /// By VP: the SINTs that take messages and events
     /// (`broker_api::accepting`), as its VID last reported.
     accepting: [u32; MAX_VPS as usize],
-    /// Its VID has reported a VP's SynIC state to this instance (a service
-    /// has none to report). Until then a fetch asks for it
-    /// (`INVALID_SYNIC_STATE`): a broker started again knows nothing of
-    /// the SynICs of partitions that ran meanwhile.
+    /// Its SynIC state is known: a SynIC at reset at the first start, or
+    /// what its VID reported (a service has none). A broker started again
+    /// (`started_again`) knows nothing of the SynICs of partitions that ran
+    /// meanwhile: until their VID reports, a fetch asks for it
+    /// (`INVALID_SYNIC_STATE`) and posts and signals to them are taken.
     heard: bool,
 }
 
@@ -118,6 +119,10 @@ pub struct Broker {
     /// Parties (bit = party slot) that received something since their
     /// speakers were last notified.
     unnotified: u32,
+    /// The supervisor said this instance follows one that ran
+    /// (`started_again`): partitions registered since have an unknown
+    /// SynIC state.
+    started_again: bool,
 }
 
 const _: () = assert!(MAX_PARTIES <= 32);
@@ -158,6 +163,7 @@ impl Broker {
             connections: [None; MAX_CONNECTIONS],
             seq: 0,
             unnotified: 0,
+            started_again: false,
         }
     }
 
@@ -206,7 +212,7 @@ impl Broker {
         }
         // A SynIC at reset takes nothing; a service has none and takes all.
         let all = if k < MAX_PARTITIONS { 0 } else { u32::MAX };
-        let heard = k >= MAX_PARTITIONS;
+        let heard = k >= MAX_PARTITIONS || !self.started_again;
         self.partitions[k] = Some(Registered { vid: Badge(vid), vcpus, accepting: [all; MAX_VPS as usize], heard });
         Ok(())
     }
@@ -389,13 +395,26 @@ impl Broker {
     }
 
     /// `INVALID_SYNIC_STATE` unless `port`'s target VP accepts on `bit`
-    /// (TLFS 11.11.1, 11.11.2), as its VID last reported.
+    /// (TLFS 11.11.1, 11.11.2), as its VID last reported. A partition not
+    /// heard from since this broker started (it started again) is taken to
+    /// accept until its VID reports: what is queued waits for its fetch, and
+    /// the VID delivers it by the SynIC's state then (a message waits for
+    /// the SIM page, an event for a SIEF page off is dropped), so a sender
+    /// is not refused for what this instance does not know.
     fn target_accepts(&self, port: &Port, bit: u32) -> HvResult<()> {
-        let accepting = party_slot(port.partition)
-            .and_then(|k| self.partitions[k])
-            .and_then(|r| r.accepting.get(port.target_vp as usize).copied())
-            .unwrap_or(0);
+        let target = party_slot(port.partition).and_then(|k| self.partitions[k]);
+        if target.is_some_and(|r| !r.heard) {
+            return Ok(());
+        }
+        let accepting = target.and_then(|r| r.accepting.get(port.target_vp as usize).copied()).unwrap_or(0);
         if accepting & bit == 0 { Err(HvError::INVALID_SYNIC_STATE) } else { Ok(()) }
+    }
+
+    /// `started_again` (see the interface).
+    pub fn started_again(&mut self, caller: Badge) -> HvResult<()> {
+        supervisor(caller)?;
+        self.started_again = true;
+        Ok(())
     }
 
     /// `synic_state` (see the interface).
@@ -582,6 +601,10 @@ impl Server for Broker {
 
     fn synic_state(&mut self, caller: Badge, partition: u64, vp: u32, accepting: u32) -> HvResult<()> {
         Broker::synic_state(self, caller, partition, vp, accepting)
+    }
+
+    fn started_again(&mut self, caller: Badge) -> HvResult<()> {
+        Broker::started_again(self, caller)
     }
 }
 

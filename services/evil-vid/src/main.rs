@@ -119,7 +119,7 @@ mod task {
         let first = caps::first_unnamed_slot().0;
         let (ram, partition, vp) = (CapSlot(first), CapSlot(first + 1), CapSlot(first + 2));
         let client = Client::new(Kernel, pm);
-        let attached = receiving([ram, partition, vp], || client.attach(plan.index));
+        let attached = receiving([ram, partition, vp], || client.attach(plan.index, 1));
         let id = match attached {
             Ok(Ok((id, _, _, _))) => id,
             other => {
@@ -245,7 +245,7 @@ mod task {
             // The other partition, through the partition manager.
             let client = Client::new(Kernel, self.pm);
             let into = [self.slot(), self.slot(), self.slot()];
-            let got = Got::of_call(receiving(into, || client.attach(self.plan.other_index)));
+            let got = Got::of_call(receiving(into, || client.attach(self.plan.other_index, 1)));
             self.check(&Attempt::denied("attach of the other VID's partition", HvError::ACCESS_DENIED), got);
             let denied = Got::Status(HvError::ACCESS_DENIED);
             let (mut map, mut take, mut finalize) = (Sweep::default(), Sweep::default(), Sweep::default());

@@ -121,13 +121,17 @@ tessera_idl::interface! {
         /// `INVALID_PARTITION_ID` for no such partition, `ACCESS_DENIED` for
         /// a caller other than the partition's VID, `INVALID_PARTITION_STATE`
         /// unless Active or stopped by its VPs' monitor (a partition its
-        /// VID finalized stays ended). A partition attached before (by a
-        /// previous instance of its VID) is first stopped and reset:
+        /// VID finalized stays ended). `instance` names the calling
+        /// instance of the VID (any value it keeps for its life, e.g. the
+        /// TSC at its start): the same instance attaching again (its first
+        /// reply was lost with a manager that died, `Retrying`) gets the
+        /// partition as before. A partition attached before by another
+        /// instance (a previous one of its VID) is first stopped and reset:
         /// every VP suspended and back to power-on (a report its monitor
         /// had not yet delivered is withdrawn), the capabilities handed
         /// out before revoked, and its writable RAM mapped again (so no
         /// page stays write-protected for an overlay of the old guest).
-        fn attach(index: u32) -> Result<(u64, u64, u32, Handover), HvError> = 0x1_0001;
+        fn attach(index: u32, instance: u64) -> Result<(u64, u64, u32, Handover), HvError> = 0x1_0001;
 
         /// As [`attach`](Client::attach), for VP `vp_index` of the partition
         /// with ID `partition`: the reply carries its capability (run).

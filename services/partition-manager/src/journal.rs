@@ -22,8 +22,10 @@ const MAGIC: u64 = u64::from_le_bytes(*b"TSPMJRN1");
 const HEADER_WORDS: usize = 4;
 /// Words of one partition's record: presence, id, owner, state, name
 /// (length and bytes), index, exit time limit, objects, VPs, mappings,
-/// flags (crash, handed out, stopped by its monitor) and crash.
-const PARTITION_WORDS: usize = 1 + 3 + 1 + MAX_NAME / WORD + 2 + 5 + 2 * MAX_VPS_PER_PARTITION + 3 * MAX_GPA_RANGES + 6;
+/// flags (crash, stopped by its monitor), crash, and the VID instance it
+/// was handed to.
+const PARTITION_WORDS: usize =
+    1 + 3 + 1 + MAX_NAME / WORD + 2 + 5 + 2 * MAX_VPS_PER_PARTITION + 3 * MAX_GPA_RANGES + 6 + 1;
 /// Words of one monitor's record: presence, connection, from, its page,
 /// the port's partition and page, the memory.
 const MONITOR_WORDS: usize = 7;
@@ -257,10 +259,11 @@ impl<K> PartitionManager<K> {
                 w.put(r.map_or(0, |r| r.count));
                 w.put(r.map_or(0, |r| u64::from(r.flags.into_bits())));
             }
-            w.put(u64::from(p.crash.is_some()) | u64::from(p.attached) << 1 | u64::from(p.monitor_stopped) << 2);
+            w.put(u64::from(p.crash.is_some()) | u64::from(p.monitor_stopped) << 2);
             for v in p.crash.unwrap_or_default() {
                 w.put(v);
             }
+            w.put(p.attached.unwrap_or(NONE));
         }
         for m in &self.monitors {
             let Some(m) = m else {
@@ -322,6 +325,7 @@ fn decode_partition(r: &mut Reader<'_>) -> Result<Option<Partition>, JournalErro
     for v in &mut crash {
         *v = r.get()?;
     }
+    let attached = Some(r.get()?).filter(|&a| a != NONE);
     if present == 0 {
         return Ok(None);
     }
@@ -339,7 +343,7 @@ fn decode_partition(r: &mut Reader<'_>) -> Result<Option<Partition>, JournalErro
         vps,
         gpa,
         crash: (flags & 1 != 0).then_some(crash),
-        attached: flags & 2 != 0,
+        attached,
         monitor_stopped: flags & 4 != 0,
     }))
 }

@@ -269,9 +269,11 @@ struct Partition {
     gpa: [Option<GpaRange>; MAX_GPA_RANGES],
     /// The last guest crash notification (CRASH_P0..P4) its VID reported.
     crash: Option<[u64; 5]>,
-    /// Handed to its VID (`attach`) at least once: the next attach comes
-    /// from a new instance of it, which gets it reset.
-    attached: bool,
+    /// The instance of its VID it was last handed to (`attach`'s token):
+    /// an attach from another instance gets it reset; one from the same
+    /// instance is that attach again (its reply was lost with a manager
+    /// that died) and gets it as before.
+    attached: Option<u64>,
     /// Finalized by a VP's monitor (its VID gone or silent), not by its
     /// VID: a new instance of the VID may take it back.
     monitor_stopped: bool,
@@ -396,7 +398,7 @@ impl<K: Kernel> PartitionManager<K> {
             vps: [None; MAX_VPS_PER_PARTITION],
             gpa: [None; MAX_GPA_RANGES],
             crash: None,
-            attached: false,
+            attached: None,
             monitor_stopped: false,
         });
         Ok(slot)
@@ -563,8 +565,14 @@ impl<K: Kernel> PartitionManager<K> {
 
     /// Active -> Finalized: the VID's capabilities to the partition's RAM,
     /// partition and VPs are revoked, so nobody but the manager can touch
-    /// it until it is deleted.
+    /// it until it is deleted. Its VID finalizing one a VP's monitor
+    /// stopped first (`INVALID_PARTITION_STATE`) still means it ended: a
+    /// later instance of the VID does not take it back.
     pub fn finalize_partition(&mut self, caller: Badge, id: u64) -> HvResult<()> {
+        let p = owned(&mut self.partitions, caller, id)?;
+        if p.state == PartitionState::Finalized {
+            p.monitor_stopped = false;
+        }
         owned_in(&mut self.partitions, caller, id, PartitionState::Active)?.state = PartitionState::Finalized;
         if let Some(slot) = self.slot_of(id) {
             self.revoke(slot);
@@ -689,15 +697,16 @@ impl<K: Kernel> PartitionManager<K> {
     /// how it was left), with RAM (read, write), partition and VP 0 (run)
     /// capabilities queued for the reply. A partition handed out before,
     /// Active or stopped by its VPs' monitor, was left by a previous
-    /// instance of its VID: it is taken back first ([`Self::take_back`]).
-    /// Only its own VID (by badge) may take it; one its VID finalized
-    /// stays ended.
-    pub fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32, Handover)> {
+    /// instance of its VID (another `instance` token): it is taken back
+    /// first ([`Self::take_back`]). Only its own VID (by badge) may take
+    /// it; one its VID finalized stays ended.
+    pub fn attach(&mut self, caller: Badge, index: u32, instance: u64) -> HvResult<(u64, u64, u32, Handover)> {
         let id = self.manifest_partition(index)?;
         let p = owned(&mut self.partitions, caller, id)?;
         let how = match (p.state, p.attached, p.monitor_stopped) {
-            (PartitionState::Active, false, _) => Handover::First,
-            (PartitionState::Active, true, _) => Handover::Running,
+            (PartitionState::Active, None, _) => Handover::First,
+            (PartitionState::Active, Some(by), _) if by == instance => Handover::First,
+            (PartitionState::Active, Some(_), _) => Handover::Running,
             (PartitionState::Finalized, _, true) => Handover::Stopped,
             _ => return Err(HvError::INVALID_PARTITION_STATE),
         };
@@ -710,7 +719,7 @@ impl<K: Kernel> PartitionManager<K> {
         }
         self.hand_out(&[(ram, Handout::RamReadWrite), (o.partition, Handout::Run), (vp0.cap, Handout::Run)])?;
         let Some(p) = self.partitions[slot].as_mut() else { return Err(HvError::INVALID_PARTITION_ID) };
-        p.attached = true;
+        p.attached = Some(instance);
         if how != Handover::First {
             self.reattached = Some(Reattached { partition: p.name.clone(), id, how });
         }
@@ -932,8 +941,8 @@ impl<K: Kernel> Server for PartitionManager<K> {
         PartitionManager::partition_state(self, caller, partition)
     }
 
-    fn attach(&mut self, caller: Badge, index: u32) -> HvResult<(u64, u64, u32, Handover)> {
-        PartitionManager::attach(self, caller, index)
+    fn attach(&mut self, caller: Badge, index: u32, instance: u64) -> HvResult<(u64, u64, u32, Handover)> {
+        PartitionManager::attach(self, caller, index, instance)
     }
 
     fn attach_vp(&mut self, caller: Badge, partition: u64, vp_index: u32) -> HvResult<()> {

@@ -550,17 +550,17 @@ fn without_vp_monitors_in_the_kernel_vps_are_still_made() {
     let mut pm = PartitionManager::new(fake);
     let id = pm.create_from_manifest(&spec(8 << 20, 1)).unwrap();
     assert_eq!(pm.kernel().count(Object::Vp), 1);
-    assert_eq!(pm.attach(VID, 0).map(|(got, _, vps, _)| (got, vps)), Ok((id, 1)));
+    assert_eq!(pm.attach(VID, 0, 1).map(|(got, _, vps, _)| (got, vps)), Ok((id, 1)));
 }
 
 #[test]
 fn only_the_named_vid_attaches_a_partition_and_gets_its_capabilities() {
     let mut pm = PartitionManager::new(Fake::new());
     let id = pm.create_from_manifest(&spec(8 << 20, 2)).unwrap();
-    assert_eq!(pm.attach(OTHER, 0), Err(HvError::ACCESS_DENIED));
+    assert_eq!(pm.attach(OTHER, 0, 1), Err(HvError::ACCESS_DENIED));
     assert!(pm.outgoing().is_empty());
-    assert_eq!(pm.attach(VID, 1), Err(HvError::INVALID_PARTITION_ID));
-    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::First)));
+    assert_eq!(pm.attach(VID, 1, 1), Err(HvError::INVALID_PARTITION_ID));
+    assert_eq!(pm.attach(VID, 0, 1), Ok((id, 8 << 20, 2, Handover::First)));
     let kinds: Vec<Object> = pm.outgoing().iter().map(|c| pm.kernel.live[c]).collect();
     let [
         Object::Copy { of: ram, rights: r0 },
@@ -584,7 +584,7 @@ fn only_the_named_vid_attaches_a_partition_and_gets_its_capabilities() {
     assert_eq!(pm.outgoing().len(), 1);
     // A finalized partition is not handed out.
     pm.finalize_partition(VID, id).unwrap();
-    assert_eq!(pm.attach(VID, 0), Err(HvError::INVALID_PARTITION_STATE));
+    assert_eq!(pm.attach(VID, 0, 1), Err(HvError::INVALID_PARTITION_STATE));
     assert_eq!(pm.attach_vp(VID, id, 1), Err(HvError::INVALID_PARTITION_STATE));
 }
 
@@ -596,11 +596,11 @@ fn the_interface_hands_out_partitions_with_tlfs_statuses() {
     let transport =
         Loopback::new(OTHER, |badge, request: &Message| dispatch(&mut *server.borrow_mut(), badge, request));
     let pm = Client::new(&transport, CapSlot(4));
-    assert_eq!(hv_status(&pm.attach(0)), HvStatus::ACCESS_DENIED);
+    assert_eq!(hv_status(&pm.attach(0, 1)), HvStatus::ACCESS_DENIED);
     transport.set_badge(VID);
-    assert_eq!(pm.attach(0), Ok(Ok((id, 8 << 20, 1, Handover::First))));
+    assert_eq!(pm.attach(0, 1), Ok(Ok((id, 8 << 20, 1, Handover::First))));
     assert_eq!(server.borrow().outgoing().len(), ATTACH_CAPS);
-    assert_eq!(hv_status(&pm.attach(3)), HvStatus::INVALID_PARTITION_ID);
+    assert_eq!(hv_status(&pm.attach(3, 1)), HvStatus::INVALID_PARTITION_ID);
 }
 
 #[test]
@@ -656,7 +656,7 @@ fn a_vp_stop_report_finalizes_the_partition() {
 fn running() -> (Pm, u64, CapSlot, CapSlot) {
     let mut pm = PartitionManager::new(Fake::new());
     let id = pm.create_from_manifest(&spec(8 << 20, 2)).unwrap();
-    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::First)));
+    assert_eq!(pm.attach(VID, 0, 1), Ok((id, 8 << 20, 2, Handover::First)));
     pm.release_outgoing();
     let vp = |n: u32| *pm.kernel.configured.iter().find(|(_, (_, i))| *i == n).unwrap().0;
     let (vp0, vp1) = (vp(0), vp(1));
@@ -687,12 +687,12 @@ fn a_new_instance_of_its_vid_takes_back_a_partition_its_monitor_stopped() {
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
     let revoked = pm.kernel().revoked.len();
     // Another task cannot take it, and nothing is reset for it.
-    assert_eq!(pm.attach(OTHER, 0), Err(HvError::ACCESS_DENIED));
+    assert_eq!(pm.attach(OTHER, 0, 1), Err(HvError::ACCESS_DENIED));
     assert!(pm.outgoing().is_empty() && pm.kernel().vp_ops.is_empty());
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Finalized));
     // Its VID, restarted, takes it back: both VPs at power-on, Active,
     // handed out as at the first attach.
-    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::Stopped)));
+    assert_eq!(pm.attach(VID, 0, 1), Ok((id, 8 << 20, 2, Handover::Stopped)));
     assert_eq!(pm.kernel().vp_ops, [("reset", vp0), ("reset", vp1)]);
     assert_eq!(pm.partition_state(VID, id), Ok(PartitionState::Active));
     assert_eq!(pm.outgoing().len(), ATTACH_CAPS);
@@ -716,13 +716,19 @@ fn a_new_instance_of_its_vid_takes_back_a_partition_its_monitor_stopped() {
 fn a_partition_left_running_by_its_vid_is_stopped_and_reset_when_it_attaches_again() {
     let (mut pm, id, vp0, vp1) = running();
     // Another task cannot take it over, nor stop it.
-    assert_eq!(pm.attach(OTHER, 0), Err(HvError::ACCESS_DENIED));
+    assert_eq!(pm.attach(OTHER, 0, 1), Err(HvError::ACCESS_DENIED));
     assert!(pm.kernel().vp_ops.is_empty() && pm.kernel().unmaps.is_empty());
     let revoked_before = pm.kernel().revoked.clone();
     assert!(revoked_before.is_empty());
+    // The same instance attaching again (its reply was lost with a
+    // manager that died, and `Retrying` called again) gets it as before.
+    assert_eq!(pm.attach(VID, 0, 1), Ok((id, 8 << 20, 2, Handover::First)));
+    assert!(pm.kernel().vp_ops.is_empty() && pm.kernel().revoked.is_empty());
+    assert_eq!(pm.take_reattached(), None);
+    pm.release_outgoing();
     // Its VID, restarted before any monitor stopped a VP: the started VP
     // is suspended, every VP reset, the old capabilities revoked.
-    assert_eq!(pm.attach(VID, 0), Ok((id, 8 << 20, 2, Handover::Running)));
+    assert_eq!(pm.attach(VID, 0, 2), Ok((id, 8 << 20, 2, Handover::Running)));
     assert_eq!(pm.kernel().vp_ops, [("suspend", vp0), ("reset", vp0), ("reset", vp1)]);
     assert!(pm.kernel().revoked.contains(&vp0) && pm.kernel().revoked.contains(&vp1));
     assert!(ram_mapped_again(&mut pm, id));
@@ -737,7 +743,7 @@ fn a_partition_whose_vp_cannot_be_reset_is_not_handed_out() {
     // The kernel refuses the reset (a VP the fake still sees started).
     pm.kernel().configured.remove(&vp0);
     pm.kernel().started.remove(&vp0);
-    assert_eq!(pm.attach(VID, 0), Err(HvError::INVALID_VP_STATE));
+    assert_eq!(pm.attach(VID, 0, 2), Err(HvError::INVALID_VP_STATE));
     assert!(pm.outgoing().is_empty());
     assert_eq!(pm.take_reattached(), None);
     let _ = id;
@@ -1035,7 +1041,7 @@ fn a_restarted_manager_recovers_its_table_from_the_journal() {
     let beta = pm.create_from_manifest(&numbered("beta", 1, OTHER)).unwrap();
     let made = pm.create_partition(VID, 0).unwrap();
     pm.report_guest_crash(OTHER, beta, [1, 2, 3, 4, 5]).unwrap();
-    assert_eq!(pm.attach(OTHER, 1).map(|a| a.3), Ok(Handover::First));
+    assert_eq!(pm.attach(OTHER, 1, 1).map(|a| a.3), Ok(Handover::First));
     pm.release_outgoing();
     let mut area = journal_area();
     pm.save(&mut area);
@@ -1055,10 +1061,13 @@ fn a_restarted_manager_recovers_its_table_from_the_journal() {
     let notice = pm.vp_stopped(monitor_badge(0, 1), &report.to_words()).expect("a VP of alpha");
     assert_eq!((notice.partition.as_str(), notice.id), ("alpha", alpha));
     assert_eq!(pm.partition_state(VID, alpha), Ok(PartitionState::Finalized));
-    // How each was handed out is kept: beta's VID, had it died, takes it
-    // back running, and alpha's, stopped by its monitor.
-    assert_eq!(pm.attach(OTHER, 1).map(|a| a.3), Ok(Handover::Running));
-    assert_eq!(pm.attach(VID, 0).map(|a| a.3), Ok(Handover::Stopped));
+    // How each was handed out is kept: beta's VID instance that attached
+    // it gets it as before, a new one takes it back running, and alpha's,
+    // stopped by its monitor.
+    assert_eq!(pm.attach(OTHER, 1, 1).map(|a| a.3), Ok(Handover::First));
+    pm.release_outgoing();
+    assert_eq!(pm.attach(OTHER, 1, 2).map(|a| a.3), Ok(Handover::Running));
+    assert_eq!(pm.attach(VID, 0, 1).map(|a| a.3), Ok(Handover::Stopped));
     pm.release_outgoing();
     // IDs are not reused; delete still frees every object of the partition.
     assert!(pm.create_partition(VID, 0).unwrap() > made);
@@ -1113,4 +1122,15 @@ fn a_torn_write_leaves_the_older_copy_and_an_unchanged_table_is_not_written() {
     assert_eq!(pm.partition_state(VID, alpha), Err(HvError::INVALID_PARTITION_ID));
     // Neither copy whole: nothing to read.
     assert_eq!(journal::latest(&journal_area()), None);
+}
+
+/// A partition a VP's monitor stopped that its (slow, living) VID then
+/// finalizes itself ended: a later instance of the VID does not take it back.
+#[test]
+fn a_partition_its_vid_finalized_after_its_monitor_stays_ended() {
+    let (mut pm, id, _, _) = running();
+    let gone = abi::VpStopReport { reason: abi::VpStopReason::HANDLER_TIMED_OUT, vp_index: 0, message_type: 0, rip: 0 };
+    pm.vp_stopped(monitor_badge(0, 0), &gone.to_words()).unwrap();
+    assert_eq!(pm.finalize_partition(VID, id), Err(HvError::INVALID_PARTITION_STATE));
+    assert_eq!(pm.attach(VID, 0, 2), Err(HvError::INVALID_PARTITION_STATE));
 }

@@ -503,12 +503,23 @@ mod task {
             let parties: heapless::Vec<TaskIndex, { sysimage::manifest::MAX_TASKS }> =
                 manifest.task_parties().collect();
             let (partitions, tasks) = (manifest.partitions.len(), parties.len());
-            // One step each: the partitions, the task parties, then a port
+            // One step each: that it started again (if it did: partitions
+            // ran meanwhile), the partitions, the task parties, then a port
             // and its connection per connection. A step the broker was not
             // ready for is where the next try begins.
-            let steps = partitions + tasks + 2 * manifest.connections.len();
+            let again = self.tasks[i].backoff.total() > 0;
+            let steps = 1 + partitions + tasks + 2 * manifest.connections.len();
             while self.tasks[i].broker_step < steps {
                 let step = self.tasks[i].broker_step;
+                if step == 0 {
+                    let said = if again { outcome(client.started_again())? } else { None };
+                    if let Some(e) = said {
+                        log!("cannot tell the broker it started again: {e}");
+                    }
+                    self.tasks[i].broker_step = 1;
+                    continue;
+                }
+                let step = step - 1;
                 let (result, skip) = if step < partitions {
                     let p = &manifest.partitions[step];
                     let r = client.register_partition(badge_of(p.vid), step as u64, u32::from(p.vcpus));
@@ -538,9 +549,9 @@ mod task {
                 };
                 let failed = outcome(result)?;
                 if let Some(e) = &failed {
-                    log!("cannot declare step {step} of {steps} to the broker: {e}");
+                    log!("cannot declare step {step} of {} to the broker: {e}", steps - 1);
                 }
-                self.tasks[i].broker_step = step + if failed.is_some() { skip } else { 1 };
+                self.tasks[i].broker_step = 1 + step + if failed.is_some() { skip } else { 1 };
             }
             // Every VID the broker delivers to looks at it now: a broker
             // started again asks each for its partitions' SynIC state at

@@ -99,7 +99,7 @@ impl<T: Transport + ?Sized> Transport for &T {
 pub struct Retrying<T>(pub T);
 
 /// Calls a [`Retrying`] transport repeats before it gives up.
-pub const RETRIES: u32 = 4;
+pub const RETRIES: u32 = 2;
 
 impl<T: Transport> Transport for Retrying<T> {
     fn call(&self, endpoint: CapSlot, message: &mut Message) -> Result<(), ErrorCode> {

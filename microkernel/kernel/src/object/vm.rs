@@ -736,7 +736,12 @@ pub fn invoke(
             // its report is queued at the monitor, with it, or answered
             // (the VP runnable until it stops itself). Power-on withdraws
             // the report, so none arrives about the VP once it runs again
-            // (a VID that restarted and attached it anew).
+            // (a VID that restarted and attached it anew). Only the
+            // monitor's side (CONTROL: the partition manager) may withdraw
+            // it: a VID, with RUN, would escape its exit time limit.
+            if vcpu.report.is_some() && !cap.rights.contains(control()) {
+                return Err(ErrorCode::INVALID_STATE);
+            }
             (vcpu.awaiting, vcpu.report) = (None, None);
             vcpu.power_on(root, tag);
             let name = vcpu.hw.name();

@@ -79,11 +79,12 @@ impl Kernel for TaskKernel {
 /// The partition manager, where this VID attaches its partitions and
 /// reports them stopped (finalized), so the manager's view of partition
 /// state follows the guests.
-pub struct Registry(Option<CapSlot>);
+/// With this instance's token for `attach`: the TSC at its start.
+pub struct Registry(Option<CapSlot>, u64);
 
 impl Registry {
     pub fn find() -> Registry {
-        Registry(caps::endpoint(partition_manager_api::ENDPOINT))
+        Registry(caps::endpoint(partition_manager_api::ENDPOINT), tessera_rt::arch::rdtsc())
     }
 
     /// Its client: a request the manager died with in hand is made again
@@ -99,7 +100,7 @@ impl Registry {
         let pm = self.client().ok_or(Failure::kernel(ErrorCode::INVALID_CAPABILITY))?;
         let [ram, partition, vp] = into;
         let into = [(ram, ObjectType::MEMORY), (partition, ObjectType::PARTITION), (vp, ObjectType::VP)];
-        receiving(&into, || Ok(pm.attach(index)??))
+        receiving(&into, || Ok(pm.attach(index, self.1)??))
     }
 
     /// VP `index` of partition `id` at the partition manager, into slot `into`.

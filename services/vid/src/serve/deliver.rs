@@ -27,7 +27,8 @@ pub(super) fn deliver(kernel: &impl Kernel, services: &impl Services, signalled:
     for r in running.iter_mut().filter(|r| due(r)) {
         let vps = r.vps.len() as u32;
         // Bounded, as the broker's answers are allegations too; what is
-        // left is fetched next turn.
+        // left is fetched next turn. SynIC state is told again once a pass.
+        let mut told_synic = false;
         for _ in 0..MAX_FETCHES {
             let holds = r.vmm.synthetic.holds_message();
             // NO_DATA, or a broker that is gone or refuses. With a message
@@ -35,7 +36,8 @@ pub(super) fn deliver(kernel: &impl Kernel, services: &impl Services, signalled:
             let (kind, vp, sint, port, value, payload) = match services.fetch(r.index, holds) {
                 Ok(fetched) => fetched,
                 Err(why) => {
-                    if why == NoDelivery::SynicUnknown {
+                    if why == NoDelivery::SynicUnknown && !told_synic {
+                        told_synic = true;
                         // A broker started again: what each VP's SINTs take.
                         let mut connections = super::Connections { services, partition: r.index, called: false };
                         r.vmm.report_synic_again(r.vps.len() as u32, &mut connections);
