@@ -365,3 +365,21 @@ fn a_partition_can_be_added_to_a_manifest_text() {
     let again = tessera_manifest::with_partition(&generated, "g.toml", &spec).unwrap_err();
     assert_eq!(again.messages(), ["partition \"guest\": is already declared in the manifest"]);
 }
+
+#[test]
+fn the_soak_interval_reaches_the_compiled_manifest() {
+    let text = |line: &str| {
+        format!(
+            "[system]\nname = \"s\"\n{line}\n\
+             [tasks.boot]\nsupervisor = true\npriority = 2\nmemory = \"4KiB\"\nstack = \"4KiB\"\n"
+        )
+    };
+    for (line, expected) in [("", 0), ("soak_kill_every_ms = 4000", 4000)] {
+        let m = parse(&text(line), "t.toml").unwrap();
+        assert_eq!(m.soak_kill_every_ms, expected, "{line}");
+        let image = build_image(&m, &bin_dir("soak", &m)).unwrap();
+        assert_eq!(SystemImage::parse(&image).unwrap().manifest.soak_kill_every_ms, expected, "{line}");
+        let shown = summary(&m);
+        assert_eq!(shown.contains("soak: a random task killed every 4000 ms"), expected != 0, "{shown}");
+    }
+}
