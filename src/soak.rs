@@ -646,6 +646,14 @@ mod tests {
         assert!(text.contains("verdict: PASS"), "{text}");
     }
 
+    /// [`healthy`], with the shell's answer to probe 1.
+    fn answered() -> Tracker {
+        let mut t = healthy();
+        t.probe_sent(1, 72.0);
+        t.line(73.0, "[vid] guest: soak-1-42");
+        t
+    }
+
     #[test]
     fn lost_probes_leaks_and_kernel_faults_fail() {
         // A probe lost with no kill of its VID in its window.
@@ -668,26 +676,20 @@ mod tests {
         assert!(pass && text.contains("lost: its VID was killed meanwhile"), "{text}");
 
         // Memory that moved by more than a page table.
-        let mut t = healthy();
-        t.probe_sent(1, 72.0);
-        t.line(73.0, "[vid] guest: soak-1-42");
+        let mut t = answered();
         t.line(79.0, "[supervisor] kernel memory: 990000 bytes free, 5000 bytes left in the supervisor's pool (soak)");
         let (text, pass) = t.summary(80.0);
         assert!(!pass && text.contains("memory moved by more than 4096 bytes"), "{text}");
 
         // A kernel exception; a service fault the soak did not inject.
-        let mut t = healthy();
-        t.probe_sent(1, 72.0);
-        t.line(73.0, "[vid] guest: soak-1-42");
+        let mut t = answered();
         t.line(75.0, "EXCEPTION: #PF page fault (vector 14)");
         t.line(76.0, "[supervisor] broker faulted: page fault (vector 14, error 0x4) at rip 0x1, address 0x0");
         let (text, pass) = t.summary(80.0);
         assert!(!pass && text.contains("ring-0 faults: 1") && text.contains("service faults not injected"), "{text}");
 
         // A failed round, and a suite not back after its VID's last kill.
-        let mut t = healthy();
-        t.probe_sent(1, 72.0);
-        t.line(73.0, "[vid] guest: soak-1-42");
+        let mut t = answered();
         t.line(74.0, "[vid-b] suite: testkernel: done: 5 passed, 1 failed");
         t.line(75.0, "[supervisor] fault injection: killing vid-b after 3900 ticks (kill 1)");
         t.line(75.1, "[supervisor] soak: vid-b recovered in 100 ms");
