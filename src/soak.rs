@@ -270,6 +270,30 @@ impl Tracker {
         (linux, suite)
     }
 
+    /// The memory baseline: the first reading after every service killed
+    /// had been killed (and restarted) once, so that first instances and
+    /// start-up are behind it (the partition manager's first instance
+    /// holds more than its restarts do).
+    fn baseline(&self) -> Option<&(f64, u64, u64)> {
+        let mut firsts: Vec<(f64, &str)> = Vec::new();
+        for (t, name) in &self.kills {
+            if !firsts.iter().any(|(_, n)| n == name) {
+                firsts.push((*t, name));
+            }
+        }
+        let warm = firsts.iter().map(|(t, _)| *t).fold(0.0, f64::max);
+        self.memory.iter().find(|m| m.0 > warm)
+    }
+
+    /// Whether the run may end once its duration is over: both guests
+    /// alive after their VID's last kill ([`Tracker::guests_back`]), and a
+    /// memory reading taken after the baseline.
+    pub fn may_end(&self) -> bool {
+        let (linux, suite) = self.guests_back();
+        let memory = self.baseline().is_some_and(|b| self.memory.last().is_some_and(|last| last.0 > b.0));
+        linux && suite && memory
+    }
+
     /// The kills of the Linux VID between `from` and `to`.
     fn own_vid_killed(&self, from: f64, to: f64) -> bool {
         self.kills.iter().any(|(t, n)| n == LINUX_VID && *t >= from && *t <= to)
@@ -312,13 +336,7 @@ impl Tracker {
             failures.push(format!("{unrecovered} kills never recovered"));
         }
 
-        // The baseline: the first reading after every service killed had
-        // been restarted once (a first instance's start-up allocations are
-        // gone then: the partition manager's first start takes more than
-        // its restarts), else the first reading.
-        let warm = names.iter().filter_map(|name| self.kills.iter().find(|(_, n)| n == name).map(|&(t, _)| t));
-        let warm = warm.fold(0.0, f64::max);
-        let baseline = self.memory.iter().find(|m| m.0 > warm).or(self.memory.first());
+        let baseline = self.baseline().or(self.memory.first());
         match (baseline, self.memory.last()) {
             (Some(first), Some(last)) => {
                 let since = self.memory.iter().filter(|m| m.0 >= first.0);
@@ -345,7 +363,7 @@ impl Tracker {
                 if first.1.abs_diff(last.1) > MEMORY_SLACK || first.2.abs_diff(last.2) > MEMORY_SLACK {
                     failures.push(format!("memory moved by more than {MEMORY_SLACK} bytes"));
                 }
-                if last.0 <= first.0 {
+                if self.baseline().is_none_or(|b| last.0 <= b.0) {
                     failures.push("no memory reading after the baseline".into());
                 }
             }
@@ -509,7 +527,8 @@ pub fn run(opts: &Options) -> Result<bool, String> {
 }
 
 /// Follows the console for the duration, then until both guests are back
-/// after their VIDs' last kills (at most [`TAIL`] more), typing the probes.
+/// after their VIDs' last kills and memory was read after its baseline
+/// ([`Tracker::may_end`]; at most [`TAIL`] more), typing the probes.
 fn drive(console: &mut Console, opts: &Options) -> Tracker {
     let mut t = Tracker::default();
     let start = Instant::now();
@@ -521,8 +540,7 @@ fn drive(console: &mut Console, opts: &Options) -> Tracker {
     let mut minute = 1;
     loop {
         let now = at();
-        let (linux_back, suite_back) = t.guests_back();
-        if now >= tail_end || (now >= end && linux_back && suite_back) || !t.ring0.is_empty() {
+        if now >= tail_end || (now >= end && t.may_end()) || !t.ring0.is_empty() {
             break;
         }
         if now >= minute as f64 * 60.0 {
@@ -637,6 +655,7 @@ mod tests {
         assert_eq!(t.guests_back(), (false, true), "the echo is no answer");
         t.line(74.0, "[vid] guest: soak-1-42\r");
         assert_eq!(t.guests_back(), (true, true));
+        assert!(t.may_end());
         let (text, pass) = t.summary(80.0);
         assert!(pass, "{text}");
         assert!(text.contains("console            killed   1, restarted   1, recovered   1: recovery median 200 ms"));
@@ -674,6 +693,14 @@ mod tests {
         t.line(122.0, "[vid] guest: soak-2-42");
         let (text, pass) = t.summary(130.0);
         assert!(pass && text.contains("lost: its VID was killed meanwhile"), "{text}");
+
+        // No reading after the baseline (the last first kill): the run goes on.
+        let mut t = answered();
+        t.line(75.0, "[supervisor] fault injection: killing scheduler after 3900 ticks (kill 1)");
+        t.line(75.1, "[supervisor] soak: scheduler recovered in 100 ms");
+        assert!(!t.may_end());
+        let (text, pass) = t.summary(76.0);
+        assert!(!pass && text.contains("no memory reading after the baseline"), "{text}");
 
         // Memory that moved by more than a page table.
         let mut t = answered();
