@@ -23,6 +23,7 @@ pub mod linux;
 pub mod progress;
 pub mod qemu;
 pub mod run;
+pub mod soak;
 pub mod suite;
 pub mod toolchain;
 pub mod ui;

@@ -139,6 +139,43 @@ enum Cmd {
     /// Exit status: 0 no crash, 1 a target crashed (or failed), 126 the
     /// targets could not be built. See docs/FUZZING.md.
     Fuzz(FuzzArgs),
+    /// Boot a system of two VIDs, Debian's Linux under one and the guest
+    /// test kernel's suite in rounds under the other, while the supervisor
+    /// kills a random root service every few seconds (`[system]
+    /// soak_kill_every_ms`), for --duration.
+    ///
+    /// Types `echo soak-N-$((6*7))` at the Linux shell every --probe-every
+    /// and checks the answer; prints each kill, recovery, probe and memory
+    /// reading as it comes, then the summary: kills, restarts and recovery
+    /// time (median, max) per service, the free-memory trend, the Linux
+    /// guest's liveness, the test kernel's rounds, ring-0 faults, and a
+    /// verdict. Exit status 0 if it passed, 1 if not (docs/RELIABILITY.md).
+    Soak(SoakArgs),
+}
+
+#[derive(Args, Debug)]
+struct SoakArgs {
+    /// How long the supervisor kills services (e.g. 60s, 10m); then the
+    /// runner waits up to 150 s for each guest to show it is alive after
+    /// its VID's last kill.
+    #[arg(long, value_name = "TIME", default_value = "10m", value_parser = tessera::soak::parse_duration)]
+    duration: std::time::Duration,
+
+    /// How often a random service is killed, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+    kill_every: u32,
+
+    /// How often the Linux shell is asked (once the last probe was answered).
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = tessera::soak::parse_duration)]
+    probe_every: std::time::Duration,
+
+    /// Where to write the serial log [default: a new run directory].
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
+
+    /// Copy the serial output to stdout as well.
+    #[arg(long)]
+    echo: bool,
 }
 
 #[derive(Args, Debug)]
@@ -499,6 +536,7 @@ fn main() -> ExitCode {
                 EXIT_RUNNER_ERROR
             }
         },
+        Some(Cmd::Soak(args)) => run_soak(args),
         Some(Cmd::Fuzz(args)) => tessera::fuzz::run(&tessera::fuzz::Options {
             runs: args.runs,
             targets: args.targets,
@@ -507,6 +545,24 @@ fn main() -> ExitCode {
         }),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run_soak(args: SoakArgs) -> i32 {
+    let opts = tessera::soak::Options {
+        duration: args.duration,
+        kill_every_ms: args.kill_every,
+        probe_every: args.probe_every,
+        serial_log: args.serial_log,
+        echo: args.echo,
+    };
+    match tessera::soak::run(&opts) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            ui::error(e);
+            EXIT_RUNNER_ERROR
+        }
+    }
 }
 
 /// Exit code for an invalid combination of options (as clap uses).

@@ -74,6 +74,9 @@ mod task {
         /// The broker's: the steps of the manifest's declarations it has
         /// taken since its start (`declare_to_broker`).
         broker_step: usize,
+        /// Clock value at which the soak killed it, until it has recovered
+        /// ([`Supervisor::soak_recovered`]).
+        soak_killed_at: Option<u64>,
     }
 
     /// What a service is told of a task that started ([`Running::untold`]).
@@ -118,7 +121,27 @@ mod task {
         tasks: [Running; MAX_TASKS],
         /// Fault injection's memory reports made so far ([`Supervisor::report_memory`]).
         memory_reports: u8,
+        /// The soak's state (`[system] soak_kill_every_ms`), if it runs.
+        soak: Option<Soak>,
     }
+
+    /// The soak (`[system] soak_kill_every_ms`): a random running,
+    /// restartable task is killed every `every` ticks; each one's recovery
+    /// and, every [`SOAK_MEMORY_TICKS`] once the system is settled, the
+    /// kernel's free memory are logged.
+    struct Soak {
+        every: u64,
+        /// Clock value of the next kill.
+        kill_at: u64,
+        /// xorshift64 state, seeded from the TSC.
+        random: u64,
+        /// Clock value at which the next memory report is due.
+        memory_at: u64,
+    }
+
+    /// How often the soak reports the kernel's free memory (ticks): the
+    /// first moment after this that the system is settled.
+    const SOAK_MEMORY_TICKS: u64 = 10 * abi::TICK_HZ;
 
     fn fatal(what: &str, e: ErrorCode) -> ! {
         log!("cannot {what}: {e:?}; the system cannot start");
@@ -190,7 +213,9 @@ mod task {
             deliveries: [CapSlot::NULL; MAX_TASKS],
             tasks: Default::default(),
             memory_reports: 0,
+            soak: None,
         };
+        s.start_soak();
         s.create_shared_objects();
         // Its own `kill_every_ms` (a test's): it dies that long after its
         // start, in the fault loop ([`Supervisor::kill`]).
@@ -815,7 +840,9 @@ mod task {
         fn serve_faults(mut self) -> ! {
             loop {
                 let retry = self.tasks.iter().any(|t| t.untold != 0).then(|| tessera_rt::ticks() + RETRY_TICKS);
-                let next = self.tasks.iter().flat_map(|t| [t.restart_at, t.kill_at]).chain([retry]).flatten().min();
+                let soak = self.soak.as_ref().map(|soak| soak.kill_at.min(soak.memory_at));
+                let next =
+                    self.tasks.iter().flat_map(|t| [t.restart_at, t.kill_at]).chain([retry, soak]).flatten().min();
                 let wait = next.map_or(FOREVER, |at| at.saturating_sub(tessera_rt::ticks()).max(1));
                 match recv_timeout(self.fault, wait) {
                     Ok(received) => self.on_fault(received.badge.0, received.message.words()),
@@ -834,6 +861,101 @@ mod task {
                 }
                 self.tell_untold();
                 self.report_memory();
+                self.soak_turn();
+            }
+        }
+
+        /// Starts the soak if the manifest asks for one.
+        fn start_soak(&mut self) {
+            let ms = u64::from(self.image.manifest.soak_kill_every_ms);
+            if ms == 0 {
+                return;
+            }
+            let every = (ms * abi::TICK_HZ).div_ceil(1000).max(1);
+            // xorshift64 must not start at 0.
+            let seed = tessera_rt::arch::rdtsc() | 1;
+            log!("soak: killing a random running, restartable task every {ms} ms (seed {seed:#x})");
+            let now = tessera_rt::ticks();
+            self.soak = Some(Soak { every, kill_at: now + every, random: seed, memory_at: now });
+        }
+
+        /// The soak's work in each turn of the fault loop: recoveries, the
+        /// memory report when due and the system settled, the kill when due.
+        fn soak_turn(&mut self) {
+            let Some(soak) = self.soak.as_ref() else { return };
+            let (kill_at, memory_at) = (soak.kill_at, soak.memory_at);
+            self.soak_recovered();
+            let now = tessera_rt::ticks();
+            let settled =
+                self.tasks.iter().all(|r| r.restart_at.is_none() && r.untold == 0 && r.soak_killed_at.is_none());
+            if now >= memory_at && settled {
+                self.soak_memory();
+                if let Some(soak) = self.soak.as_mut() {
+                    soak.memory_at = now + SOAK_MEMORY_TICKS;
+                }
+            }
+            if now >= kill_at {
+                self.soak_kill(now);
+            }
+        }
+
+        /// Logs `NAME recovered in T ms` for each task the soak killed that
+        /// is running again with nothing left to tell any server: it was
+        /// started again, and the console, the scheduler and the broker
+        /// have heard of it (its untold bits) and of everything a restarted
+        /// server must relearn (every task's), as in `settle`.
+        fn soak_recovered(&mut self) {
+            if self.tasks.iter().any(|r| r.untold != 0) {
+                return;
+            }
+            let now = tessera_rt::ticks();
+            for i in 1..self.image.manifest.tasks.len() {
+                let Some(killed_at) = self.tasks[i].soak_killed_at else { continue };
+                if !self.running(TaskIndex(i as u8)) || self.tasks[i].restart_at.is_some() {
+                    continue;
+                }
+                self.tasks[i].soak_killed_at = None;
+                let ms = now.saturating_sub(killed_at) * 1000 / abi::TICK_HZ;
+                log!("soak: {} recovered in {ms} ms", self.image.manifest.tasks[i].name);
+            }
+        }
+
+        /// Kills a random running, restartable task (not the supervisor,
+        /// not one still recovering from its last kill): as fault
+        /// injection's [`kill`](Self::kill), with the same log line.
+        fn soak_kill(&mut self, now: u64) {
+            let manifest = &self.image.manifest;
+            let candidates: heapless::Vec<TaskIndex, MAX_TASKS> = (1..manifest.tasks.len())
+                .filter(|&i| manifest.tasks[i].restart != sysimage::manifest::Restart::Never)
+                .filter(|&i| self.tasks[i].restart_at.is_none() && self.tasks[i].soak_killed_at.is_none())
+                .map(|i| TaskIndex(i as u8))
+                .filter(|&t| self.running(t))
+                .collect();
+            let Some(soak) = self.soak.as_mut() else { return };
+            soak.kill_at = now + soak.every;
+            // xorshift64 (Marsaglia).
+            soak.random ^= soak.random << 13;
+            soak.random ^= soak.random >> 7;
+            soak.random ^= soak.random << 17;
+            if candidates.is_empty() {
+                log!("soak: no running, restartable task to kill");
+                return;
+            }
+            let victim = candidates[(soak.random % candidates.len() as u64) as usize];
+            self.tasks[usize::from(victim.0)].soak_killed_at = Some(now);
+            self.kill(victim);
+        }
+
+        /// The soak's memory line: the kernel's free memory and what is left
+        /// of the supervisor's pool, read while the system is settled.
+        fn soak_memory(&self) {
+            match invoke(self.untyped, Operation::CAP_IDENTIFY, &[]) {
+                Ok(r) => {
+                    let free = r.words().get(abi::invoke::IDENTIFY_UNTYPED_WORDS - 1).copied().unwrap_or(0);
+                    let pool = r.words()[3];
+                    log!("kernel memory: {free} bytes free, {pool} bytes left in the supervisor's pool (soak)");
+                }
+                Err(e) => log!("kernel memory: cannot read it: {e:?}"),
             }
         }
 

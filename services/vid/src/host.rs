@@ -109,7 +109,8 @@ pub trait Services {
     /// Whether typed input can be read from the console.
     fn has_input(&self) -> bool;
     /// At most `max` bytes typed on the console; `None`: stop asking
-    /// (another task reads it, or the console is gone).
+    /// (another task reads it, or there is no console). A failed call (the
+    /// console restarting) reads nothing, and the next poll asks again.
     fn read_input(&self, max: u32) -> Option<Bytes>;
 }
 

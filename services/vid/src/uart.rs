@@ -275,6 +275,13 @@ impl Uart {
         if self.fifo_enabled { FIFO_SIZE } else { 1 }
     }
 
+    /// Whether the guest enabled the receive interrupt (IER's ERBFI): it
+    /// reads its serial line (Linux's 8250 driver does once the tty is
+    /// open; a guest that only writes never does).
+    pub const fn receiving(&self) -> bool {
+        self.ier & ier::ERBFI != 0
+    }
+
     /// Bytes [`Uart::push_input`] would take now: the free room in the
     /// receive FIFO (RBR without FIFOs), 0 in loopback mode (the serial
     /// input is disconnected).

@@ -49,6 +49,9 @@ pub struct Manifest {
     /// `[system] on_supervisor_death`: what the kernel does when the
     /// supervisor dies (carried in the bootfs header, for the kernel).
     pub on_supervisor_death: bootfs::OnDeath,
+    /// `[system] soak_kill_every_ms`: the supervisor kills a random running,
+    /// restartable task this often (0: never).
+    pub soak_kill_every_ms: u32,
 }
 
 /// A connection's party: an index into [`Manifest::partitions`], or into
@@ -272,6 +275,7 @@ pub fn compile(manifest: &Manifest) -> Result<Vec<u8>, Errors> {
         partitions,
         scheduler: manifest.scheduler,
         connections,
+        soak_kill_every_ms: manifest.soak_kill_every_ms,
     };
     let bytes = m.to_vec();
     // What the supervisor will check, checked here first.
@@ -353,6 +357,12 @@ pub fn summary(manifest: &Manifest) -> String {
     }
     if !manifest.partitions.is_empty() {
         out.insert_str(out.len() - 1, &format!(", {} partitions", manifest.partitions.len()));
+    }
+    if manifest.soak_kill_every_ms != 0 {
+        out.insert_str(
+            out.len() - 1,
+            &format!(", soak: a random task killed every {} ms", manifest.soak_kill_every_ms),
+        );
     }
     let _ = writeln!(
         out,

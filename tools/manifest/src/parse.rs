@@ -111,6 +111,8 @@ struct SystemToml {
     name: String,
     /// "halt" or "reboot" [halt].
     on_supervisor_death: Option<String>,
+    /// Soak fault injection: a random task killed this often [never].
+    soak_kill_every_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1205,6 +1207,14 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
             OnDeath::Halt
         }
     };
+    let soak_kill_every_ms = match file.system.soak_kill_every_ms {
+        None => 0,
+        Some(ms) => u32::try_from(ms).ok().filter(|&m| (1..=MAX_KILL_EVERY_MS).contains(&m)).unwrap_or_else(|| {
+            let why = format!("{ms} is out of range (1..={MAX_KILL_EVERY_MS} milliseconds)");
+            e.push(Error::system("soak_kill_every_ms", why));
+            0
+        }),
+    };
     let policy = match file.scheduler.as_ref().map(|s| s.policy.as_str()) {
         None => SchedulerPolicy::Kernel,
         Some("classic") => SchedulerPolicy::Classic,
@@ -1361,6 +1371,7 @@ pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Manifest, Errors
     let mut manifest = assemble(&file.system.name, &drafts);
     manifest.scheduler = policy;
     manifest.on_supervisor_death = on_supervisor_death;
+    manifest.soak_kill_every_ms = soak_kill_every_ms;
     // Task parties were indexed in file order: now in start order.
     manifest.connections = connections;
     for c in &mut manifest.connections {
@@ -1605,5 +1616,6 @@ fn assemble(system: &str, drafts: &[Draft<'_>]) -> Manifest {
         scheduler: SchedulerPolicy::Kernel,
         connections: Vec::new(),
         on_supervisor_death: OnDeath::Halt,
+        soak_kill_every_ms: 0,
     }
 }

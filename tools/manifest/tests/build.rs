@@ -137,14 +137,18 @@ fn classic_parameters_and_cpus_are_compiled_and_shown() {
     assert!(shown.contains("[classic: weight 100]"), "{shown}");
 }
 
+/// A system of one task, the supervisor: `system` added to `[system]`,
+/// `task` to its table.
+fn lone_supervisor(system: &str, task: &str) -> String {
+    format!(
+        "[system]\nname = \"s\"\n{system}\n\
+         [tasks.boot]\nsupervisor = true\npriority = 2\nmemory = \"4KiB\"\nstack = \"4KiB\"\n{task}"
+    )
+}
+
 #[test]
 fn the_supervisor_death_policy_reaches_the_bootfs_header() {
-    let text = |policy: &str| {
-        format!(
-            "[system]\nname = \"s\"\n{policy}\n\
-             [tasks.boot]\nsupervisor = true\npriority = 2\nmemory = \"4KiB\"\nstack = \"4KiB\"\nkill_every_ms = 300\n"
-        )
-    };
+    let text = |policy: &str| lone_supervisor(policy, "kill_every_ms = 300\n");
     for (policy, expected) in [
         ("", sysimage::bootfs::OnDeath::Halt),
         ("on_supervisor_death = \"halt\"", sysimage::bootfs::OnDeath::Halt),
@@ -364,4 +368,16 @@ fn a_partition_can_be_added_to_a_manifest_text() {
     // A second partition of that name is refused.
     let again = tessera_manifest::with_partition(&generated, "g.toml", &spec).unwrap_err();
     assert_eq!(again.messages(), ["partition \"guest\": is already declared in the manifest"]);
+}
+
+#[test]
+fn the_soak_interval_reaches_the_compiled_manifest() {
+    for (line, expected) in [("", 0), ("soak_kill_every_ms = 4000", 4000)] {
+        let m = parse(&lone_supervisor(line, ""), "t.toml").unwrap();
+        assert_eq!(m.soak_kill_every_ms, expected, "{line}");
+        let image = build_image(&m, &bin_dir("soak", &m)).unwrap();
+        assert_eq!(SystemImage::parse(&image).unwrap().manifest.soak_kill_every_ms, expected, "{line}");
+        let shown = summary(&m);
+        assert_eq!(shown.contains("soak: a random task killed every 4000 ms"), expected != 0, "{shown}");
+    }
 }

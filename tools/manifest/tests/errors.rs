@@ -1824,3 +1824,12 @@ fn unknown_supervisor_death_policy() {
     assert_errors(&policy("\"panic\""), &[unknown]);
     assert_eq!(errors(&policy("1")).len(), 1, "a number is a TOML type error");
 }
+
+#[test]
+fn soak_kill_every_ms_out_of_range() {
+    let soak = |value| system_with("name = \"test\"\n", &format!("soak_kill_every_ms = {value}"));
+    assert_errors(&soak("0"), &["system: soak_kill_every_ms: 0 is out of range (1..=3600000 milliseconds)"]);
+    let long = "system: soak_kill_every_ms: 3600001 is out of range (1..=3600000 milliseconds)";
+    assert_errors(&soak("3600001"), &[long]);
+    assert_eq!(errors(&soak("\"5s\"")).len(), 1, "a string is a TOML type error");
+}

@@ -59,8 +59,8 @@ use serde::{Deserialize, Serialize};
 /// scheduler policy; 10: `connections`; 11: a partition's `devices`; 12:
 /// a connection's parties may be tasks; 13: a monitor connection's pages;
 /// 14: a partition's `on_reset`, `cpuid_mask` and `ignore_unknown_msrs`;
-/// 15: a task's `kill_every_ms` and `kill_limit`).
-pub const VERSION: u32 = 15;
+/// 15: a task's `kill_every_ms` and `kill_limit`; 16: `soak_kill_every_ms`).
+pub const VERSION: u32 = 16;
 /// The longest `kill_every_ms` a task may have: an hour.
 pub const MAX_KILL_EVERY_MS: u32 = 3_600_000;
 /// Most tasks in a system, supervisor included.
@@ -595,6 +595,10 @@ pub struct Manifest<'a> {
     pub scheduler: SchedulerPolicy,
     /// Who may talk to whom: ports and connections between partitions.
     pub connections: Vec<Connection, MAX_CONNECTIONS>,
+    /// Soak fault injection (`[system] soak_kill_every_ms`): the supervisor
+    /// kills a random running, restartable task this often (0: never),
+    /// at most [`MAX_KILL_EVERY_MS`].
+    pub soak_kill_every_ms: u32,
 }
 
 impl<'a> Manifest<'a> {
@@ -703,6 +707,9 @@ impl<'a> Manifest<'a> {
         }
         if !valid_name(self.system) {
             return Err(Error::BadManifest("bad system name"));
+        }
+        if self.soak_kill_every_ms > MAX_KILL_EVERY_MS {
+            return Err(Error::BadManifest("soak_kill_every_ms out of range"));
         }
         let supervisor = self.supervisor().ok_or(Error::BadManifest("no tasks"))?;
         if supervisor.restart != Restart::Never {

@@ -81,6 +81,7 @@ fn sample() -> Manifest<'static> {
         }]),
         scheduler: SchedulerPolicy::Kernel,
         connections: heapless::Vec::new(),
+        soak_kill_every_ms: 0,
     }
 }
 
@@ -783,4 +784,13 @@ fn a_vid_runs_at_most_its_share_of_partitions() {
         Manifest::parse(&m.to_vec()).err(),
         Some(Error::BadPartition { partition: 0, reason: "its VID runs more partitions than one VID can" })
     );
+}
+
+#[test]
+fn a_soak_interval_past_an_hour_is_refused() {
+    let mut m = sample();
+    m.soak_kill_every_ms = MAX_KILL_EVERY_MS;
+    assert_eq!(Manifest::parse(&m.to_vec()).map(|p| p.soak_kill_every_ms), Ok(MAX_KILL_EVERY_MS));
+    m.soak_kill_every_ms = MAX_KILL_EVERY_MS + 1;
+    assert_eq!(Manifest::parse(&m.to_vec()), Err(Error::BadManifest("soak_kill_every_ms out of range")));
 }

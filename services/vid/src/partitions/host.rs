@@ -244,6 +244,12 @@ impl Services for TaskServices {
     }
 
     fn read_input(&self, max: u32) -> Option<Bytes> {
-        self.console.as_ref()?.read(max).ok()?.ok()
+        match self.console.as_ref()?.read(max) {
+            Ok(Ok(bytes)) => Some(bytes),
+            Ok(Err(console_api::ServiceError::PermissionDenied)) => None,
+            // The console died during the call, or refused it: nothing
+            // read this time; its next instance is asked on the next poll.
+            _ => Some(Bytes::default()),
+        }
     }
 }

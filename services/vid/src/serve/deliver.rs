@@ -104,13 +104,18 @@ impl Input {
     }
 
     /// At most once a tick (the loop's tick `now`): moves what was typed
-    /// into the guest's UART, as much as its receive FIFO takes.
+    /// into the guest's UART, as much as its receive FIFO takes. Only a
+    /// guest that reads its serial line ([`Uart::receiving`]) asks the
+    /// console: the console gives its input to the first task that reads,
+    /// and a VID whose guests only write must not take it from another's.
+    ///
+    /// [`Uart::receiving`]: crate::uart::Uart::receiving
     pub fn poll(&mut self, services: &impl Services, running: &mut [Running<'_>], now: u64) {
         if !self.due(now) {
             return;
         }
         self.last_tick = now;
-        let Some(r) = running.iter_mut().find(|r| !r.stopped) else { return };
+        let Some(r) = running.iter_mut().find(|r| !r.stopped && r.vmm.uart.receiving()) else { return };
         let room = r.vmm.uart.rx_space();
         if room == 0 {
             return;
