@@ -163,7 +163,9 @@ fn qemu_a_hundred_restarts_of_each_service_leak_nothing() {
     for service in ["console", "scheduler", "partition-manager", "broker", "vid"] {
         killed_and_restarted(&run, service, KILLS);
     }
-    if count(&run, "[partition-manager] restarted: 1 partition recovered from the journal (0 dropped") != KILLS {
+    // (Without the task's prefix: a line the console printed before it
+    // named the manager again carries its badge.)
+    if count(&run, "restarted: 1 partition recovered from the journal (0 dropped") != KILLS {
         run.fail("the partition manager did not recover its partition at each of its restarts");
     }
     let first = memory_report(&run, "(after the first restart of every task killed)");
