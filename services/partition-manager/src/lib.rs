@@ -24,7 +24,7 @@ pub use journal::{Held, JOURNAL_PAGES, JournalError, Restored};
 pub use kernel::{GuestAccess, Handout, Kernel, hv_error};
 use partition_manager_api::layout::{BIOS_AREA, HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use partition_manager_api::{Handover, PartitionState, Server};
-use tessera_idl::{Badge, CapSlot};
+use tessera_idl::{Badge, CapSlot, ErrorCode};
 use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
 use x86defs::{RFLAGS_FIXED, RFLAGS_RESERVED_ZERO};
 
@@ -752,7 +752,13 @@ impl<K: Kernel> PartitionManager<K> {
                     continue;
                 }
                 let (gpa, partition) = (range.first * PAGE, p.objects.partition);
-                kernel.unmap(partition, gpa, range.count).map_err(hv_error)?;
+                // Not mapped: an instance of the manager that died between
+                // this unmap and the map below (its journal still has the
+                // range); the attach, made again, maps it.
+                match kernel.unmap(partition, gpa, range.count) {
+                    Ok(()) | Err(ErrorCode::INVALID_ARGUMENT) => {}
+                    Err(e) => return Err(hv_error(e)),
+                }
                 kernel.map(partition, ram, gpa, access(range.flags), range.first, range.count).map_err(hv_error)?;
             }
         }

@@ -42,6 +42,8 @@ struct Fake {
     refuse_configure: bool,
     /// Untyped pages left.
     quota: u64,
+    /// PARTITION_UNMAP fails with this.
+    refuse_unmap: Option<ErrorCode>,
     /// VPs started (by their VID): VP_SUSPEND stops them, VP_RESET refuses
     /// them (INVALID_STATE), as the kernel does.
     started: BTreeSet<CapSlot>,
@@ -145,6 +147,9 @@ impl Kernel for Fake {
 
     fn unmap(&mut self, partition: CapSlot, gpa: u64, pages: u64) -> Result<(), ErrorCode> {
         self.expect(partition, Object::Partition)?;
+        if let Some(e) = self.refuse_unmap {
+            return Err(e);
+        }
         self.unmaps.push((partition, gpa, pages));
         Ok(())
     }
@@ -1133,4 +1138,20 @@ fn a_partition_its_vid_finalized_after_its_monitor_stays_ended() {
     pm.vp_stopped(monitor_badge(0, 0), &gone.to_words()).unwrap();
     assert_eq!(pm.finalize_partition(VID, id), Err(HvError::INVALID_PARTITION_STATE));
     assert_eq!(pm.attach(VID, 0, 2), Err(HvError::INVALID_PARTITION_STATE));
+}
+
+/// A manager that died between unmapping a range and mapping it again in
+/// a take-back leaves it unmapped, its journal still listing it: the attach
+/// made again maps it (the kernel's INVALID_ARGUMENT for a range not
+/// mapped); any other refusal still fails it.
+#[test]
+fn a_take_back_cut_short_by_the_managers_death_is_finished_by_the_next() {
+    let (mut pm, id, _, _) = running();
+    pm.kernel().refuse_unmap = Some(ErrorCode::INVALID_ARGUMENT);
+    assert_eq!(pm.attach(VID, 0, 2).map(|a| a.3), Ok(Handover::Running));
+    let ram = pm.partitions.iter().flatten().find(|p| p.id == id).and_then(|p| p.objects.ram).unwrap().0;
+    assert!(pm.kernel().maps.iter().filter(|m| m.4 == ram && m.1 == 0).count() >= 2, "RAM at GPA 0 mapped again");
+    pm.release_outgoing();
+    pm.kernel().refuse_unmap = Some(ErrorCode::NO_RIGHTS);
+    assert_eq!(pm.attach(VID, 0, 3), Err(HvError::ACCESS_DENIED));
 }
