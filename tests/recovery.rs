@@ -179,7 +179,7 @@ fn qemu_a_hundred_restarts_of_each_service_leak_nothing() {
     if count(&run, "guest: reset by VID restart; restarting") != KILLS {
         run.fail("not every VID instance took its partition back and restarted it");
     }
-    run.assert_serial_contains("[vid] guest: testkernel: done: 6 passed, 0 failed");
+    run.assert_serial_contains("guest: testkernel: done: 18 passed, 0 failed");
     run.assert_serial_lacks("keeps crashing");
     run.assert_serial_lacks("faulted");
     run.assert_serial_lacks("[supervisor] cannot");

@@ -91,6 +91,9 @@ mod task {
         const BROKER: u8 = 4;
     }
 
+    /// Readings of the kernel's free memory, a few ticks apart, until two
+    /// agree ([`Supervisor::memory`]).
+    const MEMORY_READS: u32 = 10;
     /// How soon a call a service was not ready for is tried again (ticks).
     const RETRY_TICKS: u64 = 2;
     /// Tries at telling a server of a task, a tick apart, before the rest
@@ -946,14 +949,35 @@ mod task {
             self.kill(victim);
         }
 
+        /// The kernel's free bytes and what is left of the supervisor's
+        /// pool, once two readings a few ticks apart agree (at most
+        /// [`MEMORY_READS`]): what a teardown gave back is freed when the
+        /// dead task's threads are off every CPU, a little later.
+        fn memory(&self) -> Result<(u64, u64), ErrorCode> {
+            let read = || {
+                invoke(self.untyped, Operation::CAP_IDENTIFY, &[]).map(|r| {
+                    let free = r.words().get(abi::invoke::IDENTIFY_UNTYPED_WORDS - 1).copied().unwrap_or(0);
+                    (free, r.words().get(3).copied().unwrap_or(0))
+                })
+            };
+            let mut last = read()?;
+            for _ in 0..MEMORY_READS {
+                let _ = recv_timeout(self.nap, 2);
+                let now = read()?;
+                if now == last {
+                    break;
+                }
+                last = now;
+            }
+            Ok(last)
+        }
+
         /// The soak's memory line: the kernel's free memory and what is left
         /// of the supervisor's pool, read while the system is settled.
         fn soak_memory(&self) {
-            match invoke(self.untyped, Operation::CAP_IDENTIFY, &[]) {
-                Ok(r) => {
-                    let free = r.words().get(abi::invoke::IDENTIFY_UNTYPED_WORDS - 1).copied().unwrap_or(0);
-                    let pool = r.words()[3];
-                    log!("kernel memory: {free} bytes free, {pool} bytes left in the supervisor's pool (soak)");
+            match self.memory() {
+                Ok((free, pool)) => {
+                    log!("kernel memory: {free} bytes free, {pool} bytes left in the supervisor's pool (soak)")
                 }
                 Err(e) => log!("kernel memory: cannot read it: {e:?}"),
             }
@@ -984,13 +1008,9 @@ mod task {
                 return;
             }
             self.memory_reports += 1;
-            match invoke(self.untyped, Operation::CAP_IDENTIFY, &[]) {
-                Ok(r) => {
-                    let free = r.words().get(abi::invoke::IDENTIFY_UNTYPED_WORDS - 1).copied().unwrap_or(0);
-                    log!(
-                        "kernel memory: {free} bytes free, {} bytes left in the supervisor's pool ({label})",
-                        r.words()[3]
-                    );
+            match self.memory() {
+                Ok((free, pool)) => {
+                    log!("kernel memory: {free} bytes free, {pool} bytes left in the supervisor's pool ({label})")
                 }
                 Err(e) => log!("kernel memory: cannot read it: {e:?}"),
             }
