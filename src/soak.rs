@@ -299,6 +299,13 @@ impl Tracker {
         self.kills.iter().any(|(t, n)| n == LINUX_VID && *t >= from && *t <= to)
     }
 
+    /// Whether the console was killed between `from` and `to`: the probe's
+    /// typed line, or its answer, went through it (ARCHITECTURE §5.2: what
+    /// a killed console held is lost).
+    fn console_killed(&self, from: f64, to: f64) -> bool {
+        self.kills.iter().any(|(t, n)| n == "console" && *t >= from && *t <= to)
+    }
+
     /// The summary at `end`, and whether the soak passed: no ring-0 fault,
     /// no service fault the soak did not inject nor one given up on, every
     /// kill recovered, no Linux probe lost but in a window with its own
@@ -386,10 +393,14 @@ impl Tracker {
         let mut lost_otherwise = 0;
         for p in self.probes.iter().filter(|p| p.answered.is_none()) {
             let deadline = p.sent + PROBE_TIMEOUT.as_secs_f64();
+            // The guest answered a later probe: it was not lost.
+            let answered_later = self.probes.iter().any(|q| q.sent > p.sent && q.answered.is_some());
             let why = if deadline > end {
                 "unanswered when the run ended"
             } else if self.own_vid_killed(p.sent, deadline) {
                 "lost: its VID was killed meanwhile"
+            } else if answered_later && self.console_killed(p.sent, deadline) {
+                "lost: the console was killed meanwhile (the typed line or the answer died with it); a later probe was answered"
             } else {
                 lost_otherwise += 1;
                 "LOST without its VID's kill"
@@ -682,6 +693,19 @@ mod tests {
         t.line(111.0, "[vid] guest: soak-2-42");
         let (text, pass) = t.summary(150.0);
         assert!(!pass && text.contains("probe 1 (typed at 72 s): LOST without its VID's kill"), "{text}");
+
+        // One lost while the console was killed is allowed if a later one
+        // was answered (the guest lives); with none answered after, not.
+        let mut t = healthy();
+        t.probe_sent(1, 72.0);
+        t.line(72.5, "[supervisor] fault injection: killing console after 3900 ticks (kill 2)");
+        t.line(72.6, "[supervisor] soak: console recovered in 100 ms");
+        t.probe_sent(2, 110.0);
+        let (text, pass) = t.summary(150.0);
+        assert!(!pass && text.contains("probe 1 (typed at 72 s): LOST without its VID's kill"), "{text}");
+        t.line(111.0, "[vid] guest: soak-2-42");
+        let (text, pass) = t.summary(150.0);
+        assert!(pass && text.contains("lost: the console was killed meanwhile"), "{text}");
 
         // One lost while its VID was killed is allowed.
         let mut t = healthy();
