@@ -43,6 +43,9 @@ pub struct BootOptions {
     /// `timer=one-shot`: the local APIC timer counts down (one-shot mode)
     /// even where it has the TSC-deadline mode, to test that path.
     pub timer_one_shot: bool,
+    /// `ipc=slow`: every syscall takes the general path, none the IPC fast
+    /// path (to compare the two on the same system).
+    pub slow_ipc: bool,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -68,6 +71,8 @@ impl BootOptions {
                 ("test", "lockup-held") => options.lockup_test = Some(LockupTest::HoldingTheLock),
                 ("timer", "one-shot") => options.timer_one_shot = true,
                 ("timer", "tsc-deadline") => options.timer_one_shot = false,
+                ("ipc", "slow") => options.slow_ipc = true,
+                ("ipc", "fast") => options.slow_ipc = false,
                 ("cpus", n) if n.parse::<u32>().is_ok_and(|n| n >= 1) => options.max_cpus = n.parse().ok(),
                 _ => {
                     let _ = unknown.push(UnknownOption(word));

@@ -42,7 +42,10 @@
 //! right still held, and its caller gets PEER_GONE.
 
 use crate::sched::{SchedParams, Scheduler, ThreadId};
+
+mod fast;
 use abi::{Badge, ErrorCode, FaultMessage, MessageInfo, labels};
+pub use fast::delivered_info;
 
 /// An endpoint, by its index in the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,7 +198,7 @@ enum ReplyOutcome {
 
 const NONE: u16 = u16::MAX;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Link {
     next: u16,
     prev: u16,
@@ -203,7 +206,7 @@ struct Link {
 
 const UNLINKED: Link = Link { next: NONE, prev: NONE };
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tcb {
     in_use: bool,
     state: ThreadState,
@@ -252,7 +255,7 @@ impl Tcb {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Queue {
     head: u16,
     tail: u16,
@@ -262,14 +265,14 @@ impl Queue {
     const EMPTY: Queue = Queue { head: NONE, tail: NONE };
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Endpoint {
     alive: bool,
     senders: Queue,
     receivers: Queue,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Notification {
     alive: bool,
     bits: u64,
@@ -287,6 +290,7 @@ enum Where {
 }
 
 /// Threads, endpoints and notifications in fixed pools, and the scheduler.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ipc<const THREADS: usize, const ENDPOINTS: usize, const NOTIFICATIONS: usize> {
     sched: Scheduler<THREADS>,
     threads: [Tcb; THREADS],

@@ -255,7 +255,7 @@ const NONE: u16 = u16::MAX;
 const _: () = assert!(MAX_CPUS <= u32::BITS as usize, "one kick mask word");
 const _: () = assert!(MAX_CPUS <= u8::MAX as usize + 1, "CPU indices fit an entry's u8");
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     params: SchedParams,
     place: Place,
@@ -304,7 +304,7 @@ impl Entry {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct List {
     head: u16,
     tail: u16,
@@ -315,7 +315,7 @@ impl List {
 }
 
 /// One CPU's run queue.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RunQueue {
     ready: [List; PRIORITIES],
     /// Bit p set iff `ready[p]` is not empty.
@@ -330,6 +330,7 @@ impl RunQueue {
 }
 
 /// The scheduler of `T` threads over [`MAX_CPUS`] CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scheduler<const T: usize> {
     entries: [Entry; T],
     cpus: [RunQueue; MAX_CPUS],
@@ -597,6 +598,39 @@ impl<const T: usize> Scheduler<T> {
         (e.place, e.on) = (Place::Running, cpu as u8);
         self.cpus[cpu].current = Some(t);
         Some(t)
+    }
+
+    /// The IPC fast path's switch: `cpu`'s running thread `from` blocks and
+    /// `to` (not runnable, at home on `cpu`) runs there in its place. The
+    /// same state as [`make_ready`](Self::make_ready)`(to)`, then
+    /// [`block`](Self::block)`(from)` and [`schedule`](Self::schedule)`(cpu)`
+    /// when that schedule would pick `to`: `to` has budget and no ready
+    /// thread of `cpu` is at its effective priority or higher. Otherwise
+    /// false, with nothing changed.
+    pub fn hand_over(&mut self, cpu: usize, from: ThreadId, to: ThreadId) -> bool {
+        debug_assert!(cpu < MAX_CPUS);
+        let e = &self.entries[to.at()];
+        if self.cpus[cpu].current != Some(from) || e.place != Place::Off || usize::from(e.cpu) != cpu {
+            return false;
+        }
+        // What `refresh` would find, without changing anything yet.
+        let period = u64::from(e.params.period);
+        let renewed = period != 0 && self.now >= e.period_start + period;
+        let (remaining, reserve_left) =
+            if renewed { (e.params.budget, e.params.reserve) } else { (e.remaining, e.reserve_left) };
+        let effective = if reserve_left != 0 { e.params.reserve_priority } else { e.params.priority };
+        if e.params.limited() && remaining == 0 || self.highest_ready(cpu).is_some_and(|p| !effective.is_higher_than(p))
+        {
+            return false;
+        }
+        self.block(from);
+        self.refresh(to);
+        let slice = self.entries[to.at()].slice(self.timeslice);
+        let e = &mut self.entries[to.at()];
+        (e.slice_left, e.place, e.on) = (slice, Place::Running, cpu as u8);
+        self.cpus[cpu].current = Some(to);
+        self.active |= 1 << cpu;
+        true
     }
 
     /// One timer tick of the global clock, which every CPU's running

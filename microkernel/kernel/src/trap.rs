@@ -121,6 +121,10 @@ pub fn from_user(vector: u64) -> UserContext {
     match (vector, mine) {
         (SYSCALL_VECTOR, Some(t)) => {
             crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
+            if let Some(next) = crate::object::fastpath::syscall(k, t, percpu::index()) {
+                k.threads[usize::from(t.0)].context.vector = HANDLED;
+                return enter_thread(guard, next);
+            }
             syscall::handle(k, t)
         }
         (v, Some(t)) if v < 32 => user_fault(k, t),
@@ -211,40 +215,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
                 crate::object::vm::run(&mut k, next);
                 continue;
             }
-            // It may still be in user mode on the CPU it last ran on (it
-            // was moved, or suspended and resumed, meanwhile): that CPU
-            // must have saved its context before this one loads it.
-            ipi::wait_out(Outside::User(next.0));
-            let index = usize::from(next.0);
-            let kernel: &mut Kernel = &mut k;
-            restart_unhandled(&mut kernel.threads[index].context);
-            if let Some(result) = kernel.ipc.take_result(next) {
-                let frame = &mut kernel.threads[index].context;
-                frame.rax = result.error.0;
-                frame.rsi = result.info.into_bits();
-                frame.rdi = result.badge.0;
-            }
-            if let Some(t) = kernel.threads[index].task {
-                crate::arch::speculation::enter(kerncore::speculation::Domain::Task(t));
-            }
-            if let Some(task) = kernel.threads[index].task.and_then(|t| kernel.tasks[t as usize].as_ref()) {
-                task.space.activate();
-            }
-            let context = &mut kernel.threads[index].context as *mut TrapFrame;
-            kernel.arm_timer();
-            ipi::leaving(Outside::User(next.0), None);
-            // The one `unsafe` outside the arch layer: only here is it known
-            // that the context lives in the static kernel state.
-            // SAFETY: the context lives in the static kernel state (`KERNEL`)
-            // and stays put; interrupts are off until the return path has
-            // used it; its task's address space was just activated. No
-            // other CPU runs the thread (`wait_out` above, and `leaving`
-            // makes the next one wait until this CPU is back).
-            #[allow(unsafe_code)]
-            return unsafe {
-                percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64);
-                UserContext::new(context)
-            };
+            return enter_thread(k, next);
         }
         let everyone_idle = (0..crate::arch::smp::MAX_CPUS)
             .all(|c| k.ipc.current(c).is_none() && k.ipc.scheduler().highest_ready(c).is_none());
@@ -263,6 +234,46 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
         k.relock();
         k.catch_up_ticks();
         k.deliver_interrupts();
+    }
+}
+
+/// Switches this CPU to user thread `next`, its current (not a VP): loads
+/// its result, address space and speculation domain, arms the timer and
+/// drops the lock. The end of every way back to user mode.
+fn enter_thread(mut k: KernelGuard, next: ThreadId) -> UserContext {
+    // It may still be in user mode on the CPU it last ran on (it
+    // was moved, or suspended and resumed, meanwhile): that CPU
+    // must have saved its context before this one loads it.
+    ipi::wait_out(Outside::User(next.0));
+    let index = usize::from(next.0);
+    let kernel: &mut Kernel = &mut k;
+    restart_unhandled(&mut kernel.threads[index].context);
+    if let Some(result) = kernel.ipc.take_result(next) {
+        let frame = &mut kernel.threads[index].context;
+        frame.rax = result.error.0;
+        frame.rsi = result.info.into_bits();
+        frame.rdi = result.badge.0;
+    }
+    if let Some(t) = kernel.threads[index].task {
+        crate::arch::speculation::enter(kerncore::speculation::Domain::Task(t));
+    }
+    if let Some(task) = kernel.threads[index].task.and_then(|t| kernel.tasks[t as usize].as_ref()) {
+        task.space.activate();
+    }
+    let context = &mut kernel.threads[index].context as *mut TrapFrame;
+    kernel.arm_timer();
+    ipi::leaving(Outside::User(next.0), None);
+    // The one `unsafe` outside the arch layer: only here is it known
+    // that the context lives in the static kernel state.
+    // SAFETY: the context lives in the static kernel state (`KERNEL`)
+    // and stays put; interrupts are off until the return path has
+    // used it; its task's address space was just activated. No
+    // other CPU runs the thread (`wait_out` above, and `leaving`
+    // makes the next one wait until this CPU is back).
+    #[allow(unsafe_code)]
+    unsafe {
+        percpu::set_context(context as u64, core::mem::size_of::<TrapFrame>() as u64);
+        UserContext::new(context)
     }
 }
 
@@ -305,6 +316,8 @@ pub fn report_run_counters() {
         "kernel: at most {} CPUs ran threads at once, {} of them guests",
         counters.most_outside, counters.most_in_guest
     );
+    let (calls, replies) = crate::object::fastpath::taken();
+    println!("kernel: IPC fast path took {calls} calls and {replies} reply-receives");
     let stray = crate::arch::idt::stray_debug_exceptions();
     if stray != 0 {
         println!("kernel: {stray} debug exceptions in ring 0 resumed (guest breakpoints the emulator left armed)");

@@ -81,7 +81,11 @@ impl Message {
         if len > MAX_MESSAGE_WORDS {
             return Err(MessageFull);
         }
-        self.words[len..].fill(0);
+        // Words past the old length are zero already: only a shrink clears.
+        let old = self.len();
+        if len < old {
+            self.words[len..old].fill(0);
+        }
         self.len = len as u8;
         Ok(())
     }

@@ -406,3 +406,15 @@ fn a_call_the_server_died_with_is_made_again_with_the_same_request() {
     assert_eq!(t.call(CapSlot(1), &mut message), Err(ErrorCode::PEER_GONE));
     assert_eq!(t.0.calls.get(), RETRIES + 1);
 }
+
+#[test]
+fn words_past_the_length_stay_zero_through_set_len() {
+    let mut grown = Message::from_words(3, &[1, 2, 3, 4, 5]).unwrap();
+    grown.set_len(2).unwrap();
+    assert_eq!(grown, Message::from_words(3, &[1, 2]).unwrap(), "a shrink clears what it drops");
+    grown.set_len(4).unwrap();
+    assert_eq!(grown.words(), &[1, 2, 0, 0], "a grow after a shrink shows zeros");
+    grown.clear(3);
+    grown.set_len(abi::MAX_MESSAGE_WORDS).unwrap();
+    assert!(grown.words().iter().all(|&w| w == 0));
+}

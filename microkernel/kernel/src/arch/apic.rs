@@ -380,6 +380,12 @@ pub fn on_device_interrupt(gsi: u32) {
     write(reg::EOI, 0);
 }
 
+/// True if a GSI fired that `take_pending_interrupts` has not taken.
+#[inline]
+pub fn interrupts_pending() -> bool {
+    PENDING_GSIS.load(Ordering::Relaxed) != 0
+}
+
 /// Takes the set of GSIs that fired since the last call.
 #[inline]
 pub fn take_pending_interrupts() -> u32 {

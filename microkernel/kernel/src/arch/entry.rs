@@ -6,14 +6,16 @@
 //! switching RSP to its end, interrupts because TSS.RSP0 points there), then
 //! run the kernel on the per-CPU kernel stack. The kernel returns the
 //! context to resume, possibly another thread's; the exit path pops it and
-//! `iretq`s. A `sysret` fast path can come later, tested against this one.
+//! leaves with `sysretq` when that restores exactly what `iretq` would
+//! (see `resume_user`), else with `iretq`.
 
 use super::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
 use super::idt::{TrapFrame, restore_trap_gprs};
 use super::percpu::{OFFSET_CONTEXT_END, OFFSET_KERNEL_STACK, OFFSET_USER_RSP};
 use core::arch::global_asm;
+use core::mem::offset_of;
 use x86::msr::{IA32_EFER, IA32_FMASK, IA32_LSTAR, IA32_STAR, rdmsr, wrmsr};
-use x86defs::{EFER_SCE, RFLAGS_AC, RFLAGS_DF, RFLAGS_FIXED, RFLAGS_IF, RFLAGS_NT, RFLAGS_TF};
+use x86defs::{EFER_SCE, RFLAGS_AC, RFLAGS_DF, RFLAGS_FIXED, RFLAGS_IF, RFLAGS_NT, RFLAGS_RF, RFLAGS_TF};
 
 /// Vector number recorded in the frame of a `syscall` entry.
 pub const SYSCALL_VECTOR: u64 = 0x100;
@@ -52,6 +54,41 @@ user_trap_common:
     .global resume_user
 resume_user:
     mov rsp, rax
+    /* SYSRET loads RIP from RCX and RFLAGS from R11 and the user
+       selectors from STAR: it resumes what IRETQ would when the frame's
+       RCX and R11 equal its RIP and RFLAGS (a thread back from its own
+       SYSCALL), CS and SS are the user's, RIP is in the lower canonical
+       half (Intel raises #GP in ring 0 on a non-canonical one) and TF and
+       RF are clear (SYSRET cannot restore RF and traps TF one instruction
+       late). Anything else leaves with IRETQ. */
+    mov rcx, [rsp + {rip}]
+    cmp rcx, [rsp + {rcx}]
+    jne 790f
+    shr rcx, 47
+    jnz 790f
+    mov r11, [rsp + {rflags}]
+    cmp r11, [rsp + {r11}]
+    jne 790f
+    test r11, {tf_rf}
+    jnz 790f
+    cmp qword ptr [rsp + {cs}], {user_cs}
+    jne 790f
+    cmp qword ptr [rsp + {ss}], {user_ss}
+    jne 790f
+"#,
+    restore_trap_gprs!(),
+    r#"
+    /* Clear CPU buffers (MDS) where needed while still on the kernel
+       stack; the user's RSP is then the last load, of the user's own
+       value. No memory is touched on the user stack in ring 0. */
+    cmp byte ptr [rip + {verw_on}], 0
+    je 791f
+    verw word ptr [rip + {verw_selector}]
+791:
+    mov rsp, [rsp + {rsp_after_gprs}]
+    swapgs
+    sysretq
+790:
 "#,
     restore_trap_gprs!(),
     r#"
@@ -73,6 +110,14 @@ resume_user:
     user_trap = sym user_trap,
     verw_on = sym super::speculation::VERW_ON_USER_RETURN,
     verw_selector = sym super::speculation::VERW_SELECTOR,
+    rip = const offset_of!(TrapFrame, rip),
+    rcx = const offset_of!(TrapFrame, rcx),
+    rflags = const offset_of!(TrapFrame, rflags),
+    r11 = const offset_of!(TrapFrame, r11),
+    cs = const offset_of!(TrapFrame, cs),
+    ss = const offset_of!(TrapFrame, ss),
+    rsp_after_gprs = const offset_of!(TrapFrame, rsp) - offset_of!(TrapFrame, vector),
+    tf_rf = const RFLAGS_TF | RFLAGS_RF,
 );
 
 unsafe extern "C" {
@@ -83,8 +128,8 @@ unsafe extern "C" {
 /// Enables `syscall` and points it at the entry stub.
 pub fn init() {
     // SAFETY: standard SYSCALL set-up. STAR's kernel half selects the
-    // kernel code/data pair; its user half (unused until a sysret path
-    // exists) is set so that sysret would load USER_CODE/USER_DATA.
+    // kernel code/data pair; its user half makes SYSRET load
+    // USER_CODE/USER_DATA (`resume_user` checks the frame holds those).
     unsafe {
         wrmsr(IA32_EFER, rdmsr(IA32_EFER) | EFER_SCE);
         let sysret_base = u64::from(USER_DATA.bits() & !3) - 8;

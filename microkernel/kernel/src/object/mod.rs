@@ -7,6 +7,7 @@
 //! ranges. When the last capability to an object goes, the object is
 //! destroyed here.
 
+pub mod fastpath;
 pub mod invoke;
 pub mod syscall;
 pub mod transfer;
@@ -658,6 +659,17 @@ impl Kernel {
         {
             self.ipc.expire_deadlines(tsc);
         }
+    }
+
+    /// True if no tick, TSC deadline or device interrupt is due: what
+    /// `catch_up_ticks` and `deliver_interrupts` would find nothing to do
+    /// for (the IPC fast path runs only then).
+    #[inline]
+    pub fn nothing_due(&self) -> bool {
+        let tsc = crate::arch::cpu::timestamp();
+        tsc < self.next_tick_tsc
+            && self.ipc.earliest_deadline().is_none_or(|d| d > tsc)
+            && !crate::arch::apic::interrupts_pending()
     }
 
     /// Arms this CPU's timer for its next tick or the earliest TSC deadline

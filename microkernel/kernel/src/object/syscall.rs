@@ -9,7 +9,7 @@ use kerncore::ipc::{Block, EndpointId, Message, NotificationId, SyscallResult};
 use kerncore::sched::ThreadId;
 
 /// MessageInfo bits from here up are reserved and must be zero.
-const RESERVED_INFO_SHIFT: u32 = 43;
+pub(super) const RESERVED_INFO_SHIFT: u32 = 43;
 
 /// What the thread asked for, decoded from its saved registers.
 struct Request {
