@@ -9,6 +9,8 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+mod fastpath;
+#[cfg(target_os = "none")]
 mod flood;
 #[cfg(target_os = "none")]
 mod fragment;
@@ -157,6 +159,7 @@ mod task {
             crate::registers::cpl_follows_ss(&mut own);
             crate::sched::orphaned_thread_runs_at_the_default(&mut own);
             crate::stale::monitor_of_deleted_endpoint(&mut own);
+            crate::fastpath::confuse_the_fast_path(&mut own);
             crate::flood::fault_lines_are_rate_limited(&mut own);
             crate::objects::storm(&mut own);
         }
