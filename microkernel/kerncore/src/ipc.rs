@@ -45,7 +45,7 @@ use crate::sched::{SchedParams, Scheduler, ThreadId};
 
 mod fast;
 use abi::{Badge, ErrorCode, FaultMessage, MessageInfo, labels};
-pub use fast::delivered_info;
+pub use fast::{Fast, Handoff, delivered_info};
 
 /// An endpoint, by its index in the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -329,6 +329,15 @@ impl RunQueue {
         RunQueue { ready: [List::EMPTY; PRIORITIES], bitmap: 0, depleted: List::EMPTY, current: None };
 }
 
+/// How a thread the IPC fast path switches to became runnable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Woken (a receive or a call ended): [`Scheduler::make_ready`].
+    New,
+    /// Its fault or VM exit was answered: [`Scheduler::resume_turn_by`].
+    Continued,
+}
+
 /// The scheduler of `T` threads over [`MAX_CPUS`] CPUs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scheduler<const T: usize> {
@@ -600,37 +609,50 @@ impl<const T: usize> Scheduler<T> {
         Some(t)
     }
 
-    /// The IPC fast path's switch: `cpu`'s running thread `from` blocks and
-    /// `to` (not runnable, at home on `cpu`) runs there in its place. The
-    /// same state as [`make_ready`](Self::make_ready)`(to)`, then
-    /// [`block`](Self::block)`(from)` and [`schedule`](Self::schedule)`(cpu)`
-    /// when that schedule would pick `to`: `to` has budget and no ready
-    /// thread of `cpu` is at its effective priority or higher. Otherwise
-    /// false, with nothing changed.
-    pub fn hand_over(&mut self, cpu: usize, from: ThreadId, to: ThreadId) -> bool {
+    /// Whether the IPC fast path may switch `cpu` from its running thread
+    /// `from` (which blocks) to `to` (not runnable, at home on `cpu`): the
+    /// slow path's [`schedule`](Self::schedule) would pick `to`, which has
+    /// budget, and no ready thread of `cpu` is at its effective priority or
+    /// higher. Changes nothing.
+    pub fn can_hand_over(&self, cpu: usize, from: ThreadId, to: ThreadId) -> bool {
         debug_assert!(cpu < MAX_CPUS);
         let e = &self.entries[to.at()];
         if self.cpus[cpu].current != Some(from) || e.place != Place::Off || usize::from(e.cpu) != cpu {
             return false;
         }
-        // What `refresh` would find, without changing anything yet.
+        let (remaining, effective) = self.refreshed(to);
+        !(e.params.limited() && remaining == 0 || self.highest_ready(cpu).is_some_and(|p| !effective.is_higher_than(p)))
+    }
+
+    /// The switch [`can_hand_over`](Self::can_hand_over) allowed: the same
+    /// state as the slow path's `make_ready(to)` (for [`Turn::Continued`],
+    /// `resume_turn_by(to, Some(from))`), [`block`](Self::block)`(from)`
+    /// and `schedule(cpu)`.
+    pub fn hand_over(&mut self, cpu: usize, from: ThreadId, to: ThreadId, turn: Turn) {
+        debug_assert!(self.can_hand_over(cpu, from, to));
+        self.block(from);
+        self.refresh(to);
+        let fresh = self.entries[to.at()].slice(self.timeslice);
+        let e = &mut self.entries[to.at()];
+        // A new turn has a fresh slice; a continued one keeps what is left
+        // of its slice, unless that is spent.
+        if turn == Turn::New || e.slice_left == 0 {
+            e.slice_left = fresh;
+        }
+        (e.place, e.on, e.queued) = (Place::Running, cpu as u8, e.effective().0);
+        self.cpus[cpu].current = Some(to);
+        self.active |= 1 << cpu;
+    }
+
+    /// What [`refresh`](Self::refresh) would make of `t`'s budget left and
+    /// effective priority, without changing anything.
+    fn refreshed(&self, t: ThreadId) -> (u32, Priority) {
+        let e = &self.entries[t.at()];
         let period = u64::from(e.params.period);
         let renewed = period != 0 && self.now >= e.period_start + period;
         let (remaining, reserve_left) =
             if renewed { (e.params.budget, e.params.reserve) } else { (e.remaining, e.reserve_left) };
-        let effective = if reserve_left != 0 { e.params.reserve_priority } else { e.params.priority };
-        if e.params.limited() && remaining == 0 || self.highest_ready(cpu).is_some_and(|p| !effective.is_higher_than(p))
-        {
-            return false;
-        }
-        self.block(from);
-        self.refresh(to);
-        let slice = self.entries[to.at()].slice(self.timeslice);
-        let e = &mut self.entries[to.at()];
-        (e.slice_left, e.place, e.on) = (slice, Place::Running, cpu as u8);
-        self.cpus[cpu].current = Some(to);
-        self.active |= 1 << cpu;
-        true
+        (remaining, if reserve_left != 0 { e.params.reserve_priority } else { e.params.priority })
     }
 
     /// One timer tick of the global clock, which every CPU's running

@@ -11,6 +11,7 @@ use crate::object::{Kernel, syscall};
 use crate::roottask;
 use abi::FaultMessage;
 use core::ops::{Deref, DerefMut};
+use kerncore::ipc::Fast;
 use kerncore::sched::ThreadId;
 use platform::{ExitStatus, println};
 use spin::{Mutex, MutexGuard};
@@ -121,9 +122,16 @@ pub fn from_user(vector: u64) -> UserContext {
     match (vector, mine) {
         (SYSCALL_VECTOR, Some(t)) => {
             crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
-            if let Some(next) = crate::object::fastpath::syscall(k, t, percpu::index()) {
-                k.threads[usize::from(t.0)].context.vector = HANDLED;
-                return enter_thread(guard, next);
+            match crate::object::fastpath::syscall(k, t, percpu::index()) {
+                Fast::Declined => {}
+                fast => {
+                    k.threads[usize::from(t.0)].context.vector = HANDLED;
+                    return match fast {
+                        // A user thread; a VP (answered) enters through `next_context`.
+                        Fast::Switched(next) if k.vcpu_of(next).is_none() => enter_thread(guard, next),
+                        _ => next_context(guard),
+                    };
+                }
             }
             syscall::handle(k, t)
         }
@@ -316,8 +324,8 @@ pub fn report_run_counters() {
         "kernel: at most {} CPUs ran threads at once, {} of them guests",
         counters.most_outside, counters.most_in_guest
     );
-    let (calls, replies) = crate::object::fastpath::taken();
-    println!("kernel: IPC fast path took {calls} calls and {replies} reply-receives");
+    let (calls, replies, exits) = crate::object::fastpath::taken();
+    println!("kernel: IPC fast path took {calls} calls, {replies} reply-receives and {exits} VM exits");
     let stray = crate::arch::idt::stray_debug_exceptions();
     if stray != 0 {
         println!("kernel: {stray} debug exceptions in ring 0 resumed (guest breakpoints the emulator left armed)");

@@ -338,6 +338,21 @@ pub fn with_frame_mut<R>(phys: u64, f: impl FnOnce(&mut [u8; PAGE_SIZE as usize]
 }
 
 /// Reads the 64-bit word at `phys` (8-byte aligned).
+/// Writes `words` to physical memory at `phys`, little-endian (x86).
+pub fn write_phys_words(phys: u64, words: &[u64]) {
+    let dst = direct(phys, (words.len() * 8) as u64);
+    // SAFETY: as for `write_phys`; a u64 slice is readable as bytes.
+    unsafe { core::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), dst, words.len() * 8) }
+}
+
+/// Reads `words.len()` words from physical memory at `phys`.
+pub fn read_phys_words(phys: u64, words: &mut [u64]) {
+    let src = direct(phys, (words.len() * 8) as u64);
+    // SAFETY: as for `read_phys`; any bytes are a valid u64, and the
+    // destination is aligned kernel memory of that size.
+    unsafe { core::ptr::copy_nonoverlapping(src, words.as_mut_ptr().cast::<u8>(), words.len() * 8) }
+}
+
 pub fn read_phys_u64(phys: u64) -> u64 {
     let mut word = [0; 8];
     read_phys(phys, &mut word);

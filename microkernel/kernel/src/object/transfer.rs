@@ -27,9 +27,7 @@ pub fn reply_words(k: &mut super::Kernel, t: ThreadId, words: &[u64]) -> Result<
     let thread = &mut k.threads[usize::from(t.0)];
     if words.len() > REGISTER_WORDS {
         let (_, phys) = thread.ipc_buffer.ok_or(ErrorCode::MESSAGE_TOO_LONG)?;
-        for (i, word) in words.iter().enumerate().skip(REGISTER_WORDS) {
-            memory::write_phys(phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64, &word.to_le_bytes());
-        }
+        memory::write_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &words[REGISTER_WORDS..]);
     }
     let mut head = [0; REGISTER_WORDS];
     let n = words.len().min(REGISTER_WORDS);
@@ -47,8 +45,9 @@ pub fn set_registers(frame: &mut TrapFrame, words: [u64; REGISTER_WORDS]) {
     [frame.rdx, frame.r8, frame.r9, frame.r10] = words;
 }
 
-fn buffer_word(phys: u64, index: usize) -> u64 {
-    memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64)
+/// Where message word 0 of the IPC buffer at `phys` is.
+fn buffer_words(phys: u64) -> u64 {
+    phys + offset_of!(IpcBuffer, words) as u64
 }
 
 fn slot_at(phys: u64, field: usize, index: usize) -> CapSlot {
@@ -62,29 +61,35 @@ impl<const N: usize> Xfer<'_, N> {
         self.threads.get(usize::from(t.0)).filter(|t| t.alive).ok_or(ErrorCode::PEER_GONE)
     }
 
-    /// The sender's message words: the fault report, or registers + buffer.
-    fn words(&self, from: ThreadId, kind: Kind, len: usize) -> Result<[u64; MAX_MESSAGE_WORDS], ErrorCode> {
+    /// The sender's first `len` message words (at most
+    /// `MAX_MESSAGE_WORDS`) into `words`: the fault report, or registers +
+    /// buffer. Words past those the source has stay as they are (zero).
+    fn words(
+        &self,
+        from: ThreadId,
+        kind: Kind,
+        len: usize,
+        words: &mut [u64; MAX_MESSAGE_WORDS],
+    ) -> Result<(), ErrorCode> {
         let sender = self.thread(from)?;
-        let mut words = [0u64; MAX_MESSAGE_WORDS];
         if kind == Kind::Fault {
-            if let Some(vcpu) = sender.vcpu.and_then(|v| self.vcpus.get(v as usize)?.as_ref()) {
-                match vcpu.report {
-                    Some(report) => words[..report.len()].copy_from_slice(&report),
-                    None => words.copy_from_slice(&vcpu.exit),
-                }
-            } else {
-                words[..abi::FaultMessage::WORDS].copy_from_slice(&sender.fault.to_words());
-            }
-            return Ok(words);
+            let source: &[u64] = match sender.vcpu.and_then(|v| self.vcpus.get(v as usize)?.as_ref()) {
+                Some(vcpu) => match &vcpu.report {
+                    Some(report) => report,
+                    None => &vcpu.exit,
+                },
+                None => &sender.fault.to_words(),
+            };
+            let n = len.min(source.len());
+            words[..n].copy_from_slice(&source[..n]);
+            return Ok(());
         }
         words[..REGISTER_WORDS].copy_from_slice(&registers(&sender.context));
         if len > REGISTER_WORDS {
             let (_, phys) = sender.ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
-            for (i, word) in words.iter_mut().enumerate().take(len).skip(REGISTER_WORDS) {
-                *word = buffer_word(phys, i);
-            }
+            memory::read_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &mut words[REGISTER_WORDS..len]);
         }
-        Ok(words)
+        Ok(())
     }
 
     /// Copies up to three capabilities from the sender's `send_caps` slots
@@ -140,7 +145,8 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
             // thread the reply only resumes it.
             let Some(v) = self.thread(to)?.vcpu else { return Ok(MessageInfo::new()) };
             let len = usize::from(msg.info.length()).min(MAX_MESSAGE_WORDS);
-            let words = self.words(from, Kind::Reply, len)?;
+            let mut words = [0; MAX_MESSAGE_WORDS];
+            self.words(from, Kind::Reply, len, &mut words)?;
             let vcpu = self.vcpus.get_mut(v as usize).and_then(Option::as_mut).ok_or(ErrorCode::PEER_GONE)?;
             super::vm::apply_reply(vcpu, &words[..len], msg.info.label())?;
             return Ok(MessageInfo::new());
@@ -149,7 +155,27 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
         if len > MAX_MESSAGE_WORDS {
             return Err(ErrorCode::MESSAGE_TOO_LONG);
         }
-        let words = self.words(from, kind, len)?;
+        if kind == Kind::Fault && msg.info.caps() == 0 {
+            // A VM exit's words go straight from the VP to the handler.
+            let exit = self.thread(from)?.vcpu.and_then(|v| self.vcpus.get(v as usize)?.as_ref());
+            if let Some(vcpu) = exit.filter(|vcpu| vcpu.report.is_none()) {
+                let receiver_buffer = self.thread(to)?.ipc_buffer.map(|(_, phys)| phys);
+                if len > REGISTER_WORDS && receiver_buffer.is_none() {
+                    return Err(ErrorCode::MESSAGE_TOO_LONG);
+                }
+                let words = &vcpu.exit[..len];
+                let mut head = [0; REGISTER_WORDS];
+                let n = len.min(REGISTER_WORDS);
+                head[..n].copy_from_slice(&words[..n]);
+                set_registers(&mut self.threads[usize::from(to.0)].context, head);
+                if let Some(phys) = receiver_buffer.filter(|_| len > REGISTER_WORDS) {
+                    memory::write_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &words[REGISTER_WORDS..]);
+                }
+                return Ok(MessageInfo::new().with_label(msg.info.label()).with_length(len as u8));
+            }
+        }
+        let mut words = [0; MAX_MESSAGE_WORDS];
+        self.words(from, kind, len, &mut words)?;
         let receiver = self.thread(to)?;
         let receiver_buffer = receiver.ipc_buffer.map(|(_, phys)| phys);
         if len > REGISTER_WORDS && receiver_buffer.is_none() {
@@ -161,9 +187,7 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
         head.copy_from_slice(&words[..REGISTER_WORDS]);
         set_registers(&mut receiver.context, head);
         if let Some(phys) = receiver_buffer.filter(|_| len > REGISTER_WORDS) {
-            for (i, word) in words.iter().enumerate().take(len).skip(REGISTER_WORDS) {
-                memory::write_phys(phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64, &word.to_le_bytes());
-            }
+            memory::write_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &words[REGISTER_WORDS..len]);
         }
         Ok(MessageInfo::new().with_label(msg.info.label()).with_length(len as u8).with_caps(caps))
     }

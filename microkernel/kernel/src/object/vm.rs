@@ -1111,6 +1111,9 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
                 k.awaiting_vps |= 1 << v;
                 let handler = k.threads[usize::from(t.0)].fault_handler;
                 let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(vcpu.exit_len as u8);
+                if handler.is_some_and(|h| super::fastpath::exit(k, t, h, info, me)) {
+                    return;
+                }
                 let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
                 let sent = ipc.fault_with(t, handler, info, &mut super::transfer::Xfer { threads, tasks, caps, vcpus });
                 if handler.is_none() || sent.is_err() {

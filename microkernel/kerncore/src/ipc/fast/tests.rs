@@ -4,19 +4,28 @@
 //! schedule leave, and a decline must change nothing.
 
 use super::super::*;
+use super::{Fast, Handoff};
 use crate::sched::Priority;
 use std::vec::Vec;
 
 type Sys = Ipc<12, 3, 2>;
 
 /// The arch layer's transfer, as far as the fast path can see it: label,
-/// length and the capabilities moved (all of them, when granted).
+/// length and the capabilities moved (all of them, when granted). An
+/// answer to a fault labelled [`REFUSED`] fails, as a VP's handler's
+/// register update the kernel refuses.
 struct Wire;
+
+const REFUSED: u32 = 13;
+
+fn answer(info: MessageInfo) -> Result<(), ErrorCode> {
+    if info.label() == REFUSED { Err(ErrorCode::INVALID_ARGUMENT) } else { Ok(()) }
+}
 
 impl Transfer for Wire {
     fn transfer(&mut self, _: ThreadId, _: ThreadId, kind: Kind, msg: Message) -> Result<MessageInfo, ErrorCode> {
         if kind == Kind::FaultReply {
-            return Ok(MessageInfo::new());
+            return answer(msg.info).map(|()| MessageInfo::new());
         }
         let caps = if msg.grant { msg.info.caps() } else { 0 };
         Ok(delivered_info(msg.info).with_caps(caps))
@@ -27,8 +36,20 @@ const CPUS: usize = 2;
 /// Threads the arch layer refuses to the fast path (VPs, say).
 const INELIGIBLE: u16 = 9;
 
-fn eligible(t: ThreadId) -> bool {
-    t.0 != INELIGIBLE
+/// The arch layer's part: refuses [`INELIGIBLE`], and an answer to a fault
+/// when `answer` refuses it.
+struct Peer {
+    answering: Option<MessageInfo>,
+}
+
+impl Handoff for Peer {
+    fn eligible(&self, peer: ThreadId) -> bool {
+        peer.0 != INELIGIBLE
+    }
+
+    fn transfer(&mut self, _: ThreadId) -> Result<(), ErrorCode> {
+        self.answering.map_or(Ok(()), answer)
+    }
 }
 
 fn setup(rng: &mut fastrand::Rng) -> (Sys, Vec<ThreadId>) {
@@ -39,6 +60,10 @@ fn setup(rng: &mut fastrand::Rng) -> (Sys, Vec<ThreadId>) {
             let priority = Priority::new(rng.u64(3..6)).unwrap();
             let params = if i % 4 == 3 {
                 SchedParams::budgeted(priority, rng.u32(1..3), 4)
+            } else if i % 4 == 2 {
+                // A reserve: its effective priority changes with time.
+                let reserve_priority = Priority::new(u64::from(priority.level()) + 1).unwrap();
+                SchedParams { priority, period: 4, reserve: 2, reserve_priority, ..SchedParams::DEFAULT }
             } else {
                 SchedParams { priority, ..SchedParams::DEFAULT }
             };
@@ -67,35 +92,58 @@ fn random_info(rng: &mut fastrand::Rng) -> MessageInfo {
 struct Taken {
     calls: u32,
     replies: u32,
+    faults: u32,
+    answers: u32,
+    refused: u32,
     declined: u32,
 }
 
-/// One step for `t`, running on `cpu`: a CALL or REPLY_RECV both ways,
-/// or another operation the slow way only.
+/// One step for `t`, running on `cpu`: a CALL, REPLY_RECV or kernel-made
+/// fault both ways, or another operation the slow way only.
 fn step(ipc: &mut Sys, rng: &mut fastrand::Rng, t: ThreadId, cpu: usize, threads: &[ThreadId], taken: &mut Taken) {
     let ep = EndpointId(rng.u32(0..3));
     let x = &mut Wire;
-    match rng.u8(0..12) {
+    match rng.u8(0..13) {
         0..=3 => {
             let msg = Message { badge: Badge(rng.u64(0..3)), info: random_info(rng), grant: rng.bool() };
             let mut fast = ipc.clone();
-            let next = fast.fast_call(t, ep, msg, cpu, eligible);
+            let got = fast.fast_call(t, ep, msg, cpu, &mut Peer { answering: None });
             ipc.call(t, ep, msg, x).unwrap();
-            compare(&fast, ipc, next, cpu, &mut taken.calls, &mut taken.declined);
+            taken.count(compare(&fast, ipc, got, cpu), |t| &mut t.calls);
         }
         4..=7 => {
-            let info = random_info(rng);
+            let mut info = random_info(rng);
+            if rng.u8(0..8) == 0 {
+                info = info.with_label(REFUSED);
+            }
             let block = if rng.u8(0..6) == 0 { Block::Ticks(2) } else { Block::Forever };
+            let answering = matches!(ipc.threads[usize::from(t.0)].reply, ReplyRight::Caller { fault: true, .. });
             let mut fast = ipc.clone();
-            let next = if block == Block::Forever { fast.fast_reply_recv(t, ep, info, cpu, eligible) } else { None };
+            let got = match block {
+                Block::Forever => {
+                    fast.fast_reply_recv(t, ep, info, cpu, &mut Peer { answering: answering.then_some(info) })
+                }
+                _ => Fast::Declined,
+            };
             ipc.reply_recv(t, ep, info, block, x).unwrap();
-            compare(&fast, ipc, next, cpu, &mut taken.replies, &mut taken.declined);
+            let got = compare(&fast, ipc, got, cpu);
+            taken.count(got, if answering { |t: &mut Taken| &mut t.answers } else { |t: &mut Taken| &mut t.replies });
         }
         8 => ipc.recv(t, ep, Block::Forever, x).unwrap(),
         9 => ipc.send(t, ep, Message { badge: Badge(0), info: random_info(rng), grant: false }, x).unwrap(),
         10 => {
             let handler = (rng.u8(0..3) != 0).then_some((ep, Badge(5)));
             ipc.fault(t, handler, x).unwrap();
+        }
+        11 => {
+            // A VM exit: a kernel-made message, longer than the registers.
+            let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(rng.u8(2..40));
+            let handler = (ep, Badge(rng.u64(1..3)));
+            let mut fast = ipc.clone();
+            let msg = Message { badge: handler.1, info, grant: false };
+            let got = fast.fast_fault(t, ep, msg, cpu, &mut Peer { answering: None });
+            ipc.fault_with(t, Some(handler), info, x).unwrap();
+            taken.count(compare(&fast, ipc, got, cpu), |t| &mut t.faults);
         }
         _ => ipc.signal(NotificationId(rng.u32(0..2)), 1 << rng.u32(0..4)).unwrap(),
     }
@@ -107,17 +155,29 @@ fn step(ipc: &mut Sys, rng: &mut fastrand::Rng, t: ThreadId, cpu: usize, threads
     }
 }
 
-/// `fast`: the state the fast path left (`next`: the thread it switched
-/// to). `slow`: the state the slow path left; its schedule runs here.
-fn compare(fast: &Sys, slow: &mut Sys, next: Option<ThreadId>, cpu: usize, hits: &mut u32, declined: &mut u32) {
-    match next {
-        Some(n) => {
+impl Taken {
+    /// Counts what the fast path did: a switch in `hits`' counter.
+    fn count(&mut self, got: Fast, hits: fn(&mut Taken) -> &mut u32) {
+        match got {
+            Fast::Switched(_) => *hits(self) += 1,
+            Fast::Ended => self.refused += 1,
+            Fast::Declined => self.declined += 1,
+        }
+    }
+}
+
+/// `fast`: the state the fast path left (`got`: what it did). `slow`: the
+/// state the slow path left; its schedule runs here.
+fn compare(fast: &Sys, slow: &mut Sys, got: Fast, cpu: usize) -> Fast {
+    match got {
+        Fast::Switched(n) => {
             assert_eq!(slow.schedule(cpu), Some(n), "the slow path runs another thread");
             assert_eq!(fast, slow, "the fast path left another state");
-            *hits += 1;
         }
-        None => *declined += 1,
+        Fast::Ended => assert_eq!(fast, slow, "the fast path's failed reply left another state"),
+        Fast::Declined => {}
     }
+    got
 }
 
 #[test]
@@ -145,10 +205,12 @@ fn fast_path_agrees_with_the_slow_path_on_random_sequences() {
             ipc.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }
     }
-    eprintln!("fast calls {}, fast replies {}, declined {}", taken.calls, taken.replies, taken.declined);
-    assert!(taken.calls > 1000, "only {} fast calls", taken.calls);
-    assert!(taken.replies > 1000, "only {} fast replies", taken.replies);
-    assert!(taken.declined > 1000, "only {} declines", taken.declined);
+    let Taken { calls, replies, faults, answers, refused, declined } = taken;
+    eprintln!(
+        "fast: {calls} calls, {replies} replies, {faults} faults, {answers} answers, {refused} refused, {declined} declined"
+    );
+    assert!(calls > 1000 && replies > 500 && faults > 300 && answers > 150, "too few fast switches");
+    assert!(refused > 20 && declined > 1000, "too few refusals or declines");
 }
 
 #[test]
@@ -171,13 +233,13 @@ fn a_declined_fast_path_changes_nothing() {
         let ep = EndpointId(rng.u32(0..3));
         let before = ipc.clone();
         let msg = Message { badge: Badge(1), info: random_info(&mut rng), grant: false };
-        if ipc.fast_call(t, ep, msg, cpu, eligible).is_none() {
+        if ipc.fast_call(t, ep, msg, cpu, &mut Peer { answering: None }) == Fast::Declined {
             assert_eq!(before, ipc, "a declined fast call changed the state");
             declined += 1;
         }
         let Some(t) = ipc.schedule(cpu) else { continue };
         let before = ipc.clone();
-        if ipc.fast_reply_recv(t, ep, random_info(&mut rng), cpu, eligible).is_none() {
+        if ipc.fast_reply_recv(t, ep, random_info(&mut rng), cpu, &mut Peer { answering: None }) == Fast::Declined {
             assert_eq!(before, ipc, "a declined fast reply changed the state");
             declined += 1;
             ipc.recv(t, ep, Block::Forever, &mut Wire).unwrap();
