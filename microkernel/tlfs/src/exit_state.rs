@@ -69,6 +69,23 @@ impl ExitState {
     pub fn words(self) -> usize {
         self.registers().map(|(_, n)| n).sum()
     }
+
+    /// Lays the registers out in `out` as they travel, each read by `get`
+    /// (0 for one it does not know; words past `out` are dropped); returns
+    /// the words laid out.
+    pub fn fill(self, out: &mut [u64], mut get: impl FnMut(R) -> Option<(u64, u64)>) -> usize {
+        let mut at = 0;
+        for (name, n) in self.registers() {
+            let (low, high) = get(name).unwrap_or((0, 0));
+            for (i, word) in [low, high].into_iter().take(n).enumerate() {
+                if let Some(w) = out.get_mut(at + i) {
+                    *w = word;
+                }
+            }
+            at += n;
+        }
+        at.min(out.len())
+    }
 }
 
 /// The state that came with one exit: the words after the message.
@@ -111,6 +128,23 @@ mod tests {
         assert_eq!(control.registers().map(|(r, _)| r).collect::<Vec<_>>(), CONTROL.to_vec());
         assert_eq!(ExitState::from_wire(1 << 3), None);
         assert_eq!(ExitState::from_wire(7), Some(ExitState::ALL));
+    }
+
+    #[test]
+    fn filled_state_is_read_back_where_it_was_laid_out() {
+        let value = |r: R| (u64::from(r.0), u64::from(r.0) << 32);
+        let mut out = [u64::MAX; 40];
+        let n = ExitState::ALL.fill(&mut out, |r| (r != R::CR2).then(|| value(r)));
+        assert_eq!(n, 31);
+        assert_eq!(out[31..], [u64::MAX; 9], "nothing past the state");
+        let state = TransferredState::new(ExitState::ALL, &out[..n]);
+        for (r, words) in ExitState::ALL.registers() {
+            let (low, high) = if r == R::CR2 { (0, 0) } else { value(r) };
+            assert_eq!(state.get(r), Some((low, if words == 2 { high } else { 0 })), "{r:?}");
+        }
+        let mut short = [0u64; 3];
+        assert_eq!(ExitState::ALL.fill(&mut short, |r| Some(value(r))), 3);
+        assert_eq!(short, [value(R::RAX).0, value(R::RCX).0, value(R::RDX).0]);
     }
 
     #[test]

@@ -337,6 +337,26 @@ pub fn with_frame_mut<R>(phys: u64, f: impl FnOnce(&mut [u8; PAGE_SIZE as usize]
     f(unsafe { &mut *ptr })
 }
 
+/// Copies `words` into physical memory the kernel owns, little-endian (an
+/// IPC buffer's message words): one copy, not one per word.
+pub fn write_phys_words(phys: u64, words: &[u64]) {
+    let len = core::mem::size_of_val(words);
+    let dst = direct(phys, len as u64);
+    // SAFETY: as for `write_phys`; x86-64 is little-endian, so the words'
+    // bytes are their wire form, and a byte copy needs no alignment.
+    unsafe { core::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), dst, len) }
+}
+
+/// Fills `words` from physical memory the kernel owns, little-endian: one
+/// copy, not one per word.
+pub fn read_phys_words(phys: u64, words: &mut [u64]) {
+    let len = core::mem::size_of_val(words);
+    let src = direct(phys, len as u64);
+    // SAFETY: as for `read_phys` (the words land in kernel memory once);
+    // every bit pattern is a valid u64, and a byte copy needs no alignment.
+    unsafe { core::ptr::copy_nonoverlapping(src, words.as_mut_ptr().cast::<u8>(), len) }
+}
+
 /// Reads the 64-bit word at `phys` (8-byte aligned).
 pub fn read_phys_u64(phys: u64) -> u64 {
     let mut word = [0; 8];

@@ -25,11 +25,9 @@ pub fn reply_words(k: &mut super::Kernel, t: ThreadId, words: &[u64]) -> Result<
         return Err(ErrorCode::MESSAGE_TOO_LONG);
     }
     let thread = &mut k.threads[usize::from(t.0)];
-    if words.len() > REGISTER_WORDS {
+    if let Some(rest) = words.get(REGISTER_WORDS..).filter(|rest| !rest.is_empty()) {
         let (_, phys) = thread.ipc_buffer.ok_or(ErrorCode::MESSAGE_TOO_LONG)?;
-        for (i, word) in words.iter().enumerate().skip(REGISTER_WORDS) {
-            memory::write_phys(phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64, &word.to_le_bytes());
-        }
+        memory::write_phys_words(buffer_words(phys), rest);
     }
     let mut head = [0; REGISTER_WORDS];
     let n = words.len().min(REGISTER_WORDS);
@@ -47,8 +45,9 @@ pub fn set_registers(frame: &mut TrapFrame, words: [u64; REGISTER_WORDS]) {
     [frame.rdx, frame.r8, frame.r9, frame.r10] = words;
 }
 
-fn buffer_word(phys: u64, index: usize) -> u64 {
-    memory::read_phys_u64(phys + (offset_of!(IpcBuffer, words) + 8 * index) as u64)
+/// Where the words after the registers' start in the IPC buffer at `phys`.
+fn buffer_words(phys: u64) -> u64 {
+    phys + (offset_of!(IpcBuffer, words) + 8 * REGISTER_WORDS) as u64
 }
 
 fn slot_at(phys: u64, field: usize, index: usize) -> CapSlot {
@@ -80,9 +79,7 @@ impl<const N: usize> Xfer<'_, N> {
         words[..REGISTER_WORDS].copy_from_slice(&registers(&sender.context));
         if len > REGISTER_WORDS {
             let (_, phys) = sender.ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
-            for (i, word) in words.iter_mut().enumerate().take(len).skip(REGISTER_WORDS) {
-                *word = buffer_word(phys, i);
-            }
+            memory::read_phys_words(buffer_words(phys), &mut words[REGISTER_WORDS..len]);
         }
         Ok(words)
     }
@@ -161,9 +158,7 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
         head.copy_from_slice(&words[..REGISTER_WORDS]);
         set_registers(&mut receiver.context, head);
         if let Some(phys) = receiver_buffer.filter(|_| len > REGISTER_WORDS) {
-            for (i, word) in words.iter().enumerate().take(len).skip(REGISTER_WORDS) {
-                memory::write_phys(phys + (offset_of!(IpcBuffer, words) + 8 * i) as u64, &word.to_le_bytes());
-            }
+            memory::write_phys_words(buffer_words(phys), &words[REGISTER_WORDS..len]);
         }
         Ok(MessageInfo::new().with_label(msg.info.label()).with_length(len as u8).with_caps(caps))
     }
