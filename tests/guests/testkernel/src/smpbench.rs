@@ -251,7 +251,8 @@ fn timed(exit: impl Fn()) -> Samples {
 pub fn exits(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {
     let cpus = if guest_testkernel::option(cmdline, "cpus").is_some() { smp::cpus_option(cmdline)? } else { 1 };
     let vid = guest_testkernel::option(cmdline, "vid");
-    let (Some(cpuid), Some(read)) = (bench::exit_figure("CPUID", cpus, vid), bench::exit_figure("port read", cpus, vid))
+    let (Some(cpuid), Some(read)) =
+        (bench::exit_figure("CPUID", cpus, vid), bench::exit_figure("port read", cpus, vid))
     else {
         return Err(detail!("vid={}: expected cross-cpu or priority", vid.unwrap_or("")));
     };
@@ -263,13 +264,19 @@ pub fn exits(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {
         start_parked((0..cpus).map(|id| id as u8).filter(|&id| id != bsp), vector)?;
     }
     let report = |what: &str, samples: &Samples| println!("{PREFIX}{}", line(what, samples));
-    report(cpuid.as_str(), &timed(|| {
-        let _ = hw::cpuid(0, 0);
-    }));
+    report(
+        cpuid.as_str(),
+        &timed(|| {
+            let _ = hw::cpuid(0, 0);
+        }),
+    );
     if cpus == 1 && vid.is_none() {
-        report(read.as_str(), &timed(|| {
-            let _ = hw::inb(READ_PORT);
-        }));
+        report(
+            read.as_str(),
+            &timed(|| {
+                let _ = hw::inb(READ_PORT);
+            }),
+        );
     }
     Ok(())
 }
