@@ -73,16 +73,26 @@ impl ExitState {
     /// Lays the registers out in `out` as they travel, each read by `get`
     /// (0 for one it does not know; words past `out` are dropped); returns
     /// the words laid out.
+    /// (Group by group, as [`ExitState::registers`] orders them: a
+    /// register exit's hot path.)
     pub fn fill(self, out: &mut [u64], mut get: impl FnMut(R) -> Option<(u64, u64)>) -> usize {
+        let groups: [(bool, &[R], bool); 3] =
+            [(self.gprs(), &GPRS, false), (self.control(), &CONTROL, false), (self.segments(), &SEGMENTS, true)];
         let mut at = 0;
-        for (name, n) in self.registers() {
-            let (low, high) = get(name).unwrap_or((0, 0));
-            for (i, word) in [low, high].into_iter().take(n).enumerate() {
-                if let Some(w) = out.get_mut(at + i) {
-                    *w = word;
+        for (_, names, wide) in groups.into_iter().filter(|(on, _, _)| *on) {
+            for &name in names {
+                let (low, high) = get(name).unwrap_or((0, 0));
+                if let Some(w) = out.get_mut(at) {
+                    *w = low;
+                }
+                at += 1;
+                if wide {
+                    if let Some(w) = out.get_mut(at) {
+                        *w = high;
+                    }
+                    at += 1;
                 }
             }
-            at += n;
         }
         at.min(out.len())
     }
@@ -142,6 +152,10 @@ mod tests {
             let (low, high) = if r == R::CR2 { (0, 0) } else { value(r) };
             assert_eq!(state.get(r), Some((low, if words == 2 { high } else { 0 })), "{r:?}");
         }
+        let mask = ExitState::new().with_segments(true);
+        let mut segments = [0u64; 10];
+        assert_eq!(mask.fill(&mut segments, |r| Some(value(r))), 10);
+        assert_eq!(TransferredState::new(mask, &segments).get(R::GS), Some(value(R::GS)));
         let mut short = [0u64; 3];
         assert_eq!(ExitState::ALL.fill(&mut short, |r| Some(value(r))), 3);
         assert_eq!(short, [value(R::RAX).0, value(R::RCX).0, value(R::RDX).0]);
