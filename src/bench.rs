@@ -164,14 +164,21 @@ const ICOUNT: &[&str] = &["-icount", "shift=0"];
 const ICOUNT_NO_SLEEP: &[&str] = &["-icount", "shift=0,sleep=off"];
 
 /// The default benchmark systems, booted in this order: the IPC and exit
-/// figures, the fast hypercall's, HvSignalEvent's round trips (all on one
-/// CPU, so their figures stay what they were), then IPC across two CPUs,
-/// the guest's IPI and TLB flushes across four, and the stimer jitter.
-const DEFAULT_SYSTEMS: [System; 6] = [
+/// figures, the exits a guest times (CPUID, a port read; the VID at
+/// another priority), the fast hypercall's, HvSignalEvent's round trips
+/// (all on one CPU, so their figures stay what they were), then IPC across
+/// two CPUs, an exit to a VID on the other CPU, a CPUID exit of a
+/// partition of two VPs, the guest's IPI and TLB flushes across four, and
+/// the stimer jitter.
+const DEFAULT_SYSTEMS: [System; 10] = [
     System { manifest: "tests/manifests/bench.toml", smp: 1, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/exit-bench.toml", smp: 1, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/exit-bench-priority.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/hypercall-bench.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/messaging-bench.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/smp-ipc-bench.toml", smp: 2, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/exit-bench-cross.toml", smp: 2, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/exit-bench-2vps.toml", smp: 2, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/smp-bench.toml", smp: 4, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/stimer-bench.toml", smp: 1, qemu_args: ICOUNT_NO_SLEEP },
 ];
@@ -180,10 +187,15 @@ const DEFAULT_SYSTEMS: [System; 6] = [
 const DEFAULT_JITTER: [&str; 2] = ["message mode", "direct mode"];
 
 /// Figures the default benchmark systems must print.
-const DEFAULT_FIGURES: [&str; 11] = [
+const DEFAULT_FIGURES: [&str; 16] = [
     "ipc call+reply round trip",
     "null invocation (CAP_IDENTIFY)",
     "vm exit forwarded to the VID and back (port write)",
+    "vm exit forwarded to the VID and back (CPUID)",
+    "vm exit forwarded to the VID and back (port read)",
+    "vm exit forwarded to a VID at a different priority (CPUID)",
+    "vm exit forwarded to a VID on another CPU (CPUID)",
+    "vm exit forwarded to the VID and back (CPUID, 2 VPs in the partition)",
     "vm exit handled in ring 0 (host timer interrupt)",
     "fast hypercall round trip (HvCallNotifyLongSpinWait)",
     "hvsignalevent round trip to a VP of the same partition",

@@ -69,6 +69,33 @@ impl ExitState {
     pub fn words(self) -> usize {
         self.registers().map(|(_, n)| n).sum()
     }
+
+    /// Lays the registers out in `out` as they travel, each read by `get`
+    /// (0 for one it does not know; words past `out` are dropped); returns
+    /// the words laid out.
+    /// (Group by group, as [`ExitState::registers`] orders them: a
+    /// register exit's hot path.)
+    pub fn fill(self, out: &mut [u64], mut get: impl FnMut(R) -> Option<(u64, u64)>) -> usize {
+        let groups: [(bool, &[R], bool); 3] =
+            [(self.gprs(), &GPRS, false), (self.control(), &CONTROL, false), (self.segments(), &SEGMENTS, true)];
+        let mut at = 0;
+        for (_, names, wide) in groups.into_iter().filter(|(on, _, _)| *on) {
+            for &name in names {
+                let (low, high) = get(name).unwrap_or((0, 0));
+                if let Some(w) = out.get_mut(at) {
+                    *w = low;
+                }
+                at += 1;
+                if wide {
+                    if let Some(w) = out.get_mut(at) {
+                        *w = high;
+                    }
+                    at += 1;
+                }
+            }
+        }
+        at.min(out.len())
+    }
 }
 
 /// The state that came with one exit: the words after the message.
@@ -111,6 +138,27 @@ mod tests {
         assert_eq!(control.registers().map(|(r, _)| r).collect::<Vec<_>>(), CONTROL.to_vec());
         assert_eq!(ExitState::from_wire(1 << 3), None);
         assert_eq!(ExitState::from_wire(7), Some(ExitState::ALL));
+    }
+
+    #[test]
+    fn filled_state_is_read_back_where_it_was_laid_out() {
+        let value = |r: R| (u64::from(r.0), u64::from(r.0) << 32);
+        let mut out = [u64::MAX; 40];
+        let n = ExitState::ALL.fill(&mut out, |r| (r != R::CR2).then(|| value(r)));
+        assert_eq!(n, 31);
+        assert_eq!(out[31..], [u64::MAX; 9], "nothing past the state");
+        let state = TransferredState::new(ExitState::ALL, &out[..n]);
+        for (r, words) in ExitState::ALL.registers() {
+            let (low, high) = if r == R::CR2 { (0, 0) } else { value(r) };
+            assert_eq!(state.get(r), Some((low, if words == 2 { high } else { 0 })), "{r:?}");
+        }
+        let mask = ExitState::new().with_segments(true);
+        let mut segments = [0u64; 10];
+        assert_eq!(mask.fill(&mut segments, |r| Some(value(r))), 10);
+        assert_eq!(TransferredState::new(mask, &segments).get(R::GS), Some(value(R::GS)));
+        let mut short = [0u64; 3];
+        assert_eq!(ExitState::ALL.fill(&mut short, |r| Some(value(r))), 3);
+        assert_eq!(short, [value(R::RAX).0, value(R::RCX).0, value(R::RDX).0]);
     }
 
     #[test]

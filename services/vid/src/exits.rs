@@ -665,12 +665,27 @@ impl Vmm {
         guest: &mut impl Guest,
         now: u64,
         connections: &mut dyn Connections,
+        events: impl FnMut(Event),
+    ) -> Action {
+        let parsed = message.parse().map_err(|_| message.header.message_type.0);
+        self.handle_parsed(parsed, guest, now, connections, events)
+    }
+
+    /// [`Vmm::handle_with`] of a message the caller parsed already (`Err`:
+    /// its message type, which does not parse).
+    pub fn handle_parsed(
+        &mut self,
+        parsed: Result<HvMessageBody, u32>,
+        guest: &mut impl Guest,
+        now: u64,
+        connections: &mut dyn Connections,
         mut events: impl FnMut(Event),
     ) -> Action {
         let slot_taken = core::mem::take(&mut self.slot_taken);
         self.poll_with(now, guest);
-        let Ok(body) = message.parse() else {
-            return Action::Stop(Stop::Failed { message_type: message.header.message_type.0, rip: 0 });
+        let body = match parsed {
+            Ok(body) => body,
+            Err(message_type) => return Action::Stop(Stop::Failed { message_type, rip: 0 }),
         };
         let header = body.intercept_header().copied();
         if let Some(h) = &header {

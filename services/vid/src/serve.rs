@@ -323,10 +323,12 @@ fn handle_exit(
     };
     let r = &mut running[k];
     r.exits += 1;
-    let shown = hv
-        .parse()
+    // Parsed once, here: the handler takes it as it is.
+    let parsed = hv.parse().map_err(|_| hv.header.message_type.0);
+    let shown = parsed
+        .as_ref()
         .ok()
-        .and_then(|b| b.intercept_header().copied())
+        .and_then(|b| b.intercept_header())
         .is_some_and(|h| h.execution_state.interruption_pending());
     // The header shows what the kernel held when the VP exited. On another
     // CPU it may have exited while this loop ran, which then posted it an
@@ -355,7 +357,7 @@ fn handle_exit(
         Some(c) => c,
         None => &mut none,
     };
-    let action = r.vmm.handle_with(&hv, &mut view, now, connections, |event| match event {
+    let action = r.vmm.handle_parsed(parsed, &mut view, now, connections, |event| match event {
         Event::Console(b) => {
             *console_tick = tick;
             if let Some(line) = console.byte(b) {

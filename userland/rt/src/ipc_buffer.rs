@@ -2,8 +2,9 @@
 //! capability slots of a transfer.
 //!
 //! The kernel writes this page during IPC, so Rust never holds a reference
-//! into it: every access is a volatile read or write of one field through a
-//! raw pointer, made between syscalls (tasks are single-threaded).
+//! into it: every access is a volatile read or write of one field, or a copy
+//! of message words, through a raw pointer, made between syscalls (tasks
+//! are single-threaded; the syscall is a compiler barrier).
 
 use abi::{CapSlot, ErrorCode, IpcBuffer, MAX_MESSAGE_WORDS, MAX_TRANSFER_CAPS};
 use core::ptr::addr_of_mut;
@@ -34,12 +35,14 @@ pub(crate) fn write_words(first: usize, words: &[u64]) -> Result<(), ErrorCode> 
         return Err(ErrorCode::MESSAGE_TOO_LONG);
     }
     let buffer = buffer()?;
-    for (i, &word) in words.iter().enumerate() {
-        // SAFETY: `buffer` is the checked, aligned address of the thread's
-        // IPC buffer (mapped writable for the thread's life) and `first + i`
-        // is below MAX_MESSAGE_WORDS, so the field is in bounds. No
-        // reference to the buffer exists.
-        unsafe { addr_of_mut!((*buffer).words[first + i]).write_volatile(word) };
+    // SAFETY: `buffer` is the checked, aligned address of the thread's IPC
+    // buffer (mapped writable for the thread's life) and `first +
+    // words.len()` is at most MAX_MESSAGE_WORDS, so the words are in
+    // bounds. No reference to the buffer exists, and `words` (the task's
+    // own memory) cannot overlap it. One copy, not one write per word.
+    unsafe {
+        let to = addr_of_mut!((*buffer).words).cast::<u64>().add(first);
+        core::ptr::copy_nonoverlapping(words.as_ptr(), to, words.len());
     }
     Ok(())
 }
@@ -51,15 +54,14 @@ pub(crate) fn read_words(first: usize, out: &mut [u64]) {
         out.fill(0);
         return;
     };
-    for (i, word) in out.iter_mut().enumerate() {
-        let index = first + i;
-        *word = if index < MAX_MESSAGE_WORDS {
-            // SAFETY: as in `write_words`; `index` is in bounds.
-            unsafe { addr_of_mut!((*buffer).words[index]).read_volatile() }
-        } else {
-            0
-        };
+    let (inside, beyond) = out.split_at_mut(MAX_MESSAGE_WORDS.saturating_sub(first).min(out.len()));
+    // SAFETY: as in `write_words`; words `first..first + inside.len()` are
+    // below MAX_MESSAGE_WORDS.
+    unsafe {
+        let from = addr_of_mut!((*buffer).words).cast::<u64>().add(first.min(MAX_MESSAGE_WORDS));
+        core::ptr::copy_nonoverlapping(from, inside.as_mut_ptr(), inside.len());
     }
+    beyond.fill(0);
 }
 
 /// Names the capabilities the next send transfers (at most [`MAX_TRANSFER_CAPS`]).

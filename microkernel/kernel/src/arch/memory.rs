@@ -337,22 +337,27 @@ pub fn with_frame_mut<R>(phys: u64, f: impl FnOnce(&mut [u8; PAGE_SIZE as usize]
     f(unsafe { &mut *ptr })
 }
 
-/// Reads the 64-bit word at `phys` (8-byte aligned).
-/// Writes `words` to physical memory at `phys`, little-endian (x86).
+/// Copies `words` into physical memory the kernel owns, little-endian (an
+/// IPC buffer's message words): one copy, not one per word.
 pub fn write_phys_words(phys: u64, words: &[u64]) {
-    let dst = direct(phys, (words.len() * 8) as u64);
-    // SAFETY: as for `write_phys`; a u64 slice is readable as bytes.
-    unsafe { core::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), dst, words.len() * 8) }
+    let len = core::mem::size_of_val(words);
+    let dst = direct(phys, len as u64);
+    // SAFETY: as for `write_phys`; x86-64 is little-endian, so the words'
+    // bytes are their wire form, and a byte copy needs no alignment.
+    unsafe { core::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), dst, len) }
 }
 
-/// Reads `words.len()` words from physical memory at `phys`.
+/// Fills `words` from physical memory the kernel owns, little-endian: one
+/// copy, not one per word.
 pub fn read_phys_words(phys: u64, words: &mut [u64]) {
-    let src = direct(phys, (words.len() * 8) as u64);
-    // SAFETY: as for `read_phys`; any bytes are a valid u64, and the
-    // destination is aligned kernel memory of that size.
-    unsafe { core::ptr::copy_nonoverlapping(src, words.as_mut_ptr().cast::<u8>(), words.len() * 8) }
+    let len = core::mem::size_of_val(words);
+    let src = direct(phys, len as u64);
+    // SAFETY: as for `read_phys` (the words land in kernel memory once);
+    // every bit pattern is a valid u64, and a byte copy needs no alignment.
+    unsafe { core::ptr::copy_nonoverlapping(src, words.as_mut_ptr().cast::<u8>(), len) }
 }
 
+/// Reads the 64-bit word at `phys` (8-byte aligned).
 pub fn read_phys_u64(phys: u64) -> u64 {
     let mut word = [0; 8];
     read_phys(phys, &mut word);

@@ -25,6 +25,7 @@ use kerncore::svm::{
 use kerncore::tags::VpTag;
 use kerncore::virt::VirtSupport;
 use tlfs::HvRegisterName;
+use tlfs::exit_state::ExitState;
 use tlfs::zerocopy::FromBytes;
 use x86::msr::{rdmsr, wrmsr};
 use x86defs::{CR0_PE, RFLAGS_IF};
@@ -632,6 +633,13 @@ impl VpOps for Vp {
 
     fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
         set_register(self.vmcb.start(), gprs, name, low, high)
+    }
+
+    /// One look at the VMCB for the whole state.
+    fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
+        with_vmcb(self.vmcb.start(), |v| {
+            mask.fill(out, |name| gprs.named(name).map(|r| (*r, 0)).or_else(|| v.get_register(name)))
+        })
     }
 
     /// An NMI waits while the guest's NMIs are blocked, with no window:

@@ -14,6 +14,7 @@ use kerncore::tags::{Entry as TagEntry, TagPool, VpTag};
 use kerncore::virt::VirtSupport;
 use kerncore::xstate::XCR0_RESET;
 use tlfs::HvRegisterName;
+use tlfs::exit_state::ExitState;
 
 pub use svm::GuestGprs;
 
@@ -171,6 +172,11 @@ pub trait VpOps: Sized {
     fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)>;
     /// Sets a register from a TLFS 128-bit value; false if unsupported.
     fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool;
+    /// The state `mask` sends with an exit, laid out in `out`; returns the
+    /// words used. A backend may read it in one go.
+    fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
+        mask.fill(out, |name| self.get_register(gprs, name))
+    }
     /// Injects `event` at the next entry if the guest can take it now
     /// (true); otherwise arranges an interrupt-window exit (false).
     fn inject(&mut self, event: &Interruption) -> bool;
@@ -239,6 +245,10 @@ impl BackendVp {
 
     fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
         on_backend!(self, b => b.set_register(gprs, name, low, high))
+    }
+
+    fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
+        on_backend!(self, b => b.exit_state(gprs, mask, out))
     }
 
     fn inject(&mut self, event: &Interruption) -> bool {
@@ -544,6 +554,14 @@ impl VpHardware {
             Some(n) => Some((self.dr[n], 0)),
             None => (name == HvRegisterName::XFEM).then_some((self.xcr0, 0)),
         })
+    }
+
+    /// The state `mask` sends with an exit, laid out in `out` (the words
+    /// after the message); returns the words used. The groups hold no
+    /// register kept here ([`VpHardware::get`]'s XMM, DR0-DR3, XFEM).
+    pub fn exit_state(&mut self, mask: ExitState, out: &mut [u64]) -> usize {
+        self.claim();
+        self.backend.exit_state(&mut self.gprs, mask, out)
     }
 
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {

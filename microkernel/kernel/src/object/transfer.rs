@@ -25,9 +25,9 @@ pub fn reply_words(k: &mut super::Kernel, t: ThreadId, words: &[u64]) -> Result<
         return Err(ErrorCode::MESSAGE_TOO_LONG);
     }
     let thread = &mut k.threads[usize::from(t.0)];
-    if words.len() > REGISTER_WORDS {
+    if let Some(rest) = words.get(REGISTER_WORDS..).filter(|rest| !rest.is_empty()) {
         let (_, phys) = thread.ipc_buffer.ok_or(ErrorCode::MESSAGE_TOO_LONG)?;
-        memory::write_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &words[REGISTER_WORDS..]);
+        memory::write_phys_words(buffer_words(phys), rest);
     }
     let mut head = [0; REGISTER_WORDS];
     let n = words.len().min(REGISTER_WORDS);
@@ -45,9 +45,9 @@ pub fn set_registers(frame: &mut TrapFrame, words: [u64; REGISTER_WORDS]) {
     [frame.rdx, frame.r8, frame.r9, frame.r10] = words;
 }
 
-/// Where message word 0 of the IPC buffer at `phys` is.
+/// Where the words after the registers' start in the IPC buffer at `phys`.
 fn buffer_words(phys: u64) -> u64 {
-    phys + offset_of!(IpcBuffer, words) as u64
+    phys + (offset_of!(IpcBuffer, words) + 8 * REGISTER_WORDS) as u64
 }
 
 fn slot_at(phys: u64, field: usize, index: usize) -> CapSlot {
@@ -87,7 +87,7 @@ impl<const N: usize> Xfer<'_, N> {
         words[..REGISTER_WORDS].copy_from_slice(&registers(&sender.context));
         if len > REGISTER_WORDS {
             let (_, phys) = sender.ipc_buffer.ok_or(ErrorCode::INVALID_ARGUMENT)?;
-            memory::read_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &mut words[REGISTER_WORDS..len]);
+            memory::read_phys_words(buffer_words(phys), &mut words[REGISTER_WORDS..len]);
         }
         Ok(())
     }
@@ -169,7 +169,7 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
                 head[..n].copy_from_slice(&words[..n]);
                 set_registers(&mut self.threads[usize::from(to.0)].context, head);
                 if let Some(phys) = receiver_buffer.filter(|_| len > REGISTER_WORDS) {
-                    memory::write_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &words[REGISTER_WORDS..]);
+                    memory::write_phys_words(buffer_words(phys), &words[REGISTER_WORDS..]);
                 }
                 return Ok(MessageInfo::new().with_label(msg.info.label()).with_length(len as u8));
             }
@@ -187,7 +187,7 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
         head.copy_from_slice(&words[..REGISTER_WORDS]);
         set_registers(&mut receiver.context, head);
         if let Some(phys) = receiver_buffer.filter(|_| len > REGISTER_WORDS) {
-            memory::write_phys_words(buffer_words(phys) + (8 * REGISTER_WORDS) as u64, &words[REGISTER_WORDS..len]);
+            memory::write_phys_words(buffer_words(phys), &words[REGISTER_WORDS..len]);
         }
         Ok(MessageInfo::new().with_label(msg.info.label()).with_length(len as u8).with_caps(caps))
     }

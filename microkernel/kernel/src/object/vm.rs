@@ -262,16 +262,7 @@ impl Vcpu {
     fn message_with_state(&mut self, message: &HvMessage) -> usize {
         let head = tlfs::HV_MESSAGE_WORDS;
         self.exit[..head].copy_from_slice(&message.to_words());
-        let mut at = head;
-        for (name, words) in self.exit_state.registers() {
-            let (low, high) = self.get(name).unwrap_or((0, 0));
-            self.exit[at] = low;
-            if words == 2 {
-                self.exit[at + 1] = high;
-            }
-            at += words;
-        }
-        at
+        head + self.hw.exit_state(self.exit_state, &mut self.exit[head..])
     }
 
     /// Loads the events due at this entry: an exception ring 0 raised

@@ -55,6 +55,22 @@ pub fn line(what: &str, samples: &Samples) -> Text<{ CONSOLE_LINE_MAX - PREFIX.l
     text
 }
 
+/// The name of the `exitbench` figure of exit `exit` (`CPUID`, `port
+/// read`) in a partition of `cpus` VPs, its VID where `vid` says
+/// (`cross-cpu`: on another CPU than the VP; `priority`: at another
+/// priority than the default systems'); `None` for an unknown `vid`.
+pub fn exit_figure(exit: &str, cpus: u32, vid: Option<&str>) -> Option<Text<96>> {
+    let mut text = Text::new();
+    let _ = match (vid, cpus) {
+        (None, 1) => write!(text, "vm exit forwarded to the VID and back ({exit})"),
+        (None, n) => write!(text, "vm exit forwarded to the VID and back ({exit}, {n} VPs in the partition)"),
+        (Some("cross-cpu"), _) => write!(text, "vm exit forwarded to a VID on another CPU ({exit})"),
+        (Some("priority"), _) => write!(text, "vm exit forwarded to a VID at a different priority ({exit})"),
+        _ => return None,
+    };
+    Some(text)
+}
+
 /// What every line of the kernel starts with.
 pub const PREFIX: &str = "testkernel: ";
 
@@ -150,6 +166,27 @@ mod tests {
         assert_eq!((s.mean(), s.least(), s.count()), (200, 100, 4));
         s.add(u64::MAX);
         assert_eq!(s.mean(), u64::MAX / 5, "the total saturates");
+    }
+
+    #[test]
+    fn exit_figures_are_named_by_where_the_vid_runs() {
+        let name = |exit, cpus, vid| exit_figure(exit, cpus, vid).map(|t| t.as_str().to_string());
+        assert_eq!(name("CPUID", 1, None).unwrap(), "vm exit forwarded to the VID and back (CPUID)");
+        assert_eq!(
+            name("CPUID", 2, None).unwrap(),
+            "vm exit forwarded to the VID and back (CPUID, 2 VPs in the partition)"
+        );
+        assert_eq!(name("CPUID", 1, Some("cross-cpu")).unwrap(), "vm exit forwarded to a VID on another CPU (CPUID)");
+        assert_eq!(
+            name("CPUID", 1, Some("priority")).unwrap(),
+            "vm exit forwarded to a VID at a different priority (CPUID)"
+        );
+        assert_eq!(name("CPUID", 1, Some("elsewhere")), None);
+        // The longest fits a console line with its figures.
+        let mut s = Samples::new();
+        s.add(999_999);
+        let longest = name("port read", 64, None).unwrap();
+        assert!(line(&longest, &s).as_str().ends_with(" (min 999999)"));
     }
 
     #[test]

@@ -204,6 +204,12 @@ pub enum Test {
     /// BSP to an AP spinning in guest mode, and HvFlushVirtualAddressSpace
     /// while one AP, then all of them, spin ([`bench`]).
     SmpBench,
+    /// Not in `tests=all`. Times exits forwarded to the VID and back, for
+    /// `tessera bench`: CPUID and a port read; with `cpus=<n>` the APs are
+    /// started and parked (halted) first, and `vid=` names where the
+    /// manifest put the VID (`cross-cpu`, `priority`), in the figure's
+    /// name ([`bench::exit_figure`]).
+    ExitBench,
     /// Not in `tests=all`. Like [`Test::Isolation`] for register state:
     /// sets DR0-DR3 and DR7 ([`state`]), XCR0 (`xcr0=`) and every XMM/YMM
     /// register from the `mark=`, waits while another partition sets its
@@ -328,7 +334,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 27] = [
+    pub const EXPLICIT: [Test; 28] = [
         Test::Isolation,
         Test::Ram,
         Test::Crash,
@@ -340,6 +346,7 @@ impl Test {
         Test::Smp,
         Test::HcBench,
         Test::SmpBench,
+        Test::ExitBench,
         Test::StateIsolation,
         Test::Xsetbv,
         Test::Intercepts,
@@ -428,6 +435,7 @@ impl Test {
             Test::Smp => "smp",
             Test::HcBench => "hcbench",
             Test::SmpBench => "smpbench",
+            Test::ExitBench => "exitbench",
             Test::StateIsolation => "state-isolation",
             Test::Xsetbv => "xsetbv",
             Test::Intercepts => "intercepts",

@@ -37,6 +37,10 @@
 //! CPU is one virtual clock, the instructions executed by all of them, so
 //! the difference is meaningful; the kernel gives guests no TSC offset.
 //! On hardware with synchronized TSCs it holds too, within their skew.
+//!
+//! The exitbench test ([`exits`], `tests/manifests/exit-bench*.toml`) times
+//! exits forwarded to the VID from the BSP: CPUID, and a port read; with
+//! `cpus=<n>` the APs start as here and stay parked.
 
 use crate::ap;
 use crate::hw;
@@ -46,7 +50,7 @@ use crate::tlfs_suite;
 use core::arch::asm;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use guest_testkernel::bench::{PREFIX, Samples, line};
+use guest_testkernel::bench::{self, PREFIX, Samples, line};
 use guest_testkernel::smp::{self, Icr, lapic};
 use guest_testkernel::tlfs::{Control, Outcome, call, flush, input, status};
 use guest_testkernel::{Detail, Text, detail};
@@ -219,6 +223,62 @@ fn flushes(aps: usize) -> Result<Samples, Detail> {
         }
     }
     Ok(samples)
+}
+
+/// Exits per `exitbench` figure, after [`WARM_UP`] untimed ones.
+const EXITS: u32 = 1000;
+/// The port the `exitbench` test reads: the master PIC's mask register,
+/// which the VID models.
+const READ_PORT: u16 = 0x21;
+
+/// `exit` timed [`EXITS`] times, each alone between two reads of the TSC.
+fn timed(exit: impl Fn()) -> Samples {
+    let mut samples = Samples::new();
+    for round in 0..WARM_UP + EXITS {
+        let start = hw::rdtsc();
+        exit();
+        let spent = hw::rdtsc().wrapping_sub(start);
+        if round >= WARM_UP {
+            samples.add(spent);
+        }
+    }
+    samples
+}
+
+/// The `exitbench` test: CPUID exits (and, in the default placement, port
+/// reads) timed from the BSP; with `cpus=<n>` (n >= 2) the APs are started
+/// and parked first, halted as an idle guest's are.
+pub fn exits(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {
+    let cpus = if guest_testkernel::option(cmdline, "cpus").is_some() { smp::cpus_option(cmdline)? } else { 1 };
+    let vid = guest_testkernel::option(cmdline, "vid");
+    let (Some(cpuid), Some(read)) =
+        (bench::exit_figure("CPUID", cpus, vid), bench::exit_figure("port read", cpus, vid))
+    else {
+        return Err(detail!("vid={}: expected cross-cpu or priority", vid.unwrap_or("")));
+    };
+    if cpus > 1 {
+        let bsp = lapic::id(ap::lapic_id_register());
+        ACTIVE.store(true, Ordering::Relaxed);
+        ap::enable_lapic();
+        let vector = ap::prepare(magic, info, ap_entry)?;
+        start_parked((0..cpus).map(|id| id as u8).filter(|&id| id != bsp), vector)?;
+    }
+    let report = |what: &str, samples: &Samples| println!("{PREFIX}{}", line(what, samples));
+    report(
+        cpuid.as_str(),
+        &timed(|| {
+            let _ = hw::cpuid(0, 0);
+        }),
+    );
+    if cpus == 1 && vid.is_none() {
+        report(
+            read.as_str(),
+            &timed(|| {
+                let _ = hw::inb(READ_PORT);
+            }),
+        );
+    }
+    Ok(())
 }
 
 pub fn run(magic: u32, info: u64, cmdline: &str) -> Result<(), Detail> {

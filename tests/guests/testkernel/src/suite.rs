@@ -91,6 +91,7 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::Smp => smp(magic, info, cmdline),
         Test::HcBench => tlfs_suite::hypercall_bench(),
         Test::SmpBench => smpbench::run(magic, info, cmdline),
+        Test::ExitBench => smpbench::exits(magic, info, cmdline),
         Test::StateIsolation => state_suite::isolation(cmdline),
         Test::Xsetbv => state_suite::xsetbv(),
         Test::Intercepts => state_suite::intercepts(),
