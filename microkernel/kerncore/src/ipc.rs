@@ -914,6 +914,11 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         if let Some(w) = self.where_queued(t) {
             self.queue_insert(w, t);
         }
+        self.arm_timeout(t, block);
+    }
+
+    /// Puts a thread that just blocked as `block` says on its timeout list.
+    fn arm_timeout(&mut self, t: ThreadId, block: Block) {
         match block {
             Block::Ticks(ticks) => self.timer_insert(t, self.sched.now().saturating_add(ticks), false),
             Block::Tsc(deadline) => self.timer_insert(t, deadline, true),
@@ -1012,6 +1017,13 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
 
     /// Inserts behind every thread of its priority or higher.
     fn queue_insert(&mut self, w: Where, t: ThreadId) {
+        let q = self.queue(w);
+        if q.head == NONE {
+            // The common case (a server waiting alone): no order to find.
+            (q.head, q.tail) = (t.0, t.0);
+            self.threads[t.0 as usize].queue = UNLINKED;
+            return;
+        }
         let prio = self.sched.priority(t);
         let mut after = self.queue(w).tail;
         while after != NONE && prio.is_higher_than(self.sched.priority(ThreadId(after))) {

@@ -10,7 +10,7 @@
 //! declines ([`Fast::Declined`]) with nothing changed, and the slow path
 //! runs: a message with capabilities or longer than the registers (a VM
 //! exit's may be longer: its words come from the kernel), a thread fault,
-//! a timeout, a peer on another CPU, one not alone at the highest ready
+//! a receive that would not block, a peer on another CPU, one not alone at the highest ready
 //! priority or out of budget, a queued sender, a bound notification with
 //! bits. The arch layer's [`Handoff`] checks what it alone knows of the
 //! peer (alive, a VP or not) and moves the message, once every check has
@@ -19,7 +19,7 @@
 //! The host tests run the same operation sequences both ways and compare
 //! the whole state after every step (`fast/tests.rs`).
 
-use super::{EndpointId, Ipc, Message, ReplyRight, SyscallResult, ThreadState, Where};
+use super::{Block, EndpointId, Ipc, Message, ReplyRight, SyscallResult, ThreadState, Where};
 use crate::sched::{ThreadId, Turn};
 use abi::{Badge, ErrorCode, MessageInfo, REGISTER_WORDS};
 
@@ -129,11 +129,12 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         self.runnable(t).ok()?;
         let e = self.endpoint(ep).ok()?;
         let r = self.queue_head(Where::Receivers(e))?;
-        (!self.threads[usize::from(r.0)].timed && peer.eligible(r)).then_some(r)
+        peer.eligible(r).then_some(r)
     }
 
     /// REPLY_RECV of `t`, running on `cpu`, on endpoint `ep` with a reply
-    /// of `info`, blocking for ever, when `t` owes a caller, or a VP its
+    /// of `info`, blocking as `block` says (for ever or until a deadline;
+    /// not a poll), when `t` owes a caller, or a VP its
     /// exit's answer, that `eligible` accepts and that would run next on
     /// `cpu`, and the receive would block. A failed transfer ends the
     /// syscall with its error ([`Fast::Ended`]), as the slow path's would.
@@ -143,10 +144,11 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         t: ThreadId,
         ep: EndpointId,
         info: MessageInfo,
+        block: Block,
         cpu: usize,
         peer: &mut impl Handoff,
     ) -> Fast {
-        if info.caps() != 0 || self.runnable(t).is_err() {
+        if info.caps() != 0 || matches!(block, Block::Poll | Block::Expired) || self.runnable(t).is_err() {
             return Fast::Declined;
         }
         let Ok(e) = self.endpoint(ep) else { return Fast::Declined };
@@ -181,6 +183,7 @@ impl<const T: usize, const E: usize, const N: usize> Ipc<T, E, N> {
         // `receive`'s block, with the scheduler's part done by `hand_over`.
         self.threads[usize::from(t.0)].state = ThreadState::BlockedRecv { ep };
         self.queue_insert(Where::Receivers(e), t);
+        self.arm_timeout(t, block);
         Fast::Switched(c)
     }
 }

@@ -11,7 +11,7 @@ use super::transfer::{Xfer, registers, set_registers};
 use super::{CAP_SLOTS, Kernel};
 use abi::{CapSlot, ErrorCode, MessageInfo, ObjectType, Rights, Sysnum};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use kerncore::ipc::{EndpointId, Fast, Handoff, Kind, Message, Transfer};
+use kerncore::ipc::{Block, EndpointId, Fast, Handoff, Kind, Message, Transfer};
 use kerncore::sched::ThreadId;
 
 /// Off with the boot option `ipc=slow`.
@@ -81,17 +81,24 @@ pub fn syscall(k: &mut Kernel, t: ThreadId, cpu: usize) -> Fast {
     let (number, info, timeout) = (Sysnum(frame.rax), MessageInfo::from_bits(frame.rsi), frame.r12);
     if !matches!(number, Sysnum::CALL | Sysnum::REPLY_RECV)
         || info.into_bits() >> RESERVED_INFO_SHIFT != 0
-        || info.tsc_deadline()
         || !k.nothing_due()
     {
         return Fast::Declined;
     }
+    // As `syscall::dispatch`: the deadline flag is the syscall's, never
+    // part of a message.
+    let block = if info.tsc_deadline() {
+        Block::from_tsc_deadline(info.non_blocking(), timeout, crate::arch::cpu::timestamp())
+    } else {
+        Block::from_abi(info.non_blocking(), timeout)
+    };
+    let info = info.with_tsc_deadline(false);
     let Some(slot) = u32::try_from(frame.rdi).ok().map(CapSlot) else { return Fast::Declined };
     let Some(cspace) = k.cspace_of(t) else { return Fast::Declined };
     let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
     let (needed, counter) = match number {
         Sysnum::CALL if info.label() < abi::labels::KERNEL_FIRST => (Rights::new().with_send(true), &TAKEN[0]),
-        Sysnum::REPLY_RECV if !info.non_blocking() && timeout == 0 => (Rights::new().with_receive(true), &TAKEN[1]),
+        Sysnum::REPLY_RECV => (Rights::new().with_receive(true), &TAKEN[1]),
         _ => return Fast::Declined,
     };
     let Ok((_, cap)) = caps.lookup(cspace, slot, ObjectType::ENDPOINT, needed) else { return Fast::Declined };
@@ -105,7 +112,7 @@ pub fn syscall(k: &mut Kernel, t: ThreadId, cpu: usize) -> Fast {
         let msg = Message { badge: abi::Badge(0), info, grant: false };
         let how = if ipc.owes_fault_answer(t) { Move::Kernel(Kind::FaultReply) } else { Move::Registers };
         let mut peer = Peer { xfer: Xfer { threads, tasks, caps, vcpus }, from: t, msg, how };
-        ipc.fast_reply_recv(t, ep, info, cpu, &mut peer)
+        ipc.fast_reply_recv(t, ep, info, block, cpu, &mut peer)
     };
     if fast != Fast::Declined {
         counter.fetch_add(1, Relaxed);

@@ -116,20 +116,20 @@ fn step(ipc: &mut Sys, rng: &mut fastrand::Rng, t: ThreadId, cpu: usize, threads
             if rng.u8(0..8) == 0 {
                 info = info.with_label(REFUSED);
             }
-            let block = if rng.u8(0..6) == 0 { Block::Ticks(2) } else { Block::Forever };
+            let block = match rng.u8(0..8) {
+                0 => Block::Ticks(2),
+                1 => Block::Tsc(rng.u64(0..100)),
+                2 => Block::Poll,
+                _ => Block::Forever,
+            };
             let answering = matches!(ipc.threads[usize::from(t.0)].reply, ReplyRight::Caller { fault: true, .. });
             let mut fast = ipc.clone();
-            let got = match block {
-                Block::Forever => {
-                    fast.fast_reply_recv(t, ep, info, cpu, &mut Peer { answering: answering.then_some(info) })
-                }
-                _ => Fast::Declined,
-            };
+            let got = fast.fast_reply_recv(t, ep, info, block, cpu, &mut Peer { answering: answering.then_some(info) });
             ipc.reply_recv(t, ep, info, block, x).unwrap();
             let got = compare(&fast, ipc, got, cpu);
             taken.count(got, if answering { |t: &mut Taken| &mut t.answers } else { |t: &mut Taken| &mut t.replies });
         }
-        8 => ipc.recv(t, ep, Block::Forever, x).unwrap(),
+        8 => ipc.recv(t, ep, if rng.bool() { Block::Forever } else { Block::Tsc(rng.u64(0..100)) }, x).unwrap(),
         9 => ipc.send(t, ep, Message { badge: Badge(0), info: random_info(rng), grant: false }, x).unwrap(),
         10 => {
             let handler = (rng.u8(0..3) != 0).then_some((ep, Badge(5)));
@@ -149,6 +149,7 @@ fn step(ipc: &mut Sys, rng: &mut fastrand::Rng, t: ThreadId, cpu: usize, threads
     }
     if rng.u8(0..15) == 0 {
         ipc.tick();
+        ipc.expire_deadlines(rng.u64(0..100));
     }
     if rng.u8(0..40) == 0 {
         ipc.set_cpu(threads[rng.usize(0..threads.len())], rng.usize(0..CPUS));
@@ -239,7 +240,7 @@ fn a_declined_fast_path_changes_nothing() {
         }
         let Some(t) = ipc.schedule(cpu) else { continue };
         let before = ipc.clone();
-        if ipc.fast_reply_recv(t, ep, random_info(&mut rng), cpu, &mut Peer { answering: None }) == Fast::Declined {
+        if ipc.fast_reply_recv(t, ep, random_info(&mut rng), Block::Forever, cpu, &mut Peer { answering: None }) == Fast::Declined {
             assert_eq!(before, ipc, "a declined fast reply changed the state");
             declined += 1;
             ipc.recv(t, ep, Block::Forever, &mut Wire).unwrap();
