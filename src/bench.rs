@@ -304,8 +304,10 @@ fn print_figures(runs: &[Vec<Figure>; 2]) {
     }
     println!();
     println!("  For comparison: seL4's published x86-64 IPC fastpath is about 300 cycles one way,");
-    println!("  so about 600 for a call plus its reply. Tessera has no fast path yet: every call and");
-    println!("  reply takes the general syscall path, switches address space, and returns with iretq.");
+    println!("  so about 600 for a call plus its reply. Tessera's fast path (a CALL that finds its");
+    println!("  server waiting, a REPLY_RECV, a VM exit to a waiting VID) is Rust over the full trap");
+    println!("  frame: it skips the general scheduler, not the register save, the address-space and");
+    println!("  RSB-fill of a task switch, or the user-side message handling counted here.");
     println!("  VM exits: TCG counts VMRUN and the whole world switch as a few instructions, so these");
     println!("  figures are the software path of an exit (ring 0, IPC to the VID, the VID's handling),");
     println!("  not the hardware's exit latency. Instructions are not cycles; under TCG they are the");

@@ -1,5 +1,5 @@
 //! The IPC fast path against the general path on real boots (ARCHITECTURE
-//! §3.4): the same systems booted with the fast path (the default) and with
+//! §4.7): the same systems booted with the fast path (the default) and with
 //! `ipc=slow` (every syscall on the general path) must print the same
 //! results, and the fast path must have run in the first and not at all in
 //! the second. The host tests of `kerncore::ipc::fast` compare the two

@@ -1,4 +1,4 @@
-//! Confusing the IPC fast path (ARCHITECTURE §3.4): a server thread of its
+//! Confusing the IPC fast path (ARCHITECTURE §4.7): a server thread of its
 //! own echoes calls, and the task calls it in ways the fast path must
 //! decline or get exactly right: wrong rights, a badged capability (the
 //! reply carries no badge), a kernel label, a message too long for
