@@ -217,6 +217,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
     let me = percpu::index();
     loop {
         if let Some(next) = k.ipc.schedule(me) {
+            crate::trace::run(next);
             if k.vcpu_of(next).is_some() {
                 // Guest mode: run until the VP exits to its handler or the
                 // scheduler wants another thread, then choose again.
@@ -232,6 +233,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
             println!("kernel: every thread is blocked and nothing can wake one (exit=idle)");
             crate::arch::nmi::log_summary();
             report_run_counters();
+            crate::trace::report();
             platform::power_off(ExitStatus::Success);
         }
         k.arm_timer();
