@@ -188,6 +188,11 @@ struct TraceArgs {
     /// Events shown in the timeline.
     #[arg(long, value_name = "N", default_value_t = 40)]
     timeline: usize,
+
+    /// Write the serial console to FILE [default:
+    /// target/tessera/runs/trace-<ms>-<pid>/serial.log].
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -580,6 +585,7 @@ fn main() -> ExitCode {
             icount: !args.no_icount,
             smp: args.smp,
             timeline: args.timeline,
+            serial_log: args.serial_log,
         }),
         Some(Cmd::Fuzz(args)) => tessera::fuzz::run(&tessera::fuzz::Options {
             runs: args.runs,

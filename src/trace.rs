@@ -103,7 +103,7 @@ fn mean(sum: u64, count: u64) -> u64 {
 fn row(out: &mut String, name: &str, cost: &Cost, all: &Cost) {
     let _ = writeln!(
         out,
-        "  {name:<24} {:>9} {:>6.1}% {:>9} {:>14} {:>6.1}% {:>9} {:>10} {:>10}",
+        "  {name:<24} {:>7} {:>6.1}% {:>7} {:>12} {:>6.1}% {:>7} {:>7} {:>7} {:>7} {:>10}",
         cost.count,
         percent(cost.count, all.count),
         cost.forwarded,
@@ -111,6 +111,8 @@ fn row(out: &mut String, name: &str, cost: &Cost, all: &Cost) {
         percent(cost.handled, all.handled),
         mean(cost.handled, cost.count),
         cost.max_handled,
+        mean(cost.sent, cost.forwarded),
+        mean(cost.answered.saturating_sub(cost.sent), cost.forwarded),
         mean(cost.to_entry, cost.count),
     );
 }
@@ -118,8 +120,8 @@ fn row(out: &mut String, name: &str, cost: &Cost, all: &Cost) {
 fn header(out: &mut String, first: &str) {
     let _ = writeln!(
         out,
-        "  {first:<24} {:>9} {:>7} {:>9} {:>14} {:>7} {:>9} {:>10} {:>10}",
-        "exits", "share", "to VID", "cost total", "share", "mean", "max", "to entry"
+        "  {first:<24} {:>7} {:>7} {:>7} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}",
+        "exits", "share", "to VID", "cost total", "share", "mean", "max", "send", "VID", "to entry"
     );
 }
 
@@ -180,7 +182,7 @@ pub fn render(report: &Report, unit: &str, timeline: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "  (cost: exit to re-entry when ring 0 handled it, exit to the VID's reply when forwarded;\n   to entry: exit to the VP's next entry, a halt's idle wait included)"
+        "  (cost: exit to re-entry when ring 0 handled it, exit to the VID's reply when forwarded; of those\n   forwarded, send: exit to the message's send, VID: send to reply, means; to entry: exit to the\n   VP's next entry, a halt's idle wait included)"
     );
     header(&mut out, "reason");
     for (kind, cost) in &reasons {
@@ -243,17 +245,23 @@ pub struct Options {
     pub smp: u32,
     /// Events of the timeline.
     pub timeline: usize,
+    /// Where the serial console goes; `None`: a new run directory.
+    pub serial_log: Option<PathBuf>,
 }
 
 /// Boots, decodes and prints; returns an exit code.
 pub fn run(opts: &Options) -> i32 {
-    let serial_log = match workdir::new_run_dir("trace") {
-        Ok(dir) => dir.join("serial.log"),
-        Err(e) => {
-            ui::error(format!("cannot create a run directory: {e}"));
-            return crate::EXIT_RUNNER_ERROR;
-        }
-    };
+    let serial_log =
+        match opts.serial_log.clone().map_or_else(|| workdir::new_run_dir("trace").map(|d| d.join("serial.log")), Ok) {
+            Ok(path) => path,
+            Err(e) => {
+                ui::error(format!("cannot create a run directory: {e}"));
+                return crate::EXIT_RUNNER_ERROR;
+            }
+        };
+    if let Some(parent) = serial_log.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
     let qemu_args: Vec<String> = if opts.icount { ICOUNT.iter().map(|a| a.to_string()).collect() } else { Vec::new() };
     let booted = match &opts.manifest {
         Some(manifest) => boot_manifest(manifest, opts, &serial_log, qemu_args),
@@ -362,7 +370,10 @@ mod tests {
         let reasons = by_reason(&report);
         // io-out: 300 (forwarded, to the reply) + 50; host-interrupt: 100.
         assert_eq!(reasons[0].0, ExitKind::IoOut);
-        assert_eq!(reasons[0].1, Cost { count: 2, forwarded: 1, handled: 350, to_entry: 450, max_handled: 300 });
+        assert_eq!(
+            reasons[0].1,
+            Cost { count: 2, forwarded: 1, handled: 350, to_entry: 450, max_handled: 300, sent: 10, answered: 300 }
+        );
         assert_eq!(reasons[1].0, ExitKind::HostInterrupt);
         assert!(report.records.windows(2).all(|w| w[0].tsc <= w[1].tsc), "merged in time order");
         let text = render(&report, "TSC cycles", 5);

@@ -14,9 +14,12 @@ use core::fmt;
 
 /// Events kept per CPU; older ones are overwritten (and counted as lost).
 pub const RING_RECORDS: usize = 128;
-/// Distinct (reason, detail) pairs counted one by one; the rest of a
-/// reason is counted under [`OTHER_DETAIL`].
-pub const DETAIL_SLOTS: usize = 96;
+/// Distinct (reason, detail) pairs counted one by one (a hash table); a
+/// pair that finds no slot within [`DETAIL_PROBES`] is counted under
+/// [`OTHER_DETAIL`].
+pub const DETAIL_SLOTS: usize = 1024;
+const _: () = assert!(DETAIL_SLOTS.is_power_of_two());
+pub const DETAIL_PROBES: usize = 16;
 /// The detail of the pairs that found no slot.
 pub const OTHER_DETAIL: u64 = u64::MAX;
 /// Partitions and VP objects the aggregates and open exits cover.
@@ -150,17 +153,28 @@ pub struct Cost {
     pub to_entry: u64,
     /// The longest `handled`.
     pub max_handled: u64,
+    /// Of the forwarded ones: exit to the message's send (ring 0's part
+    /// before the handler), and exit to the handler's reply.
+    pub sent: u64,
+    pub answered: u64,
 }
 
 impl Cost {
-    const ZERO: Cost = Cost { count: 0, forwarded: 0, handled: 0, to_entry: 0, max_handled: 0 };
+    const ZERO: Cost = Cost { count: 0, forwarded: 0, handled: 0, to_entry: 0, max_handled: 0, sent: 0, answered: 0 };
 
-    fn add(&mut self, forwarded: bool, handled: u64, to_entry: u64) {
+    /// One exit: `sent` and `replied` after it if it was forwarded and
+    /// answered, its next entry `to_entry` after it.
+    fn add(&mut self, sent: Option<u64>, replied: Option<u64>, to_entry: u64) {
+        let handled = replied.unwrap_or(to_entry);
         self.count += 1;
-        self.forwarded += u64::from(forwarded);
         self.handled += handled;
         self.to_entry += to_entry;
         self.max_handled = self.max_handled.max(handled);
+        if let Some(sent) = sent {
+            self.forwarded += 1;
+            self.sent += sent;
+            self.answered += handled;
+        }
     }
 
     /// Sums `other` into this.
@@ -170,6 +184,8 @@ impl Cost {
         self.handled += other.handled;
         self.to_entry += other.to_entry;
         self.max_handled = self.max_handled.max(other.max_handled);
+        self.sent += other.sent;
+        self.answered += other.answered;
     }
 }
 
@@ -181,7 +197,8 @@ struct Open {
     vp: u8,
     kind: ExitKind,
     detail: u64,
-    forwarded: bool,
+    /// After the exit: its send to the handler, and the handler's reply.
+    sent: Option<u64>,
     replied: Option<u64>,
 }
 
@@ -192,8 +209,7 @@ pub struct Tracer<const CPUS: usize> {
     current: [Option<u16>; CPUS],
     open: [Option<Open>; VPS],
     by_reason: [[Cost; EXIT_KINDS]; PARTITIONS],
-    details: [(ExitKind, u64, Cost); DETAIL_SLOTS],
-    details_used: usize,
+    details: [Option<(ExitKind, u64, Cost)>; DETAIL_SLOTS],
     /// Per reason: the pairs that found no slot.
     other_details: [Cost; EXIT_KINDS],
     syscalls: [u64; SYSCALLS],
@@ -213,8 +229,7 @@ impl<const CPUS: usize> Tracer<CPUS> {
             current: [None; CPUS],
             open: [None; VPS],
             by_reason: [[Cost::ZERO; EXIT_KINDS]; PARTITIONS],
-            details: [(ExitKind::Other, 0, Cost::ZERO); DETAIL_SLOTS],
-            details_used: 0,
+            details: [None; DETAIL_SLOTS],
             other_details: [Cost::ZERO; EXIT_KINDS],
             syscalls: [0; SYSCALLS],
             switches: [0; CPUS],
@@ -241,7 +256,7 @@ impl<const CPUS: usize> Tracer<CPUS> {
         detail: u64,
     ) {
         if let Some(open) = self.open.get_mut(v) {
-            *open = Some(Open { at: tsc, partition, vp, kind, detail, forwarded: false, replied: None });
+            *open = Some(Open { at: tsc, partition, vp, kind, detail, sent: None, replied: None });
         }
         self.push(cpu, tsc, thread, Event::Exit { partition, vp, kind, detail });
     }
@@ -249,7 +264,7 @@ impl<const CPUS: usize> Tracer<CPUS> {
     /// VP object `v`'s exit went to its handler (thread `thread`'s own).
     pub fn forward(&mut self, cpu: usize, tsc: u64, v: usize, thread: u16) {
         let Some(open) = self.open.get_mut(v).and_then(Option::as_mut) else { return };
-        open.forwarded = true;
+        open.sent = Some(tsc.saturating_sub(open.at));
         let (partition, vp) = (open.partition, open.vp);
         self.push(cpu, tsc, thread, Event::Forward { partition, vp });
     }
@@ -266,26 +281,27 @@ impl<const CPUS: usize> Tracer<CPUS> {
     pub fn entry(&mut self, cpu: usize, tsc: u64, v: usize, thread: u16, partition: u8, vp: u8) {
         if let Some(open) = self.open.get_mut(v).and_then(Option::take) {
             let to_entry = tsc.saturating_sub(open.at);
-            let handled = open.replied.unwrap_or(to_entry);
             if let Some(cost) = self.by_reason.get_mut(usize::from(open.partition)) {
-                cost[open.kind.index()].add(open.forwarded, handled, to_entry);
+                cost[open.kind.index()].add(open.sent, open.replied, to_entry);
             }
-            self.detail(open.kind, open.detail).add(open.forwarded, handled, to_entry);
+            self.detail(open.kind, open.detail).add(open.sent, open.replied, to_entry);
         }
         self.push(cpu, tsc, thread, Event::Entry { partition, vp });
     }
 
     fn detail(&mut self, kind: ExitKind, detail: u64) -> &mut Cost {
-        let used = self.details_used;
-        if let Some(i) = self.details[..used].iter().position(|(k, d, _)| *k == kind && *d == detail) {
-            return &mut self.details[i].2;
+        // Fibonacci hashing: the top bits of the product depend on every
+        // bit of the pair (a slot still compares both).
+        let key = detail ^ kind as u64;
+        let home = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (u64::BITS - DETAIL_SLOTS.trailing_zeros())) as usize;
+        let found = (0..DETAIL_PROBES).map(|i| (home + i) % DETAIL_SLOTS).find(|&i| match self.details[i] {
+            None => true,
+            Some((k, d, _)) => k == kind && d == detail,
+        });
+        match found {
+            Some(i) => &mut self.details[i].get_or_insert((kind, detail, Cost::ZERO)).2,
+            None => &mut self.other_details[kind.index()],
         }
-        if used < DETAIL_SLOTS {
-            self.details[used] = (kind, detail, Cost::ZERO);
-            self.details_used += 1;
-            return &mut self.details[used].2;
-        }
-        &mut self.other_details[kind.index()]
     }
 
     pub fn syscall(&mut self, cpu: usize, tsc: u64, thread: u16, number: u64, label: u32) {
@@ -316,8 +332,7 @@ impl<const CPUS: usize> Tracer<CPUS> {
                 cost: costs[kind.index()],
             })
         });
-        let details =
-            self.details[..self.details_used].iter().map(|&(kind, detail, cost)| Line::Detail { kind, detail, cost });
+        let details = self.details.iter().flatten().map(|&(kind, detail, cost)| Line::Detail { kind, detail, cost });
         let others = ExitKind::ALL
             .iter()
             .filter(|k| self.other_details[k.index()].count > 0)
@@ -382,8 +397,8 @@ impl fmt::Display for Costed<'_> {
         let c = self.0;
         write!(
             f,
-            "n={} fwd={} handled={} to_entry={} max={}",
-            c.count, c.forwarded, c.handled, c.to_entry, c.max_handled
+            "n={} fwd={} handled={} to_entry={} max={} sent={} answered={}",
+            c.count, c.forwarded, c.handled, c.to_entry, c.max_handled, c.sent, c.answered
         )
     }
 }
@@ -447,6 +462,8 @@ impl Words<'_> {
             handled: self.num("handled")?,
             to_entry: self.num("to_entry")?,
             max_handled: self.num("max")?,
+            sent: self.num("sent")?,
+            answered: self.num("answered")?,
         })
     }
 }
@@ -512,11 +529,11 @@ mod tests {
         t.entry(1, 1400, 4, 10, 2, 0);
         assert_eq!(
             t.by_reason[1][ExitKind::HostInterrupt.index()],
-            Cost { count: 1, forwarded: 0, handled: 50, to_entry: 50, max_handled: 50 }
+            Cost { count: 1, forwarded: 0, handled: 50, to_entry: 50, max_handled: 50, sent: 0, answered: 0 }
         );
         assert_eq!(
             t.by_reason[1][ExitKind::IoOut.index()],
-            Cost { count: 1, forwarded: 1, handled: 100, to_entry: 300, max_handled: 100 }
+            Cost { count: 1, forwarded: 1, handled: 100, to_entry: 300, max_handled: 100, sent: 10, answered: 100 }
         );
         assert!(t.by_reason[2].iter().all(|c| c.count == 0));
         let lines: Vec<Line> = t.report(1_000_000).collect();
@@ -524,7 +541,15 @@ mod tests {
         assert!(lines.contains(&Line::Detail {
             kind: ExitKind::IoOut,
             detail: 0x3f8,
-            cost: Cost { count: 1, forwarded: 1, handled: 100, to_entry: 300, max_handled: 100 }
+            cost: Cost {
+                count: 1,
+                forwarded: 1,
+                handled: 100,
+                to_entry: 300,
+                max_handled: 100,
+                sent: 10,
+                answered: 100
+            }
         }));
         assert_eq!(lines.last(), Some(&Line::End { lost: 0 }));
         let events = lines.iter().filter(|l| matches!(l, Line::Record(_))).count();
@@ -552,7 +577,10 @@ mod tests {
             assert_eq!(Line::parse(&std::format!("[12.5] {text}\r")), Some(*line), "{text}");
         }
         assert_eq!(Line::parse("kernel: trace: nonsense"), None);
-        assert_eq!(Line::parse("trace: reason p=0 kind=warp n=1 fwd=0 handled=1 to_entry=1 max=1"), None);
+        assert_eq!(
+            Line::parse("trace: reason p=0 kind=warp n=1 fwd=0 handled=1 to_entry=1 max=1 sent=0 answered=0"),
+            None
+        );
         assert_eq!(Line::parse("no trace here"), None);
     }
 
@@ -572,13 +600,22 @@ mod tests {
     #[test]
     fn details_past_the_slots_are_counted_together() {
         let mut t = Tracer::<1>::new();
-        for port in 0..(DETAIL_SLOTS as u64 + 3) {
-            t.exit(0, 0, 0, 1, 0, 0, ExitKind::IoIn, port);
+        let pairs = DETAIL_SLOTS as u64 + 3;
+        for page in 0..pairs {
+            t.exit(0, 0, 0, 1, 0, 0, ExitKind::GpaUnmapped, page << 12);
             t.entry(0, 10, 0, 1, 0, 0);
         }
-        assert_eq!(t.details_used, DETAIL_SLOTS);
-        assert_eq!(t.other_details[ExitKind::IoIn.index()].count, 3);
-        assert_eq!(t.by_reason[0][ExitKind::IoIn.index()].count, DETAIL_SLOTS as u64 + 3);
+        let kept = t.details.iter().flatten().count() as u64;
+        assert!(kept > DETAIL_SLOTS as u64 * 3 / 4, "{kept} of {DETAIL_SLOTS} slots used");
+        assert_eq!(t.other_details[ExitKind::GpaUnmapped.index()].count, pairs - kept);
+        let counted: u64 = t.details.iter().flatten().map(|(_, _, c)| c.count).sum();
+        assert_eq!(counted, kept, "one exit each");
+        assert_eq!(t.by_reason[0][ExitKind::GpaUnmapped.index()].count, pairs);
+        // A pair seen before still finds its slot.
+        t.exit(0, 0, 0, 1, 0, 0, ExitKind::GpaUnmapped, 0);
+        t.entry(0, 10, 0, 1, 0, 0);
+        let first = t.details.iter().flatten().find(|(_, d, _)| *d == 0).map(|(_, _, c)| c.count);
+        assert_eq!(first, Some(2));
         // Out-of-range indices (a VP object or CPU past the tables) are ignored.
         t.exit(5, 0, VPS, 1, 0, 0, ExitKind::Hlt, 0);
         t.entry(5, 1, VPS, 1, 0, 0);
