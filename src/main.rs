@@ -193,6 +193,11 @@ struct TraceArgs {
     /// target/tessera/runs/trace-<ms>-<pid>/serial.log].
     #[arg(long, value_name = "FILE")]
     serial_log: Option<PathBuf>,
+
+    /// Boot nothing: decode the report in this serial log (of a boot with
+    /// `--cmdline trace=on` that ended by itself, say).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["manifest", "serial_log"])]
+    decode: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -586,6 +591,7 @@ fn main() -> ExitCode {
             smp: args.smp,
             timeline: args.timeline,
             serial_log: args.serial_log,
+            decode: args.decode,
         }),
         Some(Cmd::Fuzz(args)) => tessera::fuzz::run(&tessera::fuzz::Options {
             runs: args.runs,

@@ -103,7 +103,7 @@ fn mean(sum: u64, count: u64) -> u64 {
 fn row(out: &mut String, name: &str, cost: &Cost, all: &Cost) {
     let _ = writeln!(
         out,
-        "  {name:<24} {:>7} {:>6.1}% {:>7} {:>12} {:>6.1}% {:>7} {:>7} {:>7} {:>7} {:>10}",
+        "  {name:<30} {:>7} {:>6.1}% {:>7} {:>12} {:>6.1}% {:>7} {:>7} {:>7} {:>7} {:>10}",
         cost.count,
         percent(cost.count, all.count),
         cost.forwarded,
@@ -120,7 +120,7 @@ fn row(out: &mut String, name: &str, cost: &Cost, all: &Cost) {
 fn header(out: &mut String, first: &str) {
     let _ = writeln!(
         out,
-        "  {first:<24} {:>7} {:>7} {:>7} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}",
+        "  {first:<30} {:>7} {:>7} {:>7} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}",
         "exits", "share", "to VID", "cost total", "share", "mean", "max", "send", "VID", "to entry"
     );
 }
@@ -247,10 +247,16 @@ pub struct Options {
     pub timeline: usize,
     /// Where the serial console goes; `None`: a new run directory.
     pub serial_log: Option<PathBuf>,
+    /// Boot nothing: decode the report in this serial log.
+    pub decode: Option<PathBuf>,
 }
 
 /// Boots, decodes and prints; returns an exit code.
 pub fn run(opts: &Options) -> i32 {
+    if let Some(log) = &opts.decode {
+        // A log of another run says nothing of -icount: the unit is the TSC's.
+        return print_report(log, "TSC ticks (instructions if the run was under -icount)", opts.timeline);
+    }
     let serial_log =
         match opts.serial_log.clone().map_or_else(|| workdir::new_run_dir("trace").map(|d| d.join("serial.log")), Ok) {
             Ok(path) => path,
@@ -271,14 +277,25 @@ pub fn run(opts: &Options) -> i32 {
         ui::error(message);
         return code;
     }
-    let serial = std::fs::read(&serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let unit = if opts.icount { "guest instructions (QEMU -icount shift=0)" } else { "TSC cycles" };
+    print_report(&serial_log, unit, opts.timeline)
+}
+
+/// Decodes the report in `serial_log` and prints it; returns an exit code.
+fn print_report(serial_log: &Path, unit: &str, timeline: usize) -> i32 {
+    let serial = match std::fs::read(serial_log) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            ui::error(format!("cannot read {}: {e}", serial_log.display()));
+            return crate::EXIT_RUNNER_ERROR;
+        }
+    };
     let Some(report) = parse(&serial) else {
         ui::error(format!("no complete trace report in {}", serial_log.display()));
         return crate::EXIT_NO_MARKER;
     };
-    let unit = if opts.icount { "guest instructions (QEMU -icount shift=0)" } else { "TSC cycles" };
     println!();
-    print!("{}", render(&report, unit, opts.timeline));
+    print!("{}", render(&report, unit, timeline));
     ui::note(format!("serial log with the raw report (`trace:` lines): {}", serial_log.display()));
     0
 }
