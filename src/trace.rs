@@ -200,7 +200,7 @@ pub fn render(report: &Report, unit: &str, timeline: usize) -> String {
     for (p, costs) in &partitions {
         let sum = total(costs.iter().map(|(_, c)| *c));
         let mut top: Vec<&(ExitKind, Cost)> = costs.iter().collect();
-        top.sort_by(|a, b| b.1.handled.cmp(&a.1.handled));
+        top.sort_by_key(|c| std::cmp::Reverse(c.1.handled));
         row(&mut out, &format!("partition {p}"), &sum, &all);
         let names: Vec<String> =
             top.iter().take(3).map(|(k, c)| format!("{} {:.0}%", k.name(), percent(c.handled, sum.handled))).collect();
@@ -208,7 +208,7 @@ pub fn render(report: &Report, unit: &str, timeline: usize) -> String {
     }
 
     let mut details = report.details.clone();
-    details.sort_by(|a, b| b.2.handled.cmp(&a.2.handled));
+    details.sort_by_key(|d| std::cmp::Reverse(d.2.handled));
     let _ = writeln!(out, "\nCostliest exits by reason and detail (top 15 of {})", details.len());
     header(&mut out, "reason and detail");
     for (kind, detail, cost) in details.iter().take(15) {
