@@ -185,6 +185,11 @@ struct TraceArgs {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     smp: u32,
 
+    /// Virtual processors of the Linux guest (VP i on CPU i mod --smp).
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "manifest",
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_VCPUS)))]
+    vcpus: u8,
+
     /// Events shown in the timeline.
     #[arg(long, value_name = "N", default_value_t = 40)]
     timeline: usize,
@@ -589,6 +594,7 @@ fn main() -> ExitCode {
             timeout: Duration::from_secs(args.timeout),
             icount: !args.no_icount,
             smp: args.smp,
+            vcpus: args.vcpus,
             timeline: args.timeline,
             serial_log: args.serial_log,
             decode: args.decode,

@@ -182,7 +182,7 @@ pub fn render(report: &Report, unit: &str, timeline: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "  (cost: exit to re-entry when ring 0 handled it, exit to the VID's reply when forwarded; of those\n   forwarded, send: exit to the message's send, VID: send to reply, means; to entry: exit to the\n   VP's next entry, a halt's idle wait included)"
+        "  (cost: exit to re-entry when ring 0 handled it (or to where it let the VP wait for another thread),\n   exit to the VID's reply when forwarded; of those forwarded, send: exit to the message's send, VID:\n   send to reply, means; to entry: exit to the VP's next entry, a halt's idle wait included)"
     );
     header(&mut out, "reason");
     for (kind, cost) in &reasons {
@@ -243,6 +243,8 @@ pub struct Options {
     /// Under `-icount shift=0` (costs in guest instructions).
     pub icount: bool,
     pub smp: u32,
+    /// The Linux guest's VPs.
+    pub vcpus: u8,
     /// Events of the timeline.
     pub timeline: usize,
     /// Where the serial console goes; `None`: a new run directory.
@@ -305,7 +307,7 @@ fn boot_linux(opts: &Options, serial_log: &Path, qemu_args: Vec<String>) -> Resu
     let run = linux::RunOptions { timeout: opts.timeout, echo: false, serial_log: serial_log.to_path_buf() };
     let tessera = linux::TesseraOptions {
         emulator: Emulator::Qemu,
-        vcpus: 1,
+        vcpus: opts.vcpus,
         smp: opts.smp,
         reboot: false,
         cmdline: TRACE_ON.into(),

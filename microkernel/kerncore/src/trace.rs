@@ -162,10 +162,12 @@ pub struct Cost {
 impl Cost {
     const ZERO: Cost = Cost { count: 0, forwarded: 0, handled: 0, to_entry: 0, max_handled: 0, sent: 0, answered: 0 };
 
-    /// One exit: `sent` and `replied` after it if it was forwarded and
-    /// answered, its next entry `to_entry` after it.
-    fn add(&mut self, sent: Option<u64>, replied: Option<u64>, to_entry: u64) {
-        let handled = replied.unwrap_or(to_entry);
+    /// One exit: `sent` after it if it was forwarded, `ready` after it if
+    /// the VP could run again before its next entry (the handler's reply,
+    /// or ring 0 leaving it for another thread), its next entry `to_entry`
+    /// after it.
+    fn add(&mut self, sent: Option<u64>, ready: Option<u64>, to_entry: u64) {
+        let handled = ready.unwrap_or(to_entry);
         self.count += 1;
         self.handled += handled;
         self.to_entry += to_entry;
@@ -197,9 +199,10 @@ struct Open {
     vp: u8,
     kind: ExitKind,
     detail: u64,
-    /// After the exit: its send to the handler, and the handler's reply.
+    /// After the exit: its send to the handler, and when the VP could run
+    /// again (the handler's reply, or ring 0 leaving it for another thread).
     sent: Option<u64>,
-    replied: Option<u64>,
+    ready: Option<u64>,
 }
 
 /// Everything the trace keeps. `CPUS` rings, one per CPU.
@@ -256,7 +259,7 @@ impl<const CPUS: usize> Tracer<CPUS> {
         detail: u64,
     ) {
         if let Some(open) = self.open.get_mut(v) {
-            *open = Some(Open { at: tsc, partition, vp, kind, detail, sent: None, replied: None });
+            *open = Some(Open { at: tsc, partition, vp, kind, detail, sent: None, ready: None });
         }
         self.push(cpu, tsc, thread, Event::Exit { partition, vp, kind, detail });
     }
@@ -272,9 +275,17 @@ impl<const CPUS: usize> Tracer<CPUS> {
     /// The handler, thread `thread`, answered VP object `v`'s exit.
     pub fn reply(&mut self, cpu: usize, tsc: u64, v: usize, thread: u16) {
         let Some(open) = self.open.get_mut(v).and_then(Option::as_mut) else { return };
-        open.replied = Some(tsc.saturating_sub(open.at));
+        open.ready = Some(tsc.saturating_sub(open.at));
         let (partition, vp) = (open.partition, open.vp);
         self.push(cpu, tsc, thread, Event::Reply { partition, vp });
+    }
+
+    /// Ring 0 is done with VP object `v`'s exit but runs another thread
+    /// (or the exit was dropped): the exit's cost ends here.
+    pub fn leave(&mut self, tsc: u64, v: usize) {
+        if let Some(open) = self.open.get_mut(v).and_then(Option::as_mut).filter(|o| o.ready.is_none()) {
+            open.ready = Some(tsc.saturating_sub(open.at));
+        }
     }
 
     /// VP object `v` enters guest mode: its open exit is closed and counted.
@@ -282,9 +293,9 @@ impl<const CPUS: usize> Tracer<CPUS> {
         if let Some(open) = self.open.get_mut(v).and_then(Option::take) {
             let to_entry = tsc.saturating_sub(open.at);
             if let Some(cost) = self.by_reason.get_mut(usize::from(open.partition)) {
-                cost[open.kind.index()].add(open.sent, open.replied, to_entry);
+                cost[open.kind.index()].add(open.sent, open.ready, to_entry);
             }
-            self.detail(open.kind, open.detail).add(open.sent, open.replied, to_entry);
+            self.detail(open.kind, open.detail).add(open.sent, open.ready, to_entry);
         }
         self.push(cpu, tsc, thread, Event::Entry { partition, vp });
     }
@@ -525,11 +536,16 @@ mod tests {
         t.forward(0, 1010, 3, 9);
         t.reply(1, 1100, 3, 4);
         t.entry(0, 1300, 3, 9, 1, 0);
+        // One ring 0 handled, but another thread ran before the VP: its
+        // cost ends where ring 0 let it go.
+        t.exit(0, 2000, 3, 9, 1, 0, ExitKind::HostInterrupt, 0);
+        t.leave(2040, 3);
+        t.entry(0, 9000, 3, 9, 1, 0);
         // An entry without an exit (the first) counts nothing.
         t.entry(1, 1400, 4, 10, 2, 0);
         assert_eq!(
             t.by_reason[1][ExitKind::HostInterrupt.index()],
-            Cost { count: 1, forwarded: 0, handled: 50, to_entry: 50, max_handled: 50, sent: 0, answered: 0 }
+            Cost { count: 2, forwarded: 0, handled: 90, to_entry: 7050, max_handled: 50, sent: 0, answered: 0 }
         );
         assert_eq!(
             t.by_reason[1][ExitKind::IoOut.index()],
@@ -553,7 +569,7 @@ mod tests {
         }));
         assert_eq!(lines.last(), Some(&Line::End { lost: 0 }));
         let events = lines.iter().filter(|l| matches!(l, Line::Record(_))).count();
-        assert_eq!(events, 7);
+        assert_eq!(events, 9, "leaving records nothing");
     }
 
     #[test]

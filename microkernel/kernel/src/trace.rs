@@ -53,6 +53,15 @@ pub fn vm_reply(v: u32, replier: ThreadId) {
     }
 }
 
+/// Ring 0 is done with the exit of the VP of slot `v`, which does not run
+/// on now (another thread runs, or the exit was dropped).
+#[inline(always)]
+pub fn vm_leave(v: u32) {
+    if on() {
+        TRACE.lock().leave(crate::arch::cpu::timestamp(), v as usize);
+    }
+}
+
 /// The VP of slot `v` (VP `vp` of `partition`), thread `t`, enters guest
 /// mode at `at`.
 #[inline(always)]

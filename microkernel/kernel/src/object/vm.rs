@@ -1073,6 +1073,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             }
         }
         if !same || !current {
+            crate::trace::vm_leave(v);
             return;
         }
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
@@ -1088,6 +1089,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         match outcome {
             Outcome::Host => {
                 if k.ipc.schedule(me) != Some(t) {
+                    crate::trace::vm_leave(v);
                     return;
                 }
                 // Back into the same guest: time ring 0's part of the exit.
