@@ -5,6 +5,7 @@
 
 use crate::arch::smp::MAX_CPUS;
 use crate::arch::vm::{self as hw, CrAccess, ExitReason};
+use crate::object::Kernel;
 use crate::object::vm::Vcpu;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kerncore::intercept::IoDirection;
@@ -72,11 +73,14 @@ pub fn vm_entry(at: u64, v: u32, t: ThreadId, partition: Option<u32>, vp: u32) {
     }
 }
 
-/// Thread `t` made syscall `number` with a message labelled `label`.
+/// Thread `t` made the syscall in its frame (before the fast path or the
+/// general one takes it): its number and its message's label.
 #[inline(always)]
-pub fn syscall(t: ThreadId, number: u64, label: u32) {
+pub fn syscall(k: &Kernel, t: ThreadId) {
     if on() {
-        TRACE.lock().syscall(cpu(), crate::arch::cpu::timestamp(), t.0, number, label);
+        let frame = &k.threads[usize::from(t.0)].context;
+        let label = abi::MessageInfo::from_bits(frame.rsi).label();
+        TRACE.lock().syscall(cpu(), crate::arch::cpu::timestamp(), t.0, frame.rax, label);
     }
 }
 

@@ -39,7 +39,6 @@ fn rights(f: impl FnOnce(Rights) -> Rights) -> Rights {
 /// Handles the syscall the current thread `t` made.
 pub fn handle(k: &mut Kernel, t: ThreadId) {
     let req = decode(k, t);
-    crate::trace::syscall(t, req.number.0, req.info.label());
     let result = dispatch(k, t, &req);
     if let Err(error) = result {
         k.ipc.complete(t, SyscallResult::error(error));
