@@ -371,6 +371,8 @@ fn linux_boots(dir: &Path, progress: &mut Progress, boots: u64) -> Result<(linux
         vcpus: 1,
         smp: Emulator::Qemu.default_smp(),
         reboot: false,
+        cmdline: String::new(),
+        qemu_args: Vec::new(),
         run: run("linux-tessera.log"),
     };
     let tessera = linux::tessera(&guest, &opts).map_err(|e| failed("Tessera boot", e))?;

@@ -26,6 +26,7 @@ pub mod run;
 pub mod soak;
 pub mod suite;
 pub mod toolchain;
+pub mod trace;
 pub mod ui;
 pub mod workdir;
 

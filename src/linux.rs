@@ -567,6 +567,10 @@ pub struct TesseraOptions {
     /// Reboot once ([`REBOOT`]) before powering off; the second boot's
     /// shell must answer [`COMMAND`] too.
     pub reboot: bool,
+    /// Extra kernel options (e.g. `trace=on`), space separated.
+    pub cmdline: String,
+    /// Extra arguments for QEMU (e.g. `-icount shift=0`).
+    pub qemu_args: Vec<String>,
     pub run: RunOptions,
 }
 
@@ -692,9 +696,9 @@ pub fn tessera(guest: &Guest, opts: &TesseraOptions) -> Result<Run, DirectError>
         smp: opts.smp,
         smp_threads: 1,
         memory_mib: images::machine_mib(ram),
-        cmdline: String::new(),
+        cmdline: opts.cmdline.clone(),
         serial_log: Some(opts.run.serial_log.clone()),
-        qemu_args: Vec::new(),
+        qemu_args: opts.qemu_args.clone(),
         bochs_cpu: None,
         gdb: None,
         reboots: 0,

@@ -151,6 +151,58 @@ enum Cmd {
     /// guest's liveness, the test kernel's rounds, ring-0 faults, and a
     /// verdict. Exit status 0 if it passed, 1 if not (docs/RELIABILITY.md).
     Soak(SoakArgs),
+    /// Boot with the kernel's trace on (`trace=on`) and print what it
+    /// recorded: VM exits per reason and per partition (count, cost, share),
+    /// the costliest reasons and details (port, MSR, hypercall code, ...),
+    /// syscalls, context switches and a timeline of the last events.
+    ///
+    /// Without --manifest it boots Linux under Tessera as `linux tessera`
+    /// does, to the shell's answer and the power-off, under QEMU's
+    /// `-icount shift=0` (costs in guest instructions) unless --no-icount.
+    /// The kernel prints its report when the system ends (`exit=idle`).
+    /// Exit status: 0, or as for `linux tessera` and a boot; 125 if the
+    /// serial log holds no complete report.
+    Trace(TraceArgs),
+}
+
+#[derive(Args, Debug)]
+struct TraceArgs {
+    /// Trace this system instead of the Linux boot; it must end by itself
+    /// (every thread blocked: `exit=idle`).
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+
+    /// Give up (and kill the emulator) after SECONDS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+
+    /// Run QEMU without -icount: faster, costs in TSC cycles of the
+    /// emulated machine, which vary from run to run.
+    #[arg(long)]
+    no_icount: bool,
+
+    /// CPUs of the emulated machine.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    smp: u32,
+
+    /// Virtual processors of the Linux guest (VP i on CPU i mod --smp).
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "manifest",
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_VCPUS)))]
+    vcpus: u8,
+
+    /// Events shown in the timeline.
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    timeline: usize,
+
+    /// Write the serial console to FILE [default:
+    /// target/tessera/runs/trace-<ms>-<pid>/serial.log].
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
+
+    /// Boot nothing: decode the report in this serial log (of a boot with
+    /// `--cmdline trace=on` that ended by itself, say).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["manifest", "serial_log"])]
+    decode: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -537,6 +589,16 @@ fn main() -> ExitCode {
             }
         },
         Some(Cmd::Soak(args)) => run_soak(args),
+        Some(Cmd::Trace(args)) => tessera::trace::run(&tessera::trace::Options {
+            manifest: args.manifest,
+            timeout: Duration::from_secs(args.timeout),
+            icount: !args.no_icount,
+            smp: args.smp,
+            vcpus: args.vcpus,
+            timeline: args.timeline,
+            serial_log: args.serial_log,
+            decode: args.decode,
+        }),
         Some(Cmd::Fuzz(args)) => tessera::fuzz::run(&tessera::fuzz::Options {
             runs: args.runs,
             targets: args.targets,
@@ -776,7 +838,15 @@ fn run_linux(args: LinuxArgs) -> i32 {
                 args.vcpus,
                 if args.vcpus == 1 { "" } else { "s" }
             );
-            let opts = linux::TesseraOptions { emulator, vcpus: args.vcpus, smp, reboot: args.reboot, run };
+            let opts = linux::TesseraOptions {
+                emulator,
+                vcpus: args.vcpus,
+                smp,
+                reboot: args.reboot,
+                cmdline: String::new(),
+                qemu_args: Vec::new(),
+                run,
+            };
             (what, linux::tessera(&guest, &opts))
         }
     };

@@ -46,6 +46,9 @@ pub struct BootOptions {
     /// `ipc=slow`: every syscall takes the general path, none the IPC fast
     /// path (to compare the two on the same system).
     pub slow_ipc: bool,
+    /// `trace=on`: record VM exits, syscalls and context switches and
+    /// print them when the system ends (`crate::trace`).
+    pub trace: bool,
 }
 
 /// A word of the command line the kernel did not understand.
@@ -73,6 +76,8 @@ impl BootOptions {
                 ("timer", "tsc-deadline") => options.timer_one_shot = false,
                 ("ipc", "slow") => options.slow_ipc = true,
                 ("ipc", "fast") => options.slow_ipc = false,
+                ("trace", "on") => options.trace = true,
+                ("trace", "off") => options.trace = false,
                 ("cpus", n) if n.parse::<u32>().is_ok_and(|n| n >= 1) => options.max_cpus = n.parse().ok(),
                 _ => {
                     let _ = unknown.push(UnknownOption(word));
@@ -99,6 +104,8 @@ mod tests {
         assert!(o.nmi_test && o.exit_when_idle && o.fault_test.is_none() && unknown.is_empty());
         assert!(BootOptions::parse("timer=one-shot").0.timer_one_shot);
         assert!(!BootOptions::parse("timer=one-shot timer=tsc-deadline").0.timer_one_shot);
+        assert!(BootOptions::parse("trace=on exit=idle").0.trace);
+        assert!(!BootOptions::parse("trace=on trace=off").0.trace);
     }
 
     #[test]

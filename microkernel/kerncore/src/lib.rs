@@ -48,6 +48,7 @@ pub mod speculation;
 pub mod svm;
 pub mod tags;
 pub mod timer;
+pub mod trace;
 pub mod virt;
 pub mod vmx;
 pub mod xstate;

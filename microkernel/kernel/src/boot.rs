@@ -172,6 +172,7 @@ fn main(info: &'static BootInfo) -> ! {
     crate::trap::set_exit_when_idle(options.exit_when_idle);
     crate::object::vm::set_bench(options.bench);
     crate::object::fastpath::set_enabled(!options.slow_ipc);
+    crate::trace::set(options.trace);
     entry::init();
     let mut kernel = crate::trap::lock();
     if let Err(e) = crate::roottask::start(&mut kernel, info) {

@@ -27,6 +27,8 @@ mod object;
 #[cfg(target_os = "none")]
 mod roottask;
 #[cfg(target_os = "none")]
+mod trace;
+#[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
 mod vmlog;

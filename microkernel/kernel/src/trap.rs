@@ -122,6 +122,7 @@ pub fn from_user(vector: u64) -> UserContext {
     match (vector, mine) {
         (SYSCALL_VECTOR, Some(t)) => {
             crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::Syscall);
+            crate::trace::syscall(k, t);
             match crate::object::fastpath::syscall(k, t, percpu::index()) {
                 Fast::Declined => {}
                 fast => {
@@ -218,6 +219,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
     loop {
         if let Some(next) = k.ipc.schedule(me) {
             if k.vcpu_of(next).is_some() {
+                crate::trace::run(next);
                 // Guest mode: run until the VP exits to its handler or the
                 // scheduler wants another thread, then choose again.
                 crate::object::vm::run(&mut k, next);
@@ -232,6 +234,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
             println!("kernel: every thread is blocked and nothing can wake one (exit=idle)");
             crate::arch::nmi::log_summary();
             report_run_counters();
+            crate::trace::report();
             platform::power_off(ExitStatus::Success);
         }
         k.arm_timer();
@@ -249,6 +252,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
 /// its result, address space and speculation domain, arms the timer and
 /// drops the lock. The end of every way back to user mode.
 fn enter_thread(mut k: KernelGuard, next: ThreadId) -> UserContext {
+    crate::trace::run(next);
     // It may still be in user mode on the CPU it last ran on (it
     // was moved, or suspended and resumed, meanwhile): that CPU
     // must have saved its context before this one loads it.

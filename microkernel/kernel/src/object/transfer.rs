@@ -149,6 +149,7 @@ impl<const N: usize> Transfer for Xfer<'_, N> {
             self.words(from, Kind::Reply, len, &mut words)?;
             let vcpu = self.vcpus.get_mut(v as usize).and_then(Option::as_mut).ok_or(ErrorCode::PEER_GONE)?;
             super::vm::apply_reply(vcpu, &words[..len], msg.info.label())?;
+            crate::trace::vm_reply(v, from);
             return Ok(MessageInfo::new());
         }
         let len = usize::from(msg.info.length());

@@ -1031,6 +1031,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let hardware: *mut VpHardware = &mut vcpu.hw;
         let name = vcpu.hw.name();
         let life = vcpu.life;
+        let traced = (vcpu.partition, vcpu.index);
         if let Some(p) = vcpu.partition {
             ipi::entering_vp(p, vcpu.index);
         }
@@ -1038,6 +1039,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         kg.arm_timer();
         kg.unlock();
         let entered_at = crate::arch::cpu::timestamp();
+        crate::trace::vm_entry(entered_at, v, t, traced.0, traced.1);
         let exit = hw::run_unlocked(hardware, flush);
         let exited_at = crate::arch::cpu::timestamp();
         ipi::back();
@@ -1059,6 +1061,9 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let current = k.ipc.current(me) == Some(t);
         if let Some(vcpu) = k.vcpus[v as usize].as_mut().filter(|_| same) {
             vcpu.runtime_tsc = vcpu.runtime_tsc.wrapping_add(exited_at.wrapping_sub(entered_at));
+            if crate::trace::on() {
+                crate::trace::vm_exit(exited_at, v, t, vcpu, &exit);
+            }
             // A reflected exception does not come again at the same
             // instruction when it is a trap (a single step or a data
             // breakpoint completed it, and the backend already set DR6): a
@@ -1068,6 +1073,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
             }
         }
         if !same || !current {
+            crate::trace::vm_leave(v);
             return;
         }
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
@@ -1083,6 +1089,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         match outcome {
             Outcome::Host => {
                 if k.ipc.schedule(me) != Some(t) {
+                    crate::trace::vm_leave(v);
                     return;
                 }
                 // Back into the same guest: time ring 0's part of the exit.
@@ -1100,6 +1107,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
                 let message_type = message.header.message_type.0;
                 vcpu.awaiting = Some(Awaiting { since: k.ticks_seen, message_type, rip: exit.rip });
                 k.awaiting_vps |= 1 << v;
+                crate::trace::vm_forward(v, t);
                 let handler = k.threads[usize::from(t.0)].fault_handler;
                 let info = MessageInfo::new().with_label(labels::VM_EXIT).with_length(vcpu.exit_len as u8);
                 if handler.is_some_and(|h| super::fastpath::exit(k, t, h, info, me)) {
