@@ -143,6 +143,15 @@ open_enum! {
         /// When it returns, no CPU runs a VP of the partition on the old
         /// rights. BAD_ADDRESS if the page is not mapped.
         PARTITION_HOLD_WRITE = 0x74,
+        /// Make ports MR0..MR0 + MR1 floating (MR2 1) or not (MR2 0) in the
+        /// partition (RUN): an IN or OUT (not INS/OUTS) at a floating port
+        /// is answered in ring 0 as an empty bus answers, reads all ones
+        /// and writes dropped, without an exit to the VID. An access goes
+        /// to the device of its first port, as on ISA and in the VID's bus,
+        /// so the VID floats what none of its devices claims. A new
+        /// partition has none. INVALID_ARGUMENT for an empty range or one
+        /// past 0xFFFF.
+        PARTITION_SET_FLOATING_PORTS = 0x75,
         /// Return a VP that is in a partition and not started (or
         /// suspended) to its power-on state (RUN), as at VP_CONFIGURE: its
         /// registers, x87/SSE/AVX state, debug registers and pending

@@ -40,6 +40,7 @@ pub mod mce;
 pub mod memmap;
 pub mod npt;
 pub mod paging;
+pub mod portset;
 pub mod quota;
 pub mod sched;
 pub mod slat;

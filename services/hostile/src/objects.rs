@@ -647,7 +647,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 35] = [
+const OPERATIONS: [Operation; 36] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -672,6 +672,7 @@ const OPERATIONS: [Operation; 35] = [
     Operation::PARTITION_FLUSH_TLB,
     Operation::PARTITION_SET_CORE_EXCLUSIVE,
     Operation::PARTITION_HOLD_WRITE,
+    Operation::PARTITION_SET_FLOATING_PORTS,
     Operation::VP_CONFIGURE,
     Operation::VP_RESET,
     Operation::VP_SET_HANDLER,

@@ -120,7 +120,30 @@ impl PortBus {
     pub fn route(&self, port: u16) -> Option<PortId> {
         self.routes.iter().find(|r| r.contains(port)).map(|r| r.device)
     }
+
+    /// The ports no window claims, as (first, count) runs in order: what
+    /// reads all ones here, and what ring 0 may answer alike
+    /// (`PARTITION_SET_FLOATING_PORTS`).
+    pub fn unclaimed(&self) -> heapless::Vec<(u32, u32), { MAX_PORT_ROUTES + 1 }> {
+        let mut claimed: heapless::Vec<PortRoute, MAX_PORT_ROUTES> = self.routes.clone();
+        claimed.sort_unstable_by_key(|r| r.first);
+        let mut runs = heapless::Vec::new();
+        let mut next = 0u32;
+        for r in claimed.iter().filter(|r| r.count != 0) {
+            if u32::from(r.first) > next {
+                let _ = runs.push((next, u32::from(r.first) - next));
+            }
+            next = next.max(u32::from(r.first) + u32::from(r.count));
+        }
+        if next < PORTS {
+            let _ = runs.push((next, PORTS - next));
+        }
+        runs
+    }
 }
+
+/// Ports in the x86 I/O space.
+const PORTS: u32 = 1 << 16;
 
 /// What a port write asks of the partition beyond the device itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -430,6 +430,14 @@ pub fn serve(
     let min_wait = (tsc_hz / MIN_WAIT_PER_SECOND).max(1);
     let events = services.broker_events();
     let mut input = Input::new(services);
+    // What no device claims reads all ones: ring 0 answers it (a guest's
+    // probes of absent hardware, PCI configuration among them, cost no
+    // exit). Again after a restart of this VID: the same ports.
+    for r in running.iter() {
+        for (first, count) in r.vmm.ports.unclaimed() {
+            kernel.float_ports(r.partition, first, count);
+        }
+    }
     let mut received = kernel.receive(None, Until::Ticks(0)).map(Some);
     loop {
         let now = kernel.tsc();

@@ -240,6 +240,9 @@ pub struct Kernel {
     pub awaiting_vps: u32,
     /// Objects to destroy once the capability table is free (`reap`).
     pub doomed: Doomed,
+    /// Each partition's floating ports (`PARTITION_SET_FLOATING_PORTS`),
+    /// by partition index: answered in ring 0 (`vm::ring0::floating_port`).
+    pub floating_ports: [kerncore::portset::PortSet; vm::MAX_PARTITIONS],
 }
 
 /// Memory-object mapping owners at and above this are partitions.
@@ -293,6 +296,7 @@ impl Kernel {
             next_tick_tsc: 0,
             awaiting_vps: 0,
             doomed: Doomed::new(DOOMED_KINDS),
+            floating_ports: [const { kerncore::portset::PortSet::EMPTY }; vm::MAX_PARTITIONS],
         }
     }
 

@@ -557,6 +557,7 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     let index = k.partitions.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
     let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
     // Tag 0 (ASID or VPID) is the host's.
+    k.floating_ports[index] = kerncore::portset::PortSet::EMPTY;
     k.partitions[index] = Some(Partition {
         backend,
         root,
@@ -676,6 +677,15 @@ pub fn invoke(
         Operation::PARTITION_FLUSH_TLB => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;
             k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?.shoot_down(partition);
+            done()
+        }
+        Operation::PARTITION_SET_FLOATING_PORTS => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            let on = flag(mr[2])?;
+            let first = u32::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let count = u32::try_from(mr[1]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let ports = k.floating_ports.get_mut(partition as usize).ok_or(ErrorCode::INVALID_STATE)?;
+            ports.set(first, count, on).ok_or(ErrorCode::INVALID_ARGUMENT)?;
             done()
         }
         Operation::PARTITION_HOLD_WRITE => {
@@ -1085,7 +1095,12 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         k.catch_up_ticks();
         k.deliver_interrupts();
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
-        let outcome = if corrected { Outcome::Host } else { classify(vcpu, exit) };
+        let floating = vcpu.partition.and_then(|p| k.floating_ports.get(p as usize));
+        let outcome = if corrected || floating.is_some_and(|ports| ring0::floating_port(vcpu, &exit, ports)) {
+            Outcome::Host
+        } else {
+            classify(vcpu, exit)
+        };
         match outcome {
             Outcome::Host => {
                 if k.ipc.schedule(me) != Some(t) {

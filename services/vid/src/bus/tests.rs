@@ -105,3 +105,21 @@ fn mmio_windows_do_not_overlap_and_route_their_pages() {
     assert_eq!(mmio_route(crate::mmio::TEST_DEVICE + 0x1000), None);
     assert_eq!(mmio_route(0xfebf_ffff), None);
 }
+
+#[test]
+fn the_unclaimed_ports_are_the_gaps_between_windows() {
+    let bus = PortBus::with(|_| true).unwrap();
+    let runs = bus.unclaimed();
+    // Every port is claimed or in exactly one run, in order.
+    let mut next = 0;
+    for &(first, count) in &runs {
+        assert!(first >= next && count > 0, "runs in order, not empty: {runs:?}");
+        assert!((next..first).all(|p| bus.route(p as u16).is_some()), "a claimed port between runs");
+        assert!((first..first + count).all(|p| bus.route(p as u16).is_none()), "a run holds a claimed port");
+        next = first + count;
+    }
+    assert!((next..1 << 16).all(|p| bus.route(p as u16).is_some()));
+    // PCI configuration (0xCF8-0xCFF, but 0xCF9's reset control) floats.
+    assert!(runs.iter().any(|&(f, c)| f <= 0xcfc && 0xcff < f + c));
+    assert!(bus.route(0xcf9).is_some());
+}

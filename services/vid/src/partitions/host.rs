@@ -63,6 +63,10 @@ impl Kernel for TaskKernel {
         let _ = invoke(partition, Operation::PARTITION_HOLD_WRITE, &[gpn << 12, u64::from(held)]);
     }
 
+    fn float_ports(&self, partition: CapSlot, first: u32, count: u32) {
+        let _ = invoke(partition, Operation::PARTITION_SET_FLOATING_PORTS, &[first.into(), count.into(), 1]);
+    }
+
     fn tsc(&self) -> u64 {
         tessera_rt::arch::rdtsc()
     }

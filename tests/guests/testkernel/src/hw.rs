@@ -62,6 +62,21 @@ pub fn inl(port: u16) -> u32 {
     value
 }
 
+/// RAX after `in al`, `in ax` or `in eax` (`size` 1, 2 or 4) from `port`
+/// with RAX = `rax` before: what the instruction leaves of the rest.
+pub fn in_over(port: u16, size: u8, rax: u64) -> u64 {
+    let mut value = rax;
+    // SAFETY: as `outb`; only RAX changes.
+    unsafe {
+        match size {
+            1 => asm!("in al, dx", in("dx") port, inout("rax") value, options(nomem, nostack, preserves_flags)),
+            2 => asm!("in ax, dx", in("dx") port, inout("rax") value, options(nomem, nostack, preserves_flags)),
+            _ => asm!("in eax, dx", in("dx") port, inout("rax") value, options(nomem, nostack, preserves_flags)),
+        }
+    }
+    value
+}
+
 /// `rep outsb` of `bytes` to `port`; returns RCX and RSI afterwards.
 pub fn rep_outsb(port: u16, bytes: &[u8]) -> (u64, u64) {
     let (rcx, rsi): (u64, u64);

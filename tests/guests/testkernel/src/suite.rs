@@ -201,6 +201,12 @@ fn port_io() -> Outcome {
     expect("in al", hw::inb(port), 0xff)?;
     expect("in ax", hw::inw(port), 0xffff)?;
     expect("in eax", hw::inl(port), 0xffff_ffff)?;
+    // What nothing claims is answered in ring 0 (the VID floats it): the
+    // rest of RAX as the instruction leaves it.
+    const RAX: u64 = 0x1122_3344_5566_7788;
+    expect("in al over RAX", hw::in_over(port, 1, RAX), 0x1122_3344_5566_77ff)?;
+    expect("in ax over RAX", hw::in_over(port, 2, RAX), 0x1122_3344_5566_ffff)?;
+    expect("in eax over RAX", hw::in_over(port, 4, RAX), 0xffff_ffff)?;
 
     let mut one = [0u8; 1];
     let rdi = hw::insb(port, &mut one);

@@ -240,7 +240,9 @@ fn a_declined_fast_path_changes_nothing() {
         }
         let Some(t) = ipc.schedule(cpu) else { continue };
         let before = ipc.clone();
-        if ipc.fast_reply_recv(t, ep, random_info(&mut rng), Block::Forever, cpu, &mut Peer { answering: None }) == Fast::Declined {
+        if ipc.fast_reply_recv(t, ep, random_info(&mut rng), Block::Forever, cpu, &mut Peer { answering: None })
+            == Fast::Declined
+        {
             assert_eq!(before, ipc, "a declined fast reply changed the state");
             declined += 1;
             ipc.recv(t, ep, Block::Forever, &mut Wire).unwrap();

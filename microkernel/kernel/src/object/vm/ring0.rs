@@ -37,7 +37,8 @@ use super::Vcpu;
 use crate::arch::vm::{Exit, ExitReason};
 use kerncore::debugreg;
 use kerncore::event::Interruption;
-use kerncore::intercept::vector;
+use kerncore::intercept::{IoDirection, IoSize, vector};
+use kerncore::portset::PortSet;
 use kerncore::xstate::XsetbvFault;
 use tlfs::HvRegisterName;
 
@@ -75,6 +76,28 @@ pub(super) fn skip(vcpu: &mut Vcpu, exit: &Exit) {
         vcpu.set(HvRegisterName::DR6, dr6, 0);
         raise(vcpu, Interruption::exception(vector::DEBUG, None));
     }
+}
+
+/// An IN or OUT (not INS/OUTS) at a port that floats in the partition
+/// (`ports`; the access is its first port's, as on ISA): answered as an
+/// empty bus answers, reads all ones (`in eax` zero-extends into RAX),
+/// writes dropped; true if it was one.
+pub fn floating_port(vcpu: &mut Vcpu, exit: &Exit, ports: &PortSet) -> bool {
+    let ExitReason::Io(io) = exit.reason else { return false };
+    if io.string || !ports.holds(io.port, 1) {
+        return false;
+    }
+    if io.direction == IoDirection::In {
+        let rax = register(vcpu, HvRegisterName::RAX);
+        let value = match io.size {
+            IoSize::Byte => rax | 0xff,
+            IoSize::Word => rax | 0xffff,
+            IoSize::Dword => 0xffff_ffff,
+        };
+        vcpu.set(HvRegisterName::RAX, value, 0);
+    }
+    skip(vcpu, exit);
+    true
 }
 
 /// Handles `exit` if it is one of the exits above.

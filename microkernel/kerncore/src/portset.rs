@@ -1,0 +1,65 @@
+//! A set of I/O ports, one bit each: a partition's floating ports, which
+//! nothing claims, so that ring 0 answers them as an empty ISA bus does
+//! (reads all ones, writes dropped) without an exit to the VID. The VID
+//! says which ports float (`PARTITION_SET_FLOATING_PORTS`); ring 0 only
+//! looks them up.
+
+/// Ports in the x86 I/O space.
+pub const PORTS: u32 = 1 << 16;
+
+const WORDS: usize = (PORTS / 64) as usize;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortSet([u64; WORDS]);
+
+impl PortSet {
+    pub const EMPTY: PortSet = PortSet([0; WORDS]);
+
+    /// Adds (`on`) or removes ports `first..first + count`; `None` (and
+    /// nothing changed) if that range leaves the I/O space or is empty.
+    pub fn set(&mut self, first: u32, count: u32, on: bool) -> Option<()> {
+        let end = first.checked_add(count).filter(|&end| count != 0 && end <= PORTS)?;
+        for port in first..end {
+            let (word, bit) = ((port / 64) as usize, port % 64);
+            if on {
+                self.0[word] |= 1 << bit;
+            } else {
+                self.0[word] &= !(1 << bit);
+            }
+        }
+        Some(())
+    }
+
+    /// True if every port of an access of `size` bytes at `port` is in the
+    /// set (an access that would wrap past 0xFFFF is not).
+    pub fn holds(&self, port: u16, size: u8) -> bool {
+        let first = u32::from(port);
+        (first..first + u32::from(size)).all(|p| p < PORTS && self.0[(p / 64) as usize] & (1 << (p % 64)) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_go_in_and_out_whole() {
+        let mut s = PortSet::EMPTY;
+        assert_eq!(s.set(0xcf8, 8, true), Some(()));
+        assert!(s.holds(0xcf8, 4) && s.holds(0xcfc, 4) && s.holds(0xcff, 1));
+        assert!(!s.holds(0xcf7, 1) && !s.holds(0xcfe, 4), "an access reaching past the set is not held");
+        assert_eq!(s.set(0xcfa, 1, false), Some(()));
+        assert!(!s.holds(0xcf8, 4) && s.holds(0xcfb, 1));
+    }
+
+    #[test]
+    fn bad_ranges_change_nothing() {
+        let mut s = PortSet::EMPTY;
+        assert_eq!(s.set(0xffff, 2, true), None);
+        assert_eq!(s.set(0, 0, true), None);
+        assert_eq!(s.set(u32::MAX, 2, true), None);
+        assert!(s == PortSet::EMPTY);
+        assert_eq!(s.set(0xfffe, 2, true), Some(()));
+        assert!(s.holds(0xfffe, 2) && !s.holds(0xffff, 2), "no wrap past the last port");
+    }
+}
