@@ -50,8 +50,8 @@ pub trait Kernel {
     /// PARTITION_HOLD_WRITE of guest page `gpn`.
     fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool);
     /// PARTITION_SET_FLOATING_PORTS: ports `first..first + count` float
-    /// (ring 0 answers them as an empty bus, without an exit).
-    fn float_ports(&self, partition: CapSlot, first: u32, count: u32);
+    /// (`on`: ring 0 answers them as an empty bus, without an exit) or not.
+    fn float_ports(&self, partition: CapSlot, first: u32, count: u32, on: bool);
     /// The TSC.
     fn tsc(&self) -> u64;
     /// The kernel's tick count.

@@ -434,8 +434,10 @@ pub fn serve(
     // probes of absent hardware, PCI configuration among them, cost no
     // exit). Again after a restart of this VID: the same ports.
     for r in running.iter() {
+        // What an earlier instance floated that this bus claims must exit.
+        kernel.float_ports(r.partition, 0, 1 << 16, false);
         for (first, count) in r.vmm.ports.unclaimed() {
-            kernel.float_ports(r.partition, first, count);
+            kernel.float_ports(r.partition, first, count, true);
         }
     }
     let mut received = kernel.receive(None, Until::Ticks(0)).map(Some);

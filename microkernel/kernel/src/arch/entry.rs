@@ -78,14 +78,14 @@ resume_user:
 "#,
     restore_trap_gprs!(),
     r#"
-    /* Clear CPU buffers (MDS) where needed while still on the kernel
-       stack; the user's RSP is then the last load, of the user's own
-       value. No memory is touched on the user stack in ring 0. */
+    /* The user's RSP, then VERW (MDS) as the last memory access, as
+       Linux orders it; nothing is written on the user stack in ring 0
+       (NMI and #MC run on their own stacks). */
+    mov rsp, [rsp + {rsp_after_gprs}]
     cmp byte ptr [rip + {verw_on}], 0
     je 791f
     verw word ptr [rip + {verw_selector}]
 791:
-    mov rsp, [rsp + {rsp_after_gprs}]
     swapgs
     sysretq
 790:

@@ -63,8 +63,8 @@ impl Kernel for TaskKernel {
         let _ = invoke(partition, Operation::PARTITION_HOLD_WRITE, &[gpn << 12, u64::from(held)]);
     }
 
-    fn float_ports(&self, partition: CapSlot, first: u32, count: u32) {
-        let _ = invoke(partition, Operation::PARTITION_SET_FLOATING_PORTS, &[first.into(), count.into(), 1]);
+    fn float_ports(&self, partition: CapSlot, first: u32, count: u32, on: bool) {
+        let _ = invoke(partition, Operation::PARTITION_SET_FLOATING_PORTS, &[first.into(), count.into(), on.into()]);
     }
 
     fn tsc(&self) -> u64 {

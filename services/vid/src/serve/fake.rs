@@ -71,8 +71,9 @@ pub struct Fake {
     /// Every HvSignalEvent made through the broker: (partition, connection
     /// ID, flag number, TSC).
     pub signals: RefCell<Vec<(u64, u32, u16, u64)>>,
-    /// Every port run floated (`PARTITION_SET_FLOATING_PORTS`): (first, count).
-    pub floated: RefCell<Vec<(u32, u32)>>,
+    /// Every port run floated or not (`PARTITION_SET_FLOATING_PORTS`):
+    /// (first, count, floating).
+    pub floated: RefCell<Vec<(u32, u32, bool)>>,
 }
 
 /// A connection the broker refuses in the fake.
@@ -179,8 +180,8 @@ impl Kernel for Fake {
 
     fn hold_write(&self, _: CapSlot, _: u64, _: bool) {}
 
-    fn float_ports(&self, _: CapSlot, first: u32, count: u32) {
-        self.floated.borrow_mut().push((first, count));
+    fn float_ports(&self, _: CapSlot, first: u32, count: u32, on: bool) {
+        self.floated.borrow_mut().push((first, count, on));
     }
 
     fn tsc(&self) -> u64 {

@@ -114,6 +114,23 @@ fn an_exit_is_answered_with_a_resume_carrying_its_register_words() {
 }
 
 #[test]
+fn the_ports_nothing_claims_float_and_nothing_else() {
+    let kernel = Fake::new([]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    let floated = kernel.floated.borrow();
+    // First everything an earlier instance floated is taken back.
+    assert_eq!(floated[0], (0, 1 << 16, false));
+    let runs = &floated[1..];
+    assert!(runs.iter().all(|&(_, _, on)| on));
+    let floats = |port: u32| runs.iter().any(|&(f, c, _)| f <= port && port < f + c);
+    assert!(floats(0xcfc) && floats(0x270), "PCI configuration and an unused port float");
+    let bus = &running[0].vmm.ports;
+    assert!((0..1 << 16).all(|p| floats(p) == bus.route(p as u16).is_none()), "exactly the unclaimed ports");
+}
+
+#[test]
 fn a_halted_vp_is_woken_when_its_timer_fires() {
     let mut script = pit_at_100_hz(0);
     script.extend([exit(0, 0, hlt(0x202)), Step::Timeout]);

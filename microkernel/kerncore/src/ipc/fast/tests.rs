@@ -40,6 +40,9 @@ const INELIGIBLE: u16 = 9;
 /// when `answer` refuses it.
 struct Peer {
     answering: Option<MessageInfo>,
+    /// The transfer fails before it writes anything (a VM exit's words
+    /// that do not fit the handler's buffer): the fast path must decline.
+    refuse: bool,
 }
 
 impl Handoff for Peer {
@@ -48,6 +51,9 @@ impl Handoff for Peer {
     }
 
     fn transfer(&mut self, _: ThreadId) -> Result<(), ErrorCode> {
+        if self.refuse {
+            return Err(ErrorCode::MESSAGE_TOO_LONG);
+        }
         self.answering.map_or(Ok(()), answer)
     }
 }
@@ -107,7 +113,7 @@ fn step(ipc: &mut Sys, rng: &mut fastrand::Rng, t: ThreadId, cpu: usize, threads
         0..=3 => {
             let msg = Message { badge: Badge(rng.u64(0..3)), info: random_info(rng), grant: rng.bool() };
             let mut fast = ipc.clone();
-            let got = fast.fast_call(t, ep, msg, cpu, &mut Peer { answering: None });
+            let got = fast.fast_call(t, ep, msg, cpu, &mut Peer { answering: None, refuse: false });
             ipc.call(t, ep, msg, x).unwrap();
             taken.count(compare(&fast, ipc, got, cpu), |t| &mut t.calls);
         }
@@ -124,7 +130,14 @@ fn step(ipc: &mut Sys, rng: &mut fastrand::Rng, t: ThreadId, cpu: usize, threads
             };
             let answering = matches!(ipc.threads[usize::from(t.0)].reply, ReplyRight::Caller { fault: true, .. });
             let mut fast = ipc.clone();
-            let got = fast.fast_reply_recv(t, ep, info, block, cpu, &mut Peer { answering: answering.then_some(info) });
+            let got = fast.fast_reply_recv(
+                t,
+                ep,
+                info,
+                block,
+                cpu,
+                &mut Peer { answering: answering.then_some(info), refuse: false },
+            );
             ipc.reply_recv(t, ep, info, block, x).unwrap();
             let got = compare(&fast, ipc, got, cpu);
             taken.count(got, if answering { |t: &mut Taken| &mut t.answers } else { |t: &mut Taken| &mut t.replies });
@@ -141,7 +154,13 @@ fn step(ipc: &mut Sys, rng: &mut fastrand::Rng, t: ThreadId, cpu: usize, threads
             let handler = (ep, Badge(rng.u64(1..3)));
             let mut fast = ipc.clone();
             let msg = Message { badge: handler.1, info, grant: false };
-            let got = fast.fast_fault(t, ep, msg, cpu, &mut Peer { answering: None });
+            let refuse = rng.u8(0..8) == 0;
+            let before = fast.clone();
+            let got = fast.fast_fault(t, ep, msg, cpu, &mut Peer { answering: None, refuse });
+            if refuse || got == Fast::Declined {
+                assert_eq!(got, Fast::Declined);
+                assert_eq!(fast, before, "a declined fast fault changed the state");
+            }
             ipc.fault_with(t, Some(handler), info, x).unwrap();
             taken.count(compare(&fast, ipc, got, cpu), |t| &mut t.faults);
         }
@@ -234,14 +253,20 @@ fn a_declined_fast_path_changes_nothing() {
         let ep = EndpointId(rng.u32(0..3));
         let before = ipc.clone();
         let msg = Message { badge: Badge(1), info: random_info(&mut rng), grant: false };
-        if ipc.fast_call(t, ep, msg, cpu, &mut Peer { answering: None }) == Fast::Declined {
+        if ipc.fast_call(t, ep, msg, cpu, &mut Peer { answering: None, refuse: false }) == Fast::Declined {
             assert_eq!(before, ipc, "a declined fast call changed the state");
             declined += 1;
         }
         let Some(t) = ipc.schedule(cpu) else { continue };
         let before = ipc.clone();
-        if ipc.fast_reply_recv(t, ep, random_info(&mut rng), Block::Forever, cpu, &mut Peer { answering: None })
-            == Fast::Declined
+        if ipc.fast_reply_recv(
+            t,
+            ep,
+            random_info(&mut rng),
+            Block::Forever,
+            cpu,
+            &mut Peer { answering: None, refuse: false },
+        ) == Fast::Declined
         {
             assert_eq!(before, ipc, "a declined fast reply changed the state");
             declined += 1;
