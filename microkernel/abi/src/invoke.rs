@@ -152,6 +152,16 @@ open_enum! {
         /// partition has none. INVALID_ARGUMENT for an empty range or one
         /// past 0xFFFF.
         PARTITION_SET_FLOATING_PORTS = 0x75,
+        /// Latch a byte read of port MR0 at value MR1 (0..=0xFF) in the
+        /// partition, or end the latch (MR1 [`UNLATCHED`]) (RUN): a byte IN there
+        /// is answered in ring 0 with the value, without an exit; wider
+        /// reads and writes exit as before. For a register whose reads
+        /// have no side effect while latched (a UART's line status with
+        /// no error to clear), which the VID keeps current before it lets
+        /// any VP see what changed it. At most
+        /// [`crate::limits::MAX_LATCHED_PORTS`] per partition
+        /// (OUT_OF_MEMORY).
+        PARTITION_LATCH_PORT = 0x76,
         /// Return a VP that is in a partition and not started (or
         /// suspended) to its power-on state (RUN), as at VP_CONFIGURE: its
         /// registers, x87/SSE/AVX state, debug registers and pending
@@ -224,6 +234,9 @@ const _: () = assert!(IDENTIFY_UNTYPED_WORDS <= crate::MAX_MESSAGE_WORDS);
 pub const MOVE_INTO_TASK: u64 = 0;
 /// `TASK_MOVE_CAP` MR2: from the task's slot into the caller's.
 pub const MOVE_OUT_OF_TASK: u64 = 1;
+
+/// `PARTITION_LATCH_PORT`'s MR1 that ends a latch (a value is 0..=0xFF).
+pub const UNLATCHED: u64 = 0x100;
 
 /// Highest priority a scheduling context can have.
 pub const MAX_PRIORITY: u64 = 31;

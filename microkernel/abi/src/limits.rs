@@ -6,6 +6,8 @@
 /// Guest partitions that can exist at once: the kernel's partition pool,
 /// the partition manager's table, and the most a manifest may declare.
 pub const MAX_PARTITIONS: usize = 8;
+/// Ports a partition's VID may latch (`PARTITION_LATCH_PORT`).
+pub const MAX_LATCHED_PORTS: usize = 4;
 
 /// Virtual processors of one partition (VP indices `0..MAX_VPS_PER_PARTITION`):
 /// what the partition manager creates, the VID's per-VP tables, a

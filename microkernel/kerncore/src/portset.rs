@@ -1,8 +1,10 @@
-//! A set of I/O ports, one bit each: a partition's floating ports, which
-//! nothing claims, so that ring 0 answers them as an empty ISA bus does
-//! (reads all ones, writes dropped) without an exit to the VID. The VID
-//! says which ports float (`PARTITION_SET_FLOATING_PORTS`); ring 0 only
-//! looks them up.
+//! The port reads ring 0 answers for a partition's VID without an exit: a
+//! set of floating ports, which nothing claims, answered as an empty ISA
+//! bus does (reads all ones, writes dropped; `PARTITION_SET_FLOATING_PORTS`),
+//! and a few latched byte reads (`PARTITION_LATCH_PORT`). The VID says
+//! which; ring 0 only looks them up.
+
+use abi::limits::MAX_LATCHED_PORTS;
 
 /// Ports in the x86 I/O space.
 pub const PORTS: u32 = 1 << 16;
@@ -44,6 +46,33 @@ impl PortSet {
     }
 }
 
+/// Ports whose byte reads answer a fixed value, at most
+/// [`MAX_LATCHED_PORTS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortLatches([Option<(u16, u8)>; MAX_LATCHED_PORTS]);
+
+impl PortLatches {
+    pub const NONE: PortLatches = PortLatches([None; MAX_LATCHED_PORTS]);
+
+    /// Latches `port` at `value`, or ends its latch (`None`); `None` back
+    /// if a new latch finds no room (nothing changed).
+    pub fn set(&mut self, port: u16, value: Option<u8>) -> Option<()> {
+        let at = self.0.iter().position(|l| l.is_some_and(|(p, _)| p == port));
+        match (at, value) {
+            (Some(i), Some(v)) => self.0[i] = Some((port, v)),
+            (Some(i), None) => self.0[i] = None,
+            (None, Some(v)) => *self.0.iter_mut().find(|l| l.is_none())? = Some((port, v)),
+            (None, None) => {}
+        }
+        Some(())
+    }
+
+    /// The value a byte read of `port` answers, if latched.
+    pub fn byte(&self, port: u16) -> Option<u8> {
+        self.0.iter().flatten().find(|&&(p, _)| p == port).map(|&(_, v)| v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +102,24 @@ mod tests {
         assert!((0..PORTS).all(|p| s.holds(p as u16, 1) == model[p as usize]));
         s.set(0, PORTS, true).unwrap();
         assert!(s.holds(0, 4) && s.holds(0xffff, 1));
+    }
+
+    #[test]
+    fn latches_take_a_port_each_up_to_the_limit() {
+        let mut l = PortLatches::NONE;
+        assert_eq!(l.set(0x3fd, Some(0x60)), Some(()));
+        assert_eq!(l.byte(0x3fd), Some(0x60));
+        assert_eq!(l.set(0x3fd, Some(0x61)), Some(()));
+        assert_eq!(l.byte(0x3fd), Some(0x61), "a port has one latch");
+        for port in 1..MAX_LATCHED_PORTS as u16 {
+            assert_eq!(l.set(port, Some(0)), Some(()));
+        }
+        let full = l;
+        assert_eq!(l.set(0x80, Some(1)), None);
+        assert_eq!(l, full, "a latch that finds no room changes nothing");
+        assert_eq!(l.set(0x3fd, None), Some(()));
+        assert_eq!(l.byte(0x3fd), None);
+        assert_eq!(l.set(0x3fd, None), Some(()), "ending no latch is no error");
     }
 
     #[test]

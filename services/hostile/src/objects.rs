@@ -647,7 +647,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 36] = [
+const OPERATIONS: [Operation; 37] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -673,6 +673,7 @@ const OPERATIONS: [Operation; 36] = [
     Operation::PARTITION_SET_CORE_EXCLUSIVE,
     Operation::PARTITION_HOLD_WRITE,
     Operation::PARTITION_SET_FLOATING_PORTS,
+    Operation::PARTITION_LATCH_PORT,
     Operation::VP_CONFIGURE,
     Operation::VP_RESET,
     Operation::VP_SET_HANDLER,

@@ -52,6 +52,9 @@ pub trait Kernel {
     /// PARTITION_SET_FLOATING_PORTS: ports `first..first + count` float
     /// (`on`: ring 0 answers them as an empty bus, without an exit) or not.
     fn float_ports(&self, partition: CapSlot, first: u32, count: u32, on: bool);
+    /// PARTITION_LATCH_PORT: byte reads of `port` answer `value` in ring
+    /// 0 without an exit, or exit again (`None`).
+    fn latch_port(&self, partition: CapSlot, port: u16, value: Option<u8>);
     /// The TSC.
     fn tsc(&self) -> u64;
     /// The kernel's tick count.

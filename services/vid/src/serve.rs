@@ -152,6 +152,8 @@ pub struct Running<'m> {
     /// The TSC its current window of restarts began at, and the restarts
     /// in it ([`restart::wanted`]).
     restart_window: (u64, u32),
+    /// The line status ring 0 answers for COM1 (`None`: LSR reads exit).
+    latched_lsr: Option<u8>,
 }
 
 impl<'m> Running<'m> {
@@ -178,6 +180,7 @@ impl<'m> Running<'m> {
             boot: s.boot,
             restarts: 0,
             restart_window: (0, 0),
+            latched_lsr: None,
         }
     }
 
@@ -420,6 +423,19 @@ fn handle_exit(
 /// loop's own rechecks and input polls stay in ticks), posts the
 /// interruptions that fire, and wakes VPs halted for them. `tsc_hz` is the
 /// TSC's rate.
+/// Has ring 0 answer the guest's reads of COM1's line status (Linux
+/// polls it before every byte it prints) with what a read would answer
+/// now, or not while a read has a side effect. Called wherever the UART
+/// may have changed, before any VP can see the change otherwise (its
+/// interrupt, a reply).
+pub(crate) fn latch_line_status(kernel: &impl Kernel, r: &mut Running<'_>) {
+    let value = if r.stopped { None } else { r.vmm.uart.latchable_line_status() };
+    if value != r.latched_lsr {
+        kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, value);
+        r.latched_lsr = value;
+    }
+}
+
 pub fn serve(
     kernel: &impl Kernel,
     services: &impl Services,
@@ -433,12 +449,14 @@ pub fn serve(
     // What no device claims reads all ones: ring 0 answers it (a guest's
     // probes of absent hardware, PCI configuration among them, cost no
     // exit). Again after a restart of this VID: the same ports.
-    for r in running.iter() {
+    for r in running.iter_mut() {
         // What an earlier instance floated that this bus claims must exit.
         kernel.float_ports(r.partition, 0, 1 << 16, false);
         for (first, count) in r.vmm.ports.unclaimed() {
             kernel.float_ports(r.partition, first, count, true);
         }
+        kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, None);
+        r.latched_lsr = None;
     }
     let mut received = kernel.receive(None, Until::Ticks(0)).map(Some);
     loop {
@@ -515,6 +533,8 @@ pub fn serve(
                 return reply.as_ref().map_or(Ok(()), |message| kernel.reply(message));
             }
         }
+        // A reset above gave a partition a new UART.
+        running.iter_mut().for_each(|r| latch_line_status(kernel, r));
         let wait = match wait.ticks {
             // Typed input is looked for at least every INPUT_POLL_TICKS.
             t if input.enabled() && (t == 0 || t > deliver::INPUT_POLL_TICKS) => {
@@ -551,6 +571,9 @@ pub fn serve(
                     true => wait.min(keep_time(kernel, running, None, now, min_wait).0),
                 };
                 input.poll(services, running, tick);
+                // Typed input is in LSR.DR before the loop waits (its
+                // interrupt follows at the next keep_time).
+                running.iter_mut().for_each(|r| latch_line_status(kernel, r));
                 replied.and_then(|()| kernel.receive(None, wait.until(now, tick_tsc)))
             }
             Some(message) => kernel.receive(Some(message), wait.until(now, tick_tsc)).or_else(|e| {

@@ -354,6 +354,14 @@ impl Uart {
         None
     }
 
+    /// What a read of LSR answers now if that read has no side effect (no
+    /// overrun for it to clear): a value ring 0 may answer for the VID
+    /// until the state changes (`PARTITION_LATCH_PORT`).
+    pub fn latchable_line_status(&self) -> Option<u8> {
+        let data = if self.rx.len > 0 { lsr::DR } else { 0 };
+        (!self.overrun).then_some(lsr::THRE | lsr::TEMT | data)
+    }
+
     /// The UART's IRQ line as a PC wires it: an enabled interrupt is
     /// pending and MCR.OUT2 is set (and not forced off by loopback).
     pub fn irq_level(&self) -> bool {

@@ -334,6 +334,7 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         | Operation::PARTITION_SET_CORE_EXCLUSIVE
         | Operation::PARTITION_HOLD_WRITE
         | Operation::PARTITION_SET_FLOATING_PORTS
+        | Operation::PARTITION_LATCH_PORT
         | Operation::VP_SET_MONITOR
         | Operation::VP_SET_EXIT_STATE
         | Operation::VP_SUSPEND

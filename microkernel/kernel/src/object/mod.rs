@@ -243,6 +243,8 @@ pub struct Kernel {
     /// Each partition's floating ports (`PARTITION_SET_FLOATING_PORTS`),
     /// by partition index: answered in ring 0 (`vm::ring0::floating_port`).
     pub floating_ports: [kerncore::portset::PortSet; vm::MAX_PARTITIONS],
+    /// Each partition's latched port reads (`PARTITION_LATCH_PORT`).
+    pub latched_ports: [kerncore::portset::PortLatches; vm::MAX_PARTITIONS],
 }
 
 /// Memory-object mapping owners at and above this are partitions.
@@ -297,6 +299,7 @@ impl Kernel {
             awaiting_vps: 0,
             doomed: Doomed::new(DOOMED_KINDS),
             floating_ports: [const { kerncore::portset::PortSet::EMPTY }; vm::MAX_PARTITIONS],
+            latched_ports: [kerncore::portset::PortLatches::NONE; vm::MAX_PARTITIONS],
         }
     }
 

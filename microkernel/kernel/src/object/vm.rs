@@ -558,6 +558,7 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
     // Tag 0 (ASID or VPID) is the host's.
     k.floating_ports[index] = kerncore::portset::PortSet::EMPTY;
+    k.latched_ports[index] = kerncore::portset::PortLatches::NONE;
     k.partitions[index] = Some(Partition {
         backend,
         root,
@@ -686,6 +687,18 @@ pub fn invoke(
             let count = u32::try_from(mr[1]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
             let ports = k.floating_ports.get_mut(partition as usize).ok_or(ErrorCode::INVALID_STATE)?;
             ports.set(first, count, on).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            done()
+        }
+        Operation::PARTITION_LATCH_PORT => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            let port = u16::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let value = match mr[1] {
+                v @ 0..=0xff => Some(v as u8),
+                abi::invoke::UNLATCHED => None,
+                _ => return Err(ErrorCode::INVALID_ARGUMENT),
+            };
+            let latches = k.latched_ports.get_mut(partition as usize).ok_or(ErrorCode::INVALID_STATE)?;
+            latches.set(port, value).ok_or(ErrorCode::OUT_OF_MEMORY)?;
             done()
         }
         Operation::PARTITION_HOLD_WRITE => {
@@ -1095,12 +1108,14 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         k.catch_up_ticks();
         k.deliver_interrupts();
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
-        let floating = vcpu.partition.and_then(|p| k.floating_ports.get(p as usize));
-        let outcome = if corrected || floating.is_some_and(|ports| ring0::floating_port(vcpu, &exit, ports)) {
-            Outcome::Host
-        } else {
-            classify(vcpu, exit)
-        };
+        let answers =
+            vcpu.partition.and_then(|p| Some((k.floating_ports.get(p as usize)?, k.latched_ports.get(p as usize)?)));
+        let outcome =
+            if corrected || answers.is_some_and(|(floating, latched)| ring0::port(vcpu, &exit, floating, latched)) {
+                Outcome::Host
+            } else {
+                classify(vcpu, exit)
+            };
         match outcome {
             Outcome::Host => {
                 if k.ipc.schedule(me) != Some(t) {

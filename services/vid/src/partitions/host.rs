@@ -63,6 +63,11 @@ impl Kernel for TaskKernel {
         let _ = invoke(partition, Operation::PARTITION_HOLD_WRITE, &[gpn << 12, u64::from(held)]);
     }
 
+    fn latch_port(&self, partition: CapSlot, port: u16, value: Option<u8>) {
+        let value = value.map_or(abi::invoke::UNLATCHED, u64::from);
+        let _ = invoke(partition, Operation::PARTITION_LATCH_PORT, &[port.into(), value]);
+    }
+
     fn float_ports(&self, partition: CapSlot, first: u32, count: u32, on: bool) {
         let _ = invoke(partition, Operation::PARTITION_SET_FLOATING_PORTS, &[first.into(), count.into(), on.into()]);
     }

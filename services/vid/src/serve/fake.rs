@@ -74,6 +74,8 @@ pub struct Fake {
     /// Every port run floated or not (`PARTITION_SET_FLOATING_PORTS`):
     /// (first, count, floating).
     pub floated: RefCell<Vec<(u32, u32, bool)>>,
+    /// Every latch set or ended (`PARTITION_LATCH_PORT`): (port, value).
+    pub latched: RefCell<Vec<(u16, Option<u8>)>>,
 }
 
 /// A connection the broker refuses in the fake.
@@ -179,6 +181,10 @@ impl Kernel for Fake {
     }
 
     fn hold_write(&self, _: CapSlot, _: u64, _: bool) {}
+
+    fn latch_port(&self, _: CapSlot, port: u16, value: Option<u8>) {
+        self.latched.borrow_mut().push((port, value));
+    }
 
     fn float_ports(&self, _: CapSlot, first: u32, count: u32, on: bool) {
         self.floated.borrow_mut().push((first, count, on));

@@ -7,6 +7,7 @@ use crate::exits::tests::PIT_AT_100_HZ;
 use crate::exits::{Vmm, VmmConfig};
 use crate::host::{BrokerEvents, Until};
 use crate::monitor::{Monitor, MonitorPage};
+use crate::uart::UART_LINE_STATUS;
 use abi::{CapSlot, ErrorCode, labels};
 use core::sync::atomic::{AtomicU64, Ordering};
 use tessera_idl::testing::Loopback;
@@ -128,6 +129,26 @@ fn the_ports_nothing_claims_float_and_nothing_else() {
     assert!(floats(0xcfc) && floats(0x270), "PCI configuration and an unused port float");
     let bus = &running[0].vmm.ports;
     assert!((0..1 << 16).all(|p| floats(p) == bus.route(p as u16).is_none()), "exactly the unclaimed ports");
+}
+
+#[test]
+fn com1_line_status_is_latched_while_reading_it_changes_nothing() {
+    // An exit, then typed input arrives (the fake console has none, so
+    // push it by hand between two loops).
+    let kernel = Fake::new([exit(0, 0, out(0x80, 1))]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    let idle = crate::uart::lsr::THRE | crate::uart::lsr::TEMT;
+    assert_eq!(kernel.latched.borrow().as_slice(), [(UART_LINE_STATUS, None), (UART_LINE_STATUS, Some(idle))]);
+    // Data waiting: DR set, before the interrupt that tells of it.
+    running[0].vmm.push_input(b"x");
+    super::latch_line_status(&kernel, &mut running[0]);
+    assert_eq!(kernel.latched.borrow().last(), Some(&(UART_LINE_STATUS, Some(idle | crate::uart::lsr::DR))));
+    // Unchanged: no call.
+    let calls = kernel.latched.borrow().len();
+    super::latch_line_status(&kernel, &mut running[0]);
+    assert_eq!(kernel.latched.borrow().len(), calls);
 }
 
 #[test]

@@ -130,6 +130,8 @@ pub(super) fn keep_time(
     let (mut reset, mut parked, mut again) = (None, false, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
         r.vmm.poll_with(now, &mut super::view::RamOnly(r.ram, r.beneath));
+        // Before any interrupt below lets a VP see what changed the UART.
+        super::latch_line_status(kernel, r);
         let mut effects = core::mem::take(&mut r.vmm.effects);
         let name = r.name;
         for v in effects.init.iter() {

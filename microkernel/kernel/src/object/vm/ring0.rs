@@ -38,7 +38,7 @@ use crate::arch::vm::{Exit, ExitReason};
 use kerncore::debugreg;
 use kerncore::event::Interruption;
 use kerncore::intercept::{IoDirection, IoSize, vector};
-use kerncore::portset::PortSet;
+use kerncore::portset::{PortLatches, PortSet};
 use kerncore::xstate::XsetbvFault;
 use tlfs::HvRegisterName;
 
@@ -78,23 +78,32 @@ pub(super) fn skip(vcpu: &mut Vcpu, exit: &Exit) {
     }
 }
 
-/// An IN or OUT (not INS/OUTS) at a port that floats in the partition
-/// (`ports`; the access is its first port's, as on ISA): answered as an
-/// empty bus answers, reads all ones (`in eax` zero-extends into RAX),
-/// writes dropped; true if it was one.
-pub fn floating_port(vcpu: &mut Vcpu, exit: &Exit, ports: &PortSet) -> bool {
+/// An IN or OUT (not INS/OUTS) ring 0 answers for the VID: at a port that
+/// floats in the partition (`floating`; the access is its first port's,
+/// as on ISA), as an empty bus answers, reads all ones, writes dropped; a
+/// byte IN at a latched port (`latched`), with its value. True if it was
+/// one (RIP past it; `in eax` zero-extends into RAX, `in al`/`ax` keep
+/// the rest).
+pub fn port(vcpu: &mut Vcpu, exit: &Exit, floating: &PortSet, latched: &PortLatches) -> bool {
     let ExitReason::Io(io) = exit.reason else { return false };
-    if io.string || !ports.holds(io.port, 1) {
+    if io.string {
         return false;
     }
-    if io.direction == IoDirection::In {
+    let read = if floating.holds(io.port, 1) {
+        Some(u64::MAX)
+    } else if let (IoDirection::In, IoSize::Byte, Some(value)) = (io.direction, io.size, latched.byte(io.port)) {
+        Some(u64::from(value))
+    } else {
+        return false;
+    };
+    if let (IoDirection::In, Some(value)) = (io.direction, read) {
         let rax = register(vcpu, HvRegisterName::RAX);
-        let value = match io.size {
-            IoSize::Byte => rax | 0xff,
-            IoSize::Word => rax | 0xffff,
-            IoSize::Dword => 0xffff_ffff,
+        let rax = match io.size {
+            IoSize::Byte => rax & !0xff | value & 0xff,
+            IoSize::Word => rax & !0xffff | value & 0xffff,
+            IoSize::Dword => value & 0xffff_ffff,
         };
-        vcpu.set(HvRegisterName::RAX, value, 0);
+        vcpu.set(HvRegisterName::RAX, rax, 0);
     }
     skip(vcpu, exit);
     true
