@@ -45,6 +45,9 @@ pub const LINE_MAX: usize = 120;
 /// Most register updates one reply carries.
 pub const MAX_UPDATES: usize = 8;
 
+/// Most 128-bit register updates one reply carries (XMM fast-call output).
+pub const MAX_WIDE_UPDATES: usize = 6;
+
 /// Register updates for the kernel to apply before the VP resumes.
 pub type Updates = heapless::Vec<(HvRegisterName, u64), MAX_UPDATES>;
 
@@ -235,6 +238,11 @@ impl GuestConsole {
     pub fn take_partial(&mut self) -> Option<heapless::Vec<u8, LINE_MAX>> {
         (!self.line.is_empty()).then(|| core::mem::take(&mut self.line))
     }
+
+    /// Whether a line was begun and not finished.
+    pub fn has_partial(&self) -> bool {
+        !self.line.is_empty()
+    }
 }
 
 impl GuestConsole {
@@ -374,7 +382,7 @@ pub struct Vmm {
     pub slot_taken: bool,
     /// 128-bit register updates (XMM fast-call output) for the reply, after
     /// the [`Updates`] of the action: (name, low, high).
-    pub wide: heapless::Vec<(HvRegisterName, u64, u64), 6>,
+    pub wide: heapless::Vec<(HvRegisterName, u64, u64), MAX_WIDE_UPDATES>,
     /// COM1, a 16550A, on IRQ 4.
     pub uart: Uart,
     /// The ACPI fixed-hardware PM1 registers (power off, reset) and the
@@ -668,14 +676,14 @@ impl Vmm {
         events: impl FnMut(Event),
     ) -> Action {
         let parsed = message.parse().map_err(|_| message.header.message_type.0);
-        self.handle_parsed(parsed, guest, now, connections, events)
+        self.handle_parsed(parsed.as_ref().map_err(|&t| t), guest, now, connections, events)
     }
 
     /// [`Vmm::handle_with`] of a message the caller parsed already (`Err`:
     /// its message type, which does not parse).
     pub fn handle_parsed(
         &mut self,
-        parsed: Result<HvMessageBody, u32>,
+        parsed: Result<&HvMessageBody, u32>,
         guest: &mut impl Guest,
         now: u64,
         connections: &mut dyn Connections,
@@ -693,7 +701,7 @@ impl Vmm {
             self.woke(h.vp_index);
         }
         let action = self.decide(body, guest, now, connections, &mut events);
-        self.stats.record(&body, &action);
+        self.stats.record(body, &action);
         let Some(h) = header else { return action };
         self.report_synic(h.vp_index, connections);
         match action {
@@ -727,7 +735,7 @@ impl Vmm {
 
     fn decide(
         &mut self,
-        body: HvMessageBody,
+        body: &HvMessageBody,
         guest: &mut impl Guest,
         now: u64,
         connections: &mut dyn Connections,
@@ -735,7 +743,7 @@ impl Vmm {
     ) -> Action {
         let fail = |rip| Action::Stop(Stop::Failed { message_type: body.message_type().0, rip });
         match body {
-            HvMessageBody::X64IoPortIntercept(io) => self.port(&io, guest, now, events),
+            HvMessageBody::X64IoPortIntercept(io) => self.port(io, guest, now, events),
             HvMessageBody::X64CpuidIntercept(c) => {
                 let h = &c.header;
                 if h.instruction_length() == 0 {
@@ -770,9 +778,9 @@ impl Vmm {
                 if m.header.instruction_length() == 0 {
                     return fail(m.header.rip);
                 }
-                self.msr(&m, guest, now, events)
+                self.msr(m, guest, now, events)
             }
-            HvMessageBody::HypercallIntercept(m) => self.hypercall(&m, guest, connections),
+            HvMessageBody::HypercallIntercept(m) => self.hypercall(m, guest, connections),
             HvMessageBody::X64Halt(halt) => {
                 let h = &halt.header;
                 if h.rflags & rflags::IF == 0 {
@@ -783,8 +791,8 @@ impl Vmm {
                 // Something already waits: HLT ends at once.
                 if self.irq.has_pending(h.vp_index) { resume(&next) } else { Action::Halt(updates(&next)) }
             }
-            HvMessageBody::UnmappedGpa(m) => self.memory(&m, false, guest, now, events),
-            HvMessageBody::GpaIntercept(m) => self.memory(&m, true, guest, now, events),
+            HvMessageBody::UnmappedGpa(m) => self.memory(m, false, guest, now, events),
+            HvMessageBody::GpaIntercept(m) => self.memory(m, true, guest, now, events),
             other => fail(other.intercept_header().map_or(0, |h| h.rip)),
         }
     }

@@ -489,7 +489,7 @@ impl SyntheticPartition {
     /// Fires the synthetic timers due at TSC `now` and retries their
     /// waiting messages (into `guest`'s SIM pages).
     pub fn poll(&mut self, now: u64, guest: &mut impl Guest) {
-        if !self.profile.has(Enlightenment::Synic) {
+        if !self.profile.has(Enlightenment::Synic) || self.vps.iter().all(|v| v.synic.idle()) {
             return;
         }
         let reference = self.time_ref_count(now);
