@@ -533,10 +533,10 @@ impl Vmm {
     /// kicks those VPs).
     pub(crate) fn synic_interrupts(&mut self) {
         for vp in 0..self.irq.vps() {
-            let raised = self.synthetic.take_raised(vp);
-            if raised.is_empty() {
+            if !self.synthetic.has_raised(vp) {
                 continue;
             }
+            let raised = self.synthetic.take_raised(vp);
             if let Some(lapic) = self.irq.lapic_mut(vp) {
                 for vector in raised.iter() {
                     lapic.accept(vector, false);
@@ -569,7 +569,11 @@ impl Vmm {
     /// The TSC at which [`Vmm::poll_with`] next has work: the interrupt
     /// controllers' timers and the synthetic timers.
     pub fn next_deadline(&self) -> Option<u64> {
-        [self.irq.next_deadline(), self.synthetic.next_deadline(), self.rtc.next_deadline()].into_iter().flatten().min()
+        let earlier = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        earlier(earlier(self.irq.next_deadline(), self.synthetic.next_deadline()), self.rtc.next_deadline())
     }
 
     /// The interruption to post to `vp` now, acknowledged at its
@@ -633,13 +637,13 @@ impl Vmm {
         h: &tlfs::HvX64InterceptMessageHeader,
         busy: bool,
         guest: &mut impl Guest,
-        mut u: Updates,
-    ) -> Updates {
+        u: &mut Updates,
+    ) {
         let busy = busy
             || h.execution_state.interruption_pending()
             || u.iter().any(|(name, _)| *name == HvRegisterName::PENDING_INTERRUPTION);
         if busy {
-            return u;
+            return;
         }
         self.withdraw_lazy_eoi_if_requested(h.vp_index, guest);
         if let Some((value, interrupt)) = self.next_interruption(h.vp_index) {
@@ -648,7 +652,6 @@ impl Vmm {
                 self.offer_lazy_eoi(h.vp_index, vector, guest);
             }
         }
-        u
     }
 
     /// Decides what an intercept means, reading and writing `guest` as the
@@ -695,20 +698,28 @@ impl Vmm {
             Ok(body) => body,
             Err(message_type) => return Action::Stop(Stop::Failed { message_type, rip: 0 }),
         };
-        let header = body.intercept_header().copied();
-        if let Some(h) = &header {
+        let header = body.intercept_header();
+        if let Some(h) = header {
             // It exited: awake.
             self.woke(h.vp_index);
         }
-        let action = self.decide(body, guest, now, connections, &mut events);
+        let mut action = self.decide(body, guest, now, connections, &mut events);
         self.stats.record(body, &action);
         let Some(h) = header else { return action };
         self.report_synic(h.vp_index, connections);
-        match action {
-            Action::Resume(u) => Action::Resume(self.post_at_exit(&h, slot_taken, guest, u)),
-            Action::Halt(u) => Action::Halt(self.post_at_exit(&h, slot_taken, guest, u)),
-            stop => stop,
+        if let Action::Resume(u) | Action::Halt(u) = &mut action {
+            self.post_at_exit(h, slot_taken, guest, u);
         }
+        action
+    }
+
+    /// Whether handling an exit of `body` leaves the partition's devices,
+    /// timers and SynICs as the poll that began it left them (CPUID and
+    /// HLT only read them; the interruption the reply carries is taken
+    /// from the controllers, which no poll looks at): a poll at the same
+    /// TSC right after finds nothing to do.
+    pub fn leaves_devices_alone(body: &HvMessageBody) -> bool {
+        matches!(body, HvMessageBody::X64CpuidIntercept(_) | HvMessageBody::X64Halt(_))
     }
 
     /// Tells the broker what every VP's SINTs take, whatever it was told

@@ -302,6 +302,9 @@ struct Handled {
     exited: Option<(usize, usize)>,
     /// Its handling posted or signalled through the broker.
     brokered: bool,
+    /// Its handling changed nothing a poll at the same TSC would act on
+    /// ([`Vmm::leaves_devices_alone`]).
+    settled: bool,
 }
 
 /// Handles the exit `words` of VP `v` of the VID's partition `k` at TSC
@@ -323,17 +326,16 @@ fn handle_exit(
     let known = running.get(k).is_some_and(|r| v < r.vps.len() && !r.stopped);
     let (true, Ok(hv)) = (known, HvMessage::ref_from_words(head)) else {
         stop_reply(reply);
-        return Handled { exited: None, brokered: false };
+        return Handled { exited: None, brokered: false, settled: false };
     };
     let r = &mut running[k];
     r.exits += 1;
     // Parsed once, here: the handler takes it as it is.
-    let parsed = hv.parse().map_err(|_| hv.header.message_type.0);
-    let shown = parsed
-        .as_ref()
-        .ok()
-        .and_then(|b| b.intercept_header())
-        .is_some_and(|h| h.execution_state.interruption_pending());
+    let parsed = hv.parse();
+    let parsed = parsed.as_ref().map_err(|_| hv.header.message_type.0);
+    let settled = parsed.is_ok_and(Vmm::leaves_devices_alone);
+    let shown =
+        parsed.ok().and_then(|b| b.intercept_header()).is_some_and(|h| h.execution_state.interruption_pending());
     // The header shows what the kernel held when the VP exited. On another
     // CPU it may have exited while this loop ran, which then posted it an
     // interruption before taking the exit: the kernel knows (the VP waits
@@ -361,23 +363,22 @@ fn handle_exit(
         Some(c) => c,
         None => &mut none,
     };
-    let action =
-        r.vmm.handle_parsed(parsed.as_ref().map_err(|&t| t), &mut view, now, connections, |event| match event {
-            Event::Console(b) => {
-                *console_tick = tick;
-                if let Some(line) = console.byte(b) {
-                    let text = core::str::from_utf8(&line).unwrap_or("?");
-                    say(kernel, logs, name, Kind::Console, format_args!("{text}"));
-                }
+    let action = r.vmm.handle_parsed(parsed, &mut view, now, connections, |event| match event {
+        Event::Console(b) => {
+            *console_tick = tick;
+            if let Some(line) = console.byte(b) {
+                let text = core::str::from_utf8(&line).unwrap_or("?");
+                say(kernel, logs, name, Kind::Console, format_args!("{text}"));
             }
-            other => {
-                // A crash report the limit holds back goes no further.
-                let shown = say(kernel, logs, name, Kind::Event, format_args!("{other}"));
-                if let (Event::GuestCrash { p, .. }, true) = (other, shown) {
-                    crash = Some(p);
-                }
+        }
+        other => {
+            // A crash report the limit holds back goes no further.
+            let shown = say(kernel, logs, name, Kind::Event, format_args!("{other}"));
+            if let (Event::GuestCrash { p, .. }, true) = (other, shown) {
+                crash = Some(p);
             }
-        });
+        }
+    });
     let brokered = own.as_ref().is_some_and(|c| c.called);
     if let Some(p) = crash {
         services.crashed(name, r.managed, p);
@@ -415,7 +416,7 @@ fn handle_exit(
             _ => end(kernel, services, r, Some(v), stop),
         }
     }
-    Handled { exited: Some((k, v)), brokered }
+    Handled { exited: Some((k, v)), brokered, settled }
 }
 
 /// Handles exits of every running partition and the clients' requests
@@ -454,7 +455,7 @@ pub fn serve(
         // `message` holds a reply for the last caller.
         let mut reply = false;
         let mut exited = None;
-        let mut brokered = false;
+        let (mut brokered, mut settled) = (false, false);
         // The broker's bound notification ended the wait: no exit.
         let incoming = match received? {
             Some(_) if inbox.label() == labels::NOTIFICATION => {
@@ -469,7 +470,7 @@ pub fn serve(
             match exit_of(badge) {
                 Some(vp) => {
                     let handled = handle_exit(kernel, services, running, vp, inbox.words(), &mut message, now, tick);
-                    (exited, brokered) = (handled.exited, handled.brokered);
+                    (exited, brokered, settled) = (handled.exited, handled.brokered, handled.settled);
                 }
                 None => {
                     message = answer(kernel, services, running, badge, inbox.clone());
@@ -491,7 +492,11 @@ pub fn serve(
         if brokered && events != BrokerEvents::None {
             deliver(kernel, services, services.broker_signalled(), running);
         }
-        let (wait, Turn { reset, parked, again }) = keep_time(kernel, running, exited, now, min_wait);
+        // The exited partition was polled at `now` before its exit was
+        // handled; unless the handling or a delivery since changed
+        // something, that poll stands.
+        let polled = exited.filter(|_| settled && !brokered).map(|(k, _)| k);
+        let (wait, Turn { reset, parked, again }) = keep_time(kernel, running, exited, polled, now, min_wait);
         let wait = wait.min(Wait { ticks: 0, deadline: inspect_at });
         if parked && reply {
             stop_reply(&mut message);
@@ -546,7 +551,7 @@ pub fn serve(
                 // finds no reset and, with no exit, parks nothing.)
                 let wait = match again {
                     false => wait,
-                    true => wait.min(keep_time(kernel, running, None, now, min_wait).0),
+                    true => wait.min(keep_time(kernel, running, None, None, now, min_wait).0),
                 };
                 input.poll(services, running, tick);
                 replied.and_then(|()| kernel.receive(None, &mut inbox, wait.until(now, tick_tsc)))

@@ -570,6 +570,13 @@ impl SyntheticPartition {
         Some(tsc)
     }
 
+    /// Whether VP `vp`'s SynIC raised vectors [`take_raised`] would give.
+    ///
+    /// [`take_raised`]: SyntheticPartition::take_raised
+    pub fn has_raised(&self, vp: u32) -> bool {
+        self.vps.get(vp as usize).is_some_and(|v| !v.raised.is_empty())
+    }
+
     /// The vectors VP `vp`'s SynIC raised since the last call, for its
     /// local APIC.
     pub fn take_raised(&mut self, vp: u32) -> Raised {

@@ -32,10 +32,14 @@ fn stage(message: &Message, caps: &[CapSlot], non_blocking: bool) -> Result<(Mes
     if !caps.is_empty() {
         ipc_buffer::set_send_caps(caps)?;
     }
-    let mut mrs = [0; REGISTER_WORDS];
-    for (mr, &word) in mrs.iter_mut().zip(words) {
-        *mr = word;
-    }
+    let mrs = match words.first_chunk::<REGISTER_WORDS>() {
+        Some(&head) => head,
+        None => {
+            let mut mrs = [0; REGISTER_WORDS];
+            mrs[..words.len()].copy_from_slice(words);
+            mrs
+        }
+    };
     let info = message.info().with_caps(caps.len() as u8).with_non_blocking(non_blocking);
     Ok((info, mrs))
 }
