@@ -257,6 +257,13 @@ impl HvMessage {
         zerocopy::transmute!(words)
     }
 
+    /// [`HvMessage::from_words`] without a copy: the words seen as a message.
+    pub fn ref_from_words(words: &[u64]) -> Result<&HvMessage, HvMessageError> {
+        let words: &[u64; HV_MESSAGE_WORDS] =
+            words.try_into().map_err(|_| HvMessageError::Length { expected: HV_MESSAGE_WORDS, actual: words.len() })?;
+        Ok(zerocopy::transmute_ref!(words))
+    }
+
     /// A message from exactly [`HV_MESSAGE_WORDS`] IPC words; the content is
     /// checked by [`HvMessage::parse`], not here.
     pub fn from_words(words: &[u64]) -> Result<HvMessage, HvMessageError> {

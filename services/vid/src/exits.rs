@@ -45,6 +45,9 @@ pub const LINE_MAX: usize = 120;
 /// Most register updates one reply carries.
 pub const MAX_UPDATES: usize = 8;
 
+/// Most 128-bit register updates one reply carries (XMM fast-call output).
+pub const MAX_WIDE_UPDATES: usize = 6;
+
 /// Register updates for the kernel to apply before the VP resumes.
 pub type Updates = heapless::Vec<(HvRegisterName, u64), MAX_UPDATES>;
 
@@ -235,6 +238,11 @@ impl GuestConsole {
     pub fn take_partial(&mut self) -> Option<heapless::Vec<u8, LINE_MAX>> {
         (!self.line.is_empty()).then(|| core::mem::take(&mut self.line))
     }
+
+    /// Whether a line was begun and not finished.
+    pub fn has_partial(&self) -> bool {
+        !self.line.is_empty()
+    }
 }
 
 impl GuestConsole {
@@ -374,7 +382,7 @@ pub struct Vmm {
     pub slot_taken: bool,
     /// 128-bit register updates (XMM fast-call output) for the reply, after
     /// the [`Updates`] of the action: (name, low, high).
-    pub wide: heapless::Vec<(HvRegisterName, u64, u64), 6>,
+    pub wide: heapless::Vec<(HvRegisterName, u64, u64), MAX_WIDE_UPDATES>,
     /// COM1, a 16550A, on IRQ 4.
     pub uart: Uart,
     /// The ACPI fixed-hardware PM1 registers (power off, reset) and the
@@ -525,10 +533,10 @@ impl Vmm {
     /// kicks those VPs).
     pub(crate) fn synic_interrupts(&mut self) {
         for vp in 0..self.irq.vps() {
-            let raised = self.synthetic.take_raised(vp);
-            if raised.is_empty() {
+            if !self.synthetic.has_raised(vp) {
                 continue;
             }
+            let raised = self.synthetic.take_raised(vp);
             if let Some(lapic) = self.irq.lapic_mut(vp) {
                 for vector in raised.iter() {
                     lapic.accept(vector, false);
@@ -561,7 +569,11 @@ impl Vmm {
     /// The TSC at which [`Vmm::poll_with`] next has work: the interrupt
     /// controllers' timers and the synthetic timers.
     pub fn next_deadline(&self) -> Option<u64> {
-        [self.irq.next_deadline(), self.synthetic.next_deadline(), self.rtc.next_deadline()].into_iter().flatten().min()
+        let earlier = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        earlier(earlier(self.irq.next_deadline(), self.synthetic.next_deadline()), self.rtc.next_deadline())
     }
 
     /// The interruption to post to `vp` now, acknowledged at its
@@ -625,13 +637,13 @@ impl Vmm {
         h: &tlfs::HvX64InterceptMessageHeader,
         busy: bool,
         guest: &mut impl Guest,
-        mut u: Updates,
-    ) -> Updates {
+        u: &mut Updates,
+    ) {
         let busy = busy
             || h.execution_state.interruption_pending()
             || u.iter().any(|(name, _)| *name == HvRegisterName::PENDING_INTERRUPTION);
         if busy {
-            return u;
+            return;
         }
         self.withdraw_lazy_eoi_if_requested(h.vp_index, guest);
         if let Some((value, interrupt)) = self.next_interruption(h.vp_index) {
@@ -640,7 +652,6 @@ impl Vmm {
                 self.offer_lazy_eoi(h.vp_index, vector, guest);
             }
         }
-        u
     }
 
     /// Decides what an intercept means, reading and writing `guest` as the
@@ -668,14 +679,14 @@ impl Vmm {
         events: impl FnMut(Event),
     ) -> Action {
         let parsed = message.parse().map_err(|_| message.header.message_type.0);
-        self.handle_parsed(parsed, guest, now, connections, events)
+        self.handle_parsed(parsed.as_ref().map_err(|&t| t), guest, now, connections, events)
     }
 
     /// [`Vmm::handle_with`] of a message the caller parsed already (`Err`:
     /// its message type, which does not parse).
     pub fn handle_parsed(
         &mut self,
-        parsed: Result<HvMessageBody, u32>,
+        parsed: Result<&HvMessageBody, u32>,
         guest: &mut impl Guest,
         now: u64,
         connections: &mut dyn Connections,
@@ -687,20 +698,28 @@ impl Vmm {
             Ok(body) => body,
             Err(message_type) => return Action::Stop(Stop::Failed { message_type, rip: 0 }),
         };
-        let header = body.intercept_header().copied();
-        if let Some(h) = &header {
+        let header = body.intercept_header();
+        if let Some(h) = header {
             // It exited: awake.
             self.woke(h.vp_index);
         }
-        let action = self.decide(body, guest, now, connections, &mut events);
-        self.stats.record(&body, &action);
+        let mut action = self.decide(body, guest, now, connections, &mut events);
+        self.stats.record(body, &action);
         let Some(h) = header else { return action };
         self.report_synic(h.vp_index, connections);
-        match action {
-            Action::Resume(u) => Action::Resume(self.post_at_exit(&h, slot_taken, guest, u)),
-            Action::Halt(u) => Action::Halt(self.post_at_exit(&h, slot_taken, guest, u)),
-            stop => stop,
+        if let Action::Resume(u) | Action::Halt(u) = &mut action {
+            self.post_at_exit(h, slot_taken, guest, u);
         }
+        action
+    }
+
+    /// Whether handling an exit of `body` leaves the partition's devices,
+    /// timers and SynICs as the poll that began it left them (CPUID and
+    /// HLT only read them; the interruption the reply carries is taken
+    /// from the controllers, which no poll looks at): a poll at the same
+    /// TSC right after finds nothing to do.
+    pub fn leaves_devices_alone(body: &HvMessageBody) -> bool {
+        matches!(body, HvMessageBody::X64CpuidIntercept(_) | HvMessageBody::X64Halt(_))
     }
 
     /// Tells the broker what every VP's SINTs take, whatever it was told
@@ -727,7 +746,7 @@ impl Vmm {
 
     fn decide(
         &mut self,
-        body: HvMessageBody,
+        body: &HvMessageBody,
         guest: &mut impl Guest,
         now: u64,
         connections: &mut dyn Connections,
@@ -735,7 +754,7 @@ impl Vmm {
     ) -> Action {
         let fail = |rip| Action::Stop(Stop::Failed { message_type: body.message_type().0, rip });
         match body {
-            HvMessageBody::X64IoPortIntercept(io) => self.port(&io, guest, now, events),
+            HvMessageBody::X64IoPortIntercept(io) => self.port(io, guest, now, events),
             HvMessageBody::X64CpuidIntercept(c) => {
                 let h = &c.header;
                 if h.instruction_length() == 0 {
@@ -770,9 +789,9 @@ impl Vmm {
                 if m.header.instruction_length() == 0 {
                     return fail(m.header.rip);
                 }
-                self.msr(&m, guest, now, events)
+                self.msr(m, guest, now, events)
             }
-            HvMessageBody::HypercallIntercept(m) => self.hypercall(&m, guest, connections),
+            HvMessageBody::HypercallIntercept(m) => self.hypercall(m, guest, connections),
             HvMessageBody::X64Halt(halt) => {
                 let h = &halt.header;
                 if h.rflags & rflags::IF == 0 {
@@ -783,8 +802,8 @@ impl Vmm {
                 // Something already waits: HLT ends at once.
                 if self.irq.has_pending(h.vp_index) { resume(&next) } else { Action::Halt(updates(&next)) }
             }
-            HvMessageBody::UnmappedGpa(m) => self.memory(&m, false, guest, now, events),
-            HvMessageBody::GpaIntercept(m) => self.memory(&m, true, guest, now, events),
+            HvMessageBody::UnmappedGpa(m) => self.memory(m, false, guest, now, events),
+            HvMessageBody::GpaIntercept(m) => self.memory(m, true, guest, now, events),
             other => fail(other.intercept_header().map_or(0, |h| h.rip)),
         }
     }

@@ -18,21 +18,15 @@ pub enum Until {
     Tsc(u64),
 }
 
-/// What a receive on the loop's endpoint returned: an exit (a badge in
-/// [`crate::serve::EXIT_BADGES`]), a client's request, or the bound
-/// notification's wake-up (label [`abi::labels::NOTIFICATION`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incoming {
-    pub badge: u64,
-    pub message: Message,
-}
-
 /// The kernel operations of the exit loop.
 pub trait Kernel {
     /// Replies `reply` to the last caller if given (REPLY_RECV), then
     /// waits for the next message on the loop's endpoint until `until`
-    /// (`TIMEOUT` if none came).
-    fn receive(&self, reply: Option<&Message>, until: Until) -> Result<Incoming, ErrorCode>;
+    /// (`TIMEOUT` if none came) and receives it into `into` (left as it
+    /// was on an error): its badge. What arrives is an exit (a badge in
+    /// [`crate::serve::EXIT_BADGES`]), a client's request, or the bound
+    /// notification's wake-up (label [`abi::labels::NOTIFICATION`]).
+    fn receive(&self, reply: Option<&Message>, into: &mut Message, until: Until) -> Result<u64, ErrorCode>;
     /// Replies to the last caller.
     fn reply(&self, message: &Message) -> Result<(), ErrorCode>;
     /// VP_START.

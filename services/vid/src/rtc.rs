@@ -114,6 +114,10 @@ pub struct Rtc {
     lost: u64,
     irq: bool,
     rises: u64,
+    /// Before this TSC [`Rtc::catch_up`] finds nothing to do (no update,
+    /// no periodic tick), as it left the registers; 0 after any change it
+    /// did not make.
+    idle_until: u64,
 }
 
 impl Rtc {
@@ -137,6 +141,7 @@ impl Rtc {
             lost: 0,
             irq: false,
             rises: 0,
+            idle_until: 0,
         }
     }
 
@@ -151,6 +156,7 @@ impl Rtc {
         self.reg_b &= !(B_PIE | B_AIE | B_UIE | B_SQWE);
         self.reg_c = 0;
         self.irq = false;
+        self.idle_until = 0;
     }
 
     /// Whether the guest set port 0x70's bit 7: NMIs are masked at the
@@ -215,6 +221,7 @@ impl Rtc {
                 let c = self.reg_c;
                 self.reg_c = 0;
                 self.irq = false;
+                self.idle_until = 0;
                 if self.lost > 0 && self.reg_b & B_PIE != 0 {
                     self.lost -= 1;
                     self.reg_c = C_PF;
@@ -257,6 +264,7 @@ impl Rtc {
             _ => self.cmos[usize::from(index)] = value,
         }
         self.update_irq();
+        self.idle_until = 0;
     }
 
     /// Register A: UIP is read-only; a divider change into or out of reset
@@ -333,7 +341,7 @@ impl Rtc {
     /// Runs the clock to `now`: each second an update (UF; AF when the
     /// alarm matches), and PF at each periodic tick.
     fn catch_up(&mut self, now: u64) {
-        if self.halted {
+        if self.halted || now < self.idle_until {
             return;
         }
         if now >= self.second_start + self.tsc_hz {
@@ -356,6 +364,12 @@ impl Rtc {
             }
         }
         self.update_irq();
+        // The next second's update, or the next periodic tick (the first
+        // TSC at which `periodic_index` passes `periodic_seen`).
+        let tick = periodic_hz(self.reg_a).map_or(u64::MAX, |hz| {
+            self.anchor.saturating_add(crate::irq::scale_up(self.periodic_seen.saturating_add(1), self.tsc_hz, hz))
+        });
+        self.idle_until = self.second_start.saturating_add(self.tsc_hz).min(tick);
     }
 
     /// `seconds` updates: the alarm is compared at each (a long gap is

@@ -30,7 +30,7 @@ mod tests;
 pub use requests::answer;
 pub use restart::{Boot, EntryWords, MAX_BOOT_MODULES, after_vid_restart};
 
-use crate::exits::{Action, Event, Stop, Vmm};
+use crate::exits::{Action, Event, MAX_UPDATES, MAX_WIDE_UPDATES, Stop, Vmm};
 use crate::host::{BrokerEvents, Kernel, Services, Until};
 use crate::logs::{Kind, Line, PartitionLogs};
 use crate::monitor::MonitorPage;
@@ -247,27 +247,32 @@ fn stop_reply(message: &mut Message) {
     let _ = message.push(0);
 }
 
+// The count, then three words per update.
+const _: () = assert!(3 * (MAX_UPDATES + MAX_WIDE_UPDATES) < abi::MAX_MESSAGE_WORDS, "a reply fits a message");
+
 /// The reply to an exit: the action's label and its register updates
-/// (count, then (name, low, high) triples), 128-bit ones included.
+/// (count, then (name, low, high) triples), 128-bit ones included. Written
+/// over the loop's last reply, word by word.
 fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
     let (label, updates) = match action {
-        Action::Resume(u) => (labels::VP_RESUME, Some(u)),
-        Action::Halt(u) => (labels::VP_HALT, Some(u)),
-        Action::Stop(_) => (labels::VP_STOP, None),
+        Action::Resume(u) => (labels::VP_RESUME, u.as_slice()),
+        Action::Halt(u) => (labels::VP_HALT, u.as_slice()),
+        Action::Stop(_) => (labels::VP_STOP, &[][..]),
     };
-    reply.clear(label);
-    let wide = core::mem::take(&mut vmm.wide);
-    let Some(updates) = updates else {
-        let _ = reply.push(0);
-        return;
-    };
-    let _ = reply.push((updates.len() + wide.len()) as u64);
-    let narrow = updates.iter().map(|&(register, value)| (register, value, 0));
-    for (register, low, high) in narrow.chain(wide) {
-        for word in [u64::from(register.0), low, high] {
-            let _ = reply.push(word);
-        }
+    let wide = if matches!(action, Action::Stop(_)) { &[][..] } else { vmm.wide.as_slice() };
+    let count = updates.len() + wide.len();
+    reply.set_label(label);
+    let _ = reply.set_len(1 + 3 * count);
+    let (first, triples) = reply.words_mut().split_at_mut(1);
+    first[0] = count as u64;
+    let (narrow, wider) = triples.split_at_mut(3 * updates.len());
+    for (triple, &(register, value)) in narrow.chunks_exact_mut(3).zip(updates) {
+        triple.copy_from_slice(&[u64::from(register.0), value, 0]);
     }
+    for (triple, &(register, low, high)) in wider.chunks_exact_mut(3).zip(wide) {
+        triple.copy_from_slice(&[u64::from(register.0), low, high]);
+    }
+    vmm.wide.clear();
 }
 
 /// Partition `r`'s connections, through the broker.
@@ -294,18 +299,20 @@ impl<S: Services> crate::messaging::Connections for Connections<'_, S> {
     }
 }
 
-/// What one exit left for the loop.
+/// What one exit left for the loop (its reply is in the loop's message).
 struct Handled {
-    /// The reply to the VP.
-    reply: Message,
     /// The exit was of a running partition's VP (partition, VP).
     exited: Option<(usize, usize)>,
     /// Its handling posted or signalled through the broker.
     brokered: bool,
+    /// Its handling changed nothing a poll at the same TSC would act on
+    /// ([`Vmm::leaves_devices_alone`]).
+    settled: bool,
 }
 
 /// Handles the exit `words` of VP `v` of the VID's partition `k` at TSC
-/// `now` (the loop's tick `tick`): its reply, and what the loop needs.
+/// `now` (the loop's tick `tick`): its reply goes into `reply`, and what
+/// the loop needs is returned.
 #[allow(clippy::too_many_arguments)]
 fn handle_exit(
     kernel: &impl Kernel,
@@ -313,26 +320,25 @@ fn handle_exit(
     running: &mut [Running<'_>],
     (k, v): (usize, usize),
     words: &[u64],
+    reply: &mut Message,
     now: u64,
     tick: u64,
 ) -> Handled {
-    let mut message = Message::new(labels::VP_STOP);
-    let _ = message.push(0);
     let (head, state) = words.split_at(words.len().min(HV_MESSAGE_WORDS));
     // Exits of a partition that ended leave their VP stopped.
     let known = running.get(k).is_some_and(|r| v < r.vps.len() && !r.stopped);
-    let (true, Ok(hv)) = (known, HvMessage::from_words(head)) else {
-        return Handled { reply: message, exited: None, brokered: false };
+    let (true, Ok(hv)) = (known, HvMessage::ref_from_words(head)) else {
+        stop_reply(reply);
+        return Handled { exited: None, brokered: false, settled: false };
     };
     let r = &mut running[k];
     r.exits += 1;
     // Parsed once, here: the handler takes it as it is.
-    let parsed = hv.parse().map_err(|_| hv.header.message_type.0);
-    let shown = parsed
-        .as_ref()
-        .ok()
-        .and_then(|b| b.intercept_header())
-        .is_some_and(|h| h.execution_state.interruption_pending());
+    let parsed = hv.parse();
+    let parsed = parsed.as_ref().map_err(|_| hv.header.message_type.0);
+    let settled = parsed.is_ok_and(Vmm::leaves_devices_alone);
+    let shown =
+        parsed.ok().and_then(|b| b.intercept_header()).is_some_and(|h| h.execution_state.interruption_pending());
     // The header shows what the kernel held when the VP exited. On another
     // CPU it may have exited while this loop ran, which then posted it an
     // interruption before taking the exit: the kernel knows (the VP waits
@@ -380,7 +386,7 @@ fn handle_exit(
     if let Some(p) = crash {
         services.crashed(name, r.managed, p);
     }
-    reply_for(&action, &mut r.vmm, &mut message);
+    reply_for(&action, &mut r.vmm, reply);
     let vp = &mut r.vps[v];
     vp.posted |= matches!(&action, Action::Resume(u) | Action::Halt(u)
         if u.iter().any(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION));
@@ -413,7 +419,7 @@ fn handle_exit(
             _ => end(kernel, services, r, Some(v), stop),
         }
     }
-    Handled { reply: message, exited: Some((k, v)), brokered }
+    Handled { exited: Some((k, v)), brokered, settled }
 }
 
 /// Handles exits of every running partition and the clients' requests
@@ -458,7 +464,10 @@ pub fn serve(
         kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, None);
         r.latched_lsr = None;
     }
-    let mut received = kernel.receive(None, Until::Ticks(0)).map(Some);
+    // The loop's two messages, kept from turn to turn: what it received
+    // (`inbox`), and its reply (when `reply` says there is one).
+    let (mut inbox, mut message) = (Message::new(0), Message::new(0));
+    let mut received = kernel.receive(None, &mut inbox, Until::Ticks(0)).map(Some);
     loop {
         let now = kernel.tsc();
         // The loop's own clock for prompts and typed input: ticks of the
@@ -471,12 +480,13 @@ pub fn serve(
         if events != BrokerEvents::None {
             deliver(kernel, services, events == BrokerEvents::Polled && services.broker_signalled(), running);
         }
-        let mut reply = None;
+        // `message` holds a reply for the last caller.
+        let mut reply = false;
         let mut exited = None;
-        let mut brokered = false;
+        let (mut brokered, mut settled) = (false, false);
         // The broker's bound notification ended the wait: no exit.
         let incoming = match received? {
-            Some(r) if r.message.label() == labels::NOTIFICATION => {
+            Some(_) if inbox.label() == labels::NOTIFICATION => {
                 if events != BrokerEvents::None {
                     deliver(kernel, services, true, running);
                 }
@@ -484,19 +494,20 @@ pub fn serve(
             }
             other => other,
         };
-        if let Some(incoming) = incoming {
-            let message = match exit_of(incoming.badge) {
+        if let Some(badge) = incoming {
+            match exit_of(badge) {
                 Some(vp) => {
-                    let handled = handle_exit(kernel, services, running, vp, incoming.message.words(), now, tick);
-                    (exited, brokered) = (handled.exited, handled.brokered);
-                    handled.reply
+                    let handled = handle_exit(kernel, services, running, vp, inbox.words(), &mut message, now, tick);
+                    (exited, brokered, settled) = (handled.exited, handled.brokered, handled.settled);
                 }
-                None => answer(kernel, services, running, incoming.badge, incoming.message),
-            };
+                None => {
+                    message = answer(kernel, services, running, badge, inbox.clone());
+                }
+            }
             if live(running) == 0 {
                 return kernel.reply(&message);
             }
-            reply = Some(message);
+            reply = true;
         }
         // Monitored notifications that come due signal events like the
         // guest's own HvSignalEvent.
@@ -509,10 +520,14 @@ pub fn serve(
         if brokered && events != BrokerEvents::None {
             deliver(kernel, services, services.broker_signalled(), running);
         }
-        let (wait, Turn { reset, parked, again }) = keep_time(kernel, running, exited, now, min_wait);
+        // The exited partition was polled at `now` before its exit was
+        // handled; unless the handling or a delivery since changed
+        // something, that poll stands.
+        let polled = exited.filter(|_| settled && !brokered).map(|(k, _)| k);
+        let (wait, Turn { reset, parked, again }) = keep_time(kernel, running, exited, polled, now, min_wait);
         let wait = wait.min(Wait { ticks: 0, deadline: inspect_at });
-        if let (true, Some(message)) = (parked, reply.as_mut()) {
-            stop_reply(message);
+        if parked && reply {
+            stop_reply(&mut message);
         }
         // INIT at a BSP resets its partition, as HV_X64_MSR_RESET does.
         if let Some(k) = reset {
@@ -520,8 +535,8 @@ pub fn serve(
             kernel.log(format_args!("{}: INIT at VP 0, the boot processor: a reset", r.name));
             // A VP of it waiting for this loop's reply is stopped by the reply.
             let waiting = exited.filter(|&(e, _)| e == k).map(|(_, v)| v);
-            if let (Some(_), Some(message)) = (waiting, reply.as_mut()) {
-                stop_reply(message);
+            if waiting.is_some() && reply {
+                stop_reply(&mut message);
             }
             let by = crate::exits::ResetSource::InitBsp;
             if restart::wanted(r, now) {
@@ -530,18 +545,16 @@ pub fn serve(
                 end(kernel, services, r, waiting, Stop::Reset { rip: 0, by });
             }
             if live(running) == 0 {
-                return reply.as_ref().map_or(Ok(()), |message| kernel.reply(message));
+                return if reply { kernel.reply(&message) } else { Ok(()) };
             }
         }
         // A reset above gave a partition a new UART.
         running.iter_mut().for_each(|r| latch_line_status(kernel, r));
-        let wait = match wait.ticks {
-            // Typed input is looked for at least every INPUT_POLL_TICKS.
-            t if input.enabled() && (t == 0 || t > deliver::INPUT_POLL_TICKS) => {
-                Wait { ticks: deliver::INPUT_POLL_TICKS, ..wait }
-            }
-            _ => wait,
-        };
+        // Typed input is looked for at least every INPUT_POLL_TICKS while
+        // a guest reads its serial line; an unfinished line is shown when
+        // its pause ends. Else the loop may wait without a limit, which
+        // lets the kernel hand exits and replies over on its fast path.
+        let wait = wait.min(Wait { ticks: input.wait(running, tick), deadline: None });
         // Without a bound notification (a kernel that refused the bind)
         // the loop polls `broker-events` each turn, so it waits no longer
         // than BROKER_POLL_TICKS for an exit.
@@ -551,15 +564,15 @@ pub fn serve(
             }
             _ => wait,
         };
-        received = match &reply {
+        received = match reply {
             // Typed input is looked for after the reply, not while the VP
             // waits for it: the console may be on another CPU, and a VP
             // that waits for its exit's answer leaves its CPU to the next
             // VP, which would run in its turn.
             // Root policy: the AP that exited has its reply before VP 0 is
             // woken (it is suspended then, running again).
-            Some(message) if again || input.due(tick) => {
-                let replied = kernel.reply(message).or_else(|e| match e {
+            true if again || input.due(tick) => {
+                let replied = kernel.reply(&message).or_else(|e| match e {
                     // As REPLY_RECV: an absent or dead caller is skipped.
                     ErrorCode::INVALID_STATE | ErrorCode::PEER_GONE => Ok(()),
                     e => Err(e),
@@ -568,15 +581,15 @@ pub fn serve(
                 // finds no reset and, with no exit, parks nothing.)
                 let wait = match again {
                     false => wait,
-                    true => wait.min(keep_time(kernel, running, None, now, min_wait).0),
+                    true => wait.min(keep_time(kernel, running, None, None, now, min_wait).0),
                 };
                 input.poll(services, running, tick);
                 // Typed input is in LSR.DR before the loop waits (its
                 // interrupt follows at the next keep_time).
                 running.iter_mut().for_each(|r| latch_line_status(kernel, r));
-                replied.and_then(|()| kernel.receive(None, wait.until(now, tick_tsc)))
+                replied.and_then(|()| kernel.receive(None, &mut inbox, wait.until(now, tick_tsc)))
             }
-            Some(message) => kernel.receive(Some(message), wait.until(now, tick_tsc)).or_else(|e| {
+            true => kernel.receive(Some(&message), &mut inbox, wait.until(now, tick_tsc)).or_else(|e| {
                 // A reply the kernel refuses (a register value its backend
                 // does not take) leaves that VP waiting; the loop, and
                 // every other partition, goes on.
@@ -586,11 +599,11 @@ pub fn serve(
                 let (k, v) = exited.unwrap_or((usize::MAX, 0));
                 let name = running.get(k).map_or("?", |r| r.name);
                 kernel.log(format_args!("{name}: VP {v}: the kernel refused the reply to its exit: {e:?}"));
-                kernel.receive(None, wait.until(now, tick_tsc))
+                kernel.receive(None, &mut inbox, wait.until(now, tick_tsc))
             }),
-            None => {
+            false => {
                 input.poll(services, running, tick);
-                kernel.receive(None, wait.until(now, tick_tsc))
+                kernel.receive(None, &mut inbox, wait.until(now, tick_tsc))
             }
         }
         .map(Some)

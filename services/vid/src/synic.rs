@@ -60,7 +60,7 @@ impl Raised {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.highest().is_none()
+        self.0.0.iter().fold(0, |any, &w| any | w) == 0
     }
 
     /// The vectors, lowest first.
@@ -451,6 +451,12 @@ impl SynicVp {
     /// to fire (timers whose message waits for EOM have none).
     pub fn next_due(&self) -> Option<u64> {
         self.timers.iter().filter(|t| t.pending.is_none()).filter_map(|t| t.due).min()
+    }
+
+    /// Whether [`SynicVp::poll`] has nothing to do, at any time: no timer
+    /// armed or waiting, no port's message held.
+    pub fn idle(&self) -> bool {
+        self.held.is_none() && self.timers.iter().all(|t| t.due.is_none() && t.pending.is_none())
     }
 
     /// Fires the timers due at `now` and retries their waiting messages.

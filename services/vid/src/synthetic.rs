@@ -489,7 +489,7 @@ impl SyntheticPartition {
     /// Fires the synthetic timers due at TSC `now` and retries their
     /// waiting messages (into `guest`'s SIM pages).
     pub fn poll(&mut self, now: u64, guest: &mut impl Guest) {
-        if !self.profile.has(Enlightenment::Synic) {
+        if !self.profile.has(Enlightenment::Synic) || self.vps.iter().all(|v| v.synic.idle()) {
             return;
         }
         let reference = self.time_ref_count(now);
@@ -568,6 +568,13 @@ impl SyntheticPartition {
             tsc = tsc.saturating_add(hz / REFERENCE_HZ + 1);
         }
         Some(tsc)
+    }
+
+    /// Whether VP `vp`'s SynIC raised vectors [`take_raised`] would give.
+    ///
+    /// [`take_raised`]: SyntheticPartition::take_raised
+    pub fn has_raised(&self, vp: u32) -> bool {
+        self.vps.get(vp as usize).is_some_and(|v| !v.raised.is_empty())
     }
 
     /// The vectors VP `vp`'s SynIC raised since the last call, for its

@@ -32,9 +32,14 @@ fn stage(message: &Message, caps: &[CapSlot], non_blocking: bool) -> Result<(Mes
     if !caps.is_empty() {
         ipc_buffer::set_send_caps(caps)?;
     }
-    let mut mrs = [0; REGISTER_WORDS];
-    let in_registers = words.len().min(REGISTER_WORDS);
-    mrs[..in_registers].copy_from_slice(&words[..in_registers]);
+    let mrs = match words.first_chunk::<REGISTER_WORDS>() {
+        Some(&head) => head,
+        None => {
+            let mut mrs = [0; REGISTER_WORDS];
+            mrs[..words.len()].copy_from_slice(words);
+            mrs
+        }
+    };
     let info = message.info().with_caps(caps.len() as u8).with_non_blocking(non_blocking);
     Ok((info, mrs))
 }
@@ -44,12 +49,14 @@ fn stage(message: &Message, caps: &[CapSlot], non_blocking: bool) -> Result<(Mes
 fn collect(ret: sys::SysReturn, message: &mut Message) -> Result<(Badge, u8), ErrorCode> {
     ret.error.result()?;
     let len = usize::from(ret.info.length()).min(MAX_MESSAGE_WORDS);
-    message.clear(ret.info.label());
-    // `len` is at most MAX_MESSAGE_WORDS, so this cannot fail.
+    message.set_label(ret.info.label());
+    // `len` is at most MAX_MESSAGE_WORDS, so this cannot fail. Every word
+    // below it is written here, so only the words it drops are cleared.
     let _ = message.set_len(len);
     let words = message.words_mut();
-    let in_registers = len.min(REGISTER_WORDS);
-    words[..in_registers].copy_from_slice(&ret.mrs[..in_registers]);
+    for (word, mr) in words.iter_mut().zip(ret.mrs) {
+        *word = mr;
+    }
     if len > REGISTER_WORDS {
         ipc_buffer::read_words(REGISTER_WORDS, &mut words[REGISTER_WORDS..]);
     }
@@ -200,6 +207,25 @@ pub fn reply_recv_until(endpoint: CapSlot, reply: &Message, until: Until) -> Res
 /// [`reply_recv`] with one buffer: `message` is the reply, then the next request.
 pub fn reply_recv_in_place(endpoint: CapSlot, message: &mut Message) -> Result<(Badge, u8), ErrorCode> {
     transfer(Sysnum::REPLY_RECV, endpoint, message, &[], false, 0)
+}
+
+/// [`reply_recv_until`] with the caller's buffers: replies `reply`, then
+/// receives into `into` (left as it was on an error, `TIMEOUT` included).
+pub fn reply_recv_into_until(
+    endpoint: CapSlot,
+    reply: &Message,
+    into: &mut Message,
+    until: Until,
+) -> Result<(Badge, u8), ErrorCode> {
+    let (info, mrs) = stage(reply, &[], false)?;
+    let (info, r12) = until.encode(info);
+    collect(sys::syscall(Sysnum::REPLY_RECV, u64::from(endpoint.0), info, mrs, r12), into)
+}
+
+/// [`recv_until`] into `message` (left as it was on an error).
+pub fn recv_in_place_until(endpoint: CapSlot, message: &mut Message, until: Until) -> Result<(Badge, u8), ErrorCode> {
+    let (info, r12) = until.encode(MessageInfo::new());
+    collect(sys::syscall(Sysnum::RECV, u64::from(endpoint.0), info, [0; REGISTER_WORDS], r12), message)
 }
 
 /// [`reply_recv_in_place`], transferring `caps` with the reply (the

@@ -61,7 +61,9 @@ pub(crate) fn read_words(first: usize, out: &mut [u64]) {
         let from = addr_of_mut!((*buffer).words).cast::<u64>().add(first.min(MAX_MESSAGE_WORDS));
         core::ptr::copy_nonoverlapping(from, inside.as_mut_ptr(), inside.len());
     }
-    beyond.fill(0);
+    if !beyond.is_empty() {
+        beyond.fill(0);
+    }
 }
 
 /// Names the capabilities the next send transfers (at most [`MAX_TRANSFER_CAPS`]).

@@ -63,9 +63,9 @@ pub mod sys;
 #[cfg(target_os = "none")]
 pub use ipc::{
     Kernel, NoWait, Received, Until, call, call_in_place, call_with_caps, exit, invoke, invoke_in_place, poll, recv,
-    recv_in_place, recv_timeout, recv_until, reply, reply_recv, reply_recv_in_place, reply_recv_timeout,
-    reply_recv_until, reply_recv_with_caps, send, send_with_caps, serve, signal, ticks, try_send, wait, wait_timeout,
-    wait_until, yield_now,
+    recv_in_place, recv_in_place_until, recv_timeout, recv_until, reply, reply_recv, reply_recv_in_place,
+    reply_recv_into_until, reply_recv_timeout, reply_recv_until, reply_recv_with_caps, send, send_with_caps, serve,
+    signal, ticks, try_send, wait, wait_timeout, wait_until, yield_now,
 };
 
 pub use abi;

@@ -391,6 +391,9 @@ fn every_body_round_trips_through_words_and_bytes() {
         assert_eq!(back, message);
         assert_eq!(back.parse(), Ok(body));
         assert_eq!(HvMessage::from_word_array(words), message);
+        assert_eq!(HvMessage::ref_from_words(&words), Ok(&message));
+        let short = HvMessageError::Length { expected: HV_MESSAGE_WORDS, actual: HV_MESSAGE_WORDS - 1 };
+        assert_eq!(HvMessage::ref_from_words(&words[1..]), Err(short));
 
         let from_bytes = HvMessage::from_bytes(message.as_bytes()).unwrap();
         assert_eq!(from_bytes.parse(), Ok(body));

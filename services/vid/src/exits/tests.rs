@@ -526,6 +526,39 @@ fn pit_armed_and_halted() -> (Vmm, Fake, u64, HvMessage) {
     (vmm, g, deadline, halt)
 }
 
+/// The loop skips its own poll of a partition after a CPUID or HLT exit
+/// (`serve`): the poll that began the exit, at the same TSC, left nothing
+/// for it, the interruption the reply took included.
+#[test]
+fn after_cpuid_and_hlt_a_poll_at_the_same_tsc_finds_nothing_to_do() {
+    let (mut vmm, mut g, deadline, halt) = pit_armed_and_halted();
+    let cpuid = |leaf: u64| {
+        let body = HvMessageBody::X64CpuidIntercept(HvX64CpuidInterceptMessage {
+            header: long_header(0x1000, 2, HvInterceptAccessType::EXECUTE),
+            rax: leaf,
+            rcx: 0,
+            rdx: 0,
+            rbx: 0,
+            default_result_rax: 0,
+            default_result_rcx: 0,
+            default_result_rdx: 0,
+            default_result_rbx: 0,
+        });
+        HvMessage::from_body(&body, 0)
+    };
+    let exits = [halt, cpuid(0), cpuid(1), cpuid(0xd)];
+    for now in [deadline - 1, deadline, deadline + 1, 3 * deadline, 3 * deadline + 7, 250 * deadline] {
+        for m in &exits {
+            assert!(Vmm::leaves_devices_alone(&m.parse().unwrap()));
+            vmm.handle(m, &mut g, now, |_| {});
+            let before = format!("{vmm:?}");
+            vmm.poll_with(now, &mut g);
+            assert_eq!(format!("{vmm:?}"), before, "at {now}");
+        }
+    }
+    assert!(!Vmm::leaves_devices_alone(&io(0x40, false, 0, 2).parse().unwrap()));
+}
+
 #[test]
 fn hlt_resumes_after_it_unless_interrupts_are_off_and_shutdown_stops() {
     let mut vmm = Vmm::new();

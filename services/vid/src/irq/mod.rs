@@ -106,8 +106,14 @@ impl VpSet {
         self.0 == 0
     }
 
+    /// Its VPs, lowest first (a step per member, not per possible VP).
     pub fn iter(self) -> impl Iterator<Item = u32> {
-        (0..MAX_VPS_PER_PARTITION as u32).filter(move |&vp| self.contains(vp))
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            let vp = (bits != 0).then(|| bits.trailing_zeros())?;
+            bits &= bits - 1;
+            Some(vp)
+        })
     }
 }
 

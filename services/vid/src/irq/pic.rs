@@ -48,7 +48,9 @@ pub struct Chip {
 impl Chip {
     /// The priority (0 highest) of the highest-priority bit in `bits`.
     fn best(&self, bits: u8) -> Option<u8> {
-        (0..8).find(|p| bits & (1 << ((p + self.priority_add) & 7)) != 0)
+        // Priority p is line (p + priority_add) & 7: rotated so, the best
+        // is the lowest bit set.
+        (bits != 0).then(|| bits.rotate_right(u32::from(self.priority_add)).trailing_zeros() as u8)
     }
 
     fn line_of(&self, priority: u8) -> u8 {

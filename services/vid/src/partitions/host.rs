@@ -9,22 +9,22 @@ use tessera_idl::Retrying;
 use tessera_idl::{Bytes, Message};
 use tessera_rt::{Operation, caps, invoke, log};
 use tlfs::{HvError, HvRegisterName, HvResult};
-use vid::host::{BrokerEvents, Fetched, Incoming, Kernel, NoDelivery, Services, Until};
+use vid::host::{BrokerEvents, Fetched, Kernel, NoDelivery, Services, Until};
 
 /// The kernel, and the endpoint the loop receives exits and requests on.
 pub struct TaskKernel(pub CapSlot);
 
 impl Kernel for TaskKernel {
-    fn receive(&self, reply: Option<&Message>, until: Until) -> Result<Incoming, ErrorCode> {
+    fn receive(&self, reply: Option<&Message>, into: &mut Message, until: Until) -> Result<u64, ErrorCode> {
         let until = match until {
             Until::Ticks(t) => tessera_rt::Until::Ticks(t),
             Until::Tsc(d) => tessera_rt::Until::Tsc(d),
         };
-        let received = match reply {
-            Some(message) => tessera_rt::reply_recv_until(self.0, message, until),
-            None => tessera_rt::recv_until(self.0, until),
+        let (badge, _) = match reply {
+            Some(message) => tessera_rt::reply_recv_into_until(self.0, message, into, until),
+            None => tessera_rt::recv_in_place_until(self.0, into, until),
         }?;
-        Ok(Incoming { badge: received.badge.0, message: received.message })
+        Ok(badge.0)
     }
 
     fn reply(&self, message: &Message) -> Result<(), ErrorCode> {

@@ -244,3 +244,39 @@ fn at_most_a_quarter_second_of_lost_periodic_interrupts_is_kept() {
     }
     assert_eq!(raised, 1 + 128 / LOST_KEPT_DIVISOR);
 }
+
+#[test]
+fn a_catch_up_skipped_while_idle_leaves_the_same_clock() {
+    // The same accesses and polls to two RTCs, one made to forget before
+    // each when it is idle (so it always catches up in full): the same
+    // state after every step, the idle bound included.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut random = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut skipping, mut full) = (rtc(), rtc());
+    let mut now = 0;
+    for step in 0..20_000 {
+        now += random() % ms(3);
+        full.idle_until = 0;
+        match random() % 10 {
+            0 => {
+                let a = [0x26, 0x23, 0x2f, 0x20, 0x76][(random() % 5) as usize];
+                skipping.write(reg::A, a, now);
+                full.write(reg::A, a, now);
+            }
+            1 => {
+                let b = random() as u8 & (B_SET | B_PIE | B_AIE | B_UIE | B_24H);
+                skipping.write(reg::B, b, now);
+                full.write(reg::B, b, now);
+            }
+            2 => assert_eq!(skipping.read(reg::C, now), full.read(reg::C, now), "step {step}"),
+            3 => assert_eq!(skipping.read(reg::SECONDS, now), full.read(reg::SECONDS, now), "step {step}"),
+            _ => assert_eq!(skipping.poll(now), full.poll(now), "step {step}"),
+        }
+        assert_eq!(format!("{skipping:?}"), format!("{full:?}"), "step {step}");
+    }
+}

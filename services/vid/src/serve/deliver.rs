@@ -65,7 +65,7 @@ pub(super) fn deliver(kernel: &impl Kernel, services: &impl Services, signalled:
 /// Ticks a guest's unfinished console line waits before it is shown: long
 /// enough that a line printed in pieces stays whole, short enough that a
 /// shell's prompt appears at once to a person.
-const PROMPT_TICKS: u64 = 50;
+pub(super) const PROMPT_TICKS: u64 = 50;
 
 /// Shows a console line the guest left unfinished for [`PROMPT_TICKS`] (a
 /// shell's prompt), `now` being the loop's tick.
@@ -93,8 +93,18 @@ impl Input {
         Input { enabled: services.has_input(), last_tick: 0 }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
+    /// The ticks the loop may wait at its tick `now` before it must look
+    /// again (0: no limit): [`INPUT_POLL_TICKS`] while a guest reads its
+    /// serial line, and no longer than an unfinished line's pause
+    /// ([`show_prompts`]).
+    pub fn wait(&self, running: &[Running<'_>], now: u64) -> u64 {
+        let reading = self.enabled && running.iter().any(|r| !r.stopped && r.vmm.uart.receiving());
+        let mut ticks = if reading { INPUT_POLL_TICKS } else { 0 };
+        for r in running.iter().filter(|r| r.console.has_partial()) {
+            let left = r.console_tick.saturating_add(PROMPT_TICKS).saturating_sub(now).max(1);
+            ticks = if ticks == 0 { left } else { ticks.min(left) };
+        }
+        ticks
     }
 
     /// True if [`poll`](Self::poll) would ask the console at the loop's

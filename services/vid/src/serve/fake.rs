@@ -2,7 +2,7 @@
 //! each receive returns, and a record of every reply, wait, VP operation,
 //! log line and service call.
 
-use crate::host::{BrokerEvents, Fetched, Incoming, Kernel, NoDelivery, Services, Until};
+use crate::host::{BrokerEvents, Fetched, Kernel, NoDelivery, Services, Until};
 use abi::{CapSlot, ErrorCode, labels};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -68,6 +68,8 @@ pub struct Fake {
     pub synic_reports: RefCell<Vec<(u64, u32, u32)>>,
     /// Partitions reported stopped to the partition manager (its IDs).
     pub stopped: RefCell<Vec<Option<u64>>>,
+    /// The console has typed input to give (it never has any bytes).
+    pub input: Cell<bool>,
     /// Every HvSignalEvent made through the broker: (partition, connection
     /// ID, flag number, TSC).
     pub signals: RefCell<Vec<(u64, u32, u16, u64)>>,
@@ -102,7 +104,7 @@ impl Fake {
 }
 
 impl Kernel for Fake {
-    fn receive(&self, reply: Option<&Message>, until: Until) -> Result<Incoming, ErrorCode> {
+    fn receive(&self, reply: Option<&Message>, into: &mut Message, until: Until) -> Result<u64, ErrorCode> {
         if let Some(message) = reply {
             self.record_reply(message);
         }
@@ -113,7 +115,7 @@ impl Kernel for Fake {
             self.tsc.set(tsc);
             step = self.script.borrow_mut().pop_front().ok_or(ErrorCode::PEER_GONE)?;
         }
-        let (badge, message) = match step {
+        let (badge, received) = match step {
             Step::Exit { k, vp, message } => {
                 (super::exit_badge(k, vp), Message::from_words(labels::VM_EXIT, &message.to_words()).unwrap())
             }
@@ -121,7 +123,8 @@ impl Kernel for Fake {
             Step::Broker { partition, deliveries } => {
                 self.queued.borrow_mut().entry(partition).or_default().extend(deliveries);
                 self.last.set(0);
-                return Ok(Incoming { badge: 1, message: Message::new(labels::NOTIFICATION) });
+                *into = Message::new(labels::NOTIFICATION);
+                return Ok(1);
             }
             Step::At(_) => unreachable!("taken above"),
             Step::Timeout => {
@@ -134,7 +137,8 @@ impl Kernel for Fake {
             }
         };
         self.last.set(badge);
-        Ok(Incoming { badge, message })
+        *into = received;
+        Ok(badge)
     }
 
     fn reply(&self, message: &Message) -> Result<(), ErrorCode> {
@@ -245,11 +249,11 @@ impl Services for Fake {
     }
 
     fn has_input(&self) -> bool {
-        false
+        self.input.get()
     }
 
     fn read_input(&self, _: u32) -> Option<Bytes> {
-        None
+        Some(Bytes::default())
     }
 }
 

@@ -589,3 +589,24 @@ fn a_partition_its_vids_last_instance_left_stays_stopped_under_the_stop_policy()
     );
     assert!(!kernel.vp_calls.borrow().iter().any(|c| matches!(c, VpCall::Start(_))));
 }
+
+#[test]
+fn the_loop_waits_without_a_limit_unless_a_guest_reads_its_serial_line_or_left_a_line_unfinished() {
+    // A port write; then COM1's IER enables the receive interrupt (the
+    // guest reads its serial line); then it is disabled and a byte is
+    // written without a newline.
+    let com1 = crate::uart::COM1_BASE;
+    let steps = [exit(0, 0, out(0x80, 1)), exit(0, 0, out(com1 + 1, 1)), exit(0, 0, out(com1 + 1, 0))];
+    let kernel = Fake::new(steps.into_iter().chain([exit(0, 0, out(com1, u64::from(b'>')))]));
+    kernel.input.set(true);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    // The first receive, then one after each exit.
+    let waits = kernel.waits.borrow();
+    let ticks = |t| Until::Ticks(t);
+    assert_eq!(
+        *waits,
+        [ticks(0), ticks(0), ticks(super::deliver::INPUT_POLL_TICKS), ticks(0), ticks(super::deliver::PROMPT_TICKS)]
+    );
+}

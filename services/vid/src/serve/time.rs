@@ -112,16 +112,18 @@ fn stopped(vp: &mut Vp) {
     (vp.started, vp.halted, vp.posted) = (false, false, false);
 }
 
-/// Fires the partitions' timers, parks APs an INIT named and starts those
-/// a SIPI named, posts interruptions to VPs other than `exited` (whose
-/// reply carries its own) whose slot is free, and returns how long to
-/// wait for the next exit (no limit: no timer, wait for ever; a device
-/// timer's TSC deadline no sooner than `min_wait` from `now`) and what the
-/// loop must do about INITs.
+/// Fires the partitions' timers (but partition `polled`'s, which were
+/// polled at `now` already), parks APs an INIT named and starts those a
+/// SIPI named, posts interruptions to VPs other than `exited` (whose reply
+/// carries its own) whose slot is free, and returns how long to wait for
+/// the next exit (no limit: no timer, wait for ever; a device timer's TSC
+/// deadline no sooner than `min_wait` from `now`) and what the loop must
+/// do about INITs.
 pub(super) fn keep_time(
     kernel: &impl Kernel,
     running: &mut [Running<'_>],
     exited: Option<(usize, usize)>,
+    polled: Option<usize>,
     now: u64,
     min_wait: u64,
 ) -> (Wait, Turn) {
@@ -129,7 +131,9 @@ pub(super) fn keep_time(
     let mut recheck = false;
     let (mut reset, mut parked, mut again) = (None, false, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
-        r.vmm.poll_with(now, &mut super::view::RamOnly(r.ram, r.beneath));
+        if polled != Some(k) {
+            r.vmm.poll_with(now, &mut super::view::RamOnly(r.ram, r.beneath));
+        }
         // Before any interrupt below lets a VP see what changed the UART.
         super::latch_line_status(kernel, r);
         let mut effects = core::mem::take(&mut r.vmm.effects);

@@ -146,3 +146,14 @@ fn a_chip_being_initialized_asks_for_nothing_until_its_last_icw() {
     }
     assert_eq!(pic.output(), Some(0x3c));
 }
+
+#[test]
+fn the_best_request_is_the_first_line_in_rotated_priority_order() {
+    for priority_add in 0..8 {
+        let chip = Chip { priority_add, ..Chip::default() };
+        for bits in 0..=255u8 {
+            let expected = (0..8).find(|p| bits & (1 << ((p + priority_add) & 7)) != 0);
+            assert_eq!(chip.best(bits), expected, "bits {bits:#010b}, priority_add {priority_add}");
+        }
+    }
+}

@@ -327,3 +327,14 @@ fn lowest_priority_skips_software_disabled_apics() {
     assert_eq!(p.set_gsi(12, true).kick, kicked(&[2]));
     assert!(p.ioapic().entry(12).unwrap().remote_irr());
 }
+
+#[test]
+fn a_vp_set_lists_its_members_lowest_first() {
+    assert_eq!(VpSet::default().iter().count(), 0);
+    let mut set = VpSet::default();
+    for vp in [15, 0, 2, 16, 99] {
+        set.insert(vp);
+    }
+    assert_eq!(set.iter().collect::<Vec<_>>(), [0, 2, 15]);
+    assert_eq!(VpSet(u16::MAX).iter().collect::<Vec<_>>(), (0..16).collect::<Vec<_>>());
+}
