@@ -182,10 +182,12 @@ mod tests {
             "vm exit forwarded to a VID at a different priority (CPUID)"
         );
         assert_eq!(name("CPUID", 1, Some("elsewhere")), None);
-        // The longest fits a console line with its figures.
+        // The longest printed fits a console line with its figures: the
+        // CPUID figure with a VP of every index (`exits` times port reads
+        // with one VP only).
         let mut s = Samples::new();
         s.add(999_999);
-        let longest = name("port read", 64, None).unwrap();
+        let longest = name("CPUID", 16, None).unwrap();
         assert!(line(&longest, &s).as_str().ends_with(" (min 999999)"));
     }
 
