@@ -110,6 +110,8 @@ fn main(info: &'static BootInfo) -> ! {
             while apic::ticks() - start < TICKS_TO_WITNESS {
                 cpu::wait_for_interrupt();
             }
+            // Ring 0 runs with interrupts off (`sti; hlt` left them on).
+            cpu::disable_interrupts();
             println!(
                 "timer: local APIC tick at {} Hz on APIC {} (version {:#x}, bus {} MHz, {} counts per tick, TSC {} MHz); {} ticks seen; tickless, {} mode",
                 apic::TICK_HZ,

@@ -184,6 +184,10 @@ pub fn enter_user(context: UserContext) -> ! {
     // and RAX the context.
     unsafe {
         core::arch::asm!(
+            // Interrupts off: a timer interrupt between the exit path's
+            // SWAPGS and its IRETQ/SYSRETQ would run in ring 0 on the
+            // user's GS (seen once: a boot that had left IF set).
+            "cli",
             "jmp {resume}",
             resume = sym resume_user,
             in("rax") context.0,
