@@ -84,6 +84,17 @@ fn yield_now() {
     }
 }
 
+/// How a thread of its own ended (the error its thread stored + 1 in
+/// `cell`), once it has: the task yields until then.
+fn await_end(cell: &AtomicU64) -> ErrorCode {
+    loop {
+        match cell.load(SeqCst) {
+            0 => yield_now(),
+            code => return ErrorCode(code - 1),
+        }
+    }
+}
+
 /// A call's outcome as one line: the error, the reply's badge, label and words.
 fn outcome(r: &sys::SysReturn) -> (ErrorCode, u64, u32, [u64; 4]) {
     (r.error, r.badge, r.info.label(), if r.error == ErrorCode::OK { r.mrs } else { [0; 4] })
@@ -150,10 +161,7 @@ pub fn confuse_the_fast_path(own: &mut Own) {
         let caller = start(own, blocked_caller, STACKS_AT + PAGE)?;
         yield_now();
         delete(nobody);
-        while CALLER_ENDED.load(SeqCst) == 0 {
-            yield_now();
-        }
-        let ended = ErrorCode(CALLER_ENDED.load(SeqCst) - 1);
+        let ended = await_end(&CALLER_ENDED);
         report(
             "fast path: endpoint destroyed under a blocked caller",
             ended == ErrorCode::PEER_GONE,
@@ -164,10 +172,7 @@ pub fn confuse_the_fast_path(own: &mut Own) {
         delete(badged);
         delete(receive_only);
         delete(ep);
-        while SERVER_ENDED.load(SeqCst) == 0 {
-            yield_now();
-        }
-        let ended = ErrorCode(SERVER_ENDED.load(SeqCst) - 1);
+        let ended = await_end(&SERVER_ENDED);
         report(
             "fast path: endpoint destroyed under the waiting server",
             ended == ErrorCode::PEER_GONE,
