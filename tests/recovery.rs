@@ -176,10 +176,11 @@ fn qemu_a_hundred_restarts_of_each_service_leak_nothing() {
     }
     // (A line the console printed while the VID was not yet named again
     // carries its badge.)
-    if count(&run, "guest: reset by VID restart; restarting") != KILLS {
-        run.fail("not every VID instance took its partition back and restarted it");
+    let restarts = count(&run, "guest: reset by VID restart; restarting");
+    if restarts != KILLS {
+        run.fail(&format!("{restarts} of the {KILLS} VID instances took their partition back and restarted it"));
     }
-    run.assert_serial_contains("guest: testkernel: done: 18 passed, 0 failed");
+    run.assert_serial_contains("guest: testkernel: done: 7 passed, 0 failed");
     run.assert_serial_lacks("keeps crashing");
     run.assert_serial_lacks("faulted");
     run.assert_serial_lacks("[supervisor] cannot");
