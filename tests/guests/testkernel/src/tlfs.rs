@@ -358,6 +358,17 @@ pub const fn within(got: u64, expected: u64, percent: u64, slack: u64) -> bool {
     got.abs_diff(expected) <= margin
 }
 
+/// True if `got` lies between `low` and `high` widened by `percent` of
+/// each plus `slack` units: a measurement bracketed by two readings of
+/// another clock, one pair inside the interval measured and one outside,
+/// so time the VP did not run (a host descheduling the emulator) widens
+/// the bracket instead of failing the comparison.
+pub const fn within_bracket(got: u64, low: u64, high: u64, percent: u64, slack: u64) -> bool {
+    let below = (low / 100).saturating_mul(percent).saturating_add(slack);
+    let above = (high / 100).saturating_mul(percent).saturating_add(slack);
+    got >= low.saturating_sub(below) && got <= high.saturating_add(above)
+}
+
 /// The 12 bytes of a vendor string in EBX, ECX, EDX order (leaf 0x40000000;
 /// leaf 0 uses EBX, EDX, ECX).
 pub fn leaf_string(ebx: u32, ecx: u32, edx: u32) -> [u8; 12] {

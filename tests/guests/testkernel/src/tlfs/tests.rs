@@ -59,6 +59,10 @@ fn reference_time_follows_12_7_3() {
     assert_eq!(expected_reference_delta(5, 0), 0);
     assert!(within(110, 100, 10, 0) && within(90, 100, 10, 0) && !within(111, 100, 10, 0));
     assert!(within(115, 100, 10, 5) && !within(0, u64::MAX, 50, 0));
+    assert!(within_bracket(90, 100, 200, 10, 0) && within_bracket(220, 100, 200, 10, 0));
+    assert!(!within_bracket(89, 100, 200, 10, 0) && !within_bracket(221, 100, 200, 10, 0));
+    assert!(within_bracket(85, 100, 200, 10, 5) && !within_bracket(84, 100, 200, 10, 5));
+    assert!(!within_bracket(u64::MAX, 0, u64::MAX - 1, 0, 0));
 }
 
 #[test]
