@@ -84,6 +84,29 @@ impl TrapFrame {
     };
 }
 
+/// Pushes the general registers of a [`TrapFrame`] below its vector field
+/// (the two entry paths of `isr_common`).
+macro_rules! save_trap_gprs {
+    () => {
+        "
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15"
+    };
+}
+
 /// Pops the general registers `isr_save_gprs` pushed, leaving RSP at the
 /// frame's vector field: the one restore sequence of every [`TrapFrame`]
 /// exit path (`resume_user` in `entry` too).
@@ -114,13 +137,46 @@ pub(crate) use restore_trap_gprs;
 global_asm!(
     r#"
     .section .text
-    .irp vec, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,33,255
+    .irp vec, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,33,255
     .balign 16
 isr_\vec:
     push 0
     push \vec
     jmp isr_common
     .endr
+
+    /* The timer (vector 32). From ring 0 (a VM exit's, or idle's, window
+       for pending interrupts) it needs no TrapFrame: only the registers
+       the SysV ABI lets `timer_interrupt` clobber are saved (9 pushes keep
+       RSP 16-byte aligned at the call). From ring 3: the common path. */
+    .balign 16
+isr_32:
+    push 0
+    push 32
+    test qword ptr [rsp + 24], 3
+    jnz isr_common
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    cld
+    call {timer}
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    add rsp, 16
+    iretq
 
     /* Device interrupts (GSI 0..31 on vectors 48..79). */
     .irp vec, 48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79
@@ -144,45 +200,28 @@ isr_common:
        the current kernel stack. NMI, #DF and #MC arrive on their IST
        stacks, not in a thread's context: they always take
        the kernel path, which never touches GS: the NMI, which is not
-       fatal, may arrive before or after any SWAPGS. */
+       fatal, may arrive before or after any SWAPGS. Decided once, here. */
     cmp qword ptr [rsp], 2
-    je 1f
+    je isr_kernel
     cmp qword ptr [rsp], 8
-    je 1f
+    je isr_kernel
     cmp qword ptr [rsp], 18
-    je 1f
+    je isr_kernel
     test qword ptr [rsp + 24], 3
-    jz 1f
+    jz isr_kernel
     swapgs
-1:
-    /* The syscall entry joins here with a frame it built itself. */
+    /* From ring 3; the syscall entry joins here with a frame it built
+       itself. */
     .global isr_save_gprs
 isr_save_gprs:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
-    mov rax, [rsp + 15 * 8]
-    cmp rax, 2
-    je 2f
-    cmp rax, 8
-    je 2f
-    cmp rax, 18
-    je 2f
-    test qword ptr [rsp + 15 * 8 + 24], 3
-    jnz user_trap_common
-2:
+"#,
+    save_trap_gprs!(),
+    r#"
+    jmp user_trap_common
+isr_kernel:
+"#,
+    save_trap_gprs!(),
+    r#"
     cld
     mov rdi, rsp
     call {dispatch}
@@ -209,6 +248,7 @@ isr_spurious:
     .quad isr_255
 "#,
     dispatch = sym trap_dispatch,
+    timer = sym timer_interrupt,
 );
 
 unsafe extern "C" {
@@ -263,6 +303,11 @@ pub fn load() {
 pub fn device_gsi(vector: u64) -> Option<u32> {
     let base = u64::from(super::ioapic::GSI_VECTOR_BASE);
     (base..base + u64::from(super::ioapic::MAX_GSIS)).contains(&vector).then(|| (vector - base) as u32)
+}
+
+/// The timer interrupt in ring 0 (`isr_32`).
+extern "C" fn timer_interrupt() {
+    super::apic::on_timer();
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {

@@ -91,7 +91,10 @@ pub struct MemorySummary {
 /// Drops the loader's identity map, then fills the frame pool with usable
 /// memory above 1 MiB.
 pub fn init(info: &BootInfo) -> MemorySummary {
-    DIRECT_MAP.call_once(|| memmap::direct_map_spans(info.memory_map()).unwrap_or_default());
+    let spans = DIRECT_MAP.call_once(|| memmap::direct_map_spans(info.memory_map()).unwrap_or_default());
+    if let Some(&(0, end)) = spans.first() {
+        LOW_SPAN_END.store(end, core::sync::atomic::Ordering::Release);
+    }
     let root = super::cpu::cr3() & !(PAGE_SIZE - 1);
     KERNEL_ROOT.call_once(|| root);
     let mut mem = DirectMap;
@@ -168,8 +171,18 @@ pub fn audit() -> Audit {
     paging::audit(&DirectMap, super::cpu::cr3() & !(PAGE_SIZE - 1))
 }
 
+/// The end of the direct map's first span when it starts at 0 (0: none).
+static LOW_SPAN_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// The direct-map address of `[phys, phys+len)`, if all of it is covered.
+#[inline]
 pub fn phys_to_virt(phys: u64, len: u64) -> Option<u64> {
+    // Kernel frames (a VMCB, an IPC buffer) lie in the first span: one
+    // comparison instead of the look through every span.
+    let low_end = LOW_SPAN_END.load(core::sync::atomic::Ordering::Acquire);
+    if phys.checked_add(len).is_some_and(|end| end <= low_end) {
+        return Some(DIRECT_MAP_BASE + phys);
+    }
     let spans = DIRECT_MAP.get()?;
     memmap::covered(spans, phys, len).then_some(DIRECT_MAP_BASE + phys)
 }

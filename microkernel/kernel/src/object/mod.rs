@@ -664,8 +664,15 @@ impl Kernel {
         if let Some(deadline) = self.ipc.earliest_deadline()
             && deadline <= tsc
         {
-            self.ipc.expire_deadlines(tsc);
+            self.expire_deadlines(tsc);
         }
+    }
+
+    /// Out of line: most kernel entries find no deadline passed, and
+    /// `catch_up_ticks` stays small enough to inline.
+    #[inline(never)]
+    fn expire_deadlines(&mut self, tsc: u64) {
+        self.ipc.expire_deadlines(tsc);
     }
 
     /// True if no tick, TSC deadline or device interrupt is due: what

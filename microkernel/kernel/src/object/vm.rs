@@ -931,8 +931,17 @@ impl Kernel {
     }
 
     /// Stops and reports VPs left without an answer: their handler went
-    /// away, or has had an exit longer than the monitor allows.
+    /// away, or has had an exit longer than the monitor allows. Every
+    /// tick: nothing to do (no call) while no exit is out.
+    #[inline]
     pub fn watch_vps(&mut self) {
+        if self.awaiting_vps != 0 {
+            self.watch_awaiting_vps();
+        }
+    }
+
+    #[inline(never)]
+    fn watch_awaiting_vps(&mut self) {
         let now = self.ticks_seen;
         let mut awaiting = self.awaiting_vps;
         while awaiting != 0 {
@@ -1076,7 +1085,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         // `take_interrupted`; a reflected exception is kept, below). Only a machine check is
         // the host's business whatever became of the VP.
         let same = k.vcpus[v as usize].as_ref().is_some_and(|vcpu| vcpu.hw.name() == name && vcpu.life == life);
-        let corrected = exit.reason == ExitReason::MachineCheck && same && !machine_check(k, v);
+        let corrected = matches!(exit.reason, ExitReason::MachineCheck) && same && !machine_check(k, v);
         // The guest ran until this exit whatever became of its thread
         // meanwhile: its runtime (HV_X64_MSR_VP_RUNTIME) counts a dropped
         // exit's run too (a VP preempted at the end of its slice exits
@@ -1110,12 +1119,16 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         let answers =
             vcpu.partition.and_then(|p| Some((k.floating_ports.get(p as usize)?, k.latched_ports.get(p as usize)?)));
-        let outcome =
-            if corrected || answers.is_some_and(|(floating, latched)| ring0::port(vcpu, &exit, floating, latched)) {
-                Outcome::Host
-            } else {
-                classify(vcpu, exit)
-            };
+        // A host interrupt or window (the common ring-0 exit) is `classify`'s
+        // `Host` without its look at the exit.
+        let outcome = if corrected
+            || matches!(exit.reason, ExitReason::HostInterrupt | ExitReason::InterruptWindow)
+            || answers.is_some_and(|(floating, latched)| ring0::port(vcpu, &exit, floating, latched))
+        {
+            Outcome::Host
+        } else {
+            classify(vcpu, exit)
+        };
         match outcome {
             Outcome::Host => {
                 if k.ipc.schedule(me) != Some(t) {

@@ -127,7 +127,7 @@ pub fn handle(vcpu: &mut Vcpu, exit: &Exit) {
 
 /// Whether `exit` is a WRMSR of a checked address MSR ([`write_address`]).
 pub fn is_address_write(vcpu: &mut Vcpu, exit: &Exit) -> bool {
-    exit.reason == ExitReason::Msr { write: true }
+    matches!(exit.reason, ExitReason::Msr { write: true })
         && kerncore::intercept::CHECKED_ADDRESS_MSRS.contains(&(register(vcpu, HvRegisterName::RCX) as u32))
 }
 
