@@ -84,7 +84,7 @@ impl TrapFrame {
     };
 }
 
-/// Pops the general registers `isr_save_gprs` pushed, leaving RSP at the
+/// Pops the general registers `save_trap_gprs` pushed, leaving RSP at the
 /// frame's vector field: the one restore sequence of every [`TrapFrame`]
 /// exit path (`resume_user` in `entry` too).
 macro_rules! restore_trap_gprs {
@@ -108,6 +108,30 @@ macro_rules! restore_trap_gprs {
     };
 }
 pub(crate) use restore_trap_gprs;
+
+/// Pushes the general registers in [`TrapFrame`] order, below the vector:
+/// the one save sequence of every entry (`syscall_entry` in `entry` too).
+macro_rules! save_trap_gprs {
+    () => {
+        "
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15"
+    };
+}
+pub(crate) use save_trap_gprs;
 
 // Stubs: vectors with a CPU-pushed error code push only the vector; the
 // others push a zero first so every frame has the same shape.
@@ -155,24 +179,9 @@ isr_common:
     jz 1f
     swapgs
 1:
-    /* The syscall entry joins here with a frame it built itself. */
-    .global isr_save_gprs
-isr_save_gprs:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+"#,
+    save_trap_gprs!(),
+    r#"
     mov rax, [rsp + 15 * 8]
     cmp rax, 2
     je 2f
