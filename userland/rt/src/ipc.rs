@@ -21,6 +21,7 @@ pub struct Received {
 }
 
 /// Puts `message` and `caps` where the kernel expects them.
+#[inline]
 fn stage(message: &Message, caps: &[CapSlot], non_blocking: bool) -> Result<(MessageInfo, [u64; 4]), ErrorCode> {
     if caps.len() > MAX_TRANSFER_CAPS {
         return Err(ErrorCode::INVALID_ARGUMENT);
@@ -54,6 +55,9 @@ fn collect(ret: sys::SysReturn, message: &mut Message) -> Result<(Badge, u8), Er
 }
 
 /// One syscall that sends `message` (if any words) and receives into it.
+/// Inlined, so each wrapper's constant arguments (no capabilities, no
+/// timeout) fold away.
+#[inline]
 fn transfer(
     sysnum: Sysnum,
     slot: CapSlot,
@@ -65,6 +69,7 @@ fn transfer(
     transfer_until(sysnum, slot, message, caps, non_blocking, Until::Ticks(timeout))
 }
 
+#[inline(always)]
 fn transfer_until(
     sysnum: Sysnum,
     slot: CapSlot,
