@@ -58,6 +58,7 @@ fn wait_for_lock() -> MutexGuard<'static, Kernel> {
 impl KernelGuard {
     /// Drops the lock, first telling the CPUs that have a new thread to
     /// run (the scheduler's kicks).
+    #[inline]
     pub fn unlock(&mut self) {
         if let Some(mut guard) = self.0.take() {
             let kicks = guard.ipc.take_kicks();
@@ -251,6 +252,7 @@ pub fn next_context(mut k: KernelGuard) -> UserContext {
 /// Switches this CPU to user thread `next`, its current (not a VP): loads
 /// its result, address space and speculation domain, arms the timer and
 /// drops the lock. The end of every way back to user mode.
+#[inline]
 fn enter_thread(mut k: KernelGuard, next: ThreadId) -> UserContext {
     crate::trace::run(next);
     // It may still be in user mode on the CPU it last ran on (it

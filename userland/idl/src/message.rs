@@ -2,7 +2,7 @@
 //! [`MAX_MESSAGE_WORDS`] words (the first four in registers, the rest in the
 //! IPC buffer; the runtime does that split).
 
-use abi::{MAX_MESSAGE_WORDS, MessageInfo};
+use abi::{MAX_MESSAGE_WORDS, MessageInfo, REGISTER_WORDS};
 use core::fmt;
 
 /// A message: label and words. Words past [`Message::len`] are always zero,
@@ -18,7 +18,7 @@ pub struct Message {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageFull;
 
-const _: () = assert!(MAX_MESSAGE_WORDS <= u8::MAX as usize);
+const _: () = assert!(MAX_MESSAGE_WORDS <= u8::MAX as usize && REGISTER_WORDS <= MAX_MESSAGE_WORDS);
 
 impl Message {
     /// An empty message with `label`.
@@ -62,9 +62,41 @@ impl Message {
 
     /// Empties the message and gives it `label`.
     pub fn clear(&mut self, label: u32) {
-        self.words[..self.len as usize].fill(0);
+        let len = self.len();
+        // A short message (the usual) clears its register words in place
+        // of a call to memset: the words past `len` are zero already.
+        if len <= REGISTER_WORDS {
+            self.words[..REGISTER_WORDS].fill(0);
+        } else {
+            self.words[..len].fill(0);
+        }
         self.len = 0;
         self.label = label;
+    }
+
+    /// The words that travel in registers, zero past [`Message::len`].
+    pub fn register_words(&self) -> [u64; REGISTER_WORDS] {
+        let mut head = [0; REGISTER_WORDS];
+        head.copy_from_slice(&self.words[..REGISTER_WORDS]);
+        head
+    }
+
+    /// Sets `label` and `len` (as [`Message::set_len`]) and the register
+    /// words from `registers`, of which those at `len` and past are dropped
+    /// (kept zero): what a receive returns. The words past them are the
+    /// caller's to fill.
+    pub fn set_received(
+        &mut self,
+        label: u32,
+        len: usize,
+        registers: [u64; REGISTER_WORDS],
+    ) -> Result<(), MessageFull> {
+        self.set_len(len)?;
+        self.label = label;
+        for (i, (word, register)) in self.words[..REGISTER_WORDS].iter_mut().zip(registers).enumerate() {
+            *word = if i < len { register } else { 0 };
+        }
+        Ok(())
     }
 
     /// Appends a word.

@@ -1,5 +1,6 @@
 use crate::testing::{Failing, Loopback};
 use crate::*;
+use abi::REGISTER_WORDS;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
@@ -293,6 +294,31 @@ fn messages_are_bounded_and_keep_their_tail_clear() {
     assert_eq!((full.label(), full.len()), (9, 0));
     full.set_len(2).unwrap();
     assert_eq!(full.words(), &[0, 0], "cleared words read back as zero");
+}
+
+#[test]
+fn register_words_and_received_messages_keep_the_tail_clear() {
+    let registers = [7, 8, 9, 10];
+    for old in [0, 2, REGISTER_WORDS, REGISTER_WORDS + 3, MAX_MESSAGE_WORDS] {
+        for len in [0, 1, REGISTER_WORDS, REGISTER_WORDS + 2, MAX_MESSAGE_WORDS] {
+            let mut message = Message::from_words(1, &[5; MAX_MESSAGE_WORDS][..old]).unwrap();
+            message.set_received(3, len, registers).unwrap();
+            assert_eq!((message.label(), message.len()), (3, len));
+            let expected: Vec<u64> =
+                (0..len).map(|i| if i < REGISTER_WORDS { registers[i] } else { 5 * u64::from(i < old) }).collect();
+            assert_eq!(message.words(), &expected[..], "from {old} words to {len}");
+            message.set_len(MAX_MESSAGE_WORDS).unwrap();
+            assert!(message.words()[len..].iter().all(|&w| w == 0), "tail past {len} clear");
+            let head: Vec<u64> = (0..REGISTER_WORDS).map(|i| if i < len { message.words()[i] } else { 0 }).collect();
+            message.set_len(len).unwrap();
+            assert_eq!(message.register_words()[..], head[..]);
+            message.clear(4);
+            message.set_len(MAX_MESSAGE_WORDS).unwrap();
+            assert!(message.words().iter().all(|&w| w == 0), "cleared from {len} words");
+        }
+    }
+    let mut message = Message::new(1);
+    assert_eq!(message.set_received(1, MAX_MESSAGE_WORDS + 1, registers), Err(MessageFull));
 }
 
 #[test]

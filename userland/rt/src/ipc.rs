@@ -21,6 +21,7 @@ pub struct Received {
 }
 
 /// Puts `message` and `caps` where the kernel expects them.
+#[inline]
 fn stage(message: &Message, caps: &[CapSlot], non_blocking: bool) -> Result<(MessageInfo, [u64; 4]), ErrorCode> {
     if caps.len() > MAX_TRANSFER_CAPS {
         return Err(ErrorCode::INVALID_ARGUMENT);
@@ -32,38 +33,31 @@ fn stage(message: &Message, caps: &[CapSlot], non_blocking: bool) -> Result<(Mes
     if !caps.is_empty() {
         ipc_buffer::set_send_caps(caps)?;
     }
-    let mrs = match words.first_chunk::<REGISTER_WORDS>() {
-        Some(&head) => head,
-        None => {
-            let mut mrs = [0; REGISTER_WORDS];
-            mrs[..words.len()].copy_from_slice(words);
-            mrs
-        }
-    };
+    // Zero past the message's length: a message keeps those words zero.
+    let mrs = message.register_words();
     let info = message.info().with_caps(caps.len() as u8).with_non_blocking(non_blocking);
     Ok((info, mrs))
 }
 
 /// Writes what the kernel returned into `message`; returns the badge and
 /// the number of capabilities received.
+#[inline]
 fn collect(ret: sys::SysReturn, message: &mut Message) -> Result<(Badge, u8), ErrorCode> {
     ret.error.result()?;
     let len = usize::from(ret.info.length()).min(MAX_MESSAGE_WORDS);
-    message.set_label(ret.info.label());
     // `len` is at most MAX_MESSAGE_WORDS, so this cannot fail. Every word
     // below it is written here, so only the words it drops are cleared.
-    let _ = message.set_len(len);
-    let words = message.words_mut();
-    for (word, mr) in words.iter_mut().zip(ret.mrs) {
-        *word = mr;
-    }
+    let _ = message.set_received(ret.info.label(), len, ret.mrs);
     if len > REGISTER_WORDS {
-        ipc_buffer::read_words(REGISTER_WORDS, &mut words[REGISTER_WORDS..]);
+        ipc_buffer::read_words(REGISTER_WORDS, &mut message.words_mut()[REGISTER_WORDS..]);
     }
     Ok((Badge(ret.badge), ret.info.caps()))
 }
 
 /// One syscall that sends `message` (if any words) and receives into it.
+/// Inlined, so each wrapper's constant arguments (no capabilities, no
+/// timeout) fold away.
+#[inline]
 fn transfer(
     sysnum: Sysnum,
     slot: CapSlot,
@@ -75,6 +69,7 @@ fn transfer(
     transfer_until(sysnum, slot, message, caps, non_blocking, Until::Ticks(timeout))
 }
 
+#[inline(always)]
 fn transfer_until(
     sysnum: Sysnum,
     slot: CapSlot,

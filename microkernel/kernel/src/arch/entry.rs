@@ -10,7 +10,7 @@
 //! (see `resume_user`), else with `iretq`.
 
 use super::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
-use super::idt::{TrapFrame, restore_trap_gprs};
+use super::idt::{TrapFrame, restore_trap_gprs, save_trap_gprs};
 use super::percpu::{OFFSET_CONTEXT_END, OFFSET_KERNEL_STACK, OFFSET_USER_RSP};
 use core::arch::global_asm;
 use core::mem::offset_of;
@@ -41,8 +41,11 @@ syscall_entry:
     push rcx
     push 0
     push {syscall_vector}
-    jmp isr_save_gprs
-
+"#,
+    save_trap_gprs!(),
+    r#"
+    /* A syscall is always from ring 3: on to the common path directly,
+       without the interrupt stubs' checks of vector and CS. */
     .global user_trap_common
 user_trap_common:
     cld

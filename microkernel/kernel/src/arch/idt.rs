@@ -84,30 +84,7 @@ impl TrapFrame {
     };
 }
 
-/// Pushes the general registers of a [`TrapFrame`] below its vector field
-/// (the two entry paths of `isr_common`).
-macro_rules! save_trap_gprs {
-    () => {
-        "
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15"
-    };
-}
-
-/// Pops the general registers `isr_save_gprs` pushed, leaving RSP at the
+/// Pops the general registers `save_trap_gprs` pushed, leaving RSP at the
 /// frame's vector field: the one restore sequence of every [`TrapFrame`]
 /// exit path (`resume_user` in `entry` too).
 macro_rules! restore_trap_gprs {
@@ -131,6 +108,30 @@ macro_rules! restore_trap_gprs {
     };
 }
 pub(crate) use restore_trap_gprs;
+
+/// Pushes the general registers in [`TrapFrame`] order, below the vector:
+/// the one save sequence of every entry (`syscall_entry` in `entry` too).
+macro_rules! save_trap_gprs {
+    () => {
+        "
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15"
+    };
+}
+pub(crate) use save_trap_gprs;
 
 // Stubs: vectors with a CPU-pushed error code push only the vector; the
 // others push a zero first so every frame has the same shape.
@@ -210,10 +211,8 @@ isr_common:
     test qword ptr [rsp + 24], 3
     jz isr_kernel
     swapgs
-    /* From ring 3; the syscall entry joins here with a frame it built
-       itself. */
-    .global isr_save_gprs
-isr_save_gprs:
+    /* From ring 3 (the syscall entry builds its own frame and joins
+       user_trap_common directly). */
 "#,
     save_trap_gprs!(),
     r#"

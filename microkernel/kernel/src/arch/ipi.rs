@@ -139,10 +139,15 @@ pub fn kick(cpu: usize) {
 }
 
 /// Kicks every CPU of `mask` but this one.
+#[inline]
 pub fn kick_mask(mask: u32) {
-    if mask & !(1 << me()) == 0 {
-        return;
+    if mask & !(1 << me()) != 0 {
+        kick_others(mask);
     }
+}
+
+#[inline(never)]
+fn kick_others(mask: u32) {
     for c in others().filter(|c| mask & (1 << c) != 0) {
         kick(c);
     }
@@ -281,7 +286,16 @@ pub fn back() -> Option<Outside> {
 
 /// Spins until no other CPU runs `what`, kicking those that do. The
 /// caller holds the kernel lock, so none can start running it meanwhile.
+#[inline]
 pub fn wait_out(what: Outside) {
+    // One CPU online: nothing to wait for, and no call.
+    if online() & !(1 << me()) != 0 {
+        wait_out_of_others(what);
+    }
+}
+
+#[inline(never)]
+fn wait_out_of_others(what: Outside) {
     let code = what.code();
     for c in others() {
         if OUTSIDE[c].load(Ordering::Acquire) == code {

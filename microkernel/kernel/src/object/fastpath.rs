@@ -11,7 +11,7 @@ use super::transfer::{Xfer, registers, set_registers};
 use super::{CAP_SLOTS, Kernel};
 use abi::{CapSlot, ErrorCode, MessageInfo, ObjectType, Rights, Sysnum};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use kerncore::ipc::{Block, EndpointId, Fast, Handoff, Kind, Message, Transfer};
+use kerncore::ipc::{EndpointId, Fast, Handoff, Kind, Message, Transfer};
 use kerncore::sched::ThreadId;
 
 /// Off with the boot option `ipc=slow`.
@@ -87,11 +87,7 @@ pub fn syscall(k: &mut Kernel, t: ThreadId, cpu: usize) -> Fast {
     }
     // As `syscall::dispatch`: the deadline flag is the syscall's, never
     // part of a message.
-    let block = if info.tsc_deadline() {
-        Block::from_tsc_deadline(info.non_blocking(), timeout, crate::arch::cpu::timestamp())
-    } else {
-        Block::from_abi(info.non_blocking(), timeout)
-    };
+    let raw_info = info;
     let info = info.with_tsc_deadline(false);
     let Some(slot) = u32::try_from(frame.rdi).ok().map(CapSlot) else { return Fast::Declined };
     let Some(cspace) = k.cspace_of(t) else { return Fast::Declined };
@@ -112,7 +108,7 @@ pub fn syscall(k: &mut Kernel, t: ThreadId, cpu: usize) -> Fast {
         let msg = Message { badge: abi::Badge(0), info, grant: false };
         let how = if ipc.owes_fault_answer(t) { Move::Kernel(Kind::FaultReply) } else { Move::Registers };
         let mut peer = Peer { xfer: Xfer { threads, tasks, caps, vcpus }, from: t, msg, how };
-        ipc.fast_reply_recv(t, ep, info, block, cpu, &mut peer)
+        ipc.fast_reply_recv(t, ep, info, super::syscall::block(raw_info, timeout), cpu, &mut peer)
     };
     if fast != Fast::Declined {
         counter.fetch_add(1, Relaxed);

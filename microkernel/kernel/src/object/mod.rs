@@ -655,9 +655,17 @@ impl Kernel {
     /// Feeds timer ticks that began since the last call to the scheduler,
     /// and wakes the threads whose TSC deadline passed: one TSC read, and
     /// no division until the next tick boundary passes.
-    #[inline]
+    #[inline(always)]
     pub fn catch_up_ticks(&mut self) {
         let tsc = crate::arch::cpu::timestamp();
+        if tsc >= self.next_tick_tsc || self.ipc.earliest_deadline().is_some_and(|d| d <= tsc) {
+            self.catch_up(tsc);
+        }
+    }
+
+    /// [`catch_up_ticks`](Self::catch_up_ticks) when a tick or a deadline is due.
+    #[inline(never)]
+    fn catch_up(&mut self, tsc: u64) {
         if tsc >= self.next_tick_tsc {
             self.take_ticks(tsc);
         }

@@ -67,18 +67,24 @@ fn notification(
     Ok((NotificationId(cap.object.index), cap))
 }
 
+/// How a receive or wait with `info` and `timeout` (R12) blocks.
+pub(super) fn block(info: MessageInfo, timeout: u64) -> Block {
+    if info.tsc_deadline() {
+        Block::from_tsc_deadline(info.non_blocking(), timeout, crate::arch::cpu::timestamp())
+    } else {
+        Block::from_abi(info.non_blocking(), timeout)
+    }
+}
+
 /// Runs the request. `Err` completes the syscall with that error; `Ok`
 /// means kerncore already recorded the outcome (or the thread blocked).
 fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode> {
     if req.info.into_bits() >> RESERVED_INFO_SHIFT != 0 {
         return Err(ErrorCode::INVALID_ARGUMENT);
     }
-    let block = if req.info.tsc_deadline() {
-        Block::from_tsc_deadline(req.info.non_blocking(), req.timeout, crate::arch::cpu::timestamp())
-    } else {
-        Block::from_abi(req.info.non_blocking(), req.timeout)
-    };
-    // The flag is the syscall's, never part of a message.
+    // How a receive or wait blocks: decoded by those alone (a TSC read
+    // for a deadline). The flag is the syscall's, never part of a message.
+    let blocking = || block(req.info, req.timeout);
     let info = req.info.with_tsc_deadline(false);
     let req = &Request { info, ..*req };
     match req.number {
@@ -99,12 +105,12 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
         Sysnum::RECV => {
             let (ep, _) = endpoint(k, t, req.cap, rights(|r| r.with_receive(true)))?;
             let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
-            ipc.recv(t, ep, block, &mut Xfer { threads, tasks, caps, vcpus }).map_err(|_| ErrorCode::INVALID_STATE)
+            ipc.recv(t, ep, blocking(), &mut Xfer { threads, tasks, caps, vcpus }).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::REPLY_RECV => {
             let (ep, _) = endpoint(k, t, req.cap, rights(|r| r.with_receive(true)))?;
             let Kernel { ipc, threads, tasks, caps, vcpus, .. } = k;
-            ipc.reply_recv(t, ep, req.info, block, &mut Xfer { threads, tasks, caps, vcpus })
+            ipc.reply_recv(t, ep, req.info, blocking(), &mut Xfer { threads, tasks, caps, vcpus })
                 .map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::REPLY => {
@@ -121,7 +127,7 @@ fn dispatch(k: &mut Kernel, t: ThreadId, req: &Request) -> Result<(), ErrorCode>
         }
         Sysnum::WAIT => {
             let (n, _) = notification(k, t, req.cap, rights(|r| r.with_receive(true)))?;
-            k.ipc.wait(t, n, block).map_err(|_| ErrorCode::INVALID_STATE)
+            k.ipc.wait(t, n, blocking()).map_err(|_| ErrorCode::INVALID_STATE)
         }
         Sysnum::INVOKE => {
             let outcome = super::invoke::invoke(k, t, req.cap, req.info);
