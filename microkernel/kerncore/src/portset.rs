@@ -99,11 +99,16 @@ impl PostedWrites {
         Some(())
     }
 
+    /// Whether byte writes to `port` are posted (kept while there is room).
+    pub fn posts(&self, port: u16) -> bool {
+        self.ports.contains(&Some(port))
+    }
+
     /// Keeps a byte write of `value` to `port` if that port is posted and
     /// there is room: true if kept (the write is done), false if it must
     /// exit as any other write.
     pub fn write(&mut self, port: u16, value: u8) -> bool {
-        if !self.ports.contains(&Some(port)) || self.len == MAX_POSTED_WRITES {
+        if !self.posts(port) || self.len == MAX_POSTED_WRITES {
             return false;
         }
         self.writes[self.len] = (port, value);
@@ -203,6 +208,7 @@ mod tests {
         let mut w = PostedWrites::NONE;
         assert!(!w.write(0x3f8, b'x'), "an unposted port exits");
         assert_eq!(w.post(0x3f8, true), Some(()));
+        assert!(w.posts(0x3f8) && !w.posts(0x3f9));
         assert_eq!(w.post(0x2f8, true), Some(()));
         let text: std::vec::Vec<(u16, u8)> =
             (0..MAX_POSTED_WRITES).map(|i| (if i % 7 == 3 { 0x2f8 } else { 0x3f8 }, i as u8)).collect();

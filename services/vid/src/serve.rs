@@ -507,7 +507,8 @@ pub(crate) fn latch_line_status(kernel: &impl Kernel, r: &mut Running<'_>) {
         kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, value);
         r.latched_lsr = value;
     }
-    let post = !r.stopped && value.is_some() && r.vmm.uart.postable_thr();
+    // (`value` is LSR's latch: `postable_thr` without recomputing it.)
+    let post = value.is_some() && r.vmm.uart.thr_write_only_sends();
     if post != r.posting {
         kernel.post_port(r.partition, crate::uart::UART_DATA, post);
         r.posting = post;
@@ -616,7 +617,7 @@ pub fn serve(
         {
             r.drain_at = Some(now.saturating_add(r.drain_delay));
         }
-        for r in running.iter_mut().filter(|r| !r.stopped) {
+        for r in running.iter_mut().filter(|r| r.drain_at.is_some() && !r.stopped) {
             if r.drain_at.is_some_and(|at| at <= now) {
                 drain(kernel, r, now, Some(tick));
             }

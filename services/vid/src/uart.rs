@@ -370,7 +370,12 @@ impl Uart {
     /// writes for the VID to take later (`PARTITION_POST_PORT`), which
     /// sends each drained byte to the output sink.
     pub fn postable_thr(&self) -> bool {
-        !self.dlab() && self.ier & ier::ETBEI == 0 && !self.looped() && self.latchable_line_status().is_some()
+        self.thr_write_only_sends() && self.latchable_line_status().is_some()
+    }
+
+    /// [`Uart::postable_thr`] but for LSR (which the caller latched).
+    pub fn thr_write_only_sends(&self) -> bool {
+        self.lcr & lcr::DLAB == 0 && self.ier & ier::ETBEI == 0 && self.mcr & mcr::LOOP == 0
     }
 
     /// The UART's IRQ line as a PC wires it: an enabled interrupt is

@@ -100,7 +100,7 @@ pub fn port(
         Some(u64::MAX)
     } else if let (IoDirection::In, IoSize::Byte, Some(value)) = (io.direction, io.size, latched.byte(io.port)) {
         Some(u64::from(value))
-    } else if let (IoDirection::Out, IoSize::Byte) = (io.direction, io.size)
+    } else if let (IoDirection::Out, IoSize::Byte, true) = (io.direction, io.size, posted.posts(io.port))
         && posted.write(io.port, register(vcpu, HvRegisterName::RAX) as u8)
     {
         None
