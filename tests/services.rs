@@ -314,6 +314,7 @@ fn guest_test_suite_passes(run: &Boot) {
         run.assert_serial_contains(&format!("[vid] guest: testkernel: {case}: ok"));
     }
     run.assert_serial_contains("[vid] guest: write to read-only GPA 0xff000");
+    posted_lines_are_whole(run);
     assert_in_order(
         run,
         &["[vid] guest: testkernel: done: 8 passed, 0 failed", "[vid] guest: guest reported status 1"],
@@ -328,6 +329,28 @@ fn guest_test_suite_passes(run: &Boot) {
         ],
     );
     run.assert_serial_lacks("FAIL");
+}
+
+/// The `uart` case's posted lines (THR writes ring 0 keeps for the VID,
+/// with IER, LCR and MCR writes among them and a flood longer than ring
+/// 0's buffer) come out whole and in order, each line exactly once, and
+/// ring 0 did keep some of them.
+fn posted_lines_are_whole(run: &Boot) {
+    let expected: Vec<String> = (0..12)
+        .map(|i| {
+            let letters: String = (0..80).map(|j| char::from(b'a' + ((7 * i + 3 * j) % 26) as u8)).collect();
+            format!("[vid] guest: testkernel: uart: posted {i:02} {letters}")
+        })
+        .collect();
+    let shown: Vec<&str> = run.serial.lines().filter(|l| l.contains("testkernel: uart: posted ")).collect();
+    let shown: Vec<&str> = shown.iter().map(|l| &l[l.find("[vid] guest: ").unwrap_or(0)..]).collect();
+    if shown != expected {
+        run.fail(&format!("the posted lines differ:\n{shown:#?}\nexpected\n{expected:#?}"));
+    }
+    let posted = run.assert_serial_contains("[vid] guest: COM1 bytes posted in ring 0: ");
+    if count_after(run, posted, "ring 0: ") < 80 * 12 / 2 {
+        run.fail(&format!("too few writes were posted: {posted}"));
+    }
 }
 
 fn guest_args() -> [&'static str; 4] {

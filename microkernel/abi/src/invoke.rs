@@ -205,6 +205,24 @@ open_enum! {
         /// 0 and no budget limit). A context bound to another thread is
         /// INVALID_STATE; the context the VP had before is left unbound.
         VP_SET_HANDLER = 0x7f,
+        /// Post byte writes to port MR0 in the partition (MR1 1) or not
+        /// (MR1 0) (RUN): a byte OUT there (not OUTS) is kept in ring 0,
+        /// in order with the partition's other posted writes, and the VP
+        /// goes on without an exit; when
+        /// [`crate::limits::MAX_POSTED_WRITES`] wait, it exits as before
+        /// (nothing is lost). Wider writes and all reads exit. For a
+        /// register whose writes have no effect the guest can see but the
+        /// byte going out (a UART's THR with its interrupt off), which the
+        /// VID drains before it handles any other exit of the partition
+        /// (coalesced I/O). Ending a post keeps what was posted. At most
+        /// [`crate::limits::MAX_POSTED_PORTS`] per partition
+        /// (OUT_OF_MEMORY). A new partition posts none.
+        PARTITION_POST_PORT = 0x80,
+        /// Take the partition's posted writes (RUN), oldest first: reply
+        /// MR0 their count n, then n writes, two a word (the first in the
+        /// low half), each `port << 8 | byte`. MESSAGE_TOO_LONG, and
+        /// nothing taken, if writes wait and the caller has no IPC buffer.
+        PARTITION_DRAIN_POSTED = 0x81,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.

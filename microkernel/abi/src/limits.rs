@@ -8,6 +8,12 @@
 pub const MAX_PARTITIONS: usize = 8;
 /// Ports a partition's VID may latch (`PARTITION_LATCH_PORT`).
 pub const MAX_LATCHED_PORTS: usize = 4;
+/// Ports a partition's VID may post byte writes of (`PARTITION_POST_PORT`).
+pub const MAX_POSTED_PORTS: usize = 2;
+/// Posted byte writes ring 0 holds for a partition until its VID drains
+/// them (`PARTITION_DRAIN_POSTED`): what one reply carries, a count word
+/// then two writes a word. A write that finds the buffer full exits.
+pub const MAX_POSTED_WRITES: usize = 2 * (crate::MAX_MESSAGE_WORDS - 1);
 
 /// Virtual processors of one partition (VP indices `0..MAX_VPS_PER_PARTITION`):
 /// what the partition manager creates, the VID's per-VP tables, a

@@ -1,10 +1,11 @@
 //! The port reads ring 0 answers for a partition's VID without an exit: a
 //! set of floating ports, which nothing claims, answered as an empty ISA
 //! bus does (reads all ones, writes dropped; `PARTITION_SET_FLOATING_PORTS`),
-//! and a few latched byte reads (`PARTITION_LATCH_PORT`). The VID says
-//! which; ring 0 only looks them up.
+//! a few latched byte reads (`PARTITION_LATCH_PORT`), and the byte
+//! writes ring 0 keeps for the VID to take later, in order (posted writes,
+//! `PARTITION_POST_PORT`). The VID says which; ring 0 only looks them up.
 
-use abi::limits::MAX_LATCHED_PORTS;
+use abi::limits::{MAX_LATCHED_PORTS, MAX_POSTED_PORTS, MAX_POSTED_WRITES};
 
 /// Ports in the x86 I/O space.
 pub const PORTS: u32 = 1 << 16;
@@ -73,6 +74,75 @@ impl PortLatches {
     }
 }
 
+/// A partition's posted ports and the byte writes to them that its VID
+/// has not drained yet, oldest first, at most [`MAX_POSTED_WRITES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostedWrites {
+    ports: [Option<u16>; MAX_POSTED_PORTS],
+    writes: [(u16, u8); MAX_POSTED_WRITES],
+    len: usize,
+}
+
+impl PostedWrites {
+    pub const NONE: PostedWrites =
+        PostedWrites { ports: [None; MAX_POSTED_PORTS], writes: [(0, 0); MAX_POSTED_WRITES], len: 0 };
+
+    /// Posts writes to `port` (`on`) or not; `None` back if a new port
+    /// finds no room (nothing changed). What was posted stays.
+    pub fn post(&mut self, port: u16, on: bool) -> Option<()> {
+        let at = self.ports.iter().position(|&p| p == Some(port));
+        match (at, on) {
+            (Some(i), false) => self.ports[i] = None,
+            (None, true) => *self.ports.iter_mut().find(|p| p.is_none())? = Some(port),
+            _ => {}
+        }
+        Some(())
+    }
+
+    /// Whether byte writes to `port` are posted (kept while there is room).
+    pub fn posts(&self, port: u16) -> bool {
+        self.ports.contains(&Some(port))
+    }
+
+    /// Keeps a byte write of `value` to `port` if that port is posted and
+    /// there is room: true if kept (the write is done), false if it must
+    /// exit as any other write.
+    pub fn write(&mut self, port: u16, value: u8) -> bool {
+        if !self.posts(port) || self.len == MAX_POSTED_WRITES {
+            return false;
+        }
+        self.writes[self.len] = (port, value);
+        self.len += 1;
+        true
+    }
+
+    /// The writes kept, oldest first.
+    pub fn pending(&self) -> &[(u16, u8)] {
+        &self.writes[..self.len]
+    }
+
+    /// Takes the writes kept into `words` as `PARTITION_DRAIN_POSTED`
+    /// replies: their count, then two a word (`port << 8 | byte`, the
+    /// first in the low half); the words used back.
+    pub fn drain(&mut self, words: &mut [u64; 1 + MAX_POSTED_WRITES / 2]) -> usize {
+        let n = core::mem::take(&mut self.len);
+        words[0] = n as u64;
+        for (word, pair) in words[1..].iter_mut().zip(self.writes[..n].chunks(2)) {
+            let entry = |&(port, byte): &(u16, u8)| u64::from(port) << 8 | u64::from(byte);
+            *word = pair.iter().rev().fold(0, |acc, w| acc << 32 | entry(w));
+        }
+        1 + n.div_ceil(2)
+    }
+}
+
+/// The writes in the words a `PARTITION_DRAIN_POSTED` replied (`words[0]`
+/// their count), oldest first, as (port, byte): at most as many as the
+/// words hold.
+pub fn drained(words: &[u64]) -> impl Iterator<Item = (u16, u8)> + '_ {
+    let n = words.first().map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX));
+    words.iter().skip(1).flat_map(|&w| [w as u32, (w >> 32) as u32]).take(n).map(|e| ((e >> 8) as u16, e as u8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +201,62 @@ mod tests {
         assert!(s == PortSet::EMPTY);
         assert_eq!(s.set(0xfffe, 2, true), Some(()));
         assert!(s.holds(0xfffe, 2) && !s.holds(0xffff, 2), "no wrap past the last port");
+    }
+
+    #[test]
+    fn posted_writes_keep_their_order_until_full() {
+        let mut w = PostedWrites::NONE;
+        assert!(!w.write(0x3f8, b'x'), "an unposted port exits");
+        assert_eq!(w.post(0x3f8, true), Some(()));
+        assert!(w.posts(0x3f8) && !w.posts(0x3f9));
+        assert_eq!(w.post(0x2f8, true), Some(()));
+        let text: std::vec::Vec<(u16, u8)> =
+            (0..MAX_POSTED_WRITES).map(|i| (if i % 7 == 3 { 0x2f8 } else { 0x3f8 }, i as u8)).collect();
+        for &(port, b) in &text {
+            assert!(w.write(port, b));
+        }
+        assert!(!w.write(0x3f8, b'!'), "a full buffer makes the write exit");
+        assert_eq!(w.pending(), &text[..]);
+        let mut words = [0; 1 + MAX_POSTED_WRITES / 2];
+        let used = w.drain(&mut words);
+        assert_eq!(used, 1 + MAX_POSTED_WRITES / 2);
+        assert_eq!(drained(&words[..used]).collect::<std::vec::Vec<_>>(), text);
+        assert!(w.pending().is_empty(), "a drain empties it");
+        assert!(w.write(0x3f8, b'a') && w.write(0x3f8, b'b') && w.write(0x2f8, b'c'));
+        let used = w.drain(&mut words);
+        assert_eq!(used, 3, "three writes take two words after the count");
+        assert_eq!(
+            drained(&words[..used]).collect::<std::vec::Vec<_>>(),
+            [(0x3f8, b'a'), (0x3f8, b'b'), (0x2f8, b'c')]
+        );
+        assert_eq!(w.drain(&mut words), 1);
+        assert_eq!(words[0], 0, "nothing kept, nothing drained");
+    }
+
+    #[test]
+    fn ending_a_post_keeps_what_was_posted() {
+        let mut w = PostedWrites::NONE;
+        w.post(0x3f8, true).unwrap();
+        assert!(w.write(0x3f8, 1));
+        w.post(0x3f8, false).unwrap();
+        assert!(!w.write(0x3f8, 2), "no longer posted: it exits");
+        assert_eq!(w.pending(), &[(0x3f8, 1)]);
+        w.post(0x3f8, false).unwrap();
+        assert_eq!(w.post(0x3f8, true), Some(()));
+        assert_eq!(w.post(0x3f8, true), Some(()), "posting twice takes one place");
+        for port in 1..MAX_POSTED_PORTS as u16 {
+            assert_eq!(w.post(port, true), Some(()));
+        }
+        let full = w;
+        assert_eq!(w.post(0x81, true), None);
+        assert_eq!(w, full, "a post that finds no room changes nothing");
+        w = PostedWrites::NONE;
+        assert!(w.pending().is_empty() && !w.write(0x3f8, 3), "cleared: nothing posted, nothing kept");
+    }
+
+    #[test]
+    fn drained_reads_no_more_than_the_words_hold() {
+        assert_eq!(drained(&[]).count(), 0);
+        assert_eq!(drained(&[5, 0x0003_f862_0003_f861]).collect::<std::vec::Vec<_>>(), [(0x3f8, b'a'), (0x3f8, b'b')]);
     }
 }

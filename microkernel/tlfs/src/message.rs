@@ -48,7 +48,11 @@ const _: () = assert!(HV_MESSAGE_WORDS <= abi::MAX_MESSAGE_WORDS);
 pub struct HvMessageFlags {
     /// More messages are queued for this SINT: write EOM after emptying the slot.
     pub message_pending: bool,
-    #[bits(7)]
+    /// Tessera's, reserved in the TLFS, only in an exit's message to the
+    /// VID: ring 0 holds posted port writes of the partition
+    /// (`PARTITION_POST_PORT`) that came before this exit.
+    pub posted_writes: bool,
+    #[bits(6)]
     pub reserved: u8,
 }
 

@@ -647,7 +647,7 @@ pub fn storm(own: &mut Own) {
 }
 
 /// The operations the storm picks labels from (and random ones).
-const OPERATIONS: [Operation; 37] = [
+const OPERATIONS: [Operation; 39] = [
     Operation::CAP_DERIVE,
     Operation::CAP_MINT,
     Operation::CAP_DELETE,
@@ -674,6 +674,8 @@ const OPERATIONS: [Operation; 37] = [
     Operation::PARTITION_HOLD_WRITE,
     Operation::PARTITION_SET_FLOATING_PORTS,
     Operation::PARTITION_LATCH_PORT,
+    Operation::PARTITION_POST_PORT,
+    Operation::PARTITION_DRAIN_POSTED,
     Operation::VP_CONFIGURE,
     Operation::VP_RESET,
     Operation::VP_SET_HANDLER,

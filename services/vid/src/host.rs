@@ -9,6 +9,9 @@ use core::fmt;
 use tessera_idl::{Bytes, Message};
 use tlfs::{HvRegisterName, HvResult};
 
+/// Posted writes drained from ring 0: (port, byte), oldest first.
+pub type PostedWrites = heapless::Vec<(u16, u8), { abi::limits::MAX_POSTED_WRITES }>;
+
 /// How long a receive may wait (the ABI's timeouts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Until {
@@ -49,6 +52,12 @@ pub trait Kernel {
     /// PARTITION_LATCH_PORT: byte reads of `port` answer `value` in ring
     /// 0 without an exit, or exit again (`None`).
     fn latch_port(&self, partition: CapSlot, port: u16, value: Option<u8>);
+    /// PARTITION_POST_PORT: byte writes to `port` are kept in ring 0, in
+    /// order, without an exit (`on`), or exit again.
+    fn post_port(&self, partition: CapSlot, port: u16, on: bool);
+    /// PARTITION_DRAIN_POSTED: the writes ring 0 kept, oldest first, as
+    /// (port, byte); none if the kernel refuses.
+    fn drain_posted(&self, partition: CapSlot) -> PostedWrites;
     /// The TSC.
     fn tsc(&self) -> u64;
     /// The kernel's tick count.

@@ -154,6 +154,17 @@ pub struct Running<'m> {
     restart_window: (u64, u32),
     /// The line status ring 0 answers for COM1 (`None`: LSR reads exit).
     latched_lsr: Option<u8>,
+    /// Ring 0 keeps COM1's THR writes for the VID (`PARTITION_POST_PORT`).
+    posting: bool,
+    /// Ring 0 may hold posted writes not drained yet.
+    undrained: bool,
+    /// The TSC by which posted writes are drained though no VP exits
+    /// (set while the guest writes: [`drain`]).
+    drain_at: Option<u64>,
+    /// How long a posted write may wait for its drain, in TSC cycles.
+    drain_delay: u64,
+    /// COM1 bytes drained, in all.
+    posted_bytes: u64,
 }
 
 impl<'m> Running<'m> {
@@ -181,6 +192,11 @@ impl<'m> Running<'m> {
             restarts: 0,
             restart_window: (0, 0),
             latched_lsr: None,
+            posting: false,
+            undrained: false,
+            drain_at: None,
+            drain_delay: 0,
+            posted_bytes: 0,
         }
     }
 
@@ -217,6 +233,43 @@ fn say(kernel: &impl Kernel, logs: &mut PartitionLogs, name: &str, kind: Kind, l
     }
 }
 
+/// A byte the guest sent to COM1 (forwarded or drained): into its console
+/// line, printed when the line ends.
+fn console_byte(
+    kernel: &impl Kernel,
+    (console, logs, name): (&mut crate::exits::GuestConsole, &mut PartitionLogs, &str),
+    b: u8,
+) {
+    if let Some(line) = console.byte(b) {
+        let text = core::str::from_utf8(&line).unwrap_or("?");
+        say(kernel, logs, name, Kind::Console, format_args!("{text}"));
+    }
+}
+
+/// Takes the writes ring 0 kept for partition `r` (posted THR bytes) and
+/// sends them on as forwarded ones go, at TSC `now`; while they come and
+/// posting is on, the next drain is due within `drain_delay`. True if
+/// there were any.
+pub(crate) fn drain(kernel: &impl Kernel, r: &mut Running<'_>, now: u64, tick: Option<u64>) -> bool {
+    if !r.undrained {
+        return false;
+    }
+    let writes = kernel.drain_posted(r.partition);
+    r.undrained = r.posting;
+    for &(_, b) in writes.iter().filter(|(port, _)| *port == crate::uart::UART_DATA) {
+        console_byte(kernel, (&mut r.console, &mut r.logs, r.name), b);
+        r.posted_bytes += 1;
+    }
+    if let (false, Some(tick)) = (writes.is_empty(), tick) {
+        r.console_tick = tick;
+    }
+    r.drain_at = match (writes.is_empty(), r.posting) {
+        (false, true) => Some(r.drain_at.filter(|&at| at > now).unwrap_or(now.saturating_add(r.drain_delay))),
+        _ => None,
+    };
+    !writes.is_empty()
+}
+
 /// Ends partition `r` (`why`, e.g. VP `v`'s [`Stop`]): its other VPs are
 /// stopped (`v` waits for the reply that stops it), the end and the VID's
 /// report on the partition are logged, and the partition manager
@@ -230,9 +283,13 @@ fn end(kernel: &impl Kernel, services: &impl Services, r: &mut Running<'_>, v: O
             kernel.log(format_args!("{name}: VP {i} could not be stopped: {e:?}"));
         }
     }
+    // What its VPs wrote comes before the end.
+    let now = kernel.tsc();
+    drain(kernel, r, now, None);
     kernel.log(format_args!("{name}: {why} after {} exits", r.exits));
     kernel.log(format_args!("{name}: {}", r.vmm.stats.exits()));
     kernel.log(format_args!("{name}: {}", r.vmm.stats.refused()));
+    kernel.log(format_args!("{name}: COM1 bytes posted in ring 0: {}", r.posted_bytes));
     if let Some((console, other)) = r.logs.held_back() {
         kernel
             .log(format_args!("{name}: rate limit: {console} console lines and {other} other lines held back in all"));
@@ -308,6 +365,8 @@ struct Handled {
     /// Its handling changed nothing a poll at the same TSC would act on
     /// ([`Vmm::leaves_devices_alone`]).
     settled: bool,
+    /// Its handling sent a byte to COM1.
+    wrote: bool,
 }
 
 /// Handles the exit `words` of VP `v` of the VID's partition `k` at TSC
@@ -329,10 +388,17 @@ fn handle_exit(
     let known = running.get(k).is_some_and(|r| v < r.vps.len() && !r.stopped);
     let (true, Ok(hv)) = (known, HvMessage::ref_from_words(head)) else {
         stop_reply(reply);
-        return Handled { exited: None, brokered: false, settled: false };
+        return Handled { exited: None, brokered: false, settled: false, wrote: false };
     };
     let r = &mut running[k];
     r.exits += 1;
+    // Posted writes came before this exit (ring 0 says so: a drain at
+    // every exit would cost each an invoke): out first. Those of other VPs
+    // since come before its reply, and go out later in their order.
+    if hv.header.message_flags.posted_writes() {
+        r.undrained = true;
+        drain(kernel, r, now, Some(tick));
+    }
     // Parsed once, here: the handler takes it as it is.
     let parsed = hv.parse();
     let parsed = parsed.as_ref().map_err(|_| hv.header.message_type.0);
@@ -352,6 +418,7 @@ fn handle_exit(
     let console_tick = &mut r.console_tick;
     let logs = &mut r.logs;
     let mut crash = None;
+    let mut wrote = false;
     let mut view = View {
         kernel,
         vp: r.vps[v].cap,
@@ -369,10 +436,8 @@ fn handle_exit(
     let action = r.vmm.handle_parsed(parsed, &mut view, now, connections, |event| match event {
         Event::Console(b) => {
             *console_tick = tick;
-            if let Some(line) = console.byte(b) {
-                let text = core::str::from_utf8(&line).unwrap_or("?");
-                say(kernel, logs, name, Kind::Console, format_args!("{text}"));
-            }
+            wrote = true;
+            console_byte(kernel, (console, logs, name), b);
         }
         other => {
             // A crash report the limit holds back goes no further.
@@ -419,7 +484,7 @@ fn handle_exit(
             _ => end(kernel, services, r, Some(v), stop),
         }
     }
-    Handled { exited: Some((k, v)), brokered, settled }
+    Handled { exited: Some((k, v)), brokered, settled, wrote }
 }
 
 /// Handles exits of every running partition and the clients' requests
@@ -434,11 +499,20 @@ fn handle_exit(
 /// now, or not while a read has a side effect. Called wherever the UART
 /// may have changed, before any VP can see the change otherwise (its
 /// interrupt, a reply).
+/// Likewise, has ring 0 keep the guest's THR writes for the VID while a
+/// write has no other effect the guest could see (`Uart::postable_thr`).
 pub(crate) fn latch_line_status(kernel: &impl Kernel, r: &mut Running<'_>) {
     let value = if r.stopped { None } else { r.vmm.uart.latchable_line_status() };
     if value != r.latched_lsr {
         kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, value);
         r.latched_lsr = value;
+    }
+    // (`value` is LSR's latch: `postable_thr` without recomputing it.)
+    let post = value.is_some() && r.vmm.uart.thr_write_only_sends();
+    if post != r.posting {
+        kernel.post_port(r.partition, crate::uart::UART_DATA, post);
+        r.posting = post;
+        r.undrained |= post;
     }
 }
 
@@ -463,6 +537,12 @@ pub fn serve(
         }
         kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, None);
         r.latched_lsr = None;
+        // An earlier instance may have posted COM1's THR and left writes.
+        kernel.post_port(r.partition, crate::uart::UART_DATA, false);
+        (r.posting, r.undrained, r.drain_at) = (false, true, None);
+        r.drain_delay = (tsc_hz / POSTED_DRAINS_PER_SECOND).max(1);
+        let now = kernel.tsc();
+        drain(kernel, r, now, None);
     }
     // The loop's two messages, kept from turn to turn: what it received
     // (`inbox`), and its reply (when `reply` says there is one).
@@ -483,7 +563,7 @@ pub fn serve(
         // `message` holds a reply for the last caller.
         let mut reply = false;
         let mut exited = None;
-        let (mut brokered, mut settled) = (false, false);
+        let (mut brokered, mut settled, mut wrote) = (false, false, false);
         // The broker's bound notification ended the wait: no exit.
         let incoming = match received? {
             Some(_) if inbox.label() == labels::NOTIFICATION => {
@@ -499,6 +579,7 @@ pub fn serve(
                 Some(vp) => {
                     let handled = handle_exit(kernel, services, running, vp, inbox.words(), &mut message, now, tick);
                     (exited, brokered, settled) = (handled.exited, handled.brokered, handled.settled);
+                    wrote = handled.wrote;
                 }
                 None => {
                     message = answer(kernel, services, running, badge, inbox.clone());
@@ -525,7 +606,23 @@ pub fn serve(
         // something, that poll stands.
         let polled = exited.filter(|_| settled && !brokered).map(|(k, _)| k);
         let (wait, Turn { reset, parked, again }) = keep_time(kernel, running, exited, polled, now, min_wait);
-        let wait = wait.min(Wait { ticks: 0, deadline: inspect_at });
+        let mut wait = wait.min(Wait { ticks: 0, deadline: inspect_at });
+        // The guest writes to COM1 (that write exited: posting was off,
+        // or ring 0's buffer full): what it posts next goes out by a
+        // deadline even if it does not exit; and posted writes of a guest
+        // that does not exit go out by theirs.
+        if let Some(r) = exited.filter(|_| wrote).and_then(|(k, _)| running.get_mut(k))
+            && r.posting
+            && r.drain_at.is_none()
+        {
+            r.drain_at = Some(now.saturating_add(r.drain_delay));
+        }
+        for r in running.iter_mut().filter(|r| r.drain_at.is_some() && !r.stopped) {
+            if r.drain_at.is_some_and(|at| at <= now) {
+                drain(kernel, r, now, Some(tick));
+            }
+            wait = wait.min(Wait { ticks: 0, deadline: r.drain_at });
+        }
         if parked && reply {
             stop_reply(&mut message);
         }
@@ -610,6 +707,10 @@ pub fn serve(
         .or_else(|e| if e == ErrorCode::TIMEOUT { Ok(None) } else { Err(e) });
     }
 }
+
+/// Posted writes wait at most 1/200 s (5 ms) for their drain while the
+/// guest writes and does not exit.
+const POSTED_DRAINS_PER_SECOND: u64 = 200;
 
 /// How often a VID that receives deliveries looks for them while its
 /// guests do not exit, when its `broker-events` is not bound.

@@ -362,6 +362,22 @@ impl Uart {
         (!self.overrun).then_some(lsr::THRE | lsr::TEMT | data)
     }
 
+    /// Whether a byte write to THR now has no effect the guest can see but
+    /// the byte going out: DLAB clear, the THR-empty interrupt off (its
+    /// pending flag is read only with it on, and an IER write that turns
+    /// it on sets it anyway), no loopback, and LSR latchable (THRE and
+    /// TEMT read set whatever is written). Ring 0 may then keep such
+    /// writes for the VID to take later (`PARTITION_POST_PORT`), which
+    /// sends each drained byte to the output sink.
+    pub fn postable_thr(&self) -> bool {
+        self.thr_write_only_sends() && self.latchable_line_status().is_some()
+    }
+
+    /// [`Uart::postable_thr`] but for LSR (which the caller latched).
+    pub fn thr_write_only_sends(&self) -> bool {
+        self.lcr & lcr::DLAB == 0 && self.ier & ier::ETBEI == 0 && self.mcr & mcr::LOOP == 0
+    }
+
     /// The UART's IRQ line as a PC wires it: an enabled interrupt is
     /// pending and MCR.OUT2 is set (and not forced off by loopback).
     pub fn irq_level(&self) -> bool {

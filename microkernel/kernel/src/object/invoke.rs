@@ -335,6 +335,8 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         | Operation::PARTITION_HOLD_WRITE
         | Operation::PARTITION_SET_FLOATING_PORTS
         | Operation::PARTITION_LATCH_PORT
+        | Operation::PARTITION_POST_PORT
+        | Operation::PARTITION_DRAIN_POSTED
         | Operation::VP_SET_MONITOR
         | Operation::VP_SET_EXIT_STATE
         | Operation::VP_SUSPEND

@@ -245,6 +245,9 @@ pub struct Kernel {
     pub floating_ports: [kerncore::portset::PortSet; vm::MAX_PARTITIONS],
     /// Each partition's latched port reads (`PARTITION_LATCH_PORT`).
     pub latched_ports: [kerncore::portset::PortLatches; vm::MAX_PARTITIONS],
+    /// Each partition's posted port writes (`PARTITION_POST_PORT`), kept
+    /// under the kernel lock, so its VPs append one at a time.
+    pub posted_writes: [kerncore::portset::PostedWrites; vm::MAX_PARTITIONS],
 }
 
 /// Memory-object mapping owners at and above this are partitions.
@@ -300,6 +303,7 @@ impl Kernel {
             doomed: Doomed::new(DOOMED_KINDS),
             floating_ports: [const { kerncore::portset::PortSet::EMPTY }; vm::MAX_PARTITIONS],
             latched_ports: [kerncore::portset::PortLatches::NONE; vm::MAX_PARTITIONS],
+            posted_writes: [kerncore::portset::PostedWrites::NONE; vm::MAX_PARTITIONS],
         }
     }
 

@@ -559,6 +559,7 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     // Tag 0 (ASID or VPID) is the host's.
     k.floating_ports[index] = kerncore::portset::PortSet::EMPTY;
     k.latched_ports[index] = kerncore::portset::PortLatches::NONE;
+    k.posted_writes[index] = kerncore::portset::PostedWrites::NONE;
     k.partitions[index] = Some(Partition {
         backend,
         root,
@@ -700,6 +701,26 @@ pub fn invoke(
             let latches = k.latched_ports.get_mut(partition as usize).ok_or(ErrorCode::INVALID_STATE)?;
             latches.set(port, value).ok_or(ErrorCode::OUT_OF_MEMORY)?;
             done()
+        }
+        Operation::PARTITION_POST_PORT => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            let port = u16::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let on = flag(mr[1])?;
+            let posted = k.posted_writes.get_mut(partition as usize).ok_or(ErrorCode::INVALID_STATE)?;
+            posted.post(port, on).ok_or(ErrorCode::OUT_OF_MEMORY)?;
+            done()
+        }
+        Operation::PARTITION_DRAIN_POSTED => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            let posted = k.posted_writes.get_mut(partition as usize).ok_or(ErrorCode::INVALID_STATE)?;
+            // Checked before anything is taken: a caller without an IPC
+            // buffer loses no write.
+            if !posted.pending().is_empty() && k.threads[usize::from(t.0)].ipc_buffer.is_none() {
+                return Err(ErrorCode::MESSAGE_TOO_LONG);
+            }
+            let mut words = [0; 1 + abi::limits::MAX_POSTED_WRITES / 2];
+            let used = posted.drain(&mut words);
+            super::transfer::reply_words(k, t, &words[..used])
         }
         Operation::PARTITION_HOLD_WRITE => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;
@@ -1117,13 +1138,15 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         k.catch_up_ticks();
         k.deliver_interrupts();
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
-        let answers =
-            vcpu.partition.and_then(|p| Some((k.floating_ports.get(p as usize)?, k.latched_ports.get(p as usize)?)));
+        let answers = vcpu.partition.and_then(|p| {
+            let p = p as usize;
+            Some((k.floating_ports.get(p)?, k.latched_ports.get(p)?, k.posted_writes.get_mut(p)?))
+        });
         // A host interrupt or window (the common ring-0 exit) is `classify`'s
         // `Host` without its look at the exit.
         let outcome = if corrected
             || matches!(exit.reason, ExitReason::HostInterrupt | ExitReason::InterruptWindow)
-            || answers.is_some_and(|(floating, latched)| ring0::port(vcpu, &exit, floating, latched))
+            || answers.is_some_and(|(floating, latched, posted)| ring0::port(vcpu, &exit, floating, latched, posted))
         {
             Outcome::Host
         } else {
@@ -1144,8 +1167,13 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
                     s.total += spent;
                 }
             }
-            Outcome::Forward(message) => {
+            Outcome::Forward(mut message) => {
                 let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
+                // The VID drains posted writes before it handles the exit.
+                let posted = vcpu.partition.and_then(|p| k.posted_writes.get(p as usize));
+                if posted.is_some_and(|w| !w.pending().is_empty()) {
+                    message.header.message_flags.set_posted_writes(true);
+                }
                 vcpu.exit_len = vcpu.message_with_state(&message);
                 let message_type = message.header.message_type.0;
                 vcpu.awaiting = Some(Awaiting { since: k.ticks_seen, message_type, rip: exit.rip });

@@ -9,7 +9,7 @@ use tessera_idl::Retrying;
 use tessera_idl::{Bytes, Message};
 use tessera_rt::{Operation, caps, invoke, log};
 use tlfs::{HvError, HvRegisterName, HvResult};
-use vid::host::{BrokerEvents, Fetched, Kernel, NoDelivery, Services, Until};
+use vid::host::{BrokerEvents, Fetched, Kernel, NoDelivery, PostedWrites, Services, Until};
 
 /// The kernel, and the endpoint the loop receives exits and requests on.
 pub struct TaskKernel(pub CapSlot);
@@ -66,6 +66,15 @@ impl Kernel for TaskKernel {
     fn latch_port(&self, partition: CapSlot, port: u16, value: Option<u8>) {
         let value = value.map_or(abi::invoke::UNLATCHED, u64::from);
         let _ = invoke(partition, Operation::PARTITION_LATCH_PORT, &[port.into(), value]);
+    }
+
+    fn post_port(&self, partition: CapSlot, port: u16, on: bool) {
+        let _ = invoke(partition, Operation::PARTITION_POST_PORT, &[port.into(), on.into()]);
+    }
+
+    fn drain_posted(&self, partition: CapSlot) -> PostedWrites {
+        let reply = invoke(partition, Operation::PARTITION_DRAIN_POSTED, &[]);
+        reply.map(|m| kerncore::portset::drained(m.words()).collect()).unwrap_or_default()
     }
 
     fn float_ports(&self, partition: CapSlot, first: u32, count: u32, on: bool) {

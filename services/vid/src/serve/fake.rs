@@ -2,7 +2,7 @@
 //! each receive returns, and a record of every reply, wait, VP operation,
 //! log line and service call.
 
-use crate::host::{BrokerEvents, Fetched, Kernel, NoDelivery, Services, Until};
+use crate::host::{BrokerEvents, Fetched, Kernel, NoDelivery, PostedWrites, Services, Until};
 use abi::{CapSlot, ErrorCode, labels};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,6 +25,8 @@ pub enum Step {
     Broker { partition: u64, deliveries: Vec<Fetched> },
     /// Time passes to this TSC before the next step arrives.
     At(u64),
+    /// Ring 0 keeps these posted writes meanwhile (then the next step).
+    Kept(Vec<(u16, u8)>),
     /// Nothing comes: the wait ends at its deadline (a TSC deadline moves
     /// the TSC there; a tick limit moves it by that many 10 ms ticks).
     Timeout,
@@ -78,6 +80,12 @@ pub struct Fake {
     pub floated: RefCell<Vec<(u32, u32, bool)>>,
     /// Every latch set or ended (`PARTITION_LATCH_PORT`): (port, value).
     pub latched: RefCell<Vec<(u16, Option<u8>)>>,
+    /// Every post set or ended (`PARTITION_POST_PORT`): (port, on).
+    pub posts: RefCell<Vec<(u16, bool)>>,
+    /// What ring 0 kept of posted writes, for the next drain to take.
+    pub kept: RefCell<Vec<(u16, u8)>>,
+    /// Drains made (`PARTITION_DRAIN_POSTED`), with what each took.
+    pub drains: RefCell<Vec<Vec<(u16, u8)>>>,
 }
 
 /// A connection the broker refuses in the fake.
@@ -111,12 +119,20 @@ impl Kernel for Fake {
         self.waits.borrow_mut().push(until);
         // The end of the script: the endpoint is gone.
         let mut step = self.script.borrow_mut().pop_front().ok_or(ErrorCode::PEER_GONE)?;
-        while let Step::At(tsc) = step {
-            self.tsc.set(tsc);
+        loop {
+            match step {
+                Step::At(tsc) => self.tsc.set(tsc),
+                Step::Kept(writes) => self.kept.borrow_mut().extend(writes),
+                _ => break,
+            }
             step = self.script.borrow_mut().pop_front().ok_or(ErrorCode::PEER_GONE)?;
         }
         let (badge, received) = match step {
-            Step::Exit { k, vp, message } => {
+            Step::Exit { k, vp, mut message } => {
+                // As ring 0 flags an exit with posted writes waiting.
+                if !self.kept.borrow().is_empty() {
+                    message.header.message_flags.set_posted_writes(true);
+                }
                 (super::exit_badge(k, vp), Message::from_words(labels::VM_EXIT, &message.to_words()).unwrap())
             }
             Step::Request { badge, message } => (badge, message),
@@ -126,7 +142,7 @@ impl Kernel for Fake {
                 *into = Message::new(labels::NOTIFICATION);
                 return Ok(1);
             }
-            Step::At(_) => unreachable!("taken above"),
+            Step::At(_) | Step::Kept(_) => unreachable!("taken above"),
             Step::Timeout => {
                 let now = self.tsc.get();
                 self.tsc.set(match until {
@@ -188,6 +204,16 @@ impl Kernel for Fake {
 
     fn latch_port(&self, _: CapSlot, port: u16, value: Option<u8>) {
         self.latched.borrow_mut().push((port, value));
+    }
+
+    fn post_port(&self, _: CapSlot, port: u16, on: bool) {
+        self.posts.borrow_mut().push((port, on));
+    }
+
+    fn drain_posted(&self, _: CapSlot) -> PostedWrites {
+        let taken: Vec<_> = self.kept.borrow_mut().drain(..).collect();
+        self.drains.borrow_mut().push(taken.clone());
+        taken.into_iter().collect()
     }
 
     fn float_ports(&self, _: CapSlot, first: u32, count: u32, on: bool) {

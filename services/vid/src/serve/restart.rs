@@ -111,6 +111,8 @@ pub(super) fn restart(kernel: &impl Kernel, services: &impl Services, r: &mut Ru
         }
         *vp = Vp::new(vp.cap);
     }
+    // What the guest wrote before its reset comes before the reset.
+    super::drain(kernel, r, now, None);
     r.restarts += 1;
     say(kernel, &mut r.logs, name, Kind::Event, format_args!("reset by {by}; restarting ({})", r.restarts));
     let mut uncovering = Uncovering { kernel, partition: r.partition, ram: RamOnly(r.ram, r.beneath) };

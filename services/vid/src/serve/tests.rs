@@ -602,11 +602,97 @@ fn the_loop_waits_without_a_limit_unless_a_guest_reads_its_serial_line_or_left_a
     let mut memory = Memory::new(1);
     let mut running = [partition(&mut memory, 0, 1, &kernel)];
     assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
-    // The first receive, then one after each exit.
+    // The first receive, then one after each exit; after the byte, the
+    // deadline of the writes the guest may post next comes before the
+    // unfinished line's.
     let waits = kernel.waits.borrow();
     let ticks = |t| Until::Ticks(t);
-    assert_eq!(
-        *waits,
-        [ticks(0), ticks(0), ticks(super::deliver::INPUT_POLL_TICKS), ticks(0), ticks(super::deliver::PROMPT_TICKS)]
-    );
+    let drain = Until::Tsc(TSC_HZ / super::POSTED_DRAINS_PER_SECOND);
+    const { assert!(super::deliver::PROMPT_TICKS * (TSC_HZ / abi::TICK_HZ) > TSC_HZ / super::POSTED_DRAINS_PER_SECOND) };
+    assert_eq!(*waits, [ticks(0), ticks(0), ticks(super::deliver::INPUT_POLL_TICKS), ticks(0), drain]);
+}
+
+/// The posts of COM1's THR the loop made (`PARTITION_POST_PORT`), in order.
+fn thr_posts(kernel: &Fake) -> Vec<bool> {
+    let posts = kernel.posts.borrow();
+    posts.iter().filter(|(port, _)| *port == crate::uart::UART_DATA).map(|&(_, on)| on).collect()
+}
+
+#[test]
+fn com1_thr_is_posted_only_while_a_write_does_nothing_else() {
+    use crate::uart::{COM1_BASE, reg};
+    let at = |r: u16, v: u64| exit(0, 0, out(COM1_BASE + r, v));
+    let kernel = Fake::new([
+        exit(0, 0, out(0x80, 1)),
+        // THR-empty interrupt on, then off again.
+        at(reg::IER_DLM, 0x02),
+        at(reg::IER_DLM, 0x05),
+        // The divisor latch, then 8N1.
+        at(reg::LCR, 0x80),
+        at(reg::LCR, 0x03),
+        // Loopback, then OUT2 with DTR and RTS.
+        at(reg::MCR, 0x10),
+        at(reg::MCR, 0x0b),
+    ]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    // An instance starts with it off; a UART at reset may post.
+    assert_eq!(thr_posts(&kernel), [false, true, false, true, false, true, false, true]);
+    assert!(running[0].posting);
+    // Typed input with an overrun to clear: LSR is not latched, and so
+    // THR is not posted.
+    running[0].vmm.push_input(&[b'k'; 17]);
+    running[0].vmm.uart.port_write(reg::MCR, 0x1b, &mut |_| {});
+    running[0].vmm.uart.port_write(reg::RBR_THR_DLL, b'o', &mut |_| {});
+    super::latch_line_status(&kernel, &mut running[0]);
+    assert_eq!(running[0].latched_lsr, None);
+    assert_eq!(thr_posts(&kernel).last(), Some(&false));
+}
+
+#[test]
+fn posted_writes_go_out_before_the_exit_that_follows_them() {
+    let kernel = Fake::new([
+        // Posting goes on after this exit.
+        exit(0, 0, out(0x80, 0)),
+        // Ring 0 kept "ab" before VP 0's write of 'c' exited.
+        Step::Kept(vec![(0x3f8, b'a'), (0x3f8, b'b')]),
+        exit(0, 0, out(0x3f8, u64::from(b'c'))),
+        exit(0, 0, out(0x3f8, u64::from(b'\n'))),
+        exit(0, 0, out(0x80, 0)),
+        exit(0, 0, out(0x3f8, u64::from(b'd'))),
+    ]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(kernel.logged("guest: abc"), "{:?}", kernel.log.borrow());
+    assert!(!kernel.logged("guest: c"));
+    // One at the instance's start; then one before the exit ring 0
+    // flagged (posted writes waiting), and none before the others.
+    let drains = kernel.drains.borrow();
+    assert_eq!(drains.len(), 2);
+    assert_eq!(drains[1], [(0x3f8, b'a'), (0x3f8, b'b')]);
+}
+
+#[test]
+fn posted_writes_are_drained_by_their_deadline_and_then_no_more() {
+    let delay = TSC_HZ / super::POSTED_DRAINS_PER_SECOND;
+    let kernel = Fake::new([
+        exit(0, 0, out(0x80, 0)),
+        // A forwarded write arms the deadline; the guest then posts, and
+        // does not exit.
+        exit(0, 0, out(0x3f8, u64::from(b'x'))),
+        Step::Kept(vec![(0x3f8, b'y'), (0x3f8, b'\n')]),
+        Step::Timeout,
+        Step::Timeout,
+        Step::Timeout,
+    ]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(kernel.logged("guest: xy"), "{:?}", kernel.log.borrow());
+    // The deadline after the write; again after a drain that took
+    // something; none once one took nothing.
+    let waits = kernel.waits.borrow();
+    assert_eq!(waits[2..], [Until::Tsc(delay), Until::Tsc(2 * delay), Until::Ticks(0), Until::Ticks(0)]);
 }

@@ -130,7 +130,59 @@ fn uart() -> Outcome {
     if status & 0x20 == 0 {
         return Err(detail!("line status {status:#x}: transmitter never ready"));
     }
+    posted_lines();
     Ok(())
+}
+
+/// Lines the `uart` case writes to check posted THR writes (ring 0 keeps
+/// them while IER's THR-empty interrupt, DLAB and loopback are off):
+/// `testkernel: uart: posted NN ` then [`POSTED_TEXT`] letters, `(7 * NN
+/// + 3 * j) % 26` from 'a' (the host test builds them again).
+const POSTED_LINES: usize = 12;
+const POSTED_TEXT: usize = 80;
+
+/// Writes the posted lines; in the middle of each of the first eight, one
+/// write the VID must see in order with the bytes around it: IER's
+/// THR-empty interrupt on and off, the divisor latch opened (and the
+/// divisor written back) and closed, loopback on and off. The last four
+/// are a flood with no other access between, longer than ring 0's
+/// buffer of posted writes.
+fn posted_lines() {
+    use hw::{inb, outb};
+    const COM1: u16 = protocol::UART_DATA;
+    let (ier, lcr, mcr) = (COM1 + 1, COM1 + 3, COM1 + 4);
+    for i in 0..POSTED_LINES {
+        let mut line = hw::Uart::line();
+        let letters = (0..POSTED_TEXT).map(|j| b'a' + ((7 * i + 3 * j) % 26) as u8);
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!("testkernel: uart: posted {i:02} "));
+        for (j, b) in letters.enumerate() {
+            if j == POSTED_TEXT / 2 {
+                match i % 4 {
+                    0 if i < 8 => {
+                        let was = inb(ier);
+                        outb(ier, was | 0x02);
+                        outb(ier, was);
+                    }
+                    1 if i < 8 => {
+                        let was = inb(lcr);
+                        outb(lcr, was | 0x80);
+                        let (dll, dlm) = (inb(COM1), inb(COM1 + 1));
+                        outb(COM1, dll);
+                        outb(COM1 + 1, dlm);
+                        outb(lcr, was);
+                    }
+                    2 if i < 8 => {
+                        let was = inb(mcr);
+                        outb(mcr, was | 0x10);
+                        outb(mcr, was);
+                    }
+                    _ => {}
+                }
+            }
+            hw::Uart::byte(b);
+        }
+        hw::Uart::byte(b'\n');
+    }
 }
 
 fn boot_information(magic: u32, info: u64) -> Outcome {

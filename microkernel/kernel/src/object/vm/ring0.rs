@@ -38,7 +38,7 @@ use crate::arch::vm::{Exit, ExitReason};
 use kerncore::debugreg;
 use kerncore::event::Interruption;
 use kerncore::intercept::{IoDirection, IoSize, vector};
-use kerncore::portset::{PortLatches, PortSet};
+use kerncore::portset::{PortLatches, PortSet, PostedWrites};
 use kerncore::xstate::XsetbvFault;
 use tlfs::HvRegisterName;
 
@@ -81,10 +81,17 @@ pub(super) fn skip(vcpu: &mut Vcpu, exit: &Exit) {
 /// An IN or OUT (not INS/OUTS) ring 0 answers for the VID: at a port that
 /// floats in the partition (`floating`; the access is its first port's,
 /// as on ISA), as an empty bus answers, reads all ones, writes dropped; a
-/// byte IN at a latched port (`latched`), with its value. True if it was
-/// one (RIP past it; `in eax` zero-extends into RAX, `in al`/`ax` keep
-/// the rest).
-pub fn port(vcpu: &mut Vcpu, exit: &Exit, floating: &PortSet, latched: &PortLatches) -> bool {
+/// byte IN at a latched port (`latched`), with its value; a byte OUT at
+/// a posted port (`posted`), kept for the VID while there is room. True
+/// if it was one (RIP past it; `in eax` zero-extends into RAX, `in
+/// al`/`ax` keep the rest).
+pub fn port(
+    vcpu: &mut Vcpu,
+    exit: &Exit,
+    floating: &PortSet,
+    latched: &PortLatches,
+    posted: &mut PostedWrites,
+) -> bool {
     let ExitReason::Io(io) = exit.reason else { return false };
     if io.string {
         return false;
@@ -93,6 +100,10 @@ pub fn port(vcpu: &mut Vcpu, exit: &Exit, floating: &PortSet, latched: &PortLatc
         Some(u64::MAX)
     } else if let (IoDirection::In, IoSize::Byte, Some(value)) = (io.direction, io.size, latched.byte(io.port)) {
         Some(u64::from(value))
+    } else if let (IoDirection::Out, IoSize::Byte, true) = (io.direction, io.size, posted.posts(io.port))
+        && posted.write(io.port, register(vcpu, HvRegisterName::RAX) as u8)
+    {
+        None
     } else {
         return false;
     };
