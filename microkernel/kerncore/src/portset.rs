@@ -76,19 +76,27 @@ impl PortLatches {
 
 /// A partition's posted ports and the byte writes to them that its VID
 /// has not drained yet, oldest first, at most [`MAX_POSTED_WRITES`].
+///
+/// Writes are kept only while the buffer is *open*: the first write to a
+/// posted port after the VID found the buffer empty (or changed a post)
+/// exits, which opens it, so the VID always knows when writes may be
+/// waiting and drains them by its own deadline even if the guest never
+/// exits again. A drain that finds nothing closes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PostedWrites {
     ports: [Option<u16>; MAX_POSTED_PORTS],
     writes: [(u16, u8); MAX_POSTED_WRITES],
     len: usize,
+    open: bool,
 }
 
 impl PostedWrites {
     pub const NONE: PostedWrites =
-        PostedWrites { ports: [None; MAX_POSTED_PORTS], writes: [(0, 0); MAX_POSTED_WRITES], len: 0 };
+        PostedWrites { ports: [None; MAX_POSTED_PORTS], writes: [(0, 0); MAX_POSTED_WRITES], len: 0, open: false };
 
     /// Posts writes to `port` (`on`) or not; `None` back if a new port
-    /// finds no room (nothing changed). What was posted stays.
+    /// finds no room (nothing changed). What was posted stays; the buffer
+    /// closes (the next posted write exits).
     pub fn post(&mut self, port: u16, on: bool) -> Option<()> {
         let at = self.ports.iter().position(|&p| p == Some(port));
         match (at, on) {
@@ -96,6 +104,7 @@ impl PostedWrites {
             (None, true) => *self.ports.iter_mut().find(|p| p.is_none())? = Some(port),
             _ => {}
         }
+        self.open = false;
         Some(())
     }
 
@@ -104,11 +113,16 @@ impl PostedWrites {
         self.ports.contains(&Some(port))
     }
 
-    /// Keeps a byte write of `value` to `port` if that port is posted and
-    /// there is room: true if kept (the write is done), false if it must
-    /// exit as any other write.
+    /// Keeps a byte write of `value` to `port` if that port is posted, the
+    /// buffer open and there is room: true if kept (the write is done),
+    /// false if it must exit as any other write (a posted port's write
+    /// that exits opens the buffer).
     pub fn write(&mut self, port: u16, value: u8) -> bool {
-        if !self.posts(port) || self.len == MAX_POSTED_WRITES {
+        if !self.posts(port) {
+            return false;
+        }
+        if !self.open || self.len == MAX_POSTED_WRITES {
+            self.open = true;
             return false;
         }
         self.writes[self.len] = (port, value);
@@ -126,6 +140,7 @@ impl PostedWrites {
     /// first in the low half); the words used back.
     pub fn drain(&mut self, words: &mut [u64; 1 + MAX_POSTED_WRITES / 2]) -> usize {
         let n = core::mem::take(&mut self.len);
+        self.open = n != 0;
         words[0] = n as u64;
         for (word, pair) in words[1..].iter_mut().zip(self.writes[..n].chunks(2)) {
             let entry = |&(port, byte): &(u16, u8)| u64::from(port) << 8 | u64::from(byte);
@@ -210,6 +225,7 @@ mod tests {
         assert_eq!(w.post(0x3f8, true), Some(()));
         assert!(w.posts(0x3f8) && !w.posts(0x3f9));
         assert_eq!(w.post(0x2f8, true), Some(()));
+        assert!(!w.write(0x3f8, b'o'), "the first posted write exits: it opens the buffer");
         let text: std::vec::Vec<(u16, u8)> =
             (0..MAX_POSTED_WRITES).map(|i| (if i % 7 == 3 { 0x2f8 } else { 0x3f8 }, i as u8)).collect();
         for &(port, b) in &text {
@@ -231,13 +247,33 @@ mod tests {
         );
         assert_eq!(w.drain(&mut words), 1);
         assert_eq!(words[0], 0, "nothing kept, nothing drained");
+        assert!(!w.write(0x3f8, b'z'), "a drain that found nothing closed it: the next write exits");
+        assert!(w.write(0x3f8, b'z'), "and opened it again");
+    }
+
+    /// Every kept write follows, since the buffer was last found empty or
+    /// a post changed, a write that exited: the VID learns of each burst.
+    #[test]
+    fn a_burst_starts_with_a_write_that_exits() {
+        let mut w = PostedWrites::NONE;
+        let mut words = [0; 1 + MAX_POSTED_WRITES / 2];
+        w.post(0x3f8, true).unwrap();
+        assert!(!w.write(0x3f8, 1) && w.write(0x3f8, 2));
+        w.post(0x3f9, true).unwrap();
+        assert!(!w.write(0x3f8, 3), "a post closes it");
+        assert!(w.write(0x3f8, 4));
+        assert_eq!(w.drain(&mut words), 2, "2 and 4 were kept");
+        assert!(w.write(0x3f8, 5), "a drain that took writes leaves it open");
+        w.drain(&mut words);
+        assert_eq!(w.drain(&mut words), 1);
+        assert!(!w.write(0x3f8, 6), "an empty drain closed it");
     }
 
     #[test]
     fn ending_a_post_keeps_what_was_posted() {
         let mut w = PostedWrites::NONE;
         w.post(0x3f8, true).unwrap();
-        assert!(w.write(0x3f8, 1));
+        assert!(!w.write(0x3f8, 0) && w.write(0x3f8, 1));
         w.post(0x3f8, false).unwrap();
         assert!(!w.write(0x3f8, 2), "no longer posted: it exits");
         assert_eq!(w.pending(), &[(0x3f8, 1)]);

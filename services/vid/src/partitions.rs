@@ -174,7 +174,9 @@ pub fn run(
     // later guest loads. One a previous instance left restarts as after a
     // guest reset, or stays stopped, as its `on_reset` says.
     let kernel = TaskKernel(exits);
+    let tsc_hz = tessera_rt::startup::tsc_hz();
     for (r, &back) in running.iter_mut().zip(&taken_back) {
+        vid::serve::take_over(&kernel, r, tsc_hz);
         if back {
             vid::serve::after_vid_restart(&kernel, &services, r, tessera_rt::arch::rdtsc());
         } else if let Err(e) = r.start(&kernel) {
@@ -188,7 +190,7 @@ pub fn run(
     if exits != endpoint {
         log!("exits arrive on an endpoint of its own: the interface waits for the partitions to end");
     }
-    if let Err(e) = vid::serve::serve(&kernel, &services, &mut running, tessera_rt::startup::tsc_hz()) {
+    if let Err(e) = vid::serve::serve(&kernel, &services, &mut running, tsc_hz) {
         log!("partitions: {e:?}");
     }
     log!("{ready}");

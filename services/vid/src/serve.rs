@@ -165,6 +165,8 @@ pub struct Running<'m> {
     drain_delay: u64,
     /// COM1 bytes drained, in all.
     posted_bytes: u64,
+    /// [`take_over`] has set up ring 0's answers for this instance.
+    taken_over: bool,
 }
 
 impl<'m> Running<'m> {
@@ -197,6 +199,7 @@ impl<'m> Running<'m> {
             drain_at: None,
             drain_delay: 0,
             posted_bytes: 0,
+            taken_over: false,
         }
     }
 
@@ -516,6 +519,28 @@ pub(crate) fn latch_line_status(kernel: &impl Kernel, r: &mut Running<'_>) {
     }
 }
 
+/// Sets up ring 0's answers for partition `r` as this instance's devices
+/// say, before any of its VPs runs (and, after a restart of this VID,
+/// before the partition is reset or ended): what no device claims reads
+/// all ones in ring 0 (a guest's probes of absent hardware, PCI
+/// configuration among them, cost no exit); nothing is latched or posted
+/// yet, and what an earlier instance let ring 0 keep goes out first.
+pub fn take_over(kernel: &impl Kernel, r: &mut Running<'_>, tsc_hz: u64) {
+    // What an earlier instance floated that this bus claims must exit.
+    kernel.float_ports(r.partition, 0, 1 << 16, false);
+    for (first, count) in r.vmm.ports.unclaimed() {
+        kernel.float_ports(r.partition, first, count, true);
+    }
+    kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, None);
+    r.latched_lsr = None;
+    kernel.post_port(r.partition, crate::uart::UART_DATA, false);
+    (r.posting, r.undrained, r.drain_at) = (false, true, None);
+    r.drain_delay = (tsc_hz / POSTED_DRAINS_PER_SECOND).max(1);
+    let now = kernel.tsc();
+    drain(kernel, r, now, None);
+    r.taken_over = true;
+}
+
 pub fn serve(
     kernel: &impl Kernel,
     services: &impl Services,
@@ -526,23 +551,8 @@ pub fn serve(
     let min_wait = (tsc_hz / MIN_WAIT_PER_SECOND).max(1);
     let events = services.broker_events();
     let mut input = Input::new(services);
-    // What no device claims reads all ones: ring 0 answers it (a guest's
-    // probes of absent hardware, PCI configuration among them, cost no
-    // exit). Again after a restart of this VID: the same ports.
-    for r in running.iter_mut() {
-        // What an earlier instance floated that this bus claims must exit.
-        kernel.float_ports(r.partition, 0, 1 << 16, false);
-        for (first, count) in r.vmm.ports.unclaimed() {
-            kernel.float_ports(r.partition, first, count, true);
-        }
-        kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, None);
-        r.latched_lsr = None;
-        // An earlier instance may have posted COM1's THR and left writes.
-        kernel.post_port(r.partition, crate::uart::UART_DATA, false);
-        (r.posting, r.undrained, r.drain_at) = (false, true, None);
-        r.drain_delay = (tsc_hz / POSTED_DRAINS_PER_SECOND).max(1);
-        let now = kernel.tsc();
-        drain(kernel, r, now, None);
+    for r in running.iter_mut().filter(|r| !r.taken_over) {
+        take_over(kernel, r, tsc_hz);
     }
     // The loop's two messages, kept from turn to turn: what it received
     // (`inbox`), and its reply (when `reply` says there is one).

@@ -462,6 +462,10 @@ impl Kernel {
                     // tables: its VPs in guest mode elsewhere leave first.
                     partition.shoot_down(object.index);
                     crate::arch::vm::slat::free(partition.backend, partition.root);
+                    // Nothing of the guest stays behind: its posted output.
+                    self.floating_ports[index] = kerncore::portset::PortSet::EMPTY;
+                    self.latched_ports[index] = kerncore::portset::PortLatches::NONE;
+                    self.posted_writes[index] = kerncore::portset::PostedWrites::NONE;
                 }
             }
             ObjectType::MEMORY => {

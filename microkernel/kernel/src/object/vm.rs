@@ -718,9 +718,14 @@ pub fn invoke(
             if !posted.pending().is_empty() && k.threads[usize::from(t.0)].ipc_buffer.is_none() {
                 return Err(ErrorCode::MESSAGE_TOO_LONG);
             }
+            // Taken only once the reply is written: a failed reply loses
+            // no write.
             let mut words = [0; 1 + abi::limits::MAX_POSTED_WRITES / 2];
-            let used = posted.drain(&mut words);
-            super::transfer::reply_words(k, t, &words[..used])
+            let mut taken = *posted;
+            let used = taken.drain(&mut words);
+            let info = super::transfer::reply_words(k, t, &words[..used])?;
+            k.posted_writes[partition as usize] = taken;
+            Ok(info)
         }
         Operation::PARTITION_HOLD_WRITE => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;

@@ -69,12 +69,21 @@ impl Kernel for TaskKernel {
     }
 
     fn post_port(&self, partition: CapSlot, port: u16, on: bool) {
-        let _ = invoke(partition, Operation::PARTITION_POST_PORT, &[port.into(), on.into()]);
+        if let Err(e) = invoke(partition, Operation::PARTITION_POST_PORT, &[port.into(), on.into()]) {
+            log!("cannot {} port {port:#x}: {e:?}", if on { "post" } else { "unpost" });
+        }
     }
 
     fn drain_posted(&self, partition: CapSlot) -> PostedWrites {
-        let reply = invoke(partition, Operation::PARTITION_DRAIN_POSTED, &[]);
-        reply.map(|m| kerncore::portset::drained(m.words()).collect()).unwrap_or_default()
+        match invoke(partition, Operation::PARTITION_DRAIN_POSTED, &[]) {
+            Ok(m) => kerncore::portset::drained(m.words()).collect(),
+            // Ring 0 keeps them (a drain takes nothing it cannot reply),
+            // and the next flagged exit drains again.
+            Err(e) => {
+                log!("cannot drain the posted writes: {e:?}");
+                PostedWrites::new()
+            }
+        }
     }
 
     fn float_ports(&self, partition: CapSlot, first: u32, count: u32, on: bool) {

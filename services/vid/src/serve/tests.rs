@@ -696,3 +696,23 @@ fn posted_writes_are_drained_by_their_deadline_and_then_no_more() {
     let waits = kernel.waits.borrow();
     assert_eq!(waits[2..], [Until::Tsc(delay), Until::Tsc(2 * delay), Until::Ticks(0), Until::Ticks(0)]);
 }
+
+/// What an earlier instance let ring 0 keep goes out before the new one
+/// resets the partition, with posting off before any VP starts (the
+/// takeover runs before `after_vid_restart`, as `partitions` does).
+#[test]
+fn a_new_instance_sends_what_ring_0_kept_before_it_restarts_the_partition() {
+    let kernel = Fake::new([]);
+    kernel.kept.borrow_mut().extend([(0x3f8, b'b'), (0x3f8, b'y'), (0x3f8, b'e'), (0x3f8, b'\n')]);
+    let mut memory = Memory::new(2);
+    let mut r = unstarted(&mut memory, 0, 2);
+    r.boot = Some(boot());
+    super::take_over(&kernel, &mut r, TSC_HZ);
+    super::after_vid_restart(&kernel, &kernel, &mut r, 0);
+    let log = kernel.log.borrow();
+    let at = |line: &str| log.iter().position(|l| l.contains(line));
+    let (bye, restart) = (at("guest: bye"), at("guest: reset by VID restart; restarting (1)"));
+    assert!(bye.is_some() && bye < restart, "{log:?}");
+    assert_eq!(thr_posts(&kernel), [false], "posting off before the VPs start");
+    assert!(kernel.kept.borrow().is_empty());
+}

@@ -130,8 +130,7 @@ fn uart() -> Outcome {
     if status & 0x20 == 0 {
         return Err(detail!("line status {status:#x}: transmitter never ready"));
     }
-    posted_lines();
-    Ok(())
+    posted_lines()
 }
 
 /// Lines the `uart` case writes to check posted THR writes (ring 0 keeps
@@ -144,10 +143,11 @@ const POSTED_TEXT: usize = 80;
 /// Writes the posted lines; in the middle of each of the first eight, one
 /// write the VID must see in order with the bytes around it: IER's
 /// THR-empty interrupt on and off, the divisor latch opened (and the
-/// divisor written back) and closed, loopback on and off. The last four
-/// are a flood with no other access between, longer than ring 0's
-/// buffer of posted writes.
-fn posted_lines() {
+/// divisor written back) and closed, loopback on and off with a byte sent
+/// in it (it must come back in RBR, not go out: a THR write posted in
+/// loopback would do the opposite). The last four are a flood with no
+/// other access between, longer than ring 0's buffer of posted writes.
+fn posted_lines() -> Outcome {
     use hw::{inb, outb};
     const COM1: u16 = protocol::UART_DATA;
     let (ier, lcr, mcr) = (COM1 + 1, COM1 + 3, COM1 + 4);
@@ -174,7 +174,12 @@ fn posted_lines() {
                     2 if i < 8 => {
                         let was = inb(mcr);
                         outb(mcr, was | 0x10);
+                        outb(COM1, LOOPED);
+                        let (status, back) = (inb(COM1 + 5), inb(COM1));
                         outb(mcr, was);
+                        if status & 0x01 == 0 || back != LOOPED {
+                            return Err(detail!("loopback: LSR {status:#x}, RBR {back:#x}, sent {LOOPED:#x}"));
+                        }
                     }
                     _ => {}
                 }
@@ -183,7 +188,12 @@ fn posted_lines() {
         }
         hw::Uart::byte(b'\n');
     }
+    Ok(())
 }
+
+/// The byte the `uart` case sends in loopback mode ('#': no posted line
+/// holds it).
+const LOOPED: u8 = b'#';
 
 fn boot_information(magic: u32, info: u64) -> Outcome {
     let summary = multiboot::check(&Mem, magic, info, hw::kernel_extent())?;
