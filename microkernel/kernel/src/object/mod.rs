@@ -463,9 +463,7 @@ impl Kernel {
                     partition.shoot_down(object.index);
                     crate::arch::vm::slat::free(partition.backend, partition.root);
                     // Nothing of the guest stays behind: its posted output.
-                    self.floating_ports[index] = kerncore::portset::PortSet::EMPTY;
-                    self.latched_ports[index] = kerncore::portset::PortLatches::NONE;
-                    self.posted_writes[index] = kerncore::portset::PostedWrites::NONE;
+                    self.clear_port_answers(index);
                 }
             }
             ObjectType::MEMORY => {
@@ -658,6 +656,14 @@ impl Kernel {
     /// True if an interrupt line is unmasked with a task waiting on it.
     pub fn interrupts_armed(&self) -> bool {
         self.interrupts.iter().flatten().any(|l| l.armed)
+    }
+
+    /// Partition `index` has no floating, latched or posted ports, and no
+    /// posted writes (when it is made, and when it is destroyed).
+    pub fn clear_port_answers(&mut self, index: usize) {
+        self.floating_ports[index] = kerncore::portset::PortSet::EMPTY;
+        self.latched_ports[index] = kerncore::portset::PortLatches::NONE;
+        self.posted_writes[index] = kerncore::portset::PostedWrites::NONE;
     }
 
     /// Feeds timer ticks that began since the last call to the scheduler,

@@ -556,10 +556,8 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     let backend = ready()?;
     let index = k.partitions.iter().position(Option::is_none).ok_or(ErrorCode::OUT_OF_MEMORY)?;
     let root = hw::slat::new_root(backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+    k.clear_port_answers(index);
     // Tag 0 (ASID or VPID) is the host's.
-    k.floating_ports[index] = kerncore::portset::PortSet::EMPTY;
-    k.latched_ports[index] = kerncore::portset::PortLatches::NONE;
-    k.posted_writes[index] = kerncore::portset::PostedWrites::NONE;
     k.partitions[index] = Some(Partition {
         backend,
         root,
