@@ -276,6 +276,11 @@ struct Entry {
     queued: u8,
     period_start: u64,
     slice_left: u32,
+    /// Sent to the tail of a ready queue since it last ran (its slice or
+    /// reserve ended, it yielded, moved or was refilled): it has no turn
+    /// to continue, even if it blocks before it runs again (a VP whose
+    /// exit carried the tick that ended its slice).
+    sent_back: bool,
 }
 
 impl Entry {
@@ -291,6 +296,7 @@ impl Entry {
         queued: 0,
         period_start: 0,
         slice_left: 0,
+        sent_back: false,
     };
 
     /// The priority it is queued and runs at.
@@ -604,7 +610,7 @@ impl<const T: usize> Scheduler<T> {
         let t = ThreadId(self.cpus[cpu].ready[p.0 as usize].head);
         self.unlink(t);
         let e = &mut self.entries[t.at()];
-        (e.place, e.on) = (Place::Running, cpu as u8);
+        (e.place, e.on, e.sent_back) = (Place::Running, cpu as u8, false);
         self.cpus[cpu].current = Some(t);
         Some(t)
     }
@@ -639,7 +645,7 @@ impl<const T: usize> Scheduler<T> {
         if turn == Turn::New || e.slice_left == 0 {
             e.slice_left = fresh;
         }
-        (e.place, e.on, e.queued) = (Place::Running, cpu as u8, e.effective().0);
+        (e.place, e.on, e.queued, e.sent_back) = (Place::Running, cpu as u8, e.effective().0, false);
         self.cpus[cpu].current = Some(to);
         self.active |= 1 << cpu;
     }
@@ -775,8 +781,9 @@ impl<const T: usize> Scheduler<T> {
     /// home CPU: it continues its turn, at the head of its priority with
     /// the rest of its slice (what its handler spent on it counted, see
     /// [`tick`](Self::tick)); with the slice spent, at the tail with a
-    /// fresh one; with the budget spent, depleted. No effect on a thread
-    /// that is already runnable.
+    /// fresh one; sent to the tail since it last ran, at the tail; with the
+    /// budget spent, depleted. No effect on a thread that is already
+    /// runnable.
     pub fn resume_turn(&mut self, t: ThreadId) {
         self.resume_turn_by(t, None)
     }
@@ -794,6 +801,8 @@ impl<const T: usize> Scheduler<T> {
             self.deplete(t);
         } else if e.slice_left == 0 {
             e.slice_left = e.slice(self.timeslice);
+            self.enqueue(t, false);
+        } else if e.sent_back {
             self.enqueue(t, false);
         } else {
             self.take_turn_back(t, replier);
@@ -849,6 +858,7 @@ impl<const T: usize> Scheduler<T> {
     fn enqueue(&mut self, t: ThreadId, front: bool) {
         let e = &mut self.entries[t.at()];
         e.place = Place::Ready;
+        e.sent_back |= !front;
         let (prio, home) = (e.effective(), usize::from(e.cpu));
         e.queued = prio.0;
         let q = &mut self.cpus[home];

@@ -504,8 +504,13 @@ fn handle_exit(
 /// interrupt, a reply).
 /// Likewise, has ring 0 keep the guest's THR writes for the VID while a
 /// write has no other effect the guest could see (`Uart::postable_thr`).
+/// Not for a stopped partition: none of its VPs runs again, and the
+/// partition manager has finalized it (its capability may be gone).
 pub(crate) fn latch_line_status(kernel: &impl Kernel, r: &mut Running<'_>) {
-    let value = if r.stopped { None } else { r.vmm.uart.latchable_line_status() };
+    if r.stopped {
+        return;
+    }
+    let value = r.vmm.uart.latchable_line_status();
     if value != r.latched_lsr {
         kernel.latch_port(r.partition, crate::uart::UART_LINE_STATUS, value);
         r.latched_lsr = value;

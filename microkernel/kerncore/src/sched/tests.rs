@@ -911,6 +911,58 @@ fn slices_keep_their_shares_when_the_threads_fault_and_are_handled() {
 }
 
 #[test]
+fn a_thread_whose_exit_carried_the_tick_that_ended_its_slice_goes_to_the_tail() {
+    // The kernel takes the ticks due at a VM exit before it forwards the
+    // exit: the tick ends thread 0's slice (tail, fresh slice), then thread
+    // 0 blocks for its handler (2). The reply must not give it the head.
+    let mut s = with(2, &[params(0), params(0), params(9)]);
+    s.block(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    s.tick(|_| None);
+    s.tick(|_| None);
+    s.block(tid(0));
+    s.make_ready(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(2)));
+    s.block(tid(2));
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.schedule(0), Some(tid(1)), "thread 0 took a second turn ahead of thread 1");
+    assert_eq!(s.entries[0].slice_left, 2, "thread 0 waits with its fresh slice");
+    // Once it ran, a handled exit continues its turn again.
+    s.tick(|_| None);
+    s.tick(|_| None);
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    s.block(tid(0));
+    s.resume_turn(tid(0));
+    assert_eq!(s.schedule(0), Some(tid(0)));
+}
+
+#[test]
+fn slices_keep_their_shares_when_exits_carry_the_ticks() {
+    // Threads 0..3 of slices 1, 2, 7 and their handler 3: every other tick
+    // is taken at an exit, before the exit is forwarded (so a tick that
+    // ends a slice has already sent the thread to the tail when it blocks).
+    let weighted = |slice| SchedParams { slice, ..params(0) };
+    let mut s = with(2, &[weighted(1), weighted(2), weighted(7), params(20)]);
+    s.block(ThreadId(3));
+    let mut ran = [0u32; 3];
+    for step in 0..3000 {
+        let t = s.schedule(0).unwrap();
+        ran[t.0 as usize] += 1;
+        s.tick(|_| None);
+        if step % 2 == 0 {
+            s.block(t);
+            s.make_ready(ThreadId(3));
+            assert_eq!(s.schedule(0), Some(ThreadId(3)));
+            s.block(ThreadId(3));
+            s.resume_turn(t);
+        }
+        s.check().unwrap();
+    }
+    assert_eq!(ran, [300, 600, 2100]);
+}
+
+#[test]
 fn a_reserve_that_ends_while_the_handler_works_ends_the_turn() {
     // t0: base 0, reserve 2 ticks at 1 per period 20, unlimited budget; t1: base 0; both on CPU 1.
     // handler t2 (prio 9) on CPU 0.

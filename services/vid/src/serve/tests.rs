@@ -152,6 +152,21 @@ fn com1_line_status_is_latched_while_reading_it_changes_nothing() {
 }
 
 #[test]
+fn a_stopped_partitions_com1_answers_are_left_alone() {
+    // The partition manager finalized it (its capability may be gone):
+    // nothing is unlatched or unposted on it.
+    let kernel = Fake::new([exit(0, 0, out(0x80, 1))]);
+    let mut memory = Memory::new(1);
+    let mut running = [partition(&mut memory, 0, 1, &kernel)];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(running[0].posting, "COM1's THR is posted while the guest runs");
+    let (latched, posts) = (kernel.latched.borrow().len(), kernel.posts.borrow().len());
+    running[0].stopped = true;
+    super::latch_line_status(&kernel, &mut running[0]);
+    assert_eq!((kernel.latched.borrow().len(), kernel.posts.borrow().len()), (latched, posts));
+}
+
+#[test]
 fn a_halted_vp_is_woken_when_its_timer_fires() {
     let mut script = pit_at_100_hz(0);
     script.extend([exit(0, 0, hlt(0x202)), Step::Timeout]);
