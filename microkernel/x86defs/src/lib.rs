@@ -3,13 +3,15 @@
 //! the partition manager), after OpenVMM's `x86defs`.
 //!
 //! Only facts of the architecture live here (SDM Vol. 3A, APM Vol. 2):
-//! register numbers, control-register and flag bits, MSR numbers. Layouts
-//! of VMX and SVM structures are `kerncore`'s; TLFS definitions are `tlfs`'s.
+//! register numbers, control-register and flag bits, MSR numbers, the
+//! decoding modes. Layouts of VMX and SVM structures are `kerncore`'s;
+//! TLFS definitions are `tlfs`'s.
 
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod cmos;
+pub mod mode;
 pub mod msr;
 
 /// A general-purpose register, by its architectural number (the ModRM and
@@ -104,6 +106,8 @@ pub const RFLAGS_NT: u64 = 1 << 14;
 pub const RFLAGS_DF: u64 = 1 << 10;
 /// RFLAGS.RF: instruction breakpoints are not taken at the next instruction.
 pub const RFLAGS_RF: u64 = 1 << 16;
+/// RFLAGS.VM: virtual-8086 mode.
+pub const RFLAGS_VM: u64 = 1 << 17;
 /// RFLAGS.AC: alignment check, or with SMAP, user access allowed.
 pub const RFLAGS_AC: u64 = 1 << 18;
 

@@ -18,7 +18,7 @@ use crate::bus::{
     DebugExit, MmioDevice, MmioId, PortAccess, PortBus, PortDevice, PortEffect, PortId, Unclaimed, mmio_route,
 };
 use crate::cpuid::{Cpuid, Topology, VpState, cpuid_for_vp, reads_vp_state};
-use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, next_rip, rflags};
+use crate::guest::{Fault, Guest, cpu_mode, fetch, gpr_name, rflags};
 use crate::irq::{Config as IrqConfig, Effects, Interrupt, Interruptibility, Interrupts};
 use crate::messaging::{Connections, Delivered, Delivery, NoConnections};
 use crate::mmio::TestDevice;
@@ -778,7 +778,7 @@ impl Vmm {
                     d = lapic.cpuid_leaf1_edx(d);
                 }
                 resume(&[
-                    (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into())),
+                    (HvRegisterName::RIP, cpu_mode(h).next_ip(h.rip, h.instruction_length().into())),
                     (HvRegisterName::RAX, a.into()),
                     (HvRegisterName::RBX, b.into()),
                     (HvRegisterName::RCX, cx.into()),
@@ -798,7 +798,7 @@ impl Vmm {
                     return Action::Stop(Stop::Halted { rip: h.rip });
                 }
                 let len = u64::from(h.instruction_length().max(1));
-                let next = [(HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, len))];
+                let next = [(HvRegisterName::RIP, cpu_mode(h).next_ip(h.rip, len))];
                 // Something already waits: HLT ends at once.
                 if self.irq.has_pending(h.vp_index) { resume(&next) } else { Action::Halt(updates(&next)) }
             }
@@ -821,7 +821,7 @@ impl Vmm {
             return fail;
         }
         let mode = cpu_mode(h);
-        let next = (HvRegisterName::RIP, next_rip(mode, h.rip, h.instruction_length().into()));
+        let next = (HvRegisterName::RIP, mode.next_ip(h.rip, h.instruction_length().into()));
         let size = io.access_info.access_size();
         let write = h.intercept_access_type == HvInterceptAccessType::WRITE;
         if io.access_info.string_op() {
@@ -963,7 +963,7 @@ impl Vmm {
             Ok(insn) => insn,
             Err(e) => return unemulated(Unemulated::Decode(e)),
         };
-        let next = (HvRegisterName::RIP, next_rip(mode, h.rip, insn.len.into()));
+        let next = (HvRegisterName::RIP, mode.next_ip(h.rip, insn.len.into()));
         let size = insn.size;
         match insn.kind {
             Access::Write { source } => {

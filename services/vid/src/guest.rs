@@ -89,21 +89,6 @@ pub fn cpu_mode(header: &HvX64InterceptMessageHeader) -> CpuMode {
     })
 }
 
-/// The mask the instruction pointer wraps at in `mode`.
-pub const fn ip_mask(mode: CpuMode) -> u64 {
-    match mode {
-        CpuMode::Long64 => u64::MAX,
-        CpuMode::Protected32 => 0xffff_ffff,
-        CpuMode::Real16 | CpuMode::Protected16 => 0xffff,
-    }
-}
-
-/// RIP after an instruction of `len` bytes at `rip`.
-pub const fn next_rip(mode: CpuMode, rip: u64, len: u64) -> u64 {
-    let mask = ip_mask(mode);
-    (rip & !mask) | (rip.wrapping_add(len) & mask)
-}
-
 /// The base of `segment` for a data access: 0 in 64-bit mode except FS and
 /// GS (as the CPU does), else the base of the segment register.
 pub fn segment_base(guest: &mut impl Guest, mode: CpuMode, segment: Segment) -> Result<u64, Fault> {
@@ -254,7 +239,7 @@ impl Paging {
 pub fn fetch(guest: &mut impl Guest, header: &HvX64InterceptMessageHeader) -> ([u8; MAX_INSTRUCTION_LEN], usize) {
     let mode = cpu_mode(header);
     let base = if mode == CpuMode::Long64 { 0 } else { header.cs_segment.base };
-    let la = linear(mode, base, header.rip & ip_mask(mode));
+    let la = linear(mode, base, header.rip & mode.ip_mask());
     let mut bytes = [0u8; MAX_INSTRUCTION_LEN];
     let n = Paging::of(header).read(guest, la, &mut bytes);
     (bytes, n)

@@ -89,65 +89,14 @@ use core::fmt;
 /// #GP(0).
 pub const MAX_INSTRUCTION_LEN: usize = 15;
 
-/// The decoding mode, which fixes the default operand and address sizes.
-///
-/// | mode | CPU state | default operand / address size |
-/// | --- | --- | --- |
-/// | `Real16` | CR0.PE = 0, or virtual-8086 mode | 16 / 16 |
-/// | `Protected16` | protected or compatibility mode, CS.D = 0 | 16 / 16 |
-/// | `Protected32` | protected or compatibility mode, CS.D = 1 | 32 / 32 |
-/// | `Long64` | EFER.LMA = 1 and CS.L = 1 | 32 / 64 |
-///
-/// `Real16` and `Protected16` decode identically; they are distinct so a
-/// caller computing the linear address knows which segmentation applies.
-/// [`CpuMode::from_state`] derives the mode from the guest's registers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CpuMode {
-    Real16,
-    Protected16,
-    Protected32,
-    Long64,
-}
+pub use x86defs::mode::{CpuMode, ModeState};
 
-/// The guest state bits that select a [`CpuMode`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ModeState {
-    /// CR0.PE.
-    pub cr0_pe: bool,
-    /// RFLAGS.VM (virtual-8086 mode; meaningless in long mode).
-    pub rflags_vm: bool,
-    /// EFER.LMA.
-    pub efer_lma: bool,
-    /// CS.L, the long-mode bit of the CS descriptor.
-    pub cs_l: bool,
-    /// CS.D, the default-size bit of the CS descriptor.
-    pub cs_d: bool,
-}
-
-impl CpuMode {
-    /// The mode the CPU decodes in for this state. In real mode the
-    /// attributes of CS are not consulted; with EFER.LMA = 1 and CS.L = 0 the
-    /// CPU is in compatibility mode, which decodes as protected mode.
-    pub const fn from_state(state: ModeState) -> CpuMode {
-        if !state.cr0_pe {
-            CpuMode::Real16
-        } else if state.efer_lma && state.cs_l {
-            CpuMode::Long64
-        } else if state.rflags_vm && !state.efer_lma {
-            CpuMode::Real16
-        } else if state.cs_d {
-            CpuMode::Protected32
-        } else {
-            CpuMode::Protected16
-        }
-    }
-
-    const fn default_address_size(self) -> AddressSize {
-        match self {
-            CpuMode::Real16 | CpuMode::Protected16 => AddressSize::Bits16,
-            CpuMode::Protected32 => AddressSize::Bits32,
-            CpuMode::Long64 => AddressSize::Bits64,
-        }
+/// The default address size of `mode` (the table of [`CpuMode`]).
+const fn default_address_size(mode: CpuMode) -> AddressSize {
+    match mode {
+        CpuMode::Real16 | CpuMode::Protected16 => AddressSize::Bits16,
+        CpuMode::Protected32 => AddressSize::Bits32,
+        CpuMode::Long64 => AddressSize::Bits64,
     }
 }
 
@@ -669,7 +618,7 @@ impl Context {
                 }
             }
         };
-        let address_size = match (mode.default_address_size(), prefixes.address_size) {
+        let address_size = match (default_address_size(mode), prefixes.address_size) {
             (size, false) => size,
             (AddressSize::Bits64, true) | (AddressSize::Bits16, true) => AddressSize::Bits32,
             (AddressSize::Bits32, true) => AddressSize::Bits16,

@@ -4,7 +4,7 @@
 //! (`PARTITION_FLUSH_TLB`) before the caller resumes.
 
 use super::{Action, Vmm, ud};
-use crate::guest::{Guest, cpu_mode, next_rip};
+use crate::guest::{Guest, cpu_mode};
 use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport};
 use crate::irq::{DeliveryMode, Destination, Effects, Interrupts, Message};
 use crate::messaging::{self, Connections, Delivery};
@@ -138,7 +138,7 @@ impl Vmm {
                 if result.call_status() != tlfs::HvStatus::SUCCESS.0 {
                     self.stats.failed_hypercalls += 1;
                 }
-                let rip = next_rip(cpu_mode(h), h.rip, h.instruction_length().max(3).into());
+                let rip = cpu_mode(h).next_ip(h.rip, h.instruction_length().max(3).into());
                 let _ = updates.push((HvRegisterName::RIP, rip));
                 for (i, value) in xmm {
                     let name = HvRegisterName(HvRegisterName::XMM0.0 + i as u32);

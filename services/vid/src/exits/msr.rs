@@ -6,7 +6,7 @@
 //! the first ones reported).
 
 use super::{Action, Event, Stop, Vmm, gp, resume};
-use crate::guest::{Guest, cpu_mode, next_rip};
+use crate::guest::{Guest, cpu_mode};
 use crate::irq::lapic::HvApicMsr;
 use crate::msr::MsrResult;
 use crate::synthetic::{self, ApicAccess, Now, SynMsrOutcome};
@@ -25,7 +25,7 @@ impl Vmm {
         let vp = h.vp_index;
         let write =
             (h.intercept_access_type == HvInterceptAccessType::WRITE).then_some((m.rdx << 32) | (m.rax & 0xffff_ffff));
-        let rip = (HvRegisterName::RIP, next_rip(cpu_mode(h), h.rip, h.instruction_length().into()));
+        let rip = (HvRegisterName::RIP, cpu_mode(h).next_ip(h.rip, h.instruction_length().into()));
         let read = |v: u64| resume(&[rip, (HvRegisterName::RAX, v & 0xffff_ffff), (HvRegisterName::RDX, v >> 32)]);
         let msr = m.msr_number;
         if msr != crate::msr::EFER {

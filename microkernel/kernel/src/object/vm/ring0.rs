@@ -41,6 +41,7 @@ use kerncore::intercept::{IoDirection, IoSize, vector};
 use kerncore::portset::{PortLatches, PortSet, PostedWrites};
 use kerncore::xstate::XsetbvFault;
 use tlfs::HvRegisterName;
+use x86defs::mode::{CpuMode, ModeState};
 
 const RFLAGS_TF: u64 = 1 << 8;
 const CR4_OSXSAVE: u64 = 1 << 18;
@@ -69,13 +70,30 @@ pub(super) fn fault(vcpu: &mut Vcpu, vector: u8) {
 /// Completes the instruction the exit stopped at: RIP past it and, if the
 /// guest was single-stepping, the #DB that follows it.
 pub(super) fn skip(vcpu: &mut Vcpu, exit: &Exit) {
-    let next = exit.rip.wrapping_add(u64::from(exit.instruction_length));
+    let len = u64::from(exit.instruction_length);
+    let next = exit.rip.wrapping_add(len);
+    // RIP wraps at the mode's width (IP, EIP); within a 64 KiB span it
+    // wraps the same in every mode, so only a crossing asks for the mode.
+    let next = if (exit.rip ^ next) >> 16 == 0 { next } else { mode(vcpu).next_ip(exit.rip, len) };
     vcpu.set(HvRegisterName::RIP, next, 0);
     if register(vcpu, HvRegisterName::RFLAGS) & RFLAGS_TF != 0 {
         let dr6 = debugreg::dr6_after_debug_exception(register(vcpu, HvRegisterName::DR6), debugreg::DR6_BS);
         vcpu.set(HvRegisterName::DR6, dr6, 0);
         raise(vcpu, Interruption::exception(vector::DEBUG, None));
     }
+}
+
+/// The VP's decoding mode, from CR0.PE, RFLAGS.VM, EFER.LMA and CS.
+fn mode(vcpu: &mut Vcpu) -> CpuMode {
+    let cs = vcpu.get(HvRegisterName::CS).map_or(0, |(_, high)| high);
+    let cs = tlfs::HvX64SegmentAttributes::from_bits((cs >> 48) as u16);
+    CpuMode::from_state(ModeState {
+        cr0_pe: register(vcpu, HvRegisterName::CR0) & x86defs::CR0_PE != 0,
+        rflags_vm: register(vcpu, HvRegisterName::RFLAGS) & x86defs::RFLAGS_VM != 0,
+        efer_lma: register(vcpu, HvRegisterName::EFER) & x86defs::EFER_LMA != 0,
+        cs_l: cs.long(),
+        cs_d: cs.default(),
+    })
 }
 
 /// An IN or OUT (not INS/OUTS) ring 0 answers for the VID: at a port that
