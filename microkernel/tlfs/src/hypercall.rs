@@ -24,6 +24,16 @@ open_enum! {
         FLUSH_VIRTUAL_ADDRESS_LIST = 0x0003,
         NOTIFY_LONG_SPIN_WAIT = 0x0008,
         SEND_SYNTHETIC_CLUSTER_IPI = 0x000B,
+        /// `HvCallModifyVtlProtectionMask` (15.15.2): [`crate::vsm::HvInputModifyVtlProtectionMask`].
+        MODIFY_VTL_PROTECTION_MASK = 0x000C,
+        /// `HvCallEnablePartitionVtl` (15.15.3): [`crate::vsm::HvInputEnablePartitionVtl`].
+        ENABLE_PARTITION_VTL = 0x000D,
+        /// `HvCallEnableVpVtl` (15.15.4): [`crate::vsm::HvInputEnableVpVtl`].
+        ENABLE_VP_VTL = 0x000F,
+        /// `HvCallVtlCall` (15.15.5): control in RCX, [`crate::vsm::HvVtlCallInput`].
+        VTL_CALL = 0x0011,
+        /// `HvCallVtlReturn` (15.15.6): control in RCX, [`crate::vsm::HvVtlReturnInput`].
+        VTL_RETURN = 0x0012,
         FLUSH_VIRTUAL_ADDRESS_SPACE_EX = 0x0013,
         FLUSH_VIRTUAL_ADDRESS_LIST_EX = 0x0014,
         SEND_SYNTHETIC_CLUSTER_IPI_EX = 0x0015,
@@ -36,12 +46,16 @@ open_enum! {
         CREATE_VP = 0x004E,
         GET_VP_REGISTERS = 0x0050,
         SET_VP_REGISTERS = 0x0051,
+        /// `HvTranslateVirtualAddress` (9.4.6): [`crate::vsm::HvInputTranslateVirtualAddress`].
+        TRANSLATE_VIRTUAL_ADDRESS = 0x0052,
         DELETE_PORT = 0x0058,
         DISCONNECT_PORT = 0x005B,
         POST_MESSAGE = 0x005C,
         SIGNAL_EVENT = 0x005D,
         CREATE_PORT = 0x0095,
         CONNECT_PORT = 0x0096,
+        /// `HvCallStartVirtualProcessor` (7.10.3): [`crate::vsm::HvInputStartVirtualProcessor`].
+        START_VIRTUAL_PROCESSOR = 0x0099,
         GET_VP_INDEX_FROM_APIC_ID = 0x009A,
         /// `HvExtCallQueryCapabilities`: the first extended hypercall (3.14).
         EXT_QUERY_CAPABILITIES = 0x8001,

@@ -10,7 +10,8 @@
 //!
 //! SynIC messages and the intercept messages the kernel sends the VID for VM
 //! exits (TLFS 11.10, 13) are zerocopy layouts: see [`HvMessage`] and
-//! [`HvMessageBody`].
+//! [`HvMessageBody`]. Virtual Secure Mode (TLFS 15) is in [`vsm`], ahead of
+//! its use.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod hypercall;
 mod message;
 pub mod monitor;
 pub mod msr;
+pub mod vsm;
 
 pub use hypercall::HvCallCode;
 pub use message::*;
@@ -64,7 +66,13 @@ open_enum! {
         NO_RESOURCES = 0x001D,
         FEATURE_UNAVAILABLE = 0x001E,
         INVALID_REGISTER_VALUE = 0x0050,
+        /// Named by TLFS 6.0b (7.10.3, 15.15) but missing from Appendix B;
+        /// the value is the Hyper-V headers'.
+        INVALID_VTL_STATE = 0x0051,
         OPERATION_FAILED = 0x0071,
+        /// Not in TLFS 6.0b; the Hyper-V headers' status for enabling an
+        /// enabled VTL.
+        VTL_ALREADY_ENABLED = 0x0086,
     }
 }
 
@@ -103,6 +111,8 @@ hv_errors!(
     INVALID_REGISTER_VALUE,
     INVALID_SYNIC_STATE,
     OPERATION_FAILED,
+    INVALID_VTL_STATE,
+    VTL_ALREADY_ENABLED,
 );
 
 impl HvError {
@@ -210,10 +220,11 @@ open_enum! {
     }
 }
 
-/// Access granted by `HvMapGpaPages` (`HV_MAP_GPA_FLAGS`; values from the
-/// Hyper-V headers, as in OpenVMM: TLFS 6.0b lists the call but not the flags).
+/// Access granted by `HvMapGpaPages` and, to a lower VTL, by
+/// `HvModifyVtlProtectionMask` (`HV_MAP_GPA_FLAGS`; values from the
+/// Hyper-V headers, as in OpenVMM: TLFS 6.0b lists the calls but not the flags).
 #[bitfield(u32)]
-#[derive(PartialEq, Eq)]
+#[derive(PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
 pub struct HvMapGpaFlags {
     pub readable: bool,
     pub writable: bool,
@@ -364,6 +375,34 @@ open_enum! {
         CSTAR = 0x0008_000A,
         /// `HvX64RegisterVpRuntime`: the VP's run time in 100 ns units (7.9.1).
         VP_RUNTIME = 0x0009_0000,
+        /// `HvRegisterVpAssistPage` (7.10.1): the VP assist page MSR's value.
+        VP_ASSIST_PAGE = 0x0009_0013,
+        // VSM registers (7.8.2, 15.3, 15.5, 15.8, 15.12.4): layouts in [`vsm`].
+        /// [`vsm::HvRegisterVsmCodePageOffsets`], read-only.
+        VSM_CODE_PAGE_OFFSETS = 0x000D_0002,
+        /// [`vsm::HvRegisterVsmVpStatus`], read-only.
+        VSM_VP_STATUS = 0x000D_0003,
+        /// [`vsm::HvRegisterVsmPartitionStatus`], read-only.
+        VSM_PARTITION_STATUS = 0x000D_0004,
+        /// [`vsm::HvRegisterVsmVina`].
+        VSM_VINA = 0x000D_0005,
+        /// [`vsm::HvRegisterVsmCapabilities`], read-only.
+        VSM_CAPABILITIES = 0x000D_0006,
+        /// [`vsm::HvRegisterVsmPartitionConfig`], one per VTL above 0.
+        VSM_PARTITION_CONFIG = 0x000D_0007,
+        /// [`vsm::HvRegisterVsmVpSecureVtlConfig`] of VTL 0; VTL n's is
+        /// 0x000D_0010 + n, n < 15: see [`HvRegisterName::vsm_vp_secure_config`].
+        VSM_VP_SECURE_CONFIG_VTL0 = 0x000D_0010,
+        VSM_VP_SECURE_CONFIG_VTL14 = 0x000D_001E,
+        /// `HvRegisterVsmVpWaitForTlbLock` (7.8.2; 6.0b gives no layout).
+        VSM_VP_WAIT_FOR_TLB_LOCK = 0x000D_0020,
+        /// [`vsm::HvRegisterCrInterceptControl`] (15.13.4).
+        CR_INTERCEPT_CONTROL = 0x000E_0000,
+        /// Secure intercept mask registers (15.13.4.1): only the set bits'
+        /// accesses are intercepted.
+        CR_INTERCEPT_CR0_MASK = 0x000E_0001,
+        CR_INTERCEPT_CR4_MASK = 0x000E_0002,
+        CR_INTERCEPT_IA32_MISC_ENABLE_MASK = 0x000E_0003,
     }
 }
 
@@ -429,6 +468,27 @@ pub struct HvX64InterruptStateRegister {
 }
 
 impl HvRegisterName {
+    /// `HvRegisterVsmVpSecureConfigVtl<vtl>`, `vtl < 15` (a VTL configures
+    /// those below it, so VTL 15 has none).
+    pub const fn vsm_vp_secure_config(vtl: u8) -> Option<HvRegisterName> {
+        if vtl < vsm::HV_VTL_COUNT_MAX - 1 {
+            Some(HvRegisterName(HvRegisterName::VSM_VP_SECURE_CONFIG_VTL0.0 + vtl as u32))
+        } else {
+            None
+        }
+    }
+
+    /// The VTL whose `HvRegisterVsmVpSecureConfigVtl<n>` this is.
+    pub const fn vsm_vp_secure_config_vtl(self) -> Option<u8> {
+        if self.0 >= HvRegisterName::VSM_VP_SECURE_CONFIG_VTL0.0
+            && self.0 <= HvRegisterName::VSM_VP_SECURE_CONFIG_VTL14.0
+        {
+            Some((self.0 - HvRegisterName::VSM_VP_SECURE_CONFIG_VTL0.0) as u8)
+        } else {
+            None
+        }
+    }
+
     /// The debug register number of `DR0`..`DR3`.
     pub const fn dr_index(self) -> Option<usize> {
         if self.0 >= HvRegisterName::DR0.0 && self.0 <= HvRegisterName::DR3.0 {
@@ -464,6 +524,18 @@ pub fn segment_register_from_value(low: u64, high: u64) -> HvX64SegmentRegister 
         attributes: HvX64SegmentAttributes::from_bits((high >> 48) as u16),
     }
 }
+
+/// `HV_X64_TABLE_REGISTER` (TLFS 7.9.6): GDTR or IDTR as it is laid out in
+/// a 128-bit register value and in `HV_INITIAL_VP_CONTEXT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout)]
+pub struct HvX64TableRegister {
+    pub pad: [u16; 3],
+    pub limit: u16,
+    pub base: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<HvX64TableRegister>() == 16);
 
 /// An `HV_X64_TABLE_REGISTER` (GDTR, IDTR) as (low, high): the limit in
 /// bits 48..63 of the low word (after three reserved u16s), the base high.

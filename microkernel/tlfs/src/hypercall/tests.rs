@@ -14,6 +14,15 @@ fn call_codes_have_their_appendix_a_values() {
     assert_eq!(HvCallCode::GET_VP_REGISTERS.0, 0x0050);
     assert_eq!(HvCallCode::SET_VP_REGISTERS.0, 0x0051);
     assert_eq!(HvCallCode::GET_VP_INDEX_FROM_APIC_ID.0, 0x009a);
+    // VSM and related calls.
+    assert_eq!(HvCallCode::MODIFY_VTL_PROTECTION_MASK.0, 0x000c);
+    assert_eq!(HvCallCode::ENABLE_PARTITION_VTL.0, 0x000d);
+    assert_eq!(HvCallCode::ENABLE_VP_VTL.0, 0x000f);
+    assert_eq!(HvCallCode::VTL_CALL.0, 0x0011);
+    assert_eq!(HvCallCode::VTL_RETURN.0, 0x0012);
+    assert_eq!(HvCallCode::TRANSLATE_VIRTUAL_ADDRESS.0, 0x0052);
+    assert_eq!(HvCallCode::START_VIRTUAL_PROCESSOR.0, 0x0099);
+    assert_eq!(HvCallCode(0x000e).name(), None, "HvCallDisablePartitionVtl is not defined here");
     assert_eq!(HvCallCode::EXT_QUERY_CAPABILITIES.0, 0x8001);
     assert!(HvCallCode::EXT_QUERY_CAPABILITIES.is_extended());
     assert!(!HvCallCode(0x8000).is_extended() && !HvCallCode::GET_VP_REGISTERS.is_extended());
