@@ -151,12 +151,16 @@ fn qemu_a_killed_partition_manager_recovers_its_partitions() {
 /// The kernel's free memory and the supervisor's pool as the supervisor
 /// reports them (`label`: which report).
 fn memory_report(run: &Boot, label: &str) -> (u64, u64) {
+    const REPORT: &str = "[supervisor] kernel memory: ";
     let line = run
         .serial
         .lines()
-        .find(|l| l.contains("[supervisor] kernel memory: ") && l.contains(label))
+        .find(|l| l.contains(REPORT) && l.contains(label))
         .unwrap_or_else(|| run.fail(&format!("no memory report {label}")));
-    let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    // From the report on: the supervisor writes COM1 itself, and its line
+    // may land inside a console line that carries numbers of its own.
+    let report = &line[line.find(REPORT).unwrap_or(0)..];
+    let numbers: Vec<u64> = report.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     match numbers[..] {
         [free, left, ..] => (free, left),
         _ => run.fail(&format!("a memory report without its figures: {line}")),
