@@ -156,6 +156,7 @@ mod task {
             crate::objects::thread_addresses_are_checked(&mut own);
             crate::objects::top_page_is_not_mappable(&mut own);
             crate::registers::loaded_registers_are_checked(&mut own);
+            crate::registers::a_refused_register_sets_none(&mut own);
             crate::registers::cpl_follows_ss(&mut own);
             crate::sched::orphaned_thread_runs_at_the_default(&mut own);
             crate::stale::monitor_of_deleted_endpoint(&mut own);

@@ -64,6 +64,58 @@ pub fn loaded_registers_are_checked(own: &mut Own) {
     }
 }
 
+fn get(vp: tessera_rt::CapSlot, name: HvRegisterName) -> Result<u64, ErrorCode> {
+    let reply = invoke(vp, Operation::VP_GET_REGISTERS, &[1, u64::from(name.0)])?;
+    reply.words().first().copied().ok_or(ErrorCode::INVALID_STATE)
+}
+
+/// Two registers, the second's value refused: neither is set, through
+/// `VP_SET_REGISTERS` (RAX) and through an exit's reply (RIP, which
+/// would have moved the guest on).
+pub fn a_refused_register_sets_none(own: &mut Own) {
+    let (_, bad_name, bad) = BAD[0];
+    let pair = |name: HvRegisterName, value: u64| [2, u64::from(name.0), value, 0, u64::from(bad_name.0), bad, 0];
+    let outcome = (|| -> Result<(Result<(), ErrorCode>, u64, u64), ErrorCode> {
+        let guest = Guest::new(own)?;
+        let before = get(guest.vp, HvRegisterName::RAX)?;
+        let got = invoke(guest.vp, Operation::VP_SET_REGISTERS, &pair(HvRegisterName::RAX, !before)).map(drop);
+        let after = get(guest.vp, HvRegisterName::RAX)?;
+        guest.end();
+        Ok((got, before, after))
+    })();
+    own.reset();
+    let what = "VP_SET_REGISTERS of RAX and a non-canonical KERNEL_GS_BASE";
+    match outcome {
+        Ok((got, before, after)) => report(
+            what,
+            got == Err(ErrorCode::INVALID_ARGUMENT) && after == before,
+            format_args!("{got:?}, RAX {before:#x} -> {after:#x} (expected INVALID_ARGUMENT, RAX unchanged)"),
+        ),
+        Err(e) => report(what, false, format_args!("could not run: {e:?}")),
+    }
+    let outcome = (|| -> Result<(Result<(), ErrorCode>, u64, u64), ErrorCode> {
+        let guest = Guest::new(own)?;
+        guest.first_exit()?;
+        let before = get(guest.vp, HvRegisterName::RIP)?;
+        let resume = Message::from_words(labels::VP_RESUME, &pair(HvRegisterName::RIP, before.wrapping_add(2)))
+            .ok_or(ErrorCode::INVALID_ARGUMENT)?;
+        let got = tessera_rt::reply(&resume);
+        let after = get(guest.vp, HvRegisterName::RIP)?;
+        guest.end();
+        Ok((got, before, after))
+    })();
+    own.reset();
+    let what = "exit reply with RIP and a non-canonical KERNEL_GS_BASE";
+    match outcome {
+        Ok((got, before, after)) => report(
+            what,
+            got == Err(ErrorCode::INVALID_ARGUMENT) && after == before,
+            format_args!("{got:?}, RIP {before:#x} -> {after:#x} (expected INVALID_ARGUMENT, RIP unchanged)"),
+        ),
+        Err(e) => report(what, false, format_args!("could not run: {e:?}")),
+    }
+}
+
 /// 32-bit flat segments at CPL 3: code (non-conforming, readable) and data.
 const USER_CODE: HvX64SegmentRegister = flat(0x1b, 0xb);
 const USER_DATA: HvX64SegmentRegister = flat(0x23, 0x3);

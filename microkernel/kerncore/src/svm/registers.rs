@@ -108,6 +108,12 @@ impl Vmcb {
         Some(tlfs::table_register_value(t.base, t.limit as u16))
     }
 
+    /// Whether the VMCB holds register `name`: what
+    /// [`set_register`](Self::set_register) takes a value for.
+    pub fn holds_register(&mut self, name: HvRegisterName) -> bool {
+        self.register(name).is_some() || self.segment(name).is_some() || self.table(name).is_some()
+    }
+
     /// Sets register `name` from a TLFS 128-bit value; false if the VMCB
     /// does not hold it.
     pub fn set_register(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
@@ -203,5 +209,21 @@ mod tests {
         assert_eq!((v.save.gdtr.base, v.save.gdtr.limit), (0x5000, 0x27));
         assert!(!v.set_register(HvRegisterName::RBX, 1, 0), "the arch layer's");
         assert_eq!(v.get_register(HvRegisterName::RBX), None);
+    }
+
+    #[test]
+    fn holds_register_is_what_set_register_takes() {
+        // Every name of the register groups the TLFS numbers (7.9, 7.10).
+        let groups = [0x0000_0000..0x0000_0020, 0x0002_0000..0x0002_0020, 0x0004_0000..0x0004_0020];
+        let more = [0x0006_0000..0x0006_0020, 0x0007_0000..0x0007_0020, 0x0008_0000..0x0008_0020];
+        let mut held = 0;
+        for raw in groups.into_iter().chain(more).flatten() {
+            let name = HvRegisterName(raw);
+            let mut v = Vmcb::new_zeroed();
+            let holds = v.holds_register(name);
+            assert_eq!(v.set_register(name, 0, 0), holds, "{name:?}");
+            held += usize::from(holds);
+        }
+        assert!(held > 20, "only {held} registers held");
     }
 }

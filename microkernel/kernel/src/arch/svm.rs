@@ -635,6 +635,10 @@ impl VpOps for Vp {
         set_register(self.vmcb.start(), gprs, name, low, high)
     }
 
+    fn writable(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> bool {
+        gprs.named(name).is_some() || with_vmcb(self.vmcb.start(), |v| v.holds_register(name))
+    }
+
     /// One look at the VMCB for the whole state.
     fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
         with_vmcb(self.vmcb.start(), |v| {

@@ -172,6 +172,9 @@ pub trait VpOps: Sized {
     fn get_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> Option<(u64, u64)>;
     /// Sets a register from a TLFS 128-bit value; false if unsupported.
     fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool;
+    /// Whether [`set_register`](VpOps::set_register) takes a value for
+    /// `name` (it checks no value); changes nothing.
+    fn writable(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> bool;
     /// The state `mask` sends with an exit, laid out in `out`; returns the
     /// words used. A backend may read it in one go.
     fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
@@ -245,6 +248,10 @@ impl BackendVp {
 
     fn set_register(&mut self, gprs: &mut GuestGprs, name: HvRegisterName, low: u64, high: u64) -> bool {
         on_backend!(self, b => b.set_register(gprs, name, low, high))
+    }
+
+    fn writable(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> bool {
+        on_backend!(self, b => b.writable(gprs, name))
     }
 
     fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
@@ -564,6 +571,22 @@ impl VpHardware {
         self.backend.exit_state(&mut self.gprs, mask, out)
     }
 
+    /// Whether [`set`](Self::set) would take `low` for `name`; changes
+    /// nothing. A reply's registers are all checked before any is set.
+    pub fn accepts(&mut self, name: HvRegisterName, low: u64) -> bool {
+        self.claim();
+        if name.xmm_index().is_some() {
+            return true;
+        }
+        if name == HvRegisterName::XFEM {
+            return low == self.xcr0 || kerncore::xstate::xsetbv(0, low, 0, true, super::fpu::offered()).is_ok();
+        }
+        if refused(name, low) {
+            return false;
+        }
+        name.dr_index().is_some() || self.backend.writable(&mut self.gprs, name)
+    }
+
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
         self.claim();
         if let Some(n) = name.xmm_index() {
@@ -571,8 +594,7 @@ impl VpHardware {
             return true;
         }
         if let Some(n) = name.dr_index() {
-            // Not canonical: MOV to DR0-DR3 would raise #GP (SDM Vol. 3B §19.2.1).
-            if !is_canonical(low) {
+            if refused(name, low) {
                 return false;
             }
             self.dr[n] = low;
@@ -592,19 +614,7 @@ impl VpHardware {
                 Err(_) => false,
             };
         }
-        // Values the architecture refuses with #GP (WRMSR, MOV DR): ring 0
-        // loads KERNEL_GS_BASE and DR6 itself around a VMX entry, where
-        // such a value would fault in ring 0, and the CPU checks DR7 on entry.
-        let refused = match name {
-            HvRegisterName::KERNEL_GS_BASE
-            | HvRegisterName::LSTAR
-            | HvRegisterName::CSTAR
-            | HvRegisterName::SYSENTER_ESP
-            | HvRegisterName::SYSENTER_EIP => !is_canonical(low),
-            HvRegisterName::DR6 | HvRegisterName::DR7 => low >> 32 != 0,
-            _ => false,
-        };
-        if refused {
+        if refused(name, low) {
             return false;
         }
         if name == HvRegisterName::DR7 {
@@ -804,5 +814,21 @@ pub mod slat {
             Backend::Svm => npt(&mut mem, root).for_each_table(&mut free),
             Backend::Vmx => super::super::vmx::ept_tables(&mut mem, root, &mut free),
         }
+    }
+}
+
+/// Values the architecture refuses with #GP (WRMSR, MOV DR): ring 0 loads
+/// KERNEL_GS_BASE and DR6 itself around a VMX entry, where such a value
+/// would fault in ring 0, and the CPU checks DR7 on entry; MOV to DR0-DR3
+/// refuses a non-canonical address (SDM Vol. 3B §19.2.1).
+fn refused(name: HvRegisterName, low: u64) -> bool {
+    match name {
+        HvRegisterName::KERNEL_GS_BASE
+        | HvRegisterName::LSTAR
+        | HvRegisterName::CSTAR
+        | HvRegisterName::SYSENTER_ESP
+        | HvRegisterName::SYSENTER_EIP => !is_canonical(low),
+        HvRegisterName::DR6 | HvRegisterName::DR7 => low >> 32 != 0,
+        _ => name.dr_index().is_some() && !is_canonical(low),
     }
 }

@@ -219,6 +219,14 @@ impl Vcpu {
         self.hw.get(name)
     }
 
+    /// Whether [`set`](Self::set) would take `low` for `name`; changes nothing.
+    pub fn accepts(&mut self, name: HvRegisterName, low: u64) -> bool {
+        if name == HvRegisterName::PENDING_INTERRUPTION {
+            return Interruption::from_register(low).is_ok();
+        }
+        self.hw.accepts(name, low)
+    }
+
     /// Sets a register; false if it does not exist or the value is refused
     /// (a malformed pending interruption).
     pub fn set(&mut self, name: HvRegisterName, low: u64, high: u64) -> bool {
@@ -509,15 +517,23 @@ impl Next {
     }
 }
 
-/// Sets registers from (name, low, high) triples after a count.
+/// Sets registers from (name, low, high) triples after a count: all of
+/// them, or (one refused) none.
 fn set_registers(vcpu: &mut Vcpu, words: &[u64]) -> Result<(), ErrorCode> {
     let count = usize::try_from(*words.first().unwrap_or(&0)).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
     let end = count.checked_mul(3).and_then(|n| n.checked_add(1)).ok_or(ErrorCode::INVALID_ARGUMENT)?;
     let triples = words.get(1..end).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+    let name = |t: &[u64]| u32::try_from(t[0]).map(HvRegisterName).map_err(|_| ErrorCode::INVALID_ARGUMENT);
     for t in triples.chunks_exact(3) {
-        let name = HvRegisterName(u32::try_from(t[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
-        if !vcpu.set(name, t[1], t[2]) {
+        let name = name(t)?;
+        if !vcpu.accepts(name, t[1]) {
             crate::task_println!("vm: a VMM's value {:#x} for register {:#x} is refused", t[1], name.0);
+            return Err(ErrorCode::INVALID_ARGUMENT);
+        }
+    }
+    for t in triples.chunks_exact(3) {
+        // Checked above: only a VMCS the CPU cannot write fails here.
+        if !vcpu.set(name(t)?, t[1], t[2]) {
             return Err(ErrorCode::INVALID_ARGUMENT);
         }
     }

@@ -175,6 +175,19 @@ fn write_register(
     Ok(true)
 }
 
+/// Whether [`set_register`] takes a value for `name`, as its cases and
+/// `write_register`'s are (`has_state`: the VP keeps the registers ring 0
+/// loads itself, CR2, DR6 and KERNEL_GS_BASE).
+pub(super) fn writable(has_state: bool, gprs: &mut GuestGprs, name: HvRegisterName) -> bool {
+    use HvRegisterName as R;
+    name == R::RAX
+        || gprs.named(name).is_some()
+        || plain_field(name).is_some()
+        || matches!(name, R::RIP | R::RFLAGS | R::CR0 | R::CR4 | R::EFER | R::GDTR | R::IDTR)
+        || (has_state && matches!(name, R::CR2 | R::DR6 | R::KERNEL_GS_BASE))
+        || segment_fields(name).is_some()
+}
+
 /// Sets a register from a TLFS 128-bit value; false if unsupported (or if
 /// the VMCS cannot be written). Values are not checked here: one the CPU
 /// refuses makes the next VM entry fail, which `run` reports.

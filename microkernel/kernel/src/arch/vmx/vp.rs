@@ -63,6 +63,10 @@ impl VpOps for Vp {
         registers::set_register(self.vmcs.start(), self.state.as_mut(), gprs, name, low, high)
     }
 
+    fn writable(&mut self, gprs: &mut GuestGprs, name: HvRegisterName) -> bool {
+        registers::writable(self.state.is_some(), gprs, name)
+    }
+
     fn inject(&mut self, event: &Interruption) -> bool {
         events::inject(self.vmcs.start(), event)
     }
