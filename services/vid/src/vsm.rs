@@ -1,8 +1,9 @@
 //! Virtual Secure Mode (TLFS 15) as the VID keeps it: which VTLs a
 //! partition and its VPs have enabled, the VSM registers, and the rules of
-//! HvEnablePartitionVtl and HvEnableVpVtl (15.4, 15.15.3, 15.15.4). Pure
-//! state, not yet wired into dispatch (ARCHITECTURE §6.5): the contexts
-//! HvEnableVpVtl records are for ring 0 to apply.
+//! HvEnablePartitionVtl and HvEnableVpVtl (15.4, 15.15.3, 15.15.4) and
+//! VSM's part of HvStartVirtualProcessor (7.10.3). Pure state, not yet
+//! wired into dispatch (ARCHITECTURE §6.5): the contexts HvEnableVpVtl
+//! records are for ring 0 to apply.
 //!
 //! Only VTL 0 and VTL 1 are offered ([`MAXIMUM_VTL`] = 1, 6.0b's
 //! `HV_NUM_VTLS` = 2), without MBEC ([`VSM_CAPABILITIES`]). VTL 1 has one
@@ -13,7 +14,7 @@
 //!
 //! A call's failures return the statuses its 15.15 table lists. A VTL
 //! already enabled is `INVALID_VTL_STATE`, 6.0b's status; the headers'
-//! `VTL_ALREADY_ENABLED` (0x86), which Hyper-V returns, is not in 6.0b's
+//! `VTL_ALREADY_ENABLED` (0x86, which OpenVMM returns) is not in 6.0b's
 //! tables and is not used. A partition other than `HV_PARTITION_ID_SELF`
 //! is `ACCESS_DENIED`, as in the VID's other calls: a guest has no child
 //! partitions, and 3.12.2 prefers the status that reveals least.
@@ -27,7 +28,8 @@
 //! Register writes follow 7.10.1: a reserved bit, or a feature not
 //! offered, is `INVALID_PARAMETER`; a value the register's state refuses
 //! (a write-once field changed) is `INVALID_REGISTER_VALUE`; a VTL writing
-//! a higher VTL's register is `ACCESS_DENIED`.
+//! a higher VTL's register is `ACCESS_DENIED`, and one whose VTL is not
+//! enabled `INVALID_VTL_STATE`.
 
 use abi::limits::MAX_VPS_PER_PARTITION;
 use tlfs::cpuid::HvPartitionPrivilegeMask;
@@ -255,6 +257,20 @@ impl PartitionVsm {
             return Err(HvError::INVALID_VTL_STATE);
         }
         state.active = vtl;
+        Ok(())
+    }
+
+    /// VSM's checks of HvStartVirtualProcessor (7.10.3) starting `vp` in
+    /// `target_vtl`: no higher than the caller's VTL, enabled on the VP
+    /// (15.4.2), and not from VTL 0 if VTL 1 denies it (15.5.1.4). The
+    /// call's handler checks the rest (the VP not started, the context).
+    pub fn start_vp_vtl(&self, vp: HvVpIndex, target_vtl: HvVtl, caller: VtlCaller) -> HvResult<()> {
+        if target_vtl > caller.vtl || (caller.vtl == 0 && self.lower_vtl_startup_denied()) {
+            return Err(HvError::ACCESS_DENIED);
+        }
+        if !has_vtl(self.vp(vp)?.enabled, target_vtl) {
+            return Err(HvError::INVALID_VTL_STATE);
+        }
         Ok(())
     }
 

@@ -323,6 +323,26 @@ fn the_active_vtl_must_be_enabled_on_the_vp() {
 }
 
 #[test]
+fn starting_a_vp_in_a_vtl() {
+    let mut p = vtl1_on_vp0();
+    p.enable_vp_vtl(&enable_vp(1, 1), at(0, 1)).unwrap();
+    assert_eq!(p.start_vp_vtl(1, 0, at(0, 0)), Ok(()));
+    assert_eq!(p.start_vp_vtl(1, 1, at(0, 1)), Ok(()));
+    assert_eq!(p.start_vp_vtl(1, 0, at(0, 1)), Ok(()));
+    // Not in a VTL above the caller's, nor one the VP lacks (15.4.2).
+    assert_eq!(p.start_vp_vtl(1, 1, at(0, 0)), Err(HvError::ACCESS_DENIED));
+    assert_eq!(p.start_vp_vtl(2, 1, at(0, 1)), Err(HvError::INVALID_VTL_STATE));
+    assert_eq!(p.start_vp_vtl(2, 2, at(0, 1)), Err(HvError::ACCESS_DENIED));
+    assert_eq!(p.start_vp_vtl(VPS, 0, at(0, 0)), Err(HvError::INVALID_VP_INDEX));
+    assert_eq!(p.start_vp_vtl(HV_VP_INDEX_SELF, 0, at(0, 0)), Err(HvError::INVALID_VP_INDEX));
+    // DenyLowerVtlStartup (15.5.1.4): VTL 0 may not, VTL 1 still may.
+    p.write_partition_config(1, HvRegisterVsmPartitionConfig::new().with_deny_lower_vtl_startup(true)).unwrap();
+    assert_eq!(p.start_vp_vtl(2, 0, at(0, 0)), Err(HvError::ACCESS_DENIED));
+    assert_eq!(p.start_vp_vtl(VPS, 0, at(0, 0)), Err(HvError::ACCESS_DENIED), "access first");
+    assert_eq!(p.start_vp_vtl(2, 0, at(0, 1)), Ok(()));
+}
+
+#[test]
 fn only_vtl1_has_the_partition_config() {
     // 15.5.1: one instance per VTL above 0; no VTL modifies a higher one's.
     let mut p = partition();
