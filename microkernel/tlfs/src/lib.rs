@@ -175,6 +175,9 @@ impl HvPartitionId {
 /// Virtual processor index (`HV_VP_INDEX`).
 pub type HvVpIndex = u32;
 
+/// `HV_VP_INDEX_SELF` (7.8.1): the calling VP, in a call that takes a VP index.
+pub const HV_VP_INDEX_SELF: HvVpIndex = u32::MAX - 1;
+
 /// Number of synthetic interrupt sources per virtual processor (`HV_SYNIC_SINT_COUNT`).
 pub const HV_SYNIC_SINT_COUNT: u32 = 16;
 

@@ -3,10 +3,11 @@
 //! exit handlers ([`exits`]: port I/O, MMIO with instruction decoding,
 //! CPUID, MSRs, HLT, hypercalls), the interrupt controllers and timers
 //! ([`irq`]), the TLFS enlightenments ([`profile`], [`synthetic`],
-//! [`hypercall`]), the COM1 16550A ([`uart`]), and the exit loop that
-//! runs them and answers the `vid` interface ([`serve`], over the kernel
-//! and services of [`host`]). The task (`main.rs`, `partitions.rs`) sets
-//! the partitions up and implements [`host`]'s traits.
+//! [`hypercall`]; VSM's state in [`vsm`], not yet wired), the COM1
+//! 16550A ([`uart`]), and the exit loop that runs them and answers the
+//! `vid` interface ([`serve`], over the kernel and services of [`host`]).
+//! The task (`main.rs`, `partitions.rs`) sets the partitions up and
+//! implements [`host`]'s traits.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -39,3 +40,4 @@ pub mod synic;
 pub mod synthetic;
 pub mod testdev;
 pub mod uart;
+pub mod vsm;
