@@ -105,6 +105,10 @@ fn write_register(
 ) -> Result<bool, VmFail> {
     use VmcsField as F;
     let Some(vmx) = VMX.get() else { return Ok(false) };
+    // The names below are exactly these (what `accepts` checks first).
+    if !in_vmcs(state.is_some(), name) {
+        return Ok(false);
+    }
     make_current(vmcs)?;
     if let Some(field) = plain_field(name) {
         vmwrite(field, low)?;
@@ -175,17 +179,19 @@ fn write_register(
     Ok(true)
 }
 
-/// Whether [`set_register`] takes a value for `name`, as its cases and
-/// `write_register`'s are (`has_state`: the VP keeps the registers ring 0
-/// loads itself, CR2, DR6 and KERNEL_GS_BASE).
-pub(super) fn writable(has_state: bool, gprs: &mut GuestGprs, name: HvRegisterName) -> bool {
+/// The registers `write_register` writes (`has_state`: the VP keeps the
+/// registers ring 0 loads itself, CR2, DR6 and KERNEL_GS_BASE).
+fn in_vmcs(has_state: bool, name: HvRegisterName) -> bool {
     use HvRegisterName as R;
-    name == R::RAX
-        || gprs.named(name).is_some()
-        || plain_field(name).is_some()
+    plain_field(name).is_some()
         || matches!(name, R::RIP | R::RFLAGS | R::CR0 | R::CR4 | R::EFER | R::GDTR | R::IDTR)
         || (has_state && matches!(name, R::CR2 | R::DR6 | R::KERNEL_GS_BASE))
         || segment_fields(name).is_some()
+}
+
+/// Whether [`set_register`] takes a value for `name`.
+pub(super) fn writable(has_state: bool, gprs: &mut GuestGprs, name: HvRegisterName) -> bool {
+    name == HvRegisterName::RAX || gprs.named(name).is_some() || in_vmcs(has_state, name)
 }
 
 /// Sets a register from a TLFS 128-bit value; false if unsupported (or if
