@@ -574,6 +574,11 @@ impl VpHardware {
     /// Whether [`set`](Self::set) would take `low` for `name`; changes
     /// nothing. A reply's registers are all checked before any is set.
     pub fn accepts(&mut self, name: HvRegisterName, low: u64) -> bool {
+        // The general registers, RIP and RFLAGS (a reply's usual ones):
+        // every backend writes them, any value.
+        if (HvRegisterName::RAX.0..=HvRegisterName::RFLAGS.0).contains(&name.0) {
+            return true;
+        }
         self.claim();
         if name.xmm_index().is_some() {
             return true;
