@@ -84,6 +84,10 @@ const OBJECT_CHECKS: &[&str] = &[
     // was set before the second was refused).
     "VP_SET_REGISTERS of RAX and a non-canonical KERNEL_GS_BASE -> Err(INVALID_ARGUMENT), RAX",
     "exit reply with RIP and a non-canonical KERNEL_GS_BASE -> Err(INVALID_ARGUMENT), RIP",
+    "VP_SET_REGISTERS of RAX and VP_RUNTIME (read-only) -> Err(INVALID_ARGUMENT), RAX",
+    "exit reply with RIP and VP_RUNTIME (read-only) -> Err(INVALID_ARGUMENT), RIP",
+    "VP_SET_REGISTERS of RAX and an NMI with vector 3 -> Err(INVALID_ARGUMENT), RAX",
+    "exit reply with RIP and an NMI with vector 3 -> Err(INVALID_ARGUMENT), RIP",
     // A VP's monitor names its endpoint by index: once the endpoint goes,
     // a stop report must not reach the one made next in its place (on
     // 3040756 it did, with the deleted capability's badge).

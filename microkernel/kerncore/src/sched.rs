@@ -276,10 +276,10 @@ struct Entry {
     queued: u8,
     period_start: u64,
     slice_left: u32,
-    /// Sent to the tail of a ready queue since it last ran (its slice or
-    /// reserve ended, it yielded, moved or was refilled): it has no turn
-    /// to continue, even if it blocks before it runs again (a VP whose
-    /// exit carried the tick that ended its slice).
+    /// Sent to the tail of a ready queue, depleted or moved to another CPU
+    /// since it last ran (its slice, reserve or budget ended, it yielded):
+    /// it has no turn to continue, even if it blocks before it runs again
+    /// (a VP whose exit carried the tick that ended its slice).
     sent_back: bool,
 }
 
@@ -518,10 +518,11 @@ impl<const T: usize> Scheduler<T> {
         if usize::from(e.cpu) == cpu {
             return;
         }
+        // Moved, it has no turn to continue on its new CPU (`sent_back`).
         match e.place {
-            Place::Off => self.entries[t.at()].cpu = cpu as u8,
+            Place::Off => (self.entries[t.at()].cpu, self.entries[t.at()].sent_back) = (cpu as u8, true),
             Place::Running => {
-                self.entries[t.at()].cpu = cpu as u8;
+                (self.entries[t.at()].cpu, self.entries[t.at()].sent_back) = (cpu as u8, usize::from(e.on) != cpu);
                 if usize::from(e.on) != cpu {
                     self.kicks |= 1 << e.on;
                 }
@@ -844,10 +845,12 @@ impl<const T: usize> Scheduler<T> {
         }
     }
 
-    /// Puts `t` (in no list, not running) on its home CPU's depleted list.
+    /// Puts `t` (in no list, not running) on its home CPU's depleted list:
+    /// refilled, it waits at the tail (`sent_back`), even if it blocks
+    /// before it runs again.
     fn deplete(&mut self, t: ThreadId) {
         let e = &mut self.entries[t.at()];
-        e.place = Place::Depleted;
+        (e.place, e.sent_back) = (Place::Depleted, true);
         let home = usize::from(e.cpu);
         Self::push_back(&mut self.entries, &mut self.cpus[home].depleted, t);
     }
@@ -961,6 +964,9 @@ impl<const T: usize> Scheduler<T> {
                 let e = self.entries.get(c.at()).ok_or("current thread out of range")?;
                 if e.place != Place::Running || usize::from(e.on) != cpu || seen[c.at()] {
                     return Err("current thread not running there");
+                }
+                if e.sent_back && e.cpu == e.on {
+                    return Err("a running thread still marked sent back");
                 }
                 seen[c.at()] = true;
             }

@@ -6,7 +6,7 @@
 
 use crate::guest::{Guest, set};
 use crate::objects::{Own, report};
-use hostile::Check;
+use hostile::{Check, verdict};
 use tessera_rt::abi::labels;
 use tessera_rt::{ErrorCode, Message, Operation, invoke, log};
 use tlfs::{HvRegisterName, HvX64SegmentAttributes, HvX64SegmentRegister};
@@ -69,50 +69,56 @@ fn get(vp: tessera_rt::CapSlot, name: HvRegisterName) -> Result<u64, ErrorCode> 
     reply.words().first().copied().ok_or(ErrorCode::INVALID_STATE)
 }
 
-/// Two registers, the second's value refused: neither is set, through
+/// The second registers of [`a_refused_register_sets_none`]'s messages:
+/// a value ring 0 refuses, a register it does not write, a malformed
+/// pending interruption (an NMI with vector 3).
+const SECOND: [(&str, HvRegisterName, u64); 3] = [
+    ("a non-canonical KERNEL_GS_BASE", HvRegisterName::KERNEL_GS_BASE, 0x8000_0000_0000_0000),
+    ("VP_RUNTIME (read-only)", HvRegisterName::VP_RUNTIME, 0),
+    ("an NMI with vector 3", HvRegisterName::PENDING_INTERRUPTION, 1 | 2 << 1 | 3 << 16),
+];
+
+/// Two registers, the second refused: neither is set, through
 /// `VP_SET_REGISTERS` (RAX) and through an exit's reply (RIP, which
 /// would have moved the guest on).
 pub fn a_refused_register_sets_none(own: &mut Own) {
-    let (_, bad_name, bad) = BAD[0];
-    let pair = |name: HvRegisterName, value: u64| [2, u64::from(name.0), value, 0, u64::from(bad_name.0), bad, 0];
-    let outcome = (|| -> Result<(Result<(), ErrorCode>, u64, u64), ErrorCode> {
-        let guest = Guest::new(own)?;
-        let before = get(guest.vp, HvRegisterName::RAX)?;
-        let got = invoke(guest.vp, Operation::VP_SET_REGISTERS, &pair(HvRegisterName::RAX, !before)).map(drop);
-        let after = get(guest.vp, HvRegisterName::RAX)?;
-        guest.end();
-        Ok((got, before, after))
-    })();
-    own.reset();
-    let what = "VP_SET_REGISTERS of RAX and a non-canonical KERNEL_GS_BASE";
-    match outcome {
-        Ok((got, before, after)) => report(
-            what,
-            got == Err(ErrorCode::INVALID_ARGUMENT) && after == before,
-            format_args!("{got:?}, RAX {before:#x} -> {after:#x} (expected INVALID_ARGUMENT, RAX unchanged)"),
-        ),
-        Err(e) => report(what, false, format_args!("could not run: {e:?}")),
+    for (second, bad_name, bad) in SECOND {
+        let pair = |name: HvRegisterName, value: u64| [2, u64::from(name.0), value, 0, u64::from(bad_name.0), bad, 0];
+        let outcome = (|| -> Result<(Result<(), ErrorCode>, u64, u64), ErrorCode> {
+            let guest = Guest::new(own)?;
+            let before = get(guest.vp, HvRegisterName::RAX)?;
+            let got = invoke(guest.vp, Operation::VP_SET_REGISTERS, &pair(HvRegisterName::RAX, !before)).map(drop);
+            let after = get(guest.vp, HvRegisterName::RAX)?;
+            guest.end();
+            Ok((got, before, after))
+        })();
+        own.reset();
+        unchanged("VP_SET_REGISTERS of RAX", second, "RAX", outcome);
+        let outcome = (|| -> Result<(Result<(), ErrorCode>, u64, u64), ErrorCode> {
+            let guest = Guest::new(own)?;
+            guest.first_exit()?;
+            let before = get(guest.vp, HvRegisterName::RIP)?;
+            let resume = Message::from_words(labels::VP_RESUME, &pair(HvRegisterName::RIP, before.wrapping_add(2)))
+                .ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            let got = tessera_rt::reply(&resume);
+            let after = get(guest.vp, HvRegisterName::RIP)?;
+            guest.end();
+            Ok((got, before, after))
+        })();
+        own.reset();
+        unchanged("exit reply with RIP", second, "RIP", outcome);
     }
-    let outcome = (|| -> Result<(Result<(), ErrorCode>, u64, u64), ErrorCode> {
-        let guest = Guest::new(own)?;
-        guest.first_exit()?;
-        let before = get(guest.vp, HvRegisterName::RIP)?;
-        let resume = Message::from_words(labels::VP_RESUME, &pair(HvRegisterName::RIP, before.wrapping_add(2)))
-            .ok_or(ErrorCode::INVALID_ARGUMENT)?;
-        let got = tessera_rt::reply(&resume);
-        let after = get(guest.vp, HvRegisterName::RIP)?;
-        guest.end();
-        Ok((got, before, after))
-    })();
-    own.reset();
-    let what = "exit reply with RIP and a non-canonical KERNEL_GS_BASE";
+}
+
+/// Reports a message of two registers (`what` and `second`): refused, the
+/// first (`first`) unchanged.
+fn unchanged(what: &str, second: &str, first: &str, outcome: Result<(Result<(), ErrorCode>, u64, u64), ErrorCode>) {
     match outcome {
-        Ok((got, before, after)) => report(
-            what,
-            got == Err(ErrorCode::INVALID_ARGUMENT) && after == before,
-            format_args!("{got:?}, RIP {before:#x} -> {after:#x} (expected INVALID_ARGUMENT, RIP unchanged)"),
+        Ok((got, before, after)) => log!(
+            "{what} and {second} -> {got:?}, {first} {before:#x} -> {after:#x} (expected INVALID_ARGUMENT, {first} unchanged): {}",
+            verdict(got == Err(ErrorCode::INVALID_ARGUMENT) && after == before)
         ),
-        Err(e) => report(what, false, format_args!("could not run: {e:?}")),
+        Err(e) => log!("{what} and {second} -> could not run: {e:?}: {}", verdict(false)),
     }
 }
 

@@ -250,11 +250,15 @@ impl PartitionVsm {
     }
 
     /// Records that `vp` now runs in `vtl` (a VTL call, return or
-    /// intercept): it must be enabled on the VP.
+    /// intercept): it must be enabled on the VP. A return to a lower VTL
+    /// releases the TLB locks the VP holds (15.5.2.2).
     pub fn set_active_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> HvResult<()> {
         let state = self.vp_mut(vp)?;
         if !has_vtl(state.enabled, vtl) {
             return Err(HvError::INVALID_VTL_STATE);
+        }
+        if vtl < state.active {
+            state.vtl0_secure_config = state.vtl0_secure_config.with_tlb_locked(false);
         }
         state.active = vtl;
         Ok(())

@@ -938,6 +938,63 @@ fn a_thread_whose_exit_carried_the_tick_that_ended_its_slice_goes_to_the_tail() 
 }
 
 #[test]
+fn a_thread_depleted_at_its_exit_and_refilled_meanwhile_goes_to_the_tail() {
+    // Thread 0: budget 2 per 3 ticks, slice 5; thread 1 its equal; 2 the handler.
+    let mut s = with(4, &[SchedParams { slice: 5, ..budgeted(0, 2, 3) }, params(0), params(9)]);
+    s.block(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    s.tick(|_| None);
+    s.tick(|_| None);
+    // Depleted by the tick taken at its exit, which it then waits on.
+    s.block(tid(0));
+    s.make_ready(tid(2));
+    assert_eq!(s.schedule(0), Some(tid(2)));
+    // The handler works into the next period.
+    s.tick(|c| (c == tid(2)).then_some(tid(0)));
+    s.block(tid(2));
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.schedule(0), Some(tid(1)), "thread 1 waited all along");
+}
+
+#[test]
+fn a_thread_moved_while_it_waits_for_its_handler_takes_no_turn_there() {
+    // Threads 0 and 1 run on CPUs 0 and 1; thread 0 moves to CPU 1
+    // while its exit is handled.
+    let mut s = with(4, &[params(0), params(0), params(9)]);
+    for t in 0..3 {
+        s.block(tid(t));
+    }
+    s.set_cpu(tid(1), 1);
+    s.make_ready(tid(0));
+    s.make_ready(tid(1));
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    s.block(tid(0));
+    s.set_cpu(tid(0), 1);
+    s.take_kicks();
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.schedule(1), Some(tid(1)), "thread 1 keeps CPU 1");
+    // Moved while it runs: the same once it blocks there.
+    let mut s = with(4, &[params(0), params(0), params(9)]);
+    for t in 0..3 {
+        s.block(tid(t));
+    }
+    s.set_cpu(tid(1), 1);
+    s.make_ready(tid(0));
+    s.make_ready(tid(1));
+    assert_eq!(s.schedule(0), Some(tid(0)));
+    assert_eq!(s.schedule(1), Some(tid(1)));
+    s.set_cpu(tid(0), 1);
+    s.check().unwrap();
+    s.block(tid(0));
+    s.resume_turn(tid(0));
+    s.check().unwrap();
+    assert_eq!(s.schedule(1), Some(tid(1)), "thread 1 keeps CPU 1");
+}
+
+#[test]
 fn slices_keep_their_shares_when_exits_carry_the_ticks() {
     // Threads 0..3 of slices 1, 2, 7 and their handler 3: every other tick
     // is taken at an exit, before the exit is forwarded (so a tick that

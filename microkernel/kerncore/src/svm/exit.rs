@@ -252,3 +252,13 @@ pub struct NpfExitInfo {
     #[bits(30)]
     pub _reserved1: u32,
 }
+
+/// The length of the instruction at `rip` whose next instruction is at
+/// `next` (nRIP, or EXITINFO2 of an IOIO exit), `None` unless 1 to 15
+/// bytes. Taken modulo 64 KiB: the next RIP has wrapped at the mode's
+/// width (IP, EIP) after an instruction that ends the space, and the
+/// difference of the low 16 bits is still its length.
+pub const fn instruction_length(rip: u64, next: u64) -> Option<u8> {
+    let len = next.wrapping_sub(rip) & 0xffff;
+    if len >= 1 && len <= 15 { Some(len as u8) } else { None }
+}

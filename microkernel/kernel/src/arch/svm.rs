@@ -20,7 +20,7 @@ use kerncore::frames::Frames;
 use kerncore::intercept::{REFLECTED_EXCEPTIONS, instruction_length, vector};
 use kerncore::svm::{
     EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, RegisterIntercepts,
-    SegmentAttributes, SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, msr,
+    SegmentAttributes, SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, instruction_length, msr,
 };
 use kerncore::tags::VpTag;
 use kerncore::virt::VirtSupport;
@@ -389,12 +389,12 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush, dr7_
         let offered = vi.v_irq().then_some(vi.v_intr_vector());
         let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info), offered);
         let next_rip = v.control.next_rip;
-        let instruction_length = if host.nrip_save && exit.instruction_length != 0 && next_rip > exit.rip {
-            next_rip.wrapping_sub(exit.rip).min(15) as u8
-        } else {
-            exit.instruction_length
+        let nrip = if host.nrip_save { instruction_length(exit.rip, next_rip) } else { None };
+        let length = match nrip {
+            Some(length) if exit.instruction_length != 0 => length,
+            _ => exit.instruction_length,
         };
-        super::vm::Exit { interrupted, instruction_length, ..exit }
+        super::vm::Exit { interrupted, instruction_length: length, ..exit }
     });
     // The guest's breakpoints are disarmed: NMIs may run host code again.
     set_gif();
@@ -432,7 +432,8 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         // The guest's NMI handler reached IRET (`Vp::run`).
         SvmExitCode::VINTR | SvmExitCode::IRET => (ExitReason::InterruptWindow, 0),
         SvmExitCode::IOIO => match IoioExitInfo::from(info1).access() {
-            Some(access) => (ExitReason::Io(access), info2.wrapping_sub(rip).min(15) as u8),
+            // 0 (not said) if EXITINFO2 is no next RIP: the VMM decodes.
+            Some(access) => (ExitReason::Io(access), instruction_length(rip, info2).unwrap_or(0)),
             None => (ExitReason::Other(code.0), 0),
         },
         SvmExitCode::CPUID => (ExitReason::Cpuid, 2),

@@ -437,6 +437,12 @@ fn vp_secure_config_is_vtl1s_on_each_vp() {
     assert!(p.vtl0_tlb_locked(0) && !p.vtl0_tlb_locked(1) && !p.vtl0_tlb_locked(VPS));
     p.write_vp_secure_config(1, 0, HvRegisterVsmVpSecureVtlConfig::new()).unwrap();
     assert!(!p.vtl0_tlb_locked(0));
+    // A return to VTL 0 releases the locks (15.5.2.2); a call up keeps them.
+    p.write_vp_secure_config(1, 0, locked).unwrap();
+    p.set_active_vtl(0, 1).unwrap();
+    assert!(p.vtl0_tlb_locked(0), "entering VTL 1 keeps the lock");
+    p.set_active_vtl(0, 0).unwrap();
+    assert!(!p.vtl0_tlb_locked(0), "the return to VTL 0 released it");
 }
 
 #[test]

@@ -111,7 +111,8 @@ pub fn port(
     posted: &mut PostedWrites,
 ) -> bool {
     let ExitReason::Io(io) = exit.reason else { return false };
-    if io.string {
+    // A string instruction, or one of unknown length, is the VMM's.
+    if io.string || exit.instruction_length == 0 {
         return false;
     }
     let read = if floating.holds(io.port, 1) {
