@@ -878,9 +878,7 @@ fn slices_keep_their_shares_when_the_threads_fault_and_are_handled() {
     // (a VM exit's VID), higher. Each tick the running thread faults
     // first: the handler works on it for part of the tick, then it
     // continues its turn.
-    let weighted = |slice| SchedParams { slice, ..params(0) };
-    let mut s = with(2, &[weighted(1), weighted(2), weighted(7), params(20)]);
-    s.block(ThreadId(3));
+    let mut s = weighted_with_a_handler();
     let mut ran = [0u32; 3];
     for step in 0..3000 {
         let t = s.schedule(0).unwrap();
@@ -959,39 +957,44 @@ fn a_thread_depleted_at_its_exit_and_refilled_meanwhile_goes_to_the_tail() {
 
 #[test]
 fn a_thread_moved_while_it_waits_for_its_handler_takes_no_turn_there() {
-    // Threads 0 and 1 run on CPUs 0 and 1; thread 0 moves to CPU 1
-    // while its exit is handled.
-    let mut s = with(4, &[params(0), params(0), params(9)]);
-    for t in 0..3 {
-        s.block(tid(t));
+    // Threads 0 and 1, equals, run on CPUs 0 and 1; 2 is their handler.
+    let running_on_0_and_1 = || {
+        let mut s = with(4, &[params(0), params(0), params(9)]);
+        for t in 0..3 {
+            s.block(tid(t));
+        }
+        s.set_cpu(tid(1), 1);
+        s.make_ready(tid(0));
+        s.make_ready(tid(1));
+        assert_eq!(s.schedule(0), Some(tid(0)));
+        assert_eq!(s.schedule(1), Some(tid(1)));
+        s
+    };
+    // Thread 0 moves to CPU 1 while its exit is handled, or while it runs
+    // (then blocks there before CPU 0 hands it over).
+    for moved_while_blocked in [true, false] {
+        let mut s = running_on_0_and_1();
+        if moved_while_blocked {
+            s.block(tid(0));
+            s.set_cpu(tid(0), 1);
+        } else {
+            s.set_cpu(tid(0), 1);
+            s.check().unwrap();
+            s.block(tid(0));
+        }
+        s.resume_turn(tid(0));
+        s.check().unwrap();
+        assert_eq!(s.schedule(1), Some(tid(1)), "thread 1 keeps CPU 1 (moved while blocked: {moved_while_blocked})");
     }
-    s.set_cpu(tid(1), 1);
-    s.make_ready(tid(0));
-    s.make_ready(tid(1));
-    assert_eq!(s.schedule(0), Some(tid(0)));
-    assert_eq!(s.schedule(1), Some(tid(1)));
-    s.block(tid(0));
-    s.set_cpu(tid(0), 1);
-    s.take_kicks();
-    s.resume_turn(tid(0));
-    s.check().unwrap();
-    assert_eq!(s.schedule(1), Some(tid(1)), "thread 1 keeps CPU 1");
-    // Moved while it runs: the same once it blocks there.
-    let mut s = with(4, &[params(0), params(0), params(9)]);
-    for t in 0..3 {
-        s.block(tid(t));
-    }
-    s.set_cpu(tid(1), 1);
-    s.make_ready(tid(0));
-    s.make_ready(tid(1));
-    assert_eq!(s.schedule(0), Some(tid(0)));
-    assert_eq!(s.schedule(1), Some(tid(1)));
-    s.set_cpu(tid(0), 1);
-    s.check().unwrap();
-    s.block(tid(0));
-    s.resume_turn(tid(0));
-    s.check().unwrap();
-    assert_eq!(s.schedule(1), Some(tid(1)), "thread 1 keeps CPU 1");
+}
+
+/// Threads 0..3 of slices 1, 2, 7, and their handler 3 (a VM exit's VID),
+/// higher, blocked.
+fn weighted_with_a_handler() -> Scheduler<8> {
+    let weighted = |slice| SchedParams { slice, ..params(0) };
+    let mut s = with(2, &[weighted(1), weighted(2), weighted(7), params(20)]);
+    s.block(ThreadId(3));
+    s
 }
 
 #[test]
@@ -999,9 +1002,7 @@ fn slices_keep_their_shares_when_exits_carry_the_ticks() {
     // Threads 0..3 of slices 1, 2, 7 and their handler 3: every other tick
     // is taken at an exit, before the exit is forwarded (so a tick that
     // ends a slice has already sent the thread to the tail when it blocks).
-    let weighted = |slice| SchedParams { slice, ..params(0) };
-    let mut s = with(2, &[weighted(1), weighted(2), weighted(7), params(20)]);
-    s.block(ThreadId(3));
+    let mut s = weighted_with_a_handler();
     let mut ran = [0u32; 3];
     for step in 0..3000 {
         let t = s.schedule(0).unwrap();
