@@ -258,7 +258,7 @@ pub struct NpfExitInfo {
 /// bytes. Taken modulo 64 KiB: the next RIP has wrapped at the mode's
 /// width (IP, EIP) after an instruction that ends the space, and the
 /// difference of the low 16 bits is still its length.
-pub const fn instruction_length(rip: u64, next: u64) -> Option<u8> {
+pub const fn length_to_next(rip: u64, next: u64) -> Option<u8> {
     let len = next.wrapping_sub(rip) & 0xffff;
     if len >= 1 && len <= 15 { Some(len as u8) } else { None }
 }

@@ -152,12 +152,12 @@ fn event_injection_and_virtual_interrupts() {
 }
 
 #[test]
-fn the_instruction_length_survives_a_wrapped_next_rip() {
-    assert_eq!(instruction_length(0x1000, 0x1002), Some(2));
-    assert_eq!(instruction_length(0xffff_ffff, 0), Some(1), "EIP wrapped in 32-bit code");
-    assert_eq!(instruction_length(0xfffe, 0x0001), Some(3), "IP wrapped in 16-bit code");
-    assert_eq!(instruction_length(0xffff_ffff_ffff_fffe, 0x0000_0000_0000_0001), Some(3));
-    assert_eq!(instruction_length(0x1000, 0x1000), None);
-    assert_eq!(instruction_length(0x1000, 0x1010), None, "16 bytes is no instruction");
-    assert_eq!(instruction_length(0x1002, 0x1000), None);
+fn the_length_to_the_next_rip_survives_its_wrap() {
+    assert_eq!(length_to_next(0x1000, 0x1002), Some(2));
+    assert_eq!(length_to_next(0xffff_ffff, 0), Some(1), "EIP wrapped in 32-bit code");
+    assert_eq!(length_to_next(0xfffe, 0x0001), Some(3), "IP wrapped in 16-bit code");
+    assert_eq!(length_to_next(0xffff_ffff_ffff_fffe, 0x0000_0000_0000_0001), Some(3));
+    assert_eq!(length_to_next(0x1000, 0x1000), None);
+    assert_eq!(length_to_next(0x1000, 0x1010), None, "16 bytes is no instruction");
+    assert_eq!(length_to_next(0x1002, 0x1000), None);
 }

@@ -20,7 +20,7 @@ use kerncore::frames::Frames;
 use kerncore::intercept::{REFLECTED_EXCEPTIONS, instruction_length, vector};
 use kerncore::svm::{
     EFER_SVME, GeneralIntercepts1, GeneralIntercepts2, IoioExitInfo, NestedControl, NpfExitInfo, RegisterIntercepts,
-    SegmentAttributes, SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, instruction_length, msr,
+    SegmentAttributes, SvmExitCode, TlbControl, VirtualInterruptControl, Vmcb, VmcbSegment, length_to_next, msr,
 };
 use kerncore::tags::VpTag;
 use kerncore::virt::VirtSupport;
@@ -389,7 +389,7 @@ fn run(vmcb: u64, tag: &mut VpTag, gprs: &mut GuestGprs, flush: EntryFlush, dr7_
         let offered = vi.v_irq().then_some(vi.v_intr_vector());
         let interrupted = Interruption::interrupted_svm(core::mem::take(&mut v.control.exit_int_info), offered);
         let next_rip = v.control.next_rip;
-        let nrip = if host.nrip_save { instruction_length(exit.rip, next_rip) } else { None };
+        let nrip = if host.nrip_save { length_to_next(exit.rip, next_rip) } else { None };
         let length = match nrip {
             Some(length) if exit.instruction_length != 0 => length,
             _ => exit.instruction_length,
@@ -433,7 +433,7 @@ fn decode_exit(code: SvmExitCode, info1: u64, info2: u64, rip: u64) -> super::vm
         SvmExitCode::VINTR | SvmExitCode::IRET => (ExitReason::InterruptWindow, 0),
         SvmExitCode::IOIO => match IoioExitInfo::from(info1).access() {
             // 0 (not said) if EXITINFO2 is no next RIP: the VMM decodes.
-            Some(access) => (ExitReason::Io(access), instruction_length(rip, info2).unwrap_or(0)),
+            Some(access) => (ExitReason::Io(access), length_to_next(rip, info2).unwrap_or(0)),
             None => (ExitReason::Other(code.0), 0),
         },
         SvmExitCode::CPUID => (ExitReason::Cpuid, 2),
