@@ -65,6 +65,11 @@ impl Guest {
     }
 }
 
+pub(crate) fn get(vp: CapSlot, name: HvRegisterName) -> Result<u64, ErrorCode> {
+    let reply = invoke(vp, Operation::VP_GET_REGISTERS, &[1, u64::from(name.0)])?;
+    reply.words().first().copied().ok_or(ErrorCode::INVALID_STATE)
+}
+
 pub(crate) fn set(vp: CapSlot, name: HvRegisterName, value: u64) -> Result<(), ErrorCode> {
     invoke(vp, Operation::VP_SET_REGISTERS, &[1, u64::from(name.0), value, 0]).map(drop)
 }

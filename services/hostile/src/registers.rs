@@ -4,7 +4,7 @@
 //! tried through `VP_SET_REGISTERS` and through the reply to an exit; one
 //! that is taken is then run, so what ring 0 does with it shows.
 
-use crate::guest::{Guest, set};
+use crate::guest::{Guest, get, set};
 use crate::objects::{Own, report};
 use hostile::{Check, verdict};
 use tessera_rt::abi::labels;
@@ -62,11 +62,6 @@ pub fn loaded_registers_are_checked(own: &mut Own) {
         Ok(got) => log!("exit reply with {}", check.report(got)),
         Err(e) => report("exit reply probe", false, format_args!("could not run: {e:?}")),
     }
-}
-
-fn get(vp: tessera_rt::CapSlot, name: HvRegisterName) -> Result<u64, ErrorCode> {
-    let reply = invoke(vp, Operation::VP_GET_REGISTERS, &[1, u64::from(name.0)])?;
-    reply.words().first().copied().ok_or(ErrorCode::INVALID_STATE)
 }
 
 /// The second registers of [`a_refused_register_sets_none`]'s messages:

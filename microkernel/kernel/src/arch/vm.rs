@@ -571,6 +571,12 @@ impl VpHardware {
         self.backend.exit_state(&mut self.gprs, mask, out)
     }
 
+    /// The XCR0 a VMM's XFEM value `low` sets: its own, or one XSETBV
+    /// would accept against [`super::fpu::offered`]; `None` if refused.
+    fn xfem(&self, low: u64) -> Option<u64> {
+        if low == self.xcr0 { Some(low) } else { kerncore::xstate::xsetbv(0, low, 0, true, super::fpu::offered()).ok() }
+    }
+
     /// Whether [`set`](Self::set) would take `low` for `name`; changes
     /// nothing. A reply's registers are all checked before any is set.
     pub fn accepts(&mut self, name: HvRegisterName, low: u64) -> bool {
@@ -584,7 +590,7 @@ impl VpHardware {
             return true;
         }
         if name == HvRegisterName::XFEM {
-            return low == self.xcr0 || kerncore::xstate::xsetbv(0, low, 0, true, super::fpu::offered()).is_ok();
+            return self.xfem(low).is_some();
         }
         if refused(name, low) {
             return false;
@@ -608,16 +614,9 @@ impl VpHardware {
             return true;
         }
         if name == HvRegisterName::XFEM {
-            if low == self.xcr0 {
-                return true;
-            }
-            return match kerncore::xstate::xsetbv(0, low, 0, true, super::fpu::offered()) {
-                Ok(value) => {
-                    self.xcr0 = value;
-                    true
-                }
-                Err(_) => false,
-            };
+            let Some(value) = self.xfem(low) else { return false };
+            self.xcr0 = value;
+            return true;
         }
         if refused(name, low) {
             return false;
