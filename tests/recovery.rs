@@ -233,7 +233,12 @@ fn first(run: &Boot, needle: &str) -> usize {
 fn qemu_a_killed_vid_takes_its_partitions_back_and_the_other_vid_runs_on() {
     let m = manifest("recovery-vid.toml");
     let name = "qemu_a_killed_vid_takes_its_partitions_back_and_the_other_vid_runs_on";
-    let run = boot(name, Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    // Guest time by instruction count (`-icount shift=auto`), not the
+    // host's clock: a's exit limit is 50 ms, and a host that stalls QEMU
+    // that long while vid-a is still alive (CI, two cores, two QEMUs)
+    // stopped a before the kill, with nothing of the product at fault.
+    let icount = ["--qemu-arg=-icount", "--qemu-arg=shift=auto"];
+    let run = boot(name, Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m, icount[0], icount[1]]);
     let kill = first(&run, "[supervisor] fault injection: killing vid-a after ");
     killed_and_restarted(&run, "vid-a", 1);
     let done = "testkernel: done: 7 passed, 0 failed";
