@@ -40,6 +40,31 @@ pub const GPRS: [R; 16] = [
     R::R14,
     R::R15,
 ];
+/// Where each register sits in [`GPRS`] (and in a backend's array of the
+/// general registers in that order).
+pub mod gpr {
+    pub const RAX: usize = 0;
+    pub const RCX: usize = 1;
+    pub const RDX: usize = 2;
+    pub const RBX: usize = 3;
+    pub const RSP: usize = 4;
+    pub const RBP: usize = 5;
+    pub const RSI: usize = 6;
+    pub const RDI: usize = 7;
+    pub const R8: usize = 8;
+}
+const _: () = {
+    use gpr::*;
+    let at = [(RAX, R::RAX), (RCX, R::RCX), (RDX, R::RDX), (RBX, R::RBX), (RSP, R::RSP)];
+    let more = [(RBP, R::RBP), (RSI, R::RSI), (RDI, R::RDI), (R8, R::R8)];
+    let mut i = 0;
+    while i < at.len() + more.len() {
+        let (index, name) = if i < at.len() { at[i] } else { more[i - at.len()] };
+        assert!(GPRS[index].0 == name.0);
+        i += 1;
+    }
+};
+
 pub const CONTROL: [R; 5] = [R::CR0, R::CR2, R::CR3, R::CR4, R::EFER];
 pub const SEGMENTS: [R; 5] = [R::DS, R::ES, R::FS, R::GS, R::SS];
 

@@ -5,7 +5,25 @@
 //! 12..15) and the VMCB's packing (those in bits 8..11).
 
 use super::{EFER_SVME, SegmentAttributes, Vmcb, VmcbSegment};
+use tlfs::exit_state::{self, CONTROL, ExitState, GPRS, SEGMENTS, gpr};
 use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, HvX64SegmentRegister};
+
+// [`Vmcb::exit_state`] lays CONTROL and SEGMENTS out in their order.
+const _: () = {
+    let control = [HvRegisterName::CR0, HvRegisterName::CR2, HvRegisterName::CR3, HvRegisterName::CR4];
+    let mut i = 0;
+    while i < control.len() {
+        assert!(CONTROL[i].0 == control[i].0);
+        i += 1;
+    }
+    assert!(CONTROL[4].0 == HvRegisterName::EFER.0);
+    let segments = [HvRegisterName::DS, HvRegisterName::ES, HvRegisterName::FS, HvRegisterName::GS, HvRegisterName::SS];
+    let mut i = 0;
+    while i < segments.len() {
+        assert!(SEGMENTS[i].0 == segments[i].0);
+        i += 1;
+    }
+};
 
 fn attributes_to_tlfs(a: SegmentAttributes) -> HvX64SegmentAttributes {
     HvX64SegmentAttributes::new()
@@ -96,16 +114,58 @@ impl Vmcb {
             return Some((value, 0));
         }
         if let Some(s) = self.segment(name) {
-            let tlfs = HvX64SegmentRegister {
-                base: s.base,
-                limit: s.limit,
-                selector: s.selector,
-                attributes: attributes_to_tlfs(s.attributes),
-            };
-            return Some(tlfs::segment_register_value(&tlfs));
+            return Some(Self::segment_value(s));
         }
         let t = self.table(name)?;
         Some(tlfs::table_register_value(t.base, t.limit as u16))
+    }
+
+    /// A segment as its TLFS 128-bit value.
+    fn segment_value(s: &VmcbSegment) -> (u64, u64) {
+        let tlfs = HvX64SegmentRegister {
+            base: s.base,
+            limit: s.limit,
+            selector: s.selector,
+            attributes: attributes_to_tlfs(s.attributes),
+        };
+        tlfs::segment_register_value(&tlfs)
+    }
+
+    /// CS as a TLFS 128-bit value (an intercept message's header).
+    pub fn cs_value(&self) -> (u64, u64) {
+        Self::segment_value(&self.save.cs)
+    }
+
+    /// The words `mask` sends with an exit, laid out in `out` as
+    /// [`ExitState::fill`] lays them, read straight from the save area with
+    /// no lookup by name: every forwarded exit's path. `gprs` holds the
+    /// general registers in [`exit_state::GPRS`] order; its RAX and RSP are
+    /// not read (the VMCB holds those). Returns the words laid out. Equal
+    /// to `fill` over [`get_register`](Self::get_register) (tested).
+    pub fn exit_state(&self, mask: ExitState, gprs: &[u64; GPRS.len()], out: &mut [u64]) -> usize {
+        let s = &self.save;
+        let mut words = [0u64; exit_state::MAX_WORDS];
+        let mut at = 0;
+        if mask.gprs() {
+            words[..GPRS.len()].copy_from_slice(gprs);
+            (words[gpr::RAX], words[gpr::RSP]) = (s.rax, s.rsp);
+            at = GPRS.len();
+        }
+        if mask.control() {
+            // CONTROL's order; the guest's EFER.SVME is the host's business.
+            words[at..at + CONTROL.len()].copy_from_slice(&[s.cr0, s.cr2, s.cr3, s.cr4, s.efer & !EFER_SVME]);
+            at += CONTROL.len();
+        }
+        if mask.segments() {
+            // SEGMENTS' order.
+            for segment in [&s.ds, &s.es, &s.fs, &s.gs, &s.ss] {
+                (words[at], words[at + 1]) = Self::segment_value(segment);
+                at += 2;
+            }
+        }
+        let used = at.min(out.len());
+        out[..used].copy_from_slice(&words[..used]);
+        used
     }
 
     /// Whether the VMCB holds register `name`: what
@@ -209,6 +269,44 @@ mod tests {
         assert_eq!((v.save.gdtr.base, v.save.gdtr.limit), (0x5000, 0x27));
         assert!(!v.set_register(HvRegisterName::RBX, 1, 0), "the arch layer's");
         assert_eq!(v.get_register(HvRegisterName::RBX), None);
+    }
+
+    #[test]
+    fn exit_state_is_fill_over_get_register() {
+        // A VMCB whose every field of the groups differs.
+        let mut v = Vmcb::new_zeroed();
+        let mut next = 0x0123_4567_89ab_cdefu64;
+        let mut value = || {
+            next = next.rotate_left(7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
+            next
+        };
+        let s = &mut v.save;
+        (s.rax, s.rsp, s.cr0, s.cr2, s.cr3, s.cr4) = (value(), value(), value(), value(), value(), value());
+        s.efer = value() | EFER_SVME;
+        for seg in [&mut s.ds, &mut s.es, &mut s.fs, &mut s.gs, &mut s.ss, &mut s.cs] {
+            let bits = value();
+            *seg = VmcbSegment {
+                selector: bits as u16,
+                attributes: SegmentAttributes::from_bits((bits >> 16) as u16 & 0xfff),
+                limit: (bits >> 32) as u32,
+                base: value(),
+            };
+        }
+        let gprs: [u64; 16] = core::array::from_fn(|_| value());
+        let by_name = |v: &mut Vmcb, name: HvRegisterName| match GPRS.iter().position(|&r| r == name) {
+            Some(i) if i != gpr::RAX && i != gpr::RSP => Some((gprs[i], 0)),
+            _ => v.get_register(name),
+        };
+        for bits in 0..8 {
+            let mask = ExitState::from_wire(bits).unwrap();
+            for len in [exit_state::MAX_WORDS, 20, 3, 0] {
+                let (mut fast, mut slow) = ([0u64; exit_state::MAX_WORDS], [0u64; exit_state::MAX_WORDS]);
+                let used = v.exit_state(mask, &gprs, &mut fast[..len]);
+                let expected = mask.fill(&mut slow[..len], |name| by_name(&mut v, name));
+                assert_eq!((used, fast), (expected, slow), "mask {bits:#b}, {len} words");
+            }
+        }
+        assert_eq!(v.exit_state(ExitState::ALL, &gprs, &mut [0; 64]), exit_state::MAX_WORDS);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! on the guest's TR or GS (`tests/world_switch.rs` guards the order).
 
 use super::memory;
-use super::vm::{EntryFlush, VpOps};
+use super::vm::{EntryFlush, ExecutionState, InterceptState, VpOps};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kerncore::event::Interruption;
@@ -76,6 +76,15 @@ impl GuestGprs {
             HvRegisterName::R15 => &mut self.r15,
             _ => return None,
         })
+    }
+}
+
+impl GuestGprs {
+    /// All sixteen in `tlfs::exit_state::GPRS` order, with the backend's
+    /// RAX and RSP.
+    pub fn in_exit_order(&self, rax: u64, rsp: u64) -> [u64; 16] {
+        let g = self;
+        [rax, g.rcx, g.rdx, g.rbx, rsp, g.rbp, g.rsi, g.rdi, g.r8, g.r9, g.r10, g.r11, g.r12, g.r13, g.r14, g.r15]
     }
 }
 
@@ -532,13 +541,12 @@ fn offer_taken(vmcb: u64) -> bool {
 }
 
 /// CPL and mode bits for intercept messages.
-fn execution_state(vmcb: u64) -> super::vm::ExecutionState {
-    with_vmcb(vmcb, |v| super::vm::ExecutionState {
-        cpl: v.save.cpl,
-        cr0: v.save.cr0,
-        efer: v.save.efer & !EFER_SVME,
-        rflags: v.save.rflags,
-    })
+fn execution_state(vmcb: u64) -> ExecutionState {
+    with_vmcb(vmcb, execution)
+}
+
+fn execution(v: &mut Vmcb) -> ExecutionState {
+    ExecutionState { cpl: v.save.cpl, cr0: v.save.cr0, efer: v.save.efer & !EFER_SVME, rflags: v.save.rflags }
 }
 
 /// A register as a TLFS 128-bit value (low, high); `None` if unsupported.
@@ -640,10 +648,21 @@ impl VpOps for Vp {
         gprs.named(name).is_some() || with_vmcb(self.vmcb.start(), |v| v.holds_register(name))
     }
 
-    /// One look at the VMCB for the whole state.
+    /// One look at the VMCB for the whole state, with no lookup by name.
     fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
-        with_vmcb(self.vmcb.start(), |v| {
-            mask.fill(out, |name| gprs.named(name).map(|r| (*r, 0)).or_else(|| v.get_register(name)))
+        with_vmcb(self.vmcb.start(), |v| v.exit_state(mask, &gprs.in_exit_order(0, 0), out))
+    }
+
+    fn general_registers(&mut self, gprs: &mut GuestGprs) -> [u64; 16] {
+        with_vmcb(self.vmcb.start(), |v| gprs.in_exit_order(v.save.rax, v.save.rsp))
+    }
+
+    /// One look at the VMCB for the header.
+    fn intercept_state(&mut self, _: &mut GuestGprs) -> InterceptState {
+        with_vmcb(self.vmcb.start(), |v| InterceptState {
+            execution: execution(v),
+            cs: v.cs_value(),
+            interrupt_shadow: v.control.interrupt_state.interrupt_shadow(),
         })
     }
 
@@ -678,7 +697,7 @@ impl VpOps for Vp {
         offer_taken(self.vmcb.start())
     }
 
-    fn execution_state(&mut self) -> super::vm::ExecutionState {
+    fn execution_state(&mut self) -> ExecutionState {
         execution_state(self.vmcb.start())
     }
 

@@ -154,6 +154,15 @@ pub struct ExecutionState {
     pub rflags: u64,
 }
 
+/// What an intercept message's header takes from the VP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InterceptState {
+    pub execution: ExecutionState,
+    /// CS as a TLFS 128-bit value.
+    pub cs: (u64, u64),
+    pub interrupt_shadow: bool,
+}
+
 /// What each backend does for one VP. `svm::Vp` and `vmx::Vp` implement it,
 /// each owning its VMCB or VMCS frame (and, for VMX, the guest state the
 /// hardware does not switch); [`BackendVp`] is the one place a call is
@@ -179,6 +188,20 @@ pub trait VpOps: Sized {
     /// words used. A backend may read it in one go.
     fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
         mask.fill(out, |name| self.get_register(gprs, name))
+    }
+    /// The sixteen general registers in `tlfs::exit_state::GPRS` order,
+    /// read in one go: what intercept messages carry.
+    fn general_registers(&mut self, gprs: &mut GuestGprs) -> [u64; 16];
+    /// What an intercept message's header takes; a backend may read it in
+    /// one go.
+    fn intercept_state(&mut self, gprs: &mut GuestGprs) -> InterceptState {
+        let shadow = self.get_register(gprs, HvRegisterName::INTERRUPT_STATE);
+        InterceptState {
+            execution: self.execution_state(),
+            cs: self.get_register(gprs, HvRegisterName::CS).unwrap_or((0, 0)),
+            interrupt_shadow: shadow
+                .is_some_and(|(s, _)| tlfs::HvX64InterruptStateRegister::from_bits(s).interrupt_shadow()),
+        }
     }
     /// Injects `event` at the next entry if the guest can take it now
     /// (true); otherwise arranges an interrupt-window exit (false).
@@ -256,6 +279,14 @@ impl BackendVp {
 
     fn exit_state(&mut self, gprs: &mut GuestGprs, mask: ExitState, out: &mut [u64]) -> usize {
         on_backend!(self, b => b.exit_state(gprs, mask, out))
+    }
+
+    fn general_registers(&mut self, gprs: &mut GuestGprs) -> [u64; 16] {
+        on_backend!(self, b => b.general_registers(gprs))
+    }
+
+    fn intercept_state(&mut self, gprs: &mut GuestGprs) -> InterceptState {
+        on_backend!(self, b => b.intercept_state(gprs))
     }
 
     fn inject(&mut self, event: &Interruption) -> bool {
@@ -569,6 +600,18 @@ impl VpHardware {
     pub fn exit_state(&mut self, mask: ExitState, out: &mut [u64]) -> usize {
         self.claim();
         self.backend.exit_state(&mut self.gprs, mask, out)
+    }
+
+    /// See [`VpOps::general_registers`].
+    pub fn general_registers(&mut self) -> [u64; 16] {
+        self.claim();
+        self.backend.general_registers(&mut self.gprs)
+    }
+
+    /// See [`VpOps::intercept_state`].
+    pub fn intercept_state(&mut self) -> InterceptState {
+        self.claim();
+        self.backend.intercept_state(&mut self.gprs)
     }
 
     /// The XCR0 a VMM's XFEM value `low` sets: its own, or one XSETBV

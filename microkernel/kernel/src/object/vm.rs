@@ -25,14 +25,14 @@ mod ring0;
 
 use super::Kernel;
 use crate::arch::ipi;
-use crate::arch::vm::{self as hw, Access, Backend, ExitReason, VpHardware};
+use crate::arch::vm::{self as hw, Access, Backend, ExitReason, InterceptState, VpHardware};
 use crate::trap::KernelGuard;
 use abi::{ErrorCode, VpStopReason, VpStopReport, labels};
 use kerncore::event::Interruption;
 use kerncore::intercept::IoDirection;
 use kerncore::ipc::{EndpointId, ThreadState};
 use kerncore::sched::ThreadId;
-use tlfs::exit_state::ExitState;
+use tlfs::exit_state::{ExitState, gpr};
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
     HvX64HypercallInterceptMessage, HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
@@ -322,10 +322,6 @@ impl Vcpu {
             self.pending = None;
         }
     }
-
-    fn gpr(&mut self, name: HvRegisterName) -> u64 {
-        self.get(name).map_or(0, |(low, _)| low)
-    }
 }
 
 /// What to do with an exit.
@@ -340,11 +336,8 @@ pub enum Outcome {
 }
 
 fn header(vcpu: &mut Vcpu, rip: u64, length: u8, access: HvInterceptAccessType) -> HvX64InterceptMessageHeader {
-    let (cs_low, cs_high) = vcpu.get(HvRegisterName::CS).unwrap_or((0, 0));
-    let state = vcpu.hw.execution_state();
-    let shadow = vcpu
-        .get(HvRegisterName::INTERRUPT_STATE)
-        .is_some_and(|(s, _)| tlfs::HvX64InterruptStateRegister::from_bits(s).interrupt_shadow());
+    let InterceptState { execution: state, cs: (cs_low, cs_high), interrupt_shadow: shadow } =
+        vcpu.hw.intercept_state();
     let pending = vcpu.reinject.is_some() || vcpu.pending.is_some();
     HvX64InterceptMessageHeader {
         vp_index: vcpu.index,
@@ -383,6 +376,11 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
         ring0::write_address(vcpu, &exit);
         return Outcome::Host;
     }
+    if matches!(exit.reason, ExitReason::HostInterrupt | ExitReason::InterruptWindow) {
+        return Outcome::Host;
+    }
+    // What the messages below carry, read in one go.
+    let g = vcpu.hw.general_registers();
     let body = match exit.reason {
         ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
         ExitReason::Xsetbv
@@ -410,21 +408,21 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
                     .with_rep_prefix(io.rep),
                 instruction_byte_count: 0,
                 reserved: 0,
-                rax: vcpu.gpr(HvRegisterName::RAX),
+                rax: g[gpr::RAX],
                 instruction_bytes: [0; 16],
                 ds_segment: tlfs::segment_register_from_value(ds_low, ds_high),
                 es_segment: tlfs::segment_register_from_value(es_low, es_high),
-                rcx: vcpu.gpr(HvRegisterName::RCX),
-                rsi: vcpu.gpr(HvRegisterName::RSI),
-                rdi: vcpu.gpr(HvRegisterName::RDI),
+                rcx: g[gpr::RCX],
+                rsi: g[gpr::RSI],
+                rdi: g[gpr::RDI],
             })
         }
         ExitReason::Cpuid => HvMessageBody::X64CpuidIntercept(HvX64CpuidInterceptMessage {
             header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
-            rax: vcpu.gpr(HvRegisterName::RAX),
-            rcx: vcpu.gpr(HvRegisterName::RCX),
-            rdx: vcpu.gpr(HvRegisterName::RDX),
-            rbx: vcpu.gpr(HvRegisterName::RBX),
+            rax: g[gpr::RAX],
+            rcx: g[gpr::RCX],
+            rdx: g[gpr::RDX],
+            rbx: g[gpr::RBX],
             default_result_rax: 0,
             default_result_rcx: 0,
             default_result_rdx: 0,
@@ -434,10 +432,10 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
             let access = if write { HvInterceptAccessType::WRITE } else { HvInterceptAccessType::READ };
             HvMessageBody::MsrIntercept(HvX64MsrInterceptMessage {
                 header: header(vcpu, rip, length, access),
-                msr_number: vcpu.gpr(HvRegisterName::RCX) as u32,
+                msr_number: g[gpr::RCX] as u32,
                 reserved: 0,
-                rdx: vcpu.gpr(HvRegisterName::RDX),
-                rax: vcpu.gpr(HvRegisterName::RAX),
+                rdx: g[gpr::RDX],
+                rax: g[gpr::RAX],
             })
         }
         ExitReason::Hlt => HvMessageBody::X64Halt(HvX64HaltMessage {
@@ -447,13 +445,13 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
             let xmm = vcpu.hw.xmm_fast();
             HvMessageBody::HypercallIntercept(HvX64HypercallInterceptMessage {
                 header: header(vcpu, rip, length, HvInterceptAccessType::EXECUTE),
-                rax: vcpu.gpr(HvRegisterName::RAX),
-                rbx: vcpu.gpr(HvRegisterName::RBX),
-                rcx: vcpu.gpr(HvRegisterName::RCX),
-                rdx: vcpu.gpr(HvRegisterName::RDX),
-                r8: vcpu.gpr(HvRegisterName::R8),
-                rsi: vcpu.gpr(HvRegisterName::RSI),
-                rdi: vcpu.gpr(HvRegisterName::RDI),
+                rax: g[gpr::RAX],
+                rbx: g[gpr::RBX],
+                rcx: g[gpr::RCX],
+                rdx: g[gpr::RDX],
+                r8: g[gpr::R8],
+                rsi: g[gpr::RSI],
+                rdi: g[gpr::RDI],
                 xmm,
                 flags: 0,
                 reserved: 0,

@@ -67,6 +67,12 @@ impl VpOps for Vp {
         registers::writable(self.state.is_some(), gprs, name)
     }
 
+    fn general_registers(&mut self, gprs: &mut GuestGprs) -> [u64; 16] {
+        // RSP is the VMCS's; the others are switched by software.
+        let rsp = self.get_register(gprs, HvRegisterName::RSP).map_or(0, |(low, _)| low);
+        gprs.in_exit_order(gprs.rax, rsp)
+    }
+
     fn inject(&mut self, event: &Interruption) -> bool {
         events::inject(self.vmcs.start(), event)
     }
