@@ -143,8 +143,19 @@ impl Vmcb {
     /// not read (the VMCB holds those). Returns the words laid out. Equal
     /// to `fill` over [`get_register`](Self::get_register) (tested).
     pub fn exit_state(&self, mask: ExitState, gprs: &[u64; GPRS.len()], out: &mut [u64]) -> usize {
-        let s = &self.save;
+        if let Some(words) = out.first_chunk_mut::<{ exit_state::MAX_WORDS }>() {
+            // Room for every group (the usual case): straight into `out`.
+            return self.lay_out(mask, gprs, words);
+        }
         let mut words = [0u64; exit_state::MAX_WORDS];
+        let used = self.lay_out(mask, gprs, &mut words).min(out.len());
+        out[..used].copy_from_slice(&words[..used]);
+        used
+    }
+
+    /// [`exit_state`](Self::exit_state) into room for every group.
+    fn lay_out(&self, mask: ExitState, gprs: &[u64; GPRS.len()], words: &mut [u64; exit_state::MAX_WORDS]) -> usize {
+        let s = &self.save;
         let mut at = 0;
         if mask.gprs() {
             words[..GPRS.len()].copy_from_slice(gprs);
@@ -163,9 +174,7 @@ impl Vmcb {
                 at += 2;
             }
         }
-        let used = at.min(out.len());
-        out[..used].copy_from_slice(&words[..used]);
-        used
+        at
     }
 
     /// Whether the VMCB holds register `name`: what

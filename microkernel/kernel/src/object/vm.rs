@@ -33,6 +33,7 @@ use kerncore::intercept::IoDirection;
 use kerncore::ipc::{EndpointId, ThreadState};
 use kerncore::sched::ThreadId;
 use tlfs::exit_state::{ExitState, gpr};
+use tlfs::zerocopy::IntoBytes;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvX64CpuidInterceptMessage, HvX64HaltMessage,
     HvX64HypercallInterceptMessage, HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
@@ -269,7 +270,7 @@ impl Vcpu {
     /// returns the words used.
     fn message_with_state(&mut self, message: &HvMessage) -> usize {
         let head = tlfs::HV_MESSAGE_WORDS;
-        self.exit[..head].copy_from_slice(&message.to_words());
+        self.exit[..head].as_mut_bytes().copy_from_slice(message.as_bytes());
         head + self.hw.exit_state(self.exit_state, &mut self.exit[head..])
     }
 
