@@ -136,6 +136,11 @@ impl Vmcb {
         Self::segment_value(&self.save.cs)
     }
 
+    /// DS and ES as TLFS 128-bit values (an I/O port intercept's).
+    pub fn data_segments(&self) -> [(u64, u64); 2] {
+        [Self::segment_value(&self.save.ds), Self::segment_value(&self.save.es)]
+    }
+
     /// The words `mask` sends with an exit, laid out in `out` as
     /// [`ExitState::fill`] lays them, read straight from the save area with
     /// no lookup by name: every forwarded exit's path. `gprs` holds the
@@ -281,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn exit_state_is_fill_over_get_register() {
+    fn exit_state_and_header_fields_are_what_get_register_reads() {
         // A VMCB whose every field of the groups differs.
         let mut v = Vmcb::new_zeroed();
         let mut next = 0x0123_4567_89ab_cdefu64;
@@ -316,6 +321,10 @@ mod tests {
             }
         }
         assert_eq!(v.exit_state(ExitState::ALL, &gprs, &mut [0; 64]), exit_state::MAX_WORDS);
+        let [ds, es] = v.data_segments();
+        assert_eq!(Some(ds), v.get_register(HvRegisterName::DS));
+        assert_eq!(Some(es), v.get_register(HvRegisterName::ES));
+        assert_eq!(Some(v.cs_value()), v.get_register(HvRegisterName::CS));
     }
 
     #[test]

@@ -657,6 +657,10 @@ impl VpOps for Vp {
         with_vmcb(self.vmcb.start(), |v| gprs.in_exit_order(v.save.rax, v.save.rsp))
     }
 
+    fn data_segments(&mut self, _: &mut GuestGprs) -> [(u64, u64); 2] {
+        with_vmcb(self.vmcb.start(), |v| v.data_segments())
+    }
+
     /// One look at the VMCB for the header.
     fn intercept_state(&mut self, _: &mut GuestGprs) -> InterceptState {
         with_vmcb(self.vmcb.start(), |v| InterceptState {

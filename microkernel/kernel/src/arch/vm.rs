@@ -203,6 +203,11 @@ pub trait VpOps: Sized {
                 .is_some_and(|(s, _)| tlfs::HvX64InterruptStateRegister::from_bits(s).interrupt_shadow()),
         }
     }
+    /// DS and ES as TLFS 128-bit values (an I/O port intercept's); a
+    /// backend may read them in one go.
+    fn data_segments(&mut self, gprs: &mut GuestGprs) -> [(u64, u64); 2] {
+        [HvRegisterName::DS, HvRegisterName::ES].map(|name| self.get_register(gprs, name).unwrap_or((0, 0)))
+    }
     /// Injects `event` at the next entry if the guest can take it now
     /// (true); otherwise arranges an interrupt-window exit (false).
     fn inject(&mut self, event: &Interruption) -> bool;
@@ -287,6 +292,10 @@ impl BackendVp {
 
     fn intercept_state(&mut self, gprs: &mut GuestGprs) -> InterceptState {
         on_backend!(self, b => b.intercept_state(gprs))
+    }
+
+    fn data_segments(&mut self, gprs: &mut GuestGprs) -> [(u64, u64); 2] {
+        on_backend!(self, b => b.data_segments(gprs))
     }
 
     fn inject(&mut self, event: &Interruption) -> bool {
@@ -612,6 +621,12 @@ impl VpHardware {
     pub fn intercept_state(&mut self) -> InterceptState {
         self.claim();
         self.backend.intercept_state(&mut self.gprs)
+    }
+
+    /// See [`VpOps::data_segments`].
+    pub fn data_segments(&mut self) -> [(u64, u64); 2] {
+        self.claim();
+        self.backend.data_segments(&mut self.gprs)
     }
 
     /// The XCR0 a VMM's XFEM value `low` sets: its own, or one XSETBV

@@ -398,8 +398,7 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
                 IoDirection::In => HvInterceptAccessType::READ,
                 IoDirection::Out => HvInterceptAccessType::WRITE,
             };
-            let (ds_low, ds_high) = vcpu.get(HvRegisterName::DS).unwrap_or((0, 0));
-            let (es_low, es_high) = vcpu.get(HvRegisterName::ES).unwrap_or((0, 0));
+            let [(ds_low, ds_high), (es_low, es_high)] = vcpu.hw.data_segments();
             HvMessageBody::X64IoPortIntercept(HvX64IoPortInterceptMessage {
                 header: header(vcpu, rip, length, access),
                 port_number: io.port,
