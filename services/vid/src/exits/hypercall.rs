@@ -3,9 +3,9 @@
 //! TLB flushes become a request the VID passes to the kernel
 //! (`PARTITION_FLUSH_TLB`) before the caller resumes.
 
-use super::{Action, Vmm, ud};
+use super::{Action, Updates, Vmm, ud};
 use crate::guest::{Guest, cpu_mode};
-use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport};
+use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport, XmmUpdates};
 use crate::irq::{DeliveryMode, Destination, Effects, Interrupts, Message};
 use crate::messaging::{self, Connections, Delivery};
 use crate::synthetic::SyntheticPartition;
@@ -127,20 +127,21 @@ impl Vmm {
             synthetic: &self.synthetic,
             delivery: &mut delivery,
         };
-        let outcome = hypercall::handle(&caller, &mut xmm, guest, &mut target);
-        if let Some(d) = delivery {
-            self.deliver(&d, guest);
+        let (mut updates, mut xmm_out) = (Updates::new(), XmmUpdates::new());
+        let outcome = hypercall::handle(&caller, &mut xmm, guest, &mut target, (&mut updates, &mut xmm_out));
+        if let Some(d) = &delivery {
+            self.deliver(d, guest);
         }
         match outcome {
             Outcome::InjectUd => ud(),
-            Outcome::Continue { updates, .. } => Action::Resume(updates),
-            Outcome::Complete { mut updates, xmm, result } => {
+            Outcome::Continue { .. } => Action::Resume(updates),
+            Outcome::Complete { result } => {
                 if result.call_status() != tlfs::HvStatus::SUCCESS.0 {
                     self.stats.failed_hypercalls += 1;
                 }
                 let rip = cpu_mode(h).next_ip(h.rip, h.instruction_length().max(3).into());
                 let _ = updates.push((HvRegisterName::RIP, rip));
-                for (i, value) in xmm {
+                for &(i, value) in &xmm_out {
                     let name = HvRegisterName(HvRegisterName::XMM0.0 + i as u32);
                     let _ = self.wide.push((name, value as u64, (value >> 64) as u64));
                 }
