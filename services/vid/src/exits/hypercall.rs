@@ -5,7 +5,9 @@
 
 use super::{Action, Updates, Vmm, ud};
 use crate::guest::{Guest, cpu_mode};
-use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport, XmmUpdates};
+use crate::hypercall::{
+    self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmRegisters, XmmSupport, XmmUpdates,
+};
 use crate::irq::{DeliveryMode, Destination, Effects, Interrupts, Message};
 use crate::messaging::{self, Connections, Delivery};
 use crate::synthetic::SyntheticPartition;
@@ -114,8 +116,6 @@ impl Vmm {
             output: features.fast_hypercall_output_available(),
         };
         let caller = Caller::at(h, regs, profile.privileges(), xmm_support);
-        let mut xmm: [u128; HV_XMM_FAST_REGISTERS] =
-            core::array::from_fn(|i| u128::from(m.xmm[i][0]) | u128::from(m.xmm[i][1]) << 64);
         let mut delivery = None;
         let mut target = Target {
             irq: &mut self.irq,
@@ -128,7 +128,8 @@ impl Vmm {
             delivery: &mut delivery,
         };
         let (mut updates, mut xmm_out) = (Updates::new(), XmmUpdates::new());
-        let outcome = hypercall::handle(&caller, &mut xmm, guest, &mut target, (&mut updates, &mut xmm_out));
+        let xmm = &mut InterceptXmm(&m.xmm);
+        let outcome = hypercall::handle(&caller, xmm, guest, &mut target, (&mut updates, &mut xmm_out));
         if let Some(d) = &delivery {
             self.deliver(d, guest);
         }
@@ -148,5 +149,16 @@ impl Vmm {
                 Action::Resume(updates)
             }
         }
+    }
+}
+
+/// The VP's XMM0-XMM5 as its intercept message has them, read only for
+/// XMM fast calls.
+struct InterceptXmm<'m>(&'m [[u64; 2]; HV_XMM_FAST_REGISTERS]);
+
+impl XmmRegisters for InterceptXmm<'_> {
+    fn xmm(&mut self, index: usize) -> u128 {
+        let [low, high] = self.0[index];
+        u128::from(low) | u128::from(high) << 64
     }
 }

@@ -286,3 +286,33 @@ fn after_a_hypercall_a_poll_at_the_same_tsc_finds_nothing_to_do() {
     assert!(vmm.synthetic.holds_message(), "the second post waits for its slot");
     assert!(vmm.irq.has_pending(1), "the IPI and VP 1's SINTs");
 }
+
+/// An XMM fast call's input is read from the intercept's XMM registers:
+/// HvCallSendSyntheticClusterIpiEx with its VP set's bank mask in XMM0's
+/// low half and bank 0 in its high half.
+#[test]
+fn xmm_fast_input_comes_from_the_intercept() {
+    let mut g = Fake::new();
+    let mut vmm = testdev_vmm(&mut g, false);
+    let control = HvHypercallInput::new()
+        .with_call_code(HvCallCode::SEND_SYNTHETIC_CLUSTER_IPI_EX.0)
+        .with_fast(true)
+        .with_variable_header_size(1)
+        .into_bits();
+    let ipi = |bank: u64| {
+        let mut body = hypercall(control, 0x44);
+        if let HvMessageBody::HypercallIntercept(m) = &mut body {
+            // R8: the set's format (sparse 4K); XMM0: the valid bank mask, bank 0.
+            m.xmm[0] = [1, bank];
+        }
+        body
+    };
+    let (a, _) = run(&mut vmm, &mut g, ipi(0b10));
+    assert_eq!((status(&a), posted_vector(&a)), (0, None));
+    assert_eq!(vmm.effects.kick, crate::irq::VpSet(0b10));
+    assert!(vmm.irq.lapic(1).unwrap().irr().get(0x44), "VP 1's");
+    vmm.effects = Effects::default();
+    let (a, _) = run(&mut vmm, &mut g, ipi(0b01));
+    assert_eq!((status(&a), posted_vector(&a)), (0, Some(0x44)), "the caller's own, on its reply");
+    assert_eq!(vmm.effects.kick, crate::irq::VpSet(0b01));
+}
