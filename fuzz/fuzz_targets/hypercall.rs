@@ -20,7 +20,8 @@ use tlfs::hypercall::{
     HvPartitionPrivilegeMask, HvRegisterValue,
 };
 use tlfs::{HvError, HvRegisterName, HvResult, HvVpIndex};
-use vid::hypercall::{Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport, handle};
+use vid::exits::Updates;
+use vid::hypercall::{Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport, XmmUpdates, handle};
 use x86decode::CpuMode;
 
 const CODES: [HvCallCode; 13] = [
@@ -203,7 +204,9 @@ fuzz_target!(|input: Input| {
     let broker = HvError::from_status(tlfs::HvStatus(input.broker)).map_or(Ok(()), Err);
     let mut partition = Partition { vps: u32::from(input.vp_count % 65).max(1), touched: false, broker };
     let mut xmm = input.xmm;
-    let outcome = handle(&caller, &mut xmm, &mut ram, &mut partition);
+    let (mut updates, mut xmm_out) = (Updates::new(), XmmUpdates::new());
+    let outcome = handle(&caller, &mut xmm, &mut ram, &mut partition, (&mut updates, &mut xmm_out));
+    let (updates, xmm) = (&updates, &xmm_out);
 
     let control = HvHypercallInput::from_bits(control);
     let x64 = mode == CpuMode::Long64;
@@ -216,8 +219,9 @@ fuzz_target!(|input: Input| {
         Outcome::InjectUd => {
             assert!(!partition.touched, "#UD after acting on the partition");
             assert_eq!(ram, before, "#UD after writing guest memory");
+            assert!(updates.is_empty() && xmm.is_empty(), "#UD and registers set");
         }
-        Outcome::Complete { result, updates, xmm } => {
+        Outcome::Complete { result } => {
             assert!(result.reps_completed() <= control.rep_count(), "{result:?} for {control:?}");
             assert_eq!(result.into_bits() & !(0xffff | 0xfff << 32), 0, "reserved bits in {result:?}");
             for &(name, value) in updates {
@@ -228,7 +232,8 @@ fuzz_target!(|input: Input| {
                 assert!(x64 && control.fast() && caller.xmm_support.output, "XMM output {xmm:?} not offered");
             }
         }
-        Outcome::Continue { control: next, updates } => {
+        Outcome::Continue { control: next } => {
+            assert!(xmm.is_empty(), "a continuation with XMM output");
             assert_eq!(
                 next.into_bits() & !(0xfff << 48),
                 control.into_bits() & !(0xfff << 48),

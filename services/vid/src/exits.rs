@@ -715,11 +715,16 @@ impl Vmm {
 
     /// Whether handling an exit of `body` leaves the partition's devices,
     /// timers and SynICs as the poll that began it left them (CPUID and
-    /// HLT only read them; the interruption the reply carries is taken
-    /// from the controllers, which no poll looks at): a poll at the same
-    /// TSC right after finds nothing to do.
+    /// HLT only read them; a hypercall touches no timer, and what it
+    /// delivers or sends other VPs is in their SynICs, APICs and
+    /// [`Vmm::effects`] already; the interruption the reply carries is
+    /// taken from the controllers, which no poll looks at): a poll at the
+    /// same TSC right after finds nothing to do.
     pub fn leaves_devices_alone(body: &HvMessageBody) -> bool {
-        matches!(body, HvMessageBody::X64CpuidIntercept(_) | HvMessageBody::X64Halt(_))
+        matches!(
+            body,
+            HvMessageBody::X64CpuidIntercept(_) | HvMessageBody::X64Halt(_) | HvMessageBody::HypercallIntercept(_)
+        )
     }
 
     /// Tells the broker what every VP's SINTs take, whatever it was told

@@ -5,11 +5,13 @@
 //! the calling convention, the partition's privileges and XMM support), its
 //! XMM registers ([`XmmRegisters`], read only for XMM fast calls), guest
 //! memory ([`Guest`]) and the partition ([`HypercallTarget`], which the VID
-//! implements over its VPs). It returns an [`Outcome`]:
+//! implements over its VPs). It writes the registers to set into the
+//! caller's [`Updates`] and [`XmmUpdates`] (a reply's, filled in place) and
+//! returns an [`Outcome`]:
 //!
 //! - [`Outcome::InjectUd`]: the call is not allowed here (CPL > 0, real or
 //!   virtual-8086 mode, XMM fast input or output the partition was not
-//!   offered); inject #UD, change nothing else.
+//!   offered); inject #UD, change nothing else (no register is written).
 //! - [`Outcome::Complete`]: set the registers (the result value in RAX or
 //!   EDX:EAX, and any fast output) and advance RIP past the instruction.
 //! - [`Outcome::Continue`]: a rep call made progress but is not done; set the
@@ -166,13 +168,13 @@ pub trait HypercallTarget {
 pub type XmmUpdates = heapless::Vec<(usize, u128), HV_XMM_FAST_REGISTERS>;
 
 /// What the VID does with the VP after a hypercall; see the module docs.
-/// Returned once per hypercall and there is no heap: not boxed.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The registers to set are in the [`Updates`] and [`XmmUpdates`] given to
+/// [`handle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     InjectUd,
-    Complete { result: HvHypercallOutput, updates: Updates, xmm: XmmUpdates },
-    Continue { control: HvHypercallInput, updates: Updates },
+    Complete { result: HvHypercallOutput },
+    Continue { control: HvHypercallInput },
 }
 
 impl Outcome {
@@ -334,16 +336,16 @@ const MAX_HEADER: usize = {
 const MAX_ELEMENT: usize = size_of::<HvRegisterAssoc>();
 
 /// Where the parameters are.
-#[derive(Clone, Copy, Debug)]
-enum Params {
+#[derive(Debug)]
+enum Params<'b> {
     Memory {
         input: u64,
         output: u64,
     },
-    /// RDX, R8 and XMM0-XMM5 as one block; `output_len` bytes of output
-    /// start at `output`.
+    /// RDX, R8 and XMM0-XMM5 as one block ([`handle`]'s); `output_len`
+    /// bytes of output start at `output`.
     Fast {
-        block: [u8; HV_XMM_FAST_BYTES],
+        block: &'b mut [u8; HV_XMM_FAST_BYTES],
         output: usize,
         output_len: usize,
     },
@@ -362,26 +364,29 @@ impl From<HvError> for Refused {
 }
 
 /// A validated call: its header read, its rep elements and outputs at hand.
-struct Request {
+/// The header and the fast block are [`handle`]'s, so the request is small
+/// and never copied whole.
+struct Request<'b> {
     code: HvCallCode,
     control: HvHypercallInput,
     spec: CallSpec,
-    params: Params,
-    header: [u8; MAX_HEADER],
-    header_len: usize,
+    params: Params<'b>,
+    /// Exactly the header's bytes.
+    header: &'b [u8],
 }
 
-impl Request {
+/// Room for the longest header, filled only as far as a call's header goes.
+type Header = heapless::Vec<u8, MAX_HEADER>;
+
+impl Request<'_> {
     /// The fixed header as `T`.
     fn header<T: FromBytes>(&self) -> T {
-        T::read_from_prefix(&self.header[..self.header_len]).map(|(t, _)| t).unwrap_or_else(|_| T::new_zeroed())
+        T::read_from_prefix(self.header).map(|(t, _)| t).unwrap_or_else(|_| T::new_zeroed())
     }
 
     /// The variable header, as qwords.
     fn variable_header(&self) -> impl Iterator<Item = u64> + '_ {
-        self.header[self.spec.header..self.header_len]
-            .chunks_exact(8)
-            .map(|q| u64::from_le_bytes(q.try_into().unwrap()))
+        self.header[self.spec.header..].chunks_exact(8).map(|q| u64::from_le_bytes(q.try_into().unwrap()))
     }
 
     /// The reps this intercept processes.
@@ -392,11 +397,11 @@ impl Request {
 
     /// Rep input element `i`.
     fn element<T: FromBytes>(&self, guest: &mut impl Guest, i: u16) -> HvResult<T> {
-        let offset = self.header_len + usize::from(i) * self.spec.input_element;
+        let offset = self.header.len() + usize::from(i) * self.spec.input_element;
         let mut bytes = [0u8; MAX_ELEMENT];
         let buf = &mut bytes[..size_of::<T>().min(MAX_ELEMENT)];
-        match self.params {
-            Params::Memory { input, .. } => {
+        match &self.params {
+            &Params::Memory { input, .. } => {
                 if !guest.read(input + offset as u64, buf) {
                     return Err(HvError::INVALID_ALIGNMENT);
                 }
@@ -424,35 +429,37 @@ impl Request {
     }
 }
 
-/// Handles the hypercall `caller` made; see the module docs.
+/// Handles the hypercall `caller` made; the registers to set are added to
+/// `updates` and `xmm_out`. See the module docs.
 pub fn handle(
     caller: &Caller,
     xmm: &mut impl XmmRegisters,
     guest: &mut impl Guest,
     target: &mut impl HypercallTarget,
+    (updates, xmm_out): (&mut Updates, &mut XmmUpdates),
 ) -> Outcome {
     if caller.cpl != 0 || caller.mode == CpuMode::Real16 {
         return Outcome::InjectUd;
     }
     let convention = if caller.mode == CpuMode::Long64 { Convention::X64 } else { Convention::X86 };
     let control = HvHypercallInput::from_bits(convention.control(&caller.regs));
-    let mut request = match parse(caller, convention, control, xmm, guest) {
+    let (mut header, mut block) = (Header::new(), [0; HV_XMM_FAST_BYTES]);
+    let mut request = match parse(caller, convention, control, xmm, guest, (&mut header, &mut block)) {
         Ok(request) => request,
         Err(Refused::Ud) => return Outcome::InjectUd,
-        Err(Refused::Status(e)) => return complete(convention, Err(e), 0, None),
+        Err(Refused::Status(e)) => return complete(convention, Err(e), 0, None, (updates, xmm_out)),
     };
     let (status, reps) = calls::dispatch(&mut request, caller, guest, target);
     if status.is_ok() && request.spec.rep && reps < control.rep_count() {
         let control = control.with_rep_start_index(reps);
-        let mut updates = Updates::new();
-        convention.set_value(&mut updates, HvRegisterName::RCX, control.into_bits());
-        return Outcome::Continue { control, updates };
+        convention.set_value(updates, HvRegisterName::RCX, control.into_bits());
+        return Outcome::Continue { control };
     }
     let fast_output = match request.params {
-        Params::Fast { block, output, output_len } if output_len != 0 => Some((block, output..output + output_len)),
+        Params::Fast { block, output, output_len } if output_len != 0 => Some((&*block, output..output + output_len)),
         _ => None,
     };
-    complete(convention, status, reps, fast_output)
+    complete(convention, status, reps, fast_output, (updates, xmm_out))
 }
 
 /// The completed call's result and fast output registers.
@@ -460,12 +467,11 @@ fn complete(
     convention: Convention,
     status: HvResult<()>,
     reps: u16,
-    fast_output: Option<([u8; HV_XMM_FAST_BYTES], core::ops::Range<usize>)>,
+    fast_output: Option<(&[u8; HV_XMM_FAST_BYTES], core::ops::Range<usize>)>,
+    (updates, xmm): (&mut Updates, &mut XmmUpdates),
 ) -> Outcome {
     let result = HvHypercallOutput::new().with_call_status(tlfs::status_of(&status).0).with_reps_completed(reps);
-    let mut updates = Updates::new();
-    convention.set_value(&mut updates, HvRegisterName::RAX, result.into_bits());
-    let mut xmm = XmmUpdates::new();
+    convention.set_value(updates, HvRegisterName::RAX, result.into_bits());
     if let (Some((block, output)), Ok(())) = (fast_output, status) {
         for chunk in output.start / 16..output.end.div_ceil(16) {
             let bytes = &block[chunk * 16..chunk * 16 + 16];
@@ -479,18 +485,19 @@ fn complete(
             debug_assert!(pushed, "fast output overflows the registers");
         }
     }
-    Outcome::Complete { result, updates, xmm }
+    Outcome::Complete { result }
 }
 
 /// The one parser: validates the control value and the parameters, and
 /// reads the header.
-fn parse(
+fn parse<'b>(
     caller: &Caller,
     convention: Convention,
     control: HvHypercallInput,
     xmm: &mut impl XmmRegisters,
     guest: &mut impl Guest,
-) -> Result<Request, Refused> {
+    (header, block): (&'b mut Header, &'b mut [u8; HV_XMM_FAST_BYTES]),
+) -> Result<Request<'b>, Refused> {
     let code = control.code();
     let spec = spec(code).ok_or(HvError::INVALID_HYPERCALL_CODE)?;
     if !(spec.privileged)(&caller.privileges) {
@@ -512,32 +519,36 @@ fn parse(
     let output_len = if spec.rep { usize::from(count) * spec.output } else { spec.output };
     let (p1, p2) = convention.params(&caller.regs);
     let params = if control.fast() {
-        fast_params(caller, convention, input_len, output_len, p1, p2, xmm)?
+        fast_params(caller, convention, (input_len, output_len), (p1, p2), xmm, block)?
     } else {
         memory_params(guest, input_len, output_len, p1, p2)?
     };
-    let mut request = Request { code, control, spec, params, header: [0; MAX_HEADER], header_len };
-    match params {
-        Params::Memory { input, .. } => {
-            if header_len != 0 && !guest.read(input, &mut request.header[..header_len]) {
+    // (At most MAX_HEADER, the specs and the bank limit above; fast, at
+    // most the block, fast_params saw to it.)
+    match &params {
+        &Params::Memory { input, .. } => {
+            let _ = header.resize(header_len, 0);
+            if header_len != 0 && !guest.read(input, &mut header[..header_len]) {
                 return Err(HvError::INVALID_ALIGNMENT.into());
             }
         }
-        Params::Fast { block, .. } => request.header[..header_len].copy_from_slice(&block[..header_len]),
+        Params::Fast { block, .. } => {
+            let _ = header.extend_from_slice(&block[..header_len]);
+        }
     }
-    Ok(request)
+    let header: &'b Header = header;
+    Ok(Request { code, control, spec, params, header })
 }
 
 /// Fast input: RDX and R8, then XMM0-XMM5 if the input or output needs them.
-fn fast_params(
+fn fast_params<'b>(
     caller: &Caller,
     convention: Convention,
-    input_len: usize,
-    output_len: usize,
-    p1: u64,
-    p2: u64,
+    (input_len, output_len): (usize, usize),
+    (p1, p2): (u64, u64),
     xmm: &mut impl XmmRegisters,
-) -> Result<Params, Refused> {
+    block: &'b mut [u8; HV_XMM_FAST_BYTES],
+) -> Result<Params<'b>, Refused> {
     let output = input_len.next_multiple_of(16);
     if output_len != 0 && convention == Convention::X86 {
         // XMM fast output is x64 only (TLFS 3.8.1).
@@ -551,7 +562,6 @@ fn fast_params(
     if input_len > HV_XMM_FAST_BYTES || output + output_len > HV_XMM_FAST_BYTES {
         return Err(HvError::INVALID_HYPERCALL_INPUT.into());
     }
-    let mut block = [0u8; HV_XMM_FAST_BYTES];
     block[..8].copy_from_slice(&p1.to_le_bytes());
     block[8..16].copy_from_slice(&p2.to_le_bytes());
     if uses_xmm {
@@ -569,7 +579,7 @@ fn memory_params(
     output_len: usize,
     input: u64,
     output: u64,
-) -> HvResult<Params> {
+) -> HvResult<Params<'static>> {
     let lists = [(input, input_len), (output, output_len)];
     let used = || lists.into_iter().filter(|&(_, len)| len != 0);
     if used().any(|(gpa, _)| gpa % HV_HYPERCALL_ALIGNMENT != 0) {

@@ -200,8 +200,17 @@ pub struct SyntheticPartition {
     tsc_sequence: u32,
     crash: [u64; HV_CRASH_PARAMETERS],
     vps: [SyntheticVp; MAX_VPS_PER_PARTITION],
+    /// Bit v: VP v's SynIC is not [`SynicVp::idle`] (a timer armed or
+    /// waiting, a port's message held). Kept at every change of a SynIC,
+    /// so a poll, the deadline and [`SyntheticPartition::holds_message`]
+    /// look at those VPs only.
+    busy: VpBits,
     overlays: Overlays,
 }
+
+/// A bit per VP.
+type VpBits = u64;
+const _: () = assert!(MAX_VPS_PER_PARTITION <= VpBits::BITS as usize, "a bit per VP");
 
 impl SyntheticPartition {
     /// The state at partition creation, at TSC `created_tsc`.
@@ -217,8 +226,29 @@ impl SyntheticPartition {
             tsc_sequence: 0,
             crash: [0; HV_CRASH_PARAMETERS],
             vps: [SyntheticVp::default(); MAX_VPS_PER_PARTITION],
+            busy: 0,
             overlays: Overlays::default(),
         }
+    }
+
+    /// VP `vp`'s SynIC may have changed: its bit in `busy` follows.
+    fn track(&mut self, vp: usize) {
+        let bit = 1 << vp;
+        if self.vps[vp].synic.idle() {
+            self.busy &= !bit;
+        } else {
+            self.busy |= bit;
+        }
+    }
+
+    /// The VPs whose SynIC is not idle, lowest first.
+    fn busy_vps(&self) -> impl Iterator<Item = usize> + use<> {
+        let mut bits = self.busy;
+        core::iter::from_fn(move || {
+            let v = bits.trailing_zeros() as usize;
+            bits &= bits.wrapping_sub(1);
+            (v < MAX_VPS_PER_PARTITION).then_some(v)
+        })
     }
 
     pub fn profile(&self) -> &EnlightenmentProfile {
@@ -374,7 +404,9 @@ impl SyntheticPartition {
                 }
                 let reference = self.time_ref_count(now.tsc);
                 let v = &mut self.vps[vp as usize];
-                v.synic.write(m, value, reference, guest, &mut v.raised)?;
+                let written = v.synic.write(m, value, reference, guest, &mut v.raised);
+                self.track(vp as usize);
+                written?;
                 WRITTEN
             }
             HvX64Msr::GUEST_OS_ID => {
@@ -489,12 +521,15 @@ impl SyntheticPartition {
     /// Fires the synthetic timers due at TSC `now` and retries their
     /// waiting messages (into `guest`'s SIM pages).
     pub fn poll(&mut self, now: u64, guest: &mut impl Guest) {
-        if !self.profile.has(Enlightenment::Synic) || self.vps.iter().all(|v| v.synic.idle()) {
+        // An idle SynIC's poll does nothing: only the busy ones are polled.
+        if !self.profile.has(Enlightenment::Synic) || self.busy == 0 {
             return;
         }
         let reference = self.time_ref_count(now);
-        for v in self.vps.iter_mut() {
+        for vp in self.busy_vps() {
+            let v = &mut self.vps[vp];
             v.synic.poll(reference, guest, &mut v.raised);
+            self.track(vp);
         }
     }
 
@@ -505,22 +540,25 @@ impl SyntheticPartition {
         if !self.profile.has(Enlightenment::Synic) {
             return Delivered::Dropped;
         }
-        let Some(v) = self.vps.get_mut(delivery.vp() as usize) else { return Delivered::Dropped };
-        match *delivery {
+        let vp = delivery.vp() as usize;
+        let Some(v) = self.vps.get_mut(vp) else { return Delivered::Dropped };
+        let done = match delivery {
             Delivery::Message { sint, message, .. } => {
-                match v.synic.deliver(usize::from(sint), &message, guest, &mut v.raised) {
+                match v.synic.deliver(usize::from(*sint), message, guest, &mut v.raised) {
                     Post::Delivered => Delivered::Done,
                     Post::Busy => Delivered::Held,
                     Post::Unavailable => Delivered::Dropped,
                 }
             }
             Delivery::Event { sint, flag, .. } => {
-                match v.synic.signal_event(usize::from(sint), flag, guest, &mut v.raised) {
+                match v.synic.signal_event(usize::from(*sint), *flag, guest, &mut v.raised) {
                     Ok(_) => Delivered::Done,
                     Err(_) => Delivered::Dropped,
                 }
             }
-        }
+        };
+        self.track(vp);
+        done
     }
 
     /// Asserts SINT `sint` of VP `vp` for an external source
@@ -530,7 +568,9 @@ impl SyntheticPartition {
             return false;
         }
         let Some(v) = self.vps.get_mut(vp as usize) else { return false };
-        v.synic.assert_sint(usize::from(sint), &mut v.raised)
+        let raised = v.synic.assert_sint(usize::from(sint), &mut v.raised);
+        self.track(vp as usize);
+        raised
     }
 
     /// True while a VP holds a port's message for its slot: the VID
@@ -538,7 +578,7 @@ impl SyntheticPartition {
     /// so the rest stay queued at the broker (which answers
     /// `INSUFFICIENT_BUFFERS` to senders when a port's queue is full).
     pub fn holds_message(&self) -> bool {
-        self.vps.iter().any(|v| v.synic.holds_message())
+        self.busy_vps().any(|v| self.vps[v].synic.holds_message())
     }
 
     /// The TSC at which [`SyntheticPartition::poll`] next has a timer to
@@ -547,7 +587,8 @@ impl SyntheticPartition {
         if !self.profile.has(Enlightenment::SyntheticTimers) {
             return None;
         }
-        let due = self.vps.iter().filter_map(|v| v.synic.next_due()).min()?;
+        // A VP with a timer armed is busy.
+        let due = self.busy_vps().filter_map(|v| self.vps[v].synic.next_due()).min()?;
         self.tsc_at(due)
     }
 

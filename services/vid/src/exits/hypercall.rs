@@ -3,9 +3,11 @@
 //! TLB flushes become a request the VID passes to the kernel
 //! (`PARTITION_FLUSH_TLB`) before the caller resumes.
 
-use super::{Action, Vmm, ud};
+use super::{Action, Updates, Vmm, ud};
 use crate::guest::{Guest, cpu_mode};
-use crate::hypercall::{self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmSupport};
+use crate::hypercall::{
+    self, Caller, CallerRegisters, Flush, HypercallTarget, Outcome, VpSet, XmmRegisters, XmmSupport, XmmUpdates,
+};
 use crate::irq::{DeliveryMode, Destination, Effects, Interrupts, Message};
 use crate::messaging::{self, Connections, Delivery};
 use crate::synthetic::SyntheticPartition;
@@ -114,8 +116,6 @@ impl Vmm {
             output: features.fast_hypercall_output_available(),
         };
         let caller = Caller::at(h, regs, profile.privileges(), xmm_support);
-        let mut xmm: [u128; HV_XMM_FAST_REGISTERS] =
-            core::array::from_fn(|i| u128::from(m.xmm[i][0]) | u128::from(m.xmm[i][1]) << 64);
         let mut delivery = None;
         let mut target = Target {
             irq: &mut self.irq,
@@ -127,25 +127,38 @@ impl Vmm {
             synthetic: &self.synthetic,
             delivery: &mut delivery,
         };
-        let outcome = hypercall::handle(&caller, &mut xmm, guest, &mut target);
-        if let Some(d) = delivery {
-            self.deliver(&d, guest);
+        let (mut updates, mut xmm_out) = (Updates::new(), XmmUpdates::new());
+        let xmm = &mut InterceptXmm(&m.xmm);
+        let outcome = hypercall::handle(&caller, xmm, guest, &mut target, (&mut updates, &mut xmm_out));
+        if let Some(d) = &delivery {
+            self.deliver(d, guest);
         }
         match outcome {
             Outcome::InjectUd => ud(),
-            Outcome::Continue { updates, .. } => Action::Resume(updates),
-            Outcome::Complete { mut updates, xmm, result } => {
+            Outcome::Continue { .. } => Action::Resume(updates),
+            Outcome::Complete { result } => {
                 if result.call_status() != tlfs::HvStatus::SUCCESS.0 {
                     self.stats.failed_hypercalls += 1;
                 }
                 let rip = cpu_mode(h).next_ip(h.rip, h.instruction_length().max(3).into());
                 let _ = updates.push((HvRegisterName::RIP, rip));
-                for (i, value) in xmm {
+                for &(i, value) in &xmm_out {
                     let name = HvRegisterName(HvRegisterName::XMM0.0 + i as u32);
                     let _ = self.wide.push((name, value as u64, (value >> 64) as u64));
                 }
                 Action::Resume(updates)
             }
         }
+    }
+}
+
+/// The VP's XMM0-XMM5 as its intercept message has them, read only for
+/// XMM fast calls.
+struct InterceptXmm<'m>(&'m [[u64; 2]; HV_XMM_FAST_REGISTERS]);
+
+impl XmmRegisters for InterceptXmm<'_> {
+    fn xmm(&mut self, index: usize) -> u128 {
+        let [low, high] = self.0[index];
+        u128::from(low) | u128::from(high) << 64
     }
 }

@@ -3,6 +3,45 @@
 
 use super::*;
 use std::collections::HashMap;
+
+/// [`super::Outcome`] with the registers the call set, for the tests.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    InjectUd,
+    Complete { result: HvHypercallOutput, updates: Updates, xmm: XmmUpdates },
+    Continue { control: HvHypercallInput, updates: Updates },
+}
+
+impl Outcome {
+    fn result(&self) -> Option<HvHypercallOutput> {
+        match self {
+            Outcome::Complete { result, .. } => Some(*result),
+            _ => None,
+        }
+    }
+}
+
+/// [`super::handle`], its outcome with the registers it set; #UD sets none.
+fn handle(
+    caller: &Caller,
+    xmm: &mut impl XmmRegisters,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> Outcome {
+    let (mut updates, mut xmm_out) = (Updates::new(), XmmUpdates::new());
+    match super::handle(caller, xmm, guest, target, (&mut updates, &mut xmm_out)) {
+        super::Outcome::InjectUd => {
+            assert!(updates.is_empty() && xmm_out.is_empty(), "#UD sets no register");
+            Outcome::InjectUd
+        }
+        super::Outcome::Complete { result } => Outcome::Complete { result, updates, xmm: xmm_out },
+        super::Outcome::Continue { control } => {
+            assert!(xmm_out.is_empty(), "a continuation has no output");
+            Outcome::Continue { control, updates }
+        }
+    }
+}
 use tlfs::HvStatus;
 use tlfs::hypercall::{HvInputGetSetVpRegisters, HvInputSendSyntheticClusterIpi, HvInputVtl};
 

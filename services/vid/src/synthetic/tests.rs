@@ -331,3 +331,97 @@ fn clearing_the_guest_os_id_uncovers_the_hypercall_page() {
     wr(&mut p, HvX64Msr::GUEST_OS_ID, 0, &mut ram).unwrap();
     assert!(ram.page(5).iter().all(|&b| b == 0xaa));
 }
+
+/// At partition creation: reference time 0.
+const AT: Now = Now { tsc: CREATED, vp_runtime: 0 };
+
+/// The busy set agrees with every VP's SynIC.
+fn busy_agrees(p: &SyntheticPartition) {
+    for (v, s) in p.vps.iter().enumerate() {
+        assert_eq!(p.busy >> v & 1 == 1, !s.synic.idle(), "VP {v}");
+    }
+}
+
+/// VP `vp`'s SynIC on, its SIM page at `gpn`, SINT 2 on vector 0x52.
+fn synic_on(p: &mut SyntheticPartition, vp: u32, gpn: u64, ram: &mut Ram) {
+    let sint2 = HvX64Msr(HvX64Msr::SINT0.0 + 2);
+    for (msr, value) in [(HvX64Msr::SCONTROL, 1), (HvX64Msr::SIMP, gpn << 12 | 1), (sint2, 0x52)] {
+        p.wrmsr(vp, msr.0, value, ram, AT).unwrap();
+    }
+}
+
+/// Timer 0 of `vp`: a one-shot at reference time `at`, messages to SINT 2.
+fn one_shot(p: &mut SyntheticPartition, vp: u32, at: u64, ram: &mut Ram) {
+    let config = tlfs::msr::HvStimerConfig::new().with_enable(true).with_sintx(2);
+    p.wrmsr(vp, HvX64Msr::STIMER0_CONFIG.0 + 1, at, ram, AT).unwrap();
+    p.wrmsr(vp, HvX64Msr::STIMER0_CONFIG.0, config.into_bits(), ram, AT).unwrap();
+}
+
+fn slot_type(ram: &Ram, gpn: u64, sint: usize) -> u32 {
+    let at = ((gpn as usize) << 12) + sint * 256;
+    u32::from_le_bytes(ram.0[at..at + 4].try_into().unwrap())
+}
+
+/// Only the VPs whose SynIC has work are polled: a timer armed by WRMSR, a
+/// timer's message waiting for EOM, a port's message held for its slot all
+/// keep their VP polled, on any VP; EOM, delivery and reset make it idle.
+#[test]
+fn every_synic_with_work_is_polled() {
+    let set = Enlightenments::HYPERV.with(Enlightenment::Synic, true).with(Enlightenment::SyntheticTimers, true);
+    let mut p = partition(set, Vendor::Intel);
+    let mut ram = Ram::new();
+    let timer = tlfs::HvMessageType::TIMER_EXPIRED.0;
+    assert_eq!(p.busy, 0);
+    synic_on(&mut p, 5, 8, &mut ram);
+    busy_agrees(&p);
+    assert_eq!(p.busy, 0, "an enabled SynIC alone has nothing to poll");
+    // A reserved bit: #GP, nothing armed.
+    assert!(p.wrmsr(5, HvX64Msr::STIMER0_CONFIG.0, 1 << 40, &mut ram, AT).is_err());
+    busy_agrees(&p);
+    one_shot(&mut p, 5, 1000, &mut ram);
+    busy_agrees(&p);
+    assert_eq!(p.busy, 1 << 5);
+    let deadline = p.next_deadline().expect("VP 5's timer");
+    p.poll(deadline, &mut ram);
+    assert_eq!(slot_type(&ram, 8, 2), timer);
+    assert_eq!(p.take_raised(5).iter().collect::<Vec<_>>(), vec![0x52]);
+    busy_agrees(&p);
+    assert_eq!((p.busy, p.next_deadline()), (0, None), "the one-shot fired");
+
+    // Again, with the slot still full: the message waits for EOM.
+    one_shot(&mut p, 5, 2000, &mut ram);
+    let deadline = p.next_deadline().unwrap();
+    p.poll(deadline, &mut ram);
+    busy_agrees(&p);
+    assert_eq!((p.busy, p.next_deadline()), (1 << 5, None), "expired, its message waits");
+    ram.0[(8 << 12) + 2 * 256..][..4].fill(0);
+    p.poll(deadline + 1, &mut ram);
+    assert_eq!(slot_type(&ram, 8, 2), timer, "a poll retries it");
+    busy_agrees(&p);
+    assert_eq!(p.busy, 0);
+
+    // A port's message for VP 9 behind a full slot is held until EOM.
+    synic_on(&mut p, 9, 9, &mut ram);
+    let message = |text: &[u8]| Delivery::Message { vp: 9, sint: 2, message: crate::messaging::message(7, 0x41, text) };
+    assert_eq!(p.deliver(&message(b"one"), &mut ram), Delivered::Done);
+    busy_agrees(&p);
+    assert_eq!(p.deliver(&message(b"two"), &mut ram), Delivered::Held);
+    busy_agrees(&p);
+    assert_eq!(p.busy, 1 << 9);
+    assert!(p.holds_message());
+    p.poll(u64::MAX / 2, &mut ram);
+    assert!(p.holds_message(), "the slot is still full");
+    ram.0[(9 << 12) + 2 * 256..][..4].fill(0);
+    p.wrmsr(9, HvX64Msr::EOM.0, 0, &mut ram, AT).unwrap();
+    busy_agrees(&p);
+    assert!(!p.holds_message());
+    assert_eq!((p.busy, slot_type(&ram, 9, 2)), (0, 0x41));
+
+    // A reset leaves nothing armed.
+    synic_on(&mut p, 15, 10, &mut ram);
+    one_shot(&mut p, 15, 5000, &mut ram);
+    assert_eq!(p.busy, 1 << 15);
+    p.reset();
+    busy_agrees(&p);
+    assert_eq!((p.busy, p.next_deadline()), (0, None));
+}

@@ -245,3 +245,74 @@ fn the_device_is_there_only_when_given_and_bad_requests_only_log() {
         assert!(ev[0].to_string().starts_with("hyperv-testdev request 0x"), "{}", ev[0]);
     }
 }
+
+/// The loop skips its own poll of a partition after a hypercall, as after
+/// CPUID and HLT (`serve`; the broker's are delivered and polled apart):
+/// a local post delivered or held, a signal, an IPI, a spin wait and a
+/// refused call leave nothing for a poll at the same TSC.
+#[test]
+fn after_a_hypercall_a_poll_at_the_same_tsc_finds_nothing_to_do() {
+    let mut g = Fake::new();
+    let mut vmm = testdev_vmm(&mut g, true);
+    run(&mut vmm, &mut g, out(0, 5, ctl::MSG_CONN_CREATE, 1, 2));
+    run(&mut vmm, &mut g, out(0, 9, ctl::EVT_CONN_CREATE, 1, 3));
+    let input =
+        HvInputPostMessage { connection_id: 5, reserved: 0, message_type: 0x42, payload_size: 4, payload: [7; 240] };
+    g.put(0x9000, input.as_bytes());
+    let code =
+        |code: HvCallCode, fast: bool| HvHypercallInput::new().with_call_code(code.0).with_fast(fast).into_bits();
+    let mut ipi = hypercall(code(HvCallCode::SEND_SYNTHETIC_CLUSTER_IPI, true), 0x40);
+    if let HvMessageBody::HypercallIntercept(m) = &mut ipi {
+        m.r8 = 0b10;
+    }
+    let calls = [
+        (hypercall(code(HvCallCode::POST_MESSAGE, false), 0x9000), 0),
+        (hypercall(code(HvCallCode::POST_MESSAGE, false), 0x9000), 0),
+        (hypercall(code(HvCallCode::POST_MESSAGE, false), 0x9000), tlfs::HvStatus::INSUFFICIENT_BUFFERS.0),
+        (hypercall(code(HvCallCode::SIGNAL_EVENT, true), 9), 0),
+        (ipi, 0),
+        (hypercall(code(HvCallCode::NOTIFY_LONG_SPIN_WAIT, true), 1), 0),
+        (hypercall(0xfff0, 0), tlfs::HvStatus::INVALID_HYPERCALL_CODE.0),
+    ];
+    for (now, (body, expected)) in calls.iter().enumerate() {
+        assert!(Vmm::leaves_devices_alone(body));
+        let now = 1000 * now as u64;
+        let a = vmm.handle(&HvMessage::from_body(body, 0), &mut g, now, |_| {});
+        assert_eq!(status(&a), u64::from(*expected), "{body:?}");
+        let before = format!("{vmm:?}");
+        vmm.poll_with(now, &mut g);
+        assert_eq!(format!("{vmm:?}"), before, "{body:?}");
+    }
+    assert!(vmm.synthetic.holds_message(), "the second post waits for its slot");
+    assert!(vmm.irq.has_pending(1), "the IPI and VP 1's SINTs");
+}
+
+/// An XMM fast call's input is read from the intercept's XMM registers:
+/// HvCallSendSyntheticClusterIpiEx with its VP set's bank mask in XMM0's
+/// low half and bank 0 in its high half.
+#[test]
+fn xmm_fast_input_comes_from_the_intercept() {
+    let mut g = Fake::new();
+    let mut vmm = testdev_vmm(&mut g, false);
+    let control = HvHypercallInput::new()
+        .with_call_code(HvCallCode::SEND_SYNTHETIC_CLUSTER_IPI_EX.0)
+        .with_fast(true)
+        .with_variable_header_size(1)
+        .into_bits();
+    let ipi = |bank: u64| {
+        let mut body = hypercall(control, 0x44);
+        if let HvMessageBody::HypercallIntercept(m) = &mut body {
+            // R8: the set's format (sparse 4K); XMM0: the valid bank mask, bank 0.
+            m.xmm[0] = [1, bank];
+        }
+        body
+    };
+    let (a, _) = run(&mut vmm, &mut g, ipi(0b10));
+    assert_eq!((status(&a), posted_vector(&a)), (0, None));
+    assert_eq!(vmm.effects.kick, crate::irq::VpSet(0b10));
+    assert!(vmm.irq.lapic(1).unwrap().irr().get(0x44), "VP 1's");
+    vmm.effects = Effects::default();
+    let (a, _) = run(&mut vmm, &mut g, ipi(0b01));
+    assert_eq!((status(&a), posted_vector(&a)), (0, Some(0x44)), "the caller's own, on its reply");
+    assert_eq!(vmm.effects.kick, crate::irq::VpSet(0b01));
+}
