@@ -312,8 +312,9 @@ const _: () = assert!(3 * (MAX_UPDATES + MAX_WIDE_UPDATES) < abi::MAX_MESSAGE_WO
 
 /// The reply to an exit: the action's label and its register updates
 /// (count, then (name, low, high) triples), 128-bit ones included. Written
-/// over the loop's last reply, word by word.
-fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
+/// over the loop's last reply, word by word; true if it posts an
+/// interruption (seen as the updates are written, not in a second pass).
+fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) -> bool {
     let (label, updates) = match action {
         Action::Resume(u) => (labels::VP_RESUME, u.as_slice()),
         Action::Halt(u) => (labels::VP_HALT, u.as_slice()),
@@ -326,13 +327,16 @@ fn reply_for(action: &Action, vmm: &mut Vmm, reply: &mut Message) {
     let (first, triples) = reply.words_mut().split_at_mut(1);
     first[0] = count as u64;
     let (narrow, wider) = triples.split_at_mut(3 * updates.len());
+    let mut posts = false;
     for (triple, &(register, value)) in narrow.chunks_exact_mut(3).zip(updates) {
+        posts |= register == HvRegisterName::PENDING_INTERRUPTION;
         triple.copy_from_slice(&[u64::from(register.0), value, 0]);
     }
     for (triple, &(register, low, high)) in wider.chunks_exact_mut(3).zip(wide) {
         triple.copy_from_slice(&[u64::from(register.0), low, high]);
     }
     vmm.wide.clear();
+    posts
 }
 
 /// Partition `r`'s connections, through the broker.
@@ -454,10 +458,9 @@ fn handle_exit(
     if let Some(p) = crash {
         services.crashed(name, r.managed, p);
     }
-    reply_for(&action, &mut r.vmm, reply);
+    let posts = reply_for(&action, &mut r.vmm, reply);
     let vp = &mut r.vps[v];
-    vp.posted |= matches!(&action, Action::Resume(u) | Action::Halt(u)
-        if u.iter().any(|(n, _)| *n == HvRegisterName::PENDING_INTERRUPTION));
+    vp.posted |= posts;
     // With an interruption waiting in the kernel a halt is no halt: the VP
     // runs to take it.
     vp.halted = matches!(action, Action::Halt(_)) && !vp.posted;
@@ -660,8 +663,11 @@ pub fn serve(
                 return if reply { kernel.reply(&message) } else { Ok(()) };
             }
         }
-        // A reset above gave a partition a new UART.
-        running.iter_mut().for_each(|r| latch_line_status(kernel, r));
+        // A reset above gave a partition a new UART (keep_time latched
+        // every partition's since, and a drain leaves the UART as it was).
+        if reset.is_some() {
+            running.iter_mut().for_each(|r| latch_line_status(kernel, r));
+        }
         // Typed input is looked for at least every INPUT_POLL_TICKS while
         // a guest reads its serial line; an unfinished line is shown when
         // its pause ends. Else the loop may wait without a limit, which

@@ -49,6 +49,9 @@ pub struct ApicTimer {
     periods: u64,
     /// IA32_TSC_DEADLINE; 0 is disarmed.
     deadline: u64,
+    /// [`ApicTimer::next_fire`], kept as the state changes: every exit
+    /// asks for it, and the periods need a 128-bit division.
+    fire: Option<u64>,
 }
 
 impl ApicTimer {
@@ -65,6 +68,7 @@ impl ApicTimer {
             armed: false,
             periods: 0,
             deadline: 0,
+            fire: None,
         }
     }
 
@@ -120,6 +124,7 @@ impl ApicTimer {
             self.periods = 0;
         }
         self.mode = mode;
+        self.fire = self.due();
     }
 
     /// A write of the initial count: (re)starts the count, 0 stops it.
@@ -132,6 +137,7 @@ impl ApicTimer {
         self.start = now;
         self.periods = 0;
         self.armed = value != 0;
+        self.fire = self.due();
     }
 
     /// A write of the divide configuration: a running count goes on from
@@ -146,6 +152,7 @@ impl ApicTimer {
             self.periods = 0;
         }
         self.divide = value;
+        self.fire = self.due();
     }
 
     /// The current count register.
@@ -172,10 +179,16 @@ impl ApicTimer {
         if self.mode == TimerMode::TscDeadline {
             self.deadline = value;
         }
+        self.fire = self.due();
     }
 
     /// The TSC at which the timer next fires, if it is armed.
-    pub fn next_fire(&self) -> Option<u64> {
+    pub const fn next_fire(&self) -> Option<u64> {
+        self.fire
+    }
+
+    /// [`ApicTimer::next_fire`] computed from the state.
+    fn due(&self) -> Option<u64> {
         match self.mode {
             TimerMode::TscDeadline => (self.deadline != 0).then_some(self.deadline),
             TimerMode::OneShot => self.armed.then(|| self.tsc_after(self.period())),
@@ -193,9 +206,47 @@ impl ApicTimer {
                     TimerMode::OneShot => self.armed = false,
                     TimerMode::Periodic => self.periods = self.ticks_since_start(now) / self.period(),
                 }
+                self.fire = self.due();
                 true
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ApicTimer, TimerMode};
+
+    /// The fire time kept as the state changes is the one the state gives,
+    /// after every kind of change, in every mode (a change that forgot
+    /// to keep it would leave a stale one: a timer late or early).
+    #[test]
+    fn the_kept_fire_time_follows_every_change() {
+        let mut timer = ApicTimer::new(3_000_000_000, 100_000_000);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut now = 0u64;
+        let mut fired = 0;
+        let modes = [TimerMode::OneShot, TimerMode::Periodic, TimerMode::TscDeadline];
+        for _ in 0..20_000 {
+            let r = next();
+            now += r % 5_000;
+            match r >> 61 {
+                0 => timer.set_mode(modes[(r >> 20) as usize % 3], now),
+                1 | 2 => timer.set_initial((r >> 24) as u32 % 2_000, now),
+                3 => timer.set_divide((r >> 24) as u32, now),
+                4 => timer.set_deadline(now + (r >> 24) % 10_000),
+                5 => timer.reset(),
+                _ => fired += u32::from(timer.poll(now)),
+            }
+            assert_eq!(timer.next_fire(), timer.due(), "{timer:?}");
+        }
+        assert!(fired > 100, "{fired} fired");
     }
 }

@@ -4,7 +4,7 @@
 use super::fake::{Fake, NOT_HELD, Step, TSC_HZ, VpCall, hlt, out, wrmsr};
 use super::{Boot, EntryWords, Running, Setup, serve};
 use crate::exits::tests::PIT_AT_100_HZ;
-use crate::exits::{Vmm, VmmConfig};
+use crate::exits::{Action, Stop, Vmm, VmmConfig, updates as list};
 use crate::host::{BrokerEvents, Until};
 use crate::monitor::{Monitor, MonitorPage};
 use crate::uart::UART_LINE_STATUS;
@@ -564,6 +564,41 @@ fn init_at_the_boot_processor_restarts_the_partition() {
     assert!(kernel.logged("guest: reset by INIT at the boot processor; restarting (1)"));
     assert!(!running[0].stopped);
     assert_eq!(kernel.vp_calls.borrow().last(), Some(&VpCall::Start(vp_cap(0, 0))));
+}
+
+#[test]
+fn a_partition_init_restarted_has_its_new_uarts_answers_in_ring_0_before_it_runs_again() {
+    // The divisor latch keeps COM1's THR from being posted; INIT at the
+    // BSP resets the partition, whose new UART may post again: ring 0
+    // hears so before the loop waits (the latch the loop makes after a
+    // reset; keep_time's came before it).
+    let dlab = exit(0, 0, out(crate::uart::COM1_BASE + crate::uart::reg::LCR, 0x80));
+    let kernel = Fake::new([exit(0, 0, wrmsr(0x1b, X2APIC_ON)), dlab, exit(0, 0, wrmsr(0x830, INIT))]);
+    let mut memory = Memory::new(1);
+    let mut r = partition(&mut memory, 0, 1, &kernel);
+    r.boot = Some(boot());
+    let mut running = [r];
+    assert_eq!(serve(&kernel, &kernel, &mut running, TSC_HZ), Err(ErrorCode::PEER_GONE));
+    assert!(kernel.logged("guest: reset by INIT at the boot processor; restarting (1)"));
+    assert_eq!(thr_posts(&kernel), [false, true, false, true]);
+    assert!(running[0].posting);
+}
+
+#[test]
+fn the_reply_says_whether_it_posts_an_interruption() {
+    let interruption = (HvRegisterName::PENDING_INTERRUPTION, 0x8000_0030);
+    let mut vmm = Vmm::new();
+    let mut reply = Message::new(0);
+    for (action, posts) in [
+        (Action::Resume(list(&[(HvRegisterName::RIP, 2), interruption])), true),
+        (Action::Halt(list(&[interruption])), true),
+        (Action::Resume(list(&[(HvRegisterName::RIP, 2), (HvRegisterName::RAX, 1)])), false),
+        (Action::Halt(list(&[(HvRegisterName::RIP, 2)])), false),
+        (Action::Stop(Stop::PowerOff), false),
+    ] {
+        assert_eq!(super::reply_for(&action, &mut vmm, &mut reply), posts, "{action:?}");
+        assert_eq!(posts_interruption(&reply), posts, "{action:?}");
+    }
 }
 
 #[test]
