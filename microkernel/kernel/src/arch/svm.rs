@@ -77,9 +77,7 @@ impl GuestGprs {
             _ => return None,
         })
     }
-}
 
-impl GuestGprs {
     /// All sixteen in `tlfs::exit_state::GPRS` order, with the backend's
     /// RAX and RSP.
     pub fn in_exit_order(&self, rax: u64, rsp: u64) -> [u64; 16] {

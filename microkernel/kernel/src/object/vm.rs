@@ -377,10 +377,8 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
         ring0::write_address(vcpu, &exit);
         return Outcome::Host;
     }
-    if matches!(exit.reason, ExitReason::HostInterrupt | ExitReason::InterruptWindow) {
-        return Outcome::Host;
-    }
-    // What the messages below carry, read in one go.
+    // What the messages below carry, read in one go (`run` answers the
+    // common ring-0 exits, host interrupts and windows, before this).
     let g = vcpu.hw.general_registers();
     let body = match exit.reason {
         ExitReason::HostInterrupt | ExitReason::InterruptWindow => return Outcome::Host,
