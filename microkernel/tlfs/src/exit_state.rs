@@ -55,15 +55,39 @@ pub mod gpr {
 }
 const _: () = {
     use gpr::*;
-    let at = [(RAX, R::RAX), (RCX, R::RCX), (RDX, R::RDX), (RBX, R::RBX), (RSP, R::RSP)];
-    let more = [(RBP, R::RBP), (RSI, R::RSI), (RDI, R::RDI), (R8, R::R8)];
+    let at = [
+        (RAX, R::RAX),
+        (RCX, R::RCX),
+        (RDX, R::RDX),
+        (RBX, R::RBX),
+        (RSP, R::RSP),
+        (RBP, R::RBP),
+        (RSI, R::RSI),
+        (RDI, R::RDI),
+        (R8, R::R8),
+    ];
     let mut i = 0;
-    while i < at.len() + more.len() {
-        let (index, name) = if i < at.len() { at[i] } else { more[i - at.len()] };
-        assert!(GPRS[index].0 == name.0);
+    while i < at.len() {
+        assert!(GPRS[at[i].0].0 == at[i].1.0);
         i += 1;
     }
 };
+
+/// Whether `a` and `b` name the same registers in the same order (for
+/// const assertions on a backend's layout of the groups).
+pub const fn same_names(a: &[R], b: &[R]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i].0 != b[i].0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 pub const CONTROL: [R; 5] = [R::CR0, R::CR2, R::CR3, R::CR4, R::EFER];
 pub const SEGMENTS: [R; 5] = [R::DS, R::ES, R::FS, R::GS, R::SS];

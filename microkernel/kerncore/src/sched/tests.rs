@@ -908,12 +908,9 @@ fn slices_keep_their_shares_when_the_threads_fault_and_are_handled() {
     assert_eq!(ran, [300, 600, 2100]);
 }
 
-#[test]
-fn a_thread_whose_exit_carried_the_tick_that_ended_its_slice_goes_to_the_tail() {
-    // The kernel takes the ticks due at a VM exit before it forwards the
-    // exit: the tick ends thread 0's slice (tail, fresh slice), then thread
-    // 0 blocks for its handler (2). The reply must not give it the head.
-    let mut s = with(2, &[params(0), params(0), params(9)]);
+/// Thread 0 runs two ticks, the second taken at its VM exit, then blocks
+/// for its handler, thread 2, which runs.
+fn two_ticks_then_an_exit_to_the_handler(s: &mut Scheduler<8>) {
     s.block(tid(2));
     assert_eq!(s.schedule(0), Some(tid(0)));
     s.tick(|_| None);
@@ -921,6 +918,15 @@ fn a_thread_whose_exit_carried_the_tick_that_ended_its_slice_goes_to_the_tail() 
     s.block(tid(0));
     s.make_ready(tid(2));
     assert_eq!(s.schedule(0), Some(tid(2)));
+}
+
+#[test]
+fn a_thread_whose_exit_carried_the_tick_that_ended_its_slice_goes_to_the_tail() {
+    // The kernel takes the ticks due at a VM exit before it forwards the
+    // exit: the tick ends thread 0's slice (tail, fresh slice), then thread
+    // 0 blocks for its handler (2). The reply must not give it the head.
+    let mut s = with(2, &[params(0), params(0), params(9)]);
+    two_ticks_then_an_exit_to_the_handler(&mut s);
     s.block(tid(2));
     s.resume_turn(tid(0));
     s.check().unwrap();
@@ -939,14 +945,8 @@ fn a_thread_whose_exit_carried_the_tick_that_ended_its_slice_goes_to_the_tail() 
 fn a_thread_depleted_at_its_exit_and_refilled_meanwhile_goes_to_the_tail() {
     // Thread 0: budget 2 per 3 ticks, slice 5; thread 1 its equal; 2 the handler.
     let mut s = with(4, &[SchedParams { slice: 5, ..budgeted(0, 2, 3) }, params(0), params(9)]);
-    s.block(tid(2));
-    assert_eq!(s.schedule(0), Some(tid(0)));
-    s.tick(|_| None);
-    s.tick(|_| None);
     // Depleted by the tick taken at its exit, which it then waits on.
-    s.block(tid(0));
-    s.make_ready(tid(2));
-    assert_eq!(s.schedule(0), Some(tid(2)));
+    two_ticks_then_an_exit_to_the_handler(&mut s);
     // The handler works into the next period.
     s.tick(|c| (c == tid(2)).then_some(tid(0)));
     s.block(tid(2));

@@ -10,19 +10,9 @@ use tlfs::{HvRegisterName, HvX64InterruptStateRegister, HvX64SegmentAttributes, 
 
 // [`Vmcb::exit_state`] lays CONTROL and SEGMENTS out in their order.
 const _: () = {
-    let control = [HvRegisterName::CR0, HvRegisterName::CR2, HvRegisterName::CR3, HvRegisterName::CR4];
-    let mut i = 0;
-    while i < control.len() {
-        assert!(CONTROL[i].0 == control[i].0);
-        i += 1;
-    }
-    assert!(CONTROL[4].0 == HvRegisterName::EFER.0);
-    let segments = [HvRegisterName::DS, HvRegisterName::ES, HvRegisterName::FS, HvRegisterName::GS, HvRegisterName::SS];
-    let mut i = 0;
-    while i < segments.len() {
-        assert!(SEGMENTS[i].0 == segments[i].0);
-        i += 1;
-    }
+    use HvRegisterName as R;
+    assert!(exit_state::same_names(&CONTROL, &[R::CR0, R::CR2, R::CR3, R::CR4, R::EFER]));
+    assert!(exit_state::same_names(&SEGMENTS, &[R::DS, R::ES, R::FS, R::GS, R::SS]));
 };
 
 fn attributes_to_tlfs(a: SegmentAttributes) -> HvX64SegmentAttributes {
