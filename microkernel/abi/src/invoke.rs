@@ -141,7 +141,10 @@ open_enum! {
         /// fetches go on (a read-only overlay: the hypercall page, TLFS
         /// 3.13). Giving back restores only what PARTITION_MAP granted.
         /// When it returns, no CPU runs a VP of the partition on the old
-        /// rights. BAD_ADDRESS if the page is not mapped.
+        /// rights. BAD_ADDRESS if the page is not mapped. With a third
+        /// word, MR2 names the VTL whose view it changes (0 without;
+        /// INVALID_STATE for a VTL the partition lacks): each VTL has its
+        /// own hypercall page.
         PARTITION_HOLD_WRITE = 0x74,
         /// Make ports MR0..MR0 + MR1 floating (MR2 1) or not (MR2 0) in the
         /// partition (RUN): an IN or OUT (not INS/OUTS) at a floating port
@@ -223,6 +226,41 @@ open_enum! {
         /// low half), each `port << 8 | byte`. MESSAGE_TOO_LONG, and
         /// nothing taken, if writes wait and the caller has no IPC buffer.
         PARTITION_DRAIN_POSTED = 0x81,
+        /// Give the partition VTL MR0 (RUN; only 1, TLFS 15): a second
+        /// second-level view, VTL 1's, holding every page mapped so far
+        /// with the rights PARTITION_MAP granted; maps and unmaps from
+        /// then on change both views. VTL 0's view is the one the
+        /// partition had. INVALID_ARGUMENT for another VTL, INVALID_STATE
+        /// if it has it already, OUT_OF_MEMORY if its tables do not fit
+        /// (charged as PARTITION_MAP's; nothing is made then).
+        PARTITION_ENABLE_VTL = 0x82,
+        /// Narrow what VTL 0 may do with pages MR0..MR0 + MR1 × 4 KiB
+        /// (RUN): in VTL 0's view each page grants what PARTITION_MAP
+        /// granted and MR2 ([`Rights`](crate::Rights) READ, WRITE,
+        /// EXECUTE; 0 is no access) allows; VTL 1's view is unchanged
+        /// (TLFS 15.9, HvCallModifyVtlProtectionMask). A VTL 0 access
+        /// it refuses exits as a memory intercept. A 2 MiB leaf is split
+        /// (its table charged as PARTITION_MAP's). INVALID_STATE without
+        /// VTL 1, INVALID_ARGUMENT for WRITE without READ or other bits,
+        /// BAD_ADDRESS if a page is not mapped, OUT_OF_MEMORY: nothing
+        /// changes then. When it returns, no CPU runs a VP of the
+        /// partition on the old rights.
+        PARTITION_PROTECT = 0x83,
+        /// Give a VP that is not running VTL MR0's context (RUN; only 1,
+        /// and its partition has VTL 1): its registers as at power-on,
+        /// in VTL 1's view. The VP stays in the VTL it is in.
+        /// INVALID_STATE if the partition lacks the VTL or the VP has it.
+        VP_ENABLE_VTL = 0x84,
+        /// Switch a VP that is not running to VTL MR0 (RUN): its private
+        /// registers (TLFS 15.11.1: RIP, RSP, RFLAGS, control, segment
+        /// and descriptor-table registers, DR6, DR7, the private MSRs)
+        /// become that VTL's, its second-level view too, and its pending
+        /// events; the shared ones (the other general registers, CR2,
+        /// DR0-DR3, x87/SSE/AVX, XCR0) stay. VP_GET_REGISTERS and
+        /// VP_SET_REGISTERS, the exit state and the reply to an exit act
+        /// on the active VTL, which each exit names (the execution
+        /// state's VTL field). INVALID_STATE if the VP lacks the VTL.
+        VP_SWITCH_VTL = 0x85,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.
