@@ -20,7 +20,7 @@
 //!   the EPTP enables them.
 
 use crate::paging::PageTableMemory;
-use crate::slat::{GuestMapError, GuestRights, PhysAddrWidth, SlatConfig, SlatFormat, SlatMapper};
+use crate::slat::{GuestMapError, GuestRights, PhysAddrWidth, SlatConfig, SlatFormat, SlatMapper, software_bits};
 use crate::virt::EptVpidCap;
 use bitfield_struct::bitfield;
 
@@ -156,8 +156,6 @@ impl EptFormat {
 impl SlatFormat for EptFormat {
     type Entry = EptEntry;
 
-    const WRITE_BIT: u64 = EptEntry::new().with_write(true).into_bits();
-
     fn is_present(&self, entry: EptEntry) -> bool {
         entry.is_present()
     }
@@ -189,6 +187,14 @@ impl SlatFormat for EptFormat {
             .with_address(hpa)
     }
 
+    /// No right at all is not present to the CPU.
+    fn with_rights(&self, leaf: EptEntry, rights: GuestRights) -> EptEntry {
+        leaf.with_read(rights.read)
+            .with_write(rights.write)
+            .with_execute(rights.execute)
+            .with_user_execute(rights.execute)
+    }
+
     fn check_rights(&self, rights: GuestRights) -> Result<(), GuestMapError> {
         if rights.is_none() {
             Err(GuestMapError::NoAccess)
@@ -201,6 +207,9 @@ impl SlatFormat for EptFormat {
         }
     }
 }
+
+// The held and withheld bits lie in bits 52-56, which a leaf ignores.
+const _: () = assert!(software_bits::<EptFormat>() & !(0x1f << 52) == 0);
 
 /// Builds EPT hierarchies; see [`SlatMapper`] for map, unmap and translate.
 pub type EptMapper<'m, M> = SlatMapper<'m, EptFormat, M>;

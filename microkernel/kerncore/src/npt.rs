@@ -16,7 +16,7 @@
 //! with EPT gives both backends the same rules.
 
 use crate::paging::{PageTableEntry, PageTableMemory};
-use crate::slat::{GuestMapError, GuestRights, SlatFormat, SlatMapper};
+use crate::slat::{GuestMapError, GuestRights, SlatFormat, SlatMapper, software_bits};
 
 /// The nested-paging entry format for [`SlatMapper`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,9 +25,12 @@ pub struct NptFormat;
 impl SlatFormat for NptFormat {
     type Entry = PageTableEntry;
 
-    const WRITE_BIT: u64 = PageTableEntry::new().with_writable(true).into_bits();
     // The held bit is the first of the software-available high bits.
     const WRITE_HELD_BIT: u64 = PageTableEntry::new().with_available_high(1).into_bits();
+    // Then a protection's: read, write, execute (bits 53, 54, 55).
+    const READ_WITHHELD_BIT: u64 = PageTableEntry::new().with_available_high(2).into_bits();
+    const WRITE_WITHHELD_BIT: u64 = PageTableEntry::new().with_available_high(4).into_bits();
+    const EXECUTE_WITHHELD_BIT: u64 = PageTableEntry::new().with_available_high(8).into_bits();
 
     fn is_present(&self, entry: PageTableEntry) -> bool {
         entry.present()
@@ -64,6 +67,11 @@ impl SlatFormat for NptFormat {
             .with_address(hpa)
     }
 
+    /// Read is presence, so no read is no access at all.
+    fn with_rights(&self, leaf: PageTableEntry, rights: GuestRights) -> PageTableEntry {
+        leaf.with_present(rights.read).with_writable(rights.write).with_no_execute(!rights.execute)
+    }
+
     fn check_rights(&self, rights: GuestRights) -> Result<(), GuestMapError> {
         match rights {
             GuestRights { read: true, .. } => Ok(()),
@@ -73,6 +81,9 @@ impl SlatFormat for NptFormat {
         }
     }
 }
+
+// The held and withheld bits lie in bits 52-58, left to software.
+const _: () = assert!(software_bits::<NptFormat>() & !(0x7f << 52) == 0);
 
 /// Builds nested page tables; see [`SlatMapper`] for map, unmap and translate.
 pub type NptMapper<'m, M> = SlatMapper<'m, NptFormat, M>;

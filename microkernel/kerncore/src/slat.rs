@@ -20,6 +20,13 @@
 //! - [`SlatMapper::unmap`] removes whole leaves and reports each one so the
 //!   caller can flush (INVEPT, or a TLB flush of the ASID). A range with a
 //!   hole, or one that would cut a large leaf, is refused whole.
+//! - [`SlatMapper::protect`] narrows what a range may do below what the
+//!   map granted, and [`SlatMapper::hold_write`] withholds one page's
+//!   write; each keeps what it withholds in bits the CPU ignores, so
+//!   neither gives back what the other withholds, and the map's grant
+//!   always comes back whole ([`SlatMapper::granted`]). A leaf with every
+//!   right withheld has none in hardware (EPT RWX=0, NPT P=0) yet stays a
+//!   mapping: translated (with no right), unmapped, never overlapped.
 //! - Write and execute together are allowed. What a guest does with its
 //!   own memory is the guest's business (a guest kernel loads and runs code
 //!   in the same RAM); these tables only bound what the guest can reach.
@@ -55,6 +62,23 @@ impl GuestRights {
             read: self.read && other.read,
             write: self.write && other.write,
             execute: self.execute && other.execute,
+        }
+    }
+
+    pub const fn union(self, other: GuestRights) -> GuestRights {
+        GuestRights {
+            read: self.read || other.read,
+            write: self.write || other.write,
+            execute: self.execute || other.execute,
+        }
+    }
+
+    /// The rights of `self` that `other` lacks.
+    pub const fn without(self, other: GuestRights) -> GuestRights {
+        GuestRights {
+            read: self.read && !other.read,
+            write: self.write && !other.write,
+            execute: self.execute && !other.execute,
         }
     }
 
@@ -153,8 +177,13 @@ pub struct RemovedMapping {
 pub trait SlatFormat {
     type Entry: Copy + From<u64> + Into<u64>;
 
-    /// The entry maps a page or points to a table.
+    /// The CPU sees a page or a table: what the hardware walk needs.
     fn is_present(&self, entry: Self::Entry) -> bool;
+    /// The entry maps a page (perhaps with every right withheld) or
+    /// points to a table: what the walker needs.
+    fn is_mapped(&self, entry: Self::Entry) -> bool {
+        self.is_present(entry) || entry.into() & software_bits::<Self>() != 0
+    }
     /// Bit 7: the entry at level 1 or 2 is a leaf.
     fn is_large(&self, entry: Self::Entry) -> bool;
     fn address(&self, entry: Self::Entry) -> u64;
@@ -164,15 +193,51 @@ pub trait SlatFormat {
     fn table_entry(&self, table: u64) -> Self::Entry;
     /// A write-back leaf mapping `hpa`, 2 MiB if `large`.
     fn leaf_entry(&self, hpa: u64, rights: GuestRights, large: bool) -> Self::Entry;
+    /// `leaf` granting `rights` in hardware (NONE: not present to the
+    /// CPU), its address and other bits kept. `rights` is NONE or passes
+    /// [`Self::check_rights`].
+    fn with_rights(&self, leaf: Self::Entry, rights: GuestRights) -> Self::Entry;
     /// Whether the format (and CPU) can express `rights`.
     fn check_rights(&self, rights: GuestRights) -> Result<(), GuestMapError>;
 
-    /// A leaf's write-permission bit.
-    const WRITE_BIT: u64;
     /// A leaf bit the CPU ignores (bit 52: EPT ignores 52-56, NPT leaves
     /// 52-58 to software), set while [`SlatMapper::hold_write`] withholds
     /// the write access the map granted.
     const WRITE_HELD_BIT: u64 = 1 << 52;
+    /// Leaf bits the CPU ignores, set for each right the map granted that
+    /// [`SlatMapper::protect`] withholds.
+    const READ_WITHHELD_BIT: u64 = 1 << 53;
+    const WRITE_WITHHELD_BIT: u64 = 1 << 54;
+    const EXECUTE_WITHHELD_BIT: u64 = 1 << 55;
+}
+
+/// Every software bit of a leaf: none is ever set in a table pointer.
+pub const fn software_bits<F: SlatFormat + ?Sized>() -> u64 {
+    F::WRITE_HELD_BIT | F::READ_WITHHELD_BIT | F::WRITE_WITHHELD_BIT | F::EXECUTE_WITHHELD_BIT
+}
+
+/// Bit 7 marks a large leaf and bits 12..=51 hold the address, in both
+/// formats; a split copies every other bit to the smaller leaves.
+const LARGE_BIT: u64 = 1 << 7;
+const ADDRESS_BITS: u64 = ((1 << 52) - 1) & !(PAGE_SIZE - 1);
+
+/// What a leaf grants and withholds; its hardware rights follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LeafRights {
+    /// What the map granted.
+    granted: GuestRights,
+    /// Withheld by a protection (a subset of `granted`).
+    protected: GuestRights,
+    /// Write withheld by [`SlatMapper::hold_write`] (only if granted).
+    held: bool,
+}
+
+impl LeafRights {
+    /// What the CPU lets the guest do.
+    fn effective(self) -> GuestRights {
+        let held = GuestRights { write: self.held, ..GuestRights::NONE };
+        self.granted.without(self.protected).without(held)
+    }
 }
 
 fn index(gpa: u64, level: u32) -> usize {
@@ -311,29 +376,90 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
 
     /// Withholds (`held`) or gives back the write access the map granted
     /// the 4 KiB page at `gpa`, so a write faults to the VMM while reads
-    /// and fetches go on. Giving back restores only what the map granted:
-    /// a page mapped read-only stays so. Returns whether the leaf changed
-    /// (flush the partition's translations then).
+    /// and fetches go on. Giving back restores only what the map granted
+    /// and no protection withholds: a page mapped read-only stays so.
+    /// Returns whether the hardware rights changed (flush the partition's
+    /// translations then).
     pub fn hold_write(&mut self, gpa: u64, held: bool) -> Result<bool, GuestMapError> {
         self.guest_range(gpa, PAGE_SIZE)?;
         let leaf = self.leaf_at(gpa).ok_or(GuestMapError::NotMapped { gpa })?;
         if leaf.level != 0 {
             return Err(GuestMapError::SplitsLargePage { gpa });
         }
-        let old: u64 = leaf.entry.into();
-        let (writable, was_held) = (old & F::WRITE_BIT != 0, old & F::WRITE_HELD_BIT != 0);
-        let new = match (held, writable, was_held) {
-            (true, true, _) => (old & !F::WRITE_BIT) | F::WRITE_HELD_BIT,
-            (false, _, true) => (old & !F::WRITE_HELD_BIT) | F::WRITE_BIT,
-            _ => old,
-        };
-        if new != old {
-            self.mem.write_entry(leaf.table, leaf.index, new);
-        }
-        Ok(new != old)
+        let old = self.leaf_rights(leaf.entry);
+        Ok(self.set_leaf_rights(&leaf, LeafRights { held, ..old }))
     }
 
-    /// The host-physical address and rights `gpa` translates to.
+    /// Lets every 4 KiB page of `[gpa, gpa+len)` do what the map granted
+    /// and `allowed` allows (less a held write); `allowed` NONE is no
+    /// access, the page staying mapped. Replaces the range's earlier
+    /// protection. Returns whether any leaf changed (flush then).
+    ///
+    /// `allowed` must be NONE or rights the format can express (so NPT
+    /// refuses write-only and execute-only). Every page must be mapped.
+    /// A large leaf the range covers only in part is split first (its
+    /// other pages keep their translation); one it covers whole stays
+    /// large. A refusal changes nothing; running out of memory changes no
+    /// translation, though a split done before it stays (its table is
+    /// freed with the hierarchy).
+    pub fn protect(&mut self, gpa: u64, len: u64, allowed: GuestRights) -> Result<bool, GuestMapError> {
+        if !allowed.is_none() {
+            self.format.check_rights(allowed)?;
+        }
+        let end = self.guest_range(gpa, len)?;
+        let mut g = gpa;
+        while g < end {
+            let leaf = self.leaf_at(g).ok_or(GuestMapError::NotMapped { gpa: g })?;
+            g = (g & !(level_size(leaf.level) - 1)) + level_size(leaf.level);
+        }
+        // Tables first: only the splits allocate, and they keep every translation.
+        let mut changed = false;
+        for edge in [gpa, end - PAGE_SIZE] {
+            while let Some(leaf) = self.leaf_at(edge).filter(|l| l.level > 0) {
+                let size = level_size(leaf.level);
+                let base = edge & !(size - 1);
+                if base >= gpa && base + size <= end {
+                    break;
+                }
+                self.split(&leaf)?;
+                changed = true;
+            }
+        }
+        let mut g = gpa;
+        while g < end {
+            let Some(leaf) = self.leaf_at(g) else { break };
+            let old = self.leaf_rights(leaf.entry);
+            let protected = old.granted.without(allowed);
+            changed |= self.set_leaf_rights(&leaf, LeafRights { protected, ..old });
+            g = (g & !(level_size(leaf.level) - 1)) + level_size(leaf.level);
+        }
+        Ok(changed)
+    }
+
+    /// What the map granted the page at `gpa`, whatever a protection or a
+    /// held write withholds now.
+    pub fn granted(&self, gpa: u64) -> Option<GuestRights> {
+        if gpa >= self.guest_limit() {
+            return None;
+        }
+        self.leaf_at(gpa).map(|leaf| self.leaf_rights(leaf.entry).granted)
+    }
+
+    /// Maps every leaf of this hierarchy into `dest` with the rights the
+    /// map granted it (no protection, no held write), as large as `dest`'s
+    /// config allows. Refuses an overlap with what `dest` holds. On an
+    /// error `dest` holds some of the leaves, each translating correctly:
+    /// the caller frees it.
+    pub fn copy_into<M2: PageTableMemory>(&self, dest: &mut SlatMapper<'_, F, M2>) -> Result<(), GuestMapError> {
+        self.try_for_each_leaf(self.root, LEVELS - 1, 0, &mut |gpa, level, entry| {
+            let size = level_size(level);
+            let hpa = self.format.address(entry) & !(size - 1);
+            dest.map(gpa, hpa, size, self.leaf_rights(entry).granted)
+        })
+    }
+
+    /// The host-physical address and rights `gpa` translates to (no right
+    /// at all where a protection withholds every one).
     pub fn translate(&self, gpa: u64) -> Option<GuestTranslation> {
         if gpa >= self.guest_limit() {
             return None;
@@ -342,7 +468,7 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         let mut table = self.root;
         for level in (0..LEVELS).rev() {
             let entry = self.entry(table, index(gpa, level));
-            if !self.format.is_present(entry) {
+            if !self.format.is_mapped(entry) {
                 return None;
             }
             rights = rights.intersect(self.format.rights(entry));
@@ -366,12 +492,94 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         if level > 0 {
             for i in 0..ENTRIES {
                 let entry = self.entry(table, i);
-                if self.format.is_present(entry) && !self.is_leaf(entry, level) {
+                if self.format.is_mapped(entry) && !self.is_leaf(entry, level) {
                     self.visit_tables(self.format.address(entry), level - 1, f);
                 }
             }
         }
         f(table);
+    }
+
+    /// Calls `f` with every leaf under `table` (at `level`, mapping from
+    /// `base`), in address order, until it fails.
+    fn try_for_each_leaf(
+        &self,
+        table: u64,
+        level: u32,
+        base: u64,
+        f: &mut impl FnMut(u64, u32, F::Entry) -> Result<(), GuestMapError>,
+    ) -> Result<(), GuestMapError> {
+        for i in 0..ENTRIES {
+            let entry = self.entry(table, i);
+            let gpa = base + i as u64 * level_size(level);
+            if !self.format.is_mapped(entry) {
+                continue;
+            }
+            if self.is_leaf(entry, level) {
+                f(gpa, level, entry)?;
+            } else {
+                self.try_for_each_leaf(self.format.address(entry), level - 1, gpa, f)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf_rights(&self, leaf: F::Entry) -> LeafRights {
+        let bits: u64 = leaf.into();
+        let protected = GuestRights {
+            read: bits & F::READ_WITHHELD_BIT != 0,
+            write: bits & F::WRITE_WITHHELD_BIT != 0,
+            execute: bits & F::EXECUTE_WITHHELD_BIT != 0,
+        };
+        let held = bits & F::WRITE_HELD_BIT != 0;
+        let held_write = GuestRights { write: held, ..GuestRights::NONE };
+        let granted = self.format.rights(leaf).union(protected).union(held_write);
+        LeafRights { granted, protected, held }
+    }
+
+    /// Writes `rights` into `leaf` (what is withheld of nothing granted is
+    /// dropped); returns whether the hardware rights changed.
+    fn set_leaf_rights(&mut self, leaf: &Leaf<F::Entry>, rights: LeafRights) -> bool {
+        let rights = LeafRights {
+            protected: rights.protected.intersect(rights.granted),
+            held: rights.held && rights.granted.write,
+            ..rights
+        };
+        let effective = rights.effective();
+        let mut bits: u64 = self.format.with_rights(leaf.entry, effective).into() & !software_bits::<F>();
+        for (withheld, bit) in [
+            (rights.held, F::WRITE_HELD_BIT),
+            (rights.protected.read, F::READ_WITHHELD_BIT),
+            (rights.protected.write, F::WRITE_WITHHELD_BIT),
+            (rights.protected.execute, F::EXECUTE_WITHHELD_BIT),
+        ] {
+            if withheld {
+                bits |= bit;
+            }
+        }
+        if bits != leaf.entry.into() {
+            self.mem.write_entry(leaf.table, leaf.index, bits);
+        }
+        self.format.rights(leaf.entry) != effective
+    }
+
+    /// Replaces the large `leaf` with a table of 512 leaves one level
+    /// down, with the same rights and software bits: no translation changes.
+    fn split(&mut self, leaf: &Leaf<F::Entry>) -> Result<(), GuestMapError> {
+        let table = self.mem.alloc_table().ok_or(GuestMapError::OutOfMemory)?;
+        let size = level_size(leaf.level);
+        let child_size = level_size(leaf.level - 1);
+        let bits: u64 = leaf.entry.into();
+        let hpa = self.format.address(leaf.entry) & !(size - 1);
+        let mut template = bits & !ADDRESS_BITS;
+        if leaf.level == 1 {
+            template &= !LARGE_BIT;
+        }
+        for i in 0..ENTRIES {
+            self.mem.write_entry(table, i, template | (hpa + i as u64 * child_size));
+        }
+        self.mem.write_entry(leaf.table, leaf.index, self.format.table_entry(table).into());
+        Ok(())
     }
 
     /// The end of `[gpa, gpa+len)` once it is aligned, non-empty and below the limit.
@@ -409,7 +617,7 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         let mut table = self.root;
         for l in (level..LEVELS).rev() {
             let entry = self.entry(table, index(gpa, l));
-            if !self.format.is_present(entry) {
+            if !self.format.is_mapped(entry) {
                 return true;
             }
             if l == level || self.is_leaf(entry, l) {
@@ -426,7 +634,7 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         for l in (level + 1..LEVELS).rev() {
             let i = index(gpa, l);
             let mut entry = self.entry(table, i);
-            if !self.format.is_present(entry) {
+            if !self.format.is_mapped(entry) {
                 let next = self.mem.alloc_table().ok_or(GuestMapError::OutOfMemory)?;
                 entry = self.format.table_entry(next);
                 self.mem.write_entry(table, i, entry.into());
@@ -443,7 +651,7 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         let mut table = self.root;
         for level in (0..LEVELS).rev() {
             let entry = self.entry(table, index(gpa, level));
-            if !self.format.is_present(entry) {
+            if !self.format.is_mapped(entry) {
                 return Some(level_size(level));
             }
             if self.is_leaf(entry, level) {
@@ -459,7 +667,7 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         for level in (0..LEVELS).rev() {
             let i = index(gpa, level);
             let entry = self.entry(table, i);
-            if !self.format.is_present(entry) {
+            if !self.format.is_mapped(entry) {
                 return None;
             }
             if self.is_leaf(entry, level) {

@@ -837,8 +837,47 @@ pub mod slat {
         }
     }
 
-    /// Withholds or gives back the write access of one mapped 4 KiB page;
-    /// true if the leaf changed (the caller shoots the partition down).
+    /// Lets the mapped pages of `[gpa, gpa+len)` do what the map granted
+    /// and `allowed` allows (NONE: no access, still mapped), adding at most
+    /// `tables` tables (splits); returns the outcome, true if a leaf
+    /// changed (the caller shoots the partition down), and the tables added.
+    #[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
+    pub fn protect(
+        backend: Backend,
+        root: u64,
+        gpa: u64,
+        len: u64,
+        allowed: GuestRights,
+        tables: u64,
+    ) -> (Result<bool, GuestMapError>, u64) {
+        let mut direct = memory::DirectMap;
+        let mut mem = Budgeted::new(&mut direct, tables);
+        let outcome = match backend {
+            Backend::Svm => npt(&mut mem, root).protect(gpa, len, allowed),
+            Backend::Vmx => super::super::vmx::ept_protect(&mut mem, root, gpa, len, allowed),
+        };
+        (outcome, mem.used)
+    }
+
+    /// Maps every page of the hierarchy at `from` into the one at `to`
+    /// with the rights the map granted (no protection, no held write),
+    /// adding at most `tables` tables; returns the outcome and the tables
+    /// added. On an error `to` holds part of the copy: free it whole.
+    #[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
+    pub fn copy(backend: Backend, from: u64, to: u64, tables: u64) -> (Result<(), GuestMapError>, u64) {
+        let mut source = memory::DirectMap;
+        let mut direct = memory::DirectMap;
+        let mut mem = Budgeted::new(&mut direct, tables);
+        let outcome = match backend {
+            Backend::Svm => npt(&mut source, from).copy_into(&mut npt(&mut mem, to)),
+            Backend::Vmx => super::super::vmx::ept_copy(&mut source, from, &mut mem, to),
+        };
+        (outcome, mem.used)
+    }
+
+    /// Withholds or gives back the write access of one mapped 4 KiB page
+    /// (a protection's withholding stays); true if its hardware rights
+    /// changed (the caller shoots the partition down).
     pub fn hold_write(backend: Backend, root: u64, gpa: u64, held: bool) -> Result<bool, GuestMapError> {
         let mut mem = memory::DirectMap;
         match backend {

@@ -28,6 +28,29 @@ pub fn ept_map<M: kerncore::paging::PageTableMemory>(
     ept(mem, root).map(gpa, hpa, len, rights)
 }
 
+/// Narrows the range's rights below what the map granted (see `SlatMapper::protect`).
+#[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
+pub fn ept_protect<M: kerncore::paging::PageTableMemory>(
+    mem: &mut M,
+    root: u64,
+    gpa: u64,
+    len: u64,
+    allowed: GuestRights,
+) -> Result<bool, GuestMapError> {
+    ept(mem, root).protect(gpa, len, allowed)
+}
+
+/// Maps every leaf of the EPT at `from` into the one at `to`, with the rights the map granted.
+#[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
+pub fn ept_copy<M: kerncore::paging::PageTableMemory>(
+    source: &mut DirectMap,
+    from: u64,
+    dest: &mut M,
+    to: u64,
+) -> Result<(), GuestMapError> {
+    ept(source, from).copy_into(&mut ept(dest, to))
+}
+
 /// Removes mappings; the partition's next run flushes them with INVEPT.
 pub fn ept_unmap(mem: &mut DirectMap, root: u64, gpa: u64, len: u64) -> Result<(), GuestMapError> {
     ept(mem, root).unmap(gpa, len, |_| {})

@@ -53,7 +53,10 @@ mod vp;
 
 pub use enable::cr4_settable;
 pub use enable::enable;
-pub use ept::{ept_hold_write, ept_map, ept_new_root, ept_tables, ept_translate, ept_unmap, ept_unmap_present};
+pub use ept::{
+    ept_copy, ept_hold_write, ept_map, ept_new_root, ept_protect, ept_tables, ept_translate, ept_unmap,
+    ept_unmap_present,
+};
 pub use vp::Vp;
 
 pub const IMPLEMENTED: bool = true;
