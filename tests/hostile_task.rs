@@ -95,6 +95,24 @@ const OBJECT_CHECKS: &[&str] = &[
     // SVM takes the CPL from the VMCB, not SS.DPL: setting SS must update
     // it, as VMX's CPL is SS.DPL (on aff89ee the exit said CPL 0 under SVM).
     "the port exit of a VP set to protected mode with SS.DPL 3 by VP_SET_REGISTERS",
+    // VSM in ring 0 (issue #12): contexts per VTL, views per VTL.
+    "PARTITION_PROTECT without VTL 1 -> INVALID_STATE",
+    "VP_ENABLE_VTL 1 in a partition without it -> INVALID_STATE",
+    "VP_SWITCH_VTL 1 without it -> INVALID_STATE",
+    "PARTITION_HOLD_WRITE in VTL 1's view without it -> INVALID_STATE",
+    "PARTITION_ENABLE_VTL 2 -> INVALID_ARGUMENT",
+    "PARTITION_ENABLE_VTL 1 -> OK",
+    "PARTITION_ENABLE_VTL 1 again -> INVALID_STATE",
+    "VP_ENABLE_VTL 2 -> INVALID_ARGUMENT",
+    "VP_ENABLE_VTL 1 -> OK",
+    "VP_ENABLE_VTL 1 again -> INVALID_STATE",
+    "PARTITION_PROTECT write without read -> INVALID_ARGUMENT",
+    "PARTITION_PROTECT of an unmapped page -> BAD_ADDRESS",
+    "VP_SWITCH_VTL keeps RIP per VTL and shares RBX",
+    "VTL 0 reads the data page",
+    "VTL 0's read of the page it may not read exits",
+    "VTL 1 reads the page VTL 0 may not",
+    "VTL 0 reads the page once allowed again",
     // A thread whose scheduling context is deleted falls back to priority
     // 0 (on aff89ee it kept the context's priority).
     "a thread spinning beside it once its scheduling context is deleted",

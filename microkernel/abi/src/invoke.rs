@@ -241,7 +241,8 @@ open_enum! {
         /// (TLFS 15.9, HvCallModifyVtlProtectionMask). A VTL 0 access
         /// it refuses exits as a memory intercept. A 2 MiB leaf is split
         /// (its table charged as PARTITION_MAP's). INVALID_STATE without
-        /// VTL 1, INVALID_ARGUMENT for WRITE without READ or other bits,
+        /// VTL 1, INVALID_ARGUMENT for WRITE without READ, EXECUTE
+        /// without READ where the hardware cannot express it, or other bits,
         /// BAD_ADDRESS if a page is not mapped, OUT_OF_MEMORY: nothing
         /// changes then. When it returns, no CPU runs a VP of the
         /// partition on the old rights.

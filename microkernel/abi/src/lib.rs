@@ -413,8 +413,9 @@ pub mod cost {
     pub const SCHED_CONTEXT: u64 = POOL_ENTRY;
     /// A partition: its entry and its second-level root table.
     pub const PARTITION: u64 = POOL_ENTRY + 1;
-    /// A VP: its thread entry, its VMCB or VMCS, and its x87/SSE save area.
-    pub const VP: u64 = POOL_ENTRY + 2;
+    /// A VP: its thread entry, its VMCB or VMCS, its x87/SSE save area,
+    /// and the VMCB or VMCS of VTL 1 if it is enabled (VP_ENABLE_VTL).
+    pub const VP: u64 = POOL_ENTRY + 3;
     /// Each page table a mapping adds to a task or a partition, charged
     /// to the untyped the task or partition was made from (tables stay
     /// until their task or partition goes).

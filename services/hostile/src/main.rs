@@ -28,6 +28,8 @@ mod restart;
 mod sched;
 #[cfg(target_os = "none")]
 mod stale;
+#[cfg(target_os = "none")]
+mod vtl;
 
 #[cfg(target_os = "none")]
 mod task {
@@ -158,6 +160,7 @@ mod task {
             crate::registers::loaded_registers_are_checked(&mut own);
             crate::registers::a_refused_register_sets_none(&mut own);
             crate::registers::cpl_follows_ss(&mut own);
+            crate::vtl::vtl_contexts_and_views(&mut own);
             crate::sched::orphaned_thread_runs_at_the_default(&mut own);
             crate::stale::monitor_of_deleted_endpoint(&mut own);
             crate::fastpath::confuse_the_fast_path(&mut own);

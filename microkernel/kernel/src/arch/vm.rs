@@ -262,6 +262,13 @@ impl BackendVp {
         }
     }
 
+    fn kind(&self) -> Backend {
+        match self {
+            BackendVp::Svm(_) => Backend::Svm,
+            BackendVp::Vmx(_) => Backend::Vmx,
+        }
+    }
+
     fn init(&mut self, slat_root: u64, tag: u32) {
         on_backend!(self, b => b.init(slat_root, tag))
     }
@@ -360,10 +367,39 @@ pub struct VpHardware {
     interrupted: Option<Interruption>,
     /// An interrupt offered to the guest (see [`VpOps::offer`]).
     offer: Offer,
-    /// The partition's second-level tables (`init`), for ring 0's reads
-    /// of guest memory.
+    /// The second-level tables of the active VTL's view (`init`), for
+    /// ring 0's reads of guest memory.
     slat_root: u64,
+    /// The active VTL (TLFS 15): whose context `backend` is.
+    vtl: u8,
+    /// The other VTL's context, once VTL 1 is enabled (`enable_vtl`).
+    parked: Option<ParkedContext>,
 }
+
+/// The context of the VTL that is not running (TLFS 15.11): its own VMCB
+/// or VMCS, its view, and what ring 0 keeps beside it for its events.
+struct ParkedContext {
+    vtl: u8,
+    backend: BackendVp,
+    slat_root: u64,
+    offer: Offer,
+    interrupted: Option<Interruption>,
+}
+
+/// Leaves a context active on no CPU (VMCLEAR here), as a parked one
+/// must be: only the active context is handed over between CPUs (`claim`).
+fn park(backend: &mut BackendVp) {
+    let vmcs = backend.leave_cpu();
+    if vmcs != 0 {
+        super::vmx::release_here(vmcs);
+    }
+}
+
+/// The registers every VTL shares (TLFS 15.11.2) that a backend may keep
+/// in its context rather than in [`GuestGprs`] (RBX..R15), the extended
+/// state, DR0-DR3 or XCR0, which a VP has one of: a VTL switch carries
+/// them over. RAX is the VMCB's on SVM, CR2 the VMCB's or the VMX state's.
+const SHARED_IN_CONTEXT: [HvRegisterName; 2] = [HvRegisterName::RAX, HvRegisterName::CR2];
 
 /// Where an offered interrupt stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -427,9 +463,10 @@ pub fn run_unlocked(hw: *mut VpHardware, flush: EntryFlush) -> Exit {
     unsafe { (*hw).run(flush) }
 }
 
-/// Frames a VP's hardware state takes (the VMCB or VMCS and the
-/// extended-state area): `abi::cost::VP` pays for them.
-const VP_FRAMES: u64 = 2;
+/// Frames a VP's hardware state takes (the VMCB or VMCS, the
+/// extended-state area, and the VMCB or VMCS of VTL 1 once it is
+/// enabled): `abi::cost::VP` pays for them.
+const VP_FRAMES: u64 = 3;
 const _: () = assert!(abi::cost::VP == abi::cost::POOL_ENTRY + VP_FRAMES);
 
 impl VpHardware {
@@ -455,6 +492,8 @@ impl VpHardware {
             interrupted: None,
             offer: Offer::None,
             slat_root: 0,
+            vtl: 0,
+            parked: None,
         })
     }
 
@@ -521,7 +560,7 @@ impl VpHardware {
 
     /// Prepares the state for a partition whose second-level tables are at
     /// `slat_root`, tagged `tag` (ASID or VPID).
-    pub fn init(&mut self, slat_root: u64, tag: u32) {
+    fn init(&mut self, slat_root: u64, tag: u32) {
         self.claim();
         self.backend.init(slat_root, tag);
         self.slat_root = slat_root;
@@ -536,7 +575,15 @@ impl VpHardware {
     /// As [`init`](Self::init), and as at power-on (SDM 3A 10.1 table
     /// 10-1) also the general-purpose registers, x87, SSE and AVX state,
     /// and what an exit left to deliver: nothing of its last run stays.
+    /// The VP leaves with VTL 0 alone, as every VP starts (TLFS 15.3.4).
     pub fn power_on(&mut self, slat_root: u64, tag: u32) {
+        self.claim();
+        if self.vtl != 0 {
+            self.switch_vtl(0);
+        }
+        if let Some(parked) = self.parked.take() {
+            parked.backend.release();
+        }
         self.init(slat_root, tag);
         super::fpu::forget(self.fpu.start());
         super::fpu::init(self.fpu.start());
@@ -753,10 +800,7 @@ impl VpHardware {
     /// readable guest RAM.
     pub fn read_guest(&self, gpa: u64, buf: &mut [u8]) -> bool {
         let fits = (gpa & 0xfff) as usize + buf.len() <= 0x1000;
-        let backend = match self.backend {
-            BackendVp::Svm(_) => Backend::Svm,
-            BackendVp::Vmx(_) => Backend::Vmx,
-        };
+        let backend = self.backend.kind();
         if !fits || self.slat_root == 0 {
             return false;
         }
@@ -769,10 +813,19 @@ impl VpHardware {
         }
     }
 
+    /// Whether `gpa` is mapped in the active VTL's view, whatever rights
+    /// it keeps there.
+    pub fn maps(&self, gpa: u64) -> bool {
+        self.slat_root != 0 && slat::is_mapped(self.backend.kind(), self.slat_root, gpa)
+    }
+
     /// The partition's second-level tables are gone: no guest-memory read
     /// may walk them again.
     pub fn forget_slat(&mut self) {
         self.slat_root = 0;
+        if let Some(parked) = self.parked.as_mut() {
+            parked.slat_root = 0;
+        }
     }
 
     pub fn release(mut self) {
@@ -781,6 +834,51 @@ impl VpHardware {
         super::dr::forget(self.id());
         memory::free_frames(self.fpu);
         self.backend.release();
+        if let Some(parked) = self.parked.take() {
+            parked.backend.release();
+        }
+    }
+
+    /// The active VTL.
+    pub fn vtl(&self) -> u8 {
+        self.vtl
+    }
+
+    /// Whether the VP has a context for `vtl`.
+    pub fn has_vtl(&self, vtl: u8) -> bool {
+        self.vtl == vtl || self.parked.as_ref().is_some_and(|p| p.vtl == vtl)
+    }
+
+    /// Gives the VP a context for `vtl`, as after INIT, in the view at
+    /// `slat_root`; it stays in the VTL it is in. False without memory.
+    pub fn enable_vtl(&mut self, vtl: u8, slat_root: u64, tag: u32) -> bool {
+        self.claim();
+        let Some(mut backend) = BackendVp::new(self.backend.kind()) else { return false };
+        backend.init(slat_root, tag);
+        park(&mut backend);
+        self.parked = Some(ParkedContext { vtl, backend, slat_root, offer: Offer::None, interrupted: None });
+        true
+    }
+
+    /// Makes the context of `vtl` (one [`has_vtl`](Self::has_vtl)) the
+    /// active one: the private state becomes that VTL's, the shared
+    /// state stays (TLFS 15.11). The next entry flushes the VP's
+    /// translations: the view changed.
+    pub fn switch_vtl(&mut self, vtl: u8) {
+        self.claim();
+        let Some(parked) = self.parked.as_mut().filter(|p| p.vtl == vtl) else { return };
+        park(&mut self.backend);
+        for name in SHARED_IN_CONTEXT {
+            if let Some((low, high)) = self.backend.get_register(&mut self.gprs, name) {
+                parked.backend.set_register(&mut self.gprs, name, low, high);
+            }
+        }
+        core::mem::swap(&mut self.backend, &mut parked.backend);
+        core::mem::swap(&mut self.slat_root, &mut parked.slat_root);
+        core::mem::swap(&mut self.offer, &mut parked.offer);
+        core::mem::swap(&mut self.interrupted, &mut parked.interrupted);
+        core::mem::swap(&mut self.vtl, &mut parked.vtl);
+        self.moved = true;
     }
 }
 
@@ -841,7 +939,6 @@ pub mod slat {
     /// and `allowed` allows (NONE: no access, still mapped), adding at most
     /// `tables` tables (splits); returns the outcome, true if a leaf
     /// changed (the caller shoots the partition down), and the tables added.
-    #[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
     pub fn protect(
         backend: Backend,
         root: u64,
@@ -863,7 +960,6 @@ pub mod slat {
     /// with the rights the map granted (no protection, no held write),
     /// adding at most `tables` tables; returns the outcome and the tables
     /// added. On an error `to` holds part of the copy: free it whole.
-    #[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
     pub fn copy(backend: Backend, from: u64, to: u64, tables: u64) -> (Result<(), GuestMapError>, u64) {
         let mut source = memory::DirectMap;
         let mut direct = memory::DirectMap;
@@ -894,6 +990,16 @@ pub mod slat {
             Backend::Vmx => super::super::vmx::ept_translate(&mut mem, root, gpa),
         }?;
         translation.rights.read.then_some(translation.hpa)
+    }
+
+    /// Whether `gpa` is mapped, whatever rights it keeps (a protection may
+    /// leave none: the hardware then reports the page as not present).
+    pub fn is_mapped(backend: Backend, root: u64, gpa: u64) -> bool {
+        let mut mem = memory::DirectMap;
+        match backend {
+            Backend::Svm => npt(&mut mem, root).translate(gpa).is_some(),
+            Backend::Vmx => super::super::vmx::ept_translate(&mut mem, root, gpa).is_some(),
+        }
     }
 
     /// Removes whatever leaves `[gpa, gpa+len)` has (teardown: it cannot fail).

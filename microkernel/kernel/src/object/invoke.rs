@@ -340,6 +340,10 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         | Operation::VP_SET_MONITOR
         | Operation::VP_SET_EXIT_STATE
         | Operation::VP_SUSPEND
+        | Operation::PARTITION_ENABLE_VTL
+        | Operation::PARTITION_PROTECT
+        | Operation::VP_ENABLE_VTL
+        | Operation::VP_SWITCH_VTL
         | Operation::VP_SET_HANDLER => super::vm::invoke(k, t, cspace, cap, op, mr, info),
         _ => Err(ErrorCode::INVALID_OPERATION),
     }

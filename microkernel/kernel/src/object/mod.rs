@@ -461,7 +461,9 @@ impl Kernel {
                     // No CPU may still walk (or hold translations from) the
                     // tables: its VPs in guest mode elsewhere leave first.
                     partition.shoot_down(object.index);
-                    crate::arch::vm::slat::free(partition.backend, partition.root);
+                    for view in partition.views() {
+                        crate::arch::vm::slat::free(partition.backend, view);
+                    }
                     // Nothing of the guest stays behind: its posted output.
                     self.clear_port_answers(index);
                 }
@@ -598,7 +600,9 @@ impl Kernel {
     /// it cannot fail); the partition's VPs flush before running again.
     pub fn unmap_guest(&mut self, partition: u32, gpa: u64, pages: u64) {
         let Some(p) = self.partitions.get_mut(partition as usize).and_then(Option::as_mut) else { return };
-        crate::arch::vm::slat::unmap_present(p.backend, p.root, gpa, pages.saturating_mul(PAGE_SIZE));
+        for view in p.views() {
+            crate::arch::vm::slat::unmap_present(p.backend, view, gpa, pages.saturating_mul(PAGE_SIZE));
+        }
         p.shoot_down(partition);
     }
 

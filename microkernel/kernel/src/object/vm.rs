@@ -48,13 +48,18 @@ const _: () = assert!(MAX_VP_OBJECTS <= u32::BITS as usize, "a bit per VP in Ker
 
 pub struct Partition {
     pub backend: Backend,
-    /// Root of the second-level page tables (NPT or EPT).
+    /// Root of the second-level page tables (NPT or EPT): VTL 0's view.
     pub root: u64,
+    /// VTL 1's view once the partition has VTL 1 (`PARTITION_ENABLE_VTL`):
+    /// every page with the rights the map granted, no protection.
+    pub upper: Option<u64>,
     /// ASID or VPID.
     pub tag: u32,
     /// CPUs that must flush what they cached of the partition's
     /// second-level tables before they run one of its VPs again.
-    pub flush: u32,
+    /// Per view (VTL): a CPU that flushed one view's translations (VMX:
+    /// INVEPT by that view's EPTP) still holds the other's.
+    pub flush: [u32; 2],
     /// Counts the changes after which every VP's translations are stale
     /// (mappings, or a guest's flush): a VP that saw an older count takes
     /// a fresh tag at its next entry.
@@ -71,19 +76,35 @@ pub struct Partition {
 const ALL_CPUS: u32 = u32::MAX;
 
 impl Partition {
+    /// The root of `vtl`'s view, if the partition has that VTL.
+    pub fn view(&self, vtl: u8) -> Option<u64> {
+        match vtl {
+            0 => Some(self.root),
+            1 => self.upper,
+            _ => None,
+        }
+    }
+
+    /// Every view's root: what a map or an unmap changes.
+    pub fn views(&self) -> impl Iterator<Item = u64> {
+        core::iter::once(self.root).chain(self.upper)
+    }
+
     /// Whether this CPU must flush before running one of the partition's
-    /// VPs; it will have, once the entry this is asked for happens.
-    fn take_flush(&mut self, cpu: usize) -> bool {
+    /// VPs in `vtl`'s view; it will have, once the entry this is asked
+    /// for happens.
+    fn take_flush(&mut self, cpu: usize, vtl: u8) -> bool {
         let bit = 1 << cpu;
-        let due = self.flush & bit != 0;
-        self.flush &= !bit;
+        let Some(flush) = self.flush.get_mut(usize::from(vtl)) else { return true };
+        let due = *flush & bit != 0;
+        *flush &= !bit;
         due
     }
 
     /// Its translations changed: every CPU flushes them, and every VP
     /// takes a fresh tag, before it runs again.
     fn changed(&mut self) {
-        self.flush = ALL_CPUS;
+        self.flush = [ALL_CPUS; 2];
         self.epoch += 1;
     }
 
@@ -156,6 +177,20 @@ pub struct Vcpu {
     /// Power-ons so far (`VP_CONFIGURE`, `VP_RESET`): an exit from before
     /// the last one is dropped, as one of a VP destroyed meanwhile.
     life: u64,
+    /// The events of the VTL not running, swapped in with its context
+    /// (`switch_vtl`): each VTL has its own interrupt controller (TLFS 15.12).
+    parked_events: VtlEvents,
+}
+
+/// What ring 0 holds for one VTL's interruptions (see [`Vcpu`]).
+#[derive(Clone, Copy, Default)]
+struct VtlEvents {
+    pending: Option<Interruption>,
+    exception: Option<Interruption>,
+    reinject: Option<Interruption>,
+    halted: bool,
+    window: bool,
+    offered: bool,
 }
 
 /// An exit sent to the handler and not yet answered.
@@ -192,7 +227,25 @@ impl Vcpu {
             epoch: u64::MAX,
             tlb_stale: false,
             life: 0,
+            parked_events: VtlEvents::default(),
         }
+    }
+
+    /// Makes `vtl`, which the VP has, the active VTL: its context, view
+    /// and events (`VP_SWITCH_VTL`).
+    fn switch_vtl(&mut self, vtl: u8) {
+        if vtl == self.hw.vtl() {
+            return;
+        }
+        self.hw.switch_vtl(vtl);
+        let p = &mut self.parked_events;
+        core::mem::swap(&mut self.pending, &mut p.pending);
+        core::mem::swap(&mut self.exception, &mut p.exception);
+        core::mem::swap(&mut self.reinject, &mut p.reinject);
+        core::mem::swap(&mut self.halted, &mut p.halted);
+        core::mem::swap(&mut self.window, &mut p.window);
+        core::mem::swap(&mut self.offered, &mut p.offered);
+        self.tlb_stale = true;
     }
 
     /// Its guest state at power-on, in the partition whose second-level
@@ -200,6 +253,7 @@ impl Vcpu {
     /// the hardware state and every event ring 0 held for it.
     fn power_on(&mut self, root: u64, tag: u32) {
         self.hw.power_on(root, tag);
+        self.parked_events = VtlEvents::default();
         (self.pending, self.exception, self.reinject) = (None, None, None);
         (self.halted, self.window, self.offered, self.stop) = (false, false, false, false);
         self.tlb_stale = true;
@@ -350,6 +404,7 @@ fn header(vcpu: &mut Vcpu, rip: u64, length: u8, access: HvInterceptAccessType) 
             .with_cr0_am(state.cr0 & (1 << 18) != 0)
             .with_efer_lma(state.efer & (1 << 10) != 0)
             .with_interruption_pending(pending)
+            .with_vtl(vcpu.hw.vtl())
             .with_interrupt_shadow(shadow),
         cs_segment: tlfs::segment_register_from_value(cs_low, cs_high),
         rip,
@@ -467,7 +522,13 @@ pub fn classify(vcpu: &mut Vcpu, exit: hw::Exit) -> Outcome {
                 guest_physical_address: gpa,
                 instruction_bytes: [0; 16],
             };
-            if mapped { HvMessageBody::GpaIntercept(message) } else { HvMessageBody::UnmappedGpa(message) }
+            // A page a VTL protection leaves no right is mapped all the
+            // same, though the hardware reports it as not present.
+            if mapped || vcpu.hw.maps(gpa) {
+                HvMessageBody::GpaIntercept(message)
+            } else {
+                HvMessageBody::UnmappedGpa(message)
+            }
         }
         // Shutdown (a triple fault), a machine check that stopped the
         // partition, and anything the VMM must see.
@@ -573,8 +634,9 @@ pub fn create_partition(k: &mut Kernel) -> Result<u32, ErrorCode> {
     k.partitions[index] = Some(Partition {
         backend,
         root,
+        upper: None,
         tag: index as u32 + 1,
-        flush: ALL_CPUS,
+        flush: [ALL_CPUS; 2],
         epoch: 0,
         machine_check: false,
         core_exclusive: false,
@@ -606,6 +668,41 @@ use abi::{CapSlot, MessageInfo, ObjectType, Rights};
 use kerncore::cap::{CSpace, Capability, ObjRef};
 use kerncore::paging::PAGE_SIZE;
 use kerncore::slat::GuestRights;
+
+/// Maps `segments` (host runs) at `gpa` in the view at `root` of the
+/// partition `owner`, charging its tables; a refusal removes what the runs
+/// before it mapped, so a refused map adds no translation to the view.
+fn map_runs(
+    k: &mut Kernel,
+    owner: ObjRef,
+    root: u64,
+    segments: &[(u64, u64)],
+    gpa: u64,
+    rights: GuestRights,
+) -> Result<(), ErrorCode> {
+    let partition = owner.index;
+    let mut at = gpa;
+    for &(phys, n) in segments {
+        let (_, budget) = k.table_budget(owner);
+        let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+        let (mapped, tables) = hw::slat::map(p.backend, root, at, phys, n * PAGE_SIZE, rights, budget);
+        if mapped.is_err() && at > gpa {
+            // A VP elsewhere may have used them already.
+            hw::slat::unmap_present(p.backend, root, gpa, at - gpa);
+            p.shoot_down(partition);
+        } else {
+            p.changed();
+        }
+        // Tables a refused map added stay (empty) and are paid for all the same.
+        k.charge_tables(owner, tables);
+        mapped.map_err(|e| match e {
+            kerncore::slat::GuestMapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
+            _ => ErrorCode::BAD_ADDRESS,
+        })?;
+        at += n * PAGE_SIZE;
+    }
+    Ok(())
+}
 
 /// Partition and VP operations.
 pub fn invoke(
@@ -643,27 +740,17 @@ pub fn invoke(
                 mem.runs.segments(offset, pages).collect();
             let owner = ObjRef { kind: ObjectType::PARTITION, index: partition };
             let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
-            // Run by run; a refusal removes what the runs before it mapped,
-            // so a refused map adds no translation.
-            let mut at = gpa;
-            for (phys, n) in segments {
-                let (_, budget) = k.table_budget(owner);
+            let upper = k.partitions[partition as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?.upper;
+            let root = k.partitions[partition as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?.root;
+            map_runs(k, owner, root, &segments, gpa, rights)?;
+            if let Some(upper) = upper
+                && let Err(e) = map_runs(k, owner, upper, &segments, gpa, rights)
+            {
+                // VTL 0's view has the pages VTL 1's lacks: neither keeps them.
                 let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-                let (mapped, tables) = hw::slat::map(p.backend, p.root, at, phys, n * PAGE_SIZE, rights, budget);
-                if mapped.is_err() && at > gpa {
-                    // A VP elsewhere may have used them already.
-                    hw::slat::unmap_present(p.backend, p.root, gpa, at - gpa);
-                    p.shoot_down(partition);
-                } else {
-                    p.changed();
-                }
-                // Tables a refused map added stay (empty) and are paid for all the same.
-                k.charge_tables(owner, tables);
-                mapped.map_err(|e| match e {
-                    kerncore::slat::GuestMapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
-                    _ => ErrorCode::BAD_ADDRESS,
-                })?;
-                at += n * PAGE_SIZE;
+                hw::slat::unmap_present(p.backend, p.root, gpa, pages * PAGE_SIZE);
+                p.shoot_down(partition);
+                return Err(e);
             }
             let record = kerncore::mapping::Mapping { owner: super::PARTITION_OWNER + partition, at: gpa, pages };
             if let Some(mem) = k.memory[index].as_mut() {
@@ -682,6 +769,10 @@ pub fn invoke(
             k.check_unmap(owner, gpa, pages)?;
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             hw::slat::unmap(p.backend, p.root, gpa, len).map_err(|_| ErrorCode::BAD_ADDRESS)?;
+            // VTL 1's view holds what VTL 0's does.
+            if let Some(upper) = p.upper {
+                hw::slat::unmap_present(p.backend, upper, gpa, len);
+            }
             p.shoot_down(partition);
             k.record_unmap(owner, gpa, pages);
             done()
@@ -740,13 +831,98 @@ pub fn invoke(
         Operation::PARTITION_HOLD_WRITE => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;
             let held = flag(mr[1])?;
+            let vtl = if info.length() > 2 { u8::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_STATE)? } else { 0 };
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
-            let changed = hw::slat::hold_write(p.backend, p.root, mr[0], held).map_err(|e| match e {
+            let view = p.view(vtl).ok_or(ErrorCode::INVALID_STATE)?;
+            let changed = hw::slat::hold_write(p.backend, view, mr[0], held).map_err(|e| match e {
                 kerncore::slat::GuestMapError::NotMapped { .. } => ErrorCode::BAD_ADDRESS,
                 _ => ErrorCode::INVALID_ARGUMENT,
             })?;
             if changed {
                 p.shoot_down(partition);
+            }
+            done()
+        }
+        Operation::PARTITION_ENABLE_VTL => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            if mr[0] != 1 {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            let owner = ObjRef { kind: ObjectType::PARTITION, index: partition };
+            let (_, budget) = k.table_budget(owner);
+            let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            if p.upper.is_some() {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            // Its root is a table like any other: within the budget too.
+            if budget == 0 {
+                return Err(ErrorCode::OUT_OF_MEMORY);
+            }
+            let upper = hw::slat::new_root(p.backend).map_err(|_| ErrorCode::OUT_OF_MEMORY)?;
+            let (copied, tables) = hw::slat::copy(p.backend, p.root, upper, budget - 1);
+            if copied.is_err() {
+                // A view half made is no view: nothing stays, nothing is charged.
+                hw::slat::free(p.backend, upper);
+                return Err(ErrorCode::OUT_OF_MEMORY);
+            }
+            p.upper = Some(upper);
+            k.charge_tables(owner, tables + 1);
+            done()
+        }
+        Operation::PARTITION_PROTECT => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            let (gpa, pages) = (mr[0], mr[1]);
+            let allowed = Rights::from_bits(u32::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?);
+            let rwx = Rights::new().with_read(true).with_write(true).with_execute(true);
+            if !rwx.contains(allowed) || (allowed.write() && !allowed.read()) {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            let allowed = GuestRights { read: allowed.read(), write: allowed.write(), execute: allowed.execute() };
+            let len = pages.checked_mul(PAGE_SIZE).ok_or(ErrorCode::INVALID_ARGUMENT)?;
+            let owner = ObjRef { kind: ObjectType::PARTITION, index: partition };
+            let (_, budget) = k.table_budget(owner);
+            let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            if p.upper.is_none() {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            let (changed, tables) = hw::slat::protect(p.backend, p.root, gpa, len, allowed, budget);
+            if changed == Ok(true) {
+                p.shoot_down(partition);
+            }
+            k.charge_tables(owner, tables);
+            changed.map_err(|e| match e {
+                kerncore::slat::GuestMapError::OutOfMemory => ErrorCode::OUT_OF_MEMORY,
+                kerncore::slat::GuestMapError::NotMapped { .. } => ErrorCode::BAD_ADDRESS,
+                _ => ErrorCode::INVALID_ARGUMENT,
+            })?;
+            done()
+        }
+        Operation::VP_ENABLE_VTL | Operation::VP_SWITCH_VTL => {
+            let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
+            if matches!(k.ipc.state(thread), ThreadState::Runnable) && k.threads[usize::from(thread.0)].started {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            let vtl = u8::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+            let v = k.threads[usize::from(thread.0)].vcpu.ok_or(ErrorCode::INVALID_STATE)?;
+            let vcpu = k.vcpus[v as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            let part = vcpu.partition.ok_or(ErrorCode::INVALID_STATE)?;
+            let p = k.partitions[part as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+            if op == Operation::VP_SWITCH_VTL {
+                if !vcpu.hw.has_vtl(vtl) {
+                    return Err(ErrorCode::INVALID_STATE);
+                }
+                vcpu.switch_vtl(vtl);
+                return done();
+            }
+            if vtl != 1 {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            let view = p.view(vtl).ok_or(ErrorCode::INVALID_STATE)?;
+            if vcpu.hw.has_vtl(vtl) {
+                return Err(ErrorCode::INVALID_STATE);
+            }
+            if !vcpu.hw.enable_vtl(vtl, view, p.tag) {
+                return Err(ErrorCode::OUT_OF_MEMORY);
             }
             done()
         }
@@ -1081,7 +1257,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         }
         let Some(vcpu) = k.vcpus[v as usize].as_mut() else { return };
         let Some(partition) = vcpu.partition.and_then(|p| k.partitions[p as usize].as_mut()) else { return };
-        let flush_partition = partition.take_flush(me);
+        let flush_partition = partition.take_flush(me, vcpu.hw.vtl());
         let stale = core::mem::take(&mut vcpu.tlb_stale);
         let flush_vp = (core::mem::replace(&mut vcpu.epoch, partition.epoch) != partition.epoch) | stale;
         if let Some(p) = vcpu.partition {

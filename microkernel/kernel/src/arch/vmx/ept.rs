@@ -29,7 +29,6 @@ pub fn ept_map<M: kerncore::paging::PageTableMemory>(
 }
 
 /// Narrows the range's rights below what the map granted (see `SlatMapper::protect`).
-#[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
 pub fn ept_protect<M: kerncore::paging::PageTableMemory>(
     mem: &mut M,
     root: u64,
@@ -41,7 +40,6 @@ pub fn ept_protect<M: kerncore::paging::PageTableMemory>(
 }
 
 /// Maps every leaf of the EPT at `from` into the one at `to`, with the rights the map granted.
-#[expect(dead_code, reason = "for PARTITION_PROTECT and PARTITION_ENABLE_VTL, not yet written")]
 pub fn ept_copy<M: kerncore::paging::PageTableMemory>(
     source: &mut DirectMap,
     from: u64,
