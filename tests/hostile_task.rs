@@ -113,6 +113,11 @@ const OBJECT_CHECKS: &[&str] = &[
     "VTL 0's read of the page it may not read exits",
     "VTL 1 reads the page VTL 0 may not",
     "VTL 0 reads the page once allowed again",
+    "PARTITION_DISABLE_VTL 1 while a VP has VTL 1 -> INVALID_STATE",
+    "PARTITION_DISABLE_VTL 1 after VP_RESET -> OK",
+    "the untyped after PARTITION_DISABLE_VTL has what it had before PARTITION_ENABLE_VTL",
+    "PARTITION_DISABLE_VTL 1 again -> INVALID_STATE",
+    "VTL 0 reads the page it could not once VTL 1 is gone",
     // A thread whose scheduling context is deleted falls back to priority
     // 0 (on aff89ee it kept the context's priority).
     "a thread spinning beside it once its scheduling context is deleted",

@@ -262,6 +262,12 @@ open_enum! {
         /// on the active VTL, which each exit names (the execution
         /// state's VTL field). INVALID_STATE if the VP lacks the VTL.
         VP_SWITCH_VTL = 0x85,
+        /// Take VTL MR0 away from the partition (RUN; only 1), as its
+        /// reset does (TLFS 15.3.4): VTL 1's view goes and VTL 0's pages
+        /// get back what PARTITION_MAP granted (a held write stays held).
+        /// INVALID_STATE if it lacks the VTL or one of its VPs still has
+        /// that VTL's context (VP_RESET takes it away).
+        PARTITION_DISABLE_VTL = 0x86,
 
         // ---- I/O ports (READ for in, WRITE for out) ----
         /// MR0 port, MR1 width in bytes (1, 2 or 4). Reply MR0 value.

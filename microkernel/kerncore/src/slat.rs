@@ -436,6 +436,30 @@ impl<'m, F: SlatFormat, M: PageTableMemory> SlatMapper<'m, F, M> {
         Ok(changed)
     }
 
+    /// Takes every protection away: each page is left what the map granted
+    /// but a held write (a partition that loses its VTL 1, TLFS 15.3.4).
+    /// Returns whether a leaf changed.
+    pub fn lift_protections(&mut self) -> bool {
+        self.lift_in(self.root, LEVELS - 1)
+    }
+
+    fn lift_in(&mut self, table: u64, level: u32) -> bool {
+        let mut changed = false;
+        for index in 0..ENTRIES {
+            let entry = self.entry(table, index);
+            if !self.format.is_mapped(entry) {
+                continue;
+            }
+            if self.is_leaf(entry, level) {
+                let rights = LeafRights { protected: GuestRights::NONE, ..self.leaf_rights(entry) };
+                changed |= self.set_leaf_rights(&Leaf { table, index, level, entry }, rights);
+            } else {
+                changed |= self.lift_in(self.format.address(entry), level - 1);
+            }
+        }
+        changed
+    }
+
     /// What the map granted the page at `gpa`, whatever a protection or a
     /// held write withholds now.
     pub fn granted(&self, gpa: u64) -> Option<GuestRights> {

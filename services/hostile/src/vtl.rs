@@ -30,6 +30,8 @@ struct VsmGuest {
     memory: CapSlot,
     exits: CapSlot,
     exit_cap: CapSlot,
+    /// What pays for the views' tables.
+    untyped: CapSlot,
 }
 
 impl VsmGuest {
@@ -39,7 +41,7 @@ impl VsmGuest {
         let vp = own.retype(ObjectType::VP, 0)?;
         let exits = own.retype(ObjectType::ENDPOINT, 0)?;
         let exit_cap = own.slot();
-        let guest = VsmGuest { partition, vp, memory, exits, exit_cap };
+        let guest = VsmGuest { partition, vp, memory, exits, exit_cap, untyped: own.untyped };
         invoke(exits, Operation::CAP_MINT, &[u64::from(exit_cap.0), bits(Rights::new().with_send(true)), 1])?;
         let mut window = Window::map(own.task, memory, WINDOW, 0, 3, true)?;
         if let Some(bytes) = window.bytes_mut() {
@@ -143,6 +145,7 @@ fn run(g: &VsmGuest) {
     );
     refused("PARTITION_ENABLE_VTL 2", INVALID_ARGUMENT, invoke(partition, Operation::PARTITION_ENABLE_VTL, &[2]));
     // With it.
+    let before = bytes_left(g.untyped);
     let enabled = invoke(partition, Operation::PARTITION_ENABLE_VTL, &[1]).map(drop);
     log!("{}", Check { what: "PARTITION_ENABLE_VTL 1", expected: &[] }.report_allowed(enabled));
     refused("PARTITION_ENABLE_VTL 1 again", INVALID_STATE, invoke(partition, Operation::PARTITION_ENABLE_VTL, &[1]));
@@ -164,6 +167,37 @@ fn run(g: &VsmGuest) {
     if let Err(e) = contexts(g) {
         report("VTL contexts probe", false, format_args!("could not run: {e:?}"));
     }
+    if let Err(e) = disable(g, before) {
+        report("VTL disable probe", false, format_args!("could not run: {e:?}"));
+    }
+}
+
+/// VTL 1 goes as at a reset: VTL 0 reads the page again.
+fn disable(g: &VsmGuest, before: u64) -> Result<(), ErrorCode> {
+    let (partition, vp) = (g.partition, g.vp);
+    invoke(partition, Operation::PARTITION_PROTECT, &[DATA, 1, 0])?;
+    refused(
+        "PARTITION_DISABLE_VTL 1 while a VP has VTL 1",
+        INVALID_STATE,
+        invoke(partition, Operation::PARTITION_DISABLE_VTL, &[1]),
+    );
+    invoke(vp, Operation::VP_SUSPEND, &[])?;
+    invoke(vp, Operation::VP_RESET, &[])?;
+    let disabled = invoke(partition, Operation::PARTITION_DISABLE_VTL, &[1]).map(drop);
+    log!("{}", Check { what: "PARTITION_DISABLE_VTL 1 after VP_RESET", expected: &[] }.report_allowed(disabled));
+    let after = bytes_left(g.untyped);
+    report(
+        "the untyped after PARTITION_DISABLE_VTL has what it had before PARTITION_ENABLE_VTL",
+        after == before,
+        format_args!("{after} bytes, {before} before"),
+    );
+    refused("PARTITION_DISABLE_VTL 1 again", INVALID_STATE, invoke(partition, Operation::PARTITION_DISABLE_VTL, &[1]));
+    set(vp, HvRegisterName::RIP, VTL0_CODE)?;
+    invoke(vp, Operation::VP_START, &[])?;
+    let after = seen(tessera_rt::recv_timeout(g.exits, 100)?.message.words());
+    let want = Seen::Out { vtl: 0, port: u16::from(VTL0_PORT), al: SECRET };
+    report("VTL 0 reads the page it could not once VTL 1 is gone", after == want, format_args!("{after:?}"));
+    Ok(())
 }
 
 /// Shared and private registers across a switch, then the two views.
@@ -203,4 +237,9 @@ fn contexts(g: &VsmGuest) -> Result<(), ErrorCode> {
     let want = Seen::Out { vtl: 0, port: u16::from(VTL0_PORT), al: SECRET };
     report("VTL 0 reads the page once allowed again", again == want, format_args!("{again:?}"));
     Ok(())
+}
+
+/// The bytes left in an untyped (`CAP_IDENTIFY` MR3).
+fn bytes_left(untyped: CapSlot) -> u64 {
+    invoke(untyped, Operation::CAP_IDENTIFY, &[]).ok().and_then(|m| m.words().get(3).copied()).unwrap_or(0)
 }

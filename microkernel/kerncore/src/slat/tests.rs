@@ -571,3 +571,28 @@ fn a_copy_out_of_memory_holds_only_correct_translations() {
         assert_eq!(copy.translate(1 << 40), None);
     });
 }
+
+#[test]
+fn lifting_protections_leaves_what_the_map_granted_and_the_held_write() {
+    for_both_formats!(SlatConfig::default(), |m| {
+        m.map(0x1000, 0x10_1000, 4 * PAGE_SIZE, ALL).unwrap();
+        m.map(0x8000, 0x10_8000, PAGE_SIZE, GuestRights::READ).unwrap();
+        m.map(0x20_0000, 0x40_0000, 2 * MIB, ALL).unwrap();
+        assert!(!m.lift_protections(), "nothing to lift");
+        m.protect(0x1000, PAGE_SIZE, NONE).unwrap();
+        m.protect(0x2000, PAGE_SIZE, RX).unwrap();
+        m.hold_write(0x3000, true).unwrap();
+        m.protect(0x3000, PAGE_SIZE, GuestRights::READ).unwrap();
+        m.protect(0x8000, PAGE_SIZE, NONE).unwrap();
+        m.protect(0x20_0000, 2 * MIB, GuestRights::READ).unwrap();
+        assert!(m.lift_protections());
+        assert_eq!(rights(m, 0x1000), ALL);
+        assert_eq!(rights(m, 0x2000), ALL);
+        assert_eq!(rights(m, 0x3000), RX, "the held write stays held");
+        assert_eq!(rights(m, 0x4000), ALL);
+        assert_eq!(rights(m, 0x8000), GuestRights::READ, "never more than the map granted");
+        assert_eq!(rights(m, 0x20_0000), ALL);
+        assert_eq!(m.translate(0x20_0000).unwrap().page_size, 2 * MIB);
+        assert!(!m.lift_protections(), "lifted once");
+    });
+}

@@ -992,6 +992,16 @@ pub mod slat {
         translation.rights.read.then_some(translation.hpa)
     }
 
+    /// Takes every protection away (see `SlatMapper::lift_protections`);
+    /// true if a leaf changed (the caller shoots the partition down).
+    pub fn lift_protections(backend: Backend, root: u64) -> bool {
+        let mut mem = memory::DirectMap;
+        match backend {
+            Backend::Svm => npt(&mut mem, root).lift_protections(),
+            Backend::Vmx => super::super::vmx::ept_lift_protections(&mut mem, root),
+        }
+    }
+
     /// Whether `gpa` is mapped, whatever rights it keeps (a protection may
     /// leave none: the hardware then reports the page as not present).
     pub fn is_mapped(backend: Backend, root: u64, gpa: u64) -> bool {
@@ -1014,13 +1024,19 @@ pub mod slat {
     /// Frees every table of the hierarchy, however many. Each is freed once
     /// the walk has left it (children before their parent, the root last),
     /// so the walk never reads a freed table.
-    pub fn free(backend: Backend, root: u64) {
+    /// Returns how many.
+    pub fn free(backend: Backend, root: u64) -> u64 {
         let mut mem = memory::DirectMap;
-        let mut free = |t| memory::free_frames(Frames::reclaim(t, 1));
+        let mut count = 0;
+        let mut free = |t| {
+            memory::free_frames(Frames::reclaim(t, 1));
+            count += 1;
+        };
         match backend {
             Backend::Svm => npt(&mut mem, root).for_each_table(&mut free),
             Backend::Vmx => super::super::vmx::ept_tables(&mut mem, root, &mut free),
         }
+        count
     }
 }
 

@@ -341,6 +341,7 @@ pub fn invoke(k: &mut Kernel, t: ThreadId, cap_slot: CapSlot, info: MessageInfo)
         | Operation::VP_SET_EXIT_STATE
         | Operation::VP_SUSPEND
         | Operation::PARTITION_ENABLE_VTL
+        | Operation::PARTITION_DISABLE_VTL
         | Operation::PARTITION_PROTECT
         | Operation::VP_ENABLE_VTL
         | Operation::VP_SWITCH_VTL

@@ -351,6 +351,17 @@ impl Kernel {
         Ok(())
     }
 
+    /// Gives back what `tables` page tables of `owner`'s hierarchy, freed
+    /// before `owner` goes, were charged.
+    pub fn credit_tables(&mut self, owner: ObjRef, tables: u64) {
+        if let Some(c) = self.charges.of(owner) {
+            let pages = tables.saturating_mul(abi::cost::PAGE_TABLE).min(c.pages);
+            c.pages -= pages;
+            let pool = c.pool;
+            self.quota.credit(pool, pages, Entries::NONE);
+        }
+    }
+
     /// Gives back everything `object` was charged: its pages, and its entry.
     pub fn uncharge(&mut self, object: ObjRef) {
         if let Some(c) = self.charges.of(object).map(core::mem::take) {
@@ -462,7 +473,7 @@ impl Kernel {
                     // tables: its VPs in guest mode elsewhere leave first.
                     partition.shoot_down(object.index);
                     for view in partition.views() {
-                        crate::arch::vm::slat::free(partition.backend, view);
+                        let _ = crate::arch::vm::slat::free(partition.backend, view);
                     }
                     // Nothing of the guest stays behind: its posted output.
                     self.clear_port_answers(index);

@@ -862,11 +862,28 @@ pub fn invoke(
             let (copied, tables) = hw::slat::copy(p.backend, p.root, upper, budget - 1);
             if copied.is_err() {
                 // A view half made is no view: nothing stays, nothing is charged.
-                hw::slat::free(p.backend, upper);
+                let _ = hw::slat::free(p.backend, upper);
                 return Err(ErrorCode::OUT_OF_MEMORY);
             }
             p.upper = Some(upper);
             k.charge_tables(owner, tables + 1);
+            done()
+        }
+        Operation::PARTITION_DISABLE_VTL => {
+            let partition = expect(cap, ObjectType::PARTITION, run_right())?;
+            if mr[0] != 1 {
+                return Err(ErrorCode::INVALID_ARGUMENT);
+            }
+            let in_use = k.vcpus.iter().flatten().any(|v| v.partition == Some(partition) && v.hw.has_vtl(1));
+            let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
+            let Some(upper) = p.upper.filter(|_| !in_use) else { return Err(ErrorCode::INVALID_STATE) };
+            hw::slat::lift_protections(p.backend, p.root);
+            p.upper = None;
+            // No CPU walks the view once its VPs are out; nor do they use
+            // VTL 0's old rights.
+            p.shoot_down(partition);
+            let tables = hw::slat::free(p.backend, upper);
+            k.credit_tables(ObjRef { kind: ObjectType::PARTITION, index: partition }, tables);
             done()
         }
         Operation::PARTITION_PROTECT => {

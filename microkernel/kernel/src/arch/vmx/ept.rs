@@ -49,6 +49,11 @@ pub fn ept_copy<M: kerncore::paging::PageTableMemory>(
     ept(source, from).copy_into(&mut ept(dest, to))
 }
 
+/// Takes every protection of the EPT at `root` away.
+pub fn ept_lift_protections(mem: &mut DirectMap, root: u64) -> bool {
+    ept(mem, root).lift_protections()
+}
+
 /// Removes mappings; the partition's next run flushes them with INVEPT.
 pub fn ept_unmap(mem: &mut DirectMap, root: u64, gpa: u64, len: u64) -> Result<(), GuestMapError> {
     ept(mem, root).unmap(gpa, len, |_| {})

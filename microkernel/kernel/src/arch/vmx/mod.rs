@@ -54,8 +54,8 @@ mod vp;
 pub use enable::cr4_settable;
 pub use enable::enable;
 pub use ept::{
-    ept_copy, ept_hold_write, ept_map, ept_new_root, ept_protect, ept_tables, ept_translate, ept_unmap,
-    ept_unmap_present,
+    ept_copy, ept_hold_write, ept_lift_protections, ept_map, ept_new_root, ept_protect, ept_tables, ept_translate,
+    ept_unmap, ept_unmap_present,
 };
 pub use vp::Vp;
 
