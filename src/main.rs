@@ -416,7 +416,7 @@ struct BootArgs {
     #[arg(long, value_name = "FILE")]
     guest: Option<PathBuf>,
 
-    /// The guest's enlightenment profile ("none" or "hyperv"; see
+    /// The guest's enlightenment profile ("none", "hyperv" or "hyperv-vsm"; see
     /// docs/MANIFEST.md) [none; "hyperv" for `--guest linux`].
     #[arg(long, value_name = "PROFILE", requires = "guest")]
     guest_enlightenments: Option<String>,

@@ -30,7 +30,7 @@ impl EnlightenmentProfile {
 
     /// A profile for a partition of at most `max_vps` VPs on a host of
     /// `logical_processors`; refuses what [`Enlightenments::check`] refuses
-    /// (dependencies, and VSM, which the VID does not implement yet).
+    /// (the dependencies).
     pub fn new(
         enlightenments: Enlightenments,
         max_vps: u32,
@@ -55,7 +55,8 @@ impl EnlightenmentProfile {
     }
 
     /// Leaf 0x4000_0003 EAX:EBX. Of the hypercall privileges (the high
-    /// half) only PostMessages and SignalEvents are granted, with the
+    /// half) only AccessVsm and AccessVpRegisters (with VSM) and
+    /// PostMessages and SignalEvents are granted, the last two with the
     /// SynIC ([`Enlightenments::post_messages`], the rule the manifest's
     /// `[[connections]]` check shares): a message or event arrives through
     /// a SINT, and which connections a partition holds is the manifest's
@@ -79,7 +80,10 @@ impl EnlightenmentProfile {
             .with_access_partition_reference_tsc(has(Enlightenment::ReferenceTsc))
             .with_access_guest_idle_reg(has(Enlightenment::GuestIdle))
             .with_access_frequency_regs(has(Enlightenment::FrequencyMsrs))
+            // VSM is AccessVsm with AccessVpRegisters (15.3.1): VTL 1 reads
+            // and sets the VSM registers through HvGet/SetVpRegisters.
             .with_access_vsm(has(Enlightenment::Vsm))
+            .with_access_vp_registers(has(Enlightenment::Vsm))
     }
 
     /// Leaf 0x4000_0003 EDX.

@@ -4,7 +4,7 @@
 //! gets).
 //!
 //! ```toml
-//! enlightenments = "hyperv"            # or "none" (the default)
+//! enlightenments = "hyperv"            # or "hyperv-vsm", or "none" (the default)
 //!
 //! [partitions.linux.enlightenments]    # or: a base profile and overrides
 //! profile = "hyperv"
@@ -20,9 +20,14 @@ use toml::Value;
 /// sees no hypervisor (what the Multiboot test kernels expect).
 pub const DEFAULT_PROFILE: &str = "none";
 
+/// `"a", "b" or "c"`.
 fn profile_names() -> String {
     let names: Vec<String> = Enlightenments::PROFILES.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-    names.join(" or ")
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 fn profile(partition: &str, field: &str, name: &str, e: &mut Vec<Error>) -> Option<Enlightenments> {

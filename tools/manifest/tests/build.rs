@@ -370,6 +370,31 @@ fn a_partition_can_be_added_to_a_manifest_text() {
     assert_eq!(again.messages(), ["partition \"guest\": is already declared in the manifest"]);
 }
 
+/// `--guest-enlightenments hyperv-vsm`: the generated partition has the
+/// profile's bits (issue #12 acceptance 3; the CPUID bits are the VID's
+/// `hyperv_vsm_grants_vsm_and_hyperv_does_not`).
+#[test]
+fn a_generated_partition_takes_the_hyperv_vsm_profile() {
+    let dir = scratch("with-vsm");
+    std::fs::write(dir.join("kernel"), b"kernel").unwrap();
+    let spec = tessera_manifest::PartitionSpec {
+        name: "guest".into(),
+        image: dir.join("kernel"),
+        modules: vec![],
+        cmdline: String::new(),
+        memory: 16 << 20,
+        vcpus: 2,
+        vid: "vid".into(),
+        enlightenments: "hyperv-vsm".into(),
+    };
+    let text = std::fs::read_to_string(repo_manifest()).unwrap();
+    let generated = tessera_manifest::with_partition(&text, "system.toml", &spec).unwrap();
+    let m = parse(&generated, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{generated}"));
+    let set = m.partitions[0].enlightenments;
+    assert_eq!(set, tessera_manifest::Enlightenments::HYPERV_VSM);
+    assert!(!tessera_manifest::Enlightenments::HYPERV.contains(tessera_manifest::Enlightenment::Vsm));
+}
+
 #[test]
 fn the_soak_interval_reaches_the_compiled_manifest() {
     for (line, expected) in [("", 0), ("soak_kill_every_ms = 4000", 4000)] {

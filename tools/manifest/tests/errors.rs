@@ -920,8 +920,10 @@ fn enlightenment_profiles_and_overrides_are_accepted() {
 fn enlightenments_of_the_wrong_type() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = 3")),
-        &["partition \"linux\": enlightenments: must be a profile name (\"none\" or \"hyperv\") or a table of a \
-           profile and overrides"],
+        &[
+            "partition \"linux\": enlightenments: must be a profile name (\"none\", \"hyperv\" or \"hyperv-vsm\") or a table of a \
+           profile and overrides",
+        ],
     );
 }
 
@@ -929,8 +931,10 @@ fn enlightenments_of_the_wrong_type() {
 fn unknown_enlightenment_profile() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = \"hyper-v\"")),
-        &["partition \"linux\": enlightenments: unknown profile \"hyper-v\" (did you mean \"hyperv\"?) (use \"none\" \
-           or \"hyperv\")"],
+        &[
+            "partition \"linux\": enlightenments: unknown profile \"hyper-v\" (did you mean \"hyperv\"?) (use \"none\", \
+           \"hyperv\" or \"hyperv-vsm\")",
+        ],
     );
 }
 
@@ -938,7 +942,9 @@ fn unknown_enlightenment_profile() {
 fn unknown_base_profile_in_a_table() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = { profile = \"kvm\" }")),
-        &["partition \"linux\": enlightenments.profile: unknown profile \"kvm\" (use \"none\" or \"hyperv\")"],
+        &[
+            "partition \"linux\": enlightenments.profile: unknown profile \"kvm\" (use \"none\", \"hyperv\" or \"hyperv-vsm\")",
+        ],
     );
 }
 
@@ -946,7 +952,9 @@ fn unknown_base_profile_in_a_table() {
 fn base_profile_that_is_not_a_name() {
     assert_errors(
         &with_vid(&partition("linux", "enlightenments = { profile = true }")),
-        &["partition \"linux\": enlightenments.profile: must be a profile name (\"none\" or \"hyperv\")"],
+        &[
+            "partition \"linux\": enlightenments.profile: must be a profile name (\"none\", \"hyperv\" or \"hyperv-vsm\")",
+        ],
     );
 }
 
@@ -997,11 +1005,24 @@ fn ex_processor_masks_without_a_hypercall_that_uses_them() {
 }
 
 #[test]
-fn unimplemented_enlightenment() {
+fn vsm_needs_the_synic_and_the_vp_assist_page() {
     assert_errors(
-        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", synic = true, vsm = true }")),
-        &["partition \"linux\": enlightenments: vsm is not implemented by the VID yet, so it cannot be enabled"],
+        &with_vid(&partition("linux", "enlightenments = { profile = \"hyperv-vsm\", apic_msrs = false }")),
+        &["partition \"linux\": enlightenments: vsm requires apic_msrs"],
     );
+    assert_errors(
+        &with_vid(&partition(
+            "linux",
+            "enlightenments = { profile = \"hyperv-vsm\", synic = false, synthetic_timers = false }",
+        )),
+        &["partition \"linux\": enlightenments: vsm requires synic"],
+    );
+    let m = parse(&with_vid(&partition("linux", "enlightenments = \"hyperv-vsm\"")), "t.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.partitions[0].enlightenments, tessera_manifest::Enlightenments::HYPERV_VSM);
+    let m = parse(&with_vid(&partition("linux", "enlightenments = { profile = \"hyperv\", vsm = true }")), "t.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.partitions[0].enlightenments, tessera_manifest::Enlightenments::HYPERV_VSM);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! and synthetic MSRs from the set. [`Enlightenments::check`] is the one
 //! coherence check, run by the tool and again by [`crate::Manifest::parse`]:
 //! dependencies the TLFS states are enforced, and features the VID does not
-//! implement yet can be named but not enabled.
+//! implement can be named but not enabled (none today).
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +50,8 @@ pub enum Enlightenment {
     Synic = 15,
     /// Synthetic timers (AccessSyntheticTimerRegs, direct mode).
     SyntheticTimers = 16,
-    /// Virtual Secure Mode (AccessVSM): not implemented.
+    /// Virtual Secure Mode (AccessVsm, with AccessVpRegisters; TLFS 15):
+    /// VTL 0 and VTL 1. Only in the `"hyperv-vsm"` profile.
     Vsm = 17,
 }
 
@@ -115,14 +116,15 @@ impl Enlightenment {
     /// (which every enlightenment needs): the TLFS's dependencies. The
     /// reference TSC page falls back on `TIME_REF_COUNT` (12.7.3); synthetic
     /// timers count in reference time and signal through the SynIC (12.5);
-    /// VSM needs AccessSynicRegs (15.1).
+    /// VSM needs AccessSynicRegs (15.3.1) and the VP assist page, where each
+    /// VTL above 0 has its VTL control (15.8.1; `apic_msrs` grants it).
     pub const fn requires(self) -> Enlightenments {
         match self {
             Enlightenment::ReferenceTsc => Enlightenment::TimeRefCount.set(),
             Enlightenment::SyntheticTimers => {
                 Enlightenments(Enlightenment::Synic.set().0 | Enlightenment::TimeRefCount.set().0)
             }
-            Enlightenment::Vsm => Enlightenment::Synic.set(),
+            Enlightenment::Vsm => Enlightenments(Enlightenment::Synic.set().0 | Enlightenment::ApicMsrs.set().0),
             _ => Enlightenments::NONE,
         }
     }
@@ -138,16 +140,19 @@ impl Enlightenment {
         }
     }
 
-    /// False for those the VID does not implement yet, and so refuses.
+    /// False for those the VID does not implement, and so refuses: none
+    /// today (the check stays for the next one named before it is built).
     pub const fn is_implemented(self) -> bool {
-        !matches!(self, Enlightenment::Vsm)
+        true
     }
 
     /// True for those the `"hyperv"` profile holds: every implemented one
-    /// (Linux 6.1 then takes the synthetic timer in direct mode as its
-    /// clock event device from boot; the VID's timer waits are tickless).
+    /// but VSM (Linux 6.1 then takes the synthetic timer in direct mode as
+    /// its clock event device from boot; the VID's timer waits are
+    /// tickless). VSM is `"hyperv-vsm"`'s: a guest not built for VTL 1 is
+    /// not offered AccessVsm.
     pub const fn in_hyperv_profile(self) -> bool {
-        self.is_implemented()
+        self.is_implemented() && !matches!(self, Enlightenment::Vsm)
     }
 }
 
@@ -236,9 +241,16 @@ impl Enlightenments {
         Enlightenments(bits)
     };
 
-    /// The named profiles, for the manifest: `"none"` and `"hyperv"`.
-    pub const PROFILES: [(&'static str, Enlightenments); 2] =
-        [("none", Enlightenments::NONE), ("hyperv", Enlightenments::HYPERV)];
+    /// Profile `"hyperv-vsm"`: `"hyperv"` and VSM (TLFS 15).
+    pub const HYPERV_VSM: Enlightenments = Enlightenments(Enlightenments::HYPERV.0 | Enlightenment::Vsm.set().0);
+
+    /// The named profiles, for the manifest: `"none"`, `"hyperv"` and
+    /// `"hyperv-vsm"`.
+    pub const PROFILES: [(&'static str, Enlightenments); 3] = [
+        ("none", Enlightenments::NONE),
+        ("hyperv", Enlightenments::HYPERV),
+        ("hyperv-vsm", Enlightenments::HYPERV_VSM),
+    ];
 
     /// The profile called `name`.
     pub fn profile(name: &str) -> Option<Enlightenments> {

@@ -528,7 +528,7 @@ fn inconsistent_partitions_are_refused() {
         m.endpoints.truncate(1);
     });
     bad(|m| m.partitions[0].enlightenments = Enlightenments::from_bits(1 << 31));
-    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Vsm, true));
+    bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV_VSM.with(Enlightenment::ApicMsrs, false));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::Synic, false));
     bad(|m| m.partitions[0].enlightenments = Enlightenments::HYPERV.with(Enlightenment::TimeRefCount, false));
     // Classic parameters: the TLFS ranges, reserve <= cap, only under the classic policy.
@@ -689,6 +689,7 @@ fn the_bootfs_header_must_name_the_manifests_supervisor() {
 #[test]
 fn enlightenment_profiles_are_coherent_and_round_trip() {
     assert_eq!(Enlightenments::HYPERV.bits(), 0x1_ffff);
+    assert_eq!(Enlightenments::HYPERV_VSM.bits(), 0x3_ffff);
     assert_eq!(Enlightenments::NONE.check(), Ok(()));
     assert_eq!(Enlightenments::HYPERV.check(), Ok(()));
     assert_eq!(Enlightenments::profile("hyperv"), Some(Enlightenments::HYPERV));
@@ -712,8 +713,12 @@ fn each_enlightenment_error() {
     assert_eq!(check(Enlightenments::from_bits(1 << 20)), Err("unknown enlightenment bits 0x100000".into()));
     assert_eq!(
         check(base.with(Enlightenment::Vsm, true).with(Enlightenment::Synic, true)),
-        Err("vsm is not implemented by the VID yet, so it cannot be enabled".into())
+        Err("vsm requires apic_msrs".into())
     );
+    assert_eq!(check(base.with(Enlightenment::Vsm, true)), Err("vsm requires apic_msrs and synic".into()));
+    assert_eq!(check(Enlightenments::HYPERV_VSM), Ok(()));
+    assert_eq!(Enlightenments::profile("hyperv-vsm"), Some(Enlightenments::HYPERV_VSM));
+    assert_eq!(Enlightenments::HYPERV_VSM, Enlightenments::HYPERV.with(Enlightenment::Vsm, true));
     // The SynIC and timers are in "hyperv", which is coherent.
     assert_eq!(check(base.with(Enlightenment::Synic, true)), Ok(()));
     assert_eq!(check(Enlightenments::HYPERV), Ok(()));

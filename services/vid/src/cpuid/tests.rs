@@ -91,12 +91,30 @@ fn synic_and_timers_in_leaf_0x40000003() {
 }
 
 #[test]
-fn profiles_refuse_what_the_vid_does_not_implement() {
+fn profiles_refuse_incoherent_sets() {
     use sysimage::EnlightenmentError;
-    let vsm = Enlightenments::HYPERV.with(Enlightenment::Synic, true).with(Enlightenment::Vsm, true);
-    assert_eq!(EnlightenmentProfile::new(vsm, 1, 1), Err(EnlightenmentError::Unimplemented(Enlightenment::Vsm)));
+    let no_assist = Enlightenments::HYPERV_VSM.with(Enlightenment::ApicMsrs, false);
+    assert_eq!(
+        EnlightenmentProfile::new(no_assist, 1, 1),
+        Err(EnlightenmentError::Requires { feature: Enlightenment::Vsm, missing: Enlightenment::ApicMsrs.set() })
+    );
     let no_index = Enlightenments::HYPERV.with(Enlightenment::VpIndex, false);
     assert!(EnlightenmentProfile::new(no_index, 1, 1).is_err());
+}
+
+/// Acceptance 3 of issue #12: `hyperv-vsm` grants AccessVsm (EBX bit 16),
+/// AccessVpRegisters (bit 17) and AccessSynicRegs (EAX bit 2), 15.3.1;
+/// `hyperv` grants neither of the first two.
+#[test]
+fn hyperv_vsm_grants_vsm_and_hyperv_does_not() {
+    let set = Enlightenments::profile("hyperv-vsm").unwrap();
+    let p = EnlightenmentProfile::new(set, 4, 0).unwrap();
+    let [a, b, _, _] = cpuid(&p, 0, 0x4000_0003, 0);
+    assert_eq!((a & 1 << 2, b & (1 << 16 | 1 << 17)), (1 << 2, 1 << 16 | 1 << 17));
+    assert!(p.privileges().vsm_available());
+    let [a_hv, b_hv, _, _] = cpuid(&hyperv(), 0, 0x4000_0003, 0);
+    assert_eq!((a_hv, b_hv & (1 << 16 | 1 << 17)), (a, 0), "hyperv: the same but for VSM");
+    assert!(!hyperv().privileges().vsm_available());
 }
 
 /// Leaf 0xB subleaves 0..=2 and leaf 1 for VP `vp` of `topology`.
@@ -211,6 +229,10 @@ fn every_accepted_profile_grants_each_bit_with_its_dependencies() {
             (bit(hints, 4), bit(a, 7)),
             (bit(hints, 11), bit(hints, 2) || bit(hints, 10)),
             (p.hypervisor_present() && retries != u32::MAX, bit(a, 5)),
+            // AccessVsm: AccessVpRegisters and the SynIC (15.3.1), and the
+            // VP assist page of the VTL control (15.8.1).
+            (bit(b, 16), bit(b, 17) && bit(a, 2) && bit(a, 4)),
+            (bit(b, 17), bit(b, 16)),
         ];
         for (i, (granted, needs)) in rules.into_iter().enumerate() {
             assert!(!granted || needs, "rule {i}: {set:?} gives {a:#x} {b:#x} {d:#x} {hints:#x}");
