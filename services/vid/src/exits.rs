@@ -30,6 +30,8 @@ use crate::rtc::Rtc;
 use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
 use crate::testdev::TestDev;
 use crate::uart::{COM1_IRQ, Uart};
+use crate::vsm::PartitionVsm;
+use abi::limits::MAX_VPS_PER_PARTITION;
 use core::ops::ControlFlow;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvMessageType, HvRegisterName, HvX64IoPortInterceptMessage,
@@ -411,6 +413,8 @@ pub struct Vmm {
     /// `HV_X64_MSR_GUEST_IDLE`), which any interrupt that arrives ends,
     /// masked or not (TLFS 7.5): [`Vmm::wakes_from_idle`].
     idle: u64,
+    /// The VTLs and VSM registers (TLFS 15), used with VSM offered.
+    pub vsm: PartitionVsm,
 }
 
 impl Default for Vmm {
@@ -454,6 +458,8 @@ impl Vmm {
             idle: 0,
             cpuid,
             reported_synic: [0; abi::limits::MAX_VPS_PER_PARTITION],
+            vsm: PartitionVsm::new(c.profile.privileges(), c.vps.clamp(1, MAX_VPS_PER_PARTITION as u32))
+                .expect("a VP count in range"),
         }
     }
 

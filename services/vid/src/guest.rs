@@ -33,6 +33,11 @@ pub trait Guest {
     /// page `gpn` (a read-only overlay: [`crate::overlay`]); the VID's own
     /// writes go on. A guest without second-level tables ignores it.
     fn hold_write(&mut self, _gpn: u64, _held: bool) {}
+    /// VSM's ring-0 operations on the partition of this exit (TLFS 15);
+    /// `None` where there are none.
+    fn vtl_kernel(&mut self) -> Option<&mut dyn crate::vsm::VtlKernel> {
+        None
+    }
 
     /// The low 64 bits of a register.
     fn reg(&mut self, name: HvRegisterName) -> Option<u64> {

@@ -4,9 +4,10 @@
 //! them with system calls, invocations and interface calls; the kernel
 //! checks every one again.
 
-use abi::{CapSlot, ErrorCode};
+use abi::{CapSlot, ErrorCode, Rights};
 use core::fmt;
 use tessera_idl::{Bytes, Message};
+use tlfs::vsm::HvVtl;
 use tlfs::{HvRegisterName, HvResult};
 
 /// Posted writes drained from ring 0: (port, byte), oldest first.
@@ -44,8 +45,19 @@ pub trait Kernel {
     fn register(&self, vp: CapSlot, name: HvRegisterName) -> Result<(u64, u64), ErrorCode>;
     /// PARTITION_FLUSH_TLB.
     fn flush_tlb(&self, partition: CapSlot);
-    /// PARTITION_HOLD_WRITE of guest page `gpn`.
-    fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool);
+    /// PARTITION_HOLD_WRITE of guest page `gpn` in VTL `vtl`'s view (each
+    /// VTL has its own hypercall page).
+    fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool, vtl: HvVtl);
+    /// PARTITION_ENABLE_VTL: the partition's view for VTL `vtl` (TLFS 15.4).
+    fn enable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode>;
+    /// PARTITION_PROTECT: VTL 0 may do with guest pages `gpn..gpn + pages`
+    /// only what `rights` (READ, WRITE, EXECUTE) allow (TLFS 15.9).
+    fn protect(&self, partition: CapSlot, gpn: u64, pages: u64, rights: Rights) -> Result<(), ErrorCode>;
+    /// VP_ENABLE_VTL: a context for VTL `vtl` on a VP that is not running.
+    fn enable_vp_vtl(&self, vp: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode>;
+    /// VP_SWITCH_VTL: a VP that is not running to VTL `vtl`; register
+    /// access and exit replies then act on that VTL.
+    fn switch_vtl(&self, vp: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode>;
     /// PARTITION_SET_FLOATING_PORTS: ports `first..first + count` float
     /// (`on`: ring 0 answers them as an empty bus, without an exit) or not.
     fn float_ports(&self, partition: CapSlot, first: u32, count: u32, on: bool);

@@ -47,6 +47,7 @@ use tlfs::hypercall::{
     HvInputNotifyLongSpinWait, HvInputPostMessage, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx,
     HvInputSignalEvent, HvPartitionPrivilegeMask, HvRegisterAssoc, HvRegisterValue,
 };
+use tlfs::vsm::{HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvVtl};
 use tlfs::zerocopy::{FromBytes, Immutable, IntoBytes};
 use tlfs::{HvError, HvRegisterName, HvResult, HvVpIndex, HvX64InterceptMessageHeader};
 use x86decode::CpuMode;
@@ -82,6 +83,8 @@ pub struct Caller {
     /// use RCX/RDX/R8, others EDX:EAX, EBX:ECX and EDI:ESI.
     pub mode: CpuMode,
     pub cpl: u8,
+    /// The VTL it runs in (the exit's execution state, TLFS 15).
+    pub vtl: HvVtl,
     pub regs: CallerRegisters,
     pub privileges: HvPartitionPrivilegeMask,
     pub xmm_support: XmmSupport,
@@ -99,6 +102,7 @@ impl Caller {
             vp_index: header.vp_index,
             mode: cpu_mode(header),
             cpl: header.execution_state.cpl(),
+            vtl: header.execution_state.vtl(),
             regs,
             privileges,
             xmm_support,
@@ -161,6 +165,11 @@ pub trait HypercallTarget {
     /// What HvExtCallQueryCapabilities reports.
     fn extended_capabilities(&self) -> HvExtCapabilities {
         HvExtCapabilities::new()
+    }
+    /// The partition's VSM state (TLFS 15), with VSM offered; the VSM
+    /// registers and calls act on it.
+    fn vsm(&mut self) -> Option<&mut crate::vsm::PartitionVsm> {
+        None
     }
 }
 
@@ -315,6 +324,19 @@ const fn spec(code: HvCallCode) -> Option<CallSpec> {
             privileged: HvPartitionPrivilegeMask::signal_events,
             ..simple
         },
+        // TLFS 15.15.3: 16 bytes, fast or from memory.
+        HvCallCode::ENABLE_PARTITION_VTL => CallSpec {
+            header: size_of::<HvInputEnablePartitionVtl>(),
+            privileged: HvPartitionPrivilegeMask::access_vsm,
+            ..simple
+        },
+        // TLFS 15.15.4: 240 bytes, from memory only.
+        HvCallCode::ENABLE_VP_VTL => CallSpec {
+            fast: false,
+            header: size_of::<HvInputEnableVpVtl>(),
+            privileged: HvPartitionPrivilegeMask::access_vsm,
+            ..simple
+        },
         HvCallCode::EXT_QUERY_CAPABILITIES => CallSpec {
             fast: false,
             output: size_of::<HvExtCapabilities>(),
@@ -326,11 +348,13 @@ const fn spec(code: HvCallCode) -> Option<CallSpec> {
 }
 
 /// The largest header: an Ex flush's fixed part and a full set of banks,
-/// or HvPostMessage's input.
+/// HvPostMessage's input or HvEnableVpVtl's.
 const MAX_HEADER: usize = {
     let flush = size_of::<HvInputFlushVirtualAddressEx>() + HV_VP_SET_MAX_BANKS * 8;
     let post = size_of::<HvInputPostMessage>();
-    if flush > post { flush } else { post }
+    let vp_vtl = size_of::<HvInputEnableVpVtl>();
+    let max = if flush > post { flush } else { post };
+    if max > vp_vtl { max } else { vp_vtl }
 };
 /// The largest rep element.
 const MAX_ELEMENT: usize = size_of::<HvRegisterAssoc>();

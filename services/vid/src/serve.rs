@@ -433,6 +433,7 @@ fn handle_exit(
         ram: r.ram,
         beneath: r.beneath,
         state: TransferredState::new(EXIT_STATE, state),
+        vps: &r.vps,
     };
     let mut own = services.has_broker().then_some(Connections { services, partition: r.index, called: false });
     let mut none = crate::messaging::NoConnections;

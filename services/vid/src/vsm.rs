@@ -1,9 +1,9 @@
 //! Virtual Secure Mode (TLFS 15) as the VID keeps it: which VTLs a
 //! partition and its VPs have enabled, the VSM registers, and the rules of
 //! HvEnablePartitionVtl and HvEnableVpVtl (15.4, 15.15.3, 15.15.4) and
-//! VSM's part of HvStartVirtualProcessor (7.10.3). Pure state, not yet
-//! wired into dispatch (ARCHITECTURE §6.5): the contexts HvEnableVpVtl
-//! records are for ring 0 to apply.
+//! VSM's part of HvStartVirtualProcessor (7.10.3). Pure state: the
+//! hypercall handlers (`hypercall/calls.rs`) use it, and ask ring 0 for
+//! what it must do through [`VtlKernel`] (ARCHITECTURE §6.5).
 //!
 //! Only VTL 0 and VTL 1 are offered ([`MAXIMUM_VTL`] = 1, 6.0b's
 //! `HV_NUM_VTLS` = 2), without MBEC ([`VSM_CAPABILITIES`]). VTL 1 has one
@@ -31,14 +31,16 @@
 //! a higher VTL's register is `ACCESS_DENIED`, and one whose VTL is not
 //! enabled `INVALID_VTL_STATE`.
 
+use abi::ErrorCode;
 use abi::limits::MAX_VPS_PER_PARTITION;
 use tlfs::cpuid::HvPartitionPrivilegeMask;
+use tlfs::hypercall::HvRegisterValue;
 use tlfs::vsm::{
     HV_NUM_VTLS, HvInitialVpContext, HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvRegisterVsmCapabilities,
     HvRegisterVsmPartitionConfig, HvRegisterVsmPartitionStatus, HvRegisterVsmVpSecureVtlConfig, HvRegisterVsmVpStatus,
     HvVtl,
 };
-use tlfs::{HV_VP_INDEX_SELF, HvError, HvMapGpaFlags, HvPartitionId, HvResult, HvVpIndex};
+use tlfs::{HV_VP_INDEX_SELF, HvError, HvMapGpaFlags, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
 use x86defs::CR0_PE;
 
 /// The highest VTL offered (`MaximumVtl`, 15.3.3.1).
@@ -94,6 +96,38 @@ fn highest_below(set: VtlSet, vtl: HvVtl) -> Option<HvVtl> {
 /// below that one (VTLs need not be consecutive, 15.4).
 fn may_launch(enabled: VtlSet, caller: HvVtl, target: HvVtl) -> bool {
     target < caller || (target > caller && highest_below(enabled, target) == Some(caller))
+}
+
+/// VSM's ring-0 operations on one partition (`abi::invoke`'s
+/// PARTITION_ENABLE_VTL, VP_ENABLE_VTL, VP_SWITCH_VTL, VP_SET_REGISTERS),
+/// as the enabling calls need them.
+pub trait VtlKernel {
+    /// PARTITION_ENABLE_VTL.
+    fn enable_partition_vtl(&mut self, vtl: HvVtl) -> Result<(), ErrorCode>;
+    /// VP `vp` may be in guest mode now (neither at an exit nor waiting
+    /// to be started): ring 0 cannot change its VTLs.
+    fn may_run(&self, vp: HvVpIndex) -> bool;
+    /// VP_ENABLE_VTL of `vtl` on `vp`, then `registers` set in it (switched
+    /// there and back to `active`, the VP's VTL). `Err` before the VTL was
+    /// made: nothing changed; `Ok(Err)`: made, registers refused.
+    fn enable_vp_vtl(
+        &mut self,
+        vp: HvVpIndex,
+        vtl: HvVtl,
+        active: HvVtl,
+        registers: &[(HvRegisterName, HvRegisterValue)],
+    ) -> Result<Result<(), ErrorCode>, ErrorCode>;
+}
+
+/// The status of a ring-0 refusal of an enabling call: memory, the VTL's
+/// or VP's state (ring 0 disagrees with the VID), or else the partition's.
+pub fn kernel_status(e: ErrorCode, state: HvError) -> HvError {
+    match e {
+        ErrorCode::OUT_OF_MEMORY => HvError::INSUFFICIENT_MEMORY,
+        ErrorCode::INVALID_STATE => state,
+        ErrorCode::INVALID_ARGUMENT => HvError::INVALID_REGISTER_VALUE,
+        _ => HvError::INVALID_PARTITION_STATE,
+    }
 }
 
 /// The VP that made a call, and the VTL it runs in (the intercept's).
@@ -193,6 +227,17 @@ impl PartitionVsm {
 
     /// HvEnablePartitionVtl (15.15.3).
     pub fn enable_partition_vtl(&mut self, input: &HvInputEnablePartitionVtl, caller: VtlCaller) -> HvResult<()> {
+        self.enable_partition_vtl_with(input, caller, |_| Ok(()))
+    }
+
+    /// [`PartitionVsm::enable_partition_vtl`] that has `ring0` make the
+    /// VTL once the call's checks pass; recorded only if it did.
+    pub fn enable_partition_vtl_with(
+        &mut self,
+        input: &HvInputEnablePartitionVtl,
+        caller: VtlCaller,
+        ring0: impl FnOnce(HvVtl) -> HvResult<()>,
+    ) -> HvResult<()> {
         self.vsm_access(input.partition())?;
         // EnableMbec: no VTL may have MBEC (MbecVtlMask = 0, 15.10.2).
         if input.has_reserved_bits() || input.flags.enable_mbec() || input.target_vtl > MAXIMUM_VTL {
@@ -204,6 +249,7 @@ impl PartitionVsm {
         if has_vtl(self.enabled, input.target_vtl) {
             return Err(HvError::INVALID_VTL_STATE);
         }
+        ring0(input.target_vtl)?;
         self.enabled |= 1 << input.target_vtl;
         Ok(())
     }
@@ -213,6 +259,19 @@ impl PartitionVsm {
     /// VTL under [`may_launch`]'s rules; once one VP has it, only that VTL
     /// or a higher one may enable it on others.
     pub fn enable_vp_vtl(&mut self, input: &HvInputEnableVpVtl, caller: VtlCaller) -> HvResult<EnabledVpVtl> {
+        self.enable_vp_vtl_with(input, caller, |_| (true, Ok(())))
+    }
+
+    /// [`PartitionVsm::enable_vp_vtl`] that has `ring0` make the VP's VTL
+    /// and set its context once the call's checks pass: it answers whether
+    /// the VTL was made (then recorded, the context applied) and the
+    /// call's status.
+    pub fn enable_vp_vtl_with(
+        &mut self,
+        input: &HvInputEnableVpVtl,
+        caller: VtlCaller,
+        ring0: impl FnOnce(&EnabledVpVtl) -> (bool, HvResult<()>),
+    ) -> HvResult<EnabledVpVtl> {
         self.vsm_access(input.partition())?;
         let target = input.target_vtl;
         if input.has_reserved_bits() || target > MAXIMUM_VTL {
@@ -237,11 +296,79 @@ impl PartitionVsm {
         if !has_vtl(self.enabled, target) || has_vtl(vps[vp as usize].enabled, target) {
             return Err(HvError::INVALID_VTL_STATE);
         }
-        let state = self.vp_mut(vp)?;
-        state.enabled |= 1 << target;
-        // Only VTL 1 can get here: VTL 0 is enabled everywhere.
-        state.vtl1_context = Some(input.context);
-        Ok(EnabledVpVtl { vp, vtl: target, context: input.context })
+        let enabled = EnabledVpVtl { vp, vtl: target, context: input.context };
+        let (made, status) = ring0(&enabled);
+        if made {
+            let state = self.vp_mut(vp)?;
+            state.enabled |= 1 << target;
+            // Only VTL 1 can get here: VTL 0 is enabled everywhere.
+            state.vtl1_context = Some(input.context);
+        }
+        status.map(|()| enabled)
+    }
+
+    /// The VTL `vp` runs in.
+    pub fn active_vtl(&self, vp: HvVpIndex) -> HvResult<HvVtl> {
+        Ok(self.vp(vp)?.active)
+    }
+
+    /// Whether VSM is offered (15.3.1).
+    pub const fn available(&self) -> bool {
+        self.available
+    }
+
+    /// The VTL a register call of `caller` targets on `vp` (15.15.1): its
+    /// own, or the input's; a higher one is `ACCESS_DENIED`, one not
+    /// enabled on the VP `INVALID_VTL_STATE`.
+    pub fn register_vtl(&self, vp: HvVpIndex, input: tlfs::hypercall::HvInputVtl, caller: HvVtl) -> HvResult<HvVtl> {
+        if input.into_bits() & !tlfs::hypercall::HvInputVtl::DEFINED_BITS != 0 {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        let vtl = if input.use_target_vtl() { input.target_vtl() } else { caller };
+        if vtl > caller {
+            return Err(HvError::ACCESS_DENIED);
+        }
+        if !has_vtl(self.vp(vp)?.enabled, vtl) {
+            return Err(HvError::INVALID_VTL_STATE);
+        }
+        Ok(vtl)
+    }
+
+    /// A VSM register of `vp` as VTL `vtl` reads it (15.3, 15.5); `None`
+    /// for a register that is not VSM's.
+    pub fn get_register(&self, vp: HvVpIndex, vtl: HvVtl, name: HvRegisterName) -> Option<HvResult<u64>> {
+        Some(match name {
+            HvRegisterName::VSM_CAPABILITIES => Ok(VSM_CAPABILITIES.into_bits()),
+            HvRegisterName::VSM_PARTITION_STATUS => Ok(self.partition_status().into_bits()),
+            HvRegisterName::VSM_VP_STATUS => self.vp_status(vp).map(HvRegisterVsmVpStatus::into_bits),
+            HvRegisterName::VSM_PARTITION_CONFIG => self.partition_config(vtl).map(|c| c.into_bits()),
+            HvRegisterName::VSM_VP_SECURE_CONFIG_VTL0 => self.vp_secure_config(vtl, vp).map(|c| c.into_bits()),
+            _ => return None,
+        })
+    }
+
+    /// A VSM register of `vp` written by VTL `vtl`; `None` for a register
+    /// that is not VSM's. The status registers and the capabilities are
+    /// read-only (`INVALID_PARAMETER`, 7.10.1).
+    pub fn set_register(
+        &mut self,
+        vp: HvVpIndex,
+        vtl: HvVtl,
+        name: HvRegisterName,
+        value: u64,
+    ) -> Option<HvResult<()>> {
+        Some(match name {
+            HvRegisterName::VSM_CAPABILITIES | HvRegisterName::VSM_PARTITION_STATUS | HvRegisterName::VSM_VP_STATUS => {
+                Err(HvError::INVALID_PARAMETER)
+            }
+            HvRegisterName::VSM_PARTITION_CONFIG => {
+                self.write_partition_config(vtl, HvRegisterVsmPartitionConfig::from_bits(value))
+            }
+            HvRegisterName::VSM_VP_SECURE_CONFIG_VTL0 => {
+                self.write_vp_secure_config(vtl, vp, HvRegisterVsmVpSecureVtlConfig::from_bits(value))
+            }
+            _ => return None,
+        })
     }
 
     /// VTL 1's initial context on `vp`, once, for ring 0 to apply.

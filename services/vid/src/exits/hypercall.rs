@@ -28,6 +28,7 @@ struct Target<'v> {
     synthetic: &'v SyntheticPartition,
     /// What a local connection delivers, once the call has its answer.
     delivery: &'v mut Option<Delivery>,
+    vsm: &'v mut crate::vsm::PartitionVsm,
 }
 
 fn invalid_parameter() -> HvError {
@@ -54,8 +55,8 @@ impl HypercallTarget for Target<'_> {
 
     fn long_spin_wait(&mut self, _vp: HvVpIndex, _spin_count: u64) {}
 
-    // Register access needs the AccessVpRegisters privilege, which no
-    // profile grants yet: the engine refuses the calls before they get here.
+    // Only the VSM registers (`vid::vsm`, reached before these) are served;
+    // AccessVpRegisters comes only with VSM.
     fn get_vp_register(&mut self, _vp: HvVpIndex, _name: HvRegisterName) -> HvResult<HvRegisterValue> {
         Err(invalid_parameter())
     }
@@ -94,6 +95,10 @@ impl HypercallTarget for Target<'_> {
         Ok(())
     }
 
+    fn vsm(&mut self) -> Option<&mut crate::vsm::PartitionVsm> {
+        self.vsm.available().then_some(&mut *self.vsm)
+    }
+
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         // APIC IDs are VP indices (the MADT says so).
         (apic_id < self.irq.vps()).then_some(apic_id)
@@ -126,6 +131,7 @@ impl Vmm {
             local: self.testdev.as_ref(),
             synthetic: &self.synthetic,
             delivery: &mut delivery,
+            vsm: &mut self.vsm,
         };
         let (mut updates, mut xmm_out) = (Updates::new(), XmmUpdates::new());
         let xmm = &mut InterceptXmm(&m.xmm);

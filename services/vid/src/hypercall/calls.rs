@@ -4,13 +4,15 @@
 
 use super::{Caller, Flush, HypercallTarget, REPS_PER_EXIT, Request, VpSet};
 use crate::guest::Guest;
+use crate::vsm::{VtlCaller, kernel_status};
 use tlfs::hypercall::{
     HV_IPI_VECTOR_MAX, HV_IPI_VECTOR_MIN, HvCallCode, HvFlushFlags, HvGenericSetFormat, HvGvaRange,
     HvInputFlushVirtualAddress, HvInputFlushVirtualAddressEx, HvInputGetSetVpRegisters, HvInputGetVpIndexFromApicId,
     HvInputNotifyLongSpinWait, HvInputPostMessage, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx,
-    HvInputSignalEvent, HvInputVtl, HvRegisterAssoc, HvVpSetHeader,
+    HvInputSignalEvent, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvVpSetHeader,
 };
-use tlfs::{HvError, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
+use tlfs::vsm::{HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvVtl};
+use tlfs::{HV_VP_INDEX_SELF, HvError, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
 
 /// A call's status and the reps completed.
 pub(super) type Done = (HvResult<()>, u16);
@@ -33,8 +35,10 @@ pub(super) fn dispatch(
         HvCallCode::SEND_SYNTHETIC_CLUSTER_IPI => simple(send_ipi(request, target)),
         HvCallCode::SEND_SYNTHETIC_CLUSTER_IPI_EX => simple(send_ipi_ex(request, target)),
         HvCallCode::NOTIFY_LONG_SPIN_WAIT => simple(long_spin_wait(request, caller, target)),
-        HvCallCode::GET_VP_REGISTERS => get_vp_registers(request, guest, target),
-        HvCallCode::SET_VP_REGISTERS => set_vp_registers(request, guest, target),
+        HvCallCode::GET_VP_REGISTERS => get_vp_registers(request, caller, guest, target),
+        HvCallCode::SET_VP_REGISTERS => set_vp_registers(request, caller, guest, target),
+        HvCallCode::ENABLE_PARTITION_VTL => simple(enable_partition_vtl(request, caller, guest, target)),
+        HvCallCode::ENABLE_VP_VTL => simple(enable_vp_vtl(request, caller, guest, target)),
         HvCallCode::GET_VP_INDEX_FROM_APIC_ID => vp_index_from_apic_id(request, guest, target),
         HvCallCode::EXT_QUERY_CAPABILITIES => simple(query_capabilities(request, guest, target)),
         HvCallCode::POST_MESSAGE => simple(post_message(request, target)),
@@ -189,14 +193,30 @@ fn own_partition(partition: HvPartitionId, vtl: HvInputVtl, reserved_zero: bool)
     Ok(())
 }
 
-/// The VP a Get/SetVpRegisters header names.
-fn registers_vp(request: &Request, target: &impl HypercallTarget) -> HvResult<HvVpIndex> {
+/// The VP and VTL a Get/SetVpRegisters header names: with VSM, the
+/// caller's VTL or one below it (15.15.1, `PartitionVsm::register_vtl`);
+/// without, only VTL 0.
+fn registers_vp(request: &Request, caller: &Caller, target: &mut impl HypercallTarget) -> HvResult<(HvVpIndex, HvVtl)> {
     let input: HvInputGetSetVpRegisters = request.header();
-    own_partition(input.partition(), input.input_vtl, input.reserved == [0; 3])?;
-    if input.vp_index >= target.vp_count() {
+    let vp_count = target.vp_count();
+    let Some(vsm) = target.vsm() else {
+        own_partition(input.partition(), input.input_vtl, input.reserved == [0; 3])?;
+        if input.vp_index >= vp_count {
+            return Err(HvError::INVALID_VP_INDEX);
+        }
+        return Ok((input.vp_index, 0));
+    };
+    if input.partition() != HvPartitionId::SELF {
+        return Err(HvError::ACCESS_DENIED);
+    }
+    if input.reserved != [0; 3] {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    if input.vp_index >= vp_count {
         return Err(HvError::INVALID_VP_INDEX);
     }
-    Ok(input.vp_index)
+    let vtl = vsm.register_vtl(input.vp_index, input.input_vtl, caller.vtl)?;
+    Ok((input.vp_index, vtl))
 }
 
 /// Runs `rep` for each rep of this intercept, stopping at the first error.
@@ -211,27 +231,106 @@ fn each_rep(request: &mut Request, mut rep: impl FnMut(&mut Request, u16) -> HvR
     (Ok(()), done)
 }
 
-fn get_vp_registers(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {
-    let vp = match registers_vp(request, target) {
-        Ok(vp) => vp,
+/// A register of another VTL than the caller's that is not VSM's: the
+/// VID would have ring 0 switch the VP's VTL to reach it, which it does
+/// not do yet (ARCHITECTURE §6.5).
+fn other_vtl(vtl: HvVtl, caller: &Caller) -> HvResult<()> {
+    if vtl != caller.vtl { Err(HvError::INVALID_PARAMETER) } else { Ok(()) }
+}
+
+fn get_vp_registers(
+    request: &mut Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> Done {
+    let (vp, vtl) = match registers_vp(request, caller, target) {
+        Ok(t) => t,
         Err(e) => return (Err(e), request.control.rep_start_index()),
     };
     each_rep(request, |request, i| {
         let name: HvRegisterName = request.element(guest, i)?;
-        let value = target.get_vp_register(vp, name)?;
+        let vsm = target.vsm().and_then(|v| v.get_register(vp, vtl, name));
+        let value = match vsm {
+            Some(value) => HvRegisterValue { low: value?, high: 0 },
+            None => {
+                other_vtl(vtl, caller)?;
+                target.get_vp_register(vp, name)?
+            }
+        };
         request.output(guest, i, &value)
     })
 }
 
-fn set_vp_registers(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {
-    let vp = match registers_vp(request, target) {
-        Ok(vp) => vp,
+fn set_vp_registers(
+    request: &mut Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> Done {
+    let (vp, vtl) = match registers_vp(request, caller, target) {
+        Ok(t) => t,
         Err(e) => return (Err(e), request.control.rep_start_index()),
     };
     each_rep(request, |request, i| {
         let assoc: HvRegisterAssoc = request.element(guest, i)?;
-        target.set_vp_register(vp, assoc.name, assoc.value)
+        match target.vsm().and_then(|v| v.set_register(vp, vtl, assoc.name, assoc.value.low)) {
+            Some(status) => status,
+            None => {
+                other_vtl(vtl, caller)?;
+                target.set_vp_register(vp, assoc.name, assoc.value)
+            }
+        }
     })
+}
+
+/// HvEnablePartitionVtl (15.15.3): `vid::vsm`'s checks, then ring 0's
+/// second view.
+fn enable_partition_vtl(
+    request: &Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> HvResult<()> {
+    let input: HvInputEnablePartitionVtl = request.header();
+    let vsm = target.vsm().ok_or(HvError::ACCESS_DENIED)?;
+    let who = VtlCaller { vp: caller.vp_index, vtl: caller.vtl };
+    vsm.enable_partition_vtl_with(&input, who, |vtl| {
+        let kernel = guest.vtl_kernel().ok_or(HvError::INVALID_PARTITION_STATE)?;
+        kernel.enable_partition_vtl(vtl).map_err(|e| kernel_status(e, HvError::INVALID_VTL_STATE))
+    })
+}
+
+/// HvEnableVpVtl (15.15.4): `vid::vsm`'s checks, then ring 0 makes the
+/// VP's VTL and sets its initial context. A VP other than the caller must
+/// not be running (ring 0 changes only a VP at rest): `INVALID_VP_STATE`,
+/// the table's status for "a virtual processor is not in the correct
+/// state".
+fn enable_vp_vtl(
+    request: &Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> HvResult<()> {
+    let input: HvInputEnableVpVtl = request.header();
+    let vsm = target.vsm().ok_or(HvError::ACCESS_DENIED)?;
+    let vp = if input.vp_index == HV_VP_INDEX_SELF { caller.vp_index } else { input.vp_index };
+    let active = if vp == caller.vp_index { caller.vtl } else { vsm.active_vtl(vp).unwrap_or(0) };
+    let who = VtlCaller { vp: caller.vp_index, vtl: caller.vtl };
+    let enabled = vsm.enable_vp_vtl_with(&input, who, |e| {
+        let Some(kernel) = guest.vtl_kernel() else { return (false, Err(HvError::INVALID_PARTITION_STATE)) };
+        if e.vp != caller.vp_index && kernel.may_run(e.vp) {
+            return (false, Err(HvError::INVALID_VP_STATE));
+        }
+        let registers = e.context.registers();
+        match kernel.enable_vp_vtl(e.vp, e.vtl, active, &registers) {
+            Err(err) => (false, Err(kernel_status(err, HvError::INVALID_VP_STATE))),
+            Ok(set) => (true, set.map_err(|err| kernel_status(err, HvError::INVALID_VP_STATE))),
+        }
+    })?;
+    // Ring 0 has the context now.
+    let _ = vsm.take_initial_context(enabled.vp);
+    Ok(())
 }
 
 fn vp_index_from_apic_id(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {

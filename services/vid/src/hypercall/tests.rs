@@ -48,6 +48,7 @@ use tlfs::hypercall::{HvInputGetSetVpRegisters, HvInputSendSyntheticClusterIpi, 
 mod calls;
 mod hostile;
 mod messaging;
+mod vsm;
 
 /// Input and output pages, and a read-only page.
 const IN: u64 = 0x1000;
@@ -101,6 +102,8 @@ struct Partition {
     posts: Vec<(u32, u32, Vec<u8>)>,
     signals: Vec<(u32, u16)>,
     broker: HvResult<()>,
+    /// With VSM offered (`tests/vsm.rs`).
+    vsm: Option<crate::vsm::PartitionVsm>,
 }
 
 impl Partition {
@@ -114,6 +117,7 @@ impl Partition {
             posts: Vec::new(),
             signals: Vec::new(),
             broker: Ok(()),
+            vsm: None,
         }
     }
     fn untouched(&self) -> bool {
@@ -156,6 +160,9 @@ impl HypercallTarget for Partition {
         self.signals.push((connection_id, flag_number));
         self.broker
     }
+    fn vsm(&mut self) -> Option<&mut crate::vsm::PartitionVsm> {
+        self.vsm.as_mut()
+    }
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         (apic_id.is_multiple_of(2) && apic_id / 2 < self.vps).then_some(apic_id / 2)
     }
@@ -175,6 +182,7 @@ fn caller(control: HvHypercallInput, rdx: u64, r8: u64) -> Caller {
         vp_index: 1,
         mode: CpuMode::Long64,
         cpl: 0,
+        vtl: 0,
         regs: CallerRegisters { rcx: control.into_bits(), rdx, r8, ..CallerRegisters::default() },
         privileges: all_privileges(),
         xmm_support: XmmSupport { input: true, output: true },

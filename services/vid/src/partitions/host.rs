@@ -3,11 +3,12 @@
 //! broker's, the partition manager's and the console's interfaces.
 
 use super::{Failure, receiving};
-use abi::{CapSlot, ErrorCode, ObjectType};
+use abi::{CapSlot, ErrorCode, ObjectType, Rights};
 use partition_manager_api::Handover;
 use tessera_idl::Retrying;
 use tessera_idl::{Bytes, Message};
 use tessera_rt::{Operation, caps, invoke, log};
+use tlfs::vsm::HvVtl;
 use tlfs::{HvError, HvRegisterName, HvResult};
 use vid::host::{BrokerEvents, Fetched, Kernel, NoDelivery, PostedWrites, Services, Until};
 
@@ -59,8 +60,28 @@ impl Kernel for TaskKernel {
         let _ = invoke(partition, Operation::PARTITION_FLUSH_TLB, &[]);
     }
 
-    fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool) {
-        let _ = invoke(partition, Operation::PARTITION_HOLD_WRITE, &[gpn << 12, u64::from(held)]);
+    fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool, vtl: HvVtl) {
+        let words = [gpn << 12, u64::from(held), u64::from(vtl)];
+        // Without MR2 the view is VTL 0's (a kernel before VSM takes two).
+        let words = if vtl == 0 { &words[..2] } else { &words[..] };
+        let _ = invoke(partition, Operation::PARTITION_HOLD_WRITE, words);
+    }
+
+    fn enable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        invoke(partition, Operation::PARTITION_ENABLE_VTL, &[vtl.into()]).map(drop)
+    }
+
+    fn protect(&self, partition: CapSlot, gpn: u64, pages: u64, rights: Rights) -> Result<(), ErrorCode> {
+        let rights = u64::from(rights.into_bits());
+        invoke(partition, Operation::PARTITION_PROTECT, &[gpn << 12, pages, rights]).map(drop)
+    }
+
+    fn enable_vp_vtl(&self, vp: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        invoke(vp, Operation::VP_ENABLE_VTL, &[vtl.into()]).map(drop)
+    }
+
+    fn switch_vtl(&self, vp: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        invoke(vp, Operation::VP_SWITCH_VTL, &[vtl.into()]).map(drop)
     }
 
     fn latch_port(&self, partition: CapSlot, port: u16, value: Option<u8>) {

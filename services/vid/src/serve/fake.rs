@@ -3,10 +3,11 @@
 //! log line and service call.
 
 use crate::host::{BrokerEvents, Fetched, Kernel, NoDelivery, PostedWrites, Services, Until};
-use abi::{CapSlot, ErrorCode, labels};
+use abi::{CapSlot, ErrorCode, Rights, labels};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use tessera_idl::{Bytes, Message};
+use tlfs::vsm::HvVtl;
 use tlfs::{
     HvInterceptAccessType, HvMessage, HvMessageBody, HvRegisterName, HvResult, HvX64HaltMessage,
     HvX64InstructionLength, HvX64InterceptMessageHeader, HvX64IoPortAccessInfo, HvX64IoPortInterceptMessage,
@@ -40,6 +41,14 @@ pub enum VpCall {
     Reset(CapSlot),
     SetRegisters(CapSlot, Vec<u64>),
     FlushTlb(CapSlot),
+    /// PARTITION_ENABLE_VTL (partition, VTL).
+    EnablePartitionVtl(CapSlot, HvVtl),
+    /// PARTITION_PROTECT (partition, GPN, pages, rights).
+    Protect(CapSlot, u64, u64, Rights),
+    /// VP_ENABLE_VTL (VP, VTL).
+    EnableVpVtl(CapSlot, HvVtl),
+    /// VP_SWITCH_VTL (VP, VTL).
+    SwitchVtl(CapSlot, HvVtl),
 }
 
 /// The TSC rate of the tests: 1 GHz.
@@ -86,6 +95,11 @@ pub struct Fake {
     pub kept: RefCell<Vec<(u16, u8)>>,
     /// Drains made (`PARTITION_DRAIN_POSTED`), with what each took.
     pub drains: RefCell<Vec<Vec<(u16, u8)>>>,
+    /// Every write hold set or given back (`PARTITION_HOLD_WRITE`):
+    /// (GPN, held, VTL).
+    pub holds: RefCell<Vec<(u64, bool, HvVtl)>>,
+    /// What the VSM operations answer (`None`: success).
+    pub vtl_refusal: Cell<Option<ErrorCode>>,
 }
 
 /// A connection the broker refuses in the fake.
@@ -104,6 +118,12 @@ impl Fake {
 
     pub fn logged(&self, text: &str) -> bool {
         self.log.borrow().iter().any(|l| l.contains(text))
+    }
+
+    /// Records a VSM operation; it fails as [`Fake::vtl_refusal`] says.
+    fn vtl_call(&self, call: VpCall) -> Result<(), ErrorCode> {
+        self.vp_calls.borrow_mut().push(call);
+        self.vtl_refusal.get().map_or(Ok(()), Err)
     }
 
     fn record_reply(&self, message: &Message) {
@@ -200,7 +220,25 @@ impl Kernel for Fake {
         self.vp_calls.borrow_mut().push(VpCall::FlushTlb(partition));
     }
 
-    fn hold_write(&self, _: CapSlot, _: u64, _: bool) {}
+    fn hold_write(&self, _: CapSlot, gpn: u64, held: bool, vtl: HvVtl) {
+        self.holds.borrow_mut().push((gpn, held, vtl));
+    }
+
+    fn enable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        self.vtl_call(VpCall::EnablePartitionVtl(partition, vtl))
+    }
+
+    fn protect(&self, partition: CapSlot, gpn: u64, pages: u64, rights: Rights) -> Result<(), ErrorCode> {
+        self.vtl_call(VpCall::Protect(partition, gpn, pages, rights))
+    }
+
+    fn enable_vp_vtl(&self, vp: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        self.vtl_call(VpCall::EnableVpVtl(vp, vtl))
+    }
+
+    fn switch_vtl(&self, vp: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        self.vtl_call(VpCall::SwitchVtl(vp, vtl))
+    }
 
     fn latch_port(&self, _: CapSlot, port: u16, value: Option<u8>) {
         self.latched.borrow_mut().push((port, value));

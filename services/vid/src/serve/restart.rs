@@ -95,7 +95,7 @@ impl<K: Kernel> Guest for Uncovering<'_, K> {
         self.ram.beneath(slot)
     }
     fn hold_write(&mut self, gpn: u64, held: bool) {
-        self.kernel.hold_write(self.partition, gpn, held);
+        self.kernel.hold_write(self.partition, gpn, held, 0);
     }
 }
 

@@ -766,3 +766,28 @@ fn a_new_instance_sends_what_ring_0_kept_before_it_restarts_the_partition() {
     assert_eq!(thr_posts(&kernel), [false], "posting off before the VPs start");
     assert!(kernel.kept.borrow().is_empty());
 }
+
+/// HvEnableVpVtl's ring-0 part: the VTL made, then its initial context set
+/// in it (register access acts on the active VTL), then back.
+#[test]
+fn enabling_a_vps_vtl_sets_its_context_in_that_vtl_and_switches_back() {
+    use tlfs::vsm::HvInitialVpContext;
+    use tlfs::zerocopy::FromZeros;
+    let fake = Fake::new([]);
+    let registers = HvInitialVpContext::new_zeroed().registers();
+    let vp = CapSlot(9);
+    assert_eq!(super::view::enable_vp_vtl(&fake, vp, 1, 0, &registers), Ok(Ok(())));
+    let calls = fake.vp_calls.borrow().clone();
+    let [VpCall::EnableVpVtl(a, 1), VpCall::SwitchVtl(b, 1), VpCall::SetRegisters(c, words), VpCall::SwitchVtl(d, 0)] =
+        &calls[..]
+    else {
+        panic!("{calls:?}")
+    };
+    assert!([a, b, c, d].iter().all(|&&cap| cap == vp));
+    assert_eq!((words[0], words.len(), words[1]), (18, 1 + 3 * 18, u64::from(HvRegisterName::RIP.0)));
+    // Refused: nothing switched, nothing set.
+    let fake = Fake::new([]);
+    fake.vtl_refusal.set(Some(ErrorCode::OUT_OF_MEMORY));
+    assert_eq!(super::view::enable_vp_vtl(&fake, vp, 1, 0, &registers), Err(ErrorCode::OUT_OF_MEMORY));
+    assert_eq!(*fake.vp_calls.borrow(), [VpCall::EnableVpVtl(vp, 1)]);
+}

@@ -3,10 +3,14 @@
 
 use crate::guest::Guest;
 use crate::host::Kernel;
-use abi::CapSlot;
+use crate::vsm::VtlKernel;
+use abi::{CapSlot, ErrorCode};
 use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use tlfs::HvRegisterName;
+use tlfs::HvVpIndex;
 use tlfs::exit_state::TransferredState;
+use tlfs::hypercall::HvRegisterValue;
+use tlfs::vsm::HvVtl;
 
 const PAGE: u64 = x86defs::PAGE_SIZE;
 
@@ -19,6 +23,8 @@ pub(super) struct View<'r, K> {
     pub ram: &'r mut [u8],
     pub beneath: &'r mut [u8],
     pub state: TransferredState<'r>,
+    /// The partition's VPs (the exiting one among them).
+    pub vps: &'r [super::Vp],
 }
 
 impl<K: Kernel> Guest for View<'_, K> {
@@ -56,8 +62,60 @@ impl<K: Kernel> Guest for View<'_, K> {
     /// A page the VID found writable RAM: the kernel refuses only a page
     /// the manager unmapped meanwhile, which then needs no hold.
     fn hold_write(&mut self, gpn: u64, held: bool) {
-        self.kernel.hold_write(self.partition, gpn, held);
+        self.kernel.hold_write(self.partition, gpn, held, 0);
     }
+
+    fn vtl_kernel(&mut self) -> Option<&mut dyn VtlKernel> {
+        Some(self)
+    }
+}
+
+impl<K: Kernel> VtlKernel for View<'_, K> {
+    fn enable_partition_vtl(&mut self, vtl: HvVtl) -> Result<(), ErrorCode> {
+        self.kernel.enable_partition_vtl(self.partition, vtl)
+    }
+
+    /// A started VP other than the exiting one may be in guest mode (or
+    /// halted in ring 0): the VID cannot tell, so it counts as running.
+    fn may_run(&self, vp: HvVpIndex) -> bool {
+        self.vps.get(vp as usize).is_some_and(|v| v.started && v.cap != self.vp)
+    }
+
+    fn enable_vp_vtl(
+        &mut self,
+        vp: HvVpIndex,
+        vtl: HvVtl,
+        active: HvVtl,
+        registers: &[(HvRegisterName, HvRegisterValue)],
+    ) -> Result<Result<(), ErrorCode>, ErrorCode> {
+        let cap = self.vps.get(vp as usize).ok_or(ErrorCode::INVALID_ARGUMENT)?.cap;
+        enable_vp_vtl(self.kernel, cap, vtl, active, registers)
+    }
+}
+
+/// VP_ENABLE_VTL of `vtl` on `vp`, then `registers` set in that VTL:
+/// switched there, set, switched back to `active` (register access acts
+/// on the active VTL). `Err`: the VTL was not made.
+pub(super) fn enable_vp_vtl(
+    kernel: &impl Kernel,
+    vp: CapSlot,
+    vtl: HvVtl,
+    active: HvVtl,
+    registers: &[(HvRegisterName, HvRegisterValue)],
+) -> Result<Result<(), ErrorCode>, ErrorCode> {
+    let mut words = heapless::Vec::<u64, { abi::MAX_MESSAGE_WORDS }>::new();
+    let _ = words.push(registers.len() as u64);
+    for (name, value) in registers {
+        words
+            .extend_from_slice(&[u64::from(name.0), value.low, value.high])
+            .map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
+    }
+    kernel.enable_vp_vtl(vp, vtl)?;
+    let set = kernel.switch_vtl(vp, vtl).and_then(|()| {
+        let set = kernel.set_registers(vp, &words);
+        set.and(kernel.switch_vtl(vp, active))
+    });
+    Ok(set)
 }
 
 /// The partition's RAM alone, for what the VID does between exits (the

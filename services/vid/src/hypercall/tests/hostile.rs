@@ -91,6 +91,7 @@ fn the_hostile_guests_cases_get_a_status_the_tlfs_allows() {
                 vp_index: 0,
                 mode: CpuMode::Long64,
                 cpl: 0,
+                vtl: 0,
                 regs,
                 privileges: profile.privileges(),
                 xmm_support: XmmSupport { input: true, output: true },

@@ -1,0 +1,239 @@
+//! The VSM calls and registers (TLFS 15.15.3, 15.15.4, 15.3, 15.5) through
+//! the engine: the statuses, and what ring 0 is asked ([`VtlKernel`]).
+
+use super::*;
+use crate::vsm::{PartitionVsm, VtlKernel};
+use abi::ErrorCode;
+use tlfs::vsm::{HvEnablePartitionVtlFlags, HvInitialVpContext, HvInputEnablePartitionVtl, HvInputEnableVpVtl};
+use tlfs::zerocopy::{FromZeros, IntoBytes};
+
+/// What ring 0 was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Asked {
+    Partition(HvVtl),
+    /// VP, VTL, the VTL switched back to, the registers' names.
+    Vp(HvVpIndex, HvVtl, HvVtl, Vec<HvRegisterName>),
+}
+
+/// Guest memory and a fake ring 0.
+struct VsmGuest {
+    mem: Mem,
+    asked: Vec<Asked>,
+    running: Vec<HvVpIndex>,
+    refusal: Option<ErrorCode>,
+    /// Ring 0 makes the VTL but refuses the registers.
+    registers_refused: bool,
+}
+
+impl Guest for VsmGuest {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        self.mem.read(gpa, buf)
+    }
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        self.mem.write(gpa, data)
+    }
+    fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        self.mem.register(name)
+    }
+    fn vtl_kernel(&mut self) -> Option<&mut dyn VtlKernel> {
+        Some(self)
+    }
+}
+
+impl VtlKernel for VsmGuest {
+    fn enable_partition_vtl(&mut self, vtl: HvVtl) -> Result<(), ErrorCode> {
+        self.asked.push(Asked::Partition(vtl));
+        self.refusal.map_or(Ok(()), Err)
+    }
+    fn may_run(&self, vp: HvVpIndex) -> bool {
+        self.running.contains(&vp)
+    }
+    fn enable_vp_vtl(
+        &mut self,
+        vp: HvVpIndex,
+        vtl: HvVtl,
+        active: HvVtl,
+        registers: &[(HvRegisterName, HvRegisterValue)],
+    ) -> Result<Result<(), ErrorCode>, ErrorCode> {
+        self.asked.push(Asked::Vp(vp, vtl, active, registers.iter().map(|r| r.0).collect()));
+        if let Some(e) = self.refusal {
+            return Err(e);
+        }
+        Ok(if self.registers_refused { Err(ErrorCode::INVALID_ARGUMENT) } else { Ok(()) })
+    }
+}
+
+fn vsm_privileges() -> HvPartitionPrivilegeMask {
+    HvPartitionPrivilegeMask::new().with_access_vsm(true).with_access_vp_registers(true).with_access_synic_regs(true)
+}
+
+fn setup() -> (VsmGuest, Partition) {
+    let mut p = Partition::new(2);
+    p.vsm = PartitionVsm::new(vsm_privileges(), 2);
+    let guest =
+        VsmGuest { mem: Mem::new(), asked: Vec::new(), running: Vec::new(), refusal: None, registers_refused: false };
+    (guest, p)
+}
+
+/// VP `vp` in VTL `vtl` makes the call with input at `IN`, output at `OUT`.
+fn call_as(vp: HvVpIndex, vtl: HvVtl, c: HvHypercallInput, g: &mut VsmGuest, p: &mut Partition) -> Outcome {
+    let mut who = caller(c, IN, OUT);
+    (who.vp_index, who.vtl, who.privileges) = (vp, vtl, vsm_privileges());
+    handle(&who, &mut [0u128; 6], g, p)
+}
+
+fn enable_partition(g: &mut VsmGuest, p: &mut Partition, vtl: HvVtl) -> HvStatus {
+    let input = HvInputEnablePartitionVtl {
+        partition_id: tlfs::HvPartitionId::SELF.0,
+        target_vtl: vtl,
+        flags: HvEnablePartitionVtlFlags::new(),
+        reserved_z0: 0,
+        reserved_z1: 0,
+    };
+    g.mem.put(IN, input.as_bytes());
+    status(&call_as(0, 0, control(HvCallCode::ENABLE_PARTITION_VTL), g, p))
+}
+
+fn enable_vp(g: &mut VsmGuest, p: &mut Partition, (vp, vtl): (HvVpIndex, HvVtl), target: HvVpIndex) -> HvStatus {
+    let mut context = HvInitialVpContext::new_zeroed();
+    (context.rip, context.cr0) = (0x2000, x86defs::CR0_PE);
+    let input = HvInputEnableVpVtl {
+        partition_id: tlfs::HvPartitionId::SELF.0,
+        vp_index: target,
+        target_vtl: 1,
+        reserved: [0; 3],
+        context,
+    };
+    g.mem.put(IN, input.as_bytes());
+    status(&call_as(vp, vtl, control(HvCallCode::ENABLE_VP_VTL), g, p))
+}
+
+fn enabled_vtls(p: &mut Partition) -> u16 {
+    p.vsm.as_ref().unwrap().enabled_vtls()
+}
+
+#[test]
+fn enable_partition_vtl_asks_ring0_once() {
+    let (mut g, mut p) = setup();
+    g.refusal = Some(ErrorCode::OUT_OF_MEMORY);
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::INSUFFICIENT_MEMORY);
+    assert_eq!(enabled_vtls(&mut p), 1, "a refused call changes nothing");
+    g.refusal = None;
+    assert_eq!(enable_partition(&mut g, &mut p, 2), HvStatus::INVALID_PARAMETER);
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    assert_eq!(enabled_vtls(&mut p), 0b11);
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::INVALID_VTL_STATE);
+    assert_eq!(g.asked, [Asked::Partition(1), Asked::Partition(1)], "only the calls that pass the checks");
+}
+
+#[test]
+fn without_vsm_the_calls_are_denied() {
+    let (mut g, mut p) = setup();
+    p.vsm = None;
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::ACCESS_DENIED);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::ACCESS_DENIED);
+    // Without AccessVsm the engine refuses before the handler.
+    let (mut g, mut p) = setup();
+    let mut who = caller(control(HvCallCode::ENABLE_PARTITION_VTL), IN, OUT);
+    who.privileges = all_privileges().with_access_vsm(false);
+    assert_eq!(status(&handle(&who, &mut [0u128; 6], &mut g, &mut p)), HvStatus::ACCESS_DENIED);
+    assert!(g.asked.is_empty());
+}
+
+#[test]
+fn enable_vp_vtl_sets_the_initial_context_through_ring0() {
+    let (mut g, mut p) = setup();
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::INVALID_VTL_STATE, "the partition first");
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    g.asked.clear();
+    // VP 1 runs: not changed under it.
+    g.running.push(1);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 1), HvStatus::INVALID_VP_STATE);
+    assert!(g.asked.is_empty());
+    // The caller's own VP (HV_VP_INDEX_SELF), at its exit.
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), tlfs::HV_VP_INDEX_SELF), HvStatus::SUCCESS);
+    let names: Vec<_> = HvInitialVpContext::new_zeroed().registers().iter().map(|r| r.0).collect();
+    assert_eq!(g.asked, [Asked::Vp(0, 1, 0, names)], "back to VTL 0, where the caller is");
+    let status = p.vsm.as_ref().unwrap().vp_status(0).unwrap();
+    assert_eq!((status.enabled_vtl_set(), status.active_vtl()), (0b11, 0));
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 1), 0), HvStatus::INVALID_VTL_STATE, "not twice");
+    // Once a VP has VTL 1, VTL 0 enables it on no other (15.15.4).
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 1), HvStatus::ACCESS_DENIED);
+    // Ring 0 made the VTL and refused the registers: the VTL is enabled.
+    g.running.clear();
+    g.registers_refused = true;
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 1), 1), HvStatus::INVALID_REGISTER_VALUE);
+    assert_eq!(p.vsm.as_ref().unwrap().vp_status(1).unwrap().enabled_vtl_set(), 0b11);
+}
+
+/// Get/SetVpRegisters of one register of VP `vp`, with `input_vtl`.
+fn register_call(
+    (vp, vtl): (HvVpIndex, HvVtl),
+    input_vtl: HvInputVtl,
+    name: HvRegisterName,
+    set: Option<u64>,
+    g: &mut VsmGuest,
+    p: &mut Partition,
+) -> (HvStatus, u64) {
+    let mut header = registers_header(vp);
+    header.input_vtl = input_vtl;
+    g.mem.put(IN, header.as_bytes());
+    let code = match set {
+        Some(value) => {
+            g.mem.put(
+                IN + 16,
+                HvRegisterAssoc { name, padding: Default::default(), value: HvRegisterValue { low: value, high: 0 } }
+                    .as_bytes(),
+            );
+            HvCallCode::SET_VP_REGISTERS
+        }
+        None => {
+            g.mem.put(IN + 16, name.as_bytes());
+            HvCallCode::GET_VP_REGISTERS
+        }
+    };
+    g.mem.put(OUT, &[0; 16]);
+    let outcome = call_as(vp, vtl, control(code).with_rep_count(1), g, p);
+    (status(&outcome), u64::from_le_bytes(g.mem.get(OUT, 8).try_into().unwrap()))
+}
+
+#[test]
+fn the_vsm_registers_follow_the_callers_vtl() {
+    let (mut g, mut p) = setup();
+    let own = HvInputVtl::new();
+    let vtl1 = HvInputVtl::new().with_use_target_vtl(true).with_target_vtl(1);
+    let caps = crate::vsm::VSM_CAPABILITIES.into_bits();
+    assert_eq!(
+        register_call((0, 0), own, HvRegisterName::VSM_CAPABILITIES, None, &mut g, &mut p),
+        (HvStatus::SUCCESS, caps)
+    );
+    let (s, v) = register_call((0, 0), own, HvRegisterName::VSM_PARTITION_STATUS, None, &mut g, &mut p);
+    assert_eq!((s, v & 0xf_ffff), (HvStatus::SUCCESS, 1 | 1 << 16), "VTL 0 enabled, maximum VTL 1");
+    // Read-only.
+    let refused = register_call((0, 0), own, HvRegisterName::VSM_VP_STATUS, Some(0), &mut g, &mut p);
+    assert_eq!(refused.0, HvStatus::INVALID_PARAMETER);
+    // VTL 0 names VTL 1: higher than its own.
+    let denied = register_call((0, 0), vtl1, HvRegisterName::VSM_PARTITION_CONFIG, None, &mut g, &mut p);
+    assert_eq!(denied.0, HvStatus::ACCESS_DENIED);
+    let denied = register_call((0, 0), own, HvRegisterName::VSM_PARTITION_CONFIG, None, &mut g, &mut p);
+    assert_eq!(denied.0, HvStatus::ACCESS_DENIED, "VTL 0 has no instance");
+    // VTL 1, once enabled on VP 0, writes its configuration and reads it back.
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::SUCCESS);
+    let config = tlfs::vsm::HvRegisterVsmPartitionConfig::new()
+        .with_enable_vtl_protection(true)
+        .with_default_vtl_protection_mask(1);
+    let set =
+        register_call((0, 1), own, HvRegisterName::VSM_PARTITION_CONFIG, Some(config.into_bits()), &mut g, &mut p);
+    assert_eq!(set.0, HvStatus::SUCCESS);
+    let got = register_call((0, 1), vtl1, HvRegisterName::VSM_PARTITION_CONFIG, None, &mut g, &mut p);
+    assert_eq!(got, (HvStatus::SUCCESS, config.into_bits()));
+    // VP 1 has no VTL 1 yet.
+    let (s, _) = register_call((1, 1), own, HvRegisterName::VSM_VP_SECURE_CONFIG_VTL0, None, &mut g, &mut p);
+    assert_eq!(s, HvStatus::INVALID_VTL_STATE);
+    // A VTL 1 caller reading VTL 0's other registers is not served yet.
+    p.regs.insert((0, HvRegisterName::RIP.0), HvRegisterValue { low: 5, high: 0 });
+    let vtl0 = HvInputVtl::new().with_use_target_vtl(true).with_target_vtl(0);
+    assert_eq!(register_call((0, 1), vtl0, HvRegisterName::RIP, None, &mut g, &mut p).0, HvStatus::INVALID_PARAMETER);
+    assert_eq!(register_call((0, 0), own, HvRegisterName::RIP, None, &mut g, &mut p), (HvStatus::SUCCESS, 5));
+}
