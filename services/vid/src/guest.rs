@@ -30,9 +30,10 @@ pub trait Guest {
         None
     }
     /// Withholds (`held`) or gives back the guest's write access to the RAM
-    /// page `gpn` (a read-only overlay: [`crate::overlay`]); the VID's own
-    /// writes go on. A guest without second-level tables ignores it.
-    fn hold_write(&mut self, _gpn: u64, _held: bool) {}
+    /// page `gpn` in VTL `vtl`'s view (a read-only overlay:
+    /// [`crate::overlay`]); the VID's own writes go on. A guest without
+    /// second-level tables ignores it.
+    fn hold_write(&mut self, _gpn: u64, _held: bool, _vtl: u8) {}
     /// VSM's ring-0 operations on the partition of this exit (TLFS 15);
     /// `None` where there are none.
     fn vtl_kernel(&mut self) -> Option<&mut dyn crate::vsm::VtlKernel> {
@@ -252,9 +253,9 @@ pub fn fetch(guest: &mut impl Guest, header: &HvX64InterceptMessageHeader) -> ([
 
 /// 64 KiB of flat RAM at GPA 0, each byte 0xAA at first: the guest of the
 /// SynIC and synthetic-MSR host tests; then the pages that keep the RAM
-/// beneath the overlays, and the pages whose guest writes are withheld.
+/// beneath the overlays, and the pages whose guest writes are withheld (GPN, VTL).
 #[cfg(test)]
-pub struct TestRam(pub Vec<u8>, pub Vec<u8>, pub Vec<u64>);
+pub struct TestRam(pub Vec<u8>, pub Vec<u8>, pub Vec<(u64, u8)>);
 
 #[cfg(test)]
 impl Default for TestRam {
@@ -300,10 +301,10 @@ impl Guest for TestRam {
         self.1.get_mut(slot << 12..(slot + 1) << 12)
     }
 
-    fn hold_write(&mut self, gpn: u64, held: bool) {
-        self.2.retain(|&g| g != gpn);
+    fn hold_write(&mut self, gpn: u64, held: bool, vtl: u8) {
+        self.2.retain(|&g| g != (gpn, vtl));
         if held {
-            self.2.push(gpn);
+            self.2.push((gpn, vtl));
         }
     }
 }

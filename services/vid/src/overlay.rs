@@ -26,27 +26,38 @@ use abi::limits::MAX_VPS_PER_PARTITION;
 use sysimage::objects::{OVERLAYS_PER_PARTITION, OVERLAYS_PER_VP, overlay_pages};
 use tlfs::msr::HV_PAGE_SIZE;
 
-/// An overlay page: partition-wide, or one of a VP's.
+/// An overlay page: partition-wide, or one of a VP's. VTL 1 has its own
+/// hypercall and assist pages (TLFS 15.8, 15.8.1); the rest are shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overlay {
     Hypercall,
     ReferenceTsc,
+    Vtl1Hypercall,
     Assist(u32),
     Simp(u32),
     Siefp(u32),
+    Vtl1Assist(u32),
 }
 
-/// The partition-wide overlays, then three per VP.
+/// The partition-wide overlays, then those per VP.
 const PARTITION_WIDE: usize = OVERLAYS_PER_PARTITION;
 const PER_VP: usize = OVERLAYS_PER_VP;
 
-/// The overlays the guest may not write (TLFS 3.13: the hypercall page).
-const READ_ONLY: [Overlay; 1] = [Overlay::Hypercall];
+/// The overlays the guest may not write (TLFS 3.13: the hypercall pages).
+const READ_ONLY: [Overlay; 2] = [Overlay::Hypercall, Overlay::Vtl1Hypercall];
 
 impl Overlay {
     /// Whether the guest may not write it ([`READ_ONLY`]).
     pub fn read_only(self) -> bool {
         READ_ONLY.contains(&self)
+    }
+
+    /// The VTL whose page it is: its write hold is in that VTL's view.
+    pub const fn vtl(self) -> u8 {
+        match self {
+            Overlay::Vtl1Hypercall | Overlay::Vtl1Assist(_) => 1,
+            _ => 0,
+        }
     }
 
     /// Its index among a partition's overlays (and the page the VID keeps
@@ -55,9 +66,11 @@ impl Overlay {
         let (vp, n) = match self {
             Overlay::Hypercall => return Some(0),
             Overlay::ReferenceTsc => return Some(1),
+            Overlay::Vtl1Hypercall => return Some(2),
             Overlay::Assist(vp) => (vp, 0),
             Overlay::Simp(vp) => (vp, 1),
             Overlay::Siefp(vp) => (vp, 2),
+            Overlay::Vtl1Assist(vp) => (vp, 3),
         };
         if (vp as usize) < MAX_VPS_PER_PARTITION { Some(PARTITION_WIDE + PER_VP * vp as usize + n) } else { None }
     }
@@ -102,6 +115,11 @@ impl Overlays {
         READ_ONLY.iter().any(|&o| self.gpn(o) == Some(gpn))
     }
 
+    /// Whether a read-only overlay of VTL `vtl` covers `gpn`.
+    fn held_at(&self, gpn: u64, vtl: u8) -> bool {
+        READ_ONLY.iter().any(|&o| o.vtl() == vtl && self.gpn(o) == Some(gpn))
+    }
+
     /// Puts `overlay` at `gpn` (uncovering where it was, if elsewhere),
     /// keeping the RAM there; the caller then writes the overlay's
     /// contents. False, and nothing changed, if `gpn` is not writable RAM
@@ -132,7 +150,7 @@ impl Overlays {
         }
         self.covers[slot] = Some(Cover { gpn, holds_ram });
         if overlay.read_only() {
-            guest.hold_write(gpn, true);
+            guest.hold_write(gpn, true, overlay.vtl());
         }
         true
     }
@@ -140,8 +158,9 @@ impl Overlays {
     /// Takes every overlay away, as [`Overlays::uncover`] each.
     pub fn uncover_all(&mut self, guest: &mut impl Guest) {
         let per_vp = (0..MAX_VPS_PER_PARTITION as u32)
-            .flat_map(|vp| [Overlay::Assist(vp), Overlay::Simp(vp), Overlay::Siefp(vp)]);
-        for overlay in [Overlay::Hypercall, Overlay::ReferenceTsc].into_iter().chain(per_vp) {
+            .flat_map(|vp| [Overlay::Assist(vp), Overlay::Simp(vp), Overlay::Siefp(vp), Overlay::Vtl1Assist(vp)]);
+        let wide = [Overlay::Hypercall, Overlay::ReferenceTsc, Overlay::Vtl1Hypercall];
+        for overlay in wide.into_iter().chain(per_vp) {
             self.uncover(overlay, guest);
         }
     }
@@ -151,8 +170,8 @@ impl Overlays {
     pub fn uncover(&mut self, overlay: Overlay, guest: &mut impl Guest) {
         let Some(slot) = overlay.slot() else { return };
         let Some(cover) = self.covers[slot].take() else { return };
-        if overlay.read_only() && !self.read_only_at(cover.gpn) {
-            guest.hold_write(cover.gpn, false);
+        if overlay.read_only() && !self.held_at(cover.gpn, overlay.vtl()) {
+            guest.hold_write(cover.gpn, false, overlay.vtl());
         }
         if !cover.holds_ram {
             return;

@@ -57,12 +57,32 @@ pub const fn hypercall_code(vendor: Vendor) -> [u8; 4] {
     }
 }
 
-/// The whole hypercall page: the code, then INT3s, so a call anywhere but
-/// the start traps instead of sliding.
-pub fn hypercall_page(vendor: Vendor) -> [u8; HV_PAGE_SIZE] {
+/// Where the VTL call and VTL return sequences are in the hypercall page
+/// of a partition with VSM (`HvRegisterVsmCodePageOffsets`, TLFS 15.8).
+pub const VTL_CALL_OFFSET: usize = 0x10;
+pub const VTL_RETURN_OFFSET: usize = 0x20;
+
+/// A VTL call (`code` 0x11) or return (0x12) sequence for a 64-bit VTL:
+/// the caller's control input (RCX, 15.6.1, 15.7.1) moved to RAX, the call
+/// code into RCX, the hypercall instruction, a near return.
+pub const fn vtl_sequence(vendor: Vendor, code: u8) -> [u8; 12] {
+    let [a, b, c, _] = hypercall_code(vendor);
+    // mov rax, rcx; mov ecx, code; vmcall/vmmcall; ret
+    [0x48, 0x89, 0xc8, 0xb9, code, 0, 0, 0, a, b, c, 0xc3]
+}
+
+/// The whole hypercall page: the code, with VSM the VTL call and return
+/// sequences, then INT3s, so a call anywhere else traps instead of sliding.
+pub fn hypercall_page(vendor: Vendor, vsm: bool) -> [u8; HV_PAGE_SIZE] {
     let mut page = [0xcc; HV_PAGE_SIZE];
     let code = hypercall_code(vendor);
     page[..code.len()].copy_from_slice(&code);
+    if vsm {
+        for (at, code) in [(VTL_CALL_OFFSET, 0x11), (VTL_RETURN_OFFSET, 0x12)] {
+            let sequence = vtl_sequence(vendor, code);
+            page[at..at + sequence.len()].copy_from_slice(&sequence);
+        }
+    }
     page
 }
 
@@ -185,6 +205,16 @@ struct SyntheticVp {
     raised: Raised,
 }
 
+/// VTL 1's own synthetic MSRs (TLFS 15.11.1 keeps them private per VTL):
+/// the guest OS ID, the hypercall page and each VP's assist page, where
+/// its VTL control is (15.8.1). The others are VTL 0's, shared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Vtl1Msrs {
+    guest_os_id: u64,
+    hypercall: HvX64MsrHypercallContents,
+    vp_assist_page: [HvX64MsrVpAssistPageContents; MAX_VPS_PER_PARTITION],
+}
+
 /// A partition's synthetic MSR state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyntheticPartition {
@@ -206,6 +236,7 @@ pub struct SyntheticPartition {
     /// look at those VPs only.
     busy: VpBits,
     overlays: Overlays,
+    vtl1: Vtl1Msrs,
 }
 
 /// A bit per VP.
@@ -228,6 +259,11 @@ impl SyntheticPartition {
             vps: [SyntheticVp::default(); MAX_VPS_PER_PARTITION],
             busy: 0,
             overlays: Overlays::default(),
+            vtl1: Vtl1Msrs {
+                guest_os_id: 0,
+                hypercall: HvX64MsrHypercallContents::new(),
+                vp_assist_page: [HvX64MsrVpAssistPageContents::new(); MAX_VPS_PER_PARTITION],
+            },
         }
     }
 
@@ -421,7 +457,11 @@ impl SyntheticPartition {
                 }
                 WRITTEN
             }
-            HvX64Msr::HYPERCALL => self.write_hypercall(value, guest),
+            HvX64Msr::HYPERCALL => {
+                let page = hypercall_page(self.vendor, self.profile.has(Enlightenment::Vsm));
+                let (os, hypercall) = (self.guest_os_id, &mut self.hypercall);
+                write_hypercall(hypercall, os, (Overlay::Hypercall, &mut self.overlays), value, &page, guest)
+            }
             HvX64Msr::REFERENCE_TSC => {
                 let new = HvX64MsrReferenceTscContents::from_bits(value).with_reserved_p(0);
                 self.reference_tsc = new;
@@ -492,30 +532,6 @@ impl SyntheticPartition {
             // VP_INDEX, VP_RUNTIME, TIME_REF_COUNT, the frequencies, GUEST_IDLE.
             _ => Err(Gp::ReadOnly),
         }
-    }
-
-    /// `HV_X64_MSR_HYPERCALL` (TLFS 3.13). Once Locked is set, writes are
-    /// ignored until [`SyntheticPartition::reset`]; Enable stays 0 while
-    /// the guest OS ID is 0; enabling covers the GPA with the page (and a
-    /// page that is not RAM is #GP, nothing changed), disabling uncovers it.
-    fn write_hypercall(&mut self, value: u64, guest: &mut impl Guest) -> Result<SynMsrOutcome, Gp> {
-        if self.hypercall.locked() {
-            return Ok(SynMsrOutcome::Written);
-        }
-        let mut new = HvX64MsrHypercallContents::from_bits(value).with_reserved_p(0);
-        if self.guest_os_id == 0 {
-            new.set_enable(false);
-        }
-        if new.enable() {
-            if !self.overlays.cover(Overlay::Hypercall, new.gpn(), guest) {
-                return Err(Gp::NotRam);
-            }
-            let _ = guest.write(new.gpn() << 12, &hypercall_page(self.vendor));
-        } else {
-            self.overlays.uncover(Overlay::Hypercall, guest);
-        }
-        self.hypercall = new;
-        Ok(SynMsrOutcome::Written)
     }
 
     /// Fires the synthetic timers due at TSC `now` and retries their
@@ -639,6 +655,66 @@ impl SyntheticPartition {
         self.vps.get(vp as usize).ok_or(Gp::VpIndex)
     }
 
+    /// [`SyntheticPartition::access`] by VP `vp` in VTL `vtl`: VTL 1's
+    /// guest OS ID, hypercall and assist page MSRs are its own ([`Vtl1Msrs`]).
+    pub fn access_vtl(
+        &mut self,
+        (vp, vtl): (u32, u8),
+        msr: u32,
+        write: Option<u64>,
+        guest: &mut impl Guest,
+        now: Now,
+    ) -> Result<SynMsrOutcome, Gp> {
+        let private = matches!(HvX64Msr(msr), HvX64Msr::GUEST_OS_ID | HvX64Msr::HYPERCALL | HvX64Msr::VP_ASSIST_PAGE);
+        if vtl == 0 || !private {
+            return self.access(vp, msr, write, guest, now);
+        }
+        let m = self.available(msr)?;
+        self.vp(vp)?;
+        let v1 = &mut self.vtl1;
+        let Some(value) = write else {
+            return Ok(SynMsrOutcome::Read(match m {
+                HvX64Msr::GUEST_OS_ID => v1.guest_os_id,
+                HvX64Msr::HYPERCALL => v1.hypercall.into_bits(),
+                _ => v1.vp_assist_page[vp as usize].into_bits(),
+            }));
+        };
+        match m {
+            HvX64Msr::GUEST_OS_ID => {
+                v1.guest_os_id = value;
+                if value == 0 {
+                    v1.hypercall.set_enable(false);
+                    self.overlays.uncover(Overlay::Vtl1Hypercall, guest);
+                }
+                Ok(SynMsrOutcome::Written)
+            }
+            HvX64Msr::HYPERCALL => {
+                let page = hypercall_page(self.vendor, true);
+                let overlay = (Overlay::Vtl1Hypercall, &mut self.overlays);
+                write_hypercall(&mut v1.hypercall, v1.guest_os_id, overlay, value, &page, guest)
+            }
+            _ => {
+                let new = HvX64MsrVpAssistPageContents::from_bits(value).with_reserved_p(0);
+                if new.enable() {
+                    if !self.overlays.cover(Overlay::Vtl1Assist(vp), new.gpn(), guest) {
+                        return Err(Gp::NotRam);
+                    }
+                    let _ = guest.write(new.gpn() << 12, &[0; HV_PAGE_SIZE]);
+                } else {
+                    self.overlays.uncover(Overlay::Vtl1Assist(vp), guest);
+                }
+                v1.vp_assist_page[vp as usize] = new;
+                Ok(SynMsrOutcome::Written)
+            }
+        }
+    }
+
+    /// VP `vp`'s VTL 1 assist page's GPA, if it is enabled.
+    pub fn vtl1_assist_page(&self, vp: u32) -> Option<u64> {
+        let page = self.vtl1.vp_assist_page.get(vp as usize)?;
+        page.enable().then(|| page.gpn() << 12)
+    }
+
     /// RDMSR (`write` is `None`) or WRMSR, as [`SyntheticPartition::rdmsr`]
     /// and [`SyntheticPartition::wrmsr`].
     pub fn access(
@@ -654,6 +730,38 @@ impl SyntheticPartition {
             None => self.rdmsr(vp, msr, now),
         }
     }
+}
+
+/// `HV_X64_MSR_HYPERCALL` (TLFS 3.13) of one VTL: `hypercall`, with its
+/// guest OS ID `os` and its overlay. Once Locked is set, writes are
+/// ignored until [`SyntheticPartition::reset`]; Enable stays 0 while the
+/// guest OS ID is 0; enabling covers the GPA with `page` (and a page that
+/// is not RAM is #GP, nothing changed), disabling uncovers it.
+fn write_hypercall(
+    hypercall: &mut HvX64MsrHypercallContents,
+    os: u64,
+    (overlay, overlays): (Overlay, &mut Overlays),
+    value: u64,
+    page: &[u8; HV_PAGE_SIZE],
+    guest: &mut impl Guest,
+) -> Result<SynMsrOutcome, Gp> {
+    if hypercall.locked() {
+        return Ok(SynMsrOutcome::Written);
+    }
+    let mut new = HvX64MsrHypercallContents::from_bits(value).with_reserved_p(0);
+    if os == 0 {
+        new.set_enable(false);
+    }
+    if new.enable() {
+        if !overlays.cover(overlay, new.gpn(), guest) {
+            return Err(Gp::NotRam);
+        }
+        let _ = guest.write(new.gpn() << 12, page);
+    } else {
+        overlays.uncover(overlay, guest);
+    }
+    *hypercall = new;
+    Ok(SynMsrOutcome::Written)
 }
 
 #[cfg(test)]

@@ -37,8 +37,8 @@ use tlfs::cpuid::HvPartitionPrivilegeMask;
 use tlfs::hypercall::HvRegisterValue;
 use tlfs::vsm::{
     HV_NUM_VTLS, HvInitialVpContext, HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvRegisterVsmCapabilities,
-    HvRegisterVsmPartitionConfig, HvRegisterVsmPartitionStatus, HvRegisterVsmVpSecureVtlConfig, HvRegisterVsmVpStatus,
-    HvVtl,
+    HvRegisterVsmCodePageOffsets, HvRegisterVsmPartitionConfig, HvRegisterVsmPartitionStatus,
+    HvRegisterVsmVpSecureVtlConfig, HvRegisterVsmVpStatus, HvVtl,
 };
 use tlfs::{HV_VP_INDEX_SELF, HvError, HvMapGpaFlags, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
 use x86defs::CR0_PE;
@@ -64,6 +64,12 @@ const VTL0_ONLY: VtlSet = 1;
 /// may deny lower VTLs VP startup (15.5.1.4).
 pub const VSM_CAPABILITIES: HvRegisterVsmCapabilities =
     HvRegisterVsmCapabilities::new().with_dr6_shared(false).with_mbec_vtl_mask(0).with_deny_lower_vtl_startup(true);
+
+/// `HvRegisterVsmCodePageOffsets` (15.8): the same in every VTL's
+/// hypercall page ([`crate::synthetic::hypercall_page`]).
+pub const CODE_PAGE_OFFSETS: HvRegisterVsmCodePageOffsets = HvRegisterVsmCodePageOffsets::new()
+    .with_vtl_call_offset(crate::synthetic::VTL_CALL_OFFSET as u16)
+    .with_vtl_return_offset(crate::synthetic::VTL_RETURN_OFFSET as u16);
 
 /// What VTL 1 may set in its [`HvRegisterVsmPartitionConfig`]. The
 /// intercept flags need secure intercepts (15.13), not built.
@@ -339,6 +345,7 @@ impl PartitionVsm {
     pub fn get_register(&self, vp: HvVpIndex, vtl: HvVtl, name: HvRegisterName) -> Option<HvResult<u64>> {
         Some(match name {
             HvRegisterName::VSM_CAPABILITIES => Ok(VSM_CAPABILITIES.into_bits()),
+            HvRegisterName::VSM_CODE_PAGE_OFFSETS => Ok(CODE_PAGE_OFFSETS.into_bits()),
             HvRegisterName::VSM_PARTITION_STATUS => Ok(self.partition_status().into_bits()),
             HvRegisterName::VSM_VP_STATUS => self.vp_status(vp).map(HvRegisterVsmVpStatus::into_bits),
             HvRegisterName::VSM_PARTITION_CONFIG => self.partition_config(vtl).map(|c| c.into_bits()),

@@ -93,9 +93,10 @@ pub const fn overlay_memory(partitions: u16) -> Entries {
 }
 
 /// A partition's overlay pages (TLFS 5.2.1): the hypercall and reference
-/// TSC pages, then each VP's assist, SIM and SIEF pages.
-pub const OVERLAYS_PER_PARTITION: usize = 2;
-pub const OVERLAYS_PER_VP: usize = 3;
+/// TSC pages and VTL 1's hypercall page (15.8), then each VP's assist, SIM
+/// and SIEF pages and its VTL 1 assist page (15.8.1).
+pub const OVERLAYS_PER_PARTITION: usize = 3;
+pub const OVERLAYS_PER_VP: usize = 4;
 
 /// The pages of that memory for a partition of `vcpus` VPs: one per
 /// overlay page.

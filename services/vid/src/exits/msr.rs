@@ -48,11 +48,12 @@ impl Vmm {
                 // The run time is the kernel's: asked only when read.
                 let runtime = if msr == HvX64Msr::VP_RUNTIME.0 { guest.reg(HvRegisterName::VP_RUNTIME) } else { None };
                 let at = Now { tsc: now, vp_runtime: runtime.unwrap_or(0) };
-                let outcome = self.synthetic.access(vp, msr, write, guest, at);
+                let vtl = m.header.execution_state.vtl();
+                let outcome = self.synthetic.access_vtl((vp, vtl), msr, write, guest, at);
                 if write.is_some() && HvX64Msr(msr).sint_index().is_some() {
                     self.sync_auto_eoi(vp);
                 }
-                if write.is_some() && outcome.is_ok() && msr == HvX64Msr::VP_ASSIST_PAGE.0 {
+                if write.is_some() && outcome.is_ok() && msr == HvX64Msr::VP_ASSIST_PAGE.0 && vtl == 0 {
                     self.assist_page_written(vp);
                 }
                 self.synic_interrupts();

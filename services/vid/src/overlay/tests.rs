@@ -64,13 +64,13 @@ fn slots_are_distinct_and_within_the_pages_kept() {
     let mut seen = [false; slots(MAX_VPS_PER_PARTITION)];
     let vp = MAX_VPS_PER_PARTITION as u32 - 1;
     for vp in 0..=vp {
-        for o in [Overlay::Assist(vp), Overlay::Simp(vp), Overlay::Siefp(vp)] {
+        for o in [Overlay::Assist(vp), Overlay::Simp(vp), Overlay::Siefp(vp), Overlay::Vtl1Assist(vp)] {
             let s = o.slot().unwrap();
             assert!(s < slots(vp as usize + 1) && !seen[s]);
             seen[s] = true;
         }
     }
-    for o in [Overlay::Hypercall, Overlay::ReferenceTsc] {
+    for o in [Overlay::Hypercall, Overlay::ReferenceTsc, Overlay::Vtl1Hypercall] {
         let s = o.slot().unwrap();
         assert!(s < slots(1) && !seen[s]);
         seen[s] = true;
@@ -82,17 +82,17 @@ fn slots_are_distinct_and_within_the_pages_kept() {
 fn the_hypercall_page_withholds_guest_writes_where_it_is() {
     let (mut ram, mut o) = (Ram::new(), Overlays::default());
     assert!(o.cover(Overlay::Hypercall, 2, &mut ram));
-    assert_eq!(ram.2, [2]);
+    assert_eq!(ram.2, [(2, 0)]);
     assert!(o.read_only_at(2) && !o.read_only_at(4));
     // Moved: the old page is writable again, the new one is not.
     assert!(o.cover(Overlay::Hypercall, 4, &mut ram));
-    assert_eq!(ram.2, [4]);
+    assert_eq!(ram.2, [(4, 0)]);
     // Another overlay on the same page leaves the hold to the hypercall page.
     assert!(o.cover(Overlay::Simp(0), 4, &mut ram));
     o.uncover(Overlay::Simp(0), &mut ram);
-    assert_eq!(ram.2, [4]);
+    assert_eq!(ram.2, [(4, 0)]);
     assert!(o.cover(Overlay::Assist(0), 6, &mut ram));
-    assert_eq!(ram.2, [4], "only the hypercall page is read-only");
+    assert_eq!(ram.2, [(4, 0)], "only the hypercall page is read-only");
     o.uncover(Overlay::Hypercall, &mut ram);
     assert!(ram.2.is_empty() && !o.read_only_at(4));
 }

@@ -94,8 +94,8 @@ impl<K: Kernel> Guest for Uncovering<'_, K> {
     fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
         self.ram.beneath(slot)
     }
-    fn hold_write(&mut self, gpn: u64, held: bool) {
-        self.kernel.hold_write(self.partition, gpn, held, 0);
+    fn hold_write(&mut self, gpn: u64, held: bool, vtl: u8) {
+        self.kernel.hold_write(self.partition, gpn, held, vtl);
     }
 }
 

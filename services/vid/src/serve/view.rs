@@ -61,8 +61,8 @@ impl<K: Kernel> Guest for View<'_, K> {
 
     /// A page the VID found writable RAM: the kernel refuses only a page
     /// the manager unmapped meanwhile, which then needs no hold.
-    fn hold_write(&mut self, gpn: u64, held: bool) {
-        self.kernel.hold_write(self.partition, gpn, held, 0);
+    fn hold_write(&mut self, gpn: u64, held: bool, vtl: u8) {
+        self.kernel.hold_write(self.partition, gpn, held, vtl);
     }
 
     fn vtl_kernel(&mut self) -> Option<&mut dyn VtlKernel> {

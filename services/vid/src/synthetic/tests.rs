@@ -425,3 +425,42 @@ fn every_synic_with_work_is_polled() {
     busy_agrees(&p);
     assert_eq!((p.busy, p.next_deadline()), (0, None));
 }
+
+/// VTL 1's guest OS ID, hypercall page and assist page are its own (TLFS
+/// 15.11.1); its hypercall page is held read-only in its own view and has
+/// the VTL call and return sequences (15.8).
+#[test]
+fn vtl1_has_its_own_hypercall_and_assist_pages() {
+    let mut p = partition(Enlightenments::HYPERV_VSM, Vendor::Amd);
+    let mut ram = Ram::new();
+    let at = |p: &mut SyntheticPartition, vtl, msr: HvX64Msr, write, ram: &mut Ram| {
+        p.access_vtl((3, vtl), msr.0, write, ram, Now::default())
+    };
+    // VTL 0's page, with the sequences too (a VSM partition's).
+    at(&mut p, 0, HvX64Msr::GUEST_OS_ID, Some(OS_ID), &mut ram).unwrap();
+    at(&mut p, 0, HvX64Msr::HYPERCALL, Some(0x5001), &mut ram).unwrap();
+    // VTL 1 has no guest OS ID yet: its page stays disabled.
+    at(&mut p, 1, HvX64Msr::HYPERCALL, Some(0x6001), &mut ram).unwrap();
+    assert_eq!(at(&mut p, 1, HvX64Msr::HYPERCALL, None, &mut ram), Ok(Read(0x6000)));
+    assert!(ram.page(6).iter().all(|&b| b == 0xaa));
+    at(&mut p, 1, HvX64Msr::GUEST_OS_ID, Some(OS_ID + 1), &mut ram).unwrap();
+    at(&mut p, 1, HvX64Msr::HYPERCALL, Some(0x6001), &mut ram).unwrap();
+    assert_eq!(ram.2, [(5, 0), (6, 1)], "each page held in its VTL's view");
+    let call = vtl_sequence(Vendor::Amd, 0x11);
+    assert_eq!(call, [0x48, 0x89, 0xc8, 0xb9, 0x11, 0, 0, 0, 0x0f, 0x01, 0xd9, 0xc3]);
+    assert_eq!(ram.page(6)[VTL_CALL_OFFSET..VTL_CALL_OFFSET + 12], call);
+    assert_eq!(ram.page(6)[VTL_RETURN_OFFSET + 4], 0x12);
+    assert_eq!(ram.page(5)[VTL_CALL_OFFSET..VTL_CALL_OFFSET + 12], call);
+    // VTL 0's MSRs are untouched.
+    assert_eq!(at(&mut p, 0, HvX64Msr::GUEST_OS_ID, None, &mut ram), Ok(Read(OS_ID)));
+    assert_eq!(at(&mut p, 0, HvX64Msr::HYPERCALL, None, &mut ram), Ok(Read(0x5001)));
+    // The assist pages.
+    at(&mut p, 1, HvX64Msr::VP_ASSIST_PAGE, Some(0x7001), &mut ram).unwrap();
+    assert_eq!((p.vtl1_assist_page(3), p.vp_assist_page(3)), (Some(0x7000), None));
+    // VTL 1 clears its guest OS ID: its page goes, VTL 0's stays.
+    at(&mut p, 1, HvX64Msr::GUEST_OS_ID, Some(0), &mut ram).unwrap();
+    assert!(ram.page(6).iter().all(|&b| b == 0xaa));
+    assert_eq!(ram.2, [(5, 0)]);
+    // Without VSM the page has no sequences.
+    assert!(hypercall_page(Vendor::Amd, false)[4..].iter().all(|&b| b == 0xcc));
+}
