@@ -415,6 +415,9 @@ pub struct Vmm {
     idle: u64,
     /// The VTLs and VSM registers (TLFS 15), used with VSM offered.
     pub vsm: PartitionVsm,
+    /// The exit being handled switched its VP's VTL: no interruption of
+    /// the VTL left rides on the reply (which acts on the VTL entered).
+    vtl_switched: bool,
 }
 
 impl Default for Vmm {
@@ -460,6 +463,7 @@ impl Vmm {
             reported_synic: [0; abi::limits::MAX_VPS_PER_PARTITION],
             vsm: PartitionVsm::new(c.profile.privileges(), c.vps.clamp(1, MAX_VPS_PER_PARTITION as u32))
                 .expect("a VP count in range"),
+            vtl_switched: false,
         }
     }
 
@@ -713,7 +717,8 @@ impl Vmm {
         self.stats.record(body, &action);
         let Some(h) = header else { return action };
         self.report_synic(h.vp_index, connections);
-        if let Action::Resume(u) | Action::Halt(u) = &mut action {
+        let switched = core::mem::take(&mut self.vtl_switched);
+        if let (Action::Resume(u) | Action::Halt(u), false) = (&mut action, switched) {
             self.post_at_exit(h, slot_taken, guest, u);
         }
         action

@@ -182,8 +182,19 @@ pub type XmmUpdates = heapless::Vec<(usize, u128), HV_XMM_FAST_REGISTERS>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     InjectUd,
-    Complete { result: HvHypercallOutput },
-    Continue { control: HvHypercallInput },
+    Complete {
+        result: HvHypercallOutput,
+    },
+    Continue {
+        control: HvHypercallInput,
+    },
+    /// A VTL call or return (TLFS 15.6, 15.7) that may be made: switch the
+    /// VP to VTL `to`; on a return that is not `fast`, load RAX and RCX
+    /// from the VTL control of the VTL left (15.7.1.1). No status.
+    SwitchVtl {
+        to: HvVtl,
+        fast: bool,
+    },
 }
 
 impl Outcome {
@@ -467,6 +478,12 @@ pub fn handle(
     }
     let convention = if caller.mode == CpuMode::Long64 { Convention::X64 } else { Convention::X86 };
     let control = HvHypercallInput::from_bits(convention.control(&caller.regs));
+    let code = control.code();
+    if (code == HvCallCode::VTL_CALL || code == HvCallCode::VTL_RETURN)
+        && let Some(vsm) = target.vsm()
+    {
+        return vtl_switch(caller, convention, control, vsm);
+    }
     let (mut header, mut block) = (Header::new(), [0; HV_XMM_FAST_BYTES]);
     let mut request = match parse(caller, convention, control, xmm, guest, (&mut header, &mut block)) {
         Ok(request) => request,
@@ -484,6 +501,38 @@ pub fn handle(
         _ => None,
     };
     complete(convention, status, reps, fast_output, (updates, xmm_out))
+}
+
+/// HvCallVtlCall and HvCallVtlReturn (15.6.1, 15.7.1), from the hypercall
+/// page's sequences (RCX, the control input, moved to RAX; the call code
+/// in RCX, [`crate::synthetic::vtl_sequence`]) or made directly. Each
+/// refusal is #UD (15.6.1.1, 15.7.2): a control value other than the bare
+/// call code, a reserved input bit, no VTL to go to; CPL > 0 and real
+/// mode were refused before.
+fn vtl_switch(
+    caller: &Caller,
+    convention: Convention,
+    control: HvHypercallInput,
+    vsm: &mut crate::vsm::PartitionVsm,
+) -> Outcome {
+    let call = control.code() == HvCallCode::VTL_CALL;
+    let input = match convention {
+        Convention::X64 => caller.regs.rax,
+        Convention::X86 => caller.regs.rcx & 0xffff_ffff,
+    };
+    let (reserved, fast) = if call {
+        (tlfs::vsm::HvVtlCallInput::from_bits(input).has_reserved_bits(), false)
+    } else {
+        let input = tlfs::vsm::HvVtlReturnInput::from_bits(input);
+        (input.has_reserved_bits(), input.fast_return())
+    };
+    if control.into_bits() != u64::from(control.code().0) || reserved {
+        return Outcome::InjectUd;
+    }
+    match vsm.switch_target(caller.vp_index, caller.vtl, call) {
+        Some(to) => Outcome::SwitchVtl { to, fast },
+        None => Outcome::InjectUd,
+    }
 }
 
 /// The completed call's result and fast output registers.

@@ -123,6 +123,8 @@ pub trait VtlKernel {
         active: HvVtl,
         registers: &[(HvRegisterName, HvRegisterValue)],
     ) -> Result<Result<(), ErrorCode>, ErrorCode>;
+    /// VP_SWITCH_VTL of the VP at its exit, `vp`.
+    fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode>;
 }
 
 /// The status of a ring-0 refusal of an enabling call: memory, the VTL's
@@ -162,6 +164,9 @@ struct VpVsm {
     vtl1_context: Option<HvInitialVpContext>,
     /// VTL 1's HvRegisterVsmVpSecureConfigVtl0 (15.5.2).
     vtl0_secure_config: HvRegisterVsmVpSecureVtlConfig,
+    /// Where each VTL continues when next entered: past the VTL call or
+    /// return it left by (15.7.1); `None` before it left once.
+    resume: [Option<u64>; HV_NUM_VTLS as usize],
 }
 
 impl VpVsm {
@@ -170,6 +175,7 @@ impl VpVsm {
         active: 0,
         vtl1_context: None,
         vtl0_secure_config: HvRegisterVsmVpSecureVtlConfig::new(),
+        resume: [None; HV_NUM_VTLS as usize],
     };
 }
 
@@ -396,6 +402,29 @@ impl PartitionVsm {
         }
         state.active = vtl;
         Ok(())
+    }
+
+    /// The VTL a VTL call (`call`) or return of `vp` in VTL `from` goes to:
+    /// the next VTL enabled above (15.6.1.1: none is skipped), or the
+    /// highest enabled below (15.7); `None` if there is none (#UD).
+    pub fn switch_target(&self, vp: HvVpIndex, from: HvVtl, call: bool) -> Option<HvVtl> {
+        let enabled = self.vp(vp).ok()?.enabled;
+        if call {
+            (from.checked_add(1)?..=MAXIMUM_VTL).find(|&v| has_vtl(enabled, v))
+        } else {
+            highest_below(enabled, from)
+        }
+    }
+
+    /// Records that `vp` switched from VTL `from`, which continues at
+    /// `resume` when next entered, to `to` (a VTL call or return): where
+    /// `to` continues, `None` at its first entry (its initial context).
+    pub fn switch(&mut self, vp: HvVpIndex, from: HvVtl, resume: u64, to: HvVtl) -> HvResult<Option<u64>> {
+        self.set_active_vtl(vp, to)?;
+        let state = self.vp_mut(vp)?;
+        let slot = |vtl: HvVtl| usize::from(vtl).min(HV_NUM_VTLS as usize - 1);
+        state.resume[slot(from)] = Some(resume);
+        Ok(state.resume[slot(to)].take())
     }
 
     /// VSM's checks of HvStartVirtualProcessor (7.10.3) starting `vp` in

@@ -13,6 +13,8 @@ use crate::messaging::{self, Connections, Delivery};
 use crate::synthetic::SyntheticPartition;
 use crate::testdev::TestDev;
 use tlfs::hypercall::{HV_XMM_FAST_REGISTERS, HvGvaRange, HvRegisterValue};
+use tlfs::vsm::{HV_VP_VTL_CONTROL_OFFSET, HvVpVtlControl, HvVtlEntryReason};
+use tlfs::zerocopy::{FromBytes, IntoBytes};
 use tlfs::{HvError, HvRegisterName, HvResult, HvStatus, HvVpIndex, HvX64HypercallInterceptMessage};
 
 /// The partition as the hypercall handlers see it.
@@ -140,6 +142,7 @@ impl Vmm {
             self.deliver(d, guest);
         }
         match outcome {
+            Outcome::SwitchVtl { to, fast } => self.switch_vtl(h, to, fast, guest),
             Outcome::InjectUd => ud(),
             Outcome::Continue { .. } => Action::Resume(updates),
             Outcome::Complete { result } => {
@@ -155,6 +158,60 @@ impl Vmm {
                 Action::Resume(updates)
             }
         }
+    }
+}
+
+impl Vmm {
+    /// A VTL call or return the engine allowed (TLFS 15.6, 15.7): ring 0
+    /// switches the VP's VTL, the VTL left continues past its call or
+    /// return when next entered, and the reply (which acts on the VTL
+    /// entered) sets where that one continues. A VTL call writes the entry
+    /// reason into VTL 1's VTL control; a return that is not fast loads
+    /// RAX and RCX from it (15.7.1.1; shared registers, 15.11). Ring 0
+    /// refusing the switch (nothing changed) is #UD.
+    fn switch_vtl(
+        &mut self,
+        h: &tlfs::HvX64InterceptMessageHeader,
+        to: u8,
+        fast: bool,
+        guest: &mut impl Guest,
+    ) -> Action {
+        let (vp, from) = (h.vp_index, h.execution_state.vtl());
+        let resume = cpu_mode(h).next_ip(h.rip, h.instruction_length().max(3).into());
+        // The VTL control of VTL 1, the higher one of the switch.
+        let control = self.synthetic.vtl1_assist_page(vp).map(|page| page + HV_VP_VTL_CONTROL_OFFSET as u64);
+        let mut restore = None;
+        if let (false, Some(gpa)) = (fast || to > from, control) {
+            let mut bytes = [0u8; size_of::<HvVpVtlControl>()];
+            if guest.read(gpa, &mut bytes) {
+                restore = HvVpVtlControl::read_from_bytes(&bytes).ok();
+            }
+        }
+        let Some(kernel) = guest.vtl_kernel() else { return ud() };
+        if kernel.switch_vtl(vp, to).is_err() {
+            return ud();
+        }
+        self.vtl_switched = true;
+        let rip = match self.vsm.switch(vp, from, resume, to) {
+            Ok(rip) => rip,
+            // Ring 0 switched a VP the VID's state does not know: stop it.
+            Err(_) => {
+                let message_type = tlfs::HvMessageType::HYPERCALL_INTERCEPT.0;
+                return Action::Stop(crate::exits::Stop::Failed { message_type, rip: h.rip });
+            }
+        };
+        if let (true, Some(gpa)) = (to > from, control) {
+            let _ = guest.write(gpa, HvVtlEntryReason::VTL_CALL.as_bytes());
+        }
+        let mut updates = Updates::new();
+        if let Some(rip) = rip {
+            let _ = updates.push((HvRegisterName::RIP, rip));
+        }
+        if let Some(c) = restore {
+            let _ = updates.push((HvRegisterName::RAX, c.vtl_return_x64_rax));
+            let _ = updates.push((HvRegisterName::RCX, c.vtl_return_x64_rcx));
+        }
+        Action::Resume(updates)
     }
 }
 

@@ -1045,6 +1045,7 @@ fn hypercall(rcx: u64, rdx: u64) -> HvMessageBody {
 
 mod eoi_assist;
 mod testdev;
+mod vtl;
 
 /// The guest idle state (TLFS 7.5) ends when an interrupt arrives even if
 /// the VP cannot take it yet: Linux's paravirtual spinlock waits in it with

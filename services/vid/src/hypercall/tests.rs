@@ -11,6 +11,7 @@ enum Outcome {
     InjectUd,
     Complete { result: HvHypercallOutput, updates: Updates, xmm: XmmUpdates },
     Continue { control: HvHypercallInput, updates: Updates },
+    SwitchVtl { to: HvVtl, fast: bool },
 }
 
 impl Outcome {
@@ -36,6 +37,10 @@ fn handle(
             Outcome::InjectUd
         }
         super::Outcome::Complete { result } => Outcome::Complete { result, updates, xmm: xmm_out },
+        super::Outcome::SwitchVtl { to, fast } => {
+            assert!(updates.is_empty() && xmm_out.is_empty(), "a switch sets no register here");
+            Outcome::SwitchVtl { to, fast }
+        }
         super::Outcome::Continue { control } => {
             assert!(xmm_out.is_empty(), "a continuation has no output");
             Outcome::Continue { control, updates }

@@ -91,6 +91,14 @@ impl<K: Kernel> VtlKernel for View<'_, K> {
         let cap = self.vps.get(vp as usize).ok_or(ErrorCode::INVALID_ARGUMENT)?.cap;
         enable_vp_vtl(self.kernel, cap, vtl, active, registers)
     }
+
+    fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode> {
+        let cap = self.vps.get(vp as usize).ok_or(ErrorCode::INVALID_ARGUMENT)?.cap;
+        if cap != self.vp {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        self.kernel.switch_vtl(cap, vtl)
+    }
 }
 
 /// VP_ENABLE_VTL of `vtl` on `vp`, then `registers` set in that VTL:

@@ -61,6 +61,9 @@ impl VtlKernel for VsmGuest {
         }
         Ok(if self.registers_refused { Err(ErrorCode::INVALID_ARGUMENT) } else { Ok(()) })
     }
+    fn switch_vtl(&mut self, _: HvVpIndex, _: HvVtl) -> Result<(), ErrorCode> {
+        Err(ErrorCode::INVALID_STATE)
+    }
 }
 
 fn vsm_privileges() -> HvPartitionPrivilegeMask {

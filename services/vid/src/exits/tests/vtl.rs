@@ -1,0 +1,174 @@
+//! VTL call and return (TLFS 15.6-15.8) at hypercall intercepts: the #UD
+//! cases, the switch ring 0 is asked for, where each VTL continues, the
+//! entry reason and the return registers in VTL 1's VTL control.
+
+use super::*;
+use crate::vsm::{VtlCaller, VtlKernel};
+use abi::ErrorCode;
+use tlfs::msr::HvX64Msr;
+use tlfs::vsm::{HvEnablePartitionVtlFlags, HvInitialVpContext, HvInputEnablePartitionVtl, HvInputEnableVpVtl};
+use tlfs::zerocopy::FromZeros;
+
+/// The exit test guest, and ring 0's switches.
+struct VtlGuest {
+    fake: Fake,
+    switches: Vec<(u32, u8)>,
+    refuse: bool,
+}
+
+impl Guest for VtlGuest {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        self.fake.read(gpa, buf)
+    }
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        self.fake.write(gpa, data)
+    }
+    fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
+        self.fake.register(name)
+    }
+    fn vtl_kernel(&mut self) -> Option<&mut dyn VtlKernel> {
+        Some(self)
+    }
+}
+
+impl VtlKernel for VtlGuest {
+    fn enable_partition_vtl(&mut self, _: u8) -> Result<(), ErrorCode> {
+        Ok(())
+    }
+    fn may_run(&self, _: u32) -> bool {
+        false
+    }
+    fn enable_vp_vtl(
+        &mut self,
+        _: u32,
+        _: u8,
+        _: u8,
+        _: &[(HvRegisterName, tlfs::hypercall::HvRegisterValue)],
+    ) -> Result<Result<(), ErrorCode>, ErrorCode> {
+        Ok(Ok(()))
+    }
+    fn switch_vtl(&mut self, vp: u32, vtl: u8) -> Result<(), ErrorCode> {
+        if self.refuse {
+            return Err(ErrorCode::INVALID_STATE);
+        }
+        self.switches.push((vp, vtl));
+        Ok(())
+    }
+}
+
+/// VTL 1's assist page.
+const ASSIST: u64 = 0x7000;
+/// Where VP 0's VTL control is.
+const CONTROL: usize = ASSIST as usize + 8;
+
+/// A hyperv-vsm partition of one VP with VTL 1 enabled on it, and VTL 1's
+/// assist page set.
+fn vsm_vmm() -> (Vmm, VtlGuest) {
+    let profile = crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV_VSM, 1, 1).unwrap();
+    let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
+    let mut g = VtlGuest { fake: Fake::new(), switches: Vec::new(), refuse: false };
+    let partition = HvInputEnablePartitionVtl {
+        partition_id: tlfs::HvPartitionId::SELF.0,
+        target_vtl: 1,
+        flags: HvEnablePartitionVtlFlags::new(),
+        reserved_z0: 0,
+        reserved_z1: 0,
+    };
+    vmm.vsm.enable_partition_vtl(&partition, VtlCaller { vp: 0, vtl: 0 }).unwrap();
+    let mut context = HvInitialVpContext::new_zeroed();
+    context.cr0 = x86defs::CR0_PE;
+    let vp = HvInputEnableVpVtl {
+        partition_id: tlfs::HvPartitionId::SELF.0,
+        vp_index: 0,
+        target_vtl: 1,
+        reserved: [0; 3],
+        context,
+    };
+    vmm.vsm.enable_vp_vtl(&vp, VtlCaller { vp: 0, vtl: 0 }).unwrap();
+    let now = crate::synthetic::Now::default();
+    vmm.synthetic.access_vtl((0, 1), HvX64Msr::VP_ASSIST_PAGE.0, Some(ASSIST | 1), &mut g, now).unwrap();
+    (vmm, g)
+}
+
+/// VMCALL at `rip` in VTL `vtl` with RCX `rcx` and RAX `rax` (the page's
+/// sequences move the control input there).
+fn vtl_hypercall(vtl: u8, rip: u64, rcx: u64, rax: u64) -> HvMessageBody {
+    let HvMessageBody::HypercallIntercept(mut m) = hypercall(rcx, 0) else { unreachable!() };
+    m.header.rip = rip;
+    m.header.execution_state = m.header.execution_state.with_vtl(vtl);
+    m.rax = rax;
+    HvMessageBody::HypercallIntercept(m)
+}
+
+fn go(vmm: &mut Vmm, g: &mut VtlGuest, body: HvMessageBody) -> Action {
+    vmm.handle(&HvMessage::from_body(&body, 0), g, 0, |_| {})
+}
+
+fn entry_reason(g: &VtlGuest) -> u32 {
+    u32::from_le_bytes(g.fake.ram[CONTROL..CONTROL + 4].try_into().unwrap())
+}
+
+#[test]
+fn a_vtl_call_and_return_switch_and_each_vtl_continues_past_its_own() {
+    let (mut vmm, mut g) = vsm_vmm();
+    // VTL 0 calls: VTL 1's first entry, at its initial context.
+    let a = go(&mut vmm, &mut g, vtl_hypercall(0, 0x5018, 0x11, 0));
+    assert_eq!(a, Action::Resume(Updates::new()), "no RIP: VTL 1 starts where its context says");
+    assert_eq!((g.switches.as_slice(), entry_reason(&g)), (&[(0, 1)][..], 1), "entry reason VTL call");
+    assert_eq!(vmm.vsm.vp_status(0).unwrap().active_vtl(), 1);
+    // VTL 1 returns, not fast: RAX and RCX from its VTL control.
+    g.fake.ram[CONTROL + 8..CONTROL + 16].copy_from_slice(&0xaaaa_u64.to_le_bytes());
+    g.fake.ram[CONTROL + 16..CONTROL + 24].copy_from_slice(&0xcccc_u64.to_le_bytes());
+    let a = go(&mut vmm, &mut g, vtl_hypercall(1, 0x9028, 0x12, 0));
+    let expected = [(HvRegisterName::RIP, 0x501b), (HvRegisterName::RAX, 0xaaaa), (HvRegisterName::RCX, 0xcccc)];
+    assert_eq!(updates(&a), &expected[..], "VTL 0 past its call");
+    assert_eq!(g.switches.last(), Some(&(0, 0)));
+    assert_eq!(vmm.vsm.vp_status(0).unwrap().active_vtl(), 0);
+    // Called again: VTL 1 continues past its return.
+    g.fake.ram[CONTROL..CONTROL + 4].fill(0);
+    let a = go(&mut vmm, &mut g, vtl_hypercall(0, 0x6018, 0x11, 0));
+    assert_eq!(updates(&a), &[(HvRegisterName::RIP, 0x902b)][..]);
+    assert_eq!(entry_reason(&g), 1);
+    // A fast return leaves RAX and RCX.
+    let a = go(&mut vmm, &mut g, vtl_hypercall(1, 0x9028, 0x12, 1));
+    assert_eq!(updates(&a), &[(HvRegisterName::RIP, 0x601b)][..]);
+    assert_eq!(g.switches, [(0, 1), (0, 0), (0, 1), (0, 0)]);
+}
+
+#[test]
+fn what_a_vtl_call_or_return_refuses_is_ud() {
+    let (mut vmm, mut g) = vsm_vmm();
+    let is_ud = |a: &Action| get(a, HvRegisterName::PENDING_INTERRUPTION).is_some_and(|v| (v >> 16) & 0xff == 6);
+    let cases = [
+        (vtl_hypercall(0, 0x5018, 0x12, 0), "a return from VTL 0"),
+        (vtl_hypercall(0, 0x5018, 0x11, 2), "a reserved call input bit"),
+        (vtl_hypercall(0, 0x5018, 0x11 | 1 << 16, 0), "a control value with the fast flag"),
+        (vtl_hypercall(0, 0x5018, 0x11 | 1 << 32, 0), "a control value with a rep count"),
+        (vtl_hypercall(1, 0x9028, 0x12, 1 << 1), "a reserved return input bit"),
+        (vtl_hypercall(1, 0x9028, 0x11, 0), "a call from VTL 1: none above"),
+    ];
+    for (body, why) in cases {
+        let a = go(&mut vmm, &mut g, body);
+        assert!(is_ud(&a), "{why}: {a:?}");
+    }
+    let HvMessageBody::HypercallIntercept(mut m) = vtl_hypercall(0, 0x5018, 0x11, 0) else { unreachable!() };
+    m.header.execution_state = m.header.execution_state.with_cpl(3);
+    let a = go(&mut vmm, &mut g, HvMessageBody::HypercallIntercept(m));
+    assert!(is_ud(&a), "CPL 3");
+    // Ring 0 refusing the switch: #UD, nothing recorded.
+    g.refuse = true;
+    let a = go(&mut vmm, &mut g, vtl_hypercall(0, 0x5018, 0x11, 0));
+    assert!(is_ud(&a));
+    assert!(g.switches.is_empty());
+    assert_eq!(vmm.vsm.vp_status(0).unwrap().active_vtl(), 0);
+}
+
+#[test]
+fn without_vsm_a_vtl_call_is_an_unknown_code() {
+    let profile = crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV, 1, 1).unwrap();
+    let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
+    let mut g = VtlGuest { fake: Fake::new(), switches: Vec::new(), refuse: false };
+    let a = go(&mut vmm, &mut g, vtl_hypercall(0, 0x5018, 0x11, 0));
+    assert_eq!(get(&a, HvRegisterName::RAX), Some(u64::from(tlfs::HvStatus::INVALID_HYPERCALL_CODE.0)));
+    assert!(g.switches.is_empty());
+}
