@@ -415,8 +415,9 @@ pub struct Vmm {
     idle: u64,
     /// The VTLs and VSM registers (TLFS 15), used with VSM offered.
     pub vsm: PartitionVsm,
-    /// The exit being handled switched its VP's VTL: no interruption of
-    /// the VTL left rides on the reply (which acts on the VTL entered).
+    /// The exit being handled switched its VP to a higher VTL: no
+    /// interruption of the VTL left rides on the reply (which acts on the
+    /// VTL entered).
     vtl_switched: bool,
 }
 
@@ -629,6 +630,11 @@ impl Vmm {
 
     /// [`Vmm::interruption_for`], and the interrupt it is.
     fn next_interruption(&mut self, vp: u32) -> Option<(u64, Interrupt)> {
+        // The interrupt controllers are VTL 0's: their interrupts wait
+        // while the VP runs in VTL 1 (TLFS 15.6: a lower VTL never preempts).
+        if self.vsm.active_vtl(vp).is_ok_and(|vtl| vtl != 0) {
+            return None;
+        }
         let any = Interruptibility { rflags_if: true, shadow: false, nmi_blocked: false };
         let interrupt = self.irq.highest_pending(vp, any)?;
         let vector = self.irq.acknowledge(vp, interrupt);

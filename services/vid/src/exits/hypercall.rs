@@ -191,7 +191,7 @@ impl Vmm {
         if kernel.switch_vtl(vp, to).is_err() {
             return ud();
         }
-        self.vtl_switched = true;
+        self.vtl_switched = to > from;
         let rip = match self.vsm.switch(vp, from, resume, to) {
             Ok(rip) => rip,
             // Ring 0 switched a VP the VID's state does not know: stop it.

@@ -172,3 +172,17 @@ fn without_vsm_a_vtl_call_is_an_unknown_code() {
     assert_eq!(get(&a, HvRegisterName::RAX), Some(u64::from(tlfs::HvStatus::INVALID_HYPERCALL_CODE.0)));
     assert!(g.switches.is_empty());
 }
+
+/// The interrupt controllers are VTL 0's: an interrupt waits while VTL 1
+/// runs, and rides on the reply of the return to VTL 0.
+#[test]
+fn vtl0_interrupts_wait_for_the_return() {
+    let (mut vmm, mut g) = vsm_vmm();
+    let _ = vmm.irq.mmio_write(0, 0xfee0_00f0, 4, 0x1ff, 0);
+    go(&mut vmm, &mut g, vtl_hypercall(0, 0x5018, 0x11, 0));
+    vmm.irq.lapic_mut(0).unwrap().accept(0x40, false);
+    assert_eq!(vmm.interruption_for(0), None, "VTL 1 runs");
+    let a = go(&mut vmm, &mut g, vtl_hypercall(1, 0x9028, 0x12, 1));
+    let pending = get(&a, HvRegisterName::PENDING_INTERRUPTION).expect("posted on the return");
+    assert_eq!((pending >> 16) & 0xff, 0x40);
+}
