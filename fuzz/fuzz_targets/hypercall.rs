@@ -193,6 +193,7 @@ fuzz_target!(|input: Input| {
         vp_index: u32::from(input.vp_index),
         mode,
         cpl,
+        vtl: 0,
         regs,
         privileges: HvPartitionPrivilegeMask::from_bits(input.privileges),
         xmm_support: XmmSupport { input: input.xmm_support.0, output: input.xmm_support.1 },
@@ -216,6 +217,8 @@ fuzz_target!(|input: Input| {
         &[HvRegisterName::RAX, HvRegisterName::RDX]
     };
     match &outcome {
+        // The partition offers no VSM: no VTL to switch to.
+        Outcome::SwitchVtl { .. } => panic!("a VTL switch without VSM: {outcome:?}"),
         Outcome::InjectUd => {
             assert!(!partition.touched, "#UD after acting on the partition");
             assert_eq!(ram, before, "#UD after writing guest memory");

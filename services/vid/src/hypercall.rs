@@ -18,6 +18,8 @@
 //!   control value (RCX or EDX:EAX) with the new rep start index and leave RIP
 //!   on the instruction, so the guest executes it again (TLFS 3.3). At most
 //!   [`REPS_PER_EXIT`] reps run per intercept.
+//! - [`Outcome::SwitchVtl`]: a VTL call or return (TLFS 15.6, 15.7) of a
+//!   partition with VSM, checked (`vtl_switch`); the VID switches the VP.
 //!
 //! # Order of checks
 //!
