@@ -125,6 +125,15 @@ pub trait VtlKernel {
     ) -> Result<Result<(), ErrorCode>, ErrorCode>;
     /// VP_SWITCH_VTL of the VP at its exit, `vp`.
     fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode>;
+    /// A register of VTL `vtl` of the VP at its exit, `vp`, which runs in
+    /// `active`: switched there, read, switched back.
+    fn vtl_register(
+        &mut self,
+        vp: HvVpIndex,
+        vtl: HvVtl,
+        active: HvVtl,
+        name: HvRegisterName,
+    ) -> Result<(u64, u64), ErrorCode>;
 }
 
 /// The status of a ring-0 refusal of an enabling call: memory, the VTL's

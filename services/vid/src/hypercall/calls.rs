@@ -253,6 +253,8 @@ fn get_vp_registers(
         let vsm = target.vsm().and_then(|v| v.get_register(vp, vtl, name));
         let value = match vsm {
             Some(value) => HvRegisterValue { low: value?, high: 0 },
+            // With VSM: the caller's own VP, in its VTL or a lower one.
+            None if vp == caller.vp_index && target.vsm().is_some() => own_register(guest, vtl, caller, name)?,
             None => {
                 other_vtl(vtl, caller)?;
                 target.get_vp_register(vp, name)?
@@ -260,6 +262,25 @@ fn get_vp_registers(
         };
         request.output(guest, i, &value)
     })
+}
+
+/// A register of the caller's VP in VTL `vtl` (its own, or one below,
+/// which ring 0 switches to and back: 15.2.1); one ring 0 does not give
+/// is `INVALID_PARAMETER`.
+fn own_register(
+    guest: &mut impl Guest,
+    vtl: HvVtl,
+    caller: &Caller,
+    name: HvRegisterName,
+) -> HvResult<HvRegisterValue> {
+    let value = if vtl == caller.vtl {
+        guest.register(name)
+    } else {
+        let kernel = guest.vtl_kernel().ok_or(HvError::INVALID_PARAMETER)?;
+        kernel.vtl_register(caller.vp_index, vtl, caller.vtl, name).ok()
+    };
+    let (low, high) = value.ok_or(HvError::INVALID_PARAMETER)?;
+    Ok(HvRegisterValue { low, high })
 }
 
 fn set_vp_registers(

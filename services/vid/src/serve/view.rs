@@ -99,6 +99,19 @@ impl<K: Kernel> VtlKernel for View<'_, K> {
         }
         self.kernel.switch_vtl(cap, vtl)
     }
+
+    fn vtl_register(
+        &mut self,
+        vp: HvVpIndex,
+        vtl: HvVtl,
+        active: HvVtl,
+        name: HvRegisterName,
+    ) -> Result<(u64, u64), ErrorCode> {
+        self.switch_vtl(vp, vtl)?;
+        let value = self.kernel.register(self.vp, name);
+        self.kernel.switch_vtl(self.vp, active)?;
+        value
+    }
 }
 
 /// VP_ENABLE_VTL of `vtl` on `vp`, then `registers` set in that VTL:

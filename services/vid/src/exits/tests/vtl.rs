@@ -54,6 +54,9 @@ impl VtlKernel for VtlGuest {
         self.switches.push((vp, vtl));
         Ok(())
     }
+    fn vtl_register(&mut self, _: u32, _: u8, _: u8, _: HvRegisterName) -> Result<(u64, u64), ErrorCode> {
+        Err(ErrorCode::INVALID_STATE)
+    }
 }
 
 /// VTL 1's assist page.

@@ -13,6 +13,8 @@ enum Asked {
     Partition(HvVtl),
     /// VP, VTL, the VTL switched back to, the registers' names.
     Vp(HvVpIndex, HvVtl, HvVtl, Vec<HvRegisterName>),
+    /// A register of another VTL: VP, VTL, the VTL switched back to.
+    Register(HvVpIndex, HvVtl, HvVtl, HvRegisterName),
 }
 
 /// Guest memory and a fake ring 0.
@@ -63,6 +65,16 @@ impl VtlKernel for VsmGuest {
     }
     fn switch_vtl(&mut self, _: HvVpIndex, _: HvVtl) -> Result<(), ErrorCode> {
         Err(ErrorCode::INVALID_STATE)
+    }
+    fn vtl_register(
+        &mut self,
+        vp: HvVpIndex,
+        vtl: HvVtl,
+        active: HvVtl,
+        name: HvRegisterName,
+    ) -> Result<(u64, u64), ErrorCode> {
+        self.asked.push(Asked::Register(vp, vtl, active, name));
+        Ok((0x1000 + u64::from(vtl), 0))
     }
 }
 
@@ -234,9 +246,16 @@ fn the_vsm_registers_follow_the_callers_vtl() {
     // VP 1 has no VTL 1 yet.
     let (s, _) = register_call((1, 1), own, HvRegisterName::VSM_VP_SECURE_CONFIG_VTL0, None, &mut g, &mut p);
     assert_eq!(s, HvStatus::INVALID_VTL_STATE);
-    // A VTL 1 caller reading VTL 0's other registers is not served yet.
-    p.regs.insert((0, HvRegisterName::RIP.0), HvRegisterValue { low: 5, high: 0 });
+    // VTL 1 reads VTL 0's CR3 on its own VP: ring 0 switches there and back.
+    g.asked.clear();
     let vtl0 = HvInputVtl::new().with_use_target_vtl(true).with_target_vtl(0);
-    assert_eq!(register_call((0, 1), vtl0, HvRegisterName::RIP, None, &mut g, &mut p).0, HvStatus::INVALID_PARAMETER);
-    assert_eq!(register_call((0, 0), own, HvRegisterName::RIP, None, &mut g, &mut p), (HvStatus::SUCCESS, 5));
+    let got = register_call((0, 1), vtl0, HvRegisterName::CR3, None, &mut g, &mut p);
+    assert_eq!(got, (HvStatus::SUCCESS, 0x1000));
+    assert_eq!(g.asked, [Asked::Register(0, 0, 1, HvRegisterName::CR3)]);
+    // Its own VTL's: from the exit (this guest has none to give).
+    let got = register_call((0, 1), own, HvRegisterName::CR3, None, &mut g, &mut p);
+    assert_eq!(got.0, HvStatus::INVALID_PARAMETER);
+    // Nor are writes of registers not VSM's.
+    let got = register_call((0, 1), vtl0, HvRegisterName::RIP, Some(1), &mut g, &mut p);
+    assert_eq!(got.0, HvStatus::INVALID_PARAMETER);
 }
