@@ -114,6 +114,12 @@ impl<K: Kernel> VtlKernel for View<'_, K> {
     }
 }
 
+const _: () = assert!(
+    tlfs::vsm::HV_INITIAL_VP_CONTEXT_REGISTERS <= abi::limits::MAX_VP_REGISTERS
+        && 1 + 3 * abi::limits::MAX_VP_REGISTERS <= abi::MAX_MESSAGE_WORDS,
+    "an initial context is one VP_SET_REGISTERS"
+);
+
 /// VP_ENABLE_VTL of `vtl` on `vp`, then `registers` set in that VTL:
 /// switched there, set, switched back to `active` (register access acts
 /// on the active VTL). `Err`: the VTL was not made.
