@@ -116,7 +116,7 @@ impl<K: Kernel> VtlKernel for View<'_, K> {
 
 const _: () = assert!(
     tlfs::vsm::HV_INITIAL_VP_CONTEXT_REGISTERS <= abi::limits::MAX_VP_REGISTERS
-        && 1 + 3 * abi::limits::MAX_VP_REGISTERS <= abi::MAX_MESSAGE_WORDS,
+        && 3 * abi::limits::MAX_VP_REGISTERS < abi::MAX_MESSAGE_WORDS,
     "an initial context is one VP_SET_REGISTERS"
 );
 
