@@ -50,6 +50,9 @@ pub trait Kernel {
     fn hold_write(&self, partition: CapSlot, gpn: u64, held: bool, vtl: HvVtl);
     /// PARTITION_ENABLE_VTL: the partition's view for VTL `vtl` (TLFS 15.4).
     fn enable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode>;
+    /// PARTITION_DISABLE_VTL: VTL `vtl` taken away from a partition whose
+    /// VPs have been reset (TLFS 15.3.4).
+    fn disable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode>;
     /// PARTITION_PROTECT: VTL 0 may do with guest pages `gpn..gpn + pages`
     /// only what `rights` (READ, WRITE, EXECUTE) allow (TLFS 15.9).
     fn protect(&self, partition: CapSlot, gpn: u64, pages: u64, rights: Rights) -> Result<(), ErrorCode>;

@@ -71,6 +71,10 @@ impl Kernel for TaskKernel {
         invoke(partition, Operation::PARTITION_ENABLE_VTL, &[vtl.into()]).map(drop)
     }
 
+    fn disable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        invoke(partition, Operation::PARTITION_DISABLE_VTL, &[vtl.into()]).map(drop)
+    }
+
     fn protect(&self, partition: CapSlot, gpn: u64, pages: u64, rights: Rights) -> Result<(), ErrorCode> {
         let rights = u64::from(rights.into_bits());
         invoke(partition, Operation::PARTITION_PROTECT, &[gpn << 12, pages, rights]).map(drop)

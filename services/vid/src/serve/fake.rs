@@ -43,6 +43,8 @@ pub enum VpCall {
     FlushTlb(CapSlot),
     /// PARTITION_ENABLE_VTL (partition, VTL).
     EnablePartitionVtl(CapSlot, HvVtl),
+    /// PARTITION_DISABLE_VTL (partition, VTL).
+    DisablePartitionVtl(CapSlot, HvVtl),
     /// PARTITION_PROTECT (partition, GPN, pages, rights).
     Protect(CapSlot, u64, u64, Rights),
     /// VP_ENABLE_VTL (VP, VTL).
@@ -226,6 +228,10 @@ impl Kernel for Fake {
 
     fn enable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
         self.vtl_call(VpCall::EnablePartitionVtl(partition, vtl))
+    }
+
+    fn disable_partition_vtl(&self, partition: CapSlot, vtl: HvVtl) -> Result<(), ErrorCode> {
+        self.vtl_call(VpCall::DisablePartitionVtl(partition, vtl))
     }
 
     fn protect(&self, partition: CapSlot, gpn: u64, pages: u64, rights: Rights) -> Result<(), ErrorCode> {

@@ -15,7 +15,9 @@
 //!   time and CMOS RAM are kept (battery-backed). The broker learns that
 //!   no SINT takes messages.
 //! - Every VP goes back to its power-on state in the kernel (VP_RESET):
-//!   registers, x87/SSE/AVX, debug registers and MSRs, nothing pending.
+//!   registers, x87/SSE/AVX, debug registers and MSRs, nothing pending,
+//!   and no VTL 1 context; then the partition loses VTL 1 and its view
+//!   (PARTITION_DISABLE_VTL, TLFS 15.3.4), if it had it.
 //! - VP 0 gets the loader's entry state and starts; the APs wait for INIT
 //!   and SIPI, whose start-up state sets their registers.
 
@@ -147,6 +149,15 @@ pub(super) fn restart(kernel: &impl Kernel, services: &impl Services, r: &mut Ru
     for v in 0..r.vps.len() {
         if let Err(e) = kernel.reset_vp(r.vps[v].cap) {
             super::end(kernel, services, r, None, format_args!("VP {v} cannot be reset: {e:?}"));
+            return;
+        }
+    }
+    // Asked whatever the VID's state said: a previous instance may have
+    // enabled it. INVALID_STATE: the partition has no VTL 1.
+    match kernel.disable_partition_vtl(r.partition, 1) {
+        Ok(()) | Err(ErrorCode::INVALID_STATE) => {}
+        Err(e) => {
+            super::end(kernel, services, r, None, format_args!("VTL 1 cannot be taken away: {e:?}"));
             return;
         }
     }

@@ -615,10 +615,18 @@ fn a_partition_its_vids_last_instance_left_restarts_from_scratch() {
     let calls = kernel.vp_calls.borrow();
     let vp0 = vp_cap(0, 0);
     let entry = crate::entry::set_registers_words(&[(HvRegisterName::RIP, 0x1000, 0)]).to_vec();
+    let partition = r.partition;
     assert_eq!(
         calls[..],
-        [VpCall::Reset(vp0), VpCall::Reset(vp_cap(0, 1)), VpCall::SetRegisters(vp0, entry), VpCall::Start(vp0)],
-        "nothing was started to stop; every VP from power-on, VP 0 at the entry"
+        [
+            VpCall::Reset(vp0),
+            VpCall::Reset(vp_cap(0, 1)),
+            VpCall::DisablePartitionVtl(partition, 1),
+            VpCall::SetRegisters(vp0, entry),
+            VpCall::Start(vp0)
+        ],
+        "nothing was started to stop; every VP from power-on, no VTL 1 (the last instance may have enabled it), \
+         VP 0 at the entry"
     );
 }
 
@@ -765,6 +773,22 @@ fn a_new_instance_sends_what_ring_0_kept_before_it_restarts_the_partition() {
     assert!(bye.is_some() && bye < restart, "{log:?}");
     assert_eq!(thr_posts(&kernel), [false], "posting off before the VPs start");
     assert!(kernel.kept.borrow().is_empty());
+}
+
+/// A restart takes VTL 1 away after the VPs' resets; a partition without
+/// it (INVALID_STATE) restarts all the same, another refusal ends it.
+#[test]
+fn a_restart_takes_vtl1_away() {
+    for (refusal, ends) in [(ErrorCode::INVALID_STATE, false), (ErrorCode::INVALID_CAPABILITY, true)] {
+        let kernel = Fake::new([]);
+        kernel.vtl_refusal.set(Some(refusal));
+        let mut memory = Memory::new(1);
+        let mut r = unstarted(&mut memory, 0, 1);
+        r.boot = Some(boot());
+        super::after_vid_restart(&kernel, &kernel, &mut r, 0);
+        assert_eq!(r.stopped, ends, "{refusal:?}");
+        assert!(kernel.vp_calls.borrow().contains(&VpCall::DisablePartitionVtl(r.partition, 1)));
+    }
 }
 
 /// HvEnableVpVtl's ring-0 part: the VTL made, then its initial context set
