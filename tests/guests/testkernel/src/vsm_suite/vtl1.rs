@@ -236,11 +236,9 @@ fn first_entry() -> (First, Option<CodePageOffsets>) {
         return (first, None);
     }
     let vp = hw::rdmsr_checked(msr::VP_INDEX).unwrap_or(0) as u32;
-    let own = PAGES.get_registers(vp, 0, &[register::VSM_VP_STATUS, register::VSM_CODE_PAGE_OFFSETS]);
-    let (status, offsets) = match own {
-        Ok([s, o, ..]) => (Ok(s), Ok(CodePageOffsets::read(o))),
-        Err(e) => (Err(e.clone()), Err(e)),
-    };
+    let read = |name| PAGES.get_registers(vp, 0, &[name]).map(|[v, ..]| v);
+    let status = read(register::VSM_VP_STATUS);
+    let offsets = read(register::VSM_CODE_PAGE_OFFSETS).map(CodePageOffsets::read);
     first.vp_status = status.and_then(|v| {
         let s = VpStatus::read(v);
         let good = s.active_vtl == 1 && s.enabled_vtl_set == 0b11 && !s.active_mbec_enabled && s.reserved == 0;
