@@ -309,7 +309,8 @@ fn enable_partition_refused(c: &mut Checks, vp: u32, caps: Capabilities, call_ta
     } else {
         c.info("HvEnablePartitionVtl EnableMbec", format_args!("MBEC offered for VTL 1: not refused, not tried"));
     }
-    let context = InitialContext::default();
+    // A valid context: only the partition's state is wrong.
+    let (context, _) = vtl1::context();
     let what = "HvEnableVpVtl before the partition's VTL 1 (15.4.2): INVALID_VTL_STATE";
     c.require(what, expect(enable_vp_call(vp, 1, 0, PARTITION_SELF, &context), &[INVALID_VTL_STATE]));
     // A higher VTL's register (15.2.1, 15.5.1), and not enabled yet.
