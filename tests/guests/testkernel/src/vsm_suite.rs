@@ -476,6 +476,8 @@ fn first_call(c: &mut Checks, call_target: u64, private: &Private) -> bool {
     c.require("VTL 1: its own VP assist page enabled (15.8.1)", first.vp_assist);
     c.require("VTL 1: HvRegisterVsmVpStatus ActiveVtl 1, EnabledVtlSet {0, 1} (15.3.3.2)", first.vp_status);
     c.require("VTL 1: its HvRegisterVsmCodePageOffsets (15.8)", first.offsets);
+    let what = "VTL 1: HvRegisterVsmPartitionConfig: ZeroMemOnReset set, EnableVtlProtection clear (15.5.1)";
+    c.require(what, first.config);
     let vtl0 = first.vtl0_registers.and_then(|[cr3, cr4]| {
         let good = cr3 == before.cr3 && cr4 == before.cr4;
         fail_unless(good, detail!("CR3 {cr3:#x}, CR4 {cr4:#x}; VTL 0 has {:#x}, {:#x}", before.cr3, before.cr4))

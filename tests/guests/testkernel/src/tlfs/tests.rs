@@ -349,6 +349,10 @@ fn vsm_numbers_and_layouts_agree_with_the_tlfs_crate() {
     assert_ne!(Capabilities::read(caps.into_bits()).reserved, 0, "6.0b reads the headers' fields as reserved bits");
     assert_eq!(Capabilities::read(0), Capabilities::read_as_headers(0));
 
+    let config = theirs::HvRegisterVsmPartitionConfig::new;
+    assert_eq!(partition_config::ENABLE_VTL_PROTECTION, config().with_enable_vtl_protection(true).into_bits());
+    assert_eq!(partition_config::DEFAULT_PROTECTION_MASK, config().with_default_vtl_protection_mask(0xf).into_bits());
+    assert_eq!(partition_config::ZERO_MEMORY_ON_RESET, config().with_zero_memory_on_reset(true).into_bits());
     assert_eq!(control::OFFSET, theirs::HV_VP_VTL_CONTROL_OFFSET);
     let c = theirs::HV_VP_VTL_CONTROL_OFFSET;
     assert_eq!(control::ENTRY_REASON, c + offset_of!(theirs::HvVpVtlControl, entry_reason));

@@ -116,6 +116,17 @@ impl CodePageOffsets {
     }
 }
 
+/// `HV_REGISTER_VSM_PARTITION_CONFIG` (15.5.1): 6.0b describes the fields
+/// without a drawing; these positions are the headers'.
+pub mod partition_config {
+    /// Write-once (15.5.1.1).
+    pub const ENABLE_VTL_PROTECTION: u64 = 1 << 0;
+    /// DefaultVtlProtectionMask, bits 4:1 (15.5.1.2).
+    pub const DEFAULT_PROTECTION_MASK: u64 = 0xf << 1;
+    /// "On by default" (15.5.1.3).
+    pub const ZERO_MEMORY_ON_RESET: u64 = 1 << 5;
+}
+
 /// `HV_VP_VTL_CONTROL` (15.8.2) in the VP assist page (7.8.7.2: after
 /// ApicAssist and ReservedZ0, 4 bytes each), and its fields' offsets in the
 /// page.

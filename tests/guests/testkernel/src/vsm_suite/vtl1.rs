@@ -129,6 +129,7 @@ pub struct First {
     pub vp_assist: Check,
     pub vp_status: Check,
     pub offsets: Check,
+    pub config: Check,
     pub vtl0_registers: Result<[u64; 2], Detail>,
     pub bad_return: Option<Raised>,
 }
@@ -229,6 +230,7 @@ fn first_entry() -> (First, Option<CodePageOffsets>) {
         vp_assist,
         vp_status: Err(detail!("no hypercall page")),
         offsets: Err(detail!("no hypercall page")),
+        config: Err(detail!("no hypercall page")),
         vtl0_registers: Err(detail!("no hypercall page")),
         bad_return: None,
     };
@@ -245,6 +247,12 @@ fn first_entry() -> (First, Option<CodePageOffsets>) {
         fail_unless(good, detail!("{v:#x}: {s:?}"))
     });
     first.offsets = offsets.as_ref().map_err(Clone::clone).and_then(super::offsets_check);
+    first.config = read(register::VSM_PARTITION_CONFIG).and_then(|v| {
+        // The default mask's first value is not specified (15.5.1.2).
+        use vsm::partition_config::{ENABLE_VTL_PROTECTION, ZERO_MEMORY_ON_RESET};
+        let good = v & ZERO_MEMORY_ON_RESET != 0 && v & ENABLE_VTL_PROTECTION == 0;
+        fail_unless(good, detail!("{v:#x}")).map(|_| detail!("{v:#x}"))
+    });
     first.vtl0_registers =
         PAGES.get_registers(vp, vsm::input_vtl(0), &[register::CR3, register::CR4]).map(|v| [v[0], v[1]]);
     let offsets = offsets.ok();
