@@ -326,6 +326,12 @@ pub enum Test {
     FidelityAcpi,
     /// Not in `tests=all` nor `tests=fidelity` (`fidelity-reset.toml`): every reset source restarts the partition.
     FidelityReset,
+    /// Not in `tests=all` (`vsm.toml`, profile `hyperv-vsm`). Virtual Secure
+    /// Mode (TLFS 15, [`tlfs::vsm`]): detection and the VSM registers, the
+    /// enabling calls' error statuses, VTL 1 enabled with its own context,
+    /// VTL calls and returns (fast too) with shared and private state, and
+    /// the #UD cases of 15.6.1.1 and 15.7.2.
+    Vsm,
 }
 
 impl Test {
@@ -334,7 +340,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 28] = [
+    pub const EXPLICIT: [Test; 29] = [
         Test::Isolation,
         Test::Ram,
         Test::Crash,
@@ -363,6 +369,7 @@ impl Test {
         Test::Messaging,
         Test::Testdev,
         Test::FidelityReset,
+        Test::Vsm,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -472,6 +479,7 @@ impl Test {
             Test::FidelityPmTimer => "fidelity-pm-timer",
             Test::FidelityAcpi => "fidelity-acpi",
             Test::FidelityReset => "fidelity-reset",
+            Test::Vsm => "vsm",
         }
     }
 

@@ -55,3 +55,5 @@ mod timers;
 mod tlfs_suite;
 #[cfg(target_os = "none")]
 mod turns;
+#[cfg(target_os = "none")]
+mod vsm_suite;

@@ -81,6 +81,15 @@ tk_user_vmrun_insn:
     .byte 0x0f, 0x01, 0xd8 /* vmrun */
     ud2
 
+    .global tk_user_call
+tk_user_call:
+    mov rax, rcx
+    xor ecx, ecx
+    call rax
+    .global tk_user_call_end
+tk_user_call_end:
+    ud2
+
     .section .bss
     .balign 8
 tk_ring3_kernel_rsp:
@@ -99,6 +108,8 @@ unsafe extern "C" {
     fn tk_user_vmxon();
     fn tk_user_vmrun();
     fn tk_user_vmrun_insn();
+    fn tk_user_call();
+    fn tk_user_call_end();
 }
 
 /// A routine to run at CPL 3.
@@ -112,6 +123,10 @@ pub enum Routine {
     Vmxon,
     /// `vmrun` with RAX = `argument`.
     Vmrun,
+    /// `call` to `argument` with RCX = 0 (a VTL call through the
+    /// hypercall page); [`Routine::address`] is the `ud2` after it, where a
+    /// call that returns ends.
+    Call,
 }
 
 impl Routine {
@@ -122,6 +137,7 @@ impl Routine {
             Routine::Xsetbv => tk_user_xsetbv_insn as *const () as u64,
             Routine::Vmxon => tk_user_vmxon as *const () as u64,
             Routine::Vmrun => tk_user_vmrun_insn as *const () as u64,
+            Routine::Call => tk_user_call_end as *const () as u64,
         }
     }
 
@@ -131,6 +147,7 @@ impl Routine {
             Routine::Xsetbv => tk_user_xsetbv as *const () as u64,
             Routine::Vmxon => tk_user_vmxon as *const () as u64,
             Routine::Vmrun => tk_user_vmrun as *const () as u64,
+            Routine::Call => tk_user_call as *const () as u64,
         }
     }
 }

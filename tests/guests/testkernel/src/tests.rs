@@ -57,6 +57,13 @@ fn the_tlfs_group_selects_its_tests_in_order() {
 }
 
 #[test]
+fn the_vsm_test_runs_only_when_named() {
+    assert_eq!(names("tests=vsm"), ["vsm"]);
+    assert!(!names("tests=all").contains(&"vsm".to_string()) && !names("tests=tlfs").contains(&"vsm".to_string()));
+    assert!(Test::explicit().any(|t| t == Test::Vsm));
+}
+
+#[test]
 fn explicit_tests_are_selected_by_name() {
     assert_eq!(names("tests=isolation mark=alpha"), ["isolation"]);
     assert_eq!(names("tests=crash"), ["crash"]);

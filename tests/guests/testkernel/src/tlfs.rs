@@ -51,6 +51,8 @@ pub mod cpuid {
         pub const POST_MESSAGES: u32 = 1 << 4;
         /// Bit 37: HvSignalEvent.
         pub const SIGNAL_EVENTS: u32 = 1 << 5;
+        /// Bit 48: AccessVsm (15.3.1).
+        pub const ACCESS_VSM: u32 = 1 << 16;
         /// Bit 49: HvGetVpRegisters/HvSetVpRegisters on the partition itself.
         pub const ACCESS_VP_REGISTERS: u32 = 1 << 17;
         /// Bit 52: the extended hypercalls (0x8001 and up).
@@ -154,6 +156,11 @@ pub mod call {
     pub const GET_VP_REGISTERS: u16 = 0x0050;
     pub const SET_VP_REGISTERS: u16 = 0x0051;
     pub const GET_VP_INDEX_FROM_APIC_ID: u16 = 0x009a;
+    /// VSM (TLFS 15.15, Appendix A).
+    pub const ENABLE_PARTITION_VTL: u16 = 0x000d;
+    pub const ENABLE_VP_VTL: u16 = 0x000f;
+    pub const VTL_CALL: u16 = 0x0011;
+    pub const VTL_RETURN: u16 = 0x0012;
     pub const EXT_QUERY_CAPABILITIES: u16 = 0x8001;
     /// A code the TLFS does not define.
     pub const UNDEFINED: u16 = 0x7777;
@@ -167,6 +174,12 @@ pub mod status {
     pub const INVALID_ALIGNMENT: u16 = 4;
     pub const INVALID_PARAMETER: u16 = 5;
     pub const ACCESS_DENIED: u16 = 6;
+    pub const INVALID_PARTITION_ID: u16 = 0xd;
+    pub const INVALID_VP_INDEX: u16 = 0xe;
+    pub const INVALID_REGISTER_VALUE: u16 = 0x50;
+    /// 6.0b's tables name it (15.15) but its Appendix B gives no value:
+    /// this is the Hyper-V headers'.
+    pub const INVALID_VTL_STATE: u16 = 0x51;
 
     /// The status's TLFS name, for messages.
     pub const fn name(status: u16) -> &'static str {
@@ -184,6 +197,7 @@ pub mod status {
             0xe => "INVALID_VP_INDEX",
             0x1e => "FEATURE_UNAVAILABLE",
             0x50 => "INVALID_REGISTER_VALUE",
+            INVALID_VTL_STATE => "INVALID_VTL_STATE",
             _ => "?",
         }
     }
@@ -197,6 +211,15 @@ pub mod register {
     pub const RSP: u32 = 0x0002_0004;
     pub const RIP: u32 = 0x0002_0010;
     pub const RFLAGS: u32 = 0x0002_0011;
+    pub const CR0: u32 = 0x0004_0000;
+    pub const CR3: u32 = 0x0004_0002;
+    pub const CR4: u32 = 0x0004_0003;
+    /// The VSM registers (7.8.2, 15.3, 15.5, 15.8).
+    pub const VSM_CODE_PAGE_OFFSETS: u32 = 0x000d_0002;
+    pub const VSM_VP_STATUS: u32 = 0x000d_0003;
+    pub const VSM_PARTITION_STATUS: u32 = 0x000d_0004;
+    pub const VSM_CAPABILITIES: u32 = 0x000d_0006;
+    pub const VSM_PARTITION_CONFIG: u32 = 0x000d_0007;
 }
 
 /// `HV_FLUSH_*` flags (TLFS 9.4.2; 6.0b names them without values, these
@@ -599,6 +622,8 @@ pub mod monitor {
         if mapped_page { Ok(gpa) } else { Err(detail!("{key}={text}: not a page below 4 GiB")) }
     }
 }
+
+pub mod vsm;
 
 #[cfg(test)]
 mod tests;

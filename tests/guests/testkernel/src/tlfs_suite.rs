@@ -36,7 +36,7 @@ type Checks = crate::checks::Checks;
 
 /// The Hyper-V interface is there (leaf 1 ECX bit 31, leaf 0x40000000
 /// "Microsoft Hv"); otherwise why not, for the fail-fast line.
-fn interface() -> Result<u32, Detail> {
+pub(crate) fn interface() -> Result<u32, Detail> {
     if hw::cpuid(1, 0).ecx & leaf::LEAF1_ECX_HYPERVISOR == 0 {
         return Err(detail!("no hypervisor (CPUID 1 ECX bit 31 clear)"));
     }

@@ -26,9 +26,15 @@ pub enum Page {
     Simp = 6,
     /// The SynIC's event flags page (`HV_X64_MSR_SIEFP`).
     Siefp = 7,
+    /// VTL 1's hypercall page (HV_X64_MSR_HYPERCALL is private to each
+    /// VTL, TLFS 15.11.1.1), VP assist page and hypercall parameters.
+    Vtl1Hypercall = 8,
+    Vtl1VpAssist = 9,
+    Vtl1Input = 10,
+    Vtl1Output = 11,
 }
 
-const PAGES: usize = 8;
+const PAGES: usize = 12;
 
 #[repr(C, align(4096))]
 struct Pages(UnsafeCell<[u8; PAGES * PAGE]>);
@@ -100,7 +106,12 @@ pub struct Returned {
 /// a #UD or #GP on that first instruction resumes at the RET and is
 /// returned.
 pub fn hypercall(control: u64, rdx: u64, r8: u64) -> Result<Returned, Fault> {
-    let page = Page::Hypercall.addr();
+    hypercall_at(Page::Hypercall, control, rdx, r8)
+}
+
+/// [`hypercall`] through the hypercall page at `page` (VTL 1's has its own).
+pub fn hypercall_at(page: Page, control: u64, rdx: u64, r8: u64) -> Result<Returned, Fault> {
+    let page = page.addr();
     arm(page, page + 3);
     let (rax, rcx): (u64, u64);
     // SAFETY: the hypercall page is the hypervisor's code (checked by the

@@ -265,3 +265,203 @@ fn the_monitor_page_option_is_a_page_below_4_gib() {
     assert_eq!(page("monitor=0x2000010"), Err("monitor=0x2000010: not a page below 4 GiB".into()));
     assert_eq!(page("monitor=0x100000000"), Err("monitor=0x100000000: not a page below 4 GiB".into()));
 }
+
+/// The VSM numbers and layouts (`tlfs::vsm`) against the `tlfs` crate's,
+/// but the capabilities register, where this test follows 6.0b's drawing
+/// and the crate the headers'.
+#[test]
+fn vsm_numbers_and_layouts_agree_with_the_tlfs_crate() {
+    use ::tlfs::HvRegisterName as R;
+    use ::tlfs::HvStatus;
+    use ::tlfs::hypercall::HvCallCode as C;
+    use ::tlfs::vsm as theirs;
+    use core::mem::{offset_of, size_of};
+    use vsm::*;
+
+    for (ours, t) in [
+        (call::ENABLE_PARTITION_VTL, C::ENABLE_PARTITION_VTL),
+        (call::ENABLE_VP_VTL, C::ENABLE_VP_VTL),
+        (call::VTL_CALL, C::VTL_CALL),
+        (call::VTL_RETURN, C::VTL_RETURN),
+    ] {
+        assert_eq!(ours, t.0, "{t:?}");
+    }
+    for (ours, t) in [
+        (status::INVALID_PARTITION_ID, HvStatus::INVALID_PARTITION_ID),
+        (status::INVALID_VP_INDEX, HvStatus::INVALID_VP_INDEX),
+        (status::INVALID_REGISTER_VALUE, HvStatus::INVALID_REGISTER_VALUE),
+        (status::INVALID_VTL_STATE, HvStatus::INVALID_VTL_STATE),
+    ] {
+        assert_eq!(ours, t.0);
+    }
+    assert_eq!(status::name(status::INVALID_VTL_STATE), "INVALID_VTL_STATE");
+    for (ours, t) in [
+        (register::CR0, R::CR0),
+        (register::CR3, R::CR3),
+        (register::CR4, R::CR4),
+        (register::VSM_CODE_PAGE_OFFSETS, R::VSM_CODE_PAGE_OFFSETS),
+        (register::VSM_VP_STATUS, R::VSM_VP_STATUS),
+        (register::VSM_PARTITION_STATUS, R::VSM_PARTITION_STATUS),
+        (register::VSM_CAPABILITIES, R::VSM_CAPABILITIES),
+        (register::VSM_PARTITION_CONFIG, R::VSM_PARTITION_CONFIG),
+    ] {
+        assert_eq!(ours, t.0, "{t:?}");
+    }
+    let high = |p: ::tlfs::cpuid::HvPartitionPrivilegeMask| (p.into_bits() >> 32) as u32;
+    let p = ::tlfs::cpuid::HvPartitionPrivilegeMask::new;
+    assert_eq!(cpuid::hypercall_privilege::ACCESS_VSM, high(p().with_access_vsm(true)));
+    assert_eq!(NUM_VTLS, theirs::HV_NUM_VTLS);
+    let input = ::tlfs::hypercall::HvInputVtl::new().with_target_vtl(1).with_use_target_vtl(true);
+    assert_eq!(input_vtl(1), input.into_bits());
+
+    let status = theirs::HvRegisterVsmPartitionStatus::new()
+        .with_enabled_vtl_set(0b11)
+        .with_maximum_vtl(1)
+        .with_mbec_enabled_vtl_set(0b10);
+    let read = PartitionStatus::read(status.into_bits());
+    assert_eq!((read.enabled_vtl_set, read.maximum_vtl, read.mbec_enabled_vtl_set, read.reserved), (3, 1, 2, 0));
+    assert_eq!(PartitionStatus::read(1 << 36).reserved, 1);
+    let vp =
+        theirs::HvRegisterVsmVpStatus::new().with_active_vtl(1).with_active_mbec_enabled(true).with_enabled_vtl_set(3);
+    let read = VpStatus::read(vp.into_bits());
+    assert_eq!((read.active_vtl, read.active_mbec_enabled, read.enabled_vtl_set, read.reserved), (1, true, 3, 0));
+    assert_eq!(VpStatus::read(1 << 5 | 1 << 40).reserved, 1 << 5 | 1 << 40);
+    let offsets = theirs::HvRegisterVsmCodePageOffsets::new().with_vtl_call_offset(0x123).with_vtl_return_offset(0x456);
+    assert_eq!(
+        CodePageOffsets::read(offsets.into_bits()),
+        CodePageOffsets { vtl_call: 0x123, vtl_return: 0x456, reserved: 0 }
+    );
+
+    // The capabilities register: 6.0b's drawing is not the headers'.
+    let caps = theirs::HvRegisterVsmCapabilities::new()
+        .with_dr6_shared(true)
+        .with_mbec_vtl_mask(2)
+        .with_deny_lower_vtl_startup(true);
+    let as_headers = Capabilities::read_as_headers(caps.into_bits());
+    assert_eq!(
+        as_headers,
+        Capabilities { dr6_shared: true, mbec_vtl_mask: 2, deny_lower_vtl_startup: true, reserved: 0 }
+    );
+    assert_eq!(
+        Capabilities::read(1 << 63 | 2 << 47 | 1 << 46),
+        Capabilities { dr6_shared: true, mbec_vtl_mask: 2, deny_lower_vtl_startup: true, reserved: 0 }
+    );
+    assert_ne!(Capabilities::read(caps.into_bits()).reserved, 0, "6.0b reads the headers' fields as reserved bits");
+    assert_eq!(Capabilities::read(0), Capabilities::read_as_headers(0));
+
+    let config = theirs::HvRegisterVsmPartitionConfig::new;
+    assert_eq!(partition_config::ENABLE_VTL_PROTECTION, config().with_enable_vtl_protection(true).into_bits());
+    assert_eq!(partition_config::DEFAULT_PROTECTION_MASK, config().with_default_vtl_protection_mask(0xf).into_bits());
+    assert_eq!(partition_config::ZERO_MEMORY_ON_RESET, config().with_zero_memory_on_reset(true).into_bits());
+    assert_eq!(control::OFFSET, theirs::HV_VP_VTL_CONTROL_OFFSET);
+    let c = theirs::HV_VP_VTL_CONTROL_OFFSET;
+    assert_eq!(control::ENTRY_REASON, c + offset_of!(theirs::HvVpVtlControl, entry_reason));
+    assert_eq!(control::VINA_STATUS, c + offset_of!(theirs::HvVpVtlControl, vina_status));
+    assert_eq!(control::RETURN_RAX, c + offset_of!(theirs::HvVpVtlControl, vtl_return_x64_rax));
+    assert_eq!(control::RETURN_RCX, c + offset_of!(theirs::HvVpVtlControl, vtl_return_x64_rcx));
+    assert_eq!(entry_reason::VTL_CALL, theirs::HvVtlEntryReason::VTL_CALL.0);
+    assert_eq!(entry_reason::INTERRUPT, theirs::HvVtlEntryReason::INTERRUPT.0);
+    assert_eq!(entry_reason::INTERCEPT, theirs::HvVtlEntryReason::INTERCEPT.0);
+    assert!(theirs::HvVtlReturnInput::from_bits(VTL_RETURN_FAST).fast_return());
+    assert!(!theirs::HvVtlReturnInput::from_bits(VTL_RETURN_FAST).has_reserved_bits());
+    assert!(theirs::HvVtlReturnInput::from_bits(VTL_CONTROL_RESERVED_BIT).has_reserved_bits());
+    assert!(theirs::HvVtlCallInput::from_bits(VTL_CONTROL_RESERVED_BIT).has_reserved_bits());
+    assert!(!theirs::HvVtlCallInput::from_bits(VTL_CALL_CONTROL).has_reserved_bits());
+    assert_eq!(ENABLE_MBEC, theirs::HvEnablePartitionVtlFlags::new().with_enable_mbec(true).into_bits());
+    assert!(theirs::HvEnablePartitionVtlFlags::from_bits(ENABLE_FLAGS_RESERVED_BIT).has_reserved_bits());
+
+    // The inputs: HvEnablePartitionVtl's and HvEnableVpVtl's field offsets.
+    assert_eq!(size_of::<theirs::HvInputEnablePartitionVtl>(), enable_partition_vtl(0, 0, 0).len());
+    let b = enable_partition_vtl(0x1122, 1, 0x80);
+    assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), 0x1122);
+    assert_eq!(b[offset_of!(theirs::HvInputEnablePartitionVtl, target_vtl)], 1);
+    assert_eq!(b[offset_of!(theirs::HvInputEnablePartitionVtl, flags)], 0x80);
+    type I = theirs::HvInputVpInitialContext;
+    type X = theirs::HvInitialVpContext;
+    assert_eq!(size_of::<I>(), ENABLE_VP_VTL_INPUT);
+    let segment = |n: u16| Segment { base: 0x1000 * u64::from(n), limit: 0xffff, selector: 8 * n, attributes: 0xa09b };
+    let context = InitialContext {
+        rip: 0x11,
+        rsp: 0x22,
+        rflags: 0x2,
+        cs: segment(1),
+        ds: segment(2),
+        es: segment(3),
+        fs: segment(4),
+        gs: segment(5),
+        ss: segment(6),
+        tr: segment(7),
+        ldtr: segment(8),
+        idtr: Table { limit: 0xfff, base: 0x9000 },
+        gdtr: Table { limit: 0x3f, base: 0xa000 },
+        efer: 0x500,
+        cr0: 0x8000_0011,
+        cr3: 0xb000,
+        cr4: 0x20,
+        pat: 0x0007_0406_0007_0406,
+    };
+    let b = enable_vp_vtl(0x33, 2, 1, 0, &context);
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    assert_eq!(word(offset_of!(I, partition_id)), 0x33);
+    assert_eq!(b[offset_of!(I, vp_index)], 2);
+    assert_eq!(b[offset_of!(I, target_vtl)], 1);
+    let at = |field: usize| offset_of!(I, context) + field;
+    assert_eq!(word(at(offset_of!(X, rip))), 0x11);
+    assert_eq!(word(at(offset_of!(X, rsp))), 0x22);
+    assert_eq!(word(at(offset_of!(X, rflags))), 0x2);
+    let seg = |field: usize| {
+        let s = at(field);
+        let limit = u32::from_le_bytes(b[s + 8..s + 12].try_into().unwrap());
+        let selector = u16::from_le_bytes(b[s + 12..s + 14].try_into().unwrap());
+        (word(s), limit, selector, u16::from_le_bytes(b[s + 14..s + 16].try_into().unwrap()))
+    };
+    assert_eq!(offset_of!(::tlfs::HvX64SegmentRegister, selector), 12);
+    assert_eq!(offset_of!(::tlfs::HvX64SegmentRegister, attributes), 14);
+    for (n, field) in [
+        offset_of!(X, cs),
+        offset_of!(X, ds),
+        offset_of!(X, es),
+        offset_of!(X, fs),
+        offset_of!(X, gs),
+        offset_of!(X, ss),
+        offset_of!(X, tr),
+        offset_of!(X, ldtr),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = n as u16 + 1;
+        assert_eq!(seg(field), (0x1000 * u64::from(n), 0xffff, 8 * n, 0xa09b), "segment {n}");
+    }
+    assert_eq!(offset_of!(::tlfs::HvX64TableRegister, limit), 6);
+    let table =
+        |field: usize| (u16::from_le_bytes(b[at(field) + 6..at(field) + 8].try_into().unwrap()), word(at(field) + 8));
+    assert_eq!(table(offset_of!(X, idtr)), (0xfff, 0x9000));
+    assert_eq!(table(offset_of!(X, gdtr)), (0x3f, 0xa000));
+    assert_eq!(word(at(offset_of!(X, efer))), 0x500);
+    assert_eq!(word(at(offset_of!(X, cr0))), 0x8000_0011);
+    assert_eq!(word(at(offset_of!(X, cr3))), 0xb000);
+    assert_eq!(word(at(offset_of!(X, cr4))), 0x20);
+    assert_eq!(word(at(offset_of!(X, msr_cr_pat))), 0x0007_0406_0007_0406);
+    assert_eq!(enable_vp_vtl(0, 0, 1, 0x40, &context)[13], 0x40, "the RsvdZ byte after TargetVtl");
+
+    let header = vp_registers_header(PARTITION_SELF, 0, input_vtl(0));
+    assert_eq!(header[12], 0x10);
+    assert_eq!(header[..12], input::vp_registers_header(PARTITION_SELF, 0)[..12]);
+    assert!(expect_one_of(Outcome::from_rax(6), &[5, 6]).is_ok());
+    assert!(expect_one_of(Outcome::from_rax(0), &[5, 6]).is_err());
+}
+
+#[test]
+fn vsm_patterns_are_distinct_per_register_round_and_vtl() {
+    let a = vsm::shared_pattern(1, 0);
+    let mut all: Vec<u64> = a.to_vec();
+    all.extend(vsm::shared_pattern(2, 0));
+    all.extend(vsm::shared_pattern(1, 1));
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 39);
+    let x = vsm::xmm_pattern(3, 1);
+    assert!(x.iter().all(|v| *v != 0 && (*v >> 64) as u64 != *v as u64));
+    assert_ne!(vsm::xmm_pattern(3, 0), x);
+}
