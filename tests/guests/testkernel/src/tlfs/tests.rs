@@ -332,22 +332,22 @@ fn vsm_numbers_and_layouts_agree_with_the_tlfs_crate() {
         CodePageOffsets { vtl_call: 0x123, vtl_return: 0x456, reserved: 0 }
     );
 
-    // The capabilities register: 6.0b's drawing is not the headers'.
+    // The capabilities register: the test reads the headers' layout, and
+    // 6.0b's drawing is not it.
     let caps = theirs::HvRegisterVsmCapabilities::new()
         .with_dr6_shared(true)
         .with_mbec_vtl_mask(2)
         .with_deny_lower_vtl_startup(true);
-    let as_headers = Capabilities::read_as_headers(caps.into_bits());
     assert_eq!(
-        as_headers,
+        Capabilities::read(caps.into_bits()),
         Capabilities { dr6_shared: true, mbec_vtl_mask: 2, deny_lower_vtl_startup: true, reserved: 0 }
     );
     assert_eq!(
-        Capabilities::read(1 << 63 | 2 << 47 | 1 << 46),
+        Capabilities::read_as_drawn(1 << 63 | 2 << 47 | 1 << 46),
         Capabilities { dr6_shared: true, mbec_vtl_mask: 2, deny_lower_vtl_startup: true, reserved: 0 }
     );
-    assert_ne!(Capabilities::read(caps.into_bits()).reserved, 0, "6.0b reads the headers' fields as reserved bits");
-    assert_eq!(Capabilities::read(0), Capabilities::read_as_headers(0));
+    assert_ne!(Capabilities::read_as_drawn(caps.into_bits()).reserved, 0, "6.0b reads the headers' fields as reserved");
+    assert_eq!(Capabilities::read(0), Capabilities::read_as_drawn(0));
 
     let config = theirs::HvRegisterVsmPartitionConfig::new;
     assert_eq!(partition_config::ENABLE_VTL_PROTECTION, config().with_enable_vtl_protection(true).into_bits());

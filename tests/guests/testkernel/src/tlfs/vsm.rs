@@ -25,31 +25,34 @@ pub struct Capabilities {
     pub dr6_shared: bool,
     pub mbec_vtl_mask: u16,
     pub deny_lower_vtl_startup: bool,
-    /// Bits 45:0, ReservedZ.
+    /// The bits no field covers, ReservedZ.
     pub reserved: u64,
 }
 
 impl Capabilities {
-    /// 6.0b's drawing: Dr6Shared 63, MbecVtlMask 62:47, DenyLowerVtlStartup
-    /// 46, ReservedZ 45:0. The Hyper-V headers (and the `tlfs` crate)
-    /// declare the same fields from bit 0 up (Dr6Shared 0, MbecVtlMask
-    /// 16:1, DenyLowerVtlStartup 17): this test follows 6.0b.
+    /// The Hyper-V headers' layout, which guests read (Windows' secure
+    /// kernel, Linux): Dr6Shared 0, MbecVtlMask 16:1, DenyLowerVtlStartup
+    /// 17, ReservedZ 63:18. 6.0b draws the same fields from bit 63 down
+    /// (Dr6Shared 63, MbecVtlMask 62:47, DenyLowerVtlStartup 46); no value
+    /// that offers DenyLowerVtlStartup reads the same both ways, and this
+    /// test follows what guests read ([`Capabilities::read_as_drawn`] is
+    /// for the informational line).
     pub const fn read(value: u64) -> Capabilities {
-        Capabilities {
-            dr6_shared: value >> 63 != 0,
-            mbec_vtl_mask: (value >> 47) as u16,
-            deny_lower_vtl_startup: (value >> 46) & 1 != 0,
-            reserved: value & ((1 << 46) - 1),
-        }
-    }
-
-    /// The headers' reading of the same value, for the informational line.
-    pub const fn read_as_headers(value: u64) -> Capabilities {
         Capabilities {
             dr6_shared: value & 1 != 0,
             mbec_vtl_mask: (value >> 1) as u16,
             deny_lower_vtl_startup: (value >> 17) & 1 != 0,
             reserved: value >> 18,
+        }
+    }
+
+    /// 6.0b's drawing of the same value.
+    pub const fn read_as_drawn(value: u64) -> Capabilities {
+        Capabilities {
+            dr6_shared: value >> 63 != 0,
+            mbec_vtl_mask: (value >> 47) as u16,
+            deny_lower_vtl_startup: (value >> 46) & 1 != 0,
+            reserved: value & ((1 << 46) - 1),
         }
     }
 }
