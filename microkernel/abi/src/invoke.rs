@@ -239,7 +239,10 @@ open_enum! {
         /// granted and MR2 ([`Rights`](crate::Rights) READ, WRITE,
         /// EXECUTE; 0 is no access) allows; VTL 1's view is unchanged
         /// (TLFS 15.9, HvCallModifyVtlProtectionMask). A VTL 0 access
-        /// it refuses exits as a memory intercept. A 2 MiB leaf is split
+        /// it refuses exits as a memory intercept. A protection lives in
+        /// VTL 0's leaves: pages unmapped and mapped again, or mapped
+        /// later, come back with what PARTITION_MAP grants (the VMM
+        /// applies its default mask to them). A 2 MiB leaf is split
         /// (its table charged as PARTITION_MAP's). INVALID_STATE without
         /// VTL 1, INVALID_ARGUMENT for WRITE without READ, EXECUTE
         /// without READ where the hardware cannot express it, or other bits,

@@ -211,11 +211,12 @@ pub fn missing_protections(smep: bool, smap: bool, umip: bool) -> impl Iterator<
 }
 
 /// Who runs on the CPU, as far as prediction barriers care: each task and
-/// each partition is its own trust domain.
+/// each VTL of each partition is its own trust domain (VTL 0 must not
+/// train the branches VTL 1 follows, TLFS 15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Domain {
     Task(u32),
-    Partition(u32),
+    Partition { index: u32, vtl: u8 },
 }
 
 impl Domain {
@@ -224,7 +225,7 @@ impl Domain {
     pub const fn code(self) -> u64 {
         match self {
             Domain::Task(t) => t as u64,
-            Domain::Partition(p) => (1 << 32) | p as u64,
+            Domain::Partition { index, vtl } => (1 << 32) | (vtl as u64) << 40 | index as u64,
         }
     }
 
@@ -336,8 +337,9 @@ mod tests {
 
     #[test]
     fn a_barrier_is_due_only_when_the_domain_changes() {
-        let (task, partition) = (Domain::Task(3), Domain::Partition(3));
+        let (task, partition) = (Domain::Task(3), Domain::Partition { index: 3, vtl: 0 });
         assert_ne!(task.code(), partition.code());
+        assert!(Domain::Partition { index: 3, vtl: 1 }.crosses_from(partition.code()), "VTL 1 after VTL 0");
         assert!(task.crosses_from(Domain::NONE));
         assert!(!task.crosses_from(task.code()));
         assert!(partition.crosses_from(task.code()));

@@ -73,6 +73,8 @@ pub const CR0_PE: u64 = 1 << 0;
 pub const CR0_ET: u64 = 1 << 4;
 /// CR0.PG: paging.
 pub const CR0_PG: u64 = 1 << 31;
+/// CR0.WP: supervisor writes honour read-only pages.
+pub const CR0_WP: u64 = 1 << 16;
 
 /// CR4.PSE: 4 MiB pages without PAE.
 pub const CR4_PSE: u64 = 1 << 4;
@@ -80,6 +82,10 @@ pub const CR4_PSE: u64 = 1 << 4;
 pub const CR4_PAE: u64 = 1 << 5;
 /// CR4.LA57: five-level paging.
 pub const CR4_LA57: u64 = 1 << 12;
+/// CR4.SMEP: no supervisor fetch from a user page.
+pub const CR4_SMEP: u64 = 1 << 20;
+/// CR4.SMAP: no supervisor data access to a user page unless RFLAGS.AC.
+pub const CR4_SMAP: u64 = 1 << 21;
 
 /// EFER.SCE: SYSCALL/SYSRET enabled.
 pub const EFER_SCE: u64 = 1 << 0;

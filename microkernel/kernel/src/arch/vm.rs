@@ -867,13 +867,19 @@ impl VpHardware {
     pub fn switch_vtl(&mut self, vtl: u8) {
         self.claim();
         let Some(parked) = self.parked.as_mut().filter(|p| p.vtl == vtl) else { return };
-        park(&mut self.backend);
-        for name in SHARED_IN_CONTEXT {
-            if let Some((low, high)) = self.backend.get_register(&mut self.gprs, name) {
-                parked.backend.set_register(&mut self.gprs, name, low, high);
+        // Read out of the context going, written into the one coming, each
+        // while it is the active one: a VMX register access loads its VMCS.
+        let shared = SHARED_IN_CONTEXT.map(|name| (name, self.backend.get_register(&mut self.gprs, name)));
+        core::mem::swap(&mut self.backend, &mut parked.backend);
+        park(&mut parked.backend);
+        for (name, value) in shared {
+            if let Some((low, high)) = value {
+                self.backend.set_register(&mut self.gprs, name, low, high);
             }
         }
-        core::mem::swap(&mut self.backend, &mut parked.backend);
+        // Debug registers are the VP's: intercepted as they are in the
+        // context going out.
+        self.backend.intercept_debug_registers(!self.dr_active);
         core::mem::swap(&mut self.slat_root, &mut parked.slat_root);
         core::mem::swap(&mut self.offer, &mut parked.offer);
         core::mem::swap(&mut self.interrupted, &mut parked.interrupted);

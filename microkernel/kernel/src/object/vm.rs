@@ -188,7 +188,6 @@ struct VtlEvents {
     pending: Option<Interruption>,
     exception: Option<Interruption>,
     reinject: Option<Interruption>,
-    halted: bool,
     window: bool,
     offered: bool,
 }
@@ -242,7 +241,6 @@ impl Vcpu {
         core::mem::swap(&mut self.pending, &mut p.pending);
         core::mem::swap(&mut self.exception, &mut p.exception);
         core::mem::swap(&mut self.reinject, &mut p.reinject);
-        core::mem::swap(&mut self.halted, &mut p.halted);
         core::mem::swap(&mut self.window, &mut p.window);
         core::mem::swap(&mut self.offered, &mut p.offered);
         self.tlb_stale = true;
@@ -831,7 +829,8 @@ pub fn invoke(
         Operation::PARTITION_HOLD_WRITE => {
             let partition = expect(cap, ObjectType::PARTITION, run_right())?;
             let held = flag(mr[1])?;
-            let vtl = if info.length() > 2 { u8::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_STATE)? } else { 0 };
+            let vtl =
+                if info.length() > 2 { u8::try_from(mr[2]).map_err(|_| ErrorCode::INVALID_ARGUMENT)? } else { 0 };
             let p = k.partitions[partition as usize].as_mut().ok_or(ErrorCode::INVALID_STATE)?;
             let view = p.view(vtl).ok_or(ErrorCode::INVALID_STATE)?;
             let changed = hw::slat::hold_write(p.backend, view, mr[0], held).map_err(|e| match e {
@@ -866,6 +865,9 @@ pub fn invoke(
                 return Err(ErrorCode::OUT_OF_MEMORY);
             }
             p.upper = Some(upper);
+            // Its root may be a frame another view used: nothing cached
+            // under it serves the new view.
+            p.flush[1] = ALL_CPUS;
             k.charge_tables(owner, tables + 1);
             done()
         }
@@ -928,7 +930,13 @@ pub fn invoke(
                 if !vcpu.hw.has_vtl(vtl) {
                     return Err(ErrorCode::INVALID_STATE);
                 }
+                let halted = vtl != vcpu.hw.vtl() && core::mem::take(&mut vcpu.halted);
                 vcpu.switch_vtl(vtl);
+                // A VP waiting as after HLT runs on in the VTL switched to
+                // (the VID halts it again with its reply if it wants).
+                if halted && k.threads[usize::from(thread.0)].started && k.ipc.state(thread) == ThreadState::Suspended {
+                    let _ = k.ipc.resume(thread);
+                }
                 return done();
             }
             if vtl != 1 {
@@ -1278,7 +1286,8 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         let stale = core::mem::take(&mut vcpu.tlb_stale);
         let flush_vp = (core::mem::replace(&mut vcpu.epoch, partition.epoch) != partition.epoch) | stale;
         if let Some(p) = vcpu.partition {
-            crate::arch::speculation::enter(kerncore::speculation::Domain::Partition(p));
+            let vtl = vcpu.hw.vtl();
+            crate::arch::speculation::enter(kerncore::speculation::Domain::Partition { index: p, vtl });
         }
         let flush = vcpu.hw.prepare(flush_partition, flush_vp);
         if let Some(event) = vcpu.hw.take_interrupted() {
@@ -1291,7 +1300,7 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         crate::arch::nmi::test_point(crate::arch::nmi::TestPoint::GuestEntry);
         let hardware: *mut VpHardware = &mut vcpu.hw;
         let name = vcpu.hw.name();
-        let life = vcpu.life;
+        let (life, vtl_entered) = (vcpu.life, vcpu.hw.vtl());
         let traced = (vcpu.partition, vcpu.index);
         if let Some(p) = vcpu.partition {
             ipi::entering_vp(p, vcpu.index);
@@ -1313,7 +1322,11 @@ pub fn run(kg: &mut KernelGuard, t: ThreadId) {
         // it next runs (an event it cut short waits in its hardware state:
         // `take_interrupted`; a reflected exception is kept, below). Only a machine check is
         // the host's business whatever became of the VP.
-        let same = k.vcpus[v as usize].as_ref().is_some_and(|vcpu| vcpu.hw.name() == name && vcpu.life == life);
+        // A VTL switch meanwhile parked the context that exited: its exit
+        // is dropped too.
+        let same = k.vcpus[v as usize]
+            .as_ref()
+            .is_some_and(|vcpu| vcpu.hw.name() == name && vcpu.life == life && vcpu.hw.vtl() == vtl_entered);
         let corrected = matches!(exit.reason, ExitReason::MachineCheck) && same && !machine_check(k, v);
         // The guest ran until this exit whatever became of its thread
         // meanwhile: its runtime (HV_X64_MSR_VP_RUNTIME) counts a dropped
