@@ -151,6 +151,11 @@ pub trait HypercallTarget {
     /// or read-only name or a bad value.
     fn set_vp_register(&mut self, vp: HvVpIndex, name: HvRegisterName, value: HvRegisterValue) -> HvResult<()>;
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex>;
+    /// What the partition's CPUID offers that a page walk's reserved bits
+    /// depend on (HvTranslateVirtualAddress).
+    fn paging_features(&self) -> crate::translate::PagingFeatures;
+    /// Whether an overlay page covers GPA page `gpn`.
+    fn overlay_at(&self, gpn: u64) -> bool;
     /// HvPostMessage on the caller's connection `connection_id` (the
     /// parser checked the privilege, `RsvdZ` and the payload size): the
     /// broker's answer. Without one, no connection exists.
@@ -340,6 +345,14 @@ const fn spec(code: HvCallCode) -> Option<CallSpec> {
         // TLFS 15.15.3: 16 bytes, fast or from memory.
         HvCallCode::ENABLE_PARTITION_VTL => CallSpec {
             header: size_of::<HvInputEnablePartitionVtl>(),
+            privileged: HvPartitionPrivilegeMask::access_vsm,
+            ..simple
+        },
+        // TLFS 9.4.6: 32 bytes in, 16 out.
+        HvCallCode::TRANSLATE_VIRTUAL_ADDRESS => CallSpec {
+            fast: false,
+            header: size_of::<tlfs::vsm::HvInputTranslateVirtualAddress>(),
+            output: size_of::<tlfs::vsm::HvOutputTranslateVirtualAddress>(),
             privileged: HvPartitionPrivilegeMask::access_vsm,
             ..simple
         },

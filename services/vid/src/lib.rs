@@ -39,5 +39,6 @@ pub mod serve;
 pub mod synic;
 pub mod synthetic;
 pub mod testdev;
+pub mod translate;
 pub mod uart;
 pub mod vsm;

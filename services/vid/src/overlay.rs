@@ -110,6 +110,11 @@ impl Overlays {
         self.covers[overlay.slot()?].map(|c| c.gpn)
     }
 
+    /// Whether any overlay covers `gpn`.
+    pub fn covers(&self, gpn: u64) -> bool {
+        self.covers.iter().flatten().any(|c| c.gpn == gpn)
+    }
+
     /// Whether a read-only overlay covers `gpn`: a guest write there is #GP.
     pub fn read_only_at(&self, gpn: u64) -> bool {
         READ_ONLY.iter().any(|&o| self.gpn(o) == Some(gpn))

@@ -320,6 +320,11 @@ impl SyntheticPartition {
 
     /// Whether `gpa` is on a page the guest may not write (the hypercall
     /// page, TLFS 3.13): its write is #GP.
+    /// Whether an overlay page covers GPA page `gpn`.
+    pub fn overlay_at(&self, gpn: u64) -> bool {
+        self.overlays.covers(gpn)
+    }
+
     pub fn read_only_overlay(&self, gpa: u64) -> bool {
         self.overlays.read_only_at(gpa >> 12)
     }

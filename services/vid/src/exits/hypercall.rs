@@ -31,6 +31,7 @@ struct Target<'v> {
     /// What a local connection delivers, once the call has its answer.
     delivery: &'v mut Option<Delivery>,
     vsm: &'v mut crate::vsm::PartitionVsm,
+    paging: crate::translate::PagingFeatures,
 }
 
 fn invalid_parameter() -> HvError {
@@ -105,6 +106,14 @@ impl HypercallTarget for Target<'_> {
         // APIC IDs are VP indices (the MADT says so).
         (apic_id < self.irq.vps()).then_some(apic_id)
     }
+
+    fn paging_features(&self) -> crate::translate::PagingFeatures {
+        self.paging
+    }
+
+    fn overlay_at(&self, gpn: u64) -> bool {
+        self.synthetic.overlay_at(gpn)
+    }
 }
 
 impl Vmm {
@@ -134,6 +143,11 @@ impl Vmm {
             synthetic: &self.synthetic,
             delivery: &mut delivery,
             vsm: &mut self.vsm,
+            paging: crate::translate::PagingFeatures {
+                phys_bits: self.cpuid.phys_bits(),
+                // CPUID 0x8000_0001 EDX bit 26, as the guest reads it.
+                huge_pages: self.cpuid.leaf(h.vp_index, 0x8000_0001, 0, crate::cpuid::VpState::RESET)[3] & 1 << 26 != 0,
+            },
         };
         let (mut updates, mut xmm_out) = (Updates::new(), XmmUpdates::new());
         let xmm = &mut InterceptXmm(&m.xmm);

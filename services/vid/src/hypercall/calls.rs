@@ -40,6 +40,7 @@ pub(super) fn dispatch(
         HvCallCode::ENABLE_PARTITION_VTL => simple(enable_partition_vtl(request, caller, guest, target)),
         HvCallCode::ENABLE_VP_VTL => simple(enable_vp_vtl(request, caller, guest, target)),
         HvCallCode::GET_VP_INDEX_FROM_APIC_ID => vp_index_from_apic_id(request, guest, target),
+        HvCallCode::TRANSLATE_VIRTUAL_ADDRESS => simple(translate_virtual_address(request, caller, guest, target)),
         HvCallCode::EXT_QUERY_CAPABILITIES => simple(query_capabilities(request, guest, target)),
         HvCallCode::POST_MESSAGE => simple(post_message(request, target)),
         HvCallCode::SIGNAL_EVENT => simple(signal_event(request, target)),
@@ -352,6 +353,60 @@ fn enable_vp_vtl(
     // Ring 0 has the context now.
     let _ = vsm.take_initial_context(enabled.vp);
     Ok(())
+}
+
+/// HvTranslateVirtualAddress (9.4.6) of the caller's own VP, in its VTL
+/// or a lower one (a higher VTL inspects VTL 0's addresses): the VID reads
+/// a VP's registers only at its exit, so another VP is INVALID_VP_STATE.
+/// TlbFlushInhibit (an intercept-suspend register the VID does not keep)
+/// and shadow-stack walks (CET is not offered) are INVALID_PARAMETER.
+fn translate_virtual_address(
+    request: &mut Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> HvResult<()> {
+    use crate::translate::{PagingRegisters, translate_gva};
+    let input: tlfs::vsm::HvInputTranslateVirtualAddress = request.header();
+    if input.partition() != HvPartitionId::SELF {
+        return Err(HvError::ACCESS_DENIED);
+    }
+    let flags = input.control_flags;
+    if input.has_reserved_bits()
+        || !flags.validates_access()
+        || flags.tlb_flush_inhibit()
+        || flags.shadow_stack()
+        || (flags.user_access() && flags.supervisor_access())
+        || (flags.enforce_smap() && flags.override_smap())
+    {
+        return Err(HvError::INVALID_PARAMETER);
+    }
+    let vp = if input.vp_index == HV_VP_INDEX_SELF { caller.vp_index } else { input.vp_index };
+    if vp >= target.vp_count() {
+        return Err(HvError::INVALID_VP_INDEX);
+    }
+    if vp != caller.vp_index {
+        return Err(HvError::INVALID_VP_STATE);
+    }
+    // The caller's VTL or a lower one it has (ACCESS_DENIED, INVALID_VTL_STATE).
+    let vsm = target.vsm().ok_or(HvError::ACCESS_DENIED)?;
+    let vtl = vsm.register_vtl(vp, flags.input_vtl(), caller.vtl)?;
+    let mut read = |name| own_register(guest, vtl, caller, name);
+    let ss = read(HvRegisterName::SS)?;
+    let regs = PagingRegisters {
+        cr0: read(HvRegisterName::CR0)?.low,
+        cr3: read(HvRegisterName::CR3)?.low,
+        cr4: read(HvRegisterName::CR4)?.low,
+        efer: read(HvRegisterName::EFER)?.low,
+        rflags: read(HvRegisterName::RFLAGS)?.low,
+        // SS.DPL, as SVM keeps the CPL and VMX defines it.
+        cpl: tlfs::segment_register_from_value(ss.low, ss.high).attributes.descriptor_privilege_level(),
+    };
+    let features = target.paging_features();
+    let result = translate_gva(guest, &regs, features, flags, input.gva_page, |gpn| target.overlay_at(gpn));
+    let output =
+        tlfs::vsm::HvOutputTranslateVirtualAddress { translation_result: result.result, gpa_page: result.gpa_page };
+    request.output(guest, 0, &output)
 }
 
 fn vp_index_from_apic_id(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {

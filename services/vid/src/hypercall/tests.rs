@@ -171,7 +171,18 @@ impl HypercallTarget for Partition {
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         (apic_id.is_multiple_of(2) && apic_id / 2 < self.vps).then_some(apic_id / 2)
     }
+
+    fn paging_features(&self) -> crate::translate::PagingFeatures {
+        crate::translate::PagingFeatures { phys_bits: 40, huge_pages: true }
+    }
+
+    fn overlay_at(&self, gpn: u64) -> bool {
+        gpn == OVERLAY_GPN
+    }
 }
+
+/// The GPA page the test partition has an overlay on.
+const OVERLAY_GPN: u64 = 0x77;
 
 fn control(code: HvCallCode) -> HvHypercallInput {
     HvHypercallInput::new().with_call_code(code.0)

@@ -63,6 +63,14 @@ impl HypercallTarget for Vps {
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         (apic_id < self.0).then_some(apic_id)
     }
+
+    fn paging_features(&self) -> crate::translate::PagingFeatures {
+        crate::translate::PagingFeatures { phys_bits: 40, huge_pages: false }
+    }
+
+    fn overlay_at(&self, _: u64) -> bool {
+        false
+    }
 }
 
 #[test]

@@ -211,6 +211,14 @@ fn without_a_broker_no_connection_exists() {
         fn apic_id_to_vp_index(&self, _: u32) -> Option<HvVpIndex> {
             None
         }
+
+        fn paging_features(&self) -> crate::translate::PagingFeatures {
+            crate::translate::PagingFeatures { phys_bits: 40, huge_pages: false }
+        }
+
+        fn overlay_at(&self, _: u64) -> bool {
+            false
+        }
     }
     let mut mem = Mem::new();
     mem.put(IN, post_input(0x10, 1, &[1]).as_bytes());

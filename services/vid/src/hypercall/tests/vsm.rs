@@ -25,6 +25,8 @@ struct VsmGuest {
     refusal: Option<ErrorCode>,
     /// Ring 0 makes the VTL but refuses the registers.
     registers_refused: bool,
+    /// The caller's registers at its exit.
+    registers: Vec<(HvRegisterName, (u64, u64))>,
 }
 
 impl Guest for VsmGuest {
@@ -35,7 +37,7 @@ impl Guest for VsmGuest {
         self.mem.write(gpa, data)
     }
     fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
-        self.mem.register(name)
+        self.registers.iter().find(|r| r.0 == name).map(|r| r.1).or_else(|| self.mem.register(name))
     }
     fn vtl_kernel(&mut self) -> Option<&mut dyn VtlKernel> {
         Some(self)
@@ -85,8 +87,14 @@ fn vsm_privileges() -> HvPartitionPrivilegeMask {
 fn setup() -> (VsmGuest, Partition) {
     let mut p = Partition::new(2);
     p.vsm = PartitionVsm::new(vsm_privileges(), 2);
-    let guest =
-        VsmGuest { mem: Mem::new(), asked: Vec::new(), running: Vec::new(), refusal: None, registers_refused: false };
+    let guest = VsmGuest {
+        mem: Mem::new(),
+        asked: Vec::new(),
+        running: Vec::new(),
+        refusal: None,
+        registers_refused: false,
+        registers: Vec::new(),
+    };
     (guest, p)
 }
 
@@ -258,4 +266,82 @@ fn the_vsm_registers_follow_the_callers_vtl() {
     // Nor are writes of registers not VSM's.
     let got = register_call((0, 1), vtl0, HvRegisterName::RIP, Some(1), &mut g, &mut p);
     assert_eq!(got.0, HvStatus::INVALID_PARAMETER);
+}
+
+/// HvTranslateVirtualAddress of GVA page `gva_page` with `flags` by VP 0 in
+/// VTL `vtl`: the status and the output.
+fn translate_call(
+    vtl: HvVtl,
+    vp_index: HvVpIndex,
+    flags: tlfs::vsm::HvTranslateGvaControlFlags,
+    gva_page: u64,
+    g: &mut VsmGuest,
+    p: &mut Partition,
+) -> (HvStatus, tlfs::vsm::HvOutputTranslateVirtualAddress) {
+    let input = tlfs::vsm::HvInputTranslateVirtualAddress {
+        partition_id: tlfs::HvPartitionId::SELF.0,
+        vp_index,
+        padding: 0,
+        control_flags: flags,
+        gva_page,
+    };
+    g.mem.put(IN, input.as_bytes());
+    g.mem.put(OUT, &[0; 16]);
+    let status = status(&call_as(0, vtl, control(HvCallCode::TRANSLATE_VIRTUAL_ADDRESS), g, p));
+    let mut out = tlfs::vsm::HvOutputTranslateVirtualAddress::new_zeroed();
+    out.as_mut_bytes().copy_from_slice(g.mem.get(OUT, 16));
+    (status, out)
+}
+
+#[test]
+fn translate_virtual_address_walks_the_callers_tables() {
+    use tlfs::vsm::{HvTranslateGvaControlFlags as Flags, HvTranslateGvaResultCode as Code};
+    let (mut g, mut p) = setup();
+    // One table at 0x3000 serves every level (entries 0, 1, 2), the leaf
+    // (entry 3) maps the test partition's overlay page.
+    for (i, value) in [0x3007u64, 0x3007, 0x3007, OVERLAY_GPN << 12 | 7].into_iter().enumerate() {
+        g.mem.put(0x3000 + 8 * i as u64, &value.to_le_bytes());
+    }
+    let gva_page = (1 << 30 | 2 << 21 | 3 << 12) >> 12;
+    g.registers = vec![
+        (HvRegisterName::CR0, (x86defs::CR0_PG | x86defs::CR0_PE, 0)),
+        (HvRegisterName::CR3, (0x3000, 0)),
+        (HvRegisterName::CR4, (x86defs::CR4_PAE, 0)),
+        (HvRegisterName::EFER, (x86defs::EFER_LMA | x86defs::EFER_NXE, 0)),
+        (HvRegisterName::RFLAGS, (2, 0)),
+        (HvRegisterName::SS, (0, 0)),
+    ];
+    let read = Flags::new().with_validate_read(true);
+    let (status, out) = translate_call(0, tlfs::HV_VP_INDEX_SELF, read, gva_page, &mut g, &mut p);
+    assert_eq!(status, HvStatus::SUCCESS);
+    assert_eq!((out.translation_result.code(), out.gpa_page), (Code::SUCCESS, OVERLAY_GPN));
+    assert!(out.translation_result.overlay_page());
+    // A page not present is a result, not a status.
+    let (status, out) = translate_call(0, 0, read, gva_page + 1, &mut g, &mut p);
+    assert_eq!((status, out.translation_result.code()), (HvStatus::SUCCESS, Code::PAGE_NOT_PRESENT));
+    // The statuses of 9.4.6.
+    let cases = [
+        (0, 0, Flags::new(), HvStatus::INVALID_PARAMETER),
+        (0, 0, read.with_tlb_flush_inhibit(true), HvStatus::INVALID_PARAMETER),
+        (0, 0, Flags::from_bits(read.into_bits() | 1 << 20), HvStatus::INVALID_PARAMETER),
+        (0, 1, read, HvStatus::INVALID_VP_STATE),
+        (0, 2, read, HvStatus::INVALID_VP_INDEX),
+        (
+            0,
+            0,
+            read.with_input_vtl(HvInputVtl::new().with_target_vtl(1).with_use_target_vtl(true)),
+            HvStatus::ACCESS_DENIED,
+        ),
+    ];
+    for (vtl, vp, flags, want) in cases {
+        assert_eq!(translate_call(vtl, vp, flags, gva_page, &mut g, &mut p).0, want, "{flags:?} on VP {vp}");
+    }
+    // VTL 1 translating VTL 0's addresses reads VTL 0's registers through ring 0.
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::SUCCESS);
+    g.asked.clear();
+    let vtl0 = read.with_input_vtl(HvInputVtl::new().with_target_vtl(0).with_use_target_vtl(true));
+    let (status, _) = translate_call(1, 0, vtl0, gva_page, &mut g, &mut p);
+    assert_eq!(status, HvStatus::SUCCESS);
+    assert!(g.asked.contains(&Asked::Register(0, 0, 1, HvRegisterName::CR3)), "{:?}", g.asked);
 }
