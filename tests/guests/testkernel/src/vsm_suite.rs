@@ -50,7 +50,11 @@ pub enum Command {
     Idle,
     /// Record what the call brought, return with `round`'s values.
     Round { round: u32, fast: bool },
+    /// Fast returns at once, until [`switch::BENCH_ON`] is clear.
+    Bench,
 }
+
+const BENCH_COMMAND: u64 = 1 << 61;
 
 static COMMAND: AtomicU64 = AtomicU64::new(0);
 
@@ -58,13 +62,20 @@ fn set_command(c: Command) {
     let v = match c {
         Command::Idle => 0,
         Command::Round { round, fast } => 1 << 63 | u64::from(fast) << 62 | u64::from(round),
+        Command::Bench => BENCH_COMMAND,
     };
     COMMAND.store(v, Ordering::Relaxed);
 }
 
 pub fn command() -> Command {
     let v = COMMAND.load(Ordering::Relaxed);
-    if v >> 63 == 0 { Command::Idle } else { Command::Round { round: v as u32, fast: v >> 62 & 1 != 0 } }
+    if v == BENCH_COMMAND {
+        Command::Bench
+    } else if v >> 63 == 0 {
+        Command::Idle
+    } else {
+        Command::Round { round: v as u32, fast: v >> 62 & 1 != 0 }
+    }
 }
 
 /// The RAX and RCX VTL 1 puts in its control area for `round` (15.8.2).
@@ -568,4 +579,70 @@ fn restrictions(c: &mut Checks, offsets: CodePageOffsets) {
         )
         .map(|_| shown),
     );
+}
+
+/// VTL round trips timed for the benchmark.
+const BENCH_CALLS: u32 = 200;
+
+/// The benchmark's figure.
+pub const BENCH_FIGURE: &str = "VTL call + return round trip";
+
+/// `tests=vsmbench` (`tessera bench`): VTL 1 started as [`run`] starts
+/// it, then [`BENCH_CALLS`] VTL calls through the hypercall page, each
+/// answered by VTL 1's immediate fast VTL return, timed with the TSC
+/// (instructions under `-icount`): the mean and least round trip.
+pub fn bench() -> Result<(), Detail> {
+    let call_target = start_vtl1()?;
+    switch::BENCH_ON.store(true, Ordering::Relaxed);
+    set_command(Command::Bench);
+    let mut frame = Frame::ZERO;
+    if let Some(r) = switch::cross(0, &mut frame, call_target) {
+        return Err(detail!("the VTL call into VTL 1's loop raised {r}"));
+    }
+    if !vtl1::BENCHING.load(Ordering::Relaxed) {
+        return Err(detail!("VTL 1 did not enter its loop of fast returns"));
+    }
+    let mut samples = guest_testkernel::bench::Samples::new();
+    for _ in 0..BENCH_CALLS {
+        samples.add(switch::bench_call(call_target));
+    }
+    switch::BENCH_ON.store(false, Ordering::Relaxed);
+    set_command(Command::Idle);
+    let mut frame = Frame::ZERO;
+    if let Some(r) = switch::cross(0, &mut frame, call_target) {
+        return Err(detail!("the VTL call out of VTL 1's loop raised {r}"));
+    }
+    if vtl1::BENCHING.load(Ordering::Relaxed) {
+        return Err(detail!("VTL 1 did not leave its loop of fast returns"));
+    }
+    crate::println!("testkernel: {}", guest_testkernel::bench::line(BENCH_FIGURE, &samples).as_str());
+    Ok(())
+}
+
+/// VTL 1 enabled for the partition and this VP with [`vtl1::context`] and
+/// entered once (its first entry sets up its hypercall and VP assist pages,
+/// as in [`run`]); the address of VTL 0's VTL call sequence.
+fn start_vtl1() -> Result<u64, Detail> {
+    tlfs_suite::interface()?;
+    tlfs_suite::hypercall_page()?;
+    state::enable_sse();
+    let vp = hw::rdmsr_checked(msr::VP_INDEX).unwrap_or(0) as u32;
+    let [offsets, ..] = VTL0.get_registers(vp, 0, &[register::VSM_CODE_PAGE_OFFSETS])?;
+    let offsets = CodePageOffsets::read(offsets);
+    offsets_check(&offsets)?;
+    let o = enable_partition_call(1, 0, PARTITION_SELF, 0)?;
+    vsm::expect_one_of(o, &[status::SUCCESS]).map_err(|e| detail!("HvEnablePartitionVtl: {e}"))?;
+    let (context, _) = vtl1::context();
+    let o = enable_vp_call(vp, 1, 0, PARTITION_SELF, &context)?;
+    vsm::expect_one_of(o, &[status::SUCCESS]).map_err(|e| detail!("HvEnableVpVtl: {e}"))?;
+    let call_target = Page::Hypercall.addr() + u64::from(offsets.vtl_call);
+    if let Some(r) = vtl_call(call_target, vsm::VTL_CALL_CONTROL) {
+        return Err(detail!("the first VTL call raised {r}"));
+    }
+    let first = vtl1::FIRST.with(|f| f.take()).filter(|f| f.done == vtl1::MARKER);
+    let first = first.ok_or(detail!("VTL 1's first entry did not write its marker"))?;
+    first.hypercall_page.map_err(|e| detail!("VTL 1's hypercall page: {e}"))?;
+    first.vp_assist.map_err(|e| detail!("VTL 1's VP assist page: {e}"))?;
+    first.offsets.map_err(|e| detail!("VTL 1's HvRegisterVsmCodePageOffsets: {e}"))?;
+    Ok(call_target)
 }

@@ -10,6 +10,7 @@ use crate::checks::{Check, fail_unless};
 use crate::hw::hv::Page;
 use crate::hw::{self, state};
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 use guest_testkernel::tlfs::vsm::{self, CodePageOffsets, InitialContext, Segment, Table, VpStatus, control};
 use guest_testkernel::tlfs::{self, msr, register};
 use guest_testkernel::{Detail, detail};
@@ -150,6 +151,9 @@ pub struct Round {
 
 pub static ROUND: Shared<Option<Round>> = Shared::new(None);
 
+/// Set while VTL 1 is in [`switch::vtl1_bench`].
+pub static BENCHING: AtomicBool = AtomicBool::new(false);
+
 /// VTL 1's pages: its hypercall page and parameters.
 const PAGES: Hc = Hc { hypercall: Page::Vtl1Hypercall, input: Page::Vtl1Input, output: Page::Vtl1Output };
 
@@ -171,6 +175,11 @@ pub extern "C" fn main() -> ! {
         }
         // Entered again, by a VTL call.
         now = command();
+        if now == Command::Bench {
+            BENCHING.store(true, Ordering::Relaxed);
+            switch::vtl1_bench(target);
+            BENCHING.store(false, Ordering::Relaxed);
+        }
         if let Command::Round { round, .. } = now {
             let entry_reason = Page::Vtl1VpAssist.read_u32(control::ENTRY_REASON);
             let private = current();
@@ -193,7 +202,7 @@ fn park() -> ! {
 fn prepare_return(frame: &mut Frame, now: Command) {
     let (round, fast) = match now {
         Command::Round { round, fast } => (round, fast),
-        Command::Idle => (0, false),
+        Command::Idle | Command::Bench => (0, false),
     };
     let (rax, rcx) = return_values(round);
     Page::Vtl1VpAssist.write(control::RETURN_RAX, &rax.to_le_bytes());
