@@ -165,17 +165,18 @@ const ICOUNT_NO_SLEEP: &[&str] = &["-icount", "shift=0,sleep=off"];
 
 /// The default benchmark systems, booted in this order: the IPC and exit
 /// figures, the exits a guest times (CPUID, a port read; the VID at
-/// another priority), the fast hypercall's, HvSignalEvent's round trips
-/// (all on one CPU, so their figures stay what they were), then IPC across
+/// another priority), the fast hypercall's, HvSignalEvent's round trips,
+/// the VTL call and return's (all on one CPU, so their figures stay what they were), then IPC across
 /// two CPUs, an exit to a VID on the other CPU, a CPUID exit of a
 /// partition of two VPs, the guest's IPI and TLB flushes across four, and
 /// the stimer jitter.
-const DEFAULT_SYSTEMS: [System; 10] = [
+const DEFAULT_SYSTEMS: [System; 11] = [
     System { manifest: "tests/manifests/bench.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/exit-bench.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/exit-bench-priority.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/hypercall-bench.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/messaging-bench.toml", smp: 1, qemu_args: ICOUNT },
+    System { manifest: "tests/manifests/vsm-bench.toml", smp: 1, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/smp-ipc-bench.toml", smp: 2, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/exit-bench-cross.toml", smp: 2, qemu_args: ICOUNT },
     System { manifest: "tests/manifests/exit-bench-2vps.toml", smp: 2, qemu_args: ICOUNT },
@@ -187,7 +188,7 @@ const DEFAULT_SYSTEMS: [System; 10] = [
 const DEFAULT_JITTER: [&str; 2] = ["message mode", "direct mode"];
 
 /// Figures the default benchmark systems must print.
-const DEFAULT_FIGURES: [&str; 16] = [
+const DEFAULT_FIGURES: [&str; 17] = [
     "ipc call+reply round trip",
     "null invocation (CAP_IDENTIFY)",
     "vm exit forwarded to the VID and back (port write)",
@@ -200,6 +201,7 @@ const DEFAULT_FIGURES: [&str; 16] = [
     "fast hypercall round trip (HvCallNotifyLongSpinWait)",
     "hvsignalevent round trip to a VP of the same partition",
     "hvsignalevent round trip to a VP of another partition",
+    "VTL call + return round trip",
     "ipc call+reply round trip across CPUs",
     "ipi to a VP in guest mode on another CPU (delivery latency)",
     "tlb flush hypercall with VPs on 2 CPUs",

@@ -95,8 +95,8 @@ enum Cmd {
     /// `exit=idle` is not added unless given in --cmdline.
     Iso(IsoArgs),
     /// Measure costs in instructions: boots each benchmark system
-    /// (tests/manifests/bench.toml, hypercall-bench.toml and
-    /// messaging-bench.toml on one CPU,
+    /// (tests/manifests/bench.toml, hypercall-bench.toml,
+    /// messaging-bench.toml and vsm-bench.toml on one CPU,
     /// smp-ipc-bench.toml on two, smp-bench.toml on four) twice in QEMU with
     /// `-icount shift=0`, where rdtsc counts guest instructions, and prints
     /// each figure with whether the two runs agree (exit 1 if a figure is

@@ -44,3 +44,22 @@ fn bochs_vsm_conformance() {
     let m = manifest("vsm.toml");
     vsm_conformance_passes(&boot("bochs_vsm_conformance", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
 }
+
+/// The protection checks (`vsm-protect=status`), off in `vsm.toml`: they
+/// need HvCallModifyVtlProtectionMask in the VID (branch `vsm-protect`).
+#[test]
+#[ignore = "needs HvCallModifyVtlProtectionMask in the VID"]
+fn qemu_vsm_protection_statuses() {
+    let m = manifest("vsm-protect.toml");
+    let run = boot("qemu_vsm_protection_statuses", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
+    assert_in_order(
+        &run,
+        &[
+            "[vid] vsm: testkernel: vsm: VTL 1 sets EnableVtlProtection, default mask RWX, in HvRegisterVsmPartitionConfig: SUCCESS: ok",
+            "[vid] vsm: testkernel: vsm: VTL 1: HvModifyVtlProtectionMask, page 0 no access for VTL 0: SUCCESS: ok",
+            "[vid] vsm: testkernel: vsm: VTL 1: HvModifyVtlProtectionMask, page 1 read-only no execute for VTL 0: SUCCESS: ok",
+            "[vid] vsm: testkernel: done: 1 passed, 0 failed",
+        ],
+    );
+    run.assert_serial_lacks("FAIL");
+}

@@ -332,6 +332,10 @@ pub enum Test {
     /// VTL calls and returns (fast too) with shared and private state, and
     /// the #UD cases of 15.6.1.1 and 15.7.2.
     Vsm,
+    /// Not in `tests=all` (`vsm-bench.toml`, profile `hyperv-vsm`). Times
+    /// VTL 0 -> VTL 1 -> VTL 0 round trips (a VTL call answered by an
+    /// immediate fast VTL return), for `tessera bench`.
+    VsmBench,
 }
 
 impl Test {
@@ -340,7 +344,7 @@ impl Test {
 
     /// Tests that run only when named: `tests=all` leaves them out (so do
     /// the [`Test::HOSTILE`] attacks).
-    pub const EXPLICIT: [Test; 29] = [
+    pub const EXPLICIT: [Test; 30] = [
         Test::Isolation,
         Test::Ram,
         Test::Crash,
@@ -370,6 +374,7 @@ impl Test {
         Test::Testdev,
         Test::FidelityReset,
         Test::Vsm,
+        Test::VsmBench,
     ];
 
     /// The attacks of `tests=hostile`, in order: the loops near the end
@@ -480,6 +485,7 @@ impl Test {
             Test::FidelityAcpi => "fidelity-acpi",
             Test::FidelityReset => "fidelity-reset",
             Test::Vsm => "vsm",
+            Test::VsmBench => "vsmbench",
         }
     }
 

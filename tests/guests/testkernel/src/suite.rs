@@ -116,7 +116,8 @@ fn run(test: Test, magic: u32, info: u64, cmdline: &str) -> Outcome {
         Test::FidelityPmTimer => crate::fidelity::pm_timer(),
         Test::FidelityAcpi => crate::fidelity::acpi(info, cmdline),
         Test::FidelityReset => crate::fidelity::reset(cmdline),
-        Test::Vsm => crate::vsm_suite::run(),
+        Test::Vsm => crate::vsm_suite::run(cmdline),
+        Test::VsmBench => crate::vsm_suite::bench(),
         hostile => attacks::run(hostile, magic, info, cmdline),
     }
 }

@@ -61,6 +61,8 @@ fn the_vsm_test_runs_only_when_named() {
     assert_eq!(names("tests=vsm"), ["vsm"]);
     assert!(!names("tests=all").contains(&"vsm".to_string()) && !names("tests=tlfs").contains(&"vsm".to_string()));
     assert!(Test::explicit().any(|t| t == Test::Vsm));
+    assert_eq!(names("tests=vsmbench"), ["vsmbench"]);
+    assert!(!names("tests=all").contains(&"vsmbench".to_string()));
 }
 
 #[test]

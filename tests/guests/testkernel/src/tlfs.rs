@@ -157,6 +157,7 @@ pub mod call {
     pub const SET_VP_REGISTERS: u16 = 0x0051;
     pub const GET_VP_INDEX_FROM_APIC_ID: u16 = 0x009a;
     /// VSM (TLFS 15.15, Appendix A).
+    pub const MODIFY_VTL_PROTECTION_MASK: u16 = 0x000c;
     pub const ENABLE_PARTITION_VTL: u16 = 0x000d;
     pub const ENABLE_VP_VTL: u16 = 0x000f;
     pub const VTL_CALL: u16 = 0x0011;
@@ -174,6 +175,7 @@ pub mod status {
     pub const INVALID_ALIGNMENT: u16 = 4;
     pub const INVALID_PARAMETER: u16 = 5;
     pub const ACCESS_DENIED: u16 = 6;
+    pub const OPERATION_DENIED: u16 = 8;
     pub const INVALID_PARTITION_ID: u16 = 0xd;
     pub const INVALID_VP_INDEX: u16 = 0xe;
     pub const INVALID_REGISTER_VALUE: u16 = 0x50;

@@ -283,6 +283,7 @@ fn vsm_numbers_and_layouts_agree_with_the_tlfs_crate() {
         (call::ENABLE_VP_VTL, C::ENABLE_VP_VTL),
         (call::VTL_CALL, C::VTL_CALL),
         (call::VTL_RETURN, C::VTL_RETURN),
+        (call::MODIFY_VTL_PROTECTION_MASK, C::MODIFY_VTL_PROTECTION_MASK),
     ] {
         assert_eq!(ours, t.0, "{t:?}");
     }
@@ -291,9 +292,21 @@ fn vsm_numbers_and_layouts_agree_with_the_tlfs_crate() {
         (status::INVALID_VP_INDEX, HvStatus::INVALID_VP_INDEX),
         (status::INVALID_REGISTER_VALUE, HvStatus::INVALID_REGISTER_VALUE),
         (status::INVALID_VTL_STATE, HvStatus::INVALID_VTL_STATE),
+        (status::OPERATION_DENIED, HvStatus::OPERATION_DENIED),
     ] {
         assert_eq!(ours, t.0);
     }
+    let flags = ::tlfs::HvMapGpaFlags::new;
+    assert_eq!(map_gpa::READABLE, flags().with_readable(true).into_bits());
+    assert_eq!(map_gpa::WRITABLE, flags().with_writable(true).into_bits());
+    assert_eq!(map_gpa::KERNEL_EXECUTABLE, flags().with_kernel_executable(true).into_bits());
+    assert_eq!(map_gpa::USER_EXECUTABLE, flags().with_user_executable(true).into_bits());
+    assert_eq!(map_gpa::ALL, ::tlfs::HvMapGpaFlags::DEFINED_BITS);
+    let input = modify_vtl_protection_mask(0x1122, map_gpa::READABLE, input_vtl(0), 0x345);
+    assert_eq!(input[..8], 0x1122u64.to_le_bytes());
+    assert_eq!(input[8..12], 1u32.to_le_bytes());
+    assert_eq!((input[12], &input[13..16]), (0x10, &[0u8; 3][..]));
+    assert_eq!(input[16..], 0x345u64.to_le_bytes());
     assert_eq!(status::name(status::INVALID_VTL_STATE), "INVALID_VTL_STATE");
     for (ours, t) in [
         (register::CR0, R::CR0),

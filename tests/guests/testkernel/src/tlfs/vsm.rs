@@ -172,6 +172,29 @@ pub fn enable_partition_vtl(partition: u64, target_vtl: u8, flags: u8) -> [u8; 1
     b
 }
 
+/// The `HV_MAP_GPA_*` flags of HvModifyVtlProtectionMask (15.9.3,
+/// 15.15.2). 6.0b gives no values; the headers'.
+pub mod map_gpa {
+    pub const NO_ACCESS: u32 = 0;
+    pub const READABLE: u32 = 1;
+    pub const WRITABLE: u32 = 2;
+    pub const KERNEL_EXECUTABLE: u32 = 4;
+    pub const USER_EXECUTABLE: u32 = 8;
+    pub const ALL: u32 = READABLE | WRITABLE | KERNEL_EXECUTABLE | USER_EXECUTABLE;
+}
+
+/// The input of HvModifyVtlProtectionMask (15.15.2, a rep call) for one
+/// page: TargetPartitionId, MapFlags, TargetVtl (an `HV_INPUT_VTL`), 3
+/// bytes RsvdZ, then the GpaPageList. 6.0b omits the table; the headers'.
+pub fn modify_vtl_protection_mask(partition: u64, flags: u32, input_vtl: u8, gpa_page: u64) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&partition.to_le_bytes());
+    b[8..12].copy_from_slice(&flags.to_le_bytes());
+    b[12] = input_vtl;
+    b[16..].copy_from_slice(&gpa_page.to_le_bytes());
+    b
+}
+
 /// `HV_X64_SEGMENT_REGISTER` (7.9.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Segment {

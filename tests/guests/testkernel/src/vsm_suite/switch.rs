@@ -218,6 +218,62 @@ tk_vtl1_entry:
     and rsp, -16
     call {main}
     ud2
+
+/* tk_vsm_bench_call(target: rdi) -> rax: the TSC ticks from before a VTL
+   call (control 0) to `target` until it returns, nothing else loaded. */
+    .global tk_vsm_bench_call
+tk_vsm_bench_call:
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    push rdi
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    push rax
+    xor ecx, ecx
+    call qword ptr [rsp + 8]
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    pop rcx
+    sub rax, rcx
+    pop rdi
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    ret
+
+/* tk_vtl1_bench(target: rdi): VTL 1's fast VTL return to `target`, made
+   again at once each time a VTL call enters it, until BENCH_ON reads 0. */
+    .global tk_vtl1_bench
+tk_vtl1_bench:
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    push rdi
+2:
+    mov ecx, {fast}
+    call qword ptr [rsp]
+    cmp byte ptr [rip + {on}], 0
+    jne 2b
+    pop rdi
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    ret
 "#,
     rax = const offset_of!(Frame, rax),
     rcx = const offset_of!(Frame, rcx),
@@ -233,12 +289,39 @@ tk_vtl1_entry:
     xmm = const offset_of!(Frame, xmm),
     first = sym FIRST_ENTRY,
     main = sym super::vtl1::main,
+    on = sym BENCH_ON,
+    fast = const guest_testkernel::tlfs::vsm::VTL_RETURN_FAST,
 );
 
 unsafe extern "C" {
     fn tk_vsm_call(frame: *mut Frame, target: u64, slot: *mut u64);
     fn tk_vsm_resume();
     fn tk_vtl1_entry();
+    fn tk_vsm_bench_call(target: u64) -> u64;
+    fn tk_vtl1_bench(target: u64);
+}
+
+/// While set, VTL 1 (in [`vtl1_bench`]) answers each VTL call with a fast
+/// return at once.
+pub static BENCH_ON: AtomicBool = AtomicBool::new(false);
+
+/// One VTL call to `target` (VTL 0's call sequence) and the return that
+/// ends it: its TSC ticks. Nothing arms the #UD fixup: only for a target
+/// a [`cross`] has just called without fault.
+pub fn bench_call(target: u64) -> u64 {
+    // SAFETY: as in `cross`: the sequence returns to the CALL once VTL 0
+    // runs again; the stub saves the callee-saved registers and RFLAGS and
+    // RSP are private (15.11.1.2).
+    unsafe { tk_vsm_bench_call(target) }
+}
+
+/// VTL 1: fast returns to `target` (its VTL return sequence) while
+/// [`BENCH_ON`] is set; back once a VTL call finds it clear.
+pub fn vtl1_bench(target: u64) {
+    // SAFETY: as in `cross`, from VTL 1: each CALL of the return sequence
+    // comes back when VTL 0 calls again; the stub saves the callee-saved
+    // registers, whatever VTL 0 left in the shared ones.
+    unsafe { tk_vtl1_bench(target) }
 }
 
 /// VTL 1's entry point, for its initial context.

@@ -10,8 +10,9 @@ use crate::checks::{Check, fail_unless};
 use crate::hw::hv::Page;
 use crate::hw::{self, state};
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 use guest_testkernel::tlfs::vsm::{self, CodePageOffsets, InitialContext, Segment, Table, VpStatus, control};
-use guest_testkernel::tlfs::{self, msr, register};
+use guest_testkernel::tlfs::{self, Outcome, msr, register};
 use guest_testkernel::{Detail, detail};
 
 const STACK: usize = 16 * 1024;
@@ -150,6 +151,63 @@ pub struct Round {
 
 pub static ROUND: Shared<Option<Round>> = Shared::new(None);
 
+/// VTL 0's two test pages, which VTL 1 protects (`Command::Protect`).
+#[repr(C, align(4096))]
+struct TestPages([[u8; 4096]; 2]);
+
+static TEST_PAGES: Shared<TestPages> = Shared::new(TestPages([[0; 4096]; 2]));
+
+/// The address (identity mapped: its GPA) of test page `page` (0 or 1).
+pub fn test_page(page: u8) -> u64 {
+    TEST_PAGES.with(|p| p.0[usize::from(page & 1)].as_ptr() as u64)
+}
+
+/// The statuses VTL 1 got protecting the test pages for VTL 0.
+pub struct Protected {
+    /// Page 0 no access, before EnableVtlProtection.
+    pub before: Result<Outcome, Detail>,
+    /// HvSetVpRegisters of HvRegisterVsmPartitionConfig with
+    /// EnableVtlProtection and the default mask RWX (15.5.1).
+    pub enable: Result<Outcome, Detail>,
+    /// HvRegisterVsmPartitionConfig after that.
+    pub config: Result<u64, Detail>,
+    pub no_access: Result<Outcome, Detail>,
+    pub read_only: Result<Outcome, Detail>,
+    /// Page 0 for VTL 1 itself.
+    pub own_vtl: Result<Outcome, Detail>,
+}
+
+pub static PROTECT: Shared<Option<Protected>> = Shared::new(None);
+
+/// A secure intercept VTL 1 was entered by: its entry reason and the
+/// status of lifting the page's protection.
+pub struct Intercepted {
+    pub entry_reason: u32,
+    pub lifted: Result<Outcome, Detail>,
+}
+
+pub static INTERCEPTED: Shared<Option<Intercepted>> = Shared::new(None);
+
+fn protect(vp: u32) -> Protected {
+    use vsm::map_gpa::{NO_ACCESS, READABLE};
+    use vsm::partition_config::{DEFAULT_PROTECTION_MASK, ENABLE_VTL_PROTECTION, ZERO_MEMORY_ON_RESET};
+    let before = super::modify_protection(&PAGES, NO_ACCESS, vsm::input_vtl(0), 0);
+    let config = PAGES.get_registers(vp, 0, &[register::VSM_PARTITION_CONFIG]).map(|[v, ..]| v);
+    let value = config.unwrap_or(ZERO_MEMORY_ON_RESET) | ENABLE_VTL_PROTECTION | DEFAULT_PROTECTION_MASK;
+    let enable = PAGES.set(vp, 0, register::VSM_PARTITION_CONFIG, value);
+    Protected {
+        before,
+        enable,
+        config: PAGES.get_registers(vp, 0, &[register::VSM_PARTITION_CONFIG]).map(|[v, ..]| v),
+        no_access: super::modify_protection(&PAGES, NO_ACCESS, vsm::input_vtl(0), 0),
+        read_only: super::modify_protection(&PAGES, READABLE, vsm::input_vtl(0), 1),
+        own_vtl: super::modify_protection(&PAGES, NO_ACCESS, vsm::input_vtl(1), 0),
+    }
+}
+
+/// Set while VTL 1 is in [`switch::vtl1_bench`].
+pub static BENCHING: AtomicBool = AtomicBool::new(false);
+
 /// VTL 1's pages: its hypercall page and parameters.
 const PAGES: Hc = Hc { hypercall: Page::Vtl1Hypercall, input: Page::Vtl1Input, output: Page::Vtl1Output };
 
@@ -161,16 +219,47 @@ pub extern "C" fn main() -> ! {
     FIRST.with(|f| *f = Some(first));
     let mut frame = Frame::ZERO;
     let mut now = command();
+    // After an intercept: back to VTL 0's access with its registers as is.
+    let mut resume = false;
     loop {
         // Without its return sequence VTL 1 cannot give VTL 0 back its VP.
         let Some(target) = vtl_return else { park() };
-        prepare_return(&mut frame, now);
+        if !resume {
+            prepare_return(&mut frame, now);
+        }
+        resume = false;
         if let Some(raised) = switch::cross(1, &mut frame, target) {
             crate::println!("testkernel: vsm: FAIL VTL 1's VTL return raised {raised}");
             park();
         }
         // Entered again, by a VTL call.
         now = command();
+        match now {
+            Command::Bench => {
+                BENCHING.store(true, Ordering::Relaxed);
+                switch::vtl1_bench(target);
+                BENCHING.store(false, Ordering::Relaxed);
+            }
+            Command::Protect => {
+                let vp = hw::rdmsr_checked(msr::VP_INDEX).unwrap_or(0) as u32;
+                let protected = protect(vp);
+                PROTECT.with(|p| *p = Some(protected));
+            }
+            Command::Intercept { page } => {
+                let entry_reason = Page::Vtl1VpAssist.read_u32(control::ENTRY_REASON);
+                let lifted = super::modify_protection(&PAGES, vsm::map_gpa::ALL, vsm::input_vtl(0), page);
+                INTERCEPTED.with(|i| *i = Some(Intercepted { entry_reason, lifted }));
+                // VTL 0's RAX and RCX through the control area (15.8.2);
+                // its other shared registers as the frame holds them.
+                Page::Vtl1VpAssist.write(control::RETURN_RAX, &frame.rax.to_le_bytes());
+                Page::Vtl1VpAssist.write(control::RETURN_RCX, &frame.rcx.to_le_bytes());
+                Page::Vtl1VpAssist.write(control::ENTRY_REASON, &0u32.to_le_bytes());
+                frame.rcx = 0;
+                frame.rflags_in = RFLAGS_FIXED;
+                resume = true;
+            }
+            Command::Idle | Command::Round { .. } => {}
+        }
         if let Command::Round { round, .. } = now {
             let entry_reason = Page::Vtl1VpAssist.read_u32(control::ENTRY_REASON);
             let private = current();
@@ -193,7 +282,7 @@ fn park() -> ! {
 fn prepare_return(frame: &mut Frame, now: Command) {
     let (round, fast) = match now {
         Command::Round { round, fast } => (round, fast),
-        Command::Idle => (0, false),
+        Command::Idle | Command::Bench | Command::Protect | Command::Intercept { .. } => (0, false),
     };
     let (rax, rcx) = return_values(round);
     Page::Vtl1VpAssist.write(control::RETURN_RAX, &rax.to_le_bytes());
