@@ -123,6 +123,15 @@ pub trait VtlKernel {
         active: HvVtl,
         registers: &[(HvRegisterName, HvRegisterValue)],
     ) -> Result<Result<(), ErrorCode>, ErrorCode>;
+    /// VTL 0's access to RAM page `gpn` narrowed to `mask`
+    /// (PARTITION_PROTECT), and recorded for the VID's own accesses
+    /// ([`protect::Protections`]). `INVALID_PARAMETER` for a page that is
+    /// not RAM or a mask that is no protection type (15.9.3),
+    /// `INSUFFICIENT_MEMORY` when the table or ring 0 has no room; nothing
+    /// changes then.
+    fn protect(&mut self, _gpn: u64, _mask: HvMapGpaFlags) -> HvResult<()> {
+        Err(HvError::INVALID_PARTITION_STATE)
+    }
     /// VP_SWITCH_VTL of the VP at its exit, `vp`.
     fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode>;
     /// A register of VTL `vtl` of the VP at its exit, `vp`, which runs in
@@ -566,6 +575,8 @@ impl PartitionVsm {
         self.vp(vp).is_ok_and(|state| state.vtl0_secure_config.tlb_locked())
     }
 }
+
+pub mod protect;
 
 #[cfg(test)]
 mod tests;
