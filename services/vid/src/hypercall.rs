@@ -344,6 +344,14 @@ const fn spec(code: HvCallCode) -> Option<CallSpec> {
             privileged: HvPartitionPrivilegeMask::access_vsm,
             ..simple
         },
+        // TLFS 15.15.2: a 16-byte header, then GPA page numbers.
+        HvCallCode::MODIFY_VTL_PROTECTION_MASK => CallSpec {
+            rep: true,
+            header: size_of::<tlfs::vsm::HvInputModifyVtlProtectionMask>(),
+            input_element: size_of::<u64>(),
+            privileged: HvPartitionPrivilegeMask::access_vsm,
+            ..simple
+        },
         // TLFS 15.15.4: 240 bytes, from memory only.
         HvCallCode::ENABLE_VP_VTL => CallSpec {
             fast: false,

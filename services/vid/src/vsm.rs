@@ -514,6 +514,33 @@ impl PartitionVsm {
         Ok(())
     }
 
+    /// The mask of an HvModifyVtlProtectionMask by `caller_vtl`
+    /// (15.15.2), checked in 3.12.2's order: the partition and VSM
+    /// (`ACCESS_DENIED`); reserved bits, a mask that is no protection type
+    /// (15.9.3) (`INVALID_PARAMETER`); a target VTL not below the
+    /// caller's, as a VTL protects only lower ones (15.9.1:
+    /// `ACCESS_DENIED`); EnableVtlProtection not set (15.5.1.1:
+    /// `INVALID_VTL_STATE`).
+    pub fn protection_mask(
+        &self,
+        input: &tlfs::vsm::HvInputModifyVtlProtectionMask,
+        caller_vtl: HvVtl,
+    ) -> HvResult<HvMapGpaFlags> {
+        self.vsm_access(input.partition())?;
+        if input.has_reserved_bits() || !is_protection_type(input.map_flags) {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        let vtl = input.target_vtl;
+        let target = if vtl.use_target_vtl() { vtl.target_vtl() } else { caller_vtl };
+        if target >= caller_vtl {
+            return Err(HvError::ACCESS_DENIED);
+        }
+        if !self.vtl_protection_enabled() {
+            return Err(HvError::INVALID_VTL_STATE);
+        }
+        Ok(input.map_flags)
+    }
+
     /// The protection of VTL 0's pages that VTL 1 has not set: RWX until
     /// VTL 1 enables protections, then its mask (15.5.1.2).
     pub fn default_protection(&self) -> HvMapGpaFlags {

@@ -11,7 +11,7 @@ use tlfs::hypercall::{
     HvInputNotifyLongSpinWait, HvInputPostMessage, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx,
     HvInputSignalEvent, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvVpSetHeader,
 };
-use tlfs::vsm::{HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvVtl};
+use tlfs::vsm::{HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvInputModifyVtlProtectionMask, HvVtl};
 use tlfs::{HV_VP_INDEX_SELF, HvError, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
 
 /// A call's status and the reps completed.
@@ -39,6 +39,7 @@ pub(super) fn dispatch(
         HvCallCode::SET_VP_REGISTERS => set_vp_registers(request, caller, guest, target),
         HvCallCode::ENABLE_PARTITION_VTL => simple(enable_partition_vtl(request, caller, guest, target)),
         HvCallCode::ENABLE_VP_VTL => simple(enable_vp_vtl(request, caller, guest, target)),
+        HvCallCode::MODIFY_VTL_PROTECTION_MASK => modify_vtl_protection_mask(request, caller, guest, target),
         HvCallCode::GET_VP_INDEX_FROM_APIC_ID => vp_index_from_apic_id(request, guest, target),
         HvCallCode::EXT_QUERY_CAPABILITIES => simple(query_capabilities(request, guest, target)),
         HvCallCode::POST_MESSAGE => simple(post_message(request, target)),
@@ -352,6 +353,30 @@ fn enable_vp_vtl(
     // Ring 0 has the context now.
     let _ = vsm.take_initial_context(enabled.vp);
     Ok(())
+}
+
+/// HvModifyVtlProtectionMask (15.15.2, 15.9): `vid::vsm`'s checks, then
+/// each page through ring 0 and the VID's table ([`VtlKernel::protect`]:
+/// a page that is not RAM is `INVALID_PARAMETER`). An error in rep n
+/// completes the call with n reps done, the pages before it protected.
+///
+/// [`VtlKernel::protect`]: crate::vsm::VtlKernel::protect
+fn modify_vtl_protection_mask(
+    request: &mut Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> Done {
+    let input: HvInputModifyVtlProtectionMask = request.header();
+    let mask = target.vsm().ok_or(HvError::ACCESS_DENIED).and_then(|vsm| vsm.protection_mask(&input, caller.vtl));
+    let mask = match mask {
+        Ok(mask) => mask,
+        Err(e) => return (Err(e), request.control.rep_start_index()),
+    };
+    each_rep(request, |request, i| {
+        let gpn: u64 = request.element(guest, i)?;
+        guest.vtl_kernel().ok_or(HvError::INVALID_PARTITION_STATE)?.protect(gpn, mask)
+    })
 }
 
 fn vp_index_from_apic_id(request: &mut Request, guest: &mut impl Guest, target: &mut impl HypercallTarget) -> Done {
