@@ -132,6 +132,13 @@ pub trait VtlKernel {
     fn protect(&mut self, _gpn: u64, _mask: HvMapGpaFlags) -> HvResult<()> {
         Err(HvError::INVALID_PARTITION_STATE)
     }
+    /// VTL 0's access to all of the partition's RAM narrowed to `mask`,
+    /// the default of 15.5.1.2 (PARTITION_PROTECT), and made the VID's
+    /// table's default. Statuses as [`protect`](Self::protect)'s; a
+    /// refusal leaves every page as it was.
+    fn protect_default(&mut self, _mask: HvMapGpaFlags) -> HvResult<()> {
+        Err(HvError::INVALID_PARTITION_STATE)
+    }
     /// VP_SWITCH_VTL of the VP at its exit, `vp`.
     fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode>;
     /// A register of VTL `vtl` of the VP at its exit, `vp`, which runs in

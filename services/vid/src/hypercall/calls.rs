@@ -296,6 +296,7 @@ fn set_vp_registers(
     };
     each_rep(request, |request, i| {
         let assoc: HvRegisterAssoc = request.element(guest, i)?;
+        default_protection(vp, vtl, &assoc, guest, target)?;
         match target.vsm().and_then(|v| v.set_register(vp, vtl, assoc.name, assoc.value.low)) {
             Some(status) => status,
             None => {
@@ -304,6 +305,33 @@ fn set_vp_registers(
             }
         }
     })
+}
+
+/// A write of HvRegisterVsmPartitionConfig that sets EnableVtlProtection
+/// with a mask other than RWX: the mask goes to all of VTL 0's RAM first
+/// (15.5.1.2), through ring 0 and the VID's table; a refusal fails the
+/// write, which then changes nothing. The write itself is tried on a copy
+/// of the VSM state, so only one that will succeed is applied.
+fn default_protection(
+    vp: HvVpIndex,
+    vtl: HvVtl,
+    assoc: &HvRegisterAssoc,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> HvResult<()> {
+    let Some(vsm) = target.vsm() else { return Ok(()) };
+    if assoc.name != HvRegisterName::VSM_PARTITION_CONFIG || vsm.vtl_protection_enabled() {
+        return Ok(());
+    }
+    let mut trial = vsm.clone();
+    if trial.set_register(vp, vtl, assoc.name, assoc.value.low) != Some(Ok(())) || !trial.vtl_protection_enabled() {
+        return Ok(());
+    }
+    let mask = trial.default_protection();
+    if mask.into_bits() & 0x7 == 0x7 {
+        return Ok(());
+    }
+    guest.vtl_kernel().ok_or(HvError::INVALID_PARTITION_STATE)?.protect_default(mask)
 }
 
 /// HvEnablePartitionVtl (15.15.3): `vid::vsm`'s checks, then ring 0's

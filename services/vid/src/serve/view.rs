@@ -5,7 +5,7 @@ use crate::guest::Guest;
 use crate::host::Kernel;
 use crate::vsm::VtlKernel;
 use crate::vsm::protect::{Need, Protections, rights};
-use abi::{CapSlot, ErrorCode};
+use abi::{CapSlot, ErrorCode, Rights};
 use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
 use tlfs::HvVpIndex;
 use tlfs::exit_state::TransferredState;
@@ -127,13 +127,26 @@ impl<K: Kernel> VtlKernel for View<'_, K> {
         if !self.protections.fits(gpn, mask) {
             return Err(HvError::INSUFFICIENT_MEMORY);
         }
-        self.kernel.protect(self.partition, gpn, 1, rights).map_err(|e| match e {
-            ErrorCode::OUT_OF_MEMORY => HvError::INSUFFICIENT_MEMORY,
-            ErrorCode::INVALID_STATE => HvError::INVALID_VTL_STATE,
-            ErrorCode::BAD_ADDRESS | ErrorCode::INVALID_ARGUMENT => HvError::INVALID_PARAMETER,
-            _ => HvError::INVALID_PARTITION_STATE,
-        })?;
+        self.kernel.protect(self.partition, gpn, 1, rights).map_err(protect_status)?;
         self.protections.set(gpn, mask)
+    }
+
+    /// Both RAM ranges (below 640 KiB, and from 1 MiB); if the second is
+    /// refused the first is given back RWX.
+    fn protect_default(&mut self, mask: HvMapGpaFlags) -> HvResult<()> {
+        let rights = rights(mask)?;
+        let high = (self.ram.len() as u64).saturating_sub(HIGH_RAM_START) / PAGE;
+        let low = (0, LOW_RAM_END.min(self.ram.len() as u64) / PAGE);
+        self.kernel.protect(self.partition, low.0, low.1, rights).map_err(protect_status)?;
+        if high != 0
+            && let Err(e) = self.kernel.protect(self.partition, HIGH_RAM_START / PAGE, high, rights)
+        {
+            let rwx = Rights::NONE.with_read(true).with_write(true).with_execute(true);
+            let _ = self.kernel.protect(self.partition, low.0, low.1, rwx);
+            return Err(protect_status(e));
+        }
+        self.protections.set_default(mask);
+        Ok(())
     }
 
     fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode> {
@@ -226,6 +239,16 @@ impl Guest for RamOnly<'_> {
 
     fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
         beneath_page(self.1, slot)
+    }
+}
+
+/// The status of a PARTITION_PROTECT refusal.
+fn protect_status(e: ErrorCode) -> HvError {
+    match e {
+        ErrorCode::OUT_OF_MEMORY => HvError::INSUFFICIENT_MEMORY,
+        ErrorCode::INVALID_STATE => HvError::INVALID_VTL_STATE,
+        ErrorCode::BAD_ADDRESS | ErrorCode::INVALID_ARGUMENT => HvError::INVALID_PARAMETER,
+        _ => HvError::INVALID_PARTITION_STATE,
     }
 }
 

@@ -17,6 +17,8 @@ enum Asked {
     Register(HvVpIndex, HvVtl, HvVtl, HvRegisterName),
     /// A page's protection: GPN, mask.
     Protect(u64, u32),
+    /// The default mask on all RAM.
+    Default(u32),
 }
 
 /// The fake's RAM, in pages, for HvModifyVtlProtectionMask.
@@ -70,6 +72,10 @@ impl VtlKernel for VsmGuest {
     }
     fn switch_vtl(&mut self, _: HvVpIndex, _: HvVtl) -> Result<(), ErrorCode> {
         Err(ErrorCode::INVALID_STATE)
+    }
+    fn protect_default(&mut self, mask: tlfs::HvMapGpaFlags) -> tlfs::HvResult<()> {
+        self.asked.push(Asked::Default(mask.into_bits()));
+        self.refusal.map_or(Ok(()), |_| Err(tlfs::HvError::INSUFFICIENT_MEMORY))
     }
     fn protect(&mut self, gpn: u64, mask: tlfs::HvMapGpaFlags) -> tlfs::HvResult<()> {
         if gpn >= RAM_PAGES {
@@ -329,4 +335,37 @@ fn modify_vtl_protection_mask_from_vtl1_onto_vtl0_only() {
     assert_eq!(modify_protection(1, 5, vtl0, &[1, 2, 3], &mut g, &mut p), (HvStatus::SUCCESS, 3));
     assert_eq!(modify_protection(1, 0, vtl0, &[4, RAM_PAGES, 5], &mut g, &mut p), (HvStatus::INVALID_PARAMETER, 1));
     assert_eq!(g.asked, [Asked::Protect(1, 5), Asked::Protect(2, 5), Asked::Protect(3, 5), Asked::Protect(4, 0)]);
+}
+
+/// EnableVtlProtection with a mask other than RWX puts the mask on all of
+/// VTL 0's RAM first (15.5.1.2); ring 0 refusing fails the write, which
+/// changes nothing. RWX, or protections already on, ask nothing.
+#[test]
+fn the_default_protection_mask_goes_to_all_ram_at_enable_vtl_protection() {
+    let (mut g, mut p) = setup();
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::SUCCESS);
+    g.asked.clear();
+    let own = HvInputVtl::new();
+    let name = HvRegisterName::VSM_PARTITION_CONFIG;
+    let config = tlfs::vsm::HvRegisterVsmPartitionConfig::new().with_enable_vtl_protection(true);
+    let read_only = config.with_default_vtl_protection_mask(1).into_bits();
+    g.refusal = Some(ErrorCode::OUT_OF_MEMORY);
+    assert_eq!(register_call((0, 1), own, name, Some(read_only), &mut g, &mut p).0, HvStatus::INSUFFICIENT_MEMORY);
+    assert!(!p.vsm.as_ref().unwrap().vtl_protection_enabled());
+    g.refusal = None;
+    assert_eq!(register_call((0, 1), own, name, Some(read_only), &mut g, &mut p).0, HvStatus::SUCCESS);
+    assert!(p.vsm.as_ref().unwrap().vtl_protection_enabled());
+    assert_eq!(g.asked, [Asked::Default(1), Asked::Default(1)]);
+    // Written again, unchanged: nothing more is asked.
+    assert_eq!(register_call((0, 1), own, name, Some(read_only), &mut g, &mut p).0, HvStatus::SUCCESS);
+    assert_eq!(g.asked.len(), 2);
+    // RWX asks nothing.
+    let (mut g, mut p) = setup();
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::SUCCESS);
+    g.asked.clear();
+    let rwx = config.with_default_vtl_protection_mask(0xf).into_bits();
+    assert_eq!(register_call((0, 1), own, name, Some(rwx), &mut g, &mut p).0, HvStatus::SUCCESS);
+    assert!(g.asked.is_empty());
 }

@@ -86,3 +86,24 @@ fn protect_refuses_what_is_not_ram_or_no_type_and_keeps_ring0_in_step() {
     v.protect(1, NONE).unwrap();
     assert_eq!(v.protections.get(1), NONE);
 }
+
+#[test]
+fn the_default_mask_covers_both_ram_ranges_or_none() {
+    let kernel = Fake::new([]);
+    let (mut ram, mut beneath, mut p) = (vec![0u8; RAM], vec![0u8; 4096], Protections::new());
+    let mut v = view(&kernel, &mut ram, &mut beneath, &mut p, 1);
+    v.protect_default(R).unwrap();
+    let r = Rights::NONE.with_read(true);
+    assert_eq!(
+        *kernel.vp_calls.borrow(),
+        [VpCall::Protect(CapSlot(2), 0, 0xa0, r), VpCall::Protect(CapSlot(2), 0x100, 0x100, r)]
+    );
+    assert_eq!(v.protections.get(0x150), R);
+    assert_eq!(v.protect_default(HvMapGpaFlags::from_bits(2)), Err(HvError::INVALID_PARAMETER));
+    // Refused: the default stays.
+    let mut p2 = Protections::new();
+    let mut v = view(&kernel, &mut ram, &mut beneath, &mut p2, 1);
+    kernel.vtl_refusal.set(Some(ErrorCode::OUT_OF_MEMORY));
+    assert_eq!(v.protect_default(NONE), Err(HvError::INSUFFICIENT_MEMORY));
+    assert!(!v.protections.any());
+}
