@@ -21,6 +21,12 @@ pub const MAX_POSTED_WRITES: usize = 2 * (crate::MAX_MESSAGE_WORDS - 1);
 /// shared by all partitions, is [`tables::VPS`].
 pub const MAX_VPS_PER_PARTITION: usize = 16;
 
+/// Pages of one partition whose VTL 0 protection VTL 1 set apart from its
+/// default mask (TLFS 15.9): the VID's table of them
+/// (`vid::vsm::protect`); HvModifyVtlProtectionMask beyond it is
+/// INSUFFICIENT_MEMORY. 8 KiB per partition.
+pub const MAX_VTL_PROTECTED_PAGES: usize = 1024;
+
 /// CPUs the kernel runs on, the boot CPU included: every per-CPU table of
 /// ring 0 is this long. CPUs of the MADT beyond it are reported and left off.
 pub const MAX_CPUS: usize = 16;

@@ -31,6 +31,7 @@ use crate::synthetic::{HostClock, SyntheticPartition, Vendor};
 use crate::testdev::TestDev;
 use crate::uart::{COM1_IRQ, Uart};
 use crate::vsm::PartitionVsm;
+use crate::vsm::protect::Need;
 use abi::limits::MAX_VPS_PER_PARTITION;
 use core::ops::ControlFlow;
 use tlfs::{
@@ -188,6 +189,9 @@ pub enum Event {
     GuestCrash { p: [u64; 5], message: Option<([u8; 96], usize)> },
     /// The `hyperv-testdev` ignored a request ([`crate::testdev`]).
     TestDevRefused { request: u32, why: &'static str },
+    /// VTL 0 accessed a page against VTL 1's protection (TLFS 15.9.2):
+    /// the VP is stopped, as secure intercepts (15.13) are not built.
+    VtlViolation { gpa: u64, rip: u64 },
 }
 
 impl fmt::Display for Event {
@@ -205,6 +209,10 @@ impl fmt::Display for Event {
                     None => write!(f, "rdmsr of unknown MSR {msr:#x} at rip {rip:#x} {what}"),
                 }
             }
+            Event::VtlViolation { gpa, rip } => write!(
+                f,
+                "VTL 0 violated a VTL 1 protection at GPA {gpa:#x}, rip {rip:#x}; secure intercepts are not built: stopped"
+            ),
             Event::ReadOnlyWrite { gpa, rip } => write!(f, "write to read-only GPA {gpa:#x} at rip {rip:#x} dropped"),
             Event::TestDevRefused { request, why } => {
                 write!(f, "hyperv-testdev request {request:#010x} ignored: {why}")
@@ -956,6 +964,17 @@ impl Vmm {
             events(Event::Unemulated { gpa, rip: h.rip, why });
             Action::Stop(Stop::Failed { message_type, rip: h.rip })
         };
+        let need = match h.intercept_access_type {
+            HvInterceptAccessType::WRITE => Need::Write,
+            HvInterceptAccessType::EXECUTE => Need::Execute,
+            _ => Need::Read,
+        };
+        if h.execution_state.vtl() == 0 && guest.denied(gpa, 1, need) {
+            // VTL 1 protects the page (15.9.2): never emulated for VTL 0,
+            // and the VP goes no further (no secure intercept yet, §6.5).
+            events(Event::VtlViolation { gpa, rip: h.rip });
+            return Action::Stop(Stop::Failed { message_type, rip: h.rip });
+        }
         if read_only && h.intercept_access_type == HvInterceptAccessType::WRITE && self.synthetic.read_only_overlay(gpa)
         {
             // "Attempts to write to the hypercall page will result in a

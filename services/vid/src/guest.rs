@@ -34,6 +34,19 @@ pub trait Guest {
     /// [`crate::overlay`]); the VID's own writes go on. A guest without
     /// second-level tables ignores it.
     fn hold_write(&mut self, _gpn: u64, _held: bool, _vtl: u8) {}
+    /// True if the VID, acting for VTL 0, must not do `need` on some page
+    /// of `gpa..gpa + len`: VTL 1 protects it (TLFS 15.9,
+    /// [`crate::vsm::protect`]). [`read`](Self::read) and
+    /// [`write`](Self::write) refuse such an access too; this tells why.
+    fn denied(&mut self, _gpa: u64, _len: usize, _need: crate::vsm::protect::Need) -> bool {
+        false
+    }
+    /// Has the VID's accesses act for VTL `vtl` (at an exit, the exit's
+    /// VTL); returns the VTL they acted for. VTL 0's are checked against
+    /// VTL 1's protections.
+    fn act_for(&mut self, vtl: u8) -> u8 {
+        vtl
+    }
     /// VSM's ring-0 operations on the partition of this exit (TLFS 15);
     /// `None` where there are none.
     fn vtl_kernel(&mut self) -> Option<&mut dyn crate::vsm::VtlKernel> {

@@ -42,6 +42,7 @@ pub use vp_set::VpSet;
 
 use crate::exits::Updates;
 use crate::guest::{Guest, cpu_mode};
+use crate::vsm::protect::Need;
 use tlfs::hypercall::{
     HV_FAST_INPUT_BYTES, HV_HYPERCALL_ALIGNMENT, HV_PAGE_SIZE, HV_VP_SET_MAX_BANKS, HV_XMM_FAST_BYTES,
     HV_XMM_FAST_REGISTERS, HvCallCode, HvExtCapabilities, HvGvaRange, HvHypercallInput, HvHypercallOutput,
@@ -345,6 +346,14 @@ const fn spec(code: HvCallCode) -> Option<CallSpec> {
         // TLFS 15.15.3: 16 bytes, fast or from memory.
         HvCallCode::ENABLE_PARTITION_VTL => CallSpec {
             header: size_of::<HvInputEnablePartitionVtl>(),
+            privileged: HvPartitionPrivilegeMask::access_vsm,
+            ..simple
+        },
+        // TLFS 15.15.2: a 16-byte header, then GPA page numbers.
+        HvCallCode::MODIFY_VTL_PROTECTION_MASK => CallSpec {
+            rep: true,
+            header: size_of::<tlfs::vsm::HvInputModifyVtlProtectionMask>(),
+            input_element: size_of::<u64>(),
             privileged: HvPartitionPrivilegeMask::access_vsm,
             ..simple
         },
@@ -675,6 +684,15 @@ fn memory_params(
     }
     if used().any(|(gpa, len)| gpa % HV_PAGE_SIZE + len as u64 > HV_PAGE_SIZE) {
         return Err(HvError::INVALID_ALIGNMENT);
+    }
+    // A page VTL 1 protects from a VTL 0 caller: 3.6's memory intercept
+    // would go to VTL 1 (15.9.2), which the VID does not build; the caller
+    // lacks the access (ACCESS_DENIED), and nothing is read or written.
+    let (input_used, output_used) = ((input_len != 0).then_some(input), (output_len != 0).then_some(output));
+    if input_used.is_some_and(|gpa| guest.denied(gpa, input_len, Need::Read))
+        || output_used.is_some_and(|gpa| guest.denied(gpa, output_len, Need::Write))
+    {
+        return Err(HvError::ACCESS_DENIED);
     }
     if used().any(|(gpa, _)| !guest.read(gpa, &mut [0u8; 1])) {
         return Err(HvError::INVALID_ALIGNMENT);

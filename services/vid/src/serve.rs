@@ -136,6 +136,9 @@ pub struct Running<'m> {
     ram: &'m mut [u8],
     beneath: &'m mut [u8],
     vmm: Vmm,
+    /// VTL 1's protections of VTL 0's pages (TLFS 15.9), for the VID's
+    /// own accesses.
+    protections: crate::vsm::protect::Protections,
     console: crate::exits::GuestConsole,
     /// The loop's tick of the guest's last console byte.
     console_tick: u64,
@@ -182,6 +185,7 @@ impl<'m> Running<'m> {
             ram: s.ram,
             beneath: s.beneath,
             vmm: s.vmm,
+            protections: crate::vsm::protect::Protections::new(),
             console: Default::default(),
             console_tick: 0,
             logs: PartitionLogs::new(),
@@ -434,6 +438,8 @@ fn handle_exit(
         beneath: r.beneath,
         state: TransferredState::new(EXIT_STATE, state),
         vps: &r.vps,
+        vtl: parsed.ok().and_then(|b| b.intercept_header()).map_or(0, |h| h.execution_state.vtl()),
+        protections: &mut r.protections,
     };
     let mut own = services.has_broker().then_some(Connections { services, partition: r.index, called: false });
     let mut none = crate::messaging::NoConnections;

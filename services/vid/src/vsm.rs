@@ -123,6 +123,22 @@ pub trait VtlKernel {
         active: HvVtl,
         registers: &[(HvRegisterName, HvRegisterValue)],
     ) -> Result<Result<(), ErrorCode>, ErrorCode>;
+    /// VTL 0's access to RAM page `gpn` narrowed to `mask`
+    /// (PARTITION_PROTECT), and recorded for the VID's own accesses
+    /// ([`protect::Protections`]). `INVALID_PARAMETER` for a page that is
+    /// not RAM or a mask that is no protection type (15.9.3),
+    /// `INSUFFICIENT_MEMORY` when the table or ring 0 has no room; nothing
+    /// changes then.
+    fn protect(&mut self, _gpn: u64, _mask: HvMapGpaFlags) -> HvResult<()> {
+        Err(HvError::INVALID_PARTITION_STATE)
+    }
+    /// VTL 0's access to all of the partition's RAM narrowed to `mask`,
+    /// the default of 15.5.1.2 (PARTITION_PROTECT), and made the VID's
+    /// table's default. Statuses as [`protect`](Self::protect)'s; a
+    /// refusal leaves every page as it was.
+    fn protect_default(&mut self, _mask: HvMapGpaFlags) -> HvResult<()> {
+        Err(HvError::INVALID_PARTITION_STATE)
+    }
     /// VP_SWITCH_VTL of the VP at its exit, `vp`.
     fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode>;
     /// A register of VTL `vtl` of the VP at its exit, `vp`, which runs in
@@ -505,6 +521,33 @@ impl PartitionVsm {
         Ok(())
     }
 
+    /// The mask of an HvModifyVtlProtectionMask by `caller_vtl`
+    /// (15.15.2), checked in 3.12.2's order: the partition and VSM
+    /// (`ACCESS_DENIED`); reserved bits, a mask that is no protection type
+    /// (15.9.3) (`INVALID_PARAMETER`); a target VTL not below the
+    /// caller's, as a VTL protects only lower ones (15.9.1:
+    /// `ACCESS_DENIED`); EnableVtlProtection not set (15.5.1.1:
+    /// `INVALID_VTL_STATE`).
+    pub fn protection_mask(
+        &self,
+        input: &tlfs::vsm::HvInputModifyVtlProtectionMask,
+        caller_vtl: HvVtl,
+    ) -> HvResult<HvMapGpaFlags> {
+        self.vsm_access(input.partition())?;
+        if input.has_reserved_bits() || !is_protection_type(input.map_flags) {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        let vtl = input.target_vtl;
+        let target = if vtl.use_target_vtl() { vtl.target_vtl() } else { caller_vtl };
+        if target >= caller_vtl {
+            return Err(HvError::ACCESS_DENIED);
+        }
+        if !self.vtl_protection_enabled() {
+            return Err(HvError::INVALID_VTL_STATE);
+        }
+        Ok(input.map_flags)
+    }
+
     /// The protection of VTL 0's pages that VTL 1 has not set: RWX until
     /// VTL 1 enables protections, then its mask (15.5.1.2).
     pub fn default_protection(&self) -> HvMapGpaFlags {
@@ -566,6 +609,8 @@ impl PartitionVsm {
         self.vp(vp).is_ok_and(|state| state.vtl0_secure_config.tlb_locked())
     }
 }
+
+pub mod protect;
 
 #[cfg(test)]
 mod tests;

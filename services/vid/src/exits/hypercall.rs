@@ -215,7 +215,11 @@ impl Vmm {
             }
         };
         if let (true, Some(gpa)) = (to > from, control) {
+            // VTL 1's own page: written for VTL 1, whatever it protects
+            // from VTL 0.
+            let was = guest.act_for(to);
             let _ = guest.write(gpa, HvVtlEntryReason::VTL_CALL.as_bytes());
+            guest.act_for(was);
         }
         let mut updates = Updates::new();
         if let Some(rip) = rip {

@@ -11,7 +11,7 @@ use tlfs::hypercall::{
     HvInputNotifyLongSpinWait, HvInputPostMessage, HvInputSendSyntheticClusterIpi, HvInputSendSyntheticClusterIpiEx,
     HvInputSignalEvent, HvInputVtl, HvRegisterAssoc, HvRegisterValue, HvVpSetHeader,
 };
-use tlfs::vsm::{HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvVtl};
+use tlfs::vsm::{HvInputEnablePartitionVtl, HvInputEnableVpVtl, HvInputModifyVtlProtectionMask, HvVtl};
 use tlfs::{HV_VP_INDEX_SELF, HvError, HvPartitionId, HvRegisterName, HvResult, HvVpIndex};
 
 /// A call's status and the reps completed.
@@ -39,6 +39,7 @@ pub(super) fn dispatch(
         HvCallCode::SET_VP_REGISTERS => set_vp_registers(request, caller, guest, target),
         HvCallCode::ENABLE_PARTITION_VTL => simple(enable_partition_vtl(request, caller, guest, target)),
         HvCallCode::ENABLE_VP_VTL => simple(enable_vp_vtl(request, caller, guest, target)),
+        HvCallCode::MODIFY_VTL_PROTECTION_MASK => modify_vtl_protection_mask(request, caller, guest, target),
         HvCallCode::GET_VP_INDEX_FROM_APIC_ID => vp_index_from_apic_id(request, guest, target),
         HvCallCode::TRANSLATE_VIRTUAL_ADDRESS => simple(translate_virtual_address(request, caller, guest, target)),
         HvCallCode::EXT_QUERY_CAPABILITIES => simple(query_capabilities(request, guest, target)),
@@ -296,6 +297,7 @@ fn set_vp_registers(
     };
     each_rep(request, |request, i| {
         let assoc: HvRegisterAssoc = request.element(guest, i)?;
+        default_protection(vp, vtl, &assoc, guest, target)?;
         match target.vsm().and_then(|v| v.set_register(vp, vtl, assoc.name, assoc.value.low)) {
             Some(status) => status,
             None => {
@@ -304,6 +306,33 @@ fn set_vp_registers(
             }
         }
     })
+}
+
+/// A write of HvRegisterVsmPartitionConfig that sets EnableVtlProtection
+/// with a mask other than RWX: the mask goes to all of VTL 0's RAM first
+/// (15.5.1.2), through ring 0 and the VID's table; a refusal fails the
+/// write, which then changes nothing. The write itself is tried on a copy
+/// of the VSM state, so only one that will succeed is applied.
+fn default_protection(
+    vp: HvVpIndex,
+    vtl: HvVtl,
+    assoc: &HvRegisterAssoc,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> HvResult<()> {
+    let Some(vsm) = target.vsm() else { return Ok(()) };
+    if assoc.name != HvRegisterName::VSM_PARTITION_CONFIG || vsm.vtl_protection_enabled() {
+        return Ok(());
+    }
+    let mut trial = vsm.clone();
+    if trial.set_register(vp, vtl, assoc.name, assoc.value.low) != Some(Ok(())) || !trial.vtl_protection_enabled() {
+        return Ok(());
+    }
+    let mask = trial.default_protection();
+    if mask.into_bits() & 0x7 == 0x7 {
+        return Ok(());
+    }
+    guest.vtl_kernel().ok_or(HvError::INVALID_PARTITION_STATE)?.protect_default(mask)
 }
 
 /// HvEnablePartitionVtl (15.15.3): `vid::vsm`'s checks, then ring 0's
@@ -353,6 +382,30 @@ fn enable_vp_vtl(
     // Ring 0 has the context now.
     let _ = vsm.take_initial_context(enabled.vp);
     Ok(())
+}
+
+/// HvModifyVtlProtectionMask (15.15.2, 15.9): `vid::vsm`'s checks, then
+/// each page through ring 0 and the VID's table ([`VtlKernel::protect`]:
+/// a page that is not RAM is `INVALID_PARAMETER`). An error in rep n
+/// completes the call with n reps done, the pages before it protected.
+///
+/// [`VtlKernel::protect`]: crate::vsm::VtlKernel::protect
+fn modify_vtl_protection_mask(
+    request: &mut Request,
+    caller: &Caller,
+    guest: &mut impl Guest,
+    target: &mut impl HypercallTarget,
+) -> Done {
+    let input: HvInputModifyVtlProtectionMask = request.header();
+    let mask = target.vsm().ok_or(HvError::ACCESS_DENIED).and_then(|vsm| vsm.protection_mask(&input, caller.vtl));
+    let mask = match mask {
+        Ok(mask) => mask,
+        Err(e) => return (Err(e), request.control.rep_start_index()),
+    };
+    each_rep(request, |request, i| {
+        let gpn: u64 = request.element(guest, i)?;
+        guest.vtl_kernel().ok_or(HvError::INVALID_PARTITION_STATE)?.protect(gpn, mask)
+    })
 }
 
 /// HvTranslateVirtualAddress (9.4.6) of the caller's own VP, in its VTL

@@ -55,7 +55,9 @@ pub(super) fn deliver(kernel: &impl Kernel, services: &impl Services, signalled:
                 r.vmm.stats.dropped_deliveries += 1;
                 continue;
             };
-            if r.vmm.deliver(&delivery, &mut super::view::RamOnly(r.ram, r.beneath)) == Delivered::Dropped {
+            if r.vmm.deliver(&delivery, &mut super::view::RamOnly(r.ram, r.beneath, Some(&r.protections)))
+                == Delivered::Dropped
+            {
                 say(kernel, &mut r.logs, r.name, Kind::Event, format_args!("{delivery}: no SynIC takes it; dropped"));
             }
         }

@@ -117,7 +117,7 @@ pub(super) fn restart(kernel: &impl Kernel, services: &impl Services, r: &mut Ru
     super::drain(kernel, r, now, None);
     r.restarts += 1;
     say(kernel, &mut r.logs, name, Kind::Event, format_args!("reset by {by}; restarting ({})", r.restarts));
-    let mut uncovering = Uncovering { kernel, partition: r.partition, ram: RamOnly(r.ram, r.beneath) };
+    let mut uncovering = Uncovering { kernel, partition: r.partition, ram: RamOnly(r.ram, r.beneath, None) };
     r.vmm.synthetic.uncover_all(&mut uncovering);
     r.ram.fill(0);
     r.beneath.fill(0);
@@ -155,7 +155,8 @@ pub(super) fn restart(kernel: &impl Kernel, services: &impl Services, r: &mut Ru
     // Asked whatever the VID's state said: a previous instance may have
     // enabled it. INVALID_STATE: the partition has no VTL 1.
     match kernel.disable_partition_vtl(r.partition, 1) {
-        Ok(()) | Err(ErrorCode::INVALID_STATE) => {}
+        // VTL 0's protections went with VTL 1.
+        Ok(()) | Err(ErrorCode::INVALID_STATE) => r.protections.reset(),
         Err(e) => {
             super::end(kernel, services, r, None, format_args!("VTL 1 cannot be taken away: {e:?}"));
             return;

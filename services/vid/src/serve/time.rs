@@ -132,7 +132,7 @@ pub(super) fn keep_time(
     let (mut reset, mut parked, mut again) = (None, false, false);
     for (k, r) in running.iter_mut().enumerate().filter(|(_, r)| !r.stopped) {
         if polled != Some(k) {
-            r.vmm.poll_with(now, &mut super::view::RamOnly(r.ram, r.beneath));
+            r.vmm.poll_with(now, &mut super::view::RamOnly(r.ram, r.beneath, Some(&r.protections)));
         }
         // Before any interrupt below lets a VP see what changed the UART.
         super::latch_line_status(kernel, r);

@@ -4,13 +4,14 @@
 use crate::guest::Guest;
 use crate::host::Kernel;
 use crate::vsm::VtlKernel;
-use abi::{CapSlot, ErrorCode};
+use crate::vsm::protect::{Need, Protections, rights};
+use abi::{CapSlot, ErrorCode, Rights};
 use partition_manager_api::layout::{HIGH_RAM_START, LOW_RAM_END, ROM_GPA, ROM_SIGNATURE};
-use tlfs::HvRegisterName;
 use tlfs::HvVpIndex;
 use tlfs::exit_state::TransferredState;
 use tlfs::hypercall::HvRegisterValue;
 use tlfs::vsm::HvVtl;
+use tlfs::{HvError, HvMapGpaFlags, HvRegisterName, HvResult};
 
 const PAGE: u64 = x86defs::PAGE_SIZE;
 
@@ -25,11 +26,26 @@ pub(super) struct View<'r, K> {
     pub state: TransferredState<'r>,
     /// The partition's VPs (the exiting one among them).
     pub vps: &'r [super::Vp],
+    /// The VTL the VID's accesses act for: the exit's, unless changed.
+    pub vtl: HvVtl,
+    /// VTL 1's protections of VTL 0's pages.
+    pub protections: &'r mut Protections,
+}
+
+impl<K> View<'_, K> {
+    /// True if the VID acts for VTL 0 and VTL 1 refuses it `need` on a
+    /// page of the range.
+    fn refused(&self, gpa: u64, len: usize, need: Need) -> bool {
+        self.vtl == 0 && !self.protections.allows(gpa, len, need)
+    }
 }
 
 impl<K: Kernel> Guest for View<'_, K> {
     fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
         if let Some(range) = ram_range(self.ram.len(), gpa, buf.len()) {
+            if self.refused(gpa, buf.len(), Need::Read) {
+                return false;
+            }
             buf.copy_from_slice(&self.ram[range]);
             return true;
         }
@@ -45,7 +61,15 @@ impl<K: Kernel> Guest for View<'_, K> {
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        RamOnly(&mut *self.ram, &mut *self.beneath).write(gpa, data)
+        !self.refused(gpa, data.len(), Need::Write) && ram_write(self.ram, gpa, data)
+    }
+
+    fn denied(&mut self, gpa: u64, len: usize, need: Need) -> bool {
+        ram_range(self.ram.len(), gpa, len).is_some() && self.refused(gpa, len, need)
+    }
+
+    fn act_for(&mut self, vtl: u8) -> u8 {
+        core::mem::replace(&mut self.vtl, vtl)
     }
 
     fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
@@ -90,6 +114,39 @@ impl<K: Kernel> VtlKernel for View<'_, K> {
     ) -> Result<Result<(), ErrorCode>, ErrorCode> {
         let cap = self.vps.get(vp as usize).ok_or(ErrorCode::INVALID_ARGUMENT)?.cap;
         enable_vp_vtl(self.kernel, cap, vtl, active, registers)
+    }
+
+    /// Checked here (RAM, the mask, room in the table), then ring 0, then
+    /// recorded: the table and ring 0 agree.
+    fn protect(&mut self, gpn: u64, mask: HvMapGpaFlags) -> HvResult<()> {
+        let rights = rights(mask)?;
+        let gpa = gpn.checked_mul(PAGE).ok_or(HvError::INVALID_PARAMETER)?;
+        if ram_range(self.ram.len(), gpa, PAGE as usize).is_none() {
+            return Err(HvError::INVALID_PARAMETER);
+        }
+        if !self.protections.fits(gpn, mask) {
+            return Err(HvError::INSUFFICIENT_MEMORY);
+        }
+        self.kernel.protect(self.partition, gpn, 1, rights).map_err(protect_status)?;
+        self.protections.set(gpn, mask)
+    }
+
+    /// Both RAM ranges (below 640 KiB, and from 1 MiB); if the second is
+    /// refused the first is given back RWX.
+    fn protect_default(&mut self, mask: HvMapGpaFlags) -> HvResult<()> {
+        let rights = rights(mask)?;
+        let high = (self.ram.len() as u64).saturating_sub(HIGH_RAM_START) / PAGE;
+        let low = (0, LOW_RAM_END.min(self.ram.len() as u64) / PAGE);
+        self.kernel.protect(self.partition, low.0, low.1, rights).map_err(protect_status)?;
+        if high != 0
+            && let Err(e) = self.kernel.protect(self.partition, HIGH_RAM_START / PAGE, high, rights)
+        {
+            let rwx = Rights::NONE.with_read(true).with_write(true).with_execute(true);
+            let _ = self.kernel.protect(self.partition, low.0, low.1, rwx);
+            return Err(protect_status(e));
+        }
+        self.protections.set_default(mask);
+        Ok(())
     }
 
     fn switch_vtl(&mut self, vp: HvVpIndex, vtl: HvVtl) -> Result<(), ErrorCode> {
@@ -146,29 +203,34 @@ pub(super) fn enable_vp_vtl(
 }
 
 /// The partition's RAM alone, for what the VID does between exits (the
-/// synthetic timers' messages): no ROM, no registers; then the pages that
+/// synthetic timers' messages, SynIC deliveries: VTL 0's, checked against
+/// the protections if given): no ROM, no registers; then the pages that
 /// keep the RAM beneath the overlays.
-pub(super) struct RamOnly<'r>(pub &'r mut [u8], pub &'r mut [u8]);
+pub(super) struct RamOnly<'r>(pub &'r mut [u8], pub &'r mut [u8], pub Option<&'r Protections>);
+
+impl RamOnly<'_> {
+    fn refused(&self, gpa: u64, len: usize, need: Need) -> bool {
+        self.2.is_some_and(|p| !p.allows(gpa, len, need))
+    }
+}
 
 impl Guest for RamOnly<'_> {
     fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
         match ram_range(self.0.len(), gpa, buf.len()) {
-            Some(range) => {
+            Some(range) if !self.refused(gpa, buf.len(), Need::Read) => {
                 buf.copy_from_slice(&self.0[range]);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        match ram_range(self.0.len(), gpa, data.len()) {
-            Some(range) => {
-                self.0[range].copy_from_slice(data);
-                true
-            }
-            None => false,
-        }
+        !self.refused(gpa, data.len(), Need::Write) && ram_write(self.0, gpa, data)
+    }
+
+    fn denied(&mut self, gpa: u64, len: usize, need: Need) -> bool {
+        ram_range(self.0.len(), gpa, len).is_some() && self.refused(gpa, len, need)
     }
 
     fn register(&mut self, _name: HvRegisterName) -> Option<(u64, u64)> {
@@ -177,6 +239,27 @@ impl Guest for RamOnly<'_> {
 
     fn beneath(&mut self, slot: usize) -> Option<&mut [u8]> {
         beneath_page(self.1, slot)
+    }
+}
+
+/// The status of a PARTITION_PROTECT refusal.
+fn protect_status(e: ErrorCode) -> HvError {
+    match e {
+        ErrorCode::OUT_OF_MEMORY => HvError::INSUFFICIENT_MEMORY,
+        ErrorCode::INVALID_STATE => HvError::INVALID_VTL_STATE,
+        ErrorCode::BAD_ADDRESS | ErrorCode::INVALID_ARGUMENT => HvError::INVALID_PARAMETER,
+        _ => HvError::INVALID_PARTITION_STATE,
+    }
+}
+
+/// Writes `data` to RAM at `gpa`; false (nothing written) unless all RAM.
+fn ram_write(ram: &mut [u8], gpa: u64, data: &[u8]) -> bool {
+    match ram_range(ram.len(), gpa, data.len()) {
+        Some(range) => {
+            ram[range].copy_from_slice(data);
+            true
+        }
+        None => false,
     }
 }
 
@@ -192,3 +275,6 @@ fn ram_range(ram_len: usize, gpa: u64, len: usize) -> Option<core::ops::Range<us
     let ram = (gpa < LOW_RAM_END && end <= LOW_RAM_END) || (gpa >= HIGH_RAM_START && end <= ram_len as u64);
     ram.then_some(gpa as usize..end as usize)
 }
+
+#[cfg(test)]
+mod tests;

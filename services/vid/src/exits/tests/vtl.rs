@@ -3,8 +3,10 @@
 //! entry reason and the return registers in VTL 1's VTL control.
 
 use super::*;
+use crate::vsm::protect::{Need, Protections};
 use crate::vsm::{VtlCaller, VtlKernel};
 use abi::ErrorCode;
+use tlfs::HvMapGpaFlags;
 use tlfs::msr::HvX64Msr;
 use tlfs::vsm::{HvEnablePartitionVtlFlags, HvInitialVpContext, HvInputEnablePartitionVtl, HvInputEnableVpVtl};
 use tlfs::zerocopy::FromZeros;
@@ -14,14 +16,23 @@ struct VtlGuest {
     fake: Fake,
     switches: Vec<(u32, u8)>,
     refuse: bool,
+    /// VTL 1's protections, checked as the VID's view checks them.
+    protections: Protections,
+    acting: u8,
 }
 
 impl Guest for VtlGuest {
     fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
-        self.fake.read(gpa, buf)
+        !self.denied(gpa, buf.len(), Need::Read) && self.fake.read(gpa, buf)
     }
     fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        self.fake.write(gpa, data)
+        !self.denied(gpa, data.len(), Need::Write) && self.fake.write(gpa, data)
+    }
+    fn denied(&mut self, gpa: u64, len: usize, need: Need) -> bool {
+        self.acting == 0 && !self.protections.allows(gpa, len, need)
+    }
+    fn act_for(&mut self, vtl: u8) -> u8 {
+        core::mem::replace(&mut self.acting, vtl)
     }
     fn register(&mut self, name: HvRegisterName) -> Option<(u64, u64)> {
         self.fake.register(name)
@@ -69,7 +80,8 @@ const CONTROL: usize = ASSIST as usize + 8;
 fn vsm_vmm() -> (Vmm, VtlGuest) {
     let profile = crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV_VSM, 1, 1).unwrap();
     let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
-    let mut g = VtlGuest { fake: Fake::new(), switches: Vec::new(), refuse: false };
+    let mut g =
+        VtlGuest { fake: Fake::new(), switches: Vec::new(), refuse: false, protections: Protections::new(), acting: 0 };
     let partition = HvInputEnablePartitionVtl {
         partition_id: tlfs::HvPartitionId::SELF.0,
         target_vtl: 1,
@@ -170,7 +182,8 @@ fn what_a_vtl_call_or_return_refuses_is_ud() {
 fn without_vsm_a_vtl_call_is_an_unknown_code() {
     let profile = crate::profile::EnlightenmentProfile::new(sysimage::Enlightenments::HYPERV, 1, 1).unwrap();
     let mut vmm = Vmm::with_config(VmmConfig { profile, ..VmmConfig::default() });
-    let mut g = VtlGuest { fake: Fake::new(), switches: Vec::new(), refuse: false };
+    let mut g =
+        VtlGuest { fake: Fake::new(), switches: Vec::new(), refuse: false, protections: Protections::new(), acting: 0 };
     let a = go(&mut vmm, &mut g, vtl_hypercall(0, 0x5018, 0x11, 0));
     assert_eq!(get(&a, HvRegisterName::RAX), Some(u64::from(tlfs::HvStatus::INVALID_HYPERCALL_CODE.0)));
     assert!(g.switches.is_empty());
@@ -188,4 +201,73 @@ fn vtl0_interrupts_wait_for_the_return() {
     let a = go(&mut vmm, &mut g, vtl_hypercall(1, 0x9028, 0x12, 1));
     let pending = get(&a, HvRegisterName::PENDING_INTERRUPTION).expect("posted on the return");
     assert_eq!((pending >> 16) & 0xff, 0x40);
+}
+
+/// A memory intercept `body` of VTL `vtl`, the guest acting for it.
+fn in_vtl(g: &mut VtlGuest, vtl: u8, body: HvMessageBody) -> HvMessageBody {
+    g.acting = vtl;
+    let (HvMessageBody::GpaIntercept(mut m) | HvMessageBody::UnmappedGpa(mut m)) = body else { unreachable!() };
+    m.header.execution_state = m.header.execution_state.with_vtl(vtl);
+    HvMessageBody::GpaIntercept(m)
+}
+
+/// A VTL 0 access VTL 1 protects (TLFS 15.9.2) is never emulated: the VP
+/// stops, with the line that says why, and the page is neither read nor
+/// written. VTL 1's own access to the page is not refused.
+#[test]
+fn a_vtl0_access_to_a_protected_page_stops_the_vp_unemulated() {
+    let (mut vmm, mut g) = vsm_vmm();
+    const PAGE: u64 = 0x9000;
+    g.protections.set(PAGE >> 12, HvMapGpaFlags::from_bits(0)).unwrap();
+    g.fake.ram[PAGE as usize] = 0x5a;
+    g.fake.regs.insert(HvRegisterName::RAX.0, 0);
+    // MOV [RAX], BL; and MOV AL, [RAX] (read through on a present page).
+    for (write, code) in [(true, [0x88u8, 0x18]), (false, [0x8a, 0x00])] {
+        let mut body = in_vtl(&mut g, 0, memory(PAGE, 0x1000, write, true));
+        let HvMessageBody::GpaIntercept(m) = &mut body else { unreachable!() };
+        m.instruction_byte_count = 2;
+        m.instruction_bytes[..2].copy_from_slice(&code);
+        let mut seen = Vec::new();
+        let a = vmm.handle(&HvMessage::from_body(&body, 0), &mut g, 0, |e| seen.push(e.to_string()));
+        assert!(matches!(a, Action::Stop(Stop::Failed { rip: 0x1000, .. })), "{a:?}");
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].contains("VTL 0 violated a VTL 1 protection") && seen[0].contains("0x9000"), "{}", seen[0]);
+        // VTL 1 reading the page is served (the read goes through).
+        let mut body = in_vtl(&mut g, 1, memory(PAGE, 0x1000, false, true));
+        let HvMessageBody::GpaIntercept(m) = &mut body else { unreachable!() };
+        m.instruction_byte_count = 2;
+        m.instruction_bytes[..2].copy_from_slice(&[0x8a, 0x00]);
+        let a = vmm.handle(&HvMessage::from_body(&body, 0), &mut g, 0, |e| panic!("{e}"));
+        assert!(matches!(a, Action::Resume(_)), "{a:?}");
+        assert_eq!(get(&a, HvRegisterName::RAX).map(|v| v & 0xff), Some(0x5a));
+    }
+    assert_eq!(g.fake.ram[PAGE as usize], 0x5a);
+    // A page next to it is not refused: VTL 0 reads it through.
+    let mut body = in_vtl(&mut g, 0, memory(PAGE - 0x1000, 0x1000, false, true));
+    let HvMessageBody::GpaIntercept(m) = &mut body else { unreachable!() };
+    m.instruction_byte_count = 2;
+    m.instruction_bytes[..2].copy_from_slice(&[0x8a, 0x00]);
+    let a = vmm.handle(&HvMessage::from_body(&body, 0), &mut g, 0, |_| {});
+    assert!(matches!(a, Action::Resume(_)), "{a:?}");
+}
+
+/// Hypercall parameters on a page VTL 1 protects from a VTL 0 caller:
+/// ACCESS_DENIED, nothing read or written; from VTL 1 the call goes on.
+#[test]
+fn vtl0_hypercall_parameters_on_a_protected_page_are_access_denied() {
+    let (mut vmm, mut g) = vsm_vmm();
+    g.protections.set(0x9, HvMapGpaFlags::from_bits(1)).unwrap();
+    g.protections.set(0xa, HvMapGpaFlags::from_bits(0)).unwrap();
+    // HvCallFlushVirtualAddressSpace (0x0002): its input read from 0xa000.
+    let status = |vmm: &mut Vmm, g: &mut VtlGuest, vtl: u8, input: u64| {
+        g.acting = vtl;
+        let HvMessageBody::HypercallIntercept(mut m) = hypercall(0x0002, input) else { unreachable!() };
+        m.header.execution_state = m.header.execution_state.with_vtl(vtl);
+        let a = go(vmm, g, HvMessageBody::HypercallIntercept(m));
+        get(&a, HvRegisterName::RAX).map(|v| v & 0xffff)
+    };
+    assert_eq!(status(&mut vmm, &mut g, 0, 0xa000), Some(6));
+    // Readable, so an input there is read (its flags then refused or not).
+    assert_ne!(status(&mut vmm, &mut g, 0, 0x9000), Some(6));
+    assert_ne!(status(&mut vmm, &mut g, 1, 0xa000), Some(6));
 }

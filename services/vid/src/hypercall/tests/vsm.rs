@@ -15,7 +15,14 @@ enum Asked {
     Vp(HvVpIndex, HvVtl, HvVtl, Vec<HvRegisterName>),
     /// A register of another VTL: VP, VTL, the VTL switched back to.
     Register(HvVpIndex, HvVtl, HvVtl, HvRegisterName),
+    /// A page's protection: GPN, mask.
+    Protect(u64, u32),
+    /// The default mask on all RAM.
+    Default(u32),
 }
+
+/// The fake's RAM, in pages, for HvModifyVtlProtectionMask.
+const RAM_PAGES: u64 = 0x100;
 
 /// Guest memory and a fake ring 0.
 struct VsmGuest {
@@ -67,6 +74,17 @@ impl VtlKernel for VsmGuest {
     }
     fn switch_vtl(&mut self, _: HvVpIndex, _: HvVtl) -> Result<(), ErrorCode> {
         Err(ErrorCode::INVALID_STATE)
+    }
+    fn protect_default(&mut self, mask: tlfs::HvMapGpaFlags) -> tlfs::HvResult<()> {
+        self.asked.push(Asked::Default(mask.into_bits()));
+        self.refusal.map_or(Ok(()), |_| Err(tlfs::HvError::INSUFFICIENT_MEMORY))
+    }
+    fn protect(&mut self, gpn: u64, mask: tlfs::HvMapGpaFlags) -> tlfs::HvResult<()> {
+        if gpn >= RAM_PAGES {
+            return Err(tlfs::HvError::INVALID_PARAMETER);
+        }
+        self.asked.push(Asked::Protect(gpn, mask.into_bits()));
+        Ok(())
     }
     fn vtl_register(
         &mut self,
@@ -266,6 +284,98 @@ fn the_vsm_registers_follow_the_callers_vtl() {
     // Nor are writes of registers not VSM's.
     let got = register_call((0, 1), vtl0, HvRegisterName::RIP, Some(1), &mut g, &mut p);
     assert_eq!(got.0, HvStatus::INVALID_PARAMETER);
+}
+
+/// HvModifyVtlProtectionMask by VP 0 in `vtl` of `pages` with `flags`
+/// (target `input_vtl`): the status and the reps completed.
+fn modify_protection(
+    vtl: HvVtl,
+    flags: u32,
+    input_vtl: HvInputVtl,
+    pages: &[u64],
+    g: &mut VsmGuest,
+    p: &mut Partition,
+) -> (HvStatus, u16) {
+    let input = tlfs::vsm::HvInputModifyVtlProtectionMask {
+        partition_id: tlfs::HvPartitionId::SELF.0,
+        map_flags: tlfs::HvMapGpaFlags::from_bits(flags),
+        target_vtl: input_vtl,
+        reserved: [0; 3],
+    };
+    g.mem.put(IN, input.as_bytes());
+    g.mem.put(IN + 16, pages.as_bytes());
+    let c = control(HvCallCode::MODIFY_VTL_PROTECTION_MASK).with_rep_count(pages.len() as u16);
+    let result = call_as(0, vtl, c, g, p).result().unwrap();
+    (result.status(), result.reps_completed())
+}
+
+#[test]
+fn modify_vtl_protection_mask_from_vtl1_onto_vtl0_only() {
+    let (mut g, mut p) = setup();
+    let vtl0 = HvInputVtl::new().with_use_target_vtl(true);
+    assert_eq!(
+        modify_protection(0, 1, vtl0, &[1], &mut g, &mut p),
+        (HvStatus::ACCESS_DENIED, 0),
+        "VTL 0 has no lower VTL"
+    );
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    g.asked.clear();
+    // Before EnableVtlProtection (15.5.1.1).
+    assert_eq!(modify_protection(1, 1, vtl0, &[1], &mut g, &mut p), (HvStatus::INVALID_VTL_STATE, 0));
+    let config = tlfs::vsm::HvRegisterVsmPartitionConfig::new()
+        .with_enable_vtl_protection(true)
+        .with_default_vtl_protection_mask(0xf);
+    p.vsm.as_mut().unwrap().write_partition_config(1, config).unwrap();
+    // A VTL does not protect itself (15.9.1): neither named nor implied.
+    let own = HvInputVtl::new().with_use_target_vtl(true).with_target_vtl(1);
+    assert_eq!(modify_protection(1, 1, own, &[1], &mut g, &mut p), (HvStatus::ACCESS_DENIED, 0));
+    assert_eq!(modify_protection(1, 1, HvInputVtl::new(), &[1], &mut g, &mut p), (HvStatus::ACCESS_DENIED, 0));
+    // Write or execute without read; a reserved flag.
+    for flags in [2, 4, 6, 0x10] {
+        assert_eq!(
+            modify_protection(1, flags, vtl0, &[1], &mut g, &mut p),
+            (HvStatus::INVALID_PARAMETER, 0),
+            "{flags:#x}"
+        );
+    }
+    assert!(g.asked.is_empty());
+    // Each page in turn; one that is not RAM ends the call there.
+    assert_eq!(modify_protection(1, 5, vtl0, &[1, 2, 3], &mut g, &mut p), (HvStatus::SUCCESS, 3));
+    assert_eq!(modify_protection(1, 0, vtl0, &[4, RAM_PAGES, 5], &mut g, &mut p), (HvStatus::INVALID_PARAMETER, 1));
+    assert_eq!(g.asked, [Asked::Protect(1, 5), Asked::Protect(2, 5), Asked::Protect(3, 5), Asked::Protect(4, 0)]);
+}
+
+/// EnableVtlProtection with a mask other than RWX puts the mask on all of
+/// VTL 0's RAM first (15.5.1.2); ring 0 refusing fails the write, which
+/// changes nothing. RWX, or protections already on, ask nothing.
+#[test]
+fn the_default_protection_mask_goes_to_all_ram_at_enable_vtl_protection() {
+    let (mut g, mut p) = setup();
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::SUCCESS);
+    g.asked.clear();
+    let own = HvInputVtl::new();
+    let name = HvRegisterName::VSM_PARTITION_CONFIG;
+    let config = tlfs::vsm::HvRegisterVsmPartitionConfig::new().with_enable_vtl_protection(true);
+    let read_only = config.with_default_vtl_protection_mask(1).into_bits();
+    g.refusal = Some(ErrorCode::OUT_OF_MEMORY);
+    assert_eq!(register_call((0, 1), own, name, Some(read_only), &mut g, &mut p).0, HvStatus::INSUFFICIENT_MEMORY);
+    assert!(!p.vsm.as_ref().unwrap().vtl_protection_enabled());
+    g.refusal = None;
+    assert_eq!(register_call((0, 1), own, name, Some(read_only), &mut g, &mut p).0, HvStatus::SUCCESS);
+    assert!(p.vsm.as_ref().unwrap().vtl_protection_enabled());
+    assert_eq!(g.asked, [Asked::Default(1), Asked::Default(1)]);
+    // Written again, unchanged: nothing more is asked.
+    assert_eq!(register_call((0, 1), own, name, Some(read_only), &mut g, &mut p).0, HvStatus::SUCCESS);
+    assert_eq!(g.asked.len(), 2);
+    // RWX asks nothing.
+    let (mut g, mut p) = setup();
+    assert_eq!(enable_partition(&mut g, &mut p, 1), HvStatus::SUCCESS);
+    assert_eq!(enable_vp(&mut g, &mut p, (0, 0), 0), HvStatus::SUCCESS);
+    g.asked.clear();
+    let rwx = config.with_default_vtl_protection_mask(0xf).into_bits();
+    assert_eq!(register_call((0, 1), own, name, Some(rwx), &mut g, &mut p).0, HvStatus::SUCCESS);
+    assert!(g.asked.is_empty());
 }
 
 /// HvTranslateVirtualAddress of GVA page `gva_page` with `flags` by VP 0 in
