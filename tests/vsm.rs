@@ -45,10 +45,11 @@ fn bochs_vsm_conformance() {
     vsm_conformance_passes(&boot("bochs_vsm_conformance", Emulator::Bochs, BOCHS_TIMEOUT, &["--manifest", &m]));
 }
 
-/// The protection checks (`vsm-protect=status`), off in `vsm.toml`: they
-/// need HvCallModifyVtlProtectionMask in the VID (branch `vsm-protect`).
+/// The protection checks (`vsm-protect=status`, off in `vsm.toml`): VTL 1
+/// enables protections and protects VTL 0's pages, and the refused calls'
+/// statuses. VTL 0's accesses to them (`vsm-protect=access`) wait for
+/// secure intercepts (ARCHITECTURE §6.5).
 #[test]
-#[ignore = "needs HvCallModifyVtlProtectionMask in the VID"]
 fn qemu_vsm_protection_statuses() {
     let m = manifest("vsm-protect.toml");
     let run = boot("qemu_vsm_protection_statuses", Emulator::Qemu, QEMU_TIMEOUT, &["--manifest", &m]);
