@@ -167,6 +167,14 @@ impl HypercallTarget for Partition {
     fn apic_id_to_vp_index(&self, apic_id: u32) -> Option<HvVpIndex> {
         (apic_id.is_multiple_of(2) && apic_id / 2 < self.vps).then_some(apic_id / 2)
     }
+
+    fn paging_features(&self) -> vid::translate::PagingFeatures {
+        vid::translate::PagingFeatures { phys_bits: 40, huge_pages: true }
+    }
+
+    fn overlay_at(&self, gpn: u64) -> bool {
+        gpn == 0
+    }
 }
 
 fn split(value: u64, upper: u32) -> (u64, u64) {
