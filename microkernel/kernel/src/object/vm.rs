@@ -667,6 +667,13 @@ use kerncore::cap::{CSpace, Capability, ObjRef};
 use kerncore::paging::PAGE_SIZE;
 use kerncore::slat::GuestRights;
 
+/// Whether VP thread `thread` may be in guest mode: started and runnable.
+/// One that is not (at an exit, halted, suspended) has its state at rest
+/// for the register and VTL operations.
+fn running(k: &Kernel, thread: ThreadId) -> bool {
+    matches!(k.ipc.state(thread), ThreadState::Runnable) && k.threads[usize::from(thread.0)].started
+}
+
 /// Maps `segments` (host runs) at `gpa` in the view at `root` of the
 /// partition `owner`, charging its tables; a refusal removes what the runs
 /// before it mapped, so a refused map adds no translation to the view.
@@ -738,8 +745,8 @@ pub fn invoke(
                 mem.runs.segments(offset, pages).collect();
             let owner = ObjRef { kind: ObjectType::PARTITION, index: partition };
             let rights = GuestRights { read: true, write: wanted.write(), execute: wanted.execute() };
-            let upper = k.partitions[partition as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?.upper;
-            let root = k.partitions[partition as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?.root;
+            let p = k.partitions[partition as usize].as_ref().ok_or(ErrorCode::INVALID_STATE)?;
+            let (root, upper) = (p.root, p.upper);
             map_runs(k, owner, root, &segments, gpa, rights)?;
             if let Some(upper) = upper
                 && let Err(e) = map_runs(k, owner, upper, &segments, gpa, rights)
@@ -918,7 +925,7 @@ pub fn invoke(
         }
         Operation::VP_ENABLE_VTL | Operation::VP_SWITCH_VTL => {
             let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
-            if matches!(k.ipc.state(thread), ThreadState::Runnable) && k.threads[usize::from(thread.0)].started {
+            if running(k, thread) {
                 return Err(ErrorCode::INVALID_STATE);
             }
             let vtl = u8::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
@@ -1016,8 +1023,7 @@ pub fn invoke(
         }
         Operation::VP_SET_REGISTERS | Operation::VP_GET_REGISTERS => {
             let thread = ThreadId(expect(cap, ObjectType::VP, run_right())? as u16);
-            let running =
-                matches!(k.ipc.state(thread), ThreadState::Runnable) && k.threads[usize::from(thread.0)].started;
+            let running = running(k, thread);
             let count = usize::try_from(mr[0]).map_err(|_| ErrorCode::INVALID_ARGUMENT)?;
             let per = if op == Operation::VP_SET_REGISTERS { 3 } else { 1 };
             if count > MAX_VP_REGISTERS || usize::from(info.length()) < 1 + per * count {
