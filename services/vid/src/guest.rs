@@ -125,8 +125,10 @@ pub const fn linear(mode: CpuMode, base: u64, offset: u64) -> u64 {
     if matches!(mode, CpuMode::Long64) { la } else { la & 0xffff_ffff }
 }
 
-const PRESENT: u64 = 1 << 0;
-const LARGE: u64 = 1 << 7;
+/// Paging-structure entry bits (SDM Vol. 3A 4.5): present, and a leaf
+/// above the page table (PS).
+pub(crate) const PRESENT: u64 = 1 << 0;
+pub(crate) const LARGE: u64 = 1 << 7;
 const ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 fn entry64(guest: &mut impl Guest, gpa: u64, linear: u64) -> Result<u64, Fault> {

@@ -10,7 +10,7 @@
 //! paging (LA57 is not offered), and shadow-stack accesses (CET is not
 //! offered: `INVALID_PARAMETER` at the call).
 
-use crate::guest::Guest;
+use crate::guest::{Guest, LARGE, PRESENT};
 use tlfs::HvCacheType;
 use tlfs::vsm::{HvTranslateGvaControlFlags, HvTranslateGvaResult, HvTranslateGvaResultCode as Code};
 use x86defs::{CR0_PG, CR0_WP, CR4_PAE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_NXE, RFLAGS_AC};
@@ -55,12 +55,10 @@ impl Translation {
     }
 }
 
-const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const USER: u64 = 1 << 2;
 const ACCESSED: u64 = 1 << 5;
 const DIRTY: u64 = 1 << 6;
-const LARGE: u64 = 1 << 7;
 const XD: u64 = 1 << 63;
 const PAGE: u64 = 0x1000;
 
